@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from monitoring import views
+
+admin.site.site_header = "CardioSpike administration"
+admin.site.site_title = "CardioSpike admin"
+
+urlpatterns = [
+    path("health", views.health, name="health"),
+    path("health/", views.health),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", views.home, name="home"),
+    path("patients/<int:pk>/", views.patient_detail, name="patient-detail"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # DRF marks its views login-exempt; this page is for browsers, so it redirects to login.
+    path(
+        "docs/api/",
+        login_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        name="api-docs",
+    ),
+    path("api/", include("monitoring.api.urls")),
+]

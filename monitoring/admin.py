@@ -1,0 +1,207 @@
+"""Admin for every monitoring model, laid out for a monitoring team's daily lookups.
+
+Device tokens: creating a device, or the "rotate token" button on its page, renders the new
+token on a page of its own, once. It never goes into a message, the session or a cookie.
+"""
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from monitoring.models import Device, Patient, Prediction, Recording, SampleChunk
+
+
+@admin.register(Patient)
+class PatientAdmin(admin.ModelAdmin):
+    list_display = [
+        "mrn",
+        "name",
+        "ward",
+        "bed",
+        "sex",
+        "birth_date",
+        "is_active",
+        "clinician_count",
+        "hr_low_limit_bpm",
+        "hr_high_limit_bpm",
+    ]
+    list_filter = ["is_active", "ward", "sex"]
+    search_fields = ["mrn", "name", "ward", "bed", "clinicians__username"]
+    filter_horizontal = ["clinicians"]
+    readonly_fields = ["created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["mrn", "name", "birth_date", "sex", "notes", "is_active"]}),
+        ("Location", {"fields": ["ward", "bed"]}),
+        ("Care team", {"fields": ["clinicians"]}),
+        (
+            "Alarm limits",
+            {
+                "fields": [
+                    "hr_low_limit_bpm",
+                    "hr_high_limit_bpm",
+                    "pause_limit_s",
+                    "pvc_limit_per_min",
+                ]
+            },
+        ),
+        ("Record", {"fields": ["created_at", "updated_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(n_clinicians=Count("clinicians"))
+
+    @admin.display(description="clinicians", ordering="n_clinicians")
+    def clinician_count(self, patient):
+        return patient.n_clinicians
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = [
+        "serial",
+        "label",
+        "patient",
+        "firmware_version",
+        "sampling_rate_hz",
+        "gain_adc_per_mv",
+        "is_active",
+        "token_hint",
+        "last_seen_at",
+    ]
+    list_filter = ["is_active", "firmware_version", "sampling_rate_hz"]
+    search_fields = ["serial", "label", "patient__mrn", "patient__name"]
+    autocomplete_fields = ["patient"]
+    readonly_fields = ["token_status", "token_issued_at", "last_seen_at", "created_at"]
+    fields = [
+        "serial",
+        "label",
+        "patient",
+        "firmware_version",
+        "sampling_rate_hz",
+        "gain_adc_per_mv",
+        "is_active",
+        "token_status",
+        "token_issued_at",
+        "last_seen_at",
+        "created_at",
+    ]
+
+    @admin.display(description="token")
+    def token_status(self, device):
+        if not device.pk:
+            return "A token is issued and shown once when you save."
+        rotate_url = reverse("admin:monitoring_device_rotate_token", args=[device.pk])
+        hint = f"{device.token_hint}…" if device.token_hint else "none"
+        return format_html('{} <a class="button" href="{}">Rotate token</a>', hint, rotate_url)
+
+    def get_urls(self):
+        custom = [
+            path(
+                "<int:device_id>/rotate-token/",
+                self.admin_site.admin_view(self.rotate_token_view),
+                name="monitoring_device_rotate_token",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:
+            request._issued_device_token = obj.issue_token()
+
+    def response_add(self, request, obj, post_url_continue=None):
+        token = getattr(request, "_issued_device_token", None)
+        if token:
+            return self._token_page(request, obj, token, "Device created")
+        return super().response_add(request, obj, post_url_continue)
+
+    def rotate_token_view(self, request, device_id: int):
+        device = get_object_or_404(Device, pk=device_id)
+        if not self.has_change_permission(request, device):
+            raise PermissionDenied
+        if request.method == "POST":
+            token = device.issue_token()
+            self.log_change(request, device, "Rotated the device token.")
+            return self._token_page(request, device, token, "Token rotated")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "device": device,
+            "title": f"Rotate the token of {device.serial}?",
+        }
+        return TemplateResponse(request, "admin/monitoring/device/rotate_token.html", context)
+
+    def _token_page(self, request, device, token: str, title: str):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "device": device,
+            "token": token,
+            "title": title,
+        }
+        response = TemplateResponse(request, "admin/monitoring/device/token.html", context)
+        response["Cache-Control"] = "no-store"  # the token must not linger in any cache
+        return response
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by the system (stored samples, model verdicts): view, never edit."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Recording)
+class RecordingAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "patient",
+        "device",
+        "source",
+        "status",
+        "sampling_rate_hz",
+        "gain_adc_per_mv",
+        "n_channels",
+        "started_at",
+        "ended_at",
+        "analysis_cursor",
+    ]
+    list_filter = ["status", "source", "n_channels", "sampling_rate_hz"]
+    search_fields = ["patient__mrn", "patient__name", "device__serial", "source_name"]
+    autocomplete_fields = ["patient", "device"]
+    readonly_fields = ["analysis_cursor", "created_at"]
+    date_hierarchy = "started_at"
+    list_select_related = ["patient", "device"]
+
+
+@admin.register(SampleChunk)
+class SampleChunkAdmin(ReadOnlyAdmin):
+    list_display = ["recording", "seq", "first_sample", "n_samples", "received_at"]
+    list_filter = ["recording__status"]
+    search_fields = ["recording__patient__mrn", "recording__device__serial"]
+    exclude = ["data"]  # raw bytes are for programs; the admin shows the framing
+    date_hierarchy = "received_at"
+    list_select_related = ["recording"]
+
+
+@admin.register(Prediction)
+class PredictionAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "recording",
+        "model_name",
+        "model_version",
+        "label",
+        "window_start",
+    ]
+    list_filter = ["model_name", "model_version", "label"]
+    search_fields = ["recording__patient__mrn", "model_name", "label"]
+    date_hierarchy = "created_at"
+    list_select_related = ["recording"]

@@ -1,0 +1,61 @@
+"""REST API. Users authenticate by session or ``Authorization: Token``; devices by
+``Authorization: Device <token>`` on device endpoints only. Every queryset is scoped to what
+the user may see, so an unassigned patient's data answers 404.
+"""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from monitoring.api import serializers
+from monitoring.authentication import DeviceTokenAuthentication, IsDevice
+from monitoring.models import Device, Patient, Recording
+from monitoring.recordings import summarize
+
+
+class PatientViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = serializers.PatientSerializer
+
+    def get_queryset(self):
+        return Patient.objects.visible_to(self.request.user).order_by("id")
+
+
+class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = serializers.DeviceSerializer
+
+    def get_queryset(self):
+        return Device.objects.visible_to(self.request.user).order_by("id")
+
+
+class RecordingViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = serializers.RecordingSerializer
+
+    def get_queryset(self):
+        return Recording.objects.visible_to(self.request.user).order_by("-started_at", "id")
+
+    @extend_schema(responses=serializers.RecordingSummarySerializer)
+    @action(detail=True)
+    def summary(self, request, pk=None):
+        """Stored chunks and samples, missing samples and the analysis cursor."""
+        return Response(summarize(self.get_object()))
+
+
+class MeView(APIView):
+    @extend_schema(responses=serializers.MeSerializer)
+    def get(self, request):
+        """The authenticated user."""
+        return Response(serializers.MeSerializer(request.user).data)
+
+
+class DeviceSelfView(APIView):
+    authentication_classes = [DeviceTokenAuthentication]
+    permission_classes = [IsDevice]
+
+    @extend_schema(responses=serializers.DeviceSelfSerializer)
+    def get(self, request):
+        """For devices: check the token and read the declared signal format."""
+        device = request.auth
+        device.touch()
+        return Response(serializers.DeviceSelfSerializer(device).data)

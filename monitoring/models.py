@@ -1,0 +1,371 @@
+"""The clinical domain: patients, devices, recordings, stored samples, model predictions.
+
+Units are in field names (``_hz``, ``_bpm``, ``_s``, ``adc_per_mv``). Sample positions are
+counted in frames from the start of a recording: sample index ``i`` of a recording holds one
+value per channel and lies ``i / sampling_rate_hz`` seconds after ``started_at``.
+"""
+
+import hashlib
+import secrets
+
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from monitoring.samples import decode_int16, encode_int16
+
+MAX_CHANNELS = 16
+MIN_SAMPLING_RATE_HZ = 50.0
+MAX_SAMPLING_RATE_HZ = 10_000.0
+
+sampling_rate_validators = [
+    MinValueValidator(MIN_SAMPLING_RATE_HZ),
+    MaxValueValidator(MAX_SAMPLING_RATE_HZ),
+]
+gain_validators = [MinValueValidator(1e-3), MaxValueValidator(1e6)]
+
+
+class PatientQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "PatientQuerySet":
+        """Patients a user may see: staff see all, a clinician only those assigned to them."""
+        if not user.is_authenticated:
+            return self.none()
+        if user.is_staff:
+            return self
+        return self.filter(clinicians=user)
+
+
+class Patient(models.Model):
+    class Sex(models.TextChoices):
+        FEMALE = "F", "Female"
+        MALE = "M", "Male"
+        OTHER = "O", "Other"
+        UNKNOWN = "U", "Unknown"
+
+    mrn = models.CharField(
+        "MRN", max_length=64, unique=True, help_text="Medical record number, unique per site."
+    )
+    name = models.CharField(max_length=200)
+    birth_date = models.DateField(null=True, blank=True)
+    sex = models.CharField(max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
+    ward = models.CharField(max_length=100, blank=True, help_text="Groups tiles on the station.")
+    bed = models.CharField(max_length=50, blank=True)
+    notes = models.TextField(blank=True)
+    is_active = models.BooleanField(
+        "admitted", default=True, help_text="Discharged patients stay for review."
+    )
+    clinicians = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="assigned_patients", blank=True
+    )
+
+    # Alarm limits, per patient. Defaults follow common adult bedside-monitor presets.
+    hr_low_limit_bpm = models.PositiveSmallIntegerField(
+        "HR low limit (bpm)", default=50, validators=[MinValueValidator(20)]
+    )
+    hr_high_limit_bpm = models.PositiveSmallIntegerField(
+        "HR high limit (bpm)", default=120, validators=[MaxValueValidator(300)]
+    )
+    pause_limit_s = models.FloatField(
+        "pause limit (s)",
+        default=3.0,
+        validators=[MinValueValidator(1.0), MaxValueValidator(15.0)],
+        help_text="No beat for this long raises a pause/asystole alarm.",
+    )
+    pvc_limit_per_min = models.PositiveSmallIntegerField(
+        "PVC limit (per min)", default=10, validators=[MaxValueValidator(60)]
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PatientQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["ward", "bed", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(hr_low_limit_bpm__lt=models.F("hr_high_limit_bpm")),
+                name="patient_hr_low_below_high",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.mrn})"
+
+    def clean(self) -> None:
+        if (
+            self.hr_low_limit_bpm is not None
+            and self.hr_high_limit_bpm is not None
+            and self.hr_low_limit_bpm >= self.hr_high_limit_bpm
+        ):
+            raise ValidationError(
+                {"hr_low_limit_bpm": "The low heart-rate limit must be below the high limit."}
+            )
+
+
+TOKEN_PREFIX = "csd_"  # noqa: S105 (a prefix, not a secret) makes a leaked device token recognisable in logs and secret scanners
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 256-bit random values, so a plain SHA-256 is enough: there is nothing
+    # to brute-force, and a single indexed lookup per request stays cheap.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class DeviceQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "DeviceQuerySet":
+        if not user.is_authenticated:
+            return self.none()
+        if user.is_staff:
+            return self
+        return self.filter(patient__clinicians=user)
+
+    def authenticate(self, token: str) -> "Device | None":
+        """The active device holding this token, or None."""
+        if not token or not token.startswith(TOKEN_PREFIX):
+            return None
+        return self.filter(token_hash=hash_token(token), is_active=True).first()
+
+
+class Device(models.Model):
+    serial = models.CharField(max_length=64, unique=True)
+    label = models.CharField(max_length=200, blank=True)
+    patient = models.ForeignKey(
+        Patient, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices"
+    )
+    firmware_version = models.CharField(max_length=64, blank=True)
+    sampling_rate_hz = models.FloatField(
+        "declared sampling rate (Hz)", default=250.0, validators=sampling_rate_validators
+    )
+    gain_adc_per_mv = models.FloatField(
+        "declared gain (ADC units per mV)", default=200.0, validators=gain_validators
+    )
+    is_active = models.BooleanField(
+        default=True, help_text="Inactive devices are refused, whatever token they present."
+    )
+    # Only a hash is stored; the token itself is shown once, when issued.
+    token_hash = models.CharField(max_length=64, unique=True, null=True, editable=False)
+    token_hint = models.CharField(
+        max_length=16, blank=True, editable=False, help_text="First characters of the token."
+    )
+    token_issued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = DeviceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["serial"]
+
+    def __str__(self) -> str:
+        return f"{self.serial} ({self.label})" if self.label else self.serial
+
+    def issue_token(self) -> str:
+        """Create a new secret token, replacing any earlier one, and return it.
+
+        The caller shows it once; afterwards only its hash is known. Saves the device.
+        """
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        self.token_hash = hash_token(token)
+        self.token_hint = token[: len(TOKEN_PREFIX) + 4]
+        self.token_issued_at = timezone.now()
+        self.save()
+        return token
+
+    def touch(self) -> None:
+        """Record that the device was heard from now."""
+        self.last_seen_at = timezone.now()
+        Device.objects.filter(pk=self.pk).update(last_seen_at=self.last_seen_at)
+
+
+class RecordingQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "RecordingQuerySet":
+        if not user.is_authenticated:
+            return self.none()
+        if user.is_staff:
+            return self
+        return self.filter(patient__clinicians=user)
+
+
+class Recording(models.Model):
+    class Source(models.TextChoices):
+        DEVICE = "device", "Device stream"
+        UPLOAD = "upload", "Uploaded file"
+
+    class Status(models.TextChoices):
+        LIVE = "live", "Live"
+        CLOSED = "closed", "Closed"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="recordings")
+    device = models.ForeignKey(
+        Device, null=True, blank=True, on_delete=models.SET_NULL, related_name="recordings"
+    )
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.DEVICE)
+    source_name = models.CharField(
+        max_length=255, blank=True, help_text="Uploaded file or WFDB record name."
+    )
+    sampling_rate_hz = models.FloatField("sampling rate (Hz)", validators=sampling_rate_validators)
+    gain_adc_per_mv = models.FloatField("gain (ADC units per mV)", validators=gain_validators)
+    baseline_adc = models.IntegerField(
+        "baseline (ADC units)", default=0, help_text="ADC value that corresponds to 0 mV."
+    )
+    n_channels = models.PositiveSmallIntegerField(
+        "channels", default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_CHANNELS)]
+    )
+    lead_names = models.JSONField(default=list, help_text='One name per channel, e.g. ["II"].')
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.LIVE)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # Index of the first sample the analysis has not consumed yet; it moves forward in
+    # the same transaction as the analysis results it covers.
+    analysis_cursor = models.BigIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = RecordingQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["status", "started_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(n_channels__gte=1) & Q(n_channels__lte=MAX_CHANNELS),
+                name="recording_n_channels_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(sampling_rate_hz__gt=0), name="recording_sampling_rate_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(gain_adc_per_mv__gt=0), name="recording_gain_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(analysis_cursor__gte=0), name="recording_cursor_non_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Recording {self.pk} of {self.patient.mrn} ({self.get_status_display()})"
+
+    def save(self, *args, **kwargs):
+        # Lead names and channel count must agree on every path that writes a recording
+        # (admin, API, upload, ingest), not only in forms.
+        self.clean()
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        if not isinstance(self.lead_names, list) or not all(
+            isinstance(name, str) and name for name in self.lead_names
+        ):
+            raise ValidationError({"lead_names": "Give a list of non-empty lead names."})
+        if len(self.lead_names) != self.n_channels:
+            raise ValidationError(
+                {
+                    "lead_names": f"{len(self.lead_names)} lead names for "
+                    f"{self.n_channels} channels; give one name per channel."
+                }
+            )
+
+    def to_mv(self, adc: np.ndarray) -> np.ndarray:
+        """Convert ADC units to millivolts with this recording's baseline and gain."""
+        return (np.asarray(adc, dtype=np.float64) - self.baseline_adc) / self.gain_adc_per_mv
+
+
+class SampleChunk(models.Model):
+    """A contiguous run of samples as a device (or an upload) delivered it.
+
+    ``(recording, seq)`` is unique in the database, so a retried chunk is stored once.
+    """
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="chunks")
+    seq = models.BigIntegerField("sequence number", validators=[MinValueValidator(0)])
+    first_sample = models.BigIntegerField("first sample index", validators=[MinValueValidator(0)])
+    n_samples = models.PositiveIntegerField("samples per channel")
+    data = models.BinaryField(help_text="int16 little-endian, channels interleaved")
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["recording", "first_sample"]
+        constraints = [
+            models.UniqueConstraint(fields=["recording", "seq"], name="chunk_unique_seq"),
+            models.CheckConstraint(condition=Q(n_samples__gt=0), name="chunk_not_empty"),
+            models.CheckConstraint(condition=Q(seq__gte=0), name="chunk_seq_non_negative"),
+            models.CheckConstraint(
+                condition=Q(first_sample__gte=0), name="chunk_first_sample_non_negative"
+            ),
+        ]
+        indexes = [models.Index(fields=["recording", "first_sample"])]
+
+    def __str__(self) -> str:
+        return f"chunk {self.seq} of recording {self.recording_id}"
+
+    @classmethod
+    def from_samples(
+        cls, recording: Recording, seq: int, first_sample: int, samples: np.ndarray
+    ) -> "SampleChunk":
+        """An unsaved chunk holding ``samples`` of shape (n_samples, n_channels) in ADC units."""
+        array = np.asarray(samples)
+        if array.ndim == 1:
+            array = array[:, np.newaxis]
+        if array.ndim != 2 or array.shape[1] != recording.n_channels:
+            raise ValueError(
+                f"samples have shape {array.shape}; recording {recording.pk} has "
+                f"{recording.n_channels} channel(s), so expected (n, {recording.n_channels})"
+            )
+        return cls(
+            recording=recording,
+            seq=seq,
+            first_sample=first_sample,
+            n_samples=array.shape[0],
+            data=encode_int16(array),
+        )
+
+    @property
+    def end_sample(self) -> int:
+        """Index one past the last sample of this chunk."""
+        return self.first_sample + self.n_samples
+
+    def samples(self) -> np.ndarray:
+        """The stored samples, int16, shape (n_samples, n_channels)."""
+        array = decode_int16(self.data, self.recording.n_channels)
+        if array.shape[0] != self.n_samples:
+            raise ValueError(
+                f"chunk {self.pk} holds {array.shape[0]} samples but records {self.n_samples}"
+            )
+        return array
+
+
+class Prediction(models.Model):
+    """One model verdict on one window: part of a recording, or an ad-hoc API request."""
+
+    recording = models.ForeignKey(
+        Recording, null=True, blank=True, on_delete=models.CASCADE, related_name="predictions"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        help_text="Who asked, for ad-hoc requests.",
+    )
+    model_name = models.CharField(max_length=100)
+    model_version = models.CharField(max_length=50)
+    window_start = models.BigIntegerField(
+        "window start (sample index)", null=True, blank=True, help_text="Empty for ad-hoc input."
+    )
+    window_length = models.PositiveIntegerField("window length (samples)", null=True, blank=True)
+    label = models.CharField(max_length=50)
+    probabilities = models.JSONField(help_text="Class name to probability.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["recording", "window_start"]),
+            models.Index(fields=["model_name", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} {self.model_version}: {self.label}"

@@ -1,0 +1,12 @@
+"""Celery tasks: thin wrappers that take ids (JSON-serializable) and call plain functions."""
+
+from celery import shared_task
+
+from monitoring.models import Recording
+from monitoring.recordings import summarize
+
+
+@shared_task
+def summarize_recording(recording_id: int) -> dict:
+    """What is stored of a recording, computed on a worker (see ``recordings.summarize``)."""
+    return summarize(Recording.objects.get(pk=recording_id))

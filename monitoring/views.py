@@ -1,0 +1,39 @@
+from django.contrib.auth.decorators import login_not_required
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from monitoring.health import run_checks
+from monitoring.models import Patient
+
+
+@login_not_required
+@never_cache
+@require_GET
+def health(request):
+    """Public: 200 when every configured part answers, 503 naming the ones that do not."""
+    report = run_checks()
+    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+
+
+def home(request):
+    """The dashboard home: the patients assigned to the clinician (staff: everyone)."""
+    patients = (
+        Patient.objects.visible_to(request.user)
+        .prefetch_related("devices")
+        .order_by("-is_active", "ward", "bed", "name")
+    )
+    return render(request, "monitoring/home.html", {"patients": patients})
+
+
+def patient_detail(request, pk: int):
+    # 404, not 403, for a patient the clinician is not assigned to: whether a patient
+    # exists is itself protected information.
+    patient = get_object_or_404(Patient.objects.visible_to(request.user), pk=pk)
+    recordings = patient.recordings.select_related("device")[:50]
+    return render(
+        request,
+        "monitoring/patient_detail.html",
+        {"patient": patient, "devices": patient.devices.all(), "recordings": recordings},
+    )

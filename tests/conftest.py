@@ -1,0 +1,190 @@
+"""Shared fixtures: users in their roles, patients assigned or not, and the real services.
+
+Tests marked ``services`` talk to the Redis of the test run (``REDIS_URL``) and start other
+processes (a Celery worker, daphne) on the test database. Without ``REDIS_URL`` they skip
+with the reason, unless ``CARDIOSPIKE_REQUIRE_SERVICES=1`` (set by CI) turns the skip into a
+failure, so CI can never go green by skipping them.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from monitoring.models import Device, Patient, Recording
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def clinician(django_user_model):
+    return django_user_model.objects.create_user(username="clinician", password="pw-clinician-1")
+
+
+@pytest.fixture
+def other_clinician(django_user_model):
+    return django_user_model.objects.create_user(username="other", password="pw-other-1")
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    return django_user_model.objects.create_user(
+        username="staff", password="pw-staff-1", is_staff=True, is_superuser=True
+    )
+
+
+@pytest.fixture
+def patient(clinician):
+    patient = Patient.objects.create(mrn="MRN-001", name="Assigned Patient", ward="A", bed="1")
+    patient.clinicians.add(clinician)
+    return patient
+
+
+@pytest.fixture
+def other_patient(other_clinician):
+    patient = Patient.objects.create(mrn="MRN-002", name="Someone Else", ward="B", bed="2")
+    patient.clinicians.add(other_clinician)
+    return patient
+
+
+@pytest.fixture
+def device(patient):
+    return Device.objects.create(serial="DEV-001", label="bed 1", patient=patient)
+
+
+@pytest.fixture
+def device_token(device):
+    return device.issue_token()
+
+
+@pytest.fixture
+def recording(patient, device):
+    return Recording.objects.create(
+        patient=patient,
+        device=device,
+        sampling_rate_hz=250.0,
+        gain_adc_per_mv=200.0,
+        n_channels=1,
+        lead_names=["II"],
+    )
+
+
+@pytest.fixture
+def twelve_lead_recording(patient):
+    return Recording.objects.create(
+        patient=patient,
+        source=Recording.Source.UPLOAD,
+        source_name="00001_lr",
+        sampling_rate_hz=100.0,
+        gain_adc_per_mv=1000.0,
+        n_channels=12,
+        lead_names=["I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"],
+    )
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261124)
+
+
+# --- Real services ----------------------------------------------------------------------
+
+
+def services_required() -> bool:
+    return os.getenv("CARDIOSPIKE_REQUIRE_SERVICES", "") == "1"
+
+
+@pytest.fixture
+def redis_url():
+    """The Redis of the test run; skips (or, in CI, fails) when there is none."""
+    if not settings.REDIS_URL:
+        message = "REDIS_URL is not set: this test needs the real Redis of the test run"
+        if services_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    return settings.REDIS_URL
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def child_database_url() -> str:
+    """A DATABASE_URL that makes another process open the test run's database."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    if connection.vendor == "postgresql":
+        credentials = db["USER"] or ""
+        if db.get("PASSWORD"):
+            credentials += f":{db['PASSWORD']}"
+        host = db.get("HOST") or "127.0.0.1"
+        port = db.get("PORT") or 5432
+        return f"postgres://{credentials}@{host}:{port}/{db['NAME']}"
+    raise RuntimeError(f"no subprocess database URL for {connection.vendor}")
+
+
+
+
+@pytest.fixture
+def service_env(transactional_db):
+    """Environment for a child process (worker, daphne) that shares the test database."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "SQLITE_PATH")
+    }
+    env.update(
+        DATABASE_URL=child_database_url(),
+        SECRET_KEY=settings.SECRET_KEY,  # sessions made here must verify there
+        DEBUG="true",
+        PYTHONPATH=str(PROJECT_ROOT),
+    )
+    if settings.REDIS_URL:
+        env["REDIS_URL"] = settings.REDIS_URL
+    return env
+
+
+def start_process(args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "wb")  # noqa: SIM115 (closed by stop_process)
+    process = subprocess.Popen(
+        [sys.executable, "-m", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    process.log_file = log
+    return process
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+    process.log_file.close()
+
+
+def wait_until(predicate, timeout_s: float, what: str, process=None, log_path=None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if process is not None and process.poll() is not None:
+            break
+        time.sleep(0.2)
+    log = Path(log_path).read_text(errors="replace")[-3000:] if log_path else ""
+    raise AssertionError(f"timed out waiting for {what}\n--- process log ---\n{log}")
