@@ -7,7 +7,10 @@ CLOSE_UNAUTHENTICATED = 4401
 
 
 class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
-    """Accepts only connections whose Django session belongs to a logged-in user."""
+    """Accepts only connections whose Django session belongs to a logged-in user.
+
+    A frame that is not JSON gets an error message back instead of killing the connection.
+    """
 
     async def connect(self):
         user = self.scope.get("user")
@@ -20,6 +23,17 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
 
     async def on_authenticated_connect(self):
         pass
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        if text_data is None:
+            await self.send_json({"type": "error", "error": "expected a JSON text frame"})
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ValueError as exc:
+            await self.send_json({"type": "error", "error": f"malformed JSON: {exc}"})
+            return
+        await self.receive_json(content, **kwargs)
 
 
 class StatusConsumer(AuthenticatedJsonConsumer):

@@ -15,14 +15,14 @@ def summarize(recording: Recording) -> dict:
     totals = recording.chunks.aggregate(
         n_chunks=Count("id"),
         n_samples=Sum("n_samples"),
-        first_sample=Min("first_sample"),
-        last_first_sample=Max("first_sample"),
+        lowest_first_sample=Min("first_sample"),
+        highest_first_sample=Max("first_sample"),
     )
     n_samples = totals["n_samples"] or 0
-    first_sample = totals["first_sample"] or 0
+    first_sample = totals["lowest_first_sample"] or 0
     end_sample = 0
     if totals["n_chunks"]:
-        last = recording.chunks.get(first_sample=totals["last_first_sample"])
+        last = recording.chunks.get(first_sample=totals["highest_first_sample"])
         end_sample = last.end_sample
     return {
         "recording": recording.pk,

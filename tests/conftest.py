@@ -133,8 +133,6 @@ def child_database_url() -> str:
     raise RuntimeError(f"no subprocess database URL for {connection.vendor}")
 
 
-
-
 @pytest.fixture
 def service_env(transactional_db):
     """Environment for a child process (worker, daphne) that shares the test database."""

@@ -1,0 +1,78 @@
+"""A real daphne process serving HTTP and websockets on the test database."""
+
+import asyncio
+import json
+import urllib.request
+
+import pytest
+import websockets
+
+from tests.conftest import free_port, start_process, stop_process, wait_until
+
+pytestmark = pytest.mark.services
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (local server)
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def daphne_server(service_env, tmp_path):
+    port = free_port()
+    log_path = tmp_path / "daphne.log"
+    process = start_process(
+        ["daphne", "-b", "127.0.0.1", "-p", str(port), "cardiospike.asgi:application"],
+        service_env,
+        log_path,
+    )
+    base = f"127.0.0.1:{port}"
+    wait_until(
+        lambda: http_ok(f"http://{base}/health"),
+        timeout_s=60,
+        what="daphne to serve /health",
+        process=process,
+        log_path=log_path,
+    )
+    yield base
+    stop_process(process)
+
+
+async def open_status_socket(base: str, cookie: str | None):
+    headers = {"Cookie": cookie} if cookie else {}
+    return await websockets.connect(
+        f"ws://{base}/ws/status/", origin=f"http://{base}", additional_headers=headers
+    )
+
+
+def test_it_serves_health_and_authenticated_websockets(daphne_server, client, clinician):
+    with urllib.request.urlopen(f"http://{daphne_server}/health", timeout=5) as response:  # noqa: S310
+        assert response.status == 200
+        assert json.load(response)["status"] == "ok"
+
+    client.force_login(clinician)  # a real session row, which daphne reads from the database
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+
+    async def talk():
+        async with await open_status_socket(daphne_server, cookie) as socket:
+            hello = json.loads(await asyncio.wait_for(socket.recv(), 10))
+            await socket.send(json.dumps({"type": "ping", "id": 1}))
+            pong = json.loads(await asyncio.wait_for(socket.recv(), 10))
+            return hello, pong
+
+    hello, pong = asyncio.run(talk())
+    assert hello == {"type": "hello", "user": "clinician"}
+    assert pong == {"type": "pong", "id": 1}
+
+
+def test_it_refuses_an_anonymous_websocket_over_the_network(daphne_server):
+    async def attempt(cookie):
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            await open_status_socket(daphne_server, cookie)
+        return refused.value.response.status_code
+
+    assert asyncio.run(attempt(None)) == 403
+    assert asyncio.run(attempt("sessionid=forged-session-key")) == 403

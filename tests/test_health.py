@@ -1,0 +1,74 @@
+import pytest
+from django.db import connection
+from django.test import override_settings
+
+from monitoring.health import redacted
+
+pytestmark = pytest.mark.django_db
+
+CLOSED_REDIS_URL = "redis://:s3cret@127.0.0.1:1/0"  # nothing listens on port 1
+
+
+def test_it_is_public_and_ok_when_every_part_answers(client, settings):
+    response = client.get("/health")
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["failing"] == []
+    assert set(body["checks"]) == {"database", "broker", "channel_layer", "models"}
+    assert body["checks"]["database"]["vendor"] == connection.vendor
+    expected_broker = "redis" if settings.REDIS_URL else "eager"
+    assert body["checks"]["broker"]["mode"] == expected_broker
+    assert body["checks"]["models"]["loaded"] == []
+    assert response["Cache-Control"].startswith("max-age=0")
+
+
+def test_it_probes_the_real_redis_of_the_test_run(client, redis_url):
+    body = client.get("/health").json()
+    assert body["checks"]["broker"] == {"ok": True, "mode": "redis", "url": redacted(redis_url)}
+    assert body["checks"]["channel_layer"]["backend"] == "RedisChannelLayer"
+
+
+def test_it_answers_503_naming_redis_when_redis_is_down(client):
+    closed_layer = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [CLOSED_REDIS_URL]},
+        }
+    }
+    with override_settings(
+        REDIS_URL=CLOSED_REDIS_URL,
+        CELERY_BROKER_URL=CLOSED_REDIS_URL,
+        CELERY_TASK_ALWAYS_EAGER=False,
+        CHANNEL_LAYERS=closed_layer,
+    ):
+        response = client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "error"
+    assert body["failing"] == ["broker", "channel_layer"]
+    assert body["checks"]["database"]["ok"] is True
+    assert "Redis" in body["checks"]["broker"]["error"]
+    assert "127.0.0.1:1" in body["checks"]["broker"]["error"]
+    assert "127.0.0.1:1" in body["checks"]["channel_layer"]["error"]
+    assert "s3cret" not in response.content.decode()  # the password is never shown
+
+
+def test_it_answers_503_naming_a_broken_model_card(client, monkeypatch, tmp_path):
+    from inference.registry import list_models
+
+    (tmp_path / "beats.json").write_text('{"name": "beats", "version": "1", "weights": "x.pt"}')
+    monkeypatch.setattr("inference.list_models", lambda: list_models(tmp_path))
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["models"]
+    assert "x.pt not found" in response.json()["checks"]["models"]["error"]
+
+
+def test_it_accepts_only_get(client):
+    assert client.post("/health").status_code == 405
+
+
+def test_it_redacts_passwords_from_service_urls():
+    assert redacted("redis://:pw@cache:6380/2") == "redis://cache:6380/2"
+    assert redacted("postgres://user:pw@db/cs") == "postgres://db/cs"

@@ -1,0 +1,43 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from inference.registry import list_models
+from tests.conftest import PROJECT_ROOT
+
+
+def test_it_imports_inference_without_django():
+    code = (
+        "import sys, inference, inference.registry; "
+        "assert not any(m == 'django' or m.startswith('django.') for m in sys.modules), "
+        "'inference imported django'; print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_it_lists_model_cards_with_their_weights(tmp_path):
+    (tmp_path / "b.pt").write_bytes(b"weights")
+    (tmp_path / "b.json").write_text(json.dumps({"name": "b", "version": "2", "weights": "b.pt"}))
+    (tmp_path / "a.pt").write_bytes(b"weights")
+    (tmp_path / "a.json").write_text(json.dumps({"name": "a", "version": "1", "weights": "a.pt"}))
+    assert [card["name"] for card in list_models(tmp_path)] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("card", "message"),
+    [
+        ("{not json", "unreadable"),
+        ('{"name": "a", "weights": "a.pt"}', "lacks version"),
+        ('{"name": "a", "version": "1", "weights": "missing.pt"}', "missing.pt not found"),
+    ],
+)
+def test_it_refuses_a_broken_model_card(tmp_path, card, message):
+    (tmp_path / "a.json").write_text(card)
+    with pytest.raises(ValueError, match=message):
+        list_models(tmp_path)

@@ -1,0 +1,124 @@
+"""Settings are read once at import, so each case runs in a fresh interpreter."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import PROJECT_ROOT
+
+PRINT_SETTINGS = """
+import json, django
+from django.conf import settings
+django.setup()
+print(json.dumps({
+    "debug": settings.DEBUG,
+    "engine": settings.DATABASES["default"]["ENGINE"],
+    "db_name": str(settings.DATABASES["default"]["NAME"]),
+    "eager": settings.CELERY_TASK_ALWAYS_EAGER,
+    "propagates": getattr(settings, "CELERY_TASK_EAGER_PROPAGATES", False),
+    "broker": settings.CELERY_BROKER_URL,
+    "layer": settings.CHANNEL_LAYERS["default"]["BACKEND"],
+    "email": settings.EMAIL_BACKEND,
+    "hosts": settings.ALLOWED_HOSTS,
+    "static": settings.STORAGES["staticfiles"]["BACKEND"],
+}))
+"""
+
+SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "EMAIL_HOST")
+
+
+def run_settings(**overrides: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
+    env.update(DJANGO_SETTINGS_MODULE="cardiospike.settings", **overrides)
+    return subprocess.run(
+        [sys.executable, "-c", PRINT_SETTINGS],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def settings_with(**overrides: str) -> dict:
+    result = run_settings(**overrides)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_it_runs_alone_on_embedded_defaults(tmp_path):
+    values = settings_with(SQLITE_PATH=str(tmp_path / "db.sqlite3"))
+    assert values["debug"] is True
+    assert values["engine"] == "django.db.backends.sqlite3"
+    assert values["db_name"] == str(tmp_path / "db.sqlite3")
+    assert values["eager"] is True and values["propagates"] is True
+    assert values["broker"] == "memory://"
+    assert values["layer"] == "channels.layers.InMemoryChannelLayer"
+    assert values["email"] == "django.core.mail.backends.console.EmailBackend"
+
+
+def test_it_moves_onto_postgresql_and_redis_from_the_environment():
+    values = settings_with(
+        DATABASE_URL="postgres://cs:pw@db.internal:5433/cardiospike",
+        REDIS_URL="redis://cache.internal:6380/2",
+    )
+    assert values["engine"] == "django.db.backends.postgresql"
+    assert values["db_name"] == "cardiospike"
+    assert values["eager"] is False
+    assert values["broker"] == "redis://cache.internal:6380/2"
+    assert values["layer"] == "channels_redis.core.RedisChannelLayer"
+
+
+def test_it_sends_email_by_smtp_when_a_host_is_set():
+    assert settings_with(EMAIL_HOST="127.0.0.1")["email"].endswith("smtp.EmailBackend")
+    assert settings_with(EMAIL_FILE_PATH="/tmp/mail")["email"].endswith("filebased.EmailBackend")
+
+
+def test_it_refuses_the_development_secret_with_debug_off():
+    result = run_settings(DEBUG="false")
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr and "DEBUG is off" in result.stderr
+    short = run_settings(DEBUG="false", SECRET_KEY="too-short")
+    assert short.returncode != 0 and "shorter than 32" in short.stderr
+
+
+def test_it_starts_in_production_mode_with_a_real_secret():
+    values = settings_with(DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="monitor.example.org")
+    assert values["debug"] is False
+    assert values["hosts"] == ["monitor.example.org"]
+    assert values["static"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
+
+
+def test_it_names_a_malformed_boolean():
+    result = run_settings(DEBUG="maybe")
+    assert result.returncode != 0 and "DEBUG='maybe'" in result.stderr
+
+
+EAGER_TASK = """
+import django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from monitoring.models import Recording
+from monitoring.tasks import summarize_recording
+try:
+    summarize_recording.delay(404)
+except Recording.DoesNotExist:
+    print("propagated")
+"""
+
+
+def test_it_runs_tasks_eagerly_and_propagates_their_errors_without_redis(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
+    env.update(DJANGO_SETTINGS_MODULE="cardiospike.settings", SQLITE_PATH=str(tmp_path / "db"))
+    result = subprocess.run(
+        [sys.executable, "-c", EAGER_TASK],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "propagated"
