@@ -2,6 +2,7 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
+import inference
 from monitoring.health import redacted
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +20,9 @@ def test_it_is_public_and_ok_when_every_part_answers(client, settings):
     assert body["checks"]["database"]["vendor"] == connection.vendor
     expected_broker = "redis" if settings.REDIS_URL else "eager"
     assert body["checks"]["broker"]["mode"] == expected_broker
-    assert body["checks"]["models"]["loaded"] == []
+    shipped = [f"{card['name']}@{card['version']}" for card in inference.list_models()]
+    assert shipped, "the repository ships at least one model"
+    assert body["checks"]["models"]["loaded"] == shipped
     assert response["Cache-Control"].startswith("max-age=0")
 
 
