@@ -1,0 +1,154 @@
+"""Login by default everywhere; clinicians see only their patients; device tokens are not users."""
+
+import re
+
+import numpy as np
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from monitoring.models import Device, SampleChunk
+
+pytestmark = pytest.mark.django_db
+
+PUBLIC = {"/health", "/health/", "/login/", "/admin/login/"}  # and static files
+
+
+def all_paths(resolver=None, prefix: str = "") -> list[str]:
+    """A concrete path for every URL pattern, converters filled with 1 or a word."""
+    paths = []
+    for entry in (resolver or get_resolver()).url_patterns:
+        route = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            paths.extend(all_paths(entry, route))
+        elif isinstance(entry, URLPattern):
+            path = route.lstrip("^").rstrip("$").replace("\\Z", "").replace("\\.", ".")
+            path = path.replace("<drf_format_suffix:format>", ".json")
+            path = re.sub(r"<int:\w+>|<path:\w+>", "1", path)
+            path = re.sub(r"<(?:str|slug):\w+>|<\w+>", "x", path)
+            path = re.sub(r"\(\?P<\w+>[^)]*\)", "1", path)
+            if any(ch in path for ch in "()[]*+?^$\\"):
+                continue  # a regex pattern (format suffixes): the plain route is covered
+            paths.append("/" + path)
+    return sorted(set(paths))
+
+
+def test_it_requires_login_everywhere_but_health_and_login(client):
+    paths = [p for p in all_paths() if p not in PUBLIC and not p.startswith("/static/")]
+    assert len(paths) >= 25, paths  # the walk really found the project's pages
+    for path in paths:
+        response = client.get(path)
+        if path.startswith("/api/") or path == "/predict":
+            assert response.status_code in (401, 403), (path, response.status_code)
+        else:
+            assert response.status_code == 302, (path, response.status_code)
+            assert "login/?next=" in response["Location"], path
+    for path in PUBLIC:
+        assert client.get(path).status_code == 200, path
+
+
+def test_it_answers_anonymous_api_calls_with_401_and_a_challenge(client):
+    response = client.get("/api/patients/")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+    assert "credentials" in response.json()["detail"]
+
+
+def test_it_shows_a_clinician_only_assigned_patients(client, clinician, patient, other_patient):
+    client.force_login(clinician)
+    home = client.get("/").content.decode()
+    assert patient.name in home and other_patient.name not in home
+    assert client.get(f"/patients/{patient.pk}/").status_code == 200
+    assert client.get(f"/patients/{other_patient.pk}/").status_code == 404
+
+
+def test_it_shows_staff_every_patient(client, staff_user, patient, other_patient):
+    client.force_login(staff_user)
+    home = client.get("/").content.decode()
+    assert patient.name in home and other_patient.name in home
+
+
+def test_it_scopes_the_api_to_assigned_patients(
+    client, clinician, staff_user, patient, other_patient, recording
+):
+    other_device = Device.objects.create(serial="DEV-OTHER", patient=other_patient)
+    client.force_login(clinician)
+    assert [p["mrn"] for p in client.get("/api/patients/").json()["results"]] == ["MRN-001"]
+    assert [d["serial"] for d in client.get("/api/devices/").json()["results"]] == ["DEV-001"]
+    assert [r["id"] for r in client.get("/api/recordings/").json()["results"]] == [recording.pk]
+    assert client.get(f"/api/patients/{other_patient.pk}/").status_code == 404
+    assert client.get(f"/api/devices/{other_device.pk}/").status_code == 404
+    client.force_login(staff_user)
+    assert client.get("/api/patients/").json()["count"] == 2
+
+
+def test_it_hides_another_clinicians_recording(client, other_clinician, recording):
+    client.force_login(other_clinician)
+    assert client.get(f"/api/recordings/{recording.pk}/").status_code == 404
+    assert client.get(f"/api/recordings/{recording.pk}/summary/").status_code == 404
+
+
+def test_it_summarizes_a_recording_through_the_api(client, clinician, recording):
+    SampleChunk.from_samples(recording, seq=0, first_sample=0, samples=np.zeros(10)).save()
+    SampleChunk.from_samples(recording, seq=1, first_sample=20, samples=np.zeros(5)).save()
+    client.force_login(clinician)
+    summary = client.get(f"/api/recordings/{recording.pk}/summary/").json()
+    assert (summary["n_samples"], summary["missing_samples"], summary["end_sample"]) == (15, 10, 25)
+
+
+def test_it_accepts_drf_tokens_for_api_users(client, clinician):
+    token = Token.objects.create(user=clinician)
+    response = client.get("/api/me/", HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert response.status_code == 200 and response.json()["username"] == "clinician"
+    bad = client.get("/api/me/", HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert bad.status_code == 401
+
+
+def test_it_lets_a_device_read_itself_and_records_last_seen(client, device, device_token):
+    before = timezone.now()
+    response = client.get("/api/device/v1/self/", HTTP_AUTHORIZATION=f"Device {device_token}")
+    assert response.status_code == 200
+    assert response.json()["serial"] == "DEV-001"
+    assert response.json()["patient_assigned"] is True
+    device.refresh_from_db()
+    assert device.last_seen_at >= before
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "Device csd_wrong", "Device", "Device a b", "Bearer something"],
+)
+def test_it_refuses_devices_without_a_valid_token(client, device, device_token, header):
+    extra = {"HTTP_AUTHORIZATION": header} if header else {}
+    response = client.get("/api/device/v1/self/", **extra)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Device"
+
+
+def test_it_refuses_a_revoked_device(client, device, device_token):
+    device.is_active = False
+    device.save()
+    response = client.get("/api/device/v1/self/", HTTP_AUTHORIZATION=f"Device {device_token}")
+    assert response.status_code == 401
+
+
+def test_it_never_treats_a_device_token_as_a_user(client, device_token):
+    for path in ("/api/patients/", "/api/me/", "/api/recordings/"):
+        response = client.get(path, HTTP_AUTHORIZATION=f"Device {device_token}")
+        assert response.status_code in (401, 403), path
+
+
+def test_it_keeps_users_off_device_endpoints(client, clinician):
+    client.force_login(clinician)
+    assert client.get("/api/device/v1/self/").status_code in (401, 403)
+    token = Token.objects.create(user=clinician)
+    response = client.get("/api/device/v1/self/", HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert response.status_code == 401
+
+
+def test_it_logs_out_with_post(client, clinician):
+    client.force_login(clinician)
+    assert client.get("/").status_code == 200
+    assert client.post("/logout/").status_code == 302
+    assert client.get("/").status_code == 302

@@ -1,0 +1,142 @@
+"""The admin: every page renders for staff, nobody else gets in, device tokens show once."""
+
+import hashlib
+
+import numpy as np
+import pytest
+from django.contrib import admin
+from django.contrib.admin.models import LogEntry
+from django.urls import reverse
+
+from monitoring.models import Device, Prediction, SampleChunk
+
+pytestmark = pytest.mark.django_db
+
+READ_ONLY = {SampleChunk, Prediction}  # rows written only by the system
+
+
+@pytest.fixture
+def rows(patient, other_patient, device, recording):
+    SampleChunk.from_samples(recording, seq=0, first_sample=0, samples=np.arange(10)).save()
+    Prediction.objects.create(
+        recording=recording,
+        model_name="window-cnn-mitdb",
+        model_version="1",
+        window_start=0,
+        window_length=500,
+        label="normal",
+        probabilities={"normal": 0.9, "arrhythmia": 0.1},
+    )
+
+
+def admin_url(model, page: str, *args) -> str:
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{page}", args=args)
+
+
+def test_it_registers_every_monitoring_model():
+    from django.apps import apps
+
+    monitoring_models = set(apps.get_app_config("monitoring").get_models())
+    assert monitoring_models <= set(admin.site._registry)
+    assert len(monitoring_models) >= 5
+
+
+def test_it_renders_every_changelist_for_staff(client, staff_user, rows):
+    client.force_login(staff_user)
+    for model in admin.site._registry:
+        response = client.get(admin_url(model, "changelist"))
+        assert response.status_code == 200, model
+    listing = client.get(admin_url(SampleChunk, "changelist")).content.decode()
+    assert "MRN-001" in listing  # the chunk row and its recording column rendered
+
+
+def test_it_renders_add_pages_and_keeps_system_rows_read_only(client, staff_user):
+    client.force_login(staff_user)
+    for model in admin.site._registry:
+        response = client.get(admin_url(model, "add"))
+        if model in READ_ONLY:
+            assert response.status_code == 403, model
+        else:
+            assert response.status_code == 200, model
+    assert all(not admin.site._registry[model].has_add_permission(None) for model in READ_ONLY)
+
+
+def test_it_renders_every_change_page_for_staff(client, staff_user, rows):
+    client.force_login(staff_user)
+    from django.apps import apps
+
+    for model in apps.get_app_config("monitoring").get_models():
+        row = model.objects.first()
+        response = client.get(admin_url(model, "change", row.pk))
+        assert response.status_code == 200, model
+
+
+@pytest.mark.parametrize("page", ["changelist", "add"])
+def test_it_refuses_the_admin_to_non_staff_and_anonymous(client, clinician, page):
+    url = admin_url(Device, page)
+    response = client.get(url)
+    assert response.status_code == 302 and "login/?next=/admin/" in response["Location"]
+    client.force_login(clinician)
+    response = client.get(url)
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def device_form(**overrides) -> dict:
+    form = {
+        "serial": "NEW-1",
+        "label": "bed 9",
+        "firmware_version": "1.0",
+        "sampling_rate_hz": "250",
+        "gain_adc_per_mv": "200",
+        "is_active": "on",
+    }
+    form.update(overrides)
+    return form
+
+
+def test_it_shows_a_new_device_token_once_and_stores_only_its_hash(client, staff_user):
+    client.force_login(staff_user)
+    response = client.post(admin_url(Device, "add"), device_form())
+    assert response.status_code == 200  # a page of its own, not a redirect
+    page = response.content.decode()
+    token = page.split('id="device-token"')[1].split(">")[1].split("<")[0]
+    assert token.startswith("csd_")
+    assert "no-store" in response["Cache-Control"]
+    device = Device.objects.get(serial="NEW-1")
+    assert device.token_hash == hashlib.sha256(token.encode()).hexdigest()
+    assert token not in [str(value) for value in device.__dict__.values()]
+    assert Device.objects.authenticate(token) == device
+    assert token not in str(dict(client.session))
+    assert all(token not in cookie.value for cookie in response.cookies.values())
+    change_page = client.get(admin_url(Device, "change", device.pk)).content.decode()
+    assert token not in change_page and device.token_hint in change_page
+
+
+def test_it_rotates_a_device_token(client, staff_user, device, device_token):
+    client.force_login(staff_user)
+    url = reverse("admin:monitoring_device_rotate_token", args=[device.pk])
+    confirmation = client.get(url)
+    assert confirmation.status_code == 200 and "csd_" not in confirmation.content.decode()
+    assert Device.objects.authenticate(device_token) == device  # nothing changed on GET
+    response = client.post(url)
+    new_token = response.content.decode().split('id="device-token"')[1].split(">")[1].split("<")[0]
+    assert new_token.startswith("csd_") and new_token != device_token
+    assert Device.objects.authenticate(device_token) is None
+    assert Device.objects.authenticate(new_token) == device
+    assert LogEntry.objects.filter(object_id=str(device.pk), change_message__contains="Rotated")
+
+
+def test_it_refuses_token_rotation_to_non_staff(client, clinician, device, device_token):
+    client.force_login(clinician)
+    response = client.post(reverse("admin:monitoring_device_rotate_token", args=[device.pk]))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    assert Device.objects.authenticate(device_token) == device
+
+
+def test_it_searches_and_filters_patients(client, staff_user, patient, other_patient):
+    client.force_login(staff_user)
+    url = reverse("admin:monitoring_patient_changelist")
+    found = client.get(url, {"q": "MRN-002"}).content.decode()
+    assert "Someone Else" in found and "Assigned Patient" not in found
+    by_ward = client.get(url, {"ward": "A"}).content.decode()
+    assert "Assigned Patient" in by_ward and "Someone Else" not in by_ward
