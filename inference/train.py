@@ -400,7 +400,7 @@ synthetic 2-second lead II windows, 150 normal + 150 arrhythmia, 25 epochs, batc
 cross-entropy. Training took {cpu_s:.0f} s of CPU time ({wall_s:.0f} s wall,
 {torch.get_num_threads()} threads).
 
-Reproduce: `{command}` (date {card.get("date", "")}).
+Reproduce: `{command}` (trained {datetime.now(UTC):%Y-%m-%d}).
 
 {METRICS_HEADER}
 {chr(10).join(rows)}
@@ -537,7 +537,7 @@ evaluated once on DS2 (22 records no window of which was seen in training or tun
 imbalance handled with inverse-frequency loss weights; threshold 0.5 on the arrhythmia
 probability (argmax). Training took {cpu_s:.0f} s of CPU time ({wall_s:.0f} s wall).
 
-Reproduce: `{command}`
+Reproduce: `{command}` (trained {datetime.now(UTC):%Y-%m-%d}).
 
 {METRICS_HEADER}
 {metrics_row("DS1 validation patients", val_metrics)}
