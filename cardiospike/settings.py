@@ -270,6 +270,21 @@ CARDIOSPIKE_DATA_DIR = Path(
     os.getenv("CARDIOSPIKE_DATA_DIR", str(BASE_DIR.parent / "shared" / "data"))
 )
 
+# POST /predict: limits of one request, and whether callers without an account may use it
+# (then throttled per IP address at PREDICT_ANON_RATE).
+PREDICT_MAX_SAMPLES = envint("PREDICT_MAX_SAMPLES", "150000")  # 10 min at 250 Hz
+PREDICT_MAX_BODY_BYTES = envint("PREDICT_MAX_BODY_BYTES", str(4 * 1024 * 1024))
+PREDICT_ALLOW_ANONYMOUS = envbool("PREDICT_ALLOW_ANONYMOUS", "false")
+PREDICT_ANON_RATE = os.getenv("PREDICT_ANON_RATE", "60/min")
+PREDICT_MAX_EXPLAIN_S = envint("PREDICT_MAX_EXPLAIN_S", "60")
+# Torch threads per server or worker process. One: a web process gets its parallelism from
+# concurrent requests, and torch's own threads spin against them (a 0.2 ms window took 15 ms
+# with the default on a busy 2-core machine).
+TORCH_THREADS = envint("TORCH_THREADS", "1")
+# Django refuses bigger bodies before any view runs; keep it above the /predict limit so the
+# view can answer 413 with its own message.
+DATA_UPLOAD_MAX_MEMORY_SIZE = PREDICT_MAX_BODY_BYTES + 1024 * 1024
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

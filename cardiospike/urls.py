@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from monitoring import views
+from monitoring.api.predict import PredictView
 
 admin.site.site_header = "CardioSpike administration"
 admin.site.site_title = "CardioSpike admin"
@@ -16,6 +17,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.home, name="home"),
     path("patients/<int:pk>/", views.patient_detail, name="patient-detail"),
+    path("analyzer/", views.analyzer, name="analyzer"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # DRF marks its views login-exempt; this page is for browsers, so it redirects to login.
@@ -25,4 +27,6 @@ urlpatterns = [
         name="api-docs",
     ),
     path("api/", include("monitoring.api.urls")),
+    # The seed's address; the same view is /api/predict/ for API clients.
+    path("predict", PredictView.as_view(), name="predict"),
 ]

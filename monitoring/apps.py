@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class MonitoringConfig(AppConfig):
     name = "monitoring"
     verbose_name = "Monitoring"
+
+    def ready(self) -> None:
+        import torch
+        from django.conf import settings
+
+        torch.set_num_threads(settings.TORCH_THREADS)

@@ -2,8 +2,12 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
+from inference.examples import ATTRIBUTION, load_excerpts
+from inference.predictor import DEFAULT_MODEL, available_models
+from monitoring.api.analyzer import SYNTHETIC_KINDS
 from monitoring.health import run_checks
 from monitoring.models import Patient
 
@@ -36,4 +40,24 @@ def patient_detail(request, pk: int):
         request,
         "monitoring/patient_detail.html",
         {"patient": patient, "devices": patient.devices.all(), "recordings": recordings},
+    )
+
+
+@ensure_csrf_cookie  # the page POSTs to /predict with the CSRF token from this cookie
+def analyzer(request):
+    """The seed's two panels: a signal to load, generate or upload; the model's verdict."""
+    models = available_models()
+    return render(
+        request,
+        "monitoring/analyzer.html",
+        {
+            "synthetic_kinds": SYNTHETIC_KINDS,
+            "excerpts": [
+                {key: excerpt[key] for key in ("id", "record", "start_s", "description")}
+                for excerpt in load_excerpts()
+            ],
+            "attribution": ATTRIBUTION,
+            "models": models,
+            "default_model": DEFAULT_MODEL if DEFAULT_MODEL in models else None,
+        },
     )

@@ -1,0 +1,176 @@
+"""``POST /predict``: the seed's request format, answered by the shipped window models.
+
+Request (JSON)::
+
+    {"ecg": [500 numbers, mV], "fs": 250, "model": "window-cnn-mitdb", "store": false}
+
+``fs`` (Hz, default 250), ``model`` (default: the real-data model), ``store`` (save a
+``Prediction`` row) and ``explain`` (a saliency map per window) are optional; signals
+of 1 s up to ``PREDICT_MAX_SAMPLES`` samples are cut into 2-second windows. The answer keeps
+the seed's fields (``prediction`` "Normal"/"Arrhythmia", ``normal_prob``,
+``arrhythmia_prob``) so existing clients keep working, and adds the per-window verdicts.
+"""
+
+import math
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from inference.predictor import get_predictor
+from monitoring.models import Prediction
+
+MIN_FS_HZ = 50.0
+MAX_FS_HZ = 2000.0
+SEED_LABELS = {"normal": "Normal", "arrhythmia": "Arrhythmia"}
+
+
+class PredictAnonThrottle(AnonRateThrottle):
+    """Per-IP limit for callers without an account, when anonymous use is switched on."""
+
+    scope = "predict_anon"
+
+    def get_rate(self) -> str:
+        return settings.PREDICT_ANON_RATE
+
+
+def error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
+    return Response({"detail": message}, status=code)
+
+
+def parse_ecg(data) -> tuple[list[float], float]:
+    """The signal and its sampling rate from a request body, or ``ValueError`` saying why not."""
+    if not isinstance(data, dict):
+        raise ValueError('the body must be a JSON object like {"ecg": [...]}')
+    if "ecg" not in data:
+        raise ValueError('missing "ecg": a list of numbers (millivolts)')
+    ecg = data["ecg"]
+    if not isinstance(ecg, list):
+        raise ValueError(f'"ecg" must be a list of numbers, got {type(ecg).__name__}')
+    fs = data.get("fs", 250)
+    if isinstance(fs, bool) or not isinstance(fs, int | float) or not math.isfinite(fs):
+        raise ValueError(f'"fs" must be a number of Hz, got {fs!r}')
+    if not MIN_FS_HZ <= fs <= MAX_FS_HZ:
+        raise ValueError(f'"fs" must be between {MIN_FS_HZ:g} and {MAX_FS_HZ:g} Hz, got {fs:g}')
+    minimum = math.ceil(fs)  # one second
+    if len(ecg) < minimum:
+        raise ValueError(
+            f'"ecg" has {len(ecg)} samples; at least 1 s is needed ({minimum} samples at {fs:g} Hz)'
+        )
+    if len(ecg) > settings.PREDICT_MAX_SAMPLES:
+        raise ValueError(
+            f'"ecg" has {len(ecg)} samples; the maximum is {settings.PREDICT_MAX_SAMPLES}'
+        )
+    for index, value in enumerate(ecg):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f'"ecg"[{index}] is {value!r}, not a number')
+        if not math.isfinite(value):
+            raise ValueError(f'"ecg"[{index}] is {value!r}; values must be finite')
+    return ecg, float(fs)
+
+
+class PredictView(APIView):
+    """Classify a single-lead ECG (lead II) in 2-second windows: normal or arrhythmia."""
+
+    def get_permissions(self):
+        if settings.PREDICT_ALLOW_ANONYMOUS:
+            return [AllowAny()]
+        return [IsAuthenticated()]
+
+    def get_throttles(self):
+        if settings.PREDICT_ALLOW_ANONYMOUS and not self.request.user.is_authenticated:
+            return [PredictAnonThrottle()]
+        return []
+
+    @extend_schema(
+        request=inline_serializer(
+            "PredictRequest",
+            {
+                "ecg": serializers.ListField(child=serializers.FloatField()),
+                "fs": serializers.FloatField(required=False, default=250),
+                "model": serializers.CharField(required=False),
+                "store": serializers.BooleanField(required=False, default=False),
+                "explain": serializers.BooleanField(required=False, default=False),
+            },
+        ),
+        responses={
+            200: inline_serializer(
+                "PredictResponse",
+                {
+                    "prediction": serializers.ChoiceField(["Normal", "Arrhythmia"]),
+                    "normal_prob": serializers.FloatField(),
+                    "arrhythmia_prob": serializers.FloatField(),
+                    "label": serializers.CharField(),
+                    "probabilities": serializers.DictField(child=serializers.FloatField()),
+                    "windows": serializers.ListField(child=serializers.DictField()),
+                    "model": serializers.DictField(child=serializers.CharField()),
+                    "n_samples": serializers.IntegerField(),
+                    "fs": serializers.FloatField(),
+                    "processing_ms": serializers.FloatField(),
+                    "prediction_id": serializers.IntegerField(allow_null=True),
+                },
+            )
+        },
+        examples=[OpenApiExample("seed format", value={"ecg": [0.0] * 500})],
+    )
+    def post(self, request):
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > settings.PREDICT_MAX_BODY_BYTES:
+            return error(
+                f"body of {length} bytes exceeds the {settings.PREDICT_MAX_BODY_BYTES}-byte limit",
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        try:
+            data = request.data
+        except ParseError as exc:
+            return error(f"malformed JSON: {exc.detail}")
+        try:
+            ecg, fs = parse_ecg(data)
+        except ValueError as exc:
+            return error(str(exc))
+        try:
+            predictor = get_predictor(data.get("model") or None)
+        except LookupError as exc:
+            return error(str(exc))
+        explain = data.get("explain") is True
+        if explain and len(ecg) > settings.PREDICT_MAX_EXPLAIN_S * fs:
+            return error(
+                f'"explain" is limited to {settings.PREDICT_MAX_EXPLAIN_S} s of signal; '
+                f"this one lasts {len(ecg) / fs:.0f} s"
+            )
+        result = predictor.predict(ecg, fs, explain=explain)
+        probabilities = result["probabilities"]
+        prediction_id = None
+        if data.get("store") is True:
+            prediction = Prediction.objects.create(
+                requested_by=request.user if request.user.is_authenticated else None,
+                model_name=predictor.name,
+                model_version=predictor.version,
+                window_length=len(ecg),
+                label=result["label"],
+                probabilities=probabilities,
+            )
+            prediction_id = prediction.pk
+        return Response(
+            {
+                "prediction": SEED_LABELS[result["label"]],
+                "normal_prob": probabilities["normal"],
+                "arrhythmia_prob": probabilities["arrhythmia"],
+                "label": result["label"],
+                "probabilities": probabilities,
+                "windows": [
+                    {key: value for key, value in vars(window).items() if value is not None}
+                    for window in result["windows"]
+                ],
+                "model": result["model"],
+                "n_samples": len(ecg),
+                "fs": fs,
+                "processing_ms": round(result["processing_ms"], 3),
+                "prediction_id": prediction_id,
+            }
+        )

@@ -1,0 +1,135 @@
+"""The analyzer page in a real headless Chromium: log in, generate, analyze, see the verdict."""
+
+import base64
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from tests.conftest import services_required
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        message = "needs Debian's chromium and chromium-driver (apt-get install chromium-driver)"
+        if services_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="cardiospike-chromium-")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(driver, condition, timeout_s=30):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout_s).until(condition)
+
+
+def text_of(driver, element_id: str) -> str:
+    return driver.find_element("id", element_id).text
+
+
+def log_in(driver, base_url: str, username: str, password: str) -> None:
+    driver.get(base_url + "/login/")
+    assert "Research software, not a medical device" in driver.page_source
+    driver.find_element("id", "id_username").send_keys(username)
+    driver.find_element("id", "id_password").send_keys(password)
+    driver.find_element("css selector", "form button[type=submit]").click()
+    wait_for(driver, lambda d: d.current_url.rstrip("/") == base_url)
+
+
+def dark_pixels(driver) -> int:
+    """How many canvas pixels the trace painted (dark grey or black)."""
+    return driver.execute_script(
+        """
+        const canvas = document.getElementById("ecg");
+        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        let dark = 0;
+        for (let i = 0; i < data.length; i += 4) {
+          if (data[i] < 80 && data[i + 1] < 80 && data[i + 2] < 80) dark++;
+        }
+        return dark;
+        """
+    )
+
+
+def test_it_generates_analyzes_and_shows_the_verdict(browser, live_server, clinician, tmp_path):
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    browser.get(live_server.url + "/analyzer/")
+    assert dark_pixels(browser) == 0  # only grid paper before a signal is loaded
+
+    browser.find_element("css selector", "#synthetic-kind option[value=pvc]").click()
+    browser.find_element("id", "generate").click()
+    wait_for(browser, lambda d: "synthetic pvc" in text_of(d, "signal-info"))
+    assert "500 samples at 250 Hz" in text_of(browser, "signal-info")
+    assert dark_pixels(browser) > 500  # the trace was drawn
+
+    browser.find_element("id", "analyze").click()
+    wait_for(browser, lambda d: text_of(d, "verdict") in ("Normal", "Arrhythmia"))
+    assert text_of(browser, "model-used").startswith("window-cnn-")
+    assert text_of(browser, "processing-ms").endswith("ms (model)")
+    bars = browser.find_elements("css selector", "#prob-chart .bar")
+    assert [bar.text.split("\n")[0] for bar in bars] == ["normal", "arrhythmia"]
+    shares = [float(bar.text.split("\n")[-1].rstrip(" %")) for bar in bars]
+    assert sum(shares) == pytest.approx(100.0, abs=0.2)
+    assert text_of(browser, "signal-error") == ""
+
+    browser.find_element("id", "download").click()
+    href = browser.find_element("id", "download").get_attribute("href")
+    assert href.startswith("data:image/png;base64,")
+    png = base64.b64decode(href.split(",", 1)[1])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "analyzer.png").write_bytes(png)
+    if os.getenv("CARDIOSPIKE_SCREENSHOT_DIR"):
+        browser.save_screenshot(
+            os.path.join(os.environ["CARDIOSPIKE_SCREENSHOT_DIR"], "analyzer.png")
+        )
+
+
+def test_it_analyzes_a_real_excerpt_window_by_window(browser, live_server, clinician):
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    browser.get(live_server.url + "/analyzer/")
+    browser.find_element("id", "load-excerpt").click()
+    wait_for(browser, lambda d: "MIT-BIH 100" in text_of(d, "signal-info"))
+    browser.find_element("id", "analyze").click()
+    wait_for(browser, lambda d: text_of(d, "window-count") == "5")
+    rows = browser.find_elements("css selector", "#window-table tbody tr")
+    assert len(rows) == 5 and rows[0].text.startswith("0.0–2.0 s")
+
+
+def test_it_explains_bad_pasted_input_without_calling_the_server(browser, live_server, clinician):
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    browser.get(live_server.url + "/analyzer/")
+    browser.find_element("id", "paste").send_keys("0.1, 0.2\n0.3, oops\n")
+    browser.find_element("id", "use-paste").click()
+    assert "is not a number" in text_of(browser, "signal-error")
+    assert browser.find_element("id", "analyze").get_attribute("disabled") is not None

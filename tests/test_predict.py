@@ -1,0 +1,168 @@
+"""POST /predict: the seed's request format, the answer, and every kind of bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from django.core.cache import cache
+from rest_framework.authtoken.models import Token
+
+from inference.predictor import get_predictor
+from monitoring.models import Prediction
+
+pytestmark = pytest.mark.django_db
+
+
+def ecg_window(n_samples: int = 500, fs: float = 250.0) -> list[float]:
+    """A plausible 2-s lead II strip: narrow R waves at 75 bpm on a flat baseline."""
+    t = np.arange(n_samples) / fs
+    signal = np.zeros(n_samples)
+    for beat_s in np.arange(0.3, t[-1], 0.8):
+        signal += 1.2 * np.exp(-(((t - beat_s) / 0.012) ** 2))
+        signal += 0.25 * np.exp(-(((t - beat_s - 0.3) / 0.05) ** 2))
+    return [round(float(v), 5) for v in signal]
+
+
+@pytest.fixture
+def api(client, clinician):
+    client.force_login(clinician)
+    return client
+
+
+def post(client, body, **extra):
+    payload = body if isinstance(body, str | bytes) else json.dumps(body)
+    return client.post("/predict", payload, content_type="application/json", **extra)
+
+
+def test_it_answers_the_seed_request_format(api):
+    response = post(api, {"ecg": ecg_window()})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["prediction"] in ("Normal", "Arrhythmia")
+    assert body["normal_prob"] + body["arrhythmia_prob"] == pytest.approx(1.0, abs=1e-6)
+    expected = "Arrhythmia" if body["arrhythmia_prob"] > body["normal_prob"] else "Normal"
+    assert body["prediction"] == expected
+    assert body["label"] == expected.lower()
+    assert body["model"]["name"] == get_predictor().name
+    assert body["n_samples"] == 500 and body["fs"] == 250.0
+    assert len(body["windows"]) == 1 and body["processing_ms"] > 0
+    assert body["prediction_id"] is None
+
+
+def test_it_matches_the_predictor_called_directly(api):
+    signal = ecg_window()
+    body = post(api, {"ecg": signal}).json()
+    direct = get_predictor().predict(np.asarray(signal), 250.0)
+    assert body["arrhythmia_prob"] == pytest.approx(direct["probabilities"]["arrhythmia"])
+
+
+def test_it_resamples_and_judges_long_signals_window_by_window(api):
+    signal = ecg_window(n_samples=360 * 5, fs=360.0)  # 5 s at 360 Hz
+    body = post(api, {"ecg": signal, "fs": 360}).json()
+    windows = body["windows"]
+    # two full 2-s windows and the last second, padded into a third
+    assert [(w["start_s"], w["end_s"]) for w in windows] == [(0, 2), (2, 4), (4, 5)]
+    worst = max(w["probabilities"]["arrhythmia"] for w in windows)
+    assert body["arrhythmia_prob"] == pytest.approx(worst)
+
+
+def test_it_serves_the_synthetic_model_on_request(api):
+    body = post(api, {"ecg": ecg_window(), "model": "window-cnn-synthetic"}).json()
+    assert body["model"]["name"] == "window-cnn-synthetic"
+
+
+def test_it_stores_the_prediction_when_asked(api, clinician):
+    body = post(api, {"ecg": ecg_window(), "store": True}).json()
+    stored = Prediction.objects.get(pk=body["prediction_id"])
+    assert stored.requested_by == clinician
+    assert stored.label == body["label"]
+    assert stored.probabilities["arrhythmia"] == pytest.approx(body["arrhythmia_prob"])
+    assert stored.recording is None and stored.window_length == 500
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, 'missing "ecg"'),
+        ({"ecg": "1,2,3"}, '"ecg" must be a list'),
+        ({"ecg": {"0": 1}}, '"ecg" must be a list'),
+        ({"ecg": [0.1] * 299 + ["x"]}, "\"ecg\"[299] is 'x', not a number"),
+        ({"ecg": [0.1] * 299 + [None]}, '"ecg"[299] is None'),
+        ({"ecg": [0.1] * 299 + [True]}, '"ecg"[299] is True'),
+        ({"ecg": [0.1] * 299 + [[1]]}, "not a number"),
+        ({"ecg": [0.1] * 249}, "at least 1 s is needed (250 samples"),
+        ({"ecg": [0.1] * 99, "fs": 100}, "at least 1 s is needed (100 samples"),
+        ({"ecg": [0.1] * 500, "fs": 30}, '"fs" must be between 50 and 2000 Hz'),
+        ({"ecg": [0.1] * 5000, "fs": 5000}, '"fs" must be between 50 and 2000 Hz'),
+        ({"ecg": [0.1] * 500, "fs": "250"}, '"fs" must be a number'),
+        ({"ecg": [0.1] * 500, "model": "nope"}, "unknown model 'nope'; available:"),
+        ([0.1] * 500, "must be a JSON object"),
+    ],
+)
+def test_it_refuses_bad_input_with_a_message(api, body, message):
+    response = post(api, body)
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+    assert not Prediction.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"ecg": [1, 2',  # truncated
+        '{"ecg": [NaN, 1]}',  # NaN is not JSON
+        '{"ecg": [Infinity]}',
+    ],
+)
+def test_it_refuses_malformed_json(api, raw):
+    response = post(api, raw)
+    assert response.status_code == 400
+    assert "malformed JSON" in response.json()["detail"]
+
+
+def test_it_refuses_values_that_overflow_to_infinity(api):
+    raw = '{"ecg": [' + ", ".join(["0.1"] * 300) + ", 1e400]}"
+    response = post(api, raw)
+    assert response.status_code == 400
+    assert '"ecg"[300] is inf; values must be finite' in response.json()["detail"]
+
+
+def test_it_refuses_more_samples_than_the_documented_maximum(api, settings):
+    settings.PREDICT_MAX_SAMPLES = 1000
+    response = post(api, {"ecg": [0.1] * 1001})
+    assert response.status_code == 400
+    assert "the maximum is 1000" in response.json()["detail"]
+
+
+def test_it_answers_413_to_an_oversized_body(api, settings):
+    settings.PREDICT_MAX_BODY_BYTES = 10_000
+    response = post(api, {"ecg": [0.123456] * 5000})
+    assert response.status_code == 413
+    assert "exceeds the 10000-byte limit" in response.json()["detail"]
+
+
+def test_it_answers_415_to_a_body_that_is_not_json(api):
+    response = api.post("/predict", "ecg=1,2,3", content_type="text/plain")
+    assert response.status_code == 415
+
+
+def test_it_requires_a_login_or_an_api_token(client, clinician):
+    assert post(client, {"ecg": ecg_window()}).status_code == 401
+    token = Token.objects.create(user=clinician)
+    response = post(client, {"ecg": ecg_window()}, HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert response.status_code == 200
+    assert client.get("/predict", HTTP_AUTHORIZATION=f"Token {token.key}").status_code == 405
+
+
+def test_it_can_open_to_anonymous_callers_with_a_throttle(client, settings):
+    settings.PREDICT_ALLOW_ANONYMOUS = True
+    settings.PREDICT_ANON_RATE = "3/min"
+    cache.clear()
+    statuses = [post(client, {"ecg": ecg_window()}).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    cache.clear()
+
+
+def test_it_is_also_served_under_the_api_prefix(api):
+    response = api.post("/api/predict/", {"ecg": ecg_window()}, content_type="application/json")
+    assert response.status_code == 200
