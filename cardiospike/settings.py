@@ -116,7 +116,7 @@ DATABASE_URL = os.getenv("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", "0"), conn_health_checks=True
+            DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", "60"), conn_health_checks=True
         )
     }
 else:
@@ -131,6 +131,8 @@ else:
             # Waiting for a lock beats failing with "database is locked" when the web
             # process and a task write at the same moment.
             "OPTIONS": {"timeout": 20},
+            "CONN_MAX_AGE": envint("DB_CONN_MAX_AGE", "60"),
+            "CONN_HEALTH_CHECKS": True,
         }
     }
 
@@ -281,6 +283,8 @@ PREDICT_MAX_EXPLAIN_S = envint("PREDICT_MAX_EXPLAIN_S", "60")
 # concurrent requests, and torch's own threads spin against them (a 0.2 ms window took 15 ms
 # with the default on a busy 2-core machine).
 TORCH_THREADS = envint("TORCH_THREADS", "1")
+# Threads that run HTTP requests in each server process (cardiospike/handlers.py says why 1).
+REQUEST_THREADS = envint("REQUEST_THREADS", "1")
 # Django refuses bigger bodies before any view runs; keep it above the /predict limit so the
 # view can answer 413 with its own message.
 DATA_UPLOAD_MAX_MEMORY_SIZE = PREDICT_MAX_BODY_BYTES + 1024 * 1024

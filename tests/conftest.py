@@ -23,6 +23,13 @@ from monitoring.models import Device, Patient, Recording
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    # Persistent connections (CONN_MAX_AGE) held by threads the tests start (the live
+    # server, consumers) would keep the test database open and block its teardown.
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
 @pytest.fixture
 def clinician(django_user_model):
     return django_user_model.objects.create_user(username="clinician", password="pw-clinician-1")

@@ -127,6 +127,13 @@ def test_it_refuses_values_that_overflow_to_infinity(api):
     assert '"ecg"[300] is inf; values must be finite' in response.json()["detail"]
 
 
+def test_it_refuses_integers_beyond_float_range(api):
+    raw = '{"ecg": [' + ", ".join(["1"] * 300) + ", 1" + "0" * 400 + "]}"
+    response = post(api, raw)
+    assert response.status_code == 400
+    assert '"ecg"[300]' in response.json()["detail"] and "finite" in response.json()["detail"]
+
+
 def test_it_refuses_more_samples_than_the_documented_maximum(api, settings):
     settings.PREDICT_MAX_SAMPLES = 1000
     response = post(api, {"ecg": [0.1] * 1001})
