@@ -28,16 +28,17 @@ print(json.dumps({
 SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "EMAIL_HOST")
 
 
-def run_settings(**overrides: str) -> subprocess.CompletedProcess:
+def run_settings(code: str = PRINT_SETTINGS, **overrides: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter with the service variables unset but ``overrides``."""
     env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
     env.update(DJANGO_SETTINGS_MODULE="cardiospike.settings", **overrides)
     return subprocess.run(
-        [sys.executable, "-c", PRINT_SETTINGS],
+        [sys.executable, "-c", code],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
 
 
@@ -110,15 +111,6 @@ except Recording.DoesNotExist:
 
 
 def test_it_runs_tasks_eagerly_and_propagates_their_errors_without_redis(tmp_path):
-    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
-    env.update(DJANGO_SETTINGS_MODULE="cardiospike.settings", SQLITE_PATH=str(tmp_path / "db"))
-    result = subprocess.run(
-        [sys.executable, "-c", EAGER_TASK],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_settings(EAGER_TASK, SQLITE_PATH=str(tmp_path / "db"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "propagated"

@@ -2,8 +2,6 @@
 input checks they share. Plain numpy; no Django."""
 
 import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -165,19 +163,6 @@ def test_it_validates_the_signal_in_every_function(call):
     x[17] = np.nan
     with pytest.raises(ValueError, match=r"signal contains NaN at sample 17"):
         call(x)
-
-
-def test_it_imports_the_toolkit_without_django():
-    code = (
-        "import sys, inference.signal; "
-        "assert not any(m == 'django' or m.startswith('django.') for m in sys.modules); "
-        "print('ok')"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
 
 
 # --- resample -----------------------------------------------------------------------------
