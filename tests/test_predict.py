@@ -96,6 +96,8 @@ def test_it_stores_the_prediction_when_asked(api, clinician):
         ({"ecg": [0.1] * 5000, "fs": 5000}, '"fs" must be between 50 and 2000 Hz'),
         ({"ecg": [0.1] * 500, "fs": "250"}, '"fs" must be a number'),
         ({"ecg": [0.1] * 500, "model": "nope"}, "unknown model 'nope'; available:"),
+        ({"ecg": [0.1] * 500, "model": ["window-cnn-mitdb"]}, '"model" must be the name'),
+        ({"ecg": [0.1] * 299 + [[0.1] * 10000]}, "..."),  # a huge value is not echoed whole
         ([0.1] * 500, "must be a JSON object"),
     ],
 )
@@ -125,6 +127,12 @@ def test_it_refuses_values_that_overflow_to_infinity(api):
     response = post(api, raw)
     assert response.status_code == 400
     assert '"ecg"[300] is inf; values must be finite' in response.json()["detail"]
+
+
+def test_it_refuses_a_sampling_rate_beyond_float_range(api):
+    response = post(api, '{"ecg": [0.1, 0.2], "fs": 1' + "0" * 400 + "}")
+    assert response.status_code == 400
+    assert '"fs" must be between' in response.json()["detail"]
 
 
 def test_it_refuses_integers_beyond_float_range(api):

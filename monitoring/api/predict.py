@@ -12,6 +12,7 @@ the seed's fields (``prediction`` "Normal"/"Arrhythmia", ``normal_prob``,
 """
 
 import math
+import reprlib
 
 import numpy as np
 from django.conf import settings
@@ -54,10 +55,12 @@ def parse_ecg(data) -> tuple[np.ndarray, float]:
     if not isinstance(ecg, list):
         raise ValueError(f'"ecg" must be a list of numbers, got {type(ecg).__name__}')
     fs = data.get("fs", 250)
-    if isinstance(fs, bool) or not isinstance(fs, int | float) or not math.isfinite(fs):
-        raise ValueError(f'"fs" must be a number of Hz, got {fs!r}')
+    if isinstance(fs, bool) or not isinstance(fs, int | float):
+        raise ValueError(f'"fs" must be a number of Hz, got {reprlib.repr(fs)}')
     if not MIN_FS_HZ <= fs <= MAX_FS_HZ:
-        raise ValueError(f'"fs" must be between {MIN_FS_HZ:g} and {MAX_FS_HZ:g} Hz, got {fs:g}')
+        raise ValueError(
+            f'"fs" must be between {MIN_FS_HZ:g} and {MAX_FS_HZ:g} Hz, got {reprlib.repr(fs)}'
+        )
     minimum = math.ceil(fs)  # one second
     if len(ecg) < minimum:
         raise ValueError(
@@ -77,13 +80,13 @@ def parse_ecg(data) -> tuple[np.ndarray, float]:
             return values, float(fs)
     for index, value in enumerate(ecg):  # find the first bad value, to name it
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f'"ecg"[{index}] is {value!r}, not a number')
+            raise ValueError(f'"ecg"[{index}] is {reprlib.repr(value)}, not a number')
         try:
             finite = math.isfinite(value)
         except OverflowError:
             finite = False
         if not finite:
-            raise ValueError(f'"ecg"[{index}] is {value!r}; values must be finite')
+            raise ValueError(f'"ecg"[{index}] is {reprlib.repr(value)}; values must be finite')
     raise AssertionError("unreachable: a list that failed the fast check has a bad value")
 
 
@@ -146,8 +149,11 @@ class PredictView(APIView):
             ecg, fs = parse_ecg(data)
         except ValueError as exc:
             return error(str(exc))
+        model = data.get("model")
+        if model is not None and not isinstance(model, str):
+            return error('"model" must be the name of a model, e.g. "window-cnn-mitdb"')
         try:
-            predictor = get_predictor(data.get("model") or None)
+            predictor = get_predictor(model or None)
         except LookupError as exc:
             return error(str(exc))
         explain = data.get("explain") is True
