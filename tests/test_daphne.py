@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import urllib.error
 import urllib.request
 
 import pytest
@@ -76,3 +77,27 @@ def test_it_refuses_an_anonymous_websocket_over_the_network(daphne_server):
 
     assert asyncio.run(attempt(None)) == 403
     assert asyncio.run(attempt("sessionid=forged-session-key")) == 403
+
+
+def test_it_serves_predict_through_the_asgi_handler(daphne_server, clinician):
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=clinician)
+
+    def post(body: bytes) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"http://{daphne_server}/predict",
+            data=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Token {token.key}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
+
+    for _ in range(3):  # the request thread and its database connection are reused
+        status, body = post(json.dumps({"ecg": [0.0] * 499 + [1.0]}).encode())
+        assert status == 200 and body["prediction"] in ("Normal", "Arrhythmia")
+    status, body = post(b'{"ecg": [1, 2')
+    assert status == 400 and "malformed JSON" in body["detail"]
