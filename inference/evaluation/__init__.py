@@ -1,0 +1,1 @@
+"""The evaluation subcommands of ``python -m inference.evaluate`` (one module each)."""

@@ -1,0 +1,123 @@
+"""``python -m inference.evaluate qrs --data DIR [--records 100 101 ...] [--json OUT]``
+
+Scores the QRS detector beat by beat against the reference beats (ANSI/AAMI EC57:
+150 ms match window; ventricular flutter/fibrillation episodes, between '[' and ']', left
+out as EC57 does) on the first channel of each record, resampling is not needed (the detector
+takes any rate from 100 to 2000 Hz). It prints a markdown table, and writes it next to the
+JSON (per record and gross Se, +P, counts, and the detector's speed as a multiple of real time).
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import wfdb
+from tqdm import tqdm
+
+from inference.beat_match import detection_scores
+from inference.evaluation.common import record_names, write_report
+from inference.qrs import detect_qrs
+
+# WFDB's QRS annotation codes (isqrs): beats of every kind, but not '!' flutter waves.
+QRS_SYMBOLS = frozenset("NLRaVFJASEj/Qenfr")
+
+
+def vf_episodes(samples: np.ndarray, symbols: list[str], n_samples: int) -> list[tuple[int, int]]:
+    """Ventricular flutter/fibrillation episodes as (start, end) sample ranges."""
+    episodes, start = [], None
+    for sample, symbol in zip(samples, symbols, strict=True):
+        if symbol == "[":
+            start = int(sample)
+        elif symbol == "]" and start is not None:
+            episodes.append((start, int(sample)))
+            start = None
+    if start is not None:
+        episodes.append((start, n_samples))
+    return episodes
+
+
+def outside(positions: np.ndarray, episodes: list[tuple[int, int]]) -> np.ndarray:
+    keep = np.ones(len(positions), dtype=bool)
+    for start, end in episodes:
+        keep &= ~((positions >= start) & (positions <= end))
+    return positions[keep]
+
+
+def evaluate_qrs_record(path: Path) -> dict:
+    """Detector scores on one record (first channel)."""
+    record = wfdb.rdrecord(str(path), channels=[0])
+    annotation = wfdb.rdann(str(path), "atr")
+    signal = record.p_signal[:, 0]
+    symbols = list(annotation.symbol)
+    reference = np.array(
+        [s for s, y in zip(annotation.sample, symbols, strict=True) if y in QRS_SYMBOLS],
+        dtype=np.int64,
+    )
+    started = time.perf_counter()
+    detected = detect_qrs(signal, record.fs)
+    seconds = time.perf_counter() - started
+    episodes = vf_episodes(annotation.sample, symbols, len(signal))
+    scores = detection_scores(outside(reference, episodes), outside(detected, episodes), record.fs)
+    duration_s = len(signal) / record.fs
+    return {
+        "record": path.name,
+        "lead": record.sig_name[0],
+        "fs": float(record.fs),
+        "duration_s": round(duration_s, 1),
+        **scores,
+        "detect_s": seconds,
+        "x_real_time": duration_s / seconds if seconds else float("inf"),
+    }
+
+
+def gross(rows: list[dict]) -> dict:
+    tp, fn, fp = (sum(row[key] for row in rows) for key in ("tp", "fn", "fp"))
+    duration = sum(row["duration_s"] for row in rows)
+    seconds = sum(row["detect_s"] for row in rows)
+    return {
+        "n_records": len(rows),
+        "tp": tp,
+        "fn": fn,
+        "fp": fp,
+        "se": tp / (tp + fn) if tp + fn else float("nan"),
+        "ppv": tp / (tp + fp) if tp + fp else float("nan"),
+        "x_real_time": duration / seconds if seconds else float("inf"),
+    }
+
+
+def qrs_markdown(rows: list[dict], total: dict) -> str:
+    lines = [
+        "| record | lead | beats | TP | FN | FP | Se | +P |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['record']} | {row['lead']} | {row['n_reference']} | {row['tp']} | "
+            f"{row['fn']} | {row['fp']} | {100 * row['se']:.2f} | {100 * row['ppv']:.2f} |"
+        )
+    lines.append(
+        f"| **gross** ({total['n_records']} records) | | {total['tp'] + total['fn']} | "
+        f"{total['tp']} | {total['fn']} | {total['fp']} | **{100 * total['se']:.2f}** | "
+        f"**{100 * total['ppv']:.2f}** |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("qrs", help="QRS detection, beat by beat (EC57)")
+    parser.add_argument("--data", required=True, help="folder of WFDB records with .atr files")
+    parser.add_argument("--records", nargs="*", help="record names, or ds1/ds2 (default: all)")
+    parser.add_argument("--json", help="write the results here (and a .md table beside it)")
+
+
+def run(args: argparse.Namespace) -> int:
+    folder = Path(args.data)
+    names = record_names(folder, args.records)
+    rows = [evaluate_qrs_record(folder / name) for name in tqdm(names, desc="records")]
+    total = gross(rows)
+    table = qrs_markdown(rows, total)
+    print(table)
+    print(f"detector speed: {total['x_real_time']:,.0f} x real time (all records)")
+    write_report(args.json, {"records": rows, "gross": total}, table)
+    return 0
