@@ -1,61 +1,43 @@
-"""QRS detection: where the beats are.
+"""QRS detection: where the beats are, offline or on a stream.
 
 The method is Pan J, Tompkins WJ. A real-time QRS detection algorithm. IEEE Trans Biomed Eng
-32(3):230-236 (1985), with Hamilton PS, Tompkins WJ. Quantitative investigation of QRS
-detection rules using the MIT/BIH arrhythmia database. IEEE Trans Biomed Eng 33(12):1157-1165
-(1986): causal band-pass (5-15 Hz), derivative, squaring, 150 ms moving-window integration;
-adaptive signal and noise levels; a 200 ms refractory period; T-wave discrimination by slope
-for candidates within 360 ms of a beat; search-back at half threshold when no beat came for
-1.66 mean RR intervals. Every filter is causal, so the same steps can run on a stream.
+32(3):230-236 (1985), with the decision rules of Hamilton PS, Tompkins WJ. Quantitative
+investigation of QRS detection rules using the MIT/BIH arrhythmia database. IEEE Trans Biomed
+Eng 33(12):1157-1165 (1986): causal band-pass (5-15 Hz), derivative, squaring, 150 ms
+moving-window integration; peak levels as medians of the last 8 QRS and noise peaks; a 200 ms
+refractory period; T-wave discrimination by slope for candidates within 360 ms of a beat;
+search-back at half threshold when no beat came for 1.66 mean RR intervals.
+
+There is one implementation, ``StreamingQrsDetector``: every filter is causal and carries its
+state between chunks, and a peak is decided as soon as the 200 ms after it have arrived, so the
+detector never holds more than a few seconds of signal. ``detect_qrs`` is that detector fed
+the whole signal as one chunk, so streaming in chunks of any size gives exactly the same beats.
 """
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal as sps
+from scipy.ndimage import maximum_filter1d
 
 from inference.signal import validate_fs, validate_signal
 
 MIN_FS_HZ, MAX_FS_HZ = 100.0, 2000.0
+MIN_DURATION_S = 2.0  # the learning phase: levels start from the first 2 s
 
+BAND_HZ = (5.0, 15.0)
 REFRACTORY_S = 0.200
+PEAK_HALF_S = 0.150
 T_WAVE_WINDOW_S = 0.360
 INTEGRATION_S = 0.150
 SEARCH_BACK_RR = 1.66
 LOCATE_BACK_S = 0.250
+LEARNING_S = 2.0
+# Candidates older than this are forgotten: search-back never reaches further back, which
+# bounds the detector's memory during asystole or lead-off.
+MAX_PENDING_S = 4.0
 THRESHOLD_COEFFICIENT = 0.3125  # Hamilton & Tompkins' best, between noise and QRS levels
-
-
-class _Levels:
-    """Signal and noise peak levels as medians of the last 8 of each (Hamilton & Tompkins
-    1986): one tall ectopic beat or artefact cannot lift the threshold over the next beats."""
-
-    def __init__(self, first_peaks: np.ndarray) -> None:
-        self.signal = [0.5 * float(first_peaks.max())]
-        self.noise = [0.5 * float(first_peaks.mean())]
-
-    def add_signal(self, height: float) -> None:
-        self.signal = (self.signal + [height])[-8:]
-
-    def add_noise(self, height: float) -> None:
-        self.noise = (self.noise + [height])[-8:]
-
-    @property
-    def threshold(self) -> float:
-        noise = float(np.median(self.noise))
-        return noise + THRESHOLD_COEFFICIENT * (float(np.median(self.signal)) - noise)
-
-
-def _features(ecg: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
-    """The band-passed signal and its integrated squared slope (both causal)."""
-    sos = sps.butter(2, [5.0, 15.0], btype="bandpass", fs=fs, output="sos")
-    band = sps.sosfilt(sos, ecg - ecg[0])
-    slope = np.gradient(band) * fs
-    width = max(1, round(INTEGRATION_S * fs))
-    squared = slope * slope
-    cumulative = np.concatenate([[0.0], np.cumsum(squared)])
-    integrated = np.empty_like(squared)
-    integrated[:width] = cumulative[1 : width + 1] / width
-    integrated[width:] = (cumulative[width + 1 :] - cumulative[1:-width]) / width
-    return band, integrated
+N_LEVELS = 8  # peaks in each median level
+N_RR = 8  # intervals in the mean RR
 
 
 def detect_qrs(ecg_mv: np.ndarray, fs: float) -> np.ndarray:
@@ -63,103 +45,327 @@ def detect_qrs(ecg_mv: np.ndarray, fs: float) -> np.ndarray:
 
     Parameters
     ----------
-    ecg_mv : 1-D array, millivolts (any offset; baseline wander is filtered out)
+    ecg_mv : 1-D array, millivolts (any offset; baseline wander is filtered out), at least
+        2 s long
     fs : sampling rate in Hz, 100-2000
 
     Returns
     -------
-    int64 array of R-peak sample indices, increasing.
+    int64 array of R-peak sample indices, strictly increasing.
+
+    Raises
+    ------
+    ValueError
+        For a signal that is not 1-D, holds NaN or infinity, or is shorter than 2 s, and for a
+        sampling rate outside 100-2000 Hz.
     """
+    fs = _check_fs(fs)
     ecg = validate_signal(ecg_mv, name="ecg", min_samples=1)
     if ecg.ndim != 1:
-        raise ValueError("detect_qrs takes one lead (a 1-D signal)")
+        raise ValueError(
+            f"detect_qrs takes one lead (a 1-D signal), got shape {ecg.shape}; "
+            "pass one column, e.g. ecg[:, 0]"
+        )
+    if len(ecg) < MIN_DURATION_S * fs:
+        raise ValueError(
+            f"ecg is {len(ecg) / fs:.2f} s long ({len(ecg)} samples at {fs:g} Hz); QRS "
+            f"detection needs at least {MIN_DURATION_S:g} s"
+        )
+    detector = StreamingQrsDetector(fs)
+    return np.concatenate([detector.push(ecg), detector.flush()])
+
+
+def _check_fs(fs: float) -> float:
     fs = validate_fs(fs)
     if not MIN_FS_HZ <= fs <= MAX_FS_HZ:
         raise ValueError(f"fs must be between {MIN_FS_HZ:g} and {MAX_FS_HZ:g} Hz, got {fs:g}")
-    if len(ecg) < 2 * fs:
-        return np.empty(0, dtype=np.int64)
-    band, integrated = _features(ecg, fs)
-    refractory = round(REFRACTORY_S * fs)
-    candidates, _ = sps.find_peaks(integrated, distance=refractory)
-    if len(candidates) == 0:
-        return np.empty(0, dtype=np.int64)
-    # Thresholds compare square roots: the integrated squared slope grows with amplitude
-    # squared, so a tall, wide PVC would otherwise lift the levels over the normal beats
-    # between PVCs (ventricular bigeminy in record 228 lost four beats in five).
-    heights = np.sqrt(integrated[candidates])
-    slopes = _max_slopes(band, candidates, fs)
+    return fs
 
-    # Learning phase (first 2 s): signal level from the largest peak, noise from the mean.
-    learning = candidates < 2 * fs
-    first = heights[learning] if learning.any() else heights[:1]
-    levels = _Levels(first)
-    beats: list[int] = []  # indices into candidates
-    beat_slopes: list[float] = []
-    rr: list[int] = []
-    regular_rr: list[int] = []  # RR intervals within 92-116 % of their own mean (Pan-Tompkins)
-    t_wave = round(T_WAVE_WINDOW_S * fs)
-    last_checked = -1
 
-    for index, position in enumerate(candidates):
-        height = heights[index]
-        if beats and rr:
-            mean_rr = float(np.mean(regular_rr[-8:] if regular_rr else rr[-8:]))
-            gap = position - candidates[beats[-1]]
-            if gap > SEARCH_BACK_RR * mean_rr:
-                # a beat was probably missed: take the highest candidate above half threshold
-                lo = max(beats[-1] + 1, last_checked + 1)
-                window = [
-                    i
-                    for i in range(lo, index)
-                    if heights[i] > 0.5 * levels.threshold
-                    and candidates[i] - candidates[beats[-1]] > refractory
-                ]
-                if window:
-                    found = max(window, key=lambda i: heights[i])
-                    _accept(found, candidates, slopes, beats, beat_slopes, rr, regular_rr)
-                    levels.add_signal(float(heights[found]))
-        last_checked = index
-        if height > levels.threshold:
-            if beats and position - candidates[beats[-1]] < t_wave:
-                # a T wave has a gentler slope than the QRS before it
-                if slopes[index] < 0.5 * beat_slopes[-1]:
-                    levels.add_noise(float(height))
+class StreamingQrsDetector:
+    """QRS detection on a signal that arrives in chunks.
+
+    Feed the samples in order with ``push``; each call returns the R peaks that became final
+    (absolute sample indices, counted from the first sample pushed). ``flush`` ends the
+    signal and returns the rest. The concatenated output equals ``detect_qrs`` on the whole
+    signal exactly, whatever the chunk sizes. A beat is final at most about 0.5 s after its
+    R peak, or up to ``MAX_PENDING_S`` later when it is found by search-back.
+
+    Parameters
+    ----------
+    fs : sampling rate in Hz, 100-2000
+    """
+
+    def __init__(self, fs: float) -> None:
+        self.fs_hz = _check_fs(fs)
+        fs = self.fs_hz
+        self._sos = sps.butter(2, BAND_HZ, btype="bandpass", fs=fs, output="sos")
+        self._zi = np.zeros((self._sos.shape[0], 2))
+        self._offset: float | None = None
+        self._last_band = 0.0
+        self._last_cumulative = 0.0
+        self._width = max(1, round(INTEGRATION_S * fs))  # moving-window integration, samples
+        self._half = max(1, round(PEAK_HALF_S * fs))  # a candidate tops its neighbourhood
+        self._refractory = round(REFRACTORY_S * fs)
+        self._t_wave = round(T_WAVE_WINDOW_S * fs)
+        self._back = round(LOCATE_BACK_S * fs)
+        self._learning_end = round(LEARNING_S * fs)
+        self._max_pending = round(MAX_PENDING_S * fs)
+        self._n_seen = 0
+        self._next = 0  # first position not yet examined as a candidate
+        # Recent history, from absolute sample self._start: the offset-free signal (to locate
+        # R peaks), the integrated squared slope (candidates) and the absolute slope of the
+        # band-passed signal (T-wave test). Before the first sample: -inf integrated (no
+        # candidate can lean on it), zero slope.
+        keep = max(self._half + 1, self._width)
+        self._start = -keep
+        self._raw = np.zeros(keep)
+        self._integrated = np.full(keep, -np.inf)
+        self._slope = np.zeros(keep)
+        self._cumulative_tail = np.zeros(self._width)  # running sums of the last width samples
+        self._flushed = False
+        # decision state
+        self._learning: list[tuple[int, float, float]] | None = []
+        self._signal_levels: list[float] = []
+        self._noise_levels: list[float] = []
+        self._threshold = 0.0
+        self._pending: list[tuple[int, float, float]] = []  # candidates since the last beat
+        self._last_beat = -1  # integrated-signal position of the last beat
+        self._last_slope = 0.0
+        self._last_located = -1  # integrated-signal position of the last beat located
+        self._rr: list[int] = []
+        self._regular_rr: list[int] = []
+
+    def push(self, chunk_mv: np.ndarray) -> np.ndarray:
+        """Add the next samples (1-D, millivolts); return the R peaks that became final.
+
+        Returns
+        -------
+        int64 array of absolute sample indices, increasing, after every index returned before.
+        """
+        if self._flushed:
+            raise ValueError("this detector was flushed; start a new StreamingQrsDetector")
+        if isinstance(chunk_mv, np.ndarray | list | tuple) and len(chunk_mv) == 0:
+            return np.empty(0, dtype=np.int64)
+        chunk = validate_signal(chunk_mv, name="chunk", min_samples=1)
+        if chunk.ndim != 1:
+            raise ValueError(f"push takes one lead (a 1-D chunk), got shape {chunk.shape}")
+        self._append_features(chunk)
+        return self._examine(self._n_seen - self._half)
+
+    def flush(self) -> np.ndarray:
+        """End of the signal: return the R peaks still pending."""
+        if self._flushed:
+            return np.empty(0, dtype=np.int64)
+        self._flushed = True
+        # past the end there are no peaks: the last 200 ms are examined against -inf
+        self._extend(np.zeros(0), np.full(self._half, -np.inf), np.zeros(0), pad=True)
+        beats = self._examine(self._n_seen)
+        if self._learning is not None:  # no candidate after the learning phase
+            beats = np.concatenate((beats, self._locate(self._end_learning())))
+        return beats
+
+    # --- features --------------------------------------------------------------------
+
+    def _append_features(self, chunk: np.ndarray) -> None:
+        if self._offset is None:
+            # start the causal filters from the first sample's level: no step response
+            self._offset = float(chunk[0])
+        x = chunk - self._offset
+        band, self._zi = sps.sosfilt(self._sos, x, zi=self._zi)
+        slope = np.diff(band, prepend=self._last_band) * self.fs_hz  # mV/s
+        self._last_band = float(band[-1])
+        squared = slope * slope
+        # A running sum carried as its last value (cumsum is a left fold, so the chunked sums
+        # are bit-identical to one pass over the whole signal).
+        cumulative = np.cumsum(np.concatenate(([self._last_cumulative], squared)))[1:]
+        self._last_cumulative = float(cumulative[-1])
+        both = np.concatenate((self._cumulative_tail, cumulative))
+        integrated = (both[self._width :] - both[: -self._width]) / self._width
+        self._cumulative_tail = both[-self._width :]
+        self._n_seen += len(x)
+        self._extend(x, integrated, np.abs(slope))
+
+    def _extend(self, raw, integrated, slope, pad: bool = False) -> None:
+        self._integrated = np.concatenate((self._integrated, integrated))
+        if not pad:
+            self._raw = np.concatenate((self._raw, raw))
+            self._slope = np.concatenate((self._slope, slope))
+
+    def _trim(self) -> None:
+        """Forget what no candidate, search-back or R location can need again."""
+        oldest = self._next - self._max_pending - self._back - self._half - self._width
+        if self._pending:
+            oldest = min(oldest, self._pending[0][0] - self._back)
+        if self._learning:
+            oldest = min(oldest, self._learning[0][0] - self._back)
+        cut = oldest - self._start
+        if cut > 4 * self.fs_hz:  # trim in blocks, not on every push
+            self._raw = self._raw[cut:]
+            self._integrated = self._integrated[cut:]
+            self._slope = self._slope[cut:]
+            self._start += cut
+
+    # --- candidates ------------------------------------------------------------------
+
+    def _examine(self, stop: int) -> np.ndarray:
+        """Find the candidate peaks in [next, stop) and run the decision rules on them."""
+        start, half, width = self._next, self._half, self._width
+        if stop <= start:
+            return np.empty(0, dtype=np.int64)
+        base = self._start
+        segment = self._integrated[start - half - base : stop + half - base]
+        n = stop - start
+        top = maximum_filter1d(segment, size=2 * half + 1, mode="nearest")[half : half + n]
+        centre = segment[half : half + n]
+        rising = centre > segment[half - 1 : half - 1 + n]
+        positions = np.flatnonzero((centre >= top) & rising & (centre > 0.0)) + start
+        self._next = stop
+        if len(positions) == 0:
+            self._trim()
+            return np.empty(0, dtype=np.int64)
+        # Thresholds compare square roots: the integrated squared slope grows with amplitude
+        # squared, so a tall, wide PVC would otherwise lift the levels over the normal beats
+        # between PVCs (ventricular bigeminy in record 228 lost four beats in five).
+        heights = np.sqrt(self._integrated[positions - base])
+        # steepest band-passed slope in the integration window up to each candidate
+        windows = sliding_window_view(self._slope, width + 1)
+        slopes = windows[positions - base - width].max(axis=1)
+        beats = self._decide(positions.tolist(), heights.tolist(), slopes.tolist())
+        located = self._locate(beats)
+        self._trim()
+        return located
+
+    def _end_learning(self) -> list[int]:
+        """Start the levels from the first 2 s (signal: half the largest peak; noise: half the
+        mean peak) and decide the candidates held back until then."""
+        learning, self._learning = self._learning, None
+        if not learning:
+            return []
+        heights = [h for _, h, _ in learning]
+        self._signal_levels = [0.5 * max(heights)]
+        self._noise_levels = [0.5 * sum(heights) / len(heights)]
+        self._update_threshold()
+        positions, heights, slopes = (list(column) for column in zip(*learning, strict=True))
+        return self._decide(positions, heights, slopes)
+
+    def _update_threshold(self) -> None:
+        noise = _median(self._noise_levels)
+        self._threshold = noise + THRESHOLD_COEFFICIENT * (_median(self._signal_levels) - noise)
+
+    def _decide(self, positions: list, heights: list, slopes: list) -> list[int]:
+        """Hamilton & Tompkins' rules over candidates in order; the accepted positions."""
+        accepted: list[int] = []
+        learning = self._learning
+        for position, height, slope in zip(positions, heights, slopes, strict=True):
+            if learning is not None:
+                if position < self._learning_end:
+                    learning.append((position, height, slope))
                     continue
-            _accept(index, candidates, slopes, beats, beat_slopes, rr, regular_rr)
-            levels.add_signal(float(height))
-        else:
-            levels.add_noise(float(height))
+                accepted.extend(self._end_learning())
+                learning = None
+            pending = self._pending
+            if pending and pending[0][0] < position - self._max_pending:
+                self._pending = [c for c in pending if c[0] >= position - self._max_pending]
+            if self._rr:
+                rr = self._regular_rr if self._regular_rr else self._rr
+                mean_rr = sum(rr) / len(rr)
+                if position - self._last_beat > SEARCH_BACK_RR * mean_rr:
+                    found = self._search_back()
+                    if found is not None:
+                        accepted.append(found)
+            if height > self._threshold:
+                if (
+                    self._last_beat >= 0
+                    and position - self._last_beat < self._t_wave
+                    and slope < 0.5 * self._last_slope
+                ):
+                    # a T wave has a gentler slope than the QRS before it
+                    self._add_noise(height)
+                    self._pending.append((position, height, slope))
+                    continue
+                if self._last_beat >= 0 and position - self._last_beat <= self._refractory:
+                    continue
+                self._accept(position, slope)
+                self._add_signal(height)
+                accepted.append(position)
+            else:
+                self._add_noise(height)
+                self._pending.append((position, height, slope))
+        return accepted
 
-    return _locate_r(ecg, candidates[beats], fs)
+    def _search_back(self) -> int | None:
+        """The highest candidate since the last beat above half the threshold, if any."""
+        best = None
+        floor = 0.5 * self._threshold
+        for candidate in self._pending:
+            position, height, _ = candidate
+            if position - self._last_beat > self._refractory and height > floor:
+                if best is None or height > best[1]:
+                    best = candidate
+        if best is None:
+            return None
+        position, height, slope = best
+        self._pending = [c for c in self._pending if c[0] > position]
+        self._accept(position, slope, keep_pending=True)
+        self._add_signal(height)
+        return position
+
+    def _accept(self, position: int, slope: float, keep_pending: bool = False) -> None:
+        if self._last_beat >= 0:
+            interval = position - self._last_beat
+            rr = self._rr
+            rr.append(interval)
+            if len(rr) > N_RR:
+                del rr[0]
+            regular = self._regular_rr
+            reference = sum(regular) / len(regular) if regular else sum(rr) / len(rr)
+            if 0.92 * reference <= interval <= 1.16 * reference or len(regular) < 2:
+                regular.append(interval)
+                if len(regular) > N_RR:
+                    del regular[0]
+        self._last_beat = position
+        self._last_slope = slope
+        if not keep_pending:
+            self._pending = []
+
+    def _add_signal(self, height: float) -> None:
+        levels = self._signal_levels
+        levels.append(height)
+        if len(levels) > N_LEVELS:
+            del levels[0]
+        self._update_threshold()
+
+    def _add_noise(self, height: float) -> None:
+        levels = self._noise_levels
+        levels.append(height)
+        if len(levels) > N_LEVELS:
+            del levels[0]
+        self._update_threshold()
+
+    # --- R peaks ---------------------------------------------------------------------
+
+    def _locate(self, positions: list[int]) -> np.ndarray:
+        """The R peak of each beat: the largest deflection from the local baseline (median)
+        in the 250 ms up to its integrated-signal peak, after the previous beat's."""
+        if not positions:
+            return np.empty(0, dtype=np.int64)
+        back = self._back
+        tops = np.asarray(positions, dtype=np.int64)
+        index = np.maximum(tops[:, None] - self._start + np.arange(-back, 1), 0)
+        segments = self._raw[index]
+        deviation = np.abs(segments - np.median(segments, axis=1, keepdims=True))
+        # only after the previous beat's integrated peak, so the output stays increasing
+        previous = np.concatenate(([self._last_located], tops[:-1]))
+        lows = np.maximum(tops - back, previous + 1)
+        deviation[index + self._start < lows[:, None]] = -1.0
+        self._last_located = int(tops[-1])
+        return tops - back + np.argmax(deviation, axis=1)
 
 
-def _accept(index, candidates, slopes, beats, beat_slopes, rr, regular_rr) -> None:
-    if beats:
-        interval = int(candidates[index] - candidates[beats[-1]])
-        rr.append(interval)
-        reference = np.mean(regular_rr[-8:]) if regular_rr else np.mean(rr[-8:])
-        if 0.92 * reference <= interval <= 1.16 * reference or len(regular_rr) < 2:
-            regular_rr.append(interval)
-    beats.append(index)
-    beat_slopes.append(float(slopes[index]))
-
-
-def _max_slopes(band: np.ndarray, candidates: np.ndarray, fs: float) -> np.ndarray:
-    """Steepest slope of the band-passed signal in the 150 ms before each candidate."""
-    width = round(INTEGRATION_S * fs)
-    slope = np.abs(np.diff(band, prepend=band[0]))
-    starts = np.maximum(candidates - width, 0)
-    return np.array([slope[s : c + 1].max() for s, c in zip(starts, candidates, strict=True)])
-
-
-def _locate_r(ecg: np.ndarray, positions: np.ndarray, fs: float) -> np.ndarray:
-    """The R peak of each beat: the largest deflection from the local baseline in the
-    250 ms up to the integrated-signal peak."""
-    back = round(LOCATE_BACK_S * fs)
-    located = np.empty(len(positions), dtype=np.int64)
-    for i, position in enumerate(positions):
-        lo = max(0, position - back)
-        segment = ecg[lo : position + 1]
-        located[i] = lo + int(np.argmax(np.abs(segment - np.median(segment))))
-    # two beats can locate onto one R peak at the edge of a search-back; keep one
-    return np.unique(located)
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return 0.5 * (ordered[middle - 1] + ordered[middle])
