@@ -14,10 +14,11 @@ detector never holds more than a few seconds of signal. ``detect_qrs`` is that d
 the whole signal as one chunk, so streaming in chunks of any size gives exactly the same beats.
 """
 
+from bisect import insort
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal as sps
-from scipy.ndimage import maximum_filter1d
 
 from inference.signal import validate_fs, validate_signal
 
@@ -35,9 +36,14 @@ LEARNING_S = 2.0
 # Candidates older than this are forgotten: search-back never reaches further back, which
 # bounds the detector's memory during asystole or lead-off.
 MAX_PENDING_S = 4.0
+T_WAVE_SLOPE_RATIO = 0.5
+# Search-back looks for beats missed at half threshold, where T waves are the main risk:
+# long pauses (record 232) otherwise yield the T wave after the last beat.
+SEARCH_BACK_T_WAVE_RATIO = 0.3
 THRESHOLD_COEFFICIENT = 0.3125  # Hamilton & Tompkins' best, between noise and QRS levels
 N_LEVELS = 8  # peaks in each median level
 N_RR = 8  # intervals in the mean RR
+BLOCK_SAMPLES = 1000000
 
 
 def detect_qrs(ecg_mv: np.ndarray, fs: float) -> np.ndarray:
@@ -126,12 +132,13 @@ class StreamingQrsDetector:
         self._flushed = False
         # decision state
         self._learning: list[tuple[int, float, float]] | None = []
-        self._signal_levels: list[float] = []
-        self._noise_levels: list[float] = []
+        self._signal = _RunningMedian(0.0)  # QRS peak level
+        self._noise = _RunningMedian(0.0)  # noise peak level
         self._threshold = 0.0
         self._pending: list[tuple[int, float, float]] = []  # candidates since the last beat
         self._last_beat = -1  # integrated-signal position of the last beat
         self._last_slope = 0.0
+        self._search_back_after = float("inf")  # samples without a beat before search-back
         self._last_located = -1  # integrated-signal position of the last beat located
         self._rr: list[int] = []
         self._regular_rr: list[int] = []
@@ -150,8 +157,14 @@ class StreamingQrsDetector:
         chunk = validate_signal(chunk_mv, name="chunk", min_samples=1)
         if chunk.ndim != 1:
             raise ValueError(f"push takes one lead (a 1-D chunk), got shape {chunk.shape}")
-        self._append_features(chunk)
-        return self._examine(self._n_seen - self._half)
+        # Blocks of a few seconds keep every temporary array small and in cache: one pass over
+        # a 30-minute record as a whole would spend more time faulting in fresh memory than
+        # computing. The output does not depend on the blocking.
+        found = []
+        for start in range(0, len(chunk), BLOCK_SAMPLES):
+            self._append_features(chunk[start : start + BLOCK_SAMPLES])
+            found.append(self._examine(self._n_seen - self._half))
+        return found[0] if len(found) == 1 else np.concatenate(found)
 
     def flush(self) -> np.ndarray:
         """End of the signal: return the R peaks still pending."""
@@ -215,11 +228,7 @@ class StreamingQrsDetector:
             return np.empty(0, dtype=np.int64)
         base = self._start
         segment = self._integrated[start - half - base : stop + half - base]
-        n = stop - start
-        top = maximum_filter1d(segment, size=2 * half + 1, mode="nearest")[half : half + n]
-        centre = segment[half : half + n]
-        rising = centre > segment[half - 1 : half - 1 + n]
-        positions = np.flatnonzero((centre >= top) & rising & (centre > 0.0)) + start
+        positions = _neighbourhood_tops(segment, half) + (start - half)
         self._next = stop
         if len(positions) == 0:
             self._trim()
@@ -243,75 +252,76 @@ class StreamingQrsDetector:
         if not learning:
             return []
         heights = [h for _, h, _ in learning]
-        self._signal_levels = [0.5 * max(heights)]
-        self._noise_levels = [0.5 * sum(heights) / len(heights)]
+        self._signal = _RunningMedian(0.5 * max(heights))
+        self._noise = _RunningMedian(0.5 * sum(heights) / len(heights))
         self._update_threshold()
         positions, heights, slopes = (list(column) for column in zip(*learning, strict=True))
         return self._decide(positions, heights, slopes)
 
     def _update_threshold(self) -> None:
-        noise = _median(self._noise_levels)
-        self._threshold = noise + THRESHOLD_COEFFICIENT * (_median(self._signal_levels) - noise)
+        noise = self._noise.median
+        self._threshold = noise + THRESHOLD_COEFFICIENT * (self._signal.median - noise)
 
     def _decide(self, positions: list, heights: list, slopes: list) -> list[int]:
         """Hamilton & Tompkins' rules over candidates in order; the accepted positions."""
         accepted: list[int] = []
-        learning = self._learning
+        t_wave, refractory, max_pending = self._t_wave, self._refractory, self._max_pending
         for position, height, slope in zip(positions, heights, slopes, strict=True):
-            if learning is not None:
+            if self._learning is not None:
                 if position < self._learning_end:
-                    learning.append((position, height, slope))
+                    self._learning.append((position, height, slope))
                     continue
                 accepted.extend(self._end_learning())
-                learning = None
             pending = self._pending
-            if pending and pending[0][0] < position - self._max_pending:
-                self._pending = [c for c in pending if c[0] >= position - self._max_pending]
-            if self._rr:
-                rr = self._regular_rr if self._regular_rr else self._rr
-                mean_rr = sum(rr) / len(rr)
-                if position - self._last_beat > SEARCH_BACK_RR * mean_rr:
-                    found = self._search_back()
-                    if found is not None:
-                        accepted.append(found)
-            if height > self._threshold:
-                if (
-                    self._last_beat >= 0
-                    and position - self._last_beat < self._t_wave
-                    and slope < 0.5 * self._last_slope
-                ):
+            if pending and pending[0][0] < position - max_pending:
+                pending = self._pending = [c for c in pending if c[0] >= position - max_pending]
+            gap = position - self._last_beat
+            if gap > self._search_back_after and pending:
+                found = self._search_back()
+                if found is not None:
+                    accepted.append(found)
+                    gap = position - self._last_beat
+            if height > self._threshold and gap > refractory:
+                if gap < t_wave and slope < T_WAVE_SLOPE_RATIO * self._last_slope:
                     # a T wave has a gentler slope than the QRS before it
-                    self._add_noise(height)
+                    self._noise.add(height)
+                    self._update_threshold()
                     self._pending.append((position, height, slope))
                     continue
-                if self._last_beat >= 0 and position - self._last_beat <= self._refractory:
-                    continue
-                self._accept(position, slope)
-                self._add_signal(height)
+                self._accept(position, height, slope)
+                self._pending = []
                 accepted.append(position)
-            else:
-                self._add_noise(height)
+            elif height <= self._threshold:
+                self._noise.add(height)
+                self._update_threshold()
                 self._pending.append((position, height, slope))
         return accepted
 
     def _search_back(self) -> int | None:
-        """The highest candidate since the last beat above half the threshold, if any."""
+        """Accept the highest candidate since the last beat above half the threshold, unless
+        it looks like a T wave (within 360 ms of the beat and much gentler); its position."""
         best = None
         floor = 0.5 * self._threshold
         for candidate in self._pending:
-            position, height, _ = candidate
-            if position - self._last_beat > self._refractory and height > floor:
-                if best is None or height > best[1]:
-                    best = candidate
+            position, height, slope = candidate
+            gap = position - self._last_beat
+            if gap <= self._refractory or height <= floor:
+                continue
+            if gap < self._t_wave and slope < SEARCH_BACK_T_WAVE_RATIO * self._last_slope:
+                continue
+            if best is None or height > best[1]:
+                best = candidate
         if best is None:
             return None
         position, height, slope = best
         self._pending = [c for c in self._pending if c[0] > position]
-        self._accept(position, slope, keep_pending=True)
-        self._add_signal(height)
+        self._accept(position, height, slope)
         return position
 
-    def _accept(self, position: int, slope: float, keep_pending: bool = False) -> None:
+    def _accept(self, position: int, height: float, slope: float) -> None:
+        """A beat: update the signal level, the RR averages and the search-back limit."""
+        self._signal.add(height)
+        self._update_threshold()
         if self._last_beat >= 0:
             interval = position - self._last_beat
             rr = self._rr
@@ -320,28 +330,20 @@ class StreamingQrsDetector:
                 del rr[0]
             regular = self._regular_rr
             reference = sum(regular) / len(regular) if regular else sum(rr) / len(rr)
+            # Pan & Tompkins' "regular" intervals: within 92-116 % of their own mean
             if 0.92 * reference <= interval <= 1.16 * reference or len(regular) < 2:
                 regular.append(interval)
                 if len(regular) > N_RR:
                     del regular[0]
+            # Search back after 1.66 mean RR, the shorter of the recent and the regular
+            # mean: in bigeminy the regular mean drifts to the long intervals and would
+            # never call for a search.
+            mean_rr = sum(rr) / len(rr)
+            if regular:
+                mean_rr = min(mean_rr, sum(regular) / len(regular))
+            self._search_back_after = SEARCH_BACK_RR * mean_rr
         self._last_beat = position
         self._last_slope = slope
-        if not keep_pending:
-            self._pending = []
-
-    def _add_signal(self, height: float) -> None:
-        levels = self._signal_levels
-        levels.append(height)
-        if len(levels) > N_LEVELS:
-            del levels[0]
-        self._update_threshold()
-
-    def _add_noise(self, height: float) -> None:
-        levels = self._noise_levels
-        levels.append(height)
-        if len(levels) > N_LEVELS:
-            del levels[0]
-        self._update_threshold()
 
     # --- R peaks ---------------------------------------------------------------------
 
@@ -363,9 +365,67 @@ class StreamingQrsDetector:
         return tops - back + np.argmax(deviation, axis=1)
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[middle]
-    return 0.5 * (ordered[middle - 1] + ordered[middle])
+class _RunningMedian:
+    """Median of the last N_LEVELS values added (Hamilton & Tompkins 1986): one tall ectopic
+    beat or artefact cannot lift the threshold over the next beats."""
+
+    def __init__(self, first: float) -> None:
+        self._recent = [first]
+        self._ordered = [first]
+        self.median = first
+
+    def add(self, value: float) -> None:
+        recent, ordered = self._recent, self._ordered
+        recent.append(value)
+        insort(ordered, value)
+        if len(recent) > N_LEVELS:
+            ordered.remove(recent.pop(0))
+        middle = len(ordered) // 2
+        if len(ordered) % 2:
+            self.median = ordered[middle]
+        else:
+            self.median = 0.5 * (ordered[middle - 1] + ordered[middle])
+
+
+def _neighbourhood_tops(values: np.ndarray, half: int) -> np.ndarray:
+    """Indices i in [half, len - half) where values[i] rises from values[i - 1], is positive
+    and is the maximum of values[i - half : i + half + 1].
+
+    The maximum of a window lies at one of its ends or at a local maximum inside it, so only
+    the few local maxima are compared (a sparse table of range maxima over them), not every
+    sample of every window.
+    """
+    inner = values[1:-1]
+    local = np.flatnonzero((inner > values[:-2]) & (inner >= values[2:]) & (inner > 0.0)) + 1
+    local = local[(local >= half) & (local < len(values) - half)]
+    if len(local) == 0:
+        return local
+    heights = values[local]
+    keep = (heights >= values[local - half]) & (heights >= values[local + half])
+    # every local maximum, including those in the margins, can be the top of a window
+    every = np.flatnonzero((inner > values[:-2]) & (inner >= values[2:])) + 1
+    every_heights = values[every]
+    lo = np.searchsorted(every, local - half, side="left")
+    hi = np.searchsorted(every, local + half, side="right")
+    keep &= heights >= _range_max(every_heights, lo, hi)
+    return local[keep]
+
+
+def _range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """max(values[lo[k]:hi[k]]) for each k (every range non-empty), by a sparse table."""
+    length = hi - lo
+    level = np.zeros(len(length), dtype=np.int64)
+    table = [values]
+    result = values[lo].copy()
+    span = 1
+    while 2 * span <= length.max():
+        previous = table[-1]
+        table.append(np.maximum(previous[:-span], previous[span:]))
+        span *= 2
+        level[length >= span] += 1
+    for j in range(1, len(table)):
+        chosen = level == j
+        if chosen.any():
+            width = 1 << j
+            result[chosen] = np.maximum(table[j][lo[chosen]], table[j][hi[chosen] - width])
+    return result
