@@ -285,6 +285,8 @@ PREDICT_MAX_EXPLAIN_S = envint("PREDICT_MAX_EXPLAIN_S", "60")
 TORCH_THREADS = envint("TORCH_THREADS", "1")
 # Threads that run HTTP requests in each server process (cardiospike/handlers.py says why 1).
 REQUEST_THREADS = envint("REQUEST_THREADS", "1")
+# Uploaded recordings (WFDB, CSV): larger uploads are answered 413 before they are read.
+UPLOAD_MAX_BYTES = envint("UPLOAD_MAX_BYTES", str(64 * 1024 * 1024))
 # Django refuses bigger bodies before any view runs; keep it above the /predict limit so the
 # view can answer 413 with its own message.
 DATA_UPLOAD_MAX_MEMORY_SIZE = PREDICT_MAX_BODY_BYTES + 1024 * 1024

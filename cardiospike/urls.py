@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from monitoring import views
+from monitoring import upload_views, views
 from monitoring.api.predict import PredictView
 
 admin.site.site_header = "CardioSpike administration"
@@ -17,6 +17,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.home, name="home"),
     path("patients/<int:pk>/", views.patient_detail, name="patient-detail"),
+    path("patients/<int:pk>/upload/", upload_views.upload_recording, name="patient-upload"),
+    path("recordings/<int:pk>/", upload_views.recording_detail, name="recording-detail"),
     path("analyzer/", views.analyzer, name="analyzer"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from monitoring.models import Device, Patient, Prediction, Recording, SampleChunk
+from monitoring.models import Beat, Device, Episode, Patient, Prediction, Recording, SampleChunk
 
 
 @admin.register(Patient)
@@ -176,7 +176,16 @@ class RecordingAdmin(admin.ModelAdmin):
     list_filter = ["status", "source", "n_channels", "sampling_rate_hz"]
     search_fields = ["patient__mrn", "patient__name", "device__serial", "source_name"]
     autocomplete_fields = ["patient", "device"]
-    readonly_fields = ["analysis_cursor", "created_at"]
+    readonly_fields = [
+        "analysis_cursor",
+        "created_at",
+        "upload_format",
+        "analysis_status",
+        "analysis_error",
+        "analysis_summary",
+        "analysis_agreement",
+        "analyzed_at",
+    ]
     date_hierarchy = "started_at"
     list_select_related = ["patient", "device"]
 
@@ -204,4 +213,22 @@ class PredictionAdmin(ReadOnlyAdmin):
     list_filter = ["model_name", "model_version", "label"]
     search_fields = ["recording__patient__mrn", "model_name", "label"]
     date_hierarchy = "created_at"
+    list_select_related = ["recording"]
+
+
+@admin.register(Beat)
+class BeatAdmin(ReadOnlyAdmin):
+    """Beats are written by the analysis only; the admin shows them for lookups."""
+
+    list_display = ["recording", "index", "sample", "label", "confidence", "reference_label", "row"]
+    list_filter = ["label", "reference_label", "recording__upload_format"]
+    search_fields = ["recording__patient__mrn", "recording__source_name"]
+    list_select_related = ["recording"]
+
+
+@admin.register(Episode)
+class EpisodeAdmin(ReadOnlyAdmin):
+    list_display = ["recording", "kind", "start_s", "end_s"]
+    list_filter = ["kind"]
+    search_fields = ["recording__patient__mrn", "recording__source_name"]
     list_select_related = ["recording"]

@@ -191,6 +191,23 @@ class RecordingQuerySet(models.QuerySet):
         return self.filter(patient__clinicians=user)
 
 
+class UploadFormat(models.TextChoices):
+    WFDB = "wfdb", "WFDB record"
+    CSV_SIGNAL = "csv-signal", "CSV signal"
+    KAGGLE187 = "kaggle187", "CSV beat rows, 187 values (Kaggle, 125 Hz)"
+    WINDOW216 = "window216", "CSV beat rows, 216 values (360 Hz)"
+
+
+BEAT_ROW_FORMATS = (UploadFormat.KAGGLE187, UploadFormat.WINDOW216)
+
+
+class AnalysisStatus(models.TextChoices):
+    NONE = "none", "Not requested"
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
 class Recording(models.Model):
     class Source(models.TextChoices):
         DEVICE = "device", "Device stream"
@@ -224,6 +241,29 @@ class Recording(models.Model):
     # the same transaction as the analysis results it covers.
     analysis_cursor = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    # Batch analysis of uploaded files (monitoring/analysis.py). The status, summary and
+    # agreement are written in the same transaction as the recording's beats and episodes.
+    upload_format = models.CharField(
+        max_length=20, choices=UploadFormat.choices, blank=True, editable=False
+    )
+    analysis_lead = models.PositiveSmallIntegerField(
+        "analysed channel", default=0, help_text="Index of the channel the analysis reads."
+    )
+    analysis_status = models.CharField(
+        max_length=10, choices=AnalysisStatus.choices, default=AnalysisStatus.NONE
+    )
+    analysis_error = models.TextField(blank=True)
+    analysis_summary = models.JSONField(
+        default=dict, blank=True, help_text="Heart rate, counts per class, burden, episodes."
+    )
+    analysis_agreement = models.JSONField(
+        null=True, blank=True, help_text="Agreement with the file's own labels, when it had some."
+    )
+    analyzed_at = models.DateTimeField(null=True, blank=True)
+    # The file's own beat labels, kept until (and after) the analysis compares with them:
+    # {"samples": [...], "labels": [...]} for signals, {"labels": [...]} per row for rows.
+    reference_annotations = models.JSONField(null=True, blank=True, editable=False)
 
     objects = RecordingQuerySet.as_manager()
 
@@ -369,3 +409,70 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.model_version}: {self.label}"
+
+
+AAMI_CLASS_CHOICES = [
+    ("N", "N: normal or bundle branch block"),
+    ("S", "S: supraventricular ectopic"),
+    ("V", "V: ventricular ectopic"),
+    ("F", "F: fusion"),
+    ("Q", "Q: paced or unclassifiable"),
+]
+
+
+class Beat(models.Model):
+    """One classified heartbeat of a recording, or one row of a beat-per-row upload."""
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="beats")
+    index = models.PositiveIntegerField("beat number", help_text="0-based, in time order.")
+    sample = models.BigIntegerField("R peak (sample index)", validators=[MinValueValidator(0)])
+    label = models.CharField("AAMI class", max_length=1, choices=AAMI_CLASS_CHOICES)
+    confidence = models.FloatField(help_text="Probability of the label.")
+    probabilities = models.JSONField(help_text="Class to probability, N S V F Q.")
+    reference_label = models.CharField(
+        max_length=1,
+        choices=AAMI_CLASS_CHOICES,
+        blank=True,
+        help_text="The uploaded file's label for this beat, when it had one.",
+    )
+    row = models.PositiveIntegerField(
+        "CSV row", null=True, blank=True, help_text="1-based data row, for beat-per-row files."
+    )
+
+    class Meta:
+        ordering = ["recording", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["recording", "index"], name="beat_unique_index"),
+            models.CheckConstraint(
+                condition=Q(confidence__gte=0) & Q(confidence__lte=1),
+                name="beat_confidence_probability",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"beat {self.index} ({self.label}) of recording {self.recording_id}"
+
+
+class Episode(models.Model):
+    """A rhythm episode found by the analysis (AF, VT, VF, bradycardia, tachycardia, pause)."""
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="episodes")
+    kind = models.CharField(max_length=10)
+    start_s = models.FloatField("start (s)", validators=[MinValueValidator(0.0)])
+    end_s = models.FloatField("end (s)")
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["recording", "start_s"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(end_s__gte=models.F("start_s")), name="episode_ends_after_start"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.start_s:.1f}-{self.end_s:.1f} s of recording {self.recording_id}"
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s

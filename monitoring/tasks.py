@@ -10,3 +10,11 @@ from monitoring.recordings import summarize
 def summarize_recording(recording_id: int) -> dict:
     """What is stored of a recording, computed on a worker (see ``recordings.summarize``)."""
     return summarize(Recording.objects.get(pk=recording_id))
+
+
+@shared_task
+def analyze_recording_task(recording_id: int, force: bool = False) -> dict:
+    """Batch analysis of a stored (uploaded) recording (see ``analysis.analyze_recording``)."""
+    from monitoring.analysis import analyze_recording
+
+    return analyze_recording(recording_id, force=force)

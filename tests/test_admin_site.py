@@ -8,11 +8,11 @@ from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
-from monitoring.models import Device, Prediction, SampleChunk
+from monitoring.models import Beat, Device, Episode, Prediction, SampleChunk
 
 pytestmark = pytest.mark.django_db
 
-READ_ONLY = {SampleChunk, Prediction}  # rows written only by the system
+READ_ONLY = {SampleChunk, Prediction, Beat, Episode}  # rows written only by the system
 
 
 @pytest.fixture
@@ -27,6 +27,15 @@ def rows(patient, other_patient, device, recording):
         label="normal",
         probabilities={"normal": 0.9, "arrhythmia": 0.1},
     )
+    Beat.objects.create(
+        recording=recording,
+        index=0,
+        sample=5,
+        label="V",
+        confidence=0.9,
+        probabilities={"N": 0.05, "S": 0.0, "V": 0.9, "F": 0.05, "Q": 0.0},
+    )
+    Episode.objects.create(recording=recording, kind="VT", start_s=1.0, end_s=3.5)
 
 
 def admin_url(model, page: str, *args) -> str:

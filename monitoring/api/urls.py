@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from monitoring.api import analyzer, views
+from monitoring.api import analyzer, uploads, views
 from monitoring.api.predict import PredictView
 
 router = DefaultRouter()
@@ -20,5 +20,32 @@ urlpatterns = [
     ),
     path("synthetic/", analyzer.SyntheticView.as_view(), name="api-synthetic"),
     path("device/v1/self/", views.DeviceSelfView.as_view(), name="api-device-self"),
+    path(
+        "patients/<int:patient_id>/uploads/",
+        uploads.PatientUploadView.as_view(),
+        name="api-patient-upload",
+    ),
+    path(
+        "recordings/<int:pk>/analysis/",
+        uploads.RecordingAnalysisView.as_view(),
+        name="api-recording-analysis",
+    ),
+    path(
+        "recordings/<int:pk>/analyze/",
+        uploads.RecordingAnalyzeView.as_view(),
+        name="api-recording-analyze",
+    ),
+    path("recordings/<int:pk>/beats/", uploads.RecordingBeatsView.as_view(), name="api-beats"),
+    path(
+        "recordings/<int:pk>/beats/<int:number>/saliency/",
+        uploads.BeatSaliencyView.as_view(),
+        name="api-beat-saliency",
+    ),
+    path(
+        "recordings/<int:pk>/results.csv",
+        uploads.ResultsCsvView.as_view(),
+        name="api-results-csv",
+    ),
+    path("recordings/<int:pk>/strip.png", uploads.StripPngView.as_view(), name="api-strip-png"),
     *router.urls,
 ]

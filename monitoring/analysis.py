@@ -1,0 +1,353 @@
+"""Batch analysis of a stored recording: beats, labels, episodes, summary, agreement.
+
+:func:`analyze_recording` is what the Celery task ``analyze_recording_task`` runs (tests call
+it directly). It computes everything first (``inference.analysis``: no database involved),
+then writes the beats, episodes, summary and agreement in one transaction that also marks
+the recording done; a failure marks it failed with the error and stores no result at all.
+Running it again replaces the results in one transaction, so a repeated or redelivered task
+never duplicates beats.
+"""
+
+import csv
+import io
+import logging
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+
+from inference.aami import AAMI_CLASSES
+from inference.beat_match import match_beats
+from monitoring.models import (
+    BEAT_ROW_FORMATS,
+    AnalysisStatus,
+    Beat,
+    Episode,
+    Recording,
+)
+from monitoring.uploads import ROW_LAYOUTS
+
+logger = logging.getLogger(__name__)
+
+ROWS_NOTE = (
+    "Beat rows have no rhythm context (no time between beats), so there is no heart rate "
+    "and no rhythm episodes; each row is classified on its shape alone."
+)
+CSV_COLUMNS_PROBABILITIES = [f"p_{name}" for name in AAMI_CLASSES]
+
+
+# --- Reading stored samples -------------------------------------------------------------
+
+
+def recording_adc(recording: Recording) -> np.ndarray:
+    """All stored samples of a recording, int16 (n_samples, n_channels), from sample 0.
+
+    Raises ``ValueError`` when the chunks leave a gap: a batch analysis needs the whole
+    signal (uploads never have gaps; device streams are analysed incrementally elsewhere).
+    """
+    parts, expected = [], 0
+    for chunk in recording.chunks.order_by("first_sample").only(
+        "first_sample", "n_samples", "data", "recording_id"
+    ):
+        chunk.recording = recording  # the decoder needs the channel count
+        if chunk.first_sample != expected:
+            raise ValueError(
+                f"recording {recording.pk} has a gap: samples {expected}-{chunk.first_sample - 1} "
+                "are missing"
+            )
+        parts.append(chunk.samples())
+        expected = chunk.end_sample
+    if not parts:
+        raise ValueError(f"recording {recording.pk} has no stored samples")
+    return np.concatenate(parts)
+
+
+def recording_signal_mv(recording: Recording, channel: int | None = None) -> np.ndarray:
+    """One channel in millivolts (float64); the analysed channel unless told otherwise."""
+    channel = recording.analysis_lead if channel is None else channel
+    return recording.to_mv(recording_adc(recording)[:, channel])
+
+
+def beat_rows(recording: Recording) -> np.ndarray:
+    """The rows of a beat-per-row upload, shape (n_rows, row length), in their own units."""
+    length = ROW_LAYOUTS[recording.upload_format]["length"]
+    return recording_signal_mv(recording).reshape(-1, length)
+
+
+# --- Agreement with the file's labels ---------------------------------------------------
+
+
+def agreement(
+    reference: Sequence[str],
+    predicted: Sequence[str],
+    missed: Sequence[str] = (),
+    extra: Sequence[str] = (),
+) -> dict:
+    """Per-class Se/+P/F1 and the confusion table of our labels against the file's.
+
+    ``reference`` and ``predicted`` are the labels of matched beats, pairwise. ``missed``
+    are the reference labels of beats we did not detect, ``extra`` our labels of detections
+    with no reference beat: both count against the class (a missed V beat lowers V's Se, an
+    extra beat labelled N lowers N's +P), as in an end-to-end AAMI EC57 evaluation. Undefined
+    ratios (no such beats) are ``None``.
+    """
+    index = {name: i for i, name in enumerate(AAMI_CLASSES)}
+    confusion = np.zeros((len(AAMI_CLASSES), len(AAMI_CLASSES)), dtype=np.int64)
+    for ref, pred in zip(reference, predicted, strict=True):
+        confusion[index[ref], index[pred]] += 1
+    missed_counts = {name: 0 for name in AAMI_CLASSES} | _counts(missed)
+    extra_counts = {name: 0 for name in AAMI_CLASSES} | _counts(extra)
+    classes = {}
+    for name, i in index.items():
+        tp = int(confusion[i, i])
+        support = int(confusion[i].sum()) + missed_counts[name]
+        n_predicted = int(confusion[:, i].sum()) + extra_counts[name]
+        se = tp / support if support else None
+        ppv = tp / n_predicted if n_predicted else None
+        f1 = 2 * se * ppv / (se + ppv) if se and ppv else (0.0 if support else None)
+        classes[name] = {
+            "se": se,
+            "ppv": ppv,
+            "f1": f1,
+            "support": support,
+            "predicted": n_predicted,
+        }
+    n_matched = int(confusion.sum())
+    return {
+        "labels": list(AAMI_CLASSES),
+        "confusion": confusion.tolist(),
+        "classes": classes,
+        "n_matched": n_matched,
+        "accuracy": float(np.trace(confusion) / n_matched) if n_matched else None,
+        "missed": missed_counts,
+        "extra": extra_counts,
+    }
+
+
+def _counts(labels: Sequence[str]) -> dict[str, int]:
+    counts = {name: 0 for name in AAMI_CLASSES}
+    for label in labels:
+        counts[label] += 1
+    return counts
+
+
+# --- The analysis -----------------------------------------------------------------------
+
+
+def analyze_recording(recording_id: int, force: bool = False) -> dict:
+    """Analyse a stored recording and store the results; returns the analysis status.
+
+    A recording already analysed is left as it is unless ``force``. Never raises for a
+    failed analysis: the recording is marked failed with the error, which pages and the API
+    show, and the return value says so.
+    """
+    recording = Recording.objects.get(pk=recording_id)
+    if recording.analysis_status == AnalysisStatus.DONE and not force:
+        return _status(recording)
+    try:
+        if recording.upload_format in BEAT_ROW_FORMATS:
+            result = _analyze_rows(recording)
+        else:
+            result = _analyze_signal(recording)
+        _store(recording, *result)
+    except Exception as exc:
+        logger.exception("analysis of recording %s failed", recording_id)
+        Recording.objects.filter(pk=recording_id).update(
+            analysis_status=AnalysisStatus.FAILED,
+            analysis_error=f"{type(exc).__name__}: {exc}"[:2000],
+            analyzed_at=timezone.now(),
+        )
+    return _status(Recording.objects.get(pk=recording_id))
+
+
+def _status(recording: Recording) -> dict:
+    return {
+        "recording": recording.pk,
+        "status": recording.analysis_status,
+        "error": recording.analysis_error,
+        "n_beats": recording.analysis_summary.get("n_beats"),
+    }
+
+
+def _probabilities(row: np.ndarray) -> dict[str, float]:
+    return {name: round(float(p), 5) for name, p in zip(AAMI_CLASSES, row, strict=True)}
+
+
+def _make_beats(
+    recording: Recording,
+    samples: np.ndarray,
+    labels: Sequence[str],
+    probabilities: np.ndarray,
+    reference: dict[int, str],
+    rows: bool,
+) -> list[Beat]:
+    column = {name: i for i, name in enumerate(AAMI_CLASSES)}
+    return [
+        Beat(
+            recording=recording,
+            index=index,
+            sample=int(sample),
+            label=label,
+            confidence=min(1.0, max(0.0, float(probabilities[index, column[label]]))),
+            probabilities=_probabilities(probabilities[index]),
+            reference_label=reference.get(index, ""),
+            row=index + 1 if rows else None,
+        )
+        for index, (sample, label) in enumerate(zip(samples, labels, strict=True))
+    ]
+
+
+def _analyze_signal(recording: Recording) -> tuple[list[Beat], list[Episode], dict, dict | None]:
+    from inference.analysis import analyze_signal
+
+    fs = recording.sampling_rate_hz
+    ecg_mv = recording_signal_mv(recording)
+    result = analyze_signal(ecg_mv, fs)
+    r_peaks = np.asarray(result.r_peaks, dtype=np.int64)
+    probabilities = np.asarray(result.probabilities, dtype=np.float64).reshape(len(r_peaks), -1)
+    matched_reference: dict[int, str] = {}
+    agreement_result = None
+    reference = recording.reference_annotations
+    if reference and reference.get("samples") is not None:
+        ref_samples = np.asarray(reference["samples"], dtype=np.int64)
+        ref_labels = list(reference["labels"])
+        ref_index, det_index = match_beats(ref_samples, r_peaks, fs)
+        pairs = zip(ref_index, det_index, strict=True)
+        matched_reference = {int(d): ref_labels[r] for r, d in pairs}
+        missed = sorted(set(range(len(ref_labels))) - set(ref_index.tolist()))
+        extra = sorted(set(range(len(r_peaks))) - set(det_index.tolist()))
+        agreement_result = agreement(
+            [ref_labels[r] for r in ref_index],
+            [result.labels[d] for d in det_index],
+            missed=[ref_labels[r] for r in missed],
+            extra=[result.labels[d] for d in extra],
+        )
+        agreement_result["qrs"] = {
+            "n_reference": len(ref_labels),
+            "n_detected": len(r_peaks),
+            "se": len(ref_index) / len(ref_labels) if ref_labels else None,
+            "ppv": len(det_index) / len(r_peaks) if len(r_peaks) else None,
+            "match_window_s": 0.150,
+        }
+    beats = _make_beats(
+        recording, r_peaks, result.labels, probabilities, matched_reference, rows=False
+    )
+    episodes = [
+        Episode(
+            recording=recording,
+            kind=episode.kind,
+            start_s=float(episode.start_s),
+            end_s=float(episode.end_s),
+            details=dict(episode.details or {}),
+        )
+        for episode in result.episodes
+    ]
+    summary = dict(result.summary)
+    summary["lead"] = recording.lead_names[recording.analysis_lead]
+    summary["models"] = result.models
+    summary["rhythm_context"] = True
+    return beats, episodes, summary, agreement_result
+
+
+def _analyze_rows(recording: Recording) -> tuple[list[Beat], list[Episode], dict, dict | None]:
+    from inference.analysis import classify_beat_rows
+
+    layout = ROW_LAYOUTS[recording.upload_format]
+    rows = beat_rows(recording)
+    labels, probabilities = classify_beat_rows(rows, recording.upload_format)
+    labels = list(labels)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    samples = np.arange(len(rows), dtype=np.int64) * layout["length"] + layout["r_index"]
+    reference_labels = (recording.reference_annotations or {}).get("labels")
+    reference = dict(enumerate(reference_labels)) if reference_labels else {}
+    beats = _make_beats(recording, samples, labels, probabilities, reference, rows=True)
+    counts = _counts(labels)
+    summary = {
+        "n_beats": len(labels),
+        "n_rows": len(labels),
+        "duration_s": None,
+        "heart_rate_bpm": None,
+        "counts": counts,
+        "burden": {name: count / len(labels) for name, count in counts.items()},
+        "episodes": None,
+        "layout": recording.upload_format,
+        "lead": recording.lead_names[0],
+        "rhythm_context": False,
+        "note": ROWS_NOTE,
+    }
+    agreement_result = agreement(reference_labels, labels) if reference_labels else None
+    return beats, [], summary, agreement_result
+
+
+@transaction.atomic
+def _store(
+    recording: Recording,
+    beats: list[Beat],
+    episodes: list[Episode],
+    summary: dict,
+    agreement_result: dict | None,
+) -> None:
+    # Lock the row so that two workers analysing the same recording write one after the
+    # other; each replaces everything, so the last one's result stands, whole.
+    Recording.objects.select_for_update().filter(pk=recording.pk).first()
+    Beat.objects.filter(recording=recording).delete()
+    Episode.objects.filter(recording=recording).delete()
+    Beat.objects.bulk_create(beats, batch_size=2000)
+    Episode.objects.bulk_create(episodes)
+    Recording.objects.filter(pk=recording.pk).update(
+        analysis_status=AnalysisStatus.DONE,
+        analysis_error="",
+        analysis_summary=summary,
+        analysis_agreement=agreement_result,
+        analyzed_at=timezone.now(),
+    )
+
+
+# --- Results as CSV ---------------------------------------------------------------------
+
+
+def results_csv_rows(recording: Recording) -> Iterator[list]:
+    """The per-beat (or per-row) results CSV, header first, as lists of cells."""
+    rows = recording.upload_format in BEAT_ROW_FORMATS
+    fs = recording.sampling_rate_hz
+    if rows:
+        yield ["row", "label", "confidence", *CSV_COLUMNS_PROBABILITIES, "reference_label"]
+    else:
+        yield [
+            "beat",
+            "sample",
+            "time_s",
+            "label",
+            "confidence",
+            *CSV_COLUMNS_PROBABILITIES,
+            "reference_label",
+        ]
+    for beat in recording.beats.order_by("index").iterator(chunk_size=2000):
+        probabilities = [beat.probabilities.get(name, "") for name in AAMI_CLASSES]
+        if rows:
+            yield [
+                beat.row,
+                beat.label,
+                round(beat.confidence, 5),
+                *probabilities,
+                beat.reference_label,
+            ]
+        else:
+            yield [
+                beat.index + 1,
+                beat.sample,
+                round(beat.sample / fs, 4),
+                beat.label,
+                round(beat.confidence, 5),
+                *probabilities,
+                beat.reference_label,
+            ]
+
+
+def results_csv(recording: Recording) -> str:
+    """The results CSV as text."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows(results_csv_rows(recording))
+    return buffer.getvalue()

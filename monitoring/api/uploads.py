@@ -1,0 +1,270 @@
+"""Uploads and their analysis through the API.
+
+- ``POST /api/patients/<id>/uploads/`` (multipart: ``files``, one or more; ``fs_hz`` for a
+  one-column CSV): 201 with the stored recording and its analysis status; 400 (or 413 for
+  an upload over ``UPLOAD_MAX_BYTES``) with ``{"detail": ...}`` naming the problem, and
+  nothing stored.
+- ``GET /api/recordings/<id>/analysis/``: status, summary, agreement, episodes.
+- ``GET /api/recordings/<id>/beats/``: the beats (paginated).
+- ``GET /api/recordings/<id>/beats/<n>/saliency/``: beat ``n``'s saliency map (data).
+- ``GET /api/recordings/<id>/results.csv``: one line per beat (or CSV row).
+- ``GET /api/recordings/<id>/strip.png?start_s=&length_s=&beat=``: a strip as a picture.
+- ``POST /api/recordings/<id>/analyze/``: run the analysis again.
+"""
+
+from django.db.models import QuerySet
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from monitoring.analysis import results_csv
+from monitoring.models import AnalysisStatus, Beat, Episode, Patient, Recording
+from monitoring.strips import render_strip_png, saliency, strip_request
+from monitoring.uploads import UploadError, files_from_request, parse_upload, store_upload
+
+
+def error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
+    return Response({"detail": message}, status=code)
+
+
+class AnyAcceptNegotiation(BaseContentNegotiation):
+    """PNG and CSV views answer their own type; errors still go out as JSON, whatever the
+    client's Accept header says (an ``<img>`` asks for images)."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class EpisodeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Episode
+        fields = ["kind", "start_s", "end_s", "details"]
+        read_only_fields = fields
+
+
+class BeatSerializer(serializers.ModelSerializer):
+    number = serializers.SerializerMethodField(help_text="1-based beat number.")
+    time_s = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Beat
+        fields = [
+            "number",
+            "sample",
+            "time_s",
+            "label",
+            "confidence",
+            "probabilities",
+            "reference_label",
+            "row",
+        ]
+        read_only_fields = fields
+
+    def get_number(self, beat: Beat) -> int:
+        return beat.index + 1
+
+    def get_time_s(self, beat: Beat) -> float:
+        return round(beat.sample / beat.recording.sampling_rate_hz, 4)
+
+
+class AnalysisSerializer(serializers.ModelSerializer):
+    episodes = EpisodeSerializer(many=True, read_only=True)
+    analysed_lead = serializers.SerializerMethodField()
+    links = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Recording
+        fields = [
+            "id",
+            "patient",
+            "source",
+            "source_name",
+            "upload_format",
+            "sampling_rate_hz",
+            "gain_adc_per_mv",
+            "baseline_adc",
+            "n_channels",
+            "lead_names",
+            "analysed_lead",
+            "analysis_status",
+            "analysis_error",
+            "analyzed_at",
+            "analysis_summary",
+            "analysis_agreement",
+            "episodes",
+            "links",
+        ]
+        read_only_fields = fields
+
+    def get_analysed_lead(self, recording: Recording) -> str:
+        return recording.lead_names[recording.analysis_lead]
+
+    def get_links(self, recording: Recording) -> dict:
+        base = f"/api/recordings/{recording.pk}"
+        return {
+            "page": f"/recordings/{recording.pk}/",
+            "analysis": f"{base}/analysis/",
+            "beats": f"{base}/beats/",
+            "results_csv": f"{base}/results.csv",
+            "strip_png": f"{base}/strip.png",
+        }
+
+
+def visible_recording(request, pk: int) -> Recording:
+    """The recording if the user may see its patient; 404 otherwise."""
+    return get_object_or_404(Recording.objects.visible_to(request.user), pk=pk)
+
+
+def not_analysed(recording: Recording) -> Response | None:
+    """409 naming the analysis state when a recording has no results to give."""
+    if recording.analysis_status == AnalysisStatus.DONE:
+        return None
+    if recording.analysis_status == AnalysisStatus.FAILED:
+        return error(f"the analysis failed: {recording.analysis_error}", status.HTTP_409_CONFLICT)
+    return error(
+        f"recording {recording.pk} has no analysis results yet (analysis "
+        f"{recording.get_analysis_status_display().lower()})",
+        status.HTTP_409_CONFLICT,
+    )
+
+
+class PatientUploadView(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": inline_serializer(
+                "RecordingUpload",
+                {
+                    "files": serializers.ListField(child=serializers.FileField()),
+                    "fs_hz": serializers.FloatField(required=False),
+                },
+            )
+        },
+        responses={201: AnalysisSerializer},
+    )
+    def post(self, request, patient_id: int):
+        """Upload a WFDB record (.hea + .dat [+ .atr]) or a CSV file and analyse it."""
+        patient = get_object_or_404(Patient.objects.visible_to(request.user), pk=patient_id)
+        try:
+            files = files_from_request(request)
+            parsed = parse_upload(files, fs_hz=request.data.get("fs_hz"))
+        except UploadError as exc:
+            return error(str(exc), exc.status)
+        recording = store_upload(patient, parsed)
+        recording.refresh_from_db()
+        return Response(AnalysisSerializer(recording).data, status=status.HTTP_201_CREATED)
+
+
+class RecordingAnalysisView(APIView):
+    @extend_schema(responses=AnalysisSerializer)
+    def get(self, request, pk: int):
+        """Analysis status, summary, agreement with the file's labels, and episodes."""
+        return Response(AnalysisSerializer(visible_recording(request, pk)).data)
+
+
+class RecordingAnalyzeView(APIView):
+    @extend_schema(request=None, responses={202: AnalysisSerializer})
+    def post(self, request, pk: int):
+        """Run the analysis of a recording again (replacing its results)."""
+        from monitoring.tasks import analyze_recording_task
+
+        recording = visible_recording(request, pk)
+        if not recording.upload_format:
+            return error("only uploaded recordings are analysed in batch")
+        Recording.objects.filter(pk=pk).update(analysis_status=AnalysisStatus.PENDING)
+        analyze_recording_task.delay(recording.pk, force=True)
+        recording.refresh_from_db()
+        return Response(AnalysisSerializer(recording).data, status=status.HTTP_202_ACCEPTED)
+
+
+class RecordingBeatsView(generics.ListAPIView):
+    serializer_class = BeatSerializer
+
+    def get_queryset(self) -> QuerySet:
+        recording = visible_recording(self.request, self.kwargs["pk"])
+        return recording.beats.select_related("recording").order_by("index")
+
+
+class BeatSaliencyView(APIView):
+    @extend_schema(
+        responses=inline_serializer(
+            "BeatSaliency",
+            {
+                "start": serializers.IntegerField(),
+                "fs": serializers.FloatField(),
+                "values": serializers.ListField(child=serializers.FloatField()),
+                "label": serializers.CharField(),
+                "probability": serializers.FloatField(),
+            },
+        )
+    )
+    def get(self, request, pk: int, number: int):
+        """Which samples drove beat ``number``'s label (gradient x input, 0..1 per sample).
+
+        ``start`` is the first sample of ``values`` in the recording, at ``fs``.
+        """
+        recording = visible_recording(request, pk)
+        refused = not_analysed(recording)
+        if refused:
+            return refused
+        beat = recording.beats.filter(index=number - 1).first()
+        if beat is None:
+            return error(f"beat {number} does not exist", status.HTTP_404_NOT_FOUND)
+        result = saliency(recording, beat)
+        result["values"] = [round(float(v), 4) for v in result["values"]]
+        return Response(result)
+
+
+class ResultsCsvView(APIView):
+    content_negotiation_class = AnyAcceptNegotiation
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    def get(self, request, pk: int):
+        """One line per beat (or per uploaded row): label, confidence, probabilities, reference."""
+        recording = visible_recording(request, pk)
+        refused = not_analysed(recording)
+        if refused:
+            return refused
+        response = HttpResponse(results_csv(recording), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'attachment; filename="recording-{recording.pk}-results.csv"'
+        )
+        return response
+
+
+class StripPngView(APIView):
+    content_negotiation_class = AnyAcceptNegotiation
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("start_s", float, description="Start (s); default 0 or centred."),
+            OpenApiParameter("length_s", float, description="Length (s), 0.5-60; default 10."),
+            OpenApiParameter("beat", int, description="Beat number (1-based) to explain."),
+        ],
+        responses={(200, "image/png"): OpenApiTypes.BINARY},
+    )
+    def get(self, request, pk: int):
+        """A strip of the analysed lead as PNG, with beat labels and a beat's saliency."""
+        recording = visible_recording(request, pk)
+        refused = not_analysed(recording)
+        if refused:
+            return refused
+        try:
+            strip = strip_request(
+                recording,
+                request.query_params.get("start_s"),
+                request.query_params.get("length_s"),
+                request.query_params.get("beat"),
+            )
+        except ValueError as exc:
+            return error(str(exc))
+        return HttpResponse(render_strip_png(recording, strip), content_type="image/png")

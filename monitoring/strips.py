@@ -1,0 +1,192 @@
+"""PNG pictures of a stored recording's strip: ECG on grid paper, beat labels, saliency heat.
+
+Drawn with matplotlib's object API on the Agg canvas (no pyplot global state), so pictures
+can be made from any request thread or worker.
+"""
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from monitoring.analysis import beat_rows, recording_signal_mv
+from monitoring.models import BEAT_ROW_FORMATS, Beat, Recording
+from monitoring.uploads import ROW_LAYOUTS
+
+MAX_STRIP_S = 60.0
+MIN_STRIP_S = 0.5
+DEFAULT_STRIP_S = 10.0
+LABEL_COLOURS = {"N": "#374151", "S": "#1d4ed8", "V": "#b91c1c", "F": "#7e22ce", "Q": "#92400e"}
+
+
+@dataclass
+class StripRequest:
+    """A validated request for a strip: where it starts and ends (samples) and the beat."""
+
+    start: int
+    end: int
+    beat: Beat | None
+
+
+def strip_request(
+    recording: Recording,
+    start_s: str | float | None,
+    length_s: str | float | None,
+    beat_number: str | int | None,
+) -> StripRequest:
+    """Check the query of a strip picture; ``ValueError`` says what is wrong.
+
+    ``beat_number`` counts from 1 (as the results table and CSV do). Without ``start_s``
+    the strip is centred on the chosen beat, or starts at 0.
+    """
+    fs = recording.sampling_rate_hz
+    n_samples = int(recording.analysis_summary.get("n_samples") or _n_samples(recording))
+    duration_s = n_samples / fs
+    length = _number(length_s, "length_s", DEFAULT_STRIP_S)
+    if not MIN_STRIP_S <= length <= MAX_STRIP_S:
+        raise ValueError(
+            f"length_s must be between {MIN_STRIP_S:g} and {MAX_STRIP_S:g} seconds, got {length:g}"
+        )
+    beat = None
+    if beat_number not in (None, ""):
+        try:
+            number = int(beat_number)
+        except (TypeError, ValueError):
+            raise ValueError(f"beat must be a beat number (1, 2, …), got {beat_number!r}") from None
+        beat = recording.beats.filter(index=number - 1).first()
+        if beat is None:
+            n_beats = recording.beats.count()
+            raise ValueError(f"beat {number} does not exist: the recording has {n_beats} beats")
+    if start_s in (None, ""):
+        start = 0.0 if beat is None else max(0.0, beat.sample / fs - length / 2)
+    else:
+        start = _number(start_s, "start_s", 0.0)
+    if not 0.0 <= start < duration_s:
+        raise ValueError(
+            f"start_s must be from 0 to {duration_s:.2f} s (the recording's length), got {start:g}"
+        )
+    first = int(round(start * fs))
+    return StripRequest(start=first, end=min(n_samples, first + int(round(length * fs))), beat=beat)
+
+
+def _number(value, name: str, default: float) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}") from None
+    if not np.isfinite(number):
+        raise ValueError(f"{name} must be a finite number of seconds")
+    return number
+
+
+def _n_samples(recording: Recording) -> int:
+    from django.db.models import Sum
+
+    return recording.chunks.aggregate(total=Sum("n_samples"))["total"] or 0
+
+
+def saliency(recording: Recording, beat: Beat, signal: np.ndarray | None = None) -> dict:
+    """The saliency map of one stored beat (or row), with ``start`` in recording samples."""
+    from inference.analysis import beat_saliency, row_saliency
+
+    if recording.upload_format in BEAT_ROW_FORMATS:
+        rows = beat_rows(recording)
+        result = dict(row_saliency(rows, recording.upload_format, beat.index))
+        result["start"] = int(result.get("start", 0)) + beat.index * rows.shape[1]
+        return result
+    signal = recording_signal_mv(recording) if signal is None else signal
+    r_peaks = np.fromiter(
+        recording.beats.order_by("index").values_list("sample", flat=True), dtype=np.int64
+    )
+    return dict(beat_saliency(signal, recording.sampling_rate_hz, r_peaks, beat.index))
+
+
+def render_strip_png(recording: Recording, request: StripRequest) -> bytes:
+    """The strip as a PNG: trace on ECG paper, beat labels, and the chosen beat's saliency."""
+    fs = recording.sampling_rate_hz
+    rows = recording.upload_format in BEAT_ROW_FORMATS
+    signal = recording_signal_mv(recording)
+    piece = signal[request.start : request.end]
+    t = (request.start + np.arange(len(piece))) / fs
+    length_s = len(piece) / fs
+    # about 25 mm/s paper (1 inch per second), within what a page can show
+    figure = Figure(figsize=(min(30.0, max(6.0, length_s * 1.0)), 3.2), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    low, high = float(piece.min()), float(piece.max())
+    margin = max(0.25 * (high - low), 0.2 if not rows else 0.05)
+    ymin, ymax = low - margin, high + 2 * margin
+    if not rows:
+        _paper(axes, t[0], t[-1], ymin, ymax)
+    if request.beat is not None:
+        heat = saliency(recording, request.beat, signal=None if rows else signal)
+        values = np.asarray(heat["values"], dtype=np.float64)
+        first = int(heat["start"])
+        lo, hi = max(first, request.start), min(first + len(values), request.end)
+        if hi > lo:
+            axes.imshow(
+                values[lo - first : hi - first][np.newaxis, :],
+                cmap="YlOrRd",
+                vmin=0.0,
+                vmax=1.0,
+                alpha=0.55,
+                aspect="auto",
+                extent=(lo / fs, hi / fs, ymin, ymax),
+                interpolation="nearest",
+                zorder=1,
+            )
+    axes.plot(t, piece, color="#111111", linewidth=0.9, zorder=3)
+    beats = recording.beats.filter(sample__gte=request.start, sample__lt=request.end)
+    for beat in beats.order_by("index"):
+        chosen = request.beat is not None and beat.pk == request.beat.pk
+        axes.text(
+            beat.sample / fs,
+            high + margin,
+            beat.label,
+            ha="center",
+            va="bottom",
+            fontsize=10 if chosen else 8,
+            fontweight="bold" if chosen else "normal",
+            color=LABEL_COLOURS.get(beat.label, "#111111"),
+            zorder=4,
+        )
+    if rows:
+        length = ROW_LAYOUTS[recording.upload_format]["length"]
+        for boundary in range((request.start // length + 1) * length, request.end, length):
+            axes.axvline(boundary / fs, color="#9ca3af", linewidth=0.6, linestyle=":")
+    axes.set_xlim(t[0], t[-1] if len(t) > 1 else t[0] + 1 / fs)
+    axes.set_ylim(ymin, ymax)
+    axes.set_xlabel("time (s)" if not rows else "time (s), rows laid end to end")
+    axes.set_ylabel("mV" if recording.upload_format != "kaggle187" else "normalized")
+    lead = recording.lead_names[recording.analysis_lead]
+    title = f"Recording {recording.pk} · {lead} · {t[0]:.2f}-{t[-1]:.2f} s"
+    if request.beat is not None:
+        title += f" · saliency of beat {request.beat.index + 1} ({request.beat.label})"
+    axes.set_title(title, fontsize=9, loc="left")
+    figure.text(
+        0.99,
+        0.01,
+        "Research software, not a medical device",
+        ha="right",
+        fontsize=6,
+        color="#6b7280",
+    )
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _paper(axes, t0: float, t1: float, ymin: float, ymax: float) -> None:
+    """ECG paper: 0.04 s / 0.1 mV small squares, 0.2 s / 0.5 mV large squares."""
+    # one line collection per grid level: a minute of paper is 1,500 vertical lines
+    for step, colour, width in ((0.04, "#fbd5d5", 0.4), (0.2, "#f29c9c", 0.7)):
+        xs = np.arange(np.floor(t0 / step) * step, t1 + step, step)
+        axes.vlines(xs, ymin, ymax, colors=colour, linewidth=width, zorder=0)
+    for step, colour, width in ((0.1, "#fbd5d5", 0.4), (0.5, "#f29c9c", 0.7)):
+        ys = np.arange(np.floor(ymin / step) * step, ymax + step, step)
+        axes.hlines(ys, t0, t1, colors=colour, linewidth=width, zorder=0)

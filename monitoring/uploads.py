@@ -1,0 +1,634 @@
+"""Parsing and storing uploaded recordings: WFDB records and the CSV formats.
+
+Every check runs before anything is written: :func:`parse_upload` reads and validates the
+whole upload into a :class:`ParsedUpload` (or raises :class:`UploadError` naming the problem
+and the line, row or sample at fault), and only then :func:`store_upload` writes the
+recording and its samples in one transaction. A bad file therefore never leaves a partial
+recording behind.
+
+Formats (docs/upload.md has the user's version):
+
+- WFDB: a ``.hea`` header with the ``.dat`` file(s) it names, optionally ``.atr`` beat
+  annotations of the same record (reference labels, mapped to AAMI classes).
+- CSV continuous signal: one numeric column in millivolts (an optional header line), with
+  the sampling rate given separately (50-2000 Hz).
+- CSV beat rows, one beat per row: 187 values (Kaggle "ECG Heartbeat Categorization",
+  Kachuee et al., IEEE ICHI 2018: 125 Hz, starting at the R peak, normalized 0..1,
+  zero-padded) or 216 values (0.6 s at 360 Hz, R peak at value 90, millivolts), each with an
+  optional last-column label (0-4 or N, S, V, F, Q).
+"""
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from django.db import transaction
+from django.utils import timezone
+
+from inference.aami import AAMI_CLASSES, aami_class
+from monitoring.models import (
+    MAX_CHANNELS,
+    AnalysisStatus,
+    Patient,
+    Recording,
+    SampleChunk,
+    UploadFormat,
+)
+from monitoring.samples import INT16_MAX
+
+MIN_FS_HZ = 50.0
+MAX_FS_HZ = 2000.0
+MIN_SIGNAL_S = 2.0  # shorter than two beats at 60 bpm: nothing to analyse
+CHUNK_SAMPLES = 65_536  # frames per stored chunk: ~0.5 MB for 4 leads
+# Keep quantized samples a little inside int16 so that rounding never overflows.
+ADC_FULL_SCALE = 32_000
+MAX_GAIN_ADC_PER_MV = 1e6  # the Recording model's limit
+
+# The seeds' beat-per-row layouts: values per row, sampling rate (Hz), index of the R peak in
+# the row, and units. Kept in step with inference.beat_rows.ROW_LAYOUTS.
+ROW_LAYOUTS = {
+    UploadFormat.KAGGLE187.value: {"length": 187, "fs": 125.0, "r_index": 0, "units": "0..1"},
+    UploadFormat.WINDOW216.value: {"length": 216, "fs": 360.0, "r_index": 90, "units": "mV"},
+}
+ROW_LENGTHS = {layout["length"]: name for name, layout in ROW_LAYOUTS.items()}
+
+# Row labels: the Kaggle files' 0-4 (as integers or floats such as 0.0e+00) or the letters.
+LABEL_NUMBERS = dict(enumerate(AAMI_CLASSES))
+
+# WFDB storage formats: bytes per sample (format 212 packs two 12-bit samples in 3 bytes;
+# 310 and 311 pack three 10-bit samples in 4 bytes).
+WFDB_BYTES_PER_SAMPLE = {
+    "8": 1.0,
+    "16": 2.0,
+    "24": 3.0,
+    "32": 4.0,
+    "61": 2.0,
+    "80": 1.0,
+    "160": 2.0,
+    "212": 1.5,
+    "310": 4.0 / 3.0,
+    "311": 4.0 / 3.0,
+}
+VOLT_UNITS_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
+
+
+class UploadError(ValueError):
+    """An upload that cannot be stored; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class ParsedUpload:
+    """A fully validated upload, ready to store.
+
+    ``adc`` holds every channel as integers (shape (n_samples, n_channels)) that fit int16;
+    ``adc / gain_adc_per_mv - baseline`` gives millivolts (for Kaggle rows, their 0..1 units).
+    """
+
+    format: str
+    source_name: str
+    fs_hz: float
+    adc: np.ndarray
+    gain_adc_per_mv: float
+    baseline_adc: int
+    lead_names: list[str]
+    analysis_lead: int
+    reference: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.adc.shape[0])
+
+
+# --- Entry points -----------------------------------------------------------------------
+
+
+def parse_upload(files: Sequence[tuple[str, bytes]], fs_hz: float | None = None) -> ParsedUpload:
+    """Validate an upload given as ``(file name, content)`` pairs and return it parsed.
+
+    A ``.hea`` among the files makes it a WFDB record; otherwise exactly one ``.csv`` (or
+    ``.txt``) file is expected, its kind told by its column count. ``fs_hz`` is the sampling
+    rate of a one-column signal CSV (ignored otherwise: WFDB headers and the beat-row
+    layouts state theirs). Raises :class:`UploadError` with a message for the user.
+    """
+    if not files:
+        raise UploadError("no file was uploaded: choose a WFDB record (.hea + .dat) or a CSV file")
+    names = [Path(name).name for name, _ in files]
+    if len(set(names)) != len(names):
+        raise UploadError(f"the same file name was uploaded twice: {', '.join(sorted(names))}")
+    contents = {Path(name).name: data for name, data in files}
+    headers = [name for name in names if name.lower().endswith(".hea")]
+    if headers:
+        return parse_wfdb(contents)
+    if any(name.lower().endswith((".dat", ".atr")) for name in names):
+        raise UploadError(
+            "a WFDB record needs its .hea header file: upload the .hea together with the "
+            ".dat (and optionally the .atr)"
+        )
+    if len(files) != 1:
+        raise UploadError(
+            f"{len(files)} files uploaded without a .hea header: upload one CSV file, or a "
+            "WFDB record as .hea + .dat (+ .atr)"
+        )
+    ((name, data),) = contents.items()
+    if not name.lower().endswith((".csv", ".txt")):
+        raise UploadError(
+            f"{name}: unsupported file type; upload a .csv file or a WFDB record (.hea + .dat)"
+        )
+    return parse_csv(name, data, fs_hz)
+
+
+def quantize(signals_mv: np.ndarray) -> tuple[np.ndarray, float]:
+    """Integer ADC values and the gain (ADC units per mV) that stores ``signals_mv`` in int16.
+
+    The gain puts the largest absolute value near full scale (32,000 of 32,767), so the
+    resolution is the best int16 allows for this signal; it is rounded to 4 significant
+    digits so that it reads well. Baseline is 0.
+    """
+    peak = float(np.max(np.abs(signals_mv))) if signals_mv.size else 0.0
+    if peak == 0.0:
+        gain = 200.0  # an all-zero signal: any gain stores it exactly
+    else:
+        gain = min(ADC_FULL_SCALE / peak, MAX_GAIN_ADC_PER_MV)
+        exponent = math.floor(math.log10(gain)) - 3
+        gain = math.floor(gain / 10**exponent) * 10**exponent
+    adc = np.round(signals_mv * gain).astype(np.int16)
+    return adc, gain
+
+
+@transaction.atomic
+def store_upload(patient: Patient, parsed: ParsedUpload) -> Recording:
+    """Write an upload as a closed Recording with its samples, in one transaction.
+
+    The analysis is queued for when the transaction commits (a Celery task; run eagerly in
+    the default setup), so a worker never sees a recording without its samples.
+    """
+    from monitoring.tasks import analyze_recording_task
+
+    recording = Recording.objects.create(
+        patient=patient,
+        source=Recording.Source.UPLOAD,
+        source_name=parsed.source_name[:255],
+        sampling_rate_hz=parsed.fs_hz,
+        gain_adc_per_mv=parsed.gain_adc_per_mv,
+        baseline_adc=parsed.baseline_adc,
+        n_channels=parsed.adc.shape[1],
+        lead_names=parsed.lead_names,
+        status=Recording.Status.CLOSED,
+        ended_at=timezone.now(),
+        upload_format=parsed.format,
+        analysis_lead=parsed.analysis_lead,
+        analysis_status=AnalysisStatus.PENDING,
+        reference_annotations=parsed.reference,
+    )
+    starts = range(0, parsed.n_samples, CHUNK_SAMPLES)
+    chunks = [
+        SampleChunk.from_samples(recording, seq, start, parsed.adc[start : start + CHUNK_SAMPLES])
+        for seq, start in enumerate(starts)
+    ]
+    SampleChunk.objects.bulk_create(chunks)
+    transaction.on_commit(lambda: analyze_recording_task.delay(recording.pk))
+    return recording
+
+
+# --- CSV --------------------------------------------------------------------------------
+
+
+def _decode_text(name: str, data: bytes) -> list[str]:
+    if not data.strip():
+        raise UploadError(f"{name} is empty")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UploadError(
+            f"{name} is not a text CSV file (byte {exc.start} is not UTF-8 text)"
+        ) from None
+    return text.splitlines()
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_csv(name: str, data: bytes, fs_hz: float | None) -> ParsedUpload:
+    """A one-column signal CSV or a beat-per-row CSV; told apart by the first data line."""
+    lines = _decode_text(name, data)
+    # (line number, text) of non-blank lines; line numbers are 1-based as editors show them
+    numbered = [(number, line.strip()) for number, line in enumerate(lines, 1) if line.strip()]
+    # A first line whose first cell is not a number is a header (column names).
+    if not _is_number(numbered[0][1].split(",")[0].strip()):
+        numbered = numbered[1:]
+    if not numbered:
+        raise UploadError(f"{name} has a header line but no data")
+    n_columns = len(numbered[0][1].split(","))
+    if n_columns == 1:
+        return _parse_signal_csv(name, numbered, fs_hz)
+    row_length = n_columns if n_columns in ROW_LENGTHS else n_columns - 1
+    if row_length not in ROW_LENGTHS:
+        raise UploadError(
+            f"{name} line {numbered[0][0]} has {n_columns} values: a signal CSV has one column "
+            "(mV); a beat-per-row CSV has 187 values (Kaggle layout) or 216 values (0.6 s at "
+            "360 Hz), each optionally followed by a label column"
+        )
+    return _parse_rows_csv(name, numbered, ROW_LENGTHS[row_length], n_columns > row_length)
+
+
+def _to_floats(name: str, numbered: list[tuple[int, str]], cells: np.ndarray, what) -> np.ndarray:
+    """``cells`` (strings) as float64; on failure name the first bad cell and its line."""
+    try:
+        values = cells.astype(np.float64)
+    except ValueError:
+        values = None
+    if values is not None:
+        bad = ~np.isfinite(values)
+        if not bad.any():
+            return values
+        position = np.unravel_index(int(np.argmax(bad)), values.shape)
+        raise UploadError(
+            f"{name} {what(position)}: {_show(cells[position])} is not a finite number "
+            "(NaN and infinity are not allowed)"
+        )
+    # the fast path failed: find the first cell that is not a number, in file order
+    for position in np.ndindex(cells.shape):
+        if not _is_number(cells[position]):
+            raise UploadError(f"{name} {what(position)}: {_show(cells[position])} is not a number")
+    raise AssertionError("unreachable: astype failed but every cell is a number")
+
+
+def _show(cell) -> str:
+    """A cell quoted for an error message, cut short: the file may hold anything."""
+    text = str(cell)
+    return repr(text if len(text) <= 40 else text[:40] + "…")
+
+
+def _parse_signal_csv(name: str, numbered: list[tuple[int, str]], fs_hz) -> ParsedUpload:
+    fs_hz = check_fs(fs_hz, "the sampling rate of the signal CSV (fs_hz)")
+    for number, line in numbered:
+        if "," in line:
+            raise UploadError(
+                f"{name} line {number} has {len(line.split(','))} columns: a signal CSV has "
+                "one column of millivolts on every line"
+            )
+    cells = np.array([line for _, line in numbered])
+    values = _to_floats(name, numbered, cells, lambda pos: f"line {numbered[pos[0]][0]}")
+    duration_s = len(values) / fs_hz
+    if duration_s < MIN_SIGNAL_S:
+        raise UploadError(
+            f"{name} holds {len(values)} samples, {duration_s:.2f} s at {fs_hz:g} Hz: upload "
+            f"at least {MIN_SIGNAL_S:g} s of signal"
+        )
+    adc, gain = quantize(values[:, np.newaxis])
+    return ParsedUpload(
+        format=UploadFormat.CSV_SIGNAL,
+        source_name=name,
+        fs_hz=fs_hz,
+        adc=adc,
+        gain_adc_per_mv=gain,
+        baseline_adc=0,
+        lead_names=["ECG"],
+        analysis_lead=0,
+        notes=["one-column CSV, millivolts"],
+    )
+
+
+def _parse_label(cell: str) -> str | None:
+    cell = cell.strip()
+    if cell.upper() in AAMI_CLASSES:
+        return cell.upper()
+    try:
+        number = float(cell)
+    except ValueError:
+        return None
+    if number.is_integer() and int(number) in LABEL_NUMBERS:
+        return LABEL_NUMBERS[int(number)]
+    return None
+
+
+def _parse_rows_csv(
+    name: str, numbered: list[tuple[int, str]], layout: str, labelled: bool
+) -> ParsedUpload:
+    length = ROW_LAYOUTS[layout]["length"]
+    n_columns = length + int(labelled)
+    rows, labels = [], []
+    for row_number, (line_number, line) in enumerate(numbered, 1):
+        cells = line.split(",")
+        if len(cells) != n_columns:
+            raise UploadError(
+                f"{name} line {line_number} (row {row_number}) has {len(cells)} values; the rows "
+                f"above have {n_columns} ({length} samples{' + a label' if labelled else ''})"
+            )
+        if labelled:
+            label = _parse_label(cells[-1])
+            if label is None:
+                raise UploadError(
+                    f"{name} line {line_number} (row {row_number}): label {cells[-1].strip()!r} "
+                    "is not one of 0-4 or N, S, V, F, Q"
+                )
+            labels.append(label)
+            cells = cells[:-1]
+        rows.append(cells)
+    values = _to_floats(
+        name,
+        numbered,
+        np.array(rows),
+        lambda pos: f"line {numbered[pos[0]][0]} (row {pos[0] + 1}, value {pos[1] + 1})",
+    )
+    adc, gain = quantize(values.reshape(-1, 1))
+    spec = ROW_LAYOUTS[layout]
+    return ParsedUpload(
+        format=layout,
+        source_name=name,
+        fs_hz=spec["fs"],
+        adc=adc,
+        gain_adc_per_mv=gain,
+        baseline_adc=0,
+        lead_names=[f"beat rows ({spec['units']})"],
+        analysis_lead=0,
+        reference={"labels": labels} if labelled else None,
+        notes=[f"{len(values)} beat rows of {length} values at {spec['fs']:g} Hz"],
+    )
+
+
+def check_fs(fs_hz, what: str = "the sampling rate") -> float:
+    """``fs_hz`` as a float in the accepted range, or :class:`UploadError` saying why not."""
+    if fs_hz is None or (isinstance(fs_hz, str) and not fs_hz.strip()):
+        raise UploadError(
+            f"{what} is missing: a one-column CSV is a continuous signal, so give its "
+            f"sampling rate in Hz ({MIN_FS_HZ:g}-{MAX_FS_HZ:g})"
+        )
+    try:
+        value = float(fs_hz)
+    except (TypeError, ValueError):
+        raise UploadError(f"{what} must be a number of Hz, got {fs_hz!r}") from None
+    if not MIN_FS_HZ <= value <= MAX_FS_HZ:  # also refuses NaN
+        raise UploadError(
+            f"{what} is {value:g} Hz: it must be between {MIN_FS_HZ:g} and {MAX_FS_HZ:g} Hz"
+        )
+    return value
+
+
+# --- WFDB -------------------------------------------------------------------------------
+
+
+def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
+    """A WFDB record from its uploaded files, read with wfdb from a temporary folder."""
+    import wfdb
+
+    headers = [name for name in contents if name.lower().endswith(".hea")]
+    if len(headers) != 1:
+        raise UploadError(f"upload one WFDB record at a time; got headers {', '.join(headers)}")
+    header_name = headers[0]
+    record_name = header_name[: -len(".hea")]
+    for name, data in contents.items():
+        if not data:
+            raise UploadError(f"{name} is empty")
+    with tempfile.TemporaryDirectory(prefix="cardiospike-upload-") as folder:
+        for name, data in contents.items():
+            (Path(folder) / name).write_bytes(data)
+        path = os.path.join(folder, record_name)
+        try:
+            header = wfdb.rdheader(path)
+        except Exception as exc:  # wfdb raises many types for a malformed header
+            raise UploadError(f"{header_name} is not a valid WFDB header: {exc}") from None
+        _check_header(header, header_name, record_name, contents)
+        try:
+            record = wfdb.rdrecord(path, physical=False, return_res=32)
+        except Exception as exc:
+            raise UploadError(f"could not read record {record_name}: {exc}") from None
+        reference = None
+        annotation_names = [name for name in contents if name.lower().endswith(".atr")]
+        if annotation_names:
+            reference = _read_annotations(
+                folder, annotation_names, record_name, header.fs, header.sig_len
+            )
+    unexpected = [
+        name
+        for name in contents
+        if name != header_name
+        and name not in set(header.file_name)
+        and not name.lower().endswith(".atr")
+    ]
+    if unexpected:
+        raise UploadError(
+            f"{', '.join(unexpected)}: not part of record {record_name} (its header names "
+            f"{', '.join(sorted(set(header.file_name)))})"
+        )
+    adc, gain, baseline = _wfdb_samples(record, header_name)
+    lead_names = [name or f"ch{i + 1}" for i, name in enumerate(record.sig_name)]
+    analysis_lead = lead_names.index("MLII") if "MLII" in lead_names else 0
+    notes = [
+        f"WFDB record {record_name}: {len(lead_names)} channel(s), analysed "
+        f"{lead_names[analysis_lead]}"
+    ]
+    if reference is not None:
+        notes.append(f"{len(reference['samples'])} reference beats from {record_name}.atr")
+    return ParsedUpload(
+        format=UploadFormat.WFDB,
+        source_name=record_name,
+        fs_hz=float(header.fs),
+        adc=adc,
+        gain_adc_per_mv=gain,
+        baseline_adc=baseline,
+        lead_names=lead_names,
+        analysis_lead=analysis_lead,
+        reference=reference,
+        notes=notes,
+    )
+
+
+def _check_header(header, header_name: str, record_name: str, contents: dict) -> None:
+    if getattr(header, "n_seg", None):
+        raise UploadError(f"{header_name}: multi-segment records are not supported")
+    if header.record_name != record_name:
+        raise UploadError(
+            f"{header_name} describes record {header.record_name!r}; name the header "
+            f"{header.record_name}.hea or fix its first line"
+        )
+    n_sig = header.n_sig or 0
+    names = header.sig_name or []
+    if n_sig < 1:
+        raise UploadError(f"{header_name} declares no signals")
+    if len(names) != n_sig:
+        raise UploadError(
+            f"{header_name} declares {n_sig} signals on its first line but describes "
+            f"{len(names)}: the signal count and the signal lines disagree"
+        )
+    if n_sig > MAX_CHANNELS:
+        raise UploadError(f"{header_name} has {n_sig} signals; at most {MAX_CHANNELS} are stored")
+    check_fs(header.fs, f"{header_name}: the sampling rate")
+    if not header.sig_len:
+        raise UploadError(f"{header_name} does not state the number of samples per signal")
+    if header.sig_len / header.fs < MIN_SIGNAL_S:
+        raise UploadError(
+            f"{header_name}: {header.sig_len} samples at {header.fs:g} Hz is "
+            f"{header.sig_len / header.fs:.2f} s; upload at least {MIN_SIGNAL_S:g} s"
+        )
+    for index, units in enumerate(header.units or []):
+        if (units or "mV").strip().lower() not in VOLT_UNITS_TO_MV:
+            raise UploadError(
+                f"{header_name}: signal {index + 1} ({names[index]}) is in {units!r}; ECG "
+                "channels must be in mV, uV or V"
+            )
+    # What each .dat file must hold: sig_len frames of its signals, in its format.
+    per_file: dict[str, list[int]] = {}
+    for index, file_name in enumerate(header.file_name):
+        if not file_name or os.path.basename(file_name) != file_name or file_name == "~":
+            raise UploadError(
+                f"{header_name}: signal {index + 1} is stored in {file_name!r}; only signal files "
+                "in the same folder (a plain file name) are supported"
+            )
+        per_file.setdefault(file_name, []).append(index)
+    for file_name, indices in per_file.items():
+        if file_name not in contents:
+            raise UploadError(
+                f"missing {file_name}: {header_name} stores signal(s) "
+                f"{', '.join(str(i + 1) for i in indices)} in it; upload it with the header"
+            )
+        formats = {header.fmt[i] for i in indices}
+        if len(formats) != 1 or next(iter(formats)) not in WFDB_BYTES_PER_SAMPLE:
+            raise UploadError(
+                f"{header_name}: {file_name} uses format {'/'.join(sorted(formats))}; supported "
+                f"formats are {', '.join(WFDB_BYTES_PER_SAMPLE)}"
+            )
+        fmt = next(iter(formats))
+        samples_per_frame = sum((header.samps_per_frame or [1] * n_sig)[i] or 1 for i in indices)
+        n_values = header.sig_len * samples_per_frame
+        offset = max((header.byte_offset or [None] * n_sig)[i] or 0 for i in indices)
+        if fmt == "212":
+            expected = offset + math.ceil(n_values * 3 / 2)
+        elif fmt in ("310", "311"):
+            expected = offset + math.ceil(n_values / 3) * 4
+        else:
+            expected = offset + int(n_values * WFDB_BYTES_PER_SAMPLE[fmt])
+        actual = len(contents[file_name])
+        if actual != expected:
+            raise UploadError(
+                f"{file_name} holds {actual} bytes, but {header_name} says it holds "
+                f"{header.sig_len} samples of {len(indices)} signal(s) in format {fmt} "
+                f"({expected} bytes): the header and the data disagree"
+            )
+
+
+def _wfdb_samples(record, header_name: str) -> tuple[np.ndarray, float, int]:
+    """All channels as int16 ADC values with one gain and baseline for the recording.
+
+    When every channel shares a gain, baseline and voltage unit (MIT-BIH, PTB-XL), the
+    file's own integers are kept: the upload is stored losslessly and can be written back
+    as the same WFDB record. Otherwise the channels are converted to mV and re-quantized.
+    """
+    digital = np.asarray(record.d_signal, dtype=np.int64)
+    if digital.ndim == 1:
+        digital = digital[:, np.newaxis]
+    # WFDB marks a missing sample with the most negative value of its format
+    invalid = [
+        (channel, np.flatnonzero(digital[:, channel] == marker))
+        for channel, marker in enumerate(_invalid_values(record))
+        if marker is not None
+    ]
+    for channel, where in invalid:
+        if len(where):
+            raise UploadError(
+                f"{header_name}: signal {channel + 1} ({record.sig_name[channel]}) has "
+                f"{len(where)} missing samples (first at sample {int(where[0])}); fill or cut "
+                "them before uploading"
+            )
+    scales = [
+        VOLT_UNITS_TO_MV[(units or "mV").strip().lower()] for units in (record.units or [])
+    ] or [1.0] * digital.shape[1]
+    gains = [float(g) / scale for g, scale in zip(record.adc_gain, scales, strict=True)]
+    baselines = [int(b) for b in record.baseline]
+    if any(g <= 0 for g in gains):
+        raise UploadError(f"{header_name}: every signal needs a positive ADC gain")
+    fits = digital.min() >= -INT16_MAX - 1 and digital.max() <= INT16_MAX
+    same = len(set(gains)) == 1 and len(set(baselines)) == 1
+    if same and fits and 1e-3 <= gains[0] <= MAX_GAIN_ADC_PER_MV:
+        return digital.astype(np.int16), gains[0], baselines[0]
+    millivolts = (digital - np.asarray(baselines)) / np.asarray(gains)
+    adc, gain = quantize(millivolts)
+    return adc, gain, 0
+
+
+def _invalid_values(record) -> list[int]:
+    # wfdb's own table of the sample value that means "missing" in each format
+    from wfdb.io._signal import INVALID_SAMPLE_VALUE
+
+    return [INVALID_SAMPLE_VALUE.get(fmt) for fmt in record.fmt]
+
+
+def _read_annotations(
+    folder: str, annotation_names: list[str], record_name: str, fs: float, sig_len: int
+) -> dict:
+    import wfdb
+
+    if len(annotation_names) > 1:
+        raise UploadError(f"upload one annotation file; got {', '.join(annotation_names)}")
+    name = annotation_names[0]
+    if name[: -len(".atr")] != record_name:
+        raise UploadError(
+            f"{name} is not for this record: annotation files are named after their record "
+            f"({record_name}.atr)"
+        )
+    try:
+        annotation = wfdb.rdann(os.path.join(folder, record_name), name[-3:])
+    except Exception as exc:
+        raise UploadError(f"{name} is not a valid WFDB annotation file: {exc}") from None
+    if annotation.fs and abs(float(annotation.fs) - float(fs)) > 1e-6:
+        raise UploadError(
+            f"{name} is not for this record: it was made at {annotation.fs:g} Hz, the record "
+            f"is at {fs:g} Hz"
+        )
+    samples = np.asarray(annotation.sample, dtype=np.int64)
+    if len(samples) and (samples.max() >= sig_len or samples.min() < 0):
+        raise UploadError(
+            f"{name} is not for this record: it has annotations up to sample "
+            f"{int(samples.max())}, but record {record_name} has {sig_len} samples"
+        )
+    beat_samples, beat_labels = [], []
+    for sample, symbol in zip(samples, annotation.symbol, strict=True):
+        label = aami_class(symbol)
+        if label is not None:
+            beat_samples.append(int(sample))
+            beat_labels.append(label)
+    if not beat_samples:
+        raise UploadError(f"{name} holds no beat annotations (only rhythm or other marks)")
+    return {"samples": beat_samples, "labels": beat_labels}
+
+
+# --- From a request ---------------------------------------------------------------------
+
+
+def files_from_request(request) -> list[tuple[str, bytes]]:
+    """The uploaded files of a page or API request as ``(name, content)`` pairs.
+
+    Refuses an upload over ``settings.UPLOAD_MAX_BYTES`` with status 413: by its declared
+    length before the body is read, and by the files' sizes before their content is.
+    """
+    from django.conf import settings
+
+    limit = settings.UPLOAD_MAX_BYTES
+    too_big = (
+        f"the upload is larger than the limit of {limit:,} bytes ({limit / 2**20:g} MiB); "
+        "split the recording or ask the administrator to raise UPLOAD_MAX_BYTES"
+    )
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise UploadError(too_big, status=413)
+    files = request.FILES.getlist("files") or request.FILES.getlist("file")
+    if sum(upload.size for upload in files) > limit:
+        raise UploadError(too_big, status=413)
+    return [(upload.name, upload.read()) for upload in files]
