@@ -40,6 +40,11 @@ T_WAVE_SLOPE_RATIO = 0.5
 # Search-back looks for beats missed at half threshold, where T waves are the main risk:
 # long pauses (record 232) otherwise yield the T wave after the last beat.
 SEARCH_BACK_T_WAVE_RATIO = 0.3
+# Root-mean-square slope (mV/s) of the band-passed ECG over 150 ms below which a peak is no
+# QRS. MIT-BIH QRS complexes give about 5-50, the faintest (atrial fibrillation in record
+# 201) 0.3; a floor of 0.5 already lost 8 of them. It keeps a flat line with a recorder's
+# quantization noise (a few uV) from being read as beats; it is no lead-off detector.
+MIN_QRS_SLOPE_MV_S = 0.2
 THRESHOLD_COEFFICIENT = 0.3125  # Hamilton & Tompkins' best, between noise and QRS levels
 N_LEVELS = 8  # peaks in each median level
 N_RR = 8  # intervals in the mean RR
@@ -143,6 +148,11 @@ class StreamingQrsDetector:
         self._rr: list[int] = []
         self._regular_rr: list[int] = []
 
+    @property
+    def buffered_samples(self) -> int:
+        """Samples of signal history held (a few seconds, whatever the stream's length)."""
+        return len(self._raw)
+
     def push(self, chunk_mv: np.ndarray) -> np.ndarray:
         """Add the next samples (1-D, millivolts); return the R peaks that became final.
 
@@ -229,6 +239,9 @@ class StreamingQrsDetector:
         base = self._start
         segment = self._integrated[start - half - base : stop + half - base]
         positions = _neighbourhood_tops(segment, half) + (start - half)
+        # no QRS is this faint: without a floor, the levels would adapt down to the noise of
+        # a flat line (lead off, asystole) and call it beats
+        positions = positions[self._integrated[positions - base] >= MIN_QRS_SLOPE_MV_S**2]
         self._next = stop
         if len(positions) == 0:
             self._trim()
