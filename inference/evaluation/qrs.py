@@ -9,6 +9,7 @@ JSON (per record and gross Se, +P, counts, and the detector's speed as a multipl
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,32 @@ def outside(positions: np.ndarray, episodes: list[tuple[int, int]]) -> np.ndarra
     return positions[keep]
 
 
-def evaluate_qrs_record(path: Path) -> dict:
-    """Detector scores on one record (first channel)."""
+@dataclass(frozen=True)
+class AnnotatedRecord:
+    """The first channel of a WFDB record with its reference beats and VF/VFL episodes."""
+
+    name: str
+    lead: str
+    fs: float
+    signal_mv: np.ndarray
+    reference: np.ndarray  # sample indices of the reference beats (QRS annotations)
+    vf_episodes: list[tuple[int, int]]
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.signal_mv) / self.fs
+
+    def score(self, detected: np.ndarray) -> dict:
+        """EC57 scores of detected beats, ventricular flutter/fibrillation left out."""
+        return detection_scores(
+            outside(self.reference, self.vf_episodes),
+            outside(np.asarray(detected, dtype=np.int64), self.vf_episodes),
+            self.fs,
+        )
+
+
+def load_annotated(path: Path) -> AnnotatedRecord:
+    """Read a record's first channel (mV) and its ``atr`` beat annotations."""
     record = wfdb.rdrecord(str(path), channels=[0])
     annotation = wfdb.rdann(str(path), "atr")
     signal = record.p_signal[:, 0]
@@ -54,20 +79,30 @@ def evaluate_qrs_record(path: Path) -> dict:
         [s for s, y in zip(annotation.sample, symbols, strict=True) if y in QRS_SYMBOLS],
         dtype=np.int64,
     )
+    return AnnotatedRecord(
+        name=Path(path).name,
+        lead=record.sig_name[0],
+        fs=float(record.fs),
+        signal_mv=signal,
+        reference=reference,
+        vf_episodes=vf_episodes(annotation.sample, symbols, len(signal)),
+    )
+
+
+def evaluate_qrs_record(path: Path) -> dict:
+    """Detector scores on one record (first channel)."""
+    record = load_annotated(path)
     started = time.perf_counter()
-    detected = detect_qrs(signal, record.fs)
+    detected = detect_qrs(record.signal_mv, record.fs)
     seconds = time.perf_counter() - started
-    episodes = vf_episodes(annotation.sample, symbols, len(signal))
-    scores = detection_scores(outside(reference, episodes), outside(detected, episodes), record.fs)
-    duration_s = len(signal) / record.fs
     return {
-        "record": path.name,
-        "lead": record.sig_name[0],
-        "fs": float(record.fs),
-        "duration_s": round(duration_s, 1),
-        **scores,
+        "record": record.name,
+        "lead": record.lead,
+        "fs": record.fs,
+        "duration_s": round(record.duration_s, 1),
+        **record.score(detected),
         "detect_s": seconds,
-        "x_real_time": duration_s / seconds if seconds else float("inf"),
+        "x_real_time": record.duration_s / seconds if seconds else float("inf"),
     }
 
 
