@@ -1,0 +1,477 @@
+"""AAMI beat classification: per-beat features, the beat CNN and its serving class.
+
+    classifier = get_beat_classifier()              # the shipped model (beat-cnn-mitdb)
+    probabilities = classifier.classify(ecg_mv, fs, r_peaks)   # (n_beats, 5), BEAT_CLASSES
+
+Each beat is described by two things, as in de Chazal P, O'Dwyer M, Reilly RB. Automatic
+classification of heartbeats using ECG morphology and heartbeat interval features. IEEE Trans
+Biomed Eng 51(7):1196-1206 (2004), and Mar T, et al. Optimization of ECG classification by
+means of feature selection. IEEE Trans Biomed Eng 58(8):2168-2177 (2011):
+
+- its morphology: 0.7 s of the band-passed ECG around the R peak, at 180 Hz, and the same
+  window minus the patient's dominant beat (a running median of the preceding beats); both are
+  divided by the dominant beat's peak-to-peak amplitude. Comparing each beat with the
+  patient's own usual beat, rather than with other patients' beats, is what carries a
+  morphology model across patients (inter-patient split);
+- its rhythm: the preceding and following RR intervals in seconds and their ratios to the
+  local mean RR (last 10 beats), to the long-term median RR (last 5 minutes) and to each other.
+  A premature supraventricular beat looks normal and is told apart mainly by its timing.
+
+Everything is causal except the following RR interval (one beat of lookahead), the zero-phase
+band-pass (local) and the first dominant beat of a recording (its first beats), so the same
+features can be computed on a stream.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from inference.aami import AAMI_CLASSES
+from inference.registry import REQUIRED_CARD_KEYS, WEIGHTS_DIR
+from inference.signal import bandpass, validate_fs, validate_signal
+
+BEAT_CLASSES = AAMI_CLASSES
+DEFAULT_BEAT_MODEL = "beat-cnn-mitdb"
+
+BEAT_FS_HZ = 180.0
+WINDOW_BEFORE_S = 0.28  # covers the P wave of a premature beat
+WINDOW_AFTER_S = 0.42  # covers the ST segment and most of the T wave
+WINDOW_SAMPLES = round((WINDOW_BEFORE_S + WINDOW_AFTER_S) * BEAT_FS_HZ)  # 126
+BANDPASS_HZ = (0.5, 40.0)
+MIN_FS_HZ, MAX_FS_HZ = 100.0, 2000.0
+
+TEMPLATE_BEATS = 64  # the dominant beat is the median of this many preceding beats
+TEMPLATE_UPDATE_BEATS = 8  # ... recomputed every this many beats (cost)
+LOCAL_RR_BEATS = 10
+LONG_RR_S = 300.0
+LONG_RR_UPDATE_BEATS = 32  # the long-term RR changes slowly; recompute it every this many beats
+MIN_AMPLITUDE_MV = 0.1  # below this, a dominant beat's amplitude is noise; do not divide by it
+MAX_RATIO = 5.0
+
+RR_FEATURES = (
+    "pre_rr_s",
+    "post_rr_s",
+    "pre_over_local",
+    "post_over_local",
+    "pre_over_long",
+    "post_over_long",
+    "pre_over_post",
+    "local_over_long",
+    "local_irregularity",
+    "correlation_with_dominant",
+    "amplitude_over_dominant",
+)
+
+
+# --- Features -----------------------------------------------------------------------------
+
+
+def validate_r_peaks(r_peaks: object, n_samples: int) -> np.ndarray:
+    """Check R-peak positions (sample indices) and return them as int64.
+
+    Raises
+    ------
+    ValueError
+        Unless ``r_peaks`` is a 1-D sequence of whole sample numbers inside the signal
+        (0 to ``n_samples - 1``), strictly increasing.
+    """
+    array = np.asarray(r_peaks)
+    if array.ndim != 1:
+        raise ValueError(f"r_peaks must be a 1-D list of sample indices, got shape {array.shape}")
+    if array.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all() or not np.all(array == np.round(array)):
+            raise ValueError("r_peaks must be whole sample numbers (indices into the signal)")
+    elif array.dtype.kind not in "iu":
+        raise ValueError(f"r_peaks must be sample indices (numbers), got {array.dtype}")
+    peaks = array.astype(np.int64)
+    outside = (peaks < 0) | (peaks >= n_samples)
+    if outside.any():
+        first = int(np.argmax(outside))
+        raise ValueError(
+            f"r_peaks[{first}] = {peaks[first]} is outside the signal (0 to {n_samples - 1})"
+        )
+    not_increasing = np.diff(peaks) <= 0
+    if not_increasing.any():
+        first = int(np.argmax(not_increasing)) + 1
+        raise ValueError(
+            f"r_peaks must be strictly increasing: r_peaks[{first}] = {peaks[first]} follows "
+            f"{peaks[first - 1]}"
+        )
+    return peaks
+
+
+def rr_features(r_peaks: np.ndarray, fs: float) -> np.ndarray:
+    """Rhythm features of each beat (the first 9 columns of ``RR_FEATURES``).
+
+    Parameters
+    ----------
+    r_peaks : increasing R-peak sample indices at ``fs``
+    fs : sampling rate in Hz
+
+    Returns
+    -------
+    float32 array (n_beats, 9): pre-RR and post-RR in seconds, their ratios to the local mean
+    RR (mean of the 10 pre-RR intervals before this beat, this one excluded, so a premature
+    beat does not dilute its own reference) and to the long-term RR (median pre-RR of the
+    beats in the 5 minutes before, recomputed every 32 beats), pre/post, local/long, and the
+    local irregularity: the mean absolute difference of successive RR intervals over the same
+    10 beats over the local mean (high in atrial fibrillation, where an early beat is not a
+    premature supraventricular beat; cf. the RR irregularity of Tateno K, Glass L. Med Biol
+    Eng Comput 39:664-671, 2001). Ratios are
+    clipped to 0-5. The first beat takes its post-RR as pre-RR and the last its pre-RR as
+    post-RR; a single beat gets 1 s for both.
+    """
+    fs = validate_fs(fs)
+    peaks = np.asarray(r_peaks, dtype=np.float64)
+    n = len(peaks)
+    if n == 0:
+        return np.zeros((0, 9), dtype=np.float32)
+    if n == 1:
+        pre = np.ones(1)
+    else:
+        rr_s = np.diff(peaks) / fs
+        pre = np.concatenate([[rr_s[0]], rr_s])
+    post = np.concatenate([pre[1:], pre[-1:]]) if n > 1 else pre.copy()
+
+    # local: mean of the previous LOCAL_RR_BEATS pre-RRs; the first beat has none and uses its own
+    cumulative = np.concatenate([[0.0], np.cumsum(pre)])
+    index = np.arange(n)
+    lo = np.maximum(0, index - LOCAL_RR_BEATS)
+    count = index - lo
+    local = np.where(count > 0, (cumulative[index] - cumulative[lo]) / np.maximum(count, 1), pre)
+
+    successive = np.abs(np.diff(pre, prepend=pre[0]))
+    cumulative_change = np.concatenate([[0.0], np.cumsum(successive)])
+    irregularity = np.where(
+        count > 0, (cumulative_change[index] - cumulative_change[lo]) / np.maximum(count, 1), 0.0
+    ) / np.maximum(local, 1e-3)
+
+    # long-term: median pre-RR over the preceding LONG_RR_S, refreshed every few beats (a
+    # median per beat would cost more than the rest of the features together)
+    long = np.empty(n)
+    times_s = peaks / fs
+    step = LONG_RR_UPDATE_BEATS
+    for block in range(0, n, step):
+        end = max(block, min(n, step))  # the first block looks a few beats ahead
+        begin = int(np.searchsorted(times_s, times_s[max(end - 1, 0)] - LONG_RR_S))
+        long[block : block + step] = np.median(pre[begin:end]) if end > begin else pre[block]
+
+    def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.clip(a / np.maximum(b, 1e-3), 0.0, MAX_RATIO)
+
+    return np.stack(
+        [
+            pre,
+            post,
+            ratio(pre, local),
+            ratio(post, local),
+            ratio(pre, long),
+            ratio(post, long),
+            ratio(pre, post),
+            ratio(local, long),
+            np.clip(irregularity, 0.0, MAX_RATIO),
+        ],
+        axis=1,
+    ).astype(np.float32)
+
+
+def beat_windows(ecg_mv: np.ndarray, fs: float, r_peaks: np.ndarray) -> np.ndarray:
+    """The band-passed ECG around each R peak, at ``BEAT_FS_HZ`` (mV).
+
+    The signal is band-passed 0.5-40 Hz at its own rate (zero-phase Butterworth; removes
+    baseline wander and is the anti-aliasing filter for 180 Hz), then read at
+    ``WINDOW_SAMPLES`` instants from 0.28 s before to 0.42 s after each R peak by linear
+    interpolation, so any rate from 100 to 2000 Hz gives the same grid. Beyond the ends of
+    the signal the edge value is repeated. Each window has its median subtracted.
+
+    Returns
+    -------
+    float32 array (n_beats, WINDOW_SAMPLES).
+    """
+    filtered = bandpass(ecg_mv, fs, *BANDPASS_HZ)
+    offsets = (np.arange(WINDOW_SAMPLES) / BEAT_FS_HZ - WINDOW_BEFORE_S) * fs
+    positions = np.asarray(r_peaks, dtype=np.float64)[:, np.newaxis] + offsets
+    positions = np.clip(positions, 0, len(filtered) - 1)
+    low = np.floor(positions).astype(np.int64)
+    high = np.minimum(low + 1, len(filtered) - 1)
+    fraction = positions - low
+    windows = filtered[low] * (1 - fraction) + filtered[high] * fraction
+    windows -= np.median(windows, axis=1, keepdims=True)
+    return windows.astype(np.float32)
+
+
+def dominant_beats(windows: np.ndarray) -> np.ndarray:
+    """The patient's dominant beat before each beat: the sample-wise median of the preceding
+    ``TEMPLATE_BEATS`` windows, refreshed every ``TEMPLATE_UPDATE_BEATS`` beats.
+
+    The median ignores a minority of ectopic beats (Holter practice: beats are compared with
+    the dominant template). Until enough beats have passed, the first beats of the recording
+    (up to ``2 * TEMPLATE_UPDATE_BEATS``) are used.
+
+    Returns
+    -------
+    float32 array of the shape of ``windows``.
+    """
+    n = len(windows)
+    templates = np.empty_like(windows)
+    step = TEMPLATE_UPDATE_BEATS
+    blocks = np.arange(0, n, step)
+    ends = np.maximum(blocks, min(n, 2 * step))
+    full = ends >= TEMPLATE_BEATS
+    # blocks with a full history: one vectorised median over (blocks, beats, samples)
+    if full.any():
+        history = ends[full, np.newaxis] - TEMPLATE_BEATS + np.arange(TEMPLATE_BEATS)
+        medians = np.median(windows[history], axis=1)
+        for block, median in zip(blocks[full], medians, strict=True):
+            templates[block : block + step] = median
+    # the first blocks of a recording, with fewer beats behind them
+    for block, end in zip(blocks[~full], ends[~full], strict=True):
+        templates[block : block + step] = np.median(windows[:end], axis=0)
+    return templates
+
+
+def beat_features(
+    ecg_mv: np.ndarray, fs: float, r_peaks: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Everything the beat model reads, for every beat of one recording.
+
+    Parameters
+    ----------
+    ecg_mv : 1-D array, one lead in millivolts (lead II / MLII is what the model was trained on)
+    fs : sampling rate in Hz, 100-2000
+    r_peaks : increasing R-peak sample indices at ``fs``
+
+    Returns
+    -------
+    windows : float32 (n_beats, WINDOW_SAMPLES), mV, see ``beat_windows``
+    templates : float32 (n_beats, WINDOW_SAMPLES), mV, the dominant beat before each beat
+    rhythm : float32 (n_beats, len(RR_FEATURES)): ``rr_features`` plus the correlation of the
+        beat with its dominant beat and the ratio of their peak-to-peak amplitudes
+    """
+    ecg = validate_signal(ecg_mv, name="ecg", min_samples=3)
+    if ecg.ndim != 1:
+        raise ValueError("ecg must be a single lead (a 1-D signal)")
+    fs = validate_fs(fs)
+    if not MIN_FS_HZ <= fs <= MAX_FS_HZ:
+        raise ValueError(f"fs must be between {MIN_FS_HZ:g} and {MAX_FS_HZ:g} Hz, got {fs:g}")
+    peaks = validate_r_peaks(r_peaks, len(ecg))
+    if len(peaks) == 0:
+        empty = np.zeros((0, WINDOW_SAMPLES), dtype=np.float32)
+        return empty, empty.copy(), np.zeros((0, len(RR_FEATURES)), dtype=np.float32)
+    windows = beat_windows(ecg, fs, peaks)
+    templates = dominant_beats(windows)
+    amplitude = np.ptp(windows, axis=1)
+    template_amplitude = np.maximum(np.ptp(templates, axis=1), MIN_AMPLITUDE_MV)
+    centred_w = windows - windows.mean(axis=1, keepdims=True)
+    centred_t = templates - templates.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(centred_w, axis=1) * np.linalg.norm(centred_t, axis=1)
+    correlation = np.sum(centred_w * centred_t, axis=1) / np.maximum(norms, 1e-9)
+    rhythm = np.concatenate(
+        [
+            rr_features(peaks, fs),
+            correlation[:, np.newaxis],
+            np.clip(amplitude / template_amplitude, 0, MAX_RATIO)[:, np.newaxis],
+        ],
+        axis=1,
+    ).astype(np.float32)
+    return windows, templates, rhythm
+
+
+# --- Model --------------------------------------------------------------------------------
+
+
+class BeatNet(nn.Module):
+    """A small CNN on the beat's morphology fused with an MLP on its rhythm features.
+
+    The morphology branch sees two channels, the beat and the beat minus the dominant beat,
+    both divided by the dominant beat's peak-to-peak amplitude (done inside the model, so a
+    saliency gradient reaches the raw window). Three convolutions (8, 16, 32 filters), max
+    pooled to 8 positions; the rhythm branch is one hidden layer of 32; a 64-unit layer fuses
+    them into 5 logits.
+    """
+
+    def __init__(self, n_rhythm: int = len(RR_FEATURES), n_classes: int = len(BEAT_CLASSES)):
+        super().__init__()
+        self.morphology = nn.Sequential(
+            nn.Conv1d(2, 8, kernel_size=7, padding=3),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Conv1d(8, 16, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool1d(2),
+            nn.Conv1d(16, 32, kernel_size=5, padding=2),
+            nn.ReLU(),
+            nn.AdaptiveMaxPool1d(8),
+            nn.Flatten(),
+        )
+        self.rhythm = nn.Sequential(nn.Linear(n_rhythm, 32), nn.ReLU())
+        self.head = nn.Sequential(
+            nn.Linear(32 * 8 + 32, 64), nn.ReLU(), nn.Dropout(0.3), nn.Linear(64, n_classes)
+        )
+
+    def forward(
+        self, windows: torch.Tensor, templates: torch.Tensor, rhythm: torch.Tensor
+    ) -> torch.Tensor:
+        scale = (templates.amax(dim=1) - templates.amin(dim=1)).clamp(min=MIN_AMPLITUDE_MV)
+        scale = scale.unsqueeze(1)
+        channels = torch.stack([windows / scale, (windows - templates) / scale], dim=1)
+        return self.head(torch.cat([self.morphology(channels), self.rhythm(rhythm)], dim=1))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+# --- Serving ------------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_classifiers: dict[str, BeatClassifier] = {}
+
+
+class BeatClassifier:
+    """A loaded beat model. Thread-safe for inference (no state changes after loading)."""
+
+    def __init__(self, card: dict, state: dict | None = None) -> None:
+        self.card = card
+        self.name: str = card["name"]
+        self.version: str = str(card["version"])
+        model = BeatNet()
+        if state is None:
+            state = torch.load(WEIGHTS_DIR / card["weights"], map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        model.eval()
+        self.model = model
+
+    def classify(self, ecg_mv: np.ndarray, fs: float, r_peaks: np.ndarray) -> np.ndarray:
+        """Class probabilities of each beat.
+
+        Parameters
+        ----------
+        ecg_mv : 1-D array, one lead (lead II / MLII) in millivolts
+        fs : sampling rate in Hz, 100-2000 (windows are read at 180 Hz whatever the rate)
+        r_peaks : increasing R-peak sample indices at ``fs`` (e.g. from ``detect_qrs``)
+
+        Returns
+        -------
+        float64 array (n_beats, 5), rows summing to 1, columns in ``BEAT_CLASSES`` order.
+        """
+        windows, templates, rhythm = beat_features(ecg_mv, fs, r_peaks)
+        if len(windows) == 0:
+            return np.zeros((0, len(BEAT_CLASSES)))
+        return self.probabilities(windows, templates, rhythm)
+
+    def probabilities(
+        self, windows: np.ndarray, templates: np.ndarray, rhythm: np.ndarray
+    ) -> np.ndarray:
+        """Class probabilities for features already computed (``beat_features``)."""
+        with torch.inference_mode():
+            logits = self.model(
+                torch.from_numpy(windows), torch.from_numpy(templates), torch.from_numpy(rhythm)
+            )
+            return torch.softmax(logits, dim=1).numpy().astype(np.float64)
+
+    def saliency(self, ecg_mv: np.ndarray, fs: float, r_peaks: np.ndarray, beat_index: int) -> dict:
+        """Which samples of a beat's window drove the class the model gave it.
+
+        Gradient x input (Shrikumar A, et al. Not just a black box. arXiv:1605.01713, 2016):
+        the gradient of the predicted class's logit with respect to the beat's window (mV,
+        at 180 Hz), times the window, absolute value, read back at the caller's rate for the
+        window's samples and scaled to 0..1. The model is in eval mode (no dropout), so the
+        same input always gives the same map.
+
+        Returns
+        -------
+        dict with ``start`` (first sample of the window, at ``fs``), ``fs``, ``values`` (one
+        value in [0, 1] per sample of the window at ``fs``), ``label`` and ``probability``.
+        """
+        windows, templates, rhythm = beat_features(ecg_mv, fs, r_peaks)
+        if isinstance(beat_index, bool) or not isinstance(beat_index, int | np.integer):
+            raise ValueError(f"beat_index must be a whole number, got {beat_index!r}")
+        if not 0 <= beat_index < len(windows):
+            raise ValueError(
+                f"beat_index {beat_index} is out of range: there are {len(windows)} beats"
+            )
+        fs = float(fs)
+        window = torch.from_numpy(windows[beat_index : beat_index + 1].copy()).requires_grad_(True)
+        logits = self.model(
+            window,
+            torch.from_numpy(templates[beat_index : beat_index + 1]),
+            torch.from_numpy(rhythm[beat_index : beat_index + 1]),
+        )
+        probabilities = torch.softmax(logits.detach(), dim=1)[0].numpy()
+        label = int(np.argmax(probabilities))
+        logits[0, label].backward()
+        contribution = (window.grad[0] * window.detach()[0]).abs().numpy().astype(np.float64)
+
+        r_peak = int(np.asarray(r_peaks)[beat_index])
+        n_ecg = len(np.asarray(ecg_mv))
+        start = max(0, int(np.ceil(r_peak - WINDOW_BEFORE_S * fs)))
+        stop = min(n_ecg - 1, int(np.floor(r_peak + WINDOW_AFTER_S * fs)))
+        times_s = (np.arange(start, stop + 1) - r_peak) / fs + WINDOW_BEFORE_S
+        grid_s = np.arange(WINDOW_SAMPLES) / BEAT_FS_HZ
+        values = np.interp(times_s, grid_s, contribution)
+        top = values.max() if len(values) else 0.0
+        values = values / top if top > 0 else np.zeros_like(values)
+        return {
+            "start": start,
+            "fs": fs,
+            "values": np.round(values, 4).tolist(),
+            "label": BEAT_CLASSES[label],
+            "probability": float(probabilities[label]),
+        }
+
+
+def get_beat_classifier(name: str | None = None) -> BeatClassifier:
+    """The loaded beat model ``name`` (default ``beat-cnn-mitdb``), loaded once per process.
+
+    Raises ``LookupError`` naming the shipped beat models when ``name`` is not one of them.
+    """
+    key = name or DEFAULT_BEAT_MODEL
+    classifier = _classifiers.get(key)
+    if classifier is not None:
+        return classifier
+    with _lock:
+        if key not in _classifiers:
+            _classifiers[key] = BeatClassifier(_beat_card(key))
+        return _classifiers[key]
+
+
+def beat_model_names(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
+    """Names of the shipped beat models (cards with ``"task": "beats"``)."""
+    names = []
+    for path in sorted(Path(weights_dir).glob("*.json")):
+        try:
+            card = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # another model's broken card is the registry's error, not ours
+        if isinstance(card, dict) and card.get("task") == "beats":
+            names.append(str(card.get("name", path.stem)))
+    return names
+
+
+def _beat_card(name: str, weights_dir: Path = WEIGHTS_DIR) -> dict:
+    # Read only this model's card: one broken card of another model must not stop beats.
+    path = Path(weights_dir) / f"{name}.json"
+    card = None
+    if path.is_file():
+        try:
+            card = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"model card {path.name} is unreadable: {exc}") from exc
+    if not isinstance(card, dict) or card.get("task") != "beats":
+        available = ", ".join(beat_model_names(weights_dir)) or "none"
+        raise LookupError(f"unknown beat model {name!r}; available: {available}")
+    missing = [key for key in REQUIRED_CARD_KEYS if key not in card]
+    if missing:
+        raise ValueError(f"model card {path.name} lacks {', '.join(missing)}")
+    if not (Path(weights_dir) / card["weights"]).is_file():
+        raise ValueError(f"model card {path.name}: weights {card['weights']} not found")
+    return card

@@ -1,0 +1,304 @@
+"""``python -m inference.evaluate beats --data DIR [--records ...|ds1|ds2] [--json OUT]``
+
+Scores the AAMI beat classifier the way the field reports it (ANSI/AAMI EC57; de Chazal et
+al. 2004): per class sensitivity (Se), positive predictivity (+P), F1 and support, overall
+accuracy and the confusion matrix (rows reference, columns predicted, N S V F Q). Two runs:
+
+- ``reference``: the classifier on the reference beat positions (as papers report);
+- ``end_to_end``: on the beats our QRS detector finds; detections are matched to reference
+  beats within 150 ms (EC57), class metrics are on the matched beats, and ``qrs.se`` /
+  ``qrs.ppv`` say how many beats were found and how many detections were real.
+
+Lead: MLII when the record has it, else the first channel. Any sampling rate from 100 to
+2000 Hz (the classifier reads its windows at 180 Hz). Records ``ds1`` / ``ds2`` are the MIT-BIH
+inter-patient sets; the default is ``ds2`` in a MIT-BIH folder, else every annotated record.
+Paced records (102, 104, 107, 217) are in neither set; named explicitly, they are evaluated as
+asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import wfdb
+from tqdm import tqdm
+
+from inference.aami import DS2, aami_class
+from inference.beat_match import match_beats
+from inference.beats import BEAT_CLASSES, BeatClassifier, get_beat_classifier
+from inference.evaluation.common import record_names, write_report
+from inference.qrs import detect_qrs
+
+PREFERRED_LEAD = "MLII"
+
+
+@dataclass
+class AnnotatedRecord:
+    """One lead of a WFDB record with its reference beats (AAMI class indices)."""
+
+    name: str
+    fs: float
+    lead: str
+    signal_mv: np.ndarray
+    beat_samples: np.ndarray
+    beat_labels: np.ndarray  # index into BEAT_CLASSES
+
+
+def load_annotated(path: Path, annotator: str = "atr") -> AnnotatedRecord:
+    """Read the MLII lead (else the first channel) and the beat annotations of a record."""
+    header = wfdb.rdheader(str(path))
+    channel = header.sig_name.index(PREFERRED_LEAD) if PREFERRED_LEAD in header.sig_name else 0
+    record = wfdb.rdrecord(str(path), channels=[channel])
+    annotation = wfdb.rdann(str(path), annotator)
+    classes = [aami_class(symbol) for symbol in annotation.symbol]
+    is_beat = np.array([cls is not None for cls in classes], dtype=bool)
+    samples = np.asarray(annotation.sample, dtype=np.int64)[is_beat]
+    labels = np.array([BEAT_CLASSES.index(cls) for cls in classes if cls is not None])
+    signal = record.p_signal[:, 0].astype(np.float64)
+    # a beat annotated past the end of the signal (it happens at record ends) has no window
+    inside = (samples >= 0) & (samples < len(signal))
+    # de-duplicate positions: two annotations on one sample would break the increasing order
+    keep = inside & np.concatenate([[True], np.diff(samples) > 0])
+    return AnnotatedRecord(
+        name=path.name,
+        fs=float(record.fs),
+        lead=record.sig_name[0],
+        signal_mv=signal,
+        beat_samples=samples[keep],
+        beat_labels=labels[keep].astype(np.int64),
+    )
+
+
+def beat_metrics(reference: np.ndarray, predicted: np.ndarray) -> dict:
+    """Accuracy, per class Se / +P / F1 / support and the confusion matrix.
+
+    Parameters
+    ----------
+    reference, predicted : int arrays of class indices into ``BEAT_CLASSES``
+
+    Returns
+    -------
+    dict with ``n_beats``, ``accuracy``, ``classes`` (``{"N": {"se", "ppv", "f1",
+    "support", "n_predicted"}, ...}``; NaN where undefined, e.g. Se of a class with no
+    reference beat) and ``confusion`` (list of rows: reference; columns: predicted).
+    """
+    reference = np.asarray(reference, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
+    k = len(BEAT_CLASSES)
+    confusion = np.bincount(reference * k + predicted, minlength=k * k).reshape(k, k)
+    classes = {}
+    for index, name in enumerate(BEAT_CLASSES):
+        tp = int(confusion[index, index])
+        support = int(confusion[index].sum())
+        n_predicted = int(confusion[:, index].sum())
+        classes[name] = {
+            "se": tp / support if support else float("nan"),
+            "ppv": tp / n_predicted if n_predicted else float("nan"),
+            "f1": 2 * tp / (support + n_predicted) if support + n_predicted else float("nan"),
+            "support": support,
+            "n_predicted": n_predicted,
+        }
+    n = int(confusion.sum())
+    return {
+        "n_beats": n,
+        "accuracy": float(np.trace(confusion) / n) if n else float("nan"),
+        "classes": classes,
+        "confusion": confusion.tolist(),
+    }
+
+
+def evaluate_record(
+    classifier: BeatClassifier, record: AnnotatedRecord
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Both runs on one record.
+
+    Returns reference and predicted labels on the reference positions, reference and
+    predicted labels on the matched detections, and the detection counts of the record.
+    """
+    probabilities = classifier.classify(record.signal_mv, record.fs, record.beat_samples)
+    predicted = probabilities.argmax(axis=1)
+    started = time.perf_counter()
+    detected = detect_qrs(record.signal_mv, record.fs)
+    detected_probabilities = classifier.classify(record.signal_mv, record.fs, detected)
+    seconds = time.perf_counter() - started
+    matched_reference, matched_detected = match_beats(record.beat_samples, detected, record.fs)
+    e2e_reference = record.beat_labels[matched_reference]
+    e2e_predicted = (
+        detected_probabilities.argmax(axis=1)[matched_detected]
+        if len(detected)
+        else np.zeros(0, dtype=np.int64)
+    )
+    counts = {
+        "record": record.name,
+        "lead": record.lead,
+        "fs": record.fs,
+        "n_reference": int(len(record.beat_samples)),
+        "n_detected": int(len(detected)),
+        "tp": int(len(matched_reference)),
+        "detect_and_classify_s": seconds,
+    }
+    return record.beat_labels, predicted, e2e_reference, e2e_predicted, counts
+
+
+def rounded(value):
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
+    return value
+
+
+def metrics_table(results: dict[str, dict]) -> str:
+    """A markdown table: one row per run, Se / +P / F1 per class and accuracy."""
+    header = ["run", "beats", "accuracy"]
+    for name in BEAT_CLASSES:
+        header += [f"{name} Se", f"{name} +P", f"{name} F1"]
+    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+    for run, metrics in results.items():
+        cells = [run, str(metrics["n_beats"]), f"{100 * metrics['accuracy']:.2f}"]
+        for name in BEAT_CLASSES:
+            row = metrics["classes"][name]
+            cells += [_percent(row["se"]), _percent(row["ppv"]), _fraction(row["f1"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def confusion_table(metrics: dict) -> str:
+    lines = [
+        "| reference \\ predicted | " + " | ".join(BEAT_CLASSES) + " | total |",
+        "| --- |" + " ---: |" * (len(BEAT_CLASSES) + 1),
+    ]
+    for name, row in zip(BEAT_CLASSES, metrics["confusion"], strict=True):
+        lines.append(f"| {name} | " + " | ".join(map(str, row)) + f" | {sum(row)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _percent(value: float) -> str:
+    return "–" if value != value else f"{100 * value:.1f}"  # NaN: undefined
+
+
+def _fraction(value: float) -> str:
+    return "–" if value != value else f"{value:.3f}"
+
+
+def plot_confusion(metrics: dict, path: Path, title: str) -> None:
+    """The confusion matrix as a PNG: counts, coloured by row share (each class's Se)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(metrics["confusion"], dtype=np.float64)
+    share = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    figure, axis = plt.subplots(figsize=(5.2, 4.6))
+    axis.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (row, column), count in np.ndenumerate(matrix):
+        colour = "white" if share[row, column] > 0.5 else "black"
+        axis.text(
+            column,
+            row,
+            f"{int(count)}\n{share[row, column]:.1%}",
+            ha="center",
+            va="center",
+            color=colour,
+            fontsize=8,
+        )
+    ticks = range(len(BEAT_CLASSES))
+    axis.set(
+        xticks=ticks,
+        yticks=ticks,
+        xticklabels=BEAT_CLASSES,
+        yticklabels=BEAT_CLASSES,
+        xlabel="predicted",
+        ylabel="reference",
+        title=title,
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def evaluate_records(
+    classifier: BeatClassifier, folder: Path, names: list[str], progress: bool = True
+) -> dict:
+    """Both runs over several records: ``{"records", "reference", "end_to_end"}``."""
+    reference_true, reference_pred, e2e_true, e2e_pred, rows = [], [], [], [], []
+    iterable = tqdm(names, desc="records", unit="record") if progress else names
+    for name in iterable:
+        record = load_annotated(folder / name)
+        true, predicted, matched_true, matched_pred, counts = evaluate_record(classifier, record)
+        reference_true.append(true)
+        reference_pred.append(predicted)
+        e2e_true.append(matched_true)
+        e2e_pred.append(matched_pred)
+        counts["reference"] = rounded(beat_metrics(true, predicted))
+        rows.append(counts)
+    reference = beat_metrics(np.concatenate(reference_true), np.concatenate(reference_pred))
+    end_to_end = beat_metrics(np.concatenate(e2e_true), np.concatenate(e2e_pred))
+    tp = sum(row["tp"] for row in rows)
+    n_reference = sum(row["n_reference"] for row in rows)
+    n_detected = sum(row["n_detected"] for row in rows)
+    end_to_end["qrs"] = {
+        "tp": tp,
+        "fn": n_reference - tp,
+        "fp": n_detected - tp,
+        "se": tp / n_reference if n_reference else float("nan"),
+        "ppv": tp / n_detected if n_detected else float("nan"),
+    }
+    return {
+        "model": {"name": classifier.name, "version": classifier.version},
+        "records": list(names),
+        "reference": {"records": list(names), **reference},
+        "end_to_end": {"records": list(names), **end_to_end},
+        "per_record": rows,
+    }
+
+
+def default_records(folder: Path) -> list[str]:
+    """DS2 when the folder is MIT-BIH (holds every DS2 record), else every annotated record."""
+    if all((folder / f"{name}.hea").is_file() for name in DS2):
+        return ["ds2"]
+    return []
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("beats", help="AAMI beat classification (N S V F Q)")
+    parser.add_argument("--data", required=True, help="folder of WFDB records with .atr files")
+    parser.add_argument(
+        "--records",
+        nargs="*",
+        help="record names, or ds1/ds2 (default: ds2 in a MIT-BIH folder, else every record)",
+    )
+    parser.add_argument("--model", help="beat model name (default: beat-cnn-mitdb)")
+    parser.add_argument("--json", help="write the results here (and a .md table and PNGs beside)")
+
+
+def run(args: argparse.Namespace) -> int:
+    folder = Path(args.data)
+    names = record_names(folder, args.records or default_records(folder))
+    classifier = get_beat_classifier(args.model)
+    result = evaluate_records(classifier, folder, names)
+    qrs = result["end_to_end"]["qrs"]
+    markdown = (
+        f"Beat classifier `{classifier.name}` on {len(names)} records of {folder}\n\n"
+        + metrics_table(
+            {"reference beats": result["reference"], "detected beats": result["end_to_end"]}
+        )
+        + f"\nQRS detection (150 ms): Se {100 * qrs['se']:.2f} %, +P {100 * qrs['ppv']:.2f} %"
+        "\n\nConfusion matrix, reference beat positions:\n\n"
+        + confusion_table(result["reference"])
+        + "\nConfusion matrix, detected beats (matched):\n\n"
+        + confusion_table(result["end_to_end"])
+    )
+    print(markdown)
+    output = write_report(args.json, result, markdown)
+    if output is not None:
+        for run_name in ("reference", "end_to_end"):
+            picture = output.with_name(f"{output.stem}-{run_name.replace('_', '-')}.png")
+            plot_confusion(result[run_name], picture, f"{classifier.name}: {run_name} beats")
+            print(f"wrote {picture}")
+    return 0

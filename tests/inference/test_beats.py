@@ -1,0 +1,223 @@
+"""The AAMI beat classifier: features, model, serving, saliency and the evaluation command.
+
+Tests on real records use a few minutes of MIT-BIH and skip, saying why, when the data are
+absent.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from inference.beats import (
+    BEAT_CLASSES,
+    RR_FEATURES,
+    WINDOW_AFTER_S,
+    WINDOW_BEFORE_S,
+    WINDOW_SAMPLES,
+    beat_features,
+    get_beat_classifier,
+    rr_features,
+)
+from inference.evaluation.beats import beat_metrics
+from inference.signal import resample, resample_indices
+
+
+@pytest.fixture(scope="module")
+def mitdb():
+    from inference.datasets import data_dir
+
+    try:
+        folder = data_dir() / "mitdb"
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    if not (folder / "233.hea").is_file():
+        pytest.skip(f"MIT-BIH record 233 not found in {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def excerpt(mitdb):
+    """The first 5 minutes of DS2 record 233 (many PVCs), MLII, with its reference beats."""
+    from inference.datasets.mitdb import load_record
+
+    record = load_record(mitdb, "233")
+    n = round(300 * record.fs)
+    inside = record.beat_samples < n
+    labels = np.array([BEAT_CLASSES.index(c) for c in record.beat_classes])[inside]
+    return record.signal_mv[:n], record.fs, record.beat_samples[inside], labels
+
+
+def spike_train(fs: float = 250.0) -> tuple[np.ndarray, np.ndarray]:
+    """Beats every 1.0 s with one premature beat 0.6 s after the 10th, then a 1.4 s pause."""
+    times_s = [float(t) for t in range(10)]
+    times_s += [9.6, 11.0] + [12.0 + t for t in range(10)]
+    peaks = np.round(np.asarray(times_s) * fs).astype(np.int64)
+    ecg = np.zeros(peaks[-1] + round(fs))
+    ecg[peaks] = 1.0
+    return ecg, peaks
+
+
+def test_it_computes_rr_features_of_a_known_spike_train():
+    _, peaks = spike_train()
+    features = rr_features(peaks, 250.0)
+    column = {name: index for index, name in enumerate(RR_FEATURES[:9])}
+    premature = 10
+    assert features.shape == (len(peaks), 9)
+    assert features[premature, column["pre_rr_s"]] == pytest.approx(0.6)
+    assert features[premature, column["post_rr_s"]] == pytest.approx(1.4)
+    # the local mean excludes the beat itself: ten 1.0 s intervals before it
+    assert features[premature, column["pre_over_local"]] == pytest.approx(0.6)
+    assert features[premature, column["pre_over_post"]] == pytest.approx(0.6 / 1.4)
+    assert features[premature - 1, column["post_over_local"]] == pytest.approx(0.6)
+    # a regular beat: every ratio 1, no irregularity
+    assert features[5, 2:8].tolist() == pytest.approx([1.0] * 6)
+    assert features[5, column["local_irregularity"]] == 0
+    # after the premature beat the last 10 intervals changed by 0.4 s and then 0.8 s
+    after = premature + 2
+    expected = (0.4 + 0.8) / 10 / np.mean([1.0] * 8 + [0.6, 1.4])
+    assert features[after, column["local_irregularity"]] == pytest.approx(expected)
+    # the first beat borrows its post-RR, the last its pre-RR
+    assert features[0, column["pre_rr_s"]] == pytest.approx(1.0)
+    assert features[-1, column["post_rr_s"]] == pytest.approx(1.0)
+
+
+def test_it_gives_one_window_and_rhythm_row_per_beat():
+    ecg, peaks = spike_train()
+    windows, templates, rhythm = beat_features(ecg, 250.0, peaks)
+    assert windows.shape == templates.shape == (len(peaks), WINDOW_SAMPLES)
+    assert rhythm.shape == (len(peaks), len(RR_FEATURES))
+    assert windows.dtype == np.float32 and np.isfinite(rhythm).all()
+    empty = beat_features(ecg, 250.0, np.array([], dtype=np.int64))
+    assert [part.shape[0] for part in empty] == [0, 0, 0]
+
+
+def test_it_reads_the_same_windows_at_any_sampling_rate(excerpt):
+    ecg, fs, peaks, _ = excerpt
+    ecg, peaks = ecg[: round(60 * fs)], peaks[peaks < round(59 * fs)]
+    windows_360, _, rhythm_360 = beat_features(ecg, fs, peaks)
+    windows_250, _, rhythm_250 = beat_features(
+        resample(ecg, fs, 250.0), 250.0, resample_indices(peaks, fs, 250.0)
+    )
+    # R peaks move by up to half a sample at 250 Hz (2 ms): windows agree to a few µV RMS
+    rms = np.sqrt(np.mean((windows_360 - windows_250) ** 2))
+    assert rms < 0.03
+    assert np.allclose(rhythm_360[:, 0], rhythm_250[:, 0], atol=0.005)
+
+
+@pytest.mark.parametrize(
+    ("ecg", "fs", "peaks", "message"),
+    [
+        (np.zeros(1000), 250.0, [10, 5], "strictly increasing"),
+        (np.zeros(1000), 250.0, [10, 1000], "outside the signal"),
+        (np.zeros(1000), 250.0, [-1, 10], "outside the signal"),
+        (np.zeros(1000), 250.0, [10.5, 20], "whole sample numbers"),
+        (np.zeros(1000), 250.0, [[10, 20]], "1-D"),
+        (np.zeros(1000), 250.0, ["a", "b"], "sample indices"),
+        (np.zeros(1000), 50.0, [10, 20], "between 100 and 2000 Hz"),
+        (np.zeros(1000), "250", [10, 20], "positive finite number of Hz"),
+        (np.zeros((1000, 2)), 250.0, [10, 20], "single lead"),
+        (np.array([0.0, np.nan, 0.0, 0.0]), 250.0, [1], "NaN"),
+    ],
+)
+def test_it_refuses_bad_input_with_a_message(ecg, fs, peaks, message):
+    with pytest.raises(ValueError, match=message):
+        get_beat_classifier().classify(ecg, fs, np.asarray(peaks))
+
+
+def test_it_loads_each_beat_model_once_and_names_the_available_ones():
+    assert get_beat_classifier() is get_beat_classifier("beat-cnn-mitdb")
+    with pytest.raises(LookupError, match="beat-cnn-mitdb"):
+        get_beat_classifier("no-such-model")
+
+
+def test_it_classifies_a_real_ds2_excerpt_sensibly(excerpt):
+    ecg, fs, peaks, labels = excerpt
+    probabilities = get_beat_classifier().classify(ecg, fs, peaks)
+    assert probabilities.shape == (len(peaks), len(BEAT_CLASSES))
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    metrics = beat_metrics(labels, probabilities.argmax(axis=1))
+    # 233's first 5 minutes: about 1,000 N and 250 V beats, from a patient never trained on
+    assert metrics["classes"]["V"]["support"] > 100
+    assert metrics["classes"]["N"]["se"] > 0.9
+    assert metrics["classes"]["V"]["se"] > 0.8 and metrics["classes"]["V"]["ppv"] > 0.8
+    # the same beats give the same answers at another sampling rate
+    at_250 = get_beat_classifier().classify(
+        resample(ecg, fs, 250.0), 250.0, resample_indices(peaks, fs, 250.0)
+    )
+    assert np.mean(at_250.argmax(axis=1) == probabilities.argmax(axis=1)) > 0.97
+
+
+def test_it_explains_a_beat_with_a_deterministic_saliency_map(excerpt):
+    ecg, fs, peaks, _ = excerpt
+    ecg, peaks = ecg[: round(30 * fs)], peaks[peaks < round(29 * fs)]
+    classifier = get_beat_classifier()
+    first = classifier.saliency(ecg, fs, peaks, 12)
+    again = classifier.saliency(ecg, fs, peaks, 12)
+    assert first == again
+    assert first["fs"] == fs
+    assert first["start"] == int(np.ceil(peaks[12] - WINDOW_BEFORE_S * fs))
+    expected = int(np.floor(peaks[12] + WINDOW_AFTER_S * fs)) - first["start"] + 1
+    assert len(first["values"]) == expected
+    values = np.asarray(first["values"])
+    assert values.min() >= 0 and values.max() == pytest.approx(1.0)
+    assert first["label"] in BEAT_CLASSES
+    probabilities = classifier.classify(ecg, fs, peaks)[12]
+    assert first["probability"] == pytest.approx(probabilities.max(), abs=1e-5)
+    assert first["label"] == BEAT_CLASSES[int(probabilities.argmax())]
+    with pytest.raises(ValueError, match="out of range"):
+        classifier.saliency(ecg, fs, peaks, len(peaks))
+
+
+def test_it_scores_classes_from_a_known_confusion():
+    reference = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3])
+    predicted = np.array([0, 0, 1, 1, 0, 2, 2, 0, 3])
+    metrics = beat_metrics(reference, predicted)
+    assert metrics["n_beats"] == 9
+    assert metrics["accuracy"] == pytest.approx(6 / 9)
+    assert metrics["confusion"][0] == [2, 1, 0, 0, 0]
+    s = metrics["classes"]["S"]
+    assert (s["se"], s["ppv"], s["support"]) == (0.5, 0.5, 2)
+    assert metrics["classes"]["V"]["f1"] == pytest.approx(2 * 2 / (3 + 2))
+    assert np.isnan(metrics["classes"]["Q"]["se"])
+
+
+def test_it_evaluates_beats_on_a_wfdb_folder(excerpt, tmp_path):
+    """`evaluate beats` on a 5-minute WFDB excerpt written at 250 Hz: both runs, every key."""
+    import wfdb
+
+    from inference.evaluate import main
+
+    ecg, fs, peaks, labels = excerpt
+    ecg_250 = resample(ecg, fs, 250.0)
+    wfdb.wrsamp(
+        "ex233",
+        fs=250,
+        units=["mV"],
+        sig_name=["MLII"],
+        p_signal=ecg_250[:, np.newaxis],
+        fmt=["16"],
+        write_dir=str(tmp_path),
+    )
+    wfdb.wrann(
+        "ex233",
+        "atr",
+        np.minimum(resample_indices(peaks, fs, 250.0), len(ecg_250) - 1),
+        np.array(["N" if label == 0 else "V" if label == 2 else "A" for label in labels]),
+        write_dir=str(tmp_path),
+    )
+    output = tmp_path / "out" / "beats.json"
+    assert (
+        main(["beats", "--data", str(tmp_path), "--records", "ex233", "--json", str(output)]) == 0
+    )
+    result = json.loads(output.read_text())
+    assert result["records"] == ["ex233"]
+    for run in ("reference", "end_to_end"):
+        assert set(result[run]["classes"]) == set(BEAT_CLASSES)
+        assert {"se", "ppv", "f1", "support"} <= set(result[run]["classes"]["V"])
+        assert len(result[run]["confusion"]) == 5
+        assert (output.parent / f"beats-{run.replace('_', '-')}.png").is_file()
+    assert result["reference"]["n_beats"] == len(peaks)
+    assert result["end_to_end"]["qrs"]["se"] > 0.98
+    assert result["reference"]["accuracy"] > 0.9
+    assert output.with_suffix(".md").is_file()
