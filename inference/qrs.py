@@ -46,6 +46,7 @@ SEARCH_BACK_T_WAVE_RATIO = 0.3
 # quantization noise (a few uV) from being read as beats; it is no lead-off detector.
 MIN_QRS_SLOPE_MV_S = 0.2
 THRESHOLD_COEFFICIENT = 0.3125  # Hamilton & Tompkins' best, between noise and QRS levels
+MAX_THRESHOLD_RATIO = 0.6
 N_LEVELS = 8  # peaks in each median level
 N_RR = 8  # intervals in the mean RR
 BLOCK_SAMPLES = 1000000
@@ -272,8 +273,13 @@ class StreamingQrsDetector:
         return self._decide(positions, heights, slopes)
 
     def _update_threshold(self) -> None:
-        noise = self._noise.median
-        self._threshold = noise + THRESHOLD_COEFFICIENT * (self._signal.median - noise)
+        noise, signal = self._noise.median, self._signal.median
+        # Capped at 0.6 of the QRS level: when missed beats fill the noise level (bigeminy
+        # with small normal beats, record 223 at 250 Hz), the threshold would otherwise
+        # stay above them for good, since nothing then lowers the noise level.
+        self._threshold = min(
+            noise + THRESHOLD_COEFFICIENT * (signal - noise), MAX_THRESHOLD_RATIO * signal
+        )
 
     def _decide(self, positions: list, heights: list, slopes: list) -> list[int]:
         """Hamilton & Tompkins' rules over candidates in order; the accepted positions."""
@@ -369,7 +375,9 @@ class StreamingQrsDetector:
         tops = np.asarray(positions, dtype=np.int64)
         index = np.maximum(tops[:, None] - self._start + np.arange(-back, 1), 0)
         segments = self._raw[index]
-        deviation = np.abs(segments - np.median(segments, axis=1, keepdims=True))
+        middle = back // 2  # the median of back + 1 samples
+        baseline = np.partition(segments, middle, axis=1)[:, middle : middle + 1]
+        deviation = np.abs(segments - baseline)
         # only after the previous beat's integrated peak, so the output stays increasing
         previous = np.concatenate(([self._last_located], tops[:-1]))
         lows = np.maximum(tops - back, previous + 1)
@@ -409,15 +417,14 @@ def _neighbourhood_tops(values: np.ndarray, half: int) -> np.ndarray:
     sample of every window.
     """
     inner = values[1:-1]
-    local = np.flatnonzero((inner > values[:-2]) & (inner >= values[2:]) & (inner > 0.0)) + 1
-    local = local[(local >= half) & (local < len(values) - half)]
-    if len(local) == 0:
-        return local
-    heights = values[local]
-    keep = (heights >= values[local - half]) & (heights >= values[local + half])
     # every local maximum, including those in the margins, can be the top of a window
     every = np.flatnonzero((inner > values[:-2]) & (inner >= values[2:])) + 1
     every_heights = values[every]
+    chosen = (every >= half) & (every < len(values) - half) & (every_heights > 0.0)
+    local, heights = every[chosen], every_heights[chosen]
+    if len(local) == 0:
+        return local
+    keep = (heights >= values[local - half]) & (heights >= values[local + half])
     lo = np.searchsorted(every, local - half, side="left")
     hi = np.searchsorted(every, local + half, side="right")
     keep &= heights >= _range_max(every_heights, lo, hi)
