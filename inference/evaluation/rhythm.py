@@ -1,0 +1,342 @@
+"""``python -m inference.evaluate rhythm --data DIR [--records ...] [--json OUT] [--vf-folds N]``
+
+Scores the rhythm episodes of ``inference.rhythm`` against the rhythm annotations (aux notes
+of '+' annotations) of a WFDB folder. What is scored follows from the annotations:
+
+- records with beat annotations (MIT-BIH): AF duration sensitivity and positive predictivity
+  (EC57 style: the overlap of detected and reference AF time over the reference AF time and
+  over the detected AF time, summed over records, so false AF in records without AF counts),
+  once on our own detected beats (``inference.qrs.detect_qrs``, no beat labels: RR only) and
+  once on the reference beats with their reference AAMI labels. The reference for AF is
+  ``(AFIB`` plus ``(AFL`` (see docs/rhythm.md); ``(AFIB`` alone is reported too. VT episodes
+  from the reference labels against ``(VT`` annotations (episode sensitivity and +P).
+- every record: VF/VFL per 2-second segment (positive: more than half of the segment inside
+  ``(VF``, ``(VFL`` or ``(VFIB``), sensitivity and specificity, gross and per record, on the
+  first channel; and reference VF episodes that overlap a detected VF episode.
+
+The shipped VF detector was fit on all of vfdb, so its vfdb figures here are in-sample;
+``--vf-folds N`` adds the leave-records-out cross-validated figures (N record folds).
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import wfdb
+from tqdm import tqdm
+
+from inference.aami import DS1, DS2, aami_class
+from inference.datasets.mitdb import rhythm_intervals
+from inference.evaluation.common import record_names, write_report
+from inference.qrs import detect_qrs
+from inference.rhythm import RhythmConfig, detect_episodes
+from inference.vf import SEGMENT_S, VF_LABELS, segment_labels, shipped_model, vf_probability
+
+AF_LABELS = ("(AFIB", "(AFL")
+AF_RECORDS = ("201", "202", "203", "210", "219", "221", "222")
+
+
+def _overlap_s(first: list[tuple[float, float]], second: list[tuple[float, float]]) -> float:
+    return sum(max(0.0, min(b1, b2) - max(a1, a2)) for a1, b1 in first for a2, b2 in second)
+
+
+def _length_s(intervals: list[tuple[float, float]]) -> float:
+    return sum(end - start for start, end in intervals)
+
+
+def duration_scores(reference: list, detected: list) -> dict:
+    """Reference, detected and overlapping seconds of two lists of (start_s, end_s)."""
+    return {
+        "reference_s": _length_s(reference),
+        "detected_s": _length_s(detected),
+        "overlap_s": _overlap_s(reference, detected),
+    }
+
+
+def _ratios(counts: dict) -> dict:
+    ref, det, both = counts["reference_s"], counts["detected_s"], counts["overlap_s"]
+    return {
+        **counts,
+        "se": both / ref if ref else float("nan"),
+        "ppv": both / det if det else float("nan"),
+    }
+
+
+def episode_hits(reference: list, detected: list) -> dict:
+    """Episodes of each list that overlap at least one of the other."""
+
+    def overlaps(a: tuple[float, float], others: list) -> bool:
+        return any(min(a[1], b[1]) > max(a[0], b[0]) for b in others)
+
+    return {
+        "n_reference": len(reference),
+        "reference_detected": sum(overlaps(episode, detected) for episode in reference),
+        "n_detected": len(detected),
+        "detected_true": sum(overlaps(episode, reference) for episode in detected),
+    }
+
+
+def _intervals(rhythms: list, labels: tuple[str, ...], fs: float) -> list[tuple[float, float]]:
+    return [(start / fs, end / fs) for start, end, label in rhythms if label in labels]
+
+
+def _episodes(episodes: list, kind: str) -> list[tuple[float, float]]:
+    return [(e.start_s, e.end_s) for e in episodes if e.kind == kind]
+
+
+def vf_segment_scores(probability: np.ndarray, threshold: float, fs: float, rhythms: list) -> dict:
+    labels, _ = segment_labels(len(probability), fs, rhythms)
+    predicted = probability >= threshold
+    return {
+        "segments": int(len(labels)),
+        "tp": int((predicted & (labels == 1)).sum()),
+        "fn": int((~predicted & (labels == 1)).sum()),
+        "tn": int((~predicted & (labels == 0)).sum()),
+        "fp": int((predicted & (labels == 0)).sum()),
+    }
+
+
+def evaluate_record(path: Path, config: RhythmConfig) -> dict:
+    """Every score of one record (first channel)."""
+    record = wfdb.rdrecord(str(path), channels=[0])
+    annotation = wfdb.rdann(str(path), "atr")
+    fs = float(record.fs)
+    signal = record.p_signal[:, 0]
+    symbols = list(annotation.symbol)
+    rhythms = rhythm_intervals(
+        annotation.sample, symbols, list(annotation.aux_note), record.sig_len
+    )
+    row: dict = {"record": path.name, "fs": fs, "duration_s": round(record.sig_len / fs, 1)}
+
+    model = shipped_model()
+    probability = vf_probability(signal, fs, model)
+    row["vf_segments"] = vf_segment_scores(probability, model.threshold, fs, rhythms)
+
+    is_beat = np.array([aami_class(symbol) is not None for symbol in symbols], dtype=bool)
+    beats = np.asarray(annotation.sample)[is_beat]
+    if len(beats) < 2:
+        episodes = detect_episodes(signal, fs, np.empty(0, dtype=np.int64), None, config)
+        row["vf_episodes"] = episode_hits(
+            _intervals(rhythms, VF_LABELS, fs), _episodes(episodes, "VF")
+        )
+        return row
+
+    labels = [aami_class(symbol) for symbol, beat in zip(symbols, is_beat, strict=True) if beat]
+    detected_beats = detect_qrs(signal, fs)
+    on_detected = detect_episodes(signal, fs, detected_beats, None, config)
+    on_reference = detect_episodes(signal, fs, beats, labels, config)
+    for name, reference_labels in (("af", AF_LABELS), ("afib", ("(AFIB",))):
+        reference = _intervals(rhythms, reference_labels, fs)
+        row[f"{name}_detected_beats"] = duration_scores(reference, _episodes(on_detected, "AF"))
+        row[f"{name}_reference_beats"] = duration_scores(reference, _episodes(on_reference, "AF"))
+    row["vt_reference_labels"] = episode_hits(
+        _intervals(rhythms, ("(VT",), fs), _episodes(on_reference, "VT")
+    )
+    row["vf_episodes"] = episode_hits(
+        _intervals(rhythms, VF_LABELS, fs), _episodes(on_detected, "VF")
+    )
+    row["tachogram"] = {
+        "beat_s": (beats / fs).round(3).tolist(),
+        "reference_af": _intervals(rhythms, AF_LABELS, fs),
+        "detected_af": _episodes(on_detected, "AF"),
+    }
+    return row
+
+
+def _sum(rows: list[dict], key: str) -> dict:
+    total: dict = {}
+    for row in rows:
+        for name, value in row.get(key, {}).items():
+            total[name] = total.get(name, 0) + value
+    return total
+
+
+def _se_sp(counts: dict) -> dict:
+    tp, fn, tn, fp = (counts.get(key, 0) for key in ("tp", "fn", "tn", "fp"))
+    return {
+        **counts,
+        "se": tp / (tp + fn) if tp + fn else float("nan"),
+        "sp": tn / (tn + fp) if tn + fp else float("nan"),
+    }
+
+
+def summarize(rows: list[dict]) -> dict:
+    summary: dict = {"vf_segments": _se_sp(_sum(rows, "vf_segments"))}
+    summary["vf_episodes"] = _sum(rows, "vf_episodes")
+    beat_rows = [row for row in rows if "af_detected_beats" in row]
+    if not beat_rows:
+        return summary
+    subsets = {
+        "all": beat_rows,
+        "af_records": [row for row in beat_rows if row["record"] in AF_RECORDS],
+        "ds1": [row for row in beat_rows if row["record"] in DS1],
+        "ds2": [row for row in beat_rows if row["record"] in DS2],
+    }
+    for key in (
+        "af_detected_beats",
+        "af_reference_beats",
+        "afib_detected_beats",
+        "afib_reference_beats",
+    ):
+        summary[key] = {
+            name: _ratios(_sum(subset, key)) for name, subset in subsets.items() if subset
+        }
+    summary["vt_reference_labels"] = _sum(beat_rows, "vt_reference_labels")
+    return summary
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:.1f}"
+
+
+def markdown(rows: list[dict], summary: dict, cv: dict | None) -> str:
+    lines = []
+    if "af_detected_beats" in summary:
+        lines += [
+            "AF duration (EC57 style, gross over records; reference (AFIB + (AFL; "
+            "(AFIB alone in brackets)",
+            "",
+            "| records | beats | AF ref. s | AF det. s | Se | +P | Se (AFIB) | +P (AFIB) |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for beats in ("detected", "reference"):
+            both = summary[f"af_{beats}_beats"]
+            alone = summary[f"afib_{beats}_beats"]
+            for subset, scores in both.items():
+                lines.append(
+                    f"| {subset} | {beats} | {scores['reference_s']:.0f} | "
+                    f"{scores['detected_s']:.0f} | {_pct(scores['se'])} | {_pct(scores['ppv'])} "
+                    f"| {_pct(alone[subset]['se'])} | {_pct(alone[subset]['ppv'])} |"
+                )
+        lines += [
+            "",
+            "AF per record (detected beats, RR only)",
+            "",
+            "| record | AF ref. s | AF det. s | overlap s | Se | +P |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in rows:
+            scores = _ratios(row["af_detected_beats"])
+            if scores["reference_s"] or scores["detected_s"]:
+                lines.append(
+                    f"| {row['record']} | {scores['reference_s']:.0f} | "
+                    f"{scores['detected_s']:.0f} | {scores['overlap_s']:.0f} | "
+                    f"{_pct(scores['se'])} | {_pct(scores['ppv'])} |"
+                )
+        vt = summary["vt_reference_labels"]
+        lines += [
+            "",
+            f"VT from reference beat labels: {vt['reference_detected']} of "
+            f"{vt['n_reference']} (VT episodes detected; {vt['detected_true']} of "
+            f"{vt['n_detected']} detected VT episodes overlap a (VT episode.",
+        ]
+    vf = summary["vf_segments"]
+    lines += [
+        "",
+        "VF/VFL per 2-second segment (first channel, shipped detector)",
+        "",
+        "| record | segments | VF segments | TP | FN | FP | Se | Sp |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        scores = _se_sp(row["vf_segments"])
+        lines.append(
+            f"| {row['record']} | {scores['segments']} | {scores['tp'] + scores['fn']} | "
+            f"{scores['tp']} | {scores['fn']} | {scores['fp']} | {_pct(scores['se'])} | "
+            f"{_pct(scores['sp'])} |"
+        )
+    lines.append(
+        f"| **gross** | {vf['segments']} | {vf['tp'] + vf['fn']} | {vf['tp']} | {vf['fn']} | "
+        f"{vf['fp']} | **{_pct(vf['se'])}** | **{_pct(vf['sp'])}** |"
+    )
+    episodes = summary["vf_episodes"]
+    if episodes.get("n_reference"):
+        lines.append(
+            f"\nVF episodes: {episodes['reference_detected']} of {episodes['n_reference']} "
+            f"reference episodes overlap a detected one; {episodes['detected_true']} of "
+            f"{episodes['n_detected']} detected episodes overlap a reference one."
+        )
+    if cv:
+        lines.append(
+            f"\nVF/VFL leave-records-out cross-validation ({cv['folds']} record folds, "
+            f"first channel): Se {_pct(cv['se'])}, Sp {_pct(cv['sp'])} "
+            f"(TP {cv['tp']}, FN {cv['fn']}, TN {cv['tn']}, FP {cv['fp']})."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_tachogram(row: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    beat_s = np.asarray(row["tachogram"]["beat_s"])
+    figure, axis = plt.subplots(figsize=(12, 3.5))
+    axis.plot(beat_s[1:] / 60, np.diff(beat_s), ".", markersize=2, color="black")
+    for start, end in row["tachogram"]["reference_af"]:
+        axis.axvspan(start / 60, end / 60, ymin=0.5, ymax=1, color="tab:red", alpha=0.25)
+    for start, end in row["tachogram"]["detected_af"]:
+        axis.axvspan(start / 60, end / 60, ymin=0, ymax=0.5, color="tab:blue", alpha=0.25)
+    axis.set_ylim(0, 2.0)
+    axis.set_xlabel("time (min)")
+    axis.set_ylabel("RR (s)")
+    axis.set_title(
+        f"record {row['record']}: RR tachogram; AF reference (top, red) and detected on our "
+        "beats (bottom, blue)"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("rhythm", help="AF, VT and VF/VFL episodes")
+    parser.add_argument("--data", required=True, help="folder of WFDB records with .atr files")
+    parser.add_argument("--records", nargs="*", help="record names, or ds1/ds2 (default: all)")
+    parser.add_argument("--json", help="write the results here (and a .md table and PNG beside)")
+    parser.add_argument(
+        "--vf-folds",
+        type=int,
+        default=0,
+        help="also cross-validate the VF detector on these records with N record folds",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    folder = Path(args.data)
+    names = record_names(folder, args.records)
+    config = RhythmConfig()
+    rows = [evaluate_record(folder / name, config) for name in tqdm(names, desc="records")]
+    summary = summarize(rows)
+    cv = None
+    if args.vf_folds:
+        from inference.vf import cross_validate, load_vfdb
+
+        data = load_vfdb(folder, channels=(0, 1), progress=tqdm)
+        keep = np.isin(data["record"], names)
+        data = {key: value[keep] for key, value in data.items()}
+        result = cross_validate(data, args.vf_folds, shipped_model().threshold)
+        cv = {"folds": args.vf_folds, **result["gross"]}
+        summary["vf_cross_validated"] = cv
+    table = markdown(rows, summary, cv)
+    print(table)
+    output = write_report(
+        args.json,
+        {
+            "records": [{k: v for k, v in row.items() if k != "tachogram"} for row in rows],
+            "summary": summary,
+            "segment_s": SEGMENT_S,
+        },
+        table,
+    )
+    if output is not None:
+        with_af = [row for row in rows if "tachogram" in row and row["tachogram"]["reference_af"]]
+        if with_af:
+            picture = output.with_name(f"{output.stem}-af-{with_af[0]['record']}.png")
+            plot_tachogram(with_af[0], picture)
+            print(f"wrote {picture}")
+    return 0

@@ -1,0 +1,408 @@
+"""Rhythm episodes from beats and the signal: AF, VT, VF/VFL, bradycardia, tachycardia, pauses.
+
+``detect_episodes(ecg_mv, fs, r_peaks, beat_labels)`` returns the episodes of one ECG lead:
+
+``AF``
+    Atrial fibrillation and flutter (MIT-BIH ``(AFIB`` and ``(AFL``: clinically one alarm, and
+    flutter with variable conduction is as irregular as fibrillation). Found from RR
+    irregularity, the cue of Tateno K, Glass L. Automatic detection of atrial fibrillation using
+    the coefficient of variation and density histograms of RR and deltaRR intervals. Med Biol
+    Eng Comput 39:664-671 (2001) and Dash S, et al. Automatic real time detection of atrial
+    fibrillation. Ann Biomed Eng 37:1701-1709 (2009). Ectopic beats are the classic false
+    alarm (Lake DE, Moorman JR. Accurate estimation of entropy in very short physiological time
+    series: the problem of atrial fibrillation detection in implanted ventricular devices. Am J
+    Physiol Heart Circ Physiol 300:H319-H325 (2011); Petrenas A, Marozas V, Sornmo L.
+    Low-complexity detection of atrial fibrillation in continuous long-term monitoring.
+    Comput Biol Med 65:184-191 (2015)), so: RR pairs of a premature beat (short, then long)
+    are left out, and so are the intervals next to a beat labelled V when labels are given;
+    each remaining RR interval is compared with the interval 1, 2 and 3 before it and keeps
+    the smallest difference (bigeminy and trigeminy repeat with period 2 and 3, fibrillation
+    never repeats); the median of that difference, relative to the median RR, over
+    ``af_window_beats`` intervals is the irregularity. Runs above ``af_threshold`` closer than
+    ``af_merge_s`` are joined and those of at least ``af_min_s`` are episodes.
+``VT``
+    At least ``vt_min_beats`` consecutive beats labelled V at a mean rate of at least
+    ``vt_min_bpm`` (intervals inside the run).
+``VF``
+    Ventricular fibrillation/flutter from the signal (``inference.vf``): consecutive 2-second
+    segments the detector calls VF, lasting at least ``vf_min_s``. Beat-based episodes are
+    clipped out of VF time, since beats found in VF are not beats.
+``BRADY`` / ``TACHY``
+    Heart rate (60 / median of the last ``rate_beats`` RR intervals) below ``brady_bpm`` or
+    above ``tachy_bpm`` for at least ``rate_min_s``.
+``PAUSE``
+    No beat for at least ``pause_s``: between two beats, or from the last beat to the end of the
+    signal (``details["open"] = "end"``) and from its start to the first (``"start"``).
+
+All times are seconds from the first sample. Research software, not a medical device.
+"""
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+from scipy.ndimage import median_filter
+
+from inference.aami import AAMI_CLASSES
+from inference.signal import validate_fs, validate_signal
+
+EPISODE_KINDS = ("AF", "VT", "VF", "BRADY", "TACHY", "PAUSE")
+
+# A premature beat shortens its interval and lengthens the next by this share of the median RR.
+PREMATURE_SHARE = 0.10
+MIN_AF_INTERVALS = 16
+
+
+@dataclass
+class RhythmConfig:
+    """Limits and minimum durations of the rhythm episodes (rates in bpm, times in s)."""
+
+    brady_bpm: float = 50.0
+    tachy_bpm: float = 120.0
+    rate_beats: int = 8
+    rate_min_s: float = 10.0
+    pause_s: float = 3.0
+    vt_min_beats: int = 3
+    vt_min_bpm: float = 100.0
+    # AF settings chosen on MIT-BIH DS1 only (docs/rhythm.md): the best worst-of(Se, +P)
+    # of AF duration, on our detected beats and on the reference beats alike.
+    af_window_beats: int = 96
+    af_threshold: float = 0.06
+    af_min_s: float = 60.0
+    af_merge_s: float = 30.0
+    vf_min_s: float = 4.0
+    vf_threshold: float | None = None  # None: the shipped model's own threshold
+    detect_vf: bool = True
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name == "detect_vf":
+                if not isinstance(value, bool):
+                    raise ValueError(f"detect_vf must be true or false, got {value!r}")
+                continue
+            if item.name == "vf_threshold" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{item.name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{item.name} must be a positive finite number, got {value}")
+        for name in ("rate_beats", "vt_min_beats", "af_window_beats"):
+            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 2:
+                raise ValueError(f"{name} must be a whole number >= 2, got {getattr(self, name)}")
+        if self.brady_bpm >= self.tachy_bpm:
+            raise ValueError(
+                f"brady_bpm ({self.brady_bpm:g}) must be below tachy_bpm ({self.tachy_bpm:g})"
+            )
+        if self.vf_threshold is not None and not 0 < self.vf_threshold < 1:
+            raise ValueError(f"vf_threshold must be between 0 and 1, got {self.vf_threshold}")
+
+
+@dataclass
+class Episode:
+    """One rhythm episode: ``kind`` in ``EPISODE_KINDS``, times in seconds."""
+
+    kind: str
+    start_s: float
+    end_s: float
+    details: dict = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _validate_peaks(r_peaks: object, n_samples: int) -> np.ndarray:
+    try:
+        peaks = np.asarray(r_peaks)
+    except ValueError:
+        raise ValueError("r_peaks must be a 1-D array of sample indices") from None
+    if peaks.ndim != 1:
+        raise ValueError(f"r_peaks must be a 1-D array of sample indices, got shape {peaks.shape}")
+    if len(peaks) == 0:
+        return np.empty(0, dtype=np.int64)
+    if peaks.dtype.kind not in "iu":
+        if peaks.dtype.kind != "f" or not np.all(np.isfinite(peaks)):
+            raise ValueError("r_peaks must hold whole sample indices")
+        if np.any(peaks != np.round(peaks)):
+            raise ValueError("r_peaks must hold whole sample indices, not fractions")
+    peaks = peaks.astype(np.int64)
+    if peaks[0] < 0 or peaks[-1] >= n_samples:
+        raise ValueError(f"r_peaks must lie inside the signal (0 to {n_samples - 1})")
+    if np.any(np.diff(peaks) <= 0):
+        raise ValueError("r_peaks must be strictly increasing")
+    return peaks
+
+
+def _validate_labels(beat_labels: Sequence[str] | None, n_beats: int) -> np.ndarray | None:
+    if beat_labels is None:
+        return None
+    if isinstance(beat_labels, str):
+        raise ValueError("beat_labels must be a sequence of AAMI classes, one per R peak")
+    labels = list(beat_labels)
+    if len(labels) != n_beats:
+        raise ValueError(f"beat_labels has {len(labels)} labels for {n_beats} R peaks")
+    unknown = sorted({str(label) for label in labels} - set(AAMI_CLASSES))
+    if unknown:
+        raise ValueError(
+            f"unknown beat labels {', '.join(unknown)}; use the AAMI classes "
+            f"{', '.join(AAMI_CLASSES)}"
+        )
+    return np.array(labels, dtype=object)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) index of each run of True in ``mask``."""
+    if len(mask) == 0:
+        return []
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def af_irregularity(
+    times_s: np.ndarray,
+    beat_labels: np.ndarray | None = None,
+    window_beats: int = 96,
+) -> np.ndarray:
+    """Irregularity of each RR interval (see the module notes); 0 for a perfectly regular rhythm.
+
+    Parameters
+    ----------
+    times_s : beat times in seconds, increasing
+    beat_labels : AAMI class per beat, or None
+    window_beats : RR intervals in the centred median window
+
+    Returns
+    -------
+    array of ``len(times_s) - 1`` values (dimensionless, share of the median RR).
+    """
+    rr_s = np.diff(times_s)
+    if len(rr_s) == 0:
+        return np.empty(0)
+    size = window_beats + 1
+    median_rr = median_filter(rr_s, size=size, mode="mirror")
+    premature = (rr_s[:-1] < (1 - PREMATURE_SHARE) * median_rr[:-1]) & (
+        rr_s[1:] > (1 + PREMATURE_SHARE) * median_rr[1:]
+    )
+    drop = np.zeros(len(rr_s), dtype=bool)
+    drop[:-1] |= premature
+    drop[1:] |= premature
+    if beat_labels is not None:
+        ventricular = beat_labels == "V"
+        drop |= ventricular[1:] | ventricular[:-1]
+    kept = np.flatnonzero(~drop)
+    if len(kept) < 4:
+        return np.zeros(len(rr_s))
+    rr = rr_s[kept]
+    difference = np.full(len(rr), np.inf)
+    for lag in (1, 2, 3):
+        difference[lag:] = np.minimum(difference[lag:], np.abs(rr[lag:] - rr[:-lag]))
+    difference[0] = difference[1] if len(rr) > 1 else 0.0
+    relative = difference / median_filter(rr, size=size, mode="mirror")
+    irregularity = median_filter(relative, size=size, mode="mirror")
+    return np.interp(np.arange(len(rr_s)), kept, irregularity)
+
+
+def _af_episodes(times_s: np.ndarray, labels: np.ndarray | None, cfg: RhythmConfig) -> list:
+    if len(times_s) <= MIN_AF_INTERVALS:
+        return []
+    irregular = af_irregularity(times_s, labels, int(cfg.af_window_beats)) > cfg.af_threshold
+    spans = [(times_s[a], times_s[b + 1]) for a, b in _runs(irregular)]
+    merged: list[list[float]] = []
+    for start, end in spans:
+        if merged and start - merged[-1][1] < cfg.af_merge_s:
+            merged[-1][1] = end
+        else:
+            merged.append([start, end])
+    episodes = []
+    for start, end in merged:
+        if end - start >= cfg.af_min_s:
+            inside = (times_s >= start) & (times_s <= end)
+            rr = np.diff(times_s[inside])
+            episodes.append(
+                Episode(
+                    "AF",
+                    float(start),
+                    float(end),
+                    {"n_beats": int(inside.sum()), "mean_hr_bpm": round(float(60 / rr.mean()), 1)},
+                )
+            )
+    return episodes
+
+
+def _vt_episodes(times_s: np.ndarray, labels: np.ndarray | None, cfg: RhythmConfig) -> list:
+    if labels is None:
+        return []
+    episodes = []
+    for first, last in _runs(labels == "V"):
+        n_beats = last - first + 1
+        if n_beats < cfg.vt_min_beats:
+            continue
+        rr = np.diff(times_s[first : last + 1])
+        mean_hr = 60.0 / rr.mean()
+        if mean_hr < cfg.vt_min_bpm:
+            continue
+        episodes.append(
+            Episode(
+                "VT",
+                float(times_s[first]),
+                float(times_s[last]),
+                {
+                    "n_beats": int(n_beats),
+                    "mean_hr_bpm": round(float(mean_hr), 1),
+                    "max_hr_bpm": round(float(60.0 / rr.min()), 1),
+                },
+            )
+        )
+    return episodes
+
+
+def _rate_episodes(times_s: np.ndarray, cfg: RhythmConfig) -> list:
+    rr = np.diff(times_s)
+    n_rate = int(cfg.rate_beats)
+    if len(rr) < n_rate:
+        return []
+    # Trailing median of the last n_rate intervals, as a bedside monitor averages: one ectopic
+    # beat or missed detection does not make an episode.
+    windows = np.lib.stride_tricks.sliding_window_view(rr, n_rate)
+    hr = np.full(len(rr), np.nan)
+    hr[n_rate - 1 :] = 60.0 / np.median(windows, axis=1)
+    episodes = []
+    for kind, mask in (("BRADY", hr < cfg.brady_bpm), ("TACHY", hr > cfg.tachy_bpm)):
+        for first, last in _runs(mask):
+            start, end = times_s[first], times_s[last + 1]
+            if end - start < cfg.rate_min_s:
+                continue
+            rates = hr[first : last + 1]
+            extreme = {"BRADY": ("min_hr_bpm", rates.min()), "TACHY": ("max_hr_bpm", rates.max())}
+            key, value = extreme[kind]
+            episodes.append(
+                Episode(
+                    kind,
+                    float(start),
+                    float(end),
+                    {
+                        "n_beats": int(last - first + 2),
+                        "mean_hr_bpm": round(float(60.0 / rr[first : last + 1].mean()), 1),
+                        key: round(float(value), 1),
+                    },
+                )
+            )
+    return episodes
+
+
+def _pause_episodes(times_s: np.ndarray, duration_s: float, cfg: RhythmConfig) -> list:
+    bounds = np.concatenate([[0.0], times_s, [duration_s]])
+    episodes = []
+    for index in np.flatnonzero(np.diff(bounds) >= cfg.pause_s):
+        start, end = float(bounds[index]), float(bounds[index + 1])
+        details = {"duration_s": round(end - start, 3)}
+        if index == 0:
+            details["open"] = "start"
+        if index == len(bounds) - 2:
+            details["open"] = "end" if index > 0 else "both"
+        episodes.append(Episode("PAUSE", start, end, details))
+    return episodes
+
+
+def vf_episodes(ecg_mv: np.ndarray, fs: float, cfg: RhythmConfig) -> list[Episode]:
+    """VF/VFL episodes: runs of 2-second segments the signal detector calls VF."""
+    from inference.vf import SEGMENT_S, shipped_model, vf_probability
+
+    model = shipped_model()
+    probability = vf_probability(ecg_mv, fs, model)
+    threshold = cfg.vf_threshold if cfg.vf_threshold is not None else model.threshold
+    episodes = []
+    for first, last in _runs(probability >= threshold):
+        start, end = first * SEGMENT_S, (last + 1) * SEGMENT_S
+        if end - start >= cfg.vf_min_s:
+            share = float(probability[first : last + 1].mean())
+            episodes.append(Episode("VF", start, end, {"mean_probability": round(share, 3)}))
+    return episodes
+
+
+def _outside(episode: Episode, blocked: list[Episode], min_s: float = 0.0) -> list[Episode]:
+    """The parts of ``episode`` outside every ``blocked`` interval, at least ``min_s`` long."""
+    pieces = [(episode.start_s, episode.end_s)]
+    for other in blocked:
+        cut = []
+        for start, end in pieces:
+            if other.end_s <= start or other.start_s >= end:
+                cut.append((start, end))
+                continue
+            if other.start_s > start:
+                cut.append((start, other.start_s))
+            if other.end_s < end:
+                cut.append((other.end_s, end))
+        pieces = cut
+    return [
+        Episode(episode.kind, start, end, dict(episode.details))
+        for start, end in pieces
+        if end - start >= min_s and end > start
+    ]
+
+
+def detect_episodes(
+    ecg_mv: np.ndarray,
+    fs: float,
+    r_peaks: np.ndarray,
+    beat_labels: Sequence[str] | None = None,
+    config: RhythmConfig | None = None,
+) -> list[Episode]:
+    """Rhythm episodes of one ECG lead, sorted by start.
+
+    Parameters
+    ----------
+    ecg_mv : 1-D array, millivolts (used for VF/VFL; beats cannot be trusted there)
+    fs : sampling rate in Hz
+    r_peaks : sample indices of the beats, strictly increasing
+    beat_labels : AAMI class per beat (N, S, V, F, Q), e.g. from the beat classifier; without
+        them there are no VT episodes and AF cannot set ventricular beats aside
+    config : limits and durations; ``RhythmConfig()`` when None
+
+    Returns
+    -------
+    list of ``Episode`` sorted by ``start_s``; ``details`` is JSON-serialisable.
+
+    Raises
+    ------
+    ValueError
+        For a signal that is not a finite 1-D array, a bad ``fs``, R peaks that are not
+        increasing sample indices inside the signal, or labels that are not AAMI classes or do
+        not match the R peaks one to one.
+    """
+    ecg = validate_signal(ecg_mv, name="ecg", min_samples=1)
+    if ecg.ndim != 1:
+        raise ValueError("detect_episodes takes one lead (a 1-D signal)")
+    fs = validate_fs(fs)
+    cfg = config if config is not None else RhythmConfig()
+    if not isinstance(cfg, RhythmConfig):
+        raise ValueError(f"config must be a RhythmConfig, got {type(cfg).__name__}")
+    peaks = _validate_peaks(r_peaks, len(ecg))
+    labels = _validate_labels(beat_labels, len(peaks))
+    times_s = peaks / fs
+    duration_s = len(ecg) / fs
+
+    vf = vf_episodes(ecg, fs, cfg) if cfg.detect_vf else []
+    beat_episodes = (
+        _af_episodes(times_s, labels, cfg)
+        + _vt_episodes(times_s, labels, cfg)
+        + _rate_episodes(times_s, cfg)
+        + _pause_episodes(times_s, duration_s, cfg)
+    )
+    minimum = {
+        "AF": cfg.af_min_s,
+        "BRADY": cfg.rate_min_s,
+        "TACHY": cfg.rate_min_s,
+        "PAUSE": cfg.pause_s,
+    }
+    episodes = list(vf)
+    for episode in beat_episodes:
+        episodes.extend(_outside(episode, vf, minimum.get(episode.kind, 0.0)) if vf else [episode])
+    return sorted(episodes, key=lambda episode: (episode.start_s, episode.end_s, episode.kind))
