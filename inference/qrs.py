@@ -113,7 +113,7 @@ class StreamingQrsDetector:
         fs = self.fs_hz
         self._sos = sps.butter(2, BAND_HZ, btype="bandpass", fs=fs, output="sos")
         self._zi = np.zeros((self._sos.shape[0], 2))
-        self._offset: float | None = None
+        self._first_sample: float | None = None
         self._last_band = 0.0
         self._last_cumulative = 0.0
         self._width = max(1, round(INTEGRATION_S * fs))  # moving-window integration, samples
@@ -125,11 +125,11 @@ class StreamingQrsDetector:
         self._max_pending = round(MAX_PENDING_S * fs)
         self._n_seen = 0
         self._next = 0  # first position not yet examined as a candidate
-        # Recent history, from absolute sample self._start: the offset-free signal (to locate
-        # R peaks), the integrated squared slope (candidates) and the absolute slope of the
-        # band-passed signal (T-wave test). Before the first sample: -inf integrated (no
-        # candidate can lean on it), zero slope.
-        keep = max(self._half + 1, self._width)
+        # Recent history, from absolute sample self._start: the signal (to locate R peaks),
+        # the integrated squared slope (candidates) and the slope of the band-passed signal
+        # (T-wave test). Before the first sample: the first sample's level, -inf integrated
+        # (no candidate can lean on it), zero slope.
+        keep = max(self._half + 1, self._width + 1, self._back + 1)
         self._start = -keep
         self._raw = np.zeros(keep)
         self._integrated = np.full(keep, -np.inf)
@@ -192,11 +192,13 @@ class StreamingQrsDetector:
     # --- features --------------------------------------------------------------------
 
     def _append_features(self, chunk: np.ndarray) -> None:
-        if self._offset is None:
-            # start the causal filters from the first sample's level: no step response
-            self._offset = float(chunk[0])
-        x = chunk - self._offset
-        band, self._zi = sps.sosfilt(self._sos, x, zi=self._zi)
+        if self._first_sample is None:
+            # start the causal filter in its steady state for the first sample's level, as if
+            # the signal had always been there: no step response at the start
+            self._first_sample = float(chunk[0])
+            self._zi = sps.sosfilt_zi(self._sos) * self._first_sample
+            self._raw[:] = self._first_sample
+        band, self._zi = sps.sosfilt(self._sos, chunk, zi=self._zi)
         slope = np.diff(band, prepend=self._last_band) * self.fs_hz  # mV/s
         self._last_band = float(band[-1])
         squared = slope * slope
@@ -207,8 +209,8 @@ class StreamingQrsDetector:
         both = np.concatenate((self._cumulative_tail, cumulative))
         integrated = (both[self._width :] - both[: -self._width]) / self._width
         self._cumulative_tail = both[-self._width :]
-        self._n_seen += len(x)
-        self._extend(x, integrated, np.abs(slope))
+        self._n_seen += len(chunk)
+        self._extend(chunk, integrated, slope)
 
     def _extend(self, raw, integrated, slope, pad: bool = False) -> None:
         self._integrated = np.concatenate((self._integrated, integrated))
@@ -252,8 +254,8 @@ class StreamingQrsDetector:
         # between PVCs (ventricular bigeminy in record 228 lost four beats in five).
         heights = np.sqrt(self._integrated[positions - base])
         # steepest band-passed slope in the integration window up to each candidate
-        windows = sliding_window_view(self._slope, width + 1)
-        slopes = windows[positions - base - width].max(axis=1)
+        windows = sliding_window_view(self._slope, width + 1)[positions - base - width]
+        slopes = np.maximum(windows.max(axis=1), -windows.min(axis=1))
         beats = self._decide(positions.tolist(), heights.tolist(), slopes.tolist())
         located = self._locate(beats)
         self._trim()
@@ -373,15 +375,15 @@ class StreamingQrsDetector:
             return np.empty(0, dtype=np.int64)
         back = self._back
         tops = np.asarray(positions, dtype=np.int64)
-        index = np.maximum(tops[:, None] - self._start + np.arange(-back, 1), 0)
-        segments = self._raw[index]
+        # the raw history starts at least back samples before the earliest position kept
+        segments = sliding_window_view(self._raw, back + 1)[tops - back - self._start]
         middle = back // 2  # the median of back + 1 samples
         baseline = np.partition(segments, middle, axis=1)[:, middle : middle + 1]
         deviation = np.abs(segments - baseline)
         # only after the previous beat's integrated peak, so the output stays increasing
         previous = np.concatenate(([self._last_located], tops[:-1]))
-        lows = np.maximum(tops - back, previous + 1)
-        deviation[index + self._start < lows[:, None]] = -1.0
+        skip = previous + 1 - (tops - back)
+        deviation[np.arange(back + 1) < skip[:, None]] = -1.0
         self._last_located = int(tops[-1])
         return tops - back + np.argmax(deviation, axis=1)
 
