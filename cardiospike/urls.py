@@ -18,7 +18,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("patients/<int:pk>/", views.patient_detail, name="patient-detail"),
     path("patients/<int:pk>/upload/", upload_views.upload_recording, name="patient-upload"),
-    path("recordings/<int:pk>/", upload_views.recording_detail, name="recording-detail"),
+    path("recordings/<int:pk>/", upload_views.recording_detail, name="recording-results"),
     path("analyzer/", views.analyzer, name="analyzer"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

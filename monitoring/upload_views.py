@@ -35,7 +35,7 @@ def upload_recording(request, pk: int):
             context["error"] = str(exc)
             return render(request, "monitoring/upload.html", context, status=exc.status)
         recording = store_upload(patient, parsed)
-        return redirect("recording-detail", pk=recording.pk)
+        return redirect("recording-results", pk=recording.pk)
     return render(request, "monitoring/upload.html", context)
 
 
