@@ -25,8 +25,9 @@
     ``vt_min_bpm`` (intervals inside the run).
 ``VF``
     Ventricular fibrillation/flutter from the signal (``inference.vf``): consecutive 2-second
-    segments the detector calls VF, lasting at least ``vf_min_s``. Beat-based episodes are
-    clipped out of VF time, since beats found in VF are not beats.
+    segments the detector calls VF, lasting at least ``vf_min_s``. AF, bradycardia,
+    tachycardia and pauses are clipped out of VF time, since beats found in VF are not beats;
+    VT episodes are kept (fast VT and VF look alike to the signal detector).
 ``BRADY`` / ``TACHY``
     Heart rate (60 / median of the last ``rate_beats`` RR intervals) below ``brady_bpm`` or
     above ``tachy_bpm`` for at least ``rate_min_s``.
@@ -404,5 +405,10 @@ def detect_episodes(
     }
     episodes = list(vf)
     for episode in beat_episodes:
-        episodes.extend(_outside(episode, vf, minimum.get(episode.kind, 0.0)) if vf else [episode])
+        if not vf or episode.kind == "VT":
+            # VT stays even where the VF detector fires too: fast VT and VF/VFL look alike on
+            # 2-s segments (docs/rhythm.md), and V-beat runs are the better evidence for VT.
+            episodes.append(episode)
+        else:
+            episodes.extend(_outside(episode, vf, minimum.get(episode.kind, 0.0)))
     return sorted(episodes, key=lambda episode: (episode.start_s, episode.end_s, episode.kind))
