@@ -333,10 +333,10 @@ def load_vfdb(folder: Path, channels: tuple[int, ...] = (0,), progress=None) -> 
 def fit_model(
     x: np.ndarray,
     y: np.ndarray,
-    hidden: int = 16,
-    epochs: int = 400,
+    hidden: int = 4,
+    epochs: int = 300,
     seed: int = 0,
-    weight_decay: float = 1e-4,
+    weight_decay: float = 1e-3,
 ) -> VfModel:
     """Fit the network with class-balanced cross-entropy (full batch, Adam, weight decay)."""
     import torch

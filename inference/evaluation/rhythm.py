@@ -19,6 +19,7 @@ The shipped VF detector was fit on all of vfdb, so its vfdb figures here are in-
 """
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,12 @@ def evaluate_record(path: Path, config: RhythmConfig) -> dict:
     model = shipped_model()
     probability = vf_probability(signal, fs, model)
     row["vf_segments"] = vf_segment_scores(probability, model.threshold, fs, rhythms)
+    row["vf_trace"] = {
+        "probability": probability.round(3).tolist(),
+        "threshold": model.threshold,
+        "reference_vf": _intervals(rhythms, VF_LABELS, fs),
+        "reference_vt": _intervals(rhythms, ("(VT",), fs),
+    }
 
     is_beat = np.array([aami_class(symbol) is not None for symbol in symbols], dtype=bool)
     beats = np.asarray(annotation.sample)[is_beat]
@@ -290,6 +297,34 @@ def plot_tachogram(row: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def plot_vf_trace(row: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trace = row["vf_trace"]
+    probability = np.asarray(trace["probability"])
+    minutes = (np.arange(len(probability)) + 0.5) * SEGMENT_S / 60
+    figure, axis = plt.subplots(figsize=(12, 3.5))
+    for start, end in trace["reference_vf"]:
+        axis.axvspan(start / 60, end / 60, color="tab:red", alpha=0.25, lw=0)
+    for start, end in trace["reference_vt"]:
+        axis.axvspan(start / 60, end / 60, color="tab:orange", alpha=0.25, lw=0)
+    axis.plot(minutes, probability, lw=0.8, color="black")
+    axis.axhline(trace["threshold"], color="tab:blue", ls="--", lw=1)
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_xlabel("time (min)")
+    axis.set_ylabel("VF probability")
+    axis.set_title(
+        f"record {row['record']}: VF detector per 2-s segment; reference VF/VFL (red), "
+        "VT (orange), threshold (dashed)"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("rhythm", help="AF, VT and VF/VFL episodes")
     parser.add_argument("--data", required=True, help="folder of WFDB records with .atr files")
@@ -314,12 +349,15 @@ def run(args: argparse.Namespace) -> int:
     summary = summarize(rows)
     cv = None
     if args.vf_folds:
-        from inference.vf import cross_validate, load_vfdb
+        from inference.vf import WEIGHTS_PATH, cross_validate, load_vfdb
 
         data = load_vfdb(folder, channels=(0, 1), progress=tqdm)
         keep = np.isin(data["record"], names)
         data = {key: value[keep] for key, value in data.items()}
-        result = cross_validate(data, args.vf_folds, shipped_model().threshold)
+        # the shipped model's own recipe, from its card, so these figures are its figures
+        card = json.loads(WEIGHTS_PATH.with_suffix(".json").read_text())
+        recipe = {key: card[key] for key in ("hidden", "epochs", "seed", "weight_decay")}
+        result = cross_validate(data, args.vf_folds, shipped_model().threshold, **recipe)
         cv = {"folds": args.vf_folds, **result["gross"]}
         summary["vf_cross_validated"] = cv
     table = markdown(rows, summary, cv)
@@ -327,7 +365,9 @@ def run(args: argparse.Namespace) -> int:
     output = write_report(
         args.json,
         {
-            "records": [{k: v for k, v in row.items() if k != "tachogram"} for row in rows],
+            "records": [
+                {k: v for k, v in row.items() if k not in ("tachogram", "vf_trace")} for row in rows
+            ],
             "summary": summary,
             "segment_s": SEGMENT_S,
         },
@@ -338,5 +378,11 @@ def run(args: argparse.Namespace) -> int:
         if with_af:
             picture = output.with_name(f"{output.stem}-af-{with_af[0]['record']}.png")
             plot_tachogram(with_af[0], picture)
+            print(f"wrote {picture}")
+        with_vf = [row for row in rows if row["vf_trace"]["reference_vf"]]
+        if with_vf:
+            row = max(with_vf, key=lambda item: _length_s(item["vf_trace"]["reference_vf"]))
+            picture = output.with_name(f"{output.stem}-vf-{row['record']}.png")
+            plot_vf_trace(row, picture)
             print(f"wrote {picture}")
     return 0
