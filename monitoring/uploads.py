@@ -18,6 +18,7 @@ Formats (docs/upload.md has the user's version):
   optional last-column label (0-4 or N, S, V, F, Q).
 """
 
+import io
 import math
 import os
 import tempfile
@@ -202,16 +203,15 @@ def store_upload(patient: Patient, parsed: ParsedUpload) -> Recording:
 # --- CSV --------------------------------------------------------------------------------
 
 
-def _decode_text(name: str, data: bytes) -> list[str]:
+def _decode_text(name: str, data: bytes) -> str:
     if not data.strip():
         raise UploadError(f"{name} is empty")
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UploadError(
             f"{name} is not a text CSV file (byte {exc.start} is not UTF-8 text)"
         ) from None
-    return text.splitlines()
 
 
 def _is_number(cell: str) -> bool:
@@ -222,30 +222,130 @@ def _is_number(cell: str) -> bool:
     return True
 
 
+def _first_lines(text: str, count: int) -> list[tuple[int, int, str]]:
+    """``(line number, offset, stripped text)`` of the first ``count`` non-blank lines."""
+    found, offset, number = [], 0, 0
+    while offset < len(text) and len(found) < count:
+        end = text.find("\n", offset)
+        end = len(text) if end < 0 else end
+        number += 1
+        if text[offset:end].strip():
+            found.append((number, offset, text[offset:end].strip()))
+        offset = end + 1
+    return found
+
+
 def parse_csv(name: str, data: bytes, fs_hz: float | None) -> ParsedUpload:
     """A one-column signal CSV or a beat-per-row CSV; told apart by the first data line."""
-    lines = _decode_text(name, data)
-    # (line number, text) of non-blank lines; line numbers are 1-based as editors show them
-    numbered = [(number, line.strip()) for number, line in enumerate(lines, 1) if line.strip()]
+    text = _decode_text(name, data)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    first = _first_lines(text, 2)
     # A first line whose first cell is not a number is a header (column names).
-    if not _is_number(numbered[0][1].split(",")[0].strip()):
-        numbered = numbered[1:]
-    if not numbered:
+    header = not _is_number(first[0][2].split(",")[0].strip())
+    if header and len(first) < 2:
         raise UploadError(f"{name} has a header line but no data")
-    n_columns = len(numbered[0][1].split(","))
+    line_number, offset, line = first[1] if header else first[0]
+    n_columns = len(line.split(","))
     if n_columns == 1:
-        return _parse_signal_csv(name, numbered, fs_hz)
-    row_length = n_columns if n_columns in ROW_LENGTHS else n_columns - 1
-    if row_length not in ROW_LENGTHS:
-        raise UploadError(
-            f"{name} line {numbered[0][0]} has {n_columns} values: a signal CSV has one column "
-            "(mV); a beat-per-row CSV has 187 values (Kaggle layout) or 216 values (0.6 s at "
-            "360 Hz), each optionally followed by a label column"
+        layout, labelled = None, False
+        fs_hz = check_fs(fs_hz, "the sampling rate of the signal CSV (fs_hz)")
+    else:
+        row_length = n_columns if n_columns in ROW_LENGTHS else n_columns - 1
+        if row_length not in ROW_LENGTHS:
+            raise UploadError(
+                f"{name} line {line_number} has {n_columns} values: a signal CSV has one column "
+                "(mV); a beat-per-row CSV has 187 values (Kaggle layout) or 216 values (0.6 s at "
+                "360 Hz), each optionally followed by a label column"
+            )
+        layout, labelled = ROW_LENGTHS[row_length], n_columns > row_length
+    # The fast path reads well-formed files with pandas' C parser (a 60 MB file in seconds);
+    # anything it does not take cleanly is read again line by line, which names the problem.
+    table = _fast_table(text[offset:], n_columns, labelled)
+    if table is None:
+        table = _careful_table(name, text, header, n_columns, labelled)
+    values, labels = table
+    if layout is None:
+        return _signal_upload(name, values[:, 0], fs_hz)
+    return _rows_upload(name, values, layout, labels)
+
+
+def _fast_table(body: str, n_columns: int, labelled: bool):
+    """``(values, labels)`` of a clean table, or None when anything looks off."""
+    import pandas as pd
+
+    n_values = n_columns - int(labelled)
+    dtypes = {column: np.float64 for column in range(n_values)}
+    if labelled:
+        dtypes[n_values] = str
+    try:
+        frame = pd.read_csv(
+            io.StringIO(body),
+            header=None,
+            engine="c",
+            dtype=dtypes,
+            keep_default_na=False,
+            na_values=[""],
+            skip_blank_lines=True,
         )
-    return _parse_rows_csv(name, numbered, ROW_LENGTHS[row_length], n_columns > row_length)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    if frame.shape[1] != n_columns or frame.shape[0] == 0:
+        return None
+    values = frame.iloc[:, :n_values].to_numpy(dtype=np.float64)
+    if not np.isfinite(values).all():
+        return None
+    labels = None
+    if labelled:
+        labels = [_parse_label(cell) if isinstance(cell, str) else None for cell in frame[n_values]]
+        if any(label is None for label in labels):
+            return None
+    return values, labels
 
 
-def _to_floats(name: str, numbered: list[tuple[int, str]], cells: np.ndarray, what) -> np.ndarray:
+def _careful_table(name: str, text: str, header: bool, n_columns: int, labelled: bool):
+    """The table read line by line: the first problem raises an error naming its line."""
+    # (line number, text) of non-blank lines; line numbers are 1-based as editors show them
+    numbered = [
+        (number, line.strip()) for number, line in enumerate(text.split("\n"), 1) if line.strip()
+    ]
+    if header:
+        numbered = numbered[1:]
+    signal = n_columns == 1
+    rows, labels = [], []
+    for row_number, (line_number, line) in enumerate(numbered, 1):
+        cells = line.split(",")
+        if len(cells) != n_columns:
+            if signal:
+                raise UploadError(
+                    f"{name} line {line_number} has {len(cells)} columns: a signal CSV has "
+                    "one column of millivolts on every line"
+                )
+            raise UploadError(
+                f"{name} line {line_number} (row {row_number}) has {len(cells)} values; the rows "
+                f"above have {n_columns} ({n_columns - int(labelled)} samples"
+                f"{' + a label' if labelled else ''})"
+            )
+        if labelled:
+            label = _parse_label(cells[-1])
+            if label is None:
+                raise UploadError(
+                    f"{name} line {line_number} (row {row_number}): label "
+                    f"{_show(cells[-1].strip())} is not one of 0-4 or N, S, V, F, Q"
+                )
+            labels.append(label)
+            cells = cells[:-1]
+        rows.append(cells)
+
+    def where(position) -> str:
+        if signal:
+            return f"line {numbered[position[0]][0]}"
+        return f"line {numbered[position[0]][0]} (row {position[0] + 1}, value {position[1] + 1})"
+
+    return _to_floats(name, np.array(rows), where), labels if labelled else None
+
+
+def _to_floats(name: str, cells: np.ndarray, where) -> np.ndarray:
     """``cells`` (strings) as float64; on failure name the first bad cell and its line."""
     try:
         values = cells.astype(np.float64)
@@ -257,13 +357,13 @@ def _to_floats(name: str, numbered: list[tuple[int, str]], cells: np.ndarray, wh
             return values
         position = np.unravel_index(int(np.argmax(bad)), values.shape)
         raise UploadError(
-            f"{name} {what(position)}: {_show(cells[position])} is not a finite number "
+            f"{name} {where(position)}: {_show(cells[position])} is not a finite number "
             "(NaN and infinity are not allowed)"
         )
     # the fast path failed: find the first cell that is not a number, in file order
     for position in np.ndindex(cells.shape):
         if not _is_number(cells[position]):
-            raise UploadError(f"{name} {what(position)}: {_show(cells[position])} is not a number")
+            raise UploadError(f"{name} {where(position)}: {_show(cells[position])} is not a number")
     raise AssertionError("unreachable: astype failed but every cell is a number")
 
 
@@ -273,16 +373,7 @@ def _show(cell) -> str:
     return repr(text if len(text) <= 40 else text[:40] + "…")
 
 
-def _parse_signal_csv(name: str, numbered: list[tuple[int, str]], fs_hz) -> ParsedUpload:
-    fs_hz = check_fs(fs_hz, "the sampling rate of the signal CSV (fs_hz)")
-    for number, line in numbered:
-        if "," in line:
-            raise UploadError(
-                f"{name} line {number} has {len(line.split(','))} columns: a signal CSV has "
-                "one column of millivolts on every line"
-            )
-    cells = np.array([line for _, line in numbered])
-    values = _to_floats(name, numbered, cells, lambda pos: f"line {numbered[pos[0]][0]}")
+def _signal_upload(name: str, values: np.ndarray, fs_hz: float) -> ParsedUpload:
     duration_s = len(values) / fs_hz
     if duration_s < MIN_SIGNAL_S:
         raise UploadError(
@@ -316,37 +407,11 @@ def _parse_label(cell: str) -> str | None:
     return None
 
 
-def _parse_rows_csv(
-    name: str, numbered: list[tuple[int, str]], layout: str, labelled: bool
+def _rows_upload(
+    name: str, values: np.ndarray, layout: str, labels: list[str] | None
 ) -> ParsedUpload:
-    length = ROW_LAYOUTS[layout]["length"]
-    n_columns = length + int(labelled)
-    rows, labels = [], []
-    for row_number, (line_number, line) in enumerate(numbered, 1):
-        cells = line.split(",")
-        if len(cells) != n_columns:
-            raise UploadError(
-                f"{name} line {line_number} (row {row_number}) has {len(cells)} values; the rows "
-                f"above have {n_columns} ({length} samples{' + a label' if labelled else ''})"
-            )
-        if labelled:
-            label = _parse_label(cells[-1])
-            if label is None:
-                raise UploadError(
-                    f"{name} line {line_number} (row {row_number}): label {cells[-1].strip()!r} "
-                    "is not one of 0-4 or N, S, V, F, Q"
-                )
-            labels.append(label)
-            cells = cells[:-1]
-        rows.append(cells)
-    values = _to_floats(
-        name,
-        numbered,
-        np.array(rows),
-        lambda pos: f"line {numbered[pos[0]][0]} (row {pos[0] + 1}, value {pos[1] + 1})",
-    )
-    adc, gain = quantize(values.reshape(-1, 1))
     spec = ROW_LAYOUTS[layout]
+    adc, gain = quantize(values.reshape(-1, 1))
     return ParsedUpload(
         format=layout,
         source_name=name,
@@ -356,8 +421,8 @@ def _parse_rows_csv(
         baseline_adc=0,
         lead_names=[f"beat rows ({spec['units']})"],
         analysis_lead=0,
-        reference={"labels": labels} if labelled else None,
-        notes=[f"{len(values)} beat rows of {length} values at {spec['fs']:g} Hz"],
+        reference={"labels": labels} if labels is not None else None,
+        notes=[f"{len(values)} beat rows of {spec['length']} values at {spec['fs']:g} Hz"],
     )
 
 
