@@ -47,7 +47,8 @@ BANDPASS_HZ = (0.5, 40.0)
 MIN_FS_HZ, MAX_FS_HZ = 100.0, 2000.0
 
 TEMPLATE_BEATS = 64  # the dominant beat is the median of this many preceding beats
-TEMPLATE_UPDATE_BEATS = 8  # ... recomputed every this many beats (cost)
+TEMPLATE_UPDATE_BEATS = 32  # ... recomputed every this many beats (a median costs)
+TEMPLATE_START_BEATS = 16  # the first beats of a recording are compared with the first 16
 LOCAL_RR_BEATS = 10
 LONG_RR_S = 300.0
 LONG_RR_UPDATE_BEATS = 32  # the long-term RR changes slowly; recompute it every this many beats
@@ -210,31 +211,31 @@ def beat_windows(ecg_mv: np.ndarray, fs: float, r_peaks: np.ndarray) -> np.ndarr
 
 def dominant_beats(windows: np.ndarray) -> np.ndarray:
     """The patient's dominant beat before each beat: the sample-wise median of the preceding
-    ``TEMPLATE_BEATS`` windows, refreshed every ``TEMPLATE_UPDATE_BEATS`` beats.
+    ``TEMPLATE_BEATS`` (64) windows, refreshed every ``TEMPLATE_UPDATE_BEATS`` (32) beats.
 
     The median ignores a minority of ectopic beats (Holter practice: beats are compared with
-    the dominant template). Until enough beats have passed, the first beats of the recording
-    (up to ``2 * TEMPLATE_UPDATE_BEATS``) are used.
+    the dominant template). The first block of beats, having none before it, uses the median
+    of the first ``TEMPLATE_START_BEATS`` beats (the only lookahead, at the start of a
+    recording); later blocks use whatever preceding beats there are, up to 64.
 
     Returns
     -------
     float32 array of the shape of ``windows``.
     """
     n = len(windows)
-    templates = np.empty_like(windows)
     step = TEMPLATE_UPDATE_BEATS
     blocks = np.arange(0, n, step)
-    ends = np.maximum(blocks, min(n, 2 * step))
+    ends = np.maximum(blocks, min(n, TEMPLATE_START_BEATS))
+    medians = np.empty((len(blocks), windows.shape[1]), dtype=windows.dtype)
     full = ends >= TEMPLATE_BEATS
     # blocks with a full history: one vectorised median over (blocks, beats, samples)
     if full.any():
         history = ends[full, np.newaxis] - TEMPLATE_BEATS + np.arange(TEMPLATE_BEATS)
-        medians = np.median(windows[history], axis=1)
-        for block, median in zip(blocks[full], medians, strict=True):
-            templates[block : block + step] = median
+        medians[full] = np.median(windows[history], axis=1)
     # the first blocks of a recording, with fewer beats behind them
-    for block, end in zip(blocks[~full], ends[~full], strict=True):
-        templates[block : block + step] = np.median(windows[:end], axis=0)
+    for block_index in np.flatnonzero(~full):
+        medians[block_index] = np.median(windows[: ends[block_index]], axis=0)
+    templates = np.repeat(medians, step, axis=0)[:n]
     return templates
 
 
@@ -298,7 +299,12 @@ class BeatNet(nn.Module):
     them into 5 logits.
     """
 
-    def __init__(self, n_rhythm: int = len(RR_FEATURES), n_classes: int = len(BEAT_CLASSES)):
+    def __init__(
+        self,
+        n_rhythm: int = len(RR_FEATURES),
+        n_classes: int = len(BEAT_CLASSES),
+        morphology_dropout: float = 0.0,
+    ):
         super().__init__()
         self.morphology = nn.Sequential(
             nn.Conv1d(2, 8, kernel_size=7, padding=3),
@@ -311,6 +317,9 @@ class BeatNet(nn.Module):
             nn.ReLU(),
             nn.AdaptiveMaxPool1d(8),
             nn.Flatten(),
+            # training only: dropping morphology features makes the head lean on the rhythm
+            # features, which carry over between patients better than shapes do
+            nn.Dropout(morphology_dropout),
         )
         self.rhythm = nn.Sequential(nn.Linear(n_rhythm, 32), nn.ReLU())
         self.head = nn.Sequential(

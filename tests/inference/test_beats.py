@@ -221,3 +221,28 @@ def test_it_evaluates_beats_on_a_wfdb_folder(excerpt, tmp_path):
     assert result["end_to_end"]["qrs"]["se"] > 0.98
     assert result["reference"]["accuracy"] > 0.9
     assert output.with_suffix(".md").is_file()
+
+
+def test_it_makes_synthetic_premature_beats_only_from_regular_normal_ones():
+    import torch
+
+    from inference.beat_training import make_premature
+
+    column = {name: index for index, name in enumerate(RR_FEATURES)}
+    rhythm = torch.ones(400, len(RR_FEATURES))
+    rhythm[:, column["pre_rr_s"]] = 0.8
+    rhythm[:, column["post_rr_s"]] = 0.8
+    rhythm[:, column["local_irregularity"]] = 0.02
+    rhythm[200:300, column["local_irregularity"]] = 0.3  # atrial fibrillation: left alone
+    labels = torch.zeros(400, dtype=torch.int64)
+    labels[300:] = 2  # V beats: left alone
+    generator = torch.Generator().manual_seed(0)
+    new_rhythm, new_labels = make_premature(rhythm, labels, 0.5, generator)
+    changed = new_labels == 1
+    assert 60 < int(changed[:200].sum()) < 140 and not changed[200:].any()
+    pre = new_rhythm[changed, column["pre_rr_s"]]
+    assert (pre >= 0.4 - 1e-6).all() and (pre <= 0.68 + 1e-6).all()
+    assert torch.allclose(new_rhythm[changed, column["pre_over_local"]], pre / 0.8)
+    assert (new_rhythm[changed, column["post_rr_s"]] >= 0.8 - 1e-6).all()
+    assert torch.equal(new_rhythm[~changed], rhythm[~changed])
+    assert torch.equal(labels, torch.where(torch.arange(400) >= 300, 2, 0))  # input untouched
