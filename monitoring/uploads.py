@@ -21,6 +21,7 @@ Formats (docs/upload.md has the user's version):
 import io
 import math
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ WFDB_BYTES_PER_SAMPLE = {
     "310": 4.0 / 3.0,
     "311": 4.0 / 3.0,
 }
+# No path separators, control characters or leading dot ("..", ".hea"); spaces and brackets
+# are fine ("ecg (1).csv" is what browsers save).
+SAFE_FILE_NAME = re.compile(r"^[^.\x00-\x1f\\/][^\x00-\x1f\\/]{0,200}$")
 VOLT_UNITS_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
 
 
@@ -123,6 +127,13 @@ def parse_upload(files: Sequence[tuple[str, bytes]], fs_hz: float | None = None)
     if not files:
         raise UploadError("no file was uploaded: choose a WFDB record (.hea + .dat) or a CSV file")
     names = [Path(name).name for name, _ in files]
+    for name in names:
+        # the names become files in a temporary folder and WFDB record names
+        if not SAFE_FILE_NAME.match(name):
+            raise UploadError(
+                f"file name {_show(name)} is not allowed: it must not start with '.' or "
+                "contain control characters or backslashes"
+            )
     if len(set(names)) != len(names):
         raise UploadError(f"the same file name was uploaded twice: {', '.join(sorted(names))}")
     contents = {Path(name).name: data for name, data in files}

@@ -1,10 +1,9 @@
 """Uploads and results follow the house rules: clinicians only their patients, staff all."""
 
-import numpy as np
 import pytest
 
-from monitoring.models import AnalysisStatus, Recording, SampleChunk, UploadFormat
-from tests.upload_helpers import api_upload, files_payload, signal_csv
+from monitoring.models import Recording
+from tests.upload_helpers import api_upload, files_payload, pending_csv_upload, signal_csv
 
 pytestmark = pytest.mark.django_db
 
@@ -12,18 +11,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def uploaded(other_patient):
     """A stored upload of another clinician's patient (analysis not run)."""
-    recording = Recording.objects.create(
-        patient=other_patient,
-        source=Recording.Source.UPLOAD,
-        source_name="ecg.csv",
-        sampling_rate_hz=250.0,
-        gain_adc_per_mv=1000.0,
-        lead_names=["ECG"],
-        upload_format=UploadFormat.CSV_SIGNAL,
-        analysis_status=AnalysisStatus.PENDING,
-    )
-    SampleChunk.from_samples(recording, 0, 0, np.zeros(2500, dtype=np.int16)).save()
-    return recording
+    return pending_csv_upload(other_patient)
 
 
 RESULT_URLS = [

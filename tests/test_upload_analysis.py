@@ -12,12 +12,13 @@ import pytest
 
 from inference.synthetic import generate
 from monitoring.analysis import analyze_recording, recording_adc
-from monitoring.models import AnalysisStatus, Beat, Episode, Recording, SampleChunk, UploadFormat
+from monitoring.models import AnalysisStatus, Beat, Episode, Recording, UploadFormat
 from tests.upload_helpers import (
     api_upload,
     files_payload,
     kaggle187_rows,
     mitdb_folder,
+    pending_csv_upload,
     rows_csv,
     signal_csv,
     wfdb_excerpt,
@@ -228,18 +229,8 @@ def test_analysing_again_replaces_the_results_without_duplicates(upload, record_
 
 
 def test_a_failed_analysis_is_marked_with_its_error_and_stores_nothing(patient):
-    recording = Recording.objects.create(
-        patient=patient,
-        source=Recording.Source.UPLOAD,
-        sampling_rate_hz=250.0,
-        gain_adc_per_mv=200.0,
-        lead_names=["ECG"],
-        upload_format=UploadFormat.CSV_SIGNAL,
-        analysis_status=AnalysisStatus.PENDING,
-    )
     # samples 2500-2999 are missing: a batch analysis cannot run on a signal with a hole
-    SampleChunk.from_samples(recording, 0, 0, np.zeros(2500, dtype=np.int16)).save()
-    SampleChunk.from_samples(recording, 1, 3000, np.zeros(2500, dtype=np.int16)).save()
+    recording = pending_csv_upload(patient, first_samples=(0, 3000))
     result = analyze_recording(recording.pk)
     recording.refresh_from_db()
     assert result["status"] == recording.analysis_status == AnalysisStatus.FAILED

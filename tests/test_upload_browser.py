@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from tests.test_analyzer_browser import browser, log_in, text_of, wait_for  # noqa: F401
+from tests import test_analyzer_browser
+from tests.test_analyzer_browser import log_in, text_of, wait_for
 from tests.upload_helpers import (
     kaggle187_rows,
     mitdb_folder,
@@ -15,6 +16,8 @@ from tests.upload_helpers import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+browser = test_analyzer_browser.browser  # the headless Chromium fixture
 
 
 def upload_from_page(driver, base_url: str, patient_id: int, paths, fs_hz: str = "") -> None:
@@ -59,7 +62,7 @@ def see_results(driver) -> dict:
 
 def test_it_uploads_a_wfdb_record_with_annotations(
     browser, live_server, clinician, patient, tmp_path
-):  # noqa: F811, E501
+):
     mitdb_folder()
     files = wfdb_excerpt(tmp_path, "208", seconds=60.0)
     log_in(browser, live_server.url, "clinician", "pw-clinician-1")
@@ -77,7 +80,7 @@ def test_it_uploads_a_wfdb_record_with_annotations(
     assert see_results(browser)["strip_width"] > 300
 
 
-def test_it_uploads_a_signal_csv_with_its_rate(browser, live_server, clinician, patient, tmp_path):  # noqa: F811, E501
+def test_it_uploads_a_signal_csv_with_its_rate(browser, live_server, clinician, patient, tmp_path):
     path = tmp_path / "strip.csv"
     path.write_bytes(signal_csv(30.0, fs_hz=500.0))
     log_in(browser, live_server.url, "clinician", "pw-clinician-1")
@@ -88,7 +91,7 @@ def test_it_uploads_a_signal_csv_with_its_rate(browser, live_server, clinician, 
     assert seen["strip_width"] > 300
 
 
-def test_it_uploads_kaggle_rows(browser, live_server, clinician, patient, tmp_path):  # noqa: F811
+def test_it_uploads_kaggle_rows(browser, live_server, clinician, patient, tmp_path):
     rows, labels = kaggle187_rows("208", seconds=60.0, limit=30)
     path = tmp_path / "kaggle.csv"
     path.write_bytes(rows_csv(rows, labels))
@@ -100,7 +103,7 @@ def test_it_uploads_kaggle_rows(browser, live_server, clinician, patient, tmp_pa
     assert browser.find_element("id", "confusion").is_displayed()
 
 
-def test_it_uploads_window216_rows(browser, live_server, clinician, patient, tmp_path):  # noqa: F811
+def test_it_uploads_window216_rows(browser, live_server, clinician, patient, tmp_path):
     rows, _ = window216_rows("208", seconds=60.0, limit=20)
     path = tmp_path / "beats.csv"
     path.write_bytes(rows_csv(rows))
@@ -110,7 +113,7 @@ def test_it_uploads_window216_rows(browser, live_server, clinician, patient, tmp
     assert seen["n_beats"] == 20 and seen["strip_width"] > 300
 
 
-def test_it_shows_why_a_bad_file_was_refused(browser, live_server, clinician, patient, tmp_path):  # noqa: F811, E501
+def test_it_shows_why_a_bad_file_was_refused(browser, live_server, clinician, patient, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("0.1\n" * 800 + "0.2;0.3\n")
     log_in(browser, live_server.url, "clinician", "pw-clinician-1")

@@ -216,6 +216,15 @@ def test_it_refuses_a_binary_file_posing_as_csv(api, patient):
     assert "is not a text CSV file" in message
 
 
+def test_it_refuses_a_file_name_that_could_escape_the_upload_folder():
+    from monitoring.uploads import UploadError, parse_upload
+
+    for name in ("..", ".hea", "a\\..\\b.csv", "x\x00.csv"):
+        with pytest.raises(UploadError, match="is not allowed"):
+            parse_upload([(name, b"0.1\n" * 1000)], fs_hz=250)
+    assert parse_upload([("ecg (1).csv", b"0.1\n" * 1000)], fs_hz=250).n_samples == 1000
+
+
 def test_it_refuses_an_unsupported_file_type(api, patient):
     assert "unsupported file type" in refused(api_upload(api, patient.pk, {"ecg.xlsx": b"PK"}))
 

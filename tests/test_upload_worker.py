@@ -6,15 +6,17 @@ import pytest
 
 from monitoring import tasks
 from monitoring.models import AnalysisStatus, Recording
-from tests.test_celery_worker import worker  # noqa: F401 (the worker fixture)
+from tests import test_celery_worker
 from tests.upload_helpers import api_upload, signal_csv
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
+worker = test_celery_worker.worker  # a real Celery worker on a queue of its own
+
 
 def test_a_worker_analyses_an_upload_after_it_commits(
     worker, client, clinician, patient, monkeypatch
-):  # noqa: F811, E501
+):
     queue, log_path = worker
     # Route the task to this test's own worker; what runs there is the real task.
     monkeypatch.setattr(

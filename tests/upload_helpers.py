@@ -164,6 +164,26 @@ def files_payload(files: dict[str, bytes]) -> list[SimpleUploadedFile]:
     return [SimpleUploadedFile(name, data) for name, data in files.items()]
 
 
+def pending_csv_upload(patient, first_samples=(0,), n_samples: int = 2500):
+    """A stored one-column CSV upload awaiting analysis: zero chunks at ``first_samples``."""
+    from monitoring.models import AnalysisStatus, Recording, SampleChunk, UploadFormat
+
+    recording = Recording.objects.create(
+        patient=patient,
+        source=Recording.Source.UPLOAD,
+        source_name="ecg.csv",
+        sampling_rate_hz=250.0,
+        gain_adc_per_mv=1000.0,
+        lead_names=["ECG"],
+        upload_format=UploadFormat.CSV_SIGNAL,
+        analysis_status=AnalysisStatus.PENDING,
+    )
+    for seq, first in enumerate(first_samples):
+        chunk = np.zeros(n_samples, dtype=np.int16)
+        SampleChunk.from_samples(recording, seq, first, chunk).save()
+    return recording
+
+
 def api_upload(client, patient_id: int, files: dict[str, bytes], **fields):
     """POST files to the upload endpoint as a browser or script would (multipart)."""
     return client.post(
