@@ -285,9 +285,9 @@ split (de Chazal 2004): trained on DS1 minus the validation patients
 {", ".join(card["data"]["validation_records"])} ({card["data"]["n_train"]} beats), early
 stopping on their mean F1 of N, S and V (kept epoch {card["recipe"]["best_epoch"]};
 {validation["n_beats"]} beats), then evaluated once on DS2 ({ds2["n_beats"]} beats of 22 other
-patients). Paced records {", ".join(card["data"]["excluded"])} excluded. Class-weighted
-cross-entropy ({card["recipe"]["loss"]}, capped at {card["recipe"]["max_class_weight"]:g}),
-augmentation: {card["recipe"]["augmentation"]}; seed {card["seed"]}. Training took
+patients). Paced records {", ".join(card["data"]["excluded"])} excluded. Loss:
+{card["recipe"]["loss"]}, capped at {card["recipe"]["max_class_weight"]:g}; augmentation:
+{card["recipe"]["augmentation"]}; seed {card["seed"]}. Training took
 {card["training_cpu_s"]:.0f} s of CPU time ({card["training_wall_s"]:.0f} s wall) on
 {card["environment"]["cpu_threads"]} thread(s).
 
