@@ -145,7 +145,8 @@ def rows_from_record(ecg_mv: np.ndarray, fs: float, r_peaks: np.ndarray, layout:
     misses beats whose R wave is smaller than 90 % of the window's largest. A beat belongs to
     the 10-s window holding its R peak and is scaled with that window's minimum and maximum;
     where it runs past the window's end its values are clipped to 0..1. A window with fewer
-    than two beats uses the record's median RR. Beats longer than 187 samples are truncated.
+    than two beats uses the record's median RR (1 s for a record of one beat). Beats longer
+    than 187 samples are truncated.
 
     ``window216`` rows that reach past either end of the signal repeat the signal's first or
     last value there, so every R peak gets a row.
