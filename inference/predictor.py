@@ -138,7 +138,8 @@ class WindowPredictor:
 
 
 def available_models() -> list[str]:
-    return [card["name"] for card in list_models()]
+    """Names of the shipped 2-second window models (beat and rhythm models are not served here)."""
+    return [card["name"] for card in list_models(task="window")]
 
 
 def get_predictor(name: str | None = None) -> WindowPredictor:
@@ -152,7 +153,7 @@ def get_predictor(name: str | None = None) -> WindowPredictor:
     if predictor is not None:
         return predictor
     with _lock:
-        cards = {card["name"]: card for card in list_models()}
+        cards = {card["name"]: card for card in list_models(task="window")}
         resolved = name or (DEFAULT_MODEL if DEFAULT_MODEL in cards else FALLBACK_MODEL)
         if resolved not in cards:
             available = ", ".join(sorted(cards)) or "none"

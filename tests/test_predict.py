@@ -71,6 +71,14 @@ def test_it_serves_the_synthetic_model_on_request(api):
     assert body["model"]["name"] == "window-cnn-synthetic"
 
 
+@pytest.mark.parametrize("name", ["beat-cnn-mitdb", "beat-rows-kaggle187", "rhythm-vf"])
+def test_it_refuses_a_model_that_is_not_a_window_model(api, name):
+    # beat and rhythm models sit in the same weights folder but take other inputs
+    response = post(api, {"ecg": ecg_window(), "model": name})
+    assert response.status_code == 400
+    assert "window-cnn-mitdb" in response.json()["detail"]
+
+
 def test_it_stores_the_prediction_when_asked(api, clinician):
     body = post(api, {"ecg": ecg_window(), "store": True}).json()
     stored = Prediction.objects.get(pk=body["prediction_id"])
