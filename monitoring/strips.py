@@ -158,7 +158,9 @@ def render_strip_png(recording: Recording, request: StripRequest) -> bytes:
         length = ROW_LAYOUTS[recording.upload_format]["length"]
         for boundary in range((request.start // length + 1) * length, request.end, length):
             axes.axvline(boundary / fs, color="#9ca3af", linewidth=0.6, linestyle=":")
-    axes.set_xlim(t[0], t[-1] if len(t) > 1 else t[0] + 1 / fs)
+    # a little room on the left: a Kaggle row's R peak (and its label) is its first sample
+    left = t[0] - (0.015 * length_s if rows else 0.0)
+    axes.set_xlim(left, t[-1] if len(t) > 1 else t[0] + 1 / fs)
     axes.set_ylim(ymin, ymax)
     axes.set_xlabel("time (s)" if not rows else "time (s), rows laid end to end")
     axes.set_ylabel("mV" if recording.upload_format != "kaggle187" else "normalized")

@@ -52,6 +52,9 @@ class EpisodeSerializer(serializers.ModelSerializer):
 
 class BeatSerializer(serializers.ModelSerializer):
     number = serializers.SerializerMethodField(help_text="1-based beat number.")
+    # plain strings in the schema: one AAMI enum, not two names for the same choices
+    label = serializers.CharField(help_text="AAMI class: N, S, V, F or Q.")
+    reference_label = serializers.CharField(help_text="The file's label, or empty.")
     time_s = serializers.SerializerMethodField()
 
     class Meta:
@@ -227,7 +230,9 @@ class BeatSaliencyView(APIView):
 class ResultsCsvView(APIView):
     content_negotiation_class = AnyAcceptNegotiation
 
-    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    @extend_schema(
+        operation_id="api_recordings_results_csv", responses={(200, "text/csv"): OpenApiTypes.STR}
+    )
     def get(self, request, pk: int):
         """One line per beat (or per uploaded row): label, confidence, probabilities, reference."""
         recording = visible_recording(request, pk)
@@ -245,6 +250,7 @@ class StripPngView(APIView):
     content_negotiation_class = AnyAcceptNegotiation
 
     @extend_schema(
+        operation_id="api_recordings_strip_png",
         parameters=[
             OpenApiParameter("start_s", float, description="Start (s); default 0 or centred."),
             OpenApiParameter("length_s", float, description="Length (s), 0.5-60; default 10."),
