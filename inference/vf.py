@@ -87,6 +87,11 @@ def _band_sos_cached(fs: float) -> np.ndarray:
     return _band_sos(fs)
 
 
+@lru_cache(maxsize=16)
+def _hann(n: int) -> np.ndarray:
+    return np.hanning(n)
+
+
 def _window_features(x: np.ndarray, fs: float) -> np.ndarray:
     """``WINDOW_FEATURES`` of each row of ``x`` (windows of a band-passed ECG, mV)."""
     n_windows, n = x.shape
@@ -113,8 +118,10 @@ def _window_features(x: np.ndarray, fs: float) -> np.ndarray:
             np.abs(current).sum(axis=1) + np.abs(delayed).sum(axis=1) + eps
         )
 
-    n_fft = 1 << int(np.ceil(np.log2(max(4 * fs, n))))  # bins of 0.25 Hz or finer
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(n), n=n_fft, axis=1)) ** 2
+    # One FFT serves the spectrum and the autocorrelation (its inverse): zero-padded to at least
+    # twice the window, so the autocorrelation does not wrap around, and to 0.25 Hz bins.
+    n_fft = 1 << int(np.ceil(np.log2(max(4 * fs, 2 * n))))
+    spectrum = np.abs(np.fft.rfft(x * _hann(n), n=n_fft, axis=1)) ** 2
     freqs = np.fft.rfftfreq(n_fft, 1.0 / fs)
     band = (freqs >= 0.5) & (freqs <= min(30.0, 0.45 * fs))
     power = spectrum[:, band]
@@ -132,8 +139,9 @@ def _window_features(x: np.ndarray, fs: float) -> np.ndarray:
     p = power / total[:, None]
     entropy = -(p * np.log(p + eps)).sum(axis=1) / np.log(power.shape[1])
 
-    variance = (x * x).mean(axis=1) + eps
-    kurtosis = (x**4).mean(axis=1) / variance**2
+    variance = np.einsum("ij,ij->i", x, x) / n + eps
+    squared = x * x
+    kurtosis = (squared * squared).mean(axis=1) / variance**2
     signs = np.signbit(x)
     zero_crossings = (signs[:, 1:] != signs[:, :-1]).sum(axis=1) / (n / fs)
     log_amplitude = np.log10(np.sqrt(variance) + 1e-3)
@@ -144,7 +152,9 @@ def _window_features(x: np.ndarray, fs: float) -> np.ndarray:
     spans = pieces.max(axis=2) - pieces.min(axis=2)
     amplitude_variation = spans.std(axis=1) / (spans.mean(axis=1) + eps)
 
-    autocorrelation = np.fft.irfft(np.abs(np.fft.rfft(x, n=2 * n, axis=1)) ** 2, axis=1)[:, :n]
+    # autocorrelation of the Hann-tapered window (the taper favours short lags alike in every
+    # rhythm, so it shifts the feature, not its ranking)
+    autocorrelation = np.fft.irfft(spectrum, n=n_fft, axis=1)[:, :n]
     autocorrelation /= autocorrelation[:, :1] + eps
     lags = slice(round(0.2 * fs), min(round(1.5 * fs), n - 1))
     autocorrelation_peak = autocorrelation[:, lags].max(axis=1)
