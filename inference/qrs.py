@@ -6,10 +6,14 @@ investigation of QRS detection rules using the MIT/BIH arrhythmia database. IEEE
 Eng 33(12):1157-1165 (1986): causal band-pass (5-15 Hz), derivative, squaring, 150 ms
 moving-window integration; peak levels as medians of the last 8 QRS and noise peaks; a 200 ms
 refractory period; T-wave discrimination by slope for candidates within 360 ms of a beat;
-search-back at half threshold when no beat came for 1.66 mean RR intervals.
+search-back at half threshold when no beat came for 1.66 mean RR intervals. The departures
+from the papers, and why, are in docs/qrs.md.
+
+The features run at 150-300 Hz (means of k consecutive samples at higher rates: a 5-15 Hz band
+needs no more); the R peak is then located on the signal at its own rate.
 
 There is one implementation, ``StreamingQrsDetector``: every filter is causal and carries its
-state between chunks, and a peak is decided as soon as the 200 ms after it have arrived, so the
+state between chunks, and a peak is decided as soon as the 150 ms after it have arrived, so the
 detector never holds more than a few seconds of signal. ``detect_qrs`` is that detector fed
 the whole signal as one chunk, so streaming in chunks of any size gives exactly the same beats.
 """
@@ -24,6 +28,8 @@ from inference.signal import validate_fs, validate_signal
 
 MIN_FS_HZ, MAX_FS_HZ = 100.0, 2000.0
 MIN_DURATION_S = 2.0  # the learning phase: levels start from the first 2 s
+# Features are computed at fs / k for the largest whole k that keeps this rate or more
+MIN_FEATURE_RATE_HZ = 150.0
 
 BAND_HZ = (5.0, 15.0)
 REFRACTORY_S = 0.200
@@ -32,7 +38,7 @@ T_WAVE_WINDOW_S = 0.360
 INTEGRATION_S = 0.150
 SEARCH_BACK_RR = 1.66
 LOCATE_BACK_S = 0.250
-LEARNING_S = 2.0
+LEARNING_S = MIN_DURATION_S
 # Candidates older than this are forgotten: search-back never reaches further back, which
 # bounds the detector's memory during asystole or lead-off.
 MAX_PENDING_S = 4.0
@@ -49,7 +55,7 @@ THRESHOLD_COEFFICIENT = 0.3125  # Hamilton & Tompkins' best, between noise and Q
 MAX_THRESHOLD_RATIO = 0.6
 N_LEVELS = 8  # peaks in each median level
 N_RR = 8  # intervals in the mean RR
-BLOCK_SAMPLES = 1000000
+BLOCK_SAMPLES = 65536  # a long push is processed in blocks of this many samples
 
 
 def detect_qrs(ecg_mv: np.ndarray, fs: float) -> np.ndarray:
@@ -100,8 +106,9 @@ class StreamingQrsDetector:
     Feed the samples in order with ``push``; each call returns the R peaks that became final
     (absolute sample indices, counted from the first sample pushed). ``flush`` ends the
     signal and returns the rest. The concatenated output equals ``detect_qrs`` on the whole
-    signal exactly, whatever the chunk sizes. A beat is final at most about 0.5 s after its
-    R peak, or up to ``MAX_PENDING_S`` later when it is found by search-back.
+    signal exactly, whatever the chunk sizes. A beat is final about 0.3 s after its R peak,
+    later when search-back finds it (up to 1.66 RR) or while the first 2 s set the levels.
+    Memory is bounded: a few seconds of history (``buffered_samples``).
 
     Parameters
     ----------
@@ -110,7 +117,12 @@ class StreamingQrsDetector:
 
     def __init__(self, fs: float) -> None:
         self.fs_hz = _check_fs(fs)
-        fs = self.fs_hz
+        # Features run at fs / factor, 150-300 Hz: the means of `factor` consecutive samples.
+        # A 5-15 Hz band needs no more, and every per-sample step costs factor times less.
+        self._factor = max(1, int(self.fs_hz // MIN_FEATURE_RATE_HZ))
+        fs = self.fs_hz / self._factor  # the features' rate; the R peaks use the full rate
+        self._feature_fs = fs
+        self._carry = np.zeros(0)  # samples of an incomplete block (fewer than factor)
         self._sos = sps.butter(2, BAND_HZ, btype="bandpass", fs=fs, output="sos")
         self._zi = np.zeros((self._sos.shape[0], 2))
         self._first_sample: float | None = None
@@ -120,20 +132,22 @@ class StreamingQrsDetector:
         self._half = max(1, round(PEAK_HALF_S * fs))  # a candidate tops its neighbourhood
         self._refractory = round(REFRACTORY_S * fs)
         self._t_wave = round(T_WAVE_WINDOW_S * fs)
-        self._back = round(LOCATE_BACK_S * fs)
+        self._back = round(LOCATE_BACK_S * self.fs_hz)  # full-rate samples
         self._learning_end = round(LEARNING_S * fs)
         self._max_pending = round(MAX_PENDING_S * fs)
-        self._n_seen = 0
-        self._next = 0  # first position not yet examined as a candidate
-        # Recent history, from absolute sample self._start: the signal (to locate R peaks),
-        # the integrated squared slope (candidates) and the slope of the band-passed signal
-        # (T-wave test). Before the first sample: the first sample's level, -inf integrated
-        # (no candidate can lean on it), zero slope.
-        keep = max(self._half + 1, self._width + 1, self._back + 1)
+        self._n_seen = 0  # feature samples
+        self._next = 0  # first feature position not yet examined as a candidate
+        # Recent history: the signal at the full rate from sample self._raw_start (to locate
+        # R peaks); the integrated squared slope (candidates) and the slope of the
+        # band-passed signal (T-wave test) at the feature rate from self._start. Before the
+        # first sample: the first sample's level, -inf integrated (no candidate can lean on
+        # it), zero slope.
+        keep = max(self._half + 1, self._width + 1)
         self._start = -keep
-        self._raw = np.zeros(keep)
         self._integrated = np.full(keep, -np.inf)
         self._slope = np.zeros(keep)
+        self._raw_start = -(self._back + 1)
+        self._raw = np.zeros(self._back + 1)
         self._cumulative_tail = np.zeros(self._width)  # running sums of the last width samples
         self._flushed = False
         # decision state
@@ -142,12 +156,14 @@ class StreamingQrsDetector:
         self._noise = _RunningMedian(0.0)  # noise peak level
         self._threshold = 0.0
         self._pending: list[tuple[int, float, float]] = []  # candidates since the last beat
-        self._last_beat = -1  # integrated-signal position of the last beat
+        self._last_beat = -1  # integrated-signal position of the last beat (feature rate)
         self._last_slope = 0.0
         self._search_back_after = float("inf")  # samples without a beat before search-back
-        self._last_located = -1  # integrated-signal position of the last beat located
-        self._rr: list[int] = []
+        self._last_located = -1  # full-rate sample of the last beat's integrated peak
+        self._rr: list[int] = []  # the last N_RR intervals, feature samples
+        self._rr_sum = 0
         self._regular_rr: list[int] = []
+        self._regular_sum = 0
 
     @property
     def buffered_samples(self) -> int:
@@ -182,8 +198,9 @@ class StreamingQrsDetector:
         if self._flushed:
             return np.empty(0, dtype=np.int64)
         self._flushed = True
-        # past the end there are no peaks: the last 200 ms are examined against -inf
-        self._extend(np.zeros(0), np.full(self._half, -np.inf), np.zeros(0), pad=True)
+        # past the end there are no peaks: the last 150 ms are examined against -inf (and
+        # the last few samples of an incomplete block are not examined at all)
+        self._integrated = np.concatenate((self._integrated, np.full(self._half, -np.inf)))
         beats = self._examine(self._n_seen)
         if self._learning is not None:  # no candidate after the learning phase
             beats = np.concatenate((beats, self._locate(self._end_learning())))
@@ -198,8 +215,19 @@ class StreamingQrsDetector:
             self._first_sample = float(chunk[0])
             self._zi = sps.sosfilt_zi(self._sos) * self._first_sample
             self._raw[:] = self._first_sample
+        self._raw = np.concatenate((self._raw, chunk))
+        factor = self._factor
+        if factor > 1:
+            # blocks aligned on multiples of factor from the first sample, whatever the chunks
+            if len(self._carry):
+                chunk = np.concatenate((self._carry, chunk))
+            n_blocks = len(chunk) // factor
+            self._carry = chunk[n_blocks * factor :]
+            if n_blocks == 0:
+                return
+            chunk = chunk[: n_blocks * factor].reshape(n_blocks, factor).mean(axis=1)
         band, self._zi = sps.sosfilt(self._sos, chunk, zi=self._zi)
-        slope = np.diff(band, prepend=self._last_band) * self.fs_hz  # mV/s
+        slope = np.diff(band, prepend=self._last_band) * self._feature_fs  # mV/s
         self._last_band = float(band[-1])
         squared = slope * slope
         # A running sum carried as its last value (cumsum is a left fold, so the chunked sums
@@ -210,27 +238,26 @@ class StreamingQrsDetector:
         integrated = (both[self._width :] - both[: -self._width]) / self._width
         self._cumulative_tail = both[-self._width :]
         self._n_seen += len(chunk)
-        self._extend(chunk, integrated, slope)
-
-    def _extend(self, raw, integrated, slope, pad: bool = False) -> None:
         self._integrated = np.concatenate((self._integrated, integrated))
-        if not pad:
-            self._raw = np.concatenate((self._raw, raw))
-            self._slope = np.concatenate((self._slope, slope))
+        self._slope = np.concatenate((self._slope, slope))
 
     def _trim(self) -> None:
         """Forget what no candidate, search-back or R location can need again."""
-        oldest = self._next - self._max_pending - self._back - self._half - self._width
+        oldest = self._next - self._max_pending - self._half - self._width
         if self._pending:
-            oldest = min(oldest, self._pending[0][0] - self._back)
+            oldest = min(oldest, self._pending[0][0])
         if self._learning:
-            oldest = min(oldest, self._learning[0][0] - self._back)
+            oldest = min(oldest, self._learning[0][0])
         cut = oldest - self._start
-        if cut > 4 * self.fs_hz:  # trim in blocks, not on every push
-            self._raw = self._raw[cut:]
+        if cut > 4 * self._feature_fs:  # trim in blocks, not on every push
             self._integrated = self._integrated[cut:]
             self._slope = self._slope[cut:]
             self._start += cut
+            # the R-peak search reaches back from a candidate's last full-rate sample
+            raw_cut = oldest * self._factor - self._back - self._raw_start
+            if raw_cut > 0:
+                self._raw = self._raw[raw_cut:]
+                self._raw_start += raw_cut
 
     # --- candidates ------------------------------------------------------------------
 
@@ -347,21 +374,26 @@ class StreamingQrsDetector:
             interval = position - self._last_beat
             rr = self._rr
             rr.append(interval)
+            self._rr_sum += interval  # integer sums: exact, however long the stream
             if len(rr) > N_RR:
-                del rr[0]
+                self._rr_sum -= rr.pop(0)
             regular = self._regular_rr
-            reference = sum(regular) / len(regular) if regular else sum(rr) / len(rr)
+            if regular:
+                reference = self._regular_sum / len(regular)
+            else:
+                reference = self._rr_sum / len(rr)
             # Pan & Tompkins' "regular" intervals: within 92-116 % of their own mean
             if 0.92 * reference <= interval <= 1.16 * reference or len(regular) < 2:
                 regular.append(interval)
+                self._regular_sum += interval
                 if len(regular) > N_RR:
-                    del regular[0]
+                    self._regular_sum -= regular.pop(0)
             # Search back after 1.66 mean RR, the shorter of the recent and the regular
             # mean: in bigeminy the regular mean drifts to the long intervals and would
             # never call for a search.
-            mean_rr = sum(rr) / len(rr)
+            mean_rr = self._rr_sum / len(rr)
             if regular:
-                mean_rr = min(mean_rr, sum(regular) / len(regular))
+                mean_rr = min(mean_rr, self._regular_sum / len(regular))
             self._search_back_after = SEARCH_BACK_RR * mean_rr
         self._last_beat = position
         self._last_slope = slope
@@ -374,9 +406,9 @@ class StreamingQrsDetector:
         if not positions:
             return np.empty(0, dtype=np.int64)
         back = self._back
-        tops = np.asarray(positions, dtype=np.int64)
-        # the raw history starts at least back samples before the earliest position kept
-        segments = sliding_window_view(self._raw, back + 1)[tops - back - self._start]
+        # the last full-rate sample of each candidate's block
+        tops = np.asarray(positions, dtype=np.int64) * self._factor + (self._factor - 1)
+        segments = sliding_window_view(self._raw, back + 1)[tops - back - self._raw_start]
         middle = back // 2  # the median of back + 1 samples
         baseline = np.partition(segments, middle, axis=1)[:, middle : middle + 1]
         deviation = np.abs(segments - baseline)

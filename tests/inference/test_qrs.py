@@ -99,6 +99,15 @@ def test_it_streams_the_same_beats_in_chunks_of_any_size(mitdb, seed):
     np.testing.assert_array_equal(streamed, offline)
 
 
+def test_it_streams_the_same_beats_at_a_high_rate(mitdb):
+    # at 1000 Hz the features run on means of 6 samples: blocks must align across chunks
+    ecg, _, fs = excerpt(mitdb, "208", 2)
+    ecg_1000 = resample(ecg, fs, 1000.0)
+    offline = detect_qrs(ecg_1000, 1000.0)
+    streamed = feed_in_chunks(ecg_1000, 1000.0, random_sizes(7, 1000.0, len(ecg_1000)))
+    np.testing.assert_array_equal(streamed, offline)
+
+
 def test_it_streams_the_same_beats_one_sample_at_a_time(mitdb):
     ecg, _, fs = excerpt(mitdb, "232", 0.5)  # sinus pauses: search-back fires
     np.testing.assert_array_equal(feed_in_chunks(ecg, fs, [1] * len(ecg)), detect_qrs(ecg, fs))
