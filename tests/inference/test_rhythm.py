@@ -219,3 +219,39 @@ def test_vf_detector_flags_real_vf_and_not_the_same_patients_normal_rhythm(vfdb)
     assert np.mean(vf_probability(sinus, 250.0) >= shipped_model().threshold) < 0.2
     episodes = detect_episodes(fibrillation, 250.0, np.empty(0, dtype=np.int64))
     assert "VF" in kinds(episodes) and "PAUSE" not in kinds(episodes)
+
+
+def test_duration_scores_count_the_overlap_against_both_totals():
+    from inference.evaluation.rhythm import duration_scores, episode_hits
+
+    reference = [(0.0, 100.0), (200.0, 300.0)]
+    detected = [(50.0, 150.0), (400.0, 420.0)]
+    scores = duration_scores(reference, detected)
+    assert scores == {"reference_s": 200.0, "detected_s": 120.0, "overlap_s": 50.0}
+    hits = episode_hits(reference, detected)
+    assert hits == {"n_reference": 2, "reference_detected": 1, "n_detected": 2, "detected_true": 1}
+
+
+@pytest.fixture(scope="module")
+def mitdb():
+    try:
+        folder = data_dir() / "mitdb"
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    if not (folder / "203.hea").is_file():
+        pytest.skip(f"MIT-BIH record 203 not found in {folder}")
+    return folder
+
+
+def test_evaluate_rhythm_scores_af_on_a_real_af_record(mitdb, tmp_path):
+    from inference.evaluate import main
+
+    output = tmp_path / "rhythm.json"
+    assert main(["rhythm", "--data", str(mitdb), "--records", "203", "--json", str(output)]) == 0
+    result = json.loads(output.read_text())
+    af = result["summary"]["af_detected_beats"]["all"]
+    # record 203 is AF/flutter for 1769 of its 1805 s (a DS1 record, used for tuning)
+    assert af["reference_s"] == pytest.approx(1769, abs=1)
+    assert af["se"] > 0.95 and af["ppv"] > 0.9
+    assert output.with_suffix(".md").is_file()
+    assert (tmp_path / "rhythm-af-203.png").is_file()
