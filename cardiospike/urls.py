@@ -19,6 +19,11 @@ urlpatterns = [
     path("patients/<int:pk>/", views.patient_detail, name="patient-detail"),
     path("patients/<int:pk>/upload/", upload_views.upload_recording, name="patient-upload"),
     path("recordings/<int:pk>/", upload_views.recording_detail, name="recording-results"),
+    path(
+        "recordings/<int:pk>/analyze/",
+        upload_views.reanalyze_recording,
+        name="recording-reanalyze",
+    ),
     path("analyzer/", views.analyzer, name="analyzer"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -161,6 +161,27 @@ def analyze_recording(recording_id: int, force: bool = False) -> dict:
     return _status(Recording.objects.get(pk=recording_id))
 
 
+def queue_analysis(recording_id: int, force: bool = False) -> None:
+    """Hand the analysis to the task queue (run eagerly when there is no broker).
+
+    A queue that cannot take the task (broker down) marks the recording failed with the
+    reason, instead of leaving it pending for ever; "Analyse again" retries it.
+    """
+    from monitoring.tasks import analyze_recording_task
+
+    Recording.objects.filter(pk=recording_id).update(
+        analysis_status=AnalysisStatus.PENDING, analysis_error=""
+    )
+    try:
+        analyze_recording_task.delay(recording_id, force)
+    except Exception as exc:
+        logger.exception("could not queue the analysis of recording %s", recording_id)
+        Recording.objects.filter(pk=recording_id).update(
+            analysis_status=AnalysisStatus.FAILED,
+            analysis_error=f"could not queue the analysis: {type(exc).__name__}: {exc}"[:2000],
+        )
+
+
 def _status(recording: Recording) -> dict:
     return {
         "recording": recording.pk,

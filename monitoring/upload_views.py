@@ -5,9 +5,10 @@ from urllib.parse import urlencode
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from inference.aami import AAMI_CLASSES
-from monitoring.analysis import ROWS_NOTE
+from monitoring.analysis import ROWS_NOTE, queue_analysis
 from monitoring.models import BEAT_ROW_FORMATS, AnalysisStatus, Patient, Recording
 from monitoring.strips import DEFAULT_STRIP_S, MAX_STRIP_S, strip_request
 from monitoring.uploads import (
@@ -37,6 +38,15 @@ def upload_recording(request, pk: int):
         recording = store_upload(patient, parsed)
         return redirect("recording-results", pk=recording.pk)
     return render(request, "monitoring/upload.html", context)
+
+
+@require_POST
+def reanalyze_recording(request, pk: int):
+    """The results page's "Analyse again": replaces the results (or retries a failure)."""
+    recording = get_object_or_404(Recording.objects.visible_to(request.user), pk=pk)
+    if recording.upload_format:
+        queue_analysis(recording.pk, force=True)
+    return redirect("recording-results", pk=recording.pk)
 
 
 def _agreement_table(agreement: dict | None) -> dict | None:

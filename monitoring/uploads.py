@@ -183,7 +183,7 @@ def store_upload(patient: Patient, parsed: ParsedUpload) -> Recording:
     The analysis is queued for when the transaction commits (a Celery task; run eagerly in
     the default setup), so a worker never sees a recording without its samples.
     """
-    from monitoring.tasks import analyze_recording_task
+    from monitoring.analysis import queue_analysis
 
     recording = Recording.objects.create(
         patient=patient,
@@ -207,7 +207,7 @@ def store_upload(patient: Patient, parsed: ParsedUpload) -> Recording:
         for seq, start in enumerate(starts)
     ]
     SampleChunk.objects.bulk_create(chunks)
-    transaction.on_commit(lambda: analyze_recording_task.delay(recording.pk))
+    transaction.on_commit(lambda: queue_analysis(recording.pk))
     return recording
 
 

@@ -43,6 +43,14 @@ def test_it_hides_another_clinicians_results(client, clinician, uploaded, url):
     assert client.get(url.format(pk=uploaded.pk)).status_code == 404
 
 
+def test_it_refuses_to_reanalyse_another_clinicians_upload(client, clinician, uploaded):
+    client.force_login(clinician)
+    assert client.post(f"/recordings/{uploaded.pk}/analyze/").status_code == 404
+    assert client.post(f"/api/recordings/{uploaded.pk}/analyze/").status_code == 404
+    uploaded.refresh_from_db()
+    assert uploaded.analysis_status == "pending" and not uploaded.beats.exists()
+
+
 def test_it_shows_results_to_the_assigned_clinician_and_staff(
     client, other_clinician, staff_user, uploaded
 ):

@@ -269,3 +269,34 @@ def test_the_upload_page_stores_and_opens_the_results(
     assert api.get(response["Location"]).status_code == 200
     patient_page = api.get(f"/patients/{patient.pk}/").content.decode()
     assert f'href="/recordings/{recording.pk}/"' in patient_page
+
+
+def test_a_queue_that_cannot_take_the_task_marks_the_analysis_failed(
+    api, patient, monkeypatch, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError
+
+    from monitoring import tasks
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.analyze_recording_task, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_upload(api, patient.pk, {"strip.csv": signal_csv(20.0)}, fs_hz="250")
+    assert response.status_code == 201  # the upload itself is stored
+    recording = Recording.objects.get()
+    assert recording.analysis_status == AnalysisStatus.FAILED
+    assert "could not queue the analysis" in recording.analysis_error
+    assert "Connection refused" in api.get(f"/recordings/{recording.pk}/").content.decode()
+
+
+def test_analyse_again_on_the_page_replaces_the_results(api, upload):
+    recording = upload({"strip.csv": signal_csv(20.0)}, fs_hz="250")
+    before = list(recording.beats.values_list("sample", flat=True))
+    response = api.post(f"/recordings/{recording.pk}/analyze/")
+    assert response.status_code == 302 and response["Location"] == f"/recordings/{recording.pk}/"
+    recording.refresh_from_db()
+    assert recording.analysis_status == AnalysisStatus.DONE
+    assert list(recording.beats.values_list("sample", flat=True)) == before
+    assert api.get(f"/recordings/{recording.pk}/analyze/").status_code == 405

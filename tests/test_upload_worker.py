@@ -22,7 +22,9 @@ def test_a_worker_analyses_an_upload_after_it_commits(
     monkeypatch.setattr(
         tasks.analyze_recording_task,
         "delay",
-        lambda *args: tasks.analyze_recording_task.apply_async(args=args, queue=queue),
+        lambda *args, **kwargs: tasks.analyze_recording_task.apply_async(
+            args=args, kwargs=kwargs, queue=queue
+        ),
     )
     client.force_login(clinician)
     response = api_upload(client, patient.pk, {"strip.csv": signal_csv(30.0)}, fs_hz="250")

@@ -22,7 +22,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from monitoring.analysis import results_csv
+from monitoring.analysis import queue_analysis, results_csv
 from monitoring.models import AnalysisStatus, Beat, Episode, Patient, Recording
 from monitoring.strips import render_strip_png, saliency, strip_request
 from monitoring.uploads import UploadError, files_from_request, parse_upload, store_upload
@@ -178,13 +178,10 @@ class RecordingAnalyzeView(APIView):
     @extend_schema(request=None, responses={202: AnalysisSerializer})
     def post(self, request, pk: int):
         """Run the analysis of a recording again (replacing its results)."""
-        from monitoring.tasks import analyze_recording_task
-
         recording = visible_recording(request, pk)
         if not recording.upload_format:
             return error("only uploaded recordings are analysed in batch")
-        Recording.objects.filter(pk=pk).update(analysis_status=AnalysisStatus.PENDING)
-        analyze_recording_task.delay(recording.pk, force=True)
+        queue_analysis(recording.pk, force=True)
         recording.refresh_from_db()
         return Response(AnalysisSerializer(recording).data, status=status.HTTP_202_ACCEPTED)
 
