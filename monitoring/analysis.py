@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from inference.aami import AAMI_CLASSES
 from inference.beat_match import match_beats
+from inference.beat_rows import ROW_LAYOUTS
 from monitoring.models import (
     BEAT_ROW_FORMATS,
     AnalysisStatus,
@@ -26,7 +27,6 @@ from monitoring.models import (
     Episode,
     Recording,
 )
-from monitoring.uploads import ROW_LAYOUTS
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def recording_signal_mv(recording: Recording, channel: int | None = None) -> np.
 
 def beat_rows(recording: Recording) -> np.ndarray:
     """The rows of a beat-per-row upload, shape (n_rows, row length), in their own units."""
-    length = ROW_LAYOUTS[recording.upload_format]["length"]
+    length = ROW_LAYOUTS[recording.upload_format].n_samples
     return recording_signal_mv(recording).reshape(-1, length)
 
 
@@ -279,7 +279,7 @@ def _analyze_rows(recording: Recording) -> tuple[list[Beat], list[Episode], dict
     labels, probabilities = classify_beat_rows(rows, recording.upload_format)
     labels = list(labels)
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    samples = np.arange(len(rows), dtype=np.int64) * layout["length"] + layout["r_index"]
+    samples = np.arange(len(rows), dtype=np.int64) * layout.n_samples + layout.r_index
     reference_labels = (recording.reference_annotations or {}).get("labels")
     reference = dict(enumerate(reference_labels)) if reference_labels else {}
     beats = _make_beats(recording, samples, labels, probabilities, reference, rows=True)

@@ -11,9 +11,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from inference.beat_rows import ROW_LAYOUTS
 from monitoring.analysis import beat_rows, recording_signal_mv
 from monitoring.models import BEAT_ROW_FORMATS, Beat, Recording
-from monitoring.uploads import ROW_LAYOUTS
 
 MAX_STRIP_S = 60.0
 MIN_STRIP_S = 0.5
@@ -155,7 +155,7 @@ def render_strip_png(recording: Recording, request: StripRequest) -> bytes:
             zorder=4,
         )
     if rows:
-        length = ROW_LAYOUTS[recording.upload_format]["length"]
+        length = ROW_LAYOUTS[recording.upload_format].n_samples
         for boundary in range((request.start // length + 1) * length, request.end, length):
             axes.axvline(boundary / fs, color="#9ca3af", linewidth=0.6, linestyle=":")
     # a little room on the left: a Kaggle row's R peak (and its label) is its first sample

@@ -32,6 +32,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from inference.aami import AAMI_CLASSES, aami_class
+from inference.beat_rows import ROW_LAYOUTS, layout_for_width
 from monitoring.models import (
     MAX_CHANNELS,
     AnalysisStatus,
@@ -50,13 +51,6 @@ CHUNK_SAMPLES = 65_536  # frames per stored chunk: ~0.5 MB for 4 leads
 ADC_FULL_SCALE = 32_000
 MAX_GAIN_ADC_PER_MV = 1e6  # the Recording model's limit
 
-# The seeds' beat-per-row layouts: values per row, sampling rate (Hz), index of the R peak in
-# the row, and units. Kept in step with inference.beat_rows.ROW_LAYOUTS.
-ROW_LAYOUTS = {
-    UploadFormat.KAGGLE187.value: {"length": 187, "fs": 125.0, "r_index": 0, "units": "0..1"},
-    UploadFormat.WINDOW216.value: {"length": 216, "fs": 360.0, "r_index": 90, "units": "mV"},
-}
-ROW_LENGTHS = {layout["length"]: name for name, layout in ROW_LAYOUTS.items()}
 
 # Row labels: the Kaggle files' 0-4 (as integers or floats such as 0.0e+00) or the letters.
 LABEL_NUMBERS = dict(enumerate(AAMI_CLASSES))
@@ -262,14 +256,14 @@ def parse_csv(name: str, data: bytes, fs_hz: float | None) -> ParsedUpload:
         layout, labelled = None, False
         fs_hz = check_fs(fs_hz, "the sampling rate of the signal CSV (fs_hz)")
     else:
-        row_length = n_columns if n_columns in ROW_LENGTHS else n_columns - 1
-        if row_length not in ROW_LENGTHS:
+        try:
+            layout, labelled = layout_for_width(n_columns)
+        except ValueError:
             raise UploadError(
                 f"{name} line {line_number} has {n_columns} values: a signal CSV has one column "
                 "(mV); a beat-per-row CSV has 187 values (Kaggle layout) or 216 values (0.6 s at "
                 "360 Hz), each optionally followed by a label column"
-            )
-        layout, labelled = ROW_LENGTHS[row_length], n_columns > row_length
+            ) from None
     # The fast path reads well-formed files with pandas' C parser (a 60 MB file in seconds);
     # anything it does not take cleanly is read again line by line, which names the problem.
     table = _fast_table(text[offset:], n_columns, labelled)
@@ -422,18 +416,19 @@ def _rows_upload(
     name: str, values: np.ndarray, layout: str, labels: list[str] | None
 ) -> ParsedUpload:
     spec = ROW_LAYOUTS[layout]
+    units = "mV" if spec.units == "mV" else "0..1"
     adc, gain = quantize(values.reshape(-1, 1))
     return ParsedUpload(
         format=layout,
         source_name=name,
-        fs_hz=spec["fs"],
+        fs_hz=spec.fs_hz,
         adc=adc,
         gain_adc_per_mv=gain,
         baseline_adc=0,
-        lead_names=[f"beat rows ({spec['units']})"],
+        lead_names=[f"beat rows ({units})"],
         analysis_lead=0,
         reference={"labels": labels} if labels is not None else None,
-        notes=[f"{len(values)} beat rows of {spec['length']} values at {spec['fs']:g} Hz"],
+        notes=[f"{len(values)} beat rows of {spec.n_samples} values at {spec.fs_hz:g} Hz"],
     )
 
 
