@@ -13,7 +13,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from inference.aami import aami_class
 from inference.datasets import data_dir
-from inference.signal import resample
 from inference.synthetic import generate
 from tests.conftest import services_required
 
@@ -112,40 +111,25 @@ def mitdb_beats(record: str = "208", seconds: float = 120.0):
     return signal, beats
 
 
+def beat_rows_of(layout: str, record: str = "208", seconds: float = 120.0, limit: int = 60):
+    """Rows in a seed's layout built from a MIT-BIH excerpt's reference beats
+    (``inference.beat_rows.rows_from_record``), and their AAMI labels."""
+    from inference.beat_rows import rows_from_record
+
+    signal, beats = mitdb_beats(record, seconds)
+    r_peaks = np.array([sample for sample, _ in beats])
+    rows = rows_from_record(signal, 360.0, r_peaks, layout)
+    return rows[:limit], [label for _, label in beats][:limit]
+
+
 def window216_rows(record: str = "208", seconds: float = 120.0, limit: int = 60):
     """216-value rows (90 samples before the R peak, 126 after, mV) and their labels."""
-    signal, beats = mitdb_beats(record, seconds)
-    rows, labels = [], []
-    for sample, label in beats:
-        if sample - 90 >= 0 and sample + 126 <= len(signal):
-            rows.append(signal[sample - 90 : sample + 126])
-            labels.append(label)
-    return np.array(rows[:limit]), labels[:limit]
+    return beat_rows_of("window216", record, seconds, limit)
 
 
 def kaggle187_rows(record: str = "208", seconds: float = 120.0, limit: int = 60):
-    """187-value rows in the Kaggle layout (Kachuee et al. 2018): 125 Hz, 10-s windows
-    normalized 0..1, each beat from its R peak for 1.2 x the window's median RR, zero-padded."""
-    signal, beats = mitdb_beats(record, seconds)
-    ecg = resample(signal, 360.0, 125.0)
-    peaks = np.array([round(sample * 125.0 / 360.0) for sample, _ in beats])
-    rows, labels = [], []
-    for start in range(0, len(ecg) - 1250 + 1, 1250):
-        window = ecg[start : start + 1250]
-        window = (window - window.min()) / (window.max() - window.min())
-        inside = [
-            (peak - start, beats[i][1])
-            for i, peak in enumerate(peaks)
-            if start <= peak < start + 1250
-        ]
-        if len(inside) < 2:
-            continue
-        length = int(1.2 * np.median(np.diff([p for p, _ in inside])))
-        for peak, label in inside:
-            beat = window[peak : peak + length][:187]
-            rows.append(np.pad(beat, (0, 187 - len(beat))))
-            labels.append(label)
-    return np.array(rows[:limit]), labels[:limit]
+    """187-value rows in the Kaggle layout (Kachuee et al. 2018) and their labels."""
+    return beat_rows_of("kaggle187", record, seconds, limit)
 
 
 def rows_csv(rows: np.ndarray, labels: list[str] | None = None, numeric: bool = True) -> bytes:
