@@ -498,7 +498,7 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
         )
     adc, gain, baseline = _wfdb_samples(record, header_name)
     lead_names = [name or f"ch{i + 1}" for i, name in enumerate(record.sig_name)]
-    analysis_lead = lead_names.index("MLII") if "MLII" in lead_names else 0
+    analysis_lead = _analysis_lead(lead_names)
     notes = [
         f"WFDB record {record_name}: {len(lead_names)} channel(s), analysed "
         f"{lead_names[analysis_lead]}"
@@ -517,6 +517,15 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
         reference=reference,
         notes=notes,
     )
+
+
+def _analysis_lead(lead_names: list[str]) -> int:
+    """The channel to analyse: MLII, else lead II (the same lead on a 12-lead record, which
+    the beat models were trained on), else the first channel."""
+    for preferred in ("MLII", "II"):
+        if preferred in lead_names:
+            return lead_names.index(preferred)
+    return 0
 
 
 def _check_header(header, header_name: str, record_name: str, contents: dict) -> None:

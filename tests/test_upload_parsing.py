@@ -84,6 +84,16 @@ def test_it_requantizes_channels_with_different_gains(tmp_path):
     )
     files = [(name, (tmp_path / name).read_bytes()) for name in ("mixed.hea", "mixed.dat")]
     parsed = parse_upload(files)
-    assert parsed.baseline_adc == 0 and parsed.analysis_lead == 0
+    assert parsed.baseline_adc == 0 and parsed.analysis_lead == 1  # lead II
     millivolts = parsed.adc / parsed.gain_adc_per_mv
     np.testing.assert_allclose(millivolts, signals, atol=0.01)  # uV channel converted to mV
+
+
+def test_it_analyses_lead_ii_of_a_twelve_lead_record():
+    folder = mitdb_folder().parent / "ptbxl" / "records100" / "00000"
+    if not (folder / "00001_lr.hea").exists():
+        pytest.skip(f"needs PTB-XL in {folder}")
+    files = [(name, (folder / name).read_bytes()) for name in ("00001_lr.hea", "00001_lr.dat")]
+    parsed = parse_upload(files)
+    assert len(parsed.lead_names) == 12 and parsed.lead_names[parsed.analysis_lead] == "II"
+    assert (parsed.fs_hz, parsed.gain_adc_per_mv, parsed.n_samples) == (100.0, 1000.0, 1000)
