@@ -42,7 +42,7 @@ def strip_request(
     the strip is centred on the chosen beat, or starts at 0.
     """
     fs = recording.sampling_rate_hz
-    n_samples = int(recording.analysis_summary.get("n_samples") or _n_samples(recording))
+    n_samples = _n_samples(recording)
     duration_s = n_samples / fs
     length = _number(length_s, "length_s", DEFAULT_STRIP_S)
     if not MIN_STRIP_S <= length <= MAX_STRIP_S:
