@@ -10,6 +10,7 @@ never duplicates beats.
 
 import csv
 import io
+import json
 import logging
 from collections.abc import Iterator, Sequence
 
@@ -191,6 +192,23 @@ def _status(recording: Recording) -> dict:
     }
 
 
+def _jsonable(value):
+    """``value`` with numpy scalars and arrays turned into plain Python, for JSON fields.
+
+    The inference package may hand back ``np.int64`` counts or arrays in summaries and
+    episode details; the database's JSON encoder refuses them.
+    """
+
+    def default(item):
+        if isinstance(item, np.generic):
+            return item.item()
+        if isinstance(item, np.ndarray):
+            return item.tolist()
+        raise TypeError(f"{type(item).__name__} is not JSON serializable")
+
+    return json.loads(json.dumps(value, default=default))
+
+
 def _probabilities(row: np.ndarray) -> dict[str, float]:
     return {name: round(float(p), 5) for name, p in zip(AAMI_CLASSES, row, strict=True)}
 
@@ -260,7 +278,7 @@ def _analyze_signal(recording: Recording) -> tuple[list[Beat], list[Episode], di
             kind=episode.kind,
             start_s=float(episode.start_s),
             end_s=float(episode.end_s),
-            details=dict(episode.details or {}),
+            details=_jsonable(dict(episode.details or {})),
         )
         for episode in result.episodes
     ]
@@ -268,7 +286,7 @@ def _analyze_signal(recording: Recording) -> tuple[list[Beat], list[Episode], di
     summary["lead"] = recording.lead_names[recording.analysis_lead]
     summary["models"] = result.models
     summary["rhythm_context"] = True
-    return beats, episodes, summary, agreement_result
+    return beats, episodes, _jsonable(summary), agreement_result
 
 
 def _analyze_rows(recording: Recording) -> tuple[list[Beat], list[Episode], dict, dict | None]:

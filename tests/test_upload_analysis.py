@@ -300,3 +300,10 @@ def test_analyse_again_on_the_page_replaces_the_results(api, upload):
     assert recording.analysis_status == AnalysisStatus.DONE
     assert list(recording.beats.values_list("sample", flat=True)) == before
     assert api.get(f"/recordings/{recording.pk}/analyze/").status_code == 405
+
+
+def test_numpy_numbers_from_the_pipeline_are_stored_as_plain_json():
+    from monitoring.analysis import _jsonable
+
+    value = {"n": np.int64(3), "hr": np.float32(61.5), "rr": np.array([0.8, 0.9]), "ok": True}
+    assert _jsonable(value) == {"n": 3, "hr": 61.5, "rr": [0.8, 0.9], "ok": True}
