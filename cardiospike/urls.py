@@ -16,7 +16,9 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.home, name="home"),
-    path("patients/<int:pk>/", views.patient_detail, name="patient-detail"),
+    # Page names differ from the API router's ("patient-detail", "recording-detail"): with the
+    # same name, {% url %} would send browsers to the JSON API.
+    path("patients/<int:pk>/", views.patient_detail, name="patient-page"),
     path("patients/<int:pk>/upload/", upload_views.upload_recording, name="patient-upload"),
     path("recordings/<int:pk>/", upload_views.recording_detail, name="recording-results"),
     path(

@@ -59,6 +59,8 @@ def test_it_shows_a_clinician_only_assigned_patients(client, clinician, patient,
     client.force_login(clinician)
     home = client.get("/").content.decode()
     assert patient.name in home and other_patient.name not in home
+    # the list links to the patient's page, not to the JSON API
+    assert f'href="/patients/{patient.pk}/"' in home
     assert client.get(f"/patients/{patient.pk}/").status_code == 200
     assert client.get(f"/patients/{other_patient.pk}/").status_code == 404
 
