@@ -2,8 +2,9 @@
 
 Inside VF there are no trustworthy beats, so this detector never looks at R peaks. The signal is
 cut into consecutive 2-second segments; each segment gets classic VF features, and a small
-neural network (one hidden layer, trained on the MIT-BIH Malignant Ventricular Ectopy Database,
-``vfdb``) turns them and their mean over the preceding 6 seconds into a VF probability.
+neural network (4 tanh units, trained on the MIT-BIH Malignant Ventricular Ectopy Database,
+``vfdb``) turns them and their mean over the last 8 seconds into a VF probability. A flat
+segment (standard deviation under ``MIN_VF_STD_MV``) is never VF.
 
 Features (all computed in physical units, so they hold at any sampling rate from 100 Hz):
 
@@ -19,16 +20,19 @@ Features (all computed in physical units, so they hold at any sampling rate from
 - spectral measures after Barro S, et al. Algorithmic sequential decision-making in the
   frequency domain for life threatening ventricular arrhythmias and imitative artefacts: a
   diagnostic system. J Biomed Eng 11:320-328 (1989): dominant frequency, the share of power
-  around it (0.7-1.4 times) and above 12 Hz, the first spectral moment, and spectral entropy;
-- kurtosis, zero crossings per second, amplitude, and the strongest autocorrelation at a lag of
-  0.2-1.5 s (regular beats repeat; VF does not repeat exactly).
+  around it (0.7-1.4 times), around its double (1.7-2.3 times) and above 12 Hz, the first
+  spectral moment, and spectral entropy;
+- kurtosis, zero crossings per second, amplitude, its variation from half second to half
+  second, and the strongest autocorrelation at a lag of 0.2-1.5 s (regular beats repeat; VF
+  does not repeat exactly).
 
 Amann A, Tratnig R, Unterkofler K. Reliability of old and new ventricular fibrillation detection
 algorithms for automated external defibrillators. Biomed Eng Online 4:60 (2005) compares these
 single features; none of them alone reaches the sensitivity and specificity a monitor needs,
 which is why they are combined here.
 
-Train and cross-validate: ``python -m inference.vf train --data DIR/vfdb``.
+Train and cross-validate: ``python -m inference.vf train --data DIR/vfdb --threshold 0.7``
+(model card: docs/models/rhythm-vf.md; fast VT is the main source of false VF calls).
 """
 
 import argparse
@@ -50,6 +54,10 @@ MIN_FS_HZ = 100.0
 BAND_HZ = (1.0, 30.0)
 VF_LABELS = ("(VF", "(VFL", "(VFIB")
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "rhythm-vf.npz"
+# Below this standard deviation (band-passed, mV) a 2-s segment is a flat line: asystole or a
+# loose electrode, never VF. On vfdb, 99.9 % of VF segments lie above it and half of the
+# asystole segments below; without it a flat line looks like VF to the features (no QRS peaks).
+MIN_VF_STD_MV = 0.03
 
 WINDOW_FEATURES = (
     "tcsc",
@@ -75,6 +83,9 @@ CONTEXT_SEGMENTS = 4
 FEATURE_NAMES = tuple(f"{name}_2s" for name in WINDOW_FEATURES) + tuple(
     f"{name}_8s_mean" for name in WINDOW_FEATURES
 )
+
+
+_AMPLITUDE_COLUMN = FEATURE_NAMES.index("log_amplitude_mv_2s")
 
 
 def _band_sos(fs: float) -> np.ndarray:
@@ -201,7 +212,10 @@ def segment_features(ecg_mv: np.ndarray, fs: float) -> np.ndarray:
         raise ValueError("the VF detector takes one lead (a 1-D signal)")
     fs = validate_fs(fs)
     if fs < MIN_FS_HZ:
-        raise ValueError(f"the VF detector needs fs >= {MIN_FS_HZ:g} Hz, got {fs:g}")
+        raise ValueError(
+            f"the VF detector needs fs >= {MIN_FS_HZ:g} Hz, got {fs:g}: resample the signal, "
+            "or leave VF out with RhythmConfig(detect_vf=False)"
+        )
     n = round(SEGMENT_S * fs)
     n_segments = len(ecg) // n
     if n_segments == 0:
@@ -239,11 +253,14 @@ class VfModel:
     threshold: float = 0.5
 
     def probability(self, inputs: np.ndarray) -> np.ndarray:
-        """VF probability of each row of ``segment_features``."""
+        """VF probability of each row of ``segment_features`` (0 for a flat segment)."""
         z = (inputs - self.mean) / self.scale
         hidden = np.tanh(z @ self.w1 + self.b1)
         logits = hidden @ self.w2 + self.b2
-        return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+        probability = 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+        flat = inputs[:, _AMPLITUDE_COLUMN] < np.log10(MIN_VF_STD_MV + 1e-3)
+        probability[flat] = 0.0
+        return probability
 
     def save(self, path: Path) -> None:
         np.savez(
@@ -463,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": args.epochs,
         "seed": args.seed,
         "threshold": args.threshold,
+        "min_vf_std_mv": MIN_VF_STD_MV,
         "weight_decay": args.weight_decay,
         "cross_validation": {"folds": args.folds, "scored_on": "channel 0", **cv["gross"]},
         "cross_validation_by_threshold": curve,

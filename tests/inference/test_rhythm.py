@@ -145,6 +145,13 @@ def test_it_returns_sorted_json_serialisable_episodes_of_known_kinds():
     json.dumps([e.to_dict() for e in episodes])
 
 
+def test_it_calls_a_flat_line_asystole_not_vf():
+    flat = np.random.default_rng(5).normal(0, 0.005, size=int(12 * FS_HZ))  # a loose electrode
+    episodes = detect_episodes(flat, FS_HZ, np.empty(0, dtype=np.int64))
+    assert kinds(episodes) == ["PAUSE"]
+    assert episodes[0].details["open"] == "both" and episodes[0].duration_s == pytest.approx(12)
+
+
 def test_it_sees_no_vf_in_a_clean_synthetic_beat_train():
     ecg, peaks = beat_train(np.full(100, 0.8))
     assert "VF" not in kinds(detect_episodes(ecg, FS_HZ, peaks))
