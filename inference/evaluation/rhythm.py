@@ -6,10 +6,12 @@ of '+' annotations) of a WFDB folder. What is scored follows from the annotation
 - records with beat annotations (MIT-BIH): AF duration sensitivity and positive predictivity
   (EC57 style: the overlap of detected and reference AF time over the reference AF time and
   over the detected AF time, summed over records, so false AF in records without AF counts),
-  once on our own detected beats (``inference.qrs.detect_qrs``, no beat labels: RR only) and
-  once on the reference beats with their reference AAMI labels. The reference for AF is
-  ``(AFIB`` plus ``(AFL`` (see docs/rhythm.md); ``(AFIB`` alone is reported too. VT episodes
-  from the reference labels against ``(VT`` annotations (episode sensitivity and +P).
+  three times: on our own detected beats (``inference.qrs.detect_qrs``) with our beat
+  classifier's labels (``inference.beats``; what the product runs), on the same beats without
+  labels (RR only), and on the reference beats with their reference AAMI labels. The
+  reference for AF is ``(AFIB`` plus ``(AFL`` (see docs/rhythm.md); ``(AFIB`` alone is
+  reported too. VT episodes from the reference labels against ``(VT`` annotations (episode
+  sensitivity and +P).
 - every record: VF/VFL per 2-second segment (positive: more than half of the segment inside
   ``(VF``, ``(VFL`` or ``(VFIB``), sensitivity and specificity, gross and per record, on the
   first channel; and reference VF episodes that overlap a detected VF episode.
@@ -26,7 +28,8 @@ import numpy as np
 import wfdb
 from tqdm import tqdm
 
-from inference.aami import DS1, DS2, aami_class
+from inference.aami import AAMI_CLASSES, DS1, DS2, aami_class
+from inference.beats import get_beat_classifier
 from inference.datasets.mitdb import rhythm_intervals
 from inference.evaluation.common import record_names, write_report
 from inference.qrs import detect_qrs
@@ -35,6 +38,9 @@ from inference.vf import SEGMENT_S, VF_LABELS, segment_labels, shipped_model, vf
 
 AF_LABELS = ("(AFIB", "(AFL")
 AF_RECORDS = ("201", "202", "203", "210", "219", "221", "222")
+# How the AF detector is run in evaluation: our beats + our classifier's labels (the product),
+# our beats without labels (RR only), the reference beats + reference labels.
+AF_BEATS = ("classified", "detected", "reference")
 
 
 def _overlap_s(first: list[tuple[float, float]], second: list[tuple[float, float]]) -> float:
@@ -130,12 +136,27 @@ def evaluate_record(path: Path, config: RhythmConfig) -> dict:
 
     labels = [aami_class(symbol) for symbol, beat in zip(symbols, is_beat, strict=True) if beat]
     detected_beats = detect_qrs(signal, fs)
+    classified = (
+        [
+            AAMI_CLASSES[i]
+            for i in get_beat_classifier().classify(signal, fs, detected_beats).argmax(axis=1)
+        ]
+        if len(detected_beats)
+        else []
+    )
     on_detected = detect_episodes(signal, fs, detected_beats, None, config)
+    on_classified = detect_episodes(signal, fs, detected_beats, classified, config)
     on_reference = detect_episodes(signal, fs, beats, labels, config)
     for name, reference_labels in (("af", AF_LABELS), ("afib", ("(AFIB",))):
         reference = _intervals(rhythms, reference_labels, fs)
-        row[f"{name}_detected_beats"] = duration_scores(reference, _episodes(on_detected, "AF"))
-        row[f"{name}_reference_beats"] = duration_scores(reference, _episodes(on_reference, "AF"))
+        for beats_name, episodes in (
+            ("classified", on_classified),
+            ("detected", on_detected),
+            ("reference", on_reference),
+        ):
+            row[f"{name}_{beats_name}_beats"] = duration_scores(
+                reference, _episodes(episodes, "AF")
+            )
     row["vt_reference_labels"] = episode_hits(
         _intervals(rhythms, ("(VT",), fs), _episodes(on_reference, "VT")
     )
@@ -145,7 +166,7 @@ def evaluate_record(path: Path, config: RhythmConfig) -> dict:
     row["tachogram"] = {
         "beat_s": (beats / fs).round(3).tolist(),
         "reference_af": _intervals(rhythms, AF_LABELS, fs),
-        "detected_af": _episodes(on_detected, "AF"),
+        "detected_af": _episodes(on_classified, "AF"),
     }
     return row
 
@@ -179,12 +200,7 @@ def summarize(rows: list[dict]) -> dict:
         "ds1": [row for row in beat_rows if row["record"] in DS1],
         "ds2": [row for row in beat_rows if row["record"] in DS2],
     }
-    for key in (
-        "af_detected_beats",
-        "af_reference_beats",
-        "afib_detected_beats",
-        "afib_reference_beats",
-    ):
+    for key in [f"{af}_{beats}_beats" for af in ("af", "afib") for beats in AF_BEATS]:
         summary[key] = {
             name: _ratios(_sum(subset, key)) for name, subset in subsets.items() if subset
         }
@@ -206,7 +222,7 @@ def markdown(rows: list[dict], summary: dict, cv: dict | None) -> str:
             "| records | beats | AF ref. s | AF det. s | Se | +P | Se (AFIB) | +P (AFIB) |",
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for beats in ("detected", "reference"):
+        for beats in AF_BEATS:
             both = summary[f"af_{beats}_beats"]
             alone = summary[f"afib_{beats}_beats"]
             for subset, scores in both.items():
@@ -217,18 +233,20 @@ def markdown(rows: list[dict], summary: dict, cv: dict | None) -> str:
                 )
         lines += [
             "",
-            "AF per record (detected beats, RR only)",
+            "AF per record (our beats with our classifier's labels; then RR only)",
             "",
-            "| record | AF ref. s | AF det. s | overlap s | Se | +P |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            "| record | AF ref. s | AF det. s | overlap s | Se | +P | Se (RR) | +P (RR) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for row in rows:
-            scores = _ratios(row["af_detected_beats"])
-            if scores["reference_s"] or scores["detected_s"]:
+            scores = _ratios(row["af_classified_beats"])
+            alone = _ratios(row["af_detected_beats"])
+            if scores["reference_s"] or scores["detected_s"] or alone["detected_s"]:
                 lines.append(
                     f"| {row['record']} | {scores['reference_s']:.0f} | "
                     f"{scores['detected_s']:.0f} | {scores['overlap_s']:.0f} | "
-                    f"{_pct(scores['se'])} | {_pct(scores['ppv'])} |"
+                    f"{_pct(scores['se'])} | {_pct(scores['ppv'])} | {_pct(alone['se'])} | "
+                    f"{_pct(alone['ppv'])} |"
                 )
         vt = summary["vt_reference_labels"]
         lines += [
@@ -290,7 +308,7 @@ def plot_tachogram(row: dict, path: Path) -> None:
     axis.set_ylabel("RR (s)")
     axis.set_title(
         f"record {row['record']}: RR tachogram; AF reference (top, red) and detected on our "
-        "beats (bottom, blue)"
+        "beats and labels (bottom, blue)"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
