@@ -193,3 +193,19 @@ def wait_until(predicate, timeout_s: float, what: str, process=None, log_path=No
         time.sleep(0.2)
     log = Path(log_path).read_text(errors="replace")[-3000:] if log_path else ""
     raise AssertionError(f"timed out waiting for {what}\n--- process log ---\n{log}")
+
+
+@pytest.fixture
+def eager_celery():
+    """Run Celery tasks in the test's process, as the embedded defaults do, even where
+    ``REDIS_URL`` points the app at a broker (CI). For tests about what a task does, not about
+    the queue; tests/test_celery_worker.py and tests/test_upload_worker.py drive a real worker.
+    """
+    from cardiospike.celery import app
+
+    # Celery's settings object answers defaults it does not hold, so monkeypatch cannot undo
+    # them; save and restore by hand.
+    saved = {key: app.conf[key] for key in ("task_always_eager", "task_eager_propagates")}
+    app.conf.update(task_always_eager=True, task_eager_propagates=True)
+    yield
+    app.conf.update(saved)

@@ -5,7 +5,7 @@ import pytest
 from monitoring.models import Recording
 from tests.upload_helpers import api_upload, files_payload, pending_csv_upload, signal_csv
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_celery")]
 
 
 @pytest.fixture

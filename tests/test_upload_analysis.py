@@ -25,7 +25,7 @@ from tests.upload_helpers import (
     window216_rows,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_celery")]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -15,7 +15,7 @@ from tests.upload_helpers import (
     window216_rows,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("eager_celery")]
 
 browser = test_analyzer_browser.browser  # the headless Chromium fixture
 

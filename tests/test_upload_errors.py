@@ -6,7 +6,7 @@ import pytest
 from monitoring.models import Beat, Recording, SampleChunk
 from tests.upload_helpers import api_upload, files_payload, signal_csv, synthetic_wfdb
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_celery")]
 
 
 @pytest.fixture
