@@ -181,6 +181,8 @@ def af_irregularity(
     times_s: np.ndarray,
     beat_labels: np.ndarray | None = None,
     window_beats: int = 96,
+    lags: tuple[int, ...] = AF_LAGS,
+    v_early_share: float | None = V_EARLY_SHARE,
 ) -> np.ndarray:
     """Irregularity of each RR interval (see the module notes); 0 for a perfectly regular rhythm.
 
@@ -189,6 +191,9 @@ def af_irregularity(
     times_s : beat times in seconds, increasing
     beat_labels : AAMI class per beat, or None
     window_beats : RR intervals in the centred median window
+    lags : each interval keeps the smallest difference to the intervals this many before it
+    v_early_share : a V beat is set aside when its interval is this share shorter than the
+        local median RR; None sets every V beat aside (the rule before 2026-11-25)
 
     Returns
     -------
@@ -209,17 +214,19 @@ def af_irregularity(
         # The classifier calls many aberrant or oddly shaped beats of AF "V" (half the beats of
         # vfdb's AF record 609); their timing is as random as any other beat's, so only a V beat
         # that also comes early is treated as ectopic.
-        early = np.zeros(len(times_s), dtype=bool)
-        early[1:] = rr_s < (1 - V_EARLY_SHARE) * median_rr
+        early = np.ones(len(times_s), dtype=bool)
+        if v_early_share is not None:
+            early[0] = False
+            early[1:] = rr_s < (1 - v_early_share) * median_rr
         ventricular = (beat_labels == "V") & early
         drop |= ventricular[1:] | ventricular[:-1]
     kept = np.flatnonzero(~drop)
-    max_lag = max(AF_LAGS)
+    max_lag = max(lags)
     if len(kept) <= max_lag + 2:
         return np.zeros(len(rr_s))
     rr = rr_s[kept]
     difference = np.full(len(rr), np.inf)
-    for lag in AF_LAGS:
+    for lag in lags:
         difference[lag:] = np.minimum(difference[lag:], np.abs(rr[lag:] - rr[:-lag]))
     difference[:max_lag] = difference[max_lag]
     relative = difference / median_filter(rr, size=size, mode="mirror")
@@ -232,16 +239,24 @@ def _af_episodes(times_s: np.ndarray, labels: np.ndarray | None, cfg: RhythmConf
         return []
     threshold = cfg.af_threshold if labels is not None else cfg.af_threshold_unlabelled
     irregular = af_irregularity(times_s, labels, int(cfg.af_window_beats)) > threshold
+    return af_episodes_from_mask(times_s, irregular, cfg.af_merge_s, cfg.af_min_s)
+
+
+def af_episodes_from_mask(
+    times_s: np.ndarray, irregular: np.ndarray, merge_s: float, min_s: float
+) -> list[Episode]:
+    """AF episodes from a per-interval irregular mask: runs closer than ``merge_s`` seconds are
+    joined, and those at least ``min_s`` seconds long are kept."""
     spans = [(times_s[a], times_s[b + 1]) for a, b in _runs(irregular)]
     merged: list[list[float]] = []
     for start, end in spans:
-        if merged and start - merged[-1][1] < cfg.af_merge_s:
+        if merged and start - merged[-1][1] < merge_s:
             merged[-1][1] = end
         else:
             merged.append([start, end])
     episodes = []
     for start, end in merged:
-        if end - start >= cfg.af_min_s:
+        if end - start >= min_s:
             inside = (times_s >= start) & (times_s <= end)
             rr = np.diff(times_s[inside])
             episodes.append(

@@ -81,6 +81,9 @@ def test_it_still_finds_af_when_the_classifier_calls_on_time_beats_v():
     labels = ["V" if index % 2 else "N" for index in range(len(peaks))]
     af = [e for e in detect_episodes(ecg, FS_HZ, peaks, labels, BEATS_ONLY) if e.kind == "AF"]
     assert len(af) == 1 and af[0].duration_s > 0.9 * (peaks[-1] - peaks[0]) / FS_HZ
+    # the rule before: every V beat set aside leaves too few intervals to see anything
+    every_v = af_irregularity(peaks / FS_HZ, np.array(labels, dtype=object), v_early_share=None)
+    assert np.median(every_v) < RhythmConfig().af_threshold
 
 
 def test_it_uses_the_stricter_threshold_when_beats_have_no_labels():
