@@ -9,19 +9,7 @@ import wfdb
 from inference import analyze
 from inference.aami import AAMI_CLASSES
 from inference.analysis import analyze_signal, beat_saliency, heart_rate_bpm
-from inference.datasets import data_dir
 from inference.synthetic import generate
-
-
-@pytest.fixture(scope="module")
-def mitdb():
-    try:
-        folder = data_dir() / "mitdb"
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    if not (folder / "233.hea").is_file():
-        pytest.skip(f"MIT-BIH not found in {folder}")
-    return folder
 
 
 def test_it_gives_the_heart_rate_of_a_regular_rhythm():

@@ -4,19 +4,7 @@ import numpy as np
 import pytest
 
 from inference.aami import DS1, DS2, PACED_RECORDS, SYMBOL_TO_AAMI
-from inference.datasets import data_dir
 from inference.datasets.mitdb import load_record, record_windows
-
-
-@pytest.fixture(scope="module")
-def mitdb():
-    try:
-        folder = data_dir() / "mitdb"
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    if not (folder / "100.hea").is_file():
-        pytest.skip(f"MIT-BIH not found in {folder}")
-    return folder
 
 
 def test_it_keeps_the_inter_patient_split_disjoint_and_unpaced():

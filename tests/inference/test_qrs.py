@@ -8,24 +8,12 @@ import numpy as np
 import pytest
 
 from inference.beat_match import detection_scores, match_beats
-from inference.datasets import data_dir
 from inference.evaluation.qrs import QRS_SYMBOLS
 from inference.qrs import MAX_PENDING_S, StreamingQrsDetector, detect_qrs
 from inference.signal import resample, resample_indices
 from inference.synthetic import NoiseConfig, generate
 
 wfdb = pytest.importorskip("wfdb")
-
-
-@pytest.fixture(scope="module")
-def mitdb():
-    try:
-        folder = data_dir() / "mitdb"
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    if not (folder / "100.hea").is_file():
-        pytest.skip(f"MIT-BIH not found in {folder}")
-    return folder
 
 
 def excerpt(folder, name: str, minutes: float) -> tuple[np.ndarray, np.ndarray, float]:
