@@ -191,6 +191,33 @@ def _window_features(x: np.ndarray, fs: float) -> np.ndarray:
     )
 
 
+def _reduced_band(ecg_mv: np.ndarray, fs: float) -> tuple[np.ndarray, float, int]:
+    """The lead at 100-200 Hz, band-passed 1-30 Hz, its rate in Hz, and its whole 2-s segments."""
+    ecg = validate_signal(ecg_mv, name="ecg", min_samples=1)
+    if ecg.ndim != 1:
+        raise ValueError("the VF detector takes one lead (a 1-D signal)")
+    fs = validate_fs(fs)
+    if fs < MIN_FS_HZ:
+        raise ValueError(
+            f"the VF detector needs fs >= {MIN_FS_HZ:g} Hz, got {fs:g}: resample the signal, "
+            "or leave VF out with RhythmConfig(detect_vf=False)"
+        )
+    n = round(SEGMENT_S * fs)
+    n_segments = len(ecg) // n
+    if n_segments == 0:
+        return np.empty(0), fs, 0
+    # The features need nothing above 30 Hz, so the signal is first brought to 100-200 Hz by
+    # averaging each k samples (a boxcar: cheap, and enough against aliasing of an ECG whose
+    # power above 50 Hz is small), then band-passed once, causally: phase does not matter to
+    # these features, and a single pass costs half of a forward-backward one.
+    step = max(1, int(fs // MIN_FS_HZ))
+    usable = (n_segments * n // step) * step
+    reduced = ecg[:usable].reshape(-1, step).mean(axis=1)
+    fs_reduced = fs / step
+    reduced = sps.sosfilt(_band_sos_cached(fs_reduced), reduced - reduced[0])
+    return reduced, fs_reduced, n_segments
+
+
 def segment_features(ecg_mv: np.ndarray, fs: float) -> np.ndarray:
     """VF features of each consecutive 2-second segment of one ECG lead.
 
@@ -207,28 +234,9 @@ def segment_features(ecg_mv: np.ndarray, fs: float) -> np.ndarray:
     is left out. Units: frequencies in Hz, amplitude as
     log10 of the standard deviation in mV, the rest dimensionless.
     """
-    ecg = validate_signal(ecg_mv, name="ecg", min_samples=1)
-    if ecg.ndim != 1:
-        raise ValueError("the VF detector takes one lead (a 1-D signal)")
-    fs = validate_fs(fs)
-    if fs < MIN_FS_HZ:
-        raise ValueError(
-            f"the VF detector needs fs >= {MIN_FS_HZ:g} Hz, got {fs:g}: resample the signal, "
-            "or leave VF out with RhythmConfig(detect_vf=False)"
-        )
-    n = round(SEGMENT_S * fs)
-    n_segments = len(ecg) // n
+    reduced, fs_reduced, n_segments = _reduced_band(ecg_mv, fs)
     if n_segments == 0:
         return np.empty((0, len(FEATURE_NAMES)))
-    # The features need nothing above 30 Hz, so the signal is first brought to 100-200 Hz by
-    # averaging each k samples (a boxcar: cheap, and enough against aliasing of an ECG whose
-    # power above 50 Hz is small), then band-passed once, causally: phase does not matter to
-    # these features, and a single pass costs half of a forward-backward one.
-    step = max(1, int(fs // MIN_FS_HZ))
-    usable = (n_segments * n // step) * step
-    reduced = ecg[:usable].reshape(-1, step).mean(axis=1)
-    fs_reduced = fs / step
-    reduced = sps.sosfilt(_band_sos_cached(fs_reduced), reduced - reduced[0])
     n_short = int(SEGMENT_S * fs_reduced)
     starts = np.round(np.arange(n_segments) * SEGMENT_S * fs_reduced).astype(np.int64)
     starts = np.minimum(starts, len(reduced) - n_short)
@@ -238,6 +246,128 @@ def segment_features(ecg_mv: np.ndarray, fs: float) -> np.ndarray:
     first = np.maximum(ends - CONTEXT_SEGMENTS, 0)
     context = (cumulative[ends] - cumulative[first]) / (ends - first)[:, None]
     return np.hstack([short, context])
+
+
+# --- Organisation features (tried against fast VT; not in the shipped model) ------------------
+# Fast VT repeats similar complexes at a stable rate; VF does not. These features measure that
+# over the 4 s and 8 s ending at each segment. Cross-validated on vfdb they did not separate VT
+# from VF/VFL better than the shipped features (``python -m inference.vf compare``; figures in
+# docs/models/rhythm-vf.md), so the shipped detector does not use them.
+ORGANISATION_WINDOWS_S = (4.0, 8.0)
+_ORGANISATION_BASE = (
+    "autocorrelation_peak",
+    "autocorrelation_twice_lag",
+    "period_s",
+    "phase_space_boxes",
+    "peak_interval_cv",
+    "peak_height_cv",
+    "peaks_per_s",
+    "cycle_similarity",
+)
+ORGANISATION_FEATURES = tuple(
+    f"{name}_{window_s:g}s" for window_s in ORGANISATION_WINDOWS_S for name in _ORGANISATION_BASE
+)
+
+
+def _organisation_window(w: np.ndarray, fs: float) -> np.ndarray:
+    """``_ORGANISATION_BASE`` features of each row of ``w`` (band-passed windows, mV)."""
+    n_windows, n = w.shape
+    w = w - w.mean(axis=1, keepdims=True)
+    rows = np.arange(n_windows)
+    n_fft = 1 << int(np.ceil(np.log2(2 * n)))
+    autocorrelation = np.fft.irfft(np.abs(np.fft.rfft(w, n=n_fft, axis=1)) ** 2, n=n_fft)[:, :n]
+    # unbiased (divided by the overlap) so that long and short lags compare
+    autocorrelation = autocorrelation / (n - np.arange(n))
+    autocorrelation /= autocorrelation[:, :1] + 1e-12
+    first, last = round(0.15 * fs), round(1.5 * fs)
+    # the period: the shortest local maximum within 90 % of the highest (a repeating signal
+    # peaks about equally at every multiple of its period); the highest when there is none
+    in_range = autocorrelation[:, first - 1 : last + 1]
+    middle = in_range[:, 1:-1]
+    local = (middle >= in_range[:, :-2]) & (middle >= in_range[:, 2:])
+    near_top = local & (middle >= 0.9 * middle.max(axis=1, keepdims=True))
+    lag = first + np.where(
+        near_top.any(axis=1), np.argmax(near_top, axis=1), np.argmax(middle, axis=1)
+    )
+    peak = autocorrelation[rows, lag]
+    twice = autocorrelation[rows, np.minimum(2 * lag, n - 1)]
+
+    # Phase-space reconstruction after Amann A, Tratnig R, Unterkofler K. Detecting ventricular
+    # fibrillation by time-delay methods. IEEE Trans Biomed Eng 54:174-177 (2007): x(t) against
+    # x(t - 0.5 s) on a 40 x 40 grid; VF visits more boxes than a repeating complex.
+    delay = round(0.5 * fs)
+    low, high = w.min(axis=1, keepdims=True), w.max(axis=1, keepdims=True)
+    grid = np.clip(((w - low) / (high - low + 1e-12) * 40).astype(int), 0, 39)
+    boxes = grid[:, delay:] * 40 + grid[:, :-delay]
+    visited = np.zeros((n_windows, 1600), dtype=bool)
+    visited[np.repeat(rows, boxes.shape[1]), boxes.ravel()] = True
+    phase_space = visited.mean(axis=1)
+
+    interval_cv = np.ones(n_windows)
+    height_cv = np.ones(n_windows)
+    peaks_per_s = np.empty(n_windows)
+    similarity = np.zeros(n_windows)
+    magnitude = np.abs(w)
+    for row in range(n_windows):
+        # peaks of |x| above 40 % of the largest, at least 0.18 s apart (330 bpm)
+        found, properties = sps.find_peaks(
+            magnitude[row], height=0.4 * magnitude[row].max(), distance=max(1, round(0.18 * fs))
+        )
+        peaks_per_s[row] = len(found) / (n / fs)
+        if len(found) >= 3:
+            intervals = np.diff(found)
+            interval_cv[row] = intervals.std() / intervals.mean()
+            heights = properties["peak_heights"]
+            height_cv[row] = heights.std() / heights.mean()
+        # median correlation of consecutive cycles cut at the autocorrelation's period
+        period = lag[row]
+        n_cycles = n // period
+        if n_cycles >= 2:
+            cycles = w[row, n - n_cycles * period :].reshape(n_cycles, period)
+            cycles = cycles - cycles.mean(axis=1, keepdims=True)
+            norms = np.linalg.norm(cycles, axis=1) + 1e-12
+            similarity[row] = np.median(
+                (cycles[1:] * cycles[:-1]).sum(axis=1) / (norms[1:] * norms[:-1])
+            )
+    return np.column_stack(
+        [
+            peak,
+            twice,
+            lag / fs,
+            phase_space,
+            interval_cv,
+            height_cv,
+            peaks_per_s,
+            similarity,
+        ]
+    )
+
+
+def organisation_features(ecg_mv: np.ndarray, fs: float) -> np.ndarray:
+    """Organisation (VT-against-VF) features over the 4 s and 8 s ending at each 2-s segment.
+
+    Parameters
+    ----------
+    ecg_mv : 1-D array, millivolts
+    fs : sampling rate in Hz, at least 100
+
+    Returns
+    -------
+    float64 array (n_segments, len(ORGANISATION_FEATURES)), rows aligned with
+    ``segment_features``. Before the start of the signal the window is padded with zeros.
+    ``period_s`` in seconds, ``peaks_per_s`` per second, the rest dimensionless.
+    """
+    reduced, fs_reduced, n_segments = _reduced_band(ecg_mv, fs)
+    if n_segments == 0:
+        return np.empty((0, len(ORGANISATION_FEATURES)))
+    n_short = int(SEGMENT_S * fs_reduced)
+    ends = (np.arange(n_segments) + 1) * n_short
+    columns = []
+    for window_s in ORGANISATION_WINDOWS_S:
+        m = int(window_s * fs_reduced)
+        padded = np.concatenate([np.zeros(m), reduced])
+        columns.append(_organisation_window(padded[ends[:, None] + np.arange(m)], fs_reduced))
+    return np.hstack(columns)
 
 
 @dataclass
@@ -330,8 +460,13 @@ def segment_labels(
     return positive.astype(np.int64), label
 
 
-def load_vfdb(folder: Path, channels: tuple[int, ...] = (0,), progress=None) -> dict:
-    """Features, labels and record names of every 2-s segment of the vfdb records in ``folder``."""
+def load_vfdb(
+    folder: Path, channels: tuple[int, ...] = (0,), progress=None, organisation: bool = False
+) -> dict:
+    """Features, labels and record names of every 2-s segment of the vfdb records in ``folder``.
+
+    With ``organisation`` the dict also holds ``organisation_features`` under ``"organisation"``.
+    """
     import wfdb
 
     from inference.datasets.mitdb import rhythm_intervals
@@ -340,6 +475,8 @@ def load_vfdb(folder: Path, channels: tuple[int, ...] = (0,), progress=None) -> 
     if not names:
         raise SystemExit(f"no WFDB records in {folder}")
     rows: dict[str, list] = {"x": [], "y": [], "record": [], "channel": [], "rhythm": []}
+    if organisation:
+        rows["organisation"] = []
     for name in progress(names, desc="vfdb records") if progress else names:
         record = wfdb.rdrecord(str(Path(folder) / name))
         annotation = wfdb.rdann(str(Path(folder) / name), "atr")
@@ -354,6 +491,10 @@ def load_vfdb(folder: Path, channels: tuple[int, ...] = (0,), progress=None) -> 
             rows["record"].append(np.full(len(labels), name))
             rows["channel"].append(np.full(len(labels), channel))
             rows["rhythm"].append(rhythm)
+            if organisation:
+                rows["organisation"].append(
+                    organisation_features(record.p_signal[:, channel], record.fs)
+                )
     return {key: np.concatenate(value) for key, value in rows.items()}
 
 
@@ -428,6 +569,53 @@ def cross_validate(data: dict, n_folds: int, threshold: float, **fit_options) ->
     }
 
 
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U; ties count half)."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(score)
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def operating_points(y: np.ndarray, probability: np.ndarray) -> dict:
+    """AUC; best Sp with Se >= 85 % and best Se with Sp >= 95 % over thresholds 0.01-0.99."""
+    best_sp = {"threshold": float("nan"), "se": float("nan"), "sp": float("nan")}
+    best_se = dict(best_sp)
+    for threshold in np.arange(0.01, 0.995, 0.005):
+        scores = se_sp(y, probability >= threshold)
+        point = {"threshold": round(float(threshold), 3), "se": scores["se"], "sp": scores["sp"]}
+        # "not <=" so that the first point replaces the NaN placeholder
+        if scores["se"] >= 0.85 and not scores["sp"] <= best_sp["sp"]:
+            best_sp = point
+        if scores["sp"] >= 0.95 and not scores["se"] <= best_se["se"]:
+            best_se = point
+    return {"auc": roc_auc(y, probability), "sp_at_se85": best_sp, "se_at_sp95": best_se}
+
+
+def compare(data: dict, n_folds: int, recipe: dict) -> dict:
+    """Cross-validated operating points of the shipped features against the shipped features plus
+    ``organisation_features`` (same recipe, and with 16 hidden units), scored on channel 0."""
+    variants = {
+        "shipped features": (data["x"], recipe),
+        "shipped + organisation": (np.hstack([data["x"], data["organisation"]]), recipe),
+        "shipped + organisation, 16 hidden": (
+            np.hstack([data["x"], data["organisation"]]),
+            {**recipe, "hidden": 16},
+        ),
+    }
+    scored = data["channel"] == 0
+    results = {}
+    for name, (x, options) in variants.items():
+        cv = cross_validate({**data, "x": x}, n_folds, 0.5, **options)
+        results[name] = operating_points(data["y"][scored], cv["probability"][scored])
+        print(f"{name}: {results[name]}", flush=True)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m inference.vf", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -441,6 +629,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--weight-decay", type=float, default=1e-3)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default=str(WEIGHTS_PATH))
+    ablation = sub.add_parser(
+        "compare",
+        help="cross-validate the shipped recipe with and without the organisation features",
+    )
+    ablation.add_argument("--data", required=True, help="the vfdb folder")
+    ablation.add_argument("--folds", type=int, default=11, help="record folds (default 11)")
+    ablation.add_argument("--json", help="write the operating points here")
     args = parser.parse_args(argv)
 
     import torch
@@ -448,6 +643,17 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     started = time.perf_counter()
+    if args.command == "compare":
+        data = load_vfdb(Path(args.data), channels=(0, 1), progress=tqdm, organisation=True)
+        card = json.loads(WEIGHTS_PATH.with_suffix(".json").read_text())
+        recipe = {key: card[key] for key in ("hidden", "epochs", "seed", "weight_decay")}
+        results = compare(data, args.folds, recipe)
+        if args.json:
+            Path(args.json).write_text(
+                json.dumps({"folds": args.folds, "recipe": recipe, "results": results}, indent=2)
+                + "\n"
+            )
+        return 0
     data = load_vfdb(Path(args.data), channels=(0, 1), progress=tqdm)
     options = {
         "hidden": args.hidden,

@@ -314,3 +314,46 @@ def test_beat_labels_keep_record_208s_ventricular_ectopy_from_looking_like_af(mi
 
     assert af_s(None) > 120
     assert af_s(labels) == 0
+
+
+def test_vf_organisation_features_tell_a_repeating_complex_from_an_irregular_wave():
+    from inference.vf import ORGANISATION_FEATURES, organisation_features
+
+    # A VT-like train (the same wide complex every 0.4 s) against an irregular fibrillation-like
+    # wave (band-limited noise around 5 Hz with waxing and waning amplitude), both 20 s at 250 Hz.
+    t_s = np.arange(int(20 * FS_HZ)) / FS_HZ
+    phase = (t_s % 0.4) / 0.4
+    repeating = np.exp(-0.5 * ((phase - 0.3) / 0.06) ** 2) - 0.4 * np.exp(
+        -0.5 * ((phase - 0.55) / 0.05) ** 2
+    )
+    rng = np.random.default_rng(7)
+    spectrum = np.fft.rfft(rng.normal(size=len(t_s)))
+    frequencies_hz = np.fft.rfftfreq(len(t_s), 1 / FS_HZ)
+    spectrum[(frequencies_hz < 3) | (frequencies_hz > 7)] = 0
+    irregular = np.fft.irfft(spectrum, n=len(t_s)) * (1 + 0.5 * np.sin(2 * np.pi * 0.3 * t_s))
+    irregular *= 0.5 / irregular.std()
+
+    organised = organisation_features(repeating, FS_HZ)
+    disorganised = organisation_features(irregular, FS_HZ)
+    assert organised.shape == (10, len(ORGANISATION_FEATURES))
+    column = {name: index for index, name in enumerate(ORGANISATION_FEATURES)}
+    # from the fourth segment on the 8-s window lies wholly inside the signal
+    late = slice(4, None)
+    assert np.all(organised[late, column["period_s_8s"]] == pytest.approx(0.4, abs=0.02))
+    assert np.all(organised[late, column["cycle_similarity_8s"]] > 0.95)
+    assert np.all(organised[late, column["peak_interval_cv_8s"]] < 0.05)
+    assert np.median(disorganised[late, column["cycle_similarity_8s"]]) < 0.7
+    assert np.all(
+        disorganised[late, column["phase_space_boxes_8s"]]
+        > organised[late, column["phase_space_boxes_8s"]]
+    )
+
+
+def test_vf_organisation_features_refuse_what_the_detector_refuses():
+    from inference.vf import organisation_features
+
+    with pytest.raises(ValueError, match="fs >= 100"):
+        organisation_features(np.zeros(1000), 50.0)
+    with pytest.raises(ValueError, match="one lead"):
+        organisation_features(np.zeros((1000, 2)), 250.0)
+    assert organisation_features(np.zeros(100), 250.0).shape[0] == 0
