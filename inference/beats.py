@@ -14,8 +14,10 @@ means of feature selection. IEEE Trans Biomed Eng 58(8):2168-2177 (2011):
   patient's own usual beat, rather than with other patients' beats, is what carries a
   morphology model across patients (inter-patient split);
 - its rhythm: the preceding and following RR intervals in seconds and their ratios to the
-  local mean RR (last 10 beats), to the long-term median RR (last 5 minutes) and to each other.
-  A premature supraventricular beat looks normal and is told apart mainly by its timing.
+  patient's own average RR (median of the last 5 minutes, pauses left out), to the local RR
+  (median of the last 10 intervals) and to each other (``rr_features``). A premature
+  supraventricular beat looks normal and is told apart mainly by its timing, and only
+  relative to the patient's own rhythm does timing carry from one patient to another.
 
 Everything is causal except the following RR interval (one beat of lookahead), the zero-phase
 band-pass (local) and the first dominant beat of a recording (its first beats), so the same
@@ -54,16 +56,17 @@ LONG_RR_S = 300.0
 LONG_RR_UPDATE_BEATS = 32  # the long-term RR changes slowly; recompute it every this many beats
 MIN_AMPLITUDE_MV = 0.1  # below this, a dominant beat's amplitude is noise; do not divide by it
 MAX_RATIO = 5.0
+PAUSE_RATIO = 2.0  # an RR longer than twice the usual one is a pause, not the rhythm
 
 RR_FEATURES = (
     "pre_rr_s",
     "post_rr_s",
+    "pre_over_average",
+    "post_over_average",
+    "local_over_average",
     "pre_over_local",
     "post_over_local",
-    "pre_over_long",
-    "post_over_long",
     "pre_over_post",
-    "local_over_long",
     "local_irregularity",
     "correlation_with_dominant",
     "amplitude_over_dominant",
@@ -112,6 +115,21 @@ def validate_r_peaks(r_peaks: object, n_samples: int) -> np.ndarray:
 def rr_features(r_peaks: np.ndarray, fs: float) -> np.ndarray:
     """Rhythm features of each beat (the first 9 columns of ``RR_FEATURES``).
 
+    De Chazal et al. (2004)'s interval features (pre-RR, post-RR, average RR, local average
+    RR), expressed as ratios to the patient's own average RR: the normalisation is what
+    makes a premature beat separable between patients whose heart rates differ (Mar et al.
+    2011; Lin CC, Yang CM. Heartbeat classification using normalized RR intervals and
+    morphological features. Math Probl Eng 2014:712474).
+
+    - average RR (``avg``): the median of the pre-RR intervals of the 5 minutes before the
+      beat (refreshed every 32 beats; the first block looks a few beats ahead), after
+      dropping pauses longer than twice a first median, so a record with long pauses
+      (MIT-BIH 232) still gets its usual interval;
+    - local RR (``local``): the median of the 10 pre-RR intervals before this beat, this one
+      excluded (a premature beat does not dilute its own reference) and pauses longer than
+      twice ``avg`` ignored; a median rather than de Chazal's mean, so one premature beat
+      and its compensatory pause do not move it.
+
     Parameters
     ----------
     r_peaks : increasing R-peak sample indices at ``fs``
@@ -119,16 +137,13 @@ def rr_features(r_peaks: np.ndarray, fs: float) -> np.ndarray:
 
     Returns
     -------
-    float32 array (n_beats, 9): pre-RR and post-RR in seconds, their ratios to the local mean
-    RR (mean of the 10 pre-RR intervals before this beat, this one excluded, so a premature
-    beat does not dilute its own reference) and to the long-term RR (median pre-RR of the
-    beats in the 5 minutes before, recomputed every 32 beats), pre/post, local/long, and the
-    local irregularity: the mean absolute difference of successive RR intervals over the same
-    10 beats over the local mean (high in atrial fibrillation, where an early beat is not a
-    premature supraventricular beat; cf. the RR irregularity of Tateno K, Glass L. Med Biol
-    Eng Comput 39:664-671, 2001). Ratios are
-    clipped to 0-5. The first beat takes its post-RR as pre-RR and the last its pre-RR as
-    post-RR; a single beat gets 1 s for both.
+    float32 array (n_beats, 9): pre-RR and post-RR in seconds; pre/avg, post/avg,
+    local/avg, pre/local, post/local, pre/post; and the local irregularity, the mean
+    absolute difference of successive RR intervals over the last 10 beats over ``avg``
+    (high in atrial fibrillation, where an early beat is not a premature supraventricular
+    beat; cf. Tateno K, Glass L. Med Biol Eng Comput 39:664-671, 2001). Ratios are clipped to
+    0-5. The first beat takes its post-RR as pre-RR and the last its pre-RR as post-RR; a
+    single beat gets 1 s for both.
     """
     fs = validate_fs(fs)
     peaks = np.asarray(r_peaks, dtype=np.float64)
@@ -142,28 +157,38 @@ def rr_features(r_peaks: np.ndarray, fs: float) -> np.ndarray:
         pre = np.concatenate([[rr_s[0]], rr_s])
     post = np.concatenate([pre[1:], pre[-1:]]) if n > 1 else pre.copy()
 
-    # local: mean of the previous LOCAL_RR_BEATS pre-RRs; the first beat has none and uses its own
-    cumulative = np.concatenate([[0.0], np.cumsum(pre)])
-    index = np.arange(n)
-    lo = np.maximum(0, index - LOCAL_RR_BEATS)
-    count = index - lo
-    local = np.where(count > 0, (cumulative[index] - cumulative[lo]) / np.maximum(count, 1), pre)
-
-    successive = np.abs(np.diff(pre, prepend=pre[0]))
-    cumulative_change = np.concatenate([[0.0], np.cumsum(successive)])
-    irregularity = np.where(
-        count > 0, (cumulative_change[index] - cumulative_change[lo]) / np.maximum(count, 1), 0.0
-    ) / np.maximum(local, 1e-3)
-
-    # long-term: median pre-RR over the preceding LONG_RR_S, refreshed every few beats (a
+    # average: median of the last 5 minutes without pauses, refreshed every few beats (a
     # median per beat would cost more than the rest of the features together)
-    long = np.empty(n)
+    average = np.empty(n)
     times_s = peaks / fs
     step = LONG_RR_UPDATE_BEATS
     for block in range(0, n, step):
         end = max(block, min(n, step))  # the first block looks a few beats ahead
         begin = int(np.searchsorted(times_s, times_s[max(end - 1, 0)] - LONG_RR_S))
-        long[block : block + step] = np.median(pre[begin:end]) if end > begin else pre[block]
+        recent = pre[begin:end] if end > begin else pre[block : block + 1]
+        first = np.median(recent)
+        average[block : block + step] = np.median(recent[recent <= PAUSE_RATIO * first])
+
+    # local: median of the previous LOCAL_RR_BEATS pre-RRs, pauses masked out
+    masked = np.where(pre <= PAUSE_RATIO * average, pre, np.nan)
+    padded = np.concatenate([np.full(LOCAL_RR_BEATS, np.nan), masked])
+    history = np.lib.stride_tricks.sliding_window_view(padded, LOCAL_RR_BEATS)[:n]
+    # a NaN-aware median by sorting (NaN sorts last), several times faster than np.nanmedian
+    ordered = np.sort(history, axis=1)
+    valid = np.isfinite(history).sum(axis=1)
+    rows = np.arange(n)
+    low = ordered[rows, np.maximum(valid - 1, 0) // 2]
+    high = ordered[rows, np.maximum(valid, 1) // 2 - (valid == 0)]
+    local = np.where(valid > 0, (low + high) / 2, average)
+
+    successive = np.abs(np.diff(pre, prepend=pre[0]))
+    cumulative_change = np.concatenate([[0.0], np.cumsum(successive)])
+    index = np.arange(n)
+    lo = np.maximum(0, index - LOCAL_RR_BEATS)
+    count = index - lo
+    irregularity = np.where(
+        count > 0, (cumulative_change[index] - cumulative_change[lo]) / np.maximum(count, 1), 0.0
+    ) / np.maximum(average, 1e-3)
 
     def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.clip(a / np.maximum(b, 1e-3), 0.0, MAX_RATIO)
@@ -172,12 +197,12 @@ def rr_features(r_peaks: np.ndarray, fs: float) -> np.ndarray:
         [
             pre,
             post,
+            ratio(pre, average),
+            ratio(post, average),
+            ratio(local, average),
             ratio(pre, local),
             ratio(post, local),
-            ratio(pre, long),
-            ratio(post, long),
             ratio(pre, post),
-            ratio(local, long),
             np.clip(irregularity, 0.0, MAX_RATIO),
         ],
         axis=1,
@@ -292,8 +317,9 @@ def beat_features(
 class BeatNet(nn.Module):
     """A small CNN on the beat's morphology fused with an MLP on its rhythm features.
 
-    The morphology branch sees two channels, the beat and the beat minus the dominant beat,
-    both divided by the dominant beat's peak-to-peak amplitude (done inside the model, so a
+    The morphology branch sees two channels, the beat and the beat minus the dominant beat
+    (``difference_channel``; without it, the beat alone), both divided by the dominant beat's
+    peak-to-peak amplitude (done inside the model, so a
     saliency gradient reaches the raw window). Three convolutions (8, 16, 32 filters), max
     pooled to 8 positions; the rhythm branch is one hidden layer of 32; a 64-unit layer fuses
     them into 5 logits.
@@ -304,10 +330,12 @@ class BeatNet(nn.Module):
         n_rhythm: int = len(RR_FEATURES),
         n_classes: int = len(BEAT_CLASSES),
         morphology_dropout: float = 0.0,
+        difference_channel: bool = True,
     ):
         super().__init__()
+        self.difference_channel = difference_channel
         self.morphology = nn.Sequential(
-            nn.Conv1d(2, 8, kernel_size=7, padding=3),
+            nn.Conv1d(2 if difference_channel else 1, 8, kernel_size=7, padding=3),
             nn.ReLU(),
             nn.MaxPool1d(2),
             nn.Conv1d(8, 16, kernel_size=5, padding=2),
@@ -331,8 +359,35 @@ class BeatNet(nn.Module):
     ) -> torch.Tensor:
         scale = (templates.amax(dim=1) - templates.amin(dim=1)).clamp(min=MIN_AMPLITUDE_MV)
         scale = scale.unsqueeze(1)
-        channels = torch.stack([windows / scale, (windows - templates) / scale], dim=1)
+        if self.difference_channel:
+            channels = torch.stack([windows / scale, (windows - templates) / scale], dim=1)
+        else:
+            channels = (windows / scale).unsqueeze(1)
         return self.head(torch.cat([self.morphology(channels), self.rhythm(rhythm)], dim=1))
+
+
+class BeatEnsemble(nn.Module):
+    """Several ``BeatNet`` trained with different seeds; their class probabilities averaged.
+
+    ``forward`` returns the log of the mean probability, so that a softmax of it is that mean
+    and a saliency gradient is taken of the same quantity the classifier reports.
+    """
+
+    def __init__(self, n_members: int, difference_channel: bool = True):
+        super().__init__()
+        if n_members < 1:
+            raise ValueError(f"an ensemble needs at least one member, got {n_members}")
+        self.members = nn.ModuleList(
+            BeatNet(difference_channel=difference_channel) for _ in range(n_members)
+        )
+
+    def forward(
+        self, windows: torch.Tensor, templates: torch.Tensor, rhythm: torch.Tensor
+    ) -> torch.Tensor:
+        probabilities = torch.stack(
+            [torch.softmax(member(windows, templates, rhythm), dim=1) for member in self.members]
+        ).mean(dim=0)
+        return torch.log(probabilities.clamp(min=1e-12))
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -352,9 +407,16 @@ class BeatClassifier:
         self.card = card
         self.name: str = card["name"]
         self.version: str = str(card["version"])
-        model = BeatNet()
         if state is None:
             state = torch.load(WEIGHTS_DIR / card["weights"], map_location="cpu", weights_only=True)
+        # the card says which variant of the network its weights are for; the weights say
+        # whether they are one network or a seed ensemble ("members.<i>." keys)
+        difference_channel = bool(card.get("difference_channel", True))
+        members = {key.split(".")[1] for key in state if key.startswith("members.")}
+        if members:
+            model: nn.Module = BeatEnsemble(len(members), difference_channel=difference_channel)
+        else:
+            model = BeatNet(difference_channel=difference_channel)
         model.load_state_dict(state)
         model.eval()
         self.model = model
@@ -391,7 +453,8 @@ class BeatClassifier:
         """Which samples of a beat's window drove the class the model gave it.
 
         Gradient x input (Shrikumar A, et al. Not just a black box. arXiv:1605.01713, 2016):
-        the gradient of the predicted class's logit with respect to the beat's window (mV,
+        the gradient of the predicted class's logit (for a seed ensemble, the log of its
+        mean probability) with respect to the beat's window (mV,
         at 180 Hz), times the window, absolute value, read back at the caller's rate for the
         window's samples and scaled to 0..1. The model is in eval mode (no dropout), so the
         same input always gives the same map.

@@ -66,20 +66,39 @@ def test_it_computes_rr_features_of_a_known_spike_train():
     assert features.shape == (len(peaks), 9)
     assert features[premature, column["pre_rr_s"]] == pytest.approx(0.6)
     assert features[premature, column["post_rr_s"]] == pytest.approx(1.4)
-    # the local mean excludes the beat itself: ten 1.0 s intervals before it
+    # the patient's average RR is 1.0 s: the ratios to it are the intervals themselves
+    assert features[premature, column["pre_over_average"]] == pytest.approx(0.6)
+    assert features[premature, column["post_over_average"]] == pytest.approx(1.4)
+    # the local median excludes the beat itself: ten 1.0 s intervals before it
     assert features[premature, column["pre_over_local"]] == pytest.approx(0.6)
     assert features[premature, column["pre_over_post"]] == pytest.approx(0.6 / 1.4)
     assert features[premature - 1, column["post_over_local"]] == pytest.approx(0.6)
+    # a median: one premature beat and its pause do not move the local RR of the next beats
+    assert features[premature + 2, column["local_over_average"]] == pytest.approx(1.0)
     # a regular beat: every ratio 1, no irregularity
     assert features[5, 2:8].tolist() == pytest.approx([1.0] * 6)
     assert features[5, column["local_irregularity"]] == 0
     # after the premature beat the last 10 intervals changed by 0.4 s and then 0.8 s
     after = premature + 2
-    expected = (0.4 + 0.8) / 10 / np.mean([1.0] * 8 + [0.6, 1.4])
-    assert features[after, column["local_irregularity"]] == pytest.approx(expected)
+    assert features[after, column["local_irregularity"]] == pytest.approx((0.4 + 0.8) / 10)
     # the first beat borrows its post-RR, the last its pre-RR
     assert features[0, column["pre_rr_s"]] == pytest.approx(1.0)
     assert features[-1, column["post_rr_s"]] == pytest.approx(1.0)
+
+
+def test_it_keeps_the_usual_rr_as_reference_in_a_rhythm_with_long_pauses():
+    # 0.8 s beats with a 3 s pause every 5th beat (like MIT-BIH 232): the pauses are not the
+    # rhythm, so a beat after a pause is not "early" against a mean inflated by them
+    intervals_s = np.tile([0.8, 0.8, 0.8, 0.8, 3.0], 40)
+    peaks = np.round(np.concatenate([[0.0], np.cumsum(intervals_s)]) * 360).astype(np.int64)
+    features = rr_features(peaks, 360.0)
+    column = {name: index for index, name in enumerate(RR_FEATURES[:9])}
+    regular = np.flatnonzero(np.isclose(features[:, column["pre_rr_s"]], 0.8, atol=0.01))
+    regular = regular[regular > 20]
+    assert features[regular, column["pre_over_average"]] == pytest.approx(1.0, abs=0.01)
+    assert features[regular, column["pre_over_local"]] == pytest.approx(1.0, abs=0.01)
+    # a plain mean of these intervals (1.24 s) would call every regular beat premature
+    assert np.mean(intervals_s) > 1.2
 
 
 def test_it_gives_one_window_and_rhythm_row_per_beat():
@@ -232,6 +251,7 @@ def test_it_makes_synthetic_premature_beats_only_from_regular_normal_ones():
     rhythm = torch.ones(400, len(RR_FEATURES))
     rhythm[:, column["pre_rr_s"]] = 0.8
     rhythm[:, column["post_rr_s"]] = 0.8
+    rhythm[:, column["pre_over_average"]] = 1.0
     rhythm[:, column["local_irregularity"]] = 0.02
     rhythm[200:300, column["local_irregularity"]] = 0.3  # atrial fibrillation: left alone
     labels = torch.zeros(400, dtype=torch.int64)
@@ -246,3 +266,68 @@ def test_it_makes_synthetic_premature_beats_only_from_regular_normal_ones():
     assert (new_rhythm[changed, column["post_rr_s"]] >= 0.8 - 1e-6).all()
     assert torch.equal(new_rhythm[~changed], rhythm[~changed])
     assert torch.equal(labels, torch.where(torch.arange(400) >= 300, 2, 0))  # input untouched
+
+
+def test_it_holds_each_ds1_patient_out_exactly_once_in_cross_validation():
+    from inference.aami import DS1
+    from inference.beat_training import patient_folds
+
+    folds = patient_folds(list(DS1), 5)
+    assert len(folds) == 5
+    held_out = [record for fold in folds for record in fold]
+    assert sorted(held_out) == sorted(DS1)  # every patient once, none twice
+    assert {len(fold) for fold in folds} == {4, 5}
+    assert patient_folds(list(DS1), 5) == folds  # seeded: the same folds every run
+    with pytest.raises(ValueError, match="n_folds"):
+        patient_folds(list(DS1), 1)
+
+
+def test_it_scores_pooled_held_out_predictions_of_several_folds():
+    import argparse
+
+    from inference.beat_training import cross_validate, cv_report
+
+    rng = np.random.default_rng(0)
+    n = 240
+    labels = np.where(np.arange(n) % 6 == 0, 2, 0).astype(np.int64)  # every 6th beat V
+    rhythm = rng.normal(size=(n, len(RR_FEATURES))).astype(np.float32)
+    rhythm[:, -1] = np.where(labels == 2, 3.0, 1.0)  # V beats: a separable amplitude ratio
+    data = {
+        "windows": rng.normal(size=(n, WINDOW_SAMPLES)).astype(np.float32),
+        "templates": rng.normal(size=(n, WINDOW_SAMPLES)).astype(np.float32),
+        "rhythm": rhythm,
+        "labels": labels,
+        "record": np.repeat(np.array(["a", "b", "c", "d"]), n // 4),
+    }
+    args = argparse.Namespace(
+        cv=2, fold_seed=0, model="logreg", weight_power=0.5, f_weight_scale=1.0, seed=0
+    )
+    result = cross_validate(data, args)
+    assert sorted(record for fold in result["folds"] for record in fold) == ["a", "b", "c", "d"]
+    assert result["probabilities"].shape == (1, n, len(BEAT_CLASSES))
+    # every beat got a held-out prediction, and the separable V beats are found
+    assert np.allclose(result["probabilities"].sum(axis=2), 1.0, atol=1e-5)
+    row = cv_report(labels, result["probabilities"])[0]
+    assert row["v_f1"] > 0.95
+
+
+def test_it_serves_a_seed_ensemble_as_the_mean_of_its_members_probabilities():
+    import torch
+
+    from inference.beats import BeatClassifier, BeatEnsemble
+
+    torch.manual_seed(0)
+    ensemble = BeatEnsemble(3, difference_channel=False).eval()
+    card = {"name": "test-ensemble", "version": "0", "weights": "unused.pt"}
+    classifier = BeatClassifier({**card, "difference_channel": False}, ensemble.state_dict())
+    ecg, peaks = spike_train()
+    probabilities = classifier.classify(ecg, 250.0, peaks)
+    windows, templates, rhythm = beat_features(ecg, 250.0, peaks)
+    inputs = [torch.from_numpy(array) for array in (windows, templates, rhythm)]
+    with torch.inference_mode():
+        members = [torch.softmax(m(*inputs), dim=1).numpy() for m in ensemble.members]
+    assert np.allclose(probabilities, np.mean(members, axis=0), atol=1e-5)
+    assert not np.allclose(members[0], members[1])  # the members differ
+    first = classifier.saliency(ecg, 250.0, peaks, 10)
+    assert first == classifier.saliency(ecg, 250.0, peaks, 10)
+    assert max(first["values"]) == pytest.approx(1.0)
