@@ -24,19 +24,6 @@ from inference.signal import resample, resample_indices
 
 
 @pytest.fixture(scope="module")
-def mitdb():
-    from inference.datasets import data_dir
-
-    try:
-        folder = data_dir() / "mitdb"
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    if not (folder / "233.hea").is_file():
-        pytest.skip(f"MIT-BIH record 233 not found in {folder}")
-    return folder
-
-
-@pytest.fixture(scope="module")
 def excerpt(mitdb):
     """The first 5 minutes of DS2 record 233 (many PVCs), MLII, with its reference beats."""
     from inference.datasets.mitdb import load_record

@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 
-from inference.datasets import data_dir
 from inference.rhythm import EPISODE_KINDS, RhythmConfig, af_irregularity, detect_episodes
 from inference.vf import FEATURE_NAMES, segment_features, shipped_model, vf_probability
 
@@ -225,17 +224,6 @@ def test_it_refuses_bad_signals_and_settings():
         segment_features(np.zeros(1000), 50.0)
 
 
-@pytest.fixture(scope="module")
-def vfdb():
-    try:
-        folder = data_dir() / "vfdb"
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    if not (folder / "422.hea").is_file():
-        pytest.skip(f"vfdb record 422 not found in {folder}")
-    return folder
-
-
 def test_vf_detector_flags_real_vf_and_not_the_same_patients_normal_rhythm(vfdb):
     import wfdb
 
@@ -264,17 +252,6 @@ def test_duration_scores_count_the_overlap_against_both_totals():
     assert scores == {"reference_s": 200.0, "detected_s": 120.0, "overlap_s": 50.0}
     hits = episode_hits(reference, detected)
     assert hits == {"n_reference": 2, "reference_detected": 1, "n_detected": 2, "detected_true": 1}
-
-
-@pytest.fixture(scope="module")
-def mitdb():
-    try:
-        folder = data_dir() / "mitdb"
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    if not (folder / "203.hea").is_file():
-        pytest.skip(f"MIT-BIH record 203 not found in {folder}")
-    return folder
 
 
 def test_evaluate_rhythm_scores_af_on_a_real_af_record(mitdb, tmp_path):
