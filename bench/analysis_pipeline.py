@@ -23,16 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import wfdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from inference.aami import AAMI_CLASSES  # noqa: E402
 from inference.analysis import analyze_signal  # noqa: E402
-from inference.beat_match import detection_scores  # noqa: E402
 from inference.beats import get_beat_classifier  # noqa: E402
 from inference.datasets import data_dir  # noqa: E402
-from inference.evaluation.qrs import QRS_SYMBOLS, outside, vf_episodes  # noqa: E402
+from inference.evaluation.qrs import load_annotated  # noqa: E402
 from inference.qrs import detect_qrs  # noqa: E402
 from inference.rhythm import detect_episodes  # noqa: E402
 
@@ -45,18 +43,6 @@ def timed(function, runs: int) -> tuple[float, object]:
         result = function()
         durations.append(time.perf_counter() - started)
     return statistics.median(durations), result
-
-
-def load(folder: Path, name: str) -> tuple[np.ndarray, float, np.ndarray, list]:
-    """First channel in mV, fs, reference beats (VF episodes left out, as EC57 does)."""
-    record = wfdb.rdrecord(str(folder / name), channels=[0])
-    annotation = wfdb.rdann(str(folder / name), "atr")
-    symbols = list(annotation.symbol)
-    reference = np.array(
-        [s for s, y in zip(annotation.sample, symbols, strict=True) if y in QRS_SYMBOLS]
-    )
-    signal = record.p_signal[:, 0].astype(np.float64)
-    return signal, float(record.fs), reference, vf_episodes(annotation.sample, symbols, len(signal))
 
 
 def qrs_detectors() -> dict:
@@ -92,24 +78,21 @@ def main() -> int:
     logging.getLogger("wfdb").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     folder = data_dir(args.data) / "mitdb"
-    ecg_mv, fs, reference, vf = load(folder, args.record)
+    record = load_annotated(folder / args.record)
+    ecg_mv, fs = np.asarray(record.signal_mv, dtype=np.float64), record.fs
     duration_s = len(ecg_mv) / fs
 
     classifier = get_beat_classifier()
     analyze_signal(ecg_mv[: int(60 * fs)], fs)  # warm up: model load, filter caches
     r_peaks = detect_qrs(ecg_mv, fs)
-    labels_cache = {}
-
-    def classify():
-        probabilities = classifier.classify(ecg_mv, fs, r_peaks)
-        labels_cache["labels"] = [AAMI_CLASSES[i] for i in probabilities.argmax(axis=1)]
-        return probabilities
-
     stages = {}
     stages["QRS detection"], _ = timed(lambda: detect_qrs(ecg_mv, fs), args.runs)
-    stages["beat classification"], _ = timed(classify, args.runs)
+    stages["beat classification"], probabilities = timed(
+        lambda: classifier.classify(ecg_mv, fs, r_peaks), args.runs
+    )
+    labels = [AAMI_CLASSES[i] for i in probabilities.argmax(axis=1)]
     stages["rhythm episodes"], _ = timed(
-        lambda: detect_episodes(ecg_mv, fs, r_peaks, labels_cache["labels"]), args.runs
+        lambda: detect_episodes(ecg_mv, fs, r_peaks, labels), args.runs
     )
     stages["whole pipeline (analyze_signal)"], analysis = timed(
         lambda: analyze_signal(ecg_mv, fs), args.runs
@@ -127,7 +110,7 @@ def main() -> int:
     comparison = {}
     for name, detect in qrs_detectors().items():
         seconds, detected = timed(lambda detect=detect: detect(ecg_mv, fs), args.runs)
-        scores = detection_scores(outside(reference, vf), outside(np.asarray(detected), vf), fs)
+        scores = record.score(detected)
         comparison[name] = {"seconds": seconds, "x_real_time": duration_s / seconds, **scores}
     print(f"\nQRS detectors on record {args.record} (EC57, 150 ms window):\n")
     print("| detector | seconds | x real time | Se % | +P % |")
@@ -141,7 +124,7 @@ def main() -> int:
     holter = None
     if args.holter:
         names = sorted(p.stem for p in folder.glob("*.hea"))
-        signal = np.concatenate([load(folder, name)[0] for name in names])
+        signal = np.concatenate([load_annotated(folder / name).signal_mv for name in names])
         started = time.perf_counter()
         day = analyze_signal(signal, fs)
         seconds = time.perf_counter() - started
