@@ -23,6 +23,7 @@ from bisect import insort
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal as sps
+from scipy.ndimage import maximum_filter1d
 
 from inference.signal import validate_fs, validate_signal
 
@@ -444,42 +445,12 @@ class _RunningMedian:
 
 def _neighbourhood_tops(values: np.ndarray, half: int) -> np.ndarray:
     """Indices i in [half, len - half) where values[i] rises from values[i - 1], is positive
-    and is the maximum of values[i - half : i + half + 1].
-
-    The maximum of a window lies at one of its ends or at a local maximum inside it, so only
-    the few local maxima are compared (a sparse table of range maxima over them), not every
-    sample of every window.
-    """
-    inner = values[1:-1]
-    # every local maximum, including those in the margins, can be the top of a window
-    every = np.flatnonzero((inner > values[:-2]) & (inner >= values[2:])) + 1
-    every_heights = values[every]
-    chosen = (every >= half) & (every < len(values) - half) & (every_heights > 0.0)
-    local, heights = every[chosen], every_heights[chosen]
-    if len(local) == 0:
-        return local
-    keep = (heights >= values[local - half]) & (heights >= values[local + half])
-    lo = np.searchsorted(every, local - half, side="left")
-    hi = np.searchsorted(every, local + half, side="right")
-    keep &= heights >= _range_max(every_heights, lo, hi)
-    return local[keep]
-
-
-def _range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """max(values[lo[k]:hi[k]]) for each k (every range non-empty), by a sparse table."""
-    length = hi - lo
-    level = np.zeros(len(length), dtype=np.int64)
-    table = [values]
-    result = values[lo].copy()
-    span = 1
-    while 2 * span <= length.max():
-        previous = table[-1]
-        table.append(np.maximum(previous[:-span], previous[span:]))
-        span *= 2
-        level[length >= span] += 1
-    for j in range(1, len(table)):
-        chosen = level == j
-        if chosen.any():
-            width = 1 << j
-            result[chosen] = np.maximum(table[j][lo[chosen]], table[j][hi[chosen] - width])
-    return result
+    and is the maximum of values[i - half : i + half + 1]."""
+    n = len(values)
+    if n <= 2 * half:
+        return np.empty(0, dtype=np.int64)
+    # windows wholly inside the array: the filter's edge mode never matters here
+    window_max = maximum_filter1d(values, 2 * half + 1)[half : n - half]
+    centre = values[half : n - half]
+    tops = (centre >= window_max) & (centre > values[half - 1 : n - half - 1]) & (centre > 0.0)
+    return np.flatnonzero(tops) + half
