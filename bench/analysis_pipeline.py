@@ -23,9 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import wfdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.qrs_compare import DETECTORS, run_detector  # noqa: E402
 from inference.aami import AAMI_CLASSES  # noqa: E402
 from inference.analysis import analyze_signal  # noqa: E402
 from inference.beats import get_beat_classifier  # noqa: E402
@@ -43,25 +45,6 @@ def timed(function, runs: int) -> tuple[float, object]:
         result = function()
         durations.append(time.perf_counter() - started)
     return statistics.median(durations), result
-
-
-def qrs_detectors() -> dict:
-    """Name -> function(signal_mv, fs) -> R-peak indices, for the detectors installed here."""
-    detectors = {"CardioSpike (inference.qrs)": lambda x, fs: detect_qrs(x, fs)}
-    try:
-        import neurokit2 as nk
-
-        def neurokit(x, fs):
-            _, info = nk.ecg_peaks(x, sampling_rate=int(round(fs)))
-            return np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
-
-        detectors["NeuroKit2 ecg_peaks (default)"] = neurokit
-    except ImportError:
-        print("neurokit2 is not installed: its row is left out", file=sys.stderr)
-    from wfdb.processing import xqrs_detect
-
-    detectors["wfdb xqrs_detect"] = lambda x, fs: xqrs_detect(x, fs=fs, verbose=False)
-    return detectors
 
 
 def main() -> int:
@@ -107,24 +90,28 @@ def main() -> int:
     for name, seconds in stages.items():
         print(f"| {name} | {seconds:.3f} | {duration_s / seconds:,.0f} |")
 
-    comparison = {}
-    for name, detect in qrs_detectors().items():
-        seconds, detected = timed(lambda detect=detect: detect(ecg_mv, fs), args.runs)
-        scores = record.score(detected)
-        comparison[name] = {"seconds": seconds, "x_real_time": duration_s / seconds, **scores}
+    # the same detectors and scoring as bench/qrs_compare.py, on this one record; each runs once
+    # on a short excerpt first, so that importing its library is not timed
+    for _, function in DETECTORS.values():
+        function(ecg_mv[: int(10 * fs)], fs)
+    comparison = {
+        name: run_detector(function, record, args.runs) for name, function in DETECTORS.values()
+    }
     print(f"\nQRS detectors on record {args.record} (EC57, 150 ms window):\n")
     print("| detector | seconds | x real time | Se % | +P % |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, row in comparison.items():
         print(
-            f"| {name} | {row['seconds']:.3f} | {row['x_real_time']:,.0f} | "
+            f"| {name} | {row['detect_s']:.3f} | {row['x_real_time']:,.0f} | "
             f"{100 * row['se']:.2f} | {100 * row['ppv']:.2f} |"
         )
 
     holter = None
     if args.holter:
         names = sorted(p.stem for p in folder.glob("*.hea"))
-        signal = np.concatenate([load_annotated(folder / name).signal_mv for name in names])
+        signal = np.concatenate(
+            [wfdb.rdrecord(str(folder / name), channels=[0]).p_signal[:, 0] for name in names]
+        )
         started = time.perf_counter()
         day = analyze_signal(signal, fs)
         seconds = time.perf_counter() - started

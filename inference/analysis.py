@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from inference.aami import AAMI_CLASSES
-from inference.beat_rows import ROW_LAYOUTS, classify_rows, row_saliency
+from inference.beat_rows import classify_rows, row_saliency
 from inference.beats import get_beat_classifier
 from inference.qrs import detect_qrs
 from inference.rhythm import EPISODE_KINDS, Episode, RhythmConfig, detect_episodes
@@ -93,11 +93,8 @@ def analyze_signal(
     fs = validate_fs(fs)
     r_peaks = detect_qrs(ecg, fs)
     classifier = get_beat_classifier()
-    if len(r_peaks):
-        probabilities = classifier.classify(ecg, fs, r_peaks)
-    else:
-        probabilities = np.empty((0, len(AAMI_CLASSES)))
-    labels = [AAMI_CLASSES[i] for i in probabilities.argmax(axis=1)] if len(r_peaks) else []
+    probabilities = classifier.classify(ecg, fs, r_peaks)  # (0, 5) when there are no beats
+    labels = [AAMI_CLASSES[i] for i in probabilities.argmax(axis=1)]
     episodes = detect_episodes(ecg, fs, r_peaks, labels, config)
     return RecordAnalysis(
         fs=fs,
@@ -161,8 +158,6 @@ def classify_beat_rows(rows: np.ndarray, layout: str) -> tuple[list[str], np.nda
 
     See ``inference.beat_rows.ROW_LAYOUTS``: ``"kaggle187"`` or ``"window216"``.
     """
-    if layout not in ROW_LAYOUTS:
-        raise ValueError(f"unknown beat-row layout {layout!r}; valid: {', '.join(ROW_LAYOUTS)}")
     probabilities = classify_rows(rows, layout)
     return [AAMI_CLASSES[i] for i in probabilities.argmax(axis=1)], probabilities
 

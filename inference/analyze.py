@@ -21,8 +21,9 @@ import wfdb
 
 from inference.aami import AAMI_CLASSES, aami_class
 from inference.analysis import RecordAnalysis, analyze_signal
-from inference.beat_match import match_beats
+from inference.beat_match import detection_scores, match_beats
 from inference.evaluation.beats import beat_metrics
+from inference.evaluation.qrs import QRS_SYMBOLS, outside, vf_episodes
 
 
 def load_wfdb(path: Path, lead: str | None) -> tuple[np.ndarray, float, str]:
@@ -60,7 +61,8 @@ def load_csv(path: Path) -> np.ndarray:
 
 def reference_agreement(path: Path, analysis: RecordAnalysis) -> dict | None:
     """Our beats against the record's reference annotations, when it has any: QRS Se/+P
-    (EC57 matching, 150 ms) and the class metrics of ``evaluate beats`` on matched beats."""
+    as ``evaluate qrs`` scores them, and the class metrics of ``evaluate beats`` on matched
+    beats."""
     if not path.with_suffix(".atr").is_file():
         return None
     annotation = wfdb.rdann(str(path), "atr")
@@ -71,14 +73,18 @@ def reference_agreement(path: Path, analysis: RecordAnalysis) -> dict | None:
     labels = np.array([AAMI_CLASSES.index(c) for c in classes if c], dtype=np.int64)
     predicted = np.array([AAMI_CLASSES.index(label) for label in analysis.labels], dtype=np.int64)
     ref_index, det_index = match_beats(samples, analysis.r_peaks, analysis.fs)
-    matched = len(ref_index)
+    # QRS scores exactly as 'evaluate qrs' computes them: every QRS symbol, VF/VFL left out
+    symbols = list(annotation.symbol)
+    qrs_reference = np.array(
+        [s for s, y in zip(annotation.sample, symbols, strict=True) if y in QRS_SYMBOLS],
+        dtype=np.int64,
+    )
+    vf = vf_episodes(annotation.sample, symbols, analysis.n_samples)
+    qrs = detection_scores(outside(qrs_reference, vf), outside(analysis.r_peaks, vf), analysis.fs)
     return {
         "n_reference": len(samples),
-        "matched": matched,
-        "qrs": {
-            "se": matched / len(samples) if len(samples) else None,
-            "ppv": matched / len(analysis.r_peaks) if len(analysis.r_peaks) else None,
-        },
+        "matched": len(ref_index),
+        "qrs": qrs,
         **beat_metrics(labels[ref_index], predicted[det_index]),
         "confusion_order": list(AAMI_CLASSES),
     }
