@@ -33,6 +33,9 @@ from django.utils import timezone
 
 from inference.aami import AAMI_CLASSES, aami_class
 from inference.beat_rows import ROW_LAYOUTS, layout_for_width
+from inference.qrs import MAX_FS_HZ as QRS_MAX_FS_HZ
+from inference.qrs import MIN_DURATION_S as QRS_MIN_DURATION_S
+from inference.qrs import MIN_FS_HZ as QRS_MIN_FS_HZ
 from monitoring.models import (
     MAX_CHANNELS,
     AnalysisStatus,
@@ -43,9 +46,9 @@ from monitoring.models import (
 )
 from monitoring.samples import INT16_MAX
 
-MIN_FS_HZ = 50.0
-MAX_FS_HZ = 2000.0
-MIN_SIGNAL_S = 2.0  # shorter than two beats at 60 bpm: nothing to analyse
+# The analysis sets the limits: an upload it would refuse is refused before anything is stored.
+MIN_FS_HZ, MAX_FS_HZ = QRS_MIN_FS_HZ, QRS_MAX_FS_HZ
+MIN_SIGNAL_S = QRS_MIN_DURATION_S
 CHUNK_SAMPLES = 65_536  # frames per stored chunk: ~0.5 MB for 4 leads
 # Keep quantized samples a little inside int16 so that rounding never overflows.
 ADC_FULL_SCALE = 32_000

@@ -7,6 +7,7 @@ temporary folder with wfdb; the signal CSV is synthetic (inference.synthetic).
 import csv
 import io
 
+import matplotlib.image
 import numpy as np
 import pytest
 
@@ -183,9 +184,16 @@ def test_it_draws_a_strip_png_with_a_beats_saliency(api, upload, record_208):
     assert plain.status_code == 200 and plain["Content-Type"] == "image/png"
     assert plain.content[:8] == PNG_MAGIC
     beat = recording.beats.filter(sample__gte=12 * 360).order_by("index").first()
-    explained = api.get(url, {"beat": beat.index + 1, "length_s": "8"}, HTTP_ACCEPT="image/png")
+    window = {"start_s": "10", "length_s": "8"}  # the same strip, with the beat explained
+    explained = api.get(url, {**window, "beat": beat.index + 1}, HTTP_ACCEPT="image/png")
     assert explained.status_code == 200 and explained.content[:8] == PNG_MAGIC
-    assert explained.content != plain.content
+    # the heat overlay changes the plot itself, not only a caption: compare below the title
+    plain_pixels = matplotlib.image.imread(io.BytesIO(plain.content), format="png")
+    explained_pixels = matplotlib.image.imread(io.BytesIO(explained.content), format="png")
+    assert plain_pixels.shape == explained_pixels.shape
+    below_title = slice(plain_pixels.shape[0] // 8, None)
+    changed = np.abs(explained_pixels[below_title] - plain_pixels[below_title]).max(axis=2) > 0.05
+    assert changed.mean() > 0.002
     bad = api.get(url, {"length_s": "600"})
     assert bad.status_code == 400 and "length_s must be between" in bad.json()["detail"]
     missing = api.get(url, {"beat": "99999"})

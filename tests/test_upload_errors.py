@@ -89,7 +89,7 @@ def test_it_refuses_a_header_for_another_record_name(api, patient, tmp_path):
 def test_it_refuses_a_sampling_rate_out_of_range_in_a_header(api, patient, tmp_path):
     files = synthetic_wfdb(tmp_path)
     files["syn.hea"] = files["syn.hea"].replace(b"syn 2 250 ", b"syn 2 25 ", 1)
-    assert "between 50 and 2000 Hz" in refused(api_upload(api, patient.pk, files))
+    assert "between 100 and 2000 Hz" in refused(api_upload(api, patient.pk, files))
 
 
 def test_it_refuses_annotations_named_for_another_record(api, patient, tmp_path):
@@ -203,7 +203,10 @@ def test_it_refuses_a_signal_csv_without_a_sampling_rate(api, patient):
 
 def test_it_refuses_a_sampling_rate_out_of_range(api, patient):
     message = refused(api_upload(api, patient.pk, {"ecg.csv": signal_csv(10)}, fs_hz=5000))
-    assert "5000 Hz: it must be between 50 and 2000 Hz" in message
+    assert "5000 Hz: it must be between 100 and 2000 Hz" in message
+    # below what the QRS detector takes: refused now rather than stored and failed later
+    message = refused(api_upload(api, patient.pk, {"ecg.csv": signal_csv(10)}, fs_hz=60))
+    assert "60 Hz: it must be between 100 and 2000 Hz" in message
 
 
 def test_it_refuses_a_signal_too_short_to_analyse(api, patient):
