@@ -45,7 +45,6 @@ from inference.beats import (
     BeatEnsemble,
     BeatNet,
     beat_features,
-    count_parameters,
 )
 from inference.datasets import data_dir
 from inference.datasets.mitdb import load_record
@@ -57,6 +56,7 @@ from inference.evaluation.beats import (
     plot_confusion,
     rounded,
 )
+from inference.models import count_parameters
 from inference.registry import WEIGHTS_DIR
 from inference.train import DOCS_DIR, git_commit
 

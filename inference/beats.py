@@ -390,10 +390,6 @@ class BeatEnsemble(nn.Module):
         return torch.log(probabilities.clamp(min=1e-12))
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(parameter.numel() for parameter in model.parameters())
-
-
 # --- Serving ------------------------------------------------------------------------------
 
 _lock = threading.Lock()

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 from scipy import signal as sps
 
+from inference.metrics import roc_auc
 from inference.signal import validate_fs, validate_signal
 
 SEGMENT_S = 2.0
@@ -567,18 +568,6 @@ def cross_validate(data: dict, n_folds: int, threshold: float, **fit_options) ->
         "probability": probability,
         "gross": se_sp(data["y"][scored], probability[scored] >= threshold),
     }
-
-
-def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U; ties count half)."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(score)
-    positives = int(y.sum())
-    negatives = len(y) - positives
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def operating_points(y: np.ndarray, probability: np.ndarray) -> dict:

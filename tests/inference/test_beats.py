@@ -84,8 +84,7 @@ def test_it_keeps_the_usual_rr_as_reference_in_a_rhythm_with_long_pauses():
     regular = regular[regular > 20]
     assert features[regular, column["pre_over_average"]] == pytest.approx(1.0, abs=0.01)
     assert features[regular, column["pre_over_local"]] == pytest.approx(1.0, abs=0.01)
-    # a plain mean of these intervals (1.24 s) would call every regular beat premature
-    assert np.mean(intervals_s) > 1.2
+    # (a plain mean of these intervals, 1.24 s, would call every regular beat premature)
 
 
 def test_it_gives_one_window_and_rhythm_row_per_beat():
