@@ -24,7 +24,7 @@ import os
 import re
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +103,6 @@ class ParsedUpload:
     lead_names: list[str]
     analysis_lead: int
     reference: dict | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def n_samples(self) -> int:
@@ -398,7 +397,6 @@ def _signal_upload(name: str, values: np.ndarray, fs_hz: float) -> ParsedUpload:
         baseline_adc=0,
         lead_names=["ECG"],
         analysis_lead=0,
-        notes=["one-column CSV, millivolts"],
     )
 
 
@@ -431,7 +429,6 @@ def _rows_upload(
         lead_names=[f"beat rows ({units})"],
         analysis_lead=0,
         reference={"labels": labels} if labels is not None else None,
-        notes=[f"{len(values)} beat rows of {spec.n_samples} values at {spec.fs_hz:g} Hz"],
     )
 
 
@@ -502,12 +499,6 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
     adc, gain, baseline = _wfdb_samples(record, header_name)
     lead_names = [name or f"ch{i + 1}" for i, name in enumerate(record.sig_name)]
     analysis_lead = _analysis_lead(lead_names)
-    notes = [
-        f"WFDB record {record_name}: {len(lead_names)} channel(s), analysed "
-        f"{lead_names[analysis_lead]}"
-    ]
-    if reference is not None:
-        notes.append(f"{len(reference['samples'])} reference beats from {record_name}.atr")
     return ParsedUpload(
         format=UploadFormat.WFDB,
         source_name=record_name,
@@ -518,7 +509,6 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
         lead_names=lead_names,
         analysis_lead=analysis_lead,
         reference=reference,
-        notes=notes,
     )
 
 

@@ -23,13 +23,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from monitoring.analysis import queue_analysis, results_csv
+from monitoring.api.predict import error
 from monitoring.models import AnalysisStatus, Beat, Episode, Patient, Recording
 from monitoring.strips import render_strip_png, saliency, strip_request
 from monitoring.uploads import UploadError, files_from_request, parse_upload, store_upload
-
-
-def error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
-    return Response({"detail": message}, status=code)
 
 
 class AnyAcceptNegotiation(BaseContentNegotiation):
