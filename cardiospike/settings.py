@@ -32,6 +32,14 @@ def envint(name: str, default: str) -> int:
         raise ImproperlyConfigured(f"{name}={value!r}: expected an integer") from None
 
 
+def envfloat(name: str, default: str) -> float:
+    value = os.getenv(name, default)
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected a number") from None
+
+
 def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
 
@@ -168,6 +176,27 @@ else:
     CELERY_TASK_ALWAYS_EAGER = True
     CELERY_TASK_EAGER_PROPAGATES = True
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Device streams (docs/device-protocol.md, monitoring/streaming.py) -------------------
+
+# A live recording without a chunk for this long is closed (the periodic sweep does it).
+DEVICE_SILENCE_CLOSE_S = envfloat("DEVICE_SILENCE_CLOSE_S", "300")
+# A gap in a stream is final (analysed as missing) once the chunk after it is this old; the
+# firmware buffers 60 s, so a resent chunk normally arrives well within it.
+DEVICE_GAP_WAIT_S = envfloat("DEVICE_GAP_WAIT_S", "60")
+# Requests per device; counted per server process (local memory, so ingest keeps working
+# while Redis is down): with P processes a device may reach P times the rate.
+DEVICE_THROTTLE_RATE = os.getenv("DEVICE_THROTTLE_RATE", "1200/min")
+# An analysis claim older than this belongs to a dead worker, and the sweep takes it over.
+STREAM_STALE_S = envfloat("STREAM_STALE_S", "60")
+STREAM_SWEEP_S = envfloat("STREAM_SWEEP_S", "15")
+# One analysis round reads at most this much signal, so a backlog commits in steps.
+STREAM_MAX_ROUND_S = envfloat("STREAM_MAX_ROUND_S", "120")
+
+CELERY_BEAT_SCHEDULE = {
+    "sweep-streams": {"task": "monitoring.tasks.sweep_streams_task", "schedule": STREAM_SWEEP_S},
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Authentication ---------------------------------------------------------------------
 

@@ -154,6 +154,17 @@ class Device(models.Model):
     )
     token_issued_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # What the device said in its last chunk (device protocol v1): the technical alarms
+    # (issue 6) read these.
+    battery_pct = models.PositiveSmallIntegerField(
+        "battery (%)", null=True, blank=True, editable=False
+    )
+    lead_off = models.BooleanField(
+        "lead off",
+        default=False,
+        editable=False,
+        help_text="An electrode was off in the last chunk.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = DeviceQuerySet.as_manager()
@@ -217,6 +228,12 @@ class Recording(models.Model):
         LIVE = "live", "Live"
         CLOSED = "closed", "Closed"
 
+    class ClosedBy(models.TextChoices):
+        OPEN = "", "Not closed"
+        DEVICE = "device", "The device"
+        SILENCE = "silence", "Silence timeout"
+        SERVER = "server", "The server (a new session)"
+
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="recordings")
     device = models.ForeignKey(
         Device, null=True, blank=True, on_delete=models.SET_NULL, related_name="recordings"
@@ -241,6 +258,32 @@ class Recording(models.Model):
     # the same transaction as the analysis results it covers.
     analysis_cursor = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    # Device streams (docs/device-protocol.md). A recording is one session of one device.
+    session = models.CharField(
+        max_length=64, blank=True, editable=False, help_text="The device's session id."
+    )
+    closed_by = models.CharField(
+        max_length=10, choices=ClosedBy.choices, blank=True, default="", editable=False
+    )
+    last_chunk_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Running totals kept by the ingest path so an acknowledgment costs no scan of the chunks:
+    # the lowest sequence number not received, one past the highest sample stored, and the
+    # samples stored (end - stored = samples missing below the end).
+    next_seq = models.BigIntegerField(default=0, editable=False)
+    end_sample = models.BigIntegerField(default=0, editable=False)
+    stored_samples = models.BigIntegerField(default=0, editable=False)
+    # Streaming analysis (monitoring/streaming.py): the analyzer's saved state, the first
+    # sample of the stretch it analyses (a final gap starts a new stretch), and the
+    # coalescing flags: at most one analysis task queued or running per recording.
+    stream_state = models.BinaryField(null=True, blank=True, editable=False)
+    stream_start_sample = models.BigIntegerField(default=0, editable=False)
+    stream_pending = models.BooleanField(
+        default=False, editable=False, help_text="New samples arrived since the last run began."
+    )
+    stream_queued_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When a task was queued or last ran."
+    )
 
     # Batch analysis of uploaded files (monitoring/analysis.py). The status, summary and
     # agreement are written in the same transaction as the recording's beats and episodes.
@@ -269,8 +312,16 @@ class Recording(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
-        indexes = [models.Index(fields=["status", "started_at"])]
+        indexes = [
+            models.Index(fields=["status", "started_at"]),
+            models.Index(fields=["device", "session"]),
+        ]
         constraints = [
+            models.UniqueConstraint(
+                fields=["device", "session"],
+                condition=~Q(session=""),
+                name="recording_unique_device_session",
+            ),
             models.CheckConstraint(
                 condition=Q(n_channels__gte=1) & Q(n_channels__lte=MAX_CHANNELS),
                 name="recording_n_channels_range",

@@ -196,6 +196,9 @@ def store_upload(patient: Patient, parsed: ParsedUpload) -> Recording:
         analysis_lead=parsed.analysis_lead,
         analysis_status=AnalysisStatus.PENDING,
         reference_annotations=parsed.reference,
+        next_seq=-(-parsed.n_samples // CHUNK_SAMPLES),
+        end_sample=parsed.n_samples,
+        stored_samples=parsed.n_samples,
     )
     starts = range(0, parsed.n_samples, CHUNK_SAMPLES)
     chunks = [

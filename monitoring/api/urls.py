@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from monitoring.api import analyzer, uploads, views
+from monitoring.api import analyzer, device, uploads, views
 from monitoring.api.predict import PredictView
 
 router = DefaultRouter()
@@ -20,6 +20,17 @@ urlpatterns = [
     ),
     path("synthetic/", analyzer.SyntheticView.as_view(), name="api-synthetic"),
     path("device/v1/self/", views.DeviceSelfView.as_view(), name="api-device-self"),
+    path("device/v1/chunks/", device.DeviceChunkView.as_view(), name="api-device-chunks"),
+    path(
+        "device/v1/recordings/open/",
+        device.DeviceOpenView.as_view(),
+        name="api-device-open",
+    ),
+    path(
+        "device/v1/recordings/close/",
+        device.DeviceCloseView.as_view(),
+        name="api-device-close",
+    ),
     path(
         "patients/<int:patient_id>/uploads/",
         uploads.PatientUploadView.as_view(),

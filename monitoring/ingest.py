@@ -1,0 +1,300 @@
+"""What a device's chunk means for its recording: open, check, store once, acknowledge.
+
+``ingest_chunk(device, chunk)`` is the whole server side of ``POST /api/device/v1/chunks/``
+after the body is parsed (``monitoring.protocol``): it finds or opens the recording of the
+chunk's session, refuses a chunk that contradicts it, stores a new chunk or recognises a
+re-sent one, keeps the recording's running totals, and (after the commit) asks for the
+streaming analysis. Everything happens in one transaction: a refused chunk leaves nothing.
+The rules are in ``docs/device-protocol.md``.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from inference.qrs import MAX_FS_HZ, MIN_FS_HZ
+from monitoring.models import Device, Recording, SampleChunk
+from monitoring.protocol import MAX_CHUNK_FRAMES, Chunk
+from monitoring.samples import encode_int16
+
+# Two chunks of one recording agree on the sampling rate when they differ by less than this
+# (the binary body carries it as float32).
+FS_TOLERANCE_HZ = 1e-3
+GAIN_RELATIVE_TOLERANCE = 1e-6
+
+
+class IngestError(Exception):
+    """A chunk refused for what it means (not its form), with the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Ack:
+    recording: int
+    seq: int
+    stored: bool  # False: the chunk was already stored (a re-send), acknowledged again
+    next_seq: int
+    end_sample: int
+    missing_samples: int
+
+    def to_dict(self) -> dict:
+        return {
+            "recording": self.recording,
+            "seq": self.seq,
+            "stored": self.stored,
+            "next_seq": self.next_seq,
+            "end_sample": self.end_sample,
+            "missing_samples": self.missing_samples,
+        }
+
+
+def ingest_chunk(device: Device, chunk: Chunk) -> Ack:
+    """Store ``chunk`` for ``device`` (once) and return the acknowledgment.
+
+    Raises ``IngestError`` (403, 404, 409, 400) for a chunk that cannot be accepted; nothing
+    is stored then.
+    """
+    check_fs_hz(chunk.fs_hz)
+    now = timezone.now()
+    with transaction.atomic():
+        # One device's chunks are taken one at a time: two first chunks of a new session
+        # arriving together must open one recording, not two.
+        device = Device.objects.select_for_update().get(pk=device.pk)
+        if device.patient_id is None:
+            raise IngestError(
+                f"device {device.serial} is not assigned to a patient; assign it before streaming",
+                403,
+            )
+        recording = _recording_for(device, chunk, now)
+        check_agrees(recording, chunk)
+        stored = _store(recording, chunk)
+        recording.last_chunk_at = now
+        if recording.status == Recording.Status.CLOSED:
+            # closed by silence (a device closed by request was refused above): the device
+            # was offline longer than the timeout and delivers its buffer now
+            recording.status = Recording.Status.LIVE
+            recording.closed_by = Recording.ClosedBy.OPEN
+            recording.ended_at = None
+        if stored:
+            recording.stream_pending = True
+        recording.save(
+            update_fields=[
+                "last_chunk_at",
+                "status",
+                "closed_by",
+                "ended_at",
+                "next_seq",
+                "end_sample",
+                "stored_samples",
+                "stream_pending",
+            ]
+        )
+        Device.objects.filter(pk=device.pk).update(
+            last_seen_at=now, battery_pct=chunk.battery_pct, lead_off=chunk.lead_off
+        )
+        if stored:
+            recording_id = recording.pk
+            transaction.on_commit(lambda: schedule_analysis(recording_id))
+    return Ack(
+        recording=recording.pk,
+        seq=chunk.seq,
+        stored=stored,
+        next_seq=recording.next_seq,
+        end_sample=recording.end_sample,
+        missing_samples=recording.end_sample - recording.stored_samples,
+    )
+
+
+def check_fs_hz(fs_hz: float) -> None:
+    if not MIN_FS_HZ <= fs_hz <= MAX_FS_HZ:
+        raise IngestError(
+            f"fs_hz {fs_hz:g} is outside {MIN_FS_HZ:g}-{MAX_FS_HZ:g} Hz, the rates the "
+            "analysis accepts",
+            400,
+        )
+
+
+def _recording_for(device: Device, chunk: Chunk, now) -> Recording:
+    """The recording the chunk belongs to, opened if this is its session's first chunk."""
+    live_or_closed = Recording.objects.select_for_update()
+    if chunk.recording_id is not None:
+        recording = live_or_closed.filter(pk=chunk.recording_id).first()
+        if recording is None:
+            raise IngestError(f"recording {chunk.recording_id} does not exist", 404)
+        if recording.device_id != device.pk:
+            raise IngestError(
+                f"recording {chunk.recording_id} belongs to another device; a device can write "
+                "only its own recordings",
+                403,
+            )
+    elif chunk.session:
+        recording = live_or_closed.filter(device=device, session=chunk.session).first()
+    else:
+        recording = (
+            live_or_closed.filter(device=device, status=Recording.Status.LIVE)
+            .order_by("-started_at", "-pk")
+            .first()
+        )
+    if recording is not None:
+        if recording.closed_by == Recording.ClosedBy.DEVICE:
+            raise IngestError(
+                f"recording {recording.pk} was closed by the device; start a new session",
+                409,
+            )
+        if recording.patient_id != device.patient_id:
+            raise IngestError(
+                f"recording {recording.pk} belongs to another patient than the device's "
+                "current one; start a new session",
+                409,
+            )
+        return recording
+    return open_recording(device, chunk, now)
+
+
+def open_recording(device: Device, chunk: Chunk, now=None) -> Recording:
+    """Open the recording of a new session, closing the device's other live recordings.
+
+    Call inside a transaction that holds the device's row lock.
+    """
+    now = now or timezone.now()
+    for previous in Recording.objects.filter(device=device, status=Recording.Status.LIVE):
+        close_recording(previous, Recording.ClosedBy.SERVER, now)
+    return Recording.objects.create(
+        patient_id=device.patient_id,
+        device=device,
+        source=Recording.Source.DEVICE,
+        source_name=device.serial,
+        session=chunk.session,
+        sampling_rate_hz=chunk.fs_hz,
+        gain_adc_per_mv=chunk.gain_adc_per_mv,
+        baseline_adc=chunk.baseline_adc,
+        n_channels=chunk.n_channels,
+        lead_names=_lead_names(chunk.n_channels),
+        status=Recording.Status.LIVE,
+        started_at=now,
+    )
+
+
+def _lead_names(n_channels: int) -> list[str]:
+    # The BioAmp Heart Candy is one lead, placed as lead II by the firmware's README; devices
+    # with more channels name them in a later protocol version.
+    return ["II"] if n_channels == 1 else [f"ch{i + 1}" for i in range(n_channels)]
+
+
+def close_recording(recording: Recording, closed_by: str, now=None) -> None:
+    """Close a live recording and ask for the analysis to finish it."""
+    if recording.status == Recording.Status.CLOSED:
+        return
+    recording.status = Recording.Status.CLOSED
+    recording.closed_by = closed_by
+    recording.ended_at = now or timezone.now()
+    recording.stream_pending = True
+    recording.save(update_fields=["status", "closed_by", "ended_at", "stream_pending"])
+    recording_id = recording.pk
+    transaction.on_commit(lambda: schedule_analysis(recording_id))
+
+
+def schedule_analysis(recording_id: int) -> None:
+    """After the commit: queue the streaming analysis (coalesced; never raises)."""
+    from monitoring.streaming import request_analysis  # imports the models: load it late
+
+    request_analysis(recording_id)
+
+
+def close_silent_recordings(now=None) -> list[int]:
+    """Close live device recordings without a chunk for ``DEVICE_SILENCE_CLOSE_S`` seconds."""
+    now = now or timezone.now()
+    limit = now - timedelta(seconds=settings.DEVICE_SILENCE_CLOSE_S)
+    closed = []
+    with transaction.atomic():
+        silent = Recording.objects.select_for_update().filter(
+            source=Recording.Source.DEVICE,
+            status=Recording.Status.LIVE,
+            last_chunk_at__lt=limit,
+        )
+        for recording in silent:
+            close_recording(recording, Recording.ClosedBy.SILENCE, now)
+            closed.append(recording.pk)
+    return closed
+
+
+def check_agrees(recording: Recording, chunk: Chunk) -> None:
+    problems = []
+    if abs(recording.sampling_rate_hz - chunk.fs_hz) > FS_TOLERANCE_HZ:
+        problems.append(
+            f"fs_hz {chunk.fs_hz:g} contradicts the recording's {recording.sampling_rate_hz:g} Hz"
+        )
+    gain = recording.gain_adc_per_mv
+    if abs(gain - chunk.gain_adc_per_mv) > GAIN_RELATIVE_TOLERANCE * gain:
+        problems.append(
+            f"gain_adc_per_mv {chunk.gain_adc_per_mv:g} contradicts the recording's {gain:g}"
+        )
+    if recording.n_channels != chunk.n_channels:
+        problems.append(
+            f"n_channels {chunk.n_channels} contradicts the recording's {recording.n_channels}"
+        )
+    if recording.baseline_adc != chunk.baseline_adc:
+        problems.append(
+            f"baseline_adc {chunk.baseline_adc} contradicts the recording's "
+            f"{recording.baseline_adc}"
+        )
+    if problems:
+        raise IngestError(
+            f"recording {recording.pk}: " + "; ".join(problems) + " (start a new session to "
+            "change the signal format)",
+            400,
+        )
+
+
+def _store(recording: Recording, chunk: Chunk) -> bool:
+    """Store a new chunk (True) or recognise a re-sent one (False); 409 for a conflict."""
+    data = encode_int16(chunk.samples)
+    existing = recording.chunks.filter(seq=chunk.seq).first()
+    if existing is not None:
+        if existing.first_sample == chunk.first_sample and bytes(existing.data) == data:
+            return False
+        raise IngestError(
+            f"seq {chunk.seq} of recording {recording.pk} was stored with other samples "
+            f"(first_sample {existing.first_sample}, {existing.n_samples} frames); a sequence "
+            "number names one chunk",
+            409,
+        )
+    # Device chunks are at most MAX_CHUNK_FRAMES long, so only chunks starting that close
+    # before this one can reach into it.
+    neighbours = recording.chunks.filter(
+        first_sample__lt=chunk.end_sample,
+        first_sample__gt=chunk.first_sample - MAX_CHUNK_FRAMES,
+    ).only("seq", "first_sample", "n_samples")
+    for other in neighbours:
+        if other.end_sample > chunk.first_sample:
+            raise IngestError(
+                f"samples {chunk.first_sample}-{chunk.end_sample - 1} overlap chunk {other.seq} "
+                f"(samples {other.first_sample}-{other.end_sample - 1}) of recording "
+                f"{recording.pk}",
+                409,
+            )
+    SampleChunk.objects.create(
+        recording=recording,
+        seq=chunk.seq,
+        first_sample=chunk.first_sample,
+        n_samples=chunk.n_frames,
+        data=data,
+    )
+    recording.stored_samples += chunk.n_frames
+    recording.end_sample = max(recording.end_sample, chunk.end_sample)
+    if chunk.seq == recording.next_seq:
+        next_seq = chunk.seq + 1
+        # chunks that arrived early fill in behind it
+        later = recording.chunks.filter(seq__gt=chunk.seq).order_by("seq")
+        for seq in later.values_list("seq", flat=True).iterator():
+            if seq != next_seq:
+                break
+            next_seq += 1
+        recording.next_seq = next_seq
+    return True

@@ -1,0 +1,404 @@
+"""Device protocol v1 ingest: chunks stored once, acknowledged, and every bad chunk refused.
+
+Each refusal also checks that nothing was stored (no chunk, no recording opened).
+"""
+
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from monitoring.ingest import close_silent_recordings
+from monitoring.models import Device, Recording, SampleChunk
+from monitoring.protocol import (
+    BINARY_CONTENT_TYPE,
+    MAX_BODY_BYTES,
+    MAX_CHUNK_FRAMES,
+    Chunk,
+    encode_binary_chunk,
+    encode_json_chunk,
+)
+from monitoring.recordings import summarize
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/device/v1/chunks/"
+
+
+@pytest.fixture
+def client(device_token):
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Device {device_token}")
+    return api
+
+
+def make_chunk(seq=0, first_sample=None, n=250, session="a1b2c3d4", rng=None, **fields):
+    rng = rng or np.random.default_rng(seq)
+    n_channels = fields.pop("n_channels", 1)
+    samples = rng.integers(-2000, 2000, size=(n, n_channels)).astype(np.int16)
+    return Chunk(
+        seq=seq,
+        first_sample=seq * n if first_sample is None else first_sample,
+        fs_hz=fields.pop("fs_hz", 250.0),
+        gain_adc_per_mv=fields.pop("gain_adc_per_mv", 200.0),
+        n_channels=n_channels,
+        samples=samples,
+        session=session,
+        **fields,
+    )
+
+
+def post_json(client, chunk=None, body=None, **extra):
+    data = body if body is not None else encode_json_chunk(chunk)
+    return client.post(URL, data=data, content_type="application/json", **extra)
+
+
+def post_binary(client, chunk=None, body=None):
+    data = body if body is not None else encode_binary_chunk(chunk)
+    return client.post(URL, data=data, content_type=BINARY_CONTENT_TYPE)
+
+
+def json_body(**fields):
+    base = {
+        "session": "s1",
+        "seq": 0,
+        "first_sample": 0,
+        "fs_hz": 250,
+        "gain_adc_per_mv": 200,
+        "samples": [1, 2, 3],
+    }
+    base.update(fields)
+    return json.dumps({k: v for k, v in base.items() if v is not ...}).encode()
+
+
+def assert_nothing_stored():
+    assert SampleChunk.objects.count() == 0
+    assert Recording.objects.count() == 0
+
+
+# --- Accepted chunks --------------------------------------------------------------------
+
+
+def test_first_chunk_opens_a_recording_and_is_acknowledged(client, device, patient):
+    chunk = make_chunk(seq=0, battery_pct=81, lead_off=True, baseline_adc=12)
+    response = post_json(client, chunk)
+
+    assert response.status_code == 201, response.content
+    recording = Recording.objects.get()
+    assert response.json() == {
+        "recording": recording.pk,
+        "seq": 0,
+        "stored": True,
+        "next_seq": 1,
+        "end_sample": 250,
+        "missing_samples": 0,
+    }
+    assert recording.patient == patient and recording.device == device
+    assert recording.session == "a1b2c3d4"
+    assert recording.sampling_rate_hz == 250.0 and recording.gain_adc_per_mv == 200.0
+    assert recording.baseline_adc == 12 and recording.status == Recording.Status.LIVE
+    stored = SampleChunk.objects.get()
+    np.testing.assert_array_equal(stored.samples(), chunk.samples)
+    device.refresh_from_db()
+    assert device.last_seen_at is not None
+    assert device.battery_pct == 81 and device.lead_off is True
+
+
+def test_binary_and_json_chunks_store_the_same_samples(client):
+    chunks = [make_chunk(seq=i, n_channels=3) for i in range(4)]
+    for chunk in chunks:
+        post = post_binary if chunk.seq % 2 else post_json
+        assert post(client, chunk).status_code == 201
+    recording = Recording.objects.get()
+    assert recording.n_channels == 3 and len(recording.lead_names) == 3
+    stored = np.concatenate([c.samples() for c in recording.chunks.order_by("first_sample")])
+    np.testing.assert_array_equal(stored, np.concatenate([c.samples for c in chunks]))
+
+
+def test_a_resent_chunk_is_stored_once_and_acknowledged_again(client):
+    chunk = make_chunk(seq=0)
+    first = post_binary(client, chunk)
+    again = post_binary(client, chunk)
+    also_json = post_json(client, chunk)
+
+    assert first.status_code == 201
+    assert again.status_code == 200 and also_json.status_code == 200
+    assert again.json()["stored"] is False and again.json()["next_seq"] == 1
+    assert SampleChunk.objects.count() == 1
+
+
+def test_chunks_out_of_order_fill_in_and_next_seq_names_the_lowest_missing(client):
+    acks = {}
+    for seq in (0, 2, 3, 1, 5):
+        response = post_json(client, make_chunk(seq=seq))
+        assert response.status_code == 201
+        acks[seq] = response.json()
+    assert acks[2]["next_seq"] == 1 and acks[3]["next_seq"] == 1
+    assert acks[3]["missing_samples"] == 250  # chunk 1 not there yet
+    assert acks[1]["next_seq"] == 4 and acks[1]["missing_samples"] == 0
+    assert acks[5]["next_seq"] == 4 and acks[5]["missing_samples"] == 250
+    summary = summarize(Recording.objects.get())
+    assert summary["missing_samples"] == 250  # chunk 4 never came: a gap, not invented
+    assert summary["n_samples"] == 5 * 250
+
+
+def test_a_new_session_opens_a_new_recording_and_closes_the_old(client):
+    post_json(client, make_chunk(seq=0, session="00000001"))
+    post_json(client, make_chunk(seq=0, session="00000002"))
+    old, new = Recording.objects.order_by("pk")
+    assert old.status == Recording.Status.CLOSED and old.closed_by == "server"
+    assert new.status == Recording.Status.LIVE and new.session == "00000002"
+
+
+def test_a_chunk_without_session_goes_to_the_live_recording(client):
+    post_json(client, make_chunk(seq=0, session="abc"))
+    response = post_json(client, make_chunk(seq=1, session=""))
+    assert response.status_code == 201
+    assert Recording.objects.count() == 1 and SampleChunk.objects.count() == 2
+
+
+def test_explicit_open_then_chunks_naming_the_recording(client):
+    response = client.post(
+        "/api/device/v1/recordings/open/",
+        data={"session": "explicit", "fs_hz": 500, "gain_adc_per_mv": 100},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    recording_id = response.json()["recording"]
+    chunk = make_chunk(seq=0, session="", fs_hz=500.0, gain_adc_per_mv=100.0)
+    chunk.recording_id = recording_id
+    assert post_json(client, chunk).status_code == 201
+    assert Recording.objects.get().chunks.count() == 1
+
+
+def test_close_on_request_then_a_late_chunk_is_refused(client):
+    post_json(client, make_chunk(seq=0, session="closing"))
+    response = client.post(
+        "/api/device/v1/recordings/close/", data={"session": "closing"}, format="json"
+    )
+    assert response.status_code == 200 and response.json()["status"] == "closed"
+    again = client.post(
+        "/api/device/v1/recordings/close/", data={"session": "closing"}, format="json"
+    )
+    assert again.status_code == 200
+
+    late = post_json(client, make_chunk(seq=1, session="closing"))
+    assert late.status_code == 409
+    assert "closed by the device" in late.json()["detail"]
+    assert SampleChunk.objects.count() == 1
+
+
+def test_silence_closes_a_recording_and_a_late_chunk_reopens_it(client, settings):
+    settings.DEVICE_SILENCE_CLOSE_S = 0.0
+    post_json(client, make_chunk(seq=0))
+    recording = Recording.objects.get()
+    assert close_silent_recordings() == [recording.pk]
+    recording.refresh_from_db()
+    assert recording.status == Recording.Status.CLOSED and recording.closed_by == "silence"
+
+    assert post_json(client, make_chunk(seq=1)).status_code == 201
+    recording.refresh_from_db()
+    assert recording.status == Recording.Status.LIVE and recording.chunks.count() == 2
+
+
+# --- Authentication and ownership -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "Device csd_not-a-real-token", "Device", "Bearer abc"],
+    ids=["none", "unknown", "empty", "other-scheme"],
+)
+def test_unknown_or_missing_credentials_answer_401(device, header):
+    api = APIClient()
+    if header:
+        api.credentials(HTTP_AUTHORIZATION=header)
+    response = post_json(api, make_chunk())
+    assert response.status_code == 401
+    assert_nothing_stored()
+
+
+def test_a_revoked_device_answers_401(client, device):
+    Device.objects.filter(pk=device.pk).update(is_active=False)
+    assert post_json(client, make_chunk()).status_code == 401
+    assert_nothing_stored()
+
+
+def test_a_user_token_cannot_post_chunks(clinician, device):
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=clinician).key}")
+    assert post_json(api, make_chunk()).status_code in (401, 403)
+    assert_nothing_stored()
+
+
+def test_a_chunk_for_another_devices_recording_answers_403(client, other_patient):
+    other = Device.objects.create(serial="DEV-OTHER", patient=other_patient)
+    foreign = Recording.objects.create(
+        patient=other_patient,
+        device=other,
+        sampling_rate_hz=250,
+        gain_adc_per_mv=200,
+        lead_names=["II"],
+    )
+    chunk = make_chunk()
+    chunk.recording_id = foreign.pk
+    response = post_json(client, chunk)
+    assert response.status_code == 403
+    assert "another device" in response.json()["detail"]
+    assert SampleChunk.objects.count() == 0
+    closing = client.post(
+        "/api/device/v1/recordings/close/", data={"recording": foreign.pk}, format="json"
+    )
+    assert closing.status_code == 403
+    foreign.refresh_from_db()
+    assert foreign.status == Recording.Status.LIVE
+
+
+def test_a_device_without_a_patient_answers_403(client, device):
+    Device.objects.filter(pk=device.pk).update(patient=None)
+    response = post_json(client, make_chunk())
+    assert response.status_code == 403 and "not assigned" in response.json()["detail"]
+    assert_nothing_stored()
+
+
+# --- Chunks that contradict their recording ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"fs_hz": 360.0}, "fs_hz 360 contradicts"),
+        ({"gain_adc_per_mv": 400.0}, "gain_adc_per_mv 400 contradicts"),
+        ({"n_channels": 2}, "n_channels 2 contradicts"),
+        ({"baseline_adc": 100}, "baseline_adc 100 contradicts"),
+    ],
+)
+def test_a_chunk_contradicting_its_recording_answers_400(client, change, words):
+    assert post_json(client, make_chunk(seq=0)).status_code == 201
+    response = post_json(client, make_chunk(seq=1, **change))
+    assert response.status_code == 400
+    assert words in response.json()["detail"]
+    assert SampleChunk.objects.count() == 1
+
+
+def test_same_seq_with_other_samples_answers_409(client):
+    assert post_json(client, make_chunk(seq=0, rng=np.random.default_rng(1))).status_code == 201
+    response = post_json(client, make_chunk(seq=0, rng=np.random.default_rng(2)))
+    assert response.status_code == 409 and "other samples" in response.json()["detail"]
+    assert SampleChunk.objects.count() == 1
+
+
+def test_overlapping_samples_under_another_seq_answer_409(client):
+    assert post_json(client, make_chunk(seq=0, first_sample=0)).status_code == 201
+    response = post_json(client, make_chunk(seq=1, first_sample=100))
+    assert response.status_code == 409 and "overlap" in response.json()["detail"]
+    assert SampleChunk.objects.count() == 1
+
+
+# --- Malformed bodies -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        (b"{not json", 400, "malformed JSON"),
+        (b"[1, 2, 3]", 400, "JSON object"),
+        (json_body(samples=[]), 400, "samples is empty"),
+        (json_body(samples=[1, 2.5]), 400, "samples[1] must be an integer"),
+        (json_body(samples=[1, "2"]), 400, "samples[1] must be an integer"),
+        (json_body(samples=[1, True]), 400, "samples[1] must be an integer"),
+        (json_body(samples=[40000]), 400, "outside the int16 range"),
+        (
+            b'{"seq": 0, "first_sample": 0, "fs_hz": 250, "gain_adc_per_mv": 200, '
+            b'"samples": [1, NaN]}',
+            400,
+            "NaN",
+        ),
+        (json_body(samples=[1, 2, 3], n_channels=2), 400, "whole number of 2-channel"),
+        (json_body(seq=-1), 400, "seq must be"),
+        (json_body(seq=...), 400, "seq is required"),
+        (json_body(fs_hz="250"), 400, "fs_hz must be a number"),
+        (json_body(fs_hz=50), 400, "outside 100-2000 Hz"),
+        (json_body(gain_adc_per_mv=0), 400, "gain_adc_per_mv must be a positive"),
+        (json_body(n_channels=17), 400, "n_channels must be between"),
+        (json_body(battery_pct=120), 400, "battery_pct must be 0-100"),
+        (json_body(extra=1), 400, "unknown field(s): extra"),
+        (json_body(version=2), 400, "version 2 is not supported"),
+        (json_body(samples=[0] * (MAX_CHUNK_FRAMES + 1)), 413, "at most 5000"),
+    ],
+    ids=lambda value: str(value)[:30],
+)
+def test_malformed_json_chunks_are_refused_with_the_reason(client, body, status, words):
+    response = post_json(client, body=body)
+    assert response.status_code == status, response.content
+    assert words in response.json()["detail"]
+    assert_nothing_stored()
+
+
+def test_an_oversized_body_answers_413_before_it_is_parsed(client):
+    response = post_json(client, body=b" " * (MAX_BODY_BYTES + 1))
+    assert response.status_code == 413
+    assert_nothing_stored()
+
+
+def test_an_unknown_content_type_answers_415(client):
+    response = client.post(URL, data=b"1,2,3", content_type="text/csv")
+    assert response.status_code == 415 and "unsupported content type" in response.json()["detail"]
+    assert_nothing_stored()
+
+
+def _corrupt(body: bytes, offset: int, value: bytes, fix_crc: bool = True) -> bytes:
+    changed = body[:offset] + value + body[offset + len(value) :]
+    if fix_crc:
+        changed = changed[:-4] + struct.pack("<I", zlib.crc32(changed[:-4]))
+    return changed
+
+
+@pytest.mark.parametrize(
+    ("mutate", "words"),
+    [
+        (lambda b: _corrupt(b, 40, b"\x00\x7f", fix_crc=False), "CRC-32 mismatch"),
+        (lambda b: _corrupt(b, 0, b"XXXX"), "must start with"),
+        (lambda b: _corrupt(b, 4, b"\x02"), "version 2"),
+        (lambda b: _corrupt(b, 36, struct.pack("<H", 300)), "header says 300 frames"),
+        (lambda b: b[:20], "shorter than"),
+        (lambda b: _corrupt(b, 24, struct.pack("<f", float("nan"))), "fs_hz must be"),
+    ],
+    ids=["crc", "magic", "version", "length", "truncated", "nan-rate"],
+)
+def test_corrupt_binary_chunks_are_refused_with_the_reason(client, mutate, words):
+    response = post_binary(client, body=mutate(encode_binary_chunk(make_chunk())))
+    assert response.status_code == 400, response.content
+    assert words in response.json()["detail"]
+    assert_nothing_stored()
+
+
+# --- Throttling -------------------------------------------------------------------------
+
+
+def test_a_device_posting_too_fast_is_throttled(client, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.DEVICE_THROTTLE_RATE = "3/min"
+    codes = [post_json(client, make_chunk(seq=i)).status_code for i in range(5)]
+    assert codes == [201, 201, 201, 429, 429]
+    cache.clear()
+
+
+def test_the_schema_documents_the_device_endpoints(staff_user):
+    api = APIClient()
+    api.force_authenticate(staff_user)
+    schema = api.get(reverse("api-schema"), HTTP_ACCEPT="application/json").json()
+    paths = schema["paths"]
+    chunk = paths["/api/device/v1/chunks/"]["post"]
+    assert set(chunk["requestBody"]["content"]) == {"application/json", BINARY_CONTENT_TYPE}
+    assert {"201", "200", "400", "401", "403", "409", "413", "415", "429"} <= set(
+        chunk["responses"]
+    )
+    assert "/api/device/v1/recordings/close/" in paths
