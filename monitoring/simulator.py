@@ -1,0 +1,757 @@
+"""Virtual ECG devices speaking protocol v1 over HTTP: for the demo, the tests and the benchmark.
+
+Each virtual device behaves like the ESP32 firmware (``firmware/``): it samples a signal at
+its declared rate, cuts it into chunks of ``chunk_s`` seconds, keeps every chunk in a retry
+queue until the server acknowledges it, and posts one request at a time
+(``docs/device-protocol.md``). The signal is a MIT-BIH record or excerpt (``mitdb:208``,
+``mitdb:208@600`` from second 600) resampled to the device's rate, or a synthetic rhythm of
+``inference.synthetic`` (``normal``, ``pvc``, ``af``, ``vt-run``, ...). Millivolts become ADC
+units as the firmware's front end makes them: ``round(mv * gain + baseline)``, clipped to int16.
+
+Faults are injected on the device's side, so that the server sees what a bad link does:
+
+- ``drop``: a post fails (half of the time the request is lost on the way, half of the time
+  the server stores it and the answer is lost); the chunk stays queued and is resent after
+  ``retry_s``, so the server still gets it (and answers a resend of a stored chunk 200).
+- ``duplicate``: an acknowledged chunk is posted once more.
+- ``reorder``: a chunk is held back for 1.5 chunk periods, so a later one arrives first.
+- ``lose``: a chunk is lost for good before it is sent (a buffer overflow): the server shows a gap.
+- ``disconnect EVERY_S:FOR_S``: every EVERY_S seconds the link is down for FOR_S seconds; the
+  queue fills and is drained after reconnecting.
+
+Times that belong to the device (chunk length, duration, retry wait, disconnects) are seconds
+of signal, so ``speed`` scales them all; HTTP round trips are wall-clock times.
+
+The HTTP client is aiohttp: one event loop drives hundreds of devices (the benchmark's 200 at
+real time) without a thread per device.
+"""
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+from inference import synthetic
+from inference.datasets import data_dir
+from inference.datasets.mitdb import load_record
+from inference.signal import resample
+from monitoring.protocol import (
+    BINARY_CONTENT_TYPE,
+    JSON_CONTENT_TYPE,
+    MAX_CHUNK_FRAMES,
+    Chunk,
+    encode_binary_chunk,
+    encode_json_chunk,
+)
+from monitoring.samples import INT16_MAX, INT16_MIN
+
+CHUNKS_PATH = "/api/device/v1/chunks/"
+CLOSE_PATH = "/api/device/v1/recordings/close/"
+
+DEFAULT_FS_HZ = 250.0  # the ESP32 firmware's rate
+DEFAULT_GAIN_ADC_PER_MV = 200.0  # the demo devices' declared gain
+FORMATS = ("json", "binary")
+
+# Synthetic sources: name -> arguments of inference.synthetic.generate. Event counts that
+# depend on the length ("per_min") are scaled to the generated strip.
+SYNTHETIC_SOURCES = {
+    "normal": {"rhythm": "NSR"},
+    "pvc": {"rhythm": "NSR", "pvc_per_min": 6.0},
+    "pac": {"rhythm": "NSR", "pac_per_min": 6.0},
+    "af": {"rhythm": "AFIB"},
+    "vt-run": {"rhythm": "NSR", "vt_runs_per_min": 1.0},
+    "vt": {"rhythm": "VT"},
+    "pause": {"rhythm": "NSR", "pauses_per_min": 1.0},
+    "brady": {"rhythm": "SBR"},
+    "tachy": {"rhythm": "STACH"},
+}
+# A synthetic strip is generated up to this length and then replayed in a loop: ten minutes
+# is enough variety for a demo and costs well under a second per device to generate.
+SYNTHETIC_MAX_S = 600.0
+# Statuses after which a chunk is refused for good: resending it cannot help (a device bug).
+REFUSED_STATUSES = {400, 409, 413, 415}
+# Statuses after which the device stops: its token or its patient assignment is wrong.
+FATAL_STATUSES = {401, 403}
+MAX_BACKOFF_S = 30.0
+
+
+# --- Signals ------------------------------------------------------------------------------
+
+
+def to_adc(signal_mv: np.ndarray, gain_adc_per_mv: float, baseline_adc: int = 0) -> np.ndarray:
+    """ADC units as the front end makes them: ``round(mv * gain + baseline)``, clipped to int16."""
+    adc = np.round(np.asarray(signal_mv, dtype=np.float64) * gain_adc_per_mv + baseline_adc)
+    return np.clip(adc, INT16_MIN, INT16_MAX).astype(np.int16)
+
+
+def source_names() -> list[str]:
+    return ["mitdb:RECORD", "mitdb:RECORD@START_S", *SYNTHETIC_SOURCES]
+
+
+def load_source(
+    spec: str,
+    fs_hz: float,
+    duration_s: float | None = None,
+    data: str | Path | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """The signal (mV, 1-D, at ``fs_hz``) a device replays, from a source spec.
+
+    ``mitdb:208`` is record 208's first lead (MLII in 45 of the 48 records) from its start,
+    ``mitdb:208@600`` from second 600; ``data`` is the folder holding ``mitdb/`` (default
+    ``$CARDIOSPIKE_DATA_DIR`` or ../shared/data). A synthetic name (``normal``, ``pvc``, ``af``,
+    ``vt-run``, ...) generates ``duration_s`` seconds (at most ten minutes, then replayed) with
+    modest ambulatory noise; ``seed`` makes devices with the same source differ.
+    Raises ``ValueError`` for an unknown spec and ``FileNotFoundError`` for missing data.
+    """
+    if spec.startswith("mitdb:"):
+        record, _, start = spec.removeprefix("mitdb:").partition("@")
+        try:
+            start_s = float(start) if start else 0.0
+        except ValueError:
+            raise ValueError(f"source {spec!r}: the start after @ must be seconds") from None
+        if not record or start_s < 0:
+            raise ValueError(f"source {spec!r}: write mitdb:RECORD or mitdb:RECORD@START_S")
+        return _mitdb_excerpt(record, start_s, fs_hz, data)
+    if spec not in SYNTHETIC_SOURCES:
+        raise ValueError(f"unknown source {spec!r}; use one of {', '.join(source_names())}")
+    length_s = min(duration_s or SYNTHETIC_MAX_S, SYNTHETIC_MAX_S)
+    length_s = max(length_s, 10.0)  # room for the events a kind promises
+    arguments = dict(SYNTHETIC_SOURCES[spec])
+    minutes = length_s / 60.0
+    if "vt_runs_per_min" in arguments:
+        arguments["vt_runs"] = max(1, round(arguments.pop("vt_runs_per_min") * minutes))
+    if "pauses_per_min" in arguments:
+        arguments["pauses"] = max(1, round(arguments.pop("pauses_per_min") * minutes))
+    strip = synthetic.generate(
+        length_s, fs=fs_hz, noise=synthetic.NoiseConfig.realistic(), seed=seed, **arguments
+    )
+    return strip.signal_mv
+
+
+def _mitdb_excerpt(record: str, start_s: float, fs_hz: float, data: str | Path | None):
+    folder = data_dir(data) / "mitdb"
+    try:
+        loaded = load_record(folder, record, lead="MLII")
+    except ValueError:
+        # records 102 and 104 have no MLII; their first lead (V5) is what the monitor showed
+        import wfdb
+
+        header = wfdb.rdheader(str(folder / record))
+        loaded = load_record(folder, record, lead=header.sig_name[0])
+    first = round(start_s * loaded.fs)
+    if first >= len(loaded.signal_mv) - loaded.fs:
+        raise ValueError(
+            f"mitdb:{record} is {len(loaded.signal_mv) / loaded.fs:.0f} s long; "
+            f"start {start_s:g} s leaves less than a second"
+        )
+    return resample(loaded.signal_mv[first:], loaded.fs, fs_hz)
+
+
+# --- Configuration and results ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """One virtual device: its name (the serial), token and front end."""
+
+    name: str
+    token: str
+    fs_hz: float = DEFAULT_FS_HZ
+    gain_adc_per_mv: float = DEFAULT_GAIN_ADC_PER_MV
+    baseline_adc: int = 0
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Fault probabilities per chunk (0-1) and the link's disconnect schedule (device s)."""
+
+    drop: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    lose: float = 0.0
+    disconnect_every_s: float = 0.0
+    disconnect_for_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("drop", "duplicate", "reorder", "lose"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"--{name} must be a probability between 0 and 1, got {value}")
+        if self.drop == 1.0:
+            raise ValueError("--drop 1 would never deliver a chunk; use a probability below 1")
+        if self.disconnect_every_s and not 0 < self.disconnect_for_s < self.disconnect_every_s:
+            raise ValueError("--disconnect EVERY_S:FOR_S needs 0 < FOR_S < EVERY_S")
+
+    @staticmethod
+    def parse_disconnect(text: str) -> tuple[float, float]:
+        """``"30:5"`` -> (30.0, 5.0): down for 5 s every 30 s."""
+        every, sep, down = text.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            return float(every), float(down)
+        except ValueError:
+            raise ValueError(
+                f"--disconnect wants EVERY_S:FOR_S (e.g. 30:5), got {text!r}"
+            ) from None
+
+    def link_down(self, device_s: float) -> float:
+        """Seconds (device time) until the link is up again at ``device_s``; 0 when it is up.
+
+        The link is down during [k * every, k * every + for) for k >= 1.
+        """
+        if not self.disconnect_every_s or device_s < self.disconnect_every_s:
+            return 0.0
+        into = device_s % self.disconnect_every_s
+        return self.disconnect_for_s - into if into < self.disconnect_for_s else 0.0
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """How the devices run: server, pace, chunking, body format, faults and ending."""
+
+    base_url: str
+    chunk_s: float = 1.0
+    speed: float = 1.0
+    duration_s: float | None = None  # seconds of signal per device; None: until stopped
+    body_format: str = "json"
+    faults: Faults = field(default_factory=Faults)
+    retry_s: float = 1.0  # device time before an unacknowledged chunk is resent
+    close: bool = True  # close each device's recording at the end
+    drain_timeout_s: float = 30.0  # wall time to deliver the queue after the signal ends
+    stagger: bool = True  # spread the devices' first chunks over one chunk period
+    keep_acks: bool = False  # keep one AckRecord per chunk (the benchmark's latency)
+    seed: int = 0
+    http_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.body_format not in FORMATS:
+            raise ValueError(
+                f"format must be one of {', '.join(FORMATS)}, got {self.body_format!r}"
+            )
+        if not self.speed > 0:
+            raise ValueError(f"speed must be positive, got {self.speed}")
+        if not self.chunk_s > 0:
+            raise ValueError(f"chunk length must be positive, got {self.chunk_s} s")
+        if self.duration_s is not None and not self.duration_s > 0:
+            raise ValueError(f"duration must be positive, got {self.duration_s} s")
+
+
+@dataclass
+class AckRecord:
+    """One acknowledged chunk: its samples and when (``time.time()``) the answer came."""
+
+    seq: int
+    first_sample: int
+    end_sample: int
+    acked_at: float
+    latency_s: float
+
+
+@dataclass
+class DeviceReport:
+    """What one device did. ``posts`` counts HTTP requests, ``retries`` resends of a chunk
+    after a failed attempt, ``errors`` failed attempts by HTTP status (or "connection",
+    "dropped" for injected faults)."""
+
+    name: str
+    session: str
+    recording: int | None = None
+    chunks_made: int = 0
+    chunks_acked: int = 0
+    chunks_lost: int = 0  # the "lose" fault: never sent
+    chunks_refused: int = 0  # 4xx that resending cannot fix
+    chunks_unsent: int = 0  # still queued when the run ended
+    posts: int = 0
+    retries: int = 0
+    duplicates_sent: int = 0
+    reordered: int = 0
+    samples_made: int = 0
+    samples_acked: int = 0
+    errors: Counter = field(default_factory=Counter)
+    latencies_s: list[float] = field(default_factory=list)
+    acks: list[AckRecord] = field(default_factory=list)
+    last_ack: dict = field(default_factory=dict)
+    closed: bool = False
+    stopped: str = ""  # why the device gave up early (401/403), else ""
+
+    def as_dict(self) -> dict:
+        latency = percentiles(self.latencies_s)
+        return {
+            "name": self.name,
+            "session": self.session,
+            "recording": self.recording,
+            "chunks_made": self.chunks_made,
+            "chunks_acked": self.chunks_acked,
+            "chunks_lost": self.chunks_lost,
+            "chunks_refused": self.chunks_refused,
+            "chunks_unsent": self.chunks_unsent,
+            "posts": self.posts,
+            "retries": self.retries,
+            "duplicates_sent": self.duplicates_sent,
+            "reordered": self.reordered,
+            "samples_made": self.samples_made,
+            "samples_acked": self.samples_acked,
+            "errors": dict(self.errors),
+            "latency_p50_ms": latency["p50_ms"],
+            "latency_p99_ms": latency["p99_ms"],
+            "last_ack": self.last_ack,
+            "closed": self.closed,
+            "stopped": self.stopped,
+        }
+
+
+def percentiles(values_s: list[float]) -> dict:
+    """p50 and p99 in milliseconds (None without values)."""
+    if not values_s:
+        return {"p50_ms": None, "p99_ms": None}
+    p50, p99 = np.percentile(np.asarray(values_s) * 1000.0, [50, 99])
+    return {"p50_ms": round(float(p50), 1), "p99_ms": round(float(p99), 1)}
+
+
+# --- One device ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Pending:
+    chunk: Chunk
+    body: bytes
+    not_before: float  # loop time
+    attempts: int = 0
+
+
+class VirtualDevice:
+    """One device: a producer that samples in (scaled) real time into a retry queue, and a
+    sender that posts the oldest sendable chunk, one request at a time, until acknowledged."""
+
+    def __init__(
+        self,
+        config: DeviceConfig,
+        samples_adc: np.ndarray,
+        simulation: SimulationConfig,
+        index: int = 0,
+        n_devices: int = 1,
+    ) -> None:
+        if samples_adc.ndim != 1 or len(samples_adc) == 0:
+            raise ValueError("a device replays a non-empty 1-D array of ADC samples")
+        self.config = config
+        self.samples_adc = samples_adc
+        self.sim = simulation
+        self.rng = np.random.default_rng([simulation.seed, index])
+        self.frames_per_chunk = round(simulation.chunk_s * config.fs_hz)
+        if not 1 <= self.frames_per_chunk <= MAX_CHUNK_FRAMES:
+            raise ValueError(
+                f"a {simulation.chunk_s} s chunk at {config.fs_hz} Hz is {self.frames_per_chunk}"
+                f" frames; the protocol allows 1 to {MAX_CHUNK_FRAMES}"
+            )
+        # seconds of wall time per chunk, and this device's phase within it
+        self.period_wall_s = self.frames_per_chunk / config.fs_hz / simulation.speed
+        self.offset_wall_s = self.period_wall_s * index / n_devices if simulation.stagger else 0.0
+        session = int(self.rng.integers(0, 2**32))
+        self.report = DeviceReport(name=config.name, session=f"{session:08x}")
+        self.pending: dict[int, _Pending] = {}
+        self.wake = asyncio.Event()
+        self.producing = True
+        self.drain_deadline: float | None = None
+        self.headers = {"Authorization": f"Device {config.token}"}
+        self.content_type = (
+            JSON_CONTENT_TYPE if simulation.body_format == "json" else BINARY_CONTENT_TYPE
+        )
+
+    @property
+    def total_frames(self) -> int | None:
+        if self.sim.duration_s is None:
+            return None
+        return round(self.sim.duration_s * self.config.fs_hz)
+
+    def device_seconds(self, loop_time: float) -> float:
+        return (loop_time - self.started) * self.sim.speed
+
+    def make_chunk(self, seq: int, first_sample: int, n_frames: int) -> Chunk:
+        positions = (first_sample + np.arange(n_frames)) % len(self.samples_adc)
+        elapsed_s = first_sample / self.config.fs_hz
+        return Chunk(
+            seq=seq,
+            first_sample=first_sample,
+            fs_hz=self.config.fs_hz,
+            gain_adc_per_mv=self.config.gain_adc_per_mv,
+            n_channels=1,
+            samples=self.samples_adc[positions].reshape(-1, 1),
+            session=self.report.session,
+            baseline_adc=self.config.baseline_adc,
+            # a battery that drains 1 % per ten minutes, for the dashboard's battery column
+            battery_pct=max(5, 100 - int(elapsed_s // 600)),
+        )
+
+    def encode(self, chunk: Chunk) -> bytes:
+        if self.sim.body_format == "json":
+            return encode_json_chunk(chunk)
+        return encode_binary_chunk(chunk)
+
+    async def run(self, http: aiohttp.ClientSession, stop: asyncio.Event) -> DeviceReport:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(self.offset_wall_s)
+        self.started = loop.time()
+        producer = asyncio.create_task(self.produce(stop))
+        try:
+            await self.send(http, stop)
+        finally:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+        self.report.chunks_unsent = len(self.pending)
+        if self.sim.close and self.report.recording is not None and not self.report.stopped:
+            await self.close_recording(http)
+        return self.report
+
+    async def produce(self, stop: asyncio.Event) -> None:
+        """Queue chunk k once its last sample has been 'sampled': at (k + 1) periods."""
+        loop = asyncio.get_running_loop()
+        seq, first_sample = 0, 0
+        total = self.total_frames
+        try:
+            while total is None or first_sample < total:
+                n_frames = self.frames_per_chunk
+                if total is not None:
+                    n_frames = min(n_frames, total - first_sample)
+                due = self.started + (first_sample + n_frames) / self.config.fs_hz / self.sim.speed
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(0.0, due - loop.time()))
+                if stop.is_set():
+                    break
+                chunk = self.make_chunk(seq, first_sample, n_frames)
+                self.report.chunks_made += 1
+                self.report.samples_made += n_frames
+                seq += 1
+                first_sample += n_frames
+                if self.rng.random() < self.sim.faults.lose:
+                    self.report.chunks_lost += 1
+                    continue
+                not_before = loop.time()
+                if self.rng.random() < self.sim.faults.reorder:
+                    not_before += 1.5 * self.period_wall_s
+                    self.report.reordered += 1
+                self.pending[chunk.seq] = _Pending(chunk, self.encode(chunk), not_before)
+                self.wake.set()
+        finally:
+            self.producing = False
+            # after the signal ends (or a stop), the queue gets a bounded time to drain
+            drain_s = (
+                self.sim.drain_timeout_s
+                if not stop.is_set()
+                else min(self.sim.drain_timeout_s, 5.0)
+            )
+            self.drain_deadline = loop.time() + drain_s
+            self.wake.set()
+
+    async def send(self, http: aiohttp.ClientSession, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            if not self.producing and (not self.pending or now >= self.drain_deadline):
+                return
+            down_s = self.sim.faults.link_down(self.device_seconds(now))
+            if down_s > 0:
+                await self._sleep_or_wake(down_s / self.sim.speed, wake_on_chunk=False)
+                continue
+            ready = [p for p in self.pending.values() if p.not_before <= now]
+            if not ready:
+                later = [p.not_before for p in self.pending.values()]
+                timeout = min(later) - now if later else None
+                if not self.producing:
+                    timeout = min(timeout or 1.0, max(0.0, self.drain_deadline - now))
+                await self._sleep_or_wake(timeout, wake_on_chunk=True)
+                continue
+            item = min(ready, key=lambda p: p.chunk.seq)
+            await self.attempt(http, item)
+            if self.report.stopped:
+                return
+
+    async def _sleep_or_wake(self, timeout_s: float | None, wake_on_chunk: bool) -> None:
+        if not wake_on_chunk:
+            await asyncio.sleep(timeout_s)
+            return
+        self.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout_s)
+
+    async def attempt(self, http: aiohttp.ClientSession, item: _Pending) -> None:
+        """One try at delivering a queued chunk, with the faults that may hit it."""
+        loop = asyncio.get_running_loop()
+        report = self.report
+        if item.attempts:
+            report.retries += 1
+        item.attempts += 1
+        retry_wall_s = self.sim.retry_s / self.sim.speed
+        if self.rng.random() < self.sim.faults.drop:
+            report.errors["dropped"] += 1
+            if self.rng.random() < 0.5:
+                # the answer is lost: the server stores the chunk, the device never hears
+                await self.post(http, CHUNKS_PATH, item.body, self.content_type)
+            item.not_before = loop.time() + retry_wall_s
+            return
+        status, answer, latency_s, retry_after_s = await self.post(
+            http, CHUNKS_PATH, item.body, self.content_type
+        )
+        if status in (200, 201):
+            self.acknowledged(item, answer, latency_s)
+            if self.rng.random() < self.sim.faults.duplicate:
+                report.duplicates_sent += 1
+                status, _, _, _ = await self.post(http, CHUNKS_PATH, item.body, self.content_type)
+                if status != 200:
+                    report.errors[str(status)] += 1
+            return
+        report.errors[str(status)] += 1
+        if status in FATAL_STATUSES:
+            report.stopped = f"{status}: {answer.get('detail', answer)}"
+            return
+        if status in REFUSED_STATUSES:
+            # a device bug, not a link problem: resending the same bytes cannot help
+            report.chunks_refused += 1
+            report.last_ack = {"refused_seq": item.chunk.seq, "status": status, **answer}
+            del self.pending[item.chunk.seq]
+            return
+        if status == 429 and retry_after_s is not None:
+            wait_s = retry_after_s
+        else:
+            wait_s = min(retry_wall_s * 2 ** min(item.attempts - 1, 6), MAX_BACKOFF_S)
+        item.not_before = loop.time() + wait_s
+
+    def acknowledged(self, item: _Pending, answer: dict, latency_s: float) -> None:
+        report = self.report
+        report.latencies_s.append(latency_s)
+        if self.pending.pop(item.chunk.seq, None) is None:
+            return
+        report.chunks_acked += 1
+        report.samples_acked += item.chunk.n_frames
+        report.recording = answer.get("recording", report.recording)
+        report.last_ack = answer
+        if self.sim.keep_acks:
+            report.acks.append(
+                AckRecord(
+                    seq=item.chunk.seq,
+                    first_sample=item.chunk.first_sample,
+                    end_sample=item.chunk.end_sample,
+                    acked_at=time.time(),
+                    latency_s=latency_s,
+                )
+            )
+
+    async def post(
+        self, http: aiohttp.ClientSession, path: str, body: bytes, content_type: str
+    ) -> tuple[int | str, dict, float, float | None]:
+        """POST and read the answer: (status or "connection", JSON body, seconds, Retry-After)."""
+        self.report.posts += 1
+        headers = {**self.headers, "Content-Type": content_type}
+        started = time.perf_counter()
+        try:
+            async with http.post(self.sim.base_url + path, data=body, headers=headers) as response:
+                text = await response.text()
+                latency_s = time.perf_counter() - started
+                try:
+                    answer = json.loads(text) if text else {}
+                except ValueError:
+                    answer = {"detail": text[:200]}
+                if not isinstance(answer, dict):
+                    answer = {"detail": answer}
+                retry_after = response.headers.get("Retry-After")
+                try:
+                    retry_after_s = float(retry_after) if retry_after else None
+                except ValueError:
+                    retry_after_s = None
+                return response.status, answer, latency_s, retry_after_s
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return "connection", {"detail": str(exc) or type(exc).__name__}, 0.0, None
+
+    async def close_recording(self, http: aiohttp.ClientSession) -> None:
+        body = json.dumps({"session": self.report.session}).encode()
+        status, answer, _, _ = await self.post(http, CLOSE_PATH, body, JSON_CONTENT_TYPE)
+        if status == 200:
+            self.report.closed = True
+        else:
+            self.report.errors[f"close {status}"] += 1
+
+
+# --- Many devices -------------------------------------------------------------------------
+
+
+async def simulate(
+    devices: list[DeviceConfig],
+    signals_adc: list[np.ndarray],
+    simulation: SimulationConfig,
+    stop: asyncio.Event | None = None,
+) -> list[DeviceReport]:
+    """Run the devices concurrently until their signal ends (or ``stop`` is set)."""
+    if len(devices) != len(signals_adc):
+        raise ValueError("one signal per device")
+    if not devices:
+        raise ValueError("no devices to simulate")
+    stop = stop or asyncio.Event()
+    virtual = [
+        VirtualDevice(config, samples, simulation, index, len(devices))
+        for index, (config, samples) in enumerate(zip(devices, signals_adc, strict=True))
+    ]
+    # One connection per device, as each real device holds its own; no limit, so a slow
+    # server shows as latency rather than as the client's queue.
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=simulation.http_timeout_s)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        return list(await asyncio.gather(*(device.run(http, stop) for device in virtual)))
+
+
+def prepare_signals(
+    devices: list[DeviceConfig],
+    sources: list[str],
+    duration_s: float | None = None,
+    data: str | Path | None = None,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """The ADC samples each device replays: device i takes ``sources[i % len(sources)]``,
+    synthetic sources with seed ``seed + i`` so that no two devices show the same strip."""
+    if not sources:
+        raise ValueError("give at least one source")
+    records: dict[tuple[str, float], np.ndarray] = {}  # a record is read once per rate
+    signals = []
+    for index, device in enumerate(devices):
+        spec = sources[index % len(sources)]
+        if spec.startswith("mitdb:"):
+            key = (spec, device.fs_hz)
+            if key not in records:
+                records[key] = load_source(spec, device.fs_hz, duration_s, data)
+            signal_mv = records[key]
+        else:
+            signal_mv = load_source(spec, device.fs_hz, duration_s, data, seed + index)
+        signals.append(to_adc(signal_mv, device.gain_adc_per_mv, device.baseline_adc))
+    return signals
+
+
+def run_simulation(
+    devices: list[DeviceConfig],
+    signals_adc: list[np.ndarray],
+    simulation: SimulationConfig,
+) -> list[DeviceReport]:
+    """``simulate`` in a fresh event loop; Ctrl-C or SIGTERM stops producing, delivers what
+    is queued (a few seconds at most), closes the recordings and returns the reports."""
+
+    async def main() -> list[DeviceReport]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, stop.set)
+        return await simulate(devices, signals_adc, simulation, stop)
+
+    return asyncio.run(main())
+
+
+def format_report(reports: list[DeviceReport], wall_s: float | None = None) -> str:
+    """A table, one line per device, and the totals."""
+    header = (
+        f"{'device':<16} {'rec':>5} {'made':>6} {'acked':>6} {'retried':>7} {'dup':>4} "
+        f"{'lost':>4} {'unsent':>6} {'samples acked':>13} {'p50 ms':>7} {'p99 ms':>7}  errors"
+    )
+    lines = [header, "-" * len(header)]
+    for report in reports:
+        latency = percentiles(report.latencies_s)
+        errors = ", ".join(f"{key}: {count}" for key, count in sorted(report.errors.items()))
+        if report.stopped:
+            errors = f"{errors}; stopped ({report.stopped})" if errors else report.stopped
+        lines.append(
+            f"{report.name[:16]:<16} {report.recording or '-':>5} {report.chunks_made:>6} "
+            f"{report.chunks_acked:>6} {report.retries:>7} {report.duplicates_sent:>4} "
+            f"{report.chunks_lost:>4} {report.chunks_unsent:>6} {report.samples_acked:>13} "
+            f"{_ms(latency['p50_ms']):>7} {_ms(latency['p99_ms']):>7}  {errors or '-'}"
+        )
+    all_latencies = [value for report in reports for value in report.latencies_s]
+    total = percentiles(all_latencies)
+    acked = sum(report.chunks_acked for report in reports)
+    summary = (
+        f"{len(reports)} devices: {sum(r.chunks_made for r in reports)} chunks made, {acked} "
+        f"acknowledged, {sum(r.retries for r in reports)} retried, "
+        f"{sum(r.samples_acked for r in reports)} of {sum(r.samples_made for r in reports)} "
+        f"samples acknowledged; round trip p50 {_ms(total['p50_ms'])} ms, "
+        f"p99 {_ms(total['p99_ms'])} ms"
+    )
+    if wall_s:
+        summary += f"; {acked / wall_s:.1f} chunks/s over {wall_s:.1f} s"
+    return "\n".join([*lines, summary])
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+# --- Devices from the database (the management command and the benchmark) ----------------
+
+SIM_PREFIX = "SIM-"
+
+
+def prepare_devices(count: int, use_demo: bool = True) -> list[DeviceConfig]:
+    """Devices to simulate, with fresh tokens: the demo devices of ``seed_demo`` first (when
+    ``use_demo`` and they exist, active and assigned), then simulated patients and devices
+    ``SIM-001``, ``SIM-002``, ... created as needed (or reused) to make up ``count``.
+
+    Issuing a token replaces the device's earlier one: a real device using these serials
+    would be locked out, which is why only demo and SIM devices are ever touched.
+    """
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+
+    from monitoring.demo import DEMO_CLINICIAN, DEMO_DEVICES
+    from monitoring.models import Device, Patient
+
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    chosen: list[Device] = []
+    with transaction.atomic():
+        if use_demo:
+            serials = [serial for serial, *_ in DEMO_DEVICES]
+            by_serial = Device.objects.filter(
+                serial__in=serials, is_active=True, patient__isnull=False
+            ).in_bulk(field_name="serial")
+            chosen = [by_serial[serial] for serial in serials if serial in by_serial][:count]
+        clinician = get_user_model().objects.filter(username=DEMO_CLINICIAN).first()
+        number = 0
+        while len(chosen) < count:
+            number += 1
+            code = f"{SIM_PREFIX}{number:03d}"
+            patient, created = Patient.objects.get_or_create(
+                mrn=code,
+                defaults={
+                    "name": f"Simulated Patient {number}",
+                    "ward": "Simulation",
+                    "bed": str(number),
+                    "notes": "Simulated patient (manage.py simulate_devices).",
+                },
+            )
+            if created and clinician is not None:
+                patient.clinicians.add(clinician)
+            device, _ = Device.objects.get_or_create(
+                serial=code,
+                defaults={
+                    "label": f"Simulated device {number}",
+                    "patient": patient,
+                    "sampling_rate_hz": DEFAULT_FS_HZ,
+                    "gain_adc_per_mv": DEFAULT_GAIN_ADC_PER_MV,
+                    "firmware_version": "simulator",
+                },
+            )
+            if device.is_active and device.patient_id is not None:
+                chosen.append(device)
+        return [
+            DeviceConfig(
+                name=device.serial,
+                token=device.issue_token(),
+                fs_hz=device.sampling_rate_hz,
+                gain_adc_per_mv=device.gain_adc_per_mv,
+            )
+            for device in chosen
+        ]
