@@ -1,0 +1,305 @@
+"""The device simulator: its signals and faults, and runs against the real ingest endpoint.
+
+The runs go through pytest-django's live server (a real HTTP server in this process, on the
+test database) with a few seconds of signal at high speed. Whatever faults the devices
+suffer, the server must end with every sample stored exactly once.
+"""
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from monitoring.demo import seed_demo
+from monitoring.models import Device, Patient, Recording
+from monitoring.recordings import summarize
+from monitoring.samples import decode_int16
+from monitoring.simulator import (
+    DeviceConfig,
+    Faults,
+    SimulationConfig,
+    load_source,
+    prepare_devices,
+    prepare_signals,
+    run_simulation,
+    to_adc,
+)
+from tests.inference.conftest import physionet_folder
+
+FS_HZ = 250.0
+GAIN = 200.0
+
+
+@pytest.fixture(autouse=True)
+def no_streaming_analysis(monkeypatch):
+    # These tests are about delivery and storage; the streaming analysis has its own tests,
+    # and running it eagerly inside the live server's requests would only slow them down.
+    monkeypatch.setattr("monitoring.ingest.schedule_analysis", lambda recording_id: None)
+
+
+@pytest.fixture(autouse=True)
+def sqlite_takes_the_write_lock_first(monkeypatch):
+    # The live server answers devices on concurrent threads. SQLite's default (deferred)
+    # transactions then deadlock when two of them read and both try to write: one fails at
+    # once with "database is locked" (its busy timeout does not apply) and answers 500.
+    # IMMEDIATE transactions wait for the lock instead. daphne serves one request at a time
+    # per process, so the quick start does not meet this; PostgreSQL never does.
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        options = connection.settings_dict["OPTIONS"]
+        monkeypatch.setitem(options, "transaction_mode", "IMMEDIATE")
+
+
+@pytest.fixture(scope="module")
+def mitdb():
+    return physionet_folder("mitdb", "100")
+
+
+@pytest.fixture
+def fast_devices(settings):
+    # At 40x real time a device posts 40 chunks a second: above the default per-device limit.
+    settings.DEVICE_THROTTLE_RATE = "100000/min"
+
+
+def stored_samples(recording: Recording) -> tuple[np.ndarray, np.ndarray]:
+    """(sample indices, values) of every stored sample, in index order."""
+    indices, values = [], []
+    for chunk in recording.chunks.order_by("first_sample"):
+        indices.append(np.arange(chunk.first_sample, chunk.first_sample + chunk.n_samples))
+        values.append(decode_int16(chunk.data, recording.n_channels)[:, 0])
+    return np.concatenate(indices), np.concatenate(values)
+
+
+def make_devices(patients: int) -> list[DeviceConfig]:
+    devices = []
+    for number in range(patients):
+        patient = Patient.objects.create(mrn=f"SIMTEST-{number}", name=f"Sim {number}")
+        device = Device.objects.create(serial=f"SIMTEST-{number}", patient=patient)
+        devices.append(DeviceConfig(device.serial, device.issue_token(), FS_HZ, GAIN))
+    return devices
+
+
+def simulation(live_server, **overrides) -> SimulationConfig:
+    options = {
+        "base_url": live_server.url,
+        "speed": 40.0,
+        "duration_s": 8.0,
+        "chunk_s": 0.5,
+        "retry_s": 1.0,
+        "seed": 7,
+        "drain_timeout_s": 60.0,
+    }
+    options.update(overrides)
+    return SimulationConfig(**options)
+
+
+def assert_stored_exactly_once(report, expected_adc: np.ndarray) -> Recording:
+    recording = Recording.objects.get(pk=report.recording)
+    indices, values = stored_samples(recording)
+    assert np.array_equal(indices, np.arange(len(expected_adc))), "a sample missing or twice"
+    assert np.array_equal(values, expected_adc)
+    summary = summarize(recording)
+    assert summary["missing_samples"] == 0
+    assert summary["n_samples"] == len(expected_adc)
+    assert report.samples_acked == len(expected_adc)
+    assert report.chunks_unsent == 0 and report.chunks_refused == 0
+    return recording
+
+
+# --- Signals and faults -------------------------------------------------------------------
+
+
+def test_it_turns_millivolts_into_clipped_int16_adc_units():
+    adc = to_adc(np.array([0.0, 1.0, -0.5, 0.0024, 500.0, -500.0]), 200.0, baseline_adc=10)
+    assert adc.dtype == np.int16
+    assert adc.tolist() == [10, 210, -90, 10, 32767, -32768]
+
+
+def test_it_generates_synthetic_sources_that_differ_by_seed_and_kind():
+    normal = load_source("normal", FS_HZ, duration_s=20.0, seed=1)
+    assert normal.shape == (5000,)
+    assert np.array_equal(normal, load_source("normal", FS_HZ, duration_s=20.0, seed=1))
+    assert not np.array_equal(normal, load_source("normal", FS_HZ, duration_s=20.0, seed=2))
+    assert not np.array_equal(normal, load_source("af", FS_HZ, duration_s=20.0, seed=1))
+    # the strip is generated up to ten minutes and replayed beyond
+    assert len(load_source("pvc", 100.0, duration_s=3600.0)) == 600 * 100
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("sinus", "unknown source"), ("mitdb:", "mitdb:RECORD"), ("mitdb:100@x", "seconds")],
+)
+def test_it_refuses_an_unknown_source(spec, message):
+    with pytest.raises(ValueError, match=message):
+        load_source(spec, FS_HZ)
+
+
+def test_it_replays_a_mitdb_excerpt_resampled_to_the_device_rate(mitdb):
+    from inference.datasets.mitdb import load_record
+    from inference.signal import resample
+
+    whole = load_source("mitdb:100", FS_HZ, data=mitdb.parent)
+    excerpt = load_source("mitdb:100@600", FS_HZ, data=mitdb.parent)
+    record = load_record(mitdb, "100")
+    assert len(whole) == round(len(record.signal_mv) * FS_HZ / record.fs)
+    assert len(excerpt) == len(whole) - 600 * 250
+    direct = resample(record.signal_mv[600 * 360 :], 360.0, FS_HZ)
+    assert np.allclose(excerpt, direct)
+    with pytest.raises(ValueError, match="leaves less than a second"):
+        load_source("mitdb:100@5000", FS_HZ, data=mitdb.parent)
+
+
+def test_it_keeps_the_link_down_on_schedule():
+    faults = Faults(disconnect_every_s=10.0, disconnect_for_s=3.0)
+    assert faults.link_down(5.0) == 0.0  # up during the first period
+    assert faults.link_down(10.0) == pytest.approx(3.0)
+    assert faults.link_down(12.5) == pytest.approx(0.5)
+    assert faults.link_down(13.0) == 0.0
+    assert faults.link_down(21.0) == pytest.approx(2.0)
+    assert Faults.parse_disconnect("30:5") == (30.0, 5.0)
+    for text in ("30", "a:b"):
+        with pytest.raises(ValueError, match="EVERY_S:FOR_S"):
+            Faults.parse_disconnect(text)
+    with pytest.raises(ValueError, match="FOR_S < EVERY_S"):
+        Faults(disconnect_every_s=5.0, disconnect_for_s=5.0)
+    with pytest.raises(ValueError, match="probability"):
+        Faults(drop=1.5)
+
+
+# --- Against the real endpoint ------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_delivers_every_sample_once_despite_drops_duplicates_and_reordering(
+    live_server, fast_devices
+):
+    devices = make_devices(2)
+    signals = prepare_signals(devices, ["pvc", "af"], duration_s=8.0, seed=3)
+    faults = Faults(drop=0.3, duplicate=0.3, reorder=0.3)
+    reports = run_simulation(devices, signals, simulation(live_server, faults=faults))
+
+    for report, signal in zip(reports, signals, strict=True):
+        assert report.chunks_made == 16 and report.chunks_acked == 16
+        recording = assert_stored_exactly_once(report, signal[:2000])
+        assert recording.session == report.session
+        assert recording.status == Recording.Status.CLOSED and report.closed
+        assert report.errors["dropped"] > 0 and report.retries >= report.errors["dropped"]
+        assert report.duplicates_sent > 0 and report.reordered > 0
+        # every answer was an acknowledgment (a duplicate's too): no server error
+        assert set(report.errors) == {"dropped"}, report.errors
+    # at 0.3 each, some chunks of 32 surely arrived out of order: the server's next_seq
+    # handled it (a chunk it had not seen would be missing above)
+    assert sum(report.reordered for report in reports) >= 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_delivers_binary_chunks_through_a_disconnect(live_server, fast_devices):
+    devices = make_devices(1)
+    signals = prepare_signals(devices, ["vt-run"], duration_s=8.0, seed=4)
+    faults = Faults(drop=0.2, disconnect_every_s=3.0, disconnect_for_s=1.5)
+    config = simulation(live_server, body_format="binary", faults=faults)
+    [report] = run_simulation(devices, signals, config)
+
+    assert report.chunks_acked == report.chunks_made == 16
+    assert_stored_exactly_once(report, signals[0][:2000])
+    assert report.last_ack["next_seq"] == 16 and report.last_ack["missing_samples"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_leaves_a_gap_where_a_chunk_is_lost_for_good(live_server, fast_devices):
+    devices = make_devices(1)
+    signals = prepare_signals(devices, ["normal"], duration_s=8.0, seed=5)
+    config = simulation(live_server, faults=Faults(lose=0.25), seed=11)
+    [report] = run_simulation(devices, signals, config)
+
+    assert 0 < report.chunks_lost < 16
+    assert report.chunks_acked == 16 - report.chunks_lost
+    recording = Recording.objects.get(pk=report.recording)
+    indices, values = stored_samples(recording)
+    assert len(indices) == report.samples_acked == 2000 - 125 * report.chunks_lost
+    assert np.array_equal(values, signals[0][indices])  # nothing invented in the gaps
+    # whole chunks are absent (gaps), never parts of one
+    present = np.unique(indices // 125)
+    assert len(present) == report.chunks_acked
+    gap_samples = (present[-1] + 1) * 125 - len(indices)
+    assert summarize(recording)["missing_samples"] == gap_samples
+    assert report.last_ack["missing_samples"] == gap_samples
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_obeys_the_throttle_and_still_delivers_everything(live_server, settings):
+    settings.DEVICE_THROTTLE_RATE = "8/sec"
+    devices = make_devices(1)
+    signals = prepare_signals(devices, ["normal"], duration_s=4.0, seed=6)
+    config = simulation(live_server, duration_s=4.0, chunk_s=0.25, speed=40.0)
+    [report] = run_simulation(devices, signals, config)
+
+    assert report.errors["429"] > 0  # 16 chunks in 0.1 s: over the limit
+    assert_stored_exactly_once(report, signals[0][:1000])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_stops_a_device_whose_token_is_refused(live_server):
+    device = DeviceConfig("stranger", "csd_not-a-token", FS_HZ, GAIN)
+    signals = prepare_signals([device], ["normal"], duration_s=2.0)
+    [report] = run_simulation([device], signals, simulation(live_server, duration_s=2.0))
+    assert report.stopped.startswith("401")
+    assert report.chunks_acked == 0 and Recording.objects.count() == 0
+
+
+# --- Devices from the database and the command -------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_takes_the_demo_devices_first_then_creates_simulated_ones():
+    seed_demo()
+    devices = prepare_devices(4)
+    assert [device.name for device in devices] == [
+        "ESP32-DEMO-01",
+        "ESP32-DEMO-02",
+        "SIM-001",
+        "SIM-002",
+    ]
+    for config in devices:
+        # the token issued is the device's current one
+        assert Device.objects.get(serial=config.name).token_hash
+        assert config.token.startswith("csd_")
+    sim = Patient.objects.get(mrn="SIM-002")
+    assert sim.devices.get().serial == "SIM-002"
+    assert sim.clinicians.filter(username="demo").exists()
+    # running again reuses them instead of creating more
+    assert [device.name for device in prepare_devices(3)][-1] == "SIM-001"
+    assert Patient.objects.filter(mrn__startswith="SIM-").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_streams_demo_devices_to_a_server(live_server, fast_devices, settings, capsys):
+    settings.DEBUG = True
+    seed_demo()
+    call_command(
+        "simulate_devices",
+        "--demo",
+        "--count=3",
+        f"--url={live_server.url}",
+        "--speed=40",
+        "--duration=4",
+        "--source=normal",
+        "--source=pac",
+    )
+    output = capsys.readouterr().out
+    assert "ESP32-DEMO-01 (normal)" in output and "SIM-001 (normal)" in output
+    assert "12 acknowledged" in output and "3000 of 3000 samples acknowledged" in output
+    for serial in ("ESP32-DEMO-01", "ESP32-DEMO-02", "SIM-001"):
+        recording = Recording.objects.get(device__serial=serial)
+        assert summarize(recording)["n_samples"] == 1000
+
+
+def test_the_command_refuses_demo_devices_without_debug(settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="DEBUG"):
+        call_command("simulate_devices", "--demo")
+
+
+def test_the_command_needs_a_token_per_device():
+    with pytest.raises(CommandError, match="needs 2 tokens"):
+        call_command("simulate_devices", "--token=csd_a", "--count=2")
