@@ -1,0 +1,225 @@
+#include "uploader.h"
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+namespace cardiospike {
+
+const char* link_state_name(LinkState state) {
+  switch (state) {
+    case kLinkOffline:
+      return "offline";
+    case kLinkIdle:
+      return "idle";
+    case kLinkOk:
+      return "ok";
+    case kLinkRetrying:
+      return "retrying";
+    case kLinkRefused:
+      return "refused";
+  }
+  return "?";
+}
+
+bool is_retryable_status(int status) {
+  if (status == 200 || status == 201) return false;
+  if (status == 408 || status == 429) return true;
+  return !(status >= 400 && status < 500);
+}
+
+bool json_uint_field(const char* json, const char* name, uint32_t* value) {
+  const size_t name_length = std::strlen(name);
+  for (const char* p = std::strchr(json, '"'); p; p = std::strchr(p + 1, '"')) {
+    if (std::strncmp(p + 1, name, name_length) != 0 || p[1 + name_length] != '"') continue;
+    const char* q = p + 2 + name_length;
+    while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n') ++q;
+    if (*q != ':') continue;  // the name appeared as a value, not a key
+    ++q;
+    while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n') ++q;
+    if (*q < '0' || *q > '9') return false;
+    uint64_t number = 0;
+    for (; *q >= '0' && *q <= '9'; ++q) {
+      number = number * 10 + static_cast<uint64_t>(*q - '0');
+      if (number > 0xFFFFFFFFull) return false;
+    }
+    *value = static_cast<uint32_t>(number);
+    return true;
+  }
+  return false;
+}
+
+Uploader::Uploader(const UploaderConfig& config, SampleRing& ring, RetryQueue& queue,
+                   ChunkTransport& transport, Clock& clock, RandomSource& random, Logger& log,
+                   int16_t* scratch, uint8_t* body, size_t body_capacity)
+    : config_(config),
+      ring_(ring),
+      queue_(queue),
+      transport_(transport),
+      clock_(clock),
+      random_(random),
+      log_(log),
+      scratch_(scratch),
+      body_(body),
+      body_capacity_(body_capacity),
+      backoff_(config.backoff_base_ms, config.backoff_max_ms),
+      next_first_sample_(0),
+      next_seq_(0),
+      lead_off_now_(false),
+      lead_off_latched_(false),
+      battery_pct_(kBatteryUnknown),
+      was_connected_(false),
+      next_attempt_ms_(0),
+      link_state_(kLinkOffline),
+      chunks_acknowledged_(0),
+      chunks_refused_(0),
+      frames_lost_(0) {}
+
+void Uploader::set_lead_off(bool lead_off) {
+  lead_off_now_ = lead_off;
+  if (lead_off) lead_off_latched_ = true;
+}
+
+void Uploader::set_battery_pct(uint8_t battery_pct) { battery_pct_ = battery_pct; }
+
+void Uploader::poll() {
+  const uint32_t now_ms = clock_.now_ms();
+  cut_chunks();
+  forget_overwritten();
+  if (!transport_.connected()) {
+    if (was_connected_) logf("link down: %u chunks wait in the queue", (unsigned)queue_.size());
+    was_connected_ = false;
+    link_state_ = kLinkOffline;
+    return;
+  }
+  if (!was_connected_) {
+    // A fresh link: whatever the backoff said was about the old one, so resend at once.
+    was_connected_ = true;
+    backoff_.reset();
+    next_attempt_ms_ = now_ms;
+    link_state_ = kLinkIdle;
+    logf("link up: %u chunks to send", (unsigned)queue_.size());
+  }
+  if (queue_.empty() || static_cast<int32_t>(now_ms - next_attempt_ms_) < 0) return;
+  send_oldest(now_ms);
+}
+
+void Uploader::cut_chunks() {
+  const uint64_t oldest = ring_.oldest_available();
+  if (next_first_sample_ < oldest) {
+    // The loop fell further behind than the ring holds: those frames are gone, and the next
+    // chunk's first_sample leaves a gap the server shows as one.
+    frames_lost_ += oldest - next_first_sample_;
+    logf("%u frames overwritten before they were cut into chunks",
+         (unsigned)(oldest - next_first_sample_));
+    next_first_sample_ = oldest;
+  }
+  while (ring_.frames_written() - next_first_sample_ >= config_.chunk_frames) {
+    PendingChunk chunk;
+    chunk.seq = next_seq_++;
+    chunk.first_sample = next_first_sample_;
+    chunk.n_frames = config_.chunk_frames;
+    chunk.battery_pct = battery_pct_;
+    chunk.lead_off = lead_off_latched_;
+    chunk.attempts = 0;
+    lead_off_latched_ = lead_off_now_;
+    next_first_sample_ += config_.chunk_frames;
+    PendingChunk dropped;
+    if (queue_.push(chunk, &dropped)) {
+      frames_lost_ += dropped.n_frames;
+      logf("retry queue full: chunk %u dropped unsent", (unsigned)dropped.seq);
+    }
+  }
+}
+
+void Uploader::forget_overwritten() {
+  uint64_t lost = 0;
+  const size_t removed = queue_.remove_overwritten(ring_.oldest_available(), &lost);
+  if (removed) {
+    frames_lost_ += lost;
+    logf("%u unacknowledged chunks overwritten in the ring (%u frames lost)", (unsigned)removed,
+         (unsigned)lost);
+  }
+}
+
+void Uploader::send_oldest(uint32_t now_ms) {
+  PendingChunk& chunk = queue_.at(0);
+  const uint32_t seq = chunk.seq;
+  if (!ring_.copy(chunk.first_sample, chunk.n_frames, scratch_)) {
+    frames_lost_ += chunk.n_frames;
+    logf("chunk %u overwritten in the ring before it was sent", (unsigned)seq);
+    queue_.remove(seq);
+    return;
+  }
+  ChunkHeader header = make_chunk_header();
+  header.session_id = config_.session_id;
+  header.seq = seq;
+  header.first_sample = chunk.first_sample;
+  header.fs_hz = config_.fs_hz;
+  header.gain_adc_per_mv = config_.gain_adc_per_mv;
+  header.baseline_adc = config_.baseline_adc;
+  header.n_channels = ring_.n_channels();
+  header.battery_pct = chunk.battery_pct;
+  header.lead_off = chunk.lead_off;
+  const size_t length =
+      encode_binary_chunk(header, scratch_, chunk.n_frames, body_, body_capacity_);
+  if (length == 0) {
+    // A configuration error (gain, rate, buffer size): sending it again cannot help.
+    logf("chunk %u cannot be encoded: %s", (unsigned)seq,
+         chunk_problem(header, chunk.n_frames) ? chunk_problem(header, chunk.n_frames)
+                                               : "body buffer too small");
+    queue_.remove(seq);
+    ++chunks_refused_;
+    link_state_ = kLinkRefused;
+    return;
+  }
+
+  reply_.status = 0;
+  reply_.retry_after_s = 0;
+  reply_.body[0] = '\0';
+  transport_.post(body_, length, kBinaryContentType, &reply_);
+  reply_.body[sizeof reply_.body - 1] = '\0';
+
+  if (reply_.status == 200 || reply_.status == 201) {
+    uint32_t acknowledged_seq = seq;
+    json_uint_field(reply_.body, "seq", &acknowledged_seq);
+    queue_.remove(acknowledged_seq);
+    uint32_t server_next_seq;
+    if (json_uint_field(reply_.body, "next_seq", &server_next_seq)) {
+      queue_.remove_below(server_next_seq);
+    }
+    ++chunks_acknowledged_;
+    backoff_.reset();
+    next_attempt_ms_ = now_ms;
+    link_state_ = kLinkOk;
+  } else if (!is_retryable_status(reply_.status)) {
+    logf("chunk %u refused with HTTP %d, dropped: %s", (unsigned)seq, reply_.status, reply_.body);
+    queue_.remove(seq);
+    ++chunks_refused_;
+    // the server answered, so the link itself is fine
+    backoff_.reset();
+    next_attempt_ms_ = now_ms;
+    link_state_ = kLinkRefused;
+  } else {
+    ++chunk.attempts;
+    uint32_t wait_ms = backoff_.failure(random_.next_u32());
+    // honour the server's Retry-After (capped at an hour so the product cannot overflow)
+    const uint32_t retry_after_s = reply_.retry_after_s < 3600 ? reply_.retry_after_s : 3600;
+    if (retry_after_s * 1000u > wait_ms) wait_ms = retry_after_s * 1000u;
+    next_attempt_ms_ = now_ms + wait_ms;
+    link_state_ = kLinkRetrying;
+    logf("chunk %u: HTTP %d (0: no answer), attempt %u, next try in %u ms", (unsigned)seq,
+         reply_.status, (unsigned)chunk.attempts, (unsigned)wait_ms);
+  }
+}
+
+void Uploader::logf(const char* format, ...) {
+  char text[256];
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(text, sizeof text, format, args);
+  va_end(args);
+  log_.line(text);
+}
+
+}  // namespace cardiospike

@@ -1,0 +1,434 @@
+// Retry queue, backoff and the uploader against a scripted server, a fake clock and a fixed
+// random source.
+
+#include <cstring>
+#include <deque>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "check.h"
+#include "uploader.h"
+
+using namespace cardiospike;
+
+namespace {
+
+const int kStoreButLoseAnswer = -1;  // scripted: the server stores the chunk, the answer is lost
+
+uint32_t get_u32(const uint8_t* p) {
+  return p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24);
+}
+
+struct Posted {
+  std::vector<uint8_t> body;
+  uint32_t seq() const { return get_u32(&body[12]); }
+  uint64_t first_sample() const {
+    return get_u32(&body[16]) | (static_cast<uint64_t>(get_u32(&body[20])) << 32);
+  }
+  uint16_t n_frames() const { return static_cast<uint16_t>(body[36] | (body[37] << 8)); }
+  int16_t sample(size_t i) const {
+    return static_cast<int16_t>(body[38 + 2 * i] | (body[39 + 2 * i] << 8));
+  }
+  uint8_t flags() const { return body[5]; }
+  uint8_t battery() const { return body[34]; }
+};
+
+// Answers like the server: 201 the first time a seq arrives, 200 after, with next_seq; or
+// whatever status the script says next.
+class FakeServer : public ChunkTransport {
+ public:
+  bool link_up = true;
+  std::deque<int> script;
+  uint32_t retry_after_s = 0;
+  std::vector<Posted> posts;
+  std::set<uint32_t> stored;
+  std::string content_type;
+
+  bool connected() override { return link_up; }
+
+  void post(const uint8_t* body, size_t length, const char* type, HttpReply* reply) override {
+    Posted posted;
+    posted.body.assign(body, body + length);
+    posts.push_back(posted);
+    content_type = type;
+    int status = 0;
+    bool store = true;
+    if (!script.empty()) {
+      status = script.front();
+      script.pop_front();
+      store = status == kStoreButLoseAnswer;
+      if (status == kStoreButLoseAnswer) status = 0;
+    } else {
+      status = stored.count(posted.seq()) ? 200 : 201;
+    }
+    if (store) stored.insert(posted.seq());
+    reply->status = status;
+    reply->retry_after_s = status == 429 ? retry_after_s : 0;
+    uint32_t next_seq = 0;
+    while (stored.count(next_seq)) ++next_seq;
+    if (status == 200 || status == 201) {
+      std::snprintf(reply->body, sizeof reply->body,
+                    "{\"recording\": 42, \"seq\": %u, \"stored\": %s, \"next_seq\": %u}",
+                    posted.seq(), status == 201 ? "true" : "false", next_seq);
+    } else {
+      std::snprintf(reply->body, sizeof reply->body, "{\"detail\": \"scripted %d\"}", status);
+    }
+  }
+};
+
+class FakeClock : public Clock {
+ public:
+  uint32_t now = 1000;
+  uint32_t now_ms() override { return now; }
+};
+
+class FixedRandom : public RandomSource {
+ public:
+  uint32_t value = 0;
+  uint32_t next_u32() override { return value; }
+};
+
+class RecordingLog : public Logger {
+ public:
+  std::vector<std::string> lines;
+  void line(const char* text) override { lines.push_back(text); }
+  bool mentions(const char* text) const {
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (lines[i].find(text) != std::string::npos) return true;
+    }
+    return false;
+  }
+};
+
+const uint16_t kChunkFrames = 250;  // 1 s at 250 Hz
+
+// Everything an uploader needs, as the sketch wires it but with fakes for the outside world.
+struct Rig {
+  static const uint32_t kRingFrames = 2500;  // 10 s
+  static const size_t kQueueSlots = 16;
+  int16_t storage[kRingFrames];
+  PendingChunk slots[kQueueSlots];
+  int16_t scratch[kChunkFrames];
+  uint8_t body[600];
+  SampleRing ring;
+  RetryQueue queue;
+  FakeServer server;
+  FakeClock clock;
+  FixedRandom random;
+  RecordingLog log;
+  Uploader uploader;
+  int16_t next_value = 0;
+
+  Rig()
+      : ring(storage, kRingFrames, 1),
+        queue(slots, kQueueSlots),
+        uploader(config(), ring, queue, server, clock, random, log, scratch, body, sizeof body) {}
+
+  static UploaderConfig config() {
+    UploaderConfig config;
+    config.session_id = 0x12345678u;
+    config.fs_hz = 250.0f;
+    config.gain_adc_per_mv = 1000.0f;
+    config.baseline_adc = 0;
+    config.chunk_frames = kChunkFrames;
+    config.backoff_base_ms = 1000;
+    config.backoff_max_ms = 8000;
+    return config;
+  }
+
+  // Sample for `seconds` at 250 Hz, polling once per sampled second as the loop would.
+  void sample_seconds(int seconds) {
+    for (int s = 0; s < seconds; ++s) {
+      for (int i = 0; i < 250; ++i) ring.push(next_value++);
+      clock.now += 1000;
+      uploader.poll();
+    }
+  }
+
+  void poll_at(uint32_t now) {
+    clock.now = now;
+    uploader.poll();
+  }
+
+  // Every posted chunk carries the samples pushed for its frames (value == frame index).
+  bool posts_carry_their_frames() const {
+    for (size_t p = 0; p < server.posts.size(); ++p) {
+      const Posted& posted = server.posts[p];
+      for (size_t i = 0; i < posted.n_frames(); ++i) {
+        if (posted.sample(i) != static_cast<int16_t>(posted.first_sample() + i)) return false;
+      }
+    }
+    return true;
+  }
+};
+
+}  // namespace
+
+TEST(backoff_doubles_to_its_cap_with_jitter_between_half_and_all_of_it) {
+  Backoff backoff(500, 8000);
+  const uint32_t nominal[] = {500, 1000, 2000, 4000, 8000, 8000, 8000};
+  for (int i = 0; i < 7; ++i) {
+    // the smallest and the largest draw bound the wait
+    Backoff low = backoff, high = backoff;
+    const uint32_t shortest = low.failure(0);
+    const uint32_t longest = high.failure(nominal[i] / 2);
+    const uint32_t wait = backoff.failure(0x9E3779B9u * (i + 1));
+    CHECK_EQ(backoff.nominal_ms(), nominal[i]);
+    CHECK_EQ(shortest, nominal[i] - nominal[i] / 2);
+    CHECK_EQ(longest, nominal[i]);
+    CHECK(wait >= shortest && wait <= longest);
+  }
+  backoff.reset();
+  CHECK_EQ(backoff.nominal_ms(), 0);
+  CHECK_EQ(backoff.failure(0), 250);
+  Backoff huge(1000, 0xF0000000u);
+  for (int i = 0; i < 40; ++i) huge.failure(0);
+  CHECK_EQ(huge.nominal_ms(), 0xF0000000u);  // no overflow on the way up
+}
+
+TEST(retry_queue_keeps_seq_order_and_makes_room_from_the_oldest) {
+  PendingChunk slots[3];
+  RetryQueue queue(slots, 3);
+  PendingChunk chunk = {};
+  PendingChunk dropped = {};
+  for (uint32_t seq = 0; seq < 3; ++seq) {
+    chunk.seq = seq;
+    chunk.first_sample = 250 * seq;
+    chunk.n_frames = 250;
+    CHECK(!queue.push(chunk, &dropped));
+  }
+  chunk.seq = 3;
+  chunk.first_sample = 750;
+  CHECK(queue.push(chunk, &dropped));
+  CHECK_EQ(dropped.seq, 0);
+  CHECK_EQ(queue.size(), 3);
+  CHECK(queue.remove(2));
+  CHECK(!queue.remove(2));
+  CHECK_EQ(queue.at(0).seq, 1);
+  CHECK_EQ(queue.at(1).seq, 3);
+  CHECK_EQ(queue.remove_below(2), 1);
+  CHECK_EQ(queue.at(0).seq, 3);
+  uint64_t lost = 0;
+  CHECK_EQ(queue.remove_overwritten(751, &lost), 1);
+  CHECK_EQ(lost, 250);
+  CHECK(queue.empty());
+}
+
+TEST(acknowledgment_fields_are_read_by_name) {
+  const char* ack = "{\"recording\": 42, \"seq\": 17, \"stored\": true, \"next_seq\": 18}";
+  uint32_t value = 0;
+  CHECK(json_uint_field(ack, "seq", &value));
+  CHECK_EQ(value, 17);  // not next_seq's 18
+  CHECK(json_uint_field(ack, "next_seq", &value));
+  CHECK_EQ(value, 18);
+  CHECK(!json_uint_field(ack, "end_sample", &value));
+  CHECK(!json_uint_field("{\"detail\": \"seq\"}", "seq", &value));
+  CHECK(!json_uint_field("{\"seq\": -1}", "seq", &value));
+  CHECK(!json_uint_field("{\"seq\": 4294967296}", "seq", &value));
+  CHECK(json_uint_field("{\"seq\":4294967295}", "seq", &value));
+  CHECK_EQ(value, 4294967295u);
+}
+
+TEST(status_classes_follow_the_protocol) {
+  CHECK(!is_retryable_status(200));
+  CHECK(!is_retryable_status(201));
+  CHECK(is_retryable_status(0));
+  CHECK(is_retryable_status(408));
+  CHECK(is_retryable_status(429));
+  CHECK(is_retryable_status(500));
+  CHECK(is_retryable_status(503));
+  const int refused[] = {400, 401, 403, 409, 413, 415};
+  for (int i = 0; i < 6; ++i) CHECK(!is_retryable_status(refused[i]));
+}
+
+TEST(uploader_posts_each_second_as_a_chunk_and_forgets_it_once_acknowledged) {
+  Rig rig;
+  rig.sample_seconds(3);
+  for (int i = 0; i < 10; ++i) rig.ring.push(rig.next_value++);  // part of a fourth second
+  rig.poll_at(rig.clock.now + 10);
+  CHECK_EQ(rig.server.posts.size(), 3);
+  CHECK(rig.server.content_type == kBinaryContentType);
+  for (uint32_t seq = 0; seq < rig.server.posts.size(); ++seq) {
+    CHECK_EQ(rig.server.posts[seq].seq(), seq);
+    CHECK_EQ(rig.server.posts[seq].first_sample(), 250 * seq);
+    CHECK_EQ(rig.server.posts[seq].n_frames(), 250);
+  }
+  CHECK(rig.posts_carry_their_frames());
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
+  CHECK_EQ(rig.uploader.chunks_acknowledged(), 3);
+  CHECK_EQ(rig.uploader.next_seq(), 3);  // the ten frames wait for the rest of their second
+  CHECK(rig.uploader.link_state() == kLinkOk);
+}
+
+TEST(chunks_wait_while_offline_and_go_out_in_order_after_reconnect) {
+  Rig rig;
+  rig.server.link_up = false;
+  rig.sample_seconds(5);
+  CHECK_EQ(rig.server.posts.size(), 0);
+  CHECK_EQ(rig.uploader.pending_chunks(), 5);
+  CHECK(rig.uploader.link_state() == kLinkOffline);
+  rig.server.link_up = true;
+  for (int i = 0; i < 5; ++i) rig.poll_at(rig.clock.now + 1);
+  CHECK_EQ(rig.server.posts.size(), 5);
+  for (uint32_t seq = 0; seq < 5; ++seq) CHECK_EQ(rig.server.posts[seq].seq(), seq);
+  CHECK(rig.posts_carry_their_frames());
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
+  CHECK_EQ(rig.uploader.frames_lost(), 0);
+  CHECK(rig.log.mentions("link up"));
+}
+
+TEST(server_errors_back_off_exponentially_and_resend_the_same_bytes) {
+  Rig rig;
+  rig.random.value = 0;  // the shortest wait of each step: half the nominal
+  rig.server.script = {503, 0, 408, 500};
+  for (int i = 0; i < 250; ++i) rig.ring.push(rig.next_value++);
+  const uint32_t start = 5000;
+  rig.poll_at(start);
+  CHECK_EQ(rig.server.posts.size(), 1);
+  uint32_t at = start;
+  const uint32_t waits[] = {500, 1000, 2000, 4000};
+  for (int i = 0; i < 4; ++i) {
+    CHECK(rig.uploader.link_state() == kLinkRetrying);
+    rig.poll_at(at + waits[i] - 1);
+    CHECK_EQ(rig.server.posts.size(), 1 + i);  // not before the wait is over
+    at += waits[i];
+    rig.poll_at(at);
+    CHECK_EQ(rig.server.posts.size(), 2 + i);
+  }
+  CHECK(rig.uploader.link_state() == kLinkOk);
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
+  for (size_t i = 1; i < rig.server.posts.size(); ++i) {
+    CHECK(rig.server.posts[i].body == rig.server.posts[0].body);
+  }
+  CHECK(rig.log.mentions("HTTP 503"));
+  // success reset the backoff: the next failure waits the first step again
+  rig.server.script = {503};
+  for (int i = 0; i < 250; ++i) rig.ring.push(rig.next_value++);
+  rig.poll_at(at + 1);
+  CHECK_EQ(rig.uploader.next_attempt_ms(), at + 1 + 500);
+}
+
+TEST(too_many_requests_waits_as_long_as_retry_after_says) {
+  Rig rig;
+  rig.server.script = {429};
+  rig.server.retry_after_s = 5;
+  rig.sample_seconds(1);
+  const uint32_t first_post = rig.clock.now;
+  CHECK_EQ(rig.server.posts.size(), 1);
+  rig.poll_at(first_post + 4999);
+  CHECK_EQ(rig.server.posts.size(), 1);
+  rig.poll_at(first_post + 5000);
+  CHECK_EQ(rig.server.posts.size(), 2);
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
+}
+
+TEST(refused_chunk_is_dropped_logged_and_the_next_one_goes_on) {
+  Rig rig;
+  rig.server.script = {409};
+  rig.sample_seconds(2);  // chunk 0 refused at the first poll, chunk 1 posted at the second
+  rig.poll_at(rig.clock.now + 1);
+  CHECK_EQ(rig.server.posts.size(), 2);
+  CHECK_EQ(rig.server.posts[0].seq(), 0);
+  CHECK_EQ(rig.server.posts[1].seq(), 1);
+  CHECK_EQ(rig.uploader.chunks_refused(), 1);
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
+  CHECK(rig.log.mentions("chunk 0 refused with HTTP 409"));
+  CHECK(rig.server.stored.count(0) == 0);
+}
+
+TEST(a_chunk_whose_answer_was_lost_is_sent_again_and_acknowledged_once_stored) {
+  Rig rig;
+  rig.server.script = {kStoreButLoseAnswer};
+  rig.random.value = 0;
+  rig.sample_seconds(1);
+  CHECK_EQ(rig.uploader.pending_chunks(), 1);
+  rig.poll_at(rig.clock.now + 500);
+  CHECK_EQ(rig.server.posts.size(), 2);
+  CHECK(rig.server.posts[1].body == rig.server.posts[0].body);
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
+  CHECK_EQ(rig.server.stored.size(), 1);
+}
+
+TEST(next_seq_acknowledges_every_chunk_below_it) {
+  Rig rig;
+  rig.server.link_up = false;
+  rig.sample_seconds(3);
+  // the server already holds chunks 1 and 2 (their answers were lost on the way back)
+  rig.server.stored.insert(1);
+  rig.server.stored.insert(2);
+  rig.server.link_up = true;
+  rig.poll_at(rig.clock.now + 1);
+  CHECK_EQ(rig.server.posts.size(), 1);
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);  // next_seq 3 covers 1 and 2
+}
+
+TEST(a_link_down_longer_than_the_ring_loses_the_oldest_chunks_as_a_gap) {
+  Rig rig;  // the ring holds 10 s
+  rig.server.link_up = false;
+  rig.sample_seconds(15);
+  rig.server.link_up = true;
+  for (int i = 0; i < 20; ++i) rig.poll_at(rig.clock.now + 1);
+  // 3750 frames pushed, 2499 still readable: chunk k (frames 250k...) survives when
+  // 3750 - 250k < 2500, so chunks 0-5 are lost and 6-14 are delivered
+  CHECK_EQ(rig.server.posts.size(), 9);
+  for (size_t i = 0; i < rig.server.posts.size(); ++i) {
+    CHECK_EQ(rig.server.posts[i].seq(), 6 + i);
+    CHECK_EQ(rig.server.posts[i].first_sample(), 250 * (6 + i));
+  }
+  CHECK(rig.posts_carry_their_frames());
+  CHECK_EQ(rig.uploader.frames_lost(), 6 * 250);
+  CHECK(rig.log.mentions("overwritten"));
+}
+
+TEST(a_loop_that_stalls_longer_than_the_ring_leaves_a_gap_in_first_sample) {
+  Rig rig;
+  rig.sample_seconds(1);
+  for (int i = 0; i < 12 * 250; ++i) rig.ring.push(rig.next_value++);  // 12 s without a poll
+  for (int i = 0; i < 20; ++i) rig.poll_at(rig.clock.now + 1);
+  // frames 250-1250 were gone before they were cut: the next chunk starts at the oldest frame
+  CHECK_EQ(rig.server.posts[1].first_sample(), 3250 - 2500 + 1);
+  CHECK_EQ(rig.uploader.frames_lost(), 3250 - 2500 + 1 - 250);
+  CHECK(rig.posts_carry_their_frames());
+}
+
+TEST(reconnect_resends_at_once_whatever_the_backoff_was) {
+  Rig rig;
+  rig.random.value = 0;
+  rig.server.script = {503, 503, 503};
+  rig.sample_seconds(1);
+  rig.poll_at(rig.clock.now + 500);
+  rig.poll_at(rig.clock.now + 1000);
+  CHECK_EQ(rig.server.posts.size(), 3);  // now waiting 2 s
+  rig.server.link_up = false;
+  rig.poll_at(rig.clock.now + 10);
+  rig.server.link_up = true;
+  rig.poll_at(rig.clock.now + 10);
+  CHECK_EQ(rig.server.posts.size(), 4);
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
+}
+
+TEST(retry_times_survive_the_millisecond_clock_wrap) {
+  Rig rig;
+  rig.random.value = 0;
+  rig.server.script = {503};
+  for (int i = 0; i < 250; ++i) rig.ring.push(rig.next_value++);
+  const uint32_t start = 0xFFFFFFFFu - 100;
+  rig.poll_at(start);
+  rig.poll_at(start + 499);  // wrapped past zero, still 1 ms early
+  CHECK_EQ(rig.server.posts.size(), 1);
+  rig.poll_at(start + 500);
+  CHECK_EQ(rig.server.posts.size(), 2);
+}
+
+TEST(lead_off_and_battery_travel_in_the_chunk_that_saw_them) {
+  Rig rig;
+  rig.uploader.set_battery_pct(80);
+  rig.uploader.set_lead_off(true);
+  rig.uploader.set_lead_off(false);  // off for a moment during the first second
+  rig.sample_seconds(2);
+  CHECK_EQ(rig.server.posts.size(), 2);
+  CHECK_EQ(rig.server.posts[0].flags(), kFlagLeadOff | kFlagBattery);
+  CHECK_EQ(rig.server.posts[1].flags(), kFlagBattery);
+  CHECK_EQ(rig.server.posts[1].battery(), 80);
+}
