@@ -164,11 +164,39 @@ def rr_features(r_peaks: np.ndarray, fs: float) -> np.ndarray:
     step = LONG_RR_UPDATE_BEATS
     for block in range(0, n, step):
         end = max(block, min(n, step))  # the first block looks a few beats ahead
-        begin = int(np.searchsorted(times_s, times_s[max(end - 1, 0)] - LONG_RR_S))
-        recent = pre[begin:end] if end > begin else pre[block : block + 1]
-        first = np.median(recent)
-        average[block : block + step] = np.median(recent[recent <= PAUSE_RATIO * first])
+        average[block : block + step] = long_term_rr(pre, times_s, end)
+    successive = np.abs(np.diff(pre, prepend=pre[0]))
+    cumulative_change = np.concatenate([[0.0], np.cumsum(successive)])
+    return rr_columns(pre, post, average, cumulative_change[:n], n_history=0)
 
+
+def long_term_rr(pre_rr_s: np.ndarray, times_s: np.ndarray, end: int) -> float:
+    """The patient's average RR (s) for a block of beats: the median pre-RR of the beats
+    before ``end`` within 5 minutes of beat ``end - 1``, after dropping pauses longer than
+    twice a first median. ``pre_rr_s`` and ``times_s`` (beat times, s) may start anywhere
+    at least 5 minutes before beat ``end - 1`` (a stream keeps only that much)."""
+    begin = int(np.searchsorted(times_s, times_s[end - 1] - LONG_RR_S))
+    recent = pre_rr_s[begin:end]
+    first = np.median(recent)
+    return float(np.median(recent[recent <= PAUSE_RATIO * first]))
+
+
+def rr_columns(
+    pre: np.ndarray,
+    post: np.ndarray,
+    average: np.ndarray,
+    cumulative_change: np.ndarray,
+    n_history: int,
+) -> np.ndarray:
+    """The 9 ``rr_features`` columns of the beats after the first ``n_history`` of these arrays.
+
+    The arrays are per beat (pre-RR and post-RR in s, the average RR of each beat's block,
+    and the running sum of absolute pre-RR changes since the first beat of the recording up
+    to each beat); the first ``n_history`` beats are history, at least ``LOCAL_RR_BEATS`` of
+    them unless the arrays start at the recording's first beat. One code path for the whole
+    recording (``n_history=0``) and for a stream's next beats.
+    """
+    n = len(pre)
     # local: median of the previous LOCAL_RR_BEATS pre-RRs, pauses masked out
     masked = np.where(pre <= PAUSE_RATIO * average, pre, np.nan)
     padded = np.concatenate([np.full(LOCAL_RR_BEATS, np.nan), masked])
@@ -181,8 +209,6 @@ def rr_features(r_peaks: np.ndarray, fs: float) -> np.ndarray:
     high = ordered[rows, np.maximum(valid, 1) // 2 - (valid == 0)]
     local = np.where(valid > 0, (low + high) / 2, average)
 
-    successive = np.abs(np.diff(pre, prepend=pre[0]))
-    cumulative_change = np.concatenate([[0.0], np.cumsum(successive)])
     index = np.arange(n)
     lo = np.maximum(0, index - LOCAL_RR_BEATS)
     count = index - lo
@@ -193,6 +219,9 @@ def rr_features(r_peaks: np.ndarray, fs: float) -> np.ndarray:
     def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.clip(a / np.maximum(b, 1e-3), 0.0, MAX_RATIO)
 
+    pre, post, average, local, irregularity = (
+        column[n_history:] for column in (pre, post, average, local, irregularity)
+    )
     return np.stack(
         [
             pre,
@@ -222,14 +251,25 @@ def beat_windows(ecg_mv: np.ndarray, fs: float, r_peaks: np.ndarray) -> np.ndarr
     -------
     float32 array (n_beats, WINDOW_SAMPLES).
     """
-    filtered = bandpass(ecg_mv, fs, *BANDPASS_HZ)
+    return windows_from_filtered(bandpass(ecg_mv, fs, *BANDPASS_HZ), fs, r_peaks)
+
+
+def windows_from_filtered(
+    filtered: np.ndarray, fs: float, r_peaks: np.ndarray, first_sample: int = 0
+) -> np.ndarray:
+    """``beat_windows`` read from a band-passed excerpt that starts at sample
+    ``first_sample`` of the recording (``r_peaks`` are indices into the recording, so a
+    stream's excerpt reads exactly the instants the whole recording would)."""
+    last = first_sample + len(filtered) - 1
     offsets = (np.arange(WINDOW_SAMPLES) / BEAT_FS_HZ - WINDOW_BEFORE_S) * fs
     positions = np.asarray(r_peaks, dtype=np.float64)[:, np.newaxis] + offsets
-    positions = np.clip(positions, 0, len(filtered) - 1)
+    positions = np.clip(positions, first_sample, last)
     low = np.floor(positions).astype(np.int64)
-    high = np.minimum(low + 1, len(filtered) - 1)
+    high = np.minimum(low + 1, last)
     fraction = positions - low
-    windows = filtered[low] * (1 - fraction) + filtered[high] * fraction
+    windows = (
+        filtered[low - first_sample] * (1 - fraction) + filtered[high - first_sample] * fraction
+    )
     windows -= np.median(windows, axis=1, keepdims=True)
     return windows.astype(np.float32)
 
@@ -249,19 +289,28 @@ def dominant_beats(windows: np.ndarray) -> np.ndarray:
     """
     n = len(windows)
     step = TEMPLATE_UPDATE_BEATS
-    blocks = np.arange(0, n, step)
-    ends = np.maximum(blocks, min(n, TEMPLATE_START_BEATS))
-    medians = np.empty((len(blocks), windows.shape[1]), dtype=windows.dtype)
-    full = ends >= TEMPLATE_BEATS
+    spans = np.array([template_span(block, n) for block in range(0, n, step)], dtype=np.int64)
+    begins, ends = spans[:, 0], spans[:, 1]
+    medians = np.empty((len(spans), windows.shape[1]), dtype=windows.dtype)
+    full = ends - begins == TEMPLATE_BEATS
     # blocks with a full history: one vectorised median over (blocks, beats, samples)
     if full.any():
-        history = ends[full, np.newaxis] - TEMPLATE_BEATS + np.arange(TEMPLATE_BEATS)
+        history = begins[full, np.newaxis] + np.arange(TEMPLATE_BEATS)
         medians[full] = np.median(windows[history], axis=1)
     # the first blocks of a recording, with fewer beats behind them
     for block_index in np.flatnonzero(~full):
         medians[block_index] = np.median(windows[: ends[block_index]], axis=0)
     templates = np.repeat(medians, step, axis=0)[:n]
     return templates
+
+
+def template_span(block_start: int, n_beats: int) -> tuple[int, int]:
+    """The beats [begin, end) whose median is the dominant beat of the block of
+    ``TEMPLATE_UPDATE_BEATS`` beats starting at beat ``block_start``, in a recording of
+    ``n_beats`` beats (which only matters to the first block: a stream that has seen
+    ``TEMPLATE_START_BEATS`` beats may pass any larger number)."""
+    end = max(block_start, min(n_beats, TEMPLATE_START_BEATS))
+    return (end - TEMPLATE_BEATS, end) if end >= TEMPLATE_BEATS else (0, end)
 
 
 def beat_features(
@@ -294,21 +343,27 @@ def beat_features(
         return empty, empty.copy(), np.zeros((0, len(RR_FEATURES)), dtype=np.float32)
     windows = beat_windows(ecg, fs, peaks)
     templates = dominant_beats(windows)
+    return windows, templates, rhythm_features(rr_features(peaks, fs), windows, templates)
+
+
+def rhythm_features(rr: np.ndarray, windows: np.ndarray, templates: np.ndarray) -> np.ndarray:
+    """The model's rhythm input: ``rr_features`` columns plus the correlation of each beat's
+    window with its dominant beat and the ratio of their peak-to-peak amplitudes (float32,
+    (n_beats, len(RR_FEATURES)))."""
     amplitude = np.ptp(windows, axis=1)
     template_amplitude = np.maximum(np.ptp(templates, axis=1), MIN_AMPLITUDE_MV)
     centred_w = windows - windows.mean(axis=1, keepdims=True)
     centred_t = templates - templates.mean(axis=1, keepdims=True)
     norms = np.linalg.norm(centred_w, axis=1) * np.linalg.norm(centred_t, axis=1)
     correlation = np.sum(centred_w * centred_t, axis=1) / np.maximum(norms, 1e-9)
-    rhythm = np.concatenate(
+    return np.concatenate(
         [
-            rr_features(peaks, fs),
+            rr,
             correlation[:, np.newaxis],
             np.clip(amplitude / template_amplitude, 0, MAX_RATIO)[:, np.newaxis],
         ],
         axis=1,
     ).astype(np.float32)
-    return windows, templates, rhythm
 
 
 # --- Model --------------------------------------------------------------------------------

@@ -171,6 +171,112 @@ class StreamingQrsDetector:
         """Samples of signal history held (a few seconds, whatever the stream's length)."""
         return len(self._raw)
 
+    @property
+    def oldest_sample(self) -> int:
+        """Absolute index of the oldest sample held: every R peak still to come lies at or after
+        it (a peak is located inside the history), so a caller may forget what lies before."""
+        return max(0, self._raw_start)
+
+    # --- state ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """The detector's state as numpy arrays and plain numbers (no objects), for saving
+        between pushes; ``from_state_dict`` rebuilds a detector that goes on exactly as this
+        one would. Filter designs and sizes are not saved: they follow from ``fs_hz``."""
+
+        def rows(candidates: list[tuple[int, float, float]]) -> np.ndarray:
+            # positions are whole numbers far below 2**53: exact as float64
+            return np.array(candidates, dtype=np.float64).reshape(-1, 3)
+
+        return {
+            "fs_hz": self.fs_hz,
+            "carry": self._carry.copy(),
+            "zi": self._zi.copy(),
+            "first_sample": self._first_sample,
+            "last_band": self._last_band,
+            "last_cumulative": self._last_cumulative,
+            "n_seen": self._n_seen,
+            "next": self._next,
+            "start": self._start,
+            "integrated": self._integrated.copy(),
+            "slope": self._slope.copy(),
+            "raw_start": self._raw_start,
+            "raw": self._raw.copy(),
+            "cumulative_tail": self._cumulative_tail.copy(),
+            "flushed": self._flushed,
+            "learning": None if self._learning is None else rows(self._learning),
+            "signal_levels": np.array(self._signal._recent),
+            "signal_median": self._signal.median,
+            "noise_levels": np.array(self._noise._recent),
+            "noise_median": self._noise.median,
+            "threshold": self._threshold,
+            "pending": rows(self._pending),
+            "last_beat": self._last_beat,
+            "last_slope": self._last_slope,
+            "search_back_after": self._search_back_after,
+            "last_located": self._last_located,
+            "rr": np.array(self._rr, dtype=np.int64),
+            "regular_rr": np.array(self._regular_rr, dtype=np.int64),
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "StreamingQrsDetector":
+        """A detector in the state ``state_dict`` returned. Raises ``KeyError`` or
+        ``ValueError`` when ``state`` is not such a state."""
+
+        def candidates(array: np.ndarray) -> list[tuple[int, float, float]]:
+            return [(int(p), float(h), float(s)) for p, h, s in np.asarray(array).reshape(-1, 3)]
+
+        def levels(recent: np.ndarray, median: float) -> _RunningMedian:
+            level = _RunningMedian(0.0)
+            level._recent = [float(value) for value in np.asarray(recent, dtype=np.float64)]
+            if not 1 <= len(level._recent) <= N_LEVELS:
+                raise ValueError("a QRS level holds 1 to 8 peaks")
+            # insort keeps the ordered copy sorted, so sorting rebuilds it exactly
+            level._ordered = sorted(level._recent)
+            level.median = float(median)
+            return level
+
+        detector = cls(float(state["fs_hz"]))
+        zi = np.asarray(state["zi"], dtype=np.float64)
+        if zi.shape != detector._zi.shape:
+            raise ValueError(
+                f"QRS filter state has shape {zi.shape}, expected {detector._zi.shape}"
+            )
+        detector._carry = np.asarray(state["carry"], dtype=np.float64)
+        detector._zi = zi
+        first = state["first_sample"]
+        detector._first_sample = None if first is None else float(first)
+        detector._last_band = float(state["last_band"])
+        detector._last_cumulative = float(state["last_cumulative"])
+        detector._n_seen = int(state["n_seen"])
+        detector._next = int(state["next"])
+        detector._start = int(state["start"])
+        detector._integrated = np.asarray(state["integrated"], dtype=np.float64)
+        detector._slope = np.asarray(state["slope"], dtype=np.float64)
+        detector._raw_start = int(state["raw_start"])
+        detector._raw = np.asarray(state["raw"], dtype=np.float64)
+        tail = np.asarray(state["cumulative_tail"], dtype=np.float64)
+        if tail.shape != detector._cumulative_tail.shape:
+            raise ValueError("QRS integration state does not match the sampling rate")
+        detector._cumulative_tail = tail
+        detector._flushed = bool(state["flushed"])
+        learning = state["learning"]
+        detector._learning = None if learning is None else candidates(learning)
+        detector._signal = levels(state["signal_levels"], state["signal_median"])
+        detector._noise = levels(state["noise_levels"], state["noise_median"])
+        detector._threshold = float(state["threshold"])
+        detector._pending = candidates(state["pending"])
+        detector._last_beat = int(state["last_beat"])
+        detector._last_slope = float(state["last_slope"])
+        detector._search_back_after = float(state["search_back_after"])
+        detector._last_located = int(state["last_located"])
+        detector._rr = [int(value) for value in np.asarray(state["rr"])]
+        detector._rr_sum = sum(detector._rr)
+        detector._regular_rr = [int(value) for value in np.asarray(state["regular_rr"])]
+        detector._regular_sum = sum(detector._regular_rr)
+        return detector
+
     def push(self, chunk_mv: np.ndarray) -> np.ndarray:
         """Add the next samples (1-D, millivolts); return the R peaks that became final.
 

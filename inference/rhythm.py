@@ -1,6 +1,8 @@
 """Rhythm episodes from beats and the signal: AF, VT, VF/VFL, bradycardia, tachycardia, pauses.
 
-``detect_episodes(ecg_mv, fs, r_peaks, beat_labels)`` returns the episodes of one ECG lead:
+``detect_episodes(ecg_mv, fs, r_peaks, beat_labels)`` returns the episodes of one ECG lead;
+``episodes_from_beats(times_s, labels, vf_probabilities, duration_s)`` the same from beats and
+VF segment probabilities computed before (a stream's stored results):
 
 ``AF``
     Atrial fibrillation and flutter (MIT-BIH ``(AFIB`` and ``(AFL``: clinically one alarm, and
@@ -347,11 +349,17 @@ def _pause_episodes(times_s: np.ndarray, duration_s: float, cfg: RhythmConfig) -
 
 def vf_episodes(ecg_mv: np.ndarray, fs: float, cfg: RhythmConfig) -> list[Episode]:
     """VF/VFL episodes: runs of 2-second segments the signal detector calls VF."""
-    from inference.vf import SEGMENT_S, shipped_model, vf_probability
+    from inference.vf import shipped_model, vf_probability
 
-    model = shipped_model()
-    probability = vf_probability(ecg_mv, fs, model)
-    threshold = cfg.vf_threshold if cfg.vf_threshold is not None else model.threshold
+    return vf_episodes_from_probability(vf_probability(ecg_mv, fs, shipped_model()), cfg)
+
+
+def vf_episodes_from_probability(probability: np.ndarray, cfg: RhythmConfig) -> list[Episode]:
+    """VF/VFL episodes from the VF probability of each consecutive 2-second segment
+    (``inference.vf.vf_probability``), at the config's threshold or the shipped model's."""
+    from inference.vf import SEGMENT_S, shipped_model
+
+    threshold = cfg.vf_threshold if cfg.vf_threshold is not None else shipped_model().threshold
     episodes = []
     for first, last in _runs(probability >= threshold):
         start, end = first * SEGMENT_S, (last + 1) * SEGMENT_S
@@ -420,10 +428,59 @@ def detect_episodes(
         raise ValueError(f"config must be a RhythmConfig, got {type(cfg).__name__}")
     peaks = _validate_peaks(r_peaks, len(ecg))
     labels = _validate_labels(beat_labels, len(peaks))
-    times_s = peaks / fs
-    duration_s = len(ecg) / fs
+    vf_probabilities = None
+    if cfg.detect_vf:
+        from inference.vf import shipped_model, vf_probability
 
-    vf = vf_episodes(ecg, fs, cfg) if cfg.detect_vf else []
+        vf_probabilities = vf_probability(ecg, fs, shipped_model())
+    return episodes_from_beats(peaks / fs, labels, vf_probabilities, len(ecg) / fs, cfg)
+
+
+def episodes_from_beats(
+    times_s: np.ndarray,
+    labels: Sequence[str] | None,
+    vf_probabilities: np.ndarray | None,
+    duration_s: float,
+    config: RhythmConfig | None = None,
+) -> list[Episode]:
+    """Rhythm episodes from beats and VF segment probabilities already computed, sorted by start.
+
+    What ``detect_episodes`` does once the beats are known and the VF detector has run, for
+    callers that stored both (the streaming analysis keeps beats and the VF probability of
+    each 2-second segment, not the signal).
+
+    Parameters
+    ----------
+    times_s : beat times in seconds from the first sample, strictly increasing
+    labels : AAMI class per beat, or None (no VT episodes then)
+    vf_probabilities : VF/VFL probability of each consecutive 2-second segment from the first
+        sample (``inference.vf.vf_probability``), or None to leave VF out
+    duration_s : length of the signal in seconds (an open pause runs to its end)
+    config : limits and durations; ``RhythmConfig()`` when None
+
+    Raises
+    ------
+    ValueError
+        For times that are not finite and increasing, labels that are not AAMI classes or
+        not one per beat, probabilities that are not a 1-D array in [0, 1], or a duration
+        shorter than the last beat time.
+    """
+    cfg = config if config is not None else RhythmConfig()
+    if not isinstance(cfg, RhythmConfig):
+        raise ValueError(f"config must be a RhythmConfig, got {type(cfg).__name__}")
+    times_s = np.asarray(times_s, dtype=np.float64)
+    if times_s.ndim != 1 or not np.all(np.isfinite(times_s)) or np.any(np.diff(times_s) <= 0):
+        raise ValueError("times_s must be a 1-D array of finite, strictly increasing seconds")
+    labels = _validate_labels(labels, len(times_s))
+    duration_s = float(duration_s)
+    if not math.isfinite(duration_s) or (len(times_s) and duration_s < times_s[-1]):
+        raise ValueError(f"duration_s ({duration_s:g}) must be finite and cover every beat")
+    vf: list[Episode] = []
+    if vf_probabilities is not None:
+        probability = np.asarray(vf_probabilities, dtype=np.float64)
+        if probability.ndim != 1 or np.any(~(probability >= 0) | ~(probability <= 1)):
+            raise ValueError("vf_probabilities must be a 1-D array of probabilities in [0, 1]")
+        vf = vf_episodes_from_probability(probability, cfg)
     beat_episodes = (
         _af_episodes(times_s, labels, cfg)
         + _vt_episodes(times_s, labels, cfg)

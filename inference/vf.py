@@ -242,11 +242,31 @@ def segment_features(ecg_mv: np.ndarray, fs: float) -> np.ndarray:
     starts = np.round(np.arange(n_segments) * SEGMENT_S * fs_reduced).astype(np.int64)
     starts = np.minimum(starts, len(reduced) - n_short)
     short = _window_features(reduced[starts[:, None] + np.arange(n_short)], fs_reduced)
-    cumulative = np.vstack([np.zeros((1, short.shape[1])), np.cumsum(short, axis=0)])
-    ends = np.arange(1, n_segments + 1)
+    features, _ = context_features(short, np.zeros((1, short.shape[1])))
+    return features
+
+
+def context_features(short: np.ndarray, cumulative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Add the ``_8s_mean`` columns to the ``_2s`` features of consecutive segments.
+
+    Parameters
+    ----------
+    short : (m, len(WINDOW_FEATURES)) features of segments k .. k + m - 1
+    cumulative : running sums of the features of all segments before each of the segments
+        k - h .. k (h = min(k, CONTEXT_SEGMENTS - 1)), oldest first; one row of zeros when
+        k = 0. Sums carried this way are the very numbers one pass over a whole recording
+        gives (a running sum is a left fold), so a stream matches it exactly.
+
+    Returns
+    -------
+    features : (m, len(FEATURE_NAMES))
+    cumulative : the rows to pass with the next segments
+    """
+    sums = np.vstack([cumulative[:-1], np.cumsum(np.vstack([cumulative[-1:], short]), axis=0)])
+    ends = np.arange(len(cumulative), len(sums))
     first = np.maximum(ends - CONTEXT_SEGMENTS, 0)
-    context = (cumulative[ends] - cumulative[first]) / (ends - first)[:, None]
-    return np.hstack([short, context])
+    context = (sums[ends] - sums[first]) / (ends - first)[:, None]
+    return np.hstack([short, context]), sums[-CONTEXT_SEGMENTS:]
 
 
 # --- Organisation features (tried against fast VT; not in the shipped model) ------------------
