@@ -157,6 +157,19 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ACKS_LATE = True  # a task whose worker dies is redelivered, not lost
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_RESULT_EXPIRES = 3600
+# One deployment's workers and beat share a queue; tests give theirs a queue of their own.
+CELERY_TASK_DEFAULT_QUEUE = os.getenv("CELERY_QUEUE", "celery")
+
+# Publishing a task must fail fast when Redis is down: the web process queues analyses after
+# each device chunk, and a chunk must be stored and acknowledged whatever the broker does
+# (the periodic sweep queues what was missed). Workers reconnect on their own terms.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+    "socket_connect_timeout": 1,
+}
 
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL

@@ -202,9 +202,10 @@ def close_recording(recording: Recording, closed_by: str, now=None) -> None:
 
 def schedule_analysis(recording_id: int) -> None:
     """After the commit: queue the streaming analysis (coalesced; never raises)."""
-    from monitoring.streaming import request_analysis  # imports the models: load it late
+    from monitoring import streaming  # imports the analysis models: load it late
 
-    request_analysis(recording_id)
+    streaming.request_analysis(recording_id)
+    streaming.sweep_if_no_beat()
 
 
 def close_silent_recordings(now=None) -> list[int]:

@@ -18,3 +18,19 @@ def analyze_recording_task(recording_id: int, force: bool = False) -> dict:
     from monitoring.analysis import analyze_recording
 
     return analyze_recording(recording_id, force=force)
+
+
+@shared_task(ignore_result=True)
+def analyze_stream_task(recording_id: int) -> dict:
+    """Streaming analysis of a device recording (see ``streaming.run_stream_analysis``)."""
+    from monitoring.streaming import run_stream_analysis
+
+    return run_stream_analysis(recording_id)
+
+
+@shared_task(ignore_result=True)
+def sweep_streams_task() -> dict:
+    """Periodic: close silent recordings, catch up lagging analyses (``streaming.sweep``)."""
+    from monitoring.streaming import sweep
+
+    return sweep()

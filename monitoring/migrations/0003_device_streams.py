@@ -4,78 +4,110 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitoring', '0002_upload_analysis'),
+        ("monitoring", "0002_upload_analysis"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='device',
-            name='battery_pct',
-            field=models.PositiveSmallIntegerField(blank=True, editable=False, null=True, verbose_name='battery (%)'),
+            model_name="device",
+            name="battery_pct",
+            field=models.PositiveSmallIntegerField(
+                blank=True, editable=False, null=True, verbose_name="battery (%)"
+            ),
         ),
         migrations.AddField(
-            model_name='device',
-            name='lead_off',
-            field=models.BooleanField(default=False, editable=False, help_text='An electrode was off in the last chunk.', verbose_name='lead off'),
+            model_name="device",
+            name="lead_off",
+            field=models.BooleanField(
+                default=False,
+                editable=False,
+                help_text="An electrode was off in the last chunk.",
+                verbose_name="lead off",
+            ),
         ),
         migrations.AddField(
-            model_name='recording',
-            name='closed_by',
-            field=models.CharField(blank=True, choices=[('', 'Not closed'), ('device', 'The device'), ('silence', 'Silence timeout'), ('server', 'The server (a new session)')], default='', editable=False, max_length=10),
+            model_name="recording",
+            name="closed_by",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("", "Not closed"),
+                    ("device", "The device"),
+                    ("silence", "Silence timeout"),
+                    ("server", "The server (a new session)"),
+                ],
+                default="",
+                editable=False,
+                max_length=10,
+            ),
         ),
         migrations.AddField(
-            model_name='recording',
-            name='end_sample',
+            model_name="recording",
+            name="end_sample",
             field=models.BigIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='recording',
-            name='last_chunk_at',
+            model_name="recording",
+            name="last_chunk_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='recording',
-            name='next_seq',
+            model_name="recording",
+            name="next_seq",
             field=models.BigIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='recording',
-            name='session',
-            field=models.CharField(blank=True, editable=False, help_text="The device's session id.", max_length=64),
+            model_name="recording",
+            name="session",
+            field=models.CharField(
+                blank=True, editable=False, help_text="The device's session id.", max_length=64
+            ),
         ),
         migrations.AddField(
-            model_name='recording',
-            name='stored_samples',
+            model_name="recording",
+            name="stored_samples",
             field=models.BigIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='recording',
-            name='stream_pending',
-            field=models.BooleanField(default=False, editable=False, help_text='New samples arrived since the last run began.'),
+            model_name="recording",
+            name="stream_pending",
+            field=models.BooleanField(
+                default=False,
+                editable=False,
+                help_text="New samples arrived since the last run began.",
+            ),
         ),
         migrations.AddField(
-            model_name='recording',
-            name='stream_queued_at',
-            field=models.DateTimeField(blank=True, editable=False, help_text='When a task was queued or last ran.', null=True),
+            model_name="recording",
+            name="stream_queued_at",
+            field=models.DateTimeField(
+                blank=True,
+                editable=False,
+                help_text="When a task was queued or last ran.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='recording',
-            name='stream_start_sample',
+            model_name="recording",
+            name="stream_start_sample",
             field=models.BigIntegerField(default=0, editable=False),
         ),
         migrations.AddField(
-            model_name='recording',
-            name='stream_state',
+            model_name="recording",
+            name="stream_state",
             field=models.BinaryField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='recording',
-            index=models.Index(fields=['device', 'session'], name='monitoring__device__29d494_idx'),
+            model_name="recording",
+            index=models.Index(fields=["device", "session"], name="monitoring__device__29d494_idx"),
         ),
         migrations.AddConstraint(
-            model_name='recording',
-            constraint=models.UniqueConstraint(condition=models.Q(('session', ''), _negated=True), fields=('device', 'session'), name='recording_unique_device_session'),
+            model_name="recording",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("session", ""), _negated=True),
+                fields=("device", "session"),
+                name="recording_unique_device_session",
+            ),
         ),
     ]

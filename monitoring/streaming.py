@@ -1,0 +1,488 @@
+"""Streaming analysis of device recordings, on Celery workers, as samples arrive.
+
+The flow (``docs/architecture.md``, "Streaming analysis"):
+
+1. A chunk commits (``monitoring.ingest``) with ``stream_pending`` set, then
+   :func:`request_analysis` claims the recording (``stream_queued_at``) and queues
+   ``analyze_stream_task``, unless a task is already queued or running for it: at most one
+   per recording, however many chunks arrive (coalescing).
+2. The task (:func:`run_stream_analysis`) clears ``stream_pending`` and runs rounds of
+   :func:`analyze_next` until nothing is left, then releases the claim; a chunk that
+   committed in the meantime set ``stream_pending`` again and makes it go round once more, so
+   no chunk is left unanalysed and no wake-up is lost.
+3. A round reads the contiguous samples from ``analysis_cursor`` (at most
+   ``STREAM_MAX_ROUND_S`` seconds), loads the analyzer's state (``inference.streaming``),
+   pushes the samples, and in one transaction stores the final beats, the 2-second verdicts
+   (the window model's and the VF/VFL detector's, as ``Prediction`` rows), the episodes of the
+   recent past, the new state and the moved cursor. A worker killed before the commit leaves
+   everything as it was: the next run starts again from the same cursor and state, so no
+   beat is lost or stored twice. After the commit the new results go to the recording's
+   channel-layer group (``recording-<id>``).
+4. A gap (a range no chunk covers) stops the analysis until it is filled, or until it is
+   final: the chunk after it arrived ``DEVICE_GAP_WAIT_S`` ago (the firmware's buffer is
+   60 s) or the recording is closed. Then the analyzer finishes the stretch before the gap and
+   a new one starts after it: beats are never invented across missing signal.
+5. :func:`sweep` (celery beat, every ``STREAM_SWEEP_S``) closes silent recordings and queues
+   every recording whose cursor lags its stored samples and has no live claim (a claim older
+   than ``STREAM_STALE_S`` belongs to a dead worker), so the analysis catches up by itself
+   after a worker crash or a broker outage.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from inference.aami import AAMI_CLASSES
+from inference.rhythm import RhythmConfig, episodes_from_beats
+from inference.streaming import StreamingAnalyzer, StreamUpdate
+from monitoring.models import AnalysisStatus, Beat, Episode, Prediction, Recording, SampleChunk
+
+logger = logging.getLogger(__name__)
+
+VF_MODEL_NAME = "rhythm-vf"
+VF_SEGMENT_S = 2.0
+# Episodes are recomputed over the last EPISODE_HORIZON_S of analysed signal (extended back
+# to the start of any episode still running there); older episodes are final. It must exceed
+# how far back new beats can still change an episode: AF looks at 96 beats and merges
+# episodes 30 s apart, about 3 minutes at 60 bpm (tests/test_streaming_analysis.py).
+EPISODE_HORIZON_S = 600.0
+# Beats before the horizon that the AF statistic needs as history (its window is 96 beats).
+EPISODE_CONTEXT_S = 120.0
+
+
+def group_name(recording_id: int) -> str:
+    """The channel-layer group that receives a recording's live analysis."""
+    return f"recording-{recording_id}"
+
+
+# --- Scheduling (coalesced) -------------------------------------------------------------
+
+
+# After the broker refused a task, this process does not try again for this long: while
+# Redis is down every chunk would otherwise pay for a failed connection.
+BROKER_RETRY_AFTER_S = 5.0
+BROKER_ERRORS = (OSError, KombuOperationalError, RedisConnectionError)
+_broker_down_until = 0.0
+
+
+def request_analysis(recording_id: int) -> bool:
+    """Queue the recording's analysis unless a task already holds it. True if queued.
+
+    Never raises: a broker that is down leaves the chunk stored and the claim released, and
+    the next chunk or the sweep queues the analysis once the broker is back.
+    """
+    global _broker_down_until
+    if time.monotonic() < _broker_down_until:
+        return False
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.STREAM_STALE_S)
+    claimed = (
+        Recording.objects.filter(pk=recording_id)
+        .filter(Q(stream_queued_at__isnull=True) | Q(stream_queued_at__lt=stale))
+        .update(stream_queued_at=now)
+    )
+    if not claimed:
+        return False
+    from monitoring.tasks import analyze_stream_task
+
+    try:
+        analyze_stream_task.apply_async(args=[recording_id], retry=False)
+    except BROKER_ERRORS:
+        logger.exception("the broker refused the analysis of recording %s", recording_id)
+        _broker_down_until = time.monotonic() + BROKER_RETRY_AFTER_S
+        _release_claim(recording_id, now)
+        return False
+    except Exception:  # eager mode (no broker): the analysis itself failed; the chunk stays
+        logger.exception("the analysis of recording %s failed", recording_id)
+        _release_claim(recording_id, now)
+        return False
+    return True
+
+
+def _release_claim(recording_id: int, claimed_at) -> None:
+    Recording.objects.filter(pk=recording_id, stream_queued_at=claimed_at).update(
+        stream_queued_at=None
+    )
+
+
+def run_stream_analysis(recording_id: int) -> dict:
+    """Analyse everything that can be analysed now; what ``analyze_stream_task`` runs."""
+    totals = {"recording": recording_id, "rounds": 0, "beats": 0, "samples": 0}
+    while True:
+        Recording.objects.filter(pk=recording_id).update(
+            stream_pending=False, stream_queued_at=timezone.now()
+        )
+        result = analyze_next(recording_id)
+        totals["rounds"] += 1
+        totals["beats"] += result.n_beats
+        totals["samples"] += result.n_samples
+        if result.more:
+            continue
+        released = Recording.objects.filter(pk=recording_id, stream_pending=False).update(
+            stream_queued_at=None
+        )
+        if released:
+            return totals
+
+
+# --- One round ---------------------------------------------------------------------------
+
+
+@dataclass
+class RoundResult:
+    n_samples: int = 0
+    n_beats: int = 0
+    more: bool = False  # a backlog remains: run another round at once
+    published: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Stretch:
+    """Contiguous samples from the cursor, and what follows them."""
+
+    adc: np.ndarray  # (n, channels)
+    next_first_sample: int | None  # first sample of the next stored chunk after a gap
+    gap_is_final: bool
+    more: bool  # more contiguous samples than one round takes
+
+
+def _read_stretch(recording: Recording, cursor: int, max_samples: int) -> _Stretch:
+    gap_wait = timedelta(seconds=settings.DEVICE_GAP_WAIT_S)
+    parts, position = [], cursor
+    chunks = (
+        SampleChunk.objects.filter(recording=recording, first_sample__gte=cursor)
+        .order_by("first_sample")
+        .only("first_sample", "n_samples", "data", "received_at", "recording_id")
+    )
+    # a chunk may start before the cursor and reach past it (a stretch restarted mid-chunk)
+    straddling = (
+        SampleChunk.objects.filter(recording=recording, first_sample__lt=cursor)
+        .order_by("-first_sample")
+        .only("first_sample", "n_samples", "data", "received_at", "recording_id")
+        .first()
+    )
+    candidates = ([straddling] if straddling is not None else []) + list(
+        chunks.filter(first_sample__lt=cursor + max_samples + 1)
+    )
+    next_first, final, more = None, False, False
+    for chunk in candidates:
+        if chunk.end_sample <= position:
+            continue
+        if chunk.first_sample > position:  # a gap
+            next_first = chunk.first_sample
+            final = (
+                recording.status == Recording.Status.CLOSED
+                or timezone.now() - chunk.received_at >= gap_wait
+            )
+            break
+        chunk.recording = recording
+        samples = chunk.samples()[position - chunk.first_sample :]
+        room = cursor + max_samples - position
+        if len(samples) > room:
+            samples, more = samples[:room], True
+        parts.append(samples)
+        position += len(samples)
+        if more:
+            break
+    if next_first is None and not more and position < recording.end_sample:
+        # the round stopped at its sample limit exactly on a chunk boundary
+        more = position - cursor >= max_samples
+    adc = np.concatenate(parts) if parts else np.zeros((0, recording.n_channels), np.int16)
+    return _Stretch(adc, next_first, final, more)
+
+
+def analyze_next(recording_id: int) -> RoundResult:
+    """One round: push what is contiguous after the cursor and store what became final."""
+    recording = Recording.objects.select_related("patient").get(pk=recording_id)
+    fs_hz = recording.sampling_rate_hz
+    cursor = recording.analysis_cursor
+    closed = recording.status == Recording.Status.CLOSED
+    has_state = recording.stream_state is not None
+    if cursor >= recording.end_sample and not (closed and has_state):
+        return RoundResult()
+
+    stretch = _read_stretch(recording, cursor, max(1, round(settings.STREAM_MAX_ROUND_S * fs_hz)))
+    segment_start = recording.stream_start_sample if has_state else cursor
+    analyzer = (
+        StreamingAnalyzer.from_bytes(bytes(recording.stream_state))
+        if has_state
+        else StreamingAnalyzer(fs_hz)
+    )
+    updates = []
+    position = cursor
+    if len(stretch.adc):
+        lead = recording.to_mv(stretch.adc[:, recording.analysis_lead])
+        updates.append(analyzer.push(lead))
+        position += len(stretch.adc)
+    finished = False
+    at_end = not stretch.more and stretch.next_first_sample is None
+    if (stretch.next_first_sample is not None and stretch.gap_is_final) or (
+        closed and at_end and position >= recording.end_sample
+    ):
+        updates.append(analyzer.finish())
+        finished = True
+        if stretch.next_first_sample is not None:
+            position = stretch.next_first_sample  # the gap stays a gap
+    if position == cursor and not finished:
+        return RoundResult()  # waiting for a gap to fill
+
+    with transaction.atomic():
+        locked = Recording.objects.select_for_update().get(pk=recording_id)
+        if locked.analysis_cursor != cursor:
+            # another run (a redelivered task next to its sweep) got here first
+            return RoundResult(more=True)
+        beats = _store_beats(locked, segment_start, updates)
+        _store_verdicts(locked, segment_start, updates)
+        analysed_end = segment_start + analyzer.n_samples_pushed
+        episodes = _update_episodes(locked, segment_start, analysed_end, finished)
+        locked.analysis_cursor = position
+        locked.stream_state = None if finished else analyzer.to_bytes()
+        locked.stream_start_sample = position if finished else segment_start
+        locked.analysis_status = AnalysisStatus.DONE
+        locked.analyzed_at = timezone.now()
+        locked.save(
+            update_fields=[
+                "analysis_cursor",
+                "stream_state",
+                "stream_start_sample",
+                "analysis_status",
+                "analyzed_at",
+            ]
+        )
+        message = _message(locked, beats, episodes)
+        transaction.on_commit(lambda: publish(recording_id, message))
+    return RoundResult(
+        n_samples=position - cursor,
+        n_beats=len(beats),
+        more=stretch.more or (finished and stretch.next_first_sample is not None),
+        published=message,
+    )
+
+
+def _store_beats(recording: Recording, segment_start: int, updates: list[StreamUpdate]):
+    last = recording.beats.order_by("-index").values_list("index", flat=True).first()
+    index = -1 if last is None else last
+    beats = []
+    for update in updates:
+        for sample, label, row in zip(
+            update.beat_samples, update.beat_labels, update.beat_probabilities, strict=True
+        ):
+            index += 1
+            probabilities = {
+                name: round(float(p), 6) for name, p in zip(AAMI_CLASSES, row, strict=True)
+            }
+            beats.append(
+                Beat(
+                    recording=recording,
+                    index=index,
+                    sample=segment_start + int(sample),
+                    label=label,
+                    confidence=min(1.0, max(0.0, float(probabilities[label]))),
+                    probabilities=probabilities,
+                )
+            )
+    Beat.objects.bulk_create(beats)
+    return beats
+
+
+def _store_verdicts(recording: Recording, segment_start: int, updates: list[StreamUpdate]):
+    fs_hz = recording.sampling_rate_hz
+    segment_samples = round(VF_SEGMENT_S * fs_hz)
+    rows = []
+    from inference.vf import shipped_model
+
+    threshold = shipped_model().threshold
+    for update in updates:
+        for segment, probability in zip(update.vf_segments, update.vf_probabilities, strict=True):
+            rows.append(
+                Prediction(
+                    recording=recording,
+                    model_name=VF_MODEL_NAME,
+                    model_version="1",
+                    window_start=segment_start + int(segment) * segment_samples,
+                    window_length=segment_samples,
+                    label="VF" if probability >= threshold else "other",
+                    probabilities={"VF": round(float(probability), 6)},
+                )
+            )
+        for window in update.windows:
+            rows.append(
+                Prediction(
+                    recording=recording,
+                    model_name=window.model_name,
+                    model_version=window.model_version,
+                    window_start=segment_start + int(window.start_sample),
+                    window_length=int(window.n_samples),
+                    label=window.label,
+                    probabilities=window.probabilities,
+                )
+            )
+    Prediction.objects.bulk_create(rows)
+
+
+def _rhythm_config(recording: Recording) -> RhythmConfig:
+    patient = recording.patient
+    return RhythmConfig(
+        brady_bpm=float(patient.hr_low_limit_bpm),
+        tachy_bpm=float(patient.hr_high_limit_bpm),
+        pause_s=float(patient.pause_limit_s),
+    )
+
+
+def _update_episodes(
+    recording: Recording, segment_start: int, analysed_end: int, finished: bool
+) -> list[Episode]:
+    """Recompute the episodes of the recent past of the current stretch (see module doc)."""
+    fs_hz = recording.sampling_rate_hz
+    end_s = analysed_end / fs_hz
+    segment_s = segment_start / fs_hz
+    horizon_s = max(segment_s, end_s - EPISODE_HORIZON_S)
+    running = recording.episodes.filter(start_s__lt=horizon_s, end_s__gt=horizon_s)
+    earliest = min((episode.start_s for episode in running), default=horizon_s)
+    horizon_s = max(segment_s, earliest)
+    context_s = max(segment_s, horizon_s - EPISODE_CONTEXT_S)
+
+    beats = recording.beats.filter(sample__gte=round(context_s * fs_hz)).order_by("index")
+    samples, labels = [], []
+    for sample, label in beats.values_list("sample", "label"):
+        samples.append(sample)
+        labels.append(label)
+    # VF probabilities of the 2-s segments since context_s, on the stretch's own grid
+    segment_samples = round(VF_SEGMENT_S * fs_hz)
+    first_segment = int(np.ceil((context_s * fs_hz - segment_start) / segment_samples))
+    grid_start = segment_start + first_segment * segment_samples
+    vf_rows = recording.predictions.filter(
+        model_name=VF_MODEL_NAME, window_start__gte=grid_start
+    ).values_list("window_start", "probabilities")
+    n_segments = max(0, (analysed_end - grid_start) // segment_samples)
+    vf = np.zeros(n_segments)
+    for start, probabilities in vf_rows:
+        position = (start - grid_start) // segment_samples
+        if 0 <= position < n_segments:
+            vf[position] = probabilities["VF"]
+    origin_s = grid_start / fs_hz
+    times_s = np.asarray(samples, dtype=np.float64) / fs_hz - origin_s
+    keep = times_s >= 0
+    found = episodes_from_beats(
+        times_s[keep],
+        [label for label, kept in zip(labels, keep, strict=True) if kept],
+        vf,
+        end_s - origin_s,
+        _rhythm_config(recording),
+    )
+    recording.episodes.filter(end_s__gt=horizon_s).delete()
+    stored = []
+    for episode in found:
+        start_s, stop_s = episode.start_s + origin_s, episode.end_s + origin_s
+        if stop_s <= horizon_s:
+            continue
+        details = dict(episode.details)
+        if not finished and details.get("open") in ("end", "both"):
+            details["ongoing"] = True
+        stored.append(
+            Episode(
+                recording=recording,
+                kind=episode.kind,
+                start_s=round(max(start_s, 0.0), 3),
+                end_s=round(stop_s, 3),
+                details=details,
+            )
+        )
+    Episode.objects.bulk_create(stored)
+    return stored
+
+
+def _message(recording: Recording, beats: list[Beat], episodes: list[Episode]) -> dict:
+    fs_hz = recording.sampling_rate_hz
+    return {
+        "type": "recording.analysis",
+        "recording": recording.pk,
+        "cursor": recording.analysis_cursor,
+        "beats": [
+            {
+                "index": beat.index,
+                "sample": beat.sample,
+                "time_s": round(beat.sample / fs_hz, 3),
+                "label": beat.label,
+                "confidence": round(beat.confidence, 4),
+            }
+            for beat in beats
+        ],
+        "episodes": [
+            {
+                "kind": episode.kind,
+                "start_s": episode.start_s,
+                "end_s": episode.end_s,
+                "details": episode.details,
+            }
+            for episode in episodes
+        ],
+    }
+
+
+def publish(recording_id: int, message: dict) -> None:
+    """Send a message to the recording's group; a channel layer that is down loses only it."""
+    from channels.layers import get_channel_layer
+
+    try:
+        async_to_sync(get_channel_layer().group_send)(group_name(recording_id), message)
+    except Exception:
+        logger.exception("could not publish the analysis of recording %s", recording_id)
+
+
+# --- The sweep ---------------------------------------------------------------------------
+
+
+def lagging_recordings(now=None) -> list[int]:
+    """Recordings with samples past the cursor (or a stretch to finish) and no live claim."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.STREAM_STALE_S)
+    unclaimed = Q(stream_queued_at__isnull=True) | Q(stream_queued_at__lt=stale)
+    behind = Q(analysis_cursor__lt=F("end_sample")) | Q(
+        status=Recording.Status.CLOSED, stream_state__isnull=False
+    )
+    return list(
+        Recording.objects.filter(source=Recording.Source.DEVICE)
+        .filter(unclaimed)
+        .filter(behind)
+        .values_list("pk", flat=True)
+    )
+
+
+_last_inline_sweep = 0.0
+
+
+def sweep_if_no_beat() -> None:
+    """Without a broker (the embedded defaults) no celery beat runs the sweep, so the ingest
+    path runs it itself, at most once per ``STREAM_SWEEP_S`` per process."""
+    global _last_inline_sweep
+    from monitoring.tasks import sweep_streams_task
+
+    if not sweep_streams_task.app.conf.task_always_eager:
+        return
+    if time.monotonic() - _last_inline_sweep < settings.STREAM_SWEEP_S:
+        return
+    _last_inline_sweep = time.monotonic()
+    try:
+        sweep()
+    except Exception:
+        logger.exception("the inline sweep failed")
+
+
+def sweep() -> dict:
+    """Close silent recordings and queue the analysis of every lagging one."""
+    from monitoring.ingest import close_silent_recordings
+
+    closed = close_silent_recordings()
+    queued = [pk for pk in lagging_recordings() if request_analysis(pk)]
+    return {"closed": closed, "queued": queued}

@@ -1,0 +1,237 @@
+"""Streaming analysis of device recordings (monitoring/streaming.py) on the database.
+
+The property of issue 5: a real MIT-BIH record delivered through the ingest path in random
+chunk sizes and orders, analysed as it arrives, ends with the same beats (within one sample)
+and the same labels as one offline pass over the whole record. The tasks run eagerly here;
+tests/test_streaming_faults.py runs them on a real worker.
+"""
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+import wfdb
+from django.db import transaction
+from django.utils import timezone
+
+from inference.analysis import analyze_signal
+from monitoring import streaming
+from monitoring.ingest import close_recording, ingest_chunk
+from monitoring.models import Beat, Prediction, Recording, SampleChunk
+from monitoring.protocol import Chunk
+from tests.inference.conftest import physionet_folder
+
+pytestmark = pytest.mark.django_db
+
+MITDB_GAIN = 200.0
+MITDB_BASELINE = 1024
+
+
+@pytest.fixture(scope="module")
+def mitdb_folder():
+    return physionet_folder("mitdb", "100")
+
+
+def mitdb_adc(folder, record: str, seconds: float) -> tuple[np.ndarray, float]:
+    """The first ``seconds`` of MLII as the ADC values the record stores."""
+    header = wfdb.rdheader(str(folder / record))
+    n = round(seconds * header.fs)
+    data = wfdb.rdrecord(str(folder / record), sampto=n, channels=[0], physical=False)
+    assert data.adc_gain[0] == MITDB_GAIN and data.baseline[0] == MITDB_BASELINE
+    return data.d_signal[:, 0].astype(np.int16), float(header.fs)
+
+
+def random_chunks(adc, fs_hz, rng, max_s=5.0, session="prop0001"):
+    """Consecutive chunks of random length (1 sample to ``max_s`` seconds)."""
+    chunks, start, seq = [], 0, 0
+    while start < len(adc):
+        n = int(rng.integers(1, round(max_s * fs_hz) + 1))
+        chunks.append(
+            Chunk(
+                seq=seq,
+                first_sample=start,
+                fs_hz=fs_hz,
+                gain_adc_per_mv=MITDB_GAIN,
+                baseline_adc=MITDB_BASELINE,
+                n_channels=1,
+                samples=adc[start : start + n, np.newaxis],
+                session=session,
+            )
+        )
+        start += n
+        seq += 1
+    return chunks
+
+
+def shuffled_nearby(chunks, rng, reach=4):
+    """The chunks in an order where each may arrive up to ``reach`` places early or late."""
+    keys = np.arange(len(chunks)) + rng.uniform(0, reach, size=len(chunks))
+    return [chunks[i] for i in np.argsort(keys)]
+
+
+def deliver(device, chunk, capture):
+    """One chunk through the ingest path, committing and running what the commit triggers."""
+    with capture(execute=True):
+        with transaction.atomic():
+            ingest_chunk(device, chunk)
+
+
+def close(recording, capture):
+    with capture(execute=True):
+        with transaction.atomic():
+            close_recording(Recording.objects.get(pk=recording.pk), Recording.ClosedBy.DEVICE)
+
+
+def stored_beats(recording):
+    rows = list(Beat.objects.filter(recording=recording).order_by("index"))
+    assert [row.index for row in rows] == list(range(len(rows)))  # no hole, no duplicate
+    return np.array([row.sample for row in rows]), [row.label for row in rows]
+
+
+@pytest.mark.parametrize(
+    ("record", "seed", "horizon_s"),
+    [("208", 1, None), ("232", 2, None), ("201", 4, 240.0)],
+    ids=["208", "232", "201-episodes-longer-than-the-horizon"],
+)
+def test_streamed_beats_equal_one_offline_pass(
+    mitdb_folder,
+    device,
+    eager_celery,
+    django_capture_on_commit_callbacks,
+    monkeypatch,
+    record,
+    seed,
+    horizon_s,
+):
+    """Random chunk sizes, chunks arriving out of order, analysis after every commit.
+
+    With a horizon shorter than the excerpt, an episode longer than the horizon (201's AF,
+    400 s) must still come out whole: the horizon reaches back to the start of a running
+    episode. (A horizon shorter than new beats can move an episode's end, about 3 minutes for
+    AF, would freeze ends too early; the default is 10 minutes.)
+    """
+    seconds = 180.0
+    if horizon_s is not None:
+        monkeypatch.setattr(streaming, "EPISODE_HORIZON_S", horizon_s)
+        seconds = 480.0
+    adc, fs_hz = mitdb_adc(mitdb_folder, record, seconds=seconds)
+    rng = np.random.default_rng(seed)
+    for chunk in shuffled_nearby(random_chunks(adc, fs_hz, rng), rng):
+        deliver(device, chunk, django_capture_on_commit_callbacks)
+    recording = Recording.objects.get()
+    # everything received is analysed up to the end, except what the detectors hold back
+    assert recording.analysis_cursor == len(adc)
+    close(recording, django_capture_on_commit_callbacks)
+
+    offline = analyze_signal((adc.astype(np.float64) - MITDB_BASELINE) / MITDB_GAIN, fs_hz)
+    samples, labels = stored_beats(recording)
+    assert len(samples) == len(offline.r_peaks) > 100
+    assert np.max(np.abs(samples - offline.r_peaks)) <= 1
+    assert labels == list(offline.labels)
+    recording.refresh_from_db()
+    assert recording.stream_state is None  # finished
+    # within the episode horizon the episodes are the offline ones too
+    streamed = [
+        (episode.kind, round(episode.start_s, 2), round(episode.end_s, 2))
+        for episode in recording.episodes.order_by("start_s", "end_s", "kind")
+    ]
+    assert streamed == [
+        (episode.kind, round(episode.start_s, 2), round(episode.end_s, 2))
+        for episode in offline.episodes
+    ]
+    # the 2-s verdicts cover the record once each
+    vf = Prediction.objects.filter(recording=recording, model_name=streaming.VF_MODEL_NAME)
+    starts = sorted(vf.values_list("window_start", flat=True))
+    assert starts == list(range(0, len(starts) * round(2 * fs_hz), round(2 * fs_hz)))
+    assert len(starts) == len(adc) // round(2 * fs_hz)
+
+
+def test_analysis_is_coalesced_to_one_task_per_recording(device, recording, monkeypatch):
+    queued = []
+    monkeypatch.setattr(
+        "monitoring.tasks.analyze_stream_task.apply_async",
+        lambda args, **kwargs: queued.append(args),
+    )
+    for _ in range(5):
+        streaming.request_analysis(recording.pk)
+    assert queued == [[recording.pk]]  # the claim holds while the task is queued
+
+    # a claim older than STREAM_STALE_S belongs to a dead worker: taken over
+    Recording.objects.filter(pk=recording.pk).update(
+        stream_queued_at=timezone.now() - timedelta(hours=1)
+    )
+    streaming.request_analysis(recording.pk)
+    assert len(queued) == 2
+
+
+def test_a_chunk_committed_during_a_run_makes_the_task_go_round_again(
+    device, recording, monkeypatch
+):
+    rounds = []
+
+    def fake_round(recording_id):
+        rounds.append(recording_id)
+        if len(rounds) == 1:  # a chunk commits while the first round runs
+            Recording.objects.filter(pk=recording_id).update(stream_pending=True)
+        return streaming.RoundResult()
+
+    monkeypatch.setattr(streaming, "analyze_next", fake_round)
+    Recording.objects.filter(pk=recording.pk).update(stream_queued_at=timezone.now())
+    streaming.run_stream_analysis(recording.pk)
+    assert len(rounds) == 2
+    recording.refresh_from_db()
+    assert recording.stream_queued_at is None and recording.stream_pending is False
+
+
+def test_a_broker_that_is_down_leaves_the_chunk_stored_and_the_claim_free(
+    device, recording, monkeypatch
+):
+    def refuse(*args, **kwargs):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6399. Connection refused.")
+
+    monkeypatch.setattr("monitoring.tasks.analyze_stream_task.apply_async", refuse)
+    monkeypatch.setattr(streaming, "_broker_down_until", 0.0)  # restored after the test
+    assert streaming.request_analysis(recording.pk) is False
+    recording.refresh_from_db()
+    assert recording.stream_queued_at is None  # the next chunk or the sweep tries again
+    # and for a few seconds this process does not even try: each chunk would pay for it
+    tried = []
+    monkeypatch.setattr(
+        "monitoring.tasks.analyze_stream_task.apply_async", lambda *a, **k: tried.append(a)
+    )
+    assert streaming.request_analysis(recording.pk) is False and tried == []
+
+
+def test_a_gap_waits_then_stays_a_gap_and_no_beat_is_invented_in_it(
+    mitdb_folder, device, eager_celery, django_capture_on_commit_callbacks, settings
+):
+    adc, fs_hz = mitdb_adc(mitdb_folder, "100", seconds=90)
+    chunks = random_chunks(adc, fs_hz, np.random.default_rng(3), max_s=2.0)
+    middle = len(chunks) // 2
+    lost = chunks.pop(middle)
+    settings.DEVICE_GAP_WAIT_S = 3600.0
+    for chunk in chunks:
+        deliver(device, chunk, django_capture_on_commit_callbacks)
+    recording = Recording.objects.get()
+    assert recording.analysis_cursor == lost.first_sample  # waiting for the gap to fill
+
+    # the gap is final once the chunk after it is old enough: the sweep picks it up
+    settings.DEVICE_GAP_WAIT_S = 0.0
+    with django_capture_on_commit_callbacks(execute=True):
+        streaming.sweep()
+    recording.refresh_from_db()
+    assert recording.analysis_cursor == len(adc)
+    close(recording, django_capture_on_commit_callbacks)
+
+    samples, _ = stored_beats(recording)
+    assert not np.any((samples >= lost.first_sample) & (samples < lost.end_sample))
+    before = (adc[: lost.first_sample].astype(np.float64) - MITDB_BASELINE) / MITDB_GAIN
+    after = (adc[lost.end_sample :].astype(np.float64) - MITDB_BASELINE) / MITDB_GAIN
+    expected = np.concatenate(
+        [
+            analyze_signal(before, fs_hz).r_peaks,
+            analyze_signal(after, fs_hz).r_peaks + lost.end_sample,
+        ]
+    )
+    np.testing.assert_array_equal(samples, expected)
+    assert SampleChunk.objects.filter(recording=recording).count() == len(chunks)
