@@ -160,13 +160,15 @@ def _mitdb_excerpt(record: str, start_s: float, fs_hz: float, data: str | Path |
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    """One virtual device: its name (the serial), token and front end."""
+    """One virtual device: its name (the serial), token and front end, and the server it
+    posts to when not the simulation's (the benchmark spreads devices over processes)."""
 
     name: str
     token: str
     fs_hz: float = DEFAULT_FS_HZ
     gain_adc_per_mv: float = DEFAULT_GAIN_ADC_PER_MV
     baseline_adc: int = 0
+    base_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -361,6 +363,7 @@ class VirtualDevice:
         self.wake = asyncio.Event()
         self.producing = True
         self.drain_deadline: float | None = None
+        self.base_url = (config.base_url or simulation.base_url).rstrip("/")
         self.headers = {"Authorization": f"Device {config.token}"}
         self.content_type = (
             JSON_CONTENT_TYPE if simulation.body_format == "json" else BINARY_CONTENT_TYPE
@@ -553,7 +556,7 @@ class VirtualDevice:
         headers = {**self.headers, "Content-Type": content_type}
         started = time.perf_counter()
         try:
-            async with http.post(self.sim.base_url + path, data=body, headers=headers) as response:
+            async with http.post(self.base_url + path, data=body, headers=headers) as response:
                 text = await response.text()
                 latency_s = time.perf_counter() - started
                 try:
