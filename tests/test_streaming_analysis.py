@@ -6,6 +6,7 @@ and the same labels as one offline pass over the whole record. The tasks run eag
 tests/test_streaming_faults.py runs them on a real worker.
 """
 
+import asyncio
 from datetime import timedelta
 
 import numpy as np
@@ -235,3 +236,40 @@ def test_a_gap_waits_then_stays_a_gap_and_no_beat_is_invented_in_it(
     )
     np.testing.assert_array_equal(samples, expected)
     assert SampleChunk.objects.filter(recording=recording).count() == len(chunks)
+
+
+async def drain(layer, channel: str, wait_s: float = 1.0) -> list[dict]:
+    """Every message waiting on ``channel`` (receive blocks while there is none)."""
+    messages = []
+    while True:
+        try:
+            messages.append(await asyncio.wait_for(layer.receive(channel), wait_s))
+        except TimeoutError:
+            return messages
+
+
+def test_the_results_are_published_to_the_recordings_group(
+    mitdb_folder, device, eager_celery, django_capture_on_commit_callbacks
+):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    adc, fs_hz = mitdb_adc(mitdb_folder, "100", seconds=30)
+    first = random_chunks(adc, fs_hz, np.random.default_rng(5), max_s=10.0)[0]
+    deliver(device, first, django_capture_on_commit_callbacks)  # opens the recording
+    recording = Recording.objects.get()
+    async_to_sync(layer.group_add)(streaming.group_name(recording.pk), channel)
+    try:
+        rest = random_chunks(adc, fs_hz, np.random.default_rng(5), max_s=10.0)[1:]
+        for chunk in rest:
+            deliver(device, chunk, django_capture_on_commit_callbacks)
+        close(recording, django_capture_on_commit_callbacks)
+        published = async_to_sync(drain)(layer, channel)
+    finally:
+        async_to_sync(layer.group_discard)(streaming.group_name(recording.pk), channel)
+    assert all(message["type"] == "recording.analysis" for message in published)
+    sent = [beat["sample"] for message in published for beat in message["beats"]]
+    stored = list(Beat.objects.filter(recording=recording).values_list("sample", flat=True))
+    assert sent == stored and len(stored) > 20
