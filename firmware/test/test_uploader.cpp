@@ -120,9 +120,9 @@ struct Rig {
   Uploader uploader;
   int16_t next_value = 0;
 
-  Rig()
+  explicit Rig(size_t queue_capacity = kQueueSlots)
       : ring(storage, kRingFrames, 1),
-        queue(slots, kQueueSlots),
+        queue(slots, queue_capacity),
         uploader(config(), ring, queue, server, clock, random, log, scratch, body, sizeof body) {}
 
   static UploaderConfig config() {
@@ -392,6 +392,19 @@ TEST(a_loop_that_stalls_longer_than_the_ring_leaves_a_gap_in_first_sample) {
   CHECK(rig.posts_carry_their_frames());
 }
 
+TEST(a_full_retry_queue_gives_up_its_oldest_chunk) {
+  Rig rig(4);  // fewer slots than the ring holds seconds
+  rig.server.link_up = false;
+  rig.sample_seconds(7);
+  CHECK_EQ(rig.uploader.pending_chunks(), 4);
+  rig.server.link_up = true;
+  for (int i = 0; i < 6; ++i) rig.poll_at(rig.clock.now + 1);
+  CHECK_EQ(rig.server.posts.size(), 4);
+  CHECK_EQ(rig.server.posts[0].seq(), 3);  // 0, 1 and 2 made room
+  CHECK_EQ(rig.uploader.frames_lost(), 3 * 250);
+  CHECK(rig.log.mentions("retry queue full"));
+}
+
 TEST(reconnect_resends_at_once_whatever_the_backoff_was) {
   Rig rig;
   rig.random.value = 0;
@@ -431,4 +444,15 @@ TEST(lead_off_and_battery_travel_in_the_chunk_that_saw_them) {
   CHECK_EQ(rig.server.posts[0].flags(), kFlagLeadOff | kFlagBattery);
   CHECK_EQ(rig.server.posts[1].flags(), kFlagBattery);
   CHECK_EQ(rig.server.posts[1].battery(), 80);
+  // an electrode that stays off marks every chunk until it is reported back on; the chunk
+  // during which that happens still saw it off
+  rig.uploader.set_lead_off(true);
+  rig.sample_seconds(2);
+  rig.uploader.set_lead_off(false);
+  rig.sample_seconds(2);
+  CHECK_EQ(rig.server.posts.size(), 6);
+  CHECK_EQ(rig.server.posts[2].flags() & kFlagLeadOff, kFlagLeadOff);
+  CHECK_EQ(rig.server.posts[3].flags() & kFlagLeadOff, kFlagLeadOff);
+  CHECK_EQ(rig.server.posts[4].flags() & kFlagLeadOff, kFlagLeadOff);
+  CHECK_EQ(rig.server.posts[5].flags() & kFlagLeadOff, 0);
 }

@@ -78,8 +78,9 @@ class Uploader {
            ChunkTransport& transport, Clock& clock, RandomSource& random, Logger& log,
            int16_t* scratch, uint8_t* body, size_t body_capacity);
 
-  // Lead-off as the front end reports it now: a chunk is marked lead off when it was off at
-  // any call during the chunk.
+  // Lead-off as the front end reports it now. A chunk is marked lead off when the electrode
+  // was off at any time during it: at any call while it was cut, or as last reported before
+  // it began.
   void set_lead_off(bool lead_off);
   void set_battery_pct(uint8_t battery_pct);  // kBatteryUnknown when not measured
 
