@@ -4,6 +4,22 @@ from django.db.models import Count, Max, Min, Sum
 
 from monitoring.models import Recording
 
+MAX_GAPS_LISTED = 1000
+
+
+def gaps(recording: Recording, first_sample: int = 0) -> list[list[int]]:
+    """The missing ranges ``[start, end)`` between stored chunks, in sample indices, oldest
+    first (at most ``MAX_GAPS_LISTED``). A gap is shown as a gap: nothing fills it in."""
+    found, position = [], first_sample
+    ranges = recording.chunks.order_by("first_sample").values_list("first_sample", "n_samples")
+    for start, n_samples in ranges.iterator():
+        if start > position:
+            found.append([position, start])
+            if len(found) == MAX_GAPS_LISTED:
+                break
+        position = max(position, start + n_samples)
+    return found
+
 
 def summarize(recording: Recording) -> dict:
     """How much of a recording is stored: chunks, samples, span and the samples missing.
@@ -26,6 +42,7 @@ def summarize(recording: Recording) -> dict:
         end_sample = last.end_sample
     return {
         "recording": recording.pk,
+        "gaps": gaps(recording, first_sample) if totals["n_chunks"] else [],
         "n_chunks": totals["n_chunks"],
         "n_samples": n_samples,
         "first_sample": first_sample,

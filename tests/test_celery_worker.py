@@ -60,6 +60,7 @@ def test_it_runs_a_task_on_a_real_worker_and_returns_json(worker, recording):
         "first_sample": 0,
         "end_sample": 1000,
         "missing_samples": 250,
+        "gaps": [[500, 750]],
         "duration_s": 3.0,
         "analysis_cursor": 0,
     }

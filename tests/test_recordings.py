@@ -16,9 +16,11 @@ def test_it_summarizes_stored_samples_and_the_gap_between_chunks(recording):
     assert summary["n_samples"] == 500
     assert summary["end_sample"] == 750
     assert summary["missing_samples"] == 250
+    assert summary["gaps"] == [[250, 500]]
     assert summary["duration_s"] == 2.0
 
 
 def test_it_summarizes_an_empty_recording(recording):
     summary = summarize(recording)
     assert (summary["n_chunks"], summary["n_samples"], summary["missing_samples"]) == (0, 0, 0)
+    assert summary["gaps"] == []

@@ -71,6 +71,10 @@ class RecordingSummarySerializer(serializers.Serializer):
     first_sample = serializers.IntegerField()
     end_sample = serializers.IntegerField()
     missing_samples = serializers.IntegerField()
+    gaps = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField(), min_length=2, max_length=2),
+        help_text="Missing ranges [start, end) in sample indices, oldest first (at most 1000).",
+    )
     duration_s = serializers.FloatField()
     analysis_cursor = serializers.IntegerField()
 
