@@ -79,7 +79,7 @@ SYNTHETIC_MAX_S = 600.0
 REFUSED_STATUSES = {400, 409, 413, 415}
 # Statuses after which the device stops: its token or its patient assignment is wrong.
 FATAL_STATUSES = {401, 403}
-MAX_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 30.0  # device time
 
 
 # --- Signals ------------------------------------------------------------------------------
@@ -525,7 +525,8 @@ class VirtualDevice:
         if status == 429 and retry_after_s is not None:
             wait_s = retry_after_s
         else:
-            wait_s = min(retry_wall_s * 2 ** min(item.attempts - 1, 6), MAX_BACKOFF_S)
+            backoff_s = min(self.sim.retry_s * 2 ** min(item.attempts - 1, 6), MAX_BACKOFF_S)
+            wait_s = backoff_s / self.sim.speed
         item.not_before = loop.time() + wait_s
 
     def acknowledged(self, item: _Pending, answer: dict, latency_s: float) -> None:
