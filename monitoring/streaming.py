@@ -56,6 +56,9 @@ VF_SEGMENT_S = 2.0
 # how far back new beats can still change an episode: AF looks at 96 beats and merges
 # episodes 30 s apart, about 3 minutes at 60 bpm (tests/test_streaming_analysis.py).
 EPISODE_HORIZON_S = 600.0
+# Episodes are recomputed when a round crosses a multiple of this much signal (and when a
+# stretch ends), not after every chunk: it is the costliest part of a round.
+EPISODE_EVERY_S = 5.0
 # Beats before the horizon that the AF statistic needs as history (its window is 96 beats).
 EPISODE_CONTEXT_S = 120.0
 
@@ -220,6 +223,7 @@ def analyze_next(recording_id: int) -> RoundResult:
     )
     updates = []
     position = cursor
+    pushed_before = analyzer.n_samples_pushed
     if len(stretch.adc):
         lead = recording.to_mv(stretch.adc[:, recording.analysis_lead])
         updates.append(analyzer.push(lead))
@@ -244,7 +248,10 @@ def analyze_next(recording_id: int) -> RoundResult:
         beats = _store_beats(locked, segment_start, updates)
         _store_verdicts(locked, segment_start, updates)
         analysed_end = segment_start + analyzer.n_samples_pushed
-        episodes = _update_episodes(locked, segment_start, analysed_end, finished)
+        step = max(1, round(EPISODE_EVERY_S * fs_hz))
+        episodes = []
+        if finished or (segment_start + pushed_before) // step != analysed_end // step:
+            episodes = _update_episodes(locked, segment_start, analysed_end, finished)
         locked.analysis_cursor = position
         locked.stream_state = None if finished else analyzer.to_bytes()
         locked.stream_start_sample = position if finished else segment_start
