@@ -347,7 +347,11 @@ class VirtualDevice:
         self.config = config
         self.samples_adc = samples_adc
         self.sim = simulation
-        self.rng = np.random.default_rng([simulation.seed, index])
+        # Separate streams for the buffer's faults (lose, reorder) and the link's (drop,
+        # duplicate): the producer and the sender interleave as timing decides, and with one
+        # stream the same seed would hit different chunks from run to run.
+        self.rng = np.random.default_rng([simulation.seed, index, 0])
+        self.link_rng = np.random.default_rng([simulation.seed, index, 1])
         self.frames_per_chunk = round(simulation.chunk_s * config.fs_hz)
         if not 1 <= self.frames_per_chunk <= MAX_CHUNK_FRAMES:
             raise ValueError(
@@ -494,9 +498,9 @@ class VirtualDevice:
             report.retries += 1
         item.attempts += 1
         retry_wall_s = self.sim.retry_s / self.sim.speed
-        if self.rng.random() < self.sim.faults.drop:
+        if self.link_rng.random() < self.sim.faults.drop:
             report.errors["dropped"] += 1
-            if self.rng.random() < 0.5:
+            if self.link_rng.random() < 0.5:
                 # the answer is lost: the server stores the chunk, the device never hears
                 await self.post(http, CHUNKS_PATH, item.body, self.content_type)
             item.not_before = loop.time() + retry_wall_s
@@ -506,7 +510,7 @@ class VirtualDevice:
         )
         if status in (200, 201):
             self.acknowledged(item, answer, latency_s)
-            if self.rng.random() < self.sim.faults.duplicate:
+            if self.link_rng.random() < self.sim.faults.duplicate:
                 report.duplicates_sent += 1
                 status, _, _, _ = await self.post(http, CHUNKS_PATH, item.body, self.content_type)
                 if status != 200:
