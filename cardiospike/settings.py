@@ -137,8 +137,10 @@ else:
             # daphne) see the rows the test wrote.
             "TEST": {"NAME": str(SQLITE_PATH.with_name(SQLITE_PATH.stem + "-test.sqlite3"))},
             # Waiting for a lock beats failing with "database is locked" when the web
-            # process and a task write at the same moment.
-            "OPTIONS": {"timeout": 20},
+            # process and a task write at the same moment. IMMEDIATE takes the write lock
+            # when a transaction begins: a deferred transaction that reads first and then
+            # wants to write cannot wait for the lock and fails at once.
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
             "CONN_MAX_AGE": envint("DB_CONN_MAX_AGE", "60"),
             "CONN_HEALTH_CHECKS": True,
         }

@@ -271,12 +271,12 @@ def _store(recording: Recording, chunk: Chunk) -> bool:
     neighbours = recording.chunks.filter(
         first_sample__lt=chunk.end_sample,
         first_sample__gt=chunk.first_sample - MAX_CHUNK_FRAMES,
-    ).only("seq", "first_sample", "n_samples")
-    for other in neighbours:
-        if other.end_sample > chunk.first_sample:
+    ).values_list("seq", "first_sample", "n_samples")
+    for other_seq, other_first, other_n in neighbours:
+        if other_first + other_n > chunk.first_sample:
             raise IngestError(
-                f"samples {chunk.first_sample}-{chunk.end_sample - 1} overlap chunk {other.seq} "
-                f"(samples {other.first_sample}-{other.end_sample - 1}) of recording "
+                f"samples {chunk.first_sample}-{chunk.end_sample - 1} overlap chunk {other_seq} "
+                f"(samples {other_first}-{other_first + other_n - 1}) of recording "
                 f"{recording.pk}",
                 409,
             )

@@ -402,3 +402,16 @@ def test_the_schema_documents_the_device_endpoints(staff_user):
         chunk["responses"]
     )
     assert "/api/device/v1/recordings/close/" in paths
+
+
+def test_a_chunk_costs_the_same_few_queries_however_long_the_recording(client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = []
+    for seq in range(40):
+        with CaptureQueriesContext(connection) as queries:
+            assert post_json(client, make_chunk(seq=seq)).status_code == 201
+        counts.append(len(queries))
+    # the first chunk opens the recording; after that the count is flat (no per-chunk scan)
+    assert max(counts[2:]) == min(counts[2:]) <= 12, counts

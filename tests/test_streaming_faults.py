@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,6 +80,24 @@ def start_worker(env: dict, log_path, queue: str) -> subprocess.Popen:
     return process
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and its children (read from /proc), children first."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+            children.append(int(stat.parent.name))
+    for child in children:
+        kill_tree(child)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def offline_peaks_and_labels(adc: np.ndarray, fs_hz: float):
     result = analyze_signal((adc.astype(np.float64) - MITDB_BASELINE) / MITDB_GAIN, fs_hz)
     return result.r_peaks, list(result.labels)
@@ -128,7 +147,7 @@ def test_a_worker_killed_mid_analysis_is_taken_over_and_nothing_is_lost_or_doubl
         return Recording.objects.get(pk=recording.pk).analysis_cursor
 
     wait_until(lambda: cursor() > 0, 60, "the first worker to start the analysis", first)
-    os.kill(first.pid, signal.SIGKILL)
+    kill_tree(first.pid)  # -B forks beat as a child; it must not outlive the dead worker
     first.wait(timeout=10)
     first.log_file.close()
     at_kill = cursor()
