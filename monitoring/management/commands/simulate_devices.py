@@ -1,5 +1,4 @@
 import json
-import os
 import time
 from dataclasses import replace
 
@@ -55,9 +54,8 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--data",
-            default=os.environ.get("CARDIOSPIKE_DATA") or None,
-            help="folder holding mitdb/ (default $CARDIOSPIKE_DATA, $CARDIOSPIKE_DATA_DIR or "
-            "../shared/data)",
+            default=None,
+            help="folder holding mitdb/ (default $CARDIOSPIKE_DATA_DIR or ../shared/data)",
         )
         parser.add_argument("--speed", type=float, default=1.0, help="x real time (default 1)")
         parser.add_argument("--chunk-s", type=float, default=1.0, help="seconds per chunk")
