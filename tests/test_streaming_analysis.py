@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from inference.analysis import analyze_signal
 from monitoring import streaming
-from monitoring.ingest import close_recording, ingest_chunk
+from monitoring.ingest import close_recording, ingest_chunk, open_recording
 from monitoring.models import Beat, Prediction, Recording, SampleChunk
 from monitoring.protocol import Chunk
 from tests.inference.conftest import physionet_folder
@@ -257,13 +257,12 @@ def test_the_results_are_published_to_the_recordings_group(
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
     adc, fs_hz = mitdb_adc(mitdb_folder, "100", seconds=30)
-    first = random_chunks(adc, fs_hz, np.random.default_rng(5), max_s=10.0)[0]
-    deliver(device, first, django_capture_on_commit_callbacks)  # opens the recording
-    recording = Recording.objects.get()
+    chunks = random_chunks(adc, fs_hz, np.random.default_rng(5), max_s=10.0)
+    with transaction.atomic():  # opened before any chunk, so the group hears every beat
+        recording = open_recording(device, chunks[0])
     async_to_sync(layer.group_add)(streaming.group_name(recording.pk), channel)
     try:
-        rest = random_chunks(adc, fs_hz, np.random.default_rng(5), max_s=10.0)[1:]
-        for chunk in rest:
+        for chunk in chunks:
             deliver(device, chunk, django_capture_on_commit_callbacks)
         close(recording, django_capture_on_commit_callbacks)
         published = async_to_sync(drain)(layer, channel)
