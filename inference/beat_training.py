@@ -61,7 +61,7 @@ from inference.registry import WEIGHTS_DIR
 from inference.train import DOCS_DIR, git_commit
 
 NAME = "beat-cnn-mitdb"
-FEATURE_VERSION = "causal"  # bump when beat_features changes, to invalidate caches
+FEATURE_VERSION = "rr-normalised"  # bump when beat_features changes, to invalidate caches
 
 PUBLISHED = (
     # (reference, S Se, S +P, S F1, V Se, V +P, V F1, accuracy), percent / fraction as printed

@@ -10,8 +10,7 @@ means of feature selection. IEEE Trans Biomed Eng 58(8):2168-2177 (2011):
 
 - its morphology: 0.7 s of the band-passed ECG around the R peak, at 180 Hz, and the same
   window minus the patient's dominant beat (a running median of the preceding beats); both are
-  divided by the dominant beat's peak-to-peak amplitude. The band-pass is causal, so a
-  window needs no signal after its own end. Comparing each beat with the
+  divided by the dominant beat's peak-to-peak amplitude. Comparing each beat with the
   patient's own usual beat, rather than with other patients' beats, is what carries a
   morphology model across patients (inter-patient split);
 - its rhythm: the preceding and following RR intervals in seconds and their ratios to the
@@ -20,11 +19,9 @@ means of feature selection. IEEE Trans Biomed Eng 58(8):2168-2177 (2011):
   supraventricular beat looks normal and is told apart mainly by its timing, and only
   relative to the patient's own rhythm does timing carry from one patient to another.
 
-Everything is causal except the beat's own window (0.42 s after its R peak) and its following
-RR interval (one beat of lookahead): the band-pass runs forward only, and at the start of a
-recording each beat's dominant beat and average RR are those of the beats so far, itself
-included. So a stream computes the same features, to the bit, as soon as the next beat is
-known (``inference.streaming``).
+Everything is causal except the following RR interval (one beat of lookahead), the zero-phase
+band-pass (local) and the first dominant beat of a recording (its first beats), so the same
+features can be computed on a stream.
 """
 
 from __future__ import annotations
@@ -39,7 +36,7 @@ from torch import nn
 
 from inference.aami import AAMI_CLASSES
 from inference.registry import REQUIRED_CARD_KEYS, WEIGHTS_DIR
-from inference.signal import bandpass_causal, validate_fs, validate_signal
+from inference.signal import bandpass, validate_fs, validate_signal
 
 BEAT_CLASSES = AAMI_CLASSES
 DEFAULT_BEAT_MODEL = "beat-cnn-mitdb"
@@ -53,6 +50,7 @@ MIN_FS_HZ, MAX_FS_HZ = 100.0, 2000.0
 
 TEMPLATE_BEATS = 64  # the dominant beat is the median of this many preceding beats
 TEMPLATE_UPDATE_BEATS = 32  # ... recomputed every this many beats (a median costs)
+TEMPLATE_START_BEATS = 16  # the first beats of a recording are compared with the first 16
 LOCAL_RR_BEATS = 10
 LONG_RR_S = 300.0
 LONG_RR_UPDATE_BEATS = 32  # the long-term RR changes slowly; recompute it every this many beats
@@ -124,10 +122,9 @@ def rr_features(r_peaks: np.ndarray, fs: float) -> np.ndarray:
     morphological features. Math Probl Eng 2014:712474).
 
     - average RR (``avg``): the median of the pre-RR intervals of the 5 minutes before the
-      beat (refreshed every 32 beats; in the first 32 beats of a recording, those of the
-      beats so far, this one included: ``average_rr_end``), after dropping pauses longer
-      than twice a first median, so a record with long pauses (MIT-BIH 232) still gets its
-      usual interval;
+      beat (refreshed every 32 beats; the first block looks a few beats ahead), after
+      dropping pauses longer than twice a first median, so a record with long pauses
+      (MIT-BIH 232) still gets its usual interval;
     - local RR (``local``): the median of the 10 pre-RR intervals before this beat, this one
       excluded (a premature beat does not dilute its own reference) and pauses longer than
       twice ``avg`` ignored; a median rather than de Chazal's mean, so one premature beat
@@ -164,24 +161,13 @@ def rr_features(r_peaks: np.ndarray, fs: float) -> np.ndarray:
     # median per beat would cost more than the rest of the features together)
     average = np.empty(n)
     times_s = peaks / fs
-    by_end: dict[int, float] = {}  # a block's beats share one median
-    for beat in range(n):
-        end = average_rr_end(beat)
-        if end not in by_end:
-            by_end[end] = long_term_rr(pre, times_s, end)
-        average[beat] = by_end[end]
+    step = LONG_RR_UPDATE_BEATS
+    for block in range(0, n, step):
+        end = max(block, min(n, step))  # the first block looks a few beats ahead
+        average[block : block + step] = long_term_rr(pre, times_s, end)
     successive = np.abs(np.diff(pre, prepend=pre[0]))
     cumulative_change = np.concatenate([[0.0], np.cumsum(successive)])
     return rr_columns(pre, post, average, cumulative_change[:n], n_history=0)
-
-
-def average_rr_end(beat: int) -> int:
-    """The beats before this index give beat ``beat`` its average RR (``long_term_rr``):
-    those before its block of ``LONG_RR_UPDATE_BEATS`` (32), or in the first block of a
-    recording, which has none before it, the beats up to ``beat`` itself (its pre-RR is
-    known when it is; the first beat's is its post-RR)."""
-    block_start = beat // LONG_RR_UPDATE_BEATS * LONG_RR_UPDATE_BEATS
-    return beat + 1 if block_start == 0 else block_start
 
 
 def long_term_rr(pre_rr_s: np.ndarray, times_s: np.ndarray, end: int) -> float:
@@ -255,9 +241,8 @@ def rr_columns(
 def beat_windows(ecg_mv: np.ndarray, fs: float, r_peaks: np.ndarray) -> np.ndarray:
     """The band-passed ECG around each R peak, at ``BEAT_FS_HZ`` (mV).
 
-    The signal is band-passed 0.5-40 Hz at its own rate (causal Butterworth,
-    ``bandpass_causal``, from rest at the first sample's level; removes baseline wander and
-    is the anti-aliasing filter for 180 Hz), then read at
+    The signal is band-passed 0.5-40 Hz at its own rate (zero-phase Butterworth; removes
+    baseline wander and is the anti-aliasing filter for 180 Hz), then read at
     ``WINDOW_SAMPLES`` instants from 0.28 s before to 0.42 s after each R peak by linear
     interpolation, so any rate from 100 to 2000 Hz gives the same grid. Beyond the ends of
     the signal the edge value is repeated. Each window has its median subtracted.
@@ -266,8 +251,7 @@ def beat_windows(ecg_mv: np.ndarray, fs: float, r_peaks: np.ndarray) -> np.ndarr
     -------
     float32 array (n_beats, WINDOW_SAMPLES).
     """
-    filtered, _ = bandpass_causal(ecg_mv, fs, *BANDPASS_HZ)
-    return windows_from_filtered(filtered, fs, r_peaks)
+    return windows_from_filtered(bandpass(ecg_mv, fs, *BANDPASS_HZ), fs, r_peaks)
 
 
 def windows_from_filtered(
@@ -295,9 +279,9 @@ def dominant_beats(windows: np.ndarray) -> np.ndarray:
     ``TEMPLATE_BEATS`` (64) windows, refreshed every ``TEMPLATE_UPDATE_BEATS`` (32) beats.
 
     The median ignores a minority of ectopic beats (Holter practice: beats are compared with
-    the dominant template). The first block of beats, having none before it, uses the
-    median of the beats so far, each beat itself included (``template_span``); later blocks
-    use whatever preceding beats there are, up to 64. Nothing looks ahead.
+    the dominant template). The first block of beats, having none before it, uses the median
+    of the first ``TEMPLATE_START_BEATS`` beats (the only lookahead, at the start of a
+    recording); later blocks use whatever preceding beats there are, up to 64.
 
     Returns
     -------
@@ -305,35 +289,28 @@ def dominant_beats(windows: np.ndarray) -> np.ndarray:
     """
     n = len(windows)
     step = TEMPLATE_UPDATE_BEATS
-    templates = np.empty_like(windows)
-    # the first block: an expanding median, one per beat (32 small medians)
-    for beat in range(min(n, step)):
-        templates[beat] = np.median(windows[: beat + 1], axis=0)
-    blocks = np.arange(step, n, step)
-    spans = np.array([template_span(block) for block in blocks], dtype=np.int64).reshape(-1, 2)
+    spans = np.array([template_span(block, n) for block in range(0, n, step)], dtype=np.int64)
     begins, ends = spans[:, 0], spans[:, 1]
-    medians = np.empty((len(blocks), windows.shape[1]), dtype=windows.dtype)
+    medians = np.empty((len(spans), windows.shape[1]), dtype=windows.dtype)
     full = ends - begins == TEMPLATE_BEATS
     # blocks with a full history: one vectorised median over (blocks, beats, samples)
     if full.any():
         history = begins[full, np.newaxis] + np.arange(TEMPLATE_BEATS)
         medians[full] = np.median(windows[history], axis=1)
-    # the second block of a recording, with fewer beats behind it
+    # the first blocks of a recording, with fewer beats behind them
     for block_index in np.flatnonzero(~full):
-        medians[block_index] = np.median(windows[begins[block_index] : ends[block_index]], axis=0)
-    templates[step:] = np.repeat(medians, step, axis=0)[: max(0, n - step)]
+        medians[block_index] = np.median(windows[: ends[block_index]], axis=0)
+    templates = np.repeat(medians, step, axis=0)[:n]
     return templates
 
 
-def template_span(beat: int) -> tuple[int, int]:
-    """The beats [begin, end) whose median is beat ``beat``'s dominant beat: up to
-    ``TEMPLATE_BEATS`` (64) beats before its block of ``TEMPLATE_UPDATE_BEATS`` (32), or in
-    the first block of a recording, which has none before it, the beats up to ``beat``
-    itself. The same for every beat of a block after the first."""
-    block_start = beat // TEMPLATE_UPDATE_BEATS * TEMPLATE_UPDATE_BEATS
-    if block_start == 0:
-        return 0, beat + 1
-    return max(0, block_start - TEMPLATE_BEATS), block_start
+def template_span(block_start: int, n_beats: int) -> tuple[int, int]:
+    """The beats [begin, end) whose median is the dominant beat of the block of
+    ``TEMPLATE_UPDATE_BEATS`` beats starting at beat ``block_start``, in a recording of
+    ``n_beats`` beats (which only matters to the first block: a stream that has seen
+    ``TEMPLATE_START_BEATS`` beats may pass any larger number)."""
+    end = max(block_start, min(n_beats, TEMPLATE_START_BEATS))
+    return (end - TEMPLATE_BEATS, end) if end >= TEMPLATE_BEATS else (0, end)
 
 
 def beat_features(

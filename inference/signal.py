@@ -36,7 +36,6 @@ from scipy import signal as sps
 
 __all__ = [
     "bandpass",
-    "bandpass_causal",
     "fit_length",
     "minmax_normalize",
     "notch",
@@ -311,67 +310,13 @@ def bandpass(
     float64 array of the same shape and unit.
     """
     signal = validate_signal(x, min_samples=MIN_FILTER_SAMPLES)
-    return _sosfiltfilt(_bandpass_sos(fs, low_hz, high_hz, order), signal)
-
-
-def _bandpass_sos(fs: float, low_hz: float, high_hz: float, order: int) -> np.ndarray:
-    # the checked Butterworth band-pass design both band-passes run
     fs = validate_fs(fs)
     low = _cutoff(low_hz, "low_hz", fs)
     high = _cutoff(high_hz, "high_hz", fs)
     if low >= high:
         raise ValueError(f"low_hz ({low:g} Hz) must be below high_hz ({high:g} Hz)")
     order = _positive_int(order, "order")
-    return _butter_sos(order, (low, high), "bandpass", fs)
-
-
-def bandpass_causal(
-    x: np.ndarray,
-    fs: float,
-    low_hz: float = 0.5,
-    high_hz: float = 40.0,
-    order: int = 2,
-    state: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Causal Butterworth band-pass: ``bandpass``'s design run forward only.
-
-    Each output sample depends only on input up to that sample, so a stream can filter its
-    chunks as they arrive: passing each call's returned ``state`` to the next gives, to the
-    bit, what one call on the whole signal gives (``scipy.signal.sosfilt`` does the same
-    arithmetic sample by sample). The filter starts at rest at the first sample's level
-    (``sosfilt_zi(sos) * x[0]``), so a signal's offset causes no start transient; the first
-    sample is known to an offline pass and to a stream alike. One pass, unlike
-    ``bandpass``: ``low_hz`` and ``high_hz`` are the -3 dB points, the roll-off is the
-    prototype's, and the phase is not zero (about 6 ms of delay through the QRS band at
-    the defaults; the 0.5 Hz high-pass tilts the ST segment and T wave).
-
-    Parameters
-    ----------
-    x : array, shape (n_samples,) or (n_samples, n_channels), any unit (mV); 1 sample or more
-    fs : sampling rate in Hz
-    low_hz, high_hz : pass-band edges in Hz, ``0 < low_hz < high_hz < fs / 2``
-    order : Butterworth prototype order N (the band-pass has 2N poles)
-    state : the ``state`` a previous call returned (the signal continues), or None (``x``
-        is the start of the signal)
-
-    Returns
-    -------
-    filtered : float64 array of the same shape and unit as ``x``
-    state : float64 array, the filter's state after the last sample, for the next call
-    """
-    signal = validate_signal(x)
-    sos = _bandpass_sos(fs, low_hz, high_hz, order)
-    if state is None:
-        zi = _sosfilt_zi_cached(sos.tobytes(), len(sos))
-        state = zi.reshape(zi.shape + (1,) * (signal.ndim - 1)) * signal[:1]
-    else:
-        state = np.asarray(state, dtype=np.float64)
-        expected = (len(sos), 2) + signal.shape[1:]
-        if state.shape != expected:
-            raise ValueError(
-                f"state has shape {state.shape}; this filter and signal need {expected}"
-            )
-    return sps.sosfilt(sos, signal, axis=0, zi=state)
+    return _sosfiltfilt(_butter_sos(order, (low, high), "bandpass", fs), signal)
 
 
 def remove_baseline(

@@ -91,13 +91,14 @@ from scipy import signal as sps
 from inference.aami import AAMI_CLASSES
 from inference.beats import (
     BANDPASS_HZ,
-    BEAT_FS_HZ,
     LOCAL_RR_BEATS,
     LONG_RR_S,
     LONG_RR_UPDATE_BEATS,
+    TEMPLATE_START_BEATS,
+    TEMPLATE_UPDATE_BEATS,
+    WINDOW_AFTER_S,
     WINDOW_BEFORE_S,
     WINDOW_SAMPLES,
-    average_rr_end,
     get_beat_classifier,
     long_term_rr,
     rhythm_features,
@@ -109,7 +110,7 @@ from inference.models import WINDOW_FS_HZ, prepare_windows
 from inference.models import WINDOW_SAMPLES as MODEL_WINDOW_SAMPLES
 from inference.predictor import MIN_SIGNAL_S, MIN_TAIL_S, get_predictor
 from inference.qrs import MIN_DURATION_S, StreamingQrsDetector, _check_fs
-from inference.signal import RESAMPLE_MAX_DENOMINATOR, bandpass_causal, resample, validate_signal
+from inference.signal import RESAMPLE_MAX_DENOMINATOR, bandpass, resample, validate_signal
 from inference.vf import (
     FEATURE_NAMES,
     MIN_FS_HZ,
@@ -121,8 +122,13 @@ from inference.vf import (
     shipped_model,
 )
 
+# Signal kept on each side of a beat window for its zero-phase band-pass: the filter's
+# transient decays about tenfold per second (0.5 Hz high-pass). The margin after a window
+# delays every beat; the one before costs only memory.
+MARGIN_AFTER_S = 6.0
+MARGIN_BEFORE_S = 8.0
 STATE_FORMAT = "cardiospike.streaming"
-STATE_VERSION = 3  # 3: the beat stage carries a causal band-pass (2 kept raw signal)
+STATE_VERSION = 2
 STATE_COMPRESSION_LEVEL = 1
 
 
@@ -347,27 +353,24 @@ class _BeatStage(_Stage):
 
     Beat numbers are absolute (0 = the stream's first beat). Kept: the R peaks from beat
     ``first_beat`` with each one's average RR and running sum of RR changes once known, the
-    windows from beat ``first_window``, the band-passed signal from sample
-    ``filtered_start`` and the band-pass's state after the last sample (``zi``; empty
-    before the first sample).
+    windows from beat ``first_window``, and the signal from sample ``signal_start``.
     """
 
     def __init__(self, fs_hz: float, model_name: str) -> None:
         self.fs_hz = fs_hz
         self.model_name = model_name
         self._classifier = get_beat_classifier(model_name)
-        # reach of a window in samples: its first instant, and its last one plus the
-        # interpolation's next sample (windows_from_filtered)
+        # reach of a window (samples, with the interpolation's next sample) and the margin
         self._before = math.ceil(WINDOW_BEFORE_S * fs_hz) + 1
-        last_offset = ((WINDOW_SAMPLES - 1) / BEAT_FS_HZ - WINDOW_BEFORE_S) * fs_hz
-        self._after = math.floor(last_offset) + 2  # samples from the R peak to hold
+        self._after = math.ceil(WINDOW_AFTER_S * fs_hz) + 1
+        self._margin_before = math.ceil(MARGIN_BEFORE_S * fs_hz)
+        self._margin_after = math.ceil(MARGIN_AFTER_S * fs_hz)
         self.n_pushed = 0
-        self.zi = np.empty((0, 2))
-        self.filtered = np.empty(0)
-        self.filtered_start = 0
+        self.signal = np.empty(0)
+        self.signal_start = 0
         self.first_beat = 0
         self.peaks = np.empty(0, dtype=np.int64)
-        self.average = np.empty(0)  # average RR (s) of each beat, NaN until known
+        self.average = np.empty(0)  # average RR (s) of each beat's block, NaN until known
         self.cumulative = np.empty(0)  # running sum of |pre-RR changes|, NaN until known
         self.first_window = 0
         self.windows = np.empty((0, WINDOW_SAMPLES), dtype=np.float32)
@@ -380,11 +383,7 @@ class _BeatStage(_Stage):
     def push(
         self, chunk: np.ndarray, peaks: np.ndarray, oldest_future_peak: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        # the causal band-pass, carried from chunk to chunk: to the bit the whole signal's
-        filtered, self.zi = bandpass_causal(
-            chunk, self.fs_hz, *BANDPASS_HZ, state=self.zi if self.n_pushed else None
-        )
-        self.filtered = np.concatenate((self.filtered, filtered))
+        self.signal = np.concatenate((self.signal, chunk))
         self.n_pushed += len(chunk)
         self._add_peaks(peaks)
         self._compute_windows(final=False)
@@ -404,26 +403,29 @@ class _BeatStage(_Stage):
             self.cumulative = np.concatenate((self.cumulative, np.full(len(peaks), np.nan)))
 
     def _compute_windows(self, final: bool) -> None:
-        """Windows of the beats whose window's samples have all arrived (all at the end,
-        where ``windows_from_filtered`` repeats the last sample as the offline pass does)."""
+        """Windows of the beats whose band-pass has its margin (all of them at the end)."""
         done = self.first_window + len(self.windows)
         todo = self.peaks[done - self.first_beat :]
         if not final:
-            todo = todo[todo + self._after <= self.n_pushed]
+            todo = todo[todo + self._after + self._margin_after <= self.n_pushed]
         if len(todo) == 0:
             return
-        windows = windows_from_filtered(
-            self.filtered, self.fs_hz, todo, first_sample=self.filtered_start
-        )
+        first = max(self.signal_start, int(todo[0]) - self._before - self._margin_before)
+        filtered = bandpass(self.signal[first - self.signal_start :], self.fs_hz, *BANDPASS_HZ)
+        windows = windows_from_filtered(filtered, self.fs_hz, todo, first_sample=first)
         self.windows = np.concatenate((self.windows, windows))
 
     def _emit(self, final: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Features and classes of the beats whose dependencies are all known: the beat's
-        window and the next beat (its post-RR)."""
+        """Features and classes of the beats whose dependencies are all known."""
         n_known = self.n_known
         begin = self.n_emitted
         n_windows = self.first_window + len(self.windows)
-        end = n_known if final else min(n_windows, n_known - 1)
+        if final:
+            end = n_known
+        elif n_known < LONG_RR_UPDATE_BEATS or n_windows < TEMPLATE_START_BEATS:
+            end = begin  # the first block's average RR and dominant beat look ahead
+        else:
+            end = min(n_windows, n_known - 1)  # the last known beat lacks its post-RR
         if end <= begin:
             return np.empty(0, dtype=np.int64), np.empty((0, len(AAMI_CLASSES)))
 
@@ -437,15 +439,11 @@ class _BeatStage(_Stage):
         post = np.append(pre[1:], pre[-1] if final else np.nan)
         times_s = peaks / self.fs_hz
 
-        # average RR: one median per distinct set of beats (a block, or in the first block
-        # the beats so far), as inference.beats.rr_features computes it
-        by_end: dict[int, float] = {}
-        for beat in range(begin, end):
-            if np.isnan(self.average[beat - base]):
-                beat_end = average_rr_end(beat)
-                if beat_end not in by_end:
-                    by_end[beat_end] = long_term_rr(pre, times_s, beat_end - base)
-                self.average[beat - base] = by_end[beat_end]
+        for block in range(begin // LONG_RR_UPDATE_BEATS, (end - 1) // LONG_RR_UPDATE_BEATS + 1):
+            start = block * LONG_RR_UPDATE_BEATS
+            block_end = max(start, min(n_known, LONG_RR_UPDATE_BEATS))
+            stop = min(start + LONG_RR_UPDATE_BEATS, end)
+            self.average[start - base : stop - base] = long_term_rr(pre, times_s, block_end - base)
 
         # running sum of |pre-RR changes|, carried value by value as one pass would add it
         missing = np.flatnonzero(np.isnan(self.cumulative[: end - base]))
@@ -471,14 +469,12 @@ class _BeatStage(_Stage):
         )
         windows = self.windows[begin - self.first_window : end - self.first_window]
         templates = np.empty_like(windows)
-        medians: dict[tuple[int, int], np.ndarray] = {}
-        for beat in range(begin, end):
-            span = template_span(beat)
-            if span not in medians:
-                first, last = span
-                history_windows = self.windows[first - self.first_window : last - self.first_window]
-                medians[span] = np.median(history_windows, axis=0)
-            templates[beat - begin] = medians[span]
+        for block in range(begin // TEMPLATE_UPDATE_BEATS, (end - 1) // TEMPLATE_UPDATE_BEATS + 1):
+            start = block * TEMPLATE_UPDATE_BEATS
+            first, last = template_span(start, n_known)
+            history_windows = self.windows[first - self.first_window : last - self.first_window]
+            rows = slice(max(start, begin) - begin, min(start + TEMPLATE_UPDATE_BEATS, end) - begin)
+            templates[rows] = np.median(history_windows, axis=0)
         rhythm = rhythm_features(rr, windows, templates)
         probabilities = self._classifier.probabilities(windows, templates, rhythm)
         self.n_emitted = end
@@ -503,28 +499,27 @@ class _BeatStage(_Stage):
             self.average = self.average[cut:]
             self.cumulative = self.cumulative[cut:]
             self.first_beat = keep
-        # windows: the next beat's dominant-beat history
-        first, _ = template_span(begin)
+        # windows: the next dominant beat's history
+        first, _ = template_span(begin // TEMPLATE_UPDATE_BEATS * TEMPLATE_UPDATE_BEATS, begin)
         cut = min(first, begin) - self.first_window
         if cut > 0:
             self.windows = self.windows[cut:]
             self.first_window += cut
-        # band-passed signal: from the start of the next beat's window without one
+        # signal: the band-pass margin before the next beat without a window
         next_window = self.first_window + len(self.windows)
         oldest_peak = oldest_future_peak
         if next_window < self.n_known:
             oldest_peak = min(oldest_peak, int(self.peaks[next_window - self.first_beat]))
-        keep = oldest_peak - self._before - 1
-        cut = keep - self.filtered_start
+        keep = oldest_peak - self._before - self._margin_before - 1
+        cut = keep - self.signal_start
         if cut > self.fs_hz:  # in blocks of at least 1 s, not on every push
-            self.filtered = self.filtered[cut:]
-            self.filtered_start = keep
+            self.signal = self.signal[cut:]
+            self.signal_start = keep
 
     SAVED = {
         "n_pushed": int,
-        "zi": lambda value: np.asarray(value, dtype=np.float64).reshape(-1, 2),
-        "filtered": _floats,
-        "filtered_start": int,
+        "signal": _floats,
+        "signal_start": int,
         "first_beat": int,
         "peaks": lambda value: np.asarray(value, dtype=np.int64),
         "average": _floats,
@@ -539,10 +534,8 @@ class _BeatStage(_Stage):
         stage = cls._saved(state, str(state["model_name"]))
         if not len(stage.peaks) == len(stage.average) == len(stage.cumulative):
             raise ValueError("beat arrays differ in length")
-        if stage.filtered_start + len(stage.filtered) != stage.n_pushed:
+        if stage.signal_start + len(stage.signal) != stage.n_pushed:
             raise ValueError("beat signal does not end at the last sample pushed")
-        if len(stage.zi) != (2 if stage.n_pushed else 0):  # sections of the order-2 band-pass
-            raise ValueError("beat band-pass state does not match the filter")
         return stage
 
 
