@@ -99,8 +99,7 @@ def ingest_chunk(device: Device, chunk: Chunk) -> Ack:
             last_seen_at=now, battery_pct=chunk.battery_pct, lead_off=chunk.lead_off
         )
         if stored:
-            recording_id = recording.pk
-            transaction.on_commit(lambda: schedule_analysis(recording_id))
+            transaction.on_commit(lambda: after_commit(recording, chunk))
     return Ack(
         recording=recording.pk,
         seq=chunk.seq,
@@ -198,6 +197,14 @@ def close_recording(recording: Recording, closed_by: str, now=None) -> None:
     recording.save(update_fields=["status", "closed_by", "ended_at", "stream_pending"])
     recording_id = recording.pk
     transaction.on_commit(lambda: schedule_analysis(recording_id))
+
+
+def after_commit(recording: Recording, chunk: Chunk) -> None:
+    """A stored chunk's samples go to live viewers, then its analysis is scheduled."""
+    from monitoring import streaming
+
+    streaming.publish_samples(recording, chunk.first_sample, chunk.samples)
+    schedule_analysis(recording.pk)
 
 
 def schedule_analysis(recording_id: int) -> None:

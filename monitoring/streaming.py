@@ -246,7 +246,7 @@ def analyze_next(recording_id: int) -> RoundResult:
             # another run (a redelivered task next to its sweep) got here first
             return RoundResult(more=True)
         beats = _store_beats(locked, segment_start, updates)
-        _store_verdicts(locked, segment_start, updates)
+        verdicts = _store_verdicts(locked, segment_start, updates)
         analysed_end = segment_start + analyzer.n_samples_pushed
         step = max(1, round(EPISODE_EVERY_S * fs_hz))
         episodes = []
@@ -266,7 +266,7 @@ def analyze_next(recording_id: int) -> RoundResult:
                 "analyzed_at",
             ]
         )
-        message = _message(locked, beats, episodes)
+        message = _message(locked, beats, episodes, verdicts)
         transaction.on_commit(lambda: publish(recording_id, message))
     return RoundResult(
         n_samples=position - cursor,
@@ -335,6 +335,7 @@ def _store_verdicts(recording: Recording, segment_start: int, updates: list[Stre
                 )
             )
     Prediction.objects.bulk_create(rows)
+    return rows
 
 
 def _rhythm_config(recording: Recording) -> RhythmConfig:
@@ -409,7 +410,9 @@ def _update_episodes(
     return stored
 
 
-def _message(recording: Recording, beats: list[Beat], episodes: list[Episode]) -> dict:
+def _message(
+    recording: Recording, beats: list[Beat], episodes: list[Episode], verdicts: list[Prediction]
+) -> dict:
     fs_hz = recording.sampling_rate_hz
     return {
         "type": "recording.analysis",
@@ -434,7 +437,38 @@ def _message(recording: Recording, beats: list[Beat], episodes: list[Episode]) -
             }
             for episode in episodes
         ],
+        "verdicts": [
+            {
+                "model": verdict.model_name,
+                "start_sample": verdict.window_start,
+                "n_samples": verdict.window_length,
+                "label": verdict.label,
+                "probabilities": verdict.probabilities,
+            }
+            for verdict in verdicts
+        ],
     }
+
+
+def publish_samples(recording: Recording, first_sample: int, adc: np.ndarray) -> None:
+    """Send a stored chunk's samples (mV, one list per channel) to the recording's group.
+
+    Called after the chunk commits, so a browser never sees samples the database lost. Skipped
+    while this process knows the broker (the same Redis) to be down.
+    """
+    if time.monotonic() < _broker_down_until:
+        return
+    millivolts = np.round(recording.to_mv(adc), 4)
+    publish(
+        recording.pk,
+        {
+            "type": "recording.samples",
+            "recording": recording.pk,
+            "first_sample": int(first_sample),
+            "fs_hz": recording.sampling_rate_hz,
+            "samples_mv": millivolts.T.tolist(),
+        },
+    )
 
 
 def publish(recording_id: int, message: dict) -> None:

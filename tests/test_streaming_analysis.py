@@ -268,7 +268,16 @@ def test_the_results_are_published_to_the_recordings_group(
         published = async_to_sync(drain)(layer, channel)
     finally:
         async_to_sync(layer.group_discard)(streaming.group_name(recording.pk), channel)
-    assert all(message["type"] == "recording.analysis" for message in published)
-    sent = [beat["sample"] for message in published for beat in message["beats"]]
+    analysis = [message for message in published if message["type"] == "recording.analysis"]
+    samples = [message for message in published if message["type"] == "recording.samples"]
+    assert len(analysis) + len(samples) == len(published)
+    sent = [beat["sample"] for message in analysis for beat in message["beats"]]
     stored = list(Beat.objects.filter(recording=recording).values_list("sample", flat=True))
     assert sent == stored and len(stored) > 20
+    verdicts = [v["start_sample"] for message in analysis for v in message["verdicts"]]
+    assert len(verdicts) == Prediction.objects.filter(recording=recording).count() > 0
+    # every stored chunk went out as it was stored, in mV, in order of arrival
+    assert [message["first_sample"] for message in samples] == [c.first_sample for c in chunks]
+    live = np.concatenate([message["samples_mv"][0] for message in samples])
+    expected = (adc.astype(np.float64) - MITDB_BASELINE) / MITDB_GAIN
+    np.testing.assert_allclose(live, expected, atol=1e-4)
