@@ -12,7 +12,19 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from monitoring.models import Beat, Device, Episode, Patient, Prediction, Recording, SampleChunk
+from monitoring.models import (
+    Alarm,
+    AlarmRecipient,
+    Beat,
+    Device,
+    Episode,
+    Notification,
+    NotificationAttempt,
+    Patient,
+    Prediction,
+    Recording,
+    SampleChunk,
+)
 
 
 @admin.register(Patient)
@@ -232,3 +244,68 @@ class EpisodeAdmin(ReadOnlyAdmin):
     list_filter = ["kind"]
     search_fields = ["recording__patient__mrn", "recording__source_name"]
     list_select_related = ["recording"]
+
+
+@admin.register(Alarm)
+class AlarmAdmin(ReadOnlyAdmin):
+    """Alarms are raised and resolved by the rules; acknowledge them in the API or dashboard."""
+
+    list_display = [
+        "raised_at",
+        "patient",
+        "priority",
+        "kind",
+        "message",
+        "state",
+        "acknowledged_by",
+        "resolved_at",
+    ]
+    list_filter = ["state", "priority", "kind"]
+    search_fields = ["patient__mrn", "patient__name", "message"]
+    date_hierarchy = "raised_at"
+    list_select_related = ["patient", "acknowledged_by"]
+
+
+@admin.register(AlarmRecipient)
+class AlarmRecipientAdmin(admin.ModelAdmin):
+    list_display = ["patient", "address", "transport", "escalation"]
+    list_filter = ["transport", "escalation"]
+    search_fields = ["patient__mrn", "patient__name", "address"]
+    autocomplete_fields = ["patient"]
+
+
+@admin.register(NotificationAttempt)
+class NotificationAttemptAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "notification", "ok", "error"]
+    list_filter = ["ok"]
+    search_fields = ["notification__recipient", "error"]
+    list_select_related = ["notification"]
+
+
+class NotificationAttemptInline(admin.TabularInline):
+    model = NotificationAttempt
+    extra = 0
+    can_delete = False
+    readonly_fields = ["started_at", "ok", "error"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "alarm",
+        "recipient",
+        "transport",
+        "escalation",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+    ]
+    list_filter = ["state", "transport", "escalation"]
+    search_fields = ["recipient", "alarm__patient__mrn"]
+    list_select_related = ["alarm"]
+    inlines = [NotificationAttemptInline]

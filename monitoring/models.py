@@ -527,3 +527,190 @@ class Episode(models.Model):
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s
+
+
+# --- Alarms and notifications (issue 6; monitoring/alarms.py, monitoring/notifications.py) --
+
+
+class AlarmKind(models.TextChoices):
+    HR_HIGH = "HR_HIGH", "Heart rate high"
+    HR_LOW = "HR_LOW", "Heart rate low"
+    PAUSE = "PAUSE", "Pause/asystole"
+    VT = "VT", "Ventricular tachycardia"
+    VF = "VF", "Ventricular fibrillation/flutter"
+    AF = "AF", "Atrial fibrillation onset"
+    PVC = "PVC", "Frequent PVCs"
+    ARRHYTHMIA = "ARRHYTHMIA", "Sustained arrhythmia (2-s window model)"
+    DEVICE_OFFLINE = "DEVICE_OFFLINE", "Device offline"
+    LEADS_OFF = "LEADS_OFF", "Leads off"
+    SIGNAL_QUALITY = "SIGNAL_QUALITY", "Poor signal quality"
+
+
+class AlarmPriority(models.TextChoices):
+    CRITICAL = "critical", "Critical"
+    WARNING = "warning", "Warning"
+    TECHNICAL = "technical", "Technical"
+
+
+class AlarmState(models.TextChoices):
+    RAISED = "raised", "Raised"
+    NOTIFIED = "notified", "Notified"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+
+
+class AlarmQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "AlarmQuerySet":
+        """Alarms of the patients a user may see (staff: all; a clinician: assigned ones)."""
+        if not user.is_authenticated:
+            return self.none()
+        if user.is_staff:
+            return self
+        return self.filter(patient__clinicians=user)
+
+    def open(self) -> "AlarmQuerySet":
+        return self.exclude(state=AlarmState.RESOLVED)
+
+
+class Alarm(models.Model):
+    """One occurrence of an alarm condition, from raised to resolved.
+
+    The database keeps at most one open (not resolved) alarm per patient and kind, so a
+    condition that lasts is one alarm however often it is evaluated; it is raised again as a
+    new row only after it was resolved.
+    """
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="alarms")
+    recording = models.ForeignKey(
+        Recording, null=True, blank=True, on_delete=models.SET_NULL, related_name="alarms"
+    )
+    kind = models.CharField(max_length=20, choices=AlarmKind.choices)
+    priority = models.CharField(max_length=10, choices=AlarmPriority.choices)
+    message = models.CharField(max_length=200, help_text='The value and the limit: "HR 134 > 120".')
+    value = models.FloatField(null=True, blank=True, help_text="In the unit of the message.")
+    limit = models.FloatField(null=True, blank=True)
+    state = models.CharField(max_length=15, choices=AlarmState.choices, default=AlarmState.RAISED)
+    raised_at = models.DateTimeField(default=timezone.now)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="acknowledged_alarms",
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    escalated_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the escalation list was notified (once)."
+    )
+    details = models.JSONField(
+        default=dict, blank=True, help_text="Rule inputs; 'sample' is the event's sample index."
+    )
+
+    objects = AlarmQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-raised_at", "-id"]
+        indexes = [models.Index(fields=["patient", "state"]), models.Index(fields=["raised_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "kind"],
+                condition=~Q(state="resolved"),
+                name="alarm_one_open_per_patient_kind",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_priority_display()} {self.kind}: {self.message} ({self.state})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state != AlarmState.RESOLVED
+
+
+class Transport(models.TextChoices):
+    EMAIL = "email", "Email"
+    WEBHOOK = "webhook", "Webhook (HTTP POST, JSON)"
+
+
+class AlarmRecipient(models.Model):
+    """Who is told about a patient's alarms: at once, or (escalation) when nobody acknowledges."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="alarm_recipients")
+    address = models.CharField(max_length=500, help_text="An email address or a webhook URL.")
+    transport = models.CharField(max_length=10, choices=Transport.choices, default=Transport.EMAIL)
+    escalation = models.BooleanField(
+        default=False, help_text="Only notified when an alarm stays unacknowledged."
+    )
+
+    class Meta:
+        ordering = ["patient", "escalation", "address"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["patient", "address", "transport", "escalation"],
+                name="alarm_recipient_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        role = "escalation" if self.escalation else "first call"
+        return f"{self.address} ({self.transport}, {role})"
+
+
+class NotificationState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed (gave up)"
+
+
+class Notification(models.Model):
+    """One alarm to one recipient over one transport; sent at most once by one worker."""
+
+    alarm = models.ForeignKey(Alarm, on_delete=models.CASCADE, related_name="notifications")
+    recipient = models.CharField(max_length=500)
+    transport = models.CharField(max_length=10, choices=Transport.choices)
+    escalation = models.BooleanField(default=False)
+    state = models.CharField(
+        max_length=10, choices=NotificationState.choices, default=NotificationState.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a worker took it (state sending)."
+    )
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state", "next_attempt_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["alarm", "recipient", "transport", "escalation"],
+                name="notification_once_per_recipient",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.transport} to {self.recipient} for alarm {self.alarm_id} ({self.state})"
+
+
+class NotificationAttempt(models.Model):
+    """One try at sending a notification, successful or not."""
+
+    notification = models.ForeignKey(
+        Notification, on_delete=models.CASCADE, related_name="attempt_log"
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    ok = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["notification", "started_at", "id"]
+
+    def __str__(self) -> str:
+        outcome = "ok" if self.ok else f"error: {self.error[:60]}"
+        return f"attempt on {self.notification_id} at {self.started_at:%H:%M:%S} ({outcome})"
