@@ -1,5 +1,6 @@
 """Questions about a recording's stored samples, shared by the API, tasks and views."""
 
+import numpy as np
 from django.db.models import Count, Max, Min, Sum
 
 from monitoring.models import Recording
@@ -51,3 +52,31 @@ def summarize(recording: Recording) -> dict:
         "duration_s": round(n_samples / recording.sampling_rate_hz, 3),
         "analysis_cursor": recording.analysis_cursor,
     }
+
+
+def samples_mv(
+    recording: Recording, start: int, end: int, channel: int | None = None
+) -> np.ndarray:
+    """Samples ``[start, end)`` of one channel (the analysed one unless told) in millivolts.
+
+    Reads only the chunks that overlap the range, so it is cheap for a few seconds of a long
+    recording. Indices no chunk covers (gaps, or past the stored end) are NaN: a caller that
+    plots the result draws a gap as a gap.
+    """
+    if start < 0 or end < start:
+        raise ValueError(f"a sample range needs 0 <= start <= end, got [{start}, {end})")
+    channel = recording.analysis_lead if channel is None else channel
+    out = np.full(end - start, np.nan)
+    if end == start:
+        return out
+    # chunks never overlap, so at most one chunk starts before the range and reaches into it
+    before = recording.chunks.filter(first_sample__lt=start).order_by("-first_sample")[:1]
+    inside = recording.chunks.filter(first_sample__gte=start, first_sample__lt=end)
+    for chunk in [*before, *inside]:
+        chunk.recording = recording
+        lo, hi = max(start, chunk.first_sample), min(end, chunk.end_sample)
+        if hi <= lo:
+            continue
+        adc = chunk.samples()[lo - chunk.first_sample : hi - chunk.first_sample, channel]
+        out[lo - start : hi - start] = recording.to_mv(adc)
+    return out

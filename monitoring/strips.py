@@ -192,3 +192,85 @@ def _paper(axes, t0: float, t1: float, ymin: float, ymax: float) -> None:
     for step, colour, width in ((0.1, "#fbd5d5", 0.4), (0.5, "#f29c9c", 0.7)):
         ys = np.arange(np.floor(ymin / step) * step, ymax + step, step)
         axes.hlines(ys, t0, t1, colors=colour, linewidth=width, zorder=0)
+
+
+def render_range_png(
+    recording: Recording, start: int, end: int, marker_sample: int | None = None, title: str = ""
+) -> bytes:
+    """A PNG of samples ``[start, end)`` on ECG paper with the stored beat labels.
+
+    For live recordings (alarm emails): reads only the chunks in the range, draws a range no
+    chunk covers as a gap (the line breaks; nothing is interpolated), and marks
+    ``marker_sample`` (the alarm's event) with a vertical line.
+    """
+    from monitoring.recordings import samples_mv
+
+    fs = recording.sampling_rate_hz
+    piece = samples_mv(recording, start, end)
+    t = (start + np.arange(len(piece))) / fs
+    length_s = max(len(piece) / fs, 1 / fs)
+    figure = Figure(figsize=(min(30.0, max(6.0, length_s * 1.0)), 3.2), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    stored = np.isfinite(piece)
+    low, high = (
+        (float(np.min(piece[stored])), float(np.max(piece[stored])))
+        if stored.any()
+        else (-1.0, 1.0)
+    )
+    margin = max(0.25 * (high - low), 0.2)
+    ymin, ymax = low - margin, high + 2 * margin
+    t0, t1 = start / fs, max(end - 1, start) / fs
+    _paper(axes, t0, t1, ymin, ymax)
+    # matplotlib breaks a line at NaN, which is exactly a gap
+    axes.plot(t, piece, color="#111111", linewidth=0.9, zorder=3)
+    if not stored.all():
+        missing = np.flatnonzero(~stored)
+        breaks = np.flatnonzero(np.diff(missing) > 1)
+        for first, last in zip(
+            np.r_[missing[0], missing[breaks + 1]], np.r_[missing[breaks], missing[-1]], strict=True
+        ):
+            axes.axvspan(t[first], t[last], color="#e5e7eb", zorder=2)
+            axes.text(
+                (t[first] + t[last]) / 2,
+                (ymin + ymax) / 2,
+                "no data",
+                ha="center",
+                fontsize=8,
+                color="#6b7280",
+                zorder=4,
+            )
+    for sample, label in recording.beats.filter(sample__gte=start, sample__lt=end).values_list(
+        "sample", "label"
+    ):
+        axes.text(
+            sample / fs,
+            high + margin,
+            label,
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color=LABEL_COLOURS.get(label, "#111111"),
+            zorder=4,
+        )
+    if marker_sample is not None and start <= marker_sample < end:
+        axes.axvline(marker_sample / fs, color="#dc2626", linewidth=1.2, zorder=4)
+    axes.set_xlim(t0, t1 if t1 > t0 else t0 + 1 / fs)
+    axes.set_ylim(ymin, ymax)
+    axes.set_xlabel("time from the start of the recording (s)")
+    axes.set_ylabel("mV")
+    lead = recording.lead_names[recording.analysis_lead]
+    heading = f"Recording {recording.pk} · {lead} · {t0:.1f}-{t1:.1f} s"
+    axes.set_title(f"{heading} · {title}" if title else heading, fontsize=9, loc="left")
+    figure.text(
+        0.99,
+        0.01,
+        "Research software, not a medical device",
+        ha="right",
+        fontsize=6,
+        color="#6b7280",
+    )
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
