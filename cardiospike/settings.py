@@ -208,8 +208,23 @@ STREAM_SWEEP_S = envfloat("STREAM_SWEEP_S", "15")
 # One analysis round reads at most this much signal, so a backlog commits in steps.
 STREAM_MAX_ROUND_S = envfloat("STREAM_MAX_ROUND_S", "120")
 
+# --- Alarms and notifications (docs/alarms.md) -------------------------------------------
+
+# A device recording without a chunk for this long raises the technical "device offline" alarm.
+DEVICE_OFFLINE_S = envfloat("DEVICE_OFFLINE_S", "30")
+# An alarm nobody acknowledged this long after it was raised goes to the escalation list (once).
+ALARM_ESCALATION_S = envfloat("ALARM_ESCALATION_S", "120")
+# Period of the alarm check (celery beat): device offline, escalation, notification retries.
+ALARM_CHECK_S = envfloat("ALARM_CHECK_S", "10")
+# A failed notification is tried again after ALARM_RETRY_BASE_S, then twice as long each time
+# (at most ALARM_RETRY_MAX_S between tries), ALARM_MAX_ATTEMPTS tries in all.
+ALARM_RETRY_BASE_S = envfloat("ALARM_RETRY_BASE_S", "30")
+ALARM_RETRY_MAX_S = envfloat("ALARM_RETRY_MAX_S", "900")
+ALARM_MAX_ATTEMPTS = envint("ALARM_MAX_ATTEMPTS", "6")
+
 CELERY_BEAT_SCHEDULE = {
     "sweep-streams": {"task": "monitoring.tasks.sweep_streams_task", "schedule": STREAM_SWEEP_S},
+    "check-alarms": {"task": "monitoring.tasks.check_devices_task", "schedule": ALARM_CHECK_S},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 

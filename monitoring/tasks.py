@@ -34,3 +34,20 @@ def sweep_streams_task() -> dict:
     from monitoring.streaming import sweep
 
     return sweep()
+
+
+@shared_task(ignore_result=True)
+def check_devices_task() -> dict:
+    """Periodic: device offline and leads off, escalation, due notification retries
+    (``alarms.periodic_check``)."""
+    from monitoring.alarms import periodic_check
+
+    return periodic_check()
+
+
+@shared_task(ignore_result=True)
+def send_notification_task(notification_id: int) -> str:
+    """Send one alarm notification, claimed atomically (``notifications.send_notification``)."""
+    from monitoring.notifications import send_notification
+
+    return send_notification(notification_id)

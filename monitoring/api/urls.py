@@ -1,13 +1,14 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from monitoring.api import analyzer, device, uploads, views
+from monitoring.api import alarms, analyzer, device, uploads, views
 from monitoring.api.predict import PredictView
 
 router = DefaultRouter()
 router.register("patients", views.PatientViewSet, basename="patient")
 router.register("devices", views.DeviceViewSet, basename="device")
 router.register("recordings", views.RecordingViewSet, basename="recording")
+router.register("alarms", alarms.AlarmViewSet, basename="alarm")
 
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="api-me"),

@@ -1,0 +1,537 @@
+"""Alarm rules and the alarm lifecycle (issue 6; docs/alarms.md).
+
+A rule looks at the recent past of a live recording (or at its device) and says whether its
+condition holds now (True), is gone (False) or cannot be told from what is stored (None,
+which changes nothing). :func:`apply_conditions` turns that into the lifecycle:
+
+    raised -> notified (a notification went out) -> acknowledged (who, when) -> resolved
+
+- One open alarm per patient and condition: the database refuses a second open row
+  (``alarm_one_open_per_patient_kind``), so a condition that lasts is one alarm however often
+  it is evaluated, and two processes evaluating at once raise it once.
+- A condition that is gone resolves its alarm, acknowledged or not; if it returns it is raised
+  again as a new row.
+- Rules hold their verdict a little (the heart rate must stay past its limit for
+  ``HR_SUSTAIN_S`` and stay back for as long; an episode counts for ``EVENT_HOLD_S`` after it
+  ended), so a rate that hovers at a limit or a run of short VT salvos is one alarm, not a
+  storm.
+
+:func:`evaluate_alarms` is idempotent and reads only the last minute or so of one recording:
+it runs after every streaming-analysis round (:func:`on_analysis_round`). Device offline
+needs a clock rather than new data, so :func:`periodic_check` (celery beat, every
+``ALARM_CHECK_S``) checks the devices, escalates and retries notifications.
+
+Physiological rules use signal time (sample indices of stored beats, episodes and window
+verdicts), so a backlog analysed late raises the same alarms; technical rules and all alarm
+timestamps use the wall clock.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from inference.rhythm import RhythmConfig
+from monitoring.models import (
+    Alarm,
+    AlarmKind,
+    AlarmPriority,
+    AlarmState,
+    Patient,
+    Recording,
+)
+
+logger = logging.getLogger(__name__)
+
+# Heart rate: 60 / mean of the last HR_RR_INTERVALS RR intervals (one premature beat is not
+# the patient's rate), past the limit at every beat of the last HR_SUSTAIN_S seconds to
+# raise, and within it at every beat of as long to resolve.
+HR_RR_INTERVALS = 8
+HR_SUSTAIN_S = 10.0
+# Beats are stored about 6.5 s after their R peak (docs/architecture.md): the beats before
+# the analysed end minus this lag are final.
+BEAT_FINAL_LAG_S = 7.0
+# How far back the beat-based rules read, in seconds of signal before the analysed end.
+BEAT_LOOKBACK_S = 80.0
+PVC_WINDOW_S = 60.0
+# An episode (pause, VT, VF, AF) keeps its alarm open this long after it ended.
+EVENT_HOLD_S = 60.0
+# Sustained arrhythmia: this many consecutive 2-s windows judged abnormal by the window model
+# raise it, as many consecutive normal ones resolve it.
+ARRHYTHMIA_WINDOWS = 5
+ARRHYTHMIA_LOOKBACK = 30
+WINDOW_MODEL_PREFIX = "window-cnn"
+# Poor signal: no beat for QUALITY_S seconds although the signal is not flat (robust
+# peak-to-peak of at least QUALITY_MIN_PP_MV): something QRS-sized is there that the detector
+# cannot follow (movement, noise). A flat signal without beats is a pause, not noise.
+QUALITY_S = 10.0
+QUALITY_MIN_PP_MV = 0.5
+QUALITY_MIN_STORED = 0.9
+
+EPISODE_KINDS = {
+    AlarmKind.PAUSE: "PAUSE",
+    AlarmKind.VT: "VT",
+    AlarmKind.VF: "VF",
+    AlarmKind.AF: "AF",
+}
+PRIORITIES = {
+    AlarmKind.HR_HIGH: AlarmPriority.WARNING,
+    AlarmKind.HR_LOW: AlarmPriority.WARNING,
+    AlarmKind.PAUSE: AlarmPriority.CRITICAL,
+    AlarmKind.VT: AlarmPriority.CRITICAL,
+    AlarmKind.VF: AlarmPriority.CRITICAL,
+    AlarmKind.AF: AlarmPriority.WARNING,
+    AlarmKind.PVC: AlarmPriority.WARNING,
+    AlarmKind.ARRHYTHMIA: AlarmPriority.WARNING,
+    AlarmKind.DEVICE_OFFLINE: AlarmPriority.TECHNICAL,
+    AlarmKind.LEADS_OFF: AlarmPriority.TECHNICAL,
+    AlarmKind.SIGNAL_QUALITY: AlarmPriority.TECHNICAL,
+}
+TECHNICAL_KINDS = (AlarmKind.DEVICE_OFFLINE, AlarmKind.LEADS_OFF)
+
+
+@dataclass
+class Condition:
+    """A rule's verdict: ``active`` True (holds), False (gone) or None (cannot tell)."""
+
+    kind: str
+    active: bool | None
+    message: str = ""
+    value: float | None = None
+    limit: float | None = None
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class AlarmChange:
+    alarm: Alarm
+    change: str  # "raised" or "resolved"
+
+
+# --- Entry points ------------------------------------------------------------------------
+
+
+def evaluate_alarms(recording_id: int, now: datetime | None = None) -> list[AlarmChange]:
+    """Evaluate every rule on the recent past of a device recording; raise and resolve.
+
+    Idempotent: with nothing new stored it changes nothing. Uploaded recordings raise no
+    alarms (they are not a patient's present). The technical rules run only on the patient's
+    newest device recording.
+    """
+    now = now or timezone.now()
+    recording = (
+        Recording.objects.select_related("patient", "device").filter(pk=recording_id).first()
+    )
+    if recording is None or recording.source != Recording.Source.DEVICE:
+        return []
+    conditions = physiological_conditions(recording)
+    if _newest_device_recording_id(recording.patient_id) == recording.pk:
+        conditions += technical_conditions(recording, now)
+    return apply_conditions(recording.patient, recording, conditions, now)
+
+
+def on_analysis_round(recording_id: int) -> list[AlarmChange]:
+    """After a streaming-analysis round: evaluate, and notify the recipients of new alarms.
+
+    Never raises: an alarm failure is logged and must not stop the analysis (the periodic
+    check still runs the technical rules and retries notifications).
+    """
+    from monitoring.notifications import schedule_notifications
+
+    try:
+        changes = evaluate_alarms(recording_id)
+        for change in changes:
+            if change.change == "raised":
+                schedule_notifications(change.alarm)
+        return changes
+    except Exception:
+        logger.exception("alarm evaluation of recording %s failed", recording_id)
+        return []
+
+
+def periodic_check(now: datetime | None = None) -> dict:
+    """What celery beat runs every ``ALARM_CHECK_S``: devices, escalation, due retries."""
+    from monitoring.notifications import escalate_unacknowledged, schedule_notifications, send_due
+
+    now = now or timezone.now()
+    changes = check_devices(now)
+    for change in changes:
+        if change.change == "raised":
+            schedule_notifications(change.alarm)
+    escalated = escalate_unacknowledged(now)
+    queued = send_due(now)
+    return {
+        "raised": [c.alarm.pk for c in changes if c.change == "raised"],
+        "resolved": [c.alarm.pk for c in changes if c.change == "resolved"],
+        "escalated": escalated,
+        "queued": queued,
+    }
+
+
+def check_devices(now: datetime | None = None) -> list[AlarmChange]:
+    """Technical rules for every patient with a live device recording or an open technical
+    alarm (the latter so that it resolves when the device is unassigned or the patient
+    discharged)."""
+    now = now or timezone.now()
+    live = Recording.objects.filter(
+        source=Recording.Source.DEVICE, status=Recording.Status.LIVE
+    ).values_list("patient_id", flat=True)
+    alarmed = (
+        Alarm.objects.open().filter(kind__in=TECHNICAL_KINDS).values_list("patient_id", flat=True)
+    )
+    changes = []
+    for patient_id in sorted(set(live) | set(alarmed)):
+        recording = (
+            Recording.objects.select_related("patient", "device")
+            .filter(patient_id=patient_id, source=Recording.Source.DEVICE)
+            .order_by("-started_at", "-id")
+            .first()
+        )
+        if recording is None:  # its recordings were deleted: nothing is being watched
+            patient = Patient.objects.get(pk=patient_id)
+            conditions = [Condition(kind, False) for kind in TECHNICAL_KINDS]
+        else:
+            patient = recording.patient
+            conditions = technical_conditions(recording, now)
+        changes += apply_conditions(patient, recording, conditions, now)
+    return changes
+
+
+def acknowledge(alarm: Alarm, user, now: datetime | None = None) -> Alarm:
+    """Record who acknowledged an alarm and when; the first acknowledgment stands.
+
+    An open alarm becomes ``acknowledged`` (it still resolves when its condition is gone); a
+    resolved one stays resolved but records the acknowledgment too.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = Alarm.objects.select_for_update().get(pk=alarm.pk)
+        if locked.acknowledged_at is None:
+            locked.acknowledged_by = user
+            locked.acknowledged_at = now
+            if locked.state in (AlarmState.RAISED, AlarmState.NOTIFIED):
+                locked.state = AlarmState.ACKNOWLEDGED
+            locked.save(update_fields=["acknowledged_by", "acknowledged_at", "state"])
+    return locked
+
+
+# --- Lifecycle ---------------------------------------------------------------------------
+
+
+def apply_conditions(
+    patient: Patient, recording: Recording | None, conditions: list[Condition], now: datetime
+) -> list[AlarmChange]:
+    """Raise the alarms whose condition holds and none is open; resolve those that are gone."""
+    open_alarms = {alarm.kind: alarm for alarm in Alarm.objects.open().filter(patient=patient)}
+    changes = []
+    for condition in conditions:
+        alarm = open_alarms.get(condition.kind)
+        if condition.active and alarm is None:
+            raised = _raise(patient, recording, condition, now)
+            if raised is not None:
+                changes.append(AlarmChange(raised, "raised"))
+        elif condition.active is False and alarm is not None:
+            resolved = (
+                Alarm.objects.filter(pk=alarm.pk)
+                .exclude(state=AlarmState.RESOLVED)
+                .update(state=AlarmState.RESOLVED, resolved_at=now)
+            )
+            if resolved:
+                alarm.state, alarm.resolved_at = AlarmState.RESOLVED, now
+                changes.append(AlarmChange(alarm, "resolved"))
+    return changes
+
+
+def _raise(patient, recording, condition: Condition, now: datetime) -> Alarm | None:
+    try:
+        with transaction.atomic():
+            return Alarm.objects.create(
+                patient=patient,
+                recording=recording,
+                kind=condition.kind,
+                priority=PRIORITIES[condition.kind],
+                message=condition.message[:200],
+                value=condition.value,
+                limit=condition.limit,
+                raised_at=now,
+                details=condition.details,
+            )
+    except IntegrityError:
+        # another process raised the same condition a moment ago: one open alarm stands
+        return None
+
+
+def _newest_device_recording_id(patient_id: int) -> int | None:
+    return (
+        Recording.objects.filter(patient_id=patient_id, source=Recording.Source.DEVICE)
+        .order_by("-started_at", "-id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+# --- Physiological rules -----------------------------------------------------------------
+
+
+def physiological_conditions(recording: Recording) -> list[Condition]:
+    """The rules on the stored analysis of the current stretch of a recording."""
+    fs_hz = recording.sampling_rate_hz
+    patient = recording.patient
+    analysed_end = recording.analysis_cursor
+    stretch_start = recording.stream_start_sample
+    first = max(stretch_start, analysed_end - round(BEAT_LOOKBACK_S * fs_hz))
+    rows = list(
+        recording.beats.filter(sample__gte=first).order_by("sample").values_list("sample", "label")
+    )
+    samples = np.array([sample for sample, _ in rows], dtype=np.int64)
+    labels = [label for _, label in rows]
+    episodes = list(
+        recording.episodes.filter(
+            kind__in=list(EPISODE_KINDS.values()),
+            end_s__gte=analysed_end / fs_hz - EVENT_HOLD_S,
+        ).order_by("end_s")
+    )
+    return [
+        *heart_rate_conditions(samples, fs_hz, patient),
+        pvc_condition(samples, labels, fs_hz, patient),
+        *episode_conditions(episodes, fs_hz, patient),
+        arrhythmia_condition(recording),
+        signal_quality_condition(recording, samples, episodes),
+    ]
+
+
+def running_heart_rate(samples: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """(beat times in s, heart rate in bpm) from the mean of the last ``HR_RR_INTERVALS`` RR
+    intervals ending at each beat; beats with fewer intervals before them have no rate."""
+    if len(samples) <= HR_RR_INTERVALS:
+        return np.empty(0), np.empty(0)
+    rr_s = np.diff(samples) / fs_hz
+    sums = np.convolve(rr_s, np.ones(HR_RR_INTERVALS), mode="valid")
+    return samples[HR_RR_INTERVALS:] / fs_hz, 60.0 * HR_RR_INTERVALS / sums
+
+
+def heart_rate_conditions(samples: np.ndarray, fs_hz: float, patient: Patient) -> list[Condition]:
+    """HR high and low: the displayed (whole bpm) rate past the limit at every beat of the
+    last ``HR_SUSTAIN_S`` seconds raises; within it at every beat of as long resolves."""
+    times_s, hr_bpm = running_heart_rate(samples, fs_hz)
+    high, low = patient.hr_high_limit_bpm, patient.hr_low_limit_bpm
+    if len(times_s) == 0 or times_s[0] > times_s[-1] - HR_SUSTAIN_S:
+        return [Condition(AlarmKind.HR_HIGH, None), Condition(AlarmKind.HR_LOW, None)]
+    recent = np.rint(hr_bpm[times_s >= times_s[-1] - HR_SUSTAIN_S]).astype(int)
+    current = int(recent[-1])
+    details = {
+        "sample": int(samples[-1]),
+        "hr_bpm": current,
+        "min_hr_bpm": int(recent.min()),
+        "max_hr_bpm": int(recent.max()),
+        "sustain_s": HR_SUSTAIN_S,
+    }
+    conditions = []
+    for kind, past, within, symbol, limit in (
+        (AlarmKind.HR_HIGH, recent > high, recent <= high, ">", high),
+        (AlarmKind.HR_LOW, recent < low, recent >= low, "<", low),
+    ):
+        active = True if past.all() else False if within.all() else None
+        conditions.append(
+            Condition(
+                kind,
+                active,
+                message=f"HR {current} {symbol} {limit}",
+                value=float(current),
+                limit=float(limit),
+                details=details,
+            )
+        )
+    return conditions
+
+
+def pvc_condition(
+    samples: np.ndarray, labels: list[str], fs_hz: float, patient: Patient
+) -> Condition:
+    """Frequent PVCs: more V beats in the last ``PVC_WINDOW_S`` of beats than the limit."""
+    if len(samples) == 0:
+        return Condition(AlarmKind.PVC, None)
+    last = samples[-1]
+    recent = samples > last - round(PVC_WINDOW_S * fs_hz)
+    is_v = np.array([label == "V" for label in labels], dtype=bool)
+    count = int((recent & is_v).sum())
+    limit = patient.pvc_limit_per_min
+    last_v = samples[recent & is_v]
+    return Condition(
+        AlarmKind.PVC,
+        count > limit,
+        message=f"PVC {count}/min > {limit}/min",
+        value=float(count),
+        limit=float(limit),
+        details={"sample": int(last_v[-1]) if len(last_v) else int(last), "window_s": PVC_WINDOW_S},
+    )
+
+
+def episode_conditions(episodes: list, fs_hz: float, patient: Patient) -> list[Condition]:
+    """Pause, VT, VF/VFL and AF from the analysis' episodes: an episode that is ongoing or
+    ended less than ``EVENT_HOLD_S`` ago (in signal time) holds its alarm."""
+    rhythm = RhythmConfig()
+    conditions = []
+    for kind, episode_kind in EPISODE_KINDS.items():
+        found = [episode for episode in episodes if episode.kind == episode_kind]
+        if not found:
+            conditions.append(Condition(kind, False))
+            continue
+        episode = found[-1]  # the latest
+        info = episode.details or {}
+        duration_s = episode.end_s - episode.start_s
+        if kind == AlarmKind.PAUSE:
+            limit = float(patient.pause_limit_s)
+            value = float(info.get("duration_s", duration_s))
+            message = f"Pause {value:.1f} s > {limit:.1f} s"
+        elif kind == AlarmKind.VT:
+            value = float(info.get("mean_hr_bpm", 0.0))
+            limit = float(rhythm.vt_min_bpm)
+            n_beats = info.get("n_beats", "?")
+            message = (
+                f"VT {n_beats} beats at {value:.0f} bpm "
+                f"(>= {rhythm.vt_min_beats} V beats at >= {limit:.0f} bpm)"
+            )
+        elif kind == AlarmKind.VF:
+            value, limit = round(duration_s, 1), float(rhythm.vf_min_s)
+            message = f"VF/VFL for {value:.0f} s (>= {limit:.0f} s)"
+        else:
+            value, limit = round(duration_s, 1), float(rhythm.af_min_s)
+            rate = info.get("mean_hr_bpm")
+            at = f" at {rate:.0f} bpm" if isinstance(rate, int | float) else ""
+            message = f"AF onset: {value:.0f} s{at} (>= {limit:.0f} s)"
+        conditions.append(
+            Condition(
+                kind,
+                True,
+                message=message,
+                value=value,
+                limit=limit,
+                details={
+                    "sample": int(round(episode.start_s * fs_hz)),
+                    "episode": {"start_s": episode.start_s, "end_s": episode.end_s, **info},
+                },
+            )
+        )
+    return conditions
+
+
+def arrhythmia_condition(recording: Recording) -> Condition:
+    """Sustained arrhythmia: the last ``ARRHYTHMIA_WINDOWS`` consecutive (contiguous) 2-s
+    windows of the window model all abnormal raise it; all normal resolve it."""
+    rows = list(
+        recording.predictions.filter(
+            model_name__startswith=WINDOW_MODEL_PREFIX,
+            window_start__gte=recording.stream_start_sample,
+        )
+        .order_by("-window_start")
+        .values_list("window_start", "window_length", "label")[:ARRHYTHMIA_LOOKBACK]
+    )
+    # the contiguous run at the end: a gap in the windows breaks it
+    run = rows[:1]
+    for row in rows[1:]:
+        if row[0] + row[1] != run[-1][0]:
+            break
+        run.append(row)
+    if len(run) < ARRHYTHMIA_WINDOWS:
+        return Condition(AlarmKind.ARRHYTHMIA, None)
+    abnormal = 0
+    for _, _, label in run:
+        if label == "normal":
+            break
+        abnormal += 1
+    if abnormal >= ARRHYTHMIA_WINDOWS:
+        first_start = run[abnormal - 1][0]
+        return Condition(
+            AlarmKind.ARRHYTHMIA,
+            True,
+            message=f"Arrhythmia in {abnormal} consecutive 2-s windows (>= {ARRHYTHMIA_WINDOWS})",
+            value=float(abnormal),
+            limit=float(ARRHYTHMIA_WINDOWS),
+            details={"sample": int(first_start), "model": WINDOW_MODEL_PREFIX},
+        )
+    normal = all(label == "normal" for _, _, label in run[:ARRHYTHMIA_WINDOWS])
+    return Condition(AlarmKind.ARRHYTHMIA, False if normal else None)
+
+
+def signal_quality_condition(
+    recording: Recording, samples: np.ndarray, episodes: list
+) -> Condition:
+    """Poor signal: no beat in the last ``QUALITY_S`` seconds of final beats although beats
+    were found before and the signal there is not flat; VF there is left to the VF alarm."""
+    fs_hz = recording.sampling_rate_hz
+    end = recording.analysis_cursor - round(BEAT_FINAL_LAG_S * fs_hz)
+    start = end - round(QUALITY_S * fs_hz)
+    if start < recording.stream_start_sample or not (samples < start).any():
+        return Condition(AlarmKind.SIGNAL_QUALITY, None)  # beats have not started flowing
+    if ((samples >= start) & (samples < end)).any():
+        return Condition(AlarmKind.SIGNAL_QUALITY, False)
+    if any(e.kind == "VF" and e.end_s * fs_hz >= start for e in episodes):
+        return Condition(AlarmKind.SIGNAL_QUALITY, None)
+    from monitoring.recordings import samples_mv
+
+    signal = samples_mv(recording, start, end)
+    stored = signal[np.isfinite(signal)]
+    if len(stored) < QUALITY_MIN_STORED * len(signal):
+        return Condition(AlarmKind.SIGNAL_QUALITY, None)
+    pp_mv = float(np.percentile(stored, 99) - np.percentile(stored, 1))
+    if pp_mv < QUALITY_MIN_PP_MV:
+        return Condition(AlarmKind.SIGNAL_QUALITY, False)  # flat: a pause, not noise
+    return Condition(
+        AlarmKind.SIGNAL_QUALITY,
+        True,
+        message=f"No beat in {QUALITY_S:.0f} s of non-flat signal ({pp_mv:.1f} mV p-p)",
+        value=QUALITY_S,
+        limit=QUALITY_S,
+        details={"sample": int(start), "peak_to_peak_mv": round(pp_mv, 2)},
+    )
+
+
+# --- Technical rules ---------------------------------------------------------------------
+
+
+def technical_conditions(recording: Recording, now: datetime) -> list[Condition]:
+    """Device offline and leads off, for the patient's newest device recording.
+
+    Watched: the device is active and still assigned to an admitted patient, and the
+    recording is live or was closed by silence (not ended by the device or replaced).
+    """
+    device, patient = recording.device, recording.patient
+    watched = (
+        device is not None
+        and device.is_active
+        and device.patient_id == patient.pk
+        and patient.is_active
+        and (
+            recording.status == Recording.Status.LIVE
+            or recording.closed_by == Recording.ClosedBy.SILENCE
+        )
+    )
+    if not watched:
+        return [Condition(kind, False) for kind in TECHNICAL_KINDS]
+    last = recording.last_chunk_at or recording.started_at
+    silent_s = (now - last).total_seconds()
+    limit_s = float(settings.DEVICE_OFFLINE_S)
+    offline = silent_s > limit_s
+    details = {"device": device.serial, "sample": max(0, recording.end_sample - 1)}
+    return [
+        Condition(
+            AlarmKind.DEVICE_OFFLINE,
+            offline,
+            message=f"No data from {device.serial} for {silent_s:.0f} s > {limit_s:.0f} s",
+            value=round(silent_s, 1),
+            limit=limit_s,
+            details=details,
+        ),
+        # an offline device's lead state is stale: leave the leads-off alarm as it is
+        Condition(
+            AlarmKind.LEADS_OFF,
+            None if offline else device.lead_off,
+            message=f"Leads off ({device.serial})",
+            details=details,
+        ),
+    ]

@@ -1,0 +1,99 @@
+"""Alarms in the REST API: list, read, acknowledge (docs/alarms.md).
+
+Scoped like everything else with ``visible_to``: a clinician sees and acknowledges only the
+alarms of assigned patients; any other alarm answers 404, as if it did not exist.
+"""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from monitoring.alarms import acknowledge
+from monitoring.models import Alarm, AlarmPriority, AlarmState
+
+
+class AlarmSerializer(serializers.ModelSerializer):
+    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    patient_mrn = serializers.CharField(source="patient.mrn", read_only=True)
+
+    class Meta:
+        model = Alarm
+        fields = [
+            "id",
+            "patient",
+            "patient_mrn",
+            "recording",
+            "kind",
+            "priority",
+            "message",
+            "value",
+            "limit",
+            "state",
+            "raised_at",
+            "notified_at",
+            "acknowledged_by",
+            "acknowledged_at",
+            "resolved_at",
+            "escalated_at",
+            "details",
+        ]
+        read_only_fields = fields
+
+
+STATE_FILTERS = ["open", *AlarmState.values]
+
+
+class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = AlarmSerializer
+
+    def get_queryset(self):
+        return (
+            Alarm.objects.visible_to(self.request.user)
+            .select_related("patient", "acknowledged_by")
+            .order_by("-raised_at", "-id")
+        )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("state", OpenApiTypes.STR, enum=STATE_FILTERS),
+            OpenApiParameter("priority", OpenApiTypes.STR, enum=AlarmPriority.values),
+            OpenApiParameter("patient", OpenApiTypes.INT, description="A patient id."),
+        ]
+    )
+    def list(self, request, *args, **kwargs):
+        """Alarms of the patients you may see, newest first; ``state=open`` for all not
+        resolved."""
+        return super().list(request, *args, **kwargs)
+
+    def filter_queryset(self, queryset):
+        if self.action != "list":
+            return queryset
+        params = self.request.query_params
+        state = params.get("state")
+        if state:
+            if state not in STATE_FILTERS:
+                raise ValidationError({"state": f"must be one of {', '.join(STATE_FILTERS)}"})
+            queryset = queryset.open() if state == "open" else queryset.filter(state=state)
+        priority = params.get("priority")
+        if priority:
+            if priority not in AlarmPriority.values:
+                raise ValidationError(
+                    {"priority": f"must be one of {', '.join(AlarmPriority.values)}"}
+                )
+            queryset = queryset.filter(priority=priority)
+        patient = params.get("patient")
+        if patient:
+            if not patient.isdigit():
+                raise ValidationError({"patient": "must be a patient id (a whole number)"})
+            queryset = queryset.filter(patient_id=int(patient))
+        return queryset
+
+    @extend_schema(request=None, responses=AlarmSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        """Acknowledge an alarm: records who and when (the first acknowledgment stands)."""
+        alarm = acknowledge(self.get_object(), request.user)
+        return Response(AlarmSerializer(alarm).data)

@@ -1,0 +1,457 @@
+"""Alarm rules and lifecycle on synthetic stored beats, episodes, windows and chunks; the API."""
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from monitoring.alarms import (
+    BEAT_FINAL_LAG_S,
+    EVENT_HOLD_S,
+    check_devices,
+    evaluate_alarms,
+    periodic_check,
+)
+from monitoring.models import (
+    Alarm,
+    AlarmKind,
+    AlarmPriority,
+    AlarmState,
+    Beat,
+    Episode,
+    Prediction,
+    Recording,
+    SampleChunk,
+)
+
+pytestmark = pytest.mark.django_db
+
+FS_HZ = 250.0
+
+
+# --- Helpers (tests/test_notifications.py uses them too) ---------------------------------
+
+
+def add_beats(recording, bpm: float, seconds: float, labels=None) -> int:
+    """Append beats at a steady rate after the last stored one; move the cursor past them by
+    the beat lag and mark the device as just heard from. Returns the last beat's sample."""
+    last = recording.beats.order_by("-index").first()
+    index = 0 if last is None else last.index + 1
+    sample = 0.0 if last is None else float(last.sample)
+    step = 60.0 / bpm * FS_HZ
+    beats = []
+    for number in range(int(seconds * bpm / 60.0)):
+        sample += step
+        label = labels(number) if labels else "N"
+        beats.append(
+            Beat(
+                recording=recording,
+                index=index + number,
+                sample=round(sample),
+                label=label,
+                confidence=0.9,
+                probabilities={
+                    "N": 0.9 if label == "N" else 0.1,
+                    "V": 0.9 if label == "V" else 0.0,
+                },
+            )
+        )
+    Beat.objects.bulk_create(beats)
+    move_cursor(recording, beats[-1].sample + round(BEAT_FINAL_LAG_S * FS_HZ))
+    return beats[-1].sample
+
+
+def move_cursor(recording, cursor: int) -> None:
+    Recording.objects.filter(pk=recording.pk).update(
+        analysis_cursor=cursor, last_chunk_at=timezone.now()
+    )
+    recording.refresh_from_db()
+
+
+def store_signal(recording, signal_mv: np.ndarray, first_sample: int = 0, seq: int = 0) -> None:
+    adc = np.round(np.asarray(signal_mv) * recording.gain_adc_per_mv).astype(np.int16)
+    SampleChunk.from_samples(recording, seq=seq, first_sample=first_sample, samples=adc).save()
+    end = first_sample + len(adc)
+    Recording.objects.filter(pk=recording.pk, end_sample__lt=end).update(end_sample=end)
+    recording.refresh_from_db()
+
+
+def hr_alarm(recording, sample: int | None = None) -> Alarm:
+    """An open HR-high alarm of the recording's patient, its event at ``sample`` (25 s)."""
+    return Alarm.objects.create(
+        patient=recording.patient,
+        recording=recording,
+        kind=AlarmKind.HR_HIGH,
+        priority=AlarmPriority.WARNING,
+        message="HR 134 > 120",
+        value=134,
+        limit=120,
+        details={"sample": round(25 * FS_HZ) if sample is None else sample},
+    )
+
+
+def open_alarms(patient, kind=None):
+    alarms = Alarm.objects.open().filter(patient=patient)
+    return alarms.filter(kind=kind) if kind else alarms
+
+
+def changes_of(changes, kind):
+    return [(c.change, c.alarm.kind) for c in changes if c.alarm.kind == kind]
+
+
+# --- Heart rate --------------------------------------------------------------------------
+
+
+def test_hr_high_is_raised_with_value_and_limit_and_not_raised_again_while_open(recording):
+    add_beats(recording, bpm=75, seconds=30)
+    assert evaluate_alarms(recording.pk) == []
+    add_beats(recording, bpm=134, seconds=20)
+    changes = evaluate_alarms(recording.pk)
+    assert changes_of(changes, AlarmKind.HR_HIGH) == [("raised", AlarmKind.HR_HIGH)]
+    alarm = open_alarms(recording.patient, AlarmKind.HR_HIGH).get()
+    assert alarm.message == "HR 134 > 120"
+    assert (alarm.value, alarm.limit) == (134.0, 120.0)
+    assert alarm.priority == AlarmPriority.WARNING and alarm.state == AlarmState.RAISED
+    assert alarm.recording_id == recording.pk and alarm.details["sample"] > 0
+    # still tachycardic: evaluated again and again, still one alarm
+    for _ in range(3):
+        add_beats(recording, bpm=134, seconds=5)
+        assert evaluate_alarms(recording.pk) == []
+    assert Alarm.objects.filter(kind=AlarmKind.HR_HIGH).count() == 1
+
+
+def test_hr_high_needs_ten_sustained_seconds(recording):
+    add_beats(recording, bpm=75, seconds=30)
+    add_beats(recording, bpm=140, seconds=8)  # 8 s past the limit (the mean lags too)
+    assert not open_alarms(recording.patient, AlarmKind.HR_HIGH).exists()
+    evaluate_alarms(recording.pk)
+    assert not open_alarms(recording.patient, AlarmKind.HR_HIGH).exists()
+
+
+def test_hr_alarm_resolves_when_the_rate_is_back_and_is_raised_again_as_a_new_row(recording):
+    add_beats(recording, bpm=134, seconds=30)
+    evaluate_alarms(recording.pk)
+    first = open_alarms(recording.patient, AlarmKind.HR_HIGH).get()
+    add_beats(recording, bpm=80, seconds=6)  # not yet 10 s back below the limit
+    assert evaluate_alarms(recording.pk) == []
+    add_beats(recording, bpm=80, seconds=14)
+    changes = evaluate_alarms(recording.pk)
+    assert changes_of(changes, AlarmKind.HR_HIGH) == [("resolved", AlarmKind.HR_HIGH)]
+    first.refresh_from_db()
+    assert first.state == AlarmState.RESOLVED and first.resolved_at is not None
+    add_beats(recording, bpm=150, seconds=20)
+    changes = evaluate_alarms(recording.pk)
+    assert changes_of(changes, AlarmKind.HR_HIGH) == [("raised", AlarmKind.HR_HIGH)]
+    second = open_alarms(recording.patient, AlarmKind.HR_HIGH).get()
+    assert second.pk != first.pk and second.message == "HR 150 > 120"
+    assert Alarm.objects.filter(kind=AlarmKind.HR_HIGH).count() == 2
+
+
+def test_hr_low_uses_the_patients_own_limit(recording):
+    patient = recording.patient
+    patient.hr_low_limit_bpm = 45
+    patient.save()
+    add_beats(recording, bpm=48, seconds=40)  # below the default 50, above this patient's 45
+    evaluate_alarms(recording.pk)
+    assert not open_alarms(patient, AlarmKind.HR_LOW).exists()
+    add_beats(recording, bpm=40, seconds=40)
+    evaluate_alarms(recording.pk)
+    assert open_alarms(patient, AlarmKind.HR_LOW).get().message == "HR 40 < 45"
+
+
+def test_one_premature_beat_does_not_make_a_high_rate(recording):
+    # every 4th beat early: the 8-beat mean stays at the underlying rate (about 100 bpm)
+    add_beats(recording, bpm=100, seconds=40, labels=lambda n: "V" if n % 4 == 0 else "N")
+    evaluate_alarms(recording.pk)
+    assert not open_alarms(recording.patient, AlarmKind.HR_HIGH).exists()
+
+
+def test_the_database_keeps_one_open_alarm_per_patient_and_kind(recording):
+    fields = dict(patient=recording.patient, kind=AlarmKind.VT, priority="critical", message="x")
+    Alarm.objects.create(**fields)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Alarm.objects.create(**fields)
+    Alarm.objects.update(state=AlarmState.RESOLVED)
+    Alarm.objects.create(**fields)  # resolved ones do not count
+    assert Alarm.objects.count() == 2
+
+
+# --- Episodes, PVCs, windows, signal quality ---------------------------------------------
+
+
+def test_vt_episode_raises_a_critical_alarm_held_then_resolved(recording):
+    add_beats(recording, bpm=75, seconds=60)
+    end_s = recording.analysis_cursor / FS_HZ - 10
+    Episode.objects.create(
+        recording=recording,
+        kind="VT",
+        start_s=end_s - 2.0,
+        end_s=end_s,
+        details={"n_beats": 6, "mean_hr_bpm": 152.3, "max_hr_bpm": 170.0},
+    )
+    changes = evaluate_alarms(recording.pk)
+    assert changes_of(changes, AlarmKind.VT) == [("raised", AlarmKind.VT)]
+    alarm = open_alarms(recording.patient, AlarmKind.VT).get()
+    assert alarm.priority == AlarmPriority.CRITICAL
+    assert alarm.message == "VT 6 beats at 152 bpm (>= 3 V beats at >= 100 bpm)"
+    # a while later, within the hold: still the same alarm
+    add_beats(recording, bpm=75, seconds=EVENT_HOLD_S - 25)
+    assert changes_of(evaluate_alarms(recording.pk), AlarmKind.VT) == []
+    add_beats(recording, bpm=75, seconds=30)
+    assert changes_of(evaluate_alarms(recording.pk), AlarmKind.VT) == [("resolved", AlarmKind.VT)]
+
+
+@pytest.mark.parametrize(
+    ("kind", "details", "expected"),
+    [
+        ("PAUSE", {"duration_s": 4.2}, "Pause 4.2 s > 3.0 s"),
+        ("VF", {"mean_probability": 0.9}, "VF/VFL for 8 s (>= 4 s)"),
+        ("AF", {"n_beats": 120, "mean_hr_bpm": 110.0}, "AF onset: 8 s at 110 bpm (>= 60 s)"),
+    ],
+)
+def test_ongoing_episodes_raise_their_alarms(recording, kind, details, expected):
+    add_beats(recording, bpm=75, seconds=30)
+    end_s = recording.analysis_cursor / FS_HZ
+    Episode.objects.create(
+        recording=recording,
+        kind=kind,
+        start_s=end_s - 8.0 if kind != "PAUSE" else end_s - 4.2,
+        end_s=end_s,
+        details={**details, "ongoing": True},
+    )
+    evaluate_alarms(recording.pk)
+    alarm = open_alarms(recording.patient, kind).get()
+    assert alarm.message == expected
+    assert alarm.priority == ("warning" if kind == "AF" else "critical")
+
+
+def test_frequent_pvcs_over_the_patients_limit(recording):
+    # every 5th beat V at 75 bpm: 15 V beats per minute, over the default 10/min
+    add_beats(recording, bpm=75, seconds=70, labels=lambda n: "V" if n % 5 == 4 else "N")
+    evaluate_alarms(recording.pk)
+    alarm = open_alarms(recording.patient, AlarmKind.PVC).get()
+    assert alarm.message == f"PVC {alarm.value:.0f}/min > 10/min" and alarm.value >= 14
+    patient = recording.patient
+    patient.pvc_limit_per_min = 20
+    patient.save()
+    evaluate_alarms(recording.pk)
+    assert not open_alarms(patient, AlarmKind.PVC).exists()
+
+
+def add_windows(recording, labels: list[str], first_start: int = 0) -> int:
+    last = recording.predictions.order_by("-window_start").first()
+    start = first_start if last is None else last.window_start + last.window_length
+    for label in labels:
+        Prediction.objects.create(
+            recording=recording,
+            model_name="window-cnn-mitdb",
+            model_version="1.0.0",
+            window_start=start,
+            window_length=500,
+            label=label,
+            probabilities={"normal": 0.5, "arrhythmia": 0.5},
+        )
+        start += 500
+    return start
+
+
+def test_sustained_arrhythmia_needs_five_consecutive_abnormal_windows(recording):
+    add_windows(recording, ["normal"] * 3 + ["arrhythmia"] * 4)
+    evaluate_alarms(recording.pk)
+    assert not open_alarms(recording.patient, AlarmKind.ARRHYTHMIA).exists()
+    add_windows(recording, ["arrhythmia"] * 2)
+    evaluate_alarms(recording.pk)
+    alarm = open_alarms(recording.patient, AlarmKind.ARRHYTHMIA).get()
+    assert alarm.message == "Arrhythmia in 6 consecutive 2-s windows (>= 5)"
+    add_windows(recording, ["normal"] * 4)
+    evaluate_alarms(recording.pk)
+    assert open_alarms(recording.patient, AlarmKind.ARRHYTHMIA).exists()
+    add_windows(recording, ["normal"])
+    evaluate_alarms(recording.pk)
+    assert not open_alarms(recording.patient, AlarmKind.ARRHYTHMIA).exists()
+
+
+def test_abnormal_windows_across_a_gap_are_not_consecutive(recording):
+    end = add_windows(recording, ["arrhythmia"] * 3)
+    # the next three start 10 windows later: two runs of 3, never 5 in a row
+    add_windows(recording, ["arrhythmia"] * 3, first_start=end + 5000)
+    Prediction.objects.filter(window_start__gte=end).update(window_start=F("window_start") + 5000)
+    evaluate_alarms(recording.pk)
+    assert not open_alarms(recording.patient, AlarmKind.ARRHYTHMIA).exists()
+    add_windows(recording, ["arrhythmia"] * 2)  # now 5 in a row after the gap
+    evaluate_alarms(recording.pk)
+    assert open_alarms(recording.patient, AlarmKind.ARRHYTHMIA).exists()
+
+
+def test_poor_signal_when_beats_stop_in_a_noisy_signal_but_not_in_a_flat_one(recording, rng):
+    n = round(60 * FS_HZ)
+    noise = rng.normal(0.0, 0.6, n)  # about 2.4 mV peak to peak, no QRS the detector follows
+    store_signal(recording, noise)
+    add_beats(recording, bpm=75, seconds=25)  # beats up to 24 s, then none
+    move_cursor(recording, n)
+    evaluate_alarms(recording.pk)
+    alarm = open_alarms(recording.patient, AlarmKind.SIGNAL_QUALITY).get()
+    assert alarm.priority == AlarmPriority.TECHNICAL
+    assert alarm.message.startswith("No beat in 10 s of non-flat signal")
+    # the same without beats over a flat line is a pause (its own alarm), not noise
+    Alarm.objects.all().delete()
+    SampleChunk.objects.all().delete()
+    store_signal(recording, np.full(n, 0.01))
+    evaluate_alarms(recording.pk)
+    assert not open_alarms(recording.patient, AlarmKind.SIGNAL_QUALITY).exists()
+
+
+def test_uploaded_recordings_raise_no_alarms(patient):
+    upload = Recording.objects.create(
+        patient=patient,
+        source=Recording.Source.UPLOAD,
+        sampling_rate_hz=FS_HZ,
+        gain_adc_per_mv=200.0,
+        lead_names=["II"],
+    )
+    add_beats(upload, bpm=150, seconds=60)
+    assert evaluate_alarms(upload.pk) == []
+    assert not Alarm.objects.exists()
+
+
+# --- Technical alarms --------------------------------------------------------------------
+
+
+def test_device_offline_raised_by_the_periodic_check_and_resolved_when_data_returns(recording):
+    now = timezone.now()
+    Recording.objects.filter(pk=recording.pk).update(last_chunk_at=now - timedelta(seconds=45))
+    result = periodic_check(now)
+    alarm = open_alarms(recording.patient, AlarmKind.DEVICE_OFFLINE).get()
+    assert result["raised"] == [alarm.pk]
+    assert alarm.priority == AlarmPriority.TECHNICAL
+    assert alarm.message == "No data from DEV-001 for 45 s > 30 s"
+    assert check_devices(now + timedelta(seconds=10)) == []  # still offline, no second alarm
+    # closed by silence later: still watched, still one open alarm
+    Recording.objects.filter(pk=recording.pk).update(
+        status=Recording.Status.CLOSED, closed_by=Recording.ClosedBy.SILENCE
+    )
+    assert check_devices(now + timedelta(seconds=400)) == []
+    Recording.objects.filter(pk=recording.pk).update(
+        status=Recording.Status.LIVE, closed_by="", last_chunk_at=now + timedelta(seconds=401)
+    )
+    changes = check_devices(now + timedelta(seconds=402))
+    assert [(c.change, c.alarm.pk) for c in changes] == [("resolved", alarm.pk)]
+
+
+def test_device_offline_respects_the_setting_and_a_deliberate_close(recording, settings):
+    settings.DEVICE_OFFLINE_S = 120
+    now = timezone.now()
+    Recording.objects.filter(pk=recording.pk).update(last_chunk_at=now - timedelta(seconds=60))
+    assert check_devices(now) == []
+    Recording.objects.filter(pk=recording.pk).update(
+        status=Recording.Status.CLOSED, closed_by=Recording.ClosedBy.DEVICE
+    )
+    assert check_devices(now + timedelta(seconds=600)) == []  # ended on purpose: not offline
+
+
+def test_leads_off_raised_and_resolved_from_the_devices_last_chunk(recording, device):
+    move_cursor(recording, 0)
+    device.lead_off = True
+    device.save()
+    changes = evaluate_alarms(recording.pk)
+    assert changes_of(changes, AlarmKind.LEADS_OFF) == [("raised", AlarmKind.LEADS_OFF)]
+    assert open_alarms(recording.patient, AlarmKind.LEADS_OFF).get().message == (
+        "Leads off (DEV-001)"
+    )
+    assert evaluate_alarms(recording.pk) == []
+    device.lead_off = False
+    device.save()
+    changes = evaluate_alarms(recording.pk)
+    assert changes_of(changes, AlarmKind.LEADS_OFF) == [("resolved", AlarmKind.LEADS_OFF)]
+
+
+def test_technical_alarms_resolve_when_the_device_is_unassigned(recording, device):
+    now = timezone.now()
+    Recording.objects.filter(pk=recording.pk).update(last_chunk_at=now - timedelta(seconds=90))
+    check_devices(now)
+    assert open_alarms(recording.patient, AlarmKind.DEVICE_OFFLINE).exists()
+    device.patient = None
+    device.save()
+    check_devices(now)
+    assert not open_alarms(recording.patient).exists()
+
+
+# --- API ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_alarms(recording, other_patient):
+    mine = hr_alarm(recording)
+    theirs = Alarm.objects.create(
+        patient=other_patient,
+        kind=AlarmKind.VT,
+        priority=AlarmPriority.CRITICAL,
+        message="VT 5 beats at 160 bpm",
+    )
+    return mine, theirs
+
+
+def test_api_lists_only_alarms_of_assigned_patients(client, clinician, staff_user, two_alarms):
+    mine, theirs = two_alarms
+    assert client.get("/api/alarms/").status_code == 401
+    client.force_login(clinician)
+    body = client.get("/api/alarms/").json()
+    assert [row["id"] for row in body["results"]] == [mine.pk]
+    assert body["results"][0]["message"] == "HR 134 > 120"
+    assert client.get(f"/api/alarms/{theirs.pk}/").status_code == 404
+    client.force_login(staff_user)
+    assert {row["id"] for row in client.get("/api/alarms/").json()["results"]} == {
+        mine.pk,
+        theirs.pk,
+    }
+
+
+def test_api_filters_by_state_and_refuses_a_bad_filter(client, clinician, two_alarms):
+    mine, _ = two_alarms
+    client.force_login(clinician)
+    assert [r["id"] for r in client.get("/api/alarms/?state=open").json()["results"]] == [mine.pk]
+    assert client.get("/api/alarms/?state=resolved").json()["results"] == []
+    response = client.get("/api/alarms/?state=loud")
+    assert response.status_code == 400 and "state" in response.json()
+
+
+def test_acknowledge_through_the_api_records_who_and_when(client, clinician, two_alarms):
+    mine, _ = two_alarms
+    client.force_login(clinician)
+    before = timezone.now()
+    response = client.post(f"/api/alarms/{mine.pk}/acknowledge/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["state"] == "acknowledged" and body["acknowledged_by"] == "clinician"
+    mine.refresh_from_db()
+    assert mine.acknowledged_by == clinician and mine.acknowledged_at >= before
+    first_at = mine.acknowledged_at
+    # a second acknowledgment keeps the first one's who and when
+    client.post(f"/api/alarms/{mine.pk}/acknowledge/")
+    mine.refresh_from_db()
+    assert mine.acknowledged_at == first_at
+
+
+def test_an_unassigned_clinician_cannot_acknowledge(client, other_clinician, two_alarms):
+    mine, _ = two_alarms
+    client.force_login(other_clinician)
+    assert client.post(f"/api/alarms/{mine.pk}/acknowledge/").status_code == 404
+    mine.refresh_from_db()
+    assert mine.state == AlarmState.RAISED and mine.acknowledged_by is None
+
+
+def test_an_acknowledged_alarm_still_resolves_when_its_condition_is_gone(
+    client, clinician, recording
+):
+    add_beats(recording, bpm=140, seconds=30)
+    evaluate_alarms(recording.pk)
+    alarm = open_alarms(recording.patient, AlarmKind.HR_HIGH).get()
+    client.force_login(clinician)
+    client.post(f"/api/alarms/{alarm.pk}/acknowledge/")
+    add_beats(recording, bpm=70, seconds=20)
+    evaluate_alarms(recording.pk)
+    alarm.refresh_from_db()
+    assert alarm.state == AlarmState.RESOLVED and alarm.acknowledged_by == clinician
