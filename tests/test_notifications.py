@@ -214,13 +214,9 @@ def test_two_concurrent_sends_of_one_notification_send_one_email(settings, recor
     try:
         smtp_settings(settings, controller.port)
         alarm = hr_alarm(recording)
-        AlarmRecipient.objects.create(patient=recording.patient, address="nurse@example.org")
-        [notification_id] = schedule_notifications(alarm)  # autocommit: queued at once...
-        Notification.objects.filter(pk=notification_id).update(
-            state=NotificationState.PENDING, attempts=0, sent_at=None
-        )
-        inbox.messages.clear()  # ...so start again from pending with an empty inbox
-        NotificationAttempt.objects.all().delete()
+        notification_id = Notification.objects.create(
+            alarm=alarm, recipient="nurse@example.org", transport=Transport.EMAIL
+        ).pk
         barrier = threading.Barrier(2)
         results = []
 
