@@ -11,7 +11,7 @@ from datetime import date
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from monitoring.models import Device, Patient
+from monitoring.models import AlarmRecipient, Device, Patient
 
 DEMO_CLINICIAN = "demo"
 DEMO_ADMIN = "admin"
@@ -76,6 +76,15 @@ def seed_demo() -> DemoCredentials:
         )
         if assigned:
             patient.clinicians.add(clinician)
+        # Alarm emails go to the ward's (fictional) address and escalate to the charge nurse;
+        # with the default console backend they are printed by the server.
+        ward_address = f"{ward.lower().replace(' ', '-')}@demo.cardiospike.invalid"
+        AlarmRecipient.objects.get_or_create(patient=patient, address=ward_address)
+        AlarmRecipient.objects.get_or_create(
+            patient=patient,
+            address="charge-nurse@demo.cardiospike.invalid",
+            defaults={"escalation": True},
+        )
         patients[mrn] = patient
 
     for serial, label, mrn, fs_hz, gain_adc_per_mv in DEMO_DEVICES:

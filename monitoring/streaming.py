@@ -126,6 +126,11 @@ def run_stream_analysis(recording_id: int) -> dict:
             stream_pending=False, stream_queued_at=timezone.now()
         )
         result = analyze_next(recording_id)
+        if result.n_samples or result.n_beats:
+            # after the round's commit: alarms read what it stored (never raises)
+            from monitoring.alarms import on_analysis_round
+
+            on_analysis_round(recording_id)
         totals["rounds"] += 1
         totals["beats"] += result.n_beats
         totals["samples"] += result.n_samples
@@ -504,8 +509,9 @@ _last_inline_sweep = 0.0
 
 
 def sweep_if_no_beat() -> None:
-    """Without a broker (the embedded defaults) no celery beat runs the sweep, so the ingest
-    path runs it itself, at most once per ``STREAM_SWEEP_S`` per process."""
+    """Without a broker (the embedded defaults) no celery beat runs the sweep and the alarms'
+    periodic check, so the ingest path runs them, at most once per ``STREAM_SWEEP_S`` per
+    process."""
     global _last_inline_sweep
     from monitoring.tasks import sweep_streams_task
 
@@ -514,10 +520,13 @@ def sweep_if_no_beat() -> None:
     if time.monotonic() - _last_inline_sweep < settings.STREAM_SWEEP_S:
         return
     _last_inline_sweep = time.monotonic()
-    try:
-        sweep()
-    except Exception:
-        logger.exception("the inline sweep failed")
+    from monitoring.alarms import periodic_check
+
+    for task in (sweep, periodic_check):
+        try:
+            task()
+        except Exception:
+            logger.exception("the inline %s failed", task.__name__)
 
 
 def sweep() -> dict:

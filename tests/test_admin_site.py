@@ -8,11 +8,22 @@ from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 
-from monitoring.models import Beat, Device, Episode, Prediction, SampleChunk
+from monitoring.models import (
+    Alarm,
+    AlarmRecipient,
+    Beat,
+    Device,
+    Episode,
+    Notification,
+    NotificationAttempt,
+    Prediction,
+    SampleChunk,
+)
 
 pytestmark = pytest.mark.django_db
 
-READ_ONLY = {SampleChunk, Prediction, Beat, Episode}  # rows written only by the system
+# rows written only by the system
+READ_ONLY = {SampleChunk, Prediction, Beat, Episode, Alarm, Notification, NotificationAttempt}
 
 
 @pytest.fixture
@@ -36,6 +47,14 @@ def rows(patient, other_patient, device, recording):
         probabilities={"N": 0.05, "S": 0.0, "V": 0.9, "F": 0.05, "Q": 0.0},
     )
     Episode.objects.create(recording=recording, kind="VT", start_s=1.0, end_s=3.5)
+    alarm = Alarm.objects.create(
+        patient=patient, recording=recording, kind="VT", priority="critical", message="VT"
+    )
+    AlarmRecipient.objects.create(patient=patient, address="nurse@example.org")
+    notification = Notification.objects.create(
+        alarm=alarm, recipient="nurse@example.org", transport="email"
+    )
+    NotificationAttempt.objects.create(notification=notification, ok=False, error="refused")
 
 
 def admin_url(model, page: str, *args) -> str:

@@ -18,7 +18,7 @@ from django.utils import timezone
 from inference.analysis import analyze_signal
 from monitoring import streaming
 from monitoring.ingest import close_recording, ingest_chunk, open_recording
-from monitoring.models import Beat, Prediction, Recording, SampleChunk
+from monitoring.models import Alarm, Beat, Prediction, Recording, SampleChunk
 from monitoring.protocol import Chunk
 from tests.inference.conftest import physionet_folder
 
@@ -145,6 +145,9 @@ def test_streamed_beats_equal_one_offline_pass(
     starts = sorted(vf.values_list("window_start", flat=True))
     assert starts == list(range(0, len(starts) * round(2 * fs_hz), round(2 * fs_hz)))
     assert len(starts) == len(adc) // round(2 * fs_hz)
+    # the alarms ran after every round: each AF episode the stream found raised an AF alarm
+    af_alarms = Alarm.objects.filter(patient=device.patient, kind="AF")
+    assert af_alarms.exists() == any(episode.kind == "AF" for episode in offline.episodes)
 
 
 def test_analysis_is_coalesced_to_one_task_per_recording(device, recording, monkeypatch):
