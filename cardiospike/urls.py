@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from monitoring import upload_views, views
+from monitoring import dashboard_views, upload_views, views
 from monitoring.api.predict import PredictView
 
 admin.site.site_header = "CardioSpike administration"
@@ -27,6 +27,23 @@ urlpatterns = [
         name="recording-reanalyze",
     ),
     path("analyzer/", views.analyzer, name="analyzer"),
+    # The dashboard (issue 6): central station, live view, staff management.
+    path("station/", dashboard_views.station, name="station"),
+    path("patients/<int:pk>/live/", dashboard_views.patient_live, name="patient-live"),
+    path("manage/", dashboard_views.manage, name="manage"),
+    path("manage/patients/admit/", dashboard_views.admit_patient, name="patient-admit"),
+    path("manage/patients/<int:pk>/limits/", dashboard_views.edit_limits, name="patient-limits"),
+    path(
+        "manage/patients/<int:pk>/discharge/",
+        dashboard_views.discharge_patient,
+        name="patient-discharge",
+    ),
+    path("manage/patients/<int:pk>/device/", dashboard_views.assign_device, name="patient-device"),
+    path(
+        "manage/devices/<int:pk>/unassign/",
+        dashboard_views.unassign_device,
+        name="device-unassign",
+    ),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # DRF marks its views login-exempt; this page is for browsers, so it redirects to login.

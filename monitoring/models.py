@@ -714,3 +714,35 @@ class NotificationAttempt(models.Model):
     def __str__(self) -> str:
         outcome = "ok" if self.ok else f"error: {self.error[:60]}"
         return f"attempt on {self.notification_id} at {self.started_at:%H:%M:%S} ({outcome})"
+
+
+# --- Audit trail (issue 6, the dashboard's patient management) ------------------------------
+
+
+class AuditEntry(models.Model):
+    """One change of one patient setting (an alarm limit) by one user: who, when, old, new.
+
+    Written by the management views in the same transaction as the change itself, so the trail
+    can never miss a change that was saved (monitoring/dashboard_views.py).
+    """
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="audit_entries")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="audit_entries",
+        help_text="Who made the change (kept empty if the account is deleted later).",
+    )
+    changed_at = models.DateTimeField(default=timezone.now)
+    field = models.CharField(max_length=64, help_text="The model field that changed.")
+    old_value = models.CharField(max_length=200, blank=True)
+    new_value = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [models.Index(fields=["patient", "changed_at"])]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.old_value} -> {self.new_value} ({self.patient_id})"

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from monitoring.api import alarms, analyzer, device, uploads, views
+from monitoring.api import alarms, analyzer, device, trend, uploads, views
 from monitoring.api.predict import PredictView
 
 router = DefaultRouter()
@@ -47,6 +47,7 @@ urlpatterns = [
         uploads.RecordingAnalyzeView.as_view(),
         name="api-recording-analyze",
     ),
+    path("patients/<int:patient_id>/hr-trend/", trend.HrTrendView.as_view(), name="api-hr-trend"),
     path("recordings/<int:pk>/beats/", uploads.RecordingBeatsView.as_view(), name="api-beats"),
     path(
         "recordings/<int:pk>/beats/<int:number>/saliency/",

@@ -1,0 +1,341 @@
+// Single-patient live view, fed by /ws/patients/<id>/ (the live data contract,
+// docs/dashboard.md): ECG grid paper at 25 mm/s with a selectable gain (5/10/20 mm/mV), a
+// trace that sweeps left to right, beat labels above their R peaks, HR, rhythm and alarms;
+// the HR trend of the last hour from /api/patients/<id>/hr-trend/; Acknowledge buttons that
+// POST to /api/alarms/<id>/acknowledge/ with the CSRF token.
+(function () {
+  "use strict";
+
+  var MM_PER_S = 25;        // paper speed
+  var PX_PER_MM = 4;        // so the 1100-px canvas holds 11 s of paper
+  var GAP_S = 0.3;          // blank ahead of the write position
+  var LABEL_COLOURS = { N: "#1d2733", S: "#1d4ed8", V: "#c8102e", F: "#9333ea", Q: "#6b7785" };
+  var PRIORITY_RANK = { critical: 0, warning: 1, technical: 2 };
+
+  var $ = function (id) { return document.getElementById(id); };
+  var root = $("live");
+  if (!root) { return; }
+  var canvas = $("live-ecg");
+  var context = canvas.getContext("2d");
+  var paper = document.createElement("canvas");   // the grid, drawn once per size
+  var state = { recording: null, fs: 0, buffer: null, last: -1, beats: [], dirty: true,
+    lastMessageAt: 0 };
+
+  function csrfToken() {
+    var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  // --- ECG paper and the sweeping trace -------------------------------------------------
+
+  function drawPaper() {
+    paper.width = canvas.width;
+    paper.height = canvas.height;
+    var ctx = paper.getContext("2d");
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, paper.width, paper.height);
+    // 1 mm minor lines, 5 mm major lines, as in analyzer.js
+    for (var mm = 0; mm * PX_PER_MM <= paper.width; mm++) {
+      var x = Math.round(mm * PX_PER_MM);
+      ctx.strokeStyle = mm % 5 === 0 ? "rgba(220, 80, 80, 0.55)" : "rgba(240, 150, 150, 0.35)";
+      ctx.lineWidth = mm % 5 === 0 ? 1 : 0.5;
+      ctx.beginPath(); ctx.moveTo(x + 0.5, 0); ctx.lineTo(x + 0.5, paper.height); ctx.stroke();
+    }
+    for (var mmY = 0; mmY * PX_PER_MM <= paper.height; mmY++) {
+      var y = Math.round(mmY * PX_PER_MM);
+      ctx.strokeStyle = mmY % 5 === 0 ? "rgba(220, 80, 80, 0.55)" : "rgba(240, 150, 150, 0.35)";
+      ctx.lineWidth = mmY % 5 === 0 ? 1 : 0.5;
+      ctx.beginPath(); ctx.moveTo(0, y + 0.5); ctx.lineTo(paper.width, y + 0.5); ctx.stroke();
+    }
+  }
+
+  function sweepSamples(fs) {
+    return Math.round((canvas.width / (MM_PER_S * PX_PER_MM)) * fs);
+  }
+
+  function resetTrace(recording, fs) {
+    state.recording = recording;
+    state.fs = fs;
+    state.buffer = new Float32Array(sweepSamples(fs)).fill(NaN);
+    state.last = -1;
+    state.beats = [];
+    state.dirty = true;
+  }
+
+  function addSamples(message) {
+    if (message.recording !== state.recording || message.fs_hz !== state.fs || !state.buffer) {
+      resetTrace(message.recording, message.fs_hz);
+    }
+    var buffer = state.buffer, n = buffer.length;
+    var first = message.first_sample, values = message.samples_mv;
+    var end = first + values.length;
+    // Writing a sample twice writes the same value, so the backlog's overlap with live
+    // messages is harmless; only samples older than the visible sweep are dropped.
+    for (var i = 0; i < values.length; i++) {
+      if (first + i > state.last - n) { buffer[(first + i) % n] = values[i]; }
+    }
+    if (end - 1 > state.last) {
+      for (var j = Math.max(state.last + 1, end - n); j < first; j++) { buffer[j % n] = NaN; }
+      state.last = end - 1;
+    }
+    state.dirty = true;
+  }
+
+  function addBeats(message) {
+    if (message.recording !== state.recording) { return; }
+    var known = {};
+    state.beats.forEach(function (beat) { known[beat.sample] = true; });
+    message.beats.forEach(function (beat) {
+      if (!known[beat.sample]) { state.beats.push({ sample: beat.sample, label: beat.label }); }
+    });
+    state.dirty = true;
+  }
+
+  function draw() {
+    context.drawImage(paper, 0, 0);
+    var gain = Number($("gain").value);      // mm per mV
+    var pxPerMv = gain * PX_PER_MM;
+    var height = canvas.height, width = canvas.width;
+    // 1 mV calibration pulse at the left edge: its height shows the chosen gain
+    context.strokeStyle = "#1d4ed8";
+    context.lineWidth = 1.3;
+    context.beginPath();
+    context.moveTo(2, height - 12);
+    context.lineTo(2, height - 12 - pxPerMv);
+    context.lineTo(2 + 5 * PX_PER_MM, height - 12 - pxPerMv);
+    context.lineTo(2 + 5 * PX_PER_MM, height - 12);
+    context.stroke();
+    if (!state.buffer || state.last < 0) { return; }
+    var buffer = state.buffer, n = buffer.length;
+    var values = [];
+    for (var k = 0; k < n; k++) { if (!isNaN(buffer[k])) { values.push(buffer[k]); } }
+    if (!values.length) { return; }
+    values.sort(function (a, b) { return a - b; });
+    var median = values[Math.floor(values.length / 2)];   // centre on the baseline
+    var cursor = state.last % n;
+    var gap = Math.round(GAP_S * state.fs);
+    context.strokeStyle = "#111";
+    context.lineWidth = 1.3;
+    context.beginPath();
+    var pen = false;
+    for (var i = 0; i < n; i++) {
+      var ahead = (i - cursor + n) % n;
+      if (isNaN(buffer[i]) || (ahead > 0 && ahead <= gap)) { pen = false; continue; }
+      var x = (i / n) * width;
+      var y = height / 2 - (buffer[i] - median) * pxPerMv;
+      if (pen) { context.lineTo(x, y); } else { context.moveTo(x, y); pen = true; }
+    }
+    context.stroke();
+    // beat labels over their R peaks, only for beats still on the paper
+    state.beats = state.beats.filter(function (beat) { return beat.sample > state.last - n; });
+    context.font = "bold 14px system-ui, sans-serif";
+    context.textAlign = "center";
+    state.beats.forEach(function (beat) {
+      if (beat.sample > state.last) { return; }
+      var x = ((beat.sample % n) / n) * width;
+      context.fillStyle = LABEL_COLOURS[beat.label] || "#111";
+      context.fillText(beat.label, x, 16);
+      context.fillRect(x - 0.5, 20, 1, 6);
+    });
+  }
+
+  function frame() {
+    if (state.dirty) { state.dirty = false; draw(); }
+    window.requestAnimationFrame(frame);
+  }
+
+  // --- Status and alarms ------------------------------------------------------------------
+
+  function showStatus(message) {
+    $("hr-value").textContent = message.hr_bpm === null || message.hr_bpm === undefined
+      ? "--" : String(Math.round(message.hr_bpm));
+    $("rhythm-value").textContent = message.rhythm || "—";
+    var banner = $("alarm-banner");
+    banner.className = "mid" + (message.alarm ? " " + message.alarm.priority : "");
+    banner.textContent = message.alarm ? message.alarm.message : "none";
+  }
+
+  function formatTime(iso) {
+    if (!iso) { return ""; }
+    var date = new Date(iso);
+    return isNaN(date) ? iso : date.toLocaleTimeString([], { hour12: false });
+  }
+
+  function showAlarm(alarm) {
+    var tbody = $("alarm-table").querySelector("tbody");
+    var row = $("alarm-" + alarm.id);
+    if (!row) {
+      row = document.createElement("tr");
+      row.id = "alarm-" + alarm.id;
+      row.dataset.alarm = alarm.id;
+      row.innerHTML = '<td class="raised"></td><td class="priority"></td><td class="message"></td>' +
+        '<td class="state"></td><td class="acked"></td><td class="action"></td>';
+      tbody.insertBefore(row, tbody.firstChild);
+      $("no-alarms").hidden = true;
+    }
+    row.className = "alarm-row " + alarm.priority;
+    var cells = row.children;
+    cells[0].textContent = formatTime(alarm.raised_at);
+    cells[1].textContent = alarm.priority;
+    cells[2].textContent = alarm.message;
+    cells[3].textContent = alarm.state;
+    cells[4].textContent = alarm.acknowledged_at
+      ? (alarm.acknowledged_by || "?") + " at " + formatTime(alarm.acknowledged_at) : "";
+    cells[5].innerHTML = "";
+    if (!alarm.acknowledged_at) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "ack";
+      button.dataset.alarm = alarm.id;
+      button.textContent = "Acknowledge";
+      cells[5].appendChild(button);
+    }
+    if (alarm.state !== "resolved" && !alarm.acknowledged_at) {
+      var banner = $("alarm-banner");
+      var shown = PRIORITY_RANK[banner.className.replace("mid", "").trim()];
+      if (shown === undefined || PRIORITY_RANK[alarm.priority] <= shown) {
+        banner.className = "mid " + alarm.priority;
+        banner.textContent = alarm.message;
+      }
+    }
+  }
+
+  function acknowledge(alarmId, button) {
+    button.disabled = true;
+    $("ack-error").textContent = "";
+    fetch("/api/alarms/" + encodeURIComponent(alarmId) + "/acknowledge/", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRFToken": csrfToken(), "Accept": "application/json" },
+    }).then(function (response) {
+      return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+    }).then(function (answer) {
+      if (!answer.ok) { throw new Error(answer.body.detail || "refused"); }
+      showAlarm(answer.body);
+    }).catch(function (error) {
+      button.disabled = false;
+      $("ack-error").textContent = "Could not acknowledge: " + error.message;
+    });
+  }
+
+  $("alarm-table").addEventListener("click", function (event) {
+    var button = event.target.closest("button.ack");
+    if (button) { acknowledge(button.dataset.alarm, button); }
+  });
+
+  // --- HR trend ----------------------------------------------------------------------------
+
+  function drawTrend(body) {
+    var trend = $("hr-trend"), ctx = trend.getContext("2d");
+    var width = trend.width, height = trend.height, left = 36, bottom = 18;
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, width, height);
+    var top = 200, low = 0;
+    var yOf = function (bpm) { return (height - bottom) * (1 - (bpm - low) / (top - low)); };
+    var sinceMs = Date.now() - body.minutes * 60000;
+    var xOf = function (ms) { return left + ((ms - sinceMs) / (body.minutes * 60000)) * (width - left); };
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.fillStyle = "#6b7785";
+    [0, 50, 100, 150, 200].forEach(function (bpm) {
+      ctx.fillText(String(bpm), 4, yOf(bpm) + 4);
+      ctx.strokeStyle = "#eef0f3";
+      ctx.beginPath(); ctx.moveTo(left, yOf(bpm)); ctx.lineTo(width, yOf(bpm)); ctx.stroke();
+    });
+    ctx.fillText("-" + body.minutes + " min", left, height - 4);
+    ctx.fillText("now", width - 26, height - 4);
+    // the patient's limits as dashed lines
+    ctx.setLineDash([4, 4]);
+    ctx.strokeStyle = "#c8102e";
+    [body.hr_low_limit_bpm, body.hr_high_limit_bpm].forEach(function (bpm) {
+      ctx.beginPath(); ctx.moveTo(left, yOf(bpm)); ctx.lineTo(width, yOf(bpm)); ctx.stroke();
+    });
+    ctx.setLineDash([]);
+    ctx.strokeStyle = "#0f7b3b";
+    ctx.fillStyle = "#0f7b3b";
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    body.points.forEach(function (point, index) {
+      var x = xOf(Date.parse(point.time) + 30000), y = yOf(Math.min(top, point.hr_bpm));
+      if (index === 0) { ctx.moveTo(x, y); } else { ctx.lineTo(x, y); }
+    });
+    ctx.stroke();
+    body.points.forEach(function (point) {
+      ctx.fillRect(xOf(Date.parse(point.time) + 30000) - 1.5, yOf(Math.min(top, point.hr_bpm)) - 1.5, 3, 3);
+    });
+  }
+
+  function loadTrend() {
+    var trend = $("hr-trend");
+    fetch(trend.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) { throw new Error(response.statusText); }
+        return response.json();
+      })
+      .then(function (body) {
+        drawTrend(body);
+        var last = body.points[body.points.length - 1];
+        $("hr-trend-info").textContent = body.points.length + " minute(s) with beats" +
+          (last ? "; latest " + last.hr_bpm + " bpm (60 / median RR)" : "");
+      })
+      .catch(function (error) { $("hr-trend-info").textContent = "Trend unavailable: " + error.message; });
+  }
+
+  // --- The websocket ------------------------------------------------------------------------
+
+  function handle(message) {
+    state.lastMessageAt = Date.now();
+    if (message.type === "hello") {
+      var recording = message.recording;
+      $("recording-info").textContent = recording
+        ? "#" + recording.id + " · " + recording.fs_hz + " Hz · lead " + recording.lead +
+          (recording.live ? " · live" : " · closed")
+        : "no live recording";
+    } else if (message.type === "samples") {
+      addSamples(message);
+    } else if (message.type === "beats") {
+      addBeats(message);
+    } else if (message.type === "status") {
+      showStatus(message);
+    } else if (message.type === "alarm") {
+      showAlarm(message.alarm);
+    }
+  }
+
+  var delayMs = 1000;
+  function connect() {
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    // After a drop, ask for the seconds missed (plus a margin) so the trace has no hole.
+    var sinceS = 10;
+    if (state.lastMessageAt) {
+      sinceS = Math.min(300, Math.ceil((Date.now() - state.lastMessageAt) / 1000) + 5);
+    }
+    var socket = new WebSocket(scheme + window.location.host + root.dataset.socket +
+      "?since_s=" + sinceS);
+    var status = $("live-connection");
+    var pingTimer = null;
+    socket.onopen = function () {
+      delayMs = 1000;
+      status.textContent = "live";
+      pingTimer = setInterval(function () {
+        if (socket.readyState === WebSocket.OPEN) {
+          socket.send(JSON.stringify({ type: "ping", id: Date.now() }));
+        }
+      }, 25000);
+    };
+    socket.onmessage = function (event) { handle(JSON.parse(event.data)); };
+    socket.onclose = function () {
+      if (pingTimer) { clearInterval(pingTimer); }
+      status.textContent = "reconnecting in " + Math.round(delayMs / 1000) + " s";
+      setTimeout(connect, delayMs);
+      delayMs = Math.min(delayMs * 2, 30000);
+    };
+  }
+
+  $("gain").addEventListener("change", function () { state.dirty = true; });
+  drawPaper();
+  draw();
+  window.requestAnimationFrame(frame);
+  loadTrend();
+  setInterval(loadTrend, 60000);
+  connect();
+})();

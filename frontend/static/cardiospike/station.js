@@ -1,0 +1,186 @@
+// Central station: one tile per visible admitted patient, fed by /ws/station/ (the live data
+// contract, docs/dashboard.md). Each tile sweeps a decimated waveform (~50 Hz) left to right
+// like a bedside monitor, shows the heart rate, the rhythm and the worst open alarm's colour.
+// The socket reconnects with a growing delay (1 s, 2 s, ... 30 s) when it drops.
+(function () {
+  "use strict";
+
+  var SWEEP_S = 6;          // seconds of signal across a tile
+  var GAP_S = 0.25;         // blank ahead of the write position, so the sweep is visible
+  var MV_RANGE = 4;         // the tile's height spans 4 mV
+  var root = document.getElementById("station");
+  var connection = document.getElementById("station-connection");
+  if (!root || !window.WebSocket) { return; }
+  var tiles = {};           // patient id -> tile state
+  var dirty = false;
+
+  function tileState(element) {
+    return { element: element, canvas: element.querySelector("canvas.wave"),
+      fs: 0, recording: null, buffer: null, last: -1 };
+  }
+
+  Array.prototype.forEach.call(root.querySelectorAll(".tile"), function (element) {
+    tiles[element.dataset.patient] = tileState(element);
+  });
+
+  function wardSection(ward) {
+    var sections = root.querySelectorAll("section.ward");
+    for (var i = 0; i < sections.length; i++) {
+      if (sections[i].dataset.ward === ward) { return sections[i].querySelector(".tiles"); }
+    }
+    var section = document.createElement("section");
+    section.className = "ward";
+    section.dataset.ward = ward;
+    var heading = document.createElement("h2");
+    heading.textContent = "Ward " + (ward || "—");
+    var grid = document.createElement("div");
+    grid.className = "tiles";
+    section.appendChild(heading);
+    section.appendChild(grid);
+    root.appendChild(section);
+    var empty = document.getElementById("station-empty");
+    if (empty) { empty.remove(); }
+    return grid;
+  }
+
+  function ensureTile(patient) {
+    var key = String(patient.id);
+    if (tiles[key]) { return tiles[key]; }
+    var element = document.createElement("a");
+    element.className = "tile";
+    element.id = "tile-" + key;
+    element.dataset.patient = key;
+    element.href = "/patients/" + key + "/live/";
+    element.innerHTML = '<div class="tile-head"><span class="bed"></span> <span class="name"></span></div>' +
+      '<canvas class="wave" width="300" height="70"></canvas>' +
+      '<div class="tile-foot"><span class="hr">--</span><span class="unit">bpm</span> <span class="rhythm">—</span></div>' +
+      '<div class="alarm-text"></div>';
+    element.querySelector(".bed").textContent = patient.bed || "—";
+    element.querySelector(".name").textContent = patient.name;
+    wardSection(patient.ward || "").appendChild(element);
+    tiles[key] = tileState(element);
+    return tiles[key];
+  }
+
+  function showStatus(tile, status) {
+    var element = tile.element;
+    if ("hr_bpm" in status) {
+      element.querySelector(".hr").textContent =
+        status.hr_bpm === null || status.hr_bpm === undefined ? "--" : String(Math.round(status.hr_bpm));
+    }
+    if ("rhythm" in status) { element.querySelector(".rhythm").textContent = status.rhythm || "—"; }
+    if ("alarm" in status) { showAlarm(tile, status.alarm); }
+  }
+
+  function showAlarm(tile, alarm) {
+    var element = tile.element;
+    element.classList.remove("critical", "warning", "technical");
+    if (alarm && alarm.priority) { element.classList.add(alarm.priority); }
+    element.querySelector(".alarm-text").textContent = alarm ? (alarm.message || "") : "";
+  }
+
+  function addWave(tile, message) {
+    if (tile.recording !== message.recording || tile.fs !== message.fs_hz || !tile.buffer) {
+      tile.recording = message.recording;
+      tile.fs = message.fs_hz;
+      tile.buffer = new Float32Array(Math.round(SWEEP_S * message.fs_hz)).fill(NaN);
+      tile.last = -1;
+    }
+    var n = tile.buffer.length;
+    var end = message.first_sample + message.samples_mv.length;
+    if (end <= tile.last - n) { return; }   // older than what the tile still shows
+    for (var i = 0; i < message.samples_mv.length; i++) {
+      var index = message.first_sample + i;
+      if (index <= tile.last - n) { continue; }
+      tile.buffer[index % n] = message.samples_mv[i];
+    }
+    if (end - 1 > tile.last) {
+      // samples skipped over (a gap) must not show the previous sweep's trace
+      for (var j = Math.max(tile.last + 1, end - n); j < message.first_sample; j++) {
+        tile.buffer[j % n] = NaN;
+      }
+      tile.last = end - 1;
+    }
+    dirty = true;
+  }
+
+  function drawTile(tile) {
+    var canvas = tile.canvas, context = canvas.getContext("2d");
+    var width = canvas.width, height = canvas.height;
+    context.fillStyle = "#0b1118";
+    context.fillRect(0, 0, width, height);
+    if (!tile.buffer) { return; }
+    var buffer = tile.buffer, n = buffer.length;
+    var values = [];
+    for (var k = 0; k < n; k++) { if (!isNaN(buffer[k])) { values.push(buffer[k]); } }
+    if (!values.length) { return; }
+    values.sort(function (a, b) { return a - b; });
+    var median = values[Math.floor(values.length / 2)];
+    var cursor = tile.last % n;
+    var gap = Math.round(GAP_S * tile.fs);
+    var pxPerMv = height / MV_RANGE;
+    context.strokeStyle = "#3ce37a";
+    context.lineWidth = 1.2;
+    context.beginPath();
+    var pen = false;
+    for (var i = 0; i < n; i++) {
+      var ahead = (i - cursor + n) % n;   // 1..gap: just ahead of the write position
+      var value = buffer[i];
+      if (isNaN(value) || (ahead > 0 && ahead <= gap)) { pen = false; continue; }
+      var x = (i / n) * width;
+      var y = height / 2 - (value - median) * pxPerMv;
+      if (pen) { context.lineTo(x, y); } else { context.moveTo(x, y); pen = true; }
+    }
+    context.stroke();
+  }
+
+  function frame() {
+    if (dirty) {
+      dirty = false;
+      Object.keys(tiles).forEach(function (key) { drawTile(tiles[key]); });
+    }
+    window.requestAnimationFrame(frame);
+  }
+
+  function handle(message) {
+    if (message.type === "hello") {
+      (message.patients || []).forEach(function (patient) {
+        var tile = ensureTile(patient);
+        showStatus(tile, patient);
+      });
+    } else if (message.type === "status") {
+      showStatus(ensureTile({ id: message.patient, name: "patient " + message.patient }), message);
+    } else if (message.type === "wave") {
+      var tile = tiles[String(message.patient)];
+      if (tile) { addWave(tile, message); }
+    } else if (message.type === "alarm") {
+      var alarmTile = tiles[String(message.patient)];
+      // A raised alarm colours the tile at once; the next status message says what is open.
+      if (alarmTile && message.alarm && message.alarm.state !== "resolved" &&
+          message.alarm.state !== "acknowledged") {
+        showAlarm(alarmTile, message.alarm);
+      }
+    }
+  }
+
+  var delayMs = 1000;
+  function connect() {
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    var socket = new WebSocket(scheme + window.location.host + root.dataset.socket);
+    socket.onopen = function () {
+      delayMs = 1000;
+      connection.textContent = "live";
+      connection.className = "small online";
+    };
+    socket.onmessage = function (event) { handle(JSON.parse(event.data)); };
+    socket.onclose = function () {
+      connection.textContent = "reconnecting in " + Math.round(delayMs / 1000) + " s";
+      connection.className = "small error";
+      setTimeout(connect, delayMs);
+      delayMs = Math.min(delayMs * 2, 30000);
+    };
+  }
+
+  window.requestAnimationFrame(frame);
+  connect();
+})();

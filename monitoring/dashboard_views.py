@@ -1,0 +1,200 @@
+"""The clinicians' dashboard (issue 6): central station, single-patient live view, and the
+staff's patient and device management with an audit trail (docs/dashboard.md).
+
+The pages render what the database holds; the live parts come over the websockets of the live
+data contract (``/ws/station/``, ``/ws/patients/<id>/``) in frontend/static/cardiospike/
+station.js and live.js. Scoping is the usual ``visible_to``: a patient a clinician is not
+assigned to answers 404 (whether it exists is itself protected); management pages answer 403 to
+anyone but staff.
+"""
+
+from functools import wraps
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_POST
+
+from monitoring.forms import LIMIT_FIELDS, AdmitPatientForm, AlarmLimitsForm, AssignDeviceForm
+from monitoring.models import Alarm, AuditEntry, Device, Patient, Recording
+
+RECENT_ALARMS = 20
+GAINS_MM_PER_MV = (5, 10, 20)
+
+
+def staff_required(view):
+    """403 for anyone but staff (login itself is the middleware's job: anonymous users are
+    redirected to the login page before this runs)."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("Only staff manage patients and devices.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _worst_open_alarm(patient: Patient) -> Alarm | None:
+    """The open alarm a tile shows: critical before warning before technical, newest first."""
+    rank = {"critical": 0, "warning": 1, "technical": 2}
+    alarms = list(Alarm.objects.open().filter(patient=patient))
+    return min(
+        alarms, key=lambda a: (rank.get(a.priority, 3), -a.raised_at.timestamp()), default=None
+    )
+
+
+def _live_recording(patient: Patient) -> Recording | None:
+    return patient.recordings.filter(status=Recording.Status.LIVE).order_by("-started_at").first()
+
+
+# --- Central station and live view ----------------------------------------------------------
+
+
+def station(request):
+    """Central station: a tile per admitted patient the user may see, grouped by ward.
+
+    The tiles are rendered here so the page shows who is monitored before the websocket
+    connects; station.js then fills in waveforms, heart rates, rhythms and alarm colours.
+    """
+    patients = Patient.objects.visible_to(request.user).filter(is_active=True)
+    tiles = []
+    for patient in patients.order_by("ward", "bed", "name"):
+        alarm = _worst_open_alarm(patient)
+        tiles.append({"patient": patient, "alarm": alarm, "recording": _live_recording(patient)})
+    return render(request, "monitoring/station.html", {"tiles": tiles})
+
+
+@ensure_csrf_cookie  # live.js acknowledges alarms with a POST that needs the CSRF cookie
+def patient_live(request, pk: int):
+    """Single-patient live view: ECG paper at 25 mm/s, beat labels, HR trend, alarms."""
+    patient = get_object_or_404(Patient.objects.visible_to(request.user), pk=pk)
+    alarms = patient.alarms.select_related("acknowledged_by").order_by("-raised_at", "-id")
+    return render(
+        request,
+        "monitoring/patient_live.html",
+        {
+            "patient": patient,
+            "recording": _live_recording(patient),
+            "alarms": alarms[:RECENT_ALARMS],
+            "gains": GAINS_MM_PER_MV,
+        },
+    )
+
+
+# --- Management (staff only) ----------------------------------------------------------------
+
+
+def _audit(user, patient: Patient, field: str, old, new) -> AuditEntry:
+    return AuditEntry.objects.create(
+        patient=patient,
+        user=user,
+        field=field,
+        old_value="" if old is None else str(old),
+        new_value="" if new is None else str(new),
+    )
+
+
+@staff_required
+def manage(request):
+    """Staff overview: every patient (admitted first) and every device with its holder."""
+    return render(
+        request,
+        "monitoring/manage.html",
+        {
+            "patients": Patient.objects.order_by("-is_active", "ward", "bed", "name"),
+            "devices": Device.objects.select_related("patient").order_by("serial"),
+        },
+    )
+
+
+@staff_required
+def admit_patient(request):
+    """Admit (create) a patient; the starting limits go into the audit trail too."""
+    form = AdmitPatientForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            patient = form.save()
+            for field in LIMIT_FIELDS:
+                _audit(request.user, patient, field, None, getattr(patient, field))
+        messages.success(request, f"Admitted {patient.name} ({patient.mrn}).")
+        return redirect("patient-page", pk=patient.pk)
+    return render(request, "monitoring/manage_admit.html", {"form": form})
+
+
+@staff_required
+def edit_limits(request, pk: int):
+    """Set a patient's alarm limits; one AuditEntry per field whose value changed."""
+    patient = get_object_or_404(Patient, pk=pk)
+    form = AlarmLimitsForm(request.POST or None, instance=patient)
+    if request.method == "POST":
+        with transaction.atomic():
+            # Old values from a locked row, not from the form's instance: two staff saving at
+            # once must each audit what they actually replaced.
+            locked = Patient.objects.select_for_update().get(pk=pk)
+            old = {field: getattr(locked, field) for field in LIMIT_FIELDS}
+            if form.is_valid():
+                form.save()
+                changed = [f for f in LIMIT_FIELDS if getattr(form.instance, f) != old[f]]
+                for field in changed:
+                    _audit(request.user, patient, field, old[field], getattr(form.instance, field))
+        if form.is_valid():
+            if changed:
+                messages.success(request, f"Alarm limits saved ({', '.join(changed)}).")
+            else:
+                messages.info(request, "Nothing changed.")
+            return redirect("patient-page", pk=patient.pk)
+    return render(request, "monitoring/manage_limits.html", {"patient": patient, "form": form})
+
+
+@staff_required
+@require_POST
+def discharge_patient(request, pk: int):
+    """Discharge: the patient leaves the station; records and alarms stay for review."""
+    patient = get_object_or_404(Patient, pk=pk)
+    if patient.is_active:
+        with transaction.atomic():
+            patient.is_active = False
+            patient.save(update_fields=["is_active", "updated_at"])
+            _audit(request.user, patient, "is_active", True, False)
+        messages.success(request, f"Discharged {patient.name}.")
+    return redirect("patient-page", pk=patient.pk)
+
+
+@staff_required
+def assign_device(request, pk: int):
+    """Assign a device to a patient (moving it from another patient, audited on both)."""
+    patient = get_object_or_404(Patient, pk=pk)
+    form = AssignDeviceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        device = form.cleaned_data["device"]
+        previous = device.patient
+        if previous != patient:
+            with transaction.atomic():
+                device.patient = patient
+                device.save(update_fields=["patient"])
+                if previous is not None:
+                    _audit(request.user, previous, "device", device.serial, None)
+                _audit(request.user, patient, "device", None, device.serial)
+            note = f" (moved from {previous.name})" if previous else ""
+            messages.success(request, f"Device {device.serial} assigned to {patient.name}{note}.")
+        return redirect("patient-page", pk=patient.pk)
+    return render(request, "monitoring/manage_device.html", {"patient": patient, "form": form})
+
+
+@staff_required
+@require_POST
+def unassign_device(request, pk: int):
+    """Take a device away from its patient; its live recording, if any, is left to close."""
+    device = get_object_or_404(Device, pk=pk)
+    patient = device.patient
+    if patient is not None:
+        with transaction.atomic():
+            device.patient = None
+            device.save(update_fields=["patient"])
+            _audit(request.user, patient, "device", device.serial, None)
+        messages.success(request, f"Device {device.serial} unassigned from {patient.name}.")
+        return redirect("patient-page", pk=patient.pk)
+    return redirect("manage")

@@ -1,0 +1,346 @@
+"""The dashboard pages (issue 6): station, live view, HR trend, staff management, audit trail."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from monitoring.api.trend import hr_trend
+from monitoring.models import Alarm, AuditEntry, Beat, Device, Patient, Recording
+
+pytestmark = pytest.mark.django_db
+
+
+def add_beats(recording: Recording, times_s: list[float], label: str = "N") -> None:
+    fs_hz = recording.sampling_rate_hz
+    Beat.objects.bulk_create(
+        Beat(
+            recording=recording,
+            index=index,
+            sample=round(time_s * fs_hz),
+            label=label,
+            confidence=0.9,
+            probabilities={label: 0.9},
+        )
+        for index, time_s in enumerate(times_s)
+    )
+
+
+# --- Access -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/station/", "/patients/{pk}/live/", "/manage/", "/manage/patients/admit/"],
+)
+def test_pages_require_login(client, patient, url):
+    response = client.get(url.format(pk=patient.pk))
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_hr_trend_api_answers_anonymous_401(client, patient):
+    assert client.get(f"/api/patients/{patient.pk}/hr-trend/").status_code == 401
+
+
+def test_station_shows_only_assigned_admitted_patients(client, clinician, patient, other_patient):
+    discharged = Patient.objects.create(mrn="MRN-009", name="Gone Home", ward="A", is_active=False)
+    discharged.clinicians.add(clinician)
+    client.force_login(clinician)
+    page = client.get("/station/").content.decode()
+    assert f'id="tile-{patient.pk}"' in page and "Assigned Patient" in page
+    assert "Someone Else" not in page and "Gone Home" not in page
+    assert "Research software, not a medical device" in page
+
+
+def test_station_groups_tiles_by_ward_and_colours_open_alarms(
+    client, staff_user, patient, other_patient
+):
+    Alarm.objects.create(
+        patient=patient, kind="VT", priority="critical", message="VT 180 bpm, 6 beats"
+    )
+    client.force_login(staff_user)
+    page = client.get("/station/").content.decode()
+    assert 'data-ward="A"' in page and 'data-ward="B"' in page
+    assert f'class="tile critical" id="tile-{patient.pk}"' in page
+    assert f'class="tile" id="tile-{other_patient.pk}"' in page
+    assert "VT 180 bpm" in page
+
+
+def test_live_view_is_404_for_an_unassigned_patient(client, clinician, patient, other_patient):
+    client.force_login(clinician)
+    assert client.get(f"/patients/{patient.pk}/live/").status_code == 200
+    assert client.get(f"/patients/{other_patient.pk}/live/").status_code == 404
+    assert client.get(f"/api/patients/{other_patient.pk}/hr-trend/").status_code == 404
+
+
+def test_live_view_lists_alarms_with_acknowledge_and_sets_the_csrf_cookie(
+    client, clinician, patient, recording
+):
+    open_alarm = Alarm.objects.create(
+        patient=patient,
+        recording=recording,
+        kind="HR_HIGH",
+        priority="warning",
+        message="HR 134 > 120",
+    )
+    acked = Alarm.objects.create(
+        patient=patient,
+        kind="PAUSE",
+        priority="critical",
+        message="pause 3.4 s >= 3.0 s",
+        state="acknowledged",
+        acknowledged_by=clinician,
+        acknowledged_at=timezone.now(),
+    )
+    client.force_login(clinician)
+    response = client.get(f"/patients/{patient.pk}/live/")
+    page = response.content.decode()
+    assert "csrftoken" in response.cookies
+    assert f'data-socket="/ws/patients/{patient.pk}/"' in page
+    assert f'<button type="button" class="ack" data-alarm="{open_alarm.pk}">' in page
+    assert f'data-alarm="{acked.pk}">Acknowledge' not in page
+    assert "HR 134 &gt; 120" in page and "clinician at" in page
+    assert f"#{recording.pk}" in page  # the live recording is named
+    for gain in (5, 10, 20):
+        assert f'<option value="{gain}"' in page
+
+
+def test_home_and_patient_page_link_station_and_live_view(client, clinician, patient):
+    client.force_login(clinician)
+    home = client.get("/").content.decode()
+    assert reverse("station") in home and reverse("patient-live", args=[patient.pk]) in home
+    assert reverse("manage") not in home  # management is for staff
+    detail = client.get(f"/patients/{patient.pk}/").content.decode()
+    assert reverse("patient-live", args=[patient.pk]) in detail
+    assert reverse("patient-limits", args=[patient.pk]) not in detail
+
+
+# --- HR trend -------------------------------------------------------------------------------
+
+
+def test_hr_trend_is_60_over_median_rr_per_minute(client, clinician, patient, device):
+    now = timezone.now()
+    # 30 minutes ago: 60 s at RR 1.0 s (60 bpm); 10 minutes ago: 60 s at RR 0.5 s (120 bpm)
+    # with one premature beat, which the median ignores.
+    start = now - timedelta(minutes=40)
+    recording = Recording.objects.create(
+        patient=patient,
+        device=device,
+        sampling_rate_hz=250.0,
+        gain_adc_per_mv=200.0,
+        lead_names=["II"],
+        started_at=start,
+    )
+    slow = [600.0 + i * 1.0 for i in range(61)]
+    fast = [1800.0 + i * 0.5 for i in range(121)]
+    fast[40] -= 0.2  # premature: RR 0.3 then 0.7
+    add_beats(recording, slow + fast)
+
+    client.force_login(clinician)
+    body = client.get(f"/api/patients/{patient.pk}/hr-trend/?minutes=60").json()
+    assert body["minutes"] == 60 and body["bin_s"] == 60
+    rates = [point["hr_bpm"] for point in body["points"]]
+    assert rates and set(rates) <= {60.0, 120.0}
+    assert rates.count(60.0) in (1, 2) and rates.count(120.0) in (1, 2)  # bins need not align
+    assert sum(p["intervals"] for p in body["points"] if p["hr_bpm"] == 60.0) == 60
+    assert sum(p["intervals"] for p in body["points"] if p["hr_bpm"] == 120.0) == 120
+    times = [point["time"] for point in body["points"]]
+    assert times == sorted(times)
+
+
+def test_hr_trend_leaves_out_old_beats_and_holes(patient, device):
+    now = timezone.now()
+    recording = Recording.objects.create(
+        patient=patient,
+        device=device,
+        sampling_rate_hz=360.0,
+        gain_adc_per_mv=200.0,
+        lead_names=["II"],
+        started_at=now - timedelta(minutes=90),
+    )
+    # 80 minutes ago (outside a 60-minute trend), then a 20-s hole, then 75 bpm.
+    old = [600.0 + i * 0.8 for i in range(50)]
+    recent = [4200.0 + i * 0.8 for i in range(60)]
+    add_beats(recording, old + recent)
+    points = hr_trend(patient, 60, now=now)
+    assert points and all(point["hr_bpm"] == 75.0 for point in points)
+    assert sum(point["intervals"] for point in points) == 59  # the hole is no interval
+    assert hr_trend(patient, 5, now=now) == []
+
+
+def test_hr_trend_rejects_a_bad_window(client, clinician, patient):
+    client.force_login(clinician)
+    for minutes in ("0", "abc", "100000"):
+        response = client.get(f"/api/patients/{patient.pk}/hr-trend/?minutes={minutes}")
+        assert response.status_code == 400 and "minutes" in response.json()
+
+
+# --- Management (staff only) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("get", "/manage/"),
+        ("get", "/manage/patients/admit/"),
+        ("post", "/manage/patients/admit/"),
+        ("get", "/manage/patients/{pk}/limits/"),
+        ("post", "/manage/patients/{pk}/limits/"),
+        ("post", "/manage/patients/{pk}/discharge/"),
+        ("post", "/manage/patients/{pk}/device/"),
+        ("post", "/manage/devices/{device}/unassign/"),
+    ],
+)
+def test_management_is_403_for_clinicians(client, clinician, patient, device, method, url):
+    client.force_login(clinician)
+    response = getattr(client, method)(url.format(pk=patient.pk, device=device.pk))
+    assert response.status_code == 403
+    patient.refresh_from_db()
+    device.refresh_from_db()
+    assert patient.is_active and device.patient == patient
+
+
+def test_staff_admits_a_patient_with_audited_starting_limits(client, staff_user, clinician):
+    client.force_login(staff_user)
+    response = client.post(
+        "/manage/patients/admit/",
+        {
+            "mrn": "MRN-100",
+            "name": "New Admission",
+            "sex": "F",
+            "ward": "ICU",
+            "bed": "4",
+            "clinicians": [clinician.pk],
+            "hr_low_limit_bpm": 45,
+            "hr_high_limit_bpm": 130,
+            "pause_limit_s": 3.0,
+            "pvc_limit_per_min": 10,
+            "notes": "",
+        },
+    )
+    patient = Patient.objects.get(mrn="MRN-100")
+    assert response.status_code == 302 and response["Location"] == f"/patients/{patient.pk}/"
+    assert patient.is_active and list(patient.clinicians.all()) == [clinician]
+    entries = {e.field: (e.old_value, e.new_value, e.user) for e in patient.audit_entries.all()}
+    assert entries["hr_low_limit_bpm"] == ("", "45", staff_user)
+    assert entries["hr_high_limit_bpm"] == ("", "130", staff_user)
+
+
+def test_admit_refuses_low_limit_above_high(client, staff_user):
+    client.force_login(staff_user)
+    response = client.post(
+        "/manage/patients/admit/",
+        {
+            "mrn": "MRN-101",
+            "name": "X",
+            "sex": "U",
+            "hr_low_limit_bpm": 130,
+            "hr_high_limit_bpm": 120,
+            "pause_limit_s": 3.0,
+            "pvc_limit_per_min": 10,
+        },
+    )
+    assert response.status_code == 200
+    assert "must be below the high limit" in response.content.decode()
+    assert not Patient.objects.filter(mrn="MRN-101").exists()
+    assert not AuditEntry.objects.exists()
+
+
+def test_limit_changes_write_one_audit_row_per_changed_field(client, staff_user, patient):
+    client.force_login(staff_user)
+    response = client.post(
+        f"/manage/patients/{patient.pk}/limits/",
+        {
+            "hr_low_limit_bpm": 40,
+            "hr_high_limit_bpm": 120,
+            "pause_limit_s": 4.5,
+            "pvc_limit_per_min": 10,
+        },
+    )
+    assert response.status_code == 302
+    patient.refresh_from_db()
+    assert (patient.hr_low_limit_bpm, patient.pause_limit_s) == (40, 4.5)
+    rows = {e.field: e for e in AuditEntry.objects.filter(patient=patient)}
+    assert set(rows) == {"hr_low_limit_bpm", "pause_limit_s"}  # unchanged fields: no row
+    assert (rows["hr_low_limit_bpm"].old_value, rows["hr_low_limit_bpm"].new_value) == ("50", "40")
+    assert (rows["pause_limit_s"].old_value, rows["pause_limit_s"].new_value) == ("3.0", "4.5")
+    assert rows["pause_limit_s"].user == staff_user
+    # and the patient page shows the trail
+    page = client.get(f"/patients/{patient.pk}/").content.decode()
+    assert 'id="audit-trail"' in page and "pause_limit_s" in page and "4.5" in page
+
+
+def test_an_invalid_limit_change_saves_and_audits_nothing(client, staff_user, patient):
+    client.force_login(staff_user)
+    response = client.post(
+        f"/manage/patients/{patient.pk}/limits/",
+        {
+            "hr_low_limit_bpm": 150,
+            "hr_high_limit_bpm": 120,
+            "pause_limit_s": 3.0,
+            "pvc_limit_per_min": 10,
+        },
+    )
+    assert response.status_code == 200
+    patient.refresh_from_db()
+    assert patient.hr_low_limit_bpm == 50
+    assert not AuditEntry.objects.exists()
+
+
+def test_clinicians_see_the_audit_trail_of_their_patients(client, staff_user, clinician, patient):
+    AuditEntry.objects.create(
+        patient=patient,
+        user=staff_user,
+        field="hr_high_limit_bpm",
+        old_value="120",
+        new_value="110",
+    )
+    client.force_login(clinician)
+    page = client.get(f"/patients/{patient.pk}/").content.decode()
+    assert "hr_high_limit_bpm" in page and "staff" in page and "110" in page
+
+
+def test_discharge_leaves_the_station_and_is_audited(client, staff_user, patient):
+    client.force_login(staff_user)
+    assert client.post(f"/manage/patients/{patient.pk}/discharge/").status_code == 302
+    patient.refresh_from_db()
+    assert not patient.is_active
+    entry = AuditEntry.objects.get(patient=patient, field="is_active")
+    assert (entry.old_value, entry.new_value) == ("True", "False")
+    assert f'id="tile-{patient.pk}"' not in client.get("/station/").content.decode()
+    assert client.get(f"/manage/patients/{patient.pk}/discharge/").status_code == 405
+
+
+def test_assign_moves_a_device_and_unassign_frees_it(
+    client, staff_user, patient, other_patient, device
+):
+    client.force_login(staff_user)
+    response = client.post(f"/manage/patients/{other_patient.pk}/device/", {"device": device.pk})
+    assert response.status_code == 302
+    device.refresh_from_db()
+    assert device.patient == other_patient
+    assert AuditEntry.objects.get(patient=patient, field="device").old_value == "DEV-001"
+    assert AuditEntry.objects.get(patient=other_patient, field="device").new_value == "DEV-001"
+
+    assert client.post(f"/manage/devices/{device.pk}/unassign/").status_code == 302
+    device.refresh_from_db()
+    assert device.patient is None
+    assert AuditEntry.objects.filter(patient=other_patient, field="device").count() == 2
+
+
+def test_an_inactive_device_cannot_be_assigned(client, staff_user, patient):
+    revoked = Device.objects.create(serial="DEV-OLD", is_active=False)
+    client.force_login(staff_user)
+    response = client.post(f"/manage/patients/{patient.pk}/device/", {"device": revoked.pk})
+    assert response.status_code == 200 and "device" in response.context["form"].errors
+    revoked.refresh_from_db()
+    assert revoked.patient is None
+
+
+def test_staff_management_overview_lists_patients_and_devices(client, staff_user, patient, device):
+    client.force_login(staff_user)
+    page = client.get("/manage/").content.decode()
+    assert "MRN-001" in page and "DEV-001" in page
+    assert reverse("patient-limits", args=[patient.pk]) in page
+    assert reverse("manage") in client.get("/").content.decode()
