@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from monitoring import dashboard_views, upload_views, views
 from monitoring.api.predict import PredictView
+from monitoring.review import review_page
 
 admin.site.site_header = "CardioSpike administration"
 admin.site.site_title = "CardioSpike admin"
@@ -26,6 +27,7 @@ urlpatterns = [
         upload_views.reanalyze_recording,
         name="recording-reanalyze",
     ),
+    path("recordings/<int:pk>/review/", review_page, name="recording-review"),
     path("analyzer/", views.analyzer, name="analyzer"),
     # The dashboard (issue 6): central station, live view, staff management.
     path("station/", dashboard_views.station, name="station"),

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from monitoring.api import alarms, analyzer, device, trend, uploads, views
@@ -60,5 +60,6 @@ urlpatterns = [
         name="api-results-csv",
     ),
     path("recordings/<int:pk>/strip.png", uploads.StripPngView.as_view(), name="api-strip-png"),
+    path("", include("monitoring.api.review")),  # full-disclosure review and exports
     *router.urls,
 ]

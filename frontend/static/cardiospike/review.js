@@ -1,0 +1,393 @@
+// The full-disclosure review page: the whole recording scrolled and zoomed on a canvas.
+// Windows of signal come from /api/recordings/<id>/signal/ (min/max per pixel column when the
+// window is long, null in gaps); jumps to the next beat of a class or alarm ask
+// /api/recordings/<id>/events/. Episodes, alarms and gaps of the whole recording come once
+// with the page (the "review-overview" JSON). The view's position is kept in the URL's hash
+// (#t=<start s>&w=<width s>) so a link opens the same strip.
+(function () {
+  "use strict";
+
+  var LABEL_COLOURS = { N: "#374151", S: "#1d4ed8", V: "#b91c1c", F: "#7e22ce", Q: "#92400e" };
+  var EPISODE_COLOUR = "rgba(234, 179, 8, 0.18)";
+  var GAP_COLOUR = "#e5e7eb";
+  var MIN_WIDTH_S = 1;
+  var MIN_LABEL_SPACING_PX = 14;  // closer beats get a coloured tick instead of a letter
+
+  var $ = function (id) { return document.getElementById(id); };
+  var overview = JSON.parse($("review-overview").textContent);
+  var canvas = $("review-canvas");
+  var context = canvas.getContext("2d");
+  var strip = $("overview-canvas");
+  var stripContext = strip.getContext("2d");
+  var base = "/api/recordings/" + overview.recording + "/";
+  var maxWidthS = Math.min(overview.max_window_s, Math.max(overview.duration_s, MIN_WIDTH_S));
+  var state = {
+    startS: 0,
+    widthS: Math.min(10, maxWidthS),
+    channel: overview.channel,
+    data: null,
+    request: 0,
+  };
+
+  // --- Position ------------------------------------------------------------------------
+
+  function clampView() {
+    state.widthS = Math.max(MIN_WIDTH_S, Math.min(maxWidthS, state.widthS));
+    var latest = Math.max(0, overview.duration_s - state.widthS);
+    state.startS = Math.max(0, Math.min(latest, state.startS));
+  }
+
+  function centreOn(timeS) {
+    state.startS = timeS - state.widthS / 2;
+    load();
+  }
+
+  function readHash() {
+    var match = /t=([0-9.]+)/.exec(location.hash);
+    var width = /w=([0-9.]+)/.exec(location.hash);
+    if (match) { state.startS = Number(match[1]); }
+    if (width) { state.widthS = Number(width[1]); }
+  }
+
+  // --- Fetching ------------------------------------------------------------------------
+
+  function load() {
+    clampView();
+    canvas.width = Math.max(300, canvas.parentElement.clientWidth || 1000);
+    strip.width = canvas.width;
+    var id = ++state.request;
+    var query = "start_s=" + state.startS.toFixed(4) + "&length_s=" + state.widthS +
+      "&max_points=" + canvas.width + "&channel=" + state.channel;
+    history.replaceState(null, "", "#t=" + state.startS.toFixed(3) + "&w=" + state.widthS);
+    updateExportLink();
+    fetch(base + "signal/?" + query, { credentials: "same-origin" })
+      .then(function (response) {
+        return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+      })
+      .then(function (answer) {
+        if (id !== state.request) { return; }  // a newer view was asked for meanwhile
+        if (!answer.ok) { showMessage(answer.body.detail || "could not load the signal"); return; }
+        showMessage("");
+        state.data = answer.body;
+        draw();
+      })
+      .catch(function (error) { showMessage(String(error)); });
+  }
+
+  function jump(kind, forward) {
+    var centreS = state.startS + state.widthS / 2;
+    var query = "kind=" + kind + (forward ? "&after_s=" : "&before_s=") + centreS.toFixed(4);
+    fetch(base + "events/?" + query, { credentials: "same-origin" })
+      .then(function (response) { return response.json(); })
+      .then(function (body) {
+        if (!body.events || body.events.length === 0) {
+          showMessage("no " + (kind === "alarm" ? "alarm" : kind + " beat") +
+            (forward ? " after " : " before ") + centreS.toFixed(1) + " s");
+          return;
+        }
+        var event = body.events[0];
+        state.focus = event;
+        centreOn(event.time_s);
+      })
+      .catch(function (error) { showMessage(String(error)); });
+  }
+
+  function showMessage(text) { $("view-message").textContent = text; }
+
+  function updateExportLink() {
+    var lengthS = Math.max(0.5, Math.min(60, state.widthS));
+    $("export-png").href = base + "range.png?start_s=" + state.startS.toFixed(3) +
+      "&length_s=" + lengthS;
+  }
+
+  // --- Drawing -------------------------------------------------------------------------
+
+  function xOf(timeS) { return (timeS - state.startS) / state.widthS * canvas.width; }
+
+  function valueRange(values) {
+    // robust limits: a single 15 mV artefact must not flatten the whole strip
+    var finite = values.filter(function (v) { return v !== null; }).sort(function (a, b) {
+      return a - b;
+    });
+    if (finite.length === 0) { return [-1, 1]; }
+    var low = finite[Math.floor(finite.length * 0.005)];
+    var high = finite[Math.min(finite.length - 1, Math.floor(finite.length * 0.995))];
+    var middle = (low + high) / 2;
+    var half = Math.max(1.0, (high - low) / 2 * 1.3);
+    return [middle - half, middle + half];
+  }
+
+  function drawPaper(height, yOf) {
+    var pxPerS = canvas.width / state.widthS;
+    context.lineWidth = 1;
+    if (pxPerS >= 40) {
+      // ECG paper: 0.2 s and 0.5 mV squares (0.04 s / 0.1 mV when there is room)
+      var steps = pxPerS >= 150 ? [[0.04, 0.1, "#fbd5d5"], [0.2, 0.5, "#f29c9c"]] :
+        [[0.2, 0.5, "#f5b5b5"]];
+      steps.forEach(function (step) {
+        context.strokeStyle = step[2];
+        context.beginPath();
+        for (var t = Math.ceil(state.startS / step[0]) * step[0];
+          t <= state.startS + state.widthS; t += step[0]) {
+          context.moveTo(Math.round(xOf(t)) + 0.5, 0);
+          context.lineTo(Math.round(xOf(t)) + 0.5, height);
+        }
+        var top = yValue(0), bottom = yValue(height);
+        for (var v = Math.ceil(bottom / step[1]) * step[1]; v <= top; v += step[1]) {
+          context.moveTo(0, Math.round(yOf(v)) + 0.5);
+          context.lineTo(canvas.width, Math.round(yOf(v)) + 0.5);
+        }
+        context.stroke();
+      });
+    }
+    // time ticks at a round step, about every 100 px
+    var candidates = [0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+    var tick = candidates.find(function (c) { return c * pxPerS >= 100; }) || 3600;
+    context.fillStyle = "#6b7280";
+    context.font = "11px sans-serif";
+    context.textAlign = "center";
+    for (var s = Math.ceil(state.startS / tick) * tick; s <= state.startS + state.widthS;
+      s += tick) {
+      context.fillText(formatTime(s), xOf(s), height - 4);
+    }
+  }
+
+  var yValue = function () { return 0; };
+
+  function formatTime(seconds) {
+    if (seconds < 60) { return (Math.round(seconds * 100) / 100) + " s"; }
+    var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60);
+    var s = Math.round((seconds % 60) * 10) / 10;
+    return (h ? h + ":" + String(m).padStart(2, "0") : m) + ":" +
+      (s < 10 ? "0" : "") + s;
+  }
+
+  function draw() {
+    var data = state.data;
+    var height = canvas.height;
+    var traceTop = 28, traceBottom = height - 20;
+    context.clearRect(0, 0, canvas.width, height);
+    context.fillStyle = "#fff";
+    context.fillRect(0, 0, canvas.width, height);
+    if (!data) { return; }
+    var series = data.values ? [data.values, data.values] : [data.min, data.max];
+    var limits = valueRange(series[0].concat(series[1]));
+    var yOf = function (mv) {
+      return traceBottom - (mv - limits[0]) / (limits[1] - limits[0]) * (traceBottom - traceTop);
+    };
+    yValue = function (y) {
+      return limits[0] + (traceBottom - y) / (traceBottom - traceTop) * (limits[1] - limits[0]);
+    };
+    drawPaper(height, yOf);
+    drawEpisodes(height);
+    var pointS = data.step / data.fs_hz;
+    var firstS = data.start_sample / data.fs_hz;
+    // missing data: grey bands where no sample is stored
+    context.fillStyle = GAP_COLOUR;
+    series[0].forEach(function (value, i) {
+      if (value === null) {
+        var x = xOf(firstS + i * pointS);
+        context.fillRect(x, traceTop, Math.max(1, xOf(firstS + (i + 1) * pointS) - x), traceBottom - traceTop);
+      }
+    });
+    overview.gaps_s.forEach(function (gap) {
+      if (gap[1] > state.startS && gap[0] < state.startS + state.widthS) {
+        context.fillStyle = "#6b7280";
+        context.textAlign = "center";
+        context.font = "12px sans-serif";
+        var middle = (Math.max(gap[0], state.startS) + Math.min(gap[1], state.startS + state.widthS)) / 2;
+        context.fillText("no data", xOf(middle), (traceTop + traceBottom) / 2);
+      }
+    });
+    // the trace: a line through the samples, or each column's min-max bar joined up
+    context.strokeStyle = "#111";
+    context.lineWidth = 1;
+    context.beginPath();
+    var drawing = false;
+    for (var i = 0; i < series[0].length; i++) {
+      var low = series[0][i], high = series[1][i];
+      if (low === null) { drawing = false; continue; }
+      var x = xOf(firstS + (i + (data.values ? 0 : 0.5)) * pointS);
+      if (!drawing) { context.moveTo(x, yOf(low)); drawing = true; } else { context.lineTo(x, yOf(low)); }
+      if (high !== low) { context.lineTo(x, yOf(high)); }
+    }
+    context.stroke();
+    drawBeats(traceTop);
+    drawAlarms(height);
+    drawOverview();
+    var endS = data.end_s;
+    $("view-range").textContent = formatTime(data.start_s) + " – " + formatTime(endS) +
+      " of " + formatTime(overview.duration_s);
+    $("view-info").textContent = data.lead + ", " + data.beats.length + " beats" +
+      (data.step > 1 ? ", " + data.step + " samples per column" : "");
+    canvas.dataset.startS = data.start_s;
+    canvas.dataset.endS = endS;
+    if (state.focus) {
+      // the event jumped to: a marker under the trace
+      var fx = xOf(state.focus.time_s);
+      context.fillStyle = "#2563eb";
+      context.beginPath();
+      context.moveTo(fx, traceBottom + 2);
+      context.lineTo(fx - 6, traceBottom + 12);
+      context.lineTo(fx + 6, traceBottom + 12);
+      context.fill();
+      canvas.dataset.focusS = state.focus.time_s;
+    }
+  }
+
+  function drawEpisodes(height) {
+    overview.episodes.forEach(function (episode) {
+      if (episode.end_s < state.startS || episode.start_s > state.startS + state.widthS) { return; }
+      var x0 = Math.max(0, xOf(episode.start_s));
+      var x1 = Math.min(canvas.width, xOf(episode.end_s));
+      context.fillStyle = EPISODE_COLOUR;
+      context.fillRect(x0, 0, Math.max(2, x1 - x0), height);
+      context.fillStyle = "#854d0e";
+      context.textAlign = "left";
+      context.font = "bold 11px sans-serif";
+      context.fillText(episode.kind, x0 + 3, 11);
+    });
+  }
+
+  function drawBeats(traceTop) {
+    var beats = state.data.beats;
+    var fs = state.data.fs_hz;
+    var dense = beats.length > canvas.width / MIN_LABEL_SPACING_PX;
+    context.textAlign = "center";
+    context.font = "bold 11px sans-serif";
+    beats.forEach(function (beat) {
+      var x = xOf(beat.sample / fs);
+      context.fillStyle = LABEL_COLOURS[beat.label] || "#111";
+      if (dense) {
+        if (beat.label !== "N") { context.fillRect(x - 0.5, traceTop - 12, 1.5, 8); }
+      } else {
+        context.fillText(beat.label, x, traceTop - 6);
+      }
+    });
+  }
+
+  function drawAlarms(height) {
+    overview.alarms.forEach(function (alarm) {
+      if (alarm.time_s < state.startS || alarm.time_s > state.startS + state.widthS) { return; }
+      var x = xOf(alarm.time_s);
+      context.strokeStyle = "#dc2626";
+      context.lineWidth = 1.5;
+      context.beginPath();
+      context.moveTo(x, 14);
+      context.lineTo(x, height);
+      context.stroke();
+      context.fillStyle = "#dc2626";
+      context.textAlign = "left";
+      context.font = "11px sans-serif";
+      context.fillText(alarm.message, x + 3, 24);
+    });
+  }
+
+  function drawOverview() {
+    var width = strip.width, height = strip.height, total = overview.duration_s || 1;
+    var at = function (s) { return s / total * width; };
+    stripContext.clearRect(0, 0, width, height);
+    stripContext.fillStyle = "#f9fafb";
+    stripContext.fillRect(0, 0, width, height);
+    stripContext.fillStyle = "rgba(234, 179, 8, 0.5)";
+    overview.episodes.forEach(function (e) {
+      stripContext.fillRect(at(e.start_s), 0, Math.max(1, at(e.end_s) - at(e.start_s)), height);
+    });
+    stripContext.fillStyle = "#9ca3af";
+    overview.gaps_s.forEach(function (g) {
+      stripContext.fillRect(at(g[0]), height / 3, Math.max(1, at(g[1]) - at(g[0])), height / 3);
+    });
+    stripContext.fillStyle = "#dc2626";
+    overview.alarms.forEach(function (a) { stripContext.fillRect(at(a.time_s) - 1, 0, 2, height); });
+    stripContext.strokeStyle = "#1d4ed8";
+    stripContext.lineWidth = 2;
+    stripContext.strokeRect(at(state.startS), 1, Math.max(3, at(state.widthS)), height - 2);
+  }
+
+  // --- Controls ------------------------------------------------------------------------
+
+  function zoom(factor, aroundS) {
+    var centre = aroundS === undefined ? state.startS + state.widthS / 2 : aroundS;
+    var fraction = (centre - state.startS) / state.widthS;
+    state.widthS = Math.max(MIN_WIDTH_S, Math.min(maxWidthS, state.widthS * factor));
+    state.startS = centre - fraction * state.widthS;
+    syncWidthSelect();
+    load();
+  }
+
+  function syncWidthSelect() {
+    var select = $("window-s");
+    var match = Array.prototype.find.call(select.options, function (option) {
+      return Number(option.value) === state.widthS;
+    });
+    select.value = match ? match.value : "";
+  }
+
+  $("jump-go").addEventListener("click", function () {
+    var value = Number($("jump-time").value);
+    if (!isNaN(value)) { state.focus = null; centreOn(value); }
+  });
+  $("jump-time").addEventListener("keydown", function (event) {
+    if (event.key === "Enter") { $("jump-go").click(); }
+  });
+  $("window-s").addEventListener("change", function () {
+    var centre = state.startS + state.widthS / 2;
+    state.widthS = Number(this.value);
+    centreOn(centre);
+  });
+  $("zoom-in").addEventListener("click", function () { zoom(0.5); });
+  $("zoom-out").addEventListener("click", function () { zoom(2); });
+  $("page-back").addEventListener("click", function () {
+    state.startS -= state.widthS * 0.9; load();
+  });
+  $("page-forward").addEventListener("click", function () {
+    state.startS += state.widthS * 0.9; load();
+  });
+  ["V", "S", "alarm"].forEach(function (kind) {
+    $("next-" + kind).addEventListener("click", function () { jump(kind, true); });
+    $("prev-" + kind).addEventListener("click", function () { jump(kind, false); });
+  });
+  if ($("channel")) {
+    $("channel").addEventListener("change", function () {
+      state.channel = Number(this.value); load();
+    });
+  }
+  document.addEventListener("keydown", function (event) {
+    if (event.target.tagName === "INPUT" || event.target.tagName === "SELECT") { return; }
+    if (event.key === "ArrowRight") { $("page-forward").click(); }
+    else if (event.key === "ArrowLeft") { $("page-back").click(); }
+    else if (event.key === "+") { zoom(0.5); }
+    else if (event.key === "-") { zoom(2); }
+  });
+
+  // drag to scroll: the view follows the pointer, a new window is asked for on release
+  var drag = null;
+  canvas.addEventListener("mousedown", function (event) {
+    drag = { x: event.clientX, startS: state.startS };
+  });
+  window.addEventListener("mousemove", function (event) {
+    if (!drag) { return; }
+    state.startS = drag.startS - (event.clientX - drag.x) / canvas.width * state.widthS;
+    clampView();
+    if (state.data) { draw(); }
+  });
+  window.addEventListener("mouseup", function () {
+    if (drag) { drag = null; load(); }
+  });
+  canvas.addEventListener("wheel", function (event) {
+    event.preventDefault();
+    var rect = canvas.getBoundingClientRect();
+    var aroundS = state.startS + (event.clientX - rect.left) / rect.width * state.widthS;
+    zoom(event.deltaY > 0 ? 1.5 : 1 / 1.5, aroundS);
+  }, { passive: false });
+  strip.addEventListener("click", function (event) {
+    var rect = strip.getBoundingClientRect();
+    state.focus = null;
+    centreOn((event.clientX - rect.left) / rect.width * overview.duration_s);
+  });
+  window.addEventListener("resize", function () { load(); });
+
+  readHash();
+  syncWidthSelect();
+  if (overview.n_samples > 0) { load(); } else { showMessage("no samples stored yet"); }
+})();

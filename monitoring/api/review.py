@@ -1,0 +1,172 @@
+"""Full-disclosure review through the API (docs/review.md).
+
+- ``GET /api/recordings/<id>/signal/?start_s=&length_s=&max_points=&channel=``: a window of
+  signal in mV, min/max per bin when it holds more samples than ``max_points``, gaps ``null``,
+  with the beats inside it.
+- ``GET /api/recordings/<id>/events/?kind=V&after_s=`` (or ``before_s=``, ``limit=``): the
+  next (previous) beats of a class, alarms or episode starts.
+- ``GET /api/recordings/<id>/range.png?start_s=&length_s=``: the window as a PNG strip, gaps
+  drawn as gaps (any recording, analysed or not).
+- ``GET /api/recordings/<id>/export.zip?format=wfdb|csv`` and ``GET .../export.csv``.
+
+Every one answers 404 for a recording the user may not see, 400 naming a bad parameter.
+"""
+
+from django.http import HttpResponse, StreamingHttpResponse
+from django.urls import path
+from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from monitoring import review
+from monitoring.api.predict import error
+from monitoring.api.uploads import AnyAcceptNegotiation, visible_recording
+from monitoring.strips import MAX_STRIP_S, MIN_STRIP_S, render_range_png
+
+
+class RecordingSignalView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("start_s", float, description="Start (s); default 0."),
+            OpenApiParameter("length_s", float, description="Length (s), up to 7200; default 10."),
+            OpenApiParameter("max_points", int, description="Points at most, 10-20000."),
+            OpenApiParameter("channel", int, description="Channel index; default analysed."),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request, pk: int):
+        """A window of one channel in mV for the review viewer, decimated min/max per bin."""
+        recording = visible_recording(request, pk)
+        params = request.query_params
+        try:
+            window = review.signal_window(
+                recording,
+                params.get("start_s"),
+                params.get("length_s"),
+                params.get("max_points"),
+                params.get("channel"),
+            )
+        except ValueError as exc:
+            return error(str(exc))
+        return Response(window)
+
+
+class RecordingEventsView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("kind", str, enum=list(review.EVENT_KINDS), required=True),
+            OpenApiParameter("after_s", float, description="Events after this time (s)."),
+            OpenApiParameter("before_s", float, description="Events before this time (s)."),
+            OpenApiParameter("limit", int, description="How many (1-1000); default 1."),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request, pk: int):
+        """The next (or previous) beats of a class, alarms or episodes, nearest first."""
+        recording = visible_recording(request, pk)
+        params = request.query_params
+        try:
+            found = review.events(
+                recording,
+                params.get("kind"),
+                params.get("after_s"),
+                params.get("before_s"),
+                params.get("limit"),
+            )
+        except ValueError as exc:
+            return error(str(exc))
+        return Response({"kind": params.get("kind"), "events": found})
+
+
+class RecordingRangePngView(APIView):
+    content_negotiation_class = AnyAcceptNegotiation
+
+    @extend_schema(
+        operation_id="api_recordings_range_png",
+        parameters=[
+            OpenApiParameter("start_s", float, description="Start (s); default 0."),
+            OpenApiParameter("length_s", float, description="Length (s), 0.5-60; default 10."),
+        ],
+        responses={(200, "image/png"): OpenApiTypes.BINARY},
+    )
+    def get(self, request, pk: int):
+        """The viewer's strip as a PNG on ECG paper with beat labels; gaps drawn as gaps."""
+        recording = visible_recording(request, pk)
+        params = request.query_params
+        try:
+            length_s = float(params.get("length_s") or 10.0)
+            if not MIN_STRIP_S <= length_s <= MAX_STRIP_S:
+                raise ValueError(
+                    f"length_s must be between {MIN_STRIP_S:g} and {MAX_STRIP_S:g} seconds"
+                )
+            # the same checks (and clipping at the end) as the viewer's window
+            window = review.signal_window(recording, params.get("start_s"), length_s, 10)
+        except ValueError as exc:
+            return error(str(exc))
+        png = render_range_png(recording, window["start_sample"], window["end_sample"])
+        response = HttpResponse(png, content_type="image/png")
+        response["Content-Disposition"] = (
+            f'inline; filename="{review.record_name(recording)}-{window["start_s"]:.1f}s.png"'
+        )
+        return response
+
+
+class RecordingExportZipView(APIView):
+    content_negotiation_class = AnyAcceptNegotiation
+
+    @extend_schema(
+        operation_id="api_recordings_export_zip",
+        parameters=[OpenApiParameter("format", str, enum=["wfdb", "csv"], required=True)],
+        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+    )
+    def get(self, request, pk: int):
+        """The whole recording as a WFDB record (.hea, .dat, .atr) or as CSV files, zipped."""
+        recording = visible_recording(request, pk)
+        kind = request.query_params.get("format", "")
+        if kind not in ("wfdb", "csv"):
+            return error(f"format must be wfdb or csv, got {kind!r}")
+        if review.end_sample(recording) == 0:
+            return error(f"recording {recording.pk} has no samples stored yet")
+        content = review.wfdb_zip(recording) if kind == "wfdb" else review.csv_zip(recording)
+        response = HttpResponse(content, content_type="application/zip")
+        response["Content-Disposition"] = (
+            f'attachment; filename="{review.record_name(recording)}-{kind}.zip"'
+        )
+        return response
+
+
+class RecordingExportCsvView(APIView):
+    content_negotiation_class = AnyAcceptNegotiation
+
+    @extend_schema(
+        operation_id="api_recordings_export_csv",
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def get(self, request, pk: int):
+        """The whole recording as CSV: time_s, sample, one column per lead in mV (gaps blank)."""
+        recording = visible_recording(request, pk)
+        response = StreamingHttpResponse(
+            review.signal_csv_lines(recording), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = (
+            f'attachment; filename="{review.record_name(recording)}.csv"'
+        )
+        return response
+
+
+# Included by monitoring/api/urls.py under /api/ (before the router's recordings routes).
+urlpatterns = [
+    path("recordings/<int:pk>/signal/", RecordingSignalView.as_view(), name="api-review-signal"),
+    path("recordings/<int:pk>/events/", RecordingEventsView.as_view(), name="api-review-events"),
+    path("recordings/<int:pk>/range.png", RecordingRangePngView.as_view(), name="api-range-png"),
+    path(
+        "recordings/<int:pk>/export.zip",
+        RecordingExportZipView.as_view(),
+        name="api-export-zip",
+    ),
+    path(
+        "recordings/<int:pk>/export.csv",
+        RecordingExportCsvView.as_view(),
+        name="api-export-csv",
+    ),
+]

@@ -1,0 +1,428 @@
+"""Full-disclosure review of a recording: windows of signal for the viewer, events to jump
+to, and the recording exported as WFDB or CSV (issue 6, item 5; docs/review.md).
+
+Works the same for uploads and device recordings. A device recording may have gaps (ranges no
+chunk covers): the viewer gets ``null`` there, the CSV a blank cell and WFDB its "invalid
+sample" value; nothing is ever filled in.
+"""
+
+import csv
+import io
+import math
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from django.db.models import F, Max
+from django.shortcuts import get_object_or_404, render
+
+from monitoring.models import Alarm, Recording
+from monitoring.recordings import samples_mv
+from monitoring.strips import _number as _seconds  # the strip page's check of seconds
+
+# The longest window one signal request may cover, and how many points it may answer: two
+# hours at 360 Hz is 2.6 million samples (20 MB of float64 while decimating), a bound a
+# request thread can afford; the viewer zooms out no further.
+MAX_WINDOW_S = 2 * 3600.0
+DEFAULT_WINDOW_S = 10.0
+MIN_POINTS, MAX_POINTS, DEFAULT_POINTS = 10, 20_000, 2000
+# beat labels a window answers at most (2 hours hold about 10,000 beats at 80 bpm)
+MAX_WINDOW_BEATS = 20_000
+MAX_EVENTS = 1000
+
+# WFDB format 16 reserves its lowest value for "no sample here"; wfdb.rdrecord turns it into
+# NaN in physical units.
+WFDB_INVALID_ADC = -32768
+# Our AAMI classes as WFDB beat symbols (MIT-BIH conventions: S -> A, atrial premature).
+AAMI_TO_WFDB = {"N": "N", "S": "A", "V": "V", "F": "F", "Q": "Q"}
+# Rhythm annotations ("+") for our episodes; MIT-BIH names where one exists (it calls
+# ventricular flutter/fibrillation "(VFL"), our own otherwise. "(N" marks the end of the last
+# running episode: no episode found, not a diagnosis of sinus rhythm.
+EPISODE_TO_RHYTHM = {
+    "AF": "(AFIB",
+    "VT": "(VT",
+    "VF": "(VFL",
+    "BRADY": "(BRADY",
+    "TACHY": "(TACHY",
+    "PAUSE": "(PAUSE",
+}
+NO_EPISODE_RHYTHM = "(N"
+EVENT_KINDS = ("N", "S", "V", "F", "Q", "alarm", "episode")
+
+
+# --- The recording's extent -------------------------------------------------------------
+
+
+def end_sample(recording: Recording) -> int:
+    """One past the last stored sample (0 when nothing is stored). Gaps inside count: the
+    recording's time axis runs from sample 0 to here."""
+    end = recording.chunks.aggregate(end=Max(F("first_sample") + F("n_samples")))["end"]
+    return int(end or 0)
+
+
+def _integer(value, name: str, default: int, low: int, high: int) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+    if not low <= number <= high:
+        raise ValueError(f"{name} must be from {low} to {high}, got {number}")
+    return number
+
+
+# --- Windows of signal for the viewer ---------------------------------------------------
+
+
+def signal_window(
+    recording: Recording, start_s=None, length_s=None, max_points=None, channel=None
+) -> dict:
+    """Samples of one channel from ``start_s`` for ``length_s`` in mV, at most ``max_points``
+    points; ``ValueError`` says which parameter is wrong.
+
+    A window with more samples than ``max_points`` is cut into bins of ``step`` samples and
+    each bin answers its minimum and maximum (``min``, ``max``): every spike stays visible at
+    any zoom, as on a full-disclosure printout. Otherwise ``values`` holds the samples. A bin
+    or sample no chunk covers is ``None`` (a gap), never interpolated. The window is clipped
+    at the recording's end; it also lists the beats inside it.
+    """
+    fs_hz = recording.sampling_rate_hz
+    n_total = end_sample(recording)
+    duration_s = n_total / fs_hz
+    start = _seconds(start_s, "start_s", 0.0)
+    length = _seconds(length_s, "length_s", DEFAULT_WINDOW_S)
+    points = _integer(max_points, "max_points", DEFAULT_POINTS, MIN_POINTS, MAX_POINTS)
+    lead = _integer(channel, "channel", recording.analysis_lead, 0, recording.n_channels - 1)
+    if n_total == 0:
+        raise ValueError(f"recording {recording.pk} has no samples stored yet")
+    if not 0.0 <= start < duration_s:
+        raise ValueError(
+            f"start_s must be from 0 to {duration_s:.3f} s (the recording's length), got {start:g}"
+        )
+    if not 0.0 < length <= MAX_WINDOW_S:
+        raise ValueError(
+            f"length_s must be more than 0 and at most {MAX_WINDOW_S:g} seconds, got {length:g}"
+        )
+    first = int(math.floor(start * fs_hz))
+    last = min(n_total, first + max(1, int(math.ceil(length * fs_hz))))
+    signal_mv = samples_mv(recording, first, last, channel=lead)
+    n = len(signal_mv)
+    step = max(1, math.ceil(n / points))
+    answer = {
+        "recording": recording.pk,
+        "fs_hz": fs_hz,
+        "channel": lead,
+        "lead": recording.lead_names[lead],
+        "start_sample": first,
+        "end_sample": last,
+        "start_s": first / fs_hz,
+        "end_s": last / fs_hz,
+        "duration_s": duration_s,
+        "step": step,
+    }
+    if step == 1:
+        answer["values"] = _jsonable(signal_mv)
+    else:
+        # pad the last bin with NaN; fmin/fmax ignore NaN unless a whole bin is NaN (a gap)
+        n_bins = math.ceil(n / step)
+        bins = np.full(n_bins * step, np.nan)
+        bins[:n] = signal_mv
+        bins = bins.reshape(n_bins, step)
+        answer["min"] = _jsonable(np.fmin.reduce(bins, axis=1))
+        answer["max"] = _jsonable(np.fmax.reduce(bins, axis=1))
+    beats = recording.beats.filter(sample__gte=first, sample__lt=last).order_by("sample")
+    rows = list(beats.values_list("sample", "label", "confidence")[: MAX_WINDOW_BEATS + 1])
+    answer["beats_truncated"] = len(rows) > MAX_WINDOW_BEATS
+    answer["beats"] = [
+        {"sample": sample, "label": label, "confidence": round(confidence, 3)}
+        for sample, label, confidence in rows[:MAX_WINDOW_BEATS]
+    ]
+    return answer
+
+
+def _jsonable(values: np.ndarray) -> list:
+    """Floats rounded to 0.1 µV (far below any ADC step), NaN as ``None``."""
+    return [None if not math.isfinite(v) else round(v, 4) for v in values.tolist()]
+
+
+# --- Events to jump to ------------------------------------------------------------------
+
+
+def alarm_sample(alarm: Alarm, recording: Recording) -> int:
+    """Where an alarm happened in the recording: the event's sample the rule recorded, or
+    (technical alarms such as "device offline" have none) when it was raised."""
+    sample = (alarm.details or {}).get("sample")
+    if sample is not None:
+        return int(sample)
+    elapsed_s = (alarm.raised_at - recording.started_at).total_seconds()
+    return max(0, int(round(elapsed_s * recording.sampling_rate_hz)))
+
+
+def _alarm_event(alarm: Alarm, recording: Recording) -> dict:
+    sample = alarm_sample(alarm, recording)
+    return {
+        "kind": "alarm",
+        "sample": sample,
+        "time_s": sample / recording.sampling_rate_hz,
+        "alarm": alarm.pk,
+        "alarm_kind": alarm.kind,
+        "priority": alarm.priority,
+        "state": alarm.state,
+        "message": alarm.message,
+    }
+
+
+def events(recording: Recording, kind, after_s=None, before_s=None, limit=None) -> list[dict]:
+    """Events of one kind nearest after ``after_s`` (oldest first) or before ``before_s``
+    (newest first): beats of an AAMI class, alarms, or episode starts.
+
+    Times are compared in whole samples (the nearest sample to the time given), so asking for
+    the next V beat after the one the view is centred on never answers that same beat.
+    ``ValueError`` names a wrong parameter.
+    """
+    if kind not in EVENT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(EVENT_KINDS)}, got {kind!r}")
+    if (after_s in (None, "")) == (before_s in (None, "")):
+        raise ValueError("give exactly one of after_s and before_s")
+    count = _integer(limit, "limit", 1, 1, MAX_EVENTS)
+    fs_hz = recording.sampling_rate_hz
+    forward = after_s not in (None, "")
+    pivot_s = _seconds(after_s if forward else before_s, "after_s" if forward else "before_s", 0)
+    pivot = int(round(pivot_s * fs_hz))
+    if kind in ("alarm", "episode"):
+        if kind == "alarm":
+            found = [_alarm_event(a, recording) for a in recording.alarms.all()]
+        else:
+            found = [
+                {
+                    "kind": "episode",
+                    "sample": int(round(e.start_s * fs_hz)),
+                    "time_s": e.start_s,
+                    "end_s": e.end_s,
+                    "episode_kind": e.kind,
+                }
+                for e in recording.episodes.all()
+            ]
+        if forward:
+            chosen = sorted((e for e in found if e["sample"] > pivot), key=lambda e: e["sample"])
+        else:
+            chosen = sorted(
+                (e for e in found if e["sample"] < pivot), key=lambda e: e["sample"], reverse=True
+            )
+        return chosen[:count]
+    beats = recording.beats.filter(label=kind)
+    if forward:
+        beats = beats.filter(sample__gt=pivot).order_by("sample")
+    else:
+        beats = beats.filter(sample__lt=pivot).order_by("-sample")
+    return [
+        {
+            "kind": kind,
+            "sample": sample,
+            "time_s": sample / fs_hz,
+            "beat": index + 1,
+            "confidence": round(confidence, 3),
+        }
+        for sample, index, confidence in beats.values_list("sample", "index", "confidence")[:count]
+    ]
+
+
+def review_overview(recording: Recording) -> dict:
+    """What the viewer needs once: the time axis, gaps, episodes, alarms and beat counts."""
+    from monitoring.recordings import gaps
+
+    fs_hz = recording.sampling_rate_hz
+    n_total = end_sample(recording)
+    counts = dict.fromkeys(AAMI_TO_WFDB, 0)
+    for label in recording.beats.values_list("label", flat=True).iterator():
+        counts[label] = counts.get(label, 0) + 1
+    return {
+        "recording": recording.pk,
+        "fs_hz": fs_hz,
+        "n_samples": n_total,
+        "duration_s": n_total / fs_hz,
+        "lead_names": recording.lead_names,
+        "channel": recording.analysis_lead,
+        "max_window_s": MAX_WINDOW_S,
+        "gaps_s": [[start / fs_hz, end / fs_hz] for start, end in gaps(recording)],
+        "episodes": [
+            {"kind": e.kind, "start_s": e.start_s, "end_s": e.end_s}
+            for e in recording.episodes.order_by("start_s")
+        ],
+        "alarms": sorted(
+            (_alarm_event(a, recording) for a in recording.alarms.all()),
+            key=lambda e: e["sample"],
+        ),
+        "beat_counts": counts,
+    }
+
+
+# --- Exports ----------------------------------------------------------------------------
+
+
+def record_name(recording: Recording) -> str:
+    """The WFDB record name (letters, digits, hyphens: what WFDB accepts)."""
+    return f"recording-{recording.pk}"
+
+
+def adc_with_gaps(recording: Recording) -> np.ndarray:
+    """All channels from sample 0 to the end as stored (int16 ADC units, shape (n, channels)),
+    with ``WFDB_INVALID_ADC`` where no chunk covers a sample."""
+    out = np.full((end_sample(recording), recording.n_channels), WFDB_INVALID_ADC, np.int16)
+    for chunk in recording.chunks.order_by("first_sample").iterator(chunk_size=200):
+        chunk.recording = recording
+        out[chunk.first_sample : chunk.end_sample] = chunk.samples()
+    return out
+
+
+def rhythm_annotations(recording: Recording, n_samples: int) -> list[tuple[int, str]]:
+    """Episodes as WFDB rhythm changes ``(sample, aux_note)``.
+
+    WFDB rhythm annotations are a state (the rhythm from here on); episodes may overlap (AF
+    with tachycardia), so at every start or end the state becomes the latest-started episode
+    still running, or ``NO_EPISODE_RHYTHM`` when none is.
+    """
+    fs_hz = recording.sampling_rate_hz
+    spans = [
+        (
+            min(n_samples - 1, int(round(e.start_s * fs_hz))),
+            min(n_samples - 1, int(round(e.end_s * fs_hz))),
+            EPISODE_TO_RHYTHM.get(e.kind, f"({e.kind}"),
+        )
+        for e in recording.episodes.order_by("start_s", "end_s")
+    ]
+    changes, current = [], None
+    for boundary in sorted({s for s, _, _ in spans} | {e for _, e, _ in spans}):
+        running = [(s, note) for s, e, note in spans if s <= boundary < e]
+        state = max(running)[1] if running else NO_EPISODE_RHYTHM
+        if state != current and not (current is None and state == NO_EPISODE_RHYTHM):
+            changes.append((boundary, state))
+        current = state
+    return changes
+
+
+def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
+    """Write the recording as a WFDB record in ``folder``: ``.hea``, ``.dat`` (format 16, the
+    stored ADC values with the recording's gain and baseline, gaps as ``WFDB_INVALID_ADC``)
+    and, when it has beats or episodes, ``.atr`` with our labels; the paths written."""
+    import wfdb
+
+    name = record_name(recording)
+    adc = adc_with_gaps(recording)
+    if len(adc) == 0:
+        raise ValueError(f"recording {recording.pk} has no samples stored yet")
+    n_channels = recording.n_channels
+    wfdb.wrsamp(
+        name,
+        fs=recording.sampling_rate_hz,
+        units=["mV"] * n_channels,
+        sig_name=list(recording.lead_names),
+        d_signal=adc.astype(np.int64),
+        fmt=["16"] * n_channels,
+        adc_gain=[recording.gain_adc_per_mv] * n_channels,
+        baseline=[recording.baseline_adc] * n_channels,
+        write_dir=str(folder),
+    )
+    paths = [folder / f"{name}.hea", folder / f"{name}.dat"]
+    annotations = [
+        (sample, 0, AAMI_TO_WFDB.get(label, "Q"), "")
+        for sample, label in recording.beats.order_by("sample").values_list("sample", "label")
+        if sample < len(adc)
+    ]
+    # a rhythm change sorts before a beat at the same sample: it holds from that beat on
+    annotations += [
+        (sample, -1, "+", note) for sample, note in rhythm_annotations(recording, len(adc))
+    ]
+    if annotations:
+        annotations.sort(key=lambda a: (a[0], a[1]))
+        wfdb.wrann(
+            name,
+            "atr",
+            np.array([a[0] for a in annotations], dtype=np.int64),
+            np.array([a[2] for a in annotations]),
+            aux_note=[a[3] for a in annotations],
+            fs=recording.sampling_rate_hz,
+            write_dir=str(folder),
+        )
+        paths.append(folder / f"{name}.atr")
+    return paths
+
+
+def wfdb_zip(recording: Recording) -> bytes:
+    """The WFDB record of ``write_wfdb`` as a zip file."""
+    with tempfile.TemporaryDirectory(prefix="cardiospike-wfdb-") as folder:
+        paths = write_wfdb(recording, Path(folder))
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in paths:
+                archive.write(path, arcname=path.name)
+    return buffer.getvalue()
+
+
+def signal_csv_lines(recording: Recording) -> Iterator[str]:
+    """The recording as CSV text, a line at a time: ``time_s, sample`` and one column per
+    lead in mV, from sample 0 to the end; a sample no chunk covers has blank lead cells.
+
+    Values are written with 10 significant digits, so ``round(mv * gain + baseline)`` gives
+    back the stored ADC value for any gain the model allows.
+    """
+    fs_hz = recording.sampling_rate_hz
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(["time_s", "sample", *[f"{lead}_mv" for lead in recording.lead_names]])
+    blank = [""] * recording.n_channels
+    position = 0
+    for chunk in recording.chunks.order_by("first_sample").iterator(chunk_size=200):
+        chunk.recording = recording
+        for sample in range(position, chunk.first_sample):  # a gap: rows with blank cells
+            writer.writerow([f"{sample / fs_hz:.6f}", sample, *blank])
+            if sample % 5000 == 0:
+                yield flush()
+        values_mv = recording.to_mv(chunk.samples())
+        for offset, row in enumerate(values_mv.tolist()):
+            sample = chunk.first_sample + offset
+            writer.writerow([f"{sample / fs_hz:.6f}", sample, *[f"{v:.10g}" for v in row]])
+        yield flush()
+        position = max(position, chunk.end_sample)
+
+
+def csv_zip(recording: Recording) -> bytes:
+    """The signal CSV and, when the recording has beats, the per-beat results CSV, zipped."""
+    from monitoring.analysis import results_csv
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        name = record_name(recording)
+        archive.writestr(f"{name}-signal.csv", "".join(signal_csv_lines(recording)))
+        if recording.beats.exists():
+            archive.writestr(f"{name}-beats.csv", results_csv(recording))
+    return buffer.getvalue()
+
+
+# --- The page ---------------------------------------------------------------------------
+
+
+def review_page(request, pk: int):
+    """``/recordings/<id>/review/``: the whole recording in a scrolling, zooming viewer."""
+    recording = get_object_or_404(
+        Recording.objects.visible_to(request.user).select_related("patient"), pk=pk
+    )
+    return render(
+        request,
+        "monitoring/review.html",
+        {
+            "recording": recording,
+            "patient": recording.patient,
+            "overview": review_overview(recording),
+        },
+    )

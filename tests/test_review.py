@@ -1,0 +1,352 @@
+"""Full-disclosure review: access, the signal window endpoint, event navigation, and the
+WFDB and CSV exports read back (wfdb.rdrecord, wfdb.rdann, csv) for an upload and for a
+device recording with a gap."""
+
+import csv
+import io
+import zipfile
+
+import numpy as np
+import pytest
+import wfdb
+
+from monitoring.models import Alarm, AlarmKind, AlarmPriority, Beat, Episode, Recording, SampleChunk
+from monitoring.review import WFDB_INVALID_ADC, rhythm_annotations
+from tests.upload_helpers import mitdb_folder, synthetic_wfdb, wfdb_excerpt
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_celery")]
+
+FS_HZ = 250.0
+GAP = (2500, 3000)  # samples [2500, 3000) of the device recording were never received
+N_SAMPLES = 5500
+V_SAMPLES = (700, 1900, 4100)
+SPIKE_SAMPLE, SPIKE_ADC = 1234, 3000  # 15 mV at 200 ADC units per mV
+DIP_SAMPLE, DIP_ADC = 1240, -2000
+
+
+@pytest.fixture
+def api(client, clinician):
+    client.force_login(clinician)
+    return client
+
+
+@pytest.fixture
+def device_recording(recording, rng):
+    """The conftest recording (250 Hz, 200 ADC/mV, lead II) with two chunks around a gap,
+    a beat every 0.8 s (three of them V), an AF episode across the gap, and an alarm."""
+    recording.baseline_adc = 7
+    recording.save()
+    adc = rng.integers(-300, 300, size=N_SAMPLES).astype(np.int16)
+    adc[SPIKE_SAMPLE], adc[DIP_SAMPLE] = SPIKE_ADC, DIP_ADC
+    for seq, (start, end) in enumerate(((0, GAP[0]), (GAP[1], N_SAMPLES))):
+        SampleChunk.from_samples(recording, seq, start, adc[start:end]).save()
+    samples = [s for s in range(100, N_SAMPLES, 200) if not GAP[0] <= s < GAP[1]]
+    Beat.objects.bulk_create(
+        Beat(
+            recording=recording,
+            index=i,
+            sample=s,
+            label="V" if s in V_SAMPLES else ("S" if s == 1500 else "N"),
+            confidence=0.9,
+            probabilities={"N": 0.1, "S": 0.0, "V": 0.9, "F": 0.0, "Q": 0.0},
+        )
+        for i, s in enumerate(samples)
+    )
+    Episode.objects.create(recording=recording, kind="AF", start_s=4.0, end_s=16.0)
+    Alarm.objects.create(
+        patient=recording.patient,
+        recording=recording,
+        kind=AlarmKind.PVC,
+        priority=AlarmPriority.WARNING,
+        message="PVC 12/min > 10",
+        details={"sample": 4100},
+    )
+    recording.test_adc = adc
+    return recording
+
+
+# --- Access -----------------------------------------------------------------------------
+
+
+def test_the_review_page_shows_an_assigned_recording(api, device_recording):
+    response = api.get(f"/recordings/{device_recording.pk}/review/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'id="review-canvas"' in page and "review.js" in page
+    assert f"/api/recordings/{device_recording.pk}/export.zip?format=wfdb" in page
+
+
+def test_an_unassigned_clinician_gets_404_everywhere(client, other_clinician, device_recording):
+    client.force_login(other_clinician)
+    pk = device_recording.pk
+    for url in (
+        f"/recordings/{pk}/review/",
+        f"/api/recordings/{pk}/signal/",
+        f"/api/recordings/{pk}/events/?kind=V&after_s=0",
+        f"/api/recordings/{pk}/range.png",
+        f"/api/recordings/{pk}/export.zip?format=wfdb",
+        f"/api/recordings/{pk}/export.csv",
+    ):
+        assert client.get(url).status_code == 404, url
+
+
+def test_login_is_required(client, device_recording):
+    pk = device_recording.pk
+    page = client.get(f"/recordings/{pk}/review/")
+    assert page.status_code == 302 and "/login/" in page["Location"]
+    assert client.get(f"/api/recordings/{pk}/signal/").status_code == 401
+    assert client.get(f"/api/recordings/{pk}/export.zip?format=wfdb").status_code == 401
+
+
+def test_staff_see_any_recording(client, staff_user, device_recording):
+    client.force_login(staff_user)
+    assert client.get(f"/recordings/{device_recording.pk}/review/").status_code == 200
+
+
+# --- The signal window ------------------------------------------------------------------
+
+
+def test_a_short_window_answers_every_sample_in_mv(api, device_recording):
+    response = api.get(
+        f"/api/recordings/{device_recording.pk}/signal/?start_s=4.9&length_s=0.2&max_points=100"
+    )
+    assert response.status_code == 200
+    window = response.json()
+    assert window["step"] == 1 and window["start_sample"] == 1225
+    expected = (device_recording.test_adc[1225:1275] - 7) / 200.0
+    assert window["values"] == pytest.approx(expected.tolist())
+    assert window["duration_s"] == pytest.approx(N_SAMPLES / FS_HZ)
+
+
+def test_decimation_keeps_the_min_and_max_and_shows_the_gap(api, device_recording):
+    response = api.get(
+        f"/api/recordings/{device_recording.pk}/signal/?start_s=0&length_s=100&max_points=200"
+    )
+    window = response.json()
+    step = window["step"]
+    assert step == 28  # 5500 samples (clipped at the end) in at most 200 bins
+    assert len(window["min"]) == len(window["max"]) == -(-N_SAMPLES // step)
+    # the one 15 mV spike and the -10 mV dip survive, in the bins that hold them
+    assert max(v for v in window["max"] if v is not None) == pytest.approx((SPIKE_ADC - 7) / 200)
+    assert window["max"][SPIKE_SAMPLE // step] == pytest.approx((SPIKE_ADC - 7) / 200)
+    assert window["min"][DIP_SAMPLE // step] == pytest.approx((DIP_ADC - 7) / 200)
+    # bins wholly inside the gap are null, bins with any stored sample are not
+    for i, (low, high) in enumerate(zip(window["min"], window["max"], strict=True)):
+        inside_gap = GAP[0] <= i * step and (i + 1) * step <= GAP[1]
+        assert (low is None) == inside_gap and (high is None) == inside_gap, i
+    assert {b["label"] for b in window["beats"]} == {"N", "S", "V"}
+    assert window["end_sample"] == N_SAMPLES
+
+
+def test_an_undecimated_window_has_null_in_the_gap(api, device_recording):
+    window = api.get(
+        f"/api/recordings/{device_recording.pk}/signal/?start_s=9.9&length_s=0.2&max_points=50"
+    ).json()
+    assert window["start_sample"] == 2475 and window["step"] == 1
+    values = window["values"]
+    assert all(v is not None for v in values[:25]) and all(v is None for v in values[25:])
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("start_s=abc", "start_s must be a number"),
+        ("start_s=-1", "start_s must be from 0"),
+        ("start_s=22", "start_s must be from 0"),
+        ("start_s=nan", "finite"),
+        ("length_s=0", "length_s must be more than 0"),
+        ("length_s=9000", "at most 7200"),
+        ("max_points=5", "max_points must be from 10"),
+        ("max_points=many", "whole number"),
+        ("channel=1", "channel must be from 0 to 0"),
+    ],
+)
+def test_bad_parameters_answer_400(api, device_recording, query, message):
+    response = api.get(f"/api/recordings/{device_recording.pk}/signal/?{query}")
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+
+
+# --- Navigation -------------------------------------------------------------------------
+
+
+def test_next_and_previous_v_beat(api, device_recording):
+    url = f"/api/recordings/{device_recording.pk}/events/"
+    first = api.get(url, {"kind": "V", "after_s": 0}).json()["events"]
+    assert [e["sample"] for e in first] == [700]
+    # asked from the beat the view is centred on, the next one is the following V beat
+    following = api.get(url, {"kind": "V", "after_s": first[0]["time_s"]}).json()["events"]
+    assert following[0]["sample"] == 1900 and following[0]["beat"] == 10
+    back = api.get(url, {"kind": "V", "before_s": 1900 / FS_HZ}).json()["events"]
+    assert [e["sample"] for e in back] == [700]
+    assert api.get(url, {"kind": "V", "after_s": 4100 / FS_HZ}).json()["events"] == []
+    several = api.get(url, {"kind": "V", "after_s": 0, "limit": 10}).json()["events"]
+    assert [e["sample"] for e in several] == list(V_SAMPLES)
+    assert [e["sample"] for e in api.get(url, {"kind": "S", "after_s": 0}).json()["events"]] == [
+        1500
+    ]
+
+
+def test_next_alarm_and_episode(api, device_recording):
+    url = f"/api/recordings/{device_recording.pk}/events/"
+    alarm = api.get(url, {"kind": "alarm", "after_s": 1}).json()["events"][0]
+    assert alarm["sample"] == 4100 and alarm["message"] == "PVC 12/min > 10"
+    assert api.get(url, {"kind": "alarm", "after_s": 17}).json()["events"] == []
+    episode = api.get(url, {"kind": "episode", "after_s": 0}).json()["events"][0]
+    assert episode["episode_kind"] == "AF" and episode["time_s"] == 4.0
+
+
+@pytest.mark.parametrize(
+    "params", [{"kind": "X", "after_s": 0}, {"kind": "V"}, {"kind": "V", "after_s": "x"}]
+)
+def test_bad_event_queries_answer_400(api, device_recording, params):
+    response = api.get(f"/api/recordings/{device_recording.pk}/events/", params)
+    assert response.status_code == 400
+
+
+def test_the_strip_png_of_a_device_recording(api, device_recording):
+    response = api.get(f"/api/recordings/{device_recording.pk}/range.png?start_s=8&length_s=6")
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert response.content[:8] == b"\x89PNG\r\n\x1a\n"
+    too_long = api.get(f"/api/recordings/{device_recording.pk}/range.png?length_s=99")
+    assert too_long.status_code == 400
+
+
+# --- Exports ----------------------------------------------------------------------------
+
+
+def read_wfdb_zip(content: bytes, folder, name: str):
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        archive.extractall(folder)
+        names = sorted(archive.namelist())
+    record = wfdb.rdrecord(str(folder / name), physical=False)
+    annotation = wfdb.rdann(str(folder / name), "atr") if f"{name}.atr" in names else None
+    return names, record, annotation
+
+
+def test_wfdb_export_of_a_device_recording_with_a_gap(api, device_recording, tmp_path):
+    response = api.get(f"/api/recordings/{device_recording.pk}/export.zip?format=wfdb")
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    name = f"recording-{device_recording.pk}"
+    names, record, annotation = read_wfdb_zip(response.content, tmp_path, name)
+    assert names == [f"{name}.atr", f"{name}.dat", f"{name}.hea"]
+    assert record.fs == FS_HZ and record.fmt == ["16"] and record.sig_name == ["II"]
+    assert record.adc_gain == [200.0] and record.baseline == [7]
+    adc = record.d_signal[:, 0]
+    stored = np.r_[0 : GAP[0], GAP[1] : N_SAMPLES]
+    np.testing.assert_array_equal(adc[stored], device_recording.test_adc[stored])
+    assert (adc[GAP[0] : GAP[1]] == WFDB_INVALID_ADC).all()
+    physical = wfdb.rdrecord(str(tmp_path / name)).p_signal[:, 0]
+    assert np.isnan(physical[GAP[0] : GAP[1]]).all() and np.isfinite(physical[stored]).all()
+
+    beats = [(a, s) for a, s in zip(annotation.sample, annotation.symbol, strict=True) if s != "+"]
+    expected = list(device_recording.beats.order_by("sample").values_list("sample", "label"))
+    symbols = {"N": "N", "S": "A", "V": "V"}
+    assert beats == [(sample, symbols[label]) for sample, label in expected]
+    notes = zip(annotation.sample, annotation.symbol, annotation.aux_note, strict=True)
+    rhythm = [(int(a), note) for a, s, note in notes if s == "+"]
+    assert rhythm == [(1000, "(AFIB"), (4000, "(N")]
+
+
+def test_csv_export_of_a_device_recording_with_a_gap(api, device_recording):
+    response = api.get(f"/api/recordings/{device_recording.pk}/export.csv")
+    assert response.status_code == 200
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0] == ["time_s", "sample", "II_mv"]
+    body = rows[1:]
+    assert len(body) == N_SAMPLES
+    assert [int(r[1]) for r in body] == list(range(N_SAMPLES))
+    assert float(body[1000][0]) == pytest.approx(1000 / FS_HZ)
+    gap_cells = [r[2] for r in body[GAP[0] : GAP[1]]]
+    assert gap_cells == [""] * (GAP[1] - GAP[0])
+    stored = [i for i in range(N_SAMPLES) if not GAP[0] <= i < GAP[1]]
+    back = np.array([round(float(body[i][2]) * 200 + 7) for i in stored])
+    np.testing.assert_array_equal(back, device_recording.test_adc[stored])
+
+
+def test_csv_zip_holds_the_signal_and_the_beats(api, device_recording):
+    response = api.get(f"/api/recordings/{device_recording.pk}/export.zip?format=csv")
+    assert response.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        name = f"recording-{device_recording.pk}"
+        assert sorted(archive.namelist()) == [f"{name}-beats.csv", f"{name}-signal.csv"]
+        beats = list(csv.DictReader(io.StringIO(archive.read(f"{name}-beats.csv").decode())))
+    assert [int(b["sample"]) for b in beats] == list(
+        device_recording.beats.order_by("index").values_list("sample", flat=True)
+    )
+
+
+def test_a_bad_export_format_or_an_empty_recording_answers_400(api, recording):
+    assert api.get(f"/api/recordings/{recording.pk}/export.zip?format=edf").status_code == 400
+    assert api.get(f"/api/recordings/{recording.pk}/export.zip?format=wfdb").status_code == 400
+
+
+def test_overlapping_episodes_become_rhythm_changes(device_recording):
+    Episode.objects.create(recording=device_recording, kind="TACHY", start_s=6.0, end_s=8.0)
+    Episode.objects.create(recording=device_recording, kind="PAUSE", start_s=19.0, end_s=21.0)
+    changes = rhythm_annotations(device_recording, N_SAMPLES)
+    assert changes == [
+        (1000, "(AFIB"),
+        (1500, "(TACHY"),
+        (2000, "(AFIB"),
+        (4000, "(N"),
+        (4750, "(PAUSE"),
+        (5250, "(N"),
+    ]
+
+
+def upload_and_analyse(api, patient, files, django_capture_on_commit_callbacks) -> Recording:
+    from tests.upload_helpers import api_upload
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api_upload(api, patient.pk, files)
+    assert response.status_code == 201, response.content
+    recording = Recording.objects.get(pk=response.json()["id"])
+    assert recording.analysis_status == "done", recording.analysis_error
+    return recording
+
+
+def check_wfdb_round_trip(api, recording, original, tmp_path):
+    """The export holds the upload's ADC values, rate, gains and names, and our beats."""
+    response = api.get(f"/api/recordings/{recording.pk}/export.zip?format=wfdb")
+    assert response.status_code == 200
+    name = f"recording-{recording.pk}"
+    _, record, annotation = read_wfdb_zip(response.content, tmp_path, name)
+    np.testing.assert_array_equal(record.d_signal, original.d_signal)
+    assert record.fs == original.fs and record.sig_name == original.sig_name
+    assert record.adc_gain == pytest.approx(original.adc_gain)
+    assert record.baseline == original.baseline
+    beats = list(recording.beats.order_by("sample").values_list("sample", "label"))
+    assert len(beats) > 5
+    symbols = {"N": "N", "S": "A", "V": "V", "F": "F", "Q": "Q"}
+    ours = [(int(a), s) for a, s in zip(annotation.sample, annotation.symbol, strict=True)]
+    assert [b for b in ours if b[1] != "+"] == [(s, symbols[label]) for s, label in beats]
+    return ours
+
+
+def test_wfdb_export_of_a_synthetic_upload(
+    api, patient, tmp_path, django_capture_on_commit_callbacks
+):
+    source = tmp_path / "source"
+    source.mkdir()
+    files = synthetic_wfdb(source, "syn", seconds=20.0)
+    recording = upload_and_analyse(api, patient, files, django_capture_on_commit_callbacks)
+    original = wfdb.rdrecord(str(source / "syn"), physical=False)
+    check_wfdb_round_trip(api, recording, original, tmp_path)
+
+
+def test_wfdb_export_of_a_mitdb_upload(api, patient, tmp_path, django_capture_on_commit_callbacks):
+    mitdb_folder()
+    source = tmp_path / "source"
+    source.mkdir()
+    files = wfdb_excerpt(source, "208", seconds=30.0)
+    recording = upload_and_analyse(api, patient, files, django_capture_on_commit_callbacks)
+    original = wfdb.rdrecord(str(source / "208"), physical=False)
+    ours = check_wfdb_round_trip(api, recording, original, tmp_path)
+    # record 208 has frequent PVCs: some of our beats are V, and the viewer finds them
+    assert any(symbol == "V" for _, symbol in ours)
+    first_v = min(sample for sample, symbol in ours if symbol == "V")
+    found = api.get(f"/api/recordings/{recording.pk}/events/", {"kind": "V", "after_s": 0}).json()[
+        "events"
+    ]
+    assert found[0]["sample"] == first_v
