@@ -173,6 +173,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 1,
 }
 
+# Live views (monitoring/live.py): a channel (one websocket) holds at most this many messages
+# it has not taken yet; a group send skips a channel that is full (channels_redis and the
+# in-memory layer both drop, for that channel only, and never wait), so a stalled browser loses
+# its own live messages and never delays anyone else's. The default, 100, is under a second for
+# a central station watching 50 patients (about 3 messages per patient per second: samples,
+# beats, status); 1000 lets a busy consumer fall several seconds behind before it loses
+# anything, at a few MB of Redis per stalled channel until its expiry (60 s).
+CHANNEL_CAPACITY = int(os.getenv("CHANNEL_CAPACITY", "1000"))
+
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
@@ -180,7 +189,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "cardiospike"},
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": "cardiospike",
+                "capacity": CHANNEL_CAPACITY,
+            },
         }
     }
 else:
@@ -190,7 +203,12 @@ else:
     CELERY_RESULT_BACKEND = None
     CELERY_TASK_ALWAYS_EAGER = True
     CELERY_TASK_EAGER_PROPAGATES = True
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": CHANNEL_CAPACITY},
+        }
+    }
 
 # --- Device streams (docs/device-protocol.md, monitoring/streaming.py) -------------------
 

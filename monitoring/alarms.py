@@ -36,6 +36,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from inference.rhythm import RhythmConfig
+from monitoring import live
 from monitoring.models import (
     Alarm,
     AlarmKind,
@@ -216,6 +217,7 @@ def acknowledge(alarm: Alarm, user, now: datetime | None = None) -> Alarm:
             if locked.state in (AlarmState.RAISED, AlarmState.NOTIFIED):
                 locked.state = AlarmState.ACKNOWLEDGED
             locked.save(update_fields=["acknowledged_by", "acknowledged_at", "state"])
+            transaction.on_commit(lambda: live.publish_alarm(locked))
     return locked
 
 
@@ -243,6 +245,8 @@ def apply_conditions(
             if resolved:
                 alarm.state, alarm.resolved_at = AlarmState.RESOLVED, now
                 changes.append(AlarmChange(alarm, "resolved"))
+    for change in changes:  # to live viewers once committed (monitoring/live.py; never raises)
+        transaction.on_commit(lambda alarm=change.alarm: live.publish_alarm(alarm))
     return changes
 
 

@@ -45,6 +45,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from inference.aami import AAMI_CLASSES
 from inference.rhythm import RhythmConfig, episodes_from_beats
 from inference.streaming import StreamingAnalyzer, StreamUpdate
+from monitoring import live
 from monitoring.models import AnalysisStatus, Beat, Episode, Prediction, Recording, SampleChunk
 
 logger = logging.getLogger(__name__)
@@ -273,6 +274,8 @@ def analyze_next(recording_id: int) -> RoundResult:
         )
         message = _message(locked, beats, episodes, verdicts)
         transaction.on_commit(lambda: publish(recording_id, message))
+        # the patient's live group: beats and status (monitoring/live.py; never raises)
+        transaction.on_commit(lambda: live.publish_analysis(locked, beats, episodes))
     return RoundResult(
         n_samples=position - cursor,
         n_beats=len(beats),
@@ -423,16 +426,7 @@ def _message(
         "type": "recording.analysis",
         "recording": recording.pk,
         "cursor": recording.analysis_cursor,
-        "beats": [
-            {
-                "index": beat.index,
-                "sample": beat.sample,
-                "time_s": round(beat.sample / fs_hz, 3),
-                "label": beat.label,
-                "confidence": round(beat.confidence, 4),
-            }
-            for beat in beats
-        ],
+        "beats": live.beat_payloads(beats, fs_hz),
         "episodes": [
             {
                 "kind": episode.kind,
@@ -474,6 +468,7 @@ def publish_samples(recording: Recording, first_sample: int, adc: np.ndarray) ->
             "samples_mv": millivolts.T.tolist(),
         },
     )
+    live.publish_samples(recording, first_sample, adc)  # the patient's live group
 
 
 def publish(recording_id: int, message: dict) -> None:

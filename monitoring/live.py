@@ -1,0 +1,258 @@
+"""Live data for the dashboard: what goes to a patient's channel-layer group (issue 6).
+
+Everything live about one patient goes to the group ``patient-<id>`` (docs/architecture.md,
+"Live data"): the analysed lead's samples of every stored chunk, the beats and a status
+(heart rate, rhythm, most urgent open alarm) after every analysis round, and every alarm
+change. The consumers (``monitoring.consumers``) turn these into the browser messages of the
+live contract; a group message carries the browser message under ``"message"`` so the patient
+stream forwards it as it is and the central station reshapes it (decimated waveform).
+
+Publishing never raises: a channel layer that is down loses live messages only (the database
+holds everything, and a browser that reconnects gets the recent past from it). After a
+failure, or while the streaming code knows the broker (the same Redis) to be down, publishing
+is skipped for ``LAYER_RETRY_AFTER_S`` so that ingest does not pay a connection timeout per
+chunk.
+"""
+
+import logging
+import time
+
+import numpy as np
+from asgiref.sync import async_to_sync
+from django.utils import timezone
+
+from monitoring.models import AlarmPriority, Beat, Episode, Recording
+
+logger = logging.getLogger(__name__)
+
+LAYER_RETRY_AFTER_S = 5.0
+_layer_down_until = 0.0
+
+# Heart rate: 60 / mean of the last HR_RR_INTERVALS RR intervals, as the alarm rules do
+# (monitoring/alarms.py), so the number on screen is the number the alarm compares.
+HR_RR_INTERVALS = 8
+# "Sinus" is shown only for regular rhythm: RR coefficient of variation below this over the
+# last HR_RR_INTERVALS intervals, and every one of those beats normal (N).
+SINUS_MAX_RR_CV = 0.15
+# An RR interval longer than this is a gap or a pause, not a heart rate.
+MAX_RR_S = 3.0
+# When several episodes are ongoing, the most dangerous one names the rhythm.
+RHYTHM_ORDER = ("VF", "VT", "PAUSE", "AF", "BRADY", "TACHY")
+PRIORITY_ORDER = {
+    AlarmPriority.CRITICAL: 0,
+    AlarmPriority.WARNING: 1,
+    AlarmPriority.TECHNICAL: 2,
+}
+
+
+def patient_group(patient_id: int) -> str:
+    """The channel-layer group that receives everything live about one patient."""
+    return f"patient-{patient_id}"
+
+
+# --- Browser messages (the live contract), built from the database ----------------------
+
+
+def samples_message(recording: Recording, first_sample: int, adc: np.ndarray) -> dict:
+    """A "samples" message: the analysed lead of ``adc`` (n, channels) in mV."""
+    adc = np.asarray(adc)
+    lead = adc[:, recording.analysis_lead] if adc.ndim == 2 else adc
+    millivolts = np.round(recording.to_mv(lead), 4)
+    return {
+        "type": "samples",
+        "recording": recording.pk,
+        "first_sample": int(first_sample),
+        "fs_hz": recording.sampling_rate_hz,
+        "samples_mv": millivolts.tolist(),
+    }
+
+
+def beat_payloads(beats, fs_hz: float) -> list[dict]:
+    """Beats as the live messages carry them (also in the recording group's analysis)."""
+    return [
+        {
+            "index": beat.index,
+            "sample": beat.sample,
+            "time_s": round(beat.sample / fs_hz, 3),
+            "label": beat.label,
+            "confidence": round(beat.confidence, 4),
+        }
+        for beat in beats
+    ]
+
+
+def beats_message(recording: Recording, beats) -> dict:
+    return {
+        "type": "beats",
+        "recording": recording.pk,
+        "beats": beat_payloads(beats, recording.sampling_rate_hz),
+    }
+
+
+def alarm_payload(alarm) -> dict:
+    """An alarm as the contract's "alarm" object."""
+
+    def iso(moment):
+        return moment.isoformat() if moment else None
+
+    return {
+        "id": alarm.pk,
+        "kind": alarm.kind,
+        "priority": alarm.priority,
+        "state": alarm.state,
+        "message": alarm.message,
+        "raised_at": iso(alarm.raised_at),
+        "acknowledged_by": alarm.acknowledged_by.get_username() if alarm.acknowledged_by else None,
+        "acknowledged_at": iso(alarm.acknowledged_at),
+        "resolved_at": iso(alarm.resolved_at),
+    }
+
+
+def heart_rate_bpm(recording: Recording) -> tuple[float | None, bool]:
+    """Heart rate from the last beats' mean RR, and whether those beats look like sinus.
+
+    None when fewer than two beats are stored or the RR intervals are no heart rate (a gap).
+    """
+    rows = list(
+        Beat.objects.filter(recording=recording)
+        .order_by("-index")
+        .values_list("sample", "label")[: HR_RR_INTERVALS + 1]
+    )
+    if len(rows) < 2:
+        return None, False
+    rows.reverse()
+    samples = np.array([sample for sample, _ in rows], dtype=np.float64)
+    rr_s = np.diff(samples) / recording.sampling_rate_hz
+    if np.any(rr_s <= 0) or np.any(rr_s > MAX_RR_S):
+        return None, False
+    hr_bpm = round(60.0 / float(np.mean(rr_s)), 1)
+    regular = (
+        len(rr_s) >= HR_RR_INTERVALS
+        and float(np.std(rr_s) / np.mean(rr_s)) < SINUS_MAX_RR_CV
+        and all(label == "N" for _, label in rows)
+    )
+    return hr_bpm, regular
+
+
+def current_rhythm(recording: Recording, regular: bool) -> str | None:
+    """The ongoing episode's kind (the most dangerous of several), else "Sinus" if regular."""
+    from monitoring.alarms import BEAT_FINAL_LAG_S
+
+    kinds = set()
+    ongoing = Episode.objects.filter(recording=recording, details__ongoing=True)
+    for kind, start_s, end_s in ongoing.values_list("kind", "start_s", "end_s"):
+        # Beats are stored about 6.5 s after their R peak, so the analysis always sees a
+        # "pause" from the last stored beat to the analysed end; it is one only when it is
+        # longer than the limit even without that lag.
+        if kind == "PAUSE" and end_s - start_s - BEAT_FINAL_LAG_S < recording.patient.pause_limit_s:
+            continue
+        kinds.add(kind)
+    for kind in RHYTHM_ORDER:
+        if kind in kinds:
+            return kind
+    return "Sinus" if regular else None
+
+
+def top_alarm(patient_id: int) -> dict | None:
+    """The most urgent open alarm of a patient (priority first, then the newest)."""
+    from monitoring.models import Alarm
+
+    alarms = list(Alarm.objects.open().filter(patient_id=patient_id).only("priority", "message"))
+    if not alarms:
+        return None
+    # the queryset is newest first (Meta.ordering); sorted() keeps that order within a priority
+    alarm = sorted(alarms, key=lambda a: PRIORITY_ORDER.get(a.priority, 9))[0]
+    return {"priority": alarm.priority, "message": alarm.message}
+
+
+def status_message(recording: Recording | None, patient_id: int) -> dict:
+    """A "status" message for a patient from what is stored now."""
+    hr_bpm, rhythm, last_sample = None, None, 0
+    if recording is not None:
+        hr_bpm, regular = heart_rate_bpm(recording)
+        rhythm = current_rhythm(recording, regular)
+        last_sample = int(recording.analysis_cursor)
+    return {
+        "type": "status",
+        "hr_bpm": hr_bpm,
+        "rhythm": rhythm,
+        "alarm": top_alarm(patient_id),
+        "last_sample": last_sample,
+        "time": timezone.now().isoformat(),
+    }
+
+
+def current_recording(patient_id: int) -> Recording | None:
+    """The patient's live device recording, else the newest device recording."""
+    recordings = Recording.objects.filter(patient_id=patient_id, source=Recording.Source.DEVICE)
+    return (
+        recordings.filter(status=Recording.Status.LIVE).order_by("-started_at", "-id").first()
+        or recordings.order_by("-started_at", "-id").first()
+    )
+
+
+# --- Publishing --------------------------------------------------------------------------
+
+
+def publish_samples(recording: Recording, first_sample: int, adc: np.ndarray) -> None:
+    """After a chunk committed: its analysed lead (mV) to the patient's group."""
+    if _skipping():
+        return
+    try:
+        message = samples_message(recording, first_sample, adc)
+    except Exception:
+        logger.exception("could not build the live samples of recording %s", recording.pk)
+        return
+    _send(recording.patient_id, "live.samples", message)
+
+
+def publish_analysis(recording: Recording, beats, episodes) -> None:
+    """After an analysis round committed: its new beats, then the patient's status.
+
+    ``episodes`` (those the round recomputed) are not sent as such: the status names the
+    ongoing one, read from the database with the heart rate and the open alarms.
+    """
+    if _skipping():
+        return
+    try:
+        if beats:
+            _send(recording.patient_id, "live.beats", beats_message(recording, beats))
+        status = status_message(recording, recording.patient_id)
+    except Exception:
+        logger.exception("could not build the live analysis of recording %s", recording.pk)
+        return
+    _send(recording.patient_id, "live.status", status)
+
+
+def publish_alarm(alarm) -> None:
+    """After an alarm was raised, acknowledged or resolved: the alarm to its patient's group."""
+    if _skipping():
+        return
+    try:
+        message = {"type": "alarm", "alarm": alarm_payload(alarm)}
+    except Exception:
+        logger.exception("could not build the live message of alarm %s", alarm.pk)
+        return
+    _send(alarm.patient_id, "live.alarm", message)
+
+
+def _skipping() -> bool:
+    from monitoring import streaming
+
+    now = time.monotonic()
+    return now < _layer_down_until or now < streaming._broker_down_until
+
+
+def _send(patient_id: int, handler: str, message: dict) -> None:
+    """group_send that never raises; a failure pauses publishing for a few seconds."""
+    global _layer_down_until
+    from channels.layers import get_channel_layer
+
+    try:
+        async_to_sync(get_channel_layer().group_send)(
+            patient_group(patient_id),
+            {"type": handler, "patient": patient_id, "message": message},
+        )
+    except Exception:
+        logger.exception("could not publish %s for patient %s", handler, patient_id)
+        _layer_down_until = time.monotonic() + LAYER_RETRY_AFTER_S

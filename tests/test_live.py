@@ -1,0 +1,388 @@
+"""Live websockets (issue 6): the patient stream and the central station (monitoring/consumers.py,
+monitoring/live.py), fed through the real ingest path with MIT-BIH samples and analysed eagerly.
+"""
+
+import asyncio
+import time
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
+from django.test import override_settings
+from django.utils import timezone
+
+from monitoring import live
+from monitoring.alarms import Condition, acknowledge, apply_conditions
+from monitoring.consumers import (
+    CLOSE_FORBIDDEN,
+    CLOSE_UNAUTHENTICATED,
+    decimate,
+    decimated_rate,
+    parse_since_s,
+)
+from monitoring.ingest import ingest_chunk
+from monitoring.models import Alarm, AlarmKind, Device, Recording
+from monitoring.routing import websocket_urlpatterns
+from tests.inference.conftest import physionet_folder
+from tests.test_streaming_analysis import MITDB_BASELINE, MITDB_GAIN, mitdb_adc, random_chunks
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+RECEIVE_TIMEOUT_S = 5.0
+
+
+@pytest.fixture(scope="module")
+def record_100():
+    """The first 60 s of MIT-BIH 100 (MLII, about 75 bpm) in ADC units, and its rate."""
+    return mitdb_adc(physionet_folder("mitdb", "100"), "100", seconds=60.0)
+
+
+@pytest.fixture
+def record_chunks(record_100):
+    """The record in chunks of random length (up to 4 s, about 2 s on average), in order."""
+    adc, fs_hz = record_100
+    return random_chunks(adc, fs_hz, np.random.default_rng(6), max_s=4.0, session="live0001")
+
+
+async def connect(path: str, user):
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+    communicator.scope["user"] = user
+    connected, code = await communicator.connect()
+    return communicator, connected, code
+
+
+async def drain(communicator, quiet_s: float = 0.3) -> list[dict]:
+    """Every message until none arrives for ``quiet_s``."""
+    messages = []
+    # (a receive that times out would cancel the consumer: ask whether anything came first)
+    while not await communicator.receive_nothing(timeout=quiet_s):
+        messages.append(await communicator.receive_json_from())
+    return messages
+
+
+def deliver(device_pk: int, chunk) -> None:
+    """One chunk through the ingest path; the commit publishes it and runs the analysis."""
+    with transaction.atomic():
+        ingest_chunk(Device.objects.get(pk=device_pk), chunk)
+
+
+async def deliver_all(device, chunks) -> None:
+    for chunk in chunks:
+        await database_sync_to_async(deliver)(device.pk, chunk)
+
+
+def samples_by_index(messages: list[dict], kind: str = "samples") -> dict[int, float]:
+    """Sample index -> value over the messages of one kind, checking overlaps agree."""
+    values = {}
+    for message in messages:
+        if message["type"] != kind:
+            continue
+        for offset, value in enumerate(message["samples_mv"]):
+            index = message["first_sample"] + offset
+            assert values.setdefault(index, value) == value
+    return values
+
+
+# --- Access -----------------------------------------------------------------------------
+
+
+async def test_anonymous_users_are_refused_on_both_streams(patient):
+    for path in (f"/ws/patients/{patient.pk}/", "/ws/station/"):
+        communicator, connected, code = await connect(path, AnonymousUser())
+        assert (connected, code) == (False, CLOSE_UNAUTHENTICATED)
+
+
+async def test_a_clinician_sees_only_assigned_patients(clinician, patient, other_patient):
+    communicator, connected, code = await connect(f"/ws/patients/{other_patient.pk}/", clinician)
+    assert (connected, code) == (False, CLOSE_FORBIDDEN)
+    communicator, connected, code = await connect("/ws/patients/999999/", clinician)
+    assert (connected, code) == (False, CLOSE_FORBIDDEN)
+
+    communicator, connected, _ = await connect(f"/ws/patients/{patient.pk}/", clinician)
+    assert connected
+    hello = await communicator.receive_json_from()
+    assert hello["type"] == "hello" and hello["patient"]["id"] == patient.pk
+    assert hello["patient"]["hr_high_limit_bpm"] == patient.hr_high_limit_bpm
+    assert hello["recording"] is None  # no device recording yet
+    await communicator.disconnect()
+
+    station, connected, _ = await connect("/ws/station/", clinician)
+    assert connected
+    hello = await station.receive_json_from()
+    assert [tile["id"] for tile in hello["patients"]] == [patient.pk]
+    await station.disconnect()
+
+
+async def test_staff_see_every_admitted_patient(staff_user, patient, other_patient):
+    await database_sync_to_async(type(patient).objects.create)(
+        mrn="MRN-003", name="Discharged", is_active=False
+    )
+    communicator, connected, _ = await connect(f"/ws/patients/{other_patient.pk}/", staff_user)
+    assert connected
+    await communicator.disconnect()
+    station, connected, _ = await connect("/ws/station/", staff_user)
+    hello = await station.receive_json_from()
+    assert sorted(tile["id"] for tile in hello["patients"]) == sorted(
+        [patient.pk, other_patient.pk]
+    )
+    await station.disconnect()
+
+
+async def test_pings_are_answered(clinician, patient):
+    communicator, _, _ = await connect(f"/ws/patients/{patient.pk}/", clinician)
+    await drain(communicator)
+    await communicator.send_json_to({"type": "ping", "id": "x1"})
+    assert await communicator.receive_json_from() == {"type": "pong", "id": "x1"}
+    await communicator.disconnect()
+
+
+def test_since_s_is_clamped():
+    assert parse_since_s(b"") == 10.0
+    assert parse_since_s(b"since_s=42.5") == 42.5
+    assert parse_since_s(b"since_s=1e9") == 300.0
+    assert parse_since_s(b"since_s=-3") == 0.0
+    assert parse_since_s(b"since_s=nan") == 10.0
+    assert parse_since_s(b"since_s=abc") == 10.0
+
+
+# --- Live data after ingest and analysis -------------------------------------------------
+
+
+async def test_the_patient_stream_gets_samples_beats_and_a_plausible_status(
+    clinician, patient, device, record_chunks, record_100, eager_celery
+):
+    adc, fs_hz = record_100
+    communicator, connected, _ = await connect(f"/ws/patients/{patient.pk}/", clinician)
+    assert connected
+    await drain(communicator)
+    await deliver_all(device, record_chunks)
+    messages = await drain(communicator, quiet_s=1.0)
+    await communicator.disconnect()
+
+    recording = await database_sync_to_async(Recording.objects.get)()
+    # every sample once, in mV, of the analysed lead
+    values = samples_by_index(messages)
+    assert sorted(values) == list(range(len(adc)))
+    expected_mv = (adc.astype(np.float64) - MITDB_BASELINE) / MITDB_GAIN
+    got = np.array([values[i] for i in range(len(adc))])
+    assert np.max(np.abs(got - expected_mv)) < 1e-3
+    assert all(m["recording"] == recording.pk for m in messages if m["type"] == "samples")
+
+    beats = [beat for m in messages if m["type"] == "beats" for beat in m["beats"]]
+    stored = await database_sync_to_async(
+        lambda: list(recording.beats.order_by("index").values_list("index", "sample", "label"))
+    )()
+    assert len(stored) > 40
+    assert [(b["index"], b["sample"], b["label"]) for b in beats] == stored
+
+    statuses = [m for m in messages if m["type"] == "status"]
+    assert statuses, "a status after analysis rounds"
+    last = statuses[-1]
+    # MIT-BIH 100 runs at about 75 bpm in normal sinus rhythm
+    assert 60.0 < last["hr_bpm"] < 90.0
+    assert last["rhythm"] == "Sinus"
+    assert last["last_sample"] == recording.analysis_cursor
+
+
+async def test_a_reconnecting_browser_gets_the_backlog_without_a_hole(
+    clinician, patient, device, record_chunks, eager_celery
+):
+    first, second = record_chunks[:15], record_chunks[15:]
+    watcher, _, _ = await connect(f"/ws/patients/{patient.pk}/", clinician)
+    await deliver_all(device, first)
+    # the browser reconnects asking for 20 s; live data keeps coming while it catches up
+    since_s = 20.0
+    returning, connected, _ = await connect(
+        f"/ws/patients/{patient.pk}/?since_s={since_s}", clinician
+    )
+    assert connected
+    await deliver_all(device, second)
+    got = await drain(returning, quiet_s=1.0)
+    reference = samples_by_index(await drain(watcher, quiet_s=0.5))
+    await returning.disconnect()
+    await watcher.disconnect()
+
+    hello = got[0]
+    assert hello["type"] == "hello" and hello["recording"]["live"] is True
+    fs_hz = hello["recording"]["fs_hz"]
+    end_first = first[-1].first_sample + len(first[-1].samples)
+    values = samples_by_index(got)
+    start = end_first - round(since_s * fs_hz)
+    # from since_s before the reconnect to the newest sample, every index, no hole
+    assert sorted(values) == list(range(start, max(reference) + 1))
+    assert all(values[i] == reference[i] for i in values)
+    assert not [m for m in got if m["type"] == "gap"]
+    # the backlog's beats are the stored beats after ``start``
+    backlog_beats = next(m for m in got if m["type"] == "beats")["beats"]
+    assert backlog_beats and all(b["sample"] >= start for b in backlog_beats)
+
+
+async def test_the_station_gets_a_seamless_decimated_wave_of_visible_patients_only(
+    clinician, patient, other_patient, device, record_chunks, record_100, eager_celery
+):
+    adc, fs_hz = record_100
+    other_device = await database_sync_to_async(Device.objects.create)(
+        serial="DEV-002", patient=other_patient
+    )
+    station, _, _ = await connect("/ws/station/", clinician)
+    await drain(station)
+    await deliver_all(device, record_chunks[:20])
+    await deliver_all(other_device, record_chunks[:3])
+    messages = await drain(station, quiet_s=1.0)
+    await station.disconnect()
+
+    assert {m["patient"] for m in messages} == {patient.pk}
+    waves = [m for m in messages if m["type"] == "wave"]
+    factor, wave_hz = decimated_rate(fs_hz)
+    assert 40.0 <= wave_hz <= 60.0 and all(m["fs_hz"] == wave_hz for m in waves)
+    values = samples_by_index(messages, kind="wave")
+    n = record_chunks[19].first_sample + len(record_chunks[19].samples)
+    expected = (adc[:n:factor].astype(np.float64) - MITDB_BASELINE) / MITDB_GAIN
+    assert sorted(values) == list(range(len(expected)))
+    assert np.max(np.abs(np.array([values[i] for i in range(len(expected))]) - expected)) < 1e-3
+    assert any(m["type"] == "status" and m["hr_bpm"] for m in messages)
+
+
+def test_decimation_is_seamless_for_any_chunking(rng):
+    signal = list(range(5000))
+    for factor in (1, 5, 7):
+        first = 0
+        out = {}
+        while first < len(signal):
+            n = int(rng.integers(1, 40))
+            start, kept = decimate(first, signal[first : first + n], factor)
+            out.update({start + i: v for i, v in enumerate(kept)})
+            first += n
+        assert [out[i] for i in range(len(out))] == signal[::factor]
+
+
+# --- Alarms ------------------------------------------------------------------------------
+
+
+async def test_alarms_reach_the_patient_stream_and_the_station(clinician, patient, recording):
+    stream, _, _ = await connect(f"/ws/patients/{patient.pk}/", clinician)
+    station, _, _ = await connect("/ws/station/", clinician)
+    await drain(stream)
+    await drain(station)
+
+    condition = Condition(AlarmKind.HR_HIGH, True, "HR 134 > 120", value=134.0, limit=120.0)
+    await database_sync_to_async(apply_conditions)(patient, recording, [condition], timezone.now())
+    raised = await stream.receive_json_from(timeout=RECEIVE_TIMEOUT_S)
+    assert raised["type"] == "alarm"
+    assert raised["alarm"]["kind"] == "HR_HIGH" and raised["alarm"]["state"] == "raised"
+    assert raised["alarm"]["message"] == "HR 134 > 120"
+    on_station = await station.receive_json_from(timeout=RECEIVE_TIMEOUT_S)
+    assert (
+        on_station["patient"] == patient.pk and on_station["alarm"]["id"] == raised["alarm"]["id"]
+    )
+
+    alarm = await database_sync_to_async(Alarm.objects.get)()
+    await database_sync_to_async(acknowledge)(alarm, clinician)
+    acked = await stream.receive_json_from(timeout=RECEIVE_TIMEOUT_S)
+    assert acked["alarm"]["state"] == "acknowledged"
+    assert acked["alarm"]["acknowledged_by"] == "clinician"
+
+    later = timezone.now() + timedelta(seconds=30)
+    gone = Condition(AlarmKind.HR_HIGH, False)
+    await database_sync_to_async(apply_conditions)(patient, recording, [gone], later)
+    resolved = await stream.receive_json_from(timeout=RECEIVE_TIMEOUT_S)
+    assert resolved["alarm"]["state"] == "resolved" and resolved["alarm"]["resolved_at"]
+    await stream.disconnect()
+    await station.disconnect()
+
+
+async def test_the_status_names_the_most_urgent_open_alarm(clinician, patient, recording):
+    now = timezone.now()
+    conditions = [
+        Condition(AlarmKind.HR_HIGH, True, "HR 134 > 120"),
+        Condition(AlarmKind.VT, True, "VT run of 6 beats at 170 bpm"),
+    ]
+    await database_sync_to_async(apply_conditions)(patient, recording, conditions, now)
+    stream, _, _ = await connect(f"/ws/patients/{patient.pk}/", clinician)
+    messages = await drain(stream)
+    await stream.disconnect()
+    status = next(m for m in messages if m["type"] == "status")
+    assert status["alarm"] == {"priority": "critical", "message": "VT run of 6 beats at 170 bpm"}
+
+
+# --- Slow browsers -----------------------------------------------------------------------
+
+
+async def stalled_channel_does_not_delay(layer, group: str, capacity: int) -> None:
+    """A channel in the group that nobody reads (a stalled consumer) fills to ``capacity`` and
+    then loses its own messages, while a reading channel gets every message without delay."""
+    stalled = await layer.new_channel()
+    reader = await layer.new_channel()
+    await layer.group_add(group, stalled)
+    await layer.group_add(group, reader)
+    n_messages = 3 * capacity
+    slowest_s = 0.0
+    for i in range(n_messages):
+        started = time.monotonic()
+        await layer.group_send(group, {"type": "live.samples", "i": i})
+        slowest_s = max(slowest_s, time.monotonic() - started)
+        assert (await asyncio.wait_for(layer.receive(reader), 1.0))["i"] == i
+    assert slowest_s < 0.25  # a full channel never makes the sender wait
+    kept = []
+    while True:
+        try:
+            kept.append((await asyncio.wait_for(layer.receive(stalled), 0.2))["i"])
+        except TimeoutError:
+            break
+    # the stalled channel lost only its own overflow: it holds ``capacity`` messages in order
+    # (the in-memory layer keeps the first ones; channels_redis, whose process-local buffer
+    # also serves the reader here, keeps the newest)
+    assert len(kept) == capacity and kept == sorted(kept) and set(kept) <= set(range(n_messages))
+    await layer.group_discard(group, stalled)
+    await layer.group_discard(group, reader)
+
+
+async def test_a_stalled_channel_does_not_delay_others_in_memory():
+    capacity = 10
+    layers = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": capacity},
+        }
+    }
+    with override_settings(CHANNEL_LAYERS=layers):
+        await stalled_channel_does_not_delay(get_channel_layer(), "patient-1", capacity)
+
+
+@pytest.mark.services
+async def test_a_stalled_channel_does_not_delay_others_on_redis(redis_url):
+    from channels_redis.core import RedisChannelLayer
+
+    capacity = 10
+    layer = RedisChannelLayer(hosts=[redis_url], prefix="test-live", capacity=capacity)
+    try:
+        await stalled_channel_does_not_delay(layer, f"patient-stall-{time.time_ns()}", capacity)
+    finally:
+        await layer.flush()
+
+
+def test_the_configured_layer_has_an_explicit_capacity(settings):
+    assert settings.CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] >= 500
+
+
+def test_publishing_never_raises_and_pauses_when_the_layer_is_down(recording, monkeypatch, caplog):
+    class BrokenLayer:
+        calls = 0
+
+        async def group_send(self, group, message):
+            BrokenLayer.calls += 1
+            raise ConnectionError("redis is down")
+
+    monkeypatch.setattr("channels.layers.get_channel_layer", lambda *a: BrokenLayer())
+    monkeypatch.setattr(live, "_layer_down_until", 0.0)
+    adc = np.zeros((10, 1), np.int16)
+    live.publish_samples(recording, 0, adc)  # logs, does not raise
+    live.publish_samples(recording, 10, adc)  # skipped: the layer was just found down
+    assert BrokenLayer.calls == 1
+    assert "could not publish" in caplog.text
