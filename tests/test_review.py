@@ -76,6 +76,12 @@ def test_the_review_page_shows_an_assigned_recording(api, device_recording):
     assert f"/api/recordings/{device_recording.pk}/export.zip?format=wfdb" in page
 
 
+def test_the_patient_and_results_pages_link_to_the_review(api, device_recording):
+    link = f'href="/recordings/{device_recording.pk}/review/"'
+    assert link in api.get(f"/patients/{device_recording.patient.pk}/").content.decode()
+    assert link in api.get(f"/recordings/{device_recording.pk}/").content.decode()
+
+
 def test_an_unassigned_clinician_gets_404_everywhere(client, other_clinician, device_recording):
     client.force_login(other_clinician)
     pk = device_recording.pk

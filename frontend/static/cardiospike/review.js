@@ -184,10 +184,15 @@
     var firstS = data.start_sample / data.fs_hz;
     // missing data: grey bands where no sample is stored
     context.fillStyle = GAP_COLOUR;
-    series[0].forEach(function (value, i) {
-      if (value === null) {
-        var x = xOf(firstS + i * pointS);
-        context.fillRect(x, traceTop, Math.max(1, xOf(firstS + (i + 1) * pointS) - x), traceBottom - traceTop);
+    var gapFrom = null;
+    series[0].concat([0]).forEach(function (value, i) {
+      if (value === null && gapFrom === null) { gapFrom = i; }
+      if (value !== null && gapFrom !== null) {
+        // one rectangle per run of missing points: no seams between columns
+        var x0 = xOf(firstS + gapFrom * pointS);
+        context.fillRect(x0, traceTop, Math.max(1, xOf(firstS + i * pointS) - x0),
+          traceBottom - traceTop);
+        gapFrom = null;
       }
     });
     overview.gaps_s.forEach(function (gap) {

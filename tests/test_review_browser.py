@@ -1,0 +1,116 @@
+"""The review page in a real headless Chromium: the trace is drawn, "next V" moves the view
+to the next V beat, and a screenshot is saved under test-artifacts/ (or
+CARDIOSPIKE_SCREENSHOT_DIR)."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.synthetic import generate
+from monitoring.models import Beat, SampleChunk
+from tests import test_analyzer_browser
+from tests.test_analyzer_browser import log_in, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+browser = test_analyzer_browser.browser  # the headless Chromium fixture
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+FS_HZ = 250.0
+
+
+def dark_pixels(driver) -> int:
+    """How many pixels of the review canvas the trace painted (near black)."""
+    return driver.execute_script(
+        """
+        const canvas = document.getElementById("review-canvas");
+        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        let dark = 0;
+        for (let i = 0; i < data.length; i += 4) {
+          if (data[i] < 60 && data[i + 1] < 60 && data[i + 2] < 60) dark++;
+        }
+        return dark;
+        """
+    )
+
+
+def canvas_data(driver, key: str):
+    value = driver.execute_script(
+        f"return document.getElementById('review-canvas').dataset.{key} || null"
+    )
+    return None if value is None else float(value)
+
+
+@pytest.fixture
+def long_recording(recording):
+    """Two minutes of synthetic ECG with a 20-s gap, and beats from the generator (the V
+    beats are the generator's PVCs; none in the first 10 s, so "next V" must move)."""
+    ecg = generate(120.0, fs=FS_HZ, pvc_per_min=4.0, seed=11)
+    adc = np.round(ecg.signal_mv * recording.gain_adc_per_mv).astype(np.int16)
+    gap = (int(60 * FS_HZ), int(80 * FS_HZ))
+    SampleChunk.from_samples(recording, 0, 0, adc[: gap[0]]).save()
+    SampleChunk.from_samples(recording, 1, gap[1], adc[gap[1] :]).save()
+    beats = [
+        (int(sample), "V" if label == "V" and sample > 12 * FS_HZ else "N")
+        for sample, label in zip(ecg.beats, ecg.beat_labels, strict=True)
+        if not gap[0] <= sample < gap[1]
+    ]
+    Beat.objects.bulk_create(
+        Beat(
+            recording=recording,
+            index=i,
+            sample=sample,
+            label=label,
+            confidence=0.95,
+            probabilities={"N": 0.95, "S": 0.0, "V": 0.05, "F": 0.0, "Q": 0.0},
+        )
+        for i, (sample, label) in enumerate(beats)
+    )
+    v_samples = [sample for sample, label in beats if label == "V"]
+    assert len(v_samples) >= 2
+    recording.v_times_s = [sample / FS_HZ for sample in v_samples]
+    return recording
+
+
+def test_it_jumps_to_the_next_v_beat(browser, live_server, clinician, long_recording):
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    browser.get(f"{live_server.url}/recordings/{long_recording.pk}/review/")
+    wait_for(browser, lambda d: canvas_data(d, "startS") is not None)
+    assert canvas_data(browser, "startS") == 0.0
+    assert dark_pixels(browser) > 500  # the trace was drawn
+    first_pixels = browser.execute_script(
+        "return document.getElementById('review-canvas').toDataURL()"
+    )
+
+    browser.find_element("id", "next-V").click()
+    first_v = long_recording.v_times_s[0]
+    wait_for(browser, lambda d: canvas_data(d, "focusS") == pytest.approx(first_v, abs=1e-3))
+    # the view moved: centred on the V beat (10 s wide), and the picture changed
+    wait_for(browser, lambda d: canvas_data(d, "startS") > 0)
+    assert canvas_data(browser, "startS") == pytest.approx(first_v - 5.0, abs=0.01)
+    assert (
+        browser.execute_script("return document.getElementById('review-canvas').toDataURL()")
+        != first_pixels
+    )
+    assert "#t=" in browser.current_url
+    png_link = browser.find_element("id", "export-png").get_attribute("href")
+    assert f"start_s={first_v - 5.0:.3f}" in png_link
+
+    browser.find_element("id", "next-V").click()
+    wait_for(
+        browser,
+        lambda d: canvas_data(d, "focusS") == pytest.approx(long_recording.v_times_s[1], abs=1e-3),
+    )
+
+    folder = Path(os.getenv("CARDIOSPIKE_SCREENSHOT_DIR") or ARTIFACTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(folder / "review-next-v.png"))
+
+    # the whole gap in view: grey "no data", and the view still draws on both sides
+    browser.find_element("css selector", "#window-s option[value='60']").click()
+    browser.find_element("id", "jump-time").send_keys("70\n")
+    wait_for(browser, lambda d: canvas_data(d, "startS") == pytest.approx(40.0, abs=0.01))
+    assert dark_pixels(browser) > 500
+    browser.save_screenshot(str(folder / "review-gap.png"))
