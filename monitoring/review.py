@@ -320,7 +320,7 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
         fs=recording.sampling_rate_hz,
         units=["mV"] * n_channels,
         sig_name=list(recording.lead_names),
-        d_signal=adc.astype(np.int64),
+        d_signal=adc,
         fmt=["16"] * n_channels,
         adc_gain=[recording.gain_adc_per_mv] * n_channels,
         baseline=[recording.baseline_adc] * n_channels,
