@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from django.db.models import F, Max
+from django.db.models import Count, F, Max
 from django.shortcuts import get_object_or_404, render
 
 from monitoring.models import Alarm, Recording
@@ -237,8 +237,8 @@ def review_overview(recording: Recording) -> dict:
     fs_hz = recording.sampling_rate_hz
     n_total = end_sample(recording)
     counts = dict.fromkeys(AAMI_TO_WFDB, 0)
-    for label in recording.beats.values_list("label", flat=True).iterator():
-        counts[label] = counts.get(label, 0) + 1
+    for row in recording.beats.values("label").annotate(n=Count("id")).order_by():
+        counts[row["label"]] = row["n"]
     return {
         "recording": recording.pk,
         "fs_hz": fs_hz,

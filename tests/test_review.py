@@ -74,6 +74,11 @@ def test_the_review_page_shows_an_assigned_recording(api, device_recording):
     page = response.content.decode()
     assert 'id="review-canvas"' in page and "review.js" in page
     assert f"/api/recordings/{device_recording.pk}/export.zip?format=wfdb" in page
+    overview = response.context["overview"]
+    assert overview["beat_counts"] == {"N": 20, "S": 1, "V": 3, "F": 0, "Q": 0}
+    assert overview["gaps_s"] == [[GAP[0] / FS_HZ, GAP[1] / FS_HZ]]
+    assert [a["sample"] for a in overview["alarms"]] == [4100]
+    assert overview["duration_s"] == N_SAMPLES / FS_HZ
 
 
 def test_the_patient_and_results_pages_link_to_the_review(api, device_recording):

@@ -69,6 +69,9 @@
         if (!answer.ok) { showMessage(answer.body.detail || "could not load the signal"); return; }
         showMessage("");
         state.data = answer.body;
+        // a live recording grows while it is reviewed: the time axis follows the server's
+        overview.duration_s = answer.body.duration_s;
+        maxWidthS = Math.min(overview.max_window_s, Math.max(overview.duration_s, MIN_WIDTH_S));
         draw();
       })
       .catch(function (error) { showMessage(String(error)); });
