@@ -190,7 +190,13 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 reads with a 5-s socket timeout by default, the same 5 s that
+                # channels_redis blocks in BZPOPMIN waiting for a message: a consumer of a
+                # quiet channel then died now and then with "Timeout reading" (websocket
+                # closed 1011; seen in bench/ws_fanout.py). The read timeout must exceed it.
+                "hosts": [
+                    {"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2}
+                ],
                 "prefix": "cardiospike",
                 "capacity": CHANNEL_CAPACITY,
             },
