@@ -65,6 +65,8 @@
   function addSamples(message) {
     if (message.recording !== state.recording || message.fs_hz !== state.fs || !state.buffer) {
       resetTrace(message.recording, message.fs_hz);
+      // a device that starts (or restarts) after the page opened: its hello is long gone
+      $("recording-info").textContent = "#" + message.recording + " · " + message.fs_hz + " Hz · live";
     }
     var buffer = state.buffer, n = buffer.length;
     var first = message.first_sample, values = message.samples_mv;
@@ -77,6 +79,16 @@
     if (end - 1 > state.last) {
       for (var j = Math.max(state.last + 1, end - n); j < first; j++) { buffer[j % n] = NaN; }
       state.last = end - 1;
+    }
+    state.dirty = true;
+  }
+
+  function clearGap(message) {
+    // samples nobody stored: blank on the paper, never the previous sweep's trace
+    if (message.recording !== state.recording || !state.buffer) { return; }
+    var n = state.buffer.length;
+    for (var i = Math.max(message.start_sample, state.last - n + 1); i < message.end_sample; i++) {
+      if (i <= state.last) { state.buffer[i % n] = NaN; }
     }
     state.dirty = true;
   }
@@ -294,6 +306,8 @@
       addSamples(message);
     } else if (message.type === "beats") {
       addBeats(message);
+    } else if (message.type === "gap") {
+      clearGap(message);
     } else if (message.type === "status") {
       showStatus(message);
     } else if (message.type === "alarm") {
@@ -336,6 +350,6 @@
   draw();
   window.requestAnimationFrame(frame);
   loadTrend();
-  setInterval(loadTrend, 60000);
+  setInterval(loadTrend, 30000);  // a new minute's point shows within half a minute
   connect();
 })();

@@ -1,0 +1,233 @@
+"""The live dashboard end to end in a real headless Chromium (issue 6).
+
+daphne serves the pages and the websockets; a virtual device (monitoring/simulator.py, in a
+thread of this process) streams to it over HTTP a synthetic sinus rhythm whose first VT run
+starts 16 s in. The daphne child gets no REDIS_URL, so each chunk's analysis and alarms run eagerly
+inside daphne and its in-memory channel layer reaches its own consumers: the whole chain from
+device to browser runs in one server process, on the test database.
+
+The browser logs in, watches the live view (the sweeping canvas changes, a heart rate shows),
+waits for the VT alarm, acknowledges it and sees it acknowledged; then the central station
+shows the patient's tile with a moving waveform. Screenshots go to test-artifacts/ (ignored
+by git): live-sinus.png, live-vt-alarm.png, live-acknowledged.png, station.png.
+"""
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from inference import synthetic
+from monitoring.models import Alarm, Device
+from monitoring.simulator import DeviceConfig, SimulationConfig, simulate, to_adc
+from tests.conftest import PROJECT_ROOT
+from tests.test_analyzer_browser import browser, log_in, wait_for  # noqa: F401 (fixture)
+from tests.test_daphne import daphne_server  # noqa: F401 (fixture)
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+FS_HZ = 250.0
+GAIN_ADC_PER_MV = 200.0
+SIGNAL_S = 80.0
+
+
+@pytest.fixture
+def service_env(service_env):
+    """daphne's environment without REDIS_URL: analysis, alarms and the channel layer in its
+    process (the test has no Celery worker, and a Redis layer would be a second hop)."""
+    return {key: value for key, value in service_env.items() if key != "REDIS_URL"}
+
+
+@pytest.fixture
+def eager_daphne(daphne_server):  # noqa: F811 (the fixture imported above)
+    return f"http://{daphne_server}"
+
+
+def sinus_with_vt_runs_mv() -> np.ndarray:
+    """80 s of sinus rhythm at 75 bpm with two VT runs.
+
+    Seed 1 of ``synthetic.generate``: offline, ``analyze_signal`` finds VT episodes at
+    16.0-17.8 s and 70.3-72.5 s in it. (A strip of nothing but synthetic VT is not what the
+    beat model calls V: without normal beats around them its beats read as a sinus tachycardia.)
+    """
+    noise = synthetic.NoiseConfig.realistic()
+    return synthetic.generate(
+        SIGNAL_S, fs=FS_HZ, rhythm="NSR", hr_bpm=75, vt_runs=2, noise=noise, seed=1
+    ).signal_mv
+
+
+class DeviceThread:
+    """One virtual device streaming a signal in real time from a thread, stoppable."""
+
+    def __init__(self, base_url: str, token: str, signal_mv: np.ndarray):
+        self.config = DeviceConfig(
+            name="browser-test", token=token, fs_hz=FS_HZ, gain_adc_per_mv=GAIN_ADC_PER_MV
+        )
+        self.signal_adc = to_adc(signal_mv, GAIN_ADC_PER_MV)
+        self.simulation = SimulationConfig(
+            base_url=base_url, chunk_s=0.5, duration_s=len(signal_mv) / FS_HZ, stagger=False
+        )
+        self.loop = None
+        self.stop_event = None
+        self.reports = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        async def main():
+            self.loop = asyncio.get_running_loop()
+            self.stop_event = asyncio.Event()
+            return await simulate(
+                [self.config], [self.signal_adc], self.simulation, self.stop_event
+            )
+
+        self.reports = asyncio.run(main())
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.loop is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(timeout=60)
+
+
+def canvas_png(driver, selector: str) -> str:
+    return driver.execute_script(
+        "return document.querySelector(arguments[0]).toDataURL();", selector
+    )
+
+
+def green_pixels(driver, selector: str) -> int:
+    """Pixels of a station tile's green trace on its dark background."""
+    return driver.execute_script(
+        """
+        const canvas = document.querySelector(arguments[0]);
+        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        let green = 0;
+        for (let i = 0; i < data.length; i += 4) {
+          if (data[i + 1] > 120 && data[i] < 120) green++;
+        }
+        return green;
+        """,
+        selector,
+    )
+
+
+def dark_pixels(driver, selector: str, top_px: int | None = None) -> int:
+    """Near-black pixels a canvas holds (the trace, labels), optionally in its top band only."""
+    return driver.execute_script(
+        """
+        const canvas = document.querySelector(arguments[0]);
+        const rows = arguments[1] === null ? canvas.height : arguments[1];
+        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, rows).data;
+        let dark = 0;
+        for (let i = 0; i < data.length; i += 4) {
+          if (data[i] < 90 && data[i + 1] < 90 && data[i + 2] < 90 && data[i + 3] > 200) dark++;
+        }
+        return dark;
+        """,
+        selector,
+        top_px,
+    )
+
+
+def screenshot(driver, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / name))
+
+
+def vt_alarm_row(driver):
+    for row in driver.find_elements("css selector", "#alarm-table tbody tr"):
+        cells = row.find_elements("tag name", "td")
+        if len(cells) >= 4 and cells[2].text.startswith("VT"):
+            return row
+    return None
+
+
+def explain_missing_alarm(driver, patient, daphne_log) -> str:
+    from monitoring.models import Episode
+
+    screenshot(driver, "live-no-vt-alarm.png")
+    alarms = [str(alarm) for alarm in Alarm.objects.filter(patient=patient)]
+    episodes = [str(e) for e in Episode.objects.filter(recording__patient=patient)]
+    table = driver.find_element("id", "alarm-table").text
+    log = daphne_log.read_text(errors="replace")[-3000:]
+    return (
+        f"no VT alarm row on the page\nalarms: {alarms}\nepisodes: {episodes}\n"
+        f"table:\n{table}\n--- daphne log ---\n{log}"
+    )
+
+
+def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
+    browser,  # noqa: F811 (the fixture imported above)
+    eager_daphne,
+    clinician,
+    patient,
+    tmp_path,
+):
+    from selenium.common.exceptions import TimeoutException
+
+    device = Device.objects.create(serial="SIM-BROWSER", label="bed 1", patient=patient)
+    token = device.issue_token()
+    log_in(browser, eager_daphne, "clinician", "pw-clinician-1")
+    browser.get(f"{eager_daphne}/patients/{patient.pk}/live/")
+    assert "Research software, not a medical device" in browser.page_source
+
+    with DeviceThread(eager_daphne, token, sinus_with_vt_runs_mv()):
+        started = time.monotonic()
+        # the live socket connects and the trace sweeps: two snapshots 1.5 s apart differ
+        wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "live")
+        wait_for(browser, lambda d: dark_pixels(d, "#live-ecg") > 800, timeout_s=30)
+        first = canvas_png(browser, "#live-ecg")
+        time.sleep(1.5)
+        assert canvas_png(browser, "#live-ecg") != first
+
+        # a heart rate from the analysis, in a plausible range for 75 bpm sinus
+        wait_for(browser, lambda d: d.find_element("id", "hr-value").text.isdigit(), 45)
+        assert 50 <= int(browser.find_element("id", "hr-value").text) <= 100
+        # beat labels above the R peaks (the trace itself stays well below the top band)
+        wait_for(browser, lambda d: dark_pixels(d, "#live-ecg", top_px=18) > 20, 30)
+        screenshot(browser, "live-sinus.png")
+
+        # the VT run starts 20 s into the signal; its alarm reaches the page over the socket
+        try:
+            row = wait_for(browser, vt_alarm_row, timeout_s=90)
+        except TimeoutException:
+            log = tmp_path / "daphne.log"  # where the daphne_server fixture writes it
+            raise AssertionError(explain_missing_alarm(browser, patient, log)) from None
+        vt_after_s = time.monotonic() - started
+        assert "critical" in row.get_attribute("class")
+        assert browser.find_element("id", "alarm-banner").text  # the banner names an alarm
+        screenshot(browser, "live-vt-alarm.png")
+
+        row.find_element("css selector", "button.ack").click()
+        wait_for(browser, lambda d: vt_alarm_row(d).find_elements("tag name", "td")[4].text)
+        cells = vt_alarm_row(browser).find_elements("tag name", "td")
+        assert cells[4].text.startswith("clinician at")
+        assert cells[3].text in ("acknowledged", "resolved")
+        assert not vt_alarm_row(browser).find_elements("css selector", "button.ack")
+        screenshot(browser, "live-acknowledged.png")
+        alarm = Alarm.objects.get(patient=patient, kind="VT")
+        assert alarm.acknowledged_by == clinician and alarm.acknowledged_at is not None
+
+        # the central station: the patient's tile, its waveform moving, a heart rate
+        browser.get(f"{eager_daphne}/station/")
+        tile = f"#tile-{patient.pk}"
+        wait_for(browser, lambda d: d.find_element("id", "station-connection").text == "live")
+        wait_for(
+            browser,
+            lambda d: d.find_element("css selector", f"{tile} .hr").text.isdigit(),
+            timeout_s=30,
+        )
+        wave = f"{tile} canvas.wave"
+        # the station sends no backlog: the sweep fills from the left as waves arrive
+        wait_for(browser, lambda d: green_pixels(d, wave) > 150, timeout_s=20)
+        snapshot = canvas_png(browser, wave)
+        wait_for(browser, lambda d: canvas_png(d, wave) != snapshot, timeout_s=10)
+        time.sleep(3)  # a few more seconds of trace for the screenshot
+        screenshot(browser, "station.png")
+    print(f"VT alarm on the page {vt_after_s:.0f} s after the device started")  # noqa: T201
