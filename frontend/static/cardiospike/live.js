@@ -159,8 +159,13 @@
   // --- Status and alarms ------------------------------------------------------------------
 
   function showStatus(message) {
-    $("hr-value").textContent = message.hr_bpm === null || message.hr_bpm === undefined
-      ? "--" : String(Math.round(message.hr_bpm));
+    var known = message.hr_bpm !== null && message.hr_bpm !== undefined;
+    var hr = $("hr-value");
+    hr.textContent = known ? String(Math.round(message.hr_bpm)) : "--";
+    // outside the patient's limits the number turns red, whether or not an alarm is open yet
+    // (the HR alarms wait for 10 s of sustained rate)
+    hr.classList.toggle("out-of-limits", known &&
+      (message.hr_bpm < Number(root.dataset.hrLow) || message.hr_bpm > Number(root.dataset.hrHigh)));
     $("rhythm-value").textContent = message.rhythm || "—";
     var banner = $("alarm-banner");
     banner.className = "mid" + (message.alarm ? " " + message.alarm.priority : "");
