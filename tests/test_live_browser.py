@@ -140,6 +140,42 @@ def screenshot(driver, name: str) -> None:
     driver.save_screenshot(str(ARTIFACTS / name))
 
 
+# Injected before the page's scripts: keeps every patient-stream socket with the sample ranges
+# it delivered, so the test can drop one and check that the next resumes without a hole.
+RECORD_SOCKETS_JS = """
+(function () {
+  const Native = window.WebSocket;
+  window.__patientSockets = [];
+  function Recording(url, protocols) {
+    const socket = protocols === undefined ? new Native(url) : new Native(url, protocols);
+    if (String(url).includes("/ws/patients/")) {
+      const record = { url: String(url), samples: [] };
+      window.__patientSockets.push({ socket: socket, record: record });
+      socket.addEventListener("message", function (event) {
+        const message = JSON.parse(event.data);
+        if (message.type === "samples") {
+          record.samples.push([message.first_sample,
+            message.first_sample + message.samples_mv.length]);
+        }
+      });
+    }
+    return socket;
+  }
+  Recording.prototype = Native.prototype;
+  ["CONNECTING", "OPEN", "CLOSING", "CLOSED"].forEach(function (name) {
+    Recording[name] = Native[name];
+  });
+  window.WebSocket = Recording;
+})();
+"""
+
+
+def patient_sockets(driver) -> list[dict]:
+    return driver.execute_script(
+        "return window.__patientSockets.map(function (s) { return s.record; });"
+    )
+
+
 def vt_alarm_row(driver):
     for row in driver.find_elements("css selector", "#alarm-table tbody tr"):
         cells = row.find_elements("tag name", "td")
@@ -174,6 +210,7 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
     device = Device.objects.create(serial="SIM-BROWSER", label="bed 1", patient=patient)
     token = device.issue_token()
     log_in(browser, eager_daphne, "clinician", "pw-clinician-1")
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_SOCKETS_JS})
     browser.get(f"{eager_daphne}/patients/{patient.pk}/live/")
     assert "Research software, not a medical device" in browser.page_source
 
@@ -193,6 +230,19 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
         # beat labels above the R peaks (the trace itself stays well below the top band)
         wait_for(browser, lambda d: dark_pixels(d, "#live-ecg", top_px=18) > 20, 30)
         screenshot(browser, "live-sinus.png")
+
+        # a dropped connection is reopened (after 1 s) with since_s covering the time it was
+        # away, and its backlog overlaps what the first socket delivered: no hole
+        browser.execute_script("window.__patientSockets[0].socket.close();")
+        wait_for(
+            browser, lambda d: len(patient_sockets(d)) == 2 and patient_sockets(d)[1]["samples"]
+        )
+        wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "live")
+        first_socket, second_socket = patient_sockets(browser)
+        since_s = int(second_socket["url"].split("since_s=")[1])
+        assert 5 <= since_s <= 9  # about 1 s away + 5 s margin; the default would be 10
+        delivered_up_to = max(end for _, end in first_socket["samples"])
+        assert min(start for start, _ in second_socket["samples"]) <= delivered_up_to
 
         # the VT run starts 20 s into the signal; its alarm reaches the page over the socket
         try:
