@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from monitoring.models import (
     Alarm,
     AlarmRecipient,
+    AuditEntry,
     Beat,
     Device,
     Episode,
@@ -309,3 +310,15 @@ class NotificationAdmin(ReadOnlyAdmin):
     search_fields = ["recipient", "alarm__patient__mrn"]
     list_select_related = ["alarm"]
     inlines = [NotificationAttemptInline]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    """The audit trail of patient settings, written by the dashboard's management pages only:
+    an entry edited afterwards would not be an audit trail."""
+
+    list_display = ["changed_at", "patient", "user", "field", "old_value", "new_value"]
+    list_filter = ["field"]
+    search_fields = ["patient__mrn", "patient__name", "user__username"]
+    date_hierarchy = "changed_at"
+    list_select_related = ["patient", "user"]

@@ -11,6 +11,7 @@ from django.urls import reverse
 from monitoring.models import (
     Alarm,
     AlarmRecipient,
+    AuditEntry,
     Beat,
     Device,
     Episode,
@@ -23,7 +24,16 @@ from monitoring.models import (
 pytestmark = pytest.mark.django_db
 
 # rows written only by the system
-READ_ONLY = {SampleChunk, Prediction, Beat, Episode, Alarm, Notification, NotificationAttempt}
+READ_ONLY = {
+    SampleChunk,
+    Prediction,
+    Beat,
+    Episode,
+    Alarm,
+    Notification,
+    NotificationAttempt,
+    AuditEntry,
+}
 
 
 @pytest.fixture
@@ -55,6 +65,9 @@ def rows(patient, other_patient, device, recording):
         alarm=alarm, recipient="nurse@example.org", transport="email"
     )
     NotificationAttempt.objects.create(notification=notification, ok=False, error="refused")
+    AuditEntry.objects.create(
+        patient=patient, field="hr_high_limit_bpm", old_value="120", new_value="110"
+    )
 
 
 def admin_url(model, page: str, *args) -> str:
