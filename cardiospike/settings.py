@@ -194,8 +194,16 @@ if REDIS_URL:
                 # channels_redis blocks in BZPOPMIN waiting for a message: a consumer of a
                 # quiet channel then died now and then with "Timeout reading" (websocket
                 # closed 1011; seen in bench/ws_fanout.py). The read timeout must exceed it.
+                # Its pool also refuses (MaxConnectionsError, 1011 again) past 100 connections
+                # in use at once instead of waiting, which 100 browsers connecting together
+                # reach: Redis takes 10000 clients, so a process may hold up to 1000.
                 "hosts": [
-                    {"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2}
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 15,
+                        "socket_connect_timeout": 2,
+                        "max_connections": 1000,
+                    }
                 ],
                 "prefix": "cardiospike",
                 "capacity": CHANNEL_CAPACITY,

@@ -32,7 +32,8 @@ from monitoring.routing import websocket_urlpatterns
 from tests.inference.conftest import physionet_folder
 from tests.test_streaming_analysis import MITDB_BASELINE, MITDB_GAIN, mitdb_adc, random_chunks
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+# (asyncio is marked per test: the module also has plain tests)
+pytestmark = pytest.mark.django_db(transaction=True)
 
 RECEIVE_TIMEOUT_S = 5.0
 
@@ -92,12 +93,14 @@ def samples_by_index(messages: list[dict], kind: str = "samples") -> dict[int, f
 # --- Access -----------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_anonymous_users_are_refused_on_both_streams(patient):
     for path in (f"/ws/patients/{patient.pk}/", "/ws/station/"):
         communicator, connected, code = await connect(path, AnonymousUser())
         assert (connected, code) == (False, CLOSE_UNAUTHENTICATED)
 
 
+@pytest.mark.asyncio
 async def test_a_clinician_sees_only_assigned_patients(clinician, patient, other_patient):
     communicator, connected, code = await connect(f"/ws/patients/{other_patient.pk}/", clinician)
     assert (connected, code) == (False, CLOSE_FORBIDDEN)
@@ -119,6 +122,7 @@ async def test_a_clinician_sees_only_assigned_patients(clinician, patient, other
     await station.disconnect()
 
 
+@pytest.mark.asyncio
 async def test_staff_see_every_admitted_patient(staff_user, patient, other_patient):
     await database_sync_to_async(type(patient).objects.create)(
         mrn="MRN-003", name="Discharged", is_active=False
@@ -134,6 +138,7 @@ async def test_staff_see_every_admitted_patient(staff_user, patient, other_patie
     await station.disconnect()
 
 
+@pytest.mark.asyncio
 async def test_pings_are_answered(clinician, patient):
     communicator, _, _ = await connect(f"/ws/patients/{patient.pk}/", clinician)
     await drain(communicator)
@@ -154,6 +159,7 @@ def test_since_s_is_clamped():
 # --- Live data after ingest and analysis -------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_the_patient_stream_gets_samples_beats_and_a_plausible_status(
     clinician, patient, device, record_chunks, record_100, eager_celery
 ):
@@ -190,6 +196,28 @@ async def test_the_patient_stream_gets_samples_beats_and_a_plausible_status(
     assert last["last_sample"] == recording.analysis_cursor
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="alarms.episode_conditions takes the PAUSE the analysis sees from the last stored "
+    "beat to the analysed end (beats are stored ~6.5 s late) for a real one: 'Pause 6.0 s > "
+    "3.0 s' on normal sinus rhythm; live.current_rhythm discounts that lag, the alarm rule not",
+)
+@pytest.mark.asyncio
+async def test_a_minute_of_normal_sinus_rhythm_raises_no_alarm(
+    clinician, patient, device, record_chunks, eager_celery
+):
+    communicator, _, _ = await connect(f"/ws/patients/{patient.pk}/", clinician)
+    await drain(communicator)
+    await deliver_all(device, record_chunks)
+    messages = await drain(communicator, quiet_s=1.0)
+    await communicator.disconnect()
+    raised = [
+        (m["alarm"]["message"], m["alarm"]["state"]) for m in messages if m["type"] == "alarm"
+    ]
+    assert raised == []
+
+
+@pytest.mark.asyncio
 async def test_a_reconnecting_browser_gets_the_backlog_without_a_hole(
     clinician, patient, device, record_chunks, eager_celery
 ):
@@ -212,10 +240,15 @@ async def test_a_reconnecting_browser_gets_the_backlog_without_a_hole(
     assert hello["type"] == "hello" and hello["recording"]["live"] is True
     fs_hz = hello["recording"]["fs_hz"]
     end_first = first[-1].first_sample + len(first[-1].samples)
+    end_all = second[-1].first_sample + len(second[-1].samples)
     values = samples_by_index(got)
-    start = end_first - round(since_s * fs_hz)
-    # from since_s before the reconnect to the newest sample, every index, no hole
-    assert sorted(values) == list(range(start, max(reference) + 1))
+    # the backlog covers since_s before the consumer read it (a moment after the reconnect:
+    # chunks of the second part may have arrived by then), so it reaches back before it
+    start = min(values)
+    assert end_first - round(since_s * fs_hz) <= start < end_first
+    # from there to the newest sample, every index, no hole
+    assert sorted(values) == list(range(start, end_all))
+    assert sorted(reference) == list(range(end_all))
     assert all(values[i] == reference[i] for i in values)
     assert not [m for m in got if m["type"] == "gap"]
     # the backlog's beats are the stored beats after ``start``
@@ -223,6 +256,7 @@ async def test_a_reconnecting_browser_gets_the_backlog_without_a_hole(
     assert backlog_beats and all(b["sample"] >= start for b in backlog_beats)
 
 
+@pytest.mark.asyncio
 async def test_the_station_gets_a_seamless_decimated_wave_of_visible_patients_only(
     clinician, patient, other_patient, device, record_chunks, record_100, eager_celery
 ):
@@ -265,6 +299,7 @@ def test_decimation_is_seamless_for_any_chunking(rng):
 # --- Alarms ------------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_alarms_reach_the_patient_stream_and_the_station(clinician, patient, recording):
     stream, _, _ = await connect(f"/ws/patients/{patient.pk}/", clinician)
     station, _, _ = await connect("/ws/station/", clinician)
@@ -297,6 +332,7 @@ async def test_alarms_reach_the_patient_stream_and_the_station(clinician, patien
     await station.disconnect()
 
 
+@pytest.mark.asyncio
 async def test_the_status_names_the_most_urgent_open_alarm(clinician, patient, recording):
     now = timezone.now()
     conditions = [
@@ -343,6 +379,7 @@ async def stalled_channel_does_not_delay(layer, group: str, capacity: int) -> No
     await layer.group_discard(group, reader)
 
 
+@pytest.mark.asyncio
 async def test_a_stalled_channel_does_not_delay_others_in_memory():
     capacity = 10
     layers = {
@@ -356,6 +393,7 @@ async def test_a_stalled_channel_does_not_delay_others_in_memory():
 
 
 @pytest.mark.services
+@pytest.mark.asyncio
 async def test_a_stalled_channel_does_not_delay_others_on_redis(redis_url):
     from channels_redis.core import RedisChannelLayer
 
