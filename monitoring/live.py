@@ -139,12 +139,13 @@ def current_rhythm(recording: Recording, regular: bool) -> str | None:
     from monitoring.alarms import BEAT_FINAL_LAG_S
 
     kinds = set()
+    # Beats are stored about 6.5 s after their R peak: a "pause" reaching past the time up to
+    # which every beat is known may only be beats not stored yet, so it counts up to there.
+    beats_known_s = recording.analysis_cursor / recording.sampling_rate_hz - BEAT_FINAL_LAG_S
     ongoing = Episode.objects.filter(recording=recording, details__ongoing=True)
+    pause_limit_s = recording.patient.pause_limit_s
     for kind, start_s, end_s in ongoing.values_list("kind", "start_s", "end_s"):
-        # Beats are stored about 6.5 s after their R peak, so the analysis always sees a
-        # "pause" from the last stored beat to the analysed end; it is one only when it is
-        # longer than the limit even without that lag.
-        if kind == "PAUSE" and end_s - start_s - BEAT_FINAL_LAG_S < recording.patient.pause_limit_s:
+        if kind == "PAUSE" and min(end_s, beats_known_s) - start_s < pause_limit_s:
             continue
         kinds.add(kind)
     for kind in RHYTHM_ORDER:

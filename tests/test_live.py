@@ -27,7 +27,7 @@ from monitoring.consumers import (
     parse_since_s,
 )
 from monitoring.ingest import ingest_chunk
-from monitoring.models import Alarm, AlarmKind, Device, Recording
+from monitoring.models import Alarm, AlarmKind, Device, Episode, Recording
 from monitoring.routing import websocket_urlpatterns
 from tests.inference.conftest import physionet_folder
 from tests.test_streaming_analysis import MITDB_BASELINE, MITDB_GAIN, mitdb_adc, random_chunks
@@ -197,7 +197,7 @@ async def test_the_patient_stream_gets_samples_beats_and_a_plausible_status(
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,  # a fix in monitoring/streaming.py is under way: then drop this mark
     reason="alarms.episode_conditions takes the PAUSE the analysis sees from the last stored "
     "beat to the analysed end (beats are stored ~6.5 s late) for a real one: 'Pause 6.0 s > "
     "3.0 s' on normal sinus rhythm; live.current_rhythm discounts that lag, the alarm rule not",
@@ -294,6 +294,25 @@ def test_decimation_is_seamless_for_any_chunking(rng):
             out.update({start + i: v for i, v in enumerate(kept)})
             first += n
         assert [out[i] for i in range(len(out))] == signal[::factor]
+
+
+def test_the_rhythm_is_an_ongoing_pause_only_past_the_beats_not_stored_yet(recording):
+    """A pause open at the analysed end counts up to where every beat is known (the end minus
+    the ~7 s a beat waits): 6 s at the tail is beats to come, 12 s is a pause."""
+    fs_hz = recording.sampling_rate_hz
+    recording.analysis_cursor = round(60.0 * fs_hz)
+    recording.save()
+    pause = Episode.objects.create(
+        recording=recording, kind="PAUSE", start_s=54.0, end_s=60.0, details={"ongoing": True}
+    )
+    assert live.current_rhythm(recording, regular=True) == "Sinus"
+    pause.start_s = 48.0
+    pause.save()
+    assert live.current_rhythm(recording, regular=True) == "PAUSE"
+    Episode.objects.create(
+        recording=recording, kind="VT", start_s=50.0, end_s=60.0, details={"ongoing": True}
+    )
+    assert live.current_rhythm(recording, regular=False) == "VT"  # the more dangerous
 
 
 # --- Alarms ------------------------------------------------------------------------------
