@@ -199,6 +199,29 @@ class StreamingAnalyzer:
         windows = self._windows.push(chunk)
         return self._update(samples, probabilities, segments, vf_probabilities, windows)
 
+    @property
+    def beats_final_through(self) -> int:
+        """Sample index before which every beat of the stream has been emitted.
+
+        Beats come out about 6.5 s after their R peak, so the last seconds pushed hold beats
+        not yet known: a caller that looks for the absence of beats (a pause, a rate) must
+        stop here, not at ``n_samples_pushed``. It is the earliest of the first detected
+        beat not yet emitted and the oldest sample the QRS detector may still place a beat
+        at; after ``finish`` it is the end of the signal.
+        """
+        if self._finished:
+            return self.n_samples_pushed
+        beats = self._beats
+        frontier = min(self._qrs.oldest_sample, self.n_samples_pushed)
+        pending = beats.n_emitted - beats.first_beat
+        if 0 <= pending < len(beats.peaks):
+            frontier = min(frontier, int(beats.peaks[pending]))
+        # the detector's bound is loose (it keeps a few seconds of history); beats come out in
+        # order, so the next one also lies after the last one emitted
+        if 0 < pending <= len(beats.peaks):
+            frontier = max(frontier, int(beats.peaks[pending - 1]) + 1)
+        return frontier
+
     def finish(self) -> StreamUpdate:
         """End of the signal: return everything still pending. Later calls return nothing."""
         if self._finished:

@@ -257,7 +257,10 @@ def analyze_next(recording_id: int) -> RoundResult:
         step = max(1, round(EPISODE_EVERY_S * fs_hz))
         episodes = []
         if finished or (segment_start + pushed_before) // step != analysed_end // step:
-            episodes = _update_episodes(locked, segment_start, analysed_end, finished)
+            # only up to where the beats are known: the last seconds pushed hold beats not
+            # yet emitted, and an episode rule would read their absence as a pause
+            beats_end = segment_start + analyzer.beats_final_through
+            episodes = _update_episodes(locked, segment_start, beats_end, finished)
         locked.analysis_cursor = position
         locked.stream_state = None if finished else analyzer.to_bytes()
         locked.stream_start_sample = position if finished else segment_start
@@ -356,11 +359,12 @@ def _rhythm_config(recording: Recording) -> RhythmConfig:
 
 
 def _update_episodes(
-    recording: Recording, segment_start: int, analysed_end: int, finished: bool
+    recording: Recording, segment_start: int, beats_end: int, finished: bool
 ) -> list[Episode]:
-    """Recompute the episodes of the recent past of the current stretch (see module doc)."""
+    """Recompute the episodes of the recent past of the current stretch (see module doc),
+    up to ``beats_end``, the sample before which every beat is known."""
     fs_hz = recording.sampling_rate_hz
-    end_s = analysed_end / fs_hz
+    end_s = beats_end / fs_hz
     segment_s = segment_start / fs_hz
     horizon_s = max(segment_s, end_s - EPISODE_HORIZON_S)
     running = recording.episodes.filter(start_s__lt=horizon_s, end_s__gt=horizon_s)
@@ -380,7 +384,7 @@ def _update_episodes(
     vf_rows = recording.predictions.filter(
         model_name=VF_MODEL_NAME, window_start__gte=grid_start
     ).values_list("window_start", "probabilities")
-    n_segments = max(0, (analysed_end - grid_start) // segment_samples)
+    n_segments = max(0, (beats_end - grid_start) // segment_samples)
     vf = np.zeros(n_segments)
     for start, probabilities in vf_rows:
         position = (start - grid_start) // segment_samples

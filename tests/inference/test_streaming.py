@@ -306,3 +306,30 @@ def test_episodes_from_beats_is_what_detect_episodes_does_after_the_vf_detector(
         episodes_from_beats(np.array([1.0, 2.0]), None, np.array([0.5, 1.5]), 10.0)
     with pytest.raises(ValueError, match="duration_s"):
         episodes_from_beats(np.array([1.0, 2.0]), None, None, 1.5)
+
+
+def test_beats_final_through_bounds_every_beat_still_to_come(mitdb):
+    """Everything emitted lies before the frontier, everything emitted later at or after it:
+    the streaming server reads the absence of beats (pauses, rates) only up to there."""
+    ecg = excerpt(mitdb, "232", 0.0, 180.0, 360.0)  # long pauses: the hard case
+    analyzer = StreamingAnalyzer(360.0)
+    emitted: list[int] = []
+    frontiers: list[tuple[int, int]] = []  # (beats emitted so far, frontier)
+    rng = np.random.default_rng(7)
+    start = 0
+    while start < len(ecg):
+        n = int(rng.integers(1, 1800))
+        update = analyzer.push(ecg[start : start + n])
+        start += n
+        emitted.extend(int(sample) for sample in update.beat_samples)
+        frontier = analyzer.beats_final_through
+        assert frontier <= analyzer.n_samples_pushed
+        frontiers.append((len(emitted), frontier))
+    emitted.extend(int(sample) for sample in analyzer.finish().beat_samples)
+    assert analyzer.beats_final_through == len(ecg)
+    for n_before, frontier in frontiers:
+        assert all(sample < frontier for sample in emitted[:n_before])
+        assert all(sample >= frontier for sample in emitted[n_before:])
+    # and it is useful: on average within a few seconds of what was pushed
+    lag_s = np.median([len(ecg) - f for _, f in frontiers[-20:]]) / 360.0
+    assert lag_s < 30
