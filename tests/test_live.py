@@ -55,6 +55,10 @@ async def connect(path: str, user):
     communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
     communicator.scope["user"] = user
     connected, code = await communicator.connect()
+    if not connected:
+        # a refused consumer still waits on its channel (with Redis, a blocking read that
+        # would hold the test's event loop at teardown): end it as the server would
+        await communicator.disconnect()
     return communicator, connected, code
 
 
