@@ -200,12 +200,6 @@ async def test_the_patient_stream_gets_samples_beats_and_a_plausible_status(
     assert last["last_sample"] == recording.analysis_cursor
 
 
-@pytest.mark.xfail(
-    strict=False,  # a fix in monitoring/streaming.py is under way: then drop this mark
-    reason="alarms.episode_conditions takes the PAUSE the analysis sees from the last stored "
-    "beat to the analysed end (beats are stored ~6.5 s late) for a real one: 'Pause 6.0 s > "
-    "3.0 s' on normal sinus rhythm; live.current_rhythm discounts that lag, the alarm rule not",
-)
 @pytest.mark.asyncio
 async def test_a_minute_of_normal_sinus_rhythm_raises_no_alarm(
     clinician, patient, device, record_chunks, eager_celery
