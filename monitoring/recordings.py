@@ -8,10 +8,10 @@ from monitoring.models import Recording
 MAX_GAPS_LISTED = 1000
 
 
-def gaps(recording: Recording, first_sample: int = 0) -> list[list[int]]:
+def gaps(recording: Recording) -> list[list[int]]:
     """The missing ranges ``[start, end)`` between stored chunks, in sample indices, oldest
     first (at most ``MAX_GAPS_LISTED``). A gap is shown as a gap: nothing fills it in."""
-    found, position = [], first_sample
+    found, position = [], 0
     ranges = recording.chunks.order_by("first_sample").values_list("first_sample", "n_samples")
     for start, n_samples in ranges.iterator():
         if start > position:
@@ -25,8 +25,8 @@ def gaps(recording: Recording, first_sample: int = 0) -> list[list[int]]:
 def summarize(recording: Recording) -> dict:
     """How much of a recording is stored: chunks, samples, span and the samples missing.
 
-    ``missing_samples`` counts sample indices between the first and the last stored sample
-    that no chunk covers (a gap a device never filled); chunks never overlap, because the
+    ``missing_samples`` counts sample indices from 0 to the last stored sample that no chunk
+    covers (a gap a device never filled); chunks never overlap, because the
     ingest path refuses a chunk that overlaps a stored one.
     """
     totals = recording.chunks.aggregate(
@@ -43,12 +43,14 @@ def summarize(recording: Recording) -> dict:
         end_sample = last.end_sample
     return {
         "recording": recording.pk,
-        "gaps": gaps(recording, first_sample) if totals["n_chunks"] else [],
+        "gaps": gaps(recording) if totals["n_chunks"] else [],
         "n_chunks": totals["n_chunks"],
         "n_samples": n_samples,
         "first_sample": first_sample,
         "end_sample": end_sample,
-        "missing_samples": (end_sample - first_sample) - n_samples,
+        # samples count from the recording's start (a device session's sample 0), so a
+        # missing first chunk is missing too, as the device acknowledgment counts it
+        "missing_samples": end_sample - n_samples,
         "duration_s": round(n_samples / recording.sampling_rate_hz, 3),
         "analysis_cursor": recording.analysis_cursor,
     }

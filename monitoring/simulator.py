@@ -29,6 +29,7 @@ real time) without a thread per device.
 import asyncio
 import contextlib
 import json
+import secrets
 import signal
 import time
 from collections import Counter
@@ -361,7 +362,9 @@ class VirtualDevice:
         # seconds of wall time per chunk, and this device's phase within it
         self.period_wall_s = self.frames_per_chunk / config.fs_hz / simulation.speed
         self.offset_wall_s = self.period_wall_s * index / n_devices if simulation.stagger else 0.0
-        session = int(self.rng.integers(0, 2**32))
+        # A new session per run, as the firmware draws one at boot: a seeded one would repeat
+        # the last run's, which that run closed, and every chunk would answer 409.
+        session = secrets.randbits(32)
         self.report = DeviceReport(name=config.name, session=f"{session:08x}")
         self.pending: dict[int, _Pending] = {}
         self.wake = asyncio.Event()

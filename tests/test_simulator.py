@@ -193,6 +193,19 @@ def test_it_delivers_every_sample_once_despite_drops_duplicates_and_reordering(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_second_run_of_the_same_devices_opens_new_recordings(live_server, fast_devices):
+    """Each run is a new session (as a device's boot is): the first run closed its recordings,
+    and a repeated session id would make every chunk of the second run answer 409."""
+    devices = make_devices(1)
+    signals = prepare_signals(devices, ["normal"], duration_s=4.0, seed=5)
+    first = run_simulation(devices, signals, simulation(live_server))[0]
+    second = run_simulation(devices, signals, simulation(live_server))[0]
+    assert first.session != second.session
+    assert second.chunks_acked == second.chunks_made > 0 and not second.errors
+    assert Recording.objects.filter(session__in=[first.session, second.session]).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
 def test_it_delivers_binary_chunks_through_a_disconnect(live_server, fast_devices):
     devices = make_devices(1)
     signals = prepare_signals(devices, ["vt-run"], duration_s=8.0, seed=4)
