@@ -262,6 +262,34 @@ def stored_samples(database_url: str) -> dict[int, int]:
     return {recording: int(total) for recording, total in rows}
 
 
+def start_servers(
+    processes: dict,
+    env: dict,
+    ports: list[int],
+    n_workers: int,
+    queue: str,
+    tag: str,
+    workdir: Path,
+) -> None:
+    """Start a daphne on each port and ``n_workers`` solo Celery workers on ``queue``, adding
+    them to ``processes`` as they start (so the caller's ``finally`` stops what did start)."""
+    for number, port in enumerate(ports):
+        processes[f"daphne-{number}"] = start(
+            ["daphne", "-b", "127.0.0.1", "-p", str(port), "cardiospike.asgi:application"],
+            env,
+            workdir / f"daphne-{number}.log",
+        )
+    for number in range(n_workers):
+        processes[f"worker-{number}"] = start(
+            [
+                "celery", "-A", "cardiospike", "worker", "--pool", "solo", "-Q", queue,
+                "-n", f"bench{number}-{tag}@%h", "--loglevel", "WARNING",
+            ],
+            env,
+            workdir / f"worker-{number}.log",
+        )  # fmt: skip
+
+
 def run_once(n_devices: int, args: argparse.Namespace, workdir: Path) -> dict:
     tag = f"{os.getpid()}_{n_devices}"
     queue = f"bench-{tag}"
@@ -272,21 +300,7 @@ def run_once(n_devices: int, args: argparse.Namespace, workdir: Path) -> dict:
         ports = [free_port() for _ in range(args.daphne)]
         processes = {}
         try:
-            for number, port in enumerate(ports):
-                processes[f"daphne-{number}"] = start(
-                    ["daphne", "-b", "127.0.0.1", "-p", str(port), "cardiospike.asgi:application"],
-                    env,
-                    workdir / f"daphne-{number}.log",
-                )
-            for number in range(args.workers):
-                processes[f"worker-{number}"] = start(
-                    [
-                        "celery", "-A", "cardiospike", "worker", "--pool", "solo", "-Q", queue,
-                        "-n", f"bench{number}-{tag}@%h", "--loglevel", "WARNING",
-                    ],
-                    env,
-                    workdir / f"worker-{number}.log",
-                )  # fmt: skip
+            start_servers(processes, env, ports, args.workers, queue, tag, workdir)
             if args.beat:
                 processes["beat"] = start(
                     [

@@ -48,7 +48,7 @@ from device_ingest import (  # noqa: E402, I001 (after the path is set)
     free_port,
     manage,
     server_env,
-    start,
+    start_servers,
     stop,
     wait_for_health,
 )
@@ -145,21 +145,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         ports = [free_port() for _ in range(args.daphne)]
         processes = {}
         try:
-            for number, port in enumerate(ports):
-                processes[f"daphne-{number}"] = start(
-                    ["daphne", "-b", "127.0.0.1", "-p", str(port), "cardiospike.asgi:application"],
-                    env,
-                    workdir / f"daphne-{number}.log",
-                )
-            for number in range(args.workers):
-                processes[f"worker-{number}"] = start(
-                    [
-                        "celery", "-A", "cardiospike", "worker", "--pool", "solo", "-Q", queue,
-                        "-n", f"bench{number}-{tag}@%h", "--loglevel", "WARNING",
-                    ],
-                    env,
-                    workdir / f"worker-{number}.log",
-                )  # fmt: skip
+            start_servers(processes, env, ports, args.workers, queue, tag, workdir)
             bases = [f"http://127.0.0.1:{port}" for port in ports]
             for base in bases:
                 wait_for_health(base)

@@ -136,18 +136,10 @@ def heart_rate_bpm(recording: Recording) -> tuple[float | None, bool]:
 
 def current_rhythm(recording: Recording, regular: bool) -> str | None:
     """The ongoing episode's kind (the most dangerous of several), else "Sinus" if regular."""
-    from monitoring.alarms import BEAT_FINAL_LAG_S
-
-    kinds = set()
-    # Beats are stored about 6.5 s after their R peak: a "pause" reaching past the time up to
-    # which every beat is known may only be beats not stored yet, so it counts up to there.
-    beats_known_s = recording.analysis_cursor / recording.sampling_rate_hz - BEAT_FINAL_LAG_S
+    # Episodes end where every beat is known (StreamingAnalyzer.beats_final_through), so an
+    # ongoing pause is a real one, not beats still to be stored.
     ongoing = Episode.objects.filter(recording=recording, details__ongoing=True)
-    pause_limit_s = recording.patient.pause_limit_s
-    for kind, start_s, end_s in ongoing.values_list("kind", "start_s", "end_s"):
-        if kind == "PAUSE" and min(end_s, beats_known_s) - start_s < pause_limit_s:
-            continue
-        kinds.add(kind)
+    kinds = set(ongoing.values_list("kind", flat=True))
     for kind in RHYTHM_ORDER:
         if kind in kinds:
             return kind

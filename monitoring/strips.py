@@ -169,18 +169,7 @@ def render_strip_png(recording: Recording, request: StripRequest) -> bytes:
     if request.beat is not None:
         title += f" · saliency of beat {request.beat.index + 1} ({request.beat.label})"
     axes.set_title(title, fontsize=9, loc="left")
-    figure.text(
-        0.99,
-        0.01,
-        "Research software, not a medical device",
-        ha="right",
-        fontsize=6,
-        color="#6b7280",
-    )
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return _png(figure)
 
 
 def _paper(axes, t0: float, t1: float, ymin: float, ymax: float) -> None:
@@ -262,6 +251,11 @@ def render_range_png(
     lead = recording.lead_names[recording.analysis_lead]
     heading = f"Recording {recording.pk} · {lead} · {t0:.1f}-{t1:.1f} s"
     axes.set_title(f"{heading} · {title}" if title else heading, fontsize=9, loc="left")
+    return _png(figure)
+
+
+def _png(figure: Figure) -> bytes:
+    """The figure as PNG bytes, with the research-software notice every strip carries."""
     figure.text(
         0.99,
         0.01,
