@@ -1,7 +1,8 @@
 """Streaming analysis of one ECG lead: the offline pipeline, fed in chunks, with its state saved.
 
     analyzer = StreamingAnalyzer(fs_hz=250.0)
-    update = analyzer.push(chunk_mv)        # what became final: beats, VF segments, windows
+    update = analyzer.push(chunk_mv)        # what became final: beats, VF segments, windows,
+                                            # and provisional labels of the newest beats
     state = analyzer.to_bytes()             # store it; later, maybe in another process:
     analyzer = StreamingAnalyzer.from_bytes(state)
     update = analyzer.finish()              # end of the signal: everything left
@@ -13,6 +14,19 @@ updates together equal one offline pass over the whole signal:
   AAMI labels of ``inference.beats`` and their probabilities within 1e-5 (see "Beats");
 - VF segments: ``inference.vf.vf_probability``;
 - windows: ``inference.predictor``'s 2-s windows.
+
+Provisional beats
+    Waiting 6.5 s for a beat's label is too long for a live trace, so each ``push`` also
+    returns, once, every beat whose next beat the QRS detector has made final since the last
+    push (so about one RR interval plus 0.3 s after its R peak), with a *provisional* label:
+    the label the offline pass would give if the signal ended at the last sample pushed
+    (``finish``'s rules on a copy of the state: the band-pass ends there, the first blocks
+    use the beats known so far). Its post-RR is known; without it (labelling the newest beat
+    at once, its post-RR taken as its pre-RR) the provisional label missed most premature
+    beats: on 5 minutes of MIT-BIH 232, 201, 208 and 119 in 1-s pushes it equalled the final
+    label for 80, 88, 96 and 99 % of beats, and with the post-RR for 99.4, 99.1, 99.2 and
+    99.7 %. The same beat comes out again, final, about 6 s later with the same R peak; its
+    label may differ. ``finish`` labels the rest finally, none provisionally.
 
 Rhythm episodes are not streamed: ``inference.rhythm.episodes_from_beats`` computes them from
 stored beats and VF segment probabilities (the Django side does that on what it stored).
@@ -128,7 +142,9 @@ from inference.vf import (
 MARGIN_AFTER_S = 6.0
 MARGIN_BEFORE_S = 8.0
 STATE_FORMAT = "cardiospike.streaming"
-STATE_VERSION = 2
+STATE_VERSION = 3
+# version 2 had no provisional beats: its next push labels every known beat provisionally
+READABLE_STATE_VERSIONS = (2, 3)
 STATE_COMPRESSION_LEVEL = 1
 
 
@@ -151,6 +167,10 @@ class StreamUpdate:
     beat_samples : int64 R-peak sample indices, counted from the first sample pushed
     beat_labels : AAMI class of each beat (``inference.aami.AAMI_CLASSES``)
     beat_probabilities : float64 (n_beats, 5), columns in ``AAMI_CLASSES`` order
+    provisional_samples, provisional_labels, provisional_probabilities : the same for the
+        beats not yet final whose next beat is now known, labelled as if the signal ended
+        here (see "Provisional beats"); each beat appears there at most once, before it is
+        final
     vf_segments : int64 indices of 2-s segments (segment k starts at sample ``k round(2 fs)``)
     vf_probabilities : their VF/VFL probability (``inference.vf``)
     windows : the window model's verdicts, in order
@@ -162,6 +182,11 @@ class StreamUpdate:
     vf_segments: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     vf_probabilities: np.ndarray = field(default_factory=lambda: np.empty(0))
     windows: list[StreamWindow] = field(default_factory=list)
+    provisional_samples: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    provisional_labels: list[str] = field(default_factory=list)
+    provisional_probabilities: np.ndarray = field(
+        default_factory=lambda: np.empty((0, len(AAMI_CLASSES)))
+    )
 
 
 class StreamingAnalyzer:
@@ -197,7 +222,10 @@ class StreamingAnalyzer:
         samples, probabilities = self._beats.push(chunk, peaks, self._qrs.oldest_sample)
         segments, vf_probabilities = self._vf.push(chunk)
         windows = self._windows.push(chunk)
-        return self._update(samples, probabilities, segments, vf_probabilities, windows)
+        update = self._update(samples, probabilities, segments, vf_probabilities, windows)
+        update.provisional_samples, update.provisional_probabilities = self._beats.provisional()
+        update.provisional_labels = _labels(update.provisional_probabilities)
+        return update
 
     @property
     def beats_final_through(self) -> int:
@@ -242,7 +270,7 @@ class StreamingAnalyzer:
         self.n_beats_emitted += len(samples)
         return StreamUpdate(
             beat_samples=samples,
-            beat_labels=[AAMI_CLASSES[i] for i in probabilities.argmax(axis=1)],
+            beat_labels=_labels(probabilities),
             beat_probabilities=probabilities,
             vf_segments=segments,
             vf_probabilities=vf_probabilities,
@@ -295,7 +323,7 @@ class StreamingAnalyzer:
             header = json.loads(arrays.pop("header").tobytes().decode())
             if not isinstance(header, dict) or header.get("format") != STATE_FORMAT:
                 raise ValueError("not a streaming analysis state")
-            if header.get("version") != STATE_VERSION:
+            if header.get("version") not in READABLE_STATE_VERSIONS:
                 raise ValueError(f"state version {header.get('version')!r} is not {STATE_VERSION}")
             parts = {part: dict(values) for part, values in header["state"].items()}
             for name, array in arrays.items():
@@ -330,6 +358,10 @@ class StreamingAnalyzer:
         if any(fs != analyzer.fs_hz for fs in (*stages, analyzer._windows.fs_hz)):
             raise ValueError("not a valid streaming analysis state: the stages' rates differ")
         return analyzer
+
+
+def _labels(probabilities: np.ndarray) -> list[str]:
+    return [AAMI_CLASSES[i] for i in probabilities.argmax(axis=1)]
 
 
 # --- Stages' state ------------------------------------------------------------------------
@@ -398,6 +430,7 @@ class _BeatStage(_Stage):
         self.first_window = 0
         self.windows = np.empty((0, WINDOW_SAMPLES), dtype=np.float32)
         self.n_emitted = 0
+        self.n_provisional = 0  # beats given a provisional label so far
 
     @property
     def n_known(self) -> int:
@@ -413,6 +446,25 @@ class _BeatStage(_Stage):
         emitted = self._emit(final=False)
         self._trim(oldest_future_peak)
         return emitted
+
+    def provisional(self) -> tuple[np.ndarray, np.ndarray]:
+        """The known beats not yet emitted nor given a provisional label, but with their next
+        beat known, labelled on a copy of this stage as ``finish`` would label them if the
+        signal ended here."""
+        begin = max(self.n_provisional, self.n_emitted)
+        if begin >= self.n_known - 1:
+            return np.empty(0, dtype=np.int64), np.empty((0, len(AAMI_CLASSES)))
+        # a shallow copy: _compute_windows and _emit replace the arrays they grow, but fill
+        # average and cumulative in place, so those two are copied
+        copy = object.__new__(_BeatStage)
+        copy.__dict__.update(self.__dict__)
+        copy.average = self.average.copy()
+        copy.cumulative = self.cumulative.copy()
+        copy._compute_windows(final=True)
+        samples, probabilities = copy._emit(final=True)
+        skip = begin - self.n_emitted
+        self.n_provisional = self.n_known - 1
+        return samples[skip:-1], probabilities[skip:-1]
 
     def finish(self, peaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self._add_peaks(peaks)
@@ -552,9 +604,15 @@ class _BeatStage(_Stage):
         "n_emitted": int,
     }
 
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["n_provisional"] = self.n_provisional
+        return state
+
     @classmethod
     def from_state_dict(cls, state: dict) -> _BeatStage:
         stage = cls._saved(state, str(state["model_name"]))
+        stage.n_provisional = int(state.get("n_provisional", stage.n_emitted))
         if not len(stage.peaks) == len(stage.average) == len(stage.cumulative):
             raise ValueError("beat arrays differ in length")
         if stage.signal_start + len(stage.signal) != stage.n_pushed:

@@ -289,7 +289,10 @@ def physiological_conditions(recording: Recording) -> list[Condition]:
     stretch_start = recording.stream_start_sample
     first = max(stretch_start, analysed_end - round(BEAT_LOOKBACK_S * fs_hz))
     rows = list(
-        recording.beats.filter(sample__gte=first).order_by("sample").values_list("sample", "label")
+        # final beats only: a provisional label may still change (inference/streaming.py)
+        recording.beats.filter(sample__gte=first, provisional=False)
+        .order_by("sample")
+        .values_list("sample", "label")
     )
     samples = np.array([sample for sample, _ in rows], dtype=np.int64)
     labels = [label for _, label in rows]

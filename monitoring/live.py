@@ -76,6 +76,7 @@ def beat_payloads(beats, fs_hz: float) -> list[dict]:
             "time_s": round(beat.sample / fs_hz, 3),
             "label": beat.label,
             "confidence": round(beat.confidence, 4),
+            "provisional": beat.provisional,
         }
         for beat in beats
     ]

@@ -489,6 +489,11 @@ class Beat(models.Model):
     row = models.PositiveIntegerField(
         "CSV row", null=True, blank=True, help_text="1-based data row, for beat-per-row files."
     )
+    provisional = models.BooleanField(
+        default=False,
+        help_text="A live beat whose label may still change: stored about one RR interval "
+        "after its R peak, confirmed about 6 s later (inference/streaming.py).",
+    )
 
     class Meta:
         ordering = ["recording", "index"]
@@ -722,8 +727,9 @@ class NotificationAttempt(models.Model):
 class AuditEntry(models.Model):
     """One change of one patient setting (an alarm limit) by one user: who, when, old, new.
 
-    Written by the management views in the same transaction as the change itself, so the trail
-    can never miss a change that was saved (monitoring/dashboard_views.py).
+    Written in the same transaction as the change itself, so the trail can never miss a change
+    that was saved: by the management views (monitoring/dashboard_views.py) and the admin
+    site (monitoring/admin.py).
     """
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="audit_entries")
@@ -746,3 +752,14 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.field}: {self.old_value} -> {self.new_value} ({self.patient_id})"
+
+    @classmethod
+    def record(cls, user, patient: Patient, field: str, old, new) -> "AuditEntry":
+        """One change, written by whoever made it (the management views and the admin site)."""
+        return cls.objects.create(
+            patient=patient,
+            user=user,
+            field=field,
+            old_value="" if old is None else str(old),
+            new_value="" if new is None else str(new),
+        )

@@ -288,29 +288,54 @@ def analyze_next(recording_id: int) -> RoundResult:
 
 
 def _store_beats(recording: Recording, segment_start: int, updates: list[StreamUpdate]):
+    """Store the round's beats: final ones (confirming the provisional row of the same R peak
+    when there is one: same index, the label may change) and new provisional ones.
+
+    Returns the beats created or changed, in index order (what the live pages are sent).
+    """
+    provisional = {beat.sample: beat for beat in recording.beats.filter(provisional=True)}
     last = recording.beats.order_by("-index").values_list("index", flat=True).first()
-    index = -1 if last is None else last
-    beats = []
+    next_index = 0 if last is None else last + 1
+    created, confirmed = [], []
+
+    def fill(beat: Beat, label: str, row: np.ndarray, is_provisional: bool) -> Beat:
+        probabilities = {
+            name: round(float(p), 6) for name, p in zip(AAMI_CLASSES, row, strict=True)
+        }
+        beat.label = label
+        beat.confidence = min(1.0, max(0.0, float(probabilities[label])))
+        beat.probabilities = probabilities
+        beat.provisional = is_provisional
+        return beat
+
     for update in updates:
+        # final beats first: within one update they all precede its provisional ones
         for sample, label, row in zip(
             update.beat_samples, update.beat_labels, update.beat_probabilities, strict=True
         ):
-            index += 1
-            probabilities = {
-                name: round(float(p), 6) for name, p in zip(AAMI_CLASSES, row, strict=True)
-            }
-            beats.append(
-                Beat(
-                    recording=recording,
-                    index=index,
-                    sample=segment_start + int(sample),
-                    label=label,
-                    confidence=min(1.0, max(0.0, float(probabilities[label]))),
-                    probabilities=probabilities,
-                )
-            )
-    Beat.objects.bulk_create(beats)
-    return beats
+            sample = segment_start + int(sample)
+            beat = provisional.pop(sample, None)
+            if beat is None:
+                beat = Beat(recording=recording, index=next_index, sample=sample)
+                next_index += 1
+                created.append(beat)
+            elif beat.pk is not None:
+                confirmed.append(beat)
+            fill(beat, label, row, is_provisional=False)
+        for sample, label, row in zip(
+            update.provisional_samples,
+            update.provisional_labels,
+            update.provisional_probabilities,
+            strict=True,
+        ):
+            sample = segment_start + int(sample)
+            beat = Beat(recording=recording, index=next_index, sample=sample)
+            next_index += 1
+            created.append(fill(beat, label, row, is_provisional=True))
+            provisional[sample] = beat
+    Beat.objects.bulk_create(created)
+    Beat.objects.bulk_update(confirmed, ["label", "confidence", "probabilities", "provisional"])
+    return sorted(created + confirmed, key=lambda beat: beat.index)
 
 
 def _store_verdicts(recording: Recording, segment_start: int, updates: list[StreamUpdate]):
@@ -372,7 +397,10 @@ def _update_episodes(
     horizon_s = max(segment_s, earliest)
     context_s = max(segment_s, horizon_s - EPISODE_CONTEXT_S)
 
-    beats = recording.beats.filter(sample__gte=round(context_s * fs_hz)).order_by("index")
+    # final beats only: a provisional label may still change
+    beats = recording.beats.filter(
+        sample__gte=round(context_s * fs_hz), provisional=False
+    ).order_by("index")
     samples, labels = [], []
     for sample, label in beats.values_list("sample", "label"):
         samples.append(sample)

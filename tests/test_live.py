@@ -186,10 +186,20 @@ async def test_the_patient_stream_gets_samples_beats_and_a_plausible_status(
 
     beats = [beat for m in messages if m["type"] == "beats" for beat in m["beats"]]
     stored = await database_sync_to_async(
-        lambda: list(recording.beats.order_by("index").values_list("index", "sample", "label"))
+        lambda: list(
+            recording.beats.order_by("index").values_list("index", "sample", "label", "provisional")
+        )
     )()
     assert len(stored) > 40
-    assert [(b["index"], b["sample"], b["label"]) for b in beats] == stored
+    # the recording is still open: its last beats are provisional, the others final; each
+    # went out as it is stored (a provisional message first for most), in order
+    assert 0 < sum(row[3] for row in stored) < 15
+    latest = {}
+    for b in beats:
+        latest[b["index"]] = (b["index"], b["sample"], b["label"], b["provisional"])
+    assert sorted(latest.values()) == stored
+    final = [(b["index"], b["sample"], b["label"]) for b in beats if not b["provisional"]]
+    assert final == [row[:3] for row in stored if not row[3]]
 
     statuses = [m for m in messages if m["type"] == "status"]
     assert statuses, "a status after analysis rounds"

@@ -274,9 +274,18 @@ def test_the_results_are_published_to_the_recordings_group(
     analysis = [message for message in published if message["type"] == "recording.analysis"]
     samples = [message for message in published if message["type"] == "recording.samples"]
     assert len(analysis) + len(samples) == len(published)
-    sent = [beat["sample"] for message in analysis for beat in message["beats"]]
+    sent = [beat for message in analysis for beat in message["beats"]]
     stored = list(Beat.objects.filter(recording=recording).values_list("sample", flat=True))
-    assert sent == stored and len(stored) > 20
+    # each beat went out once final, in order; most went out provisional before that
+    assert [beat["sample"] for beat in sent if not beat["provisional"]] == stored
+    assert len(stored) > 20
+    assert not Beat.objects.filter(recording=recording, provisional=True).exists()
+    first_sent = {}
+    for position, beat in enumerate(sent):
+        first_sent.setdefault(beat["sample"], (position, beat["provisional"]))
+    provisional_first = [sample for sample, (_, early) in first_sent.items() if early]
+    assert len(provisional_first) > 0.8 * len(stored)
+    assert set(first_sent) == set(stored)
     verdicts = [v["start_sample"] for message in analysis for v in message["verdicts"]]
     assert len(verdicts) == Prediction.objects.filter(recording=recording).count() > 0
     # every stored chunk went out as it was stored, in mV, in order of arrival

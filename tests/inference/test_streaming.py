@@ -127,6 +127,47 @@ def test_it_gives_the_offline_analysis_in_random_chunks(mitdb, record, start_s, 
     assert episodes == offline.episodes
 
 
+@pytest.mark.parametrize(("record", "start_s"), [("208", 0.0), ("232", 600.0)])
+def test_each_beat_comes_provisional_once_then_final(mitdb, record, start_s):
+    ecg = excerpt(mitdb, record, start_s, 180.0, MITDB_FS_HZ)
+    analyzer = StreamingAnalyzer(MITDB_FS_HZ)
+    chunk = round(MITDB_FS_HZ)  # 1-s pushes, as devices send them
+    provisional: dict[int, tuple[str, float]] = {}  # sample -> (label, seconds pushed then)
+    final: dict[int, str] = {}
+    delays_s = []
+    for start in range(0, len(ecg), chunk):
+        update = analyzer.push(ecg[start : start + chunk])
+        pushed_s = analyzer.n_samples_pushed / MITDB_FS_HZ
+        if start and start % (20 * chunk) == 0:
+            analyzer = StreamingAnalyzer.from_bytes(analyzer.to_bytes())
+        for sample, label in zip(
+            update.provisional_samples, update.provisional_labels, strict=True
+        ):
+            assert sample not in provisional and sample not in final  # once, before its final
+            provisional[int(sample)] = (label, pushed_s)
+            delays_s.append(pushed_s - sample / MITDB_FS_HZ)
+        for sample, label in zip(update.beat_samples, update.beat_labels, strict=True):
+            final[int(sample)] = label
+    last = analyzer.finish()
+    assert len(last.provisional_samples) == 0
+    final.update(zip(last.beat_samples.tolist(), last.beat_labels, strict=True))
+
+    # every provisional beat is a final beat; only the last seconds' beats were never
+    # provisional (the finish labelled them finally)
+    assert set(provisional) <= set(final)
+    never = sorted(set(final) - set(provisional))
+    assert all(sample > len(ecg) - 3 * chunk for sample in never)
+    # labelled once the next beat is known (232 has pauses of several seconds), not 6.5 s
+    # after the R peak; the delay counts whole 1-s pushes
+    p50_s, p99_s = np.percentile(delays_s, [50, 99])
+    print(f"{record}: provisional delay p50 {p50_s:.2f} s, p99 {p99_s:.2f} s")
+    assert p50_s < 2.0
+    assert p99_s < 4.0
+    agreement = np.mean([provisional[s][0] == final[s] for s in provisional])
+    print(f"{record}: provisional labels equal the final ones for {agreement:.1%} of beats")
+    assert agreement > 0.97
+
+
 def test_it_round_trips_its_state_at_every_push(mitdb):
     ecg = excerpt(mitdb, "208", 1200.0, 60.0, MITDB_FS_HZ)
     rng = np.random.default_rng(7)

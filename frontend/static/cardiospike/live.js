@@ -95,10 +95,18 @@
 
   function addBeats(message) {
     if (message.recording !== state.recording) { return; }
+    // a beat comes first provisional, then again final with the same R peak (its label may
+    // change): the later message wins
     var known = {};
-    state.beats.forEach(function (beat) { known[beat.sample] = true; });
+    state.beats.forEach(function (beat) { known[beat.sample] = beat; });
     message.beats.forEach(function (beat) {
-      if (!known[beat.sample]) { state.beats.push({ sample: beat.sample, label: beat.label }); }
+      var mark = known[beat.sample];
+      if (mark) {
+        mark.label = beat.label;
+        mark.provisional = beat.provisional;
+      } else {
+        state.beats.push({ sample: beat.sample, label: beat.label, provisional: beat.provisional });
+      }
     });
     state.dirty = true;
   }
@@ -146,7 +154,9 @@
       if (beat.sample > state.last) { return; }
       var x = ((beat.sample % n) / n) * width;
       context.fillStyle = LABEL_COLOURS[beat.label] || "#111";
+      context.globalAlpha = beat.provisional ? 0.45 : 1.0;  // faint until confirmed
       context.fillText(beat.label, x, 16);
+      context.globalAlpha = 1.0;
       context.fillRect(x - 0.5, 20, 1, 6);
     });
   }
