@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from monitoring.forms import LIMIT_FIELDS
 from monitoring.models import (
     Alarm,
     AlarmRecipient,
@@ -26,6 +27,9 @@ from monitoring.models import (
     Recording,
     SampleChunk,
 )
+
+# what the admin's patient form may change that the audit trail keeps (as /manage/ does)
+AUDITED_FIELDS = (*LIMIT_FIELDS, "is_active")
 
 
 @admin.register(Patient)
@@ -66,6 +70,19 @@ class PatientAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(n_clinicians=Count("clinicians"))
+
+    def save_model(self, request, obj, form, change):
+        # the same audit trail as /manage/: a limit or an admission changed here is kept too
+        # (the admin saves inside a transaction; the row is locked to read what it replaces)
+        old = None
+        if change:
+            old = Patient.objects.select_for_update().filter(pk=obj.pk).values(*AUDITED_FIELDS)
+            old = old.first()
+        super().save_model(request, obj, form, change)
+        for field in AUDITED_FIELDS:
+            before = None if old is None else old[field]
+            if before != getattr(obj, field):
+                AuditEntry.record(request.user, obj, field, before, getattr(obj, field))
 
     @admin.display(description="clinicians", ordering="n_clinicians")
     def clinician_count(self, patient):
@@ -122,9 +139,19 @@ class DeviceAdmin(admin.ModelAdmin):
         return custom + super().get_urls()
 
     def save_model(self, request, obj, form, change):
+        previous = None
+        if change:
+            previous = Device.objects.select_for_update().filter(pk=obj.pk).values("patient")
+            previous = previous.first()["patient"]
         super().save_model(request, obj, form, change)
         if not change:
             request._issued_device_token = obj.issue_token()
+        if previous != obj.patient_id:  # audited on both patients, as /manage/ does
+            if previous is not None:
+                patient = Patient.objects.get(pk=previous)
+                AuditEntry.record(request.user, patient, "device", obj.serial, None)
+            if obj.patient is not None:
+                AuditEntry.record(request.user, obj.patient, "device", None, obj.serial)
 
     def response_add(self, request, obj, post_url_continue=None):
         token = getattr(request, "_issued_device_token", None)

@@ -87,16 +87,6 @@ def patient_live(request, pk: int):
 # --- Management (staff only) ----------------------------------------------------------------
 
 
-def _audit(user, patient: Patient, field: str, old, new) -> AuditEntry:
-    return AuditEntry.objects.create(
-        patient=patient,
-        user=user,
-        field=field,
-        old_value="" if old is None else str(old),
-        new_value="" if new is None else str(new),
-    )
-
-
 @staff_required
 def manage(request):
     """Staff overview: every patient (admitted first) and every device with its holder."""
@@ -118,7 +108,7 @@ def admit_patient(request):
         with transaction.atomic():
             patient = form.save()
             for field in LIMIT_FIELDS:
-                _audit(request.user, patient, field, None, getattr(patient, field))
+                AuditEntry.record(request.user, patient, field, None, getattr(patient, field))
         messages.success(request, f"Admitted {patient.name} ({patient.mrn}).")
         return redirect("patient-page", pk=patient.pk)
     return render(request, "monitoring/manage_admit.html", {"form": form})
@@ -136,10 +126,15 @@ def edit_limits(request, pk: int):
             locked = Patient.objects.select_for_update().get(pk=pk)
             old = {field: getattr(locked, field) for field in LIMIT_FIELDS}
             if form.is_valid():
-                form.save()
+                # only the limits: the form's instance was read before the lock, and saving
+                # all its fields could undo a discharge or ward change made meanwhile
+                form.save(commit=False)
+                form.instance.save(update_fields=[*LIMIT_FIELDS, "updated_at"])
                 changed = [f for f in LIMIT_FIELDS if getattr(form.instance, f) != old[f]]
                 for field in changed:
-                    _audit(request.user, patient, field, old[field], getattr(form.instance, field))
+                    AuditEntry.record(
+                        request.user, patient, field, old[field], getattr(form.instance, field)
+                    )
         if form.is_valid():
             if changed:
                 messages.success(request, f"Alarm limits saved ({', '.join(changed)}).")
@@ -158,7 +153,7 @@ def discharge_patient(request, pk: int):
         with transaction.atomic():
             patient.is_active = False
             patient.save(update_fields=["is_active", "updated_at"])
-            _audit(request.user, patient, "is_active", True, False)
+            AuditEntry.record(request.user, patient, "is_active", True, False)
         messages.success(request, f"Discharged {patient.name}.")
     return redirect("patient-page", pk=patient.pk)
 
@@ -176,8 +171,8 @@ def assign_device(request, pk: int):
                 device.patient = patient
                 device.save(update_fields=["patient"])
                 if previous is not None:
-                    _audit(request.user, previous, "device", device.serial, None)
-                _audit(request.user, patient, "device", None, device.serial)
+                    AuditEntry.record(request.user, previous, "device", device.serial, None)
+                AuditEntry.record(request.user, patient, "device", None, device.serial)
             note = f" (moved from {previous.name})" if previous else ""
             messages.success(request, f"Device {device.serial} assigned to {patient.name}{note}.")
         return redirect("patient-page", pk=patient.pk)
@@ -194,7 +189,7 @@ def unassign_device(request, pk: int):
         with transaction.atomic():
             device.patient = None
             device.save(update_fields=["patient"])
-            _audit(request.user, patient, "device", device.serial, None)
+            AuditEntry.record(request.user, patient, "device", device.serial, None)
         messages.success(request, f"Device {device.serial} unassigned from {patient.name}.")
         return redirect("patient-page", pk=patient.pk)
     return redirect("manage")

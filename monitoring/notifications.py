@@ -34,6 +34,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from monitoring import live
 from monitoring.models import (
     Alarm,
     AlarmRecipient,
@@ -247,9 +248,13 @@ def send_notification(notification_id: int, now: datetime | None = None) -> str:
     Alarm.objects.filter(pk=notification.alarm_id, notified_at__isnull=True).update(
         notified_at=sent_at
     )
-    Alarm.objects.filter(pk=notification.alarm_id, state=AlarmState.RAISED).update(
+    notified = Alarm.objects.filter(pk=notification.alarm_id, state=AlarmState.RAISED).update(
         state=AlarmState.NOTIFIED
     )
+    if notified:  # the pages show the new state at once (live.publish_alarm never raises)
+        live.publish_alarm(
+            Alarm.objects.select_related("acknowledged_by").get(pk=notification.alarm_id)
+        )
     return "sent"
 
 

@@ -181,3 +181,41 @@ def test_it_searches_and_filters_patients(client, staff_user, patient, other_pat
     assert "Someone Else" in found and "Assigned Patient" not in found
     by_ward = client.get(url, {"ward": "A"}).content.decode()
     assert "Assigned Patient" in by_ward and "Someone Else" not in by_ward
+
+
+def test_limit_and_device_changes_in_the_admin_are_audited(
+    client, staff_user, clinician, patient, other_patient, device
+):
+    # the admin is a second way to change what /manage/ audits: it must leave the same trail
+    client.force_login(staff_user)
+    form = {
+        "mrn": patient.mrn,
+        "name": patient.name,
+        "birth_date": "",
+        "sex": patient.sex,
+        "notes": "",
+        "is_active": "on",
+        "ward": patient.ward,
+        "bed": patient.bed,
+        "clinicians": [clinician.pk],
+        "hr_low_limit_bpm": patient.hr_low_limit_bpm,
+        "hr_high_limit_bpm": 110,
+        "pause_limit_s": patient.pause_limit_s,
+        "pvc_limit_per_min": patient.pvc_limit_per_min,
+    }
+    response = client.post(admin_url(type(patient), "change", patient.pk), form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    entries = list(AuditEntry.objects.filter(patient=patient))
+    assert [(e.field, e.old_value, e.new_value, e.user) for e in entries] == [
+        ("hr_high_limit_bpm", "120", "110", staff_user)
+    ]
+
+    response = client.post(
+        admin_url(Device, "change", device.pk),
+        device_form(serial=device.serial, patient=other_patient.pk),
+    )
+    assert response.status_code == 302
+    moved_from = AuditEntry.objects.get(patient=patient, field="device")
+    moved_to = AuditEntry.objects.get(patient=other_patient, field="device")
+    assert (moved_from.old_value, moved_from.new_value) == (device.serial, "")
+    assert (moved_to.old_value, moved_to.new_value) == ("", device.serial)

@@ -344,3 +344,17 @@ def test_staff_management_overview_lists_patients_and_devices(client, staff_user
     assert "MRN-001" in page and "DEV-001" in page
     assert reverse("patient-limits", args=[patient.pk]) in page
     assert reverse("manage") in client.get("/").content.decode()
+
+
+def test_hr_trend_leaves_out_uploaded_recordings(patient):
+    # an upload's started_at is the upload time, not when its signal was recorded
+    upload = Recording.objects.create(
+        patient=patient,
+        source=Recording.Source.UPLOAD,
+        sampling_rate_hz=360.0,
+        gain_adc_per_mv=200.0,
+        lead_names=["MLII"],
+        started_at=timezone.now() - timedelta(minutes=5),
+    )
+    add_beats(upload, [i * 0.8 for i in range(200)])
+    assert hr_trend(patient, 60) == []

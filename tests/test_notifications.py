@@ -17,6 +17,7 @@ from django.db import connection
 from django.utils import timezone
 from PIL import Image
 
+from monitoring import live
 from monitoring.alarms import on_analysis_round
 from monitoring.models import (
     Alarm,
@@ -121,11 +122,13 @@ def test_a_sample_range_shows_a_gap_as_missing(recording):
 
 
 def test_alarm_email_arrives_over_smtp_with_a_decodable_png_strip(
-    smtp, recording, eager_celery, django_capture_on_commit_callbacks
+    smtp, recording, eager_celery, django_capture_on_commit_callbacks, monkeypatch
 ):
     ecg_with_gap(recording)
     alarm = hr_alarm(recording)
     nurse_and_chief(recording.patient)
+    published = []  # what the live pages were told
+    monkeypatch.setattr(live, "publish_alarm", lambda alarm: published.append(alarm.state))
     with django_capture_on_commit_callbacks(execute=True):
         created = schedule_notifications(alarm)
     assert len(created) == 1  # the escalation list waits
@@ -142,6 +145,7 @@ def test_alarm_email_arrives_over_smtp_with_a_decodable_png_strip(
     assert list(notification.attempt_log.values_list("ok", flat=True)) == [True]
     alarm.refresh_from_db()
     assert alarm.state == AlarmState.NOTIFIED and alarm.notified_at is not None
+    assert published == [AlarmState.NOTIFIED]
     # scheduling the same alarm again notifies nobody twice
     with django_capture_on_commit_callbacks(execute=True):
         assert schedule_notifications(alarm) == []

@@ -19,7 +19,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from monitoring.models import Patient
+from monitoring.models import Patient, Recording
 
 BIN_S = 60
 MAX_MINUTES = 24 * 60
@@ -37,9 +37,11 @@ def hr_trend(patient: Patient, minutes: int, now=None) -> list[dict]:
     now = now or timezone.now()
     since = now - timedelta(minutes=minutes)
     bins: dict[int, list[float]] = {}
-    recordings = patient.recordings.filter(started_at__lt=now).filter(
-        Q(ended_at__isnull=True) | Q(ended_at__gt=since)
-    )
+    # live recordings only: an upload's started_at is when it was uploaded, not when its
+    # signal was recorded, so its beats would land in the wrong minutes
+    recordings = patient.recordings.filter(
+        source=Recording.Source.DEVICE, started_at__lt=now
+    ).filter(Q(ended_at__isnull=True) | Q(ended_at__gt=since))
     for recording in recordings:
         fs_hz = recording.sampling_rate_hz
         offset_s = (since - recording.started_at).total_seconds()
