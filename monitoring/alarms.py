@@ -119,9 +119,11 @@ class AlarmChange:
 def evaluate_alarms(recording_id: int, now: datetime | None = None) -> list[AlarmChange]:
     """Evaluate every rule on the recent past of a device recording; raise and resolve.
 
-    Idempotent: with nothing new stored it changes nothing. Uploaded recordings raise no
-    alarms (they are not a patient's present). The technical rules run only on the patient's
-    newest device recording.
+    Idempotent: with nothing new stored it changes nothing. Only the patient's newest device
+    recording is the patient's present: uploads raise no alarms, and neither does the late
+    analysis of an older device recording (a device that restarted opens a new one while the
+    old one's last rounds run), which would otherwise resolve the alarms of the new one with
+    stale data.
     """
     now = now or timezone.now()
     recording = (
@@ -129,9 +131,9 @@ def evaluate_alarms(recording_id: int, now: datetime | None = None) -> list[Alar
     )
     if recording is None or recording.source != Recording.Source.DEVICE:
         return []
-    conditions = physiological_conditions(recording)
-    if _newest_device_recording_id(recording.patient_id) == recording.pk:
-        conditions += technical_conditions(recording, now)
+    if _newest_device_recording_id(recording.patient_id) != recording.pk:
+        return []
+    conditions = physiological_conditions(recording) + technical_conditions(recording, now)
     return apply_conditions(recording.patient, recording, conditions, now)
 
 

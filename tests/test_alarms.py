@@ -317,6 +317,28 @@ def test_uploaded_recordings_raise_no_alarms(patient):
     assert not Alarm.objects.exists()
 
 
+def test_an_older_recordings_late_analysis_neither_raises_nor_resolves(recording, device):
+    add_beats(recording, bpm=150, seconds=30)
+    evaluate_alarms(recording.pk)
+    alarm = open_alarms(recording.patient, AlarmKind.HR_HIGH).get()
+    # the device restarts: a new recording; the old one's last rounds still run, at 80 bpm
+    newer = Recording.objects.create(
+        patient=recording.patient,
+        device=device,
+        sampling_rate_hz=FS_HZ,
+        gain_adc_per_mv=200.0,
+        lead_names=["II"],
+        started_at=recording.started_at + timedelta(minutes=5),
+    )
+    add_beats(recording, bpm=80, seconds=30)
+    assert evaluate_alarms(recording.pk) == []
+    alarm.refresh_from_db()
+    assert alarm.state != AlarmState.RESOLVED  # only the present (the new recording) decides
+    add_beats(newer, bpm=80, seconds=30)
+    changes = evaluate_alarms(newer.pk)
+    assert changes_of(changes, AlarmKind.HR_HIGH) == [("resolved", AlarmKind.HR_HIGH)]
+
+
 # --- Technical alarms --------------------------------------------------------------------
 
 
