@@ -355,6 +355,9 @@ EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", "false")
 EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", "10")
 DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "CardioSpike <cardiospike@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Where users reach this server, for the links in alarm emails (no trailing slash); empty:
+# the links are paths only, as an email has no request to take the host from.
+SITE_URL = os.getenv("SITE_URL", "").rstrip("/")
 
 # --- CardioSpike ------------------------------------------------------------------------
 

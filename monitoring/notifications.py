@@ -106,10 +106,12 @@ class EmailTransport:
             lines.append(
                 f"Nobody acknowledged this alarm within {settings.ALARM_ESCALATION_S:g} s."
             )
+        site = settings.SITE_URL
+        lines.append(f"Live view (acknowledge there): {site}/patients/{patient.pk}/live/")
         if alarm.recording_id is not None:
-            lines.append(f"Recording: {alarm.recording_id}")
+            lines.append(f"Review: {site}/recordings/{alarm.recording_id}/review/")
         lines += [
-            f"Acknowledge: POST /api/alarms/{alarm.pk}/acknowledge/",
+            f"Or: POST {site}/api/alarms/{alarm.pk}/acknowledge/",
             "",
             "The ECG around the event is attached." if strip_png else "No ECG is stored for it.",
             "",

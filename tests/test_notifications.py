@@ -122,8 +122,9 @@ def test_a_sample_range_shows_a_gap_as_missing(recording):
 
 
 def test_alarm_email_arrives_over_smtp_with_a_decodable_png_strip(
-    smtp, recording, eager_celery, django_capture_on_commit_callbacks, monkeypatch
+    smtp, recording, eager_celery, django_capture_on_commit_callbacks, monkeypatch, settings
 ):
+    settings.SITE_URL = "https://monitor.example.org"
     ecg_with_gap(recording)
     alarm = hr_alarm(recording)
     nurse_and_chief(recording.patient)
@@ -136,6 +137,10 @@ def test_alarm_email_arrives_over_smtp_with_a_decodable_png_strip(
     recipients, message = smtp.messages[0]
     assert recipients == ["nurse@example.org"]
     assert "HR 134 > 120" in message["Subject"] and "Assigned Patient" in message["Subject"]
+    body = message.get_body(("plain",)).get_content()
+    site = "https://monitor.example.org"  # SITE_URL, set below
+    assert f"{site}/patients/{recording.patient_id}/live/" in body
+    assert f"{site}/recordings/{recording.pk}/review/" in body
     [png] = png_parts(message)
     image = Image.open(io.BytesIO(png))
     image.verify()
