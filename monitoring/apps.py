@@ -10,3 +10,7 @@ class MonitoringConfig(AppConfig):
         from django.conf import settings
 
         torch.set_num_threads(settings.TORCH_THREADS)
+
+        from monitoring.consumers import connect_revoke_signals
+
+        connect_revoke_signals()  # open live sockets re-check access when it is taken away

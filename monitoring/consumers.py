@@ -4,20 +4,38 @@ The live streams (issue 6; the message contract is in docs/architecture.md, "Liv
 
 - ``/ws/patients/<id>/?since_s=S``: :class:`PatientLiveConsumer`, one patient's samples,
   beats, status and alarms, after a backlog of the last ``S`` seconds from the database;
-- ``/ws/station/``: :class:`StationConsumer`, every visible admitted patient's status,
-  alarms and a waveform decimated to about ``STATION_WAVE_HZ``.
+- ``/ws/station/?since_s=S``: :class:`StationConsumer`, every visible admitted patient's
+  status, alarms and a waveform decimated to about ``STATION_WAVE_HZ``, after the decimated
+  waveform of the last ``S`` seconds.
 
 Both listen to the patients' groups that ``monitoring.live`` publishes to.
+
+Access is not only checked at connect: an open socket re-checks it (the session still exists,
+the user is still active, the patient still visible) at most every ``LIVE_RECHECK_S`` seconds
+when a group message or a ping arrives, and at once when a ``live.revoke`` event reaches the
+patient's group, which :func:`connect_revoke_signals` sends when a clinician is unassigned or
+a patient discharged.
 """
 
+import logging
 import math
+import time
+from importlib import import_module
+from types import SimpleNamespace
 from urllib.parse import parse_qs
 
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import get_user, get_user_model
+from django.db import transaction
+from django.db.models.signals import m2m_changed, post_save
 
 from monitoring import live
 from monitoring.models import Beat, Patient, Recording, SampleChunk
+
+logger = logging.getLogger(__name__)
 
 # Close codes in the 4000-4999 range are ours to define (RFC 6455 section 7.4.2).
 CLOSE_UNAUTHENTICATED = 4401
@@ -27,6 +45,12 @@ DEFAULT_SINCE_S = 10.0
 MAX_SINCE_S = 300.0
 # The central station draws small tiles: about 50 samples per second are plenty.
 STATION_WAVE_HZ = 50.0
+# A station tile shows 6 s of signal: a longer backlog would be read and sent for nothing.
+STATION_MAX_SINCE_S = 30.0
+# How stale an open socket's access may get: a clinician unassigned, a user logged out or
+# deactivated stops receiving within this (at the next message or ping after it; at once
+# when a ``live.revoke`` comes). One or two queries per socket per recheck.
+LIVE_RECHECK_S = 10.0
 
 
 class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
@@ -45,6 +69,7 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
         if refusal is not None:
             await self.close(code=refusal)
             return
+        self.access_checked_at = time.monotonic()
         await self.accept()
         await self.on_authenticated_connect()
 
@@ -83,8 +108,62 @@ class StatusConsumer(AuthenticatedJsonConsumer):
             await self.send_json({"type": "error", "error": 'expected {"type": "ping"}'})
 
 
+def user_now(scope):
+    """The scope's user as the database has it now, or None once it may no longer connect.
+
+    With a session (daphne's AuthMiddlewareStack), Django's own check of a request: the session
+    row still exists (logout deletes it), names this user, its password hash still matches, and
+    the backend still accepts the user (ModelBackend: is_active). Without one (test
+    communicators set ``scope["user"]`` directly), the user must still exist and be active.
+    """
+    user = scope.get("user")
+    if user is None or not user.is_authenticated:
+        return None
+    session = scope.get("session")
+    if session is not None:
+        # a fresh store: the scope's one holds the data it read at connect
+        store = import_module(settings.SESSION_ENGINE).SessionStore(session.session_key)
+        current = get_user(SimpleNamespace(session=store))
+        return current if current.is_authenticated and current.pk == user.pk else None
+    return get_user_model()._default_manager.filter(pk=user.pk, is_active=True).first()
+
+
 class LiveJsonConsumer(AuthenticatedJsonConsumer):
-    """Answers pings like the status socket; anything else from the browser is an error."""
+    """Answers pings like the status socket; anything else from the browser is an error.
+
+    Before a group message (``live.*``) or a browser frame is handled, access is re-checked if
+    the last check is ``LIVE_RECHECK_S`` old, or at once for ``live.revoke``
+    (:meth:`recheck_access`, per subclass). A consumer that closed drops everything after.
+    """
+
+    access_lost = False
+
+    async def dispatch(self, message):
+        kind = message.get("type", "")
+        if kind.startswith("live.") or kind == "websocket.receive":
+            if self.access_lost:
+                return
+            due = time.monotonic() - getattr(self, "access_checked_at", 0.0) >= LIVE_RECHECK_S
+            if kind == "live.revoke" or due:
+                self.access_checked_at = time.monotonic()
+                await self.recheck_access()
+                if self.access_lost:
+                    return
+        await super().dispatch(message)
+
+    async def recheck_access(self):
+        """Close, or narrow what is sent, if the user's access changed since connect."""
+
+    async def lose_access(self, code: int):
+        """Stop listening and close with ``code``."""
+        self.access_lost = True
+        for group in getattr(self, "joined_groups", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.joined_groups = []
+        await self.close(code=code)
+
+    async def live_revoke(self, event):
+        pass  # the access was re-checked in dispatch
 
     async def receive_json(self, content, **kwargs):
         if isinstance(content, dict) and content.get("type") == "ping":
@@ -109,8 +188,9 @@ def patient_payload(patient: Patient) -> dict:
     }
 
 
-def parse_since_s(query_string: bytes) -> float:
-    """``since_s`` from the query string, clamped to 0..300; the default when absent or bad."""
+def parse_since_s(query_string: bytes, maximum_s: float = MAX_SINCE_S) -> float:
+    """``since_s`` from the query string, clamped to 0..maximum_s; the default when absent or
+    bad."""
     values = parse_qs(query_string.decode("latin-1")).get("since_s")
     try:
         since_s = float(values[0]) if values else DEFAULT_SINCE_S
@@ -118,27 +198,12 @@ def parse_since_s(query_string: bytes) -> float:
         return DEFAULT_SINCE_S
     if not math.isfinite(since_s):
         return DEFAULT_SINCE_S
-    return min(MAX_SINCE_S, max(0.0, since_s))
+    return min(maximum_s, max(0.0, since_s))
 
 
-def backlog_messages(patient_id: int, since_s: float) -> tuple[dict, list[dict]]:
-    """The hello and the recent past of a patient's current or latest device recording.
-
-    The stored chunks of the last ``since_s`` seconds (up to the last stored sample) become
-    "samples" messages (a hole between chunks a "gap"), their beats one "beats" message, then
-    the status as stored now.
-    """
-    patient = Patient.objects.get(pk=patient_id)
-    recording = live.current_recording(patient_id)
-    hello = {"type": "hello", "patient": patient_payload(patient), "recording": None}
-    if recording is None:
-        return hello, [live.status_message(None, patient_id)]
-    hello["recording"] = {
-        "id": recording.pk,
-        "fs_hz": recording.sampling_rate_hz,
-        "lead": recording.lead_names[recording.analysis_lead],
-        "live": recording.status == Recording.Status.LIVE,
-    }
+def backlog_samples(recording: Recording, since_s: float) -> list[dict]:
+    """The stored chunks of the last ``since_s`` seconds (up to the last stored sample) as
+    "samples" messages, a hole between chunks as a "gap"."""
     start = max(0, recording.end_sample - round(since_s * recording.sampling_rate_hz))
     messages = []
     stored = SampleChunk.objects.filter(recording=recording)
@@ -165,6 +230,29 @@ def backlog_messages(patient_id: int, since_s: float) -> tuple[dict, list[dict]]
             )
         messages.append(live.samples_message(recording, first, adc[first - chunk.first_sample :]))
         position = chunk.end_sample
+    return messages
+
+
+def backlog_messages(patient_id: int, since_s: float) -> tuple[dict, list[dict]]:
+    """The hello and the recent past of a patient's current or latest device recording.
+
+    The stored chunks of the last ``since_s`` seconds (up to the last stored sample) become
+    "samples" messages (a hole between chunks a "gap"), their beats one "beats" message, then
+    the status as stored now.
+    """
+    patient = Patient.objects.get(pk=patient_id)
+    recording = live.current_recording(patient_id)
+    hello = {"type": "hello", "patient": patient_payload(patient), "recording": None}
+    if recording is None:
+        return hello, [live.status_message(None, patient_id)]
+    hello["recording"] = {
+        "id": recording.pk,
+        "fs_hz": recording.sampling_rate_hz,
+        "lead": recording.lead_names[recording.analysis_lead],
+        "live": recording.status == Recording.Status.LIVE,
+    }
+    start = max(0, recording.end_sample - round(since_s * recording.sampling_rate_hz))
+    messages = backlog_samples(recording, since_s)
     beats = Beat.objects.filter(recording=recording, sample__gte=start).order_by("index")
     messages.append(live.beats_message(recording, list(beats)))
     messages.append(live.status_message(recording, patient_id))
@@ -187,6 +275,18 @@ class PatientLiveConsumer(LiveJsonConsumer):
         visible = await database_sync_to_async(
             Patient.objects.visible_to(self.scope["user"]).filter(pk=self.patient_id).exists
         )()
+        return None if visible else CLOSE_FORBIDDEN
+
+    async def recheck_access(self):
+        code = await database_sync_to_async(self.access_refusal_now)()
+        if code is not None:
+            await self.lose_access(code)
+
+    def access_refusal_now(self) -> int | None:
+        user = user_now(self.scope)
+        if user is None:
+            return CLOSE_UNAUTHENTICATED
+        visible = Patient.objects.visible_to(user).filter(pk=self.patient_id).exists()
         return None if visible else CLOSE_FORBIDDEN
 
     async def on_authenticated_connect(self):
@@ -212,15 +312,28 @@ class PatientLiveConsumer(LiveJsonConsumer):
         await self.send_json(event["message"])
 
 
-def station_patients(user) -> list[dict]:
-    """Every visible admitted patient with the status as stored now, for the station's hello."""
-    tiles = []
-    for patient in Patient.objects.visible_to(user).filter(is_active=True).order_by("ward", "bed"):
-        recording = live.current_recording(patient.pk)
-        status = live.status_message(recording, patient.pk)
+def station_patient_ids(user) -> list[int]:
+    """The patients a station shows: visible to the user and admitted, by ward and bed."""
+    visible = Patient.objects.visible_to(user).filter(is_active=True)
+    return list(visible.order_by("ward", "bed", "pk").values_list("pk", flat=True))
+
+
+def station_backlog(
+    patient_ids: list[int], backlog_ids: set[int], since_s: float
+) -> tuple[list[dict], list[dict]]:
+    """The station's hello tiles for ``patient_ids`` (the status as stored now), and for each of
+    ``backlog_ids`` its decimated waveform of the last ``since_s`` seconds then its status."""
+    patients = Patient.objects.in_bulk(patient_ids)
+    tiles, messages = [], []
+    for patient_id in patient_ids:
+        patient = patients.get(patient_id)
+        if patient is None:
+            continue  # deleted meanwhile
+        recording = live.current_recording(patient_id)
+        status = live.status_message(recording, patient_id)
         tiles.append(
             {
-                "id": patient.pk,
+                "id": patient_id,
                 "name": patient.name,
                 "mrn": patient.mrn,
                 "ward": patient.ward,
@@ -233,7 +346,20 @@ def station_patients(user) -> list[dict]:
                 "fs_hz": decimated_rate(recording.sampling_rate_hz)[1] if recording else None,
             }
         )
-    return tiles
+        if patient_id not in backlog_ids:
+            continue
+        if recording is not None and since_s > 0:
+            for message in backlog_samples(recording, since_s):
+                wave = wave_message(patient_id, message)
+                if wave is not None:
+                    messages.append(wave)
+        messages.append({**status, "patient": patient_id})
+    return tiles, messages
+
+
+def station_patients(user) -> list[dict]:
+    """Every visible admitted patient with the status as stored now, for the station's hello."""
+    return station_backlog(station_patient_ids(user), set(), 0.0)[0]
 
 
 def decimated_rate(fs_hz: float) -> tuple[int, float]:
@@ -253,44 +379,132 @@ def decimate(first_sample: int, samples: list, factor: int) -> tuple[int, list]:
     return (first_sample + offset) // factor, samples[offset::factor]
 
 
-class StationConsumer(LiveJsonConsumer):
-    """``/ws/station/``: every admitted patient the user may see (staff: all).
+def wave_message(patient_id: int, message: dict) -> dict | None:
+    """A station "wave" from a "samples" message (live or backlog alike, so they join without
+    a seam); None for anything else or when decimation keeps no sample."""
+    if message["type"] != "samples":
+        return None  # a backlog "gap": the tile blanks samples skipped over by itself
+    factor, fs_hz = decimated_rate(message["fs_hz"])
+    first, samples = decimate(message["first_sample"], message["samples_mv"], factor)
+    if not samples:
+        return None
+    return {
+        "type": "wave",
+        "patient": patient_id,
+        "recording": message["recording"],
+        "first_sample": first,
+        "fs_hz": fs_hz,
+        "samples_mv": samples,
+    }
 
-    The patients are those visible at connect; a patient admitted or assigned later appears
-    when the browser reconnects.
+
+class StationConsumer(LiveJsonConsumer):
+    """``/ws/station/?since_s=S``: every admitted patient the user may see (staff: all).
+
+    At connect: a ``hello`` with the tiles, then per patient its decimated waveform of the last
+    ``S`` seconds (default 10, at most ``STATION_MAX_SINCE_S``) and its status; then live. As
+    the patient stream, it joins the groups before reading that backlog, so nothing falls
+    between the two. When a recheck finds the visible patients changed (one unassigned or
+    discharged, one assigned or admitted), it leaves or joins their groups and sends a fresh
+    ``hello`` with the whole list: the browser drops the tiles not in it.
     """
 
     async def on_authenticated_connect(self):
-        tiles = await database_sync_to_async(station_patients)(self.scope["user"])
         self.joined_groups = []
-        for tile in tiles:
-            group = live.patient_group(tile["id"])
+        self.patient_ids = []
+        since_s = parse_since_s(self.scope.get("query_string", b""), STATION_MAX_SINCE_S)
+        patient_ids = await database_sync_to_async(station_patient_ids)(self.scope["user"])
+        await self.follow(patient_ids, since_s)
+
+    async def follow(self, patient_ids: list[int], since_s: float):
+        """Listen to exactly these patients; send the hello, and the backlog of new ones."""
+        added = set(patient_ids) - set(self.patient_ids)
+        for patient_id in set(self.patient_ids) - set(patient_ids):
+            group = live.patient_group(patient_id)
+            await self.channel_layer.group_discard(group, self.channel_name)
+            self.joined_groups.remove(group)
+        for patient_id in added:
+            group = live.patient_group(patient_id)
             await self.channel_layer.group_add(group, self.channel_name)
             self.joined_groups.append(group)
+        self.patient_ids = list(patient_ids)
+        tiles, messages = await database_sync_to_async(station_backlog)(patient_ids, added, since_s)
         await self.send_json({"type": "hello", "patients": tiles})
+        for message in messages:
+            await self.send_json(message)
+
+    async def recheck_access(self):
+        patient_ids = await database_sync_to_async(self.patient_ids_now)()
+        if patient_ids is None:
+            await self.lose_access(CLOSE_UNAUTHENTICATED)
+        elif patient_ids != self.patient_ids:
+            await self.follow(patient_ids, DEFAULT_SINCE_S)
+
+    def patient_ids_now(self) -> list[int] | None:
+        user = user_now(self.scope)
+        return None if user is None else station_patient_ids(user)
 
     async def live_samples(self, event):
-        message = event["message"]
-        factor, fs_hz = decimated_rate(message["fs_hz"])
-        first, samples = decimate(message["first_sample"], message["samples_mv"], factor)
-        if not samples:
-            return
-        await self.send_json(
-            {
-                "type": "wave",
-                "patient": event["patient"],
-                "recording": message["recording"],
-                "first_sample": first,
-                "fs_hz": fs_hz,
-                "samples_mv": samples,
-            }
-        )
+        if event["patient"] not in self.patient_ids:
+            return  # queued before this patient was dropped
+        wave = wave_message(event["patient"], event["message"])
+        if wave is not None:
+            await self.send_json(wave)
 
     async def live_beats(self, event):
         pass  # the station shows no beat labels
 
     async def live_status(self, event):
-        await self.send_json({**event["message"], "patient": event["patient"]})
+        if event["patient"] in self.patient_ids:
+            await self.send_json({**event["message"], "patient": event["patient"]})
 
     async def live_alarm(self, event):
-        await self.send_json({**event["message"], "patient": event["patient"]})
+        if event["patient"] in self.patient_ids:
+            await self.send_json({**event["message"], "patient": event["patient"]})
+
+
+# --- Revoking live access at once --------------------------------------------------------
+
+
+def send_revoke(patient_id: int) -> None:
+    """A ``live.revoke`` to the patient's group after the commit: its sockets re-check access
+    now (the periodic recheck would catch it within ``LIVE_RECHECK_S`` anyway). Never raises."""
+
+    def send():
+        from channels.layers import get_channel_layer
+
+        try:
+            async_to_sync(get_channel_layer().group_send)(
+                live.patient_group(patient_id), {"type": "live.revoke", "patient": patient_id}
+            )
+        except Exception:
+            logger.exception("could not send live.revoke for patient %s", patient_id)
+
+    transaction.on_commit(send)
+
+
+def _clinicians_changed(sender, instance, action, reverse, pk_set, **kwargs):
+    if action not in ("post_remove", "pre_clear"):
+        return  # an assignment widens access: a station picks it up at its next recheck
+    if not reverse:  # patient.clinicians.remove(user) / .clear()
+        send_revoke(instance.pk)
+    elif action == "post_remove":  # user.assigned_patients.remove(patient)
+        for patient_id in pk_set:
+            send_revoke(patient_id)
+    else:  # user.assigned_patients.clear(): the patients it had, read before the clear
+        for patient_id in instance.assigned_patients.values_list("pk", flat=True):
+            send_revoke(patient_id)
+
+
+def _patient_saved(sender, instance, created, **kwargs):
+    if not created and not instance.is_active:
+        send_revoke(instance.pk)  # discharged (or edited while discharged: a harmless recheck)
+
+
+def connect_revoke_signals() -> None:
+    """Called from MonitoringConfig.ready, so that every process that changes an assignment
+    or discharges a patient (daphne, admin, management commands) sends the revoke."""
+    m2m_changed.connect(
+        _clinicians_changed, sender=Patient.clinicians.through, dispatch_uid="live-revoke-m2m"
+    )
+    post_save.connect(_patient_saved, sender=Patient, dispatch_uid="live-revoke-discharge")

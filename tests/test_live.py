@@ -17,7 +17,7 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from monitoring import live
+from monitoring import consumers, live
 from monitoring.alarms import Condition, acknowledge, apply_conditions
 from monitoring.consumers import (
     CLOSE_FORBIDDEN,
@@ -27,7 +27,7 @@ from monitoring.consumers import (
     parse_since_s,
 )
 from monitoring.ingest import ingest_chunk
-from monitoring.models import Alarm, AlarmKind, Device, Episode, Recording
+from monitoring.models import Alarm, AlarmKind, Device, Episode, Patient, Recording
 from monitoring.routing import websocket_urlpatterns
 from tests.inference.conftest import physionet_folder
 from tests.test_streaming_analysis import MITDB_BASELINE, MITDB_GAIN, mitdb_adc, random_chunks
@@ -51,9 +51,11 @@ def record_chunks(record_100):
     return random_chunks(adc, fs_hz, np.random.default_rng(6), max_s=4.0, session="live0001")
 
 
-async def connect(path: str, user):
+async def connect(path: str, user, session=None):
     communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
     communicator.scope["user"] = user
+    if session is not None:  # as daphne's AuthMiddlewareStack gives it
+        communicator.scope["session"] = session
     connected, code = await communicator.connect()
     if not connected:
         # a refused consumer still waits on its channel (with Redis, a blocking read that
@@ -69,6 +71,23 @@ async def drain(communicator, quiet_s: float = 0.3) -> list[dict]:
     while not await communicator.receive_nothing(timeout=quiet_s):
         messages.append(await communicator.receive_json_from())
     return messages
+
+
+async def close_code(communicator) -> int:
+    """The code the consumer closes with next (any messages before the close are skipped)."""
+    while True:
+        output = await communicator.receive_output(timeout=RECEIVE_TIMEOUT_S)
+        if output["type"] == "websocket.close":
+            return output.get("code")
+
+
+async def publish_status(patient_id: int) -> None:
+    """A status to a patient's group, as live.publish_analysis sends it."""
+    message = {"type": "status", "hr_bpm": 70.0, "rhythm": None, "alarm": None}
+    await get_channel_layer().group_send(
+        live.patient_group(patient_id),
+        {"type": "live.status", "patient": patient_id, "message": message},
+    )
 
 
 def deliver(device_pk: int, chunk) -> None:
@@ -149,6 +168,119 @@ async def test_pings_are_answered(clinician, patient):
     await communicator.send_json_to({"type": "ping", "id": "x1"})
     assert await communicator.receive_json_from() == {"type": "pong", "id": "x1"}
     await communicator.disconnect()
+
+
+# --- Access taken away while a socket is open --------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_unassigning_closes_the_patient_stream_at_once(clinician, patient):
+    stream, _, _ = await connect(f"/ws/patients/{patient.pk}/", clinician)
+    await drain(stream)
+    started = time.monotonic()
+    # (admin saves the care team with .set(), which removes through the same signal)
+    await database_sync_to_async(patient.clinicians.remove)(clinician)
+    assert await close_code(stream) == CLOSE_FORBIDDEN
+    # the live.revoke sent on commit, not the periodic recheck (10 s)
+    assert time.monotonic() - started < consumers.LIVE_RECHECK_S / 2
+    await stream.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_the_periodic_recheck_catches_what_no_revoke_announced(
+    clinician, patient, monkeypatch
+):
+    stream, _, _ = await connect(f"/ws/patients/{patient.pk}/", clinician)
+    await drain(stream)
+    # a removal that sends no signal (a raw delete of the assignment row)
+    await database_sync_to_async(
+        Patient.clinicians.through.objects.filter(patient=patient, user=clinician).delete
+    )()
+    # within LIVE_RECHECK_S of the last check the socket is not asked again...
+    await publish_status(patient.pk)
+    assert (await stream.receive_json_from(timeout=RECEIVE_TIMEOUT_S))["type"] == "status"
+    # ...after it, the next group message (or ping) re-checks and closes
+    monkeypatch.setattr(consumers, "LIVE_RECHECK_S", 0.0)
+    await publish_status(patient.pk)
+    assert await close_code(stream) == CLOSE_FORBIDDEN
+    await stream.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("change", ["unassign", "discharge"])
+async def test_the_station_drops_a_patient_taken_away(clinician, patient, change):
+    kept = await database_sync_to_async(Patient.objects.create)(
+        mrn="MRN-003", name="Still Assigned", ward="A", bed="3"
+    )
+    await database_sync_to_async(kept.clinicians.add)(clinician)
+    station, _, _ = await connect("/ws/station/", clinician)
+    hello = (await drain(station))[0]
+    assert [tile["id"] for tile in hello["patients"]] == [patient.pk, kept.pk]
+
+    if change == "unassign":
+        await database_sync_to_async(patient.clinicians.remove)(clinician)
+    else:
+        patient.is_active = False
+        await database_sync_to_async(patient.save)()
+    hello = await station.receive_json_from(timeout=RECEIVE_TIMEOUT_S)
+    assert hello["type"] == "hello"
+    assert [tile["id"] for tile in hello["patients"]] == [kept.pk]
+    # the station left the patient's group: its messages no longer come
+    await publish_status(patient.pk)
+    await publish_status(kept.pk)
+    messages = await drain(station)
+    assert [(m["type"], m["patient"]) for m in messages] == [("status", kept.pk)]
+    await station.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_the_station_picks_up_a_new_assignment_at_the_recheck(
+    clinician, patient, other_patient, monkeypatch
+):
+    station, _, _ = await connect("/ws/station/", clinician)
+    await drain(station)
+    await database_sync_to_async(other_patient.clinicians.add)(clinician)
+    monkeypatch.setattr(consumers, "LIVE_RECHECK_S", 0.0)
+    await station.send_json_to({"type": "ping", "id": 1})
+    messages = await drain(station)
+    hellos = [m for m in messages if m["type"] == "hello"]
+    assert [tile["id"] for tile in hellos[0]["patients"]] == [patient.pk, other_patient.pk]
+    assert messages[-1] == {"type": "pong", "id": 1}
+    await publish_status(other_patient.pk)
+    assert (await station.receive_json_from(timeout=RECEIVE_TIMEOUT_S))["patient"] == (
+        other_patient.pk
+    )
+    await station.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["patient", "station"])
+@pytest.mark.parametrize("change", ["logout", "deactivate"])
+async def test_logging_out_or_deactivating_closes_live_sockets(
+    clinician, patient, path, change, monkeypatch
+):
+    from django.test import Client
+
+    client = Client()
+    await database_sync_to_async(client.force_login)(clinician)
+    session = await database_sync_to_async(lambda: client.session)()
+    address = f"/ws/patients/{patient.pk}/" if path == "patient" else "/ws/station/"
+    socket, connected, _ = await connect(address, clinician, session=session)
+    assert connected
+    await drain(socket)
+    monkeypatch.setattr(consumers, "LIVE_RECHECK_S", 0.0)
+    # a valid session passes the recheck
+    await socket.send_json_to({"type": "ping", "id": 1})
+    assert await socket.receive_json_from(timeout=RECEIVE_TIMEOUT_S) == {"type": "pong", "id": 1}
+
+    if change == "logout":
+        await database_sync_to_async(client.logout)()  # deletes the session row
+    else:
+        clinician.is_active = False
+        await database_sync_to_async(clinician.save)()
+    await socket.send_json_to({"type": "ping", "id": 2})
+    assert await close_code(socket) == CLOSE_UNAUTHENTICATED
+    await socket.disconnect()
 
 
 def test_since_s_is_clamped():
@@ -289,6 +421,45 @@ async def test_the_station_gets_a_seamless_decimated_wave_of_visible_patients_on
     assert sorted(values) == list(range(len(expected)))
     assert np.max(np.abs(np.array([values[i] for i in range(len(expected))]) - expected)) < 1e-3
     assert any(m["type"] == "status" and m["hr_bpm"] for m in messages)
+
+
+@pytest.mark.asyncio
+async def test_a_reconnecting_station_gets_the_missed_wave_without_a_hole(
+    clinician, patient, device, record_chunks, record_100, eager_celery
+):
+    adc, fs_hz = record_100
+    before, away, after = record_chunks[:8], record_chunks[8:13], record_chunks[13:18]
+    station, _, _ = await connect("/ws/station/?since_s=0", clinician)
+    await drain(station)
+    await deliver_all(device, before)
+    first_visit = await drain(station, quiet_s=1.0)
+    await station.disconnect()
+
+    await deliver_all(device, away)  # nobody watching
+    # as station.js asks: the seconds since the last message, plus 5
+    end_before = before[-1].first_sample + len(before[-1].samples)
+    end_away = away[-1].first_sample + len(away[-1].samples)
+    since_s = (end_away - end_before) / fs_hz + 5.0
+    station, _, _ = await connect(f"/ws/station/?since_s={since_s:.1f}", clinician)
+    await deliver_all(device, after)
+    second_visit = await drain(station, quiet_s=1.0)
+    await station.disconnect()
+
+    assert second_visit[0]["type"] == "hello"
+    # the backlog: waves, then the status, then live waves
+    first_status = next(i for i, m in enumerate(second_visit) if m["type"] == "status")
+    assert first_status > 1 and all(m["type"] == "wave" for m in second_visit[1:first_status])
+    factor, _ = decimated_rate(fs_hz)
+    first_values = samples_by_index(first_visit, kind="wave")
+    second_values = samples_by_index(second_visit, kind="wave")
+    # the two visits overlap (the margin) and agree where they do
+    assert min(second_values) < max(first_values)
+    assert all(first_values[i] == second_values[i] for i in first_values if i in second_values)
+    union = {**first_values, **second_values}
+    n = after[-1].first_sample + len(after[-1].samples)
+    expected = (adc[:n:factor].astype(np.float64) - MITDB_BASELINE) / MITDB_GAIN
+    assert sorted(union) == list(range(len(expected)))  # no hole
+    assert np.max(np.abs(np.array([union[i] for i in range(len(expected))]) - expected)) < 1e-3
 
 
 def test_decimation_is_seamless_for_any_chunking(rng):

@@ -1,7 +1,9 @@
 // Central station: one tile per visible admitted patient, fed by /ws/station/ (the live data
 // contract, docs/dashboard.md). Each tile sweeps a decimated waveform (~50 Hz) left to right
 // like a bedside monitor, shows the heart rate, the rhythm and the worst open alarm's colour.
-// The socket reconnects with a growing delay (1 s, 2 s, ... 30 s) when it drops.
+// The socket reconnects with a growing delay (1 s, 2 s, ... 30 s) when it drops, asking for the
+// seconds it missed (since_s) so the tiles' traces have no hole. A "hello" lists every patient
+// the station may show: a tile not in it (unassigned, discharged) is removed.
 (function () {
   "use strict";
 
@@ -13,6 +15,7 @@
   if (!root || !window.WebSocket) { return; }
   var tiles = {};           // patient id -> tile state
   var dirty = false;
+  var lastMessageAt = 0;    // Date.now() of the last message, for since_s on reconnect
 
   function tileState(element) {
     return { element: element, canvas: element.querySelector("canvas.wave"),
@@ -60,6 +63,14 @@
     wardSection(patient.ward || "").appendChild(element);
     tiles[key] = tileState(element);
     return tiles[key];
+  }
+
+  function removeTile(key) {
+    var element = tiles[key].element;
+    var section = element.closest("section.ward");
+    element.remove();
+    delete tiles[key];
+    if (section && !section.querySelector(".tile")) { section.remove(); }
   }
 
   function showStatus(tile, status) {
@@ -144,12 +155,19 @@
 
   function handle(message) {
     if (message.type === "hello") {
+      var listed = {};
       (message.patients || []).forEach(function (patient) {
+        listed[String(patient.id)] = true;
         var tile = ensureTile(patient);
         showStatus(tile, patient);
       });
+      Object.keys(tiles).forEach(function (key) {
+        if (!listed[key]) { removeTile(key); }
+      });
+      dirty = true;
     } else if (message.type === "status") {
-      showStatus(ensureTile({ id: message.patient, name: "patient " + message.patient }), message);
+      var statusTile = tiles[String(message.patient)];
+      if (statusTile) { showStatus(statusTile, message); }
     } else if (message.type === "wave") {
       var tile = tiles[String(message.patient)];
       if (tile) { addWave(tile, message); }
@@ -166,13 +184,23 @@
   var delayMs = 1000;
   function connect() {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    var socket = new WebSocket(scheme + window.location.host + root.dataset.socket);
+    // After a drop, the seconds missed plus a margin; a tile shows SWEEP_S seconds, so more
+    // than that (plus the margin) would be sent only to fall off the tile.
+    var sinceS = SWEEP_S + 5;
+    if (lastMessageAt) {
+      sinceS = Math.min(SWEEP_S + 5, Math.ceil((Date.now() - lastMessageAt) / 1000) + 5);
+    }
+    var socket = new WebSocket(scheme + window.location.host + root.dataset.socket +
+      "?since_s=" + sinceS);
     socket.onopen = function () {
       delayMs = 1000;
       connection.textContent = "live";
       connection.className = "small online";
     };
-    socket.onmessage = function (event) { handle(JSON.parse(event.data)); };
+    socket.onmessage = function (event) {
+      lastMessageAt = Date.now();
+      handle(JSON.parse(event.data));
+    };
     socket.onclose = function () {
       connection.textContent = "reconnecting in " + Math.round(delayMs / 1000) + " s";
       connection.className = "small error";
