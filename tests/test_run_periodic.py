@@ -1,0 +1,57 @@
+"""``manage.py run_periodic``: celery beat's schedule run in one process (the quick start's)."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from monitoring.models import AlarmKind, AlarmRecipient, Device, Recording
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_runs_every_beat_task_once_offline_alarm_emailed_and_silent_recording_closed(
+    recording, other_patient, mailoutbox, eager_celery, django_capture_on_commit_callbacks, capsys
+):
+    # Every device has stopped: nothing reaches the ingest path that runs this work inline.
+    # One went quiet 45 s ago (offline, > DEVICE_OFFLINE_S), one 400 s ago (its recording is
+    # past DEVICE_SILENCE_CLOSE_S).
+    AlarmRecipient.objects.create(patient=recording.patient, address="ward@example.org")
+    now = timezone.now()
+    Recording.objects.filter(pk=recording.pk).update(last_chunk_at=now - timedelta(seconds=45))
+    silent = Recording.objects.create(
+        patient=other_patient,
+        device=Device.objects.create(serial="DEV-002", patient=other_patient),
+        sampling_rate_hz=250.0,
+        gain_adc_per_mv=200.0,
+        lead_names=["II"],
+        last_chunk_at=now - timedelta(seconds=400),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("run_periodic", "--once")
+    output = capsys.readouterr().out
+    assert "monitoring.tasks.sweep_streams_task" in output
+    assert "monitoring.tasks.check_devices_task" in output
+    silent.refresh_from_db()
+    # the stream sweep closed the long-silent recording ...
+    assert (silent.status, silent.closed_by) == ("closed", "silence")
+    # ... and the alarm check raised device offline and emailed it, strip attached
+    alarm = recording.patient.alarms.get()
+    assert alarm.kind == AlarmKind.DEVICE_OFFLINE
+    assert [message.to for message in mailoutbox] == [["ward@example.org"]]
+    assert "No data from DEV-001" in mailoutbox[0].subject
+    # a second pass changes nothing: one open alarm, one email
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("run_periodic", "--once")
+    assert recording.patient.alarms.count() == 1 and len(mailoutbox) == 1
+
+
+def test_it_refuses_a_schedule_it_cannot_follow(settings):
+    from celery.schedules import crontab
+
+    settings.CELERY_BEAT_SCHEDULE = {
+        "nightly": {"task": "monitoring.tasks.sweep_streams_task", "schedule": crontab(hour=3)}
+    }
+    with pytest.raises(CommandError, match="nightly"):
+        call_command("run_periodic", "--once")
