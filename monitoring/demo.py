@@ -40,6 +40,18 @@ def random_password() -> str:
     return secrets.token_urlsafe(12)
 
 
+def add_demo_recipients(patient: Patient) -> None:
+    """Alarm emails go to the ward's (fictional) address and escalate to the charge nurse
+    (the quick start writes them to files in sent-emails/). Idempotent."""
+    ward_address = f"{patient.ward.lower().replace(' ', '-')}@demo.cardiospike.invalid"
+    AlarmRecipient.objects.get_or_create(patient=patient, address=ward_address)
+    AlarmRecipient.objects.get_or_create(
+        patient=patient,
+        address="charge-nurse@demo.cardiospike.invalid",
+        defaults={"escalation": True},
+    )
+
+
 @transaction.atomic
 def seed_demo() -> DemoCredentials:
     """Create or refresh the demo content; returns the credentials to show the user.
@@ -76,15 +88,7 @@ def seed_demo() -> DemoCredentials:
         )
         if assigned:
             patient.clinicians.add(clinician)
-        # Alarm emails go to the ward's (fictional) address and escalate to the charge nurse;
-        # with the default console backend they are printed by the server.
-        ward_address = f"{ward.lower().replace(' ', '-')}@demo.cardiospike.invalid"
-        AlarmRecipient.objects.get_or_create(patient=patient, address=ward_address)
-        AlarmRecipient.objects.get_or_create(
-            patient=patient,
-            address="charge-nurse@demo.cardiospike.invalid",
-            defaults={"escalation": True},
-        )
+        add_demo_recipients(patient)
         patients[mrn] = patient
 
     for serial, label, mrn, fs_hz, gain_adc_per_mv in DEMO_DEVICES:

@@ -716,7 +716,7 @@ def prepare_devices(count: int, use_demo: bool = True) -> list[DeviceConfig]:
     from django.contrib.auth import get_user_model
     from django.db import transaction
 
-    from monitoring.demo import DEMO_CLINICIAN, DEMO_DEVICES
+    from monitoring.demo import DEMO_CLINICIAN, DEMO_DEVICES, add_demo_recipients
     from monitoring.models import Device, Patient
 
     if count < 1:
@@ -745,6 +745,8 @@ def prepare_devices(count: int, use_demo: bool = True) -> list[DeviceConfig]:
             )
             if created and clinician is not None:
                 patient.clinicians.add(clinician)
+            # as seed_demo does for the demo patients (and for SIM patients made before this)
+            add_demo_recipients(patient)
             device, _ = Device.objects.get_or_create(
                 serial=code,
                 defaults={

@@ -282,6 +282,11 @@ def test_it_takes_the_demo_devices_first_then_creates_simulated_ones():
     sim = Patient.objects.get(mrn="SIM-002")
     assert sim.devices.get().serial == "SIM-002"
     assert sim.clinicians.filter(username="demo").exists()
+    # their alarms are emailed like the demo patients': the ward, escalating to the nurse
+    assert sorted(sim.alarm_recipients.values_list("address", "escalation")) == [
+        ("charge-nurse@demo.cardiospike.invalid", True),
+        ("simulation@demo.cardiospike.invalid", False),
+    ]
     # running again reuses them instead of creating more
     assert [device.name for device in prepare_devices(3)][-1] == "SIM-001"
     assert Patient.objects.filter(mrn__startswith="SIM-").count() == 2
