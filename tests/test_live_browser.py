@@ -135,6 +135,34 @@ def dark_pixels(driver, selector: str, top_px: int | None = None) -> int:
     )
 
 
+def qrs_height_px(driver, selector: str, top_px: int) -> float:
+    """The trace's tallest strokes: the 98th percentile over the canvas columns of the rows
+    between a column's highest and lowest near-black pixel (below the label band). A QRS
+    complex is drawn as steep strokes within a few columns, so this follows its height in
+    pixels and not the baseline's wander across the sweep."""
+    return driver.execute_script(
+        """
+        const canvas = document.querySelector(arguments[0]);
+        const top = arguments[1];
+        const rows = canvas.height - top;
+        const data = canvas.getContext("2d").getImageData(0, top, canvas.width, rows).data;
+        const first = new Array(canvas.width).fill(-1), last = new Array(canvas.width).fill(-1);
+        for (let i = 0; i < data.length; i += 4) {
+          if (data[i] < 90 && data[i + 1] < 90 && data[i + 2] < 90 && data[i + 3] > 200) {
+            const column = (i / 4) % canvas.width, row = Math.floor(i / 4 / canvas.width);
+            if (first[column] < 0) first[column] = row;
+            last[column] = row;
+          }
+        }
+        const extents = first.map((row, column) => row < 0 ? 0 : last[column] - row);
+        extents.sort((a, b) => a - b);
+        return extents[Math.floor(0.98 * (extents.length - 1))];
+        """,
+        selector,
+        top_px,
+    )
+
+
 def screenshot(driver, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / name))
@@ -230,6 +258,17 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
         # beat labels above the R peaks (the trace itself stays well below the top band)
         wait_for(browser, lambda d: dark_pixels(d, "#live-ecg", top_px=18) > 20, 30)
         screenshot(browser, "live-sinus.png")
+
+        # the gain selector rescales the trace: twice the mm per mV, about twice the height
+        # (measured on the same sweep, a few tenths of a second apart)
+        from selenium.webdriver.support.ui import Select
+
+        at_10 = qrs_height_px(browser, "#live-ecg", top_px=18)
+        Select(browser.find_element("id", "gain")).select_by_value("20")
+        time.sleep(0.5)
+        at_20 = qrs_height_px(browser, "#live-ecg", top_px=18)
+        Select(browser.find_element("id", "gain")).select_by_value("10")
+        assert at_10 > 15 and 1.5 * at_10 < at_20 < 2.5 * at_10, (at_10, at_20)
 
         # a dropped connection is reopened (after 1 s) with since_s covering the time it was
         # away, and its backlog overlaps what the first socket delivered: no hole
