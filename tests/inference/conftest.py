@@ -30,3 +30,8 @@ def mitdb() -> Path:
 @pytest.fixture(scope="session")
 def vfdb() -> Path:
     return physionet_folder("vfdb", "422")
+
+
+@pytest.fixture(scope="session")
+def ptbxl() -> Path:
+    return physionet_folder("ptbxl", "records100/00000/00001_lr")
