@@ -188,8 +188,11 @@ def current_recording(patient_id: int) -> Recording | None:
 # --- Publishing --------------------------------------------------------------------------
 
 
-def publish_samples(recording: Recording, first_sample: int, adc: np.ndarray) -> None:
-    """After a chunk committed: its analysed lead (mV) to the patient's group."""
+def publish_samples(
+    recording: Recording, first_sample: int, adc: np.ndarray, also: tuple = ()
+) -> None:
+    """After a chunk committed: its analysed lead (mV) to the patient's group; ``also``:
+    (group, message) pairs sent in the same hop (the recording's own group)."""
     if _skipping():
         return
     try:
@@ -197,25 +200,31 @@ def publish_samples(recording: Recording, first_sample: int, adc: np.ndarray) ->
     except Exception:
         logger.exception("could not build the live samples of recording %s", recording.pk)
         return
-    _send(recording.patient_id, "live.samples", message)
+    _send(recording.patient_id, "live.samples", message, also)
 
 
-def publish_analysis(recording: Recording, beats, episodes) -> None:
-    """After an analysis round committed: its new beats, then the patient's status.
+def publish_analysis(recording: Recording, beats, episodes, also: tuple = ()) -> None:
+    """After an analysis round committed: its new beats, then the patient's status; ``also``
+    as for ``publish_samples`` (the round's message to the recording's group).
 
     ``episodes`` (those the round recomputed) are not sent as such: the status names the
     ongoing one, read from the database with the heart rate and the open alarms.
     """
     if _skipping():
         return
+    group = patient_group(recording.patient_id)
+    sends = list(also)
     try:
         if beats:
-            _send(recording.patient_id, "live.beats", beats_message(recording, beats))
+            sends.append(
+                (group, _event(recording.patient_id, "live.beats", beats_message(recording, beats)))
+            )
         status = status_message(recording, recording.patient_id)
     except Exception:
         logger.exception("could not build the live analysis of recording %s", recording.pk)
         return
-    _send(recording.patient_id, "live.status", status)
+    sends.append((group, _event(recording.patient_id, "live.status", status)))
+    _send_all(sends, f"the analysis of recording {recording.pk}")
 
 
 def publish_alarm(alarm) -> None:
@@ -237,16 +246,31 @@ def _skipping() -> bool:
     return now < _layer_down_until or now < streaming._broker_down_until
 
 
-def _send(patient_id: int, handler: str, message: dict) -> None:
-    """group_send that never raises; a failure pauses publishing for a few seconds."""
+def _event(patient_id: int, handler: str, message: dict) -> dict:
+    return {"type": handler, "patient": patient_id, "message": message}
+
+
+def _send(patient_id: int, handler: str, message: dict, also: tuple = ()) -> None:
+    """group_send that never raises (``also``: pairs sent first, see ``_send_all``)."""
+    event = _event(patient_id, handler, message)
+    _send_all([*also, (patient_group(patient_id), event)], f"{handler} for patient {patient_id}")
+
+
+def _send_all(sends: list, what: str) -> None:
+    """(group, event) pairs in one ``async_to_sync`` call (each call costs a hop to the event
+    loop's thread, a good part of a chunk's ingest); never raises, and a failure pauses
+    publishing for a few seconds."""
     global _layer_down_until
     from channels.layers import get_channel_layer
 
+    layer = get_channel_layer()
+
+    async def send_all() -> None:
+        for group, event in sends:
+            await layer.group_send(group, event)
+
     try:
-        async_to_sync(get_channel_layer().group_send)(
-            patient_group(patient_id),
-            {"type": handler, "patient": patient_id, "message": message},
-        )
+        async_to_sync(send_all)()
     except Exception:
-        logger.exception("could not publish %s for patient %s", handler, patient_id)
+        logger.exception("could not publish %s", what)
         _layer_down_until = time.monotonic() + LAYER_RETRY_AFTER_S

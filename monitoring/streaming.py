@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import numpy as np
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -276,9 +275,10 @@ def analyze_next(recording_id: int) -> RoundResult:
             ]
         )
         message = _message(locked, beats, episodes, verdicts)
-        transaction.on_commit(lambda: publish(recording_id, message))
-        # the patient's live group: beats and status (monitoring/live.py; never raises)
-        transaction.on_commit(lambda: live.publish_analysis(locked, beats, episodes))
+        # to the recording's group, and beats and status to the patient's live group, in one
+        # hop (monitoring/live.py; never raises)
+        also = ((group_name(recording_id), message),)
+        transaction.on_commit(lambda: live.publish_analysis(locked, beats, episodes, also))
     return RoundResult(
         n_samples=position - cursor,
         n_beats=len(beats),
@@ -482,7 +482,8 @@ def _message(
 
 
 def publish_samples(recording: Recording, first_sample: int, adc: np.ndarray) -> None:
-    """Send a stored chunk's samples (mV, one list per channel) to the recording's group.
+    """Send a stored chunk's samples (mV, one list per channel) to the recording's group, and
+    its analysed lead to the patient's live group.
 
     Called after the chunk commits, so a browser never sees samples the database lost. Skipped
     while this process knows the broker (the same Redis) to be down.
@@ -490,27 +491,15 @@ def publish_samples(recording: Recording, first_sample: int, adc: np.ndarray) ->
     if time.monotonic() < _broker_down_until:
         return
     millivolts = np.round(recording.to_mv(adc), 4)
-    publish(
-        recording.pk,
-        {
-            "type": "recording.samples",
-            "recording": recording.pk,
-            "first_sample": int(first_sample),
-            "fs_hz": recording.sampling_rate_hz,
-            "samples_mv": millivolts.T.tolist(),
-        },
-    )
-    live.publish_samples(recording, first_sample, adc)  # the patient's live group
-
-
-def publish(recording_id: int, message: dict) -> None:
-    """Send a message to the recording's group; a channel layer that is down loses only it."""
-    from channels.layers import get_channel_layer
-
-    try:
-        async_to_sync(get_channel_layer().group_send)(group_name(recording_id), message)
-    except Exception:
-        logger.exception("could not publish the analysis of recording %s", recording_id)
+    message = {
+        "type": "recording.samples",
+        "recording": recording.pk,
+        "first_sample": int(first_sample),
+        "fs_hz": recording.sampling_rate_hz,
+        "samples_mv": millivolts.T.tolist(),
+    }
+    # the patient's live group too, in one hop (monitoring/live.py; never raises)
+    live.publish_samples(recording, first_sample, adc, also=((group_name(recording.pk), message),))
 
 
 # --- The sweep ---------------------------------------------------------------------------
