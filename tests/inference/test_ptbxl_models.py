@@ -1,0 +1,269 @@
+"""The PTB-XL superclass models: networks, training command, cards and ``predict``."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from inference import ptbxl_training
+from inference.datasets.ptbxl import SUPERCLASSES, load_signals, patient_splits, read_table
+from inference.metrics import roc_auc
+from inference.ptbxl_models import (
+    MODEL_NAMES,
+    TASK,
+    DualInputNet,
+    MetadataNet,
+    best_model_name,
+    load_model,
+    normalize_ecg,
+    predict,
+    predict_probabilities,
+    scaler_from_card,
+)
+from inference.registry import WEIGHTS_DIR, list_models
+
+
+def synthetic_data(seed: int = 0) -> ptbxl_training.PtbxlData:
+    """A tiny PTB-XL look-alike: labels that every split holds both ways, leads whose
+    amplitude depends on the labels, raw metadata with missing values."""
+    rng = np.random.default_rng(seed)
+    sizes = {"train": 48, "validation": 20, "test": 20}
+    labels, metadata, signals = {}, {}, {}
+    for split, n in sizes.items():
+        y = (rng.random((n, 5)) < 0.4).astype(np.float32)
+        y[0], y[1] = 1.0, 0.0  # each class positive and negative at least once
+        labels[split] = y
+        raw = np.column_stack(
+            [
+                rng.uniform(20, 90, n),
+                rng.integers(0, 2, n),
+                rng.uniform(150, 190, n),
+                rng.uniform(50, 100, n),
+                np.zeros(n),
+                rng.integers(0, 2, n),
+                rng.integers(-1, 2, n),
+            ]
+        ).astype(np.float64)
+        raw[::3, 2] = np.nan  # missing heights, as in PTB-XL
+        metadata[split] = raw
+        t_s = np.arange(1000) / 100.0
+        beat = np.sin(2 * np.pi * 1.2 * t_s)[None, :, None]
+        gain = 0.5 + y @ np.linspace(0.2, 1.0, 5)
+        signals[split] = (
+            gain[:, None, None] * beat + 0.05 * rng.standard_normal((n, 1000, 12))
+        ).astype(np.float32)
+    counts = {
+        split: {
+            "records": int(len(y)),
+            **{s: int(c) for s, c in zip(SUPERCLASSES, y.sum(0), strict=True)},
+        }
+        for split, y in labels.items()
+    }
+    return ptbxl_training.PtbxlData(
+        folder="/tmp/synthetic",
+        ecg_ids={split: np.arange(n) for split, n in sizes.items()},
+        labels=labels,
+        metadata=metadata,
+        signals_mv=signals,
+        class_counts=counts,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """The three models trained for two epochs on synthetic data, written as the command
+    writes them (weights, cards, docs) into a temporary folder."""
+    folder = tmp_path_factory.mktemp("ptbxl")
+    weights_dir, docs_dir = folder / "weights", folder / "docs"
+    torch.set_num_threads(1)
+    data = synthetic_data()
+    for key in ptbxl_training.MODELS:
+        model, content = ptbxl_training.run(key, data, epochs=2, patience=5, seed=0, resamples=50)
+        ptbxl_training.write_outputs(key, model, content, f"test {key}", weights_dir, docs_dir)
+    return weights_dir, docs_dir
+
+
+def a_record(fs_hz: float = 100.0) -> np.ndarray:
+    """A smooth 10 s 12-lead record in mV (band-limited, so resampling keeps its shape)."""
+    t_s = np.arange(round(10 * fs_hz)) / fs_hz
+    leads = [0.8 * np.sin(2 * np.pi * 1.1 * t_s + lead) for lead in range(12)]
+    return np.column_stack(leads) + 0.1 * np.sin(2 * np.pi * 7 * t_s)[:, None]
+
+
+METADATA = {"age_years": 64, "sex_female": 1, "weight_kg": 70, "heart_axis": "LAD"}
+
+
+def test_networks_give_five_logits_per_record_for_any_length():
+    features = torch.zeros(4, 10)
+    assert MetadataNet()(features).shape == (4, 5)
+    network = DualInputNet().eval()
+    assert network(torch.zeros(4, 1000, 12), features).shape == (4, 5)
+    assert network(torch.zeros(4, 750, 12), features).shape == (4, 5)
+
+
+def test_sliding_windows_average_their_probabilities():
+    network = DualInputNet().eval()
+    ecg = np.random.default_rng(1).standard_normal((2, 1000, 12)).astype(np.float32)
+    features = np.zeros((2, 10), dtype=np.float32)
+    averaged = predict_probabilities(network, features, ecg, 750, 125)
+    by_hand = np.mean(
+        [predict_probabilities(network, features, ecg[:, s : s + 750]) for s in (0, 125, 250)],
+        axis=0,
+    )
+    np.testing.assert_allclose(averaged, by_hand, rtol=1e-6)
+
+
+def test_the_tiny_training_run_writes_cards_the_registry_lists(tiny_models):
+    weights_dir, docs_dir = tiny_models
+    cards = list_models(weights_dir, task=TASK)
+    assert [card["name"] for card in cards] == list(MODEL_NAMES)
+    for card in cards:
+        assert card["command"].startswith("test model0")
+        assert set(card["thresholds"]) == set(SUPERCLASSES)
+        low, high = card["metrics"]["test_ci95"]["macro_auc"]
+        assert low <= card["metrics"]["test"]["macro_auc"] <= high
+        assert (docs_dir / f"{card['name']}.md").is_file()
+        assert (docs_dir / f"{card['name']}-training.png").stat().st_size > 1000
+    overview = (docs_dir / "ptbxl-models.md").read_text()
+    assert all(name in overview for name in MODEL_NAMES)
+    assert cards[0]["input"]["ecg"] is False and cards[2]["input"]["window_samples"] == 750
+
+
+def test_the_same_seed_gives_identical_metrics_and_another_seed_does_not():
+    torch.set_num_threads(1)
+    data = synthetic_data(seed=4)
+    kwargs = {"epochs": 3, "patience": 5, "resamples": 20}
+    _, first = ptbxl_training.run("model03", data, seed=7, **kwargs)
+    _, again = ptbxl_training.run("model03", data, seed=7, **kwargs)
+    _, other = ptbxl_training.run("model03", data, seed=8, **kwargs)
+    strip = ("training_cpu_s", "training_wall_s")
+    assert {k: v for k, v in first.items() if k not in strip} == {
+        k: v for k, v in again.items() if k not in strip
+    }
+    assert first["history"] != other["history"]
+
+
+def test_thresholds_maximize_validation_f1():
+    labels = np.array([[1], [1], [0], [0], [1]], dtype=np.float32)
+    probabilities = np.array([[0.9], [0.4], [0.35], [0.1], [0.6]])
+    # >= 0.4 catches all three positives with no false positive
+    assert ptbxl_training.choose_thresholds(labels, probabilities)[0] == 0.4
+
+
+def test_predict_without_leads_falls_back_to_the_metadata_only_model(tiny_models):
+    weights_dir, _ = tiny_models
+    result = predict(None, None, METADATA, weights_dir=weights_dir)
+    assert result["model"] == "ptbxl-model01" and result["mode"] == "metadata-only"
+    assert list(result["probabilities"]) == list(SUPERCLASSES)
+    assert all(0.0 <= p <= 1.0 for p in result["probabilities"].values())
+    assert result["imputed"] == ["height_cm", "pacemaker", "device_cs"]
+    assert set(result["positive"]) <= set(SUPERCLASSES)
+
+
+def test_predict_with_leads_uses_the_ecg_model_with_the_best_validation_auc(tiny_models):
+    weights_dir, _ = tiny_models
+    result = predict(a_record(), 100, METADATA, weights_dir=weights_dir)
+    cards = [c for c in list_models(weights_dir, task=TASK) if c["input"]["ecg"]]
+    best = max(cards, key=lambda c: (c["metrics"]["validation"]["macro_auc"], c["name"]))
+    assert result["model"] == best["name"] == best_model_name(True, str(weights_dir))
+    assert result["mode"] == "ecg+metadata"
+    # with leads and no metadata, every feature is imputed
+    assert predict(a_record(), 100, None, weights_dir=weights_dir)["imputed"][0] == "age_years"
+
+
+def test_predict_resamples_a_500_hz_record(tiny_models):
+    weights_dir, _ = tiny_models
+    at_100 = predict(a_record(100), 100, METADATA, weights_dir=weights_dir)["probabilities"]
+    at_500 = predict(a_record(500), 500, METADATA, weights_dir=weights_dir)["probabilities"]
+    for superclass in SUPERCLASSES:
+        assert at_500[superclass] == pytest.approx(at_100[superclass], abs=0.02)
+
+
+def test_predict_treats_ages_over_89_as_ptbxl_does_and_reads_axis_codes(tiny_models):
+    weights_dir, _ = tiny_models
+    old = predict(None, None, {"age_years": 104}, weights_dir=weights_dir)["probabilities"]
+    ninety = predict(None, None, {"age_years": 90}, weights_dir=weights_dir)["probabilities"]
+    assert old == ninety
+    by_code = predict(None, None, {"heart_axis": "lad"}, weights_dir=weights_dir)
+    by_number = predict(None, None, {"heart_axis": -1}, weights_dir=weights_dir)
+    assert by_code["probabilities"] == by_number["probabilities"]
+
+
+@pytest.mark.parametrize(
+    ("leads", "fs_hz", "metadata", "message"),
+    [
+        (None, None, None, "nothing to predict from"),
+        (None, None, {"height_cm": None}, "nothing to predict from"),
+        (a_record()[:, :11], 100, None, r"\(n_samples, 12\)"),
+        (a_record().T, 100, None, "transpose"),
+        (np.where(np.arange(1000)[:, None] == 5, np.nan, a_record()), 100, None, "NaN"),
+        (a_record(), 50, None, "outside 100-2000 Hz"),
+        (a_record(), "100", None, "fs_hz"),
+        (a_record()[:800], 100, None, "10 s"),
+        (a_record() * 1000, 100, None, "millivolts"),
+        (np.where(np.arange(12) == 7, 0.0, a_record()), 100, None, "lead V2 is flat"),
+        (None, None, {"age_years": 150}, "age_years 150 is outside"),
+        (None, None, {"weight_kg": -3}, "weight_kg"),
+        (None, None, {"sex_female": 2}, "sex_female must be 0 or 1"),
+        (None, None, {"heart_axis": "XYZ"}, "heart_axis"),
+        (None, None, {"heart_axis": 3}, "heart_axis"),
+        (None, None, {"age_years": "sixty"}, "finite number"),
+        (None, None, {"bmi": 25}, "unknown metadata bmi"),
+        (None, None, [64, 1], "mapping"),
+    ],
+)
+def test_predict_refuses_bad_input_saying_why(tiny_models, leads, fs_hz, metadata, message):
+    weights_dir, _ = tiny_models
+    with pytest.raises(ValueError, match=message):
+        predict(leads, fs_hz, metadata, weights_dir=weights_dir)
+
+
+# --- The shipped models -------------------------------------------------------------------------
+
+
+def test_the_shipped_cards_load_with_their_weights():
+    cards = {card["name"]: card for card in list_models(WEIGHTS_DIR, task=TASK)}
+    assert sorted(cards) == list(MODEL_NAMES)
+    for name, card in cards.items():
+        assert card["command"].startswith(f"python -m inference.ptbxl_training {name[-7:]}")
+        assert card["metrics"]["n_test_records"] == card["data"]["class_counts"]["test"]["records"]
+        model, _ = load_model(name)
+        assert sum(p.numel() for p in model.parameters()) == card["parameters"]
+        assert (WEIGHTS_DIR / card["weights"]).stat().st_size < 1_000_000
+
+
+def test_the_shipped_weights_give_their_cards_test_figures(ptbxl):
+    """Re-evaluate each shipped model on the real test partition with the card's own
+    transforms: the macro AUC and binary accuracy must be the card's."""
+    table = read_table(ptbxl)
+    test_rows = patient_splits(table)["test"]
+    labels = table.labels[test_rows]
+    signals = load_signals(table, test_rows)
+    for name in MODEL_NAMES:
+        model, card = load_model(name)
+        features = scaler_from_card(card).transform(table.metadata[test_rows])
+        ecg = None
+        if card["input"]["ecg"]:
+            ecg = normalize_ecg(signals, np.array(card["ecg_normalization"]["lead_scales_mv"]))
+        probabilities = predict_probabilities(
+            model,
+            features,
+            ecg,
+            card["input"].get("window_samples", 1000),
+            card["input"].get("stride_samples", 1000),
+        )
+        macro_auc = np.mean([roc_auc(labels[:, c], probabilities[:, c]) for c in range(5)])
+        binary_accuracy = np.mean((probabilities >= 0.5) == labels.astype(bool))
+        assert macro_auc == pytest.approx(card["metrics"]["test"]["macro_auc"], abs=1e-3), name
+        assert binary_accuracy == pytest.approx(
+            card["metrics"]["test"]["binary_accuracy"], abs=1e-3
+        ), name
+
+
+def test_the_shipped_card_json_matches_its_markdown():
+    from inference.train import DOCS_DIR
+
+    for name in MODEL_NAMES:
+        card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+        assert (DOCS_DIR / f"{name}.md").read_text() == ptbxl_training.card_markdown(card)
