@@ -12,6 +12,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cardiospike.settings")
 # Django must be set up before anything imports models (consumers, auth middleware).
 django.setup(set_prefix=False)
 
+from django.conf import settings  # noqa: E402
+
 from cardiospike.handlers import SyncChainASGIHandler  # noqa: E402
 
 django_asgi_app = SyncChainASGIHandler()
@@ -32,3 +34,9 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+if settings.PERIODIC_IN_SERVER:
+    # no broker, so no celery beat: the server runs its schedule (monitoring/periodic.py)
+    from monitoring.periodic import ScheduleInServer
+
+    application = ScheduleInServer(application)

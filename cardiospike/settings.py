@@ -254,6 +254,11 @@ ALARM_RETRY_BASE_S = envfloat("ALARM_RETRY_BASE_S", "30")
 ALARM_RETRY_MAX_S = envfloat("ALARM_RETRY_MAX_S", "900")
 ALARM_MAX_ATTEMPTS = envint("ALARM_MAX_ATTEMPTS", "6")
 
+# Without a broker nothing runs CELERY_BEAT_SCHEDULE; on, the server (daphne) runs it in a
+# thread of its own, where its alarms also reach the in-memory channel layer and so the open
+# pages (monitoring/periodic.py). The quick start turns it on; with REDIS_URL it is ignored
+# (run celery beat).
+PERIODIC_IN_SERVER = envbool("PERIODIC_IN_SERVER", "false") and not REDIS_URL
 CELERY_BEAT_SCHEDULE = {
     "sweep-streams": {"task": "monitoring.tasks.sweep_streams_task", "schedule": STREAM_SWEEP_S},
     "check-alarms": {"task": "monitoring.tasks.check_devices_task", "schedule": ALARM_CHECK_S},

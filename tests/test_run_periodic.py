@@ -55,3 +55,44 @@ def test_it_refuses_a_schedule_it_cannot_follow(settings):
     }
     with pytest.raises(CommandError, match="nightly"):
         call_command("run_periodic", "--once")
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)  # the tasks' threads have connections of their own
+async def test_in_the_server_its_alarms_reach_the_open_pages(recording, eager_celery):
+    # Embedded defaults: the in-memory channel layer lives in the server's process and event
+    # loop, so only a schedule run there can tell the open pages of an alarm.
+    import asyncio
+
+    from channels.db import database_sync_to_async
+    from channels.layers import get_channel_layer
+
+    from monitoring import live
+    from monitoring.periodic import ScheduleInServer
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(live.patient_group(recording.patient_id), channel)
+    await database_sync_to_async(
+        Recording.objects.filter(pk=recording.pk).update
+    )(last_chunk_at=timezone.now() - timedelta(seconds=45))
+
+    answered = []
+
+    async def application(scope, receive, send):
+        answered.append(scope["type"])
+
+    server = ScheduleInServer(application)
+    assert server.task is None  # nothing runs before the server's first connection
+    await server({"type": "http"}, None, None)
+    try:
+        message = await asyncio.wait_for(layer.receive(channel), 20.0)
+    finally:
+        server.task.cancel()
+    assert answered == ["http"]
+    assert message["type"] == "live.alarm"
+    assert message["message"]["alarm"]["kind"] == AlarmKind.DEVICE_OFFLINE
+    kinds = await database_sync_to_async(
+        lambda: list(recording.patient.alarms.values_list("kind", flat=True))
+    )()
+    assert kinds == [AlarmKind.DEVICE_OFFLINE]
