@@ -314,7 +314,7 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
             timeout_s=30,
         )
         wave = f"{tile} canvas.wave"
-        # the station sends no backlog: the sweep fills from the left as waves arrive
+        # the station starts with a backlog of the last seconds of wave (since_s), then live
         wait_for(browser, lambda d: green_pixels(d, wave) > 150, timeout_s=20)
         snapshot = canvas_png(browser, wave)
         wait_for(browser, lambda d: canvas_png(d, wave) != snapshot, timeout_s=10)

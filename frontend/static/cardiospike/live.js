@@ -352,8 +352,16 @@
       }, 25000);
     };
     socket.onmessage = function (event) { handle(JSON.parse(event.data)); };
-    socket.onclose = function () {
+    socket.onclose = function (event) {
       if (pingTimer) { clearInterval(pingTimer); }
+      // 4401: signed out or account gone; 4403: no longer allowed to see this patient. The
+      // server would refuse every reconnect, so stop and say why.
+      if (event.code === 4401 || event.code === 4403) {
+        status.textContent = event.code === 4401 ? "signed out: log in again" :
+          "access ended: this patient is no longer assigned to you";
+        status.className = "small error";
+        return;
+      }
       status.textContent = "reconnecting in " + Math.round(delayMs / 1000) + " s";
       setTimeout(connect, delayMs);
       delayMs = Math.min(delayMs * 2, 30000);

@@ -201,7 +201,12 @@
       lastMessageAt = Date.now();
       handle(JSON.parse(event.data));
     };
-    socket.onclose = function () {
+    socket.onclose = function (event) {
+      if (event.code === 4401) {  // signed out or account gone: every reconnect is refused
+        connection.textContent = "signed out: log in again";
+        connection.className = "small error";
+        return;
+      }
       connection.textContent = "reconnecting in " + Math.round(delayMs / 1000) + " s";
       connection.className = "small error";
       setTimeout(connect, delayMs);
