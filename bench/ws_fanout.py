@@ -20,7 +20,9 @@ Measured, per run:
   message is published after the chunk's commit, before the HTTP response leaves, so a small
   negative latency is possible and is kept as measured; "send" latencies count from when
   the device sent the chunk instead (acknowledgment time minus the HTTP round trip), so they
-  include the ingest itself;
+  include the ingest itself; "pub" latencies count from the ``sent_at`` the server stamps on
+  the samples message when it publishes it (after the commit): the fan-out alone, on one
+  clock (everything runs on this machine);
 - chunks whose samples never reached some client (lost) and the clients' connection errors.
 
 Prints a table and writes JSON under ``bench/results/``. Target (issue 6): 50 x 50, p99 < 1 s.
@@ -99,6 +101,7 @@ class Client:
 
     def __init__(self) -> None:
         self.arrivals: dict[tuple[int, int], float] = {}  # (recording, first_sample) -> time
+        self.sent_at: dict[tuple[int, int], float] = {}  # the same -> the server's "sent_at"
         self.messages = 0
         self.errors: list[str] = []
 
@@ -121,6 +124,8 @@ class Client:
                     if message["type"] in ("samples", "wave"):
                         key = (message["recording"], message["first_sample"])
                         self.arrivals.setdefault(key, now)
+                        if message.get("sent_at") is not None:
+                            self.sent_at.setdefault(key, message["sent_at"])
         except Exception as exc:  # a refused or dropped socket is a result, not a crash
             self.errors.append(f"{type(exc).__name__}: {exc}")
             if not announced:  # a socket that never opened: stop waiting for it
@@ -190,7 +195,7 @@ async def fan_out(args, bases, cookie_name, keys, patients, configs, signals, si
         paths = (
             [f"/ws/patients/{pk}/?since_s=0" for pk in patients]
             if args.view == "patient"
-            else ["/ws/station/"]
+            else ["/ws/station/?since_s=0"]
         )
         for path in paths:
             tasks.append(asyncio.create_task(client.watch(ws_base + path, headers, stop_event,
@@ -207,7 +212,7 @@ async def fan_out(args, bases, cookie_name, keys, patients, configs, signals, si
     await asyncio.gather(*tasks)
     delivered = sum(client.messages for client in clients) - counts_before
 
-    latencies, from_send, missing, expected = [], [], 0, 0
+    latencies, from_send, from_publish, missing, expected = [], [], [], 0, 0
     for report in reports:
         fs_hz = next(c.fs_hz for c in configs if c.name == report.name)
         for ack in report.acks:
@@ -224,9 +229,13 @@ async def fan_out(args, bases, cookie_name, keys, patients, configs, signals, si
                 else:
                     latencies.append(arrived - ack.acked_at)
                     from_send.append(arrived - (ack.acked_at - ack.latency_s))
+                    sent_at = client.sent_at.get((report.recording, first))
+                    if sent_at is not None:
+                        from_publish.append(arrived - sent_at)
     errors = [error for client in clients for error in client.errors]
     p50, p99 = p50_p99(latencies)
     send_p50, send_p99 = p50_p99(from_send)
+    publish_p50, publish_p99 = p50_p99(from_publish)
     return {
         "clients": len(keys),
         "patients": len(patients),
@@ -244,6 +253,8 @@ async def fan_out(args, bases, cookie_name, keys, patients, configs, signals, si
         "latency_max_s": round(float(max(latencies)), 4) if latencies else None,
         "from_send_p50_s": send_p50,
         "from_send_p99_s": send_p99,
+        "from_publish_p50_s": publish_p50,
+        "from_publish_p99_s": publish_p99,
         "client_errors": errors[:10],
         "n_client_errors": len(errors),
     }
@@ -262,13 +273,15 @@ def print_table(result: dict) -> None:
 
     print(
         f"{'clients':>7} {'patients':>8} {'view':>8} {'msg/s':>9} {'p50 s':>7} {'p99 s':>7} "
-        f"{'max s':>7} {'send p50':>8} {'send p99':>8} {'missing':>11} {'errors':>6}"
+        f"{'max s':>7} {'send p50':>8} {'send p99':>8} {'pub p50':>8} {'pub p99':>8} "
+        f"{'missing':>11} {'errors':>6}"
     )
     print(
         f"{result['clients']:>7} {result['patients']:>8} {result['view']:>8} "
         f"{result['messages_per_s']:>9.1f} {fmt(result['latency_p50_s']):>7} "
         f"{fmt(result['latency_p99_s']):>7} {fmt(result['latency_max_s']):>7} "
         f"{fmt(result['from_send_p50_s']):>8} {fmt(result['from_send_p99_s']):>8} "
+        f"{fmt(result['from_publish_p50_s']):>8} {fmt(result['from_publish_p99_s']):>8} "
         f"{result['deliveries_missing']:>5}/{result['deliveries_expected']:<5} "
         f"{result['n_client_errors']:>6}"
     )

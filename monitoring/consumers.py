@@ -395,6 +395,7 @@ def wave_message(patient_id: int, message: dict) -> dict | None:
         "first_sample": first,
         "fs_hz": fs_hz,
         "samples_mv": samples,
+        "sent_at": message.get("sent_at"),
     }
 
 

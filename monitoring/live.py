@@ -64,6 +64,9 @@ def samples_message(recording: Recording, first_sample: int, adc: np.ndarray) ->
         "first_sample": int(first_sample),
         "fs_hz": recording.sampling_rate_hz,
         "samples_mv": millivolts.tolist(),
+        # the server's clock when the message was made (after the chunk's commit, or for a
+        # backlog): a page can tell how stale its trace is, a benchmark the fan-out's delay
+        "sent_at": round(time.time(), 3),
     }
 
 
