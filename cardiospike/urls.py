@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from monitoring import dashboard_views, upload_views, views
+from monitoring import dashboard_views, diagnosis_views, upload_views, views
 from monitoring.api.predict import PredictView
 from monitoring.review import review_page
 
@@ -29,6 +29,7 @@ urlpatterns = [
     ),
     path("recordings/<int:pk>/review/", review_page, name="recording-review"),
     path("analyzer/", views.analyzer, name="analyzer"),
+    path("diagnosis/", diagnosis_views.diagnosis, name="diagnosis"),  # 12-lead, PTB-XL models
     # The dashboard (issue 6): central station, live view, staff management.
     path("station/", dashboard_views.station, name="station"),
     path("patients/<int:pk>/live/", dashboard_views.patient_live, name="patient-live"),

@@ -13,6 +13,7 @@ router.register("alarms", alarms.AlarmViewSet, basename="alarm")
 urlpatterns = [
     path("me/", views.MeView.as_view(), name="api-me"),
     path("predict/", PredictView.as_view(), name="api-predict"),
+    path("diagnosis/", include("monitoring.api.diagnosis")),  # 12-lead PTB-XL models
     path("examples/", analyzer.ExampleListView.as_view(), name="api-examples"),
     path(
         "examples/<str:excerpt_id>/",

@@ -1,0 +1,473 @@
+"""12-lead diagnosis with patient metadata (issue 7): the PTB-XL models behind an endpoint.
+
+``POST /api/diagnosis/`` answers the five PTB-XL diagnostic superclass probabilities (NORM,
+MI, STTC, CD, HYP) from the best shipped model for what it was given:
+``inference.ptbxl_models.predict`` picks the ECG + metadata model when a 12-lead record
+comes with the request and the metadata-only model when none does. The record arrives as
+
+- JSON ``{"leads": [[...], ... 12 lists], "fs_hz": 100, "lead_names": [...], "metadata": {}}``
+  (leads x samples, millivolts, 10 s at 100-2000 Hz; ``lead_names`` optional, any order);
+- multipart: a WFDB record (``files``: the ``.hea`` and its ``.dat``) with the metadata as
+  form fields named as the features (``age_years=61``; empty means unknown);
+- JSON ``{"recording_id": 5, "start_s": 0, "metadata": {}}``: 10 s of a stored 12-lead
+  recording the user may see (clinicians: their assigned patients);
+- or only ``{"metadata": {...}}``.
+
+Every refusal is a 400 naming the problem (413 for an oversize body, 415 for a body that is
+neither JSON nor multipart, 401 without credentials). docs/diagnosis.md has the user's
+version. The examples (``/api/diagnosis/examples/``) are three PTB-XL test-fold records
+shipped in inference/examples/ptbxl/. Research software, not a medical device.
+"""
+
+import json
+import math
+import reprlib
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.urls import path
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from inference.datasets.ptbxl import LEADS, RAW_FEATURES, RECORD_S, SUPERCLASSES
+from inference.ptbxl_models import MAX_FS_HZ, MIN_FS_HZ, load_model, predict
+from monitoring.models import Recording
+from monitoring.uploads import UploadError, files_from_request, parse_upload
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "inference" / "examples" / "ptbxl"
+# What the page and the docs call the leads; the models and PTB-XL's headers spell aVR "AVR".
+DISPLAY_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+JSON_KEYS = ("leads", "fs_hz", "lead_names", "metadata", "recording_id", "start_s")
+# Multipart fields besides the files: the metadata features, and the page's CSRF token.
+FORM_KEYS = (*RAW_FEATURES, "csrfmiddlewaretoken")
+
+
+def error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
+    return Response({"detail": message}, status=code)
+
+
+# --- The bundled examples ---------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def load_examples() -> dict:
+    """inference/examples/ptbxl/examples.json: attribution and one row per shipped record."""
+    return json.loads((EXAMPLES_DIR / "examples.json").read_text(encoding="utf-8"))
+
+
+def example_leads(example: dict) -> np.ndarray:
+    """A shipped example's signal, (1000, 12) mV at 100 Hz in PTB-XL lead order."""
+    import wfdb
+
+    signal, fields = wfdb.rdsamp(str(EXAMPLES_DIR / example["record"]))
+    assert tuple(name.upper() for name in fields["sig_name"]) == LEADS, fields["sig_name"]
+    return signal
+
+
+# --- Reading the record out of a request ------------------------------------------------
+
+
+def _lead_key(name: object) -> str:
+    """A lead name as PTB-XL spells it (``aVR`` -> ``AVR``); not a lead name -> itself."""
+    return name.strip().upper() if isinstance(name, str) else repr(name)
+
+
+def order_leads(lead_names: list, what: str) -> list[int]:
+    """Column of each of the 12 standard leads, in PTB-XL order, among ``lead_names``.
+
+    Names compare case-insensitively (aVR, AVR, avr). Raises ``ValueError`` naming any lead
+    that is missing or given twice; other channels (e.g. Frank leads) are left out.
+    """
+    keys = [_lead_key(name) for name in lead_names]
+    doubled = sorted({key for key in keys if key in LEADS and keys.count(key) > 1})
+    if doubled:
+        raise ValueError(f"{what} gives lead {', '.join(doubled)} twice")
+    missing = [
+        display for key, display in zip(LEADS, DISPLAY_LEADS, strict=True) if key not in keys
+    ]
+    if missing:
+        others = [str(name) for name, key in zip(lead_names, keys, strict=True) if key not in LEADS]
+        unknown = f"; not lead names: {', '.join(others)}" if others else ""
+        raise ValueError(
+            f"{what} lacks lead {', '.join(missing)}: a 12-lead record needs "
+            f"{', '.join(DISPLAY_LEADS)}{unknown}"
+        )
+    return [keys.index(key) for key in LEADS]
+
+
+def leads_from_json(leads: object, lead_names: object) -> tuple[np.ndarray, list[str]]:
+    """JSON ``leads`` (12 lists, one per lead) as (n_samples, 12) mV in PTB-XL order."""
+    if not isinstance(leads, list) or not leads or not all(isinstance(x, list) for x in leads):
+        raise ValueError(
+            '"leads" must be a list of 12 lists of numbers (leads x samples, millivolts), '
+            f"got {reprlib.repr(leads)}"
+        )
+    if lead_names is None:
+        if len(leads) != len(LEADS):
+            hint = ""
+            if len(leads) > len(LEADS) and {len(lead) for lead in leads} == {len(LEADS)}:
+                hint = " (it looks like samples x leads: send one list per lead)"
+            raise ValueError(
+                f'"leads" holds {len(leads)} leads; a 12-lead record needs 12, in the order '
+                f'{", ".join(DISPLAY_LEADS)} (or name them in "lead_names"){hint}'
+            )
+        names = list(DISPLAY_LEADS)
+    else:
+        if not isinstance(lead_names, list) or len(lead_names) != len(leads):
+            raise ValueError(
+                f'"lead_names" must be a list with one name per lead ({len(leads)}), '
+                f"got {reprlib.repr(lead_names)}"
+            )
+        names = [str(name) for name in lead_names]
+    columns = order_leads(lead_names if lead_names is not None else names, '"lead_names"')
+    lengths = {len(lead) for lead in leads}
+    if len(lengths) != 1:
+        raise ValueError(
+            f"the leads differ in length ({', '.join(str(len(lead)) for lead in leads)} "
+            "samples): every lead must cover the same 10 s"
+        )
+    for column in columns:
+        lead = leads[column]
+        if {type(value) for value in lead} <= {int, float}:
+            continue  # plain numbers; finiteness is checked on the array below
+        for index, value in enumerate(lead):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(
+                    f"lead {names[column]} sample {index} is {reprlib.repr(value)}, not a number"
+                )
+    try:
+        signal = np.array([leads[column] for column in columns], dtype=np.float64).T
+    except OverflowError:
+        raise ValueError("a lead holds an integer too large to be a voltage") from None
+    finite = np.isfinite(signal)
+    if not finite.all():
+        sample, lead = np.unravel_index(int(np.argmin(finite)), signal.shape)
+        raise ValueError(
+            f"lead {DISPLAY_LEADS[lead]} sample {sample} is {signal[sample, lead]}; "
+            "values must be finite millivolts"
+        )
+    return signal, [names[column] for column in columns]
+
+
+def leads_from_upload(files: list[tuple[str, bytes]]) -> tuple[np.ndarray, float, dict]:
+    """A WFDB upload as (n_samples, 12) mV in PTB-XL order, its rate and a description."""
+    if not any(name.lower().endswith(".hea") for name, _ in files):
+        raise ValueError("upload a WFDB record: its .hea header with the .dat file it names")
+    try:
+        parsed = parse_upload(files)
+    except UploadError as exc:
+        raise ValueError(str(exc)) from None
+    columns = order_leads(parsed.lead_names, f"record {parsed.source_name}")
+    millivolts = (parsed.adc[:, columns].astype(np.float64) - parsed.baseline_adc) / (
+        parsed.gain_adc_per_mv
+    )
+    return (
+        millivolts,
+        parsed.fs_hz,
+        {
+            "source": "wfdb",
+            "name": parsed.source_name,
+            "lead_names": [parsed.lead_names[column] for column in columns],
+            "ignored_channels": [
+                name for i, name in enumerate(parsed.lead_names) if i not in columns
+            ],
+        },
+    )
+
+
+def leads_from_recording(user, recording_id: object, start_s: object) -> tuple:
+    """10 s of a stored recording the user may see, as (n_samples, 12) mV in PTB-XL order."""
+    if isinstance(recording_id, bool) or not isinstance(recording_id, int):
+        raise ValueError(f'"recording_id" must be an integer, got {reprlib.repr(recording_id)}')
+    start_s = 0 if start_s is None else start_s
+    if isinstance(start_s, bool) or not isinstance(start_s, int | float) or start_s < 0:
+        raise ValueError(f'"start_s" must be a number of seconds >= 0, got {start_s!r}')
+    recording = Recording.objects.visible_to(user).filter(pk=recording_id).first()
+    if recording is None:  # someone else's patient reads as absent, not as forbidden
+        raise LookupError(f"no recording {recording_id} that you can see")
+    from monitoring.recordings import samples_mv
+
+    columns = order_leads(list(recording.lead_names), f"recording {recording_id}")
+    fs_hz = float(recording.sampling_rate_hz)
+    start = round(float(start_s) * fs_hz)
+    end = start + round(RECORD_S * fs_hz)
+    if end > recording.end_sample:
+        raise ValueError(
+            f"recording {recording_id} lasts {recording.end_sample / fs_hz:.2f} s; 10 s from "
+            f"{float(start_s):g} s run past its end"
+        )
+    signal = np.stack([samples_mv(recording, start, end, column) for column in columns], axis=1)
+    if np.isnan(signal).any():
+        raise ValueError(
+            f"recording {recording_id} has a gap between {float(start_s):g} s and "
+            f"{float(start_s) + RECORD_S:g} s; choose another start_s"
+        )
+    description = {
+        "source": "recording",
+        "recording_id": recording.pk,
+        "name": recording.source_name,
+        "start_s": float(start_s),
+        "lead_names": [recording.lead_names[column] for column in columns],
+    }
+    return signal, fs_hz, description
+
+
+def metadata_from_form(form) -> dict:
+    """Metadata features from multipart form fields: numbers, empty for unknown; the heart
+    axis may also be a PTB-XL code (LAD, RAD, ...)."""
+    metadata = {}
+    for name in RAW_FEATURES:
+        text = form.get(name, "")
+        text = text.strip() if isinstance(text, str) else text
+        if text in ("", None):
+            continue
+        try:
+            metadata[name] = float(text)
+        except (TypeError, ValueError):
+            if name != "heart_axis":
+                raise ValueError(f"metadata {name} must be a number, got {text!r}") from None
+            metadata[name] = text  # predict checks the code
+    return metadata
+
+
+# --- The endpoint -----------------------------------------------------------------------
+
+RESPONSE = inline_serializer(
+    "DiagnosisResponse",
+    {
+        "probabilities": serializers.DictField(child=serializers.FloatField()),
+        "thresholds": serializers.DictField(child=serializers.FloatField()),
+        "positive": serializers.ListField(child=serializers.ChoiceField(SUPERCLASSES)),
+        "model": serializers.DictField(),
+        "mode": serializers.ChoiceField(["ecg+metadata", "metadata-only"]),
+        "imputed": serializers.ListField(child=serializers.CharField()),
+        "metadata": serializers.DictField(),
+        "record": serializers.DictField(allow_null=True),
+        "processing_ms": serializers.FloatField(),
+        "disclaimer": serializers.CharField(),
+    },
+)
+
+
+class DiagnosisView(APIView):
+    """Five PTB-XL superclass probabilities from a 12-lead record and/or patient metadata."""
+
+    # JSON or a file upload; anything else (form-encoded, text) is 415
+    parser_classes = [JSONParser, MultiPartParser]
+
+    @extend_schema(
+        request={
+            "application/json": inline_serializer(
+                "DiagnosisRequest",
+                {
+                    "leads": serializers.ListField(
+                        child=serializers.ListField(child=serializers.FloatField()),
+                        required=False,
+                        help_text="12 lists (leads x samples), millivolts, 10 s",
+                    ),
+                    "fs_hz": serializers.FloatField(required=False),
+                    "lead_names": serializers.ListField(
+                        child=serializers.CharField(), required=False
+                    ),
+                    "metadata": serializers.DictField(required=False),
+                    "recording_id": serializers.IntegerField(required=False),
+                    "start_s": serializers.FloatField(required=False),
+                },
+            ),
+            "multipart/form-data": inline_serializer(
+                "DiagnosisUpload",
+                {
+                    "files": serializers.ListField(child=serializers.FileField()),
+                    **{
+                        name: serializers.CharField(required=False, allow_blank=True)
+                        for name in RAW_FEATURES
+                    },
+                },
+            ),
+        },
+        responses={200: RESPONSE},
+        examples=[
+            OpenApiExample(
+                "metadata only",
+                value={"metadata": {"age_years": 61, "sex_female": 1, "weight_kg": 70}},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request):
+        started = time.perf_counter()
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = settings.PREDICT_MAX_BODY_BYTES
+        if length > limit:
+            return error(
+                f"body of {length} bytes exceeds the {limit}-byte limit (a 10 s 12-lead record "
+                "at 500 Hz is about 0.45 MB as JSON)",
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        try:
+            data = request.data  # unsupported content types raise 415 here
+        except ParseError as exc:
+            return error(f"malformed request body: {exc.detail}")
+        try:
+            if request.content_type.startswith("multipart/"):
+                leads_mv, fs_hz, metadata, record = self._from_multipart(request, data)
+            else:
+                leads_mv, fs_hz, metadata, record = self._from_json(request, data)
+            result = predict(leads_mv, fs_hz, metadata)
+        except UploadError as exc:  # the files' size (413)
+            return error(str(exc), exc.status)
+        except LookupError as exc:
+            return error(str(exc), status.HTTP_404_NOT_FOUND)
+        except ValueError as exc:
+            return error(str(exc))
+        _, card = load_model(result["model"])
+        return Response(
+            {
+                "probabilities": result["probabilities"],
+                "thresholds": result["thresholds"],
+                "positive": result["positive"],
+                "model": {
+                    "name": result["model"],
+                    "version": card["version"],
+                    "mode": result["mode"],
+                    "description": card["description"],
+                    "card": f"docs/models/{result['model']}.md",
+                },
+                "mode": result["mode"],
+                "imputed": result["imputed"],
+                "metadata": {
+                    name: value for name, value in (metadata or {}).items() if value is not None
+                },
+                "record": record,
+                "processing_ms": round(1000 * (time.perf_counter() - started), 3),
+                "disclaimer": settings.RESEARCH_DISCLAIMER,
+            }
+        )
+
+    def _from_json(self, request, data) -> tuple:
+        if not isinstance(data, dict):
+            raise ValueError('the body must be a JSON object like {"leads": [...], "fs_hz": 100}')
+        unknown = sorted(set(data) - set(JSON_KEYS))
+        if unknown:
+            raise ValueError(
+                f"unknown field {', '.join(map(str, unknown))}; expected {', '.join(JSON_KEYS)}"
+            )
+        metadata = data.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise ValueError(f'"metadata" must be an object, got {reprlib.repr(metadata)}')
+        if data.get("recording_id") is not None:
+            if data.get("leads") is not None:
+                raise ValueError('give "leads" or "recording_id", not both')
+            leads_mv, fs_hz, record = leads_from_recording(
+                request.user, data["recording_id"], data.get("start_s")
+            )
+            return leads_mv, fs_hz, metadata, record
+        if data.get("leads") is None:
+            for key in ("fs_hz", "lead_names", "start_s"):
+                if data.get(key) is not None:
+                    raise ValueError(f'"{key}" was given without "leads"')
+            return None, None, metadata, None
+        fs_hz = data.get("fs_hz")
+        if fs_hz is None:
+            raise ValueError(
+                f'"fs_hz" is missing: the leads\' sampling rate in Hz ({MIN_FS_HZ:g}-{MAX_FS_HZ:g})'
+            )
+        if (
+            isinstance(fs_hz, bool)
+            or not isinstance(fs_hz, int | float)
+            or not math.isfinite(fs_hz)
+        ):
+            raise ValueError(f'"fs_hz" must be a number of Hz, got {reprlib.repr(fs_hz)}')
+        leads_mv, names = leads_from_json(data["leads"], data.get("lead_names"))
+        record = {"source": "json", "lead_names": names}
+        return leads_mv, float(fs_hz), metadata, record
+
+    def _from_multipart(self, request, data) -> tuple:
+        unknown = sorted(set(data) - set(FORM_KEYS) - {"files", "file"})
+        if unknown:
+            raise ValueError(
+                f"unknown form field {', '.join(unknown)}; the metadata fields are "
+                f"{', '.join(RAW_FEATURES)} and the record goes in files"
+            )
+        metadata = metadata_from_form(data)
+        files = files_from_request(request)
+        if not files:
+            return None, None, metadata, None
+        leads_mv, fs_hz, record = leads_from_upload(files)
+        return leads_mv, fs_hz, metadata, record
+
+
+class ExampleListView(APIView):
+    def get(self, request):
+        """The shipped PTB-XL test-fold examples: reference labels and metadata rows."""
+        examples = load_examples()
+        return Response(
+            {
+                "attribution": examples["attribution"],
+                "licence": examples["licence"],
+                "records": examples["records"],
+            }
+        )
+
+
+class ExampleDetailView(APIView):
+    def get(self, request, example_id: str):
+        """One shipped example with its leads (leads x samples, mV, 100 Hz, PTB-XL order)."""
+        examples = load_examples()
+        for example in examples["records"]:
+            if example["id"] == example_id:
+                signal = example_leads(example)
+                return Response(
+                    example
+                    | {
+                        "attribution": examples["attribution"],
+                        "lead_names": list(DISPLAY_LEADS),
+                        "leads": [[round(float(v), 4) for v in lead] for lead in signal.T],
+                    }
+                )
+        return error(f"no example {example_id!r}", status.HTTP_404_NOT_FOUND)
+
+
+class RecordReadView(APIView):
+    parser_classes = [MultiPartParser]
+
+    def post(self, request):
+        """Read a 12-lead WFDB upload (.hea + .dat) and answer its leads for drawing:
+        leads x samples in mV at the record's rate, PTB-XL order. Nothing is stored."""
+        try:
+            files = files_from_request(request)
+            leads_mv, fs_hz, record = leads_from_upload(files)
+        except UploadError as exc:
+            return error(str(exc), exc.status)
+        except ValueError as exc:
+            return error(str(exc))
+        return Response(
+            record
+            | {
+                "fs_hz": fs_hz,
+                "n_samples": int(leads_mv.shape[0]),
+                "leads": [[round(float(v), 4) for v in lead] for lead in leads_mv.T],
+            }
+        )
+
+
+urlpatterns = [
+    path("", DiagnosisView.as_view(), name="api-diagnosis"),
+    path("examples/", ExampleListView.as_view(), name="api-diagnosis-examples"),
+    path(
+        "examples/<str:example_id>/",
+        ExampleDetailView.as_view(),
+        name="api-diagnosis-example",
+    ),
+    path("record/", RecordReadView.as_view(), name="api-diagnosis-record"),
+]

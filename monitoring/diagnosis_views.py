@@ -1,0 +1,37 @@
+"""The 12-lead diagnosis page (issue 7): pick a PTB-XL example or upload a 12-lead WFDB record,
+see it on ECG grid paper, edit the patient metadata and ask the PTB-XL models.
+
+The page is a shell; diagnosis.js draws the record and calls ``/api/diagnosis/`` (see
+monitoring/api/diagnosis.py and docs/diagnosis.md). Login is required as everywhere
+(LoginRequiredMiddleware). Research software, not a medical device.
+"""
+
+from django.shortcuts import render
+
+from inference.ptbxl_models import MAX_TRAINED_AGE_YEARS
+from monitoring.api.diagnosis import load_examples
+
+# The heart axis as the form offers it: PTB-XL's codes and the deviation the models read.
+HEART_AXIS_CHOICES = [
+    ("", "unknown"),
+    ("-2", "ALAD: extreme left axis deviation"),
+    ("-1", "LAD: left axis deviation"),
+    ("0", "MID: normal axis"),
+    ("1", "RAD: right axis deviation"),
+    ("2", "ARAD: extreme right axis deviation"),
+]
+
+
+def diagnosis(request):
+    examples = load_examples()
+    return render(
+        request,
+        "monitoring/diagnosis.html",
+        {
+            "examples": examples["records"],
+            "attribution": examples["attribution"],
+            "licence": examples["licence"],
+            "heart_axis_choices": HEART_AXIS_CHOICES,
+            "max_trained_age_years": int(MAX_TRAINED_AGE_YEARS),
+        },
+    )
