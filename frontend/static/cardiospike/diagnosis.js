@@ -42,7 +42,7 @@
     var widthMm = LEFT_MM + 4 * COLUMN_S * MM_PER_S + 2;
     var heightMm = TOP_MM + 4 * ROW_MM + 2;
     var frameWidth = canvas.parentElement.clientWidth || 1100;
-    var px = Math.max(3, Math.min(6, (frameWidth - 2) / widthMm));
+    var px = Math.max(2.5, Math.min(6, (frameWidth - 2) / widthMm));  // fit, unless tiny
     state.pxPerMm = px;
     canvas.width = Math.ceil(widthMm * px);
     canvas.height = Math.ceil(heightMm * px);
@@ -103,9 +103,14 @@
       if (i === 0) { context.moveTo(x, y); } else { context.lineTo(x, y); }
     }
     context.stroke();
-    context.fillStyle = "#1d2733";
+    // the lead's name on a white patch, so a tall QRS passing under it cannot hide it
     context.font = "bold " + Math.round(3.2 * px) + "px system-ui, sans-serif";
-    context.fillText(NAMES[lead], x0 + 1.5 * px, (rowBaseline(row) - ROW_MM / 2 + 4.5) * px);
+    var labelX = x0 + 1.5 * px, labelY = (rowBaseline(row) - ROW_MM / 2 + 4.5) * px;
+    var labelWidth = context.measureText(NAMES[lead]).width;
+    context.fillStyle = "rgba(255, 255, 255, 0.85)";
+    context.fillRect(labelX - 0.5 * px, labelY - 3.3 * px, labelWidth + px, 4.2 * px);
+    context.fillStyle = "#1d2733";
+    context.fillText(NAMES[lead], labelX, labelY);
     if (startS > 0) {  // the short bar between two leads of a row
       context.strokeStyle = "#111";
       context.beginPath();
