@@ -104,13 +104,18 @@ class Client:
         self.sent_at: dict[tuple[int, int], float] = {}  # the same -> the server's "sent_at"
         self.messages = 0
         self.errors: list[str] = []
+        self.patients: set[int] = set()  # those it watches (--view patient)
 
-    async def watch(self, url: str, headers: list, stop: asyncio.Event, ready) -> None:
+    async def watch(
+        self, url: str, headers: list, stop: asyncio.Event, ready, handshakes: asyncio.Semaphore
+    ) -> None:
         announced = False
         try:
+            await handshakes.acquire()
             async with websockets.connect(
                 url, additional_headers=headers, max_size=None, open_timeout=30
             ) as socket:
+                handshakes.release()
                 ready()
                 announced = True
                 while not stop.is_set():
@@ -129,6 +134,7 @@ class Client:
         except Exception as exc:  # a refused or dropped socket is a result, not a crash
             self.errors.append(f"{type(exc).__name__}: {exc}")
             if not announced:  # a socket that never opened: stop waiting for it
+                handshakes.release()
                 ready()
 
 
@@ -169,7 +175,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
                 seed=args.seed,
             )
             result = asyncio.run(fan_out(args, bases, cookie_name, keys, patients, configs,
-                                         signals, simulation))  # fmt: skip
+                                         signals, simulation,
+                                         lambda: recording_patients(env)))  # fmt: skip
             result["dead_processes"] = [n for n, p in processes.items() if p.poll() is not None]
         finally:
             for process in processes.values():
@@ -177,12 +184,27 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     return result
 
 
-async def fan_out(args, bases, cookie_name, keys, patients, configs, signals, simulation) -> dict:
+def recording_patients(env: dict) -> dict[int, int]:
+    code = (
+        "import json; from monitoring.models import Recording; "
+        "print(json.dumps(list(Recording.objects.values_list('pk', 'patient_id'))))"
+    )
+    rows = json.loads(manage(env, "shell", "-c", code).strip().splitlines()[-1])
+    return {recording: patient for recording, patient in rows}
+
+
+async def fan_out(
+    args, bases, cookie_name, keys, patients, configs, signals, simulation, recording_patients
+) -> dict:
     stop_event = asyncio.Event()
     clients = [Client() for _ in keys]
     tasks = []
-    n_sockets = len(keys) * (len(patients) if args.view == "patient" else 1)
+    per_client = min(args.per_client or len(patients), len(patients))
+    n_sockets = len(keys) * (per_client if args.view == "patient" else 1)
     opened = 0
+    # browsers do not all open their sockets in the same instant: thousands of handshakes at
+    # once overflow daphne's listen backlog and are reset
+    handshakes = asyncio.Semaphore(args.handshakes)
 
     def ready():
         nonlocal opened
@@ -192,15 +214,18 @@ async def fan_out(args, bases, cookie_name, keys, patients, configs, signals, si
         base = bases[index % len(bases)]
         ws_base = base.replace("http://", "ws://")
         headers = [("Cookie", f"{cookie_name}={key}"), ("Origin", base)]
+        # client i watches patients i, i+1, ... (per_client of them, wrapping around)
+        watched = [patients[(index + k) % len(patients)] for k in range(per_client)]
+        client.patients = set(watched)
         paths = (
-            [f"/ws/patients/{pk}/?since_s=0" for pk in patients]
+            [f"/ws/patients/{pk}/?since_s=0" for pk in watched]
             if args.view == "patient"
             else ["/ws/station/?since_s=0"]
         )
         for path in paths:
             tasks.append(asyncio.create_task(client.watch(ws_base + path, headers, stop_event,
-                                                          ready)))  # fmt: skip
-    deadline = time.monotonic() + 60
+                                                          ready, handshakes)))  # fmt: skip
+    deadline = time.monotonic() + 60 + 0.05 * n_sockets  # 20 handshakes per s at least
     while opened < n_sockets and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     counts_before = sum(client.messages for client in clients)
@@ -213,6 +238,7 @@ async def fan_out(args, bases, cookie_name, keys, patients, configs, signals, si
     delivered = sum(client.messages for client in clients) - counts_before
 
     latencies, from_send, from_publish, missing, expected = [], [], [], 0, 0
+    patient_of = recording_patients()
     for report in reports:
         fs_hz = next(c.fs_hz for c in configs if c.name == report.name)
         for ack in report.acks:
@@ -222,6 +248,8 @@ async def fan_out(args, bases, cookie_name, keys, patients, configs, signals, si
                 else decimated_first(ack.first_sample, fs_hz)
             )
             for client in clients:
+                if args.view == "patient" and patient_of[report.recording] not in client.patients:
+                    continue  # a patient this client does not watch
                 expected += 1
                 arrived = client.arrivals.get((report.recording, first))
                 if arrived is None:
@@ -299,6 +327,15 @@ def main() -> int:
     parser.add_argument("--daphne", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--settle", type=float, default=3.0)
+    parser.add_argument(
+        "--per-client",
+        type=int,
+        default=0,
+        help="--view patient: live views each client opens (default: every patient)",
+    )
+    parser.add_argument(
+        "--handshakes", type=int, default=50, help="websocket handshakes in flight at once"
+    )
     parser.add_argument("--source", nargs="+", default=["normal"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
