@@ -73,9 +73,9 @@ async def test_in_the_server_its_alarms_reach_the_open_pages(recording, eager_ce
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(live.patient_group(recording.patient_id), channel)
-    await database_sync_to_async(
-        Recording.objects.filter(pk=recording.pk).update
-    )(last_chunk_at=timezone.now() - timedelta(seconds=45))
+    await database_sync_to_async(Recording.objects.filter(pk=recording.pk).update)(
+        last_chunk_at=timezone.now() - timedelta(seconds=45)
+    )
 
     answered = []
 
