@@ -461,10 +461,13 @@ class _BeatStage(_Stage):
         copy.average = self.average.copy()
         copy.cumulative = self.cumulative.copy()
         copy._compute_windows(final=True)
+        # features and classes of the new beats only (a beat's features do not depend on
+        # where an emission starts): the model sees one or two beats a push, not all ~8
+        # waiting for their look-ahead
+        copy.n_emitted = begin
         samples, probabilities = copy._emit(final=True)
-        skip = begin - self.n_emitted
         self.n_provisional = self.n_known - 1
-        return samples[skip:-1], probabilities[skip:-1]
+        return samples[:-1], probabilities[:-1]
 
     def finish(self, peaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self._add_peaks(peaks)
