@@ -219,9 +219,13 @@ def load_model(name: str, weights_dir: str = str(WEIGHTS_DIR)) -> tuple[nn.Modul
     return model, card
 
 
+@lru_cache(maxsize=16)
 def best_model_name(with_ecg: bool, weights_dir: str = str(WEIGHTS_DIR)) -> str:
     """The shipped model to use: among those taking an ECG (or only metadata), the one with
-    the highest validation macro ROC AUC in its card (validation, never test, picks)."""
+    the highest validation macro ROC AUC in its card (validation, never test, picks).
+
+    Cached per folder, as ``load_model`` is: the cards are read once, not per request. A
+    process that installs new weights in the same folder calls ``clear_model_caches()``."""
     cards = [
         card
         for card in list_models(Path(weights_dir), task=TASK)
@@ -232,6 +236,12 @@ def best_model_name(with_ecg: bool, weights_dir: str = str(WEIGHTS_DIR)) -> str:
         raise ValueError(f"no {kind} PTB-XL model is installed in {weights_dir}")
     best = max(cards, key=lambda card: (card["metrics"]["validation"]["macro_auc"], card["name"]))
     return best["name"]
+
+
+def clear_model_caches() -> None:
+    """Forget the cached networks, cards and choice of model (after new weights are written)."""
+    load_model.cache_clear()
+    best_model_name.cache_clear()
 
 
 # --- Validation of served inputs --------------------------------------------------------------
@@ -351,7 +361,10 @@ def predict(
     With leads, the best ECG + metadata model (missing metadata is imputed as in training);
     without, the metadata-only model. Returns ``probabilities`` {superclass: p}, ``model``,
     ``mode`` ("ecg+metadata" or "metadata-only"), ``thresholds`` (chosen on validation),
-    ``positive`` (classes at or above their threshold) and ``imputed`` (features not given).
+    ``positive`` (classes at or above their threshold), ``imputed`` (features not given) and
+    ``imputed_values`` ({feature: the raw value the model read instead}, from the card's
+    training fill values; age, sex, pacemaker and device are imputed without a flag, so this is
+    the only place the substitution shows).
     Raises ``ValueError`` with a message fit for the user on any bad input.
     """
     weights_dir = str(weights_dir)
@@ -363,7 +376,8 @@ def predict(
     ecg = prepare_leads(leads_mv, fs_hz) if leads_mv is not None else None
     name = best_model_name(ecg is not None, weights_dir)
     model, card = load_model(name, weights_dir)
-    features = scaler_from_card(card).transform(raw[np.newaxis, :])
+    scaler = scaler_from_card(card)
+    features = scaler.transform(raw[np.newaxis, :])
     prepared = None
     if ecg is not None:
         prepared = normalize_ecg(
@@ -390,6 +404,11 @@ def predict(
             if p >= thresholds[superclass]
         ],
         "imputed": [feature for feature in RAW_FEATURES if feature not in given],
+        "imputed_values": {
+            feature: float(scaler.fill_values[feature])
+            for feature in RAW_FEATURES
+            if feature not in given
+        },
     }
 
 

@@ -11,7 +11,8 @@ cross-entropy over the five sigmoid outputs; after each epoch the validation bin
 (at 0.5) decides early stopping, and the best epoch's weights are checkpointed
 (``<name>.checkpoint.pt``, removed at the end) and kept. Per-class thresholds are then chosen
 on validation (maximum F1) and the test partition is scored once: per-class and macro ROC AUC,
-binary accuracy, F1, each with a bootstrap 95 % interval over test records.
+binary accuracy, F1, each with a bootstrap 95 % interval over test patients (a cluster
+bootstrap: a patient's records are drawn together, as they are not independent).
 
 Writes ``inference/weights/ptbxl-<model>.pt`` and ``.json`` (the card), and
 ``docs/models/ptbxl-<model>.md`` with ``ptbxl-<model>-training.png``, and redraws
@@ -22,6 +23,7 @@ Deterministic on CPU with a fixed seed (one thread, deterministic algorithms).
 import argparse
 import json
 import platform
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -35,10 +37,13 @@ from torch import nn
 from inference.datasets.ptbxl import (
     FEATURE_COLUMNS,
     LEADS,
+    RAW_FEATURES,
     SPLIT_FOLDS,
     SUPERCLASSES,
+    UNFLAGGED_FEATURES,
     MetadataScaler,
     class_counts,
+    data_fingerprint,
     load_signals,
     patient_splits,
     read_table,
@@ -50,6 +55,7 @@ from inference.ptbxl_models import (
     FS_HZ,
     N_SAMPLES,
     TASK,
+    clear_model_caches,
     lead_scales_mv,
     normalize_ecg,
     predict_probabilities,
@@ -64,6 +70,16 @@ SPLITS = tuple(SPLIT_FOLDS)
 CROP_SAMPLES = 750
 CROP_STRIDE_SAMPLES = 125
 NOISE_STD = 0.05
+# How the hyperparameters above and in MODELS were chosen, for the cards. From the code and its
+# history: they are constants set by hand in commit 088d619, unchanged by the training commit
+# 30c150b, and the repository holds no search over them.
+HYPERPARAMETER_CHOICE = (
+    "max epochs, patience and (model03) the crop length and noise level were set by hand in "
+    "the code before training (commit 088d619, unchanged since) and not searched: validation "
+    "(strat_fold 9) chose only the kept epoch and the thresholds, and the test fold "
+    "(strat_fold 10) is scored once, at the end of the run, after both are fixed; fold 10 was "
+    "not used to choose them"
+)
 
 MODELS = {
     "model01": {
@@ -106,14 +122,17 @@ def model_name(key: str) -> str:
 @dataclass
 class PtbxlData:
     """The three partitions as arrays: labels (n, 5), raw metadata (n, 7), signals (n, 1000,
-    12) mV at 100 Hz (None for the metadata-only model), ecg_ids (n,)."""
+    12) mV at 100 Hz (None for the metadata-only model), ecg_ids and patient_ids (n,); the
+    fingerprint of the PTB-XL copy read (``data_fingerprint``; None for synthetic data)."""
 
     folder: str
     ecg_ids: dict[str, np.ndarray]
+    patient_ids: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
     metadata: dict[str, np.ndarray]
     signals_mv: dict[str, np.ndarray] | None
     class_counts: dict[str, dict[str, int]]
+    fingerprint: dict | None = None
 
 
 def load_data(folder: str | None, with_signals: bool) -> PtbxlData:
@@ -122,6 +141,7 @@ def load_data(folder: str | None, with_signals: bool) -> PtbxlData:
     return PtbxlData(
         folder=str(table.folder),
         ecg_ids={name: table.ecg_ids[rows] for name, rows in splits.items()},
+        patient_ids={name: table.patient_ids[rows] for name, rows in splits.items()},
         labels={name: table.labels[rows] for name, rows in splits.items()},
         metadata={name: table.metadata[rows] for name, rows in splits.items()},
         signals_mv=(
@@ -130,6 +150,7 @@ def load_data(folder: str | None, with_signals: bool) -> PtbxlData:
             else None
         ),
         class_counts=class_counts(table, splits),
+        fingerprint=data_fingerprint(table.folder),
     )
 
 
@@ -206,15 +227,25 @@ def bootstrap_intervals(
     thresholds: np.ndarray,
     resamples: int,
     seed: int,
+    patient_ids: np.ndarray,
 ) -> tuple[dict, dict]:
-    """Percentile 95 % intervals of every ``point_metrics`` value over ``resamples`` draws of
-    the test records with replacement, and per metric how many draws left it undefined (a
-    class with no positive drawn); those draws are left out of its interval."""
+    """Percentile 95 % intervals of every ``point_metrics`` value over ``resamples`` cluster
+    bootstrap draws, and per metric how many draws left it undefined (a class with no positive
+    drawn); those draws are left out of its interval.
+
+    Each draw takes as many patients as the test records hold, with replacement, and all the
+    records of each (``patient_ids`` gives each record's patient). Records of one patient are
+    alike, so drawing records one by one would treat them as independent evidence and give
+    intervals too narrow."""
+    patient_ids = np.asarray(patient_ids)
+    if len(patient_ids) != len(labels):
+        raise ValueError(f"{len(patient_ids)} patient ids for {len(labels)} records")
+    members = [np.flatnonzero(patient_ids == patient) for patient in np.unique(patient_ids)]
     rng = np.random.default_rng(seed)
-    draws = [
-        point_metrics(labels[rows], probabilities[rows], thresholds)
-        for rows in rng.integers(0, len(labels), size=(resamples, len(labels)))
-    ]
+    draws = []
+    for chosen in rng.integers(0, len(members), size=(resamples, len(members))):
+        rows = np.concatenate([members[index] for index in chosen])
+        draws.append(point_metrics(labels[rows], probabilities[rows], thresholds))
     intervals, undefined = {}, {}
     for key in draws[0]:
         values = np.array([draw[key] for draw in draws])
@@ -376,7 +407,7 @@ def run(
     test = evaluate_split(model, prepared, "test", spec)
     test_metrics = point_metrics(data.labels["test"], test, thresholds)
     intervals, undefined = bootstrap_intervals(
-        data.labels["test"], test, thresholds, resamples, seed
+        data.labels["test"], test, thresholds, resamples, seed, data.patient_ids["test"]
     )
     # Binary accuracy of a constant answer (each class's training majority) on the same test
     # records: the floor that multi-label binary accuracy has to be read against.
@@ -435,6 +466,18 @@ def run(
             "split": "strat_fold 1-8 train, 9 validation, 10 test (patient-disjoint)",
             "left_out": "records with no diagnostic superclass",
             "class_counts": data.class_counts,
+            "test_patients": int(len(np.unique(data.patient_ids["test"]))),
+            # rows, sha256 of ptbxl_database.csv and scp_statements.csv of the copy used
+            **({"fingerprint": data.fingerprint} if data.fingerprint is not None else {}),
+            # training rows lacking each raw feature (imputed with fill_values), and which
+            # are imputed without a *_missing flag column
+            "training_rows_missing": {
+                name: int(count)
+                for name, count in zip(
+                    RAW_FEATURES, np.isnan(data.metadata["train"]).sum(axis=0), strict=True
+                )
+            },
+            "imputed_without_flag": list(UNFLAGGED_FEATURES),
         },
         "seed": seed,
         "recipe": {
@@ -453,6 +496,7 @@ def run(
             ),
             "best_epoch": best_epoch,
             "epochs_run": len(history),
+            "hyperparameter_choice": HYPERPARAMETER_CHOICE,
         },
         "thresholds": {
             s: round(float(t), 6) for s, t in zip(SUPERCLASSES, thresholds, strict=True)
@@ -464,11 +508,15 @@ def run(
             "test_bootstrap": {
                 "resamples": resamples,
                 "seed": seed,
-                "method": "percentile, test records drawn with replacement",
+                "method": (
+                    "percentile, cluster bootstrap: test patients drawn with replacement, "
+                    "each with all their records"
+                ),
                 "undefined_draws": undefined,
             },
             "test_constant_answer": baseline,
             "n_test_records": int(len(data.labels["test"])),
+            "n_test_patients": int(len(np.unique(data.patient_ids["test"]))),
         },
         "training_cpu_s": round(cpu_s, 1),
         "training_wall_s": round(wall_s, 1),
@@ -516,7 +564,9 @@ def _cell(card: dict, key: str, percent: bool = False) -> str:
 
 
 TEST_SIZE_NOTE = """**How few test records.** The 500-record subset's test partition (strat_fold 10)
-holds {n} labelled records, with {counts}. A bootstrap over so few records gives wide intervals, and
+holds {n} labelled records of {patients} patients, with {counts}. The intervals come from a
+cluster bootstrap over those patients (a patient's records drawn together, since records of one
+patient are not independent evidence). A bootstrap over so few patients gives wide intervals, and
 one record more or less moves a rare class's F1 or AUC by several points: the intervals, not the
 centres, are the result. Differences between the three models inside overlapping intervals are
 not shown by this subset. The subset is the first 500 ecg_ids (1984-1987, two device families),
@@ -527,14 +577,47 @@ BINARY_ACCURACY_NOTE = """**Binary accuracy** (the seed's figure: the share of t
 record-class cells right at 0.5) is dominated by negatives: most records have one or two of five
 classes, so a constant answer already scores {baseline:.1f} % on these test records. Read it
 against that floor; macro ROC AUC and per-class F1 say more. The seed's figures (~75 % / ~89 % /
-~87 %) were on the full PTB-XL and are not comparable with a 64-record subset."""
+~87 %) were on the full PTB-XL and are not comparable with a {n}-record subset."""
 
 
 def test_size_note(card: dict) -> str:
     counts = card["data"]["class_counts"]["test"]
     return TEST_SIZE_NOTE.format(
         n=card["metrics"]["n_test_records"],
+        patients=card["metrics"]["n_test_patients"],
         counts=", ".join(f"{counts[s]} {s}" for s in SUPERCLASSES),
+    )
+
+
+def imputation_note(card: dict) -> str:
+    """How the card's model fills blank metadata, with the training counts behind it."""
+    fill = card["metadata_scaler"]["fill_values"]
+    missing = card["data"]["training_rows_missing"]
+    n_train = card["data"]["class_counts"]["train"]["records"]
+    silent = card["data"]["imputed_without_flag"]
+    flagged = [name for name in fill if name not in silent]
+    return (
+        "a blank feature takes a value fitted on the training records "
+        f"({', '.join(f'{name} {fill[name]:g}' for name in fill)}; the training median, but a "
+        "normal heart axis, 0). "
+        f"{', '.join(flagged)} also get a `*_missing` flag column. "
+        f"{', '.join(silent)} are imputed **without a flag**: of the {n_train} training "
+        f"records {', '.join(f'{missing[name]} lack {name}' for name in silent)} (PTB-XL writes "
+        "no pacemaker note when there is none), so a flag would be (nearly) constant and teach "
+        "the model nothing. A blank one is therefore read as that typical value, silently as "
+        "far as the model is concerned; `predict` and the diagnosis page report each imputed "
+        "value."
+    )
+
+
+def fingerprint_note(card: dict) -> str:
+    fingerprint = card["data"].get("fingerprint")
+    if fingerprint is None:
+        return "No data fingerprint (not trained on a PTB-XL folder)."
+    return (
+        f"Data fingerprint: ptbxl_database.csv with {fingerprint['database_rows']} rows, "
+        f"sha256 `{fingerprint['ptbxl_database_sha256']}`; scp_statements.csv sha256 "
+        f"`{fingerprint['scp_statements_sha256']}`."
     )
 
 
@@ -563,9 +646,10 @@ def card_markdown(card: dict) -> str:
 {card["parameters"]:,} parameters): PTB-XL diagnostic superclasses {", ".join(SUPERCLASSES)},
 multi-label (one sigmoid each). Inputs: {"the 12 leads (10 s at 100 Hz, mV) and " if ecg else ""}the
 ten metadata features of `inference.datasets.ptbxl` (age, sex, height, weight, pacemaker,
-device, heart axis; missing values imputed with training medians and flagged; standardized with
-training statistics). {normalization}Augmentation: {card["recipe"]["augmentation"]}.
-Overview of the three models: [ptbxl-models.md](ptbxl-models.md).
+device, heart axis; standardized with training statistics). {normalization}Augmentation:
+{card["recipe"]["augmentation"]}. Overview of the three models: [ptbxl-models.md](ptbxl-models.md).
+
+Missing metadata: {imputation_note(card)}
 
 Data: `{card["data"]["folder"]}` ({card["data"]["database"]}); {card["data"]["split"]};
 {card["data"]["left_out"]} left out: {card["data"]["class_counts"]["train"]["records"]} training,
@@ -575,12 +659,16 @@ stopping on {card["recipe"]["early_stopping"]} (kept epoch {card["recipe"]["best
 {card["recipe"]["epochs_run"]} run, patience {card["recipe"]["patience"]}); seed {card["seed"]};
 {card["training_cpu_s"]:.0f} s CPU on {card["environment"]["cpu_threads"]} thread.
 
+Hyperparameters: {card["recipe"]["hyperparameter_choice"]}.
+
 Reproduce: `{card["command"]}` (code {card["code_commit"]}, trained {card["date"]}; deterministic
-on CPU, so the command gives these figures again).
+on CPU, so the command gives these figures again on the same data). {fingerprint_note(card)}
 
 ## Test (strat_fold 10), with bootstrap 95 % intervals
 
-{metrics["test_bootstrap"]["resamples"]} resamples of the test records, seed
+Cluster bootstrap over the {metrics["n_test_patients"]} test patients
+({metrics["n_test_records"]} records): {metrics["test_bootstrap"]["resamples"]} resamples, each
+drawing patients with replacement and taking all their records, seed
 {metrics["test_bootstrap"]["seed"]}. F1 at the per-class thresholds chosen on validation
 (maximum F1), never on test.
 
@@ -602,7 +690,7 @@ Validation (strat_fold 9, which also chose the epoch and thresholds, so optimist
 
 {test_size_note(card)}
 
-{BINARY_ACCURACY_NOTE.format(baseline=baseline)}
+{BINARY_ACCURACY_NOTE.format(baseline=baseline, n=metrics["n_test_records"])}
 
 ![training curve]({card["name"]}-training.png)
 
@@ -647,6 +735,10 @@ metadata-only model. It refuses (``ValueError``) leads not shaped (n_samples, 12
 
 ## Test figures side by side (bootstrap 95 % intervals)
 
+Intervals from a cluster bootstrap over the {cards[0]["metrics"]["n_test_patients"]} test
+patients (each draw takes patients with replacement and all their records). Hyperparameters:
+{cards[0]["recipe"]["hyperparameter_choice"]}.
+
 | model | what | macro ROC AUC | macro F1 | binary accuracy % | seed % | val macro AUC |
 | --- | --- | --- | --- | --- | --- | --- |
 {rows}
@@ -659,7 +751,7 @@ Per-class test ROC AUC:
 
 {test_size_note(cards[0])}
 
-{BINARY_ACCURACY_NOTE.format(baseline=baseline)}
+{BINARY_ACCURACY_NOTE.format(baseline=baseline, n=cards[0]["metrics"]["n_test_records"])}
 
 What the subset can show: whether a model ranks records of a class above the others at all
 (an AUC interval clear of 0.5), and a rough size of that. What it cannot: which of the three
@@ -701,6 +793,7 @@ def write_outputs(
         for path in sorted(weights_dir.glob("ptbxl-model0*.json"))
     ]
     (docs_dir / "ptbxl-models.md").write_text(overview_markdown(cards), encoding="utf-8")
+    clear_model_caches()  # a server in this process must not keep serving the old weights
     print(f"wrote {weights_dir / name}.pt/.json and {docs_dir / name}.md")
     return card
 
@@ -741,6 +834,8 @@ def main(argv: list[str] | None = None) -> int:
         f"python -m inference.ptbxl_training {args.model} --epochs {epochs} "
         f"--patience {patience} --seed {args.seed} --resamples {args.resamples}"
     )
+    if args.data:  # without it the command would "reproduce" on the default folder
+        command += f" --data {shlex.quote(args.data)}"
     write_outputs(args.model, model, content, command, args.weights_dir, args.docs_dir)
     return 0
 

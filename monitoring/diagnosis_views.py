@@ -8,7 +8,7 @@ monitoring/api/diagnosis.py and docs/diagnosis.md). Login is required as everywh
 
 from django.shortcuts import render
 
-from inference.ptbxl_models import MAX_TRAINED_AGE_YEARS
+from inference.ptbxl_models import MAX_TRAINED_AGE_YEARS, best_model_name, load_model
 from monitoring.api.diagnosis import load_examples
 
 # The heart axis as the form offers it: PTB-XL's codes and the deviation the models read.
@@ -24,6 +24,8 @@ HEART_AXIS_CHOICES = [
 
 def diagnosis(request):
     examples = load_examples()
+    # the test-fold size the page quotes, from the card of the model that serves records
+    _, card = load_model(best_model_name(True))
     return render(
         request,
         "monitoring/diagnosis.html",
@@ -33,5 +35,7 @@ def diagnosis(request):
             "licence": examples["licence"],
             "heart_axis_choices": HEART_AXIS_CHOICES,
             "max_trained_age_years": int(MAX_TRAINED_AGE_YEARS),
+            "n_test_records": card["metrics"]["n_test_records"],
+            "n_test_patients": card["metrics"]["n_test_patients"],
         },
     )

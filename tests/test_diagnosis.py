@@ -9,7 +9,7 @@ from rest_framework.authtoken.models import Token
 
 from inference.datasets import data_dir
 from inference.datasets.ptbxl import LEADS, RAW_FEATURES, SUPERCLASSES, read_table
-from inference.ptbxl_models import predict
+from inference.ptbxl_models import load_model, predict
 from monitoring.api.diagnosis import EXAMPLES_DIR, example_leads, load_examples
 from monitoring.models import Recording
 from monitoring.uploads import parse_upload, store_upload
@@ -127,6 +127,9 @@ def test_metadata_alone_gets_the_metadata_only_model(api):
     assert answer["model"]["name"] == "ptbxl-model01" and answer["mode"] == "metadata-only"
     assert answer["record"] is None
     assert answer["imputed"] == ["height_cm", "weight_kg", "pacemaker", "device_cs"]
+    # and what the model read instead: the card's training medians
+    fill = load_model("ptbxl-model01")[1]["metadata_scaler"]["fill_values"]
+    assert answer["imputed_values"] == {name: fill[name] for name in answer["imputed"]}
     direct = predict(None, None, {"age_years": 70, "sex_female": 1, "heart_axis": "LAD"})
     assert answer["probabilities"] == pytest.approx(direct["probabilities"])
     # the same through a form without files
@@ -296,6 +299,24 @@ def test_it_answers_415_413_and_401(api, client, settings, leads_mv):
     assert client.get("/api/diagnosis/examples/").status_code == 401
 
 
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("get", "/api/diagnosis/examples/"),
+        ("get", f"/api/diagnosis/examples/{EXAMPLE['id']}/"),
+        ("get", "/api/diagnosis/examples/no-such-example/"),
+        ("post", "/api/diagnosis/record/"),
+    ],
+)
+def test_the_examples_and_the_record_reader_need_credentials(client, method, url):
+    if method == "post":
+        response = client.post(url, {"files": files_payload(example_files())})
+    else:
+        response = client.get(url)
+    assert response.status_code == 401, (url, response.status_code)
+    assert "leads" not in response.json()  # no record data leaks to an anonymous caller
+
+
 def test_a_token_works_as_well_as_a_session(client, clinician):
     token = Token.objects.create(user=clinician)
     auth = {"HTTP_AUTHORIZATION": f"Token {token.key}"}
@@ -397,3 +418,10 @@ def test_the_page_needs_a_login_and_shows_the_examples(client, clinician):
         assert example["id"] in page
     for name in RAW_FEATURES:
         assert f'id="meta-{name}"' in page
+        assert f'id="imputed-{name}"' in page  # where "imputed as ..." goes after a diagnosis
+    # the test-fold size comes from the served model's card, not from the template
+    card = load_model("ptbxl-model02")[1]
+    assert (
+        f'<span id="n-test-records">{card["metrics"]["n_test_records"]}</span> records of '
+        f"{card['metrics']['n_test_patients']} patients" in page
+    )

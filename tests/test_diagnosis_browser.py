@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from inference.datasets.ptbxl import SUPERCLASSES
+from inference.ptbxl_models import load_model
 from monitoring.api.diagnosis import EXAMPLES_DIR, load_examples
 from tests import test_analyzer_browser
 from tests.test_analyzer_browser import log_in, text_of, wait_for
@@ -109,6 +110,14 @@ def test_it_reads_an_uploaded_record_and_falls_back_to_metadata_only(
     browser.find_element("id", "diagnose").click()
     wait_for(browser, lambda d: text_of(d, "mode") == "ecg+metadata")
     assert len(probabilities(browser)) == 5
+    # each blank field says what the model read instead (silent fill-ins made visible)
+    fill = load_model(text_of(browser, "model-used").split()[0])[1]["metadata_scaler"]
+    fill = fill["fill_values"]
+    assert text_of(browser, "imputed-age_years") == ""  # given
+    assert text_of(browser, "imputed-height_cm") == f"imputed as {fill['height_cm']:g}"
+    sex = {0.0: "male", 1.0: "female"}[fill["sex_female"]]
+    assert text_of(browser, "imputed-sex_female") == f"imputed as {sex}"
+    assert text_of(browser, "imputed-heart_axis") == "imputed as MID: normal axis"
 
     browser.find_element("id", "clear-record").click()
     assert dark_pixels(browser) == 0

@@ -13,6 +13,7 @@ PhysioBank, PhysioToolkit, and PhysioNet. Circulation 101(23):e215-e220 (2000).
 import argparse
 import ast
 import csv
+import hashlib
 import json
 import math
 import sys
@@ -63,8 +64,14 @@ RAW_FEATURES = (
     "heart_axis",
 )
 # Features whose missing values get an indicator column: height, weight and heart axis are
-# missing in most or many rows (age in a handful, so it is imputed without a flag).
+# missing in most or many rows. The others are imputed silently, without a flag: age is missing
+# in a handful of rows (4 of the subset's 352 training records), sex and device in none, and
+# the pacemaker column cannot be missing (a blank note reads as none); a flag would be
+# (nearly) constant in training and teach the model nothing. A served request that leaves
+# them blank gets the training median, and predict() says which values it imputed.
 FLAGGED_FEATURES = ("height_cm", "weight_kg", "heart_axis")
+# Imputed without a flag (see above).
+UNFLAGGED_FEATURES = tuple(name for name in RAW_FEATURES if name not in FLAGGED_FEATURES)
 # Standardized with training-fold mean and standard deviation; the 0/1 features stay 0/1.
 CONTINUOUS_FEATURES = ("age_years", "height_cm", "weight_kg", "heart_axis")
 FEATURE_COLUMNS = RAW_FEATURES + tuple(f"{name}_missing" for name in FLAGGED_FEATURES)
@@ -246,6 +253,19 @@ def read_table(folder: str | Path | None = None) -> PtbxlTable:
             rate: [row[column] for row in rows] for rate, column in SAMPLING_RATES_HZ.items()
         },
     )
+
+
+def data_fingerprint(folder: str | Path | None = None) -> dict:
+    """What identifies a PTB-XL copy: the number of rows of ``ptbxl_database.csv`` and the
+    sha256 of it and of ``scp_statements.csv``. Model cards store it, so a card's figures can
+    be checked against the copy they were computed on (the 500-record subset or a full
+    download) before they are compared."""
+    folder = Path(folder) if folder is not None else data_dir() / "ptbxl"
+    fingerprint: dict = {"database_rows": len(_read_csv(folder / "ptbxl_database.csv", ()))}
+    for name in ("ptbxl_database.csv", "scp_statements.csv"):
+        digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        fingerprint[f"{name.removesuffix('.csv')}_sha256"] = digest
+    return fingerprint
 
 
 def patient_splits(table: PtbxlTable, require_superclass: bool = True) -> dict[str, np.ndarray]:

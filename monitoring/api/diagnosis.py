@@ -248,6 +248,7 @@ RESPONSE = inline_serializer(
         "model": serializers.DictField(),
         "mode": serializers.ChoiceField(["ecg+metadata", "metadata-only"]),
         "imputed": serializers.ListField(child=serializers.CharField()),
+        "imputed_values": serializers.DictField(child=serializers.FloatField()),
         "metadata": serializers.DictField(),
         "record": serializers.DictField(allow_null=True),
         "processing_ms": serializers.FloatField(),
@@ -345,6 +346,8 @@ class DiagnosisView(APIView):
                 },
                 "mode": result["mode"],
                 "imputed": result["imputed"],
+                # what the model read for each blank feature (training median; axis normal)
+                "imputed_values": result["imputed_values"],
                 "metadata": {
                     name: value for name, value in (metadata or {}).items() if value is not None
                 },

@@ -3,6 +3,7 @@ reason when the data are absent; the ``ptbxl`` fixture is in conftest.py), and c
 on small synthetic tables."""
 
 import csv
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -19,6 +20,7 @@ from inference.datasets.ptbxl import (
     SUPERCLASSES,
     MetadataScaler,
     class_counts,
+    data_fingerprint,
     fit_metadata_scaler,
     load_signals,
     main,
@@ -250,6 +252,39 @@ def test_it_reads_a_synthetic_folder_and_its_records(tmp_path):
     assert signals[0, 25, LEADS.index("I")] == pytest.approx(0.5, abs=1e-3)  # sin peak, lead I
     with pytest.raises(FileNotFoundError, match=r"ecg_id 2 \(records100/00000/00002_lr\)"):
         load_signals(table)
+
+
+def test_it_reads_a_500_hz_record_from_records500(tmp_path):
+    folder = write_folder(tmp_path, [base_row(1)])
+    write_record(folder, "records500/00000/00001_hr", fs_hz=500)
+    signals = load_signals(read_table(folder), np.array([0]), 500)
+    assert signals.shape == (1, 5000, 12) and signals.dtype == np.float32
+    # millivolts as written: lead I is 0.5 sin(2 pi t), at its peak at 0.25 s (sample 125)
+    assert signals[0, 125, LEADS.index("I")] == pytest.approx(0.5, abs=1e-3)
+    assert signals[0, 375, LEADS.index("I")] == pytest.approx(-0.5, abs=1e-3)
+    assert np.abs(signals).max() == pytest.approx(0.5, abs=1e-3)
+    # the 100 Hz file is not there: the rate picks the folder
+    with pytest.raises(FileNotFoundError, match="records100/00000/00001_lr"):
+        load_signals(read_table(folder), np.array([0]), 100)
+
+
+def test_its_fingerprint_counts_rows_and_hashes_both_tables(tmp_path):
+    folder = write_folder(tmp_path, [base_row(1), base_row(2)])
+    fingerprint = data_fingerprint(folder)
+    assert fingerprint == {
+        "database_rows": 2,
+        "ptbxl_database_sha256": hashlib.sha256(
+            (folder / "ptbxl_database.csv").read_bytes()
+        ).hexdigest(),
+        "scp_statements_sha256": hashlib.sha256(
+            (folder / "scp_statements.csv").read_bytes()
+        ).hexdigest(),
+    }
+    write_folder(tmp_path, [base_row(1), base_row(2, age="61.0")])  # one value edited
+    changed = data_fingerprint(folder)
+    assert changed["database_rows"] == 2
+    assert changed["ptbxl_database_sha256"] != fingerprint["ptbxl_database_sha256"]
+    assert changed["scp_statements_sha256"] == fingerprint["scp_statements_sha256"]
 
 
 def test_it_rejects_an_unknown_scp_code(tmp_path):

@@ -1,13 +1,23 @@
 """The PTB-XL superclass models: networks, training command, cards and ``predict``."""
 
+import csv
 import json
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from inference import ptbxl_training
-from inference.datasets.ptbxl import SUPERCLASSES, load_signals, patient_splits, read_table
+from inference.datasets.ptbxl import (
+    DATABASE_COLUMNS,
+    SUPERCLASSES,
+    data_fingerprint,
+    load_signals,
+    patient_splits,
+    read_table,
+)
 from inference.metrics import roc_auc
 from inference.ptbxl_models import (
     MODEL_NAMES,
@@ -15,6 +25,7 @@ from inference.ptbxl_models import (
     DualInputNet,
     MetadataNet,
     best_model_name,
+    clear_model_caches,
     load_model,
     normalize_ecg,
     predict,
@@ -63,6 +74,10 @@ def synthetic_data(seed: int = 0) -> ptbxl_training.PtbxlData:
     return ptbxl_training.PtbxlData(
         folder="/tmp/synthetic",
         ecg_ids={split: np.arange(n) for split, n in sizes.items()},
+        # two records per patient, as PTB-XL has for some patients
+        patient_ids={
+            split: 1000 * i + np.arange(n) // 2 for i, (split, n) in enumerate(sizes.items())
+        },
         labels=labels,
         metadata=metadata,
         signals_mv=signals,
@@ -144,6 +159,127 @@ def test_the_same_seed_gives_identical_metrics_and_another_seed_does_not():
     assert first["history"] != other["history"]
 
 
+def test_the_bootstrap_draws_patients_so_repeated_records_widen_the_interval():
+    """Ten patients with four identical records each carry the evidence of ten, not forty:
+    drawing patients gives about twice the width of drawing records."""
+    rng = np.random.default_rng(3)
+    per_patient = (rng.random((10, 5)) < 0.5).astype(np.float32)
+    per_patient[0], per_patient[1] = 1.0, 0.0  # every class both ways
+    labels = np.repeat(per_patient, 4, axis=0)
+    probabilities = np.repeat(rng.random((10, 5)), 4, axis=0)  # uninformative, ~50 % right
+    thresholds = np.full(5, 0.5)
+    patients = np.repeat(np.arange(10), 4)
+
+    def width(patient_ids):
+        intervals, _ = ptbxl_training.bootstrap_intervals(
+            labels, probabilities, thresholds, 400, 0, patient_ids
+        )
+        return intervals["binary_accuracy"][1] - intervals["binary_accuracy"][0]
+
+    assert width(patients) > 1.5 * width(np.arange(40))
+    with pytest.raises(ValueError, match="39 patient ids for 40 records"):
+        ptbxl_training.bootstrap_intervals(labels, probabilities, thresholds, 10, 0, patients[1:])
+
+
+def test_the_card_says_how_it_bootstrapped_imputed_and_chose_its_hyperparameters(tiny_models):
+    weights_dir, docs_dir = tiny_models
+    card = json.loads((weights_dir / "ptbxl-model02.json").read_text())
+    assert card["metrics"]["n_test_patients"] == 10  # 20 test records, two per patient
+    assert "test patients drawn with replacement" in card["metrics"]["test_bootstrap"]["method"]
+    assert card["data"]["imputed_without_flag"] == [
+        "age_years",
+        "sex_female",
+        "pacemaker",
+        "device_cs",
+    ]
+    assert card["data"]["training_rows_missing"]["height_cm"] == 16  # every third of 48
+    markdown = (docs_dir / "ptbxl-model02.md").read_text()
+    assert "Cluster bootstrap over the 10 test patients" in markdown
+    assert "imputed **without a flag**" in markdown
+    assert "fold 10 was not used to choose them" in markdown
+
+
+STATEMENTS = {"NORM": "NORM", "IMI": "MI", "NDT": "STTC", "IRBBB": "CD", "LVH": "HYP"}
+
+
+def write_ptbxl_folder(folder: Path, records_per_fold: int = 10) -> Path:
+    """A PTB-XL folder of ten folds whose records each hold two of the five superclasses, so
+    every class is positive and negative in every partition; metadata only (no signals). In
+    fold 10 two records share a patient."""
+    folder.mkdir(parents=True)
+    with (folder / "scp_statements.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["", "description", "diagnostic", "diagnostic_class"])
+        writer.writerows(
+            [code, code.lower(), "1.0", superclass] for code, superclass in STATEMENTS.items()
+        )
+    codes = list(STATEMENTS)
+    rows = []
+    for fold in range(1, 11):
+        for k in range(records_per_fold):
+            ecg_id = len(rows) + 1
+            first, second = codes[k % 5], codes[(k + 2) % 5]
+            rows.append(
+                {
+                    "ecg_id": str(ecg_id),
+                    "patient_id": f"{ecg_id if (fold, k) != (10, 1) else ecg_id - 1}.0",
+                    "age": str(30 + 5 * (k % 5) + fold),
+                    "sex": str(k % 2),
+                    "height": "" if k % 3 == 0 else str(160 + k),
+                    "weight": str(60 + 3 * (k % 5)),
+                    "device": "CS-12" if k % 2 else "AT-6 C 5.5",
+                    "scp_codes": f"{{'{first}': 100.0, '{second}': 50.0}}",
+                    "heart_axis": "LAD" if k % 5 == 1 else "",
+                    "pacemaker": "",
+                    "strat_fold": str(fold),
+                    "filename_lr": f"records100/00000/{ecg_id:05d}_lr",
+                    "filename_hr": f"records500/00000/{ecg_id:05d}_hr",
+                }
+            )
+    with (folder / "ptbxl_database.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(DATABASE_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder
+
+
+def test_the_command_names_its_data_and_the_card_fingerprints_it(tmp_path):
+    folder = write_ptbxl_folder(tmp_path / "my ptbxl")
+    weights_dir, docs_dir = tmp_path / "weights", tmp_path / "docs"
+    argv = ["model01", "--data", str(folder), "--epochs", "2", "--patience", "2"]
+    argv += ["--resamples", "20", "--weights-dir", str(weights_dir), "--docs-dir", str(docs_dir)]
+    try:
+        assert ptbxl_training.main(argv) == 0
+    finally:
+        torch.use_deterministic_algorithms(False)
+    card = json.loads((weights_dir / "ptbxl-model01.json").read_text())
+    # the command reproduces on the same folder, not on the default one
+    assert shlex.split(card["command"])[-2:] == ["--data", str(folder)]
+    assert card["data"]["fingerprint"] == data_fingerprint(folder)
+    assert card["data"]["fingerprint"]["database_rows"] == 100
+    assert card["metrics"]["n_test_records"] == 10 and card["metrics"]["n_test_patients"] == 9
+    markdown = (docs_dir / "ptbxl-model01.md").read_text()
+    assert card["data"]["fingerprint"]["ptbxl_database_sha256"] in markdown
+
+
+def test_the_model_choice_is_cached_and_read_again_after_new_weights(tiny_models, monkeypatch):
+    weights_dir, _ = tiny_models
+    clear_model_caches()
+    first = predict(None, None, METADATA, weights_dir=weights_dir)
+    with_ecg = best_model_name(True, str(weights_dir))
+    import inference.ptbxl_models as ptbxl_models
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a request re-read the model cards")
+
+    monkeypatch.setattr(ptbxl_models, "list_models", no_reading)
+    assert predict(None, None, METADATA, weights_dir=weights_dir) == first
+    assert best_model_name(True, str(weights_dir)) == with_ecg
+    clear_model_caches()  # after new weights are written the cards are read again
+    with pytest.raises(AssertionError, match="re-read"):
+        best_model_name(False, str(weights_dir))
+
+
 def test_thresholds_maximize_validation_f1():
     labels = np.array([[1], [1], [0], [0], [1]], dtype=np.float32)
     probabilities = np.array([[0.9], [0.4], [0.35], [0.1], [0.6]])
@@ -158,6 +294,11 @@ def test_predict_without_leads_falls_back_to_the_metadata_only_model(tiny_models
     assert list(result["probabilities"]) == list(SUPERCLASSES)
     assert all(0.0 <= p <= 1.0 for p in result["probabilities"].values())
     assert result["imputed"] == ["height_cm", "pacemaker", "device_cs"]
+    # what the model read instead: the card's training fill values (silent for two of them)
+    fill = json.loads((weights_dir / "ptbxl-model01.json").read_text())["metadata_scaler"]
+    assert result["imputed_values"] == {
+        name: fill["fill_values"][name] for name in ("height_cm", "pacemaker", "device_cs")
+    }
     assert set(result["positive"]) <= set(SUPERCLASSES)
 
 
@@ -235,7 +376,18 @@ def test_the_shipped_cards_load_with_their_weights():
 
 def test_the_shipped_weights_give_their_cards_test_figures(ptbxl):
     """Re-evaluate each shipped model on the real test partition with the card's own
-    transforms: the macro AUC and binary accuracy must be the card's."""
+    transforms: the macro AUC and binary accuracy must be the card's, when the PTB-XL copy
+    here is the one the cards were computed on (their data fingerprint)."""
+    here = data_fingerprint(ptbxl)
+    for name in MODEL_NAMES:
+        card_fingerprint = read_card_json(name)["data"]["fingerprint"]
+        if card_fingerprint != here:
+            pytest.skip(
+                f"{ptbxl} is not the PTB-XL copy {name} was evaluated on ({here['database_rows']} "
+                f"rows, sha256 {here['ptbxl_database_sha256'][:12]}; the card has "
+                f"{card_fingerprint['database_rows']} rows, "
+                f"{card_fingerprint['ptbxl_database_sha256'][:12]}): its figures do not apply"
+            )
     table = read_table(ptbxl)
     test_rows = patient_splits(table)["test"]
     labels = table.labels[test_rows]
@@ -259,6 +411,10 @@ def test_the_shipped_weights_give_their_cards_test_figures(ptbxl):
         assert binary_accuracy == pytest.approx(
             card["metrics"]["test"]["binary_accuracy"], abs=1e-3
         ), name
+
+
+def read_card_json(name: str) -> dict:
+    return json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
 
 
 def test_the_shipped_card_json_matches_its_markdown():

@@ -208,6 +208,28 @@
       $(id).textContent = "—";
     });
     $("diagnosis-error").textContent = "";
+    FEATURES.forEach(function (name) { $("imputed-" + name).textContent = ""; });
+  }
+
+  // What the model read for a blank field, in the field's own words: a select's option text
+  // (0 -> "male", 0 -> "MID: normal axis"), else the number.
+  function imputedText(name, value) {
+    var field = $("meta-" + name);
+    if (field.tagName === "SELECT") {
+      for (var i = 0; i < field.options.length; i++) {
+        if (field.options[i].value !== "" && Number(field.options[i].value) === value) {
+          return field.options[i].textContent;
+        }
+      }
+    }
+    return String(Math.round(value * 10) / 10);
+  }
+
+  function showImputed(imputedValues) {
+    Object.keys(imputedValues || {}).forEach(function (name) {
+      var note = $("imputed-" + name);
+      if (note) { note.textContent = "imputed as " + imputedText(name, imputedValues[name]); }
+    });
   }
 
   function showResult(body, roundTripMs) {
@@ -233,6 +255,7 @@
       body.model.description + ")";
     $("mode").textContent = body.mode;
     $("imputed").textContent = body.imputed.length ? body.imputed.join(", ") : "none";
+    showImputed(body.imputed_values);
     $("processing-ms").textContent = body.processing_ms.toFixed(1) + " ms on the server, " +
       roundTripMs.toFixed(0) + " ms round trip";
   }
