@@ -219,6 +219,8 @@ def test_it_lists_beats_and_the_analysis_through_the_api(api, upload, record_208
     beats = api.get(f"/api/recordings/{recording.pk}/beats/", {"limit": 5}).json()
     assert beats["count"] == recording.beats.count() and len(beats["results"]) == 5
     assert beats["results"][0]["number"] == 1
+    # an upload's beats are final: only a live recording's newest beats are provisional
+    assert not any(beat["provisional"] for beat in beats["results"])
     analysis = api.get(f"/api/recordings/{recording.pk}/analysis/").json()
     assert analysis["analysis_status"] == "done"
     assert analysis["analysed_lead"] == "MLII"

@@ -65,6 +65,7 @@ class BeatSerializer(serializers.ModelSerializer):
             "probabilities",
             "reference_label",
             "row",
+            "provisional",
         ]
         read_only_fields = fields
 
