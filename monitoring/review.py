@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, render
 
 from monitoring.models import Alarm, Recording
 from monitoring.recordings import samples_mv
-from monitoring.strips import _number as _seconds  # the strip page's check of seconds
+from monitoring.strips import seconds_parameter
 
 # The longest window one signal request may cover, and how many points it may answer: two
 # hours at 360 Hz is 2.6 million samples (20 MB of float64 while decimating), a bound a
@@ -92,8 +92,8 @@ def signal_window(
     fs_hz = recording.sampling_rate_hz
     n_total = end_sample(recording)
     duration_s = n_total / fs_hz
-    start = _seconds(start_s, "start_s", 0.0)
-    length = _seconds(length_s, "length_s", DEFAULT_WINDOW_S)
+    start = seconds_parameter(start_s, "start_s", 0.0)
+    length = seconds_parameter(length_s, "length_s", DEFAULT_WINDOW_S)
     points = _integer(max_points, "max_points", DEFAULT_POINTS, MIN_POINTS, MAX_POINTS)
     lead = _integer(channel, "channel", recording.analysis_lead, 0, recording.n_channels - 1)
     if n_total == 0:
@@ -190,7 +190,8 @@ def events(recording: Recording, kind, after_s=None, before_s=None, limit=None) 
     count = _integer(limit, "limit", 1, 1, MAX_EVENTS)
     fs_hz = recording.sampling_rate_hz
     forward = after_s not in (None, "")
-    pivot_s = _seconds(after_s if forward else before_s, "after_s" if forward else "before_s", 0)
+    pivot_name = "after_s" if forward else "before_s"
+    pivot_s = seconds_parameter(after_s if forward else before_s, pivot_name, 0)
     pivot = int(round(pivot_s * fs_hz))
     if kind in ("alarm", "episode"):
         if kind == "alarm":

@@ -44,7 +44,7 @@ def strip_request(
     fs = recording.sampling_rate_hz
     n_samples = _n_samples(recording)
     duration_s = n_samples / fs
-    length = _number(length_s, "length_s", DEFAULT_STRIP_S)
+    length = seconds_parameter(length_s, "length_s", DEFAULT_STRIP_S)
     if not MIN_STRIP_S <= length <= MAX_STRIP_S:
         raise ValueError(
             f"length_s must be between {MIN_STRIP_S:g} and {MAX_STRIP_S:g} seconds, got {length:g}"
@@ -62,7 +62,7 @@ def strip_request(
     if start_s in (None, ""):
         start = 0.0 if beat is None else max(0.0, beat.sample / fs - length / 2)
     else:
-        start = _number(start_s, "start_s", 0.0)
+        start = seconds_parameter(start_s, "start_s", 0.0)
     if not 0.0 <= start < duration_s:
         raise ValueError(
             f"start_s must be from 0 to {duration_s:.2f} s (the recording's length), got {start:g}"
@@ -71,7 +71,9 @@ def strip_request(
     return StripRequest(start=first, end=min(n_samples, first + int(round(length * fs))), beat=beat)
 
 
-def _number(value, name: str, default: float) -> float:
+def seconds_parameter(value, name: str, default: float) -> float:
+    """A query parameter in seconds: ``default`` when absent, else a finite number (ValueError
+    naming the parameter otherwise)."""
     if value in (None, ""):
         return default
     try:
