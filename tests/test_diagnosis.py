@@ -358,6 +358,13 @@ def test_a_stored_recording_is_diagnosed_by_id_if_visible(
     ).json()
     assert stored.json()["probabilities"] == pytest.approx(direct["probabilities"], abs=1e-4)
     assert "run past its end" in detail(post(client, body | {"start_s": 0.5}))
+    # 1e999 reads as infinity: a 400 naming start_s, not a 500
+    infinite = client.post(
+        "/api/diagnosis/",
+        data=f'{{"recording_id": {recording.pk}, "start_s": 1e999}}',
+        content_type="application/json",
+    )
+    assert infinite.status_code == 400 and "start_s" in infinite.json()["detail"]
     client.force_login(other_clinician)  # not assigned to the patient: as if absent
     hidden = post(client, body)
     assert hidden.status_code == 404 and "no recording" in hidden.json()["detail"]
@@ -405,6 +412,14 @@ def test_the_record_reader_answers_the_leads_to_draw(api):
     files = {"two.csv": b"0.1\n"}
     refused = api.post("/api/diagnosis/record/", {"files": files_payload(files)})
     assert refused.status_code == 400
+
+
+def test_the_record_reader_refuses_a_body_over_the_diagnosis_limit(api, settings):
+    # it answers every sample as JSON: an upload-sized record would cost seconds and a
+    # response ten times its size, and the page could not diagnose it anyway
+    settings.PREDICT_MAX_BODY_BYTES = 10_000
+    response = api.post("/api/diagnosis/record/", {"files": files_payload(example_files())})
+    assert response.status_code == 413 and "10000-byte limit" in response.json()["detail"]
 
 
 def test_the_page_needs_a_login_and_shows_the_examples(client, clinician):

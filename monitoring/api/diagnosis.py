@@ -187,7 +187,12 @@ def leads_from_recording(user, recording_id: object, start_s: object) -> tuple:
     if isinstance(recording_id, bool) or not isinstance(recording_id, int):
         raise ValueError(f'"recording_id" must be an integer, got {reprlib.repr(recording_id)}')
     start_s = 0 if start_s is None else start_s
-    if isinstance(start_s, bool) or not isinstance(start_s, int | float) or start_s < 0:
+    if (
+        isinstance(start_s, bool)
+        or not isinstance(start_s, int | float)
+        or not math.isfinite(start_s)
+        or start_s < 0
+    ):
         raise ValueError(f'"start_s" must be a number of seconds >= 0, got {start_s!r}')
     recording = Recording.objects.visible_to(user).filter(pk=recording_id).first()
     if recording is None:  # someone else's patient reads as absent, not as forbidden
@@ -304,17 +309,9 @@ class DiagnosisView(APIView):
     )
     def post(self, request):
         started = time.perf_counter()
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        limit = settings.PREDICT_MAX_BODY_BYTES
-        if length > limit:
-            return error(
-                f"body of {length} bytes exceeds the {limit}-byte limit (a 10 s 12-lead record "
-                "at 500 Hz is about 0.45 MB as JSON)",
-                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
+        too_large = oversize_body(request)
+        if too_large is not None:
+            return too_large
         try:
             data = request.data  # unsupported content types raise 415 here
         except ParseError as exc:
@@ -441,12 +438,33 @@ class ExampleDetailView(APIView):
         return error(f"no example {example_id!r}", status.HTTP_404_NOT_FOUND)
 
 
+def oversize_body(request):
+    """A 413 answer for a body over ``PREDICT_MAX_BODY_BYTES`` (read from Content-Length,
+    before the body is), else None."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    limit = settings.PREDICT_MAX_BODY_BYTES
+    if length > limit:
+        return error(
+            f"body of {length} bytes exceeds the {limit}-byte limit (a 10 s 12-lead record "
+            "at 500 Hz is about 0.45 MB as JSON, 0.12 MB as WFDB)",
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    return None
+
+
 class RecordReadView(APIView):
     parser_classes = [MultiPartParser]
 
     def post(self, request):
         """Read a 12-lead WFDB upload (.hea + .dat) and answer its leads for drawing:
-        leads x samples in mV at the record's rate, PTB-XL order. Nothing is stored."""
+        leads x samples in mV at the record's rate, PTB-XL order. Nothing is stored. The
+        diagnosis's body limit applies: the page only draws what it can then diagnose."""
+        too_large = oversize_body(request)
+        if too_large is not None:
+            return too_large
         try:
             files = files_from_request(request)
             leads_mv, fs_hz, record = leads_from_upload(files)
