@@ -62,6 +62,7 @@ class PatientAdmin(admin.ModelAdmin):
                     "hr_high_limit_bpm",
                     "pause_limit_s",
                     "pvc_limit_per_min",
+                    "sustained_arrhythmia_alarm",
                 ]
             },
         ),

@@ -8,8 +8,14 @@ from django import forms
 
 from monitoring.models import Device, Patient
 
-# The limits whose every change is written to the audit trail (AuditEntry).
-LIMIT_FIELDS = ("hr_low_limit_bpm", "hr_high_limit_bpm", "pause_limit_s", "pvc_limit_per_min")
+# The limits (and alarm switches) whose every change is written to the audit trail (AuditEntry).
+LIMIT_FIELDS = (
+    "hr_low_limit_bpm",
+    "hr_high_limit_bpm",
+    "pause_limit_s",
+    "pvc_limit_per_min",
+    "sustained_arrhythmia_alarm",
+)
 
 
 class AdmitPatientForm(forms.ModelForm):

@@ -11,6 +11,7 @@ from django.utils import timezone
 from monitoring.alarms import (
     BEAT_FINAL_LAG_S,
     EVENT_HOLD_S,
+    arrhythmia_condition,
     check_devices,
     evaluate_alarms,
     periodic_check,
@@ -258,7 +259,52 @@ def add_windows(recording, labels: list[str], first_start: int = 0) -> int:
     return start
 
 
+def switch_window_model_alarm(patient, on: bool) -> None:
+    patient.sustained_arrhythmia_alarm = on
+    patient.save(update_fields=["sustained_arrhythmia_alarm"])
+
+
+def test_the_window_model_alarm_is_off_by_default_and_works_when_switched_on(recording):
+    # a minute of normal beats that the window model calls "arrhythmia" window after window,
+    # as it did on MIT-BIH 117 (DS2 specificity 0.53)
+    add_beats(recording, bpm=75, seconds=60)
+    add_windows(recording, ["arrhythmia"] * 30)
+    assert recording.patient.sustained_arrhythmia_alarm is False
+    assert evaluate_alarms(recording.pk) == []
+    assert not Alarm.objects.exists()
+    switch_window_model_alarm(recording.patient, True)
+    changes = evaluate_alarms(recording.pk)
+    assert changes_of(changes, AlarmKind.ARRHYTHMIA) == [("raised", AlarmKind.ARRHYTHMIA)]
+    # switched off again, the open alarm resolves (nothing left to hold it)
+    switch_window_model_alarm(recording.patient, False)
+    changes = evaluate_alarms(recording.pk)
+    assert changes_of(changes, AlarmKind.ARRHYTHMIA) == [("resolved", AlarmKind.ARRHYTHMIA)]
+
+
+def test_a_minute_of_mitdb_117_raises_no_window_model_alarm_by_default(
+    device, eager_celery, django_capture_on_commit_callbacks
+):
+    """The real chain: 60 s of MIT-BIH 117 (normal sinus rhythm, a DS2 patient) through
+    ingest, streaming analysis and the alarm rules."""
+    from tests.inference.conftest import physionet_folder
+    from tests.test_streaming_analysis import deliver, mitdb_adc, random_chunks
+
+    adc, fs_hz = mitdb_adc(physionet_folder("mitdb", "117"), "117", seconds=60.0)
+    rng = np.random.default_rng(117)
+    for chunk in random_chunks(adc, fs_hz, rng, max_s=4.0, session="norm0117"):
+        deliver(device, chunk, django_capture_on_commit_callbacks)
+    recording = Recording.objects.get(device=device)
+    # the window model did call this normal minute "arrhythmia" 5 windows in a row...
+    assert arrhythmia_condition(recording).active is True
+    # ...and with the defaults nobody was alarmed by it
+    assert not Alarm.objects.filter(kind=AlarmKind.ARRHYTHMIA).exists()
+    switch_window_model_alarm(recording.patient, True)
+    evaluate_alarms(recording.pk)
+    assert open_alarms(recording.patient, AlarmKind.ARRHYTHMIA).exists()
+
+
 def test_sustained_arrhythmia_needs_five_consecutive_abnormal_windows(recording):
+    switch_window_model_alarm(recording.patient, True)
     add_windows(recording, ["normal"] * 3 + ["arrhythmia"] * 4)
     evaluate_alarms(recording.pk)
     assert not open_alarms(recording.patient, AlarmKind.ARRHYTHMIA).exists()
@@ -275,6 +321,7 @@ def test_sustained_arrhythmia_needs_five_consecutive_abnormal_windows(recording)
 
 
 def test_abnormal_windows_across_a_gap_are_not_consecutive(recording):
+    switch_window_model_alarm(recording.patient, True)
     end = add_windows(recording, ["arrhythmia"] * 3)
     # the next three start 10 windows later: two runs of 3, never 5 in a row
     add_windows(recording, ["arrhythmia"] * 3, first_start=end + 5000)

@@ -271,6 +271,33 @@ def test_limit_changes_write_one_audit_row_per_changed_field(client, staff_user,
     assert 'id="audit-trail"' in page and "pause_limit_s" in page and "4.5" in page
 
 
+def test_the_window_model_alarm_is_switched_on_in_the_limits_form_and_audited(
+    client, staff_user, patient
+):
+    client.force_login(staff_user)
+    page = client.get(f"/manage/patients/{patient.pk}/limits/").content.decode()
+    assert 'name="sustained_arrhythmia_alarm"' in page and "0.53" in page  # the reason
+    limits = {
+        "hr_low_limit_bpm": 50,
+        "hr_high_limit_bpm": 120,
+        "pause_limit_s": 3.0,
+        "pvc_limit_per_min": 10,
+    }
+    response = client.post(
+        f"/manage/patients/{patient.pk}/limits/", {**limits, "sustained_arrhythmia_alarm": "on"}
+    )
+    assert response.status_code == 302
+    patient.refresh_from_db()
+    assert patient.sustained_arrhythmia_alarm is True
+    entry = AuditEntry.objects.get(patient=patient)
+    assert (entry.field, entry.old_value, entry.new_value) == (
+        "sustained_arrhythmia_alarm",
+        "False",
+        "True",
+    )
+    assert 'id="arrhythmia-switch">on<' in client.get(f"/patients/{patient.pk}/").content.decode()
+
+
 def test_an_invalid_limit_change_saves_and_audits_nothing(client, staff_user, patient):
     client.force_login(staff_user)
     response = client.post(

@@ -20,6 +20,7 @@ class PatientSerializer(serializers.ModelSerializer):
             "hr_high_limit_bpm",
             "pause_limit_s",
             "pvc_limit_per_min",
+            "sustained_arrhythmia_alarm",
             "created_at",
         ]
         read_only_fields = fields
