@@ -2,8 +2,8 @@
 
 Five diagnostic superclasses (NORM, MI, STTC, CD, HYP), multi-label: one sigmoid per class.
 
-- ``ptbxl-model01``, ``MetadataNet``: the ten metadata features alone (seven standardized
-  features and three missing flags, ``inference.datasets.ptbxl.MetadataScaler``). The baseline,
+- ``ptbxl-model01``, ``MetadataNet``: the twelve metadata inputs alone (seven standardized
+  features and five missing flags, ``inference.datasets.ptbxl.MetadataScaler``). The baseline,
   and the model used when no waveform is given.
 - ``ptbxl-model02``, ``DualInputNet``: a 1D CNN over the 12 leads (10 s at 100 Hz) and a dense
   branch over the metadata, concatenated before the output layer.
@@ -39,6 +39,7 @@ from inference.datasets.ptbxl import (
     RECORD_S,
     SUPERCLASSES,
     MetadataScaler,
+    check_feature_layout,
 )
 from inference.registry import WEIGHTS_DIR, list_models
 from inference.signal import resample, validate_fs, validate_signal
@@ -66,7 +67,7 @@ HEART_AXIS_VALUES = (-2.0, -1.0, 0.0, 1.0, 2.0)
 
 
 class MetadataNet(nn.Module):
-    """Model01: metadata features (batch, 10) -> five superclass logits."""
+    """Model01: metadata features (batch, 12) -> five superclass logits."""
 
     def __init__(self, hidden: int = 32, dropout: float = 0.2) -> None:
         super().__init__()
@@ -93,7 +94,7 @@ def _conv_block(n_in: int, n_out: int, kernel: int) -> nn.Sequential:
 
 
 class DualInputNet(nn.Module):
-    """Model02 and Model03: ECG (batch, n_samples, 12) and metadata (batch, 10) -> five logits.
+    """Model02 and Model03: ECG (batch, n_samples, 12) and metadata (batch, 12) -> five logits.
 
     The ECG branch is four convolution blocks (pooling by 2 after the first three: 1000 ->
     125 steps, a receptive field of about 0.5 s at the last block) and a global average and
@@ -165,7 +166,7 @@ def predict_probabilities(
     stride_samples: int = N_SAMPLES,
     batch_size: int = 256,
 ) -> np.ndarray:
-    """Sigmoid probabilities (n, 5) for prepared inputs: metadata features (n, 10) and, for
+    """Sigmoid probabilities (n, 5) for prepared inputs: metadata features (n, 12) and, for
     the dual-input models, normalized ECG (n, T, 12). Windows shorter than the record are slid
     over it and their probabilities averaged."""
     model.eval()
@@ -197,11 +198,7 @@ def predict_probabilities(
 
 def scaler_from_card(card: dict) -> MetadataScaler:
     data = card["metadata_scaler"]
-    if data.get("raw_features") != list(RAW_FEATURES):
-        raise ValueError(
-            f"model card {card['name']} was trained on features {data.get('raw_features')}, "
-            f"this code uses {list(RAW_FEATURES)}"
-        )
+    check_feature_layout(data, f"model card {card['name']}")
     return MetadataScaler(fill_values=data["fill_values"], means=data["means"], stds=data["stds"])
 
 
@@ -212,6 +209,8 @@ def load_model(name: str, weights_dir: str = str(WEIGHTS_DIR)) -> tuple[nn.Modul
     if name not in cards:
         raise ValueError(f"no PTB-XL model {name!r} in {weights_dir}; have {sorted(cards)}")
     card = cards[name]
+    # weights of another input layout would fail on a tensor shape; say which instead
+    check_feature_layout(card["metadata_scaler"], f"model card {name}")
     model = ARCHITECTURES[card["architecture"]](**card.get("architecture_args", {}))
     state = torch.load(Path(weights_dir) / card["weights"], map_location="cpu", weights_only=True)
     model.load_state_dict(state)
@@ -363,8 +362,9 @@ def predict(
     ``mode`` ("ecg+metadata" or "metadata-only"), ``thresholds`` (chosen on validation),
     ``positive`` (classes at or above their threshold), ``imputed`` (features not given) and
     ``imputed_values`` ({feature: the raw value the model read instead}, from the card's
-    training fill values; age, sex, pacemaker and device are imputed without a flag, so this is
-    the only place the substitution shows).
+    training fill values). Age, height, weight, pacemaker and heart axis also set their
+    ``*_missing`` input, so the model reads "unknown"; sex and device have none, so for them
+    ``imputed_values`` is the only place the substitution shows.
     Raises ``ValueError`` with a message fit for the user on any bad input.
     """
     weights_dir = str(weights_dir)

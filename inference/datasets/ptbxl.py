@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,8 @@ SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 # The order of the leads in every PTB-XL record (the header spells aVR as AVR).
 LEADS = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")
 RECORD_S = 10.0
+# Records in the full PTB-XL 1.0.3 (1.0.1 held 21,837): a copy with fewer is a subset.
+PTBXL_RECORDS = 21_799
 SAMPLING_RATES_HZ = {100: "filename_lr", 500: "filename_hr"}
 
 # strat_fold 1-8 train, 9 validation, 10 test: the split the PTB-XL authors recommend. All the
@@ -63,14 +65,16 @@ RAW_FEATURES = (
     "device_cs",
     "heart_axis",
 )
-# Features whose missing values get an indicator column: height, weight and heart axis are
-# missing in most or many rows. The others are imputed silently, without a flag: age is missing
-# in a handful of rows (4 of the subset's 352 training records), sex and device in none, and
-# the pacemaker column cannot be missing (a blank note reads as none); a flag would be
-# (nearly) constant in training and teach the model nothing. A served request that leaves
-# them blank gets the training median, and predict() says which values it imputed.
-FLAGGED_FEATURES = ("height_cm", "weight_kg", "heart_axis")
-# Imputed without a flag (see above).
+# Features whose missing values get an indicator column (``*_missing``), so that a blank is
+# not read as the typical value: height, weight and heart axis are missing in many rows; age in
+# a few (4 of the subset's 352 training records), and a served request that leaves the age
+# blank must not pass for a patient of the median age; the pacemaker note is missing when it is
+# unclear (``pacemaker_from_note``), and "unknown" is a state a clinician can be in.
+FLAGGED_FEATURES = ("age_years", "height_cm", "weight_kg", "pacemaker", "heart_axis")
+# Imputed without a flag: PTB-XL records sex and device for every record (none missing in the
+# subset), so a flag would be 0 in every training row and the model could not learn what it
+# means. A served request that leaves them blank gets the training median, and predict() says
+# which values it imputed. docs/ptbxl.md gives the decision.
 UNFLAGGED_FEATURES = tuple(name for name in RAW_FEATURES if name not in FLAGGED_FEATURES)
 # Standardized with training-fold mean and standard deviation; the 0/1 features stay 0/1.
 CONTINUOUS_FEATURES = ("age_years", "height_cm", "weight_kg", "heart_axis")
@@ -119,6 +123,9 @@ class PtbxlTable:
     labels: np.ndarray
     metadata: np.ndarray
     filenames: dict[int, list[str]]
+    # ``recording_date`` of each row ("" where blank, or all "" when the column is absent: it
+    # is optional, used only to describe the copy in model cards)
+    recording_dates: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ecg_ids)
@@ -186,6 +193,22 @@ def _number(text: str) -> float:
     return float(text) if text.strip() else math.nan
 
 
+def pacemaker_from_note(note: str) -> float:
+    """PTB-XL's ``pacemaker`` column as 1 (a pacemaker), 0 (none) or NaN (unclear).
+
+    The column is a note written only when the annotator saw something, of comma-separated
+    parts such as ``ja, pacemaker`` ("yes, pacemaker"). The rule: a blank note is 0 (nothing
+    was noted); a note with a part that is the word ``pacemaker`` is 1; any other note
+    (``?``, ``PACE????, nan``, ``ja, nan``, ...) is unclear and missing, so it is imputed and
+    flagged rather than guessed either way.
+    """
+    text = note.strip()
+    if not text:
+        return 0.0
+    parts = [part.strip().lower() for part in text.split(",")]
+    return 1.0 if "pacemaker" in parts else math.nan
+
+
 def metadata_features(row: dict[str, str]) -> np.ndarray:
     """The seven raw features of one database row, NaN where missing or implausible."""
     age = _number(row["age"])
@@ -197,8 +220,7 @@ def metadata_features(row: dict[str, str]) -> np.ndarray:
         "sex_female": _number(row["sex"]),
         "height_cm": _number(row["height"]),
         "weight_kg": _number(row["weight"]),
-        # the column holds a note such as "ja, pacemaker" when one was seen, else is empty
-        "pacemaker": 1.0 if "pacemaker" in row["pacemaker"].lower() else 0.0,
+        "pacemaker": pacemaker_from_note(row["pacemaker"]),
         # Schiller CS-12/CS100 versus the AT-6/AT-60 family; blank device is missing
         "device_cs": (
             (1.0 if row["device"].strip().upper().startswith("CS") else 0.0)
@@ -252,6 +274,7 @@ def read_table(folder: str | Path | None = None) -> PtbxlTable:
         filenames={
             rate: [row[column] for row in rows] for rate, column in SAMPLING_RATES_HZ.items()
         },
+        recording_dates=[(row.get("recording_date") or "").strip() for row in rows],
     )
 
 
@@ -266,6 +289,38 @@ def data_fingerprint(folder: str | Path | None = None) -> dict:
         digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
         fingerprint[f"{name.removesuffix('.csv')}_sha256"] = digest
     return fingerprint
+
+
+def describe_copy(table: PtbxlTable) -> dict:
+    """What a PTB-XL copy holds, for model cards and the diagnosis page to describe the data a
+    model was trained on from the data themselves (a subset or a full download): records,
+    patients, the ecg_id range, the first and last recording date (None without the column)
+    and the records per strat_fold."""
+    dates = sorted(date[:10] for date in table.recording_dates if date)
+    folds, counts = np.unique(table.strat_folds, return_counts=True)
+    return {
+        "records": len(table),
+        "patients": int(len(np.unique(table.patient_ids))),
+        "ecg_ids": [int(table.ecg_ids.min()), int(table.ecg_ids.max())] if len(table) else None,
+        "recording_dates": [dates[0], dates[-1]] if dates else None,
+        "records_per_fold": {str(fold): int(n) for fold, n in zip(folds, counts, strict=True)},
+    }
+
+
+def copy_summary(copy: dict | None) -> str:
+    """A phrase naming the data a model was trained on, from ``describe_copy``'s dict: "the full
+    PTB-XL (21,799 records ...)" or "a 500-record PTB-XL subset (ecg_id 1-500 ...)"."""
+    if copy is None:
+        return "data that are not a PTB-XL folder"
+    details = [f"{copy['patients']:,} patients"]
+    if copy["ecg_ids"]:
+        details.insert(0, f"ecg_id {copy['ecg_ids'][0]}-{copy['ecg_ids'][1]}")
+    if copy["recording_dates"]:
+        first, last = copy["recording_dates"]
+        details.append(f"recorded {first} to {last}")
+    if copy["records"] >= PTBXL_RECORDS:
+        return f"the full PTB-XL ({copy['records']:,} records, {', '.join(details)})"
+    return f"a {copy['records']:,}-record PTB-XL subset ({', '.join(details)})"
 
 
 def patient_splits(table: PtbxlTable, require_superclass: bool = True) -> dict[str, np.ndarray]:
@@ -398,7 +453,8 @@ class MetadataScaler:
         return imputed
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
-        """(n, 10) float32 in ``FEATURE_COLUMNS`` order: seven features, three missing flags."""
+        """(n, 12) float32 in ``FEATURE_COLUMNS`` order: the seven features, then the five
+        ``*_missing`` flags of ``FLAGGED_FEATURES``."""
         raw = np.asarray(raw, dtype=np.float64).reshape(-1, len(RAW_FEATURES))
         features = self._impute(raw)
         for name in CONTINUOUS_FEATURES:
@@ -422,12 +478,19 @@ class MetadataScaler:
     @classmethod
     def load(cls, path: str | Path) -> "MetadataScaler":
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if data.get("raw_features") != list(RAW_FEATURES):
-            raise ValueError(
-                f"{path} was saved for features {data.get('raw_features')}, "
-                f"this code uses {list(RAW_FEATURES)}"
-            )
+        check_feature_layout(data, str(path))
         return cls(fill_values=data["fill_values"], means=data["means"], stds=data["stds"])
+
+
+def check_feature_layout(saved: dict, what: str) -> None:
+    """Raise ``ValueError`` unless a saved scaler (``MetadataScaler.to_dict``) has this code's
+    raw features and model input columns: a model trained on another layout (say, before the
+    age and pacemaker flags) must be refused by name, not fail on a tensor shape."""
+    for key, expected in (("raw_features", RAW_FEATURES), ("feature_columns", FEATURE_COLUMNS)):
+        if saved.get(key) != list(expected):
+            raise ValueError(
+                f"{what} was saved for {key} {saved.get(key)}, this code uses {list(expected)}"
+            )
 
 
 def fit_metadata_scaler(table: PtbxlTable, splits: dict[str, np.ndarray]) -> MetadataScaler:
@@ -451,6 +514,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     table = read_table(args.data)
     splits = patient_splits(table)
+    print(copy_summary(describe_copy(table)))
     print(f"{len(table)} records, {len(np.unique(table.patient_ids))} patients, ", end="")
     print(f"{int((~table.has_superclass).sum())} without a diagnostic superclass (left out)")
     print("split       records  " + "  ".join(f"{name:>5}" for name in SUPERCLASSES))

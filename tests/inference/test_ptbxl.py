@@ -20,11 +20,14 @@ from inference.datasets.ptbxl import (
     SUPERCLASSES,
     MetadataScaler,
     class_counts,
+    copy_summary,
     data_fingerprint,
+    describe_copy,
     fit_metadata_scaler,
     load_signals,
     main,
     metadata_features,
+    pacemaker_from_note,
     patient_splits,
     read_table,
 )
@@ -171,7 +174,7 @@ def test_the_metadata_scaler_round_trips_through_json(table, tmp_path):
     saved = json.loads(path.read_text())
     saved["raw_features"] = ["age_years"]
     path.write_text(json.dumps(saved))
-    with pytest.raises(ValueError, match="saved for features"):
+    with pytest.raises(ValueError, match="saved for raw_features"):
         MetadataScaler.load(path)
 
 
@@ -374,3 +377,79 @@ def test_the_scaler_imputes_and_flags_with_training_values_only():
     assert features["height_cm"] == pytest.approx((165 - 165) / 5)
     assert features["height_cm_missing"] == features["weight_kg_missing"] == 1
     assert features["heart_axis_missing"] == 1
+    assert features["age_years_missing"] == 1 and features["pacemaker_missing"] == 0
+    # a blank age is not the median age: the flag tells them apart
+    median = scaler.transform(np.array([[50, 0, nan, nan, 0, 0, nan]]))[0]
+    assert median[FEATURE_COLUMNS.index("age_years")] == features["age_years"]
+    assert median[FEATURE_COLUMNS.index("age_years_missing")] == 0
+
+
+@pytest.mark.parametrize(
+    ("note", "expected"),
+    [
+        ("", 0.0),  # nothing noted: no pacemaker
+        ("  ", 0.0),
+        ("ja, pacemaker", 1.0),  # "yes, pacemaker"
+        ("Pacemaker", 1.0),
+        ("nan, pacemaker", 1.0),
+        ("?", math.nan),
+        ("PACE????, nan", math.nan),
+        ("ja, nan", math.nan),  # "yes", but yes to what is not written
+        ("pacemaker?", math.nan),  # doubted, not stated
+    ],
+)
+def test_the_pacemaker_note_counts_only_when_it_names_one_and_is_missing_when_unclear(
+    note, expected
+):
+    value = pacemaker_from_note(note)
+    assert math.isnan(value) if math.isnan(expected) else value == expected
+
+
+def test_unclear_pacemaker_notes_are_imputed_and_flagged(tmp_path):
+    notes = ["", "ja, pacemaker", "PACE????, nan", "?", "ja, nan"]
+    rows = [base_row(k + 1, pacemaker=note, strat_fold="1") for k, note in enumerate(notes)]
+    table = read_table(write_folder(tmp_path, rows))
+    pacemaker = table.metadata[:, RAW_FEATURES.index("pacemaker")]
+    assert pacemaker[:2].tolist() == [0.0, 1.0] and np.isnan(pacemaker[2:]).all()
+    scaler = MetadataScaler.fit(table.metadata)
+    features = scaler.transform(table.metadata)
+    flags = features[:, FEATURE_COLUMNS.index("pacemaker_missing")]
+    assert flags.tolist() == [0, 0, 1, 1, 1]
+    # imputed with the median of the clear notes (0 and 1 -> 0.5), never guessed as 0 or 1
+    assert scaler.fill_values["pacemaker"] == 0.5
+    assert features[2:, FEATURE_COLUMNS.index("pacemaker")].tolist() == [0.5] * 3
+
+
+def test_it_describes_the_copy_it_read_from_the_data(tmp_path):
+    columns = (*DATABASE_COLUMNS, "recording_date")
+    rows = [
+        base_row(3, recording_date="1995-06-30 11:00:00"),
+        base_row(10, recording_date="1990-01-02 09:15:00"),
+        base_row(7, recording_date="", patient_id="103.0"),
+    ]
+    table = read_table(write_folder(tmp_path / "dated", rows, columns=columns))
+    copy = describe_copy(table)
+    assert copy == {
+        "records": 3,
+        "patients": 2,
+        "ecg_ids": [3, 10],
+        "recording_dates": ["1990-01-02", "1995-06-30"],
+        "records_per_fold": {"3": 1, "7": 1, "10": 1},
+    }
+    assert copy_summary(copy) == (
+        "a 3-record PTB-XL subset (ecg_id 3-10, 2 patients, recorded 1990-01-02 to 1995-06-30)"
+    )
+    # without the (optional) recording_date column there are no dates to quote
+    undated = describe_copy(read_table(write_folder(tmp_path / "undated", rows)))
+    assert undated["recording_dates"] is None
+    assert copy_summary(undated) == "a 3-record PTB-XL subset (ecg_id 3-10, 2 patients)"
+    full = copy | {"records": 21799, "patients": 18869, "ecg_ids": [1, 21837]}
+    assert copy_summary(full).startswith("the full PTB-XL (21,799 records, ecg_id 1-21837")
+
+
+def test_it_describes_the_real_subset_as_a_subset(table):
+    copy = describe_copy(table)
+    assert copy["records"] == 500 and copy["ecg_ids"] == [1, 500]
+    assert copy["recording_dates"] == ["1984-11-09", "1987-03-01"]
+    assert sum(copy["records_per_fold"].values()) == 500 and copy["records_per_fold"]["10"] == 66
+    assert copy_summary(copy).startswith("a 500-record PTB-XL subset (ecg_id 1-500, 466 patients")
