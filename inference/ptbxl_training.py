@@ -4,15 +4,17 @@
     python -m inference.ptbxl_training model02    # metadata + 1D CNN
     python -m inference.ptbxl_training model03    # model02 with crops and noise
     python -m inference.ptbxl_training model02 --data /path/to/ptbxl --epochs 60 --seed 0
+    python -m inference.ptbxl_training model02 --resume        # continue an interrupted run
 
 Splits from ``strat_fold`` (1-8 train, 9 validation, 10 test; patient-disjoint), records
 without a diagnostic superclass left out (``inference.datasets.ptbxl``). Adam on binary
 cross-entropy over the five sigmoid outputs; after each epoch the validation binary accuracy
-(at 0.5) decides early stopping, and the best epoch's weights are checkpointed
-(``<name>.checkpoint.pt``, removed at the end) and kept. Per-class thresholds are then chosen
-on validation (maximum F1) and the test partition is scored once: per-class and macro ROC AUC,
-binary accuracy, F1, each with a bootstrap 95 % interval over test patients (a cluster
-bootstrap: a patient's records are drawn together, as they are not independent).
+(at 0.5) decides early stopping, the best epoch's weights are kept, and the whole state of the
+run is checkpointed (``<weights-dir>/ptbxl-<model>.checkpoint.pt``, kept after the run and
+gitignored; ``--resume`` continues from it). Per-class thresholds are then chosen on validation
+(maximum F1) and the test partition is scored once: per-class and macro ROC AUC, binary
+accuracy, F1, each with a bootstrap 95 % interval over test patients (a cluster bootstrap: a
+patient's records are drawn together, as they are not independent).
 
 Writes ``inference/weights/ptbxl-<model>.pt`` and ``.json`` (the card), and
 ``docs/models/ptbxl-<model>.md`` with ``ptbxl-<model>-training.png``, and redraws
@@ -21,7 +23,9 @@ Deterministic on CPU with a fixed seed (one thread, deterministic algorithms).
 """
 
 import argparse
+import hashlib
 import json
+import os
 import platform
 import shlex
 import sys
@@ -300,6 +304,30 @@ def evaluate_split(model: nn.Module, prepared: Prepared, split: str, spec: dict)
     )
 
 
+CHECKPOINT_FORMAT = 1
+
+
+class ResumeError(ValueError):
+    """A checkpoint that cannot continue this run (another model, seed, recipe or data)."""
+
+
+def training_fingerprint(prepared: Prepared, labels: np.ndarray) -> str:
+    """sha256 of the training inputs and labels: a checkpoint resumes only the same data."""
+    digest = hashlib.sha256(prepared.features["train"].tobytes())
+    if prepared.ecg is not None:
+        digest.update(prepared.ecg["train"].tobytes())
+    digest.update(np.ascontiguousarray(labels).tobytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """Write ``state`` so that a crash mid-write leaves the previous checkpoint whole (the
+    partial name still ends in .checkpoint.pt, which .gitignore covers)."""
+    partial = path.with_name(path.name.removesuffix(".checkpoint.pt") + ".partial.checkpoint.pt")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
 def fit(
     key: str,
     prepared: Prepared,
@@ -312,10 +340,18 @@ def fit(
     learning_rate: float = 1e-3,
     weight_decay: float = 1e-4,
     checkpoint: Path | None = None,
+    resume: bool = False,
 ) -> tuple[nn.Module, list[dict], int]:
     """Train ``MODELS[key]``; keep the epoch with the best validation binary accuracy (ties:
     lower validation loss), stop after ``patience`` epochs without one. Returns the model with
-    the kept weights, the per-epoch history and the kept epoch."""
+    the kept weights, the per-epoch history and the kept epoch.
+
+    After every epoch the whole state of the run goes to ``checkpoint`` (the weights, the
+    optimiser, both random generators, the history, the best epoch and its weights, the epochs
+    since it), and stays there after the run. With ``resume`` the run continues from it, and
+    gives on the same machine exactly what an uninterrupted run gives: every random draw
+    comes from the restored generators. A checkpoint of another model, seed, recipe or
+    training data raises ``ResumeError``."""
     spec = MODELS[key]
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -325,10 +361,49 @@ def fit(
     features = torch.from_numpy(prepared.features["train"])
     ecg = torch.from_numpy(prepared.ecg["train"]) if spec["ecg"] else None
     targets = torch.from_numpy(labels["train"])
+    identity = {
+        "model": key,
+        "seed": seed,
+        "epochs": epochs,
+        "patience": patience,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "weight_decay": weight_decay,
+        "training_data_sha256": training_fingerprint(prepared, labels["train"]),
+    }
     history: list[dict] = []
     best = (-1.0, float("inf"))
     best_epoch, best_state = 0, None
-    for epoch in range(1, epochs + 1):
+    first_epoch, finished = 1, False
+    if resume:
+        if checkpoint is None or not checkpoint.is_file():
+            raise ResumeError(f"no checkpoint {checkpoint} to resume; run without --resume")
+        state = torch.load(checkpoint, weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("run") != identity:
+            differs = sorted(
+                name for name in identity if state.get("run", {}).get(name) != identity[name]
+            )
+            raise ResumeError(
+                f"checkpoint {checkpoint} belongs to another run (differs in "
+                f"{', '.join(differs) or 'format'}); resume with the command that wrote it, "
+                "or run without --resume to start again"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])  # dropout draws from the global generator
+        generator.set_state(state["generator"])
+        history = state["history"]
+        best, best_epoch = tuple(state["best"]), state["best_epoch"]
+        best_state = state["best_state"]
+        first_epoch, finished = state["epoch"] + 1, state["finished"]
+        print(
+            f"{model_name(key)}: resumed after epoch {state['epoch']} (kept epoch {best_epoch}"
+            f"{', run already finished' if finished else ''}) from {checkpoint}",
+            flush=True,
+        )
+    for epoch in range(first_epoch, epochs + 1):
+        if finished:
+            break
         model.train()
         order = torch.randperm(len(targets), generator=generator)
         total = 0.0
@@ -367,9 +442,28 @@ def fit(
         if improved:
             best, best_epoch = (row["val_binary_accuracy"], row["val_loss"]), epoch
             best_state = {name: value.clone() for name, value in model.state_dict().items()}
-            if checkpoint is not None:
-                torch.save(best_state, checkpoint)
-        elif epoch - best_epoch >= patience:
+        stop = not improved and epoch - best_epoch >= patience
+        finished = stop or epoch == epochs
+        if checkpoint is not None:
+            save_checkpoint(
+                {
+                    "format": CHECKPOINT_FORMAT,
+                    "run": identity,
+                    "epoch": epoch,
+                    "finished": finished,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "generator": generator.get_state(),
+                    "history": history,
+                    "best": list(best),
+                    "best_epoch": best_epoch,
+                    "epochs_since_best": epoch - best_epoch,
+                    "best_state": best_state,
+                },
+                checkpoint,
+            )
+        if stop:
             print(f"early stop: validation binary accuracy not improved for {patience} epochs")
             break
     model.load_state_dict(best_state)
@@ -386,9 +480,11 @@ def run(
     seed: int,
     resamples: int = 1000,
     checkpoint: Path | None = None,
+    resume: bool = False,
 ) -> tuple[nn.Module, dict]:
     """Train, choose thresholds on validation, score the test partition once. Returns the
-    model and the card's content (without the bookkeeping ``write_card`` adds)."""
+    model and the card's content (without the bookkeeping ``write_card`` adds). ``checkpoint``
+    and ``resume`` as in ``fit``."""
     spec = MODELS[key]
     prepared = prepare(data)
     started_cpu, started_wall = time.process_time(), time.perf_counter()
@@ -400,6 +496,7 @@ def run(
         patience=patience,
         seed=seed,
         checkpoint=checkpoint,
+        resume=resume,
     )
     cpu_s, wall_s = time.process_time() - started_cpu, time.perf_counter() - started_wall
     validation = evaluate_split(model, prepared, "validation", spec)
@@ -807,6 +904,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="most epochs (default per model)")
     parser.add_argument("--patience", type=int, help="early-stopping patience (default per model)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run from <weights-dir>/ptbxl-<model>.checkpoint.pt",
+    )
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
     parser.add_argument("--docs-dir", type=Path, default=DOCS_DIR)
@@ -819,6 +921,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.use_deterministic_algorithms(True)
     data = load_data(args.data, with_signals=spec["ecg"])
     args.weights_dir.mkdir(parents=True, exist_ok=True)
+    # kept after the run (gitignored): the last epoch's state, for --resume
     checkpoint = args.weights_dir / f"{model_name(args.model)}.checkpoint.pt"
     model, content = run(
         args.model,
@@ -828,8 +931,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         resamples=args.resamples,
         checkpoint=checkpoint,
+        resume=args.resume,
     )
-    checkpoint.unlink(missing_ok=True)
     command = (
         f"python -m inference.ptbxl_training {args.model} --epochs {epochs} "
         f"--patience {patience} --seed {args.seed} --resamples {args.resamples}"

@@ -21,6 +21,7 @@ from inference.datasets.ptbxl import (
 from inference.metrics import roc_auc
 from inference.ptbxl_models import (
     MODEL_NAMES,
+    N_FEATURES,
     TASK,
     DualInputNet,
     MetadataNet,
@@ -110,7 +111,8 @@ METADATA = {"age_years": 64, "sex_female": 1, "weight_kg": 70, "heart_axis": "LA
 
 
 def test_networks_give_five_logits_per_record_for_any_length():
-    features = torch.zeros(4, 10)
+    features = torch.zeros(4, N_FEATURES)  # seven features and five missing flags
+    assert N_FEATURES == 12
     assert MetadataNet()(features).shape == (4, 5)
     network = DualInputNet().eval()
     assert network(torch.zeros(4, 1000, 12), features).shape == (4, 5)
@@ -120,7 +122,7 @@ def test_networks_give_five_logits_per_record_for_any_length():
 def test_sliding_windows_average_their_probabilities():
     network = DualInputNet().eval()
     ecg = np.random.default_rng(1).standard_normal((2, 1000, 12)).astype(np.float32)
-    features = np.zeros((2, 10), dtype=np.float32)
+    features = np.zeros((2, N_FEATURES), dtype=np.float32)
     averaged = predict_probabilities(network, features, ecg, 750, 125)
     by_hand = np.mean(
         [predict_probabilities(network, features, ecg[:, s : s + 750]) for s in (0, 125, 250)],
@@ -186,11 +188,14 @@ def test_the_card_says_how_it_bootstrapped_imputed_and_chose_its_hyperparameters
     card = json.loads((weights_dir / "ptbxl-model02.json").read_text())
     assert card["metrics"]["n_test_patients"] == 10  # 20 test records, two per patient
     assert "test patients drawn with replacement" in card["metrics"]["test_bootstrap"]["method"]
-    assert card["data"]["imputed_without_flag"] == [
-        "age_years",
-        "sex_female",
-        "pacemaker",
-        "device_cs",
+    # sex and device only: age, pacemaker, height, weight and heart axis have a flag
+    assert card["data"]["imputed_without_flag"] == ["sex_female", "device_cs"]
+    assert card["input"]["metadata_features"][7:] == [
+        "age_years_missing",
+        "height_cm_missing",
+        "weight_kg_missing",
+        "pacemaker_missing",
+        "heart_axis_missing",
     ]
     assert card["data"]["training_rows_missing"]["height_cm"] == 16  # every third of 48
     markdown = (docs_dir / "ptbxl-model02.md").read_text()
@@ -423,3 +428,109 @@ def test_the_shipped_card_json_matches_its_markdown():
     for name in MODEL_NAMES:
         card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
         assert (DOCS_DIR / f"{name}.md").read_text() == ptbxl_training.card_markdown(card)
+
+
+# --- Checkpoints, resume and the seed spread ----------------------------------------------------
+
+
+def train(argv: list[str]) -> int:
+    try:
+        return ptbxl_training.main(argv)
+    finally:
+        torch.use_deterministic_algorithms(False)  # main turns it on for the whole process
+
+
+def crash_at_epoch(monkeypatch, epoch: int) -> None:
+    """Make the run die during ``epoch`` (in its validation pass, after the epoch's training
+    and before its checkpoint), as a killed process would."""
+    calls = {"n": 0}
+    real = ptbxl_training.evaluate_split
+
+    def evaluate(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == epoch:
+            raise RuntimeError("simulated crash")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ptbxl_training, "evaluate_split", evaluate)
+
+
+def assert_same_run(first: Path, second: Path, name: str) -> None:
+    """Two weights folders hold the same trained model and the same card (but the timings)."""
+    cards = [json.loads((folder / f"{name}.json").read_text()) for folder in (first, second)]
+    for card in cards:
+        del card["training_cpu_s"], card["training_wall_s"]
+    assert cards[0] == cards[1]
+    weights = [torch.load(folder / f"{name}.pt", weights_only=True) for folder in (first, second)]
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+def interrupted_and_resumed(monkeypatch, argv: list[str], folder: Path, epoch: int, capsys):
+    """Run ``argv`` into ``folder``, crash it during ``epoch``, then run it with --resume."""
+    argv = [*argv, "--weights-dir", str(folder / "w"), "--docs-dir", str(folder / "d")]
+    with monkeypatch.context() as patch:
+        crash_at_epoch(patch, epoch)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train(argv)
+    assert train([*argv, "--resume"]) == 0
+    assert f"resumed after epoch {epoch - 1}" in capsys.readouterr().out
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch, capsys):
+    folder = write_ptbxl_folder(tmp_path / "ptbxl")
+    argv = ["model01", "--data", str(folder), "--epochs", "6", "--patience", "6"]
+    argv += ["--resamples", "20"]
+    whole = tmp_path / "whole"
+    assert train([*argv, "--weights-dir", str(whole / "w"), "--docs-dir", str(whole / "d")]) == 0
+    # the last epoch's state stays for --resume (gitignored as *.checkpoint.pt)
+    assert (whole / "w" / "ptbxl-model01.checkpoint.pt").is_file()
+    interrupted_and_resumed(monkeypatch, argv, tmp_path / "resumed", 3, capsys)
+    assert_same_run(whole / "w", tmp_path / "resumed" / "w", "ptbxl-model01")
+
+
+def test_a_resumed_augmented_run_on_ptbxl_equals_an_uninterrupted_one(
+    ptbxl, tmp_path, monkeypatch, capsys
+):
+    """Model03 draws crops, noise and dropout from two generators and has batch-norm and Adam
+    state: all of it must come back from the checkpoint for the runs to agree bit for bit."""
+    argv = ["model03", "--data", str(ptbxl), "--epochs", "4", "--patience", "4"]
+    argv += ["--resamples", "20"]
+    whole = tmp_path / "whole"
+    assert train([*argv, "--weights-dir", str(whole / "w"), "--docs-dir", str(whole / "d")]) == 0
+    interrupted_and_resumed(monkeypatch, argv, tmp_path / "resumed", 3, capsys)
+    assert_same_run(whole / "w", tmp_path / "resumed" / "w", "ptbxl-model03")
+
+
+def test_resume_refuses_another_runs_checkpoint_and_a_missing_one(tmp_path):
+    folder = write_ptbxl_folder(tmp_path / "ptbxl")
+    argv = ["model01", "--data", str(folder), "--epochs", "2", "--patience", "2"]
+    argv += ["--resamples", "10", "--weights-dir", str(tmp_path / "w")]
+    argv += ["--docs-dir", str(tmp_path / "d")]
+    with pytest.raises(ptbxl_training.ResumeError, match="no checkpoint .* run without --resume"):
+        train([*argv, "--resume"])
+    assert train(argv) == 0
+    with pytest.raises(ptbxl_training.ResumeError, match=r"another run \(differs in seed\)"):
+        train([*argv, "--seed", "1", "--resume"])
+    with pytest.raises(ptbxl_training.ResumeError, match="differs in epochs"):
+        train([*argv, "--epochs", "3", "--resume"])  # the last --epochs counts
+
+
+def test_a_model_of_another_input_layout_is_refused_by_name(tiny_models, tmp_path):
+    weights_dir, _ = tiny_models
+    old = tmp_path / "old"
+    old.mkdir()
+    for path in weights_dir.glob("ptbxl-model01.*"):
+        (old / path.name).write_bytes(path.read_bytes())
+    card = json.loads((old / "ptbxl-model01.json").read_text())
+    # the layout before the age and pacemaker flags: ten inputs
+    columns = card["metadata_scaler"]["feature_columns"]
+    card["metadata_scaler"]["feature_columns"] = [
+        c for c in columns if c not in ("age_years_missing", "pacemaker_missing")
+    ]
+    (old / "ptbxl-model01.json").write_text(json.dumps(card))
+    clear_model_caches()
+    with pytest.raises(ValueError, match="ptbxl-model01 was saved for feature_columns"):
+        load_model("ptbxl-model01", str(old))
+    clear_model_caches()
