@@ -5,6 +5,7 @@
     python -m inference.ptbxl_training model03    # model02 with crops and noise
     python -m inference.ptbxl_training model02 --data /path/to/ptbxl --epochs 60 --seed 0
     python -m inference.ptbxl_training model02 --resume        # continue an interrupted run
+    python -m inference.ptbxl_training spread --seeds 0 1 2 3 4  # every model once per seed
 
 Splits from ``strat_fold`` (1-8 train, 9 validation, 10 test; patient-disjoint), records
 without a diagnostic superclass left out (``inference.datasets.ptbxl``). Adam on binary
@@ -18,8 +19,12 @@ patient's records are drawn together, as they are not independent).
 
 Writes ``inference/weights/ptbxl-<model>.pt`` and ``.json`` (the card), and
 ``docs/models/ptbxl-<model>.md`` with ``ptbxl-<model>-training.png``, and redraws
-``docs/models/ptbxl-models.md`` (the three side by side) from the cards present.
-Deterministic on CPU with a fixed seed (one thread, deterministic algorithms).
+``docs/models/ptbxl-models.md`` (the three side by side) from the cards present. ``spread``
+trains without writing weights and writes ``docs/models/ptbxl-seed-spread.json``, which the
+overview shows beside the bootstrap table. Deterministic with a fixed seed (one thread,
+deterministic algorithms) on the same CPU and maths library; another CPU or library gives other
+weights, about as far off as another seed, so the cards record the CPU, its instruction set and
+the BLAS version.
 """
 
 import argparse
@@ -41,13 +46,16 @@ from torch import nn
 from inference.datasets.ptbxl import (
     FEATURE_COLUMNS,
     LEADS,
+    PTBXL_RECORDS,
     RAW_FEATURES,
     SPLIT_FOLDS,
     SUPERCLASSES,
     UNFLAGGED_FEATURES,
     MetadataScaler,
     class_counts,
+    copy_summary,
     data_fingerprint,
+    describe_copy,
     load_signals,
     patient_splits,
     read_table,
@@ -127,7 +135,8 @@ def model_name(key: str) -> str:
 class PtbxlData:
     """The three partitions as arrays: labels (n, 5), raw metadata (n, 7), signals (n, 1000,
     12) mV at 100 Hz (None for the metadata-only model), ecg_ids and patient_ids (n,); the
-    fingerprint of the PTB-XL copy read (``data_fingerprint``; None for synthetic data)."""
+    fingerprint of the PTB-XL copy read (``data_fingerprint``) and what it holds
+    (``describe_copy``), both None for synthetic data."""
 
     folder: str
     ecg_ids: dict[str, np.ndarray]
@@ -137,6 +146,7 @@ class PtbxlData:
     signals_mv: dict[str, np.ndarray] | None
     class_counts: dict[str, dict[str, int]]
     fingerprint: dict | None = None
+    copy: dict | None = None
 
 
 def load_data(folder: str | None, with_signals: bool) -> PtbxlData:
@@ -155,12 +165,13 @@ def load_data(folder: str | None, with_signals: bool) -> PtbxlData:
         ),
         class_counts=class_counts(table, splits),
         fingerprint=data_fingerprint(table.folder),
+        copy=describe_copy(table),
     )
 
 
 @dataclass
 class Prepared:
-    """Model inputs: metadata features (n, 10) and normalized ECG (n, 1000, 12) or None, with
+    """Model inputs: metadata features (n, 12) and normalized ECG (n, 1000, 12) or None, with
     the transforms fitted on the training partition only."""
 
     features: dict[str, np.ndarray]
@@ -564,10 +575,12 @@ def run(
             "left_out": "records with no diagnostic superclass",
             "class_counts": data.class_counts,
             "test_patients": int(len(np.unique(data.patient_ids["test"]))),
+            # what the PTB-XL copy holds (records, ecg_ids, dates, folds), for the wording
+            **({"copy": data.copy} if data.copy is not None else {}),
             # rows, sha256 of ptbxl_database.csv and scp_statements.csv of the copy used
             **({"fingerprint": data.fingerprint} if data.fingerprint is not None else {}),
             # training rows lacking each raw feature (imputed with fill_values), and which
-            # are imputed without a *_missing flag column
+            # are imputed without a *_missing flag column (sex and device: never missing)
             "training_rows_missing": {
                 name: int(count)
                 for name, count in zip(
@@ -651,38 +664,133 @@ def plot_history(history: list[dict], best_epoch: int, path: Path, title: str) -
     plt.close(figure)
 
 
-def _cell(card: dict, key: str, percent: bool = False) -> str:
+# Binary accuracies are shown in percent with one decimal, the other figures with two decimals.
+PERCENT_KEYS = ("binary_accuracy", "binary_accuracy_at_thresholds")
+# Marks an interval with no width at the precision shown (footnoted in the card).
+DEGENERATE_MARK = "†"
+# Below this many test positives in a class, the cards call the test partition small.
+FEW_POSITIVES = 50
+
+
+def _shown(value: float, key: str) -> str:
+    scale, digits = (100, 1) if key in PERCENT_KEYS else (1, 2)
+    return f"{value * scale:.{digits}f}"
+
+
+def degenerate(card: dict, key: str) -> bool:
+    """True when the test interval of ``key`` has no width at the precision shown, e.g. an AUC
+    of 1.00 [1.00, 1.00]: every bootstrap draw gave the same value because the class has so
+    few positives, which is no certainty and must not read as one."""
+    low, high = card["metrics"]["test_ci95"][key]
+    if card["metrics"]["test"][key] is None or low is None:
+        return False
+    return _shown(low, key) == _shown(high, key)
+
+
+def _cell(card: dict, key: str) -> str:
     value = card["metrics"]["test"][key]
     low, high = card["metrics"]["test_ci95"][key]
     if value is None:
         return "undefined"
-    scale, digits = (100, 1) if percent else (1, 2)
-    return f"{value * scale:.{digits}f} [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
+    mark = f" {DEGENERATE_MARK}" if degenerate(card, key) else ""
+    return f"{_shown(value, key)} [{_shown(low, key)}, {_shown(high, key)}]{mark}"
 
 
-TEST_SIZE_NOTE = """**How few test records.** The 500-record subset's test partition (strat_fold 10)
-holds {n} labelled records of {patients} patients, with {counts}. The intervals come from a
-cluster bootstrap over those patients (a patient's records drawn together, since records of one
-patient are not independent evidence). A bootstrap over so few patients gives wide intervals, and
-one record more or less moves a rare class's F1 or AUC by several points: the intervals, not the
-centres, are the result. Differences between the three models inside overlapping intervals are
-not shown by this subset. The subset is the first 500 ecg_ids (1984-1987, two device families),
-so none of this estimates the models' performance on the full PTB-XL (21,799 records), let alone
-on patients."""
+def _metric_name(key: str) -> str:
+    names = {"auc": "ROC AUC", "f1": "F1"}
+    kind, _, superclass = key.partition("_")
+    if superclass in SUPERCLASSES:
+        return f"{superclass} {names[kind]}"
+    return key.replace("_", " ").replace("auc", "ROC AUC").replace("f1", "F1")
 
-BINARY_ACCURACY_NOTE = """**Binary accuracy** (the seed's figure: the share of the 5 x n
-record-class cells right at 0.5) is dominated by negatives: most records have one or two of five
-classes, so a constant answer already scores {baseline:.1f} % on these test records. Read it
-against that floor; macro ROC AUC and per-class F1 say more. The seed's figures (~75 % / ~89 % /
-~87 %) were on the full PTB-XL and are not comparable with a {n}-record subset."""
+
+def degenerate_note(card: dict, keys: list[str], name: str = "") -> str:
+    """Footnotes for the intervals among ``keys`` that have no width, with the number of test
+    positives behind each (or "" when there is none)."""
+    counts = card["data"]["class_counts"]["test"]
+    resamples = card["metrics"]["test_bootstrap"]["resamples"]
+    dropped = card["metrics"]["test_bootstrap"]["undefined_draws"]
+    notes = []
+    for key in keys:
+        if not degenerate(card, key):
+            continue
+        superclass = key.partition("_")[2]
+        basis = (
+            f"n positives = {counts[superclass]} of {card['metrics']['n_test_records']} test "
+            "records"
+            if superclass in SUPERCLASSES
+            else f"n = {card['metrics']['n_test_records']} test records"
+        )
+        notes.append(
+            f"{DEGENERATE_MARK} {name}{_metric_name(key)}: interval degenerate, {basis} "
+            f"({dropped[key]} of {resamples} draws dropped as undefined). Every draw gave "
+            f"{_shown(card['metrics']['test_ci95'][key][0], key)} at this precision: too few "
+            "cases to vary, not certainty."
+        )
+    return "\n\n".join(notes)
+
+
+def _dropped(card: dict, key: str) -> int:
+    return card["metrics"]["test_bootstrap"]["undefined_draws"][key]
+
+
+def data_phrase(card: dict) -> str:
+    """The data a card's model was trained on, described from the card's own record of them."""
+    return copy_summary(card["data"].get("copy"))
+
+
+def is_subset(card: dict) -> bool:
+    copy = card["data"].get("copy")
+    return copy is None or copy["records"] < PTBXL_RECORDS
 
 
 def test_size_note(card: dict) -> str:
+    """How many test records and patients lie behind the figures, and what the data can stand
+    for: built from the card's data, so a run on a full download describes itself."""
     counts = card["data"]["class_counts"]["test"]
-    return TEST_SIZE_NOTE.format(
-        n=card["metrics"]["n_test_records"],
-        patients=card["metrics"]["n_test_patients"],
-        counts=", ".join(f"{counts[s]} {s}" for s in SUPERCLASSES),
+    n, patients = card["metrics"]["n_test_records"], card["metrics"]["n_test_patients"]
+    fewest = min(counts[s] for s in SUPERCLASSES)
+    size = (
+        "A bootstrap over so few patients gives wide intervals, and one record more or less moves "
+        "a rare class's F1 or AUC by several points: the intervals, not the centres, are the "
+        "result."
+        if fewest < FEW_POSITIVES
+        else f"With at least {fewest} positives per class the intervals are narrower, but they "
+        "still come from one hospital's archive."
+    )
+    scope = (
+        f"A subset is no sample of the full PTB-XL ({PTBXL_RECORDS:,} records), so none of this "
+        "estimates the models' performance on it, let alone on patients."
+        if is_subset(card)
+        else "These are figures on PTB-XL's own test fold; they promise nothing about patients "
+        "elsewhere."
+    )
+    return (
+        f"**How many test records.** The models were trained and tested on {data_phrase(card)}. "
+        "The test partition "
+        f"(strat_fold 10) holds {n} labelled records of {patients} patients, with "
+        f"{', '.join(f'{counts[s]} {s}' for s in SUPERCLASSES)}. The intervals come from a "
+        "cluster bootstrap over those patients (a patient's records drawn together, since "
+        f"records of one patient are not independent evidence). {size} Differences between the "
+        f"three models inside overlapping intervals are not shown by these data. {scope}"
+    )
+
+
+def binary_accuracy_note(card: dict) -> str:
+    baseline = card["metrics"]["test_constant_answer"]["binary_accuracy"] * 100
+    seed = (
+        "were on the full PTB-XL and are not comparable with "
+        f"{card['metrics']['n_test_records']} test records of a subset"
+        if is_subset(card)
+        else "were on the full PTB-XL too, but with their own split and networks, so compare "
+        "them loosely"
+    )
+    return (
+        "**Binary accuracy** (the seed's figure: the share of the 5 x n record-class cells right "
+        "at 0.5) is dominated by negatives: most records have one or two of five classes, so a "
+        f"constant answer already scores {baseline:.1f} % on these test records. Read it against "
+        "that floor; macro ROC AUC and per-class F1 say more. The seed's figures (~75 % / ~89 % / "
+        f"~87 %) {seed}."
     )
 
 
@@ -696,14 +804,15 @@ def imputation_note(card: dict) -> str:
     return (
         "a blank feature takes a value fitted on the training records "
         f"({', '.join(f'{name} {fill[name]:g}' for name in fill)}; the training median, but a "
-        "normal heart axis, 0). "
-        f"{', '.join(flagged)} also get a `*_missing` flag column. "
-        f"{', '.join(silent)} are imputed **without a flag**: of the {n_train} training "
-        f"records {', '.join(f'{missing[name]} lack {name}' for name in silent)} (PTB-XL writes "
-        "no pacemaker note when there is none), so a flag would be (nearly) constant and teach "
-        "the model nothing. A blank one is therefore read as that typical value, silently as "
-        "far as the model is concerned; `predict` and the diagnosis page report each imputed "
-        "value."
+        f"normal heart axis, 0). {', '.join(flagged)} also set a `*_missing` input, so the model "
+        f'reads "unknown", not the typical value: of the {n_train} training records '
+        f"{', '.join(f'{missing[name]} lack {name}' for name in flagged)}. A pacemaker note "
+        "that is neither blank (none) nor names a pacemaker (`?`, `PACE????, nan`, `ja, nan`) "
+        f"counts as missing. {', '.join(silent)} are imputed **without a flag**: "
+        f"{', '.join(f'{missing[name]} of the training records lack {name}' for name in silent)}"
+        " (PTB-XL records both for every record), so a flag would be 0 in every training row "
+        "and the model could not learn its meaning. A blank one is read as that typical value; "
+        "`predict` and the diagnosis page report each imputed value."
     )
 
 
@@ -718,14 +827,27 @@ def fingerprint_note(card: dict) -> str:
     )
 
 
+def environment_phrase(environment: dict) -> str:
+    return (
+        f"{environment['cpu_model']}, torch CPU capability {environment['cpu_capability']}, "
+        f"{environment['blas']}"
+    )
+
+
 def card_markdown(card: dict) -> str:
     """The markdown model card, written from the JSON card alone."""
     key = card["name"].removeprefix("ptbxl-")
     metrics = card["metrics"]
     rows = "\n".join(
         f"| {s} | {card['data']['class_counts']['test'][s]} | {_cell(card, f'auc_{s}')} | "
-        f"{_cell(card, f'f1_{s}')} | {card['thresholds'][s]:.3f} |"
+        f"{_cell(card, f'f1_{s}')} | {card['thresholds'][s]:.3f} | "
+        f"{_dropped(card, f'auc_{s}')} / {_dropped(card, f'f1_{s}')} |"
         for s in SUPERCLASSES
+    )
+    footnotes = degenerate_note(
+        card,
+        [f"{kind}_{s}" for s in SUPERCLASSES for kind in ("auc", "f1")]
+        + ["macro_auc", "macro_f1", *PERCENT_KEYS],
     )
     baseline = metrics["test_constant_answer"]["binary_accuracy"] * 100
     ecg = card["input"]["ecg"]
@@ -735,6 +857,11 @@ def card_markdown(card: dict) -> str:
         if ecg
         else "No ECG input. "
     )
+    environment = card["environment"]
+    macro_row = (
+        f"| **macro** | | **{_cell(card, 'macro_auc')}** | {_cell(card, 'macro_f1')} | | "
+        f"{_dropped(card, 'macro_auc')} / {_dropped(card, 'macro_f1')} |"
+    )
     return f"""# Model card: {card["name"]}
 
 > Research software, not a medical device.
@@ -742,24 +869,31 @@ def card_markdown(card: dict) -> str:
 {title} (`inference.ptbxl_models.{card["architecture"]}`,
 {card["parameters"]:,} parameters): PTB-XL diagnostic superclasses {", ".join(SUPERCLASSES)},
 multi-label (one sigmoid each). Inputs: {"the 12 leads (10 s at 100 Hz, mV) and " if ecg else ""}the
-ten metadata features of `inference.datasets.ptbxl` (age, sex, height, weight, pacemaker,
-device, heart axis; standardized with training statistics). {normalization}Augmentation:
+{len(card["input"]["metadata_features"])} metadata inputs of `inference.datasets.ptbxl` (age, sex,
+height, weight, pacemaker, device, heart axis, standardized with training statistics, and five
+missing flags). {normalization}Augmentation:
 {card["recipe"]["augmentation"]}. Overview of the three models: [ptbxl-models.md](ptbxl-models.md).
 
 Missing metadata: {imputation_note(card)}
 
-Data: `{card["data"]["folder"]}` ({card["data"]["database"]}); {card["data"]["split"]};
-{card["data"]["left_out"]} left out: {card["data"]["class_counts"]["train"]["records"]} training,
+Data: `{card["data"]["folder"]}`, {data_phrase(card)} ({card["data"]["database"]});
+{card["data"]["split"]}; {card["data"]["left_out"]} left out:
+{card["data"]["class_counts"]["train"]["records"]} training,
 {card["data"]["class_counts"]["validation"]["records"]} validation,
 {metrics["n_test_records"]} test records. {card["recipe"]["loss"].capitalize()}; Adam; early
 stopping on {card["recipe"]["early_stopping"]} (kept epoch {card["recipe"]["best_epoch"]} of
 {card["recipe"]["epochs_run"]} run, patience {card["recipe"]["patience"]}); seed {card["seed"]};
-{card["training_cpu_s"]:.0f} s CPU on {card["environment"]["cpu_threads"]} thread.
+{card["training_cpu_s"]:.0f} s CPU on {environment["cpu_threads"]} thread.
 
 Hyperparameters: {card["recipe"]["hyperparameter_choice"]}.
 
-Reproduce: `{card["command"]}` (code {card["code_commit"]}, trained {card["date"]}; deterministic
-on CPU, so the command gives these figures again on the same data). {fingerprint_note(card)}
+Reproduce: `{card["command"]}` (code {card["code_commit"]}, trained {card["date"]}). Deterministic
+on the same CPU and maths library: with one thread and deterministic kernels the command gives
+these weights and figures again on the same data in this environment
+({environment_phrase(environment)}).
+Another CPU or maths library rounds differently and the run drifts to other weights, a kept
+epoch and figures about as far off as another seed's: compare such a run with the seed spread in
+[ptbxl-models.md](ptbxl-models.md), not with this card. {fingerprint_note(card)}
 
 ## Test (strat_fold 10), with bootstrap 95 % intervals
 
@@ -767,27 +901,29 @@ Cluster bootstrap over the {metrics["n_test_patients"]} test patients
 ({metrics["n_test_records"]} records): {metrics["test_bootstrap"]["resamples"]} resamples, each
 drawing patients with replacement and taking all their records, seed
 {metrics["test_bootstrap"]["seed"]}. F1 at the per-class thresholds chosen on validation
-(maximum F1), never on test.
+(maximum F1), never on test. A draw with no positive of a class (or, for ROC AUC, no negative)
+leaves that class's figure undefined: such draws are dropped from its interval and from the macro
+intervals, and their count is the last column (of {metrics["test_bootstrap"]["resamples"]}).
 
-| superclass | test positives | ROC AUC | F1 | threshold |
-| --- | ---: | --- | --- | ---: |
+| superclass | test positives | ROC AUC | F1 | threshold | draws dropped (AUC / F1) |
+| --- | ---: | --- | --- | ---: | ---: |
 {rows}
-| **macro** | | **{_cell(card, "macro_auc")}** | {_cell(card, "macro_f1")} | |
+{macro_row}
 
 | binary accuracy | % |
 | --- | --- |
-| at 0.5 (the seed's figure) | {_cell(card, "binary_accuracy", percent=True)} |
-| at the validation thresholds | {_cell(card, "binary_accuracy_at_thresholds", percent=True)} |
+| at 0.5 (the seed's figure) | {_cell(card, "binary_accuracy")} |
+| at the validation thresholds | {_cell(card, "binary_accuracy_at_thresholds")} |
 | constant answer (training majority per class) | {baseline:.1f} |
 | seed paper, full PTB-XL | ~{SEED_BINARY_ACCURACY[key] * 100:.0f} |
-
+{f"{chr(10)}{footnotes}{chr(10)}" if footnotes else ""}
 Validation (strat_fold 9, which also chose the epoch and thresholds, so optimistic): macro AUC
 {metrics["validation"]["macro_auc"]:.3f}, binary accuracy at 0.5
 {metrics["validation"]["binary_accuracy"] * 100:.1f} %.
 
 {test_size_note(card)}
 
-{BINARY_ACCURACY_NOTE.format(baseline=baseline, n=metrics["n_test_records"])}
+{binary_accuracy_note(card)}
 
 ![training curve]({card["name"]}-training.png)
 
@@ -798,12 +934,158 @@ Goldberger AL et al. (2000), PhysioNet.
 """
 
 
-def overview_markdown(cards: list[dict]) -> str:
-    """docs/models/ptbxl-models.md: the shipped PTB-XL models side by side."""
+# --- Seed spread ------------------------------------------------------------------------------
+
+SPREAD_METRICS = ("macro_auc", "macro_f1", "binary_accuracy")
+SPREAD_FILE = "ptbxl-seed-spread.json"
+
+
+def summarize(values: list[float]) -> dict:
+    """Mean, sample standard deviation (n - 1), min and max of one figure over the seeds."""
+    array = np.array(values, dtype=np.float64)
+    return {
+        "mean": float(array.mean()),
+        "sd": float(array.std(ddof=1)) if len(array) > 1 else float("nan"),
+        "min": float(array.min()),
+        "max": float(array.max()),
+    }
+
+
+def seed_spread(
+    keys: list[str],
+    seeds: list[int],
+    data: PtbxlData,
+    *,
+    epochs: int | None,
+    patience: int | None,
+    resamples: int,
+) -> dict:
+    """Train each model of ``keys`` once per seed on ``data`` (nothing written) and collect
+    the test figures of every run with their mean, sd, min and max: how far the figures move
+    with training chance alone, to set beside the bootstrap intervals' test-sampling spread."""
+    models = {}
+    for key in keys:
+        spec = MODELS[key]
+        runs = []
+        for seed in seeds:
+            _, content = run(
+                key,
+                data,
+                epochs=epochs or spec["epochs"],
+                patience=patience or spec["patience"],
+                seed=seed,
+                resamples=resamples,
+            )
+            runs.append(
+                {
+                    "seed": seed,
+                    "best_epoch": content["recipe"]["best_epoch"],
+                    "epochs_run": content["recipe"]["epochs_run"],
+                    "test": {m: content["metrics"]["test"][m] for m in SPREAD_METRICS},
+                    "validation_macro_auc": content["metrics"]["validation"]["macro_auc"],
+                }
+            )
+        models[model_name(key)] = {
+            "max_epochs": epochs or spec["epochs"],
+            "patience": patience or spec["patience"],
+            "runs": runs,
+            "summary": {
+                m: summarize([r["test"][m] for r in runs if r["test"][m] is not None])
+                for m in SPREAD_METRICS
+            },
+            "kept_epochs": [min(r["best_epoch"] for r in runs), max(r["best_epoch"] for r in runs)],
+        }
+    return for_json(
+        {
+            "seeds": list(seeds),
+            "data": {"fingerprint": data.fingerprint, "copy": data.copy},
+            "models": models,
+        }
+    )
+
+
+SPREAD_HEADER = (
+    "| model | seeds | test macro ROC AUC | test macro F1 | test binary accuracy % | kept epoch "
+    "| card's seed = card |\n| --- | ---: | --- | --- | --- | --- | --- |"
+)
+
+
+def _spread_cell(summary: dict, key: str) -> str:
+    mean, sd, low, high = (summary[key][k] for k in ("mean", "sd", "min", "max"))
+    if key in PERCENT_KEYS:
+        return f"{mean * 100:.1f} ± {sd * 100:.1f} ({low * 100:.1f}–{high * 100:.1f})"
+    return f"{mean:.3f} ± {sd:.3f} ({low:.3f}–{high:.3f})"
+
+
+def _same_as_card(entry: dict, card: dict | None) -> str:
+    """Whether the spread's run with the card's seed gave the card's test figures: on the
+    machine and code that wrote both it must; otherwise the card was trained elsewhere."""
+    if card is None:
+        return "no card"
+    runs = [r for r in entry["runs"] if r["seed"] == card["seed"]]
+    if not runs:
+        return f"seed {card['seed']} not run"
+    differs = [
+        f"{m} {runs[0]['test'][m]} vs {card['metrics']['test'][m]}"
+        for m in SPREAD_METRICS
+        if runs[0]["test"][m] != card["metrics"]["test"][m]
+    ]
+    return "yes" if not differs else "no: " + "; ".join(differs)
+
+
+def spread_markdown(spread: dict, cards: list[dict]) -> str:
+    """The seed-spread section of the overview: a table and what it can and cannot show."""
+    by_name = {card["name"]: card for card in cards}
+    fingerprints = {json.dumps(card["data"].get("fingerprint"), sort_keys=True) for card in cards}
+    if fingerprints != {json.dumps(spread["data"]["fingerprint"], sort_keys=True)}:
+        return (
+            "## Seed spread\n\nThe seed spread in "
+            f"`{SPREAD_FILE}` was computed on another PTB-XL copy than the cards (their data "
+            "fingerprints differ), so it is not shown here; run the spread command again.\n"
+        )
+    rows = "\n".join(
+        f"| {name} | {len(entry['runs'])} | {_spread_cell(entry['summary'], 'macro_auc')} | "
+        f"{_spread_cell(entry['summary'], 'macro_f1')} | "
+        f"{_spread_cell(entry['summary'], 'binary_accuracy')} | "
+        f"{entry['kept_epochs'][0]}–{entry['kept_epochs'][1]} | "
+        f"{_same_as_card(entry, by_name.get(name))} |"
+        for name, entry in spread["models"].items()
+    )
+    seeds = spread["seeds"]
+    n_test = cards[0]["metrics"]["n_test_records"] if cards else "the"
+    patients = cards[0]["metrics"]["n_test_patients"] if cards else "the"
+    return f"""## Seed spread (training chance)
+
+Each model trained again with seeds {", ".join(map(str, seeds))} on the same data and machine
+(`{spread["command"]}`; code {spread["code_commit"]}, {spread["date"]};
+{environment_phrase(spread["environment"])}), each run with its own kept epoch and validation
+thresholds, scored on the same test records. Mean ± sd (n - 1) over the {len(seeds)} seeds, and
+min–max. The last column checks that the run with the card's seed gives the card's figures.
+
+{SPREAD_HEADER}
+{rows}
+
+What the two spreads can and cannot show. The bootstrap intervals above hold one trained model
+fixed and redraw the {patients} test patients: they show how far a figure moves with which
+patients happen to be tested, not how far it moves if the model is trained again. The seed
+spread holds the {n_test} test records fixed and retrains: it shows how far the same recipe
+moves with its random start, batch order, dropout and (model03) crops and noise, not how it
+would do on other patients. Neither contains the other, and {len(seeds)} seeds give only a rough
+sd. A difference between two models smaller than their seed spread is training chance, not a
+difference between the recipes; one beyond both min–max ranges says the recipes differ on these
+test records, but where the bootstrap intervals overlap it is not shown to hold for other
+patients. A run on another CPU or maths library drifts like a run with another seed: compare it
+with this spread, not with the card.
+"""
+
+
+def overview_markdown(cards: list[dict], spread: dict | None = None) -> str:
+    """docs/models/ptbxl-models.md: the shipped PTB-XL models side by side, with the seed
+    spread when one was computed (``ptbxl-seed-spread.json``)."""
     rows = "\n".join(
         f"| [{card['name']}]({card['name']}.md) | {card['description']} | "
         f"{_cell(card, 'macro_auc')} | {_cell(card, 'macro_f1')} | "
-        f"{_cell(card, 'binary_accuracy', percent=True)} | "
+        f"{_cell(card, 'binary_accuracy')} | "
         f"~{SEED_BINARY_ACCURACY[card['name'].removeprefix('ptbxl-')] * 100:.0f} | "
         f"{card['metrics']['validation']['macro_auc']:.3f} |"
         for card in cards
@@ -812,15 +1094,34 @@ def overview_markdown(cards: list[dict]) -> str:
         f"| {card['name']} | " + " | ".join(_cell(card, f"auc_{s}") for s in SUPERCLASSES) + " |"
         for card in cards
     )
-    baseline = cards[0]["metrics"]["test_constant_answer"]["binary_accuracy"] * 100
+    footnotes = "\n\n".join(
+        note
+        for card in cards
+        if (
+            note := degenerate_note(
+                card,
+                [f"auc_{s}" for s in SUPERCLASSES] + ["macro_auc", "macro_f1", "binary_accuracy"],
+                name=f"{card['name']} ",
+            )
+        )
+    )
+    first = cards[0]
+    counts = first["data"]["class_counts"]["test"]
+    rarest = sorted(SUPERCLASSES, key=lambda s: counts[s])[:2]
     commands = "\n".join(f"    {card['command']}" for card in cards)
+    settle = (
+        " Training on the full PTB-XL (same commands with `--data`) is what would settle those."
+        if is_subset(first)
+        else ""
+    )
     return f"""# PTB-XL superclass models (issue 7)
 
 > Research software, not a medical device.
 
 Three models for the five PTB-XL diagnostic superclasses ({", ".join(SUPERCLASSES)}),
-multi-label, trained on the 500-record subset with the patient-aware strat_fold split
-(docs/ptbxl.md). Each is reproduced by one command (deterministic on CPU):
+multi-label, trained on {data_phrase(first)} with the patient-aware strat_fold split
+(docs/ptbxl.md). Each is reproduced by one command, deterministic on the same CPU and maths
+library (the cards name theirs; elsewhere expect a drift like another seed's, below):
 
 {commands}
 
@@ -832,9 +1133,9 @@ metadata-only model. It refuses (``ValueError``) leads not shaped (n_samples, 12
 
 ## Test figures side by side (bootstrap 95 % intervals)
 
-Intervals from a cluster bootstrap over the {cards[0]["metrics"]["n_test_patients"]} test
+Intervals from a cluster bootstrap over the {first["metrics"]["n_test_patients"]} test
 patients (each draw takes patients with replacement and all their records). Hyperparameters:
-{cards[0]["recipe"]["hyperparameter_choice"]}.
+{first["recipe"]["hyperparameter_choice"]}.
 
 | model | what | macro ROC AUC | macro F1 | binary accuracy % | seed % | val macro AUC |
 | --- | --- | --- | --- | --- | --- | --- |
@@ -845,17 +1146,75 @@ Per-class test ROC AUC:
 | model | {" | ".join(SUPERCLASSES)} |
 | --- | {" | ".join("---" for _ in SUPERCLASSES)} |
 {per_class}
+{f"{chr(10)}{footnotes}{chr(10)}" if footnotes else ""}
+{test_size_note(first)}
 
-{test_size_note(cards[0])}
+{binary_accuracy_note(first)}
 
-{BINARY_ACCURACY_NOTE.format(baseline=baseline, n=cards[0]["metrics"]["n_test_records"])}
-
-What the subset can show: whether a model ranks records of a class above the others at all
-(an AUC interval clear of 0.5), and a rough size of that. What it cannot: which of the three
+What these data can show: whether a model ranks records of a class above the others at all
+(an AUC interval clear of 0.5), and a rough size of that. What they cannot: which of the three
 models is better where their intervals overlap, the effect of augmentation (model03 vs model02),
-or any figure for the rarer classes (MI, HYP: 7-8 test positives) beyond a wide range. Training
-on the full PTB-XL (same commands with `--data`) is what would settle those.
-"""
+or any figure for the rarest classes ({", ".join(f"{s} {counts[s]}" for s in rarest)} test
+positives) beyond a wide range.{settle}
+{f"{chr(10)}{spread_markdown(spread, cards)}" if spread else ""}"""
+
+
+def training_environment() -> dict:
+    """What decides whether a deterministic run repeats bit for bit: the CPU (its model and the
+    instruction set torch picks for it) and the maths libraries, besides Python and torch."""
+    config = torch.__config__.show()
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "blas": _config_line(config, ("Math Kernel Library", "OpenBLAS"), "BLAS_INFO"),
+        "onednn": _config_line(config, ("MKL-DNN", "oneDNN"), "USE_MKLDNN"),
+    }
+
+
+def cpu_model() -> str:
+    """/proc/cpuinfo's "model name" (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _config_line(config: str, names: tuple[str, ...], setting: str) -> str:
+    """The line of ``torch.__config__.show()`` naming one of ``names`` with its version, else
+    the build setting ``setting`` (e.g. BLAS_INFO=mkl), else "unknown"."""
+    for line in config.splitlines():
+        if any(name in line for name in names):
+            return line.strip(" -").removesuffix(" for Intel(R) 64 architecture applications")
+    for item in config.replace("\n", ",").split(","):
+        if item.strip().startswith(f"{setting}="):
+            return item.strip()
+    return "unknown"
+
+
+def read_cards(weights_dir: Path) -> list[dict]:
+    return [
+        json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(weights_dir.glob("ptbxl-model0*.json"))
+    ]
+
+
+def read_spread(docs_dir: Path) -> dict | None:
+    path = docs_dir / SPREAD_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def write_overview(weights_dir: Path, docs_dir: Path) -> None:
+    cards = read_cards(weights_dir)
+    if cards:
+        (docs_dir / "ptbxl-models.md").write_text(
+            overview_markdown(cards, read_spread(docs_dir)), encoding="utf-8"
+        )
 
 
 def write_outputs(
@@ -867,17 +1226,13 @@ def write_outputs(
     torch.save(model.state_dict(), weights_dir / f"{name}.pt")
     card = {
         "name": name,
-        "version": "1",
+        "version": "2",
         "weights": f"{name}.pt",
         "task": TASK,
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "code_commit": git_commit(),
         "command": command,
-        "environment": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu_threads": torch.get_num_threads(),
-        },
+        "environment": training_environment(),
         **content,
     }
     (weights_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
@@ -885,21 +1240,56 @@ def write_outputs(
         card["history"], card["recipe"]["best_epoch"], docs_dir / f"{name}-training.png", name
     )
     (docs_dir / f"{name}.md").write_text(card_markdown(card), encoding="utf-8")
-    cards = [
-        json.loads(path.read_text(encoding="utf-8"))
-        for path in sorted(weights_dir.glob("ptbxl-model0*.json"))
-    ]
-    (docs_dir / "ptbxl-models.md").write_text(overview_markdown(cards), encoding="utf-8")
+    write_overview(weights_dir, docs_dir)
     clear_model_caches()  # a server in this process must not keep serving the old weights
     print(f"wrote {weights_dir / name}.pt/.json and {docs_dir / name}.md")
     return card
+
+
+def write_spread(spread: dict, command: str, weights_dir: Path, docs_dir: Path) -> dict:
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    spread = {
+        "command": command,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "code_commit": git_commit(),
+        "environment": training_environment(),
+        **spread,
+    }
+    (docs_dir / SPREAD_FILE).write_text(json.dumps(spread, indent=2) + "\n", encoding="utf-8")
+    write_overview(weights_dir, docs_dir)
+    for name, entry in spread["models"].items():
+        print(
+            f"{name}: "
+            + ", ".join(f"{m} {_spread_cell(entry['summary'], m)}" for m in SPREAD_METRICS)
+        )
+    print(f"wrote {docs_dir / SPREAD_FILE}")
+    return spread
+
+
+def _command(args: argparse.Namespace, epochs: int | None, patience: int | None) -> str:
+    """The command line that reproduces this run (with --data when one was given: without it
+    the command would "reproduce" on the default folder)."""
+    if args.model == "spread":
+        words = ["spread", "--seeds", *map(str, args.seeds), "--models", *args.models]
+        words += [f"--epochs {epochs}"] if epochs else []
+        words += [f"--patience {patience}"] if patience else []
+    else:
+        words = [args.model, f"--epochs {epochs} --patience {patience} --seed {args.seed}"]
+    command = f"python -m inference.ptbxl_training {' '.join(words)} --resamples {args.resamples}"
+    if args.data:
+        command += f" --data {shlex.quote(args.data)}"
+    return command
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m inference.ptbxl_training", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("model", choices=list(MODELS))
+    parser.add_argument(
+        "model",
+        choices=[*MODELS, "spread"],
+        help="the model to train, or spread: train --models once per seed of --seeds",
+    )
     parser.add_argument("--data", help="PTB-XL folder (default: $CARDIOSPIKE_DATA_DIR/ptbxl)")
     parser.add_argument("--epochs", type=int, help="most epochs (default per model)")
     parser.add_argument("--patience", type=int, help="early-stopping patience (default per model)")
@@ -909,16 +1299,38 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="continue the interrupted run from <weights-dir>/ptbxl-<model>.checkpoint.pt",
     )
+    parser.add_argument("--seeds", type=int, nargs="+", help="spread: the seeds (e.g. 0 1 2 3 4)")
+    parser.add_argument(
+        "--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="spread: models"
+    )
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
     parser.add_argument("--docs-dir", type=Path, default=DOCS_DIR)
     args = parser.parse_args(argv)
+    if args.model == "spread" and (not args.seeds or args.resume):
+        parser.error("spread needs --seeds (e.g. --seeds 0 1 2 3 4) and takes no --resume")
+    if args.model != "spread" and args.seeds:
+        parser.error("--seeds goes with spread; one model trains with --seed")
+    # One thread and deterministic kernels: on the same CPU and maths library the command
+    # reproduces the card's figures exactly.
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    if args.model == "spread":
+        with_signals = any(MODELS[key]["ecg"] for key in args.models)
+        spread = seed_spread(
+            args.models,
+            args.seeds,
+            load_data(args.data, with_signals=with_signals),
+            epochs=args.epochs,
+            patience=args.patience,
+            resamples=args.resamples,
+        )
+        command = _command(args, args.epochs, args.patience)
+        write_spread(spread, command, args.weights_dir, args.docs_dir)
+        return 0
     spec = MODELS[args.model]
     epochs = args.epochs or spec["epochs"]
     patience = args.patience or spec["patience"]
-    # One thread and deterministic kernels: the command reproduces the card's figures exactly.
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
     data = load_data(args.data, with_signals=spec["ecg"])
     args.weights_dir.mkdir(parents=True, exist_ok=True)
     # kept after the run (gitignored): the last epoch's state, for --resume
@@ -933,12 +1345,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint=checkpoint,
         resume=args.resume,
     )
-    command = (
-        f"python -m inference.ptbxl_training {args.model} --epochs {epochs} "
-        f"--patience {patience} --seed {args.seed} --resamples {args.resamples}"
-    )
-    if args.data:  # without it the command would "reproduce" on the default folder
-        command += f" --data {shlex.quote(args.data)}"
+    command = _command(args, epochs, patience)
     write_outputs(args.model, model, content, command, args.weights_dir, args.docs_dir)
     return 0
 

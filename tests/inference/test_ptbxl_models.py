@@ -236,13 +236,14 @@ def write_ptbxl_folder(folder: Path, records_per_fold: int = 10) -> Path:
                     "scp_codes": f"{{'{first}': 100.0, '{second}': 50.0}}",
                     "heart_axis": "LAD" if k % 5 == 1 else "",
                     "pacemaker": "",
+                    "recording_date": f"{1990 + fold}-01-15 10:00:00",
                     "strat_fold": str(fold),
                     "filename_lr": f"records100/00000/{ecg_id:05d}_lr",
                     "filename_hr": f"records500/00000/{ecg_id:05d}_hr",
                 }
             )
     with (folder / "ptbxl_database.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(DATABASE_COLUMNS))
+        writer = csv.DictWriter(handle, fieldnames=[*DATABASE_COLUMNS, "recording_date"])
         writer.writeheader()
         writer.writerows(rows)
     return folder
@@ -265,6 +266,63 @@ def test_the_command_names_its_data_and_the_card_fingerprints_it(tmp_path):
     assert card["metrics"]["n_test_records"] == 10 and card["metrics"]["n_test_patients"] == 9
     markdown = (docs_dir / "ptbxl-model01.md").read_text()
     assert card["data"]["fingerprint"]["ptbxl_database_sha256"] in markdown
+    # the card describes the data it was trained on, from the data: not "the 500-record subset"
+    described = "a 100-record PTB-XL subset (ecg_id 1-100, 99 patients, recorded 1991-01-15 to "
+    assert f"trained and tested on {described}2000-01-15)" in markdown.replace("\n", " ")
+    assert "500" not in markdown.replace(card["data"]["fingerprint"]["ptbxl_database_sha256"], "")
+    assert card["data"]["copy"]["records_per_fold"] == {str(fold): 10 for fold in range(1, 11)}
+    overview = (docs_dir / "ptbxl-models.md").read_text()
+    assert f"trained on {described}" in overview.replace("\n", " ")
+    # the environment that makes the figures repeat is on the card
+    environment = card["environment"]
+    assert environment["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert environment["cpu_model"] and environment["blas"] != "unknown"
+    flat = " ".join(markdown.split())
+    assert "Deterministic on the same CPU and maths library" in flat
+    assert f"({ptbxl_training.environment_phrase(environment)})" in flat
+
+
+def test_a_card_trained_on_a_full_download_says_so(tiny_models):
+    weights_dir, _ = tiny_models
+    card = json.loads((weights_dir / "ptbxl-model02.json").read_text())
+    copy = {
+        "records": 21799,
+        "patients": 18869,
+        "ecg_ids": [1, 21837],
+        "recording_dates": ["1989-10-09", "2001-06-28"],
+        "records_per_fold": {},
+    }
+    card["data"]["copy"] = copy
+    counts = {"records": 2158, "NORM": 912, "MI": 550, "STTC": 521, "CD": 496, "HYP": 262}
+    card["data"]["class_counts"]["test"] = counts
+    markdown = " ".join(ptbxl_training.card_markdown(card).split())
+    assert "trained and tested on the full PTB-XL (21,799 records" in markdown
+    assert "PTB-XL's own test fold" in markdown and "With at least 262 positives" in markdown
+    assert "subset" not in markdown
+    overview = " ".join(ptbxl_training.overview_markdown([card]).split())
+    assert "trained on the full PTB-XL" in overview and "would settle" not in overview
+
+
+def test_a_zero_width_interval_is_flagged_with_its_positives_and_dropped_draws_shown(
+    tiny_models,
+):
+    weights_dir, _ = tiny_models
+    card = json.loads((weights_dir / "ptbxl-model02.json").read_text())
+    metrics = card["metrics"]
+    metrics["test"]["auc_HYP"] = 1.0
+    metrics["test_ci95"]["auc_HYP"] = [0.9996, 1.0]  # zero width at the two decimals shown
+    metrics["test_bootstrap"]["undefined_draws"] |= {"auc_HYP": 3, "f1_HYP": 2}
+    markdown = ptbxl_training.card_markdown(card)
+    hyp = card["data"]["class_counts"]["test"]["HYP"]
+    assert "| HYP | 5 | 1.00 [1.00, 1.00] †" in markdown and hyp == 5
+    assert "| 3 / 2 |" in markdown  # draws dropped for HYP: AUC / F1
+    assert (
+        "† HYP ROC AUC: interval degenerate, n positives = 5 of 20 test records (3 of 50 draws "
+        "dropped as undefined)" in " ".join(markdown.split())
+    )
+    assert markdown.count("†") == 2  # the mark and its footnote, nothing else
+    overview = ptbxl_training.overview_markdown([card])
+    assert "1.00 [1.00, 1.00] †" in overview and "ptbxl-model02 HYP ROC AUC" in overview
 
 
 def test_the_model_choice_is_cached_and_read_again_after_new_weights(tiny_models, monkeypatch):
@@ -515,6 +573,35 @@ def test_resume_refuses_another_runs_checkpoint_and_a_missing_one(tmp_path):
         train([*argv, "--seed", "1", "--resume"])
     with pytest.raises(ptbxl_training.ResumeError, match="differs in epochs"):
         train([*argv, "--epochs", "3", "--resume"])  # the last --epochs counts
+
+
+def test_the_seed_spread_summarizes_the_runs_and_its_card_seed_matches_the_card(tmp_path):
+    folder = write_ptbxl_folder(tmp_path / "ptbxl")
+    common = ["--data", str(folder), "--epochs", "3", "--patience", "3", "--resamples", "10"]
+    common += ["--weights-dir", str(tmp_path / "w"), "--docs-dir", str(tmp_path / "d")]
+    assert train(["model01", *common]) == 0
+    assert train(["spread", "--seeds", "0", "1", "2", "--models", "model01", *common]) == 0
+    spread = json.loads((tmp_path / "d" / "ptbxl-seed-spread.json").read_text())
+    entry = spread["models"]["ptbxl-model01"]
+    assert [run["seed"] for run in entry["runs"]] == [0, 1, 2]
+    aucs = [run["test"]["macro_auc"] for run in entry["runs"]]
+    assert entry["summary"]["macro_auc"]["mean"] == pytest.approx(np.mean(aucs), abs=1e-4)
+    assert entry["summary"]["macro_auc"]["sd"] == pytest.approx(np.std(aucs, ddof=1), abs=1e-4)
+    assert entry["summary"]["macro_auc"]["min"] == min(aucs)
+    assert spread["command"].startswith("python -m inference.ptbxl_training spread --seeds 0 1 2")
+    assert spread["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    # the seed-0 run is the card's own run: the same figures, or the card came from elsewhere
+    card = json.loads((tmp_path / "w" / "ptbxl-model01.json").read_text())
+    assert entry["runs"][0]["test"] == {
+        key: card["metrics"]["test"][key] for key in ("macro_auc", "macro_f1", "binary_accuracy")
+    }
+    overview = (tmp_path / "d" / "ptbxl-models.md").read_text()
+    assert "## Seed spread (training chance)" in overview
+    row = next(line for line in overview.splitlines() if line.startswith("| ptbxl-model01 | 3 |"))
+    assert row.endswith("| yes |")
+    assert "Neither contains the other" in " ".join(overview.split())
+    with pytest.raises(SystemExit):
+        train(["spread", *common])  # no --seeds
 
 
 def test_a_model_of_another_input_layout_is_refused_by_name(tiny_models, tmp_path):
