@@ -8,6 +8,7 @@ monitoring/api/diagnosis.py and docs/diagnosis.md). Login is required as everywh
 
 from django.shortcuts import render
 
+from inference.datasets.ptbxl import copy_summary
 from inference.ptbxl_models import MAX_TRAINED_AGE_YEARS, best_model_name, load_model
 from monitoring.api.diagnosis import load_examples
 
@@ -24,7 +25,8 @@ HEART_AXIS_CHOICES = [
 
 def diagnosis(request):
     examples = load_examples()
-    # the test-fold size the page quotes, from the card of the model that serves records
+    # what the page says about the training data and test fold comes from the card of the
+    # model that serves records, so weights trained on a full download describe themselves
     _, card = load_model(best_model_name(True))
     return render(
         request,
@@ -37,5 +39,6 @@ def diagnosis(request):
             "max_trained_age_years": int(MAX_TRAINED_AGE_YEARS),
             "n_test_records": card["metrics"]["n_test_records"],
             "n_test_patients": card["metrics"]["n_test_patients"],
+            "training_data": copy_summary(card["data"].get("copy")),
         },
     )

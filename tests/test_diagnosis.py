@@ -8,8 +8,15 @@ import pytest
 from rest_framework.authtoken.models import Token
 
 from inference.datasets import data_dir
-from inference.datasets.ptbxl import LEADS, RAW_FEATURES, SUPERCLASSES, read_table
-from inference.ptbxl_models import load_model, predict
+from inference.datasets.ptbxl import (
+    FEATURE_COLUMNS,
+    LEADS,
+    RAW_FEATURES,
+    SUPERCLASSES,
+    copy_summary,
+    read_table,
+)
+from inference.ptbxl_models import load_model, metadata_row, predict, scaler_from_card
 from monitoring.api.diagnosis import EXAMPLES_DIR, example_leads, load_examples
 from monitoring.models import Recording
 from monitoring.uploads import parse_upload, store_upload
@@ -434,9 +441,28 @@ def test_the_page_needs_a_login_and_shows_the_examples(client, clinician):
     for name in RAW_FEATURES:
         assert f'id="meta-{name}"' in page
         assert f'id="imputed-{name}"' in page  # where "imputed as ..." goes after a diagnosis
-    # the test-fold size comes from the served model's card, not from the template
+    # the test-fold size and the training data come from the served model's card, not from
+    # the template, so weights trained on a full download describe themselves
     card = load_model("ptbxl-model02")[1]
     assert (
         f'<span id="n-test-records">{card["metrics"]["n_test_records"]}</span> records of '
         f"{card['metrics']['n_test_patients']} patients" in page
     )
+    described = copy_summary(card["data"]["copy"])
+    assert f'<span id="training-data">{described}</span>' in page
+    assert described.startswith(f"a {card['data']['copy']['records']}-record PTB-XL subset")
+
+
+def test_a_blank_age_is_read_as_unknown_not_as_the_median_age(api):
+    """The age has a missing flag: leaving it blank is not the same input as typing the
+    training median, which is what the model read before the flag."""
+    card = load_model("ptbxl-model01")[1]
+    median = card["metadata_scaler"]["fill_values"]["age_years"]
+    scaler = scaler_from_card(card)
+    blank, typed = {"sex_female": 1}, {"sex_female": 1, "age_years": median}
+    rows = [scaler.transform(metadata_row(metadata)[0])[0] for metadata in (blank, typed)]
+    flag = FEATURE_COLUMNS.index("age_years_missing")
+    assert rows[0][flag] == 1 and rows[1][flag] == 0
+    answers = [post(api, {"metadata": metadata}).json() for metadata in (blank, typed)]
+    assert answers[0]["imputed_values"]["age_years"] == median
+    assert answers[0]["probabilities"] != answers[1]["probabilities"]
