@@ -56,9 +56,15 @@ HR_SUSTAIN_S = 10.0
 # Beats are stored about 6.5 s after their R peak (docs/architecture.md): the beats before
 # the analysed end minus this lag are final.
 BEAT_FINAL_LAG_S = 7.0
-# How far back the beat-based rules read, in seconds of signal before the analysed end.
-BEAT_LOOKBACK_S = 80.0
 PVC_WINDOW_S = 60.0
+# Frequent PVCs resolve only when the count has stayed at or under the limit at every beat of
+# this long, so that a bigeminy that comes and goes is one alarm, not a storm. Measured on the
+# reference labels of MIT-BIH 119 (30 min, evaluated every 5 s; about 15 V beats a minute in
+# bouts): 9 alarms without a hold, 5 with 60 s, 1 with 120 s (tests/test_alarms.py).
+PVC_RESOLVE_HOLD_S = 120.0
+# How far back the beat-based rules read, in seconds of signal before the analysed end: the
+# PVC rule needs its window before every beat of its hold, behind the final-beat lag.
+BEAT_LOOKBACK_S = BEAT_FINAL_LAG_S + PVC_RESOLVE_HOLD_S + PVC_WINDOW_S + 10.0
 # An episode (pause, VT, VF, AF) keeps its alarm open this long after it ended.
 EVENT_HOLD_S = 60.0
 # Sustained arrhythmia: this many consecutive 2-s windows judged abnormal by the window model
@@ -73,6 +79,10 @@ WINDOW_MODEL_PREFIX = "window-cnn"
 QUALITY_S = 10.0
 QUALITY_MIN_PP_MV = 0.5
 QUALITY_MIN_STORED = 0.9
+# ...and it resolves only when no beatless QUALITY_S stretch is left in the last
+# QUALITY_RESOLVE_HOLD_S: one beat the detector finds in the noise now and then is not a
+# signal to trust again, and would otherwise resolve and re-raise it every few seconds.
+QUALITY_RESOLVE_HOLD_S = 30.0
 
 EPISODE_KINDS = {
     AlarmKind.PAUSE: "PAUSE",
@@ -366,22 +376,43 @@ def heart_rate_conditions(samples: np.ndarray, fs_hz: float, patient: Patient) -
 def pvc_condition(
     samples: np.ndarray, labels: list[str], fs_hz: float, patient: Patient
 ) -> Condition:
-    """Frequent PVCs: more V beats in the last ``PVC_WINDOW_S`` of beats than the limit."""
+    """Frequent PVCs: more V beats in the last ``PVC_WINDOW_S`` of beats than the limit.
+
+    Raised as soon as the count is over the limit; gone only when it has been at or under
+    the limit at every beat of the last ``PVC_RESOLVE_HOLD_S`` (each beat's count over a
+    whole window of stored beats); in between, and while too little is stored to tell, the
+    verdict is None (an open alarm stays open).
+    """
     if len(samples) == 0:
         return Condition(AlarmKind.PVC, None)
-    last = samples[-1]
-    recent = samples > last - round(PVC_WINDOW_S * fs_hz)
+    window = round(PVC_WINDOW_S * fs_hz)
     is_v = np.array([label == "V" for label in labels], dtype=bool)
-    count = int((recent & is_v).sum())
+    v_before = np.concatenate([[0], np.cumsum(is_v)])  # V beats before each index
+    # V beats in the window ending at each beat: samples in (sample - window, sample]
+    window_first = np.searchsorted(samples, samples - window, side="right")
+    counts = v_before[1:] - v_before[window_first]
+    count = int(counts[-1])
     limit = patient.pvc_limit_per_min
-    last_v = samples[recent & is_v]
+    last = samples[-1]
+    hold_first = last - round(PVC_RESOLVE_HOLD_S * fs_hz)
+    if count > limit:
+        active = True
+    elif samples[0] <= hold_first - window and (counts[samples >= hold_first] <= limit).all():
+        active = False
+    else:
+        active = None
+    recent_v = samples[(samples > last - window) & is_v]
     return Condition(
         AlarmKind.PVC,
-        count > limit,
+        active,
         message=f"PVC {count}/min > {limit}/min",
         value=float(count),
         limit=float(limit),
-        details={"sample": int(last_v[-1]) if len(last_v) else int(last), "window_s": PVC_WINDOW_S},
+        details={
+            "sample": int(recent_v[-1]) if len(recent_v) else int(last),
+            "window_s": PVC_WINDOW_S,
+            "resolve_hold_s": PVC_RESOLVE_HOLD_S,
+        },
     )
 
 
@@ -476,14 +507,24 @@ def signal_quality_condition(
     recording: Recording, samples: np.ndarray, episodes: list
 ) -> Condition:
     """Poor signal: no beat in the last ``QUALITY_S`` seconds of final beats although beats
-    were found before and the signal there is not flat; VF there is left to the VF alarm."""
+    were found before and the signal there is not flat; VF there is left to the VF alarm.
+    Gone when the signal is flat (a pause), or when beats have come steadily for
+    ``QUALITY_RESOLVE_HOLD_S``."""
     fs_hz = recording.sampling_rate_hz
     end = recording.analysis_cursor - round(BEAT_FINAL_LAG_S * fs_hz)
     start = end - round(QUALITY_S * fs_hz)
     if start < recording.stream_start_sample or not (samples < start).any():
         return Condition(AlarmKind.SIGNAL_QUALITY, None)  # beats have not started flowing
     if ((samples >= start) & (samples < end)).any():
-        return Condition(AlarmKind.SIGNAL_QUALITY, False)
+        # beats again: gone once no beatless QUALITY_S stretch is left in the hold, that is,
+        # the condition has been false at every moment of the last QUALITY_RESOLVE_HOLD_S
+        hold_start = start - round(QUALITY_RESOLVE_HOLD_S * fs_hz)
+        if hold_start < recording.stream_start_sample:
+            return Condition(AlarmKind.SIGNAL_QUALITY, None)
+        inside = samples[(samples >= hold_start) & (samples < end)]
+        longest = np.diff(np.concatenate([[hold_start], inside, [end]])).max()
+        steady = longest < round(QUALITY_S * fs_hz)
+        return Condition(AlarmKind.SIGNAL_QUALITY, False if steady else None)
     if any(e.kind == "VF" and e.end_s * fs_hz >= start for e in episodes):
         return Condition(AlarmKind.SIGNAL_QUALITY, None)
     from monitoring.recordings import samples_mv

@@ -11,6 +11,7 @@ from django.utils import timezone
 from monitoring.alarms import (
     BEAT_FINAL_LAG_S,
     EVENT_HOLD_S,
+    PVC_RESOLVE_HOLD_S,
     arrhythmia_condition,
     check_devices,
     evaluate_alarms,
@@ -231,15 +232,81 @@ def test_ongoing_episodes_raise_their_alarms(recording, kind, details, expected)
 
 def test_frequent_pvcs_over_the_patients_limit(recording):
     # every 5th beat V at 75 bpm: 15 V beats per minute, over the default 10/min
-    add_beats(recording, bpm=75, seconds=70, labels=lambda n: "V" if n % 5 == 4 else "N")
+    add_beats(recording, bpm=75, seconds=200, labels=lambda n: "V" if n % 5 == 4 else "N")
     evaluate_alarms(recording.pk)
     alarm = open_alarms(recording.patient, AlarmKind.PVC).get()
     assert alarm.message == f"PVC {alarm.value:.0f}/min > 10/min" and alarm.value >= 14
+    # a higher limit applies at once: the count was under it at every beat of the hold
     patient = recording.patient
     patient.pvc_limit_per_min = 20
     patient.save()
     evaluate_alarms(recording.pk)
     assert not open_alarms(patient, AlarmKind.PVC).exists()
+
+
+def stream_beats(recording, seconds: float, labels=None, step_s: float = 5.0) -> list:
+    """Beats at 75 bpm in steps of ``step_s``, evaluated after each step as the analysis
+    rounds do; the alarm changes."""
+    changes = []
+    for _ in range(round(seconds / step_s)):
+        add_beats(recording, bpm=75, seconds=step_s, labels=labels)
+        changes += evaluate_alarms(recording.pk)
+    return changes
+
+
+def test_a_bigeminy_that_comes_and_goes_is_one_pvc_alarm(recording):
+    def bigeminy(n):
+        return "V" if n % 2 else "N"
+
+    changes = stream_beats(recording, 60)  # a normal history
+    for _ in range(3):
+        # 30 s of bigeminy (about 18 V beats a minute), then a minute without: the count is
+        # back under 10/min some 45 s after each bout, but not for the whole hold
+        changes += stream_beats(recording, 30, labels=bigeminy)
+        changes += stream_beats(recording, 60)
+    assert changes_of(changes, AlarmKind.PVC) == [("raised", AlarmKind.PVC)]
+    # steady again: resolved once the count has stayed under the limit for the hold
+    changes = stream_beats(recording, PVC_RESOLVE_HOLD_S)
+    assert changes_of(changes, AlarmKind.PVC) == [("resolved", AlarmKind.PVC)]
+    assert Alarm.objects.filter(kind=AlarmKind.PVC).count() == 1
+
+
+def test_the_reference_beats_of_mitdb_119_are_one_pvc_alarm_in_30_minutes(recording):
+    """MIT-BIH 119 has about 15 V beats a minute in bouts of bigeminy and trigeminy: its
+    reference labels, stored as the analysis would store them (final about 7 s after the R
+    peak) and evaluated every 5 s, raised 9 PVC alarms in 30 min before the resolve hold."""
+    import wfdb
+
+    from tests.inference.conftest import physionet_folder
+
+    annotation = wfdb.rdann(str(physionet_folder("mitdb", "119") / "119"), "atr")
+    fs_hz = 360.0
+    Recording.objects.filter(pk=recording.pk).update(sampling_rate_hz=fs_hz)
+    recording.refresh_from_db()
+    beats = [
+        (int(sample), "V" if symbol in "VE" else "N")
+        for sample, symbol in zip(annotation.sample, annotation.symbol, strict=True)
+        if symbol in "NLRejAaJSVEF/fQ"  # beats, not rhythm or noise annotations
+    ]
+    stored, changes = 0, []
+    for step in range(1, 30 * 60 // 5 + 1):
+        cursor = round(step * 5 * fs_hz)
+        final = [b for b in beats[stored:] if b[0] < cursor - BEAT_FINAL_LAG_S * fs_hz]
+        Beat.objects.bulk_create(
+            Beat(
+                recording=recording,
+                index=stored + i,
+                sample=sample,
+                label=label,
+                confidence=1.0,
+                probabilities={label: 1.0},
+            )
+            for i, (sample, label) in enumerate(final)
+        )
+        stored += len(final)
+        move_cursor(recording, cursor)
+        changes += evaluate_alarms(recording.pk)
+    assert changes_of(changes, AlarmKind.PVC) == [("raised", AlarmKind.PVC)]
 
 
 def add_windows(recording, labels: list[str], first_start: int = 0) -> int:
@@ -349,6 +416,33 @@ def test_poor_signal_when_beats_stop_in_a_noisy_signal_but_not_in_a_flat_one(rec
     store_signal(recording, np.full(n, 0.01))
     evaluate_alarms(recording.pk)
     assert not open_alarms(recording.patient, AlarmKind.SIGNAL_QUALITY).exists()
+
+
+def test_poor_signal_is_not_resolved_by_one_beat_found_in_the_noise(recording, rng):
+    n = round(60 * FS_HZ)
+    store_signal(recording, rng.normal(0.0, 0.6, n))
+    add_beats(recording, bpm=75, seconds=25)  # beats up to 24 s, then none
+    move_cursor(recording, n)
+    evaluate_alarms(recording.pk)
+    assert open_alarms(recording.patient, AlarmKind.SIGNAL_QUALITY).exists()
+    # one beat at 50 s (inside the last 10 s of final beats): noise the detector took for a
+    # QRS, with 26 beatless seconds before it
+    last = recording.beats.order_by("-index").first()
+    Beat.objects.create(
+        recording=recording,
+        index=last.index + 1,
+        sample=round(50 * FS_HZ),
+        label="N",
+        confidence=0.5,
+        probabilities={"N": 0.5},
+    )
+    assert changes_of(evaluate_alarms(recording.pk), AlarmKind.SIGNAL_QUALITY) == []
+    # beats come steadily again: resolved once no beatless 10 s is left in the last 30 s
+    add_beats(recording, bpm=75, seconds=20)
+    assert changes_of(evaluate_alarms(recording.pk), AlarmKind.SIGNAL_QUALITY) == []
+    add_beats(recording, bpm=75, seconds=25)
+    changes = evaluate_alarms(recording.pk)
+    assert changes_of(changes, AlarmKind.SIGNAL_QUALITY) == [("resolved", AlarmKind.SIGNAL_QUALITY)]
 
 
 def test_uploaded_recordings_raise_no_alarms(patient):
