@@ -17,8 +17,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
+from monitoring import live
 from monitoring.forms import LIMIT_FIELDS, AdmitPatientForm, AlarmLimitsForm, AssignDeviceForm
-from monitoring.models import Alarm, AuditEntry, Device, Patient, Recording
+from monitoring.models import AuditEntry, Device, Patient, Recording
 
 RECENT_ALARMS = 20
 GAINS_MM_PER_MV = (5, 10, 20)
@@ -37,15 +38,6 @@ def staff_required(view):
     return wrapper
 
 
-def _worst_open_alarm(patient: Patient) -> Alarm | None:
-    """The open alarm a tile shows: critical before warning before technical, newest first."""
-    rank = {"critical": 0, "warning": 1, "technical": 2}
-    alarms = list(Alarm.objects.open().filter(patient=patient))
-    return min(
-        alarms, key=lambda a: (rank.get(a.priority, 3), -a.raised_at.timestamp()), default=None
-    )
-
-
 def _live_recording(patient: Patient) -> Recording | None:
     return patient.recordings.filter(status=Recording.Status.LIVE).order_by("-started_at").first()
 
@@ -62,7 +54,8 @@ def station(request):
     patients = Patient.objects.visible_to(request.user).filter(is_active=True)
     tiles = []
     for patient in patients.order_by("ward", "bed", "name"):
-        alarm = _worst_open_alarm(patient)
+        # the same choice and fields as the live status messages, so the page and the socket agree
+        alarm = live.top_alarm(patient.pk)
         tiles.append({"patient": patient, "alarm": alarm, "recording": _live_recording(patient)})
     return render(request, "monitoring/station.html", {"tiles": tiles})
 

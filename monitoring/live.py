@@ -151,15 +151,37 @@ def current_rhythm(recording: Recording, regular: bool) -> str | None:
 
 
 def top_alarm(patient_id: int) -> dict | None:
-    """The most urgent open alarm of a patient (priority first, then the newest)."""
+    """The open alarm a patient's tile and banner show, or None when none is open.
+
+    The most urgent (priority first; within a priority one nobody acknowledged yet, then the
+    newest), with ``state`` and ``acknowledged_by`` so a page can mark it acknowledged, and
+    ``unacknowledged``: how many open alarms nobody has acknowledged (the station's tile
+    blinks while there is one, and stops once all are).
+    """
     from monitoring.models import Alarm
 
-    alarms = list(Alarm.objects.open().filter(patient_id=patient_id).only("priority", "message"))
+    alarms = list(
+        Alarm.objects.open()
+        .filter(patient_id=patient_id)
+        .select_related("acknowledged_by")
+        .only("kind", "priority", "message", "state", "acknowledged_at", "acknowledged_by")
+    )
     if not alarms:
         return None
-    # the queryset is newest first (Meta.ordering); sorted() keeps that order within a priority
-    alarm = sorted(alarms, key=lambda a: PRIORITY_ORDER.get(a.priority, 9))[0]
-    return {"priority": alarm.priority, "message": alarm.message}
+    # the queryset is newest first (Meta.ordering); sorted() keeps that order within a key
+    alarm = sorted(
+        alarms,
+        key=lambda a: (PRIORITY_ORDER.get(a.priority, 9), a.acknowledged_at is not None),
+    )[0]
+    return {
+        "id": alarm.pk,
+        "kind": alarm.kind,
+        "priority": alarm.priority,
+        "message": alarm.message,
+        "state": alarm.state,
+        "acknowledged_by": alarm.acknowledged_by.get_username() if alarm.acknowledged_by else None,
+        "unacknowledged": sum(1 for a in alarms if a.acknowledged_at is None),
+    }
 
 
 def status_message(recording: Recording | None, patient_id: int) -> dict:
@@ -231,11 +253,17 @@ def publish_analysis(recording: Recording, beats, episodes, also: tuple = ()) ->
 
 
 def publish_alarm(alarm) -> None:
-    """After an alarm was raised, acknowledged or resolved: the alarm to its patient's group."""
+    """After an alarm was raised, acknowledged or resolved: the alarm to its patient's group,
+    with the patient's ``top_alarm`` after the change (what a tile or banner shows now: an
+    acknowledgment or a resolution may change it without any new analysis)."""
     if _skipping():
         return
     try:
-        message = {"type": "alarm", "alarm": alarm_payload(alarm)}
+        message = {
+            "type": "alarm",
+            "alarm": alarm_payload(alarm),
+            "top_alarm": top_alarm(alarm.patient_id),
+        }
     except Exception:
         logger.exception("could not build the live message of alarm %s", alarm.pk)
         return

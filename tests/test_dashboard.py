@@ -65,6 +65,13 @@ def test_station_groups_tiles_by_ward_and_colours_open_alarms(
     assert f'class="tile critical" id="tile-{patient.pk}"' in page
     assert f'class="tile" id="tile-{other_patient.pk}"' in page
     assert "VT 180 bpm" in page
+    # acknowledged: the colour stays, the blink stops, who acknowledged it shows
+    Alarm.objects.filter(patient=patient).update(
+        state="acknowledged", acknowledged_by=staff_user, acknowledged_at=timezone.now()
+    )
+    page = client.get("/station/").content.decode()
+    assert f'class="tile critical acknowledged" id="tile-{patient.pk}"' in page
+    assert '<span class="ack-mark">✓ staff</span>' in page
 
 
 def test_live_view_is_404_for_an_unassigned_patient(client, clinician, patient, other_patient):

@@ -509,21 +509,44 @@ async def test_alarms_reach_the_patient_stream_and_the_station(clinician, patien
     assert raised["alarm"]["kind"] == "HR_HIGH" and raised["alarm"]["state"] == "raised"
     assert raised["alarm"]["message"] == "HR 134 > 120"
     on_station = await station.receive_json_from(timeout=RECEIVE_TIMEOUT_S)
-    assert (
-        on_station["patient"] == patient.pk and on_station["alarm"]["id"] == raised["alarm"]["id"]
-    )
+    alarm_id = raised["alarm"]["id"]
+    assert on_station["patient"] == patient.pk and on_station["alarm"]["id"] == alarm_id
+    # what the tile shows now: this alarm, not yet acknowledged (it blinks)
+    assert on_station["top_alarm"] == {
+        "id": alarm_id,
+        "kind": "HR_HIGH",
+        "priority": "warning",
+        "message": "HR 134 > 120",
+        "state": "raised",
+        "acknowledged_by": None,
+        "unacknowledged": 1,
+    }
 
     alarm = await database_sync_to_async(Alarm.objects.get)()
     await database_sync_to_async(acknowledge)(alarm, clinician)
     acked = await stream.receive_json_from(timeout=RECEIVE_TIMEOUT_S)
     assert acked["alarm"]["state"] == "acknowledged"
     assert acked["alarm"]["acknowledged_by"] == "clinician"
+    # the station tells an acknowledged alarm from a new one at once: still open (its
+    # colour stays), acknowledged by whom, none left unacknowledged (the blink stops)
+    on_station = await station.receive_json_from(timeout=RECEIVE_TIMEOUT_S)
+    assert on_station["alarm"]["state"] == "acknowledged"
+    top = on_station["top_alarm"]
+    assert (top["id"], top["state"], top["acknowledged_by"]) == (
+        alarm_id,
+        "acknowledged",
+        "clinician",
+    )
+    assert top["unacknowledged"] == 0
 
     later = timezone.now() + timedelta(seconds=30)
     gone = Condition(AlarmKind.HR_HIGH, False)
     await database_sync_to_async(apply_conditions)(patient, recording, [gone], later)
     resolved = await stream.receive_json_from(timeout=RECEIVE_TIMEOUT_S)
     assert resolved["alarm"]["state"] == "resolved" and resolved["alarm"]["resolved_at"]
+    assert resolved["top_alarm"] is None  # nothing open: the tile and banner clear
+    on_station = await station.receive_json_from(timeout=RECEIVE_TIMEOUT_S)
+    assert on_station["alarm"]["state"] == "resolved" and on_station["top_alarm"] is None
     await stream.disconnect()
     await station.disconnect()
 
@@ -540,7 +563,21 @@ async def test_the_status_names_the_most_urgent_open_alarm(clinician, patient, r
     messages = await drain(stream)
     await stream.disconnect()
     status = next(m for m in messages if m["type"] == "status")
-    assert status["alarm"] == {"priority": "critical", "message": "VT run of 6 beats at 170 bpm"}
+    vt = await database_sync_to_async(Alarm.objects.get)(kind=AlarmKind.VT)
+    assert status["alarm"] == {
+        "id": vt.pk,
+        "kind": "VT",
+        "priority": "critical",
+        "message": "VT run of 6 beats at 170 bpm",
+        "state": "raised",
+        "acknowledged_by": None,
+        "unacknowledged": 2,
+    }
+    # acknowledged, the critical one still leads (priority first), marked so; the warning
+    # nobody acknowledged keeps the count up
+    await database_sync_to_async(acknowledge)(vt, clinician)
+    top = await database_sync_to_async(live.top_alarm)(patient.pk)
+    assert (top["id"], top["acknowledged_by"], top["unacknowledged"]) == (vt.pk, "clinician", 1)
 
 
 # --- Slow browsers -----------------------------------------------------------------------

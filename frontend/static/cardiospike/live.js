@@ -10,7 +10,6 @@
   var PX_PER_MM = 4;        // so the 1100-px canvas holds 11 s of paper
   var GAP_S = 0.3;          // blank ahead of the write position
   var LABEL_COLOURS = { N: "#1d2733", S: "#1d4ed8", V: "#c8102e", F: "#9333ea", Q: "#6b7785" };
-  var PRIORITY_RANK = { critical: 0, warning: 1, technical: 2 };
 
   var $ = function (id) { return document.getElementById(id); };
   var root = $("live");
@@ -177,9 +176,17 @@
     hr.classList.toggle("out-of-limits", known &&
       (message.hr_bpm < Number(root.dataset.hrLow) || message.hr_bpm > Number(root.dataset.hrHigh)));
     $("rhythm-value").textContent = message.rhythm || "—";
+    showBanner(message.alarm);
+  }
+
+  function showBanner(alarm) {
+    // alarm: the patient's top open alarm (status "alarm", an alarm message's "top_alarm")
     var banner = $("alarm-banner");
-    banner.className = "mid" + (message.alarm ? " " + message.alarm.priority : "");
-    banner.textContent = message.alarm ? message.alarm.message : "none";
+    banner.className = "mid" + (alarm ? " " + alarm.priority : "");
+    banner.textContent = alarm ? alarm.message : "none";
+    if (alarm && alarm.acknowledged_by) {
+      banner.textContent += " (acknowledged by " + alarm.acknowledged_by + ")";
+    }
   }
 
   function formatTime(iso) {
@@ -216,14 +223,6 @@
       button.dataset.alarm = alarm.id;
       button.textContent = "Acknowledge";
       cells[5].appendChild(button);
-    }
-    if (alarm.state !== "resolved" && !alarm.acknowledged_at) {
-      var banner = $("alarm-banner");
-      var shown = PRIORITY_RANK[banner.className.replace("mid", "").trim()];
-      if (shown === undefined || PRIORITY_RANK[alarm.priority] <= shown) {
-        banner.className = "mid " + alarm.priority;
-        banner.textContent = alarm.message;
-      }
     }
   }
 
@@ -327,6 +326,8 @@
       showStatus(message);
     } else if (message.type === "alarm") {
       showAlarm(message.alarm);
+      // what the banner shows now (the backlog's alarm messages have none: a status follows)
+      if ("top_alarm" in message) { showBanner(message.top_alarm); }
     }
   }
 

@@ -84,10 +84,24 @@
   }
 
   function showAlarm(tile, alarm) {
+    // alarm: the patient's top open alarm (status "alarm", an alarm message's "top_alarm")
     var element = tile.element;
-    element.classList.remove("critical", "warning", "technical");
-    if (alarm && alarm.priority) { element.classList.add(alarm.priority); }
-    element.querySelector(".alarm-text").textContent = alarm ? (alarm.message || "") : "";
+    element.classList.remove("critical", "warning", "technical", "acknowledged");
+    if (alarm && alarm.priority) {
+      element.classList.add(alarm.priority);
+      // the colour stays until the alarms resolve (the condition is still there), the blink
+      // stops once nobody is left to tell: every open alarm acknowledged
+      if (alarm.unacknowledged === 0) { element.classList.add("acknowledged"); }
+    }
+    var text = element.querySelector(".alarm-text");
+    text.textContent = alarm ? (alarm.message || "") : "";
+    if (alarm && alarm.acknowledged_by) {
+      var mark = document.createElement("span");
+      mark.className = "ack-mark";
+      mark.textContent = "✓ " + alarm.acknowledged_by;
+      text.appendChild(document.createTextNode(" "));
+      text.appendChild(mark);
+    }
   }
 
   function addWave(tile, message) {
@@ -173,11 +187,9 @@
       if (tile) { addWave(tile, message); }
     } else if (message.type === "alarm") {
       var alarmTile = tiles[String(message.patient)];
-      // A raised alarm colours the tile at once; the next status message says what is open.
-      if (alarmTile && message.alarm && message.alarm.state !== "resolved" &&
-          message.alarm.state !== "acknowledged") {
-        showAlarm(alarmTile, message.alarm);
-      }
+      // raised, acknowledged or resolved: the message carries what the tile shows now, so a
+      // tile changes at once, also when no analysis follows (a device that went offline)
+      if (alarmTile && "top_alarm" in message) { showAlarm(alarmTile, message.top_alarm); }
     }
   }
 
