@@ -3,7 +3,8 @@
 The live streams (issue 6; the message contract is in docs/architecture.md, "Live data"):
 
 - ``/ws/patients/<id>/?since_s=S``: :class:`PatientLiveConsumer`, one patient's samples,
-  beats, status and alarms, after a backlog of the last ``S`` seconds from the database;
+  beats, status and alarms, after a backlog of the last ``S`` seconds from the database (and
+  the patient's recent alarms);
 - ``/ws/station/?since_s=S``: :class:`StationConsumer`, every visible admitted patient's
   status, alarms and a waveform decimated to about ``STATION_WAVE_HZ``, after the decimated
   waveform of the last ``S`` seconds.
@@ -33,7 +34,7 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_save
 
 from monitoring import live
-from monitoring.models import Beat, Patient, Recording, SampleChunk
+from monitoring.models import Alarm, Beat, Patient, Recording, SampleChunk
 
 logger = logging.getLogger(__name__)
 
@@ -233,18 +234,35 @@ def backlog_samples(recording: Recording, since_s: float) -> list[dict]:
     return messages
 
 
+def backlog_alarms(patient_id: int) -> list[dict]:
+    """The patient's recent alarms as "alarm" messages, oldest first: the last
+    ``live.RECENT_ALARMS`` (the live view's list) and every open one, as stored now.
+
+    A browser that was away missed the alarm messages of that time; these rebuild its list
+    (raised, acknowledged or resolved meanwhile). They carry no ``top_alarm``: the status
+    after them says what is open.
+    """
+    alarms = Alarm.objects.filter(patient_id=patient_id).select_related("acknowledged_by")
+    recent = {
+        alarm.pk: alarm for alarm in alarms.order_by("-raised_at", "-id")[: live.RECENT_ALARMS]
+    }
+    recent.update((alarm.pk, alarm) for alarm in alarms.open())  # an old one still open too
+    ordered = sorted(recent.values(), key=lambda alarm: (alarm.raised_at, alarm.pk))
+    return [{"type": "alarm", "alarm": live.alarm_payload(alarm)} for alarm in ordered]
+
+
 def backlog_messages(patient_id: int, since_s: float) -> tuple[dict, list[dict]]:
     """The hello and the recent past of a patient's current or latest device recording.
 
     The stored chunks of the last ``since_s`` seconds (up to the last stored sample) become
     "samples" messages (a hole between chunks a "gap"), their beats one "beats" message, then
-    the status as stored now.
+    the patient's recent alarms (:func:`backlog_alarms`) and the status as stored now.
     """
     patient = Patient.objects.get(pk=patient_id)
     recording = live.current_recording(patient_id)
     hello = {"type": "hello", "patient": patient_payload(patient), "recording": None}
     if recording is None:
-        return hello, [live.status_message(None, patient_id)]
+        return hello, [*backlog_alarms(patient_id), live.status_message(None, patient_id)]
     hello["recording"] = {
         "id": recording.pk,
         "fs_hz": recording.sampling_rate_hz,
@@ -255,6 +273,7 @@ def backlog_messages(patient_id: int, since_s: float) -> tuple[dict, list[dict]]
     messages = backlog_samples(recording, since_s)
     beats = Beat.objects.filter(recording=recording, sample__gte=start).order_by("index")
     messages.append(live.beats_message(recording, list(beats)))
+    messages += backlog_alarms(patient_id)
     messages.append(live.status_message(recording, patient_id))
     return hello, messages
 

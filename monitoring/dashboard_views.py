@@ -21,7 +21,7 @@ from monitoring import live
 from monitoring.forms import LIMIT_FIELDS, AdmitPatientForm, AlarmLimitsForm, AssignDeviceForm
 from monitoring.models import AuditEntry, Device, Patient, Recording
 
-RECENT_ALARMS = 20
+RECENT_ALARMS = live.RECENT_ALARMS  # the live view's list; a reconnect resends as many
 GAINS_MM_PER_MV = (5, 10, 20)
 
 

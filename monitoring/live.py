@@ -26,6 +26,8 @@ from monitoring.models import AlarmPriority, Beat, Episode, Recording
 logger = logging.getLogger(__name__)
 
 LAYER_RETRY_AFTER_S = 5.0
+# The live view lists this many recent alarms; a reconnecting patient stream resends them.
+RECENT_ALARMS = 20
 _layer_down_until = 0.0
 
 # Heart rate: 60 / mean of the last HR_RR_INTERVALS RR intervals, as the alarm rules do

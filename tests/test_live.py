@@ -364,6 +364,14 @@ async def test_a_reconnecting_browser_gets_the_backlog_without_a_hole(
     first, second = record_chunks[:15], record_chunks[15:]
     watcher, _, _ = await connect(f"/ws/patients/{patient.pk}/", clinician)
     await deliver_all(device, first)
+    # while the browser is away, an alarm is raised and an older one is acknowledged
+    recording = await database_sync_to_async(Recording.objects.get)()
+    older = await database_sync_to_async(Alarm.objects.create)(
+        patient=patient, kind=AlarmKind.LEADS_OFF, priority="technical", message="Leads off"
+    )
+    await database_sync_to_async(acknowledge)(older, clinician)
+    condition = Condition(AlarmKind.HR_HIGH, True, "HR 134 > 120", value=134.0, limit=120.0)
+    await database_sync_to_async(apply_conditions)(patient, recording, [condition], timezone.now())
     # the browser reconnects asking for 20 s; live data keeps coming while it catches up
     since_s = 20.0
     returning, connected, _ = await connect(
@@ -394,6 +402,42 @@ async def test_a_reconnecting_browser_gets_the_backlog_without_a_hole(
     # the backlog's beats are the stored beats after ``start``
     backlog_beats = next(m for m in got if m["type"] == "beats")["beats"]
     assert backlog_beats and all(b["sample"] >= start for b in backlog_beats)
+    # and the alarms it missed, as stored now (oldest first), before the backlog's status
+    first_status = next(i for i, m in enumerate(got) if m["type"] == "status")
+    missed = [m["alarm"] for m in got[:first_status] if m["type"] == "alarm"]
+    assert [(a["kind"], a["state"], a["acknowledged_by"]) for a in missed] == [
+        ("LEADS_OFF", "acknowledged", "clinician"),
+        ("HR_HIGH", "raised", None),
+    ]
+
+
+def test_the_backlog_resends_the_last_20_alarms_and_any_older_open_one(patient):
+    now = timezone.now()
+    still_open = Alarm.objects.create(
+        patient=patient,
+        kind=AlarmKind.DEVICE_OFFLINE,
+        priority="technical",
+        message="No data from DEV-001 for 45 s > 30 s",
+        raised_at=now - timedelta(hours=2),
+    )
+    resolved = [
+        Alarm.objects.create(
+            patient=patient,
+            kind=AlarmKind.HR_HIGH,
+            priority="warning",
+            message=f"HR {121 + i} > 120",
+            state="resolved",
+            raised_at=now - timedelta(minutes=60 - i),
+            resolved_at=now - timedelta(minutes=59 - i),
+        )
+        for i in range(25)
+    ]
+    messages = consumers.backlog_alarms(patient.pk)
+    assert all(m["type"] == "alarm" and "top_alarm" not in m for m in messages)
+    assert [m["alarm"]["id"] for m in messages] == [
+        still_open.pk,
+        *[alarm.pk for alarm in resolved[-20:]],
+    ]
 
 
 @pytest.mark.asyncio

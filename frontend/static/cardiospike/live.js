@@ -204,7 +204,12 @@
       row.dataset.alarm = alarm.id;
       row.innerHTML = '<td class="raised"></td><td class="priority"></td><td class="message"></td>' +
         '<td class="state"></td><td class="acked"></td><td class="action"></td>';
-      tbody.insertBefore(row, tbody.firstChild);
+      // newest first, by id (raised in that order): a reconnect's backlog may bring alarms
+      // older than rows already shown
+      var after = Array.prototype.find.call(tbody.children, function (other) {
+        return Number(other.dataset.alarm) < alarm.id;
+      });
+      tbody.insertBefore(row, after || null);
       $("no-alarms").hidden = true;
     }
     row.className = "alarm-row " + alarm.priority;
