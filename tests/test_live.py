@@ -254,6 +254,27 @@ async def test_the_station_picks_up_a_new_assignment_at_the_recheck(
 
 
 @pytest.mark.asyncio
+async def test_a_quiet_station_drops_a_patient_at_its_next_ping(
+    clinician, patient, other_patient, monkeypatch
+):
+    """No patient streams, so no group message comes: the ping station.js sends every 25 s
+    is what re-checks the assignments (here one removed without a signal, a raw delete)."""
+    await database_sync_to_async(other_patient.clinicians.add)(clinician)
+    station, _, _ = await connect("/ws/station/", clinician)
+    hello = (await drain(station))[0]
+    assert [tile["id"] for tile in hello["patients"]] == [patient.pk, other_patient.pk]
+    await database_sync_to_async(
+        Patient.clinicians.through.objects.filter(patient=other_patient, user=clinician).delete
+    )()
+    monkeypatch.setattr(consumers, "LIVE_RECHECK_S", 0.0)
+    await station.send_json_to({"type": "ping", "id": 7})
+    messages = await drain(station)
+    assert [tile["id"] for tile in messages[0]["patients"]] == [patient.pk]
+    assert messages[-1] == {"type": "pong", "id": 7}
+    await station.disconnect()
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("path", ["patient", "station"])
 @pytest.mark.parametrize("change", ["logout", "deactivate"])
 async def test_logging_out_or_deactivating_closes_live_sockets(

@@ -204,16 +204,26 @@
     }
     var socket = new WebSocket(scheme + window.location.host + root.dataset.socket +
       "?since_s=" + sinceS);
+    var pingTimer = null;
     socket.onopen = function () {
       delayMs = 1000;
       connection.textContent = "live";
       connection.className = "small online";
+      // The server re-checks access and assignments when a message or a ping arrives: with
+      // no patient streaming nothing else arrives, so ping (as live.js does) and a patient
+      // assigned or taken away shows within the ping period plus LIVE_RECHECK_S.
+      pingTimer = setInterval(function () {
+        if (socket.readyState === WebSocket.OPEN) {
+          socket.send(JSON.stringify({ type: "ping", id: Date.now() }));
+        }
+      }, 25000);
     };
     socket.onmessage = function (event) {
       lastMessageAt = Date.now();
       handle(JSON.parse(event.data));
     };
     socket.onclose = function (event) {
+      if (pingTimer) { clearInterval(pingTimer); }
       if (event.code === 4401) {  // signed out or account gone: every reconnect is refused
         connection.textContent = "signed out: log in again";
         connection.className = "small error";
