@@ -65,6 +65,7 @@ from inference.models import count_parameters
 from inference.ptbxl_models import (
     ARCHITECTURES,
     FS_HZ,
+    N_FEATURES,
     N_SAMPLES,
     TASK,
     clear_model_caches,
@@ -100,7 +101,8 @@ MODELS = {
         "augment": False,
         "epochs": 300,
         "patience": 40,
-        "description": "metadata-only dense network (10 -> 32 -> 32 -> 5)",
+        # the input width from the code, so the card cannot go stale when the features change
+        "description": f"metadata-only dense network ({N_FEATURES} -> 32 -> 32 -> 5)",
     },
     "model02": {
         "architecture": "DualInputNet",
