@@ -8,8 +8,9 @@ device to browser runs in one server process, on the test database.
 
 The browser logs in, watches the live view (the sweeping canvas changes, a heart rate shows),
 waits for the VT alarm, acknowledges it and sees it acknowledged; then the central station
-shows the patient's tile with a moving waveform. Screenshots go to test-artifacts/ (ignored
-by git): live-sinus.png, live-vt-alarm.png, live-acknowledged.png, station.png.
+shows the patient's tile with a moving waveform and sends its keep-alive pings. Screenshots
+go to test-artifacts/ (ignored by git): live-sinus.png, live-vt-alarm.png,
+live-acknowledged.png, station.png.
 """
 
 import asyncio
@@ -31,7 +32,10 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 FS_HZ = 250.0
 GAIN_ADC_PER_MV = 200.0
-SIGNAL_S = 80.0
+# The feed outlasts the test: on a loaded machine the station check came after an 80-s feed
+# had ended (its waveform no longer moved). The test stops the device when it is done.
+SIGNAL_S = 150.0
+VT_PART_S = 80.0
 
 
 @pytest.fixture
@@ -47,16 +51,21 @@ def eager_daphne(daphne_server):  # noqa: F811 (the fixture imported above)
 
 
 def sinus_with_vt_runs_mv() -> np.ndarray:
-    """80 s of sinus rhythm at 75 bpm with two VT runs.
+    """150 s: 80 s of sinus rhythm at 75 bpm with two VT runs, then 70 s of sinus rhythm.
 
-    Seed 1 of ``synthetic.generate``: offline, ``analyze_signal`` finds VT episodes at
-    16.0-17.8 s and 70.3-72.5 s in it. (A strip of nothing but synthetic VT is not what the
-    beat model calls V: without normal beats around them its beats read as a sinus tachycardia.)
+    Seed 1 of ``synthetic.generate`` for the first 80 s: offline, ``analyze_signal`` finds VT
+    episodes at 16.0-17.8 s and 70.3-72.5 s in it. (A strip of nothing but synthetic VT is not
+    what the beat model calls V: without normal beats around them its beats read as a sinus
+    tachycardia.) The sinus tail (seed 2) only keeps the feed going.
     """
     noise = synthetic.NoiseConfig.realistic()
-    return synthetic.generate(
-        SIGNAL_S, fs=FS_HZ, rhythm="NSR", hr_bpm=75, vt_runs=2, noise=noise, seed=1
+    with_vt = synthetic.generate(
+        VT_PART_S, fs=FS_HZ, rhythm="NSR", hr_bpm=75, vt_runs=2, noise=noise, seed=1
     ).signal_mv
+    tail = synthetic.generate(
+        SIGNAL_S - VT_PART_S, fs=FS_HZ, rhythm="NSR", hr_bpm=75, noise=noise, seed=2
+    ).signal_mv
+    return np.concatenate([with_vt, tail])
 
 
 class DeviceThread:
@@ -198,6 +207,26 @@ RECORD_SOCKETS_JS = """
 """
 
 
+# Injected before the station's scripts: its 25-s keep-alive timer runs every 0.3 s instead,
+# and what the page sends over its sockets is kept, so the test sees the pings without
+# waiting 25 s.
+STATION_PINGS_JS = """
+(function () {
+  if (!location.pathname.startsWith("/station/")) { return; }
+  const nativeSetInterval = window.setInterval;
+  window.setInterval = function (callback, ms) {
+    return nativeSetInterval(callback, ms === 25000 ? 300 : ms);
+  };
+  const nativeSend = WebSocket.prototype.send;
+  window.__stationSent = [];
+  WebSocket.prototype.send = function (data) {
+    window.__stationSent.push(String(data));
+    return nativeSend.call(this, data);
+  };
+})();
+"""
+
+
 def patient_sockets(driver) -> list[dict]:
     return driver.execute_script(
         "return window.__patientSockets.map(function (s) { return s.record; });"
@@ -305,6 +334,9 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
         assert alarm.acknowledged_by == clinician and alarm.acknowledged_at is not None
 
         # the central station: the patient's tile, its waveform moving, a heart rate
+        browser.execute_cdp_cmd(
+            "Page.addScriptToEvaluateOnNewDocument", {"source": STATION_PINGS_JS}
+        )
         browser.get(f"{eager_daphne}/station/")
         tile = f"#tile-{patient.pk}"
         wait_for(browser, lambda d: d.find_element("id", "station-connection").text == "live")
@@ -318,6 +350,12 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
         wait_for(browser, lambda d: green_pixels(d, wave) > 150, timeout_s=20)
         snapshot = canvas_png(browser, wave)
         wait_for(browser, lambda d: canvas_png(d, wave) != snapshot, timeout_s=10)
+        # the keep-alive pings that make a quiet station re-check its patients
+        wait_for(
+            browser,
+            lambda d: any('"ping"' in sent for sent in d.execute_script("return __stationSent;")),
+            timeout_s=10,
+        )
         time.sleep(3)  # a few more seconds of trace for the screenshot
         screenshot(browser, "station.png")
     print(f"VT alarm on the page {vt_after_s:.0f} s after the device started")  # noqa: T201
