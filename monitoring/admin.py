@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from monitoring.forms import LIMIT_FIELDS
+from monitoring.forms import LIMIT_FIELDS, RECIPIENT_AUDIT_FIELD
 from monitoring.models import (
     Alarm,
     AlarmRecipient,
@@ -297,10 +297,33 @@ class AlarmAdmin(ReadOnlyAdmin):
 
 @admin.register(AlarmRecipient)
 class AlarmRecipientAdmin(admin.ModelAdmin):
+    """Recipients changed here are audited as on /manage/ (field ``alarm_recipient``)."""
+
     list_display = ["patient", "address", "transport", "escalation"]
     list_filter = ["transport", "escalation"]
     search_fields = ["patient__mrn", "patient__name", "address"]
     autocomplete_fields = ["patient"]
+
+    def save_model(self, request, obj, form, change):
+        # (the admin saves inside a transaction: the locked row is what this replaces)
+        old = AlarmRecipient.objects.select_for_update().filter(pk=obj.pk).first()
+        super().save_model(request, obj, form, change)
+        if old is not None and old.patient_id != obj.patient_id:  # moved to another patient
+            AuditEntry.record(request.user, old.patient, RECIPIENT_AUDIT_FIELD, old, None)
+            old = None
+        if old is None or str(old) != str(obj):
+            AuditEntry.record(request.user, obj.patient, RECIPIENT_AUDIT_FIELD, old, obj)
+
+    def delete_model(self, request, obj):
+        AuditEntry.record(request.user, obj.patient, RECIPIENT_AUDIT_FIELD, obj, None)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for recipient in queryset.select_related("patient"):
+            AuditEntry.record(
+                request.user, recipient.patient, RECIPIENT_AUDIT_FIELD, recipient, None
+            )
+        super().delete_queryset(request, queryset)
 
 
 @admin.register(NotificationAttempt)

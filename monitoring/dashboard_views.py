@@ -10,6 +10,7 @@ anyone but staff.
 
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -18,7 +19,15 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
 from monitoring import live
-from monitoring.forms import LIMIT_FIELDS, AdmitPatientForm, AlarmLimitsForm, AssignDeviceForm
+from monitoring.forms import (
+    LIMIT_FIELDS,
+    AdmitPatientForm,
+    AlarmLimitsForm,
+    AssignDeviceForm,
+    RecipientFormSet,
+    audit_recipients,
+    recipient_labels,
+)
 from monitoring.models import AuditEntry, Device, Patient, Recording
 
 RECENT_ALARMS = live.RECENT_ALARMS  # the live view's list; a reconnect resends as many
@@ -93,48 +102,74 @@ def manage(request):
     )
 
 
+def _recipients_warning(request, patient: Patient) -> None:
+    if not patient.has_first_call_recipient:
+        messages.warning(
+            request,
+            f"{patient.name} has no first-call alarm recipient: their alarms are emailed to "
+            "nobody when raised. Add one under Alarm limits and recipients.",
+        )
+
+
+def _recipients_context(recipients) -> dict:
+    return {"recipients": recipients, "escalation_s": settings.ALARM_ESCALATION_S}
+
+
 @staff_required
 def admit_patient(request):
-    """Admit (create) a patient; the starting limits go into the audit trail too."""
+    """Admit (create) a patient with its alarm recipients; the starting limits and every
+    recipient go into the audit trail too."""
     form = AdmitPatientForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    # the form's own (unsaved) instance: once the form saves it, the recipients belong to it
+    recipients = RecipientFormSet(request.POST or None, instance=form.instance, prefix="recipients")
+    # all(): validate both, so that the page shows every error at once
+    if request.method == "POST" and all([form.is_valid(), recipients.is_valid()]):
         with transaction.atomic():
             patient = form.save()
+            recipients.save()
             for field in LIMIT_FIELDS:
                 AuditEntry.record(request.user, patient, field, None, getattr(patient, field))
+            audit_recipients(request.user, patient, {})
         messages.success(request, f"Admitted {patient.name} ({patient.mrn}).")
+        _recipients_warning(request, patient)
         return redirect("patient-page", pk=patient.pk)
-    return render(request, "monitoring/manage_admit.html", {"form": form})
+    context = {"form": form, **_recipients_context(recipients)}
+    return render(request, "monitoring/manage_admit.html", context)
 
 
 @staff_required
 def edit_limits(request, pk: int):
-    """Set a patient's alarm limits; one AuditEntry per field whose value changed."""
+    """Set a patient's alarm limits and recipients; one AuditEntry per limit or recipient
+    that changed."""
     patient = get_object_or_404(Patient, pk=pk)
     form = AlarmLimitsForm(request.POST or None, instance=patient)
-    if request.method == "POST":
+    recipients = RecipientFormSet(request.POST or None, instance=patient, prefix="recipients")
+    if request.method == "POST" and all([form.is_valid(), recipients.is_valid()]):
         with transaction.atomic():
             # Old values from a locked row, not from the form's instance: two staff saving at
             # once must each audit what they actually replaced.
             locked = Patient.objects.select_for_update().get(pk=pk)
             old = {field: getattr(locked, field) for field in LIMIT_FIELDS}
-            if form.is_valid():
-                # only the limits: the form's instance was read before the lock, and saving
-                # all its fields could undo a discharge or ward change made meanwhile
-                form.save(commit=False)
-                form.instance.save(update_fields=[*LIMIT_FIELDS, "updated_at"])
-                changed = [f for f in LIMIT_FIELDS if getattr(form.instance, f) != old[f]]
-                for field in changed:
-                    AuditEntry.record(
-                        request.user, patient, field, old[field], getattr(form.instance, field)
-                    )
-        if form.is_valid():
-            if changed:
-                messages.success(request, f"Alarm limits saved ({', '.join(changed)}).")
-            else:
-                messages.info(request, "Nothing changed.")
-            return redirect("patient-page", pk=patient.pk)
-    return render(request, "monitoring/manage_limits.html", {"patient": patient, "form": form})
+            before = recipient_labels(locked)
+            # only the limits: the form's instance was read before the lock, and saving all
+            # its fields could undo a discharge or ward change made meanwhile
+            form.save(commit=False)
+            form.instance.save(update_fields=[*LIMIT_FIELDS, "updated_at"])
+            changed = [f for f in LIMIT_FIELDS if getattr(form.instance, f) != old[f]]
+            for field in changed:
+                AuditEntry.record(
+                    request.user, patient, field, old[field], getattr(form.instance, field)
+                )
+            recipients.save()
+            changed += audit_recipients(request.user, patient, before)
+        if changed:
+            messages.success(request, f"Saved ({', '.join(changed)}).")
+        else:
+            messages.info(request, "Nothing changed.")
+        _recipients_warning(request, patient)
+        return redirect("patient-page", pk=patient.pk)
+    context = {"patient": patient, "form": form, **_recipients_context(recipients)}
+    return render(request, "monitoring/manage_limits.html", context)
 
 
 @staff_required

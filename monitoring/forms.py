@@ -6,7 +6,7 @@ rules, so a form cannot accept what the database or the admin would refuse.
 
 from django import forms
 
-from monitoring.models import Device, Patient
+from monitoring.models import AlarmRecipient, AuditEntry, Device, Patient
 
 # The limits (and alarm switches) whose every change is written to the audit trail (AuditEntry).
 LIMIT_FIELDS = (
@@ -52,3 +52,44 @@ class AssignDeviceForm(forms.Form):
         queryset=Device.objects.filter(is_active=True).select_related("patient"),
         help_text="Active devices; one assigned elsewhere moves to this patient.",
     )
+
+
+class RecipientForm(forms.ModelForm):
+    """One alarm recipient; the model's ``clean`` checks the address against the transport."""
+
+    class Meta:
+        model = AlarmRecipient
+        fields = ["address", "transport", "escalation"]
+        labels = {"escalation": "escalation only"}
+        widgets = {
+            "address": forms.TextInput(
+                attrs={"size": 40, "placeholder": "ward@hospital.example or https://..."}
+            )
+        }
+
+
+# The recipients of one patient, on the admit and limits pages (two empty rows to fill in).
+RecipientFormSet = forms.inlineformset_factory(
+    Patient, AlarmRecipient, form=RecipientForm, extra=2, can_delete=True
+)
+
+# AuditEntry.field of a recipient added ("" -> it), changed (old -> new) or removed (it -> "").
+RECIPIENT_AUDIT_FIELD = "alarm_recipient"
+
+
+def recipient_labels(patient: Patient) -> dict[int, str]:
+    """The patient's recipients as the audit trail writes them (``str``), by id."""
+    return {recipient.pk: str(recipient) for recipient in patient.alarm_recipients.all()}
+
+
+def audit_recipients(user, patient: Patient, before: dict[int, str]) -> list[str]:
+    """One AuditEntry per recipient added, changed or removed since ``before``
+    (:func:`recipient_labels` read earlier in the same transaction); what changed."""
+    after = recipient_labels(patient)
+    changed = []
+    for pk in sorted(before.keys() | after.keys()):
+        old, new = before.get(pk), after.get(pk)
+        if old != new:
+            AuditEntry.record(user, patient, RECIPIENT_AUDIT_FIELD, old, new)
+            changed.append(new or f"removed {old}")
+    return changed

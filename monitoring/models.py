@@ -11,7 +11,12 @@ import secrets
 import numpy as np
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import (
+    EmailValidator,
+    MaxValueValidator,
+    MinValueValidator,
+    URLValidator,
+)
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -105,6 +110,12 @@ class Patient(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.mrn})"
+
+    @property
+    def has_first_call_recipient(self) -> bool:
+        """Whether anyone is told of an alarm when it is raised (the escalation list hears
+        only of alarms nobody acknowledged in time)."""
+        return self.alarm_recipients.filter(escalation=False).exists()
 
     def clean(self) -> None:
         if (
@@ -672,6 +683,21 @@ class AlarmRecipient(models.Model):
         role = "escalation" if self.escalation else "first call"
         return f"{self.address} ({self.transport}, {role})"
 
+    def clean(self) -> None:
+        # refused here, where the dashboard and the admin both pass, rather than found out
+        # when the first alarm's notification fails
+        if self.transport == Transport.EMAIL:
+            validator = EmailValidator(f"Enter an email address, got {self.address!r}.")
+        else:
+            validator = URLValidator(
+                schemes=["http", "https"],
+                message=f"A webhook address is an http(s) URL, got {self.address!r}.",
+            )
+        try:
+            validator(self.address)
+        except ValidationError as exc:
+            raise ValidationError({"address": exc.messages}) from None
+
 
 class NotificationState(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -766,10 +792,11 @@ class AuditEntry(models.Model):
     @classmethod
     def record(cls, user, patient: Patient, field: str, old, new) -> "AuditEntry":
         """One change, written by whoever made it (the management views and the admin site)."""
+        # cut to the columns' length (a recipient's address may be longer)
         return cls.objects.create(
             patient=patient,
             user=user,
             field=field,
-            old_value="" if old is None else str(old),
-            new_value="" if new is None else str(new),
+            old_value="" if old is None else str(old)[:200],
+            new_value="" if new is None else str(new)[:200],
         )

@@ -37,6 +37,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from html.parser import HTMLParser
 from pathlib import Path
 
 import aiohttp
@@ -310,7 +311,7 @@ class AlarmFlow:
         url = f"{self.base}/manage/patients/{patient_id}/limits/"
         with opener.open(url, timeout=10) as response:
             page = response.read().decode()
-        fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', page))
+        fields = FormFields.of(page, "limits-form")  # the limits and the recipients, as shown
         fields["hr_high_limit_bpm"] = "60"
         request = urllib.request.Request(
             url, data=urllib.parse.urlencode(fields).encode(), headers={"Referer": self.base}
@@ -387,6 +388,58 @@ class AlarmFlow:
             "acknowledgment on the station",
         )
         print(f"smoke: the station shows the acknowledgment {self.elapsed()}")
+
+
+class FormFields(HTMLParser):
+    """What a browser would submit from one form of a page, unchanged: text and hidden
+    inputs, checked boxes, selected options, textareas."""
+
+    def __init__(self, form_id: str):
+        super().__init__()
+        self.form_id, self.inside, self.fields = form_id, False, {}
+        self.select = self.textarea = None
+
+    @classmethod
+    def of(cls, page: str, form_id: str) -> dict[str, str]:
+        parser = cls(form_id)
+        parser.feed(page)
+        assert parser.fields, f"no form {form_id!r} on the page"
+        return parser.fields
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form":
+            self.inside = attrs.get("id") == self.form_id
+        if not self.inside or "name" not in attrs and tag != "option":
+            return
+        if tag == "input":
+            kind = attrs.get("type", "text")
+            if kind in ("checkbox", "radio"):
+                if "checked" in attrs:
+                    self.fields[attrs["name"]] = attrs.get("value", "on")
+            elif kind not in ("submit", "button"):
+                self.fields[attrs["name"]] = attrs.get("value") or ""
+        elif tag == "select":
+            self.select = attrs["name"]
+        elif tag == "option" and self.select:
+            # the first option unless one is selected
+            if "selected" in attrs or self.select not in self.fields:
+                self.fields[self.select] = attrs.get("value", "")
+        elif tag == "textarea":
+            self.textarea = attrs["name"]
+            self.fields[self.textarea] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self.select = None
+        elif tag == "textarea":
+            self.textarea = None
+
+    def handle_data(self, data):
+        if self.textarea:
+            self.fields[self.textarea] += data
 
 
 def remove_new_emails(emails_before: set[Path]) -> None:

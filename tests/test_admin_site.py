@@ -219,3 +219,26 @@ def test_limit_and_device_changes_in_the_admin_are_audited(
     moved_to = AuditEntry.objects.get(patient=other_patient, field="device")
     assert (moved_from.old_value, moved_from.new_value) == (device.serial, "")
     assert (moved_to.old_value, moved_to.new_value) == ("", device.serial)
+
+
+def test_recipient_changes_in_the_admin_are_audited(client, staff_user, patient, other_patient):
+    client.force_login(staff_user)
+    form = {"patient": patient.pk, "address": "ward@x.example", "transport": "email"}
+    assert client.post(admin_url(AlarmRecipient, "add"), form).status_code == 302
+    recipient = AlarmRecipient.objects.get()
+    form.update(patient=other_patient.pk, escalation="on")  # moved, and escalation only
+    response = client.post(admin_url(AlarmRecipient, "change", recipient.pk), form)
+    assert response.status_code == 302
+    response = client.post(admin_url(AlarmRecipient, "delete", recipient.pk), {"post": "yes"})
+    assert response.status_code == 302
+    trail = AuditEntry.objects.filter(field="alarm_recipient").order_by("id")
+    assert [(e.patient_id, e.old_value, e.new_value, e.user) for e in trail] == [
+        (patient.pk, "", "ward@x.example (email, first call)", staff_user),
+        (patient.pk, "ward@x.example (email, first call)", "", staff_user),
+        (other_patient.pk, "", "ward@x.example (email, escalation)", staff_user),
+        (other_patient.pk, "ward@x.example (email, escalation)", "", staff_user),
+    ]
+    # the model's check of the address applies here too
+    bad = {"patient": patient.pk, "address": "nobody", "transport": "email"}
+    response = client.post(admin_url(AlarmRecipient, "add"), bad)
+    assert response.status_code == 200 and "Enter an email address" in response.content.decode()

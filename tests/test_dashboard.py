@@ -7,9 +7,18 @@ from django.urls import reverse
 from django.utils import timezone
 
 from monitoring.api.trend import hr_trend
-from monitoring.models import Alarm, AuditEntry, Beat, Device, Patient, Recording
+from monitoring.models import Alarm, AlarmRecipient, AuditEntry, Beat, Device, Patient, Recording
 
 pytestmark = pytest.mark.django_db
+
+DEFAULT_LIMITS = {
+    "hr_low_limit_bpm": 50,
+    "hr_high_limit_bpm": 120,
+    "pause_limit_s": 3.0,
+    "pvc_limit_per_min": 10,
+}
+# the recipients formset's management form when no recipient row is posted
+NO_RECIPIENTS = {"recipients-TOTAL_FORMS": "0", "recipients-INITIAL_FORMS": "0"}
 
 
 def add_beats(recording: Recording, times_s: list[float], label: str = "N") -> None:
@@ -224,6 +233,7 @@ def test_staff_admits_a_patient_with_audited_starting_limits(client, staff_user,
             "pause_limit_s": 3.0,
             "pvc_limit_per_min": 10,
             "notes": "",
+            **NO_RECIPIENTS,
         },
     )
     patient = Patient.objects.get(mrn="MRN-100")
@@ -246,6 +256,7 @@ def test_admit_refuses_low_limit_above_high(client, staff_user):
             "hr_high_limit_bpm": 120,
             "pause_limit_s": 3.0,
             "pvc_limit_per_min": 10,
+            **NO_RECIPIENTS,
         },
     )
     assert response.status_code == 200
@@ -263,6 +274,7 @@ def test_limit_changes_write_one_audit_row_per_changed_field(client, staff_user,
             "hr_high_limit_bpm": 120,
             "pause_limit_s": 4.5,
             "pvc_limit_per_min": 10,
+            **NO_RECIPIENTS,
         },
     )
     assert response.status_code == 302
@@ -284,14 +296,9 @@ def test_the_window_model_alarm_is_switched_on_in_the_limits_form_and_audited(
     client.force_login(staff_user)
     page = client.get(f"/manage/patients/{patient.pk}/limits/").content.decode()
     assert 'name="sustained_arrhythmia_alarm"' in page and "0.53" in page  # the reason
-    limits = {
-        "hr_low_limit_bpm": 50,
-        "hr_high_limit_bpm": 120,
-        "pause_limit_s": 3.0,
-        "pvc_limit_per_min": 10,
-    }
     response = client.post(
-        f"/manage/patients/{patient.pk}/limits/", {**limits, "sustained_arrhythmia_alarm": "on"}
+        f"/manage/patients/{patient.pk}/limits/",
+        {**DEFAULT_LIMITS, **NO_RECIPIENTS, "sustained_arrhythmia_alarm": "on"},
     )
     assert response.status_code == 302
     patient.refresh_from_db()
@@ -314,6 +321,7 @@ def test_an_invalid_limit_change_saves_and_audits_nothing(client, staff_user, pa
             "hr_high_limit_bpm": 120,
             "pause_limit_s": 3.0,
             "pvc_limit_per_min": 10,
+            **NO_RECIPIENTS,
         },
     )
     assert response.status_code == 200
@@ -392,3 +400,136 @@ def test_hr_trend_leaves_out_uploaded_recordings(patient):
     )
     add_beats(upload, [i * 0.8 for i in range(200)])
     assert hr_trend(patient, 60) == []
+
+
+# --- Alarm recipients ------------------------------------------------------------------------
+
+
+def recipient_rows(*rows, initial: int = 0) -> dict:
+    """The recipients formset's POST data: (address, transport, escalation[, id, delete])."""
+    data = {"recipients-TOTAL_FORMS": str(len(rows)), "recipients-INITIAL_FORMS": str(initial)}
+    for i, (address, transport, escalation, *existing) in enumerate(rows):
+        data[f"recipients-{i}-address"] = address
+        data[f"recipients-{i}-transport"] = transport
+        if escalation:
+            data[f"recipients-{i}-escalation"] = "on"
+        if existing:
+            data[f"recipients-{i}-id"] = str(existing[0])
+            if len(existing) > 1 and existing[1]:
+                data[f"recipients-{i}-DELETE"] = "on"
+    return data
+
+
+def admit(client, mrn: str, recipients: dict):
+    return client.post(
+        "/manage/patients/admit/",
+        {"mrn": mrn, "name": "New Admission", "sex": "U", **DEFAULT_LIMITS, **recipients},
+    )
+
+
+def test_staff_admit_a_patient_with_audited_recipients(client, staff_user):
+    client.force_login(staff_user)
+    page = client.get("/manage/patients/admit/").content.decode()
+    assert 'id="recipients-table"' in page and 'name="recipients-0-address"' in page
+    response = admit(
+        client,
+        "MRN-200",
+        recipient_rows(
+            ("icu@hospital.example", "email", False), ("chief@hospital.example", "email", True)
+        ),
+    )
+    patient = Patient.objects.get(mrn="MRN-200")
+    assert response.status_code == 302
+    assert sorted(patient.alarm_recipients.values_list("address", "escalation")) == [
+        ("chief@hospital.example", True),
+        ("icu@hospital.example", False),
+    ]
+    trail = patient.audit_entries.filter(field="alarm_recipient")
+    assert sorted((e.old_value, e.new_value, e.user) for e in trail) == [
+        ("", "chief@hospital.example (email, escalation)", staff_user),
+        ("", "icu@hospital.example (email, first call)", staff_user),
+    ]
+    page = client.get(f"/patients/{patient.pk}/").content.decode()
+    assert 'id="no-recipients"' not in page and "icu@hospital.example (email, first call)" in page
+
+
+def test_a_patient_without_recipients_is_admitted_with_a_warning_on_its_pages(
+    client, staff_user, clinician
+):
+    client.force_login(staff_user)
+    response = admit(client, "MRN-201", NO_RECIPIENTS)
+    patient = Patient.objects.get(mrn="MRN-201")
+    page = client.get(response["Location"]).content.decode()
+    assert "has no first-call alarm recipient" in page  # the message after the admission
+    assert 'id="no-recipients"' in page and reverse("patient-limits", args=[patient.pk]) in page
+    assert 'id="no-recipients"' in client.get(f"/patients/{patient.pk}/live/").content.decode()
+    # a clinician sees the warning too, without the staff link
+    patient.clinicians.add(clinician)
+    client.force_login(clinician)
+    page = client.get(f"/patients/{patient.pk}/live/").content.decode()
+    assert 'id="no-recipients"' in page and "Staff add them" in page
+    assert reverse("patient-limits", args=[patient.pk]) not in page
+    # an escalation address alone still emails nobody when an alarm is raised
+    AlarmRecipient.objects.create(patient=patient, address="chief@x.example", escalation=True)
+    page = client.get(f"/patients/{patient.pk}/").content.decode()
+    assert 'id="no-recipients"' in page and "only the escalation list" in page
+
+
+def test_recipients_are_added_changed_and_removed_on_the_limits_page_and_audited(
+    client, staff_user, patient
+):
+    ward = AlarmRecipient.objects.create(patient=patient, address="ward-a@hospital.example")
+    old_hook = AlarmRecipient.objects.create(
+        patient=patient, address="https://pager.example/old", transport="webhook"
+    )
+    client.force_login(staff_user)
+    page = client.get(f"/manage/patients/{patient.pk}/limits/").content.decode()
+    assert "Alarm limits and recipients" in page and 'value="ward-a@hospital.example"' in page
+    response = client.post(
+        f"/manage/patients/{patient.pk}/limits/",
+        {
+            **DEFAULT_LIMITS,
+            **recipient_rows(
+                ("ward-a@hospital.example", "email", True, ward.pk),  # now escalation only
+                ("https://pager.example/old", "webhook", False, old_hook.pk, True),  # removed
+                ("nurse@hospital.example", "email", False),  # added
+                initial=2,
+            ),
+        },
+    )
+    assert response.status_code == 302
+    assert sorted(patient.alarm_recipients.values_list("address", "escalation")) == [
+        ("nurse@hospital.example", False),
+        ("ward-a@hospital.example", True),
+    ]
+    trail = AuditEntry.objects.filter(patient=patient, field="alarm_recipient")
+    assert sorted((e.old_value, e.new_value) for e in trail) == [
+        ("", "nurse@hospital.example (email, first call)"),
+        ("https://pager.example/old (webhook, first call)", ""),
+        (
+            "ward-a@hospital.example (email, first call)",
+            "ward-a@hospital.example (email, escalation)",
+        ),
+    ]
+    assert not AuditEntry.objects.exclude(field="alarm_recipient").exists()  # limits unchanged
+
+
+@pytest.mark.parametrize(
+    ("rows", "error"),
+    [
+        ((("not-an-address", "email", False),), "Enter an email address"),
+        ((("ftp://pager.example/", "webhook", False),), "A webhook address is an http(s) URL"),
+        ((("a@x.example", "email", False), ("a@x.example", "email", False)), "Please correct"),
+    ],
+    ids=["bad-email", "bad-webhook", "duplicate"],
+)
+def test_a_bad_recipient_saves_and_audits_nothing(client, staff_user, patient, rows, error):
+    client.force_login(staff_user)
+    response = client.post(
+        f"/manage/patients/{patient.pk}/limits/",
+        {**DEFAULT_LIMITS, "hr_high_limit_bpm": 110, **recipient_rows(*rows)},
+    )
+    assert response.status_code == 200 and error in response.content.decode()
+    patient.refresh_from_db()
+    assert patient.hr_high_limit_bpm == 120 and not patient.alarm_recipients.exists()
+    assert not AuditEntry.objects.exists()
