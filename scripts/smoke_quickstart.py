@@ -66,7 +66,14 @@ def free_port() -> int:
 def main() -> int:
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="cardiospike-smoke-"))
-    unset = ("DATABASE_URL", "REDIS_URL", "EMAIL_HOST", "EMAIL_BACKEND", "EMAIL_FILE_PATH")
+    unset = (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "EMAIL_HOST",
+        "EMAIL_BACKEND",
+        "EMAIL_FILE_PATH",
+        "SITE_URL",
+    )
     env = {k: v for k, v in os.environ.items() if k not in unset}
     database = workdir / "db.sqlite3"
     env.update(PORT=str(port), SQLITE_PATH=str(database), DEBUG="true")
@@ -92,6 +99,7 @@ def main() -> int:
         text = "".join(output)
         assert f"http://127.0.0.1:{port}/" in text, "the quick start did not print its address"
         assert f"Alarm emails go to files in {EMAIL_DIR}/" in text, "no email folder printed"
+        assert f"their links start with {base} (SITE_URL)" in text, "no SITE_URL printed"
         passwords = dict(re.findall(r"user (\w+) password (\S+)", text))
         assert {"demo", "admin"} <= passwords.keys(), f"no demo logins printed:\n{text}"
         jar = check_login(base, "demo", passwords["demo"])
@@ -344,7 +352,8 @@ class AlarmFlow:
                 text = path.read_text(errors="replace")
                 if attachment in text:
                     assert "Content-Type: image/png" in text, f"{path}: no PNG attached"
-                    assert f"/api/alarms/{alarm_id}/acknowledge/" in text, path
+                    # whole links (SITE_URL defaults to the served address), not bare paths
+                    assert f"{self.base}/api/alarms/{alarm_id}/acknowledge/" in text, path
                     print(f"smoke: its email with the PNG strip is in {path} {self.elapsed()}")
                     return
             await asyncio.sleep(1)
