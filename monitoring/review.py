@@ -9,14 +9,18 @@ sample" value; nothing is ever filled in.
 import csv
 import io
 import math
+import re
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.db.models import Count, F, Max
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 
 from monitoring.models import Alarm, Recording
 from monitoring.recordings import samples_mv
@@ -231,6 +235,58 @@ def events(recording: Recording, kind, after_s=None, before_s=None, limit=None) 
     ]
 
 
+# "Go to" a clock time: HH:MM or HH:MM:SS (seconds may have decimals)
+CLOCK_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?")
+
+
+def go_to_seconds(recording: Recording, text) -> float:
+    """Seconds from the recording's start for what was typed in "Go to": a number of seconds
+    (``75``, ``75.5``), or a clock time ``HH:MM`` / ``HH:MM:SS`` in the site's time zone
+    (``TIME_ZONE``, as the pages show times).
+
+    A clock time is taken on the recording's start day, or on the next day when it is earlier
+    than the start's clock time (a recording past midnight): the first such moment at or
+    after the start. It must lie within the stored recording. ``ValueError`` says what is
+    wrong.
+    """
+    text = str(text or "").strip()
+    duration_s = end_sample(recording) / recording.sampling_rate_hz
+    match = CLOCK_TIME.fullmatch(text)
+    if match is None:
+        try:
+            offset_s = float(text)
+        except ValueError:
+            offset_s = math.nan
+        if not math.isfinite(offset_s):
+            raise ValueError(
+                f"go to seconds (e.g. 75) or a clock time HH:MM or HH:MM:SS, got {text!r}"
+            )
+        if not 0.0 <= offset_s <= duration_s:
+            raise ValueError(f"{text} s is outside the recording (0 to {duration_s:.1f} s stored)")
+        return offset_s
+    hours, minutes = int(match[1]), int(match[2])
+    seconds = float(match[3] or 0)
+    if hours > 23 or minutes > 59 or seconds >= 60:
+        raise ValueError(f"{text!r} is not a clock time (00:00:00 to 23:59:59)")
+    zone = timezone.get_default_timezone()
+    started = recording.started_at.astimezone(zone)
+    wall = datetime.combine(
+        started.date(),
+        time(hours, minutes, int(seconds), round((seconds % 1) * 1e6) % 1_000_000),
+        tzinfo=zone,
+    )
+    # (aware datetimes of one zone compare and add as wall clocks; offsets are taken in UTC)
+    if wall.astimezone(UTC) < recording.started_at:
+        wall += timedelta(days=1)  # past midnight
+    offset_s = (wall.astimezone(UTC) - recording.started_at).total_seconds()
+    if offset_s > duration_s:
+        raise ValueError(
+            f"{text} is {offset_s / 3600:.1f} h after the recording's start "
+            f"({started:%Y-%m-%d %H:%M:%S}), past its end ({duration_s / 60:.1f} min stored)"
+        )
+    return offset_s
+
+
 def review_overview(recording: Recording) -> dict:
     """What the viewer needs once: the time axis, gaps, episodes, alarms and beat counts."""
     from monitoring.recordings import gaps
@@ -243,6 +299,9 @@ def review_overview(recording: Recording) -> dict:
     return {
         "recording": recording.pk,
         "fs_hz": fs_hz,
+        # sample 0's wall-clock time, and the zone the page shows clock times in
+        "started_at": recording.started_at.isoformat(),
+        "time_zone": settings.TIME_ZONE,
         "n_samples": n_total,
         "duration_s": n_total / fs_hz,
         "lead_names": recording.lead_names,

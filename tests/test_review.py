@@ -5,6 +5,7 @@ device recording with a gap."""
 import csv
 import io
 import zipfile
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -79,6 +80,10 @@ def test_the_review_page_shows_an_assigned_recording(api, device_recording):
     assert overview["gaps_s"] == [[GAP[0] / FS_HZ, GAP[1] / FS_HZ]]
     assert [a["sample"] for a in overview["alarms"]] == [4100]
     assert overview["duration_s"] == N_SAMPLES / FS_HZ
+    # the page's JSON has the wall-clock start, for clock times in the view range
+    assert overview["started_at"] == device_recording.started_at.isoformat()
+    assert overview["time_zone"] == "UTC" and 'id="view-clock"' in page
+    assert 'id="review-overview"' in page and device_recording.started_at.isoformat() in page
 
 
 def test_the_patient_and_results_pages_link_to_the_review(api, device_recording):
@@ -95,6 +100,7 @@ def test_an_unassigned_clinician_gets_404_everywhere(client, other_clinician, de
         f"/api/recordings/{pk}/signal/",
         f"/api/recordings/{pk}/events/?kind=V&after_s=0",
         f"/api/recordings/{pk}/range.png",
+        f"/api/recordings/{pk}/go-to/?at=5",
         f"/api/recordings/{pk}/export.zip?format=wfdb",
         f"/api/recordings/{pk}/export.csv",
     ):
@@ -106,12 +112,65 @@ def test_login_is_required(client, device_recording):
     page = client.get(f"/recordings/{pk}/review/")
     assert page.status_code == 302 and "/login/" in page["Location"]
     assert client.get(f"/api/recordings/{pk}/signal/").status_code == 401
+    assert client.get(f"/api/recordings/{pk}/go-to/?at=5").status_code == 401
     assert client.get(f"/api/recordings/{pk}/export.zip?format=wfdb").status_code == 401
 
 
 def test_staff_see_any_recording(client, staff_user, device_recording):
     client.force_login(staff_user)
     assert client.get(f"/recordings/{device_recording.pk}/review/").status_code == 200
+
+
+# --- Go to a time ----------------------------------------------------------------------
+
+
+def go_to(api, recording, at):
+    return api.get(f"/api/recordings/{recording.pk}/go-to/", {"at": at})
+
+
+def start_at(recording, moment: datetime) -> None:
+    Recording.objects.filter(pk=recording.pk).update(started_at=moment)
+    recording.refresh_from_db()
+
+
+def test_go_to_takes_seconds_or_a_clock_time_past_midnight(api, device_recording, settings):
+    settings.TIME_ZONE = "Europe/Berlin"
+    # 23:59:55 in Berlin (22:59:55 UTC in winter); 22 s stored, so it runs past midnight
+    start_at(device_recording, datetime(2026, 1, 15, 22, 59, 55, tzinfo=UTC))
+    assert go_to(api, device_recording, "12.5").json()["time_s"] == 12.5
+    assert go_to(api, device_recording, "23:59:58").json()["time_s"] == 3.0
+    body = go_to(api, device_recording, "00:00:05")  # the next day: after midnight
+    assert body.status_code == 200
+    assert body.json()["time_s"] == 10.0 and body.json()["clock"] == "2026-01-16T00:00:05+01:00"
+    assert go_to(api, device_recording, "0:00:05.5").json()["time_s"] == 10.5
+    assert go_to(api, device_recording, "00:00").json()["time_s"] == 5.0
+    # before the start's clock time means the next day's, far past the end
+    answer = go_to(api, device_recording, "23:59:50")
+    assert answer.status_code == 400 and "past its end" in answer.json()["detail"]
+
+
+def test_go_to_counts_real_seconds_across_a_clock_change(api, device_recording, settings):
+    settings.TIME_ZONE = "Europe/Berlin"
+    # 01:59:50 on the night the clocks go from 02:00 to 03:00: 03:00:05 is 15 s later
+    start_at(device_recording, datetime(2026, 3, 29, 0, 59, 50, tzinfo=UTC))
+    assert go_to(api, device_recording, "03:00:05").json()["time_s"] == 15.0
+
+
+@pytest.mark.parametrize(
+    ("at", "message"),
+    [
+        ("", "seconds (e.g. 75) or a clock time"),
+        ("noon", "seconds (e.g. 75) or a clock time"),
+        ("nan", "seconds (e.g. 75) or a clock time"),
+        ("25:00", "is not a clock time"),
+        ("12:60", "is not a clock time"),
+        ("-1", "outside the recording"),
+        ("99", "outside the recording (0 to 22.0 s stored)"),
+    ],
+)
+def test_a_bad_go_to_answers_400_naming_it(api, device_recording, at, message):
+    answer = go_to(api, device_recording, at)
+    assert answer.status_code == 400 and message in answer.json()["detail"]
 
 
 # --- The signal window ------------------------------------------------------------------

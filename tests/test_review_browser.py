@@ -1,12 +1,15 @@
 """The review page in a real headless Chromium: the trace is drawn, "next V" moves the view
-to the next V beat, and a screenshot is saved under test-artifacts/ (or
-CARDIOSPIKE_SCREENSHOT_DIR)."""
+to the next V beat, "Go to" takes seconds and a clock time, and screenshots are saved under
+test-artifacts/ (or CARDIOSPIKE_SCREENSHOT_DIR)."""
 
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from inference.synthetic import generate
 from monitoring.models import Beat, SampleChunk
@@ -114,3 +117,15 @@ def test_it_jumps_to_the_next_v_beat(browser, live_server, clinician, long_recor
     wait_for(browser, lambda d: canvas_data(d, "startS") == pytest.approx(40.0, abs=0.01))
     assert dark_pixels(browser) > 500
     browser.save_screenshot(str(folder / "review-gap.png"))
+
+    # a clock time (the site's zone) 90 s after the start; the view range shows clock times
+    moment = timezone.localtime(long_recording.started_at + timedelta(seconds=90))
+    jump = browser.find_element("id", "jump-time")
+    jump.clear()
+    jump.send_keys(moment.strftime("%H:%M:%S") + "\n")  # whole seconds: up to 1 s early
+    wait_for(browser, lambda d: canvas_data(d, "startS") == pytest.approx(59.5, abs=0.51))
+    clock = browser.find_element("id", "view-clock").text  # "HH:MM:SS – HH:MM:SS", 60 s apart
+    assert (
+        re.fullmatch(r"\d\d:\d\d:\d\d – \d\d:\d\d:\d\d", clock)
+        and moment.strftime("%H:%M") in clock
+    )

@@ -5,6 +5,8 @@
   with the beats inside it.
 - ``GET /api/recordings/<id>/events/?kind=V&after_s=`` (or ``before_s=``, ``limit=``): the
   next (previous) beats of a class, alarms or episode starts.
+- ``GET /api/recordings/<id>/go-to/?at=``: where a "Go to" entry (seconds, or a clock time
+  HH:MM[:SS]) lies: ``time_s`` from the start.
 - ``GET /api/recordings/<id>/range.png?start_s=&length_s=``: the window as a PNG strip, gaps
   drawn as gaps (any recording, analysed or not).
 - ``GET /api/recordings/<id>/export.zip?format=wfdb|csv`` and ``GET .../export.csv``.
@@ -12,8 +14,11 @@
 Every one answers 404 for a recording the user may not see, 400 naming a bad parameter.
 """
 
+from datetime import timedelta
+
 from django.http import HttpResponse, StreamingHttpResponse
 from django.urls import path
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -76,6 +81,38 @@ class RecordingEventsView(APIView):
         except ValueError as exc:
             return error(str(exc))
         return Response({"kind": params.get("kind"), "events": found})
+
+
+class RecordingGoToView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "at",
+                str,
+                required=True,
+                description="Seconds from the start, or a clock time HH:MM or HH:MM:SS "
+                "(TIME_ZONE; the first such moment at or after the start).",
+            )
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request, pk: int):
+        """Where a "Go to" entry lies in the recording: seconds from its start, and when."""
+        recording = visible_recording(request, pk)
+        at = request.query_params.get("at", "")
+        try:
+            time_s = review.go_to_seconds(recording, at)
+        except ValueError as exc:
+            return error(str(exc))
+        moment = recording.started_at + timedelta(seconds=time_s)
+        return Response(
+            {
+                "at": at,
+                "time_s": time_s,
+                "clock": timezone.localtime(moment).isoformat(),
+                "started_at": timezone.localtime(recording.started_at).isoformat(),
+            }
+        )
 
 
 class RecordingRangePngView(APIView):
@@ -158,6 +195,7 @@ class RecordingExportCsvView(APIView):
 urlpatterns = [
     path("recordings/<int:pk>/signal/", RecordingSignalView.as_view(), name="api-review-signal"),
     path("recordings/<int:pk>/events/", RecordingEventsView.as_view(), name="api-review-events"),
+    path("recordings/<int:pk>/go-to/", RecordingGoToView.as_view(), name="api-review-go-to"),
     path("recordings/<int:pk>/range.png", RecordingRangePngView.as_view(), name="api-range-png"),
     path(
         "recordings/<int:pk>/export.zip",

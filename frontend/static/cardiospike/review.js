@@ -1,7 +1,8 @@
 // The full-disclosure review page: the whole recording scrolled and zoomed on a canvas.
 // Windows of signal come from /api/recordings/<id>/signal/ (min/max per pixel column when the
 // window is long, null in gaps); jumps to the next beat of a class or alarm ask
-// /api/recordings/<id>/events/. Episodes, alarms and gaps of the whole recording come once
+// /api/recordings/<id>/events/, "Go to" (seconds or a clock time) /api/recordings/<id>/go-to/.
+// Episodes, alarms and gaps of the whole recording come once
 // with the page (the "review-overview" JSON). The view's position is kept in the URL's hash
 // (#t=<start s>&w=<width s>) so a link opens the same strip.
 (function () {
@@ -21,6 +22,13 @@
   var stripContext = strip.getContext("2d");
   var base = "/api/recordings/" + overview.recording + "/";
   var maxWidthS = Math.min(overview.max_window_s, Math.max(overview.duration_s, MIN_WIDTH_S));
+  // Wall-clock times in the site's zone (the server's TIME_ZONE, as its pages show them)
+  var startedMs = Date.parse(overview.started_at);
+  var clockFormat = null;
+  try {
+    clockFormat = new Intl.DateTimeFormat("en-GB", { timeZone: overview.time_zone,
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+  } catch (error) { clockFormat = null; }  // a zone this browser does not know
   var state = {
     startS: 0,
     widthS: Math.min(10, maxWidthS),
@@ -165,6 +173,11 @@
       (s < 10 ? "0" : "") + s;
   }
 
+  function clockTime(seconds) {
+    if (!clockFormat || isNaN(startedMs)) { return "?"; }
+    return clockFormat.format(new Date(startedMs + seconds * 1000));
+  }
+
   function draw() {
     var data = state.data;
     var height = canvas.height;
@@ -226,6 +239,7 @@
     var endS = data.end_s;
     $("view-range").textContent = formatTime(data.start_s) + " – " + formatTime(endS) +
       " of " + formatTime(overview.duration_s);
+    $("view-clock").textContent = clockTime(data.start_s) + " – " + clockTime(endS);
     $("view-info").textContent = data.lead + ", " + data.beats.length + " beats" +
       (data.step > 1 ? ", " + data.step + " samples per column" : "");
     canvas.dataset.startS = data.start_s;
@@ -332,8 +346,19 @@
   }
 
   $("jump-go").addEventListener("click", function () {
-    var value = Number($("jump-time").value);
-    if (!isNaN(value)) { state.focus = null; centreOn(value); }
+    // seconds or a clock time: the server reads either (go-to/), in the recording's zone
+    var text = $("jump-time").value.trim();
+    if (!text) { return; }
+    fetch(base + "go-to/?at=" + encodeURIComponent(text), { credentials: "same-origin" })
+      .then(function (response) {
+        return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+      })
+      .then(function (answer) {
+        if (!answer.ok) { showMessage(answer.body.detail || "cannot go there"); return; }
+        state.focus = null;
+        centreOn(answer.body.time_s);
+      })
+      .catch(function (error) { showMessage(String(error)); });
   });
   $("jump-time").addEventListener("keydown", function (event) {
     if (event.key === "Enter") { $("jump-go").click(); }
