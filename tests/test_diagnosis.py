@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 from rest_framework.authtoken.models import Token
+from scipy.signal import resample_poly
 
 from inference.datasets import data_dir
 from inference.datasets.ptbxl import (
@@ -97,14 +98,15 @@ def test_named_leads_in_another_order_give_the_same_answer(api, leads_mv):
 
 
 def test_a_500_hz_record_is_resampled_to_what_the_model_reads(api, leads_mv):
-    t_100 = np.arange(1000) / 100.0
-    t_500 = np.arange(5000) / 500.0
-    upsampled = np.stack([np.interp(t_500, t_100, lead) for lead in leads_mv.T], axis=1)
+    # The same record at 500 Hz, band-limited as a 500 Hz recorder would capture it. (Linear
+    # interpolation is not the same record: it blunts the QRS by up to 0.15 mV, which moved the
+    # retrained model02's HYP probability by 0.08.)
+    upsampled = resample_poly(leads_mv, 5, 1, axis=0)
     at_100 = post(api, {"leads": as_json_leads(leads_mv), "fs_hz": 100}).json()
     at_500 = post(api, {"leads": as_json_leads(upsampled), "fs_hz": 500}).json()
     for name in SUPERCLASSES:
         assert at_500["probabilities"][name] == pytest.approx(
-            at_100["probabilities"][name], abs=0.05
+            at_100["probabilities"][name], abs=0.01
         )
 
 
