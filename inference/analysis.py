@@ -39,6 +39,9 @@ class RecordAnalysis:
     episodes: list[Episode]
     summary: dict
     models: dict = field(default_factory=dict)
+    # each beat's P-wave correlation with the dominant beat (inference.atrial; NaN where the
+    # beat does not look like the dominant one): what the AF detector read
+    p_wave: np.ndarray = field(default_factory=lambda: np.empty(0))
 
     @property
     def confidences(self) -> np.ndarray:
@@ -93,9 +96,10 @@ def analyze_signal(
     fs = validate_fs(fs)
     r_peaks = detect_qrs(ecg, fs)
     classifier = get_beat_classifier()
-    probabilities = classifier.classify(ecg, fs, r_peaks)  # (0, 5) when there are no beats
+    # (0, 5) when there are no beats; the P waves tell AF from other irregular rhythms
+    probabilities, p_wave = classifier.classify_beats(ecg, fs, r_peaks)
     labels = [AAMI_CLASSES[i] for i in probabilities.argmax(axis=1)]
-    episodes = detect_episodes(ecg, fs, r_peaks, labels, config)
+    episodes = detect_episodes(ecg, fs, r_peaks, labels, config, p_wave=p_wave)
     return RecordAnalysis(
         fs=fs,
         n_samples=len(ecg),
@@ -105,6 +109,7 @@ def analyze_signal(
         episodes=episodes,
         summary=summarize(r_peaks, labels, episodes, fs, len(ecg)),
         models={"qrs": "inference.qrs (Pan-Tompkins/Hamilton-Tompkins)", "beats": classifier.name},
+        p_wave=p_wave,
     )
 
 

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from inference import atrial
 from inference.aami import DS1, DS2
 from inference.beats import (
     BANDPASS_HZ,
@@ -45,6 +46,8 @@ from inference.beats import (
     BeatEnsemble,
     BeatNet,
     beat_features,
+    beat_p_waves,
+    fold_s_in_af,
 )
 from inference.datasets import data_dir
 from inference.datasets.mitdb import load_record
@@ -61,7 +64,7 @@ from inference.registry import WEIGHTS_DIR
 from inference.train import DOCS_DIR, git_commit
 
 NAME = "beat-cnn-mitdb"
-FEATURE_VERSION = "rr-normalised"  # bump when beat_features changes, to invalidate caches
+FEATURE_VERSION = "rr-normalised-p-wave"  # bump when beat_features changes, to invalidate caches
 
 PUBLISHED = (
     # (reference, S Se, S +P, S F1, V Se, V +P, V F1, accuracy), percent / fraction as printed
@@ -105,6 +108,9 @@ def record_features(folder: Path, name: str, cache_dir: Path | None = None) -> d
         "templates": templates,
         "rhythm": rhythm,
         "labels": labels.astype(np.int64),
+        # for the classifier's rhythm rule (S folded into N in AF context)
+        "times_s": record.beat_samples[keep] / record.fs,
+        "p_wave": beat_p_waves(windows, templates, rhythm),
     }
     if cached is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
@@ -210,7 +216,28 @@ def make_premature(
     return rhythm, labels
 
 
-def predict(model: nn.Module, data: dict, batch_size: int = 4096) -> np.ndarray:
+def predict(
+    model: nn.Module, data: dict, fold_s_in_af: bool = False, batch_size: int = 4096
+) -> np.ndarray:
+    """Class probabilities of every beat of ``data``; with ``fold_s_in_af``, after the
+    served classifier's rhythm rule (``BeatClassifier.in_context``)."""
+    probabilities = _network_probabilities(model, data, batch_size)
+    return fold_by_record(probabilities, data) if fold_s_in_af else probabilities
+
+
+def fold_by_record(probabilities: np.ndarray, data: dict) -> np.ndarray:
+    """The served classifier's fold (``BeatClassifier.in_context``) applied record by record
+    (each record's beats are contiguous and in time order in ``data``)."""
+    probabilities = np.array(probabilities)
+    for name in dict.fromkeys(data["record"].tolist()):
+        rows = np.flatnonzero(data["record"] == name)
+        is_ventricular = probabilities[rows].argmax(axis=1) == BEAT_CLASSES.index("V")
+        in_af = atrial.af_context(data["times_s"][rows], data["p_wave"][rows], is_ventricular)
+        probabilities[rows] = fold_s_in_af(probabilities[rows], in_af)
+    return probabilities
+
+
+def _network_probabilities(model: nn.Module, data: dict, batch_size: int) -> np.ndarray:
     model.eval()
     out = []
     with torch.inference_mode():
@@ -336,9 +363,11 @@ def cross_validate(data: dict, args: argparse.Namespace) -> dict:
                 difference_channel=args.difference_channel,
             )
             for row in train_epochs(model, train, args):
-                probabilities[row["epoch"] - 1, test_mask] = predict(model, test)
+                probabilities[row["epoch"] - 1, test_mask] = predict(model, test, args.fold_s_in_af)
         else:
             probabilities[0, test_mask] = baseline_probabilities(train, test, args)
+            if args.fold_s_in_af:
+                probabilities[0, test_mask] = fold_by_record(probabilities[0, test_mask], test)
     return {"folds": folds, "model": args.model, "probabilities": probabilities}
 
 
@@ -522,6 +551,7 @@ def write_model(
         "task": "beats",
         "architecture": "BeatNet",
         "difference_channel": args.difference_channel,
+        "fold_s_in_af": args.fold_s_in_af,
         "parameters": count_parameters(model),
         "classes": list(BEAT_CLASSES),
         "input": {
@@ -730,6 +760,7 @@ def reproduce_command(args: argparse.Namespace) -> str:
         f"--synthetic-premature {args.synthetic_premature} --f-weight-scale {args.f_weight_scale}"
         + (" --augment" if args.augment else " --no-augment")
         + (" --difference-channel" if args.difference_channel else " --no-difference-channel")
+        + (" --fold-s-in-af" if args.fold_s_in_af else " --no-fold-s-in-af")
         + f" --ds2-evaluations {args.ds2_evaluations} --cv-results "
         + " ".join(args.cv_results or [])
         + (f" --cv-chosen {shlex.quote(args.cv_chosen)}" if args.cv_chosen else "")
@@ -786,6 +817,13 @@ def main(argv: list[str] | None = None) -> int:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="augment training beats (amplitude, noise, R-peak jitter)",
+    )
+    parser.add_argument(
+        "--fold-s-in-af",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="no beat is S where the rhythm looks like AF (inference.atrial), in cross-"
+        "validation and in the shipped model's card",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--cache", help="folder to cache per-record features in (tuning)")
@@ -923,6 +961,7 @@ def main(argv: list[str] | None = None) -> int:
         "version": f"2.0.{args.seed}",
         "weights": f"{NAME}.pt",
         "difference_channel": args.difference_channel,
+        "fold_s_in_af": args.fold_s_in_af,
     }
     classifier = BeatClassifier(card, state=model.state_dict())
     ds2 = evaluate_records(classifier, mitdb, list(DS2))

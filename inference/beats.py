@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from inference import atrial
 from inference.aami import AAMI_CLASSES
 from inference.registry import REQUIRED_CARD_KEYS, WEIGHTS_DIR
 from inference.signal import bandpass, validate_fs, validate_signal
@@ -366,6 +367,25 @@ def rhythm_features(rr: np.ndarray, windows: np.ndarray, templates: np.ndarray) 
     ).astype(np.float32)
 
 
+def beat_p_waves(windows: np.ndarray, templates: np.ndarray, rhythm: np.ndarray) -> np.ndarray:
+    """Each beat's P-wave correlation with its dominant beat (``inference.atrial``), from
+    ``beat_features``' output (NaN for beats that do not look like the dominant beat)."""
+    return atrial.p_wave_correlation(
+        windows,
+        templates,
+        rhythm[:, RR_FEATURES.index("correlation_with_dominant")],
+        window_fs_hz=BEAT_FS_HZ,
+        window_before_s=WINDOW_BEFORE_S,
+    )
+
+
+def fold_s_in_af(probabilities: np.ndarray, in_af: np.ndarray) -> np.ndarray:
+    """``inference.atrial.fold_s_into_n`` for ``BEAT_CLASSES`` columns."""
+    return atrial.fold_s_into_n(
+        probabilities, in_af, BEAT_CLASSES.index("N"), BEAT_CLASSES.index("S")
+    )
+
+
 # --- Model --------------------------------------------------------------------------------
 
 
@@ -485,10 +505,34 @@ class BeatClassifier:
         -------
         float64 array (n_beats, 5), rows summing to 1, columns in ``BEAT_CLASSES`` order.
         """
+        return self.classify_beats(ecg_mv, fs, r_peaks)[0]
+
+    def classify_beats(
+        self, ecg_mv: np.ndarray, fs: float, r_peaks: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``classify``'s probabilities and each beat's P-wave correlation
+        (``beat_p_waves``), which the AF detector reads."""
         windows, templates, rhythm = beat_features(ecg_mv, fs, r_peaks)
         if len(windows) == 0:
-            return np.zeros((0, len(BEAT_CLASSES)))
-        return self.probabilities(windows, templates, rhythm)
+            return np.zeros((0, len(BEAT_CLASSES))), np.empty(0)
+        p_wave = beat_p_waves(windows, templates, rhythm)
+        probabilities = self.probabilities(windows, templates, rhythm)
+        times_s = np.asarray(r_peaks, dtype=np.float64) / float(fs)
+        return self.in_context(probabilities, times_s, p_wave), p_wave
+
+    def in_context(
+        self, probabilities: np.ndarray, times_s: np.ndarray, p_wave: np.ndarray
+    ) -> np.ndarray:
+        """The model's probabilities with the rhythm rules its card asks for: with
+        ``"fold_s_in_af"``, no beat is S where the rhythm looks like atrial fibrillation
+        (``inference.atrial.fold_s_into_n``). Rows are beats in time order; the rule looks
+        back ``atrial.HISTORY_BEATS`` beats, so a caller passes that much history."""
+        if not self.card.get("fold_s_in_af"):
+            return probabilities
+        if len(probabilities) == 0:
+            return probabilities
+        is_ventricular = probabilities.argmax(axis=1) == BEAT_CLASSES.index("V")
+        return fold_s_in_af(probabilities, atrial.af_context(times_s, p_wave, is_ventricular))
 
     def probabilities(
         self, windows: np.ndarray, templates: np.ndarray, rhythm: np.ndarray
@@ -529,7 +573,15 @@ class BeatClassifier:
             torch.from_numpy(templates[beat_index : beat_index + 1]),
             torch.from_numpy(rhythm[beat_index : beat_index + 1]),
         )
-        probabilities = torch.softmax(logits.detach(), dim=1)[0].numpy()
+        # the label the classifier reports, after its rhythm rules (which read the beats
+        # before this one): a beat folded from S to N is explained as N
+        history = max(0, beat_index - atrial.HISTORY_BEATS)
+        rows = slice(history, beat_index + 1)
+        probabilities = self.in_context(
+            self.probabilities(windows[rows], templates[rows], rhythm[rows]),
+            np.asarray(r_peaks, dtype=np.float64)[rows] / float(fs),
+            beat_p_waves(windows[rows], templates[rows], rhythm[rows]),
+        )[-1]
         label = int(np.argmax(probabilities))
         logits[0, label].backward()
         contribution = (window.grad[0] * window.detach()[0]).abs().numpy().astype(np.float64)

@@ -22,9 +22,12 @@ VF segment probabilities computed before (a stream's stored results):
     before it and keeps the smaller difference (bigeminy repeats with period 2, fibrillation
     never repeats; trigeminy is already gone with its premature pairs); the median of that
     difference, relative to the median RR, over ``af_window_beats`` intervals is the
-    irregularity. Runs above ``af_threshold`` (``af_threshold_unlabelled`` when no beat labels
-    are given) closer than ``af_merge_s`` are joined and those of at least ``af_min_s`` are
-    episodes.
+    irregularity. An interval counts as irregular when that is above ``af_threshold``
+    (``af_threshold_unlabelled`` when no beat labels are given) and the beats up to it have
+    no consistent P wave (``inference.atrial.p_wave_presence`` below ``af_p_wave_present``:
+    sinus arrhythmia, frequent ectopy and pauses keep their P waves, fibrillation has none).
+    Irregular runs closer than ``af_merge_s`` are joined and those of at least ``af_min_s``
+    are episodes.
 ``VT``
     At least ``vt_min_beats`` consecutive beats labelled V at a mean rate of at least
     ``vt_min_bpm`` (intervals inside the run).
@@ -51,7 +54,9 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 from scipy.ndimage import median_filter
 
+from inference import atrial
 from inference.aami import AAMI_CLASSES
+from inference.beats import MAX_FS_HZ, MIN_FS_HZ, beat_features, beat_p_waves
 from inference.signal import validate_fs, validate_signal
 
 EPISODE_KINDS = ("AF", "VT", "VF", "BRADY", "TACHY", "PAUSE")
@@ -86,6 +91,11 @@ class RhythmConfig:
     af_threshold_unlabelled: float = 0.07
     af_min_s: float = 60.0
     af_merge_s: float = 30.0
+    # An irregular stretch whose normal-looking beats keep a consistent P wave (median
+    # correlation with the dominant beat's P wave at least this, inference.atrial) is not AF:
+    # sinus arrhythmia, ectopy, pauses. Chosen on the same tuning set as the settings above.
+    # None: no such rule (the rhythm alone decides).
+    af_p_wave_present: float | None = atrial.P_WAVE_PRESENT_AT
     vf_min_s: float = 4.0
     vf_threshold: float | None = None  # None: the shipped model's own threshold
     detect_vf: bool = True
@@ -97,7 +107,7 @@ class RhythmConfig:
                 if not isinstance(value, bool):
                     raise ValueError(f"detect_vf must be true or false, got {value!r}")
                 continue
-            if item.name == "vf_threshold" and value is None:
+            if item.name in ("vf_threshold", "af_p_wave_present") and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise ValueError(f"{item.name} must be a number, got {value!r}")
@@ -236,11 +246,21 @@ def af_irregularity(
     return np.interp(np.arange(len(rr_s)), kept, irregularity)
 
 
-def _af_episodes(times_s: np.ndarray, labels: np.ndarray | None, cfg: RhythmConfig) -> list:
+def _af_episodes(
+    times_s: np.ndarray,
+    labels: np.ndarray | None,
+    cfg: RhythmConfig,
+    p_wave: np.ndarray | None = None,
+) -> list:
     if len(times_s) <= MIN_AF_INTERVALS:
         return []
     threshold = cfg.af_threshold if labels is not None else cfg.af_threshold_unlabelled
     irregular = af_irregularity(times_s, labels, int(cfg.af_window_beats)) > threshold
+    if p_wave is not None and cfg.af_p_wave_present is not None:
+        is_ventricular = labels == "V" if labels is not None else np.zeros(len(times_s), bool)
+        presence = atrial.p_wave_presence(p_wave, is_ventricular)
+        # interval i ends at beat i + 1: the P waves seen up to that beat
+        irregular &= ~(presence[1:] >= cfg.af_p_wave_present)
     return af_episodes_from_mask(times_s, irregular, cfg.af_merge_s, cfg.af_min_s)
 
 
@@ -396,6 +416,7 @@ def detect_episodes(
     r_peaks: np.ndarray,
     beat_labels: Sequence[str] | None = None,
     config: RhythmConfig | None = None,
+    p_wave: np.ndarray | None = None,
 ) -> list[Episode]:
     """Rhythm episodes of one ECG lead, sorted by start.
 
@@ -407,6 +428,8 @@ def detect_episodes(
     beat_labels : AAMI class per beat (N, S, V, F, Q), e.g. from the beat classifier; without
         them there are no VT episodes and AF cannot set ventricular beats aside
     config : limits and durations; ``RhythmConfig()`` when None
+    p_wave : each beat's P-wave correlation (``inference.beats.BeatClassifier.classify_beats``
+        gives it with the labels); computed from the signal when None
 
     Returns
     -------
@@ -428,12 +451,14 @@ def detect_episodes(
         raise ValueError(f"config must be a RhythmConfig, got {type(cfg).__name__}")
     peaks = _validate_peaks(r_peaks, len(ecg))
     labels = _validate_labels(beat_labels, len(peaks))
+    if p_wave is None and len(peaks) > 0 and MIN_FS_HZ <= fs <= MAX_FS_HZ:
+        p_wave = beat_p_waves(*beat_features(ecg, fs, peaks))
     vf_probabilities = None
     if cfg.detect_vf:
         from inference.vf import shipped_model, vf_probability
 
         vf_probabilities = vf_probability(ecg, fs, shipped_model())
-    return episodes_from_beats(peaks / fs, labels, vf_probabilities, len(ecg) / fs, cfg)
+    return episodes_from_beats(peaks / fs, labels, vf_probabilities, len(ecg) / fs, cfg, p_wave)
 
 
 def episodes_from_beats(
@@ -442,6 +467,7 @@ def episodes_from_beats(
     vf_probabilities: np.ndarray | None,
     duration_s: float,
     config: RhythmConfig | None = None,
+    p_wave: Sequence[float | None] | np.ndarray | None = None,
 ) -> list[Episode]:
     """Rhythm episodes from beats and VF segment probabilities already computed, sorted by start.
 
@@ -457,6 +483,8 @@ def episodes_from_beats(
         sample (``inference.vf.vf_probability``), or None to leave VF out
     duration_s : length of the signal in seconds (an open pause runs to its end)
     config : limits and durations; ``RhythmConfig()`` when None
+    p_wave : each beat's P-wave correlation (``inference.atrial``; None or NaN where
+        unknown), or None: then an irregular rhythm is AF whatever its P waves
 
     Raises
     ------
@@ -472,6 +500,10 @@ def episodes_from_beats(
     if times_s.ndim != 1 or not np.all(np.isfinite(times_s)) or np.any(np.diff(times_s) <= 0):
         raise ValueError("times_s must be a 1-D array of finite, strictly increasing seconds")
     labels = _validate_labels(labels, len(times_s))
+    if p_wave is not None:
+        p_wave = np.array([np.nan if value is None else value for value in p_wave], float)
+        if p_wave.shape != times_s.shape:
+            raise ValueError(f"p_wave must have one value per beat ({len(times_s)})")
     duration_s = float(duration_s)
     if not math.isfinite(duration_s) or (len(times_s) and duration_s < times_s[-1]):
         raise ValueError(f"duration_s ({duration_s:g}) must be finite and cover every beat")
@@ -482,7 +514,7 @@ def episodes_from_beats(
             raise ValueError("vf_probabilities must be a 1-D array of probabilities in [0, 1]")
         vf = vf_episodes_from_probability(probability, cfg)
     beat_episodes = (
-        _af_episodes(times_s, labels, cfg)
+        _af_episodes(times_s, labels, cfg, p_wave)
         + _vt_episodes(times_s, labels, cfg)
         + _rate_episodes(times_s, cfg)
         + _pause_episodes(times_s, duration_s, cfg)

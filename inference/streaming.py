@@ -102,6 +102,7 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal as sps
 
+from inference import atrial
 from inference.aami import AAMI_CLASSES
 from inference.beats import (
     BANDPASS_HZ,
@@ -113,6 +114,8 @@ from inference.beats import (
     WINDOW_AFTER_S,
     WINDOW_BEFORE_S,
     WINDOW_SAMPLES,
+    beat_p_waves,
+    fold_s_in_af,
     get_beat_classifier,
     long_term_rr,
     rhythm_features,
@@ -142,9 +145,10 @@ from inference.vf import (
 MARGIN_AFTER_S = 6.0
 MARGIN_BEFORE_S = 8.0
 STATE_FORMAT = "cardiospike.streaming"
-STATE_VERSION = 3
-# version 2 had no provisional beats: its next push labels every known beat provisionally
-READABLE_STATE_VERSIONS = (2, 3)
+STATE_VERSION = 4
+# version 2 had no provisional beats: its next push labels every known beat provisionally;
+# versions 2 and 3 had no P waves: the beats they knew read as P wave unknown, not V
+READABLE_STATE_VERSIONS = (2, 3, 4)
 STATE_COMPRESSION_LEVEL = 1
 
 
@@ -167,6 +171,8 @@ class StreamUpdate:
     beat_samples : int64 R-peak sample indices, counted from the first sample pushed
     beat_labels : AAMI class of each beat (``inference.aami.AAMI_CLASSES``)
     beat_probabilities : float64 (n_beats, 5), columns in ``AAMI_CLASSES`` order
+    beat_p_wave : float64 P-wave correlation of each beat (``inference.atrial``; NaN where
+        the beat does not look like the dominant beat), which the AF detector reads
     provisional_samples, provisional_labels, provisional_probabilities : the same for the
         beats not yet final whose next beat is now known, labelled as if the signal ended
         here (see "Provisional beats"); each beat appears there at most once, before it is
@@ -179,6 +185,7 @@ class StreamUpdate:
     beat_samples: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     beat_labels: list[str] = field(default_factory=list)
     beat_probabilities: np.ndarray = field(default_factory=lambda: np.empty((0, len(AAMI_CLASSES))))
+    beat_p_wave: np.ndarray = field(default_factory=lambda: np.empty(0))
     vf_segments: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     vf_probabilities: np.ndarray = field(default_factory=lambda: np.empty(0))
     windows: list[StreamWindow] = field(default_factory=list)
@@ -219,11 +226,13 @@ class StreamingAnalyzer:
             raise ValueError(f"push takes one lead (a 1-D chunk), got shape {chunk.shape}")
         self.n_samples_pushed += len(chunk)
         peaks = self._qrs.push(chunk)
-        samples, probabilities = self._beats.push(chunk, peaks, self._qrs.oldest_sample)
+        beats = self._beats.push(chunk, peaks, self._qrs.oldest_sample)
         segments, vf_probabilities = self._vf.push(chunk)
         windows = self._windows.push(chunk)
-        update = self._update(samples, probabilities, segments, vf_probabilities, windows)
-        update.provisional_samples, update.provisional_probabilities = self._beats.provisional()
+        update = self._update(beats, segments, vf_probabilities, windows)
+        provisional = self._beats.provisional()
+        update.provisional_samples = provisional.samples
+        update.provisional_probabilities = provisional.probabilities
         update.provisional_labels = _labels(update.provisional_probabilities)
         return update
 
@@ -261,17 +270,18 @@ class StreamingAnalyzer:
             peaks = self._qrs.flush()
         else:
             peaks = np.empty(0, dtype=np.int64)
-        samples, probabilities = self._beats.finish(peaks)
+        beats = self._beats.finish(peaks)
         segments, vf_probabilities = self._vf.finish()
         windows = self._windows.finish()
-        return self._update(samples, probabilities, segments, vf_probabilities, windows)
+        return self._update(beats, segments, vf_probabilities, windows)
 
-    def _update(self, samples, probabilities, segments, vf_probabilities, windows) -> StreamUpdate:
-        self.n_beats_emitted += len(samples)
+    def _update(self, beats, segments, vf_probabilities, windows) -> StreamUpdate:
+        self.n_beats_emitted += len(beats.samples)
         return StreamUpdate(
-            beat_samples=samples,
-            beat_labels=_labels(probabilities),
-            beat_probabilities=probabilities,
+            beat_samples=beats.samples,
+            beat_labels=_labels(beats.probabilities),
+            beat_probabilities=beats.probabilities,
+            beat_p_wave=beats.p_wave,
             vf_segments=segments,
             vf_probabilities=vf_probabilities,
             windows=windows,
@@ -403,12 +413,27 @@ class _Stage:
 # --- Beats --------------------------------------------------------------------------------
 
 
+@dataclass
+class _Beats:
+    """Beats a beat stage emits: R peaks, class probabilities, P-wave correlations."""
+
+    samples: np.ndarray
+    probabilities: np.ndarray
+    p_wave: np.ndarray
+
+    @classmethod
+    def none(cls) -> _Beats:
+        return cls(np.empty(0, dtype=np.int64), np.empty((0, len(AAMI_CLASSES))), np.empty(0))
+
+
 class _BeatStage(_Stage):
     """Beat features and classes for R peaks as they come, with bounded history.
 
     Beat numbers are absolute (0 = the stream's first beat). Kept: the R peaks from beat
-    ``first_beat`` with each one's average RR and running sum of RR changes once known, the
-    windows from beat ``first_window``, and the signal from sample ``signal_start``.
+    ``first_beat`` with each one's average RR and running sum of RR changes once known, and
+    once emitted its P-wave correlation and whether it is V (the rhythm context of the
+    classifier's fold of S into N in AF, ``atrial.HISTORY_BEATS`` back), the windows from
+    beat ``first_window``, and the signal from sample ``signal_start``.
     """
 
     def __init__(self, fs_hz: float, model_name: str) -> None:
@@ -427,6 +452,8 @@ class _BeatStage(_Stage):
         self.peaks = np.empty(0, dtype=np.int64)
         self.average = np.empty(0)  # average RR (s) of each beat's block, NaN until known
         self.cumulative = np.empty(0)  # running sum of |pre-RR changes|, NaN until known
+        self.p_wave = np.empty(0)  # P-wave correlation, NaN until emitted (and where none)
+        self.ventricular = np.empty(0)  # 1.0 for a beat emitted as V, else 0.0
         self.first_window = 0
         self.windows = np.empty((0, WINDOW_SAMPLES), dtype=np.float32)
         self.n_emitted = 0
@@ -436,9 +463,7 @@ class _BeatStage(_Stage):
     def n_known(self) -> int:
         return self.first_beat + len(self.peaks)
 
-    def push(
-        self, chunk: np.ndarray, peaks: np.ndarray, oldest_future_peak: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def push(self, chunk: np.ndarray, peaks: np.ndarray, oldest_future_peak: int) -> _Beats:
         self.signal = np.concatenate((self.signal, chunk))
         self.n_pushed += len(chunk)
         self._add_peaks(peaks)
@@ -447,29 +472,29 @@ class _BeatStage(_Stage):
         self._trim(oldest_future_peak)
         return emitted
 
-    def provisional(self) -> tuple[np.ndarray, np.ndarray]:
+    def provisional(self) -> _Beats:
         """The known beats not yet emitted nor given a provisional label, but with their next
         beat known, labelled on a copy of this stage as ``finish`` would label them if the
         signal ended here."""
         begin = max(self.n_provisional, self.n_emitted)
         if begin >= self.n_known - 1:
-            return np.empty(0, dtype=np.int64), np.empty((0, len(AAMI_CLASSES)))
+            return _Beats.none()
         # a shallow copy: _compute_windows and _emit replace the arrays they grow, but fill
-        # average and cumulative in place, so those two are copied
+        # the per-beat arrays in place, so those are copied
         copy = object.__new__(_BeatStage)
         copy.__dict__.update(self.__dict__)
-        copy.average = self.average.copy()
-        copy.cumulative = self.cumulative.copy()
+        for name in ("average", "cumulative", "p_wave", "ventricular"):
+            setattr(copy, name, getattr(self, name).copy())
         copy._compute_windows(final=True)
         # features and classes of the new beats only (a beat's features do not depend on
         # where an emission starts): the model sees one or two beats a push, not all ~8
         # waiting for their look-ahead
         copy.n_emitted = begin
-        samples, probabilities = copy._emit(final=True)
+        beats = copy._emit(final=True)
         self.n_provisional = self.n_known - 1
-        return samples[:-1], probabilities[:-1]
+        return _Beats(beats.samples[:-1], beats.probabilities[:-1], beats.p_wave[:-1])
 
-    def finish(self, peaks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def finish(self, peaks: np.ndarray) -> _Beats:
         self._add_peaks(peaks)
         self._compute_windows(final=True)
         return self._emit(final=True)
@@ -479,6 +504,8 @@ class _BeatStage(_Stage):
             self.peaks = np.concatenate((self.peaks, np.asarray(peaks, dtype=np.int64)))
             self.average = np.concatenate((self.average, np.full(len(peaks), np.nan)))
             self.cumulative = np.concatenate((self.cumulative, np.full(len(peaks), np.nan)))
+            self.p_wave = np.concatenate((self.p_wave, np.full(len(peaks), np.nan)))
+            self.ventricular = np.concatenate((self.ventricular, np.zeros(len(peaks))))
 
     def _compute_windows(self, final: bool) -> None:
         """Windows of the beats whose band-pass has its margin (all of them at the end)."""
@@ -493,7 +520,7 @@ class _BeatStage(_Stage):
         windows = windows_from_filtered(filtered, self.fs_hz, todo, first_sample=first)
         self.windows = np.concatenate((self.windows, windows))
 
-    def _emit(self, final: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _emit(self, final: bool) -> _Beats:
         """Features and classes of the beats whose dependencies are all known."""
         n_known = self.n_known
         begin = self.n_emitted
@@ -505,7 +532,7 @@ class _BeatStage(_Stage):
         else:
             end = min(n_windows, n_known - 1)  # the last known beat lacks its post-RR
         if end <= begin:
-            return np.empty(0, dtype=np.int64), np.empty((0, len(AAMI_CLASSES)))
+            return _Beats.none()
 
         base = self.first_beat  # absolute beat number of local index 0
         peaks = self.peaks.astype(np.float64)
@@ -555,14 +582,28 @@ class _BeatStage(_Stage):
             templates[rows] = np.median(history_windows, axis=0)
         rhythm = rhythm_features(rr, windows, templates)
         probabilities = self._classifier.probabilities(windows, templates, rhythm)
+        new = slice(begin - base, end - base)
+        self.p_wave[new] = beat_p_waves(windows, templates, rhythm)
+        # V is the same before and after the fold (it only moves S to N)
+        self.ventricular[new] = probabilities.argmax(axis=1) == AAMI_CLASSES.index("V")
+        if self._classifier.card.get("fold_s_in_af"):
+            # the fold reads atrial.HISTORY_BEATS beats back, which _trim keeps
+            first = max(0, begin - base - atrial.HISTORY_BEATS)
+            in_af = atrial.af_context(
+                peaks[first : end - base] / self.fs_hz,
+                self.p_wave[first : end - base],
+                self.ventricular[first : end - base] > 0,
+            )
+            probabilities = fold_s_in_af(probabilities, in_af[begin - base - first :])
         self.n_emitted = end
-        return self.peaks[begin - base : end - base].copy(), probabilities
+        return _Beats(self.peaks[new].copy(), probabilities, self.p_wave[new].copy())
 
     def _trim(self, oldest_future_peak: int) -> None:
         """Forget what no beat still to be emitted can need."""
         begin = self.n_emitted
-        # beats: the local RR history and the 5 minutes behind the next block's average RR
-        keep = begin - LOCAL_RR_BEATS - 1
+        # beats: the local RR history, the AF context's history and the 5 minutes behind the
+        # next block's average RR
+        keep = begin - max(LOCAL_RR_BEATS + 1, atrial.HISTORY_BEATS)
         block = begin // LONG_RR_UPDATE_BEATS
         if block == 0:
             keep = 0
@@ -576,6 +617,8 @@ class _BeatStage(_Stage):
             self.peaks = self.peaks[cut:]
             self.average = self.average[cut:]
             self.cumulative = self.cumulative[cut:]
+            self.p_wave = self.p_wave[cut:]
+            self.ventricular = self.ventricular[cut:]
             self.first_beat = keep
         # windows: the next dominant beat's history
         first, _ = template_span(begin // TEMPLATE_UPDATE_BEATS * TEMPLATE_UPDATE_BEATS, begin)
@@ -602,6 +645,8 @@ class _BeatStage(_Stage):
         "peaks": lambda value: np.asarray(value, dtype=np.int64),
         "average": _floats,
         "cumulative": _floats,
+        "p_wave": _floats,
+        "ventricular": _floats,
         "first_window": int,
         "windows": lambda value: np.asarray(value, dtype=np.float32).reshape(-1, WINDOW_SAMPLES),
         "n_emitted": int,
@@ -614,9 +659,13 @@ class _BeatStage(_Stage):
 
     @classmethod
     def from_state_dict(cls, state: dict) -> _BeatStage:
+        if "p_wave" not in state:  # a state of version 2 or 3
+            n_peaks = len(np.asarray(state["peaks"]))
+            state = {**state, "p_wave": np.full(n_peaks, np.nan), "ventricular": np.zeros(n_peaks)}
         stage = cls._saved(state, str(state["model_name"]))
         stage.n_provisional = int(state.get("n_provisional", stage.n_emitted))
-        if not len(stage.peaks) == len(stage.average) == len(stage.cumulative):
+        lengths = {len(getattr(stage, name)) for name in ("average", "cumulative", "p_wave")}
+        if lengths != {len(stage.peaks)} or len(stage.ventricular) != len(stage.peaks):
             raise ValueError("beat arrays differ in length")
         if stage.signal_start + len(stage.signal) != stage.n_pushed:
             raise ValueError("beat signal does not end at the last sample pushed")

@@ -220,8 +220,14 @@ def _make_beats(
     probabilities: np.ndarray,
     reference: dict[int, str],
     rows: bool,
+    p_wave: np.ndarray | None = None,
 ) -> list[Beat]:
     column = {name: i for i, name in enumerate(AAMI_CLASSES)}
+    p_waves = (
+        [None] * len(samples)
+        if p_wave is None
+        else [None if np.isnan(value) else round(float(value), 6) for value in p_wave]
+    )
     return [
         Beat(
             recording=recording,
@@ -232,6 +238,7 @@ def _make_beats(
             probabilities=_probabilities(probabilities[index]),
             reference_label=reference.get(index, ""),
             row=index + 1 if rows else None,
+            p_wave=p_waves[index],
         )
         for index, (sample, label) in enumerate(zip(samples, labels, strict=True))
     ]
@@ -270,7 +277,13 @@ def _analyze_signal(recording: Recording) -> tuple[list[Beat], list[Episode], di
             "match_window_s": 0.150,
         }
     beats = _make_beats(
-        recording, r_peaks, result.labels, probabilities, matched_reference, rows=False
+        recording,
+        r_peaks,
+        result.labels,
+        probabilities,
+        matched_reference,
+        rows=False,
+        p_wave=result.p_wave,
     )
     episodes = [
         Episode(

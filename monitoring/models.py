@@ -515,6 +515,15 @@ class Beat(models.Model):
         help_text="A live beat whose label may still change: stored about one RR interval "
         "after its R peak, confirmed about 6 s later (inference/streaming.py).",
     )
+    p_wave = models.FloatField(
+        "P-wave correlation",
+        null=True,
+        blank=True,
+        help_text="Correlation of the ECG before the QRS with the dominant beat's P wave "
+        "(inference/atrial.py): near 1 for a consistent P wave, near 0 in atrial "
+        "fibrillation; empty where the beat does not look like the dominant one. The AF "
+        "detector reads it.",
+    )
 
     class Meta:
         ordering = ["recording", "index"]

@@ -298,20 +298,25 @@ def _store_beats(recording: Recording, segment_start: int, updates: list[StreamU
     next_index = 0 if last is None else last + 1
     created, confirmed = [], []
 
-    def fill(beat: Beat, label: str, row: np.ndarray, is_provisional: bool) -> Beat:
+    def fill(beat: Beat, label: str, row: np.ndarray, p_wave: float, is_provisional: bool):
         probabilities = {
             name: round(float(p), 6) for name, p in zip(AAMI_CLASSES, row, strict=True)
         }
         beat.label = label
         beat.confidence = min(1.0, max(0.0, float(probabilities[label])))
         beat.probabilities = probabilities
+        beat.p_wave = None if np.isnan(p_wave) else round(float(p_wave), 6)
         beat.provisional = is_provisional
         return beat
 
     for update in updates:
         # final beats first: within one update they all precede its provisional ones
-        for sample, label, row in zip(
-            update.beat_samples, update.beat_labels, update.beat_probabilities, strict=True
+        for sample, label, row, p_wave in zip(
+            update.beat_samples,
+            update.beat_labels,
+            update.beat_probabilities,
+            update.beat_p_wave,
+            strict=True,
         ):
             sample = segment_start + int(sample)
             beat = provisional.pop(sample, None)
@@ -321,7 +326,7 @@ def _store_beats(recording: Recording, segment_start: int, updates: list[StreamU
                 created.append(beat)
             elif beat.pk is not None:
                 confirmed.append(beat)
-            fill(beat, label, row, is_provisional=False)
+            fill(beat, label, row, p_wave, is_provisional=False)
         for sample, label, row in zip(
             update.provisional_samples,
             update.provisional_labels,
@@ -331,10 +336,13 @@ def _store_beats(recording: Recording, segment_start: int, updates: list[StreamU
             sample = segment_start + int(sample)
             beat = Beat(recording=recording, index=next_index, sample=sample)
             next_index += 1
-            created.append(fill(beat, label, row, is_provisional=True))
+            # a provisional beat's P wave is not stored: only final beats feed the episodes
+            created.append(fill(beat, label, row, np.nan, is_provisional=True))
             provisional[sample] = beat
     Beat.objects.bulk_create(created)
-    Beat.objects.bulk_update(confirmed, ["label", "confidence", "probabilities", "provisional"])
+    Beat.objects.bulk_update(
+        confirmed, ["label", "confidence", "probabilities", "p_wave", "provisional"]
+    )
     return sorted(created + confirmed, key=lambda beat: beat.index)
 
 
@@ -401,10 +409,11 @@ def _update_episodes(
     beats = recording.beats.filter(
         sample__gte=round(context_s * fs_hz), provisional=False
     ).order_by("index")
-    samples, labels = [], []
-    for sample, label in beats.values_list("sample", "label"):
+    samples, labels, p_waves = [], [], []
+    for sample, label, p_wave in beats.values_list("sample", "label", "p_wave"):
         samples.append(sample)
         labels.append(label)
+        p_waves.append(p_wave)
     # VF probabilities of the 2-s segments since context_s, on the stretch's own grid
     segment_samples = round(VF_SEGMENT_S * fs_hz)
     first_segment = int(np.ceil((context_s * fs_hz - segment_start) / segment_samples))
@@ -427,6 +436,7 @@ def _update_episodes(
         vf,
         end_s - origin_s,
         _rhythm_config(recording),
+        p_wave=[p_wave for p_wave, kept in zip(p_waves, keep, strict=True) if kept],
     )
     recording.episodes.filter(end_s__gt=horizon_s).delete()
     stored = []

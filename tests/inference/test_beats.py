@@ -286,7 +286,13 @@ def test_it_scores_pooled_held_out_predictions_of_several_folds():
         "record": np.repeat(np.array(["a", "b", "c", "d"]), n // 4),
     }
     args = argparse.Namespace(
-        cv=2, fold_seed=0, model="logreg", weight_power=0.5, f_weight_scale=1.0, seed=0
+        cv=2,
+        fold_seed=0,
+        model="logreg",
+        weight_power=0.5,
+        f_weight_scale=1.0,
+        seed=0,
+        fold_s_in_af=False,
     )
     result = cross_validate(data, args)
     assert sorted(record for fold in result["folds"] for record in fold) == ["a", "b", "c", "d"]

@@ -282,14 +282,24 @@ def test_beat_labels_keep_record_208s_ventricular_ectopy_from_looking_like_af(mi
     peaks = np.asarray(annotation.sample)[keep]
     labels = [label for label in classes if label is not None]
     ecg_mv = record.p_signal[:, 0]
-    # the same threshold with and without labels, so only the labels differ
-    config = RhythmConfig(detect_vf=False, af_threshold_unlabelled=RhythmConfig().af_threshold)
+    # the same threshold with and without labels, so only the labels differ; the P-wave rule
+    # (which on its own keeps 208 out of AF, test_atrial) is off
+    config = RhythmConfig(
+        detect_vf=False,
+        af_threshold_unlabelled=RhythmConfig().af_threshold,
+        af_p_wave_present=None,
+    )
 
     def af_s(beat_labels) -> float:
         episodes = detect_episodes(ecg_mv, record.fs, peaks, beat_labels, config)
         return sum(e.duration_s for e in episodes if e.kind == "AF")
 
-    assert af_s(None) > 120
+    rr_only = af_s(None)
+    assert rr_only > 120
+    assert af_s(labels) == 0
+    # with the P-wave rule, 208's sinus P waves keep most of it out of AF even without labels
+    config.af_p_wave_present = RhythmConfig().af_p_wave_present
+    assert af_s(None) < rr_only / 2
     assert af_s(labels) == 0
 
 

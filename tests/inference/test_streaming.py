@@ -62,6 +62,7 @@ def joined(updates: list[StreamUpdate]) -> dict:
         "beat_samples": np.concatenate([u.beat_samples for u in updates]),
         "beat_labels": [label for u in updates for label in u.beat_labels],
         "beat_probabilities": np.concatenate([u.beat_probabilities for u in updates]),
+        "beat_p_wave": np.concatenate([u.beat_p_wave for u in updates]),
         "vf_segments": np.concatenate([u.vf_segments for u in updates]),
         "vf_probabilities": np.concatenate([u.vf_probabilities for u in updates]),
         "windows": [window for u in updates for window in u.windows],
@@ -106,6 +107,9 @@ def test_it_gives_the_offline_analysis_in_random_chunks(mitdb, record, start_s, 
     assert len(set(offline.labels)) >= 2
     # the band-pass within a stream sees 8 s before and 6 s after a window (module notes)
     np.testing.assert_allclose(result["beat_probabilities"], offline.probabilities, atol=1e-5)
+    # P waves too (the AF detector reads them), with NaN for the same beats
+    np.testing.assert_allclose(result["beat_p_wave"], offline.p_wave, atol=1e-4)
+    assert np.isfinite(offline.p_wave).mean() > 0.3
     assert analyzer.n_beats_emitted == len(offline.r_peaks)
     assert analyzer.n_samples_pushed == len(ecg)
     # the beats came while the stream ran, not all at the end
@@ -123,6 +127,7 @@ def test_it_gives_the_offline_analysis_in_random_chunks(mitdb, record, start_s, 
         result["beat_labels"],
         result["vf_probabilities"],
         len(ecg) / fs,
+        p_wave=result["beat_p_wave"],
     )
     assert episodes == offline.episodes
 
@@ -326,17 +331,19 @@ def test_from_bytes_refuses_garbage():
 
 
 def test_episodes_from_beats_is_what_detect_episodes_does_after_the_vf_detector(mitdb):
-    ecg = excerpt(mitdb, "232", 0.0, 300.0, MITDB_FS_HZ)
+    ecg = excerpt(mitdb, "201", 0.0, 300.0, MITDB_FS_HZ)
     offline = analyze_signal(ecg, MITDB_FS_HZ)
-    assert offline.episodes  # atrial fibrillation
+    assert "AF" in {episode.kind for episode in offline.episodes}  # 201 starts in AF
+    # detect_episodes reads the P waves from the signal itself when not given them
     expected = detect_episodes(ecg, MITDB_FS_HZ, offline.r_peaks, offline.labels)
     got = episodes_from_beats(
         offline.r_peaks / MITDB_FS_HZ,
         offline.labels,
         vf_probability(ecg, MITDB_FS_HZ),
         len(ecg) / MITDB_FS_HZ,
+        p_wave=offline.p_wave,
     )
-    assert got == expected
+    assert got == expected == offline.episodes
     without_vf = RhythmConfig(detect_vf=False)
     assert episodes_from_beats(
         offline.r_peaks / MITDB_FS_HZ, None, None, len(ecg) / MITDB_FS_HZ, without_vf
@@ -347,6 +354,8 @@ def test_episodes_from_beats_is_what_detect_episodes_does_after_the_vf_detector(
         episodes_from_beats(np.array([1.0, 2.0]), None, np.array([0.5, 1.5]), 10.0)
     with pytest.raises(ValueError, match="duration_s"):
         episodes_from_beats(np.array([1.0, 2.0]), None, None, 1.5)
+    with pytest.raises(ValueError, match="p_wave"):
+        episodes_from_beats(np.array([1.0, 2.0]), None, None, 10.0, p_wave=[0.5])
 
 
 def test_beats_final_through_bounds_every_beat_still_to_come(mitdb):
