@@ -14,7 +14,7 @@ means of feature selection. IEEE Trans Biomed Eng 58(8):2168-2177 (2011):
   patient's own usual beat, rather than with other patients' beats, is what carries a
   morphology model across patients (inter-patient split);
 - its rhythm: the preceding and following RR intervals in seconds and their ratios to the
-  patient's own average RR (median of the last 5 minutes, pauses left out), to the local RR
+  patient's own average RR (the mean of the last 5 minutes, as de Chazal's), to the local RR
   (median of the last 10 intervals) and to each other (``rr_features``). A premature
   supraventricular beat looks normal and is told apart mainly by its timing, and only
   relative to the patient's own rhythm does timing carry from one patient to another.
@@ -122,10 +122,9 @@ def rr_features(r_peaks: np.ndarray, fs: float) -> np.ndarray:
     2011; Lin CC, Yang CM. Heartbeat classification using normalized RR intervals and
     morphological features. Math Probl Eng 2014:712474).
 
-    - average RR (``avg``): the median of the pre-RR intervals of the 5 minutes before the
-      beat (refreshed every 32 beats; the first block looks a few beats ahead), after
-      dropping pauses longer than twice a first median, so a record with long pauses
-      (MIT-BIH 232) still gets its usual interval;
+    - average RR (``avg``): the mean of the pre-RR intervals of the 5 minutes before the
+      beat, pauses included (refreshed every 32 beats; the first block looks a few beats
+      ahead): de Chazal's average RR, the patient's beats per time;
     - local RR (``local``): the median of the 10 pre-RR intervals before this beat, this one
       excluded (a premature beat does not dilute its own reference) and pauses longer than
       twice ``avg`` ignored; a median rather than de Chazal's mean, so one premature beat
@@ -158,8 +157,7 @@ def rr_features(r_peaks: np.ndarray, fs: float) -> np.ndarray:
         pre = np.concatenate([[rr_s[0]], rr_s])
     post = np.concatenate([pre[1:], pre[-1:]]) if n > 1 else pre.copy()
 
-    # average: median of the last 5 minutes without pauses, refreshed every few beats (a
-    # median per beat would cost more than the rest of the features together)
+    # average: mean of the last 5 minutes, refreshed every few beats (as the stream does)
     average = np.empty(n)
     times_s = peaks / fs
     step = LONG_RR_UPDATE_BEATS
@@ -172,14 +170,19 @@ def rr_features(r_peaks: np.ndarray, fs: float) -> np.ndarray:
 
 
 def long_term_rr(pre_rr_s: np.ndarray, times_s: np.ndarray, end: int) -> float:
-    """The patient's average RR (s) for a block of beats: the median pre-RR of the beats
-    before ``end`` within 5 minutes of beat ``end - 1``, after dropping pauses longer than
-    twice a first median. ``pre_rr_s`` and ``times_s`` (beat times, s) may start anywhere
-    at least 5 minutes before beat ``end - 1`` (a stream keeps only that much)."""
+    """The patient's average RR (s) for a block of beats: the mean pre-RR of the beats before
+    ``end`` within 5 minutes of beat ``end - 1``, pauses included (de Chazal et al. 2004).
+    ``pre_rr_s`` and ``times_s`` (beat times, s) may start anywhere at least 5 minutes before
+    beat ``end - 1`` (a stream keeps only that much).
+
+    Why the mean and not a median without pauses (model 2.0's choice): when premature beats
+    outnumber the patient's sinus beats, as in a slow sinus rhythm with frequent atrial
+    premature beats and runs, the median RR is the premature beats' own interval and nothing
+    looks early; the mean counts the long sinus intervals too. DS1 cross-validation could not
+    tell the two apart (docs/models/beat-cnn-mitdb.md says how the choice was made).
+    """
     begin = int(np.searchsorted(times_s, times_s[end - 1] - LONG_RR_S))
-    recent = pre_rr_s[begin:end]
-    first = np.median(recent)
-    return float(np.median(recent[recent <= PAUSE_RATIO * first]))
+    return float(np.mean(pre_rr_s[begin:end]))
 
 
 def rr_columns(

@@ -84,11 +84,12 @@ class RhythmConfig:
     # AF settings chosen without MIT-BIH DS2 (docs/rhythm.md): the best worst-of(Se, +P) of
     # AF duration over DS1, the paced records and vfdb's AF records 609 and 615, on our beats
     # with our classifier's labels and on the reference beats with theirs.
+    # (2026-12-06, with the P-wave rule below and beat model 3.0's labels.)
     af_window_beats: int = 96
-    af_threshold: float = 0.05
+    af_threshold: float = 0.045
     # Without beat labels ventricular ectopy the premature-pair rule misses (couplets, runs)
     # stays in the statistic, so RR-only input needs a higher threshold (same data, same rule).
-    af_threshold_unlabelled: float = 0.07
+    af_threshold_unlabelled: float = 0.06
     af_min_s: float = 60.0
     af_merge_s: float = 30.0
     # An irregular stretch whose normal-looking beats keep a consistent P wave (median

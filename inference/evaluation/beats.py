@@ -89,7 +89,15 @@ def beat_metrics(reference: np.ndarray, predicted: np.ndarray) -> dict:
     reference = np.asarray(reference, dtype=np.int64)
     predicted = np.asarray(predicted, dtype=np.int64)
     k = len(BEAT_CLASSES)
-    confusion = np.bincount(reference * k + predicted, minlength=k * k).reshape(k, k)
+    return metrics_from_confusion(
+        np.bincount(reference * k + predicted, minlength=k * k).reshape(k, k)
+    )
+
+
+def metrics_from_confusion(confusion: np.ndarray) -> dict:
+    """``beat_metrics`` of a confusion matrix (rows reference, columns predicted, in
+    ``BEAT_CLASSES`` order), e.g. one summed over some records' matrices."""
+    confusion = np.asarray(confusion, dtype=np.int64)
     classes = {}
     for index, name in enumerate(BEAT_CLASSES):
         tp = int(confusion[index, index])
