@@ -30,7 +30,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from inference import atrial
 from inference.aami import DS1, DS2
 from inference.beats import (
     BANDPASS_HZ,
@@ -236,9 +235,9 @@ def fold_by_record(probabilities: np.ndarray, data: dict) -> np.ndarray:
     probabilities = np.array(probabilities)
     for name in dict.fromkeys(data["record"].tolist()):
         rows = np.flatnonzero(data["record"] == name)
-        is_ventricular = probabilities[rows].argmax(axis=1) == BEAT_CLASSES.index("V")
-        in_af = atrial.af_context(data["times_s"][rows], data["p_wave"][rows], is_ventricular)
-        probabilities[rows] = fold_s_in_af(probabilities[rows], in_af)
+        probabilities[rows] = fold_s_in_af(
+            probabilities[rows], data["times_s"][rows], data["p_wave"][rows]
+        )
     return probabilities
 
 

@@ -382,8 +382,27 @@ def beat_p_waves(windows: np.ndarray, templates: np.ndarray, rhythm: np.ndarray)
     )
 
 
-def fold_s_in_af(probabilities: np.ndarray, in_af: np.ndarray) -> np.ndarray:
-    """``inference.atrial.fold_s_into_n`` for ``BEAT_CLASSES`` columns."""
+def fold_s_in_af(
+    probabilities: np.ndarray,
+    times_s: np.ndarray,
+    p_wave: np.ndarray,
+    earlier_ventricular: np.ndarray | None = None,
+) -> np.ndarray:
+    """Class probabilities (``BEAT_CLASSES`` columns, beats in time order) with S moved to N
+    where the rhythm looks like atrial fibrillation (``inference.atrial``).
+
+    ``times_s`` (s) and ``p_wave`` (``beat_p_waves``) cover the earlier beats the rule looks
+    back at (up to ``atrial.HISTORY_BEATS``; a stream keeps that many), whose V labels
+    ``earlier_ventricular`` gives, then one beat per row of ``probabilities``; the V labels of
+    those are read from ``probabilities`` (the fold never changes V).
+    """
+    earlier = np.zeros(0, dtype=bool) if earlier_ventricular is None else earlier_ventricular
+    if len(probabilities) == 0:
+        return probabilities
+    is_ventricular = np.concatenate(
+        [np.asarray(earlier, dtype=bool), probabilities.argmax(axis=1) == BEAT_CLASSES.index("V")]
+    )
+    in_af = atrial.af_context(times_s, p_wave, is_ventricular)[len(earlier) :]
     return atrial.fold_s_into_n(
         probabilities, in_af, BEAT_CLASSES.index("N"), BEAT_CLASSES.index("S")
     )
@@ -532,10 +551,7 @@ class BeatClassifier:
         back ``atrial.HISTORY_BEATS`` beats, so a caller passes that much history."""
         if not self.card.get("fold_s_in_af"):
             return probabilities
-        if len(probabilities) == 0:
-            return probabilities
-        is_ventricular = probabilities.argmax(axis=1) == BEAT_CLASSES.index("V")
-        return fold_s_in_af(probabilities, atrial.af_context(times_s, p_wave, is_ventricular))
+        return fold_s_in_af(probabilities, times_s, p_wave)
 
     def probabilities(
         self, windows: np.ndarray, templates: np.ndarray, rhythm: np.ndarray

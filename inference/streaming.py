@@ -589,12 +589,12 @@ class _BeatStage(_Stage):
         if self._classifier.card.get("fold_s_in_af"):
             # the fold reads atrial.HISTORY_BEATS beats back, which _trim keeps
             first = max(0, begin - base - atrial.HISTORY_BEATS)
-            in_af = atrial.af_context(
+            probabilities = fold_s_in_af(
+                probabilities,
                 peaks[first : end - base] / self.fs_hz,
                 self.p_wave[first : end - base],
-                self.ventricular[first : end - base] > 0,
+                earlier_ventricular=self.ventricular[first : begin - base] > 0,
             )
-            probabilities = fold_s_in_af(probabilities, in_af[begin - base - first :])
         self.n_emitted = end
         return _Beats(self.peaks[new].copy(), probabilities, self.p_wave[new].copy())
 

@@ -136,16 +136,11 @@ def evaluate_record(path: Path, config: RhythmConfig) -> dict:
 
     labels = [aami_class(symbol) for symbol, beat in zip(symbols, is_beat, strict=True) if beat]
     detected_beats = detect_qrs(signal, fs)
-    classified = (
-        [
-            AAMI_CLASSES[i]
-            for i in get_beat_classifier().classify(signal, fs, detected_beats).argmax(axis=1)
-        ]
-        if len(detected_beats)
-        else []
-    )
-    on_detected = detect_episodes(signal, fs, detected_beats, None, config)
-    on_classified = detect_episodes(signal, fs, detected_beats, classified, config)
+    # the P waves of our beats, computed once with their classes (the product's path)
+    probabilities, p_wave = get_beat_classifier().classify_beats(signal, fs, detected_beats)
+    classified = [AAMI_CLASSES[i] for i in probabilities.argmax(axis=1)]
+    on_detected = detect_episodes(signal, fs, detected_beats, None, config, p_wave=p_wave)
+    on_classified = detect_episodes(signal, fs, detected_beats, classified, config, p_wave=p_wave)
     on_reference = detect_episodes(signal, fs, beats, labels, config)
     for name, reference_labels in (("af", AF_LABELS), ("afib", ("(AFIB",))):
         reference = _intervals(rhythms, reference_labels, fs)
