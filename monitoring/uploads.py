@@ -685,24 +685,39 @@ def _read_annotations(
 # --- From a request ---------------------------------------------------------------------
 
 
-def files_from_request(request) -> list[tuple[str, bytes]]:
+def declared_oversize(request, limit: int) -> int | None:
+    """The body length the request declares (Content-Length) when it exceeds ``limit`` bytes,
+    else None. Checked before the body is read, so an oversize body is refused unread; each
+    caller words its own 413. A Content-Length that is not a whole number of bytes is an
+    ``UploadError`` (400): Django would read such a body as empty and the caller would then
+    complain about missing data instead of the header."""
+    raw = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        declared = int(raw)
+    except ValueError:
+        declared = -1
+    if declared < 0:
+        raise UploadError(f"Content-Length {raw!r} is not a number of bytes")
+    return declared if declared > limit else None
+
+
+def files_from_request(request, limit: int | None = None) -> list[tuple[str, bytes]]:
     """The uploaded files of a page or API request as ``(name, content)`` pairs.
 
-    Refuses an upload over ``settings.UPLOAD_MAX_BYTES`` with status 413: by its declared
-    length before the body is read, and by the files' sizes before their content is.
+    Refuses an upload over ``limit`` bytes (default ``settings.UPLOAD_MAX_BYTES``) with status
+    413: by its declared length before the body is read, and by the files' sizes before their
+    content is.
     """
     from django.conf import settings
 
-    limit = settings.UPLOAD_MAX_BYTES
+    hint = ""
+    if limit is None:
+        limit = settings.UPLOAD_MAX_BYTES
+        hint = "; split the recording or ask the administrator to raise UPLOAD_MAX_BYTES"
     too_big = (
-        f"the upload is larger than the limit of {limit:,} bytes ({limit / 2**20:g} MiB); "
-        "split the recording or ask the administrator to raise UPLOAD_MAX_BYTES"
+        f"the upload is larger than the limit of {limit:,} bytes ({limit / 2**20:g} MiB){hint}"
     )
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
+    if declared_oversize(request, limit) is not None:
         raise UploadError(too_big, status=413)
     files = request.FILES.getlist("files") or request.FILES.getlist("file")
     if sum(upload.size for upload in files) > limit:

@@ -431,6 +431,16 @@ def test_the_record_reader_refuses_a_body_over_the_diagnosis_limit(api, settings
     assert response.status_code == 413 and "10000-byte limit" in response.json()["detail"]
 
 
+def test_a_content_length_that_is_not_a_number_is_named(api):
+    # Django reads such a body as empty: without the check the answer blamed missing data
+    diagnosis = post(api, {"metadata": {"age_years": 50}}, CONTENT_LENGTH="x")
+    files = {"files": files_payload(example_files())}
+    record = api.post("/api/diagnosis/record/", files, CONTENT_LENGTH="x")
+    for response in (diagnosis, record):
+        assert response.status_code == 400
+        assert response.json()["detail"] == "Content-Length 'x' is not a number of bytes"
+
+
 def test_the_page_needs_a_login_and_shows_the_examples(client, clinician):
     response = client.get("/diagnosis/")
     assert response.status_code == 302 and "/login/" in response["Location"]

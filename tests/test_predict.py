@@ -164,6 +164,13 @@ def test_it_answers_413_to_an_oversized_body(api, settings):
     assert "exceeds the 10000-byte limit" in response.json()["detail"]
 
 
+def test_it_answers_400_to_a_content_length_that_is_not_a_number(api):
+    # it was int(header) unguarded: a 500
+    response = post(api, {"ecg": ecg_window()}, CONTENT_LENGTH="12abc")
+    assert response.status_code == 400
+    assert response.json()["detail"] == "Content-Length '12abc' is not a number of bytes"
+
+
 def test_it_answers_415_to_a_body_that_is_not_json(api):
     response = api.post("/predict", "ecg=1,2,3", content_type="text/plain")
     assert response.status_code == 415

@@ -39,7 +39,7 @@ from rest_framework.views import APIView
 from inference.datasets.ptbxl import LEADS, RAW_FEATURES, RECORD_S, SUPERCLASSES
 from inference.ptbxl_models import MAX_FS_HZ, MIN_FS_HZ, load_model, predict
 from monitoring.models import Recording
-from monitoring.uploads import UploadError, files_from_request, parse_upload
+from monitoring.uploads import UploadError, declared_oversize, files_from_request, parse_upload
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "inference" / "examples" / "ptbxl"
 # What the page and the docs call the leads; the models and PTB-XL's headers spell aVR "AVR".
@@ -400,7 +400,7 @@ class DiagnosisView(APIView):
                 f"{', '.join(RAW_FEATURES)} and the record goes in files"
             )
         metadata = metadata_from_form(data)
-        files = files_from_request(request)
+        files = files_from_request(request, limit=settings.PREDICT_MAX_BODY_BYTES)
         if not files:
             return None, None, metadata, None
         leads_mv, fs_hz, record = leads_from_upload(files)
@@ -439,20 +439,20 @@ class ExampleDetailView(APIView):
 
 
 def oversize_body(request):
-    """A 413 answer for a body over ``PREDICT_MAX_BODY_BYTES`` (read from Content-Length,
-    before the body is), else None."""
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
+    """A 413 answer for a body over ``PREDICT_MAX_BODY_BYTES`` (by its Content-Length, before
+    the body is read), a 400 for a Content-Length that is not a number, else None."""
     limit = settings.PREDICT_MAX_BODY_BYTES
-    if length > limit:
-        return error(
-            f"body of {length} bytes exceeds the {limit}-byte limit (a 10 s 12-lead record "
-            "at 500 Hz is about 0.45 MB as JSON, 0.12 MB as WFDB)",
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-        )
-    return None
+    try:
+        length = declared_oversize(request, limit)
+    except UploadError as exc:
+        return error(str(exc), exc.status)
+    if length is None:
+        return None
+    return error(
+        f"body of {length} bytes exceeds the {limit}-byte limit (a 10 s 12-lead record "
+        "at 500 Hz is about 0.45 MB as JSON, 0.12 MB as WFDB)",
+        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    )
 
 
 class RecordReadView(APIView):
@@ -466,7 +466,7 @@ class RecordReadView(APIView):
         if too_large is not None:
             return too_large
         try:
-            files = files_from_request(request)
+            files = files_from_request(request, limit=settings.PREDICT_MAX_BODY_BYTES)
             leads_mv, fs_hz, record = leads_from_upload(files)
         except UploadError as exc:
             return error(str(exc), exc.status)

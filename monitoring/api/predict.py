@@ -26,6 +26,7 @@ from rest_framework.views import APIView
 
 from inference.predictor import get_predictor
 from monitoring.models import Prediction
+from monitoring.uploads import UploadError, declared_oversize
 
 MIN_FS_HZ = 50.0
 MAX_FS_HZ = 2000.0
@@ -135,8 +136,11 @@ class PredictView(APIView):
         examples=[OpenApiExample("seed format", value={"ecg": [0.0] * 500})],
     )
     def post(self, request):
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-        if length > settings.PREDICT_MAX_BODY_BYTES:
+        try:
+            length = declared_oversize(request, settings.PREDICT_MAX_BODY_BYTES)
+        except UploadError as exc:  # a Content-Length that is not a number
+            return error(str(exc), exc.status)
+        if length is not None:
             return error(
                 f"body of {length} bytes exceeds the {settings.PREDICT_MAX_BODY_BYTES}-byte limit",
                 status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
