@@ -197,8 +197,10 @@ def predict_probabilities(
 
 
 def scaler_from_card(card: dict) -> MetadataScaler:
+    """The metadata transform of a card that ``load_model`` returned. Its layout is not
+    checked again here: ``load_model`` checked it once when it read the card, and this runs
+    on every request."""
     data = card["metadata_scaler"]
-    check_feature_layout(data, f"model card {card['name']}")
     return MetadataScaler(fill_values=data["fill_values"], means=data["means"], stds=data["stds"])
 
 
@@ -209,7 +211,9 @@ def load_model(name: str, weights_dir: str = str(WEIGHTS_DIR)) -> tuple[nn.Modul
     if name not in cards:
         raise ValueError(f"no PTB-XL model {name!r} in {weights_dir}; have {sorted(cards)}")
     card = cards[name]
-    # weights of another input layout would fail on a tensor shape; say which instead
+    # weights of another input layout would fail on a tensor shape; say which instead. The
+    # only check of the layout: the card is cached with the network, and scaler_from_card
+    # trusts it.
     check_feature_layout(card["metadata_scaler"], f"model card {name}")
     model = ARCHITECTURES[card["architecture"]](**card.get("architecture_args", {}))
     state = torch.load(Path(weights_dir) / card["weights"], map_location="cpu", weights_only=True)

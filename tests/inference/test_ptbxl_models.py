@@ -335,7 +335,12 @@ def test_the_model_choice_is_cached_and_read_again_after_new_weights(tiny_models
     def no_reading(*args, **kwargs):
         raise AssertionError("a request re-read the model cards")
 
+    def no_checking(*args, **kwargs):
+        raise AssertionError("a request checked the card's layout again")
+
     monkeypatch.setattr(ptbxl_models, "list_models", no_reading)
+    # the layout was checked once, when load_model read the card
+    monkeypatch.setattr(ptbxl_models, "check_feature_layout", no_checking)
     assert predict(None, None, METADATA, weights_dir=weights_dir) == first
     assert best_model_name(True, str(weights_dir)) == with_ecg
     clear_model_caches()  # after new weights are written the cards are read again
