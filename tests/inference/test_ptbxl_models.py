@@ -493,6 +493,18 @@ def test_the_shipped_card_json_matches_its_markdown():
         assert (DOCS_DIR / f"{name}.md").read_text() == ptbxl_training.card_markdown(card)
 
 
+def test_the_shipped_overview_matches_the_cards_and_the_seed_spread():
+    """docs/models/ptbxl-models.md is written from the cards and ptbxl-seed-spread.json: a
+    hand edit, or a card or spread committed without it, shows here."""
+    from inference.train import DOCS_DIR
+
+    expected = ptbxl_training.overview_markdown(
+        ptbxl_training.read_cards(WEIGHTS_DIR), ptbxl_training.read_spread(DOCS_DIR)
+    )
+    assert (DOCS_DIR / "ptbxl-models.md").read_text() == expected
+    assert "## Seed spread (training chance)" in expected  # the spread is committed and shown
+
+
 # --- Checkpoints, resume and the seed spread ----------------------------------------------------
 
 
