@@ -17,7 +17,6 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import numpy as np
-from django.conf import settings
 from django.db.models import Count, F, Max
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
@@ -241,13 +240,15 @@ CLOCK_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?")
 
 def go_to_seconds(recording: Recording, text) -> float:
     """Seconds from the recording's start for what was typed in "Go to": a number of seconds
-    (``75``, ``75.5``), or a clock time ``HH:MM`` / ``HH:MM:SS`` in the site's time zone
-    (``TIME_ZONE``, as the pages show times).
+    (``75``, ``75.5``), or a clock time ``HH:MM`` / ``HH:MM:SS`` in the zone the pages show
+    times in (the current time zone: ``TIME_ZONE`` unless one was activated).
 
     A clock time is taken on the recording's start day, or on the next day when it is earlier
     than the start's clock time (a recording past midnight): the first such moment at or
-    after the start. It must lie within the stored recording. ``ValueError`` says what is
-    wrong.
+    after the start. The start is compared at the precision typed (to the second, or to the
+    minute for ``HH:MM``), so the start time as the page shows it, without its fraction of a
+    second, is the start (offset 0) and not the next day. It must lie within the stored
+    recording. ``ValueError`` says what is wrong.
     """
     text = str(text or "").strip()
     duration_s = end_sample(recording) / recording.sampling_rate_hz
@@ -268,17 +269,28 @@ def go_to_seconds(recording: Recording, text) -> float:
     seconds = float(match[3] or 0)
     if hours > 23 or minutes > 59 or seconds >= 60:
         raise ValueError(f"{text!r} is not a clock time (00:00:00 to 23:59:59)")
-    zone = timezone.get_default_timezone()
-    started = recording.started_at.astimezone(zone)
-    wall = datetime.combine(
-        started.date(),
-        time(hours, minutes, int(seconds), round((seconds % 1) * 1e6) % 1_000_000),
-        tzinfo=zone,
+    # the zone the page formats times in (the |date filter and timezone.localtime use the
+    # current zone), so that a time read off the page means the same moment here
+    zone = timezone.get_current_timezone()
+    started = timezone.localtime(recording.started_at, zone)
+    # The page shows the start to the second; typed without seconds it is read to the minute.
+    # started_at has microseconds (monitoring/ingest.py), so the shown start time is a
+    # fraction of a second before it: compared exactly, it would be taken as the next day's.
+    if match[3] is None:
+        shown_start = started.replace(second=0, microsecond=0)
+    else:
+        shown_start = started.replace(microsecond=0)
+    # seconds added as a timedelta, not split into time()'s integer fields: rounding
+    # 59.9999999 s to microseconds there wrapped it to 59.0 s
+    wall = datetime.combine(started.date(), time(hours, minutes), tzinfo=zone) + timedelta(
+        seconds=seconds
     )
-    # (aware datetimes of one zone compare and add as wall clocks; offsets are taken in UTC)
-    if wall.astimezone(UTC) < recording.started_at:
-        wall += timedelta(days=1)  # past midnight
-    offset_s = (wall.astimezone(UTC) - recording.started_at).total_seconds()
+    # wall clocks compared as wall clocks (naive); one earlier than the start's is past midnight
+    if wall.replace(tzinfo=None) < shown_start.replace(tzinfo=None):
+        wall += timedelta(days=1)  # (an aware datetime adds a day of wall clock)
+    # real seconds in UTC (across a clock change); at most a fraction of a second before
+    # the start when the typed time is the shown start: that is the start
+    offset_s = max(0.0, (wall.astimezone(UTC) - recording.started_at).total_seconds())
     if offset_s > duration_s:
         raise ValueError(
             f"{text} is {offset_s / 3600:.1f} h after the recording's start "
@@ -299,9 +311,11 @@ def review_overview(recording: Recording) -> dict:
     return {
         "recording": recording.pk,
         "fs_hz": fs_hz,
-        # sample 0's wall-clock time, and the zone the page shows clock times in
+        # sample 0's wall-clock time, and the zone the page shows clock times in: the current
+        # zone (TIME_ZONE unless one was activated), as the page's |date filter and "Go to"
+        # (go_to_seconds) use, so that the view range, the start and "Go to" agree
         "started_at": recording.started_at.isoformat(),
-        "time_zone": settings.TIME_ZONE,
+        "time_zone": timezone.get_current_timezone_name(),
         "n_samples": n_total,
         "duration_s": n_total / fs_hz,
         "lead_names": recording.lead_names,

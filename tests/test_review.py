@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 import wfdb
+from django.utils import timezone
 
 from monitoring.models import Alarm, AlarmKind, AlarmPriority, Beat, Episode, Recording, SampleChunk
 from monitoring.review import WFDB_INVALID_ADC, rhythm_annotations
@@ -154,6 +155,39 @@ def test_go_to_counts_real_seconds_across_a_clock_change(api, device_recording, 
     # 01:59:50 on the night the clocks go from 02:00 to 03:00: 03:00:05 is 15 s later
     start_at(device_recording, datetime(2026, 3, 29, 0, 59, 50, tzinfo=UTC))
     assert go_to(api, device_recording, "03:00:05").json()["time_s"] == 15.0
+
+
+def test_go_to_the_start_as_the_page_shows_it(api, device_recording, settings):
+    """started_at has microseconds (the ingest's clock); the page shows it to the second. The
+    time shown, or its minute, is the start, not the next day's (past the end)."""
+    settings.TIME_ZONE = "Europe/Berlin"
+    start_at(device_recording, datetime(2026, 1, 15, 11, 0, 0, 400_000, tzinfo=UTC))
+    page = api.get(f"/recordings/{device_recording.pk}/review/").content.decode()
+    assert "Started 2026-01-15 12:00:00 (Europe/Berlin)" in page
+    for typed in ("12:00:00", "12:00"):
+        answer = go_to(api, device_recording, typed)
+        assert answer.status_code == 200, answer.json()
+        assert answer.json()["time_s"] == 0.0
+    assert go_to(api, device_recording, "12:00:05").json()["time_s"] == pytest.approx(4.6)
+    # decimals that round up to the next second are not wrapped to the second's start
+    body = go_to(api, device_recording, "12:00:09.9999999").json()
+    assert body["time_s"] == pytest.approx(9.6, abs=1e-6)
+    # a second before the shown start is the next day's, far past the end
+    answer = go_to(api, device_recording, "11:59:59")
+    assert answer.status_code == 400 and "past its end" in answer.json()["detail"]
+
+
+def test_go_to_reads_a_clock_time_in_the_zone_the_page_shows(api, device_recording, settings):
+    settings.TIME_ZONE = "UTC"
+    start_at(device_recording, datetime(2026, 1, 15, 11, 0, 0, 400_000, tzinfo=UTC))
+    with timezone.override("Europe/Berlin"):  # a zone activated for the request
+        response = api.get(f"/recordings/{device_recording.pk}/review/")
+        assert "Started 2026-01-15 12:00:00" in response.content.decode()
+        # the view range's clock (review.js formats in the page's time_zone) agrees
+        assert response.context["overview"]["time_zone"] == "Europe/Berlin"
+        body = go_to(api, device_recording, "12:00:05").json()
+    assert body["time_s"] == pytest.approx(4.6)
+    assert body["clock"] == "2026-01-15T12:00:05+01:00"
 
 
 @pytest.mark.parametrize(
