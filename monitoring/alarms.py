@@ -62,9 +62,12 @@ PVC_WINDOW_S = 60.0
 # reference labels of MIT-BIH 119 (30 min, evaluated every 5 s; about 15 V beats a minute in
 # bouts): 9 alarms without a hold, 5 with 60 s, 1 with 120 s (tests/test_alarms.py).
 PVC_RESOLVE_HOLD_S = 120.0
-# How far back the beat-based rules read, in seconds of signal before the analysed end: the
-# PVC rule needs its window before every beat of its hold, behind the final-beat lag.
-BEAT_LOOKBACK_S = BEAT_FINAL_LAG_S + PVC_RESOLVE_HOLD_S + PVC_WINDOW_S + 10.0
+# How far back the heart-rate and poor-signal rules read beats, in seconds of signal before
+# the analysed end: poor signal's hold reaches back BEAT_FINAL_LAG_S + QUALITY_S +
+# QUALITY_RESOLVE_HOLD_S (47 s), heart rate HR_SUSTAIN_S plus HR_RR_INTERVALS intervals. Every
+# analysis round (about one per second of signal per patient) loads these rows, so the PVC
+# rule, which needs its window before its whole hold (3 min), reads its own V beats instead.
+BEAT_LOOKBACK_S = 80.0
 # An episode (pause, VT, VF, AF) keeps its alarm open this long after it ended.
 EVENT_HOLD_S = 60.0
 # Sustained arrhythmia: this many consecutive 2-s windows judged abnormal by the window model
@@ -301,14 +304,13 @@ def physiological_conditions(recording: Recording) -> list[Condition]:
     analysed_end = recording.analysis_cursor
     stretch_start = recording.stream_start_sample
     first = max(stretch_start, analysed_end - round(BEAT_LOOKBACK_S * fs_hz))
-    rows = list(
+    samples = np.array(
         # final beats only: a provisional label may still change (inference/streaming.py)
         recording.beats.filter(sample__gte=first, provisional=False)
         .order_by("sample")
-        .values_list("sample", "label")
+        .values_list("sample", flat=True),
+        dtype=np.int64,
     )
-    samples = np.array([sample for sample, _ in rows], dtype=np.int64)
-    labels = [label for _, label in rows]
     episodes = list(
         recording.episodes.filter(
             kind__in=list(EPISODE_KINDS.values()),
@@ -317,7 +319,7 @@ def physiological_conditions(recording: Recording) -> list[Condition]:
     )
     return [
         *heart_rate_conditions(samples, fs_hz, patient),
-        pvc_condition(samples, labels, fs_hz, patient),
+        pvc_condition(recording, int(samples[-1]) if len(samples) else None),
         *episode_conditions(episodes, fs_hz, patient),
         # off unless switched on for the patient (docs/alarms.md: the window model's DS2
         # specificity is 0.53); off also resolves an alarm raised while it was on
@@ -373,35 +375,62 @@ def heart_rate_conditions(samples: np.ndarray, fs_hz: float, patient: Patient) -
     return conditions
 
 
-def pvc_condition(
-    samples: np.ndarray, labels: list[str], fs_hz: float, patient: Patient
-) -> Condition:
-    """Frequent PVCs: more V beats in the last ``PVC_WINDOW_S`` of beats than the limit.
+def pvc_condition(recording: Recording, last: int | None) -> Condition:
+    """Frequent PVCs: more V beats in the last ``PVC_WINDOW_S`` before the last final beat
+    (``last``, a sample; None when the rules found no recent beat) than the limit.
 
-    Raised as soon as the count is over the limit; gone only when it has been at or under
-    the limit at every beat of the last ``PVC_RESOLVE_HOLD_S`` (each beat's count over a
-    whole window of stored beats); in between, and while too little is stored to tell, the
-    verdict is None (an open alarm stays open).
+    Raised as soon as the count is over the limit; gone only when the count of V beats in the
+    window ending at every moment of the last ``PVC_RESOLVE_HOLD_S`` has been at or under the
+    limit, and the stream had begun a whole window before the hold; in between, and while too
+    little is stored to tell, the verdict is None (an open alarm stays open).
+
+    Reads only the final V beats of the window before the hold and of the hold, not every
+    beat of those three minutes: the count of the window ending at a moment rises only at a V
+    beat and can only fall until the next one, so the highest counts of the hold are those at
+    its start and at its V beats, and those are all it needs.
     """
-    if len(samples) == 0:
+    if last is None:
         return Condition(AlarmKind.PVC, None)
+    fs_hz = recording.sampling_rate_hz
+    patient = recording.patient
     window = round(PVC_WINDOW_S * fs_hz)
-    is_v = np.array([label == "V" for label in labels], dtype=bool)
-    v_before = np.concatenate([[0], np.cumsum(is_v)])  # V beats before each index
-    # V beats in the window ending at each beat: samples in (sample - window, sample]
-    window_first = np.searchsorted(samples, samples - window, side="right")
-    counts = v_before[1:] - v_before[window_first]
-    count = int(counts[-1])
-    limit = patient.pvc_limit_per_min
-    last = samples[-1]
     hold_first = last - round(PVC_RESOLVE_HOLD_S * fs_hz)
+    v = np.array(
+        # final V beats of the current stretch in (hold_first - window, last]: every window
+        # ending in the hold; the same beats the other rules read (final only, this stretch)
+        list(
+            recording.beats.filter(
+                label="V",
+                provisional=False,
+                sample__gte=recording.stream_start_sample,
+                sample__gt=hold_first - window,
+                sample__lte=last,
+            )
+            .order_by("sample")
+            .values_list("sample", flat=True)
+        ),
+        dtype=np.int64,
+    )
+
+    def count_ending_at(ends: np.ndarray) -> np.ndarray:
+        # V beats in (end - window, end] for each end
+        return np.searchsorted(v, ends, side="right") - np.searchsorted(
+            v, ends - window, side="right"
+        )
+
+    count = int(count_ending_at(np.array([last]))[0])
+    limit = patient.pvc_limit_per_min
+    # the highest counts of the hold: at its start, and at each V beat in it
+    hold_counts = count_ending_at(np.concatenate([[hold_first], v[v >= hold_first]]))
+    # every window of the hold lies in this stretch: its counts miss no V beat before it
+    whole_history = recording.stream_start_sample <= hold_first - window
     if count > limit:
         active = True
-    elif samples[0] <= hold_first - window and (counts[samples >= hold_first] <= limit).all():
+    elif whole_history and (hold_counts <= limit).all():
         active = False
     else:
         active = None
-    recent_v = samples[(samples > last - window) & is_v]
+    recent_v = v[v > last - window]
     return Condition(
         AlarmKind.PVC,
         active,

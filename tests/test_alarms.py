@@ -271,6 +271,21 @@ def test_a_bigeminy_that_comes_and_goes_is_one_pvc_alarm(recording):
     assert Alarm.objects.filter(kind=AlarmKind.PVC).count() == 1
 
 
+def test_pvcs_resolve_only_once_the_new_stretch_covers_a_window_before_the_hold(recording):
+    # 15 V beats a minute, then the stream starts a new stretch (a restart): the V beats before
+    # it are not counted, so the hold's counts tell nothing until the stretch is long enough
+    add_beats(recording, bpm=75, seconds=70, labels=lambda n: "V" if n % 5 == 4 else "N")
+    assert changes_of(evaluate_alarms(recording.pk), AlarmKind.PVC) == [("raised", "PVC")]
+    Recording.objects.filter(pk=recording.pk).update(stream_start_sample=recording.analysis_cursor)
+    recording.refresh_from_db()
+    # (stream_beats' 5-s steps hold 4.8 s of beats; the stretch starts at the cursor, 7 s
+    # after the last beat, so the last beat is a window plus the hold past it after 187 s)
+    changes = stream_beats(recording, 170)
+    assert changes_of(changes, AlarmKind.PVC) == []
+    changes = stream_beats(recording, 30)
+    assert changes_of(changes, AlarmKind.PVC) == [("resolved", "PVC")]
+
+
 def test_the_reference_beats_of_mitdb_119_are_one_pvc_alarm_in_30_minutes(recording):
     """MIT-BIH 119 has about 15 V beats a minute in bouts of bigeminy and trigeminy: its
     reference labels, stored as the analysis would store them (final about 7 s after the R
