@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
@@ -96,7 +97,15 @@ def manage(request):
         request,
         "monitoring/manage.html",
         {
-            "patients": Patient.objects.order_by("-is_active", "ward", "bed", "name"),
+            # the recipient counts in the patients' own query, so that the page's queries do
+            # not grow with its rows (alarm_recipients.count and has_first_call_recipient in
+            # the template were two queries a patient)
+            "patients": Patient.objects.annotate(
+                n_recipients=Count("alarm_recipients"),
+                n_first_call=Count(
+                    "alarm_recipients", filter=Q(alarm_recipients__escalation=False)
+                ),
+            ).order_by("-is_active", "ward", "bed", "name"),
             "devices": Device.objects.select_related("patient").order_by("serial"),
         },
     )

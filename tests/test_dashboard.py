@@ -3,6 +3,8 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -386,6 +388,39 @@ def test_staff_management_overview_lists_patients_and_devices(client, staff_user
     assert "MRN-001" in page and "DEV-001" in page
     assert reverse("patient-limits", args=[patient.pk]) in page
     assert reverse("manage") in client.get("/").content.decode()
+
+
+def test_the_manage_page_counts_recipients_in_as_many_queries_for_10_patients_as_for_2(
+    client, staff_user
+):
+    def admit_patients(n: int) -> None:
+        for _ in range(n):
+            number = Patient.objects.count()
+            patient = Patient.objects.create(mrn=f"MRN-Q{number:02d}", name=f"Queried {number}")
+            AlarmRecipient.objects.create(patient=patient, address=f"ward{number}@x.example")
+            AlarmRecipient.objects.create(
+                patient=patient, address=f"chief{number}@x.example", escalation=True
+            )
+
+    def manage_page() -> tuple[int, str]:
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get("/manage/")
+        assert response.status_code == 200
+        return len(queries), response.content.decode()
+
+    client.force_login(staff_user)
+    admit_patients(2)
+    with_2, _ = manage_page()
+    admit_patients(7)
+    escalation_only = Patient.objects.create(mrn="MRN-Q99", name="Escalation Only")
+    AlarmRecipient.objects.create(
+        patient=escalation_only, address="chief@x.example", escalation=True
+    )
+    with_10, page = manage_page()
+    assert with_10 == with_2
+    # the counts are still right: 9 patients with both recipients, one told of nothing at once
+    assert page.count("<td>2</td>") == 9
+    assert page.count('<span class="error">none first-call</span>') == 1
 
 
 def test_hr_trend_leaves_out_uploaded_recordings(patient):
