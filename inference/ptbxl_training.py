@@ -12,19 +12,21 @@ without a diagnostic superclass left out (``inference.datasets.ptbxl``). Adam on
 cross-entropy over the five sigmoid outputs; after each epoch the validation binary accuracy
 (at 0.5) decides early stopping, the best epoch's weights are kept, and the whole state of the
 run is checkpointed (``<weights-dir>/ptbxl-<model>.checkpoint.pt``, kept after the run and
-gitignored; ``--resume`` continues from it). Per-class thresholds are then chosen on validation
-(maximum F1) and the test partition is scored once: per-class and macro ROC AUC, binary
-accuracy, F1, each with a bootstrap 95 % interval over test patients (a cluster bootstrap: a
-patient's records are drawn together, as they are not independent).
+gitignored; ``--resume`` continues from it, refusing a checkpoint of another format, model,
+recipe, setting or PTB-XL copy; the card's training time then adds up every process's part and
+its ``resumed_after_epoch`` says where it continued). Per-class thresholds are then chosen on
+validation (maximum F1) and the test partition is scored once: per-class and macro ROC AUC,
+binary accuracy, F1, each with a bootstrap 95 % interval over test patients (a cluster
+bootstrap: a patient's records are drawn together, as they are not independent).
 
 Writes ``inference/weights/ptbxl-<model>.pt`` and ``.json`` (the card), and
 ``docs/models/ptbxl-<model>.md`` with ``ptbxl-<model>-training.png``, and redraws
 ``docs/models/ptbxl-models.md`` (the three side by side) from the cards present. ``spread``
-trains without writing weights and writes ``docs/models/ptbxl-seed-spread.json``, which the
-overview shows beside the bootstrap table. Deterministic with a fixed seed (one thread,
-deterministic algorithms) on the same CPU and maths library; another CPU or library gives other
-weights, about as far off as another seed, so the cards record the CPU, its instruction set and
-the BLAS version.
+trains without writing weights or bootstrapping (it uses the point figures only) and writes
+``docs/models/ptbxl-seed-spread.json``, which the overview shows beside the bootstrap table.
+Deterministic with a fixed seed (one thread, deterministic algorithms) on the same CPU and
+maths library; another CPU or library gives other weights, about as far off as another seed, so
+the cards record the CPU, its instruction set and the BLAS version.
 """
 
 import argparse
@@ -122,12 +124,21 @@ MODELS = {
     },
 }
 
+# Bootstrap resamples of a card's test intervals.
+DEFAULT_RESAMPLES = 1000
+
 # The seed paper's binary accuracies (Keras binary_accuracy at 0.5 on the full PTB-XL).
 SEED_BINARY_ACCURACY = {"model01": 0.75, "model02": 0.89, "model03": 0.87}
 
 
 def model_name(key: str) -> str:
     return f"ptbxl-{key}"
+
+
+def epochs_and_patience(key: str, epochs: int | None, patience: int | None) -> tuple[int, int]:
+    """The most epochs and the patience of a run: as given on the command line, else the
+    model's own (``MODELS``)."""
+    return epochs or MODELS[key]["epochs"], patience or MODELS[key]["patience"]
 
 
 # --- Data -------------------------------------------------------------------------------------
@@ -254,6 +265,8 @@ def bootstrap_intervals(
     records of each (``patient_ids`` gives each record's patient). Records of one patient are
     alike, so drawing records one by one would treat them as independent evidence and give
     intervals too narrow."""
+    if resamples < 1:
+        raise ValueError(f"a bootstrap needs at least one resample, got {resamples}")
     patient_ids = np.asarray(patient_ids)
     if len(patient_ids) != len(labels):
         raise ValueError(f"{len(patient_ids)} patient ids for {len(labels)} records")
@@ -317,20 +330,83 @@ def evaluate_split(model: nn.Module, prepared: Prepared, split: str, spec: dict)
     )
 
 
-CHECKPOINT_FORMAT = 1
+# 2: the checkpoint carries the training time so far and the run's recipe and data
+# fingerprint; a format-1 checkpoint lacks them and is refused as not of this format.
+CHECKPOINT_FORMAT = 2
 
 
 class ResumeError(ValueError):
     """A checkpoint that cannot continue this run (another model, seed, recipe or data)."""
 
 
-def training_fingerprint(prepared: Prepared, labels: np.ndarray) -> str:
-    """sha256 of the training inputs and labels: a checkpoint resumes only the same data."""
+def training_fingerprint(prepared: Prepared, labels: np.ndarray, spec: dict) -> str:
+    """sha256 of the training inputs the model reads and the labels: a checkpoint resumes
+    only the same data."""
     digest = hashlib.sha256(prepared.features["train"].tobytes())
-    if prepared.ecg is not None:
+    if spec["ecg"]:
         digest.update(prepared.ecg["train"].tobytes())
     digest.update(np.ascontiguousarray(labels).tobytes())
     return digest.hexdigest()
+
+
+def run_identity(
+    key: str, prepared: Prepared, labels: np.ndarray, data_fingerprint: dict | None, **settings
+) -> dict:
+    """What a checkpoint must match to be resumed: the model and its recipe (``MODELS[key]``
+    and the augmentation constants, which the code may change between the crash and the
+    resume), the run's settings (seed, epochs, ...), the PTB-XL copy (``data_fingerprint``)
+    and the training inputs themselves."""
+    return {
+        "model": key,
+        "recipe": {
+            **MODELS[key],
+            "crop_samples": CROP_SAMPLES,
+            "crop_stride_samples": CROP_STRIDE_SAMPLES,
+            "noise_std": NOISE_STD,
+        },
+        **settings,
+        "data_fingerprint": data_fingerprint,
+        "training_data_sha256": training_fingerprint(prepared, labels, MODELS[key]),
+    }
+
+
+def differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """The names whose values differ between two run identities, nested dicts named down to
+    the value that differs (``recipe.noise_std``), so a refusal says what changed."""
+    names = []
+    for name in sorted(set(saved) | set(current)):
+        old, new = saved.get(name), current.get(name)
+        if isinstance(old, dict) and isinstance(new, dict):
+            names += differences(old, new, f"{prefix}{name}.")
+        elif old != new:
+            names.append(f"{prefix}{name}")
+    return names
+
+
+def load_checkpoint(checkpoint: Path, identity: dict) -> dict:
+    """The state saved in ``checkpoint``, or ``ResumeError`` when it cannot continue the run
+    ``identity`` describes. The format is checked first, on its own: a file of another kind
+    (a bare state_dict, an older checkpoint) has no run to compare, and listing "differences"
+    against it would mislead."""
+    if not checkpoint.is_file():
+        raise ResumeError(f"no checkpoint {checkpoint} to resume; run without --resume")
+    state = torch.load(checkpoint, weights_only=True)
+    if (
+        not isinstance(state, dict)
+        or state.get("format") != CHECKPOINT_FORMAT
+        or not isinstance(state.get("run"), dict)
+    ):
+        raise ResumeError(
+            f"{checkpoint} is not a checkpoint of this format (format {CHECKPOINT_FORMAT}, "
+            "written by python -m inference.ptbxl_training); run without --resume to start again"
+        )
+    differs = differences(state["run"], identity)
+    if differs:
+        raise ResumeError(
+            f"checkpoint {checkpoint} belongs to another run (differs in {', '.join(differs)}); "
+            "resume with the command that wrote it, or run without --resume to start again"
+        )
+    return state
 
 
 def save_checkpoint(state: dict, path: Path) -> None:
@@ -339,6 +415,20 @@ def save_checkpoint(state: dict, path: Path) -> None:
     partial = path.with_name(path.name.removesuffix(".checkpoint.pt") + ".partial.checkpoint.pt")
     torch.save(state, partial)
     os.replace(partial, path)
+
+
+@dataclass
+class Fitted:
+    """What ``fit`` gives: the model with the kept weights, the per-epoch history, the kept
+    epoch, the training time of the whole run (over every process that ran part of it) and
+    the epoch a resumed run continued after (None when it was not resumed)."""
+
+    model: nn.Module
+    history: list[dict]
+    best_epoch: int
+    cpu_s: float
+    wall_s: float
+    resumed_after_epoch: int | None
 
 
 def fit(
@@ -354,17 +444,19 @@ def fit(
     weight_decay: float = 1e-4,
     checkpoint: Path | None = None,
     resume: bool = False,
-) -> tuple[nn.Module, list[dict], int]:
+    data_fingerprint: dict | None = None,
+) -> Fitted:
     """Train ``MODELS[key]``; keep the epoch with the best validation binary accuracy (ties:
-    lower validation loss), stop after ``patience`` epochs without one. Returns the model with
-    the kept weights, the per-epoch history and the kept epoch.
+    lower validation loss), stop after ``patience`` epochs without one.
 
     After every epoch the whole state of the run goes to ``checkpoint`` (the weights, the
-    optimiser, both random generators, the history, the best epoch and its weights, the epochs
-    since it), and stays there after the run. With ``resume`` the run continues from it, and
-    gives on the same machine exactly what an uninterrupted run gives: every random draw
-    comes from the restored generators. A checkpoint of another model, seed, recipe or
-    training data raises ``ResumeError``."""
+    optimiser, both random generators, the history, the best epoch and its weights, the
+    training time so far), and stays there after the run. With ``resume`` the run continues
+    from it, and gives on the same machine exactly what an uninterrupted run gives: every
+    random draw comes from the restored generators, and the time of the epochs run before
+    is added to this process's. A checkpoint of another model, recipe, seed, setting, PTB-XL
+    copy (``data_fingerprint``) or training data raises ``ResumeError``."""
+    started_cpu, started_wall = time.process_time(), time.perf_counter()
     spec = MODELS[key]
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -374,33 +466,31 @@ def fit(
     features = torch.from_numpy(prepared.features["train"])
     ecg = torch.from_numpy(prepared.ecg["train"]) if spec["ecg"] else None
     targets = torch.from_numpy(labels["train"])
-    identity = {
-        "model": key,
-        "seed": seed,
-        "epochs": epochs,
-        "patience": patience,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "weight_decay": weight_decay,
-        "training_data_sha256": training_fingerprint(prepared, labels["train"]),
-    }
+    # hashing the training inputs costs a pass over them: only a run that checkpoints needs it
+    identity = None
+    if checkpoint is not None:
+        identity = run_identity(
+            key,
+            prepared,
+            labels["train"],
+            data_fingerprint,
+            seed=seed,
+            epochs=epochs,
+            patience=patience,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+        )
     history: list[dict] = []
     best = (-1.0, float("inf"))
     best_epoch, best_state = 0, None
     first_epoch, finished = 1, False
+    # training time of the epochs run by earlier processes of this run (resumed)
+    earlier_cpu_s, earlier_wall_s, resumed_after_epoch = 0.0, 0.0, None
     if resume:
-        if checkpoint is None or not checkpoint.is_file():
-            raise ResumeError(f"no checkpoint {checkpoint} to resume; run without --resume")
-        state = torch.load(checkpoint, weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("run") != identity:
-            differs = sorted(
-                name for name in identity if state.get("run", {}).get(name) != identity[name]
-            )
-            raise ResumeError(
-                f"checkpoint {checkpoint} belongs to another run (differs in "
-                f"{', '.join(differs) or 'format'}); resume with the command that wrote it, "
-                "or run without --resume to start again"
-            )
+        if checkpoint is None:
+            raise ResumeError("no checkpoint to resume; run without --resume")
+        state = load_checkpoint(checkpoint, identity)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])  # dropout draws from the global generator
@@ -409,11 +499,21 @@ def fit(
         best, best_epoch = tuple(state["best"]), state["best_epoch"]
         best_state = state["best_state"]
         first_epoch, finished = state["epoch"] + 1, state["finished"]
+        earlier_cpu_s, earlier_wall_s = state["training_cpu_s"], state["training_wall_s"]
+        resumed_after_epoch = state["epoch"]
         print(
             f"{model_name(key)}: resumed after epoch {state['epoch']} (kept epoch {best_epoch}"
             f"{', run already finished' if finished else ''}) from {checkpoint}",
             flush=True,
         )
+
+    def elapsed() -> tuple[float, float]:
+        """Training time of the run so far: earlier processes' and this one's."""
+        return (
+            earlier_cpu_s + time.process_time() - started_cpu,
+            earlier_wall_s + time.perf_counter() - started_wall,
+        )
+
     for epoch in range(first_epoch, epochs + 1):
         if finished:
             break
@@ -458,6 +558,7 @@ def fit(
         stop = not improved and epoch - best_epoch >= patience
         finished = stop or epoch == epochs
         if checkpoint is not None:
+            cpu_s, wall_s = elapsed()
             save_checkpoint(
                 {
                     "format": CHECKPOINT_FORMAT,
@@ -471,8 +572,9 @@ def fit(
                     "history": history,
                     "best": list(best),
                     "best_epoch": best_epoch,
-                    "epochs_since_best": epoch - best_epoch,
                     "best_state": best_state,
+                    "training_cpu_s": cpu_s,
+                    "training_wall_s": wall_s,
                 },
                 checkpoint,
             )
@@ -481,7 +583,8 @@ def fit(
             break
     model.load_state_dict(best_state)
     model.eval()
-    return model, history, best_epoch
+    cpu_s, wall_s = elapsed()
+    return Fitted(model, history, best_epoch, cpu_s, wall_s, resumed_after_epoch)
 
 
 def run(
@@ -494,14 +597,17 @@ def run(
     resamples: int = 1000,
     checkpoint: Path | None = None,
     resume: bool = False,
+    prepared: Prepared | None = None,
 ) -> tuple[nn.Module, dict]:
     """Train, choose thresholds on validation, score the test partition once. Returns the
     model and the card's content (without the bookkeeping ``write_card`` adds). ``checkpoint``
-    and ``resume`` as in ``fit``."""
+    and ``resume`` as in ``fit``. ``resamples`` 0 skips the bootstrap (the seed spread needs
+    only the point figures), and the content then has no intervals, so no card can be written
+    from it. ``prepared``: the inputs ``prepare(data)`` gives, when the caller already has
+    them (the seed spread prepares once for all its runs)."""
     spec = MODELS[key]
-    prepared = prepare(data)
-    started_cpu, started_wall = time.process_time(), time.perf_counter()
-    model, history, best_epoch = fit(
+    prepared = prepare(data) if prepared is None else prepared
+    fitted = fit(
         key,
         prepared,
         data.labels,
@@ -510,15 +616,30 @@ def run(
         seed=seed,
         checkpoint=checkpoint,
         resume=resume,
+        data_fingerprint=data.fingerprint,
     )
-    cpu_s, wall_s = time.process_time() - started_cpu, time.perf_counter() - started_wall
+    model, history, best_epoch = fitted.model, fitted.history, fitted.best_epoch
     validation = evaluate_split(model, prepared, "validation", spec)
     thresholds = choose_thresholds(data.labels["validation"], validation)
     test = evaluate_split(model, prepared, "test", spec)
     test_metrics = point_metrics(data.labels["test"], test, thresholds)
-    intervals, undefined = bootstrap_intervals(
-        data.labels["test"], test, thresholds, resamples, seed, data.patient_ids["test"]
-    )
+    bootstrap = {}
+    if resamples:
+        intervals, undefined = bootstrap_intervals(
+            data.labels["test"], test, thresholds, resamples, seed, data.patient_ids["test"]
+        )
+        bootstrap = {
+            "test_ci95": intervals,
+            "test_bootstrap": {
+                "resamples": resamples,
+                "seed": seed,
+                "method": (
+                    "percentile, cluster bootstrap: test patients drawn with replacement, "
+                    "each with all their records"
+                ),
+                "undefined_draws": undefined,
+            },
+        }
     # Binary accuracy of a constant answer (each class's training majority) on the same test
     # records: the floor that multi-label binary accuracy has to be read against.
     majority = (data.labels["train"].mean(axis=0) > 0.5).astype(np.float32)
@@ -527,12 +648,17 @@ def run(
         "binary_accuracy": float(np.mean(constant == data.labels["test"])),
         "answer": {s: int(m) for s, m in zip(SUPERCLASSES, majority, strict=True)},
     }
+
+    def shown(metric: str) -> str:
+        value = f"{test_metrics[metric]:.3f}"
+        if bootstrap:
+            low, high = bootstrap["test_ci95"][metric]
+            value += f" [{low:.3f}, {high:.3f}]"
+        return value
+
     print(
-        f"{model_name(key)} test: macro AUC {test_metrics['macro_auc']:.3f} "
-        f"[{intervals['macro_auc'][0]:.3f}, {intervals['macro_auc'][1]:.3f}], binary accuracy "
-        f"{test_metrics['binary_accuracy']:.3f} [{intervals['binary_accuracy'][0]:.3f}, "
-        f"{intervals['binary_accuracy'][1]:.3f}] "
-        f"(constant answer {baseline['binary_accuracy']:.3f})"
+        f"{model_name(key)} test: macro AUC {shown('macro_auc')}, binary accuracy "
+        f"{shown('binary_accuracy')} (constant answer {baseline['binary_accuracy']:.3f})"
     )
     content = {
         "architecture": spec["architecture"],
@@ -616,22 +742,15 @@ def run(
         "metrics": {
             "validation": point_metrics(data.labels["validation"], validation, thresholds),
             "test": test_metrics,
-            "test_ci95": intervals,
-            "test_bootstrap": {
-                "resamples": resamples,
-                "seed": seed,
-                "method": (
-                    "percentile, cluster bootstrap: test patients drawn with replacement, "
-                    "each with all their records"
-                ),
-                "undefined_draws": undefined,
-            },
+            **bootstrap,
             "test_constant_answer": baseline,
             "n_test_records": int(len(data.labels["test"])),
             "n_test_patients": int(len(np.unique(data.patient_ids["test"]))),
         },
-        "training_cpu_s": round(cpu_s, 1),
-        "training_wall_s": round(wall_s, 1),
+        # the whole run's, over every process that ran part of it (--resume)
+        "training_cpu_s": round(fitted.cpu_s, 1),
+        "training_wall_s": round(fitted.wall_s, 1),
+        "resumed_after_epoch": fitted.resumed_after_epoch,
         "history": history,
     }
     return model, for_json(content)
@@ -860,6 +979,12 @@ def card_markdown(card: dict) -> str:
         else "No ECG input. "
     )
     environment = card["environment"]
+    resumed = (
+        f" (interrupted and resumed after epoch {card['resumed_after_epoch']}: the time adds "
+        "up both parts)"
+        if card.get("resumed_after_epoch") is not None
+        else ""
+    )
     macro_row = (
         f"| **macro** | | **{_cell(card, 'macro_auc')}** | {_cell(card, 'macro_f1')} | | "
         f"{_dropped(card, 'macro_auc')} / {_dropped(card, 'macro_f1')} |"
@@ -885,7 +1010,7 @@ Data: `{card["data"]["folder"]}`, {data_phrase(card)} ({card["data"]["database"]
 {metrics["n_test_records"]} test records. {card["recipe"]["loss"].capitalize()}; Adam; early
 stopping on {card["recipe"]["early_stopping"]} (kept epoch {card["recipe"]["best_epoch"]} of
 {card["recipe"]["epochs_run"]} run, patience {card["recipe"]["patience"]}); seed {card["seed"]};
-{card["training_cpu_s"]:.0f} s CPU on {environment["cpu_threads"]} thread.
+{card["training_cpu_s"]:.0f} s CPU on {environment["cpu_threads"]} thread{resumed}.
 
 Hyperparameters: {card["recipe"]["hyperparameter_choice"]}.
 
@@ -960,23 +1085,28 @@ def seed_spread(
     *,
     epochs: int | None,
     patience: int | None,
-    resamples: int,
 ) -> dict:
     """Train each model of ``keys`` once per seed on ``data`` (nothing written) and collect
     the test figures of every run with their mean, sd, min and max: how far the figures move
-    with training chance alone, to set beside the bootstrap intervals' test-sampling spread."""
+    with training chance alone, to set beside the bootstrap intervals' test-sampling spread.
+
+    The inputs are prepared once (the transforms depend on the training data only, not on the
+    model or seed), and no run bootstraps: the spread uses the point figures alone, which the
+    bootstrap does not change."""
+    prepared = prepare(data)
     models = {}
     for key in keys:
-        spec = MODELS[key]
+        max_epochs, key_patience = epochs_and_patience(key, epochs, patience)
         runs = []
         for seed in seeds:
             _, content = run(
                 key,
                 data,
-                epochs=epochs or spec["epochs"],
-                patience=patience or spec["patience"],
+                epochs=max_epochs,
+                patience=key_patience,
                 seed=seed,
-                resamples=resamples,
+                resamples=0,
+                prepared=prepared,
             )
             runs.append(
                 {
@@ -988,8 +1118,8 @@ def seed_spread(
                 }
             )
         models[model_name(key)] = {
-            "max_epochs": epochs or spec["epochs"],
-            "patience": patience or spec["patience"],
+            "max_epochs": max_epochs,
+            "patience": key_patience,
             "runs": runs,
             "summary": {
                 m: summarize([r["test"][m] for r in runs if r["test"][m] is not None])
@@ -1000,7 +1130,7 @@ def seed_spread(
     return for_json(
         {
             "seeds": list(seeds),
-            "data": {"fingerprint": data.fingerprint, "copy": data.copy},
+            "data": {"fingerprint": data.fingerprint},
             "models": models,
         }
     )
@@ -1268,16 +1398,20 @@ def write_spread(spread: dict, command: str, weights_dir: Path, docs_dir: Path) 
     return spread
 
 
-def _command(args: argparse.Namespace, epochs: int | None, patience: int | None) -> str:
+def _command(
+    args: argparse.Namespace, epochs: int | None, patience: int | None, resamples: int | None
+) -> str:
     """The command line that reproduces this run (with --data when one was given: without it
-    the command would "reproduce" on the default folder)."""
+    the command would "reproduce" on the default folder). The spread's has no --resamples: it
+    runs no bootstrap."""
     if args.model == "spread":
         words = ["spread", "--seeds", *map(str, args.seeds), "--models", *args.models]
         words += [f"--epochs {epochs}"] if epochs else []
         words += [f"--patience {patience}"] if patience else []
     else:
         words = [args.model, f"--epochs {epochs} --patience {patience} --seed {args.seed}"]
-    command = f"python -m inference.ptbxl_training {' '.join(words)} --resamples {args.resamples}"
+        words += [f"--resamples {resamples}"]
+    command = f"python -m inference.ptbxl_training {' '.join(words)}"
     if args.data:
         command += f" --data {shlex.quote(args.data)}"
     return command
@@ -1305,7 +1439,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="spread: models"
     )
-    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        help=f"bootstrap resamples for the card's intervals (default {DEFAULT_RESAMPLES}; "
+        "not with spread, which runs no bootstrap)",
+    )
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
     parser.add_argument("--docs-dir", type=Path, default=DOCS_DIR)
     args = parser.parse_args(argv)
@@ -1313,6 +1452,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("spread needs --seeds (e.g. --seeds 0 1 2 3 4) and takes no --resume")
     if args.model != "spread" and args.seeds:
         parser.error("--seeds goes with spread; one model trains with --seed")
+    if args.model == "spread" and args.resamples is not None:
+        parser.error("spread runs no bootstrap: --resamples goes with one model's run")
+    resamples = DEFAULT_RESAMPLES if args.resamples is None else args.resamples
+    if resamples < 1:
+        parser.error("--resamples must be at least 1: the card shows bootstrap intervals")
     # One thread and deterministic kernels: on the same CPU and maths library the command
     # reproduces the card's figures exactly.
     torch.set_num_threads(1)
@@ -1325,15 +1469,12 @@ def main(argv: list[str] | None = None) -> int:
             load_data(args.data, with_signals=with_signals),
             epochs=args.epochs,
             patience=args.patience,
-            resamples=args.resamples,
         )
-        command = _command(args, args.epochs, args.patience)
+        command = _command(args, args.epochs, args.patience, None)
         write_spread(spread, command, args.weights_dir, args.docs_dir)
         return 0
-    spec = MODELS[args.model]
-    epochs = args.epochs or spec["epochs"]
-    patience = args.patience or spec["patience"]
-    data = load_data(args.data, with_signals=spec["ecg"])
+    epochs, patience = epochs_and_patience(args.model, args.epochs, args.patience)
+    data = load_data(args.data, with_signals=MODELS[args.model]["ecg"])
     args.weights_dir.mkdir(parents=True, exist_ok=True)
     # kept after the run (gitignored): the last epoch's state, for --resume
     checkpoint = args.weights_dir / f"{model_name(args.model)}.checkpoint.pt"
@@ -1343,11 +1484,11 @@ def main(argv: list[str] | None = None) -> int:
         epochs=epochs,
         patience=patience,
         seed=args.seed,
-        resamples=args.resamples,
+        resamples=resamples,
         checkpoint=checkpoint,
         resume=args.resume,
     )
-    command = _command(args, epochs, patience)
+    command = _command(args, epochs, patience, resamples)
     write_outputs(args.model, model, content, command, args.weights_dir, args.docs_dir)
     return 0
 

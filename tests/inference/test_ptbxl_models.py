@@ -531,10 +531,13 @@ def crash_at_epoch(monkeypatch, epoch: int) -> None:
 
 
 def assert_same_run(first: Path, second: Path, name: str) -> None:
-    """Two weights folders hold the same trained model and the same card (but the timings)."""
+    """Two weights folders hold the same trained model and the same card, but the timings and
+    the mark of the resume (the second was resumed, the first not)."""
     cards = [json.loads((folder / f"{name}.json").read_text()) for folder in (first, second)]
+    assert cards[0]["resumed_after_epoch"] is None
+    assert cards[1]["resumed_after_epoch"] is not None
     for card in cards:
-        del card["training_cpu_s"], card["training_wall_s"]
+        del card["training_cpu_s"], card["training_wall_s"], card["resumed_after_epoch"]
     assert cards[0] == cards[1]
     weights = [torch.load(folder / f"{name}.pt", weights_only=True) for folder in (first, second)]
     assert weights[0].keys() == weights[1].keys()
@@ -542,15 +545,33 @@ def assert_same_run(first: Path, second: Path, name: str) -> None:
         assert torch.equal(weights[0][key], weights[1][key]), key
 
 
+# The training time the checkpoint of the crashed process is made to hold: far more than the
+# resumed process takes, so a card that left it out (or counted it twice) cannot pass.
+EARLIER_CPU_S, EARLIER_WALL_S = 1000.0, 2000.0
+
+
 def interrupted_and_resumed(monkeypatch, argv: list[str], folder: Path, epoch: int, capsys):
-    """Run ``argv`` into ``folder``, crash it during ``epoch``, then run it with --resume."""
+    """Run ``argv`` into ``folder``, crash it during ``epoch``, then run it with --resume.
+    The card must count the time of the epochs run before the crash (set to ``EARLIER_*``)."""
     argv = [*argv, "--weights-dir", str(folder / "w"), "--docs-dir", str(folder / "d")]
     with monkeypatch.context() as patch:
         crash_at_epoch(patch, epoch)
         with pytest.raises(RuntimeError, match="simulated crash"):
             train(argv)
+    checkpoint = next((folder / "w").glob("*.checkpoint.pt"))
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["epoch"] == epoch - 1 and 0 < state["training_cpu_s"] < EARLIER_CPU_S
+    state["training_cpu_s"], state["training_wall_s"] = EARLIER_CPU_S, EARLIER_WALL_S
+    torch.save(state, checkpoint)
     assert train([*argv, "--resume"]) == 0
     assert f"resumed after epoch {epoch - 1}" in capsys.readouterr().out
+    card = json.loads(next((folder / "w").glob("*.json")).read_text())
+    assert card["resumed_after_epoch"] == epoch - 1
+    # the earlier part plus this process's, which is short (tiny or few epochs)
+    assert EARLIER_CPU_S <= card["training_cpu_s"] < EARLIER_CPU_S + 300
+    assert EARLIER_WALL_S <= card["training_wall_s"] < EARLIER_WALL_S + 300
+    markdown = next((folder / "d").glob("ptbxl-model0?.md")).read_text()
+    assert f"resumed after epoch {epoch - 1}" in " ".join(markdown.split())
 
 
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, monkeypatch, capsys):
@@ -592,11 +613,65 @@ def test_resume_refuses_another_runs_checkpoint_and_a_missing_one(tmp_path):
         train([*argv, "--epochs", "3", "--resume"])  # the last --epochs counts
 
 
+def test_resume_refuses_a_checkpoint_of_another_recipe_or_ptbxl_copy(tmp_path, monkeypatch):
+    folder = write_ptbxl_folder(tmp_path / "ptbxl")
+    argv = ["model01", "--data", str(folder), "--epochs", "2", "--patience", "2"]
+    argv += ["--resamples", "10", "--weights-dir", str(tmp_path / "w")]
+    argv += ["--docs-dir", str(tmp_path / "d")]
+    assert train(argv) == 0
+    assert train([*argv, "--resume"]) == 0  # the same run: it resumes (already finished)
+    # the code changed between the crash and the resume
+    with monkeypatch.context() as patch:
+        patch.setattr(ptbxl_training, "NOISE_STD", 0.1)
+        with pytest.raises(ptbxl_training.ResumeError, match=r"differs in recipe\.noise_std\)"):
+            train([*argv, "--resume"])
+    with monkeypatch.context() as patch:
+        changed = ptbxl_training.MODELS["model01"] | {"augment": True}
+        patch.setitem(ptbxl_training.MODELS, "model01", changed)
+        with pytest.raises(ptbxl_training.ResumeError, match=r"differs in recipe\.augment\)"):
+            train([*argv, "--resume"])
+    # another copy of PTB-XL whose training inputs happen to be the same: an extra, unused
+    # statement changes the copy's fingerprint, not one training value
+    with (folder / "scp_statements.csv").open("a") as handle:
+        handle.write("XYZ,unused,,\n")
+    with pytest.raises(
+        ptbxl_training.ResumeError,
+        match=r"differs in data_fingerprint\.scp_statements_sha256\)",
+    ):
+        train([*argv, "--resume"])
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "bare state_dict",
+        {"format": ptbxl_training.CHECKPOINT_FORMAT, "run": "model01"},
+        {"format": 1, "run": {"model": "model01"}},
+        [1, 2, 3],
+    ],
+)
+def test_resume_refuses_a_file_that_is_not_a_checkpoint_of_this_format(tmp_path, content):
+    folder = write_ptbxl_folder(tmp_path / "ptbxl")
+    weights = tmp_path / "w"
+    weights.mkdir()
+    checkpoint = weights / "ptbxl-model01.checkpoint.pt"
+    if content == "bare state_dict":
+        content = MetadataNet().state_dict()
+    torch.save(content, checkpoint)
+    argv = ["model01", "--data", str(folder), "--epochs", "2", "--patience", "2", "--resume"]
+    argv += ["--weights-dir", str(weights), "--docs-dir", str(tmp_path / "d")]
+    with pytest.raises(
+        ptbxl_training.ResumeError, match="is not a checkpoint of this format"
+    ) as refusal:
+        train(argv)
+    assert "differs" not in str(refusal.value)
+
+
 def test_the_seed_spread_summarizes_the_runs_and_its_card_seed_matches_the_card(tmp_path):
     folder = write_ptbxl_folder(tmp_path / "ptbxl")
-    common = ["--data", str(folder), "--epochs", "3", "--patience", "3", "--resamples", "10"]
+    common = ["--data", str(folder), "--epochs", "3", "--patience", "3"]
     common += ["--weights-dir", str(tmp_path / "w"), "--docs-dir", str(tmp_path / "d")]
-    assert train(["model01", *common]) == 0
+    assert train(["model01", *common, "--resamples", "10"]) == 0
     assert train(["spread", "--seeds", "0", "1", "2", "--models", "model01", *common]) == 0
     spread = json.loads((tmp_path / "d" / "ptbxl-seed-spread.json").read_text())
     entry = spread["models"]["ptbxl-model01"]
@@ -606,12 +681,17 @@ def test_the_seed_spread_summarizes_the_runs_and_its_card_seed_matches_the_card(
     assert entry["summary"]["macro_auc"]["sd"] == pytest.approx(np.std(aucs, ddof=1), abs=1e-4)
     assert entry["summary"]["macro_auc"]["min"] == min(aucs)
     assert spread["command"].startswith("python -m inference.ptbxl_training spread --seeds 0 1 2")
+    assert "--resamples" not in spread["command"]  # the spread runs no bootstrap
+    assert set(spread["data"]) == {"fingerprint"}
     assert spread["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-    # the seed-0 run is the card's own run: the same figures, or the card came from elsewhere
+    # the seed-0 run is the card's own run (prepared on its own, bootstrapped): the same
+    # figures, though the spread prepares the inputs once and skips the bootstrap
     card = json.loads((tmp_path / "w" / "ptbxl-model01.json").read_text())
     assert entry["runs"][0]["test"] == {
         key: card["metrics"]["test"][key] for key in ("macro_auc", "macro_f1", "binary_accuracy")
     }
+    assert entry["runs"][0]["best_epoch"] == card["recipe"]["best_epoch"]
+    assert entry["runs"][0]["validation_macro_auc"] == card["metrics"]["validation"]["macro_auc"]
     overview = (tmp_path / "d" / "ptbxl-models.md").read_text()
     assert "## Seed spread (training chance)" in overview
     row = next(line for line in overview.splitlines() if line.startswith("| ptbxl-model01 | 3 |"))
@@ -619,6 +699,23 @@ def test_the_seed_spread_summarizes_the_runs_and_its_card_seed_matches_the_card(
     assert "Neither contains the other" in " ".join(overview.split())
     with pytest.raises(SystemExit):
         train(["spread", *common])  # no --seeds
+    with pytest.raises(SystemExit):  # it would change nothing: the spread runs no bootstrap
+        train(["spread", "--seeds", "0", *common, "--resamples", "10"])
+    with pytest.raises(SystemExit):  # a card shows intervals
+        train(["model01", *common, "--resamples", "0"])
+
+
+def test_a_run_without_resamples_has_no_intervals_and_a_bootstrap_needs_one():
+    torch.set_num_threads(1)
+    data = synthetic_data(seed=2)
+    _, content = ptbxl_training.run("model01", data, epochs=2, patience=2, seed=0, resamples=0)
+    assert "test_ci95" not in content["metrics"] and "test_bootstrap" not in content["metrics"]
+    assert content["metrics"]["test"]["macro_auc"] is not None
+    labels = data.labels["test"]
+    with pytest.raises(ValueError, match="at least one resample, got 0"):
+        ptbxl_training.bootstrap_intervals(
+            labels, np.full(labels.shape, 0.5), np.full(5, 0.5), 0, 0, data.patient_ids["test"]
+        )
 
 
 def test_a_model_of_another_input_layout_is_refused_by_name(tiny_models, tmp_path):
