@@ -261,8 +261,11 @@ def apply_conditions(
             if resolved:
                 alarm.state, alarm.resolved_at = AlarmState.RESOLVED, now
                 changes.append(AlarmChange(alarm, "resolved"))
-    for change in changes:  # to live viewers once committed (monitoring/live.py; never raises)
-        transaction.on_commit(lambda alarm=change.alarm: live.publish_alarm(alarm))
+    if changes:
+        # to live viewers once committed (monitoring/live.py; never raises), in one callback:
+        # every message carries the patient's top alarm after all of the round's changes
+        alarms = [change.alarm for change in changes]
+        transaction.on_commit(lambda: live.publish_alarms(alarms))
     return changes
 
 

@@ -258,18 +258,32 @@ def publish_alarm(alarm) -> None:
     """After an alarm was raised, acknowledged or resolved: the alarm to its patient's group,
     with the patient's ``top_alarm`` after the change (what a tile or banner shows now: an
     acknowledgment or a resolution may change it without any new analysis)."""
-    if _skipping():
+    publish_alarms([alarm])
+
+
+def publish_alarms(alarms) -> None:
+    """``publish_alarm`` for the alarms one change made (an analysis round's raises and
+    resolutions), in one send: every message carries the same ``top_alarm``, the patient's
+    after all of them, so it is read once per patient rather than once per alarm."""
+    if _skipping() or not alarms:
         return
-    try:
-        message = {
-            "type": "alarm",
-            "alarm": alarm_payload(alarm),
-            "top_alarm": top_alarm(alarm.patient_id),
-        }
-    except Exception:
-        logger.exception("could not build the live message of alarm %s", alarm.pk)
-        return
-    _send(alarm.patient_id, "live.alarm", message)
+    tops, sends = {}, []
+    for alarm in alarms:
+        try:
+            if alarm.patient_id not in tops:
+                tops[alarm.patient_id] = top_alarm(alarm.patient_id)
+            message = {
+                "type": "alarm",
+                "alarm": alarm_payload(alarm),
+                "top_alarm": tops[alarm.patient_id],
+            }
+        except Exception:
+            logger.exception("could not build the live message of alarm %s", alarm.pk)
+            continue
+        event = _event(alarm.patient_id, "live.alarm", message)
+        sends.append((patient_group(alarm.patient_id), event))
+    if sends:
+        _send_all(sends, f"{len(sends)} live.alarm message(s)")
 
 
 def _skipping() -> bool:

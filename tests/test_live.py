@@ -623,6 +623,51 @@ async def test_alarms_reach_the_patient_stream_and_the_station(clinician, patien
     await station.disconnect()
 
 
+def test_a_rounds_alarm_changes_go_out_in_one_send_with_one_top_alarm(
+    patient, recording, monkeypatch
+):
+    """The changes of one evaluation are published once committed, in one callback: one
+    top_alarm read and one send for all of them, each message as publish_alarm makes it."""
+    top_reads, sends = [], []
+    top_alarm = live.top_alarm
+    monkeypatch.setattr(live, "top_alarm", lambda pk: top_reads.append(pk) or top_alarm(pk))
+    monkeypatch.setattr(live, "_send_all", lambda pairs, what: sends.append(pairs))
+    monkeypatch.setattr(live, "_layer_down_until", 0.0)
+    conditions = [
+        Condition(AlarmKind.HR_HIGH, True, "HR 134 > 120"),
+        Condition(AlarmKind.VT, True, "VT run of 6 beats at 170 bpm"),
+    ]
+    with transaction.atomic():
+        apply_conditions(patient, recording, conditions, timezone.now())
+        assert sends == []  # nothing before the commit
+    assert top_reads == [patient.pk] and len(sends) == 1
+    group = live.patient_group(patient.pk)
+    assert [(g, event["type"], event["patient"]) for g, event in sends[0]] == [
+        (group, "live.alarm", patient.pk),
+        (group, "live.alarm", patient.pk),
+    ]
+    alarms = {a.kind: a for a in Alarm.objects.all()}
+    # each alarm, and the patient's top alarm after both changes (the critical VT)
+    assert [event["message"] for _, event in sends[0]] == [
+        {
+            "type": "alarm",
+            "alarm": live.alarm_payload(alarms[kind]),
+            "top_alarm": top_alarm(patient.pk),
+        }
+        for kind in ("HR_HIGH", "VT")
+    ]
+    assert sends[0][0][1]["message"]["top_alarm"]["kind"] == "VT"
+
+    top_reads.clear()
+    gone = [Condition(AlarmKind.HR_HIGH, False), Condition(AlarmKind.VT, False)]
+    with transaction.atomic():
+        apply_conditions(patient, recording, gone, timezone.now())
+    assert top_reads == [patient.pk] and len(sends) == 2
+    resolved = [event["message"] for _, event in sends[1]]
+    assert [m["alarm"]["state"] for m in resolved] == ["resolved", "resolved"]
+    assert [m["top_alarm"] for m in resolved] == [None, None]
+
+
 @pytest.mark.asyncio
 async def test_the_status_names_the_most_urgent_open_alarm(clinician, patient, recording):
     now = timezone.now()
