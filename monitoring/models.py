@@ -769,6 +769,9 @@ class NotificationAttempt(models.Model):
 # --- Audit trail (issue 6, the dashboard's patient management) ------------------------------
 
 
+AUDIT_VALUE_LENGTH = 600
+
+
 class AuditEntry(models.Model):
     """One change of one patient setting (an alarm limit) by one user: who, when, old, new.
 
@@ -787,8 +790,10 @@ class AuditEntry(models.Model):
     )
     changed_at = models.DateTimeField(default=timezone.now)
     field = models.CharField(max_length=64, help_text="The model field that changed.")
-    old_value = models.CharField(max_length=200, blank=True)
-    new_value = models.CharField(max_length=200, blank=True)
+    # room for the longest value written: a recipient's label, its address (up to 500) and
+    # " (webhook, escalation)"; cut, a long address lost the part that says what changed
+    old_value = models.CharField(max_length=AUDIT_VALUE_LENGTH, blank=True)
+    new_value = models.CharField(max_length=AUDIT_VALUE_LENGTH, blank=True)
 
     class Meta:
         ordering = ["-changed_at", "-id"]
@@ -801,11 +806,12 @@ class AuditEntry(models.Model):
     @classmethod
     def record(cls, user, patient: Patient, field: str, old, new) -> "AuditEntry":
         """One change, written by whoever made it (the management views and the admin site)."""
-        # cut to the columns' length (a recipient's address may be longer)
+        # every value written fits the columns; the cut only keeps a longer one from failing
+        # the transaction of the change it records
         return cls.objects.create(
             patient=patient,
             user=user,
             field=field,
-            old_value="" if old is None else str(old)[:200],
-            new_value="" if new is None else str(new)[:200],
+            old_value="" if old is None else str(old)[:AUDIT_VALUE_LENGTH],
+            new_value="" if new is None else str(new)[:AUDIT_VALUE_LENGTH],
         )

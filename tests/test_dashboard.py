@@ -549,6 +549,26 @@ def test_recipients_are_added_changed_and_removed_on_the_limits_page_and_audited
     assert not AuditEntry.objects.exclude(field="alarm_recipient").exists()  # limits unchanged
 
 
+def test_a_long_webhook_address_keeps_what_changed_in_the_audit_trail(client, staff_user, patient):
+    url = "https://pager.example/" + "a" * 278  # 300 characters
+    hook = AlarmRecipient.objects.create(patient=patient, address=url, transport="webhook")
+    client.force_login(staff_user)
+    response = client.post(
+        f"/manage/patients/{patient.pk}/limits/",
+        {**DEFAULT_LIMITS, **recipient_rows((url, "webhook", True, hook.pk), initial=1)},
+    )
+    assert response.status_code == 302
+    entry = AuditEntry.objects.get(patient=patient, field="alarm_recipient")
+    assert (entry.old_value, entry.new_value) == (
+        f"{url} (webhook, first call)",
+        f"{url} (webhook, escalation)",
+    )
+    # the longest label a recipient can have fits too
+    address_length = AlarmRecipient._meta.get_field("address").max_length
+    longest = AlarmRecipient(address="x" * address_length, transport="webhook", escalation=True)
+    assert len(str(longest)) <= AuditEntry._meta.get_field("new_value").max_length
+
+
 @pytest.mark.parametrize(
     ("rows", "error"),
     [
