@@ -2,8 +2,8 @@
 
 Five diagnostic superclasses (NORM, MI, STTC, CD, HYP), multi-label: one sigmoid per class.
 
-- ``ptbxl-model01``, ``MetadataNet``: the twelve metadata inputs alone (seven standardized
-  features and five missing flags, ``inference.datasets.ptbxl.MetadataScaler``). The baseline,
+- ``ptbxl-model01``, ``MetadataNet``: the eleven metadata inputs alone (seven standardized
+  features and four missing flags, ``inference.datasets.ptbxl.MetadataScaler``). The baseline,
   and the model used when no waveform is given.
 - ``ptbxl-model02``, ``DualInputNet``: a 1D CNN over the 12 leads (10 s at 100 Hz) and a dense
   branch over the metadata, concatenated before the output layer.
@@ -67,7 +67,7 @@ HEART_AXIS_VALUES = (-2.0, -1.0, 0.0, 1.0, 2.0)
 
 
 class MetadataNet(nn.Module):
-    """Model01: metadata features (batch, 12) -> five superclass logits."""
+    """Model01: metadata features (batch, N_FEATURES) -> five superclass logits."""
 
     def __init__(self, hidden: int = 32, dropout: float = 0.2) -> None:
         super().__init__()
@@ -94,7 +94,8 @@ def _conv_block(n_in: int, n_out: int, kernel: int) -> nn.Sequential:
 
 
 class DualInputNet(nn.Module):
-    """Model02 and Model03: ECG (batch, n_samples, 12) and metadata (batch, 12) -> five logits.
+    """Model02 and Model03: ECG (batch, n_samples, 12) and metadata (batch, N_FEATURES) -> five
+    logits.
 
     The ECG branch is four convolution blocks (pooling by 2 after the first three: 1000 ->
     125 steps, a receptive field of about 0.5 s at the last block) and a global average and
@@ -166,7 +167,7 @@ def predict_probabilities(
     stride_samples: int = N_SAMPLES,
     batch_size: int = 256,
 ) -> np.ndarray:
-    """Sigmoid probabilities (n, 5) for prepared inputs: metadata features (n, 12) and, for
+    """Sigmoid probabilities (n, 5) for prepared inputs: metadata features (n, N_FEATURES) and, for
     the dual-input models, normalized ECG (n, T, 12). Windows shorter than the record are slid
     over it and their probabilities averaged."""
     model.eval()
@@ -366,8 +367,8 @@ def predict(
     ``mode`` ("ecg+metadata" or "metadata-only"), ``thresholds`` (chosen on validation),
     ``positive`` (classes at or above their threshold), ``imputed`` (features not given) and
     ``imputed_values`` ({feature: the raw value the model read instead}, from the card's
-    training fill values). Age, height, weight, pacemaker and heart axis also set their
-    ``*_missing`` input, so the model reads "unknown"; sex and device have none, so for them
+    training fill values). Age, height, weight and heart axis also set their ``*_missing``
+    input, so the model reads "unknown"; sex, pacemaker and device have none, so for them
     ``imputed_values`` is the only place the substitution shows.
     Raises ``ValueError`` with a message fit for the user on any bad input.
     """

@@ -184,8 +184,8 @@ def load_data(folder: str | None, with_signals: bool) -> PtbxlData:
 
 @dataclass
 class Prepared:
-    """Model inputs: metadata features (n, 12) and normalized ECG (n, 1000, 12) or None, with
-    the transforms fitted on the training partition only."""
+    """Model inputs: metadata features (n, N_FEATURES) and normalized ECG (n, 1000, 12) or
+    None, with the transforms fitted on the training partition only."""
 
     features: dict[str, np.ndarray]
     ecg: dict[str, np.ndarray] | None
@@ -927,13 +927,15 @@ def imputation_note(card: dict) -> str:
         f"({', '.join(f'{name} {fill[name]:g}' for name in fill)}; the training median, but a "
         f"normal heart axis, 0). {', '.join(flagged)} also set a `*_missing` input, so the model "
         f'reads "unknown", not the typical value: of the {n_train} training records '
-        f"{', '.join(f'{missing[name]} lack {name}' for name in flagged)}. A pacemaker note "
-        "that is neither blank (none) nor names a pacemaker (`?`, `PACE????, nan`, `ja, nan`) "
-        f"counts as missing. {', '.join(silent)} are imputed **without a flag**: "
+        f"{', '.join(f'{missing[name]} lack {name}' for name in flagged)}. "
+        f"{', '.join(silent)} are imputed **without a flag**: "
         f"{', '.join(f'{missing[name]} of the training records lack {name}' for name in silent)}"
-        " (PTB-XL records both for every record), so a flag would be 0 in every training row "
-        "and the model could not learn its meaning. A blank one is read as that typical value; "
-        "`predict` and the diagnosis page report each imputed value."
+        ". A flag that is 0 in every training row cannot be learnt: PTB-XL records sex and "
+        "device for every record, and a pacemaker note counts as missing only when it is "
+        "neither blank (none) nor names a pacemaker (`?`, `PACE????, nan`, `ja, nan`). A blank "
+        "pacemaker is also the diagnosis page's default, which a flag would read as a doubtful "
+        "note. A blank one is read as that typical value; `predict` and the diagnosis page "
+        "report each imputed value."
     )
 
 
@@ -979,6 +981,7 @@ def card_markdown(card: dict) -> str:
         else "No ECG input. "
     )
     environment = card["environment"]
+    n_flags = sum(column.endswith("_missing") for column in card["input"]["metadata_features"])
     resumed = (
         f" (interrupted and resumed after epoch {card['resumed_after_epoch']}: the time adds "
         "up both parts)"
@@ -997,8 +1000,8 @@ def card_markdown(card: dict) -> str:
 {card["parameters"]:,} parameters): PTB-XL diagnostic superclasses {", ".join(SUPERCLASSES)},
 multi-label (one sigmoid each). Inputs: {"the 12 leads (10 s at 100 Hz, mV) and " if ecg else ""}the
 {len(card["input"]["metadata_features"])} metadata inputs of `inference.datasets.ptbxl` (age, sex,
-height, weight, pacemaker, device, heart axis, standardized with training statistics, and five
-missing flags). {normalization}Augmentation:
+height, weight, pacemaker, device, heart axis, standardized with training statistics, and
+{n_flags} missing flags). {normalization}Augmentation:
 {card["recipe"]["augmentation"]}. Overview of the three models: [ptbxl-models.md](ptbxl-models.md).
 
 Missing metadata: {imputation_note(card)}

@@ -22,6 +22,23 @@ HEART_AXIS_CHOICES = [
     ("2", "ARAD: extreme right axis deviation"),
 ]
 
+# How the page names the metadata features in its text.
+FEATURE_WORDS = {
+    "age_years": "age",
+    "sex_female": "sex",
+    "height_cm": "height",
+    "weight_kg": "weight",
+    "pacemaker": "pacemaker",
+    "device_cs": "device",
+    "heart_axis": "heart axis",
+}
+
+
+def word_list(names: list[str]) -> str:
+    """["sex_female", "pacemaker", "device_cs"] -> "sex, pacemaker and device"."""
+    words = [FEATURE_WORDS[name] for name in names]
+    return " and ".join([", ".join(words[:-1]), words[-1]]) if len(words) > 1 else "".join(words)
+
 
 def diagnosis(request):
     examples = load_examples()
@@ -40,5 +57,8 @@ def diagnosis(request):
             "n_test_records": card["metrics"]["n_test_records"],
             "n_test_patients": card["metrics"]["n_test_patients"],
             "training_data": copy_summary(card["data"].get("copy")),
+            # the features a blank reaches the model as the typical value, from the card, so
+            # the sentence under the form follows the model's input layout
+            "imputed_without_flag": word_list(card["data"]["imputed_without_flag"]),
         },
     )

@@ -462,6 +462,10 @@ def test_the_page_needs_a_login_and_shows_the_examples(client, clinician):
     )
     described = copy_summary(card["data"]["copy"])
     assert f'<span id="training-data">{described}</span>' in page
+    # the features read without an "unknown" flag, as the served card says
+    assert card["data"]["imputed_without_flag"] == ["sex_female", "pacemaker", "device_cs"]
+    unflagged = '<span id="imputed-without-flag">sex, pacemaker and device</span> carry no'
+    assert unflagged in page
     assert described.startswith(f"a {card['data']['copy']['records']}-record PTB-XL subset")
 
 
@@ -478,3 +482,16 @@ def test_a_blank_age_is_read_as_unknown_not_as_the_median_age(api):
     answers = [post(api, {"metadata": metadata}).json() for metadata in (blank, typed)]
     assert answers[0]["imputed_values"]["age_years"] == median
     assert answers[0]["probabilities"] != answers[1]["probabilities"]
+
+
+def test_a_blank_pacemaker_is_read_as_its_training_value_without_a_flag(api):
+    """The page's default is a blank pacemaker: it must not reach the model as a doubtful
+    note. Pacemaker has no flag (as sex and device), so a blank is the typed training value."""
+    card = load_model("ptbxl-model01")[1]
+    assert "pacemaker" in card["data"]["imputed_without_flag"]
+    assert not any(column.startswith("pacemaker_") for column in card["input"]["metadata_features"])
+    fill = card["metadata_scaler"]["fill_values"]["pacemaker"]
+    blank = post(api, {"metadata": {"age_years": 60}}).json()
+    typed = post(api, {"metadata": {"age_years": 60, "pacemaker": int(fill)}}).json()
+    assert blank["imputed_values"]["pacemaker"] == fill == 0  # no pacemaker in training rows
+    assert blank["probabilities"] == typed["probabilities"]

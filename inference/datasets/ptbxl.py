@@ -68,13 +68,15 @@ RAW_FEATURES = (
 # Features whose missing values get an indicator column (``*_missing``), so that a blank is
 # not read as the typical value: height, weight and heart axis are missing in many rows; age in
 # a few (4 of the subset's 352 training records), and a served request that leaves the age
-# blank must not pass for a patient of the median age; the pacemaker note is missing when it is
-# unclear (``pacemaker_from_note``), and "unknown" is a state a clinician can be in.
-FLAGGED_FEATURES = ("age_years", "height_cm", "weight_kg", "pacemaker", "heart_axis")
-# Imputed without a flag: PTB-XL records sex and device for every record (none missing in the
-# subset), so a flag would be 0 in every training row and the model could not learn what it
-# means. A served request that leaves them blank gets the training median, and predict() says
-# which values it imputed. docs/ptbxl.md gives the decision.
+# blank must not pass for a patient of the median age.
+FLAGGED_FEATURES = ("age_years", "height_cm", "weight_kg", "heart_axis")
+# Imputed without a flag, because a flag that is 0 in every training row cannot be learnt:
+# PTB-XL records sex and device for every record, and the subset's training rows hold no
+# unclear pacemaker note (``pacemaker_from_note``; its six "ja, pacemaker" records have no
+# diagnostic superclass and are left out). A blank pacemaker is also the diagnosis page's
+# default, which a flag would read as a doubtful note on every such request. A served request
+# that leaves one blank gets the training median, and predict() says which values it
+# imputed. docs/ptbxl.md gives the decision.
 UNFLAGGED_FEATURES = tuple(name for name in RAW_FEATURES if name not in FLAGGED_FEATURES)
 # Standardized with training-fold mean and standard deviation; the 0/1 features stay 0/1.
 CONTINUOUS_FEATURES = ("age_years", "height_cm", "weight_kg", "heart_axis")
@@ -199,8 +201,8 @@ def pacemaker_from_note(note: str) -> float:
     The column is a note written only when the annotator saw something, of comma-separated
     parts such as ``ja, pacemaker`` ("yes, pacemaker"). The rule: a blank note is 0 (nothing
     was noted); a note with a part that is the word ``pacemaker`` is 1; any other note
-    (``?``, ``PACE????, nan``, ``ja, nan``, ...) is unclear and missing, so it is imputed and
-    flagged rather than guessed either way.
+    (``?``, ``PACE????, nan``, ``ja, nan``, ...) is unclear and missing, so it takes the
+    training median rather than a guess of our own (without a flag: ``UNFLAGGED_FEATURES``).
     """
     text = note.strip()
     if not text:
@@ -418,7 +420,7 @@ class MetadataScaler:
     """Imputation and standardization of the metadata, fitted on the training partition only.
 
     Missing values take the training median (flagged in ``*_missing`` columns for
-    ``FLAGGED_FEATURES``); continuous features are then standardized with the training mean
+    ``FLAGGED_FEATURES`` only); continuous features are then standardized with the training mean
     and standard deviation. Saved as JSON so the server applies exactly the same transform.
     """
 
@@ -453,7 +455,7 @@ class MetadataScaler:
         return imputed
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
-        """(n, 12) float32 in ``FEATURE_COLUMNS`` order: the seven features, then the five
+        """(n, 11) float32 in ``FEATURE_COLUMNS`` order: the seven features, then the four
         ``*_missing`` flags of ``FLAGGED_FEATURES``."""
         raw = np.asarray(raw, dtype=np.float64).reshape(-1, len(RAW_FEATURES))
         features = self._impute(raw)
@@ -484,8 +486,8 @@ class MetadataScaler:
 
 def check_feature_layout(saved: dict, what: str) -> None:
     """Raise ``ValueError`` unless a saved scaler (``MetadataScaler.to_dict``) has this code's
-    raw features and model input columns: a model trained on another layout (say, before the
-    age and pacemaker flags) must be refused by name, not fail on a tensor shape."""
+    raw features and model input columns: a model trained on another layout (say, with the
+    pacemaker flag it once had) must be refused by name, not fail on a tensor shape."""
     for key, expected in (("raw_features", RAW_FEATURES), ("feature_columns", FEATURE_COLUMNS)):
         if saved.get(key) != list(expected):
             raise ValueError(

@@ -18,6 +18,7 @@ from inference.datasets.ptbxl import (
     LEADS,
     RAW_FEATURES,
     SUPERCLASSES,
+    UNFLAGGED_FEATURES,
     MetadataScaler,
     class_counts,
     copy_summary,
@@ -377,7 +378,7 @@ def test_the_scaler_imputes_and_flags_with_training_values_only():
     assert features["height_cm"] == pytest.approx((165 - 165) / 5)
     assert features["height_cm_missing"] == features["weight_kg_missing"] == 1
     assert features["heart_axis_missing"] == 1
-    assert features["age_years_missing"] == 1 and features["pacemaker_missing"] == 0
+    assert features["age_years_missing"] == 1
     # a blank age is not the median age: the flag tells them apart
     median = scaler.transform(np.array([[50, 0, nan, nan, 0, 0, nan]]))[0]
     assert median[FEATURE_COLUMNS.index("age_years")] == features["age_years"]
@@ -405,7 +406,7 @@ def test_the_pacemaker_note_counts_only_when_it_names_one_and_is_missing_when_un
     assert math.isnan(value) if math.isnan(expected) else value == expected
 
 
-def test_unclear_pacemaker_notes_are_imputed_and_flagged(tmp_path):
+def test_unclear_pacemaker_notes_are_imputed_without_a_flag(tmp_path):
     notes = ["", "ja, pacemaker", "PACE????, nan", "?", "ja, nan"]
     rows = [base_row(k + 1, pacemaker=note, strat_fold="1") for k, note in enumerate(notes)]
     table = read_table(write_folder(tmp_path, rows))
@@ -413,11 +414,21 @@ def test_unclear_pacemaker_notes_are_imputed_and_flagged(tmp_path):
     assert pacemaker[:2].tolist() == [0.0, 1.0] and np.isnan(pacemaker[2:]).all()
     scaler = MetadataScaler.fit(table.metadata)
     features = scaler.transform(table.metadata)
-    flags = features[:, FEATURE_COLUMNS.index("pacemaker_missing")]
-    assert flags.tolist() == [0, 0, 1, 1, 1]
     # imputed with the median of the clear notes (0 and 1 -> 0.5), never guessed as 0 or 1
     assert scaler.fill_values["pacemaker"] == 0.5
     assert features[2:, FEATURE_COLUMNS.index("pacemaker")].tolist() == [0.5] * 3
+    # and unflagged, as sex and device: a flag 0 in every training row cannot be learnt
+    assert "pacemaker" in UNFLAGGED_FEATURES and "pacemaker_missing" not in FEATURE_COLUMNS
+    assert UNFLAGGED_FEATURES == ("sex_female", "pacemaker", "device_cs")
+
+
+def test_the_subsets_pacemaker_records_are_all_left_out(table):
+    """Why pacemaker has no flag: its six records have only the rhythm code PACE, no
+    superclass, so no kept record has a pacemaker or an unclear note."""
+    pacemaker = table.metadata[:, RAW_FEATURES.index("pacemaker")]
+    assert (pacemaker == 1).sum() == 6 and not table.has_superclass[pacemaker == 1].any()
+    for rows in patient_splits(table).values():
+        assert (pacemaker[rows] == 0).all()
 
 
 def test_it_describes_the_copy_it_read_from_the_data(tmp_path):

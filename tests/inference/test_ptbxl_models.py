@@ -111,8 +111,8 @@ METADATA = {"age_years": 64, "sex_female": 1, "weight_kg": 70, "heart_axis": "LA
 
 
 def test_networks_give_five_logits_per_record_for_any_length():
-    features = torch.zeros(4, N_FEATURES)  # seven features and five missing flags
-    assert N_FEATURES == 12
+    features = torch.zeros(4, N_FEATURES)  # seven features and four missing flags
+    assert N_FEATURES == 11
     assert MetadataNet()(features).shape == (4, 5)
     network = DualInputNet().eval()
     assert network(torch.zeros(4, 1000, 12), features).shape == (4, 5)
@@ -188,19 +188,21 @@ def test_the_card_says_how_it_bootstrapped_imputed_and_chose_its_hyperparameters
     card = json.loads((weights_dir / "ptbxl-model02.json").read_text())
     assert card["metrics"]["n_test_patients"] == 10  # 20 test records, two per patient
     assert "test patients drawn with replacement" in card["metrics"]["test_bootstrap"]["method"]
-    # sex and device only: age, pacemaker, height, weight and heart axis have a flag
-    assert card["data"]["imputed_without_flag"] == ["sex_female", "device_cs"]
+    # sex, pacemaker and device: age, height, weight and heart axis have a flag
+    assert card["data"]["imputed_without_flag"] == ["sex_female", "pacemaker", "device_cs"]
     assert card["input"]["metadata_features"][7:] == [
         "age_years_missing",
         "height_cm_missing",
         "weight_kg_missing",
-        "pacemaker_missing",
         "heart_axis_missing",
     ]
     assert card["data"]["training_rows_missing"]["height_cm"] == 16  # every third of 48
     markdown = (docs_dir / "ptbxl-model02.md").read_text()
     assert "Cluster bootstrap over the 10 test patients" in markdown
     assert "imputed **without a flag**" in markdown
+    flat = " ".join(markdown.split())
+    assert "sex_female, pacemaker, device_cs are imputed **without a flag**" in flat
+    assert "and 4 missing flags" in flat
     assert "fold 10 was not used to choose them" in markdown
 
 
@@ -725,11 +727,9 @@ def test_a_model_of_another_input_layout_is_refused_by_name(tiny_models, tmp_pat
     for path in weights_dir.glob("ptbxl-model01.*"):
         (old / path.name).write_bytes(path.read_bytes())
     card = json.loads((old / "ptbxl-model01.json").read_text())
-    # the layout before the age and pacemaker flags: ten inputs
+    # the layout that had a pacemaker flag: twelve inputs
     columns = card["metadata_scaler"]["feature_columns"]
-    card["metadata_scaler"]["feature_columns"] = [
-        c for c in columns if c not in ("age_years_missing", "pacemaker_missing")
-    ]
+    card["metadata_scaler"]["feature_columns"] = [*columns[:10], "pacemaker_missing", columns[10]]
     (old / "ptbxl-model01.json").write_text(json.dumps(card))
     clear_model_caches()
     with pytest.raises(ValueError, match="ptbxl-model01 was saved for feature_columns"):
