@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from monitoring.forms import LIMIT_FIELDS, RECIPIENT_AUDIT_FIELD
+from monitoring.forms import LIMIT_FIELDS, RECIPIENT_AUDIT_FIELD, audit_recipients, recipient_labels
 from monitoring.models import (
     Alarm,
     AlarmRecipient,
@@ -305,14 +305,28 @@ class AlarmRecipientAdmin(admin.ModelAdmin):
     autocomplete_fields = ["patient"]
 
     def save_model(self, request, obj, form, change):
-        # (the admin saves inside a transaction: the locked row is what this replaces)
-        old = AlarmRecipient.objects.select_for_update().filter(pk=obj.pk).first()
+        # the same diff of a patient's recipients as /manage/ (monitoring/forms.py): a
+        # recipient moved to another patient is removed from the one it had, added to this one
+        # (the admin saves inside a transaction, so the locks below hold until it commits)
+        patient_ids = [obj.patient_id]
+        if change:  # the row this replaces, locked; an add has none
+            old_patient_id = (
+                AlarmRecipient.objects.select_for_update()
+                .filter(pk=obj.pk)
+                .values_list("patient_id", flat=True)
+                .first()
+            )
+            if old_patient_id is not None and old_patient_id != obj.patient_id:
+                patient_ids.insert(0, old_patient_id)
+        # the patients locked as /manage/ locks the one whose recipients it saves, so that no
+        # save there lands between the labels before and after (its change would be audited
+        # twice); in id order, so that two admin saves take them in the same order
+        locked = Patient.objects.select_for_update().filter(pk__in=patient_ids).order_by("pk")
+        patients = {patient.pk: patient for patient in locked}
+        before = [(patients[pk], recipient_labels(patients[pk])) for pk in patient_ids]
         super().save_model(request, obj, form, change)
-        if old is not None and old.patient_id != obj.patient_id:  # moved to another patient
-            AuditEntry.record(request.user, old.patient, RECIPIENT_AUDIT_FIELD, old, None)
-            old = None
-        if old is None or str(old) != str(obj):
-            AuditEntry.record(request.user, obj.patient, RECIPIENT_AUDIT_FIELD, old, obj)
+        for patient, labels in before:
+            audit_recipients(request.user, patient, labels)
 
     def delete_model(self, request, obj):
         AuditEntry.record(request.user, obj.patient, RECIPIENT_AUDIT_FIELD, obj, None)

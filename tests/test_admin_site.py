@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from django.contrib import admin
 from django.contrib.admin.models import LogEntry
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from monitoring.models import (
@@ -242,3 +244,27 @@ def test_recipient_changes_in_the_admin_are_audited(client, staff_user, patient,
     bad = {"patient": patient.pk, "address": "nobody", "transport": "email"}
     response = client.post(admin_url(AlarmRecipient, "add"), bad)
     assert response.status_code == 200 and "Enter an email address" in response.content.decode()
+
+
+def test_admin_recipient_saves_audit_only_what_changed_and_lock_only_an_existing_row(
+    client, staff_user, patient
+):
+    client.force_login(staff_user)
+    form = {"patient": patient.pk, "address": "https://pager.example/a", "transport": "webhook"}
+    with CaptureQueriesContext(connection) as queries:
+        assert client.post(admin_url(AlarmRecipient, "add"), form).status_code == 302
+    # an add has no row to lock or read back (it used to look one up by a null id)
+    table = AlarmRecipient._meta.db_table
+    assert not [q["sql"] for q in queries if table in q["sql"] and "IS NULL" in q["sql"]]
+    recipient = AlarmRecipient.objects.get()
+    url = admin_url(AlarmRecipient, "change", recipient.pk)
+    assert client.post(url, form).status_code == 302  # saved unchanged: nothing to audit
+    assert client.post(url, {**form, "escalation": "on"}).status_code == 302
+    trail = AuditEntry.objects.filter(field="alarm_recipient").order_by("id")
+    assert [(e.old_value, e.new_value) for e in trail] == [
+        ("", "https://pager.example/a (webhook, first call)"),
+        (
+            "https://pager.example/a (webhook, first call)",
+            "https://pager.example/a (webhook, escalation)",
+        ),
+    ]
