@@ -31,7 +31,6 @@ from monitoring.forms import (
 )
 from monitoring.models import AuditEntry, Device, Patient, Recording
 
-RECENT_ALARMS = live.RECENT_ALARMS  # the live view's list; a reconnect resends as many
 GAINS_MM_PER_MV = (5, 10, 20)
 
 
@@ -81,7 +80,8 @@ def patient_live(request, pk: int):
         {
             "patient": patient,
             "recording": _live_recording(patient),
-            "alarms": alarms[:RECENT_ALARMS],
+            # as many as a reconnecting patient stream resends (monitoring/consumers.py)
+            "alarms": alarms[: live.RECENT_ALARMS],
             "gains": GAINS_MM_PER_MV,
         },
     )
