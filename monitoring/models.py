@@ -534,6 +534,9 @@ class Beat(models.Model):
                 name="beat_confidence_probability",
             ),
         ]
+        # every analysis round reads a recording's recent beats by R-peak sample (alarms,
+        # episodes, the live backlog): without it a long recording's beats are all scanned
+        indexes = [models.Index(fields=["recording", "sample"], name="beat_recording_sample")]
 
     def __str__(self) -> str:
         return f"beat {self.index} ({self.label}) of recording {self.recording_id}"
