@@ -1,6 +1,9 @@
 """The streaming analysis equals the offline pipeline, whatever the chunks and state round trips."""
 
 import io
+import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -11,7 +14,7 @@ from inference.analysis import analyze_signal
 from inference.predictor import get_predictor
 from inference.rhythm import RhythmConfig, detect_episodes, episodes_from_beats
 from inference.signal import resample
-from inference.streaming import StreamingAnalyzer, StreamUpdate
+from inference.streaming import STATE_MAGIC, StreamingAnalyzer, StreamUpdate, _unpack_state
 from inference.vf import vf_probability
 
 MITDB_FS_HZ = 360.0
@@ -321,13 +324,59 @@ def test_from_bytes_refuses_garbage():
         npz(header=np.frombuffer(b"\xff\xfe", dtype=np.uint8)),
         npz(objects=np.array([{"a": 1}], dtype=object)),
     ]
-    for data in garbage:
+    for data in garbage + container_garbage(state):
         with pytest.raises(ValueError, match="state"):
             StreamingAnalyzer.from_bytes(data)
     with pytest.raises(ValueError, match="bytes"):
         StreamingAnalyzer.from_bytes("a string")
     # the real one loads
     assert StreamingAnalyzer.from_bytes(state).n_samples_pushed == 2000
+
+
+def container(header: dict, blobs: bytes = b"") -> bytes:
+    """A version-5 container with a correct CRC around whatever header and bytes."""
+    header_bytes = json.dumps(header).encode()
+    payload = STATE_MAGIC + struct.pack("<I", len(header_bytes)) + header_bytes + blobs
+    return payload + struct.pack("<I", zlib.crc32(payload))
+
+
+def container_garbage(state: bytes) -> list[bytes]:
+    """States in the plain container that are damaged, or well-formed but lying."""
+    header, arrays = _unpack_state(state)
+    layout = [[name, array.dtype.str, list(array.shape)] for name, array in arrays.items()]
+    blobs = b"".join(array.tobytes() for array in arrays.values())
+    first = layout[0]
+    return [
+        state[:-1],  # truncated
+        state[:200] + bytes([state[200] ^ 1]) + state[201:],  # one bit flipped
+        STATE_MAGIC + b"\x01",
+        container({**header, "arrays": layout}, blobs[:-8]),  # arrays run past the end
+        container({**header, "arrays": layout}, blobs + b"extra"),
+        container({**header, "arrays": [[first[0], "|O", first[2]], *layout[1:]]}, blobs),
+        container({**header, "arrays": [[first[0], "no such dtype", [1]]]}, blobs),
+        container({**header, "arrays": layout, "version": 99}, blobs),
+        container({**header, "arrays": layout[1:]}, blobs[arrays[first[0]].nbytes :]),
+        container({"arrays": []}),
+        container([1, 2, 3]),
+    ]
+
+
+def test_a_state_saved_by_the_previous_version_still_loads(mitdb):
+    # version 4 saved a deflated .npz archive; a server upgraded mid-recording reads it
+    ecg = excerpt(mitdb, "208", 0.0, 60.0, MITDB_FS_HZ)
+    kept = StreamingAnalyzer(MITDB_FS_HZ)
+    kept.push(ecg[:15000])
+    header, arrays = _unpack_state(kept.to_bytes())
+    header_bytes = json.dumps({**header, "version": 4}).encode()
+    legacy = zlib.compress(npz(**arrays, header=np.frombuffer(header_bytes, dtype=np.uint8)), 1)
+
+    restored = StreamingAnalyzer.from_bytes(legacy)
+    got, expected = restored.push(ecg[15000:]), kept.push(ecg[15000:])
+    np.testing.assert_array_equal(got.beat_samples, expected.beat_samples)
+    np.testing.assert_array_equal(got.beat_probabilities, expected.beat_probabilities)
+    assert len(expected.beat_samples) > 20
+    # and what it saves next is the new container
+    assert restored.to_bytes().startswith(STATE_MAGIC)
 
 
 def test_episodes_from_beats_is_what_detect_episodes_does_after_the_vf_detector(mitdb):
