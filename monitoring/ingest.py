@@ -299,8 +299,10 @@ def _store(recording: Recording, chunk: Chunk) -> bool:
     if chunk.seq == recording.next_seq:
         next_seq = chunk.seq + 1
         # chunks that arrived early fill in behind it
+        # (a plain query, not .iterator(): on PostgreSQL that opens a server-side cursor, three
+        # round trips for what is nearly always no row)
         later = recording.chunks.filter(seq__gt=chunk.seq).order_by("seq")
-        for seq in later.values_list("seq", flat=True).iterator():
+        for seq in later.values_list("seq", flat=True):
             if seq != next_seq:
                 break
             next_seq += 1
