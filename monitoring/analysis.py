@@ -224,9 +224,7 @@ def _make_beats(
 ) -> list[Beat]:
     column = {name: i for i, name in enumerate(AAMI_CLASSES)}
     p_waves = (
-        [None] * len(samples)
-        if p_wave is None
-        else [None if np.isnan(value) else round(float(value), 6) for value in p_wave]
+        [None] * len(samples) if p_wave is None else [Beat.stored_p_wave(value) for value in p_wave]
     )
     return [
         Beat(

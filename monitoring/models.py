@@ -6,6 +6,7 @@ value per channel and lies ``i / sampling_rate_hz`` seconds after ``started_at``
 """
 
 import hashlib
+import math
 import secrets
 
 import numpy as np
@@ -540,6 +541,12 @@ class Beat(models.Model):
 
     def __str__(self) -> str:
         return f"beat {self.index} ({self.label}) of recording {self.recording_id}"
+
+    @staticmethod
+    def stored_p_wave(value: float) -> float | None:
+        """A P-wave correlation as the column keeps it: NaN (no comparable beat) as empty,
+        6 decimals (the streamed and the offline analysis store the same numbers)."""
+        return None if math.isnan(value) else round(float(value), 6)
 
 
 class Episode(models.Model):

@@ -305,7 +305,7 @@ def _store_beats(recording: Recording, segment_start: int, updates: list[StreamU
         beat.label = label
         beat.confidence = min(1.0, max(0.0, float(probabilities[label])))
         beat.probabilities = probabilities
-        beat.p_wave = None if np.isnan(p_wave) else round(float(p_wave), 6)
+        beat.p_wave = Beat.stored_p_wave(p_wave)
         beat.provisional = is_provisional
         return beat
 

@@ -114,3 +114,11 @@ def test_it_protects_a_patient_with_recordings_from_deletion(recording):
 
     with pytest.raises(ProtectedError):
         recording.patient.delete()
+
+
+def test_a_p_wave_is_stored_empty_when_unknown_and_to_six_decimals():
+    from monitoring.models import Beat
+
+    assert Beat.stored_p_wave(float("nan")) is None
+    assert Beat.stored_p_wave(np.float32(0.123456789)) == 0.123457
+    assert Beat.stored_p_wave(-0.5) == -0.5
