@@ -21,7 +21,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -191,6 +191,77 @@ def make_premature(
     to 50-85 % and its post-RR lengthened (up to a full compensatory pause), and the label S.
     The morphology is left as it is; the ratio features are recomputed from the new intervals.
     """
+
+    def rewrite(rows, pre, local, average):
+        early = 0.5 + 0.35 * torch.rand(len(rows), generator=generator)
+        late = 1.0 + (1.0 - early) * torch.rand(len(rows), generator=generator)
+        set_intervals(rows, pre * early, pre * late, local, average)
+
+    return relabel_regular_beats(rhythm, labels, fraction, generator, rewrite)
+
+
+def make_premature_runs(
+    rhythm: torch.Tensor, labels: torch.Tensor, fraction: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn some normal beats of regular rhythm into beats inside runs of premature
+    supraventricular beats.
+
+    ``make_premature``'s beats are early against both the local RR (median of the last 10
+    intervals) and the average RR (mean of 5 min). A beat inside a run of atrial premature
+    beats (an atrial run, bigeminy, premature beats that outnumber the sinus ones) is early
+    against the average but much less, or not at all, against the local RR, which the run's
+    own intervals have pulled down; and its post-RR is the run's next interval, not a pause.
+    DS1 shows the network few such S beats with a normal shape (its in-run S beats are 207's
+    and 209's tachycardias). Here a ``fraction`` of the batch's regular N beats (those
+    ``make_premature`` made S are no longer N) becomes one, label S, morphology as it is, at
+    the feature level (the rows are independent):
+
+    - the sinus interval is the beat's local RR; the run's interval, the new pre-RR, is
+      50-85 % of it (``early``);
+    - the local RR moves from the sinus interval to the run's interval by a random weight
+      (0: the run's first beat; 1: a beat deep in the run, whose last 10 intervals are the
+      run's own), and local/average with it; the average RR (5 minutes) is left as it was;
+    - the post-RR is, at random with even odds, the run's next interval (90-110 % of the
+      pre-RR: inside the run) or a pause back to the sinus rhythm (1 to 2 - early sinus
+      intervals, as ``make_premature``'s: at the run's end);
+    - the RR irregularity (the mean absolute change of successive intervals over the last 10
+      beats, this beat's own change left out, over the average RR) gains the run's entry, one
+      change of (1 - early) sinus intervals among the 10: so it is for the 2nd to the 11th
+      beat of a run (the run's first beat, and a beat over 10 beats deep, would not have it;
+      the changes inside a run of equal intervals are nil);
+    - every ratio is recomputed from the new intervals.
+    """
+
+    def rewrite(rows, pre, sinus, average):
+        n = len(rows)
+        early = 0.5 + 0.35 * torch.rand(n, generator=generator)
+        depth = torch.rand(n, generator=generator)
+        at_end = torch.rand(n, generator=generator) < 0.5
+        spread = torch.rand(n, generator=generator)
+        new_pre = sinus * early
+        local = sinus + depth * (new_pre - sinus)
+        post = torch.where(
+            at_end, sinus * (1.0 + (1.0 - early) * spread), new_pre * (0.9 + 0.2 * spread)
+        )
+        set_intervals(rows, new_pre, post, local, average)
+        column = {name: index for index, name in enumerate(RR_FEATURES)}
+        rows[:, column["local_over_average"]] = local / average
+        rows[:, column["local_irregularity"]] += (1.0 - early) * sinus / average / 10
+
+    return relabel_regular_beats(rhythm, labels, fraction, generator, rewrite)
+
+
+def relabel_regular_beats(
+    rhythm: torch.Tensor,
+    labels: torch.Tensor,
+    fraction: float,
+    generator: torch.Generator,
+    rewrite: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label S a random ``fraction`` of the N beats of regular rhythm (pre-RR within 10 % of
+    the local RR, irregularity below 0.1: nothing in atrial fibrillation), their rhythm rows
+    rewritten in place by ``rewrite(rows, pre_rr_s, local_rr_s, average_rr_s)``. Returns new
+    tensors (the inputs are left as they are) or, where no beat is chosen, the inputs."""
     column = {name: index for index, name in enumerate(RR_FEATURES)}
     regular = (
         (labels == 0)
@@ -205,19 +276,29 @@ def make_premature(
     pre = rows[:, column["pre_rr_s"]]
     local = pre / rows[:, column["pre_over_local"]].clamp(min=1e-3)
     average = pre / rows[:, column["pre_over_average"]].clamp(min=1e-3)
-    early = 0.5 + 0.35 * torch.rand(len(rows), generator=generator)
-    late = 1.0 + (1.0 - early) * torch.rand(len(rows), generator=generator)
-    new_pre, new_post = pre * early, pre * late
-    rows[:, column["pre_rr_s"]] = new_pre
-    rows[:, column["post_rr_s"]] = new_post
-    rows[:, column["pre_over_local"]] = new_pre / local
-    rows[:, column["post_over_local"]] = new_post / local
-    rows[:, column["pre_over_average"]] = new_pre / average
-    rows[:, column["post_over_average"]] = new_post / average
-    rows[:, column["pre_over_post"]] = new_pre / new_post
+    rewrite(rows, pre, local, average)
     rhythm[chosen] = rows
     labels[chosen] = BEAT_CLASSES.index("S")
     return rhythm, labels
+
+
+def set_intervals(
+    rows: torch.Tensor,
+    pre: torch.Tensor,
+    post: torch.Tensor,
+    local: torch.Tensor,
+    average: torch.Tensor,
+) -> None:
+    """Write new pre- and post-RR (s) into rhythm rows, with their ratios to the local and
+    average RR (s) and to each other."""
+    column = {name: index for index, name in enumerate(RR_FEATURES)}
+    rows[:, column["pre_rr_s"]] = pre
+    rows[:, column["post_rr_s"]] = post
+    rows[:, column["pre_over_local"]] = pre / local
+    rows[:, column["post_over_local"]] = post / local
+    rows[:, column["pre_over_average"]] = pre / average
+    rows[:, column["post_over_average"]] = post / average
+    rows[:, column["pre_over_post"]] = pre / post
 
 
 def predict(
@@ -295,6 +376,9 @@ def train_epochs(model: BeatNet, train: dict, args: argparse.Namespace) -> Itera
                 rhythm, targets = make_premature(
                     rhythm, targets, args.synthetic_premature, generator
                 )
+            runs = getattr(args, "synthetic_premature_runs", 0.0)
+            if runs > 0:
+                rhythm, targets = make_premature_runs(rhythm, targets, runs, generator)
             logits = model(windows, tensors["templates"][index], rhythm)
             loss = loss_fn(logits, targets)
             optimizer.zero_grad()
@@ -603,6 +687,7 @@ def write_model(
             "schedule": "cosine decay to 0 over schedule_epochs, stopped after epochs",
             "morphology_dropout": args.morphology_dropout,
             "synthetic_premature": args.synthetic_premature,
+            "synthetic_premature_runs": args.synthetic_premature_runs,
             "weight_decay": args.weight_decay,
             "loss": f"cross-entropy, class weights (n / n_class) ** {args.weight_power}, "
             f"F weight x {args.f_weight_scale}",
@@ -725,6 +810,15 @@ def _markdown(model, args, card, timing, cv_section, ds2_section, pictures):
         "premature (pre-RR 50-85 %, longer post-RR) and labelled S (an AAMI S beat is a "
         "normal-looking beat that comes early; DS1 has few isolated ones: `make_premature`)"
     )
+    if args.synthetic_premature_runs:
+        runs = (
+            f"{args.synthetic_premature_runs:.0%} of the regular-rhythm N beats of each batch "
+            "made beats inside runs of premature beats (pre-RR 50-85 % of the sinus interval, "
+            "the local RR moved toward it, post-RR the run's next interval or a pause) and "
+            "labelled S (early against the average RR but not the local one, as in atrial runs "
+            "and bigeminy: `make_premature_runs`)"
+        )
+        synthetic = f"{synthetic}; {runs}" if args.synthetic_premature else runs
     channels = (
         "the beat and the beat minus the patient's dominant beat (median of the preceding 64 "
         "beats, refreshed every 32), both divided by the dominant beat's amplitude"
@@ -788,6 +882,11 @@ def reproduce_command(args: argparse.Namespace) -> str:
         f"--weight-decay {args.weight_decay} --weight-power {args.weight_power} "
         f"--morphology-dropout {args.morphology_dropout} "
         f"--synthetic-premature {args.synthetic_premature} --f-weight-scale {args.f_weight_scale}"
+        + (
+            f" --synthetic-premature-runs {args.synthetic_premature_runs}"
+            if args.synthetic_premature_runs
+            else ""
+        )
         + (" --augment" if args.augment else " --no-augment")
         + (" --difference-channel" if args.difference_channel else " --no-difference-channel")
         + (" --fold-s-in-af" if args.fold_s_in_af else " --no-fold-s-in-af")
@@ -833,6 +932,14 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.1,
         help="share of regular N beats made premature and labelled S in training",
+    )
+    parser.add_argument(
+        "--synthetic-premature-runs",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="share of regular N beats made beats inside runs of premature beats (early "
+        "against the average RR, not the local one) and labelled S in training",
     )
     parser.add_argument(
         "--morphology-dropout", type=float, default=0.3, help="dropout on the CNN's features"

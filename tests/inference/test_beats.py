@@ -259,6 +259,97 @@ def test_it_makes_synthetic_premature_beats_only_from_regular_normal_ones():
     assert torch.equal(labels, torch.where(torch.arange(400) >= 300, 2, 0))  # input untouched
 
 
+def test_it_makes_synthetic_beats_inside_premature_runs_with_consistent_rr_features():
+    import torch
+
+    from inference.beat_training import make_premature, make_premature_runs
+
+    column = {name: index for index, name in enumerate(RR_FEATURES)}
+    n = 1000
+    sinus = torch.linspace(0.6, 1.2, n)  # every patient's own sinus interval
+    rhythm = torch.ones(n, len(RR_FEATURES))
+    rhythm[:, column["pre_rr_s"]] = sinus
+    rhythm[:, column["post_rr_s"]] = sinus
+    rhythm[:, column["local_irregularity"]] = 0.02
+    rhythm[600:700, column["local_irregularity"]] = 0.3  # atrial fibrillation: left alone
+    rhythm[700:800, column["pre_over_local"]] = 1.3  # an irregular beat: left alone
+    labels = torch.zeros(n, dtype=torch.int64)
+    labels[800:] = 2  # V beats: left alone
+    generator = torch.Generator().manual_seed(0)
+    isolated_rhythm, isolated_labels = make_premature(rhythm, labels, 0.2, generator)
+    new_rhythm, new_labels = make_premature_runs(isolated_rhythm, isolated_labels, 0.5, generator)
+    changed = (new_labels == 1) & (isolated_labels == 0)
+    assert 200 < int(changed.sum()) < 400 and not changed[600:].any()
+    # the isolated premature beats stay as make_premature left them, the rest as they were
+    assert torch.equal(new_rhythm[~changed], isolated_rhythm[~changed])
+    assert torch.equal(new_labels[~changed], isolated_labels[~changed])
+
+    def feature(name: str) -> torch.Tensor:
+        return new_rhythm[changed, column[name]]
+
+    base = sinus[changed]
+    pre, post = feature("pre_rr_s"), feature("post_rr_s")
+    early = pre / base
+    assert (early >= 0.5 - 1e-5).all() and (early <= 0.85 + 1e-5).all()
+    # early against the average RR (here the sinus interval)...
+    assert torch.allclose(feature("pre_over_average"), early)
+    assert (feature("pre_over_average") < 0.85 + 1e-5).all()
+    # ...but against a local RR somewhere between the sinus and the run's interval
+    local = pre / feature("pre_over_local")
+    assert (local >= pre - 1e-5).all() and (local <= base + 1e-5).all()
+    assert (feature("pre_over_local") > 0.95).any() and (feature("pre_over_local") < 0.6).any()
+    average = pre / feature("pre_over_average")
+    assert torch.allclose(feature("local_over_average"), local / average, atol=1e-5)
+    assert torch.allclose(feature("post_over_local"), post / local, atol=1e-5)
+    assert torch.allclose(feature("post_over_average"), post / average, atol=1e-5)
+    assert torch.allclose(feature("pre_over_post"), pre / post, atol=1e-5)
+    # post-RR: the run's next interval, or a pause back to sinus rhythm at the run's end
+    inside = (post >= 0.9 * pre - 1e-5) & (post <= 1.1 * pre + 1e-5)
+    at_end = (post >= base - 1e-5) & (post <= (2 - early) * base + 1e-5)
+    assert (inside | at_end).all() and inside.any() and at_end.any()
+    # the run's entry among the last 10 changes of interval
+    irregularity = feature("local_irregularity")
+    assert torch.allclose(irregularity, 0.02 + (1 - early) / 10, atol=1e-5)
+    assert (irregularity < 0.1).all()
+    assert torch.equal(labels, torch.where(torch.arange(n) >= 800, 2, 0))  # input untouched
+    # fraction 0 draws nothing and changes nothing
+    same = make_premature_runs(rhythm, labels, 0.0, generator)
+    assert same[0] is rhythm and same[1] is labels
+
+
+def test_the_reproduce_command_names_premature_runs_only_when_used():
+    import argparse
+
+    from inference.beat_training import reproduce_command
+
+    args = argparse.Namespace(
+        seed=0,
+        epochs=8,
+        stop_epoch=5,
+        members=1,
+        batch_size=128,
+        learning_rate=0.001,
+        weight_decay=0.0001,
+        weight_power=0.5,
+        morphology_dropout=0.3,
+        synthetic_premature=0.1,
+        synthetic_premature_runs=0.0,
+        f_weight_scale=0.2,
+        augment=True,
+        difference_channel=False,
+        fold_s_in_af=True,
+        ds2_evaluations=4,
+        cv_results=[],
+        cv_chosen=None,
+        choice_note=None,
+        ds2_note=None,
+    )
+    assert "--synthetic-premature-runs" not in reproduce_command(args)
+    args.synthetic_premature_runs = 0.05
+    assert "--synthetic-premature 0.1 " in reproduce_command(args)
+    assert "--synthetic-premature-runs 0.05 " in reproduce_command(args)
+
+
 def test_it_holds_each_ds1_patient_out_exactly_once_in_cross_validation():
     from inference.aami import DS1
     from inference.beat_training import patient_folds
