@@ -7,8 +7,8 @@ Redis for the channel layer), then sends, for each kind of request below, ``--re
 requests at ``--concurrency`` in flight, and measures the daphne process's CPU (utime + stime)
 and PostgreSQL's and Redis's per request:
 
-- ``refused chunk``: a chunk posted with an unknown device token (401): the whole middleware
-  stack, DRF and one token lookup, nothing stored;
+- ``refused chunk``: a chunk posted with an unknown device token of the right form (401): the
+  whole middleware stack, DRF and one token lookup, nothing stored;
 - ``stored chunk``: a valid 1-s, 250-Hz JSON chunk of one device (new seq each time), with the
   analysis queue left unconsumed (no worker: the claim is held, so one task is queued per
   recording), i.e. ingest alone.
@@ -52,6 +52,8 @@ from monitoring.simulator import CHUNKS_PATH, JSON_CONTENT_TYPE  # noqa: E402
 
 FS_HZ = 250
 GAIN_ADC_PER_MV = 200.0
+# the form of a device token (monitoring.models.TOKEN_PREFIX), so that the server looks it up
+UNKNOWN_TOKEN = "csd_" + "0" * 43
 
 
 def chunk_body(seq: int) -> bytes:
@@ -140,11 +142,11 @@ def main() -> int:
         try:
             base = f"http://127.0.0.1:{port}"
             wait_for_health(base)
-            asyncio.run(fire(base, "no-such-token", "refused chunk", 0, 200, args.concurrency))
+            asyncio.run(fire(base, UNKNOWN_TOKEN, "refused chunk", 0, 200, args.concurrency))
             seq = 0
             for run in range(args.runs):
                 runs["refused chunk"].append(
-                    measure(daphne.pid, base, "no-such-token", "refused chunk", 0, args)
+                    measure(daphne.pid, base, UNKNOWN_TOKEN, "refused chunk", 0, args)
                 )
                 runs["stored chunk"].append(
                     measure(daphne.pid, base, device["token"], "stored chunk", seq, args)
