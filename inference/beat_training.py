@@ -182,7 +182,12 @@ def augment(
 
 
 def make_premature(
-    rhythm: torch.Tensor, labels: torch.Tensor, fraction: float, generator: torch.Generator
+    rhythm: torch.Tensor,
+    labels: torch.Tensor,
+    fraction: float,
+    generator: torch.Generator,
+    p_wave_pool: torch.Tensor | None = None,
+    keep_unknown: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn some normal beats of regular rhythm into premature supraventricular ones.
 
@@ -194,6 +199,9 @@ def make_premature(
     mean, irregularity below 0.1, so nothing in atrial fibrillation) gets its pre-RR shortened
     to 50-85 % and its post-RR lengthened (up to a full compensatory pause), and the label S.
     The morphology is left as it is; the ratio features are recomputed from the new intervals.
+    With ``p_wave_pool`` (rhythm rows that carry ``P_WAVE_COLUMNS``), the beat's P-wave
+    correlation is drawn from it, as an atrial premature beat's (``relabel_regular_beats``,
+    which ``keep_unknown`` is passed to).
     """
 
     def rewrite(rows, pre, local, average):
@@ -201,11 +209,18 @@ def make_premature(
         late = 1.0 + (1.0 - early) * torch.rand(len(rows), generator=generator)
         set_intervals(rows, pre * early, pre * late, local, average)
 
-    return relabel_regular_beats(rhythm, labels, fraction, generator, rewrite)
+    return relabel_regular_beats(
+        rhythm, labels, fraction, generator, rewrite, p_wave_pool, keep_unknown
+    )
 
 
 def make_premature_runs(
-    rhythm: torch.Tensor, labels: torch.Tensor, fraction: float, generator: torch.Generator
+    rhythm: torch.Tensor,
+    labels: torch.Tensor,
+    fraction: float,
+    generator: torch.Generator,
+    p_wave_pool: torch.Tensor | None = None,
+    keep_unknown: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn some normal beats of regular rhythm into beats inside runs of premature
     supraventricular beats.
@@ -233,7 +248,9 @@ def make_premature_runs(
       change of (1 - early) sinus intervals among the 10: so it is for the 2nd to the 11th
       beat of a run (the run's first beat, and a beat over 10 beats deep, would not have it;
       the changes inside a run of equal intervals are nil);
-    - every ratio is recomputed from the new intervals.
+    - every ratio is recomputed from the new intervals;
+    - with ``p_wave_pool``, the P-wave correlation is drawn from it (``relabel_regular_beats``):
+      a faster sinus rhythm keeps the sinus P wave, a run of atrial premature beats does not.
     """
 
     def rewrite(rows, pre, sinus, average):
@@ -252,7 +269,9 @@ def make_premature_runs(
         rows[:, column["local_over_average"]] = local / average
         rows[:, column["local_irregularity"]] += (1.0 - early) * sinus / average / 10
 
-    return relabel_regular_beats(rhythm, labels, fraction, generator, rewrite)
+    return relabel_regular_beats(
+        rhythm, labels, fraction, generator, rewrite, p_wave_pool, keep_unknown
+    )
 
 
 def relabel_regular_beats(
@@ -261,11 +280,26 @@ def relabel_regular_beats(
     fraction: float,
     generator: torch.Generator,
     rewrite: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None],
+    p_wave_pool: torch.Tensor | None = None,
+    keep_unknown: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Label S a random ``fraction`` of the N beats of regular rhythm (pre-RR within 10 % of
     the local RR, irregularity below 0.1: nothing in atrial fibrillation), their rhythm rows
     rewritten in place by ``rewrite(rows, pre_rr_s, local_rr_s, average_rr_s)``. Returns new
-    tensors (the inputs are left as they are) or, where no beat is chosen, the inputs."""
+    tensors (the inputs are left as they are) or, where no beat is chosen, the inputs.
+
+    With ``p_wave_pool`` the rows must carry ``P_WAVE_COLUMNS`` after ``RR_FEATURES``; each
+    chosen beat's P-wave correlation is then drawn from the pool (uniformly among its values)
+    and marked known: the beat keeps an N beat's QRS, so its P region is read, and an atrial
+    premature beat's P wave is not the sinus one. With ``keep_unknown``, a beat whose P wave
+    is unknown keeps it so (drawn all the same, for the generator's sake). Without a pool the
+    generator draws nothing more.
+    """
+    if p_wave_pool is not None and rhythm.shape[1] != len(RR_FEATURES) + len(P_WAVE_COLUMNS):
+        raise ValueError(
+            f"p_wave_pool needs rhythm rows of {len(RR_FEATURES) + len(P_WAVE_COLUMNS)} "
+            f"columns (RR_FEATURES and P_WAVE_COLUMNS), got {rhythm.shape[1]}"
+        )
     column = {name: index for index, name in enumerate(RR_FEATURES)}
     regular = (
         (labels == 0)
@@ -281,6 +315,11 @@ def relabel_regular_beats(
     local = pre / rows[:, column["pre_over_local"]].clamp(min=1e-3)
     average = pre / rows[:, column["pre_over_average"]].clamp(min=1e-3)
     rewrite(rows, pre, local, average)
+    if p_wave_pool is not None:
+        draw = torch.randint(len(p_wave_pool), (len(rows),), generator=generator)
+        known = rows[:, len(RR_FEATURES) + 1] == 0 if keep_unknown else slice(None)
+        rows[known, len(RR_FEATURES)] = p_wave_pool[draw][known]
+        rows[known, len(RR_FEATURES) + 1] = 0.0
     rhythm[chosen] = rows
     labels[chosen] = BEAT_CLASSES.index("S")
     return rhythm, labels
@@ -303,6 +342,60 @@ def set_intervals(
     rows[:, column["pre_over_average"]] = pre / average
     rows[:, column["post_over_average"]] = post / average
     rows[:, column["pre_over_post"]] = pre / post
+
+
+# --- The P wave as a rhythm feature (a cross-validation experiment) -----------------------
+
+# ``--p-wave-feature`` appends these columns after ``RR_FEATURES``: the beat's P-wave
+# correlation with its dominant beat (``beat_p_waves``), an unknown one written as 0, and 1
+# where it is unknown. Encodings (``P_WAVE_ENCODINGS``):
+# - "nan-unknown": unknown is NaN only (the beat's QRS does not match the dominant beat, so
+#   its P region means nothing); 0 is kept as a value, "the dominant beat has no P wave"
+#   (``atrial.p_wave_correlation`` writes exactly 0 where the dominant beat's P stretch is
+#   flat: most N beats of DS1's 201, 203 and 207);
+# - "flat-unknown": that exact 0 is unknown too (with a flat dominant P stretch there is no
+#   sinus P wave to compare with), the synthetic S beats draw from S beats whose P wave was
+#   compared (not 0), and a synthetic S beat made from a beat whose P wave is unknown keeps it
+#   unknown (an atrial premature beat of that patient would not be compared either).
+P_WAVE_COLUMNS = ("p_wave_correlation", "p_wave_unknown")
+P_WAVE_ENCODINGS = ("nan-unknown", "flat-unknown")
+P_WAVE_REFUSAL = (
+    "--p-wave-feature is a cross-validation experiment; the served classifier does not take "
+    "the P wave as an input yet"
+)
+
+
+def p_wave_columns(p_wave: np.ndarray, flat_unknown: bool = False) -> np.ndarray:
+    """The ``P_WAVE_COLUMNS`` of each beat, float32 (n_beats, 2), from ``beat_p_waves``;
+    with ``flat_unknown``, an exact 0 (flat dominant P stretch) is unknown as NaN is."""
+    p_wave = np.asarray(p_wave, dtype=np.float64)
+    unknown = np.isnan(p_wave) | (flat_unknown & (p_wave == 0))
+    return np.stack([np.where(unknown, 0.0, p_wave), unknown.astype(np.float64)], axis=1).astype(
+        np.float32
+    )
+
+
+def with_p_wave_feature(data: dict, flat_unknown: bool = False) -> dict:
+    """``data`` with ``P_WAVE_COLUMNS`` appended to its rhythm rows (the other keys shared)."""
+    columns = p_wave_columns(data["p_wave"], flat_unknown)
+    rhythm = np.concatenate([data["rhythm"], columns], axis=1)
+    return {**data, "rhythm": rhythm}
+
+
+def synthetic_p_wave_pool(train: dict, flat_unknown: bool = False) -> torch.Tensor:
+    """The P-wave correlations the synthetic S beats draw from: those of the training
+    patients' real S beats whose QRS matches the dominant beat (as a synthetic beat's, an N
+    beat's shape, does). DS1's S beats spread over the whole range (median about 0, 18 %
+    above 0.8), its N beats sit near 1 (median 0.94); drawing from the training folds' own S
+    beats keeps the held-out patients out of it. With ``flat_unknown``, without the exact 0s
+    (flat dominant P stretch: nothing was compared)."""
+    p_wave = train["p_wave"]
+    known = (train["labels"] == BEAT_CLASSES.index("S")) & np.isfinite(p_wave)
+    if flat_unknown:
+        known &= p_wave != 0
+    if not known.any():
+        raise ValueError("no S beat with a P-wave correlation to draw synthetic ones from")
+    return torch.from_numpy(p_wave[known].astype(np.float32))
 
 
 def predict(
@@ -359,6 +452,10 @@ def train_epochs(model: BeatNet, train: dict, args: argparse.Namespace) -> Itera
         class_weights(train["labels"], args.weight_power, args.f_weight_scale)
     )
     loss_fn = nn.CrossEntropyLoss(weight=weights)
+    # --p-wave-feature: the synthetic S beats get the P wave of one of the training folds' S
+    encoding = getattr(args, "p_wave_feature", None)
+    flat_unknown = encoding == "flat-unknown"
+    p_wave_pool = synthetic_p_wave_pool(train, flat_unknown) if encoding else None
     optimizer = torch.optim.Adam(
         model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay
     )
@@ -378,11 +475,13 @@ def train_epochs(model: BeatNet, train: dict, args: argparse.Namespace) -> Itera
                 windows, rhythm = augment(windows, rhythm, generator)
             if args.synthetic_premature > 0:
                 rhythm, targets = make_premature(
-                    rhythm, targets, args.synthetic_premature, generator
+                    rhythm, targets, args.synthetic_premature, generator, p_wave_pool, flat_unknown
                 )
             runs = getattr(args, "synthetic_premature_runs", 0.0)
             if runs > 0:
-                rhythm, targets = make_premature_runs(rhythm, targets, runs, generator)
+                rhythm, targets = make_premature_runs(
+                    rhythm, targets, runs, generator, p_wave_pool, flat_unknown
+                )
             logits = model(windows, tensors["templates"][index], rhythm)
             loss = loss_fn(logits, targets)
             optimizer.zero_grad()
@@ -451,6 +550,7 @@ def cross_validate(data: dict, args: argparse.Namespace) -> dict:
         if args.model == "cnn":
             torch.manual_seed(args.seed)
             model = BeatNet(
+                n_rhythm=data["rhythm"].shape[1],
                 morphology_dropout=args.morphology_dropout,
                 difference_channel=args.difference_channel,
             )
@@ -951,6 +1051,19 @@ def main(argv: list[str] | None = None) -> int:
         "against the average RR, not the local one) and labelled S in training",
     )
     parser.add_argument(
+        "--p-wave-feature",
+        nargs="?",
+        const="nan-unknown",
+        choices=P_WAVE_ENCODINGS,
+        metavar="ENCODING",
+        help="with --cv only (an experiment): give the network each beat's P-wave correlation "
+        "with its dominant beat (unknown as 0, plus a 0/1 'unknown' column) after the rhythm "
+        "features, and the synthetic S beats a P-wave correlation drawn from the training "
+        "folds' real S beats; ENCODING nan-unknown (the default: unknown where NaN) or "
+        "flat-unknown (also where the dominant beat's P stretch is flat); refused otherwise, "
+        "as the served classifier does not take the P wave as an input yet",
+    )
+    parser.add_argument(
         "--morphology-dropout", type=float, default=0.3, help="dropout on the CNN's features"
     )
     parser.add_argument(
@@ -1029,6 +1142,8 @@ def main(argv: list[str] | None = None) -> int:
         help="write an interim model and card without evaluating DS2",
     )
     args = parser.parse_args(argv)
+    if args.p_wave_feature and not (args.cv or args.cv_combine):
+        parser.error(P_WAVE_REFUSAL)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.cv_combine:
@@ -1040,6 +1155,8 @@ def main(argv: list[str] | None = None) -> int:
     print("DS1 beats per class:", dict(zip(BEAT_CLASSES, counts.tolist(), strict=True)))
     if args.cv:
         started = time.perf_counter()
+        if args.p_wave_feature:
+            data = with_p_wave_feature(data, args.p_wave_feature == "flat-unknown")
         result = cross_validate(data, args)
         rows = cv_report(data["labels"], result["probabilities"])
         for row in rows:

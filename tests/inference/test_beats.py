@@ -317,6 +317,102 @@ def test_it_makes_synthetic_beats_inside_premature_runs_with_consistent_rr_featu
     assert same[0] is rhythm and same[1] is labels
 
 
+def test_it_encodes_the_p_wave_with_an_unknown_flag_and_gives_synthetic_s_beats_one():
+    import torch
+
+    from inference.beat_training import (
+        P_WAVE_COLUMNS,
+        make_premature,
+        make_premature_runs,
+        p_wave_columns,
+        synthetic_p_wave_pool,
+        with_p_wave_feature,
+    )
+
+    # NaN (QRS unlike the dominant beat) is 0 and flagged; an exact 0 (the dominant beat's P
+    # stretch is flat) is flagged only with flat_unknown
+    p_wave = np.array([0.95, np.nan, 0.0, -0.4])
+    assert np.array_equal(
+        p_wave_columns(p_wave), np.array([[0.95, 0], [0, 1], [0, 0], [-0.4, 0]], np.float32)
+    )
+    assert np.array_equal(
+        p_wave_columns(p_wave, flat_unknown=True),
+        np.array([[0.95, 0], [0, 1], [0, 1], [-0.4, 0]], np.float32),
+    )
+    data = {
+        "rhythm": np.ones((4, len(RR_FEATURES)), np.float32),
+        "p_wave": p_wave,
+        "labels": np.array([0, 1, 1, 1]),
+    }
+    widened = with_p_wave_feature(data)
+    assert widened["rhythm"].shape == (4, len(RR_FEATURES) + len(P_WAVE_COLUMNS))
+    assert data["rhythm"].shape == (4, len(RR_FEATURES))  # input untouched
+    # the pool: the S beats whose P wave was read (not NaN), not the N beats
+    assert torch.equal(synthetic_p_wave_pool(data), torch.tensor([0.0, -0.4]))
+    assert torch.equal(synthetic_p_wave_pool(data, flat_unknown=True), torch.tensor([-0.4]))
+    assert with_p_wave_feature(data, flat_unknown=True)["rhythm"][2, -1] == 1
+    with pytest.raises(ValueError, match="no S beat"):
+        synthetic_p_wave_pool({**data, "labels": np.zeros(4, dtype=np.int64)})
+
+    column = {name: index for index, name in enumerate(RR_FEATURES)}
+    n = 1000
+    rhythm = torch.ones(n, len(RR_FEATURES) + 2)
+    rhythm[:, column["pre_rr_s"]] = 0.8
+    rhythm[:, column["post_rr_s"]] = 0.8
+    rhythm[:, column["local_irregularity"]] = 0.02
+    rhythm[:500, len(RR_FEATURES)] = 0.95  # a sinus P wave
+    rhythm[:500, len(RR_FEATURES) + 1] = 0.0
+    rhythm[500:, len(RR_FEATURES)] = 0.0  # ...and, on the other half, an unread one
+    original = rhythm.clone()
+    labels = torch.zeros(n, dtype=torch.int64)
+    pool = torch.tensor([-0.7, -0.2, 0.3])
+    for make in (make_premature, make_premature_runs):
+        plain = make(rhythm, labels, 0.3, torch.Generator().manual_seed(1))
+        new_rhythm, new_labels = make(rhythm, labels, 0.3, torch.Generator().manual_seed(1), pool)
+        # the same beats made S with the same intervals as without the P wave...
+        assert torch.equal(new_labels, plain[1])
+        assert torch.equal(new_rhythm[:, : len(RR_FEATURES)], plain[0][:, : len(RR_FEATURES)])
+        changed = new_labels == 1
+        assert 200 < int(changed.sum()) < 400
+        # ...and a P wave drawn from the pool, read (not unknown)
+        drawn = new_rhythm[changed, len(RR_FEATURES)]
+        assert torch.isin(drawn, pool).all() and len(torch.unique(drawn)) == 3
+        assert (new_rhythm[changed, len(RR_FEATURES) + 1] == 0).all()
+        assert torch.equal(new_rhythm[~changed], rhythm[~changed])
+        assert torch.equal(rhythm, original)  # input untouched
+        # keep_unknown: a beat whose P wave is unknown keeps it so, the others draw as before
+        kept, kept_labels = make(
+            rhythm, labels, 0.3, torch.Generator().manual_seed(1), pool, keep_unknown=True
+        )
+        assert torch.equal(kept_labels, new_labels)
+        read = changed & (torch.arange(n) < 500)
+        assert torch.equal(kept[read], new_rhythm[read])
+        assert torch.equal(
+            kept[changed & ~read, len(RR_FEATURES) :], original[changed & ~read, -2:]
+        )
+    with pytest.raises(ValueError, match="P_WAVE_COLUMNS"):
+        make_premature(rhythm[:, : len(RR_FEATURES)], labels, 0.3, torch.Generator(), pool)
+
+
+def test_it_refuses_the_p_wave_feature_outside_cross_validation(capsys):
+    from inference.beat_training import main
+
+    with pytest.raises(SystemExit) as refused:
+        main(["--p-wave-feature", "--epochs", "1"])
+    assert refused.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["--p-wave-feature", "flat-unknown"])
+    assert (
+        "--p-wave-feature is a cross-validation experiment; the served classifier does not "
+        "take the P wave as an input yet" in capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "the served classifier does not take the P wave" in " ".join(
+        capsys.readouterr().out.split()
+    )
+
+
 def test_the_reproduce_command_names_premature_runs_only_when_used():
     import argparse
 
