@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
@@ -61,7 +60,7 @@ from inference.evaluation.beats import (
 )
 from inference.models import count_parameters
 from inference.registry import WEIGHTS_DIR
-from inference.train import DOCS_DIR, git_commit
+from inference.train import DOCS_DIR, git_commit, training_environment
 
 NAME = "beat-cnn-mitdb"
 FEATURE_VERSION = "rr-mean-p-wave"  # bump when beat_features changes, to invalidate caches
@@ -804,11 +803,8 @@ def write_model(
         },
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "code_commit": git_commit(),
-        "environment": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cpu_threads": torch.get_num_threads(),
-        },
+        # the CPU and maths libraries decide whether the same command repeats bit for bit
+        "environment": training_environment(),
         "training_cpu_s": round(timing["cpu_s"], 1),
         "training_wall_s": round(timing["wall_s"], 1),
         "cross_validation": cv_runs,

@@ -33,7 +33,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -76,7 +75,7 @@ from inference.ptbxl_models import (
     predict_probabilities,
 )
 from inference.registry import WEIGHTS_DIR
-from inference.train import DOCS_DIR, git_commit
+from inference.train import DOCS_DIR, git_commit, training_environment
 
 SPLITS = tuple(SPLIT_FOLDS)
 # Augmentation of model03: a random 7.5 s crop of each 10 s record per step ("random sliding
@@ -1292,44 +1291,6 @@ models is better where their intervals overlap, the effect of augmentation (mode
 or any figure for the rarest classes ({", ".join(f"{s} {counts[s]}" for s in rarest)} test
 positives) beyond a wide range.{settle}
 {f"{chr(10)}{spread_markdown(spread, cards)}" if spread else ""}"""
-
-
-def training_environment() -> dict:
-    """What decides whether a deterministic run repeats bit for bit: the CPU (its model and the
-    instruction set torch picks for it) and the maths libraries, besides Python and torch."""
-    config = torch.__config__.show()
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_threads": torch.get_num_threads(),
-        "cpu_model": cpu_model(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "blas": _config_line(config, ("Math Kernel Library", "OpenBLAS"), "BLAS_INFO"),
-        "onednn": _config_line(config, ("MKL-DNN", "oneDNN"), "USE_MKLDNN"),
-    }
-
-
-def cpu_model() -> str:
-    """/proc/cpuinfo's "model name" (Linux), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _config_line(config: str, names: tuple[str, ...], setting: str) -> str:
-    """The line of ``torch.__config__.show()`` naming one of ``names`` with its version, else
-    the build setting ``setting`` (e.g. BLAS_INFO=mkl), else "unknown"."""
-    for line in config.splitlines():
-        if any(name in line for name in names):
-            return line.strip(" -").removesuffix(" for Intel(R) 64 architecture applications")
-    for item in config.replace("\n", ",").split(","):
-        if item.strip().startswith(f"{setting}="):
-            return item.strip()
-    return "unknown"
 
 
 def read_cards(weights_dir: Path) -> list[dict]:

@@ -515,3 +515,12 @@ def test_it_serves_a_seed_ensemble_as_the_mean_of_its_members_probabilities():
     first = classifier.saliency(ecg, 250.0, peaks, 10)
     assert first == classifier.saliency(ecg, 250.0, peaks, 10)
     assert max(first["values"]) == pytest.approx(1.0)
+
+
+def test_the_served_beat_card_names_the_cpu_and_maths_libraries_it_was_trained_with():
+    # whether the training command repeats bit for bit depends on them (as the PTB-XL cards say)
+    from inference.registry import WEIGHTS_DIR
+
+    environment = json.loads((WEIGHTS_DIR / "beat-cnn-mitdb.json").read_text())["environment"]
+    assert environment["cpu_model"] and environment["cpu_capability"]
+    assert "unknown" not in (environment["blas"], environment["onednn"])
