@@ -83,6 +83,8 @@ PREVIOUS = (
     ("previous model 2.0.0, reference beats", 20.6, 18.8, 0.20, 92.3, 84.6, 0.88, 92.4),
     ("previous model 3.0.0, reference beats", 13.6, 30.7, 0.189, 92.9, 86.8, 0.897, 94.2),
 )
+# each rhythm feature's column in the rows the network reads
+RR_COLUMN = {name: index for index, name in enumerate(RR_FEATURES)}
 PREVIOUS_KEYS = ("model", "s_se", "s_ppv", "s_f1", "v_se", "v_ppv", "v_f1", "accuracy")
 
 
@@ -175,7 +177,7 @@ def augment(
     )
     shifted = windows.gather(1, index)
     rhythm = rhythm.clone()
-    amplitude_column = RR_FEATURES.index("amplitude_over_dominant")
+    amplitude_column = RR_COLUMN["amplitude_over_dominant"]
     rhythm[:, amplitude_column] = rhythm[:, amplitude_column] * scale[:, 0]
     return shifted * scale + noise, rhythm
 
@@ -264,9 +266,8 @@ def make_premature_runs(
             at_end, sinus * (1.0 + (1.0 - early) * spread), new_pre * (0.9 + 0.2 * spread)
         )
         set_intervals(rows, new_pre, post, local, average)
-        column = {name: index for index, name in enumerate(RR_FEATURES)}
-        rows[:, column["local_over_average"]] = local / average
-        rows[:, column["local_irregularity"]] += (1.0 - early) * sinus / average / 10
+        rows[:, RR_COLUMN["local_over_average"]] = local / average
+        rows[:, RR_COLUMN["local_irregularity"]] += (1.0 - early) * sinus / average / 10
 
     return relabel_regular_beats(
         rhythm, labels, fraction, generator, rewrite, p_wave_pool, keep_unknown
@@ -299,20 +300,19 @@ def relabel_regular_beats(
             f"p_wave_pool needs rhythm rows of {len(RR_FEATURES) + len(P_WAVE_COLUMNS)} "
             f"columns (RR_FEATURES and P_WAVE_COLUMNS), got {rhythm.shape[1]}"
         )
-    column = {name: index for index, name in enumerate(RR_FEATURES)}
     regular = (
         (labels == 0)
-        & ((rhythm[:, column["pre_over_local"]] - 1).abs() < 0.1)
-        & (rhythm[:, column["local_irregularity"]] < 0.1)
+        & ((rhythm[:, RR_COLUMN["pre_over_local"]] - 1).abs() < 0.1)
+        & (rhythm[:, RR_COLUMN["local_irregularity"]] < 0.1)
     )
     chosen = regular & (torch.rand(len(labels), generator=generator) < fraction)
     if not chosen.any():
         return rhythm, labels
     rhythm, labels = rhythm.clone(), labels.clone()
     rows = rhythm[chosen]
-    pre = rows[:, column["pre_rr_s"]]
-    local = pre / rows[:, column["pre_over_local"]].clamp(min=1e-3)
-    average = pre / rows[:, column["pre_over_average"]].clamp(min=1e-3)
+    pre = rows[:, RR_COLUMN["pre_rr_s"]]
+    local = pre / rows[:, RR_COLUMN["pre_over_local"]].clamp(min=1e-3)
+    average = pre / rows[:, RR_COLUMN["pre_over_average"]].clamp(min=1e-3)
     rewrite(rows, pre, local, average)
     if p_wave_pool is not None:
         draw = torch.randint(len(p_wave_pool), (len(rows),), generator=generator)
@@ -333,14 +333,13 @@ def set_intervals(
 ) -> None:
     """Write new pre- and post-RR (s) into rhythm rows, with their ratios to the local and
     average RR (s) and to each other."""
-    column = {name: index for index, name in enumerate(RR_FEATURES)}
-    rows[:, column["pre_rr_s"]] = pre
-    rows[:, column["post_rr_s"]] = post
-    rows[:, column["pre_over_local"]] = pre / local
-    rows[:, column["post_over_local"]] = post / local
-    rows[:, column["pre_over_average"]] = pre / average
-    rows[:, column["post_over_average"]] = post / average
-    rows[:, column["pre_over_post"]] = pre / post
+    rows[:, RR_COLUMN["pre_rr_s"]] = pre
+    rows[:, RR_COLUMN["post_rr_s"]] = post
+    rows[:, RR_COLUMN["pre_over_local"]] = pre / local
+    rows[:, RR_COLUMN["post_over_local"]] = post / local
+    rows[:, RR_COLUMN["pre_over_average"]] = pre / average
+    rows[:, RR_COLUMN["post_over_average"]] = post / average
+    rows[:, RR_COLUMN["pre_over_post"]] = pre / post
 
 
 # --- The P wave as a rhythm feature (a cross-validation experiment) -----------------------
@@ -452,7 +451,7 @@ def train_epochs(model: BeatNet, train: dict, args: argparse.Namespace) -> Itera
     )
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     # --p-wave-feature: the synthetic S beats get the P wave of one of the training folds' S
-    encoding = getattr(args, "p_wave_feature", None)
+    encoding = args.p_wave_feature
     flat_unknown = encoding == "flat-unknown"
     p_wave_pool = synthetic_p_wave_pool(train, flat_unknown) if encoding else None
     optimizer = torch.optim.Adam(
@@ -476,10 +475,14 @@ def train_epochs(model: BeatNet, train: dict, args: argparse.Namespace) -> Itera
                 rhythm, targets = make_premature(
                     rhythm, targets, args.synthetic_premature, generator, p_wave_pool, flat_unknown
                 )
-            runs = getattr(args, "synthetic_premature_runs", 0.0)
-            if runs > 0:
+            if args.synthetic_premature_runs > 0:
                 rhythm, targets = make_premature_runs(
-                    rhythm, targets, runs, generator, p_wave_pool, flat_unknown
+                    rhythm,
+                    targets,
+                    args.synthetic_premature_runs,
+                    generator,
+                    p_wave_pool,
+                    flat_unknown,
                 )
             logits = model(windows, tensors["templates"][index], rhythm)
             loss = loss_fn(logits, targets)
