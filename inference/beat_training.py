@@ -10,7 +10,9 @@ number of epochs) is made by leave-patients-out cross-validation over the 22 DS1
 held-out predictions are pooled and scored per class). The final run trains on all of DS1 for
 the chosen number of epochs, reads DS2 once with the evaluation command's code, and writes
 ``inference/weights/beat-cnn-mitdb.pt`` and ``.json`` and ``docs/models/beat-cnn-mitdb.md``
-with the cross-validation table and curve and the DS2 confusion matrices as PNG.
+with the cross-validation table and curve and the DS2 confusion matrices as PNG; the card's
+hand-written notes (what was learned after the DS2 read) come from
+``docs/models/beat-cnn-mitdb-notes.md``, which the command keeps.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ from inference.registry import WEIGHTS_DIR
 from inference.train import DOCS_DIR, git_commit, training_environment
 
 NAME = "beat-cnn-mitdb"
+# Hand-written notes on the card (what was learned after the DS2 read, which this command cannot
+# know), copied into the card before its Limits paragraph so that writing the card keeps them.
+NOTES_PATH = DOCS_DIR / f"{NAME}-notes.md"
 FEATURE_VERSION = "rr-mean-p-wave"  # bump when beat_features changes, to invalidate caches
 
 PUBLISHED = (
@@ -902,12 +907,24 @@ DS2 confusion matrix, reference beats (rows reference, columns predicted):
 
 Per-record DS2 figures are in `inference/weights/{NAME}.json` (`ds2_per_record`).
 """
-    pictures = """
+    return _markdown(model, args, card, timing, cv_section, ds2_section, card_ending(NOTES_PATH))
+
+
+def card_ending(notes_path: Path) -> str:
+    """The card's end after its DS2 section: the hand-written notes at ``notes_path`` (without
+    their first-line HTML comment) when the file exists, then the Limits paragraph."""
+    notes = notes_path.read_text() if notes_path.exists() else ""
+    if notes.startswith("<!--"):  # the file's own line saying it is hand-written
+        notes = notes.partition("\n")[2]
+    notes = notes.strip()
+    return (
+        (f"{notes}\n\n" if notes else "")
+        + """
 Limits: single lead (MLII); 22 training patients from a 1970s Holter database; F and Q have few
 training beats; not validated prospectively. Research software, not a medical device. Data:
 Moody GB, Mark RG (2001); Goldberger AL et al. (2000), PhysioNet.
 """
-    return _markdown(model, args, card, timing, cv_section, ds2_section, pictures)
+    )
 
 
 def _markdown(model, args, card, timing, cv_section, ds2_section, pictures):

@@ -524,3 +524,26 @@ def test_the_served_beat_card_names_the_cpu_and_maths_libraries_it_was_trained_w
     environment = json.loads((WEIGHTS_DIR / "beat-cnn-mitdb.json").read_text())["environment"]
     assert environment["cpu_model"] and environment["cpu_capability"]
     assert "unknown" not in (environment["blas"], environment["onednn"])
+
+
+def test_the_beat_card_keeps_the_hand_written_notes_before_its_limits(tmp_path):
+    # the notes record what was learned after the DS2 read; writing the card must not drop them
+    from inference.beat_training import card_ending
+
+    notes = tmp_path / "notes.md"
+    notes.write_text("<!-- Hand-written. -->\n\n### What the read shows\n\n- a note\n")
+    ending = card_ending(notes)
+    assert ending.startswith("### What the read shows\n\n- a note\n\n\nLimits: single lead")
+    assert "Hand-written" not in ending
+    without = card_ending(tmp_path / "absent.md")
+    assert without.startswith("\nLimits: single lead") and "###" not in without
+
+
+def test_the_committed_beat_card_ends_with_its_notes_file_and_limits():
+    # edit docs/models/beat-cnn-mitdb-notes.md, not the card: the training command rewrites it
+    from inference.beat_training import NOTES_PATH, card_ending
+    from inference.train import DOCS_DIR
+
+    assert NOTES_PATH.exists()
+    card = (DOCS_DIR / "beat-cnn-mitdb.md").read_text()
+    assert card.endswith("(`ds2_per_record`).\n\n" + card_ending(NOTES_PATH))
