@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+import redis
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
@@ -774,3 +775,44 @@ def test_publishing_never_raises_and_pauses_when_the_layer_is_down(recording, mo
     live.publish_samples(recording, 10, adc)  # skipped: the layer was just found down
     assert BrokenLayer.calls == 1
     assert "could not publish" in caplog.text
+
+
+@pytest.mark.services
+def test_synchronous_code_publishes_to_redis_through_one_kept_loop(redis_url, monkeypatch):
+    """A Celery worker has no event loop: every send must not open a new one (and a new Redis
+    connection pool); a forked child must not reuse its parent's loop thread."""
+    from channels_redis.core import RedisChannelLayer
+
+    prefix = f"test-publisher-{time.time_ns()}"
+    layer = RedisChannelLayer(hosts=[redis_url], prefix=prefix)
+    monkeypatch.setattr("channels.layers.get_channel_layer", lambda *a: layer)
+    monkeypatch.setattr(live, "_layer_down_until", 0.0)
+    monkeypatch.setattr(live, "_publisher", live._PublisherLoop())
+    group = "patient-publisher"
+    first_loop = None
+
+    async def listen() -> str:
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        return channel
+
+    async def received(channel: str, count: int) -> list[dict]:
+        return [await asyncio.wait_for(layer.receive(channel), 5) for _ in range(count)]
+
+    try:
+        channel = asyncio.run(listen())
+        live._send_all([(group, {"type": "live.test", "n": 1})], "test")
+        first_loop = live._publisher.loop
+        live._send_all([(group, {"type": "live.test", "n": 2})], "test")
+        assert live._publisher.loop is first_loop and first_loop.is_running()
+        live._publisher._pid = -1  # as after fork: this process did not start that thread
+        live._send_all([(group, {"type": "live.test", "n": 3})], "test")
+        assert live._publisher.loop is not first_loop
+        assert [message["n"] for message in asyncio.run(received(channel, 3))] == [1, 2, 3]
+    finally:
+        # not layer.flush(): it would close the pools of every loop, from this one
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+        for loop in {first_loop, live._publisher.loop} - {None}:
+            loop.call_soon_threadsafe(loop.stop)
