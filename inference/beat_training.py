@@ -359,9 +359,17 @@ def set_intervals(
 # - "flat-unknown": that exact 0 is unknown too (with a flat dominant P stretch there is no
 #   sinus P wave to compare with), the synthetic S beats draw from S beats whose P wave was
 #   compared (not 0), and a synthetic S beat made from a beat whose P wave is unknown keeps it
-#   unknown (an atrial premature beat of that patient would not be compared either).
+#   unknown (an atrial premature beat of that patient would not be compared either);
+# - "gated": flat-unknown's columns and synthetic S beats, but the network's rhythm branch
+#   does not read them: a small learned term moves the N/S split only (``PWaveGatedNet``).
+#   The plain features failed in two ways: nan-unknown read 207's flat P stretch (0) as "not
+#   sinus", so its N beats turned S; flat-unknown's "unknown" flag, which most V beats carry,
+#   pushed N beats toward V. The gate gives an unknown P wave exactly no effect and keeps the
+#   P wave away from V, F and Q.
 P_WAVE_COLUMNS = ("p_wave_correlation", "p_wave_unknown")
-P_WAVE_ENCODINGS = ("nan-unknown", "flat-unknown")
+P_WAVE_ENCODINGS = ("nan-unknown", "flat-unknown", "gated")
+# the encodings that call an exact 0 (flat dominant P stretch) unknown
+FLAT_UNKNOWN_ENCODINGS = ("flat-unknown", "gated")
 P_WAVE_REFUSAL = (
     "--p-wave-feature is a cross-validation experiment; the served classifier does not take "
     "the P wave as an input yet"
@@ -399,6 +407,60 @@ def synthetic_p_wave_pool(train: dict, flat_unknown: bool = False) -> torch.Tens
     if not known.any():
         raise ValueError("no S beat with a P-wave correlation to draw synthetic ones from")
     return torch.from_numpy(p_wave[known].astype(np.float32))
+
+
+class PWaveGatedNet(nn.Module):
+    """A ``BeatNet`` on ``RR_FEATURES`` plus a P-wave term that acts only between N and S
+    (``--p-wave-feature gated``, a cross-validation experiment).
+
+    The rhythm rows carry ``P_WAVE_COLUMNS`` after ``RR_FEATURES``; the network reads only
+    ``RR_FEATURES``. ``term = tanh(w * correlation + b)``, in (-1, 1), is the P wave's vote: it
+    multiplies the N:S odds by exp(2 term) (S logit + term, N logit - term), and the pair is
+    then shifted back so that P(N) + P(S) is unchanged: the V, F and Q probabilities never
+    depend on the P wave (adding to S alone, or +/- without the shift, would move S or N
+    against V; the flat-unknown flag's harm was exactly N beats pushed toward V). Where the
+    P wave is unknown (flagged) the logits are the network's own, bit for bit: a patient
+    whose dominant beat shows no P wave (207) and most V beats (QRS unlike the dominant
+    beat's) get no P-wave vote at all. Bounded and linear (2 parameters), so the P wave cannot
+    overrule the rest and learns one thing: a P wave like the sinus one argues for N.
+    """
+
+    def __init__(self, network: BeatNet):
+        super().__init__()
+        self.network = network
+        self.p_wave = nn.Linear(1, 1)
+
+    def p_wave_term(self, rhythm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The P-wave vote of each row (positive: toward S) and whether its P wave is known."""
+        correlation = rhythm[:, len(RR_FEATURES) : len(RR_FEATURES) + 1]
+        known = rhythm[:, len(RR_FEATURES) + 1] == 0
+        return torch.tanh(self.p_wave(correlation)).squeeze(1), known
+
+    def forward(
+        self, windows: torch.Tensor, templates: torch.Tensor, rhythm: torch.Tensor
+    ) -> torch.Tensor:
+        logits = self.network(windows, templates, rhythm[:, : len(RR_FEATURES)])
+        term, known = self.p_wave_term(rhythm)
+        pair_columns = [BEAT_CLASSES.index("N"), BEAT_CLASSES.index("S")]
+        pair = logits[:, pair_columns]
+        moved = pair + term.unsqueeze(1) * torch.tensor([-1.0, 1.0])
+        # the same log(P(N) + P(S)) (up to the softmax's shared constant) as before the vote
+        moved = moved - moved.logsumexp(1, keepdim=True) + pair.logsumexp(1, keepdim=True)
+        logits = logits.clone()
+        logits[:, pair_columns] = torch.where(known.unsqueeze(1), moved, pair)
+        return logits
+
+
+def cv_network(n_rhythm: int, args: argparse.Namespace) -> nn.Module:
+    """The network a cross-validation fold trains: a ``BeatNet`` on every rhythm column, or,
+    with ``--p-wave-feature gated``, one on ``RR_FEATURES`` inside a ``PWaveGatedNet``."""
+    gated = args.p_wave_feature == "gated"
+    network = BeatNet(
+        n_rhythm=len(RR_FEATURES) if gated else n_rhythm,
+        morphology_dropout=args.morphology_dropout,
+        difference_channel=args.difference_channel,
+    )
+    return PWaveGatedNet(network) if gated else network
 
 
 def predict(
@@ -444,7 +506,7 @@ def selection_score(metrics: dict) -> float:
     return float(np.mean([0.0 if value != value else value for value in f1]))
 
 
-def train_epochs(model: BeatNet, train: dict, args: argparse.Namespace) -> Iterator[dict]:
+def train_epochs(model: nn.Module, train: dict, args: argparse.Namespace) -> Iterator[dict]:
     """Adam + class-weighted cross-entropy for ``args.epochs`` epochs (cosine decay of the
     learning rate to zero over them); yields ``{"epoch", "train_loss"}`` after each epoch,
     so that a caller can score held-out patients between epochs."""
@@ -457,7 +519,7 @@ def train_epochs(model: BeatNet, train: dict, args: argparse.Namespace) -> Itera
     loss_fn = nn.CrossEntropyLoss(weight=weights)
     # --p-wave-feature: the synthetic S beats get the P wave of one of the training folds' S
     encoding = args.p_wave_feature
-    flat_unknown = encoding == "flat-unknown"
+    flat_unknown = encoding in FLAT_UNKNOWN_ENCODINGS
     p_wave_pool = synthetic_p_wave_pool(train, flat_unknown) if encoding else None
     optimizer = torch.optim.Adam(
         model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay
@@ -556,11 +618,7 @@ def cross_validate(data: dict, args: argparse.Namespace) -> dict:
         train, test = subset(data, ~test_mask), subset(data, test_mask)
         if args.model == "cnn":
             torch.manual_seed(args.seed)
-            model = BeatNet(
-                n_rhythm=data["rhythm"].shape[1],
-                morphology_dropout=args.morphology_dropout,
-                difference_channel=args.difference_channel,
-            )
+            model = cv_network(data["rhythm"].shape[1], args)
             for row in train_epochs(model, train, args):
                 probabilities[row["epoch"] - 1, test_mask] = predict(model, test, args.fold_s_in_af)
         else:
@@ -1075,8 +1133,10 @@ def main(argv: list[str] | None = None) -> int:
         help="with --cv only (an experiment): give the network each beat's P-wave correlation "
         "with its dominant beat (unknown as 0, plus a 0/1 'unknown' column) after the rhythm "
         "features, and the synthetic S beats a P-wave correlation drawn from the training "
-        "folds' real S beats; ENCODING nan-unknown (the default: unknown where NaN) or "
-        "flat-unknown (also where the dominant beat's P stretch is flat); refused otherwise, "
+        "folds' real S beats; ENCODING nan-unknown (the default: unknown where NaN), "
+        "flat-unknown (also where the dominant beat's P stretch is flat) or gated "
+        "(flat-unknown's, but only a learned term that moves the N/S split reads the P wave, "
+        "none where it is unknown); refused otherwise, "
         "as the served classifier does not take the P wave as an input yet",
     )
     parser.add_argument(
@@ -1172,7 +1232,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cv:
         started = time.perf_counter()
         if args.p_wave_feature:
-            data = with_p_wave_feature(data, args.p_wave_feature == "flat-unknown")
+            data = with_p_wave_feature(data, args.p_wave_feature in FLAT_UNKNOWN_ENCODINGS)
         result = cross_validate(data, args)
         rows = cv_report(data["labels"], result["probabilities"])
         for row in rows:

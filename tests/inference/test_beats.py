@@ -394,6 +394,54 @@ def test_it_encodes_the_p_wave_with_an_unknown_flag_and_gives_synthetic_s_beats_
         make_premature(rhythm[:, : len(RR_FEATURES)], labels, 0.3, torch.Generator(), pool)
 
 
+def test_the_gated_p_wave_term_moves_only_the_n_s_split_and_nothing_where_unknown():
+    import argparse
+
+    import torch
+
+    from inference.beat_training import PWaveGatedNet, cv_network
+
+    torch.manual_seed(0)
+    args = argparse.Namespace(
+        p_wave_feature="gated", morphology_dropout=0.0, difference_channel=False
+    )
+    model = cv_network(len(RR_FEATURES) + 2, args).eval()
+    assert isinstance(model, PWaveGatedNet)
+    with torch.no_grad():  # a vote that is far from 0: tanh(1 - 3 * correlation)
+        model.p_wave.weight.fill_(-3.0)
+        model.p_wave.bias.fill_(1.0)
+    n = 6
+    windows = torch.randn(n, WINDOW_SAMPLES)
+    templates = torch.randn(n, WINDOW_SAMPLES)
+    rhythm = torch.randn(n, len(RR_FEATURES) + 2)
+    rhythm[:, len(RR_FEATURES)] = torch.tensor([0.95, -0.5, 0.3, 0.0, 0.0, 0.9])
+    rhythm[:, len(RR_FEATURES) + 1] = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    with torch.no_grad():
+        gated = model(windows, templates, rhythm)
+        # the same network with the P-wave term removed: it reads the RR features only
+        plain = model.network(windows, templates, rhythm[:, : len(RR_FEATURES)])
+    unknown, known = slice(3, 6), slice(0, 3)
+    # unknown P wave (flagged): exactly the network's logits, whatever the correlation says
+    assert torch.equal(gated[unknown], plain[unknown])
+    # known: only N and S move, toward N for a sinus-like P wave and S for an unlike one...
+    n_s = [BEAT_CLASSES.index("N"), BEAT_CLASSES.index("S")]
+    others = [i for i in range(len(BEAT_CLASSES)) if i not in n_s]
+    assert torch.equal(gated[known][:, others], plain[known][:, others])
+    log_odds = (gated[known, 1] - gated[known, 0]) - (plain[known, 1] - plain[known, 0])
+    expected = 2 * torch.tanh(1 - 3 * rhythm[known, len(RR_FEATURES)])
+    assert torch.allclose(log_odds, expected, atol=1e-5)
+    # ...and P(N) + P(S) is kept, so V, F and Q never see the P wave
+    assert not torch.allclose(torch.softmax(gated, 1), torch.softmax(plain, 1), atol=1e-6)
+    assert torch.allclose(
+        torch.softmax(gated, 1)[:, others], torch.softmax(plain, 1)[:, others], atol=1e-6
+    )
+    # the other encodings keep the plain network on every rhythm column
+    plain_args = argparse.Namespace(**{**vars(args), "p_wave_feature": "flat-unknown"})
+    assert cv_network(len(RR_FEATURES) + 2, plain_args).rhythm[0].in_features == (
+        len(RR_FEATURES) + 2
+    )
+
+
 def test_it_refuses_the_p_wave_feature_outside_cross_validation(capsys):
     from inference.beat_training import main
 
@@ -402,6 +450,8 @@ def test_it_refuses_the_p_wave_feature_outside_cross_validation(capsys):
     assert refused.value.code == 2
     with pytest.raises(SystemExit):
         main(["--p-wave-feature", "flat-unknown"])
+    with pytest.raises(SystemExit):
+        main(["--p-wave-feature", "gated"])
     assert (
         "--p-wave-feature is a cross-validation experiment; the served classifier does not "
         "take the P wave as an input yet" in capsys.readouterr().err
