@@ -206,7 +206,8 @@ class Poller(threading.Thread):
         self.database_url = database_url
         self.beats: dict[int, list[tuple[int, float]]] = {}  # recording -> [(sample, seen_at)]
         self.finals: dict[int, list[tuple[int, float]]] = {}  # the same, seen final
-        self.pending: dict[int, tuple[int, int]] = {}  # provisional beat id -> (recording, sample)
+        self.seen: set[tuple[int, int]] = set()  # (recording, sample) of the beats in beats
+        self.seen_final: set[tuple[int, int]] = set()  # ... and in finals
         self.cursors: dict[int, list[tuple[int, float]]] = {}  # recording -> [(cursor, at)]
         self.last_id = 0
         self.halt = threading.Event()
@@ -215,27 +216,25 @@ class Poller(threading.Thread):
         with psycopg.connect(self.database_url, autocommit=True) as db:
             while not self.halt.is_set():
                 started = time.monotonic()
+                # A confirmed beat replaces its provisional row with a new one (same recording
+                # and sample, a higher id: monitoring/streaming.py, _store_beats), so new rows
+                # are all there is to read; a beat is known by its recording and sample.
                 rows = db.execute(
                     "SELECT id, recording_id, sample, provisional FROM monitoring_beat "
                     "WHERE id > %s",
                     (self.last_id,),
                 ).fetchall()
-                confirmed = db.execute(
-                    "SELECT id FROM monitoring_beat WHERE id = ANY(%s) AND NOT provisional",
-                    (list(self.pending),),
-                ).fetchall()
                 cursors = db.execute(
                     "SELECT id, analysis_cursor FROM monitoring_recording WHERE analysis_cursor > 0"
                 ).fetchall()
                 seen_at = time.time()
-                for (beat_id,) in confirmed:
-                    recording_id, sample = self.pending.pop(beat_id)
-                    self.finals.setdefault(recording_id, []).append((sample, seen_at))
                 for beat_id, recording_id, sample, provisional in rows:
-                    self.beats.setdefault(recording_id, []).append((sample, seen_at))
-                    if provisional:
-                        self.pending[beat_id] = (recording_id, sample)
-                    else:
+                    key = (recording_id, sample)
+                    if key not in self.seen:
+                        self.seen.add(key)
+                        self.beats.setdefault(recording_id, []).append((sample, seen_at))
+                    if not provisional and key not in self.seen_final:
+                        self.seen_final.add(key)
                         self.finals.setdefault(recording_id, []).append((sample, seen_at))
                     self.last_id = max(self.last_id, beat_id)
                 for recording_id, cursor in cursors:

@@ -816,3 +816,17 @@ def test_synchronous_code_publishes_to_redis_through_one_kept_loop(redis_url, mo
             client.delete(key)
         for loop in {first_loop, live._publisher.loop} - {None}:
             loop.call_soon_threadsafe(loop.stop)
+
+
+def test_sends_from_daphnes_request_threads_hop_to_its_loop_others_to_the_kept_one():
+    from asgiref.sync import sync_to_async
+
+    assert live._serving_event_loop() is None  # a plain thread (a worker, this test)
+
+    async def serve():
+        return asyncio.get_running_loop(), await sync_to_async(
+            live._serving_event_loop, thread_sensitive=False
+        )()
+
+    running, seen_in_thread = asyncio.run(serve())
+    assert seen_in_thread is running
