@@ -141,7 +141,10 @@ def evaluate_alarms(recording_id: int, now: datetime | None = None) -> list[Alar
     """
     now = now or timezone.now()
     recording = (
-        Recording.objects.select_related("patient", "device").filter(pk=recording_id).first()
+        Recording.objects.select_related("patient", "device")
+        .defer("stream_state")  # 120 kB the rules never read, once per analysis round
+        .filter(pk=recording_id)
+        .first()
     )
     if recording is None or recording.source != Recording.Source.DEVICE:
         return []
@@ -204,6 +207,7 @@ def check_devices(now: datetime | None = None) -> list[AlarmChange]:
     for patient_id in sorted(set(live) | set(alarmed)):
         recording = (
             Recording.objects.select_related("patient", "device")
+            .defer("stream_state")
             .filter(patient_id=patient_id, source=Recording.Source.DEVICE)
             .order_by("-started_at", "-id")
             .first()

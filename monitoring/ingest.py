@@ -121,7 +121,9 @@ def check_fs_hz(fs_hz: float) -> None:
 
 def _recording_for(device: Device, chunk: Chunk, now) -> Recording:
     """The recording the chunk belongs to, opened if this is its session's first chunk."""
-    live_or_closed = Recording.objects.select_for_update()
+    # without the analyzer's state (about 120 kB, read and written by the analysis alone):
+    # every chunk would otherwise fetch it for nothing
+    live_or_closed = Recording.objects.select_for_update().defer("stream_state")
     if chunk.recording_id is not None:
         recording = live_or_closed.filter(pk=chunk.recording_id).first()
         if recording is None:
