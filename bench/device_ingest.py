@@ -63,6 +63,8 @@ from monitoring.simulator import (  # noqa: I001 (after the path is set)
 PYTHON = sys.executable
 BEAT_P99_TARGET_S = 3.0
 POLL_INTERVAL_S = 0.1
+# Rows of about 10 s of beats at 40 devices (provisional and final rows, ~100 a second).
+POLL_LOOK_BACK_IDS = 1000
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
@@ -218,11 +220,14 @@ class Poller(threading.Thread):
                 started = time.monotonic()
                 # A confirmed beat replaces its provisional row with a new one (same recording
                 # and sample, a higher id: monitoring/streaming.py, _store_beats), so new rows
-                # are all there is to read; a beat is known by its recording and sample.
+                # are all there is to read; a beat is known by its recording and sample. Ids
+                # are taken when a row is inserted, not when it commits: a round that commits
+                # after a later one has rows below the highest id seen, so the poll looks back
+                # POLL_LOOK_BACK_IDS ids (the seen sets drop what was read before).
                 rows = db.execute(
                     "SELECT id, recording_id, sample, provisional FROM monitoring_beat "
                     "WHERE id > %s",
-                    (self.last_id,),
+                    (self.last_id - POLL_LOOK_BACK_IDS,),
                 ).fetchall()
                 cursors = db.execute(
                     "SELECT id, analysis_cursor FROM monitoring_recording WHERE analysis_cursor > 0"

@@ -31,8 +31,9 @@ logger = logging.getLogger(__name__)
 
 LAYER_RETRY_AFTER_S = 5.0
 # A send that has not finished in this long is given up (and publishing paused, as for a
-# failure): ingest and analysis must not wait on a Redis that hangs.
-PUBLISH_TIMEOUT_S = 10.0
+# failure): ingest and analysis must not wait on a Redis that hangs. A send takes
+# milliseconds when Redis answers.
+PUBLISH_TIMEOUT_S = 2.0
 # The live view lists this many recent alarms; a reconnecting patient stream resends them.
 RECENT_ALARMS = 20
 _layer_down_until = 0.0
@@ -319,8 +320,10 @@ def _send_all(sends: list, what: str) -> None:
     layer = get_channel_layer()
 
     async def send_all() -> None:
-        for group, event in sends:
-            await layer.group_send(group, event)
+        # the limit inside the coroutine holds on both paths below
+        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            for group, event in sends:
+                await layer.group_send(group, event)
 
     try:
         if isinstance(layer, InMemoryChannelLayer) or _serving_event_loop() is not None:
@@ -329,7 +332,7 @@ def _send_all(sends: list, what: str) -> None:
             # layer's queues belong to that loop anyway
             async_to_sync(send_all)()
         else:
-            _publisher.run(send_all, PUBLISH_TIMEOUT_S)
+            _publisher.run(send_all, PUBLISH_TIMEOUT_S + 1.0)
     except Exception:
         logger.exception("could not publish %s", what)
         _layer_down_until = time.monotonic() + LAYER_RETRY_AFTER_S
@@ -364,6 +367,7 @@ class _PublisherLoop:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._pid: int | None = None
 
     def run(self, coroutine_function, timeout_s: float):
@@ -376,13 +380,14 @@ class _PublisherLoop:
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
-            if self.loop is None or self._pid != os.getpid():
+            alive = self._thread is not None and self._thread.is_alive()
+            if not alive or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(
                     target=loop.run_forever, name="live-publisher", daemon=True
                 )
                 thread.start()
-                self.loop, self._pid = loop, os.getpid()
+                self.loop, self._thread, self._pid = loop, thread, os.getpid()
             return self.loop
 
 

@@ -36,7 +36,7 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import BooleanField, ExpressionWrapper, F, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -246,17 +246,23 @@ def analyze_next(recording_id: int) -> RoundResult:
         return RoundResult()  # waiting for a gap to fill
 
     with transaction.atomic():
-        # Lock the row and check that the cursor has not moved since it was read; the state
-        # (120 kB) is not read again. Only the analysis' own fields are written below, so the
-        # rest of the row read before the lock (a status or end_sample that ingest has moved
-        # on since) is not written back.
-        locked_cursor = (
+        # Lock the row and check that no other run moved the cursor or finished the stretch
+        # since it was read (a finishing round clears the state without moving the cursor, and
+        # its beats must not be stored twice); the state (120 kB) is not read again. Only the
+        # analysis' own fields are written below, so the rest of the row read before the lock
+        # (a status or end_sample that ingest has moved on since) is not written back.
+        now_at = (
             Recording.objects.select_for_update()
             .filter(pk=recording_id)
-            .values_list("analysis_cursor", flat=True)
+            .annotate(
+                has_state=ExpressionWrapper(
+                    Q(stream_state__isnull=False), output_field=BooleanField()
+                )
+            )
+            .values_list("analysis_cursor", "has_state")
             .first()
         )
-        if locked_cursor != cursor:
+        if now_at != (cursor, has_state):
             # another run (a redelivered task next to its sweep) got here first
             return RoundResult(more=True)
         locked = recording

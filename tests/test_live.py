@@ -830,3 +830,34 @@ def test_sends_from_daphnes_request_threads_hop_to_its_loop_others_to_the_kept_o
 
     running, seen_in_thread = asyncio.run(serve())
     assert seen_in_thread is running
+
+
+def test_a_layer_that_hangs_holds_a_send_no_longer_than_the_timeout(monkeypatch, caplog):
+    """Redis accepting connections but not answering must not hold ingest (daphne's request
+    thread, which hops to daphne's loop) or a worker (the kept loop) for its socket timeout."""
+    from asgiref.sync import sync_to_async
+
+    class HangingLayer:
+        async def group_send(self, group, message):
+            await asyncio.sleep(3600)
+
+    monkeypatch.setattr("channels.layers.get_channel_layer", lambda *a: HangingLayer())
+    monkeypatch.setattr(live, "PUBLISH_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(live, "_publisher", live._PublisherLoop())
+    sends = [("patient-1", {"type": "live.test"})]
+    started = time.monotonic()
+
+    monkeypatch.setattr(live, "_layer_down_until", 0.0)
+    live._send_all(sends, "from a worker")  # no event loop here: the kept loop
+    assert time.monotonic() - started < 1.0  # the coroutine's own limit, not the wait's
+
+    async def from_daphne():
+        await sync_to_async(live._send_all, thread_sensitive=False)(sends, "from daphne")
+
+    monkeypatch.setattr(live, "_layer_down_until", 0.0)
+    asyncio.run(from_daphne())
+
+    assert time.monotonic() - started < 2.0
+    assert "could not publish from a worker" in caplog.text
+    assert "could not publish from daphne" in caplog.text
+    live._publisher.loop.call_soon_threadsafe(live._publisher.loop.stop)

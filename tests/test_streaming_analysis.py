@@ -241,6 +241,46 @@ def test_a_gap_waits_then_stays_a_gap_and_no_beat_is_invented_in_it(
     assert SampleChunk.objects.filter(recording=recording).count() == len(chunks)
 
 
+def test_a_run_that_another_beat_to_finishing_the_stretch_stores_nothing_twice(
+    mitdb_folder, device, eager_celery, django_capture_on_commit_callbacks, monkeypatch
+):
+    """A redelivered task next to its sweep: both read the closed recording with its state;
+    the first to commit finishes the stretch (clears the state, cursor unchanged), and the
+    other must then store nothing, not the last beats a second time."""
+    from inference.streaming import StreamingAnalyzer
+
+    adc, fs_hz = mitdb_adc(mitdb_folder, "100", seconds=40)
+    for chunk in random_chunks(adc, fs_hz, np.random.default_rng(5), max_s=2.0):
+        deliver(device, chunk, django_capture_on_commit_callbacks)
+    recording = Recording.objects.get()
+    assert recording.analysis_cursor == len(adc) and recording.stream_state is not None
+    monkeypatch.setattr(streaming, "request_analysis", lambda recording_id: False)
+    close(recording, django_capture_on_commit_callbacks)  # closed, not yet finished
+    before_finish = Beat.objects.filter(recording=recording).count()
+
+    finish = StreamingAnalyzer.finish
+    rival = {}
+
+    def finish_after_a_rival_did(analyzer):
+        if "started" not in rival:  # the other run reads, finishes and commits first
+            rival["started"] = True
+            rival["result"] = streaming.analyze_next(recording.pk)
+            rival["beats"] = Beat.objects.filter(recording=recording).count()
+        return finish(analyzer)
+
+    monkeypatch.setattr(StreamingAnalyzer, "finish", finish_after_a_rival_did)
+    with django_capture_on_commit_callbacks(execute=True):
+        late = streaming.analyze_next(recording.pk)
+
+    assert rival["result"].n_beats > 0  # the finish stored the held-back beats
+    assert late.n_beats == 0 and late.more
+    samples, _ = stored_beats(recording)
+    assert before_finish <= rival["beats"] == len(samples)  # the late run added no row
+    assert len(np.unique(samples)) == len(samples)
+    recording.refresh_from_db()
+    assert recording.stream_state is None
+
+
 async def drain(layer, channel: str, wait_s: float = 1.0) -> list[dict]:
     """Every message waiting on ``channel`` (receive blocks while there is none)."""
     messages = []
