@@ -252,6 +252,44 @@ def git_commit() -> str:
         return "unknown"
 
 
+def training_environment() -> dict:
+    """What decides whether a deterministic run repeats bit for bit: the CPU (its model and the
+    instruction set torch picks for it) and the maths libraries, besides Python and torch."""
+    config = torch.__config__.show()
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "blas": _config_line(config, ("Math Kernel Library", "OpenBLAS"), "BLAS_INFO"),
+        "onednn": _config_line(config, ("MKL-DNN", "oneDNN"), "USE_MKLDNN"),
+    }
+
+
+def cpu_model() -> str:
+    """/proc/cpuinfo's "model name" (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _config_line(config: str, names: tuple[str, ...], setting: str) -> str:
+    """The line of ``torch.__config__.show()`` naming one of ``names`` with its version, else
+    the build setting ``setting`` (e.g. BLAS_INFO=mkl), else "unknown"."""
+    for line in config.splitlines():
+        if any(name in line for name in names):
+            return line.strip(" -").removesuffix(" for Intel(R) 64 architecture applications")
+    for item in config.replace("\n", ",").split(","):
+        if item.strip().startswith(f"{setting}="):
+            return item.strip()
+    return "unknown"
+
+
 def write_card(name: str, model: nn.Module, card: dict, markdown: str) -> None:
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     DOCS_DIR.mkdir(parents=True, exist_ok=True)
@@ -585,41 +623,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def training_environment() -> dict:
-    """What decides whether a deterministic run repeats bit for bit: the CPU (its model and the
-    instruction set torch picks for it) and the maths libraries, besides Python and torch."""
-    config = torch.__config__.show()
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_threads": torch.get_num_threads(),
-        "cpu_model": cpu_model(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "blas": _config_line(config, ("Math Kernel Library", "OpenBLAS"), "BLAS_INFO"),
-        "onednn": _config_line(config, ("MKL-DNN", "oneDNN"), "USE_MKLDNN"),
-    }
-
-
-def cpu_model() -> str:
-    """/proc/cpuinfo's "model name" (Linux), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _config_line(config: str, names: tuple[str, ...], setting: str) -> str:
-    """The line of ``torch.__config__.show()`` naming one of ``names`` with its version, else
-    the build setting ``setting`` (e.g. BLAS_INFO=mkl), else "unknown"."""
-    for line in config.splitlines():
-        if any(name in line for name in names):
-            return line.strip(" -").removesuffix(" for Intel(R) 64 architecture applications")
-    for item in config.replace("\n", ",").split(","):
-        if item.strip().startswith(f"{setting}="):
-            return item.strip()
-    return "unknown"

@@ -358,8 +358,9 @@ class _PublisherLoop:
     Why: where no event loop runs (a Celery worker, a command), ``async_to_sync`` makes a new
     loop for every call, and channels_redis a new connection pool for every loop, so each
     send connected to Redis anew: 3.8 ms of CPU per call, against 0.3 ms on a loop that is
-    kept (2026-12-06, 200 calls of two group sends each). In the benchmark's workers it saved
-    about 1.6 ms per device-second of 41 (bench/device_ingest.py, 15 devices, two runs each).
+    kept (2026-12-06, 200 calls of two group sends each). With the other cuts of that day the
+    benchmark's workers went from 43.7 to 39.4 ms of CPU per device-second (medians of four
+    runs each, bench/device_ingest.py at 15 devices; docs/simulator.md).
     A forked child (Celery's prefork pool) starts its own loop: a thread does not survive
     ``fork``.
     """

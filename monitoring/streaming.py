@@ -265,9 +265,8 @@ def analyze_next(recording_id: int) -> RoundResult:
         if now_at != (cursor, has_state):
             # another run (a redelivered task next to its sweep) got here first
             return RoundResult(more=True)
-        locked = recording
-        beats = _store_beats(locked, segment_start, updates)
-        verdicts = _store_verdicts(locked, segment_start, updates)
+        beats = _store_beats(recording, segment_start, updates)
+        verdicts = _store_verdicts(recording, segment_start, updates)
         analysed_end = segment_start + analyzer.n_samples_pushed
         step = max(1, round(EPISODE_EVERY_S * fs_hz))
         episodes = []
@@ -275,13 +274,13 @@ def analyze_next(recording_id: int) -> RoundResult:
             # only up to where the beats are known: the last seconds pushed hold beats not
             # yet emitted, and an episode rule would read their absence as a pause
             beats_end = segment_start + analyzer.beats_final_through
-            episodes = _update_episodes(locked, segment_start, beats_end, finished)
-        locked.analysis_cursor = position
-        locked.stream_state = None if finished else analyzer.to_bytes()
-        locked.stream_start_sample = position if finished else segment_start
-        locked.analysis_status = AnalysisStatus.DONE
-        locked.analyzed_at = timezone.now()
-        locked.save(
+            episodes = _update_episodes(recording, segment_start, beats_end, finished)
+        recording.analysis_cursor = position
+        recording.stream_state = None if finished else analyzer.to_bytes()
+        recording.stream_start_sample = position if finished else segment_start
+        recording.analysis_status = AnalysisStatus.DONE
+        recording.analyzed_at = timezone.now()
+        recording.save(
             update_fields=[
                 "analysis_cursor",
                 "stream_state",
@@ -290,11 +289,11 @@ def analyze_next(recording_id: int) -> RoundResult:
                 "analyzed_at",
             ]
         )
-        message = _message(locked, beats, episodes, verdicts)
+        message = _message(recording, beats, episodes, verdicts)
         # to the recording's group, and beats and status to the patient's live group, in one
         # hop (monitoring/live.py; never raises)
         also = ((group_name(recording_id), message),)
-        transaction.on_commit(lambda: live.publish_analysis(locked, beats, episodes, also))
+        transaction.on_commit(lambda: live.publish_analysis(recording, beats, episodes, also))
     return RoundResult(
         n_samples=position - cursor,
         n_beats=len(beats),
