@@ -161,28 +161,57 @@ def current_rhythm(recording: Recording, regular: bool) -> str | None:
 
 
 def top_alarm(patient_id: int) -> dict | None:
-    """The open alarm a patient's tile and banner show, or None when none is open.
+    """The open alarm a patient's tile and banner show, or None when none is open (one query;
+    :func:`pick_top_alarm` says which)."""
+    return pick_top_alarm(open_alarms([patient_id]).get(patient_id, []))
+
+
+def top_alarms(patient_ids) -> dict[int, dict | None]:
+    """:func:`top_alarm` for many patients in one query (the central station's tiles)."""
+    alarms = open_alarms(patient_ids)
+    return {patient_id: pick_top_alarm(alarms.get(patient_id, [])) for patient_id in patient_ids}
+
+
+def open_alarms(patient_ids) -> dict[int, list]:
+    """The patients' open alarms by patient, with what :func:`pick_top_alarm` reads."""
+    from monitoring.models import Alarm
+
+    by_patient = {}
+    for alarm in (
+        Alarm.objects.open()
+        .filter(patient_id__in=patient_ids)
+        .select_related("acknowledged_by")
+        .only(
+            "patient",
+            "kind",
+            "priority",
+            "message",
+            "state",
+            "raised_at",
+            "acknowledged_at",
+            "acknowledged_by",
+        )
+    ):
+        by_patient.setdefault(alarm.patient_id, []).append(alarm)
+    return by_patient
+
+
+def pick_top_alarm(alarms) -> dict | None:
+    """The alarm to show of one patient's open ``alarms`` (in any order), or None if none.
 
     The most urgent (priority first; within a priority one nobody acknowledged yet, then the
     newest), with ``state`` and ``acknowledged_by`` so a page can mark it acknowledged, and
     ``unacknowledged``: how many open alarms nobody has acknowledged (the station's tile
     blinks while there is one, and stops once all are).
     """
-    from monitoring.models import Alarm
-
-    alarms = list(
-        Alarm.objects.open()
-        .filter(patient_id=patient_id)
-        .select_related("acknowledged_by")
-        .only("kind", "priority", "message", "state", "acknowledged_at", "acknowledged_by")
-    )
     if not alarms:
         return None
-    # the queryset is newest first (Meta.ordering); sorted() keeps that order within a key
-    alarm = sorted(
-        alarms,
+    newest_first = sorted(alarms, key=lambda a: (a.raised_at, a.pk), reverse=True)
+    # min() keeps the first of equal keys: the newest
+    alarm = min(
+        newest_first,
         key=lambda a: (PRIORITY_ORDER.get(a.priority, 9), a.acknowledged_at is not None),
-    )[0]
+    )
     return {
         "id": alarm.pk,
         "kind": alarm.kind,
