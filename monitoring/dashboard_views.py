@@ -29,7 +29,7 @@ from monitoring.forms import (
     audit_recipients,
     recipient_labels,
 )
-from monitoring.models import AuditEntry, Device, Patient, Recording
+from monitoring.models import AuditEntry, Device, Patient
 
 GAINS_MM_PER_MV = (5, 10, 20)
 
@@ -45,10 +45,6 @@ def staff_required(view):
         return view(request, *args, **kwargs)
 
     return wrapper
-
-
-def _live_recording(patient: Patient) -> Recording | None:
-    return patient.recordings.filter(status=Recording.Status.LIVE).order_by("-started_at").first()
 
 
 # --- Central station and live view ----------------------------------------------------------
@@ -83,7 +79,8 @@ def patient_live(request, pk: int):
         "monitoring/patient_live.html",
         {
             "patient": patient,
-            "recording": _live_recording(patient),
+            # the recording the socket's hello names when one is live (live.current_recording)
+            "recording": live.live_recording(patient.pk),
             # as many as a reconnecting patient stream resends (monitoring/consumers.py)
             "alarms": alarms[: live.RECENT_ALARMS],
             "gains": GAINS_MM_PER_MV,

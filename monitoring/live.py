@@ -240,13 +240,24 @@ def status_message(recording: Recording | None, patient_id: int) -> dict:
     }
 
 
+def device_recordings(patient_id: int):
+    """The patient's device recordings, newest first, without the analyzer's saved state
+    (``stream_state``, about 120 kB a live recording, which no page or live message reads)."""
+    return (
+        Recording.objects.filter(patient_id=patient_id, source=Recording.Source.DEVICE)
+        .defer("stream_state")
+        .order_by("-started_at", "-id")
+    )
+
+
+def live_recording(patient_id: int) -> Recording | None:
+    """The patient's live device recording (the newest, should there be several), or None."""
+    return device_recordings(patient_id).filter(status=Recording.Status.LIVE).first()
+
+
 def current_recording(patient_id: int) -> Recording | None:
     """The patient's live device recording, else the newest device recording."""
-    recordings = Recording.objects.filter(patient_id=patient_id, source=Recording.Source.DEVICE)
-    return (
-        recordings.filter(status=Recording.Status.LIVE).order_by("-started_at", "-id").first()
-        or recordings.order_by("-started_at", "-id").first()
-    )
+    return live_recording(patient_id) or device_recordings(patient_id).first()
 
 
 # --- Publishing --------------------------------------------------------------------------

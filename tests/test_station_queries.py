@@ -125,3 +125,29 @@ def test_a_clinician_sees_only_their_patients_and_their_alarms(client, clinician
     assert f'id="tile-{theirs.pk}"' not in page and "VT 7" not in page
     assert f'id="tile-{discharged.pk}"' not in page and "VT 8" not in page
     assert all(f"VT {number}" in page for number in range(3))
+
+
+def test_the_live_view_names_the_recording_the_socket_names(client, clinician, patient):
+    """The live page's recording is ``live.current_recording``'s when one is live: a device
+    recording (not an upload), the newest by start then id; its analyzer state left unread."""
+    started = timezone.now() - timedelta(minutes=5)
+
+    def recording(**fields):
+        return Recording.objects.create(
+            patient=patient,
+            sampling_rate_hz=250.0,
+            gain_adc_per_mv=200.0,
+            lead_names=["II"],
+            stream_state=STREAM_STATE,
+            **fields,
+        )
+
+    recording(started_at=started)
+    newest = recording(started_at=started)  # the same start: the later row
+    recording(source=Recording.Source.UPLOAD, started_at=timezone.now())  # newer, not a device
+    recording(started_at=timezone.now(), status=Recording.Status.CLOSED)
+    client.force_login(clinician)
+    page = client.get(f"/patients/{patient.pk}/live/").content.decode()
+    current = live.current_recording(patient.pk)
+    assert current.pk == newest.pk and f">#{newest.pk} · 250.0 Hz" in page
+    assert "stream_state" in current.get_deferred_fields()
