@@ -164,7 +164,9 @@ def open_recording(device: Device, chunk: Chunk, now=None) -> Recording:
     Call inside a transaction that holds the device's row lock.
     """
     now = now or timezone.now()
-    for previous in Recording.objects.filter(device=device, status=Recording.Status.LIVE):
+    # .defer: closing needs neither the analyzer's state (about 120 kB) nor its other fields
+    live = Recording.objects.filter(device=device, status=Recording.Status.LIVE)
+    for previous in live.defer("stream_state"):
         close_recording(previous, Recording.ClosedBy.SERVER, now)
     return Recording.objects.create(
         patient_id=device.patient_id,
@@ -223,10 +225,14 @@ def close_silent_recordings(now=None) -> list[int]:
     limit = now - timedelta(seconds=settings.DEVICE_SILENCE_CLOSE_S)
     closed = []
     with transaction.atomic():
-        silent = Recording.objects.select_for_update().filter(
-            source=Recording.Source.DEVICE,
-            status=Recording.Status.LIVE,
-            last_chunk_at__lt=limit,
+        silent = (
+            Recording.objects.select_for_update()
+            .filter(
+                source=Recording.Source.DEVICE,
+                status=Recording.Status.LIVE,
+                last_chunk_at__lt=limit,
+            )
+            .defer("stream_state")  # closing does not need the analyzer's state
         )
         for recording in silent:
             close_recording(recording, Recording.ClosedBy.SILENCE, now)

@@ -155,6 +155,24 @@ def test_a_new_session_opens_a_new_recording_and_closes_the_old(client):
     assert new.status == Recording.Status.LIVE and new.session == "00000002"
 
 
+def test_closing_recordings_does_not_read_the_analyzer_state(client, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    post_json(client, make_chunk(seq=0, session="00000001"))
+    Recording.objects.update(stream_state=b"\x00" * 120_000)  # as a live analysis leaves it
+    with CaptureQueriesContext(connection) as new_session:
+        post_json(client, make_chunk(seq=0, session="00000002"))
+    settings.DEVICE_SILENCE_CLOSE_S = 0.0
+    Recording.objects.filter(session="00000002").update(stream_state=b"\x00" * 120_000)
+    with CaptureQueriesContext(connection) as silence:
+        assert len(close_silent_recordings()) == 1
+    assert Recording.objects.filter(status=Recording.Status.CLOSED).count() == 2
+    for queries in (new_session, silence):
+        reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+        assert reads and not [sql[:120] for sql in reads if "stream_state" in sql]
+
+
 def test_a_chunk_without_session_goes_to_the_live_recording(client):
     post_json(client, make_chunk(seq=0, session="abc"))
     response = post_json(client, make_chunk(seq=1, session=""))
