@@ -32,10 +32,12 @@ from torch import nn
 from tqdm import tqdm
 
 from inference.aami import DS1, DS2
+from inference.atrial import QRS_MATCH_MIN
 from inference.beats import (
     BANDPASS_HZ,
     BEAT_CLASSES,
     BEAT_FS_HZ,
+    MAX_RATIO,
     MIN_AMPLITUDE_MV,
     RR_FEATURES,
     TEMPLATE_UPDATE_BEATS,
@@ -347,6 +349,84 @@ def set_intervals(
     rows[:, RR_COLUMN["pre_over_post"]] = pre / post
 
 
+# --- Synthetic S beats' P waves -----------------------------------------------------------
+
+# ``--synthetic-s-p-wave donor``: the synthetic S beats (``make_premature``,
+# ``make_premature_runs``) are regular N beats relabelled, so they carry their patient's sinus P
+# wave; trained on them, the CNN learns that a sinus P wave before an early beat is no evidence
+# against S, and a faster sinus rhythm (sinus P waves) is what DS2's false S were. With
+# ``donor``, each synthetic S beat's window before the PR segment (from the window's start to
+# ``P_SWAP_END_S`` before the R peak, the P-wave stretch of ``inference.atrial`` and a little
+# more) is replaced by the same stretch of a real S beat of the training patients whose QRS
+# matches its dominant beat, scaled by the two dominant beats' amplitudes: an atrial premature
+# beat's P wave, often inside the previous beat's T wave, is not the sinus one.
+P_SWAP_END_S = 0.07  # before the R peak: the QRS starts about 0.05 s before it
+P_SWAP_END = round((WINDOW_BEFORE_S - P_SWAP_END_S) * BEAT_FS_HZ)  # window index 38
+P_SWAP_FADE = 6  # samples (33 ms) over which the donor stretch gives way to the beat's own
+SYNTHETIC_S_P_WAVES = ("keep", "donor", "donor-and-v")
+# ``donor-and-v``: half the real V beats of each batch get a donor stretch as well. A V beat's
+# label is its QRS's, whatever comes before it; without this, "not a sinus P wave before the
+# QRS" is evidence for S that V beats, which have none, also carry (DS1: more V called S).
+V_DONOR_SHARE = 0.5
+
+
+def p_wave_donors(train: dict) -> torch.Tensor:
+    """The windows whose P-wave stretch synthetic S beats borrow (``--synthetic-s-p-wave
+    donor``): the training patients' S beats whose window correlates with their dominant beat
+    at least ``atrial.QRS_MATCH_MIN`` (a supraventricular beat with a normal QRS, as a synthetic
+    one has), each divided by its dominant beat's peak-to-peak amplitude."""
+    correlation = train["rhythm"][:, RR_COLUMN["correlation_with_dominant"]]
+    chosen = (train["labels"] == BEAT_CLASSES.index("S")) & (correlation >= QRS_MATCH_MIN)
+    if not chosen.any():
+        raise ValueError("no S beat with a normal QRS to borrow a P wave from")
+    scale = np.maximum(np.ptp(train["templates"][chosen], axis=1), MIN_AMPLITUDE_MV)
+    return torch.from_numpy((train["windows"][chosen] / scale[:, np.newaxis]).astype(np.float32))
+
+
+def swap_p_waves(
+    windows: torch.Tensor,
+    templates: torch.Tensor,
+    rhythm: torch.Tensor,
+    chosen: torch.Tensor,
+    donors: torch.Tensor,
+    generator: torch.Generator,
+    flat_unknown: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``chosen`` beats' windows with the stretch before ``P_SWAP_END`` taken from a random
+    donor (``p_wave_donors``) scaled to the beat's dominant amplitude and shifted to meet the
+    beat's own signal at ``P_SWAP_END``, blended into it over the last ``P_SWAP_FADE`` samples;
+    their correlation and amplitude rhythm features are recomputed from the new windows as
+    ``inference.beats.rhythm_features`` computes them, and so are their ``P_WAVE_COLUMNS``
+    where the rows carry them (``--p-wave-feature``; ``flat_unknown`` as there), so that the
+    P-wave value agrees with the P wave the window now shows. Returns new tensors."""
+    if not chosen.any():
+        return windows, rhythm
+    windows, rhythm = windows.clone(), rhythm.clone()
+    rows = windows[chosen]
+    own_templates = templates[chosen]
+    scale = (own_templates.amax(dim=1) - own_templates.amin(dim=1)).clamp(min=MIN_AMPLITUDE_MV)
+    draw = torch.randint(len(donors), (len(rows),), generator=generator)
+    donor = donors[draw] * scale[:, None]
+    donor = donor + (rows[:, P_SWAP_END] - donor[:, P_SWAP_END])[:, None]
+    own = torch.zeros(P_SWAP_END)
+    own[P_SWAP_END - P_SWAP_FADE :] = torch.arange(1, P_SWAP_FADE + 1) / (P_SWAP_FADE + 1)
+    rows[:, :P_SWAP_END] = donor[:, :P_SWAP_END] * (1 - own) + rows[:, :P_SWAP_END] * own
+    windows[chosen] = rows
+    centred_w = rows - rows.mean(dim=1, keepdim=True)
+    centred_t = own_templates - own_templates.mean(dim=1, keepdim=True)
+    norms = centred_w.norm(dim=1) * centred_t.norm(dim=1)
+    rhythm[chosen, RR_COLUMN["correlation_with_dominant"]] = (centred_w * centred_t).sum(
+        dim=1
+    ) / norms.clamp(min=1e-9)
+    rhythm[chosen, RR_COLUMN["amplitude_over_dominant"]] = (
+        (rows.amax(dim=1) - rows.amin(dim=1)) / scale
+    ).clamp(0, MAX_RATIO)
+    if rhythm.shape[1] == len(RR_FEATURES) + len(P_WAVE_COLUMNS):
+        p_wave = beat_p_waves(rows.numpy(), own_templates.numpy(), rhythm[chosen].numpy())
+        rhythm[chosen, len(RR_FEATURES) :] = torch.from_numpy(p_wave_columns(p_wave, flat_unknown))
+    return windows, rhythm
+
+
 # --- The P wave as a rhythm feature (a cross-validation experiment) -----------------------
 
 # ``--p-wave-feature`` appends these columns after ``RR_FEATURES``: the beat's P-wave
@@ -521,6 +601,8 @@ def train_epochs(model: nn.Module, train: dict, args: argparse.Namespace) -> Ite
     encoding = args.p_wave_feature
     flat_unknown = encoding in FLAT_UNKNOWN_ENCODINGS
     p_wave_pool = synthetic_p_wave_pool(train, flat_unknown) if encoding else None
+    donors = p_wave_donors(train) if args.synthetic_s_p_wave != "keep" else None
+    v_donors = args.synthetic_s_p_wave == "donor-and-v"
     optimizer = torch.optim.Adam(
         model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay
     )
@@ -549,6 +631,21 @@ def train_epochs(model: nn.Module, train: dict, args: argparse.Namespace) -> Ite
                     args.synthetic_premature_runs,
                     generator,
                     p_wave_pool,
+                    flat_unknown,
+                )
+            if donors is not None:
+                swapped = (targets == BEAT_CLASSES.index("S")) & (labels[index] == 0)
+                if v_donors:
+                    swapped |= (targets == BEAT_CLASSES.index("V")) & (
+                        torch.rand(len(targets), generator=generator) < V_DONOR_SHARE
+                    )
+                windows, rhythm = swap_p_waves(
+                    windows,
+                    tensors["templates"][index],
+                    rhythm,
+                    swapped,
+                    donors,
+                    generator,
                     flat_unknown,
                 )
             logits = model(windows, tensors["templates"][index], rhythm)
@@ -1070,6 +1167,11 @@ def reproduce_command(args: argparse.Namespace) -> str:
             if args.synthetic_premature_runs
             else ""
         )
+        + (
+            f" --synthetic-s-p-wave {args.synthetic_s_p_wave}"
+            if args.synthetic_s_p_wave != "keep"
+            else ""
+        )
         + (" --augment" if args.augment else " --no-augment")
         + (" --difference-channel" if args.difference_channel else " --no-difference-channel")
         + (" --fold-s-in-af" if args.fold_s_in_af else " --no-fold-s-in-af")
@@ -1138,6 +1240,12 @@ def main(argv: list[str] | None = None) -> int:
         "(flat-unknown's, but only a learned term that moves the N/S split reads the P wave, "
         "none where it is unknown); refused otherwise, "
         "as the served classifier does not take the P wave as an input yet",
+    )
+    parser.add_argument(
+        "--synthetic-s-p-wave",
+        choices=SYNTHETIC_S_P_WAVES,
+        default="keep",
+        help="the synthetic S beats keep their own (sinus) P wave, or take a real S beat's (donor)",
     )
     parser.add_argument(
         "--morphology-dropout", type=float, default=0.3, help="dropout on the CNN's features"

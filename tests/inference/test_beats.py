@@ -259,6 +259,75 @@ def test_it_makes_synthetic_premature_beats_only_from_regular_normal_ones():
     assert torch.equal(labels, torch.where(torch.arange(400) >= 300, 2, 0))  # input untouched
 
 
+def test_synthetic_s_beats_can_borrow_a_real_s_beats_p_wave_and_keep_their_own_qrs():
+    import torch
+
+    from inference.beat_training import P_SWAP_END, p_wave_donors, swap_p_waves
+    from inference.beats import rhythm_features
+
+    column = {name: index for index, name in enumerate(RR_FEATURES)}
+    x = np.arange(WINDOW_SAMPLES, dtype=np.float32)
+    r_index = round(WINDOW_BEFORE_S * 180)
+    qrs = np.exp(-(((x - r_index) / 2.0) ** 2)).astype(np.float32)
+    sinus_p = 0.15 * np.exp(-(((x - 25) / 4.0) ** 2)).astype(np.float32)
+    beats = np.stack([qrs + sinus_p] * 4)  # N beats: sinus P wave, 1 mV QRS
+    # the donor: an S beat with an inverted P wave, its dominant beat twice as tall
+    donor = 2 * (qrs - 0.1 * np.exp(-(((x - 25) / 4.0) ** 2))).astype(np.float32)
+    train = {
+        "windows": np.vstack([beats, donor[np.newaxis], np.roll(beats[:1], 30, axis=1)]),
+        "templates": np.vstack([beats, 2 * beats[:1], 2 * beats[:1]]),
+        "labels": np.array([0, 0, 0, 0, 1, 1]),  # the last S beat's QRS is not its dominant's
+    }
+    train["rhythm"] = rhythm_features(
+        np.ones((6, 9), np.float32), train["windows"], train["templates"]
+    )
+    donors = p_wave_donors(train)
+    assert donors.shape == (1, WINDOW_SAMPLES)  # only the S beat with a normal QRS lends
+    assert torch.allclose(donors[0], torch.from_numpy(donor / 2))
+
+    windows = torch.from_numpy(beats)
+    templates = torch.from_numpy(beats)
+    rhythm = torch.from_numpy(train["rhythm"][:4])
+    chosen = torch.tensor([True, False, True, False])
+    generator = torch.Generator().manual_seed(0)
+    new_windows, new_rhythm = swap_p_waves(windows, templates, rhythm, chosen, donors, generator)
+    # untouched: the beats not chosen, and every beat's QRS and T from the swap's end on
+    assert torch.equal(new_windows[~chosen], windows[~chosen])
+    assert torch.equal(new_rhythm[~chosen], rhythm[~chosen])
+    assert torch.equal(new_windows[:, P_SWAP_END:], windows[:, P_SWAP_END:])
+    # before it, the donor's inverted P wave at the beat's own scale, no sinus P wave left
+    swapped = new_windows[chosen, :P_SWAP_END]
+    assert float(swapped[:, 25].max()) < -0.05
+    assert (
+        float((new_windows[chosen, P_SWAP_END - 1] - windows[chosen, P_SWAP_END]).abs().max())
+        < 0.02
+    )
+    # the QRS-likeness features are those of the new windows, as rhythm_features computes them
+    expected = rhythm_features(np.ones((2, 9), np.float32), new_windows[chosen].numpy(), beats[:2])
+    for name in ("correlation_with_dominant", "amplitude_over_dominant"):
+        assert torch.allclose(
+            new_rhythm[chosen, column[name]], torch.from_numpy(expected[:, column[name]]), atol=1e-5
+        )
+    assert (new_rhythm[chosen, column["correlation_with_dominant"]] < rhythm[chosen, 9]).all()
+    assert torch.equal(windows, torch.from_numpy(beats))  # the inputs are left as they are
+    # with the P wave as a feature, its value is the swapped window's (so they agree)
+    from inference.beat_training import with_p_wave_feature
+    from inference.beats import beat_p_waves
+
+    featured = torch.from_numpy(
+        with_p_wave_feature({"rhythm": train["rhythm"][:4], "p_wave": np.ones(4)})["rhythm"]
+    )
+    _, new_featured = swap_p_waves(
+        windows, templates, featured, chosen, donors, torch.Generator().manual_seed(0)
+    )
+    p_wave = beat_p_waves(new_windows[chosen].numpy(), beats[:2], expected)
+    assert (p_wave < -0.9).all()  # an inverted P wave against an upright sinus one
+    assert torch.allclose(
+        new_featured[chosen, len(RR_FEATURES)], torch.from_numpy(p_wave).float(), atol=1e-5
+    )
+    assert torch.equal(new_featured[~chosen], featured[~chosen])
+
+
 def test_it_makes_synthetic_beats_inside_premature_runs_with_consistent_rr_features():
     import torch
 
@@ -463,7 +532,7 @@ def test_it_refuses_the_p_wave_feature_outside_cross_validation(capsys):
     )
 
 
-def test_the_reproduce_command_names_premature_runs_only_when_used():
+def test_the_reproduce_command_names_premature_runs_and_borrowed_p_waves_only_when_used():
     import argparse
 
     from inference.beat_training import reproduce_command
@@ -480,6 +549,7 @@ def test_the_reproduce_command_names_premature_runs_only_when_used():
         morphology_dropout=0.3,
         synthetic_premature=0.1,
         synthetic_premature_runs=0.0,
+        synthetic_s_p_wave="keep",
         f_weight_scale=0.2,
         augment=True,
         difference_channel=False,
@@ -494,6 +564,9 @@ def test_the_reproduce_command_names_premature_runs_only_when_used():
     args.synthetic_premature_runs = 0.05
     assert "--synthetic-premature 0.1 " in reproduce_command(args)
     assert "--synthetic-premature-runs 0.05 " in reproduce_command(args)
+    assert "--synthetic-s-p-wave" not in reproduce_command(args)
+    args.synthetic_s_p_wave = "donor"
+    assert "--synthetic-s-p-wave donor " in reproduce_command(args)
 
 
 def test_it_holds_each_ds1_patient_out_exactly_once_in_cross_validation():
