@@ -363,11 +363,14 @@ def set_intervals(
 P_SWAP_END_S = 0.07  # before the R peak: the QRS starts about 0.05 s before it
 P_SWAP_END = round((WINDOW_BEFORE_S - P_SWAP_END_S) * BEAT_FS_HZ)  # window index 38
 P_SWAP_FADE = 6  # samples (33 ms) over which the donor stretch gives way to the beat's own
-SYNTHETIC_S_P_WAVES = ("keep", "donor", "donor-and-v")
+SYNTHETIC_S_P_WAVES = ("keep", "donor", "donor-and-v", "donor-keep-qrs-features")
 # ``donor-and-v``: half the real V beats of each batch get a donor stretch as well. A V beat's
 # label is its QRS's, whatever comes before it; without this, "not a sinus P wave before the
 # QRS" is evidence for S that V beats, which have none, also carry (DS1: more V called S).
 V_DONOR_SHARE = 0.5
+# ``donor-keep-qrs-features``: as ``donor``, but the beat keeps the QRS-correlation and amplitude
+# features of the window it had (recomputed, they fall, 0.99 to about 0.93, toward V beats'
+# values: a test of whether that is how "donor" raised V called S).
 
 
 def p_wave_donors(train: dict) -> torch.Tensor:
@@ -391,6 +394,7 @@ def swap_p_waves(
     donors: torch.Tensor,
     generator: torch.Generator,
     flat_unknown: bool = False,
+    qrs_features: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``chosen`` beats' windows with the stretch before ``P_SWAP_END`` taken from a random
     donor (``p_wave_donors``) scaled to the beat's dominant amplitude and shifted to meet the
@@ -398,7 +402,8 @@ def swap_p_waves(
     their correlation and amplitude rhythm features are recomputed from the new windows as
     ``inference.beats.rhythm_features`` computes them, and so are their ``P_WAVE_COLUMNS``
     where the rows carry them (``--p-wave-feature``; ``flat_unknown`` as there), so that the
-    P-wave value agrees with the P wave the window now shows. Returns new tensors."""
+    P-wave value agrees with the P wave the window now shows. Without ``qrs_features`` the
+    correlation and amplitude features are left as they were. Returns new tensors."""
     if not chosen.any():
         return windows, rhythm
     windows, rhythm = windows.clone(), rhythm.clone()
@@ -412,15 +417,16 @@ def swap_p_waves(
     own[P_SWAP_END - P_SWAP_FADE :] = torch.arange(1, P_SWAP_FADE + 1) / (P_SWAP_FADE + 1)
     rows[:, :P_SWAP_END] = donor[:, :P_SWAP_END] * (1 - own) + rows[:, :P_SWAP_END] * own
     windows[chosen] = rows
-    centred_w = rows - rows.mean(dim=1, keepdim=True)
-    centred_t = own_templates - own_templates.mean(dim=1, keepdim=True)
-    norms = centred_w.norm(dim=1) * centred_t.norm(dim=1)
-    rhythm[chosen, RR_COLUMN["correlation_with_dominant"]] = (centred_w * centred_t).sum(
-        dim=1
-    ) / norms.clamp(min=1e-9)
-    rhythm[chosen, RR_COLUMN["amplitude_over_dominant"]] = (
-        (rows.amax(dim=1) - rows.amin(dim=1)) / scale
-    ).clamp(0, MAX_RATIO)
+    if qrs_features:
+        centred_w = rows - rows.mean(dim=1, keepdim=True)
+        centred_t = own_templates - own_templates.mean(dim=1, keepdim=True)
+        norms = centred_w.norm(dim=1) * centred_t.norm(dim=1)
+        rhythm[chosen, RR_COLUMN["correlation_with_dominant"]] = (centred_w * centred_t).sum(
+            dim=1
+        ) / norms.clamp(min=1e-9)
+        rhythm[chosen, RR_COLUMN["amplitude_over_dominant"]] = (
+            (rows.amax(dim=1) - rows.amin(dim=1)) / scale
+        ).clamp(0, MAX_RATIO)
     if rhythm.shape[1] == len(RR_FEATURES) + len(P_WAVE_COLUMNS):
         p_wave = beat_p_waves(rows.numpy(), own_templates.numpy(), rhythm[chosen].numpy())
         rhythm[chosen, len(RR_FEATURES) :] = torch.from_numpy(p_wave_columns(p_wave, flat_unknown))
@@ -647,6 +653,7 @@ def train_epochs(model: nn.Module, train: dict, args: argparse.Namespace) -> Ite
                     donors,
                     generator,
                     flat_unknown,
+                    qrs_features=args.synthetic_s_p_wave != "donor-keep-qrs-features",
                 )
             logits = model(windows, tensors["templates"][index], rhythm)
             loss = loss_fn(logits, targets)

@@ -326,6 +326,11 @@ def test_synthetic_s_beats_can_borrow_a_real_s_beats_p_wave_and_keep_their_own_q
         new_featured[chosen, len(RR_FEATURES)], torch.from_numpy(p_wave).float(), atol=1e-5
     )
     assert torch.equal(new_featured[~chosen], featured[~chosen])
+    # asked to, it leaves the QRS features as they were (and still swaps the stretch)
+    same_windows, same_rhythm = swap_p_waves(
+        windows, templates, rhythm, chosen, donors, torch.Generator().manual_seed(0), False, False
+    )
+    assert torch.equal(same_windows, new_windows) and torch.equal(same_rhythm, rhythm)
 
 
 def test_it_makes_synthetic_beats_inside_premature_runs_with_consistent_rr_features():
