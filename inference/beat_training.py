@@ -216,6 +216,8 @@ def make_premature(
         early = 0.5 + 0.35 * torch.rand(len(rows), generator=generator)
         late = 1.0 + (1.0 - early) * torch.rand(len(rows), generator=generator)
         set_intervals(rows, pre * early, pre * late, local, average)
+        if rows.shape[1] == RATE_RUN_COLUMN + 1:  # --rate-run-feature
+            rows[:, RATE_RUN_COLUMN] = 0.0  # the interval before was the sinus one
 
     return relabel_regular_beats(
         rhythm, labels, fraction, generator, rewrite, p_wave_pool, keep_unknown
@@ -275,6 +277,10 @@ def make_premature_runs(
         set_intervals(rows, new_pre, post, local, average)
         rows[:, RR_COLUMN["local_over_average"]] = local / average
         rows[:, RR_COLUMN["local_irregularity"]] += (1.0 - early) * sinus / average / 10
+        if rows.shape[1] == RATE_RUN_COLUMN + 1:  # --rate-run-feature
+            # the beat's place in the run, as the local RR's weight says: 0 to 10 run
+            # intervals before it
+            rows[:, RATE_RUN_COLUMN] = torch.floor(depth * 11) / RATE_RUN_BEATS
 
     return relabel_regular_beats(
         rhythm, labels, fraction, generator, rewrite, p_wave_pool, keep_unknown
@@ -347,6 +353,45 @@ def set_intervals(
     rows[:, RR_COLUMN["pre_over_average"]] = pre / average
     rows[:, RR_COLUMN["post_over_average"]] = post / average
     rows[:, RR_COLUMN["pre_over_post"]] = pre / post
+
+
+# --- How long the rhythm has kept this beat's rate (a cross-validation experiment) --------
+
+# ``--rate-run-feature`` appends one column after ``RR_FEATURES``: how many beats in a row just
+# before this one had a pre-RR within ``RATE_RUN_TOLERANCE`` of its own, capped at
+# ``RATE_RUN_BEATS`` and divided by it. Why: a run of premature beats and a sinus rhythm that
+# sped up (or a 2:1 block that ended) look alike to the RR features for the 5 minutes the
+# average RR takes to catch up (model 4.0's DS2 false S in 231, 113, 123), but a run lasts a
+# few beats and a new sinus rate lasts minutes. An isolated premature beat has 0, the k-th beat
+# of a run k - 1, a steady rhythm the cap.
+RATE_RUN_COLUMN = len(RR_FEATURES)
+RATE_RUN_BEATS = 64
+RATE_RUN_TOLERANCE = 0.15
+
+
+def rate_run_lengths(pre_rr_s: np.ndarray, record: np.ndarray) -> np.ndarray:
+    """The ``--rate-run-feature`` column (float32, in [0, 1]) of beats in time order within
+    each record (``record`` names each beat's record; a run never reaches into another)."""
+    pre = np.asarray(pre_rr_s, dtype=np.float64)
+    n = len(pre)
+    index = np.arange(n)
+    count = np.zeros(n)
+    alive = np.ones(n, dtype=bool)
+    for lag in range(1, RATE_RUN_BEATS + 1):
+        earlier = np.clip(index - lag, 0, None)
+        alive &= (
+            (index >= lag)
+            & (record[earlier] == record)
+            & (np.abs(pre[earlier] / np.maximum(pre, 1e-3) - 1) <= RATE_RUN_TOLERANCE)
+        )
+        count += alive
+    return (count / RATE_RUN_BEATS).astype(np.float32)
+
+
+def with_rate_run_feature(data: dict) -> dict:
+    """``data`` with the ``--rate-run-feature`` column appended to its rhythm rows."""
+    column = rate_run_lengths(data["rhythm"][:, RR_COLUMN["pre_rr_s"]], data["record"])
+    return {**data, "rhythm": np.concatenate([data["rhythm"], column[:, np.newaxis]], axis=1)}
 
 
 # --- Synthetic S beats' P waves -----------------------------------------------------------
@@ -1249,6 +1294,11 @@ def main(argv: list[str] | None = None) -> int:
         "as the served classifier does not take the P wave as an input yet",
     )
     parser.add_argument(
+        "--rate-run-feature",
+        action="store_true",
+        help="cross-validation experiment: add how many beats before each one kept its rate",
+    )
+    parser.add_argument(
         "--synthetic-s-p-wave",
         choices=SYNTHETIC_S_P_WAVES,
         default="keep",
@@ -1335,6 +1385,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.p_wave_feature and not (args.cv or args.cv_combine):
         parser.error(P_WAVE_REFUSAL)
+    if args.rate_run_feature and not (args.cv or args.cv_combine):
+        parser.error(
+            "--rate-run-feature is a cross-validation experiment; the served classifier "
+            "does not take it"
+        )
+    if args.rate_run_feature and args.p_wave_feature:
+        parser.error("--rate-run-feature and --p-wave-feature cannot be combined")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.cv_combine:
@@ -1348,6 +1405,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         if args.p_wave_feature:
             data = with_p_wave_feature(data, args.p_wave_feature in FLAT_UNKNOWN_ENCODINGS)
+        if args.rate_run_feature:
+            data = with_rate_run_feature(data)
         result = cross_validate(data, args)
         rows = cv_report(data["labels"], result["probabilities"])
         for row in rows:

@@ -516,6 +516,43 @@ def test_the_gated_p_wave_term_moves_only_the_n_s_split_and_nothing_where_unknow
     )
 
 
+def test_it_counts_how_long_the_rhythm_kept_each_beats_rate_within_each_record():
+    import torch
+
+    from inference.beat_training import (
+        RATE_RUN_BEATS,
+        make_premature,
+        make_premature_runs,
+        rate_run_lengths,
+    )
+
+    # 70 sinus beats, an isolated premature beat and its pause, sinus, a run of 12, sinus
+    pre = np.array([1.0] * 70 + [0.6, 1.3] + [1.0] * 5 + [0.7] * 12 + [1.0] * 3)
+    count = np.round(rate_run_lengths(pre, np.array(["a"] * len(pre))) * RATE_RUN_BEATS)
+    assert count[:66].tolist() == list(range(65)) + [64]  # capped
+    assert count[70] == 0 and count[71] == 0  # the premature beat and its pause
+    assert count[72:77].tolist() == [0, 1, 2, 3, 4]  # sinus again, counted afresh
+    assert count[77:89].tolist() == list(range(12))  # the k-th beat of the run: k - 1
+    assert count[89] == 0
+    # a run does not reach into the record before
+    two = rate_run_lengths(np.ones(10), np.array(["a"] * 5 + ["b"] * 5))
+    assert (np.round(two * RATE_RUN_BEATS) == [0, 1, 2, 3, 4] * 2).all()
+
+    # synthetic S beats get the count their story implies: 0 isolated, up to 10 in a run
+    column = {name: index for index, name in enumerate(RR_FEATURES)}
+    rhythm = torch.ones(400, len(RR_FEATURES) + 1)
+    rhythm[:, column["pre_rr_s"]] = 0.8
+    rhythm[:, column["local_irregularity"]] = 0.02
+    labels = torch.zeros(400, dtype=torch.int64)
+    for make in (make_premature, make_premature_runs):
+        new_rhythm, new_labels = make(rhythm, labels, 0.5, torch.Generator().manual_seed(0))
+        made = new_labels == 1
+        runs = new_rhythm[made, -1] * RATE_RUN_BEATS
+        assert made.any() and (runs >= 0).all() and (runs <= 10).all()
+        assert (runs == 0).all() if make is make_premature else runs.max() > 5
+        assert (new_rhythm[~made, -1] == 1).all()
+
+
 def test_it_refuses_the_p_wave_feature_outside_cross_validation(capsys):
     from inference.beat_training import main
 
@@ -530,6 +567,9 @@ def test_it_refuses_the_p_wave_feature_outside_cross_validation(capsys):
         "--p-wave-feature is a cross-validation experiment; the served classifier does not "
         "take the P wave as an input yet" in capsys.readouterr().err
     )
+    with pytest.raises(SystemExit):
+        main(["--rate-run-feature", "--epochs", "1"])
+    assert "--rate-run-feature is a cross-validation experiment" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "the served classifier does not take the P wave" in " ".join(
