@@ -410,6 +410,10 @@ class _PublisherLoop:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
+        # loops a forked child inherited from its parent: never closed here (their Redis
+        # connections are the parent's sockets) and kept referenced, so that no garbage
+        # collection closes them either
+        self._inherited: list[asyncio.AbstractEventLoop] = []
 
     def run(self, coroutine_function, timeout_s: float):
         future = asyncio.run_coroutine_threadsafe(coroutine_function(), self._running_loop())
@@ -423,6 +427,7 @@ class _PublisherLoop:
         with self._lock:
             alive = self._thread is not None and self._thread.is_alive()
             if not alive or self._pid != os.getpid():
+                self._let_go()
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(
                     target=loop.run_forever, name="live-publisher", daemon=True
@@ -430,6 +435,32 @@ class _PublisherLoop:
                 thread.start()
                 self.loop, self._thread, self._pid = loop, thread, os.getpid()
             return self.loop
+
+    def _let_go(self) -> None:
+        """Drop the loop this object held before making a new one. A loop whose thread died
+        in this process is closed here: closing is when channels_redis closes that loop's
+        connections, and a loop left to the garbage collector is closed from whatever code
+        runs then, possibly inside another running loop, where that fails."""
+        old = self.loop
+        if old is None:
+            return
+        if self._pid == os.getpid() and not old.is_running():
+            old.close()
+        else:
+            self._inherited.append(old)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop this process's loop and its thread, and close the loop (an orderly end).
+        Call it from code that runs no event loop, as every user of this class is."""
+        with self._lock:
+            loop, thread = self.loop, self._thread
+            if loop is None or thread is None or self._pid != os.getpid():
+                return
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout_s)
+            if not loop.is_running():
+                loop.close()
+            self.loop, self._thread, self._pid = None, None, None
 
 
 _publisher = _PublisherLoop()

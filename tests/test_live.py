@@ -814,8 +814,11 @@ def test_synchronous_code_publishes_to_redis_through_one_kept_loop(redis_url, mo
         client = redis.Redis.from_url(redis_url)
         for key in client.scan_iter(f"{prefix}*"):
             client.delete(key)
-        for loop in {first_loop, live._publisher.loop} - {None}:
-            loop.call_soon_threadsafe(loop.stop)
+        # closed, not only stopped: a loop left to the garbage collector is closed (and its
+        # Redis pools flushed) from whatever code runs then, maybe inside another running loop
+        live._publisher.close()
+        if first_loop is not None and not first_loop.is_closed():  # the "parent's" loop
+            stop_and_close(first_loop)
 
 
 def test_sends_from_daphnes_request_threads_hop_to_its_loop_others_to_the_kept_one():
@@ -860,4 +863,33 @@ def test_a_layer_that_hangs_holds_a_send_no_longer_than_the_timeout(monkeypatch,
     assert time.monotonic() - started < 2.0
     assert "could not publish from a worker" in caplog.text
     assert "could not publish from daphne" in caplog.text
-    live._publisher.loop.call_soon_threadsafe(live._publisher.loop.stop)
+    live._publisher.close()
+
+
+def stop_and_close(loop: asyncio.AbstractEventLoop) -> None:
+    """Stop a loop running in another thread and close it once it has stopped."""
+    loop.call_soon_threadsafe(loop.stop)
+    deadline = time.monotonic() + 5
+    while loop.is_running() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    loop.close()
+
+
+def test_the_kept_loop_is_closed_if_its_thread_died_and_a_parents_loop_is_kept_not_closed():
+    publisher = live._PublisherLoop()
+
+    async def where() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    first = publisher.run(where, 5)
+    assert publisher.run(where, 5) is first  # kept
+    first.call_soon_threadsafe(first.stop)  # its thread ends, as if it had died
+    publisher._thread.join(5)
+    second = publisher.run(where, 5)
+    assert second is not first and first.is_closed()  # closed here, not by the collector
+    publisher._pid = -1  # as after fork: the loop is the parent's
+    third = publisher.run(where, 5)
+    assert third is not second and not second.is_closed() and second in publisher._inherited
+    publisher.close()
+    assert third.is_closed() and publisher.loop is None
+    stop_and_close(second)  # the test owns the "parent's" loop too
