@@ -164,7 +164,7 @@ def open_recording(device: Device, chunk: Chunk, now=None) -> Recording:
     Call inside a transaction that holds the device's row lock.
     """
     now = now or timezone.now()
-    # .defer: closing needs neither the analyzer's state (about 120 kB) nor its other fields
+    # .defer: closing does not need the analyzer's state (about 120 kB)
     live = Recording.objects.filter(device=device, status=Recording.Status.LIVE)
     for previous in live.defer("stream_state"):
         close_recording(previous, Recording.ClosedBy.SERVER, now)

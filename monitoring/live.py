@@ -168,6 +168,7 @@ def top_alarm(patient_id: int) -> dict | None:
 
 def top_alarms(patient_ids) -> dict[int, dict | None]:
     """:func:`top_alarm` for many patients in one query (the central station's tiles)."""
+    patient_ids = list(patient_ids)  # read twice
     alarms = open_alarms(patient_ids)
     return {patient_id: pick_top_alarm(alarms.get(patient_id, [])) for patient_id in patient_ids}
 
@@ -191,6 +192,7 @@ def open_alarms(patient_ids) -> dict[int, list]:
             "acknowledged_at",
             "acknowledged_by",
         )
+        .order_by()  # pick_top_alarm sorts them itself
     ):
         by_patient.setdefault(alarm.patient_id, []).append(alarm)
     return by_patient
@@ -410,10 +412,16 @@ class _PublisherLoop:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
-        # loops a forked child inherited from its parent: never closed here (their Redis
-        # connections are the parent's sockets) and kept referenced, so that no garbage
-        # collection closes them either
-        self._inherited: list[asyncio.AbstractEventLoop] = []
+        # loops not closed here and kept referenced, so that no garbage collection closes
+        # them either (it would do so from whatever code runs then, maybe inside another
+        # running loop, where channels_redis's close cannot run): a forked child's inherited
+        # loop (its Redis connections are the parent's sockets), one that would not stop
+        self._kept: list[asyncio.AbstractEventLoop] = []
+
+    def reset_lock_in_child(self) -> None:
+        """After fork: a fork while another thread held the lock would leave the child's copy
+        held for ever (only the forking thread survives in the child)."""
+        self._lock = threading.Lock()
 
     def run(self, coroutine_function, timeout_s: float):
         future = asyncio.run_coroutine_threadsafe(coroutine_function(), self._running_loop())
@@ -424,43 +432,50 @@ class _PublisherLoop:
             raise
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
+        dead = None
         with self._lock:
             alive = self._thread is not None and self._thread.is_alive()
             if not alive or self._pid != os.getpid():
-                self._let_go()
+                if self.loop is not None and self._pid == os.getpid():
+                    dead = self.loop  # its thread died in this process
+                elif self.loop is not None:
+                    self._kept.append(self.loop)  # a parent's, inherited by fork
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(
                     target=loop.run_forever, name="live-publisher", daemon=True
                 )
                 thread.start()
                 self.loop, self._thread, self._pid = loop, thread, os.getpid()
-            return self.loop
+            running = self.loop
+        if dead is not None:  # outside the lock: closing talks to Redis
+            self._close_stopped(dead)
+        return running
 
-    def _let_go(self) -> None:
-        """Drop the loop this object held before making a new one. A loop whose thread died
-        in this process is closed here: closing is when channels_redis closes that loop's
-        connections, and a loop left to the garbage collector is closed from whatever code
-        runs then, possibly inside another running loop, where that fails."""
-        old = self.loop
-        if old is None:
+    def _close_stopped(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close a loop that no longer runs: that is when channels_redis closes the loop's
+        connections. A failure is logged, never raised into a publish."""
+        if loop.is_running():
+            self._kept.append(loop)
+            logger.warning("the live publisher's old event loop did not stop; kept, not closed")
             return
-        if self._pid == os.getpid() and not old.is_running():
-            old.close()
-        else:
-            self._inherited.append(old)
+        try:
+            loop.close()
+        except Exception:
+            logger.exception("could not close the live publisher's old event loop")
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop this process's loop and its thread, and close the loop (an orderly end).
-        Call it from code that runs no event loop, as every user of this class is."""
+        """Stop this process's loop and its thread, and close the loop: an orderly end, for
+        when nothing else in the process publishes any more (tests, a shutdown). Call it from
+        code that runs no event loop, as every user of this class is."""
         with self._lock:
             loop, thread = self.loop, self._thread
             if loop is None or thread is None or self._pid != os.getpid():
                 return
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout_s)
-            if not loop.is_running():
-                loop.close()
             self.loop, self._thread, self._pid = None, None, None
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout_s)
+        self._close_stopped(loop)
 
 
 _publisher = _PublisherLoop()
+os.register_at_fork(after_in_child=lambda: _publisher.reset_lock_in_child())

@@ -777,8 +777,20 @@ def test_publishing_never_raises_and_pauses_when_the_layer_is_down(recording, mo
     assert "could not publish" in caplog.text
 
 
+@pytest.fixture
+def fresh_publisher(monkeypatch):
+    """A publisher of the test's own in ``live._publisher``, closed after the test whatever
+    happened (a loop left to the garbage collector would warn in some later test)."""
+    publisher = live._PublisherLoop()
+    monkeypatch.setattr(live, "_publisher", publisher)
+    yield publisher
+    publisher.close()
+
+
 @pytest.mark.services
-def test_synchronous_code_publishes_to_redis_through_one_kept_loop(redis_url, monkeypatch):
+def test_synchronous_code_publishes_to_redis_through_one_kept_loop(
+    redis_url, monkeypatch, fresh_publisher
+):
     """A Celery worker has no event loop: every send must not open a new one (and a new Redis
     connection pool); a forked child must not reuse its parent's loop thread."""
     from channels_redis.core import RedisChannelLayer
@@ -787,7 +799,6 @@ def test_synchronous_code_publishes_to_redis_through_one_kept_loop(redis_url, mo
     layer = RedisChannelLayer(hosts=[redis_url], prefix=prefix)
     monkeypatch.setattr("channels.layers.get_channel_layer", lambda *a: layer)
     monkeypatch.setattr(live, "_layer_down_until", 0.0)
-    monkeypatch.setattr(live, "_publisher", live._PublisherLoop())
     group = "patient-publisher"
     first_loop = None
 
@@ -816,7 +827,7 @@ def test_synchronous_code_publishes_to_redis_through_one_kept_loop(redis_url, mo
             client.delete(key)
         # closed, not only stopped: a loop left to the garbage collector is closed (and its
         # Redis pools flushed) from whatever code runs then, maybe inside another running loop
-        live._publisher.close()
+        fresh_publisher.close()
         if first_loop is not None and not first_loop.is_closed():  # the "parent's" loop
             stop_and_close(first_loop)
 
@@ -835,7 +846,9 @@ def test_sends_from_daphnes_request_threads_hop_to_its_loop_others_to_the_kept_o
     assert seen_in_thread is running
 
 
-def test_a_layer_that_hangs_holds_a_send_no_longer_than_the_timeout(monkeypatch, caplog):
+def test_a_layer_that_hangs_holds_a_send_no_longer_than_the_timeout(
+    monkeypatch, caplog, fresh_publisher
+):
     """Redis accepting connections but not answering must not hold ingest (daphne's request
     thread, which hops to daphne's loop) or a worker (the kept loop) for its socket timeout."""
     from asgiref.sync import sync_to_async
@@ -846,7 +859,6 @@ def test_a_layer_that_hangs_holds_a_send_no_longer_than_the_timeout(monkeypatch,
 
     monkeypatch.setattr("channels.layers.get_channel_layer", lambda *a: HangingLayer())
     monkeypatch.setattr(live, "PUBLISH_TIMEOUT_S", 0.2)
-    monkeypatch.setattr(live, "_publisher", live._PublisherLoop())
     sends = [("patient-1", {"type": "live.test"})]
     started = time.monotonic()
 
@@ -863,7 +875,6 @@ def test_a_layer_that_hangs_holds_a_send_no_longer_than_the_timeout(monkeypatch,
     assert time.monotonic() - started < 2.0
     assert "could not publish from a worker" in caplog.text
     assert "could not publish from daphne" in caplog.text
-    live._publisher.close()
 
 
 def stop_and_close(loop: asyncio.AbstractEventLoop) -> None:
@@ -877,19 +888,50 @@ def stop_and_close(loop: asyncio.AbstractEventLoop) -> None:
 
 def test_the_kept_loop_is_closed_if_its_thread_died_and_a_parents_loop_is_kept_not_closed():
     publisher = live._PublisherLoop()
+    loops = []
+
+    async def where() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    try:
+        loops.append(publisher.run(where, 5))
+        assert publisher.run(where, 5) is loops[0]  # kept
+        loops[0].call_soon_threadsafe(loops[0].stop)  # its thread ends, as if it had died
+        publisher._thread.join(5)
+        loops.append(publisher.run(where, 5))
+        assert loops[1] is not loops[0] and loops[0].is_closed()  # closed here, not by the GC
+        publisher._pid = -1  # as after fork: the loop is the parent's
+        loops.append(publisher.run(where, 5))
+        assert loops[2] is not loops[1] and not loops[1].is_closed()
+        assert loops[1] in publisher._kept
+        publisher.close()
+        assert loops[2].is_closed() and publisher.loop is None
+    finally:
+        publisher.close()
+        for loop in loops:
+            if not loop.is_closed():  # the test owns the "parent's" loop too
+                stop_and_close(loop)
+
+
+def test_an_old_loop_that_fails_to_close_is_logged_and_publishing_goes_on(caplog):
+    publisher = live._PublisherLoop()
 
     async def where() -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
 
     first = publisher.run(where, 5)
-    assert publisher.run(where, 5) is first  # kept
-    first.call_soon_threadsafe(first.stop)  # its thread ends, as if it had died
-    publisher._thread.join(5)
-    second = publisher.run(where, 5)
-    assert second is not first and first.is_closed()  # closed here, not by the collector
-    publisher._pid = -1  # as after fork: the loop is the parent's
-    third = publisher.run(where, 5)
-    assert third is not second and not second.is_closed() and second in publisher._inherited
-    publisher.close()
-    assert third.is_closed() and publisher.loop is None
-    stop_and_close(second)  # the test owns the "parent's" loop too
+    try:
+        first.call_soon_threadsafe(first.stop)  # its thread ends, as if it had died
+        publisher._thread.join(5)
+
+        def refuse():  # as channels_redis's close when its flush fails
+            raise RuntimeError("flush failed")
+
+        first.close = refuse
+        second = publisher.run(where, 5)  # a new loop all the same, nothing raised
+        assert second is not first and second.is_running()
+        assert "could not close the live publisher's old event loop" in caplog.text
+    finally:
+        publisher.close()
+        del first.close  # the loop's own close again
+        first.close()
