@@ -294,7 +294,7 @@ def _analyze_signal(recording: Recording) -> tuple[list[Beat], list[Episode], di
         for episode in result.episodes
     ]
     summary = dict(result.summary)
-    summary["lead"] = recording.lead_names[recording.analysis_lead]
+    summary["lead"] = recording.analysis_lead_name
     summary["models"] = result.models
     summary["rhythm_context"] = True
     return beats, episodes, _jsonable(summary), agreement_result

@@ -266,7 +266,7 @@ def backlog_messages(patient_id: int, since_s: float) -> tuple[dict, list[dict]]
     hello["recording"] = {
         "id": recording.pk,
         "fs_hz": recording.sampling_rate_hz,
-        "lead": recording.lead_names[recording.analysis_lead],
+        "lead": recording.analysis_lead_name,
         "live": recording.status == Recording.Status.LIVE,
     }
     start = max(0, recording.end_sample - round(since_s * recording.sampling_rate_hz))

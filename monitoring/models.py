@@ -381,6 +381,11 @@ class Recording(models.Model):
                 }
             )
 
+    @property
+    def analysis_lead_name(self) -> str:
+        """The name of the channel the analysis reads (``analysis_lead``), as pages show it."""
+        return self.lead_names[self.analysis_lead]
+
     def to_mv(self, adc: np.ndarray) -> np.ndarray:
         """Convert ADC units to millivolts with this recording's baseline and gain."""
         return (np.asarray(adc, dtype=np.float64) - self.baseline_adc) / self.gain_adc_per_mv

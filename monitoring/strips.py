@@ -166,7 +166,7 @@ def render_strip_png(recording: Recording, request: StripRequest) -> bytes:
     axes.set_ylim(ymin, ymax)
     axes.set_xlabel("time (s)" if not rows else "time (s), rows laid end to end")
     axes.set_ylabel("mV" if recording.upload_format != "kaggle187" else "normalized")
-    lead = recording.lead_names[recording.analysis_lead]
+    lead = recording.analysis_lead_name
     title = f"Recording {recording.pk} · {lead} · {t[0]:.2f}-{t[-1]:.2f} s"
     if request.beat is not None:
         title += f" · saliency of beat {request.beat.index + 1} ({request.beat.label})"
@@ -250,7 +250,7 @@ def render_range_png(
     axes.set_ylim(ymin, ymax)
     axes.set_xlabel("time from the start of the recording (s)")
     axes.set_ylabel("mV")
-    lead = recording.lead_names[recording.analysis_lead]
+    lead = recording.analysis_lead_name
     heading = f"Recording {recording.pk} · {lead} · {t0:.1f}-{t1:.1f} s"
     axes.set_title(f"{heading} · {title}" if title else heading, fontsize=9, loc="left")
     return _png(figure)

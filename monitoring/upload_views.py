@@ -97,7 +97,7 @@ def recording_detail(request, pk: int):
             for name in AAMI_CLASSES
         ],
         "agreement": _agreement_table(recording.analysis_agreement),
-        "analysed_lead": recording.lead_names[recording.analysis_lead],
+        "analysed_lead": recording.analysis_lead_name,
         "max_strip_s": MAX_STRIP_S,
     }
     if done:

@@ -151,3 +151,21 @@ def test_the_live_view_names_the_recording_the_socket_names(client, clinician, p
     current = live.current_recording(patient.pk)
     assert current.pk == newest.pk and f">#{newest.pk} · 250.0 Hz" in page
     assert "stream_state" in current.get_deferred_fields()
+
+
+def test_the_live_view_names_the_analysed_lead_as_the_socket_does(client, clinician, patient):
+    from monitoring.consumers import backlog_messages
+
+    Recording.objects.create(
+        patient=patient,
+        sampling_rate_hz=250.0,
+        gain_adc_per_mv=200.0,
+        n_channels=2,
+        lead_names=["I", "II"],
+        analysis_lead=1,
+    )
+    client.force_login(clinician)
+    page = client.get(f"/patients/{patient.pk}/live/").content.decode()
+    hello, _ = backlog_messages(patient.pk, since_s=0)
+    assert hello["recording"]["lead"] == "II"
+    assert "· lead II<" in page and "· lead I<" not in page

@@ -106,7 +106,7 @@ class AnalysisSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_analysed_lead(self, recording: Recording) -> str:
-        return recording.lead_names[recording.analysis_lead]
+        return recording.analysis_lead_name
 
     def get_links(self, recording: Recording) -> dict:
         base = f"/api/recordings/{recording.pk}"
