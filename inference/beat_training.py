@@ -400,11 +400,13 @@ def with_rate_run_feature(data: dict) -> dict:
 # ``make_premature_runs``) are regular N beats relabelled, so they carry their patient's sinus P
 # wave; trained on them, the CNN learns that a sinus P wave before an early beat is no evidence
 # against S, and a faster sinus rhythm (sinus P waves) is what DS2's false S were. With
-# ``donor``, each synthetic S beat's window before the PR segment (from the window's start to
-# ``P_SWAP_END_S`` before the R peak, the P-wave stretch of ``inference.atrial`` and a little
-# more) is replaced by the same stretch of a real S beat of the training patients whose QRS
-# matches its dominant beat, scaled by the two dominant beats' amplitudes: an atrial premature
-# beat's P wave, often inside the previous beat's T wave, is not the sinus one.
+# ``donor``, each synthetic S beat's window before its QRS (from the window's
+# start to ``P_SWAP_END_S`` before the R peak: the P-wave stretch of ``inference.atrial``, whose
+# last 4 samples are blended with the beat's own, and most of the PR segment) is replaced by the
+# same stretch of a real S beat of the training patients whose QRS matches its dominant beat,
+# scaled by the two dominant beats' amplitudes: an atrial premature beat's P wave, often inside
+# the previous beat's T wave, is not the sinus one. The window is augmented after the swap, so
+# the borrowed stretch gets the same scale, noise and jitter as the rest.
 P_SWAP_END_S = 0.07  # before the R peak: the QRS starts about 0.05 s before it
 P_SWAP_END = round((WINDOW_BEFORE_S - P_SWAP_END_S) * BEAT_FS_HZ)  # window index 38
 P_SWAP_FADE = 6  # samples (33 ms) over which the donor stretch gives way to the beat's own
@@ -414,8 +416,9 @@ SYNTHETIC_S_P_WAVES = ("keep", "donor", "donor-and-v", "donor-keep-qrs-features"
 # QRS" is evidence for S that V beats, which have none, also carry (DS1: more V called S).
 V_DONOR_SHARE = 0.5
 # ``donor-keep-qrs-features``: as ``donor``, but the beat keeps the QRS-correlation and amplitude
-# features of the window it had (recomputed, they fall, 0.99 to about 0.93, toward V beats'
-# values: a test of whether that is how "donor" raised V called S).
+# features of the window it had (recomputed, the correlation falls, on DS1's regular N beats
+# from a mean of 0.965 to 0.932, toward V beats' values: a test of whether that is how "donor"
+# raised V called S).
 
 
 def p_wave_donors(train: dict) -> torch.Tensor:
@@ -669,7 +672,10 @@ def train_epochs(model: nn.Module, train: dict, args: argparse.Namespace) -> Ite
             index = order[start : start + args.batch_size]
             windows, rhythm = tensors["windows"][index], tensors["rhythm"][index]
             targets = labels[index]
-            if args.augment:
+            # with donor P waves, augment after the swap, so the borrowed stretch gets the same
+            # scale, noise and jitter as the rest of the window (before, it stayed un-augmented:
+            # a quieter stretch before the QRS that only synthetic S beats had)
+            if args.augment and donors is None:
                 windows, rhythm = augment(windows, rhythm, generator)
             if args.synthetic_premature > 0:
                 rhythm, targets = make_premature(
@@ -700,6 +706,8 @@ def train_epochs(model: nn.Module, train: dict, args: argparse.Namespace) -> Ite
                     flat_unknown,
                     qrs_features=args.synthetic_s_p_wave != "donor-keep-qrs-features",
                 )
+                if args.augment:
+                    windows, rhythm = augment(windows, rhythm, generator)
             logits = model(windows, tensors["templates"][index], rhythm)
             loss = loss_fn(logits, targets)
             optimizer.zero_grad()
