@@ -37,7 +37,6 @@ from inference.beats import (
     BANDPASS_HZ,
     BEAT_CLASSES,
     BEAT_FS_HZ,
-    MAX_RATIO,
     MIN_AMPLITUDE_MV,
     RR_FEATURES,
     TEMPLATE_UPDATE_BEATS,
@@ -50,6 +49,7 @@ from inference.beats import (
     beat_features,
     beat_p_waves,
     fold_s_in_af,
+    rhythm_features,
 )
 from inference.datasets import data_dir
 from inference.datasets.mitdb import load_record
@@ -465,16 +465,12 @@ def swap_p_waves(
     own[P_SWAP_END - P_SWAP_FADE :] = torch.arange(1, P_SWAP_FADE + 1) / (P_SWAP_FADE + 1)
     rows[:, :P_SWAP_END] = donor[:, :P_SWAP_END] * (1 - own) + rows[:, :P_SWAP_END] * own
     windows[chosen] = rows
-    if qrs_features:
-        centred_w = rows - rows.mean(dim=1, keepdim=True)
-        centred_t = own_templates - own_templates.mean(dim=1, keepdim=True)
-        norms = centred_w.norm(dim=1) * centred_t.norm(dim=1)
-        rhythm[chosen, RR_COLUMN["correlation_with_dominant"]] = (centred_w * centred_t).sum(
-            dim=1
-        ) / norms.clamp(min=1e-9)
-        rhythm[chosen, RR_COLUMN["amplitude_over_dominant"]] = (
-            (rows.amax(dim=1) - rows.amin(dim=1)) / scale
-        ).clamp(0, MAX_RATIO)
+    if qrs_features:  # the RR columns stay; rhythm_features recomputes the last two
+        n_rr = RR_COLUMN["correlation_with_dominant"]
+        recomputed = rhythm_features(
+            rhythm[chosen, :n_rr].numpy(), rows.numpy(), own_templates.numpy()
+        )
+        rhythm[chosen, n_rr : len(RR_FEATURES)] = torch.from_numpy(recomputed[:, n_rr:])
     if rhythm.shape[1] == len(RR_FEATURES) + len(P_WAVE_COLUMNS):
         p_wave = beat_p_waves(rows.numpy(), own_templates.numpy(), rhythm[chosen].numpy())
         rhythm[chosen, len(RR_FEATURES) :] = torch.from_numpy(p_wave_columns(p_wave, flat_unknown))
