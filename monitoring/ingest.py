@@ -165,8 +165,8 @@ def open_recording(device: Device, chunk: Chunk, now=None) -> Recording:
     """
     now = now or timezone.now()
     # .defer: closing does not need the analyzer's state (about 120 kB)
-    live = Recording.objects.filter(device=device, status=Recording.Status.LIVE)
-    for previous in live.defer("stream_state"):
+    previous_live = Recording.objects.filter(device=device, status=Recording.Status.LIVE)
+    for previous in previous_live.defer("stream_state"):
         close_recording(previous, Recording.ClosedBy.SERVER, now)
     return Recording.objects.create(
         patient_id=device.patient_id,

@@ -163,7 +163,7 @@ def current_rhythm(recording: Recording, regular: bool) -> str | None:
 def top_alarm(patient_id: int) -> dict | None:
     """The open alarm a patient's tile and banner show, or None when none is open (one query;
     :func:`pick_top_alarm` says which)."""
-    return pick_top_alarm(open_alarms([patient_id]).get(patient_id, []))
+    return top_alarms([patient_id])[patient_id]
 
 
 def top_alarms(patient_ids) -> dict[int, dict | None]:
