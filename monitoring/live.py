@@ -41,9 +41,17 @@ _layer_down_until = 0.0
 # Heart rate: 60 / mean of the last HR_RR_INTERVALS RR intervals, as the alarm rules do
 # (monitoring/alarms.py), so the number on screen is the number the alarm compares.
 HR_RR_INTERVALS = 8
-# "Sinus" is shown only for regular rhythm: RR coefficient of variation below this over the
-# last HR_RR_INTERVALS intervals, and every one of those beats normal (N).
+# Without an ongoing episode the rhythm is named from the last RHYTHM_BEATS beats, as a bedside
+# monitor does: the underlying rhythm from the intervals between two normal (N) beats, so that
+# one premature beat does not blank it, and the ectopic beats among them as a suffix
+# ("Sinus + PVCs"). "Sinus" needs at least RHYTHM_MIN_NN such intervals with a coefficient of
+# variation below SINUS_MAX_RR_CV; more varied ones are "Irregular" (the AF rule, with its P-wave
+# test, names AF as an episode).
+RHYTHM_BEATS = 16
+RHYTHM_MIN_NN = 4
 SINUS_MAX_RR_CV = 0.15
+# Ventricular bigeminy: every other beat V over the last BIGEMINY_BEATS beats.
+BIGEMINY_BEATS = 8
 # An RR interval longer than this is a gap or a pause, not a heart rate.
 MAX_RR_S = 3.0
 # When several episodes are ongoing, the most dangerous one names the rhythm.
@@ -122,34 +130,65 @@ def alarm_payload(alarm) -> dict:
     }
 
 
-def heart_rate_bpm(recording: Recording) -> tuple[float | None, bool]:
-    """Heart rate from the last beats' mean RR, and whether those beats look like sinus.
-
-    None when fewer than two beats are stored or the RR intervals are no heart rate (a gap).
-    """
+def recent_beats(recording: Recording) -> tuple[np.ndarray, list[str]]:
+    """The last ``RHYTHM_BEATS + 1`` beats' samples and labels, oldest first (one query)."""
     rows = list(
         Beat.objects.filter(recording=recording)
         .order_by("-index")
-        .values_list("sample", "label")[: HR_RR_INTERVALS + 1]
+        .values_list("sample", "label")[: RHYTHM_BEATS + 1]
     )
-    if len(rows) < 2:
-        return None, False
     rows.reverse()
     samples = np.array([sample for sample, _ in rows], dtype=np.float64)
-    rr_s = np.diff(samples) / recording.sampling_rate_hz
+    return samples, [label for _, label in rows]
+
+
+def heart_rate_bpm(samples: np.ndarray, fs_hz: float) -> float | None:
+    """60 / the mean of the last ``HR_RR_INTERVALS`` RR intervals (fewer at a stream's start).
+
+    None when fewer than two beats are given or those intervals are no heart rate (a gap).
+    """
+    if len(samples) < 2:
+        return None
+    rr_s = np.diff(samples[-(HR_RR_INTERVALS + 1) :]) / fs_hz
     if np.any(rr_s <= 0) or np.any(rr_s > MAX_RR_S):
-        return None, False
-    hr_bpm = round(60.0 / float(np.mean(rr_s)), 1)
-    regular = (
-        len(rr_s) >= HR_RR_INTERVALS
-        and float(np.std(rr_s) / np.mean(rr_s)) < SINUS_MAX_RR_CV
-        and all(label == "N" for _, label in rows)
-    )
-    return hr_bpm, regular
+        return None
+    return round(60.0 / float(np.mean(rr_s)), 1)
 
 
-def current_rhythm(recording: Recording, regular: bool) -> str | None:
-    """The ongoing episode's kind (the most dangerous of several), else "Sinus" if regular."""
+def beat_rhythm(samples: np.ndarray, labels: list[str], fs_hz: float) -> str | None:
+    """The rhythm the last beats show, when no episode is ongoing (``RHYTHM_BEATS``, above).
+
+    "Vent bigeminy"; else "Sinus" or "Irregular" from the N-to-N intervals, with " + PVCs"
+    and/or " + PACs" (any AAMI V or S beat among the beats: ventricular, or atrial or junctional
+    premature); None while too few beats are stored since the stream began or since its last
+    gap, or when too few beats are normal to name an underlying rhythm.
+    """
+    rr_s = np.diff(samples) / fs_hz
+    gaps = np.flatnonzero((rr_s <= 0) | (rr_s > MAX_RR_S))
+    if len(gaps):  # a gap in the stream, or a pause that ended: name what came after it
+        rr_s, labels = rr_s[gaps[-1] + 1 :], labels[gaps[-1] + 1 :]
+    if len(rr_s) < HR_RR_INTERVALS:
+        return None
+    is_v = [label == "V" for label in labels[-BIGEMINY_BEATS:]]
+    if len(is_v) == BIGEMINY_BEATS and all(a != b for a, b in zip(is_v, is_v[1:], strict=False)):
+        return "Vent bigeminy"
+    normal_to_normal = [
+        rr for rr, a, b in zip(rr_s, labels, labels[1:], strict=False) if a == b == "N"
+    ]
+    if len(normal_to_normal) < RHYTHM_MIN_NN:
+        return None
+    nn_s = np.array(normal_to_normal)
+    rhythm = "Sinus" if float(np.std(nn_s) / np.mean(nn_s)) < SINUS_MAX_RR_CV else "Irregular"
+    if "V" in labels:
+        rhythm += " + PVCs"
+    if "S" in labels:
+        rhythm += " + PACs"
+    return rhythm
+
+
+def current_rhythm(recording: Recording, from_beats: str | None) -> str | None:
+    """The ongoing episode's kind (the most dangerous of several), else ``from_beats``
+    (:func:`beat_rhythm`)."""
     # Episodes end where every beat is known (StreamingAnalyzer.beats_final_through), so an
     # ongoing pause is a real one, not beats still to be stored.
     ongoing = Episode.objects.filter(recording=recording, details__ongoing=True)
@@ -157,7 +196,7 @@ def current_rhythm(recording: Recording, regular: bool) -> str | None:
     for kind in RHYTHM_ORDER:
         if kind in kinds:
             return kind
-    return "Sinus" if regular else None
+    return from_beats
 
 
 def top_alarm(patient_id: int) -> dict | None:
@@ -229,8 +268,10 @@ def status_message(recording: Recording | None, patient_id: int) -> dict:
     """A "status" message for a patient from what is stored now."""
     hr_bpm, rhythm, last_sample = None, None, 0
     if recording is not None:
-        hr_bpm, regular = heart_rate_bpm(recording)
-        rhythm = current_rhythm(recording, regular)
+        samples, labels = recent_beats(recording)
+        fs_hz = recording.sampling_rate_hz
+        hr_bpm = heart_rate_bpm(samples, fs_hz)
+        rhythm = current_rhythm(recording, beat_rhythm(samples, labels, fs_hz))
         last_sample = int(recording.analysis_cursor)
     return {
         "type": "status",

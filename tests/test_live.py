@@ -553,16 +553,16 @@ def test_the_rhythm_is_the_most_dangerous_ongoing_episode(recording):
     real one: tests/inference/test_streaming.py and the sinus-rhythm test below); an episode
     that ended does not."""
     Episode.objects.create(recording=recording, kind="PAUSE", start_s=40.0, end_s=45.0)
-    assert live.current_rhythm(recording, regular=True) == "Sinus"
-    assert live.current_rhythm(recording, regular=False) is None
+    assert live.current_rhythm(recording, "Sinus + PVCs") == "Sinus + PVCs"
+    assert live.current_rhythm(recording, None) is None
     Episode.objects.create(
         recording=recording, kind="PAUSE", start_s=54.0, end_s=60.0, details={"ongoing": True}
     )
-    assert live.current_rhythm(recording, regular=True) == "PAUSE"
+    assert live.current_rhythm(recording, "Sinus") == "PAUSE"
     Episode.objects.create(
         recording=recording, kind="VT", start_s=50.0, end_s=60.0, details={"ongoing": True}
     )
-    assert live.current_rhythm(recording, regular=False) == "VT"  # the more dangerous
+    assert live.current_rhythm(recording, None) == "VT"  # the more dangerous
 
 
 # --- Alarms ------------------------------------------------------------------------------
