@@ -340,16 +340,20 @@ def station_patient_ids(user) -> list[int]:
 def station_backlog(
     patient_ids: list[int], backlog_ids: set[int], since_s: float
 ) -> tuple[list[dict], list[dict]]:
-    """The station's hello tiles for ``patient_ids`` (the status as stored now), and for each of
-    ``backlog_ids`` its decimated waveform of the last ``since_s`` seconds then its status."""
+    """The station's hello tiles for ``patient_ids`` (the status as stored now; a patient
+    deleted meanwhile has none), and for each of ``backlog_ids`` its decimated waveform of the
+    last ``since_s`` seconds then its status (the tile's). The tiles cost the same few queries
+    however many they are; the waveforms are read per patient."""
     patients = Patient.objects.in_bulk(patient_ids)
+    patient_ids = [patient_id for patient_id in patient_ids if patient_id in patients]
+    # every tile's recording and status in a few queries, not a few a tile: the hello is sent
+    # at connect and at every recheck that changes the patients (tests/test_station_queries.py)
+    recordings = live.current_recordings(patient_ids)
+    statuses = live.status_messages(recordings)
     tiles, messages = [], []
     for patient_id in patient_ids:
-        patient = patients.get(patient_id)
-        if patient is None:
-            continue  # deleted meanwhile
-        recording = live.current_recording(patient_id)
-        status = live.status_message(recording, patient_id)
+        patient = patients[patient_id]
+        recording, status = recordings[patient_id], statuses[patient_id]
         tiles.append(
             {
                 "id": patient_id,

@@ -1,5 +1,6 @@
-"""The central station page's cost does not grow with its tiles, and its tiles show what the
-live status messages show (monitoring/dashboard_views.py, monitoring/live.py)."""
+"""The central station's cost does not grow with its tiles, on the page and in the socket's
+hello, and its tiles show what the live status messages show (monitoring/dashboard_views.py,
+monitoring/consumers.py, monitoring/live.py)."""
 
 from datetime import timedelta
 
@@ -8,8 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from monitoring import live
-from monitoring.models import Alarm, Patient, Recording
+from monitoring import consumers, live
+from monitoring.models import Alarm, Beat, Episode, Patient, Recording
 
 pytestmark = pytest.mark.django_db
 
@@ -24,16 +25,39 @@ def admit(number: int, clinician=None) -> Patient:
     )
     if clinician is not None:
         patient.clinicians.add(clinician)
-    Recording.objects.create(
+    recording(patient)
+    Alarm.objects.create(patient=patient, kind="HR_HIGH", priority="warning", message="HR high")
+    Alarm.objects.create(patient=patient, kind="VT", priority="critical", message=f"VT {number}")
+    return patient
+
+
+def recording(patient: Patient, **fields) -> Recording:
+    """A recording of ``patient`` (a live device one unless ``fields`` say otherwise), with
+    analyzer state."""
+    return Recording.objects.create(
         patient=patient,
         sampling_rate_hz=250.0,
         gain_adc_per_mv=200.0,
         lead_names=["II"],
         stream_state=STREAM_STATE,
+        **fields,
     )
-    Alarm.objects.create(patient=patient, kind="HR_HIGH", priority="warning", message="HR high")
-    Alarm.objects.create(patient=patient, kind="VT", priority="critical", message=f"VT {number}")
-    return patient
+
+
+def add_beats(recording: Recording, labels: str, rr_samples: int = 200) -> None:
+    """Beats with these labels, one every ``rr_samples`` (a V comes a quarter early, as a
+    premature beat does, and the next beat back on the grid)."""
+    Beat.objects.bulk_create(
+        Beat(
+            recording=recording,
+            index=index,
+            sample=(index + 1) * rr_samples - (rr_samples // 4 if label == "V" else 0),
+            label=label,
+            confidence=0.9,
+            probabilities={label: 0.9},
+        )
+        for index, label in enumerate(labels)
+    )
 
 
 def station_queries(client) -> list[str]:
@@ -131,21 +155,11 @@ def test_the_live_view_names_the_recording_the_socket_names(client, clinician, p
     """The live page's recording is ``live.current_recording``'s when one is live: a device
     recording (not an upload), the newest by start then id; its analyzer state left unread."""
     started = timezone.now() - timedelta(minutes=5)
-
-    def recording(**fields):
-        return Recording.objects.create(
-            patient=patient,
-            sampling_rate_hz=250.0,
-            gain_adc_per_mv=200.0,
-            lead_names=["II"],
-            stream_state=STREAM_STATE,
-            **fields,
-        )
-
-    recording(started_at=started)
-    newest = recording(started_at=started)  # the same start: the later row
-    recording(source=Recording.Source.UPLOAD, started_at=timezone.now())  # newer, not a device
-    recording(started_at=timezone.now(), status=Recording.Status.CLOSED)
+    recording(patient, started_at=started)
+    newest = recording(patient, started_at=started)  # the same start: the later row
+    # newer, not a device
+    recording(patient, source=Recording.Source.UPLOAD, started_at=timezone.now())
+    recording(patient, started_at=timezone.now(), status=Recording.Status.CLOSED)
     client.force_login(clinician)
     page = client.get(f"/patients/{patient.pk}/live/").content.decode()
     current = live.current_recording(patient.pk)
@@ -169,3 +183,103 @@ def test_the_live_view_names_the_analysed_lead_as_the_socket_does(client, clinic
     hello, _ = backlog_messages(patient.pk, since_s=0)
     assert hello["recording"]["lead"] == "II"
     assert "· lead II<" in page and "· lead I<" not in page
+
+
+def hello_queries(patient_ids: list[int]) -> list[str]:
+    with CaptureQueriesContext(connection) as queries:
+        tiles, _ = consumers.station_backlog(patient_ids, set(), 0.0)
+    assert [tile["id"] for tile in tiles] == patient_ids
+    return [query["sql"] for query in queries.captured_queries]
+
+
+def test_the_station_sockets_hello_does_not_grow_with_the_tiles(clinician):
+    """The socket's hello (at connect, and at every recheck that changes the patients) was
+    4 queries a tile (5 without a live recording): the recording, its recent beats, its
+    ongoing episodes, the alarm; 9 queries for 2 tiles, 25 for 6."""
+    patients = []
+    for number in range(6):
+        patients.append(admit(number, clinician))
+        recording = patients[-1].recordings.get()
+        add_beats(recording, "NNNNVNNNNNNNNVNNNNNN")
+        Episode.objects.create(recording=recording, kind="VT", start_s=1.0, end_s=2.0)
+    ids = [patient.pk for patient in patients]
+    two, six = hello_queries(ids[:2]), hello_queries(ids)
+    assert len(six) == len(two), "\n".join(sql[:90] for sql in six)
+
+
+def test_the_station_sockets_hello_does_not_read_the_analyzer_state(clinician):
+    ids = [admit(number, clinician).pk for number in range(2)]
+    assert not [sql[:90] for sql in hello_queries(ids) if "stream_state" in sql]
+
+
+def test_the_hello_tiles_say_what_each_patients_own_status_says(clinician):
+    """The tiles, read for all patients at once, equal each patient's status read alone, for
+    every kind of tile; the backlog's status is the tile's."""
+    now = timezone.now()
+
+    def patient(number: int) -> Patient:
+        return Patient.objects.create(mrn=f"MRN-M{number}", name=f"Mix {number}", bed=str(number))
+
+    # live, with PVCs among more beats than the rhythm reads (a PAC before the last
+    # RHYTHM_BEATS + 1 beats must not show); a newer finished recording of other beats that
+    # must not be chosen
+    ectopic = patient(1)
+    live_one = recording(ectopic, started_at=now - timedelta(hours=1), analysis_cursor=9000)
+    labels = "NNS" + "N" * 7 + "NNNVNNNNNNVNNNNNNN"
+    add_beats(live_one, labels)
+    assert live.recent_beats_of([live_one])[live_one.pk][1] == list(labels[-17:])
+    add_beats(recording(ectopic, status=Recording.Status.CLOSED, started_at=now), "N" * 20, 150)
+    # only a finished recording, 60 bpm
+    finished = patient(2)
+    add_beats(
+        recording(finished, status=Recording.Status.CLOSED, analysis_cursor=3000), "N" * 12, 250
+    )
+    # no recording at all, but open alarms (and a resolved one)
+    alarmed = patient(3)
+    Alarm.objects.create(patient=alarmed, kind="HR_HIGH", priority="warning", message="HR high")
+    Alarm.objects.create(patient=alarmed, kind="PAUSE", priority="critical", message="Pause")
+    Alarm.objects.create(
+        patient=alarmed, kind="VT", priority="critical", message="old", state="resolved"
+    )
+    # an ongoing VT (and a pause that ended), with beats that alone would read "Sinus"
+    tachy = patient(4)
+    vt_recording = recording(tachy)
+    add_beats(vt_recording, "N" * 20)
+    Episode.objects.create(
+        recording=vt_recording, kind="VT", start_s=3.0, end_s=4.0, details={"ongoing": True}
+    )
+    Episode.objects.create(recording=vt_recording, kind="PAUSE", start_s=1.0, end_s=2.5)
+    Alarm.objects.create(patient=tachy, kind="VT", priority="critical", message="VT")
+    # a live recording with no beats yet
+    quiet = patient(5)
+    recording(quiet)
+    ids = [ectopic.pk, finished.pk, alarmed.pk, tachy.pk, quiet.pk]
+
+    tiles, messages = consumers.station_backlog(ids, set(ids), 0.0)
+
+    def without_time(status: dict) -> dict:
+        return {key: value for key, value in status.items() if key != "time"}
+
+    for tile in tiles:
+        current = live.current_recording(tile["id"])
+        alone = live.status_message(current, tile["id"])
+        assert tile["recording"] == (current.pk if current else None)
+        assert {key: tile[key] for key in ("hr_bpm", "rhythm", "alarm")} == {
+            key: alone[key] for key in ("hr_bpm", "rhythm", "alarm")
+        }
+        backlog = [m for m in messages if m["type"] == "status" and m["patient"] == tile["id"]]
+        assert [without_time(m) for m in backlog] == [
+            {**without_time(alone), "patient": tile["id"]}
+        ]
+    by_id = {tile["id"]: tile for tile in tiles}
+    # what each kind of tile reads, so that the comparison above compares something
+    assert (by_id[ectopic.pk]["recording"], by_id[ectopic.pk]["rhythm"]) == (
+        live_one.pk,
+        "Sinus + PVCs",
+    )
+    assert (by_id[finished.pk]["hr_bpm"], by_id[finished.pk]["rhythm"]) == (60.0, "Sinus")
+    assert (by_id[alarmed.pk]["recording"], by_id[alarmed.pk]["alarm"]["kind"]) == (None, "PAUSE")
+    assert by_id[alarmed.pk]["alarm"]["unacknowledged"] == 2
+    assert (by_id[tachy.pk]["rhythm"], by_id[tachy.pk]["alarm"]["kind"]) == ("VT", "VT")
+    assert (by_id[quiet.pk]["hr_bpm"], by_id[quiet.pk]["rhythm"]) == (None, None)
+    assert by_id[ectopic.pk]["alarm"] is None
