@@ -14,7 +14,9 @@ The flow (``docs/architecture.md``, "Streaming analysis"):
    ``STREAM_MAX_ROUND_S`` seconds), loads the analyzer's state (``inference.streaming``),
    pushes the samples, and in one transaction stores the final beats, the 2-second verdicts
    (the window model's and the VF/VFL detector's, as ``Prediction`` rows), the episodes of the
-   recent past, the new state and the moved cursor. A worker killed before the commit leaves
+   recent past (each marked ``details["ongoing"]`` while it lasts up to the newest final
+   beat or VF segment, :func:`_reaches_the_end`: the live status names the current rhythm
+   from it), the new state and the moved cursor. A worker killed before the commit leaves
    everything as it was: the next run starts again from the same cursor and state, so no
    beat is lost or stored twice. After the commit the new results go to the recording's
    channel-layer group (``recording-<id>``).
@@ -459,13 +461,14 @@ def _update_episodes(
         p_wave=[p_wave for p_wave, kept in zip(p_waves, keep, strict=True) if kept],
     )
     recording.episodes.filter(end_s__gt=horizon_s).delete()
+    last_beat_s = float(times_s[keep][-1]) if keep.any() else None
     stored = []
     for episode in found:
         start_s, stop_s = episode.start_s + origin_s, episode.end_s + origin_s
         if stop_s <= horizon_s:
             continue
         details = dict(episode.details)
-        if not finished and details.get("open") in ("end", "both"):
+        if not finished and _reaches_the_end(episode, found, last_beat_s, n_segments):
             details["ongoing"] = True
         stored.append(
             Episode(
@@ -478,6 +481,25 @@ def _update_episodes(
         )
     Episode.objects.bulk_create(stored)
     return stored
+
+
+def _reaches_the_end(episode, found: list, last_beat_s: float | None, n_vf_segments: int) -> bool:
+    """Whether an episode of :func:`_update_episodes` lasts up to the newest known beat (or VF
+    segment), so that the live status names it as the current rhythm.
+
+    A pause is ongoing while no beat has come since it began (its ``open`` end). VF is
+    ongoing when its last segment is the newest one. The beat-based episodes (AF, VT, BRADY,
+    TACHY) end at a beat; they are ongoing when that beat is the newest final one and no pause
+    has begun since (a VT run followed by silence is a pause now, not VT).
+    """
+    if episode.kind == "PAUSE":
+        return episode.details.get("open") in ("end", "both")
+    if episode.kind == "VF":
+        return episode.end_s >= n_vf_segments * VF_SEGMENT_S - 1e-6
+    pause_now = any(
+        other.kind == "PAUSE" and other.details.get("open") in ("end", "both") for other in found
+    )
+    return not pause_now and last_beat_s is not None and episode.end_s >= last_beat_s - 1e-6
 
 
 def _message(

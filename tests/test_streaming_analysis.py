@@ -333,3 +333,50 @@ def test_the_results_are_published_to_the_recordings_group(
     live = np.concatenate([message["samples_mv"][0] for message in samples])
     expected = (adc.astype(np.float64) - MITDB_BASELINE) / MITDB_GAIN
     np.testing.assert_allclose(live, expected, atol=1e-4)
+
+
+def test_an_episode_up_to_the_newest_beat_is_ongoing_and_names_the_live_rhythm(
+    mitdb_folder, device, eager_celery, django_capture_on_commit_callbacks
+):
+    """201 is in atrial fibrillation for its first 378 s: streamed for 150 s, its AF episode
+    reaches the newest beat, so the live status names AF; once the recording is closed nothing
+    is ongoing."""
+    from monitoring import live
+
+    adc, fs_hz = mitdb_adc(mitdb_folder, "201", seconds=150.0)
+    rng = np.random.default_rng(7)
+    for chunk in random_chunks(adc, fs_hz, rng):
+        deliver(device, chunk, django_capture_on_commit_callbacks)
+    recording = Recording.objects.get()
+    af = recording.episodes.get(kind="AF")
+    assert af.details.get("ongoing") is True
+    assert af.end_s > 140.0
+    assert live.status_message(recording, device.patient_id)["rhythm"] == "AF"
+
+    close(recording, django_capture_on_commit_callbacks)
+    assert not recording.episodes.filter(details__ongoing=True).exists()
+    assert recording.episodes.filter(kind="AF").exists()
+
+
+@pytest.mark.parametrize(
+    ("episode", "others", "expected"),
+    [
+        (("VT", 50.0, 59.0), [], True),  # up to the newest beat
+        (("VT", 50.0, 55.0), [], False),  # beats came after it
+        (("VT", 50.0, 59.0), [("PAUSE", 59.0, 63.0, {"open": "end"})], False),  # silence since
+        (("PAUSE", 59.0, 63.0, {"open": "end"}), [], True),
+        (("PAUSE", 40.0, 44.0), [], False),  # a pause that ended
+        (("VF", 20.0, 30.0), [], True),  # its last segment is the newest (15 segments of 2 s)
+        (("VF", 20.0, 26.0), [], False),
+    ],
+)
+def test_what_counts_as_ongoing(episode, others, expected):
+    from inference.rhythm import Episode
+
+    def make(spec):
+        kind, start_s, end_s, *details = spec
+        return Episode(kind, start_s, end_s, details[0] if details else {})
+
+    found = [make(episode)] + [make(other) for other in others]
+    last_beat_s, n_vf_segments = 59.0, 15
+    assert streaming._reaches_the_end(found[0], found, last_beat_s, n_vf_segments) is expected
