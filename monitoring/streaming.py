@@ -502,6 +502,45 @@ def _reaches_the_end(episode, found: list, last_beat_s: float | None, n_vf_segme
     return not pause_now and last_beat_s is not None and episode.end_s >= last_beat_s - 1e-6
 
 
+def stream_summary(recording: Recording) -> dict:
+    """A device recording's summary, as an upload's (``inference.analysis.summarize``), from
+    its stored beats and episodes: the recording page asks for it, so a live recording's is
+    current and none is stored to fall behind.
+
+    The duration is the signal stored (gaps left out), and the heart rate leaves out the
+    intervals longer than ``live.MAX_RR_S``: a gap in the stream is no heart rate, and the
+    pauses among them are reported as episodes.
+    """
+    from inference.analysis import heart_rate_bpm, summarize
+    from inference.rhythm import Episode as RhythmEpisode
+
+    fs_hz = recording.sampling_rate_hz
+    rows = list(recording.beats.order_by("index").values_list("sample", "label"))
+    r_peaks = np.array([sample for sample, _ in rows], dtype=np.int64)
+    labels = [label for _, label in rows]
+    episodes = [
+        RhythmEpisode(episode.kind, episode.start_s, episode.end_s, episode.details)
+        for episode in recording.episodes.all()
+    ]
+    summary = summarize(r_peaks, labels, episodes, fs_hz, recording.stored_samples)
+    # the rate of each run of beats between gaps: mean over all their intervals, extremes of
+    # the runs long enough for the 8-beat running mean
+    rr_s = np.diff(r_peaks) / fs_hz
+    runs = np.split(r_peaks, np.flatnonzero(rr_s > live.MAX_RR_S) + 1) if len(r_peaks) else []
+    kept_rr_s = rr_s[rr_s <= live.MAX_RR_S]
+    rates = [heart_rate_bpm(run, fs_hz) for run in runs if len(run) > live.HR_RR_INTERVALS]
+    summary["heart_rate_bpm"] = {
+        "mean": round(float(60.0 * len(kept_rr_s) / kept_rr_s.sum()), 1)
+        if len(kept_rr_s)
+        else None,
+        "min": min((rate["min"] for rate in rates), default=None),
+        "max": max((rate["max"] for rate in rates), default=None),
+    }
+    summary["lead"] = recording.analysis_lead_name
+    summary["live"] = recording.status == Recording.Status.LIVE
+    return summary
+
+
 def _message(
     recording: Recording, beats: list[Beat], episodes: list[Episode], verdicts: list[Prediction]
 ) -> dict:

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from inference.aami import AAMI_CLASSES
+from monitoring import streaming
 from monitoring.analysis import ROWS_NOTE, queue_analysis
 from monitoring.models import BEAT_ROW_FORMATS, AnalysisStatus, Patient, Recording
 from monitoring.strips import DEFAULT_STRIP_S, MAX_STRIP_S, strip_request
@@ -79,7 +80,11 @@ def recording_detail(request, pk: int):
     )
     done = recording.analysis_status == AnalysisStatus.DONE
     rows = recording.upload_format in BEAT_ROW_FORMATS
-    summary = recording.analysis_summary or {}
+    if recording.source == Recording.Source.DEVICE:
+        # streamed, not uploaded: the summary is read from the beats stored so far
+        summary = streaming.stream_summary(recording) if done else {}
+    else:
+        summary = recording.analysis_summary or {}
     context = {
         "recording": recording,
         "patient": recording.patient,

@@ -380,3 +380,39 @@ def test_what_counts_as_ongoing(episode, others, expected):
     found = [make(episode)] + [make(other) for other in others]
     last_beat_s, n_vf_segments = 59.0, 15
     assert streaming._reaches_the_end(found[0], found, last_beat_s, n_vf_segments) is expected
+
+
+def test_a_device_recordings_page_summarises_the_beats_stored_so_far(
+    mitdb_folder, client, clinician, device, eager_celery, django_capture_on_commit_callbacks
+):
+    """The recording page of a streamed recording shows its beats, class counts and heart rate
+    (it used to show zeros: only uploads stored a summary). MIT-BIH 119 has frequent PVCs."""
+    adc, fs_hz = mitdb_adc(mitdb_folder, "119", seconds=60.0)
+    chunks = random_chunks(adc, fs_hz, np.random.default_rng(3))
+    for chunk in chunks[: len(chunks) // 2]:
+        deliver(device, chunk, django_capture_on_commit_callbacks)
+    # a gap of 10 s, then the rest: the gap is no heart rate
+    for chunk in chunks[len(chunks) // 2 :]:
+        chunk.first_sample += round(10 * fs_hz)
+        deliver(device, chunk, django_capture_on_commit_callbacks)
+    recording = Recording.objects.get()
+    client.force_login(clinician)
+    live_summary = streaming.stream_summary(recording)
+    assert live_summary["live"] is True and live_summary["n_beats"] > 20
+    # closed, the stretch after the gap is analysed too (a gap waits for the signal to come)
+    close(recording, django_capture_on_commit_callbacks)
+    recording.refresh_from_db()
+    samples, labels = stored_beats(recording)
+    assert samples[-1] > len(adc)  # beats after the gap
+    assert labels.count("V") > 5
+
+    page = client.get(f"/recordings/{recording.pk}/").content.decode()
+    assert f'<dd id="n-beats">{len(samples)}</dd>' in page
+    assert f'<td class="cls cls-V">V</td><td>{labels.count("V")}</td>' in page
+    summary = streaming.stream_summary(recording)
+    assert summary["counts"]["V"] == labels.count("V") and summary["live"] is False
+    assert summary["duration_s"] == pytest.approx(len(adc) / fs_hz)
+    # 119 runs at about 65-75 bpm: a mean over the 10-s gap would read far lower
+    assert 55 < summary["heart_rate_bpm"]["mean"] < 85
+    assert summary["heart_rate_bpm"]["min"] > 40
+    assert f"{summary['heart_rate_bpm']['mean']:.0f} bpm mean" in page
