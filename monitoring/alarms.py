@@ -438,10 +438,17 @@ def pvc_condition(recording: Recording, last: int | None) -> Condition:
     else:
         active = None
     recent_v = v[v > last - window]
+    counted_s = min(PVC_WINDOW_S, (last - recording.stream_start_sample) / fs_hz)
+    if counted_s < PVC_WINDOW_S:
+        # the stretch began less than a window ago: say over how long the count is, as "12/min"
+        # after 13 s of signal would understate a rate of about 55 a minute
+        message = f"PVC {count} in the first {counted_s:.0f} s > {limit}/min"
+    else:
+        message = f"PVC {count}/min > {limit}/min"
     return Condition(
         AlarmKind.PVC,
         active,
-        message=f"PVC {count}/min > {limit}/min",
+        message=message,
         value=float(count),
         limit=float(limit),
         details={

@@ -230,6 +230,19 @@ def test_ongoing_episodes_raise_their_alarms(recording, kind, details, expected)
     assert alarm.priority == ("warning" if kind == "AF" else "critical")
 
 
+def test_pvcs_counted_before_a_whole_minute_say_over_how_long(recording):
+    # bigeminy at 75 bpm: 12 V beats in the first 20 s is a rate of about 37 a minute, and
+    # "12/min" would understate it
+    add_beats(recording, bpm=75, seconds=25, labels=lambda n: "V" if n % 2 else "N")
+    evaluate_alarms(recording.pk)
+    alarm = open_alarms(recording.patient, AlarmKind.PVC).get()
+    counted_s = recording.beats.filter(provisional=False).order_by("-sample").first().sample
+    assert alarm.message == (
+        f"PVC {alarm.value:.0f} in the first {counted_s / FS_HZ:.0f} s > 10/min"
+    )
+    assert alarm.value >= 11
+
+
 def test_frequent_pvcs_over_the_patients_limit(recording):
     # every 5th beat V at 75 bpm: 15 V beats per minute, over the default 10/min
     add_beats(recording, bpm=75, seconds=200, labels=lambda n: "V" if n % 5 == 4 else "N")
