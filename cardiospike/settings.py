@@ -105,7 +105,11 @@ ASGI_APPLICATION = "cardiospike.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Ahead of every app's templates, whatever the order of INSTALLED_APPS: monitoring's
+        # overrides of the admin's, DRF's and drf-spectacular's templates (admin/base_site.html,
+        # rest_framework/api.html, drf_spectacular/swagger_ui.html) carry the research notice,
+        # and with APP_DIRS alone those apps, listed first, would win.
+        "DIRS": [BASE_DIR / "monitoring" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

@@ -1,15 +1,31 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponseServerError
+from django.template.loader import render_to_string
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from monitoring import dashboard_views, diagnosis_views, upload_views, views
 from monitoring.api.predict import PredictView
+from monitoring.context_processors import site
 from monitoring.review import review_page
 
 admin.site.site_header = "CardioSpike administration"
 admin.site.site_title = "CardioSpike admin"
+
+
+def server_error(request):
+    """500.html with the site's name and research notice.
+
+    Django's own handler renders 500.html with no context at all, so that a failing context
+    processor or database cannot break the error page; the site context processor reads
+    settings only, so it is as safe to call here.
+    """
+    return HttpResponseServerError(render_to_string("500.html", site(request)))
+
+
+handler500 = server_error
 
 urlpatterns = [
     path("health", views.health, name="health"),
