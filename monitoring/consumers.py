@@ -363,6 +363,8 @@ def station_backlog(
                 "bed": patient.bed,
                 "hr_bpm": status["hr_bpm"],
                 "rhythm": status["rhythm"],
+                # "live", "stale", "ended" or "none": the tile says "No signal" unless live
+                "signal": status["signal"],
                 "alarm": status["alarm"],
                 "recording": recording.pk if recording else None,
                 # the rate of this tile's "wave" messages

@@ -58,6 +58,13 @@ BIGEMINY_BEATS = 8
 MAX_RR_S = 3.0
 # When several episodes are ongoing, the most dangerous one names the rhythm.
 RHYTHM_ORDER = ("VF", "VT", "PAUSE", "AF", "BRADY", "TACHY")
+# A live recording whose last chunk reached the server longer ago than this has no signal
+# ("stale"): its heart rate and rhythm describe the past, and a status says so rather than
+# show them as vital signs. Devices send a chunk every second (the firmware; the simulator by
+# default), so 10 s is several missed chunks, well before the technical "device offline"
+# alarm (DEVICE_OFFLINE_S, 30 s). The pages use the same limit for the samples they receive
+# (NO_SIGNAL_S in live.js and station.js).
+SIGNAL_STALE_S = 10.0
 PRIORITY_ORDER = {
     AlarmPriority.CRITICAL: 0,
     AlarmPriority.WARNING: 1,
@@ -313,34 +320,70 @@ def pick_top_alarm(alarms) -> dict | None:
 
 
 def status_message(recording: Recording | None, patient_id: int) -> dict:
-    """A "status" message for a patient from what is stored now (three queries)."""
+    """A "status" message for a patient from what is stored now (three queries at most)."""
     return status_messages({patient_id: recording})[patient_id]
+
+
+def signal_state(recording: Recording | None, now) -> str:
+    """Whether ``recording`` still brings a signal at ``now``: "live" (a live recording whose
+    last chunk is at most ``SIGNAL_STALE_S`` old), "stale" (live, but silent for longer: a
+    device off, out of range or killed, before the silence timeout closes the recording),
+    "ended" (closed: history, not a vital sign) or "none" (no recording)."""
+    if recording is None:
+        return "none"
+    if recording.status != Recording.Status.LIVE:
+        return "ended"
+    # a recording opened by its first chunk always has last_chunk_at; the start otherwise,
+    # as the device-offline rule reads it (monitoring/alarms.py)
+    last_chunk_at = recording.last_chunk_at or recording.started_at
+    age_s = (now - last_chunk_at).total_seconds()
+    return "live" if age_s <= SIGNAL_STALE_S else "stale"
 
 
 def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[int, dict]:
     """:func:`status_message` of many patients (each with its current recording or None), by
-    patient id, in three queries however many they are: the central station's hello."""
-    recordings = [recording for recording in recordings_by_patient.values() if recording]
+    patient id, in three queries however many they are (one when none brings a signal): the
+    central station's hello.
+
+    ``signal`` says whether the recording still brings a signal (:func:`signal_state`); the
+    heart rate and the rhythm are given only while it does (None otherwise), so that a page
+    never shows the last values of a silent device, or of a closed recording, as current.
+    """
+    now = timezone.now()
+    signals = {
+        patient_id: signal_state(recording, now)
+        for patient_id, recording in recordings_by_patient.items()
+    }
+    recordings = [
+        recording
+        for patient_id, recording in recordings_by_patient.items()
+        if signals[patient_id] == "live"
+    ]
     beats = recent_beats_of(recordings)
     ongoing = ongoing_episode_kinds(recordings)
     alarms = top_alarms(recordings_by_patient)
-    now = timezone.now().isoformat()
     messages = {}
     for patient_id, recording in recordings_by_patient.items():
         hr_bpm, rhythm, last_sample = None, None, 0
         if recording is not None:
+            last_sample = int(recording.analysis_cursor)
+        if signals[patient_id] == "live":
             samples, labels = beats[recording.pk]
             fs_hz = recording.sampling_rate_hz
             hr_bpm = heart_rate_bpm(samples, fs_hz)
             rhythm = rhythm_name(ongoing[recording.pk], beat_rhythm(samples, labels, fs_hz))
-            last_sample = int(recording.analysis_cursor)
         messages[patient_id] = {
             "type": "status",
+            # which recording it describes: the last round of a recording that a new session
+            # replaced says "ended" after the new one's first samples, and a page that shows
+            # those ignores it
+            "recording": recording.pk if recording is not None else None,
             "hr_bpm": hr_bpm,
             "rhythm": rhythm,
+            "signal": signals[patient_id],
             "alarm": alarms[patient_id],
             "last_sample": last_sample,
-            "time": now,
+            "time": now.isoformat(),
         }
     return messages
 

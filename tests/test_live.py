@@ -361,7 +361,33 @@ async def test_the_patient_stream_gets_samples_beats_and_a_plausible_status(
     # MIT-BIH 100 runs at about 75 bpm in normal sinus rhythm
     assert 60.0 < last["hr_bpm"] < 90.0
     assert last["rhythm"] == "Sinus"
+    assert last["signal"] == "live"
     assert last["last_sample"] == recording.analysis_cursor
+
+
+@pytest.mark.asyncio
+async def test_closing_the_recording_sends_a_status_without_heart_rate_or_rhythm(
+    clinician, patient, device, record_chunks, eager_celery
+):
+    """The last analysis round of a recording closed (by the device, the silence timeout or a
+    new session) says so: the pages show "No signal", not the last heart rate, at once."""
+    from monitoring.ingest import close_recording
+
+    await deliver_all(device, record_chunks[:10])
+    communicator, _, _ = await connect(f"/ws/patients/{patient.pk}/", clinician)
+    backlog = await drain(communicator)
+    before = [m for m in backlog if m["type"] == "status"][-1]
+    assert before["signal"] == "live" and before["hr_bpm"] is not None
+
+    def close():
+        with transaction.atomic():
+            close_recording(Recording.objects.get(), Recording.ClosedBy.SILENCE)
+
+    await database_sync_to_async(close)()
+    messages = await drain(communicator, quiet_s=1.0)
+    await communicator.disconnect()
+    after = [m for m in messages if m["type"] == "status"][-1]
+    assert [after[key] for key in ("hr_bpm", "rhythm", "signal")] == [None, None, "ended"]
 
 
 @pytest.mark.asyncio

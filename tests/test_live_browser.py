@@ -8,9 +8,12 @@ device to browser runs in one server process, on the test database.
 
 The browser logs in, watches the live view (the sweeping canvas changes, a heart rate shows),
 waits for the VT alarm, acknowledges it and sees it acknowledged; then the central station
-shows the patient's tile with a moving waveform and sends its keep-alive pings. Screenshots
-go to test-artifacts/ (ignored by git): live-sinus.png, live-vt-alarm.png,
-live-acknowledged.png, station.png.
+shows the patient's tile with a moving waveform and sends its keep-alive pings. Then the
+device goes silent (as if killed: its recording stays open): the tile says "No signal" with no
+heart rate, and so does the live view opened meanwhile, until a new session streams and it
+clears by itself. Screenshots go to test-artifacts/ (ignored by git): live-sinus.png,
+live-vt-alarm.png, live-acknowledged.png, station.png, station-no-signal.png,
+live-no-signal.png.
 """
 
 import asyncio
@@ -69,15 +72,20 @@ def sinus_with_vt_runs_mv() -> np.ndarray:
 
 
 class DeviceThread:
-    """One virtual device streaming a signal in real time from a thread, stoppable."""
+    """One virtual device streaming a signal in real time from a thread, stoppable; with
+    ``close=False`` it stops as a device that is switched off, leaving its recording open."""
 
-    def __init__(self, base_url: str, token: str, signal_mv: np.ndarray):
+    def __init__(self, base_url: str, token: str, signal_mv: np.ndarray, close: bool = True):
         self.config = DeviceConfig(
             name="browser-test", token=token, fs_hz=FS_HZ, gain_adc_per_mv=GAIN_ADC_PER_MV
         )
         self.signal_adc = to_adc(signal_mv, GAIN_ADC_PER_MV)
         self.simulation = SimulationConfig(
-            base_url=base_url, chunk_s=0.5, duration_s=len(signal_mv) / FS_HZ, stagger=False
+            base_url=base_url,
+            chunk_s=0.5,
+            duration_s=len(signal_mv) / FS_HZ,
+            stagger=False,
+            close=close,
         )
         self.loop = None
         self.stop_event = None
@@ -99,6 +107,9 @@ class DeviceThread:
         return self
 
     def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self):
         if self.loop is not None and self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.stop_event.set)
         self.thread.join(timeout=60)
@@ -271,7 +282,7 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
     browser.get(f"{eager_daphne}/patients/{patient.pk}/live/")
     assert "Research software, not a medical device" in browser.page_source
 
-    with DeviceThread(eager_daphne, token, sinus_with_vt_runs_mv()):
+    with DeviceThread(eager_daphne, token, sinus_with_vt_runs_mv(), close=False) as feed:
         started = time.monotonic()
         # the live socket connects and the trace sweeps: two snapshots 1.5 s apart differ
         wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "live")
@@ -358,4 +369,45 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
         )
         time.sleep(3)  # a few more seconds of trace for the screenshot
         screenshot(browser, "station.png")
+        assert not browser.find_element("css selector", f"{tile} .signal-badge").is_displayed()
+
+        # the device goes silent, its recording still open: no wave for NO_SIGNAL_S (10 s,
+        # station.js) and the tile says so and blanks its heart rate and rhythm, whatever
+        # alarm it shows
+        feed.stop()
+        check_no_signal(browser, f"{tile} .signal-badge", f"{tile} .hr", f"{tile} .rhythm")
+        assert "no-signal" in browser.find_element("css selector", tile).get_attribute("class")
+        screenshot(browser, "station-no-signal.png")
+
+    # the live view opened now: the last chunk is over 10 s old, so the status after the
+    # backlog says "stale" (monitoring/live.py) and the page shows no numbers from the start
+    browser.get(f"{eager_daphne}/patients/{patient.pk}/live/")
+    wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "live")
+    check_no_signal(browser, "#signal-state", "#hr-value", "#rhythm-value", timeout_s=5)
+    assert browser.find_element("id", "recording-info").text.endswith("· no signal")
+    screenshot(browser, "live-no-signal.png")
+
+    # the device is back (a new session, a new recording): the view clears by itself
+    tail = synthetic.generate(60.0, fs=FS_HZ, rhythm="NSR", hr_bpm=75, seed=3).signal_mv
+    with DeviceThread(eager_daphne, token, tail):
+        wait_for(
+            browser,
+            lambda d: not d.find_element("id", "signal-state").is_displayed(),
+            timeout_s=20,
+        )
+        assert "no-signal" not in browser.find_element("id", "live").get_attribute("class")
+        wait_for(browser, lambda d: d.find_element("id", "hr-value").text.isdigit(), 45)
+        assert browser.find_element("id", "recording-info").text.endswith("· live")
     print(f"VT alarm on the page {vt_after_s:.0f} s after the device started")  # noqa: T201
+
+
+def check_no_signal(driver, badge: str, hr: str, rhythm: str, timeout_s: float = 20) -> None:
+    """The no-signal state: the badge shows (within ``timeout_s``), no heart rate or rhythm."""
+    wait_for(
+        driver,
+        lambda d: d.find_element("css selector", badge).is_displayed(),
+        timeout_s=timeout_s,
+    )
+    assert driver.find_element("css selector", badge).text.startswith("No signal")
+    assert driver.find_element("css selector", hr).text == "--"
+    assert driver.find_element("css selector", rhythm).text == "—"

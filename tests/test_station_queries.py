@@ -32,8 +32,9 @@ def admit(number: int, clinician=None) -> Patient:
 
 
 def recording(patient: Patient, **fields) -> Recording:
-    """A recording of ``patient`` (a live device one unless ``fields`` say otherwise), with
-    analyzer state."""
+    """A recording of ``patient`` (a live device one whose last chunk came just now, unless
+    ``fields`` say otherwise), with analyzer state."""
+    fields.setdefault("last_chunk_at", timezone.now())
     return Recording.objects.create(
         patient=patient,
         sampling_rate_hz=250.0,
@@ -229,7 +230,7 @@ def test_the_hello_tiles_say_what_each_patients_own_status_says(clinician):
     add_beats(live_one, labels)
     assert live.recent_beats_of([live_one])[live_one.pk][1] == list(labels[-17:])
     add_beats(recording(ectopic, status=Recording.Status.CLOSED, started_at=now), "N" * 20, 150)
-    # only a finished recording, 60 bpm
+    # only a finished recording, 60 bpm: history, no heart rate or rhythm
     finished = patient(2)
     add_beats(
         recording(finished, status=Recording.Status.CLOSED, analysis_cursor=3000), "N" * 12, 250
@@ -264,8 +265,8 @@ def test_the_hello_tiles_say_what_each_patients_own_status_says(clinician):
         current = live.current_recording(tile["id"])
         alone = live.status_message(current, tile["id"])
         assert tile["recording"] == (current.pk if current else None)
-        assert {key: tile[key] for key in ("hr_bpm", "rhythm", "alarm")} == {
-            key: alone[key] for key in ("hr_bpm", "rhythm", "alarm")
+        assert {key: tile[key] for key in ("hr_bpm", "rhythm", "signal", "alarm")} == {
+            key: alone[key] for key in ("hr_bpm", "rhythm", "signal", "alarm")
         }
         backlog = [m for m in messages if m["type"] == "status" and m["patient"] == tile["id"]]
         assert [without_time(m) for m in backlog] == [
@@ -277,9 +278,100 @@ def test_the_hello_tiles_say_what_each_patients_own_status_says(clinician):
         live_one.pk,
         "Sinus + PVCs",
     )
-    assert (by_id[finished.pk]["hr_bpm"], by_id[finished.pk]["rhythm"]) == (60.0, "Sinus")
+    assert by_id[ectopic.pk]["signal"] == "live"
+    assert [by_id[finished.pk][key] for key in ("hr_bpm", "rhythm", "signal")] == [
+        None,
+        None,
+        "ended",
+    ]
     assert (by_id[alarmed.pk]["recording"], by_id[alarmed.pk]["alarm"]["kind"]) == (None, "PAUSE")
+    assert by_id[alarmed.pk]["signal"] == "none"
     assert by_id[alarmed.pk]["alarm"]["unacknowledged"] == 2
     assert (by_id[tachy.pk]["rhythm"], by_id[tachy.pk]["alarm"]["kind"]) == ("VT", "VT")
     assert (by_id[quiet.pk]["hr_bpm"], by_id[quiet.pk]["rhythm"]) == (None, None)
     assert by_id[ectopic.pk]["alarm"] is None
+
+
+# --- No signal ---------------------------------------------------------------------------
+
+
+def test_the_signal_is_live_while_chunks_come_and_stale_after_the_limit(patient):
+    """``signal_state`` reads the live recording's last chunk (its start before any chunk, as
+    the device-offline rule does) against ``SIGNAL_STALE_S``; a closed one has ended."""
+    now = timezone.now()
+    limit = timedelta(seconds=live.SIGNAL_STALE_S)
+    streaming = recording(patient, last_chunk_at=now - limit)
+    assert live.signal_state(streaming, now) == "live"
+    assert live.signal_state(streaming, now + timedelta(seconds=0.5)) == "stale"
+    assert live.signal_state(streaming, now - timedelta(seconds=5)) == "live"  # a clock behind
+    opened = recording(patient, last_chunk_at=None, started_at=now - timedelta(seconds=3))
+    assert live.signal_state(opened, now) == "live"
+    assert live.signal_state(opened, now + limit) == "stale"
+    closed = recording(patient, status=Recording.Status.CLOSED, last_chunk_at=now)
+    assert live.signal_state(closed, now) == "ended"
+    assert live.signal_state(None, now) == "none"
+
+
+def test_a_silent_devices_status_has_no_heart_rate_whatever_alarm_is_on_top(patient):
+    """The reviewer's case: a device killed 45 s ago, its last beats at 65 bpm, an older
+    "AF onset" warning and the "Device offline" technical alarm open. The warning stays the
+    top alarm (priority first), and the status says "stale" with no heart rate or rhythm, so
+    the pages can say "No signal" whatever alarm they show."""
+    now = timezone.now()
+    silent = recording(patient, last_chunk_at=now - timedelta(seconds=45), analysis_cursor=9000)
+    add_beats(silent, "N" * 20, rr_samples=231)  # 65 bpm at 250 Hz
+    Alarm.objects.create(
+        patient=patient,
+        kind="AF",
+        priority="warning",
+        message="AF onset",
+        raised_at=now - timedelta(minutes=3),
+    )
+    Alarm.objects.create(
+        patient=patient, kind="DEVICE_OFFLINE", priority="technical", message="Device offline"
+    )
+
+    status = live.status_message(silent, patient.pk)
+    assert [status[key] for key in ("hr_bpm", "rhythm", "signal")] == [None, None, "stale"]
+    assert status["alarm"]["message"] == "AF onset"
+    assert status["last_sample"] == 9000
+
+    # the same beats, with a chunk a moment ago: a heart rate and a rhythm again
+    Recording.objects.filter(pk=silent.pk).update(last_chunk_at=timezone.now())
+    silent.refresh_from_db()
+    status = live.status_message(silent, patient.pk)
+    assert (round(status["hr_bpm"]), status["rhythm"], status["signal"]) == (65, "Sinus", "live")
+
+
+def test_the_patient_hello_of_a_closed_recording_says_it_is_not_live(patient):
+    """The silence timeout closed the recording (after 5 min): the live view's hello names it
+    not live, and the status after the backlog has no heart rate or rhythm from its beats."""
+    now = timezone.now()
+    closed = recording(
+        patient,
+        status=Recording.Status.CLOSED,
+        closed_by=Recording.ClosedBy.SILENCE,
+        last_chunk_at=now - timedelta(minutes=5),
+        ended_at=now,
+    )
+    add_beats(closed, "N" * 20, rr_samples=158)  # 95 bpm
+
+    hello, messages = consumers.backlog_messages(patient.pk, since_s=10)
+    assert hello["recording"]["id"] == closed.pk and hello["recording"]["live"] is False
+    status = messages[-1]
+    assert status["type"] == "status"
+    assert [status[key] for key in ("hr_bpm", "rhythm", "signal")] == [None, None, "ended"]
+    (tile,) = consumers.station_backlog([patient.pk], set(), 0.0)[0]
+    assert [tile[key] for key in ("hr_bpm", "rhythm", "signal")] == [None, None, "ended"]
+
+
+def test_the_station_hello_of_silent_patients_reads_no_beats(clinician):
+    """Beats and episodes are read only for recordings that bring a signal: a station of
+    silent or finished patients costs fewer queries, not more."""
+    now = timezone.now()
+    patients = [admit(number, clinician) for number in range(3)]
+    Recording.objects.filter(patient=patients[0]).update(last_chunk_at=now - timedelta(minutes=1))
+    Recording.objects.filter(patient=patients[1]).update(status=Recording.Status.CLOSED)
+    Recording.objects.filter(patient=patients[2]).delete()
+    queries = hello_queries([patient.pk for patient in patients])
+    assert not [sql[:90] for sql in queries if "monitoring_beat" in sql or "episode" in sql]

@@ -3,12 +3,19 @@
 // trace that sweeps left to right, beat labels above their R peaks, HR, rhythm and alarms;
 // the HR trend of the last hour from /api/patients/<id>/hr-trend/; Acknowledge buttons that
 // POST to /api/alarms/<id>/acknowledge/ with the CSRF token.
+// Without signal (no samples for NO_SIGNAL_S, or a status that says the recording is silent or
+// closed) the view says "No signal", blanks HR and rhythm and greys the trace, whatever alarm
+// the banner shows; the next samples clear it.
 (function () {
   "use strict";
 
   var MM_PER_S = 25;        // paper speed
   var PX_PER_MM = 4;        // so the 1100-px canvas holds 11 s of paper
   var GAP_S = 0.3;          // blank ahead of the write position
+  // No samples for this long (plus the last chunk's length, for devices that send long
+  // chunks): the device is silent. Devices send a chunk a second; the server calls a
+  // recording stale after the same time (SIGNAL_STALE_S in monitoring/live.py).
+  var NO_SIGNAL_S = 10;
   var LABEL_COLOURS = { N: "#1d2733", S: "#1d4ed8", V: "#c8102e", F: "#9333ea", Q: "#6b7785" };
 
   var $ = function (id) { return document.getElementById(id); };
@@ -18,7 +25,12 @@
   var context = canvas.getContext("2d");
   var paper = document.createElement("canvas");   // the grid, drawn once per size
   var state = { recording: null, fs: 0, buffer: null, last: -1, beats: [], dirty: true,
-    lastMessageAt: 0 };
+    lastMessageAt: 0,
+    // the server's word on the signal ("live", "stale", "ended", "none"; null: not heard
+    // yet), when samples last came (Date.now()), how long the last chunk was, and what the
+    // recording line says before its state
+    signal: null, dataAt: 0, chunkS: 0, noSignal: false, recordingId: null,
+    recordingText: null };
 
   function csrfToken() {
     var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -64,9 +76,16 @@
   function addSamples(message) {
     if (message.recording !== state.recording || message.fs_hz !== state.fs || !state.buffer) {
       resetTrace(message.recording, message.fs_hz);
-      // a device that starts (or restarts) after the page opened: its hello is long gone
-      $("recording-info").textContent = "#" + message.recording + " · " + message.fs_hz + " Hz · live";
     }
+    if (message.recording !== state.recordingId) {
+      // a device that starts (or restarts) after the page opened: its hello is long gone
+      state.recordingId = message.recording;
+      state.recordingText = "#" + message.recording + " · " + message.fs_hz + " Hz";
+    }
+    state.signal = "live";
+    state.dataAt = Date.now();
+    state.chunkS = message.samples_mv.length / message.fs_hz;
+    showSignal();
     var buffer = state.buffer, n = buffer.length;
     var first = message.first_sample, values = message.samples_mv;
     var end = first + values.length;
@@ -167,7 +186,47 @@
 
   // --- Status and alarms ------------------------------------------------------------------
 
+  function signalLost() {
+    if (state.signal === null) { return false; }   // nothing heard yet: say nothing
+    if (state.signal !== "live") { return true; }
+    return Date.now() - state.dataAt > (NO_SIGNAL_S + state.chunkS) * 1000;
+  }
+
+  function showSignal() {
+    // the no-signal state, independent of the alarm banner: a badge and a class of its own
+    var lost = signalLost();
+    var badge = $("signal-state");
+    badge.textContent = state.signal === "ended" ? "No signal · recording ended" :
+      state.signal === "none" ? "No signal · no recording" : "No signal";
+    if (state.recordingText !== null) {
+      $("recording-info").textContent = state.recordingText + " · " +
+        (state.signal === "ended" ? "closed" : lost ? "no signal" : "live");
+    }
+    if (lost === state.noSignal) { return; }
+    state.noSignal = lost;
+    root.classList.toggle("no-signal", lost);
+    badge.hidden = !lost;
+    if (lost) {
+      // the last values are the past, not vital signs; the next status sets them again
+      $("hr-value").textContent = "--";
+      $("hr-value").classList.remove("out-of-limits");
+      $("rhythm-value").textContent = "—";
+    }
+  }
+
   function showStatus(message) {
+    if (message.recording && state.recordingId && message.recording < state.recordingId) {
+      // the last round of a recording a new session replaced (ids grow): it says nothing
+      // about the signal or the vital signs now, only the alarm is the patient's
+      showBanner(message.alarm);
+      return;
+    }
+    if ("signal" in message) {
+      state.signal = message.signal;
+      // a status of a live signal comes from an analysis round of fresh data
+      if (message.signal === "live") { state.dataAt = Date.now(); }
+      showSignal();
+    }
     var known = message.hr_bpm !== null && message.hr_bpm !== undefined;
     var hr = $("hr-value");
     hr.textContent = known ? String(Math.round(message.hr_bpm)) : "--";
@@ -317,10 +376,16 @@
     state.lastMessageAt = Date.now();
     if (message.type === "hello") {
       var recording = message.recording;
-      $("recording-info").textContent = recording
-        ? "#" + recording.id + " · " + recording.fs_hz + " Hz · lead " + recording.lead +
-          (recording.live ? " · live" : " · closed")
-        : "no live recording";
+      state.recordingId = recording ? recording.id : null;
+      state.recordingText = recording
+        ? "#" + recording.id + " · " + recording.fs_hz + " Hz · lead " + recording.lead : null;
+      if (!recording) {
+        $("recording-info").textContent = "no live recording";
+        state.signal = "none";
+      } else if (!recording.live) {
+        state.signal = "ended";  // history, not a vital sign
+      }  // a live one: the status after the backlog says whether it still brings a signal
+      showSignal();
     } else if (message.type === "samples") {
       addSamples(message);
     } else if (message.type === "beats") {
@@ -380,5 +445,6 @@
   window.requestAnimationFrame(frame);
   loadTrend();
   setInterval(loadTrend, 30000);  // a new minute's point shows within half a minute
+  setInterval(showSignal, 1000);  // a device that stops sends nothing more: look every second
   connect();
 })();

@@ -4,12 +4,19 @@
 // The socket reconnects with a growing delay (1 s, 2 s, ... 30 s) when it drops, asking for the
 // seconds it missed (since_s) so the tiles' traces have no hole. A "hello" lists every patient
 // the station may show: a tile not in it (unassigned, discharged) is removed.
+// A tile whose patient brings no signal (no wave for NO_SIGNAL_S, or a status that says the
+// recording is silent or closed) says "No signal", blanks its heart rate and rhythm and greys
+// its trace, whatever alarm is on top; the next wave clears it.
 (function () {
   "use strict";
 
   var SWEEP_S = 6;          // seconds of signal across a tile
   var GAP_S = 0.25;         // blank ahead of the write position, so the sweep is visible
   var MV_RANGE = 4;         // the tile's height spans 4 mV
+  // No wave for this long (plus the last chunk's length, for devices that send long chunks):
+  // the device is silent. Devices send a chunk a second; the server calls a recording stale
+  // after the same time (SIGNAL_STALE_S in monitoring/live.py).
+  var NO_SIGNAL_S = 10;
   var root = document.getElementById("station");
   var connection = document.getElementById("station-connection");
   if (!root || !window.WebSocket) { return; }
@@ -19,7 +26,10 @@
 
   function tileState(element) {
     return { element: element, canvas: element.querySelector("canvas.wave"),
-      fs: 0, recording: null, buffer: null, last: -1 };
+      fs: 0, recording: null, buffer: null, last: -1,
+      // the server's word on the signal ("live", "stale", "ended", "none"; null: not heard
+      // yet), when data last came (Date.now()) and how long the last chunk was
+      signal: null, dataAt: 0, chunkS: 0, noSignal: false };
   }
 
   Array.prototype.forEach.call(root.querySelectorAll(".tile"), function (element) {
@@ -54,7 +64,8 @@
     element.id = "tile-" + key;
     element.dataset.patient = key;
     element.href = "/patients/" + key + "/live/";
-    element.innerHTML = '<div class="tile-head"><span class="bed"></span> <span class="name"></span></div>' +
+    element.innerHTML = '<div class="tile-head"><span class="bed"></span> <span class="name"></span>' +
+      '<span class="signal-badge" hidden>No signal</span></div>' +
       '<canvas class="wave" width="300" height="70"></canvas>' +
       '<div class="tile-foot"><span class="hr">--</span><span class="unit">bpm</span> <span class="rhythm">—</span></div>' +
       '<div class="alarm-text"></div>';
@@ -75,12 +86,50 @@
 
   function showStatus(tile, status) {
     var element = tile.element;
+    if (status.recording && tile.recording && status.recording < tile.recording) {
+      // the last round of a recording a new session replaced (ids grow): it says nothing
+      // about the signal or the vital signs now, only the alarm is the patient's
+      if ("alarm" in status) { showAlarm(tile, status.alarm); }
+      return;
+    }
+    if ("signal" in status) {
+      tile.signal = status.signal;
+      // a status of a live signal comes from an analysis round of fresh data
+      if (status.signal === "live") { tile.dataAt = Date.now(); }
+      showSignal(tile);
+    }
     if ("hr_bpm" in status) {
       element.querySelector(".hr").textContent =
         status.hr_bpm === null || status.hr_bpm === undefined ? "--" : String(Math.round(status.hr_bpm));
     }
     if ("rhythm" in status) { element.querySelector(".rhythm").textContent = status.rhythm || "—"; }
     if ("alarm" in status) { showAlarm(tile, status.alarm); }
+  }
+
+  function signalLost(tile) {
+    if (tile.signal === null) { return false; }   // nothing heard yet: say nothing
+    if (tile.signal !== "live") { return true; }
+    return Date.now() - tile.dataAt > (NO_SIGNAL_S + tile.chunkS) * 1000;
+  }
+
+  function showSignal(tile) {
+    // the no-signal state, independent of the alarm colour: a badge and a class of its own
+    var lost = signalLost(tile);
+    var element = tile.element;
+    var badge = element.querySelector(".signal-badge");
+    if (badge) {
+      badge.textContent = tile.signal === "ended" ? "No signal · recording ended" :
+        tile.signal === "none" ? "No signal · no recording" : "No signal";
+    }
+    if (lost === tile.noSignal) { return; }
+    tile.noSignal = lost;
+    element.classList.toggle("no-signal", lost);
+    if (badge) { badge.hidden = !lost; }
+    if (lost) {
+      // the last values are the past, not vital signs; the next status sets them again
+      element.querySelector(".hr").textContent = "--";
+      element.querySelector(".rhythm").textContent = "—";
+    }
   }
 
   function showAlarm(tile, alarm) {
@@ -105,6 +154,10 @@
   }
 
   function addWave(tile, message) {
+    tile.signal = "live";
+    tile.dataAt = Date.now();
+    tile.chunkS = message.samples_mv.length / message.fs_hz;
+    showSignal(tile);
     if (tile.recording !== message.recording || tile.fs !== message.fs_hz || !tile.buffer) {
       tile.recording = message.recording;
       tile.fs = message.fs_hz;
@@ -237,5 +290,9 @@
   }
 
   window.requestAnimationFrame(frame);
+  // a device that stops sends nothing more: look for silence every second
+  setInterval(function () {
+    Object.keys(tiles).forEach(function (key) { showSignal(tiles[key]); });
+  }, 1000);
   connect();
 })();
