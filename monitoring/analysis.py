@@ -35,6 +35,10 @@ ROWS_NOTE = (
     "Beat rows have no rhythm context (no time between beats), so there is no heart rate "
     "and no rhythm episodes; each row is classified on its shape alone."
 )
+# A beatless analysed lead whose robust peak-to-peak (1st to 99th percentile) is below this is
+# flat or nearly so, as the live poor-signal alarm reads it (monitoring.alarms): asystole, a
+# lead that was off, or a file not in millivolts (a file in volts reads 1000 times too small).
+NO_BEATS_FLAT_PP_MV = 0.5
 CSV_COLUMNS_PROBABILITIES = [f"p_{name}" for name in AAMI_CLASSES]
 
 
@@ -249,7 +253,10 @@ def _analyze_signal(recording: Recording) -> tuple[list[Beat], list[Episode], di
     ecg_mv = recording_signal_mv(recording)
     result = analyze_signal(ecg_mv, fs)
     r_peaks = np.asarray(result.r_peaks, dtype=np.int64)
-    probabilities = np.asarray(result.probabilities, dtype=np.float64).reshape(len(r_peaks), -1)
+    # (n_beats, 5); named in full, since a beatless signal's (0, 5) cannot infer a -1 axis
+    probabilities = np.asarray(result.probabilities, dtype=np.float64).reshape(
+        len(r_peaks), len(AAMI_CLASSES)
+    )
     matched_reference: dict[int, str] = {}
     agreement_result = None
     reference = recording.reference_annotations
@@ -297,7 +304,35 @@ def _analyze_signal(recording: Recording) -> tuple[list[Beat], list[Episode], di
     summary["lead"] = recording.analysis_lead_name
     summary["models"] = result.models
     summary["rhythm_context"] = True
+    if len(r_peaks) == 0:
+        summary["note"] = no_beats_note(ecg_mv, recording.analysis_lead_name)
     return beats, episodes, _jsonable(summary), agreement_result
+
+
+def no_beats_note(ecg_mv: np.ndarray, lead: str) -> str:
+    """What the summary of an analysis that found no beat says, from the lead's amplitude.
+
+    The analysis itself stands as ``python -m inference.analyze`` gives it: no beats, no
+    heart rate, and the pause that spans the signal; the note says how to read that.
+    """
+    found = f"No beats were found in lead {lead}"
+    if np.ptp(ecg_mv) == 0:
+        return (
+            f"{found}: the signal is flat (constant at {float(ecg_mv[0]):g} mV). Asystole, or a "
+            "lead that was off or disconnected: check the recording."
+        )
+    pp_mv = float(np.percentile(ecg_mv, 99) - np.percentile(ecg_mv, 1))
+    if pp_mv < NO_BEATS_FLAT_PP_MV:
+        return (
+            f"{found}: the signal spans only {pp_mv:.3g} mV peak to peak. Asystole, a lead "
+            "that was off, or a file not in millivolts (a file in volts reads 1000 times too "
+            "small): check the recording and its units."
+        )
+    return (
+        f"{found} although the signal spans {pp_mv:.3g} mV peak to peak: noise, movement or "
+        "a rhythm the QRS detector cannot follow (ventricular fibrillation is reported as an "
+        "episode when detected). Check the strip."
+    )
 
 
 def _analyze_rows(recording: Recording) -> tuple[list[Beat], list[Episode], dict, dict | None]:

@@ -10,6 +10,7 @@ import io
 import matplotlib.image
 import numpy as np
 import pytest
+from django.utils.html import escape
 
 from inference.synthetic import generate
 from monitoring.analysis import analyze_recording, recording_adc
@@ -111,6 +112,75 @@ def test_it_analyses_a_signal_csv_at_its_stated_rate(upload):
     assert abs(summary["n_beats"] - len(truth.beats)) <= 2
     assert 60 <= summary["heart_rate_bpm"]["mean"] <= 85
     assert recording.analysis_agreement is None  # a plain signal carries no labels
+
+
+def zeros_csv(n_samples: int = 10800) -> bytes:
+    """The reviewer's file: ``np.savetxt('zeros.csv', np.zeros(10800))``, a flat 30 s at 360 Hz."""
+    buffer = io.StringIO()
+    np.savetxt(buffer, np.zeros(n_samples))
+    return buffer.getvalue().encode()
+
+
+def volts_csv(seconds: float = 30.0, fs_hz: float = 360.0) -> bytes:
+    """A synthetic strip written in volts instead of millivolts: 1000 times too small."""
+    buffer = io.StringIO()
+    np.savetxt(buffer, generate(seconds, fs=fs_hz, seed=7).signal_mv / 1000.0)
+    return buffer.getvalue().encode()
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (zeros_csv(), "the signal is flat (constant at 0 mV)"),
+        (volts_csv(), "a file not in millivolts"),
+    ],
+    ids=["flat", "volts"],
+)
+def test_a_signal_without_beats_is_analysed_as_inference_analyze_does(api, upload, content, says):
+    # it was "ValueError: cannot reshape array of size 0 into shape (0,newaxis)": Failed
+    from inference.analysis import analyze_signal
+
+    recording = upload({"strip.csv": content}, fs_hz="360")
+    assert recording.analysis_status == AnalysisStatus.DONE, recording.analysis_error
+    summary = recording.analysis_summary
+    assert summary["n_beats"] == 0 and not recording.beats.exists()
+    assert summary["heart_rate_bpm"] == {"mean": None, "min": None, "max": None}
+    assert summary["counts"] == {name: 0 for name in "NSVFQ"}
+    assert summary["note"].startswith("No beats were found in lead") and says in summary["note"]
+    # the same beats, episodes and summary as the command line's pipeline on the stored lead
+    direct = analyze_signal(recording.to_mv(recording_adc(recording)[:, 0]), 360.0)
+    assert len(direct.r_peaks) == 0
+    stored = list(recording.episodes.values_list("kind", "start_s", "end_s"))
+    assert stored == [(e.kind, e.start_s, e.end_s) for e in direct.episodes]
+    assert stored == [("PAUSE", 0.0, 30.0)]  # the whole strip: no beat at all
+    assert summary["episodes"]["PAUSE"] == {"count": 1, "seconds": 30.0}
+    assert {k: summary[k] for k in direct.summary} == direct.summary
+
+    # and every view of the results takes a recording without beats
+    analysis = api.get(f"/api/recordings/{recording.pk}/analysis/").json()
+    assert analysis["analysis_status"] == "done" and analysis["analysis_summary"]["n_beats"] == 0
+    assert analysis["analysis_summary"]["note"] == summary["note"]
+    assert api.get(f"/api/recordings/{recording.pk}/beats/").json()["count"] == 0
+    table = api.get(f"/api/recordings/{recording.pk}/results.csv").content.decode()
+    assert table.splitlines()[0].startswith("beat,sample,time_s") and len(table.splitlines()) == 1
+    strip = api.get(f"/api/recordings/{recording.pk}/strip.png", HTTP_ACCEPT="image/png")
+    assert strip.status_code == 200 and strip.content[:8] == PNG_MAGIC
+    page = api.get(f"/recordings/{recording.pk}/")
+    assert page.status_code == 200
+    note = f'<p class="note" id="summary-note">{escape(summary["note"])}</p>'
+    assert note in page.content.decode()  # the results page says why there are no beats
+
+
+def test_the_no_beats_note_tells_flat_small_and_large_signals_apart():
+    from monitoring.analysis import no_beats_note
+
+    flat = no_beats_note(np.full(1000, 0.25), "II")
+    assert flat.startswith("No beats were found in lead II: the signal is flat (constant at 0.25")
+    small = no_beats_note(np.linspace(0.0, 0.0016, 1000), "MLII")
+    assert "spans only 0.00157 mV peak to peak" in small and "not in millivolts" in small
+    large = no_beats_note(np.linspace(-1.0, 1.0, 1000), "MLII")
+    assert "although the signal spans 1.96 mV peak to peak" in large
+    assert "millivolts" not in large
 
 
 def test_it_analyses_kaggle_rows_with_their_labels(upload):
