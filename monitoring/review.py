@@ -34,6 +34,10 @@ MIN_POINTS, MAX_POINTS, DEFAULT_POINTS = 10, 20_000, 2000
 # beat labels a window answers at most (2 hours hold about 10,000 beats at 80 bpm)
 MAX_WINDOW_BEATS = 20_000
 MAX_EVENTS = 1000
+# The latest time an event query may name (``after_s``, ``before_s``): ten years, far past
+# any recording (and past a short one's end, where the viewer's centre can lie), while its
+# sample index at 2000 Hz still fits a 64-bit integer. 1e308 s overflowed into a 500.
+MAX_EVENT_TIME_S = 10 * 365.25 * 86400.0
 
 # WFDB format 16 reserves its lowest value for "no sample here"; wfdb.rdrecord turns it into
 # NaN in physical units.
@@ -74,6 +78,17 @@ def _integer(value, name: str, default: int, low: int, high: int) -> int:
         raise ValueError(f"{name} must be a whole number, got {value!r}") from None
     if not low <= number <= high:
         raise ValueError(f"{name} must be from {low} to {high}, got {number}")
+    return number
+
+
+def _time_parameter(value, name: str, default: float) -> float:
+    """A time in seconds from the recording's start: a finite number (``seconds_parameter``)
+    from 0 to ``MAX_EVENT_TIME_S``; ``ValueError`` naming the parameter otherwise."""
+    number = seconds_parameter(value, name, default)
+    if not 0.0 <= number <= MAX_EVENT_TIME_S:
+        raise ValueError(
+            f"{name} must be from 0 to {MAX_EVENT_TIME_S:.0f} s (10 years), got {number:g}"
+        )
     return number
 
 
@@ -184,7 +199,9 @@ def events(recording: Recording, kind, after_s=None, before_s=None, limit=None) 
 
     Times are compared in whole samples (the nearest sample to the time given), so asking for
     the next V beat after the one the view is centred on never answers that same beat.
-    ``ValueError`` names a wrong parameter.
+    ``ValueError`` names a wrong parameter: every one is checked here, ``kind`` against
+    ``EVENT_KINDS``, the time from 0 to ``MAX_EVENT_TIME_S`` (finite), ``limit`` a whole
+    number from 1 to ``MAX_EVENTS``.
     """
     if kind not in EVENT_KINDS:
         raise ValueError(f"kind must be one of {', '.join(EVENT_KINDS)}, got {kind!r}")
@@ -194,7 +211,7 @@ def events(recording: Recording, kind, after_s=None, before_s=None, limit=None) 
     fs_hz = recording.sampling_rate_hz
     forward = after_s not in (None, "")
     pivot_name = "after_s" if forward else "before_s"
-    pivot_s = seconds_parameter(after_s if forward else before_s, pivot_name, 0)
+    pivot_s = _time_parameter(after_s if forward else before_s, pivot_name, 0.0)
     pivot = int(round(pivot_s * fs_hz))
     if kind in ("alarm", "episode"):
         if kind == "alarm":

@@ -171,9 +171,71 @@ def test_it_answers_400_to_a_content_length_that_is_not_a_number(api):
     assert response.json()["detail"] == "Content-Length '12abc' is not a number of bytes"
 
 
-def test_it_answers_415_to_a_body_that_is_not_json(api):
-    response = api.post("/predict", "ecg=1,2,3", content_type="text/plain")
+@pytest.mark.parametrize(
+    ("payload", "content_type"),
+    [
+        ("ecg=1,2,3", "text/plain"),
+        # a form's "ecg" can only be a string: it was parsed, then refused with 400 "must be a
+        # list of numbers", while the README promised 415 for any body that is not JSON
+        ("ecg=1,2,3", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_it_answers_415_to_a_body_that_is_not_json(api, payload, content_type):
+    response = api.post("/predict", payload, content_type=content_type)
     assert response.status_code == 415
+    assert f'Unsupported media type "{content_type}"' in response.json()["detail"]
+
+
+def test_it_answers_415_to_a_multipart_form(api):
+    response = api.post("/predict", {"ecg": "1,2,3"})  # the test client's default: multipart
+    assert response.status_code == 415
+
+
+@pytest.mark.parametrize(
+    "ecg",
+    [[0] * 500, [0.0] * 500, [1.5] * 500, [-0.3] * 2500, [0.1, 0.105] * 250],
+    ids=["zeros", "float-zeros", "constant", "long-constant", "under-10-uV"],
+)
+def test_it_refuses_a_flat_signal_as_the_diagnosis_refuses_a_flat_lead(api, ecg):
+    # a flat line was judged "Normal" with normal_prob 0.98: the model scales it to 0..1
+    response = post(api, {"ecg": ecg, "fs": 250, "store": True})
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail.startswith('"ecg" is flat (missing or disconnected)')
+    assert "less than 0.01 mV" in detail
+    assert not Prediction.objects.exists()
+
+
+def test_a_small_but_real_signal_is_not_flat(api):
+    faint = [round(0.05 * value, 5) for value in ecg_window()]  # R waves of 0.06 mV
+    assert post(api, {"ecg": faint}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("ecg", "message"),
+    [
+        (
+            [1e308] * 500,
+            '"ecg" reaches 1e+308 ("ecg"[0]); it must be in millivolts (at most 20 mV)',
+        ),
+        ([-1e308] * 500, '"ecg" reaches -1e+308 ("ecg"[0])'),
+        ([0.1] * 250 + [1e308, -1e308] * 125, '"ecg" reaches 1e+308 ("ecg"[250])'),
+        ([0.0] * 499 + [20.5], '"ecg" reaches 20.5 ("ecg"[499])'),
+        ([0] * 400 + [1000] * 100, "must be in millivolts"),  # microvolts or ADC counts
+    ],
+    ids=["max-float", "min-float", "alternating", "just-over", "not-mv"],
+)
+def test_it_refuses_values_beyond_a_plausible_ecg_amplitude(api, ecg, message):
+    # [1e308] * 500 was a 500: the 0..1 scaling overflowed into NaN inside the model
+    response = post(api, {"ecg": ecg})
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+
+
+def test_it_takes_values_up_to_the_limit(api):
+    signal = [round(16.0 * value, 5) for value in ecg_window()]  # R waves of 19.2 mV
+    body = post(api, {"ecg": signal}).json()
+    assert np.isfinite(body["arrhythmia_prob"])
 
 
 def test_it_requires_a_login_or_an_api_token(client, clinician):

@@ -308,6 +308,84 @@ def test_bad_event_queries_answer_400(api, device_recording, params):
     assert response.status_code == 400
 
 
+@pytest.mark.parametrize("kind", ["V", "alarm", "episode"])
+@pytest.mark.parametrize("name", ["after_s", "before_s"])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        # 1e308 s in samples overflowed int(round(...)): a 500 (OverflowError)
+        ("1e308", "must be from 0 to 315576000 s (10 years), got 1e+308"),
+        ("1e20", "must be from 0 to 315576000 s (10 years), got 1e+20"),
+        ("-1", "must be from 0 to 315576000 s (10 years), got -1"),
+        ("-1e308", "got -1e+308"),
+        ("inf", "must be a finite number of seconds"),
+        ("-inf", "must be a finite number of seconds"),
+        ("nan", "must be a finite number of seconds"),
+        ("1e400", "must be a finite number of seconds"),  # a float overflows to inf
+        ("soon", "must be a number of seconds, got 'soon'"),
+    ],
+)
+def test_an_event_time_out_of_range_answers_400_naming_it(
+    api, device_recording, kind, name, value, message
+):
+    response = api.get(
+        f"/api/recordings/{device_recording.pk}/events/", {"kind": kind, name: value}
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["detail"].startswith(f"{name} ") and message in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1e308", "limit must be a whole number, got '1e308'"),
+        ("inf", "limit must be a whole number, got 'inf'"),
+        ("nan", "limit must be a whole number, got 'nan'"),
+        ("2.5", "limit must be a whole number, got '2.5'"),
+        ("9" * 5000, "limit must be a whole number"),  # past int()'s digit limit
+        ("99999999999999999999", "limit must be from 1 to 1000, got 99999999999999999999"),
+        ("-1", "limit must be from 1 to 1000, got -1"),
+        ("0", "limit must be from 1 to 1000, got 0"),
+    ],
+)
+def test_an_event_limit_out_of_range_answers_400_naming_it(api, device_recording, value, message):
+    url = f"/api/recordings/{device_recording.pk}/events/"
+    response = api.get(url, {"kind": "V", "after_s": 0, "limit": value})
+    assert response.status_code == 400, response.content
+    assert message in response.json()["detail"]
+
+
+def test_event_times_at_the_bounds_are_taken(api, device_recording):
+    url = f"/api/recordings/{device_recording.pk}/events/"
+    assert api.get(url, {"kind": "V", "after_s": "0"}).json()["events"][0]["sample"] == 700
+    # past the recording's end (the viewer's centre can lie there) but within the bound
+    assert api.get(url, {"kind": "V", "after_s": "315576000"}).json()["events"] == []
+    last = api.get(url, {"kind": "V", "before_s": "315576000"}).json()["events"]
+    assert [e["sample"] for e in last] == [4100]
+    assert api.get(url, {"kind": "V", "before_s": "0"}).json()["events"] == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "start_s=1e308",
+        "start_s=-1e308",
+        "start_s=inf",
+        "length_s=1e308",
+        "length_s=-inf",
+        "length_s=nan",
+        "max_points=1e308",
+        "max_points=inf",
+        "channel=1e308",
+        "channel=-1",
+    ],
+)
+def test_the_signal_window_answers_400_to_extreme_numbers(api, device_recording, query):
+    response = api.get(f"/api/recordings/{device_recording.pk}/signal/?{query}")
+    assert response.status_code == 400, response.content
+    assert response.json()["detail"].startswith(query.split("=")[0])
+
+
 def test_the_strip_png_of_a_device_recording(api, device_recording):
     response = api.get(f"/api/recordings/{device_recording.pk}/range.png?start_s=8&length_s=6")
     assert response.status_code == 200 and response["Content-Type"] == "image/png"

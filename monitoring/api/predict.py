@@ -9,6 +9,13 @@ Request (JSON)::
 of 1 s up to ``PREDICT_MAX_SAMPLES`` samples are cut into 2-second windows. The answer keeps
 the seed's fields (``prediction`` "Normal"/"Arrhythmia", ``normal_prob``,
 ``arrhythmia_prob``) so existing clients keep working, and adds the per-window verdicts.
+
+The signal must look like a lead in millivolts, by the limits the 12-lead diagnosis puts on
+its leads (``inference.ptbxl_models``): no value beyond ``MAX_ABS_MV`` (20 mV), and not flat
+(a range under ``MIN_LEAD_RANGE_MV``, 0.01 mV: a missing or disconnected lead). The window
+model scales each window to 0..1, so without these a flat line was judged "Normal" and
+values near the float limit overflowed into NaN. Only JSON bodies are parsed: anything
+else gets 415.
 """
 
 import math
@@ -19,12 +26,14 @@ from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from inference.predictor import get_predictor
+from inference.ptbxl_models import MAX_ABS_MV, MIN_LEAD_RANGE_MV
 from monitoring.models import Prediction
 from monitoring.uploads import UploadError, declared_oversize
 
@@ -91,8 +100,34 @@ def parse_ecg(data) -> tuple[np.ndarray, float]:
     raise AssertionError("unreachable: a list that failed the fast check has a bad value")
 
 
+def check_lead(ecg: np.ndarray) -> None:
+    """``ValueError`` unless ``ecg`` could be one lead in millivolts with a signal on it.
+
+    The 12-lead diagnosis's lead checks (``inference.ptbxl_models.prepare_leads``), with its
+    limits and wording, for the one lead given here: values beyond ``MAX_ABS_MV`` are not
+    millivolts (and values near the float limit would overflow the 0..1 scaling into NaN); a
+    range under ``MIN_LEAD_RANGE_MV`` is a flat lead, which the model would call "Normal".
+    """
+    magnitude = np.abs(ecg)
+    index = int(magnitude.argmax())
+    if magnitude[index] > MAX_ABS_MV:
+        raise ValueError(
+            f'"ecg" reaches {ecg[index]:g} ("ecg"[{index}]); it must be in millivolts '
+            f"(at most {MAX_ABS_MV:g} mV)"
+        )
+    span = float(np.ptp(ecg))
+    if span < MIN_LEAD_RANGE_MV:
+        raise ValueError(
+            f'"ecg" is flat (missing or disconnected): its values span {span:g} mV, '
+            f"less than {MIN_LEAD_RANGE_MV:g} mV"
+        )
+
+
 class PredictView(APIView):
     """Classify a single-lead ECG (lead II) in 2-second windows: normal or arrhythmia."""
+
+    # JSON only: a form's "ecg" can only be a string, never the list of numbers asked for
+    parser_classes = [JSONParser]
 
     def get_permissions(self):
         if settings.PREDICT_ALLOW_ANONYMOUS:
@@ -166,6 +201,10 @@ class PredictView(APIView):
                 f'"explain" is limited to {settings.PREDICT_MAX_EXPLAIN_S} s of signal; '
                 f"this one lasts {len(ecg) / fs:.0f} s"
             )
+        try:
+            check_lead(ecg)
+        except ValueError as exc:
+            return error(str(exc))
         result = predictor.predict(ecg, fs, explain=explain)
         probabilities = result["probabilities"]
         prediction_id = None
