@@ -285,6 +285,8 @@ LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", "false" if DEBUG else "true")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# A refused form gets a page in the site's layout (with the research notice), not Django's bare one.
+CSRF_FAILURE_VIEW = "monitoring.views.csrf_failure"
 
 # --- REST API ---------------------------------------------------------------------------
 

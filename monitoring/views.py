@@ -21,6 +21,13 @@ def health(request):
     return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
 
 
+def csrf_failure(request, reason=""):
+    """A refused form (CSRF check failed) in the site's layout, with its research notice:
+    Django's own page is bare (``CSRF_FAILURE_VIEW``). ``reason`` is not shown (the
+    middleware logs it)."""
+    return render(request, "403_csrf.html", status=403)
+
+
 def home(request):
     """The dashboard home: the patients assigned to the clinician (staff: everyone)."""
     patients = (

@@ -88,3 +88,11 @@ def test_500_page_carries_the_notice(client, clinician, settings):
     response = client.get("/fail/")
     assert response.status_code == 500
     assert NOTICE in response.content.decode()
+
+
+def test_a_refused_form_page_carries_the_notice():
+    # a form posted without its CSRF token (an expired page): Django's bare 403 otherwise
+    response = Client(enforce_csrf_checks=True).post("/login/", {"username": "x", "password": "y"})
+    assert response.status_code == 403
+    assert NOTICE in response.content.decode()
+    assert "reload the page" in response.content.decode()
