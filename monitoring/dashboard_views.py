@@ -29,7 +29,8 @@ from monitoring.forms import (
     audit_recipients,
     recipient_labels,
 )
-from monitoring.models import AuditEntry, Device, Patient
+from monitoring.ingest import close_recording
+from monitoring.models import AuditEntry, Device, Patient, Recording
 
 GAINS_MM_PER_MV = (5, 10, 20)
 
@@ -185,14 +186,39 @@ def edit_limits(request, pk: int):
 @staff_required
 @require_POST
 def discharge_patient(request, pk: int):
-    """Discharge: the patient leaves the station; records and alarms stay for review."""
+    """Discharge: the patient leaves the station; records and alarms stay for review.
+
+    Their devices are unassigned (audited) and their live recordings closed: a device still
+    streaming would otherwise record, and raise alarms, for a patient no station shows, where
+    nobody can see or acknowledge them. Ingest refuses a device without a patient (403).
+    """
     patient = get_object_or_404(Patient, pk=pk)
     if patient.is_active:
         with transaction.atomic():
             patient.is_active = False
             patient.save(update_fields=["is_active", "updated_at"])
             AuditEntry.record(request.user, patient, "is_active", True, False)
-        messages.success(request, f"Discharged {patient.name}.")
+            # Devices first, locked as ingest locks them: a chunk being stored now commits
+            # first (its recording is then closed below), the next one finds no patient.
+            devices = Device.objects.select_for_update().filter(patient=patient)
+            serials = []
+            for device in devices.order_by("serial"):
+                device.patient = None
+                device.save(update_fields=["patient"])
+                AuditEntry.record(request.user, patient, "device", device.serial, None)
+                serials.append(device.serial)
+            live_recordings = Recording.objects.select_for_update().filter(
+                patient=patient, status=Recording.Status.LIVE
+            )
+            # .defer: closing does not need the analyzer's state (about 120 kB)
+            for recording in live_recordings.defer("stream_state"):
+                close_recording(recording, Recording.ClosedBy.SERVER)
+        if serials:
+            noun = "device" if len(serials) == 1 else "devices"
+            unassigned = f"; {noun} {', '.join(serials)} unassigned"
+        else:
+            unassigned = ""
+        messages.success(request, f"Discharged {patient.name}{unassigned}.")
     return redirect("patient-page", pk=patient.pk)
 
 

@@ -1,0 +1,92 @@
+"""A streaming device and its patient: its patient discharged.
+
+Discharging a patient unassigns their devices, so that the next chunk is refused and nothing
+more is recorded, or alarmed, for a patient no station shows.
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.messages import get_messages
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from monitoring.alarms import check_devices
+from monitoring.models import Alarm, AuditEntry, Device, Recording, SampleChunk
+from tests.test_device_ingest import make_chunk, post_json
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def device_client(device_token):
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Device {device_token}")
+    return api
+
+
+@pytest.fixture
+def analyses(monkeypatch):
+    """The recordings whose analysis was scheduled (not run: these tests are about storage)."""
+    scheduled = []
+    monkeypatch.setattr("monitoring.ingest.schedule_analysis", scheduled.append)
+    return scheduled
+
+
+# --- Discharging a patient --------------------------------------------------------------
+
+
+def test_discharge_unassigns_the_devices_and_closes_the_live_recording(
+    client, staff_user, device_client, device, patient, analyses, django_capture_on_commit_callbacks
+):
+    spare = Device.objects.create(serial="DEV-002", patient=patient)
+    assert post_json(device_client, make_chunk(seq=0)).status_code == 201
+    recording = Recording.objects.get()
+
+    client.force_login(staff_user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/manage/patients/{patient.pk}/discharge/")
+    assert response.status_code == 302
+    device.refresh_from_db()
+    spare.refresh_from_db()
+    assert device.patient is None and spare.patient is None
+    audited = AuditEntry.objects.filter(patient=patient, field="device").order_by("old_value")
+    assert [(e.old_value, e.new_value, e.user) for e in audited] == [
+        ("DEV-001", "", staff_user),
+        ("DEV-002", "", staff_user),
+    ]
+    recording.refresh_from_db()
+    assert recording.status == Recording.Status.CLOSED
+    assert recording.closed_by == Recording.ClosedBy.SERVER
+    assert analyses == [recording.pk]  # the analysis finishes the closed recording
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    assert shown == ["Discharged Assigned Patient; devices DEV-001, DEV-002 unassigned."]
+
+
+def test_a_chunk_after_discharge_is_refused_and_raises_nothing(
+    client, staff_user, device_client, patient, analyses, django_capture_on_commit_callbacks
+):
+    assert post_json(device_client, make_chunk(seq=0)).status_code == 201
+    client.force_login(staff_user)
+    client.post(f"/manage/patients/{patient.pk}/discharge/")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        for seq in (1, 2):  # the same session, then a new one after the device's reboot
+            session = "a1b2c3d4" if seq == 1 else "rebooted"
+            response = post_json(device_client, make_chunk(seq=seq, session=session))
+            assert response.status_code == 403
+            assert "not assigned to a patient" in response.json()["detail"]
+    assert SampleChunk.objects.count() == 1
+    assert Recording.objects.get().status == Recording.Status.CLOSED
+    assert analyses == []
+    # and a silent device of a discharged patient is nobody's "device offline"
+    check_devices(timezone.now() + timedelta(hours=1))
+    assert not Alarm.objects.exists()
+
+
+def test_discharge_without_a_device_says_only_discharged(client, staff_user, patient):
+    client.force_login(staff_user)
+    response = client.post(f"/manage/patients/{patient.pk}/discharge/")
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    assert shown == ["Discharged Assigned Patient."]
+    assert not AuditEntry.objects.filter(field="device").exists()
