@@ -26,12 +26,29 @@ FS_TOLERANCE_HZ = 1e-3
 GAIN_RELATIVE_TOLERANCE = 1e-6
 
 
-class IngestError(Exception):
-    """A chunk refused for what it means (not its form), with the HTTP status to answer."""
+# The machine-readable ``code`` of a refusal that the device resolves by starting a new
+# session (a new session id, seq and first_sample from 0) and sending the chunk there: its
+# session's recording was closed by the device, or belongs to a patient the device no longer
+# records (the device was moved). Other refusals carry no code.
+NEW_SESSION = "new_session"
 
-    def __init__(self, message: str, status: int) -> None:
+
+class IngestError(Exception):
+    """A chunk refused for what it means (not its form), with the HTTP status to answer and,
+    where the device can act on it, a machine-readable ``code`` (``NEW_SESSION``)."""
+
+    def __init__(self, message: str, status: int, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
+
+    def body(self) -> dict:
+        """The answer's JSON body: ``{"detail": ...}``, with ``"code"`` first when there is
+        one, so that a device reading only the start of the body (the firmware keeps 200
+        bytes) still sees it."""
+        if self.code is None:
+            return {"detail": str(self)}
+        return {"code": self.code, "detail": str(self)}
 
 
 @dataclass
@@ -58,7 +75,8 @@ def ingest_chunk(device: Device, chunk: Chunk) -> Ack:
     """Store ``chunk`` for ``device`` (once) and return the acknowledgment.
 
     Raises ``IngestError`` (403, 404, 409, 400) for a chunk that cannot be accepted; nothing
-    is stored then.
+    is stored then. A 409 with ``code`` ``NEW_SESSION`` asks the device to send it in a new
+    session; any other 409 is a conflict (a seq or a sample range stored with other samples).
     """
     check_fs_hz(chunk.fs_hz)
     now = timezone.now()
@@ -137,8 +155,12 @@ def _recording_for(device: Device, chunk: Chunk, now) -> Recording:
     elif chunk.session:
         recording = live_or_closed.filter(device=device, session=chunk.session).first()
     else:
+        # Without a session the device cannot be told to start a new one: after a move to
+        # another patient its chunks go to a new recording of that patient.
         recording = (
-            live_or_closed.filter(device=device, status=Recording.Status.LIVE)
+            live_or_closed.filter(
+                device=device, status=Recording.Status.LIVE, patient_id=device.patient_id
+            )
             .order_by("-started_at", "-pk")
             .first()
         )
@@ -147,12 +169,14 @@ def _recording_for(device: Device, chunk: Chunk, now) -> Recording:
             raise IngestError(
                 f"recording {recording.pk} was closed by the device; start a new session",
                 409,
+                NEW_SESSION,
             )
         if recording.patient_id != device.patient_id:
             raise IngestError(
                 f"recording {recording.pk} belongs to another patient than the device's "
                 "current one; start a new session",
                 409,
+                NEW_SESSION,
             )
         return recording
     return open_recording(device, chunk, now)

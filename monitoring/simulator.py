@@ -19,6 +19,11 @@ Faults are injected on the device's side, so that the server sees what a bad lin
 - ``disconnect EVERY_S:FOR_S``: every EVERY_S seconds the link is down for FOR_S seconds; the
   queue fills and is drained after reconnecting.
 
+As the firmware does, a device told ``409`` with ``"code": "new_session"`` (it was moved to
+another patient, or its recording was closed) starts a new session and resends what it has not
+had acknowledged there; any other refusal drops the chunk, logged as a warning at most once per
+``REFUSAL_LOG_INTERVAL_S`` per device.
+
 Times that belong to the device (chunk length, duration, retry wait, disconnects) are seconds
 of signal, so ``speed`` scales them all; HTTP round trips are wall-clock times.
 
@@ -29,6 +34,7 @@ real time) without a thread per device.
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import signal
 import time
@@ -52,6 +58,8 @@ from monitoring.protocol import (
     encode_json_chunk,
 )
 from monitoring.samples import INT16_MAX, INT16_MIN
+
+logger = logging.getLogger(__name__)
 
 CHUNKS_PATH = "/api/device/v1/chunks/"
 CLOSE_PATH = "/api/device/v1/recordings/close/"
@@ -78,6 +86,12 @@ SYNTHETIC_SOURCES = {
 SYNTHETIC_MAX_S = 600.0
 # Statuses after which a chunk is refused for good: resending it cannot help (a device bug).
 REFUSED_STATUSES = {400, 409, 413, 415}
+# The code of a 409 that asks for a new session instead (monitoring.ingest.NEW_SESSION; not
+# imported: the simulator runs without Django's models, as in the benchmark's processes).
+NEW_SESSION_CODE = "new_session"
+# A device logs its refused chunks at most once per this many seconds (wall time): a server
+# refusing every chunk would otherwise log once per chunk.
+REFUSAL_LOG_INTERVAL_S = 10.0
 # Statuses after which the device stops: its token or its patient assignment is wrong.
 FATAL_STATUSES = {401, 403}
 MAX_BACKOFF_S = 30.0  # device time
@@ -263,7 +277,8 @@ class AckRecord:
 class DeviceReport:
     """What one device did. ``posts`` counts HTTP requests, ``retries`` resends of a chunk
     after a failed attempt, ``errors`` failed attempts by HTTP status (or "connection",
-    "dropped" for injected faults)."""
+    "dropped" for injected faults). ``session`` and ``recording`` are the last ones;
+    ``new_sessions`` counts the sessions the server asked for (409 "new_session")."""
 
     name: str
     session: str
@@ -285,6 +300,7 @@ class DeviceReport:
     last_ack: dict = field(default_factory=dict)
     closed: bool = False
     stopped: str = ""  # why the device gave up early (401/403), else ""
+    new_sessions: int = 0
 
     def as_dict(self) -> dict:
         latency = percentiles(self.latencies_s)
@@ -309,6 +325,7 @@ class DeviceReport:
             "last_ack": self.last_ack,
             "closed": self.closed,
             "stopped": self.stopped,
+            "new_sessions": self.new_sessions,
         }
 
 
@@ -325,6 +342,11 @@ def percentiles(values_s: list[float]) -> dict:
 
 @dataclass
 class _Pending:
+    """A queued chunk. ``seq`` and ``first_sample`` count from the device's start, the chunk's
+    from its session's: they differ after the server asked for a new session."""
+
+    seq: int
+    first_sample: int
     chunk: Chunk
     body: bytes
     not_before: float  # loop time
@@ -366,7 +388,13 @@ class VirtualDevice:
         # the last run's, which that run closed, and every chunk would answer 409.
         session = secrets.randbits(32)
         self.report = DeviceReport(name=config.name, session=f"{session:08x}")
-        self.pending: dict[int, _Pending] = {}
+        # the device's seq and sample of the session's first chunk (see start_new_session)
+        self.session_first_seq = 0
+        self.session_first_sample = 0
+        self.session_started_by: int | None = None  # the device seq whose 409 started it
+        self.pending: dict[int, _Pending] = {}  # by the device's seq
+        self.refusals_unlogged = 0
+        self.refusal_logged_at: float | None = None  # time.monotonic()
         self.wake = asyncio.Event()
         self.producing = True
         self.drain_deadline: float | None = None
@@ -386,11 +414,12 @@ class VirtualDevice:
         return (loop_time - self.started) * self.sim.speed
 
     def make_chunk(self, seq: int, first_sample: int, n_frames: int) -> Chunk:
+        """The chunk of the device's ``seq``, numbered within the current session."""
         positions = (first_sample + np.arange(n_frames)) % len(self.samples_adc)
         elapsed_s = first_sample / self.config.fs_hz
         return Chunk(
-            seq=seq,
-            first_sample=first_sample,
+            seq=seq - self.session_first_seq,
+            first_sample=first_sample - self.session_first_sample,
             fs_hz=self.config.fs_hz,
             gain_adc_per_mv=self.config.gain_adc_per_mv,
             n_channels=1,
@@ -438,6 +467,7 @@ class VirtualDevice:
                 if stop.is_set():
                     break
                 chunk = self.make_chunk(seq, first_sample, n_frames)
+                item = _Pending(seq, first_sample, chunk, self.encode(chunk), loop.time())
                 self.report.chunks_made += 1
                 self.report.samples_made += n_frames
                 seq += 1
@@ -445,11 +475,10 @@ class VirtualDevice:
                 if self.rng.random() < self.sim.faults.lose:
                     self.report.chunks_lost += 1
                     continue
-                not_before = loop.time()
                 if self.rng.random() < self.sim.faults.reorder:
-                    not_before += 1.5 * self.period_wall_s
+                    item.not_before += 1.5 * self.period_wall_s
                     self.report.reordered += 1
-                self.pending[chunk.seq] = _Pending(chunk, self.encode(chunk), not_before)
+                self.pending[item.seq] = item
                 self.wake.set()
         finally:
             self.producing = False
@@ -480,7 +509,7 @@ class VirtualDevice:
                     timeout = min(timeout or 1.0, max(0.0, self.drain_deadline - now))
                 await self._sleep_or_wake(timeout, wake_on_chunk=True)
                 continue
-            item = min(ready, key=lambda p: p.chunk.seq)
+            item = min(ready, key=lambda p: p.seq)
             await self.attempt(http, item)
             if self.report.stopped:
                 return
@@ -522,12 +551,18 @@ class VirtualDevice:
         report.errors[str(status)] += 1
         if status in FATAL_STATUSES:
             report.stopped = f"{status}: {answer.get('detail', answer)}"
+            logger.warning("%s stopped: HTTP %s", self.config.name, report.stopped)
+            return
+        asks_new_session = status == 409 and answer.get("code") == NEW_SESSION_CODE
+        if asks_new_session and self.session_started_by != item.seq:
+            self.start_new_session(item, answer)
             return
         if status in REFUSED_STATUSES:
             # a device bug, not a link problem: resending the same bytes cannot help
             report.chunks_refused += 1
             report.last_ack = {"refused_seq": item.chunk.seq, "status": status, **answer}
-            del self.pending[item.chunk.seq]
+            del self.pending[item.seq]
+            self.log_refusal(item, status, answer)
             return
         if status == 429 and retry_after_s is not None:
             wait_s = retry_after_s
@@ -536,10 +571,56 @@ class VirtualDevice:
             wait_s = backoff_s / self.sim.speed
         item.not_before = loop.time() + wait_s
 
+    def start_new_session(self, item: _Pending, answer: dict) -> None:
+        """The server's 409 "new_session": a new session id, and every queued chunk numbered
+        in it from the oldest (seq 0 at sample 0), to be resent there; gaps stay gaps."""
+        refused = f"chunk {item.chunk.seq} of session {self.report.session}"
+        oldest = min(self.pending.values(), key=lambda p: p.seq)
+        self.session_first_seq = oldest.seq
+        self.session_first_sample = oldest.first_sample
+        self.session_started_by = item.seq
+        self.report.session = f"{secrets.randbits(32):08x}"
+        self.report.new_sessions += 1
+        for pending in self.pending.values():
+            pending.chunk = self.make_chunk(
+                pending.seq, pending.first_sample, pending.chunk.n_frames
+            )
+            pending.body = self.encode(pending.chunk)
+        logger.warning(
+            "%s: %s refused (%s); new session %s, %d queued chunks to resend",
+            self.config.name,
+            refused,
+            answer.get("detail", answer),
+            self.report.session,
+            len(self.pending),
+        )
+
+    def log_refusal(self, item: _Pending, status: int, answer: dict) -> None:
+        """A warning for a refused chunk, at most one per ``REFUSAL_LOG_INTERVAL_S``."""
+        self.refusals_unlogged += 1
+        now = time.monotonic()
+        if (
+            self.refusal_logged_at is not None
+            and now - self.refusal_logged_at < REFUSAL_LOG_INTERVAL_S
+        ):
+            return
+        logger.warning(
+            "%s: chunk %d of session %s refused with HTTP %s, dropped (%s); %d refused since "
+            "the last warning",
+            self.config.name,
+            item.chunk.seq,
+            self.report.session,
+            status,
+            answer.get("detail", answer),
+            self.refusals_unlogged,
+        )
+        self.refusals_unlogged = 0
+        self.refusal_logged_at = now
+
     def acknowledged(self, item: _Pending, answer: dict, latency_s: float) -> None:
         report = self.report
         report.latencies_s.append(latency_s)
-        if self.pending.pop(item.chunk.seq, None) is None:
+        if self.pending.pop(item.seq, None) is None:
             return
         report.chunks_acked += 1
         report.samples_acked += item.chunk.n_frames

@@ -1,7 +1,9 @@
-"""A streaming device and its patient: its patient discharged.
+"""A streaming device and its patient: moved to another patient, or its patient discharged.
 
-Discharging a patient unassigns their devices, so that the next chunk is refused and nothing
-more is recorded, or alarmed, for a patient no station shows.
+Moving a device answers its next chunk of the old session 409 with ``"code": "new_session"``
+(the device starts a new session and resends the chunk there); discharging a patient
+unassigns their devices, so that the next chunk is refused and nothing more is recorded, or
+alarmed, for a patient no station shows.
 """
 
 from datetime import timedelta
@@ -31,6 +33,48 @@ def analyses(monkeypatch):
     scheduled = []
     monkeypatch.setattr("monitoring.ingest.schedule_analysis", scheduled.append)
     return scheduled
+
+
+# --- Moving a device --------------------------------------------------------------------
+
+
+def test_a_moved_device_is_asked_for_a_new_session_and_streams_to_its_new_patient(
+    client, staff_user, device_client, device, patient, other_patient, analyses
+):
+    assert post_json(device_client, make_chunk(seq=0, session="before")).status_code == 201
+    client.force_login(staff_user)
+    response = client.post(f"/manage/patients/{other_patient.pk}/device/", {"device": device.pk})
+    assert response.status_code == 302
+
+    refused = post_json(device_client, make_chunk(seq=1, session="before"))
+    assert refused.status_code == 409
+    body = refused.json()
+    assert body["code"] == "new_session"
+    assert "another patient" in body["detail"]
+    assert list(body) == ["code", "detail"]  # the code first: the firmware reads 200 bytes
+
+    # the device's new session: the refused chunk again, as seq 0 from sample 0
+    resent = make_chunk(seq=1, session="after")
+    resent.seq, resent.first_sample = 0, 0
+    assert post_json(device_client, resent).status_code == 201
+    old = Recording.objects.get(session="before")
+    new = Recording.objects.get(session="after")
+    assert old.patient == patient and old.status == Recording.Status.CLOSED
+    assert new.patient == other_patient and new.status == Recording.Status.LIVE
+    assert (old.chunks.count(), new.chunks.count()) == (1, 1)
+
+
+def test_a_device_without_session_ids_goes_on_in_a_new_recording_after_a_move(
+    device_client, device, patient, other_patient, analyses
+):
+    # a JSON client that never names a session cannot be asked to start a new one
+    assert post_json(device_client, make_chunk(seq=0, session="")).status_code == 201
+    Device.objects.filter(pk=device.pk).update(patient=other_patient)
+    response = post_json(device_client, make_chunk(seq=1, session=""))
+    assert response.status_code == 201
+    old, new = Recording.objects.order_by("pk")
+    assert old.patient == patient and old.status == Recording.Status.CLOSED
+    assert new.patient == other_patient and response.json()["recording"] == new.pk
 
 
 # --- Discharging a patient --------------------------------------------------------------

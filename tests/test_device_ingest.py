@@ -208,6 +208,7 @@ def test_close_on_request_then_a_late_chunk_is_refused(client):
     late = post_json(client, make_chunk(seq=1, session="closing"))
     assert late.status_code == 409
     assert "closed by the device" in late.json()["detail"]
+    assert late.json()["code"] == "new_session"  # the device sends it in a new session
     assert SampleChunk.objects.count() == 1
 
 
@@ -308,6 +309,8 @@ def test_same_seq_with_other_samples_answers_409(client):
     assert post_json(client, make_chunk(seq=0, rng=np.random.default_rng(1))).status_code == 201
     response = post_json(client, make_chunk(seq=0, rng=np.random.default_rng(2)))
     assert response.status_code == 409 and "other samples" in response.json()["detail"]
+    # a conflict, not "start a new session": the device drops the chunk
+    assert "code" not in response.json()
     assert SampleChunk.objects.count() == 1
 
 
@@ -315,6 +318,7 @@ def test_overlapping_samples_under_another_seq_answer_409(client):
     assert post_json(client, make_chunk(seq=0, first_sample=0)).status_code == 201
     response = post_json(client, make_chunk(seq=1, first_sample=100))
     assert response.status_code == 409 and "overlap" in response.json()["detail"]
+    assert "code" not in response.json()
     assert SampleChunk.objects.count() == 1
 
 

@@ -262,6 +262,68 @@ def test_it_stops_a_device_whose_token_is_refused(live_server):
     assert report.chunks_acked == 0 and Recording.objects.count() == 0
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_device_moved_mid_stream_goes_on_in_a_new_session_for_its_new_patient(
+    live_server, fast_devices, monkeypatch, caplog
+):
+    """The server answers the first chunk after the move 409 "new_session"; the device starts
+    a new session and resends it there: every sample is stored once, for one patient or the
+    other, and nothing is refused."""
+    from monitoring import ingest
+
+    devices = make_devices(2)  # the second device's patient is the one moved to
+    first = Patient.objects.get(mrn="SIMTEST-0")
+    second = Patient.objects.get(mrn="SIMTEST-1")
+    after_commit = ingest.after_commit
+
+    def move_after_chunk_5(recording, chunk):
+        after_commit(recording, chunk)
+        if chunk.seq == 5 and recording.patient_id == first.pk:
+            Device.objects.filter(serial="SIMTEST-0").update(patient=second)
+
+    monkeypatch.setattr("monitoring.ingest.after_commit", move_after_chunk_5)
+    signals = prepare_signals(devices[:1], ["normal"], duration_s=8.0, seed=8)
+    caplog.set_level("WARNING", logger="monitoring.simulator")
+    [report] = run_simulation(devices[:1], signals, simulation(live_server))
+
+    assert report.new_sessions == 1 and report.errors == {"409": 1}
+    assert report.chunks_refused == 0 and report.chunks_unsent == 0
+    assert report.chunks_acked == report.chunks_made == 16
+    before = Recording.objects.get(patient=first)
+    after = Recording.objects.get(patient=second)
+    assert after.session == report.session != before.session
+    assert before.status == after.status == Recording.Status.CLOSED
+    indices, values = stored_samples(before)
+    assert np.array_equal(indices, np.arange(6 * 125))
+    assert np.array_equal(values, signals[0][: 6 * 125])
+    # chunk 6 (the refused one) is the new session's chunk 0, at its sample 0
+    indices, values = stored_samples(after)
+    assert np.array_equal(indices, np.arange(2000 - 6 * 125))
+    assert np.array_equal(values, signals[0][6 * 125 : 2000])
+    [warning] = [r.message for r in caplog.records if "new session" in r.message]
+    assert warning.startswith(
+        f"SIMTEST-0: chunk 6 of session {before.session} refused (recording {before.pk} "
+        "belongs to another patient than the device's current one; start a new session); "
+        f"new session {report.session}, "
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_warns_of_refused_chunks_at_most_once_per_interval(live_server, fast_devices, caplog):
+    # 50 Hz is below the rates the analysis accepts: the server refuses every chunk (400)
+    [device] = make_devices(1)
+    slow = DeviceConfig(device.name, device.token, 50.0, GAIN)
+    signals = prepare_signals([slow], ["normal"], duration_s=4.0)
+    caplog.set_level("WARNING", logger="monitoring.simulator")
+    [report] = run_simulation([slow], signals, simulation(live_server, duration_s=4.0))
+
+    assert report.chunks_refused == report.chunks_made == 8
+    warnings = [r for r in caplog.records if r.name == "monitoring.simulator"]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    assert "chunk 0 of session" in warnings[0].message
+    assert "refused with HTTP 400, dropped (fs_hz 50 is outside" in warnings[0].message
+
+
 # --- Devices from the database and the command -------------------------------------------
 
 

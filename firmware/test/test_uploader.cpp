@@ -15,6 +15,7 @@ using namespace cardiospike;
 namespace {
 
 const int kStoreButLoseAnswer = -1;  // scripted: the server stores the chunk, the answer is lost
+const int kNewSession = -2;  // scripted: 409 "new_session" (the device was moved), nothing stored
 
 uint32_t get_u32(const uint8_t* p) {
   return p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24);
@@ -22,6 +23,7 @@ uint32_t get_u32(const uint8_t* p) {
 
 struct Posted {
   std::vector<uint8_t> body;
+  uint32_t session() const { return get_u32(&body[8]); }
   uint32_t seq() const { return get_u32(&body[12]); }
   uint64_t first_sample() const {
     return get_u32(&body[16]) | (static_cast<uint64_t>(get_u32(&body[20])) << 32);
@@ -34,8 +36,8 @@ struct Posted {
   uint8_t battery() const { return body[34]; }
 };
 
-// Answers like the server: 201 the first time a seq arrives, 200 after, with next_seq; or
-// whatever status the script says next.
+// Answers like the server: 201 the first time a seq of the session arrives, 200 after, with
+// next_seq; or whatever status the script says next. A new session is a new recording.
 class FakeServer : public ChunkTransport {
  public:
   bool link_up = true;
@@ -50,15 +52,21 @@ class FakeServer : public ChunkTransport {
   void post(const uint8_t* body, size_t length, const char* type, HttpReply* reply) override {
     Posted posted;
     posted.body.assign(body, body + length);
+    if (!posts.empty() && posts.back().session() != posted.session()) stored.clear();
     posts.push_back(posted);
     content_type = type;
     int status = 0;
     bool store = true;
+    const char* code = "";
     if (!script.empty()) {
       status = script.front();
       script.pop_front();
       store = status == kStoreButLoseAnswer;
       if (status == kStoreButLoseAnswer) status = 0;
+      if (status == kNewSession) {
+        status = 409;
+        code = "\"code\": \"new_session\", ";
+      }
     } else {
       status = stored.count(posted.seq()) ? 200 : 201;
     }
@@ -72,7 +80,8 @@ class FakeServer : public ChunkTransport {
                     "{\"recording\": 42, \"seq\": %u, \"stored\": %s, \"next_seq\": %u}",
                     posted.seq(), status == 201 ? "true" : "false", next_seq);
     } else {
-      std::snprintf(reply->body, sizeof reply->body, "{\"detail\": \"scripted %d\"}", status);
+      std::snprintf(reply->body, sizeof reply->body, "{%s\"detail\": \"scripted %d\"}", code,
+                    status);
     }
   }
 };
@@ -228,6 +237,20 @@ TEST(acknowledgment_fields_are_read_by_name) {
   CHECK(!json_uint_field("{\"seq\": 4294967296}", "seq", &value));
   CHECK(json_uint_field("{\"seq\":4294967295}", "seq", &value));
   CHECK_EQ(value, 4294967295u);
+  // a key quoted inside a message is not a key
+  CHECK(!json_uint_field("{\"detail\": \"say \\\"seq\\\": 5\"}", "seq", &value));
+}
+
+TEST(the_code_of_an_error_is_read_by_name_and_whole) {
+  const char* answer = "{\"code\": \"new_session\", \"detail\": \"start a new session\"}";
+  CHECK(json_string_field_is(answer, "code", kNewSessionCode));
+  CHECK(json_string_field_is("{\"code\":\"new_session\"}", "code", "new_session"));
+  CHECK(!json_string_field_is(answer, "code", "new"));
+  CHECK(!json_string_field_is("{\"code\": \"new_sessions\"}", "code", "new_session"));
+  CHECK(!json_string_field_is("{\"detail\": \"code\"}", "code", "new_session"));
+  CHECK(!json_string_field_is("{\"code\": 409}", "code", "new_session"));
+  CHECK(!json_string_field_is("{\"detail\": \"x \\\"code\\\": \\\"new_session\\\"\"}", "code",
+                              "new_session"));
 }
 
 TEST(status_classes_follow_the_protocol) {
@@ -335,6 +358,96 @@ TEST(refused_chunk_is_dropped_logged_and_the_next_one_goes_on) {
   CHECK_EQ(rig.uploader.pending_chunks(), 0);
   CHECK(rig.log.mentions("chunk 0 refused with HTTP 409"));
   CHECK(rig.server.stored.count(0) == 0);
+  // a 409 without the "new_session" code is a conflict: the session goes on
+  CHECK_EQ(rig.uploader.session_id(), Rig::config().session_id);
+  CHECK_EQ(rig.uploader.new_sessions(), 0);
+}
+
+TEST(new_session_answer_resends_the_chunk_and_the_rest_in_a_new_session) {
+  Rig rig;
+  rig.sample_seconds(2);  // chunks 0 and 1 stored in the first session
+  const uint32_t first_session = Rig::config().session_id;
+  rig.random.value = 0xCAFE0001u;
+  rig.server.link_up = false;
+  rig.sample_seconds(3);  // chunks 2-4 queued while the device is moved to another patient
+  rig.server.link_up = true;
+  rig.server.script = {kNewSession};
+  for (int i = 0; i < 6; ++i) rig.poll_at(rig.clock.now + 1);
+
+  CHECK_EQ(rig.uploader.new_sessions(), 1);
+  CHECK_EQ(rig.uploader.session_id(), 0xCAFE0001u);
+  CHECK_EQ(rig.uploader.chunks_refused(), 0);
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
+  CHECK_EQ(rig.uploader.frames_lost(), 0);
+  // 0, 1; 2 refused; then 2, 3, 4 as the new session's 0, 1, 2 from sample 0, once each
+  CHECK_EQ(rig.server.posts.size(), 6);
+  if (rig.server.posts.size() != 6) return;  // the checks below index the posts
+  const Posted& refused = rig.server.posts[2];
+  CHECK_EQ(refused.session(), first_session);
+  CHECK_EQ(refused.seq(), 2);
+  for (uint32_t i = 0; i < 3; ++i) {
+    const Posted& posted = rig.server.posts[3 + i];
+    CHECK_EQ(posted.session(), 0xCAFE0001u);
+    CHECK_EQ(posted.seq(), i);
+    CHECK_EQ(posted.first_sample(), 250 * i);
+    CHECK_EQ(posted.sample(0), static_cast<int16_t>(250 * (2 + i)));  // the device's frame
+  }
+  CHECK_EQ(rig.server.stored.size(), 3);
+  CHECK(rig.uploader.link_state() == kLinkOk);
+  CHECK(rig.log.mentions("chunk 2 refused with HTTP 409"));
+  CHECK(rig.log.mentions("new session cafe0001 after session 12345678: 3 chunks to resend"));
+
+  // later chunks go on in the new session
+  rig.sample_seconds(1);
+  CHECK_EQ(rig.server.posts.back().session(), 0xCAFE0001u);
+  CHECK_EQ(rig.server.posts.back().seq(), 3);
+  CHECK_EQ(rig.server.posts.back().first_sample(), 750);
+}
+
+TEST(a_new_session_keeps_the_gaps_between_queued_chunks) {
+  Rig rig(4);  // a full queue gives up its oldest chunks: a gap before the survivors
+  rig.server.link_up = false;
+  rig.sample_seconds(6);  // chunks 2-5 queued, 0 and 1 gone
+  rig.server.link_up = true;
+  rig.server.script = {kNewSession};
+  for (int i = 0; i < 6; ++i) rig.poll_at(rig.clock.now + 1);
+  CHECK_EQ(rig.server.posts.size(), 5);
+  if (rig.server.posts.size() != 5) return;
+  CHECK_EQ(rig.server.posts[1].seq(), 0);
+  CHECK_EQ(rig.server.posts[1].first_sample(), 0);
+  CHECK_EQ(rig.server.posts[4].seq(), 3);
+  CHECK_EQ(rig.server.posts[4].first_sample(), 750);
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
+}
+
+TEST(a_new_session_differs_from_the_refused_one_whatever_the_random_draw) {
+  Rig rig;
+  rig.random.value = Rig::config().session_id;
+  rig.server.script = {kNewSession};
+  rig.sample_seconds(2);
+  CHECK(rig.uploader.session_id() != Rig::config().session_id);
+  CHECK_EQ(rig.server.posts.size(), 2);
+  if (rig.server.posts.size() != 2) return;
+  CHECK_EQ(rig.server.posts[1].session(), rig.uploader.session_id());
+}
+
+TEST(a_chunk_refused_again_in_the_session_it_started_is_dropped) {
+  Rig rig;
+  rig.random.value = 0xCAFE0001u;
+  rig.server.script = {kNewSession, kNewSession};
+  rig.sample_seconds(1);  // chunk 0 refused: a new session
+  rig.poll_at(rig.clock.now + 1);  // refused again there: dropped, not one more session
+  rig.sample_seconds(1);
+  CHECK_EQ(rig.server.posts.size(), 3);
+  if (rig.server.posts.size() != 3) return;
+  CHECK_EQ(rig.uploader.new_sessions(), 1);
+  CHECK_EQ(rig.uploader.chunks_refused(), 1);
+  CHECK(rig.log.mentions("chunk 0 refused with HTTP 409, dropped"));
+  // chunk 1 goes on in the new session, after the gap the dropped chunk left
+  CHECK_EQ(rig.server.posts[2].session(), 0xCAFE0001u);
+  CHECK_EQ(rig.server.posts[2].seq(), 1);
+  CHECK_EQ(rig.server.posts[2].first_sample(), 250);
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
 }
 
 TEST(a_chunk_whose_answer_was_lost_is_sent_again_and_acknowledged_once_stored) {

@@ -28,25 +28,48 @@ bool is_retryable_status(int status) {
   return !(status >= 400 && status < 500);
 }
 
-bool json_uint_field(const char* json, const char* name, uint32_t* value) {
+const char kNewSessionCode[] = "new_session";
+
+namespace {
+
+const char* skip_blanks(const char* p) {
+  while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') ++p;
+  return p;
+}
+
+// Where the value of the key "name" starts in a flat JSON object, or nullptr. A quote escaped
+// inside a string is not taken for the start of a key (a message may quote one).
+const char* json_value_of(const char* json, const char* name) {
   const size_t name_length = std::strlen(name);
   for (const char* p = std::strchr(json, '"'); p; p = std::strchr(p + 1, '"')) {
+    if (p > json && p[-1] == '\\') continue;
     if (std::strncmp(p + 1, name, name_length) != 0 || p[1 + name_length] != '"') continue;
-    const char* q = p + 2 + name_length;
-    while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n') ++q;
+    const char* q = skip_blanks(p + 2 + name_length);
     if (*q != ':') continue;  // the name appeared as a value, not a key
-    ++q;
-    while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n') ++q;
-    if (*q < '0' || *q > '9') return false;
-    uint64_t number = 0;
-    for (; *q >= '0' && *q <= '9'; ++q) {
-      number = number * 10 + static_cast<uint64_t>(*q - '0');
-      if (number > 0xFFFFFFFFull) return false;
-    }
-    *value = static_cast<uint32_t>(number);
-    return true;
+    return skip_blanks(q + 1);
   }
-  return false;
+  return nullptr;
+}
+
+}  // namespace
+
+bool json_string_field_is(const char* json, const char* name, const char* expected) {
+  const char* value = json_value_of(json, name);
+  if (value == nullptr || *value != '"') return false;
+  const size_t length = std::strlen(expected);
+  return std::strncmp(value + 1, expected, length) == 0 && value[1 + length] == '"';
+}
+
+bool json_uint_field(const char* json, const char* name, uint32_t* value) {
+  const char* q = json_value_of(json, name);
+  if (q == nullptr || *q < '0' || *q > '9') return false;
+  uint64_t number = 0;
+  for (; *q >= '0' && *q <= '9'; ++q) {
+    number = number * 10 + static_cast<uint64_t>(*q - '0');
+    if (number > 0xFFFFFFFFull) return false;
+  }
+  *value = static_cast<uint32_t>(number);
+  return true;
 }
 
 Uploader::Uploader(const UploaderConfig& config, SampleRing& ring, RetryQueue& queue,
@@ -65,6 +88,12 @@ Uploader::Uploader(const UploaderConfig& config, SampleRing& ring, RetryQueue& q
       backoff_(config.backoff_base_ms, config.backoff_max_ms),
       next_first_sample_(0),
       next_seq_(0),
+      session_id_(config.session_id),
+      session_first_seq_(0),
+      session_first_frame_(0),
+      session_requested_(false),
+      session_requested_by_(0),
+      new_sessions_(0),
       lead_off_now_(false),
       lead_off_latched_(false),
       battery_pct_(kBatteryUnknown),
@@ -152,9 +181,9 @@ void Uploader::send_oldest(uint32_t now_ms) {
     return;
   }
   ChunkHeader header = make_chunk_header();
-  header.session_id = config_.session_id;
-  header.seq = seq;
-  header.first_sample = chunk.first_sample;
+  header.session_id = session_id_;
+  header.seq = seq - session_first_seq_;
+  header.first_sample = chunk.first_sample - session_first_frame_;
   header.fs_hz = config_.fs_hz;
   header.gain_adc_per_mv = config_.gain_adc_per_mv;
   header.baseline_adc = config_.baseline_adc;
@@ -181,18 +210,31 @@ void Uploader::send_oldest(uint32_t now_ms) {
   reply_.body[sizeof reply_.body - 1] = '\0';
 
   if (reply_.status == 200 || reply_.status == 201) {
-    uint32_t acknowledged_seq = seq;
+    // the answer numbers the chunks within the session
+    uint32_t acknowledged_seq = header.seq;
     json_uint_field(reply_.body, "seq", &acknowledged_seq);
-    queue_.remove(acknowledged_seq);
+    queue_.remove(session_first_seq_ + acknowledged_seq);
     uint32_t server_next_seq;
     if (json_uint_field(reply_.body, "next_seq", &server_next_seq)) {
-      queue_.remove_below(server_next_seq);
+      queue_.remove_below(session_first_seq_ + server_next_seq);
     }
     ++chunks_acknowledged_;
     backoff_.reset();
     next_attempt_ms_ = now_ms;
     link_state_ = kLinkOk;
+  } else if (reply_.status == 409 && json_string_field_is(reply_.body, "code", kNewSessionCode) &&
+             !(session_requested_ && session_requested_by_ == seq)) {
+    // Not the chunk's fault: its session cannot go on (the device was moved to another
+    // patient, or the session's recording was closed). It and every later chunk go out again
+    // in a new session, whose first chunk opens the recording of the device's patient.
+    logf("chunk %u refused with HTTP 409: %s", (unsigned)seq, reply_.body);
+    start_new_session(seq);
+    backoff_.reset();
+    next_attempt_ms_ = now_ms;
+    link_state_ = kLinkIdle;
   } else if (!is_retryable_status(reply_.status)) {
+    // a 409 "new_session" again for the chunk that started this session lands here too: the
+    // server would otherwise have it start sessions for ever
     logf("chunk %u refused with HTTP %d, dropped: %s", (unsigned)seq, reply_.status, reply_.body);
     queue_.remove(seq);
     ++chunks_refused_;
@@ -211,6 +253,27 @@ void Uploader::send_oldest(uint32_t now_ms) {
     logf("chunk %u: HTTP %d (0: no answer), attempt %u, next try in %u ms", (unsigned)seq,
          reply_.status, (unsigned)chunk.attempts, (unsigned)wait_ms);
   }
+}
+
+void Uploader::start_new_session(uint32_t refused_seq) {
+  const uint32_t old_session_id = session_id_;
+  uint32_t session_id = random_.next_u32();
+  // the old session is the one refused: the new one must differ
+  if (session_id == old_session_id) session_id = old_session_id + 1;
+  // numbered from the oldest unacknowledged chunk (the one sent is the oldest): seq 0 at
+  // sample 0, later chunks at their distance from it, so a gap stays a gap
+  const PendingChunk& oldest = queue_.at(0);
+  session_id_ = session_id;
+  session_first_seq_ = oldest.seq;
+  session_first_frame_ = oldest.first_sample;
+  session_requested_ = true;
+  session_requested_by_ = refused_seq;
+  ++new_sessions_;
+  char old_name[9], new_name[9];
+  format_session_id(old_session_id, old_name);
+  format_session_id(session_id, new_name);
+  logf("new session %s after session %s: %u chunks to resend", new_name, old_name,
+       (unsigned)queue_.size());
 }
 
 void Uploader::logf(const char* format, ...) {

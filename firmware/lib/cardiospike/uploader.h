@@ -1,5 +1,7 @@
 // The device's side of protocol v1: cut the sampled frames into chunks, post them, keep every
-// chunk until the server acknowledges it, resend after failures and after a reconnect.
+// chunk until the server acknowledges it, resend after failures and after a reconnect, and
+// start a new session when the server answers 409 "new_session" (the device was moved to
+// another patient, or its session's recording was closed).
 //
 // The clock, the HTTP link, the random source and the log are interfaces, so the same logic
 // runs on the ESP32 (Arduino's millis(), HTTPClient, esp_random(), Serial) and in the host
@@ -50,7 +52,7 @@ class ChunkTransport {
 };
 
 struct UploaderConfig {
-  uint32_t session_id;
+  uint32_t session_id;       // the first session's; a new one is drawn when the server asks
   float fs_hz;
   float gain_adc_per_mv;
   int16_t baseline_adc;
@@ -90,7 +92,10 @@ class Uploader {
 
   LinkState link_state() const { return link_state_; }
   size_t pending_chunks() const { return queue_.size(); }
+  // counted from the start, across sessions (a session's own seq starts again at 0)
   uint32_t next_seq() const { return next_seq_; }
+  uint32_t session_id() const { return session_id_; }
+  uint32_t new_sessions() const { return new_sessions_; }  // started at the server's request
   uint32_t chunks_acknowledged() const { return chunks_acknowledged_; }
   uint32_t chunks_refused() const { return chunks_refused_; }
   uint64_t frames_lost() const { return frames_lost_; }
@@ -100,6 +105,7 @@ class Uploader {
   void cut_chunks();
   void forget_overwritten();
   void send_oldest(uint32_t now_ms);
+  void start_new_session(uint32_t refused_seq);
 #if defined(__GNUC__)
   __attribute__((format(printf, 2, 3)))
 #endif
@@ -119,6 +125,14 @@ class Uploader {
 
   uint64_t next_first_sample_;  // the first frame of the next chunk to cut
   uint32_t next_seq_;
+  // The queue counts seq and frames from the start; a chunk goes out numbered from its
+  // session's first chunk: seq - session_first_seq_, first_sample - session_first_frame_.
+  uint32_t session_id_;
+  uint32_t session_first_seq_;
+  uint64_t session_first_frame_;
+  bool session_requested_;          // the session was started at the server's request,
+  uint32_t session_requested_by_;   // for the chunk with this seq
+  uint32_t new_sessions_;
   bool lead_off_now_;
   bool lead_off_latched_;
   uint8_t battery_pct_;
@@ -138,5 +152,12 @@ bool is_retryable_status(int status);
 // The unsigned integer value of "name" in a flat JSON object, e.g. next_seq in the server's
 // acknowledgment. False when absent or not an unsigned integer below 2^32.
 bool json_uint_field(const char* json, const char* name, uint32_t* value);
+
+// Whether "name" is a key of a flat JSON object whose value is the string expected (without
+// escapes), e.g. the server's "code": "new_session".
+bool json_string_field_is(const char* json, const char* name, const char* expected);
+
+// The "code" of a 409 that asks the device to send the chunk in a new session.
+extern const char kNewSessionCode[];
 
 }  // namespace cardiospike
