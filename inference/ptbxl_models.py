@@ -42,7 +42,7 @@ from inference.datasets.ptbxl import (
     check_feature_layout,
 )
 from inference.registry import WEIGHTS_DIR, list_models
-from inference.signal import resample, validate_fs, validate_signal
+from inference.signal import MAX_ECG_ABS_MV, resample, validate_fs, validate_signal
 
 TASK = "ptbxl"
 MODEL_NAMES = ("ptbxl-model01", "ptbxl-model02", "ptbxl-model03")
@@ -57,7 +57,7 @@ N_CLASSES = len(SUPERCLASSES)
 MIN_FS_HZ, MAX_FS_HZ = FS_HZ, 2000.0
 # Amplitude checks on served leads: above this the values are not millivolts (microvolts or
 # ADC counts); a lead that moves less than this over 10 s is not connected.
-MAX_ABS_MV = 20.0
+MAX_ABS_MV = MAX_ECG_ABS_MV
 MIN_LEAD_RANGE_MV = 0.01
 # PTB-XL writes every age over 89 as 90 (de-identification), so the models never saw more.
 MAX_TRAINED_AGE_YEARS = 90.0

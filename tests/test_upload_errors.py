@@ -155,6 +155,21 @@ def test_it_refuses_a_non_numeric_cell_naming_its_line(api, patient):
     assert message == "ecg.csv line 5: 'oops' is not a number"
 
 
+def test_it_refuses_a_signal_csv_not_in_millivolts(api, patient):
+    # ADC counts around a baseline of 1024, as a file saved from a device without its gain
+    text = "ecg\n" + "1024\n" * 5 + "1100\n" * 995
+    message = refused(api_upload(api, patient.pk, {"ecg.csv": text.encode()}, fs_hz=250))
+    assert message.startswith(
+        "ecg.csv sample 1 (data line 1) is 1024: a signal CSV is in millivolts"
+    )
+    assert "convert microvolts or ADC counts to millivolts first" in message
+    assert not Recording.objects.exists()  # nothing partial is stored
+    # a large artefact within 20 mV is an ECG still
+    text = "0.1\n" * 600 + "-19.5\n" + "0.1\n" * 600
+    response = api_upload(api, patient.pk, {"ecg.csv": text.encode()}, fs_hz=250)
+    assert response.status_code == 201, response.content
+
+
 def test_it_refuses_nan_in_a_signal(api, patient):
     text = "0.1\n" * 600 + "nan\n" + "0.1\n" * 10
     message = refused(api_upload(api, patient.pk, {"ecg.csv": text.encode()}, fs_hz=250))
