@@ -210,6 +210,15 @@ def test_close_on_request_then_a_late_chunk_is_refused(client):
     assert "closed by the device" in late.json()["detail"]
     assert late.json()["code"] == "new_session"  # the device sends it in a new session
     assert SampleChunk.objects.count() == 1
+    # opening the closed session again is refused the same way
+    reopen = client.post(
+        "/api/device/v1/recordings/open/",
+        data={"session": "closing", "fs_hz": 250, "gain_adc_per_mv": 200},
+        format="json",
+    )
+    assert reopen.status_code == 409
+    detail = "session closing was closed; start a new one"
+    assert reopen.json() == {"code": "new_session", "detail": detail}
 
 
 def test_silence_closes_a_recording_and_a_late_chunk_reopens_it(client, settings):

@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 from monitoring.api.predict import error
 from monitoring.authentication import DeviceTokenAuthentication, IsDevice
 from monitoring.ingest import (
+    NEW_SESSION,
     IngestError,
     check_agrees,
     check_fs_hz,
@@ -125,10 +126,18 @@ class DeviceChunkView(DeviceView):
             chunk = parse_chunk(_read_body(request), request.content_type)
             ack = ingest_chunk(request.auth, chunk)
         except (ProtocolError, IngestError) as exc:
-            return error(str(exc), exc.status)
+            return refused(exc)
         return Response(
             ack.to_dict(), status=status.HTTP_201_CREATED if ack.stored else status.HTTP_200_OK
         )
+
+
+def refused(exc: ProtocolError | IngestError) -> Response:
+    """The answer to a refused request: ``{"detail": ...}``, and the ``code`` a device acts on
+    where ingest gives one (a 409 ``new_session``: docs/device-protocol.md)."""
+    if isinstance(exc, IngestError):
+        return Response(exc.body(), status=exc.status)
+    return error(str(exc), exc.status)
 
 
 def _json_object(request) -> dict:
@@ -183,7 +192,7 @@ class DeviceOpenView(DeviceView):
             chunk = parse_json_chunk(json.dumps(probe).encode())
             recording = _open(request.auth, chunk)
         except (ProtocolError, IngestError) as exc:
-            return error(str(exc), exc.status)
+            return refused(exc)
         return Response(
             {"recording": recording.pk, "session": recording.session},
             status=status.HTTP_201_CREATED,
@@ -200,7 +209,9 @@ def _open(device: Device, chunk: Chunk) -> Recording:
             existing = Recording.objects.filter(device=device, session=chunk.session).first()
             if existing is not None:
                 if existing.closed_by == Recording.ClosedBy.DEVICE:
-                    raise IngestError(f"session {chunk.session} was closed; start a new one", 409)
+                    raise IngestError(
+                        f"session {chunk.session} was closed; start a new one", 409, NEW_SESSION
+                    )
                 check_agrees(existing, chunk)
                 return existing
         return open_recording(device, chunk)
@@ -266,5 +277,5 @@ class DeviceCloseView(DeviceView):
                         closed_by=Recording.ClosedBy.DEVICE
                     )
         except (ProtocolError, IngestError) as exc:
-            return error(str(exc), exc.status)
+            return refused(exc)
         return Response({"recording": recording.pk, "status": "closed"})
