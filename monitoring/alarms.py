@@ -133,11 +133,11 @@ class AlarmChange:
 def evaluate_alarms(recording_id: int, now: datetime | None = None) -> list[AlarmChange]:
     """Evaluate every rule on the recent past of a device recording; raise and resolve.
 
-    Idempotent: with nothing new stored it changes nothing. Only the patient's newest device
-    recording is the patient's present: uploads raise no alarms, and neither does the late
-    analysis of an older device recording (a device that restarted opens a new one while the
-    old one's last rounds run), which would otherwise resolve the alarms of the new one with
-    stale data.
+    Idempotent: with nothing new stored it changes nothing. Nothing is raised for a discharged
+    patient. Only the patient's newest device recording is the patient's present: uploads
+    raise no alarms, and neither does the late analysis of an older device recording (a device
+    that restarted opens a new one while the old one's last rounds run), which would otherwise
+    resolve the alarms of the new one with stale data.
     """
     now = now or timezone.now()
     recording = (
@@ -147,6 +147,10 @@ def evaluate_alarms(recording_id: int, now: datetime | None = None) -> list[Alar
         .first()
     )
     if recording is None or recording.source != Recording.Source.DEVICE:
+        return []
+    if not recording.patient.is_active:
+        # discharged: no station shows the patient, so nobody could see or acknowledge a new
+        # alarm (the last rounds of the recording that discharge closed may still run)
         return []
     if _newest_device_recording_id(recording.patient_id) != recording.pk:
         return []

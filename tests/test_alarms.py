@@ -243,6 +243,20 @@ def test_pvcs_counted_before_a_whole_minute_say_over_how_long(recording):
     assert alarm.value >= 11
 
 
+def test_a_discharged_patients_last_analysis_raises_no_alarm(recording):
+    # the last rounds of the recording that discharge closed may still run
+    add_beats(recording, bpm=75, seconds=90, labels=lambda n: "V" if n % 2 else "N")
+    patient = recording.patient
+    patient.is_active = False
+    patient.save()
+    assert evaluate_alarms(recording.pk) == []
+    assert not Alarm.objects.filter(patient=patient).exists()
+    patient.is_active = True  # readmitted: the same beats raise their alarm
+    patient.save()
+    evaluate_alarms(recording.pk)
+    assert open_alarms(patient, AlarmKind.PVC).exists()
+
+
 def test_frequent_pvcs_over_the_patients_limit(recording):
     # every 5th beat V at 75 bpm: 15 V beats per minute, over the default 10/min
     add_beats(recording, bpm=75, seconds=200, labels=lambda n: "V" if n % 5 == 4 else "N")
