@@ -212,7 +212,7 @@ def discharge_patient(request, pk: int):
             )
             # .defer: closing does not need the analyzer's state (about 120 kB)
             for recording in live_recordings.defer("stream_state"):
-                close_recording(recording, Recording.ClosedBy.SERVER)
+                close_recording(recording, Recording.ClosedBy.DISCHARGE)
         if serials:
             noun = "device" if len(serials) == 1 else "devices"
             unassigned = f"; {noun} {', '.join(serials)} unassigned"

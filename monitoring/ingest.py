@@ -165,9 +165,12 @@ def _recording_for(device: Device, chunk: Chunk, now) -> Recording:
             .first()
         )
     if recording is not None:
-        if recording.closed_by == Recording.ClosedBy.DEVICE:
+        if recording.closed_by in (Recording.ClosedBy.DEVICE, Recording.ClosedBy.DISCHARGE):
+            # final: a readmitted patient's device starts a new recording, as one that ended
+            # its session does (a recording closed by silence reopens: the same stay goes on)
+            who = "the device" if recording.closed_by == Recording.ClosedBy.DEVICE else "discharge"
             raise IngestError(
-                f"recording {recording.pk} was closed by the device; start a new session",
+                f"recording {recording.pk} was closed by {who}; start a new session",
                 409,
                 NEW_SESSION,
             )

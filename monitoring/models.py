@@ -255,6 +255,7 @@ class Recording(models.Model):
         DEVICE = "device", "The device"
         SILENCE = "silence", "Silence timeout"
         SERVER = "server", "The server (a new session)"
+        DISCHARGE = "discharge", "The patient's discharge"
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="recordings")
     device = models.ForeignKey(

@@ -101,7 +101,7 @@ def test_discharge_unassigns_the_devices_and_closes_the_live_recording(
     ]
     recording.refresh_from_db()
     assert recording.status == Recording.Status.CLOSED
-    assert recording.closed_by == Recording.ClosedBy.SERVER
+    assert recording.closed_by == Recording.ClosedBy.DISCHARGE
     assert analyses == [recording.pk]  # the analysis finishes the closed recording
     shown = [str(m) for m in get_messages(response.wsgi_request)]
     assert shown == ["Discharged Assigned Patient; devices DEV-001, DEV-002 unassigned."]
@@ -134,3 +134,26 @@ def test_discharge_without_a_device_says_only_discharged(client, staff_user, pat
     shown = [str(m) for m in get_messages(response.wsgi_request)]
     assert shown == ["Discharged Assigned Patient."]
     assert not AuditEntry.objects.filter(field="device").exists()
+
+
+def test_a_readmitted_patients_device_starts_a_new_recording(
+    client, staff_user, device_client, device, patient
+):
+    assert post_json(device_client, make_chunk(seq=0)).status_code == 201
+    client.force_login(staff_user)
+    client.post(f"/manage/patients/{patient.pk}/discharge/")
+    patient.is_active = True
+    patient.save()
+    device.refresh_from_db()
+    device.patient = patient
+    device.save()
+
+    # the discharged stay's session is over: the device is asked for a new one
+    late = post_json(device_client, make_chunk(seq=1))
+    assert late.status_code == 409
+    assert late.json()["code"] == "new_session"
+    assert "closed by discharge" in late.json()["detail"]
+    fresh = post_json(device_client, make_chunk(seq=0, session="readmitted"))
+    assert fresh.status_code == 201
+    assert Recording.objects.filter(status=Recording.Status.LIVE).get().session == "readmitted"
+    assert Recording.objects.count() == 2
