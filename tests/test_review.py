@@ -392,6 +392,10 @@ def test_the_strip_png_of_a_device_recording(api, device_recording):
     assert response.content[:8] == b"\x89PNG\r\n\x1a\n"
     too_long = api.get(f"/api/recordings/{device_recording.pk}/range.png?length_s=99")
     assert too_long.status_code == 400
+    for bad in ("abc", "nan", "inf"):
+        refused = api.get(f"/api/recordings/{device_recording.pk}/range.png?length_s={bad}")
+        assert refused.status_code == 400
+        assert refused.json()["detail"].startswith("length_s"), bad  # names the parameter
 
 
 # --- Exports ----------------------------------------------------------------------------

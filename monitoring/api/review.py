@@ -26,7 +26,7 @@ from rest_framework.views import APIView
 from monitoring import review
 from monitoring.api.predict import error
 from monitoring.api.uploads import AnyAcceptNegotiation, visible_recording
-from monitoring.strips import MAX_STRIP_S, MIN_STRIP_S, render_range_png
+from monitoring.strips import MAX_STRIP_S, MIN_STRIP_S, render_range_png, seconds_parameter
 
 
 class RecordingSignalView(APIView):
@@ -131,7 +131,7 @@ class RecordingRangePngView(APIView):
         recording = visible_recording(request, pk)
         params = request.query_params
         try:
-            length_s = float(params.get("length_s") or 10.0)
+            length_s = seconds_parameter(params.get("length_s"), "length_s", 10.0)
             if not MIN_STRIP_S <= length_s <= MAX_STRIP_S:
                 raise ValueError(
                     f"length_s must be between {MIN_STRIP_S:g} and {MAX_STRIP_S:g} seconds"
