@@ -277,6 +277,18 @@ def apply_conditions(
     return changes
 
 
+def resolve_on_discharge(patient: Patient, now: datetime | None = None) -> list[AlarmChange]:
+    """Resolve every open alarm of a patient being discharged.
+
+    No station shows a discharged patient, so nobody would see or acknowledge them, the
+    escalation would email them still, and, open, they would keep a readmitted patient from
+    being alarmed again of the same kind (one open alarm per patient and kind).
+    """
+    open_kinds = Alarm.objects.open().filter(patient=patient).values_list("kind", flat=True)
+    conditions = [Condition(kind, False) for kind in open_kinds]
+    return apply_conditions(patient, None, conditions, now or timezone.now())
+
+
 def _raise(patient, recording, condition: Condition, now: datetime) -> Alarm | None:
     try:
         with transaction.atomic():

@@ -20,6 +20,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
 from monitoring import live
+from monitoring.alarms import resolve_on_discharge
 from monitoring.forms import (
     LIMIT_FIELDS,
     AdmitPatientForm,
@@ -188,9 +189,10 @@ def edit_limits(request, pk: int):
 def discharge_patient(request, pk: int):
     """Discharge: the patient leaves the station; records and alarms stay for review.
 
-    Their devices are unassigned (audited) and their live recordings closed: a device still
-    streaming would otherwise record, and raise alarms, for a patient no station shows, where
-    nobody can see or acknowledge them. Ingest refuses a device without a patient (403).
+    Their devices are unassigned (audited), their live recordings closed and their open
+    alarms resolved: a device still streaming would otherwise record, and raise alarms, for a
+    patient no station shows, where nobody can see or acknowledge them. Ingest refuses a
+    device without a patient (403).
     """
     patient = get_object_or_404(Patient, pk=pk)
     if patient.is_active:
@@ -213,6 +215,7 @@ def discharge_patient(request, pk: int):
             # .defer: closing does not need the analyzer's state (about 120 kB)
             for recording in live_recordings.defer("stream_state"):
                 close_recording(recording, Recording.ClosedBy.DISCHARGE)
+            resolve_on_discharge(patient)
         if serials:
             noun = "device" if len(serials) == 1 else "devices"
             unassigned = f"; {noun} {', '.join(serials)} unassigned"

@@ -157,3 +157,24 @@ def test_a_readmitted_patients_device_starts_a_new_recording(
     assert fresh.status_code == 201
     assert Recording.objects.filter(status=Recording.Status.LIVE).get().session == "readmitted"
     assert Recording.objects.count() == 2
+
+
+def test_discharge_resolves_open_alarms_so_a_readmission_is_alarmed_again(
+    client, staff_user, patient
+):
+    from monitoring.alarms import Condition, apply_conditions
+    from monitoring.models import AlarmKind
+
+    def tachycardia():
+        condition = Condition(AlarmKind.HR_HIGH, True, "HR 140 > 120", value=140.0, limit=120.0)
+        return apply_conditions(patient, None, [condition], timezone.now())
+
+    assert [change.change for change in tachycardia()] == ["raised"]
+    client.force_login(staff_user)
+    client.post(f"/manage/patients/{patient.pk}/discharge/")
+    alarm = Alarm.objects.get()
+    assert alarm.state == "resolved" and alarm.resolved_at is not None  # nobody would see it
+    # (and so escalation, which looks at open alarms only, does not email it)
+    patient.is_active = True
+    patient.save()
+    assert [change.change for change in tachycardia()] == ["raised"]  # not blocked by the old one
