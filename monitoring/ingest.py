@@ -165,24 +165,31 @@ def _recording_for(device: Device, chunk: Chunk, now) -> Recording:
             .first()
         )
     if recording is not None:
-        if recording.closed_by in (Recording.ClosedBy.DEVICE, Recording.ClosedBy.DISCHARGE):
-            # final: a readmitted patient's device starts a new recording, as one that ended
-            # its session does (a recording closed by silence reopens: the same stay goes on)
-            who = "the device" if recording.closed_by == Recording.ClosedBy.DEVICE else "discharge"
-            raise IngestError(
-                f"recording {recording.pk} was closed by {who}; start a new session",
-                409,
-                NEW_SESSION,
-            )
-        if recording.patient_id != device.patient_id:
-            raise IngestError(
-                f"recording {recording.pk} belongs to another patient than the device's "
-                "current one; start a new session",
-                409,
-                NEW_SESSION,
-            )
+        check_session_goes_on(recording, device)
         return recording
     return open_recording(device, chunk, now)
+
+
+def check_session_goes_on(recording: Recording, device: Device) -> None:
+    """``IngestError`` 409 ``NEW_SESSION`` unless the device may go on writing ``recording``:
+    not when the device closed it or the patient was discharged (final, unlike a close by
+    silence, which a late chunk reopens), nor when the device now belongs to another patient."""
+    if recording.closed_by in (Recording.ClosedBy.DEVICE, Recording.ClosedBy.DISCHARGE):
+        # final: a readmitted patient's device starts a new recording, as one that ended
+        # its session does (a recording closed by silence reopens: the same stay goes on)
+        who = "the device" if recording.closed_by == Recording.ClosedBy.DEVICE else "discharge"
+        raise IngestError(
+            f"recording {recording.pk} was closed by {who}; start a new session",
+            409,
+            NEW_SESSION,
+        )
+    if recording.patient_id != device.patient_id:
+        raise IngestError(
+            f"recording {recording.pk} belongs to another patient than the device's "
+            "current one; start a new session",
+            409,
+            NEW_SESSION,
+        )
 
 
 def open_recording(device: Device, chunk: Chunk, now=None) -> Recording:

@@ -178,3 +178,35 @@ def test_discharge_resolves_open_alarms_so_a_readmission_is_alarmed_again(
     patient.is_active = True
     patient.save()
     assert [change.change for change in tachycardia()] == ["raised"]  # not blocked by the old one
+
+
+def test_opening_or_closing_an_old_session_after_a_move_or_a_discharge(
+    client, staff_user, device_client, device, patient, other_patient
+):
+    """/recordings/open/ answers an old session as its chunks would be answered, and the
+    device's close does not overwrite a discharge's."""
+    assert post_json(device_client, make_chunk(seq=0)).status_code == 201
+    device.patient = other_patient  # moved to another patient mid-stream
+    device.save()
+    opened = device_client.post(
+        "/api/device/v1/recordings/open/",
+        data={"session": "a1b2c3d4", "fs_hz": 250, "gain_adc_per_mv": 200},
+        format="json",
+    )
+    assert opened.status_code == 409 and opened.json()["code"] == "new_session"
+    assert "belongs to another patient" in opened.json()["detail"]
+
+    device.patient = patient
+    device.save()
+    client.force_login(staff_user)
+    client.post(f"/manage/patients/{patient.pk}/discharge/")
+    patient.is_active = True
+    patient.save()
+    device.refresh_from_db()
+    device.patient = patient
+    device.save()
+    closed = device_client.post(
+        "/api/device/v1/recordings/close/", data={"session": "a1b2c3d4"}, format="json"
+    )
+    assert closed.status_code == 200
+    assert Recording.objects.get().closed_by == Recording.ClosedBy.DISCHARGE

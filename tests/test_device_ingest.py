@@ -217,7 +217,8 @@ def test_close_on_request_then_a_late_chunk_is_refused(client):
         format="json",
     )
     assert reopen.status_code == 409
-    detail = "session closing was closed; start a new one"
+    recording = Recording.objects.get()
+    detail = f"recording {recording.pk} was closed by the device; start a new session"
     assert reopen.json() == {"code": "new_session", "detail": detail}
 
 

@@ -21,10 +21,10 @@ from rest_framework.views import APIView
 from monitoring.api.predict import error
 from monitoring.authentication import DeviceTokenAuthentication, IsDevice
 from monitoring.ingest import (
-    NEW_SESSION,
     IngestError,
     check_agrees,
     check_fs_hz,
+    check_session_goes_on,
     close_recording,
     ingest_chunk,
     open_recording,
@@ -208,10 +208,7 @@ def _open(device: Device, chunk: Chunk) -> Recording:
         if chunk.session:
             existing = Recording.objects.filter(device=device, session=chunk.session).first()
             if existing is not None:
-                if existing.closed_by == Recording.ClosedBy.DEVICE:
-                    raise IngestError(
-                        f"session {chunk.session} was closed; start a new one", 409, NEW_SESSION
-                    )
+                check_session_goes_on(existing, device)  # as a chunk of that session would be
                 check_agrees(existing, chunk)
                 return existing
         return open_recording(device, chunk)
@@ -271,8 +268,12 @@ class DeviceCloseView(DeviceView):
                     raise IngestError("no such recording of this device", 404)
                 if recording.status == Recording.Status.LIVE:
                     close_recording(recording, Recording.ClosedBy.DEVICE)
-                elif recording.closed_by != Recording.ClosedBy.DEVICE:
-                    # closed by silence or a newer session: the device's word is final
+                elif recording.closed_by not in (
+                    Recording.ClosedBy.DEVICE,
+                    Recording.ClosedBy.DISCHARGE,
+                ):
+                    # closed by silence or a newer session: the device's word is final (a
+                    # discharge stays what closed it: it is final already)
                     Recording.objects.filter(pk=recording.pk).update(
                         closed_by=Recording.ClosedBy.DEVICE
                     )
