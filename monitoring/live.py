@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.db.models import Case, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -58,13 +59,13 @@ BIGEMINY_BEATS = 8
 MAX_RR_S = 3.0
 # When several episodes are ongoing, the most dangerous one names the rhythm.
 RHYTHM_ORDER = ("VF", "VT", "PAUSE", "AF", "BRADY", "TACHY")
-# A live recording whose last chunk reached the server longer ago than this has no signal
-# ("stale"): its heart rate and rhythm describe the past, and a status says so rather than
-# show them as vital signs. Devices send a chunk every second (the firmware; the simulator by
-# default), so 10 s is several missed chunks, well before the technical "device offline"
-# alarm (DEVICE_OFFLINE_S, 30 s). The pages use the same limit for the samples they receive
-# (NO_SIGNAL_S in live.js and station.js).
-SIGNAL_STALE_S = 10.0
+# A live recording whose last chunk reached the server longer ago than settings.DEVICE_OFFLINE_S
+# (30 s) has no signal ("stale"), as the technical "device offline" alarm says: its heart rate
+# and rhythm describe the past, and a status says so rather than show them as vital signs.
+# The pages see silence sooner by themselves: no samples for NO_SIGNAL_S (10 s) plus the last
+# chunk's length (live.js, station.js), counted from the status' signal_age_s. The server's
+# limit is the longer one because a status is made when a round of analysis ends, which under
+# load can be many seconds after its chunk came, and a device may send chunks of up to 20 s.
 PRIORITY_ORDER = {
     AlarmPriority.CRITICAL: 0,
     AlarmPriority.WARNING: 1,
@@ -324,20 +325,31 @@ def status_message(recording: Recording | None, patient_id: int) -> dict:
     return status_messages({patient_id: recording})[patient_id]
 
 
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
+def signal_age_s(recording: Recording | None, now) -> float | None:
+    """Seconds from a live recording's last chunk (its start before any chunk, as the
+    device-offline rule reads it: monitoring/alarms.py) to ``now``; None when not live."""
+    if recording is None or recording.status != Recording.Status.LIVE:
+        return None
+    # a recording opened by its first chunk always has last_chunk_at
+    last_chunk_at = recording.last_chunk_at or recording.started_at
+    return max(0.0, (now - last_chunk_at).total_seconds())
+
+
 def signal_state(recording: Recording | None, now) -> str:
     """Whether ``recording`` still brings a signal at ``now``: "live" (a live recording whose
-    last chunk is at most ``SIGNAL_STALE_S`` old), "stale" (live, but silent for longer: a
+    last chunk is at most ``DEVICE_OFFLINE_S`` old), "stale" (live, but silent for longer: a
     device off, out of range or killed, before the silence timeout closes the recording),
     "ended" (closed: history, not a vital sign) or "none" (no recording)."""
     if recording is None:
         return "none"
-    if recording.status != Recording.Status.LIVE:
+    age_s = signal_age_s(recording, now)
+    if age_s is None:
         return "ended"
-    # a recording opened by its first chunk always has last_chunk_at; the start otherwise,
-    # as the device-offline rule reads it (monitoring/alarms.py)
-    last_chunk_at = recording.last_chunk_at or recording.started_at
-    age_s = (now - last_chunk_at).total_seconds()
-    return "live" if age_s <= SIGNAL_STALE_S else "stale"
+    return "live" if age_s <= float(settings.DEVICE_OFFLINE_S) else "stale"
 
 
 def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[int, dict]:
@@ -381,6 +393,8 @@ def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[
             "hr_bpm": hr_bpm,
             "rhythm": rhythm,
             "signal": signals[patient_id],
+            # how old the newest chunk is: a page counts its own silence from it
+            "signal_age_s": _rounded(signal_age_s(recording, now)),
             "alarm": alarms[patient_id],
             "last_sample": last_sample,
             "time": now.isoformat(),

@@ -379,8 +379,8 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
         assert "no-signal" in browser.find_element("css selector", tile).get_attribute("class")
         screenshot(browser, "station-no-signal.png")
 
-    # the live view opened now: the last chunk is over 10 s old, so the status after the
-    # backlog says "stale" (monitoring/live.py) and the page shows no numbers from the start
+    # the live view opened now: the last chunk is over 10 s old, which the status after the
+    # backlog says (signal_age_s), so the page shows no numbers from the start
     browser.get(f"{eager_daphne}/patients/{patient.pk}/live/")
     wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "live")
     check_no_signal(browser, "#signal-state", "#hr-value", "#rhythm-value", timeout_s=5)

@@ -295,11 +295,11 @@ def test_the_hello_tiles_say_what_each_patients_own_status_says(clinician):
 # --- No signal ---------------------------------------------------------------------------
 
 
-def test_the_signal_is_live_while_chunks_come_and_stale_after_the_limit(patient):
+def test_the_signal_is_live_while_chunks_come_and_stale_after_the_limit(patient, settings):
     """``signal_state`` reads the live recording's last chunk (its start before any chunk, as
-    the device-offline rule does) against ``SIGNAL_STALE_S``; a closed one has ended."""
+    the device-offline rule does) against ``DEVICE_OFFLINE_S``; a closed one has ended."""
     now = timezone.now()
-    limit = timedelta(seconds=live.SIGNAL_STALE_S)
+    limit = timedelta(seconds=settings.DEVICE_OFFLINE_S)
     streaming = recording(patient, last_chunk_at=now - limit)
     assert live.signal_state(streaming, now) == "live"
     assert live.signal_state(streaming, now + timedelta(seconds=0.5)) == "stale"
@@ -310,6 +310,8 @@ def test_the_signal_is_live_while_chunks_come_and_stale_after_the_limit(patient)
     closed = recording(patient, status=Recording.Status.CLOSED, last_chunk_at=now)
     assert live.signal_state(closed, now) == "ended"
     assert live.signal_state(None, now) == "none"
+    assert live.signal_age_s(streaming, now + timedelta(seconds=0.5)) == limit.seconds + 0.5
+    assert live.signal_age_s(closed, now) is None
 
 
 def test_a_silent_devices_status_has_no_heart_rate_whatever_alarm_is_on_top(patient):
@@ -333,6 +335,7 @@ def test_a_silent_devices_status_has_no_heart_rate_whatever_alarm_is_on_top(pati
 
     status = live.status_message(silent, patient.pk)
     assert [status[key] for key in ("hr_bpm", "rhythm", "signal")] == [None, None, "stale"]
+    assert 45 <= status["signal_age_s"] < 50
     assert status["alarm"]["message"] == "AF onset"
     assert status["last_sample"] == 9000
 

@@ -13,8 +13,9 @@
   var PX_PER_MM = 4;        // so the 1100-px canvas holds 11 s of paper
   var GAP_S = 0.3;          // blank ahead of the write position
   // No samples for this long (plus the last chunk's length, for devices that send long
-  // chunks): the device is silent. Devices send a chunk a second; the server calls a
-  // recording stale after the same time (SIGNAL_STALE_S in monitoring/live.py).
+  // chunks): the device is silent. Devices send a chunk a second. The server calls a
+  // recording stale only after DEVICE_OFFLINE_S (30 s; monitoring/live.py), when the
+  // device-offline alarm comes: a status made at the end of a slow analysis round must not.
   var NO_SIGNAL_S = 10;
   var LABEL_COLOURS = { N: "#1d2733", S: "#1d4ed8", V: "#c8102e", F: "#9333ea", Q: "#6b7785" };
 
@@ -223,18 +224,22 @@
     }
     if ("signal" in message) {
       state.signal = message.signal;
-      // a status of a live signal comes from an analysis round of fresh data
-      if (message.signal === "live") { state.dataAt = Date.now(); }
+      // a live signal's status says how old its newest chunk is: a page that just opened
+      // (its backlog's samples are old) counts the silence from there
+      if (message.signal === "live") {
+        state.dataAt = Date.now() - (message.signal_age_s || 0) * 1000;
+      }
       showSignal();
     }
-    var known = message.hr_bpm !== null && message.hr_bpm !== undefined;
+    // without a signal the numbers are the past, not vital signs (showSignal blanked them)
+    var known = !state.noSignal && message.hr_bpm !== null && message.hr_bpm !== undefined;
     var hr = $("hr-value");
     hr.textContent = known ? String(Math.round(message.hr_bpm)) : "--";
     // outside the patient's limits the number turns red, whether or not an alarm is open yet
     // (the HR alarms wait for 10 s of sustained rate)
     hr.classList.toggle("out-of-limits", known &&
       (message.hr_bpm < Number(root.dataset.hrLow) || message.hr_bpm > Number(root.dataset.hrHigh)));
-    $("rhythm-value").textContent = message.rhythm || "—";
+    $("rhythm-value").textContent = (!state.noSignal && message.rhythm) || "—";
     showBanner(message.alarm);
   }
 

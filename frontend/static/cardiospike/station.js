@@ -14,8 +14,9 @@
   var GAP_S = 0.25;         // blank ahead of the write position, so the sweep is visible
   var MV_RANGE = 4;         // the tile's height spans 4 mV
   // No wave for this long (plus the last chunk's length, for devices that send long chunks):
-  // the device is silent. Devices send a chunk a second; the server calls a recording stale
-  // after the same time (SIGNAL_STALE_S in monitoring/live.py).
+  // the device is silent. Devices send a chunk a second. The server calls a recording stale
+  // only after DEVICE_OFFLINE_S (30 s; monitoring/live.py), when the device-offline alarm
+  // comes: a status made at the end of a slow analysis round must not.
   var NO_SIGNAL_S = 10;
   var root = document.getElementById("station");
   var connection = document.getElementById("station-connection");
@@ -94,15 +95,20 @@
     }
     if ("signal" in status) {
       tile.signal = status.signal;
-      // a status of a live signal comes from an analysis round of fresh data
-      if (status.signal === "live") { tile.dataAt = Date.now(); }
+      // a live signal's status says how old its newest chunk is: a station that just
+      // opened (its backlog's waves are old) counts the silence from there
+      if (status.signal === "live") { tile.dataAt = Date.now() - (status.signal_age_s || 0) * 1000; }
       showSignal(tile);
     }
+    // without a signal the numbers are the past, not vital signs (showSignal blanked them)
     if ("hr_bpm" in status) {
       element.querySelector(".hr").textContent =
-        status.hr_bpm === null || status.hr_bpm === undefined ? "--" : String(Math.round(status.hr_bpm));
+        tile.noSignal || status.hr_bpm === null || status.hr_bpm === undefined ? "--" :
+          String(Math.round(status.hr_bpm));
     }
-    if ("rhythm" in status) { element.querySelector(".rhythm").textContent = status.rhythm || "—"; }
+    if ("rhythm" in status) {
+      element.querySelector(".rhythm").textContent = (!tile.noSignal && status.rhythm) || "—";
+    }
     if ("alarm" in status) { showAlarm(tile, status.alarm); }
   }
 
