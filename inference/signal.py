@@ -47,13 +47,13 @@ __all__ = [
     "validate_signal",
 ]
 
-# Largest denominator of the rational approximation of fs_out / fs_in. At 10,000 the ratio
-# of rates with one decimal (257.3 Hz) is exact, others are off by far less than a crystal's
-# 20-50 ppm, and the anti-aliasing filter (20 * max(up, down) + 1 taps) designs in ms.
 # An ECG in millivolts stays well within this (a QRS is a few mV; an electrode artefact may
 # reach 10): larger values are microvolts or ADC counts, which the analysis would read with
 # the wrong scale. The served diagnosis, /predict and signal uploads all refuse them.
 MAX_ECG_ABS_MV = 20.0
+# Largest denominator of the rational approximation of fs_out / fs_in. At 10,000 the ratio
+# of rates with one decimal (257.3 Hz) is exact, others are off by far less than a crystal's
+# 20-50 ppm, and the anti-aliasing filter (20 * max(up, down) + 1 taps) designs in ms.
 RESAMPLE_MAX_DENOMINATOR = 10_000
 # Beyond this, the polyphase filter would need hundreds of thousands of taps.
 _RESAMPLE_MAX_FACTOR = 100_000
