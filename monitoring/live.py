@@ -17,6 +17,7 @@ chunk.
 import asyncio
 import concurrent.futures
 import logging
+import math
 import os
 import threading
 import time
@@ -53,6 +54,11 @@ HR_RR_INTERVALS = 8
 RHYTHM_BEATS = 16
 RHYTHM_MIN_NN = 4
 SINUS_MAX_RR_CV = 0.15
+# A regular rhythm is "Sinus" only when its normal beats show a consistent P wave (median
+# P-wave correlation with the dominant beat, inference.atrial, at least this); otherwise
+# "Regular": atrial fibrillation at a steady rate, or a P wave this lead does not show.
+# Chosen on MIT-BIH DS1 (docs/dashboard.md, "The rhythm name").
+SINUS_MIN_P_WAVE = 0.5
 # Ventricular bigeminy: every other beat V over the last BIGEMINY_BEATS beats.
 BIGEMINY_BEATS = 8
 # An RR interval longer than this is a gap or a pause, not a heart rate.
@@ -140,12 +146,13 @@ def alarm_payload(alarm) -> dict:
     }
 
 
-def recent_beats(recording: Recording) -> tuple[np.ndarray, list[str]]:
-    """The last ``RHYTHM_BEATS + 1`` beats' samples and labels, oldest first (one query)."""
+def recent_beats(recording: Recording) -> tuple[np.ndarray, list[str], list[float | None]]:
+    """The last ``RHYTHM_BEATS + 1`` beats' samples, labels and P-wave correlations
+    (``Beat.p_wave``), oldest first (one query)."""
     return recent_beats_of([recording])[recording.pk]
 
 
-def recent_beats_of(recordings) -> dict[int, tuple[np.ndarray, list[str]]]:
+def recent_beats_of(recordings) -> dict[int, tuple[np.ndarray, list[str], list[float | None]]]:
     """:func:`recent_beats` of many recordings in one query, by recording id (every one given
     is a key: a recording without beats has none).
 
@@ -158,7 +165,7 @@ def recent_beats_of(recordings) -> dict[int, tuple[np.ndarray, list[str]]]:
     of rows on every hello.
     """
     recording_ids = [recording.pk for recording in recordings]
-    by_recording = {recording_id: ([], []) for recording_id in recording_ids}
+    by_recording = {recording_id: ([], [], []) for recording_id in recording_ids}
     if not recording_ids:
         return {}  # an empty Q() below would match every beat
     kept = Q()
@@ -172,15 +179,16 @@ def recent_beats_of(recordings) -> dict[int, tuple[np.ndarray, list[str]]]:
     rows = (
         Beat.objects.filter(kept)
         .order_by("recording_id", "index")
-        .values_list("recording_id", "sample", "label")
+        .values_list("recording_id", "sample", "label", "p_wave")
     )
-    for recording_id, sample, label in rows:
-        samples, labels = by_recording[recording_id]
+    for recording_id, sample, label, p_wave in rows:
+        samples, labels, p_waves = by_recording[recording_id]
         samples.append(sample)
         labels.append(label)
+        p_waves.append(p_wave)
     return {
-        recording_id: (np.array(samples, dtype=np.float64), labels)
-        for recording_id, (samples, labels) in by_recording.items()
+        recording_id: (np.array(samples, dtype=np.float64), labels, p_waves)
+        for recording_id, (samples, labels, p_waves) in by_recording.items()
     }
 
 
@@ -197,18 +205,22 @@ def heart_rate_bpm(samples: np.ndarray, fs_hz: float) -> float | None:
     return round(60.0 / float(np.mean(rr_s)), 1)
 
 
-def beat_rhythm(samples: np.ndarray, labels: list[str], fs_hz: float) -> str | None:
+def beat_rhythm(
+    samples: np.ndarray, labels: list[str], fs_hz: float, p_waves: list[float | None]
+) -> str | None:
     """The rhythm the last beats show, when no episode is ongoing (``RHYTHM_BEATS``, above).
 
-    "Vent bigeminy"; else "Sinus" or "Irregular" from the N-to-N intervals, with " + PVCs"
-    and/or " + PACs" (any AAMI V or S beat among the beats: ventricular, or atrial or junctional
-    premature); None while too few beats are stored since the stream began or since its last
-    gap, or when too few beats are normal to name an underlying rhythm.
+    "Vent bigeminy"; else "Sinus", "Regular" or "Irregular" from the N-to-N intervals and the
+    normal beats' P waves (``p_waves``: each beat's ``Beat.p_wave``, None where unknown), with
+    " + PVCs" and/or " + PACs" (any AAMI V or S beat among the beats: ventricular, or atrial or
+    junctional premature); None while too few beats are stored since the stream began or
+    since its last gap, or when too few beats are normal to name an underlying rhythm.
     """
     rr_s = np.diff(samples) / fs_hz
     gaps = np.flatnonzero((rr_s <= 0) | (rr_s > MAX_RR_S))
     if len(gaps):  # a gap in the stream, or a pause that ended: name what came after it
-        rr_s, labels = rr_s[gaps[-1] + 1 :], labels[gaps[-1] + 1 :]
+        first = gaps[-1] + 1
+        rr_s, labels, p_waves = rr_s[first:], labels[first:], p_waves[first:]
     if len(rr_s) < HR_RR_INTERVALS:
         return None
     is_v = [label == "V" for label in labels[-BIGEMINY_BEATS:]]
@@ -220,12 +232,29 @@ def beat_rhythm(samples: np.ndarray, labels: list[str], fs_hz: float) -> str | N
     if len(normal_to_normal) < RHYTHM_MIN_NN:
         return None
     nn_s = np.array(normal_to_normal)
-    rhythm = "Sinus" if float(np.std(nn_s) / np.mean(nn_s)) < SINUS_MAX_RR_CV else "Irregular"
+    if float(np.std(nn_s) / np.mean(nn_s)) >= SINUS_MAX_RR_CV:
+        rhythm = "Irregular"
+    elif p_wave_consistent(labels, p_waves):
+        rhythm = "Sinus"
+    else:
+        rhythm = "Regular"
     if "V" in labels:
         rhythm += " + PVCs"
     if "S" in labels:
         rhythm += " + PACs"
     return rhythm
+
+
+def p_wave_consistent(labels: list[str], p_waves: list[float | None]) -> bool:
+    """Whether the normal beats show one consistent P wave: at least ``RHYTHM_MIN_NN`` of them
+    with a known P-wave correlation, of median ``SINUS_MIN_P_WAVE`` or more. Atrial
+    fibrillation with a steady ventricular rate has regular intervals but no P wave."""
+    known = [
+        p_wave
+        for label, p_wave in zip(labels, p_waves, strict=True)
+        if label == "N" and p_wave is not None and math.isfinite(p_wave)
+    ]
+    return len(known) >= RHYTHM_MIN_NN and float(np.median(known)) >= SINUS_MIN_P_WAVE
 
 
 def current_rhythm(recording: Recording, from_beats: str | None) -> str | None:
@@ -380,10 +409,11 @@ def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[
         if recording is not None:
             last_sample = int(recording.analysis_cursor)
         if signals[patient_id] == "live":
-            samples, labels = beats[recording.pk]
+            samples, labels, p_waves = beats[recording.pk]
             fs_hz = recording.sampling_rate_hz
             hr_bpm = heart_rate_bpm(samples, fs_hz)
-            rhythm = rhythm_name(ongoing[recording.pk], beat_rhythm(samples, labels, fs_hz))
+            from_beats = beat_rhythm(samples, labels, fs_hz, p_waves)
+            rhythm = rhythm_name(ongoing[recording.pk], from_beats)
         messages[patient_id] = {
             "type": "status",
             # which recording it describes: the last round of a recording that a new session
