@@ -537,12 +537,13 @@ def stream_summary(recording: Recording) -> dict:
     runs = np.split(r_peaks, np.flatnonzero(rr_s > live.MAX_RR_S) + 1) if len(r_peaks) else []
     kept_rr_s = rr_s[rr_s <= live.MAX_RR_S]
     rates = [heart_rate_bpm(run, fs_hz) for run in runs if len(run) > live.HR_RR_INTERVALS]
+    mean = round(float(60.0 * len(kept_rr_s) / kept_rr_s.sum()), 1) if len(kept_rr_s) else None
+    # (the short runs count in the mean only: the range is widened to hold it, as for uploads)
+    extremes = [mean] if mean is not None else []
     summary["heart_rate_bpm"] = {
-        "mean": round(float(60.0 * len(kept_rr_s) / kept_rr_s.sum()), 1)
-        if len(kept_rr_s)
-        else None,
-        "min": min((rate["min"] for rate in rates), default=None),
-        "max": max((rate["max"] for rate in rates), default=None),
+        "mean": mean,
+        "min": min([rate["min"] for rate in rates] + extremes, default=None),
+        "max": max([rate["max"] for rate in rates] + extremes, default=None),
     }
     summary["lead"] = recording.analysis_lead_name
     summary["live"] = recording.status == Recording.Status.LIVE

@@ -25,6 +25,15 @@ def test_it_keeps_one_ectopic_beat_from_setting_the_maximum_heart_rate():
     assert rate["max"] < 70  # not 150 bpm, the coupling interval's rate
 
 
+def test_the_mean_heart_rate_lies_within_its_range():
+    # long first and last intervals count in one 8-beat window each, but in the mean in full:
+    # the mean rate (61.1 bpm) would fall below the slowest window's (62.8 bpm)
+    rr_s = [1.2] + [0.92] * 7 + [1.2]
+    r_peaks = np.round(np.cumsum([0.0, *rr_s]) * 1000).astype(int)
+    rate = heart_rate_bpm(r_peaks, 1000.0)
+    assert rate["min"] <= rate["mean"] <= rate["max"], rate
+
+
 def test_it_analyzes_a_synthetic_strip_end_to_end():
     strip = generate(60.0, fs=250.0, hr_bpm=75, seed=3)
     analysis = analyze_signal(strip.signal_mv, 250.0)
