@@ -600,6 +600,11 @@ def main(argv: list[str] | None = None) -> int:
     synthetic = sub.add_parser("synthetic", help="the seed's recipe on synthetic ECG")
     synthetic.add_argument("--seed", type=int, default=0)
     synthetic.add_argument("--data", help="PhysioNet data folder, for the real-ECG check")
+    synthetic.add_argument(
+        "--without-real-check",
+        action="store_true",
+        help="write the card without its real MIT-BIH DS2 row when the data are not here",
+    )
     mitdb = sub.add_parser("mitdb", help="real MIT-BIH windows, DS1 -> DS2")
     mitdb.add_argument("--data", help="PhysioNet data folder (default $CARDIOSPIKE_DATA_DIR)")
     mitdb.add_argument("--seed", type=int, default=0)
@@ -616,6 +621,20 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-test", action="store_true", help="tuning run: validation only, no DS2, no files"
     )
     args = parser.parse_args(argv)
+    if args.recipe == "synthetic" and not args.without_real_check:
+        # The committed card carries the real-ECG row; a rerun without the data would
+        # silently rewrite it without that row.
+        from inference.datasets import data_dir
+
+        try:
+            mitdb_dir = data_dir(args.data) / "mitdb"
+            if not mitdb_dir.is_dir():
+                raise FileNotFoundError(f"{mitdb_dir} not found")
+        except FileNotFoundError as exc:
+            parser.error(
+                f"{exc}. The card's real MIT-BIH DS2 row needs it: pass --data DIR, or "
+                "--without-real-check to write the card without that row"
+            )
     torch.manual_seed(args.seed)
     {"synthetic": train_synthetic, "mitdb": train_mitdb}[args.recipe](args)
     return 0
