@@ -258,3 +258,11 @@ def test_it_can_open_to_anonymous_callers_with_a_throttle(client, settings):
 def test_it_is_also_served_under_the_api_prefix(api):
     response = api.post("/api/predict/", {"ecg": ecg_window()}, content_type="application/json")
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(("flag", "value"), [("store", "yes"), ("explain", 1), ("store", None)])
+def test_it_refuses_a_flag_that_is_not_true_or_false(api, flag, value):
+    response = post(api, {"ecg": ecg_window(), flag: value})
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith(f'"{flag}" must be true or false')
+    assert not Prediction.objects.exists()
