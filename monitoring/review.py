@@ -44,6 +44,12 @@ MAX_EVENT_TIME_S = 10 * 365.25 * 86400.0
 WFDB_INVALID_ADC = -32768
 # Our AAMI classes as WFDB beat symbols (MIT-BIH conventions: S -> A, atrial premature).
 AAMI_TO_WFDB = {"N": "N", "S": "A", "V": "V", "F": "F", "Q": "Q"}
+# The WFDB annotator our own beats and episodes are written under. By WFDB convention
+# ``atr`` is the reference (inference.evaluate and load_record score against it), so our
+# labels must not take that name: an export evaluated against itself scores 100%. ``atr``
+# holds only the uploaded file's own reference labels, when there were any.
+OURS_ANNOTATOR = "cspk"
+REFERENCE_ANNOTATOR = "atr"
 # Rhythm annotations ("+") for our episodes; MIT-BIH names where one exists (it calls
 # ventricular flutter/fibrillation "(VFL"), our own otherwise. "(N" marks the end of the last
 # running episode: no episode found, not a diagnosis of sinus rhythm.
@@ -396,9 +402,15 @@ def rhythm_annotations(recording: Recording, n_samples: int) -> list[tuple[int, 
 
 
 def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
-    """Write the recording as a WFDB record in ``folder``: ``.hea``, ``.dat`` (format 16, the
-    stored ADC values with the recording's gain and baseline, gaps as ``WFDB_INVALID_ADC``)
-    and, when it has beats or episodes, ``.atr`` with our labels; the paths written."""
+    """Write the recording as a WFDB record in ``folder``; the paths written.
+
+    - ``.hea`` and ``.dat``: format 16, the stored ADC values with the recording's gain and
+      baseline, gaps as ``WFDB_INVALID_ADC``;
+    - ``.cspk`` (``OURS_ANNOTATOR``), when it has beats or episodes: our labels;
+    - ``.atr`` (``REFERENCE_ANNOTATOR``), when the upload came with its own beat labels
+      (a WFDB record's ``.atr``): those reference labels, so that the exported record can be
+      evaluated against its reference. A device recording has none, hence no ``.atr``.
+    """
     import wfdb
 
     name = record_name(recording)
@@ -431,14 +443,29 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
         annotations.sort(key=lambda a: (a[0], a[1]))
         wfdb.wrann(
             name,
-            "atr",
+            OURS_ANNOTATOR,
             np.array([a[0] for a in annotations], dtype=np.int64),
             np.array([a[2] for a in annotations]),
             aux_note=[a[3] for a in annotations],
             fs=recording.sampling_rate_hz,
             write_dir=str(folder),
         )
-        paths.append(folder / f"{name}.atr")
+        paths.append(folder / f"{name}.{OURS_ANNOTATOR}")
+    # Only signal uploads keep reference samples; beat-row uploads keep labels alone, which
+    # no annotation file can place. The upload kept the AAMI class of each reference beat,
+    # not its MIT-BIH symbol (L, R, j, ...), so the class's symbol is written: it maps back
+    # to the same class (inference.aami.aami_class), all the evaluation compares.
+    reference = recording.reference_annotations or {}
+    if reference.get("samples"):
+        wfdb.wrann(
+            name,
+            REFERENCE_ANNOTATOR,
+            np.array(reference["samples"], dtype=np.int64),
+            np.array([AAMI_TO_WFDB[label] for label in reference["labels"]]),
+            fs=recording.sampling_rate_hz,
+            write_dir=str(folder),
+        )
+        paths.append(folder / f"{name}.{REFERENCE_ANNOTATOR}")
     return paths
 
 

@@ -1,6 +1,7 @@
 """Full-disclosure review: access, the signal window endpoint, event navigation, and the
 WFDB and CSV exports read back (wfdb.rdrecord, wfdb.rdann, csv) for an upload and for a
-device recording with a gap."""
+device recording with a gap. The WFDB export holds our labels as ``.cspk`` and an upload's
+own reference labels, when it had some, as ``.atr``."""
 
 import csv
 import io
@@ -12,6 +13,9 @@ import pytest
 import wfdb
 from django.utils import timezone
 
+from inference.aami import aami_class
+from inference.datasets.mitdb import load_record
+from inference.synthetic import generate
 from monitoring.models import Alarm, AlarmKind, AlarmPriority, Beat, Episode, Recording, SampleChunk
 from monitoring.review import WFDB_INVALID_ADC, rhythm_annotations
 from tests.upload_helpers import mitdb_folder, synthetic_wfdb, wfdb_excerpt
@@ -402,20 +406,22 @@ def test_the_strip_png_of_a_device_recording(api, device_recording):
 
 
 def read_wfdb_zip(content: bytes, folder, name: str):
+    """The zip's file names, its record, and our annotations (``.cspk``) when there are."""
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
         archive.extractall(folder)
         names = sorted(archive.namelist())
     record = wfdb.rdrecord(str(folder / name), physical=False)
-    annotation = wfdb.rdann(str(folder / name), "atr") if f"{name}.atr" in names else None
-    return names, record, annotation
+    ours = wfdb.rdann(str(folder / name), "cspk") if f"{name}.cspk" in names else None
+    return names, record, ours
 
 
 def test_wfdb_export_of_a_device_recording_with_a_gap(api, device_recording, tmp_path):
     response = api.get(f"/api/recordings/{device_recording.pk}/export.zip?format=wfdb")
     assert response.status_code == 200 and response["Content-Type"] == "application/zip"
     name = f"recording-{device_recording.pk}"
-    names, record, annotation = read_wfdb_zip(response.content, tmp_path, name)
-    assert names == [f"{name}.atr", f"{name}.dat", f"{name}.hea"]
+    names, record, ours = read_wfdb_zip(response.content, tmp_path, name)
+    # our labels under their own annotator; no .atr: a device recording has no reference
+    assert names == [f"{name}.cspk", f"{name}.dat", f"{name}.hea"]
     assert record.fs == FS_HZ and record.fmt == ["16"] and record.sig_name == ["II"]
     assert record.adc_gain == [200.0] and record.baseline == [7]
     adc = record.d_signal[:, 0]
@@ -425,11 +431,11 @@ def test_wfdb_export_of_a_device_recording_with_a_gap(api, device_recording, tmp
     physical = wfdb.rdrecord(str(tmp_path / name)).p_signal[:, 0]
     assert np.isnan(physical[GAP[0] : GAP[1]]).all() and np.isfinite(physical[stored]).all()
 
-    beats = [(a, s) for a, s in zip(annotation.sample, annotation.symbol, strict=True) if s != "+"]
+    beats = [(a, s) for a, s in zip(ours.sample, ours.symbol, strict=True) if s != "+"]
     expected = list(device_recording.beats.order_by("sample").values_list("sample", "label"))
     symbols = {"N": "N", "S": "A", "V": "V"}
     assert beats == [(sample, symbols[label]) for sample, label in expected]
-    notes = zip(annotation.sample, annotation.symbol, annotation.aux_note, strict=True)
+    notes = zip(ours.sample, ours.symbol, ours.aux_note, strict=True)
     rhythm = [(int(a), note) for a, s, note in notes if s == "+"]
     assert rhythm == [(1000, "(AFIB"), (4000, "(N")]
 
@@ -497,7 +503,7 @@ def check_wfdb_round_trip(api, recording, original, tmp_path):
     response = api.get(f"/api/recordings/{recording.pk}/export.zip?format=wfdb")
     assert response.status_code == 200
     name = f"recording-{recording.pk}"
-    _, record, annotation = read_wfdb_zip(response.content, tmp_path, name)
+    _, record, ours_annotation = read_wfdb_zip(response.content, tmp_path, name)
     np.testing.assert_array_equal(record.d_signal, original.d_signal)
     assert record.fs == original.fs and record.sig_name == original.sig_name
     assert record.adc_gain == pytest.approx(original.adc_gain)
@@ -505,7 +511,9 @@ def check_wfdb_round_trip(api, recording, original, tmp_path):
     beats = list(recording.beats.order_by("sample").values_list("sample", "label"))
     assert len(beats) > 5
     symbols = {"N": "N", "S": "A", "V": "V", "F": "F", "Q": "Q"}
-    ours = [(int(a), s) for a, s in zip(annotation.sample, annotation.symbol, strict=True)]
+    ours = [
+        (int(a), s) for a, s in zip(ours_annotation.sample, ours_annotation.symbol, strict=True)
+    ]
     assert [b for b in ours if b[1] != "+"] == [(s, symbols[label]) for s, label in beats]
     return ours
 
@@ -519,6 +527,64 @@ def test_wfdb_export_of_a_synthetic_upload(
     recording = upload_and_analyse(api, patient, files, django_capture_on_commit_callbacks)
     original = wfdb.rdrecord(str(source / "syn"), physical=False)
     check_wfdb_round_trip(api, recording, original, tmp_path)
+    names = sorted(zipfile.ZipFile(io.BytesIO(export_wfdb(api, recording))).namelist())
+    # uploaded without an .atr: no reference, so none in the export either
+    assert names == [f"recording-{recording.pk}.{ext}" for ext in ("cspk", "dat", "hea")]
+
+
+def export_wfdb(api, recording) -> bytes:
+    response = api.get(f"/api/recordings/{recording.pk}/export.zip?format=wfdb")
+    assert response.status_code == 200
+    return response.content
+
+
+def test_wfdb_export_holds_the_uploads_reference_as_atr(
+    api, patient, tmp_path, django_capture_on_commit_callbacks
+):
+    """An upload's own .atr comes back as the export's .atr (the WFDB reference annotator),
+    our beats as .cspk: evaluating the export scores our beats against the reference, not
+    against themselves."""
+    source = tmp_path / "source"
+    source.mkdir()
+    files = synthetic_wfdb(source, "syn", seconds=20.0)
+    # The reference: the synthetic beats with a mix of MIT-BIH symbols our model would not
+    # all give (L is class N, A class S), after a rhythm mark that is not a beat.
+    beat_samples = [int(s) for s in generate(20.0, fs=250.0, seed=3).beats]
+    symbols = [("N", "L", "A", "V")[i % 4] for i in range(len(beat_samples))]
+    wfdb.wrann(
+        "syn",
+        "atr",
+        np.array([0, *beat_samples], dtype=np.int64),
+        np.array(["+", *symbols]),
+        aux_note=["(N", *[""] * len(beat_samples)],
+        fs=250,
+        write_dir=str(source),
+    )
+    files["syn.atr"] = (source / "syn.atr").read_bytes()
+    recording = upload_and_analyse(api, patient, files, django_capture_on_commit_callbacks)
+    expected_labels = [aami_class(symbol) for symbol in symbols]
+    assert recording.reference_annotations == {"samples": beat_samples, "labels": expected_labels}
+
+    export = tmp_path / "export"
+    name = f"recording-{recording.pk}"
+    names, _, ours = read_wfdb_zip(export_wfdb(api, recording), export, name)
+    assert names == [f"{name}.atr", f"{name}.cspk", f"{name}.dat", f"{name}.hea"]
+
+    # .atr is the reference: its samples, and the WFDB symbol of each reference class
+    reference = wfdb.rdann(str(export / name), "atr")
+    assert reference.sample.tolist() == beat_samples
+    assert reference.symbol == [{"N": "N", "S": "A", "V": "V"}[c] for c in expected_labels]
+    # read the way the evaluation reads a MIT-BIH record, it gives the reference classes
+    loaded = load_record(export, name, lead="II")
+    assert loaded.beat_samples.tolist() == beat_samples
+    assert [aami_class(symbol) for symbol in loaded.beat_symbols] == expected_labels
+
+    # .cspk holds our beats, not the reference
+    beats = list(recording.beats.order_by("sample").values_list("sample", "label"))
+    symbols_of = {"N": "N", "S": "A", "V": "V", "F": "F", "Q": "Q"}
+    ours_beats = [(int(a), s) for a, s in zip(ours.sample, ours.symbol, strict=True) if s != "+"]
+    assert ours_beats == [(sample, symbols_of[label]) for sample, label in beats]
+    assert ours_beats != list(zip(beat_samples, reference.symbol, strict=True))
 
 
 def test_wfdb_export_of_a_mitdb_upload(api, patient, tmp_path, django_capture_on_commit_callbacks):
@@ -529,6 +595,13 @@ def test_wfdb_export_of_a_mitdb_upload(api, patient, tmp_path, django_capture_on
     recording = upload_and_analyse(api, patient, files, django_capture_on_commit_callbacks)
     original = wfdb.rdrecord(str(source / "208"), physical=False)
     ours = check_wfdb_round_trip(api, recording, original, tmp_path)
+    # the export's .atr is the excerpt's reference: every beat, in the same class
+    exported = load_record(tmp_path, f"recording-{recording.pk}")
+    reference = load_record(source, "208")
+    np.testing.assert_array_equal(exported.beat_samples, reference.beat_samples)
+    assert [aami_class(s) for s in exported.beat_symbols] == [
+        aami_class(s) for s in reference.beat_symbols
+    ]
     # record 208 has frequent PVCs: some of our beats are V, and the viewer finds them
     assert any(symbol == "V" for _, symbol in ours)
     first_v = min(sample for sample, symbol in ours if symbol == "V")

@@ -157,7 +157,8 @@ class RecordingExportZipView(APIView):
         responses={(200, "application/zip"): OpenApiTypes.BINARY},
     )
     def get(self, request, pk: int):
-        """The whole recording as a WFDB record (.hea, .dat, .atr) or as CSV files, zipped."""
+        """The whole recording as a WFDB record (.hea, .dat; our labels as .cspk, an upload's
+        reference labels as .atr) or as CSV files, zipped."""
         recording = visible_recording(request, pk)
         kind = request.query_params.get("format", "")
         if kind not in ("wfdb", "csv"):
