@@ -3,15 +3,19 @@
     python -m inference.analyze RECORD [--lead MLII] [--json OUT]
     python -m inference.analyze signal.csv --fs 250 [--json OUT]
 
-RECORD is a WFDB record (the path without extension, or its ``.hea``); the lead is MLII when the
-record has it, else the first channel, unless ``--lead`` says otherwise. When reference beat
-annotations (``.atr``) sit beside the record, the output also scores our beats against them
-(EC57 matching, 150 ms) and gives the class agreement. A CSV file holds one column of
+RECORD is a WFDB record (the path without extension, or its ``.hea`` or ``.dat``); the lead is
+MLII when the record has it, else II, else the first channel (the upload's rule), unless
+``--lead`` says otherwise; the sampling rate is the header's (``--fs`` is refused). When
+reference beat annotations (``.atr``) sit beside the record, the output also scores our beats
+against them (EC57 matching, 150 ms) and gives the class agreement; an ``.atr`` with only rhythm
+marks (vfdb) gives no beat reference, and the output says so. A CSV file holds one column of
 millivolts (a header line is allowed) and needs ``--fs``.
+
+Problems (a missing file, a corrupt header, an unknown lead) end the command with a one-line
+message and exit status 1.
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,16 +26,22 @@ import wfdb
 from inference.aami import AAMI_CLASSES, aami_class
 from inference.analysis import RecordAnalysis, analyze_signal
 from inference.beat_match import detection_scores, match_beats
+from inference.datasets.wfdb_record import analysis_lead, no_beat_annotations_message, read_header
 from inference.evaluation.beats import beat_metrics
+from inference.evaluation.common import json_text, writable_output
 from inference.evaluation.qrs import QRS_SYMBOLS, outside, vf_episodes
 
 
 def load_wfdb(path: Path, lead: str | None) -> tuple[np.ndarray, float, str]:
     """One lead of a WFDB record in mV, its rate, and the lead's name."""
-    record = wfdb.rdrecord(str(path))
+    try:
+        read_header(path)
+        record = wfdb.rdrecord(str(path))
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"record {path}: {exc}") from None
     names = list(record.sig_name)
     if lead is None:
-        lead = "MLII" if "MLII" in names else names[0]
+        lead = names[analysis_lead(names)]
     if lead not in names:
         raise SystemExit(f"record {path.name} has no lead {lead}; it has {', '.join(names)}")
     channel = names.index(lead)
@@ -43,33 +53,45 @@ def load_csv(path: Path) -> np.ndarray:
     values = []
     with path.open() as handle:
         for line_number, line in enumerate(handle, start=1):
-            cell = line.strip().split(",")[0].strip()
+            cells = line.strip().split(",")
+            cell = cells[0].strip()
             if not cell:
                 continue
             try:
-                values.append(float(cell))
+                value = float(cell)
             except ValueError:
                 if line_number == 1:
                     continue  # a header
                 raise SystemExit(
                     f"{path.name} line {line_number}: {cell!r} is not a number"
                 ) from None
+            if len(cells) > 1:
+                # the upload's refusal: reading the first column would drop the others silently
+                raise SystemExit(
+                    f"{path.name} line {line_number} has {len(cells)} values: a signal CSV has "
+                    "one column (mV)"
+                )
+            values.append(value)
     if not values:
         raise SystemExit(f"{path.name} holds no samples")
     return np.asarray(values)
 
 
-def reference_agreement(path: Path, analysis: RecordAnalysis) -> dict | None:
-    """Our beats against the record's reference annotations, when it has any: QRS Se/+P
-    as ``evaluate qrs`` scores them, and the class metrics of ``evaluate beats`` on matched
-    beats."""
-    if not path.with_suffix(".atr").is_file():
-        return None
+def reference_agreement(path: Path, analysis: RecordAnalysis) -> tuple[dict | None, str]:
+    """Our beats against the record's reference beat annotations: QRS Se/+P as ``evaluate qrs``
+    scores them, and the class metrics of ``evaluate beats`` on matched beats; with a line
+    saying what was compared. ``(None, why)`` when there is no beat reference: no ``.atr``, or
+    one with only rhythm marks (vfdb), where every detection would count as a false positive."""
+    atr_name = f"{path.name}.atr"
+    if not path.with_name(atr_name).is_file():
+        return None, f"no reference: no {atr_name} beside the record"
     annotation = wfdb.rdann(str(path), "atr")
     classes = [aami_class(symbol) for symbol in annotation.symbol]
     samples = np.array(
         [s for s, c in zip(annotation.sample, classes, strict=True) if c], dtype=np.int64
     )
+    if not len(samples):
+        return None, f"no agreement computed: {no_beat_annotations_message(atr_name)}"
     labels = np.array([AAMI_CLASSES.index(c) for c in classes if c], dtype=np.int64)
     predicted = np.array([AAMI_CLASSES.index(label) for label in analysis.labels], dtype=np.int64)
     ref_index, det_index = match_beats(samples, analysis.r_peaks, analysis.fs)
@@ -81,33 +103,58 @@ def reference_agreement(path: Path, analysis: RecordAnalysis) -> dict | None:
     )
     vf = vf_episodes(annotation.sample, symbols, analysis.n_samples)
     qrs = detection_scores(outside(qrs_reference, vf), outside(analysis.r_peaks, vf), analysis.fs)
-    return {
+    agreement = {
         "n_reference": len(samples),
         "matched": len(ref_index),
         "qrs": qrs,
         **beat_metrics(labels[ref_index], predicted[det_index]),
         "confusion_order": list(AAMI_CLASSES),
     }
+    return agreement, (
+        f"against the reference ({atr_name}): QRS Se {_percent(qrs['se'])} "
+        f"+P {_percent(qrs['ppv'])}, class accuracy {_percent(agreement['accuracy'])}"
+    )
+
+
+def _percent(value: float) -> str:
+    return "undefined" if value != value else f"{100 * value:.2f} %"  # NaN: nothing to divide
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m inference.analyze", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("record", help="WFDB record path (no extension, or .hea) or a .csv file")
-    parser.add_argument("--lead", help="lead name of a WFDB record (default MLII, else first)")
+    parser.add_argument(
+        "record", help="WFDB record path (no extension, or its .hea or .dat) or a .csv file"
+    )
+    parser.add_argument(
+        "--lead", help="lead name of a WFDB record (default MLII, else II, else the first)"
+    )
     parser.add_argument("--fs", type=float, help="sampling rate in Hz, for a CSV file")
     parser.add_argument("--json", help="write the full result here")
     args = parser.parse_args(argv)
 
     given = Path(args.record)
+    output = writable_output(args.json)  # before the analysis, not after it
     if given.suffix.lower() == ".csv":
+        if not given.is_file():
+            raise SystemExit(f"no CSV file {given}")
         if args.fs is None:
             raise SystemExit("a CSV file needs --fs (its sampling rate in Hz)")
         ecg_mv, fs, lead, path = load_csv(given), args.fs, "column 1", given
     else:
-        path = given.with_suffix("") if given.suffix == ".hea" else given
-        if not path.with_suffix(".hea").is_file():
-            raise SystemExit(f"no WFDB header {path.with_suffix('.hea')}")
+        # the record is named without extension; its header or signal file names it too
+        path = given.with_suffix("") if given.suffix.lower() in (".hea", ".dat") else given
+        header = path.with_name(f"{path.name}.hea")
+        if not header.is_file():
+            raise SystemExit(
+                f"no WFDB header {header}: give a record path without extension (or its .hea), "
+                "or a .csv file"
+            )
+        if args.fs is not None:
+            # a second rate beside the header's would be a guess about which one is right
+            raise SystemExit(
+                "--fs is for a CSV file: a WFDB record's sampling rate is read from its header"
+            )
         ecg_mv, fs, lead = load_wfdb(path, args.lead)
 
     started = time.perf_counter()
@@ -119,9 +166,14 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {"record": path.name, "lead": lead, **analysis.to_dict()}
     result["analysis_s"] = round(elapsed_s, 4)
-    agreement = None if path.suffix == ".csv" else reference_agreement(path, analysis)
+    if path.suffix == ".csv":
+        agreement, reference_line = None, None
+    else:
+        agreement, reference_line = reference_agreement(path, analysis)
     if agreement is not None:
         result["reference"] = agreement
+    elif reference_line is not None:
+        result["reference_note"] = reference_line
 
     summary = analysis.summary
     rate = summary["heart_rate_bpm"]
@@ -133,16 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     print("counts: " + ", ".join(f"{k} {v}" for k, v in summary["counts"].items()))
     for episode in analysis.episodes:
         print(f"episode {episode.kind}: {episode.start_s:.1f}-{episode.end_s:.1f} s")
-    if agreement is not None:
-        print(
-            f"against the reference: QRS Se {100 * agreement['qrs']['se']:.2f} % "
-            f"+P {100 * agreement['qrs']['ppv']:.2f} %, class accuracy "
-            f"{100 * agreement['accuracy']:.2f} %"
-        )
-    if args.json:
-        output = Path(args.json)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=1) + "\n")
+    if reference_line is not None:
+        print(reference_line)
+    if output is not None:
+        output.write_text(json_text(result, indent=1))
         print(f"wrote {output}")
     return 0
 

@@ -62,6 +62,7 @@ from inference.evaluation.beats import (
     plot_confusion,
     rounded,
 )
+from inference.evaluation.common import json_text
 from inference.models import count_parameters
 from inference.registry import WEIGHTS_DIR
 from inference.train import DOCS_DIR, git_commit, training_environment
@@ -1043,7 +1044,7 @@ def write_model(
         card["ds2_per_record"] = ds2["per_record"]
     else:
         card["metrics"]["ds2"] = "not evaluated: an interim model (--no-test)"
-    (WEIGHTS_DIR / f"{NAME}.json").write_text(json.dumps(card, indent=2, default=float) + "\n")
+    (WEIGHTS_DIR / f"{NAME}.json").write_text(json_text(card))
     chosen = next((run for run in cv_runs if run.get("chosen")), None)
     if chosen is not None:
         plot_cv(chosen["steps"], DOCS_DIR / f"{NAME}-cv.png", "DS1 cross-validation, pooled")
@@ -1432,7 +1433,7 @@ def main(argv: list[str] | None = None) -> int:
                     ["inference.beat_training", *(argv if argv is not None else sys.argv[1:])]
                 ),
             )
-            Path(args.cv_json).write_text(json.dumps(summary, indent=2, default=float) + "\n")
+            Path(args.cv_json).write_text(json_text(summary))
         if args.cv_out:
             np.savez_compressed(
                 args.cv_out,
@@ -1511,7 +1512,7 @@ def combine_cv(paths: list[str], args: argparse.Namespace) -> int:
         folds = json.loads(str(runs[0]["folds"])) if "folds" in runs[0].files else []
         command = "python -m inference.beat_training --cv-combine " + " ".join(paths)
         summary = cv_summary(rows, folds, args.cv_label or "ensemble", command)
-        Path(args.cv_json).write_text(json.dumps(summary, indent=2, default=float) + "\n")
+        Path(args.cv_json).write_text(json_text(summary))
     return 0
 
 

@@ -1,8 +1,16 @@
 """Evaluation commands on WFDB database folders with reference annotations.
 
-    python -m inference.evaluate qrs    --data DIR [--records ...] [--json OUT]
-    python -m inference.evaluate beats  --data DIR [--records ...|ds1|ds2] [--json OUT]
-    python -m inference.evaluate rhythm --data DIR [--records ...] [--json OUT]
+    python -m inference.evaluate qrs    [--data DIR] [--records ...] [--json OUT]
+    python -m inference.evaluate beats  [--data DIR] [--records ...|ds1|ds2] [--json OUT]
+    python -m inference.evaluate rhythm [--data DIR] [--records ...] [--json OUT]
+
+DIR is one database's folder; without ``--data`` it is ``mitdb/`` under ``$CARDIOSPIKE_DATA_DIR``
+(else ../shared/data). ``qrs`` and ``beats`` score against beat annotations: a record whose
+``.atr`` holds only rhythm marks (vfdb) is left out with a line saying so, and refused when named;
+``rhythm`` scores those rhythm marks. Every chosen record's header is checked first, and a corrupt
+one (unreadable, or a sampling rate that is not a number, which wfdb would read as 250 Hz) stops
+the command naming the file: figures over fewer records than asked would pass for the whole set.
+Problems end the command with a one-line message and exit status 1.
 
 Each subcommand lives in its own module under ``inference/evaluation/`` and exposes
 ``add_parser(subparsers)`` and ``run(args) -> int``; this module only dispatches. Every

@@ -572,10 +572,29 @@ def se_sp(y: np.ndarray, predicted: np.ndarray) -> dict:
     }
 
 
+def check_folds(n_folds: int, n_records: int) -> None:
+    """Raise ``ValueError`` unless ``n_folds`` record folds can cross-validate ``n_records``
+    records: one fold leaves no training data (a model fit on nothing scores Se 0, Sp 100),
+    and more folds than records leaves folds without a test record."""
+    if n_records < 2:
+        raise ValueError(f"cross-validation needs at least 2 records; there are {n_records}")
+    if n_folds < 2:
+        raise ValueError(
+            f"{n_folds} record fold(s) leave no record to train on: give 2 to {n_records}"
+        )
+    if n_folds > n_records:
+        raise ValueError(
+            f"{n_folds} record folds for {n_records} records leave folds without a record: "
+            f"give 2 to {n_records}"
+        )
+
+
 def cross_validate(data: dict, n_folds: int, threshold: float, **fit_options) -> dict:
     """Leave-records-out: records are dealt into folds; each fold is scored by a model fitted on
-    the other folds (both channels of a record stay on the same side). Scored on channel 0."""
+    the other folds (both channels of a record stay on the same side). Scored on channel 0.
+    Raises ``ValueError`` when the folds cannot be made (``check_folds``)."""
     records = np.unique(data["record"])
+    check_folds(n_folds, len(records))
     fold_of = {name: index % n_folds for index, name in enumerate(records)}
     folds = np.array([fold_of[name] for name in data["record"]])
     probability = np.empty(len(folds))
@@ -652,6 +671,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     started = time.perf_counter()
+    n_records = len(list(Path(args.data).glob("*.hea")))
+    try:
+        check_folds(args.folds, n_records)
+    except ValueError as exc:
+        raise SystemExit(f"--folds: {exc} (records in {args.data})") from None
     if args.command == "compare":
         data = load_vfdb(Path(args.data), channels=(0, 1), progress=tqdm, organisation=True)
         card = json.loads(WEIGHTS_PATH.with_suffix(".json").read_text())

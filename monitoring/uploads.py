@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from inference.aami import AAMI_CLASSES, aami_class
 from inference.beat_rows import ROW_LAYOUTS, layout_for_width
+from inference.datasets.wfdb_record import analysis_lead, read_header
 from inference.qrs import MAX_FS_HZ as QRS_MAX_FS_HZ
 from inference.qrs import MIN_DURATION_S as QRS_MIN_DURATION_S
 from inference.qrs import MIN_FS_HZ as QRS_MIN_FS_HZ
@@ -482,9 +483,10 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
             (Path(folder) / name).write_bytes(data)
         path = os.path.join(folder, record_name)
         try:
-            header = wfdb.rdheader(path)
-        except Exception as exc:  # wfdb raises many types for a malformed header
-            raise UploadError(f"{header_name} is not a valid WFDB header: {exc}") from None
+            # the command line's check too: wfdb reads an unreadable sampling rate as 250 Hz
+            header = read_header(path)
+        except ValueError as exc:
+            raise UploadError(str(exc)) from None
         _check_header(header, header_name, record_name, contents)
         try:
             record = wfdb.rdrecord(path, physical=False, return_res=32)
@@ -510,7 +512,7 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
         )
     adc, gain, baseline = _wfdb_samples(record, header_name)
     lead_names = [name or f"ch{i + 1}" for i, name in enumerate(record.sig_name)]
-    analysis_lead = _analysis_lead(lead_names)
+    lead_index = analysis_lead(lead_names)
     return ParsedUpload(
         format=UploadFormat.WFDB,
         source_name=record_name,
@@ -519,18 +521,9 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
         gain_adc_per_mv=gain,
         baseline_adc=baseline,
         lead_names=lead_names,
-        analysis_lead=analysis_lead,
+        analysis_lead=lead_index,
         reference=reference,
     )
-
-
-def _analysis_lead(lead_names: list[str]) -> int:
-    """The channel to analyse: MLII, else lead II (the same lead on a 12-lead record, which
-    the beat models were trained on), else the first channel."""
-    for preferred in ("MLII", "II"):
-        if preferred in lead_names:
-            return lead_names.index(preferred)
-    return 0
 
 
 def _check_header(header, header_name: str, record_name: str, contents: dict) -> None:

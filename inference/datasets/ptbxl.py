@@ -514,7 +514,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--data", help="PTB-XL folder (default: $CARDIOSPIKE_DATA_DIR/ptbxl)")
     args = parser.parse_args(argv)
-    table = read_table(args.data)
+    try:
+        table = read_table(args.data)
+    except (FileNotFoundError, ValueError) as exc:  # a wrong folder or a damaged table
+        raise SystemExit(str(exc)) from None
     splits = patient_splits(table)
     print(copy_summary(describe_copy(table)))
     print(f"{len(table)} records, {len(np.unique(table.patient_ids))} patients, ", end="")

@@ -17,7 +17,6 @@ time and beats there are not beats).
 
 import argparse
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from inference.aami import AAMI_CLASSES, DS1, DS2, aami_class
 from inference.beats import beat_features, beat_p_waves, get_beat_classifier
 from inference.datasets import data_dir
 from inference.datasets.mitdb import rhythm_intervals
+from inference.evaluation.common import json_text
 from inference.evaluation.rhythm import AF_LABELS, duration_scores
 from inference.qrs import detect_qrs
 from inference.rhythm import RhythmConfig, af_episodes_from_mask, af_irregularity
@@ -224,9 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{100 * result['ppv']:.1f} |"
                 )
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"grid": rows, "figures": chosen}, indent=1, default=str) + "\n"
-        )
+        Path(args.json).write_text(json_text({"grid": rows, "figures": chosen}, indent=1))
         print(f"wrote {args.json}")
     return 0
 

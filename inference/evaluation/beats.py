@@ -9,9 +9,10 @@ accuracy and the confusion matrix (rows reference, columns predicted, N S V F Q)
   beats within 150 ms (EC57), class metrics are on the matched beats, and ``qrs.se`` /
   ``qrs.ppv`` say how many beats were found and how many detections were real.
 
-Lead: MLII when the record has it, else the first channel. Any sampling rate from 100 to
-2000 Hz (the classifier reads its windows at 180 Hz). Records ``ds1`` / ``ds2`` are the MIT-BIH
-inter-patient sets; the default is ``ds2`` in a MIT-BIH folder, else every annotated record.
+Lead: MLII when the record has it, else II, else the first channel (the upload's rule). Any
+sampling rate from 100 to 2000 Hz (the classifier reads its windows at 180 Hz). Records ``ds1`` /
+``ds2`` are the MIT-BIH inter-patient sets; the default is ``ds2`` in a MIT-BIH folder, else every
+annotated record (a record whose ``.atr`` holds no beat is left out, and named, refused).
 Paced records (102, 104, 107, 217) are in neither set; named explicitly, they are evaluated as
 asked.
 """
@@ -30,10 +31,15 @@ from tqdm import tqdm
 from inference.aami import DS2, aami_class
 from inference.beat_match import match_beats
 from inference.beats import BEAT_CLASSES, BeatClassifier, get_beat_classifier
-from inference.evaluation.common import record_names, write_report
+from inference.datasets.wfdb_record import analysis_lead
+from inference.evaluation.common import (
+    add_data_argument,
+    data_folder,
+    record_names,
+    writable_output,
+    write_report,
+)
 from inference.qrs import detect_qrs
-
-PREFERRED_LEAD = "MLII"
 
 
 @dataclass
@@ -49,10 +55,10 @@ class AnnotatedRecord:
 
 
 def load_annotated(path: Path, annotator: str = "atr") -> AnnotatedRecord:
-    """Read the MLII lead (else the first channel) and the beat annotations of a record."""
+    """Read the analysed lead (``analysis_lead``: MLII, else II, else the first channel) and
+    the beat annotations of a record."""
     header = wfdb.rdheader(str(path))
-    channel = header.sig_name.index(PREFERRED_LEAD) if PREFERRED_LEAD in header.sig_name else 0
-    record = wfdb.rdrecord(str(path), channels=[channel])
+    record = wfdb.rdrecord(str(path), channels=[analysis_lead(header.sig_name)])
     annotation = wfdb.rdann(str(path), annotator)
     classes = [aami_class(symbol) for symbol in annotation.symbol]
     is_beat = np.array([cls is not None for cls in classes], dtype=bool)
@@ -275,7 +281,7 @@ def default_records(folder: Path) -> list[str]:
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("beats", help="AAMI beat classification (N S V F Q)")
-    parser.add_argument("--data", required=True, help="folder of WFDB records with .atr files")
+    add_data_argument(parser)
     parser.add_argument(
         "--records",
         nargs="*",
@@ -286,9 +292,13 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    folder = Path(args.data)
+    folder = data_folder(args.data)
+    try:
+        classifier = get_beat_classifier(args.model)
+    except LookupError as exc:  # an unknown model name: the message lists the shipped ones
+        raise SystemExit(str(exc.args[0])) from None
+    writable_output(args.json)
     names = record_names(folder, args.records or default_records(folder))
-    classifier = get_beat_classifier(args.model)
     result = evaluate_records(classifier, folder, names)
     qrs = result["end_to_end"]["qrs"]
     markdown = (

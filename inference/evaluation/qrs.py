@@ -17,7 +17,13 @@ import wfdb
 from tqdm import tqdm
 
 from inference.beat_match import detection_scores
-from inference.evaluation.common import record_names, write_report
+from inference.evaluation.common import (
+    add_data_argument,
+    data_folder,
+    record_names,
+    writable_output,
+    write_report,
+)
 from inference.qrs import detect_qrs
 
 # WFDB's QRS annotation codes (isqrs): beats of every kind, but not '!' flutter waves.
@@ -141,13 +147,14 @@ def qrs_markdown(rows: list[dict], total: dict) -> str:
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("qrs", help="QRS detection, beat by beat (EC57)")
-    parser.add_argument("--data", required=True, help="folder of WFDB records with .atr files")
+    add_data_argument(parser)
     parser.add_argument("--records", nargs="*", help="record names, or ds1/ds2 (default: all)")
     parser.add_argument("--json", help="write the results here (and a .md table beside it)")
 
 
 def run(args: argparse.Namespace) -> int:
-    folder = Path(args.data)
+    folder = data_folder(args.data)
+    writable_output(args.json)
     names = record_names(folder, args.records)
     rows = [evaluate_qrs_record(folder / name) for name in tqdm(names, desc="records")]
     total = gross(rows)

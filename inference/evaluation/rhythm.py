@@ -31,7 +31,13 @@ from tqdm import tqdm
 from inference.aami import AAMI_CLASSES, DS1, DS2, aami_class
 from inference.beats import get_beat_classifier
 from inference.datasets.mitdb import rhythm_intervals
-from inference.evaluation.common import record_names, write_report
+from inference.evaluation.common import (
+    add_data_argument,
+    data_folder,
+    record_names,
+    writable_output,
+    write_report,
+)
 from inference.qrs import detect_qrs
 from inference.rhythm import RhythmConfig, detect_episodes
 from inference.vf import SEGMENT_S, VF_LABELS, segment_labels, shipped_model, vf_probability
@@ -340,14 +346,15 @@ def plot_vf_trace(row: dict, path: Path) -> None:
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("rhythm", help="AF, VT and VF/VFL episodes")
-    parser.add_argument("--data", required=True, help="folder of WFDB records with .atr files")
+    add_data_argument(parser)
     parser.add_argument("--records", nargs="*", help="record names, or ds1/ds2 (default: all)")
     parser.add_argument("--json", help="write the results here (and a .md table and PNG beside)")
     parser.add_argument(
         "--vf-folds",
         type=int,
         default=0,
-        help="also cross-validate the VF detector on these records with N record folds",
+        help="also cross-validate the VF detector on these records with N record folds "
+        "(2 to the number of records)",
     )
 
 
@@ -355,8 +362,17 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(1)
-    folder = Path(args.data)
-    names = record_names(folder, args.records)
+    folder = data_folder(args.data)
+    writable_output(args.json)
+    # rhythm marks are the reference here: a record without beats (vfdb) is scored for VF
+    names = record_names(folder, args.records, need_beats=False)
+    if args.vf_folds:
+        from inference.vf import check_folds
+
+        try:
+            check_folds(args.vf_folds, len(names))
+        except ValueError as exc:
+            raise SystemExit(f"--vf-folds: {exc}") from None
     config = RhythmConfig()
     rows = [evaluate_record(folder / name, config) for name in tqdm(names, desc="records")]
     summary = summarize(rows)

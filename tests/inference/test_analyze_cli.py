@@ -1,0 +1,107 @@
+"""``python -m inference.analyze``: the lead it reads, the reference it scores against, and the
+one-line errors it gives instead of tracebacks. Synthetic records, so no PhysioNet data needed."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+
+from inference import analyze
+from inference.synthetic import generate
+
+STRIP = generate(30.0, fs=250.0, seed=5)
+
+
+def record(folder: Path, leads: dict[str, np.ndarray], atr: tuple | None = None) -> Path:
+    """Record ``rec`` at 250 Hz with ``leads`` (name: mV) and ``atr`` = (samples, symbols,
+    aux notes) annotations; its path without extension."""
+    wfdb.wrsamp(
+        "rec",
+        fs=250,
+        units=["mV"] * len(leads),
+        sig_name=list(leads),
+        p_signal=np.column_stack(list(leads.values())),
+        fmt=["16"] * len(leads),
+        write_dir=str(folder),
+    )
+    if atr is not None:
+        samples, symbols, notes = atr
+        wfdb.wrann(
+            "rec",
+            "atr",
+            np.asarray(samples),
+            np.array(symbols),
+            aux_note=notes,
+            write_dir=str(folder),
+        )
+    return folder / "rec"
+
+
+def test_an_atr_with_only_rhythm_marks_gives_no_agreement_and_says_why(tmp_path, capsys):
+    path = record(tmp_path, {"MLII": STRIP.signal_mv}, ([10, 3000], ["+", "+"], ["(N", "(VT"]))
+    output = tmp_path / "out.json"
+    assert analyze.main([str(path), "--json", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert "rec.atr holds no beat annotations (only rhythm or other marks)" in printed
+    assert "nan" not in printed
+    result = json.loads(output.read_text())
+    assert "reference" not in result and "rec.atr holds no beat" in result["reference_note"]
+
+
+def test_a_twelve_lead_record_is_read_on_lead_ii_as_the_upload_reads_it(tmp_path):
+    from inference.datasets.wfdb_record import analysis_lead
+    from monitoring import uploads
+
+    flat = np.zeros_like(STRIP.signal_mv)
+    path = record(tmp_path, {"I": flat, "II": STRIP.signal_mv, "III": flat})
+    output = tmp_path / "out.json"
+    assert analyze.main([str(path), "--json", str(output)]) == 0
+    result = json.loads(output.read_text())
+    assert result["lead"] == "II"
+    assert abs(result["summary"]["n_beats"] - len(STRIP.beats)) <= 2
+    assert uploads.analysis_lead is analysis_lead  # one rule for both
+    assert [analysis_lead(names) for names in (["V1", "MLII"], ["I", "II"], ["V5"])] == [1, 1, 0]
+
+
+def test_a_header_with_an_unreadable_sampling_rate_is_refused(tmp_path):
+    path = record(tmp_path, {"MLII": STRIP.signal_mv})
+    header = path.with_suffix(".hea")
+    lines = header.read_text().splitlines()
+    header.write_text("\n".join(["rec 1 abc 7500", *lines[1:]]) + "\n")
+    with pytest.raises(SystemExit, match=r"rec\.hea: the sampling rate .*'abc'"):
+        analyze.main([str(path)])
+    header.write_bytes(np.random.default_rng(1).bytes(200))
+    with pytest.raises(SystemExit, match=r"rec\.hea is not a valid WFDB header"):
+        analyze.main([str(path)])
+
+
+def test_the_record_may_be_named_by_its_dat_file_but_fs_is_refused(tmp_path, capsys):
+    path = record(tmp_path, {"MLII": STRIP.signal_mv})
+    assert analyze.main([str(path.with_suffix(".dat"))]) == 0
+    assert "rec (MLII, 250 Hz" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--fs is for a CSV file"):
+        analyze.main([str(path), "--fs", "360"])
+
+
+def test_files_it_cannot_read_or_write_are_one_line_errors(tmp_path):
+    with pytest.raises(SystemExit, match="no CSV file"):
+        analyze.main([str(tmp_path / "nope.csv"), "--fs", "250"])
+    with pytest.raises(SystemExit, match="no WFDB header"):
+        analyze.main([str(tmp_path / "nope")])
+    two_columns = tmp_path / "two.csv"
+    two_columns.write_text("t,mv\n0.1,0.2\n0.2,0.3\n")
+    with pytest.raises(SystemExit, match="line 2 has 2 values: a signal CSV has one column"):
+        analyze.main([str(two_columns), "--fs", "250"])
+    path = record(tmp_path, {"MLII": STRIP.signal_mv})
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit, match="cannot write"):
+        analyze.main([str(path), "--json", str(tmp_path / "a-file" / "out.json")])
+
+
+def test_the_ptbxl_summary_names_a_missing_folder(tmp_path):
+    from inference.datasets import ptbxl
+
+    with pytest.raises(SystemExit, match="not found"):
+        ptbxl.main(["--data", str(tmp_path / "nonexistent")])
