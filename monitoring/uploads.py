@@ -33,7 +33,11 @@ from django.utils import timezone
 
 from inference.aami import AAMI_CLASSES, aami_class
 from inference.beat_rows import ROW_LAYOUTS, layout_for_width
-from inference.datasets.wfdb_record import analysis_lead, read_header
+from inference.datasets.wfdb_record import (
+    analysis_lead,
+    no_beat_annotations_message,
+    read_header,
+)
 from inference.qrs import MAX_FS_HZ as QRS_MAX_FS_HZ
 from inference.qrs import MIN_DURATION_S as QRS_MIN_DURATION_S
 from inference.qrs import MIN_FS_HZ as QRS_MIN_FS_HZ
@@ -46,6 +50,7 @@ from monitoring.models import (
     SampleChunk,
     UploadFormat,
 )
+from monitoring.review import OURS_ANNOTATOR
 from monitoring.samples import INT16_MAX
 
 # The analysis sets the limits: an upload it would refuse is refused before anything is stored.
@@ -504,6 +509,9 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
         if name != header_name
         and name not in set(header.file_name)
         and not name.lower().endswith(".atr")
+        # our own labels in an export of ours (monitoring.review.OURS_ANNOTATOR): the
+        # analysis labels the record afresh, so they are left out, and an export uploads as is
+        and not name.lower().endswith(f".{OURS_ANNOTATOR}")
     ]
     if unexpected:
         raise UploadError(
@@ -680,7 +688,7 @@ def _read_annotations(
             beat_samples.append(int(sample))
             beat_labels.append(label)
     if not beat_samples:
-        raise UploadError(f"{name} holds no beat annotations (only rhythm or other marks)")
+        raise UploadError(no_beat_annotations_message(name))
     return {"samples": beat_samples, "labels": beat_labels}
 
 

@@ -586,6 +586,12 @@ def test_wfdb_export_holds_the_uploads_reference_as_atr(
     assert ours_beats == [(sample, symbols_of[label]) for sample, label in beats]
     assert ours_beats != list(zip(beat_samples, reference.symbol, strict=True))
 
+    # the export uploads again as it is: its .cspk is left out, its .atr is the reference
+    again_files = {path.name: path.read_bytes() for path in sorted(export.iterdir())}
+    assert f"{name}.cspk" in again_files
+    again = upload_and_analyse(api, patient, again_files, django_capture_on_commit_callbacks)
+    assert again.reference_annotations == recording.reference_annotations
+
 
 def test_wfdb_export_of_a_mitdb_upload(api, patient, tmp_path, django_capture_on_commit_callbacks):
     mitdb_folder()
