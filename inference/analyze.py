@@ -26,7 +26,12 @@ import wfdb
 from inference.aami import AAMI_CLASSES, aami_class
 from inference.analysis import RecordAnalysis, analyze_signal
 from inference.beat_match import detection_scores, match_beats
-from inference.datasets.wfdb_record import analysis_lead, no_beat_annotations_message, read_header
+from inference.datasets.wfdb_record import (
+    analysis_lead,
+    no_beat_annotations_message,
+    read_annotation,
+    read_header,
+)
 from inference.evaluation.beats import beat_metrics
 from inference.evaluation.common import json_text, writable_output
 from inference.evaluation.qrs import QRS_SYMBOLS, outside, vf_episodes
@@ -85,7 +90,10 @@ def reference_agreement(path: Path, analysis: RecordAnalysis) -> tuple[dict | No
     atr_name = f"{path.name}.atr"
     if not path.with_name(atr_name).is_file():
         return None, f"no reference: no {atr_name} beside the record"
-    annotation = wfdb.rdann(str(path), "atr")
+    try:
+        annotation = read_annotation(path, "atr")
+    except ValueError as exc:
+        raise SystemExit(f"{path.parent}: {exc}") from None
     classes = [aami_class(symbol) for symbol in annotation.symbol]
     samples = np.array(
         [s for s, c in zip(annotation.sample, classes, strict=True) if c], dtype=np.int64
@@ -166,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {"record": path.name, "lead": lead, **analysis.to_dict()}
     result["analysis_s"] = round(elapsed_s, 4)
-    if path.suffix == ".csv":
+    if path.suffix.lower() == ".csv":
         agreement, reference_line = None, None
     else:
         agreement, reference_line = reference_agreement(path, analysis)

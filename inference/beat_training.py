@@ -634,7 +634,8 @@ def selection_score(metrics: dict) -> float:
     """What early stopping maximises on the validation patients: the mean of the S and V
     F1 (the classes the floor and goal are about), NaN counted as 0."""
     f1 = [metrics["classes"][name]["f1"] for name in ("S", "V")]
-    return float(np.mean([0.0 if value != value else value for value in f1]))
+    # undefined: NaN in a run, null in a CV file read back (--cv-results)
+    return float(np.mean([0.0 if value is None or value != value else value for value in f1]))
 
 
 def train_epochs(model: nn.Module, train: dict, args: argparse.Namespace) -> Iterator[dict]:
@@ -939,6 +940,14 @@ def cv_table(summaries: list[dict]) -> str:
         "V +P | V F1 | accuracy | mean S/V F1 |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+
+    def percent(value) -> str:
+        # undefined (NaN in a run, null in a CV file read back): a dash
+        return "–" if value is None or value != value else f"{100 * value:.1f}"
+
+    def fraction(value) -> str:
+        return "–" if value is None or value != value else f"{value:.3f}"
+
     for summary in summaries:
         metrics = summary["best"]
         s, v = metrics["classes"]["S"], metrics["classes"]["V"]
@@ -946,9 +955,9 @@ def cv_table(summaries: list[dict]) -> str:
         epochs = summary["best_epoch"] if len(summary["steps"]) > 1 else "–"
         label = f"**{summary['label']}**" if summary.get("chosen") else summary["label"]
         lines.append(
-            f"| {label} | {epochs} | {100 * s['se']:.1f} | "
-            f"{100 * s['ppv']:.1f} | {s['f1']:.3f} | {100 * v['se']:.1f} | "
-            f"{100 * v['ppv']:.1f} | {v['f1']:.3f} | {100 * metrics['accuracy']:.1f} | "
+            f"| {label} | {epochs} | {percent(s['se'])} | "
+            f"{percent(s['ppv'])} | {fraction(s['f1'])} | {percent(v['se'])} | "
+            f"{percent(v['ppv'])} | {fraction(v['f1'])} | {percent(metrics['accuracy'])} | "
             f"{selection_score(metrics):.3f} |"
         )
     return "\n".join(lines) + "\n"

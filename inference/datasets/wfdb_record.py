@@ -42,7 +42,8 @@ def read_header(record_path: str | Path):
         raise ValueError(f"{header_name} is not a valid WFDB header: {exc}") from None
     text = record_path.with_name(header_name).read_text(encoding="latin-1")
     record_line = next(
-        (line for line in text.splitlines() if line.strip() and not line.startswith("#")), ""
+        (line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")),
+        "",
     )
     fields = record_line.split()
     if len(fields) < 3:
@@ -72,7 +73,17 @@ def no_beat_annotations_message(annotation_name: str) -> str:
 def has_beat_annotations(record_path: str | Path, annotator: str = "atr") -> bool:
     """Whether the record's annotation file holds at least one beat (vfdb's hold only rhythm
     marks: scored as beats, every detection would count as a false positive)."""
+    annotation = read_annotation(record_path, annotator)
+    return any(aami_class(symbol) is not None for symbol in annotation.symbol)
+
+
+def read_annotation(record_path: str | Path, annotator: str = "atr"):
+    """``wfdb.rdann`` of the record's annotation file; ``ValueError`` naming the file when
+    wfdb cannot read it (a truncated or corrupt file raises IndexError and others there)."""
     import wfdb
 
-    annotation = wfdb.rdann(str(record_path), annotator)
-    return any(aami_class(symbol) is not None for symbol in annotation.symbol)
+    try:
+        return wfdb.rdann(str(record_path), annotator)
+    except Exception as exc:  # wfdb raises many types for a corrupt file
+        name = f"{Path(record_path).name}.{annotator}"
+        raise ValueError(f"{name} is not a readable WFDB annotation file: {exc!r}") from None

@@ -78,7 +78,12 @@ def record_names(
             raise SystemExit(f"{folder}: {exc}") from None
     if not need_beats:
         return names
-    without_beats = [name for name in names if not has_beat_annotations(folder / name, annotator)]
+    try:
+        without_beats = [
+            name for name in names if not has_beat_annotations(folder / name, annotator)
+        ]
+    except ValueError as exc:  # an annotation file wfdb cannot read
+        raise SystemExit(f"{folder}: {exc}") from None
     reasons = [no_beat_annotations_message(f"{name}.{annotator}") for name in without_beats]
     if requested and without_beats:
         raise SystemExit(f"no beat reference: {'; '.join(reasons)}")
@@ -102,6 +107,8 @@ def finite_json(value):
         return finite_json(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
+    elif not isinstance(value, bool | int | float | str | None) and hasattr(value, "__float__"):
+        value = float(value)  # another library's scalar (a torch tensor): checked as a float
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -105,3 +105,19 @@ def test_the_ptbxl_summary_names_a_missing_folder(tmp_path):
 
     with pytest.raises(SystemExit, match="not found"):
         ptbxl.main(["--data", str(tmp_path / "nonexistent")])
+
+
+def test_a_corrupt_atr_is_a_one_line_error(tmp_path):
+    path = record(tmp_path, {"MLII": STRIP.signal_mv})
+    # random bytes wfdb cannot read (other seeds' bytes can happen to parse as annotations)
+    (tmp_path / "rec.atr").write_bytes(np.random.default_rng(1).bytes(300))
+    with pytest.raises(SystemExit, match=r"rec\.atr is not a readable WFDB annotation file"):
+        analyze.main([str(path)])
+
+
+def test_an_upper_case_csv_has_no_reference_note(tmp_path):
+    csv = tmp_path / "SIG.CSV"
+    np.savetxt(csv, STRIP.signal_mv)
+    output = tmp_path / "out.json"
+    assert analyze.main([str(csv), "--fs", "250", "--json", str(output)]) == 0
+    assert "reference_note" not in json.loads(output.read_text())

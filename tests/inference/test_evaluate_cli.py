@@ -150,3 +150,36 @@ def test_without_data_it_reads_mitdb_under_the_data_dir(tmp_path, monkeypatch):
     output = tmp_path / "qrs.json"
     assert main(["qrs", "--json", str(output)]) == 0
     assert strict_json(output)["records"][0]["record"] == "100"
+
+
+@pytest.mark.parametrize("what", ["qrs", "beats"])
+def test_a_corrupt_annotation_file_stops_with_its_name(tmp_path, what):
+    write_record(tmp_path, "100", beats=True)
+    (tmp_path / "100.atr").write_bytes(np.random.default_rng(1).bytes(300))
+    with pytest.raises(SystemExit, match=r"100\.atr is not a readable WFDB annotation file"):
+        main([what, "--data", str(tmp_path)])
+
+
+def test_a_comment_line_indented_before_the_record_line_is_a_valid_header(tmp_path):
+    from inference.datasets.wfdb_record import read_header
+
+    write_record(tmp_path, "100", beats=True)
+    header = tmp_path / "100.hea"
+    header.write_text("  # written by another tool\n" + header.read_text())
+    assert read_header(tmp_path / "100").fs == 250
+
+
+def test_json_holds_other_libraries_nan_as_null_and_training_reads_null_back():
+    import torch
+
+    from inference.beat_training import cv_table, selection_score
+    from inference.evaluation.common import json_text
+
+    text = json_text({"f1": torch.tensor(float("nan")), "se": torch.tensor(0.5)})
+    assert json.loads(text) == {"f1": None, "se": 0.5}
+    # a CV file read back (--cv-results) holds null where a score was undefined
+    classes = {"S": {"se": None, "ppv": None, "f1": None}, "V": {"se": 0.8, "ppv": 0.9, "f1": 0.5}}
+    metrics = {"classes": classes, "accuracy": 0.9}
+    assert selection_score(metrics) == 0.25
+    summary = {"label": "x", "best": metrics, "best_epoch": 3, "steps": [1, 2, 3]}
+    assert "| x | 3 | – | – | – | 80.0 | 90.0 | 0.500 | 90.0 | 0.250 |" in cv_table([summary])
