@@ -538,8 +538,9 @@ def stream_summary(recording: Recording) -> dict:
     kept_rr_s = rr_s[rr_s <= live.MAX_RR_S]
     rates = [heart_rate_bpm(run, fs_hz) for run in runs if len(run) > live.HR_RR_INTERVALS]
     mean = round(float(60.0 * len(kept_rr_s) / kept_rr_s.sum()), 1) if len(kept_rr_s) else None
-    # (the short runs count in the mean only: the range is widened to hold it, as for uploads)
-    extremes = [mean] if mean is not None else []
+    # (the short runs count in the mean only: the range is widened to hold it, as for uploads;
+    # no range at all without a run long enough for the running mean)
+    extremes = [mean] if rates and mean is not None else []
     summary["heart_rate_bpm"] = {
         "mean": mean,
         "min": min([rate["min"] for rate in rates] + extremes, default=None),

@@ -266,3 +266,9 @@ def test_it_refuses_a_flag_that_is_not_true_or_false(api, flag, value):
     assert response.status_code == 400
     assert response.json()["detail"].startswith(f'"{flag}" must be true or false')
     assert not Prediction.objects.exists()
+
+
+def test_a_bad_flag_is_echoed_short(api):
+    response = post(api, {"ecg": ecg_window(), "store": list(range(10_000))})
+    assert response.status_code == 400
+    assert len(response.json()["detail"]) < 200  # not the whole list back

@@ -416,3 +416,19 @@ def test_a_device_recordings_page_summarises_the_beats_stored_so_far(
     assert 55 < summary["heart_rate_bpm"]["mean"] < 85
     assert summary["heart_rate_bpm"]["min"] > 40
     assert f"{summary['heart_rate_bpm']['mean']:.0f} bpm mean" in page
+
+
+def test_a_device_summary_gives_no_heart_rate_range_without_a_long_enough_run(recording):
+    """The range is the extremes of an 8-beat running mean: 5 beats have a mean rate but no
+    range (not a made-up "75 (75-75)")."""
+    for index in range(5):
+        Beat.objects.create(
+            recording=recording,
+            index=index,
+            sample=200 * (index + 1),
+            label="N",
+            confidence=0.9,
+            probabilities={"N": 0.9},
+        )
+    rate = streaming.stream_summary(recording)["heart_rate_bpm"]
+    assert rate == {"mean": 75.0, "min": None, "max": None}

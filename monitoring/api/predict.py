@@ -18,7 +18,6 @@ values near the float limit overflowed into NaN. Only JSON bodies are parsed: an
 else gets 415.
 """
 
-import json
 import math
 import reprlib
 
@@ -199,7 +198,7 @@ class PredictView(APIView):
         for flag in ("store", "explain"):
             # "yes" or 1 would otherwise be read as false, silently
             if flag in data and not isinstance(data[flag], bool):
-                return error(f'"{flag}" must be true or false, got {json.dumps(data[flag])}')
+                return error(f'"{flag}" must be true or false, got {reprlib.repr(data[flag])}')
         explain = data.get("explain") is True
         if explain and len(ecg) > settings.PREDICT_MAX_EXPLAIN_S * fs:
             return error(
