@@ -285,7 +285,7 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
     with DeviceThread(eager_daphne, token, sinus_with_vt_runs_mv(), close=False) as feed:
         started = time.monotonic()
         # the live socket connects and the trace sweeps: two snapshots 1.5 s apart differ
-        wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "live")
+        wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "connected")
         wait_for(browser, lambda d: dark_pixels(d, "#live-ecg") > 800, timeout_s=30)
         first = canvas_png(browser, "#live-ecg")
         time.sleep(1.5)
@@ -316,7 +316,7 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
         wait_for(
             browser, lambda d: len(patient_sockets(d)) == 2 and patient_sockets(d)[1]["samples"]
         )
-        wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "live")
+        wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "connected")
         first_socket, second_socket = patient_sockets(browser)
         since_s = int(second_socket["url"].split("since_s=")[1])
         assert 5 <= since_s <= 9  # about 1 s away + 5 s margin; the default would be 10
@@ -350,7 +350,7 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
         )
         browser.get(f"{eager_daphne}/station/")
         tile = f"#tile-{patient.pk}"
-        wait_for(browser, lambda d: d.find_element("id", "station-connection").text == "live")
+        wait_for(browser, lambda d: d.find_element("id", "station-connection").text == "connected")
         wait_for(
             browser,
             lambda d: d.find_element("css selector", f"{tile} .hr").text.isdigit(),
@@ -382,7 +382,7 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
     # the live view opened now: the last chunk is over 10 s old, which the status after the
     # backlog says (signal_age_s), so the page shows no numbers from the start
     browser.get(f"{eager_daphne}/patients/{patient.pk}/live/")
-    wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "live")
+    wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "connected")
     check_no_signal(browser, "#signal-state", "#hr-value", "#rhythm-value", timeout_s=5)
     assert browser.find_element("id", "recording-info").text.endswith("· no signal")
     screenshot(browser, "live-no-signal.png")

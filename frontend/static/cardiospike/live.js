@@ -420,7 +420,7 @@
     var pingTimer = null;
     socket.onopen = function () {
       delayMs = 1000;
-      status.textContent = "live";
+      status.textContent = "connected";  // the socket; the signal has its own badge
       pingTimer = setInterval(function () {
         if (socket.readyState === WebSocket.OPEN) {
           socket.send(JSON.stringify({ type: "ping", id: Date.now() }));

@@ -266,7 +266,7 @@
     var pingTimer = null;
     socket.onopen = function () {
       delayMs = 1000;
-      connection.textContent = "live";
+      connection.textContent = "connected";  // the socket; each tile shows its signal
       connection.className = "small online";
       // The server re-checks access and assignments when a message or a ping arrives: with
       // no patient streaming nothing else arrives, so ping (as live.js does) and a patient

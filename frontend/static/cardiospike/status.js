@@ -13,12 +13,12 @@
     socket.onmessage = function (event) {
       var message = JSON.parse(event.data);
       if (message.type === "hello" || message.type === "pong") {
-        badge.textContent = "live";
+        badge.textContent = "connected";
         badge.classList.add("online");
       }
     };
     socket.onclose = function () {
-      badge.textContent = "offline";
+      badge.textContent = "disconnected";
       badge.classList.remove("online");
       if (pingTimer) { clearInterval(pingTimer); }
       setTimeout(connect, delayMs);
