@@ -114,9 +114,15 @@ def analyze_signal(
 
 
 def summarize(
-    r_peaks: np.ndarray, labels: list[str], episodes: list[Episode], fs: float, n_samples: int
+    r_peaks: np.ndarray,
+    labels: list[str],
+    episodes: list[Episode],
+    fs: float,
+    n_samples: int,
+    max_rr_s: float | None = None,
 ) -> dict:
-    """Heart rate, beat counts per AAMI class, burden and episode totals of one analysis."""
+    """Heart rate, beat counts per AAMI class, burden and episode totals of one analysis
+    (``max_rr_s``: as for :func:`heart_rate_bpm`)."""
     n_beats = len(r_peaks)
     counts = {name: 0 for name in AAMI_CLASSES}
     for label in labels:
@@ -124,7 +130,7 @@ def summarize(
     return {
         "duration_s": round(n_samples / fs, 3),
         "n_beats": n_beats,
-        "heart_rate_bpm": heart_rate_bpm(r_peaks, fs),
+        "heart_rate_bpm": heart_rate_bpm(r_peaks, fs, max_rr_s),
         "counts": counts,
         # fraction of all beats in each class: "V burden 12 %" is how clinicians read ectopy
         "burden": {
@@ -140,17 +146,34 @@ def summarize(
     }
 
 
-def heart_rate_bpm(r_peaks: np.ndarray, fs: float) -> dict:
+def heart_rate_bpm(r_peaks: np.ndarray, fs: float, max_rr_s: float | None = None) -> dict:
     """Mean heart rate over the whole span, and the extremes of an 8-beat running mean.
 
+    With ``max_rr_s`` (a streamed recording, whose gaps are missing signal, not a slow heart)
+    the intervals longer than it are left out: the mean is over the others, and the extremes
+    come from the runs of beats between them that are long enough for the running mean.
     ``None`` values when there are too few beats to say.
     """
+    none = {"mean": None, "min": None, "max": None}
     if len(r_peaks) < 2:
-        return {"mean": None, "min": None, "max": None}
+        return none
     rr_s = np.diff(np.asarray(r_peaks, dtype=np.float64)) / fs
-    mean = 60.0 * len(rr_s) / rr_s.sum()
-    width = min(HR_SMOOTHING_BEATS, len(rr_s))
-    running_rr_s = np.convolve(rr_s, np.ones(width) / width, mode="valid")
+    if max_rr_s is None:
+        kept_rr_s, runs, width = rr_s, [rr_s], min(HR_SMOOTHING_BEATS, len(rr_s))
+    else:
+        # each piece after the first starts with the long interval that split it off
+        pieces = np.split(rr_s, np.flatnonzero(rr_s > max_rr_s))
+        runs = [piece[piece <= max_rr_s] for piece in pieces]
+        kept_rr_s, width = np.concatenate(runs), HR_SMOOTHING_BEATS
+        runs = [run for run in runs if len(run) >= width]
+        if not len(kept_rr_s):
+            return none
+    mean = 60.0 * len(kept_rr_s) / kept_rr_s.sum()
+    if not runs:
+        return {**none, "mean": round(float(mean), 1)}
+    running_rr_s = np.concatenate(
+        [np.convolve(run, np.ones(width) / width, mode="valid") for run in runs]
+    )
     # The running mean counts the first and last intervals in fewer windows than the others,
     # so on a short strip the overall mean can fall just outside its extremes (64.6 against
     # 64.7-65.0 on a 10-s PTB-XL record): the range is widened to hold it.

@@ -51,6 +51,14 @@ __all__ = [
 # reach 10): larger values are microvolts or ADC counts, which the analysis would read with
 # the wrong scale. The served diagnosis, /predict and signal uploads all refuse them.
 MAX_ECG_ABS_MV = 20.0
+
+
+def first_beyond_ecg_range(values) -> int | None:
+    """Index of the first value beyond +-``MAX_ECG_ABS_MV`` (so not millivolts), or None."""
+    beyond = np.flatnonzero(np.abs(np.asarray(values, dtype=np.float64)) > MAX_ECG_ABS_MV)
+    return int(beyond[0]) if len(beyond) else None
+
+
 # Largest denominator of the rational approximation of fs_out / fs_in. At 10,000 the ratio
 # of rates with one decimal (257.3 Hz) is exact, others are off by far less than a crystal's
 # 20-50 ppm, and the anti-aliasing filter (20 * max(up, down) + 1 taps) designs in ms.

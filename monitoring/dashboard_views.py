@@ -205,9 +205,7 @@ def discharge_patient(request, pk: int):
             devices = Device.objects.select_for_update().filter(patient=patient)
             serials = []
             for device in devices.order_by("serial"):
-                device.patient = None
-                device.save(update_fields=["patient"])
-                AuditEntry.record(request.user, patient, "device", device.serial, None)
+                unassign(device, request.user)
                 serials.append(device.serial)
             live_recordings = Recording.objects.select_for_update().filter(
                 patient=patient, status=Recording.Status.LIVE
@@ -246,6 +244,14 @@ def assign_device(request, pk: int):
     return render(request, "monitoring/manage_device.html", {"patient": patient, "form": form})
 
 
+def unassign(device: Device, user) -> None:
+    """Take the device from its patient, audited on that patient (inside a transaction)."""
+    patient = device.patient
+    device.patient = None
+    device.save(update_fields=["patient"])
+    AuditEntry.record(user, patient, "device", device.serial, None)
+
+
 @staff_required
 @require_POST
 def unassign_device(request, pk: int):
@@ -254,9 +260,7 @@ def unassign_device(request, pk: int):
     patient = device.patient
     if patient is not None:
         with transaction.atomic():
-            device.patient = None
-            device.save(update_fields=["patient"])
-            AuditEntry.record(request.user, patient, "device", device.serial, None)
+            unassign(device, request.user)
         messages.success(request, f"Device {device.serial} unassigned from {patient.name}.")
         return redirect("patient-page", pk=patient.pk)
     return redirect("manage")

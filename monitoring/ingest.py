@@ -31,6 +31,9 @@ GAIN_RELATIVE_TOLERANCE = 1e-6
 # session's recording was closed by the device, or belongs to a patient the device no longer
 # records (the device was moved). Other refusals carry no code.
 NEW_SESSION = "new_session"
+# Who closes a recording for good: its session can never go on (a close by silence or by a
+# newer session can be undone by a late chunk of it, or by the device's own close).
+FINAL_CLOSES = (Recording.ClosedBy.DEVICE, Recording.ClosedBy.DISCHARGE)
 
 
 class IngestError(Exception):
@@ -174,9 +177,9 @@ def check_session_goes_on(recording: Recording, device: Device) -> None:
     """``IngestError`` 409 ``NEW_SESSION`` unless the device may go on writing ``recording``:
     not when the device closed it or the patient was discharged (final, unlike a close by
     silence, which a late chunk reopens), nor when the device now belongs to another patient."""
-    if recording.closed_by in (Recording.ClosedBy.DEVICE, Recording.ClosedBy.DISCHARGE):
-        # final: a readmitted patient's device starts a new recording, as one that ended
-        # its session does (a recording closed by silence reopens: the same stay goes on)
+    if recording.closed_by in FINAL_CLOSES:
+        # a readmitted patient's device starts a new recording, as one that ended its
+        # session does (a recording closed by silence reopens: the same stay goes on)
         who = "the device" if recording.closed_by == Recording.ClosedBy.DEVICE else "discharge"
         raise IngestError(
             f"recording {recording.pk} was closed by {who}; start a new session",

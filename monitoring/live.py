@@ -146,15 +146,10 @@ def alarm_payload(alarm) -> dict:
     }
 
 
-def recent_beats(recording: Recording) -> tuple[np.ndarray, list[str], list[float | None]]:
-    """The last ``RHYTHM_BEATS + 1`` beats' samples, labels and P-wave correlations
-    (``Beat.p_wave``), oldest first (one query)."""
-    return recent_beats_of([recording])[recording.pk]
-
-
 def recent_beats_of(recordings) -> dict[int, tuple[np.ndarray, list[str], list[float | None]]]:
-    """:func:`recent_beats` of many recordings in one query, by recording id (every one given
-    is a key: a recording without beats has none).
+    """Each recording's last ``RHYTHM_BEATS + 1`` beats' samples, labels and P-wave
+    correlations (``Beat.p_wave``), oldest first, by recording id, in one query (every one
+    given is a key: a recording without beats has none).
 
     Each recording's rows are bounded by its own beat numbers: from the index of its
     ``RHYTHM_BEATS + 1``-th newest beat (0 when it has fewer), which an uncorrelated subquery
@@ -257,15 +252,9 @@ def p_wave_consistent(labels: list[str], p_waves: list[float | None]) -> bool:
     return len(known) >= RHYTHM_MIN_NN and float(np.median(known)) >= SINUS_MIN_P_WAVE
 
 
-def current_rhythm(recording: Recording, from_beats: str | None) -> str | None:
-    """The ongoing episode's kind (the most dangerous of several), else ``from_beats``
-    (:func:`beat_rhythm`)."""
-    return rhythm_name(ongoing_episode_kinds([recording])[recording.pk], from_beats)
-
-
 def rhythm_name(ongoing_kinds: set[str], from_beats: str | None) -> str | None:
     """The most dangerous of the ongoing episodes' kinds (``RHYTHM_ORDER``), else
-    ``from_beats``."""
+    ``from_beats`` (:func:`beat_rhythm`)."""
     for kind in RHYTHM_ORDER:
         if kind in ongoing_kinds:
             return kind
@@ -354,10 +343,6 @@ def status_message(recording: Recording | None, patient_id: int) -> dict:
     return status_messages({patient_id: recording})[patient_id]
 
 
-def _rounded(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds, 1)
-
-
 def signal_age_s(recording: Recording | None, now) -> float | None:
     """Seconds from a live recording's last chunk (its start before any chunk, as the
     device-offline rule reads it: monitoring/alarms.py) to ``now``; None when not live."""
@@ -406,6 +391,7 @@ def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[
     messages = {}
     for patient_id, recording in recordings_by_patient.items():
         hr_bpm, rhythm, last_sample = None, None, 0
+        age_s = signal_age_s(recording, now)
         if recording is not None:
             last_sample = int(recording.analysis_cursor)
         if signals[patient_id] == "live":
@@ -424,7 +410,7 @@ def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[
             "rhythm": rhythm,
             "signal": signals[patient_id],
             # how old the newest chunk is: a page counts its own silence from it
-            "signal_age_s": _rounded(signal_age_s(recording, now)),
+            "signal_age_s": None if age_s is None else round(age_s, 1),
             "alarm": alarms[patient_id],
             "last_sample": last_sample,
             "time": now.isoformat(),

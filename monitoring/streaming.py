@@ -38,7 +38,7 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import BooleanField, Count, ExpressionWrapper, F, Q
+from django.db.models import BooleanField, ExpressionWrapper, F, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -511,41 +511,22 @@ def stream_summary(recording: Recording) -> dict:
     intervals longer than ``live.MAX_RR_S``: a gap in the stream is no heart rate, and the
     pauses among them are reported as episodes.
     """
-    from inference.analysis import heart_rate_bpm, summarize
+    from inference.analysis import summarize
     from inference.rhythm import Episode as RhythmEpisode
 
-    fs_hz = recording.sampling_rate_hz
-    # a day is about 100,000 beats: the samples as one array, the labels counted by the database
-    r_peaks = np.fromiter(
-        recording.beats.order_by("index").values_list("sample", flat=True), dtype=np.int64
-    )
-    counts = dict(
-        recording.beats.order_by()
-        .values_list("label")
-        .annotate(n=Count("id"))
-        .values_list("label", "n")
-    )
-    labels = [label for label, n in counts.items() for _ in range(n)]  # summarize counts them
+    rows = list(recording.beats.order_by("index").values_list("sample", "label"))
     episodes = [
         RhythmEpisode(episode.kind, episode.start_s, episode.end_s, episode.details)
         for episode in recording.episodes.all()
     ]
-    summary = summarize(r_peaks, labels, episodes, fs_hz, recording.stored_samples)
-    # the rate of each run of beats between gaps: mean over all their intervals, extremes of
-    # the runs long enough for the 8-beat running mean
-    rr_s = np.diff(r_peaks) / fs_hz
-    runs = np.split(r_peaks, np.flatnonzero(rr_s > live.MAX_RR_S) + 1) if len(r_peaks) else []
-    kept_rr_s = rr_s[rr_s <= live.MAX_RR_S]
-    rates = [heart_rate_bpm(run, fs_hz) for run in runs if len(run) > live.HR_RR_INTERVALS]
-    mean = round(float(60.0 * len(kept_rr_s) / kept_rr_s.sum()), 1) if len(kept_rr_s) else None
-    # (the short runs count in the mean only: the range is widened to hold it, as for uploads;
-    # no range at all without a run long enough for the running mean)
-    extremes = [mean] if rates and mean is not None else []
-    summary["heart_rate_bpm"] = {
-        "mean": mean,
-        "min": min([rate["min"] for rate in rates] + extremes, default=None),
-        "max": max([rate["max"] for rate in rates] + extremes, default=None),
-    }
+    summary = summarize(
+        np.array([sample for sample, _ in rows], dtype=np.int64),
+        [label for _, label in rows],
+        episodes,
+        recording.sampling_rate_hz,
+        recording.stored_samples,
+        max_rr_s=live.MAX_RR_S,
+    )
     summary["lead"] = recording.analysis_lead_name
     summary["live"] = recording.status == Recording.Status.LIVE
     return summary

@@ -41,7 +41,7 @@ from inference.datasets.wfdb_record import (
 from inference.qrs import MAX_FS_HZ as QRS_MAX_FS_HZ
 from inference.qrs import MIN_DURATION_S as QRS_MIN_DURATION_S
 from inference.qrs import MIN_FS_HZ as QRS_MIN_FS_HZ
-from inference.signal import MAX_ECG_ABS_MV
+from inference.signal import MAX_ECG_ABS_MV, first_beyond_ecg_range
 from monitoring.models import (
     MAX_CHANNELS,
     AnalysisStatus,
@@ -397,9 +397,8 @@ def _signal_upload(name: str, values: np.ndarray, fs_hz: float) -> ParsedUpload:
             f"{name} holds {len(values)} samples, {duration_s:.2f} s at {fs_hz:g} Hz: upload "
             f"at least {MIN_SIGNAL_S:g} s of signal"
         )
-    beyond = np.flatnonzero(np.abs(values) > MAX_ECG_ABS_MV)
-    if len(beyond):
-        sample = int(beyond[0])
+    sample = first_beyond_ecg_range(values)
+    if sample is not None:
         raise UploadError(
             f"{name} sample {sample + 1} (data line {sample + 1}) is {values[sample]:g}: a signal "
             f"CSV is in millivolts, and an ECG stays within {MAX_ECG_ABS_MV:g} mV; convert "

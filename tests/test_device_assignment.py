@@ -136,10 +136,8 @@ def test_discharge_without_a_device_says_only_discharged(client, staff_user, pat
     assert not AuditEntry.objects.filter(field="device").exists()
 
 
-def test_a_readmitted_patients_device_starts_a_new_recording(
-    client, staff_user, device_client, device, patient
-):
-    assert post_json(device_client, make_chunk(seq=0)).status_code == 201
+def discharge_and_readmit(client, staff_user, patient, device) -> None:
+    """Discharge the patient through the page, then admit them again with the same device."""
     client.force_login(staff_user)
     client.post(f"/manage/patients/{patient.pk}/discharge/")
     patient.is_active = True
@@ -147,6 +145,13 @@ def test_a_readmitted_patients_device_starts_a_new_recording(
     device.refresh_from_db()
     device.patient = patient
     device.save()
+
+
+def test_a_readmitted_patients_device_starts_a_new_recording(
+    client, staff_user, device_client, device, patient
+):
+    assert post_json(device_client, make_chunk(seq=0)).status_code == 201
+    discharge_and_readmit(client, staff_user, patient, device)
 
     # the discharged stay's session is over: the device is asked for a new one
     late = post_json(device_client, make_chunk(seq=1))
@@ -198,13 +203,7 @@ def test_opening_or_closing_an_old_session_after_a_move_or_a_discharge(
 
     device.patient = patient
     device.save()
-    client.force_login(staff_user)
-    client.post(f"/manage/patients/{patient.pk}/discharge/")
-    patient.is_active = True
-    patient.save()
-    device.refresh_from_db()
-    device.patient = patient
-    device.save()
+    discharge_and_readmit(client, staff_user, patient, device)
     closed = device_client.post(
         "/api/device/v1/recordings/close/", data={"session": "a1b2c3d4"}, format="json"
     )

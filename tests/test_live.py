@@ -578,17 +578,21 @@ def test_the_rhythm_is_the_most_dangerous_ongoing_episode(recording):
     """Ongoing episodes name the rhythm (they end where every beat is known, so a pause is a
     real one: tests/inference/test_streaming.py and the sinus-rhythm test below); an episode
     that ended does not."""
+
+    def rhythm(from_beats):
+        return live.rhythm_name(live.ongoing_episode_kinds([recording])[recording.pk], from_beats)
+
     Episode.objects.create(recording=recording, kind="PAUSE", start_s=40.0, end_s=45.0)
-    assert live.current_rhythm(recording, "Sinus + PVCs") == "Sinus + PVCs"
-    assert live.current_rhythm(recording, None) is None
+    assert rhythm("Sinus + PVCs") == "Sinus + PVCs"
+    assert rhythm(None) is None
     Episode.objects.create(
         recording=recording, kind="PAUSE", start_s=54.0, end_s=60.0, details={"ongoing": True}
     )
-    assert live.current_rhythm(recording, "Sinus") == "PAUSE"
+    assert rhythm("Sinus") == "PAUSE"
     Episode.objects.create(
         recording=recording, kind="VT", start_s=50.0, end_s=60.0, details={"ongoing": True}
     )
-    assert live.current_rhythm(recording, None) == "VT"  # the more dangerous
+    assert rhythm(None) == "VT"  # the more dangerous
 
 
 # --- Alarms ------------------------------------------------------------------------------

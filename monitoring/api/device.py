@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 from monitoring.api.predict import error
 from monitoring.authentication import DeviceTokenAuthentication, IsDevice
 from monitoring.ingest import (
+    FINAL_CLOSES,
     IngestError,
     check_agrees,
     check_fs_hz,
@@ -268,10 +269,7 @@ class DeviceCloseView(DeviceView):
                     raise IngestError("no such recording of this device", 404)
                 if recording.status == Recording.Status.LIVE:
                     close_recording(recording, Recording.ClosedBy.DEVICE)
-                elif recording.closed_by not in (
-                    Recording.ClosedBy.DEVICE,
-                    Recording.ClosedBy.DISCHARGE,
-                ):
+                elif recording.closed_by not in FINAL_CLOSES:
                     # closed by silence or a newer session: the device's word is final (a
                     # discharge stays what closed it: it is final already)
                     Recording.objects.filter(pk=recording.pk).update(

@@ -34,6 +34,7 @@ from rest_framework.views import APIView
 
 from inference.predictor import get_predictor
 from inference.ptbxl_models import MAX_ABS_MV, MIN_LEAD_RANGE_MV
+from inference.signal import first_beyond_ecg_range
 from monitoring.models import Prediction
 from monitoring.uploads import UploadError, declared_oversize
 
@@ -105,12 +106,12 @@ def check_lead(ecg: np.ndarray) -> None:
 
     The 12-lead diagnosis's lead checks (``inference.ptbxl_models.prepare_leads``), with its
     limits and wording, for the one lead given here: values beyond ``MAX_ABS_MV`` are not
-    millivolts (and values near the float limit would overflow the 0..1 scaling into NaN); a
-    range under ``MIN_LEAD_RANGE_MV`` is a flat lead, which the model would call "Normal".
+    millivolts (the first is named; values near the float limit would also overflow the 0..1
+    scaling into NaN); a range under ``MIN_LEAD_RANGE_MV`` is a flat lead, which the model
+    would call "Normal".
     """
-    magnitude = np.abs(ecg)
-    index = int(magnitude.argmax())
-    if magnitude[index] > MAX_ABS_MV:
+    index = first_beyond_ecg_range(ecg)
+    if index is not None:
         raise ValueError(
             f'"ecg" reaches {ecg[index]:g} ("ecg"[{index}]); it must be in millivolts '
             f"(at most {MAX_ABS_MV:g} mV)"
