@@ -32,6 +32,7 @@ from tqdm import tqdm
 from inference.aami import AAMI_CLASSES, DS1, DS2, PACED_RECORDS
 from inference.beat_rows import ROW_LAYOUTS, BeatRowCNN, model_name, prepare_rows, rows_from_record
 from inference.evaluation.beats import beat_metrics, confusion_table, metrics_table, plot_confusion
+from inference.evaluation.common import json_text
 from inference.models import count_parameters
 from inference.registry import WEIGHTS_DIR
 from inference.train import DOCS_DIR, MITDB_VALIDATION, git_commit
@@ -360,7 +361,7 @@ def write_card(layout: str, model: nn.Module, card: dict) -> None:
         },
         **card,
     }
-    (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    (WEIGHTS_DIR / f"{name}.json").write_text(json_text(card))
     (DOCS_DIR / f"{name}.md").write_text(card_markdown(card))
     print(f"wrote {WEIGHTS_DIR / name}.pt/.json and {DOCS_DIR / name}.md")
 

@@ -61,6 +61,7 @@ from inference.datasets.ptbxl import (
     patient_splits,
     read_table,
 )
+from inference.evaluation.common import json_text
 from inference.metrics import roc_auc
 from inference.models import count_parameters
 from inference.ptbxl_models import (
@@ -1331,7 +1332,7 @@ def write_outputs(
         "environment": training_environment(),
         **content,
     }
-    (weights_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    (weights_dir / f"{name}.json").write_text(json_text(card), encoding="utf-8")
     plot_history(
         card["history"], card["recipe"]["best_epoch"], docs_dir / f"{name}-training.png", name
     )
@@ -1351,7 +1352,7 @@ def write_spread(spread: dict, command: str, weights_dir: Path, docs_dir: Path) 
         "environment": training_environment(),
         **spread,
     }
-    (docs_dir / SPREAD_FILE).write_text(json.dumps(spread, indent=2) + "\n", encoding="utf-8")
+    (docs_dir / SPREAD_FILE).write_text(json_text(spread), encoding="utf-8")
     write_overview(weights_dir, docs_dir)
     for name, entry in spread["models"].items():
         print(

@@ -9,7 +9,6 @@ confusion matrix and the ROC curve as PNG beside it.
 """
 
 import argparse
-import json
 import platform
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from inference.aami import DS1, DS2
+from inference.evaluation.common import json_text
 from inference.metrics import binary_metrics, roc_curve
 from inference.models import (
     BANDPASS_HZ,
@@ -317,7 +317,7 @@ def write_card(name: str, model: nn.Module, card: dict, markdown: str) -> None:
         },
         **card,
     }
-    (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    (WEIGHTS_DIR / f"{name}.json").write_text(json_text(card))
     (DOCS_DIR / f"{name}.md").write_text(markdown)
     print(f"wrote {WEIGHTS_DIR / weights}, {WEIGHTS_DIR / f'{name}.json'}, {DOCS_DIR / name}.md")
 

@@ -682,9 +682,10 @@ def main(argv: list[str] | None = None) -> int:
         recipe = {key: card[key] for key in ("hidden", "epochs", "seed", "weight_decay")}
         results = compare(data, args.folds, recipe)
         if args.json:
+            from inference.evaluation.common import json_text
+
             Path(args.json).write_text(
-                json.dumps({"folds": args.folds, "recipe": recipe, "results": results}, indent=2)
-                + "\n"
+                json_text({"folds": args.folds, "recipe": recipe, "results": results})
             )
         return 0
     data = load_vfdb(Path(args.data), channels=(0, 1), progress=tqdm)
@@ -703,6 +704,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     for threshold, scores in curve.items():
         print(f"  threshold {threshold}: Se {scores['se']:.3f} Sp {scores['sp']:.3f}")
+    # the training tools, imported here: the served detector above needs none of them
+    from inference.evaluation.common import json_text
+    from inference.train import git_commit, training_environment
+
     model = fit_model(data["x"], data["y"], **options)
     model.threshold = args.threshold
     out = Path(args.out)
@@ -728,8 +733,10 @@ def main(argv: list[str] | None = None) -> int:
         f"--folds {args.folds} --hidden {args.hidden} --epochs {args.epochs} "
         f"--weight-decay {args.weight_decay:g} --seed {args.seed} --threshold {args.threshold:g}",
         "train_seconds": round(time.perf_counter() - started, 1),
+        "code_commit": git_commit(),
+        "environment": training_environment(),
     }
-    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    out.with_suffix(".json").write_text(json_text(card))
     print(f"wrote {out} and {out.with_suffix('.json')}")
     return 0
 
