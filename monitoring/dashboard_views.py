@@ -225,7 +225,9 @@ def discharge_patient(request, pk: int):
 
 @staff_required
 def assign_device(request, pk: int):
-    """Assign a device to a patient (moving it from another patient, audited on both)."""
+    """Assign a device to a patient (moving it from another patient, audited on both). A
+    patient has one device at a time (``one_device_per_patient``): the one it held before is
+    unassigned, as a telemetry pack is swapped for another."""
     patient = get_object_or_404(Patient, pk=pk)
     form = AssignDeviceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -233,12 +235,17 @@ def assign_device(request, pk: int):
         previous = device.patient
         if previous != patient:
             with transaction.atomic():
+                replaced = list(Device.objects.select_for_update().filter(patient=patient))
+                for old_device in replaced:
+                    unassign(old_device, request.user)
                 device.patient = patient
                 device.save(update_fields=["patient"])
                 if previous is not None:
                     AuditEntry.record(request.user, previous, "device", device.serial, None)
                 AuditEntry.record(request.user, patient, "device", None, device.serial)
-            note = f" (moved from {previous.name})" if previous else ""
+            notes = [f"moved from {previous.name}"] if previous else []
+            notes += [f"replacing {old.serial}, now unassigned" for old in replaced]
+            note = f" ({'; '.join(notes)})" if notes else ""
             messages.success(request, f"Device {device.serial} assigned to {patient.name}{note}.")
         return redirect("patient-page", pk=patient.pk)
     return render(request, "monitoring/manage_device.html", {"patient": patient, "form": form})

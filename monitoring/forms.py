@@ -50,7 +50,10 @@ class AssignDeviceForm(forms.Form):
 
     device = forms.ModelChoiceField(
         queryset=Device.objects.filter(is_active=True).select_related("patient"),
-        help_text="Active devices; one assigned elsewhere moves to this patient.",
+        help_text=(
+            "Active devices; one assigned elsewhere moves to this patient, and the device "
+            "this patient had is unassigned (one device per patient)."
+        ),
     )
 
 

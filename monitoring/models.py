@@ -193,6 +193,20 @@ class Device(models.Model):
 
     class Meta:
         ordering = ["serial"]
+        constraints = [
+            # The live pages, the alarms and the review follow one ECG stream per patient:
+            # two devices streaming for one patient would interleave their samples on the
+            # trace. Assigning a second device replaces the first (dashboard_views).
+            models.UniqueConstraint(
+                fields=["patient"],
+                condition=models.Q(patient__isnull=False),
+                name="one_device_per_patient",
+                violation_error_message=(
+                    "This patient already has a device: unassign it first, or assign from "
+                    "the patient's page, which replaces it."
+                ),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.serial} ({self.label})" if self.label else self.serial

@@ -77,13 +77,52 @@ def test_a_device_without_session_ids_goes_on_in_a_new_recording_after_a_move(
     assert new.patient == other_patient and response.json()["recording"] == new.pk
 
 
+def test_a_second_device_replaces_the_first_which_can_no_longer_record_for_the_patient(
+    client, staff_user, device_client, device, patient, analyses
+):
+    assert post_json(device_client, make_chunk(seq=0, session="before")).status_code == 201
+    spare = Device.objects.create(serial="DEV-002")
+    client.force_login(staff_user)
+    response = client.post(f"/manage/patients/{patient.pk}/device/", {"device": spare.pk})
+    assert response.status_code == 302
+    device.refresh_from_db()
+    spare.refresh_from_db()
+    assert (device.patient, spare.patient) == (None, patient)
+    audited = AuditEntry.objects.filter(patient=patient, field="device").order_by("id")
+    assert [(e.old_value, e.new_value, e.user) for e in audited] == [
+        ("DEV-001", "", staff_user),
+        ("", "DEV-002", staff_user),
+    ]
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    assert shown == [
+        "Device DEV-002 assigned to Assigned Patient (replacing DEV-001, now unassigned)."
+    ]
+
+    # the replaced device's next chunk is refused: it has no patient any more
+    refused = post_json(device_client, make_chunk(seq=1, session="before"))
+    assert refused.status_code == 403 and "not assigned" in refused.json()["detail"]
+    assert SampleChunk.objects.count() == 1
+
+
+def test_the_database_holds_one_device_per_patient(patient, device):
+    from django.core.exceptions import ValidationError
+    from django.db import IntegrityError, transaction
+
+    spare = Device(serial="DEV-002", patient=patient)
+    with pytest.raises(ValidationError, match="already has a device"):
+        spare.full_clean()  # what the admin's form runs
+    with pytest.raises(IntegrityError), transaction.atomic():
+        spare.save()
+    Device.objects.create(serial="DEV-003")  # any number of unassigned devices
+    Device.objects.create(serial="DEV-004")
+
+
 # --- Discharging a patient --------------------------------------------------------------
 
 
-def test_discharge_unassigns_the_devices_and_closes_the_live_recording(
+def test_discharge_unassigns_the_device_and_closes_the_live_recording(
     client, staff_user, device_client, device, patient, analyses, django_capture_on_commit_callbacks
 ):
-    spare = Device.objects.create(serial="DEV-002", patient=patient)
     assert post_json(device_client, make_chunk(seq=0)).status_code == 201
     recording = Recording.objects.get()
 
@@ -92,19 +131,15 @@ def test_discharge_unassigns_the_devices_and_closes_the_live_recording(
         response = client.post(f"/manage/patients/{patient.pk}/discharge/")
     assert response.status_code == 302
     device.refresh_from_db()
-    spare.refresh_from_db()
-    assert device.patient is None and spare.patient is None
-    audited = AuditEntry.objects.filter(patient=patient, field="device").order_by("old_value")
-    assert [(e.old_value, e.new_value, e.user) for e in audited] == [
-        ("DEV-001", "", staff_user),
-        ("DEV-002", "", staff_user),
-    ]
+    assert device.patient is None
+    audited = AuditEntry.objects.filter(patient=patient, field="device")
+    assert [(e.old_value, e.new_value, e.user) for e in audited] == [("DEV-001", "", staff_user)]
     recording.refresh_from_db()
     assert recording.status == Recording.Status.CLOSED
     assert recording.closed_by == Recording.ClosedBy.DISCHARGE
     assert analyses == [recording.pk]  # the analysis finishes the closed recording
     shown = [str(m) for m in get_messages(response.wsgi_request)]
-    assert shown == ["Discharged Assigned Patient; devices DEV-001, DEV-002 unassigned."]
+    assert shown == ["Discharged Assigned Patient; device DEV-001 unassigned."]
 
 
 def test_a_chunk_after_discharge_is_refused_and_raises_nothing(
@@ -209,3 +244,43 @@ def test_opening_or_closing_an_old_session_after_a_move_or_a_discharge(
     )
     assert closed.status_code == 200
     assert Recording.objects.get().closed_by == Recording.ClosedBy.DISCHARGE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_each_patients_device_seen_last_and_audits_the_others():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("monitoring", "0011_recording_closed_by_discharge")]
+    after = [("monitoring", "0012_one_device_per_patient")]
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("monitoring")
+    executor.migrate(before)
+    try:
+        old_apps = MigrationExecutor(connection).loader.project_state(before).apps
+        patient = old_apps.get_model("monitoring", "Patient").objects.create(mrn="M1", name="P")
+        old_device = old_apps.get_model("monitoring", "Device")
+        now = timezone.now()
+        old_device.objects.create(serial="SEEN-LONG-AGO", patient=patient, last_seen_at=now)
+        old_device.objects.create(
+            serial="SEEN-LAST", patient=patient, last_seen_at=now + timedelta(seconds=5)
+        )
+        old_device.objects.create(serial="NEVER-SEEN", patient=patient)
+        old_device.objects.create(serial="SPARE")
+
+        MigrationExecutor(connection).migrate(after)
+        new_apps = MigrationExecutor(connection).loader.project_state(after).apps
+        devices = new_apps.get_model("monitoring", "Device").objects.order_by("serial")
+        assert {d.serial: d.patient_id for d in devices} == {
+            "NEVER-SEEN": None,
+            "SEEN-LAST": patient.pk,
+            "SEEN-LONG-AGO": None,
+            "SPARE": None,
+        }
+        audited = new_apps.get_model("monitoring", "AuditEntry").objects.order_by("old_value")
+        assert [(e.old_value, e.new_value, e.user_id) for e in audited] == [
+            ("NEVER-SEEN", "", None),
+            ("SEEN-LONG-AGO", "", None),
+        ]
+    finally:
+        MigrationExecutor(connection).migrate(latest)

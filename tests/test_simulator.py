@@ -274,6 +274,7 @@ def test_a_device_moved_mid_stream_goes_on_in_a_new_session_for_its_new_patient(
     devices = make_devices(2)  # the second device's patient is the one moved to
     first = Patient.objects.get(mrn="SIMTEST-0")
     second = Patient.objects.get(mrn="SIMTEST-1")
+    Device.objects.filter(serial="SIMTEST-1").update(patient=None)  # one device per patient
     after_commit = ingest.after_commit
 
     def move_after_chunk_5(recording, chunk):
