@@ -8,7 +8,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from monitoring.models import Device, SampleChunk
+from monitoring.models import Device, Patient, SampleChunk
 
 pytestmark = pytest.mark.django_db
 
@@ -154,3 +154,14 @@ def test_it_logs_out_with_post(client, clinician):
     assert client.get("/").status_code == 200
     assert client.post("/logout/").status_code == 302
     assert client.get("/").status_code == 302
+
+
+def test_a_list_gives_at_most_1000_rows_a_page_and_links_the_rest(client, staff_user):
+    Patient.objects.bulk_create(
+        [Patient(mrn=f"MRN-BULK-{number:04d}", name=f"P {number}") for number in range(1001)]
+    )
+    client.force_login(staff_user)
+    page = client.get("/api/patients/?limit=100000").json()
+    assert page["count"] == Patient.objects.count() > 1000
+    assert len(page["results"]) == 1000 and "offset=1000" in page["next"]
+    assert len(client.get("/api/patients/").json()["results"]) == 100
