@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from monitoring.admissions import end_monitoring
 from monitoring.forms import LIMIT_FIELDS, RECIPIENT_AUDIT_FIELD, audit_recipients, recipient_labels
 from monitoring.models import (
     Alarm,
@@ -84,6 +85,11 @@ class PatientAdmin(admin.ModelAdmin):
             before = None if old is None else old[field]
             if before != getattr(obj, field):
                 AuditEntry.record(request.user, obj, field, before, getattr(obj, field))
+        if old is not None and old["is_active"] and not obj.is_active:
+            # a discharge here ends the monitoring as /manage/'s discharge does
+            serials = end_monitoring(obj, request.user)
+            if serials:
+                self.message_user(request, f"Devices unassigned: {', '.join(serials)}.")
 
     @admin.display(description="clinicians", ordering="n_clinicians")
     def clinician_count(self, patient):

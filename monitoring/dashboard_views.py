@@ -20,7 +20,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
 from monitoring import live
-from monitoring.alarms import resolve_on_discharge
+from monitoring.admissions import end_monitoring, unassign
 from monitoring.forms import (
     LIMIT_FIELDS,
     AdmitPatientForm,
@@ -30,8 +30,7 @@ from monitoring.forms import (
     audit_recipients,
     recipient_labels,
 )
-from monitoring.ingest import close_recording
-from monitoring.models import AuditEntry, Device, Patient, Recording
+from monitoring.models import AuditEntry, Device, Patient
 
 GAINS_MM_PER_MV = (5, 10, 20)
 
@@ -200,20 +199,7 @@ def discharge_patient(request, pk: int):
             patient.is_active = False
             patient.save(update_fields=["is_active", "updated_at"])
             AuditEntry.record(request.user, patient, "is_active", True, False)
-            # Devices first, locked as ingest locks them: a chunk being stored now commits
-            # first (its recording is then closed below), the next one finds no patient.
-            devices = Device.objects.select_for_update().filter(patient=patient)
-            serials = []
-            for device in devices.order_by("serial"):
-                unassign(device, request.user)
-                serials.append(device.serial)
-            live_recordings = Recording.objects.select_for_update().filter(
-                patient=patient, status=Recording.Status.LIVE
-            )
-            # .defer: closing does not need the analyzer's state (about 120 kB)
-            for recording in live_recordings.defer("stream_state"):
-                close_recording(recording, Recording.ClosedBy.DISCHARGE)
-            resolve_on_discharge(patient)
+            serials = end_monitoring(patient, request.user)
         if serials:
             noun = "device" if len(serials) == 1 else "devices"
             unassigned = f"; {noun} {', '.join(serials)} unassigned"
@@ -229,6 +215,13 @@ def assign_device(request, pk: int):
     patient has one device at a time (``one_device_per_patient``): the one it held before is
     unassigned, as a telemetry pack is swapped for another."""
     patient = get_object_or_404(Patient, pk=pk)
+    if not patient.is_active:
+        # a device given to a patient no station shows would record and alarm for nobody
+        messages.error(
+            request,
+            f"{patient.name} is discharged: readmit them (admin: Admitted) to assign a device.",
+        )
+        return redirect("patient-page", pk=patient.pk)
     form = AssignDeviceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         device = form.cleaned_data["device"]
@@ -249,14 +242,6 @@ def assign_device(request, pk: int):
             messages.success(request, f"Device {device.serial} assigned to {patient.name}{note}.")
         return redirect("patient-page", pk=patient.pk)
     return render(request, "monitoring/manage_device.html", {"patient": patient, "form": form})
-
-
-def unassign(device: Device, user) -> None:
-    """Take the device from its patient, audited on that patient (inside a transaction)."""
-    patient = device.patient
-    device.patient = None
-    device.save(update_fields=["patient"])
-    AuditEntry.record(user, patient, "device", device.serial, None)
 
 
 @staff_required

@@ -211,6 +211,14 @@ class Device(models.Model):
     def __str__(self) -> str:
         return f"{self.serial} ({self.label})" if self.label else self.serial
 
+    def clean(self) -> None:
+        super().clean()
+        if self.patient is not None and not self.patient.is_active:
+            # it would record and alarm for a patient no station shows
+            raise ValidationError(
+                {"patient": f"{self.patient.name} is discharged: readmit them first."}
+            )
+
     def issue_token(self) -> str:
         """Create a new secret token, replacing any earlier one, and return it.
 

@@ -185,11 +185,9 @@ def test_it_searches_and_filters_patients(client, staff_user, patient, other_pat
     assert "Assigned Patient" in by_ward and "Someone Else" not in by_ward
 
 
-def test_limit_and_device_changes_in_the_admin_are_audited(
-    client, staff_user, clinician, patient, other_patient, device
-):
-    # the admin is a second way to change what /manage/ audits: it must leave the same trail
-    client.force_login(staff_user)
+def patient_form(patient, **changes) -> dict:
+    """The admin's change form of ``patient`` as it stands, with ``changes``; an ``is_active``
+    of None leaves the Admitted box unticked (a discharge)."""
     form = {
         "mrn": patient.mrn,
         "name": patient.name,
@@ -199,12 +197,21 @@ def test_limit_and_device_changes_in_the_admin_are_audited(
         "is_active": "on",
         "ward": patient.ward,
         "bed": patient.bed,
-        "clinicians": [clinician.pk],
         "hr_low_limit_bpm": patient.hr_low_limit_bpm,
-        "hr_high_limit_bpm": 110,
+        "hr_high_limit_bpm": patient.hr_high_limit_bpm,
         "pause_limit_s": patient.pause_limit_s,
         "pvc_limit_per_min": patient.pvc_limit_per_min,
+        **changes,
     }
+    return {key: value for key, value in form.items() if value is not None}
+
+
+def test_limit_and_device_changes_in_the_admin_are_audited(
+    client, staff_user, clinician, patient, other_patient, device
+):
+    # the admin is a second way to change what /manage/ audits: it must leave the same trail
+    client.force_login(staff_user)
+    form = patient_form(patient, clinicians=[clinician.pk], hr_high_limit_bpm=110)
     response = client.post(admin_url(type(patient), "change", patient.pk), form)
     assert response.status_code == 302, response.content.decode()[:2000]
     entries = list(AuditEntry.objects.filter(patient=patient))

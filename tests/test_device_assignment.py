@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from monitoring.alarms import check_devices
 from monitoring.models import Alarm, AuditEntry, Device, Recording, SampleChunk
+from tests.test_admin_site import patient_form
 from tests.test_device_ingest import make_chunk, post_json
 
 pytestmark = pytest.mark.django_db
@@ -169,6 +170,54 @@ def test_discharge_without_a_device_says_only_discharged(client, staff_user, pat
     shown = [str(m) for m in get_messages(response.wsgi_request)]
     assert shown == ["Discharged Assigned Patient."]
     assert not AuditEntry.objects.filter(field="device").exists()
+
+
+def test_a_discharged_patient_cannot_be_given_a_device(client, staff_user, patient, device):
+    spare = Device.objects.create(serial="DEV-002")
+    client.force_login(staff_user)
+    client.post(f"/manage/patients/{patient.pk}/discharge/")
+    response = client.post(f"/manage/patients/{patient.pk}/device/", {"device": spare.pk})
+    assert response.status_code == 302
+    spare.refresh_from_db()
+    assert spare.patient is None
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    assert shown[-1].startswith("Assigned Patient is discharged: readmit them")
+    # nor through the admin, whose form runs the model's validation
+    from django.core.exceptions import ValidationError
+
+    patient.refresh_from_db()
+    spare.patient = patient
+    with pytest.raises(ValidationError, match="is discharged"):
+        spare.full_clean()
+
+
+def test_a_discharge_in_the_admin_ends_the_monitoring_as_the_page_does(
+    client, staff_user, device_client, device, patient, analyses, django_capture_on_commit_callbacks
+):
+    from monitoring.alarms import Condition, apply_conditions
+    from monitoring.models import AlarmKind
+
+    assert post_json(device_client, make_chunk(seq=0)).status_code == 201
+    condition = Condition(AlarmKind.HR_HIGH, True, "HR 140 > 120", value=140.0, limit=120.0)
+    apply_conditions(patient, None, [condition], timezone.now())
+    client.force_login(staff_user)
+    form = patient_form(patient, is_active=None)  # the Admitted box unticked
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/admin/monitoring/patient/{patient.pk}/change/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    device.refresh_from_db()
+    assert device.patient is None
+    recording = Recording.objects.get()
+    assert recording.status == Recording.Status.CLOSED
+    assert recording.closed_by == Recording.ClosedBy.DISCHARGE
+    assert Alarm.objects.get().state == "resolved"
+    audited = AuditEntry.objects.filter(patient=patient).order_by("id")
+    assert [(e.field, e.old_value, e.new_value) for e in audited] == [
+        ("is_active", "True", "False"),
+        ("device", "DEV-001", ""),
+    ]
+    refused = post_json(device_client, make_chunk(seq=1))
+    assert refused.status_code == 403 and SampleChunk.objects.count() == 1
 
 
 def discharge_and_readmit(client, staff_user, patient, device) -> None:
