@@ -66,6 +66,38 @@ def test_it_resamples_and_judges_long_signals_window_by_window(api):
     assert body["arrhythmia_prob"] == pytest.approx(worst)
 
 
+def test_it_takes_the_rate_as_fs_hz_as_the_diagnosis_does(api):
+    # "fs_hz" was an unknown key, silently ignored: 5 s at 500 Hz was read as 10 s at 250 Hz
+    signal = ecg_window(n_samples=500 * 5, fs=500.0)
+    body = post(api, {"ecg": signal, "fs_hz": 500}).json()
+    assert body["fs"] == 500
+    assert [(w["start_s"], w["end_s"]) for w in body["windows"]] == [(0, 2), (2, 4), (4, 5)]
+    same = post(api, {"ecg": signal, "fs": 500, "fs_hz": 500.0})
+    assert same.status_code == 200 and same.json()["windows"] == body["windows"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"signal": [0.1] * 500, "fs_hz": 500}, "unknown field 'signal'; expected ecg, fs_hz"),
+        ({"ecg": [0.1] * 500, "rate": 500, "Fs": 1}, "unknown field 'Fs', 'rate'; expected"),
+        ({"ecg": [0.1] * 500, "fs": 250, "fs_hz": 500}, '"fs_hz" (500) and its alias "fs" (250)'),
+        ({"ecg": [0.1] * 500, "fs_hz": 30}, '"fs_hz" must be between 50 and 2000 Hz, got 30'),
+        ({"ecg": [0.1] * 500, "fs_hz": "500"}, "\"fs_hz\" must be a number of Hz, got '500'"),
+    ],
+)
+def test_it_refuses_unknown_keys_and_conflicting_rates(api, body, message):
+    response = post(api, body)
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+
+
+def test_a_long_unknown_key_is_not_echoed_whole(api):
+    response = post(api, {"ecg": ecg_window(), "x" * 10_000: 1})
+    assert response.status_code == 400
+    assert len(response.json()["detail"]) < 200
+
+
 def test_it_serves_the_synthetic_model_on_request(api):
     body = post(api, {"ecg": ecg_window(), "model": "window-cnn-synthetic"}).json()
     assert body["model"]["name"] == "window-cnn-synthetic"

@@ -2,10 +2,12 @@
 
 Request (JSON)::
 
-    {"ecg": [500 numbers, mV], "fs": 250, "model": "window-cnn-mitdb", "store": false}
+    {"ecg": [500 numbers, mV], "fs_hz": 250, "model": "window-cnn-mitdb", "store": false}
 
-``fs`` (Hz, default 250), ``model`` (default: the real-data model), ``store`` (save a
-``Prediction`` row) and ``explain`` (a saliency map per window) are optional; signals
+``fs_hz`` (Hz, default 250; ``fs``, the seed's name, is an alias), ``model`` (default: the
+real-data model), ``store`` (save a ``Prediction`` row) and ``explain`` (a saliency map per
+window) are optional. Any other key is refused with a 400 naming it, as ``/api/diagnosis/``
+does: a misspelt rate would otherwise be ignored and the signal read at 250 Hz. Signals
 of 1 s up to ``PREDICT_MAX_SAMPLES`` samples are cut into 2-second windows. The answer keeps
 the seed's fields (``prediction`` "Normal"/"Arrhythmia", ``normal_prob``,
 ``arrhythmia_prob``) so existing clients keep working, and adds the per-window verdicts.
@@ -41,6 +43,8 @@ from monitoring.uploads import UploadError, declared_oversize
 MIN_FS_HZ = 50.0
 MAX_FS_HZ = 2000.0
 SEED_LABELS = {"normal": "Normal", "arrhythmia": "Arrhythmia"}
+# What a request may hold; "fs" is the seed's name for "fs_hz", the name /api/diagnosis/ uses.
+JSON_KEYS = ("ecg", "fs_hz", "fs", "model", "store", "explain")
 
 
 class PredictAnonThrottle(AnonRateThrottle):
@@ -60,17 +64,29 @@ def parse_ecg(data) -> tuple[np.ndarray, float]:
     """The signal and its sampling rate from a request body, or ``ValueError`` saying why not."""
     if not isinstance(data, dict):
         raise ValueError('the body must be a JSON object like {"ecg": [...]}')
+    unknown = sorted(set(data) - set(JSON_KEYS))
+    if unknown:
+        raise ValueError(
+            f"unknown field {', '.join(reprlib.repr(key) for key in unknown[:5])}"
+            f"{' and more' if len(unknown) > 5 else ''}; expected {', '.join(JSON_KEYS)}"
+        )
     if "ecg" not in data:
         raise ValueError('missing "ecg": a list of numbers (millivolts)')
     ecg = data["ecg"]
     if not isinstance(ecg, list):
         raise ValueError(f'"ecg" must be a list of numbers, got {type(ecg).__name__}')
-    fs = data.get("fs", 250)
+    if "fs_hz" in data and "fs" in data and data["fs_hz"] != data["fs"]:
+        raise ValueError(
+            f'"fs_hz" ({reprlib.repr(data["fs_hz"])}) and its alias "fs" '
+            f"({reprlib.repr(data['fs'])}) differ: give one of them"
+        )
+    name = "fs_hz" if "fs_hz" in data else "fs"  # errors use the name the caller gave
+    fs = data.get(name, 250)
     if isinstance(fs, bool) or not isinstance(fs, int | float):
-        raise ValueError(f'"fs" must be a number of Hz, got {reprlib.repr(fs)}')
+        raise ValueError(f'"{name}" must be a number of Hz, got {reprlib.repr(fs)}')
     if not MIN_FS_HZ <= fs <= MAX_FS_HZ:
         raise ValueError(
-            f'"fs" must be between {MIN_FS_HZ:g} and {MAX_FS_HZ:g} Hz, got {reprlib.repr(fs)}'
+            f'"{name}" must be between {MIN_FS_HZ:g} and {MAX_FS_HZ:g} Hz, got {reprlib.repr(fs)}'
         )
     minimum = math.ceil(fs)  # one second
     if len(ecg) < minimum:
@@ -145,7 +161,16 @@ class PredictView(APIView):
             "PredictRequest",
             {
                 "ecg": serializers.ListField(child=serializers.FloatField()),
-                "fs": serializers.FloatField(required=False, default=250),
+                "fs_hz": serializers.FloatField(
+                    required=False,
+                    default=250,
+                    help_text=f"Sampling rate (Hz), {MIN_FS_HZ:g}-{MAX_FS_HZ:g}.",
+                ),
+                "fs": serializers.FloatField(
+                    required=False,
+                    help_text='The seed\'s name for "fs_hz": either may be given (both only '
+                    "if equal).",
+                ),
                 "model": serializers.CharField(required=False),
                 "store": serializers.BooleanField(required=False, default=False),
                 "explain": serializers.BooleanField(required=False, default=False),
