@@ -2,6 +2,7 @@
 
 Each check returns a dict with ``ok`` and details; a failing check names the part and the
 error so an operator knows what to fix (e.g. "Redis at 127.0.0.1:6379: Connection refused").
+Staff read the whole report; anyone else ``public_report`` (and the server log has it all).
 """
 
 import asyncio
@@ -100,6 +101,20 @@ CHECKS = {
     "channel_layer": check_channel_layer,
     "models": check_models,
 }
+
+
+# What anyone may read of a check; its error and the service's address are for staff and the
+# server log (an address and a driver's message tell an outsider about the network inside).
+PUBLIC_KEYS = ("ok", "mode", "vendor", "backend", "latency_ms", "loaded")
+
+
+def public_report(report: dict) -> dict:
+    """``report`` without the checks' errors and addresses: status, failing parts, ok flags."""
+    checks = {
+        name: {key: value for key, value in result.items() if key in PUBLIC_KEYS}
+        for name, result in report["checks"].items()
+    }
+    return {**report, "checks": checks}
 
 
 def run_checks() -> dict:

@@ -1,3 +1,5 @@
+import logging
+
 from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -8,16 +10,24 @@ from django.views.decorators.http import require_GET
 from inference.examples import ATTRIBUTION, load_excerpts
 from inference.predictor import DEFAULT_MODEL, available_models
 from monitoring.api.analyzer import SYNTHETIC_KINDS
-from monitoring.health import run_checks
+from monitoring.health import public_report, run_checks
 from monitoring.models import Patient
+
+logger = logging.getLogger(__name__)
 
 
 @login_not_required
 @never_cache
 @require_GET
 def health(request):
-    """Public: 200 when every configured part answers, 503 naming the ones that do not."""
+    """Public: 200 when every configured part answers, 503 naming the ones that do not. The
+    errors and service addresses are shown to staff and logged, not shown to anyone."""
     report = run_checks()
+    if report["failing"]:
+        failing = {name: report["checks"][name] for name in report["failing"]}
+        logger.warning("health: failing %s", failing)
+    if not request.user.is_staff:
+        report = public_report(report)
     return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
 
 

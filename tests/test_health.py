@@ -26,13 +26,14 @@ def test_it_is_public_and_ok_when_every_part_answers(client, settings):
     assert response["Cache-Control"].startswith("max-age=0")
 
 
-def test_it_probes_the_real_redis_of_the_test_run(client, redis_url):
+def test_it_probes_the_real_redis_of_the_test_run(client, staff_user, redis_url):
+    client.force_login(staff_user)
     body = client.get("/health").json()
     assert body["checks"]["broker"] == {"ok": True, "mode": "redis", "url": redacted(redis_url)}
     assert body["checks"]["channel_layer"]["backend"] == "RedisChannelLayer"
 
 
-def test_it_answers_503_naming_redis_when_redis_is_down(client):
+def test_it_answers_503_naming_redis_when_redis_is_down(client, staff_user, caplog):
     closed_layer = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -45,7 +46,15 @@ def test_it_answers_503_naming_redis_when_redis_is_down(client):
         CELERY_TASK_ALWAYS_EAGER=False,
         CHANNEL_LAYERS=closed_layer,
     ):
+        public = client.get("/health")
+        client.force_login(staff_user)
         response = client.get("/health")
+    # anyone (a load balancer) learns that Redis is down, not where it is or why
+    assert public.status_code == 503
+    assert public.json()["failing"] == ["broker", "channel_layer"]
+    assert public.json()["checks"]["broker"] == {"ok": False, "mode": "redis"}
+    assert "127.0.0.1" not in public.content.decode()
+    # staff, and the server log, read the errors
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "error"
@@ -55,13 +64,15 @@ def test_it_answers_503_naming_redis_when_redis_is_down(client):
     assert "127.0.0.1:1" in body["checks"]["broker"]["error"]
     assert "127.0.0.1:1" in body["checks"]["channel_layer"]["error"]
     assert "s3cret" not in response.content.decode()  # the password is never shown
+    assert "127.0.0.1:1" in caplog.text and "s3cret" not in caplog.text
 
 
-def test_it_answers_503_naming_a_broken_model_card(client, monkeypatch, tmp_path):
+def test_it_answers_503_naming_a_broken_model_card(client, staff_user, monkeypatch, tmp_path):
     from inference.registry import list_models
 
     (tmp_path / "beats.json").write_text('{"name": "beats", "version": "1", "weights": "x.pt"}')
     monkeypatch.setattr("inference.list_models", lambda: list_models(tmp_path))
+    client.force_login(staff_user)
     response = client.get("/health")
     assert response.status_code == 503
     assert response.json()["failing"] == ["models"]
