@@ -620,7 +620,37 @@ def test_api_filters_by_state_and_refuses_a_bad_filter(client, clinician, two_al
     assert [r["id"] for r in client.get("/api/alarms/?state=open").json()["results"]] == [mine.pk]
     assert client.get("/api/alarms/?state=resolved").json()["results"] == []
     response = client.get("/api/alarms/?state=loud")
-    assert response.status_code == 400 and "state" in response.json()
+    assert response.status_code == 400
+    assert list(response.json()) == ["detail"]
+    assert response.json()["detail"].startswith("state must be one of open, ")
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        ("priority=loud", "priority must be one of "),
+        ("patient=abc", "patient must be a patient id (a whole number)"),
+        # "²".isdigit() is true but int("²") raises: it was a 500
+        ("patient=%C2%B2", "patient must be a patient id (a whole number)"),
+        ("patient=%D9%A3", "patient must be a patient id (a whole number)"),  # Arabic-Indic 3
+        ("patient=" + "9" * 5000, "patient must be a patient id (a whole number)"),
+        ("patient=99999999999999999999", "patient must be a patient id (a whole number)"),
+    ],
+)
+def test_api_refuses_a_bad_filter_in_the_one_error_shape(client, clinician, query, detail):
+    # the refusal was {"priority": ...} or {"patient": ...}: every other one is {"detail": ...}
+    client.force_login(clinician)
+    response = client.get(f"/api/alarms/?{query}")
+    assert response.status_code == 400
+    assert list(response.json()) == ["detail"] and response.json()["detail"].startswith(detail)
+
+
+def test_api_filters_by_patient(client, clinician, two_alarms):
+    mine, _ = two_alarms
+    client.force_login(clinician)
+    rows = client.get(f"/api/alarms/?patient={mine.patient_id}").json()["results"]
+    assert [row["id"] for row in rows] == [mine.pk]
+    assert client.get(f"/api/alarms/?patient=0{mine.patient_id}").json()["results"] == rows
 
 
 def test_acknowledge_through_the_api_records_who_and_when(client, clinician, two_alarms):

@@ -8,10 +8,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from monitoring.alarms import acknowledge
+from monitoring.api.serializers import ID_MAX, bad_parameter, whole_number
 from monitoring.models import Alarm, AlarmPriority, AlarmState
 
 
@@ -75,20 +75,19 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
         state = params.get("state")
         if state:
             if state not in STATE_FILTERS:
-                raise ValidationError({"state": f"must be one of {', '.join(STATE_FILTERS)}"})
+                raise bad_parameter(f"state must be one of {', '.join(STATE_FILTERS)}")
             queryset = queryset.open() if state == "open" else queryset.filter(state=state)
         priority = params.get("priority")
         if priority:
             if priority not in AlarmPriority.values:
-                raise ValidationError(
-                    {"priority": f"must be one of {', '.join(AlarmPriority.values)}"}
-                )
+                raise bad_parameter(f"priority must be one of {', '.join(AlarmPriority.values)}")
             queryset = queryset.filter(priority=priority)
         patient = params.get("patient")
         if patient:
-            if not patient.isdigit():
-                raise ValidationError({"patient": "must be a patient id (a whole number)"})
-            queryset = queryset.filter(patient_id=int(patient))
+            patient_id = whole_number(
+                patient, 0, ID_MAX, "patient must be a patient id (a whole number)"
+            )
+            queryset = queryset.filter(patient_id=patient_id)
         return queryset
 
     @extend_schema(request=None, responses=AlarmSerializer)

@@ -1,5 +1,6 @@
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
 
 from monitoring.models import Device, Patient, Recording
 
@@ -108,3 +109,29 @@ class DeviceSelfSerializer(serializers.ModelSerializer):
     def get_patient_assigned(self, device: Device) -> bool:
         # A device is told whether it may stream, not who the patient is.
         return device.patient_id is not None
+
+
+# --- Refusals -----------------------------------------------------------------------------
+
+ID_MAX = 2**63 - 1  # the largest primary key (BigAutoField) the database can hold
+
+
+def bad_parameter(message: str) -> ValidationError:
+    """A 400 with the API's one error shape, ``{"detail": message}``: the message names the
+    parameter (DRF's ``ValidationError({"name": ...})`` would make the name the key)."""
+    return ValidationError({"detail": message})
+
+
+def whole_number(raw: str, low: int, high: int, message: str) -> int:
+    """A query parameter as an int from ``low`` to ``high``, else ``bad_parameter(message)``.
+
+    ASCII digits only: ``str.isdigit()`` also accepts digits such as "²" that ``int()``
+    refuses (a 500), and a number longer than ``high`` is refused before ``int()`` reads it
+    (past 4,300 digits ``int()`` raises too).
+    """
+    digits = raw.lstrip("0") or "0"
+    if raw.isascii() and raw.isdigit() and len(digits) <= len(str(high)):
+        number = int(digits)
+        if low <= number <= high:
+            return number
+    raise bad_parameter(message)

@@ -15,10 +15,10 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from monitoring.api.serializers import whole_number
 from monitoring.models import Patient, Recording
 
 BIN_S = 60
@@ -90,10 +90,12 @@ class HrTrendView(APIView):
     def get(self, request, patient_id: int):
         """Per-minute heart rate of a patient from the stored beats (60 / median RR)."""
         patient = get_object_or_404(Patient.objects.visible_to(request.user), pk=patient_id)
-        raw = request.query_params.get("minutes", str(DEFAULT_MINUTES))
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_MINUTES:
-            raise ValidationError({"minutes": f"must be a whole number from 1 to {MAX_MINUTES}"})
-        minutes = int(raw)
+        minutes = whole_number(
+            request.query_params.get("minutes", str(DEFAULT_MINUTES)),
+            1,
+            MAX_MINUTES,
+            f"minutes must be a whole number from 1 to {MAX_MINUTES}",
+        )
         return Response(
             {
                 "patient": patient.pk,
