@@ -1,9 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponseServerError
+from django.http import HttpResponseServerError, JsonResponse
 from django.template.loader import render_to_string
 from django.urls import include, path
+from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from monitoring import dashboard_views, diagnosis_views, upload_views, views
@@ -25,6 +26,16 @@ def server_error(request):
     return HttpResponseServerError(render_to_string("500.html", site(request)))
 
 
+def not_found(request, exception):
+    """404 for a URL no view answers: JSON ``{"detail": "Not found."}`` under /api/, the
+    shape every API refusal has (DRF's own 404, for an object, says the same), and the
+    404.html page elsewhere."""
+    if request.path_info.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)
+
+
+handler404 = not_found
 handler500 = server_error
 
 urlpatterns = [
