@@ -25,6 +25,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,9 @@ def store_upload(patient: Patient, parsed: ParsedUpload) -> Recording:
     """
     from monitoring.analysis import queue_analysis
 
+    # One instant for both ends, the end a duration after the start: ended_at was now() taken
+    # before the model's default took started_at, so a recording ended before it began.
+    started_at = timezone.now()
     recording = Recording.objects.create(
         patient=patient,
         source=Recording.Source.UPLOAD,
@@ -198,7 +202,8 @@ def store_upload(patient: Patient, parsed: ParsedUpload) -> Recording:
         n_channels=parsed.adc.shape[1],
         lead_names=parsed.lead_names,
         status=Recording.Status.CLOSED,
-        ended_at=timezone.now(),
+        started_at=started_at,
+        ended_at=started_at + timedelta(seconds=parsed.n_samples / parsed.fs_hz),
         upload_format=parsed.format,
         analysis_lead=parsed.analysis_lead,
         analysis_status=AnalysisStatus.PENDING,

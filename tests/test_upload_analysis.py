@@ -6,6 +6,7 @@ temporary folder with wfdb; the signal CSV is synthetic (inference.synthetic).
 
 import csv
 import io
+from datetime import timedelta
 
 import matplotlib.image
 import numpy as np
@@ -15,6 +16,7 @@ from django.utils.html import escape
 from inference.synthetic import generate
 from monitoring.analysis import analyze_recording, recording_adc
 from monitoring.models import AnalysisStatus, Beat, Episode, Recording, UploadFormat
+from monitoring.uploads import parse_upload, store_upload
 from tests.upload_helpers import (
     api_upload,
     files_payload,
@@ -112,6 +114,15 @@ def test_it_analyses_a_signal_csv_at_its_stated_rate(upload):
     assert abs(summary["n_beats"] - len(truth.beats)) <= 2
     assert 60 <= summary["heart_rate_bpm"]["mean"] <= 85
     assert recording.analysis_agreement is None  # a plain signal carries no labels
+
+
+def test_an_upload_ends_its_duration_after_it_starts(patient):
+    # ended_at was now() taken before the model's default took started_at: it came first
+    parsed = parse_upload([("strip.csv", signal_csv(30.0, fs_hz=250.0))], fs_hz=250.0)
+    assert parsed.n_samples == 7500
+    recording = store_upload(patient, parsed)
+    recording.refresh_from_db()
+    assert recording.ended_at - recording.started_at == timedelta(seconds=30)
 
 
 def zeros_csv(n_samples: int = 10800) -> bytes:
