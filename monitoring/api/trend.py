@@ -1,7 +1,9 @@
 """Heart-rate trend of a patient from the stored beats: ``GET /api/patients/<id>/hr-trend/``.
 
 The live view draws the last hour from it. One point per minute: 60 / median RR of the beat
-intervals that end in that minute, over every recording of the patient. The median, not the
+intervals that end in that minute, over the patient's device (live) recordings. Uploaded
+recordings are left out: an upload's ``started_at`` is when it was uploaded, not when its
+signal was recorded, so its beats would land in the wrong minutes. The median, not the
 mean, so that a few premature beats or a missed beat do not move the trend; intervals longer
 than ``MAX_RR_S`` are holes in the data (a gap, a new session), not a heart rate, and are left
 out. A minute with fewer than ``MIN_INTERVALS`` intervals has no point.
@@ -88,7 +90,8 @@ class HrTrendView(APIView):
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request, patient_id: int):
-        """Per-minute heart rate of a patient from the stored beats (60 / median RR)."""
+        """Per-minute heart rate of a patient from the beats of their device recordings
+        (60 / median RR); uploaded recordings are left out."""
         patient = get_object_or_404(Patient.objects.visible_to(request.user), pk=patient_id)
         minutes = whole_number(
             request.query_params.get("minutes", str(DEFAULT_MINUTES)),
