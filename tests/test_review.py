@@ -312,6 +312,14 @@ def test_bad_event_queries_answer_400(api, device_recording, params):
     assert response.status_code == 400
 
 
+@pytest.mark.parametrize("params", [{"kind": "V"}, {"kind": "V", "after_s": 1, "before_s": 2}])
+def test_events_need_exactly_one_of_after_s_and_before_s(api, device_recording, params):
+    # as docs/review.md and the schema's parameter descriptions say
+    response = api.get(f"/api/recordings/{device_recording.pk}/events/", params)
+    assert response.status_code == 400
+    assert response.json() == {"detail": "give exactly one of after_s and before_s"}
+
+
 @pytest.mark.parametrize("kind", ["V", "alarm", "episode"])
 @pytest.mark.parametrize("name", ["after_s", "before_s"])
 @pytest.mark.parametrize(

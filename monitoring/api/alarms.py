@@ -5,13 +5,13 @@ alarms of assigned patients; any other alarm answers 404, as if it did not exist
 """
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from monitoring.alarms import acknowledge
-from monitoring.api.serializers import ID_MAX, bad_parameter, whole_number
+from monitoring.api.serializers import ID_MAX, bad_parameter, error_responses, whole_number
 from monitoring.models import Alarm, AlarmPriority, AlarmState
 
 
@@ -46,6 +46,9 @@ class AlarmSerializer(serializers.ModelSerializer):
 STATE_FILTERS = ["open", *AlarmState.values]
 
 
+@extend_schema_view(
+    retrieve=extend_schema(responses={200: AlarmSerializer, **error_responses(401, 404)})
+)
 class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = AlarmSerializer
 
@@ -61,7 +64,8 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
             OpenApiParameter("state", OpenApiTypes.STR, enum=STATE_FILTERS),
             OpenApiParameter("priority", OpenApiTypes.STR, enum=AlarmPriority.values),
             OpenApiParameter("patient", OpenApiTypes.INT, description="A patient id."),
-        ]
+        ],
+        responses={200: AlarmSerializer, **error_responses(400, 401)},
     )
     def list(self, request, *args, **kwargs):
         """Alarms of the patients you may see, newest first; ``state=open`` for all not
@@ -90,7 +94,7 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
             queryset = queryset.filter(patient_id=patient_id)
         return queryset
 
-    @extend_schema(request=None, responses=AlarmSerializer)
+    @extend_schema(request=None, responses={200: AlarmSerializer, **error_responses(401, 403, 404)})
     @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
         """Acknowledge an alarm: records who and when (the first acknowledgment stands)."""

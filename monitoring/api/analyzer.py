@@ -1,15 +1,53 @@
 """Signals for the analyzer page: shipped real excerpts and synthetic ECG on demand."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference.examples import ATTRIBUTION, load_excerpts
+from monitoring.api.serializers import error_responses
 
 SYNTHETIC_KINDS = ("normal", "pvc", "pac", "afib", "vt", "pause", "brady", "tachy")
 
 
+def excerpt_fields() -> dict:
+    """An excerpt as inference/examples holds it, less its signal, as schema fields (new ones
+    each time: ``inline_serializer`` takes the fields out of the dict it gets)."""
+    return {
+        "id": serializers.CharField(),
+        "record": serializers.CharField(help_text="The MIT-BIH record."),
+        "start_s": serializers.FloatField(help_text="Where the excerpt starts in the record."),
+        "description": serializers.CharField(),
+        "fs": serializers.FloatField(),
+        "beats": serializers.ListField(
+            child=serializers.IntegerField(), help_text="Reference beat samples."
+        ),
+        "beat_labels": serializers.ListField(
+            child=serializers.CharField(), help_text="AAMI class of each beat."
+        ),
+        "rhythms": serializers.ListField(child=serializers.CharField()),
+    }
+
+
 class ExampleListView(APIView):
+    @extend_schema(
+        operation_id="api_examples_list",
+        responses={
+            200: inline_serializer(
+                "ExampleList",
+                {
+                    "attribution": serializers.CharField(),
+                    "excerpts": inline_serializer(
+                        "ExampleSummary",
+                        excerpt_fields() | {"n_samples": serializers.IntegerField()},
+                        many=True,
+                    ),
+                },
+            ),
+            **error_responses(401),
+        },
+    )
     def get(self, request):
         """Real MIT-BIH excerpts shipped with CardioSpike (metadata; the signal is per item)."""
         items = [
@@ -21,6 +59,22 @@ class ExampleListView(APIView):
 
 
 class ExampleDetailView(APIView):
+    @extend_schema(
+        operation_id="api_examples_retrieve",
+        responses={
+            200: inline_serializer(
+                "Example",
+                excerpt_fields()
+                | {
+                    "ecg": serializers.ListField(
+                        child=serializers.FloatField(), help_text="The signal, mV."
+                    ),
+                    "attribution": serializers.CharField(),
+                },
+            ),
+            **error_responses(401, 404),
+        },
+    )
     def get(self, request, excerpt_id: str):
         """One shipped excerpt with its signal (mV) and reference beat labels."""
         for excerpt in load_excerpts():
@@ -36,7 +90,29 @@ class SyntheticView(APIView):
             OpenApiParameter("seed", int, default=0),
             OpenApiParameter("duration_s", float, default=2.0),
             OpenApiParameter("noise", enum=("none", "realistic"), default="realistic"),
-        ]
+        ],
+        responses={
+            200: inline_serializer(
+                "SyntheticEcg",
+                {
+                    # a plain string: a ChoiceField would rename the alarms' KindEnum
+                    "kind": serializers.CharField(help_text="The kind asked for."),
+                    "seed": serializers.IntegerField(),
+                    "fs": serializers.FloatField(),
+                    "ecg": serializers.ListField(
+                        child=serializers.FloatField(), help_text="The signal, mV."
+                    ),
+                    "beats": serializers.ListField(child=serializers.IntegerField()),
+                    "beat_labels": serializers.ListField(child=serializers.CharField()),
+                    "rhythms": serializers.ListField(
+                        child=serializers.ListField(),
+                        help_text="[start sample, end sample, rhythm] per rhythm.",
+                    ),
+                    "description": serializers.CharField(),
+                },
+            ),
+            **error_responses(400, 401),
+        },
     )
     def get(self, request):
         """A synthetic lead II ECG at 250 Hz with its beat labels (for demos and tests only)."""

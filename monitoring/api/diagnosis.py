@@ -38,6 +38,7 @@ from rest_framework.views import APIView
 
 from inference.datasets.ptbxl import LEADS, RAW_FEATURES, RECORD_S, SUPERCLASSES
 from inference.ptbxl_models import MAX_FS_HZ, MIN_FS_HZ, load_model, predict
+from monitoring.api.serializers import error_responses
 from monitoring.models import Recording
 from monitoring.uploads import UploadError, declared_oversize, files_from_request, parse_upload
 
@@ -298,7 +299,7 @@ class DiagnosisView(APIView):
                 },
             ),
         },
-        responses={200: RESPONSE},
+        responses={200: RESPONSE, **error_responses(400, 401, 403, 404, 413, 415)},
         examples=[
             OpenApiExample(
                 "metadata only",
@@ -407,7 +408,42 @@ class DiagnosisView(APIView):
         return leads_mv, fs_hz, metadata, record
 
 
+def example_fields() -> dict:
+    """A shipped example's row in inference/examples/ptbxl/examples.json, as schema fields
+    (new ones each time: ``inline_serializer`` takes the fields out of the dict it gets)."""
+    return {
+        "id": serializers.CharField(),
+        "ecg_id": serializers.IntegerField(help_text="The record's ecg_id in PTB-XL."),
+        "record": serializers.CharField(),
+        "fs_hz": serializers.FloatField(),
+        "strat_fold": serializers.IntegerField(),
+        "description": serializers.CharField(),
+        # plain strings: the same choices as the answer's "positive" would make a second enum
+        "superclasses": serializers.ListField(
+            child=serializers.CharField(),
+            help_text=f"Reference labels among {', '.join(SUPERCLASSES)}.",
+        ),
+        "scp_codes": serializers.DictField(child=serializers.FloatField()),
+        "database_row": serializers.DictField(child=serializers.CharField()),
+        "metadata": serializers.DictField(help_text="The features, null where unknown."),
+    }
+
+
 class ExampleListView(APIView):
+    @extend_schema(
+        operation_id="api_diagnosis_examples_list",
+        responses={
+            200: inline_serializer(
+                "DiagnosisExampleList",
+                {
+                    "attribution": serializers.CharField(),
+                    "licence": serializers.CharField(),
+                    "records": inline_serializer("DiagnosisExample", example_fields(), many=True),
+                },
+            ),
+            **error_responses(401),
+        },
+    )
     def get(self, request):
         """The shipped PTB-XL test-fold examples: reference labels and metadata rows."""
         examples = load_examples()
@@ -420,7 +456,30 @@ class ExampleListView(APIView):
         )
 
 
+def leads_field() -> serializers.ListField:
+    """The leads of a record, for drawing: leads x samples, mV, PTB-XL order."""
+    return serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()),
+        help_text="Leads x samples, mV, in the order of lead_names.",
+    )
+
+
 class ExampleDetailView(APIView):
+    @extend_schema(
+        operation_id="api_diagnosis_examples_retrieve",
+        responses={
+            200: inline_serializer(
+                "DiagnosisExampleLeads",
+                example_fields()
+                | {
+                    "attribution": serializers.CharField(),
+                    "lead_names": serializers.ListField(child=serializers.CharField()),
+                    "leads": leads_field(),
+                },
+            ),
+            **error_responses(401, 404),
+        },
+    )
     def get(self, request, example_id: str):
         """One shipped example with its leads (leads x samples, mV, 100 Hz, PTB-XL order)."""
         examples = load_examples()
@@ -458,6 +517,31 @@ def oversize_body(request):
 class RecordReadView(APIView):
     parser_classes = [MultiPartParser]
 
+    @extend_schema(
+        request={
+            "multipart/form-data": inline_serializer(
+                "DiagnosisRecordUpload",
+                {"files": serializers.ListField(child=serializers.FileField())},
+            )
+        },
+        responses={
+            200: inline_serializer(
+                "DiagnosisRecordLeads",
+                {
+                    "source": serializers.CharField(),
+                    "name": serializers.CharField(help_text="The record's name."),
+                    "lead_names": serializers.ListField(child=serializers.CharField()),
+                    "ignored_channels": serializers.ListField(
+                        child=serializers.CharField(), help_text="Channels that are not leads."
+                    ),
+                    "fs_hz": serializers.FloatField(),
+                    "n_samples": serializers.IntegerField(),
+                    "leads": leads_field(),
+                },
+            ),
+            **error_responses(400, 401, 403, 413, 415),
+        },
+    )
     def post(self, request):
         """Read a 12-lead WFDB upload (.hea + .dat) and answer its leads for drawing:
         leads x samples in mV at the record's rate, PTB-XL order. Nothing is stored. The

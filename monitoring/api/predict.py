@@ -37,6 +37,7 @@ from rest_framework.views import APIView
 from inference.predictor import get_predictor
 from inference.ptbxl_models import MAX_ABS_MV, MIN_LEAD_RANGE_MV
 from inference.signal import first_beyond_ecg_range
+from monitoring.api.serializers import error_responses
 from monitoring.models import Prediction
 from monitoring.uploads import UploadError, declared_oversize
 
@@ -192,7 +193,8 @@ class PredictView(APIView):
                     "processing_ms": serializers.FloatField(),
                     "prediction_id": serializers.IntegerField(allow_null=True),
                 },
-            )
+            ),
+            **error_responses(400, 401, 403, 413, 415, 429),
         },
         examples=[OpenApiExample("seed format", value={"ecg": [0.0] * 500})],
     )

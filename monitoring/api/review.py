@@ -3,8 +3,8 @@
 - ``GET /api/recordings/<id>/signal/?start_s=&length_s=&max_points=&channel=``: a window of
   signal in mV, min/max per bin when it holds more samples than ``max_points``, gaps ``null``,
   with the beats inside it.
-- ``GET /api/recordings/<id>/events/?kind=V&after_s=`` (or ``before_s=``, ``limit=``): the
-  next (previous) beats of a class, alarms or episode starts.
+- ``GET /api/recordings/<id>/events/?kind=V&after_s=`` or ``?kind=V&before_s=`` (exactly
+  one of the two; ``limit=``): the next (previous) beats of a class, alarms or episode starts.
 - ``GET /api/recordings/<id>/go-to/?at=``: where a "Go to" entry (seconds, or a clock time
   HH:MM[:SS]) lies: ``time_s`` from the start.
 - ``GET /api/recordings/<id>/range.png?start_s=&length_s=``: the window as a PNG strip, gaps
@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 
 from monitoring import review
 from monitoring.api.predict import error
+from monitoring.api.serializers import error_responses
 from monitoring.api.uploads import AnyAcceptNegotiation, visible_recording
 from monitoring.strips import MAX_STRIP_S, MIN_STRIP_S, render_range_png, seconds_parameter
 
@@ -37,7 +38,7 @@ class RecordingSignalView(APIView):
             OpenApiParameter("max_points", int, description="Points at most, 10-20000."),
             OpenApiParameter("channel", int, description="Channel index; default analysed."),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: OpenApiTypes.OBJECT, **error_responses(400, 401, 404)},
     )
     def get(self, request, pk: int):
         """A window of one channel in mV for the review viewer, decimated min/max per bin."""
@@ -56,18 +57,33 @@ class RecordingSignalView(APIView):
         return Response(window)
 
 
+# review.events refuses both and neither; OpenAPI cannot say "one of" for parameters
+EXACTLY_ONE_PIVOT = "Give exactly one of after_s and before_s: both or neither is a 400."
+
+
 class RecordingEventsView(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("kind", str, enum=list(review.EVENT_KINDS), required=True),
-            OpenApiParameter("after_s", float, description="Events after this time (s)."),
-            OpenApiParameter("before_s", float, description="Events before this time (s)."),
+            OpenApiParameter(
+                "after_s",
+                float,
+                description="The next events after this time (s), oldest first. "
+                + EXACTLY_ONE_PIVOT,
+            ),
+            OpenApiParameter(
+                "before_s",
+                float,
+                description="The previous events before this time (s), newest first. "
+                + EXACTLY_ONE_PIVOT,
+            ),
             OpenApiParameter("limit", int, description="How many (1-1000); default 1."),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: OpenApiTypes.OBJECT, **error_responses(400, 401, 404)},
     )
     def get(self, request, pk: int):
-        """The next (or previous) beats of a class, alarms or episodes, nearest first."""
+        """The next (after_s) or previous (before_s) beats of a class, alarms or episodes,
+        nearest first; exactly one of after_s and before_s."""
         recording = visible_recording(request, pk)
         params = request.query_params
         try:
@@ -94,7 +110,7 @@ class RecordingGoToView(APIView):
                 "(TIME_ZONE; the first such moment at or after the start).",
             )
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: OpenApiTypes.OBJECT, **error_responses(400, 401, 404)},
     )
     def get(self, request, pk: int):
         """Where a "Go to" entry lies in the recording: seconds from its start, and when."""
@@ -124,7 +140,7 @@ class RecordingRangePngView(APIView):
             OpenApiParameter("start_s", float, description="Start (s); default 0."),
             OpenApiParameter("length_s", float, description="Length (s), 0.5-60; default 10."),
         ],
-        responses={(200, "image/png"): OpenApiTypes.BINARY},
+        responses={(200, "image/png"): OpenApiTypes.BINARY, **error_responses(400, 401, 404)},
     )
     def get(self, request, pk: int):
         """The viewer's strip as a PNG on ECG paper with beat labels; gaps drawn as gaps."""
@@ -154,7 +170,10 @@ class RecordingExportZipView(APIView):
     @extend_schema(
         operation_id="api_recordings_export_zip",
         parameters=[OpenApiParameter("format", str, enum=["wfdb", "csv"], required=True)],
-        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        responses={
+            (200, "application/zip"): OpenApiTypes.BINARY,
+            **error_responses(400, 401, 404),
+        },
     )
     def get(self, request, pk: int):
         """The whole recording as a WFDB record (.hea, .dat; our labels as .cspk, an upload's
@@ -178,7 +197,7 @@ class RecordingExportCsvView(APIView):
 
     @extend_schema(
         operation_id="api_recordings_export_csv",
-        responses={(200, "text/csv"): OpenApiTypes.STR},
+        responses={(200, "text/csv"): OpenApiTypes.STR, **error_responses(401, 404)},
     )
     def get(self, request, pk: int):
         """The whole recording as CSV: time_s, sample, one column per lead in mV (gaps blank)."""

@@ -1,4 +1,5 @@
 from django.contrib.auth import get_user_model
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
@@ -135,3 +136,40 @@ def whole_number(raw: str, low: int, high: int, message: str) -> int:
         if low <= number <= high:
             return number
     raise bad_parameter(message)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every refusal of the API, whatever its status."""
+
+    detail = serializers.CharField(help_text="What was refused and why, naming the parameter.")
+
+
+# What each error status means where the schema lists it. 403, 409 and 429 have one cause
+# among the endpoints that list them here (device/v1 lists its own).
+ERROR_MEANINGS = {
+    400: "A parameter or the body is wrong; `detail` names it.",
+    401: "No valid credentials: log in, or send `Authorization: Token <key>`.",
+    403: "A session login without its CSRF token (`X-CSRFToken`): unsafe methods only.",
+    404: "No such object, or not one you may see (a patient not assigned to you).",
+    409: "The recording has no analysis results: its analysis is pending, running or failed.",
+    413: "The body is larger than the endpoint's limit (`detail` gives it).",
+    415: "The body is not of a content type the endpoint reads.",
+    429: "Too many requests from this address (callers without an account only).",
+}
+
+
+def error_responses(*codes: int, meanings: dict[int, str] | None = None) -> dict:
+    """Schema responses ``{code: {"detail": str}}`` for an ``extend_schema(responses=...)``,
+    next to the success response: ``{200: Serializer, **error_responses(400, 401)}``.
+    ``meanings`` replaces the usual description of a code where it has another cause."""
+    meanings = ERROR_MEANINGS | (meanings or {})
+    return {code: OpenApiResponse(ErrorSerializer, description=meanings[code]) for code in codes}
+
+
+def read_only_schema(serializer):
+    """The schema of a ``ReadOnlyModelViewSet`` of ``serializer``: its list and its items,
+    with the errors each answers."""
+    return extend_schema_view(
+        list=extend_schema(responses={200: serializer, **error_responses(401)}),
+        retrieve=extend_schema(responses={200: serializer, **error_responses(401, 404)}),
+    )

@@ -20,7 +20,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from monitoring.api.serializers import whole_number
+from monitoring.api.serializers import error_responses, whole_number
 from monitoring.models import Patient, Recording
 
 BIN_S = 60
@@ -87,7 +87,7 @@ class HrTrendView(APIView):
                 description=f"How far back (1-{MAX_MINUTES}, default {DEFAULT_MINUTES}).",
             )
         ],
-        responses=OpenApiTypes.OBJECT,
+        responses={200: OpenApiTypes.OBJECT, **error_responses(400, 401, 404)},
     )
     def get(self, request, patient_id: int):
         """Per-minute heart rate of a patient from the beats of their device recordings

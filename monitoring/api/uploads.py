@@ -15,7 +15,13 @@
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiTypes,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import generics, serializers, status
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -24,6 +30,7 @@ from rest_framework.views import APIView
 
 from monitoring.analysis import queue_analysis, results_csv
 from monitoring.api.predict import error
+from monitoring.api.serializers import error_responses
 from monitoring.models import AnalysisStatus, Beat, Episode, Patient, Recording
 from monitoring.strips import render_strip_png, saliency, strip_request
 from monitoring.uploads import UploadError, files_from_request, parse_upload, store_upload
@@ -150,7 +157,7 @@ class PatientUploadView(APIView):
                 },
             )
         },
-        responses={201: AnalysisSerializer},
+        responses={201: AnalysisSerializer, **error_responses(400, 401, 403, 404, 413, 415)},
     )
     def post(self, request, patient_id: int):
         """Upload a WFDB record (.hea + .dat [+ .atr]) or a CSV file and analyse it."""
@@ -166,14 +173,16 @@ class PatientUploadView(APIView):
 
 
 class RecordingAnalysisView(APIView):
-    @extend_schema(responses=AnalysisSerializer)
+    @extend_schema(responses={200: AnalysisSerializer, **error_responses(401, 404)})
     def get(self, request, pk: int):
         """Analysis status, summary, agreement with the file's labels, and episodes."""
         return Response(AnalysisSerializer(visible_recording(request, pk)).data)
 
 
 class RecordingAnalyzeView(APIView):
-    @extend_schema(request=None, responses={202: AnalysisSerializer})
+    @extend_schema(
+        request=None, responses={202: AnalysisSerializer, **error_responses(400, 401, 403, 404)}
+    )
     def post(self, request, pk: int):
         """Run the analysis of a recording again (replacing its results)."""
         recording = visible_recording(request, pk)
@@ -184,6 +193,7 @@ class RecordingAnalyzeView(APIView):
         return Response(AnalysisSerializer(recording).data, status=status.HTTP_202_ACCEPTED)
 
 
+@extend_schema_view(get=extend_schema(responses={200: BeatSerializer, **error_responses(401, 404)}))
 class RecordingBeatsView(generics.ListAPIView):
     serializer_class = BeatSerializer
 
@@ -194,16 +204,19 @@ class RecordingBeatsView(generics.ListAPIView):
 
 class BeatSaliencyView(APIView):
     @extend_schema(
-        responses=inline_serializer(
-            "BeatSaliency",
-            {
-                "start": serializers.IntegerField(),
-                "fs": serializers.FloatField(),
-                "values": serializers.ListField(child=serializers.FloatField()),
-                "label": serializers.CharField(),
-                "probability": serializers.FloatField(),
-            },
-        )
+        responses={
+            200: inline_serializer(
+                "BeatSaliency",
+                {
+                    "start": serializers.IntegerField(),
+                    "fs": serializers.FloatField(),
+                    "values": serializers.ListField(child=serializers.FloatField()),
+                    "label": serializers.CharField(),
+                    "probability": serializers.FloatField(),
+                },
+            ),
+            **error_responses(401, 404, 409),
+        }
     )
     def get(self, request, pk: int, number: int):
         """Which samples drove beat ``number``'s label (gradient x input, 0..1 per sample).
@@ -226,7 +239,8 @@ class ResultsCsvView(APIView):
     content_negotiation_class = AnyAcceptNegotiation
 
     @extend_schema(
-        operation_id="api_recordings_results_csv", responses={(200, "text/csv"): OpenApiTypes.STR}
+        operation_id="api_recordings_results_csv",
+        responses={(200, "text/csv"): OpenApiTypes.STR, **error_responses(401, 404, 409)},
     )
     def get(self, request, pk: int):
         """One line per beat (or per uploaded row): label, confidence, probabilities, reference."""
@@ -251,7 +265,7 @@ class StripPngView(APIView):
             OpenApiParameter("length_s", float, description="Length (s), 0.5-60; default 10."),
             OpenApiParameter("beat", int, description="Beat number (1-based) to explain."),
         ],
-        responses={(200, "image/png"): OpenApiTypes.BINARY},
+        responses={(200, "image/png"): OpenApiTypes.BINARY, **error_responses(400, 401, 404, 409)},
     )
     def get(self, request, pk: int):
         """A strip of the analysed lead as PNG, with beat labels and a beat's saliency."""

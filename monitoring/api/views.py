@@ -3,6 +3,7 @@
 the user may see, so an unassigned patient's data answers 404.
 """
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema
 from rest_framework import viewsets
 from rest_framework.decorators import action
@@ -10,11 +11,29 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from monitoring.api import serializers
+from monitoring.api.serializers import error_responses, read_only_schema
 from monitoring.authentication import DeviceTokenAuthentication, IsDevice
 from monitoring.models import Device, Patient, Recording
 from monitoring.recordings import summarize
 
 
+class DeviceTokenScheme(OpenApiAuthenticationExtension):
+    """The device endpoints' credential in the schema (without it drf-spectacular warns and
+    leaves them without one)."""
+
+    target_class = DeviceTokenAuthentication
+    name = "deviceToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Device <token>`: the token issued when the device was added.",
+        }
+
+
+@read_only_schema(serializers.PatientSerializer)
 class PatientViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = serializers.PatientSerializer
 
@@ -22,6 +41,7 @@ class PatientViewSet(viewsets.ReadOnlyModelViewSet):
         return Patient.objects.visible_to(self.request.user).order_by("id")
 
 
+@read_only_schema(serializers.DeviceSerializer)
 class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = serializers.DeviceSerializer
 
@@ -29,13 +49,16 @@ class DeviceViewSet(viewsets.ReadOnlyModelViewSet):
         return Device.objects.visible_to(self.request.user).order_by("id")
 
 
+@read_only_schema(serializers.RecordingSerializer)
 class RecordingViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = serializers.RecordingSerializer
 
     def get_queryset(self):
         return Recording.objects.visible_to(self.request.user).order_by("-started_at", "id")
 
-    @extend_schema(responses=serializers.RecordingSummarySerializer)
+    @extend_schema(
+        responses={200: serializers.RecordingSummarySerializer, **error_responses(401, 404)}
+    )
     @action(detail=True)
     def summary(self, request, pk=None):
         """Stored chunks and samples, missing samples and the analysis cursor."""
@@ -43,7 +66,7 @@ class RecordingViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class MeView(APIView):
-    @extend_schema(responses=serializers.MeSerializer)
+    @extend_schema(responses={200: serializers.MeSerializer, **error_responses(401)})
     def get(self, request):
         """The authenticated user."""
         return Response(serializers.MeSerializer(request.user).data)
@@ -53,7 +76,15 @@ class DeviceSelfView(APIView):
     authentication_classes = [DeviceTokenAuthentication]
     permission_classes = [IsDevice]
 
-    @extend_schema(responses=serializers.DeviceSelfSerializer)
+    @extend_schema(
+        responses={
+            200: serializers.DeviceSelfSerializer,
+            **error_responses(
+                401,
+                meanings={401: "No valid `Authorization: Device <token>` (unknown or revoked)."},
+            ),
+        }
+    )
     def get(self, request):
         """For devices: check the token and read the declared signal format."""
         device = request.auth
