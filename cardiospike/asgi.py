@@ -3,6 +3,7 @@
 daphne cardiospike.asgi:application
 """
 
+import json
 import os
 
 import django
@@ -24,9 +25,84 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from monitoring.routing import websocket_urlpatterns  # noqa: E402
 
+
+class RequestBodyLimit:
+    """ASGI middleware: a body over ``REQUEST_MAX_BYTES`` is answered 413 before the app reads it.
+
+    Django's handler copies the whole body into a temporary file before any view runs, so a
+    view's own limit (uploads, /predict) came after a 96 MiB body had been read. A declared
+    Content-Length over the limit is refused at once; a body without one (chunked) is counted
+    as it arrives, and once past the limit the app is told the client left (Django then stops
+    reading and answers nothing) and the 413 is sent here. daphne itself still receives the
+    whole body before it calls the application: the proxy's own limit (``client_max_body_size``
+    in nginx) stops it on the network.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        limit = settings.REQUEST_MAX_BYTES
+        declared = content_length(scope)
+        if declared is not None and declared > limit:
+            await too_large(send, f"request body of {declared} bytes", limit)
+            return
+        received = 0
+        over = False
+        started = False
+
+        async def limited_receive():
+            nonlocal received, over
+            if over:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    over = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracked_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, limited_receive, tracked_send)
+        if over and not started:
+            await too_large(send, "request body", limit)
+
+
+def content_length(scope) -> int | None:
+    """The declared body length, or None without one (or with one that is not a number:
+    the app answers that itself)."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length":
+            return int(value) if value.strip().isdigit() else None
+    return None
+
+
+async def too_large(send, what: str, limit: int) -> None:
+    body = json.dumps(
+        {"detail": f"{what} exceeds the {limit}-byte limit (REQUEST_MAX_BYTES)"}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": RequestBodyLimit(django_asgi_app),
         # Origin checked against ALLOWED_HOSTS (no cross-site websocket hijacking), then the
         # Django session resolves scope["user"]; consumers refuse anonymous users themselves.
         "websocket": AllowedHostsOriginValidator(

@@ -180,11 +180,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # Live views (monitoring/live.py): a channel (one websocket) holds at most this many messages
 # it has not taken yet; a group send skips a channel that is full (channels_redis and the
 # in-memory layer both drop, for that channel only, and never wait), so a stalled browser loses
-# its own live messages and never delays anyone else's. The default, 100, is under a second for
-# a central station watching 50 patients (about 3 messages per patient per second: samples,
-# beats, status); 1000 lets a busy consumer fall several seconds behind before it loses
-# anything, at a few MB of Redis per stalled channel until its expiry (60 s).
-CHANNEL_CAPACITY = int(os.getenv("CHANNEL_CAPACITY", "1000"))
+# its own live messages and never delays anyone else's. The layers' own default, 100, is under
+# a second for a central station watching 50 patients (about 3 messages per patient per second:
+# samples, beats, status); ours, 1000, lets a busy consumer fall several seconds behind before
+# it loses anything, at a few MB of Redis per stalled channel until its expiry (60 s).
+CHANNEL_CAPACITY = envint("CHANNEL_CAPACITY", "1000")
 
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
@@ -269,6 +269,29 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# --- HTTPS behind a reverse proxy (docs/configuration.md) --------------------------------
+
+# A proxy that terminates TLS talks plain HTTP to daphne: without this (or daphne's
+# --proxy-headers) Django takes every request for http://, builds http:// links and refuses
+# HTTPS form posts as cross-origin (CSRF 403). Only for a proxy that sets the header itself,
+# overwriting what the client sent.
+if envbool("TRUST_X_FORWARDED_PROTO", "false"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", "false")
+# Probes that ask daphne directly (plain HTTP, no proxy header) still get /health, not a 301.
+SECURE_REDIRECT_EXEMPT = [r"^health/?$"]
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", "0")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "false")
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "false")
+# Proxies in front of the server that append to X-Forwarded-For, for the client address of
+# the API throttles (DRF). 0: the connection's address (REMOTE_ADDR), which daphne's
+# --proxy-headers already takes from the proxy; any other value trusts that many entries from
+# the right of the header, and a client that reaches the server around them can forge it.
+NUM_PROXIES = envint("NUM_PROXIES", "0")
+
+# Error reports (the DEBUG 500 page, error emails) hide the passwords inside service URLs.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "cardiospike.debug.CredentialsSafeExceptionReporterFilter"
+
 # --- Authentication ---------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -283,6 +306,10 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 SESSION_COOKIE_HTTPONLY = True
+# With DEBUG off the session and CSRF cookies travel over HTTPS only: a production server is
+# reached through a TLS proxy (README, "Running on PostgreSQL, Redis and Celery workers").
+# Over plain HTTP the browser drops them and every login fails with CSRF 403; a trusted LAN
+# without TLS sets SESSION_COOKIE_SECURE=false.
 SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", "false" if DEBUG else "true")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 # A refused form gets a page in the site's layout (with the research notice), not Django's bare one.
@@ -305,6 +332,9 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
+    # Unset, DRF would take a client's own X-Forwarded-For as its address, and a client that
+    # changes it on each request would never be throttled.
+    "NUM_PROXIES": NUM_PROXIES,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -395,6 +425,17 @@ UPLOAD_MAX_BYTES = envint("UPLOAD_MAX_BYTES", str(64 * 1024 * 1024))
 # Django refuses bigger bodies before any view runs; keep it above the /predict limit so the
 # view can answer 413 with its own message.
 DATA_UPLOAD_MAX_MEMORY_SIZE = PREDICT_MAX_BODY_BYTES + 1024 * 1024
+# Any request body larger than this is answered 413 by cardiospike/asgi.py before Django reads
+# it (by its Content-Length, or as a chunked body grows past it). The largest legitimate body
+# is an upload or a /predict request (device chunks are at most 640 KiB); the margin lets their
+# views answer a slightly larger one with their own message.
+LARGEST_BODY_BYTES = max(UPLOAD_MAX_BYTES, PREDICT_MAX_BODY_BYTES)
+REQUEST_MAX_BYTES = envint("REQUEST_MAX_BYTES", str(LARGEST_BODY_BYTES + 1024 * 1024))
+if REQUEST_MAX_BYTES < LARGEST_BODY_BYTES:
+    raise ImproperlyConfigured(
+        f"REQUEST_MAX_BYTES={REQUEST_MAX_BYTES} is below UPLOAD_MAX_BYTES or "
+        f"PREDICT_MAX_BODY_BYTES ({LARGEST_BODY_BYTES}): uploads that size would be refused."
+    )
 
 LOGGING = {
     "version": 1,

@@ -42,6 +42,13 @@ def run_settings(code: str = PRINT_SETTINGS, **overrides: str) -> subprocess.Com
     )
 
 
+def refusal(**overrides: str) -> str:
+    """The error output of a start that the settings refuse with ``overrides``."""
+    result = run_settings(**overrides)
+    assert result.returncode != 0, result.stdout
+    return result.stderr
+
+
 def settings_with(**overrides: str) -> dict:
     result = run_settings(**overrides)
     assert result.returncode == 0, result.stderr
@@ -92,15 +99,20 @@ def test_it_starts_in_production_mode_with_a_real_secret():
 
 
 def test_it_names_a_malformed_boolean():
-    result = run_settings(DEBUG="maybe")
-    assert result.returncode != 0 and "DEBUG='maybe'" in result.stderr
+    assert "DEBUG='maybe'" in refusal(DEBUG="maybe")
 
 
-EAGER_TASK = """
+# Code for run_settings that needs the tables (in the SQLITE_PATH it is given).
+MIGRATED = """
 import django
 django.setup()
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
+"""
+
+EAGER_TASK = (
+    MIGRATED
+    + """
 from monitoring.models import Recording
 from monitoring.tasks import summarize_recording
 try:
@@ -108,6 +120,7 @@ try:
 except Recording.DoesNotExist:
     print("propagated")
 """
+)
 
 
 def test_it_runs_tasks_eagerly_and_propagates_their_errors_without_redis(tmp_path):
