@@ -238,6 +238,9 @@ DEVICE_GAP_WAIT_S = envfloat("DEVICE_GAP_WAIT_S", "60")
 # Requests per device; counted per server process (local memory, so ingest keeps working
 # while Redis is down): with P processes a device may reach P times the rate.
 DEVICE_THROTTLE_RATE = os.getenv("DEVICE_THROTTLE_RATE", "1200/min")
+# How far a device's samples may run ahead of the wall clock since its recording opened
+# (monitoring.ingest.check_not_ahead_of_time): a buffer sent late, a replay at --speed.
+DEVICE_MAX_AHEAD_S = envfloat("DEVICE_MAX_AHEAD_S", "600")
 # An analysis claim older than this belongs to a dead worker, and the sweep takes it over.
 STREAM_STALE_S = envfloat("STREAM_STALE_S", "60")
 STREAM_SWEEP_S = envfloat("STREAM_SWEEP_S", "15")

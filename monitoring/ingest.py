@@ -24,6 +24,8 @@ from monitoring.samples import encode_int16
 # (the binary body carries it as float32).
 FS_TOLERANCE_HZ = 1e-3
 GAIN_RELATIVE_TOLERANCE = 1e-6
+# how much faster than its declared rate a device's sampling clock may run (check_not_ahead_of_time)
+FS_CLOCK_FAST_SHARE = 0.05
 
 
 # The machine-readable ``code`` of a refusal that the device resolves by starting a new
@@ -94,6 +96,7 @@ def ingest_chunk(device: Device, chunk: Chunk) -> Ack:
             )
         recording = _recording_for(device, chunk, now)
         check_agrees(recording, chunk)
+        check_not_ahead_of_time(recording, chunk, now)
         stored = _store(recording, chunk)
         recording.last_chunk_at = now
         if recording.status == Recording.Status.CLOSED:
@@ -171,6 +174,29 @@ def _recording_for(device: Device, chunk: Chunk, now) -> Recording:
         check_session_goes_on(recording, device)
         return recording
     return open_recording(device, chunk, now)
+
+
+def check_not_ahead_of_time(recording: Recording, chunk: Chunk, now) -> None:
+    """``IngestError`` 400 for samples the device cannot have taken yet.
+
+    A device sends late what it could not send (the firmware buffers 120 s), never early: its
+    samples cannot reach further into the session than the time since the recording opened,
+    plus ``DEVICE_MAX_AHEAD_S`` for what it had buffered before its first chunk got through
+    and for a replay faster than real time (the simulator's ``--speed``), and 5 % for a
+    sampling clock that runs fast. Without this bound one chunk at sample 2**53 made every
+    later export of the recording try to fill a gap of that many samples.
+    """
+    elapsed_s = max(0.0, (now - recording.started_at).total_seconds())
+    latest_s = elapsed_s * (1 + FS_CLOCK_FAST_SHARE) + settings.DEVICE_MAX_AHEAD_S
+    if chunk.end_sample > recording.sampling_rate_hz * latest_s:
+        reaches_s = chunk.end_sample / recording.sampling_rate_hz
+        raise IngestError(
+            f"samples {chunk.first_sample}-{chunk.end_sample - 1} reach {reaches_s:.0f} s into "
+            f"recording {recording.pk}, which opened {elapsed_s:.0f} s ago: a device cannot "
+            f"be more than {settings.DEVICE_MAX_AHEAD_S:g} s ahead (sample indices count from "
+            "the session's first sample)",
+            400,
+        )
 
 
 def check_session_goes_on(recording: Recording, device: Device) -> None:

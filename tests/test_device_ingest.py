@@ -6,6 +6,7 @@ Each refusal also checks that nothing was stored (no chunk, no recording opened)
 import json
 import struct
 import zlib
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -330,6 +331,29 @@ def test_overlapping_samples_under_another_seq_answer_409(client):
     assert response.status_code == 409 and "overlap" in response.json()["detail"]
     assert "code" not in response.json()
     assert SampleChunk.objects.count() == 1
+
+
+def test_samples_the_device_cannot_have_taken_yet_answer_400(client, settings):
+    """Late samples are normal (a device buffers what it could not send); early ones are not:
+    one chunk at sample 2**53 would make every export fill a gap of that many samples."""
+    settings.DEVICE_MAX_AHEAD_S = 600
+    assert post_json(client, make_chunk(seq=0, first_sample=0)).status_code == 201
+    recording = Recording.objects.get()
+    # 120 s of buffer sent as the link comes back: well inside the bound
+    assert post_json(client, make_chunk(seq=1, first_sample=250 * 120)).status_code == 201
+    for first_sample in (2**53 - 250, 250 * 601):
+        response = post_json(client, make_chunk(seq=2, first_sample=first_sample))
+        assert response.status_code == 400
+        assert "cannot be more than 600 s ahead" in response.json()["detail"]
+    assert SampleChunk.objects.count() == 2
+    # an hour later the device may well be an hour further on
+    Recording.objects.filter(pk=recording.pk).update(
+        started_at=recording.started_at - timedelta(hours=1)
+    )
+    assert post_json(client, make_chunk(seq=2, first_sample=250 * 3700)).status_code == 201
+    # nor can a new session begin far ahead: nothing is stored and no recording is opened
+    response = post_json(client, make_chunk(seq=0, first_sample=2**40, session="new"))
+    assert response.status_code == 400 and Recording.objects.count() == 1
 
 
 # --- Malformed bodies -------------------------------------------------------------------
