@@ -304,6 +304,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# Password guessing (monitoring.login_throttle): past either count of failed logins within
+# LOGIN_LOCKOUT_S of the first, the account or the client address waits the rest of it.
+AUTHENTICATION_BACKENDS = ["monitoring.login_throttle.ThrottledModelBackend"]
+LOGIN_FAILURES_PER_USER = envint("LOGIN_FAILURES_PER_USER", "10")
+LOGIN_FAILURES_PER_ADDRESS = envint("LOGIN_FAILURES_PER_ADDRESS", "50")
+LOGIN_LOCKOUT_S = envint("LOGIN_LOCKOUT_S", "900")
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

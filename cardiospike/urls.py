@@ -10,6 +10,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from monitoring import dashboard_views, diagnosis_views, upload_views, views
 from monitoring.api.predict import PredictView
 from monitoring.context_processors import site
+from monitoring.forms import LoginForm
 from monitoring.review import review_page
 
 admin.site.site_header = "CardioSpike administration"
@@ -41,7 +42,13 @@ handler500 = server_error
 urlpatterns = [
     path("health", views.health, name="health"),
     path("health/", views.health),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(
+            authentication_form=LoginForm, redirect_authenticated_user=True
+        ),
+        name="login",
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", views.home, name="home"),
     # Page names differ from the API router's ("patient-detail", "recording-detail"): with the

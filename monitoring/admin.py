@@ -13,7 +13,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from monitoring.admissions import end_monitoring
-from monitoring.forms import LIMIT_FIELDS, RECIPIENT_AUDIT_FIELD, audit_recipients, recipient_labels
+from monitoring.forms import (
+    LIMIT_FIELDS,
+    RECIPIENT_AUDIT_FIELD,
+    AdminLoginForm,
+    audit_recipients,
+    recipient_labels,
+)
 from monitoring.models import (
     Alarm,
     AlarmRecipient,
@@ -31,6 +37,10 @@ from monitoring.models import (
 
 # what the admin's patient form may change that the audit trail keeps (as /manage/ does)
 AUDITED_FIELDS = (*LIMIT_FIELDS, "is_active")
+
+
+# the admin's login says when failed logins locked an account, as /login/ does
+admin.site.login_form = AdminLoginForm
 
 
 @admin.register(Patient)

@@ -5,7 +5,10 @@ rules, so a form cannot accept what the database or the admin would refuse.
 """
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm
 
+from monitoring.login_throttle import is_locked_out, locked_out_message
 from monitoring.models import AlarmRecipient, AuditEntry, Device, Patient
 
 # The limits (and alarm switches) whose every change is written to the audit trail (AuditEntry).
@@ -96,3 +99,21 @@ def audit_recipients(user, patient: Patient, before: dict[int, str]) -> list[str
             AuditEntry.record(user, patient, RECIPIENT_AUDIT_FIELD, old, new)
             changed.append(new or f"removed {old}")
     return changed
+
+
+class LockoutMessageMixin:
+    """A login form that says why a locked-out account's right password was refused
+    (``monitoring.login_throttle``), instead of calling it wrong."""
+
+    def get_invalid_login_error(self):
+        if is_locked_out(self.request, self.cleaned_data.get("username")):
+            return forms.ValidationError(locked_out_message(), code="locked_out")
+        return super().get_invalid_login_error()
+
+
+class LoginForm(LockoutMessageMixin, AuthenticationForm):
+    pass
+
+
+class AdminLoginForm(LockoutMessageMixin, AdminAuthenticationForm):
+    pass

@@ -30,6 +30,15 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Throttles and failed-login counts live in the cache: each test starts with none, so
+    that one test's failed logins never lock another's user out."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def clinician(django_user_model):
     return django_user_model.objects.create_user(username="clinician", password="pw-clinician-1")

@@ -1,0 +1,81 @@
+"""Password guessing: after too many failed logins an account (or an address) waits.
+
+``ThrottledModelBackend`` wraps Django's ``ModelBackend``, so the rule holds wherever a
+password is checked: the login page, the admin's login, any ``authenticate()``. It counts
+failures per user name and per client address in Django's cache; past the limit, even the
+right password is refused until the window has passed, and the login forms say so.
+
+The cache is the process's own memory unless ``CACHES`` names a shared one (with
+``REDIS_URL`` set it is Redis, docs/configuration.md): with several server processes and no
+shared cache each keeps its own count.
+"""
+
+from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
+from django.core.cache import cache
+
+
+def client_address(request) -> str:
+    # REMOTE_ADDR, not X-Forwarded-For, which a client can write itself
+    return (request.META.get("REMOTE_ADDR") if request is not None else None) or "unknown"
+
+
+def _keys(request, username: str | None) -> list[tuple[str, int]]:
+    """(cache key, limit) of each count that applies to this attempt."""
+    keys = [
+        (f"login-failures:address:{client_address(request)}", settings.LOGIN_FAILURES_PER_ADDRESS)
+    ]
+    if username:
+        keys.append(
+            (f"login-failures:user:{username.casefold()}", settings.LOGIN_FAILURES_PER_USER)
+        )
+    return keys
+
+
+def is_locked_out(request, username: str | None) -> bool:
+    return any((cache.get(key) or 0) >= limit for key, limit in _keys(request, username))
+
+
+def record_failure(request, username: str | None) -> None:
+    for key, _ in _keys(request, username):
+        # add() starts the window at the first failure; incr() keeps it (the count expires
+        # LOGIN_LOCKOUT_S after the first failure, not after the last)
+        if not cache.add(key, 1, timeout=settings.LOGIN_LOCKOUT_S):
+            try:
+                cache.incr(key)
+            except ValueError:  # expired between add and incr
+                cache.add(key, 1, timeout=settings.LOGIN_LOCKOUT_S)
+
+
+def clear_failures(username: str) -> None:
+    cache.delete(f"login-failures:user:{username.casefold()}")
+
+
+LOCKED_OUT_MESSAGE = (
+    "Too many failed logins for this account or from this address: wait {minutes} minutes, "
+    "then try again."
+)
+
+
+def locked_out_message() -> str:
+    return LOCKED_OUT_MESSAGE.format(minutes=max(1, round(settings.LOGIN_LOCKOUT_S / 60)))
+
+
+class ThrottledModelBackend(ModelBackend):
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if username is None:
+            username = kwargs.get(self._username_field())
+        if is_locked_out(request, username):
+            return None
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is None:
+            record_failure(request, username)
+        else:
+            clear_failures(username)
+        return user
+
+    @staticmethod
+    def _username_field() -> str:
+        from django.contrib.auth import get_user_model
+
+        return get_user_model().USERNAME_FIELD

@@ -1,0 +1,72 @@
+"""Password guessing: an account, or an address, that failed too often waits (login page,
+admin login and any authenticate() alike)."""
+
+import pytest
+from django.contrib.auth import authenticate
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def limits(settings):
+    settings.LOGIN_FAILURES_PER_USER = 3
+    settings.LOGIN_FAILURES_PER_ADDRESS = 5
+    settings.LOGIN_LOCKOUT_S = 900
+    return settings
+
+
+def log_in(client, username, password, url="/login/"):
+    return client.post(url, {"username": username, "password": password})
+
+
+def test_an_account_that_failed_too_often_is_refused_even_the_right_password(
+    client, clinician, staff_user, limits
+):
+    for _ in range(3):
+        wrong = log_in(client, "clinician", "wrong")
+        assert wrong.status_code == 200 and "Please enter a correct" in wrong.content.decode()
+    refused = log_in(client, "clinician", "pw-clinician-1")
+    assert refused.status_code == 200  # the form again, not a redirect
+    assert "Too many failed logins" in refused.content.decode()
+    assert "_auth_user_id" not in client.session
+    # other accounts are not locked by it, nor is the admin's login a way round it
+    assert log_in(Client(), "staff", "pw-staff-1").status_code == 302
+    admin = log_in(client, "clinician", "pw-clinician-1", url="/admin/login/?next=/admin/")
+    assert "Too many failed logins" in admin.content.decode()
+
+
+def test_the_lock_ends_when_its_window_has_passed(client, clinician, limits):
+    from django.core.cache import cache
+
+    for _ in range(3):
+        log_in(client, "clinician", "wrong")
+    assert authenticate(None, username="clinician", password="pw-clinician-1") is None
+    cache.clear()  # what LOGIN_LOCKOUT_S seconds do
+    assert log_in(client, "clinician", "pw-clinician-1").status_code == 302
+
+
+def test_a_successful_login_clears_the_accounts_count(client, clinician, limits):
+    for _ in range(2):
+        log_in(client, "clinician", "wrong")
+    assert log_in(client, "clinician", "pw-clinician-1").status_code == 302
+    client.logout()
+    for _ in range(2):
+        log_in(client, "clinician", "wrong")
+    assert log_in(client, "clinician", "pw-clinician-1").status_code == 302
+
+
+def test_an_address_guessing_many_accounts_is_refused(client, clinician, limits):
+    for number in range(5):  # one failure each: no account reaches its own limit
+        log_in(client, f"guess-{number}", "wrong")
+    refused = log_in(client, "clinician", "pw-clinician-1")
+    assert "Too many failed logins" in refused.content.decode()
+    other_address = Client(REMOTE_ADDR="10.0.0.7")
+    assert log_in(other_address, "clinician", "pw-clinician-1").status_code == 302
+    # a forged X-Forwarded-For is not another address
+    forged = client.post(
+        "/login/",
+        {"username": "clinician", "password": "pw-clinician-1"},
+        HTTP_X_FORWARDED_FOR="10.9.9.9",
+    )
+    assert forged.status_code == 200
