@@ -92,11 +92,13 @@ def seed_demo() -> DemoCredentials:
         patients[mrn] = patient
 
     for serial, label, mrn, fs_hz, gain_adc_per_mv in DEMO_DEVICES:
+        patient = patients[mrn]
         device, _ = Device.objects.get_or_create(
             serial=serial,
             defaults={
                 "label": label,
-                "patient": patients[mrn],
+                # one device per patient: a demo patient given another device keeps it
+                "patient": None if patient.devices.exists() else patient,
                 "sampling_rate_hz": fs_hz,
                 "gain_adc_per_mv": gain_adc_per_mv,
                 "firmware_version": "demo",

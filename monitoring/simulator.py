@@ -832,7 +832,8 @@ def prepare_devices(count: int, use_demo: bool = True) -> list[DeviceConfig]:
                 serial=code,
                 defaults={
                     "label": f"Simulated device {number}",
-                    "patient": patient,
+                    # one device per patient: a SIM patient given another device keeps it
+                    "patient": None if patient.devices.exists() else patient,
                     "sampling_rate_hz": DEFAULT_FS_HZ,
                     "gain_adc_per_mv": DEFAULT_GAIN_ADC_PER_MV,
                     "firmware_version": "simulator",

@@ -56,3 +56,16 @@ def test_it_refuses_to_seed_with_debug_off(settings):
     with pytest.raises(CommandError, match="only with DEBUG on"):
         seed()
     assert not Patient.objects.exists()
+
+
+def test_a_reseed_leaves_a_demo_patient_the_device_they_were_given(settings):
+    # one device per patient: a demo device deleted and another given to its patient must
+    # not stop the quick start (an IntegrityError), nor take the patient's device away
+    settings.DEBUG = True
+    seed()
+    Device.objects.filter(serial="ESP32-DEMO-01").delete()
+    own = Device.objects.create(serial="WARD-7", patient=Patient.objects.get(mrn="DEMO-0001"))
+    seed()
+    own.refresh_from_db()
+    assert own.patient.mrn == "DEMO-0001"
+    assert Device.objects.get(serial="ESP32-DEMO-01").patient is None

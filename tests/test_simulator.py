@@ -355,6 +355,18 @@ def test_it_takes_the_demo_devices_first_then_creates_simulated_ones():
     assert Patient.objects.filter(mrn__startswith="SIM-").count() == 2
 
 
+@pytest.mark.django_db
+def test_a_simulated_patient_given_another_device_keeps_it():
+    assert [device.name for device in prepare_devices(1, use_demo=False)] == ["SIM-001"]
+    Device.objects.filter(serial="SIM-001").delete()
+    own = Device.objects.create(serial="WARD-9", patient=Patient.objects.get(mrn="SIM-001"))
+    # one device per patient: SIM-001's device comes back unassigned, and SIM-002 streams
+    assert [device.name for device in prepare_devices(1, use_demo=False)] == ["SIM-002"]
+    own.refresh_from_db()
+    assert own.patient.mrn == "SIM-001"
+    assert Device.objects.get(serial="SIM-001").patient is None
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_command_streams_demo_devices_to_a_server(live_server, fast_devices, settings, capsys):
     settings.DEBUG = True
