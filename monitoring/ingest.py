@@ -177,19 +177,37 @@ def _recording_for(device: Device, chunk: Chunk, now) -> Recording:
 
 
 def check_not_ahead_of_time(recording: Recording, chunk: Chunk, now) -> None:
-    """``IngestError`` 400 for samples the device cannot have taken yet.
+    """``IngestError`` for samples a device with session ids cannot have taken yet.
 
-    A device sends late what it could not send (the firmware buffers 120 s), never early: its
-    samples cannot reach further into the session than the time since the recording opened,
-    plus ``DEVICE_MAX_AHEAD_S`` for what it had buffered before its first chunk got through
-    and for a replay faster than real time (the simulator's ``--speed``), and 5 % for a
-    sampling clock that runs fast. Without this bound one chunk at sample 2**53 made every
-    later export of the recording try to fill a gap of that many samples.
+    A device sends late what it could not send (the firmware buffers 120 s), never early.
+    A session's first chunk must begin within ``DEVICE_MAX_AHEAD_S`` of sample 0; one further
+    on (a device switched on before it was assigned, whose first chunks were refused) gets
+    409 ``NEW_SESSION``, and the device resends it as sample 0 of a new session. Later chunks
+    cannot reach further into the session than the time since the recording opened, plus
+    ``DEVICE_MAX_AHEAD_S`` (what was buffered before the first chunk got through, a replay
+    faster than real time), with 5 % for a sampling clock that runs fast: 400. Without this
+    bound one chunk at sample 2**53 made every later export of the recording try to fill a
+    gap of that many samples.
+
+    A client without session ids cannot be asked to start again (after a move its chunks go
+    on in a new recording, from wherever it counts), so its samples are not bounded.
     """
+    if not chunk.session:
+        return
+    fs_hz = recording.sampling_rate_hz
+    if recording.stored_samples == 0:  # this chunk opens the recording
+        if chunk.first_sample > fs_hz * settings.DEVICE_MAX_AHEAD_S:
+            raise IngestError(
+                f"a session's first chunk must begin within {settings.DEVICE_MAX_AHEAD_S:g} s "
+                f"of sample 0, not at sample {chunk.first_sample}; start a new session",
+                409,
+                NEW_SESSION,
+            )
+        return
     elapsed_s = max(0.0, (now - recording.started_at).total_seconds())
     latest_s = elapsed_s * (1 + FS_CLOCK_FAST_SHARE) + settings.DEVICE_MAX_AHEAD_S
-    if chunk.end_sample > recording.sampling_rate_hz * latest_s:
-        reaches_s = chunk.end_sample / recording.sampling_rate_hz
+    if chunk.end_sample > fs_hz * latest_s:
+        reaches_s = chunk.end_sample / fs_hz
         raise IngestError(
             f"samples {chunk.first_sample}-{chunk.end_sample - 1} reach {reaches_s:.0f} s into "
             f"recording {recording.pk}, which opened {elapsed_s:.0f} s ago: a device cannot "

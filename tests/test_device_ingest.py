@@ -351,9 +351,25 @@ def test_samples_the_device_cannot_have_taken_yet_answer_400(client, settings):
         started_at=recording.started_at - timedelta(hours=1)
     )
     assert post_json(client, make_chunk(seq=2, first_sample=250 * 3700)).status_code == 201
-    # nor can a new session begin far ahead: nothing is stored and no recording is opened
-    response = post_json(client, make_chunk(seq=0, first_sample=2**40, session="new"))
-    assert response.status_code == 400 and Recording.objects.count() == 1
+    # a new session beginning far ahead (a device switched on before it was assigned) is
+    # asked to start again: it resends the chunk as sample 0 of a new session
+    late_start = make_chunk(seq=900, first_sample=250 * 900, session="switched-on-early")
+    response = post_json(client, late_start)
+    assert response.status_code == 409 and response.json()["code"] == "new_session"
+    assert Recording.objects.count() == 1
+    late_start.session, late_start.seq, late_start.first_sample = "renumbered", 0, 0
+    assert post_json(client, late_start).status_code == 201
+
+
+def test_a_client_without_session_ids_is_not_bounded(client, device, other_patient):
+    # it cannot be asked to start again: moved after 20 minutes, it goes on from where it
+    # counts, in a new recording of its new patient
+    assert post_json(client, make_chunk(seq=0, session="")).status_code == 201
+    Device.objects.filter(pk=device.pk).update(patient=None)
+    Device.objects.filter(pk=device.pk).update(patient=other_patient)
+    moved = make_chunk(seq=1200, first_sample=250 * 1200, session="")
+    assert post_json(client, moved).status_code == 201
+    assert Recording.objects.get(patient=other_patient).end_sample == 250 * 1201
 
 
 # --- Malformed bodies -------------------------------------------------------------------
