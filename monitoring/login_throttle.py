@@ -2,33 +2,40 @@
 
 ``ThrottledModelBackend`` wraps Django's ``ModelBackend``, so the rule holds wherever a
 password is checked: the login page, the admin's login, any ``authenticate()``. It counts
-failures per user name and per client address in Django's cache; past the limit, even the
-right password is refused until the window has passed, and the login forms say so.
+failures per user name from one client address, and per client address; past either limit,
+even the right password is refused from that address until the window has passed, and the
+login forms say so. The account's count is kept per address so that a stranger guessing at
+a known user name locks out only themselves, not the clinicians at the station.
 
-The cache is the process's own memory unless ``CACHES`` names a shared one (with
-``REDIS_URL`` set it is Redis, docs/configuration.md): with several server processes and no
-shared cache each keeps its own count.
+The cache is the process's own memory (no ``CACHES`` setting): with several server
+processes each keeps its own count.
 """
 
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
+from rest_framework.throttling import BaseThrottle
 
 
 def client_address(request) -> str:
-    # REMOTE_ADDR, not X-Forwarded-For, which a client can write itself
-    return (request.META.get("REMOTE_ADDR") if request is not None else None) or "unknown"
+    """The client's address as the API throttles take it: ``REMOTE_ADDR``, or with
+    ``NUM_PROXIES`` set the address the last proxy saw (never a client's own
+    X-Forwarded-For, which it can write itself)."""
+    if request is None:
+        return "unknown"
+    return BaseThrottle().get_ident(request) or "unknown"
+
+
+def _user_key(request, username: str) -> str:
+    return f"login-failures:user:{username.casefold()}:{client_address(request)}"
 
 
 def _keys(request, username: str | None) -> list[tuple[str, int]]:
     """(cache key, limit) of each count that applies to this attempt."""
-    keys = [
-        (f"login-failures:address:{client_address(request)}", settings.LOGIN_FAILURES_PER_ADDRESS)
-    ]
+    address = client_address(request)
+    keys = [(f"login-failures:address:{address}", settings.LOGIN_FAILURES_PER_ADDRESS)]
     if username:
-        keys.append(
-            (f"login-failures:user:{username.casefold()}", settings.LOGIN_FAILURES_PER_USER)
-        )
+        keys.append((_user_key(request, username), settings.LOGIN_FAILURES_PER_USER))
     return keys
 
 
@@ -47,8 +54,8 @@ def record_failure(request, username: str | None) -> None:
                 cache.add(key, 1, timeout=settings.LOGIN_LOCKOUT_S)
 
 
-def clear_failures(username: str) -> None:
-    cache.delete(f"login-failures:user:{username.casefold()}")
+def clear_failures(request, username: str) -> None:
+    cache.delete(_user_key(request, username))
 
 
 LOCKED_OUT_MESSAGE = (
@@ -71,7 +78,7 @@ class ThrottledModelBackend(ModelBackend):
         if user is None:
             record_failure(request, username)
         else:
-            clear_failures(username)
+            clear_failures(request, username)
         return user
 
     @staticmethod

@@ -316,11 +316,16 @@ def test_the_migration_keeps_each_patients_device_seen_last_and_audits_the_other
         )
         old_device.objects.create(serial="NEVER-SEEN", patient=patient)
         old_device.objects.create(serial="SPARE")
+        gone = old_apps.get_model("monitoring", "Patient").objects.create(
+            mrn="M2", name="Discharged", is_active=False
+        )
+        old_device.objects.create(serial="LEFT-ON-DISCHARGE", patient=gone)
 
         MigrationExecutor(connection).migrate(after)
         new_apps = MigrationExecutor(connection).loader.project_state(after).apps
         devices = new_apps.get_model("monitoring", "Device").objects.order_by("serial")
         assert {d.serial: d.patient_id for d in devices} == {
+            "LEFT-ON-DISCHARGE": None,
             "NEVER-SEEN": None,
             "SEEN-LAST": patient.pk,
             "SEEN-LONG-AGO": None,
@@ -328,6 +333,7 @@ def test_the_migration_keeps_each_patients_device_seen_last_and_audits_the_other
         }
         audited = new_apps.get_model("monitoring", "AuditEntry").objects.order_by("old_value")
         assert [(e.old_value, e.new_value, e.user_id) for e in audited] == [
+            ("LEFT-ON-DISCHARGE", "", None),
             ("NEVER-SEEN", "", None),
             ("SEEN-LONG-AGO", "", None),
         ]

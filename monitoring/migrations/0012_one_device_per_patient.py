@@ -4,11 +4,24 @@ from django.db import migrations, models
 
 
 def unassign_all_but_one_device_per_patient(apps, schema_editor):
-    """Before the constraint: a patient holding several devices keeps the one seen last (the
-    one most likely streaming; the newest device when none was ever seen); the others are
-    unassigned, each audited on the patient with no user (this migration made the change)."""
+    """Before the constraint: a discharged patient's devices are unassigned, and a patient
+    holding several devices keeps the one seen last (the one most likely streaming; the newest
+    device when none was ever seen); each device unassigned is audited on the patient with no
+    user (this migration made the change)."""
     Device = apps.get_model("monitoring", "Device")
     AuditEntry = apps.get_model("monitoring", "AuditEntry")
+    # a discharged patient's device (the admin's discharge did not unassign it before this
+    # release) would record and alarm for a patient no station shows
+    for device in Device.objects.filter(patient__is_active=False):
+        AuditEntry.objects.create(
+            patient_id=device.patient_id,
+            user=None,
+            field="device",
+            old_value=device.serial,
+            new_value="",
+        )
+        device.patient_id = None
+        device.save(update_fields=["patient"])
     held = Device.objects.filter(patient__isnull=False).order_by(
         "patient_id", models.F("last_seen_at").desc(nulls_last=True), "-pk"
     )
