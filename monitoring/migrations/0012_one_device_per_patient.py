@@ -10,9 +10,8 @@ def unassign_all_but_one_device_per_patient(apps, schema_editor):
     user (this migration made the change)."""
     Device = apps.get_model("monitoring", "Device")
     AuditEntry = apps.get_model("monitoring", "AuditEntry")
-    # a discharged patient's device (the admin's discharge did not unassign it before this
-    # release) would record and alarm for a patient no station shows
-    for device in Device.objects.filter(patient__is_active=False):
+
+    def unassign(device):
         AuditEntry.objects.create(
             patient_id=device.patient_id,
             user=None,
@@ -22,6 +21,11 @@ def unassign_all_but_one_device_per_patient(apps, schema_editor):
         )
         device.patient_id = None
         device.save(update_fields=["patient"])
+
+    # a discharged patient's device (the admin's discharge did not unassign it before this
+    # release) would record and alarm for a patient no station shows
+    for device in Device.objects.filter(patient__is_active=False):
+        unassign(device)
     held = Device.objects.filter(patient__isnull=False).order_by(
         "patient_id", models.F("last_seen_at").desc(nulls_last=True), "-pk"
     )
@@ -30,15 +34,7 @@ def unassign_all_but_one_device_per_patient(apps, schema_editor):
         if device.patient_id not in patients_with_a_device:
             patients_with_a_device.add(device.patient_id)  # the first is the one kept
             continue
-        AuditEntry.objects.create(
-            patient_id=device.patient_id,
-            user=None,
-            field="device",
-            old_value=device.serial,
-            new_value="",
-        )
-        device.patient_id = None
-        device.save(update_fields=["patient"])
+        unassign(device)
 
 
 class Migration(migrations.Migration):
