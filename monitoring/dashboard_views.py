@@ -209,6 +209,14 @@ def discharge_patient(request, pk: int):
     return redirect("patient-page", pk=patient.pk)
 
 
+def _discharged_answer(request, patient: Patient):
+    # a device given to a patient no station shows would record and alarm for nobody
+    messages.error(
+        request, f"{patient.name} is discharged: readmit them (admin: Admitted) to assign a device."
+    )
+    return redirect("patient-page", pk=patient.pk)
+
+
 @staff_required
 def assign_device(request, pk: int):
     """Assign a device to a patient (moving it from another patient, audited on both). A
@@ -216,32 +224,34 @@ def assign_device(request, pk: int):
     unassigned, as a telemetry pack is swapped for another."""
     patient = get_object_or_404(Patient, pk=pk)
     if not patient.is_active:
-        # a device given to a patient no station shows would record and alarm for nobody
-        messages.error(
-            request,
-            f"{patient.name} is discharged: readmit them (admin: Admitted) to assign a device.",
-        )
-        return redirect("patient-page", pk=patient.pk)
+        return _discharged_answer(request, patient)
     form = AssignDeviceForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        device = form.cleaned_data["device"]
-        previous = device.patient
+    if request.method != "POST" or not form.is_valid():
+        return render(request, "monitoring/manage_device.html", {"patient": patient, "form": form})
+    with transaction.atomic():
+        # the patient's row locked: a discharge, or another assignment to the same patient,
+        # waits for this one or is seen by it, so neither leaves a discharged patient with a
+        # device nor makes this one fail on the one-device constraint
+        patient = Patient.objects.select_for_update().get(pk=patient.pk)
+        device = Device.objects.select_for_update().get(pk=form.cleaned_data["device"].pk)
+        previous, replaced = device.patient, []
+        if not patient.is_active:
+            return _discharged_answer(request, patient)
         if previous != patient:
-            with transaction.atomic():
-                replaced = list(Device.objects.select_for_update().filter(patient=patient))
-                for old_device in replaced:
-                    unassign(old_device, request.user)
-                device.patient = patient
-                device.save(update_fields=["patient"])
-                if previous is not None:
-                    AuditEntry.record(request.user, previous, "device", device.serial, None)
-                AuditEntry.record(request.user, patient, "device", None, device.serial)
-            notes = [f"moved from {previous.name}"] if previous else []
-            notes += [f"replacing {old.serial}, now unassigned" for old in replaced]
-            note = f" ({'; '.join(notes)})" if notes else ""
-            messages.success(request, f"Device {device.serial} assigned to {patient.name}{note}.")
-        return redirect("patient-page", pk=patient.pk)
-    return render(request, "monitoring/manage_device.html", {"patient": patient, "form": form})
+            replaced = list(Device.objects.select_for_update().filter(patient=patient))
+            for old_device in replaced:
+                unassign(old_device, request.user)
+            device.patient = patient
+            device.save(update_fields=["patient"])
+            if previous is not None:
+                AuditEntry.record(request.user, previous, "device", device.serial, None)
+            AuditEntry.record(request.user, patient, "device", None, device.serial)
+    if previous != patient:
+        notes = [f"moved from {previous.name}"] if previous else []
+        notes += [f"replacing {old.serial}, now unassigned" for old in replaced]
+        note = f" ({'; '.join(notes)})" if notes else ""
+        messages.success(request, f"Device {device.serial} assigned to {patient.name}{note}.")
+    return redirect("patient-page", pk=patient.pk)
 
 
 @staff_required

@@ -13,4 +13,9 @@ class LoginRequiredMiddleware(auth_middleware.LoginRequiredMiddleware):
     def process_view(self, request, view_func, view_args, view_kwargs):
         if request.path_info.startswith("/api/"):
             return None
+        if not getattr(view_func, "login_required", True):
+            # a public view: Django's check would read the session's user first, from the
+            # database, so /health answered 500, not 503, to a browser with a session
+            # while the database was down
+            return None
         return super().process_view(request, view_func, view_args, view_kwargs)

@@ -191,6 +191,31 @@ def test_a_discharged_patient_cannot_be_given_a_device(client, staff_user, patie
         spare.full_clean()
 
 
+def test_a_discharge_while_a_device_is_being_assigned_wins(
+    client, staff_user, patient, monkeypatch
+):
+    """The page reads the patient, then validates the form: a discharge committed in
+    between must be seen under the lock, not overwritten by the assignment."""
+    from monitoring.forms import AssignDeviceForm
+    from monitoring.models import Patient
+
+    spare = Device.objects.create(serial="DEV-002")
+    validate = AssignDeviceForm.is_valid
+
+    def discharged_meanwhile(form):
+        Patient.objects.filter(pk=patient.pk).update(is_active=False)
+        return validate(form)
+
+    monkeypatch.setattr(AssignDeviceForm, "is_valid", discharged_meanwhile)
+    client.force_login(staff_user)
+    response = client.post(f"/manage/patients/{patient.pk}/device/", {"device": spare.pk})
+    assert response.status_code == 302
+    spare.refresh_from_db()
+    assert spare.patient is None
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    assert shown[-1].startswith("Assigned Patient is discharged")
+
+
 def test_a_discharge_in_the_admin_ends_the_monitoring_as_the_page_does(
     client, staff_user, device_client, device, patient, analyses, django_capture_on_commit_callbacks
 ):

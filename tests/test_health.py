@@ -3,6 +3,7 @@ from django.db import connection
 from django.test import override_settings
 
 import inference
+from monitoring import health
 from monitoring.health import redacted
 
 pytestmark = pytest.mark.django_db
@@ -86,3 +87,25 @@ def test_it_accepts_only_get(client):
 def test_it_redacts_passwords_from_service_urls():
     assert redacted("redis://:pw@cache:6380/2") == "redis://cache:6380/2"
     assert redacted("postgres://user:pw@db/cs") == "postgres://db/cs"
+
+
+def test_a_staff_session_gets_the_public_answer_when_the_database_is_down(
+    client, staff_user, monkeypatch
+):
+    from django.db import OperationalError
+
+    client.force_login(staff_user)
+
+    def database_down(request):
+        raise OperationalError("could not connect to server")
+
+    # the session's user is read from the database; the checks find it down too
+    monkeypatch.setattr("django.contrib.auth.get_user", database_down)
+    monkeypatch.setitem(
+        health.CHECKS,
+        "database",
+        lambda: {"ok": False, "vendor": "postgresql", "error": "database: connection refused"},
+    )
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"] == {"ok": False, "vendor": "postgresql"}
