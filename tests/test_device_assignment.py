@@ -172,16 +172,21 @@ def test_discharge_without_a_device_says_only_discharged(client, staff_user, pat
     assert not AuditEntry.objects.filter(field="device").exists()
 
 
+def assert_refused_as_discharged(client, patient, device) -> None:
+    """The assign page refuses ``device`` for the discharged ``patient`` and says why."""
+    response = client.post(f"/manage/patients/{patient.pk}/device/", {"device": device.pk})
+    assert response.status_code == 302
+    device.refresh_from_db()
+    assert device.patient is None
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    assert shown[-1].startswith("Assigned Patient is discharged: readmit them")
+
+
 def test_a_discharged_patient_cannot_be_given_a_device(client, staff_user, patient, device):
     spare = Device.objects.create(serial="DEV-002")
     client.force_login(staff_user)
     client.post(f"/manage/patients/{patient.pk}/discharge/")
-    response = client.post(f"/manage/patients/{patient.pk}/device/", {"device": spare.pk})
-    assert response.status_code == 302
-    spare.refresh_from_db()
-    assert spare.patient is None
-    shown = [str(m) for m in get_messages(response.wsgi_request)]
-    assert shown[-1].startswith("Assigned Patient is discharged: readmit them")
+    assert_refused_as_discharged(client, patient, spare)
     # nor through the admin, whose form runs the model's validation
     from django.core.exceptions import ValidationError
 
@@ -208,12 +213,7 @@ def test_a_discharge_while_a_device_is_being_assigned_wins(
 
     monkeypatch.setattr(AssignDeviceForm, "is_valid", discharged_meanwhile)
     client.force_login(staff_user)
-    response = client.post(f"/manage/patients/{patient.pk}/device/", {"device": spare.pk})
-    assert response.status_code == 302
-    spare.refresh_from_db()
-    assert spare.patient is None
-    shown = [str(m) for m in get_messages(response.wsgi_request)]
-    assert shown[-1].startswith("Assigned Patient is discharged")
+    assert_refused_as_discharged(client, patient, spare)
 
 
 def test_a_discharge_in_the_admin_ends_the_monitoring_as_the_page_does(
