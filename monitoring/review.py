@@ -480,6 +480,13 @@ def wfdb_zip(recording: Recording) -> bytes:
     return buffer.getvalue()
 
 
+def spreadsheet_text(text: str) -> str:
+    """``text`` as a CSV cell a spreadsheet shows as text: a lead name comes from an uploaded
+    file's header, and one starting with ``=``, ``+``, ``-`` or ``@`` would run as a formula
+    when the export is opened (OWASP's CSV injection); a leading ``'`` keeps it text."""
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def signal_csv_lines(recording: Recording) -> Iterator[str]:
     """The recording as CSV text, a line at a time: ``time_s, sample`` and one column per
     lead in mV, from sample 0 to the end; a sample no chunk covers has blank lead cells.
@@ -497,7 +504,9 @@ def signal_csv_lines(recording: Recording) -> Iterator[str]:
         buffer.truncate()
         return text
 
-    writer.writerow(["time_s", "sample", *[f"{lead}_mv" for lead in recording.lead_names]])
+    writer.writerow(
+        ["time_s", "sample", *[spreadsheet_text(f"{lead}_mv") for lead in recording.lead_names]]
+    )
     blank = [""] * recording.n_channels
     position = 0
     for chunk in recording.chunks.order_by("first_sample").iterator(chunk_size=200):

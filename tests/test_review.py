@@ -464,6 +464,14 @@ def test_csv_export_of_a_device_recording_with_a_gap(api, device_recording):
     np.testing.assert_array_equal(back, device_recording.test_adc[stored])
 
 
+def test_a_lead_name_that_a_spreadsheet_would_run_is_written_as_text(api, device_recording):
+    device_recording.lead_names = ['=HYPERLINK("http://evil.example","x")']
+    device_recording.save()
+    response = api.get(f"/api/recordings/{device_recording.pk}/export.csv")
+    header = next(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert header == ["time_s", "sample", '\'=HYPERLINK("http://evil.example","x")_mv']
+
+
 def test_csv_zip_holds_the_signal_and_the_beats(api, device_recording):
     response = api.get(f"/api/recordings/{device_recording.pk}/export.zip?format=csv")
     assert response.status_code == 200
