@@ -619,6 +619,24 @@ class AlarmKind(models.TextChoices):
     SIGNAL_QUALITY = "SIGNAL_QUALITY", "Poor signal quality"
 
 
+# The unit of an alarm's ``value`` and ``limit``, by kind, for clients that read the numbers
+# rather than the message (monitoring/alarms.py sets them). A PVC alarm in a stretch's first
+# minute counts the PVCs so far against the per-minute limit ("PVC 12 in the first 20 s").
+ALARM_VALUE_UNITS = {
+    AlarmKind.HR_HIGH: "bpm",
+    AlarmKind.HR_LOW: "bpm",
+    AlarmKind.PAUSE: "s",
+    AlarmKind.VT: "bpm",
+    AlarmKind.VF: "s",
+    AlarmKind.AF: "s",
+    AlarmKind.PVC: "PVCs/min",
+    AlarmKind.ARRHYTHMIA: "windows",
+    AlarmKind.DEVICE_OFFLINE: "s",
+    AlarmKind.LEADS_OFF: None,  # no value: the electrodes are off or not
+    AlarmKind.SIGNAL_QUALITY: "s",
+}
+
+
 class AlarmPriority(models.TextChoices):
     CRITICAL = "critical", "Critical"
     WARNING = "warning", "Warning"
@@ -700,6 +718,11 @@ class Alarm(models.Model):
     @property
     def is_open(self) -> bool:
         return self.state != AlarmState.RESOLVED
+
+    @property
+    def unit(self) -> str | None:
+        """The unit of ``value`` and ``limit`` (None when the kind has no value)."""
+        return ALARM_VALUE_UNITS[self.kind]
 
 
 class Transport(models.TextChoices):

@@ -68,6 +68,7 @@ def alarm_payload(notification: Notification) -> dict:
         "message": alarm.message,
         "value": alarm.value,
         "limit": alarm.limit,
+        "unit": alarm.unit,
         "state": alarm.state,
         "raised_at": alarm.raised_at.isoformat(),
         "patient": {

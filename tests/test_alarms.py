@@ -606,6 +606,8 @@ def test_api_lists_only_alarms_of_assigned_patients(client, clinician, staff_use
     body = client.get("/api/alarms/").json()
     assert [row["id"] for row in body["results"]] == [mine.pk]
     assert body["results"][0]["message"] == "HR 134 > 120"
+    # the numbers with their unit, for a client that does not parse the message
+    assert [body["results"][0][key] for key in ("value", "limit", "unit")] == [134.0, 120.0, "bpm"]
     assert client.get(f"/api/alarms/{theirs.pk}/").status_code == 404
     client.force_login(staff_user)
     assert {row["id"] for row in client.get("/api/alarms/").json()["results"]} == {
@@ -690,3 +692,9 @@ def test_an_acknowledged_alarm_still_resolves_when_its_condition_is_gone(
     evaluate_alarms(recording.pk)
     alarm.refresh_from_db()
     assert alarm.state == AlarmState.RESOLVED and alarm.acknowledged_by == clinician
+
+
+def test_every_alarm_kind_names_the_unit_of_its_value():
+    from monitoring.models import ALARM_VALUE_UNITS
+
+    assert set(ALARM_VALUE_UNITS) == set(AlarmKind)

@@ -335,4 +335,5 @@ def test_the_webhook_transport_posts_the_alarm_as_json_and_retries_an_error(
     content_type, payload = received[-1]
     assert content_type == "application/json"
     assert payload["alarm"] == alarm.pk and payload["message"] == "HR 134 > 120"
+    assert payload["unit"] == "bpm"
     assert payload["patient"]["mrn"] == "MRN-001" and payload["escalation"] is False

@@ -18,6 +18,9 @@ from monitoring.models import Alarm, AlarmPriority, AlarmState
 class AlarmSerializer(serializers.ModelSerializer):
     acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     patient_mrn = serializers.CharField(source="patient.mrn", read_only=True)
+    unit = serializers.CharField(
+        read_only=True, allow_null=True, help_text="The unit of value and limit: bpm, s, ..."
+    )
 
     class Meta:
         model = Alarm
@@ -31,6 +34,7 @@ class AlarmSerializer(serializers.ModelSerializer):
             "message",
             "value",
             "limit",
+            "unit",
             "state",
             "raised_at",
             "notified_at",
