@@ -37,9 +37,9 @@ def prepare_database(env: dict) -> str:
     subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     code = (
         "from django.contrib.auth.models import User; "
-        "from rest_framework.authtoken.models import Token; "
+        "from monitoring.models import ApiToken; "
         "user = User.objects.create_user('bench'); "
-        "print(Token.objects.create(user=user).key)"
+        "print(ApiToken.issue(user)[1])"
     )
     result = subprocess.run(
         [PYTHON, "manage.py", "shell", "-c", code],

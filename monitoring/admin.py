@@ -23,6 +23,7 @@ from monitoring.forms import (
 from monitoring.models import (
     Alarm,
     AlarmRecipient,
+    ApiToken,
     AuditEntry,
     Beat,
     Device,
@@ -202,6 +203,39 @@ class DeviceAdmin(admin.ModelAdmin):
         }
         response = TemplateResponse(request, "admin/monitoring/device/token.html", context)
         response["Cache-Control"] = "no-store"  # the token must not linger in any cache
+        return response
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Users' REST API keys: issued here and shown once; revoked by deleting them."""
+
+    list_display = ["hint", "user", "name", "created_at", "last_used_at"]
+    list_select_related = ["user"]
+    search_fields = ["user__username", "name", "hint"]
+    autocomplete_fields = ["user"]
+    fields = ["user", "name", "hint", "created_at", "last_used_at"]
+    readonly_fields = ["hint", "created_at", "last_used_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # a key belongs to the user it was issued to: another user gets a key of their own
+        return [*self.readonly_fields, "user"] if obj is not None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            request._issued_api_key = obj.new_key()
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "api_token": obj,
+            "key": request._issued_api_key,
+            "title": "API token issued",
+        }
+        response = TemplateResponse(request, "admin/monitoring/apitoken/key.html", context)
+        response["Cache-Control"] = "no-store"  # the key must not linger in any cache
         return response
 
 

@@ -1,16 +1,38 @@
-"""API authentication for devices.
+"""API authentication: users by ``Authorization: Token <key>``, devices by their own token.
 
 A device presents ``Authorization: Device <token>``. The credential resolves to a
 :class:`~monitoring.models.Device`, never to a user: ``request.user`` stays anonymous, so a
 device token opens no clinician endpoint, and device endpoints check ``request.auth``.
 """
 
+from datetime import timedelta
+
 from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
-from monitoring.models import Device
+from monitoring.models import ApiToken, Device
+
+# how stale a token's last_used_at may get: one write per token per interval, not per request
+LAST_USED_EVERY = timedelta(minutes=5)
 
 KEYWORD = "Device"
+
+
+class ApiTokenAuthentication(authentication.TokenAuthentication):
+    """DRF's ``Authorization: Token <key>``, checked against ``ApiToken``'s hashes (DRF's own
+    table kept the keys themselves)."""
+
+    def authenticate_credentials(self, key):
+        token = ApiToken.objects.authenticate(key)
+        if token is None:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed("User inactive or deleted.")
+        now = timezone.now()
+        if token.last_used_at is None or now - token.last_used_at > LAST_USED_EVERY:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        return (token.user, token)
 
 
 class DeviceTokenAuthentication(authentication.BaseAuthentication):

@@ -237,6 +237,60 @@ class Device(models.Model):
         Device.objects.filter(pk=self.pk).update(last_seen_at=self.last_seen_at)
 
 
+USER_TOKEN_PREFIX = "csu_"  # noqa: S105 (a prefix, not a secret), as TOKEN_PREFIX for devices
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def authenticate(self, key: str) -> "ApiToken | None":
+        """The token with this key, its user loaded, or None (any key: the ones issued before
+        CardioSpike's own tokens were DRF's 40 hex digits without a prefix)."""
+        if not key:
+            return None
+        return self.filter(key_hash=hash_token(key)).select_related("user").first()
+
+
+class ApiToken(models.Model):
+    """A user's key for the REST API (``Authorization: Token <key>``).
+
+    As with device tokens only a hash is kept: a copy of the database gives no one a way in.
+    The key is shown once, when issued (the admin's "API tokens"); a user may hold several
+    (one per script or notebook) and each is revoked by deleting it.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True, help_text="What it is for.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    hint = models.CharField(max_length=16, editable=False, help_text="First characters of the key.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["user", "-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.hint}… ({self.user}{', ' + self.name if self.name else ''})"
+
+    def new_key(self) -> str:
+        """Give this (unsaved) token a new random key and return it: the caller shows it once."""
+        key = USER_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        self.key_hash = hash_token(key)
+        self.hint = key[: len(USER_TOKEN_PREFIX) + 4]
+        return key
+
+    @classmethod
+    def issue(cls, user, name: str = "") -> tuple["ApiToken", str]:
+        """A new, saved token of ``user`` and its key."""
+        token = cls(user=user, name=name)
+        key = token.new_key()
+        token.save()
+        return token, key
+
+
 class RecordingQuerySet(models.QuerySet):
     def visible_to(self, user) -> "RecordingQuerySet":
         if not user.is_authenticated:

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
-from monitoring.models import Device, Patient, SampleChunk
+from monitoring.models import ApiToken, Device, Patient, SampleChunk
 
 pytestmark = pytest.mark.django_db
 
@@ -99,12 +98,41 @@ def test_it_summarizes_a_recording_through_the_api(client, clinician, recording)
     assert (summary["n_samples"], summary["missing_samples"], summary["end_sample"]) == (15, 10, 25)
 
 
-def test_it_accepts_drf_tokens_for_api_users(client, clinician):
-    token = Token.objects.create(user=clinician)
-    response = client.get("/api/me/", HTTP_AUTHORIZATION=f"Token {token.key}")
+def test_it_accepts_api_tokens_and_stores_only_their_hash(client, clinician):
+    token, key = ApiToken.issue(clinician, "notebook")
+    assert key.startswith("csu_") and key not in (token.key_hash, token.hint)
+    assert not ApiToken.objects.filter(key_hash=key).exists()
+    response = client.get("/api/me/", HTTP_AUTHORIZATION=f"Token {key}")
     assert response.status_code == 200 and response.json()["username"] == "clinician"
+    token.refresh_from_db()
+    assert token.last_used_at is not None
     bad = client.get("/api/me/", HTTP_AUTHORIZATION="Token not-a-real-token")
     assert bad.status_code == 401
+    # a deactivated user's token, and a deleted token, open nothing
+    clinician.is_active = False
+    clinician.save()
+    assert client.get("/api/me/", HTTP_AUTHORIZATION=f"Token {key}").status_code == 401
+    clinician.is_active = True
+    clinician.save()
+    token.delete()
+    assert client.get("/api/me/", HTTP_AUTHORIZATION=f"Token {key}").status_code == 401
+
+
+def test_the_admin_issues_an_api_key_once(client, staff_user, clinician):
+    client.force_login(staff_user)
+    response = client.post(
+        "/admin/monitoring/apitoken/add/", {"user": clinician.pk, "name": "analysis script"}
+    )
+    assert response.status_code == 200 and response["Cache-Control"].startswith("no-store")
+    key = re.search(r'id="api-key"[^>]*>(csu_[^<]+)<', response.content.decode()).group(1)
+    token = ApiToken.objects.get()
+    assert (token.user, token.name) == (clinician, "analysis script")
+    page = client.get(f"/admin/monitoring/apitoken/{token.pk}/change/").content.decode()
+    assert key not in page and token.hint in page
+    client.logout()
+    assert client.get("/api/me/", HTTP_AUTHORIZATION=f"Token {key}").json()["username"] == (
+        "clinician"
+    )
 
 
 def test_it_lets_a_device_read_itself_and_records_last_seen(client, device, device_token):
@@ -144,8 +172,8 @@ def test_it_never_treats_a_device_token_as_a_user(client, device_token):
 def test_it_keeps_users_off_device_endpoints(client, clinician):
     client.force_login(clinician)
     assert client.get("/api/device/v1/self/").status_code in (401, 403)
-    token = Token.objects.create(user=clinician)
-    response = client.get("/api/device/v1/self/", HTTP_AUTHORIZATION=f"Token {token.key}")
+    _, key = ApiToken.issue(clinician)
+    response = client.get("/api/device/v1/self/", HTTP_AUTHORIZATION=f"Token {key}")
     assert response.status_code == 401
 
 
@@ -165,3 +193,43 @@ def test_a_list_gives_at_most_1000_rows_a_page_and_links_the_rest(client, staff_
     assert page["count"] == Patient.objects.count() > 1000
     assert len(page["results"]) == 1000 and "offset=1000" in page["next"]
     assert len(client.get("/api/patients/").json()["results"]) == 100
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tokens_made_by_drf_before_keep_working_and_are_no_longer_stored_in_clear(
+    client, clinician
+):
+    """Migration 0013 hashes DRF's token table (rest_framework.authtoken, no longer
+    installed) into ApiToken and empties it."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("monitoring")
+    executor.migrate([("monitoring", "0012_one_device_per_patient")])
+    old_key = "0123456789abcdef0123456789abcdef01234567"  # DRF's: 40 hex digits
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, "
+                "created timestamp with time zone NOT NULL, user_id integer NOT NULL)"
+                if connection.vendor == "postgresql"
+                else "CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, "
+                "created datetime NOT NULL, user_id integer NOT NULL)"
+            )
+            cursor.execute(
+                "INSERT INTO authtoken_token VALUES (%s, %s, %s)",
+                [old_key, timezone.now(), clinician.pk],
+            )
+        MigrationExecutor(connection).migrate(latest)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM authtoken_token")
+            assert cursor.fetchone()[0] == 0  # no key left in clear
+        token = ApiToken.objects.get()
+        assert token.user == clinician and token.hint == "0123"
+        response = client.get("/api/me/", HTTP_AUTHORIZATION=f"Token {old_key}")
+        assert response.json()["username"] == "clinician"
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS authtoken_token")
+        MigrationExecutor(connection).migrate(latest)

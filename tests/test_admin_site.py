@@ -13,6 +13,7 @@ from django.urls import reverse
 from monitoring.models import (
     Alarm,
     AlarmRecipient,
+    ApiToken,
     AuditEntry,
     Beat,
     Device,
@@ -39,7 +40,7 @@ READ_ONLY = {
 
 
 @pytest.fixture
-def rows(patient, other_patient, device, recording):
+def rows(patient, other_patient, device, recording, django_user_model):
     SampleChunk.from_samples(recording, seq=0, first_sample=0, samples=np.arange(10)).save()
     Prediction.objects.create(
         recording=recording,
@@ -70,6 +71,7 @@ def rows(patient, other_patient, device, recording):
     AuditEntry.objects.create(
         patient=patient, field="hr_high_limit_bpm", old_value="120", new_value="110"
     )
+    ApiToken.issue(django_user_model.objects.create_user("token-holder"), "a script")
 
 
 def admin_url(model, page: str, *args) -> str:

@@ -80,15 +80,15 @@ def test_it_refuses_an_anonymous_websocket_over_the_network(daphne_server):
 
 
 def test_it_serves_predict_through_the_asgi_handler(daphne_server, clinician):
-    from rest_framework.authtoken.models import Token
+    from monitoring.models import ApiToken
 
-    token = Token.objects.create(user=clinician)
+    _, key = ApiToken.issue(clinician)
 
     def post(body: bytes) -> tuple[int, dict]:
         request = urllib.request.Request(
             f"http://{daphne_server}/predict",
             data=body,
-            headers={"Content-Type": "application/json", "Authorization": f"Token {token.key}"},
+            headers={"Content-Type": "application/json", "Authorization": f"Token {key}"},
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310

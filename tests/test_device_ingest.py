@@ -11,11 +11,10 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from monitoring.ingest import close_silent_recordings
-from monitoring.models import Device, Recording, SampleChunk
+from monitoring.models import ApiToken, Device, Recording, SampleChunk
 from monitoring.protocol import (
     BINARY_CONTENT_TYPE,
     MAX_BODY_BYTES,
@@ -261,7 +260,7 @@ def test_a_revoked_device_answers_401(client, device):
 
 def test_a_user_token_cannot_post_chunks(clinician, device):
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=clinician).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {ApiToken.issue(clinician)[1]}")
     assert post_json(api, make_chunk()).status_code in (401, 403)
     assert_nothing_stored()
 

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-from rest_framework.authtoken.models import Token
 from scipy.signal import resample_poly
 
 from inference.datasets import data_dir
@@ -19,7 +18,7 @@ from inference.datasets.ptbxl import (
 )
 from inference.ptbxl_models import load_model, metadata_row, predict, scaler_from_card
 from monitoring.api.diagnosis import EXAMPLES_DIR, example_leads, load_examples
-from monitoring.models import Recording
+from monitoring.models import ApiToken, Recording
 from monitoring.uploads import parse_upload, store_upload
 from tests.upload_helpers import api_upload, files_payload
 
@@ -327,8 +326,8 @@ def test_the_examples_and_the_record_reader_need_credentials(client, method, url
 
 
 def test_a_token_works_as_well_as_a_session(client, clinician):
-    token = Token.objects.create(user=clinician)
-    auth = {"HTTP_AUTHORIZATION": f"Token {token.key}"}
+    _, key = ApiToken.issue(clinician)
+    auth = {"HTTP_AUTHORIZATION": f"Token {key}"}
     response = post(client, {"metadata": {"age_years": 50}}, **auth)
     assert response.status_code == 200
 

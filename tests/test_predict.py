@@ -5,10 +5,9 @@ import json
 import numpy as np
 import pytest
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 
 from inference.predictor import get_predictor
-from monitoring.models import Prediction
+from monitoring.models import ApiToken, Prediction
 
 pytestmark = pytest.mark.django_db
 
@@ -272,10 +271,10 @@ def test_it_takes_values_up_to_the_limit(api):
 
 def test_it_requires_a_login_or_an_api_token(client, clinician):
     assert post(client, {"ecg": ecg_window()}).status_code == 401
-    token = Token.objects.create(user=clinician)
-    response = post(client, {"ecg": ecg_window()}, HTTP_AUTHORIZATION=f"Token {token.key}")
+    _, key = ApiToken.issue(clinician)
+    response = post(client, {"ecg": ecg_window()}, HTTP_AUTHORIZATION=f"Token {key}")
     assert response.status_code == 200
-    assert client.get("/predict", HTTP_AUTHORIZATION=f"Token {token.key}").status_code == 405
+    assert client.get("/predict", HTTP_AUTHORIZATION=f"Token {key}").status_code == 405
 
 
 def test_it_can_open_to_anonymous_callers_with_a_throttle(client, settings):
