@@ -233,3 +233,23 @@ def test_tokens_made_by_drf_before_keep_working_and_are_no_longer_stored_in_clea
         with connection.cursor() as cursor:
             cursor.execute("DROP TABLE IF EXISTS authtoken_token")
         MigrationExecutor(connection).migrate(latest)
+
+
+def test_a_staff_member_who_is_not_a_superuser_issues_keys_only_for_themselves(
+    client, staff_user, django_user_model
+):
+    from django.contrib.auth.models import Permission
+
+    helper = django_user_model.objects.create_user("desk", password="pw-desk-1", is_staff=True)
+    helper.user_permissions.set(Permission.objects.filter(codename__endswith="_apitoken"))
+    ApiToken.issue(staff_user, "the superuser's own")
+    client.force_login(helper)
+    url = "/admin/monitoring/apitoken/add/"
+    refused = client.post(url, {"user": staff_user.pk, "name": "escalation"})
+    assert refused.status_code == 200 and "errornote" in refused.content.decode()
+    assert not ApiToken.objects.filter(name="escalation").exists()
+    assert client.post(url, {"user": helper.pk, "name": "mine"}).status_code == 200
+    assert ApiToken.objects.get(name="mine").user == helper
+    # nor do they see, or revoke, anyone else's
+    listed = client.get("/admin/monitoring/apitoken/").content.decode()
+    assert "mine" in listed and "the superuser" not in listed
