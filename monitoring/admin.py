@@ -5,7 +5,6 @@ token on a page of its own, once. It never goes into a message, the session or a
 """
 
 from django.contrib import admin
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
@@ -219,22 +218,22 @@ class ApiTokenAdmin(admin.ModelAdmin):
     readonly_fields = ["hint", "created_at", "last_used_at"]
 
     def get_readonly_fields(self, request, obj=None):
-        # a key belongs to the user it was issued to: another user gets a key of their own
-        return [*self.readonly_fields, "user"] if obj is not None else self.readonly_fields
+        # A key belongs to the user it was issued to (another user gets a key of their own),
+        # and it acts as that user: a staff member who is not a superuser issues keys only
+        # for themselves, or they could give themselves a superuser's powers.
+        if obj is not None or not request.user.is_superuser:
+            return [*self.readonly_fields, "user"]
+        return self.readonly_fields
 
     def get_queryset(self, request):
-        # a key acts as its user: a staff member who is not a superuser sees, issues and
-        # revokes only their own, or they could issue themselves a superuser's powers
+        # ...and sees and revokes only their own
         tokens = super().get_queryset(request)
         return tokens if request.user.is_superuser else tokens.filter(user=request.user)
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "user" and not request.user.is_superuser:
-            kwargs["queryset"] = get_user_model().objects.filter(pk=request.user.pk)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
     def save_model(self, request, obj, form, change):
         if not change:
+            if not request.user.is_superuser:
+                obj.user = request.user
             request._issued_api_key = obj.new_key()
         super().save_model(request, obj, form, change)
 

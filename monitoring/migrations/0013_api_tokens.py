@@ -10,6 +10,7 @@ def hash_drfs_tokens(apps, schema_editor):
     """Every key of DRF's token table (``rest_framework.authtoken``, no longer installed)
     becomes an ApiToken holding its hash, so scripts keep working, and the table's rows, the
     keys in clear, are deleted. A database that never had the table has nothing to move."""
+    import datetime
     import hashlib
 
     connection = schema_editor.connection
@@ -20,6 +21,8 @@ def hash_drfs_tokens(apps, schema_editor):
         cursor.execute("SELECT key, user_id, created FROM authtoken_token")
         rows = cursor.fetchall()
         for key, user_id, created in rows:
+            if isinstance(created, datetime.datetime) and created.tzinfo is None:
+                created = created.replace(tzinfo=datetime.UTC)  # SQLite's: stored in UTC
             ApiToken.objects.create(
                 user_id=user_id,
                 name="token made before hashed tokens",
@@ -28,6 +31,15 @@ def hash_drfs_tokens(apps, schema_editor):
                 created_at=created,
             )
         cursor.execute("DELETE FROM authtoken_token")
+        # DRF's Token shows its key as its name, so the admin's history of tokens made there
+        # holds the keys too (object_repr, and object_id in older DRF): blank them
+        if "django_admin_log" in connection.introspection.table_names():
+            cursor.execute(
+                "UPDATE django_admin_log SET object_repr = %s, object_id = NULL "
+                "WHERE content_type_id IN (SELECT id FROM django_content_type "
+                "WHERE app_label = 'authtoken')",
+                ["DRF token (key removed)"],
+            )
 
 
 class Migration(migrations.Migration):
