@@ -229,16 +229,23 @@ def assign_device(request, pk: int):
     if request.method != "POST" or not form.is_valid():
         return render(request, "monitoring/manage_device.html", {"patient": patient, "form": form})
     with transaction.atomic():
-        # the patient's row locked: a discharge, or another assignment to the same patient,
+        # The patient's row locked: a discharge, or another assignment to the same patient,
         # waits for this one or is seen by it, so neither leaves a discharged patient with a
-        # device nor makes this one fail on the one-device constraint
-        patient = Patient.objects.select_for_update().get(pk=patient.pk)
-        device = Device.objects.select_for_update().get(pk=form.cleaned_data["device"].pk)
+        # device nor makes this one fail on the one-device constraint. "No key": the audit
+        # entries of a concurrent swap may still reference the row. The devices, the chosen
+        # one and the patient's, in one query in id order, so that two staff swapping two
+        # devices between two patients at once cannot lock them in opposite orders.
+        patient = Patient.objects.select_for_update(no_key=True).get(pk=patient.pk)
+        chosen_pk = form.cleaned_data["device"].pk
+        locked = Device.objects.select_for_update(of=("self",))
+        locked = locked.filter(Q(pk=chosen_pk) | Q(patient=patient))
+        locked = list(locked.select_related("patient").order_by("pk"))
+        device = next(each for each in locked if each.pk == chosen_pk)
         previous, replaced = device.patient, []
         if not patient.is_active:
             return _discharged_answer(request, patient)
         if previous != patient:
-            replaced = list(Device.objects.select_for_update().filter(patient=patient))
+            replaced = [each for each in locked if each.pk != chosen_pk]
             for old_device in replaced:
                 unassign(old_device, request.user)
             device.patient = patient
