@@ -303,7 +303,7 @@ def open_alarms(patient_ids) -> dict[int, list]:
             "state",
             "raised_at",
             "acknowledged_at",
-            "acknowledged_by",
+            "acknowledged_by__username",  # not the rest of the user's row (its password hash)
         )
         .order_by()  # pick_top_alarm sorts them itself
     ):

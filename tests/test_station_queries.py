@@ -89,6 +89,25 @@ def test_station_does_not_read_the_analyzer_state(client, staff_user):
     assert not [sql[:90] for sql in station_queries(client) if "stream_state" in sql]
 
 
+def test_the_station_reads_of_the_acknowledging_user_only_the_name(client, staff_user):
+    patient = admit(1)
+    Alarm.objects.filter(patient=patient).delete()
+    Alarm.objects.create(
+        patient=patient,
+        kind="PVC",
+        priority="warning",
+        message="PVC 12/min > 10/min",
+        acknowledged_by=staff_user,
+        acknowledged_at=timezone.now(),
+        state="acknowledged",
+    )
+    client.force_login(staff_user)
+    alarm_reads = [sql for sql in station_queries(client) if "monitoring_alarm" in sql]
+    assert alarm_reads and not [sql for sql in alarm_reads if "password" in sql]
+    [tile] = client.get("/station/").context["tiles"]
+    assert tile["alarm"]["acknowledged_by"] == "staff"
+
+
 def test_a_tile_shows_the_alarm_top_alarm_picks(client, staff_user, clinician):
     """Priority, acknowledgement and age disagree: priority first, then one nobody
     acknowledged, then the newest; a resolved alarm never shows."""
