@@ -65,13 +65,6 @@ BIGEMINY_BEATS = 8
 MAX_RR_S = 3.0
 # When several episodes are ongoing, the most dangerous one names the rhythm.
 RHYTHM_ORDER = ("VF", "VT", "PAUSE", "AF", "BRADY", "TACHY")
-# A live recording whose last chunk reached the server longer ago than settings.DEVICE_OFFLINE_S
-# (30 s) has no signal ("stale"), as the technical "device offline" alarm says: its heart rate
-# and rhythm describe the past, and a status says so rather than show them as vital signs.
-# The pages see silence sooner by themselves: no samples for NO_SIGNAL_S (10 s) plus the last
-# chunk's length (live.js, station.js), counted from the status' signal_age_s. The server's
-# limit is the longer one because a status is made when a round of analysis ends, which under
-# load can be many seconds after its chunk came, and a device may send chunks of up to 20 s.
 PRIORITY_ORDER = {
     AlarmPriority.CRITICAL: 0,
     AlarmPriority.WARNING: 1,
@@ -357,7 +350,15 @@ def signal_state(recording: Recording | None, now) -> str:
     """Whether ``recording`` still brings a signal at ``now``: "live" (a live recording whose
     last chunk is at most ``DEVICE_OFFLINE_S`` old), "stale" (live, but silent for longer: a
     device off, out of range or killed, before the silence timeout closes the recording),
-    "ended" (closed: history, not a vital sign) or "none" (no recording)."""
+    "ended" (closed: history, not a vital sign) or "none" (no recording).
+
+    "stale" follows the technical "device offline" alarm's limit: a silent device's heart rate
+    and rhythm describe the past. The pages see silence sooner by themselves (no samples for
+    NO_SIGNAL_S, 10 s, plus the last chunk's length: live.js, station.js, counted from the
+    status' ``signal_age_s``); the server's limit is the longer one because a status is made
+    when a round of analysis ends, which under load can be many seconds after its chunk came,
+    and a device may send chunks of up to 20 s.
+    """
     if recording is None:
         return "none"
     age_s = signal_age_s(recording, now)

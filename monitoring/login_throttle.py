@@ -12,6 +12,7 @@ processes each keeps its own count.
 """
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
@@ -26,8 +27,8 @@ def client_address(request) -> str:
     return BaseThrottle().get_ident(request) or "unknown"
 
 
-def _user_key(request, username: str) -> str:
-    return f"login-failures:user:{username.casefold()}:{client_address(request)}"
+def _user_key(address: str, username: str) -> str:
+    return f"login-failures:user:{username.casefold()}:{address}"
 
 
 def _keys(request, username: str | None) -> list[tuple[str, int]]:
@@ -35,7 +36,7 @@ def _keys(request, username: str | None) -> list[tuple[str, int]]:
     address = client_address(request)
     keys = [(f"login-failures:address:{address}", settings.LOGIN_FAILURES_PER_ADDRESS)]
     if username:
-        keys.append((_user_key(request, username), settings.LOGIN_FAILURES_PER_USER))
+        keys.append((_user_key(address, username), settings.LOGIN_FAILURES_PER_USER))
     return keys
 
 
@@ -55,7 +56,7 @@ def record_failure(request, username: str | None) -> None:
 
 
 def clear_failures(request, username: str) -> None:
-    cache.delete(_user_key(request, username))
+    cache.delete(_user_key(client_address(request), username))
 
 
 LOCKED_OUT_MESSAGE = (
@@ -71,7 +72,7 @@ def locked_out_message() -> str:
 class ThrottledModelBackend(ModelBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username is None:
-            username = kwargs.get(self._username_field())
+            username = kwargs.get(get_user_model().USERNAME_FIELD)
         if is_locked_out(request, username):
             return None
         user = super().authenticate(request, username=username, password=password, **kwargs)
@@ -80,9 +81,3 @@ class ThrottledModelBackend(ModelBackend):
         else:
             clear_failures(request, username)
         return user
-
-    @staticmethod
-    def _username_field() -> str:
-        from django.contrib.auth import get_user_model
-
-        return get_user_model().USERNAME_FIELD

@@ -13,7 +13,7 @@ the seed's fields (``prediction`` "Normal"/"Arrhythmia", ``normal_prob``,
 ``arrhythmia_prob``) so existing clients keep working, and adds the per-window verdicts.
 
 The signal must look like a lead in millivolts, by the limits the 12-lead diagnosis puts on
-its leads (``inference.ptbxl_models``): no value beyond ``MAX_ABS_MV`` (20 mV), and not flat
+its leads (``inference.ptbxl_models``): no value beyond ``MAX_ECG_ABS_MV`` (20 mV), and not flat
 (a range under ``MIN_LEAD_RANGE_MV``, 0.01 mV: a missing or disconnected lead). The window
 model scales each window to 0..1, so without these a flat line was judged "Normal" and
 values near the float limit overflowed into NaN. Only JSON bodies are parsed: anything
@@ -35,8 +35,8 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from inference.predictor import get_predictor
-from inference.ptbxl_models import MAX_ABS_MV, MIN_LEAD_RANGE_MV
-from inference.signal import first_beyond_ecg_range
+from inference.ptbxl_models import MIN_LEAD_RANGE_MV
+from inference.signal import MAX_ECG_ABS_MV, first_beyond_ecg_range
 from monitoring.api.serializers import error_responses
 from monitoring.models import Prediction
 from monitoring.uploads import UploadError, declared_oversize
@@ -122,7 +122,7 @@ def check_lead(ecg: np.ndarray) -> None:
     """``ValueError`` unless ``ecg`` could be one lead in millivolts with a signal on it.
 
     The 12-lead diagnosis's lead checks (``inference.ptbxl_models.prepare_leads``), with its
-    limits and wording, for the one lead given here: values beyond ``MAX_ABS_MV`` are not
+    limits and wording, for the one lead given here: values beyond ``MAX_ECG_ABS_MV`` are not
     millivolts (the first is named; values near the float limit would also overflow the 0..1
     scaling into NaN); a range under ``MIN_LEAD_RANGE_MV`` is a flat lead, which the model
     would call "Normal".
@@ -131,7 +131,7 @@ def check_lead(ecg: np.ndarray) -> None:
     if index is not None:
         raise ValueError(
             f'"ecg" reaches {ecg[index]:g} ("ecg"[{index}]); it must be in millivolts '
-            f"(at most {MAX_ABS_MV:g} mV)"
+            f"(at most {MAX_ECG_ABS_MV:g} mV)"
         )
     span = float(np.ptp(ecg))
     if span < MIN_LEAD_RANGE_MV:
