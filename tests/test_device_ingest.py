@@ -192,6 +192,15 @@ def test_explicit_open_then_chunks_naming_the_recording(client):
     chunk.recording_id = recording_id
     assert post_json(client, chunk).status_code == 201
     assert Recording.objects.get().chunks.count() == 1
+    # a retried open answers the same recording, and says it created nothing
+    again = client.post(
+        "/api/device/v1/recordings/open/",
+        data={"session": "explicit", "fs_hz": 500, "gain_adc_per_mv": 100},
+        format="json",
+    )
+    assert again.status_code == 200, again.content
+    assert again.json() == {"recording": recording_id, "session": "explicit"}
+    assert Recording.objects.count() == 1
 
 
 def test_close_on_request_then_a_late_chunk_is_refused(client):

@@ -154,6 +154,12 @@ def _json_object(request) -> dict:
     return data
 
 
+OPEN_ANSWER = inline_serializer(
+    "DeviceOpenAnswer",
+    {"recording": serializers.IntegerField(), "session": serializers.CharField()},
+)
+
+
 class DeviceOpenView(DeviceView):
     @extend_schema(
         operation_id="device_v1_open_recording",
@@ -168,15 +174,17 @@ class DeviceOpenView(DeviceView):
             },
         ),
         responses={
-            201: inline_serializer(
-                "DeviceOpenAnswer",
-                {"recording": serializers.IntegerField(), "session": serializers.CharField()},
-            ),
+            201: OPEN_ANSWER,
+            200: OPEN_ANSWER,
             400: DetailSerializer,
             403: DetailSerializer,
             409: DetailSerializer,
         },
-        description="Open a new recording explicitly; later JSON chunks may name it.",
+        description=(
+            "Open a new recording explicitly (201); later JSON chunks may name it. A session "
+            "that already has a recording answers that recording (200), so a retried open "
+            "opens nothing twice."
+        ),
     )
     def post(self, request):
         try:
@@ -191,16 +199,17 @@ class DeviceOpenView(DeviceView):
             if isinstance(n_channels, int) and 1 <= n_channels <= MAX_CHANNELS:
                 probe["samples"] = [0] * n_channels
             chunk = parse_json_chunk(json.dumps(probe).encode())
-            recording = _open(request.auth, chunk)
+            recording, created = _open(request.auth, chunk)
         except (ProtocolError, IngestError) as exc:
             return refused(exc)
         return Response(
             {"recording": recording.pk, "session": recording.session},
-            status=status.HTTP_201_CREATED,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
 
-def _open(device: Device, chunk: Chunk) -> Recording:
+def _open(device: Device, chunk: Chunk) -> tuple[Recording, bool]:
+    """The session's recording and whether this call created it."""
     check_fs_hz(chunk.fs_hz)
     with transaction.atomic():
         device = Device.objects.select_for_update().get(pk=device.pk)
@@ -211,8 +220,8 @@ def _open(device: Device, chunk: Chunk) -> Recording:
             if existing is not None:
                 check_session_goes_on(existing, device)  # as a chunk of that session would be
                 check_agrees(existing, chunk)
-                return existing
-        return open_recording(device, chunk)
+                return existing, False
+        return open_recording(device, chunk), True
 
 
 class DeviceCloseView(DeviceView):
