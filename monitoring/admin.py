@@ -4,6 +4,7 @@ Device tokens: creating a device, or the "rotate token" button on its page, rend
 token on a page of its own, once. It never goes into a message, the session or a cookie.
 """
 
+from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
@@ -107,8 +108,24 @@ class PatientAdmin(admin.ModelAdmin):
         return patient.n_clinicians
 
 
+class DeviceAdminForm(forms.ModelForm):
+    # no Meta: DeviceAdmin.fields picks the fields, as for the admin's default form
+
+    def clean(self):
+        cleaned = super().clean()
+        patient = cleaned.get("patient")
+        if patient is not None:
+            # The patient's row locked until the admin's transaction commits (its change view
+            # runs in one), and read again under the lock: a discharge committed since the
+            # field was read is seen here (Device.clean then refuses, as the assign page does)
+            # or waits for this save and unassigns the device itself.
+            cleaned["patient"] = Patient.objects.select_for_update(no_key=True).get(pk=patient.pk)
+        return cleaned
+
+
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
+    form = DeviceAdminForm
     list_display = [
         "serial",
         "label",

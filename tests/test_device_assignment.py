@@ -245,6 +245,39 @@ def test_a_discharge_in_the_admin_ends_the_monitoring_as_the_page_does(
     assert refused.status_code == 403 and SampleChunk.objects.count() == 1
 
 
+def test_a_discharge_while_the_admin_assigns_a_device_wins(
+    client, staff_user, patient, monkeypatch
+):
+    """The admin's form reads the patient, then validates: a discharge committed in between
+    must be seen (under the patient's lock) and refuse the assignment, as the page does."""
+    from monitoring.admin import DeviceAdminForm
+    from monitoring.models import Patient
+
+    spare = Device.objects.create(serial="DEV-002")
+    clean_fields = DeviceAdminForm._clean_fields
+
+    def discharged_meanwhile(form):
+        clean_fields(form)  # the patient field has been read, still admitted
+        Patient.objects.filter(pk=patient.pk).update(is_active=False)
+
+    monkeypatch.setattr(DeviceAdminForm, "_clean_fields", discharged_meanwhile)
+    client.force_login(staff_user)
+    form = {
+        "serial": spare.serial,
+        "label": "",
+        "patient": patient.pk,
+        "firmware_version": "",
+        "sampling_rate_hz": spare.sampling_rate_hz,
+        "gain_adc_per_mv": spare.gain_adc_per_mv,
+        "is_active": "on",
+    }
+    response = client.post(f"/admin/monitoring/device/{spare.pk}/change/", form)
+    assert response.status_code == 200  # the form again, with its error
+    assert "is discharged: readmit them first" in response.content.decode()
+    spare.refresh_from_db()
+    assert spare.patient is None
+
+
 def discharge_and_readmit(client, staff_user, patient, device) -> None:
     """Discharge the patient through the page, then admit them again with the same device."""
     client.force_login(staff_user)
