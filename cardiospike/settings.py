@@ -310,6 +310,27 @@ LOGIN_FAILURES_PER_USER = envint("LOGIN_FAILURES_PER_USER", "10")
 LOGIN_FAILURES_PER_ADDRESS = envint("LOGIN_FAILURES_PER_ADDRESS", "50")
 LOGIN_LOCKOUT_S = envint("LOGIN_LOCKOUT_S", "900")
 
+# Caches. "default" (DRF's throttles) stays in each process's memory: a device's chunk must be
+# stored whatever Redis does, and a throttle counted per process only lets N processes take
+# N times the rate. The failed-login counts ("login") must hold across every server process,
+# or N daphne processes would let a guesser try N times as many passwords: with REDIS_URL they
+# live in Redis (their own key prefix; short timeouts, and login_throttle lets a login through
+# uncounted, logged, while Redis is down, rather than lock every clinician out).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "login": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "login-failures",
+    },
+}
+if REDIS_URL:
+    CACHES["login"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "cardiospike-login",
+        "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+    }
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

@@ -7,15 +7,22 @@ even the right password is refused from that address until the window has passed
 login forms say so. The account's count is kept per address so that a stranger guessing at
 a known user name locks out only themselves, not the clinicians at the station.
 
-The cache is the process's own memory (no ``CACHES`` setting): with several server
-processes each keeps its own count.
+The counts live in the ``login`` cache: Redis when ``REDIS_URL`` is set, so that every server
+process sees every failure, else the process's own memory (one process: the quick start).
+While Redis cannot be reached a login is checked uncounted and the error logged: locking every
+clinician out of the station would do more harm than a guesser's few minutes.
 """
 
+import logging
+
+import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
-from django.core.cache import cache
+from django.core.cache import caches
 from rest_framework.throttling import BaseThrottle
+
+logger = logging.getLogger(__name__)
 
 
 def client_address(request) -> str:
@@ -41,22 +48,34 @@ def _keys(request, username: str | None) -> list[tuple[str, int]]:
 
 
 def is_locked_out(request, username: str | None) -> bool:
-    return any((cache.get(key) or 0) >= limit for key, limit in _keys(request, username))
+    counts = caches["login"]
+    try:
+        return any((counts.get(key) or 0) >= limit for key, limit in _keys(request, username))
+    except redis.RedisError:
+        logger.exception("failed-login counts unreadable (Redis): login checked uncounted")
+        return False
 
 
 def record_failure(request, username: str | None) -> None:
-    for key, _ in _keys(request, username):
-        # add() starts the window at the first failure; incr() keeps it (the count expires
-        # LOGIN_LOCKOUT_S after the first failure, not after the last)
-        if not cache.add(key, 1, timeout=settings.LOGIN_LOCKOUT_S):
-            try:
-                cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.add(key, 1, timeout=settings.LOGIN_LOCKOUT_S)
+    counts = caches["login"]
+    try:
+        for key, _ in _keys(request, username):
+            # add() starts the window at the first failure; incr() keeps it (the count
+            # expires LOGIN_LOCKOUT_S after the first failure, not after the last)
+            if not counts.add(key, 1, timeout=settings.LOGIN_LOCKOUT_S):
+                try:
+                    counts.incr(key)
+                except ValueError:  # expired between add and incr
+                    counts.add(key, 1, timeout=settings.LOGIN_LOCKOUT_S)
+    except redis.RedisError:
+        logger.exception("failed login not counted (Redis unreachable)")
 
 
 def clear_failures(request, username: str) -> None:
-    cache.delete(_user_key(client_address(request), username))
+    try:
+        caches["login"].delete(_user_key(client_address(request), username))
+    except redis.RedisError:
+        logger.exception("failed-login count not cleared (Redis unreachable)")
 
 
 LOCKED_OUT_MESSAGE = (

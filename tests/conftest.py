@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 
@@ -34,9 +35,20 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
 def _fresh_cache():
     """Throttles and failed-login counts live in the cache: each test starts with none, so
     that one test's failed logins never lock another's user out."""
-    from django.core.cache import cache
+    from django.core.cache import cache, caches
 
     cache.clear()
+    login_counts = caches["login"]
+    if settings.CACHES["login"]["BACKEND"].endswith("RedisCache"):
+        # only the counts' own keys: clear() would flush the whole Redis database, the
+        # Celery queues and channel groups of the test run with it
+        client = redis.Redis.from_url(settings.CACHES["login"]["LOCATION"])
+        keys = list(client.scan_iter(match=f"{login_counts.key_prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+    else:
+        login_counts.clear()
 
 
 @pytest.fixture

@@ -76,3 +76,54 @@ def test_an_address_guessing_many_accounts_is_refused(client, clinician, limits)
         HTTP_X_FORWARDED_FOR="10.9.9.9",
     )
     assert forged.status_code == 200
+
+
+def test_every_server_process_counts_the_same_failures(clinician, limits, redis_url, tmp_path):
+    """With REDIS_URL the counts live in Redis: failures another server process saw lock
+    the account here too (in each process's memory, N processes let N times the guesses)."""
+    import os
+    import subprocess
+    import sys
+
+    from django.test import RequestFactory
+
+    from monitoring.login_throttle import is_locked_out
+
+    script = (
+        "import django; django.setup()\n"
+        "from django.test import RequestFactory\n"
+        "from monitoring.login_throttle import record_failure\n"
+        "request = RequestFactory().post('/login/', REMOTE_ADDR='10.1.2.3')\n"
+        "for _ in range(3): record_failure(request, 'clinician')\n"
+    )
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="cardiospike.settings", REDIS_URL=redis_url)
+    env["SQLITE_PATH"] = str(tmp_path / "unused.sqlite3")  # the child needs no database
+    env.pop("DATABASE_URL", None)
+    env.update(LOGIN_FAILURES_PER_USER="3", LOGIN_LOCKOUT_S="900")
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+
+    request = RequestFactory().post("/login/", REMOTE_ADDR="10.1.2.3")
+    assert is_locked_out(request, "clinician")
+    elsewhere = RequestFactory().post("/login/", REMOTE_ADDR="10.1.2.4")
+    assert not is_locked_out(elsewhere, "clinician")
+
+
+def test_a_login_goes_through_uncounted_while_redis_is_down(client, clinician, limits, caplog):
+    """Locking every clinician out because Redis is down would do more harm than a guesser's
+    few minutes: the password is checked, uncounted, and the error logged."""
+    from django.core.cache import caches
+
+    limits.CACHES = {
+        **limits.CACHES,
+        "login": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+            "OPTIONS": {"socket_timeout": 0.5, "socket_connect_timeout": 0.5},
+        },
+    }
+    assert caches["login"].__class__.__name__ == "RedisCache"
+    for _ in range(4):
+        wrong = log_in(client, "clinician", "wrong")
+        assert "Please enter a correct" in wrong.content.decode()
+    assert log_in(client, "clinician", "pw-clinician-1").status_code == 302
+    assert "failed login not counted (Redis unreachable)" in caplog.text
