@@ -218,16 +218,13 @@ RECORD_SOCKETS_JS = """
 """
 
 
-# Injected before the station's scripts: its 25-s keep-alive timer runs every 0.3 s instead,
-# and what the page sends over its sockets is kept, so the test sees the pings without
-# waiting 25 s.
+# Injected before the station's scripts: its 10-s keep-alive pings (livesocket.js) come every
+# 0.3 s instead, and what the page sends over its sockets is kept, so the test sees the pings
+# without waiting 10 s.
 STATION_PINGS_JS = """
 (function () {
   if (!location.pathname.startsWith("/station/")) { return; }
-  const nativeSetInterval = window.setInterval;
-  window.setInterval = function (callback, ms) {
-    return nativeSetInterval(callback, ms === 25000 ? 300 : ms);
-  };
+  window.CardioSpikeSocketTiming = { pingMs: 300 };
   const nativeSend = WebSocket.prototype.send;
   window.__stationSent = [];
   WebSocket.prototype.send = function (data) {

@@ -3,20 +3,24 @@
 // trace that sweeps left to right, beat labels above their R peaks, HR, rhythm and alarms;
 // the HR trend of the last hour from /api/patients/<id>/hr-trend/; Acknowledge buttons that
 // POST to /api/alarms/<id>/acknowledge/ with the CSRF token.
-// Without signal (no samples for NO_SIGNAL_S, or a status that says the recording is silent or
-// closed) the view says "No signal", blanks HR and rhythm and greys the trace, whatever alarm
-// the banner shows; the next samples clear it.
+// Without signal (no samples for 10 s, or a status that says the recording is silent or
+// closed: CardioSpike.signalLost in livesocket.js) the view says "No signal", blanks HR and
+// rhythm and greys the trace, whatever alarm the banner shows; the next samples clear it.
+// While the connection to the server is lost (livesocket.js notices, also a silent one) the
+// view says so across its top and greys everything: nothing on it is current then, and the
+// device is not to blame.
 (function () {
   "use strict";
 
   var MM_PER_S = 25;        // paper speed
   var PX_PER_MM = 4;        // so the 1100-px canvas holds 11 s of paper
   var GAP_S = 0.3;          // blank ahead of the write position
-  // No samples for this long (plus the last chunk's length, for devices that send long
-  // chunks): the device is silent. Devices send a chunk a second. The server calls a
-  // recording stale only after DEVICE_OFFLINE_S (30 s; monitoring/live.py), when the
-  // device-offline alarm comes: a status made at the end of a slow analysis round must not.
-  var NO_SIGNAL_S = 10;
+  // Rows the alarm table keeps (newest first; the page opens with the last 20): a tab left
+  // open for days must not grow without bound.
+  var MAX_ALARM_ROWS = 50;
+  // An alarm's states only go forward; a message that arrives late (the notifier read the
+  // alarm before someone acknowledged it) must not bring a Acknowledge button back.
+  var STATE_RANK = { raised: 0, notified: 1, acknowledged: 2, resolved: 3 };
   var LABEL_COLOURS = { N: "#1d2733", S: "#1d4ed8", V: "#c8102e", F: "#9333ea", Q: "#6b7785" };
 
   var $ = function (id) { return document.getElementById(id); };
@@ -75,6 +79,9 @@
   }
 
   function addSamples(message) {
+    if (state.recordingId && message.recording < state.recordingId) {
+      return;  // late samples of a recording a new session replaced (ids grow): not the trace
+    }
     if (message.recording !== state.recording || message.fs_hz !== state.fs || !state.buffer) {
       resetTrace(message.recording, message.fs_hz);
     }
@@ -127,6 +134,9 @@
         state.beats.push({ sample: beat.sample, label: beat.label, provisional: beat.provisional });
       }
     });
+    // only beats still on the paper (draw() prunes too, but a hidden tab does not draw)
+    var n = state.buffer ? state.buffer.length : 0;
+    state.beats = state.beats.filter(function (beat) { return beat.sample > state.last - n; });
     state.dirty = true;
   }
 
@@ -187,18 +197,11 @@
 
   // --- Status and alarms ------------------------------------------------------------------
 
-  function signalLost() {
-    if (state.signal === null) { return false; }   // nothing heard yet: say nothing
-    if (state.signal !== "live") { return true; }
-    return Date.now() - state.dataAt > (NO_SIGNAL_S + state.chunkS) * 1000;
-  }
-
   function showSignal() {
     // the no-signal state, independent of the alarm banner: a badge and a class of its own
-    var lost = signalLost();
+    var lost = window.CardioSpike.signalLost(state);
     var badge = $("signal-state");
-    badge.textContent = state.signal === "ended" ? "No signal · recording ended" :
-      state.signal === "none" ? "No signal · no recording" : "No signal";
+    badge.textContent = window.CardioSpike.signalText(state.signal);
     if (state.recordingText !== null) {
       $("recording-info").textContent = state.recordingText + " · " +
         (state.signal === "ended" ? "closed" : lost ? "no signal" : "live");
@@ -262,6 +265,9 @@
   function showAlarm(alarm) {
     var tbody = $("alarm-table").querySelector("tbody");
     var row = $("alarm-" + alarm.id);
+    if (row && (STATE_RANK[alarm.state] || 0) < Number(row.dataset.rank || 0)) {
+      return;  // older news than the row shows
+    }
     if (!row) {
       row = document.createElement("tr");
       row.id = "alarm-" + alarm.id;
@@ -275,7 +281,10 @@
       });
       tbody.insertBefore(row, after || null);
       $("no-alarms").hidden = true;
+      while (tbody.children.length > MAX_ALARM_ROWS) { tbody.removeChild(tbody.lastElementChild); }
+      if (!row.parentNode) { return; }  // older than every row kept
     }
+    row.dataset.rank = STATE_RANK[alarm.state] || 0;
     row.className = "alarm-row " + alarm.priority;
     var cells = row.children;
     cells[0].textContent = formatTime(alarm.raised_at);
@@ -406,42 +415,24 @@
     }
   }
 
-  var delayMs = 1000;
-  function connect() {
-    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+  function showConnection(stateName, waitMs) {
+    var described = window.CardioSpike.describeConnection(stateName, waitMs);
+    var line = $("live-connection");
+    line.textContent = described.text;  // the socket; the signal has its own badge
+    line.className = described.error ? "small error" : "muted";
+    root.classList.toggle("connection-lost", !described.current);
+    $("connection-lost").hidden = described.current;
+    $("connection-lost").textContent = "Connection to the server lost: nothing shown is " +
+      "current, alarms included (" + described.text + ").";
+  }
+
+  function socketUrl() {
     // After a drop, ask for the seconds missed (plus a margin) so the trace has no hole.
     var sinceS = 10;
     if (state.lastMessageAt) {
       sinceS = Math.min(300, Math.ceil((Date.now() - state.lastMessageAt) / 1000) + 5);
     }
-    var socket = new WebSocket(scheme + window.location.host + root.dataset.socket +
-      "?since_s=" + sinceS);
-    var status = $("live-connection");
-    var pingTimer = null;
-    socket.onopen = function () {
-      delayMs = 1000;
-      status.textContent = "connected";  // the socket; the signal has its own badge
-      pingTimer = setInterval(function () {
-        if (socket.readyState === WebSocket.OPEN) {
-          socket.send(JSON.stringify({ type: "ping", id: Date.now() }));
-        }
-      }, 25000);
-    };
-    socket.onmessage = function (event) { handle(JSON.parse(event.data)); };
-    socket.onclose = function (event) {
-      if (pingTimer) { clearInterval(pingTimer); }
-      // 4401: signed out or account gone; 4403: no longer allowed to see this patient. The
-      // server would refuse every reconnect, so stop and say why.
-      if (event.code === 4401 || event.code === 4403) {
-        status.textContent = event.code === 4401 ? "signed out: log in again" :
-          "access ended: this patient is no longer assigned to you";
-        status.className = "small error";
-        return;
-      }
-      status.textContent = "reconnecting in " + Math.round(delayMs / 1000) + " s";
-      setTimeout(connect, delayMs);
-      delayMs = Math.min(delayMs * 2, 30000);
-    };
+    return root.dataset.socket + "?since_s=" + sinceS;
   }
 
   $("gain").addEventListener("change", function () { state.dirty = true; });
@@ -451,5 +442,5 @@
   loadTrend();
   setInterval(loadTrend, 30000);  // a new minute's point shows within half a minute
   setInterval(showSignal, 1000);  // a device that stops sends nothing more: look every second
-  connect();
+  window.CardioSpike.liveSocket({ url: socketUrl, onMessage: handle, onState: showConnection });
 })();

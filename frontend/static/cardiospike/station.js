@@ -1,26 +1,22 @@
 // Central station: one tile per visible admitted patient, fed by /ws/station/ (the live data
 // contract, docs/dashboard.md). Each tile sweeps a decimated waveform (~50 Hz) left to right
 // like a bedside monitor, shows the heart rate, the rhythm and the worst open alarm's colour.
-// The socket reconnects with a growing delay (1 s, 2 s, ... 30 s) when it drops, asking for the
-// seconds it missed (since_s) so the tiles' traces have no hole. A "hello" lists every patient
-// the station may show: a tile not in it (unassigned, discharged) is removed.
-// A tile whose patient brings no signal (no wave for NO_SIGNAL_S, or a status that says the
-// recording is silent or closed) says "No signal", blanks its heart rate and rhythm and greys
-// its trace, whatever alarm is on top; the next wave clears it.
+// The socket (livesocket.js) notices a dead connection, also a silent one, and reconnects within
+// 5 s, asking for the seconds it missed (since_s) so the tiles' traces have no hole; meanwhile
+// the station says across its top that nothing on it is current. A "hello" lists every
+// patient the station may show: a tile not in it (unassigned, discharged) is removed.
+// A tile whose patient brings no signal (no wave for 10 s, or a status that says the recording
+// is silent or closed: CardioSpike.signalLost) says "No signal", blanks its heart rate and
+// rhythm and greys its trace, whatever alarm is on top; the next wave clears it.
 (function () {
   "use strict";
 
   var SWEEP_S = 6;          // seconds of signal across a tile
   var GAP_S = 0.25;         // blank ahead of the write position, so the sweep is visible
   var MV_RANGE = 4;         // the tile's height spans 4 mV
-  // No wave for this long (plus the last chunk's length, for devices that send long chunks):
-  // the device is silent. Devices send a chunk a second. The server calls a recording stale
-  // only after DEVICE_OFFLINE_S (30 s; monitoring/live.py), when the device-offline alarm
-  // comes: a status made at the end of a slow analysis round must not.
-  var NO_SIGNAL_S = 10;
   var root = document.getElementById("station");
   var connection = document.getElementById("station-connection");
-  if (!root || !window.WebSocket) { return; }
+  if (!root || !window.WebSocket || !window.CardioSpike) { return; }
   var tiles = {};           // patient id -> tile state
   var dirty = false;
   var lastMessageAt = 0;    // Date.now() of the last message, for since_s on reconnect
@@ -28,6 +24,8 @@
   function tileState(element) {
     return { element: element, canvas: element.querySelector("canvas.wave"),
       fs: 0, recording: null, buffer: null, last: -1,
+      // the newest recording heard of (hello, status or wave): an older one's news is late
+      recordingId: 0,
       // the server's word on the signal ("live", "stale", "ended", "none"; null: not heard
       // yet), when data last came (Date.now()) and how long the last chunk was
       signal: null, dataAt: 0, chunkS: 0, noSignal: false };
@@ -87,12 +85,13 @@
 
   function showStatus(tile, status) {
     var element = tile.element;
-    if (status.recording && tile.recording && status.recording < tile.recording) {
+    if (status.recording && status.recording < tile.recordingId) {
       // the last round of a recording a new session replaced (ids grow): it says nothing
       // about the signal or the vital signs now, only the alarm is the patient's
       if ("alarm" in status) { showAlarm(tile, status.alarm); }
       return;
     }
+    if (status.recording) { tile.recordingId = status.recording; }
     if ("signal" in status) {
       tile.signal = status.signal;
       // a live signal's status says how old its newest chunk is: a station that just
@@ -112,20 +111,13 @@
     if ("alarm" in status) { showAlarm(tile, status.alarm); }
   }
 
-  function signalLost(tile) {
-    if (tile.signal === null) { return false; }   // nothing heard yet: say nothing
-    if (tile.signal !== "live") { return true; }
-    return Date.now() - tile.dataAt > (NO_SIGNAL_S + tile.chunkS) * 1000;
-  }
-
   function showSignal(tile) {
     // the no-signal state, independent of the alarm colour: a badge and a class of its own
-    var lost = signalLost(tile);
+    var lost = window.CardioSpike.signalLost(tile);
     var element = tile.element;
     var badge = element.querySelector(".signal-badge");
     if (badge) {
-      badge.textContent = tile.signal === "ended" ? "No signal · recording ended" :
-        tile.signal === "none" ? "No signal · no recording" : "No signal";
+      badge.textContent = window.CardioSpike.signalText(tile.signal);
     }
     if (lost === tile.noSignal) { return; }
     tile.noSignal = lost;
@@ -160,6 +152,10 @@
   }
 
   function addWave(tile, message) {
+    if (message.recording < tile.recordingId) {
+      return;  // late samples of a recording a new session replaced (ids grow): not the trace
+    }
+    tile.recordingId = message.recording;
     tile.signal = "live";
     tile.dataAt = Date.now();
     tile.chunkS = message.samples_mv.length / message.fs_hz;
@@ -252,47 +248,25 @@
     }
   }
 
-  var delayMs = 1000;
-  function connect() {
-    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+  function showConnection(state, waitMs) {
+    var described = window.CardioSpike.describeConnection(state, waitMs);
+    connection.textContent = described.text;  // the socket; each tile shows its signal
+    connection.className = described.error ? "small error" : "small online";
+    root.classList.toggle("connection-lost", !described.current);
+    var banner = document.getElementById("connection-lost");
+    banner.hidden = described.current;
+    banner.textContent = "Connection to the server lost: nothing shown is current, alarms " +
+      "included (" + described.text + ").";
+  }
+
+  function socketUrl() {
     // After a drop, the seconds missed plus a margin; a tile shows SWEEP_S seconds, so more
     // than that (plus the margin) would be sent only to fall off the tile.
     var sinceS = SWEEP_S + 5;
     if (lastMessageAt) {
       sinceS = Math.min(SWEEP_S + 5, Math.ceil((Date.now() - lastMessageAt) / 1000) + 5);
     }
-    var socket = new WebSocket(scheme + window.location.host + root.dataset.socket +
-      "?since_s=" + sinceS);
-    var pingTimer = null;
-    socket.onopen = function () {
-      delayMs = 1000;
-      connection.textContent = "connected";  // the socket; each tile shows its signal
-      connection.className = "small online";
-      // The server re-checks access and assignments when a message or a ping arrives: with
-      // no patient streaming nothing else arrives, so ping (as live.js does) and a patient
-      // assigned or taken away shows within the ping period plus LIVE_RECHECK_S.
-      pingTimer = setInterval(function () {
-        if (socket.readyState === WebSocket.OPEN) {
-          socket.send(JSON.stringify({ type: "ping", id: Date.now() }));
-        }
-      }, 25000);
-    };
-    socket.onmessage = function (event) {
-      lastMessageAt = Date.now();
-      handle(JSON.parse(event.data));
-    };
-    socket.onclose = function (event) {
-      if (pingTimer) { clearInterval(pingTimer); }
-      if (event.code === 4401) {  // signed out or account gone: every reconnect is refused
-        connection.textContent = "signed out: log in again";
-        connection.className = "small error";
-        return;
-      }
-      connection.textContent = "reconnecting in " + Math.round(delayMs / 1000) + " s";
-      connection.className = "small error";
-      setTimeout(connect, delayMs);
-      delayMs = Math.min(delayMs * 2, 30000);
-    };
+    return root.dataset.socket + "?since_s=" + sinceS;
   }
 
   window.requestAnimationFrame(frame);
@@ -300,5 +274,12 @@
   setInterval(function () {
     Object.keys(tiles).forEach(function (key) { showSignal(tiles[key]); });
   }, 1000);
-  connect();
+  window.CardioSpike.liveSocket({
+    url: socketUrl,
+    onMessage: function (message) {
+      lastMessageAt = Date.now();
+      handle(message);
+    },
+    onState: showConnection,
+  });
 })();

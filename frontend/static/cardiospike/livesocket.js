@@ -1,0 +1,174 @@
+// The live pages' websocket (status.js, live.js, station.js share it): connects, pings, notices a
+// dead connection, reconnects, and says which of these it is in. Also the pages' one rule for
+// "no signal".
+//
+// A connection can die without a close event (a Wi-Fi change, a NAT or proxy timeout): the
+// browser then says nothing for many minutes while no alarm arrives. So the socket pings every
+// PING_MS and the server answers each ping (consumers.py); when nothing at all, pongs included,
+// has come for SILENT_MS the connection is taken for dead, dropped and made again. Reconnects
+// wait 0.5-1 s, then up to 2, 4 and at most 5 s (a random part, so that the browsers of a ward
+// do not all come back in the same instant after a server restart), and start at once when the
+// browser comes back online or the tab is shown again.
+//
+// Close codes: 4403 (no longer allowed to see this patient) stops for good; 4401 (the session
+// is not valid) asks the server over HTTP whether the browser is still signed in, since
+// changing one's password gives the session a new key: still signed in, it reconnects (with the
+// new cookie), else it stops.
+//
+// onState(state, waitMs) hears "connected", "reconnecting" (with the wait before the next
+// try), "signed-out" or "access-ended". Research software, not a medical device.
+(function () {
+  "use strict";
+
+  var timing = window.CardioSpikeSocketTiming || {};  // tests shorten these
+  var PING_MS = timing.pingMs || 10000;
+  var SILENT_MS = timing.silentMs || 25000;
+  var MAX_DELAY_MS = 5000;
+  var MAX_SESSION_CHECKS = 3;  // 4401 closes in a row before it believes the session is gone
+
+  // No samples for this long (plus the last chunk's length, for devices that send long
+  // chunks): the device is silent. Devices send a chunk a second. The server calls a
+  // recording stale only after DEVICE_OFFLINE_S (30 s; monitoring/live.py), when the
+  // device-offline alarm comes: a status made at the end of a slow analysis round must not.
+  var NO_SIGNAL_S = 10;
+
+  // item: a page's view of one patient's signal: the server's word on it (signal: "live",
+  // "stale", "ended", "none"; null: not heard yet), when samples last came (dataAt,
+  // Date.now()) and how long the last chunk was (chunkS).
+  function signalLost(item) {
+    if (item.signal === null) { return false; }   // nothing heard yet: say nothing
+    if (item.signal !== "live") { return true; }
+    return Date.now() - item.dataAt > (NO_SIGNAL_S + item.chunkS) * 1000;
+  }
+
+  function signalText(signal) {
+    return signal === "ended" ? "No signal · recording ended" :
+      signal === "none" ? "No signal · no recording" : "No signal";
+  }
+
+  // options: url() (the path and query to connect to, asked at each try), onMessage(message),
+  // onState(state, waitMs).
+  function connect(options) {
+    var socket = null;
+    var pingTimer = null;
+    var watchTimer = null;
+    var retryTimer = null;
+    var lastHeardAt = 0;
+    var attempt = 0;
+    var sessionChecks = 0;
+    var stopped = false;
+
+    function forget() {
+      clearInterval(pingTimer);
+      clearInterval(watchTimer);
+      pingTimer = watchTimer = null;
+      if (socket) {
+        // Its events no longer matter: a dead socket's close event can come minutes late.
+        socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+        try { socket.close(); } catch (error) { /* already closed */ }
+        socket = null;
+      }
+    }
+
+    function retry() {
+      forget();
+      if (stopped) { return; }
+      var ceiling = Math.min(MAX_DELAY_MS, 1000 * Math.pow(2, attempt));
+      var waitMs = Math.round(ceiling * (0.5 + 0.5 * Math.random()));
+      attempt += 1;
+      options.onState("reconnecting", waitMs);
+      clearTimeout(retryTimer);
+      retryTimer = setTimeout(open, waitMs);
+    }
+
+    function stop(state) {
+      stopped = true;
+      forget();
+      clearTimeout(retryTimer);
+      options.onState(state);
+    }
+
+    function checkSession() {
+      forget();
+      sessionChecks += 1;
+      if (sessionChecks > MAX_SESSION_CHECKS) { stop("signed-out"); return; }
+      // Signed out, the page redirects to the login page; "manual" keeps that visible.
+      fetch(window.location.href, { credentials: "same-origin", redirect: "manual",
+        cache: "no-store" }).then(function (response) {
+        if (response.type === "opaqueredirect" || response.status === 401 ||
+            response.status === 403) {
+          stop("signed-out");
+        } else {
+          retry();
+        }
+      }).catch(retry);  // the server is unreachable: not a sign-out
+    }
+
+    function open() {
+      retryTimer = null;
+      if (stopped) { return; }
+      var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+      var current = new WebSocket(scheme + window.location.host + options.url());
+      socket = current;
+      lastHeardAt = Date.now();  // a socket that never opens counts as silent too
+      current.onopen = function () {
+        attempt = 0;
+        lastHeardAt = Date.now();
+        options.onState("connected");
+        pingTimer = setInterval(function () {
+          if (current.readyState === WebSocket.OPEN) {
+            current.send(JSON.stringify({ type: "ping", id: Date.now() }));
+          }
+        }, PING_MS);
+      };
+      current.onmessage = function (event) {
+        lastHeardAt = Date.now();
+        sessionChecks = 0;
+        options.onMessage(JSON.parse(event.data));
+      };
+      current.onclose = function (event) {
+        if (event.code === 4403) { stop("access-ended"); return; }
+        if (event.code === 4401) { checkSession(); return; }
+        retry();
+      };
+      watchTimer = setInterval(function () {
+        if (Date.now() - lastHeardAt > SILENT_MS) { retry(); }
+      }, 1000);
+    }
+
+    function now() {  // back online or shown again: try at once instead of waiting
+      if (stopped) { return; }
+      if (retryTimer) {
+        clearTimeout(retryTimer);
+        open();
+      } else if (socket && socket.readyState === WebSocket.OPEN) {
+        socket.send(JSON.stringify({ type: "ping", id: Date.now() }));
+      }
+    }
+    window.addEventListener("online", now);
+    document.addEventListener("visibilitychange", function () {
+      if (document.visibilityState === "visible") { now(); }
+    });
+    open();
+  }
+
+  // What a page's connection line says in each state, and whether what it shows is current.
+  function describe(state, waitMs) {
+    if (state === "connected") { return { text: "connected", current: true, error: false }; }
+    if (state === "reconnecting") {
+      return { text: "connection lost · reconnecting in " + Math.max(1, Math.round(waitMs / 1000)) +
+        " s", current: false, error: true };
+    }
+    if (state === "access-ended") {
+      return { text: "access ended: this patient is no longer assigned to you", current: false,
+        error: true };
+    }
+    return { text: "signed out: log in again", current: false, error: true };
+  }
+
+  window.CardioSpike = window.CardioSpike || {};
+  window.CardioSpike.liveSocket = connect;
+  window.CardioSpike.describeConnection = describe;
+  window.CardioSpike.signalLost = signalLost;
+  window.CardioSpike.signalText = signalText;
+})();

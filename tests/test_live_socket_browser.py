@@ -1,0 +1,210 @@
+"""The live pages' connection (livesocket.js) in a real headless Chromium against daphne.
+
+A connection can die without a close event (a Wi-Fi change, a NAT or proxy timeout): the
+browser then says nothing for minutes while no alarm arrives. These tests make one socket
+half-open (a wrapper swallows what it sends and receives, and its close event) and check that
+the station notices, says across its top that nothing it shows is current, and connects again
+by itself; that a password change in another tab (which gives the session a new key, so the
+server closes the socket with 4401) does not sign the station out; and that signing out in
+another tab stops it, saying so.
+"""
+
+import json
+import time
+
+import pytest
+
+from tests.test_analyzer_browser import browser, log_in, wait_for  # noqa: F401 (fixture)
+from tests.test_daphne import daphne_server  # noqa: F401 (fixture)
+from tests.test_live_browser import eager_daphne, service_env  # noqa: F401 (fixtures)
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+# Injected before the page's scripts: pings every 0.3 s and a connection silent for 2 s is
+# dead (the page's own 10 s and 25 s, shortened), and every socket is kept in __sockets, each
+# with a "halfOpen" switch: once on, what it sends vanishes and nothing arrives from it, not
+# even its close event, as on a connection whose other end is gone.
+HALF_OPEN_SOCKETS_JS = """
+(function () {
+  window.CardioSpikeSocketTiming = { pingMs: 300, silentMs: 2000 };
+  const Native = window.WebSocket;
+  window.__sockets = [];
+  function Wrapped(url, protocols) {
+    const socket = protocols === undefined ? new Native(url) : new Native(url, protocols);
+    const entry = { url: String(url), halfOpen: false, socket: socket };
+    window.__sockets.push(entry);
+    const send = socket.send.bind(socket);
+    socket.send = function (data) { if (!entry.halfOpen) { send(data); } };
+    ["message", "close"].forEach(function (kind) {
+      let handler = null;
+      Object.defineProperty(socket, "on" + kind, {
+        get: function () { return handler; },
+        set: function (value) { handler = value; },
+      });
+      socket.addEventListener(kind, function (event) {
+        if (!entry.halfOpen && handler) { handler.call(socket, event); }
+      });
+    });
+    return socket;
+  }
+  Wrapped.prototype = Native.prototype;
+  ["CONNECTING", "OPEN", "CLOSING", "CLOSED"].forEach(function (name) {
+    Wrapped[name] = Native[name];
+  });
+  window.WebSocket = Wrapped;
+})();
+"""
+
+
+def station_sockets(driver) -> list[str]:
+    return driver.execute_script(
+        "return window.__sockets.map(function (s) { return s.url; })"
+        ".filter(function (url) { return url.indexOf('/ws/station/') >= 0; });"
+    )
+
+
+def open_station(driver, base_url: str) -> None:
+    driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": HALF_OPEN_SOCKETS_JS}
+    )
+    driver.get(f"{base_url}/station/")
+    wait_for(driver, lambda d: d.find_element("id", "station-connection").text == "connected")
+    assert not driver.find_element("id", "connection-lost").is_displayed()
+
+
+def test_a_silent_connection_is_noticed_and_made_again(browser, eager_daphne, clinician):  # noqa: F811
+    log_in(browser, eager_daphne, "clinician", "pw-clinician-1")
+    open_station(browser, eager_daphne)
+    assert len(station_sockets(browser)) == 1
+
+    browser.execute_script(
+        "window.__sockets.filter(function (s) { return s.url.indexOf('/ws/station/') >= 0; })"
+        "[0].halfOpen = true;"
+    )
+    # silent for 2 s: taken for dead, said across the top, greyed (no device blamed)
+    banner = wait_for(
+        browser,
+        lambda d: (
+            d.find_element("id", "connection-lost").is_displayed()
+            and d.find_element("id", "connection-lost")
+        ),
+        timeout_s=10,
+    )
+    assert "nothing shown is current" in banner.text
+    assert "connection-lost" in browser.find_element("id", "station").get_attribute("class")
+    # ... and made again by itself, within the 0.5-1 s first wait
+    wait_for(browser, lambda d: len(station_sockets(d)) == 2, timeout_s=10)
+    wait_for(browser, lambda d: d.find_element("id", "station-connection").text == "connected")
+    assert not browser.find_element("id", "connection-lost").is_displayed()
+    assert "connection-lost" not in browser.find_element("id", "station").get_attribute("class")
+
+
+def test_a_password_change_in_another_tab_keeps_the_station_connected(
+    browser,  # noqa: F811
+    eager_daphne,  # noqa: F811
+    staff_user,
+):
+    log_in(browser, eager_daphne, "staff", "pw-staff-1")
+    open_station(browser, eager_daphne)
+    station_tab = browser.current_window_handle
+
+    browser.switch_to.new_window("tab")
+    browser.get(f"{eager_daphne}/admin/password_change/")
+    browser.find_element("id", "id_old_password").send_keys("pw-staff-1")
+    browser.find_element("id", "id_new_password1").send_keys("a-new-Passw0rd-for-staff")
+    browser.find_element("id", "id_new_password2").send_keys("a-new-Passw0rd-for-staff")
+    browser.find_element("css selector", "input[type=submit]").click()
+    wait_for(browser, lambda d: "password_change/done" in d.current_url)
+    browser.switch_to.window(station_tab)
+
+    # The old session key is gone: the server closes the station's socket (4401) at its
+    # next check (LIVE_RECHECK_S, 10 s); the page asks over HTTP, is still signed in (the new
+    # cookie), and connects again.
+    wait_for(browser, lambda d: len(station_sockets(d)) >= 2, timeout_s=30)
+    wait_for(browser, lambda d: d.find_element("id", "station-connection").text == "connected")
+    assert "signed out" not in browser.find_element("id", "station-connection").text
+
+
+def test_signing_out_in_another_tab_stops_the_station(browser, eager_daphne, clinician):  # noqa: F811
+    log_in(browser, eager_daphne, "clinician", "pw-clinician-1")
+    open_station(browser, eager_daphne)
+    station_tab = browser.current_window_handle
+
+    browser.switch_to.new_window("tab")
+    browser.get(f"{eager_daphne}/")
+    browser.find_element("css selector", "form[action='/logout/'] button").click()
+    wait_for(browser, lambda d: "/login/" in d.current_url)
+    browser.switch_to.window(station_tab)
+
+    wait_for(
+        browser,
+        lambda d: d.find_element("id", "station-connection").text == "signed out: log in again",
+        timeout_s=30,
+    )
+    assert browser.find_element("id", "connection-lost").is_displayed()
+    count = len(station_sockets(browser))
+
+    time.sleep(3)  # it stopped: no more tries
+    assert len(station_sockets(browser)) == count
+
+
+def deliver(driver, message: dict) -> None:
+    """Hand the live page's socket a message as if the server had sent it."""
+    driver.execute_script(
+        "const entry = window.__sockets.filter(function (s) {"
+        "  return s.url.indexOf('/ws/patients/') >= 0; }).pop();"
+        "entry.socket.dispatchEvent(new MessageEvent('message', {data: arguments[0]}));",
+        json.dumps(message),
+    )
+
+
+def alarm(alarm_id: int, state: str, acknowledged: bool) -> dict:
+    return {
+        "type": "alarm",
+        "alarm": {
+            "id": alarm_id,
+            "kind": "HR_HIGH",
+            "priority": "warning",
+            "state": state,
+            "message": f"HR 130 > 120 ({alarm_id})",
+            "raised_at": "2026-12-06T10:00:00+00:00",
+            "acknowledged_by": "clinician" if acknowledged else None,
+            "acknowledged_at": "2026-12-06T10:01:00+00:00" if acknowledged else None,
+            "resolved_at": None,
+        },
+    }
+
+
+def test_the_alarm_table_ignores_late_news_and_keeps_its_newest_rows(
+    browser,  # noqa: F811
+    eager_daphne,  # noqa: F811
+    clinician,
+    patient,
+):
+    """The notifier publishes what it read before someone acknowledged: arriving after the
+    acknowledgment, it must not bring the Acknowledge button back. A tab left open for days
+    keeps the newest 50 rows, not every alarm since it opened."""
+    log_in(browser, eager_daphne, "clinician", "pw-clinician-1")
+    browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": HALF_OPEN_SOCKETS_JS}
+    )
+    browser.get(f"{eager_daphne}/patients/{patient.pk}/live/")
+    wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "connected")
+
+    deliver(browser, alarm(9001, "acknowledged", acknowledged=True))
+    deliver(browser, alarm(9001, "notified", acknowledged=False))  # late
+    row = browser.find_element("id", "alarm-9001")
+    cells = row.find_elements("tag name", "td")
+    assert cells[3].text == "acknowledged" and cells[4].text.startswith("clinician at")
+    assert not row.find_elements("css selector", "button.ack")
+    deliver(browser, alarm(9001, "resolved", acknowledged=True))  # news moves on
+    assert browser.find_element("id", "alarm-9001").find_elements("tag name", "td")[3].text == (
+        "resolved"
+    )
+
+    for alarm_id in range(9002, 9062):
+        deliver(browser, alarm(alarm_id, "raised", acknowledged=False))
+    rows = browser.find_elements("css selector", "#alarm-table tbody tr.alarm-row")
+    assert len(rows) == 50
+    assert rows[0].get_attribute("id") == "alarm-9061"
+    assert rows[-1].get_attribute("id") == "alarm-9012"
