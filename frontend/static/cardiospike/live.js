@@ -257,15 +257,25 @@
   }
 
   function formatTime(iso) {
+    // the browser's local time, as every time on the page; the date too when not today
     if (!iso) { return ""; }
     var date = new Date(iso);
-    return isNaN(date) ? iso : date.toLocaleTimeString([], { hour12: false });
+    if (isNaN(date)) { return iso; }
+    var time = date.toLocaleTimeString([], { hour12: false });
+    if (date.toDateString() === new Date().toDateString()) { return time; }
+    var pad = function (number) { return (number < 10 ? "0" : "") + number; };
+    return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) +
+      " " + time;
   }
+
+  // The rows the server wrote (its time zone) in the browser's, as the rows added live are.
+  Array.prototype.forEach.call($("alarm-table").querySelectorAll("time[datetime]"),
+    function (element) { element.textContent = formatTime(element.getAttribute("datetime")); });
 
   function showAlarm(alarm) {
     var tbody = $("alarm-table").querySelector("tbody");
     var row = $("alarm-" + alarm.id);
-    if (row && (STATE_RANK[alarm.state] || 0) < Number(row.dataset.rank || 0)) {
+    if (row && (STATE_RANK[alarm.state] || 0) < (STATE_RANK[row.dataset.state] || 0)) {
       return;  // older news than the row shows
     }
     if (!row) {
@@ -284,7 +294,7 @@
       while (tbody.children.length > MAX_ALARM_ROWS) { tbody.removeChild(tbody.lastElementChild); }
       if (!row.parentNode) { return; }  // older than every row kept
     }
-    row.dataset.rank = STATE_RANK[alarm.state] || 0;
+    row.dataset.state = alarm.state;
     row.className = "alarm-row " + alarm.priority;
     var cells = row.children;
     cells[0].textContent = formatTime(alarm.raised_at);
