@@ -21,13 +21,14 @@ from tests.test_live_browser import eager_daphne, service_env  # noqa: F401 (fix
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
-# Injected before the page's scripts: pings every 0.3 s and a connection silent for 2 s is
-# dead (the page's own 10 s and 25 s, shortened), and every socket is kept in __sockets, each
+# Injected before the page's scripts: pings every 0.3 s, a connection silent for 2 s is dead,
+# and the live view reads its alarms again every second (the page's own 10 s, 25 s and 30 s,
+# shortened), and every socket is kept in __sockets, each
 # with a "halfOpen" switch: once on, what it sends vanishes and nothing arrives from it, not
 # even its close event, as on a connection whose other end is gone.
 HALF_OPEN_SOCKETS_JS = """
 (function () {
-  window.CardioSpikeSocketTiming = { pingMs: 300, silentMs: 2000 };
+  window.CardioSpikeSocketTiming = { pingMs: 300, silentMs: 2000, alarmsRefreshMs: 1000 };
   const Native = window.WebSocket;
   window.__sockets = [];
   function Wrapped(url, protocols) {
@@ -214,6 +215,16 @@ def test_the_alarm_table_ignores_late_news_and_keeps_its_newest_rows(
     row = browser.find_element("id", f"alarm-{written.pk}")
     assert row.find_elements("tag name", "td")[3].text == "acknowledged"
     assert not row.find_elements("css selector", "button.ack")
+
+    # an alarm whose live message never came (a full channel drops it silently): the page
+    # reads its alarms again, and the row appears
+    lost = Alarm.objects.create(
+        patient=patient, kind="PAUSE", priority="critical", message="pause 3.4 s >= 3.0 s"
+    )
+    wait_for(browser, lambda d: d.find_elements("id", f"alarm-{lost.pk}"), timeout_s=10)
+    assert browser.find_element("id", f"alarm-{lost.pk}").find_elements(
+        "css selector", "button.ack"
+    )
 
     deliver(browser, alarm(9001, "acknowledged", acknowledged=True))
     deliver(browser, alarm(9001, "notified", acknowledged=False))  # late

@@ -18,6 +18,7 @@
   // Rows the alarm table keeps (newest first; the page opens with the last 20): a tab left
   // open for days must not grow without bound.
   var MAX_ALARM_ROWS = 50;
+  var ALARMS_REFRESH_MS = (window.CardioSpikeSocketTiming || {}).alarmsRefreshMs || 30000;
   // An alarm's states only go forward; a message that arrives late (the notifier read the
   // alarm before someone acknowledged it) must not bring a Acknowledge button back.
   var STATE_RANK = { raised: 0, notified: 1, acknowledged: 2, resolved: 3 };
@@ -394,6 +395,21 @@
       .catch(function (error) { $("hr-trend-info").textContent = "Trend unavailable: " + error.message; });
   }
 
+  // The socket's alarm messages can be lost on the way (a channel that is full drops them
+  // without a word, and a failed publish is not sent again): the last 20 alarms are read again
+  // every ALARMS_REFRESH_MS, so a lost one shows within that time. Older news than a row shows
+  // is ignored (showAlarm), so a reply that crosses a live message changes nothing.
+  function loadAlarms() {
+    fetch("/api/alarms/?limit=20&patient=" + encodeURIComponent(root.dataset.patient),
+      { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) { throw new Error(response.statusText); }
+        return response.json();
+      })
+      .then(function (body) { body.results.forEach(showAlarm); })
+      .catch(function () { /* the connection line says when the server is away */ });
+  }
+
   // --- The websocket ------------------------------------------------------------------------
 
   function handle(message) {
@@ -451,6 +467,7 @@
   window.requestAnimationFrame(frame);
   loadTrend();
   setInterval(loadTrend, 30000);  // a new minute's point shows within half a minute
+  setInterval(loadAlarms, ALARMS_REFRESH_MS);
   setInterval(showSignal, 1000);  // a device that stops sends nothing more: look every second
   window.CardioSpike.liveSocket({ url: socketUrl, onMessage: handle, onState: showConnection });
 })();
