@@ -83,6 +83,12 @@ def test_station_groups_tiles_by_ward_and_colours_open_alarms(
     page = client.get("/station/").content.decode()
     assert f'class="tile critical acknowledged" id="tile-{patient.pk}"' in page
     assert '<span class="ack-mark">✓ staff</span>' in page
+    assert "more to acknowledge" not in page
+    # a lower alarm nobody has acknowledged: the tile blinks for it, and says so beside the ✓
+    Alarm.objects.create(patient=patient, kind="HR_HIGH", priority="warning", message="HR 130")
+    page = client.get("/station/").content.decode()
+    assert f'class="tile critical" id="tile-{patient.pk}"' in page
+    assert '<span class="ack-mark">✓ staff</span> · 1 more to acknowledge' in page
 
 
 def test_live_view_is_404_for_an_unassigned_patient(client, clinician, patient, other_patient):

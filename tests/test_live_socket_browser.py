@@ -226,6 +226,13 @@ def test_the_alarm_table_ignores_late_news_and_keeps_its_newest_rows(
         "css selector", "button.ack"
     )
 
+    # the banner's top alarm acknowledged, a lower one not: the banner says there is one
+    top = {"id": written.pk, "priority": "critical", "message": "VT 180 bpm"}
+    top.update(state="acknowledged", acknowledged_by="clinician", unacknowledged=1)
+    deliver(browser, dict(alarm(lost.pk, "raised", acknowledged=False), top_alarm=top))
+    banner = browser.find_element("id", "alarm-banner").text
+    assert banner == "VT 180 bpm (acknowledged by clinician) · 1 more to acknowledge"
+
     deliver(browser, alarm(9001, "acknowledged", acknowledged=True))
     deliver(browser, alarm(9001, "notified", acknowledged=False))  # late
     row = browser.find_element("id", "alarm-9001")

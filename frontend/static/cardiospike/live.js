@@ -254,6 +254,9 @@
     banner.textContent = alarm ? alarm.message : "none";
     if (alarm && alarm.acknowledged_by) {
       banner.textContent += " (acknowledged by " + alarm.acknowledged_by + ")";
+      if (alarm.unacknowledged > 0) {  // a lower one nobody has acknowledged yet
+        banner.textContent += " · " + alarm.unacknowledged + " more to acknowledge";
+      }
     }
   }
 

@@ -149,6 +149,11 @@
       text.appendChild(document.createTextNode(" "));
       text.appendChild(mark);
     }
+    if (alarm && alarm.acknowledged_by && alarm.unacknowledged > 0) {
+      // the tile blinks for another alarm, one nobody has acknowledged: say so
+      text.appendChild(document.createTextNode(" · " + alarm.unacknowledged +
+        " more to acknowledge"));
+    }
   }
 
   function addWave(tile, message) {
