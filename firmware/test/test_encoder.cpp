@@ -116,6 +116,22 @@ TEST(encoder_refuses_invalid_chunks_and_short_buffers) {
   CHECK_EQ(encode_json_chunk(header, kKnownSamples, 4, text, 20), 0);
 }
 
+TEST(first_sample_stops_at_2_to_the_53_as_the_server_does) {
+  // JSON numbers are doubles: the server refuses first_sample above 2^53 in either format
+  uint8_t out[64];
+  char text[512];
+  ChunkHeader header = known_header();
+  header.first_sample = static_cast<uint64_t>(1) << 53;
+  CHECK(chunk_problem(header, 4) == nullptr);
+  CHECK(encode_binary_chunk(header, kKnownSamples, 4, out, sizeof out) > 0);
+  header.first_sample += 1;
+  CHECK(chunk_problem(header, 4) != nullptr);
+  CHECK_EQ(encode_binary_chunk(header, kKnownSamples, 4, out, sizeof out), 0);
+  CHECK_EQ(encode_json_chunk(header, kKnownSamples, 4, text, sizeof text), 0);
+  header.first_sample = ~static_cast<uint64_t>(0);
+  CHECK_EQ(encode_binary_chunk(header, kKnownSamples, 4, out, sizeof out), 0);
+}
+
 TEST(json_chunk_has_integers_and_the_session_as_hex) {
   char text[512];
   const size_t length = encode_json_chunk(known_header(), kKnownSamples, 4, text, sizeof text);

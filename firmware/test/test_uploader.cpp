@@ -43,6 +43,7 @@ class FakeServer : public ChunkTransport {
   bool link_up = true;
   std::deque<int> script;
   uint32_t retry_after_s = 0;
+  std::string location;  // the Location of a scripted 3xx
   std::vector<Posted> posts;
   std::set<uint32_t> stored;
   std::string content_type;
@@ -79,6 +80,9 @@ class FakeServer : public ChunkTransport {
       std::snprintf(reply->body, sizeof reply->body,
                     "{\"recording\": 42, \"seq\": %u, \"stored\": %s, \"next_seq\": %u}",
                     posted.seq(), status == 201 ? "true" : "false", next_seq);
+    } else if (status >= 300 && status < 400) {
+      // as Django's redirects (SECURE_SSL_REDIRECT): an empty body, where to in Location
+      std::snprintf(reply->location, sizeof reply->location, "%s", location.c_str());
     } else {
       std::snprintf(reply->body, sizeof reply->body, "{%s\"detail\": \"scripted %d\"}", code,
                     status);
@@ -263,6 +267,9 @@ TEST(status_classes_follow_the_protocol) {
   CHECK(is_retryable_status(503));
   const int refused[] = {400, 401, 403, 409, 413, 415};
   for (int i = 0; i < 6; ++i) CHECK(!is_retryable_status(refused[i]));
+  // the device follows no redirect, and asking again gets the same one
+  const int redirects[] = {300, 301, 302, 303, 307, 308};
+  for (int i = 0; i < 6; ++i) CHECK(!is_retryable_status(redirects[i]));
 }
 
 TEST(uploader_posts_each_second_as_a_chunk_and_forgets_it_once_acknowledged) {
@@ -346,6 +353,25 @@ TEST(too_many_requests_waits_as_long_as_retry_after_says) {
   CHECK_EQ(rig.uploader.pending_chunks(), 0);
 }
 
+TEST(retry_after_is_capped_at_an_hour_so_a_huge_one_cannot_wrap_to_a_short_wait) {
+  // 4294968 s x 1000 is 704 ms past 2^32: without the cap the wait would wrap to 704 ms
+  const uint32_t huge[] = {4294968u, 7200u, 0xFFFFFFFFu};  // the last: "-1" read as unsigned
+  for (int i = 0; i < 3; ++i) {
+    Rig rig;
+    rig.random.value = 0;
+    rig.server.script = {429};
+    rig.server.retry_after_s = huge[i];
+    rig.sample_seconds(1);
+    const uint32_t first_post = rig.clock.now;
+    CHECK_EQ(rig.uploader.next_attempt_ms(), first_post + 3600u * 1000u);
+    rig.poll_at(first_post + 704);
+    rig.poll_at(first_post + 3600u * 1000u - 1);
+    CHECK_EQ(rig.server.posts.size(), 1);
+    rig.poll_at(first_post + 3600u * 1000u);
+    CHECK_EQ(rig.server.posts.size(), 2);
+  }
+}
+
 TEST(refused_chunk_is_dropped_logged_and_the_next_one_goes_on) {
   Rig rig;
   rig.server.script = {409};
@@ -361,6 +387,39 @@ TEST(refused_chunk_is_dropped_logged_and_the_next_one_goes_on) {
   // a 409 without the "new_session" code is a conflict: the session goes on
   CHECK_EQ(rig.uploader.session_id(), Rig::config().session_id);
   CHECK_EQ(rig.uploader.new_sessions(), 0);
+}
+
+TEST(a_redirect_drops_the_chunk_and_logs_where_it_points_instead_of_retrying) {
+  // An http:// server URL against SECURE_SSL_REDIRECT: every chunk gets 301 to https://.
+  const int redirects[] = {301, 302, 307, 308};
+  for (int i = 0; i < 4; ++i) {
+    Rig rig;
+    rig.server.script = {redirects[i]};
+    rig.server.location = "https://monitor.example.org/api/device/v1/chunks/";
+    rig.sample_seconds(1);
+    CHECK_EQ(rig.server.posts.size(), 1);
+    CHECK(rig.uploader.link_state() == kLinkRefused);
+    CHECK_EQ(rig.uploader.chunks_refused(), 1);
+    CHECK_EQ(rig.uploader.pending_chunks(), 0);
+    char expected[128];
+    std::snprintf(expected, sizeof expected, "chunk 0 refused with HTTP %d, dropped", redirects[i]);
+    CHECK(rig.log.mentions(expected));
+    CHECK(rig.log.mentions("no redirect"));
+    CHECK(rig.log.mentions("Location: https://monitor.example.org/api/device/v1/chunks/"));
+    // not sent again, however long it waits; the next chunk goes out at once
+    rig.poll_at(rig.clock.now + 60000);
+    CHECK_EQ(rig.server.posts.size(), 1);
+    rig.sample_seconds(1);
+    CHECK_EQ(rig.server.posts.size(), 2);
+    CHECK_EQ(rig.server.posts.back().seq(), 1);
+    CHECK(!rig.log.mentions("next try"));
+  }
+  // a redirect without Location says so
+  Rig rig;
+  rig.server.script = {301};
+  rig.sample_seconds(1);
+  CHECK(rig.log.mentions("(no Location header)"));
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
 }
 
 TEST(new_session_answer_resends_the_chunk_and_the_rest_in_a_new_session) {
@@ -541,6 +600,10 @@ TEST(retry_times_survive_the_millisecond_clock_wrap) {
   for (int i = 0; i < 250; ++i) rig.ring.push(rig.next_value++);
   const uint32_t start = 0xFFFFFFFFu - 100;
   rig.poll_at(start);
+  CHECK_EQ(rig.uploader.next_attempt_ms(), 399);  // start + 500 wrapped past zero
+  // before the wrap now_ms is far above next_attempt_ms: a plain now < next would send here
+  rig.poll_at(start + 50);
+  CHECK_EQ(rig.server.posts.size(), 1);
   rig.poll_at(start + 499);  // wrapped past zero, still 1 ms early
   CHECK_EQ(rig.server.posts.size(), 1);
   rig.poll_at(start + 500);

@@ -25,7 +25,7 @@ const char* link_state_name(LinkState state) {
 bool is_retryable_status(int status) {
   if (status == 200 || status == 201) return false;
   if (status == 408 || status == 429) return true;
-  return !(status >= 400 && status < 500);
+  return !(status >= 300 && status < 500);
 }
 
 const char kNewSessionCode[] = "new_session";
@@ -206,8 +206,10 @@ void Uploader::send_oldest(uint32_t now_ms) {
   reply_.status = 0;
   reply_.retry_after_s = 0;
   reply_.body[0] = '\0';
+  reply_.location[0] = '\0';
   transport_.post(body_, length, kBinaryContentType, &reply_);
   reply_.body[sizeof reply_.body - 1] = '\0';
+  reply_.location[sizeof reply_.location - 1] = '\0';
 
   if (reply_.status == 200 || reply_.status == 201) {
     // the answer numbers the chunks within the session
@@ -235,7 +237,17 @@ void Uploader::send_oldest(uint32_t now_ms) {
   } else if (!is_retryable_status(reply_.status)) {
     // a 409 "new_session" again for the chunk that started this session lands here too: the
     // server would otherwise have it start sessions for ever
-    logf("chunk %u refused with HTTP %d, dropped: %s", (unsigned)seq, reply_.status, reply_.body);
+    if (reply_.status >= 300 && reply_.status < 400) {
+      // A redirect's body is empty: where it points is what names the wrong setting. The
+      // Location goes last, so that the log line's 255 characters cut nothing else.
+      logf("chunk %u refused with HTTP %d, dropped: the device follows no redirect; "
+           "CARDIOSPIKE_SERVER_URL should name the server of Location: %s",
+           (unsigned)seq, reply_.status,
+           reply_.location[0] ? reply_.location : "(no Location header)");
+    } else {
+      logf("chunk %u refused with HTTP %d, dropped: %s", (unsigned)seq, reply_.status,
+           reply_.body);
+    }
     queue_.remove(seq);
     ++chunks_refused_;
     // the server answered, so the link itself is fine

@@ -39,6 +39,7 @@ struct HttpReply {
   int status;              // the HTTP status, or 0 when no answer came (no route, timeout)
   uint32_t retry_after_s;  // the Retry-After header of a 429, 0 when absent
   char body[200];          // the start of the answer's body, NUL-terminated
+  char location[128];      // the start of a redirect's Location header, "" when absent
 };
 
 class ChunkTransport {
@@ -67,7 +68,7 @@ enum LinkState {
   kLinkIdle,      // network up, nothing answered yet
   kLinkOk,        // the last chunk was acknowledged
   kLinkRetrying,  // the last attempt failed (timeout, 5xx, 408, 429): waiting to retry
-  kLinkRefused,   // the server refused the last chunk (4xx): see the log
+  kLinkRefused,   // the server refused (4xx) or redirected (3xx) the last chunk: see the log
 };
 
 const char* link_state_name(LinkState state);
@@ -146,7 +147,9 @@ class Uploader {
 };
 
 // Whether a status means the chunk is worth sending again: no answer, 408, 429, 5xx (and any
-// status the protocol does not use). Other 4xx answers mean the server will never take it.
+// status the protocol does not use). Other 4xx answers mean the server will never take it, and
+// so does a 3xx: the device follows no redirect, and the server answers the same address the
+// same way every time (SECURE_SSL_REDIRECT's 301 to https:// for an http:// server URL).
 bool is_retryable_status(int status);
 
 // The unsigned integer value of "name" in a flat JSON object, e.g. next_seq in the server's
