@@ -32,6 +32,40 @@
 #error "Copy secrets.example.h to secrets.h in this folder and fill in Wi-Fi, server and token."
 #endif
 
+// --- the server settings, checked when the sketch compiles ----------------------------------
+//
+// HTTPClient takes the scheme from the URL (https:// means port 443, and a URL it cannot parse
+// fails every post) but speaks TLS only through the client it is handed, and client() below
+// hands it WiFiClientSecure exactly when CARDIOSPIKE_SERVER_ROOT_CA is set. An https:// URL
+// without the certificate would send the token in clear text to port 443 (a TLS proxy answers
+// 400, and every chunk is dropped); an http:// URL with it would start a TLS handshake with a
+// plain HTTP server (no answer, every chunk retried until the ring overwrites it).
+
+struct ServerSettings {
+  static constexpr bool starts_with(const char* text, const char* prefix) {
+    return *prefix == '\0' || (*text == *prefix && starts_with(text + 1, prefix + 1));
+  }
+  static constexpr bool ends_with_slash(const char* text) {
+    return *text != '\0' && (text[1] == '\0' ? *text == '/' : ends_with_slash(text + 1));
+  }
+};
+
+static_assert(ServerSettings::starts_with(CARDIOSPIKE_SERVER_URL, "http://") ||
+                  ServerSettings::starts_with(CARDIOSPIKE_SERVER_URL, "https://"),
+              "CARDIOSPIKE_SERVER_URL must start with http:// or https:// (lower case)");
+static_assert(!ServerSettings::ends_with_slash(CARDIOSPIKE_SERVER_URL),
+              "CARDIOSPIKE_SERVER_URL must not end with a slash: /api/device/v1/... follows it");
+#ifdef CARDIOSPIKE_SERVER_ROOT_CA
+static_assert(ServerSettings::starts_with(CARDIOSPIKE_SERVER_URL, "https://"),
+              "CARDIOSPIKE_SERVER_ROOT_CA is set, so CARDIOSPIKE_SERVER_URL must start with "
+              "https://: over http:// the TLS client gets no answer and every chunk is retried");
+#else
+static_assert(!ServerSettings::starts_with(CARDIOSPIKE_SERVER_URL, "https://"),
+              "CARDIOSPIKE_SERVER_URL is https:// but CARDIOSPIKE_SERVER_ROOT_CA is not set: the "
+              "device would send its token in clear text to port 443. Set the server's root "
+              "certificate (secrets.example.h) or use http:// on a trusted network");
+#endif
+
 #include "src/cardiospike/chunk_encoder.h"
 #include "src/cardiospike/retry_queue.h"
 #include "src/cardiospike/rpeak_detector.h"
@@ -58,7 +92,8 @@ const uint32_t kRingSeconds = 120;  // what a Wi-Fi outage may last without losi
 const uint16_t kChunkFrames = kSampleRateHz;  // 1 s per chunk
 const uint32_t kBackoffBaseMs = 1000;
 const uint32_t kBackoffMaxMs = 60000;
-const uint16_t kHttpTimeoutMs = 4000;
+const uint16_t kHttpTimeoutMs = 4000;    // to connect; and the longest silence in an answer
+const uint32_t kTlsHandshakeTimeoutS = 8;  // https:// only (the ESP32 core's default is 120 s)
 
 // --- state ------------------------------------------------------------------------------------
 
@@ -104,34 +139,49 @@ class SerialLog : public cs::Logger {
   }
 };
 
+static const char kChunksUrl[] = CARDIOSPIKE_SERVER_URL "/api/device/v1/chunks/";
+
 class WifiTransport : public cs::ChunkTransport {
  public:
-  bool connected() override { return WiFi.status() == WL_CONNECTED; }
+  bool connected() override {
+    const bool up = WiFi.status() == WL_CONNECTED;
+    // a connection kept open from before the outage is dead: the next post opens a new one
+    if (link_was_up_ && !up) client().stop();
+    link_was_up_ = up;
+    return up;
+  }
 
   void post(const uint8_t* body, size_t length, const char* content_type,
             cs::HttpReply* reply) override {
-    static const char* kCollect[] = {"Retry-After"};
-    HTTPClient http;
-    http.setTimeout(kHttpTimeoutMs);
-    http.setConnectTimeout(kHttpTimeoutMs);
-    http.setReuse(true);  // keep the TCP (and TLS) connection between chunks
-    if (!http.begin(client(), String(CARDIOSPIKE_SERVER_URL) + "/api/device/v1/chunks/")) {
+    static const char* kCollect[] = {"Retry-After", "Location"};
+    // One HTTPClient for every post, begun and ended each time as the core's ReuseConnection
+    // example does: end() leaves the connection open when the server keeps it alive, and the
+    // next POST goes out on it without a new TCP connect or TLS handshake. (A local HTTPClient
+    // would close it in its destructor.) Untested on hardware: see README.md.
+    http_.setTimeout(kHttpTimeoutMs);
+    http_.setConnectTimeout(kHttpTimeoutMs);
+    http_.setReuse(true);
+    if (!http_.begin(client(), kChunksUrl)) {
       reply->status = 0;
       return;
     }
-    http.addHeader("Authorization", "Device " CARDIOSPIKE_DEVICE_TOKEN);
-    http.addHeader("Content-Type", content_type);
-    http.collectHeaders(kCollect, 1);
-    const int code = http.POST(const_cast<uint8_t*>(body), length);
-    // negative codes are HTTPClient's own errors (refused, timeout, lost): no answer
+    http_.addHeader("Authorization", "Device " CARDIOSPIKE_DEVICE_TOKEN);
+    http_.addHeader("Content-Type", content_type);
+    http_.collectHeaders(kCollect, 2);
+    const int code = http_.POST(const_cast<uint8_t*>(body), length);
+    // negative codes are HTTPClient's own errors (refused, timeout, lost): no answer; it has
+    // closed the connection then, so the next post opens a new one
     reply->status = code > 0 ? code : 0;
-    reply->retry_after_s = static_cast<uint32_t>(http.header("Retry-After").toInt());
+    reply->retry_after_s = static_cast<uint32_t>(http_.header("Retry-After").toInt());
+    const String location = http_.header("Location");
+    strncpy(reply->location, location.c_str(), sizeof reply->location - 1);
+    reply->location[sizeof reply->location - 1] = '\0';
     if (code > 0) {
-      const String text = http.getString();
+      const String text = http_.getString();  // reads the whole answer, so the next can follow
       strncpy(reply->body, text.c_str(), sizeof reply->body - 1);
       reply->body[sizeof reply->body - 1] = '\0';
     }
-    http.end();
+    http_.end();  // keeps the connection unless the server said Connection: close
   }
 
  private:
@@ -141,6 +191,7 @@ class WifiTransport : public cs::ChunkTransport {
     static bool configured = false;
     if (!configured) {
       secure.setCACert(CARDIOSPIKE_SERVER_ROOT_CA);
+      secure.setHandshakeTimeout(kTlsHandshakeTimeoutS);
       configured = true;
     }
     return secure;
@@ -149,6 +200,9 @@ class WifiTransport : public cs::ChunkTransport {
     return plain;
 #endif
   }
+
+  HTTPClient http_;
+  bool link_was_up_ = false;
 };
 
 static ArduinoClock clock_source;
@@ -323,7 +377,7 @@ void loop() {
   uploader->set_battery_pct(cs::kBatteryUnknown);  // no fuel gauge on a bare ESP32 board
 
   maintain_wifi();
-  uploader->poll();  // at most one POST, which can block up to kHttpTimeoutMs
+  uploader->poll();  // at most one POST, which can block for seconds (README.md)
   update_heart_rate();
 
   const uint32_t now = millis();

@@ -5,7 +5,11 @@
 enum wl_status_t { WL_IDLE_STATUS = 0, WL_CONNECTED = 3 };
 enum wifi_mode_t { WIFI_STA = 1 };
 
-class WiFiClient {};
+class WiFiClient {
+ public:
+  virtual ~WiFiClient() {}
+  virtual void stop();
+};
 
 class WiFiClass {
  public:

@@ -5,4 +5,6 @@
 class WiFiClientSecure : public WiFiClient {
  public:
   void setCACert(const char* root_ca);
+  void setHandshakeTimeout(unsigned long handshake_timeout_s);
+  void stop() override;
 };
