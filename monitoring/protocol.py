@@ -31,6 +31,10 @@ MAX_CHANNELS = 16
 # is about 560 kB. Bodies above this answer 413 before they are parsed.
 MAX_BODY_BYTES = 640 * 1024
 MAX_SESSION_CHARS = 64
+# The gains a recording can keep (the limits of Recording.gain_adc_per_mv, which
+# objects.create does not apply): a chunk outside them answers 400 rather than being stored.
+MIN_GAIN_ADC_PER_MV = 1e-3
+MAX_GAIN_ADC_PER_MV = 1e6
 
 # Binary layout, little-endian (docs/device-protocol.md):
 #   magic "CSK1", version u8, flags u8 (bit 0 lead off, bit 1 battery present), channels u8,
@@ -86,8 +90,11 @@ def _check_common(
         raise ProtocolError(f"first_sample must be a non-negative sample index, got {first_sample}")
     if not math.isfinite(fs_hz) or fs_hz <= 0:
         raise ProtocolError(f"fs_hz must be a positive number, got {fs_hz}")
-    if not math.isfinite(gain) or gain <= 0:
-        raise ProtocolError(f"gain_adc_per_mv must be a positive number, got {gain}")
+    if not (math.isfinite(gain) and MIN_GAIN_ADC_PER_MV <= gain <= MAX_GAIN_ADC_PER_MV):
+        raise ProtocolError(
+            f"gain_adc_per_mv must be between {MIN_GAIN_ADC_PER_MV:g} and "
+            f"{MAX_GAIN_ADC_PER_MV:g} ADC units per mV, got {gain:g}"
+        )
     if not 1 <= n_channels <= MAX_CHANNELS:
         raise ProtocolError(f"n_channels must be between 1 and {MAX_CHANNELS}, got {n_channels}")
     if n_values == 0:

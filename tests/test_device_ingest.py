@@ -19,6 +19,8 @@ from monitoring.protocol import (
     BINARY_CONTENT_TYPE,
     MAX_BODY_BYTES,
     MAX_CHUNK_FRAMES,
+    MAX_GAIN_ADC_PER_MV,
+    MIN_GAIN_ADC_PER_MV,
     Chunk,
     encode_binary_chunk,
     encode_json_chunk,
@@ -171,6 +173,24 @@ def test_closing_recordings_does_not_read_the_analyzer_state(client, settings):
     for queries in (new_session, silence):
         reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
         assert reads and not [sql[:120] for sql in reads if "stream_state" in sql]
+
+
+def test_the_gain_limits_are_the_recordings(client):
+    """A chunk is refused for a gain its recording could not keep (objects.create does not run
+    the field's validators: a gain of 1e-9 was stored), and accepted at the limits."""
+    field = Recording._meta.get_field("gain_adc_per_mv")
+    assert sorted(v.limit_value for v in field.validators) == [
+        MIN_GAIN_ADC_PER_MV,
+        MAX_GAIN_ADC_PER_MV,
+    ]
+    tiny = post_binary(client, make_chunk(gain_adc_per_mv=1e-9, session="0000000a"))
+    assert tiny.status_code == 400
+    assert "gain_adc_per_mv must be between 0.001 and 1e+06" in tiny.json()["detail"]
+    assert_nothing_stored()
+    lowest = make_chunk(gain_adc_per_mv=MIN_GAIN_ADC_PER_MV, session="0000000b")
+    highest = make_chunk(gain_adc_per_mv=MAX_GAIN_ADC_PER_MV, session="0000000c")
+    assert [post_binary(client, chunk).status_code for chunk in (lowest, highest)] == [201, 201]
+    assert Recording.objects.count() == 2
 
 
 def test_a_chunk_without_session_goes_to_the_live_recording(client):
@@ -404,7 +424,9 @@ def test_a_client_without_session_ids_is_not_bounded(client, device, other_patie
         (json_body(seq=...), 400, "seq is required"),
         (json_body(fs_hz="250"), 400, "fs_hz must be a number"),
         (json_body(fs_hz=50), 400, "outside 100-2000 Hz"),
-        (json_body(gain_adc_per_mv=0), 400, "gain_adc_per_mv must be a positive"),
+        (json_body(gain_adc_per_mv=0), 400, "gain_adc_per_mv must be between 0.001 and 1e+06"),
+        (json_body(gain_adc_per_mv=1e-9), 400, "ADC units per mV, got 1e-09"),
+        (json_body(gain_adc_per_mv=2e6), 400, "ADC units per mV, got 2e+06"),
         (json_body(n_channels=17), 400, "n_channels must be between"),
         (json_body(battery_pct=120), 400, "battery_pct must be 0-100"),
         (json_body(extra=1), 400, "unknown field(s): extra"),
