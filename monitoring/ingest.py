@@ -9,7 +9,7 @@ The rules are in ``docs/device-protocol.md``.
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -26,6 +26,11 @@ FS_TOLERANCE_HZ = 1e-3
 GAIN_RELATIVE_TOLERANCE = 1e-6
 # how much faster than its declared rate a device's sampling clock may run (check_not_ahead_of_time)
 FS_CLOCK_FAST_SHARE = 0.05
+# The furthest back the chunk that opens a recording can put its sample 0 (sample_zero_at). A
+# device with session ids is refused far sooner (its first chunk lies within
+# DEVICE_MAX_AHEAD_S of sample 0); this bounds a client without them, which counts from where
+# it likes: a sample index of 2**53 would otherwise date its recording before year 1.
+MAX_SAMPLE_ZERO_AGE_S = 24 * 3600.0
 
 
 # The machine-readable ``code`` of a refusal that the device resolves by starting a new
@@ -173,7 +178,20 @@ def _recording_for(device: Device, chunk: Chunk, now) -> Recording:
     if recording is not None:
         check_session_goes_on(recording, device)
         return recording
-    return open_recording(device, chunk, now)
+    return open_recording(device, chunk, now, started_at=sample_zero_at(chunk, now))
+
+
+def sample_zero_at(chunk: Chunk, now) -> datetime:
+    """When sample 0 of the chunk's session was taken, for the chunk that opens its recording.
+
+    A device sends as it samples, so the chunk's last sample was taken about ``now`` and
+    sample 0 ``end_sample / fs_hz`` seconds earlier. A chunk that waited in the device's buffer
+    (a backlog sent oldest first) was taken earlier than that: the start is then late by that
+    chunk's age, at most the buffer's length (the firmware keeps 120 s). At most
+    ``MAX_SAMPLE_ZERO_AGE_S`` back.
+    """
+    age_s = min(chunk.end_sample / chunk.fs_hz, MAX_SAMPLE_ZERO_AGE_S)
+    return now - timedelta(seconds=age_s)
 
 
 def check_not_ahead_of_time(recording: Recording, chunk: Chunk, now) -> None:
@@ -183,9 +201,12 @@ def check_not_ahead_of_time(recording: Recording, chunk: Chunk, now) -> None:
     A session's first chunk must begin within ``DEVICE_MAX_AHEAD_S`` of sample 0; one further
     on (a device switched on before it was assigned, whose first chunks were refused) gets
     409 ``NEW_SESSION``, and the device resends it as sample 0 of a new session. Later chunks
-    cannot reach further into the session than the time since the recording opened, plus
-    ``DEVICE_MAX_AHEAD_S`` (what was buffered before the first chunk got through, a replay
-    faster than real time), with 5 % for a sampling clock that runs fast: 400. Without this
+    cannot reach further into the session than the time since its sample 0 (``started_at``:
+    the opening chunk dates it, ``sample_zero_at``; an explicit open is sample 0), with 5 %
+    for a sampling clock that runs fast, plus ``DEVICE_MAX_AHEAD_S`` (a start dated late by
+    a buffered opening chunk, a replay faster than real time): 400. So a backlog whose oldest
+    chunk opens the recording 530 s into the session is stored up to its newest chunk, and
+    chunks sent in real time after an opening chunk 600 s in are never ahead. Without this
     bound one chunk at sample 2**53 made every later export of the recording try to fill a
     gap of that many samples.
 
@@ -210,9 +231,9 @@ def check_not_ahead_of_time(recording: Recording, chunk: Chunk, now) -> None:
         reaches_s = chunk.end_sample / fs_hz
         raise IngestError(
             f"samples {chunk.first_sample}-{chunk.end_sample - 1} reach {reaches_s:.0f} s into "
-            f"recording {recording.pk}, which opened {elapsed_s:.0f} s ago: a device cannot "
-            f"be more than {settings.DEVICE_MAX_AHEAD_S:g} s ahead (sample indices count from "
-            "the session's first sample)",
+            f"recording {recording.pk}, whose sample 0 was taken {elapsed_s:.0f} s ago: a "
+            f"device cannot be more than {settings.DEVICE_MAX_AHEAD_S:g} s ahead (sample "
+            "indices count from the session's first sample)",
             400,
         )
 
@@ -239,8 +260,13 @@ def check_session_goes_on(recording: Recording, device: Device) -> None:
         )
 
 
-def open_recording(device: Device, chunk: Chunk, now=None) -> Recording:
+def open_recording(device: Device, chunk: Chunk, now=None, started_at=None) -> Recording:
     """Open the recording of a new session, closing the device's other live recordings.
+
+    ``started_at`` is when its sample 0 was taken (``sample_zero_at`` for a chunk that opens
+    it); ``now`` by default (an explicit open: its samples count from then). It never moves
+    afterwards, not even when a late chunk reopens a recording closed by silence: every stored
+    sample, beat, episode and alarm is placed in time from it.
 
     Call inside a transaction that holds the device's row lock.
     """
@@ -261,7 +287,7 @@ def open_recording(device: Device, chunk: Chunk, now=None) -> Recording:
         n_channels=chunk.n_channels,
         lead_names=_lead_names(chunk.n_channels),
         status=Recording.Status.LIVE,
-        started_at=now,
+        started_at=started_at or now,
     )
 
 
