@@ -102,6 +102,7 @@ def ingest_chunk(device: Device, chunk: Chunk) -> Ack:
         recording = _recording_for(device, chunk, now)
         check_agrees(recording, chunk)
         check_not_ahead_of_time(recording, chunk, now)
+        newest_before = recording.end_sample
         stored = _store(recording, chunk)
         recording.last_chunk_at = now
         if recording.status == Recording.Status.CLOSED:
@@ -124,9 +125,13 @@ def ingest_chunk(device: Device, chunk: Chunk) -> Ack:
                 "stream_pending",
             ]
         )
-        Device.objects.filter(pk=device.pk).update(
-            last_seen_at=now, battery_pct=chunk.battery_pct, lead_off=chunk.lead_off
-        )
+        seen = {"last_seen_at": now}
+        if stored and chunk.end_sample >= newest_before:
+            # The device's state is what its newest chunk says: not a re-sent chunk, nor a
+            # late one that fills in behind newer samples (sampled up to the buffer's 2
+            # minutes ago, its lead-off flag would make the leads-off alarm flap).
+            seen.update(battery_pct=chunk.battery_pct, lead_off=chunk.lead_off)
+        Device.objects.filter(pk=device.pk).update(**seen)
         if stored:
             transaction.on_commit(lambda: after_commit(recording, chunk))
     return Ack(

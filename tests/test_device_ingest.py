@@ -175,6 +175,32 @@ def test_closing_recordings_does_not_read_the_analyzer_state(client, settings):
         assert reads and not [sql[:120] for sql in reads if "stream_state" in sql]
 
 
+def test_the_device_state_comes_from_its_newest_chunk_only(client, device):
+    """Battery and lead-off follow the newest samples: a late chunk filling in behind them or
+    a re-sent one (after a reconnect) carries a state up to minutes old."""
+
+    def state():
+        device.refresh_from_db()
+        return device.lead_off, device.battery_pct
+
+    assert post_json(client, make_chunk(seq=0, battery_pct=80)).status_code == 201
+    assert post_json(client, make_chunk(seq=2, battery_pct=78)).status_code == 201
+    assert state() == (False, 78)
+    seen = device.last_seen_at
+    # chunk 1, sampled before chunk 2, with the electrode off then
+    assert post_json(client, make_chunk(seq=1, battery_pct=79, lead_off=True)).status_code == 201
+    assert state() == (False, 78)
+    assert device.last_seen_at > seen  # the device is still seen
+    # chunk 0 again (its acknowledgment lost), as the device's queue holds it now
+    assert post_json(client, make_chunk(seq=0, battery_pct=50, lead_off=True)).status_code == 200
+    assert state() == (False, 78)
+    # even the newest chunk, re-sent: the state it carried was applied when it was stored
+    assert post_json(client, make_chunk(seq=2, battery_pct=60, lead_off=True)).status_code == 200
+    assert state() == (False, 78)
+    assert post_json(client, make_chunk(seq=3, battery_pct=77, lead_off=True)).status_code == 201
+    assert state() == (True, 77)
+
+
 def test_the_gain_limits_are_the_recordings(client):
     """A chunk is refused for a gain its recording could not keep (objects.create does not run
     the field's validators: a gain of 1e-9 was stored), and accepted at the limits."""
