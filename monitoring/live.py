@@ -430,8 +430,11 @@ def device_recordings(patient_id: int):
 
 
 def live_recording(patient_id: int) -> Recording | None:
-    """The patient's live device recording (the newest, should there be several), or None."""
-    return device_recordings(patient_id).filter(status=Recording.Status.LIVE).first()
+    """The patient's live device recording (the one opened last, should there be several), or
+    None. Opened last, not started last: a recording's start is dated back to when its
+    sample 0 was taken, so a device switched on earlier can open its recording later."""
+    live = device_recordings(patient_id).filter(status=Recording.Status.LIVE)
+    return live.order_by("-id").first()
 
 
 def current_recording(patient_id: int) -> Recording | None:
@@ -443,12 +446,12 @@ def current_recordings(patient_ids) -> dict[int, Recording | None]:
     """:func:`current_recording` of many patients in one query, by patient id (None: no device
     recording), ``stream_state`` deferred as in :func:`device_recordings`."""
     patient_ids = list(patient_ids)  # read twice
-    # per patient, its device recordings live first, then newest first (the order
-    # live_recording and device_recordings use): the first is the current one
+    # per patient, its device recordings live first, then the one opened last (as
+    # live_recording picks): the first is the current one
     live_first = Case(When(status=Recording.Status.LIVE, then=Value(0)), default=Value(1))
     first = (
         Recording.objects.filter(patient_id=OuterRef("pk"), source=Recording.Source.DEVICE)
-        .order_by(live_first, "-started_at", "-id")
+        .order_by(live_first, "-id")
         .values("pk")[:1]
     )
     chosen = Patient.objects.filter(pk__in=patient_ids).annotate(current=Subquery(first))

@@ -22,7 +22,12 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from monitoring.samples import decode_int16, encode_int16
+from monitoring.samples import (
+    MAX_GAIN_ADC_PER_MV,
+    MIN_GAIN_ADC_PER_MV,
+    decode_int16,
+    encode_int16,
+)
 
 MAX_CHANNELS = 16
 MIN_SAMPLING_RATE_HZ = 50.0
@@ -32,7 +37,10 @@ sampling_rate_validators = [
     MinValueValidator(MIN_SAMPLING_RATE_HZ),
     MaxValueValidator(MAX_SAMPLING_RATE_HZ),
 ]
-gain_validators = [MinValueValidator(1e-3), MaxValueValidator(1e6)]
+gain_validators = [
+    MinValueValidator(MIN_GAIN_ADC_PER_MV),
+    MaxValueValidator(MAX_GAIN_ADC_PER_MV),
+]
 
 
 class PatientQuerySet(models.QuerySet):
@@ -828,6 +836,7 @@ class NotificationState(models.TextChoices):
     SENDING = "sending", "Sending"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed (gave up)"
+    CANCELLED = "cancelled", "Cancelled (acknowledged before it went out)"
 
 
 class Notification(models.Model):
@@ -879,6 +888,17 @@ class NotificationAttempt(models.Model):
     def __str__(self) -> str:
         outcome = "ok" if self.ok else f"error: {self.error[:60]}"
         return f"attempt on {self.notification_id} at {self.started_at:%H:%M:%S} ({outcome})"
+
+
+class Heartbeat(models.Model):
+    """When a periodic task (the alarm check) last completed: one row per task, overwritten
+    each time (``periodic.heartbeat``), so that ``/health`` can tell a check that stopped."""
+
+    name = models.CharField(max_length=200, unique=True, help_text="The task's celery name.")
+    completed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} completed at {self.completed_at:%Y-%m-%d %H:%M:%S}"
 
 
 # --- Audit trail (issue 6, the dashboard's patient management) ------------------------------

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitoring.samples import INT16_MAX, INT16_MIN
+from monitoring.samples import (
+    INT16_MAX,
+    INT16_MIN,
+    MAX_GAIN_ADC_PER_MV,
+    MIN_GAIN_ADC_PER_MV,
+)
 
 PROTOCOL_VERSION = 1
 JSON_CONTENT_TYPE = "application/json"
@@ -31,10 +36,8 @@ MAX_CHANNELS = 16
 # is about 560 kB. Bodies above this answer 413 before they are parsed.
 MAX_BODY_BYTES = 640 * 1024
 MAX_SESSION_CHARS = 64
-# The gains a recording can keep (the limits of Recording.gain_adc_per_mv, which
-# objects.create does not apply): a chunk outside them answers 400 rather than being stored.
-MIN_GAIN_ADC_PER_MV = 1e-3
-MAX_GAIN_ADC_PER_MV = 1e6
+# A chunk's gain outside MIN/MAX_GAIN_ADC_PER_MV (Recording.gain_adc_per_mv's limits, which
+# objects.create does not apply) answers 400 rather than being stored.
 
 # Binary layout, little-endian (docs/device-protocol.md):
 #   magic "CSK1", version u8, flags u8 (bit 0 lead off, bit 1 battery present), channels u8,

@@ -176,8 +176,8 @@ def _jsonable(values: np.ndarray) -> list:
 
 
 def alarm_sample(alarm: Alarm, recording: Recording) -> int:
-    """Where an alarm happened in the recording: the event's sample the rule recorded, or
-    (technical alarms such as "device offline" have none) when it was raised."""
+    """Where an alarm happened in the recording: the event's sample the rule recorded, else
+    (an alarm raised before rules recorded one) when it was raised."""
     sample = (alarm.details or {}).get("sample")
     if sample is not None:
         return int(sample)

@@ -10,6 +10,10 @@ import numpy as np
 
 INT16_MIN = -32768
 INT16_MAX = 32767
+# The gains (ADC units per mV) a recording can keep: the model's limits, a device chunk's and
+# an upload's. Below 1e-3 a mV would be less than a thousandth of an ADC step.
+MIN_GAIN_ADC_PER_MV = 1e-3
+MAX_GAIN_ADC_PER_MV = 1e6
 _DTYPE = np.dtype("<i2")
 
 

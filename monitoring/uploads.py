@@ -52,7 +52,7 @@ from monitoring.models import (
     UploadFormat,
 )
 from monitoring.review import OURS_ANNOTATOR
-from monitoring.samples import INT16_MAX
+from monitoring.samples import INT16_MAX, MAX_GAIN_ADC_PER_MV, MIN_GAIN_ADC_PER_MV
 
 # The analysis sets the limits: an upload it would refuse is refused before anything is stored.
 MIN_FS_HZ, MAX_FS_HZ = QRS_MIN_FS_HZ, QRS_MAX_FS_HZ
@@ -60,7 +60,6 @@ MIN_SIGNAL_S = QRS_MIN_DURATION_S
 CHUNK_SAMPLES = 65_536  # frames per stored chunk: ~0.5 MB for 4 leads
 # Keep quantized samples a little inside int16 so that rounding never overflows.
 ADC_FULL_SCALE = 32_000
-MAX_GAIN_ADC_PER_MV = 1e6  # the Recording model's limit
 
 
 # Row labels: the Kaggle files' 0-4 (as integers or floats such as 0.0e+00) or the letters.
@@ -643,7 +642,7 @@ def _wfdb_samples(record, header_name: str) -> tuple[np.ndarray, float, int]:
         raise UploadError(f"{header_name}: every signal needs a positive ADC gain")
     fits = digital.min() >= -INT16_MAX - 1 and digital.max() <= INT16_MAX
     same = len(set(gains)) == 1 and len(set(baselines)) == 1
-    if same and fits and 1e-3 <= gains[0] <= MAX_GAIN_ADC_PER_MV:
+    if same and fits and MIN_GAIN_ADC_PER_MV <= gains[0] <= MAX_GAIN_ADC_PER_MV:
         return digital.astype(np.int16), gains[0], baselines[0]
     millivolts = (digital - np.asarray(baselines)) / np.asarray(gains)
     adc, gain = quantize(millivolts)

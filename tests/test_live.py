@@ -965,3 +965,21 @@ def test_an_old_loop_that_fails_to_close_is_logged_and_publishing_goes_on(caplog
         publisher.close()
         del first.close  # the loop's own close again
         first.close()
+
+
+@pytest.mark.django_db
+def test_the_current_recording_is_the_one_opened_last_not_the_one_started_last(patient, device):
+    """A recording's start is dated back to its sample 0, so a replacement device switched on
+    before the first one's recording began opens a recording that starts earlier: the pages
+    and the live stream must follow the one opened last."""
+    now = timezone.now()
+    fields = dict(patient=patient, device=device, source=Recording.Source.DEVICE)
+    fields.update(sampling_rate_hz=250, gain_adc_per_mv=200, n_channels=1, lead_names=["I"])
+    first = Recording.objects.create(started_at=now - timedelta(minutes=1), **fields)
+    second = Recording.objects.create(started_at=now - timedelta(minutes=5), **fields)
+    assert live.live_recording(patient.pk) == second
+    assert live.current_recording(patient.pk) == second
+    for recording in (first, second):
+        recording.status = Recording.Status.CLOSED
+        recording.save()
+    assert live.current_recordings([patient.pk]) == {patient.pk: second}
