@@ -29,6 +29,7 @@ from monitoring.models import (
     Beat,
     Device,
     Episode,
+    Heartbeat,
     Notification,
     NotificationAttempt,
     Patient,
@@ -453,6 +454,13 @@ class NotificationAdmin(ReadOnlyAdmin):
     search_fields = ["recipient", "alarm__patient__mrn"]
     list_select_related = ["alarm"]
     inlines = [NotificationAttemptInline]
+
+
+@admin.register(Heartbeat)
+class HeartbeatAdmin(ReadOnlyAdmin):
+    """When each periodic task last completed (what ``/health`` reads), written by the tasks."""
+
+    list_display = ["name", "completed_at"]
 
 
 @admin.register(AuditEntry)

@@ -9,6 +9,7 @@ from django.contrib.admin.models import LogEntry
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from monitoring.models import (
     Alarm,
@@ -18,6 +19,7 @@ from monitoring.models import (
     Beat,
     Device,
     Episode,
+    Heartbeat,
     Notification,
     NotificationAttempt,
     Prediction,
@@ -36,6 +38,7 @@ READ_ONLY = {
     Notification,
     NotificationAttempt,
     AuditEntry,
+    Heartbeat,
 }
 
 
@@ -72,6 +75,9 @@ def rows(patient, other_patient, device, recording, django_user_model):
         patient=patient, field="hr_high_limit_bpm", old_value="120", new_value="110"
     )
     ApiToken.issue(django_user_model.objects.create_user("token-holder"), "a script")
+    Heartbeat.objects.create(
+        name="monitoring.tasks.check_devices_task", completed_at=timezone.now()
+    )
 
 
 def admin_url(model, page: str, *args) -> str:
