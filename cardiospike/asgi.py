@@ -112,7 +112,9 @@ application = ProtocolTypeRouter(
 )
 
 if settings.PERIODIC_IN_SERVER:
-    # no broker, so no celery beat: the server runs its schedule (monitoring/periodic.py)
+    # no broker, so no celery beat: the server runs its schedule (monitoring/periodic.py),
+    # from daphne's start (daphne has no ASGI lifespan; its reactor's first turn starts it)
     from monitoring.periodic import ScheduleInServer
 
     application = ScheduleInServer(application)
+    application.start_with_daphne()
