@@ -3,11 +3,19 @@
 Each check returns a dict with ``ok`` and details; a failing check names the part and the
 error so an operator knows what to fix (e.g. "Redis at 127.0.0.1:6379: Connection refused").
 Staff read the whole report; anyone else ``public_report`` (and the server log has it all).
+
+Two kinds of check. The server's own parts (``CHECKS``: database, broker, channel layer,
+models): one that fails makes the status ``error`` (503), as this server cannot do its work.
+The alarm path (``DELIVERY_CHECKS``: the periodic alarm check has completed lately; no
+notification is late, none failed in the last 24 h): one that fails makes it ``degraded``
+(200), because another server would not do better (the rows and the schedule are shared), and
+a load balancer that took every server out for a late email would take the dashboards too.
 """
 
 import asyncio
 import time
 import uuid
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import redis
@@ -15,10 +23,21 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
+from django.db.models import Min
+from django.utils import timezone
 
 import inference
+from monitoring.models import Heartbeat, Notification, NotificationAttempt, NotificationState
 
 CHECK_TIMEOUT_S = 2.0
+# The alarm check is late after this many of its periods (ALARM_CHECK_S) without completing,
+# and never sooner than PERIODIC_LATE_MIN_S (a slow check, a worker restarting).
+PERIODIC_LATE_PERIODS = 3
+PERIODIC_LATE_MIN_S = 60.0
+# A notification pending or sending this long past its due time is late: the periodic check
+# queues due ones every ALARM_CHECK_S and a send takes seconds, so it is stuck.
+NOTIFICATION_LATE_S = 120.0
+FAILED_WINDOW = timedelta(hours=24)
 
 
 def redacted(url: str) -> str:
@@ -95,11 +114,73 @@ def check_models() -> dict:
     return {"ok": True, "loaded": [f"{card['name']}@{card['version']}" for card in cards]}
 
 
+def alarm_check_task() -> str:
+    """The celery name of the alarm check, whose heartbeat ``check_periodic`` reads."""
+    return settings.CELERY_BEAT_SCHEDULE["check-alarms"]["task"]
+
+
+def check_periodic() -> dict:
+    """The alarm check (device offline, escalation, notification retries) completed within
+    a few of its periods: else nothing runs it (no celery beat, a dead loop) or it fails."""
+    late_after_s = max(PERIODIC_LATE_MIN_S, PERIODIC_LATE_PERIODS * settings.ALARM_CHECK_S)
+    try:
+        heartbeat = Heartbeat.objects.filter(name=alarm_check_task()).first()
+    except Exception as exc:
+        return {"ok": False, "error": f"periodic check: {exc}"}
+    result = {"late_after_s": late_after_s}
+    if heartbeat is None:
+        error = "the periodic alarm check has never completed (is celery beat running?)"
+        return {"ok": False, **result, "last_completed_at": None, "error": error}
+    age_s = round((timezone.now() - heartbeat.completed_at).total_seconds(), 1)
+    result.update(last_completed_at=heartbeat.completed_at.isoformat(), age_s=age_s)
+    if age_s > late_after_s:
+        error = f"the periodic alarm check last completed {age_s:g} s ago"
+        return {"ok": False, **result, "error": error}
+    return {"ok": True, **result}
+
+
+def check_notifications() -> dict:
+    """No notification is pending or sending more than ``NOTIFICATION_LATE_S`` past its due
+    time, and none failed for good in the last 24 h (staff can send those again in the admin)."""
+    now = timezone.now()
+    try:
+        oldest_due = Notification.objects.filter(
+            state__in=(NotificationState.PENDING, NotificationState.SENDING),
+            next_attempt_at__lte=now,
+        ).aggregate(oldest=Min("next_attempt_at"))["oldest"]
+        # failed for good after an attempt in the window: its last attempt is in it
+        tried = NotificationAttempt.objects.filter(started_at__gte=now - FAILED_WINDOW)
+        failed = Notification.objects.filter(
+            state=NotificationState.FAILED, pk__in=tried.values("notification_id")
+        ).count()
+    except Exception as exc:
+        return {"ok": False, "error": f"notifications: {exc}"}
+    overdue_s = round((now - oldest_due).total_seconds(), 1) if oldest_due else 0.0
+    result = {
+        "oldest_overdue_s": overdue_s,
+        "late_after_s": NOTIFICATION_LATE_S,
+        "failed_24h": failed,
+    }
+    errors = []
+    if overdue_s > NOTIFICATION_LATE_S:
+        errors.append(f"a notification is {overdue_s:g} s past its due time")
+    if failed:
+        errors.append(f"{failed} notification(s) failed for good in the last 24 h")
+    if errors:
+        return {"ok": False, **result, "error": "; ".join(errors)}
+    return {"ok": True, **result}
+
+
 CHECKS = {
     "database": check_database,
     "broker": check_broker,
     "channel_layer": check_channel_layer,
     "models": check_models,
+}
+# checks of the alarm path: failing, they degrade the status rather than fail the server
+DELIVERY_CHECKS = {
+    "periodic": check_periodic,
+    "notifications": check_notifications,
 }
 
 
@@ -118,6 +199,10 @@ def public_report(report: dict) -> dict:
 
 
 def run_checks() -> dict:
-    results = {name: check() for name, check in CHECKS.items()}
-    failing = [name for name, result in results.items() if not result["ok"]]
-    return {"status": "error" if failing else "ok", "failing": failing, "checks": results}
+    """Every check; ``status`` is ``error`` when a part of the server fails (``failing``),
+    else ``degraded`` when the alarm path does (``degraded``), else ``ok``."""
+    results = {name: check() for name, check in {**CHECKS, **DELIVERY_CHECKS}.items()}
+    failing = [name for name in CHECKS if not results[name]["ok"]]
+    degraded = [name for name in DELIVERY_CHECKS if not results[name]["ok"]]
+    status = "error" if failing else "degraded" if degraded else "ok"
+    return {"status": status, "failing": failing, "degraded": degraded, "checks": results}

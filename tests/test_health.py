@@ -1,23 +1,48 @@
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 
 import inference
 from monitoring import health
 from monitoring.health import redacted
+from monitoring.models import (
+    Alarm,
+    Heartbeat,
+    Notification,
+    NotificationAttempt,
+    NotificationState,
+)
 
 pytestmark = pytest.mark.django_db
 
 CLOSED_REDIS_URL = "redis://:s3cret@127.0.0.1:1/0"  # nothing listens on port 1
+ALARM_CHECK = "monitoring.tasks.check_devices_task"
 
 
-def test_it_is_public_and_ok_when_every_part_answers(client, settings):
+@pytest.fixture
+def alarm_check_ran():
+    """The periodic alarm check completed a moment ago."""
+    return Heartbeat.objects.create(name=ALARM_CHECK, completed_at=timezone.now())
+
+
+def test_it_is_public_and_ok_when_every_part_answers(client, settings, alarm_check_ran):
     response = client.get("/health")
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["status"] == "ok"
-    assert body["failing"] == []
-    assert set(body["checks"]) == {"database", "broker", "channel_layer", "models"}
+    assert body["failing"] == [] and body["degraded"] == []
+    assert set(body["checks"]) == {
+        "database",
+        "broker",
+        "channel_layer",
+        "models",
+        "periodic",
+        "notifications",
+    }
+    assert body["checks"]["periodic"] == {"ok": True}  # the figures are for staff
     assert body["checks"]["database"]["vendor"] == connection.vendor
     expected_broker = "redis" if settings.REDIS_URL else "eager"
     assert body["checks"]["broker"]["mode"] == expected_broker
@@ -109,3 +134,117 @@ def test_a_staff_session_gets_the_public_answer_when_the_database_is_down(
     response = client.get("/health")
     assert response.status_code == 503
     assert response.json()["checks"]["database"] == {"ok": False, "vendor": "postgresql"}
+
+
+# --- the alarm path: degraded, not failing ------------------------------------------------
+
+
+def notification(recording, state=NotificationState.PENDING, due_s_ago=0.0, **fields):
+    alarm, _ = Alarm.objects.get_or_create(
+        patient=recording.patient,
+        kind="VT",
+        defaults={"recording": recording, "priority": "critical"},
+    )
+    return Notification.objects.create(
+        alarm=alarm,
+        recipient=f"nurse{alarm.notifications.count()}@example.org",
+        transport="email",
+        state=state,
+        next_attempt_at=timezone.now() - timedelta(seconds=due_s_ago),
+        **fields,
+    )
+
+
+def staff_health(client, staff_user) -> dict:
+    client.force_login(staff_user)
+    response = client.get("/health")
+    assert response.status_code == 200, response.json()
+    return response.json()
+
+
+def test_an_alarm_check_that_never_ran_degrades_the_status_but_not_the_http_answer(
+    client, staff_user
+):
+    public = client.get("/health")
+    # a load balancer keeps the server (200); anyone sees which part, not its details
+    assert public.status_code == 200
+    assert public.json()["status"] == "degraded"
+    assert public.json()["failing"] == [] and public.json()["degraded"] == ["periodic"]
+    assert public.json()["checks"]["periodic"] == {"ok": False}
+    periodic = staff_health(client, staff_user)["checks"]["periodic"]
+    assert periodic["ok"] is False and periodic["last_completed_at"] is None
+    assert "never completed" in periodic["error"]
+
+
+def test_a_stale_heartbeat_degrades_and_a_fresh_one_does_not(client, staff_user, settings):
+    settings.ALARM_CHECK_S = 30.0  # late after 3 periods: 90 s
+    beat = Heartbeat.objects.create(
+        name=ALARM_CHECK, completed_at=timezone.now() - timedelta(seconds=100)
+    )
+    body = staff_health(client, staff_user)
+    assert body["status"] == "degraded" and body["degraded"] == ["periodic"]
+    periodic = body["checks"]["periodic"]
+    assert periodic["late_after_s"] == 90.0 and periodic["age_s"] >= 100
+    assert periodic["last_completed_at"] == beat.completed_at.isoformat()
+    assert "last completed 10" in periodic["error"]
+
+    Heartbeat.objects.filter(pk=beat.pk).update(completed_at=timezone.now() - timedelta(seconds=80))
+    body = staff_health(client, staff_user)
+    assert body["status"] == "ok" and body["checks"]["periodic"]["ok"] is True
+
+
+@pytest.mark.parametrize("state", [NotificationState.PENDING, NotificationState.SENDING])
+def test_a_notification_stuck_past_its_due_time_degrades(
+    client, staff_user, recording, alarm_check_ran, state
+):
+    late_s = health.NOTIFICATION_LATE_S
+    notification(recording, state=state, due_s_ago=late_s - 30)  # late, not yet stuck
+    notification(recording, due_s_ago=-600)  # a retry due later is not late at all
+    notifications = staff_health(client, staff_user)["checks"]["notifications"]
+    assert notifications["ok"] is True and notifications["oldest_overdue_s"] >= late_s - 30
+
+    stuck = notification(recording, state=state, due_s_ago=late_s + 60)
+    client.logout()
+    public = client.get("/health").json()
+    assert public["status"] == "degraded" and public["degraded"] == ["notifications"]
+    assert public["checks"]["notifications"] == {"ok": False}
+    body = staff_health(client, staff_user)
+    notifications = body["checks"]["notifications"]
+    assert notifications["ok"] is False and notifications["oldest_overdue_s"] >= late_s + 60
+    assert notifications["failed_24h"] == 0
+    assert "past its due time" in notifications["error"]
+
+    Notification.objects.filter(pk=stuck.pk).update(state=NotificationState.SENT)
+    assert staff_health(client, staff_user)["status"] == "ok"
+
+
+def test_notifications_failed_in_the_last_24_hours_degrade(
+    client, staff_user, recording, alarm_check_ran
+):
+    now = timezone.now()
+    old = notification(recording, state=NotificationState.FAILED)
+    NotificationAttempt.objects.create(notification=old, started_at=now - timedelta(hours=25))
+    assert staff_health(client, staff_user)["checks"]["notifications"]["failed_24h"] == 0
+
+    for _ in range(2):
+        failed = notification(recording, state=NotificationState.FAILED)
+        for minutes in (50, 20):  # two attempts each: counted once
+            NotificationAttempt.objects.create(
+                notification=failed, started_at=now - timedelta(minutes=minutes)
+            )
+    retrying = notification(recording, due_s_ago=-60)  # failed once, will try again
+    NotificationAttempt.objects.create(notification=retrying, started_at=now)
+    body = staff_health(client, staff_user)
+    assert body["status"] == "degraded" and body["degraded"] == ["notifications"]
+    notifications = body["checks"]["notifications"]
+    assert notifications["failed_24h"] == 2 and notifications["oldest_overdue_s"] == 0.0
+    assert "2 notification(s) failed" in notifications["error"]
+
+
+def test_a_failing_server_part_is_an_error_whatever_the_alarm_path_says(client, monkeypatch):
+    monkeypatch.setitem(health.CHECKS, "models", lambda: {"ok": False, "error": "models: x"})
+    response = client.get("/health")  # no heartbeat either
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "error"
+    assert body["failing"] == ["models"] and body["degraded"] == ["periodic"]
