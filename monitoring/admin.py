@@ -5,12 +5,16 @@ token on a page of its own, once. It never goes into a message, the session or a
 """
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from monitoring.admissions import end_monitoring
@@ -32,6 +36,7 @@ from monitoring.models import (
     Heartbeat,
     Notification,
     NotificationAttempt,
+    NotificationState,
     Patient,
     Prediction,
     Recording,
@@ -439,6 +444,11 @@ class NotificationAttemptInline(admin.TabularInline):
 
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdmin):
+    """Notifications as the system wrote them; a failed one can be sent again (the "Send
+    again" action: back to pending, due now, for the periodic check to queue), by whoever holds
+    the change permission on notifications, and the admin's history says who did."""
+
+    actions = ["send_again"]
     list_display = [
         "created_at",
         "alarm",
@@ -454,6 +464,35 @@ class NotificationAdmin(ReadOnlyAdmin):
     search_fields = ["recipient", "alarm__patient__mrn"]
     list_select_related = ["alarm"]
     inlines = [NotificationAttemptInline]
+
+    def has_send_again_permission(self, request) -> bool:
+        # the form stays read-only (has_change_permission); the model's change permission
+        # allows this one change
+        codename = get_permission_codename("change", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
+    @admin.action(description="Send again (failed ones)", permissions=["send_again"])
+    def send_again(self, request, queryset):
+        """Each selected failed notification back to pending, due now; the others are left as
+        they are. One more try: it is past its retries, so a failure fails it again."""
+        now = timezone.now()
+        again = []
+        with transaction.atomic():
+            for notification in queryset.filter(state=NotificationState.FAILED):
+                # only while still failed: a resend in another session counts once
+                if Notification.objects.filter(
+                    pk=notification.pk, state=NotificationState.FAILED
+                ).update(state=NotificationState.PENDING, next_attempt_at=now, claimed_at=None):
+                    message = f"Sent again (was failed: {notification.last_error[:200]})."
+                    self.log_change(request, notification, message)
+                    again.append(notification.pk)
+        left = queryset.exclude(pk__in=again).count()
+        when = f"the periodic alarm check queues them within {settings.ALARM_CHECK_S:g} s"
+        self.message_user(request, f"{len(again)} notification(s) pending again; {when}.")
+        if left:
+            self.message_user(
+                request, f"{left} left as they were (only failed ones are sent again).", "warning"
+            )
 
 
 @admin.register(Heartbeat)

@@ -1,6 +1,7 @@
 """The admin: every page renders for staff, nobody else gets in, device tokens show once."""
 
 import hashlib
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from monitoring.models import (
     Heartbeat,
     Notification,
     NotificationAttempt,
+    NotificationState,
     Prediction,
     SampleChunk,
 )
@@ -283,3 +285,73 @@ def test_admin_recipient_saves_audit_only_what_changed_and_lock_only_an_existing
             "https://pager.example/a (webhook, escalation)",
         ),
     ]
+
+
+def test_failed_notifications_can_be_sent_again_and_it_is_logged(
+    client, staff_user, recording, mailoutbox
+):
+    from monitoring.notifications import send_notification
+
+    alarm = Alarm.objects.create(
+        patient=recording.patient, recording=recording, kind="VT", priority="critical"
+    )
+    long_ago = timezone.now() - timedelta(hours=2)
+
+    def made(recipient, state):
+        return Notification.objects.create(
+            alarm=alarm,
+            recipient=recipient,
+            transport="email",
+            state=state,
+            attempts=6,
+            last_error="SMTPServerDisconnected: refused",
+            next_attempt_at=long_ago,
+            created_at=long_ago,
+        )
+
+    failed = made("nurse@example.org", NotificationState.FAILED)
+    sent = made("chief@example.org", NotificationState.SENT)
+    client.force_login(staff_user)
+    before = timezone.now()
+    response = client.post(
+        admin_url(Notification, "changelist"),
+        {"action": "send_again", "_selected_action": [failed.pk, sent.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "1 notification(s) pending again" in page and "1 left as they were" in page
+    failed.refresh_from_db()
+    sent.refresh_from_db()
+    assert failed.state == NotificationState.PENDING and failed.next_attempt_at >= before
+    assert failed.attempts == 6  # the count of tries stays true; the attempt log keeps them
+    assert sent.state == NotificationState.SENT and sent.next_attempt_at == long_ago
+    [entry] = LogEntry.objects.filter(object_id=str(failed.pk))
+    assert entry.user == staff_user and entry.is_change()
+    assert "Sent again (was failed: SMTPServerDisconnected: refused)" in entry.change_message
+    # the periodic check's send picks it up: it is due now
+    assert send_notification(failed.pk) == "sent"
+    assert [message.to for message in mailoutbox] == [["nurse@example.org"]]
+
+
+def test_sending_again_needs_the_change_permission_on_notifications(
+    client, django_user_model, recording
+):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", password="pw-view-1", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_notification"))
+    alarm = Alarm.objects.create(
+        patient=recording.patient, recording=recording, kind="VT", priority="critical"
+    )
+    failed = Notification.objects.create(
+        alarm=alarm, recipient="nurse@example.org", transport="email", state="failed"
+    )
+    client.force_login(viewer)
+    url = admin_url(Notification, "changelist")
+    listing = client.get(url)
+    assert listing.status_code == 200 and "send_again" not in listing.content.decode()
+    client.post(url, {"action": "send_again", "_selected_action": [failed.pk]})
+    failed.refresh_from_db()
+    assert failed.state == NotificationState.FAILED
+    assert not LogEntry.objects.filter(object_id=str(failed.pk)).exists()
