@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from monitoring.models import Recording
+from monitoring.periodic import heartbeat
 from monitoring.recordings import summarize
 
 
@@ -37,6 +38,7 @@ def sweep_streams_task() -> dict:
 
 
 @shared_task(ignore_result=True)
+@heartbeat  # /health says when this last completed: the sign that alarms are being checked
 def check_devices_task() -> dict:
     """Periodic: device offline and leads off, escalation, due notification retries
     (``alarms.periodic_check``)."""
