@@ -255,10 +255,11 @@ ALARM_ESCALATION_S = envfloat("ALARM_ESCALATION_S", "120")
 # Period of the alarm check (celery beat): device offline, escalation, notification retries.
 ALARM_CHECK_S = envfloat("ALARM_CHECK_S", "10")
 # A failed notification is tried again after ALARM_RETRY_BASE_S, then twice as long each time
-# (at most ALARM_RETRY_MAX_S between tries), ALARM_MAX_ATTEMPTS tries in all.
+# (at most ALARM_RETRY_MAX_S between tries), until NOTIFY_GIVE_UP_S after it was created: long
+# enough to outlast a mail server's outage, short enough that a message hours late is not sent.
 ALARM_RETRY_BASE_S = envfloat("ALARM_RETRY_BASE_S", "30")
-ALARM_RETRY_MAX_S = envfloat("ALARM_RETRY_MAX_S", "900")
-ALARM_MAX_ATTEMPTS = envint("ALARM_MAX_ATTEMPTS", "6")
+ALARM_RETRY_MAX_S = envfloat("ALARM_RETRY_MAX_S", "300")
+NOTIFY_GIVE_UP_S = envfloat("NOTIFY_GIVE_UP_S", "21600")
 
 # Without a broker nothing runs CELERY_BEAT_SCHEDULE; on, the server (daphne) runs it in a
 # thread of its own, where its alarms also reach the in-memory channel layer and so the open

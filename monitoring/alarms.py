@@ -19,7 +19,11 @@ which changes nothing). :func:`apply_conditions` turns that into the lifecycle:
 :func:`evaluate_alarms` is idempotent and reads only the last minute or so of one recording:
 it runs after every streaming-analysis round (:func:`on_analysis_round`). Device offline
 needs a clock rather than new data, so :func:`periodic_check` (celery beat, every
-``ALARM_CHECK_S``) checks the devices, escalates and retries notifications.
+``ALARM_CHECK_S``) checks the devices, repairs missing notifications, escalates and retries.
+
+Failures are contained: a rule that raises leaves its alarms as they are (the others run), a
+condition that cannot be applied leaves the others applied, and a patient whose device check
+fails leaves the others checked; each is logged.
 
 Physiological rules use signal time (sample indices of stored beats, episodes and window
 verdicts), so a backlog analysed late raises the same alarms; technical rules and all alarm
@@ -154,45 +158,67 @@ def evaluate_alarms(recording_id: int, now: datetime | None = None) -> list[Alar
         return []
     if _newest_device_recording_id(recording.patient_id) != recording.pk:
         return []
-    conditions = physiological_conditions(recording) + technical_conditions(recording, now)
+    conditions = physiological_conditions(recording) + guarded(
+        TECHNICAL_KINDS, technical_conditions, recording, now
+    )
     return apply_conditions(recording.patient, recording, conditions, now)
 
 
+def guarded(kinds, rule, *args) -> list[Condition]:
+    """A rule's conditions, or "cannot tell" (which changes nothing) for each of its ``kinds``
+    when it fails: one broken rule must not silence the others. Logged."""
+    try:
+        result = rule(*args)
+    except Exception:
+        names = ", ".join(str(kind) for kind in kinds)
+        logger.exception("the alarm rule of %s failed; its alarms stay as they are", names)
+        return [Condition(kind, None) for kind in kinds]
+    return result if isinstance(result, list) else [result]
+
+
 def on_analysis_round(recording_id: int) -> list[AlarmChange]:
-    """After a streaming-analysis round: evaluate, and notify the recipients of new alarms.
+    """After a streaming-analysis round: evaluate; a raised alarm's notifications are created
+    with it (:func:`_raise`) and sent after the commit.
 
     Never raises: an alarm failure is logged and must not stop the analysis (the periodic
-    check still runs the technical rules and retries notifications).
+    check still runs the technical rules, repairs missing notifications and retries them).
     """
-    from monitoring.notifications import schedule_notifications
-
     try:
-        changes = evaluate_alarms(recording_id)
-        for change in changes:
-            if change.change == "raised":
-                schedule_notifications(change.alarm)
-        return changes
+        return evaluate_alarms(recording_id)
     except Exception:
         logger.exception("alarm evaluation of recording %s failed", recording_id)
         return []
 
 
 def periodic_check(now: datetime | None = None) -> dict:
-    """What celery beat runs every ``ALARM_CHECK_S``: devices, escalation, due retries."""
-    from monitoring.notifications import escalate_unacknowledged, schedule_notifications, send_due
+    """What celery beat runs every ``ALARM_CHECK_S``: devices, notifications missing from open
+    alarms, escalation, due retries. Each step on its own: one that fails is logged and the
+    others run."""
+    from monitoring.notifications import (
+        escalate_unacknowledged,
+        repair_unnotified_alarms,
+        send_due,
+    )
 
     now = now or timezone.now()
-    changes = check_devices(now)
-    for change in changes:
-        if change.change == "raised":
-            schedule_notifications(change.alarm)
-    escalated = escalate_unacknowledged(now)
-    queued = send_due(now)
+    steps = {
+        "devices": lambda: check_devices(now),
+        "repaired": repair_unnotified_alarms,
+        "escalated": lambda: escalate_unacknowledged(now),
+        "queued": lambda: send_due(now),
+    }
+    results = {}
+    for name, step in steps.items():
+        try:
+            results[name] = step()
+        except Exception:
+            logger.exception("the periodic alarm check's step %r failed", name)
+            results[name] = []
+    changes = results.pop("devices")
     return {
         "raised": [c.alarm.pk for c in changes if c.change == "raised"],
         "resolved": [c.alarm.pk for c in changes if c.change == "resolved"],
-        "escalated": escalated,
-        "queued": queued,
+        **results,
     }
 
 
@@ -209,21 +235,29 @@ def check_devices(now: datetime | None = None) -> list[AlarmChange]:
     )
     changes = []
     for patient_id in sorted(set(live) | set(alarmed)):
-        recording = (
-            Recording.objects.select_related("patient", "device")
-            .defer("stream_state")
-            .filter(patient_id=patient_id, source=Recording.Source.DEVICE)
-            .order_by("-started_at", "-id")
-            .first()
-        )
-        if recording is None:  # its recordings were deleted: nothing is being watched
-            patient = Patient.objects.get(pk=patient_id)
-            conditions = [Condition(kind, False) for kind in TECHNICAL_KINDS]
-        else:
-            patient = recording.patient
-            conditions = technical_conditions(recording, now)
-        changes += apply_conditions(patient, recording, conditions, now)
+        try:
+            changes += _check_device(patient_id, now)
+        except Exception:  # one patient's failure must not leave the others unwatched
+            logger.exception("the technical alarm check of patient %s failed", patient_id)
     return changes
+
+
+def _check_device(patient_id: int, now: datetime) -> list[AlarmChange]:
+    """The technical rules for one patient (:func:`check_devices`)."""
+    recording = (
+        Recording.objects.select_related("patient", "device")
+        .defer("stream_state")
+        .filter(patient_id=patient_id, source=Recording.Source.DEVICE)
+        .order_by("-started_at", "-id")
+        .first()
+    )
+    if recording is None:  # its recordings were deleted: nothing is being watched
+        patient = Patient.objects.get(pk=patient_id)
+        conditions = [Condition(kind, False) for kind in TECHNICAL_KINDS]
+    else:
+        patient = recording.patient
+        conditions = technical_conditions(recording, now)
+    return apply_conditions(patient, recording, conditions, now)
 
 
 def acknowledge(alarm: Alarm, user, now: datetime | None = None) -> Alarm:
@@ -251,24 +285,26 @@ def acknowledge(alarm: Alarm, user, now: datetime | None = None) -> Alarm:
 def apply_conditions(
     patient: Patient, recording: Recording | None, conditions: list[Condition], now: datetime
 ) -> list[AlarmChange]:
-    """Raise the alarms whose condition holds and none is open; resolve those that are gone."""
+    """Raise the alarms whose condition holds and none is open; resolve those that are gone.
+
+    Each condition on its own: one that fails is logged and the others still raise and
+    resolve (a verdict that changes nothing stays as it is until the next evaluation)."""
     open_alarms = {alarm.kind: alarm for alarm in Alarm.objects.open().filter(patient=patient)}
     changes = []
     for condition in conditions:
         alarm = open_alarms.get(condition.kind)
-        if condition.active and alarm is None:
-            raised = _raise(patient, recording, condition, now)
-            if raised is not None:
-                changes.append(AlarmChange(raised, "raised"))
-        elif condition.active is False and alarm is not None:
-            resolved = (
-                Alarm.objects.filter(pk=alarm.pk)
-                .exclude(state=AlarmState.RESOLVED)
-                .update(state=AlarmState.RESOLVED, resolved_at=now)
+        try:
+            if condition.active and alarm is None:
+                raised = _raise(patient, recording, condition, now)
+                if raised is not None:
+                    changes.append(AlarmChange(raised, "raised"))
+            elif condition.active is False and alarm is not None:
+                if _resolve(alarm, now):
+                    changes.append(AlarmChange(alarm, "resolved"))
+        except Exception:
+            logger.exception(
+                "could not apply the %s condition of patient %s", condition.kind, patient.pk
             )
-            if resolved:
-                alarm.state, alarm.resolved_at = AlarmState.RESOLVED, now
-                changes.append(AlarmChange(alarm, "resolved"))
     if changes:
         # to live viewers once committed (monitoring/live.py; never raises), in one callback:
         # every message carries the patient's top alarm after all of the round's changes
@@ -290,9 +326,15 @@ def resolve_on_discharge(patient: Patient, now: datetime | None = None) -> list[
 
 
 def _raise(patient, recording, condition: Condition, now: datetime) -> Alarm | None:
+    """Create the alarm and, in the same transaction, its first-call notifications (sent
+    after the commit): an alarm is never committed without them. Should scheduling fail all
+    the same, the alarm stands (the stations show it) and the periodic check's
+    ``repair_unnotified_alarms`` creates them."""
+    from monitoring.notifications import schedule_notifications
+
     try:
         with transaction.atomic():
-            return Alarm.objects.create(
+            alarm = Alarm.objects.create(
                 patient=patient,
                 recording=recording,
                 kind=condition.kind,
@@ -303,9 +345,26 @@ def _raise(patient, recording, condition: Condition, now: datetime) -> Alarm | N
                 raised_at=now,
                 details=condition.details,
             )
+            try:
+                schedule_notifications(alarm)  # all or none, in a savepoint of its own
+            except Exception:
+                logger.exception("could not schedule the notifications of alarm %s", alarm.pk)
+            return alarm
     except IntegrityError:
         # another process raised the same condition a moment ago: one open alarm stands
         return None
+
+
+def _resolve(alarm: Alarm, now: datetime) -> bool:
+    with transaction.atomic():  # a failure here must not spoil a caller's transaction
+        resolved = (
+            Alarm.objects.filter(pk=alarm.pk)
+            .exclude(state=AlarmState.RESOLVED)
+            .update(state=AlarmState.RESOLVED, resolved_at=now)
+        )
+    if resolved:
+        alarm.state, alarm.resolved_at = AlarmState.RESOLVED, now
+    return bool(resolved)
 
 
 def _newest_device_recording_id(patient_id: int) -> int | None:
@@ -340,16 +399,23 @@ def physiological_conditions(recording: Recording) -> list[Condition]:
             end_s__gte=analysed_end / fs_hz - EVENT_HOLD_S,
         ).order_by("end_s")
     )
+    last = int(samples[-1]) if len(samples) else None
+    hr_kinds = (AlarmKind.HR_HIGH, AlarmKind.HR_LOW)
+    # each rule on its own (``guarded``): one that fails leaves its alarms as they are
     return [
-        *heart_rate_conditions(samples, fs_hz, patient),
-        pvc_condition(recording, int(samples[-1]) if len(samples) else None),
-        *episode_conditions(episodes, fs_hz, patient),
+        *guarded(hr_kinds, heart_rate_conditions, samples, fs_hz, patient),
+        *guarded((AlarmKind.PVC,), pvc_condition, recording, last),
+        *guarded(tuple(EPISODE_KINDS), episode_conditions, episodes, fs_hz, patient),
         # off unless switched on for the patient (docs/alarms.md: the window model's DS2
         # specificity is 0.53); off also resolves an alarm raised while it was on
-        arrhythmia_condition(recording)
-        if patient.sustained_arrhythmia_alarm
-        else Condition(AlarmKind.ARRHYTHMIA, False),
-        signal_quality_condition(recording, samples, episodes),
+        *(
+            guarded((AlarmKind.ARRHYTHMIA,), arrhythmia_condition, recording)
+            if patient.sustained_arrhythmia_alarm
+            else [Condition(AlarmKind.ARRHYTHMIA, False)]
+        ),
+        *guarded(
+            (AlarmKind.SIGNAL_QUALITY,), signal_quality_condition, recording, samples, episodes
+        ),
     ]
 
 

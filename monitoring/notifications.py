@@ -1,20 +1,27 @@
 """Alarm notifications: who is told, over which transport, retried, escalated (docs/alarms.md).
 
 - :func:`schedule_notifications` makes one ``Notification`` per recipient of the patient
-  (``AlarmRecipient``; the escalation list separately) and queues ``send_notification_task``
-  for each after the commit. ``(alarm, recipient, transport, escalation)`` is unique, so
-  scheduling twice notifies once.
+  (``AlarmRecipient``; the escalation list separately), all or none, and queues
+  ``send_notification_task`` for each after the commit. ``(alarm, recipient, transport,
+  escalation)`` is unique, so scheduling twice notifies once. ``alarms._raise`` calls it in the
+  transaction that creates the alarm, so an alarm is never committed without them;
+  :func:`repair_unnotified_alarms` (the periodic check) creates them for an open alarm that has
+  none all the same (its scheduling failed, or the patient had no first-call recipient then).
 - :func:`send_notification` claims a notification with one conditional UPDATE (``pending`` ->
   ``sending``): of two workers handed the same id, one sends and the other finds nothing to
   do. Every attempt is a ``NotificationAttempt`` row with its error; a failure puts the
   notification back to ``pending`` with ``next_attempt_at`` doubled each time
-  (``ALARM_RETRY_BASE_S`` up to ``ALARM_RETRY_MAX_S``), and after ``ALARM_MAX_ATTEMPTS`` it is
-  ``failed``. :func:`send_due` (the periodic check) queues the notifications that are due.
-- :func:`escalate_unacknowledged`: an open alarm nobody acknowledged ``ALARM_ESCALATION_S``
-  after it was raised is sent to the escalation list, once (``Alarm.escalated_at`` is claimed
-  by a conditional UPDATE too).
+  (``ALARM_RETRY_BASE_S`` up to ``ALARM_RETRY_MAX_S``), until ``NOTIFY_GIVE_UP_S`` after it was
+  created, when it is ``failed`` (logged at ERROR). An escalation of an alarm acknowledged
+  meanwhile is ``cancelled`` instead of sent. :func:`send_due` (the periodic check) queues the
+  notifications that are due.
+- :func:`escalate_unacknowledged`: an alarm nobody acknowledged ``ALARM_ESCALATION_S`` after it
+  was raised is sent to the escalation list, once: an open one, or a critical one that resolved
+  meanwhile (critical alarms latch until acknowledged). ``Alarm.escalated_at`` is claimed by a
+  conditional UPDATE in the transaction that creates the escalation notifications.
 - Transports are classes with ``send(notification, strip_png)`` that raise on failure:
-  ``TRANSPORTS = {"email": EmailTransport, "webhook": WebhookTransport}``.
+  ``TRANSPORTS = {"email": EmailTransport, "webhook": WebhookTransport}``; those whose
+  ``attaches_strip`` is true get the ECG strip (None when it cannot be drawn).
 
 A worker that dies between the claim and the end of a send leaves the notification
 ``sending``; after ``STALE_SENDING_S`` the periodic check puts it back to ``pending``. That one
@@ -31,12 +38,13 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from monitoring import live
 from monitoring.models import (
     Alarm,
+    AlarmPriority,
     AlarmRecipient,
     AlarmState,
     Notification,
@@ -52,6 +60,14 @@ WEBHOOK_TIMEOUT_S = 5.0
 STRIP_BEFORE_S = 8.0
 STRIP_AFTER_S = 4.0
 SEND_DUE_BATCH = 200
+REPAIR_BATCH = 100
+
+
+def local_time(moment: datetime | None) -> str:
+    """A time as people on the ward read it: "2024-05-03 14:07:09 CEST" (``TIME_ZONE``)."""
+    if moment is None:
+        return ""
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 # --- Transports --------------------------------------------------------------------------
@@ -71,6 +87,8 @@ def alarm_payload(notification: Notification) -> dict:
         "unit": alarm.unit,
         "state": alarm.state,
         "raised_at": alarm.raised_at.isoformat(),
+        "acknowledged_at": alarm.acknowledged_at.isoformat() if alarm.acknowledged_at else None,
+        "resolved_at": alarm.resolved_at.isoformat() if alarm.resolved_at else None,
         "patient": {
             "mrn": patient.mrn,
             "name": patient.name,
@@ -80,41 +98,70 @@ def alarm_payload(notification: Notification) -> dict:
         "recording": alarm.recording_id,
         "escalation": notification.escalation,
         "acknowledge": f"/api/alarms/{alarm.pk}/acknowledge/",
+        # a receiver de-duplicates on notification_id: a retry after a lost answer, or the
+        # send of a worker that died mid-send, repeats it with a higher attempt
+        "notification_id": notification.pk,
+        "attempt": notification.attempts,
     }
 
 
 class EmailTransport:
     """An email through Django's email backend (SMTP, console or file, per settings)."""
 
+    attaches_strip = True
+
     def send(self, notification: Notification, strip_png: bytes | None) -> None:
         alarm = notification.alarm
         patient = alarm.patient
         where = " ".join(part for part in (patient.ward, patient.bed) if part)
         prefix = "ESCALATION " if notification.escalation else ""
+        resolved = alarm.state == AlarmState.RESOLVED
         subject = (
             f"[CardioSpike] {prefix}{alarm.priority.upper()} {alarm.get_kind_display()}: "
             f"{alarm.message} - {patient.name} ({where or patient.mrn})"
+            + (" (resolved)" if resolved else "")
         )
         lines = [
             f"{alarm.get_priority_display()} alarm: {alarm.get_kind_display()}",
             f"{alarm.message}",
             "",
             f"Patient: {patient.name}, MRN {patient.mrn}" + (f", {where}" if where else ""),
-            f"Raised at: {alarm.raised_at.isoformat()}",
+            f"Raised at: {local_time(alarm.raised_at)}",
             f"State: {alarm.get_state_display()}",
         ]
+        if alarm.acknowledged_at is not None:
+            who = alarm.acknowledged_by.username if alarm.acknowledged_by else "someone"
+            lines.append(f"Acknowledged by {who} at {local_time(alarm.acknowledged_at)}")
+        if resolved:
+            lines.append(
+                f"Resolved at: {local_time(alarm.resolved_at)} (the condition is gone; "
+                "this message was delayed)"
+                if not notification.escalation
+                else f"Resolved at: {local_time(alarm.resolved_at)}"
+            )
         if notification.escalation:
             lines.append(
                 f"Nobody acknowledged this alarm within {settings.ALARM_ESCALATION_S:g} s."
             )
+            if resolved:
+                lines.append(
+                    "A critical alarm stays latched until someone acknowledges it, "
+                    "even after its condition is gone."
+                )
         site = settings.SITE_URL
         lines.append(f"Live view (acknowledge there): {site}/patients/{patient.pk}/live/")
         if alarm.recording_id is not None:
             lines.append(f"Review: {site}/recordings/{alarm.recording_id}/review/")
+        if strip_png:
+            strip_note = "The ECG around the event is attached."
+        elif alarm.recording_id is not None:
+            strip_note = "No ECG strip is attached (none stored there, or it could not be drawn)."
+        else:
+            strip_note = "No ECG is stored for it."
         lines += [
             f"Or: POST {site}/api/alarms/{alarm.pk}/acknowledge/",
             "",
-            "The ECG around the event is attached." if strip_png else "No ECG is stored for it.",
+            strip_note,
             "",
             "CardioSpike is research software, not a medical device.",
         ]
@@ -131,15 +178,26 @@ class EmailTransport:
 
 
 class WebhookTransport:
-    """An HTTP POST of the alarm as JSON to the recipient URL (5 s timeout; non-2xx fails)."""
+    """An HTTP POST of the alarm as JSON to the recipient URL (5 s timeout; non-2xx fails).
+
+    The notification's id and the attempt's number are in the JSON (``notification_id``,
+    ``attempt``) and in the headers ``X-CardioSpike-Notification`` and
+    ``X-CardioSpike-Attempt``, so that a receiver can drop a repeat."""
+
+    attaches_strip = False
 
     def send(self, notification: Notification, strip_png: bytes | None) -> None:
         url = notification.recipient
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
             raise ValueError(f"a webhook address must be an http(s) URL, got {url!r}")
         body = json.dumps(alarm_payload(notification)).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-CardioSpike-Notification": str(notification.pk),
+            "X-CardioSpike-Attempt": str(notification.attempts),
+        }
         request = urllib.request.Request(  # noqa: S310 (the scheme is checked above)
-            url, data=body, method="POST", headers={"Content-Type": "application/json"}
+            url, data=body, method="POST", headers=headers
         )
         with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as response:  # noqa: S310
             if not 200 <= response.status < 300:
@@ -173,25 +231,26 @@ def alarm_strip_png(alarm: Alarm) -> bytes | None:
 
 
 def schedule_notifications(alarm: Alarm, escalation: bool = False) -> list[int]:
-    """One pending notification per recipient of the alarm's patient; queued after commit.
-    Returns the ids created now (existing ones are not scheduled again)."""
+    """One pending notification per recipient of the alarm's patient, all or none; queued
+    after commit. Returns the ids created now (existing ones are not scheduled again)."""
     # due at once by the real clock: ``now`` (a test's or the periodic check's) only says
     # which alarms are due for escalation
     due_at = timezone.now()
     created = []
     recipients = AlarmRecipient.objects.filter(patient_id=alarm.patient_id, escalation=escalation)
-    for recipient in recipients:
-        notification, new = Notification.objects.get_or_create(
-            alarm=alarm,
-            recipient=recipient.address,
-            transport=recipient.transport,
-            escalation=escalation,
-            defaults={"next_attempt_at": due_at, "created_at": due_at},
-        )
-        if new:
-            created.append(notification.pk)
-    if created:
-        transaction.on_commit(lambda: queue(created))
+    with transaction.atomic():
+        for recipient in recipients:
+            notification, new = Notification.objects.get_or_create(
+                alarm=alarm,
+                recipient=recipient.address,
+                transport=recipient.transport,
+                escalation=escalation,
+                defaults={"next_attempt_at": due_at, "created_at": due_at},
+            )
+            if new:
+                created.append(notification.pk)
+        if created:
+            transaction.on_commit(lambda: queue(created))
     return created
 
 
@@ -212,31 +271,64 @@ def retry_delay_s(attempts: int) -> float:
 
 
 def send_notification(notification_id: int, now: datetime | None = None) -> str:
-    """Claim, send and record one notification: "sent", "retry", "failed" or "skipped"
-    (another worker has it, it is not due, or it is done)."""
+    """Claim, send and record one notification: "sent", "retry", "failed" (gave up),
+    "cancelled" (an escalation of an alarm acknowledged meanwhile) or "skipped" (another
+    worker has it, it is not due, or it is done)."""
     now = now or timezone.now()
     claimed = Notification.objects.filter(
         pk=notification_id, state=NotificationState.PENDING, next_attempt_at__lte=now
     ).update(state=NotificationState.SENDING, claimed_at=now, attempts=F("attempts") + 1)
     if not claimed:
         return "skipped"
-    notification = Notification.objects.select_related("alarm__patient", "alarm__recording").get(
-        pk=notification_id
+    notification = Notification.objects.select_related(
+        "alarm__patient", "alarm__recording", "alarm__acknowledged_by"
+    ).get(pk=notification_id)
+    # this claim, and only it: a worker that took the notification over after a stale claim
+    # (STALE_SENDING_S) holds another claimed_at and attempt number
+    ours = Notification.objects.filter(
+        pk=notification_id,
+        state=NotificationState.SENDING,
+        claimed_at=now,
+        attempts=notification.attempts,
     )
+    alarm = notification.alarm
+    if notification.escalation and alarm.acknowledged_at is not None:
+        who = alarm.acknowledged_by.username if alarm.acknowledged_by else "someone"
+        ours.update(
+            state=NotificationState.CANCELLED,
+            attempts=F("attempts") - 1,  # nothing was tried
+            last_error=f"not sent: acknowledged by {who} at {alarm.acknowledged_at.isoformat()}",
+            claimed_at=None,
+        )
+        return "cancelled"
     started_at = timezone.now()
     try:
         transport = TRANSPORTS[notification.transport]()
-        strip_png = alarm_strip_png(notification.alarm)
+        strip_png = alarm_strip(alarm) if getattr(transport, "attaches_strip", False) else None
         transport.send(notification, strip_png)
     except Exception as exc:  # any failure is recorded and retried; nothing is lost
         error = f"{type(exc).__name__}: {exc}"[:2000]
-        logger.warning("notification %s failed: %s", notification_id, error)
         NotificationAttempt.objects.create(
             notification=notification, started_at=started_at, ok=False, error=error
         )
-        gave_up = notification.attempts >= settings.ALARM_MAX_ATTEMPTS
-        next_at = now + timedelta(seconds=retry_delay_s(notification.attempts))
-        Notification.objects.filter(pk=notification_id, state=NotificationState.SENDING).update(
+        give_up_at = notification.created_at + timedelta(seconds=settings.NOTIFY_GIVE_UP_S)
+        gave_up = now >= give_up_at
+        # the last try falls at the give-up time, not a whole backoff past it
+        next_at = min(now + timedelta(seconds=retry_delay_s(notification.attempts)), give_up_at)
+        if gave_up:
+            logger.error(
+                "gave up notification %s (%s to %s, alarm %s) after %s attempts since %s: %s",
+                notification_id,
+                notification.transport,
+                notification.recipient,
+                alarm.pk,
+                notification.attempts,
+                notification.created_at.isoformat(),
+                error,
+            )
+        else:
+            logger.warning("notification %s failed: %s", notification_id, error)
+        ours.update(
             state=NotificationState.FAILED if gave_up else NotificationState.PENDING,
             last_error=error,
             next_attempt_at=now if gave_up else next_at,
@@ -245,7 +337,7 @@ def send_notification(notification_id: int, now: datetime | None = None) -> str:
         return "failed" if gave_up else "retry"
     sent_at = timezone.now()
     NotificationAttempt.objects.create(notification=notification, started_at=started_at, ok=True)
-    Notification.objects.filter(pk=notification_id).update(
+    Notification.objects.filter(pk=notification_id).exclude(state=NotificationState.SENT).update(
         state=NotificationState.SENT, sent_at=sent_at, last_error="", claimed_at=None
     )
     Alarm.objects.filter(pk=notification.alarm_id, notified_at__isnull=True).update(
@@ -259,6 +351,16 @@ def send_notification(notification_id: int, now: datetime | None = None) -> str:
             Alarm.objects.select_related("acknowledged_by").get(pk=notification.alarm_id)
         )
     return "sent"
+
+
+def alarm_strip(alarm: Alarm) -> bytes | None:
+    """The alarm's ECG strip, or None when it cannot be drawn: a message without the strip
+    is better than none."""
+    try:
+        return alarm_strip_png(alarm)
+    except Exception:
+        logger.exception("could not draw the ECG strip of alarm %s; sending without it", alarm.pk)
+        return None
 
 
 def send_due(now: datetime | None = None) -> list[int]:
@@ -278,19 +380,82 @@ def send_due(now: datetime | None = None) -> list[int]:
     return due
 
 
-def escalate_unacknowledged(now: datetime | None = None) -> list[int]:
-    """Notify the escalation list of every open alarm not acknowledged within
-    ``ALARM_ESCALATION_S`` of being raised; each alarm escalates once. Returns their ids."""
-    now = now or timezone.now()
-    waiting = (AlarmState.RAISED, AlarmState.NOTIFIED)
+def repair_unnotified_alarms() -> list[int]:
+    """Notify the first-call recipients of every open alarm that has no first-call
+    notification although its patient has such recipients; returns those alarms' ids.
+
+    ``alarms._raise`` creates the notifications in the alarm's own transaction, so this finds
+    an alarm whose scheduling failed (logged there), or one raised while the patient had no
+    first-call recipient: whoever was added since hears of it. Each alarm on its own: one that
+    fails is logged and the others are repaired.
+    """
+    first_call_recipient = AlarmRecipient.objects.filter(
+        patient_id=OuterRef("patient_id"), escalation=False
+    )
+    first_call_notification = Notification.objects.filter(alarm_id=OuterRef("pk"), escalation=False)
+    unnotified = (
+        Alarm.objects.open()
+        .filter(Exists(first_call_recipient), ~Exists(first_call_notification))
+        .filter(patient__is_active=True)
+        .order_by("raised_at", "pk")[:REPAIR_BATCH]
+    )
+    repaired = []
+    for alarm in unnotified:
+        try:
+            created = schedule_notifications(alarm)
+        except Exception:
+            logger.exception("could not schedule the notifications of alarm %s", alarm.pk)
+            continue
+        if created:
+            logger.warning(
+                "alarm %s (%s, raised %s) had no notification: %s scheduled now",
+                alarm.pk,
+                alarm.kind,
+                alarm.raised_at.isoformat(),
+                len(created),
+            )
+            repaired.append(alarm.pk)
+    return repaired
+
+
+def escalation_due(now: datetime) -> Q:
+    """Which alarms are due for escalation at ``now``: nobody acknowledged them
+    ``ALARM_ESCALATION_S`` after they were raised, and they are open or, critical alarms
+    latching, resolved meanwhile (not older than ``NOTIFY_GIVE_UP_S``, not of a patient since
+    discharged)."""
     cutoff = now - timedelta(seconds=settings.ALARM_ESCALATION_S)
+    oldest = now - timedelta(seconds=settings.NOTIFY_GIVE_UP_S)
+    waiting = (AlarmState.RAISED, AlarmState.NOTIFIED)
+    latched = Q(
+        priority=AlarmPriority.CRITICAL,
+        state=AlarmState.RESOLVED,
+        raised_at__gte=oldest,
+        patient__is_active=True,
+    )
+    return Q(
+        escalated_at__isnull=True,
+        acknowledged_at__isnull=True,
+        raised_at__lte=cutoff,
+    ) & (Q(state__in=waiting) | latched)
+
+
+def escalate_unacknowledged(now: datetime | None = None) -> list[int]:
+    """Notify the escalation list of every alarm due for escalation (:func:`escalation_due`);
+    each alarm escalates once. Returns their ids."""
+    now = now or timezone.now()
+    due = escalation_due(now)
     escalated = []
-    due = Alarm.objects.filter(state__in=waiting, escalated_at__isnull=True, raised_at__lte=cutoff)
-    for alarm in due:
-        claimed = Alarm.objects.filter(
-            pk=alarm.pk, state__in=waiting, escalated_at__isnull=True
-        ).update(escalated_at=now)
+    for alarm in Alarm.objects.filter(due).order_by("raised_at", "pk"):
+        try:
+            with transaction.atomic():
+                # the claim and the notifications commit together, or neither does and the
+                # next check tries again
+                claimed = Alarm.objects.filter(due, pk=alarm.pk).update(escalated_at=now)
+                if claimed:
+                    schedule_notifications(alarm, escalation=True)
+        except Exception:
+            logger.exception("could not escalate alarm %s", alarm.pk)
+            continue
         if claimed:
-            schedule_notifications(alarm, escalation=True)
             escalated.append(alarm.pk)
     return escalated

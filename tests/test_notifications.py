@@ -172,14 +172,15 @@ def test_an_alarm_raised_by_an_analysis_round_is_emailed(
 
 
 def test_a_closed_smtp_port_records_the_attempt_and_retries_with_backoff(
-    settings, recording, eager_celery
+    settings, recording, eager_celery, caplog
 ):
     smtp_settings(settings, free_port())  # nothing listens there
     settings.ALARM_RETRY_BASE_S = 30
-    settings.ALARM_MAX_ATTEMPTS = 3
+    settings.NOTIFY_GIVE_UP_S = 120
     alarm = hr_alarm(recording)
     AlarmRecipient.objects.create(patient=recording.patient, address="nurse@example.org")
     [notification_id] = schedule_notifications(alarm)  # on_commit never runs in this test
+    created_at = Notification.objects.get(pk=notification_id).created_at
     now = timezone.now()
     assert send_notification(notification_id, now=now) == "retry"
     notification = Notification.objects.get(pk=notification_id)
@@ -195,10 +196,17 @@ def test_a_closed_smtp_port_records_the_attempt_and_retries_with_backoff(
     assert send_notification(notification_id, now=later) == "retry"
     notification.refresh_from_db()
     assert notification.next_attempt_at == later + timedelta(seconds=60)  # doubled
-    assert send_notification(notification_id, now=later + timedelta(seconds=61)) == "failed"
+    assert send_notification(notification_id, now=later + timedelta(seconds=61)) == "retry"
     notification.refresh_from_db()
-    assert notification.state == NotificationState.FAILED and notification.attempts == 3
-    assert NotificationAttempt.objects.filter(notification_id=notification_id).count() == 3
+    # the last try falls at the give-up time, not a whole backoff past it
+    give_up_at = created_at + timedelta(seconds=120)
+    assert notification.next_attempt_at == give_up_at
+    assert send_notification(notification_id, now=give_up_at) == "failed"
+    notification.refresh_from_db()
+    assert notification.state == NotificationState.FAILED and notification.attempts == 4
+    assert NotificationAttempt.objects.filter(notification_id=notification_id).count() == 4
+    [gave_up] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "gave up notification" in gave_up.getMessage()
     alarm.refresh_from_db()
     assert alarm.state == AlarmState.RAISED and alarm.notified_at is None
 
@@ -274,18 +282,28 @@ def test_an_unacknowledged_alarm_is_escalated_once_after_the_delay(
     assert escalated.recipient == "chief@example.org" and escalated.state == "sent"
 
 
-def test_an_acknowledged_or_resolved_alarm_is_not_escalated(recording, clinician):
+def test_an_acknowledged_alarm_or_a_resolved_warning_is_not_escalated(recording, clinician):
     from monitoring.alarms import acknowledge
 
     acknowledged = hr_alarm(recording)
     acknowledge(acknowledged, clinician)
     Alarm.objects.create(
         patient=recording.patient,
+        kind=AlarmKind.PVC,
+        priority=AlarmPriority.WARNING,
+        message="PVC 15/min > 10/min",
+        state=AlarmState.RESOLVED,
+    )
+    # a critical one latches until acknowledged (tests/test_notification_reliability.py), but
+    # this one was acknowledged after it resolved
+    latched = Alarm.objects.create(
+        patient=recording.patient,
         kind=AlarmKind.VT,
         priority=AlarmPriority.CRITICAL,
         message="VT",
         state=AlarmState.RESOLVED,
     )
+    acknowledge(latched, clinician)
     AlarmRecipient.objects.create(
         patient=recording.patient, address="chief@example.org", escalation=True
     )
@@ -303,7 +321,7 @@ def webhook_server():
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
             length = int(self.headers["Content-Length"])
-            received.append((self.headers["Content-Type"], json.loads(self.rfile.read(length))))
+            received.append((self.headers, json.loads(self.rfile.read(length))))
             self.send_response(answers.pop(0) if answers else 204)
             self.end_headers()
 
@@ -332,8 +350,15 @@ def test_the_webhook_transport_posts_the_alarm_as_json_and_retries_an_error(
     assert send_notification(notification_id, now=now) == "retry"
     assert "500" in Notification.objects.get(pk=notification_id).last_error
     assert send_notification(notification_id, now=now + timedelta(minutes=5)) == "sent"
-    content_type, payload = received[-1]
-    assert content_type == "application/json"
+    headers, payload = received[-1]
+    assert headers["Content-Type"] == "application/json"
     assert payload["alarm"] == alarm.pk and payload["message"] == "HR 134 > 120"
     assert payload["unit"] == "bpm"
     assert payload["patient"]["mrn"] == "MRN-001" and payload["escalation"] is False
+    # a receiver that got the first try after all (its answer lost) can drop the second: the
+    # same notification, a later attempt
+    assert [p["notification_id"] for _, p in received] == [notification_id] * 2
+    assert [p["attempt"] for _, p in received] == [1, 2]
+    assert headers["X-CardioSpike-Notification"] == str(notification_id)
+    assert headers["X-CardioSpike-Attempt"] == "2"
+    assert payload["resolved_at"] is None and payload["acknowledged_at"] is None
