@@ -248,7 +248,7 @@ def _check_device(patient_id: int, now: datetime) -> list[AlarmChange]:
         Recording.objects.select_related("patient", "device")
         .defer("stream_state")
         .filter(patient_id=patient_id, source=Recording.Source.DEVICE)
-        .order_by("-started_at", "-id")
+        .order_by("-id")  # opened last (a start is dated back to sample 0: live.live_recording)
         .first()
     )
     if recording is None:  # its recordings were deleted: nothing is being watched
@@ -370,7 +370,7 @@ def _resolve(alarm: Alarm, now: datetime) -> bool:
 def _newest_device_recording_id(patient_id: int) -> int | None:
     return (
         Recording.objects.filter(patient_id=patient_id, source=Recording.Source.DEVICE)
-        .order_by("-started_at", "-id")
+        .order_by("-id")  # opened last, as live.live_recording
         .values_list("pk", flat=True)
         .first()
     )

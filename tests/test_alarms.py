@@ -546,6 +546,31 @@ def test_device_offline_raised_by_the_periodic_check_and_resolved_when_data_retu
     assert [(c.change, c.alarm.pk) for c in changes] == [("resolved", alarm.pk)]
 
 
+def test_device_checks_watch_the_recording_opened_last_not_the_one_started_last(recording):
+    """A recording's start is dated back to its sample 0: a device switched on earlier opens
+    its recording later but with an earlier start. The technical rules must watch it, not
+    the previous recording, silent since it closed."""
+    now = timezone.now()
+    Recording.objects.filter(pk=recording.pk).update(
+        started_at=now - timedelta(minutes=2),
+        last_chunk_at=now - timedelta(minutes=1),
+        status=Recording.Status.CLOSED,
+        closed_by=Recording.ClosedBy.SILENCE,  # still watched: "offline" if it were current
+    )
+    opened_later = Recording.objects.create(
+        patient=recording.patient,
+        device=recording.device,
+        source=Recording.Source.DEVICE,
+        sampling_rate_hz=recording.sampling_rate_hz,
+        gain_adc_per_mv=recording.gain_adc_per_mv,
+        lead_names=recording.lead_names,
+        started_at=now - timedelta(minutes=10),  # its sample 0, taken before the other's
+        last_chunk_at=now - timedelta(seconds=1),
+    )
+    assert opened_later.started_at < Recording.objects.get(pk=recording.pk).started_at
+    assert check_devices(now) == []  # streaming now: not offline
+
+
 def test_device_offline_respects_the_setting_and_a_deliberate_close(recording, settings):
     settings.DEVICE_OFFLINE_S = 120
     now = timezone.now()

@@ -321,7 +321,7 @@ def test_discharge_resolves_open_alarms_so_a_readmission_is_alarmed_again(
     client.post(f"/manage/patients/{patient.pk}/discharge/")
     alarm = Alarm.objects.get()
     assert alarm.state == "resolved" and alarm.resolved_at is not None  # nobody would see it
-    # (and so escalation, which looks at open alarms only, does not email it)
+    # (and so escalation does not email it: a warning, and a discharged patient's alarm)
     patient.is_active = True
     patient.save()
     assert [change.change for change in tachycardia()] == ["raised"]  # not blocked by the old one
