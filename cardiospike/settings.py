@@ -252,6 +252,10 @@ STREAM_MAX_ROUND_S = envfloat("STREAM_MAX_ROUND_S", "120")
 DEVICE_OFFLINE_S = envfloat("DEVICE_OFFLINE_S", "30")
 # An alarm nobody acknowledged this long after it was raised goes to the escalation list (once).
 ALARM_ESCALATION_S = envfloat("ALARM_ESCALATION_S", "120")
+# A technical alarm (device offline, leads off) raised again this soon after the last one of
+# its kind that was sent, for the same patient, is shown but not sent again: a loose electrode
+# or a device at the edge of Wi-Fi would otherwise email the ward at every flap.
+TECHNICAL_RENOTIFY_S = envfloat("TECHNICAL_RENOTIFY_S", "600")
 # Period of the alarm check (celery beat): device offline, escalation, notification retries.
 ALARM_CHECK_S = envfloat("ALARM_CHECK_S", "10")
 # A failed notification is tried again after ALARM_RETRY_BASE_S, then twice as long each time

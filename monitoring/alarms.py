@@ -32,7 +32,7 @@ timestamps use the wall clock.
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
@@ -325,13 +325,31 @@ def resolve_on_discharge(patient: Patient, now: datetime | None = None) -> list[
     return apply_conditions(patient, None, conditions, now or timezone.now())
 
 
+def repeat_of(patient, kind: str, now: datetime) -> int | None:
+    """The technical alarm of this kind that was sent for the patient within
+    ``TECHNICAL_RENOTIFY_S`` before ``now`` (its id), if any: a new one is then a repeat,
+    shown but not sent. Counted from the last one sent, not the last repeat, so a condition
+    that flaps for hours still sends one message per period."""
+    if kind not in TECHNICAL_KINDS:
+        return None  # a physiological event is news each time
+    since = now - timedelta(seconds=settings.TECHNICAL_RENOTIFY_S)
+    sent = Alarm.objects.filter(patient=patient, kind=kind, raised_at__gte=since)
+    sent = sent.exclude(details__has_key="repeat_of").order_by("-raised_at", "-pk")
+    return sent.values_list("pk", flat=True).first()
+
+
 def _raise(patient, recording, condition: Condition, now: datetime) -> Alarm | None:
     """Create the alarm and, in the same transaction, its first-call notifications (sent
     after the commit): an alarm is never committed without them. Should scheduling fail all
     the same, the alarm stands (the stations show it) and the periodic check's
-    ``repair_unnotified_alarms`` creates them."""
+    ``repair_unnotified_alarms`` creates them. A technical alarm that repeats one sent
+    moments ago (:func:`repeat_of`) gets none: ``details.repeat_of`` says why."""
     from monitoring.notifications import schedule_notifications
 
+    details = dict(condition.details)
+    repeated = repeat_of(patient, condition.kind, now)
+    if repeated is not None:
+        details["repeat_of"] = repeated
     try:
         with transaction.atomic():
             alarm = Alarm.objects.create(
@@ -343,8 +361,10 @@ def _raise(patient, recording, condition: Condition, now: datetime) -> Alarm | N
                 value=condition.value,
                 limit=condition.limit,
                 raised_at=now,
-                details=condition.details,
+                details=details,
             )
+            if repeated is not None:
+                return alarm
             try:
                 schedule_notifications(alarm)  # all or none, in a savepoint of its own
             except Exception:

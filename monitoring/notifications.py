@@ -396,6 +396,7 @@ def repair_unnotified_alarms() -> list[int]:
     unnotified = (
         Alarm.objects.open()
         .filter(Exists(first_call_recipient), ~Exists(first_call_notification))
+        .exclude(details__has_key="repeat_of")  # a technical repeat is not sent on purpose
         .filter(patient__is_active=True)
         .order_by("raised_at", "pk")[:REPAIR_BATCH]
     )

@@ -417,3 +417,53 @@ def test_a_late_failure_does_not_undo_the_claim_of_a_worker_that_took_over(recor
     assert notification.claimed_at == takeover_at and notification.attempts == 2
     assert send_notification(notification.pk, now=takeover_at) == "skipped"
     assert NotificationAttempt.objects.filter(notification=notification).count() == 1
+
+
+# --- Flapping technical alarms -------------------------------------------------------------
+
+
+def leads(recording, off: bool, at: datetime) -> list:
+    condition = Condition(AlarmKind.LEADS_OFF, off, message="Leads off on DEV-001")
+    return apply_conditions(recording.patient, recording, [condition], at)
+
+
+def test_a_flapping_technical_alarm_is_sent_once_per_period_and_shown_every_time(
+    recording, settings
+):
+    """A loose electrode flaps every few seconds: one message per TECHNICAL_RENOTIFY_S, not
+    one per flap (the review's probe: 20 changes, 10 emails); each flap is still an alarm the
+    stations show, naming the one that was sent."""
+    settings.TECHNICAL_RENOTIFY_S = 600
+    AlarmRecipient.objects.create(patient=recording.patient, address="nurse@example.org")
+    start = timezone.now()
+    raised = []
+    for flap in range(10):
+        at = start + timedelta(seconds=20 * flap)
+        [change] = leads(recording, True, at)
+        raised.append(change.alarm)
+        leads(recording, False, at + timedelta(seconds=10))
+    first, *repeats = raised
+    assert Notification.objects.filter(alarm=first).count() == 1
+    assert not Notification.objects.filter(alarm__in=repeats).exists()
+    assert {alarm.details.get("repeat_of") for alarm in repeats} == {first.pk}
+    # the repair leaves the repeats alone: not sent on purpose
+    [change] = leads(recording, True, start + timedelta(seconds=300))
+    assert notifications.repair_unnotified_alarms() == []
+    leads(recording, False, start + timedelta(seconds=310))
+
+    # a period after the one sent, the next is sent again (counted from it, not the repeats)
+    [change] = leads(recording, True, start + timedelta(seconds=601))
+    assert "repeat_of" not in change.alarm.details
+    assert Notification.objects.filter(alarm=change.alarm).count() == 1
+
+
+def test_a_physiological_alarm_is_sent_every_time_and_other_kinds_count_apart(recording):
+    AlarmRecipient.objects.create(patient=recording.patient, address="nurse@example.org")
+    start = timezone.now()
+    sent = []
+    for run in range(3):
+        [change] = vt(recording, True, start + timedelta(seconds=30 * run))
+        sent.append(change.alarm)
+        vt(recording, False, start + timedelta(seconds=30 * run + 10))
+    [leads_off] = leads(recording, True, start + timedelta(seconds=100))
+    assert Notification.objects.filter(alarm__in=[*sent, leads_off.alarm]).count() == 4
