@@ -29,7 +29,7 @@ from django.db.models import Case, IntegerField, OuterRef, Q, Subquery, Value, W
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from monitoring.models import AlarmPriority, Beat, Episode, Patient, Recording
+from monitoring.models import AlarmPriority, AlarmState, Beat, Episode, Patient, Recording
 
 logger = logging.getLogger(__name__)
 
@@ -267,25 +267,29 @@ def ongoing_episode_kinds(recordings) -> dict[int, set[str]]:
 
 
 def top_alarm(patient_id: int) -> dict | None:
-    """The open alarm a patient's tile and banner show, or None when none is open (one query;
-    :func:`pick_top_alarm` says which)."""
+    """The alarm a patient's tile and banner show, or None when none wants attention (one
+    query; :func:`pick_top_alarm` says which of :func:`alarms_to_show`)."""
     return top_alarms([patient_id])[patient_id]
 
 
 def top_alarms(patient_ids) -> dict[int, dict | None]:
     """:func:`top_alarm` for many patients in one query (the central station's tiles)."""
     patient_ids = list(patient_ids)  # read twice
-    alarms = open_alarms(patient_ids)
+    alarms = alarms_to_show(patient_ids)
     return {patient_id: pick_top_alarm(alarms.get(patient_id, [])) for patient_id in patient_ids}
 
 
-def open_alarms(patient_ids) -> dict[int, list]:
-    """The patients' open alarms by patient, with what :func:`pick_top_alarm` reads."""
-    from monitoring.models import Alarm
+def alarms_to_show(patient_ids) -> dict[int, list]:
+    """The patients' alarms that want attention, by patient, with what :func:`pick_top_alarm`
+    reads: the open ones, and the latched ones (a critical alarm that resolved before anyone
+    acknowledged it: ``models.latched_q``), which the tile shows until someone does, as
+    escalation waits for them."""
+    from monitoring.models import Alarm, latched_q
 
+    wanted = ~Q(state=AlarmState.RESOLVED) | latched_q(timezone.now())
     by_patient = {}
     for alarm in (
-        Alarm.objects.open()
+        Alarm.objects.filter(wanted)
         .filter(patient_id__in=patient_ids)
         .select_related("acknowledged_by")
         .only(
@@ -305,12 +309,14 @@ def open_alarms(patient_ids) -> dict[int, list]:
 
 
 def pick_top_alarm(alarms) -> dict | None:
-    """The alarm to show of one patient's open ``alarms`` (in any order), or None if none.
+    """The alarm to show of one patient's ``alarms`` (:func:`alarms_to_show`, in any order),
+    or None if none.
 
-    The most urgent (priority first; within a priority one nobody acknowledged yet, then the
-    newest), with ``state`` and ``acknowledged_by`` so a page can mark it acknowledged, and
-    ``unacknowledged``: how many open alarms nobody has acknowledged (the station's tile
-    blinks while there is one, and stops once all are).
+    The most urgent (priority first; within a priority one nobody acknowledged yet, then an
+    open one before a latched one, then the newest), with ``state`` ("resolved": a latched
+    one) and ``acknowledged_by`` so a page can mark it, and ``unacknowledged``: how many of
+    them nobody has acknowledged (the station's tile blinks while there is one, and stops
+    once all are).
     """
     if not alarms:
         return None
@@ -318,7 +324,11 @@ def pick_top_alarm(alarms) -> dict | None:
     # min() keeps the first of equal keys: the newest
     alarm = min(
         newest_first,
-        key=lambda a: (PRIORITY_ORDER.get(a.priority, 9), a.acknowledged_at is not None),
+        key=lambda a: (
+            PRIORITY_ORDER.get(a.priority, 9),
+            a.acknowledged_at is not None,
+            a.state == AlarmState.RESOLVED,
+        ),
     )
     return {
         "id": alarm.pk,

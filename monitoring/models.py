@@ -8,6 +8,7 @@ value per channel and lies ``i / sampling_rate_hz`` seconds after ``started_at``
 import hashlib
 import math
 import secrets
+from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
@@ -723,6 +724,24 @@ class AlarmQuerySet(models.QuerySet):
 
     def open(self) -> "AlarmQuerySet":
         return self.exclude(state=AlarmState.RESOLVED)
+
+    def latched(self, now) -> "AlarmQuerySet":
+        """Critical alarms that resolved before anyone acknowledged them (:func:`latched_q`)."""
+        return self.filter(latched_q(now))
+
+
+def latched_q(now) -> Q:
+    """Critical alarms latch (IEC 60601-1-8): one that resolved by itself before anyone
+    acknowledged it still wants acknowledging, so it is escalated and the station shows it
+    until someone does; not once it is older than ``NOTIFY_GIVE_UP_S`` (its messages are given
+    up too), nor for a patient since discharged (discharge resolves every alarm on purpose)."""
+    return Q(
+        priority=AlarmPriority.CRITICAL,
+        state=AlarmState.RESOLVED,
+        acknowledged_at__isnull=True,
+        raised_at__gte=now - timedelta(seconds=settings.NOTIFY_GIVE_UP_S),
+        patient__is_active=True,
+    )
 
 
 class Alarm(models.Model):

@@ -44,12 +44,12 @@ from django.utils import timezone
 from monitoring import live
 from monitoring.models import (
     Alarm,
-    AlarmPriority,
     AlarmRecipient,
     AlarmState,
     Notification,
     NotificationAttempt,
     NotificationState,
+    latched_q,
 )
 
 logger = logging.getLogger(__name__)
@@ -425,14 +425,8 @@ def escalation_due(now: datetime) -> Q:
     latching, resolved meanwhile (not older than ``NOTIFY_GIVE_UP_S``, not of a patient since
     discharged)."""
     cutoff = now - timedelta(seconds=settings.ALARM_ESCALATION_S)
-    oldest = now - timedelta(seconds=settings.NOTIFY_GIVE_UP_S)
     waiting = (AlarmState.RAISED, AlarmState.NOTIFIED)
-    latched = Q(
-        priority=AlarmPriority.CRITICAL,
-        state=AlarmState.RESOLVED,
-        raised_at__gte=oldest,
-        patient__is_active=True,
-    )
+    latched = latched_q(now)
     return Q(
         escalated_at__isnull=True,
         acknowledged_at__isnull=True,

@@ -696,7 +696,11 @@ def test_a_rounds_alarm_changes_go_out_in_one_send_with_one_top_alarm(
     assert top_reads == [patient.pk] and len(sends) == 2
     resolved = [event["message"] for _, event in sends[1]]
     assert [m["alarm"]["state"] for m in resolved] == ["resolved", "resolved"]
-    assert [m["top_alarm"] for m in resolved] == [None, None]
+    # the VT run, over before anyone acknowledged it, latches (critical): the tile keeps it
+    assert [(m["top_alarm"]["kind"], m["top_alarm"]["state"]) for m in resolved] == [
+        ("VT", "resolved"),
+        ("VT", "resolved"),
+    ]
 
 
 @pytest.mark.asyncio
@@ -983,3 +987,44 @@ def test_the_current_recording_is_the_one_opened_last_not_the_one_started_last(p
         recording.status = Recording.Status.CLOSED
         recording.save()
     assert live.current_recordings([patient.pk]) == {patient.pk: second}
+
+
+@pytest.mark.django_db
+def test_a_critical_alarm_over_before_anyone_acknowledged_it_stays_on_the_tile(
+    clinician, patient, recording, client, settings
+):
+    """Critical alarms latch: a VT run that stopped by itself is escalated until someone
+    acknowledges it (notifications.escalation_due), so the tile and banner show it until then,
+    marked over; a warning that resolved does not stay."""
+    now = timezone.now()
+    for kind, message in ((AlarmKind.VT, "VT 6 beats at 152 bpm"), (AlarmKind.HR_HIGH, "HR 130")):
+        apply_conditions(patient, recording, [Condition(kind, True, message)], now)
+        apply_conditions(patient, recording, [Condition(kind, False)], now + timedelta(seconds=90))
+    vt = Alarm.objects.get(kind=AlarmKind.VT)
+    assert vt.state == "resolved"
+    top = live.top_alarm(patient.pk)
+    assert (top["id"], top["state"], top["unacknowledged"]) == (vt.pk, "resolved", 1)
+    client.force_login(clinician)
+    station = client.get("/station/").content.decode()
+    assert "VT 6 beats at 152 bpm (over, not acknowledged)" in station
+    assert f'class="tile critical" id="tile-{patient.pk}"' in station  # it blinks
+
+    # an open warning now: the latched critical alarm still comes first
+    apply_conditions(patient, recording, [Condition(AlarmKind.HR_HIGH, True, "HR 131")], now)
+    assert live.top_alarm(patient.pk)["id"] == vt.pk
+    assert live.top_alarm(patient.pk)["unacknowledged"] == 2
+
+    acknowledge(vt, clinician)
+    top = live.top_alarm(patient.pk)
+    assert top["kind"] == "HR_HIGH" and top["state"] == "raised"  # the latched one is done
+
+    # not for ever: once its messages would be given up, it no longer latches
+    other = Alarm.objects.create(
+        patient=patient,
+        kind=AlarmKind.PAUSE,
+        priority="critical",
+        message="pause 4 s",
+        state="resolved",
+        raised_at=now - timedelta(seconds=settings.NOTIFY_GIVE_UP_S + 60),
+    )
+    assert live.top_alarm(patient.pk)["id"] != other.pk

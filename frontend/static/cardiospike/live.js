@@ -252,6 +252,8 @@
     var banner = $("alarm-banner");
     banner.className = "mid" + (alarm ? " " + alarm.priority : "");
     banner.textContent = alarm ? alarm.message : "none";
+    // a critical alarm that resolved before anyone acknowledged it latches: it stays
+    if (alarm && alarm.state === "resolved") { banner.textContent += " (over, not acknowledged)"; }
     if (alarm && alarm.acknowledged_by) {
       banner.textContent += " (acknowledged by " + alarm.acknowledged_by + ")";
       if (alarm.unacknowledged > 0) {  // a lower one nobody has acknowledged yet

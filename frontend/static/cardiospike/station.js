@@ -142,6 +142,8 @@
     }
     var text = element.querySelector(".alarm-text");
     text.textContent = alarm ? (alarm.message || "") : "";
+    // a critical alarm that resolved before anyone acknowledged it latches: it stays
+    if (alarm && alarm.state === "resolved") { text.textContent += " (over, not acknowledged)"; }
     if (alarm && alarm.acknowledged_by) {
       var mark = document.createElement("span");
       mark.className = "ack-mark";
