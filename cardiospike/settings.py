@@ -270,9 +270,20 @@ NOTIFY_GIVE_UP_S = envfloat("NOTIFY_GIVE_UP_S", "21600")
 # pages (monitoring/periodic.py). The quick start turns it on; with REDIS_URL it is ignored
 # (run celery beat).
 PERIODIC_IN_SERVER = envbool("PERIODIC_IN_SERVER", "false") and not REDIS_URL
+# Each run expires after its own period: beat goes on queueing while the workers are down, and
+# an hour's backlog of sweeps and checks would otherwise run back to back when they return,
+# ahead of the analyses queued behind them; the next run does the same work on fresher data.
 CELERY_BEAT_SCHEDULE = {
-    "sweep-streams": {"task": "monitoring.tasks.sweep_streams_task", "schedule": STREAM_SWEEP_S},
-    "check-alarms": {"task": "monitoring.tasks.check_devices_task", "schedule": ALARM_CHECK_S},
+    "sweep-streams": {
+        "task": "monitoring.tasks.sweep_streams_task",
+        "schedule": STREAM_SWEEP_S,
+        "options": {"expires": STREAM_SWEEP_S},
+    },
+    "check-alarms": {
+        "task": "monitoring.tasks.check_devices_task",
+        "schedule": ALARM_CHECK_S,
+        "options": {"expires": ALARM_CHECK_S},
+    },
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 

@@ -127,3 +127,13 @@ def test_it_runs_tasks_eagerly_and_propagates_their_errors_without_redis(tmp_pat
     result = run_settings(EAGER_TASK, SQLITE_PATH=str(tmp_path / "db"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "propagated"
+
+
+def test_every_periodic_task_expires_within_its_own_period():
+    """Beat queues on while the workers are down; a run older than its period is superseded
+    by the next and must not run when they return (an hour of checks back to back, ahead of
+    the analyses)."""
+    from django.conf import settings
+
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        assert 0 < entry["options"]["expires"] <= entry["schedule"], name
