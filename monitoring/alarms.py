@@ -192,8 +192,8 @@ def on_analysis_round(recording_id: int) -> list[AlarmChange]:
 
 def periodic_check(now: datetime | None = None) -> dict:
     """What celery beat runs every ``ALARM_CHECK_S``: devices, notifications missing from open
-    alarms, escalation, due retries. Each step on its own: one that fails is logged and the
-    others run."""
+    alarms, escalation, due retries. Each step on its own: one that fails is logged, named
+    under ``failed`` (so its heartbeat is not recorded: /health), and the others run."""
     from monitoring.notifications import (
         escalate_unacknowledged,
         repair_unnotified_alarms,
@@ -207,13 +207,15 @@ def periodic_check(now: datetime | None = None) -> dict:
         "escalated": lambda: escalate_unacknowledged(now),
         "queued": lambda: send_due(now),
     }
-    results = {}
+    results, failed = {}, []
     for name, step in steps.items():
         try:
             results[name] = step()
         except Exception:
             logger.exception("the periodic alarm check's step %r failed", name)
             results[name] = []
+            failed.append(name)
+    results["failed"] = failed
     changes = results.pop("devices")
     return {
         "raised": [c.alarm.pk for c in changes if c.change == "raised"],

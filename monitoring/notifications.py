@@ -386,17 +386,25 @@ def repair_unnotified_alarms() -> list[int]:
 
     ``alarms._raise`` creates the notifications in the alarm's own transaction, so this finds
     an alarm whose scheduling failed (logged there), or one raised while the patient had no
-    first-call recipient: whoever was added since hears of it. Each alarm on its own: one that
+    first-call recipient: whoever was added since hears of it. Not an alarm someone has
+    acknowledged, nor a technical repeat while the alarm it repeats is recent (one still open
+    ``TECHNICAL_RENOTIFY_S`` after it was raised is sent). Each alarm on its own: one that
     fails is logged and the others are repaired.
     """
     first_call_recipient = AlarmRecipient.objects.filter(
         patient_id=OuterRef("patient_id"), escalation=False
     )
     first_call_notification = Notification.objects.filter(alarm_id=OuterRef("pk"), escalation=False)
+    # A technical repeat is not sent while the alarm it repeats is recent (alarms.repeat_of);
+    # one still open TECHNICAL_RENOTIFY_S after it was raised is news again and is sent.
+    recent_repeat = Q(details__has_key="repeat_of") & Q(
+        raised_at__gt=timezone.now() - timedelta(seconds=settings.TECHNICAL_RENOTIFY_S)
+    )
     unnotified = (
         Alarm.objects.open()
         .filter(Exists(first_call_recipient), ~Exists(first_call_notification))
-        .exclude(details__has_key="repeat_of")  # a technical repeat is not sent on purpose
+        .filter(acknowledged_at__isnull=True)  # someone is at it: nobody needs telling
+        .exclude(recent_repeat)
         .filter(patient__is_active=True)
         .order_by("raised_at", "pk")[:REPAIR_BATCH]
     )
@@ -444,8 +452,14 @@ def escalate_unacknowledged(now: datetime | None = None) -> list[int]:
         try:
             with transaction.atomic():
                 # the claim and the notifications commit together, or neither does and the
-                # next check tries again
-                claimed = Alarm.objects.filter(due, pk=alarm.pk).update(escalated_at=now)
+                # next check tries again. The row locked and read again under the lock: an
+                # UPDATE with due's join (the patient) is rewritten by Django as
+                # "WHERE id IN (subquery)", which PostgreSQL does not re-check after waiting
+                # on another claim or an acknowledgment; a locking read re-checks it.
+                locked = Alarm.objects.select_for_update(of=("self",)).filter(due, pk=alarm.pk)
+                claimed = locked.exists() and bool(
+                    Alarm.objects.filter(pk=alarm.pk).update(escalated_at=now)
+                )
                 if claimed:
                     schedule_notifications(alarm, escalation=True)
         except Exception:

@@ -181,13 +181,18 @@ class ScheduleInServer:
 
 def heartbeat(task: Callable) -> Callable:
     """Decorator of a periodic task: each time it returns, its ``Heartbeat`` row (its celery
-    name) says when, for ``/health``. A raise leaves the old time, which then grows stale; a
+    name) says when, for ``/health``. A raise, or a result naming ``failed`` steps, leaves the
+    old time, which then grows stale; a
     heartbeat that cannot be written is logged and the task's result returned all the same."""
     name = f"{task.__module__}.{task.__name__}"
 
     @functools.wraps(task)
     def beating(*args, **kwargs):
         result = task(*args, **kwargs)
+        if isinstance(result, dict) and result.get("failed"):
+            # a check whose steps failed (each logged) did not do its work: /health must
+            # see the heartbeat grow stale, not a fresh one
+            return result
         record_heartbeat(name)
         return result
 

@@ -142,6 +142,20 @@ def test_one_failing_patient_or_step_leaves_the_rest_of_the_periodic_check_to_ru
     assert result["escalated"] == [] and due.pk in result["queued"]  # retries still go out
     assert "the technical alarm check of patient" in caplog.text
     assert "step 'escalated' failed" in caplog.text
+    assert result["failed"] == ["escalated"]
+
+
+def test_a_check_whose_steps_failed_records_no_heartbeat():
+    """/health reads the heartbeat as "alarms are being checked": a check that caught its
+    steps' errors did not check them."""
+    from monitoring.models import Heartbeat
+    from monitoring.tasks import check_devices_task
+
+    with mock.patch.object(notifications, "send_due", side_effect=OSError("db blip")):
+        assert check_devices_task()["failed"] == ["queued"]
+    assert not Heartbeat.objects.exists()
+    assert check_devices_task()["failed"] == []
+    assert Heartbeat.objects.get().name == "monitoring.tasks.check_devices_task"
 
 
 def test_the_repair_tells_only_first_call_recipients_of_open_alarms_once(recording):
@@ -467,3 +481,34 @@ def test_a_physiological_alarm_is_sent_every_time_and_other_kinds_count_apart(re
         vt(recording, False, start + timedelta(seconds=30 * run + 10))
     [leads_off] = leads(recording, True, start + timedelta(seconds=100))
     assert Notification.objects.filter(alarm__in=[*sent, leads_off.alarm]).count() == 4
+
+
+def test_a_repeat_still_open_after_its_period_is_sent_and_an_acknowledged_alarm_is_not(
+    recording, settings
+):
+    """A loose electrode fixed, then off again for hours: the repeat is held back only while
+    the alarm it repeats is recent, then the nurse hears of it. An alarm someone has
+    acknowledged needs nobody told."""
+    settings.TECHNICAL_RENOTIFY_S = 600
+    AlarmRecipient.objects.create(patient=recording.patient, address="nurse@example.org")
+    start = timezone.now() - timedelta(seconds=100)
+    leads(recording, True, start)
+    leads(recording, False, start + timedelta(seconds=30))
+    [repeat] = leads(recording, True, start + timedelta(seconds=60))  # and it stays off
+    assert "repeat_of" in repeat.alarm.details
+    assert notifications.repair_unnotified_alarms() == []  # 40 s old: its period runs
+    Alarm.objects.filter(pk=repeat.alarm.pk).update(
+        raised_at=timezone.now() - timedelta(seconds=601)
+    )
+    assert notifications.repair_unnotified_alarms() == [repeat.alarm.pk]
+    assert Notification.objects.filter(alarm=repeat.alarm, escalation=False).count() == 1
+
+    acknowledged = Alarm.objects.create(
+        patient=recording.patient,
+        kind=AlarmKind.PAUSE,
+        priority="critical",
+        state="acknowledged",
+        acknowledged_at=timezone.now(),
+    )
+    assert notifications.repair_unnotified_alarms() == []
+    assert not Notification.objects.filter(alarm=acknowledged).exists()
