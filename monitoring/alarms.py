@@ -324,7 +324,10 @@ def resolve_on_discharge(patient: Patient, now: datetime | None = None) -> list[
     """
     open_kinds = Alarm.objects.open().filter(patient=patient).values_list("kind", flat=True)
     conditions = [Condition(kind, False) for kind in open_kinds]
-    return apply_conditions(patient, None, conditions, now or timezone.now())
+    changes = apply_conditions(patient, None, conditions, now or timezone.now())
+    # nor do they latch: a readmitted patient's station must not show them as unacknowledged
+    Alarm.objects.filter(patient=patient, latches=True).update(latches=False)
+    return changes
 
 
 def repeat_of(patient, kind: str, now: datetime) -> int | None:
@@ -364,6 +367,7 @@ def _raise(patient, recording, condition: Condition, now: datetime) -> Alarm | N
                 limit=condition.limit,
                 raised_at=now,
                 details=details,
+                latches=PRIORITIES[condition.kind] == AlarmPriority.CRITICAL,
             )
             if repeated is not None:
                 return alarm

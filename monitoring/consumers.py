@@ -34,7 +34,7 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_save
 
 from monitoring import live
-from monitoring.models import Alarm, Beat, Patient, Recording, SampleChunk
+from monitoring.models import Beat, Patient, Recording, SampleChunk
 
 logger = logging.getLogger(__name__)
 
@@ -235,19 +235,15 @@ def backlog_samples(recording: Recording, since_s: float) -> list[dict]:
 
 
 def backlog_alarms(patient_id: int) -> list[dict]:
-    """The patient's recent alarms as "alarm" messages, oldest first: the last
-    ``live.RECENT_ALARMS`` (the live view's list) and every open one, as stored now.
+    """The patient's recent alarms as "alarm" messages, oldest first: the live view's list
+    (``live.alarms_to_list``: the last ``live.RECENT_ALARMS`` and every one still waiting for
+    someone), as stored now.
 
     A browser that was away missed the alarm messages of that time; these rebuild its list
     (raised, acknowledged or resolved meanwhile). They carry no ``top_alarm``: the status
     after them says what is open.
     """
-    alarms = Alarm.objects.filter(patient_id=patient_id).select_related("acknowledged_by")
-    recent = {
-        alarm.pk: alarm for alarm in alarms.order_by("-raised_at", "-id")[: live.RECENT_ALARMS]
-    }
-    recent.update((alarm.pk, alarm) for alarm in alarms.open())  # an old one still open too
-    ordered = sorted(recent.values(), key=lambda alarm: (alarm.raised_at, alarm.pk))
+    ordered = reversed(live.alarms_to_list(patient_id))
     return [{"type": "alarm", "alarm": live.alarm_payload(alarm)} for alarm in ordered]
 
 

@@ -74,7 +74,6 @@ def station(request):
 def patient_live(request, pk: int):
     """Single-patient live view: ECG paper at 25 mm/s, beat labels, HR trend, alarms."""
     patient = get_object_or_404(Patient.objects.visible_to(request.user), pk=pk)
-    alarms = patient.alarms.select_related("acknowledged_by").order_by("-raised_at", "-id")
     return render(
         request,
         "monitoring/patient_live.html",
@@ -82,8 +81,8 @@ def patient_live(request, pk: int):
             "patient": patient,
             # the recording the socket's hello names when one is live (live.current_recording)
             "recording": live.live_recording(patient.pk),
-            # as many as a reconnecting patient stream resends (monitoring/consumers.py)
-            "alarms": alarms[: live.RECENT_ALARMS],
+            # what a reconnecting patient stream resends (monitoring/consumers.py)
+            "alarms": live.alarms_to_list(patient.pk),
             "gains": GAINS_MM_PER_MV,
         },
     )

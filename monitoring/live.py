@@ -284,12 +284,11 @@ def alarms_to_show(patient_ids) -> dict[int, list]:
     reads: the open ones, and the latched ones (a critical alarm that resolved before anyone
     acknowledged it: ``models.latched_q``), which the tile shows until someone does, as
     escalation waits for them."""
-    from monitoring.models import Alarm, latched_q
+    from monitoring.models import Alarm
 
-    wanted = ~Q(state=AlarmState.RESOLVED) | latched_q(timezone.now())
     by_patient = {}
     for alarm in (
-        Alarm.objects.filter(wanted)
+        Alarm.objects.waiting(timezone.now())
         .filter(patient_id__in=patient_ids)
         .select_related("acknowledged_by")
         .only(
@@ -306,6 +305,18 @@ def alarms_to_show(patient_ids) -> dict[int, list]:
     ):
         by_patient.setdefault(alarm.patient_id, []).append(alarm)
     return by_patient
+
+
+def alarms_to_list(patient_id: int) -> list:
+    """The alarms the live view lists, newest first: the last ``RECENT_ALARMS``, and every
+    older one still waiting for someone (open, or latched: ``models.latched_q``), so that an
+    alarm the station shows always has its row and its Acknowledge button."""
+    from monitoring.models import Alarm
+
+    alarms = Alarm.objects.filter(patient_id=patient_id).select_related("acknowledged_by")
+    listed = {alarm.pk: alarm for alarm in alarms.order_by("-raised_at", "-id")[:RECENT_ALARMS]}
+    listed.update((alarm.pk, alarm) for alarm in alarms.waiting(timezone.now()))
+    return sorted(listed.values(), key=lambda alarm: (alarm.raised_at, alarm.pk), reverse=True)
 
 
 def pick_top_alarm(alarms) -> dict | None:

@@ -729,18 +729,24 @@ class AlarmQuerySet(models.QuerySet):
         """Critical alarms that resolved before anyone acknowledged them (:func:`latched_q`)."""
         return self.filter(latched_q(now))
 
+    def waiting(self, now) -> "AlarmQuerySet":
+        """Alarms a page must keep in view: the open ones and the latched ones."""
+        return self.filter(~Q(state=AlarmState.RESOLVED) | latched_q(now))
+
 
 def latched_q(now) -> Q:
     """Critical alarms latch (IEC 60601-1-8): one that resolved by itself before anyone
     acknowledged it still wants acknowledging, so it is escalated and the station shows it
     until someone does; not once it is older than ``NOTIFY_GIVE_UP_S`` (its messages are given
-    up too), nor for a patient since discharged (discharge resolves every alarm on purpose)."""
+    up too). ``Alarm.latches`` is set when a critical alarm is raised and cleared by a discharge
+    (which resolves every alarm on purpose); alarms from before latching began have it off,
+    so an upgrade does not light the stations with old ones. No join: a locking claim on it
+    is re-checked as it stands (notifications.escalate_unacknowledged)."""
     return Q(
-        priority=AlarmPriority.CRITICAL,
+        latches=True,
         state=AlarmState.RESOLVED,
         acknowledged_at__isnull=True,
         raised_at__gte=now - timedelta(seconds=settings.NOTIFY_GIVE_UP_S),
-        patient__is_active=True,
     )
 
 
@@ -775,6 +781,11 @@ class Alarm(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
     escalated_at = models.DateTimeField(
         null=True, blank=True, help_text="When the escalation list was notified (once)."
+    )
+    latches = models.BooleanField(
+        default=False,
+        help_text="Still to be acknowledged after it resolves (escalation, station): critical "
+        "alarms raised since latching began; a discharge ends it.",
     )
     details = models.JSONField(
         default=dict, blank=True, help_text="Rule inputs; 'sample' is the event's sample index."

@@ -1025,6 +1025,43 @@ def test_a_critical_alarm_over_before_anyone_acknowledged_it_stays_on_the_tile(
         priority="critical",
         message="pause 4 s",
         state="resolved",
+        latches=True,
         raised_at=now - timedelta(seconds=settings.NOTIFY_GIVE_UP_S + 60),
     )
     assert live.top_alarm(patient.pk)["id"] != other.pk
+
+
+@pytest.mark.django_db
+def test_an_alarm_still_waiting_keeps_its_row_however_many_came_after(
+    clinician, patient, recording, client
+):
+    """The station shows a latched (or open) alarm until someone acknowledges it in the live
+    view's list: the page, the reconnect backlog and the API's state=waiting list it even
+    when more than RECENT_ALARMS newer ones came after (flapping leads, say)."""
+    now = timezone.now()
+    vt = Condition(AlarmKind.VT, True, "VT 6 beats at 152 bpm")
+    apply_conditions(patient, recording, [vt], now - timedelta(minutes=30))
+    apply_conditions(
+        patient, recording, [Condition(AlarmKind.VT, False)], now - timedelta(minutes=29)
+    )
+    latched = Alarm.objects.get(kind=AlarmKind.VT)
+    for number in range(live.RECENT_ALARMS + 5):
+        Alarm.objects.create(
+            patient=patient,
+            kind=AlarmKind.LEADS_OFF,
+            priority="technical",
+            state="resolved",
+            raised_at=now - timedelta(minutes=20 - number * 0.1),
+        )
+    listed = [alarm.pk for alarm in live.alarms_to_list(patient.pk)]
+    assert len(listed) == live.RECENT_ALARMS + 1 and listed[-1] == latched.pk
+    backlog = [m["alarm"]["id"] for m in consumers.backlog_alarms(patient.pk)]
+    assert backlog[0] == latched.pk  # oldest first
+    client.force_login(clinician)
+    page = client.get(f"/patients/{patient.pk}/live/").content.decode()
+    assert f'id="alarm-{latched.pk}"' in page
+    waiting = client.get(f"/api/alarms/?patient={patient.pk}&state=waiting").json()["results"]
+    assert [alarm["id"] for alarm in waiting] == [latched.pk]
+    acknowledge(latched, clinician)
+    assert client.get(f"/api/alarms/?patient={patient.pk}&state=waiting").json()["results"] == []
+    assert latched.pk not in [alarm.pk for alarm in live.alarms_to_list(patient.pk)]

@@ -244,9 +244,16 @@ def test_the_alarm_table_ignores_late_news_and_keeps_its_newest_rows(
         "resolved"
     )
 
+    # acknowledged or not: the acknowledgment is never taken back by a late message
+    deliver(browser, alarm(9001, "resolved", acknowledged=False))
+    assert "clinician at" in browser.find_element("id", "alarm-9001").text
+
     for alarm_id in range(9002, 9062):
-        deliver(browser, alarm(alarm_id, "raised", acknowledged=False))
+        deliver(browser, alarm(alarm_id, "acknowledged", acknowledged=True))
     rows = browser.find_elements("css selector", "#alarm-table tbody tr.alarm-row")
     assert len(rows) == 50
     assert rows[0].get_attribute("id") == "alarm-9061"
-    assert rows[-1].get_attribute("id") == "alarm-9012"
+    # the oldest rows went, but not the one still to be acknowledged (the station shows it)
+    assert rows[-1].get_attribute("id") == f"alarm-{lost.pk}"
+    assert rows[-1].find_elements("css selector", "button.ack")
+    assert rows[-2].get_attribute("id") == "alarm-9013"

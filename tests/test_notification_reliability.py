@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from monitoring import alarms, notifications
+from monitoring import alarms, live, notifications
 from monitoring.alarms import (
     Condition,
     acknowledge,
@@ -265,8 +265,24 @@ def test_a_latched_alarm_of_a_discharged_patient_or_long_past_is_not_escalated(r
     vt(recording, True, t0)
     vt(recording, False, t0 + timedelta(seconds=30))
     assert escalate_unacknowledged(t0 + timedelta(seconds=3601)) == []  # past the give-up
-    Patient.objects.filter(pk=recording.patient_id).update(is_active=False)
+    # a discharge ends the latching (admissions.end_monitoring calls this), also after a
+    # readmission: the stations must not show the old alarm as waiting
+    alarms.resolve_on_discharge(recording.patient)
     assert escalate_unacknowledged(t0 + timedelta(seconds=300)) == []
+    Patient.objects.filter(pk=recording.patient_id).update(is_active=True)
+    assert escalate_unacknowledged(t0 + timedelta(seconds=300)) == []
+    assert live.top_alarm(recording.patient_id) is None
+
+
+def test_alarms_from_before_latching_began_do_not_latch(recording):
+    """Upgrading must not escalate, nor light the stations with, every critical alarm of the
+    last hours that resolved unacknowledged when nobody acknowledged resolved alarms."""
+    t0 = timezone.now()
+    vt(recording, True, t0)
+    vt(recording, False, t0 + timedelta(seconds=30))
+    Alarm.objects.update(latches=False)  # what migration 0016 gives existing alarms
+    assert escalate_unacknowledged(t0 + timedelta(seconds=300)) == []
+    assert live.top_alarm(recording.patient_id) is None
 
 
 def test_an_escalation_acknowledged_before_it_goes_out_is_cancelled(

@@ -4,6 +4,7 @@ Scoped like everything else with ``visible_to``: a clinician sees and acknowledg
 alarms of assigned patients; any other alarm answers 404, as if it did not exist.
 """
 
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
@@ -47,7 +48,9 @@ class AlarmSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-STATE_FILTERS = ["open", *AlarmState.values]
+# "open": not resolved; "waiting": open, or a critical alarm that resolved before anyone
+# acknowledged it (latched: it still wants acknowledging, as the station shows it)
+STATE_FILTERS = ["open", "waiting", *AlarmState.values]
 
 
 @extend_schema_view(
@@ -84,7 +87,12 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
         if state:
             if state not in STATE_FILTERS:
                 raise bad_parameter(f"state must be one of {', '.join(STATE_FILTERS)}")
-            queryset = queryset.open() if state == "open" else queryset.filter(state=state)
+            if state == "open":
+                queryset = queryset.open()
+            elif state == "waiting":
+                queryset = queryset.waiting(timezone.now())
+            else:
+                queryset = queryset.filter(state=state)
         priority = params.get("priority")
         if priority:
             if priority not in AlarmPriority.values:

@@ -278,11 +278,21 @@
   Array.prototype.forEach.call($("alarm-table").querySelectorAll("time[datetime]"),
     function (element) { element.textContent = formatTime(element.getAttribute("datetime")); });
 
+  function trimAlarmRows(tbody) {
+    // the oldest rows go first, but never one still to be acknowledged (an alarm the station
+    // shows must keep its button)
+    var rows = Array.prototype.slice.call(tbody.children);
+    for (var i = rows.length - 1; i >= 0 && tbody.children.length > MAX_ALARM_ROWS; i--) {
+      if (!rows[i].querySelector("button.ack")) { tbody.removeChild(rows[i]); }
+    }
+  }
+
   function showAlarm(alarm) {
     var tbody = $("alarm-table").querySelector("tbody");
     var row = $("alarm-" + alarm.id);
-    if (row && (STATE_RANK[alarm.state] || 0) < (STATE_RANK[row.dataset.state] || 0)) {
-      return;  // older news than the row shows
+    if (row && ((STATE_RANK[alarm.state] || 0) < (STATE_RANK[row.dataset.state] || 0) ||
+        (row.dataset.acked && !alarm.acknowledged_at))) {
+      return;  // older news than the row shows (an acknowledgment is never taken back)
     }
     if (!row) {
       row = document.createElement("tr");
@@ -297,10 +307,9 @@
       });
       tbody.insertBefore(row, after || null);
       $("no-alarms").hidden = true;
-      while (tbody.children.length > MAX_ALARM_ROWS) { tbody.removeChild(tbody.lastElementChild); }
-      if (!row.parentNode) { return; }  // older than every row kept
     }
     row.dataset.state = alarm.state;
+    if (alarm.acknowledged_at) { row.dataset.acked = "1"; }
     row.className = "alarm-row " + alarm.priority;
     var cells = row.children;
     cells[0].textContent = formatTime(alarm.raised_at);
@@ -318,6 +327,7 @@
       button.textContent = "Acknowledge";
       cells[5].appendChild(button);
     }
+    trimAlarmRows(tbody);  // when filled: a row to acknowledge stays
   }
 
   function acknowledge(alarmId, button) {
@@ -405,14 +415,17 @@
   // every ALARMS_REFRESH_MS, so a lost one shows within that time. Older news than a row shows
   // is ignored (showAlarm), so a reply that crosses a live message changes nothing.
   function loadAlarms() {
-    fetch("/api/alarms/?limit=20&patient=" + encodeURIComponent(root.dataset.patient),
-      { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (response) {
-        if (!response.ok) { throw new Error(response.statusText); }
-        return response.json();
-      })
-      .then(function (body) { body.results.forEach(showAlarm); })
-      .catch(function () { /* the connection line says when the server is away */ });
+    // the last 20, and every one still waiting for someone (open, or latched), however old
+    ["limit=20", "state=waiting&limit=100"].forEach(function (query) {
+      fetch("/api/alarms/?" + query + "&patient=" + encodeURIComponent(root.dataset.patient),
+        { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (response) {
+          if (!response.ok) { throw new Error(response.statusText); }
+          return response.json();
+        })
+        .then(function (body) { body.results.forEach(showAlarm); })
+        .catch(function () { /* the connection line says when the server is away */ });
+    });
   }
 
   // --- The websocket ------------------------------------------------------------------------
