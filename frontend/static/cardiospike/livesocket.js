@@ -13,7 +13,10 @@
 // Close codes: 4403 (no longer allowed to see this patient) stops for good; 4401 (the session
 // is not valid) asks the server over HTTP whether the browser is still signed in, since
 // changing one's password gives the session a new key: still signed in, it reconnects (with the
-// new cookie), else it stops.
+// new cookie), else it stops. A socket the server refuses at the handshake (a reconnect after
+// signing out, or after losing access) closes with no code of ours (1006), so three sockets in
+// a row that never opened ask the same question: signed out, or the page gone (404: access
+// ended), it stops; a server that does not answer at all is simply tried again.
 //
 // onState(state, waitMs) hears "connected", "reconnecting" (with the wait before the next
 // try), "signed-out" or "access-ended". Research software, not a medical device.
@@ -24,7 +27,7 @@
   var PING_MS = timing.pingMs || 10000;
   var SILENT_MS = timing.silentMs || 25000;
   var MAX_DELAY_MS = 5000;
-  var MAX_SESSION_CHECKS = 3;  // 4401 closes in a row before it believes the session is gone
+  var FAILED_OPENS_BEFORE_CHECK = 3;
 
   // No samples for this long (plus the last chunk's length, for devices that send long
   // chunks): the device is silent. Devices send a chunk a second. The server calls a
@@ -55,7 +58,7 @@
     var retryTimer = null;
     var lastHeardAt = 0;
     var attempt = 0;
-    var sessionChecks = 0;
+    var failedOpens = 0;  // sockets in a row that closed without ever opening
     var stopped = false;
 
     function forget() {
@@ -90,14 +93,16 @@
 
     function checkSession() {
       forget();
-      sessionChecks += 1;
-      if (sessionChecks > MAX_SESSION_CHECKS) { stop("signed-out"); return; }
-      // Signed out, the page redirects to the login page; "manual" keeps that visible.
+      failedOpens = 0;
+      // Signed out, the page redirects to the login page; "manual" keeps that visible. A
+      // patient no longer assigned answers 404.
       fetch(window.location.href, { credentials: "same-origin", redirect: "manual",
         cache: "no-store" }).then(function (response) {
         if (response.type === "opaqueredirect" || response.status === 401 ||
             response.status === 403) {
           stop("signed-out");
+        } else if (response.status === 404) {
+          stop("access-ended");
         } else {
           retry();
         }
@@ -109,9 +114,12 @@
       if (stopped) { return; }
       var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
       var current = new WebSocket(scheme + window.location.host + options.url());
+      var opened = false;
       socket = current;
       lastHeardAt = Date.now();  // a socket that never opens counts as silent too
       current.onopen = function () {
+        opened = true;
+        failedOpens = 0;
         attempt = 0;
         lastHeardAt = Date.now();
         options.onState("connected");
@@ -123,12 +131,15 @@
       };
       current.onmessage = function (event) {
         lastHeardAt = Date.now();
-        sessionChecks = 0;
         options.onMessage(JSON.parse(event.data));
       };
       current.onclose = function (event) {
         if (event.code === 4403) { stop("access-ended"); return; }
         if (event.code === 4401) { checkSession(); return; }
+        if (!opened) {
+          failedOpens += 1;
+          if (failedOpens >= FAILED_OPENS_BEFORE_CHECK) { checkSession(); return; }
+        }
         retry();
       };
       watchTimer = setInterval(function () {
