@@ -64,8 +64,11 @@ def record_failure(request, username: str | None) -> None:
             # expires LOGIN_LOCKOUT_S after the first failure, not after the last)
             if not counts.add(key, 1, timeout=settings.LOGIN_LOCKOUT_S):
                 try:
-                    counts.incr(key)
-                except ValueError:  # expired between add and incr
+                    # Redis: a key that expired between Django's exists() and INCR comes
+                    # back as 1 with no expiry, which would lock the address out for good
+                    if counts.incr(key) == 1:
+                        counts.touch(key, timeout=settings.LOGIN_LOCKOUT_S)
+                except ValueError:  # expired between add and incr (memory cache)
                     counts.add(key, 1, timeout=settings.LOGIN_LOCKOUT_S)
     except redis.RedisError:
         logger.exception("failed login not counted (Redis unreachable)")

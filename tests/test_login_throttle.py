@@ -2,6 +2,7 @@
 admin login and any authenticate() alike)."""
 
 import pytest
+import redis
 from django.test import Client
 
 pytestmark = pytest.mark.django_db
@@ -127,3 +128,39 @@ def test_a_login_goes_through_uncounted_while_redis_is_down(client, clinician, l
         assert "Please enter a correct" in wrong.content.decode()
     assert log_in(client, "clinician", "pw-clinician-1").status_code == 302
     assert "failed login not counted (Redis unreachable)" in caplog.text
+
+
+def test_a_count_that_expires_under_the_increment_gets_its_window_again(redis_url, limits):
+    """Django's RedisCache.incr checks the key exists, then INCRs: a key that expired in
+    between comes back as 1 with no expiry, which would lock the address out for good."""
+    from django.core.cache import caches
+    from django.test import RequestFactory
+
+    from monitoring.login_throttle import record_failure
+
+    counts = caches["login"]
+    if counts.__class__.__name__ != "RedisCache":
+        pytest.skip("the login counts are not in Redis in this run")
+    request = RequestFactory().post("/login/", REMOTE_ADDR="10.3.3.3")
+    key = "login-failures:address:10.3.3.3"
+    counts.set(key, 1, timeout=60)
+    real_incr = counts.incr
+
+    def incr_after_expiry(name, delta=1, version=None):
+        if name == key:
+            counts.delete(key)  # expired just after exists(), before INCR
+            raw = redis.Redis.from_url(redis_url)
+            value = raw.incr(counts.make_and_validate_key(key))  # INCR recreates it, no expiry
+            raw.close()
+            return value
+        return real_incr(name, delta, version)
+
+    counts.incr = incr_after_expiry
+    try:
+        record_failure(request, None)
+    finally:
+        del counts.incr
+    raw = redis.Redis.from_url(redis_url)
+    ttl = raw.ttl(counts.make_and_validate_key(key))
+    raw.close()
+    assert 0 < ttl <= limits.LOGIN_LOCKOUT_S
