@@ -17,8 +17,9 @@
   notifications that are due.
 - :func:`escalate_unacknowledged`: an alarm nobody acknowledged ``ALARM_ESCALATION_S`` after it
   was raised is sent to the escalation list, once: an open one, or a critical one that resolved
-  meanwhile (critical alarms latch until acknowledged). ``Alarm.escalated_at`` is claimed by a
-  conditional UPDATE in the transaction that creates the escalation notifications.
+  meanwhile (critical alarms latch until acknowledged). ``Alarm.escalated_at`` is claimed with
+  the alarm's row locked and read again under the lock, in the transaction that creates the
+  escalation notifications.
 - Transports are classes with ``send(notification, strip_png)`` that raise on failure:
   ``TRANSPORTS = {"email": EmailTransport, "webhook": WebhookTransport}``; those whose
   ``attaches_strip`` is true get the ECG strip (None when it cannot be drawn).
