@@ -3,12 +3,14 @@ are missing, failures contained, escalation latched for critical alarms and neve
 retries that outlast an outage, no message that contradicts the alarm (docs/alarms.md)."""
 
 import logging
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
 from django.core import mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -528,3 +530,41 @@ def test_a_repeat_still_open_after_its_period_is_sent_and_an_acknowledged_alarm_
     )
     assert notifications.repair_unnotified_alarms() == []
     assert not Notification.objects.filter(alarm=acknowledged).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_checks_claiming_one_escalation_at_once_claim_it_once():
+    """On PostgreSQL a claim that waited on another's lock must see that claim: an UPDATE that
+    joins another table is run by Django as "WHERE id IN (subquery)", which PostgreSQL does
+    not re-check after the wait, so both claimed (the review's two-connection probe)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL (SQLite runs one writer at a time)")
+    patient = Patient.objects.create(mrn="RACE-1", name="Race")
+    chief(patient)
+    raised_at = timezone.now() - timedelta(seconds=600)
+    alarm = Alarm.objects.create(patient=patient, kind=AlarmKind.VT, priority="critical")
+    Alarm.objects.filter(pk=alarm.pk).update(raised_at=raised_at)
+    first_holds_its_claim = threading.Event()
+    claimed = {}
+
+    def check(name: str, hold_s: float) -> None:
+        try:
+
+            def slow_schedule(alarm, escalation=False):
+                first_holds_its_claim.set()
+                time.sleep(hold_s)  # the first check's transaction stays open a moment
+                return []
+
+            with mock.patch.object(notifications, "schedule_notifications", slow_schedule):
+                claimed[name] = escalate_unacknowledged(timezone.now())
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=check, args=("first", 1.0))
+    first.start()
+    assert first_holds_its_claim.wait(10)
+    second = threading.Thread(target=check, args=("second", 0.0))
+    second.start()
+    first.join(20)
+    second.join(20)
+    assert claimed == {"first": [alarm.pk], "second": []}
