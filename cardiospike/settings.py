@@ -184,6 +184,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # samples, beats, status); ours, 1000, lets a busy consumer fall several seconds behind before
 # it loses anything, at a few MB of Redis per stalled channel until its expiry (60 s).
 CHANNEL_CAPACITY = envint("CHANNEL_CAPACITY", "1000")
+# How often an open websocket's access is checked again (monitoring/consumers.py): a user
+# signed out, unassigned or deactivated stops receiving within it.
+LIVE_RECHECK_S = envfloat("LIVE_RECHECK_S", "10")
 
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL

@@ -51,7 +51,7 @@ STATION_MAX_SINCE_S = 30.0
 # How stale an open socket's access may get: a clinician unassigned, a user logged out or
 # deactivated stops receiving within this (at the next message or ping after it; at once
 # when a ``live.revoke`` comes). One or two queries per socket per recheck.
-LIVE_RECHECK_S = 10.0
+LIVE_RECHECK_S = settings.LIVE_RECHECK_S
 
 
 class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
