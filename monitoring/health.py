@@ -27,7 +27,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 import inference
-from monitoring.models import Heartbeat, Notification, NotificationAttempt, NotificationState
+from monitoring.models import Heartbeat, Notification, NotificationState
 
 CHECK_TIMEOUT_S = 2.0
 # The alarm check is late after this many of its periods (ALARM_CHECK_S) without completing,
@@ -149,9 +149,11 @@ def check_notifications() -> dict:
             next_attempt_at__lte=now,
         ).aggregate(oldest=Min("next_attempt_at"))["oldest"]
         # failed for good after an attempt in the window: its last attempt is in it
-        tried = NotificationAttempt.objects.filter(started_at__gte=now - FAILED_WINDOW)
+        # a notification given up keeps the time it gave up in next_attempt_at
+        # (notifications.send_notification): one read of the (state, next_attempt_at) index,
+        # not a scan of every attempt ever made, on a path load balancers poll
         failed = Notification.objects.filter(
-            state=NotificationState.FAILED, pk__in=tried.values("notification_id")
+            state=NotificationState.FAILED, next_attempt_at__gte=now - FAILED_WINDOW
         ).count()
     except Exception as exc:
         return {"ok": False, "error": f"notifications: {exc}"}

@@ -375,7 +375,7 @@ def signal_state(recording: Recording | None, now) -> str:
 
     "stale" follows the technical "device offline" alarm's limit: a silent device's heart rate
     and rhythm describe the past. The pages see silence sooner by themselves (no samples for
-    NO_SIGNAL_S, 10 s, plus the last chunk's length: live.js, station.js, counted from the
+    NO_SIGNAL_S, 10 s, plus the last chunk's length: livesocket.js, counted from the
     status' ``signal_age_s``); the server's limit is the longer one because a status is made
     when a round of analysis ends, which under load can be many seconds after its chunk came,
     and a device may send chunks of up to 20 s.
@@ -441,12 +441,13 @@ def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[
 
 
 def device_recordings(patient_id: int):
-    """The patient's device recordings, newest first, without the analyzer's saved state
-    (``stream_state``, about 120 kB a live recording, which no page or live message reads)."""
+    """The patient's device recordings, the one opened last first, without the analyzer's
+    saved state (``stream_state``, about 120 kB a live recording, which no page or live
+    message reads)."""
     return (
         Recording.objects.filter(patient_id=patient_id, source=Recording.Source.DEVICE)
         .defer("stream_state")
-        .order_by("-started_at", "-id")
+        .order_by("-id")
     )
 
 
@@ -454,8 +455,7 @@ def live_recording(patient_id: int) -> Recording | None:
     """The patient's live device recording (the one opened last, should there be several), or
     None. Opened last, not started last: a recording's start is dated back to when its
     sample 0 was taken, so a device switched on earlier can open its recording later."""
-    live = device_recordings(patient_id).filter(status=Recording.Status.LIVE)
-    return live.order_by("-id").first()
+    return device_recordings(patient_id).filter(status=Recording.Status.LIVE).first()
 
 
 def current_recording(patient_id: int) -> Recording | None:

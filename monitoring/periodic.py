@@ -182,8 +182,8 @@ class ScheduleInServer:
 def heartbeat(task: Callable) -> Callable:
     """Decorator of a periodic task: each time it returns, its ``Heartbeat`` row (its celery
     name) says when, for ``/health``. A raise, or a result naming ``failed`` steps, leaves the
-    old time, which then grows stale; a
-    heartbeat that cannot be written is logged and the task's result returned all the same."""
+    old time, which then grows stale; a heartbeat that cannot be written is logged and the
+    task's result returned all the same."""
     name = f"{task.__module__}.{task.__name__}"
 
     @functools.wraps(task)
