@@ -31,13 +31,14 @@ def service_env(live_service_env):  # noqa: F811
 
 
 # Injected before the page's scripts: pings every 0.3 s, a connection silent for 2 s is dead,
-# and the live view reads its alarms again every second (the page's own 10 s, 25 s and 30 s,
-# shortened), and every socket is kept in __sockets, each
+# reconnects wait at most 0.3 s, and the live view reads its alarms again every second (the
+# page's own 10 s, 25 s, 5 s and 30 s, shortened), and every socket is kept in __sockets, each
 # with a "halfOpen" switch: once on, what it sends vanishes and nothing arrives from it, not
 # even its close event, as on a connection whose other end is gone.
 HALF_OPEN_SOCKETS_JS = """
 (function () {
-  window.CardioSpikeSocketTiming = { pingMs: 300, silentMs: 2000, alarmsRefreshMs: 1000 };
+  window.CardioSpikeSocketTiming = {
+    pingMs: 300, silentMs: 2000, alarmsRefreshMs: 1000, maxDelayMs: 300 };
   const Native = window.WebSocket;
   window.__sockets = [];
   function Wrapped(url, protocols) {
@@ -103,7 +104,7 @@ def test_a_silent_connection_is_noticed_and_made_again(browser, eager_daphne, cl
     )
     assert "nothing shown is current" in banner.text
     assert "connection-lost" in browser.find_element("id", "station").get_attribute("class")
-    # ... and made again by itself, within the 0.5-1 s first wait
+    # ... and made again by itself, within the (shortened) first wait
     wait_for(browser, lambda d: len(station_sockets(d)) == 2, timeout_s=10)
     wait_for(browser, lambda d: d.find_element("id", "station-connection").text == "connected")
     assert not browser.find_element("id", "connection-lost").is_displayed()
@@ -165,7 +166,7 @@ def test_signing_out_in_another_tab_stops_the_station(browser, eager_daphne, cli
     count = len(station_sockets(browser))
     assert count >= 4  # the first, and three refused
 
-    time.sleep(2)  # it stopped: no more tries (a retry would come within 1 s)
+    time.sleep(1)  # it stopped: no more tries (a retry would come within 0.3 s here)
     assert len(station_sockets(browser)) == count
 
 

@@ -545,26 +545,38 @@ def test_two_checks_claiming_one_escalation_at_once_claim_it_once():
     alarm = Alarm.objects.create(patient=patient, kind=AlarmKind.VT, priority="critical")
     Alarm.objects.filter(pk=alarm.pk).update(raised_at=raised_at)
     first_holds_its_claim = threading.Event()
+    second_waits = threading.Event()
     claimed = {}
 
-    def check(name: str, hold_s: float) -> None:
+    def slow_schedule(alarm, escalation=False):
+        if not first_holds_its_claim.is_set():  # the first check: hold its lock
+            first_holds_its_claim.set()
+            assert second_waits.wait(10)
+        return []
+
+    def check(name: str) -> None:
         try:
-
-            def slow_schedule(alarm, escalation=False):
-                first_holds_its_claim.set()
-                time.sleep(hold_s)  # the first check's transaction stays open a moment
-                return []
-
-            with mock.patch.object(notifications, "schedule_notifications", slow_schedule):
-                claimed[name] = escalate_unacknowledged(timezone.now())
+            claimed[name] = escalate_unacknowledged(timezone.now())
         finally:
             connection.close()
 
-    first = threading.Thread(target=check, args=("first", 1.0))
-    first.start()
-    assert first_holds_its_claim.wait(10)
-    second = threading.Thread(target=check, args=("second", 0.0))
-    second.start()
-    first.join(20)
-    second.join(20)
+    with mock.patch.object(notifications, "schedule_notifications", slow_schedule):
+        first = threading.Thread(target=check, args=("first",))
+        first.start()
+        assert first_holds_its_claim.wait(10)
+        second = threading.Thread(target=check, args=("second",))
+        second.start()
+        # the second claim is really waiting on the first's lock: a race, not a sequence
+        deadline = time.monotonic() + 10
+        with connection.cursor() as cursor:
+            while time.monotonic() < deadline:
+                cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.02)
+            else:
+                raise AssertionError("the second claim never waited on the first")
+        second_waits.set()
+        first.join(20)
+        second.join(20)
     assert claimed == {"first": [alarm.pk], "second": []}

@@ -26,7 +26,7 @@
   var timing = window.CardioSpikeSocketTiming || {};  // tests shorten these
   var PING_MS = timing.pingMs || 10000;
   var SILENT_MS = timing.silentMs || 25000;
-  var MAX_DELAY_MS = 5000;
+  var MAX_DELAY_MS = timing.maxDelayMs || 5000;
   var FAILED_OPENS_BEFORE_CHECK = 3;
 
   // No samples for this long (plus the last chunk's length, for devices that send long
