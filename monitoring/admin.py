@@ -21,8 +21,11 @@ from monitoring.admissions import end_monitoring
 from monitoring.forms import (
     LIMIT_FIELDS,
     RECIPIENT_AUDIT_FIELD,
+    STALE_PATIENT_MESSAGE,
     AdminLoginForm,
+    PatientVersionForm,
     audit_recipients,
+    clean_unique_mrn,
     recipient_labels,
 )
 from monitoring.models import (
@@ -51,8 +54,28 @@ AUDITED_FIELDS = (*LIMIT_FIELDS, "is_active")
 admin.site.login_form = AdminLoginForm
 
 
+class PatientAdminForm(PatientVersionForm):
+    # no Meta: PatientAdmin.fieldsets pick the fields, as for the admin's default form
+
+    clean_mrn = clean_unique_mrn
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is not None:
+            # The row locked until the admin's transaction commits (its change view runs in
+            # one): a discharge or a limit saved on /manage/ since this page was opened is
+            # not undone by the values this form sends back.
+            locked = Patient.objects.select_for_update().get(pk=self.instance.pk)
+            if not self.opened_on(locked):
+                raise forms.ValidationError(
+                    STALE_PATIENT_MESSAGE + " Reload the page to see the patient as they are now."
+                )
+        return cleaned
+
+
 @admin.register(Patient)
 class PatientAdmin(admin.ModelAdmin):
+    form = PatientAdminForm
     list_display = [
         "mrn",
         "name",
@@ -85,11 +108,14 @@ class PatientAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Record", {"fields": ["created_at", "updated_at"]}),
+        # opened_version: hidden, when the patient last changed as the page was opened
+        ("Record", {"fields": ["created_at", "updated_at", "opened_version"]}),
     ]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(n_clinicians=Count("clinicians"))
+        # distinct: a search on clinicians__username joins the clinicians a second time
+        n_clinicians = Count("clinicians", distinct=True)
+        return super().get_queryset(request).annotate(n_clinicians=n_clinicians)
 
     def save_model(self, request, obj, form, change):
         # the same audit trail as /manage/: a limit or an admission changed here is kept too
@@ -146,6 +172,7 @@ class DeviceAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "firmware_version", "sampling_rate_hz"]
     search_fields = ["serial", "label", "patient__mrn", "patient__name"]
     autocomplete_fields = ["patient"]
+    list_select_related = ["patient"]  # nullable: the admin's own select_related skips it
     readonly_fields = ["token_status", "token_issued_at", "last_seen_at", "created_at"]
     fields = [
         "serial",
@@ -274,7 +301,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written only by the system (stored samples, model verdicts): view, never edit."""
+    """Rows written only by the system (stored samples, model verdicts, alarms, the audit
+    trail): view, never edit or delete. One deleted sample chunk or beat would leave a
+    recording with a hole its analysis never had; a deleted audit entry, an unexplained
+    change."""
 
     def has_add_permission(self, request):
         return False
@@ -282,9 +312,29 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(Recording)
-class RecordingAdmin(admin.ModelAdmin):
+class RecordingAdmin(ReadOnlyAdmin):
+    """Read only: a recording's patient, rate, gain or leads changed here would move its samples
+    to another patient (its alarms staying behind) or make every stored sample read
+    differently, with no audit entry. A superuser may delete a recording whole (a wrong
+    upload), with its samples and analysis."""
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser and admin.ModelAdmin.has_delete_permission(
+            self, request, obj
+        )
+
+    def get_deleted_objects(self, objs, request):
+        # The recording's samples, beats and verdicts go with it: their own admins refuse to
+        # delete them one by one (a hole in a recording), which Django would otherwise count
+        # as a missing permission for the whole.
+        deleted, model_count, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, model_count, set(), protected
+
     list_display = [
         "id",
         "patient",
@@ -322,7 +372,7 @@ class SampleChunkAdmin(ReadOnlyAdmin):
     search_fields = ["recording__patient__mrn", "recording__device__serial"]
     exclude = ["data"]  # raw bytes are for programs; the admin shows the framing
     date_hierarchy = "received_at"
-    list_select_related = ["recording"]
+    list_select_related = ["recording__patient"]  # a recording's name shows its patient
 
 
 @admin.register(Prediction)
@@ -338,7 +388,7 @@ class PredictionAdmin(ReadOnlyAdmin):
     list_filter = ["model_name", "model_version", "label"]
     search_fields = ["recording__patient__mrn", "model_name", "label"]
     date_hierarchy = "created_at"
-    list_select_related = ["recording"]
+    list_select_related = ["recording__patient"]  # a recording's name shows its patient
 
 
 @admin.register(Beat)
@@ -348,7 +398,7 @@ class BeatAdmin(ReadOnlyAdmin):
     list_display = ["recording", "index", "sample", "label", "confidence", "reference_label", "row"]
     list_filter = ["label", "reference_label", "recording__upload_format"]
     search_fields = ["recording__patient__mrn", "recording__source_name"]
-    list_select_related = ["recording"]
+    list_select_related = ["recording__patient"]  # a recording's name shows its patient
 
 
 @admin.register(Episode)
@@ -356,7 +406,7 @@ class EpisodeAdmin(ReadOnlyAdmin):
     list_display = ["recording", "kind", "start_s", "end_s"]
     list_filter = ["kind"]
     search_fields = ["recording__patient__mrn", "recording__source_name"]
-    list_select_related = ["recording"]
+    list_select_related = ["recording__patient"]  # a recording's name shows its patient
 
 
 @admin.register(Alarm)

@@ -23,6 +23,7 @@ from monitoring import live
 from monitoring.admissions import end_monitoring, unassign
 from monitoring.forms import (
     LIMIT_FIELDS,
+    STALE_PATIENT_MESSAGE,
     AdmitPatientForm,
     AlarmLimitsForm,
     AssignDeviceForm,
@@ -159,6 +160,12 @@ def edit_limits(request, pk: int):
             # Old values from a locked row, not from the form's instance: two staff saving at
             # once must each audit what they actually replaced.
             locked = Patient.objects.select_for_update().get(pk=pk)
+            if not form.opened_on(locked):
+                # The form sends every limit back, also those this user left alone: saved, it
+                # would put back the values someone else changed since the page was opened.
+                # The page is shown again as the patient is now.
+                messages.error(request, STALE_PATIENT_MESSAGE)
+                return redirect("patient-limits", pk=patient.pk)
             old = {field: getattr(locked, field) for field in LIMIT_FIELDS}
             before = recipient_labels(locked)
             # only the limits: the form's instance was read before the lock, and saving all
@@ -192,13 +199,17 @@ def discharge_patient(request, pk: int):
     patient no station shows, where nobody can see or acknowledge them. Ingest refuses a
     device without a patient (403).
     """
-    patient = get_object_or_404(Patient, pk=pk)
-    if patient.is_active:
-        with transaction.atomic():
+    with transaction.atomic():
+        # read under the lock: two discharges at once (two staff, a double click) end the
+        # monitoring and write the audit entry once
+        patient = get_object_or_404(Patient.objects.select_for_update(), pk=pk)
+        discharged_here = patient.is_active
+        if discharged_here:
             patient.is_active = False
             patient.save(update_fields=["is_active", "updated_at"])
             AuditEntry.record(request.user, patient, "is_active", True, False)
             serials = end_monitoring(patient, request.user)
+    if discharged_here:
         if serials:
             noun = "device" if len(serials) == 1 else "devices"
             unassigned = f"; {noun} {', '.join(serials)} unassigned"
@@ -224,7 +235,7 @@ def assign_device(request, pk: int):
     patient = get_object_or_404(Patient, pk=pk)
     if not patient.is_active:
         return _discharged_answer(request, patient)
-    form = AssignDeviceForm(request.POST or None)
+    form = AssignDeviceForm(request.POST or None, patient=patient)
     if request.method != "POST" or not form.is_valid():
         return render(request, "monitoring/manage_device.html", {"patient": patient, "form": form})
     with transaction.atomic():

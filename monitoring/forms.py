@@ -21,8 +21,56 @@ LIMIT_FIELDS = (
 )
 
 
+def clean_unique_mrn(form) -> str:
+    """The MRN, refused when another patient has it in other letter case: ``mrn-001`` and
+    ``MRN-001`` are one patient's record number typed twice, not two patients (the database's
+    unique constraint compares case-sensitively)."""
+    mrn = form.cleaned_data["mrn"]
+    taken = Patient.objects.filter(mrn__iexact=mrn).exclude(pk=form.instance.pk).first()
+    if taken is not None and taken.mrn != mrn:
+        raise forms.ValidationError(f"Patient {taken.name} already has MRN {taken.mrn}.")
+    return mrn
+
+
+def patient_version(patient: Patient) -> str:
+    """When the patient's row last changed, as a form remembers it (``updated_at``; every save
+    of a patient sets it)."""
+    return patient.updated_at.isoformat()
+
+
+# Said when a patient form is saved after the patient changed under it (PatientVersionForm).
+STALE_PATIENT_MESSAGE = (
+    "Not saved: this patient was changed (by someone else, or in another tab) after this page "
+    "was opened. Saving would undo that change."
+)
+
+
+class PatientVersionForm(forms.ModelForm):
+    """A form on an existing patient remembers, in a hidden field, when the patient last
+    changed as the page was opened. Saving it after another change (a discharge, someone
+    else's limits) is refused instead of silently undoing that change: a model form sends every
+    field back, those the user left alone with the values the page was opened with.
+
+    No Meta: the forms built on it (and the admin's) name the model and fields."""
+
+    opened_version = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.fields["opened_version"].initial = patient_version(self.instance)
+            self.fields["opened_version"].required = True
+
+    def opened_on(self, locked: Patient) -> bool:
+        """Whether the page was opened on the patient's current row (``locked``: read with
+        ``select_for_update`` in the transaction that saves)."""
+        return self.cleaned_data.get("opened_version") == patient_version(locked)
+
+
 class AdmitPatientForm(forms.ModelForm):
     """Admit a new patient: identity, place on the ward, clinicians and starting limits."""
+
+    clean_mrn = clean_unique_mrn
 
     class Meta:
         model = Patient
@@ -40,7 +88,7 @@ class AdmitPatientForm(forms.ModelForm):
         widgets = {"birth_date": forms.DateInput(attrs={"type": "date"})}
 
 
-class AlarmLimitsForm(forms.ModelForm):
+class AlarmLimitsForm(PatientVersionForm):
     """Change a patient's alarm limits; the view audits every field that changed."""
 
     class Meta:
@@ -48,16 +96,51 @@ class AlarmLimitsForm(forms.ModelForm):
         fields = list(LIMIT_FIELDS)
 
 
-class AssignDeviceForm(forms.Form):
-    """Give a device to the patient; a device another patient holds is moved (and says so)."""
+class DeviceChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, device: Device) -> str:
+        # who wears it now: picking a device another patient wears stops their monitoring
+        if device.patient is None:
+            return f"{device} · free"
+        holder = device.patient
+        where = " ".join(part for part in (holder.ward, holder.bed) if part)
+        return f"{device} · worn by {holder.name}" + (f" ({where})" if where else "")
 
-    device = forms.ModelChoiceField(
+
+class AssignDeviceForm(forms.Form):
+    """Give a device to the patient. A device another admitted patient wears is moved only
+    when the form says so (``take_from_patient``): that patient's monitoring stops."""
+
+    device = DeviceChoiceField(
         queryset=Device.objects.filter(is_active=True).select_related("patient"),
         help_text=(
-            "Active devices; one assigned elsewhere moves to this patient, and the device "
-            "this patient had is unassigned (one device per patient)."
+            "Active devices; the device this patient had is unassigned (one device per patient)."
         ),
     )
+    take_from_patient = forms.BooleanField(
+        required=False,
+        label="Take it from the patient wearing it",
+        help_text="Their monitoring stops until they get another device.",
+    )
+
+    def __init__(self, *args, patient: Patient, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.patient = patient
+
+    def clean(self):
+        cleaned = super().clean()
+        device = cleaned.get("device")
+        holder = device.patient if device is not None else None
+        if (
+            holder is not None
+            and holder != self.patient
+            and holder.is_active
+            and not cleaned.get("take_from_patient")
+        ):
+            raise forms.ValidationError(
+                f'{device} is worn by {holder.name}: tick "Take it from the patient wearing '
+                f"it\" to move it; {holder.name}'s monitoring then stops."
+            )
+        return cleaned
 
 
 class RecipientForm(forms.ModelForm):

@@ -63,10 +63,16 @@ def patient_detail(request, pk: int):
     # exists is itself protected information.
     patient = get_object_or_404(Patient.objects.visible_to(request.user), pk=pk)
     recordings = patient.recordings.select_related("device")[:50]
+    audit_entries = patient.audit_entries.select_related("user")[:50]  # newest first
     return render(
         request,
         "monitoring/patient_detail.html",
-        {"patient": patient, "devices": patient.devices.all(), "recordings": recordings},
+        {
+            "patient": patient,
+            "devices": patient.devices.all(),
+            "recordings": recordings,
+            "audit_entries": audit_entries,
+        },
     )
 
 

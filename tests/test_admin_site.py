@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from monitoring.forms import patient_version
 from monitoring.models import (
     Alarm,
     AlarmRecipient,
@@ -24,7 +25,9 @@ from monitoring.models import (
     Notification,
     NotificationAttempt,
     NotificationState,
+    Patient,
     Prediction,
+    Recording,
     SampleChunk,
 )
 
@@ -41,6 +44,7 @@ READ_ONLY = {
     NotificationAttempt,
     AuditEntry,
     Heartbeat,
+    Recording,  # its patient, rate or gain changed here would misread every sample
 }
 
 
@@ -211,6 +215,8 @@ def patient_form(patient, **changes) -> dict:
         "hr_high_limit_bpm": patient.hr_high_limit_bpm,
         "pause_limit_s": patient.pause_limit_s,
         "pvc_limit_per_min": patient.pvc_limit_per_min,
+        # the hidden field of a page opened now
+        "opened_version": patient_version(Patient.objects.get(pk=patient.pk)),
         **changes,
     }
     return {key: value for key, value in form.items() if value is not None}

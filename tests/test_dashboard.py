@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from monitoring.api.trend import hr_trend
+from monitoring.forms import patient_version
 from monitoring.models import Alarm, AlarmRecipient, AuditEntry, Beat, Device, Patient, Recording
 
 pytestmark = pytest.mark.django_db
@@ -21,6 +22,11 @@ DEFAULT_LIMITS = {
 }
 # the recipients formset's management form when no recipient row is posted
 NO_RECIPIENTS = {"recipients-TOTAL_FORMS": "0", "recipients-INITIAL_FORMS": "0"}
+
+
+def opened(patient: Patient) -> dict:
+    """The limits page's hidden field as a page opened now sends it back."""
+    return {"opened_version": patient_version(Patient.objects.get(pk=patient.pk))}
 
 
 def add_beats(recording: Recording, times_s: list[float], label: str = "N") -> None:
@@ -281,6 +287,7 @@ def test_limit_changes_write_one_audit_row_per_changed_field(client, staff_user,
     response = client.post(
         f"/manage/patients/{patient.pk}/limits/",
         {
+            **opened(patient),
             "hr_low_limit_bpm": 40,
             "hr_high_limit_bpm": 120,
             "pause_limit_s": 4.5,
@@ -309,7 +316,7 @@ def test_the_window_model_alarm_is_switched_on_in_the_limits_form_and_audited(
     assert 'name="sustained_arrhythmia_alarm"' in page and "0.53" in page  # the reason
     response = client.post(
         f"/manage/patients/{patient.pk}/limits/",
-        {**DEFAULT_LIMITS, **NO_RECIPIENTS, "sustained_arrhythmia_alarm": "on"},
+        {**opened(patient), **DEFAULT_LIMITS, **NO_RECIPIENTS, "sustained_arrhythmia_alarm": "on"},
     )
     assert response.status_code == 302
     patient.refresh_from_db()
@@ -328,6 +335,7 @@ def test_an_invalid_limit_change_saves_and_audits_nothing(client, staff_user, pa
     response = client.post(
         f"/manage/patients/{patient.pk}/limits/",
         {
+            **opened(patient),
             "hr_low_limit_bpm": 150,
             "hr_high_limit_bpm": 120,
             "pause_limit_s": 3.0,
@@ -369,7 +377,10 @@ def test_assign_moves_a_device_and_unassign_frees_it(
     client, staff_user, patient, other_patient, device
 ):
     client.force_login(staff_user)
-    response = client.post(f"/manage/patients/{other_patient.pk}/device/", {"device": device.pk})
+    response = client.post(
+        f"/manage/patients/{other_patient.pk}/device/",
+        {"device": device.pk, "take_from_patient": "on"},  # it is worn by patient
+    )
     assert response.status_code == 302
     device.refresh_from_db()
     assert device.patient == other_patient
@@ -532,6 +543,7 @@ def test_recipients_are_added_changed_and_removed_on_the_limits_page_and_audited
     response = client.post(
         f"/manage/patients/{patient.pk}/limits/",
         {
+            **opened(patient),
             **DEFAULT_LIMITS,
             **recipient_rows(
                 ("ward-a@hospital.example", "email", True, ward.pk),  # now escalation only
@@ -564,7 +576,11 @@ def test_a_long_webhook_address_keeps_what_changed_in_the_audit_trail(client, st
     client.force_login(staff_user)
     response = client.post(
         f"/manage/patients/{patient.pk}/limits/",
-        {**DEFAULT_LIMITS, **recipient_rows((url, "webhook", True, hook.pk), initial=1)},
+        {
+            **opened(patient),
+            **DEFAULT_LIMITS,
+            **recipient_rows((url, "webhook", True, hook.pk), initial=1),
+        },
     )
     assert response.status_code == 302
     entry = AuditEntry.objects.get(patient=patient, field="alarm_recipient")
@@ -591,7 +607,7 @@ def test_a_bad_recipient_saves_and_audits_nothing(client, staff_user, patient, r
     client.force_login(staff_user)
     response = client.post(
         f"/manage/patients/{patient.pk}/limits/",
-        {**DEFAULT_LIMITS, "hr_high_limit_bpm": 110, **recipient_rows(*rows)},
+        {**opened(patient), **DEFAULT_LIMITS, "hr_high_limit_bpm": 110, **recipient_rows(*rows)},
     )
     assert response.status_code == 200 and error in response.content.decode()
     patient.refresh_from_db()

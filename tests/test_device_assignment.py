@@ -44,7 +44,10 @@ def test_a_moved_device_is_asked_for_a_new_session_and_streams_to_its_new_patien
 ):
     assert post_json(device_client, make_chunk(seq=0, session="before")).status_code == 201
     client.force_login(staff_user)
-    response = client.post(f"/manage/patients/{other_patient.pk}/device/", {"device": device.pk})
+    response = client.post(
+        f"/manage/patients/{other_patient.pk}/device/",
+        {"device": device.pk, "take_from_patient": "on"},  # it is worn by patient
+    )
     assert response.status_code == 302
 
     refused = post_json(device_client, make_chunk(seq=1, session="before"))
