@@ -237,7 +237,12 @@ class Device(models.Model):
         self.token_hash = hash_token(token)
         self.token_hint = token[: len(TOKEN_PREFIX) + 4]
         self.token_issued_at = timezone.now()
-        self.save()
+        if self.pk is None:
+            self.save()
+        else:
+            # only the token: the rest of this object may be older than its row (a discharge
+            # that unassigned the device since it was read must not be undone)
+            self.save(update_fields=["token_hash", "token_hint", "token_issued_at"])
         return token
 
     def touch(self) -> None:

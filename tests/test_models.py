@@ -101,6 +101,17 @@ def test_it_forgets_a_rotated_or_revoked_token(device):
     assert Device.objects.authenticate("not-a-token") is None
 
 
+def test_a_token_rotation_saves_only_the_token(device):
+    # the admin rotates from the device it read; a discharge that unassigned the device since
+    # must not be undone by the rest of that older object
+    stale = Device.objects.get(pk=device.pk)
+    Device.objects.filter(pk=device.pk).update(patient=None)
+    token = stale.issue_token()
+    device.refresh_from_db()
+    assert device.patient is None
+    assert Device.objects.authenticate(token) == device
+
+
 def test_it_scopes_patients_to_their_clinicians(
     clinician, other_clinician, staff_user, patient, other_patient
 ):
