@@ -32,6 +32,7 @@ from monitoring.forms import (
     recipient_labels,
 )
 from monitoring.models import AuditEntry, Device, Patient
+from monitoring.views import discharged_page
 
 GAINS_MM_PER_MV = (5, 10, 20)
 
@@ -94,7 +95,8 @@ def patient_live(request, pk: int):
 
 @staff_required
 def manage(request):
-    """Staff overview: every patient (admitted first) and every device with its holder."""
+    """Staff overview: the admitted patients, the discharged ones a page at a time, and every
+    device with its holder."""
     return render(
         request,
         "monitoring/manage.html",
@@ -102,12 +104,15 @@ def manage(request):
             # the recipient counts in the patients' own query, so that the page's queries do
             # not grow with its rows (alarm_recipients.count and has_first_call_recipient in
             # the template were two queries a patient)
-            "patients": Patient.objects.annotate(
+            "patients": Patient.objects.filter(is_active=True)
+            .annotate(
                 n_recipients=Count("alarm_recipients"),
                 n_first_call=Count(
                     "alarm_recipients", filter=Q(alarm_recipients__escalation=False)
                 ),
-            ).order_by("-is_active", "ward", "bed", "name"),
+            )
+            .order_by("ward", "bed", "name"),
+            **discharged_page(request, Patient.objects.all()),
             "devices": Device.objects.select_related("patient").order_by("serial"),
         },
     )

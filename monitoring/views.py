@@ -1,7 +1,10 @@
 import logging
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.core.paginator import Page, Paginator
 from django.db import DatabaseError
+from django.db.models import Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.cache import never_cache
@@ -48,14 +51,31 @@ def csrf_failure(request, reason=""):
     return render(request, "403_csrf.html", status=403)
 
 
+# Discharged patients listed a page at a time (home and /manage/): a ward discharges
+# thousands in a few years, and both pages must stay fast and readable.
+DISCHARGED_PER_PAGE = 50
+
+
+def discharged_page(request, patients) -> dict:
+    """The discharged among ``patients``: searched by MRN or name (``?q=``), most recently
+    changed (discharged) first, ``DISCHARGED_PER_PAGE`` a page (``?page=``; a page number out
+    of range gives the last page). The template context for ``_discharged_search.html``."""
+    query = request.GET.get("q", "").strip()[:100]
+    discharged = patients.filter(is_active=False)
+    if query:
+        discharged = discharged.filter(Q(mrn__icontains=query) | Q(name__icontains=query))
+    paginator = Paginator(discharged.order_by("-updated_at", "-pk"), DISCHARGED_PER_PAGE)
+    page: Page = paginator.get_page(request.GET.get("page"))
+    return {"discharged": page, "query": query}
+
+
 def home(request):
-    """The dashboard home: the patients assigned to the clinician (staff: everyone)."""
-    patients = (
-        Patient.objects.visible_to(request.user)
-        .prefetch_related("devices")
-        .order_by("-is_active", "ward", "bed", "name")
-    )
-    return render(request, "monitoring/home.html", {"patients": patients})
+    """The dashboard home: the admitted patients assigned to the clinician (staff: everyone),
+    and the discharged ones a page at a time."""
+    patients = Patient.objects.visible_to(request.user).prefetch_related("devices")
+    admitted = patients.filter(is_active=True).order_by("ward", "bed", "name")
+    context = {"patients": admitted, **discharged_page(request, patients)}
+    return render(request, "monitoring/home.html", context)
 
 
 def patient_detail(request, pk: int):
@@ -92,5 +112,8 @@ def analyzer(request):
             "attribution": ATTRIBUTION,
             "models": models,
             "default_model": DEFAULT_MODEL if DEFAULT_MODEL in models else None,
+            # /predict explains (saliency) only this much signal; the page asks for it only
+            # then, so that a longer signal is still analysed
+            "max_explain_s": settings.PREDICT_MAX_EXPLAIN_S,
         },
     )

@@ -194,3 +194,31 @@ def test_device_and_beat_lists_and_the_audit_trail_do_not_query_per_row(
     add_rows(2, 20)
     many = [count_queries(client, url) for url in pages]
     assert many == few
+
+
+def test_home_and_manage_list_the_admitted_and_page_through_the_discharged(
+    client, staff_user, clinician, patient
+):
+    from monitoring.views import DISCHARGED_PER_PAGE
+
+    n_discharged = DISCHARGED_PER_PAGE + 5
+    Patient.objects.bulk_create(
+        Patient(mrn=f"OLD-{i:03d}", name=f"Former {i:03d}", is_active=False)
+        for i in range(n_discharged)
+    )
+    for user, url in ((staff_user, "/manage/"), (staff_user, "/")):
+        client.force_login(user)
+        first = client.get(url).content.decode()
+        assert "MRN-001" in first  # the admitted patient, always listed
+        assert first.count("OLD-") == DISCHARGED_PER_PAGE, url
+        assert f"Page 1 of 2 ({n_discharged} patients)" in first
+        second = client.get(url, {"page": 2}).content.decode()
+        assert second.count("OLD-") == 5 and "MRN-001" in second
+        found = client.get(url, {"q": "former 007"}).content.decode()
+        assert found.count("OLD-") == 1 and "OLD-007" in found
+        assert "No discharged patient matches" in client.get(url, {"q": "nobody"}).content.decode()
+    # a clinician sees only the discharged patients assigned to them
+    Patient.objects.get(mrn="OLD-001").clinicians.add(clinician)
+    client.force_login(clinician)
+    page = client.get("/").content.decode()
+    assert page.count("OLD-") == 1 and "OLD-001" in page
