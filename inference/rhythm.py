@@ -56,7 +56,6 @@ from scipy.ndimage import median_filter
 
 from inference import atrial
 from inference.aami import AAMI_CLASSES
-from inference.beats import MAX_FS_HZ, MIN_FS_HZ, beat_features, beat_p_waves
 from inference.signal import validate_fs, validate_signal
 
 EPISODE_KINDS = ("AF", "VT", "VF", "BRADY", "TACHY", "PAUSE")
@@ -452,8 +451,13 @@ def detect_episodes(
         raise ValueError(f"config must be a RhythmConfig, got {type(cfg).__name__}")
     peaks = _validate_peaks(r_peaks, len(ecg))
     labels = _validate_labels(beat_labels, len(peaks))
-    if p_wave is None and len(peaks) > 0 and MIN_FS_HZ <= fs <= MAX_FS_HZ:
-        p_wave = beat_p_waves(*beat_features(ecg, fs, peaks))
+    if p_wave is None and len(peaks) > 0:
+        # imported here, as inference.vf below: inference.beats imports torch, and the web
+        # server reads RhythmConfig (monitoring.alarms) at startup, long before any analysis
+        from inference.beats import MAX_FS_HZ, MIN_FS_HZ, beat_features, beat_p_waves
+
+        if MIN_FS_HZ <= fs <= MAX_FS_HZ:
+            p_wave = beat_p_waves(*beat_features(ecg, fs, peaks))
     vf_probabilities = None
     if cfg.detect_vf:
         from inference.vf import shipped_model, vf_probability
