@@ -139,3 +139,15 @@ def test_every_periodic_task_expires_within_its_own_period():
     assert schedule
     for name, entry in schedule.items():
         assert 0 < entry["options"]["expires"] <= entry["schedule"], name
+
+
+def test_django_starts_without_torch_and_passes_on_the_thread_count():
+    # torch takes a second or two to import: a process that runs no model (manage.py, a web
+    # server before its first analysis, each of this suite's subprocesses) must not pay it
+    code = (
+        "import json, os, sys, django\ndjango.setup()\n"
+        "loaded = 'torch' in sys.modules\nimport torch\n"
+        "print(json.dumps([loaded, torch.get_num_threads()]))"
+    )
+    printed = run_settings(code, TORCH_THREADS="1").stdout.strip().splitlines()[-1]
+    assert json.loads(printed) == [False, 1]
