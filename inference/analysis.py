@@ -193,13 +193,19 @@ def classify_beat_rows(rows: np.ndarray, layout: str) -> tuple[list[str], np.nda
     return [AAMI_CLASSES[i] for i in probabilities.argmax(axis=1)], probabilities
 
 
-def beat_saliency(ecg_mv: np.ndarray, fs: float, r_peaks: np.ndarray, beat_index: int) -> dict:
-    """Which samples drove the classification of beat ``beat_index`` (gradient x input, 0..1)."""
+def beat_saliency(
+    ecg_mv: np.ndarray, fs: float, r_peaks: np.ndarray, beat_index: int, first_sample: int = 0
+) -> dict:
+    """Which samples drove the classification of beat ``beat_index`` (gradient x input, 0..1).
+
+    ``ecg_mv`` may be an excerpt starting at sample ``first_sample`` that holds the samples
+    ``inference.beats.saliency_excerpt`` names; ``r_peaks`` are all the recording's beats
+    (``BeatClassifier.saliency``)."""
     r_peaks = np.asarray(r_peaks, dtype=np.int64)
     if not 0 <= beat_index < len(r_peaks):
         raise ValueError(f"beat_index {beat_index} is out of range: there are {len(r_peaks)} beats")
     return get_beat_classifier().saliency(
-        np.asarray(ecg_mv, dtype=np.float64), fs, r_peaks, beat_index
+        np.asarray(ecg_mv, dtype=np.float64), fs, r_peaks, beat_index, first_sample
     )
 
 

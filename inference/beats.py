@@ -27,6 +27,7 @@ features can be computed on a stream.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from pathlib import Path
 
@@ -58,6 +59,8 @@ LONG_RR_UPDATE_BEATS = 32  # the long-term RR changes slowly; recompute it every
 MIN_AMPLITUDE_MV = 0.1  # below this, a dominant beat's amplitude is noise; do not divide by it
 MAX_RATIO = 5.0
 PAUSE_RATIO = 2.0  # an RR longer than twice the usual one is a pause, not the rhythm
+# Signal read on each side of the beats a saliency map depends on (saliency_excerpt)
+SALIENCY_MARGIN_S = 60.0
 
 RR_FEATURES = (
     "pre_rr_s",
@@ -317,6 +320,18 @@ def template_span(block_start: int, n_beats: int) -> tuple[int, int]:
     return (end - TEMPLATE_BEATS, end) if end >= TEMPLATE_BEATS else (0, end)
 
 
+def validate_lead(ecg_mv: object, fs: object) -> tuple[np.ndarray, float]:
+    """One lead in mV (a finite 1-D array of 3 samples or more) and its rate, within the
+    model's ``MIN_FS_HZ``..``MAX_FS_HZ``; ValueError naming the problem otherwise."""
+    ecg = validate_signal(ecg_mv, name="ecg", min_samples=3)
+    if ecg.ndim != 1:
+        raise ValueError("ecg must be a single lead (a 1-D signal)")
+    fs = validate_fs(fs)
+    if not MIN_FS_HZ <= fs <= MAX_FS_HZ:
+        raise ValueError(f"fs must be between {MIN_FS_HZ:g} and {MAX_FS_HZ:g} Hz, got {fs:g}")
+    return ecg, fs
+
+
 def beat_features(
     ecg_mv: np.ndarray, fs: float, r_peaks: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -335,12 +350,7 @@ def beat_features(
     rhythm : float32 (n_beats, len(RR_FEATURES)): ``rr_features`` plus the correlation of the
         beat with its dominant beat and the ratio of their peak-to-peak amplitudes
     """
-    ecg = validate_signal(ecg_mv, name="ecg", min_samples=3)
-    if ecg.ndim != 1:
-        raise ValueError("ecg must be a single lead (a 1-D signal)")
-    fs = validate_fs(fs)
-    if not MIN_FS_HZ <= fs <= MAX_FS_HZ:
-        raise ValueError(f"fs must be between {MIN_FS_HZ:g} and {MAX_FS_HZ:g} Hz, got {fs:g}")
+    ecg, fs = validate_lead(ecg_mv, fs)
     peaks = validate_r_peaks(r_peaks, len(ecg))
     if len(peaks) == 0:
         empty = np.zeros((0, WINDOW_SAMPLES), dtype=np.float32)
@@ -348,6 +358,43 @@ def beat_features(
     windows = beat_windows(ecg, fs, peaks)
     templates = dominant_beats(windows)
     return windows, templates, rhythm_features(rr_features(peaks, fs), windows, templates)
+
+
+def saliency_beats(beat_index: int, n_beats: int) -> tuple[int, int]:
+    """The beats ``[first, end)`` whose windows the saliency of beat ``beat_index`` reads, in
+    a recording of ``n_beats`` beats: the beats the classifier's AF rule looks back at
+    (``atrial.HISTORY_BEATS``, the label it explains depends on them) and the beats each of
+    their dominant beats is the median of (``template_span``)."""
+    history = max(0, beat_index - atrial.HISTORY_BEATS)
+    first, end = history, beat_index + 1
+    for block in range(history // TEMPLATE_UPDATE_BEATS, beat_index // TEMPLATE_UPDATE_BEATS + 1):
+        begin, stop = template_span(block * TEMPLATE_UPDATE_BEATS, n_beats)
+        first, end = min(first, begin), max(end, stop)
+    return first, end
+
+
+def saliency_excerpt(
+    r_peaks: np.ndarray, fs: float, beat_index: int, n_samples: int
+) -> tuple[int, int]:
+    """The samples ``[start, end)`` of a recording of ``n_samples`` samples that
+    ``BeatClassifier.saliency`` reads to explain beat ``beat_index`` (``r_peaks``: every
+    beat of the recording, sample indices at ``fs`` Hz).
+
+    The windows of the beats ``saliency_beats`` names, and ``SALIENCY_MARGIN_S`` on each
+    side: the zero-phase band-pass starts and ends at the excerpt's ends, and its transient
+    decays about tenfold per second (the 0.5 Hz high-pass, ``inference.streaming``), so after
+    60 s it is far below float64 precision and the features equal the whole recording's.
+    Some 230 beats and two minutes: a few minutes of signal, however long the recording.
+    """
+    fs = validate_fs(fs)
+    peaks = np.asarray(r_peaks, dtype=np.int64)
+    if not 0 <= beat_index < len(peaks):
+        raise ValueError(f"beat_index {beat_index} is out of range: there are {len(peaks)} beats")
+    first, end = saliency_beats(beat_index, len(peaks))
+    # a window's reach (with the interpolation's next sample) and the margin
+    before = math.ceil(WINDOW_BEFORE_S * fs) + 1 + math.ceil(SALIENCY_MARGIN_S * fs)
+    after = math.ceil(WINDOW_AFTER_S * fs) + 2 + math.ceil(SALIENCY_MARGIN_S * fs)
+    return max(0, int(peaks[first]) - before), min(n_samples, int(peaks[end - 1]) + after)
 
 
 def rhythm_features(rr: np.ndarray, windows: np.ndarray, templates: np.ndarray) -> np.ndarray:
@@ -563,7 +610,14 @@ class BeatClassifier:
             )
             return torch.softmax(logits, dim=1).numpy().astype(np.float64)
 
-    def saliency(self, ecg_mv: np.ndarray, fs: float, r_peaks: np.ndarray, beat_index: int) -> dict:
+    def saliency(
+        self,
+        ecg_mv: np.ndarray,
+        fs: float,
+        r_peaks: np.ndarray,
+        beat_index: int,
+        first_sample: int = 0,
+    ) -> dict:
         """Which samples of a beat's window drove the class the model gave it.
 
         Gradient x input (Shrikumar A, et al. Not just a black box. arXiv:1605.01713, 2016):
@@ -573,42 +627,77 @@ class BeatClassifier:
         window's samples and scaled to 0..1. The model is in eval mode (no dropout), so the
         same input always gives the same map.
 
+        ``ecg_mv`` is the whole recording, or an excerpt of it that starts at its sample
+        ``first_sample`` and holds at least the samples ``saliency_excerpt`` names (a long
+        recording need not be read whole). ``r_peaks`` are every beat of the recording, in
+        its samples, wherever the excerpt ends: the RR features are computed from all of
+        them and the dominant beats from the same blocks of beats, so every feature is the
+        whole recording's except the band-pass, which runs over the excerpt;
+        ``saliency_excerpt``'s margin leaves nothing of its edge transient.
+
         Returns
         -------
-        dict with ``start`` (first sample of the window, at ``fs``), ``fs``, ``values`` (one
-        value in [0, 1] per sample of the window at ``fs``), ``label`` and ``probability``.
+        dict with ``start`` (first sample of the window in the recording, at ``fs``), ``fs``,
+        ``values`` (one value in [0, 1] per sample of the window at ``fs``), ``label`` and
+        ``probability``.
         """
-        windows, templates, rhythm = beat_features(ecg_mv, fs, r_peaks)
+        ecg, fs = validate_lead(ecg_mv, fs)
+        if isinstance(first_sample, bool) or not isinstance(first_sample, int | np.integer):
+            raise ValueError(f"first_sample must be a whole number, got {first_sample!r}")
+        if first_sample < 0:
+            raise ValueError(f"first_sample must be 0 or more, got {first_sample}")
+        end_sample = first_sample + len(ecg)
+        # beats after the excerpt only lend their RR intervals: any sample index will do
+        last_peak = int(np.max(r_peaks)) if np.size(r_peaks) else 0
+        peaks = validate_r_peaks(r_peaks, max(end_sample, last_peak + 1))
         if isinstance(beat_index, bool) or not isinstance(beat_index, int | np.integer):
             raise ValueError(f"beat_index must be a whole number, got {beat_index!r}")
-        if not 0 <= beat_index < len(windows):
+        if not 0 <= beat_index < len(peaks):
             raise ValueError(
-                f"beat_index {beat_index} is out of range: there are {len(windows)} beats"
+                f"beat_index {beat_index} is out of range: there are {len(peaks)} beats"
             )
-        fs = float(fs)
-        window = torch.from_numpy(windows[beat_index : beat_index + 1].copy()).requires_grad_(True)
+        first, end = saliency_beats(int(beat_index), len(peaks))
+        if peaks[first] < first_sample or peaks[end - 1] >= end_sample:
+            raise ValueError(
+                f"the excerpt (samples {first_sample}-{end_sample - 1}) must hold the R peaks of "
+                f"beats {first}-{end - 1} ({peaks[first]}-{peaks[end - 1]}): see saliency_excerpt"
+            )
+        # the features of the beats the label depends on (rows), as beat_features gives them
+        # for the whole recording; windows of beats first..end, the dominant beats' history
+        history = max(0, int(beat_index) - atrial.HISTORY_BEATS)
+        rows = np.arange(history, int(beat_index) + 1)
+        filtered = bandpass(ecg, fs, *BANDPASS_HZ)
+        all_windows = windows_from_filtered(filtered, fs, peaks[first:end], first_sample)
+        windows = all_windows[rows - first]
+        templates = np.empty_like(windows)
+        for block_start in range(
+            history // TEMPLATE_UPDATE_BEATS * TEMPLATE_UPDATE_BEATS,
+            int(beat_index) + 1,
+            TEMPLATE_UPDATE_BEATS,
+        ):
+            begin, stop = template_span(block_start, len(peaks))
+            in_block = (rows >= block_start) & (rows < block_start + TEMPLATE_UPDATE_BEATS)
+            templates[in_block] = np.median(all_windows[begin - first : stop - first], axis=0)
+        rhythm = rhythm_features(rr_features(peaks, fs)[rows], windows, templates)
+        last = slice(len(rows) - 1, len(rows))  # the explained beat's row
+        window = torch.from_numpy(windows[last].copy()).requires_grad_(True)
         logits = self.model(
-            window,
-            torch.from_numpy(templates[beat_index : beat_index + 1]),
-            torch.from_numpy(rhythm[beat_index : beat_index + 1]),
+            window, torch.from_numpy(templates[last]), torch.from_numpy(rhythm[last])
         )
         # the label the classifier reports, after its rhythm rules (which read the beats
-        # before this one): a beat folded from S to N is explained as N
-        history = max(0, beat_index - atrial.HISTORY_BEATS)
-        rows = slice(history, beat_index + 1)
+        # before this one, ``rows``): a beat folded from S to N is explained as N
         probabilities = self.in_context(
-            self.probabilities(windows[rows], templates[rows], rhythm[rows]),
-            np.asarray(r_peaks, dtype=np.float64)[rows] / float(fs),
-            beat_p_waves(windows[rows], templates[rows], rhythm[rows]),
+            self.probabilities(windows, templates, rhythm),
+            peaks[rows].astype(np.float64) / fs,
+            beat_p_waves(windows, templates, rhythm),
         )[-1]
         label = int(np.argmax(probabilities))
         logits[0, label].backward()
         contribution = (window.grad[0] * window.detach()[0]).abs().numpy().astype(np.float64)
 
-        r_peak = int(np.asarray(r_peaks)[beat_index])
-        n_ecg = len(np.asarray(ecg_mv))
-        start = max(0, int(np.ceil(r_peak - WINDOW_BEFORE_S * fs)))
-        stop = min(n_ecg - 1, int(np.floor(r_peak + WINDOW_AFTER_S * fs)))
+        r_peak = int(peaks[rows[-1]])
+        start = max(first_sample, int(np.ceil(r_peak - WINDOW_BEFORE_S * fs)))
+        stop = min(end_sample - 1, int(np.floor(r_peak + WINDOW_AFTER_S * fs)))
         times_s = (np.arange(start, stop + 1) - r_peak) / fs + WINDOW_BEFORE_S
         grid_s = np.arange(WINDOW_SAMPLES) / BEAT_FS_HZ
         values = np.interp(times_s, grid_s, contribution)

@@ -1,7 +1,7 @@
 """Questions about a recording's stored samples, shared by the API, tasks and views."""
 
 import numpy as np
-from django.db.models import Count, Max, Min, Sum
+from django.db.models import Count, F, Max, Min, Sum
 
 from monitoring.models import Recording
 
@@ -20,6 +20,40 @@ def gaps(recording: Recording) -> list[list[int]]:
                 break
         position = max(position, start + n_samples)
     return found
+
+
+def end_sample(recording: Recording) -> int:
+    """One past the last stored sample (0 when nothing is stored). Gaps inside count: the
+    recording's time axis runs from sample 0 to here."""
+    end = recording.chunks.aggregate(end=Max(F("first_sample") + F("n_samples")))["end"]
+    return int(end or 0)
+
+
+def contiguous_stretch(recording: Recording, sample: int) -> tuple[int, int] | None:
+    """The stretch ``[start, end)`` of samples stored without a gap that holds ``sample``, or
+    None when no chunk holds it.
+
+    The streaming analysis analyses such a stretch as one (a gap ends it and the analyzer
+    starts afresh after it, ``monitoring.streaming``); an upload is one stretch. A recording
+    without gaps (stored samples = its end) costs one query; one with gaps reads the chunks'
+    positions, not their samples.
+    """
+    totals = recording.chunks.aggregate(
+        stored=Sum("n_samples"), end=Max(F("first_sample") + F("n_samples"))
+    )
+    if totals["stored"] is not None and totals["stored"] == totals["end"]:
+        return (0, totals["end"]) if 0 <= sample < totals["end"] else None
+    start = end = None
+    ranges = recording.chunks.order_by("first_sample").values_list("first_sample", "n_samples")
+    for first, n_samples in ranges.iterator():
+        if first != end:  # the first chunk, or one after a gap: a new stretch
+            if start is not None and start <= sample < end:
+                break
+            start = first
+        end = first + n_samples
+    if start is not None and start <= sample < end:
+        return start, end
+    return None
 
 
 def summarize(recording: Recording) -> dict:

@@ -15,14 +15,15 @@ import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-from django.db.models import Count, F, Max
+from django.db.models import Count
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from monitoring.models import Alarm, Recording
-from monitoring.recordings import samples_mv
+from monitoring.recordings import end_sample, samples_mv
 from monitoring.strips import seconds_parameter
 
 # The longest window one signal request may cover, and how many points it may answer: two
@@ -65,14 +66,7 @@ NO_EPISODE_RHYTHM = "(N"
 EVENT_KINDS = ("N", "S", "V", "F", "Q", "alarm", "episode")
 
 
-# --- The recording's extent -------------------------------------------------------------
-
-
-def end_sample(recording: Recording) -> int:
-    """One past the last stored sample (0 when nothing is stored). Gaps inside count: the
-    recording's time axis runs from sample 0 to here."""
-    end = recording.chunks.aggregate(end=Max(F("first_sample") + F("n_samples")))["end"]
-    return int(end or 0)
+# --- Parameters -------------------------------------------------------------------------
 
 
 def _integer(value, name: str, default: int, low: int, high: int) -> int:
@@ -410,6 +404,10 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
     - ``.atr`` (``REFERENCE_ANNOTATOR``), when the upload came with its own beat labels
       (a WFDB record's ``.atr``): those reference labels, so that the exported record can be
       evaluated against its reference. A device recording has none, hence no ``.atr``.
+
+    The header's base date and time are when sample 0 was taken, in UTC: a WFDB header has
+    no time zone field, so the zone is said in a header comment, ``started_at`` and the ISO
+    8601 time with its ``+00:00`` offset.
     """
     import wfdb
 
@@ -418,6 +416,7 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
     if len(adc) == 0:
         raise ValueError(f"recording {recording.pk} has no samples stored yet")
     n_channels = recording.n_channels
+    started_utc = recording.started_at.astimezone(UTC)
     wfdb.wrsamp(
         name,
         fs=recording.sampling_rate_hz,
@@ -427,6 +426,9 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
         fmt=["16"] * n_channels,
         adc_gain=[recording.gain_adc_per_mv] * n_channels,
         baseline=[recording.baseline_adc] * n_channels,
+        base_date=started_utc.date(),
+        base_time=started_utc.time(),  # naive: the comment says it is UTC
+        comments=[f"started_at {started_utc.isoformat()}"],
         write_dir=str(folder),
     )
     paths = [folder / f"{name}.hea", folder / f"{name}.dat"]
@@ -523,17 +525,52 @@ def signal_csv_lines(recording: Recording) -> Iterator[str]:
         position = max(position, chunk.end_sample)
 
 
-def csv_zip(recording: Recording) -> bytes:
-    """The signal CSV and, when the recording has beats, the per-beat results CSV, zipped."""
+def info_csv(recording: Recording) -> str:
+    """The recording's metadata as a one-row CSV: ``record``, ``started_at`` (when sample 0
+    was taken, ISO 8601 in UTC with its ``+00:00`` offset: a sample's clock time is
+    ``started_at`` plus its ``time_s``), ``fs_hz`` and ``n_samples`` (from 0 to the end,
+    gaps counted). Its own file: the signal CSV's columns stay what they were."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["record", "started_at", "fs_hz", "n_samples"])
+    writer.writerow(
+        [
+            record_name(recording),
+            recording.started_at.astimezone(UTC).isoformat(),
+            f"{recording.sampling_rate_hz:.10g}",
+            end_sample(recording),
+        ]
+    )
+    return buffer.getvalue()
+
+
+def csv_zip(recording: Recording) -> BinaryIO:
+    """The signal CSV, the recording's start and other metadata (``info_csv``) and, when the
+    recording has beats, the per-beat results CSV, zipped into a temporary file.
+
+    The signal CSV is compressed into the zip a chunk's rows at a time, never held whole: a
+    24-hour recording's is over a gigabyte of text. Returns the file rewound; the caller
+    closes it (a ``FileResponse`` does), and it is deleted when closed.
+    """
     from monitoring.analysis import results_csv
 
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        name = record_name(recording)
-        archive.writestr(f"{name}-signal.csv", "".join(signal_csv_lines(recording)))
-        if recording.beats.exists():
-            archive.writestr(f"{name}-beats.csv", results_csv(recording))
-    return buffer.getvalue()
+    spool = tempfile.TemporaryFile(prefix="cardiospike-csv-")
+    try:
+        with zipfile.ZipFile(spool, "w", zipfile.ZIP_DEFLATED) as archive:
+            name = record_name(recording)
+            # force_zip64: the member's size is not known before it is written, and it may
+            # pass the 4 GB a plain zip header can hold
+            with archive.open(f"{name}-signal.csv", "w", force_zip64=True) as member:
+                for text in signal_csv_lines(recording):
+                    member.write(text.encode("utf-8"))
+            archive.writestr(f"{name}-info.csv", info_csv(recording))
+            if recording.beats.exists():
+                archive.writestr(f"{name}-beats.csv", results_csv(recording))
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool
 
 
 # --- The page ---------------------------------------------------------------------------

@@ -12,8 +12,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from inference.beat_rows import ROW_LAYOUTS
-from monitoring.analysis import beat_rows, recording_signal_mv
+from inference.beats import saliency_excerpt
+from monitoring.analysis import beat_rows
 from monitoring.models import BEAT_ROW_FORMATS, Beat, Recording
+from monitoring.recordings import contiguous_stretch, end_sample, samples_mv
 
 MAX_STRIP_S = 60.0
 MIN_STRIP_S = 0.5
@@ -42,7 +44,9 @@ def strip_request(
     the strip is centred on the chosen beat, or starts at 0.
     """
     fs = recording.sampling_rate_hz
-    n_samples = _n_samples(recording)
+    # where the recording ends, not how much is stored: after a gap the last seconds are
+    # still that far from the start
+    n_samples = end_sample(recording)
     duration_s = n_samples / fs
     length = seconds_parameter(length_s, "length_s", DEFAULT_STRIP_S)
     if not MIN_STRIP_S <= length <= MAX_STRIP_S:
@@ -67,7 +71,8 @@ def strip_request(
         raise ValueError(
             f"start_s must be from 0 to {duration_s:.2f} s (the recording's length), got {start:g}"
         )
-    first = int(round(start * fs))
+    # a start in the last half sample rounds to the end: draw the last sample, not nothing
+    first = min(int(round(start * fs)), n_samples - 1)
     return StripRequest(start=first, end=min(n_samples, first + int(round(length * fs))), beat=beat)
 
 
@@ -85,14 +90,20 @@ def seconds_parameter(value, name: str, default: float) -> float:
     return number
 
 
-def _n_samples(recording: Recording) -> int:
-    from django.db.models import Sum
-
-    return recording.chunks.aggregate(total=Sum("n_samples"))["total"] or 0
+class SaliencyUnavailable(Exception):
+    """The model cannot explain this beat; the message says why (HTTP 409)."""
 
 
-def saliency(recording: Recording, beat: Beat, signal: np.ndarray | None = None) -> dict:
-    """The saliency map of one stored beat (or row), with ``start`` in recording samples."""
+def saliency(recording: Recording, beat: Beat) -> dict:
+    """The saliency map of one stored beat (or row), with ``start`` in recording samples.
+
+    A signal is read only around the beat: the samples ``inference.beats.saliency_excerpt``
+    names (a few minutes), within the stretch stored without a gap that holds the beat, with
+    that stretch's beats counted from its first. That is what the label came from: an upload
+    is analysed whole (one stretch; the map equals one computed on the whole recording), a
+    device stream afresh after each gap (``monitoring.streaming``). ``SaliencyUnavailable``
+    when the model cannot run there.
+    """
     from inference.analysis import beat_saliency, row_saliency
 
     if recording.upload_format in BEAT_ROW_FORMATS:
@@ -100,32 +111,52 @@ def saliency(recording: Recording, beat: Beat, signal: np.ndarray | None = None)
         result = dict(row_saliency(rows, recording.upload_format, beat.index))
         result["start"] = int(result.get("start", 0)) + beat.index * rows.shape[1]
         return result
-    signal = recording_signal_mv(recording) if signal is None else signal
-    r_peaks = np.fromiter(
-        recording.beats.order_by("index").values_list("sample", flat=True), dtype=np.int64
-    )
-    return dict(beat_saliency(signal, recording.sampling_rate_hz, r_peaks, beat.index))
+    fs = recording.sampling_rate_hz
+    number = beat.index + 1
+    stretch = contiguous_stretch(recording, beat.sample)
+    if stretch is None:
+        raise SaliencyUnavailable(
+            f"beat {number} lies in a gap: no signal is stored at sample {beat.sample}"
+        )
+    first, end = stretch
+    # in the stretch's own samples from here on, as the analysis saw them
+    in_stretch = recording.beats.filter(sample__gte=first, sample__lt=end).order_by("sample")
+    peaks = np.fromiter(in_stretch.values_list("sample", flat=True), dtype=np.int64) - first
+    index = int(np.searchsorted(peaks, beat.sample - first))
+    start, stop = saliency_excerpt(peaks, fs, index, end - first)
+    signal = samples_mv(recording, first + start, first + stop)
+    try:
+        result = dict(beat_saliency(signal, fs, peaks, index, first_sample=start))
+    except ValueError as exc:  # e.g. a rate or a stretch the beat model does not take
+        raise SaliencyUnavailable(f"beat {number} cannot be explained: {exc}") from None
+    result["start"] = int(result["start"]) + first
+    return result
 
 
 def render_strip_png(recording: Recording, request: StripRequest) -> bytes:
     """The strip as a PNG: trace on ECG paper, beat labels, and the chosen beat's saliency."""
     fs = recording.sampling_rate_hz
     rows = recording.upload_format in BEAT_ROW_FORMATS
-    signal = recording_signal_mv(recording)
-    piece = signal[request.start : request.end]
+    # only the chunks in the strip, gaps as NaN (a device recording may have some)
+    piece = samples_mv(recording, request.start, request.end)
+    stored = np.isfinite(piece)
     t = (request.start + np.arange(len(piece))) / fs
     length_s = len(piece) / fs
     # about 25 mm/s paper (1 inch per second), within what a page can show
     figure = Figure(figsize=(min(30.0, max(6.0, length_s * 1.0)), 3.2), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
-    low, high = float(piece.min()), float(piece.max())
+    low, high = (
+        (float(np.min(piece[stored])), float(np.max(piece[stored])))
+        if stored.any()
+        else (-1.0, 1.0)
+    )
     margin = max(0.25 * (high - low), 0.2 if not rows else 0.05)
     ymin, ymax = low - margin, high + 2 * margin
     if not rows:
         _paper(axes, t[0], t[-1], ymin, ymax)
     if request.beat is not None:
-        heat = saliency(recording, request.beat, signal=None if rows else signal)
+        heat = saliency(recording, request.beat)
         values = np.asarray(heat["values"], dtype=np.float64)
         first = int(heat["start"])
         lo, hi = max(first, request.start), min(first + len(values), request.end)
@@ -142,6 +173,7 @@ def render_strip_png(recording: Recording, request: StripRequest) -> bytes:
                 zorder=1,
             )
     axes.plot(t, piece, color="#111111", linewidth=0.9, zorder=3)
+    _gaps(axes, t, stored, ymin, ymax)
     beats = recording.beats.filter(sample__gte=request.start, sample__lt=request.end)
     for beat in beats.order_by("index"):
         chosen = request.beat is not None and beat.pk == request.beat.pk
@@ -186,18 +218,23 @@ def _paper(axes, t0: float, t1: float, ymin: float, ymax: float) -> None:
 
 
 def render_range_png(
-    recording: Recording, start: int, end: int, marker_sample: int | None = None, title: str = ""
+    recording: Recording,
+    start: int,
+    end: int,
+    marker_sample: int | None = None,
+    title: str = "",
+    channel: int | None = None,
 ) -> bytes:
-    """A PNG of samples ``[start, end)`` on ECG paper with the stored beat labels.
+    """A PNG of samples ``[start, end)`` of one channel (the analysed one unless told) on ECG
+    paper with the stored beat labels.
 
-    For live recordings (alarm emails): reads only the chunks in the range, draws a range no
-    chunk covers as a gap (the line breaks; nothing is interpolated), and marks
-    ``marker_sample`` (the alarm's event) with a vertical line.
+    For live recordings (alarm emails) and the review page: reads only the chunks in the
+    range, draws a range no chunk covers as a gap (the line breaks; nothing is interpolated),
+    and marks ``marker_sample`` (the alarm's event) with a vertical line.
     """
-    from monitoring.recordings import samples_mv
-
     fs = recording.sampling_rate_hz
-    piece = samples_mv(recording, start, end)
+    channel = recording.analysis_lead if channel is None else channel
+    piece = samples_mv(recording, start, end, channel=channel)
     t = (start + np.arange(len(piece))) / fs
     length_s = max(len(piece) / fs, 1 / fs)
     figure = Figure(figsize=(min(30.0, max(6.0, length_s * 1.0)), 3.2), dpi=100)
@@ -215,22 +252,7 @@ def render_range_png(
     _paper(axes, t0, t1, ymin, ymax)
     # matplotlib breaks a line at NaN, which is exactly a gap
     axes.plot(t, piece, color="#111111", linewidth=0.9, zorder=3)
-    if not stored.all():
-        missing = np.flatnonzero(~stored)
-        breaks = np.flatnonzero(np.diff(missing) > 1)
-        for first, last in zip(
-            np.r_[missing[0], missing[breaks + 1]], np.r_[missing[breaks], missing[-1]], strict=True
-        ):
-            axes.axvspan(t[first], t[last], color="#e5e7eb", zorder=2)
-            axes.text(
-                (t[first] + t[last]) / 2,
-                (ymin + ymax) / 2,
-                "no data",
-                ha="center",
-                fontsize=8,
-                color="#6b7280",
-                zorder=4,
-            )
+    _gaps(axes, t, stored, ymin, ymax)
     for sample, label in recording.beats.filter(sample__gte=start, sample__lt=end).values_list(
         "sample", "label"
     ):
@@ -250,10 +272,31 @@ def render_range_png(
     axes.set_ylim(ymin, ymax)
     axes.set_xlabel("time from the start of the recording (s)")
     axes.set_ylabel("mV")
-    lead = recording.analysis_lead_name
+    lead = recording.lead_names[channel]
     heading = f"Recording {recording.pk} · {lead} · {t0:.1f}-{t1:.1f} s"
     axes.set_title(f"{heading} · {title}" if title else heading, fontsize=9, loc="left")
     return _png(figure)
+
+
+def _gaps(axes, t: np.ndarray, stored: np.ndarray, ymin: float, ymax: float) -> None:
+    """A grey "no data" band over each run of samples not stored (``stored`` False)."""
+    if stored.all():
+        return
+    missing = np.flatnonzero(~stored)
+    breaks = np.flatnonzero(np.diff(missing) > 1)
+    for first, last in zip(
+        np.r_[missing[0], missing[breaks + 1]], np.r_[missing[breaks], missing[-1]], strict=True
+    ):
+        axes.axvspan(t[first], t[last], color="#e5e7eb", zorder=2)
+        axes.text(
+            (t[first] + t[last]) / 2,
+            (ymin + ymax) / 2,
+            "no data",
+            ha="center",
+            fontsize=8,
+            color="#6b7280",
+            zorder=4,
+        )
 
 
 def _png(figure: Figure) -> bytes:

@@ -5,6 +5,7 @@ own reference labels, when it had some, as ``.atr``."""
 
 import csv
 import io
+import tracemalloc
 import zipfile
 from datetime import UTC, datetime
 
@@ -14,10 +15,20 @@ import wfdb
 from django.utils import timezone
 
 from inference.aami import aami_class
+from inference.analysis import beat_saliency
 from inference.datasets.mitdb import load_record
 from inference.synthetic import generate
-from monitoring.models import Alarm, AlarmKind, AlarmPriority, Beat, Episode, Recording, SampleChunk
-from monitoring.review import WFDB_INVALID_ADC, rhythm_annotations
+from monitoring.models import (
+    Alarm,
+    AlarmKind,
+    AlarmPriority,
+    AnalysisStatus,
+    Beat,
+    Episode,
+    Recording,
+    SampleChunk,
+)
+from monitoring.review import WFDB_INVALID_ADC, csv_zip, rhythm_annotations
 from tests.upload_helpers import mitdb_folder, synthetic_wfdb, wfdb_excerpt
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_celery")]
@@ -28,6 +39,7 @@ N_SAMPLES = 5500
 V_SAMPLES = (700, 1900, 4100)
 SPIKE_SAMPLE, SPIKE_ADC = 1234, 3000  # 15 mV at 200 ADC units per mV
 DIP_SAMPLE, DIP_ADC = 1240, -2000
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
@@ -410,6 +422,126 @@ def test_the_strip_png_of_a_device_recording(api, device_recording):
         assert refused.json()["detail"].startswith("length_s"), bad  # names the parameter
 
 
+def test_the_range_png_draws_the_lead_asked_for(api, recording):
+    """``channel`` picks the lead as the signal window does (the same 400s); without it the
+    analysed lead is drawn."""
+    recording.n_channels, recording.lead_names = 2, ["I", "V1"]
+    recording.save()
+    t_s = np.arange(int(10 * FS_HZ)) / FS_HZ
+    adc = np.stack([200 * np.sin(2 * np.pi * t_s), 400 * np.sign(np.sin(np.pi * t_s))], axis=1)
+    SampleChunk.from_samples(recording, 0, 0, adc.astype(np.int16)).save()
+    url = f"/api/recordings/{recording.pk}/range.png"
+    pictures = [api.get(url, {"length_s": "5", "channel": str(c)}) for c in (0, 1)]
+    assert all(p.status_code == 200 and p.content[:8] == PNG_MAGIC for p in pictures)
+    assert pictures[0].content != pictures[1].content
+    assert api.get(url, {"length_s": "5"}).content == pictures[0].content  # the analysed lead
+    for bad, message in (("2", "channel must be from 0 to 1"), ("x", "channel must be a whole")):
+        refused = api.get(url, {"channel": bad})
+        assert refused.status_code == 400 and refused.json()["detail"].startswith(message)
+
+
+# --- The results strip and saliency of a device recording ---------------------------------
+
+
+def test_the_results_strip_of_a_device_recording_with_a_gap(api, device_recording):
+    """strip.png draws a strip across a gap (the gap as a gap), and the recording runs to
+    where it ends: a start in its last seconds, after the gap, is taken."""
+    device_recording.analysis_status = AnalysisStatus.DONE
+    device_recording.save()
+    url = f"/api/recordings/{device_recording.pk}/strip.png"
+    across = api.get(url, {"start_s": "8", "length_s": "6"})  # the gap is 10-12 s
+    assert across.status_code == 200 and across.content[:8] == PNG_MAGIC
+    # 22 s from the start, 20 s of it stored
+    last = api.get(url, {"start_s": "21"})
+    assert last.status_code == 200 and last.content[:8] == PNG_MAGIC
+    # a start that rounds to the end's sample still draws the last sample
+    assert api.get(url, {"start_s": "21.999"}).status_code == 200
+    past = api.get(url, {"start_s": "22"})
+    assert past.status_code == 400 and "0 to 22.00 s" in past.json()["detail"]
+
+
+def test_a_beat_after_a_gap_is_explained_from_its_own_stretch(api, device_recording):
+    """The streaming analysis starts afresh after a gap, so a beat there is explained from
+    the stretch after the gap, its beats counted from that stretch's first."""
+    device_recording.analysis_status = AnalysisStatus.DONE
+    device_recording.save()
+    beat = device_recording.beats.get(sample=3100)  # the first beat after the gap
+    response = api.get(f"/api/recordings/{device_recording.pk}/beats/{beat.index + 1}/saliency/")
+    assert response.status_code == 200, response.content
+    data = response.json()
+    stretch_mv = (device_recording.test_adc[GAP[1] :] - 7) / 200.0
+    samples = device_recording.beats.filter(sample__gte=GAP[1]).order_by("sample")
+    peaks = np.array(samples.values_list("sample", flat=True)) - GAP[1]
+    expected = beat_saliency(stretch_mv, FS_HZ, peaks, 0)
+    assert data["start"] == expected["start"] + GAP[1]
+    assert data["values"] == expected["values"] and data["label"] == expected["label"]
+    strip = api.get(f"/api/recordings/{device_recording.pk}/strip.png", {"beat": beat.index + 1})
+    assert strip.status_code == 200 and strip.content[:8] == PNG_MAGIC
+
+
+def test_a_beat_where_no_signal_is_stored_cannot_be_explained(api, device_recording):
+    device_recording.analysis_status = AnalysisStatus.DONE
+    device_recording.save()
+    Beat.objects.create(
+        recording=device_recording,
+        index=99,
+        sample=2700,
+        label="N",
+        confidence=0.9,
+        probabilities={"N": 0.9, "S": 0.0, "V": 0.1, "F": 0.0, "Q": 0.0},
+    )
+    pk = device_recording.pk
+    for response in (
+        api.get(f"/api/recordings/{pk}/beats/100/saliency/"),
+        api.get(f"/api/recordings/{pk}/strip.png", {"beat": "100"}),
+    ):
+        assert response.status_code == 409
+        assert response.json()["detail"] == (
+            "beat 100 lies in a gap: no signal is stored at sample 2700"
+        )
+
+
+def test_strip_and_saliency_read_only_the_signal_around_the_beat(api, recording, rng, monkeypatch):
+    """Half an hour in 30-s chunks: explaining a beat in the middle decodes the chunks of the
+    few minutes its features depend on (inference.beats.saliency_excerpt), not all 60."""
+    chunk, n_chunks = int(30 * FS_HZ), 60
+    adc = rng.integers(-300, 300, size=chunk * n_chunks).astype(np.int16)
+    for seq in range(n_chunks):
+        piece = adc[seq * chunk : (seq + 1) * chunk]
+        SampleChunk.from_samples(recording, seq, seq * chunk, piece).save()
+    Beat.objects.bulk_create(
+        Beat(
+            recording=recording,
+            index=i,
+            sample=sample,
+            label="N",
+            confidence=0.9,
+            probabilities={"N": 0.9, "S": 0.0, "V": 0.1, "F": 0.0, "Q": 0.0},
+        )
+        for i, sample in enumerate(range(100, len(adc), 200))
+    )
+    recording.analysis_status = AnalysisStatus.DONE
+    recording.save()
+    decoded = []
+    samples = SampleChunk.samples
+
+    def counting(chunk_row):
+        decoded.append(chunk_row.first_sample)
+        return samples(chunk_row)
+
+    monkeypatch.setattr(SampleChunk, "samples", counting)
+    beat = recording.beats.get(sample=100 + 200 * 1125)  # 15 minutes in
+    for url, params in (
+        (f"/api/recordings/{recording.pk}/strip.png", {"beat": beat.index + 1}),
+        (f"/api/recordings/{recording.pk}/beats/{beat.index + 1}/saliency/", {}),
+    ):
+        decoded.clear()
+        assert api.get(url, params).status_code == 200
+        # about 230 beats (3 minutes) before it and a minute on each side
+        assert len(set(decoded)) <= 14, sorted(set(decoded))
+        assert min(decoded) > beat.sample - 5 * 60 * FS_HZ
+
+
 # --- Exports ----------------------------------------------------------------------------
 
 
@@ -474,14 +606,73 @@ def test_a_lead_name_that_a_spreadsheet_would_run_is_written_as_text(api, device
 
 def test_csv_zip_holds_the_signal_and_the_beats(api, device_recording):
     response = api.get(f"/api/recordings/{device_recording.pk}/export.zip?format=csv")
-    assert response.status_code == 200
-    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
-        name = f"recording-{device_recording.pk}"
-        assert sorted(archive.namelist()) == [f"{name}-beats.csv", f"{name}-signal.csv"]
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    name = f"recording-{device_recording.pk}"
+    assert response["Content-Disposition"] == f'attachment; filename="{name}-csv.zip"'
+    with zipfile.ZipFile(io.BytesIO(response.getvalue())) as archive:
+        assert sorted(archive.namelist()) == [
+            f"{name}-beats.csv",
+            f"{name}-info.csv",
+            f"{name}-signal.csv",
+        ]
         beats = list(csv.DictReader(io.StringIO(archive.read(f"{name}-beats.csv").decode())))
+        signal = archive.read(f"{name}-signal.csv")
     assert [int(b["sample"]) for b in beats] == list(
         device_recording.beats.order_by("index").values_list("sample", flat=True)
     )
+    # the signal CSV of export.csv, byte for byte
+    alone = api.get(f"/api/recordings/{device_recording.pk}/export.csv")
+    assert signal == b"".join(alone.streaming_content)
+
+
+def test_the_csv_zip_never_holds_the_signal_csv_whole(recording, rng):
+    """The signal CSV goes into the zip a chunk's rows at a time: the most memory the export
+    takes at once is a fraction of the CSV's size (it was the whole CSV joined, then encoded:
+    over twice its size; a 24-hour recording took 1.2 GB)."""
+    chunk, n_chunks = 1000, 150
+    adc = rng.integers(-300, 300, size=n_chunks * chunk).astype(np.int16)
+    SampleChunk.objects.bulk_create(
+        SampleChunk.from_samples(recording, seq, seq * chunk, adc[seq * chunk : (seq + 1) * chunk])
+        for seq in range(n_chunks)
+    )
+    tracemalloc.start()
+    try:
+        archive_file = csv_zip(recording)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    with archive_file, zipfile.ZipFile(archive_file) as archive:
+        csv_bytes = archive.getinfo(f"recording-{recording.pk}-signal.csv").file_size
+    assert csv_bytes > 3_000_000
+    assert peak_bytes < csv_bytes / 2, (peak_bytes, csv_bytes)
+
+
+def test_the_exports_say_when_the_recording_started(api, device_recording, settings, tmp_path):
+    """In UTC whatever the site's zone: the WFDB header's base date and time (and a comment
+    naming the zone), and the CSV zip's info file; the signal CSV's columns are unchanged."""
+    settings.TIME_ZONE = "America/New_York"
+    device_recording.started_at = datetime(2025, 3, 9, 23, 59, 58, 250000, tzinfo=UTC)
+    device_recording.save()
+    name = f"recording-{device_recording.pk}"
+    response = api.get(f"/api/recordings/{device_recording.pk}/export.zip?format=wfdb")
+    _, record, _ = read_wfdb_zip(response.content, tmp_path, name)
+    assert record.base_datetime == datetime(2025, 3, 9, 23, 59, 58, 250000)  # naive, UTC
+    assert record.comments == ["started_at 2025-03-09T23:59:58.250000+00:00"]
+
+    response = api.get(f"/api/recordings/{device_recording.pk}/export.zip?format=csv")
+    with zipfile.ZipFile(io.BytesIO(response.getvalue())) as archive:
+        info = list(csv.DictReader(io.StringIO(archive.read(f"{name}-info.csv").decode())))
+        header = archive.read(f"{name}-signal.csv").decode().split("\n", 1)[0]
+    assert info == [
+        {
+            "record": name,
+            "started_at": "2025-03-09T23:59:58.250000+00:00",
+            "fs_hz": "250",
+            "n_samples": str(N_SAMPLES),
+        }
+    ]
+    assert datetime.fromisoformat(info[0]["started_at"]) == device_recording.started_at
+    assert header == "time_s,sample,II_mv"
 
 
 def test_a_bad_export_format_or_an_empty_recording_answers_400(api, recording):

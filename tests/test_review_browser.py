@@ -129,3 +129,70 @@ def test_it_jumps_to_the_next_v_beat(browser, live_server, clinician, long_recor
         re.fullmatch(r"\d\d:\d\d:\d\d – \d\d:\d\d:\d\d", clock)
         and moment.strftime("%H:%M") in clock
     )
+
+
+@pytest.fixture
+def minute_recording(recording):
+    """A minute of synthetic ECG with a beat every 0.5 s and V beats at 1, 3, 56 and 58.5 s:
+    two within half a 10-s window of each end, where the view cannot be centred on them."""
+    ecg = generate(60.0, fs=FS_HZ, seed=5)
+    adc = np.round(ecg.signal_mv * recording.gain_adc_per_mv).astype(np.int16)
+    SampleChunk.from_samples(recording, 0, 0, adc).save()
+    v_times_s = (1.0, 3.0, 56.0, 58.5)
+    times_s = sorted({*np.arange(0.25, 60.0, 0.5).tolist(), *v_times_s})
+    Beat.objects.bulk_create(
+        Beat(
+            recording=recording,
+            index=i,
+            sample=round(t * FS_HZ),
+            label="V" if t in v_times_s else "N",
+            confidence=0.95,
+            probabilities={"N": 0.95, "S": 0.0, "V": 0.05, "F": 0.0, "Q": 0.0},
+        )
+        for i, t in enumerate(times_s)
+    )
+    return recording
+
+
+def test_jumps_reach_the_events_near_both_ends(browser, live_server, clinician, minute_recording):
+    """Jumps search from the event jumped to last: centring on 56 s leaves the view at 50-60 s
+    (its centre 55 s), and searching from the centre found 56 s again and again."""
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    browser.get(f"{live_server.url}/recordings/{minute_recording.pk}/review/")
+    wait_for(browser, lambda d: canvas_data(d, "startS") is not None)
+
+    def jump(button: str, time_s: float) -> None:
+        browser.find_element("id", button).click()
+        wait_for(browser, lambda d: canvas_data(d, "focusS") == pytest.approx(time_s, abs=1e-3))
+
+    jump("next-V", 56.0)
+    jump("next-V", 58.5)
+    wait_for(browser, lambda d: canvas_data(d, "startS") == pytest.approx(50.0, abs=0.01))
+    browser.find_element("id", "next-V").click()
+    wait_for(
+        browser, lambda d: "no V beat after 58.5 s" in d.find_element("id", "view-message").text
+    )
+    for time_s in (56.0, 3.0, 1.0):
+        jump("prev-V", time_s)
+    wait_for(browser, lambda d: canvas_data(d, "startS") == 0.0)
+    # the strip's PNG link names the lead on screen
+    assert "&channel=0" in browser.find_element("id", "export-png").get_attribute("href")
+
+    # moving the view forgets the event: the next jump searches from the view's centre
+    browser.find_element("id", "page-forward").click()  # 9-19 s, centre 14 s
+    wait_for(browser, lambda d: canvas_data(d, "focusS") is None)
+    assert canvas_data(browser, "startS") == pytest.approx(9.0, abs=0.01)
+    jump("prev-V", 3.0)
+
+
+def test_times_in_minutes_are_rounded_whole(browser, live_server, clinician, recording):
+    """119.97 s reads 2:00: review.js rounds the total before splitting it into minutes and
+    seconds (it read 1:60). The page's JavaScript has no unit tests; this is its check."""
+    n_samples = 29_993  # 119.972 s at 250 Hz
+    ecg = generate(n_samples / FS_HZ + 1.0, fs=FS_HZ, seed=7)
+    adc = np.round(ecg.signal_mv[:n_samples] * recording.gain_adc_per_mv).astype(np.int16)
+    SampleChunk.from_samples(recording, 0, 0, adc).save()
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    browser.get(f"{live_server.url}/recordings/{recording.pk}/review/#t=109.972&w=10")
+    wait_for(browser, lambda d: canvas_data(d, "startS") is not None)
+    assert browser.find_element("id", "view-range").text == "1:50 – 2:00 of 2:00"

@@ -7,8 +7,8 @@
   one of the two; ``limit=``): the next (previous) beats of a class, alarms or episode starts.
 - ``GET /api/recordings/<id>/go-to/?at=``: where a "Go to" entry (seconds, or a clock time
   HH:MM[:SS]) lies: ``time_s`` from the start.
-- ``GET /api/recordings/<id>/range.png?start_s=&length_s=``: the window as a PNG strip, gaps
-  drawn as gaps (any recording, analysed or not).
+- ``GET /api/recordings/<id>/range.png?start_s=&length_s=&channel=``: the window of one
+  channel as a PNG strip, gaps drawn as gaps (any recording, analysed or not).
 - ``GET /api/recordings/<id>/export.zip?format=wfdb|csv`` and ``GET .../export.csv``.
 
 Every one answers 404 for a recording the user may not see, 400 naming a bad parameter.
@@ -16,7 +16,7 @@ Every one answers 404 for a recording the user may not see, 400 naming a bad par
 
 from datetime import timedelta
 
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.urls import path
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
@@ -139,11 +139,13 @@ class RecordingRangePngView(APIView):
         parameters=[
             OpenApiParameter("start_s", float, description="Start (s); default 0."),
             OpenApiParameter("length_s", float, description="Length (s), 0.5-60; default 10."),
+            OpenApiParameter("channel", int, description="Channel index; default analysed."),
         ],
         responses={(200, "image/png"): OpenApiTypes.BINARY, **error_responses(400, 401, 404)},
     )
     def get(self, request, pk: int):
-        """The viewer's strip as a PNG on ECG paper with beat labels; gaps drawn as gaps."""
+        """The viewer's strip of one lead as a PNG on ECG paper with beat labels; gaps drawn
+        as gaps."""
         recording = visible_recording(request, pk)
         params = request.query_params
         try:
@@ -152,11 +154,16 @@ class RecordingRangePngView(APIView):
                 raise ValueError(
                     f"length_s must be between {MIN_STRIP_S:g} and {MAX_STRIP_S:g} seconds"
                 )
-            # the same checks (and clipping at the end) as the viewer's window
-            window = review.signal_window(recording, params.get("start_s"), length_s, 10)
+            # the same checks (and clipping at the end, and the channel's) as the viewer's
+            # window
+            window = review.signal_window(
+                recording, params.get("start_s"), length_s, 10, params.get("channel")
+            )
         except ValueError as exc:
             return error(str(exc))
-        png = render_range_png(recording, window["start_sample"], window["end_sample"])
+        png = render_range_png(
+            recording, window["start_sample"], window["end_sample"], channel=window["channel"]
+        )
         response = HttpResponse(png, content_type="image/png")
         response["Content-Disposition"] = (
             f'inline; filename="{review.record_name(recording)}-{window["start_s"]:.1f}s.png"'
@@ -184,11 +191,17 @@ class RecordingExportZipView(APIView):
             return error(f"format must be wfdb or csv, got {kind!r}")
         if review.end_sample(recording) == 0:
             return error(f"recording {recording.pk} has no samples stored yet")
-        content = review.wfdb_zip(recording) if kind == "wfdb" else review.csv_zip(recording)
-        response = HttpResponse(content, content_type="application/zip")
-        response["Content-Disposition"] = (
-            f'attachment; filename="{review.record_name(recording)}-{kind}.zip"'
-        )
+        filename = f"{review.record_name(recording)}-{kind}.zip"
+        if kind == "csv":
+            # a temporary file, sent in blocks and deleted once sent (review.csv_zip)
+            return FileResponse(
+                review.csv_zip(recording),
+                as_attachment=True,
+                filename=filename,
+                content_type="application/zip",
+            )
+        response = HttpResponse(review.wfdb_zip(recording), content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
 
 

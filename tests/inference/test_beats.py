@@ -18,6 +18,8 @@ from inference.beats import (
     beat_features,
     get_beat_classifier,
     rr_features,
+    saliency_beats,
+    saliency_excerpt,
 )
 from inference.evaluation.beats import beat_metrics
 from inference.signal import resample, resample_indices
@@ -177,6 +179,26 @@ def test_it_explains_a_beat_with_a_deterministic_saliency_map(excerpt):
     assert first["label"] == BEAT_CLASSES[int(probabilities.argmax())]
     with pytest.raises(ValueError, match="out of range"):
         classifier.saliency(ecg, fs, peaks, len(peaks))
+
+
+def test_a_saliency_map_read_from_an_excerpt_equals_the_whole_recordings(excerpt):
+    """A long recording need not be read whole to explain a beat: the samples
+    ``saliency_excerpt`` names (the beats the label depends on, and a minute each side for the
+    band-pass) give the whole recording's map, label and probability, to the bit."""
+    ecg, fs, peaks, _ = excerpt
+    classifier = get_beat_classifier()
+    for index in (3, 360, len(peaks) - 1):
+        start, end = saliency_excerpt(peaks, fs, index, len(ecg))
+        whole = classifier.saliency(ecg, fs, peaks, index)
+        part = classifier.saliency(ecg[start:end], fs, peaks, index, first_sample=start)
+        assert part == whole, index
+        if index == 360:  # minutes 0.5-4.5 of 5: the excerpt ends inside on both sides
+            assert 0 < start and end < len(ecg)
+    # an excerpt that misses a beat the label depends on is refused
+    first, _ = saliency_beats(index, len(peaks))
+    cut = int(peaks[first]) + 1
+    with pytest.raises(ValueError, match="must hold the R peaks"):
+        classifier.saliency(ecg[cut:], fs, peaks, index, first_sample=cut)
 
 
 def test_it_scores_classes_from_a_known_confusion():

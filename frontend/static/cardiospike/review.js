@@ -35,6 +35,8 @@
     channel: overview.channel,
     data: null,
     request: 0,
+    // the event the last jump went to, until the user moves the view (forgetView)
+    focus: null,
   };
 
   // --- Position ------------------------------------------------------------------------
@@ -49,6 +51,9 @@
     state.startS = timeS - state.widthS / 2;
     load();
   }
+
+  // The user moved the view: the next jump searches from its centre again.
+  function forgetFocus() { state.focus = null; }
 
   function readHash() {
     var match = /t=([0-9.]+)/.exec(location.hash);
@@ -86,14 +91,17 @@
   }
 
   function jump(kind, forward) {
-    var centreS = state.startS + state.widthS / 2;
-    var query = "kind=" + kind + (forward ? "&after_s=" : "&before_s=") + centreS.toFixed(4);
+    // From the event jumped to last, not from the centre: an event within half a window of
+    // either end cannot be centred (clampView), so from the centre the same event came back
+    // and the jumps got stuck near the start and the end.
+    var fromS = state.focus ? state.focus.time_s : state.startS + state.widthS / 2;
+    var query = "kind=" + kind + (forward ? "&after_s=" : "&before_s=") + fromS.toFixed(4);
     fetch(base + "events/?" + query, { credentials: "same-origin" })
       .then(function (response) { return response.json(); })
       .then(function (body) {
         if (!body.events || body.events.length === 0) {
           showMessage("no " + (kind === "alarm" ? "alarm" : kind + " beat") +
-            (forward ? " after " : " before ") + centreS.toFixed(1) + " s");
+            (forward ? " after " : " before ") + fromS.toFixed(1) + " s");
           return;
         }
         var event = body.events[0];
@@ -108,7 +116,7 @@
   function updateExportLink() {
     var lengthS = Math.max(0.5, Math.min(60, state.widthS));
     $("export-png").href = base + "range.png?start_s=" + state.startS.toFixed(3) +
-      "&length_s=" + lengthS;
+      "&length_s=" + lengthS + "&channel=" + state.channel;
   }
 
   // --- Drawing -------------------------------------------------------------------------
@@ -166,9 +174,12 @@
   var yValue = function () { return 0; };
 
   function formatTime(seconds) {
-    if (seconds < 60) { return (Math.round(seconds * 100) / 100) + " s"; }
-    var h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60);
-    var s = Math.round((seconds % 60) * 10) / 10;
+    if (Math.round(seconds * 100) < 6000) { return (Math.round(seconds * 100) / 100) + " s"; }
+    // round the total to tenths first, then split it: rounding the seconds part alone
+    // turned 119.97 s into "1:60"
+    var tenths = Math.round(seconds * 10);
+    var h = Math.floor(tenths / 36000), m = Math.floor((tenths % 36000) / 600);
+    var s = (tenths % 600) / 10;
     return (h ? h + ":" + String(m).padStart(2, "0") : m) + ":" +
       (s < 10 ? "0" : "") + s;
   }
@@ -254,6 +265,8 @@
       context.lineTo(fx + 6, traceBottom + 12);
       context.fill();
       canvas.dataset.focusS = state.focus.time_s;
+    } else {
+      delete canvas.dataset.focusS;
     }
   }
 
@@ -329,6 +342,7 @@
   // --- Controls ------------------------------------------------------------------------
 
   function zoom(factor, aroundS) {
+    forgetFocus();
     var centre = aroundS === undefined ? state.startS + state.widthS / 2 : aroundS;
     var fraction = (centre - state.startS) / state.widthS;
     state.widthS = Math.max(MIN_WIDTH_S, Math.min(maxWidthS, state.widthS * factor));
@@ -355,7 +369,7 @@
       })
       .then(function (answer) {
         if (!answer.ok) { showMessage(answer.body.detail || "cannot go there"); return; }
-        state.focus = null;
+        forgetFocus();
         centreOn(answer.body.time_s);
       })
       .catch(function (error) { showMessage(String(error)); });
@@ -366,15 +380,16 @@
   $("window-s").addEventListener("change", function () {
     var centre = state.startS + state.widthS / 2;
     state.widthS = Number(this.value);
+    forgetFocus();
     centreOn(centre);
   });
   $("zoom-in").addEventListener("click", function () { zoom(0.5); });
   $("zoom-out").addEventListener("click", function () { zoom(2); });
   $("page-back").addEventListener("click", function () {
-    state.startS -= state.widthS * 0.9; load();
+    forgetFocus(); state.startS -= state.widthS * 0.9; load();
   });
   $("page-forward").addEventListener("click", function () {
-    state.startS += state.widthS * 0.9; load();
+    forgetFocus(); state.startS += state.widthS * 0.9; load();
   });
   ["V", "S", "alarm"].forEach(function (kind) {
     $("next-" + kind).addEventListener("click", function () { jump(kind, true); });
@@ -405,7 +420,10 @@
     if (state.data) { draw(); }
   });
   window.addEventListener("mouseup", function () {
-    if (drag) { drag = null; load(); }
+    if (!drag) { return; }
+    if (state.startS !== drag.startS) { forgetFocus(); }  // a click alone moves nothing
+    drag = null;
+    load();
   });
   canvas.addEventListener("wheel", function (event) {
     event.preventDefault();
@@ -415,7 +433,7 @@
   }, { passive: false });
   strip.addEventListener("click", function (event) {
     var rect = strip.getBoundingClientRect();
-    state.focus = null;
+    forgetFocus();
     centreOn((event.clientX - rect.left) / rect.width * overview.duration_s);
   });
   window.addEventListener("resize", function () { load(); });
