@@ -11,13 +11,14 @@ Formats (docs/upload.md has the user's version):
 - WFDB: a ``.hea`` header with the ``.dat`` file(s) it names, optionally ``.atr`` beat
   annotations of the same record (reference labels, mapped to AAMI classes).
 - CSV continuous signal: one numeric column in millivolts (an optional header line), with
-  the sampling rate given separately (50-2000 Hz).
+  the sampling rate given separately (100-2000 Hz).
 - CSV beat rows, one beat per row: 187 values (Kaggle "ECG Heartbeat Categorization",
   Kachuee et al., IEEE ICHI 2018: 125 Hz, starting at the R peak, normalized 0..1,
   zero-padded) or 216 values (0.6 s at 360 Hz, R peak at value 90, millivolts), each with an
   optional last-column label (0-4 or N, S, V, F, Q).
 """
 
+import codecs
 import io
 import math
 import os
@@ -61,6 +62,33 @@ CHUNK_SAMPLES = 65_536  # frames per stored chunk: ~0.5 MB for 4 leads
 # Keep quantized samples a little inside int16 so that rounding never overflows.
 ADC_FULL_SCALE = 32_000
 
+
+# Line ends as editors and pandas' C parser count them: \r\n, \n, or a lone \r (old Mac files).
+LINE_END = re.compile(r"\r\n|\r|\n")
+# A line (after another) written as a whole number: no decimal point, exponent, nan or inf.
+INTEGER_LINE = re.compile(r"[\r\n][ \t]*[+-]?[0-9]+[ \t]*(?=[\r\n]|\Z)")
+# pandas' unnamed column header 0,1,...,n-1 is looked for up to the widest layout and a label.
+MAX_INDEX_HEADER_CELLS = 1000
+# The careful read takes about this many characters of lines at a time: a batch's cells as
+# Python strings stay in tens of megabytes.
+CAREFUL_BATCH_CHARS = 1 << 20
+# What the beat-row values can be: the Kaggle rows are min-max normalized to 0..1 (values
+# past the window are clipped, inference.beat_rows), window216 rows are an ECG in millivolts.
+# A file in other units (or a header read as data) would be classified as something it is not.
+ROW_VALUE_RANGES = {
+    "kaggle187": (
+        0.0,
+        1.0,
+        "kaggle187 rows (187 values) are normalized to 0..1; scale each beat's 10-s window "
+        "to 0..1 as the Kaggle files do",
+    ),
+    "window216": (
+        -MAX_ECG_ABS_MV,
+        MAX_ECG_ABS_MV,
+        f"window216 rows (216 values) are in millivolts, and an ECG stays within "
+        f"{MAX_ECG_ABS_MV:g} mV; convert microvolts or ADC counts to millivolts first",
+    ),
+}
 
 # Row labels: the Kaggle files' 0-4 (as integers or floats such as 0.0e+00) or the letters.
 LABEL_NUMBERS = dict(enumerate(AAMI_CLASSES))
@@ -173,6 +201,12 @@ def quantize(signals_mv: np.ndarray) -> tuple[np.ndarray, float]:
         gain = 200.0  # an all-zero signal: any gain stores it exactly
     else:
         gain = min(ADC_FULL_SCALE / peak, MAX_GAIN_ADC_PER_MV)
+        if gain < MIN_GAIN_ADC_PER_MV:
+            # the uploads' range checks come first; this keeps any other caller in the limits
+            raise UploadError(
+                f"values up to {peak:g} mV are too large to store (at most "
+                f"{ADC_FULL_SCALE / MIN_GAIN_ADC_PER_MV:g} mV): the file is not in millivolts"
+            )
         exponent = math.floor(math.log10(gain)) - 3
         gain = math.floor(gain / 10**exponent) * 10**exponent
     adc = np.round(signals_mv * gain).astype(np.int16)
@@ -225,14 +259,22 @@ def store_upload(patient: Patient, parsed: ParsedUpload) -> Recording:
 
 
 def _decode_text(name: str, data: bytes) -> str:
-    if not data.strip():
-        raise UploadError(f"{name} is empty")
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UploadError(
             f"{name} is not a text CSV file (byte {exc.start} is not UTF-8 text)"
         ) from None
+    # The decoded text, not the bytes: a byte-order mark or a no-break space alone is not
+    # blank as bytes, but leaves no line to read.
+    if not text or text.isspace():
+        raise UploadError(f"{name} is empty")
+    return text
+
+
+def _text_lines(data: bytes) -> io.TextIOWrapper:
+    """The file's lines, read lazily; CRLF and a lone CR end a line as LF does (``LINE_END``)."""
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline=None)
 
 
 def _is_number(cell: str) -> bool:
@@ -243,31 +285,57 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _first_lines(text: str, count: int) -> list[tuple[int, int, str]]:
-    """``(line number, offset, stripped text)`` of the first ``count`` non-blank lines."""
+def _first_lines(text: str, count: int) -> list[tuple[int, int, int, str]]:
+    """``(line number, start, end, stripped text)`` of the first ``count`` non-blank lines;
+    start and end are offsets in ``text``."""
     found, offset, number = [], 0, 0
     while offset < len(text) and len(found) < count:
-        end = text.find("\n", offset)
-        end = len(text) if end < 0 else end
+        match = LINE_END.search(text, offset)
+        end = match.start() if match else len(text)
         number += 1
-        if text[offset:end].strip():
-            found.append((number, offset, text[offset:end].strip()))
-        offset = end + 1
+        line = text[offset:end].strip()
+        if line:
+            found.append((number, offset, end, line))
+        offset = match.end() if match else len(text)
     return found
+
+
+def _starts_with_header(text: str, first: list[tuple[int, int, int, str]]) -> bool:
+    """Whether the first non-blank line is a header (docs/upload.md, "Header line").
+
+    A header is a line whose first cell is not a number (column names), or the column
+    numbers pandas writes for unnamed columns (``to_csv(index=False)``): ``0,1,...,n-1``, and
+    for one column a bare ``0`` when no other line is written as an integer. A signal that
+    truly starts at 0 mV written by pandas or numpy reads ``0.0``, never ``0``; a file written
+    in whole numbers keeps its ``0`` as data.
+    """
+    _, _, end, line = first[0]
+    if not _is_number(line.split(",", 1)[0].strip()):
+        return True
+    n_cells = line.count(",") + 1
+    if 1 < n_cells <= MAX_INDEX_HEADER_CELLS:
+        if line.replace(" ", "") == ",".join(str(i) for i in range(n_cells)):
+            return True
+    if line == "0" and len(first) > 1 and "," not in first[1][3]:
+        return INTEGER_LINE.search(text, end) is None
+    return False
 
 
 def parse_csv(name: str, data: bytes, fs_hz: float | None) -> ParsedUpload:
     """A one-column signal CSV or a beat-per-row CSV; told apart by the first data line."""
     text = _decode_text(name, data)
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
     first = _first_lines(text, 2)
-    # A first line whose first cell is not a number is a header (column names).
-    header = not _is_number(first[0][2].split(",")[0].strip())
+    header = _starts_with_header(text, first)
     if header and len(first) < 2:
         raise UploadError(f"{name} has a header line but no data")
-    line_number, offset, line = first[1] if header else first[0]
-    n_columns = len(line.split(","))
+    line_number, start, _, line = first[1] if header else first[0]
+    # where the data starts in the bytes (after a byte-order mark, and the header)
+    data_offset = len(text[:start].encode()) + (3 if data.startswith(codecs.BOM_UTF8) else 0)
+    # The tables are read from the bytes: a 60 MB file is never held as text twice, nor as
+    # millions of Python strings.
+    del text
+    # count, not split: split would make a string per value of a (possibly huge) line
+    n_columns = line.count(",") + 1
     if n_columns == 1:
         layout, labelled = None, False
         fs_hz = check_fs(fs_hz, "the sampling rate of the signal CSV (fs_hz)")
@@ -282,26 +350,37 @@ def parse_csv(name: str, data: bytes, fs_hz: float | None) -> ParsedUpload:
             ) from None
     # The fast path reads well-formed files with pandas' C parser (a 60 MB file in seconds);
     # anything it does not take cleanly is read again line by line, which names the problem.
-    table = _fast_table(text[offset:], n_columns, labelled)
+    table = _fast_table(data, data_offset, n_columns, labelled)
     if table is None:
-        table = _careful_table(name, text, header, n_columns, labelled)
+        table = _careful_table(name, data, header, n_columns, labelled)
     values, labels = table
+
+    def line_of_row(row: int) -> int:
+        return _line_of_row(data, header, row)
+
     if layout is None:
-        return _signal_upload(name, values[:, 0], fs_hz)
-    return _rows_upload(name, values, layout, labels)
+        return _signal_upload(name, values[:, 0], fs_hz, line_of_row)
+    return _rows_upload(name, values, layout, labels, line_of_row)
 
 
-def _fast_table(body: str, n_columns: int, labelled: bool):
-    """``(values, labels)`` of a clean table, or None when anything looks off."""
+def _fast_table(data: bytes, data_offset: int, n_columns: int, labelled: bool):
+    """``(values, labels)`` of a clean table from byte ``data_offset`` on, or None when
+    anything looks off."""
     import pandas as pd
 
     n_values = n_columns - int(labelled)
     dtypes = {column: np.float64 for column in range(n_values)}
     if labelled:
         dtypes[n_values] = str
+    # The bytes themselves, not a copy: a StringIO of the text held it again at 4 bytes a
+    # character. pandas reads from where the stream stands, past the header; its own header
+    # handling would drop the extra cells of rows wider than a wide header, without a word.
+    stream = io.BytesIO(data)
+    stream.seek(data_offset)
     try:
         frame = pd.read_csv(
-            io.StringIO(body),
+            stream,
+            encoding="utf-8-sig",
             header=None,
             engine="c",
             dtype=dtypes,
@@ -324,68 +403,124 @@ def _fast_table(body: str, n_columns: int, labelled: bool):
     return values, labels
 
 
-def _careful_table(name: str, text: str, header: bool, n_columns: int, labelled: bool):
-    """The table read line by line: the first problem raises an error naming its line."""
-    # (line number, text) of non-blank lines; line numbers are 1-based as editors show them
-    numbered = [
-        (number, line.strip()) for number, line in enumerate(text.split("\n"), 1) if line.strip()
-    ]
-    if header:
-        numbered = numbered[1:]
+def _careful_table(name: str, data: bytes, header: bool, n_columns: int, labelled: bool):
+    """The table read again a megabyte of lines at a time: the first problem raises an error
+    naming its line (1-based, as editors show it). Only numbers are kept from one batch to
+    the next: the cells of a whole 54 MB file as Python strings took 2.4 GB and 20 s."""
     signal = n_columns == 1
-    rows, labels = [], []
-    for row_number, (line_number, line) in enumerate(numbered, 1):
-        cells = line.split(",")
-        if len(cells) != n_columns:
-            if signal:
-                raise UploadError(
-                    f"{name} line {line_number} has {len(cells)} columns: a signal CSV has "
-                    "one column of millivolts on every line"
-                )
-            raise UploadError(
-                f"{name} line {line_number} (row {row_number}) has {len(cells)} values; the rows "
-                f"above have {n_columns} ({n_columns - int(labelled)} samples"
-                f"{' + a label' if labelled else ''})"
-            )
+    n_values = n_columns - int(labelled)
+    blocks, labels = [], []
+    line_number, row_number, header_left = 0, 0, header
+    lines = _text_lines(data)
+    while batch := lines.readlines(CAREFUL_BATCH_CHARS):
+        texts = list(map(str.strip, batch))
+        numbers = list(range(line_number + 1, line_number + 1 + len(batch)))
+        line_number += len(batch)
+        if header_left or not all(texts):
+            # blank lines and the header are not rows, but they count as lines
+            kept = [(number, text) for number, text in zip(numbers, texts, strict=True) if text]
+            if header_left and kept:
+                kept, header_left = kept[1:], False
+            numbers, texts = [number for number, _ in kept], [text for _, text in kept]
+        first_row, row_number = row_number + 1, row_number + len(texts)
+        # A signal's line stays one string: a list per line made the cyclic garbage collector
+        # walk millions of them.
+        rows = texts if signal else [text.split(",") for text in texts]
+        problem = _first_shape_problem(name, rows, numbers, first_row, n_columns, labelled)
+        if problem:
+            index, message = problem
+            # a bad number on an earlier line is the first problem
+            earlier = [cells[:-1] for cells in rows[:index]] if labelled else rows[:index]
+            _to_floats(name, earlier, numbers, first_row, signal)
+            raise UploadError(message)
         if labelled:
-            label = _parse_label(cells[-1])
-            if label is None:
-                raise UploadError(
-                    f"{name} line {line_number} (row {row_number}): label "
-                    f"{_show(cells[-1].strip())} is not one of 0-4 or N, S, V, F, Q"
-                )
-            labels.append(label)
-            cells = cells[:-1]
-        rows.append(cells)
+            labels.extend(_parse_label(row.pop()) for row in rows)
+        if rows:
+            blocks.append(_to_floats(name, rows, numbers, first_row, signal))
+    values = np.concatenate(blocks) if blocks else np.zeros((0, n_values))
+    return values, labels if labelled else None
 
-    def where(position) -> str:
+
+def _first_shape_problem(
+    name: str, rows: list, numbers: list[int], first_row: int, n_columns: int, labelled: bool
+) -> tuple[int, str] | None:
+    """``(index in rows, message)`` of the first row with the wrong width or label, or None."""
+    if n_columns == 1:
+        if "," not in "\n".join(rows):  # one C-level scan of the batch
+            return None
+        index = next(index for index, text in enumerate(rows) if "," in text)
+        width = rows[index].count(",") + 1
+        return index, _width_problem(name, numbers[index], first_row + index, width, 1, False)
+    for index, cells in enumerate(rows):
+        line_number, row_number = numbers[index], first_row + index
+        if len(cells) != n_columns:
+            return index, _width_problem(
+                name, line_number, row_number, len(cells), n_columns, labelled
+            )
+        if labelled and _parse_label(cells[-1]) is None:
+            return index, (
+                f"{name} line {line_number} (row {row_number}): label "
+                f"{_show(cells[-1].strip())} is not one of 0-4 or N, S, V, F, Q"
+            )
+    return None
+
+
+def _width_problem(
+    name: str, line_number: int, row_number: int, width: int, n_columns: int, labelled: bool
+) -> str:
+    if n_columns == 1:
+        return (
+            f"{name} line {line_number} has {width} columns: a signal CSV has one column of "
+            "millivolts on every line"
+        )
+    return (
+        f"{name} line {line_number} (row {row_number}) has {width} values; the rows above have "
+        f"{n_columns} ({n_columns - int(labelled)} samples{' + a label' if labelled else ''})"
+    )
+
+
+def _to_floats(name: str, rows: list, numbered: list[int], first_row: int, signal: bool):
+    """``rows`` (a signal's lines, or each row's cells) as float64 of shape (rows, values); on
+    failure name the first bad cell, its line and value."""
+
+    def where(row: int, column: int) -> str:
         if signal:
-            return f"line {numbered[position[0]][0]}"
-        return f"line {numbered[position[0]][0]} (row {position[0] + 1}, value {position[1] + 1})"
+            return f"line {numbered[row]}"
+        return f"line {numbered[row]} (row {first_row + row}, value {column + 1})"
 
-    return _to_floats(name, np.array(rows), where), labels if labelled else None
-
-
-def _to_floats(name: str, cells: np.ndarray, where) -> np.ndarray:
-    """``cells`` (strings) as float64; on failure name the first bad cell and its line."""
+    if not rows:
+        return np.zeros((0, 1))
     try:
-        values = cells.astype(np.float64)
+        values = np.array(rows, dtype=np.float64).reshape(len(rows), -1)
     except ValueError:
         values = None
-    if values is not None:
-        bad = ~np.isfinite(values)
-        if not bad.any():
-            return values
-        position = np.unravel_index(int(np.argmax(bad)), values.shape)
-        raise UploadError(
-            f"{name} {where(position)}: {_show(cells[position])} is not a finite number "
-            "(NaN and infinity are not allowed)"
-        )
-    # the fast path failed: find the first cell that is not a number, in file order
-    for position in np.ndindex(cells.shape):
-        if not _is_number(cells[position]):
-            raise UploadError(f"{name} {where(position)}: {_show(cells[position])} is not a number")
-    raise AssertionError("unreachable: astype failed but every cell is a number")
+    if values is not None and np.isfinite(values).all():
+        return values
+    # something is wrong in this batch (a megabyte at most): find the first bad cell in order
+    for row, cells in enumerate(rows):
+        for column, cell in enumerate([cells] if signal else cells):
+            if not _is_number(cell):
+                raise UploadError(f"{name} {where(row, column)}: {_show(cell)} is not a number")
+            if not math.isfinite(float(cell)):
+                raise UploadError(
+                    f"{name} {where(row, column)}: {_show(cell)} is not a finite number "
+                    "(NaN and infinity are not allowed)"
+                )
+    raise AssertionError("unreachable: the conversion failed but every cell is a finite number")
+
+
+def _line_of_row(data: bytes, header: bool, row: int) -> int:
+    """The line number (1-based, as editors show it) of data row ``row`` (0-based).
+
+    Counted again, only for an error message: the fast read does not keep line numbers.
+    """
+    skip = row + int(header)  # non-blank lines before the row
+    for number, line in enumerate(_text_lines(data), 1):
+        if line.strip():
+            if skip == 0:
+                return number
+            skip -= 1
+    raise AssertionError(f"unreachable: data row {row} is past the end of the file")
 
 
 def _show(cell) -> str:
@@ -394,7 +529,7 @@ def _show(cell) -> str:
     return repr(text if len(text) <= 40 else text[:40] + "…")
 
 
-def _signal_upload(name: str, values: np.ndarray, fs_hz: float) -> ParsedUpload:
+def _signal_upload(name: str, values: np.ndarray, fs_hz: float, line_of_row) -> ParsedUpload:
     duration_s = len(values) / fs_hz
     if duration_s < MIN_SIGNAL_S:
         raise UploadError(
@@ -404,9 +539,9 @@ def _signal_upload(name: str, values: np.ndarray, fs_hz: float) -> ParsedUpload:
     sample = first_beyond_ecg_range(values)
     if sample is not None:
         raise UploadError(
-            f"{name} sample {sample + 1} (data line {sample + 1}) is {values[sample]:g}: a signal "
-            f"CSV is in millivolts, and an ECG stays within {MAX_ECG_ABS_MV:g} mV; convert "
-            "microvolts or ADC counts to millivolts first"
+            f"{name} line {line_of_row(sample)} (sample {sample + 1}) is {values[sample]:g}: a "
+            f"signal CSV is in millivolts, and an ECG stays within {MAX_ECG_ABS_MV:g} mV; "
+            "convert microvolts or ADC counts to millivolts first"
         )
     adc, gain = quantize(values[:, np.newaxis])
     return ParsedUpload(
@@ -435,9 +570,17 @@ def _parse_label(cell: str) -> str | None:
 
 
 def _rows_upload(
-    name: str, values: np.ndarray, layout: str, labels: list[str] | None
+    name: str, values: np.ndarray, layout: str, labels: list[str] | None, line_of_row
 ) -> ParsedUpload:
     spec = ROW_LAYOUTS[layout]
+    low, high, meaning = ROW_VALUE_RANGES[layout]
+    beyond = np.flatnonzero(((values < low) | (values > high)).ravel())
+    if len(beyond):
+        row, column = np.unravel_index(int(beyond[0]), values.shape)
+        raise UploadError(
+            f"{name} line {line_of_row(int(row))} (row {row + 1}, value {column + 1}) is "
+            f"{values[row, column]:g}: {meaning}"
+        )
     units = "mV" if spec.units == "mV" else "0..1"
     adc, gain = quantize(values.reshape(-1, 1))
     return ParsedUpload(
@@ -487,30 +630,38 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
         if not data:
             raise UploadError(f"{name} is empty")
     with tempfile.TemporaryDirectory(prefix="cardiospike-upload-") as folder:
-        for name, data in contents.items():
-            (Path(folder) / name).write_bytes(data)
+        # wfdb opens <record>.hea, the signal files spelled as the header names them and
+        # <record>.atr: the files are written under those names, whatever the case of the
+        # uploaded ones (208.HEA, 208.DAT), so that wfdb finds them on any file system.
+        (Path(folder) / f"{record_name}.hea").write_bytes(contents[header_name])
         path = os.path.join(folder, record_name)
         try:
             # the command line's check too: wfdb reads an unreadable sampling rate as 250 Hz
             header = read_header(path)
         except ValueError as exc:
-            raise UploadError(str(exc)) from None
+            raise UploadError(_without_folder(exc, folder)) from None
         _check_header(header, header_name, record_name, contents)
+        signal_files = {name: _uploaded_name(contents, name) for name in set(header.file_name)}
+        for file_name, uploaded_name in signal_files.items():
+            (Path(folder) / file_name).write_bytes(contents[uploaded_name])
         try:
             record = wfdb.rdrecord(path, physical=False, return_res=32)
         except Exception as exc:
-            raise UploadError(f"could not read record {record_name}: {exc}") from None
+            raise UploadError(
+                f"could not read record {record_name}: {_without_folder(exc, folder)}"
+            ) from None
+        _check_checksums(record, path, header, header_name)
         reference = None
         annotation_names = [name for name in contents if name.lower().endswith(".atr")]
         if annotation_names:
             reference = _read_annotations(
-                folder, annotation_names, record_name, header.fs, header.sig_len
+                folder, annotation_names, record_name, header.fs, header.sig_len, contents
             )
     unexpected = [
         name
         for name in contents
         if name != header_name
-        and name not in set(header.file_name)
+        and name not in set(signal_files.values())
         and not name.lower().endswith(".atr")
         # our own labels in an export of ours (monitoring.review.OURS_ANNOTATOR): the
         # analysis labels the record afresh, so they are left out, and an export uploads as is
@@ -580,7 +731,8 @@ def _check_header(header, header_name: str, record_name: str, contents: dict) ->
             )
         per_file.setdefault(file_name, []).append(index)
     for file_name, indices in per_file.items():
-        if file_name not in contents:
+        uploaded_name = _uploaded_name(contents, file_name)
+        if uploaded_name is None:
             raise UploadError(
                 f"missing {file_name}: {header_name} stores signal(s) "
                 f"{', '.join(str(i + 1) for i in indices)} in it; upload it with the header"
@@ -595,19 +747,81 @@ def _check_header(header, header_name: str, record_name: str, contents: dict) ->
         samples_per_frame = sum((header.samps_per_frame or [1] * n_sig)[i] or 1 for i in indices)
         n_values = header.sig_len * samples_per_frame
         offset = max((header.byte_offset or [None] * n_sig)[i] or 0 for i in indices)
-        if fmt == "212":
-            expected = offset + math.ceil(n_values * 3 / 2)
-        elif fmt in ("310", "311"):
-            expected = offset + math.ceil(n_values / 3) * 4
-        else:
-            expected = offset + int(n_values * WFDB_BYTES_PER_SAMPLE[fmt])
-        actual = len(contents[file_name])
-        if actual != expected:
+        # wfdb's own rule, so that what passes here is what rdrecord reads: 310 and 311 pack
+        # three samples in 4 bytes, and one left over takes 2 bytes, two take 4 (310) or 3
+        # (311): ceil(4n/3) bytes, not a whole 4 per started group. Format 311 with two left
+        # over may also be padded to 4, as wfdb and the WFDB C library write it.
+        sizes = sorted({offset + _wfdb_bytes(mode, fmt, n_values) for mode in ("read", "write")})
+        expected = sizes[0]
+        actual = len(contents[uploaded_name])
+        if actual not in sizes:
             raise UploadError(
                 f"{file_name} holds {actual} bytes, but {header_name} says it holds "
                 f"{header.sig_len} samples of {len(indices)} signal(s) in format {fmt} "
                 f"({expected} bytes): the header and the data disagree"
             )
+
+
+def _uploaded_name(contents: dict[str, bytes], wanted: str) -> str | None:
+    """The uploaded file a header names: that very name, else the one uploaded name that
+    differs from it in case only (208.DAT for 208.dat), else None."""
+    if wanted in contents:
+        return wanted
+    matches = [name for name in contents if name.lower() == wanted.lower()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _without_folder(exc: Exception, folder: str) -> str:
+    """wfdb's error text without the server's temporary folder: a user needs the file's name,
+    and the server's paths are nobody's business."""
+    return str(exc).replace(folder + os.sep, "").replace(folder, "")
+
+
+def _check_checksums(record, path: str, header, header_name: str) -> None:
+    """Refuse signal data that disagrees with the header's checksums or initial values.
+
+    A .dat of the right size can still be damaged (a bad copy, bytes overwritten) or belong
+    to another record of the same length. WFDB headers may carry each signal's first sample
+    and a 16-bit checksum (the sum of its samples modulo 65536) for exactly this check;
+    wfdb-python reads them but never compares them with the data.
+    """
+    checksums = header.checksum or [None] * record.n_sig
+    initial_values = header.init_value or [None] * record.n_sig
+    if all(value is None for value in [*checksums, *initial_values]):
+        return
+    if any((count or 1) > 1 for count in record.samps_per_frame or []):
+        # several samples per frame: the checksum covers all of them, not the frame averages
+        import wfdb
+
+        expanded = wfdb.rdrecord(path, physical=False, smooth_frames=False, return_res=32)
+        signals = [np.asarray(samples) for samples in expanded.e_d_signal]
+    else:
+        signals = [record.d_signal[:, index] for index in range(record.n_sig)]
+    skews = header.skew or [None] * record.n_sig
+    for index, samples in enumerate(signals):
+        if skews[index]:
+            continue  # wfdb shifts a skewed signal: its samples are not the file's from the start
+        signal = f"signal {index + 1} ({record.sig_name[index]})"
+        problem = f"{record.file_name[index]} does not hold the samples {header_name} describes"
+        expected = checksums[index]
+        if expected is not None:
+            actual = _signed_16(int(np.sum(samples, dtype=np.int64)))
+            if actual != _signed_16(int(expected)):
+                raise UploadError(
+                    f"{problem}: {signal} has checksum {actual}, but the header says "
+                    f"{expected}; the file is damaged or belongs to another record"
+                )
+        first = initial_values[index]
+        if first is not None and len(samples) and int(samples[0]) != int(first):
+            raise UploadError(
+                f"{problem}: {signal} starts at {int(samples[0])}, but the header says its "
+                f"initial value is {first}; the file is damaged or belongs to another record"
+            )
+
+
+def _signed_16(value: int) -> int:
+    # WFDB headers write checksums as signed 16-bit numbers (100.hea: -22131)
+    return (value + 32768) % 65536 - 32768
 
 
 def _wfdb_samples(record, header_name: str) -> tuple[np.ndarray, float, int]:
@@ -649,6 +863,14 @@ def _wfdb_samples(record, header_name: str) -> tuple[np.ndarray, float, int]:
     return adc, gain, 0
 
 
+def _wfdb_bytes(mode: str, fmt: str, n_values: int) -> int:
+    """The bytes of ``n_values`` samples in format ``fmt`` that wfdb reads (``mode`` "read")
+    or writes ("write"): wfdb's own rule."""
+    from wfdb.io._signal import _required_byte_num
+
+    return int(_required_byte_num(mode, fmt, n_values))
+
+
 def _invalid_values(record) -> list[int]:
     # wfdb's own table of the sample value that means "missing" in each format
     from wfdb.io._signal import INVALID_SAMPLE_VALUE
@@ -657,7 +879,12 @@ def _invalid_values(record) -> list[int]:
 
 
 def _read_annotations(
-    folder: str, annotation_names: list[str], record_name: str, fs: float, sig_len: int
+    folder: str,
+    annotation_names: list[str],
+    record_name: str,
+    fs: float,
+    sig_len: int,
+    contents: dict[str, bytes],
 ) -> dict:
     import wfdb
 
@@ -669,10 +896,13 @@ def _read_annotations(
             f"{name} is not for this record: annotation files are named after their record "
             f"({record_name}.atr)"
         )
+    (Path(folder) / f"{record_name}.atr").write_bytes(contents[name])  # 208.ATR too
     try:
-        annotation = wfdb.rdann(os.path.join(folder, record_name), name[-3:])
+        annotation = wfdb.rdann(os.path.join(folder, record_name), "atr")
     except Exception as exc:
-        raise UploadError(f"{name} is not a valid WFDB annotation file: {exc}") from None
+        raise UploadError(
+            f"{name} is not a valid WFDB annotation file: {_without_folder(exc, folder)}"
+        ) from None
     if annotation.fs and abs(float(annotation.fs) - float(fs)) > 1e-6:
         raise UploadError(
             f"{name} is not for this record: it was made at {annotation.fs:g} Hz, the record "

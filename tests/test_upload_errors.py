@@ -159,9 +159,7 @@ def test_it_refuses_a_signal_csv_not_in_millivolts(api, patient):
     # ADC counts around a baseline of 1024, as a file saved from a device without its gain
     text = "ecg\n" + "1024\n" * 5 + "1100\n" * 995
     message = refused(api_upload(api, patient.pk, {"ecg.csv": text.encode()}, fs_hz=250))
-    assert message.startswith(
-        "ecg.csv sample 1 (data line 1) is 1024: a signal CSV is in millivolts"
-    )
+    assert message.startswith("ecg.csv line 2 (sample 1) is 1024: a signal CSV is in millivolts")
     assert "convert microvolts or ADC counts to millivolts first" in message
     assert not Recording.objects.exists()  # nothing partial is stored
     # a large artefact within 20 mV is an ECG still
