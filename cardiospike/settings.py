@@ -159,7 +159,13 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_TASK_ACKS_LATE = True  # a task whose worker dies is redelivered, not lost
+# Acknowledged after it runs: a task whose whole worker dies (the machine, the main process) is
+# delivered again. One whose pool process is killed (out of memory, kill -9) is acknowledged
+# all the same and lost: task_reject_on_worker_lost stays off, since a task that kills its
+# process every time would then be delivered again for ever. Each kind of work recovers on
+# its own instead: the periodic sweep queues lagging stream analyses again and fails upload
+# analyses left pending (UPLOAD_ANALYSIS_STALE_S), notifications are retried when due.
+CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_RESULT_EXPIRES = 3600
 # One deployment's workers and beat share a queue; tests give theirs a queue of their own.
@@ -381,6 +387,15 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
+    # DRF's parsers, with JSON nested too deeply for Python's decoder a 400, not a 500
+    "DEFAULT_PARSER_CLASSES": [
+        "monitoring.api.errors.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # DRF's handler, plus Django's SuspiciousOperation (too many files or fields: 400) and
+    # RequestDataTooBig (413) as JSON, and errors in JSON on views that answer other formats
+    "EXCEPTION_HANDLER": "monitoring.api.errors.exception_handler",
     # Unset, DRF would take a client's own X-Forwarded-For as its address, and a client that
     # changes it on each request would never be throttled.
     "NUM_PROXIES": NUM_PROXIES,
@@ -396,6 +411,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Request bodies get their own components ("...Request"), so that an uploaded file is
+    # documented as binary rather than as the URL a response would give
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Internationalization ---------------------------------------------------------------
@@ -471,6 +489,11 @@ TORCH_THREADS = envint("TORCH_THREADS", "1")
 REQUEST_THREADS = envint("REQUEST_THREADS", "1")
 # Uploaded recordings (WFDB, CSV): larger uploads are answered 413 before they are read.
 UPLOAD_MAX_BYTES = envint("UPLOAD_MAX_BYTES", str(64 * 1024 * 1024))
+# An upload's analysis still pending this long after it was queued lost its worker: the
+# periodic sweep marks it failed ("Analyse again"), and the page offers the retry at once. A
+# 24-hour recording takes seconds to analyse, the largest upload minutes at most
+# (docs/upload.md); the rest is room for a queue busy with other analyses.
+UPLOAD_ANALYSIS_STALE_S = envfloat("UPLOAD_ANALYSIS_STALE_S", "1800")
 # Django refuses bigger bodies before any view runs; keep it above the /predict limit so the
 # view can answer 413 with its own message.
 DATA_UPLOAD_MAX_MEMORY_SIZE = PREDICT_MAX_BODY_BYTES + 1024 * 1024

@@ -23,6 +23,7 @@ Research software, not a medical device.
 import json
 import math
 import numbers
+import reprlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -253,10 +254,22 @@ def clear_model_caches() -> None:
 
 def _number(value: object, name: str) -> float:
     if isinstance(value, bool | np.bool_):
-        return float(value)
-    if not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise ValueError(f"metadata {name} must be a finite number, got {value!r}")
-    return float(value)
+        # true/false read naturally as 1/0 for a yes-or-no feature; for the others (an age of
+        # true read as 1 year) they are a caller's mistake
+        if name in BINARY_FEATURES:
+            return float(value)
+        raise ValueError(
+            f"metadata {name} must be a number, got {str(value).lower()} (only "
+            f"{', '.join(BINARY_FEATURES)} may be true or false)"
+        )
+    if isinstance(value, numbers.Real):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float range
+            number = math.inf
+        if math.isfinite(number):
+            return number
+    raise ValueError(f"metadata {name} must be a finite number, got {reprlib.repr(value)}")
 
 
 def metadata_row(metadata: dict | None) -> tuple[np.ndarray, list[str]]:

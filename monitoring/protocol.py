@@ -147,20 +147,35 @@ def _number(body: dict, name: str) -> float:
         raise ProtocolError(f"{name} is required")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ProtocolError(f"{name} must be a number, got {json.dumps(value)[:40]}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float range; 1e999 reads as inf, refused later
+        raise ProtocolError(
+            f"{name} must be a finite number, got an integer of {len(str(value))} digits"
+        ) from None
+
+
+def load_json_object(body: bytes) -> dict:
+    """A JSON body that must be an object, or ``ProtocolError`` (400) saying why not."""
+    try:
+        # NaN and Infinity are not JSON; Python's parser accepts them unless told not to
+        data = json.loads(body, parse_constant=_refuse_constant)
+    except ProtocolError:
+        raise
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer of over 4,300 digits
+        raise ProtocolError(f"malformed JSON: {exc}") from None
+    except RecursionError:  # a few kB of "[[[[..." exhaust Python's decoder
+        raise ProtocolError("malformed JSON: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("the body must be a JSON object")
+    return data
 
 
 def parse_json_chunk(body: bytes) -> Chunk:
     """A chunk from a JSON body (``docs/device-protocol.md``); raises ``ProtocolError``."""
     if len(body) > MAX_BODY_BYTES:
         raise ProtocolError(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}", status=413)
-    try:
-        # NaN and Infinity are not JSON; Python's parser accepts them unless told not to
-        data = json.loads(body, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"malformed JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("the body must be a JSON object")
+    data = load_json_object(body)
     unknown = sorted(set(data) - _JSON_FIELDS)
     if unknown:
         raise ProtocolError(f"unknown field(s): {', '.join(unknown)}")

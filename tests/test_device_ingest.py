@@ -458,6 +458,11 @@ def test_a_client_without_session_ids_is_not_bounded(client, device, other_patie
         (json_body(extra=1), 400, "unknown field(s): extra"),
         (json_body(version=2), 400, "version 2 is not supported"),
         (json_body(samples=[0] * (MAX_CHUNK_FRAMES + 1)), 413, "at most 5000"),
+        # these two were 500s: RecursionError and OverflowError escaped the parser
+        (b"[" * 1100 + b"]" * 1100, 400, "malformed JSON: nested too deeply"),
+        (json_body(fs_hz=10**400), 400, "fs_hz must be a finite number"),
+        # json.loads raises a plain ValueError for an integer of over 4,300 digits
+        (json_body(seq=0).replace(b'"seq": 0', b'"seq": 1' + b"0" * 5000), 400, "malformed JSON"),
     ],
     ids=lambda value: str(value)[:30],
 )
@@ -465,6 +470,24 @@ def test_malformed_json_chunks_are_refused_with_the_reason(client, body, status,
     response = post_json(client, body=body)
     assert response.status_code == status, response.content
     assert words in response.json()["detail"]
+    assert_nothing_stored()
+
+
+@pytest.mark.parametrize("path", ["recordings/open/", "recordings/close/"])
+def test_open_and_close_refuse_json_nested_too_deeply_in_the_same_shape(client, path):
+    deep = b"[" * 1100 + b"]" * 1100
+    response = client.post(f"/api/device/v1/{path}", data=deep, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"detail": "malformed JSON: nested too deeply"}
+
+
+def test_open_refuses_a_rate_beyond_float_range(client):
+    body = json.dumps({"fs_hz": 10**400, "gain_adc_per_mv": 200})
+    response = client.post(
+        "/api/device/v1/recordings/open/", data=body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert "fs_hz must be a finite number" in response.json()["detail"]
     assert_nothing_stored()
 
 

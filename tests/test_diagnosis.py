@@ -261,6 +261,70 @@ def test_empty_or_malformed_bodies_get_a_400(api, body, message):
     assert message in detail(post(api, body))
 
 
+def test_json_nested_too_deeply_gets_a_400(api):
+    # 2.2 kB of brackets: Python's decoder raised RecursionError, a 500 (an HTML page)
+    response = post(api, "[" * 1100 + "]" * 1100)
+    assert detail(response) == "malformed request body: JSON nested too deeply"
+
+
+BIG = "1" + "0" * 400  # an integer JSON allows and a float cannot hold
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"leads": LEADS, "fs_hz": BIG}', f'"fs_hz" {BIG[:18]}'),
+        ('{"metadata": {"age_years": BIG}}', "metadata age_years must be a finite number"),
+        ('{"recording_id": RID, "start_s": BIG}', '"start_s" must be a number of seconds'),
+        # finite, but start_s * fs_hz is not
+        ('{"recording_id": RID, "start_s": 1e308}', '10 s from "start_s" 1e+308 s run past'),
+    ],
+    ids=["fs_hz", "age_years", "start_s int", "start_s 1e308"],
+)
+def test_numbers_beyond_float_range_get_a_400_naming_the_field(
+    api, leads_mv, twelve_lead_recording, body, message
+):
+    # each was a 500: OverflowError from math.isfinite, float() or round()
+    raw = (
+        body.replace("LEADS", json.dumps(as_json_leads(leads_mv)))
+        .replace("BIG", BIG)
+        .replace("RID", str(twelve_lead_recording.pk))
+    )
+    assert message in detail(post(api, raw))
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({"age_years": True}, "metadata age_years must be a number, got true"),
+        ({"heart_axis": False}, "metadata heart_axis must be a number, got false"),
+        ({"weight_kg": True}, "only sex_female, pacemaker, device_cs may be true or false"),
+    ],
+)
+def test_true_and_false_are_refused_for_measurements(api, metadata, message):
+    # an age of true was read as 1 year, a heart axis of false as normal
+    assert message in detail(post(api, {"metadata": metadata}))
+
+
+def test_true_and_false_are_read_as_1_and_0_for_the_yes_or_no_features(api):
+    answer = post(api, {"metadata": {"sex_female": True, "pacemaker": False, "age_years": 60}})
+    assert answer.status_code == 200, answer.content
+    assert {"sex_female", "pacemaker"}.isdisjoint(answer.json()["imputed"])
+    numbers = post(api, {"metadata": {"sex_female": 1, "pacemaker": 0, "age_years": 60}})
+    assert answer.json()["probabilities"] == numbers.json()["probabilities"]
+
+
+def test_fields_the_request_would_ignore_are_refused(api, patient, leads_mv):
+    recording = store_upload(patient, parse_upload(list(example_files().items())))
+    for extra in ({"fs_hz": 500}, {"lead_names": DISPLAY}):
+        # the stored recording's own rate and lead names were used, without a word
+        body = {"recording_id": recording.pk} | extra
+        message = detail(post(api, body))
+        assert f'"{next(iter(extra))}" was given with "recording_id"' in message
+    with_start = {"leads": as_json_leads(leads_mv), "fs_hz": 100, "start_s": 2}
+    assert '"start_s" was given with "leads"' in detail(post(api, with_start))
+
+
 def test_form_metadata_and_files_are_checked(api):
     assert "metadata age_years must be a number, got 'old'" in detail(
         api.post(URL, {"files": files_payload(example_files()), "age_years": "old"})

@@ -161,6 +161,14 @@ def test_it_refuses_malformed_json(api, raw):
     assert "malformed JSON" in response.json()["detail"]
 
 
+def test_it_refuses_json_nested_too_deeply_with_a_400(api):
+    # 2.2 kB of brackets: Python's decoder raised RecursionError, which DRF's parser let
+    # through as a 500 (an HTML page)
+    response = post(api, "[" * 1100 + "]" * 1100)
+    assert response.status_code == 400
+    assert response.json() == {"detail": "malformed JSON: JSON nested too deeply"}
+
+
 def test_it_refuses_values_that_overflow_to_infinity(api):
     raw = '{"ecg": [' + ", ".join(["0.1"] * 300) + ", 1e400]}"
     response = post(api, raw)
@@ -172,6 +180,14 @@ def test_it_refuses_a_sampling_rate_beyond_float_range(api):
     response = post(api, '{"ecg": [0.1, 0.2], "fs": 1' + "0" * 400 + "}")
     assert response.status_code == 400
     assert '"fs" must be between' in response.json()["detail"]
+
+
+@pytest.mark.parametrize("rate", ["1e999", "-1e999", "1e308"])
+def test_it_refuses_a_sampling_rate_json_reads_as_infinity_or_near_it(api, rate):
+    # checked with /api/diagnosis/'s overflow bugs: a comparison, never float() or round()
+    response = post(api, '{"ecg": [0.1, 0.2], "fs_hz": ' + rate + "}")
+    assert response.status_code == 400
+    assert '"fs_hz" must be between 50 and 2000 Hz' in response.json()["detail"]
 
 
 def test_it_refuses_integers_beyond_float_range(api):

@@ -24,6 +24,23 @@ def test_it_serves_the_schema_to_logged_in_users_only(client, clinician):
     validate_schema(response.json())
 
 
+@pytest.mark.parametrize("query", ["", "?format=json", "?format=yaml"])
+def test_an_anonymous_schema_request_gets_the_json_401_of_every_refusal(client, query):
+    # it was rendered as the schema is, YAML by default: "detail:\n  string: ...\n  code: ..."
+    response = client.get(f"/api/schema/{query}", HTTP_ACCEPT="*/*")
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Authentication credentials were not provided."}
+
+
+def test_the_schema_itself_keeps_its_formats(client, clinician):
+    client.force_login(clinician)
+    assert client.get("/api/schema/")["Content-Type"].startswith("application/vnd.oai.openapi")
+    as_json = client.get("/api/schema/?format=json")
+    assert as_json["Content-Type"].startswith("application/vnd.oai.openapi+json")
+    assert as_json.json()["openapi"].startswith("3.")
+
+
 def test_it_serves_the_docs_page_from_local_assets(client, clinician):
     assert client.get("/docs/api/").status_code == 302  # to the login page
     client.force_login(clinician)
@@ -140,6 +157,23 @@ def test_the_predict_body_names_fs_hz_and_its_alias(generated):
     fields = schema["components"]["schemas"]["PredictRequest"]["properties"]
     assert {"ecg", "fs_hz", "fs", "model", "store", "explain"} == set(fields)
     assert "fs_hz" in fields["fs"]["description"]
+
+
+@pytest.mark.parametrize(
+    ("component", "files_required"),
+    [
+        ("DiagnosisUploadRequest", False),  # the metadata alone may be sent as a form
+        ("DiagnosisRecordUploadRequest", True),
+        ("RecordingUploadRequest", True),
+    ],
+)
+def test_uploaded_files_are_documented_as_binary(generated, component, files_required):
+    # they were "string, format: uri", what a response would give: Swagger UI offered a text
+    # box for a URL instead of a file picker
+    schema, _, _ = generated
+    body = schema["components"]["schemas"][component]
+    assert body["properties"]["files"]["items"] == {"type": "string", "format": "binary"}
+    assert ("files" in body.get("required", [])) == files_required
 
 
 def test_the_events_parameters_say_exactly_one_of_after_s_and_before_s_is_needed(generated):

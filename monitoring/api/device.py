@@ -38,6 +38,7 @@ from monitoring.protocol import (
     MAX_CHANNELS,
     Chunk,
     ProtocolError,
+    load_json_object,
     parse_chunk,
     parse_json_chunk,
 )
@@ -145,13 +146,7 @@ def _json_object(request) -> dict:
     body = _read_body(request)
     if (request.content_type or "").split(";")[0].strip().lower() != JSON_CONTENT_TYPE:
         raise ProtocolError(f"send {JSON_CONTENT_TYPE}", status=415)
-    try:
-        data = json.loads(body or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"malformed JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("the body must be a JSON object")
-    return data
+    return load_json_object(body or b"{}")
 
 
 OPEN_ANSWER = inline_serializer(
@@ -164,7 +159,7 @@ class DeviceOpenView(DeviceView):
     @extend_schema(
         operation_id="device_v1_open_recording",
         request=inline_serializer(
-            "DeviceOpenRequest",
+            "DeviceOpen",  # "DeviceOpenRequest" in the schema
             {
                 "session": serializers.CharField(required=False),
                 "fs_hz": serializers.FloatField(),
@@ -228,7 +223,7 @@ class DeviceCloseView(DeviceView):
     @extend_schema(
         operation_id="device_v1_close_recording",
         request=inline_serializer(
-            "DeviceCloseRequest",
+            "DeviceClose",  # "DeviceCloseRequest" in the schema
             {
                 "session": serializers.CharField(required=False),
                 "recording": serializers.IntegerField(required=False),

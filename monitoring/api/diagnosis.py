@@ -32,12 +32,13 @@ from django.urls import path
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference.datasets.ptbxl import LEADS, RAW_FEATURES, RECORD_S, SUPERCLASSES
 from inference.ptbxl_models import MAX_FS_HZ, MIN_FS_HZ, load_model, predict
+from monitoring.api.errors import JSONParser
 from monitoring.api.serializers import error_responses
 from monitoring.models import Recording
 from monitoring.uploads import UploadError, declared_oversize, files_from_request, parse_upload
@@ -52,6 +53,19 @@ FORM_KEYS = (*RAW_FEATURES, "csrfmiddlewaretoken")
 
 def error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
     return Response({"detail": message}, status=code)
+
+
+def finite_number(value: object) -> float | None:
+    """A JSON number as a finite float; None for anything else: true and false, 1e999 (which
+    JSON reads as infinity) and an integer beyond float range (whose ``float()`` and
+    ``math.isfinite()`` raise ``OverflowError``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 # --- The bundled examples ---------------------------------------------------------------
@@ -187,14 +201,10 @@ def leads_from_recording(user, recording_id: object, start_s: object) -> tuple:
     """10 s of a stored recording the user may see, as (n_samples, 12) mV in PTB-XL order."""
     if isinstance(recording_id, bool) or not isinstance(recording_id, int):
         raise ValueError(f'"recording_id" must be an integer, got {reprlib.repr(recording_id)}')
-    start_s = 0 if start_s is None else start_s
-    if (
-        isinstance(start_s, bool)
-        or not isinstance(start_s, int | float)
-        or not math.isfinite(start_s)
-        or start_s < 0
-    ):
-        raise ValueError(f'"start_s" must be a number of seconds >= 0, got {start_s!r}')
+    number = 0.0 if start_s is None else finite_number(start_s)
+    if number is None or number < 0:
+        raise ValueError(f'"start_s" must be a number of seconds >= 0, got {reprlib.repr(start_s)}')
+    start_s = number
     recording = Recording.objects.visible_to(user).filter(pk=recording_id).first()
     if recording is None:  # someone else's patient reads as absent, not as forbidden
         raise LookupError(f"no recording {recording_id} that you can see")
@@ -202,24 +212,29 @@ def leads_from_recording(user, recording_id: object, start_s: object) -> tuple:
 
     columns = order_leads(list(recording.lead_names), f"recording {recording_id}")
     fs_hz = float(recording.sampling_rate_hz)
-    start = round(float(start_s) * fs_hz)
+    duration_s = recording.end_sample / fs_hz
+    past_end = (
+        f'recording {recording_id} lasts {duration_s:.2f} s; 10 s from "start_s" '
+        f"{start_s:g} s run past its end"
+    )
+    # before start_s * fs_hz: a start of 1e308 s is finite, but that product is not
+    if start_s > duration_s:
+        raise ValueError(past_end)
+    start = round(start_s * fs_hz)
     end = start + round(RECORD_S * fs_hz)
     if end > recording.end_sample:
-        raise ValueError(
-            f"recording {recording_id} lasts {recording.end_sample / fs_hz:.2f} s; 10 s from "
-            f"{float(start_s):g} s run past its end"
-        )
+        raise ValueError(past_end)
     signal = np.stack([samples_mv(recording, start, end, column) for column in columns], axis=1)
     if np.isnan(signal).any():
         raise ValueError(
-            f"recording {recording_id} has a gap between {float(start_s):g} s and "
-            f"{float(start_s) + RECORD_S:g} s; choose another start_s"
+            f"recording {recording_id} has a gap between {start_s:g} s and "
+            f"{start_s + RECORD_S:g} s; choose another start_s"
         )
     description = {
         "source": "recording",
         "recording_id": recording.pk,
         "name": recording.source_name,
-        "start_s": float(start_s),
+        "start_s": start_s,
         "lead_names": [recording.lead_names[column] for column in columns],
     }
     return signal, fs_hz, description
@@ -272,7 +287,7 @@ class DiagnosisView(APIView):
     @extend_schema(
         request={
             "application/json": inline_serializer(
-                "DiagnosisRequest",
+                "Diagnosis",  # "DiagnosisRequest" in the schema
                 {
                     "leads": serializers.ListField(
                         child=serializers.ListField(child=serializers.FloatField()),
@@ -291,7 +306,12 @@ class DiagnosisView(APIView):
             "multipart/form-data": inline_serializer(
                 "DiagnosisUpload",
                 {
-                    "files": serializers.ListField(child=serializers.FileField()),
+                    # without files, the metadata alone is diagnosed
+                    "files": serializers.ListField(
+                        child=serializers.FileField(),
+                        required=False,
+                        help_text="A WFDB record: its .hea and the .dat it names.",
+                    ),
                     **{
                         name: serializers.CharField(required=False, allow_blank=True)
                         for name in RAW_FEATURES
@@ -369,6 +389,13 @@ class DiagnosisView(APIView):
         if data.get("recording_id") is not None:
             if data.get("leads") is not None:
                 raise ValueError('give "leads" or "recording_id", not both')
+            # the stored recording has its own rate and lead names: these would be ignored
+            for key in ("fs_hz", "lead_names"):
+                if data.get(key) is not None:
+                    raise ValueError(
+                        f'"{key}" was given with "recording_id": a stored recording is read '
+                        "with its own rate and lead names"
+                    )
             leads_mv, fs_hz, record = leads_from_recording(
                 request.user, data["recording_id"], data.get("start_s")
             )
@@ -378,20 +405,24 @@ class DiagnosisView(APIView):
                 if data.get(key) is not None:
                     raise ValueError(f'"{key}" was given without "leads"')
             return None, None, metadata, None
+        if data.get("start_s") is not None:
+            # the leads are the 10 s to read; a start within them would be ignored
+            raise ValueError('"start_s" was given with "leads"; it applies to "recording_id" only')
         fs_hz = data.get("fs_hz")
         if fs_hz is None:
             raise ValueError(
                 f'"fs_hz" is missing: the leads\' sampling rate in Hz ({MIN_FS_HZ:g}-{MAX_FS_HZ:g})'
             )
-        if (
-            isinstance(fs_hz, bool)
-            or not isinstance(fs_hz, int | float)
-            or not math.isfinite(fs_hz)
-        ):
+        if isinstance(fs_hz, bool) or not isinstance(fs_hz, int | float):
             raise ValueError(f'"fs_hz" must be a number of Hz, got {reprlib.repr(fs_hz)}')
+        number = finite_number(fs_hz)
+        if number is None:  # 1e999 or 10**400
+            raise ValueError(
+                f'"fs_hz" {reprlib.repr(fs_hz)} is outside {MIN_FS_HZ:g}-{MAX_FS_HZ:g} Hz'
+            )
         leads_mv, names = leads_from_json(data["leads"], data.get("lead_names"))
         record = {"source": "json", "lead_names": names}
-        return leads_mv, float(fs_hz), metadata, record
+        return leads_mv, number, metadata, record
 
     def _from_multipart(self, request, data) -> tuple:
         unknown = sorted(set(data) - set(FORM_KEYS) - {"files", "file"})

@@ -28,7 +28,6 @@ from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
@@ -37,6 +36,7 @@ from rest_framework.views import APIView
 from inference.predictor import get_predictor
 from inference.ptbxl_models import MIN_LEAD_RANGE_MV
 from inference.signal import MAX_ECG_ABS_MV, first_beyond_ecg_range
+from monitoring.api.errors import JSONParser
 from monitoring.api.serializers import error_responses
 from monitoring.models import Prediction
 from monitoring.uploads import UploadError, declared_oversize
@@ -159,7 +159,7 @@ class PredictView(APIView):
 
     @extend_schema(
         request=inline_serializer(
-            "PredictRequest",
+            "Predict",  # "PredictRequest" in the schema: request components get "Request"
             {
                 "ecg": serializers.ListField(child=serializers.FloatField()),
                 "fs_hz": serializers.FloatField(

@@ -28,6 +28,7 @@ from inference.ptbxl_models import (
     best_model_name,
     clear_model_caches,
     load_model,
+    metadata_row,
     normalize_ecg,
     predict,
     predict_probabilities,
@@ -428,6 +429,27 @@ def test_predict_refuses_bad_input_saying_why(tiny_models, leads, fs_hz, metadat
     weights_dir, _ = tiny_models
     with pytest.raises(ValueError, match=message):
         predict(leads, fs_hz, metadata, weights_dir=weights_dir)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({"age_years": True}, "age_years must be a number, got true"),
+        ({"heart_axis": np.bool_(False)}, "heart_axis must be a number, got false"),
+        ({"weight_kg": 10**400}, "weight_kg must be a finite number"),  # float() overflows
+    ],
+)
+def test_metadata_refuses_booleans_for_measurements_and_integers_beyond_float_range(
+    metadata, message
+):
+    with pytest.raises(ValueError, match=message):
+        metadata_row(metadata)
+
+
+def test_metadata_reads_true_and_false_for_the_yes_or_no_features():
+    row, given = metadata_row({"sex_female": True, "pacemaker": np.bool_(False), "device_cs": 1})
+    assert given == ["sex_female", "pacemaker", "device_cs"]
+    np.testing.assert_array_equal(row[[1, 4, 5]], [1.0, 0.0, 1.0])
 
 
 # --- The shipped models -------------------------------------------------------------------------
