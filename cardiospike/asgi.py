@@ -14,6 +14,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cardiospike.settings")
 django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402
+from django.template.loader import render_to_string  # noqa: E402
 
 from cardiospike.handlers import SyncChainASGIHandler  # noqa: E402
 
@@ -23,6 +24,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from monitoring.context_processors import site  # noqa: E402
 from monitoring.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -36,6 +38,9 @@ class RequestBodyLimit:
     reading and answers nothing) and the 413 is sent here. daphne itself still receives the
     whole body before it calls the application: the proxy's own limit (``client_max_body_size``
     in nginx) stops it on the network.
+
+    The API answers JSON, as every API refusal does; a page (an upload form posted by a
+    browser) gets a small HTML page that says the limit and what to do.
     """
 
     def __init__(self, app) -> None:
@@ -45,7 +50,7 @@ class RequestBodyLimit:
         limit = settings.REQUEST_MAX_BYTES
         declared = content_length(scope)
         if declared is not None and declared > limit:
-            await too_large(send, f"request body of {declared} bytes", limit)
+            await too_large(send, scope, limit, declared)
             return
         received = 0
         over = False
@@ -70,7 +75,7 @@ class RequestBodyLimit:
 
         await self.app(scope, limited_receive, tracked_send)
         if over and not started:
-            await too_large(send, "request body", limit)
+            await too_large(send, scope, limit)
 
 
 def content_length(scope) -> int | None:
@@ -82,22 +87,51 @@ def content_length(scope) -> int | None:
     return None
 
 
-async def too_large(send, what: str, limit: int) -> None:
-    body = json.dumps(
-        {"detail": f"{what} exceeds the {limit}-byte limit (REQUEST_MAX_BYTES)"}
-    ).encode()
+# Paths that answer JSON: the REST API, the seed's /predict, /health. Everything else is a
+# page for a browser, to which a JSON body would be shown raw.
+JSON_PATH_PREFIXES = ("/api/", "/predict", "/health")
+
+
+async def too_large(send, scope, limit: int, declared: int | None = None) -> None:
+    """413: JSON ``{"detail": ...}`` on the API, a page elsewhere."""
+    what = "request body" if declared is None else f"request body of {declared} bytes"
+    if scope.get("path", "").startswith(JSON_PATH_PREFIXES):
+        content_type = b"application/json"
+        body = json.dumps(
+            {"detail": f"{what} exceeds the {limit}-byte limit (REQUEST_MAX_BYTES)"}
+        ).encode()
+    else:
+        content_type = b"text/html; charset=utf-8"
+        body = too_large_page(limit, declared).encode()
     await send(
         {
             "type": "http.response.start",
             "status": 413,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", content_type),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def too_large_page(limit: int, declared: int | None) -> str:
+    """413.html: standalone, as 500.html, with the site's name and research notice only (no
+    request, user or database: this answers before Django has a request)."""
+    context = site(None) | {
+        "limit_mib": mib(limit),
+        "upload_mib": mib(settings.UPLOAD_MAX_BYTES),
+        "size_mib": None if declared is None else mib(declared),
+    }
+    return render_to_string("413.html", context)
+
+
+def mib(n_bytes: int) -> str:
+    """Bytes as MiB for people: "65", "95.4", "0.00095"."""
+    value = n_bytes / 2**20
+    return f"{value:,.1f}".removesuffix(".0") if value >= 1 else f"{value:.2g}"
 
 
 application = ProtocolTypeRouter(

@@ -6,6 +6,13 @@ then writes the beats, episodes, summary and agreement in one transaction that a
 the recording done; a failure marks it failed with the error and stores no result at all.
 Running it again replaces the results in one transaction, so a repeated or redelivered task
 never duplicates beats.
+
+A recording has results only while its analysis is done: queuing an analysis, and its
+failure, clear the previous beats, episodes, summary and agreement, so that no page or
+endpoint shows an old run's results beside a new status. A worker killed in the middle of
+an analysis takes its task with it (Celery acknowledges it: docs/upload.md says why it is not
+redelivered); :func:`fail_stale_analyses`, run by the periodic sweep, fails an analysis left
+pending for longer than ``UPLOAD_ANALYSIS_STALE_S``, so that a person can run it again.
 """
 
 import csv
@@ -13,9 +20,12 @@ import io
 import json
 import logging
 from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from inference.aami import AAMI_CLASSES
@@ -42,14 +52,20 @@ NO_BEATS_FLAT_PP_MV = 0.5
 CSV_COLUMNS_PROBABILITIES = [f"p_{name}" for name in AAMI_CLASSES]
 
 
+class AnalysisError(ValueError):
+    """A recording this analysis cannot read, with a message written for the user (shown on
+    the page and in the API as it is; any other exception is shown only by its class)."""
+
+
 # --- Reading stored samples -------------------------------------------------------------
 
 
 def recording_adc(recording: Recording) -> np.ndarray:
     """All stored samples of a recording, int16 (n_samples, n_channels), from sample 0.
 
-    Raises ``ValueError`` when the chunks leave a gap: a batch analysis needs the whole
-    signal (uploads never have gaps; device streams are analysed incrementally elsewhere).
+    Raises ``AnalysisError`` (a ``ValueError``) when the chunks leave a gap: a batch analysis
+    needs the whole signal (uploads never have gaps; device streams are analysed incrementally
+    elsewhere).
     """
     parts, expected = [], 0
     for chunk in recording.chunks.order_by("first_sample").only(
@@ -57,14 +73,14 @@ def recording_adc(recording: Recording) -> np.ndarray:
     ):
         chunk.recording = recording  # the decoder needs the channel count
         if chunk.first_sample != expected:
-            raise ValueError(
+            raise AnalysisError(
                 f"recording {recording.pk} has a gap: samples {expected}-{chunk.first_sample - 1} "
                 "are missing"
             )
         parts.append(chunk.samples())
         expected = chunk.end_sample
     if not parts:
-        raise ValueError(f"recording {recording.pk} has no stored samples")
+        raise AnalysisError(f"recording {recording.pk} has no stored samples")
     return np.concatenate(parts)
 
 
@@ -144,8 +160,10 @@ def analyze_recording(recording_id: int, force: bool = False) -> dict:
     """Analyse a stored recording and store the results; returns the analysis status.
 
     A recording already analysed is left as it is unless ``force``. Never raises for a
-    failed analysis: the recording is marked failed with the error, which pages and the API
-    show, and the return value says so.
+    failed analysis: the recording is marked failed, with no result, and the return value
+    says so. The exception itself goes to the log: its text may name server paths or
+    addresses, so users see it only when it is an :class:`AnalysisError` (a message written
+    for them), and otherwise only its class.
     """
     recording = Recording.objects.get(pk=recording_id)
     if recording.analysis_status == AnalysisStatus.DONE and not force:
@@ -156,12 +174,15 @@ def analyze_recording(recording_id: int, force: bool = False) -> dict:
         else:
             result = _analyze_signal(recording)
         _store(recording, *result)
+    except AnalysisError as exc:
+        logger.warning("analysis of recording %s refused: %s", recording_id, exc)
+        _mark_failed(recording_id, str(exc))
     except Exception as exc:
         logger.exception("analysis of recording %s failed", recording_id)
-        Recording.objects.filter(pk=recording_id).update(
-            analysis_status=AnalysisStatus.FAILED,
-            analysis_error=f"{type(exc).__name__}: {exc}"[:2000],
-            analyzed_at=timezone.now(),
+        _mark_failed(
+            recording_id,
+            f"an internal error ({type(exc).__name__}) stopped it; the details are in the "
+            "server log. Analyse again; if it fails again, tell the administrator.",
         )
     return _status(Recording.objects.get(pk=recording_id))
 
@@ -169,22 +190,105 @@ def analyze_recording(recording_id: int, force: bool = False) -> dict:
 def queue_analysis(recording_id: int, force: bool = False) -> None:
     """Hand the analysis to the task queue (run eagerly when there is no broker).
 
-    A queue that cannot take the task (broker down) marks the recording failed with the
-    reason, instead of leaving it pending for ever; "Analyse again" retries it.
+    The previous results are cleared first: while the new analysis is pending, and if it
+    fails, there is nothing to mistake for its result. A queue that cannot take the task
+    (broker down) marks the recording failed, instead of leaving it pending for ever;
+    "Analyse again" retries it.
     """
     from monitoring.tasks import analyze_recording_task
 
-    Recording.objects.filter(pk=recording_id).update(
-        analysis_status=AnalysisStatus.PENDING, analysis_error=""
-    )
+    with transaction.atomic():
+        # the same lock as _store's: a worker storing a result right now finishes first,
+        # and its result is then cleared with the rest
+        Recording.objects.select_for_update().filter(pk=recording_id).first()
+        _clear_results(recording_id)
+        Recording.objects.filter(pk=recording_id).update(
+            analysis_status=AnalysisStatus.PENDING,
+            analysis_error="",
+            analysis_queued_at=timezone.now(),
+        )
     try:
         analyze_recording_task.delay(recording_id, force)
     except Exception as exc:
         logger.exception("could not queue the analysis of recording %s", recording_id)
-        Recording.objects.filter(pk=recording_id).update(
-            analysis_status=AnalysisStatus.FAILED,
-            analysis_error=f"could not queue the analysis: {type(exc).__name__}: {exc}"[:2000],
+        # the broker's message names its address: the log has it, the page the class
+        _mark_failed(
+            recording_id,
+            f"could not queue the analysis ({type(exc).__name__}): the task queue did not "
+            "take it. Analyse again later.",
         )
+
+
+def analysis_is_stale(recording: Recording, now: datetime | None = None) -> bool:
+    """Whether a pending analysis has waited longer than any analysis takes
+    (``UPLOAD_ANALYSIS_STALE_S``): its worker has most likely stopped, and the page offers
+    to run it again before the periodic sweep marks it failed."""
+    if recording.analysis_status != AnalysisStatus.PENDING:
+        return False
+    since = recording.analysis_queued_at or recording.created_at
+    return since < _stale_before(now)
+
+
+def fail_stale_analyses(now: datetime | None = None) -> list[int]:
+    """Mark failed every upload whose analysis has been pending (queued or running) for
+    longer than ``UPLOAD_ANALYSIS_STALE_S``; returns their ids.
+
+    Nothing else would: a worker killed mid-task loses the task (docs/upload.md), and the
+    page would say "Pending" for ever. A worker that does finish later still stores its
+    result (the task runs whenever the status is not done), so a slow analysis failed here by
+    mistake corrects itself.
+    """
+    cutoff = _stale_before(now)
+    # before the on-commit queue_analysis of a new upload, analysis_queued_at is not set
+    # yet: its creation time counts then (a server that died in between leaves it so)
+    stale = (
+        Recording.objects.exclude(upload_format="")
+        .filter(analysis_status=AnalysisStatus.PENDING)
+        .annotate(since=Coalesce("analysis_queued_at", "created_at"))
+        .filter(since__lt=cutoff)
+        .values_list("pk", "analysis_queued_at")
+    )
+    minutes = settings.UPLOAD_ANALYSIS_STALE_S / 60
+    failed = []
+    for pk, queued_at in stale:
+        # only if nobody queued it again meanwhile (a fresh "Analyse again")
+        marked = Recording.objects.filter(
+            pk=pk, analysis_status=AnalysisStatus.PENDING, analysis_queued_at=queued_at
+        ).update(
+            analysis_status=AnalysisStatus.FAILED,
+            analysis_error=(
+                f"it did not finish within {minutes:g} minutes; its worker stopped (or its "
+                "task was lost). Analyse again."
+            ),
+            analyzed_at=timezone.now(),
+        )
+        if marked:
+            logger.warning("the analysis of recording %s was left pending; marked failed", pk)
+            failed.append(pk)
+    return failed
+
+
+def _stale_before(now: datetime | None) -> datetime:
+    return (now or timezone.now()) - timedelta(seconds=settings.UPLOAD_ANALYSIS_STALE_S)
+
+
+def _clear_results(recording_id: int) -> None:
+    """Remove a recording's analysis results (call inside a transaction)."""
+    Beat.objects.filter(recording_id=recording_id).delete()
+    Episode.objects.filter(recording_id=recording_id).delete()
+    Recording.objects.filter(pk=recording_id).update(analysis_summary={}, analysis_agreement=None)
+
+
+@transaction.atomic
+def _mark_failed(recording_id: int, message: str) -> None:
+    """Failed, with ``message`` for the user and no result from this run or an earlier one."""
+    Recording.objects.select_for_update().filter(pk=recording_id).first()
+    _clear_results(recording_id)
+    Recording.objects.filter(pk=recording_id).update(
+        analysis_status=AnalysisStatus.FAILED,
+        analysis_error=message[:2000],
+        analyzed_at=timezone.now(),
+    )
 
 
 def _status(recording: Recording) -> dict:

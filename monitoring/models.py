@@ -417,6 +417,12 @@ class Recording(models.Model):
         null=True, blank=True, help_text="Agreement with the file's own labels, when it had some."
     )
     analyzed_at = models.DateTimeField(null=True, blank=True)
+    # When the analysis was last queued. A worker killed mid-task (out of memory, kill -9) takes
+    # the task with it and nothing else would ever change a pending status: the periodic sweep
+    # fails one pending far longer than any analysis takes (monitoring.analysis).
+    analysis_queued_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the analysis was last queued."
+    )
     # The file's own beat labels, kept until (and after) the analysis compares with them:
     # {"samples": [...], "labels": [...]} for signals, {"labels": [...]} per row for rows.
     reference_annotations = models.JSONField(null=True, blank=True, editable=False)

@@ -628,9 +628,11 @@ def sweep_if_no_beat() -> None:
 
 
 def sweep() -> dict:
-    """Close silent recordings and queue the analysis of every lagging one."""
+    """Close silent recordings, queue the analysis of every lagging one, and fail the upload
+    analyses that a lost worker left pending (``analysis.fail_stale_analyses``)."""
+    from monitoring.analysis import fail_stale_analyses
     from monitoring.ingest import close_silent_recordings
 
     closed = close_silent_recordings()
     queued = [pk for pk in lagging_recordings() if request_analysis(pk)]
-    return {"closed": closed, "queued": queued}
+    return {"closed": closed, "queued": queued, "stale_uploads": fail_stale_analyses()}

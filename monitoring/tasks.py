@@ -31,7 +31,8 @@ def analyze_stream_task(recording_id: int) -> dict:
 
 @shared_task(ignore_result=True)
 def sweep_streams_task() -> dict:
-    """Periodic: close silent recordings, catch up lagging analyses (``streaming.sweep``)."""
+    """Periodic: close silent recordings, catch up lagging analyses, fail upload analyses
+    left pending by a lost worker (``streaming.sweep``)."""
     from monitoring.streaming import sweep
 
     return sweep()

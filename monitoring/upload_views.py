@@ -2,6 +2,7 @@
 
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -9,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from inference.aami import AAMI_CLASSES
 from monitoring import streaming
-from monitoring.analysis import ROWS_NOTE, queue_analysis
+from monitoring.analysis import ROWS_NOTE, analysis_is_stale, queue_analysis
 from monitoring.models import BEAT_ROW_FORMATS, AnalysisStatus, Patient, Recording
 from monitoring.strips import DEFAULT_STRIP_S, MAX_STRIP_S, strip_request
 from monitoring.uploads import (
@@ -27,7 +28,16 @@ BEATS_PER_PAGE = 100
 def upload_recording(request, pk: int):
     """The upload form of a patient's page; on success, the results page of the recording."""
     patient = get_object_or_404(Patient.objects.visible_to(request.user), pk=pk)
-    context = {"patient": patient, "min_fs": MIN_FS_HZ, "max_fs": MAX_FS_HZ, "fs_hz": ""}
+    context = {
+        "patient": patient,
+        "min_fs": MIN_FS_HZ,
+        "max_fs": MAX_FS_HZ,
+        "fs_hz": "",
+        # the page checks the files' size before sending them (upload.js): a larger body
+        # would only be refused after the browser sent it all
+        "max_bytes": settings.UPLOAD_MAX_BYTES,
+        "max_mib": settings.UPLOAD_MAX_BYTES / 2**20,
+    }
     if request.method == "POST":
         context["fs_hz"] = request.POST.get("fs_hz", "")
         try:
@@ -90,6 +100,10 @@ def recording_detail(request, pk: int):
         "patient": recording.patient,
         "done": done,
         "pending": recording.analysis_status == AnalysisStatus.PENDING,
+        # pending for longer than any analysis takes: its worker most likely stopped, so
+        # the page offers "Analyse again" before the periodic sweep marks it failed
+        "stale": analysis_is_stale(recording),
+        "stale_minutes": settings.UPLOAD_ANALYSIS_STALE_S / 60,
         "rows": rows,
         "rows_note": ROWS_NOTE,
         "summary": summary,

@@ -133,3 +133,81 @@ def test_it_explains_bad_pasted_input_without_calling_the_server(browser, live_s
     browser.find_element("id", "use-paste").click()
     assert "is not a number" in text_of(browser, "signal-error")
     assert browser.find_element("id", "analyze").get_attribute("disabled") is not None
+
+
+def record_predict_requests(driver) -> None:
+    """Keep the "explain" flag of every /predict request the page sends, in ``window.sent``."""
+    driver.execute_script(
+        """
+        window.sent = [];
+        const fetchBefore = window.fetch;
+        window.fetch = (url, options) => {
+          if (String(url).endsWith("/predict")) window.sent.push(JSON.parse(options.body).explain);
+          return fetchBefore(url, options);
+        };
+        """
+    )
+
+
+def paste_signal(driver, seconds: float, fs_hz: int = 250) -> None:
+    """A synthetic sinus rhythm of ``seconds`` pasted as one value per line and used."""
+    from inference.synthetic import generate
+
+    ecg = generate(seconds, fs=fs_hz, seed=3).signal_mv
+    text = "\n".join(f"{value:.4f}" for value in ecg)
+    # typing 22,500 lines would take minutes: set the field as a paste would
+    driver.execute_script("document.getElementById('paste').value = arguments[0];", text)
+    driver.find_element("id", "fs").clear()
+    driver.find_element("id", "fs").send_keys(str(fs_hz))
+    driver.find_element("id", "use-paste").click()
+
+
+def analysed_or_refused(driver) -> None:
+    wait_for(driver, lambda d: text_of(d, "verdict") != "—" or text_of(d, "signal-error"))
+
+
+def test_it_analyzes_a_signal_longer_than_the_saliency_limit(browser, live_server, clinician):
+    # /predict explains at most PREDICT_MAX_EXPLAIN_S (60 s); the page used to ask for it on
+    # every signal, and so could analyse nothing longer
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    browser.get(live_server.url + "/analyzer/")
+    assert browser.find_element("id", "analyzer").get_attribute("data-max-explain-s") == "60"
+    record_predict_requests(browser)
+    paste_signal(browser, 90.0)
+    assert "22500 samples at 250 Hz (90.00 s)" in text_of(browser, "signal-info")
+
+    browser.find_element("id", "analyze").click()
+    analysed_or_refused(browser)
+    assert text_of(browser, "signal-error") == ""
+    assert text_of(browser, "verdict") in ("Normal", "Arrhythmia")
+    assert text_of(browser, "window-count") == "45"
+    note = text_of(browser, "saliency-note")
+    assert "Saliency overlay off" in note and "90.0 s long" in note and "at most 60 s" in note
+
+    # a short signal is still explained, and the note goes
+    browser.find_element("id", "generate").click()
+    wait_for(browser, lambda d: "synthetic" in text_of(d, "signal-info"))
+    assert not browser.find_element("id", "saliency-note").is_displayed()
+    browser.find_element("id", "analyze").click()
+    wait_for(browser, lambda d: text_of(d, "window-count") == "1")
+    assert browser.execute_script("return window.sent") == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("pasted", "line", "cell"),
+    [
+        ("0,12\n-0,20\n0,33\n", 1, "0,12"),  # read as columns, these were 12, 20 and 33
+        ("0,004;0,12\n0,008;-0,20\n", 1, "0,12"),
+        ("ecg\n-0,20\n0,5\n", 2, "-0,20"),  # a header line, then the column
+    ],
+)
+def test_it_refuses_decimal_commas_naming_the_line(
+    browser, live_server, clinician, pasted, line, cell
+):
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    browser.get(live_server.url + "/analyzer/")
+    browser.execute_script("document.getElementById('paste').value = arguments[0];", pasted)
+    browser.find_element("id", "use-paste").click()
+    error = text_of(browser, "signal-error")
+    assert f'line {line}: "{cell}" has a decimal comma' in error
+    assert browser.find_element("id", "analyze").get_attribute("disabled") is not None

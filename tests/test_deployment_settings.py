@@ -270,7 +270,8 @@ def http_scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict:
     }
 
 
-async def answer(communicator: ApplicationCommunicator) -> tuple[int, dict]:
+async def raw_answer(communicator: ApplicationCommunicator) -> tuple[int, str, bytes]:
+    """Status, content type and body of the application's answer."""
     start = await communicator.receive_output(timeout=10)
     assert start["type"] == "http.response.start"
     body = b""
@@ -280,7 +281,14 @@ async def answer(communicator: ApplicationCommunicator) -> tuple[int, dict]:
         if not message.get("more_body", False):
             break
     await communicator.wait(timeout=10)  # the application has returned
-    return start["status"], json.loads(body)
+    headers = {name.lower(): value for name, value in start["headers"]}
+    return start["status"], headers[b"content-type"].decode(), body
+
+
+async def answer(communicator: ApplicationCommunicator) -> tuple[int, dict]:
+    status, content_type, body = await raw_answer(communicator)
+    assert content_type == "application/json"
+    return status, json.loads(body)
 
 
 @pytest.fixture
@@ -330,3 +338,53 @@ async def test_a_body_under_the_limit_reaches_the_view(small_limit, declared):
     assert status == 400  # the view ran
     if declared:  # and read the body (Django reads one without a length as empty)
         assert body["detail"].startswith('"ecg" must be a list')
+
+
+# The same refusal for a browser: an upload form posted to a page gets a page, not raw JSON.
+KAGGLE_TEST_CSV_BYTES = 104857600  # what a browser declared for mitbih_test.csv with the form
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/patients/1/upload/", "/recordings/3/analyze/", "/login/"])
+async def test_a_page_gets_an_html_413_with_the_limit_and_what_to_do(settings, path):
+    settings.UPLOAD_MAX_BYTES = 64 * 2**20
+    settings.REQUEST_MAX_BYTES = 65 * 2**20
+    scope = http_scope(path, [(b"content-length", str(KAGGLE_TEST_CSV_BYTES).encode())])
+    status, content_type, body = await raw_answer(ApplicationCommunicator(application, scope))
+    assert status == 413
+    assert content_type == "text/html; charset=utf-8"
+    page = body.decode()
+    assert "Research software, not a medical device" in page  # as every page
+    assert "The request is 100 MiB." in page
+    assert "at most 65 MiB in one request, and a recording upload may be at most 64 MiB" in page
+    assert "Split the recording into shorter files" in page
+    assert "REQUEST_MAX_BYTES" in page and "{" not in page
+
+
+@pytest.mark.asyncio
+async def test_a_page_upload_cut_off_while_chunked_gets_the_page_too(small_limit):
+    scope = http_scope("/patients/1/upload/", [])
+    communicator = ApplicationCommunicator(application, scope)
+    for _ in range(3):
+        await communicator.send_input(
+            {"type": "http.request", "body": b" " * 400, "more_body": True}
+        )
+    status, content_type, body = await raw_answer(communicator)
+    assert (status, content_type) == (413, "text/html; charset=utf-8")
+    page = body.decode()
+    assert "Research software, not a medical device" in page
+    assert "The request is" not in page  # its size is not known
+    assert "at most 0.00095 MiB in one request" in page
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "path", ["/api/patients/1/uploads/", "/api/predict/", "/predict", "/api/device/v1/chunks/"]
+)
+async def test_the_api_keeps_its_json_413(small_limit, path):
+    scope = http_scope(path, [(b"content-length", str(KAGGLE_TEST_CSV_BYTES).encode())])
+    status, body = await answer(ApplicationCommunicator(application, scope))
+    assert status == 413
+    assert body == {
+        "detail": "request body of 104857600 bytes exceeds the 1000-byte limit (REQUEST_MAX_BYTES)"
+    }

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from monitoring.models import Recording
 from tests import test_analyzer_browser
 from tests.test_analyzer_browser import log_in, text_of, wait_for
 from tests.upload_helpers import (
@@ -120,3 +121,23 @@ def test_it_shows_why_a_bad_file_was_refused(browser, live_server, clinician, pa
     upload_from_page(browser, live_server.url, patient.pk, [path], fs_hz="250")
     wait_for(browser, lambda d: d.find_elements("id", "upload-error"))
     assert "bad.csv line 801: '0.2;0.3' is not a number" in text_of(browser, "upload-error")
+
+
+def test_it_refuses_files_over_the_limit_before_sending_them(
+    browser, live_server, clinician, patient, tmp_path, settings
+):
+    # a 98-MB file would be sent whole before the server's 413: the page checks first
+    settings.UPLOAD_MAX_BYTES = 2 * 2**20
+    path = tmp_path / "mitbih_test.csv"
+    path.write_bytes(b"0.1\n" * (3 * 2**20 // 4))  # 3 MiB
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    upload_from_page(browser, live_server.url, patient.pk, [path], fs_hz="250")
+    message = browser.find_element("id", "upload-size-error")
+    assert message.is_displayed()
+    assert message.text == (
+        "The selected files are 3.0 MiB together; an upload may be at most 2 MiB. "
+        "Split the recording into shorter files and upload them one at a time."
+    )
+    assert browser.current_url.endswith(f"/patients/{patient.pk}/upload/")
+    assert not browser.find_elements("id", "upload-error")  # nothing reached the server
+    assert not Recording.objects.exists()

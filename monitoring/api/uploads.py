@@ -32,7 +32,7 @@ from monitoring.analysis import queue_analysis, results_csv
 from monitoring.api.predict import error
 from monitoring.api.serializers import error_responses
 from monitoring.models import AnalysisStatus, Beat, Episode, Patient, Recording
-from monitoring.strips import render_strip_png, saliency, strip_request
+from monitoring.strips import SaliencyUnavailable, render_strip_png, saliency, strip_request
 from monitoring.uploads import UploadError, files_from_request, parse_upload, store_upload
 
 
@@ -193,9 +193,19 @@ class RecordingAnalyzeView(APIView):
         return Response(AnalysisSerializer(recording).data, status=status.HTTP_202_ACCEPTED)
 
 
-@extend_schema_view(get=extend_schema(responses={200: BeatSerializer, **error_responses(401, 404)}))
+@extend_schema_view(
+    get=extend_schema(responses={200: BeatSerializer, **error_responses(401, 404, 409)})
+)
 class RecordingBeatsView(generics.ListAPIView):
     serializer_class = BeatSerializer
+
+    def list(self, request, *args, **kwargs):
+        # 409 while pending or failed, as the other result endpoints: an empty list would
+        # read as "no beats found"
+        refused = not_analysed(visible_recording(request, self.kwargs["pk"]))
+        if refused is not None:
+            return refused
+        return super().list(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet:
         recording = visible_recording(self.request, self.kwargs["pk"])
@@ -230,7 +240,10 @@ class BeatSaliencyView(APIView):
         beat = recording.beats.filter(index=number - 1).first()
         if beat is None:
             return error(f"beat {number} does not exist", status.HTTP_404_NOT_FOUND)
-        result = saliency(recording, beat)
+        try:
+            result = saliency(recording, beat)
+        except SaliencyUnavailable as exc:
+            return error(str(exc), status.HTTP_409_CONFLICT)
         result["values"] = [round(float(v), 4) for v in result["values"]]
         return Response(result)
 
@@ -282,4 +295,8 @@ class StripPngView(APIView):
             )
         except ValueError as exc:
             return error(str(exc))
-        return HttpResponse(render_strip_png(recording, strip), content_type="image/png")
+        try:
+            png = render_strip_png(recording, strip)
+        except SaliencyUnavailable as exc:
+            return error(str(exc), status.HTTP_409_CONFLICT)
+        return HttpResponse(png, content_type="image/png")

@@ -8,6 +8,9 @@
   var state = { ecg: null, fs: 250, source: "", result: null };
 
   var $ = function (id) { return document.getElementById(id); };
+  // /predict computes saliency maps for at most this many seconds of signal and refuses
+  // "explain" beyond it (PREDICT_MAX_EXPLAIN_S, given by the page)
+  var MAX_EXPLAIN_S = Number($("analyzer").dataset.maxExplainS);
   var canvas = $("ecg");
   var context = canvas.getContext("2d");
 
@@ -28,7 +31,22 @@
       " Hz (" + (ecg.length / fs).toFixed(2) + " s)";
     $("analyze").disabled = false;
     showError("");
+    showSaliencyNote();
     draw();
+  }
+
+  function explainable() {
+    return state.ecg.length <= MAX_EXPLAIN_S * state.fs;
+  }
+
+  // A longer signal is analysed without saliency maps: say so, rather than leave the
+  // overlay checkbox doing nothing
+  function showSaliencyNote() {
+    var note = $("saliency-note");
+    note.hidden = explainable();
+    note.textContent = note.hidden ? "" : "Saliency overlay off for this signal: it is " +
+      (state.ecg.length / state.fs).toFixed(1) + " s long, and the server explains at most " +
+      MAX_EXPLAIN_S + " s. Cut it to " + MAX_EXPLAIN_S + " s or less to see it.";
   }
 
   // --- Drawing -----------------------------------------------------------------------
@@ -163,7 +181,9 @@
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-      body: JSON.stringify({ ecg: state.ecg, fs: state.fs, model: $("model").value, explain: true }),
+      body: JSON.stringify({
+        ecg: state.ecg, fs: state.fs, model: $("model").value, explain: explainable(),
+      }),
     }).then(function (response) {
       return response.json().then(function (body) { return { ok: response.ok, body: body }; });
     }).then(function (answer) {
@@ -202,8 +222,19 @@
       .catch(function (error) { showError("Could not load the excerpt: " + error.message); });
   }
 
+  // A number written with a decimal comma: "0,12", "-0,20".
+  var DECIMAL_COMMA = /^[+-]?\d*,\d+$/;
+
+  function decimalComma(lineNumber, cell, couldBeColumns) {
+    return new Error("line " + lineNumber + ": " + JSON.stringify(cell) + " has a decimal " +
+      "comma; write numbers with a decimal point (" + cell.replace(",", ".") + ")" +
+      (couldBeColumns ? ", or put a space after the comma if these are two numbers" : ""));
+  }
+
   // Accepts a JSON list, a JSON object {"ecg": [...], "fs": n}, or CSV/plain text: numbers
   // separated by commas, spaces or new lines; with several columns, the last one is the ECG.
+  // Columns are separated by semicolons or tabs where the lines have them, else by commas.
+  // Decimal commas are refused, never guessed: read as two columns, "-0,20" became 20.
   function parseSignal(text, fsField) {
     var trimmed = text.trim();
     if (!trimmed) { throw new Error("nothing to read"); }
@@ -215,11 +246,34 @@
     }
     var lines = trimmed.split(/\r?\n/).filter(function (line) { return line.trim(); });
     var values = [];
-    var multiColumn = lines.length > 1 && lines[lines.length - 1].split(/[,;\t]/).length > 1;
+    // With semicolons or tabs, those separate the numbers and a comma can only be a decimal
+    // comma; without a decimal point anywhere, "0,12" is one number with a decimal comma, not
+    // the numbers 0 and 12 (a signal in mV has fractions; "0, 12" with a space stays two)
+    var semicolons = /[;\t]/.test(trimmed);
+    var commaIsDecimal = semicolons || trimmed.indexOf(".") < 0;
+    var separator = semicolons ? /[;\t]/ : /,/;
+    var multiColumn = lines.length > 1 && lines[lines.length - 1].split(separator).length > 1;
     lines.forEach(function (line, index) {
-      var cells = multiColumn ? [line.split(/[,;\t]/).pop()] : line.split(/[\s,;]+/);
+      var cells = [];
+      if (multiColumn) {
+        // the last column is the ECG: "-0,20" is refused whole before it could become 20
+        if (!semicolons && commaIsDecimal && DECIMAL_COMMA.test(line.trim())) {
+          throw decimalComma(index + 1, line.trim(), true);
+        }
+        cells.push(line.split(separator).pop());
+      } else {
+        line.split(/[\s;]+/).forEach(function (token) {
+          if (commaIsDecimal && DECIMAL_COMMA.test(token)) {
+            throw decimalComma(index + 1, token, !semicolons);
+          }
+          token.split(",").forEach(function (cell) { cells.push(cell); });
+        });
+      }
       cells.forEach(function (cell) {
-        if (!cell.trim()) { return; }
+        cell = cell.trim();
+        if (!cell) { return; }
+        // a column separated by semicolons or tabs keeps its commas
+        if (DECIMAL_COMMA.test(cell)) { throw decimalComma(index + 1, cell); }
         var value = Number(cell);
         if (!Number.isFinite(value)) {
           if (index === 0) { return; }      // a header row
