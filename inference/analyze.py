@@ -11,8 +11,11 @@ against them (EC57 matching, 150 ms) and gives the class agreement; an ``.atr`` 
 marks (vfdb) gives no beat reference, and the output says so. A CSV file holds one column of
 millivolts (a header line is allowed) and needs ``--fs``.
 
-Problems (a missing file, a corrupt header, an unknown lead) end the command with a one-line
-message and exit status 1.
+The signal is read in millivolts whatever voltage unit (mV, uV, V) the header gives. A record
+with missing samples (gaps) or a CSV with a blank line among its samples is refused, naming
+where: the analysis runs over one continuous signal. Problems (a missing file, a corrupt header
+or one that disagrees with its signal files, an unknown lead, a gap) end the command with a
+one-line message and exit status 1.
 """
 
 import argparse
@@ -21,16 +24,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import wfdb
 
 from inference.aami import AAMI_CLASSES, aami_class
 from inference.analysis import RecordAnalysis, analyze_signal
 from inference.beat_match import detection_scores, match_beats
 from inference.datasets.wfdb_record import (
     analysis_lead,
+    check_record,
+    missing_samples_message,
     no_beat_annotations_message,
     read_annotation,
-    read_header,
+    read_record_mv,
 )
 from inference.evaluation.beats import beat_metrics
 from inference.evaluation.common import json_text, writable_output
@@ -38,29 +42,51 @@ from inference.evaluation.qrs import QRS_SYMBOLS, outside, vf_episodes
 
 
 def load_wfdb(path: Path, lead: str | None) -> tuple[np.ndarray, float, str]:
-    """One lead of a WFDB record in mV, its rate, and the lead's name."""
+    """One lead of a WFDB record in mV (whatever the header's voltage unit), its rate, and the
+    lead's name. Every problem with the record (a header that disagrees with its files, a
+    unit that is not a voltage, missing samples) ends the command with one line."""
     try:
-        read_header(path)
-        record = wfdb.rdrecord(str(path))
+        # the header against its signal files (units: checked below, for the lead read)
+        header = check_record(path, channels=[])
     except (ValueError, OSError) as exc:
         raise SystemExit(f"record {path}: {exc}") from None
-    names = list(record.sig_name)
+    names = list(header.sig_name)
     if lead is None:
         lead = names[analysis_lead(names)]
     if lead not in names:
         raise SystemExit(f"record {path.name} has no lead {lead}; it has {', '.join(names)}")
     channel = names.index(lead)
-    return record.p_signal[:, channel].astype(np.float64), float(record.fs), lead
+    try:
+        record = read_record_mv(path, channels=[channel])
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"record {path}: {exc}") from None
+    ecg_mv = record.p_signal[:, 0].astype(np.float64)
+    fs = float(record.fs)
+    missing = missing_samples_message(ecg_mv, fs)
+    if missing:
+        # the analysis runs over the whole signal: a gap has no beats and would read as a pause
+        raise SystemExit(
+            f"record {path.name} ({lead}) has {missing}; analyze needs a signal without gaps: "
+            "cut the record at them"
+        )
+    return ecg_mv, fs, lead
 
 
 def load_csv(path: Path) -> np.ndarray:
-    """A one-column CSV of millivolts; the first line may be a header."""
+    """A one-column CSV of millivolts; the first line may be a header.
+
+    A blank line is a missing sample: dropping it would shorten the recording and move every
+    later beat earlier, so a blank line before the last sample is refused, naming it (blank
+    lines at the end of the file are no samples and are fine). So are NaN and infinity."""
     values = []
+    first_blank = None
     with path.open() as handle:
         for line_number, line in enumerate(handle, start=1):
             cells = line.strip().split(",")
             cell = cells[0].strip()
             if not cell:
+                if first_blank is None:
+                    first_blank = line_number
                 continue
             try:
                 value = float(cell)
@@ -70,6 +96,17 @@ def load_csv(path: Path) -> np.ndarray:
                 raise SystemExit(
                     f"{path.name} line {line_number}: {cell!r} is not a number"
                 ) from None
+            if not np.isfinite(value):
+                raise SystemExit(
+                    f"{path.name} line {line_number}: {cell!r} is not a sample (NaN and "
+                    "infinity are not allowed)"
+                )
+            if first_blank is not None:
+                raise SystemExit(
+                    f"{path.name} line {first_blank} is blank: a missing sample in the middle "
+                    "of the signal would shift every later beat; fill the gap or cut the file "
+                    "there"
+                )
             if len(cells) > 1:
                 # the upload's refusal: reading the first column would drop the others silently
                 raise SystemExit(

@@ -466,13 +466,18 @@ def main(argv: list[str] | None = None) -> int:
         help="report validation only: DS2 is not read and nothing is written",
     )
     args = parser.parse_args(argv)
+    if args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
     # One thread: deterministic results and the training-time figure in the card hold on any
     # machine.
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    from inference.datasets import data_dir
+    from inference.evaluation.common import mitdb_folder
 
-    directory = data_dir(args.data) / "mitdb"
+    # a wrong --data: one line now, not a traceback after DS1 is read (DS2 checked too, unless
+    # --tune, which never reads it)
+    needed = [*DS1, *([] if args.tune else DS2)]
+    directory = mitdb_folder(args.data, [name for name in needed if name not in PACED_RECORDS])
     layouts = list(ROW_LAYOUTS) if args.layout == "all" else [args.layout]
     command = "python -m inference.beat_rows_training " + " ".join(
         [

@@ -51,7 +51,6 @@ from inference.beats import (
     fold_s_in_af,
     rhythm_features,
 )
-from inference.datasets import data_dir
 from inference.datasets.mitdb import load_record
 from inference.evaluation.beats import (
     beat_metrics,
@@ -62,7 +61,7 @@ from inference.evaluation.beats import (
     plot_confusion,
     rounded,
 )
-from inference.evaluation.common import json_text
+from inference.evaluation.common import json_text, mitdb_folder, writable_output
 from inference.models import count_parameters
 from inference.registry import WEIGHTS_DIR
 from inference.train import DOCS_DIR, git_commit, training_environment
@@ -1406,11 +1405,18 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.rate_run_feature and args.p_wave_feature:
         parser.error("--rate-run-feature and --p-wave-feature cannot be combined")
+    if args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    # outputs and data checked before the minutes of training, not after them
+    writable_output(args.cv_json)
+    if args.cv_out:
+        writable_output(numpy_archive_path(args.cv_out))
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     if args.cv_combine:
         return combine_cv(args.cv_combine, args)
-    mitdb = data_dir(args.data) / "mitdb"
+    # the final run reads DS2 once at the end: its records must be there before DS1 is trained
+    mitdb = mitdb_folder(args.data, list(DS1) if args.cv or args.no_test else [*DS1, *DS2])
     cache = Path(args.cache) if args.cache else None
     data = load_set(mitdb, list(DS1), cache)
     counts = np.bincount(data["labels"], minlength=len(BEAT_CLASSES))
@@ -1501,6 +1507,11 @@ def main(argv: list[str] | None = None) -> int:
     print(metrics_table({"DS2 reference": ds2["reference"], "DS2 detected": ds2["end_to_end"]}))
     write_model(model, args, history, {"ds2": ds2}, timing, cv_runs)
     return 0
+
+
+def numpy_archive_path(path: str) -> str:
+    """The file ``np.savez_compressed(path, ...)`` writes: numpy adds ``.npz`` when missing."""
+    return path if path.endswith(".npz") else f"{path}.npz"
 
 
 def combine_cv(paths: list[str], args: argparse.Namespace) -> int:

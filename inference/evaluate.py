@@ -1,7 +1,7 @@
 """Evaluation commands on WFDB database folders with reference annotations.
 
     python -m inference.evaluate qrs    [--data DIR] [--records ...] [--json OUT]
-    python -m inference.evaluate beats  [--data DIR] [--records ...|ds1|ds2] [--json OUT]
+    python -m inference.evaluate beats  [--data DIR] --records NAME...|ds1|ds2|all [--json OUT]
     python -m inference.evaluate rhythm [--data DIR] [--records ...] [--json OUT]
 
 DIR is one database's folder; without ``--data`` it is ``mitdb/`` under ``$CARDIOSPIKE_DATA_DIR``

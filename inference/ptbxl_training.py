@@ -1382,6 +1382,14 @@ def _command(
     return command
 
 
+def checked_data(folder: str | None, with_signals: bool) -> PtbxlData:
+    """``load_data`` for the command line: a missing folder or file ends it with one line."""
+    try:
+        return load_data(folder, with_signals=with_signals)
+    except FileNotFoundError as exc:
+        raise SystemExit(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m inference.ptbxl_training", description=__doc__.split("\n\n")[0]
@@ -1422,6 +1430,11 @@ def main(argv: list[str] | None = None) -> int:
     resamples = DEFAULT_RESAMPLES if args.resamples is None else args.resamples
     if resamples < 1:
         parser.error("--resamples must be at least 1: the card shows bootstrap intervals")
+    # 0 used to read as "the model's default" (40 epochs) while the card said otherwise
+    for option in ("epochs", "patience"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            parser.error(f"--{option} must be at least 1, got {value}")
     # One thread and deterministic kernels: on the same CPU and maths library the command
     # reproduces the card's figures exactly.
     torch.set_num_threads(1)
@@ -1431,7 +1444,7 @@ def main(argv: list[str] | None = None) -> int:
         spread = seed_spread(
             args.models,
             args.seeds,
-            load_data(args.data, with_signals=with_signals),
+            checked_data(args.data, with_signals=with_signals),
             epochs=args.epochs,
             patience=args.patience,
         )
@@ -1439,7 +1452,7 @@ def main(argv: list[str] | None = None) -> int:
         write_spread(spread, command, args.weights_dir, args.docs_dir)
         return 0
     epochs, patience = epochs_and_patience(args.model, args.epochs, args.patience)
-    data = load_data(args.data, with_signals=MODELS[args.model]["ecg"])
+    data = checked_data(args.data, with_signals=MODELS[args.model]["ecg"])
     args.weights_dir.mkdir(parents=True, exist_ok=True)
     # kept after the run (gitignored): the last epoch's state, for --resume
     checkpoint = args.weights_dir / f"{model_name(args.model)}.checkpoint.pt"

@@ -482,29 +482,42 @@ def segment_labels(
 
 
 def load_vfdb(
-    folder: Path, channels: tuple[int, ...] = (0,), progress=None, organisation: bool = False
+    folder: Path,
+    channels: tuple[int, ...] = (0,),
+    progress=None,
+    organisation: bool = False,
+    names: list[str] | None = None,
 ) -> dict:
-    """Features, labels and record names of every 2-s segment of the vfdb records in ``folder``.
+    """Features, labels and record names of every 2-s segment of the records ``names`` of
+    ``folder`` (default: every record with a header), on each of ``channels`` the record has.
 
-    With ``organisation`` the dict also holds ``organisation_features`` under ``"organisation"``.
+    Only the named records are read: cross-validating two records of a MIT-BIH folder must
+    not read the other 46 (DS2 among them), nor fail on a record of the folder that has no
+    ``.atr`` (nstdb's noise records). A single-lead record gives its one channel. A record
+    that cannot be read ends the command with its name and the problem. With
+    ``organisation`` the dict also holds ``organisation_features`` under ``"organisation"``.
     """
-    import wfdb
-
     from inference.datasets.mitdb import rhythm_intervals
+    from inference.datasets.wfdb_record import read_annotation, read_record_mv
 
-    names = sorted(path.stem for path in Path(folder).glob("*.hea"))
+    if names is None:
+        names = sorted(path.stem for path in Path(folder).glob("*.hea"))
     if not names:
         raise SystemExit(f"no WFDB records in {folder}")
     rows: dict[str, list] = {"x": [], "y": [], "record": [], "channel": [], "rhythm": []}
     if organisation:
         rows["organisation"] = []
     for name in progress(names, desc="vfdb records") if progress else names:
-        record = wfdb.rdrecord(str(Path(folder) / name))
-        annotation = wfdb.rdann(str(Path(folder) / name), "atr")
+        try:
+            # in mV whatever the header's voltage unit, as every other reader
+            record = read_record_mv(Path(folder) / name)
+            annotation = read_annotation(Path(folder) / name, "atr")
+        except (ValueError, OSError) as exc:
+            raise SystemExit(f"{name}: {exc}") from None
         rhythms = rhythm_intervals(
             annotation.sample, list(annotation.symbol), list(annotation.aux_note), record.sig_len
         )
-        for channel in channels:
+        for channel in [channel for channel in channels if channel < record.n_sig]:
             features = segment_features(record.p_signal[:, channel], record.fs)
             labels, rhythm = segment_labels(len(features), record.fs, rhythms)
             rows["x"].append(features)
@@ -656,7 +669,12 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--epochs", type=int, default=300)
     train.add_argument("--weight-decay", type=float, default=1e-3)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", default=str(WEIGHTS_PATH))
+    train.add_argument(
+        "--out",
+        default=str(WEIGHTS_PATH),
+        help="the weights, a numpy .npz file (default: the shipped ones); the card is written "
+        "beside it with .json",
+    )
     ablation = sub.add_parser(
         "compare",
         help="cross-validate the shipped recipe with and without the organisation features",
@@ -665,6 +683,21 @@ def main(argv: list[str] | None = None) -> int:
     ablation.add_argument("--folds", type=int, default=11, help="record folds (default 11)")
     ablation.add_argument("--json", help="write the operating points here")
     args = parser.parse_args(argv)
+    # the training tools, imported here: the served detector above needs none of them
+    from inference.evaluation.common import json_text, writable_output
+
+    # outputs checked before the minutes of feature extraction and fitting, not after them
+    if args.command == "train":
+        out = Path(args.out)
+        if out.suffix != ".npz":
+            # numpy would write OUT.npz while the card named OUT: the names must agree
+            parser.error(f"--out {args.out}: the weights are a numpy archive; give a .npz path")
+        writable_output(out)
+        writable_output(out.with_suffix(".json"))
+    else:
+        writable_output(args.json)
+    if not Path(args.data).is_dir():
+        raise SystemExit(f"data folder {args.data} not found")
 
     import torch
     from tqdm import tqdm
@@ -682,8 +715,6 @@ def main(argv: list[str] | None = None) -> int:
         recipe = {key: card[key] for key in ("hidden", "epochs", "seed", "weight_decay")}
         results = compare(data, args.folds, recipe)
         if args.json:
-            from inference.evaluation.common import json_text
-
             Path(args.json).write_text(
                 json_text({"folds": args.folds, "recipe": recipe, "results": results})
             )
@@ -704,13 +735,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     for threshold, scores in curve.items():
         print(f"  threshold {threshold}: Se {scores['se']:.3f} Sp {scores['sp']:.3f}")
-    # the training tools, imported here: the served detector above needs none of them
-    from inference.evaluation.common import json_text
     from inference.train import git_commit, training_environment
 
     model = fit_model(data["x"], data["y"], **options)
     model.threshold = args.threshold
-    out = Path(args.out)
     model.save(out)
     card = {
         "name": "rhythm-vf",

@@ -37,8 +37,10 @@ from inference.aami import AAMI_CLASSES, aami_class
 from inference.beat_rows import ROW_LAYOUTS, layout_for_width
 from inference.datasets.wfdb_record import (
     analysis_lead,
+    mv_per_unit,
     no_beat_annotations_message,
     read_header,
+    sample_check_problem,
 )
 from inference.qrs import MAX_FS_HZ as QRS_MAX_FS_HZ
 from inference.qrs import MIN_DURATION_S as QRS_MIN_DURATION_S
@@ -110,7 +112,6 @@ WFDB_BYTES_PER_SAMPLE = {
 # No path separators, control characters or leading dot ("..", ".hea"); spaces and brackets
 # are fine ("ecg (1).csv" is what browsers save).
 SAFE_FILE_NAME = re.compile(r"^[^.\x00-\x1f\\/][^\x00-\x1f\\/]{0,200}$")
-VOLT_UNITS_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
 
 
 class UploadError(ValueError):
@@ -650,7 +651,9 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
             raise UploadError(
                 f"could not read record {record_name}: {_without_folder(exc, folder)}"
             ) from None
-        _check_checksums(record, path, header, header_name)
+        problem = sample_check_problem(record, path, header_name)
+        if problem is not None:
+            raise UploadError(problem)
         reference = None
         annotation_names = [name for name in contents if name.lower().endswith(".atr")]
         if annotation_names:
@@ -716,7 +719,7 @@ def _check_header(header, header_name: str, record_name: str, contents: dict) ->
             f"{header.sig_len / header.fs:.2f} s; upload at least {MIN_SIGNAL_S:g} s"
         )
     for index, units in enumerate(header.units or []):
-        if (units or "mV").strip().lower() not in VOLT_UNITS_TO_MV:
+        if mv_per_unit(units) is None:
             raise UploadError(
                 f"{header_name}: signal {index + 1} ({names[index]}) is in {units!r}; ECG "
                 "channels must be in mV, uV or V"
@@ -777,53 +780,6 @@ def _without_folder(exc: Exception, folder: str) -> str:
     return str(exc).replace(folder + os.sep, "").replace(folder, "")
 
 
-def _check_checksums(record, path: str, header, header_name: str) -> None:
-    """Refuse signal data that disagrees with the header's checksums or initial values.
-
-    A .dat of the right size can still be damaged (a bad copy, bytes overwritten) or belong
-    to another record of the same length. WFDB headers may carry each signal's first sample
-    and a 16-bit checksum (the sum of its samples modulo 65536) for exactly this check;
-    wfdb-python reads them but never compares them with the data.
-    """
-    checksums = header.checksum or [None] * record.n_sig
-    initial_values = header.init_value or [None] * record.n_sig
-    if all(value is None for value in [*checksums, *initial_values]):
-        return
-    if any((count or 1) > 1 for count in record.samps_per_frame or []):
-        # several samples per frame: the checksum covers all of them, not the frame averages
-        import wfdb
-
-        expanded = wfdb.rdrecord(path, physical=False, smooth_frames=False, return_res=32)
-        signals = [np.asarray(samples) for samples in expanded.e_d_signal]
-    else:
-        signals = [record.d_signal[:, index] for index in range(record.n_sig)]
-    skews = header.skew or [None] * record.n_sig
-    for index, samples in enumerate(signals):
-        if skews[index]:
-            continue  # wfdb shifts a skewed signal: its samples are not the file's from the start
-        signal = f"signal {index + 1} ({record.sig_name[index]})"
-        problem = f"{record.file_name[index]} does not hold the samples {header_name} describes"
-        expected = checksums[index]
-        if expected is not None:
-            actual = _signed_16(int(np.sum(samples, dtype=np.int64)))
-            if actual != _signed_16(int(expected)):
-                raise UploadError(
-                    f"{problem}: {signal} has checksum {actual}, but the header says "
-                    f"{expected}; the file is damaged or belongs to another record"
-                )
-        first = initial_values[index]
-        if first is not None and len(samples) and int(samples[0]) != int(first):
-            raise UploadError(
-                f"{problem}: {signal} starts at {int(samples[0])}, but the header says its "
-                f"initial value is {first}; the file is damaged or belongs to another record"
-            )
-
-
-def _signed_16(value: int) -> int:
-    # WFDB headers write checksums as signed 16-bit numbers (100.hea: -22131)
-    return (value + 32768) % 65536 - 32768
-
-
 def _wfdb_samples(record, header_name: str) -> tuple[np.ndarray, float, int]:
     """All channels as int16 ADC values with one gain and baseline for the recording.
 
@@ -847,9 +803,7 @@ def _wfdb_samples(record, header_name: str) -> tuple[np.ndarray, float, int]:
                 f"{len(where)} missing samples (first at sample {int(where[0])}); fill or cut "
                 "them before uploading"
             )
-    scales = [
-        VOLT_UNITS_TO_MV[(units or "mV").strip().lower()] for units in (record.units or [])
-    ] or [1.0] * digital.shape[1]
+    scales = [mv_per_unit(units) for units in (record.units or [])] or [1.0] * digital.shape[1]
     gains = [float(g) / scale for g, scale in zip(record.adc_gain, scales, strict=True)]
     baselines = [int(b) for b in record.baseline]
     if any(g <= 0 for g in gains):

@@ -3,10 +3,16 @@ analyse, and whether the record's ``.atr`` holds beats.
 
 The command line (``inference.analyze``, ``inference.evaluate``) and the upload
 (``monitoring.uploads``) both use these, so a record is read the same way wherever it comes in.
+The command line also checks the signal files against the header before any work
+(``check_record``) and reads the signal in millivolts whatever the header's voltage unit
+(``read_record_mv``).
 """
 
 import math
+import os
 from pathlib import Path
+
+import numpy as np
 
 from inference.aami import aami_class
 
@@ -65,6 +71,215 @@ def read_header(record_path: str | Path):
     return header
 
 
+# Millivolts per unit, for the voltage units a header may give an ECG channel (the upload's table;
+# an empty unit is WFDB's default, mV).
+VOLT_UNITS_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
+
+
+def mv_per_unit(units: str | None) -> float | None:
+    """Millivolts per unit of a header's ``units`` field (None: not a voltage)."""
+    return VOLT_UNITS_TO_MV.get((units or "mV").strip().lower())
+
+
+def check_record(record_path: str | Path, channels: list[int] | None = None):
+    """The header of the WFDB record at ``record_path``, checked against its signal files.
+
+    ``read_header`` checks the header's first line only; a header can still name a signal
+    file that is not there, declare more signals than it describes, use a format wfdb cannot
+    read, or promise more samples than its ``.dat`` holds, and each of those used to crash an
+    evaluation half-way, after other records had been scored. Checked here, cheaply (no signal
+    is read but its first sample): every signal line is there, the number of samples is
+    stated, each signal file exists and holds exactly the bytes the header describes (wfdb's
+    own rule, as the upload checks it), the ``channels`` to be read (default: the first and the
+    analysed lead) are in mV, uV or V, and wfdb reads the first sample.
+
+    Raises ``ValueError`` naming the file and the problem.
+    """
+    import wfdb
+    from wfdb.io._signal import COMPRESSED_FMTS, DAT_FMTS, _required_byte_num
+
+    record_path = Path(record_path)
+    header = read_header(record_path)
+    header_name = f"{record_path.name}.hea"
+    if getattr(header, "n_seg", None):
+        raise ValueError(f"{header_name}: multi-segment records are not supported")
+    n_sig = header.n_sig or 0
+    names = list(header.sig_name or [])
+    if n_sig < 1:
+        raise ValueError(f"{header_name} declares no signals")
+    if len(names) != n_sig:
+        raise ValueError(
+            f"{header_name} declares {n_sig} signals on its first line but describes "
+            f"{len(names)}: the signal count and the signal lines disagree"
+        )
+    if not header.sig_len:
+        # wfdb reads a missing or non-numeric count as None; the size check needs it
+        raise ValueError(
+            f"{header_name} does not state the number of samples per signal (the fourth "
+            "field of its first line, a whole number)"
+        )
+    if channels is None:
+        channels = sorted({0, analysis_lead(names)})
+    for channel in channels:
+        if mv_per_unit(header.units[channel] if header.units else None) is None:
+            raise ValueError(
+                f"{header_name}: signal {channel + 1} ({names[channel]}) is in "
+                f"{header.units[channel]!r}; ECG channels must be in mV, uV or V"
+            )
+    per_file: dict[str, list[int]] = {}
+    for index, file_name in enumerate(header.file_name):
+        if not file_name or os.path.basename(file_name) != file_name or file_name == "~":
+            raise ValueError(
+                f"{header_name}: signal {index + 1} is stored in {file_name!r}; only signal "
+                "files in the record's folder (a plain file name) are supported"
+            )
+        per_file.setdefault(file_name, []).append(index)
+    for file_name, indices in per_file.items():
+        data_path = record_path.with_name(file_name)
+        if not data_path.is_file():
+            raise ValueError(
+                f"{header_name} stores signal(s) {', '.join(str(i + 1) for i in indices)} in "
+                f"{file_name}, which is not in {record_path.parent}"
+            )
+        formats = {header.fmt[i] for i in indices}
+        fmt = next(iter(formats))
+        if len(formats) != 1 or fmt not in DAT_FMTS:
+            raise ValueError(
+                f"{header_name}: {file_name} uses format {'/'.join(sorted(formats))}, which "
+                "wfdb cannot read"
+            )
+        if fmt in COMPRESSED_FMTS:
+            continue  # FLAC: its size says nothing about the number of samples
+        samples_per_frame = sum((header.samps_per_frame or [1] * n_sig)[i] or 1 for i in indices)
+        n_values = header.sig_len * samples_per_frame
+        offset = max((header.byte_offset or [None] * n_sig)[i] or 0 for i in indices)
+        # wfdb's rule: what it reads, or what it writes (310/311 may be padded)
+        sizes = sorted(
+            {offset + int(_required_byte_num(mode, fmt, n_values)) for mode in ("read", "write")}
+        )
+        actual = data_path.stat().st_size
+        if actual not in sizes:
+            raise ValueError(
+                f"{file_name} holds {actual} bytes, but {header_name} says it holds "
+                f"{header.sig_len} samples of {len(indices)} signal(s) in format {fmt} "
+                f"({sizes[0]} bytes): the header and the data disagree"
+            )
+    try:
+        wfdb.rdrecord(str(record_path), sampto=1, physical=False)
+    except Exception as exc:  # wfdb raises many types for a record it cannot read
+        raise ValueError(f"wfdb cannot read record {record_path.name}: {exc!r}") from None
+    return header
+
+
+def read_record_mv(record_path: str | Path, channels: list[int] | None = None):
+    """``wfdb.rdrecord`` of ``channels`` (default all) with ``p_signal`` in millivolts.
+
+    wfdb gives each channel in its header's unit: a record stored in V or uV read as if it
+    were mV gives no beats at all (a QRS of 0.001 "mV" is under the detector's floor) or a
+    false pause. Missing samples (WFDB's most negative value, which the project's own export
+    writes for gaps) are NaN, as wfdb gives them. The data are also compared with the
+    header's checksums and initial values, when it has them: a ``.dat`` of the right size can
+    still be damaged or belong to another record.
+
+    Raises ``ValueError`` saying what is wrong when wfdb cannot read the record, a channel is
+    not in mV, uV or V, or the data disagree with the header.
+    """
+    import wfdb
+
+    record_path = Path(record_path)
+    try:
+        record = wfdb.rdrecord(str(record_path), channels=channels, physical=False, return_res=64)
+    except Exception as exc:  # wfdb raises many types for a record it cannot read
+        raise ValueError(f"wfdb cannot read record {record_path.name}: {exc!r}") from None
+    scales = []
+    for index, units in enumerate(record.units or [None] * record.n_sig):
+        scale = mv_per_unit(units)
+        if scale is None:
+            raise ValueError(
+                f"signal {record.sig_name[index]} is in {units!r}; ECG channels must be in mV, "
+                "uV or V"
+            )
+        scales.append(scale)
+    problem = sample_check_problem(record, record_path, f"{record_path.name}.hea", channels)
+    if problem is not None:
+        raise ValueError(problem)
+    record.dac(inplace=True)  # wfdb's own conversion (NaN where missing), then to mV
+    for index, scale in enumerate(scales):
+        if scale != 1.0:
+            record.p_signal[:, index] *= scale
+    record.units = ["mV"] * record.n_sig
+    return record
+
+
+def sample_check_problem(
+    record, record_path: str | Path, header_name: str, channels: list[int] | None = None
+) -> str | None:
+    """What is wrong when ``record``'s samples (``wfdb.rdrecord(..., physical=False)`` of
+    ``channels``) disagree with its header's checksums or initial values, or None.
+
+    A .dat of the right size can still be damaged (a bad copy, bytes overwritten) or belong to
+    another record of the same length. WFDB headers may carry each signal's first sample and a
+    16-bit checksum (the sum of its samples modulo 65536) for exactly this check; wfdb-python
+    reads them but never compares them with the data. Shared by the upload
+    (``monitoring.uploads``) and the evaluation commands (``read_record_mv``).
+    """
+    checksums = record.checksum or [None] * record.n_sig
+    initial_values = record.init_value or [None] * record.n_sig
+    if all(value is None for value in [*checksums, *initial_values]):
+        return None
+    if any((count or 1) > 1 for count in record.samps_per_frame or []):
+        # several samples per frame: the checksum covers all of them, not the frame averages
+        import wfdb
+
+        expanded = wfdb.rdrecord(
+            str(record_path), channels=channels, physical=False, smooth_frames=False, return_res=32
+        )
+        signals = [np.asarray(samples) for samples in expanded.e_d_signal]
+    else:
+        signals = [record.d_signal[:, index] for index in range(record.n_sig)]
+    skews = record.skew or [None] * record.n_sig
+    for index, samples in enumerate(signals):
+        if skews[index]:
+            continue  # wfdb shifts a skewed signal: its samples are not the file's from the start
+        signal = f"signal {index + 1} ({record.sig_name[index]})"
+        problem = f"{record.file_name[index]} does not hold the samples {header_name} describes"
+        expected = checksums[index]
+        if expected is not None:
+            actual = _signed_16(int(np.sum(samples, dtype=np.int64)))
+            if actual != _signed_16(int(expected)):
+                return (
+                    f"{problem}: {signal} has checksum {actual}, but the header says "
+                    f"{expected}; the file is damaged or belongs to another record"
+                )
+        first = initial_values[index]
+        if first is not None and len(samples) and int(samples[0]) != int(first):
+            return (
+                f"{problem}: {signal} starts at {int(samples[0])}, but the header says its "
+                f"initial value is {first}; the file is damaged or belongs to another record"
+            )
+    return None
+
+
+def _signed_16(value: int) -> int:
+    # WFDB headers write checksums as signed 16-bit numbers (100.hea: -22131)
+    return (value + 32768) % 65536 - 32768
+
+
+def missing_samples_message(signal_mv: np.ndarray, fs: float) -> str | None:
+    """How much of ``signal_mv`` (samples, or samples × channels) is missing (NaN: a gap), or
+    None when nothing is."""
+    missing = ~np.isfinite(signal_mv)
+    if missing.ndim == 2:
+        missing = missing.any(axis=1)  # a sample time with any channel missing
+    if not missing.any():
+        return None
+    first = int(np.argmax(missing))
+    return (
+        f"{int(missing.sum())} missing samples ({missing.sum() / fs:.1f} s; the first at sample "
+        f"{first}, {first / fs:.1f} s)"
+    )
+
+
 def no_beat_annotations_message(annotation_name: str) -> str:
     """Why an annotation file gives no beat reference (the upload's wording)."""
     return f"{annotation_name} holds no beat annotations (only rhythm or other marks)"
@@ -79,11 +294,26 @@ def has_beat_annotations(record_path: str | Path, annotator: str = "atr") -> boo
 
 def read_annotation(record_path: str | Path, annotator: str = "atr"):
     """``wfdb.rdann`` of the record's annotation file; ``ValueError`` naming the file when
-    wfdb cannot read it (a truncated or corrupt file raises IndexError and others there)."""
+    wfdb cannot read it (a truncated or corrupt file raises IndexError and others there) or
+    when it lacks the end-of-file marker."""
     import wfdb
 
+    name = f"{Path(record_path).name}.{annotator}"
     try:
-        return wfdb.rdann(str(record_path), annotator)
+        annotation = wfdb.rdann(str(record_path), annotator)
     except Exception as exc:  # wfdb raises many types for a corrupt file
-        name = f"{Path(record_path).name}.{annotator}"
         raise ValueError(f"{name} is not a readable WFDB annotation file: {exc!r}") from None
+    # A WFDB annotation file ends with a zero word. wfdb reads a file cut short without
+    # complaint and returns the annotations up to the cut: the beats after it would be
+    # missing from the reference, and every detection there would count as a false one.
+    with Path(record_path).with_name(name).open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(size - 2, 0))
+        ending = handle.read()
+    if ending != b"\x00\x00":
+        raise ValueError(
+            f"{name} is truncated: it does not end with the end-of-file marker (two zero "
+            "bytes), so annotations after the cut would be missing"
+        )
+    return annotation

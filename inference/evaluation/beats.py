@@ -9,37 +9,53 @@ accuracy and the confusion matrix (rows reference, columns predicted, N S V F Q)
   beats within 150 ms (EC57), class metrics are on the matched beats, and ``qrs.se`` /
   ``qrs.ppv`` say how many beats were found and how many detections were real.
 
-Lead: MLII when the record has it, else II, else the first channel (the upload's rule). Any
-sampling rate from 100 to 2000 Hz (the classifier reads its windows at 180 Hz). Records ``ds1`` /
-``ds2`` are the MIT-BIH inter-patient sets; the default is ``ds2`` in a MIT-BIH folder, else every
-annotated record (a record whose ``.atr`` holds no beat is left out, and named, refused).
-Paced records (102, 104, 107, 217) are in neither set; named explicitly, they are evaluated as
-asked.
+Detections inside ventricular flutter/fibrillation episodes ('[' to ']') are left out of the
+detection counts, as ``evaluate qrs`` and ``inference.analyze`` leave them out: there are no
+beats to find there, and counting them as false made 207's +P 81.8 % here and 99.4 % there.
+
+Lead: MLII when the record has it, else II, else the first channel (the upload's rule), in mV
+whatever the header's voltage unit. Any sampling rate from 100 to 2000 Hz (the classifier
+reads its windows at 180 Hz). A record with gaps (missing samples, as the project's WFDB export
+writes them) is scored on the stretches between them, each detected and classified alone;
+reference beats in the gaps are not counted, and the output says how much was left out.
+
+``--records`` is required: record names, ``ds1`` / ``ds2`` (the MIT-BIH inter-patient sets) or
+``all`` (every annotated record of the folder; a record whose ``.atr`` holds no beat is left out,
+and named, refused). DS2 is the reserved test set: it is read only when asked for by name
+(``ds2`` or its records); ``all`` refuses a folder that holds DS2 records. Paced records (102,
+104, 107, 217) are in neither set; named explicitly, they are evaluated as asked.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import wfdb
 from tqdm import tqdm
 
 from inference.aami import DS2, aami_class
 from inference.beat_match import match_beats
 from inference.beats import BEAT_CLASSES, BeatClassifier, get_beat_classifier
-from inference.datasets.wfdb_record import analysis_lead
+from inference.datasets.wfdb_record import analysis_lead, read_header
 from inference.evaluation.common import (
     add_data_argument,
+    add_records_argument,
     data_folder,
+    excluded_note,
+    finite_stretches,
+    in_ranges,
+    read_record,
+    read_reference,
     record_names,
-    writable_output,
+    report_output,
     write_report,
 )
-from inference.qrs import detect_qrs
+from inference.evaluation.qrs import outside_mask, vf_episodes
+from inference.qrs import MIN_DURATION_S, detect_qrs
 
 
 @dataclass
@@ -52,14 +68,20 @@ class AnnotatedRecord:
     signal_mv: np.ndarray
     beat_samples: np.ndarray
     beat_labels: np.ndarray  # index into BEAT_CLASSES
+    # ventricular flutter/fibrillation, (start, end) samples: no beats to detect there
+    vf_episodes: list[tuple[int, int]] = field(default_factory=list)
 
 
 def load_annotated(path: Path, annotator: str = "atr") -> AnnotatedRecord:
-    """Read the analysed lead (``analysis_lead``: MLII, else II, else the first channel) and
-    the beat annotations of a record."""
-    header = wfdb.rdheader(str(path))
-    record = wfdb.rdrecord(str(path), channels=[analysis_lead(header.sig_name)])
-    annotation = wfdb.rdann(str(path), annotator)
+    """Read the analysed lead (``analysis_lead``: MLII, else II, else the first channel) in mV
+    and the beat annotations of a record; a record that cannot be read ends the command
+    naming it."""
+    try:
+        lead = analysis_lead(read_header(path).sig_name)
+    except ValueError as exc:
+        raise SystemExit(f"{path.name}: {exc}") from None
+    record = read_record(path, channels=[lead])
+    annotation = read_reference(path, annotator)
     classes = [aami_class(symbol) for symbol in annotation.symbol]
     is_beat = np.array([cls is not None for cls in classes], dtype=bool)
     samples = np.asarray(annotation.sample, dtype=np.int64)[is_beat]
@@ -76,6 +98,7 @@ def load_annotated(path: Path, annotator: str = "atr") -> AnnotatedRecord:
         signal_mv=signal,
         beat_samples=samples[keep],
         beat_labels=labels[keep].astype(np.int64),
+        vf_episodes=vf_episodes(annotation.sample, list(annotation.symbol), len(signal)),
     )
 
 
@@ -128,34 +151,56 @@ def metrics_from_confusion(confusion: np.ndarray) -> dict:
 def evaluate_record(
     classifier: BeatClassifier, record: AnnotatedRecord
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-    """Both runs on one record.
+    """Both runs on one record, stretch by stretch between gaps (one stretch, the whole
+    record, when it has none).
 
     Returns reference and predicted labels on the reference positions, reference and
     predicted labels on the matched detections, and the detection counts of the record.
+    Reference beats in gaps are left out of both runs; detections and reference beats
+    inside ventricular flutter/fibrillation are left out of the detection counts (EC57).
     """
-    probabilities = classifier.classify(record.signal_mv, record.fs, record.beat_samples)
-    predicted = probabilities.argmax(axis=1)
-    started = time.perf_counter()
-    detected = detect_qrs(record.signal_mv, record.fs)
-    detected_probabilities = classifier.classify(record.signal_mv, record.fs, detected)
-    seconds = time.perf_counter() - started
-    matched_reference, matched_detected = match_beats(record.beat_samples, detected, record.fs)
-    e2e_reference = record.beat_labels[matched_reference]
-    e2e_predicted = (
-        detected_probabilities.argmax(axis=1)[matched_detected]
-        if len(detected)
-        else np.zeros(0, dtype=np.int64)
+    fs = record.fs
+    stretches, excluded = finite_stretches(record.signal_mv, math.ceil(MIN_DURATION_S * fs))
+    in_gap = in_ranges(record.beat_samples, excluded)
+    beat_samples, beat_labels = record.beat_samples[~in_gap], record.beat_labels[~in_gap]
+    predicted_parts, detected_parts, detected_predicted_parts = [], [], []
+    seconds = 0.0
+    for start, end in stretches:
+        signal = record.signal_mv[start:end]
+        here = (beat_samples >= start) & (beat_samples < end)
+        probabilities = classifier.classify(signal, fs, beat_samples[here] - start)
+        predicted_parts.append(probabilities.argmax(axis=1))
+        started = time.perf_counter()
+        detected = detect_qrs(signal, fs)
+        detected_probabilities = classifier.classify(signal, fs, detected)
+        seconds += time.perf_counter() - started
+        detected_parts.append(detected + start)
+        detected_predicted_parts.append(
+            detected_probabilities.argmax(axis=1) if len(detected) else np.zeros(0, np.int64)
+        )
+    predicted = np.concatenate([np.zeros(0, np.int64), *predicted_parts])
+    detected = np.concatenate([np.zeros(0, np.int64), *detected_parts]).astype(np.int64)
+    detected_predicted = np.concatenate([np.zeros(0, np.int64), *detected_predicted_parts])
+    # VF/VFL left out of detection as evaluate qrs and analyze leave it out
+    reference_kept = outside_mask(beat_samples, record.vf_episodes)
+    detected_kept = outside_mask(detected, record.vf_episodes)
+    matched_reference, matched_detected = match_beats(
+        beat_samples[reference_kept], detected[detected_kept], fs
     )
+    e2e_reference = beat_labels[reference_kept][matched_reference]
+    e2e_predicted = detected_predicted[detected_kept][matched_detected]
     counts = {
         "record": record.name,
         "lead": record.lead,
-        "fs": record.fs,
-        "n_reference": int(len(record.beat_samples)),
-        "n_detected": int(len(detected)),
+        "fs": fs,
+        "n_reference": int(reference_kept.sum()),
+        "n_detected": int(detected_kept.sum()),
         "tp": int(len(matched_reference)),
+        "excluded_s": round(sum(end - start for start, end in excluded) / fs, 3),
+        "excluded_reference_beats": int(in_gap.sum()),
         "detect_and_classify_s": seconds,
     }
-    return record.beat_labels, predicted, e2e_reference, e2e_predicted, counts
+    return beat_labels, predicted, e2e_reference, e2e_predicted, counts
 
 
 def rounded(value):
@@ -193,6 +238,10 @@ def confusion_table(metrics: dict) -> str:
 
 def _percent(value: float) -> str:
     return "–" if value != value else f"{100 * value:.1f}"  # NaN: undefined
+
+
+def _percent_2(value: float) -> str:
+    return "–" if value != value else f"{100 * value:.2f}"
 
 
 def _fraction(value: float) -> str:
@@ -266,29 +315,31 @@ def evaluate_records(
     return {
         "model": {"name": classifier.name, "version": classifier.version},
         "records": list(names),
+        "excluded": {
+            "seconds": round(sum(row["excluded_s"] for row in rows), 3),
+            "reference_beats": sum(row["excluded_reference_beats"] for row in rows),
+        },
         "reference": {"records": list(names), **reference},
         "end_to_end": {"records": list(names), **end_to_end},
         "per_record": rows,
     }
 
 
-def default_records(folder: Path) -> list[str]:
-    """DS2 when the folder is MIT-BIH (holds every DS2 record), else every annotated record."""
-    if all((folder / f"{name}.hea").is_file() for name in DS2):
-        return ["ds2"]
-    return []
-
-
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("beats", help="AAMI beat classification (N S V F Q)")
     add_data_argument(parser)
-    parser.add_argument(
-        "--records",
-        nargs="*",
-        help="record names, or ds1/ds2 (default: ds2 in a MIT-BIH folder, else every record)",
+    add_records_argument(
+        parser,
+        "required: record names, ds1, ds2 (the reserved test set, read only when named) or all "
+        "(every annotated record; refused where DS2 records are); repeatable",
+        required=True,
     )
     parser.add_argument("--model", help="beat model name (default: beat-cnn-mitdb)")
-    parser.add_argument("--json", help="write the results here (and a .md table and PNGs beside)")
+    parser.add_argument(
+        "--json",
+        help="write the results here (and a .md table and PNGs beside it: OUT.json gives "
+        "OUT.md, so OUT must not end in .md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -297,17 +348,20 @@ def run(args: argparse.Namespace) -> int:
         classifier = get_beat_classifier(args.model)
     except LookupError as exc:  # an unknown model name: the message lists the shipped ones
         raise SystemExit(str(exc.args[0])) from None
-    writable_output(args.json)
-    names = record_names(folder, args.records or default_records(folder))
+    report_output(args.json)
+    names = record_names(folder, args.records, protected=DS2)
     result = evaluate_records(classifier, folder, names)
     qrs = result["end_to_end"]["qrs"]
+    note = excluded_note(result["per_record"])  # gaps left out, if any
     markdown = (
         f"Beat classifier `{classifier.name}` on {len(names)} records of {folder}\n\n"
         + metrics_table(
             {"reference beats": result["reference"], "detected beats": result["end_to_end"]}
         )
-        + f"\nQRS detection (150 ms): Se {100 * qrs['se']:.2f} %, +P {100 * qrs['ppv']:.2f} %"
-        "\n\nConfusion matrix, reference beat positions:\n\n"
+        + f"\nQRS detection (150 ms; VF/VFL left out): Se {_percent_2(qrs['se'])} %, "
+        f"+P {_percent_2(qrs['ppv'])} %\n"
+        + (f"\n{note}" if note else "")
+        + "\nConfusion matrix, reference beat positions:\n\n"
         + confusion_table(result["reference"])
         + "\nConfusion matrix, detected beats (matched):\n\n"
         + confusion_table(result["end_to_end"])

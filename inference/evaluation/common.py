@@ -7,15 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.aami import DS1, DS2
+from inference.aami import DS1, DS2, aami_class
 from inference.datasets import data_dir
 from inference.datasets.wfdb_record import (
-    has_beat_annotations,
+    analysis_lead,
+    check_record,
+    missing_samples_message,
     no_beat_annotations_message,
-    read_header,
+    read_annotation,
+    read_record_mv,
 )
 
 NAMED_SETS = {"ds1": DS1, "ds2": DS2}
+ALL = "all"  # every annotated record of the folder
 
 
 def data_folder(given: str | None) -> Path:
@@ -29,6 +33,20 @@ def data_folder(given: str | None) -> Path:
         raise SystemExit(str(exc)) from None
 
 
+def mitdb_folder(given: str | None, names) -> Path:
+    """``mitdb`` under the PhysioNet data folder (``--data``, else ``$CARDIOSPIKE_DATA_DIR``,
+    else ../shared/data) for a training command, once it is known to hold the headers of
+    ``names``: a wrong ``--data`` ends the command with one line, not a traceback minutes in."""
+    try:
+        folder = data_dir(given) / "mitdb"
+    except FileNotFoundError as exc:
+        raise SystemExit(str(exc)) from None
+    missing = [name for name in names if not (folder / f"{name}.hea").is_file()]
+    if missing:
+        raise SystemExit(f"MIT-BIH records not found in {folder}: {', '.join(missing)}")
+    return folder
+
+
 def add_data_argument(parser) -> None:
     parser.add_argument(
         "--data",
@@ -37,20 +55,23 @@ def add_data_argument(parser) -> None:
     )
 
 
-def record_names(
-    folder: Path, requested: list[str] | None, annotator: str = "atr", need_beats: bool = True
+def add_records_argument(parser, help: str, required: bool = False) -> None:
+    """``--records``: one or more names, repeatable (``--records 101 --records 106`` is both)."""
+    parser.add_argument("--records", nargs="+", action="extend", required=required, help=help)
+
+
+def selected_names(
+    folder: Path, requested: list[str] | None, annotator: str = "atr", protected=()
 ) -> list[str]:
-    """Records of ``folder`` that have a header and ``annotator`` annotations.
+    """The records ``requested`` stands for, in the order given, each once; reads no file but
+    the folder's listing.
 
-    ``requested`` may name records or the sets ``ds1`` / ``ds2`` (MIT-BIH inter-patient
-    split); empty means every annotated record in the folder. Exits with a message naming the
-    missing records rather than evaluating a subset silently.
-
-    With ``need_beats`` (scoring beats), a record whose annotations hold no beat (vfdb's hold
-    only rhythm marks) has no reference: left out with a line saying so when the folder is
-    evaluated whole, refused when it is named. Every chosen header is checked first
-    (``read_header``): a corrupt one stops the command with its name and problem, before any
-    work, rather than giving figures over fewer records than asked.
+    ``requested`` may name records, the sets ``ds1`` / ``ds2`` (MIT-BIH inter-patient split)
+    or ``all`` (every record with a header and ``annotator`` annotations); None or empty is
+    ``all``. A name given twice (``101 101 ds1``) is scored once: counted twice, it would
+    weigh double in the gross figures. ``all`` refuses to take in the ``protected`` records
+    (``evaluate beats``: DS2, the reserved test set), which must be named. Exits with a
+    message naming the missing records rather than evaluating a subset silently.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -58,34 +79,73 @@ def record_names(
     available = sorted(
         path.stem for path in folder.glob("*.hea") if path.with_suffix(f".{annotator}").is_file()
     )
-    if not requested:
-        if not available:
-            raise SystemExit(f"no WFDB record with .{annotator} annotations in {folder}")
-        names = available
-    else:
-        names = []
-        for item in requested:
+    names: list[str] = []
+    for item in requested or [ALL]:
+        if item.lower() == ALL:
+            if not available:
+                raise SystemExit(f"no WFDB record with .{annotator} annotations in {folder}")
+            reserved = [name for name in available if name in set(protected)]
+            if reserved:
+                raise SystemExit(
+                    f"'{ALL}' would take in {', '.join(reserved)} of {folder}, records of the "
+                    "reserved test set (DS2): name them, or ds2, to read them"
+                )
+            names.extend(available)
+        else:
             names.extend(NAMED_SETS.get(item.lower(), (item,)))
-        missing = [name for name in names if name not in available]
-        if missing:
-            raise SystemExit(
-                f"not found in {folder} (with .{annotator} annotations): {', '.join(missing)}"
-            )
+    names = list(dict.fromkeys(names))  # once each, in the order first given
+    missing = [name for name in names if name not in available]
+    if missing:
+        raise SystemExit(
+            f"not found in {folder} (with .{annotator} annotations): {', '.join(missing)}"
+        )
+    return names
+
+
+def record_names(
+    folder: Path,
+    requested: list[str] | None,
+    annotator: str = "atr",
+    need_beats: bool = True,
+    protected=(),
+    gaps_refused: str | None = None,
+) -> list[str]:
+    """Records of ``folder`` that have a header and ``annotator`` annotations, chosen by
+    ``requested`` (``selected_names``) and checked.
+
+    With ``need_beats`` (scoring beats), a record whose annotations hold no beat (vfdb's hold
+    only rhythm marks) has no reference: left out with a line saying so when the folder is
+    evaluated whole, refused when it is named. Every chosen record is checked first: its
+    header against its signal files (``check_record``), the first channel and the analysed
+    lead read in mV (``read_record_mv``: units, checksums; with ``gaps_refused``, the reason,
+    no missing sample) and its annotation file. A bad one stops the command with its name and
+    problem before any work, rather than giving figures over fewer records than asked or a
+    traceback half-way. Reading the signals twice costs under a second for MIT-BIH's 48.
+    """
+    folder = Path(folder)
+    names = selected_names(folder, requested, annotator, protected)
+    whole_folder = not requested or {item.lower() for item in requested} == {ALL}
+    annotations = {}
     for name in names:
         try:
-            read_header(folder / name)
+            header = check_record(folder / name)
+            channels = sorted({0, analysis_lead(header.sig_name)})
+            record = read_record_mv(folder / name, channels)
+            annotations[name] = read_annotation(folder / name, annotator)
         except ValueError as exc:
             raise SystemExit(f"{folder}: {exc}") from None
+        missing = missing_samples_message(record.p_signal, float(record.fs))
+        if gaps_refused and missing:
+            raise SystemExit(f"{folder}: record {name} has {missing}; {gaps_refused}")
     if not need_beats:
         return names
-    try:
-        without_beats = [
-            name for name in names if not has_beat_annotations(folder / name, annotator)
-        ]
-    except ValueError as exc:  # an annotation file wfdb cannot read
-        raise SystemExit(f"{folder}: {exc}") from None
+    without_beats = [
+        name
+        for name in names
+        if not any(aami_class(symbol) is not None for symbol in annotations[name].symbol)
+    ]
     reasons = [no_beat_annotations_message(f"{name}.{annotator}") for name in without_beats]
-    if requested and without_beats:
+    if not whole_folder and without_beats:
         raise SystemExit(f"no beat reference: {'; '.join(reasons)}")
     for reason in reasons:
         print(f"left out: {reason}", file=sys.stderr)
@@ -142,12 +202,92 @@ def writable_output(json_path: str | Path | None) -> Path | None:
     return output
 
 
+def report_output(json_path: str | Path | None) -> Path | None:
+    """``writable_output`` for an evaluation's ``--json``, which also gets its table beside it
+    (same name, ``.md``): a path that already ends in ``.md`` would be written twice, the table
+    over the JSON, so it is refused."""
+    if json_path and Path(json_path).suffix.lower() == ".md":
+        raise SystemExit(
+            f"--json {json_path}: the JSON's path must not end in .md; the markdown table is "
+            "written beside it with that ending (give OUT.json to get OUT.json and OUT.md)"
+        )
+    return writable_output(json_path)
+
+
 def write_report(json_path: str | Path | None, result: dict, markdown: str) -> Path | None:
     """Write ``result`` as JSON and ``markdown`` beside it (same name, ``.md``)."""
-    output = writable_output(json_path)
+    output = report_output(json_path)
     if output is None:
         return None
     output.write_text(json_text(result))
     output.with_suffix(".md").write_text(markdown)
     print(f"wrote {output} and {output.with_suffix('.md')}")
     return output
+
+
+def read_record(path: Path, channels: list[int] | None = None):
+    """``read_record_mv`` (the signal in mV) for an evaluation: a record that cannot be read
+    ends the command with its name and the problem, not a traceback."""
+    try:
+        return read_record_mv(path, channels)
+    except ValueError as exc:
+        raise SystemExit(f"{Path(path).name}: {exc}") from None
+
+
+def read_reference(path: Path, annotator: str = "atr"):
+    """``read_annotation`` for an evaluation: one line naming the file when it is unreadable."""
+    try:
+        return read_annotation(path, annotator)
+    except ValueError as exc:
+        raise SystemExit(f"{Path(path).name}: {exc}") from None
+
+
+def finite_stretches(
+    signal_mv: np.ndarray, min_samples: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The stretches of ``signal_mv`` between gaps, and what is left out, as [start, end)
+    sample ranges.
+
+    A gap is a run of missing samples (NaN: WFDB's most negative value, which the project's
+    own export writes where nothing was stored). The detector cannot run across one, so each
+    stretch is analysed alone; a stretch shorter than ``min_samples`` (the detector's
+    learning phase) is left out with the gaps. Without a gap the one stretch is the whole
+    signal, and the figures are those of the whole record.
+    """
+    finite = np.isfinite(np.asarray(signal_mv, dtype=np.float64))
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], finite, [False]]).astype(np.int8)))
+    runs = list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+    stretches = [(start, end) for start, end in runs if end - start >= min_samples]
+    excluded, position = [], 0
+    for start, end in stretches:
+        if start > position:
+            excluded.append((position, start))
+        position = end
+    if position < len(finite):
+        excluded.append((position, len(finite)))
+    return stretches, excluded
+
+
+def in_ranges(positions: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
+    """Which ``positions`` (sample indices) lie in one of the [start, end) ``ranges``."""
+    positions = np.asarray(positions, dtype=np.int64)
+    inside = np.zeros(len(positions), dtype=bool)
+    for start, end in ranges:
+        inside |= (positions >= start) & (positions < end)
+    return inside
+
+
+def excluded_note(rows: list[dict]) -> str:
+    """A line naming the records whose gaps were left out, or "" when none had any."""
+    parts = [
+        f"{row['record']} {row['excluded_s']:.1f} s ({row['excluded_reference_beats']} "
+        "reference beats)"
+        for row in rows
+        if row.get("excluded_s")
+    ]
+    if not parts:
+        return ""
+    return (
+        "Left out, missing signal (gaps, and stretches between gaps too short to analyse; "
+        "their reference beats are not counted): " + "; ".join(parts) + "\n"
+    )

@@ -5,26 +5,36 @@ Scores the QRS detector beat by beat against the reference beats (ANSI/AAMI EC57
 out as EC57 does) on the first channel of each record, resampling is not needed (the detector
 takes any rate from 100 to 2000 Hz). It prints a markdown table, and writes it next to the
 JSON (per record and gross Se, +P, counts, and the detector's speed as a multiple of real time).
+
+A record with gaps (missing samples, as the project's WFDB export writes them) is scored on
+the stretches between them, each detected alone; reference beats in the gaps (and in
+stretches under the detector's 2 s) are not counted, and the table says how much was left out.
 """
 
 import argparse
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import wfdb
 from tqdm import tqdm
 
 from inference.beat_match import detection_scores
 from inference.evaluation.common import (
     add_data_argument,
+    add_records_argument,
     data_folder,
+    excluded_note,
+    finite_stretches,
+    in_ranges,
+    read_record,
+    read_reference,
     record_names,
-    writable_output,
+    report_output,
     write_report,
 )
-from inference.qrs import detect_qrs
+from inference.qrs import MIN_DURATION_S, detect_qrs
 
 # WFDB's QRS annotation codes (isqrs): beats of every kind, but not '!' flutter waves.
 QRS_SYMBOLS = frozenset("NLRaVFJASEj/Qenfr")
@@ -44,11 +54,29 @@ def vf_episodes(samples: np.ndarray, symbols: list[str], n_samples: int) -> list
     return episodes
 
 
-def outside(positions: np.ndarray, episodes: list[tuple[int, int]]) -> np.ndarray:
+def outside_mask(positions: np.ndarray, episodes: list[tuple[int, int]]) -> np.ndarray:
+    """Which ``positions`` lie outside every (start, end) episode, both ends inside."""
+    positions = np.asarray(positions)
     keep = np.ones(len(positions), dtype=bool)
     for start, end in episodes:
         keep &= ~((positions >= start) & (positions <= end))
-    return positions[keep]
+    return keep
+
+
+def outside(positions: np.ndarray, episodes: list[tuple[int, int]]) -> np.ndarray:
+    return np.asarray(positions)[outside_mask(positions, episodes)]
+
+
+def detect_in_stretches(
+    signal_mv: np.ndarray, fs: float
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """R peaks of ``detect_qrs`` run on each stretch between gaps (NaN) alone, as indices
+    into the whole signal, and the [start, end) ranges left out (``finite_stretches``). On
+    a signal without gaps this is ``detect_qrs`` of the whole signal."""
+    stretches, excluded = finite_stretches(signal_mv, math.ceil(MIN_DURATION_S * fs))
+    peaks = [detect_qrs(signal_mv[start:end], fs) + start for start, end in stretches]
+    detected = np.concatenate(peaks) if peaks else np.zeros(0, dtype=np.int64)
+    return detected.astype(np.int64), excluded
 
 
 @dataclass(frozen=True)
@@ -61,24 +89,30 @@ class AnnotatedRecord:
     signal_mv: np.ndarray
     reference: np.ndarray  # sample indices of the reference beats (QRS annotations)
     vf_episodes: list[tuple[int, int]]
+    # [start, end) sample ranges without signal to score (gaps): their reference beats are
+    # not counted
+    excluded: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
         return len(self.signal_mv) / self.fs
 
     def score(self, detected: np.ndarray) -> dict:
-        """EC57 scores of detected beats, ventricular flutter/fibrillation left out."""
+        """EC57 scores of detected beats, ventricular flutter/fibrillation and the excluded
+        ranges left out."""
+        reference = self.reference[~in_ranges(self.reference, self.excluded)]
         return detection_scores(
-            outside(self.reference, self.vf_episodes),
+            outside(reference, self.vf_episodes),
             outside(np.asarray(detected, dtype=np.int64), self.vf_episodes),
             self.fs,
         )
 
 
 def load_annotated(path: Path) -> AnnotatedRecord:
-    """Read a record's first channel (mV) and its ``atr`` beat annotations."""
-    record = wfdb.rdrecord(str(path), channels=[0])
-    annotation = wfdb.rdann(str(path), "atr")
+    """Read a record's first channel (in mV, whatever the header's voltage unit) and its
+    ``atr`` beat annotations; a record that cannot be read ends the command naming it."""
+    record = read_record(path, channels=[0])
+    annotation = read_reference(path, "atr")
     signal = record.p_signal[:, 0]
     symbols = list(annotation.symbol)
     reference = np.array(
@@ -96,17 +130,20 @@ def load_annotated(path: Path) -> AnnotatedRecord:
 
 
 def evaluate_qrs_record(path: Path) -> dict:
-    """Detector scores on one record (first channel)."""
+    """Detector scores on one record (first channel), stretch by stretch between gaps."""
     record = load_annotated(path)
     started = time.perf_counter()
-    detected = detect_qrs(record.signal_mv, record.fs)
+    detected, excluded = detect_in_stretches(record.signal_mv, record.fs)
     seconds = time.perf_counter() - started
+    record = replace(record, excluded=excluded)
     return {
         "record": record.name,
         "lead": record.lead,
         "fs": record.fs,
         "duration_s": round(record.duration_s, 1),
         **record.score(detected),
+        "excluded_s": round(sum(end - start for start, end in excluded) / record.fs, 3),
+        "excluded_reference_beats": int(in_ranges(record.reference, excluded).sum()),
         "detect_s": seconds,
         "x_real_time": record.duration_s / seconds if seconds else float("inf"),
     }
@@ -123,8 +160,14 @@ def gross(rows: list[dict]) -> dict:
         "fp": fp,
         "se": tp / (tp + fn) if tp + fn else float("nan"),
         "ppv": tp / (tp + fp) if tp + fp else float("nan"),
+        "excluded_s": round(sum(row.get("excluded_s", 0.0) for row in rows), 3),
+        "excluded_reference_beats": sum(row.get("excluded_reference_beats", 0) for row in rows),
         "x_real_time": duration / seconds if seconds else float("inf"),
     }
+
+
+def _percent(value: float) -> str:
+    return "–" if value != value else f"{100 * value:.2f}"  # NaN: nothing to divide, as beats
 
 
 def qrs_markdown(rows: list[dict], total: dict) -> str:
@@ -135,26 +178,31 @@ def qrs_markdown(rows: list[dict], total: dict) -> str:
     for row in rows:
         lines.append(
             f"| {row['record']} | {row['lead']} | {row['n_reference']} | {row['tp']} | "
-            f"{row['fn']} | {row['fp']} | {100 * row['se']:.2f} | {100 * row['ppv']:.2f} |"
+            f"{row['fn']} | {row['fp']} | {_percent(row['se'])} | {_percent(row['ppv'])} |"
         )
     lines.append(
         f"| **gross** ({total['n_records']} records) | | {total['tp'] + total['fn']} | "
-        f"{total['tp']} | {total['fn']} | {total['fp']} | **{100 * total['se']:.2f}** | "
-        f"**{100 * total['ppv']:.2f}** |"
+        f"{total['tp']} | {total['fn']} | {total['fp']} | **{_percent(total['se'])}** | "
+        f"**{_percent(total['ppv'])}** |"
     )
-    return "\n".join(lines) + "\n"
+    note = excluded_note(rows)
+    return "\n".join(lines) + "\n" + (f"\n{note}" if note else "")
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("qrs", help="QRS detection, beat by beat (EC57)")
     add_data_argument(parser)
-    parser.add_argument("--records", nargs="*", help="record names, or ds1/ds2 (default: all)")
-    parser.add_argument("--json", help="write the results here (and a .md table beside it)")
+    add_records_argument(parser, "record names, or ds1/ds2/all (default: all); repeatable")
+    parser.add_argument(
+        "--json",
+        help="write the results here (and a .md table beside it: OUT.json gives OUT.md, so "
+        "OUT must not end in .md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     folder = data_folder(args.data)
-    writable_output(args.json)
+    report_output(args.json)
     names = record_names(folder, args.records)
     rows = [evaluate_qrs_record(folder / name) for name in tqdm(names, desc="records")]
     total = gross(rows)

@@ -16,8 +16,19 @@ of '+' annotations) of a WFDB folder. What is scored follows from the annotation
   ``(VF``, ``(VFL`` or ``(VFIB``), sensitivity and specificity, gross and per record, on the
   first channel; and reference VF episodes that overlap a detected VF episode.
 
+Leads: beats, their classes and the AF, VT, rate and pause episodes are found on the lead the
+product and ``evaluate beats`` analyse (MLII, else II, else the first channel; the beat model was
+trained on MLII); the VF/VFL scores stay on the first channel, where the VF detector was
+cross-validated and its figures were published. The two differ in MIT-BIH 114 only (102 and
+104 have no MLII: both read V5, the first channel).
+
 The shipped VF detector was fit on all of vfdb, so its vfdb figures here are in-sample;
-``--vf-folds N`` adds the leave-records-out cross-validated figures (N record folds).
+``--vf-folds N`` adds the leave-records-out cross-validated figures (N record folds) over the
+chosen records only, on the channels each has (up to two).
+
+A record with gaps (missing samples) is refused with its name: the rhythm rules read RR
+intervals and 2-second segments across the record, and a gap would read as a pause or a
+segment of nothing (``evaluate qrs`` and ``beats`` score the stretches between gaps).
 """
 
 import argparse
@@ -25,21 +36,24 @@ import json
 from pathlib import Path
 
 import numpy as np
-import wfdb
 from tqdm import tqdm
 
 from inference.aami import AAMI_CLASSES, DS1, DS2, aami_class
 from inference.beats import get_beat_classifier
 from inference.datasets.mitdb import rhythm_intervals
+from inference.datasets.wfdb_record import analysis_lead, missing_samples_message, read_header
 from inference.evaluation.common import (
     add_data_argument,
+    add_records_argument,
     data_folder,
+    read_record,
+    read_reference,
     record_names,
-    writable_output,
+    report_output,
     write_report,
 )
 from inference.qrs import detect_qrs
-from inference.rhythm import RhythmConfig, detect_episodes
+from inference.rhythm import RhythmConfig, detect_episodes, vf_episodes_from_probability
 from inference.vf import SEGMENT_S, VF_LABELS, segment_labels, shipped_model, vf_probability
 
 AF_LABELS = ("(AFIB", "(AFL")
@@ -47,6 +61,10 @@ AF_RECORDS = ("201", "202", "203", "210", "219", "221", "222")
 # How the AF detector is run in evaluation: our beats + our classifier's labels (the product),
 # our beats without labels (RR only), the reference beats + reference labels.
 AF_BEATS = ("classified", "detected", "reference")
+GAPS_REFUSED = (
+    "evaluate rhythm needs records without gaps (evaluate qrs and beats score the stretches "
+    "between them)"
+)
 
 
 def _overlap_s(first: list[tuple[float, float]], second: list[tuple[float, float]]) -> float:
@@ -110,19 +128,35 @@ def vf_segment_scores(probability: np.ndarray, threshold: float, fs: float, rhyt
 
 
 def evaluate_record(path: Path, config: RhythmConfig) -> dict:
-    """Every score of one record (first channel)."""
-    record = wfdb.rdrecord(str(path), channels=[0])
-    annotation = wfdb.rdann(str(path), "atr")
+    """Every score of one record: VF on the first channel, the rest on the analysed lead."""
+    try:
+        lead = analysis_lead(read_header(path).sig_name)
+    except ValueError as exc:
+        raise SystemExit(f"{path.name}: {exc}") from None
+    channels = sorted({0, lead})
+    record = read_record(path, channels=channels)
+    annotation = read_reference(path, "atr")
     fs = float(record.fs)
-    signal = record.p_signal[:, 0]
+    vf_signal = record.p_signal[:, channels.index(0)]
+    signal = record.p_signal[:, channels.index(lead)]
+    for checked in (vf_signal, signal):
+        missing = missing_samples_message(checked, fs)
+        if missing:
+            raise SystemExit(f"{path.name}: {missing}; {GAPS_REFUSED}")
     symbols = list(annotation.symbol)
     rhythms = rhythm_intervals(
         annotation.sample, symbols, list(annotation.aux_note), record.sig_len
     )
-    row: dict = {"record": path.name, "fs": fs, "duration_s": round(record.sig_len / fs, 1)}
+    row: dict = {
+        "record": path.name,
+        "fs": fs,
+        "duration_s": round(record.sig_len / fs, 1),
+        "lead": record.sig_name[channels.index(lead)],
+        "vf_lead": record.sig_name[channels.index(0)],
+    }
 
     model = shipped_model()
-    probability = vf_probability(signal, fs, model)
+    probability = vf_probability(vf_signal, fs, model)
     row["vf_segments"] = vf_segment_scores(probability, model.threshold, fs, rhythms)
     row["vf_trace"] = {
         "probability": probability.round(3).tolist(),
@@ -130,14 +164,15 @@ def evaluate_record(path: Path, config: RhythmConfig) -> dict:
         "reference_vf": _intervals(rhythms, VF_LABELS, fs),
         "reference_vt": _intervals(rhythms, ("(VT",), fs),
     }
+    # VF episodes from the same first-channel probabilities (detect_episodes' own rule)
+    row["vf_episodes"] = episode_hits(
+        _intervals(rhythms, VF_LABELS, fs),
+        _episodes(vf_episodes_from_probability(probability, config), "VF"),
+    )
 
     is_beat = np.array([aami_class(symbol) is not None for symbol in symbols], dtype=bool)
     beats = np.asarray(annotation.sample)[is_beat]
     if len(beats) < 2:
-        episodes = detect_episodes(signal, fs, np.empty(0, dtype=np.int64), None, config)
-        row["vf_episodes"] = episode_hits(
-            _intervals(rhythms, VF_LABELS, fs), _episodes(episodes, "VF")
-        )
         return row
 
     labels = [aami_class(symbol) for symbol, beat in zip(symbols, is_beat, strict=True) if beat]
@@ -160,9 +195,6 @@ def evaluate_record(path: Path, config: RhythmConfig) -> dict:
             )
     row["vt_reference_labels"] = episode_hits(
         _intervals(rhythms, ("(VT",), fs), _episodes(on_reference, "VT")
-    )
-    row["vf_episodes"] = episode_hits(
-        _intervals(rhythms, VF_LABELS, fs), _episodes(on_detected, "VF")
     )
     row["tachogram"] = {
         "beat_s": (beats / fs).round(3).tolist(),
@@ -347,8 +379,12 @@ def plot_vf_trace(row: dict, path: Path) -> None:
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("rhythm", help="AF, VT and VF/VFL episodes")
     add_data_argument(parser)
-    parser.add_argument("--records", nargs="*", help="record names, or ds1/ds2 (default: all)")
-    parser.add_argument("--json", help="write the results here (and a .md table and PNG beside)")
+    add_records_argument(parser, "record names, or ds1/ds2/all (default: all); repeatable")
+    parser.add_argument(
+        "--json",
+        help="write the results here (and a .md table and PNGs beside it: OUT.json gives "
+        "OUT.md, so OUT must not end in .md)",
+    )
     parser.add_argument(
         "--vf-folds",
         type=int,
@@ -363,9 +399,9 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     folder = data_folder(args.data)
-    writable_output(args.json)
+    report_output(args.json)
     # rhythm marks are the reference here: a record without beats (vfdb) is scored for VF
-    names = record_names(folder, args.records, need_beats=False)
+    names = record_names(folder, args.records, need_beats=False, gaps_refused=GAPS_REFUSED)
     if args.vf_folds:
         from inference.vf import check_folds
 
@@ -380,9 +416,8 @@ def run(args: argparse.Namespace) -> int:
     if args.vf_folds:
         from inference.vf import WEIGHTS_PATH, cross_validate, load_vfdb
 
-        data = load_vfdb(folder, channels=(0, 1), progress=tqdm)
-        keep = np.isin(data["record"], names)
-        data = {key: value[keep] for key, value in data.items()}
+        # the chosen records only, on the channels each has
+        data = load_vfdb(folder, channels=(0, 1), progress=tqdm, names=names)
         # the shipped model's own recipe, from its card, so these figures are its figures
         card = json.loads(WEIGHTS_PATH.with_suffix(".json").read_text())
         recipe = {key: card[key] for key in ("hidden", "epochs", "seed", "weight_decay")}

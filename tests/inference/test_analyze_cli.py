@@ -121,3 +121,87 @@ def test_an_upper_case_csv_has_no_reference_note(tmp_path):
     output = tmp_path / "out.json"
     assert analyze.main([str(csv), "--fs", "250", "--json", str(output)]) == 0
     assert "reference_note" not in json.loads(output.read_text())
+
+
+def _damaged(folder: Path, problem: str) -> Path:
+    """Record ``rec`` whose header passes its first-line check but not its files."""
+    path = record(folder, {"MLII": STRIP.signal_mv})
+    header = path.with_suffix(".hea")
+    text = header.read_text()
+    if problem == "no signal lines":
+        header.write_text("rec 1 250\n")
+    elif problem == "missing .dat":
+        header.write_text(text.replace("rec.dat", "gone.dat"))
+    elif problem == "format 999":
+        header.write_text(text.replace("rec.dat 16 ", "rec.dat 999 "))
+    elif problem == "more samples than the file":
+        header.write_text(text.replace("rec 1 250 7500", "rec 1 250 9000"))
+    elif problem == "truncated .dat":
+        dat = path.with_suffix(".dat")
+        dat.write_bytes(dat.read_bytes()[:7000])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ("no signal lines", r"rec\.hea declares 1 signals on its first line but describes 0"),
+        ("missing .dat", r"rec\.hea stores signal\(s\) 1 in gone\.dat, which is not in"),
+        ("format 999", r"rec\.dat uses format 999, which wfdb cannot read"),
+        (
+            "more samples than the file",
+            r"rec\.dat holds 15000 bytes, but rec\.hea says it holds 9000",
+        ),
+        ("truncated .dat", r"rec\.dat holds 7000 bytes, but rec\.hea says it holds 7500"),
+    ],
+)
+def test_a_header_that_disagrees_with_its_files_is_a_one_line_error(tmp_path, problem, message):
+    path = _damaged(tmp_path, problem)
+    with pytest.raises(SystemExit, match=message):
+        analyze.main([str(path)])
+
+
+@pytest.mark.parametrize(("units", "scale"), [("V", 1e-3), ("uV", 1e3)])
+def test_a_record_in_volts_is_analysed_in_millivolts(tmp_path, units, scale):
+    # read as mV, a record in V had 0 beats and a false PAUSE
+    path = tmp_path / "rec"
+    wfdb.wrsamp(
+        "rec",
+        fs=250,
+        units=[units],
+        sig_name=["MLII"],
+        p_signal=STRIP.signal_mv[:, np.newaxis] * scale,
+        fmt=["16"],
+        write_dir=str(tmp_path),
+    )
+    output = tmp_path / "out.json"
+    assert analyze.main([str(path), "--json", str(output)]) == 0
+    result = json.loads(output.read_text())
+    assert abs(result["summary"]["n_beats"] - len(STRIP.beats)) <= 2
+    assert not [e for e in result["episodes"] if e["kind"] == "PAUSE"]
+
+
+def test_a_record_with_a_gap_is_refused_naming_where(tmp_path):
+    signal = STRIP.signal_mv.copy()
+    signal[2500:5000] = np.nan  # written as -32768, as the project's export writes gaps
+    path = record(tmp_path, {"MLII": signal})
+    with pytest.raises(
+        SystemExit, match=r"2500 missing samples \(10\.0 s; the first at sample 2500"
+    ):
+        analyze.main([str(path)])
+
+
+def test_a_csv_with_blank_cells_among_its_samples_is_refused_naming_the_line(tmp_path):
+    # blank lines were skipped: 10 s of 60 analysed as 50 s, every later beat 10 s early
+    csv = tmp_path / "gap.csv"
+    values = [f"{v:.4f}" for v in STRIP.signal_mv]
+    csv.write_text("mv\n" + "\n".join(values[:1000] + [""] * 3 + values[1000:]) + "\n\n\n")
+    with pytest.raises(SystemExit, match=r"gap\.csv line 1002 is blank: a missing sample"):
+        analyze.main([str(csv), "--fs", "250"])
+    nan = tmp_path / "nan.csv"
+    nan.write_text("\n".join(values[:1000] + ["nan"] + values[1000:]) + "\n")
+    with pytest.raises(SystemExit, match=r"nan\.csv line 1001: 'nan' is not a sample"):
+        analyze.main([str(nan), "--fs", "250"])
+    trailing = tmp_path / "ok.csv"
+    trailing.write_text("\n".join(values) + "\n\n\n")  # blank lines after the last sample
+    assert analyze.main([str(trailing), "--fs", "250"]) == 0
