@@ -188,11 +188,15 @@ DELIVERY_CHECKS = {
 
 # What anyone may read of a check; its error and the service's address are for staff and the
 # server log (an address and a driver's message tell an outsider about the network inside).
-PUBLIC_KEYS = ("ok", "mode", "vendor", "backend", "latency_ms", "loaded")
+# What anyone may read of a check: whether it passed. Which database, channel layer or model
+# versions a server runs (and how fast its database answers) is for staff: an anonymous
+# caller is a load balancer or a monitor, which need the status, or someone mapping the
+# server.
+PUBLIC_KEYS = ("ok",)
 
 
 def public_report(report: dict) -> dict:
-    """``report`` without the checks' errors and addresses: status, failing parts, ok flags."""
+    """``report`` with only each check's ok flag: status, failing and degraded parts."""
     checks = {
         name: {key: value for key, value in result.items() if key in PUBLIC_KEYS}
         for name, result in report["checks"].items()
