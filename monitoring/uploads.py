@@ -710,6 +710,14 @@ def _check_header(header, header_name: str, record_name: str, contents: dict) ->
         )
     if n_sig > MAX_CHANNELS:
         raise UploadError(f"{header_name} has {n_sig} signals; at most {MAX_CHANNELS} are stored")
+    for index, name in enumerate(names):
+        # stored as the lead's name (JSON): PostgreSQL refuses a NUL in it (a 500), and no
+        # lead is named with control characters
+        if name and re.search(r"[\x00-\x1f\x7f]", name):
+            raise UploadError(
+                f"{header_name}: the name of signal {index + 1} ({name!r}) holds a control "
+                "character"
+            )
     check_fs(header.fs, f"{header_name}: the sampling rate")
     if not header.sig_len:
         raise UploadError(f"{header_name} does not state the number of samples per signal")

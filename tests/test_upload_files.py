@@ -289,3 +289,15 @@ def test_it_names_the_files_line_of_a_sample_out_of_range():
     text = "ecg_mv\n\n\n" + "\n".join(values)  # sample 10 is on line 13
     message = refused_message({"ecg.csv": text.encode()}, fs_hz=250)
     assert message.startswith("ecg.csv line 13 (sample 10) is 1100: a signal CSV is in millivolts")
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_signal_name_with_a_control_character(client, clinician, patient, tmp_path):
+    # stored as the lead's name in JSON: PostgreSQL refuses a NUL there, which was a 500
+    files = synthetic_wfdb(tmp_path)
+    files["syn.hea"] = files["syn.hea"].replace(b" V1", b" V\x001")
+    client.force_login(clinician)
+    response = api_upload(client, patient.pk, files)
+    assert response.status_code == 400, response.content
+    assert "the name of signal 2 ('V\\x001') holds a control character" in response.json()["detail"]
+    assert not Recording.objects.exists()
