@@ -353,6 +353,7 @@ class RecordingAdmin(ReadOnlyAdmin):
     autocomplete_fields = ["patient", "device"]
     readonly_fields = [
         "analysis_cursor",
+        "uploaded_by",
         "created_at",
         "upload_format",
         "analysis_status",

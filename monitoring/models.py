@@ -355,6 +355,16 @@ class Recording(models.Model):
     source_name = models.CharField(
         max_length=255, blank=True, help_text="Uploaded file or WFDB record name."
     )
+    # who put an uploaded recording into the patient's record (kept if the account goes)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+        help_text="Who uploaded it (uploads only).",
+    )
     sampling_rate_hz = models.FloatField("sampling rate (Hz)", validators=sampling_rate_validators)
     gain_adc_per_mv = models.FloatField("gain (ADC units per mV)", validators=gain_validators)
     baseline_adc = models.IntegerField(

@@ -46,7 +46,7 @@ def upload_recording(request, pk: int):
         except UploadError as exc:
             context["error"] = str(exc)
             return render(request, "monitoring/upload.html", context, status=exc.status)
-        recording = store_upload(patient, parsed)
+        recording = store_upload(patient, parsed, uploaded_by=request.user)
         return redirect("recording-results", pk=recording.pk)
     return render(request, "monitoring/upload.html", context)
 

@@ -215,8 +215,9 @@ def quantize(signals_mv: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 @transaction.atomic
-def store_upload(patient: Patient, parsed: ParsedUpload) -> Recording:
-    """Write an upload as a closed Recording with its samples, in one transaction.
+def store_upload(patient: Patient, parsed: ParsedUpload, uploaded_by=None) -> Recording:
+    """Write an upload (by the user ``uploaded_by``) as a closed Recording with its samples,
+    in one transaction.
 
     The analysis is queued for when the transaction commits (a Celery task; run eagerly in
     the default setup), so a worker never sees a recording without its samples.
@@ -230,6 +231,7 @@ def store_upload(patient: Patient, parsed: ParsedUpload) -> Recording:
         patient=patient,
         source=Recording.Source.UPLOAD,
         source_name=parsed.source_name[:255],
+        uploaded_by=uploaded_by,
         sampling_rate_hz=parsed.fs_hz,
         gain_adc_per_mv=parsed.gain_adc_per_mv,
         baseline_adc=parsed.baseline_adc,

@@ -101,6 +101,14 @@ def test_it_finds_the_pvcs_of_record_208(upload, record_208):
     assert v["se"] > 0.6 and v["ppv"] > 0.6
 
 
+def test_it_records_who_uploaded_a_recording(api, upload, clinician):
+    recording = upload({"ecg.csv": signal_csv(20.0)}, fs_hz=250)
+    assert recording.uploaded_by == clinician
+    assert api.get(f"/api/recordings/{recording.pk}/analysis/").json()["uploaded_by"] == "clinician"
+    page = api.get(f"/recordings/{recording.pk}/").content.decode()
+    assert "by clinician</dd>" in page
+
+
 def test_it_analyses_a_signal_csv_at_its_stated_rate(upload):
     recording = upload({"strip.csv": signal_csv(60.0, fs_hz=250.0)}, fs_hz="250")
     assert recording.upload_format == UploadFormat.CSV_SIGNAL

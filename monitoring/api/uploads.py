@@ -85,6 +85,9 @@ class BeatSerializer(serializers.ModelSerializer):
 
 class AnalysisSerializer(serializers.ModelSerializer):
     episodes = EpisodeSerializer(many=True, read_only=True)
+    uploaded_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, help_text="Who uploaded it; null if unknown."
+    )
     analysed_lead = serializers.SerializerMethodField()
     links = serializers.SerializerMethodField()
 
@@ -96,6 +99,8 @@ class AnalysisSerializer(serializers.ModelSerializer):
             "source",
             "source_name",
             "upload_format",
+            "uploaded_by",
+            "created_at",
             "sampling_rate_hz",
             "gain_adc_per_mv",
             "baseline_adc",
@@ -167,7 +172,7 @@ class PatientUploadView(APIView):
             parsed = parse_upload(files, fs_hz=request.data.get("fs_hz"))
         except UploadError as exc:
             return error(str(exc), exc.status)
-        recording = store_upload(patient, parsed)
+        recording = store_upload(patient, parsed, uploaded_by=request.user)
         recording.refresh_from_db()
         return Response(AnalysisSerializer(recording).data, status=status.HTTP_201_CREATED)
 
