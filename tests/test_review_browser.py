@@ -196,3 +196,16 @@ def test_times_in_minutes_are_rounded_whole(browser, live_server, clinician, rec
     browser.get(f"{live_server.url}/recordings/{recording.pk}/review/#t=109.972&w=10")
     wait_for(browser, lambda d: canvas_data(d, "startS") is not None)
     assert browser.find_element("id", "view-range").text == "1:50 – 2:00 of 2:00"
+
+
+def test_a_window_with_more_beats_than_sent_says_so(
+    browser, live_server, clinician, long_recording, monkeypatch
+):
+    # the server sends at most MAX_WINDOW_BEATS beats a window (20,000; a 2-h window of a
+    # fast or noisy recording); the page must not pass the first ones off as all of them
+    monkeypatch.setattr("monitoring.review.MAX_WINDOW_BEATS", 5)
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    browser.get(f"{live_server.url}/recordings/{long_recording.pk}/review/")
+    wait_for(browser, lambda d: canvas_data(d, "startS") is not None)
+    info = browser.find_element("id", "view-info").text
+    assert "5 beats (the first only: zoom in to see every beat)" in info

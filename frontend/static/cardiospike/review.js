@@ -251,7 +251,9 @@
     $("view-range").textContent = formatTime(data.start_s) + " – " + formatTime(endS) +
       " of " + formatTime(overview.duration_s);
     $("view-clock").textContent = clockTime(data.start_s) + " – " + clockTime(endS);
+    // a window with more beats than the server sends shows only the first ones: say so
     $("view-info").textContent = data.lead + ", " + data.beats.length + " beats" +
+      (data.beats_truncated ? " (the first only: zoom in to see every beat)" : "") +
       (data.step > 1 ? ", " + data.step + " samples per column" : "");
     canvas.dataset.startS = data.start_s;
     canvas.dataset.endS = endS;
