@@ -25,6 +25,7 @@ from monitoring.forms import (
     AdminLoginForm,
     PatientVersionForm,
     audit_recipients,
+    check_bed_free,
     clean_unique_mrn,
     recipient_labels,
 )
@@ -61,6 +62,7 @@ class PatientAdminForm(PatientVersionForm):
 
     def clean(self):
         cleaned = super().clean()
+        check_bed_free(self, cleaned)
         if self.instance.pk is not None:
             # The row locked until the admin's transaction commits (its change view runs in
             # one): a discharge or a limit saved on /manage/ since this page was opened is

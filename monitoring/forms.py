@@ -32,6 +32,26 @@ def clean_unique_mrn(form) -> str:
     return mrn
 
 
+def check_bed_free(form, cleaned: dict) -> None:
+    """Refuse a ward and bed another admitted patient occupies: the station would show two
+    tiles for one bed, and a nurse could go to the wrong patient. Discharge the one leaving
+    first (a bed left blank is not checked)."""
+    ward, bed = cleaned.get("ward", ""), cleaned.get("bed", "")
+    if not (ward and bed) or not cleaned.get("is_active", True):
+        return
+    taken = (
+        Patient.objects.filter(is_active=True, ward__iexact=ward, bed__iexact=bed)
+        .exclude(pk=form.instance.pk)
+        .first()
+    )
+    if taken is not None:
+        form.add_error(
+            "bed",
+            f"Bed {bed} of ward {ward} is {taken.name}'s (MRN {taken.mrn}): discharge "
+            "them first, or choose another bed.",
+        )
+
+
 def patient_version(patient: Patient) -> str:
     """When the patient's row last changed, as a form remembers it (``updated_at``; every save
     of a patient sets it)."""
@@ -71,6 +91,11 @@ class AdmitPatientForm(forms.ModelForm):
     """Admit a new patient: identity, place on the ward, clinicians and starting limits."""
 
     clean_mrn = clean_unique_mrn
+
+    def clean(self):
+        cleaned = super().clean()
+        check_bed_free(self, cleaned)
+        return cleaned
 
     class Meta:
         model = Patient

@@ -222,3 +222,24 @@ def test_home_and_manage_list_the_admitted_and_page_through_the_discharged(
     client.force_login(clinician)
     page = client.get("/").content.decode()
     assert page.count("OLD-") == 1 and "OLD-001" in page
+
+
+def test_a_bed_an_admitted_patient_occupies_is_refused(client, staff_user, patient):
+    client.force_login(staff_user)
+    admit = {"mrn": "MRN-777", "name": "New Arrival", "sex": "U", **DEFAULT_LIMITS}
+    refused = client.post(
+        "/manage/patients/admit/", {**admit, **NO_RECIPIENTS, "ward": "a", "bed": "1"}
+    )
+    assert refused.status_code == 200
+    assert "Bed 1 of ward a is Assigned Patient&#x27;s (MRN MRN-001)" in refused.content.decode()
+    assert not Patient.objects.filter(mrn="MRN-777").exists()
+    # in the admin too, moving another patient into it
+    other = Patient.objects.create(mrn="MRN-778", name="Next Door", ward="A", bed="2")
+    moved = client.post(admin_url(Patient, "change", other.pk), patient_form(other, bed="1"))
+    assert moved.status_code == 200 and "discharge them first" in moved.content.decode()
+    # once the occupant is discharged, the bed is free
+    assert client.post(f"/manage/patients/{patient.pk}/discharge/").status_code == 302
+    admitted = client.post(
+        "/manage/patients/admit/", {**admit, **NO_RECIPIENTS, "ward": "A", "bed": "1"}
+    )
+    assert admitted.status_code == 302
