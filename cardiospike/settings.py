@@ -326,6 +326,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # not a rule: Django's hook for a changed password, which revokes the user's API keys
+    {"NAME": "monitoring.authentication.RevokeApiTokensOnPasswordChange"},
 ]
 
 # Password guessing (monitoring.login_throttle): past either count of failed logins within

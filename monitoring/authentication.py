@@ -35,6 +35,24 @@ class ApiTokenAuthentication(authentication.TokenAuthentication):
         return (token.user, token)
 
 
+class RevokeApiTokensOnPasswordChange:
+    """Not a rule for passwords: Django calls each entry of AUTH_PASSWORD_VALIDATORS when a
+    user's password changes (``password_changed``; not when only its hash is upgraded at a
+    login), which is the moment to revoke the user's API keys. A password change already ends
+    the user's other sessions and live sockets; without this, a key made with a stolen
+    password would outlive the reset."""
+
+    def validate(self, password, user=None) -> None:
+        return None  # any password: the other validators judge it
+
+    def get_help_text(self) -> str:
+        return "Changing your password revokes your API keys."
+
+    def password_changed(self, password, user=None) -> None:
+        if user is not None and user.pk is not None:
+            ApiToken.objects.filter(user=user).delete()
+
+
 class DeviceTokenAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
         header = authentication.get_authorization_header(request).split()

@@ -135,6 +135,29 @@ def test_the_admin_issues_an_api_key_once(client, staff_user, clinician):
     )
 
 
+def test_a_password_change_revokes_the_users_api_keys_but_a_rehash_does_not(
+    client, clinician, settings
+):
+    _, key = ApiToken.issue(clinician, "script")
+    me = {"HTTP_AUTHORIZATION": f"Token {key}"}
+    assert client.get("/api/me/", **me).status_code == 200
+    # a login that upgrades the password's hash (a new Django's iteration count) keeps keys
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+        *settings.PASSWORD_HASHERS,
+    ]
+    clinician.refresh_from_db()
+    assert clinician.check_password("pw-clinician-1")  # rehashed and saved with the new one
+    clinician.refresh_from_db()
+    assert clinician.password.startswith("pbkdf2_sha1$")
+    assert client.get("/api/me/", **me).status_code == 200
+    # a changed password revokes them: a key made with a stolen password dies with it
+    clinician.set_password("a-new-Passw0rd-for-clinician")
+    clinician.save()
+    assert client.get("/api/me/", **me).status_code == 401
+    assert not ApiToken.objects.filter(user=clinician).exists()
+
+
 def test_it_lets_a_device_read_itself_and_records_last_seen(client, device, device_token):
     before = timezone.now()
     response = client.get("/api/device/v1/self/", HTTP_AUTHORIZATION=f"Device {device_token}")
