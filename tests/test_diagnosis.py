@@ -460,7 +460,10 @@ def test_the_examples_are_test_fold_records_with_their_rows(api):
 
 
 def test_the_examples_match_the_ptbxl_copy_when_there_is_one():
-    folder = data_dir() / "ptbxl"
+    try:
+        folder = data_dir() / "ptbxl"
+    except FileNotFoundError as exc:  # no data folder at all
+        pytest.skip(str(exc))
     if not (folder / "ptbxl_database.csv").is_file():
         pytest.skip(f"no PTB-XL copy in {folder}")
     table = read_table(folder)
