@@ -3,8 +3,11 @@
 daphne cardiospike.asgi:application
 """
 
+import io
 import json
+import logging
 import os
+from urllib.parse import urlsplit
 
 import django
 
@@ -14,7 +17,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cardiospike.settings")
 django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402
+from django.core.exceptions import DisallowedHost  # noqa: E402
+from django.core.handlers.asgi import ASGIRequest  # noqa: E402
 from django.template.loader import render_to_string  # noqa: E402
+from django.utils.http import is_same_domain  # noqa: E402
 
 from cardiospike.handlers import SyncChainASGIHandler  # noqa: E402
 
@@ -22,10 +28,12 @@ django_asgi_app = SyncChainASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.security.websocket import WebsocketDenier  # noqa: E402
 
 from monitoring.context_processors import site  # noqa: E402
 from monitoring.routing import websocket_urlpatterns  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 
 class RequestBodyLimit:
@@ -134,14 +142,84 @@ def mib(n_bytes: int) -> str:
     return f"{value:,.1f}".removesuffix(".0") if value >= 1 else f"{value:.2g}"
 
 
+class SameOriginWebsocket:
+    """ASGI middleware: a websocket handshake passes only from an origin that Django's CSRF
+    check accepts for a POST; any other is refused (daphne answers HTTP 403).
+
+    The handshake carries the session cookie, and websockets have no CORS: the Origin header
+    is all that tells a page of this site from another page that opens a socket with the
+    user's cookie. SameSite=Lax does not help here, as it stops only cross-*site* requests,
+    and ``http://localhost:31337`` or ``https://uploads.example.org`` are the same site as the
+    server. Channels' AllowedHostsOriginValidator compared only the Origin's host name with
+    ALLOWED_HOSTS, so any port, any scheme and, with a wildcard entry there, any subdomain
+    passed. This accepts exactly what ``CsrfViewMiddleware`` does:
+
+    - the handshake's own ``scheme://host[:port]``, host and scheme read by Django's rules
+      (``get_host``: ALLOWED_HOSTS, USE_X_FORWARDED_HOST; ``is_secure``:
+      SECURE_PROXY_SSL_HEADER, set by ``TRUST_X_FORWARDED_PROTO``, else the scope's ws/wss);
+    - an entry of CSRF_TRUSTED_ORIGINS, exactly, or under its ``https://*.example.org`` form.
+
+    No Origin, or ``null`` (a sandboxed frame, a file), is refused: browsers always send one
+    with a handshake, and the socket is for them only.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        request = handshake_request(scope)
+        if origin_allowed(request):
+            return await self.app(scope, receive, send)
+        logger.warning(
+            "websocket %s refused: origin %r, host %r",
+            scope.get("path"),
+            request.META.get("HTTP_ORIGIN"),
+            request.META.get("HTTP_HOST"),
+        )
+        return await WebsocketDenier()(scope, receive, send)
+
+
+def handshake_request(scope) -> ASGIRequest:
+    """The websocket handshake as the Django request it would be over HTTP (its headers in
+    META as Django puts them), to ask it Django's own questions: host, scheme."""
+    # A websocket scope's scheme is ws or wss; daphne gives none (ASGI's default: ws), even
+    # behind --proxy-headers, so behind a TLS proxy only SECURE_PROXY_SSL_HEADER says https.
+    scheme = "https" if scope.get("scheme") == "wss" else "http"
+    return ASGIRequest({**scope, "method": "GET", "scheme": scheme}, io.BytesIO())
+
+
+def origin_allowed(request) -> bool:
+    """CsrfViewMiddleware's origin check (``_origin_verified``), for a handshake."""
+    origin = request.META.get("HTTP_ORIGIN")
+    if origin is None or origin == "null":
+        return False
+    try:
+        if origin == f"{request.scheme}://{request.get_host()}":
+            return True
+    except DisallowedHost:
+        pass  # a Host outside ALLOWED_HOSTS: only a trusted origin may pass
+    trusted = settings.CSRF_TRUSTED_ORIGINS
+    if origin in [entry for entry in trusted if "*" not in entry]:
+        return True
+    try:
+        parsed = urlsplit(origin)
+    except ValueError:
+        return False
+    # "https://*.example.org" admits https://example.org and its subdomains, on that port only
+    wildcards = [urlsplit(entry) for entry in trusted if "*" in entry]
+    return any(
+        entry.scheme == parsed.scheme and is_same_domain(parsed.netloc, entry.netloc.lstrip("*"))
+        for entry in wildcards
+    )
+
+
 application = ProtocolTypeRouter(
     {
         "http": RequestBodyLimit(django_asgi_app),
-        # Origin checked against ALLOWED_HOSTS (no cross-site websocket hijacking), then the
-        # Django session resolves scope["user"]; consumers refuse anonymous users themselves.
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # Origin checked as Django's CSRF check does (no cross-origin websocket hijacking),
+        # then the Django session resolves scope["user"]; consumers refuse anonymous users
+        # themselves.
+        "websocket": SameOriginWebsocket(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

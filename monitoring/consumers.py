@@ -11,11 +11,15 @@ The live streams (issue 6; the message contract is in docs/architecture.md, "Liv
 
 Both listen to the patients' groups that ``monitoring.live`` publishes to.
 
-Access is not only checked at connect: an open socket re-checks it (the session still exists,
-the user is still active, the patient still visible) at most every ``LIVE_RECHECK_S`` seconds
-when a group message or a ping arrives, and at once when a ``live.revoke`` event reaches the
-patient's group, which :func:`connect_revoke_signals` sends when a clinician is unassigned or
-a patient discharged.
+Access is not only checked at connect: an open socket (these two and ``/ws/status/``)
+re-checks it (the session still exists, the user is still active, the patient still visible)
+at most every ``LIVE_RECHECK_S`` seconds when a group message or a ping arrives, and at once
+when a ``live.revoke`` event reaches the patient's group, which :func:`connect_revoke_signals`
+sends when a clinician is unassigned or a patient discharged.
+
+Browsers only ever send small pings: a frame over ``MAX_FRAME_BYTES`` closes the socket with
+1009. However a consumer ends (closed, refused, or killed by an exception), its channel leaves
+every group it joined, so that no group keeps queueing messages for a dead socket.
 """
 
 import logging
@@ -41,6 +45,13 @@ logger = logging.getLogger(__name__)
 # Close codes in the 4000-4999 range are ours to define (RFC 6455 section 7.4.2).
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403  # a patient this user may not see (or that does not exist)
+# RFC 6455 section 7.4.1: "a message that is too big for it to process"
+CLOSE_TOO_BIG = 1009
+
+# The largest frame (text or binary) a browser may send. The pages send only pings
+# (livesocket.js: ``{"type": "ping", "id": <ms timestamp>}``, about 40 bytes): a bigger frame is
+# not from them, and is not worth parsing. 1009 tells the client why the socket closed.
+MAX_FRAME_BYTES = 1024
 
 DEFAULT_SINCE_S = 10.0
 MAX_SINCE_S = 300.0
@@ -57,8 +68,35 @@ LIVE_RECHECK_S = settings.LIVE_RECHECK_S
 class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
     """Accepts only connections whose Django session belongs to a logged-in user.
 
-    A frame that is not JSON gets an error message back instead of killing the connection.
+    A frame that is not JSON (or nested too deep to parse) gets an error message back instead of
+    killing the connection; one over ``MAX_FRAME_BYTES`` closes it with ``CLOSE_TOO_BIG``.
+
+    Groups joined go in ``joined_groups``: :meth:`__call__` leaves them when the consumer ends,
+    whatever ends it.
     """
+
+    stopped = False  # set by stop(): LiveJsonConsumer then handles nothing more
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.joined_groups: list[str] = []
+
+    async def __call__(self, scope, receive, send):
+        # Channels leaves groups only in websocket_disconnect, which never runs when a handler
+        # raises: the dead socket's channel then stayed in every group it had joined until
+        # the layer's group_expiry (a day), and each message to those groups was queued for
+        # it. So leave them here, on every way out: a close, an exception (which still
+        # propagates: daphne logs it and closes the socket with 1011), a cancellation.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.leave_groups()
+
+    async def leave_groups(self):
+        """Take this socket's channel out of every group it joined (again: a no-op)."""
+        groups, self.joined_groups = self.joined_groups, []
+        for group in groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def connect(self):
         user = self.scope.get("user")
@@ -82,31 +120,37 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
         pass
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        size = len(bytes_data or b"") if text_data is None else len(text_data.encode())
+        if size > MAX_FRAME_BYTES:
+            user = self.scope.get("user")
+            logger.warning(
+                "websocket %s of %s closed (%s): a %d-byte frame, over MAX_FRAME_BYTES (%d)",
+                self.scope.get("path"),
+                user.get_username() if user is not None else None,
+                CLOSE_TOO_BIG,
+                size,
+                MAX_FRAME_BYTES,
+            )
+            await self.stop(CLOSE_TOO_BIG)
+            return
         if text_data is None:
             await self.send_json({"type": "error", "error": "expected a JSON text frame"})
             return
         try:
             content = await self.decode_json(text_data)
+        except RecursionError:  # json's C parser gives up on deep nesting with this
+            await self.send_json({"type": "error", "error": "malformed JSON: nested too deep"})
+            return
         except ValueError as exc:
             await self.send_json({"type": "error", "error": f"malformed JSON: {exc}"})
             return
         await self.receive_json(content, **kwargs)
 
-
-class StatusConsumer(AuthenticatedJsonConsumer):
-    """``/ws/status/``: tells the browser who it is connected as and answers pings.
-
-    Pages use it to show whether their live connection is up.
-    """
-
-    async def on_authenticated_connect(self):
-        await self.send_json({"type": "hello", "user": self.scope["user"].get_username()})
-
-    async def receive_json(self, content, **kwargs):
-        if isinstance(content, dict) and content.get("type") == "ping":
-            await self.send_json({"type": "pong", "id": content.get("id")})
-        else:
-            await self.send_json({"type": "error", "error": 'expected {"type": "ping"}'})
+    async def stop(self, code: int):
+        """Stop listening and close with ``code``."""
+        self.stopped = True
+        await self.leave_groups()
+        await self.close(code=code)
 
 
 def user_now(scope):
@@ -130,38 +174,29 @@ def user_now(scope):
 
 
 class LiveJsonConsumer(AuthenticatedJsonConsumer):
-    """Answers pings like the status socket; anything else from the browser is an error.
+    """The live pages' sockets (status, patient, station): answers pings; anything else from
+    the browser is an error.
 
     Before a group message (``live.*``) or a browser frame is handled, access is re-checked if
     the last check is ``LIVE_RECHECK_S`` old, or at once for ``live.revoke``
     (:meth:`recheck_access`, per subclass). A consumer that closed drops everything after.
     """
 
-    access_lost = False
-
     async def dispatch(self, message):
         kind = message.get("type", "")
         if kind.startswith("live.") or kind == "websocket.receive":
-            if self.access_lost:
+            if self.stopped:
                 return
             due = time.monotonic() - getattr(self, "access_checked_at", 0.0) >= LIVE_RECHECK_S
             if kind == "live.revoke" or due:
                 self.access_checked_at = time.monotonic()
                 await self.recheck_access()
-                if self.access_lost:
+                if self.stopped:
                     return
         await super().dispatch(message)
 
     async def recheck_access(self):
         """Close, or narrow what is sent, if the user's access changed since connect."""
-
-    async def lose_access(self, code: int):
-        """Stop listening and close with ``code``."""
-        self.access_lost = True
-        for group in getattr(self, "joined_groups", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
-        self.joined_groups = []
-        await self.close(code=code)
 
     async def live_revoke(self, event):
         pass  # the access was re-checked in dispatch
@@ -172,9 +207,21 @@ class LiveJsonConsumer(AuthenticatedJsonConsumer):
         else:
             await self.send_json({"type": "error", "error": 'expected {"type": "ping"}'})
 
-    async def disconnect(self, code):
-        for group in getattr(self, "joined_groups", []):
-            await self.channel_layer.group_discard(group, self.channel_name)
+
+class StatusConsumer(LiveJsonConsumer):
+    """``/ws/status/``: tells the browser who it is connected as and answers pings.
+
+    Pages use it to show whether their live connection is up. Like the live streams it
+    re-checks the session at a ping ``LIVE_RECHECK_S`` after the last check: once logged out or
+    deactivated, the socket closes with 4401 (it joins no group, so no revoke reaches it).
+    """
+
+    async def on_authenticated_connect(self):
+        await self.send_json({"type": "hello", "user": self.scope["user"].get_username()})
+
+    async def recheck_access(self):
+        if await database_sync_to_async(user_now)(self.scope) is None:
+            await self.stop(CLOSE_UNAUTHENTICATED)
 
 
 def patient_payload(patient: Patient) -> dict:
@@ -295,7 +342,7 @@ class PatientLiveConsumer(LiveJsonConsumer):
     async def recheck_access(self):
         code = await database_sync_to_async(self.access_refusal_now)()
         if code is not None:
-            await self.lose_access(code)
+            await self.stop(code)
 
     def access_refusal_now(self) -> int | None:
         user = user_now(self.scope)
@@ -306,8 +353,8 @@ class PatientLiveConsumer(LiveJsonConsumer):
 
     async def on_authenticated_connect(self):
         group = live.patient_group(self.patient_id)
+        self.joined_groups.append(group)  # before the add: a discard of a non-member is harmless
         await self.channel_layer.group_add(group, self.channel_name)
-        self.joined_groups = [group]
         since_s = parse_since_s(self.scope.get("query_string", b""))
         hello, messages = await database_sync_to_async(backlog_messages)(self.patient_id, since_s)
         await self.send_json(hello)
@@ -432,7 +479,6 @@ class StationConsumer(LiveJsonConsumer):
     """
 
     async def on_authenticated_connect(self):
-        self.joined_groups = []
         self.patient_ids = []
         since_s = parse_since_s(self.scope.get("query_string", b""), STATION_MAX_SINCE_S)
         patient_ids = await database_sync_to_async(station_patient_ids)(self.scope["user"])
@@ -447,8 +493,8 @@ class StationConsumer(LiveJsonConsumer):
             self.joined_groups.remove(group)
         for patient_id in added:
             group = live.patient_group(patient_id)
-            await self.channel_layer.group_add(group, self.channel_name)
             self.joined_groups.append(group)
+            await self.channel_layer.group_add(group, self.channel_name)
         self.patient_ids = list(patient_ids)
         tiles, messages = await database_sync_to_async(station_backlog)(patient_ids, added, since_s)
         await self.send_json({"type": "hello", "patients": tiles})
@@ -458,7 +504,7 @@ class StationConsumer(LiveJsonConsumer):
     async def recheck_access(self):
         patient_ids = await database_sync_to_async(self.patient_ids_now)()
         if patient_ids is None:
-            await self.lose_access(CLOSE_UNAUTHENTICATED)
+            await self.stop(CLOSE_UNAUTHENTICATED)
         elif patient_ids != self.patient_ids:
             await self.follow(patient_ids, DEFAULT_SINCE_S)
 

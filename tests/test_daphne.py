@@ -43,10 +43,10 @@ def daphne_server(service_env, tmp_path):
     stop_process(process)
 
 
-async def open_status_socket(base: str, cookie: str | None):
+async def open_status_socket(base: str, cookie: str | None, origin: str | None = None):
     headers = {"Cookie": cookie} if cookie else {}
     return await websockets.connect(
-        f"ws://{base}/ws/status/", origin=f"http://{base}", additional_headers=headers
+        f"ws://{base}/ws/status/", origin=origin or f"http://{base}", additional_headers=headers
     )
 
 
@@ -87,6 +87,22 @@ def test_it_refuses_an_anonymous_websocket_over_the_network(daphne_server):
 
     assert asyncio.run(attempt(None)) == 403
     assert asyncio.run(attempt("sessionid=forged-session-key")) == 403
+
+
+def test_it_refuses_a_page_of_another_port_with_a_real_session(daphne_server, client, clinician):
+    """Another port on the same host is the same site (the session cookie goes along) but
+    another origin: refused as Django's CSRF check would refuse its POST."""
+    client.force_login(clinician)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    host, port = daphne_server.rsplit(":", 1)
+
+    async def attempt(origin):
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            await open_status_socket(daphne_server, cookie, origin)
+        return refused.value.response.status_code
+
+    assert asyncio.run(attempt(f"http://{host}:{int(port) + 1}")) == 403
+    assert asyncio.run(attempt(f"https://{daphne_server}")) == 403
 
 
 def test_it_serves_predict_through_the_asgi_handler(daphne_server, clinician):

@@ -276,7 +276,7 @@ async def test_a_quiet_station_drops_a_patient_at_its_next_ping(
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("path", ["patient", "station"])
+@pytest.mark.parametrize("path", ["patient", "station", "status"])
 @pytest.mark.parametrize("change", ["logout", "deactivate"])
 async def test_logging_out_or_deactivating_closes_live_sockets(
     clinician, patient, path, change, monkeypatch
@@ -286,7 +286,11 @@ async def test_logging_out_or_deactivating_closes_live_sockets(
     client = Client()
     await database_sync_to_async(client.force_login)(clinician)
     session = await database_sync_to_async(lambda: client.session)()
-    address = f"/ws/patients/{patient.pk}/" if path == "patient" else "/ws/station/"
+    address = {
+        "patient": f"/ws/patients/{patient.pk}/",
+        "station": "/ws/station/",
+        "status": "/ws/status/",  # joins no group: only its pings re-check
+    }[path]
     socket, connected, _ = await connect(address, clinician, session=session)
     assert connected
     await drain(socket)
