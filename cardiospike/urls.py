@@ -5,7 +5,7 @@ from django.http import HttpResponseServerError, JsonResponse
 from django.template.loader import render_to_string
 from django.urls import include, path
 from django.views.defaults import page_not_found
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from monitoring import dashboard_views, diagnosis_views, upload_views, views
 from monitoring.api.predict import PredictView
@@ -84,9 +84,12 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # DRF marks its views login-exempt; this page is for browsers, so it redirects to login.
+    # The split view serves Swagger UI's start-up script from the same address (?script), as
+    # a file rather than inline in the page, which script-src 'self' would block; the script
+    # holds the CSRF token, so it stays behind the login too.
     path(
         "docs/api/",
-        login_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")),
         name="api-docs",
     ),
     path("api/", include("monitoring.api.urls")),

@@ -41,11 +41,29 @@ def browser():
         "--window-size=1400,1000",
     ):
         options.add_argument(flag)
+    # the console, for csp_violations
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.implicitly_wait(0)
     yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    try:
+        refused = csp_violations(driver)
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    # Every browser test checks the pages it went through: an inline script, handler or style
+    # added to a template fails here, even where the page still seems to work.
+    assert not refused, "the Content-Security-Policy refused:\n" + "\n".join(refused)
+
+
+def csp_violations(driver) -> list[str]:
+    """Chromium's console messages about the Content-Security-Policy since the last call
+    (reading the log empties it)."""
+    return [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"]
+    ]
 
 
 def wait_for(driver, condition, timeout_s=30):

@@ -4,6 +4,7 @@ same with metadata only. A screenshot is saved under test-artifacts/ (or
 CARDIOSPIKE_SCREENSHOT_DIR)."""
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,13 @@ def test_it_draws_an_example_and_diagnoses_it_with_edited_metadata(browser, live
     age = browser.find_element("id", "meta-age_years")
     assert age.get_attribute("value") == "67"  # prefilled from the PTB-XL row
     assert browser.find_element("id", "meta-sex_female").get_attribute("value") == "1"
+    # the metadata form is never submitted (a reload would lose the record)
+    browser.execute_script("document.body.dataset.sameDocument = '1'")
+    browser.execute_script("document.getElementById('metadata-form').requestSubmit()")
+    time.sleep(1)  # a submission would have navigated by now
+    assert browser.execute_script("return document.body.dataset.sameDocument") == "1"
+    assert "?" not in browser.current_url
+    assert f"ecg_id {example['ecg_id']}" in text_of(browser, "record-info")
 
     browser.find_element("id", "diagnose").click()
     wait_for(browser, lambda d: len(probabilities(d)) == 5)

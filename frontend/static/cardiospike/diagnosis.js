@@ -294,6 +294,10 @@
   });
   $("clear-record").addEventListener("click", function () { setRecord(null, 100, "", null, ""); });
   $("diagnose").addEventListener("click", diagnose);
+  // The metadata form is never submitted (a reload would lose the record): the Diagnose
+  // button reads its fields. A listener, not an onsubmit attribute, which the
+  // Content-Security-Policy blocks.
+  $("metadata-form").addEventListener("submit", function (event) { event.preventDefault(); });
   window.addEventListener("resize", draw);
   draw();
 }());
