@@ -6,6 +6,7 @@ Setting ``DATABASE_URL`` and ``REDIS_URL`` moves the same code onto PostgreSQL, 
 worker pool and the Redis channel layer. See ``docs/configuration.md`` for every variable.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -16,12 +17,13 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 
 def envbool(name: str, default: str) -> bool:
-    value = os.getenv(name, default).strip().lower()
+    # an empty value (DEBUG=) counts as unset: it takes the default, as it reads
+    value = (os.getenv(name, "").strip() or default).lower()
     if value in ("1", "true", "yes", "on"):
         return True
     if value in ("0", "false", "no", "off", ""):
         return False
-    raise ImproperlyConfigured(f"{name}={value!r}: expected one of true/false/1/0/yes/no")
+    raise ImproperlyConfigured(f"{name}={value!r}: expected one of true/false/1/0/yes/no/on/off")
 
 
 def envint(name: str, default: str) -> int:
@@ -86,6 +88,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Early, so that redirects and refusals from the middleware below carry it too.
+    "monitoring.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -273,6 +277,21 @@ ALARM_CHECK_S = envfloat("ALARM_CHECK_S", "10")
 ALARM_RETRY_BASE_S = envfloat("ALARM_RETRY_BASE_S", "30")
 ALARM_RETRY_MAX_S = envfloat("ALARM_RETRY_MAX_S", "300")
 NOTIFY_GIVE_UP_S = envfloat("NOTIFY_GIVE_UP_S", "21600")
+# Webhooks go to public addresses only (monitoring/webhooks.py): any staff member sets their
+# URLs, and the worker would otherwise POST patients' names to the server itself or to internal
+# services (loopback, link-local such as cloud metadata, private, reserved). Networks listed here
+# (comma-separated, "10.20.0.15/32,fd00:20::/64") are allowed all the same: an on-site pager
+# gateway. A list of networks rather than an on/off switch, so that allowing the gateway does
+# not open the rest of the hospital's network.
+WEBHOOK_ALLOWED_NETWORKS = envlist("WEBHOOK_ALLOWED_NETWORKS", "")
+for _network in WEBHOOK_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"WEBHOOK_ALLOWED_NETWORKS: {_network!r} is not a network; expected addresses or "
+            'networks separated by commas, e.g. "10.20.0.15/32,fd00:20::/64"'
+        ) from None
 
 # Without a broker nothing runs CELERY_BEAT_SCHEDULE; on, the server (daphne) runs it in a
 # thread of its own, where its alarms also reach the in-memory channel layer and so the open
@@ -315,6 +334,32 @@ SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "false")
 # --proxy-headers already takes from the proxy; any other value trusts that many entries from
 # the right of the header, and a client that reaches the server around them can forge it.
 NUM_PROXIES = envint("NUM_PROXIES", "0")
+
+# --- Content Security Policy (docs/configuration.md) -------------------------------------
+
+# Browsers run only the site's own script files and styles, so that markup slipped into a
+# page cannot run script; no inline <script>, on*= handler or style= attribute works. 'self'
+# covers the pages' ws:// and wss:// websockets (CSP Level 3). data: images: the icons in
+# Swagger UI's CSS; blob: images: Swagger UI showing a PNG an API call returned (a strip).
+DEFAULT_CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+# Empty counts as unset (a blank line in an env file must not drop the policy); "off": no
+# header, for a proxy that sets its own.
+CONTENT_SECURITY_POLICY = os.getenv("CONTENT_SECURITY_POLICY", "").strip()
+if not CONTENT_SECURITY_POLICY:
+    CONTENT_SECURITY_POLICY = DEFAULT_CONTENT_SECURITY_POLICY
+elif CONTENT_SECURITY_POLICY.lower() == "off":
+    CONTENT_SECURITY_POLICY = ""
+# Sources added to the policy under a path prefix: {prefix: {directive: [sources]}}.
+CONTENT_SECURITY_POLICY_EXCEPTIONS = {
+    # DRF's browsable API (an /api/ address opened in a browser) styles its pages partly
+    # inline, in its own templates (a <style> for code highlighting, style= attributes on the
+    # "Extra Actions" menu and on forms); its scripts are files, so script-src stays strict
+    "/api/": {"style-src": ["'unsafe-inline'"]},
+}
 
 # Error reports (the DEBUG 500 page, error emails) hide the passwords inside service URLs.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "cardiospike.debug.CredentialsSafeExceptionReporterFilter"

@@ -880,6 +880,22 @@ class AlarmRecipient(models.Model):
             validator(self.address)
         except ValidationError as exc:
             raise ValidationError({"address": exc.messages}) from None
+        if self.transport == Transport.WEBHOOK:
+            # not the server itself nor the hospital's internal services (SSRF); checked again
+            # at every send, since DNS may change (monitoring/webhooks.py)
+            from monitoring.webhooks import WebhookError, WebhookRefused, check_url
+
+            try:
+                check_url(self.address)
+            except WebhookRefused as exc:
+                raise ValidationError(
+                    {
+                        "address": f"Refused: {exc}. A webhook may only go to a public address, "
+                        "or to a network an administrator allowed (WEBHOOK_ALLOWED_NETWORKS)."
+                    }
+                ) from None
+            except WebhookError as exc:
+                raise ValidationError({"address": f"{exc}, got {self.address!r}."}) from None
 
 
 class NotificationState(models.TextChoices):

@@ -98,8 +98,11 @@ def test_it_starts_in_production_mode_with_a_real_secret():
     assert values["static"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
 
 
-def test_it_names_a_malformed_boolean():
-    assert "DEBUG='maybe'" in refusal(DEBUG="maybe")
+def test_it_names_a_malformed_boolean_and_reads_an_empty_one_as_unset():
+    message = refusal(DEBUG="maybe")
+    assert "DEBUG='maybe'" in message and "yes/no/on/off" in message
+    # DEBUG= (empty) is the default (true), not false, which would also refuse the dev secret
+    assert settings_with(DEBUG="")["debug"] is True
 
 
 # Code for run_settings that needs the tables (in the SQLITE_PATH it is given).
