@@ -12,9 +12,7 @@ import re
 import pytest
 from django.http import HttpResponse
 from django.test import RequestFactory
-from django.urls import path
 
-import cardiospike.urls
 from monitoring.middleware import ContentSecurityPolicyMiddleware, with_sources
 from tests.conftest import PROJECT_ROOT
 from tests.test_research_notice import visitors  # noqa: F401 (the fixture)
@@ -159,15 +157,7 @@ def test_the_api_docs_script_stays_behind_the_login(client):
     assert response["Location"].startswith("/login/")
 
 
-def fail(request):
-    raise RuntimeError("a bug")
-
-
-urlpatterns = [path("fail/", fail), *cardiospike.urls.urlpatterns]
-handler500 = cardiospike.urls.handler500
-
-
-@pytest.mark.urls(__name__)
+@pytest.mark.urls("tests.test_research_notice")  # the site's addresses plus /fail/, a bug
 def test_the_500_page_carries_the_policy_and_its_stylesheet(client, clinician, settings):
     settings.DEBUG = False
     client.raise_request_exception = False

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.aami import aami_class
-
 # The lead the beat models were trained on (MIT-BIH's modified lead II), then lead II itself
 # (the same lead on a 12-lead record, e.g. PTB-XL); a record with neither gives its first channel.
 PREFERRED_LEADS = ("MLII", "II")
@@ -283,13 +281,6 @@ def missing_samples_message(signal_mv: np.ndarray, fs: float) -> str | None:
 def no_beat_annotations_message(annotation_name: str) -> str:
     """Why an annotation file gives no beat reference (the upload's wording)."""
     return f"{annotation_name} holds no beat annotations (only rhythm or other marks)"
-
-
-def has_beat_annotations(record_path: str | Path, annotator: str = "atr") -> bool:
-    """Whether the record's annotation file holds at least one beat (vfdb's hold only rhythm
-    marks: scored as beats, every detection would count as a false positive)."""
-    annotation = read_annotation(record_path, annotator)
-    return any(aami_class(symbol) is not None for symbol in annotation.symbol)
 
 
 def read_annotation(record_path: str | Path, annotator: str = "atr"):

@@ -27,6 +27,7 @@ from monitoring import review
 from monitoring.api.predict import error
 from monitoring.api.serializers import error_responses
 from monitoring.api.uploads import AnyAcceptNegotiation, visible_recording
+from monitoring.recordings import end_sample
 from monitoring.strips import MAX_STRIP_S, MIN_STRIP_S, render_range_png, seconds_parameter
 
 
@@ -189,7 +190,7 @@ class RecordingExportZipView(APIView):
         kind = request.query_params.get("format", "")
         if kind not in ("wfdb", "csv"):
             return error(f"format must be wfdb or csv, got {kind!r}")
-        if review.end_sample(recording) == 0:
+        if end_sample(recording) == 0:
             return error(f"recording {recording.pk} has no samples stored yet")
         filename = f"{review.record_name(recording)}-{kind}.zip"
         if kind == "csv":
