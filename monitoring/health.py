@@ -2,7 +2,9 @@
 
 Each check returns a dict with ``ok`` and details; a failing check names the part and the
 error so an operator knows what to fix (e.g. "Redis at 127.0.0.1:6379: Connection refused").
-Staff read the whole report; anyone else ``public_report`` (and the server log has it all).
+Staff read the whole report, fresh on every call; anyone else ``public_report``, reused for
+``PUBLIC_REPORT_MAX_AGE_S`` so that a flood of anonymous calls does not run every check each
+time (``cached_public_report``); the server log has it all.
 
 Two kinds of check. The server's own parts (``CHECKS``: database, broker, channel layer,
 models): one that fails makes the status ``error`` (503), as this server cannot do its work.
@@ -13,6 +15,7 @@ a load balancer that took every server out for a late email would take the dashb
 """
 
 import asyncio
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -22,6 +25,7 @@ import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import Min
 from django.utils import timezone
@@ -202,6 +206,39 @@ def public_report(report: dict) -> dict:
         for name, result in report["checks"].items()
     }
     return {**report, "checks": checks}
+
+
+# How long the public answer (what anyone not staff reads) is reused. /health needs no login
+# and each fresh answer runs every check (a database query, a Redis ping, a channel layer
+# round trip, the model cards): a flood of anonymous requests would turn into a flood of
+# those. Reused for a second, a flood costs one run of the checks a second per server
+# process, and a load balancer polling every few seconds still reads a fresh status.
+PUBLIC_REPORT_MAX_AGE_S = 1.0
+PUBLIC_REPORT_CACHE_KEY = "health:public-report"
+# one run of the checks at a time for the public answer: the callers that arrive while it
+# runs wait for it and read its answer, rather than each running the checks again
+_public_report_lock = threading.Lock()
+
+
+def cached_public_report() -> tuple[dict, dict | None]:
+    """The public report, reused for ``PUBLIC_REPORT_MAX_AGE_S``; returns it and the full
+    report when the checks ran for this call (``None`` when the answer was reused), for the
+    caller to log.
+
+    Kept in the "default" cache, which stays in each process's memory (settings.CACHES):
+    nothing here depends on Redis, one of the parts it checks.
+    """
+    report = cache.get(PUBLIC_REPORT_CACHE_KEY)
+    if report is not None:
+        return report, None
+    with _public_report_lock:
+        report = cache.get(PUBLIC_REPORT_CACHE_KEY)  # another caller may have just run them
+        if report is not None:
+            return report, None
+        full = run_checks()
+        report = public_report(full)
+        cache.set(PUBLIC_REPORT_CACHE_KEY, report, PUBLIC_REPORT_MAX_AGE_S)
+    return report, full
 
 
 def run_checks() -> dict:

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 from inference.examples import ATTRIBUTION, load_excerpts
 from inference.predictor import DEFAULT_MODEL, available_models
 from monitoring.api.analyzer import SYNTHETIC_KINDS
-from monitoring.health import public_report, run_checks
+from monitoring.health import cached_public_report, run_checks
 from monitoring.models import Patient
 
 logger = logging.getLogger(__name__)
@@ -30,17 +30,22 @@ def health(request):
     The alarm path (the periodic alarm check's heartbeat, late or failed notifications) makes
     the status ``degraded`` and names it under ``degraded``, still with 200: a load balancer
     keeps a server that can serve, as every other server would see the same rows; a monitor
-    reads the status. Anyone sees which check is degraded, staff its figures."""
-    report = run_checks()
-    if report["failing"] or report["degraded"]:
-        names = report["failing"] + report["degraded"]
-        logger.warning("health: %s %s", report["status"], {n: report["checks"][n] for n in names})
+    reads the status. Anyone sees which check is degraded, staff its figures.
+
+    Staff get a fresh report on every call. The public answer is reused for
+    ``PUBLIC_REPORT_MAX_AGE_S`` (a second): a flood of anonymous calls runs the checks once a
+    second, not once a call (docs/architecture.md, "Services and health")."""
     try:
         staff = request.user.is_staff
     except DatabaseError:  # the session's user is read from the database that is down
         staff = False
-    if not staff:
-        report = public_report(report)
+    if staff:
+        report = full = run_checks()
+    else:
+        report, full = cached_public_report()
+    if full is not None and (full["failing"] or full["degraded"]):
+        names = full["failing"] + full["degraded"]
+        logger.warning("health: %s %s", full["status"], {n: full["checks"][n] for n in names})
     return JsonResponse(report, status=503 if report["status"] == "error" else 200)
 
 

@@ -247,3 +247,69 @@ def test_a_failing_server_part_is_an_error_whatever_the_alarm_path_says(client, 
     body = response.json()
     assert body["status"] == "error"
     assert body["failing"] == ["models"] and body["degraded"] == ["periodic"]
+
+
+# --- a flood of anonymous calls -----------------------------------------------------------
+
+
+@pytest.fixture
+def check_calls(monkeypatch) -> list:
+    """Every check, counted: the names of the checks run, in order."""
+    calls = []
+    for checks in (health.CHECKS, health.DELIVERY_CHECKS):
+        for name, check in list(checks.items()):
+
+            def counted(name=name, check=check):
+                calls.append(name)
+                return check()
+
+            monkeypatch.setitem(checks, name, counted)
+    return calls
+
+
+def test_a_flood_of_anonymous_calls_runs_the_checks_once(client, check_calls, alarm_check_ran):
+    answers = [client.get("/health") for _ in range(20)]
+    assert {response.status_code for response in answers} == {200}
+    assert all(response.json() == answers[0].json() for response in answers)
+    assert check_calls.count("database") == 1 and check_calls.count("broker") == 1
+    assert check_calls.count("channel_layer") == 1
+
+
+def test_the_public_answer_is_reused_only_for_a_second(client, check_calls, monkeypatch):
+    from django.core.cache import cache
+
+    stored = {}
+
+    def remember(key, value, timeout):
+        stored[key] = timeout
+
+    monkeypatch.setattr(cache, "set", remember)  # nothing is kept: each call runs them
+    client.get("/health")
+    client.get("/health")
+    assert check_calls.count("database") == 2
+    assert stored == {health.PUBLIC_REPORT_CACHE_KEY: health.PUBLIC_REPORT_MAX_AGE_S}
+    assert 0 < health.PUBLIC_REPORT_MAX_AGE_S <= 2
+
+
+def test_staff_read_fresh_figures_every_time(client, staff_user, check_calls, alarm_check_ran):
+    client.get("/health")  # an anonymous call: its answer is kept for a second
+    client.force_login(staff_user)
+    first = client.get("/health").json()
+    Heartbeat.objects.filter(name=ALARM_CHECK).delete()  # the alarm check stops
+    second = client.get("/health").json()
+    assert check_calls.count("database") == 3
+    assert first["status"] == "ok" and first["checks"]["database"]["vendor"]
+    assert (
+        second["status"] == "degraded"
+        and "never completed" in (second["checks"]["periodic"]["error"])
+    )
+
+
+def test_a_kept_answer_is_still_the_public_one(client, staff_user, check_calls):
+    client.get("/health")  # kept
+    client.force_login(staff_user)
+    client.get("/health")  # staff: fresh, and not kept for anyone else
+    client.logout()
+    body = client.get("/health").json()
+    assert all(set(check) == {"ok"} for check in body["checks"].values()), body["checks"]
+    assert check_calls.count("database") == 2
