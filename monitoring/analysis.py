@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -187,8 +188,17 @@ def analyze_recording(recording_id: int, force: bool = False) -> dict:
     return _status(Recording.objects.get(pk=recording_id))
 
 
-def queue_analysis(recording_id: int, force: bool = False) -> None:
-    """Hand the analysis to the task queue (run eagerly when there is no broker).
+def queue_analysis(recording_id: int, force: bool = False) -> bool:
+    """Hand the analysis to the task queue (run eagerly when there is no broker); returns
+    whether it was queued.
+
+    Refused (``False``, nothing changed) while an analysis of the recording is already
+    pending and not stale (``UPLOAD_ANALYSIS_STALE_S``): a second run would only replace the
+    first's results with the same ones, twice the work for the workers. An upload whose
+    analysis was never queued (``analysis_queued_at`` unset: the upload's own first queuing)
+    is queued. The check and the change are one conditional UPDATE, so two clicks at the
+    same moment queue one analysis, not two: the database lets one UPDATE match the row, and
+    the other, re-reading it once the first commits, finds it pending and fresh.
 
     The previous results are cleared first: while the new analysis is pending, and if it
     fails, there is nothing to mistake for its result. A queue that cannot take the task
@@ -197,16 +207,27 @@ def queue_analysis(recording_id: int, force: bool = False) -> None:
     """
     from monitoring.tasks import analyze_recording_task
 
+    now = timezone.now()
+    queueable = (
+        ~Q(analysis_status=AnalysisStatus.PENDING)
+        | Q(analysis_queued_at__isnull=True)
+        | Q(analysis_queued_at__lt=_stale_before(now))
+    )
     with transaction.atomic():
-        # the same lock as _store's: a worker storing a result right now finishes first,
-        # and its result is then cleared with the rest
-        Recording.objects.select_for_update().filter(pk=recording_id).first()
-        _clear_results(recording_id)
-        Recording.objects.filter(pk=recording_id).update(
-            analysis_status=AnalysisStatus.PENDING,
-            analysis_error="",
-            analysis_queued_at=timezone.now(),
+        # The UPDATE locks the row, as _store's and _mark_failed's select_for_update do: a
+        # worker storing a result right now finishes first, and its result is then cleared
+        # with the rest.
+        queued = (
+            Recording.objects.filter(queueable, pk=recording_id).update(
+                analysis_status=AnalysisStatus.PENDING,
+                analysis_error="",
+                analysis_queued_at=now,
+            )
+            == 1
         )
+        if not queued:
+            return False
+        _clear_results(recording_id)
     try:
         analyze_recording_task.delay(recording_id, force)
     except Exception as exc:
@@ -217,6 +238,18 @@ def queue_analysis(recording_id: int, force: bool = False) -> None:
             f"could not queue the analysis ({type(exc).__name__}): the task queue did not "
             "take it. Analyse again later.",
         )
+    return True
+
+
+def analysis_pending_message(recording: Recording) -> str:
+    """Why "Analyse again" was refused: an analysis is pending and not stale yet."""
+    minutes = settings.UPLOAD_ANALYSIS_STALE_S / 60
+    return (
+        f"the analysis of recording {recording.pk} is already pending (queued or running): "
+        "wait for its results. It can be run again once it is done or has failed, or once it "
+        f"has been pending for over {minutes:g} minutes (its worker has then most likely "
+        "stopped)."
+    )
 
 
 def analysis_is_stale(recording: Recording, now: datetime | None = None) -> bool:

@@ -3,6 +3,7 @@
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -10,7 +11,12 @@ from django.views.decorators.http import require_POST
 
 from inference.aami import AAMI_CLASSES
 from monitoring import streaming
-from monitoring.analysis import ROWS_NOTE, analysis_is_stale, queue_analysis
+from monitoring.analysis import (
+    ROWS_NOTE,
+    analysis_is_stale,
+    analysis_pending_message,
+    queue_analysis,
+)
 from monitoring.models import BEAT_ROW_FORMATS, AnalysisStatus, Patient, Recording
 from monitoring.strips import DEFAULT_STRIP_S, MAX_STRIP_S, strip_request
 from monitoring.uploads import (
@@ -55,8 +61,10 @@ def upload_recording(request, pk: int):
 def reanalyze_recording(request, pk: int):
     """The results page's "Analyse again": replaces the results (or retries a failure)."""
     recording = get_object_or_404(Recording.objects.visible_to(request.user), pk=pk)
-    if recording.upload_format:
-        queue_analysis(recording.pk, force=True)
+    # refused while an analysis is pending and not stale (a second tab, a double click):
+    # the page says so instead of queuing a second run
+    if recording.upload_format and not queue_analysis(recording.pk, force=True):
+        messages.error(request, analysis_pending_message(recording))
     return redirect("recording-results", pk=recording.pk)
 
 

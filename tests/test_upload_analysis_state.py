@@ -259,3 +259,154 @@ def test_an_analysis_records_when_it_was_queued(api, patient, django_capture_on_
     assert recording.analysis_status == AnalysisStatus.DONE
     assert recording.analysis_queued_at is not None
     assert api.get(f"/api/recordings/{recording.pk}/beats/").status_code == 200
+
+
+# --- "Analyse again" while an analysis is pending -------------------------------------------
+
+
+@pytest.fixture
+def queued_tasks(monkeypatch) -> list:
+    """A queue that records the analysis tasks it is given and never runs them."""
+    from monitoring import tasks
+
+    taken = []
+    monkeypatch.setattr(
+        tasks.analyze_recording_task, "delay", lambda *args, **kwargs: taken.append(args)
+    )
+    return taken
+
+
+def test_the_api_refuses_a_second_analysis_while_one_is_pending(
+    api, patient, settings, queued_tasks
+):
+    settings.UPLOAD_ANALYSIS_STALE_S = 1800
+    recording = pending_csv_upload(patient)
+    assert queue_analysis(recording.pk) is True  # the upload's own analysis
+    queued_at = Recording.objects.get(pk=recording.pk).analysis_queued_at
+
+    response = api.post(f"/api/recordings/{recording.pk}/analyze/")
+    assert response.status_code == 409
+    detail = response.json()["detail"]
+    assert f"the analysis of recording {recording.pk} is already pending" in detail
+    assert "pending for over 30 minutes" in detail
+    assert len(queued_tasks) == 1  # no second run
+    recording.refresh_from_db()
+    assert recording.analysis_queued_at == queued_at  # and its age is not reset either
+
+    queued_minutes_ago(recording, 31)  # its worker most likely stopped: run it again
+    response = api.post(f"/api/recordings/{recording.pk}/analyze/")
+    assert response.status_code == 202 and response.json()["analysis_status"] == "pending"
+    assert len(queued_tasks) == 2
+
+
+def test_the_page_says_why_analyse_again_did_nothing_while_one_is_pending(
+    api, patient, settings, queued_tasks
+):
+    settings.UPLOAD_ANALYSIS_STALE_S = 1800
+    recording = pending_csv_upload(patient)
+    queue_analysis(recording.pk)
+    # a second tab, opened before the first click, still shows the button
+    response = api.post(f"/recordings/{recording.pk}/analyze/", follow=True)
+    assert response.redirect_chain == [(f"/recordings/{recording.pk}/", 302)]
+    page = response.content.decode()
+    assert "is already pending (queued or running): wait for its results" in page
+    assert len(queued_tasks) == 1
+
+
+def test_analyse_again_is_decided_on_the_row_not_on_an_earlier_read(
+    api, analysed, queued_tasks, monkeypatch
+):
+    """Two clicks at the same moment: both views read the recording as done, and only one
+    analysis may be queued. The other click's queuing lands between this view's read and its
+    queuing."""
+    from monitoring.api import uploads
+
+    read = uploads.visible_recording
+
+    def read_then_other_click(request, pk):
+        recording = read(request, pk)
+        assert recording.analysis_status == AnalysisStatus.DONE
+        assert queue_analysis(pk, force=True) is True  # the other click
+        return recording
+
+    monkeypatch.setattr(uploads, "visible_recording", read_then_other_click)
+    response = api.post(f"/api/recordings/{analysed.pk}/analyze/")
+    assert response.status_code == 409
+    assert len(queued_tasks) == 1
+
+
+def test_the_check_and_the_change_are_one_conditional_update(patient, queued_tasks):
+    """Race-free: no read of the status before the write, which two requests could both pass;
+    the UPDATE itself says which rows it may change (the database serialises two of them)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    recording = pending_csv_upload(patient)
+    with CaptureQueriesContext(connection) as queries:
+        assert queue_analysis(recording.pk) is True
+        assert queue_analysis(recording.pk, force=True) is False
+    on_recording = [
+        q["sql"]
+        for q in queries.captured_queries
+        if 'FROM "monitoring_recording"' in q["sql"] or 'UPDATE "monitoring_recording"' in q["sql"]
+    ]
+    assert on_recording[0].startswith('UPDATE "monitoring_recording"')
+    assert '"analysis_status"' in on_recording[0].split("WHERE", 1)[1]
+    refused = [q for q in on_recording if q.startswith('UPDATE "monitoring_recording"')][-1]
+    assert '"analysis_queued_at"' in refused.split("WHERE", 1)[1]
+    assert len(queued_tasks) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_clicks_at_the_same_moment_queue_one_analysis(patient, queued_tasks):
+    """On PostgreSQL, with real concurrent transactions: both clicks wait on the row while a
+    worker stores its result; once it commits, one queues the analysis and the other is
+    refused."""
+    import threading
+
+    from django.db import connection, connections, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: SQLite runs one writer at a time")
+    recording = pending_csv_upload(patient)
+    Recording.objects.filter(pk=recording.pk).update(analysis_status=AnalysisStatus.DONE)
+    held, release = threading.Event(), threading.Event()
+    results = []
+
+    def worker_storing():  # as analysis._store holds the row
+        try:
+            with transaction.atomic():
+                Recording.objects.select_for_update().get(pk=recording.pk)
+                held.set()
+                release.wait(60)
+        finally:
+            connections.close_all()
+
+    def click():
+        try:
+            results.append(queue_analysis(recording.pk, force=True))
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=worker_storing)
+    worker.start()
+    assert held.wait(60)
+    clicks = [threading.Thread(target=click) for _ in range(2)]
+    for thread in clicks:
+        thread.start()
+    waiting = 0
+    for _ in range(6000):  # until both clicks wait for the row lock (a bound, not a timing)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            waiting = cursor.fetchone()[0]
+        if waiting == 2 or len(results) == 2:
+            break
+        threading.Event().wait(0.01)
+    release.set()
+    for thread in (worker, *clicks):
+        thread.join(60)
+    assert sorted(results) == [False, True]
+    assert len(queued_tasks) == 1

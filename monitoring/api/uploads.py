@@ -9,7 +9,7 @@
 - ``GET /api/recordings/<id>/beats/<n>/saliency/``: beat ``n``'s saliency map (data).
 - ``GET /api/recordings/<id>/results.csv``: one line per beat (or CSV row).
 - ``GET /api/recordings/<id>/strip.png?start_s=&length_s=&beat=``: a strip as a picture.
-- ``POST /api/recordings/<id>/analyze/``: run the analysis again.
+- ``POST /api/recordings/<id>/analyze/``: run the analysis again (409 while one is pending).
 """
 
 from django.db.models import QuerySet
@@ -28,7 +28,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from monitoring.analysis import queue_analysis, results_csv
+from monitoring.analysis import analysis_pending_message, queue_analysis, results_csv
 from monitoring.api.predict import error
 from monitoring.api.serializers import error_responses
 from monitoring.models import AnalysisStatus, Beat, Episode, Patient, Recording
@@ -186,14 +186,30 @@ class RecordingAnalysisView(APIView):
 
 class RecordingAnalyzeView(APIView):
     @extend_schema(
-        request=None, responses={202: AnalysisSerializer, **error_responses(400, 401, 403, 404)}
+        request=None,
+        responses={
+            202: AnalysisSerializer,
+            **error_responses(
+                400,
+                401,
+                403,
+                404,
+                409,
+                meanings={
+                    409: "An analysis of the recording is already pending (queued or running) "
+                    "and not stale: wait for it."
+                },
+            ),
+        },
     )
     def post(self, request, pk: int):
-        """Run the analysis of a recording again (replacing its results)."""
+        """Run the analysis of a recording again (replacing its results); 409 while an
+        analysis is already pending, unless that one is stale (``UPLOAD_ANALYSIS_STALE_S``)."""
         recording = visible_recording(request, pk)
         if not recording.upload_format:
             return error("only uploaded recordings are analysed in batch")
-        queue_analysis(recording.pk, force=True)
+        if not queue_analysis(recording.pk, force=True):
+            return error(analysis_pending_message(recording), status.HTTP_409_CONFLICT)
         recording.refresh_from_db()
         return Response(AnalysisSerializer(recording).data, status=status.HTTP_202_ACCEPTED)
 
