@@ -359,6 +359,25 @@ def record_name(recording: Recording) -> str:
     return f"recording-{recording.pk}"
 
 
+def export_lead_names(recording: Recording) -> list[str]:
+    """The lead names as the exports write them: each one unique.
+
+    A WFDB header may name two signals alike (``ECG`` and ``ECG`` in some PhysioNet records)
+    and its upload keeps the names as they are, but ``wfdb.wrsamp`` refuses such a header (the
+    export answered 500), and a CSV with two ``ECG_mv`` columns leaves the reader guessing.
+    A name already taken gets the channel's number: ``ECG``, ``ECG-ch2``.
+    """
+    names, taken = [], set(recording.lead_names)
+    for channel, name in enumerate(recording.lead_names):
+        if name in names:
+            name = f"{name}-ch{channel + 1}"
+            while name in taken:  # a file that also had a lead of that name
+                name += "'"
+        names.append(name)
+        taken.add(name)
+    return names
+
+
 def adc_with_gaps(recording: Recording) -> np.ndarray:
     """All channels from sample 0 to the end as stored (int16 ADC units, shape (n, channels)),
     with ``WFDB_INVALID_ADC`` where no chunk covers a sample."""
@@ -421,7 +440,7 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
         name,
         fs=recording.sampling_rate_hz,
         units=["mV"] * n_channels,
-        sig_name=list(recording.lead_names),
+        sig_name=export_lead_names(recording),
         d_signal=adc,
         fmt=["16"] * n_channels,
         adc_gain=[recording.gain_adc_per_mv] * n_channels,
@@ -507,7 +526,11 @@ def signal_csv_lines(recording: Recording) -> Iterator[str]:
         return text
 
     writer.writerow(
-        ["time_s", "sample", *[spreadsheet_text(f"{lead}_mv") for lead in recording.lead_names]]
+        [
+            "time_s",
+            "sample",
+            *[spreadsheet_text(f"{lead}_mv") for lead in export_lead_names(recording)],
+        ]
     )
     blank = [""] * recording.n_channels
     position = 0

@@ -675,9 +675,22 @@ def test_the_exports_say_when_the_recording_started(api, device_recording, setti
     assert header == "time_s,sample,II_mv"
 
 
-def test_a_bad_export_format_or_an_empty_recording_answers_400(api, recording):
-    assert api.get(f"/api/recordings/{recording.pk}/export.zip?format=edf").status_code == 400
-    assert api.get(f"/api/recordings/{recording.pk}/export.zip?format=wfdb").status_code == 400
+def test_a_bad_export_format_answers_400(api, recording):
+    response = api.get(f"/api/recordings/{recording.pk}/export.zip?format=edf")
+    assert response.status_code == 400
+    assert response.json()["detail"] == "format must be wfdb or csv, got 'edf'"
+
+
+@pytest.mark.parametrize("url", ["export.zip?format=wfdb", "export.zip?format=csv", "export.csv"])
+def test_every_export_of_a_recording_with_no_samples_answers_the_same_400(api, recording, url):
+    # a device recording just opened: a CSV of its header alone would read as lost signal
+    assert not recording.chunks.exists()
+    response = api.get(f"/api/recordings/{recording.pk}/{url}")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "detail": f"recording {recording.pk} has no samples stored yet: nothing to export"
+    }
 
 
 def test_overlapping_episodes_become_rhythm_changes(device_recording):
@@ -822,3 +835,49 @@ def test_wfdb_export_of_a_mitdb_upload(api, patient, tmp_path, django_capture_on
         "events"
     ]
     assert found[0]["sample"] == first_v
+
+
+def test_an_upload_whose_leads_share_a_name_exports_with_unique_names(api, patient, tmp_path):
+    """Some PhysioNet headers name two signals alike (``ECG``, ``ECG``); the upload keeps
+    them, and wfdb.wrsamp refused them: the WFDB export answered 500."""
+    from tests.upload_helpers import api_upload
+
+    adc = np.random.default_rng(3).integers(-300, 300, size=(2500, 2)).astype(np.int16)
+    wfdb.wrsamp(
+        "twins",
+        fs=250,
+        units=["mV", "mV"],
+        sig_name=["ECG", "other"],
+        d_signal=adc,
+        fmt=["16", "16"],
+        adc_gain=[200.0, 200.0],
+        baseline=[0, 0],
+        write_dir=str(tmp_path),
+    )
+    header = (tmp_path / "twins.hea").read_text().replace(" other\n", " ECG\n")
+    files = {"twins.hea": header.encode(), "twins.dat": (tmp_path / "twins.dat").read_bytes()}
+    response = api_upload(api, patient.pk, files)
+    assert response.status_code == 201, response.json()
+    recording = Recording.objects.get(pk=response.json()["id"])
+    assert recording.lead_names == ["ECG", "ECG"]  # as the file names them
+
+    response = api.get(f"/api/recordings/{recording.pk}/export.zip?format=wfdb")
+    assert response.status_code == 200
+    name = f"recording-{recording.pk}"
+    _, record, _ = read_wfdb_zip(response.content, tmp_path / "export", name)
+    assert record.sig_name == ["ECG", "ECG-ch2"]
+    assert np.array_equal(record.d_signal, adc)
+
+    lines = b"".join(api.get(f"/api/recordings/{recording.pk}/export.csv").streaming_content)
+    assert lines.decode().splitlines()[0] == "time_s,sample,ECG_mv,ECG-ch2_mv"
+
+
+def test_export_lead_names_never_repeat():
+    from monitoring.review import export_lead_names
+
+    def names(*leads):
+        return export_lead_names(Recording(lead_names=list(leads), n_channels=len(leads)))
+
+    assert names("II") == ["II"]
+    assert names("ECG", "ECG", "ECG") == ["ECG", "ECG-ch2", "ECG-ch3"]
+    assert names("ECG", "ECG", "ECG-ch2") == ["ECG", "ECG-ch2'", "ECG-ch2"]

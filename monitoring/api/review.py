@@ -9,7 +9,8 @@
   HH:MM[:SS]) lies: ``time_s`` from the start.
 - ``GET /api/recordings/<id>/range.png?start_s=&length_s=&channel=``: the window of one
   channel as a PNG strip, gaps drawn as gaps (any recording, analysed or not).
-- ``GET /api/recordings/<id>/export.zip?format=wfdb|csv`` and ``GET .../export.csv``.
+- ``GET /api/recordings/<id>/export.zip?format=wfdb|csv`` and ``GET .../export.csv``: 400
+  for a recording with no samples stored yet.
 
 Every one answers 404 for a recording the user may not see, 400 naming a bad parameter.
 """
@@ -172,6 +173,15 @@ class RecordingRangePngView(APIView):
         return response
 
 
+def nothing_to_export(recording) -> Response | None:
+    """400 for an export of a recording with no stored samples (a device recording just
+    opened), the same for every export: a file of headers alone would read as a recording
+    whose signal was lost."""
+    if end_sample(recording) == 0:
+        return error(f"recording {recording.pk} has no samples stored yet: nothing to export")
+    return None
+
+
 class RecordingExportZipView(APIView):
     content_negotiation_class = AnyAcceptNegotiation
 
@@ -190,8 +200,9 @@ class RecordingExportZipView(APIView):
         kind = request.query_params.get("format", "")
         if kind not in ("wfdb", "csv"):
             return error(f"format must be wfdb or csv, got {kind!r}")
-        if end_sample(recording) == 0:
-            return error(f"recording {recording.pk} has no samples stored yet")
+        refused = nothing_to_export(recording)
+        if refused is not None:
+            return refused
         filename = f"{review.record_name(recording)}-{kind}.zip"
         if kind == "csv":
             # a temporary file, sent in blocks and deleted once sent (review.csv_zip)
@@ -211,11 +222,15 @@ class RecordingExportCsvView(APIView):
 
     @extend_schema(
         operation_id="api_recordings_export_csv",
-        responses={(200, "text/csv"): OpenApiTypes.STR, **error_responses(401, 404)},
+        responses={(200, "text/csv"): OpenApiTypes.STR, **error_responses(400, 401, 404)},
     )
     def get(self, request, pk: int):
         """The whole recording as CSV: time_s, sample, one column per lead in mV (gaps blank)."""
         recording = visible_recording(request, pk)
+        # checked before the stream starts: once it has, the status is sent and cannot change
+        refused = nothing_to_export(recording)
+        if refused is not None:
+            return refused
         response = StreamingHttpResponse(
             review.signal_csv_lines(recording), content_type="text/csv; charset=utf-8"
         )
