@@ -693,6 +693,13 @@ def test_every_export_of_a_recording_with_no_samples_answers_the_same_400(api, r
     }
 
 
+def test_the_review_page_of_a_recording_with_no_samples_offers_no_export(api, recording):
+    # every export of it answers 400 (above): the page says why instead of offering them
+    page = api.get(f"/recordings/{recording.pk}/review/").content.decode()
+    assert "Nothing to export yet: no samples of this recording are stored." in page
+    assert "export.zip" not in page and "export.csv" not in page
+
+
 def test_overlapping_episodes_become_rhythm_changes(device_recording):
     Episode.objects.create(recording=device_recording, kind="TACHY", start_s=6.0, end_s=8.0)
     Episode.objects.create(recording=device_recording, kind="PAUSE", start_s=19.0, end_s=21.0)

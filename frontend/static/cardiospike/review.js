@@ -114,6 +114,7 @@
   function showMessage(text) { $("view-message").textContent = text; }
 
   function updateExportLink() {
+    if (!$("export-png")) { return; }  // no samples stored: the page offers no export
     var lengthS = Math.max(0.5, Math.min(60, state.widthS));
     $("export-png").href = base + "range.png?start_s=" + state.startS.toFixed(3) +
       "&length_s=" + lengthS + "&channel=" + state.channel;
