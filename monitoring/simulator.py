@@ -19,9 +19,11 @@ Faults are injected on the device's side, so that the server sees what a bad lin
 - ``disconnect EVERY_S:FOR_S``: every EVERY_S seconds the link is down for FOR_S seconds; the
   queue fills and is drained after reconnecting.
 
-As the firmware does, a device told ``409`` with ``"code": "new_session"`` (it was moved to
-another patient, or its recording was closed) starts a new session and resends what it has not
-had acknowledged there; any other refusal drops the chunk, logged as a warning at most once per
+As the firmware does, a failed post (no answer, 5xx, 429) backs off the device's link: nothing
+is posted until the backoff (and a 429's ``Retry-After``) has passed, then the oldest queued
+chunk goes first. A device told ``409`` with ``"code": "new_session"`` (it was moved to another
+patient, or its recording was closed) starts a new session and resends what it has not had
+acknowledged there; any other refusal drops the chunk, logged as a warning at most once per
 ``REFUSAL_LOG_INTERVAL_S`` per device.
 
 Times that belong to the device (chunk length, duration, retry wait, disconnects) are seconds
@@ -35,6 +37,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import secrets
 import signal
 import time
@@ -95,6 +98,9 @@ REFUSAL_LOG_INTERVAL_S = 10.0
 # Statuses after which the device stops: its token or its patient assignment is wrong.
 FATAL_STATUSES = {401, 403}
 MAX_BACKOFF_S = 30.0  # device time
+# The longest Retry-After a device waits (wall seconds), as the firmware caps it: a garbled or
+# huge header must not park the device for days.
+MAX_RETRY_AFTER_S = 3600.0
 
 
 # --- Signals ------------------------------------------------------------------------------
@@ -260,6 +266,10 @@ class SimulationConfig:
             raise ValueError(f"chunk length must be positive, got {self.chunk_s} s")
         if self.duration_s is not None and not self.duration_s > 0:
             raise ValueError(f"duration must be positive, got {self.duration_s} s")
+        if not self.retry_s > 0:
+            # a wait of 0 after a failed post would resend in a tight loop against a server
+            # that is down or throttling
+            raise ValueError(f"retry wait must be positive, got {self.retry_s} s")
 
 
 @dataclass
@@ -393,6 +403,13 @@ class VirtualDevice:
         self.session_first_sample = 0
         self.session_started_by: int | None = None  # the device seq whose 409 started it
         self.pending: dict[int, _Pending] = {}  # by the device's seq
+        # The link's backoff, as the firmware keeps it: after a failed post (no answer, 5xx,
+        # 429) nothing is posted until hold_until (loop time), whichever chunk is next. A
+        # backoff per chunk let the next queued chunk go out at once: a throttled device kept
+        # posting through its Retry-After, and a server that failed got every queued chunk,
+        # newest before oldest.
+        self.failures_in_row = 0
+        self.hold_until = 0.0
         self.refusals_unlogged = 0
         self.refusal_logged_at: float | None = None  # time.monotonic()
         self.wake = asyncio.Event()
@@ -465,21 +482,16 @@ class VirtualDevice:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(0.0, due - loop.time()))
                 if stop.is_set():
+                    # The frames sampled since the last chunk go out as a last, shorter chunk,
+                    # so that the recording ends where the device stopped sampling.
+                    sampled = int((loop.time() - self.started) * self.sim.speed * self.config.fs_hz)
+                    n_frames = min(n_frames, sampled - first_sample)
+                    if n_frames > 0:
+                        self.queue_chunk(seq, first_sample, n_frames)
                     break
-                chunk = self.make_chunk(seq, first_sample, n_frames)
-                item = _Pending(seq, first_sample, chunk, self.encode(chunk), loop.time())
-                self.report.chunks_made += 1
-                self.report.samples_made += n_frames
+                self.queue_chunk(seq, first_sample, n_frames)
                 seq += 1
                 first_sample += n_frames
-                if self.rng.random() < self.sim.faults.lose:
-                    self.report.chunks_lost += 1
-                    continue
-                if self.rng.random() < self.sim.faults.reorder:
-                    item.not_before += 1.5 * self.period_wall_s
-                    self.report.reordered += 1
-                self.pending[item.seq] = item
-                self.wake.set()
         finally:
             self.producing = False
             # after the signal ends (or a stop), the queue gets a bounded time to drain
@@ -491,6 +503,22 @@ class VirtualDevice:
             self.drain_deadline = loop.time() + drain_s
             self.wake.set()
 
+    def queue_chunk(self, seq: int, first_sample: int, n_frames: int) -> None:
+        """Queue a freshly sampled chunk, with the buffer's faults (lose, reorder)."""
+        loop = asyncio.get_running_loop()
+        chunk = self.make_chunk(seq, first_sample, n_frames)
+        item = _Pending(seq, first_sample, chunk, self.encode(chunk), loop.time())
+        self.report.chunks_made += 1
+        self.report.samples_made += n_frames
+        if self.rng.random() < self.sim.faults.lose:
+            self.report.chunks_lost += 1
+            return
+        if self.rng.random() < self.sim.faults.reorder:
+            item.not_before += 1.5 * self.period_wall_s
+            self.report.reordered += 1
+        self.pending[item.seq] = item
+        self.wake.set()
+
     async def send(self, http: aiohttp.ClientSession, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -500,6 +528,14 @@ class VirtualDevice:
             down_s = self.sim.faults.link_down(self.device_seconds(now))
             if down_s > 0:
                 await self._sleep_or_wake(down_s / self.sim.speed, wake_on_chunk=False)
+                continue
+            if self.hold_until > now:
+                # backing off after a failed post; woken by a new chunk or the signal's end,
+                # so that a stop still gets its (bounded) drain
+                timeout = self.hold_until - now
+                if not self.producing:
+                    timeout = min(timeout, max(0.0, self.drain_deadline - now))
+                await self._sleep_or_wake(timeout, wake_on_chunk=True)
                 continue
             ready = [p for p in self.pending.values() if p.not_before <= now]
             if not ready:
@@ -541,6 +577,7 @@ class VirtualDevice:
             http, CHUNKS_PATH, item.body, self.content_type
         )
         if status in (200, 201):
+            self.failures_in_row = 0
             self.acknowledged(item, answer, latency_s)
             if self.link_rng.random() < self.sim.faults.duplicate:
                 report.duplicates_sent += 1
@@ -555,21 +592,28 @@ class VirtualDevice:
             return
         asks_new_session = status == 409 and answer.get("code") == NEW_SESSION_CODE
         if asks_new_session and self.session_started_by != item.seq:
+            self.failures_in_row = 0
             self.start_new_session(item, answer)
             return
         if status in REFUSED_STATUSES:
+            self.failures_in_row = 0  # the server answered: the link itself is fine
             # a device bug, not a link problem: resending the same bytes cannot help
             report.chunks_refused += 1
             report.last_ack = {"refused_seq": item.chunk.seq, "status": status, **answer}
             del self.pending[item.seq]
             self.log_refusal(item, status, answer)
             return
-        if status == 429 and retry_after_s is not None:
-            wait_s = retry_after_s
-        else:
-            backoff_s = min(self.sim.retry_s * 2 ** min(item.attempts - 1, 6), MAX_BACKOFF_S)
-            wait_s = backoff_s / self.sim.speed
-        item.not_before = loop.time() + wait_s
+        # No answer, 5xx, 429 (or a status the protocol does not use): the link backs off,
+        # 1, 2, 4 ... 30 s of device time after the failures in a row, and at least as long
+        # as the server's Retry-After (wall time: the server's clock); then the oldest
+        # queued chunk goes first.
+        self.failures_in_row += 1
+        doublings = min(self.failures_in_row - 1, 6)
+        wait_s = min(self.sim.retry_s * 2**doublings, MAX_BACKOFF_S) / self.sim.speed
+        if retry_after_s is not None:
+            wait_s = max(wait_s, retry_after_s)
+        self.hold_until = loop.time() + wait_s
+        item.not_before = self.hold_until
 
     def start_new_session(self, item: _Pending, answer: dict) -> None:
         """The server's 409 "new_session": a new session id, and every queued chunk numbered
@@ -646,19 +690,17 @@ class VirtualDevice:
         started = time.perf_counter()
         try:
             async with http.post(self.base_url + path, data=body, headers=headers) as response:
-                text = await response.text()
+                # bytes, decoded leniently: a proxy's error page in another charset (or
+                # garbage) is an answer to act on by its status, not a crash of the run
+                text = (await response.read()).decode("utf-8", errors="replace")
                 latency_s = time.perf_counter() - started
                 try:
                     answer = json.loads(text) if text else {}
-                except ValueError:
+                except (ValueError, RecursionError):
                     answer = {"detail": text[:200]}
                 if not isinstance(answer, dict):
                     answer = {"detail": answer}
-                retry_after = response.headers.get("Retry-After")
-                try:
-                    retry_after_s = float(retry_after) if retry_after else None
-                except ValueError:
-                    retry_after_s = None
+                retry_after_s = parse_retry_after(response.headers.get("Retry-After"))
                 return response.status, answer, latency_s, retry_after_s
         except (aiohttp.ClientError, TimeoutError) as exc:
             return "connection", {"detail": str(exc) or type(exc).__name__}, 0.0, None
@@ -670,6 +712,18 @@ class VirtualDevice:
             self.report.closed = True
         else:
             self.report.errors[f"close {status}"] += 1
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds of a ``Retry-After`` header, within 0 to ``MAX_RETRY_AFTER_S``; None when absent
+    or not a number of seconds (an HTTP date, "inf", "nan": the backoff applies alone)."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 # --- Many devices -------------------------------------------------------------------------
@@ -730,8 +784,9 @@ def run_simulation(
     signals_adc: list[np.ndarray],
     simulation: SimulationConfig,
 ) -> list[DeviceReport]:
-    """``simulate`` in a fresh event loop; Ctrl-C or SIGTERM stops producing, delivers what
-    is queued (a few seconds at most), closes the recordings and returns the reports."""
+    """``simulate`` in a fresh event loop; Ctrl-C or SIGTERM stops producing (the frames
+    sampled since the last chunk go out as a shorter one), delivers what is queued (a few
+    seconds at most), closes the recordings and returns the reports."""
 
     async def main() -> list[DeviceReport]:
         stop = asyncio.Event()

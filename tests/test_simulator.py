@@ -5,22 +5,30 @@ test database) with a few seconds of signal at high speed. Whatever faults the d
 suffer, the server must end with every sample stored exactly once.
 """
 
+import asyncio
+
 import numpy as np
 import pytest
+from aiohttp import web
 from django.core.management import CommandError, call_command
 
 from monitoring.demo import seed_demo
 from monitoring.models import Device, Patient, Recording
+from monitoring.protocol import Chunk, parse_chunk
 from monitoring.recordings import summarize
 from monitoring.samples import decode_int16
 from monitoring.simulator import (
+    CLOSE_PATH,
     DeviceConfig,
+    DeviceReport,
     Faults,
     SimulationConfig,
     load_source,
+    parse_retry_after,
     prepare_devices,
     prepare_signals,
     run_simulation,
+    simulate,
     to_adc,
 )
 from tests.inference.conftest import physionet_folder
@@ -395,6 +403,164 @@ def test_the_command_refuses_demo_devices_without_debug(settings):
         call_command("simulate_devices", "--demo")
 
 
+def test_the_command_refuses_a_retry_wait_that_would_resend_in_a_tight_loop():
+    # a closed port and a short run: were the option taken, the test would end, not hang
+    options = ["--token=csd_a", "--url=http://127.0.0.1:9", "--duration=0.5", "--retry-s=0"]
+    with pytest.raises(CommandError, match="retry wait must be positive"):
+        call_command("simulate_devices", *options)
+
+
 def test_the_command_needs_a_token_per_device():
     with pytest.raises(CommandError, match="needs 2 tokens"):
         call_command("simulate_devices", "--token=csd_a", "--count=2")
+
+
+# --- Against a scripted server: the answers a real server rarely gives ---------------------
+
+
+class ScriptedServer:
+    """An HTTP server on 127.0.0.1 whose answer to each chunk is ``answer(server, chunk)``
+    (an aiohttp response); it keeps every chunk posted, in the order they came."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.posts: list[Chunk] = []
+        self.stop = asyncio.Event()
+
+    @staticmethod
+    def ack(chunk: Chunk) -> web.Response:
+        body = {
+            "recording": 1,
+            "seq": chunk.seq,
+            "stored": True,
+            "next_seq": chunk.seq + 1,
+            "end_sample": chunk.end_sample,
+            "missing_samples": 0,
+        }
+        return web.json_response(body, status=201)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.path == CLOSE_PATH:
+            return web.json_response({"recording": 1, "status": "closed"})
+        chunk = parse_chunk(body, request.headers["Content-Type"])
+        self.posts.append(chunk)
+        return await self.answer(self, chunk)
+
+    def run(self, duration_s: float, **overrides) -> DeviceReport:
+        """One 250 Hz device for ``duration_s`` s of signal (value == frame index)."""
+        device = DeviceConfig("scripted", "csd_token", FS_HZ, GAIN)
+        self.signal = np.arange(round(duration_s * FS_HZ), dtype=np.int16)
+        options = {"speed": 10.0, "duration_s": duration_s, "chunk_s": 0.5, "retry_s": 1.0}
+        options.update(overrides)
+
+        async def main() -> DeviceReport:
+            app = web.Application()
+            app.router.add_post("/{path:.*}", self.handle)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            config = SimulationConfig(base_url=f"http://{host}:{port}", **options)
+            try:
+                [report] = await simulate([device], [self.signal], config, self.stop)
+            finally:
+                await runner.cleanup()
+            return report
+
+        return asyncio.run(main())
+
+
+def test_a_throttled_device_posts_nothing_more_until_retry_after_has_passed():
+    """A 429's Retry-After holds the device's link, not only the refused chunk: the chunks
+    queued meanwhile wait too (the throttle counts the device's requests, not a chunk's)."""
+
+    async def throttled(server, chunk):
+        return web.json_response(
+            {"detail": "slow down"}, status=429, headers={"Retry-After": "3600"}
+        )
+
+    server = ScriptedServer(throttled)
+    report = server.run(duration_s=2.0, speed=20.0, drain_timeout_s=0.5)
+
+    assert [chunk.seq for chunk in server.posts] == [0]
+    assert report.errors == {"429": 1}
+    assert report.chunks_made == report.chunks_unsent == 4
+
+
+def test_after_a_server_error_the_link_backs_off_and_the_oldest_chunk_goes_first():
+    """A 503 holds every post for the backoff (1 s of device time here); then the queue goes
+    out oldest first, as the firmware's does, instead of newer chunks overtaking the failed one."""
+
+    async def fails_once(server, chunk):
+        if len(server.posts) == 1:
+            return web.json_response({"detail": "restarting"}, status=503)
+        return server.ack(chunk)
+
+    server = ScriptedServer(fails_once)
+    report = server.run(duration_s=2.0)
+
+    # chunk 1 is sampled at 1.0 s, while chunk 0 (failed at 0.5 s) waits until 1.5 s
+    assert [chunk.seq for chunk in server.posts] == [0, 0, 1, 2, 3]
+    assert report.errors == {"503": 1} and report.retries == 1
+    assert report.chunks_acked == report.chunks_made == 4
+    assert report.samples_acked == len(server.signal)
+
+
+def test_an_error_page_that_is_not_utf8_is_retried_rather_than_crashing_the_run():
+    async def garbled_once(server, chunk):
+        if len(server.posts) == 1:
+            return web.Response(
+                body=b"\xff\xfe<h1>Bad gateway</h1>",
+                status=502,
+                content_type="text/html",
+                charset="utf-8",
+            )
+        return server.ack(chunk)
+
+    server = ScriptedServer(garbled_once)
+    report = server.run(duration_s=1.0)
+
+    assert report.errors == {"502": 1}
+    assert report.chunks_acked == report.chunks_made == 2
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("2", 2.0),
+        ("0.5", 0.5),
+        ("-3", 0.0),
+        ("99999999", 3600.0),
+        ("inf", None),
+        ("nan", None),
+        ("Wed, 21 Oct 2026 07:28:00 GMT", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_is_read_as_bounded_seconds(header, seconds):
+    assert parse_retry_after(header) == seconds
+
+
+def test_a_stop_sends_the_frames_sampled_since_the_last_chunk():
+    """Ctrl-C or SIGTERM between two chunks: the frames sampled since the last one go out as
+    a last, shorter chunk, so the recording ends where the device stopped."""
+
+    async def stop_during_chunk_2(server, chunk):
+        if chunk.seq == 1:
+            # 0.1 s of wall time at 2x real time: about 50 of chunk 2's 125 frames sampled
+            await asyncio.sleep(0.1)
+            server.stop.set()
+        return server.ack(chunk)
+
+    server = ScriptedServer(stop_during_chunk_2)
+    report = server.run(duration_s=10.0, speed=2.0)
+
+    *whole, last = server.posts
+    assert [chunk.seq for chunk in whole] == [0, 1] and last.seq == 2
+    assert last.first_sample == 250 and 0 < last.n_frames < 125
+    assert np.array_equal(last.samples[:, 0], server.signal[250 : last.end_sample])
+    assert report.samples_made == report.samples_acked == last.end_sample
+    assert report.chunks_unsent == 0 and report.closed
