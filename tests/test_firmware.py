@@ -1,7 +1,8 @@
 """The firmware's portable core: its host tests, and its encoder against the server's parser.
 
 ``make -C firmware test`` builds and runs the C++ unit tests (ring buffer, encoder, retry queue,
-R-peak detector) and the host tools. The C++ encoder's bodies must be the bytes the server's
+R-peak detector, and the sketch's HTTP glue against a model of the core's HTTPClient) and the
+host tools. The C++ encoder's bodies must be the bytes the server's
 own encoder writes and parse back to the same chunk; the on-screen R-peak detector is scored on
 MIT-BIH records. Without g++ and make the tests skip, or fail when CI sets
 ``CARDIOSPIKE_REQUIRE_SERVICES=1``, so CI cannot go green by skipping them.
@@ -65,6 +66,8 @@ def test_it_passes_the_firmware_host_tests(toolchain):
     assert result.returncode == 0, output[-6000:]
     assert "0 failed checks" in result.stdout
     assert "FAIL" not in result.stdout
+    # the sketch's own transport, against the model of the core's HTTPClient, ran too
+    assert "ok   sketch_streams_through_a_wifi_drop_and_delivers_every_chunk_once" in result.stdout
 
 
 # --- the encoder against the server's parser ---------------------------------------------

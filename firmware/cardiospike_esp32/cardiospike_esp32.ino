@@ -264,7 +264,8 @@ void maintain_wifi() {
   const uint32_t now = millis();
   if (now - wifi_last_try_ms < wait_ms) return;
   wifi_last_try_ms = now;
-  wait_ms = wait_ms < 60000 ? wait_ms * 2 : 60000;
+  // doubled up to a minute: 10, 20, 40, 60, 60 ... s (doubling 40 s first would wait 80 s once)
+  wait_ms = wait_ms < 30000 ? wait_ms * 2 : 60000;
   Serial.println("[cardiospike] Wi-Fi down: reconnecting");
   WiFi.disconnect();
   WiFi.begin(CARDIOSPIKE_WIFI_SSID, CARDIOSPIKE_WIFI_PASSWORD);

@@ -1,14 +1,16 @@
-// Declarations-only stand-ins for the ESP32 Arduino core, U8g2 and FreeRTOS, just enough for
-// `make check-sketch` to parse the sketch on the host (g++ -fsyntax-only). They mirror the
-// signatures the sketch calls as the author understood them from the cores' headers; they
-// prove the sketch is well-formed C++ against the portable core, not that it builds for the
-// ESP32. Nothing here is linked or run.
+// Stand-ins for the ESP32 Arduino core, U8g2 and FreeRTOS, just enough for `make check-sketch`
+// to parse the sketch on the host (g++ -fsyntax-only). They mirror the signatures the sketch
+// calls as the author understood them from the cores' headers; they prove the sketch is
+// well-formed C++ against the portable core, not that it builds for the ESP32. Only
+// declarations here: test/arduino_fakes.cpp defines them for `sketch_tests`, which runs the
+// sketch's HTTP glue against a model of the core's HTTPClient (test/test_sketch_transport.cpp).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 #define IRAM_ATTR
 #define HIGH 1
@@ -28,6 +30,9 @@ class String {
   String operator+(const char* text) const;
   const char* c_str() const;
   long toInt() const;
+
+ private:
+  std::string text_;  // for the fakes only
 };
 
 class HardwareSerial {
