@@ -245,7 +245,7 @@ else:
 # A live recording without a chunk for this long is closed (the periodic sweep does it).
 DEVICE_SILENCE_CLOSE_S = envfloat("DEVICE_SILENCE_CLOSE_S", "300")
 # A gap in a stream is final (analysed as missing) once the chunk after it is this old; the
-# firmware buffers 60 s, so a resent chunk normally arrives well within it.
+# firmware resends its buffer (120 s) oldest first, so a resent chunk normally arrives within it.
 DEVICE_GAP_WAIT_S = envfloat("DEVICE_GAP_WAIT_S", "60")
 # Requests per device; counted per server process (local memory, so ingest keeps working
 # while Redis is down): with P processes a device may reach P times the rate.

@@ -21,9 +21,11 @@ The flow (``docs/architecture.md``, "Streaming analysis"):
    beat is lost or stored twice. After the commit the new results go to the recording's
    channel-layer group (``recording-<id>``).
 4. A gap (a range no chunk covers) stops the analysis until it is filled, or until it is
-   final: the chunk after it arrived ``DEVICE_GAP_WAIT_S`` ago (the firmware's buffer is
-   60 s) or the recording is closed. Then the analyzer finishes the stretch before the gap and
-   a new one starts after it: beats are never invented across missing signal.
+   final: the chunk after it arrived ``DEVICE_GAP_WAIT_S`` ago (the firmware resends its
+   buffer, 120 s, oldest first) or the recording is closed. Then the analyzer finishes the
+   stretch before the gap and a new one starts after it: beats are never invented across
+   missing signal. A gap may be wider than a round reads (a device offline for minutes):
+   :func:`_read_stretch` then looks past the round for the chunk after it.
 5. :func:`sweep` (celery beat, every ``STREAM_SWEEP_S``) closes silent recordings and queues
    every recording whose cursor lags its stored samples and has no live claim (a claim older
    than ``STREAM_STALE_S`` belongs to a dead worker), so the analysis catches up by itself
@@ -167,7 +169,6 @@ class _Stretch:
 
 
 def _read_stretch(recording: Recording, cursor: int, max_samples: int) -> _Stretch:
-    gap_wait = timedelta(seconds=settings.DEVICE_GAP_WAIT_S)
     parts, position = [], cursor
     chunks = (
         SampleChunk.objects.filter(recording=recording, first_sample__gte=cursor)
@@ -189,11 +190,7 @@ def _read_stretch(recording: Recording, cursor: int, max_samples: int) -> _Stret
         if chunk.end_sample <= position:
             continue
         if chunk.first_sample > position:  # a gap
-            next_first = chunk.first_sample
-            final = (
-                recording.status == Recording.Status.CLOSED
-                or timezone.now() - chunk.received_at >= gap_wait
-            )
+            next_first, final = chunk.first_sample, _gap_is_final(recording, chunk)
             break
         chunk.recording = recording
         samples = chunk.samples()[position - chunk.first_sample :]
@@ -205,10 +202,32 @@ def _read_stretch(recording: Recording, cursor: int, max_samples: int) -> _Stret
         if more:
             break
     if next_first is None and not more and position < recording.end_sample:
-        # the round stopped at its sample limit exactly on a chunk boundary
-        more = position - cursor >= max_samples
+        if position - cursor >= max_samples:
+            more = True  # the round stopped at its sample limit exactly on a chunk boundary
+        else:
+            # A gap wider than the rest of the round (a device offline for minutes): the chunk
+            # after it lies beyond the candidates read above. Without it the gap was never
+            # seen, never given up, and the analysis stalled there for good.
+            following = (
+                chunks.filter(first_sample__gte=position)
+                .only("first_sample", "received_at")
+                .first()
+            )
+            if following is not None:
+                next_first = following.first_sample
+                final = _gap_is_final(recording, following)
     adc = np.concatenate(parts) if parts else np.zeros((0, recording.n_channels), np.int16)
     return _Stretch(adc, next_first, final, more)
+
+
+def _gap_is_final(recording: Recording, chunk_after: SampleChunk) -> bool:
+    """Whether the gap before ``chunk_after`` is given up: the recording is closed, or that
+    chunk arrived ``DEVICE_GAP_WAIT_S`` ago (a device resends its buffer sooner than that)."""
+    gap_wait = timedelta(seconds=settings.DEVICE_GAP_WAIT_S)
+    return (
+        recording.status == Recording.Status.CLOSED
+        or timezone.now() - chunk_after.received_at >= gap_wait
+    )
 
 
 def analyze_next(recording_id: int) -> RoundResult:
@@ -223,11 +242,10 @@ def analyze_next(recording_id: int) -> RoundResult:
 
     stretch = _read_stretch(recording, cursor, max(1, round(settings.STREAM_MAX_ROUND_S * fs_hz)))
     segment_start = recording.stream_start_sample if has_state else cursor
-    analyzer = (
-        StreamingAnalyzer.from_bytes(bytes(recording.stream_state))
-        if has_state
-        else StreamingAnalyzer(fs_hz)
-    )
+    analyzer = _saved_analyzer(recording) if has_state else None
+    restarted = has_state and analyzer is None
+    if analyzer is None:
+        analyzer, segment_start = StreamingAnalyzer(fs_hz), cursor
     updates = []
     position = cursor
     pushed_before = analyzer.n_samples_pushed
@@ -267,6 +285,10 @@ def analyze_next(recording_id: int) -> RoundResult:
         if now_at != (cursor, has_state):
             # another run (a redelivered task next to its sweep) got here first
             return RoundResult(more=True)
+        if restarted:
+            # the lost stretch's provisional beats (its newest, highest indices) can never be
+            # confirmed now: gone, rather than left provisional for good
+            recording.beats.filter(provisional=True).delete()
         beats = _store_beats(recording, segment_start, updates)
         verdicts = _store_verdicts(recording, segment_start, updates)
         analysed_end = segment_start + analyzer.n_samples_pushed
@@ -302,6 +324,27 @@ def analyze_next(recording_id: int) -> RoundResult:
         more=stretch.more or (finished and stretch.next_first_sample is not None),
         published=message,
     )
+
+
+def _saved_analyzer(recording: Recording) -> StreamingAnalyzer | None:
+    """The analyzer of the current stretch from its saved state, or None when that state
+    cannot be read (damaged, or written by a version or a model this one cannot load).
+
+    Then a new stretch starts at the cursor, as after a gap: the beats of the last seconds
+    before it are lost, not the recording's analysis. Raising instead failed every round for
+    good: no beat and no alarm for the rest of the recording, the sweep queueing it again
+    every few seconds.
+    """
+    try:
+        return StreamingAnalyzer.from_bytes(bytes(recording.stream_state))
+    except ValueError:
+        logger.exception(
+            "recording %s: the saved analysis state cannot be read; a new stretch starts at "
+            "sample %s",
+            recording.pk,
+            recording.analysis_cursor,
+        )
+        return None
 
 
 def _store_beats(recording: Recording, segment_start: int, updates: list[StreamUpdate]):
