@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from inference.qrs import MAX_FS_HZ, MIN_FS_HZ
@@ -38,8 +39,9 @@ MAX_SAMPLE_ZERO_AGE_S = 24 * 3600.0
 # session's recording was closed by the device, or belongs to a patient the device no longer
 # records (the device was moved). Other refusals carry no code.
 NEW_SESSION = "new_session"
-# Who closes a recording for good: its session can never go on (a close by silence or by a
-# newer session can be undone by a late chunk of it, or by the device's own close).
+# Who closes a recording for good: its session can never go on (a close by silence is undone
+# by a late chunk of it; a late chunk of a session closed by a newer one is stored, and the
+# recording stays closed; the device's own close makes either final).
 FINAL_CLOSES = (Recording.ClosedBy.DEVICE, Recording.ClosedBy.DISCHARGE)
 
 
@@ -105,9 +107,12 @@ def ingest_chunk(device: Device, chunk: Chunk) -> Ack:
         newest_before = recording.end_sample
         stored = _store(recording, chunk)
         recording.last_chunk_at = now
-        if recording.status == Recording.Status.CLOSED:
-            # closed by silence (a device closed by request was refused above): the device
-            # was offline longer than the timeout and delivers its buffer now
+        if recording.closed_by == Recording.ClosedBy.SILENCE:
+            # the device was offline longer than the timeout and delivers its buffer now. Not
+            # a recording closed by a newer session: a late or re-sent chunk of it (a request
+            # still in flight when the device started anew) is stored, but the device streams
+            # the new session, and the old one went live again beside it, for the silence
+            # timeout, listed as live. (Closed by the device or a discharge: refused above.)
             recording.status = Recording.Status.LIVE
             recording.closed_by = Recording.ClosedBy.OPEN
             recording.ended_at = None
@@ -332,17 +337,22 @@ def schedule_analysis(recording_id: int) -> None:
 
 
 def close_silent_recordings(now=None) -> list[int]:
-    """Close live device recordings without a chunk for ``DEVICE_SILENCE_CLOSE_S`` seconds."""
+    """Close live device recordings without a chunk for ``DEVICE_SILENCE_CLOSE_S`` seconds.
+
+    A recording opened explicitly (``/recordings/open/``) that never got a chunk counts from
+    its opening, as the device-offline alarm does: it has no ``last_chunk_at``, and a device
+    that died after the open used to leave it live for good (the patient's current recording,
+    "stale" for ever).
+    """
     now = now or timezone.now()
     limit = now - timedelta(seconds=settings.DEVICE_SILENCE_CLOSE_S)
     closed = []
     with transaction.atomic():
         silent = (
             Recording.objects.select_for_update()
+            .filter(source=Recording.Source.DEVICE, status=Recording.Status.LIVE)
             .filter(
-                source=Recording.Source.DEVICE,
-                status=Recording.Status.LIVE,
-                last_chunk_at__lt=limit,
+                Q(last_chunk_at__lt=limit) | Q(last_chunk_at__isnull=True, started_at__lt=limit)
             )
             .defer("stream_state")  # closing does not need the analyzer's state
         )

@@ -317,7 +317,8 @@ def parse_binary_chunk(body: bytes) -> Chunk:
         samples=samples.astype(np.int16).reshape(n_frames, n_channels),
         session=f"{session:08x}",
         baseline_adc=baseline,
-        battery_pct=battery if flags & FLAG_BATTERY else None,
+        # 255 is "unknown" whatever the flag says: not a charge of 255 %
+        battery_pct=battery if flags & FLAG_BATTERY and battery != 255 else None,
         lead_off=bool(flags & FLAG_LEAD_OFF),
     )
 

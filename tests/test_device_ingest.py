@@ -157,6 +157,21 @@ def test_a_new_session_opens_a_new_recording_and_closes_the_old(client):
     assert new.status == Recording.Status.LIVE and new.session == "00000002"
 
 
+def test_a_late_chunk_of_a_session_a_newer_one_closed_is_stored_not_reopened(client):
+    """A request of the old session still in flight when the device started anew (a retry
+    after a timeout): its samples are kept, but the recording stays closed. It used to go
+    live again beside the new session's, listed as live until the silence timeout."""
+    post_json(client, make_chunk(seq=0, session="00000001"))
+    post_json(client, make_chunk(seq=0, session="00000002"))
+    late = post_json(client, make_chunk(seq=1, session="00000001"))
+    assert late.status_code == 201
+    old, new = Recording.objects.order_by("pk")
+    assert old.chunks.count() == 2
+    assert old.status == Recording.Status.CLOSED and old.closed_by == "server"
+    assert old.ended_at is not None
+    assert new.status == Recording.Status.LIVE
+
+
 def test_closing_recordings_does_not_read_the_analyzer_state(client, settings):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -288,6 +303,22 @@ def test_silence_closes_a_recording_and_a_late_chunk_reopens_it(client, settings
     assert post_json(client, make_chunk(seq=1)).status_code == 201
     recording.refresh_from_db()
     assert recording.status == Recording.Status.LIVE and recording.chunks.count() == 2
+
+
+def test_silence_closes_an_explicitly_opened_recording_that_never_got_a_chunk(client):
+    """No chunk, so no ``last_chunk_at``: the silence counts from the open (it never closed,
+    and stayed the patient's live recording for good)."""
+    response = client.post(
+        "/api/device/v1/recordings/open/",
+        data={"session": "opened", "fs_hz": 250, "gain_adc_per_mv": 200},
+        format="json",
+    )
+    recording = Recording.objects.get(pk=response.json()["recording"])
+    assert close_silent_recordings() == []  # just opened
+    later = recording.started_at + timedelta(seconds=301)
+    assert close_silent_recordings(now=later) == [recording.pk]
+    recording.refresh_from_db()
+    assert recording.status == Recording.Status.CLOSED and recording.closed_by == "silence"
 
 
 # --- Authentication and ownership -------------------------------------------------------
@@ -530,6 +561,15 @@ def test_corrupt_binary_chunks_are_refused_with_the_reason(client, mutate, words
 
 
 # --- Throttling -------------------------------------------------------------------------
+
+
+def test_a_binary_battery_of_255_is_unknown_even_with_the_present_flag(client, device):
+    """255 is the binary body's "unknown" (docs/device-protocol.md); a device that sets the
+    "battery present" flag with it (a gauge not read yet) showed a charge of 255 %."""
+    body = encode_binary_chunk(make_chunk(battery_pct=80))
+    assert post_binary(client, body=_corrupt(body, 34, b"\xff")).status_code == 201
+    device.refresh_from_db()
+    assert device.battery_pct is None
 
 
 def test_a_device_posting_too_fast_is_throttled(client, settings):
