@@ -644,32 +644,37 @@ class _PublisherLoop:
         self._lock = threading.Lock()
 
     def run(self, coroutine_function, timeout_s: float):
-        future = asyncio.run_coroutine_threadsafe(coroutine_function(), self._running_loop())
+        # Submitted under the lock that close() takes the loop away under: a send lands on the
+        # loop before close() starts draining it (and is let finish), or on a new loop after.
+        # Looked up under the lock but submitted after it, a send could reach a loop that
+        # close() had just stopped (never run: the full timeout, then publishing paused) or
+        # closed ("Event loop is closed").
+        with self._lock:
+            loop, dead = self._running_loop_locked()
+            future = asyncio.run_coroutine_threadsafe(coroutine_function(), loop)
+        if dead is not None:  # outside the lock: closing talks to Redis
+            self._close_stopped(dead)
         try:
             return future.result(timeout_s)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise
 
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
+    def _running_loop_locked(self):
+        """This process's running loop (started if need be), and a dead one to close, if
+        any; the caller holds ``_lock``."""
         dead = None
-        with self._lock:
-            alive = self._thread is not None and self._thread.is_alive()
-            if not alive or self._pid != os.getpid():
-                if self.loop is not None and self._pid == os.getpid():
-                    dead = self.loop  # its thread died in this process
-                elif self.loop is not None:
-                    self._kept.append(self.loop)  # a parent's, inherited by fork
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="live-publisher", daemon=True
-                )
-                thread.start()
-                self.loop, self._thread, self._pid = loop, thread, os.getpid()
-            running = self.loop
-        if dead is not None:  # outside the lock: closing talks to Redis
-            self._close_stopped(dead)
-        return running
+        alive = self._thread is not None and self._thread.is_alive()
+        if not alive or self._pid != os.getpid():
+            if self.loop is not None and self._pid == os.getpid():
+                dead = self.loop  # its thread died in this process
+            elif self.loop is not None:
+                self._kept.append(self.loop)  # a parent's, inherited by fork
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="live-publisher", daemon=True)
+            thread.start()
+            self.loop, self._thread, self._pid = loop, thread, os.getpid()
+        return self.loop, dead
 
     def _close_stopped(self, loop: asyncio.AbstractEventLoop) -> None:
         """Close a loop that no longer runs: that is when channels_redis closes the loop's
@@ -685,15 +690,28 @@ class _PublisherLoop:
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop this process's loop and its thread, and close the loop: an orderly end, for
-        when nothing else in the process publishes any more (tests, a shutdown). Call it from
-        code that runs no event loop, as every user of this class is."""
+        when nothing else in the process publishes any more (tests, a shutdown). Sends already
+        submitted finish first (within ``timeout_s``); a send that comes during or after it
+        starts a new loop. Call it from code that runs no event loop, as every user of this
+        class is."""
         with self._lock:
             loop, thread = self.loop, self._thread
             if loop is None or thread is None or self._pid != os.getpid():
                 return
             self.loop, self._thread, self._pid = None, None, None
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout_s)
+        if thread.is_alive():
+
+            async def drain() -> None:
+                # Sends already on the loop finish first (each is bounded by its own
+                # PUBLISH_TIMEOUT_S): a plain loop.stop() left them suspended for good, and
+                # their callers waited out the full timeout and paused publishing.
+                in_flight = asyncio.all_tasks() - {asyncio.current_task()}
+                if in_flight:
+                    await asyncio.wait(in_flight, timeout=timeout_s)
+                asyncio.get_running_loop().stop()
+
+            asyncio.run_coroutine_threadsafe(drain(), loop)
+            thread.join(timeout_s + 1.0)
         self._close_stopped(loop)
 
 

@@ -3,6 +3,7 @@ monitoring/live.py), fed through the real ingest path with MIT-BIH samples and a
 """
 
 import asyncio
+import threading
 import time
 from datetime import timedelta
 
@@ -973,6 +974,39 @@ def test_an_old_loop_that_fails_to_close_is_logged_and_publishing_goes_on(caplog
         publisher.close()
         del first.close  # the loop's own close again
         first.close()
+
+
+def test_closing_the_kept_loop_lets_a_send_in_flight_finish():
+    """close() while another thread's send is on the loop (a worker publishing while the
+    process shuts down): the send completes. It used to be stopped half-way, and its caller
+    waited out the whole timeout, logged a failure and paused publishing."""
+    publisher = live._PublisherLoop()
+    on_the_loop = threading.Event()
+    outcome = {}
+
+    async def slow_send() -> str:
+        on_the_loop.set()
+        await asyncio.sleep(0.2)  # a group send waiting on Redis
+        return "sent"
+
+    def worker() -> None:
+        try:
+            outcome["result"] = publisher.run(slow_send, 5)
+        except Exception as exc:  # noqa: BLE001 - the test reports what came out
+            outcome["error"] = repr(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert on_the_loop.wait(5)
+        loop = publisher.loop
+        publisher.close()
+        thread.join(10)
+        assert outcome == {"result": "sent"}
+        assert loop.is_closed() and publisher.loop is None
+    finally:
+        thread.join(10)
+        publisher.close()
 
 
 @pytest.mark.django_db
