@@ -16,8 +16,9 @@ which changes nothing). :func:`apply_conditions` turns that into the lifecycle:
   ended), so a rate that hovers at a limit or a run of short VT salvos is one alarm, not a
   storm.
 
-:func:`evaluate_alarms` is idempotent and reads only the last minute or so of one recording:
-it runs after every streaming-analysis round (:func:`on_analysis_round`). Device offline
+:func:`evaluate_alarms` reads only the last minute or so of one recording, and at a round's
+end it is idempotent: it runs after every streaming-analysis round (:func:`on_analysis_round`),
+and judges a long round (a backlog) at every ``ROUND_REPLAY_STEP_S`` of it too. Device offline
 needs a clock rather than new data, so :func:`periodic_check` (celery beat, every
 ``ALARM_CHECK_S``) checks the devices, repairs missing notifications, escalates and retries.
 
@@ -26,8 +27,8 @@ condition that cannot be applied leaves the others applied, and a patient whose 
 fails leaves the others checked; each is logged.
 
 Physiological rules use signal time (sample indices of stored beats, episodes and window
-verdicts), so a backlog analysed late raises the same alarms; technical rules and all alarm
-timestamps use the wall clock.
+verdicts), so a backlog analysed late raises the same alarms (judged in steps:
+:func:`replay_ends`); technical rules and all alarm timestamps use the wall clock.
 """
 
 import logging
@@ -54,9 +55,15 @@ logger = logging.getLogger(__name__)
 
 # Heart rate: 60 / mean of the last HR_RR_INTERVALS RR intervals (one premature beat is not
 # the patient's rate), past the limit at every beat of the last HR_SUSTAIN_S seconds to
-# raise, and within it at every beat of as long to resolve.
+# raise, and HR_DEADBAND_BPM inside it at every beat of as long to resolve.
 HR_RR_INTERVALS = 8
 HR_SUSTAIN_S = 10.0
+# A rate that drifts across a limit for tens of seconds at a time (a sinus bradycardia at
+# 48-53 bpm under a limit of 50) beats the time hold alone: replaying the reference beats of
+# MIT-BIH 123 with the default limits, evaluated every second, raised 24 low-rate alarms in
+# 30 min; resolving only 5 bpm inside the limit, 4 (all 48 records: 57 alarms, 29 with it).
+# An open alarm stays open while the rate sits between the limit and the deadband.
+HR_DEADBAND_BPM = 5
 # Beats are stored about 6.5 s after their R peak (docs/architecture.md): the beats before
 # the analysed end minus this lag are final.
 BEAT_FINAL_LAG_S = 7.0
@@ -74,6 +81,15 @@ PVC_RESOLVE_HOLD_S = 120.0
 BEAT_LOOKBACK_S = 80.0
 # An episode (pause, VT, VF, AF) keeps its alarm open this long after it ended.
 EVENT_HOLD_S = 60.0
+# The rules judge the end of what was analysed. One analysis round reads up to
+# STREAM_MAX_ROUND_S (120 s) of signal at once when there is a backlog (a device resending what
+# it buffered while its network was down, busy workers): judged only at its end, a pause or a
+# VT run in its first minute had ended more than EVENT_HOLD_S before and raised nothing, and a
+# tachycardia of a minute there was never the last HR_SUSTAIN_S. So a round longer than this
+# is also judged every this many seconds of its signal, as if it had come in live; at most
+# ROUND_REPLAY_MAX_S of it.
+ROUND_REPLAY_STEP_S = 5.0
+ROUND_REPLAY_MAX_S = 600.0
 # Sustained arrhythmia: this many consecutive 2-s windows judged abnormal by the window model
 # raise it, as many consecutive normal ones resolve it. Only for patients whose
 # ``sustained_arrhythmia_alarm`` is on (off by default: the model's DS2 specificity is 0.53).
@@ -134,11 +150,19 @@ class AlarmChange:
 # --- Entry points ------------------------------------------------------------------------
 
 
-def evaluate_alarms(recording_id: int, now: datetime | None = None) -> list[AlarmChange]:
+def evaluate_alarms(
+    recording_id: int, now: datetime | None = None, since_sample: int | None = None
+) -> list[AlarmChange]:
     """Evaluate every rule on the recent past of a device recording; raise and resolve.
 
-    Idempotent: with nothing new stored it changes nothing. Nothing is raised for a discharged
-    patient. Only the patient's newest device recording is the patient's present: uploads
+    ``since_sample``: where the analysis round that just ended began (its cursor before). A
+    round longer than ``ROUND_REPLAY_STEP_S`` is judged by the physiological rules at every
+    such step of it too, in order, before its end (:func:`replay_ends`).
+
+    Idempotent at the round's end (without ``since_sample``): with nothing new stored it
+    changes nothing; a round is judged in steps once, by its own call. Nothing is raised for
+    a discharged patient. Only the patient's newest device recording is the patient's
+    present: uploads
     raise no alarms, and neither does the late analysis of an older device recording (a device
     that restarted opens a new one while the old one's last rounds run), which would otherwise
     resolve the alarms of the new one with stale data.
@@ -158,10 +182,30 @@ def evaluate_alarms(recording_id: int, now: datetime | None = None) -> list[Alar
         return []
     if _newest_device_recording_id(recording.patient_id) != recording.pk:
         return []
+    changes = []
+    for analysed_end in replay_ends(recording, since_sample):
+        conditions = physiological_conditions(recording, analysed_end)
+        changes += apply_conditions(recording.patient, recording, conditions, now)
     conditions = physiological_conditions(recording) + guarded(
         TECHNICAL_KINDS, technical_conditions, recording, now
     )
-    return apply_conditions(recording.patient, recording, conditions, now)
+    return changes + apply_conditions(recording.patient, recording, conditions, now)
+
+
+def replay_ends(recording: Recording, since_sample: int | None) -> list[int]:
+    """The ends (samples) inside a round that began at ``since_sample`` at which the rules
+    judge it before its end: every ``ROUND_REPLAY_STEP_S`` of it, in the current stretch
+    (a round that jumped a gap began a new one), the last ``ROUND_REPLAY_MAX_S`` at most.
+    None for a round of a step or less, as live rounds are."""
+    if since_sample is None:
+        return []
+    fs_hz = recording.sampling_rate_hz
+    cursor = recording.analysis_cursor
+    first = max(
+        since_sample, recording.stream_start_sample, cursor - round(ROUND_REPLAY_MAX_S * fs_hz)
+    )
+    step = round(ROUND_REPLAY_STEP_S * fs_hz)
+    return list(range(first + step, cursor, step))
 
 
 def guarded(kinds, rule, *args) -> list[Condition]:
@@ -176,7 +220,7 @@ def guarded(kinds, rule, *args) -> list[Condition]:
     return result if isinstance(result, list) else [result]
 
 
-def on_analysis_round(recording_id: int) -> list[AlarmChange]:
+def on_analysis_round(recording_id: int, since_sample: int | None = None) -> list[AlarmChange]:
     """After a streaming-analysis round: evaluate; a raised alarm's notifications are created
     with it (:func:`_raise`) and sent after the commit.
 
@@ -184,7 +228,7 @@ def on_analysis_round(recording_id: int) -> list[AlarmChange]:
     check still runs the technical rules, repairs missing notifications and retries them).
     """
     try:
-        return evaluate_alarms(recording_id)
+        return evaluate_alarms(recording_id, since_sample=since_sample)
     except Exception:
         logger.exception("alarm evaluation of recording %s failed", recording_id)
         return []
@@ -405,25 +449,33 @@ def _newest_device_recording_id(patient_id: int) -> int | None:
 # --- Physiological rules -----------------------------------------------------------------
 
 
-def physiological_conditions(recording: Recording) -> list[Condition]:
-    """The rules on the stored analysis of the current stretch of a recording."""
+def physiological_conditions(
+    recording: Recording, analysed_end: int | None = None
+) -> list[Condition]:
+    """The rules on the stored analysis of the current stretch of a recording, at its end, or
+    as they stood when the analysis had reached ``analysed_end`` (a sample inside a long
+    round: :func:`replay_ends`): what was final then, beats ``BEAT_FINAL_LAG_S`` before it."""
     fs_hz = recording.sampling_rate_hz
     patient = recording.patient
-    analysed_end = recording.analysis_cursor
+    beats = recording.beats.filter(provisional=False)
+    episodes = recording.episodes.filter(kind__in=list(EPISODE_KINDS.values()))
+    windows_end = None
+    if analysed_end is None:
+        analysed_end = recording.analysis_cursor
+    else:
+        final_end = analysed_end - round(BEAT_FINAL_LAG_S * fs_hz)
+        beats = beats.filter(sample__lt=final_end)
+        episodes = episodes.filter(start_s__lt=final_end / fs_hz)
+        windows_end = final_end
     stretch_start = recording.stream_start_sample
     first = max(stretch_start, analysed_end - round(BEAT_LOOKBACK_S * fs_hz))
     samples = np.array(
         # final beats only: a provisional label may still change (inference/streaming.py)
-        recording.beats.filter(sample__gte=first, provisional=False)
-        .order_by("sample")
-        .values_list("sample", flat=True),
+        beats.filter(sample__gte=first).order_by("sample").values_list("sample", flat=True),
         dtype=np.int64,
     )
     episodes = list(
-        recording.episodes.filter(
-            kind__in=list(EPISODE_KINDS.values()),
-            end_s__gte=analysed_end / fs_hz - EVENT_HOLD_S,
-        ).order_by("end_s")
+        episodes.filter(end_s__gte=analysed_end / fs_hz - EVENT_HOLD_S).order_by("end_s")
     )
     last = int(samples[-1]) if len(samples) else None
     hr_kinds = (AlarmKind.HR_HIGH, AlarmKind.HR_LOW)
@@ -435,12 +487,17 @@ def physiological_conditions(recording: Recording) -> list[Condition]:
         # off unless switched on for the patient (docs/alarms.md: the window model's DS2
         # specificity is 0.53); off also resolves an alarm raised while it was on
         *(
-            guarded((AlarmKind.ARRHYTHMIA,), arrhythmia_condition, recording)
+            guarded((AlarmKind.ARRHYTHMIA,), arrhythmia_condition, recording, windows_end)
             if patient.sustained_arrhythmia_alarm
             else [Condition(AlarmKind.ARRHYTHMIA, False)]
         ),
         *guarded(
-            (AlarmKind.SIGNAL_QUALITY,), signal_quality_condition, recording, samples, episodes
+            (AlarmKind.SIGNAL_QUALITY,),
+            signal_quality_condition,
+            recording,
+            samples,
+            episodes,
+            analysed_end,
         ),
     ]
 
@@ -457,7 +514,8 @@ def running_heart_rate(samples: np.ndarray, fs_hz: float) -> tuple[np.ndarray, n
 
 def heart_rate_conditions(samples: np.ndarray, fs_hz: float, patient: Patient) -> list[Condition]:
     """HR high and low: the displayed (whole bpm) rate past the limit at every beat of the
-    last ``HR_SUSTAIN_S`` seconds raises; within it at every beat of as long resolves."""
+    last ``HR_SUSTAIN_S`` seconds raises; at least ``HR_DEADBAND_BPM`` inside the limit at
+    every beat of as long resolves (in between: "cannot tell", an open alarm stays open)."""
     times_s, hr_bpm = running_heart_rate(samples, fs_hz)
     high, low = patient.hr_high_limit_bpm, patient.hr_low_limit_bpm
     if len(times_s) == 0 or times_s[0] > times_s[-1] - HR_SUSTAIN_S:
@@ -471,10 +529,13 @@ def heart_rate_conditions(samples: np.ndarray, fs_hz: float, patient: Patient) -
         "max_hr_bpm": int(recent.max()),
         "sustain_s": HR_SUSTAIN_S,
     }
+    # limits closer than two deadbands apart: the deadbands stop halfway between them, so that
+    # a rate that raises one alarm always resolves the other
+    deadband_bpm = min(HR_DEADBAND_BPM, (high - low) // 2)
     conditions = []
     for kind, past, within, symbol, limit in (
-        (AlarmKind.HR_HIGH, recent > high, recent <= high, ">", high),
-        (AlarmKind.HR_LOW, recent < low, recent >= low, "<", low),
+        (AlarmKind.HR_HIGH, recent > high, recent <= high - deadband_bpm, ">", high),
+        (AlarmKind.HR_LOW, recent < low, recent >= low + deadband_bpm, "<", low),
     ):
         active = True if past.all() else False if within.all() else None
         conditions.append(
@@ -616,16 +677,20 @@ def episode_conditions(episodes: list, fs_hz: float, patient: Patient) -> list[C
     return conditions
 
 
-def arrhythmia_condition(recording: Recording) -> Condition:
+def arrhythmia_condition(recording: Recording, windows_end: int | None = None) -> Condition:
     """Sustained arrhythmia: the last ``ARRHYTHMIA_WINDOWS`` consecutive (contiguous) 2-s
-    windows of the window model all abnormal raise it; all normal resolve it."""
+    windows of the window model (those that begin before ``windows_end``, if given) all
+    abnormal raise it; all normal resolve it."""
+    windows = recording.predictions.filter(
+        model_name__startswith=WINDOW_MODEL_PREFIX,
+        window_start__gte=recording.stream_start_sample,
+    )
+    if windows_end is not None:
+        windows = windows.filter(window_start__lt=windows_end)
     rows = list(
-        recording.predictions.filter(
-            model_name__startswith=WINDOW_MODEL_PREFIX,
-            window_start__gte=recording.stream_start_sample,
-        )
-        .order_by("-window_start")
-        .values_list("window_start", "window_length", "label")[:ARRHYTHMIA_LOOKBACK]
+        windows.order_by("-window_start").values_list("window_start", "window_length", "label")[
+            :ARRHYTHMIA_LOOKBACK
+        ]
     )
     # the contiguous run at the end: a gap in the windows breaks it
     run = rows[:1]
@@ -655,14 +720,16 @@ def arrhythmia_condition(recording: Recording) -> Condition:
 
 
 def signal_quality_condition(
-    recording: Recording, samples: np.ndarray, episodes: list
+    recording: Recording, samples: np.ndarray, episodes: list, analysed_end: int | None = None
 ) -> Condition:
     """Poor signal: no beat in the last ``QUALITY_S`` seconds of final beats although beats
     were found before and the signal there is not flat; VF there is left to the VF alarm.
     Gone when the signal is flat (a pause), or when beats have come steadily for
     ``QUALITY_RESOLVE_HOLD_S``."""
     fs_hz = recording.sampling_rate_hz
-    end = recording.analysis_cursor - round(BEAT_FINAL_LAG_S * fs_hz)
+    if analysed_end is None:
+        analysed_end = recording.analysis_cursor
+    end = analysed_end - round(BEAT_FINAL_LAG_S * fs_hz)
     start = end - round(QUALITY_S * fs_hz)
     if start < recording.stream_start_sample or not (samples < start).any():
         return Condition(AlarmKind.SIGNAL_QUALITY, None)  # beats have not started flowing

@@ -134,7 +134,8 @@ def run_stream_analysis(recording_id: int) -> dict:
             # after the round's commit: alarms read what it stored (never raises)
             from monitoring.alarms import on_analysis_round
 
-            on_analysis_round(recording_id)
+            # where the round began: the alarm rules judge a long one (a backlog) in steps
+            on_analysis_round(recording_id, since_sample=result.first_sample)
         totals["rounds"] += 1
         totals["beats"] += result.n_beats
         totals["samples"] += result.n_samples
@@ -155,6 +156,7 @@ class RoundResult:
     n_samples: int = 0
     n_beats: int = 0
     more: bool = False  # a backlog remains: run another round at once
+    first_sample: int | None = None  # the cursor a round that stored something began at
     published: dict = field(default_factory=dict)
 
 
@@ -323,6 +325,7 @@ def analyze_next(recording_id: int) -> RoundResult:
         n_beats=len(beats),
         more=stretch.more or (finished and stretch.next_first_sample is not None),
         published=message,
+        first_sample=cursor,
     )
 
 
