@@ -27,7 +27,8 @@
 A worker that dies between the claim and the end of a send leaves the notification
 ``sending``; after ``STALE_SENDING_S`` the periodic check puts it back to ``pending``. That one
 case can send a message twice (the send may have gone out before the crash); every other
-path sends at most once.
+path sends at most once. A send that hangs instead is stopped by the task's time limits
+(``SEND_SOFT_TIME_LIMIT_S``, ``SEND_TIME_LIMIT_S``) well before ``STALE_SENDING_S``.
 """
 
 import json
@@ -55,6 +56,16 @@ logger = logging.getLogger(__name__)
 
 STALE_SENDING_S = 300.0
 WEBHOOK_TIMEOUT_S = 5.0
+# A send (the strip, then the SMTP session or the POST) runs under Celery time limits well
+# inside STALE_SENDING_S (monitoring/tasks.py). EMAIL_TIMEOUT and WEBHOOK_TIMEOUT_S bound each
+# network operation, not the whole send: a server that answers a line every few seconds, or a
+# slow name lookup (no timeout at all), can stretch one send past STALE_SENDING_S, when the
+# periodic check puts its notification back and another worker sends it a second time. Past
+# the soft limit the send is interrupted (SoftTimeLimitExceeded), recorded as a failed attempt
+# and retried like any failure; past the hard one its pool process is killed, so it cannot
+# finish after the notification was put back. Inline (no broker) there are no time limits.
+SEND_SOFT_TIME_LIMIT_S = 120.0
+SEND_TIME_LIMIT_S = 150.0
 # The strip attached to an alarm: this much signal before and after the event's sample.
 STRIP_BEFORE_S = 8.0
 STRIP_AFTER_S = 4.0
@@ -120,6 +131,9 @@ class EmailTransport:
             f"{alarm.message} - {patient.name} ({where or patient.mrn})"
             + (" (resolved)" if resolved else "")
         )
+        # one line: a name pasted with a line break (forms keep it) would make every try fail
+        # with BadHeaderError until the message is given up
+        subject = " ".join(subject.split())
         lines = [
             f"{alarm.get_priority_display()} alarm: {alarm.get_kind_display()}",
             f"{alarm.message}",

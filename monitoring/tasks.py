@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from monitoring.models import Recording
+from monitoring.notifications import SEND_SOFT_TIME_LIMIT_S, SEND_TIME_LIMIT_S
 from monitoring.periodic import heartbeat
 from monitoring.recordings import summarize
 
@@ -48,9 +49,15 @@ def check_devices_task() -> dict:
     return periodic_check()
 
 
-@shared_task(ignore_result=True)
+@shared_task(
+    ignore_result=True,
+    # inside STALE_SENDING_S, after which the notification is put back and sent again
+    soft_time_limit=SEND_SOFT_TIME_LIMIT_S,
+    time_limit=SEND_TIME_LIMIT_S,
+)
 def send_notification_task(notification_id: int) -> str:
-    """Send one alarm notification, claimed atomically (``notifications.send_notification``)."""
+    """Send one alarm notification, claimed atomically (``notifications.send_notification``);
+    a send that hangs is interrupted and retried (``notifications.SEND_SOFT_TIME_LIMIT_S``)."""
     from monitoring.notifications import send_notification
 
     return send_notification(notification_id)

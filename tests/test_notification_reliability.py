@@ -451,6 +451,45 @@ def test_a_late_failure_does_not_undo_the_claim_of_a_worker_that_took_over(recor
     assert NotificationAttempt.objects.filter(notification=notification).count() == 1
 
 
+def test_a_hung_send_is_stopped_before_the_periodic_check_would_send_it_again():
+    """EMAIL_TIMEOUT and the webhook's timeout bound each network operation, not a whole
+    send: the task's time limits do, inside STALE_SENDING_S, after which the notification is
+    put back to pending and another worker would send it while the hung one still could."""
+    from monitoring.tasks import send_notification_task
+
+    soft_s, hard_s = send_notification_task.soft_time_limit, send_notification_task.time_limit
+    assert soft_s is not None and hard_s is not None
+    assert soft_s < hard_s < notifications.STALE_SENDING_S
+
+
+def test_a_send_interrupted_by_the_soft_time_limit_is_retried(recording):
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    notification = Notification.objects.create(
+        alarm=hr_alarm(recording), recipient="nurse@example.org", transport=Transport.EMAIL
+    )
+    with mock.patch.object(
+        notifications.EmailTransport, "send", side_effect=SoftTimeLimitExceeded()
+    ):
+        assert send_notification(notification.pk) == "retry"
+    notification.refresh_from_db()
+    assert notification.state == NotificationState.PENDING and notification.claimed_at is None
+    assert "SoftTimeLimitExceeded" in notification.last_error
+
+
+def test_a_patient_name_with_a_line_break_does_not_stop_the_email(recording, locmem):
+    # forms keep the line break of a name pasted from another system; in the subject it
+    # made every try fail (BadHeaderError) until the message was given up
+    Patient.objects.filter(pk=recording.patient_id).update(name="Anna\r\nSmith")
+    notification = Notification.objects.create(
+        alarm=hr_alarm(recording), recipient="nurse@example.org", transport=Transport.EMAIL
+    )
+    with mock.patch.object(notifications, "alarm_strip", return_value=None):
+        assert send_notification(notification.pk) == "sent"
+    [message] = locmem
+    assert "Anna Smith (A 1)" in message.subject and "\n" not in message.subject
+
+
 # --- Flapping technical alarms -------------------------------------------------------------
 
 
