@@ -30,7 +30,8 @@ FS_CLOCK_FAST_SHARE = 0.05
 # The furthest back the chunk that opens a recording can put its sample 0 (sample_zero_at). A
 # device with session ids is refused far sooner (its first chunk lies within
 # DEVICE_MAX_AHEAD_S of sample 0); this bounds a client without them, which counts from where
-# it likes: a sample index of 2**53 would otherwise date its recording before year 1.
+# it likes: a sample index of 2**53 would otherwise date its recording before year 1. Its
+# chunks may then reach no further than check_not_ahead_of_time allows from there.
 MAX_SAMPLE_ZERO_AGE_S = 24 * 3600.0
 
 
@@ -205,7 +206,7 @@ def sample_zero_at(chunk: Chunk, now) -> datetime:
 
 
 def check_not_ahead_of_time(recording: Recording, chunk: Chunk, now) -> None:
-    """``IngestError`` for samples a device with session ids cannot have taken yet.
+    """``IngestError`` for samples the device cannot have taken yet.
 
     A device sends late what it could not send (the firmware buffers 120 s), never early.
     A session's first chunk must begin within ``DEVICE_MAX_AHEAD_S`` of sample 0; one further
@@ -220,13 +221,15 @@ def check_not_ahead_of_time(recording: Recording, chunk: Chunk, now) -> None:
     bound one chunk at sample 2**53 made every later export of the recording try to fill a
     gap of that many samples.
 
-    A client without session ids cannot be asked to start again (after a move its chunks go
-    on in a new recording, from wherever it counts), so its samples are not bounded.
+    A chunk without a session id cannot be asked to start again (after a move its chunks go
+    on in a new recording, from wherever it counts), so it gets no 409; but it is held to the
+    same bound, its recording's opening chunk included: that chunk dates sample 0 at most
+    ``MAX_SAMPLE_ZERO_AGE_S`` back, so a count more than about a day in (x 1.05, +
+    ``DEVICE_MAX_AHEAD_S``) answers 400 instead of opening a recording whose review, export
+    and analysis would span every sample from 0 up to it.
     """
-    if not chunk.session:
-        return
     fs_hz = recording.sampling_rate_hz
-    if recording.stored_samples == 0:  # this chunk opens the recording
+    if chunk.session and recording.stored_samples == 0:  # this chunk opens the recording
         if chunk.first_sample > fs_hz * settings.DEVICE_MAX_AHEAD_S:
             raise IngestError(
                 f"a session's first chunk must begin within {settings.DEVICE_MAX_AHEAD_S:g} s "
@@ -239,11 +242,20 @@ def check_not_ahead_of_time(recording: Recording, chunk: Chunk, now) -> None:
     latest_s = elapsed_s * (1 + FS_CLOCK_FAST_SHARE) + settings.DEVICE_MAX_AHEAD_S
     if chunk.end_sample > fs_hz * latest_s:
         reaches_s = chunk.end_sample / fs_hz
+        if chunk.session:
+            where = f"recording {recording.pk}"
+            counted_from = "sample indices count from the session's first sample"
+        else:
+            # not named: it may be the recording this chunk opened, gone with the refusal
+            where = "its recording"
+            counted_from = (
+                "without a session, sample indices count from the recording's sample 0, which "
+                f"the chunk that opens a recording dates at most {MAX_SAMPLE_ZERO_AGE_S:g} s back"
+            )
         raise IngestError(
             f"samples {chunk.first_sample}-{chunk.end_sample - 1} reach {reaches_s:.0f} s into "
-            f"recording {recording.pk}, whose sample 0 was taken {elapsed_s:.0f} s ago: a "
-            f"device cannot be more than {settings.DEVICE_MAX_AHEAD_S:g} s ahead (sample "
-            "indices count from the session's first sample)",
+            f"{where}, whose sample 0 was taken {elapsed_s:.0f} s ago: a device cannot be "
+            f"more than {settings.DEVICE_MAX_AHEAD_S:g} s ahead ({counted_from})",
             400,
         )
 

@@ -446,15 +446,65 @@ def test_samples_the_device_cannot_have_taken_yet_answer_400(client, settings):
     assert post_json(client, late_start).status_code == 201
 
 
-def test_a_client_without_session_ids_is_not_bounded(client, device, other_patient):
+def test_a_client_without_session_ids_goes_on_counting_after_a_move(client, device, other_patient):
     # it cannot be asked to start again: moved after 20 minutes, it goes on from where it
-    # counts, in a new recording of its new patient
+    # counts, in a new recording of its new patient (dated back to that count's sample 0)
     assert post_json(client, make_chunk(seq=0, session="")).status_code == 201
     Device.objects.filter(pk=device.pk).update(patient=None)
     Device.objects.filter(pk=device.pk).update(patient=other_patient)
     moved = make_chunk(seq=1200, first_sample=250 * 1200, session="")
     assert post_json(client, moved).status_code == 201
     assert Recording.objects.get(patient=other_patient).end_sample == 250 * 1201
+
+
+def test_a_client_without_session_ids_cannot_be_far_ahead_of_time_either(
+    client, device, other_patient, settings
+):
+    """Without a session a chunk gets no 409 new_session (the client could not act on it), but
+    it is held to the same bound: at sample 2**53 the review and export of its recording would
+    build an array from sample 0 to there, and the analysis wait at a gap of that length."""
+    settings.DEVICE_MAX_AHEAD_S = 600
+    assert post_json(client, make_chunk(seq=0, first_sample=0, session="")).status_code == 201
+    recording = Recording.objects.get()
+    for first_sample in (2**53 - 250, 250 * 601):
+        response = post_json(client, make_chunk(seq=1, first_sample=first_sample, session=""))
+        assert response.status_code == 400, response.content
+        detail = response.json()["detail"]
+        assert "cannot be more than 600 s ahead" in detail and "without a session" in detail
+        assert "code" not in response.json()
+    recording.refresh_from_db()
+    assert recording.end_sample == 250 and SampleChunk.objects.count() == 1
+    # a buffer sent late, and a device an hour on an hour later: stored
+    buffered = make_chunk(seq=1, first_sample=250 * 120, session="")
+    assert post_json(client, buffered).status_code == 201
+    Recording.objects.filter(pk=recording.pk).update(
+        started_at=recording.started_at - timedelta(hours=1)
+    )
+    in_an_hour = make_chunk(seq=2, first_sample=250 * 3700, session="")
+    assert post_json(client, in_an_hour).status_code == 201
+
+    # a chunk naming an explicitly opened recording (sample 0 when it was opened) but no session
+    opened = client.post(
+        "/api/device/v1/recordings/open/",
+        data={"session": "explicit", "fs_hz": 250, "gain_adc_per_mv": 200},
+        format="json",
+    )
+    assert opened.status_code == 201, opened.content
+    named = make_chunk(seq=0, first_sample=2**53 - 250, session="")
+    named.recording_id = opened.json()["recording"]
+    assert post_json(client, named).status_code == 400
+    named.first_sample = 0
+    assert post_json(client, named).status_code == 201
+
+    # the chunk that would open a recording (the device moved): refused, and nothing of it
+    # stays, not even the close of the device's live recording
+    Device.objects.filter(pk=device.pk).update(patient=other_patient)
+    opening = make_chunk(seq=5, first_sample=2**53 - 250, session="")
+    response = post_json(client, opening)
+    assert response.status_code == 400, response.content
+    assert "its recording, whose sample 0 was taken 86400 s ago" in response.json()["detail"]
+    assert not Recording.objects.filter(patient=other_patient).exists()
+    assert Recording.objects.get(session="explicit").status == Recording.Status.LIVE
 
 
 # --- Malformed bodies -------------------------------------------------------------------

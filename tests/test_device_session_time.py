@@ -200,9 +200,17 @@ def test_a_client_without_session_ids_is_dated_back_at_most_a_day(
     assert post_json(client, moved).status_code == 201
     new = Recording.objects.get(patient=other_patient)
     assert new.started_at == clock.now - timedelta(seconds=1201)
-    # a sample index no clock reaches: not before year 1 (an error), a day back
+    # a sample index no clock reaches (it would date the recording before year 1) opens no
+    # recording: refused, and the live one of the other patient stays live
     Device.objects.filter(pk=device.pk).update(patient=device.patient)
     absurd = make_chunk(seq=7, first_sample=2**53 - FS, session="")
-    assert post_json(client, absurd).status_code == 201
+    response = post_json(client, absurd)
+    assert response.status_code == 400, response.content
+    assert "cannot be more than 600 s ahead" in response.json()["detail"]
+    assert not Recording.objects.filter(patient=device.patient, status=Recording.Status.LIVE)
+    assert Recording.objects.get(pk=new.pk).status == Recording.Status.LIVE
+    # a count a little over a day in: its recording starts a day back (no further)
+    day_in = make_chunk(seq=7, first_sample=FS * round(MAX_SAMPLE_ZERO_AGE_S + 300), session="")
+    assert post_json(client, day_in).status_code == 201
     newest = Recording.objects.get(patient=device.patient, status=Recording.Status.LIVE)
     assert newest.started_at == clock.now - timedelta(seconds=MAX_SAMPLE_ZERO_AGE_S)
