@@ -263,6 +263,14 @@ STREAM_MAX_ROUND_S = envfloat("STREAM_MAX_ROUND_S", "120")
 
 # A device recording without a chunk for this long raises the technical "device offline" alarm.
 DEVICE_OFFLINE_S = envfloat("DEVICE_OFFLINE_S", "30")
+if DEVICE_OFFLINE_S >= DEVICE_SILENCE_CLOSE_S:
+    # the periodic check watches live recordings: one closed for silence before its device
+    # counted as offline would never raise the alarm
+    raise ImproperlyConfigured(
+        f"DEVICE_OFFLINE_S ({DEVICE_OFFLINE_S:g} s) must be shorter than DEVICE_SILENCE_CLOSE_S "
+        f"({DEVICE_SILENCE_CLOSE_S:g} s): a recording closed for silence first would never "
+        "raise the device-offline alarm"
+    )
 # An alarm nobody acknowledged this long after it was raised goes to the escalation list (once).
 ALARM_ESCALATION_S = envfloat("ALARM_ESCALATION_S", "120")
 # A technical alarm (device offline, leads off) raised again this soon after the last one of

@@ -91,6 +91,13 @@ def test_it_refuses_the_development_secret_with_debug_off():
     assert short.returncode != 0 and "shorter than 32" in short.stderr
 
 
+def test_it_refuses_a_device_offline_alarm_that_silence_would_pre_empt():
+    # the periodic check watches live recordings; one closed for silence first never alarms
+    error = refusal(DEVICE_OFFLINE_S="300", DEVICE_SILENCE_CLOSE_S="300")
+    assert "DEVICE_OFFLINE_S (300 s) must be shorter than DEVICE_SILENCE_CLOSE_S (300 s)" in error
+    assert settings_with(DEVICE_OFFLINE_S="299", DEVICE_SILENCE_CLOSE_S="300")
+
+
 def test_it_starts_in_production_mode_with_a_real_secret():
     values = settings_with(DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="monitor.example.org")
     assert values["debug"] is False
