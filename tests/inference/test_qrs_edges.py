@@ -1,0 +1,158 @@
+"""The QRS detector at the edges: a beat at the very start, tall artefacts, and streaming that
+must give the offline beats whatever the rate, the chunking and saved states in between.
+
+Synthetic strips need no data; the real-record cases skip when MIT-BIH is absent.
+"""
+
+import numpy as np
+import pytest
+
+from inference.beat_match import detection_scores
+from inference.qrs import RESET_S, StreamingQrsDetector, detect_qrs
+from inference.signal import resample
+from inference.synthetic import generate
+
+
+def feed(ecg: np.ndarray, fs_hz: float, sizes, save_every: int = 0) -> np.ndarray:
+    """Stream ``ecg`` in chunks of ``sizes`` (cycled); every ``save_every`` chunks the detector
+    is rebuilt from its state, as a server does between a device's messages."""
+    detector = StreamingQrsDetector(fs_hz)
+    found, start, index = [], 0, 0
+    while start < len(ecg):
+        size = int(sizes[index % len(sizes)])
+        found.append(detector.push(ecg[start : start + size]))
+        start, index = start + size, index + 1
+        if save_every and index % save_every == 0:
+            detector = StreamingQrsDetector.from_state_dict(detector.state_dict())
+    found.append(detector.flush())
+    return np.concatenate(found)
+
+
+# --- a beat at the very start -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("fs_hz", [128.0, 360.0, 1000.0])
+@pytest.mark.parametrize("before_r_s", [0.0, 0.02, 0.06])
+def test_it_finds_a_beat_whose_r_peak_is_in_the_first_200_ms(fs_hz, before_r_s):
+    # Before the fix the start of the signal counted as a beat at sample -1, so the
+    # refractory period threw away any beat in the first 200 ms.
+    strip = generate(20.0, fs=fs_hz, seed=5)
+    first = int(strip.beats[1] - round(before_r_s * fs_hz))  # start just before a beat
+    ecg, reference = strip.signal_mv[first:], strip.beats[1:] - first
+    beats = detect_qrs(ecg, fs_hz)
+    scores = detection_scores(reference, beats, fs_hz)
+    assert scores["fn"] == 0 and scores["fp"] == 0, scores
+    assert abs(beats[0] - round(before_r_s * fs_hz)) <= round(0.03 * fs_hz)  # that first beat
+
+
+def test_it_finds_the_first_beat_of_a_real_record_that_starts_on_it(mitdb):
+    wfdb = pytest.importorskip("wfdb")
+    record = wfdb.rdrecord(str(mitdb / "100"), channels=[0], sampto=360 * 20)
+    ecg = record.p_signal[:, 0]
+    beats = detect_qrs(ecg, 360.0)
+    for shift in (0, 10):  # start on the R peak of the first beat, and 28 ms before it
+        cut = ecg[beats[0] - shift :]
+        np.testing.assert_array_equal(detect_qrs(cut, 360.0), beats - beats[0] + shift)
+
+
+# --- tall artefacts --------------------------------------------------------------------
+
+
+def found_after(reference: np.ndarray, beats: np.ndarray, fs_hz: float, after_s: float) -> dict:
+    keep = int(after_s * fs_hz)
+    return detection_scores(reference[reference >= keep], beats[beats >= keep], fs_hz)
+
+
+@pytest.mark.parametrize("fs_hz", [250.0, 500.0])
+def test_a_tall_spike_in_the_learning_phase_does_not_blind_the_detector(fs_hz):
+    # A 10 mV, 30 ms spike at 0.3 s (an electrode touched at hook-up) set the QRS level at
+    # five times the beats, and no beat ever came over the threshold again.
+    strip = generate(40.0, fs=fs_hz, seed=2)
+    ecg = strip.signal_mv.copy()
+    spike = slice(round(0.3 * fs_hz), round(0.33 * fs_hz))
+    ecg[spike] += 10.0
+    beats = detect_qrs(ecg, fs_hz)
+    scores = found_after(strip.beats, beats, fs_hz, RESET_S + 2.0)
+    assert scores["fn"] == 0 and scores["fp"] == 0, scores
+
+
+def test_a_burst_of_motion_artefact_does_not_blind_the_detector_for_good():
+    # 2 s of 8 Hz artefact at 10 mV were taken for beats and lifted the QRS level above the
+    # real beats for the rest of the record
+    fs_hz = 360.0
+    strip = generate(60.0, fs=fs_hz, seed=4)
+    ecg = strip.signal_mv.copy()
+    burst = np.arange(round(10 * fs_hz), round(12 * fs_hz))
+    ecg[burst] += 10.0 * np.sin(2 * np.pi * 8.0 * burst / fs_hz)
+    beats = detect_qrs(ecg, fs_hz)
+    scores = found_after(strip.beats, beats, fs_hz, 12.0 + RESET_S + 2.0)
+    assert scores["fn"] == 0 and scores["fp"] == 0, scores
+    clean = detect_qrs(strip.signal_mv, fs_hz)
+    before = clean[clean < 10 * fs_hz]
+    np.testing.assert_array_equal(beats[beats < 10 * fs_hz], before)  # nothing changes before
+
+
+def test_a_flat_line_with_rare_noise_peaks_stays_without_beats():
+    # the level reset needs candidates in at least half the seconds: asystole with a few
+    # noise peaks keeps its levels, so it is not read as a run of beats
+    fs_hz = 250.0
+    strip = generate(10.0, fs=fs_hz, seed=1)
+    flat = np.zeros(round(30 * fs_hz))
+    for at_s in (5.0, 14.0, 22.0):  # three short twitches, 0.3 mV
+        flat[round(at_s * fs_hz) : round(at_s * fs_hz) + 10] = 0.3
+    ecg = np.concatenate([strip.signal_mv, strip.signal_mv[-1] + flat])
+    beats = detect_qrs(ecg, fs_hz)
+    assert np.sum(beats > len(strip.signal_mv) + 0.2 * fs_hz) <= 3
+
+
+# --- streaming equals offline --------------------------------------------------------
+
+
+CHUNKINGS = {
+    "one sample": [1],
+    "primes": [2, 3, 5, 7, 11, 13, 97, 1009],
+    "log-uniform": list(
+        np.maximum(1, np.exp(np.random.default_rng(3).uniform(0, np.log(20000), 500)).astype(int))
+    ),
+    "huge": [10**7],
+}
+
+
+@pytest.mark.parametrize("chunking", sorted(CHUNKINGS))
+@pytest.mark.parametrize("fs_hz", [100.0, 128.0, 257.3, 2000.0])
+def test_streaming_with_artefacts_and_saved_states_gives_the_offline_beats(fs_hz, chunking):
+    # the level reset, search-back and the learning phase all run here (a spike in the first
+    # 2 s, a burst of artefact, a pause) and must not depend on the chunks
+    duration_s = 30.0 if chunking == "one sample" else 45.0
+    strip = generate(duration_s, fs=fs_hz, seed=6, pauses=1)
+    ecg = strip.signal_mv.copy()
+    ecg[round(0.5 * fs_hz) : round(0.53 * fs_hz)] += 8.0
+    burst = np.arange(round(12 * fs_hz), round(14.5 * fs_hz))
+    ecg[burst] += 6.0 * np.sin(2 * np.pi * 7.0 * burst / fs_hz)
+    offline = detect_qrs(ecg, fs_hz)
+    sizes = CHUNKINGS[chunking]
+    save_every = 0 if chunking == "one sample" else 3
+    np.testing.assert_array_equal(feed(ecg, fs_hz, sizes, save_every), offline)
+
+
+@pytest.mark.parametrize("fs_hz", [128.0, 250.0, 500.0, 2000.0])
+def test_streaming_a_real_record_at_any_rate_gives_the_offline_beats(mitdb, fs_hz):
+    wfdb = pytest.importorskip("wfdb")
+    record = wfdb.rdrecord(str(mitdb / "232"), channels=[0], sampto=360 * 90)  # pauses
+    ecg = resample(record.p_signal[:, 0], 360.0, fs_hz)
+    offline = detect_qrs(ecg, fs_hz)
+    sizes = CHUNKINGS["log-uniform"]
+    np.testing.assert_array_equal(feed(ecg, fs_hz, sizes, save_every=7), offline)
+    np.testing.assert_array_equal(feed(ecg, fs_hz, CHUNKINGS["primes"]), offline)
+
+
+def test_a_state_saved_before_the_level_reset_existed_still_loads():
+    fs_hz = 250.0
+    strip = generate(20.0, fs=fs_hz, seed=1)
+    detector = StreamingQrsDetector(fs_hz)
+    first = detector.push(strip.signal_mv[:2500])
+    state = detector.state_dict()
+    del state["recent"], state["reset_at"]
+    restored = StreamingQrsDetector.from_state_dict(state)
+    rest = np.concatenate([restored.push(strip.signal_mv[2500:]), restored.flush()])
+    np.testing.assert_array_equal(np.concatenate([first, rest]), detect_qrs(strip.signal_mv, fs_hz))
