@@ -37,8 +37,9 @@ VF segment probabilities computed before (a stream's stored results):
     tachycardia and pauses are clipped out of VF time, since beats found in VF are not beats;
     VT episodes are kept (fast VT and VF look alike to the signal detector).
 ``BRADY`` / ``TACHY``
-    Heart rate (60 / median of the last ``rate_beats`` RR intervals) below ``brady_bpm`` or
-    above ``tachy_bpm`` for at least ``rate_min_s``.
+    Heart rate (60 / median of the last ``rate_beats`` RR intervals, of those so far at the
+    start) below ``brady_bpm`` or above ``tachy_bpm`` for at least ``rate_min_s``. Every
+    limit holds at the limit, whatever the rounding of sample / fs (``TIME_SLACK_S``).
 ``PAUSE``
     No beat for at least ``pause_s``: between two beats, or from the last beat to the end of the
     signal (``details["open"] = "end"``) and from its start to the first (``"start"``).
@@ -67,6 +68,12 @@ V_EARLY_SHARE = 0.05
 # Lags of the RR difference: 1 for the rhythm itself, 2 so that bigeminy scores near zero.
 AF_LAGS = (1, 2)
 MIN_AF_INTERVALS = 16
+# Beat times are sample / fs in floating point, so a duration or interval that is exactly at a
+# limit in samples can come out a hair short (at 250 Hz, beats at samples 251 and 1001 are
+# 3.0 s apart but 1001/250 - 251/250 = 2.9999999999999996). Limits are compared with this
+# slack, far below one sample at any rate (0.5 ms at 2000 Hz), so "at least 3 s" and
+# "at least 100 bpm" hold at exactly 3 s and 100 bpm.
+TIME_SLACK_S = 1e-6
 
 
 @dataclass
@@ -180,6 +187,11 @@ def _validate_labels(beat_labels: Sequence[str] | None, n_beats: int) -> np.ndar
     return np.array(labels, dtype=object)
 
 
+def _at_least(duration_s: float | np.ndarray, limit_s: float) -> bool | np.ndarray:
+    """``duration_s >= limit_s``, up to floating-point error in the beat times."""
+    return duration_s >= limit_s - TIME_SLACK_S
+
+
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """(first, last) index of each run of True in ``mask``."""
     if len(mask) == 0:
@@ -278,7 +290,7 @@ def af_episodes_from_mask(
             merged.append([start, end])
     episodes = []
     for start, end in merged:
-        if end - start >= min_s:
+        if _at_least(end - start, min_s):
             inside = (times_s >= start) & (times_s <= end)
             rr = np.diff(times_s[inside])
             episodes.append(
@@ -302,7 +314,8 @@ def _vt_episodes(times_s: np.ndarray, labels: np.ndarray | None, cfg: RhythmConf
             continue
         rr = np.diff(times_s[first : last + 1])
         mean_hr = 60.0 / rr.mean()
-        if mean_hr < cfg.vt_min_bpm:
+        # at least vt_min_bpm: a mean RR no longer than 60 / vt_min_bpm seconds
+        if rr.mean() > 60.0 / cfg.vt_min_bpm + TIME_SLACK_S:
             continue
         episodes.append(
             Episode(
@@ -322,18 +335,29 @@ def _vt_episodes(times_s: np.ndarray, labels: np.ndarray | None, cfg: RhythmConf
 def _rate_episodes(times_s: np.ndarray, cfg: RhythmConfig) -> list:
     rr = np.diff(times_s)
     n_rate = int(cfg.rate_beats)
-    if len(rr) < n_rate:
+    if len(rr) == 0:
         return []
     # Trailing median of the last n_rate intervals, as a bedside monitor averages: one ectopic
     # beat or missed detection does not make an episode.
-    windows = np.lib.stride_tricks.sliding_window_view(rr, n_rate)
-    hr = np.full(len(rr), np.nan)
-    hr[n_rate - 1 :] = 60.0 / np.median(windows, axis=1)
+    median_rr = np.empty(len(rr))
+    if len(rr) >= n_rate:
+        windows = np.lib.stride_tricks.sliding_window_view(rr, n_rate)
+        median_rr[n_rate - 1 :] = np.median(windows, axis=1)
+    # Before n_rate intervals have come, the median of those there are: a rhythm that runs from
+    # the start of the signal is an episode from there (the 10-s minimum still keeps one odd
+    # interval from making one). Leaving them out made a 12-s strip at 40 bpm no bradycardia.
+    for index in range(min(n_rate - 1, len(rr))):
+        median_rr[index] = np.median(rr[: index + 1])
+    hr = 60.0 / median_rr
+    # below brady_bpm: a median RR longer than 60 / brady_bpm; above tachy_bpm: shorter than
+    # 60 / tachy_bpm (a rate exactly at a limit is no episode, whatever the rounding)
+    slow = median_rr > 60.0 / cfg.brady_bpm + TIME_SLACK_S
+    fast = median_rr < 60.0 / cfg.tachy_bpm - TIME_SLACK_S
     episodes = []
-    for kind, mask in (("BRADY", hr < cfg.brady_bpm), ("TACHY", hr > cfg.tachy_bpm)):
+    for kind, mask in (("BRADY", slow), ("TACHY", fast)):
         for first, last in _runs(mask):
             start, end = times_s[first], times_s[last + 1]
-            if end - start < cfg.rate_min_s:
+            if not _at_least(end - start, cfg.rate_min_s):
                 continue
             rates = hr[first : last + 1]
             extreme = {"BRADY": ("min_hr_bpm", rates.min()), "TACHY": ("max_hr_bpm", rates.max())}
@@ -356,7 +380,7 @@ def _rate_episodes(times_s: np.ndarray, cfg: RhythmConfig) -> list:
 def _pause_episodes(times_s: np.ndarray, duration_s: float, cfg: RhythmConfig) -> list:
     bounds = np.concatenate([[0.0], times_s, [duration_s]])
     episodes = []
-    for index in np.flatnonzero(np.diff(bounds) >= cfg.pause_s):
+    for index in np.flatnonzero(_at_least(np.diff(bounds), cfg.pause_s)):
         start, end = float(bounds[index]), float(bounds[index + 1])
         details = {"duration_s": round(end - start, 3)}
         if index == 0:
@@ -383,7 +407,7 @@ def vf_episodes_from_probability(probability: np.ndarray, cfg: RhythmConfig) -> 
     episodes = []
     for first, last in _runs(probability >= threshold):
         start, end = first * SEGMENT_S, (last + 1) * SEGMENT_S
-        if end - start >= cfg.vf_min_s:
+        if _at_least(end - start, cfg.vf_min_s):
             share = float(probability[first : last + 1].mean())
             episodes.append(Episode("VF", start, end, {"mean_probability": round(share, 3)}))
     return episodes
@@ -404,10 +428,27 @@ def _outside(episode: Episode, blocked: list[Episode], min_s: float = 0.0) -> li
                 cut.append((other.end_s, end))
         pieces = cut
     return [
-        Episode(episode.kind, start, end, dict(episode.details))
+        _piece(episode, start, end)
         for start, end in pieces
-        if end - start >= min_s and end > start
+        if _at_least(end - start, min_s) and end > start
     ]
+
+
+def _piece(episode: Episode, start_s: float, end_s: float) -> Episode:
+    """The part ``start_s``-``end_s`` of ``episode``. A pause's details describe the part: its
+    duration, and open at the start or the end only where the part still reaches it (a pause
+    open at the end, cut by VF, was otherwise reported twice as 28 s and open at the end)."""
+    details = dict(episode.details)
+    if episode.kind == "PAUSE":
+        details["duration_s"] = round(end_s - start_s, 3)
+        was_open = details.pop("open", None)
+        open_start = was_open in ("start", "both") and start_s == episode.start_s
+        open_end = was_open in ("end", "both") and end_s == episode.end_s
+        if open_start or open_end:
+            details["open"] = (
+                "both" if open_start and open_end else "start" if open_start else "end"
+            )
+    return Episode(episode.kind, start_s, end_s, details)
 
 
 def detect_episodes(
