@@ -6,9 +6,8 @@ investigation of QRS detection rules using the MIT/BIH arrhythmia database. IEEE
 Eng 33(12):1157-1165 (1986): causal band-pass (5-15 Hz), derivative, squaring, 150 ms
 moving-window integration; peak levels as medians of the last 8 QRS and noise peaks; a 200 ms
 refractory period; T-wave discrimination by slope for candidates within 360 ms of a beat;
-search-back at half threshold when no beat came for 1.66 mean RR intervals; and from Hamilton's
-OSEA detector (2002), levels that start again after 8 s without a beat. The departures from the
-papers, and why, are in docs/qrs.md.
+search-back at half threshold when no beat came for 1.66 mean RR intervals. The departures
+from the papers, and why, are in docs/qrs.md.
 
 The features run at 150-300 Hz (means of k consecutive samples at higher rates: a 5-15 Hz band
 needs no more); the R peak is then located on the signal at its own rate.
@@ -58,16 +57,6 @@ MAX_THRESHOLD_RATIO = 0.6
 N_LEVELS = 8  # peaks in each median level
 N_RR = 8  # intervals in the mean RR
 BLOCK_SAMPLES = 65536  # a long push is processed in blocks of this many samples
-# After this long without a beat the levels start again from the candidates of the last
-# 8 s, as Hamilton's own detector does (OSEA's qrsdet2.c, 2002): the QRS level from the
-# largest candidate of each second, the noise level from zero. Without it one tall
-# artefact could lift the QRS level over every later beat for good: the threshold never came
-# down, since only beats lower the QRS level (a 10 mV spike in the first 2 s, or a 2-s burst
-# of 8 Hz motion artefact, left a record without beats to its end).
-RESET_S = 8.0
-# ... when at least this many of those 8 seconds hold a candidate: a flat line or asystole
-# with a few noise peaks keeps its levels, so that noise is not read as beats.
-RESET_MIN_SECONDS = 4
 
 
 def detect_qrs(ecg_mv: np.ndarray, fs: float) -> np.ndarray:
@@ -147,8 +136,6 @@ class StreamingQrsDetector:
         self._back = round(LOCATE_BACK_S * self.fs_hz)  # full-rate samples
         self._learning_end = round(LEARNING_S * fs)
         self._max_pending = round(MAX_PENDING_S * fs)
-        self._reset_after = round(RESET_S * fs)
-        self._second = round(fs)  # feature samples per second
         self._n_seen = 0  # feature samples
         self._next = 0  # first feature position not yet examined as a candidate
         # Recent history: the signal at the full rate from sample self._raw_start (to locate
@@ -179,10 +166,6 @@ class StreamingQrsDetector:
         self._rr_sum = 0
         self._regular_rr: list[int] = []
         self._regular_sum = 0
-        # candidates (position, height) of the last RESET_S, and where the levels last
-        # started again (-1: never)
-        self._recent: list[tuple[int, float]] = []
-        self._reset_at = -1
 
     @property
     def buffered_samples(self) -> int:
@@ -235,8 +218,6 @@ class StreamingQrsDetector:
             "last_located": self._last_located,
             "rr": np.array(self._rr, dtype=np.int64),
             "regular_rr": np.array(self._regular_rr, dtype=np.int64),
-            "recent": np.array(self._recent, dtype=np.float64).reshape(-1, 2),
-            "reset_at": self._reset_at,
         }
 
     @classmethod
@@ -295,10 +276,6 @@ class StreamingQrsDetector:
         detector._rr_sum = sum(detector._rr)
         detector._regular_rr = [int(value) for value in np.asarray(state["regular_rr"])]
         detector._regular_sum = sum(detector._regular_rr)
-        # states saved before the level reset existed have neither: no reset yet
-        recent = np.asarray(state.get("recent", np.zeros((0, 2))), dtype=np.float64)
-        detector._recent = [(int(p), float(h)) for p, h in recent.reshape(-1, 2)]
-        detector._reset_at = int(state.get("reset_at", -1))
         return detector
 
     def push(self, chunk_mv: np.ndarray) -> np.ndarray:
@@ -451,12 +428,6 @@ class StreamingQrsDetector:
                     self._learning.append((position, height, slope))
                     continue
                 accepted.extend(self._end_learning())
-            since = max(self._last_beat, self._reset_at, self._learning_end)
-            if position - since > self._reset_after:
-                self._reset_levels(position)
-            self._recent.append((position, height))
-            if self._recent[0][0] <= position - self._reset_after:
-                self._recent = [c for c in self._recent if c[0] > position - self._reset_after]
             pending = self._pending
             if pending and pending[0][0] < position - max_pending:
                 pending = self._pending = [c for c in pending if c[0] >= position - max_pending]
@@ -481,31 +452,6 @@ class StreamingQrsDetector:
                 self._update_threshold()
                 self._pending.append((position, height, slope))
         return accepted
-
-    def _reset_levels(self, position: int) -> None:
-        """No beat for RESET_S: start again as after the learning phase, with the QRS level
-        from the largest candidate of each of the last 8 seconds (their median: a tall
-        artefact in one or two of them does not set it) and the noise level from zero."""
-        largest: dict[int, float] = {}
-        for candidate_position, height in self._recent:
-            if candidate_position <= position - self._reset_after:
-                continue  # (pruned only after this test)
-            second = (position - 1 - candidate_position) // self._second
-            largest[second] = max(largest.get(second, 0.0), height)
-        if len(largest) < RESET_MIN_SECONDS:
-            return  # too few candidates to tell beats from noise: wait for more
-        self._signal = _RunningMedian(largest[min(largest)])
-        for second in sorted(largest)[1:]:
-            self._signal.add(largest[second])
-        self._noise = _RunningMedian(0.0)
-        self._update_threshold()
-        # as at the start: no previous beat, RR history or search-back candidates
-        self._pending = []
-        self._last_beat = -1
-        self._rr, self._rr_sum = [], 0
-        self._regular_rr, self._regular_sum = [], 0
-        self._search_back_after = float("inf")
-        self._reset_at = position
 
     def _gap(self, position: int) -> float:
         """Feature samples from the last beat to ``position``; infinite before the first beat,

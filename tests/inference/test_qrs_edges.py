@@ -1,5 +1,5 @@
-"""The QRS detector at the edges: a beat at the very start, tall artefacts, and streaming that
-must give the offline beats whatever the rate, the chunking and saved states in between.
+"""The QRS detector at the edges: a beat at the very start, asystole with noise, and streaming
+that must give the offline beats whatever the rate, the chunking and saved states in between.
 
 Synthetic strips need no data; the real-record cases skip when MIT-BIH is absent.
 """
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inference.beat_match import detection_scores
-from inference.qrs import RESET_S, StreamingQrsDetector, detect_qrs
+from inference.qrs import StreamingQrsDetector, detect_qrs
 from inference.signal import resample
 from inference.synthetic import generate
 
@@ -58,51 +58,17 @@ def test_it_finds_the_first_beat_of_a_real_record_that_starts_on_it(mitdb):
 # --- tall artefacts --------------------------------------------------------------------
 
 
-def found_after(reference: np.ndarray, beats: np.ndarray, fs_hz: float, after_s: float) -> dict:
-    keep = int(after_s * fs_hz)
-    return detection_scores(reference[reference >= keep], beats[beats >= keep], fs_hz)
-
-
-@pytest.mark.parametrize("fs_hz", [250.0, 500.0])
-def test_a_tall_spike_in_the_learning_phase_does_not_blind_the_detector(fs_hz):
-    # A 10 mV, 30 ms spike at 0.3 s (an electrode touched at hook-up) set the QRS level at
-    # five times the beats, and no beat ever came over the threshold again.
-    strip = generate(40.0, fs=fs_hz, seed=2)
-    ecg = strip.signal_mv.copy()
-    spike = slice(round(0.3 * fs_hz), round(0.33 * fs_hz))
-    ecg[spike] += 10.0
-    beats = detect_qrs(ecg, fs_hz)
-    scores = found_after(strip.beats, beats, fs_hz, RESET_S + 2.0)
-    assert scores["fn"] == 0 and scores["fp"] == 0, scores
-
-
-def test_a_burst_of_motion_artefact_does_not_blind_the_detector_for_good():
-    # 2 s of 8 Hz artefact at 10 mV were taken for beats and lifted the QRS level above the
-    # real beats for the rest of the record
+@pytest.mark.parametrize("noise_mv", [0.01, 0.02, 0.05, 0.1])
+def test_asystole_with_a_little_noise_stays_without_beats(noise_mv):
+    # A flat line always carries some noise. A level reset after 8 s without a beat (as in
+    # Hamilton's OSEA, tried 2026-12-07 against artefacts that blind the detector) read 10-50 uV
+    # of it as beats at 90-120 bpm from 8 s on, hiding the asystole: not adopted (docs/qrs.md).
     fs_hz = 360.0
-    strip = generate(60.0, fs=fs_hz, seed=4)
-    ecg = strip.signal_mv.copy()
-    burst = np.arange(round(10 * fs_hz), round(12 * fs_hz))
-    ecg[burst] += 10.0 * np.sin(2 * np.pi * 8.0 * burst / fs_hz)
-    beats = detect_qrs(ecg, fs_hz)
-    scores = found_after(strip.beats, beats, fs_hz, 12.0 + RESET_S + 2.0)
-    assert scores["fn"] == 0 and scores["fp"] == 0, scores
-    clean = detect_qrs(strip.signal_mv, fs_hz)
-    before = clean[clean < 10 * fs_hz]
-    np.testing.assert_array_equal(beats[beats < 10 * fs_hz], before)  # nothing changes before
-
-
-def test_a_flat_line_with_rare_noise_peaks_stays_without_beats():
-    # the level reset needs candidates in at least half the seconds: asystole with a few
-    # noise peaks keeps its levels, so it is not read as a run of beats
-    fs_hz = 250.0
     strip = generate(10.0, fs=fs_hz, seed=1)
-    flat = np.zeros(round(30 * fs_hz))
-    for at_s in (5.0, 14.0, 22.0):  # three short twitches, 0.3 mV
-        flat[round(at_s * fs_hz) : round(at_s * fs_hz) + 10] = 0.3
-    ecg = np.concatenate([strip.signal_mv, strip.signal_mv[-1] + flat])
+    noise = np.random.default_rng(0).normal(0.0, noise_mv, round(60 * fs_hz))
+    ecg = np.concatenate([strip.signal_mv, strip.signal_mv[-1] + noise])
     beats = detect_qrs(ecg, fs_hz)
-    assert np.sum(beats > len(strip.signal_mv) + 0.2 * fs_hz) <= 3
+    assert np.sum(beats > len(strip.signal_mv) + 0.3 * fs_hz) <= 1
 
 
 # --- streaming equals offline --------------------------------------------------------
@@ -121,8 +87,8 @@ CHUNKINGS = {
 @pytest.mark.parametrize("chunking", sorted(CHUNKINGS))
 @pytest.mark.parametrize("fs_hz", [100.0, 128.0, 257.3, 2000.0])
 def test_streaming_with_artefacts_and_saved_states_gives_the_offline_beats(fs_hz, chunking):
-    # the level reset, search-back and the learning phase all run here (a spike in the first
-    # 2 s, a burst of artefact, a pause) and must not depend on the chunks
+    # search-back and the learning phase run here (a spike in the first 2 s, a burst of
+    # artefact, a pause) and must not depend on the chunks
     duration_s = 30.0 if chunking == "one sample" else 45.0
     strip = generate(duration_s, fs=fs_hz, seed=6, pauses=1)
     ecg = strip.signal_mv.copy()
@@ -144,15 +110,3 @@ def test_streaming_a_real_record_at_any_rate_gives_the_offline_beats(mitdb, fs_h
     sizes = CHUNKINGS["log-uniform"]
     np.testing.assert_array_equal(feed(ecg, fs_hz, sizes, save_every=7), offline)
     np.testing.assert_array_equal(feed(ecg, fs_hz, CHUNKINGS["primes"]), offline)
-
-
-def test_a_state_saved_before_the_level_reset_existed_still_loads():
-    fs_hz = 250.0
-    strip = generate(20.0, fs=fs_hz, seed=1)
-    detector = StreamingQrsDetector(fs_hz)
-    first = detector.push(strip.signal_mv[:2500])
-    state = detector.state_dict()
-    del state["recent"], state["reset_at"]
-    restored = StreamingQrsDetector.from_state_dict(state)
-    rest = np.concatenate([restored.push(strip.signal_mv[2500:]), restored.flush()])
-    np.testing.assert_array_equal(np.concatenate([first, rest]), detect_qrs(strip.signal_mv, fs_hz))
