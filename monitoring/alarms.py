@@ -14,7 +14,9 @@ which changes nothing). :func:`apply_conditions` turns that into the lifecycle:
 - Rules hold their verdict a little (the heart rate must stay past its limit for
   ``HR_SUSTAIN_S`` and stay back for as long; an episode counts for ``EVENT_HOLD_S`` after it
   ended), so a rate that hovers at a limit or a run of short VT salvos is one alarm, not a
-  storm.
+  storm. A new stretch (a restarted device's new recording, the analysis after a gap) has no
+  episodes yet: that is "cannot tell" until it has been analysed for the hold and a little
+  more (``EPISODE_STORE_DELAY_S``), so an episode alarm is not resolved and raised again.
 
 :func:`evaluate_alarms` reads only the last minute or so of one recording, and at a round's
 end it is idempotent: it runs after every streaming-analysis round (:func:`on_analysis_round`),
@@ -81,6 +83,17 @@ PVC_RESOLVE_HOLD_S = 120.0
 BEAT_LOOKBACK_S = 80.0
 # An episode (pause, VT, VF, AF) keeps its alarm open this long after it ended.
 EVENT_HOLD_S = 60.0
+# A new stretch (a restarted device's new recording, or the analysis after a gap) has no
+# episodes at first: read as "gone", an open VT or AF alarm resolved at its first round and
+# an AF still going on was raised again, and sent again, once the new stretch had af_min_s
+# of it. So an episode kind is gone only once the current stretch has analysed enough signal
+# to have shown it: the hold itself ("no episode in the last EVENT_HOLD_S" needs that much
+# signal to look at) or the kind's minimum duration if longer (AF: af_min_s), plus this
+# delay before an episode that runs from the stretch's start is stored: beats are final
+# BEAT_FINAL_LAG_S (7 s) after their R peak, episodes are recomputed every 5 s of signal
+# (streaming.EPISODE_EVERY_S) and the first beat comes up to a couple of seconds after the
+# start. Before that the verdict is "cannot tell": an open alarm stays open.
+EPISODE_STORE_DELAY_S = 15.0
 # The rules judge the end of what was analysed. One analysis round reads up to
 # STREAM_MAX_ROUND_S (120 s) of signal at once when there is a backlog (a device resending what
 # it buffered while its network was down, busy workers): judged only at its end, a pause or a
@@ -477,13 +490,16 @@ def physiological_conditions(
     episodes = list(
         episodes.filter(end_s__gte=analysed_end / fs_hz - EVENT_HOLD_S).order_by("end_s")
     )
+    # how much signal the current stretch has analysed: too little to tell an episode is gone
+    # (EPISODE_STORE_DELAY_S) right after a device restart or a gap
+    stretch_s = (analysed_end - stretch_start) / fs_hz
     last = int(samples[-1]) if len(samples) else None
     hr_kinds = (AlarmKind.HR_HIGH, AlarmKind.HR_LOW)
     # each rule on its own (``guarded``): one that fails leaves its alarms as they are
     return [
         *guarded(hr_kinds, heart_rate_conditions, samples, fs_hz, patient),
         *guarded((AlarmKind.PVC,), pvc_condition, recording, last),
-        *guarded(tuple(EPISODE_KINDS), episode_conditions, episodes, fs_hz, patient),
+        *guarded(tuple(EPISODE_KINDS), episode_conditions, episodes, fs_hz, patient, stretch_s),
         # off unless switched on for the patient (docs/alarms.md: the window model's DS2
         # specificity is 0.53); off also resolves an alarm raised while it was on
         *(
@@ -628,15 +644,34 @@ def pvc_condition(recording: Recording, last: int | None) -> Condition:
     )
 
 
-def episode_conditions(episodes: list, fs_hz: float, patient: Patient) -> list[Condition]:
+def episode_gone_after_s(kind: str, patient: Patient, rhythm: RhythmConfig) -> float:
+    """How much signal the current stretch must have analysed before no episode of ``kind``
+    in it means the condition is gone (``EPISODE_STORE_DELAY_S``): the hold, or the shortest
+    episode of the kind if longer, plus the delay before such an episode is stored."""
+    shortest_s = {
+        AlarmKind.PAUSE: float(patient.pause_limit_s),
+        AlarmKind.VT: 0.0,  # a few beats
+        AlarmKind.VF: rhythm.vf_min_s,
+        AlarmKind.AF: rhythm.af_min_s,
+    }[kind]
+    return max(EVENT_HOLD_S, shortest_s) + EPISODE_STORE_DELAY_S
+
+
+def episode_conditions(
+    episodes: list, fs_hz: float, patient: Patient, stretch_s: float
+) -> list[Condition]:
     """Pause, VT, VF/VFL and AF from the analysis' episodes: an episode that is ongoing or
-    ended less than ``EVENT_HOLD_S`` ago (in signal time) holds its alarm."""
+    ended less than ``EVENT_HOLD_S`` ago (in signal time) holds its alarm. ``stretch_s``: the
+    signal the current stretch has analysed; with no episode of a kind, the kind is gone once
+    that is at least :func:`episode_gone_after_s`, and "cannot tell" before (a device that
+    restarted, a gap: the new stretch has no episodes yet)."""
     rhythm = RhythmConfig()
     conditions = []
     for kind, episode_kind in EPISODE_KINDS.items():
         found = [episode for episode in episodes if episode.kind == episode_kind]
         if not found:
-            conditions.append(Condition(kind, False))
+            gone = stretch_s >= episode_gone_after_s(kind, patient, rhythm)
+            conditions.append(Condition(kind, False if gone else None))
             continue
         episode = found[-1]  # the latest
         info = episode.details or {}
