@@ -13,9 +13,13 @@ millivolts (a header line is allowed) and needs ``--fs``.
 
 The signal is read in millivolts whatever voltage unit (mV, uV, V) the header gives. A record
 with missing samples (gaps) or a CSV with a blank line among its samples is refused, naming
-where: the analysis runs over one continuous signal. Problems (a missing file, a corrupt header
-or one that disagrees with its signal files, an unknown lead, a gap) end the command with a
-one-line message and exit status 1.
+where: the analysis runs over one continuous signal. So is a lead that cannot be an ECG in
+millivolts (``inference.signal.ecg_amplitude_problem``: volts, microvolts, a header's wrong unit
+or gain), naming its amplitude and the unit it suggests; a flat lead, or one that was off beside
+another channel of ECG size, is analysed, and when no beat is found the output adds a ``note``
+saying how large the signal is (docs/upload.md, "Signal amplitude"). Problems (a missing file,
+a corrupt header or one that disagrees with its signal files, an unknown lead, a gap) end the
+command with a one-line message and exit status 1.
 """
 
 import argparse
@@ -39,6 +43,7 @@ from inference.datasets.wfdb_record import (
 from inference.evaluation.beats import beat_metrics
 from inference.evaluation.common import json_text, writable_output
 from inference.evaluation.qrs import QRS_SYMBOLS, outside, vf_episodes
+from inference.signal import MIN_ECG_AMPLITUDE_MV, ecg_amplitude_mv, ecg_amplitude_problem
 
 
 def load_wfdb(path: Path, lead: str | None) -> tuple[np.ndarray, float, str]:
@@ -69,7 +74,33 @@ def load_wfdb(path: Path, lead: str | None) -> tuple[np.ndarray, float, str]:
             f"record {path.name} ({lead}) has {missing}; analyze needs a signal without gaps: "
             "cut the record at them"
         )
+    problem = ecg_amplitude_problem(ecg_mv, f"record {path.name} ({lead})")
+    if problem is not None and not _lead_off_beside_ecg(path, names, channel, ecg_mv):
+        raise SystemExit(f"{problem}; check the header's units and gain for this signal")
     return ecg_mv, fs, lead
+
+
+def _lead_off_beside_ecg(path: Path, names: list[str], channel: int, ecg_mv: np.ndarray) -> bool:
+    """Whether a lead too small to be an ECG sits beside another channel of ECG size: a lead
+    that was off (it may be real, and is analysed), not a header with the wrong unit or gain,
+    which would scale every channel alike (the upload's rule)."""
+    if ecg_amplitude_mv(ecg_mv) >= MIN_ECG_AMPLITUDE_MV or len(names) == 1:
+        return False
+    others = [index for index in range(len(names)) if index != channel]
+    try:
+        record = read_record_mv(path, channels=others)
+    except (ValueError, OSError):
+        return False
+    for index in range(len(others)):
+        other_mv = record.p_signal[:, index]
+        other_mv = other_mv[np.isfinite(other_mv)]
+        if (
+            len(other_mv)
+            and ecg_amplitude_mv(other_mv) >= MIN_ECG_AMPLITUDE_MV
+            and ecg_amplitude_problem(other_mv) is None
+        ):
+            return True
+    return False
 
 
 def load_csv(path: Path) -> np.ndarray:
@@ -116,7 +147,25 @@ def load_csv(path: Path) -> np.ndarray:
             values.append(value)
     if not values:
         raise SystemExit(f"{path.name} holds no samples")
+    problem = ecg_amplitude_problem(values, path.name)
+    if problem is not None:
+        raise SystemExit(f"{problem}; a signal CSV is in millivolts: convert it first")
     return np.asarray(values)
+
+
+def no_beats_note(ecg_mv: np.ndarray, lead: str) -> str:
+    """What an analysis that found no beat says about the lead's size: a flat lead, or one
+    that was off, passes the amplitude check (it may be real) and reads as one long pause."""
+    amplitude_mv = ecg_amplitude_mv(ecg_mv)
+    if np.ptp(ecg_mv) == 0:
+        size = f"the signal is flat (constant at {float(ecg_mv[0]):g} mV)"
+    else:
+        size = f"the signal's amplitude is {amplitude_mv:.3g} mV"
+    return (
+        f"no beats were found in lead {lead}: {size}. Asystole, a lead that was off, noise or "
+        "a rhythm the QRS detector cannot follow: check the strip before reading the pause as "
+        "asystole"
+    )
 
 
 def reference_agreement(path: Path, analysis: RecordAnalysis) -> tuple[dict | None, str]:
@@ -228,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{rate['min']} / {rate['max']} bpm"
     )
     print("counts: " + ", ".join(f"{k} {v}" for k, v in summary["counts"].items()))
+    if summary["n_beats"] == 0:
+        result["note"] = no_beats_note(ecg_mv, lead)
+        print(f"note: {result['note']}")
     for episode in analysis.episodes:
         print(f"episode {episode.kind}: {episode.start_s:.1f}-{episode.end_s:.1f} s")
     if reference_line is not None:

@@ -36,6 +36,8 @@ from scipy import signal as sps
 
 __all__ = [
     "bandpass",
+    "ecg_amplitude_mv",
+    "ecg_amplitude_problem",
     "fit_length",
     "minmax_normalize",
     "notch",
@@ -57,6 +59,61 @@ def first_beyond_ecg_range(values) -> int | None:
     """Index of the first value beyond +-``MAX_ECG_ABS_MV`` (so not millivolts), or None."""
     beyond = np.flatnonzero(np.abs(np.asarray(values, dtype=np.float64)) > MAX_ECG_ABS_MV)
     return int(beyond[0]) if len(beyond) else None
+
+
+# The size of a surface ECG in millivolts, to catch a signal in the wrong unit before it is
+# analysed: in volts a QRS of 0.001 is under the QRS detector's slope floor, so no beat is
+# found and the whole record reads as one pause (docs/upload.md, "Signal amplitude").
+# The amplitude is the 99th percentile of |x - median(x)|: the size of the QRS complexes,
+# unmoved by a rare artefact, and still the ECG's size when most of a record is flat (a VF or
+# asystole stretch). Over every channel of the 48 mitdb records, nstdb, vfdb and 500 PTB-XL
+# records it is 0.080 mV (PTB-XL aVL) to 20.8 mV (nstdb 118e_6); the analysed leads 0.17 to
+# 20.8 mV. In volts those records would measure 0.00008 to 0.008; in microvolts 80 to 20,800.
+ECG_AMPLITUDE_PERCENTILE = 99.0
+MIN_ECG_AMPLITUDE_MV = 0.02
+MAX_ECG_AMPLITUDE_MV = 50.0
+# A deviation this large somewhere in the record is ECG-sized, though the amplitude is under
+# MIN_ECG_AMPLITUDE_MV: a record flat for over 99 % of its length (a lead off, asystole) with
+# some signal, not a record in volts (whose largest artefact stays near 0.01).
+MIN_ECG_PEAK_MV = 0.1
+
+
+def ecg_amplitude_mv(values) -> float:
+    """The robust amplitude of one lead: the 99th percentile of ``|x - median(x)|``."""
+    signal = np.asarray(values, dtype=np.float64)
+    deviation = np.abs(signal - np.median(signal))
+    return float(np.percentile(deviation, ECG_AMPLITUDE_PERCENTILE))
+
+
+def ecg_amplitude_problem(values, what: str = "the signal") -> str | None:
+    """Why one lead in "millivolts" cannot be an ECG in millivolts, or None when it can be.
+
+    Refused: an amplitude (:func:`ecg_amplitude_mv`) under ``MIN_ECG_AMPLITUDE_MV`` with no
+    deviation anywhere of ``MIN_ECG_PEAK_MV`` (volts, or a lead with no signal but noise), or
+    over ``MAX_ECG_AMPLITUDE_MV`` (microvolts or ADC counts). A constant signal (a flat lead)
+    and a mostly flat one with some ECG-sized signal pass: they may be real, and the analysis
+    says that it found no beats and why. ``what`` names the lead in the message.
+    """
+    signal = np.asarray(values, dtype=np.float64)
+    deviation = np.abs(signal - np.median(signal))
+    peak_mv = float(deviation.max())
+    amplitude_mv = float(np.percentile(deviation, ECG_AMPLITUDE_PERCENTILE))
+    measure = (
+        f"{what}'s amplitude (the {ECG_AMPLITUDE_PERCENTILE:g}th percentile of |x - median|) "
+        f"is {amplitude_mv:.3g} mV"
+    )
+    if amplitude_mv > MAX_ECG_AMPLITUDE_MV:
+        return (
+            f"{measure}, above the {MAX_ECG_AMPLITUDE_MV:g} mV no surface ECG reaches: it looks "
+            f"like microvolts ({amplitude_mv / 1000:.3g} mV if so) or raw ADC counts"
+        )
+    if peak_mv != 0.0 and amplitude_mv < MIN_ECG_AMPLITUDE_MV and peak_mv < MIN_ECG_PEAK_MV:
+        return (
+            f"{measure}, under the {MIN_ECG_AMPLITUDE_MV:g} mV of any surface ECG in "
+            f"millivolts, and no sample is {MIN_ECG_PEAK_MV:g} mV from the median: it looks like "
+            f"volts ({amplitude_mv * 1000:.3g} mV if so), or a lead that carries no signal"
+        )
+    return None
 
 
 # Largest denominator of the rational approximation of fs_out / fs_in. At 10,000 the ratio

@@ -45,7 +45,13 @@ from inference.datasets.wfdb_record import (
 from inference.qrs import MAX_FS_HZ as QRS_MAX_FS_HZ
 from inference.qrs import MIN_DURATION_S as QRS_MIN_DURATION_S
 from inference.qrs import MIN_FS_HZ as QRS_MIN_FS_HZ
-from inference.signal import MAX_ECG_ABS_MV, first_beyond_ecg_range
+from inference.signal import (
+    MAX_ECG_ABS_MV,
+    MIN_ECG_AMPLITUDE_MV,
+    ecg_amplitude_mv,
+    ecg_amplitude_problem,
+    first_beyond_ecg_range,
+)
 from monitoring.models import (
     MAX_CHANNELS,
     AnalysisStatus,
@@ -546,6 +552,10 @@ def _signal_upload(name: str, values: np.ndarray, fs_hz: float, line_of_row) -> 
             f"signal CSV is in millivolts, and an ECG stays within {MAX_ECG_ABS_MV:g} mV; "
             "convert microvolts or ADC counts to millivolts first"
         )
+    problem = ecg_amplitude_problem(values, f"{name}: the signal")
+    if problem is not None:
+        # the file says nothing of its unit: only a conversion by the user can make it right
+        raise UploadError(f"{problem}; a signal CSV is in millivolts: convert it first")
     adc, gain = quantize(values[:, np.newaxis])
     return ParsedUpload(
         format=UploadFormat.CSV_SIGNAL,
@@ -680,6 +690,7 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
     adc, gain, baseline = _wfdb_samples(record, header_name)
     lead_names = [name or f"ch{i + 1}" for i, name in enumerate(record.sig_name)]
     lead_index = analysis_lead(lead_names)
+    _check_amplitude(adc, gain, baseline, lead_names, lead_index, header_name)
     return ParsedUpload(
         format=UploadFormat.WFDB,
         source_name=record_name,
@@ -825,6 +836,45 @@ def _wfdb_samples(record, header_name: str) -> tuple[np.ndarray, float, int]:
     millivolts = (digital - np.asarray(baselines)) / np.asarray(gains)
     adc, gain = quantize(millivolts)
     return adc, gain, 0
+
+
+def _check_amplitude(
+    adc: np.ndarray,
+    gain_adc_per_mv: float,
+    baseline_adc: int,
+    lead_names: list[str],
+    lead_index: int,
+    header_name: str,
+) -> None:
+    """Refuse a record whose analysed lead, in the header's units and gain, cannot be an ECG
+    in millivolts (``inference.signal.ecg_amplitude_problem``).
+
+    A wrong unit or gain in a header scales every channel alike; an analysed lead that is
+    tiny beside another channel of ECG size is a lead that was off, which may be real: it
+    is stored, and the analysis says it found no beats.
+    """
+
+    def channel_mv(channel: int) -> np.ndarray:
+        # one channel at a time: all of a 64 MB upload as float64 would take 256 MB
+        return (adc[:, channel].astype(np.float64) - baseline_adc) / gain_adc_per_mv
+
+    what = f"{header_name}: signal {lead_index + 1} ({lead_names[lead_index]})"
+    lead_mv = channel_mv(lead_index)
+    problem = ecg_amplitude_problem(lead_mv, what)
+    if problem is None:
+        return
+    if ecg_amplitude_mv(lead_mv) < MIN_ECG_AMPLITUDE_MV:
+        for channel in range(adc.shape[1]):
+            other_mv = channel_mv(channel)
+            if (
+                channel != lead_index
+                and ecg_amplitude_mv(other_mv) >= MIN_ECG_AMPLITUDE_MV
+                and ecg_amplitude_problem(other_mv) is None
+            ):
+                return
+    raise UploadError(
+        f"{problem}; check the header's units and gain (ADC units per unit) for this signal"
+    )
 
 
 def _wfdb_bytes(mode: str, fmt: str, n_values: int) -> int:

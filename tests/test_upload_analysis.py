@@ -141,10 +141,11 @@ def zeros_csv(n_samples: int = 10800) -> bytes:
     return buffer.getvalue().encode()
 
 
-def volts_csv(seconds: float = 30.0, fs_hz: float = 360.0) -> bytes:
-    """A synthetic strip written in volts instead of millivolts: 1000 times too small."""
+def wander_csv(seconds: float = 30.0, fs_hz: float = 360.0) -> bytes:
+    """A lead that was off: 0.1 mV of slow baseline wander and no QRS. (A strip in volts is
+    refused at upload: tests/test_upload_amplitude.py.)"""
     buffer = io.StringIO()
-    np.savetxt(buffer, generate(seconds, fs=fs_hz, seed=7).signal_mv / 1000.0)
+    np.savetxt(buffer, 0.1 * np.sin(2 * np.pi * 0.3 * np.arange(int(seconds * fs_hz)) / fs_hz))
     return buffer.getvalue().encode()
 
 
@@ -152,9 +153,9 @@ def volts_csv(seconds: float = 30.0, fs_hz: float = 360.0) -> bytes:
     ("content", "says"),
     [
         (zeros_csv(), "the signal is flat (constant at 0 mV)"),
-        (volts_csv(), "a file not in millivolts"),
+        (wander_csv(), "the signal spans only 0.2 mV peak to peak"),
     ],
-    ids=["flat", "volts"],
+    ids=["flat", "lead-off"],
 )
 def test_a_signal_without_beats_is_analysed_as_inference_analyze_does(api, upload, content, says):
     # it was "ValueError: cannot reshape array of size 0 into shape (0,newaxis)": Failed
