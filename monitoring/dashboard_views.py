@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_POST
 
@@ -86,6 +87,9 @@ def patient_live(request, pk: int):
             # what a reconnecting patient stream resends (monitoring/consumers.py)
             "alarms": live.alarms_to_list(patient.pk),
             "gains": GAINS_MM_PER_MV,
+            # the alarm times are shown in the server's zone, as on the patient page, the
+            # review and the alarm emails, and the page says which (live.js)
+            "time_zone": timezone.get_current_timezone_name(),
         },
     )
 

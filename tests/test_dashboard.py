@@ -1,5 +1,6 @@
 """The dashboard pages (issue 6): station, live view, HR trend, staff management, audit trail."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -613,3 +614,53 @@ def test_a_bad_recipient_saves_and_audits_nothing(client, staff_user, patient, r
     patient.refresh_from_db()
     assert patient.hr_high_limit_bpm == 120 and not patient.alarm_recipients.exists()
     assert not AuditEntry.objects.exists()
+
+
+# --- What the pages say (walkthrough, 2026-12-07) -----------------------------------------
+
+
+def test_the_live_view_names_the_time_zone_of_its_alarm_times(client, clinician, patient, settings):
+    """The alarm list's times are in the server's zone, as on the patient page and the review,
+    and the page says which: live.js formatted them in the browser's zone without saying so,
+    so a clinician in another zone saw 21:07 there and 02:06 on the review of the same event."""
+    settings.TIME_ZONE = "Europe/Berlin"
+    Alarm.objects.create(patient=patient, kind="HR_HIGH", priority="warning", message="HR 130")
+    client.force_login(clinician)
+    page = client.get(f"/patients/{patient.pk}/live/").content.decode()
+    assert 'data-time-zone="Europe/Berlin"' in page  # what live.js formats in
+    assert "<th>Raised (Europe/Berlin)</th>" in page
+    # an error on acknowledging is announced to a screen reader; the table takes the focus
+    # when the last button to acknowledge goes
+    assert '<p class="error" id="ack-error" role="alert">' in page
+    assert '<table class="grid" id="alarm-table" tabindex="-1">' in page
+
+
+@pytest.mark.parametrize("url", ["/manage/patients/admit/", "/manage/patients/{pk}/limits/"])
+def test_every_recipient_control_has_a_label(client, staff_user, patient, url):
+    """The recipients formset's inputs sat under the table's headings with no label of their
+    own: a screen reader read "edit text", "checkbox"."""
+    AlarmRecipient.objects.create(patient=patient, address="ward-a@hospital.example")
+    client.force_login(staff_user)
+    page = client.get(url.format(pk=patient.pk)).content.decode()
+    table = page[page.index('id="recipients-table"') : page.index("</table>")]
+    controls = [
+        re.search(r'\bid="([^"]+)"', tag).group(1)
+        for tag in re.findall(r"<(?:input|select)[^>]*>", table)
+        if 'type="hidden"' not in tag
+    ]
+    assert controls and any(c.endswith("-DELETE") for c in controls) == ("limits" in url)
+    for control in controls:
+        assert f'<label class="visually-hidden" for="{control}">' in table, control
+
+
+def test_pages_have_an_icon_and_the_station_uses_the_whole_width(client, clinician, patient):
+    """Every page asked for /favicon.ico (a 404 in the console of each page); the station, a
+    wall display, sat in the pages' 1200-px column."""
+    from django.contrib.staticfiles import finders
+
+    client.force_login(clinician)
+    home = client.get("/").content.decode()
+    assert 'rel="icon" href="/static/cardiospike/favicon.svg"' in home
+    assert finders.find("cardiospike/favicon.svg")
+    assert '<main class="wide">' in client.get("/station/").content.decode()
+    assert "<main>" in home

@@ -262,19 +262,29 @@
     }
   }
 
+  // Times in the server's zone (TIME_ZONE, data-time-zone), which the table's heading names:
+  // the patient page, the review and the server-written rows use it, so an alarm's time here
+  // is the one to look up there, whatever zone the browser is set to.
+  var timeFormat = null, dateFormat = null;
+  try {
+    timeFormat = new Intl.DateTimeFormat("en-GB", { timeZone: root.dataset.timeZone || "UTC",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+    dateFormat = new Intl.DateTimeFormat("en-CA", { timeZone: root.dataset.timeZone || "UTC",
+      year: "numeric", month: "2-digit", day: "2-digit" });  // en-CA: YYYY-MM-DD
+  } catch (error) { timeFormat = null; }  // a zone this browser does not know
+
   function formatTime(iso) {
-    // the browser's local time, as every time on the page; the date too when not today
+    // the date too when not today (in that zone)
     if (!iso) { return ""; }
     var date = new Date(iso);
     if (isNaN(date)) { return iso; }
-    var time = date.toLocaleTimeString([], { hour12: false });
-    if (date.toDateString() === new Date().toDateString()) { return time; }
-    var pad = function (number) { return (number < 10 ? "0" : "") + number; };
-    return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) +
-      " " + time;
+    if (!timeFormat) { return iso; }  // ISO 8601 with its offset: unambiguous
+    var time = timeFormat.format(date);
+    var day = dateFormat.format(date);
+    return day === dateFormat.format(new Date()) ? time : day + " " + time;
   }
 
-  // The rows the server wrote (its time zone) in the browser's, as the rows added live are.
+  // The rows the server wrote, formatted as the rows added live are (the date when not today).
   Array.prototype.forEach.call($("alarm-table").querySelectorAll("time[datetime]"),
     function (element) { element.textContent = formatTime(element.getAttribute("datetime")); });
 
@@ -330,7 +340,19 @@
     trimAlarmRows(tbody);  // when filled: a row to acknowledge stays
   }
 
+  function keepFocus(hadFocus) {
+    // The acknowledged row loses its button (here, or first by the socket's alarm message):
+    // a keyboard user would be left on the page's top. Focus goes to the next alarm still to
+    // be acknowledged, else to the table.
+    if (!hadFocus || (document.activeElement && document.activeElement !== document.body)) {
+      return;
+    }
+    var next = $("alarm-table").querySelector("button.ack:not([disabled])");
+    (next || $("alarm-table")).focus();
+  }
+
   function acknowledge(alarmId, button) {
+    var hadFocus = document.activeElement === button;
     button.disabled = true;
     $("ack-error").textContent = "";
     fetch("/api/alarms/" + encodeURIComponent(alarmId) + "/acknowledge/", {
@@ -342,6 +364,7 @@
     }).then(function (answer) {
       if (!answer.ok) { throw new Error(answer.body.detail || "refused"); }
       showAlarm(answer.body);
+      keepFocus(hadFocus);
     }).catch(function (error) {
       button.disabled = false;
       $("ack-error").textContent = "Could not acknowledge: " + error.message;
@@ -360,8 +383,11 @@
     var width = trend.width, height = trend.height, left = 36, bottom = 18;
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, width, height);
-    var top = 200, low = 0;
-    var yOf = function (bpm) { return (height - bottom) * (1 - (bpm - low) / (top - low)); };
+    var top = 200, low = 0, headroom = 8;  // headroom: the "200" label was cut at the top
+    var yOf = function (bpm) {
+      return headroom + (height - bottom - headroom) * (1 - (bpm - low) / (top - low));
+    };
+    ctx.lineWidth = 1;  // the trace's width below stayed for the next redraw's grid
     var sinceMs = Date.now() - body.minutes * 60000;
     var xOf = function (ms) { return left + ((ms - sinceMs) / (body.minutes * 60000)) * (width - left); };
     ctx.font = "11px system-ui, sans-serif";
@@ -405,7 +431,7 @@
         drawTrend(body);
         var last = body.points[body.points.length - 1];
         $("hr-trend-info").textContent = body.points.length + " minute(s) with beats" +
-          (last ? "; latest " + last.hr_bpm + " bpm (60 / median RR)" : "");
+          (last ? "; latest " + Math.round(last.hr_bpm) + " bpm (60 / median RR)" : "");
       })
       .catch(function (error) { $("hr-trend-info").textContent = "Trend unavailable: " + error.message; });
   }

@@ -168,7 +168,14 @@
     context.textAlign = "center";
     for (var s = Math.ceil(state.startS / tick) * tick; s <= state.startS + state.widthS;
       s += tick) {
-      context.fillText(formatTime(s), xOf(s), height - 4);
+      // kept inside the canvas (the first and last tick sit on its edges: "0 s" read "s"),
+      // on a white patch so that the grid line under the tick does not cut the text
+      var label = formatTime(s), half = context.measureText(label).width / 2 + 2;
+      var x = Math.min(Math.max(xOf(s), half), canvas.width - half);
+      context.fillStyle = "#fff";
+      context.fillRect(x - half, height - 15, 2 * half, 13);
+      context.fillStyle = "#6b7280";
+      context.fillText(label, x, height - 4);
     }
   }
 

@@ -1,0 +1,130 @@
+"""The live view and the station as a clinician uses them, in a real headless Chromium: on a
+phone, in another time zone than the server's, from the keyboard (walkthrough of 2026-12-07).
+
+The server is Django's live server (no websockets): these checks need only what the server
+renders and the acknowledge API. Each waits for a state, never for a time."""
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.utils import timezone
+
+from monitoring.models import Alarm, AlarmRecipient
+from tests import test_analyzer_browser
+from tests.test_analyzer_browser import log_in, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+browser = test_analyzer_browser.browser  # the headless Chromium fixture
+
+
+def two_alarms(patient) -> tuple[Alarm, Alarm]:
+    older = Alarm.objects.create(
+        patient=patient, kind="PVC", priority="warning", message="PVC 12 in the first 13 s > 10/min"
+    )
+    newer = Alarm.objects.create(
+        patient=patient, kind="HR_HIGH", priority="warning", message="HR 134 > 120"
+    )
+    return older, newer
+
+
+def right_edge(driver, css: str) -> float:
+    return driver.execute_script(
+        "return document.querySelector(arguments[0]).getBoundingClientRect().right", css
+    )
+
+
+def test_a_phone_shows_log_out_and_acknowledge_without_scrolling_sideways(
+    browser, live_server, staff_user, patient
+):
+    """At 390 px the top bar's links pushed the page to 640 px, "Log out" past the screen's
+    edge, and the alarm list's "Acknowledge" column ran out of its card; the patient page's
+    recipients line and the recipients table of the limits and admit pages widened their
+    pages too (a table too wide for the phone now scrolls inside its card)."""
+    two_alarms(patient)
+    AlarmRecipient.objects.create(
+        patient=patient, address="cardiology-night-shift@hospital-with-a-long-name.example"
+    )
+    log_in(browser, live_server.url, "staff", "pw-staff-1")
+    browser.set_window_size(390, 844)
+    for path in (
+        "/",
+        "/station/",
+        f"/patients/{patient.pk}/live/",
+        f"/patients/{patient.pk}/",
+        f"/manage/patients/{patient.pk}/limits/",
+        "/manage/patients/admit/",
+    ):
+        browser.get(live_server.url + path)
+        wait_for(browser, lambda d: d.execute_script("return document.readyState") == "complete")
+        width = browser.execute_script("return window.innerWidth")
+        assert width <= 400, width  # the window did become a phone's
+        page_width = browser.execute_script("return document.documentElement.scrollWidth")
+        assert page_width <= width, (path, page_width, width)
+        assert right_edge(browser, "form[action='/logout/'] button") <= width, path
+        if path.endswith("/live/"):
+            buttons = browser.find_elements("css selector", "#alarm-table button.ack")
+            assert len(buttons) == 2
+            for button in buttons:
+                assert button.rect["x"] + button.rect["width"] <= width
+
+
+def test_alarm_times_are_in_the_servers_zone_whatever_the_browsers(
+    browser, live_server, clinician, patient
+):
+    """live.js formatted the alarm times in the browser's zone and did not say which: a
+    browser in New York showed 21:07 for an alarm that the review, the patient page and the
+    emails put at 02:07 (UTC)."""
+    raised = timezone.now() - timedelta(minutes=3)
+    alarm = Alarm.objects.create(
+        patient=patient, kind="HR_HIGH", priority="warning", message="HR 134 > 120"
+    )
+    Alarm.objects.filter(pk=alarm.pk).update(raised_at=raised)
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "America/New_York"})
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    browser.get(f"{live_server.url}/patients/{patient.pk}/live/")
+    assert (
+        browser.execute_script("return Intl.DateTimeFormat().resolvedOptions().timeZone")
+        == "America/New_York"
+    )
+    server = timezone.localtime(raised).strftime("%H:%M:%S")  # in TIME_ZONE
+    elsewhere = raised.astimezone(ZoneInfo("America/New_York"))
+    # live.js (run before the page's load event) wrote the time alone, the date when not today
+    cell = f"#alarm-{alarm.pk} time"
+    shown = browser.find_element("css selector", cell).text
+    assert shown.endswith(server), (shown, server)
+    assert elsewhere.strftime("%H:%M:%S") not in shown
+    zone = timezone.get_current_timezone_name()  # UTC unless TIME_ZONE says otherwise
+    assert f"Raised ({zone})" in browser.find_element("id", "alarm-table").text
+
+
+def test_acknowledging_from_the_keyboard_keeps_the_focus_in_the_alarm_list(
+    browser, live_server, clinician, patient
+):
+    """The acknowledged row's button is removed: the focus fell back to the page's top, so a
+    keyboard user had to tab through the whole page again to reach the next alarm."""
+    older, newer = two_alarms(patient)
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    browser.get(f"{live_server.url}/patients/{patient.pk}/live/")
+    button = browser.find_element("css selector", f"button.ack[data-alarm='{newer.pk}']")
+    browser.execute_script("arguments[0].focus()", button)
+    button.send_keys("\n")  # Enter, as a keyboard user presses it
+    wait_for(browser, lambda d: "clinician at" in d.find_element("id", f"alarm-{newer.pk}").text)
+    wait_for(
+        browser,
+        lambda d: (
+            d.execute_script("return document.activeElement.dataset.alarm || null") == str(older.pk)
+        ),
+        timeout_s=10,
+    )
+    newer.refresh_from_db()
+    assert newer.acknowledged_by == clinician
+    # the last one: the focus goes to the table, not to the page's top
+    browser.switch_to.active_element.send_keys("\n")
+    wait_for(browser, lambda d: "clinician at" in d.find_element("id", f"alarm-{older.pk}").text)
+    wait_for(
+        browser,
+        lambda d: d.execute_script("return document.activeElement.id") == "alarm-table",
+        timeout_s=10,
+    )
