@@ -20,9 +20,11 @@ which changes nothing). :func:`apply_conditions` turns that into the lifecycle:
 
 :func:`evaluate_alarms` reads only the last minute or so of one recording, and at a round's
 end it is idempotent: it runs after every streaming-analysis round (:func:`on_analysis_round`),
-and judges a long round (a backlog) at every ``ROUND_REPLAY_STEP_S`` of it too. Device offline
-needs a clock rather than new data, so :func:`periodic_check` (celery beat, every
-``ALARM_CHECK_S``) checks the devices, repairs missing notifications, escalates and retries.
+and judges a long round (a backlog) at every ``ROUND_REPLAY_STEP_S`` of it too, and a stretch
+that the round finished (a final gap, a close) at its own end, where its last beats became
+final. Device offline needs a clock rather than new data, so :func:`periodic_check` (celery
+beat, every ``ALARM_CHECK_S``) checks the devices, repairs missing notifications, escalates
+and retries.
 
 Failures are contained: a rule that raises leaves its alarms as they are (the others run), a
 condition that cannot be applied leaves the others applied, and a patient whose device check
@@ -164,13 +166,22 @@ class AlarmChange:
 
 
 def evaluate_alarms(
-    recording_id: int, now: datetime | None = None, since_sample: int | None = None
+    recording_id: int,
+    now: datetime | None = None,
+    since_sample: int | None = None,
+    finished_stretch: tuple[int, int] | None = None,
 ) -> list[AlarmChange]:
     """Evaluate every rule on the recent past of a device recording; raise and resolve.
 
     ``since_sample``: where the analysis round that just ended began (its cursor before). A
     round longer than ``ROUND_REPLAY_STEP_S`` is judged by the physiological rules at every
     such step of it too, in order, before its end (:func:`replay_ends`).
+
+    ``finished_stretch``: (first sample, analysed end) of the stretch the round finished at a
+    final gap or at the recording's close. The round's end is then in the new stretch after
+    it, which shows nothing of the old one's last seconds, made final only now (its beats of
+    the last ``BEAT_FINAL_LAG_S``): so the old stretch is judged first, at the round's steps
+    inside it and at its end, with every beat it has.
 
     Idempotent at the round's end (without ``since_sample``): with nothing new stored it
     changes nothing; a round is judged in steps once, by its own call. Nothing is raised for
@@ -196,6 +207,16 @@ def evaluate_alarms(
     if _newest_device_recording_id(recording.patient_id) != recording.pk:
         return []
     changes = []
+    if finished_stretch is not None:
+        stretch_start, stretch_end = finished_stretch
+        for analysed_end in replay_ends(recording, since_sample, stretch_start, stretch_end):
+            conditions = physiological_conditions(recording, analysed_end, stretch_start)
+            changes += apply_conditions(recording.patient, recording, conditions, now)
+        if stretch_end > stretch_start:  # an analyzer that had pushed nothing found nothing
+            conditions = physiological_conditions(
+                recording, stretch_end, stretch_start, finished=True
+            )
+            changes += apply_conditions(recording.patient, recording, conditions, now)
     for analysed_end in replay_ends(recording, since_sample):
         conditions = physiological_conditions(recording, analysed_end)
         changes += apply_conditions(recording.patient, recording, conditions, now)
@@ -205,20 +226,27 @@ def evaluate_alarms(
     return changes + apply_conditions(recording.patient, recording, conditions, now)
 
 
-def replay_ends(recording: Recording, since_sample: int | None) -> list[int]:
+def replay_ends(
+    recording: Recording,
+    since_sample: int | None,
+    stretch_start: int | None = None,
+    stretch_end: int | None = None,
+) -> list[int]:
     """The ends (samples) inside a round that began at ``since_sample`` at which the rules
     judge it before its end: every ``ROUND_REPLAY_STEP_S`` of it, in the current stretch
     (a round that jumped a gap began a new one), the last ``ROUND_REPLAY_MAX_S`` at most.
-    None for a round of a step or less, as live rounds are."""
+    None for a round of a step or less, as live rounds are. ``stretch_start`` and
+    ``stretch_end``: another stretch than the current one (one the round finished), and its
+    analysed end instead of the cursor."""
     if since_sample is None:
         return []
     fs_hz = recording.sampling_rate_hz
-    cursor = recording.analysis_cursor
-    first = max(
-        since_sample, recording.stream_start_sample, cursor - round(ROUND_REPLAY_MAX_S * fs_hz)
-    )
+    if stretch_start is None:
+        stretch_start = recording.stream_start_sample
+    end = recording.analysis_cursor if stretch_end is None else stretch_end
+    first = max(since_sample, stretch_start, end - round(ROUND_REPLAY_MAX_S * fs_hz))
     step = round(ROUND_REPLAY_STEP_S * fs_hz)
-    return list(range(first + step, cursor, step))
+    return list(range(first + step, end, step))
 
 
 def guarded(kinds, rule, *args) -> list[Condition]:
@@ -233,15 +261,22 @@ def guarded(kinds, rule, *args) -> list[Condition]:
     return result if isinstance(result, list) else [result]
 
 
-def on_analysis_round(recording_id: int, since_sample: int | None = None) -> list[AlarmChange]:
-    """After a streaming-analysis round: evaluate; a raised alarm's notifications are created
-    with it (:func:`_raise`) and sent after the commit.
+def on_analysis_round(
+    recording_id: int,
+    since_sample: int | None = None,
+    finished_stretch: tuple[int, int] | None = None,
+) -> list[AlarmChange]:
+    """After a streaming-analysis round: evaluate (``since_sample``, ``finished_stretch``:
+    :func:`evaluate_alarms`); a raised alarm's notifications are created with it
+    (:func:`_raise`) and sent after the commit.
 
     Never raises: an alarm failure is logged and must not stop the analysis (the periodic
     check still runs the technical rules, repairs missing notifications and retries them).
     """
     try:
-        return evaluate_alarms(recording_id, since_sample=since_sample)
+        return evaluate_alarms(
+            recording_id, since_sample=since_sample, finished_stretch=finished_stretch
+        )
     except Exception:
         logger.exception("alarm evaluation of recording %s failed", recording_id)
         return []
@@ -463,24 +498,35 @@ def _newest_device_recording_id(patient_id: int) -> int | None:
 
 
 def physiological_conditions(
-    recording: Recording, analysed_end: int | None = None
+    recording: Recording,
+    analysed_end: int | None = None,
+    stretch_start: int | None = None,
+    finished: bool = False,
 ) -> list[Condition]:
     """The rules on the stored analysis of the current stretch of a recording, at its end, or
     as they stood when the analysis had reached ``analysed_end`` (a sample inside a long
-    round: :func:`replay_ends`): what was final then, beats ``BEAT_FINAL_LAG_S`` before it."""
+    round: :func:`replay_ends`): what was final then, beats ``BEAT_FINAL_LAG_S`` before it.
+
+    ``stretch_start``: the first sample of the stretch judged, when it is not the current one
+    (a stretch a round finished; ``analysed_end`` then lies in it). ``finished``: that
+    stretch ended at ``analysed_end`` (a final gap, the recording closed), so every beat of
+    it is final and nothing is cut."""
     fs_hz = recording.sampling_rate_hz
     patient = recording.patient
+    if stretch_start is None:
+        stretch_start = recording.stream_start_sample
     beats = recording.beats.filter(provisional=False)
     episodes = recording.episodes.filter(kind__in=list(EPISODE_KINDS.values()))
     windows_end = None
     if analysed_end is None:
         analysed_end = recording.analysis_cursor
     else:
-        final_end = analysed_end - round(BEAT_FINAL_LAG_S * fs_hz)
+        final_end = analysed_end
+        if not finished:
+            final_end -= round(BEAT_FINAL_LAG_S * fs_hz)
         beats = beats.filter(sample__lt=final_end)
         episodes = episodes.filter(start_s__lt=final_end / fs_hz)
         windows_end = final_end
-    stretch_start = recording.stream_start_sample
     first = max(stretch_start, analysed_end - round(BEAT_LOOKBACK_S * fs_hz))
     samples = np.array(
         # final beats only: a provisional label may still change (inference/streaming.py)
@@ -498,12 +544,18 @@ def physiological_conditions(
     # each rule on its own (``guarded``): one that fails leaves its alarms as they are
     return [
         *guarded(hr_kinds, heart_rate_conditions, samples, fs_hz, patient),
-        *guarded((AlarmKind.PVC,), pvc_condition, recording, last),
+        *guarded((AlarmKind.PVC,), pvc_condition, recording, last, stretch_start),
         *guarded(tuple(EPISODE_KINDS), episode_conditions, episodes, fs_hz, patient, stretch_s),
         # off unless switched on for the patient (docs/alarms.md: the window model's DS2
         # specificity is 0.53); off also resolves an alarm raised while it was on
         *(
-            guarded((AlarmKind.ARRHYTHMIA,), arrhythmia_condition, recording, windows_end)
+            guarded(
+                (AlarmKind.ARRHYTHMIA,),
+                arrhythmia_condition,
+                recording,
+                windows_end,
+                stretch_start,
+            )
             if patient.sustained_arrhythmia_alarm
             else [Condition(AlarmKind.ARRHYTHMIA, False)]
         ),
@@ -514,6 +566,8 @@ def physiological_conditions(
             samples,
             episodes,
             analysed_end,
+            stretch_start,
+            finished,
         ),
     ]
 
@@ -567,9 +621,12 @@ def heart_rate_conditions(samples: np.ndarray, fs_hz: float, patient: Patient) -
     return conditions
 
 
-def pvc_condition(recording: Recording, last: int | None) -> Condition:
+def pvc_condition(
+    recording: Recording, last: int | None, stretch_start: int | None = None
+) -> Condition:
     """Frequent PVCs: more V beats in the last ``PVC_WINDOW_S`` before the last final beat
-    (``last``, a sample; None when the rules found no recent beat) than the limit.
+    (``last``, a sample; None when the rules found no recent beat) than the limit, counted in
+    the stretch that began at ``stretch_start`` (default the current one).
 
     Raised as soon as the count is over the limit; gone only when the count of V beats in the
     window ending at every moment of the last ``PVC_RESOLVE_HOLD_S`` has been at or under the
@@ -583,6 +640,8 @@ def pvc_condition(recording: Recording, last: int | None) -> Condition:
     """
     if last is None:
         return Condition(AlarmKind.PVC, None)
+    if stretch_start is None:
+        stretch_start = recording.stream_start_sample
     fs_hz = recording.sampling_rate_hz
     patient = recording.patient
     window = round(PVC_WINDOW_S * fs_hz)
@@ -594,7 +653,7 @@ def pvc_condition(recording: Recording, last: int | None) -> Condition:
             recording.beats.filter(
                 label="V",
                 provisional=False,
-                sample__gte=recording.stream_start_sample,
+                sample__gte=stretch_start,
                 sample__gt=hold_first - window,
                 sample__lte=last,
             )
@@ -615,7 +674,7 @@ def pvc_condition(recording: Recording, last: int | None) -> Condition:
     # the highest counts of the hold: at its start, and at each V beat in it
     hold_counts = count_ending_at(np.concatenate([[hold_first], v[v >= hold_first]]))
     # every window of the hold lies in this stretch: its counts miss no V beat before it
-    whole_history = recording.stream_start_sample <= hold_first - window
+    whole_history = stretch_start <= hold_first - window
     if count > limit:
         active = True
     elif whole_history and (hold_counts <= limit).all():
@@ -623,7 +682,7 @@ def pvc_condition(recording: Recording, last: int | None) -> Condition:
     else:
         active = None
     recent_v = v[v > last - window]
-    counted_s = min(PVC_WINDOW_S, (last - recording.stream_start_sample) / fs_hz)
+    counted_s = min(PVC_WINDOW_S, (last - stretch_start) / fs_hz)
     if counted_s < PVC_WINDOW_S:
         # the stretch began less than a window ago: say over how long the count is, as "12/min"
         # after 13 s of signal would understate a rate of about 55 a minute
@@ -712,13 +771,18 @@ def episode_conditions(
     return conditions
 
 
-def arrhythmia_condition(recording: Recording, windows_end: int | None = None) -> Condition:
+def arrhythmia_condition(
+    recording: Recording, windows_end: int | None = None, stretch_start: int | None = None
+) -> Condition:
     """Sustained arrhythmia: the last ``ARRHYTHMIA_WINDOWS`` consecutive (contiguous) 2-s
-    windows of the window model (those that begin before ``windows_end``, if given) all
-    abnormal raise it; all normal resolve it."""
+    windows of the window model (those that begin before ``windows_end``, if given, in the
+    stretch that began at ``stretch_start``, default the current one) all abnormal raise it;
+    all normal resolve it."""
+    if stretch_start is None:
+        stretch_start = recording.stream_start_sample
     windows = recording.predictions.filter(
         model_name__startswith=WINDOW_MODEL_PREFIX,
-        window_start__gte=recording.stream_start_sample,
+        window_start__gte=stretch_start,
     )
     if windows_end is not None:
         windows = windows.filter(window_start__lt=windows_end)
@@ -755,24 +819,32 @@ def arrhythmia_condition(recording: Recording, windows_end: int | None = None) -
 
 
 def signal_quality_condition(
-    recording: Recording, samples: np.ndarray, episodes: list, analysed_end: int | None = None
+    recording: Recording,
+    samples: np.ndarray,
+    episodes: list,
+    analysed_end: int | None = None,
+    stretch_start: int | None = None,
+    finished: bool = False,
 ) -> Condition:
     """Poor signal: no beat in the last ``QUALITY_S`` seconds of final beats although beats
     were found before and the signal there is not flat; VF there is left to the VF alarm.
     Gone when the signal is flat (a pause), or when beats have come steadily for
-    ``QUALITY_RESOLVE_HOLD_S``."""
+    ``QUALITY_RESOLVE_HOLD_S``. ``stretch_start`` and ``finished``: as
+    :func:`physiological_conditions` (a finished stretch's beats are final to its end)."""
     fs_hz = recording.sampling_rate_hz
     if analysed_end is None:
         analysed_end = recording.analysis_cursor
-    end = analysed_end - round(BEAT_FINAL_LAG_S * fs_hz)
+    if stretch_start is None:
+        stretch_start = recording.stream_start_sample
+    end = analysed_end if finished else analysed_end - round(BEAT_FINAL_LAG_S * fs_hz)
     start = end - round(QUALITY_S * fs_hz)
-    if start < recording.stream_start_sample or not (samples < start).any():
+    if start < stretch_start or not (samples < start).any():
         return Condition(AlarmKind.SIGNAL_QUALITY, None)  # beats have not started flowing
     if ((samples >= start) & (samples < end)).any():
         # beats again: gone once no beatless QUALITY_S stretch is left in the hold, that is,
         # the condition has been false at every moment of the last QUALITY_RESOLVE_HOLD_S
         hold_start = start - round(QUALITY_RESOLVE_HOLD_S * fs_hz)
-        if hold_start < recording.stream_start_sample:
+        if hold_start < stretch_start:
             return Condition(AlarmKind.SIGNAL_QUALITY, None)
         inside = samples[(samples >= hold_start) & (samples < end)]
         longest = np.diff(np.concatenate([[hold_start], inside, [end]])).max()

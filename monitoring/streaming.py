@@ -130,12 +130,17 @@ def run_stream_analysis(recording_id: int) -> dict:
             stream_pending=False, stream_queued_at=timezone.now()
         )
         result = analyze_next(recording_id)
-        if result.n_samples or result.n_beats:
+        if result.n_samples or result.n_beats or result.finished_stretch is not None:
             # after the round's commit: alarms read what it stored (never raises)
             from monitoring.alarms import on_analysis_round
 
-            # where the round began: the alarm rules judge a long one (a backlog) in steps
-            on_analysis_round(recording_id, since_sample=result.first_sample)
+            # where the round began: the alarm rules judge a long one (a backlog) in steps;
+            # and the stretch it finished, whose last seconds only this round made final
+            on_analysis_round(
+                recording_id,
+                since_sample=result.first_sample,
+                finished_stretch=result.finished_stretch,
+            )
         totals["rounds"] += 1
         totals["beats"] += result.n_beats
         totals["samples"] += result.n_samples
@@ -157,6 +162,9 @@ class RoundResult:
     n_beats: int = 0
     more: bool = False  # a backlog remains: run another round at once
     first_sample: int | None = None  # the cursor a round that stored something began at
+    # (first sample, analysed end) of the stretch a round finished at a final gap or at the
+    # recording's close: the cursor and stream_start_sample have moved past it by then
+    finished_stretch: tuple[int, int] | None = None
     published: dict = field(default_factory=dict)
 
 
@@ -326,6 +334,7 @@ def analyze_next(recording_id: int) -> RoundResult:
         more=stretch.more or (finished and stretch.next_first_sample is not None),
         published=message,
         first_sample=cursor,
+        finished_stretch=(segment_start, analysed_end) if finished else None,
     )
 
 

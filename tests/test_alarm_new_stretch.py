@@ -1,11 +1,16 @@
 """Episode alarms across a device restart (a new recording) and a gap (a new stretch): the new
-stretch has no episodes at first, which is not "gone" (``alarms.EPISODE_STORE_DELAY_S``)."""
+stretch has no episodes at first, which is not "gone" (``alarms.EPISODE_STORE_DELAY_S``). And
+the last seconds before a gap or a close, final only when the analysis finishes the stretch,
+are judged then (``alarms.evaluate_alarms``' ``finished_stretch``)."""
 
 from datetime import timedelta
+from unittest import mock
 
+import numpy as np
 import pytest
 
 from inference.rhythm import RhythmConfig
+from monitoring import alarms, streaming
 from monitoring.alarms import (
     BEAT_FINAL_LAG_S,
     EPISODE_STORE_DELAY_S,
@@ -144,3 +149,109 @@ def test_discharge_still_resolves_an_episode_alarm_held_through_a_restart(record
     assert changes_of(changes, "VT") == [("resolved", "VT")]
     alarm.refresh_from_db()
     assert alarm.state == AlarmState.RESOLVED
+
+
+# --- The last seconds of a stretch: judged when the analysis finishes it ------------------
+
+
+def finishing_round(recording, store, gap_s: float) -> list:
+    """Run the streaming analysis' loop over one round that finishes the current stretch, as
+    ``streaming.analyze_next`` does at a final gap: ``store()`` stores the stretch's last
+    final beats (those of its last ``BEAT_FINAL_LAG_S``, not final before), then the cursor
+    and the stretch's start move ``gap_s`` past its end (0: the recording was closed). The
+    alarm changes."""
+    changes = []
+
+    def analyze_next(recording_id):
+        row = Recording.objects.get(pk=recording_id)
+        began_at, stretch_start = row.analysis_cursor, row.stream_start_sample
+        n_beats = store()
+        after_gap = began_at + round(gap_s * FS_HZ)
+        Recording.objects.filter(pk=recording_id).update(
+            analysis_cursor=after_gap, stream_start_sample=after_gap
+        )
+        return streaming.RoundResult(
+            n_samples=after_gap - began_at,
+            n_beats=n_beats,
+            first_sample=began_at,
+            finished_stretch=(stretch_start, began_at),
+        )
+
+    evaluate = alarms.evaluate_alarms
+
+    def recorded(*args, **kwargs):
+        result = evaluate(*args, **kwargs)
+        changes.extend(result)
+        return result
+
+    with (
+        mock.patch.object(streaming, "analyze_next", analyze_next),
+        mock.patch.object(alarms, "evaluate_alarms", recorded),
+    ):
+        streaming.run_stream_analysis(recording.pk)
+    return changes
+
+
+def fast_beats_before_the_end(recording, seconds: float) -> int:
+    """``seconds`` of beats at 140 bpm after the last one, all before the cursor (the end of
+    what was pushed): what the analyzer's finish stores. Their number."""
+    cursor = recording.analysis_cursor
+    before = recording.beats.count()
+    add_beats(recording, bpm=140, seconds=seconds)
+    Recording.objects.filter(pk=recording.pk).update(analysis_cursor=cursor)
+    recording.refresh_from_db()
+    assert recording.beats.order_by("-sample").first().sample < cursor
+    return recording.beats.count() - before
+
+
+@pytest.mark.parametrize("gap_s", [90.0, 0.0], ids=["a gap longer than the hold", "closed"])
+def test_a_fast_rate_in_the_last_seconds_before_a_gap_raises_its_alarm(recording, gap_s):
+    add_beats(recording, bpm=75, seconds=60)
+    add_beats(recording, bpm=140, seconds=8)  # live, final up to 7 s before the end: 8 s fast
+    assert changes_of(evaluate_alarms(recording.pk), "HR_HIGH") == []
+    if gap_s == 0.0:
+        Recording.objects.filter(pk=recording.pk).update(
+            status=Recording.Status.CLOSED, closed_by=Recording.ClosedBy.DEVICE
+        )
+        recording.refresh_from_db()
+
+    # the device goes silent: the finish makes the last 6.5 s of fast beats final (14.5 s)
+    changes = finishing_round(recording, lambda: fast_beats_before_the_end(recording, 6.5), gap_s)
+    assert changes_of(changes, "HR_HIGH") == [("raised", "HR_HIGH")]
+    alarm = open_alarms(recording.patient, "HR_HIGH").get()
+    assert alarm.message == "HR 140 > 120"
+    # the new stretch (after the gap, or none after a close) cannot tell: it stays open
+    assert changes_of(evaluate_alarms(recording.pk), "HR_HIGH") == []
+
+
+def test_a_vt_right_before_mitdb_207_goes_silent_for_longer_than_the_hold_raises_its_alarm(
+    device, eager_celery, django_capture_on_commit_callbacks, settings
+):
+    """MIT-BIH 207 has VT runs from 39 s (and a flutter the detector reads as VT beats from
+    41 s). The device goes silent at 42 s and comes back 89 s later: the analysis waited at
+    the gap with the beats of its last 7 s not final, then finished the stretch (the VT
+    episodes stored only then) and began a new one after the gap, whose start is more than
+    EVENT_HOLD_S after the VT ended."""
+    from tests.inference.conftest import physionet_folder
+    from tests.test_streaming_analysis import deliver, mitdb_adc, random_chunks
+
+    adc, fs_hz = mitdb_adc(physionet_folder("mitdb", "207"), "207", seconds=140)
+    chunks = random_chunks(adc, fs_hz, np.random.default_rng(7), max_s=2.0)
+    settings.DEVICE_GAP_WAIT_S = 0.0  # the gap is final as soon as the chunk after it arrives
+    before = [chunk for chunk in chunks if chunk.first_sample < 42 * fs_hz]
+    after = [chunk for chunk in chunks if chunk.first_sample >= 131 * fs_hz]
+    for chunk in before:
+        deliver(device, chunk, django_capture_on_commit_callbacks)
+    recording = Recording.objects.get()
+    gap_start = recording.analysis_cursor
+    assert not recording.episodes.filter(kind="VT").exists()  # not final yet
+    assert not Alarm.objects.filter(kind="VT").exists()
+
+    for chunk in after:
+        deliver(device, chunk, django_capture_on_commit_callbacks)
+    recording.refresh_from_db()
+    assert recording.stream_start_sample == after[0].first_sample
+    vt_ends_s = list(recording.episodes.filter(kind="VT").values_list("end_s", flat=True))
+    assert vt_ends_s and max(vt_ends_s) < recording.stream_start_sample / fs_hz - EVENT_HOLD_S
+    alarm = Alarm.objects.get(kind="VT")
+    assert alarm.details["sample"] < gap_start
