@@ -64,6 +64,17 @@ async def close_code(communicator) -> int | None:
             return output.get("code")
 
 
+@pytest.fixture(autouse=True)
+def _in_memory_layer_for_handshakes(settings):
+    """These tests check who may open a socket, not the channel layer: they run on the
+    in-memory one. On Redis (a run with REDIS_URL) the refused sockets' consumers are
+    cancelled at the test loop's end in channels_redis's blocking receive, and once in a full
+    suite that cancellation hung the teardown on a Redis read until the 300-s pytest timeout;
+    the Redis layer is exercised through real daphne processes in test_daphne.py,
+    test_live_socket_browser.py and test_streaming_faults.py."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
 @pytest.fixture
 def in_memory_layer(settings):
     """The in-memory channel layer (even where the run has REDIS_URL), whose ``groups`` show
