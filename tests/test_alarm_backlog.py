@@ -18,15 +18,21 @@ pytestmark = pytest.mark.django_db
 def one_round(recording, store) -> list:
     """Run the streaming analysis' loop over one round whose work ``store()`` does (beats,
     episodes, the cursor moved past them), as a backlog analysed at once; the alarm changes."""
-    changes = []
 
     def analyze_next(recording_id):
         began_at = Recording.objects.get(pk=recording_id).analysis_cursor
         store()
         return streaming.RoundResult(n_samples=1, n_beats=1, first_sample=began_at)
 
+    return run_round(recording, analyze_next)
+
+
+def run_round(recording, analyze_next) -> list:
+    """``streaming.run_stream_analysis`` with ``analyze_next`` standing in for the round; the
+    alarm changes that the evaluations after it made."""
     from monitoring import alarms
 
+    changes = []
     evaluate = alarms.evaluate_alarms
 
     def recorded(*args, **kwargs):

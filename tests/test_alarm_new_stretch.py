@@ -4,13 +4,12 @@ the last seconds before a gap or a close, final only when the analysis finishes 
 are judged then (``alarms.evaluate_alarms``' ``finished_stretch``)."""
 
 from datetime import timedelta
-from unittest import mock
 
 import numpy as np
 import pytest
 
 from inference.rhythm import RhythmConfig
-from monitoring import alarms, streaming
+from monitoring import streaming
 from monitoring.alarms import (
     BEAT_FINAL_LAG_S,
     EPISODE_STORE_DELAY_S,
@@ -19,6 +18,7 @@ from monitoring.alarms import (
     resolve_on_discharge,
 )
 from monitoring.models import Alarm, AlarmState, Beat, Episode, Recording
+from tests.test_alarm_backlog import run_round
 from tests.test_alarms import FS_HZ, add_beats, changes_of, open_alarms
 
 pytestmark = pytest.mark.django_db
@@ -160,7 +160,6 @@ def finishing_round(recording, store, gap_s: float) -> list:
     final beats (those of its last ``BEAT_FINAL_LAG_S``, not final before), then the cursor
     and the stretch's start move ``gap_s`` past its end (0: the recording was closed). The
     alarm changes."""
-    changes = []
 
     def analyze_next(recording_id):
         row = Recording.objects.get(pk=recording_id)
@@ -177,19 +176,7 @@ def finishing_round(recording, store, gap_s: float) -> list:
             finished_stretch=(stretch_start, began_at),
         )
 
-    evaluate = alarms.evaluate_alarms
-
-    def recorded(*args, **kwargs):
-        result = evaluate(*args, **kwargs)
-        changes.extend(result)
-        return result
-
-    with (
-        mock.patch.object(streaming, "analyze_next", analyze_next),
-        mock.patch.object(alarms, "evaluate_alarms", recorded),
-    ):
-        streaming.run_stream_analysis(recording.pk)
-    return changes
+    return run_round(recording, analyze_next)
 
 
 def fast_beats_before_the_end(recording, seconds: float) -> int:
