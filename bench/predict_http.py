@@ -104,7 +104,9 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="cardiospike-bench-"))
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(
-        SQLITE_PATH=str(workdir / "db.sqlite3"), DJANGO_SETTINGS_MODULE="cardiospike.settings"
+        SQLITE_PATH=str(workdir / "db.sqlite3"),
+        DJANGO_SETTINGS_MODULE="cardiospike.settings",
+        DEBUG="true",  # as scripts/quickstart runs it (the settings default to off)
     )
     token = prepare_database(env)
     body = json.dumps(

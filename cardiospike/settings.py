@@ -2,6 +2,7 @@
 
 Every setting has an embedded default so that a fresh checkout runs alone: SQLite, Celery
 tasks run eagerly in process, the in-memory channel layer, email printed to the console.
+DEBUG alone defaults to off (production): scripts/quickstart and the tests turn it on.
 Setting ``DATABASE_URL`` and ``REDIS_URL`` moves the same code onto PostgreSQL, a Celery
 worker pool and the Redis channel layer. See ``docs/configuration.md`` for every variable.
 """
@@ -48,16 +49,22 @@ def envlist(name: str, default: str) -> list[str]:
 
 # --- Core -------------------------------------------------------------------------------
 
-DEBUG = envbool("DEBUG", "true")
+# Off unless the environment turns it on: a deployment that forgets the variable runs as
+# production (no detailed error pages, secure cookies, collected static files, no demo data)
+# rather than in development mode. scripts/quickstart and the test run set DEBUG=true.
+DEBUG = envbool("DEBUG", "false")
 
 # Only good for development: a production run (DEBUG off) refuses to start with it.
 DEVELOPMENT_SECRET_KEY = "cardiospike-development-only-secret-key-do-not-use-in-production"  # noqa: S105
 SECRET_KEY = os.getenv("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 if not DEBUG and (SECRET_KEY == DEVELOPMENT_SECRET_KEY or len(SECRET_KEY) < 32):
+    # Also what a developer sees who runs manage.py, daphne or celery with no environment:
+    # both ways out are named.
     raise ImproperlyConfigured(
-        "DEBUG is off but SECRET_KEY is unset, the development default, or shorter than 32 "
-        "characters. Set SECRET_KEY to a long random value, e.g. the output of "
-        '`python -c "import secrets; print(secrets.token_urlsafe(50))"`.'
+        "DEBUG is off (the default) but SECRET_KEY is unset, the development default, or "
+        "shorter than 32 characters. For development on this machine, set DEBUG=true "
+        "(scripts/quickstart does). For production, set SECRET_KEY to a long random value, "
+        'e.g. the output of `python -c "import secrets; print(secrets.token_urlsafe(50))"`.'
     )
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")

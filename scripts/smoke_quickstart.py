@@ -1,10 +1,10 @@
 """Smoke test of the quick start on embedded defaults, as a new user runs it: the issue's
 "Done when" flow from the first command to an acknowledged, emailed alarm.
 
-Runs ``scripts/quickstart`` with no DATABASE_URL, REDIS_URL or email settings (on a temporary
-SQLite file), waits for the printed address, then checks ``/health``, the login page, a login
-with the printed demo credentials and the dashboard behind it, and that the simulated demo
-devices' chunks are stored. Then, as the demo clinician, it:
+Runs ``scripts/quickstart`` with no DEBUG, SECRET_KEY, DATABASE_URL, REDIS_URL or email
+settings (on a temporary SQLite file), waits for the printed address, then checks ``/health``,
+the login page, a login with the printed demo credentials over plain http:// and the dashboard
+behind it, and that the simulated demo devices' chunks are stored. Then, as the demo clinician, it:
 
 - opens the central station's websocket with the session cookie and needs a ``wave`` message
   of a demo patient within 60 s of the server answering;
@@ -66,7 +66,10 @@ def free_port() -> int:
 def main() -> int:
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="cardiospike-smoke-"))
+    # a new user's shell: the quick start itself must turn development mode on (DEBUG)
     unset = (
+        "DEBUG",
+        "SECRET_KEY",
         "DATABASE_URL",
         "REDIS_URL",
         "EMAIL_HOST",
@@ -76,7 +79,7 @@ def main() -> int:
     )
     env = {k: v for k, v in os.environ.items() if k not in unset}
     database = workdir / "db.sqlite3"
-    env.update(PORT=str(port), SQLITE_PATH=str(database), DEBUG="true")
+    env.update(PORT=str(port), SQLITE_PATH=str(database))
     env.pop("SIMULATED_DEVICES", None)
     emails_before = set(EMAIL_DIR.glob("*")) if EMAIL_DIR.is_dir() else set()
     started = time.monotonic()
@@ -100,6 +103,7 @@ def main() -> int:
         assert f"http://127.0.0.1:{port}/" in text, "the quick start did not print its address"
         assert f"Alarm emails go to files in {EMAIL_DIR}/" in text, "no email folder printed"
         assert f"their links start with {base} (SITE_URL)" in text, "no SITE_URL printed"
+        assert "Development mode (DEBUG=true" in text, "no development mode printed"
         passwords = dict(re.findall(r"user (\w+) password (\S+)", text))
         assert {"demo", "admin"} <= passwords.keys(), f"no demo logins printed:\n{text}"
         check_embedded_defaults(base, passwords["admin"])

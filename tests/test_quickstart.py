@@ -1,13 +1,16 @@
-"""scripts/quickstart's default SITE_URL, computed by the script's own lines (the rest of it
-installs and serves: scripts/smoke_quickstart.py runs it whole)."""
+"""scripts/quickstart's default SITE_URL and development mode, from the script's own lines (the
+rest of it installs and serves: scripts/smoke_quickstart.py runs it whole)."""
 
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "quickstart"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = PROJECT_ROOT / "scripts" / "quickstart"
 
 
 def site_url_lines() -> str:
@@ -37,3 +40,32 @@ def test_the_default_site_url_is_the_address_served(host, site_url, tmp_path):
         ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
     )
     assert answer.stdout.strip() == site_url
+
+
+DEVELOPMENT_MODE = """
+import json, django
+from django.conf import settings
+django.setup()
+print(json.dumps([settings.DEBUG, settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE]))
+"""
+
+
+def test_the_quick_start_runs_in_development_mode(tmp_path):
+    """The settings default to DEBUG off; the quick start's own line turns it on, so that a
+    fresh clone serves over plain http:// with the development key, working logins (cookies
+    not Secure) and seed_demo."""
+    line = next(x for x in SCRIPT.read_text().splitlines() if x.startswith("export DEBUG="))
+    script = f'set -euo pipefail\n{line}\nexec "$PYTHON" -c "$CODE"'
+    # a new user's shell: no DEBUG, no SECRET_KEY
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHON": sys.executable,
+        "CODE": DEVELOPMENT_MODE,
+        "DJANGO_SETTINGS_MODULE": "cardiospike.settings",
+        "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
+    }
+    answer = subprocess.run(
+        ["bash", "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+    )
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout.strip().splitlines()[-1]) == [True, False, False]

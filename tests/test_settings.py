@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from django.conf import settings
+
 from tests.conftest import PROJECT_ROOT
 
 PRINT_SETTINGS = """
@@ -22,16 +24,29 @@ print(json.dumps({
     "email": settings.EMAIL_BACKEND,
     "hosts": settings.ALLOWED_HOSTS,
     "static": settings.STORAGES["staticfiles"]["BACKEND"],
+    "cookies_secure": [settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE],
 }))
 """
 
 SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "EMAIL_HOST")
 
 
-def run_settings(code: str = PRINT_SETTINGS, **overrides: str) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter with the service variables unset but ``overrides``."""
+def run_settings(
+    code: str = PRINT_SETTINGS, **overrides: str | None
+) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter with the service variables unset but ``overrides``.
+
+    In development mode (DEBUG=true), as a developer's checkout and this test run are, unless
+    ``overrides`` say otherwise; an override of None unsets the variable (``DEBUG=None``: the
+    product's own default).
+    """
     env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
-    env.update(DJANGO_SETTINGS_MODULE="cardiospike.settings", **overrides)
+    env.update(DJANGO_SETTINGS_MODULE="cardiospike.settings", DEBUG="true")
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=PROJECT_ROOT,
@@ -42,20 +57,21 @@ def run_settings(code: str = PRINT_SETTINGS, **overrides: str) -> subprocess.Com
     )
 
 
-def refusal(**overrides: str) -> str:
+def refusal(**overrides: str | None) -> str:
     """The error output of a start that the settings refuse with ``overrides``."""
     result = run_settings(**overrides)
     assert result.returncode != 0, result.stdout
     return result.stderr
 
 
-def settings_with(**overrides: str) -> dict:
+def settings_with(**overrides: str | None) -> dict:
     result = run_settings(**overrides)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_it_runs_alone_on_embedded_defaults(tmp_path):
+    # in development mode, as scripts/quickstart runs it
     values = settings_with(SQLITE_PATH=str(tmp_path / "db.sqlite3"))
     assert values["debug"] is True
     assert values["engine"] == "django.db.backends.sqlite3"
@@ -91,6 +107,22 @@ def test_it_refuses_the_development_secret_with_debug_off():
     assert short.returncode != 0 and "shorter than 32" in short.stderr
 
 
+def test_debug_is_off_unless_the_environment_turns_it_on(tmp_path):
+    """Security by default: a deployment that forgets DEBUG runs as production."""
+    # no DEBUG and no SECRET_KEY (manage.py, daphne or celery started bare): refused, and the
+    # message names both ways out, development mode and a production key
+    message = refusal(DEBUG=None, SQLITE_PATH=str(tmp_path / "db.sqlite3"))
+    assert "DEBUG is off (the default)" in message
+    assert "set DEBUG=true" in message and "set SECRET_KEY to a long random value" in message
+    assert "DEBUG is off" in refusal(DEBUG=None, SECRET_KEY=settings.DEVELOPMENT_SECRET_KEY)
+
+    values = settings_with(DEBUG=None, SECRET_KEY="x" * 50)
+    assert values["debug"] is False
+    assert values["static"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    assert values["cookies_secure"] == [True, True]
+    assert settings_with(DEBUG="true")["cookies_secure"] == [False, False]
+
+
 def test_it_refuses_a_device_offline_alarm_that_silence_would_pre_empt():
     # the periodic check watches live recordings; one closed for silence first never alarms
     error = refusal(DEVICE_OFFLINE_S="300", DEVICE_SILENCE_CLOSE_S="300")
@@ -108,8 +140,9 @@ def test_it_starts_in_production_mode_with_a_real_secret():
 def test_it_names_a_malformed_boolean_and_reads_an_empty_one_as_unset():
     message = refusal(DEBUG="maybe")
     assert "DEBUG='maybe'" in message and "yes/no/on/off" in message
-    # DEBUG= (empty) is the default (true), not false, which would also refuse the dev secret
-    assert settings_with(DEBUG="")["debug"] is True
+    # DEBUG= (empty) counts as unset: the default, off, which refuses the development secret
+    assert "DEBUG is off (the default)" in refusal(DEBUG="")
+    assert settings_with(DEBUG="", SECRET_KEY="x" * 50)["debug"] is False
 
 
 # Code for run_settings that needs the tables (in the SQLITE_PATH it is given).
