@@ -185,11 +185,12 @@ def evaluate_alarms(
 
     Idempotent at the round's end (without ``since_sample``): with nothing new stored it
     changes nothing; a round is judged in steps once, by its own call. Nothing is raised for
-    a discharged patient. Only the patient's newest device recording is the patient's
-    present: uploads
-    raise no alarms, and neither does the late analysis of an older device recording (a device
-    that restarted opens a new one while the old one's last rounds run), which would otherwise
-    resolve the alarms of the new one with stale data.
+    a discharged patient. Uploads raise no alarms. Only the patient's newest device recording
+    is the patient's present: the late analysis of an older one (a device that restarted opens
+    a new recording, and the old one's last rounds run after that, its last seconds final only
+    at its close) raises what its signal shows, a VT in its last seconds, but resolves nothing
+    and runs no technical rule: a normal rate there says nothing of the rate now, and resolved
+    with it, an alarm the new recording holds would be raised again.
     """
     now = now or timezone.now()
     recording = (
@@ -204,26 +205,28 @@ def evaluate_alarms(
         # discharged: no station shows the patient, so nobody could see or acknowledge a new
         # alarm (the last rounds of the recording that discharge closed may still run)
         return []
-    if _newest_device_recording_id(recording.patient_id) != recording.pk:
-        return []
+    replaced = _newest_device_recording_id(recording.patient_id) != recording.pk
+
+    def apply(conditions: list[Condition]) -> list[AlarmChange]:
+        if replaced:  # raise only: see above
+            conditions = [condition for condition in conditions if condition.active]
+        return apply_conditions(recording.patient, recording, conditions, now)
+
     changes = []
     if finished_stretch is not None:
         stretch_start, stretch_end = finished_stretch
         for analysed_end in replay_ends(recording, since_sample, stretch_start, stretch_end):
-            conditions = physiological_conditions(recording, analysed_end, stretch_start)
-            changes += apply_conditions(recording.patient, recording, conditions, now)
+            changes += apply(physiological_conditions(recording, analysed_end, stretch_start))
         if stretch_end > stretch_start:  # an analyzer that had pushed nothing found nothing
-            conditions = physiological_conditions(
-                recording, stretch_end, stretch_start, finished=True
+            changes += apply(
+                physiological_conditions(recording, stretch_end, stretch_start, finished=True)
             )
-            changes += apply_conditions(recording.patient, recording, conditions, now)
     for analysed_end in replay_ends(recording, since_sample):
-        conditions = physiological_conditions(recording, analysed_end)
-        changes += apply_conditions(recording.patient, recording, conditions, now)
-    conditions = physiological_conditions(recording) + guarded(
-        TECHNICAL_KINDS, technical_conditions, recording, now
-    )
-    return changes + apply_conditions(recording.patient, recording, conditions, now)
+        changes += apply(physiological_conditions(recording, analysed_end))
+    conditions = physiological_conditions(recording)
+    if not replaced:
+        conditions += guarded(TECHNICAL_KINDS, technical_conditions, recording, now)
+    return changes + apply(conditions)
 
 
 def replay_ends(

@@ -113,7 +113,9 @@ def ingest_chunk(device: Device, chunk: Chunk) -> Ack:
             # a recording closed by a newer session: a late or re-sent chunk of it (a request
             # still in flight when the device started anew) is stored, but the device streams
             # the new session, and the old one went live again beside it, for the silence
-            # timeout, listed as live. (Closed by the device or a discharge: refused above.)
+            # timeout, listed as live. A newer session also marks the device's recordings
+            # closed by silence as replaced (open_recording): this one is the device's newest.
+            # (Closed by the device or a discharge: refused above.)
             recording.status = Recording.Status.LIVE
             recording.closed_by = Recording.ClosedBy.OPEN
             recording.ended_at = None
@@ -290,13 +292,30 @@ def open_recording(device: Device, chunk: Chunk, now=None, started_at=None) -> R
     afterwards, not even when a late chunk reopens a recording closed by silence: every stored
     sample, beat, episode and alarm is placed in time from it.
 
-    Call inside a transaction that holds the device's row lock.
+    The new session replaces the device's earlier ones: its live recordings are closed, and
+    those closed by silence are marked replaced too (``SERVER``), so that a late chunk of
+    either (a request still in flight when the device started anew) is stored without making
+    it live again beside the new one.
+
+    Call inside a transaction that holds the device's row lock. The sweep (silence) and the
+    device's own close request lock the recording, not the device: the live recordings are
+    locked here as well, so that on PostgreSQL a close that another transaction is committing
+    is waited for and read, not overwritten (SQLite serialises the writes).
     """
     now = now or timezone.now()
-    # .defer: closing does not need the analyzer's state (about 120 kB)
-    previous_live = Recording.objects.filter(device=device, status=Recording.Status.LIVE)
-    for previous in previous_live.defer("stream_state"):
+    previous_live = (
+        Recording.objects.select_for_update()
+        .filter(device=device, status=Recording.Status.LIVE)
+        .defer("stream_state")  # closing does not need the analyzer's state (about 120 kB)
+        .order_by("pk")
+    )
+    for previous in previous_live:
         close_recording(previous, Recording.ClosedBy.SERVER, now)
+    # After the closes: one that a sweep closed for silence meanwhile (the lock waited for its
+    # commit, and the recording was no longer live) is marked replaced here.
+    Recording.objects.filter(device=device, closed_by=Recording.ClosedBy.SILENCE).update(
+        closed_by=Recording.ClosedBy.SERVER
+    )
     return Recording.objects.create(
         patient_id=device.patient_id,
         device=device,
@@ -319,17 +338,30 @@ def _lead_names(n_channels: int) -> list[str]:
     return ["II"] if n_channels == 1 else [f"ch{i + 1}" for i in range(n_channels)]
 
 
-def close_recording(recording: Recording, closed_by: str, now=None) -> None:
-    """Close a live recording and ask for the analysis to finish it."""
+def close_recording(recording: Recording, closed_by: str, now=None) -> bool:
+    """Close a live recording and ask for the analysis to finish it; False when it was closed
+    already.
+
+    Written only while the row is still live (a conditional update, not a save of
+    ``recording``): a caller whose copy was read before another close committed must not
+    overwrite that close, nor its ``closed_by`` (a device's close is final, a replacement by
+    a newer session is not). Callers lock the row first; this holds without the lock too.
+    """
     if recording.status == Recording.Status.CLOSED:
-        return
+        return False
+    ended_at = now or timezone.now()
+    closed = Recording.objects.filter(pk=recording.pk, status=Recording.Status.LIVE).update(
+        status=Recording.Status.CLOSED, closed_by=closed_by, ended_at=ended_at, stream_pending=True
+    )
+    if not closed:
+        return False
     recording.status = Recording.Status.CLOSED
     recording.closed_by = closed_by
-    recording.ended_at = now or timezone.now()
+    recording.ended_at = ended_at
     recording.stream_pending = True
-    recording.save(update_fields=["status", "closed_by", "ended_at", "stream_pending"])
     recording_id = recording.pk
     transaction.on_commit(lambda: schedule_analysis(recording_id))
+    return True
 
 
 def after_commit(recording: Recording, chunk: Chunk) -> None:
@@ -369,8 +401,8 @@ def close_silent_recordings(now=None) -> list[int]:
             .defer("stream_state")  # closing does not need the analyzer's state
         )
         for recording in silent:
-            close_recording(recording, Recording.ClosedBy.SILENCE, now)
-            closed.append(recording.pk)
+            if close_recording(recording, Recording.ClosedBy.SILENCE, now):
+                closed.append(recording.pk)
     return closed
 
 

@@ -19,11 +19,12 @@ Faults are injected on the device's side, so that the server sees what a bad lin
 - ``disconnect EVERY_S:FOR_S``: every EVERY_S seconds the link is down for FOR_S seconds; the
   queue fills and is drained after reconnecting.
 
-As the firmware does, a failed post (no answer, 5xx, 429) backs off the device's link: nothing
+As the firmware does, a failed post (no answer, 5xx, 408, 429) backs off the device's link: nothing
 is posted until the backoff (and a 429's ``Retry-After``) has passed, then the oldest queued
 chunk goes first. A device told ``409`` with ``"code": "new_session"`` (it was moved to another
 patient, or its recording was closed) starts a new session and resends what it has not had
-acknowledged there; any other refusal drops the chunk, logged as a warning at most once per
+acknowledged there; 401 and 403 stop the device; any other refusal (a 3xx, or a 4xx other than
+408 and 429, such as a 404) drops the chunk, logged as a warning at most once per
 ``REFUSAL_LOG_INTERVAL_S`` per device.
 
 Times that belong to the device (chunk length, duration, retry wait, disconnects) are seconds
@@ -87,8 +88,9 @@ SYNTHETIC_SOURCES = {
 # A synthetic strip is generated up to this length and then replayed in a loop: ten minutes
 # is enough variety for a demo and costs well under a second per device to generate.
 SYNTHETIC_MAX_S = 600.0
-# Statuses after which a chunk is refused for good: resending it cannot help (a device bug).
-REFUSED_STATUSES = {400, 409, 413, 415}
+# 4xx statuses after which a chunk is sent again (a timeout, a throttle): the server may take
+# it later. Any other 4xx or 3xx refuses it for good (refused_for_good).
+RETRIED_4XX_STATUSES = {408, 429}
 # The code of a 409 that asks for a new session instead (monitoring.ingest.NEW_SESSION; not
 # imported: the simulator runs without Django's models, as in the benchmark's processes).
 NEW_SESSION_CODE = "new_session"
@@ -101,6 +103,18 @@ MAX_BACKOFF_S = 30.0  # device time
 # The longest Retry-After a device waits (wall seconds), as the firmware caps it: a garbled or
 # huge header must not park the device for days.
 MAX_RETRY_AFTER_S = 3600.0
+
+
+def refused_for_good(status: int | str) -> bool:
+    """Whether an answer refuses the chunk for good, so that the device drops it: resending
+    the same bytes to the same address cannot help. As the firmware's
+    ``is_retryable_status``: a 3xx, or a 4xx other than 408 and 429. That is 400, 409, 413
+    and 415 (a device bug), and 404: no chunk endpoint at the server URL (it names another
+    server, or misses a path prefix), or the recording a JSON chunk names does not exist
+    (deleted). Resent, a 404 was posted for ever, the chunks queued behind it waiting too."""
+    if not isinstance(status, int):  # "connection": no answer
+        return False
+    return 300 <= status < 500 and status not in RETRIED_4XX_STATUSES
 
 
 # --- Signals ------------------------------------------------------------------------------
@@ -595,15 +609,15 @@ class VirtualDevice:
             self.failures_in_row = 0
             self.start_new_session(item, answer)
             return
-        if status in REFUSED_STATUSES:
+        if refused_for_good(status):
             self.failures_in_row = 0  # the server answered: the link itself is fine
-            # a device bug, not a link problem: resending the same bytes cannot help
+            # a device bug or a wrong address, not a link problem: resending cannot help
             report.chunks_refused += 1
             report.last_ack = {"refused_seq": item.chunk.seq, "status": status, **answer}
             del self.pending[item.seq]
             self.log_refusal(item, status, answer)
             return
-        # No answer, 5xx, 429 (or a status the protocol does not use): the link backs off,
+        # No answer, 5xx, 408, 429 (or another status outside 3xx-4xx): the link backs off,
         # 1, 2, 4 ... 30 s of device time after the failures in a row, and at least as long
         # as the server's Retry-After (wall time: the server's clock); then the oldest
         # queued chunk goes first.

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from inference.rhythm import RhythmConfig
 from monitoring import streaming
@@ -242,3 +243,112 @@ def test_a_vt_right_before_mitdb_207_goes_silent_for_longer_than_the_hold_raises
     assert vt_ends_s and max(vt_ends_s) < recording.stream_start_sample / fs_hz - EVENT_HOLD_S
     alarm = Alarm.objects.get(kind="VT")
     assert alarm.details["sample"] < gap_start
+
+
+# --- The last seconds of a recording that a new session replaced --------------------------
+
+
+def vt_before_the_end(recording) -> int:
+    """A run of 6 V beats at 150 bpm after the last beat, all before the cursor, and its VT
+    episode: what the analyzer's finish stores at the close. The beats' number."""
+    cursor = recording.analysis_cursor
+    last = recording.beats.order_by("-sample").first().sample
+    before = recording.beats.count()
+    add_beats(recording, bpm=150, seconds=2.4, labels=lambda number: "V")
+    Recording.objects.filter(pk=recording.pk).update(analysis_cursor=cursor)
+    recording.refresh_from_db()
+    run = recording.beats.filter(sample__gt=last).order_by("sample")
+    assert run.count() == 6 and run.last().sample < cursor
+    Episode.objects.create(
+        recording=recording,
+        kind="VT",
+        start_s=run.first().sample / FS_HZ,
+        end_s=run.last().sample / FS_HZ,
+        details={"n_beats": 6, "mean_hr_bpm": 150.0},
+    )
+    return recording.beats.count() - before
+
+
+def replaced(recording, device) -> Recording:
+    """The device restarts: its new session's recording replaces (closes) this one, whose
+    analysis then finishes it, after the new one exists."""
+    newer = restart(recording, device)
+    Recording.objects.filter(pk=recording.pk).update(
+        status=Recording.Status.CLOSED, closed_by=Recording.ClosedBy.SERVER
+    )
+    recording.refresh_from_db()
+    return newer
+
+
+def test_a_vt_in_the_last_seconds_of_a_replaced_recording_raises_one_alarm(recording, device):
+    add_beats(recording, bpm=75, seconds=60)
+    newer = replaced(recording, device)
+
+    changes = finishing_round(recording, lambda: vt_before_the_end(recording), gap_s=0.0)
+    assert changes_of(changes, "VT") == [("raised", "VT")]
+    alarm = open_alarms(recording.patient, "VT").get()
+    assert alarm.recording_id == recording.pk
+    assert alarm.message.startswith("VT 6 beats at 150 bpm")
+    # the new recording cannot tell at first (it holds the alarm), then resolves it once:
+    # never raised a second time
+    later = []
+    while stretch_s(newer) < 2 * GONE_AFTER_S:
+        add_beats(newer, bpm=75, seconds=STEP_S)
+        later += changes_of(evaluate_alarms(newer.pk), "VT")
+    assert later == [("resolved", "VT")]
+    assert list(Alarm.objects.filter(kind="VT")) == [alarm]
+
+
+def test_a_replaced_recordings_last_round_resolves_none_of_the_new_ones_alarms(recording, device):
+    """The new recording is the patient's present: the old one's last seconds may raise what
+    they show, never resolve (a normal rate there says nothing of the rate now), and the device
+    alarms are the new recording's."""
+    add_beats(recording, bpm=75, seconds=60)
+    newer = replaced(recording, device)
+    add_beats(newer, bpm=140, seconds=30)
+    Recording.objects.filter(pk=newer.pk).update(
+        last_chunk_at=timezone.now() - timedelta(seconds=120)
+    )
+    raised = evaluate_alarms(newer.pk)
+    assert changes_of(raised, "HR_HIGH") == [("raised", "HR_HIGH")]
+    assert changes_of(raised, "DEVICE_OFFLINE") == [("raised", "DEVICE_OFFLINE")]
+
+    # the old recording's finish: a normal rate to its end, its device heard from just now
+    Recording.objects.filter(pk=recording.pk).update(last_chunk_at=timezone.now())
+    changes = finishing_round(recording, lambda: 0, gap_s=0.0)
+    assert changes == []
+    assert {alarm.kind for alarm in open_alarms(recording.patient)} == {
+        "HR_HIGH",
+        "DEVICE_OFFLINE",
+    }
+
+
+def test_a_vt_right_before_mitdb_207s_device_restarts_raises_its_alarm(
+    device, eager_celery, django_capture_on_commit_callbacks
+):
+    """MIT-BIH 207 through the ingest path: VT runs from 39 s, and the device restarts at
+    42 s. The new session's first chunk closes the old recording, whose analysis then finishes
+    it (the VT episodes stored only then), the new recording already there."""
+    from tests.inference.conftest import physionet_folder
+    from tests.test_streaming_analysis import deliver, mitdb_adc, random_chunks
+
+    adc, fs_hz = mitdb_adc(physionet_folder("mitdb", "207"), "207", seconds=140)
+    cut = round(42 * fs_hz)
+    rng = np.random.default_rng(7)
+    before = random_chunks(adc[:cut], fs_hz, rng, max_s=2.0, session="0000207a")
+    after = random_chunks(adc[round(131 * fs_hz) :], fs_hz, rng, max_s=2.0, session="0000207b")
+    for chunk in before:
+        deliver(device, chunk, django_capture_on_commit_callbacks)
+    old = Recording.objects.get()
+    assert not old.episodes.filter(kind="VT").exists()  # not final yet
+    assert not Alarm.objects.filter(kind="VT").exists()
+
+    for chunk in after:
+        deliver(device, chunk, django_capture_on_commit_callbacks)
+    old.refresh_from_db()
+    new = Recording.objects.get(session="0000207b")
+    assert (old.closed_by, old.analysis_cursor, old.stream_state) == ("server", cut, None)
+    assert old.episodes.filter(kind="VT").exists()
+    assert new.analysis_cursor > 0
+    alarm = Alarm.objects.get(kind="VT")  # one, held open by the new recording
+    assert alarm.recording_id == old.pk and alarm.state != AlarmState.RESOLVED

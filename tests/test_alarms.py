@@ -500,7 +500,9 @@ def test_uploaded_recordings_raise_no_alarms(patient):
     assert not Alarm.objects.exists()
 
 
-def test_an_older_recordings_late_analysis_neither_raises_nor_resolves(recording, device):
+def test_an_older_recordings_late_analysis_resolves_nothing(recording, device):
+    """It may raise what its signal shows (tests/test_alarm_new_stretch.py: a VT in its last
+    seconds), never resolve: the new recording is the present."""
     add_beats(recording, bpm=150, seconds=30)
     evaluate_alarms(recording.pk)
     alarm = open_alarms(recording.patient, AlarmKind.HR_HIGH).get()

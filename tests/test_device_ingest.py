@@ -11,6 +11,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from monitoring.ingest import close_silent_recordings
@@ -170,6 +171,70 @@ def test_a_late_chunk_of_a_session_a_newer_one_closed_is_stored_not_reopened(cli
     assert old.status == Recording.Status.CLOSED and old.closed_by == "server"
     assert old.ended_at is not None
     assert new.status == Recording.Status.LIVE
+
+
+def live_recordings_of(device) -> list[str]:
+    return list(
+        Recording.objects.filter(device=device, status=Recording.Status.LIVE).values_list(
+            "session", flat=True
+        )
+    )
+
+
+def test_a_recording_closed_by_silence_is_replaced_too_and_a_late_chunk_does_not_reopen_it(
+    client, device
+):
+    """Closed for silence, then the device starts a new session: the old session is over as
+    well. Its late chunk (a request in flight from before the restart) used to reopen it, live
+    beside the new one: two live recordings of one device until the silence timeout."""
+    post_json(client, make_chunk(seq=0, session="00000001"))
+    assert len(close_silent_recordings(now=timezone.now() + timedelta(seconds=301))) == 1
+    post_json(client, make_chunk(seq=0, session="00000002"))
+    late = post_json(client, make_chunk(seq=1, session="00000001"))
+
+    assert late.status_code == 201  # stored, nothing is lost
+    old, new = Recording.objects.order_by("pk")
+    assert old.chunks.count() == 2
+    assert (old.status, old.closed_by) == (Recording.Status.CLOSED, "server")
+    assert live_recordings_of(device) == ["00000002"]
+
+
+@pytest.mark.parametrize(
+    ("rival", "closed_by", "late_status"),
+    [("device", "device", 409), ("silence", "server", 201)],
+    ids=["the device's close", "the silence sweep"],
+)
+def test_a_close_that_commits_while_a_new_session_opens_is_not_overwritten(
+    client, device, monkeypatch, rival, closed_by, late_status
+):
+    """On PostgreSQL (READ COMMITTED) another transaction can close the old recording between
+    the moment ``open_recording`` reads the device's live recordings and the moment it closes
+    them: the device's own close request (``/recordings/close/``, which locks the recording but
+    not the device) or the sweep closing it for silence. Played here in that order, in one
+    connection. Written from its stale read, the server's close turned the device's close
+    (final: a late chunk of that session must start a new one) into a replacement (a late
+    chunk is stored). A close by silence ends as a replacement either way: the new session
+    replaced that recording too, so a late chunk must not make it live again."""
+    from monitoring import ingest
+
+    post_json(client, make_chunk(seq=0, session="00000001"))
+    close = ingest.close_recording
+
+    def rival_commits_first(recording, by, now=None):
+        if by == Recording.ClosedBy.SERVER:  # open_recording, after its read
+            fresh = Recording.objects.get(pk=recording.pk)
+            close(fresh, Recording.ClosedBy(rival), timezone.now())
+        return close(recording, by, now)
+
+    monkeypatch.setattr(ingest, "close_recording", rival_commits_first)
+    assert post_json(client, make_chunk(seq=0, session="00000002")).status_code == 201
+    monkeypatch.undo()
+
+    old = Recording.objects.get(session="00000001")
+    assert (old.status, old.closed_by) == (Recording.Status.CLOSED, closed_by)
+    late = post_json(client, make_chunk(seq=1, session="00000001"))
+    assert late.status_code == late_status
+    assert live_recordings_of(device) == ["00000002"]
 
 
 def test_closing_recordings_does_not_read_the_analyzer_state(client, settings):

@@ -508,6 +508,32 @@ def test_after_a_server_error_the_link_backs_off_and_the_oldest_chunk_goes_first
     assert report.samples_acked == len(server.signal)
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        web.Response(text="<h1>Not Found</h1>", status=404, content_type="text/html"),
+        web.json_response({"detail": "recording 7 does not exist"}, status=404),
+        web.json_response({"detail": "gone"}, status=410),
+    ],
+    ids=["no endpoint at the server URL", "a deleted recording", "another 4xx"],
+)
+def test_a_404_drops_the_chunk_as_the_firmware_does_and_the_next_one_goes_on(answer):
+    """The same address answers 404 every time (a server URL naming another server, a
+    recording that was deleted): resending cannot help. The simulator used to back off and
+    resend it for ever, holding every later chunk behind it; the firmware drops it."""
+
+    async def refuses_chunk_0(server, chunk):
+        return answer if chunk.seq == 0 else server.ack(chunk)
+
+    server = ScriptedServer(refuses_chunk_0)
+    report = server.run(duration_s=2.0)
+
+    assert [chunk.seq for chunk in server.posts] == [0, 1, 2, 3]  # chunk 0 sent once
+    assert report.errors == {str(answer.status): 1} and report.retries == 0
+    assert report.chunks_refused == 1
+    assert report.chunks_acked == 3 and report.chunks_unsent == 0
+
+
 def test_an_error_page_that_is_not_utf8_is_retried_rather_than_crashing_the_run():
     async def garbled_once(server, chunk):
         if len(server.posts) == 1:

@@ -265,8 +265,9 @@ TEST(status_classes_follow_the_protocol) {
   CHECK(is_retryable_status(429));
   CHECK(is_retryable_status(500));
   CHECK(is_retryable_status(503));
-  const int refused[] = {400, 401, 403, 409, 413, 415};
-  for (int i = 0; i < 6; ++i) CHECK(!is_retryable_status(refused[i]));
+  // 404: no chunk endpoint at the server URL, or a deleted recording; asking again gets it again
+  const int refused[] = {400, 401, 403, 404, 409, 410, 413, 415};
+  for (int i = 0; i < 8; ++i) CHECK(!is_retryable_status(refused[i]));
   // the device follows no redirect, and asking again gets the same one
   const int redirects[] = {300, 301, 302, 303, 307, 308};
   for (int i = 0; i < 6; ++i) CHECK(!is_retryable_status(redirects[i]));
@@ -386,6 +387,22 @@ TEST(refused_chunk_is_dropped_logged_and_the_next_one_goes_on) {
   CHECK(rig.server.stored.count(0) == 0);
   // a 409 without the "new_session" code is a conflict: the session goes on
   CHECK_EQ(rig.uploader.session_id(), Rig::config().session_id);
+  CHECK_EQ(rig.uploader.new_sessions(), 0);
+}
+
+TEST(a_404_drops_the_chunk_and_the_next_one_goes_on) {
+  // No chunk endpoint at the server URL (another server, a path prefix missing): the same
+  // address answers 404 every time, so the chunk is dropped, not resent for ever.
+  Rig rig;
+  rig.server.script = {404};
+  rig.sample_seconds(2);
+  rig.poll_at(rig.clock.now + 60000);
+  CHECK_EQ(rig.server.posts.size(), 2);
+  CHECK_EQ(rig.server.posts[0].seq(), 0);
+  CHECK_EQ(rig.server.posts[1].seq(), 1);
+  CHECK_EQ(rig.uploader.chunks_refused(), 1);
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
+  CHECK(rig.log.mentions("chunk 0 refused with HTTP 404, dropped"));
   CHECK_EQ(rig.uploader.new_sessions(), 0);
 }
 
