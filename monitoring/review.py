@@ -14,6 +14,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
+from datetime import timezone as fixed_offset
 from pathlib import Path
 from typing import BinaryIO
 
@@ -255,17 +256,24 @@ def events(recording: Recording, kind, after_s=None, before_s=None, limit=None) 
 CLOCK_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?")
 
 
-def go_to_seconds(recording: Recording, text) -> float:
-    """Seconds from the recording's start for what was typed in "Go to": a number of seconds
-    (``75``, ``75.5``), or a clock time ``HH:MM`` / ``HH:MM:SS`` in the zone the pages show
-    times in (the current time zone: ``TIME_ZONE`` unless one was activated).
+def go_to(recording: Recording, text) -> tuple[float, str]:
+    """Seconds from the recording's start for what was typed in "Go to", and a note for the
+    page ("" when there is nothing to say): a number of seconds (``75``, ``75.5``), or a clock
+    time ``HH:MM`` / ``HH:MM:SS`` in the zone the pages show times in (the current time zone:
+    ``TIME_ZONE`` unless one was activated).
 
-    A clock time is taken on the recording's start day, or on the next day when it is earlier
-    than the start's clock time (a recording past midnight): the first such moment at or
-    after the start. The start is compared at the precision typed (to the second, or to the
-    minute for ``HH:MM``), so the start time as the page shows it, without its fraction of a
-    second, is the start (offset 0) and not the next day. It must lie within the stored
-    recording. ``ValueError`` says what is wrong.
+    A clock time is the first moment at or after the start that the zone's clocks showed it:
+    on the recording's start day, or on the next day when it is earlier than the start's clock
+    time (a recording past midnight). The start is compared at the precision typed (to the
+    second, or to the minute for ``HH:MM``), so the start time as the page shows it, without
+    its fraction of a second, is the start (offset 0) and not the next day.
+
+    A daylight-saving change makes a clock time happen twice (clocks put back: 02:30 in
+    Europe/Berlin on the last Sunday of October) or not at all (clocks put forward: 02:30 on
+    the last Sunday of March). Twice: the first of the two at or after the start is taken
+    (summer time, unless the recording started between them), and the note says which one it
+    is and where the other lies. Not at all: refused, naming the change. It must lie within
+    the stored recording. ``ValueError`` says what is wrong.
     """
     text = str(text or "").strip()
     duration_s = end_sample(recording) / recording.sampling_rate_hz
@@ -281,7 +289,7 @@ def go_to_seconds(recording: Recording, text) -> float:
             )
         if not 0.0 <= offset_s <= duration_s:
             raise ValueError(f"{text} s is outside the recording (0 to {duration_s:.1f} s stored)")
-        return offset_s
+        return offset_s, ""
     hours, minutes = int(match[1]), int(match[2])
     seconds = float(match[3] or 0)
     if hours > 23 or minutes > 59 or seconds >= 60:
@@ -297,23 +305,97 @@ def go_to_seconds(recording: Recording, text) -> float:
         shown_start = started.replace(second=0, microsecond=0)
     else:
         shown_start = started.replace(microsecond=0)
-    # seconds added as a timedelta, not split into time()'s integer fields: rounding
-    # 59.9999999 s to microseconds there wrapped it to 59.0 s
-    wall = datetime.combine(started.date(), time(hours, minutes), tzinfo=zone) + timedelta(
-        seconds=seconds
-    )
-    # wall clocks compared as wall clocks (naive); one earlier than the start's is past midnight
-    if wall.replace(tzinfo=None) < shown_start.replace(tzinfo=None):
-        wall += timedelta(days=1)  # (an aware datetime adds a day of wall clock)
-    # real seconds in UTC (across a clock change); at most a fraction of a second before
-    # the start when the typed time is the shown start: that is the start
-    offset_s = max(0.0, (wall.astimezone(UTC) - recording.started_at).total_seconds())
+    # moments compared in UTC: compared in the zone (the same tzinfo), Python compares the
+    # wall clocks and ignores which of a repeated hour's two passes each is
+    shown_start_utc = shown_start.astimezone(UTC)
+    for day in (started.date(), started.date() + timedelta(days=1)):
+        # seconds added as a timedelta, not split into time()'s integer fields: rounding
+        # 59.9999999 s to microseconds there wrapped it to 59.0 s
+        wall = datetime.combine(day, time(hours, minutes)) + timedelta(seconds=seconds)
+        moments = clock_moments(wall, zone)
+        if not moments:
+            # the clocks skipped it: refused on the day it would be taken, not silently read
+            # in one offset or the other (an hour off either way)
+            if wall >= shown_start.replace(tzinfo=None):
+                before, after = clock_change_around(wall, zone)
+                raise ValueError(
+                    f"{text} did not happen on {day:%Y-%m-%d} in {zone}: the clocks went "
+                    f"from {before:%H:%M %Z} to {after:%H:%M %Z}"
+                )
+            continue
+        later = [moment for moment in moments if moment.astimezone(UTC) >= shown_start_utc]
+        if later:
+            return within_recording(recording, text, later[0], started, duration_s), (
+                twice_note(recording, text, moments, later[0], zone, duration_s)
+            )
+    raise AssertionError("a clock time exists on one of two days")  # pragma: no cover
+
+
+def clock_moments(wall: datetime, zone) -> list[datetime]:
+    """The moments (in ``zone``) at which the clocks of ``zone`` showed the naive ``wall``:
+    one, two (the hour a clock change repeats) or none (the hour it skips), earliest first."""
+    moments = []
+    for fold in (0, 1):
+        moment = wall.replace(tzinfo=zone, fold=fold)
+        # a skipped time does not come back from UTC as itself
+        if moment.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == wall:
+            moments.append(moment.astimezone(UTC))
+    return [moment.astimezone(zone) for moment in sorted(set(moments))]
+
+
+def clock_change_around(wall: datetime, zone) -> tuple[datetime, datetime]:
+    """The clock change near the naive ``wall`` (within its offsets' difference): the moment
+    it happened on the old clock and on the new one, e.g. 02:00 CET and 03:00 CEST."""
+    first, second = (wall.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1))
+    low, high = min(first, second), max(first, second)
+    old_offset, old_name = low.astimezone(zone).utcoffset(), low.astimezone(zone).tzname()
+    # the change lies between the two readings: halve to the second (changes are on seconds)
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(zone).utcoffset() == old_offset:
+            low = middle
+        else:
+            high = middle
+    change = high.replace(microsecond=0)
+    if change.astimezone(zone).utcoffset() == old_offset:
+        change += timedelta(seconds=1)
+    return change.astimezone(fixed_offset(old_offset, old_name)), change.astimezone(zone)
+
+
+def within_recording(recording, text, moment, started, duration_s) -> float:
+    """Seconds from the start to ``moment`` (real seconds, in UTC: across a clock change), or
+    ``ValueError`` when the recording does not reach it."""
+    # at most a fraction of a second before the start when the typed time is the shown
+    # start: that is the start
+    offset_s = max(0.0, (moment.astimezone(UTC) - recording.started_at).total_seconds())
     if offset_s > duration_s:
         raise ValueError(
             f"{text} is {offset_s / 3600:.1f} h after the recording's start "
-            f"({started:%Y-%m-%d %H:%M:%S}), past its end ({duration_s / 60:.1f} min stored)"
+            f"({started:%Y-%m-%d %H:%M:%S %Z}), past its end ({duration_s / 60:.1f} min stored)"
         )
     return offset_s
+
+
+def twice_note(recording, text, moments, taken, zone, duration_s) -> str:
+    """What the page says when a clock time happened twice: which of the two it went to, and
+    where the other lies. Empty for a time that happened once."""
+    if len(moments) < 2:
+        return ""
+    # (compared in UTC: the two share their wall clock, see go_to)
+    first = taken.astimezone(UTC) == moments[0].astimezone(UTC)
+    which, other = ("first", moments[1]) if first else ("second", moments[0])
+    offset_s = (other.astimezone(UTC) - recording.started_at).total_seconds()
+    if offset_s < 0:
+        where = "before the recording's start"
+    elif offset_s > duration_s:
+        where = "past the recording's end"
+    else:
+        where = f"at {offset_s:.1f} s"
+    return (
+        f"{text} happened twice on {taken:%Y-%m-%d} in {zone} (the clocks were put back): "
+        f"this is the {which}, {taken:%H:%M:%S %Z} (UTC{taken.isoformat()[-6:]}); the other, "
+        f"{other:%H:%M:%S %Z}, is {where}."
+    )
 
 
 def review_overview(recording: Recording) -> dict:

@@ -1,7 +1,7 @@
 """The dashboard pages (issue 6): station, live view, HR trend, staff management, audit trail."""
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -307,6 +307,60 @@ def test_limit_changes_write_one_audit_row_per_changed_field(client, staff_user,
     # and the patient page shows the trail
     page = client.get(f"/patients/{patient.pk}/").content.decode()
     assert 'id="audit-trail"' in page and "pause_limit_s" in page and "4.5" in page
+
+
+def test_server_rendered_times_name_their_zone(client, staff_user, patient, device, settings):
+    """The patient page, the management page, the discharged list and an upload's results
+    showed times in TIME_ZONE without saying so (the recordings list in Django's "Jan. 15,
+    2026, 1 p.m." besides): read in another zone, or across a clock change, they were
+    ambiguous. Each now carries its zone's abbreviation, as the alarm emails do."""
+    settings.TIME_ZONE = "Europe/Berlin"
+    winter = datetime(2026, 1, 15, 12, 0, 5, tzinfo=UTC)
+    summer = datetime(2026, 7, 1, 12, 0, 5, tzinfo=UTC)
+    Device.objects.filter(pk=device.pk).update(last_seen_at=summer)
+    recording = Recording.objects.create(
+        patient=patient,
+        device=device,
+        sampling_rate_hz=250.0,
+        gain_adc_per_mv=200.0,
+        n_channels=1,
+        lead_names=["II"],
+        started_at=winter,
+    )
+    upload = Recording.objects.create(
+        patient=patient,
+        source=Recording.Source.UPLOAD,
+        sampling_rate_hz=250.0,
+        gain_adc_per_mv=200.0,
+        n_channels=1,
+        lead_names=["II"],
+    )
+    Recording.objects.filter(pk=upload.pk).update(created_at=summer)
+    AuditEntry.objects.create(
+        patient=patient,
+        user=staff_user,
+        field="hr_low_limit_bpm",
+        old_value="50",
+        new_value="40",
+        changed_at=winter,
+    )
+    gone = Patient.objects.create(mrn="MRN-GONE", name="Gone Patient", is_active=False)
+    Patient.objects.filter(pk=gone.pk).update(updated_at=summer)
+    client.force_login(staff_user)
+
+    page = client.get(f"/patients/{patient.pk}/").content.decode()
+    assert "2026-07-01 14:00:05 CEST" in page  # the device, last seen (summer time)
+    assert "2026-01-15 13:00:05 CET" in page  # the recording's start, and the audit entry
+    assert page.count("2026-01-15 13:00:05 CET") == 2
+    manage = client.get("/manage/").content.decode()
+    assert "2026-07-01 14:00:05 CEST" in manage  # the device
+    assert "2026-07-01 14:00 CEST" in manage  # the discharged patient's last change
+    results = client.get(f"/recordings/{upload.pk}/").content.decode()
+    assert "2026-07-01 14:00 CEST by" in results
+    assert (
+        "Started 2026-01-15 13:00:05 CET (Europe/Berlin)"
+        in client.get(f"/recordings/{recording.pk}/review/").content.decode()
+    )
 
 
 def test_the_window_model_alarm_is_switched_on_in_the_limits_form_and_audited(

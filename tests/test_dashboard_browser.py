@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
-from monitoring.models import Alarm, AlarmRecipient
+from monitoring.models import Alarm, AlarmRecipient, Beat, Recording
 from tests import test_analyzer_browser
 from tests.test_analyzer_browser import log_in, wait_for
 
@@ -128,3 +128,64 @@ def test_acknowledging_from_the_keyboard_keeps_the_focus_in_the_alarm_list(
         lambda d: d.execute_script("return document.activeElement.id") == "alarm-table",
         timeout_s=10,
     )
+
+
+def test_the_hr_trend_reads_on_a_phone_and_is_unchanged_on_a_desktop(
+    browser, live_server, clinician, patient, recording
+):
+    """The trend was drawn 1100 px wide and scaled to the card: on a 390-px phone 285 px wide
+    and 41 px high, its 11-px labels 3 px. It is drawn at the size it is shown, 160 px high."""
+    Recording.objects.filter(pk=recording.pk).update(
+        started_at=timezone.now() - timedelta(minutes=30)
+    )
+    Beat.objects.bulk_create(  # 80 bpm for the last 30 minutes
+        Beat(
+            recording=recording,
+            index=i,
+            sample=round(i * 0.75 * 250),
+            label="N",
+            confidence=0.9,
+            probabilities={"N": 0.9},
+        )
+        for i in range(2400)
+    )
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    sizes = {}
+    for window_width in (390, 1280):
+        browser.set_window_size(window_width, 844)
+        browser.get(f"{live_server.url}/patients/{patient.pk}/live/")
+        wait_for(browser, lambda d: "latest 80 bpm" in d.find_element("id", "hr-trend-info").text)
+        sizes[window_width] = browser.execute_script(
+            "var t = document.getElementById('hr-trend'), r = t.getBoundingClientRect();"
+            "return {width: t.width, height: t.height, shownWidth: t.clientWidth,"
+            " shownHeight: t.clientHeight, right: r.right, ratio: devicePixelRatio,"
+            " innerWidth: innerWidth, pageWidth: document.documentElement.scrollWidth,"
+            " viewWidth: document.documentElement.clientWidth}"
+        )
+    phone = sizes[390]
+    assert phone["shownWidth"] < 400 and phone["right"] <= phone["innerWidth"]
+    assert phone["pageWidth"] <= phone["viewWidth"]
+    # one canvas pixel per screen pixel: labels at their 11 px
+    assert phone["width"] == round(phone["shownWidth"] * phone["ratio"])
+    assert (phone["shownHeight"], phone["height"]) == (160, round(160 * phone["ratio"]))
+    desktop = sizes[1280]
+    assert (desktop["shownWidth"], desktop["shownHeight"]) == (1100, 160)
+    assert (desktop["width"], desktop["height"]) == (1100, 160)  # as before, at ratio 1
+
+
+def test_the_api_docs_fit_a_phone(browser, live_server, clinician):
+    """Swagger UI at 390 px: trying out an upload put "Cancel" and "Reset" on the
+    "Parameters" bar's line, past the screen's edge, and the page scrolled sideways."""
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    browser.set_window_size(390, 844)
+    browser.get(live_server.url + "/docs/api/")
+    wait_for(browser, lambda d: d.find_elements("css selector", "#swagger-ui .opblock"))
+    upload = browser.find_element("id", "operations-api-api_patients_uploads_create")
+    upload.find_element("css selector", ".opblock-summary-control").click()
+    wait_for(browser, lambda d: upload.find_elements("css selector", ".try-out__btn"))
+    upload.find_element("css selector", ".try-out__btn").click()
+    wait_for(browser, lambda d: upload.find_elements("css selector", ".try-out__btn.reset"))
+    widths = browser.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert widths[0] <= widths[1], widths

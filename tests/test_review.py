@@ -173,13 +173,51 @@ def test_go_to_counts_real_seconds_across_a_clock_change(api, device_recording, 
     assert go_to(api, device_recording, "03:00:05").json()["time_s"] == 15.0
 
 
+def test_go_to_a_clock_time_the_clocks_showed_twice(api, device_recording, settings):
+    """On 2026-10-25 Berlin's clocks went from 03:00 CEST back to 02:00 CET: 02:30 happened
+    twice. "Go to" takes the first at or after the start and says which one it took and where
+    the other is. It read every such time in summer time: for a recording started in the
+    repeated hour's second pass, a time in it lay before the start, and it went to 0 s."""
+    settings.TIME_ZONE = "Europe/Berlin"
+    start_at(device_recording, datetime(2026, 10, 25, 0, 29, 50, tzinfo=UTC))  # 02:29:50 CEST
+    body = go_to(api, device_recording, "02:30:00").json()
+    assert body["time_s"] == 10.0 and body["clock"] == "2026-10-25T02:30:00+02:00"
+    assert body["note"] == (
+        "02:30:00 happened twice on 2026-10-25 in Europe/Berlin (the clocks were put back): "
+        "this is the first, 02:30:00 CEST (UTC+02:00); the other, 02:30:00 CET, is past the "
+        "recording's end."
+    )
+    start_at(device_recording, datetime(2026, 10, 25, 1, 29, 50, tzinfo=UTC))  # 02:29:50 CET
+    body = go_to(api, device_recording, "02:30:00").json()
+    assert body["time_s"] == 10.0 and body["clock"] == "2026-10-25T02:30:00+01:00"
+    assert "this is the second, 02:30:00 CET (UTC+01:00)" in body["note"]
+    assert "the other, 02:30:00 CEST, is before the recording's start" in body["note"]
+    # seconds, or a time that happened once, say nothing more
+    assert go_to(api, device_recording, "5").json()["note"] == ""
+    start_at(device_recording, datetime(2026, 10, 25, 2, 29, 50, tzinfo=UTC))  # 03:29:50 CET
+    assert go_to(api, device_recording, "03:30:00").json()["note"] == ""
+
+
+def test_go_to_refuses_a_clock_time_the_clocks_skipped(api, device_recording, settings):
+    """On 2026-03-29 Berlin's clocks went from 02:00 CET to 03:00 CEST: 02:00:05 never
+    happened. It was read as 02:00:05 CET, which is 03:00:05 CEST, and went there silently."""
+    settings.TIME_ZONE = "Europe/Berlin"
+    start_at(device_recording, datetime(2026, 3, 29, 0, 59, 50, tzinfo=UTC))  # 01:59:50 CET
+    answer = go_to(api, device_recording, "02:00:05")
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == (
+        "02:00:05 did not happen on 2026-03-29 in Europe/Berlin: the clocks went from "
+        "02:00 CET to 03:00 CEST"
+    )
+
+
 def test_go_to_the_start_as_the_page_shows_it(api, device_recording, settings):
     """started_at has microseconds (the ingest's clock); the page shows it to the second. The
     time shown, or its minute, is the start, not the next day's (past the end)."""
     settings.TIME_ZONE = "Europe/Berlin"
     start_at(device_recording, datetime(2026, 1, 15, 11, 0, 0, 400_000, tzinfo=UTC))
     page = api.get(f"/recordings/{device_recording.pk}/review/").content.decode()
-    assert "Started 2026-01-15 12:00:00 (Europe/Berlin)" in page
+    assert "Started 2026-01-15 12:00:00 CET (Europe/Berlin)" in page
     for typed in ("12:00:00", "12:00"):
         answer = go_to(api, device_recording, typed)
         assert answer.status_code == 200, answer.json()

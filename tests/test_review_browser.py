@@ -4,7 +4,7 @@ test-artifacts/ (or CARDIOSPIKE_SCREENSHOT_DIR)."""
 
 import os
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -124,9 +124,10 @@ def test_it_jumps_to_the_next_v_beat(browser, live_server, clinician, long_recor
     jump.clear()
     jump.send_keys(moment.strftime("%H:%M:%S") + "\n")  # whole seconds: up to 1 s early
     wait_for(browser, lambda d: canvas_data(d, "startS") == pytest.approx(59.5, abs=0.51))
-    clock = browser.find_element("id", "view-clock").text  # "HH:MM:SS – HH:MM:SS", 60 s apart
+    # "HH:MM:SS – HH:MM:SS UTC", 60 s apart (the zone's abbreviation, once when both share it)
+    clock = browser.find_element("id", "view-clock").text
     assert (
-        re.fullmatch(r"\d\d:\d\d:\d\d – \d\d:\d\d:\d\d", clock)
+        re.fullmatch(r"\d\d:\d\d:\d\d – \d\d:\d\d:\d\d [A-Z]\S*", clock)
         and moment.strftime("%H:%M") in clock
     )
 
@@ -209,3 +210,46 @@ def test_a_window_with_more_beats_than_sent_says_so(
     wait_for(browser, lambda d: canvas_data(d, "startS") is not None)
     info = browser.find_element("id", "view-info").text
     assert "5 beats (the first only: zoom in to see every beat)" in info
+
+
+def test_the_width_menu_shows_the_width_drawn_and_go_to_names_a_repeated_hour(
+    browser, live_server, clinician, recording, settings
+):
+    """A 7-s recording drawn 7 s wide: the menu showed a blank, and "30 s" once chosen, though
+    7 s was drawn (the width is clamped to the recording). And on the night Berlin's clocks
+    went back, "Go to" 02:30:00 said nothing of which of the two 02:30s it went to."""
+    settings.TIME_ZONE = "Europe/Berlin"
+    ecg = generate(8.0, fs=FS_HZ, seed=3)
+    adc = np.round(ecg.signal_mv[: int(7 * FS_HZ)] * recording.gain_adc_per_mv).astype(np.int16)
+    SampleChunk.from_samples(recording, 0, 0, adc).save()
+    # 02:29:55 CET: the repeated hour's second pass (01:29:55 UTC)
+    recording.started_at = datetime(2026, 10, 25, 1, 29, 55, tzinfo=UTC)
+    recording.save(update_fields=["started_at"])
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    browser.get(f"{live_server.url}/recordings/{recording.pk}/review/")
+    wait_for(browser, lambda d: canvas_data(d, "endS") == pytest.approx(7.0))
+
+    def menu() -> tuple[str, str]:
+        return tuple(
+            browser.execute_script(
+                "var s = document.getElementById('window-s'), o = s.options[s.selectedIndex];"
+                "return [s.value, o ? o.text : ''];"
+            )
+        )
+
+    assert menu() == ("7", "7 s (all)")
+    browser.find_element("css selector", "#window-s option[value='30']").click()
+    wait_for(browser, lambda d: "#t=0.000&w=7" in d.current_url)
+    assert canvas_data(browser, "endS") - canvas_data(browser, "startS") == pytest.approx(7.0)
+    assert menu() == ("7", "7 s (all)")
+    assert browser.find_element("id", "view-clock").text == "02:29:55 – 02:30:02 CET"
+
+    browser.find_element("id", "jump-time").send_keys("02:30:00\n")
+    wait_for(browser, lambda d: d.find_element("id", "jump-note").text)
+    note = browser.find_element("id", "jump-note").text
+    assert "this is the second, 02:30:00 CET (UTC+01:00)" in note, note
+    assert "02:30:00 CEST, is before the recording's start" in note
+    browser.find_element("css selector", "#window-s option[value='2.5']").click()
+    wait_for(browser, lambda d: not d.find_element("id", "jump-note").is_displayed())
+    assert menu() == ("2.5", "2.5 s")
+    assert browser.find_elements("id", "window-s-shown") == []

@@ -6,7 +6,8 @@
 - ``GET /api/recordings/<id>/events/?kind=V&after_s=`` or ``?kind=V&before_s=`` (exactly
   one of the two; ``limit=``): the next (previous) beats of a class, alarms or episode starts.
 - ``GET /api/recordings/<id>/go-to/?at=``: where a "Go to" entry (seconds, or a clock time
-  HH:MM[:SS]) lies: ``time_s`` from the start.
+  HH:MM[:SS]) lies: ``time_s`` from the start, ``note`` for a clock time a daylight-saving
+  change repeated.
 - ``GET /api/recordings/<id>/range.png?start_s=&length_s=&channel=``: the window of one
   channel as a PNG strip, gaps drawn as gaps (any recording, analysed or not).
 - ``GET /api/recordings/<id>/export.zip?format=wfdb|csv`` and ``GET .../export.csv``: 400
@@ -109,7 +110,9 @@ class RecordingGoToView(APIView):
                 str,
                 required=True,
                 description="Seconds from the start, or a clock time HH:MM or HH:MM:SS "
-                "(TIME_ZONE; the first such moment at or after the start).",
+                "(TIME_ZONE; the first such moment at or after the start; a time a "
+                "daylight-saving change skipped is a 400, one it repeated says which in "
+                "`note`).",
             )
         ],
         responses={200: OpenApiTypes.OBJECT, **error_responses(400, 401, 404)},
@@ -119,7 +122,7 @@ class RecordingGoToView(APIView):
         recording = visible_recording(request, pk)
         at = request.query_params.get("at", "")
         try:
-            time_s = review.go_to_seconds(recording, at)
+            time_s, note = review.go_to(recording, at)
         except ValueError as exc:
             return error(str(exc))
         moment = recording.started_at + timedelta(seconds=time_s)
@@ -129,6 +132,9 @@ class RecordingGoToView(APIView):
                 "time_s": time_s,
                 "clock": timezone.localtime(moment).isoformat(),
                 "started_at": timezone.localtime(recording.started_at).isoformat(),
+                # a clock time that a daylight-saving change repeated: which of the two this
+                # is, and where the other lies ("" otherwise)
+                "note": note,
             }
         )
 

@@ -378,9 +378,21 @@
 
   // --- HR trend ----------------------------------------------------------------------------
 
+  var TREND_HEIGHT_PX = 160;  // as dashboard.css sets it
+  var lastTrend = null;  // the last answer, redrawn when the window is resized
+
   function drawTrend(body) {
+    lastTrend = body;
     var trend = $("hr-trend"), ctx = trend.getContext("2d");
-    var width = trend.width, height = trend.height, left = 36, bottom = 18;
+    // Drawn at the size it is shown (dashboard.css: the card's width, at most 1100 px), in
+    // CSS pixels times the screen's pixel ratio. A fixed 1100-px drawing scaled down to a
+    // 390-px phone shrank its 11-px labels to 3 px and the chart to 41 px high.
+    var width = Math.round(trend.clientWidth) || 1100, height = TREND_HEIGHT_PX;
+    var ratio = window.devicePixelRatio || 1;
+    trend.width = Math.round(width * ratio);
+    trend.height = Math.round(height * ratio);
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    var left = 36, bottom = 18;
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, width, height);
     var top = 200, low = 0, headroom = 8;  // headroom: the "200" label was cut at the top
@@ -408,7 +420,8 @@
     ctx.setLineDash([]);
     ctx.strokeStyle = "#0f7b3b";
     ctx.fillStyle = "#0f7b3b";
-    ctx.lineWidth = 1.5;
+    // a phone's narrow chart packs a minute into 5 px: a thicker line stays visible
+    ctx.lineWidth = width < 600 ? 2 : 1.5;
     ctx.beginPath();
     body.points.forEach(function (point, index) {
       var x = xOf(Date.parse(point.time) + 30000), y = yOf(Math.min(top, point.hr_bpm));
@@ -510,6 +523,14 @@
   draw();
   window.requestAnimationFrame(frame);
   loadTrend();
+  // redrawn at its new size whenever its box changes: a window resized or turned, or a
+  // scroll bar that came with the page's content (the window's resize misses that one)
+  var redrawTrend = function () { if (lastTrend) { drawTrend(lastTrend); } };
+  if (window.ResizeObserver) {
+    new ResizeObserver(redrawTrend).observe($("hr-trend"));
+  } else {
+    window.addEventListener("resize", redrawTrend);
+  }
   setInterval(loadTrend, 30000);  // a new minute's point shows within half a minute
   setInterval(loadAlarms, ALARMS_REFRESH_MS);
   setInterval(showSignal, 1000);  // a device that stops sends nothing more: look every second

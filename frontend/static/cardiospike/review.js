@@ -22,12 +22,15 @@
   var stripContext = strip.getContext("2d");
   var base = "/api/recordings/" + overview.recording + "/";
   var maxWidthS = Math.min(overview.max_window_s, Math.max(overview.duration_s, MIN_WIDTH_S));
-  // Wall-clock times in the site's zone (the server's TIME_ZONE, as its pages show them)
+  // Wall-clock times in the site's zone (the server's TIME_ZONE, as its pages show them),
+  // with the zone's abbreviation: on the night the clocks go back, 02:30 happens twice
+  // ("02:30:00 CEST", then "02:30:00 CET")
   var startedMs = Date.parse(overview.started_at);
   var clockFormat = null;
   try {
     clockFormat = new Intl.DateTimeFormat("en-GB", { timeZone: overview.time_zone,
-      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+      timeZoneName: "short" });
   } catch (error) { clockFormat = null; }  // a zone this browser does not know
   var state = {
     startS: 0,
@@ -52,8 +55,9 @@
     load();
   }
 
-  // The user moved the view: the next jump searches from its centre again.
-  function forgetFocus() { state.focus = null; }
+  // The user moved the view: the next jump searches from its centre again (and the note on
+  // where "Go to" went no longer describes the view).
+  function forgetFocus() { state.focus = null; showNote(""); }
 
   function readHash() {
     var match = /t=([0-9.]+)/.exec(location.hash);
@@ -66,6 +70,7 @@
 
   function load() {
     clampView();
+    syncWidthSelect();  // after clamping: the width drawn, not the one asked for
     canvas.width = Math.max(300, canvas.parentElement.clientWidth || 1000);
     strip.width = canvas.width;
     var id = ++state.request;
@@ -85,6 +90,7 @@
         // a live recording grows while it is reviewed: the time axis follows the server's
         overview.duration_s = answer.body.duration_s;
         maxWidthS = Math.min(overview.max_window_s, Math.max(overview.duration_s, MIN_WIDTH_S));
+        syncWidthSelect();  // "(all)" no longer holds once the recording has grown
         draw();
       })
       .catch(function (error) { showMessage(String(error)); });
@@ -95,6 +101,7 @@
     // either end cannot be centred (clampView), so from the centre the same event came back
     // and the jumps got stuck near the start and the end.
     var fromS = state.focus ? state.focus.time_s : state.startS + state.widthS / 2;
+    showNote("");
     var query = "kind=" + kind + (forward ? "&after_s=" : "&before_s=") + fromS.toFixed(4);
     fetch(base + "events/?" + query, { credentials: "same-origin" })
       .then(function (response) { return response.json(); })
@@ -112,6 +119,11 @@
   }
 
   function showMessage(text) { $("view-message").textContent = text; }
+
+  function showNote(text) {
+    $("jump-note").textContent = text;
+    $("jump-note").hidden = !text;
+  }
 
   function updateExportLink() {
     if (!$("export-png")) { return; }  // no samples stored: the page offers no export
@@ -258,7 +270,13 @@
     var endS = data.end_s;
     $("view-range").textContent = formatTime(data.start_s) + " – " + formatTime(endS) +
       " of " + formatTime(overview.duration_s);
-    $("view-clock").textContent = clockTime(data.start_s) + " – " + clockTime(endS);
+    // the zone once when both ends share it ("12:00:00 – 12:01:00 CET"), else at each end
+    var fromClock = clockTime(data.start_s), toClock = clockTime(endS);
+    var fromZone = fromClock.split(" ").slice(1).join(" ");
+    if (fromZone && fromZone === toClock.split(" ").slice(1).join(" ")) {
+      fromClock = fromClock.split(" ")[0];
+    }
+    $("view-clock").textContent = fromClock + " – " + toClock;
     // a window with more beats than the server sends shows only the first ones: say so
     $("view-info").textContent = data.lead + ", " + data.beats.length + " beats" +
       (data.beats_truncated ? " (the first only: zoom in to see every beat)" : "") +
@@ -357,16 +375,38 @@
     var fraction = (centre - state.startS) / state.widthS;
     state.widthS = Math.max(MIN_WIDTH_S, Math.min(maxWidthS, state.widthS * factor));
     state.startS = centre - fraction * state.widthS;
-    syncWidthSelect();
     load();
   }
 
+  // The width menu shows the width on screen. A width clamped to the recording (30 s chosen
+  // for a 22-s recording, a link's w= past 2 h) or reached by zooming (7.5 s) is not one of
+  // its choices: it then shows an extra choice with that width ("22 s"), instead of the
+  // chosen one that was not drawn, or a blank.
   function syncWidthSelect() {
     var select = $("window-s");
+    var shown = $("window-s-shown");
     var match = Array.prototype.find.call(select.options, function (option) {
-      return Number(option.value) === state.widthS;
+      return option !== shown && Number(option.value) === state.widthS;
     });
-    select.value = match ? match.value : "";
+    if (match) {
+      if (shown) { shown.remove(); }
+      select.value = match.value;
+      return;
+    }
+    if (!shown) {
+      shown = document.createElement("option");
+      shown.id = "window-s-shown";
+      select.appendChild(shown);
+    }
+    shown.value = String(state.widthS);
+    shown.textContent = formatTime(state.widthS) +
+      (state.widthS >= overview.duration_s ? " (all)" : "");
+    // in order of width among the fixed choices
+    var after = Array.prototype.find.call(select.options, function (option) {
+      return option !== shown && Number(option.value) > state.widthS;
+    });
+    select.insertBefore(shown, after || null);
+    select.value = shown.value;
   }
 
   $("jump-go").addEventListener("click", function () {
@@ -378,8 +418,14 @@
         return response.json().then(function (body) { return { ok: response.ok, body: body }; });
       })
       .then(function (answer) {
-        if (!answer.ok) { showMessage(answer.body.detail || "cannot go there"); return; }
+        if (!answer.ok) {
+          showNote("");
+          showMessage(answer.body.detail || "cannot go there");
+          return;
+        }
         forgetFocus();
+        // a clock time the clocks showed twice (put back for winter): which one this is
+        showNote(answer.body.note || "");
         centreOn(answer.body.time_s);
       })
       .catch(function (error) { showMessage(String(error)); });
