@@ -9,7 +9,8 @@ MLII when the record has it, else II, else the first channel (the upload's rule)
 reference beat annotations (``.atr``) sit beside the record, the output also scores our beats
 against them (EC57 matching, 150 ms) and gives the class agreement; an ``.atr`` with only rhythm
 marks (vfdb) gives no beat reference, and the output says so. A CSV file holds one column of
-millivolts (a header line is allowed) and needs ``--fs``.
+millivolts (a header line is allowed; ``ecg_uv`` or ``ecg_v`` there names another unit, as an
+upload's does) and needs ``--fs``.
 
 The signal is read in millivolts whatever voltage unit (mV, uV, V) the header gives. A record
 with missing samples (gaps) or a CSV with a blank line among its samples is refused, naming
@@ -33,8 +34,10 @@ from inference.aami import AAMI_CLASSES, aami_class
 from inference.analysis import RecordAnalysis, analyze_signal
 from inference.beat_match import detection_scores, match_beats
 from inference.datasets.wfdb_record import (
+    CSV_UNIT_CELLS,
     analysis_lead,
     check_record,
+    csv_signal_unit,
     missing_samples_message,
     no_beat_annotations_message,
     read_annotation,
@@ -104,13 +107,15 @@ def _lead_off_beside_ecg(path: Path, names: list[str], channel: int, ecg_mv: np.
 
 
 def load_csv(path: Path) -> np.ndarray:
-    """A one-column CSV of millivolts; the first line may be a header.
+    """A one-column CSV of millivolts; the first line may be a header, which may name the unit
+    as the upload's does (``ecg_mv``, ``ecg_uv``, ``ecg_v``: ``csv_signal_unit``).
 
     A blank line is a missing sample: dropping it would shorten the recording and move every
     later beat earlier, so a blank line before the last sample is refused, naming it (blank
     lines at the end of the file are no samples and are fine). So are NaN and infinity."""
     values = []
     first_blank = None
+    unit = None
     with path.open() as handle:
         for line_number, line in enumerate(handle, start=1):
             cells = line.strip().split(",")
@@ -122,8 +127,12 @@ def load_csv(path: Path) -> np.ndarray:
             try:
                 value = float(cell)
             except ValueError:
-                if line_number == 1:
-                    continue  # a header
+                if line_number == 1:  # a header
+                    try:
+                        unit = csv_signal_unit(cell)
+                    except ValueError as exc:
+                        raise SystemExit(f"{path.name} line 1: {exc}") from None
+                    continue
                 raise SystemExit(
                     f"{path.name} line {line_number}: {cell!r} is not a number"
                 ) from None
@@ -147,10 +156,19 @@ def load_csv(path: Path) -> np.ndarray:
             values.append(value)
     if not values:
         raise SystemExit(f"{path.name} holds no samples")
-    problem = ecg_amplitude_problem(values, path.name)
+    values_mv = np.asarray(values) * (1.0 if unit is None else unit[1])
+    problem = ecg_amplitude_problem(values_mv, path.name)
     if problem is not None:
-        raise SystemExit(f"{problem}; a signal CSV is in millivolts: convert it first")
-    return np.asarray(values)
+        if unit is None:
+            raise SystemExit(
+                f"{problem}; a signal CSV is in millivolts unless its header line names the "
+                f"unit ({CSV_UNIT_CELLS}): convert it first, or name its unit"
+            )
+        raise SystemExit(
+            f"{problem}; the values were read in {unit[0]}, as the header line says: check "
+            "that unit"
+        )
+    return values_mv
 
 
 def no_beats_note(ecg_mv: np.ndarray, lead: str) -> str:

@@ -43,7 +43,13 @@ from inference.datasets.ptbxl import (
     check_feature_layout,
 )
 from inference.registry import WEIGHTS_DIR, list_models
-from inference.signal import MAX_ECG_ABS_MV, resample, validate_fs, validate_signal
+from inference.signal import (
+    MAX_ECG_ABS_MV,
+    ecg_record_amplitude_problem,
+    resample,
+    validate_fs,
+    validate_signal,
+)
 
 TASK = "ptbxl"
 MODEL_NAMES = ("ptbxl-model01", "ptbxl-model02", "ptbxl-model03")
@@ -56,8 +62,9 @@ N_CLASSES = len(SUPERCLASSES)
 # Rates a served record may have: below 100 Hz the model's band is not there to recover;
 # PTB-XL itself is 100 and 500 Hz, and devices rarely exceed 2 kHz.
 MIN_FS_HZ, MAX_FS_HZ = FS_HZ, 2000.0
-# Amplitude checks on served leads: above this the values are not millivolts (microvolts or
-# ADC counts); a lead that moves less than this over 10 s is not connected.
+# Amplitude checks on served leads: a record whose amplitude says volts or microvolts
+# (inference.signal.ecg_record_amplitude_problem) or a value above this is not in millivolts;
+# a lead that moves less than this over 10 s is not connected.
 MAX_ABS_MV = MAX_ECG_ABS_MV
 MIN_LEAD_RANGE_MV = 0.01
 # PTB-XL writes every age over 89 as 90 (de-identification), so the models never saw more.
@@ -346,6 +353,11 @@ def prepare_leads(leads_mv: object, fs_hz: object) -> np.ndarray:
             f"leads hold {signal.shape[0]} samples = {signal.shape[0] / fs_hz:.2f} s at "
             f"{fs_hz:g} Hz; the models read {RECORD_S:g} s records ({expected} samples)"
         )
+    # the unit first: a record in volts would otherwise read as twelve flat leads, and one in
+    # microvolts as a value too large, neither naming the unit
+    problem = ecg_record_amplitude_problem(signal, LEADS)
+    if problem is not None:
+        raise ValueError(f"{problem}; leads must be in millivolts")
     largest = float(np.abs(signal).max())
     if largest > MAX_ABS_MV:
         raise ValueError(

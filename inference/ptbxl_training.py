@@ -1263,8 +1263,9 @@ library (the cards name theirs; elsewhere expect a drift like another seed's, be
 `inference.ptbxl_models.predict(leads_mv, fs_hz, metadata)` serves them: with a 10 s 12-lead
 record, the ECG + metadata model with the higher **validation** macro AUC; without one, the
 metadata-only model. It refuses (``ValueError``) leads not shaped (n_samples, 12), records not
-10 s long, rates outside 100-2000 Hz (others are resampled to 100 Hz), NaN, values beyond 20 mV
-(not millivolts), flat leads, unknown metadata names and out-of-range values.
+10 s long, rates outside 100-2000 Hz (others are resampled to 100 Hz), NaN, leads not in
+millivolts (an amplitude that says volts or microvolts, or a value beyond 100 mV), flat leads,
+unknown metadata names and out-of-range values.
 
 ## Test figures side by side (bootstrap 95 % intervals)
 

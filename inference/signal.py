@@ -38,6 +38,7 @@ __all__ = [
     "bandpass",
     "ecg_amplitude_mv",
     "ecg_amplitude_problem",
+    "ecg_record_amplitude_problem",
     "fit_length",
     "minmax_normalize",
     "notch",
@@ -49,10 +50,15 @@ __all__ = [
     "validate_signal",
 ]
 
-# An ECG in millivolts stays well within this (a QRS is a few mV; an electrode artefact may
-# reach 10): larger values are microvolts or ADC counts, which the analysis would read with
-# the wrong scale. The served diagnosis, /predict and signal uploads all refuse them.
-MAX_ECG_ABS_MV = 20.0
+# No sample of an ECG in millivolts reaches this. Real records reach 30.6 mV (nstdb 118e_6,
+# record 118 with noise at -6 dB SNR; mitdb 5.12 mV, the ADC's limit; vfdb 9.2; PTB-XL subset
+# 11.1), and the amplitude check below accepts amplitudes up to 50 mV, whose peaks may be
+# twice that: 100 mV refuses neither, while a value such as 1e10 (ADC counts, a header read
+# as data) is refused naming it before it can set an int16 gain that loses the signal (at
+# 100 mV, 320 ADC units per mV: 3 uV steps). Volts and microvolts are the amplitude check's
+# to name. The served diagnosis, /predict, signal uploads and WFDB uploads' analysed lead
+# all apply it (docs/upload.md, "Signal amplitude").
+MAX_ECG_ABS_MV = 100.0
 
 
 def first_beyond_ecg_range(values) -> int | None:
@@ -81,8 +87,9 @@ MIN_ECG_PEAK_MV = 0.1
 def ecg_amplitude_mv(values) -> float:
     """The robust amplitude of one lead: the 99th percentile of ``|x - median(x)|``."""
     signal = np.asarray(values, dtype=np.float64)
-    deviation = np.abs(signal - np.median(signal))
-    return float(np.percentile(deviation, ECG_AMPLITUDE_PERCENTILE))
+    with np.errstate(over="ignore", invalid="ignore"):  # inf or NaN near the float limit
+        deviation = np.abs(signal - np.median(signal))
+        return float(np.percentile(deviation, ECG_AMPLITUDE_PERCENTILE))
 
 
 def ecg_amplitude_problem(values, what: str = "the signal") -> str | None:
@@ -95,9 +102,14 @@ def ecg_amplitude_problem(values, what: str = "the signal") -> str | None:
     says that it found no beats and why. ``what`` names the lead in the message.
     """
     signal = np.asarray(values, dtype=np.float64)
-    deviation = np.abs(signal - np.median(signal))
-    peak_mv = float(deviation.max())
-    amplitude_mv = float(np.percentile(deviation, ECG_AMPLITUDE_PERCENTILE))
+    with np.errstate(over="ignore", invalid="ignore"):
+        deviation = np.abs(signal - np.median(signal))
+        peak_mv = float(deviation.max())
+        amplitude_mv = float(np.percentile(deviation, ECG_AMPLITUDE_PERCENTILE))
+    if not (math.isfinite(peak_mv) and math.isfinite(amplitude_mv)):
+        # values near the float limit overflow these sums: no unit explains them, and the
+        # callers' sample limit (MAX_ECG_ABS_MV) names the first
+        return None
     measure = (
         f"{what}'s amplitude (the {ECG_AMPLITUDE_PERCENTILE:g}th percentile of |x - median|) "
         f"is {amplitude_mv:.3g} mV"
@@ -114,6 +126,25 @@ def ecg_amplitude_problem(values, what: str = "the signal") -> str | None:
             f"volts ({amplitude_mv * 1000:.3g} mV if so), or a lead that carries no signal"
         )
     return None
+
+
+def ecg_record_amplitude_problem(leads_mv, lead_names) -> str | None:
+    """Why a record of several leads in one unit cannot be in millivolts, or None.
+
+    ``leads_mv`` is (n_samples, n_leads). A wrong unit scales every lead alike, so the
+    record is judged by its largest lead (:func:`ecg_amplitude_mv`): refused, with
+    :func:`ecg_amplitude_problem`'s message for that lead, when it is over
+    ``MAX_ECG_AMPLITUDE_MV`` (microvolts, ADC counts) or when even it is under
+    ``MIN_ECG_AMPLITUDE_MV`` and looks like volts. A small lead beside one of ECG size is a
+    lead that was off, not a unit: it passes, as an upload's does (the caller's flat-lead
+    check still applies).
+    """
+    leads = np.asarray(leads_mv, dtype=np.float64)
+    amplitudes = [ecg_amplitude_mv(leads[:, lead]) for lead in range(leads.shape[1])]
+    largest = int(np.argmax(amplitudes))
+    if MIN_ECG_AMPLITUDE_MV <= amplitudes[largest] <= MAX_ECG_AMPLITUDE_MV:
+        return None
+    return ecg_amplitude_problem(leads[:, largest], f"lead {lead_names[largest]}")
 
 
 # Largest denominator of the rational approximation of fs_out / fs_in. At 10,000 the ratio

@@ -11,6 +11,7 @@ import io
 import math
 import re
 import tempfile
+import unicodedata
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
@@ -441,16 +442,35 @@ def record_name(recording: Recording) -> str:
     return f"recording-{recording.pk}"
 
 
-def export_lead_names(recording: Recording) -> list[str]:
-    """The lead names as the exports write them: each one unique.
+def ascii_lead_name(name: str, channel: int) -> str:
+    """``name`` in ASCII for a WFDB header: compatibility decomposition (NFKD: ``Ⅱ`` -> ``II``,
+    ``ä`` -> ``a`` + accent), then every character outside printable ASCII dropped; a name
+    left empty (``導程``) becomes ``ch<n>``, as an upload names a signal without a name.
+
+    wfdb reads a header as ASCII and drops any other byte without a word (``Ableitung Ⅱ``
+    read back as ``Ableitung``, ``導程`` as no name at all), and the WFDB format's headers
+    are ASCII, so the export writes them so. Stable: the same name always gives the same.
+    """
+    decomposed = unicodedata.normalize("NFKD", name)
+    kept = "".join(c for c in decomposed if " " <= c <= "~")
+    return " ".join(kept.split()) or f"ch{channel + 1}"
+
+
+def export_lead_names(recording: Recording, ascii_only: bool = False) -> list[str]:
+    """The lead names as the exports write them: each one unique; with ``ascii_only`` (the
+    WFDB export) in ASCII first (:func:`ascii_lead_name`), the CSV keeps them as they are.
 
     A WFDB header may name two signals alike (``ECG`` and ``ECG`` in some PhysioNet records)
     and its upload keeps the names as they are, but ``wfdb.wrsamp`` refuses such a header (the
     export answered 500), and a CSV with two ``ECG_mv`` columns leaves the reader guessing.
-    A name already taken gets the channel's number: ``ECG``, ``ECG-ch2``.
+    A name already taken gets the channel's number: ``ECG``, ``ECG-ch2``. Names made ASCII
+    may meet (``Ⅱ`` and ``II``), so they are made unique after.
     """
-    names, taken = [], set(recording.lead_names)
-    for channel, name in enumerate(recording.lead_names):
+    leads = list(recording.lead_names)
+    if ascii_only:
+        leads = [ascii_lead_name(name, channel) for channel, name in enumerate(leads)]
+    names, taken = [], set(leads)
+    for channel, name in enumerate(leads):
         if name in names:
             name = f"{name}-ch{channel + 1}"
             while name in taken:  # a file that also had a lead of that name
@@ -522,7 +542,7 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
         name,
         fs=recording.sampling_rate_hz,
         units=["mV"] * n_channels,
-        sig_name=export_lead_names(recording),
+        sig_name=export_lead_names(recording, ascii_only=True),
         d_signal=adc,
         fmt=["16"] * n_channels,
         adc_gain=[recording.gain_adc_per_mv] * n_channels,

@@ -10,8 +10,9 @@ Formats (docs/upload.md has the user's version):
 
 - WFDB: a ``.hea`` header with the ``.dat`` file(s) it names, optionally ``.atr`` beat
   annotations of the same record (reference labels, mapped to AAMI classes).
-- CSV continuous signal: one numeric column in millivolts (an optional header line), with
-  the sampling rate given separately (100-2000 Hz).
+- CSV continuous signal: one numeric column in millivolts, or in the unit its header cell
+  names (``ecg_mv``, ``ecg_uv``, ``ecg_v``), with the sampling rate given separately
+  (100-2000 Hz).
 - CSV beat rows, one beat per row: 187 values (Kaggle "ECG Heartbeat Categorization",
   Kachuee et al., IEEE ICHI 2018: 125 Hz, starting at the R peak, normalized 0..1,
   zero-padded) or 216 values (0.6 s at 360 Hz, R peak at value 90, millivolts), each with an
@@ -36,7 +37,9 @@ from django.utils import timezone
 from inference.aami import AAMI_CLASSES, aami_class
 from inference.beat_rows import ROW_LAYOUTS, layout_for_width
 from inference.datasets.wfdb_record import (
+    CSV_UNIT_CELLS,
     analysis_lead,
+    csv_signal_unit,
     mv_per_unit,
     no_beat_annotations_message,
     read_header,
@@ -345,9 +348,16 @@ def parse_csv(name: str, data: bytes, fs_hz: float | None) -> ParsedUpload:
     del text
     # count, not split: split would make a string per value of a (possibly huge) line
     n_columns = line.count(",") + 1
+    unit = None
     if n_columns == 1:
         layout, labelled = None, False
         fs_hz = check_fs(fs_hz, "the sampling rate of the signal CSV (fs_hz)")
+        if header:
+            header_line, _, _, header_text = first[0]
+            try:
+                unit = csv_signal_unit(header_text.split(",", 1)[0])
+            except ValueError as exc:
+                raise UploadError(f"{name} line {header_line}: {exc}") from None
     else:
         try:
             layout, labelled = layout_for_width(n_columns)
@@ -368,7 +378,7 @@ def parse_csv(name: str, data: bytes, fs_hz: float | None) -> ParsedUpload:
         return _line_of_row(data, header, row)
 
     if layout is None:
-        return _signal_upload(name, values[:, 0], fs_hz, line_of_row)
+        return _signal_upload(name, values[:, 0], fs_hz, line_of_row, unit)
     return _rows_upload(name, values, layout, labels, line_of_row)
 
 
@@ -538,25 +548,45 @@ def _show(cell) -> str:
     return repr(text if len(text) <= 40 else text[:40] + "…")
 
 
-def _signal_upload(name: str, values: np.ndarray, fs_hz: float, line_of_row) -> ParsedUpload:
+def _signal_upload(
+    name: str, values: np.ndarray, fs_hz: float, line_of_row, unit: tuple[str, float] | None
+) -> ParsedUpload:
+    """A signal CSV's values, in its header's ``unit`` (``(name, mV per unit)``; None: mV)."""
     duration_s = len(values) / fs_hz
     if duration_s < MIN_SIGNAL_S:
         raise UploadError(
             f"{name} holds {len(values)} samples, {duration_s:.2f} s at {fs_hz:g} Hz: upload "
             f"at least {MIN_SIGNAL_S:g} s of signal"
         )
-    sample = first_beyond_ecg_range(values)
-    if sample is not None:
-        raise UploadError(
-            f"{name} line {line_of_row(sample)} (sample {sample + 1}) is {values[sample]:g}: a "
-            f"signal CSV is in millivolts, and an ECG stays within {MAX_ECG_ABS_MV:g} mV; "
-            "convert microvolts or ADC counts to millivolts first"
-        )
-    problem = ecg_amplitude_problem(values, f"{name}: the signal")
+    values_mv = values if unit is None else values * unit[1]
+    # The amplitude first: it names the likely unit (volts, microvolts) from the whole signal;
+    # the sample limit then catches a stray value (ADC counts, a second header) by its line.
+    problem = ecg_amplitude_problem(values_mv, f"{name}: the signal")
     if problem is not None:
-        # the file says nothing of its unit: only a conversion by the user can make it right
-        raise UploadError(f"{problem}; a signal CSV is in millivolts: convert it first")
-    adc, gain = quantize(values[:, np.newaxis])
+        if unit is None:
+            raise UploadError(
+                f"{problem}; a signal CSV is in millivolts unless its header line names the "
+                f"unit ({CSV_UNIT_CELLS}): convert it first, or name its unit"
+            )
+        raise UploadError(
+            f"{problem}; the values were read in {unit[0]}, as the header line says: check "
+            "that unit"
+        )
+    sample = first_beyond_ecg_range(values_mv)
+    if sample is not None:
+        if unit is None:
+            raise UploadError(
+                f"{name} line {line_of_row(sample)} (sample {sample + 1}) is "
+                f"{values[sample]:g}: a signal CSV is in millivolts (unless its header line "
+                f"names the unit: {CSV_UNIT_CELLS}), and an ECG stays within "
+                f"{MAX_ECG_ABS_MV:g} mV; convert microvolts or ADC counts to millivolts first"
+            )
+        raise UploadError(
+            f"{name} line {line_of_row(sample)} (sample {sample + 1}) is {values[sample]:g} "
+            f"{unit[0]} ({values_mv[sample]:g} mV; the header line gives the unit): an ECG "
+            f"stays within {MAX_ECG_ABS_MV:g} mV; check that unit"
+        )
+    adc, gain = quantize(values_mv[:, np.newaxis])
     return ParsedUpload(
         format=UploadFormat.CSV_SIGNAL,
         source_name=name,
@@ -847,7 +877,8 @@ def _check_amplitude(
     header_name: str,
 ) -> None:
     """Refuse a record whose analysed lead, in the header's units and gain, cannot be an ECG
-    in millivolts (``inference.signal.ecg_amplitude_problem``).
+    in millivolts (``inference.signal.ecg_amplitude_problem``), or has a sample beyond
+    ``MAX_ECG_ABS_MV`` (the signal CSV's limit).
 
     A wrong unit or gain in a header scales every channel alike; an analysed lead that is
     tiny beside another channel of ECG size is a lead that was off, which may be real: it
@@ -862,6 +893,14 @@ def _check_amplitude(
     lead_mv = channel_mv(lead_index)
     problem = ecg_amplitude_problem(lead_mv, what)
     if problem is None:
+        # the signal CSV's sample limit, so that one signal gets one answer in either format
+        sample = first_beyond_ecg_range(lead_mv)
+        if sample is not None:
+            raise UploadError(
+                f"{what} is {lead_mv[sample]:g} mV at sample {sample}: no ECG in millivolts "
+                f"reaches {MAX_ECG_ABS_MV:g} mV; check the header's units and gain (ADC units "
+                "per unit) for this signal"
+            )
         return
     if ecg_amplitude_mv(lead_mv) < MIN_ECG_AMPLITUDE_MV:
         for channel in range(adc.shape[1]):

@@ -184,6 +184,8 @@ def bad_leads(leads_mv: np.ndarray, case: str) -> dict:
         body["fs_hz"] = "100"
     elif case == "microvolts":
         body["leads"] = [[1000 * v for v in lead] for lead in leads]
+    elif case == "volts":  # read as twelve flat leads before the amplitude check
+        body["leads"] = [[v / 1000 for v in lead] for lead in leads]
     elif case == "flat lead":
         body["leads"] = [*leads[:6], [0.0] * 1000, *leads[7:]]
     elif case == "unknown field":
@@ -212,7 +214,8 @@ BAD_LEADS = {
     "rate says 11 s": "1000 samples = 9.09 s at 110 Hz",
     "rate missing": '"fs_hz" is missing',
     "rate a string": "\"fs_hz\" must be a number of Hz, got '100'",
-    "microvolts": "they must be in millivolts",
+    "microvolts": "it looks like microvolts (",
+    "volts": "it looks like volts (",
     "flat lead": "lead V1 is flat",
     "unknown field": "unknown field fs; expected leads, fs_hz",
     "recording and leads": 'give "leads" or "recording_id", not both',

@@ -240,8 +240,8 @@ def test_it_answers_415_to_a_multipart_form(api):
 
 @pytest.mark.parametrize(
     "ecg",
-    [[0] * 500, [0.0] * 500, [1.5] * 500, [-0.3] * 2500, [0.1, 0.105] * 250],
-    ids=["zeros", "float-zeros", "constant", "long-constant", "under-10-uV"],
+    [[0] * 500, [0.0] * 500, [1.5] * 500, [-0.3] * 2500],
+    ids=["zeros", "float-zeros", "constant", "long-constant"],
 )
 def test_it_refuses_a_flat_signal_as_the_diagnosis_refuses_a_flat_lead(api, ecg):
     # a flat line was judged "Normal" with normal_prob 0.98: the model scales it to 0..1
@@ -263,14 +263,16 @@ def test_a_small_but_real_signal_is_not_flat(api):
     [
         (
             [1e308] * 500,
-            '"ecg" reaches 1e+308 ("ecg"[0]); it must be in millivolts (at most 20 mV)',
+            '"ecg" reaches 1e+308 ("ecg"[0]); it must be in millivolts (at most 100 mV)',
         ),
         ([-1e308] * 500, '"ecg" reaches -1e+308 ("ecg"[0])'),
-        ([0.1] * 250 + [1e308, -1e308] * 125, '"ecg" reaches 1e+308 ("ecg"[250])'),
-        ([0.0] * 499 + [20.5], '"ecg" reaches 20.5 ("ecg"[499])'),
+        ([0.1] * 497 + [1e308, -1e308, 1e308], '"ecg" reaches 1e+308 ("ecg"[497])'),
+        # half the samples far off: the amplitude names it first
+        ([0.1] * 250 + [1e308, -1e308] * 125, "it looks like microvolts"),
+        ([0.0] * 499 + [100.5], '"ecg" reaches 100.5 ("ecg"[499])'),
         ([0] * 400 + [1000] * 100, "must be in millivolts"),  # microvolts or ADC counts
     ],
-    ids=["max-float", "min-float", "alternating", "just-over", "not-mv"],
+    ids=["max-float", "min-float", "a-few-huge", "alternating", "just-over", "not-mv"],
 )
 def test_it_refuses_values_beyond_a_plausible_ecg_amplitude(api, ecg, message):
     # [1e308] * 500 was a 500: the 0..1 scaling overflowed into NaN inside the model
@@ -280,9 +282,45 @@ def test_it_refuses_values_beyond_a_plausible_ecg_amplitude(api, ecg, message):
 
 
 def test_it_takes_values_up_to_the_limit(api):
-    signal = [round(16.0 * value, 5) for value in ecg_window()]  # R waves of 19.2 mV
-    body = post(api, {"ecg": signal}).json()
-    assert np.isfinite(body["arrhythmia_prob"])
+    # R waves of 30 mV (nstdb 118e_6 reaches 30.6 mV, which the old 20 mV limit refused) and
+    # an artefact of 99.5 mV: large, but in millivolts
+    signal = [round(25.0 * value, 5) for value in ecg_window()]
+    signal[100] = 99.5
+    response = post(api, {"ecg": signal})
+    assert response.status_code == 200, response.content
+    assert np.isfinite(response.json()["arrhythmia_prob"])
+
+
+@pytest.mark.parametrize(("scale", "unit"), [(1e-3, "volts"), (1e3, "microvolts")])
+def test_it_refuses_a_signal_in_the_wrong_unit_naming_the_unit(api, scale, unit):
+    # the old checks called this strip in volts "flat (missing or disconnected)", and in
+    # microvolts said only "at most 20 mV"
+    signal = [value * scale for value in ecg_window()]
+    response = post(api, {"ecg": signal, "store": True})
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail.startswith('"ecg"\'s amplitude (the 99th percentile of |x - median|) is ')
+    assert f"it looks like {unit} (" in detail and " mV if so)" in detail
+    assert detail.endswith('"ecg" must be in millivolts')
+    assert not Prediction.objects.exists()
+
+
+def test_a_signal_in_volts_with_a_large_artefact_is_refused_not_classified(api):
+    # the record's largest excursion 0.05 (an electrode pop, in volts): over the flat check's
+    # 0.01, so it used to be classified as if it were an ECG in millivolts
+    signal = [value / 1000 for value in ecg_window()]
+    signal[200] = 0.05
+    response = post(api, {"ecg": signal})
+    assert response.status_code == 400
+    assert "it looks like volts" in response.json()["detail"]
+
+
+def test_a_tiny_signal_is_called_volts_or_no_signal(api):
+    # 5 uV of alternation (once "flat"): no ECG in millivolts; in volts it would be 5 mV
+    response = post(api, {"ecg": [0.1, 0.105] * 250})
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert "it looks like volts (2.5 mV if so), or a lead that carries no signal" in detail
 
 
 def test_it_requires_a_login_or_an_api_token(client, clinician):

@@ -123,7 +123,7 @@ def test_it_reads_the_header_pandas_writes_for_unnamed_beat_columns(layout, widt
     ("width", "bad", "expected"),
     [
         (216, "1e10", "is 1e+10: window216 rows (216 values) are in millivolts"),
-        (216, "-25", "is -25: window216 rows (216 values) are in millivolts"),
+        (216, "-100.5", "is -100.5: window216 rows (216 values) are in millivolts"),
         (187, "1e300", "is 1e+300: kaggle187 rows (187 values) are normalized to 0..1"),
         (187, "1.5", "is 1.5: kaggle187 rows (187 values) are normalized to 0..1"),
         (187, "-0.1", "is -0.1: kaggle187 rows (187 values) are normalized to 0..1"),

@@ -79,6 +79,34 @@ def mv_per_unit(units: str | None) -> float | None:
     return VOLT_UNITS_TO_MV.get((units or "mV").strip().lower())
 
 
+# A one-column signal CSV names its unit in its header cell: ecg_mv, ecg_uv (ecg_µv) or ecg_v,
+# any case. Any other header (ecg, MLII, pandas' 0) or none says nothing: millivolts, as before.
+CSV_UNIT_PREFIX = "ecg_"
+CSV_UNIT_CELLS = "ecg_mv, ecg_uv or ecg_v"
+
+
+def csv_signal_unit(header_cell: str | None) -> tuple[str, float] | None:
+    """``(unit as written, millivolts per unit)`` that a signal CSV's header cell names, or
+    None when the values are millivolts: said so (``ecg_mv``) or by default (no unit named).
+
+    ``ValueError`` for an ``ecg_`` cell whose unit is not a voltage (``ecg_mmhg``, ``ecg_``):
+    read as millivolts it would be analysed at the wrong scale without a word.
+    """
+    if header_cell is None:
+        return None
+    cell = header_cell.strip().strip("\"'").strip()
+    if not cell.lower().startswith(CSV_UNIT_PREFIX):
+        return None
+    unit = cell[len(CSV_UNIT_PREFIX) :]
+    scale = VOLT_UNITS_TO_MV.get(unit.lower()) if unit else None
+    if scale is None:
+        raise ValueError(
+            f"the header cell {cell!r} names the unit {unit!r}, which is not a voltage: a signal "
+            f"CSV names its unit as {CSV_UNIT_CELLS} (millivolts, microvolts, volts)"
+        )
+    return None if scale == 1.0 else (unit, scale)
+
+
 def check_record(record_path: str | Path, channels: list[int] | None = None):
     """The header of the WFDB record at ``record_path``, checked against its signal files.
 

@@ -13,11 +13,13 @@ the seed's fields (``prediction`` "Normal"/"Arrhythmia", ``normal_prob``,
 ``arrhythmia_prob``) so existing clients keep working, and adds the per-window verdicts.
 
 The signal must look like a lead in millivolts, by the limits the 12-lead diagnosis puts on
-its leads (``inference.ptbxl_models``): no value beyond ``MAX_ECG_ABS_MV`` (20 mV), and not flat
+its leads (``inference.ptbxl_models``): an amplitude of an ECG in millivolts
+(``inference.signal.ecg_amplitude_problem``, as uploads check it: volts and microvolts are
+refused naming the likely unit), no value beyond ``MAX_ECG_ABS_MV`` (100 mV), and not flat
 (a range under ``MIN_LEAD_RANGE_MV``, 0.01 mV: a missing or disconnected lead). The window
-model scales each window to 0..1, so without these a flat line was judged "Normal" and
-values near the float limit overflowed into NaN. Only JSON bodies are parsed: anything
-else gets 415.
+model scales each window to 0..1, so without these a flat line was judged "Normal", a signal
+in volts was classified as if it were an ECG, and values near the float limit overflowed into
+NaN. Only JSON bodies are parsed: anything else gets 415.
 """
 
 import math
@@ -35,7 +37,7 @@ from rest_framework.views import APIView
 
 from inference.predictor import get_predictor
 from inference.ptbxl_models import MIN_LEAD_RANGE_MV
-from inference.signal import MAX_ECG_ABS_MV, first_beyond_ecg_range
+from inference.signal import MAX_ECG_ABS_MV, ecg_amplitude_problem, first_beyond_ecg_range
 from monitoring.api.errors import JSONParser
 from monitoring.api.serializers import error_responses
 from monitoring.models import Prediction
@@ -122,11 +124,15 @@ def check_lead(ecg: np.ndarray) -> None:
     """``ValueError`` unless ``ecg`` could be one lead in millivolts with a signal on it.
 
     The 12-lead diagnosis's lead checks (``inference.ptbxl_models.prepare_leads``), with its
-    limits and wording, for the one lead given here: values beyond ``MAX_ECG_ABS_MV`` are not
-    millivolts (the first is named; values near the float limit would also overflow the 0..1
-    scaling into NaN); a range under ``MIN_LEAD_RANGE_MV`` is a flat lead, which the model
-    would call "Normal".
+    limits and wording, for the one lead given here: an amplitude that says volts or
+    microvolts is refused naming the unit (a flat lead passes that check); values beyond
+    ``MAX_ECG_ABS_MV`` are not millivolts (the first is named; values near the float limit
+    would also overflow the 0..1 scaling into NaN); a range under ``MIN_LEAD_RANGE_MV`` is a
+    flat lead, which the model would call "Normal".
     """
+    problem = ecg_amplitude_problem(ecg, '"ecg"')
+    if problem is not None:
+        raise ValueError(f'{problem}; "ecg" must be in millivolts')
     index = first_beyond_ecg_range(ecg)
     if index is not None:
         raise ValueError(
