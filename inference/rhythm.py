@@ -29,8 +29,10 @@ VF segment probabilities computed before (a stream's stored results):
     Irregular runs closer than ``af_merge_s`` are joined and those of at least ``af_min_s``
     are episodes.
 ``VT``
-    At least ``vt_min_beats`` consecutive beats labelled V at a mean rate of at least
-    ``vt_min_bpm`` (intervals inside the run).
+    At least ``vt_min_beats`` beats labelled V in a run at a mean rate of at least
+    ``vt_min_bpm`` (intervals inside the run). A single F (fusion) or Q (unclassifiable) beat
+    between two V beats no further apart than two intervals at ``vt_min_bpm`` continues the
+    run without counting as one of its V beats; an N or S beat ends it.
 ``VF``
     Ventricular fibrillation/flutter from the signal (``inference.vf``): consecutive 2-second
     segments the detector calls VF, lasting at least ``vf_min_s``. AF, bradycardia,
@@ -68,6 +70,9 @@ V_EARLY_SHARE = 0.05
 # Lags of the RR difference: 1 for the rhythm itself, 2 so that bigeminy scores near zero.
 AF_LAGS = (1, 2)
 MIN_AF_INTERVALS = 16
+# A single beat of these classes between two V beats of a run, at the VT rate, does not end the
+# run (docs/rhythm.md, "Ventricular tachycardia"): fusion (F) and unclassifiable (Q).
+VT_BRIDGE_LABELS = ("F", "Q")
 # Beat times are sample / fs in floating point, so a duration or interval that is exactly at a
 # limit in samples can come out a hair short (at 250 Hz, beats at samples 251 and 1001 are
 # 3.0 s apart but 1001/250 - 251/250 = 2.9999999999999996). Limits are compared with this
@@ -304,13 +309,38 @@ def af_episodes_from_mask(
     return episodes
 
 
+def _vt_runs(times_s: np.ndarray, labels: np.ndarray, cfg: RhythmConfig) -> list[tuple[int, int]]:
+    """(first, last) beat of each run of V beats, a single F or Q beat between two V beats
+    carried over when the two V beats around it are no further apart than two intervals at
+    ``vt_min_bpm``: a fusion beat is partly ventricular (fusion beats are a sign of VT, not of
+    its end) and an unclassifiable beat is "we do not know", so neither ends the run. An N or S
+    beat, two F/Q beats in a row, or an F/Q beat after a slower gap does. A run starts and
+    ends with a V beat."""
+    runs: list[list[int]] = []
+    for first, last in _runs(labels == "V"):
+        if runs:
+            previous_last = runs[-1][1]
+            bridge = previous_last + 1
+            if (
+                first == bridge + 1
+                and labels[bridge] in VT_BRIDGE_LABELS
+                and times_s[first] - times_s[previous_last]
+                <= 2 * 60.0 / cfg.vt_min_bpm + TIME_SLACK_S
+            ):
+                runs[-1][1] = last
+                continue
+        runs.append([first, last])
+    return [(first, last) for first, last in runs]
+
+
 def _vt_episodes(times_s: np.ndarray, labels: np.ndarray | None, cfg: RhythmConfig) -> list:
     if labels is None:
         return []
     episodes = []
-    for first, last in _runs(labels == "V"):
-        n_beats = last - first + 1
-        if n_beats < cfg.vt_min_beats:
+    for first, last in _vt_runs(times_s, labels, cfg):
+        # the F/Q beats carried over do not count towards vt_min_beats
+        n_v_beats = int(np.count_nonzero(labels[first : last + 1] == "V"))
+        if n_v_beats < cfg.vt_min_beats:
             continue
         rr = np.diff(times_s[first : last + 1])
         mean_hr = 60.0 / rr.mean()
@@ -323,7 +353,8 @@ def _vt_episodes(times_s: np.ndarray, labels: np.ndarray | None, cfg: RhythmConf
                 float(times_s[first]),
                 float(times_s[last]),
                 {
-                    "n_beats": int(n_beats),
+                    "n_beats": int(last - first + 1),
+                    "n_v_beats": n_v_beats,
                     "mean_hr_bpm": round(float(mean_hr), 1),
                     "max_hr_bpm": round(float(60.0 / rr.min()), 1),
                 },

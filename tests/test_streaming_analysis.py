@@ -358,6 +358,65 @@ def test_an_episode_up_to_the_newest_beat_is_ongoing_and_names_the_live_rhythm(
     assert recording.episodes.filter(kind="AF").exists()
 
 
+def test_a_vt_run_whose_fusion_beat_is_the_newest_final_beat_is_joined_by_the_next_round(
+    recording,
+):
+    """A single F beat inside a VT run continues it (docs/rhythm.md). The stream recomputes
+    the episodes of the recent past each round from the final beats: a round that ends with
+    the F beat stores the run so far, and the next one must replace it with the whole run,
+    as one offline pass over the same beats does, not leave a second episode beside it."""
+    from inference.rhythm import episodes_from_beats
+
+    fs_hz = recording.sampling_rate_hz
+    rr_s = [0.8] * 20 + [0.4] * 7 + [0.8] * 10  # 20 s of sinus, a run at 150 bpm, sinus
+    labels = ["N"] * 21 + list("VVVFVVV") + ["N"] * 10
+    samples = np.round((1.0 + np.concatenate([[0.0], np.cumsum(rr_s)])) * fs_hz).astype(int)
+    Beat.objects.bulk_create(
+        Beat(
+            recording=recording,
+            index=index,
+            sample=int(sample),
+            label=label,
+            confidence=0.9,
+            probabilities={label: 0.9},
+        )
+        for index, (sample, label) in enumerate(zip(samples, labels, strict=True))
+    )
+
+    def vt_stored():
+        return [
+            (episode.start_s, episode.end_s, episode.details["n_beats"])
+            for episode in recording.episodes.filter(kind="VT").order_by("start_s")
+        ]
+
+    fusion = labels.index("F")
+    # round 1: every beat up to the F beat is final (the next one has not come yet)
+    Beat.objects.filter(recording=recording, index__gt=fusion).update(provisional=True)
+    streaming._update_episodes(recording, 0, int(samples[fusion]) + 1, finished=False)
+    assert vt_stored() == [(samples[21] / fs_hz, samples[23] / fs_hz, 3)]
+    # round 2: the rest is final
+    Beat.objects.filter(recording=recording).update(provisional=False)
+    end = int(samples[-1]) + round(fs_hz)
+    streaming._update_episodes(recording, 0, end, finished=True)
+    offline = episodes_from_beats(
+        samples / fs_hz,
+        labels,
+        np.zeros(end // round(2 * fs_hz)),
+        end / fs_hz,
+        streaming._rhythm_config(recording),
+    )
+    expected = [
+        (round(episode.start_s, 3), round(episode.end_s, 3), episode.details["n_beats"])
+        for episode in offline
+        if episode.kind == "VT"
+    ]
+    assert (
+        vt_stored()
+        == expected
+        == [(round(samples[21] / fs_hz, 3), round(samples[27] / fs_hz, 3), 7)]
+    )
+
+
 @pytest.mark.parametrize(
     ("episode", "others", "expected"),
     [

@@ -9,7 +9,13 @@ import json
 import numpy as np
 import pytest
 
-from inference.rhythm import EPISODE_KINDS, RhythmConfig, af_irregularity, detect_episodes
+from inference.rhythm import (
+    EPISODE_KINDS,
+    RhythmConfig,
+    af_irregularity,
+    detect_episodes,
+    episodes_from_beats,
+)
 from inference.vf import FEATURE_NAMES, segment_features, shipped_model, vf_probability
 
 FS_HZ = 250.0
@@ -119,6 +125,53 @@ def test_it_calls_three_fast_v_beats_vt_but_not_two_or_a_slow_run():
     ecg, peaks = beat_train(slow)
     assert "VT" not in kinds(detect_episodes(ecg, FS_HZ, peaks, labels, BEATS_ONLY))
     assert "VT" not in kinds(detect_episodes(ecg, FS_HZ, peaks, None, BEATS_ONLY))
+
+
+def vt_of(pattern: str, rr_s: float | list[float] = 0.4) -> list:
+    """VT episodes of a beat train: sinus at 75 bpm, then ``pattern`` (one AAMI class per
+    beat, e.g. "VVFVV") at ``rr_s`` (one interval, or one per beat of the pattern), then sinus."""
+    rr = np.concatenate([np.full(10, 0.8), np.broadcast_to(rr_s, len(pattern)), np.full(10, 0.8)])
+    times_s = 1.0 + np.concatenate([[0.0], np.cumsum(rr)])
+    labels = ["N"] * 11 + list(pattern) + ["N"] * 10
+    episodes = episodes_from_beats(times_s, labels, None, times_s[-1] + 1.0, BEATS_ONLY)
+    vt = [episode for episode in episodes if episode.kind == "VT"]
+    for episode in vt:  # every run starts and ends with a V beat
+        assert labels[list(times_s).index(episode.start_s)] == "V"
+        assert labels[list(times_s).index(episode.end_s)] == "V"
+    return vt
+
+
+@pytest.mark.parametrize("between", ["F", "Q"])
+def test_one_fusion_or_unclassifiable_beat_inside_a_vt_run_does_not_split_it(between):
+    # a fusion beat is partly ventricular, a Q beat is "we do not know": the run goes on
+    (vt,) = vt_of(f"VVV{between}VVV")
+    assert vt.details["n_beats"] == 7 and vt.details["n_v_beats"] == 6
+    assert vt.details["mean_hr_bpm"] == pytest.approx(150.0, abs=0.5)
+    assert vt.end_s - vt.start_s == pytest.approx(6 * 0.4)
+    # it does not count as a V beat, but 3 V beats around it make a run (no VT before)
+    (vt,) = vt_of(f"V{between}VV")
+    assert (vt.details["n_beats"], vt.details["n_v_beats"]) == (4, 3)
+    assert vt_of(f"V{between}V") == []  # only 2 V beats
+    # one bridging beat at a time, each between V beats
+    (vt,) = vt_of(f"VV{between}VV{between}VV")
+    assert (vt.details["n_beats"], vt.details["n_v_beats"]) == (8, 6)
+
+
+def test_an_n_or_s_beat_or_two_f_q_beats_or_a_slow_gap_end_a_vt_run():
+    assert vt_of("VVNVV") == [] and vt_of("VVSVV") == []  # 2 + 2 V beats: no VT
+    assert [e.details["n_beats"] for e in vt_of("VVVNVVV")] == [3, 3]
+    assert [e.details["n_beats"] for e in vt_of("VVVFQVVV")] == [3, 3]
+    assert [e.details["n_beats"] for e in vt_of("VVVQQVVV")] == [3, 3]
+    # a leading or trailing F/Q beat is not part of the run
+    (vt,) = vt_of("FVVVQ")
+    assert (vt.details["n_beats"], vt.details["n_v_beats"]) == (3, 3)
+    # the two V beats around the F/Q beat must be no further apart than two intervals at
+    # vt_min_bpm (1.2 s at 100 bpm): at exactly that the run goes on, a sample later it ends
+    at_limit = [0.4, 0.4, 0.4, 0.6, 0.6, 0.4, 0.4]
+    (vt,) = vt_of("VVVFVVV", at_limit)
+    assert vt.details["n_beats"] == 7
+    slower = [0.4, 0.4, 0.4, 0.6, 0.604, 0.4, 0.4]
+    assert [e.details["n_beats"] for e in vt_of("VVVFVVV", slower)] == [3, 3]
 
 
 def test_it_reports_a_pause_and_honours_the_configured_limit():

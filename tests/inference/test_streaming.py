@@ -133,6 +133,16 @@ def test_it_gives_the_offline_analysis_in_random_chunks(mitdb, record, start_s, 
         p_wave=result["beat_p_wave"],
     )
     assert episodes == offline.episodes
+    if record == "203":
+        # 6.6 s in (906.6 s of 203) the classifier reads V V Q V at 120 bpm: one VT run
+        # through a single Q beat (docs/rhythm.md, "Ventricular tachycardia"), streamed as
+        # offline. This depends on the beat model's labels: a retrained model may move it.
+        bridged = [
+            episode
+            for episode in episodes
+            if episode.kind == "VT" and episode.details["n_v_beats"] < episode.details["n_beats"]
+        ]
+        assert [round(episode.start_s, 1) for episode in bridged] == [6.6]
 
 
 @pytest.mark.parametrize(("record", "start_s"), [("208", 0.0), ("232", 600.0)])
