@@ -39,11 +39,15 @@ from inference.beat_rows import ROW_LAYOUTS, layout_for_width
 from inference.datasets.wfdb_record import (
     CSV_UNIT_CELLS,
     analysis_lead,
+    check_header_signals,
+    check_signal_file,
+    check_units,
     csv_signal_unit,
     mv_per_unit,
     no_beat_annotations_message,
     read_header,
     sample_check_problem,
+    signal_files,
 )
 from inference.qrs import MAX_FS_HZ as QRS_MAX_FS_HZ
 from inference.qrs import MIN_DURATION_S as QRS_MIN_DURATION_S
@@ -104,20 +108,6 @@ ROW_VALUE_RANGES = {
 # Row labels: the Kaggle files' 0-4 (as integers or floats such as 0.0e+00) or the letters.
 LABEL_NUMBERS = dict(enumerate(AAMI_CLASSES))
 
-# WFDB storage formats: bytes per sample (format 212 packs two 12-bit samples in 3 bytes;
-# 310 and 311 pack three 10-bit samples in 4 bytes).
-WFDB_BYTES_PER_SAMPLE = {
-    "8": 1.0,
-    "16": 2.0,
-    "24": 3.0,
-    "32": 4.0,
-    "61": 2.0,
-    "80": 1.0,
-    "160": 2.0,
-    "212": 1.5,
-    "310": 4.0 / 3.0,
-    "311": 4.0 / 3.0,
-}
 # No path separators, control characters or leading dot ("..", ".hea"); spaces and brackets
 # are fine ("ecg (1).csv" is what browsers save).
 SAFE_FILE_NAME = re.compile(r"^[^.\x00-\x1f\\/][^\x00-\x1f\\/]{0,200}$")
@@ -679,13 +669,18 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
         (Path(folder) / f"{record_name}.hea").write_bytes(contents[header_name])
         path = os.path.join(folder, record_name)
         try:
-            # the command line's check too: wfdb reads an unreadable sampling rate as 250 Hz
+            # the command line's checks too (inference.datasets.wfdb_record): the sampling
+            # rate (wfdb reads an unreadable one as 250 Hz), the signal names as UTF-8, the
+            # signal lines, units, and each signal file's format and size
             header = read_header(path)
+            check_header_signals(header, header_name)
+            _check_header(header, header_name, record_name, contents)
+        except UploadError:
+            raise
         except ValueError as exc:
             raise UploadError(_without_folder(exc, folder)) from None
-        _check_header(header, header_name, record_name, contents)
-        signal_files = {name: _uploaded_name(contents, name) for name in set(header.file_name)}
-        for file_name, uploaded_name in signal_files.items():
+        uploaded = {name: _uploaded_name(contents, name) for name in set(header.file_name)}
+        for file_name, uploaded_name in uploaded.items():
             (Path(folder) / file_name).write_bytes(contents[uploaded_name])
         try:
             record = wfdb.rdrecord(path, physical=False, return_res=32)
@@ -693,6 +688,8 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
             raise UploadError(
                 f"could not read record {record_name}: {_without_folder(exc, folder)}"
             ) from None
+        # wfdb drops a header's non-ASCII bytes: the names as read_header read them (UTF-8)
+        record.sig_name = list(header.sig_name)
         problem = sample_check_problem(record, path, header_name)
         if problem is not None:
             raise UploadError(problem)
@@ -706,7 +703,7 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
         name
         for name in contents
         if name != header_name
-        and name not in set(signal_files.values())
+        and name not in set(uploaded.values())
         and not name.lower().endswith(".atr")
         # our own labels in an export of ours (monitoring.review.OURS_ANNOTATOR): the
         # analysis labels the record afresh, so they are left out, and an export uploads as is
@@ -735,85 +732,45 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
 
 
 def _check_header(header, header_name: str, record_name: str, contents: dict) -> None:
-    if getattr(header, "n_seg", None):
-        raise UploadError(f"{header_name}: multi-segment records are not supported")
+    """The upload's own checks of a header that ``check_header_signals`` passed, and its
+    signal files against it (``signal_files``, ``check_signal_file``: the command line's
+    checks). ``UploadError``, or ``ValueError`` from the shared checks."""
     if header.record_name != record_name:
         raise UploadError(
             f"{header_name} describes record {header.record_name!r}; name the header "
             f"{header.record_name}.hea or fix its first line"
         )
-    n_sig = header.n_sig or 0
-    names = header.sig_name or []
-    if n_sig < 1:
-        raise UploadError(f"{header_name} declares no signals")
-    if len(names) != n_sig:
-        raise UploadError(
-            f"{header_name} declares {n_sig} signals on its first line but describes "
-            f"{len(names)}: the signal count and the signal lines disagree"
-        )
+    n_sig = header.n_sig
     if n_sig > MAX_CHANNELS:
         raise UploadError(f"{header_name} has {n_sig} signals; at most {MAX_CHANNELS} are stored")
-    for index, name in enumerate(names):
+    for index, name in enumerate(header.sig_name):
         # stored as the lead's name (JSON): PostgreSQL refuses a NUL in it (a 500), and no
-        # lead is named with control characters
-        if name and re.search(r"[\x00-\x1f\x7f]", name):
+        # lead is named with control characters (C0, DEL or, now that names are UTF-8, C1)
+        if name and re.search(r"[\x00-\x1f\x7f-\x9f]", name):
             raise UploadError(
                 f"{header_name}: the name of signal {index + 1} ({name!r}) holds a control "
                 "character"
             )
     check_fs(header.fs, f"{header_name}: the sampling rate")
-    if not header.sig_len:
-        raise UploadError(f"{header_name} does not state the number of samples per signal")
     if header.sig_len / header.fs < MIN_SIGNAL_S:
         raise UploadError(
             f"{header_name}: {header.sig_len} samples at {header.fs:g} Hz is "
             f"{header.sig_len / header.fs:.2f} s; upload at least {MIN_SIGNAL_S:g} s"
         )
-    for index, units in enumerate(header.units or []):
-        if mv_per_unit(units) is None:
-            raise UploadError(
-                f"{header_name}: signal {index + 1} ({names[index]}) is in {units!r}; ECG "
-                "channels must be in mV, uV or V"
-            )
-    # What each .dat file must hold: sig_len frames of its signals, in its format.
-    per_file: dict[str, list[int]] = {}
-    for index, file_name in enumerate(header.file_name):
-        if not file_name or os.path.basename(file_name) != file_name or file_name == "~":
-            raise UploadError(
-                f"{header_name}: signal {index + 1} is stored in {file_name!r}; only signal files "
-                "in the same folder (a plain file name) are supported"
-            )
-        per_file.setdefault(file_name, []).append(index)
-    for file_name, indices in per_file.items():
+    # every channel is stored, so every channel must be a voltage
+    check_units(header, header_name, range(n_sig))
+    for file_name, indices in signal_files(header, header_name).items():
         uploaded_name = _uploaded_name(contents, file_name)
         if uploaded_name is None:
             raise UploadError(
                 f"missing {file_name}: {header_name} stores signal(s) "
                 f"{', '.join(str(i + 1) for i in indices)} in it; upload it with the header"
             )
-        formats = {header.fmt[i] for i in indices}
-        if len(formats) != 1 or next(iter(formats)) not in WFDB_BYTES_PER_SAMPLE:
-            raise UploadError(
-                f"{header_name}: {file_name} uses format {'/'.join(sorted(formats))}; supported "
-                f"formats are {', '.join(WFDB_BYTES_PER_SAMPLE)}"
-            )
-        fmt = next(iter(formats))
-        samples_per_frame = sum((header.samps_per_frame or [1] * n_sig)[i] or 1 for i in indices)
-        n_values = header.sig_len * samples_per_frame
-        offset = max((header.byte_offset or [None] * n_sig)[i] or 0 for i in indices)
-        # wfdb's own rule, so that what passes here is what rdrecord reads: 310 and 311 pack
-        # three samples in 4 bytes, and one left over takes 2 bytes, two take 4 (310) or 3
-        # (311): ceil(4n/3) bytes, not a whole 4 per started group. Format 311 with two left
-        # over may also be padded to 4, as wfdb and the WFDB C library write it.
-        sizes = sorted({offset + _wfdb_bytes(mode, fmt, n_values) for mode in ("read", "write")})
-        expected = sizes[0]
-        actual = len(contents[uploaded_name])
-        if actual not in sizes:
-            raise UploadError(
-                f"{file_name} holds {actual} bytes, but {header_name} says it holds "
-                f"{header.sig_len} samples of {len(indices)} signal(s) in format {fmt} "
-                f"({expected} bytes): the header and the data disagree"
-            )
+        # no FLAC (508, 516, 524), as before: its size says nothing of its samples, so the
+        # size check, which catches a cut or padded file, cannot run
+        check_signal_file(
+            header, header_name, file_name, len(contents[uploaded_name]), compressed_ok=False
+        )
 
 
 def _uploaded_name(contents: dict[str, bytes], wanted: str) -> str | None:
@@ -914,14 +871,6 @@ def _check_amplitude(
     raise UploadError(
         f"{problem}; check the header's units and gain (ADC units per unit) for this signal"
     )
-
-
-def _wfdb_bytes(mode: str, fmt: str, n_values: int) -> int:
-    """The bytes of ``n_values`` samples in format ``fmt`` that wfdb reads (``mode`` "read")
-    or writes ("write"): wfdb's own rule."""
-    from wfdb.io._signal import _required_byte_num
-
-    return int(_required_byte_num(mode, fmt, n_values))
 
 
 def _invalid_values(record) -> list[int]:

@@ -301,3 +301,111 @@ def test_it_refuses_a_signal_name_with_a_control_character(client, clinician, pa
     assert response.status_code == 400, response.content
     assert "the name of signal 2 ('V\\x001') holds a control character" in response.json()["detail"]
     assert not Recording.objects.exists()
+
+
+# --- 8. the command line's checks (inference.datasets.wfdb_record), word for word -------
+
+# (header, .dat) of the synthetic record "syn" (2 signals, 2500 samples, format 16) -> damaged
+DAMAGES = {
+    "signal count": lambda hea, dat: (hea.replace(b"syn 2 250", b"syn 3 250", 1), dat),
+    "no sample count": lambda hea, dat: (hea.replace(b"syn 2 250 2500", b"syn 2 250", 1), dat),
+    "format": lambda hea, dat: (hea.replace(b"syn.dat 16 ", b"syn.dat 999 "), dat),
+    "mixed formats": lambda hea, dat: (hea.replace(b"syn.dat 16 ", b"syn.dat 212 ", 1), dat),
+    "not a voltage": lambda hea, dat: (hea.replace(b"/mV", b"/mmHg", 1), dat),
+    "a path": lambda hea, dat: (hea.replace(b"syn.dat", b"~"), dat),
+    "cut .dat": lambda hea, dat: (hea, dat[:-100]),
+    "padded .dat": lambda hea, dat: (hea, dat + bytes(40)),
+    "more samples": lambda hea, dat: (hea.replace(b"syn 2 250 2500", b"syn 2 250 3000", 1), dat),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_the_upload_and_the_command_line_refuse_a_bad_record_in_the_same_words(tmp_path, damage):
+    # one set of checks (inference.datasets.wfdb_record) for both: they used to be two copies
+    # whose messages had drifted apart (the sample count, the formats)
+    from inference.datasets.wfdb_record import check_record
+
+    files = synthetic_wfdb(tmp_path)
+    header, data = DAMAGES[damage](files["syn.hea"], files["syn.dat"])
+    (tmp_path / "syn.hea").write_bytes(header)
+    (tmp_path / "syn.dat").write_bytes(data)
+    with pytest.raises(ValueError) as command_line:
+        check_record(tmp_path / "syn")
+    refused = refused_message({"syn.hea": header, "syn.dat": data})
+    # the formats each lists differ: the upload takes no FLAC (below)
+    assert (
+        refused.split("; supported formats")[0]
+        == str(command_line.value).split("; supported formats")[0]
+    )
+
+
+def test_the_upload_refuses_a_flac_record_that_the_command_line_reads(tmp_path):
+    # FLAC's size says nothing of its samples, so the upload's size check cannot run: it
+    # takes the uncompressed formats only, as before; the command line reads FLAC
+    import wfdb
+
+    from inference.datasets.wfdb_record import check_record
+
+    wfdb.wrsamp(
+        "fl",
+        fs=250,
+        units=["mV"],
+        sig_name=["II"],
+        p_signal=ecg_mv(2500)[:, np.newaxis],
+        fmt=["516"],
+        write_dir=str(tmp_path),
+    )
+    assert check_record(tmp_path / "fl").fmt == ["516"]
+    files = {name: (tmp_path / name).read_bytes() for name in ("fl.hea", "fl.dat")}
+    assert refused_message(files) == (
+        "fl.hea: fl.dat uses format 516 (FLAC compressed), which is not taken here; supported "
+        "formats are 8, 16, 24, 32, 61, 80, 160, 212, 310, 311"
+    )
+
+
+# --- 9. signal names in UTF-8 -----------------------------------------------------------
+
+
+def test_it_keeps_signal_names_written_in_utf8(tmp_path):
+    # wfdb reads a header as ASCII and drops the other bytes: these were stored as
+    # 'Ableitung' and 'ch2' (no name left) without a word
+    files = synthetic_wfdb(tmp_path)
+    header = files["syn.hea"].replace(b" II\n", " Ableitung Ⅱ\n".encode())
+    header = header.replace(b" V1\n", " 導程\n".encode())
+    parsed = parse_upload([("syn.hea", header), ("syn.dat", files["syn.dat"])])
+    assert parsed.lead_names == ["Ableitung Ⅱ", "導程"]
+    # with the byte-order mark some editors write (wfdb drops it, as before)
+    with_bom = parse_upload([("syn.hea", b"\xef\xbb\xbf" + header), ("syn.dat", files["syn.dat"])])
+    assert with_bom.lead_names == ["Ableitung Ⅱ", "導程"]
+    # the signal is read as before
+    np.testing.assert_array_equal(parsed.adc, parse_upload(list(files.items())).adc)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            b" II\n",
+            " Ableitung ä\n".encode("latin-1"),
+            "syn.hea: the line of signal 1 holds the byte 0xe4, which is neither ASCII nor UTF-8 "
+            "text; save the header as UTF-8 or ASCII",
+        ),
+        (
+            # read as 'V' (the 'µ' dropped), microvolts would be scaled as volts
+            b"/mV",
+            "/µV".encode(),
+            "syn.hea: the line of signal 1 holds non-ASCII characters in its units ('µV'); only "
+            "a signal's name may be written in UTF-8; write microvolts as uV",
+        ),
+        (
+            b"syn 2 250 2500",
+            "syn 2 250 2500 ⏰".encode(),
+            "syn.hea: its first line holds non-ASCII characters ('syn 2 250 2500 ⏰'); only a "
+            "signal's name may be written in UTF-8",
+        ),
+    ],
+)
+def test_it_refuses_other_non_ascii_in_a_header_naming_it(tmp_path, old, new, message):
+    files = synthetic_wfdb(tmp_path)
+    header = files["syn.hea"].replace(old, new, 1)
+    assert refused_message({"syn.hea": header, "syn.dat": files["syn.dat"]}) == message

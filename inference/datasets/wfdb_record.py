@@ -2,10 +2,12 @@
 analyse, and whether the record's ``.atr`` holds beats.
 
 The command line (``inference.analyze``, ``inference.evaluate``) and the upload
-(``monitoring.uploads``) both use these, so a record is read the same way wherever it comes in.
-The command line also checks the signal files against the header before any work
-(``check_record``) and reads the signal in millivolts whatever the header's voltage unit
-(``read_record_mv``).
+(``monitoring.uploads``) both use these, so a record is read the same way wherever it comes in:
+the header (``read_header``: its sampling rate, its signal names as UTF-8), its signal lines
+(``check_header_signals``), units (``check_units``) and signal files (``signal_files``,
+``check_signal_file``: format and size) are checked here once, for both. The command line
+checks a record's files before any work (``check_record``) and reads the signal in millivolts
+whatever the header's voltage unit (``read_record_mv``).
 """
 
 import math
@@ -66,7 +68,66 @@ def read_header(record_path: str | Path):
             f"{header_name}: the sampling rate on its first line, {fields[2]!r}, is not a "
             "positive number of Hz"
         )
+    if getattr(header, "n_seg", None) is None:
+        header.sig_name = _utf8_signal_names(record_path.with_name(header_name), header)
     return header
+
+
+def _utf8_signal_names(header_path: Path, header) -> list[str] | None:
+    """The header's signal names as its bytes spell them in UTF-8.
+
+    wfdb reads a header as ASCII and drops every other byte without a word: a lead named
+    ``Ableitung Ⅱ`` read as ``Ableitung``, ``導程`` as no name at all. A signal line's bytes
+    are therefore read here as UTF-8 and parsed with wfdb's own pattern; when only the name
+    differs from what wfdb read, the UTF-8 name is taken. Anything else that is not ASCII is
+    refused (``ValueError`` naming the signal): a byte that is not UTF-8 text, a non-ASCII
+    character in another field (``µV`` read as ``V`` would scale the signal by 10^6) or in the
+    first line. Comment lines are not read, whatever their bytes.
+    """
+    from wfdb.io.header import parse_header_content, rx_signal
+
+    names = list(header.sig_name or [])
+    data = header_path.read_bytes()
+    if data.isascii():
+        return header.sig_name
+    header_name = header_path.name
+    # what wfdb read, and the same bytes as UTF-8 (a byte that is not UTF-8 kept as a surrogate,
+    # so that it can be named)
+    wfdb_lines, _ = parse_header_content(data.decode("ascii", errors="ignore"))
+    our_lines, _ = parse_header_content(data.decode("utf-8-sig", errors="surrogateescape"))
+    if len(our_lines) != len(wfdb_lines):
+        raise ValueError(
+            f"{header_name}: its non-ASCII characters split or join its lines differently "
+            "when read as ASCII (as wfdb reads it) and as UTF-8; write the header in ASCII"
+        )
+    for number, (ours, theirs) in enumerate(zip(our_lines, wfdb_lines, strict=True)):
+        if ours == theirs:
+            continue
+        where = "its first line" if number == 0 else f"the line of signal {number}"
+        bad = [c for c in ours if "\udc80" <= c <= "\udcff"]
+        if bad:
+            raise ValueError(
+                f"{header_name}: {where} holds the byte 0x{ord(bad[0]) - 0xDC00:02x}, which is "
+                "neither ASCII nor UTF-8 text; save the header as UTF-8 or ASCII"
+            )
+        our_fields = rx_signal.match(ours) if number else None
+        their_fields = rx_signal.match(theirs) if number else None
+        if number == 0 or our_fields is None or their_fields is None:
+            raise ValueError(
+                f"{header_name}: {where} holds non-ASCII characters ({ours!r}); only a signal's "
+                "name may be written in UTF-8"
+            )
+        ours_by_field, theirs_by_field = our_fields.groupdict(), their_fields.groupdict()
+        for field, value in ours_by_field.items():
+            if field != "sig_name" and value != theirs_by_field[field]:
+                hint = "; write microvolts as uV" if field == "units" else ""
+                raise ValueError(
+                    f"{header_name}: {where} holds non-ASCII characters in its {field} "
+                    f"({value!r}); only a signal's name may be written in UTF-8{hint}"
+                )
+        if number - 1 < len(names):
+            names[number - 1] = ours_by_field["sig_name"]
+    return names
 
 
 # Millivolts per unit, for the voltage units a header may give an ECG channel (the upload's table;
@@ -107,36 +168,20 @@ def csv_signal_unit(header_cell: str | None) -> tuple[str, float] | None:
     return None if scale == 1.0 else (unit, scale)
 
 
-def check_record(record_path: str | Path, channels: list[int] | None = None):
-    """The header of the WFDB record at ``record_path``, checked against its signal files.
-
-    ``read_header`` checks the header's first line only; a header can still name a signal
-    file that is not there, declare more signals than it describes, use a format wfdb cannot
-    read, or promise more samples than its ``.dat`` holds, and each of those used to crash an
-    evaluation half-way, after other records had been scored. Checked here, cheaply (no signal
-    is read but its first sample): every signal line is there, the number of samples is
-    stated, each signal file exists and holds exactly the bytes the header describes (wfdb's
-    own rule, as the upload checks it), the ``channels`` to be read (default: the first and the
-    analysed lead) are in mV, uV or V, and wfdb reads the first sample.
-
-    Raises ``ValueError`` naming the file and the problem.
-    """
-    import wfdb
-    from wfdb.io._signal import COMPRESSED_FMTS, DAT_FMTS, _required_byte_num
-
-    record_path = Path(record_path)
-    header = read_header(record_path)
-    header_name = f"{record_path.name}.hea"
+def check_header_signals(header, header_name: str) -> None:
+    """What every reader checks in a header (``read_header``) before its signal files: one
+    segment, at least one signal, a signal line for each signal the first line declares, and
+    the number of samples stated. ``ValueError`` naming ``header_name`` and the problem."""
     if getattr(header, "n_seg", None):
         raise ValueError(f"{header_name}: multi-segment records are not supported")
     n_sig = header.n_sig or 0
-    names = list(header.sig_name or [])
     if n_sig < 1:
         raise ValueError(f"{header_name} declares no signals")
-    if len(names) != n_sig:
+    n_lines = len(header.sig_name or [])
+    if n_lines != n_sig:
         raise ValueError(
             f"{header_name} declares {n_sig} signals on its first line but describes "
-            f"{len(names)}: the signal count and the signal lines disagree"
+            f"{n_lines}: the signal count and the signal lines disagree"
         )
     if not header.sig_len:
         # wfdb reads a missing or non-numeric count as None; the size check needs it
@@ -144,52 +189,115 @@ def check_record(record_path: str | Path, channels: list[int] | None = None):
             f"{header_name} does not state the number of samples per signal (the fourth "
             "field of its first line, a whole number)"
         )
-    if channels is None:
-        channels = sorted({0, analysis_lead(names)})
+
+
+def check_units(header, header_name: str, channels) -> None:
+    """``ValueError`` when one of ``channels`` is not in a voltage unit (mV, uV or V)."""
     for channel in channels:
-        if mv_per_unit(header.units[channel] if header.units else None) is None:
+        units = header.units[channel] if header.units else None
+        if mv_per_unit(units) is None:
             raise ValueError(
-                f"{header_name}: signal {channel + 1} ({names[channel]}) is in "
-                f"{header.units[channel]!r}; ECG channels must be in mV, uV or V"
+                f"{header_name}: signal {channel + 1} ({header.sig_name[channel]}) is in "
+                f"{units!r}; ECG channels must be in mV, uV or V"
             )
+
+
+def signal_files(header, header_name: str) -> dict[str, list[int]]:
+    """Each signal file the header names, with the signals (0-based) it stores.
+
+    ``ValueError`` for a name that is not a plain file name: a path (``../x.dat``) would read
+    a file outside the record's folder, and ``~`` (no file) is not supported."""
     per_file: dict[str, list[int]] = {}
     for index, file_name in enumerate(header.file_name):
         if not file_name or os.path.basename(file_name) != file_name or file_name == "~":
             raise ValueError(
                 f"{header_name}: signal {index + 1} is stored in {file_name!r}; only signal "
-                "files in the record's folder (a plain file name) are supported"
+                "files next to the header (a plain file name) are supported"
             )
         per_file.setdefault(file_name, []).append(index)
-    for file_name, indices in per_file.items():
+    return per_file
+
+
+def check_signal_file(
+    header, header_name: str, file_name: str, size_bytes: int, compressed_ok: bool = True
+) -> None:
+    """``ValueError`` unless the signal file ``file_name`` of ``header``, ``size_bytes`` long,
+    is in a format wfdb reads and holds exactly the bytes the header describes: ``sig_len``
+    frames of its signals (wfdb's own rule, ``_required_byte_num``: formats 310 and 311 pack
+    three samples in 4 bytes, one left over takes 2 bytes, two 4 (310) or 3 (311), and 311 may
+    be padded to 4 as wfdb and the WFDB C library write it).
+
+    A FLAC-compressed file (formats 508, 516, 524) has no size to check; ``compressed_ok``
+    False (the upload) refuses one.
+    """
+    from wfdb.io._signal import COMPRESSED_FMTS, DAT_FMTS, _required_byte_num
+
+    indices = [index for index, name in enumerate(header.file_name) if name == file_name]
+    supported = sorted(
+        (fmt for fmt in DAT_FMTS if compressed_ok or fmt not in COMPRESSED_FMTS), key=int
+    )
+    formats = {header.fmt[i] for i in indices}
+    fmt = next(iter(formats))
+    if len(formats) != 1 or fmt not in DAT_FMTS:
+        raise ValueError(
+            f"{header_name}: {file_name} uses format {'/'.join(sorted(formats))}, which wfdb "
+            f"cannot read; supported formats are {', '.join(supported)}"
+        )
+    if fmt not in supported:
+        raise ValueError(
+            f"{header_name}: {file_name} uses format {fmt} (FLAC compressed), which is not "
+            f"taken here; supported formats are {', '.join(supported)}"
+        )
+    if fmt in COMPRESSED_FMTS:
+        return  # FLAC: its size says nothing about the number of samples
+    n_sig = header.n_sig
+    samples_per_frame = sum((header.samps_per_frame or [1] * n_sig)[i] or 1 for i in indices)
+    n_values = header.sig_len * samples_per_frame
+    offset = max((header.byte_offset or [None] * n_sig)[i] or 0 for i in indices)
+    # what wfdb reads, or what it writes (310/311 may be padded)
+    sizes = sorted(
+        {offset + int(_required_byte_num(mode, fmt, n_values)) for mode in ("read", "write")}
+    )
+    if size_bytes not in sizes:
+        raise ValueError(
+            f"{file_name} holds {size_bytes} bytes, but {header_name} says it holds "
+            f"{header.sig_len} samples of {len(indices)} signal(s) in format {fmt} "
+            f"({sizes[0]} bytes): the header and the data disagree"
+        )
+
+
+def check_record(record_path: str | Path, channels: list[int] | None = None):
+    """The header of the WFDB record at ``record_path``, checked against its signal files.
+
+    ``read_header`` checks the header's first line only; a header can still name a signal
+    file that is not there, declare more signals than it describes, use a format wfdb cannot
+    read, or promise more samples than its ``.dat`` holds, and each of those used to crash an
+    evaluation half-way, after other records had been scored. Checked here, cheaply (no signal
+    is read but its first sample), with the upload's checks (``check_header_signals``,
+    ``check_units``, ``signal_files``, ``check_signal_file``): every signal line is there, the
+    number of samples is stated, each signal file exists and holds exactly the bytes the
+    header describes, the ``channels`` to be read (default: the first and the analysed lead)
+    are in mV, uV or V, and wfdb reads the first sample.
+
+    Raises ``ValueError`` naming the file and the problem.
+    """
+    import wfdb
+
+    record_path = Path(record_path)
+    header = read_header(record_path)
+    header_name = f"{record_path.name}.hea"
+    check_header_signals(header, header_name)
+    if channels is None:
+        channels = sorted({0, analysis_lead(header.sig_name)})
+    check_units(header, header_name, channels)
+    for file_name, indices in signal_files(header, header_name).items():
         data_path = record_path.with_name(file_name)
         if not data_path.is_file():
             raise ValueError(
                 f"{header_name} stores signal(s) {', '.join(str(i + 1) for i in indices)} in "
                 f"{file_name}, which is not in {record_path.parent}"
             )
-        formats = {header.fmt[i] for i in indices}
-        fmt = next(iter(formats))
-        if len(formats) != 1 or fmt not in DAT_FMTS:
-            raise ValueError(
-                f"{header_name}: {file_name} uses format {'/'.join(sorted(formats))}, which "
-                "wfdb cannot read"
-            )
-        if fmt in COMPRESSED_FMTS:
-            continue  # FLAC: its size says nothing about the number of samples
-        samples_per_frame = sum((header.samps_per_frame or [1] * n_sig)[i] or 1 for i in indices)
-        n_values = header.sig_len * samples_per_frame
-        offset = max((header.byte_offset or [None] * n_sig)[i] or 0 for i in indices)
-        # wfdb's rule: what it reads, or what it writes (310/311 may be padded)
-        sizes = sorted(
-            {offset + int(_required_byte_num(mode, fmt, n_values)) for mode in ("read", "write")}
-        )
-        actual = data_path.stat().st_size
-        if actual not in sizes:
-            raise ValueError(
-                f"{file_name} holds {actual} bytes, but {header_name} says it holds "
-                f"{header.sig_len} samples of {len(indices)} signal(s) in format {fmt} "
-                f"({sizes[0]} bytes): the header and the data disagree"
-            )
+        check_signal_file(header, header_name, file_name, data_path.stat().st_size)
     try:
         wfdb.rdrecord(str(record_path), sampto=1, physical=False)
     except Exception as exc:  # wfdb raises many types for a record it cannot read
@@ -207,16 +315,22 @@ def read_record_mv(record_path: str | Path, channels: list[int] | None = None):
     header's checksums and initial values, when it has them: a ``.dat`` of the right size can
     still be damaged or belong to another record.
 
-    Raises ``ValueError`` saying what is wrong when wfdb cannot read the record, a channel is
-    not in mV, uV or V, or the data disagree with the header.
+    Raises ``ValueError`` saying what is wrong when the header is not valid (``read_header``),
+    wfdb cannot read the record, a channel is not in mV, uV or V, or the data disagree with the
+    header.
     """
     import wfdb
 
     record_path = Path(record_path)
+    # the header's own checks, and its signal names as UTF-8 (wfdb drops non-ASCII bytes)
+    header = read_header(record_path)
     try:
         record = wfdb.rdrecord(str(record_path), channels=channels, physical=False, return_res=64)
     except Exception as exc:  # wfdb raises many types for a record it cannot read
         raise ValueError(f"wfdb cannot read record {record_path.name}: {exc!r}") from None
+    if getattr(header, "n_seg", None) is None:  # a multi-segment header names no signals
+        read = range(record.n_sig) if channels is None else channels
+        record.sig_name = [header.sig_name[channel] for channel in read]
     scales = []
     for index, units in enumerate(record.units or [None] * record.n_sig):
         scale = mv_per_unit(units)

@@ -6,6 +6,9 @@ vfdb's AF records 609 and 615, and ranks the settings by the worst of AF duratio
 (EC57 style, gross) on our beats with our classifier's labels and on the reference beats with
 the reference labels. MIT-BIH DS2 is never read: it is the test set (de Chazal 2004).
 
+Each record is read on the lead ``evaluate rhythm`` and the product analyse (``analysis_lead``:
+MLII, else II, else the first channel; on the tuning set only MIT-BIH 114 has MLII second).
+
 The P-wave rule (``RhythmConfig.af_p_wave_present``, ``inference.atrial``) is one more axis
 of the grid, None meaning no such rule.
 
@@ -20,7 +23,6 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-import wfdb
 from tqdm import tqdm
 
 from inference import atrial
@@ -28,7 +30,8 @@ from inference.aami import AAMI_CLASSES, DS1, DS2, aami_class
 from inference.beats import beat_features, beat_p_waves, get_beat_classifier
 from inference.datasets import data_dir
 from inference.datasets.mitdb import rhythm_intervals
-from inference.evaluation.common import json_text
+from inference.datasets.wfdb_record import analysis_lead, read_header
+from inference.evaluation.common import json_text, read_record, read_reference
 from inference.evaluation.rhythm import AF_LABELS, duration_scores
 from inference.qrs import detect_qrs
 from inference.rhythm import RhythmConfig, af_episodes_from_mask, af_irregularity
@@ -53,10 +56,16 @@ GRID = {
 
 
 def load(folder: Path, database: str, name: str) -> dict:
-    """Beats, labels and rhythm intervals (seconds) of one record's first channel."""
+    """Beats, labels and rhythm intervals (seconds) of one record's analysed lead (MLII, else
+    II, else the first channel: the lead ``evaluate rhythm`` and the product analyse; the
+    beat model was trained on MLII)."""
     path = folder / database / name
-    record = wfdb.rdrecord(str(path), channels=[0])
-    annotation = wfdb.rdann(str(path), "atr")
+    try:
+        lead = analysis_lead(read_header(path).sig_name)
+    except ValueError as exc:
+        raise SystemExit(f"{path.name}: {exc}") from None
+    record = read_record(path, channels=[lead])  # in mV whatever the header's unit
+    annotation = read_reference(path, "atr")
     fs = float(record.fs)
     signal = np.nan_to_num(record.p_signal[:, 0])
     symbols = list(annotation.symbol)
@@ -80,6 +89,7 @@ def load(folder: Path, database: str, name: str) -> dict:
     )
     return {
         "name": f"{database}/{name}",
+        "lead": record.sig_name[0],
         "beats": {
             "detected": detected / fs,
             "reference": reference / fs,

@@ -77,6 +77,25 @@ def test_a_header_with_an_unreadable_sampling_rate_is_refused(tmp_path):
         analyze.main([str(path)])
 
 
+def test_a_lead_named_in_utf8_keeps_its_name(tmp_path):
+    # wfdb reads a header as ASCII and drops the other bytes: the lead was 'Ableitung', and
+    # --lead 'Ableitung Ⅱ' was "no lead"
+    from inference.datasets.wfdb_record import read_record_mv
+
+    path = record(tmp_path, {"V1": np.zeros_like(STRIP.signal_mv), "AB": STRIP.signal_mv})
+    header = path.with_suffix(".hea")
+    header.write_bytes(header.read_bytes().replace(b" AB\n", " Ableitung Ⅱ\n".encode()))
+    output = tmp_path / "out.json"
+    assert analyze.main([str(path), "--lead", "Ableitung Ⅱ", "--json", str(output)]) == 0
+    result = json.loads(output.read_text())
+    assert result["lead"] == "Ableitung Ⅱ"
+    assert abs(result["summary"]["n_beats"] - len(STRIP.beats)) <= 2
+    assert read_record_mv(path, channels=[1]).sig_name == ["Ableitung Ⅱ"]
+    header.write_bytes(header.read_bytes().replace(b"/mV", "/µV".encode(), 1))
+    with pytest.raises(SystemExit, match=r"its units \('µV'\); .* write microvolts as uV"):
+        analyze.main([str(path), "--lead", "Ableitung Ⅱ"])
+
+
 def test_the_record_may_be_named_by_its_dat_file_but_fs_is_refused(tmp_path, capsys):
     path = record(tmp_path, {"MLII": STRIP.signal_mv})
     assert analyze.main([str(path.with_suffix(".dat"))]) == 0

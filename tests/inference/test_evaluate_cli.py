@@ -492,6 +492,40 @@ def test_rhythm_finds_beats_and_af_on_the_analysed_lead_and_vf_on_the_first(tmp_
     assert (swapped["lead"], swapped["vf_lead"]) == ("MLII", "V1")
 
 
+def test_the_af_tuning_grid_reads_the_analysed_lead_as_evaluate_rhythm_does(tmp_path):
+    # AF in MLII; V1 first and flat. The grid read channel 0 whatever the record held (on
+    # MIT-BIH: 114, V5 first), so it tuned on another lead than the product analyses.
+    from inference.evaluation import af_tuning
+    from inference.rhythm import AF_LAGS, V_EARLY_SHARE, RhythmConfig
+
+    fs = 250
+    strip = generate(240.0, fs=fs, rhythm="AFIB", seed=1)
+    flat = np.zeros_like(strip.signal_mv)
+    samples = [0, *strip.beats]
+    symbols = ["+", *["N"] * len(strip.beats)]
+    notes = ["(AFIB", *[""] * len(strip.beats)]
+    loaded = {}
+    for order in (("MLII", "V1"), ("V1", "MLII")):
+        folder = tmp_path / "-".join(order)
+        leads = {lead: strip.signal_mv if lead == "MLII" else flat for lead in order}
+        write_signals(folder / "mitdb", "201", leads, (samples, symbols, notes), fs=fs)
+        loaded[order] = af_tuning.load(folder, "mitdb", "201")
+    first, swapped = loaded[("MLII", "V1")], loaded[("V1", "MLII")]
+    assert len(swapped["beats"]["detected"]) > 0.9 * len(strip.beats)
+    np.testing.assert_array_equal(swapped["beats"]["detected"], first["beats"]["detected"])
+    assert swapped["lead"] == "MLII"
+    config = RhythmConfig()
+    shipped = {
+        "window_beats": config.af_window_beats,
+        "lags": AF_LAGS,
+        "v_early_share": V_EARLY_SHARE,
+        "threshold": config.af_threshold,
+        "p_wave_present": config.af_p_wave_present,
+    }
+    scores = af_tuning.score(swapped, "classified", shipped, config.af_merge_s, config.af_min_s)
+    assert scores["overlap_s"] > 60
+
+
 def test_vf_folds_read_only_the_chosen_records_on_the_channels_they_have(tmp_path):
     # one lead each (IndexError before), and a record without .atr beside them (nstdb's bw:
     # FileNotFoundError before, since every record of the folder was read)
