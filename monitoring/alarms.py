@@ -21,10 +21,10 @@ which changes nothing). :func:`apply_conditions` turns that into the lifecycle:
 :func:`evaluate_alarms` reads only the last minute or so of one recording, and at a round's
 end it is idempotent: it runs after every streaming-analysis round (:func:`on_analysis_round`),
 and judges a long round (a backlog) at every ``ROUND_REPLAY_STEP_S`` of it too, and a stretch
-that the round finished (a final gap, a close) at its own end, where its last beats became
-final. Device offline needs a clock rather than new data, so :func:`periodic_check` (celery
-beat, every ``ALARM_CHECK_S``) checks the devices, repairs missing notifications, escalates
-and retries.
+that the round finished (a final gap, a close) every ``FINISHED_TAIL_STEP_S`` of its last
+seconds, where its last beats became final, and at its end. Device offline needs a clock
+rather than new data, so :func:`periodic_check` (celery beat, every ``ALARM_CHECK_S``) checks
+the devices, repairs missing notifications, escalates and retries.
 
 Failures are contained: a rule that raises leaves its alarms as they are (the others run), a
 condition that cannot be applied leaves the others applied, and a patient whose device check
@@ -105,6 +105,14 @@ EPISODE_STORE_DELAY_S = 15.0
 # ROUND_REPLAY_MAX_S of it.
 ROUND_REPLAY_STEP_S = 5.0
 ROUND_REPLAY_MAX_S = 600.0
+# A stretch finished at a final gap or a close makes its last BEAT_FINAL_LAG_S of beats final
+# at once. Judged only at its end, a rate that was fast for 10 s up to a few seconds before the
+# gap and normal after it was never "fast at every beat of the last 10 s" (live rounds saw the
+# run only up to the lag, the end saw its normal last seconds): a 14-s run at 140 bpm ending 3 s
+# before a gap raised nothing, as did a 13-s one ending 6 s before it, both raised without the
+# gap (tests/test_alarm_new_stretch.py). So those last seconds are judged every this many
+# seconds, as the live rounds (about one a second) would have judged them.
+FINISHED_TAIL_STEP_S = 1.0
 # Sustained arrhythmia: this many consecutive 2-s windows judged abnormal by the window model
 # raise it, as many consecutive normal ones resolve it. Only for patients whose
 # ``sustained_arrhythmia_alarm`` is on (off by default: the model's DS2 specificity is 0.53).
@@ -190,7 +198,9 @@ def evaluate_alarms(
     a new recording, and the old one's last rounds run after that, its last seconds final only
     at its close) raises what its signal shows, a VT in its last seconds, but resolves nothing
     and runs no technical rule: a normal rate there says nothing of the rate now, and resolved
-    with it, an alarm the new recording holds would be raised again.
+    with it, an alarm the new recording holds would be raised again. Nor does it raise an
+    event of its own again once the new recording resolved it
+    (:func:`replaced_recording_conditions`).
     """
     now = now or timezone.now()
     recording = (
@@ -208,8 +218,8 @@ def evaluate_alarms(
     replaced = _newest_device_recording_id(recording.patient_id) != recording.pk
 
     def apply(conditions: list[Condition]) -> list[AlarmChange]:
-        if replaced:  # raise only: see above
-            conditions = [condition for condition in conditions if condition.active]
+        if replaced:  # raise only, each of its events once: see above
+            conditions = replaced_recording_conditions(recording, conditions)
         return apply_conditions(recording.patient, recording, conditions, now)
 
     changes = []
@@ -217,9 +227,11 @@ def evaluate_alarms(
         stretch_start, stretch_end = finished_stretch
         for analysed_end in replay_ends(recording, since_sample, stretch_start, stretch_end):
             changes += apply(physiological_conditions(recording, analysed_end, stretch_start))
-        if stretch_end > stretch_start:  # an analyzer that had pushed nothing found nothing
+        # its last seconds, whose beats only this round made final, as live rounds would have
+        # judged them, then its end with every beat
+        for final_end in finished_tail_ends(recording, stretch_start, stretch_end):
             changes += apply(
-                physiological_conditions(recording, stretch_end, stretch_start, finished=True)
+                physiological_conditions(recording, final_end, stretch_start, finished=True)
             )
     for analysed_end in replay_ends(recording, since_sample):
         changes += apply(physiological_conditions(recording, analysed_end))
@@ -250,6 +262,69 @@ def replay_ends(
     first = max(since_sample, stretch_start, end - round(ROUND_REPLAY_MAX_S * fs_hz))
     step = round(ROUND_REPLAY_STEP_S * fs_hz)
     return list(range(first + step, end, step))
+
+
+def finished_tail_ends(recording: Recording, stretch_start: int, stretch_end: int) -> list[int]:
+    """The samples up to which a finished stretch is judged with every beat before them: every
+    ``FINISHED_TAIL_STEP_S`` of its last ``BEAT_FINAL_LAG_S`` (the beats the finish made final;
+    the live rounds saw those before), then its end. None for a stretch with nothing pushed."""
+    if stretch_end <= stretch_start:  # an analyzer that had pushed nothing found nothing
+        return []
+    fs_hz = recording.sampling_rate_hz
+    step = round(FINISHED_TAIL_STEP_S * fs_hz)
+    first = max(stretch_start, stretch_end - round(BEAT_FINAL_LAG_S * fs_hz))
+    return [*range(first + step, stretch_end, step), stretch_end]
+
+
+def replaced_recording_conditions(
+    recording: Recording, conditions: list[Condition]
+) -> list[Condition]:
+    """What the late analysis of a replaced recording (not the patient's newest) applies: the
+    conditions that hold, each of its events once.
+
+    It resolves nothing (:func:`evaluate_alarms`). But the newer recording resolves what it
+    raised, and with workers minutes behind, the old one's next rounds, still showing the same
+    event (a VT in its hold, a rate still fast), raised it again, to be resolved again: one
+    alarm, and one message, per round while both ran. So once the latest alarm of a kind that
+    this recording raised is resolved by another recording, this one raises that kind again
+    only after its own signal has shown it gone, as its live analysis would have resolved it
+    and raised it again: a verdict "gone" here is recorded on that alarm
+    (``details["gone_in_recording"]``). An alarm it resolved itself, before it was replaced,
+    was over in its own signal."""
+    kinds = [condition.kind for condition in conditions if condition.active is not None]
+    latest = {}
+    for alarm in Alarm.objects.filter(
+        patient_id=recording.patient_id, recording=recording, kind__in=kinds
+    ).order_by("-raised_at", "-pk"):
+        latest.setdefault(alarm.kind, alarm)
+    replaced_at = (
+        Recording.objects.filter(
+            patient_id=recording.patient_id, source=Recording.Source.DEVICE, pk__gt=recording.pk
+        )
+        .order_by("pk")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+
+    def seen_gone(alarm: Alarm) -> bool:
+        resolved_itself = (
+            alarm.resolved_at is not None
+            and replaced_at is not None
+            and alarm.resolved_at < replaced_at
+        )
+        return resolved_itself or bool(alarm.details.get("gone_in_recording"))
+
+    kept = []
+    for condition in conditions:
+        alarm = latest.get(condition.kind)
+        if alarm is None or seen_gone(alarm):
+            if condition.active:
+                kept.append(condition)
+        elif condition.active is False:
+            # its event is over in this recording's signal: a later one is news
+            details = {**alarm.details, "gone_in_recording": True}
+            Alarm.objects.filter(pk=alarm.pk).update(details=details)
+    return kept
 
 
 def guarded(kinds, rule, *args) -> list[Condition]:
@@ -512,8 +587,9 @@ def physiological_conditions(
 
     ``stretch_start``: the first sample of the stretch judged, when it is not the current one
     (a stretch a round finished; ``analysed_end`` then lies in it). ``finished``: that
-    stretch ended at ``analysed_end`` (a final gap, the recording closed), so every beat of
-    it is final and nothing is cut."""
+    stretch was finished (a final gap, the recording closed) at ``analysed_end`` or after it,
+    so every beat before ``analysed_end`` is final and nothing is cut
+    (:func:`finished_tail_ends`)."""
     fs_hz = recording.sampling_rate_hz
     patient = recording.patient
     if stretch_start is None:

@@ -3,6 +3,7 @@ stretch has no episodes at first, which is not "gone" (``alarms.EPISODE_STORE_DE
 the last seconds before a gap or a close, final only when the analysis finishes the stretch,
 are judged then (``alarms.evaluate_alarms``' ``finished_stretch``)."""
 
+import dataclasses
 from datetime import timedelta
 
 import numpy as np
@@ -212,6 +213,75 @@ def test_a_fast_rate_in_the_last_seconds_before_a_gap_raises_its_alarm(recording
     assert changes_of(evaluate_alarms(recording.pk), "HR_HIGH") == []
 
 
+def ecg_with_a_fast_run_before_a_gap(
+    fast_s: float, normal_after_s: float, gap_s: float, fs_hz: float
+) -> tuple[np.ndarray, int]:
+    """A synthetic lead (MIT-BIH's ADC units): 60 s at 75 bpm, ``fast_s`` at 140 bpm,
+    ``normal_after_s`` at 75 bpm, then ``gap_s`` the device sends nothing for and 15 s at
+    75 bpm. The ADC values, and the first sample of the gap."""
+    from inference.synthetic import _render
+    from tests.test_streaming_analysis import MITDB_BASELINE, MITDB_GAIN
+
+    times_s, t_s = [], 0.3
+    for rate_bpm, until_s in ((75, 60.0), (140, 60.0 + fast_s)):
+        while t_s < until_s:
+            times_s.append(t_s)
+            t_s += 60.0 / rate_bpm
+    gap_start_s = times_s[-1] + normal_after_s
+    t_s = times_s[-1] + 0.8
+    while t_s < gap_start_s:
+        times_s.append(t_s)
+        t_s += 0.8
+    end_s = gap_start_s + gap_s + 15.0
+    times_s += list(np.arange(gap_start_s + gap_s + 0.3, end_s, 0.8))
+    signal_mv, _ = _render(
+        times_s, ["N"] * len(times_s), end_s, fs_hz, [], None, np.random.default_rng(1)
+    )
+    adc = np.round(signal_mv * MITDB_GAIN + MITDB_BASELINE).astype(np.int16)
+    return adc, round(gap_start_s * fs_hz)
+
+
+@pytest.mark.parametrize(
+    ("fast_s", "normal_after_s"), [(14.0, 3.0), (13.0, 6.0)], ids=["3 s before", "6 s before"]
+)
+def test_a_fast_run_ending_seconds_before_a_gap_raises_its_alarm_once(
+    device, eager_celery, django_capture_on_commit_callbacks, settings, fast_s, normal_after_s
+):
+    """Through the ingest path and the real analysis, in 1-s chunks or less. Live, the rules
+    saw the fast beats only up to about 7 s before the gap (not yet 10 s over the limit); at
+    the gap the finish made the rest final, and the end of the stretch, its last 10 s ending
+    in normal beats, was not "fast at every beat" either: no alarm, where the same signal
+    without the gap raised one (FINISHED_TAIL_STEP_S)."""
+    from tests.test_streaming_analysis import deliver, random_chunks
+
+    fs_hz, gap_s = 250.0, 89.0
+    adc, gap_start = ecg_with_a_fast_run_before_a_gap(fast_s, normal_after_s, gap_s, fs_hz)
+    gap_end = gap_start + round(gap_s * fs_hz)
+    rng = np.random.default_rng(7)
+    before = random_chunks(adc[:gap_start], fs_hz, rng, max_s=1.0)
+    after = [
+        dataclasses.replace(chunk, seq=len(before) + chunk.seq, first_sample=gap_end + start)
+        for chunk in random_chunks(adc[gap_end:], fs_hz, rng, max_s=1.0)
+        for start in [chunk.first_sample]
+    ]
+    settings.DEVICE_GAP_WAIT_S = 0.0  # the gap is final as soon as the chunk after it arrives
+    for chunk in before:
+        deliver(device, chunk, django_capture_on_commit_callbacks)
+    recording = Recording.objects.get()
+    assert recording.analysis_cursor == gap_start
+    assert not Alarm.objects.filter(kind="HR_HIGH").exists()  # not final yet
+
+    for chunk in after:
+        deliver(device, chunk, django_capture_on_commit_callbacks)
+    recording.refresh_from_db()
+    assert recording.analysis_cursor == len(adc)
+    alarm = Alarm.objects.get(kind="HR_HIGH")  # raised once, not again after the gap
+    assert alarm.value > 120 and alarm.details["sample"] < gap_start
+    # the new stretch after the gap cannot tell yet: the alarm stays open
+    assert alarm.state != AlarmState.RESOLVED
+    assert Alarm.objects.filter(kind__in=["HR_HIGH", "HR_LOW"]).count() == 1
+
+
 def test_a_vt_right_before_mitdb_207_goes_silent_for_longer_than_the_hold_raises_its_alarm(
     device, eager_celery, django_capture_on_commit_callbacks, settings
 ):
@@ -352,3 +422,52 @@ def test_a_vt_right_before_mitdb_207s_device_restarts_raises_its_alarm(
     assert new.analysis_cursor > 0
     alarm = Alarm.objects.get(kind="VT")  # one, held open by the new recording
     assert alarm.recording_id == old.pk and alarm.state != AlarmState.RESOLVED
+
+
+def add_vt_episode(recording) -> None:
+    """A VT episode ending 10 s before the recording's final beats end (its cursor less the
+    beat lag)."""
+    end_s = recording.analysis_cursor / FS_HZ - BEAT_FINAL_LAG_S - 10.0
+    Episode.objects.create(
+        recording=recording,
+        kind="VT",
+        start_s=end_s - 2.4,
+        end_s=end_s,
+        details={"n_beats": 6, "mean_hr_bpm": 150.0},
+    )
+
+
+def test_a_lagging_replaced_recording_raises_each_of_its_events_once(recording, device):
+    """Workers minutes behind: the old recording's leftover rounds run while the new one's do.
+    The new one resolves the old one's VT alarm once it has analysed 75 s without VT; the old
+    one's next rounds, their VT still in its hold, raised it again after every resolution
+    (an alarm and an email each time). Now they raise a VT only once their own signal has
+    shown none for the hold: a new VT there is news, once."""
+    add_beats(recording, bpm=75, seconds=120)
+    add_vt_episode(recording)
+    assert changes_of(evaluate_alarms(recording.pk), "VT") == [("raised", "VT")]
+    newer = replaced(recording, device)
+
+    def rounds(n: int, new_vt_at: int | None = None) -> list:
+        """``n`` rounds of each, interleaved: the new recording 5 s, the old one 2 s of its
+        backlog; the VT alarm's changes, each marked with the recording that made it."""
+        changes = []
+        for number in range(n):
+            add_beats(newer, bpm=75, seconds=STEP_S)
+            changes += [("new", *c) for c in changes_of(evaluate_alarms(newer.pk), "VT")]
+            add_beats(recording, bpm=75, seconds=2.0)
+            if number == new_vt_at:
+                add_vt_episode(recording)
+            changes += [("old", *c) for c in changes_of(evaluate_alarms(recording.pk), "VT")]
+        return changes
+
+    # 20 rounds: the new recording resolves at 75 s (round 15); the old one's VT leaves its
+    # hold only at about round 25
+    assert rounds(20) == [("new", "resolved", "VT")]
+    assert Alarm.objects.filter(kind="VT").count() == 1
+    assert "gone_in_recording" not in Alarm.objects.get(kind="VT").details
+    # past the hold in the old recording's signal (gone there), then a new VT in it
+    assert rounds(20, new_vt_at=12) == [("old", "raised", "VT"), ("new", "resolved", "VT")]
+    first, second = Alarm.objects.filter(kind="VT").order_by("pk")
+    assert first.details["gone_in_recording"] and second.recording_id == recording.pk
+    assert second.state == AlarmState.RESOLVED
