@@ -37,7 +37,9 @@ from inference.beats import (
     BANDPASS_HZ,
     BEAT_CLASSES,
     BEAT_FS_HZ,
+    MAX_RATIO,
     MIN_AMPLITUDE_MV,
+    PAUSE_RATIO,
     RR_FEATURES,
     TEMPLATE_UPDATE_BEATS,
     WINDOW_AFTER_S,
@@ -218,6 +220,9 @@ def make_premature(
         set_intervals(rows, pre * early, pre * late, local, average)
         if rows.shape[1] == RATE_RUN_COLUMN + 1:  # --rate-run-feature
             rows[:, RATE_RUN_COLUMN] = 0.0  # the interval before was the sinus one
+        if rows.shape[1] == FUTURE_COLUMN + len(FUTURE_RR_COLUMNS):  # --future-rr-feature
+            # one premature beat: the beats after it keep the sinus rhythm it interrupted
+            set_future(rows, pre * early, pre * late, local, average)
 
     return relabel_regular_beats(
         rhythm, labels, fraction, generator, rewrite, p_wave_pool, keep_unknown
@@ -281,6 +286,11 @@ def make_premature_runs(
             # the beat's place in the run, as the local RR's weight says: 0 to 10 run
             # intervals before it
             rows[:, RATE_RUN_COLUMN] = torch.floor(depth * 11) / RATE_RUN_BEATS
+        if rows.shape[1] == FUTURE_COLUMN + len(FUTURE_RR_COLUMNS):  # --future-rr-feature
+            # the next 10 intervals: the rest of the run, then sinus ones. At the run's end
+            # they are all sinus; inside it, a random share of them is still the run's.
+            remaining = torch.where(at_end, 0.0, torch.rand(n, generator=generator))
+            set_future(rows, new_pre, post, sinus + remaining * (new_pre - sinus), average)
 
     return relabel_regular_beats(
         rhythm, labels, fraction, generator, rewrite, p_wave_pool, keep_unknown
@@ -392,6 +402,71 @@ def with_rate_run_feature(data: dict) -> dict:
     """``data`` with the ``--rate-run-feature`` column appended to its rhythm rows."""
     column = rate_run_lengths(data["rhythm"][:, RR_COLUMN["pre_rr_s"]], data["record"])
     return {**data, "rhythm": np.concatenate([data["rhythm"], column[:, np.newaxis]], axis=1)}
+
+
+# --- The rhythm after the beat (a cross-validation experiment) ---------------------------
+
+# ``--future-rr-feature`` appends ``FUTURE_RR_COLUMNS`` after ``RR_FEATURES``: the "future RR",
+# the median of the 10 intervals after the beat's post-RR (pauses over twice the average RR
+# left out), over the average RR, and the pre- and post-RR over it. Why: every rhythm feature
+# now looks back, and a run of premature beats and a sinus rhythm that sped up (model 4.0's
+# DS2 false S in 231, 113, 123) look alike from behind; after the beat they differ: a sinus
+# rhythm keeps its new rate, an isolated premature beat or a short run gives way to the
+# slower sinus rhythm again. De Chazal 2004's local average RR is centred on the beat for the
+# same reason. The served pipeline would wait for 11 more beats (about 9 s at 70 bpm).
+FUTURE_COLUMN = len(RR_FEATURES)
+FUTURE_RR_COLUMNS = ("future_over_average", "pre_over_future", "post_over_future")
+FUTURE_RR_BEATS = 10
+
+
+def future_rr(pre_rr_s: np.ndarray, average_rr_s: np.ndarray, record: np.ndarray) -> np.ndarray:
+    """Each beat's future RR (s): the median of the pre-RRs of the ``FUTURE_RR_BEATS`` beats
+    after its next one, within its record (beats in time order per record), pauses longer than
+    ``PAUSE_RATIO`` times the average RR left out; NaN where none is left (a record's end)."""
+    pre = np.asarray(pre_rr_s, dtype=np.float64)
+    n = len(pre)
+    index = np.arange(n)
+    later = np.full((n, FUTURE_RR_BEATS), np.nan)
+    for k in range(FUTURE_RR_BEATS):
+        other = np.minimum(index + 2 + k, n - 1)
+        usable = (
+            (index + 2 + k < n)
+            & (record[other] == record)
+            & (pre[other] <= PAUSE_RATIO * average_rr_s)
+        )
+        later[:, k] = np.where(usable, pre[other], np.nan)
+    result = np.full(n, np.nan)
+    known = np.isfinite(later).any(axis=1)
+    result[known] = np.nanmedian(later[known], axis=1)
+    return result
+
+
+def with_future_rr_feature(data: dict) -> dict:
+    """``data`` with the ``--future-rr-feature`` columns appended to its rhythm rows; where
+    no later interval is known, the local RR (the last 10 intervals) stands in."""
+    rhythm = data["rhythm"].astype(np.float64)
+    pre = rhythm[:, RR_COLUMN["pre_rr_s"]]
+    post = rhythm[:, RR_COLUMN["post_rr_s"]]
+    average = pre / np.maximum(rhythm[:, RR_COLUMN["pre_over_average"]], 1e-3)
+    local = pre / np.maximum(rhythm[:, RR_COLUMN["pre_over_local"]], 1e-3)
+    future = future_rr(pre, average, data["record"])
+    future = np.where(np.isfinite(future), future, local)
+    columns = np.stack([future / average, pre / future, post / future], axis=1)
+    columns = np.clip(columns, 0.0, MAX_RATIO).astype(np.float32)
+    return {**data, "rhythm": np.concatenate([data["rhythm"], columns], axis=1)}
+
+
+def set_future(
+    rows: torch.Tensor,
+    pre: torch.Tensor,
+    post: torch.Tensor,
+    future: torch.Tensor,
+    average: torch.Tensor,
+) -> None:
+    """Write a synthetic beat's future RR (s) into its ``--future-rr-feature`` columns."""
+    rows[:, FUTURE_COLUMN] = future / average
+    rows[:, FUTURE_COLUMN + 1] = pre / future
+    rows[:, FUTURE_COLUMN + 2] = post / future
 
 
 # --- Synthetic S beats' P waves -----------------------------------------------------------
@@ -1312,6 +1387,11 @@ def main(argv: list[str] | None = None) -> int:
         help="cross-validation experiment: add how many beats before each one kept its rate",
     )
     parser.add_argument(
+        "--future-rr-feature",
+        action="store_true",
+        help="cross-validation experiment: add the median RR of the 10 intervals after the beat",
+    )
+    parser.add_argument(
         "--synthetic-s-p-wave",
         choices=SYNTHETIC_S_P_WAVES,
         default="keep",
@@ -1405,6 +1485,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.rate_run_feature and args.p_wave_feature:
         parser.error("--rate-run-feature and --p-wave-feature cannot be combined")
+    if args.future_rr_feature and not (args.cv or args.cv_combine):
+        parser.error(
+            "--future-rr-feature is a cross-validation experiment; the served classifier "
+            "does not take it"
+        )
+    if args.future_rr_feature and (args.rate_run_feature or args.p_wave_feature):
+        parser.error("--future-rr-feature cannot be combined with the other feature experiments")
     if args.epochs < 1:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
     # outputs and data checked before the minutes of training, not after them
@@ -1427,6 +1514,8 @@ def main(argv: list[str] | None = None) -> int:
             data = with_p_wave_feature(data, args.p_wave_feature in FLAT_UNKNOWN_ENCODINGS)
         if args.rate_run_feature:
             data = with_rate_run_feature(data)
+        if args.future_rr_feature:
+            data = with_future_rr_feature(data)
         result = cross_validate(data, args)
         rows = cv_report(data["labels"], result["probabilities"])
         for row in rows:

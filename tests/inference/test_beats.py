@@ -593,6 +593,12 @@ def test_it_refuses_the_p_wave_feature_outside_cross_validation(capsys):
         main(["--rate-run-feature", "--epochs", "1"])
     assert "--rate-run-feature is a cross-validation experiment" in capsys.readouterr().err
     with pytest.raises(SystemExit):
+        main(["--future-rr-feature", "--epochs", "1"])
+    assert "--future-rr-feature is a cross-validation experiment" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--cv", "5", "--future-rr-feature", "--rate-run-feature"])
+    assert "cannot be combined" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         main(["--help"])
     assert "the served classifier does not take the P wave" in " ".join(
         capsys.readouterr().out.split()
@@ -737,3 +743,62 @@ def test_the_committed_beat_card_ends_with_its_notes_file_and_limits():
     assert NOTES_PATH.exists()
     card = (DOCS_DIR / "beat-cnn-mitdb.md").read_text()
     assert card.endswith("(`ds2_per_record`).\n\n" + card_ending(NOTES_PATH))
+
+
+def test_the_future_rr_is_the_median_of_the_intervals_after_the_post_rr_within_a_record():
+    import torch
+
+    from inference.beat_training import (
+        FUTURE_COLUMN,
+        FUTURE_RR_COLUMNS,
+        future_rr,
+        make_premature,
+        make_premature_runs,
+        with_future_rr_feature,
+    )
+
+    # sinus at 1 s, a premature beat (0.6 s) and its pause (1.4 s), then the rhythm speeds up
+    pre = np.array([1.0] * 12 + [0.6, 1.4] + [0.8] * 14)
+    record = np.array(["a"] * len(pre))
+    future = future_rr(pre, np.ones(len(pre)), record)
+    # beat 11: its post-RR is the premature one; the 10 after it (the pause, then 0.8 s) decide
+    assert future[11] == pytest.approx(0.8)
+    # beat 0: beats 2-11, all sinus
+    assert future[0] == pytest.approx(1.0)
+    # the premature beat itself: seen from ahead the rhythm is 0.8 s, not its own 0.6 s
+    assert future[12] == pytest.approx(0.8)
+    # pauses are left out, and nothing is known past a record's end or across records
+    assert np.isnan(future[-2:]).all()
+    assert np.isnan(future_rr(np.ones(6), np.ones(6), np.array(["a"] * 3 + ["b"] * 3))[1])
+    assert future_rr(np.array([1, 1, 1, 5, 1.0]), np.ones(5), np.array(["a"] * 5))[0] == 1.0
+
+    # the columns: future / average, pre / future, post / future; the local RR where unknown
+    column = {name: index for index, name in enumerate(RR_FEATURES)}
+    rhythm = np.ones((len(pre), len(RR_FEATURES)), dtype=np.float32)
+    rhythm[:, column["pre_rr_s"]] = pre
+    rhythm[:, column["post_rr_s"]] = np.append(pre[1:], pre[-1])
+    rhythm[:, column["pre_over_average"]] = pre  # an average RR of 1 s
+    rhythm[:, column["pre_over_local"]] = pre / 0.9  # a local RR of 0.9 s
+    data = with_future_rr_feature({"rhythm": rhythm, "record": record})
+    extra = data["rhythm"][:, FUTURE_COLUMN:]
+    assert extra.shape == (len(pre), len(FUTURE_RR_COLUMNS))
+    assert extra[12].tolist() == pytest.approx([0.8, 0.6 / 0.8, 1.4 / 0.8])
+    assert extra[-1].tolist() == pytest.approx([0.9, 0.8 / 0.9, 0.8 / 0.9])
+
+    # synthetic S beats: an isolated one is early against the future RR; a run's may not be
+    rows = torch.ones(400, len(RR_FEATURES) + len(FUTURE_RR_COLUMNS))
+    rows[:, column["pre_rr_s"]] = 0.8
+    rows[:, column["local_irregularity"]] = 0.02
+    labels = torch.zeros(400, dtype=torch.int64)
+    for make in (make_premature, make_premature_runs):
+        new_rows, new_labels = make(rows, labels, 0.5, torch.Generator().manual_seed(0))
+        made = new_labels == 1
+        pre_over_future = new_rows[made, FUTURE_COLUMN + 1]
+        assert made.any()
+        if make is make_premature:  # the future is the sinus rhythm it interrupted
+            assert (pre_over_future <= 0.85 + 1e-6).all()
+            assert torch.allclose(new_rows[made, FUTURE_COLUMN], torch.ones(int(made.sum())))
+        else:  # inside a run the future is partly the run's own faster rhythm
+            assert (pre_over_future <= 1 + 1e-6).all() and (pre_over_future > 0.9).any()
+            assert (new_rows[made, FUTURE_COLUMN] < 0.95).any()
+        assert (new_rows[~made, FUTURE_COLUMN:] == 1).all()
