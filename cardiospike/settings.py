@@ -99,6 +99,8 @@ MIDDLEWARE = [
     "monitoring.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Below SessionMiddleware (it needs request.session): sliding expiry, SESSION_IDLE_S.
+    "monitoring.middleware.SessionRenewalMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -422,6 +424,29 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# A session with no activity for this long ends (monitoring/sessions.py): a login left on a
+# shared ward computer ends within a shift, not after Django's two weeks. A signed-in request
+# renews it once less than half is left, and so does an open live page or central station at
+# its access recheck, so a wall display never signs itself out while showing patients.
+SESSION_IDLE_S = envint("SESSION_IDLE_S", "43200")
+# The open pages renew at a recheck, which comes within LIVE_RECHECK_S plus a ping (10 s): well
+# inside half the age with these bounds. Over a month is no idle timeout (and a far date breaks
+# the expiry arithmetic).
+SESSION_IDLE_MIN_S = max(60.0, 4 * LIVE_RECHECK_S)
+SESSION_IDLE_MAX_S = 30 * 24 * 3600
+if not SESSION_IDLE_MIN_S <= SESSION_IDLE_S <= SESSION_IDLE_MAX_S:
+    raise ImproperlyConfigured(
+        f"SESSION_IDLE_S={SESSION_IDLE_S}: expected seconds from {SESSION_IDLE_MIN_S:g} (at least "
+        f"60 s and 4 x LIVE_RECHECK_S, so that an open live page renews its session in time) to "
+        f"{SESSION_IDLE_MAX_S} (30 days), e.g. 43200 for 12 hours"
+    )
+SESSION_ENGINE = "monitoring.sessions"
+SESSION_COOKIE_AGE = SESSION_IDLE_S
+# The cookie carries no expiry of its own; the session row's decides. A cookie with a Max-Age is
+# renewed only by HTTP answers, and a station that makes no request for SESSION_IDLE_S (its
+# socket keeps the row alive) would lose it in the browser, and be signed out at its next
+# reconnect. Closing the browser also ends the login, which suits a shared computer.
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 # With DEBUG off the session and CSRF cookies travel over HTTPS only: a production server is
 # reached through a TLS proxy (README, "Running on PostgreSQL, Redis and Celery workers").

@@ -15,7 +15,9 @@ Access is not only checked at connect: an open socket (these two and ``/ws/statu
 re-checks it (the session still exists, the user is still active, the patient still visible)
 at most every ``LIVE_RECHECK_S`` seconds when a group message or a ping arrives, and at once
 when a ``live.revoke`` event reaches the patient's group, which :func:`connect_revoke_signals`
-sends when a clinician is unassigned or a patient discharged.
+sends when a clinician is unassigned or a patient discharged. The recheck of these two also
+renews the session (``SESSION_IDLE_S``, ``monitoring.sessions``): an open live view or central
+station is activity, and a wall display never signs itself out while showing patients.
 
 Browsers only ever send small pings: a frame over ``MAX_FRAME_BYTES`` closes the socket with
 1009. However a consumer ends (closed, refused, or killed by an exception), its channel leaves
@@ -153,13 +155,17 @@ class AuthenticatedJsonConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=code)
 
 
-def user_now(scope):
+def user_now(scope, renew_session: bool = False):
     """The scope's user as the database has it now, or None once it may no longer connect.
 
     With a session (daphne's AuthMiddlewareStack), Django's own check of a request: the session
-    row still exists (logout deletes it), names this user, its password hash still matches, and
-    the backend still accepts the user (ModelBackend: is_active). Without one (test
-    communicators set ``scope["user"]`` directly), the user must still exist and be active.
+    row still exists and has not expired (logout deletes it; ``SESSION_IDLE_S`` without
+    activity expires it), names this user, its password hash still matches, and the backend
+    still accepts the user (ModelBackend: is_active). Without one (test communicators set
+    ``scope["user"]`` directly), the user must still exist and be active.
+
+    ``renew_session``: the socket counts as activity, and a valid session with less than half
+    of its age left is renewed (``monitoring.sessions``; one UPDATE per half age at most).
     """
     user = scope.get("user")
     if user is None or not user.is_authenticated:
@@ -169,7 +175,11 @@ def user_now(scope):
         # a fresh store: the scope's one holds the data it read at connect
         store = import_module(settings.SESSION_ENGINE).SessionStore(session.session_key)
         current = get_user(SimpleNamespace(session=store))
-        return current if current.is_authenticated and current.pk == user.pk else None
+        if not (current.is_authenticated and current.pk == user.pk):
+            return None
+        if renew_session:
+            store.renew_if_due()
+        return current
     return get_user_model()._default_manager.filter(pk=user.pk, is_active=True).first()
 
 
@@ -214,6 +224,8 @@ class StatusConsumer(LiveJsonConsumer):
     Pages use it to show whether their live connection is up. Like the live streams it
     re-checks the session at a ping ``LIVE_RECHECK_S`` after the last check: once logged out or
     deactivated, the socket closes with 4401 (it joins no group, so no revoke reaches it).
+    Unlike them it never renews the session: every page has this socket (the top bar's badge),
+    and any page left open would otherwise keep a login alive for ever.
     """
 
     async def on_authenticated_connect(self):
@@ -345,7 +357,7 @@ class PatientLiveConsumer(LiveJsonConsumer):
             await self.stop(code)
 
     def access_refusal_now(self) -> int | None:
-        user = user_now(self.scope)
+        user = user_now(self.scope, renew_session=True)  # an open live view is activity
         if user is None:
             return CLOSE_UNAUTHENTICATED
         visible = Patient.objects.visible_to(user).filter(pk=self.patient_id).exists()
@@ -509,7 +521,7 @@ class StationConsumer(LiveJsonConsumer):
             await self.follow(patient_ids, DEFAULT_SINCE_S)
 
     def patient_ids_now(self) -> list[int] | None:
-        user = user_now(self.scope)
+        user = user_now(self.scope, renew_session=True)  # an open station is activity
         return None if user is None else station_patient_ids(user)
 
     async def live_samples(self, event):

@@ -23,6 +23,26 @@ class LoginRequiredMiddleware(auth_middleware.LoginRequiredMiddleware):
         return super().process_view(request, view_func, view_args, view_kwargs)
 
 
+class SessionRenewalMiddleware(MiddlewareMixin):
+    """Sliding session expiry: a signed-in request renews its session once less than half of
+    ``SESSION_COOKIE_AGE`` (``SESSION_IDLE_S``) is left (``monitoring.sessions`` says why not
+    ``SESSION_SAVE_EVERY_REQUEST``). Below SessionMiddleware, so that it sees the session the
+    view used.
+
+    Only a session the request actually read counts: a page (login by default reads it), an
+    API call authenticated by it. Requests that never look at the session (a device or a
+    script with a token, static files) neither load nor renew it.
+    """
+
+    def process_response(self, request, response):
+        session = getattr(request, "session", None)
+        if session is not None and session.accessed and not session.is_empty():
+            # a session just saved (a login, a changed password) has its whole age already
+            if not session.modified:
+                session.renew_if_due()
+        return response
+
+
 class ContentSecurityPolicyMiddleware(MiddlewareMixin):
     """The ``Content-Security-Policy`` header (``settings.CONTENT_SECURITY_POLICY``) on every
     response, so that markup slipped into a page (a patient's name a template forgot to

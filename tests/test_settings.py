@@ -194,3 +194,37 @@ def test_django_starts_without_torch_and_passes_on_the_thread_count():
     )
     printed = run_settings(code, TORCH_THREADS="1").stdout.strip().splitlines()[-1]
     assert json.loads(printed) == [False, 1]
+
+
+PRINT_SESSION_SETTINGS = """
+import json, django
+from django.conf import settings
+django.setup()
+print(json.dumps([settings.SESSION_IDLE_S, settings.SESSION_COOKIE_AGE,
+                  settings.SESSION_EXPIRE_AT_BROWSER_CLOSE]))
+"""
+
+
+def session_settings(**overrides: str | None) -> list:
+    result = run_settings(PRINT_SESSION_SETTINGS, **overrides)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_an_idle_session_ends_after_12_hours_unless_set_otherwise():
+    # Django's own default was two weeks, in a cookie that outlived the browser
+    assert session_settings(SESSION_IDLE_S=None) == [43200, 43200, True]
+    assert session_settings(SESSION_IDLE_S="3600") == [3600, 3600, True]
+
+
+def test_it_names_a_nonsensical_idle_time():
+    assert "SESSION_IDLE_S='12h': expected an integer" in refusal(SESSION_IDLE_S="12h")
+    for value in ("0", "-1", "59", "2592001"):
+        message = refusal(SESSION_IDLE_S=value)
+        assert f"SESSION_IDLE_S={value}: expected seconds from 60 " in message, message
+        assert "to 2592000 (30 days)" in message
+    # an open live page renews its session at its access recheck: one rare enough to miss
+    # the renewal is refused
+    message = refusal(SESSION_IDLE_S="100", LIVE_RECHECK_S="30")
+    assert "SESSION_IDLE_S=100: expected seconds from 120 " in message
+    assert "4 x LIVE_RECHECK_S" in message

@@ -504,9 +504,7 @@
     line.textContent = described.text;  // the socket; the signal has its own badge
     line.className = described.error ? "small error" : "muted";
     root.classList.toggle("connection-lost", !described.current);
-    $("connection-lost").hidden = described.current;
-    $("connection-lost").textContent = "Connection to the server lost: nothing shown is " +
-      "current, alarms included (" + described.text + ").";
+    window.CardioSpike.showConnectionBanner($("connection-lost"), described);
   }
 
   function socketUrl() {

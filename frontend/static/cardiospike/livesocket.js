@@ -19,7 +19,10 @@
 // ended), it stops; a server that does not answer at all is simply tried again.
 //
 // onState(state, waitMs) hears "connected", "reconnecting" (with the wait before the next
-// try), "signed-out" or "access-ended". Research software, not a medical device.
+// try), "signed-out" or "access-ended". A session also ends on its own after SESSION_IDLE_S
+// without activity; an open live view or station is activity (the server renews the session
+// at its access recheck), so that happens to pages that were closed, or whose connection was
+// lost all that time. Research software, not a medical device.
 (function () {
   "use strict";
 
@@ -163,23 +166,50 @@
     open();
   }
 
-  // What a page's connection line says in each state, and whether what it shows is current.
+  // What a page's connection line says in each state, whether what it shows is current, and
+  // what the banner across its top says when it is not. A page that stopped (signed out, access
+  // ended) says so first: "connection lost" would have staff wait for a reconnect that never
+  // comes, in front of a trace that looks live.
   function describe(state, waitMs) {
-    if (state === "connected") { return { text: "connected", current: true, error: false }; }
+    if (state === "connected") {
+      return { state: state, text: "connected", current: true, error: false, banner: "" };
+    }
     if (state === "reconnecting") {
-      return { text: "connection lost · reconnecting in " + Math.max(1, Math.round(waitMs / 1000)) +
-        " s", current: false, error: true };
+      var text = "connection lost · reconnecting in " + Math.max(1, Math.round(waitMs / 1000)) +
+        " s";
+      return { state: state, text: text, current: false, error: true,
+        banner: "Connection to the server lost: nothing shown is current, alarms included (" +
+          text + ")." };
     }
     if (state === "access-ended") {
-      return { text: "access ended: this patient is no longer assigned to you", current: false,
-        error: true };
+      return { state: state, text: "access ended: this patient is no longer assigned to you",
+        current: false, error: true,
+        banner: "Access ended: this patient is no longer assigned to you. Nothing shown is " +
+          "current, alarms included." };
     }
-    return { text: "signed out: log in again", current: false, error: true };
+    return { state: "signed-out", text: "signed out: log in again", current: false, error: true,
+      banner: "Signed out: log in again to keep receiving. Nothing shown is current, alarms " +
+        "included. " };
+  }
+
+  // The live pages' banner (hidden while connected), with a way back once signed out: the page
+  // itself, which the server answers with the login page and brings back after it.
+  function showBanner(banner, described) {
+    banner.hidden = described.current;
+    banner.textContent = described.banner;
+    if (described.state === "signed-out") {
+      var link = document.createElement("a");
+      link.href = window.location.href;
+      link.className = "log-in-again";
+      link.textContent = "Log in";
+      banner.appendChild(link);
+    }
   }
 
   window.CardioSpike = window.CardioSpike || {};
   window.CardioSpike.liveSocket = connect;
   window.CardioSpike.describeConnection = describe;
+  window.CardioSpike.showConnectionBanner = showBanner;
   window.CardioSpike.signalLost = signalLost;
   window.CardioSpike.signalText = signalText;
 })();

@@ -260,10 +260,7 @@
     connection.textContent = described.text;  // the socket; each tile shows its signal
     connection.className = described.error ? "small error" : "small online";
     root.classList.toggle("connection-lost", !described.current);
-    var banner = document.getElementById("connection-lost");
-    banner.hidden = described.current;
-    banner.textContent = "Connection to the server lost: nothing shown is current, alarms " +
-      "included (" + described.text + ").";
+    window.CardioSpike.showConnectionBanner(document.getElementById("connection-lost"), described);
   }
 
   function socketUrl() {
