@@ -24,9 +24,11 @@ from monitoring.forms import (
     STALE_PATIENT_MESSAGE,
     AdminLoginForm,
     PatientVersionForm,
+    audit_clinicians,
     audit_recipients,
     check_bed_free,
     clean_unique_mrn,
+    clinician_names,
     recipient_labels,
 )
 from monitoring.models import (
@@ -137,6 +139,14 @@ class PatientAdmin(admin.ModelAdmin):
             if serials:
                 self.message_user(request, f"Devices unassigned: {', '.join(serials)}.")
 
+    def save_related(self, request, form, formsets, change):
+        # the care team (who sees the patient) is audited as on /manage/: read before the
+        # form saves it, inside the admin's transaction (the patient's row is locked on a
+        # change, save_model)
+        before = clinician_names(form.instance) if change else set()
+        super().save_related(request, form, formsets, change)
+        audit_clinicians(request.user, form.instance, before)
+
     @admin.display(description="clinicians", ordering="n_clinicians")
     def clinician_count(self, patient):
         return patient.n_clinicians
@@ -222,6 +232,20 @@ class DeviceAdmin(admin.ModelAdmin):
                 AuditEntry.record(request.user, patient, "device", obj.serial, None)
             if obj.patient is not None:
                 AuditEntry.record(request.user, obj.patient, "device", None, obj.serial)
+
+    # A deleted device leaves its patient without one: audited as an unassignment, in the
+    # transaction of the delete (the bulk action's is not wrapped in one by the admin).
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            if obj.patient_id is not None:
+                AuditEntry.record(request.user, obj.patient, "device", obj.serial, None)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for device in queryset.filter(patient__isnull=False).select_related("patient"):
+                AuditEntry.record(request.user, device.patient, "device", device.serial, None)
+            super().delete_queryset(request, queryset)
 
     def response_add(self, request, obj, post_url_continue=None):
         token = getattr(request, "_issued_device_token", None)

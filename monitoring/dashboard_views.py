@@ -16,9 +16,10 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods
 
 from monitoring import live
 from monitoring.admissions import end_monitoring, unassign
@@ -29,6 +30,7 @@ from monitoring.forms import (
     AlarmLimitsForm,
     AssignDeviceForm,
     RecipientFormSet,
+    audit_clinicians,
     audit_recipients,
     recipient_labels,
 )
@@ -150,6 +152,7 @@ def admit_patient(request):
             for field in LIMIT_FIELDS:
                 AuditEntry.record(request.user, patient, field, None, getattr(patient, field))
             audit_recipients(request.user, patient, {})
+            audit_clinicians(request.user, patient, set())
         messages.success(request, f"Admitted {patient.name} ({patient.mrn}).")
         _recipients_warning(request, patient)
         return redirect("patient-page", pk=patient.pk)
@@ -198,16 +201,60 @@ def edit_limits(request, pk: int):
     return render(request, "monitoring/manage_limits.html", context)
 
 
+def _confirm_page(request, *, title: str, consequences: list[str], button: str, cancel_url):
+    """The page a destructive management action shows on GET: what it will do, and a button
+    that POSTs it. A one-click button stopped a patient's monitoring on a slip of the finger
+    (the Unassign buttons stand in a column, one a device)."""
+    context = {
+        "title": title,
+        "consequences": consequences,
+        "button": button,
+        "cancel_url": cancel_url,
+    }
+    return render(request, "monitoring/manage_confirm.html", context)
+
+
 @staff_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def discharge_patient(request, pk: int):
     """Discharge: the patient leaves the station; records and alarms stay for review.
 
-    Their devices are unassigned (audited), their live recordings closed and their open
-    alarms resolved: a device still streaming would otherwise record, and raise alarms, for a
-    patient no station shows, where nobody can see or acknowledge them. Ingest refuses a
-    device without a patient (403).
+    GET asks for confirmation, naming what discharge ends; POST discharges. Their devices are
+    unassigned (audited), their live recordings closed and their open alarms resolved: a
+    device still streaming would otherwise record, and raise alarms, for a patient no station
+    shows, where nobody can see or acknowledge them. Ingest refuses a device without a
+    patient (403).
     """
+    if request.method == "GET":
+        patient = get_object_or_404(Patient, pk=pk)
+        if not patient.is_active:
+            messages.info(request, f"{patient.name} is already discharged.")
+            return redirect("patient-page", pk=patient.pk)
+        serials = list(patient.devices.order_by("serial").values_list("serial", flat=True))
+        n_open = patient.alarms.open().count()
+        consequences = [
+            f"{patient.name} leaves the central station; their recordings, alarms and audit "
+            "trail stay for review.",
+            (
+                f"Device {', '.join(serials)} is unassigned and its live recording closed: "
+                "monitoring stops."
+                if serials
+                else "No device is assigned."
+            ),
+            (
+                f"Their open alarms ({n_open}) are resolved; no new alarm is raised for them."
+                if n_open
+                else "No new alarm is raised for them."
+            ),
+            "To monitor them again, readmit them in the admin (Admitted) and assign a device.",
+        ]
+        return _confirm_page(
+            request,
+            title=f"Discharge {patient.name} (MRN {patient.mrn})?",
+            consequences=consequences,
+            button="Discharge",
+            cancel_url=reverse("patient-page", args=[patient.pk]),
+        )
     with transaction.atomic():
         # read under the lock: two discharges at once (two staff, a double click) end the
         # monitoring and write the audit entry once
@@ -281,11 +328,27 @@ def assign_device(request, pk: int):
 
 
 @staff_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def unassign_device(request, pk: int):
-    """Take a device away from its patient; its live recording, if any, is left to close."""
-    device = get_object_or_404(Device, pk=pk)
+    """Take a device away from its patient; its live recording, if any, is left to close.
+    GET asks for confirmation (the patient's monitoring stops); POST unassigns."""
+    device = get_object_or_404(Device.objects.select_related("patient"), pk=pk)
     patient = device.patient
+    if request.method == "GET":
+        if patient is None:
+            messages.info(request, f"Device {device.serial} is not assigned to anyone.")
+            return redirect("manage")
+        return _confirm_page(
+            request,
+            title=f"Unassign {device.serial} from {patient.name} (MRN {patient.mrn})?",
+            consequences=[
+                f"{patient.name}'s monitoring stops: the device's next data is refused and "
+                "no device-offline alarm is raised for them.",
+                "Assign them another device on their page to monitor them again.",
+            ],
+            button="Unassign",
+            cancel_url=reverse("patient-page", args=[patient.pk]),
+        )
     if patient is not None:
         with transaction.atomic():
             unassign(device, request.user)

@@ -92,6 +92,17 @@ class AdmitPatientForm(forms.ModelForm):
 
     clean_mrn = clean_unique_mrn
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # the care team from the accounts that can log in: a deactivated account listed here
+        # looked like a clinician who would see the patient
+        users = self.fields["clinicians"].queryset
+        self.fields["clinicians"].queryset = users.filter(is_active=True).order_by("username")
+        self.fields["clinicians"].label = "Care team (clinicians)"
+        self.fields[
+            "clinicians"
+        ].help_text = "They see this patient; staff see every patient. Changes are audited."
+
     def clean(self):
         cleaned = super().clean()
         check_bed_free(self, cleaned)
@@ -189,6 +200,30 @@ RecipientFormSet = forms.inlineformset_factory(
 
 # AuditEntry.field of a recipient added ("" -> it), changed (old -> new) or removed (it -> "").
 RECIPIENT_AUDIT_FIELD = "alarm_recipient"
+
+
+# AuditEntry.field of a clinician added to the care team ("" -> username) or removed from it
+# (username -> ""): the care team decides who sees the patient's data.
+CLINICIAN_AUDIT_FIELD = "clinician"
+
+
+def clinician_names(patient: Patient) -> set[str]:
+    """The usernames of the patient's care team as stored now."""
+    return set(patient.clinicians.values_list("username", flat=True))
+
+
+def audit_clinicians(user, patient: Patient, before: set[str]) -> list[str]:
+    """One AuditEntry per clinician added to or removed from the care team since ``before``
+    (:func:`clinician_names` read earlier in the same transaction); what changed."""
+    after = clinician_names(patient)
+    changed = []
+    for name in sorted(after - before):
+        AuditEntry.record(user, patient, CLINICIAN_AUDIT_FIELD, None, name)
+        changed.append(f"clinician {name}")
+    for name in sorted(before - after):
+        AuditEntry.record(user, patient, CLINICIAN_AUDIT_FIELD, name, None)
+        changed.append(f"removed clinician {name}")
+    return changed
 
 
 def recipient_labels(patient: Patient) -> dict[int, str]:

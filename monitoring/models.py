@@ -227,6 +227,17 @@ class Device(models.Model):
             raise ValidationError(
                 {"patient": f"{self.patient.name} is discharged: readmit them first."}
             )
+        if self.patient is not None and not self.is_active:
+            # An inactive device's token is refused and its silence raises no device-offline
+            # alarm (alarms.technical_conditions), so a patient wearing one would be shown
+            # with a device and watched by nobody. Deactivating it means taking it off them.
+            raise ValidationError(
+                {
+                    "is_active": f"An inactive device cannot be assigned to a patient "
+                    f"({self.patient.name}): to deactivate {self.serial}, also clear its "
+                    "patient (their monitoring then stops); to assign it, make it active."
+                }
+            )
 
     def issue_token(self) -> str:
         """Create a new secret token, replacing any earlier one, and return it.

@@ -215,6 +215,8 @@ def patient_form(patient, **changes) -> dict:
         "hr_high_limit_bpm": patient.hr_high_limit_bpm,
         "pause_limit_s": patient.pause_limit_s,
         "pvc_limit_per_min": patient.pvc_limit_per_min,
+        # the care team as it stands (left out, the admin would empty it)
+        "clinicians": list(patient.clinicians.values_list("pk", flat=True)),
         # the hidden field of a page opened now
         "opened_version": patient_version(Patient.objects.get(pk=patient.pk)),
         **changes,

@@ -55,6 +55,9 @@ def test_a_phone_shows_log_out_and_acknowledge_without_scrolling_sideways(
         f"/patients/{patient.pk}/",
         f"/manage/patients/{patient.pk}/limits/",
         "/manage/patients/admit/",
+        "/manage/",
+        f"/manage/patients/{patient.pk}/device/",
+        f"/manage/patients/{patient.pk}/discharge/",  # the confirmation
     ):
         browser.get(live_server.url + path)
         wait_for(browser, lambda d: d.execute_script("return document.readyState") == "complete")
