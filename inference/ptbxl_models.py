@@ -56,6 +56,9 @@ MODEL_NAMES = ("ptbxl-model01", "ptbxl-model02", "ptbxl-model03")
 FS_HZ = 100.0
 N_SAMPLES = round(RECORD_S * FS_HZ)
 N_LEADS = len(LEADS)
+# The leads as the API, the page and clinicians write them (PTB-XL's headers spell aVR "AVR"):
+# messages about a served record name its leads so.
+DISPLAY_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 N_FEATURES = len(FEATURE_COLUMNS)
 N_CLASSES = len(SUPERCLASSES)
 
@@ -327,11 +330,20 @@ def metadata_row(metadata: dict | None) -> tuple[np.ndarray, list[str]]:
     return row, given
 
 
+def length_tolerance_samples(fs_hz: float) -> int:
+    """How many samples a served record may be off 10 s at ``fs_hz``: one sample of the
+    models' 100 Hz (10 ms), at least one at the record's rate. A tolerance of one sample at
+    any rate refused a 500 Hz record of 5002 samples (10.004 s), which reads as the same
+    1000 samples at 100 Hz as one of 5000."""
+    return max(1, math.floor(fs_hz / FS_HZ))
+
+
 def prepare_leads(leads_mv: object, fs_hz: object) -> np.ndarray:
     """A served 12-lead record as (1000, 12) mV at 100 Hz, or ``ValueError`` saying why not.
 
     ``leads_mv`` is (n_samples, 12), time along axis 0, leads in PTB-XL order (I, II, III,
-    aVR, aVL, aVF, V1-V6), 10 s long at ``fs_hz`` (100-2000 Hz; resampled to 100 Hz).
+    aVR, aVL, aVF, V1-V6), 10 s long at ``fs_hz`` (100-2000 Hz; resampled to 100 Hz), give
+    or take ``length_tolerance_samples`` (10 ms): the last sample is cut or repeated.
     """
     signal = validate_signal(leads_mv, name="leads")
     if signal.ndim != 2 or signal.shape[1] != N_LEADS:
@@ -339,7 +351,7 @@ def prepare_leads(leads_mv: object, fs_hz: object) -> np.ndarray:
         if signal.ndim == 2 and signal.shape[0] == N_LEADS:
             hint = " (it looks like leads x samples: transpose it)"
         raise ValueError(
-            f"leads must be (n_samples, {N_LEADS}) in the order {', '.join(LEADS)}, "
+            f"leads must be (n_samples, {N_LEADS}) in the order {', '.join(DISPLAY_LEADS)}, "
             f"got shape {signal.shape}{hint}"
         )
     fs_hz = validate_fs(fs_hz, "fs_hz")
@@ -348,14 +360,16 @@ def prepare_leads(leads_mv: object, fs_hz: object) -> np.ndarray:
             f"fs_hz {fs_hz:g} is outside {MIN_FS_HZ:g}-{MAX_FS_HZ:g} Hz: the models read 100 Hz"
         )
     expected = round(RECORD_S * fs_hz)
-    if abs(signal.shape[0] - expected) > 1:
+    tolerance = length_tolerance_samples(fs_hz)
+    if abs(signal.shape[0] - expected) > tolerance:
         raise ValueError(
             f"leads hold {signal.shape[0]} samples = {signal.shape[0] / fs_hz:.2f} s at "
-            f"{fs_hz:g} Hz; the models read {RECORD_S:g} s records ({expected} samples)"
+            f"{fs_hz:g} Hz; the models read {RECORD_S:g} s records ({expected} samples at "
+            f"this rate, give or take {tolerance})"
         )
     # the unit first: a record in volts would otherwise read as twelve flat leads, and one in
     # microvolts as a value too large, neither naming the unit
-    problem = ecg_record_amplitude_problem(signal, LEADS)
+    problem = ecg_record_amplitude_problem(signal, DISPLAY_LEADS)
     if problem is not None:
         raise ValueError(f"{problem}; leads must be in millivolts")
     largest = float(np.abs(signal).max())
@@ -365,7 +379,7 @@ def prepare_leads(leads_mv: object, fs_hz: object) -> np.ndarray:
         )
     flat = [
         lead
-        for lead, span in zip(LEADS, np.ptp(signal, axis=0), strict=True)
+        for lead, span in zip(DISPLAY_LEADS, np.ptp(signal, axis=0), strict=True)
         if span < MIN_LEAD_RANGE_MV
     ]
     if flat:

@@ -99,10 +99,18 @@ def samples_mv(
     recording. Indices no chunk covers (gaps, or past the stored end) are NaN: a caller that
     plots the result draws a gap as a gap.
     """
+    channel = recording.analysis_lead if channel is None else channel
+    return channels_mv(recording, start, end, [channel])[:, 0]
+
+
+def channels_mv(recording: Recording, start: int, end: int, channels: list[int]) -> np.ndarray:
+    """Samples ``[start, end)`` of several channels, (end - start, len(channels)) in mV, NaN
+    where no chunk covers them, as ``samples_mv``. Each chunk is read and decoded once for all
+    the channels: 10 s of a 12-lead upload read lead by lead fetched its 1.5 MB chunk 12 times.
+    """
     if start < 0 or end < start:
         raise ValueError(f"a sample range needs 0 <= start <= end, got [{start}, {end})")
-    channel = recording.analysis_lead if channel is None else channel
-    out = np.full(end - start, np.nan)
+    out = np.full((end - start, len(channels)), np.nan)
     if end == start:
         return out
     # chunks never overlap, so at most one chunk starts before the range and reaches into it
@@ -113,6 +121,6 @@ def samples_mv(
         lo, hi = max(start, chunk.first_sample), min(end, chunk.end_sample)
         if hi <= lo:
             continue
-        adc = chunk.samples()[lo - chunk.first_sample : hi - chunk.first_sample, channel]
+        adc = chunk.samples()[lo - chunk.first_sample : hi - chunk.first_sample][:, channels]
         out[lo - start : hi - start] = recording.to_mv(adc)
     return out

@@ -2,9 +2,12 @@
 and the /diagnosis/ page's access and content."""
 
 import json
+import time
 
 import numpy as np
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from scipy.signal import resample_poly
 
 from inference.datasets import data_dir
@@ -17,9 +20,14 @@ from inference.datasets.ptbxl import (
     read_table,
 )
 from inference.ptbxl_models import load_model, metadata_row, predict, scaler_from_card
-from monitoring.api.diagnosis import EXAMPLES_DIR, example_leads, load_examples
+from monitoring.api.diagnosis import (
+    EXAMPLES_DIR,
+    example_leads,
+    leads_from_recording,
+    load_examples,
+)
 from monitoring.models import ApiToken, Recording
-from monitoring.uploads import parse_upload, store_upload
+from monitoring.uploads import ParsedUpload, parse_upload, quantize, store_upload
 from tests.upload_helpers import api_upload, files_payload
 
 pytestmark = pytest.mark.django_db
@@ -109,6 +117,55 @@ def test_a_500_hz_record_is_resampled_to_what_the_model_reads(api, leads_mv):
         )
 
 
+def test_a_record_within_10_ms_of_10_s_is_read_at_any_rate(api, leads_mv):
+    # The tolerance is one sample of the models' 100 Hz, not one sample at the record's rate:
+    # 5002 samples at 500 Hz (10.004 s) resample to the same 1000 samples as 5000 do, and were
+    # refused with a message that said "10.00 s" and asked for 10 s.
+    at_500 = resample_poly(leads_mv, 5, 1, axis=0)
+    exact = post(api, {"leads": as_json_leads(at_500), "fs_hz": 500}).json()
+    for signal in (np.vstack([at_500, at_500[-2:]]), at_500[:-5]):
+        answer = post(api, {"leads": as_json_leads(signal), "fs_hz": 500})
+        assert answer.status_code == 200, answer.content
+        assert answer.json()["probabilities"] == pytest.approx(exact["probabilities"], abs=0.01)
+    too_long = post(api, {"leads": as_json_leads(np.vstack([at_500, at_500[-6:]])), "fs_hz": 500})
+    assert detail(too_long) == (
+        "leads hold 5006 samples = 10.01 s at 500 Hz; the models read 10 s records (5000 "
+        "samples at this rate, give or take 5)"
+    )
+    # at 100 Hz it stays one sample
+    assert "give or take 1" in detail(
+        post(api, {"leads": as_json_leads(np.vstack([leads_mv, leads_mv[-2:]])), "fs_hz": 100})
+    )
+
+
+def test_many_channels_are_checked_in_linear_time_and_named_briefly(api, leads_mv):
+    # Lead names were matched with list.count per name: 40,000 names "I" (a 0.4 MB body) took
+    # 30 s of a worker, and 300,000 would take half an hour. The refusals list a few names or
+    # lengths, not the whole request.
+    n_channels = 40_000
+    started = time.perf_counter()
+    doubled = post(
+        api, {"leads": [[0.0]] * n_channels, "fs_hz": 100, "lead_names": ["I"] * n_channels}
+    )
+    assert time.perf_counter() - started < 5
+    assert detail(doubled) == '"lead_names" gives lead I twice'
+    names = [f"ch{i}" for i in range(n_channels)]
+    unknown = detail(post(api, {"leads": [[0.0]] * n_channels, "fs_hz": 100, "lead_names": names}))
+    assert unknown.endswith(
+        "; not lead names: " + ", ".join(names[:20]) + f" and {n_channels - 20} more"
+    )
+    assert len(unknown) < 500
+    ragged = {
+        "leads": [*as_json_leads(leads_mv), *[[0.0]] * n_channels],
+        "fs_hz": 100,
+        "lead_names": DISPLAY + names,
+    }
+    assert detail(post(api, ragged)) == (
+        f"the leads differ in length ({12 + n_channels} lists of 1, 1000 samples): every lead "
+        "must cover the same 10 s"
+    )
+
+
 def test_a_wfdb_upload_with_form_metadata_matches_the_json_request(api, leads_mv):
     form = {
         name: ("" if value is None else str(value)) for name, value in EXAMPLE["metadata"].items()
@@ -188,6 +245,10 @@ def bad_leads(leads_mv: np.ndarray, case: str) -> dict:
         body["leads"] = [[v / 1000 for v in lead] for lead in leads]
     elif case == "flat lead":
         body["leads"] = [*leads[:6], [0.0] * 1000, *leads[7:]]
+    elif case == "flat aVL":  # named as the request names it, not as PTB-XL's AVL
+        body["leads"] = [*leads[:4], [0.0] * 1000, *leads[5:]]
+    elif case == "aVR twice":
+        body["lead_names"] = [*DISPLAY[:11], "AVR"]
     elif case == "unknown field":
         body["fs"] = 100
     elif case == "recording and leads":
@@ -217,6 +278,8 @@ BAD_LEADS = {
     "microvolts": "it looks like microvolts (",
     "volts": "it looks like volts (",
     "flat lead": "lead V1 is flat",
+    "flat aVL": "lead aVL is flat",
+    "aVR twice": "gives lead aVR twice",
     "unknown field": "unknown field fs; expected leads, fs_hz",
     "recording and leads": 'give "leads" or "recording_id", not both',
 }
@@ -445,6 +508,32 @@ def test_a_stored_recording_is_diagnosed_by_id_if_visible(
     assert hidden.status_code == 404 and "no recording" in hidden.json()["detail"]
     client.force_login(staff_user)
     assert post(client, body).status_code == 200
+
+
+def test_a_stored_12_lead_window_reads_each_chunk_once(patient, leads_mv):
+    # 150 s at 500 Hz: two chunks of 65,536 frames; 10 s from 128 s straddle them. Read lead
+    # by lead, the window fetched and decoded both 1.5 MB chunks 12 times (24 queries).
+    at_500 = np.vstack([resample_poly(leads_mv, 5, 1, axis=0)] * 15)
+    adc, gain = quantize(at_500)
+    parsed = ParsedUpload(
+        format="wfdb",
+        source_name="long",
+        fs_hz=500.0,
+        adc=adc[:, ::-1],  # stored V6 ... I: the window is put back in the standard order
+        gain_adc_per_mv=gain,
+        baseline_adc=0,
+        lead_names=DISPLAY[::-1],
+        analysis_lead=10,
+    )
+    recording = store_upload(patient, parsed)
+    assert recording.chunks.count() == 2
+    with CaptureQueriesContext(connection) as queries:
+        signal, fs_hz, _ = leads_from_recording(patient.clinicians.get(), recording.pk, 128)
+    chunk_reads = [q for q in queries.captured_queries if "samplechunk" in q["sql"].lower()]
+    assert len(chunk_reads) == 2, [q["sql"] for q in chunk_reads]
+    assert fs_hz == 500.0 and signal.shape == (5000, 12)
+    start = 128 * 500
+    assert signal == pytest.approx(adc[start : start + 5000] / gain)
 
 
 # --- Examples, the record reader, the page -------------------------------------------------

@@ -23,6 +23,7 @@ import json
 import math
 import reprlib
 import time
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,18 +38,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference.datasets.ptbxl import LEADS, RAW_FEATURES, RECORD_S, SUPERCLASSES
-from inference.ptbxl_models import MAX_FS_HZ, MIN_FS_HZ, load_model, predict
+from inference.ptbxl_models import DISPLAY_LEADS, MAX_FS_HZ, MIN_FS_HZ, load_model, predict
 from monitoring.api.errors import JSONParser
 from monitoring.api.serializers import error_responses
 from monitoring.models import Recording
 from monitoring.uploads import UploadError, declared_oversize, files_from_request, parse_upload
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "inference" / "examples" / "ptbxl"
-# What the page and the docs call the leads; the models and PTB-XL's headers spell aVR "AVR".
-DISPLAY_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 JSON_KEYS = ("leads", "fs_hz", "lead_names", "metadata", "recording_id", "start_s")
 # Multipart fields besides the files: the metadata features, and the page's CSRF token.
 FORM_KEYS = (*RAW_FEATURES, "csrfmiddlewaretoken")
+# Names or lengths a refusal lists before it says "and N more".
+MAX_LISTED = 20
 
 
 def error(message: str, code: int = status.HTTP_400_BAD_REQUEST) -> Response:
@@ -94,27 +95,36 @@ def _lead_key(name: object) -> str:
     return name.strip().upper() if isinstance(name, str) else repr(name)
 
 
+def some(items: list, limit: int = MAX_LISTED) -> str:
+    """The first ``limit`` items joined by commas, and how many more there are: a message
+    about a request of 100,000 channels stays a line, not a copy of the request."""
+    shown = ", ".join(map(str, items[:limit]))
+    return f"{shown} and {len(items) - limit} more" if len(items) > limit else shown
+
+
 def order_leads(lead_names: list, what: str) -> list[int]:
     """Column of each of the 12 standard leads, in PTB-XL order, among ``lead_names``.
 
     Names compare case-insensitively (aVR, AVR, avr). Raises ``ValueError`` naming any lead
     that is missing or given twice; other channels (e.g. Frank leads) are left out.
+    Linear in the number of names: a JSON body can name hundreds of thousands of channels.
     """
     keys = [_lead_key(name) for name in lead_names]
-    doubled = sorted({key for key in keys if key in LEADS and keys.count(key) > 1})
+    counts = Counter(keys)
+    named = list(zip(LEADS, DISPLAY_LEADS, strict=True))
+    doubled = [display for key, display in named if counts[key] > 1]
     if doubled:
         raise ValueError(f"{what} gives lead {', '.join(doubled)} twice")
-    missing = [
-        display for key, display in zip(LEADS, DISPLAY_LEADS, strict=True) if key not in keys
-    ]
+    missing = [display for key, display in named if not counts[key]]
     if missing:
         others = [str(name) for name, key in zip(lead_names, keys, strict=True) if key not in LEADS]
-        unknown = f"; not lead names: {', '.join(others)}" if others else ""
+        unknown = f"; not lead names: {some(others)}" if others else ""
         raise ValueError(
             f"{what} lacks lead {', '.join(missing)}: a 12-lead record needs "
             f"{', '.join(DISPLAY_LEADS)}{unknown}"
         )
-    return [keys.index(key) for key in LEADS]
+    column = {key: index for index, key in enumerate(keys) if key in LEADS}
+    return [column[key] for key in LEADS]
 
 
 def leads_from_json(leads: object, lead_names: object) -> tuple[np.ndarray, list[str]]:
@@ -144,9 +154,14 @@ def leads_from_json(leads: object, lead_names: object) -> tuple[np.ndarray, list
     columns = order_leads(lead_names if lead_names is not None else names, '"lead_names"')
     lengths = {len(lead) for lead in leads}
     if len(lengths) != 1:
+        # each list's length while they are few; beyond, the lengths there are
+        per_list = [len(lead) for lead in leads]
+        if len(per_list) <= MAX_LISTED:
+            shown = some(per_list)
+        else:
+            shown = f"{len(per_list)} lists of {some(sorted(lengths))}"
         raise ValueError(
-            f"the leads differ in length ({', '.join(str(len(lead)) for lead in leads)} "
-            "samples): every lead must cover the same 10 s"
+            f"the leads differ in length ({shown} samples): every lead must cover the same 10 s"
         )
     for column in columns:
         lead = leads[column]
@@ -208,7 +223,7 @@ def leads_from_recording(user, recording_id: object, start_s: object) -> tuple:
     recording = Recording.objects.visible_to(user).filter(pk=recording_id).first()
     if recording is None:  # someone else's patient reads as absent, not as forbidden
         raise LookupError(f"no recording {recording_id} that you can see")
-    from monitoring.recordings import samples_mv
+    from monitoring.recordings import channels_mv
 
     columns = order_leads(list(recording.lead_names), f"recording {recording_id}")
     fs_hz = float(recording.sampling_rate_hz)
@@ -224,7 +239,7 @@ def leads_from_recording(user, recording_id: object, start_s: object) -> tuple:
     end = start + round(RECORD_S * fs_hz)
     if end > recording.end_sample:
         raise ValueError(past_end)
-    signal = np.stack([samples_mv(recording, start, end, column) for column in columns], axis=1)
+    signal = channels_mv(recording, start, end, columns)
     if np.isnan(signal).any():
         raise ValueError(
             f"recording {recording_id} has a gap between {start_s:g} s and "
@@ -380,9 +395,7 @@ class DiagnosisView(APIView):
             raise ValueError('the body must be a JSON object like {"leads": [...], "fs_hz": 100}')
         unknown = sorted(set(data) - set(JSON_KEYS))
         if unknown:
-            raise ValueError(
-                f"unknown field {', '.join(map(str, unknown))}; expected {', '.join(JSON_KEYS)}"
-            )
+            raise ValueError(f"unknown field {some(unknown)}; expected {', '.join(JSON_KEYS)}")
         metadata = data.get("metadata")
         if metadata is not None and not isinstance(metadata, dict):
             raise ValueError(f'"metadata" must be an object, got {reprlib.repr(metadata)}')
