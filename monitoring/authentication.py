@@ -23,6 +23,18 @@ class ApiTokenAuthentication(authentication.TokenAuthentication):
     """DRF's ``Authorization: Token <key>``, checked against ``ApiToken``'s hashes (DRF's own
     table kept the keys themselves)."""
 
+    def authenticate(self, request):
+        # A device's credential opens no user endpoint. Without this the header was ignored
+        # and the answer was "credentials were not provided", which sent a script's author
+        # looking for a missing header rather than at the wrong kind of token.
+        header = authentication.get_authorization_header(request).split()
+        if header and header[0].lower() == KEYWORD.lower().encode():
+            raise exceptions.AuthenticationFailed(
+                "A device token opens only the device endpoints (/api/device/v1/); "
+                "send a user's API key as 'Authorization: Token <key>'."
+            )
+        return super().authenticate(request)
+
     def authenticate_credentials(self, key):
         token = ApiToken.objects.authenticate(key)
         if token is None:

@@ -90,3 +90,22 @@ def test_a_blank_page_limit_is_the_default(client, clinician, patient):
     client.force_login(clinician)
     assert client.get("/api/patients/?limit=").json()["count"] == 1
     assert len(client.get("/api/patients/?limit=1").json()["results"]) == 1
+
+
+@pytest.mark.parametrize("offset", ["-5", "abc", "1.5", "²", "9" * 40])
+def test_a_page_offset_that_is_not_a_whole_number_is_a_400(client, clinician, patient, offset):
+    # these gave the first page without a word: a loop paging by offset read it again and again
+    client.force_login(clinician)
+    response = client.get(f"/api/patients/?offset={offset}")
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": f'"offset" must be a whole number of rows from 0, got {offset[:20]!r}'
+    }
+
+
+def test_a_page_offset_past_the_end_is_an_empty_page(client, clinician, patient):
+    client.force_login(clinician)
+    assert client.get("/api/patients/?offset=").json()["count"] == 1
+    assert len(client.get("/api/patients/?offset=0").json()["results"]) == 1
+    page = client.get(f"/api/patients/?offset={'9' * 25}").json()
+    assert page["count"] == 1 and page["results"] == [] and page["next"] is None

@@ -108,7 +108,7 @@ def test_every_api_operation_lists_its_errors_with_the_detail_body(generated):
         ("/api/patients/{patient_id}/hr-trend/", "get", {"200", "400", "401", "404"}),
         ("/api/recordings/{id}/strip.png", "get", {"200", "400", "401", "404", "409"}),
         ("/api/recordings/{id}/events/", "get", {"200", "400", "401", "404"}),
-        ("/api/patients/", "get", {"200", "401"}),
+        ("/api/patients/", "get", {"200", "400", "401"}),
         ("/api/patients/{id}/", "get", {"200", "401", "404"}),
     ],
 )
@@ -184,3 +184,37 @@ def test_the_events_parameters_say_exactly_one_of_after_s_and_before_s_is_needed
     for name in ("after_s", "before_s"):
         assert not by_name[name].get("required")
         assert "exactly one of after_s and before_s" in by_name[name]["description"]
+
+
+def test_every_paged_list_says_a_bad_page_is_a_400(generated):
+    # a limit or offset that is not a whole number is a 400; the lists but /api/alarms/ did
+    # not say so, and their limit and offset had DRF's descriptions, without the bounds
+    schema, _, _ = generated
+    paged = 0
+    for path, method, operation in operations(schema):
+        by_name = {parameter["name"]: parameter for parameter in operation.get("parameters", [])}
+        if "offset" not in by_name:
+            continue
+        paged += 1
+        assert "400" in operation["responses"], (path, method)
+        assert by_name["limit"]["schema"] == {"type": "integer", "minimum": 1}, path
+        assert by_name["offset"]["schema"] == {"type": "integer", "minimum": 0}, path
+        assert "1000" in by_name["limit"]["description"], path  # the cap
+    assert paged == 5  # patients, devices, recordings, alarms, a recording's beats
+
+
+@pytest.mark.parametrize(
+    ("component", "field"), [("Alarm", "acknowledged_by"), ("Analysis", "uploaded_by")]
+)
+def test_a_username_that_may_be_missing_is_nullable(generated, component, field):
+    # both are null (not yet acknowledged, uploader unknown) but the schema said "string"
+    schema, _, _ = generated
+    assert schema["components"]["schemas"][component]["properties"][field]["nullable"] is True
+
+
+def test_recordings_can_be_listed_by_patient(generated):
+    schema, _, _ = generated
+    parameters = schema["paths"]["/api/recordings/"]["get"]["parameters"]
+    assert {"name": "patient", "schema": {"type": "integer"}}.items() <= next(
+        parameter for parameter in parameters if parameter["name"] == "patient"
+    ).items()

@@ -17,7 +17,12 @@ from monitoring.models import Alarm, AlarmPriority, AlarmState
 
 
 class AlarmSerializer(serializers.ModelSerializer):
-    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    acknowledged_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        allow_null=True,  # the schema said a string, never null
+        help_text="Who acknowledged it (username); null until someone does.",
+    )
     patient_mrn = serializers.CharField(source="patient.mrn", read_only=True)
     unit = serializers.CharField(
         read_only=True, allow_null=True, help_text="The unit of value and limit: bpm, s, ..."

@@ -9,11 +9,22 @@ class BoundedLimitOffsetPagination(LimitOffsetPagination):
     that many, with a ``next`` link): a 24-hour recording holds about 100,000 beats, and one
     request must not serialize them all.
 
-    A ``limit`` that is not a positive integer is a 400 naming it: DRF's class answers the
-    default page for ``limit=0``, ``-3`` or ``abc``, so a script's mistake went unseen."""
+    A ``limit`` that is not a positive integer, or an ``offset`` that is not a whole number
+    from 0, is a 400 naming it: DRF's class answers the default page for ``limit=0``, ``-3``
+    or ``abc``, and the first page for ``offset=-5`` or ``abc``, so a script's mistake went
+    unseen (a loop paging by offset read the first page again and again). An offset past the
+    end is an empty page, as in DRF."""
 
     default_limit = 100
     max_limit = 1000
+    limit_query_description = (
+        f"Rows a page: a whole number from 1 (default {default_limit}; more than {max_limit} "
+        f"gives {max_limit}). Anything else is a 400."
+    )
+    offset_query_description = (
+        "Rows to skip: a whole number from 0 (default 0; past the end, an empty page). "
+        "Anything else is a 400."
+    )
 
     def get_limit(self, request):
         text = request.query_params.get(self.limit_query_param, "")
@@ -29,3 +40,20 @@ class BoundedLimitOffsetPagination(LimitOffsetPagination):
                 f"are answered), got {text[:20]!r}"
             )
         return min(limit, self.max_limit)
+
+    def get_offset(self, request):
+        text = request.query_params.get(self.offset_query_param, "").strip()
+        if text == "":  # absent, or a blank form field: from the first row
+            return 0
+        # ASCII digits only ("²" passes str.isdigit() but not int()), and not so many that
+        # int() refuses them: any offset past the end is the same empty page
+        if not (text.isascii() and text.isdigit() and len(text) <= 30):
+            raise ParseError(f'"offset" must be a whole number of rows from 0, got {text[:20]!r}')
+        return int(text)
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        bounds = {self.limit_query_param: {"minimum": 1}, self.offset_query_param: {"minimum": 0}}
+        for parameter in parameters:
+            parameter["schema"].update(bounds.get(parameter["name"], {}))
+        return parameters

@@ -168,8 +168,9 @@ def error_responses(*codes: int, meanings: dict[int, str] | None = None) -> dict
 
 def read_only_schema(serializer):
     """The schema of a ``ReadOnlyModelViewSet`` of ``serializer``: its list and its items,
-    with the errors each answers."""
+    with the errors each answers (a list's 400: a ``limit`` or ``offset`` that is not a
+    whole number, ``monitoring.api.pagination``)."""
     return extend_schema_view(
-        list=extend_schema(responses={200: serializer, **error_responses(401)}),
+        list=extend_schema(responses={200: serializer, **error_responses(400, 401)}),
         retrieve=extend_schema(responses={200: serializer, **error_responses(401, 404)}),
     )
