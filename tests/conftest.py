@@ -129,8 +129,7 @@ def services_required() -> bool:
     return os.getenv("CARDIOSPIKE_REQUIRE_SERVICES", "") == "1"
 
 
-@pytest.fixture
-def redis_url():
+def require_redis_url() -> str:
     """The Redis of the test run; skips (or, in CI, fails) when there is none."""
     if not settings.REDIS_URL:
         message = "REDIS_URL is not set: this test needs the real Redis of the test run"
@@ -138,6 +137,12 @@ def redis_url():
             pytest.fail(message)
         pytest.skip(message)
     return settings.REDIS_URL
+
+
+@pytest.fixture
+def redis_url():
+    """The Redis of the test run; skips (or, in CI, fails) when there is none."""
+    return require_redis_url()
 
 
 def free_port() -> int:
@@ -161,8 +166,7 @@ def child_database_url() -> str:
     raise RuntimeError(f"no subprocess database URL for {connection.vendor}")
 
 
-@pytest.fixture
-def service_env(transactional_db):
+def child_env() -> dict:
     """Environment for a child process (worker, daphne) that shares the test database."""
     env = {
         key: value
@@ -178,6 +182,20 @@ def service_env(transactional_db):
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
     return env
+
+
+@pytest.fixture
+def service_env(transactional_db):
+    """Environment for a child process (worker, daphne) that shares the test database."""
+    return child_env()
+
+
+@pytest.fixture(scope="module")
+def module_service_env(django_db_setup):
+    """The same, for a child process that serves a whole module's tests (the daphne of
+    tests/test_daphne.py's ``daphne_process``). Its tests still ask for ``transactional_db``
+    (``daphne_server`` does), so that the child sees what they create."""
+    return child_env()
 
 
 def start_process(args: list[str], env: dict, log_path: Path) -> subprocess.Popen:

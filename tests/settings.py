@@ -14,4 +14,18 @@ import os
 
 os.environ["DEBUG"] = "true"
 
+from django.conf import global_settings  # noqa: E402
+
 from cardiospike.settings import *  # noqa: E402, F403
+
+# Passwords hashed with MD5: Django's default PBKDF2 (a million rounds, about 0.3 s a hash on a
+# CI core), which the product keeps, is paid by every user a test creates and every login,
+# hundreds of times a run. What the tests check of passwords (login, lockout, change, a rehash
+# on login) does not depend on the algorithm; Django's own list follows, so a hash made with any
+# of those still verifies. The child processes the tests start (daphne, a Celery worker)
+# inherit DJANGO_SETTINGS_MODULE, so they verify these hashes too; the tests that start a fresh
+# interpreter on the product's settings (tests/test_settings.py) create no users here.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+    *global_settings.PASSWORD_HASHERS,
+]

@@ -8,16 +8,19 @@ from kombu.exceptions import EncodeError
 
 from monitoring.models import SampleChunk
 from monitoring.tasks import summarize_recording
-from tests.conftest import start_process, stop_process, wait_until
+from tests.conftest import require_redis_url, start_process, stop_process, wait_until
 
-pytestmark = pytest.mark.services
+# transaction=True: the worker reads what the test created, so it must be committed
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def worker(redis_url, service_env, tmp_path):
-    """A worker consuming a queue of its own, so no other worker can take the test's task."""
+@pytest.fixture(scope="module")
+def worker(module_service_env, tmp_path_factory):
+    """A worker consuming a queue of its own, so no other worker can take the test's task;
+    one for the module's tests (starting one takes seconds)."""
+    require_redis_url()
     queue = f"test-{uuid.uuid4().hex[:8]}"
-    log_path = tmp_path / "worker.log"
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     process = start_process(
         [
             "celery",
@@ -31,18 +34,20 @@ def worker(redis_url, service_env, tmp_path):
             "--without-mingle",
             "--loglevel=INFO",
         ],
-        service_env,
+        module_service_env,
         log_path,
     )
-    wait_until(
-        lambda: "ready." in log_path.read_text(errors="replace"),
-        timeout_s=60,
-        what="the Celery worker to start",
-        process=process,
-        log_path=log_path,
-    )
-    yield queue, log_path
-    stop_process(process)
+    try:
+        wait_until(
+            lambda: "ready." in log_path.read_text(errors="replace"),
+            timeout_s=60,
+            what="the Celery worker to start",
+            process=process,
+            log_path=log_path,
+        )
+        yield queue, log_path
+    finally:
+        stop_process(process)
 
 
 def test_it_runs_a_task_on_a_real_worker_and_returns_json(worker, recording):

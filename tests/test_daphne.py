@@ -22,25 +22,41 @@ def http_ok(url: str) -> bool:
         return False
 
 
-@pytest.fixture
-def daphne_server(service_env, tmp_path):
+@pytest.fixture(scope="module")
+def daphne_process(module_service_env, tmp_path_factory):
+    """One daphne for all the tests of a module: starting one (the project's imports) takes
+    seconds, most of a test's own time. The database is emptied under it between tests (ids
+    are not reused) and each test logs in anew; what daphne keeps in memory (its cache when
+    there is no Redis: throttle and failed-login counts) outlives a test, so a test that
+    relies on it being empty needs a daphne of its own. A module that needs another
+    environment overrides ``module_service_env``. Its log: ``daphne_process.log_path``.
+
+    Not waited for here: ``daphne_server`` waits, so that a test's fixtures listed before it
+    (a browser) start while daphne does."""
     port = free_port()
-    log_path = tmp_path / "daphne.log"
+    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
     process = start_process(
         ["daphne", "-b", "127.0.0.1", "-p", str(port), "cardiospike.asgi:application"],
-        service_env,
+        module_service_env,
         log_path,
     )
-    base = f"127.0.0.1:{port}"
+    process.base = f"127.0.0.1:{port}"
+    process.log_path = log_path
+    yield process
+    stop_process(process)
+
+
+@pytest.fixture
+def daphne_server(daphne_process, transactional_db):
+    """``host:port`` of the module's daphne, serving this test's (committed) data."""
     wait_until(
-        lambda: http_ok(f"http://{base}/health"),
+        lambda: http_ok(f"http://{daphne_process.base}/health"),
         timeout_s=60,
         what="daphne to serve /health",
-        process=process,
-        log_path=log_path,
+        process=daphne_process,
+        log_path=daphne_process.log_path,
     )
-    yield base
-    stop_process(process)
+    return daphne_process.base
 
 
 async def open_status_socket(base: str, cookie: str | None, origin: str | None = None):

@@ -2,6 +2,7 @@
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
@@ -110,10 +111,10 @@ print(json.dumps({
 )
 
 
-def login_behind_proxy(tmp_path, **overrides: str) -> dict:
+def login_behind_proxy(db_path, **overrides: str) -> dict:
     result = run_settings(
         LOGIN_BEHIND_PROXY,
-        SQLITE_PATH=str(tmp_path / "db.sqlite3"),
+        SQLITE_PATH=str(db_path),
         ALLOWED_HOSTS="monitor.example.org",
         **overrides,
     )
@@ -123,16 +124,21 @@ def login_behind_proxy(tmp_path, **overrides: str) -> dict:
 
 def test_a_login_through_a_tls_proxy_passes_the_csrf_check(tmp_path):
     # DEBUG stays on (no collected static files here); the proxy settings do not depend on it.
-    before = login_behind_proxy(tmp_path)
+    # The two interpreters (each starts Django and migrates its own database, most of this
+    # test's time) run side by side.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        before_run = pool.submit(login_behind_proxy, tmp_path / "before.sqlite3")
+        after_run = pool.submit(
+            login_behind_proxy,
+            tmp_path / "after.sqlite3",
+            TRUST_X_FORWARDED_PROTO="true",
+            SECURE_SSL_REDIRECT="true",
+            SECURE_HSTS_SECONDS="3600",
+        )
+        before, after = before_run.result(), after_run.result()
     assert before["login"] == 403  # the browser's https:// origin against Django's http://
     assert before["link"] == "http://monitor.example.org/"
 
-    after = login_behind_proxy(
-        tmp_path,
-        TRUST_X_FORWARDED_PROTO="true",
-        SECURE_SSL_REDIRECT="true",
-        SECURE_HSTS_SECONDS="3600",
-    )
     assert after["page"] == 200
     assert after["login"] == 200  # the form again, "wrong password": past the CSRF check
     assert after["link"] == "https://monitor.example.org/"

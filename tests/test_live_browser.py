@@ -28,7 +28,7 @@ from monitoring.models import Alarm, Device
 from monitoring.simulator import DeviceConfig, SimulationConfig, simulate, to_adc
 from tests.conftest import PROJECT_ROOT
 from tests.test_analyzer_browser import browser, log_in, wait_for  # noqa: F401 (fixture)
-from tests.test_daphne import daphne_server  # noqa: F401 (fixture)
+from tests.test_daphne import daphne_process, daphne_server  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -41,11 +41,11 @@ SIGNAL_S = 150.0
 VT_PART_S = 80.0
 
 
-@pytest.fixture
-def service_env(service_env):
+@pytest.fixture(scope="module")
+def module_service_env(module_service_env):
     """daphne's environment without REDIS_URL: analysis, alarms and the channel layer in its
     process (the test has no Celery worker, and a Redis layer would be a second hop)."""
-    return {key: value for key, value in service_env.items() if key != "REDIS_URL"}
+    return {key: value for key, value in module_service_env.items() if key != "REDIS_URL"}
 
 
 @pytest.fixture
@@ -218,13 +218,21 @@ RECORD_SOCKETS_JS = """
 """
 
 
+# Injected before every page's scripts: a signal silent for 5 s (plus the last chunk's 0.5 s)
+# is lost, not 10 s (NO_SIGNAL_S, livesocket.js), so the test waits half as long for "No signal"
+# once the device stops. Devices here send a chunk every 0.5 s.
+NO_SIGNAL_S = 5
+FAST_NO_SIGNAL_JS = f"window.CardioSpikeSocketTiming = {{ noSignalS: {NO_SIGNAL_S} }};"
+
+
 # Injected before the station's scripts: its 10-s keep-alive pings (livesocket.js) come every
 # 0.3 s instead, and what the page sends over its sockets is kept, so the test sees the pings
 # without waiting 10 s.
 STATION_PINGS_JS = """
 (function () {
   if (!location.pathname.startsWith("/station/")) { return; }
-  window.CardioSpikeSocketTiming = { pingMs: 300 };
+  window.CardioSpikeSocketTiming = Object.assign({}, window.CardioSpikeSocketTiming,
+    { pingMs: 300 });
   const nativeSend = WebSocket.prototype.send;
   window.__stationSent = [];
   WebSocket.prototype.send = function (data) {
@@ -268,14 +276,15 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
     eager_daphne,
     clinician,
     patient,
-    tmp_path,
+    daphne_process,  # noqa: F811 (the fixture imported above; its log explains a failure)
 ):
     from selenium.common.exceptions import TimeoutException
 
     device = Device.objects.create(serial="SIM-BROWSER", label="bed 1", patient=patient)
     token = device.issue_token()
     log_in(browser, eager_daphne, "clinician", "pw-clinician-1")
-    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_SOCKETS_JS})
+    for script in (FAST_NO_SIGNAL_JS, RECORD_SOCKETS_JS):
+        browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": script})
     browser.get(f"{eager_daphne}/patients/{patient.pk}/live/")
     assert "Research software, not a medical device" in browser.page_source
 
@@ -324,7 +333,7 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
         try:
             row = wait_for(browser, vt_alarm_row, timeout_s=90)
         except TimeoutException:
-            log = tmp_path / "daphne.log"  # where the daphne_server fixture writes it
+            log = daphne_process.log_path
             raise AssertionError(explain_missing_alarm(browser, patient, log)) from None
         vt_after_s = time.monotonic() - started
         assert "critical" in row.get_attribute("class")
@@ -364,23 +373,24 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
             lambda d: any('"ping"' in sent for sent in d.execute_script("return __stationSent;")),
             timeout_s=10,
         )
-        time.sleep(3)  # a few more seconds of trace for the screenshot
+        time.sleep(1)  # a little more trace for the screenshot
         screenshot(browser, "station.png")
         assert not browser.find_element("css selector", f"{tile} .signal-badge").is_displayed()
 
         # the device goes silent, its recording still open: no wave for NO_SIGNAL_S (10 s,
-        # station.js) and the tile says so and blanks its heart rate and rhythm, whatever
-        # alarm it shows
+        # livesocket.js; 5 s here) and the tile says so and blanks its heart rate and rhythm,
+        # whatever alarm it shows
         feed.stop()
         check_no_signal(browser, f"{tile} .signal-badge", f"{tile} .hr", f"{tile} .rhythm")
         assert "no-signal" in browser.find_element("css selector", tile).get_attribute("class")
         screenshot(browser, "station-no-signal.png")
 
-    # the live view opened now: the last chunk is over 10 s old, which the status after the
-    # backlog says (signal_age_s), so the page shows no numbers from the start
+    # the live view opened now: the last chunk is older than NO_SIGNAL_S, which the status
+    # after the backlog says (signal_age_s), so the page shows no numbers from the start
     browser.get(f"{eager_daphne}/patients/{patient.pk}/live/")
     wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "connected")
-    check_no_signal(browser, "#signal-state", "#hr-value", "#rhythm-value", timeout_s=5)
+    # (well within NO_SIGNAL_S: a page that counted from the backlog's arrival would wait that)
+    check_no_signal(browser, "#signal-state", "#hr-value", "#rhythm-value", timeout_s=2.5)
     assert browser.find_element("id", "recording-info").text.endswith("· no signal")
     screenshot(browser, "live-no-signal.png")
 

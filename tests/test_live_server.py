@@ -23,27 +23,36 @@ import pytest
 import websockets
 
 from monitoring.protocol import Chunk, encode_json_chunk
-from tests.test_daphne import daphne_server  # noqa: F401 (the fixture, used by name)
+from tests.conftest import require_redis_url
+from tests.test_daphne import daphne_process, daphne_server  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.services
 
 FS_HZ = 250.0
 GAIN_ADC_PER_MV = 200.0
 CHUNK_S = 0.2  # 50 samples
-SIGNAL_S = 24.0
+# 60 chunks in real time: a stalled socket's frames back up from the first one (its receive
+# buffer is 4 kB), so a longer feed checks nothing more and costs its length in wall time.
+SIGNAL_S = 12.0
 CATCH_UP_S = 5.0  # after the last chunk, how long the reading socket may take to get it
 HEALTH_EVERY_S = 1.0
 
 
-@pytest.fixture
-def service_env(service_env, redis_url):
+@pytest.fixture(scope="module")
+def module_service_env(module_service_env):
     """daphne's environment with the Redis of the test run (the channel layer and the broker
     ingest queues analyses to), on a Celery queue of its own that nobody works and that is
     deleted afterwards."""
     import redis
 
+    redis_url = require_redis_url()
     queue = f"test-live-server-{uuid.uuid4().hex[:8]}"
-    yield {**service_env, "REDIS_URL": redis_url, "CELERY_QUEUE": queue, "OMP_NUM_THREADS": "1"}
+    yield {
+        **module_service_env,
+        "REDIS_URL": redis_url,
+        "CELERY_QUEUE": queue,
+        "OMP_NUM_THREADS": "1",
+    }
     connection = redis.Redis.from_url(redis_url)
     for key in connection.scan_iter(match=f"{queue}*"):
         connection.delete(key)

@@ -16,17 +16,17 @@ import time
 import pytest
 
 from tests.test_analyzer_browser import browser, log_in, wait_for  # noqa: F401 (fixture)
-from tests.test_daphne import daphne_server  # noqa: F401 (fixture)
+from tests.test_daphne import daphne_process, daphne_server  # noqa: F401 (fixtures)
 from tests.test_live_browser import eager_daphne  # noqa: F401 (fixture)
-from tests.test_live_browser import service_env as live_service_env  # noqa: F401 (fixture)
+from tests.test_live_browser import module_service_env as live_service_env  # noqa: F401
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def service_env(live_service_env):  # noqa: F811
+@pytest.fixture(scope="module")
+def module_service_env(live_service_env):  # noqa: F811
     """daphne re-checks an open socket's access every second, not every 10 s: the
-    password-change test waits for that check."""
+    password-change test waits for that check. One daphne serves the module's tests."""
     return {**live_service_env, "LIVE_RECHECK_S": "1"}
 
 

@@ -8,6 +8,7 @@ sweep in-process (``-B``) every second, so nothing else in the test run takes th
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -51,7 +52,9 @@ def stream_env(service_env: dict, queue: str, **extra) -> dict:
     return env
 
 
-def start_worker(env: dict, log_path, queue: str) -> subprocess.Popen:
+def start_worker(env: dict, log_path, queue: str, wait: bool = True) -> subprocess.Popen:
+    """A worker with its beat on ``queue``; with ``wait=False`` it is left starting (call
+    :func:`wait_for_worker`), so that another process can start meanwhile."""
     process = start_process(
         [
             "celery",
@@ -70,14 +73,24 @@ def start_worker(env: dict, log_path, queue: str) -> subprocess.Popen:
         env,
         log_path,
     )
+    process.log_path = log_path
+    if wait:
+        wait_for_worker(process)
+    return process
+
+
+def wait_for_worker(process: subprocess.Popen) -> None:
     wait_until(
-        lambda: "ready." in log_path.read_text(errors="replace"),
+        lambda: "ready." in process.log_path.read_text(errors="replace"),
         timeout_s=60,
         what="the Celery worker to start",
         process=process,
-        log_path=log_path,
+        log_path=process.log_path,
     )
-    return process
+
+
+# what a worker logs (--loglevel=INFO) when it takes an analysis task off the queue
+TOOK_ANALYSIS = re.compile(r"analyze_stream_task\[[0-9a-f-]+\] received")
 
 
 def kill_tree(pid: int) -> None:
@@ -116,9 +129,14 @@ def assert_beats_match(recording_id: int, adc: np.ndarray, fs_hz: float) -> None
 def test_a_worker_killed_mid_analysis_is_taken_over_and_nothing_is_lost_or_doubled(
     service_env, redis_url, mitdb_folder, device, tmp_path
 ):
-    """20 minutes of record 208 wait in the database; the worker that starts analysing them
-    is killed with SIGKILL half-way; a second worker's sweep takes the stale claim over."""
-    adc, fs_hz = mitdb_adc(mitdb_folder, "208", seconds=1200)
+    """5 minutes of record 208 wait in the database; two workers on the same queue start
+    together; the one that takes the analysis is killed with SIGKILL part-way, and the
+    other's sweep takes the stale claim over (while the claim was live, it left it alone).
+
+    Thirty rounds of STREAM_MAX_ROUND_S (10 s): the kill comes as soon as the first round has
+    committed, well before the last (checked below); the record's ventricular beats start in
+    its first minute."""
+    adc, fs_hz = mitdb_adc(mitdb_folder, "208", seconds=300)
     recording = Recording.objects.create(
         patient=device.patient,
         device=device,
@@ -141,31 +159,37 @@ def test_a_worker_killed_mid_analysis_is_taken_over_and_nothing_is_lost_or_doubl
 
     queue = f"stream-{uuid.uuid4().hex[:8]}"
     env = stream_env(service_env, queue)
-    first = start_worker(env, tmp_path / "worker-1.log", queue)
-
-    def cursor() -> int:
-        return Recording.objects.get(pk=recording.pk).analysis_cursor
-
-    wait_until(lambda: cursor() > 0, 60, "the first worker to start the analysis", first)
-    kill_tree(first.pid)  # -B forks beat as a child; it must not outlive the dead worker
-    first.wait(timeout=10)
-    first.log_file.close()
-    at_kill = cursor()
-    assert 0 < at_kill < len(adc), "the kill must land in the middle of the analysis"
-
-    second = start_worker(env, tmp_path / "worker-2.log", queue)
+    # side by side: each takes seconds to import the project
+    workers = [start_worker(env, tmp_path / f"worker-{n}.log", queue, wait=False) for n in (1, 2)]
     try:
+        for worker in workers:
+            wait_for_worker(worker)
+
+        def cursor() -> int:
+            return Recording.objects.get(pk=recording.pk).analysis_cursor
+
+        wait_until(lambda: cursor() > 0, 60, "a worker to start the analysis", workers[0])
+        analysing = [w for w in workers if TOOK_ANALYSIS.search(w.log_path.read_text())]
+        assert len(analysing) == 1, "one worker, and only one, took the analysis"
+        first = analysing[0]
+        kill_tree(first.pid)  # -B forks beat as a child; it must not outlive the dead worker
+        first.wait(timeout=10)
+        at_kill = cursor()
+        assert 0 < at_kill < len(adc), "the kill must land in the middle of the analysis"
+
+        second = next(w for w in workers if w is not first)
         wait_until(
             lambda: Recording.objects.filter(
                 pk=recording.pk, analysis_cursor=len(adc), stream_state__isnull=True
             ).exists(),
             timeout_s=120,
-            what="the second worker to finish the analysis",
+            what="the other worker to finish the analysis",
             process=second,
-            log_path=tmp_path / "worker-2.log",
+            log_path=second.log_path,
         )
     finally:
-        stop_process(second)
+        for worker in workers:
+            stop_process(worker)
     assert_beats_match(recording.pk, adc, fs_hz)
 
 
@@ -231,8 +255,10 @@ def test_devices_keep_uploading_while_redis_is_down_and_the_analysis_catches_up(
     )
     worker = None
     try:
+        # both start side by side: each takes seconds to import the project
+        worker = start_worker(env, tmp_path / "worker.log", queue, wait=False)
         wait_until(lambda: http_ok(f"http://{base}/health"), 60, "daphne", daphne, daphne_log)
-        worker = start_worker(env, tmp_path / "worker.log", queue)
+        wait_for_worker(worker)
 
         adc, fs_hz = mitdb_adc(mitdb_folder, "100", seconds=90)
         frames = round(fs_hz)

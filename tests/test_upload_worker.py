@@ -34,7 +34,7 @@ def test_a_worker_analyses_an_upload_after_it_commits(
     deadline = time.monotonic() + 120
     recording = Recording.objects.get(pk=recording_id)
     while recording.analysis_status == AnalysisStatus.PENDING and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.1)
         recording.refresh_from_db()
     assert recording.analysis_status == AnalysisStatus.DONE, (
         recording.analysis_error or log_path.read_text(errors="replace")[-3000:]

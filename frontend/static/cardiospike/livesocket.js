@@ -36,7 +36,7 @@
   // chunks): the device is silent. Devices send a chunk a second. The server calls a
   // recording stale only after DEVICE_OFFLINE_S (30 s; monitoring/live.py), when the
   // device-offline alarm comes: a status made at the end of a slow analysis round must not.
-  var NO_SIGNAL_S = 10;
+  var NO_SIGNAL_S = timing.noSignalS || 10;
 
   // item: a page's view of one patient's signal: the server's word on it (signal: "live",
   // "stale", "ended", "none"; null: not heard yet), when samples last came (dataAt,
