@@ -19,10 +19,14 @@ from channels.db import database_sync_to_async
 from monitoring import live
 from monitoring.models import Recording
 from tests.test_analyzer_browser import browser, log_in, wait_for  # noqa: F401 (fixture)
-from tests.test_daphne import daphne_server  # noqa: F401 (fixture)
+from tests.test_daphne import daphne_process, daphne_server  # noqa: F401 (fixtures)
 from tests.test_device_ingest import make_chunk
 from tests.test_live import connect, deliver, drain
-from tests.test_live_browser import canvas_png, eager_daphne, service_env  # noqa: F401 (fixtures)
+from tests.test_live_browser import (  # noqa: F401 (fixtures)
+    canvas_png,
+    eager_daphne,
+    module_service_env,
+)
 from tests.test_live_socket_browser import HALF_OPEN_SOCKETS_JS
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -139,6 +143,9 @@ def test_the_pages_draw_no_late_chunk_of_a_replaced_recording(
     # inside the visible sweep (sample 5 s): it must not be drawn there, nor restart the trace
     browser.get(f"{eager_daphne}/patients/{patient.pk}/live/")
     wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "connected")
+    # the server's hello (it names the lead) first: arriving after the samples on a loaded
+    # machine, it rewrote the recording line after the test had read it
+    wait_for(browser, lambda d: "lead" in d.find_element("id", "recording-info").text)
     hand_to_page(browser, "/ws/patients/", samples(new.pk, 0, sawtooth_mv(8 * FS_HZ)))
     info = browser.find_element("id", "recording-info").text
     assert info.startswith(f"#{new.pk} ") and info.endswith("· live"), info
