@@ -470,19 +470,32 @@ def test_rhythm_refuses_a_record_with_gaps_by_name_before_any_work(tmp_path, mon
         main(["rhythm", "--data", str(tmp_path)])
 
 
-def test_rhythm_finds_beats_and_af_on_the_analysed_lead_and_vf_on_the_first(tmp_path):
-    # AF in MLII; V1 first and flat. The beats were read from channel 0, where there is nothing.
+LEAD_ORDERS = (("MLII", "V1"), ("V1", "MLII"))
+
+
+def write_af_in_mlii(tmp_path, subfolder: str = ""):
+    """Record 201: 240 s of AF in MLII beside a flat V1, once in each order of
+    ``LEAD_ORDERS``, each in its own folder (``tmp_path/<order>/<subfolder>``); returns the
+    strip and the folders by order."""
     fs = 250
     strip = generate(240.0, fs=fs, rhythm="AFIB", seed=1)
     flat = np.zeros_like(strip.signal_mv)
     samples = [0, *strip.beats]
     symbols = ["+", *["N"] * len(strip.beats)]
     notes = ["(AFIB", *[""] * len(strip.beats)]
-    results = {}
-    for order in (("MLII", "V1"), ("V1", "MLII")):
-        folder = tmp_path / "-".join(order)
+    folders = {}
+    for order in LEAD_ORDERS:
+        folders[order] = tmp_path / "-".join(order)
         leads = {lead: strip.signal_mv if lead == "MLII" else flat for lead in order}
-        write_signals(folder, "201", leads, (samples, symbols, notes), fs=fs)
+        write_signals(folders[order] / subfolder, "201", leads, (samples, symbols, notes), fs=fs)
+    return strip, folders
+
+
+def test_rhythm_finds_beats_and_af_on_the_analysed_lead_and_vf_on_the_first(tmp_path):
+    # AF in MLII; V1 first and flat. The beats were read from channel 0, where there is nothing.
+    _, folders = write_af_in_mlii(tmp_path)
+    results = {}
+    for order, folder in folders.items():
         output = folder / "r.json"
         assert main(["rhythm", "--data", str(folder), "--json", str(output)]) == 0
         results[order] = strict_json(output)["records"][0]
@@ -498,18 +511,8 @@ def test_the_af_tuning_grid_reads_the_analysed_lead_as_evaluate_rhythm_does(tmp_
     from inference.evaluation import af_tuning
     from inference.rhythm import AF_LAGS, V_EARLY_SHARE, RhythmConfig
 
-    fs = 250
-    strip = generate(240.0, fs=fs, rhythm="AFIB", seed=1)
-    flat = np.zeros_like(strip.signal_mv)
-    samples = [0, *strip.beats]
-    symbols = ["+", *["N"] * len(strip.beats)]
-    notes = ["(AFIB", *[""] * len(strip.beats)]
-    loaded = {}
-    for order in (("MLII", "V1"), ("V1", "MLII")):
-        folder = tmp_path / "-".join(order)
-        leads = {lead: strip.signal_mv if lead == "MLII" else flat for lead in order}
-        write_signals(folder / "mitdb", "201", leads, (samples, symbols, notes), fs=fs)
-        loaded[order] = af_tuning.load(folder, "mitdb", "201")
+    strip, folders = write_af_in_mlii(tmp_path, "mitdb")
+    loaded = {order: af_tuning.load(folder, "mitdb", "201") for order, folder in folders.items()}
     first, swapped = loaded[("MLII", "V1")], loaded[("V1", "MLII")]
     assert len(swapped["beats"]["detected"]) > 0.9 * len(strip.beats)
     np.testing.assert_array_equal(swapped["beats"]["detected"], first["beats"]["detected"])
