@@ -315,6 +315,9 @@ for _network in WEBHOOK_ALLOWED_NETWORKS:
 # pages (monitoring/periodic.py). The quick start turns it on; with REDIS_URL it is ignored
 # (run celery beat).
 PERIODIC_IN_SERVER = envbool("PERIODIC_IN_SERVER", "false") and not REDIS_URL
+# Expired sessions (SESSION_IDLE_S) are deleted this often; they sign nobody in meanwhile, so
+# an hour is soon enough, and each run is one DELETE on an indexed column.
+SESSION_CLEAR_S = 3600
 # Each run expires after its own period: beat goes on queueing while the workers are down, and
 # an hour's backlog of sweeps and checks would otherwise run back to back when they return,
 # ahead of the analyses queued behind them; the next run does the same work on fresher data.
@@ -328,6 +331,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.tasks.check_devices_task",
         "schedule": ALARM_CHECK_S,
         "options": {"expires": ALARM_CHECK_S},
+    },
+    "clear-expired-sessions": {
+        "task": "monitoring.tasks.clear_expired_sessions_task",
+        "schedule": SESSION_CLEAR_S,
+        "options": {"expires": SESSION_CLEAR_S},
     },
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

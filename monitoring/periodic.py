@@ -1,10 +1,12 @@
 """Celery beat's schedule without a broker: the embedded defaults' periodic work.
 
-In production celery beat queues the tasks of ``CELERY_BEAT_SCHEDULE`` (the stream sweep and
-the alarms' periodic check: device offline, escalation, notification retries) and workers run
-them. Without a broker there is no beat; the ingest path runs the same work inline, but only
-while some device sends data, so once every device has stopped nothing would raise "device
-offline", retry a failed email or escalate an unacknowledged alarm. Two ways to run it here:
+In production celery beat queues the tasks of ``CELERY_BEAT_SCHEDULE`` (the stream sweep, the
+alarms' periodic check: device offline, escalation, notification retries; and the hourly
+deletion of expired sessions) and workers run them. Without a broker there is no beat; the
+ingest path runs the sweep and the check inline, but only while some device sends data, so
+once every device has stopped nothing would raise "device offline", retry a failed email or
+escalate an unacknowledged alarm, and no expired session would ever be deleted. Two ways to
+run it here:
 
 - ``manage.py run_periodic``: ``run_schedule`` in a process of its own;
 - ``PERIODIC_IN_SERVER`` (the quick start sets it): ``ScheduleInServer`` wraps the ASGI

@@ -1,6 +1,9 @@
 """Celery tasks: thin wrappers that take ids (JSON-serializable) and call plain functions."""
 
+from importlib import import_module
+
 from celery import shared_task
+from django.conf import settings
 
 from monitoring.models import Recording
 from monitoring.notifications import SEND_SOFT_TIME_LIMIT_S, SEND_TIME_LIMIT_S
@@ -47,6 +50,15 @@ def check_devices_task() -> dict:
     from monitoring.alarms import periodic_check
 
     return periodic_check()
+
+
+@shared_task(ignore_result=True)
+def clear_expired_sessions_task() -> None:
+    """Periodic: delete the sessions past their expiry (``SESSION_IDLE_S``), as ``manage.py
+    clearsessions`` does. An expired row signs nobody in; deleting it keeps the table from
+    holding every login ever made. With the database sessions (``monitoring.sessions``) it is
+    one DELETE on the indexed ``expire_date``."""
+    import_module(settings.SESSION_ENGINE).SessionStore.clear_expired()
 
 
 @shared_task(

@@ -148,6 +148,17 @@ def test_under_daphne_it_starts_with_the_reactor_before_any_connection(fast_sche
     assert sorted(set(runs)) == TASK_NAMES
 
 
+@pytest.mark.asyncio
+async def test_the_server_deletes_expired_sessions_from_its_start_on(monkeypatch):
+    # the real schedule (CELERY_BEAT_SCHEDULE): the hourly cleanup runs at the start, then
+    # every hour (what it deletes: tests/test_sessions.py, tests/test_run_periodic.py)
+    runs = []
+    monkeypatch.setattr(periodic, "run_task", runs.append)
+    cleanup = ("clear-expired-sessions", "monitoring.tasks.clear_expired_sessions_task", 3600.0)
+    assert cleanup in periodic.Schedule().entries
+    await still_running_once(lambda: cleanup[1] in runs)
+
+
 def test_outside_daphne_it_waits_for_the_first_connection(monkeypatch):
     monkeypatch.delitem(sys.modules, "twisted.internet.reactor", raising=False)
     server = periodic.ScheduleInServer(answer)

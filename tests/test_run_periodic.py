@@ -47,6 +47,41 @@ def test_it_runs_every_beat_task_once_offline_alarm_emailed_and_silent_recording
     assert recording.patient.alarms.count() == 1 and len(mailoutbox) == 1
 
 
+def test_it_deletes_expired_sessions_and_keeps_live_ones():
+    # the hourly cleanup is in the schedule that run_periodic (and the server) follow
+    from django.contrib.sessions.models import Session
+
+    from monitoring.periodic import beat_entries
+    from monitoring.sessions import SessionStore
+
+    assert (
+        "clear-expired-sessions",
+        "monitoring.tasks.clear_expired_sessions_task",
+        3600.0,
+    ) in beat_entries()
+    live, expired = SessionStore(), SessionStore()
+    for store in (live, expired):
+        store["anything"] = 1
+        store.save()
+    Session.objects.filter(session_key=expired.session_key).update(
+        expire_date=timezone.now() - timedelta(seconds=1)
+    )
+    call_command("run_periodic", "--once")
+    assert list(Session.objects.values_list("session_key", flat=True)) == [live.session_key]
+
+
+def test_celery_beat_queues_the_session_cleanup_hourly():
+    # with Redis, celery beat reads the schedule from the Celery app's configuration
+    from cardiospike.celery import app
+
+    entry = app.conf.beat_schedule["clear-expired-sessions"]
+    assert entry["task"] == "monitoring.tasks.clear_expired_sessions_task"
+    assert entry["schedule"] == 3600 and entry["options"] == {"expires": 3600}
+    import monitoring.tasks  # noqa: F401  (what a worker's autodiscovery imports)
+
+    assert "monitoring.tasks.clear_expired_sessions_task" in app.tasks
+
+
 def test_it_refuses_a_schedule_it_cannot_follow(settings):
     from celery.schedules import crontab
 

@@ -143,6 +143,29 @@ def test_a_renewal_never_brings_back_a_session_that_ended():
 # --- Open live pages ---------------------------------------------------------------------
 
 
+def new_session() -> str:
+    store = SessionStore()
+    store["anything"] = 1
+    store.save()
+    return store.session_key
+
+
+def test_the_periodic_cleanup_deletes_expired_sessions_and_keeps_live_ones():
+    from monitoring.tasks import clear_expired_sessions_task
+
+    live, nearly_idle, expired = new_session(), new_session(), new_session()
+    time_passes(nearly_idle, AGE_S - 30)
+    time_passes(expired, AGE_S + 1)
+    with CaptureQueriesContext(connection) as queries:
+        clear_expired_sessions_task()
+    remaining = set(Session.objects.values_list("session_key", flat=True))
+    assert remaining == {live, nearly_idle}
+    # bounded work however many rows expired: one DELETE on the indexed expire_date
+    statements = [query["sql"].split()[0] for query in queries]
+    assert [sql for sql in statements if sql not in ("BEGIN", "COMMIT")] == ["DELETE"]
+    assert Session._meta.get_field("expire_date").db_index
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
     "path, renews",
