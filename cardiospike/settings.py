@@ -400,12 +400,30 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "monitoring.authentication.RevokeApiTokensOnPasswordChange"},
 ]
 
-# Password guessing (monitoring.login_throttle): past either count of failed logins within
-# LOGIN_LOCKOUT_S of the first, the account or the client address waits the rest of it.
+# Password guessing (monitoring.login_throttle): past a count of failed logins within
+# LOGIN_LOCKOUT_S of the first, the account from that address, the client address, or (past
+# the account-wide count, guesses spread over many addresses) the account from every address
+# it has not logged in from before, waits the rest of it.
 AUTHENTICATION_BACKENDS = ["monitoring.login_throttle.ThrottledModelBackend"]
 LOGIN_FAILURES_PER_USER = envint("LOGIN_FAILURES_PER_USER", "10")
 LOGIN_FAILURES_PER_ADDRESS = envint("LOGIN_FAILURES_PER_ADDRESS", "50")
+LOGIN_FAILURES_PER_ACCOUNT = envint("LOGIN_FAILURES_PER_ACCOUNT", "100")
 LOGIN_LOCKOUT_S = envint("LOGIN_LOCKOUT_S", "900")
+for _name, _value in (
+    ("LOGIN_FAILURES_PER_USER", LOGIN_FAILURES_PER_USER),
+    ("LOGIN_FAILURES_PER_ADDRESS", LOGIN_FAILURES_PER_ADDRESS),
+    ("LOGIN_FAILURES_PER_ACCOUNT", LOGIN_FAILURES_PER_ACCOUNT),
+    ("LOGIN_LOCKOUT_S", LOGIN_LOCKOUT_S),
+):
+    if _value < 1:
+        # a limit of 0 refuses every login, the right password included
+        raise ImproperlyConfigured(f"{_name}={_value}: expected a whole number from 1")
+if LOGIN_FAILURES_PER_ACCOUNT <= LOGIN_FAILURES_PER_USER:
+    raise ImproperlyConfigured(
+        f"LOGIN_FAILURES_PER_ACCOUNT ({LOGIN_FAILURES_PER_ACCOUNT}) must be above "
+        f"LOGIN_FAILURES_PER_USER ({LOGIN_FAILURES_PER_USER}): else a stranger guessing from one "
+        "address would lock the account out of every address it has not logged in from before"
+    )
 
 # Caches. "default" (DRF's throttles) stays in each process's memory: a device's chunk must be
 # stored whatever Redis does, and a throttle counted per process only lets N processes take

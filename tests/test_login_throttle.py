@@ -12,6 +12,7 @@ pytestmark = pytest.mark.django_db
 def limits(settings):
     settings.LOGIN_FAILURES_PER_USER = 3
     settings.LOGIN_FAILURES_PER_ADDRESS = 5
+    settings.LOGIN_FAILURES_PER_ACCOUNT = 6
     settings.LOGIN_LOCKOUT_S = 900
     return settings
 
@@ -130,6 +131,7 @@ def test_a_login_goes_through_uncounted_while_redis_is_down(client, clinician, l
         assert "Please enter a correct" in wrong.content.decode()
     assert log_in(client, "clinician", "pw-clinician-1").status_code == 302
     assert "failed login not counted (Redis unreachable)" in caplog.text
+    assert "successful login not recorded (Redis unreachable)" in caplog.text
 
 
 def test_a_count_that_expires_under_the_increment_gets_its_window_again(redis_url, limits):
@@ -165,3 +167,96 @@ def test_a_count_that_expires_under_the_increment_gets_its_window_again(redis_ur
     ttl = raw.ttl(counts.make_and_validate_key(key))
     raw.close()
     assert 0 < ttl <= limits.LOGIN_LOCKOUT_S
+
+
+def guess_from_many_addresses(username, count):
+    """One wrong password from each of ``count`` addresses, as a botnet spreads its guesses
+    (each address stays far below its own limits)."""
+    for number in range(count):
+        wrong = log_in(Client(REMOTE_ADDR=f"203.0.113.{number}"), username, "wrong")
+        assert wrong.status_code == 200
+
+
+def test_guesses_spread_over_many_addresses_lock_the_account_out_of_new_addresses_only(
+    clinician, staff_user, limits
+):
+    station = Client(REMOTE_ADDR="10.0.0.8")  # the ward's station, where the account logs in
+    assert log_in(station, "clinician", "pw-clinician-1").status_code == 302
+    station.logout()
+    guess_from_many_addresses("clinician", 5)  # one short of the account-wide 6
+    # below the limit a new address still gets in; its login does not reset the count
+    laptop = Client(REMOTE_ADDR="198.51.100.9")
+    assert log_in(laptop, "clinician", "pw-clinician-1").status_code == 302
+    laptop.logout()
+    # the failure that reaches the limit already says so
+    sixth = log_in(Client(REMOTE_ADDR="203.0.113.99"), "clinician", "wrong")
+    assert "Too many failed logins" in sixth.content.decode()
+
+    new_address = Client(REMOTE_ADDR="198.51.100.1")
+    refused = log_in(new_address, "clinician", "pw-clinician-1")
+    assert refused.status_code == 200  # the form again, not a redirect
+    assert "Too many failed logins" in refused.content.decode()
+    assert "_auth_user_id" not in new_address.session
+    admin = log_in(new_address, "clinician", "pw-clinician-1", url="/admin/login/?next=/admin/")
+    assert "Too many failed logins" in admin.content.decode()
+    # a guessing address is not let in by the right password either
+    guesser = log_in(Client(REMOTE_ADDR="203.0.113.0"), "clinician", "pw-clinician-1")
+    assert "Too many failed logins" in guesser.content.decode()
+
+    # the addresses the account logged in from before still get in: the strangers cannot
+    # lock the station out
+    assert log_in(station, "clinician", "pw-clinician-1").status_code == 302
+    assert log_in(laptop, "clinician", "pw-clinician-1").status_code == 302
+    # other accounts are not locked by it
+    assert log_in(Client(REMOTE_ADDR="198.51.100.1"), "staff", "pw-staff-1").status_code == 302
+
+
+def test_the_account_wide_lock_ends_when_its_window_has_passed(client, clinician, limits):
+    import time
+
+    from django.test import RequestFactory
+
+    from monitoring.login_throttle import record_failure
+
+    limits.LOGIN_LOCKOUT_S = 3  # counted from the first failure (3 s: see the test above)
+    for number in range(6):  # straight to the counts: six logins take long on a loaded machine
+        record_failure(
+            RequestFactory().post("/login/", REMOTE_ADDR=f"203.0.113.{number}"), "clinician"
+        )
+    new_address = Client(REMOTE_ADDR="198.51.100.1")
+    locked = log_in(new_address, "clinician", "pw-clinician-1")
+    assert "Too many failed logins" in locked.content.decode()
+    time.sleep(3.3)
+    assert log_in(new_address, "clinician", "pw-clinician-1").status_code == 302
+
+
+def test_the_account_wide_count_and_known_addresses_live_in_redis(limits, redis_url):
+    """Every server process sees the same account-wide count and known addresses; the count
+    has its window and the mark its own, longer, lifetime."""
+    from django.core.cache import caches
+    from django.test import RequestFactory
+
+    from monitoring.login_throttle import (
+        KNOWN_ADDRESS_S,
+        is_locked_out,
+        record_failure,
+        record_success,
+    )
+
+    counts = caches["login"]
+    assert counts.__class__.__name__ == "RedisCache"  # REDIS_URL is set (redis_url fixture)
+    station = RequestFactory().post("/login/", REMOTE_ADDR="10.4.4.4")
+    record_success(station, "Clinician")  # user names are counted case-folded
+    for number in range(6):
+        record_failure(
+            RequestFactory().post("/login/", REMOTE_ADDR=f"10.5.5.{number}"), "clinician"
+        )
+    assert is_locked_out(RequestFactory().post("/login/", REMOTE_ADDR="10.6.6.6"), "clinician")
+    assert not is_locked_out(station, "clinician")
+
+    raw = redis.Redis.from_url(redis_url)
+    count_ttl = raw.ttl(counts.make_and_validate_key("login-failures:account:clinician"))
+    mark_ttl = raw.ttl(counts.make_and_validate_key("login-known:clinician:10.4.4.4"))
+    raw.close()
+    assert 0 < count_ttl <= limits.LOGIN_LOCKOUT_S
+    assert limits.LOGIN_LOCKOUT_S < mark_ttl <= KNOWN_ADDRESS_S

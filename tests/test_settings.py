@@ -228,3 +228,17 @@ def test_it_names_a_nonsensical_idle_time():
     message = refusal(SESSION_IDLE_S="100", LIVE_RECHECK_S="30")
     assert "SESSION_IDLE_S=100: expected seconds from 120 " in message
     assert "4 x LIVE_RECHECK_S" in message
+
+
+def test_it_names_a_nonsensical_login_limit():
+    assert "LOGIN_FAILURES_PER_ACCOUNT='lots': expected an integer" in refusal(
+        LOGIN_FAILURES_PER_ACCOUNT="lots"
+    )
+    # 0 would refuse every login, the right password included
+    message = refusal(LOGIN_FAILURES_PER_ACCOUNT="0")
+    assert "LOGIN_FAILURES_PER_ACCOUNT=0: expected a whole number from 1" in message
+    assert "LOGIN_LOCKOUT_S=-5: expected a whole number from 1" in refusal(LOGIN_LOCKOUT_S="-5")
+    # at the per-address count or below, one stranger's address would lock the account out
+    # of every new address
+    message = refusal(LOGIN_FAILURES_PER_USER="10", LOGIN_FAILURES_PER_ACCOUNT="10")
+    assert "LOGIN_FAILURES_PER_ACCOUNT (10) must be above LOGIN_FAILURES_PER_USER (10)" in message
