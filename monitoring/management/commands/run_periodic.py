@@ -16,8 +16,9 @@ from monitoring.periodic import ScheduleError, beat_entries, run_schedule
 
 class Command(BaseCommand):
     help = (
-        "Run the tasks of CELERY_BEAT_SCHEDULE (stream sweep, alarm check) in this process, each "
-        "at its own period: what celery beat and a worker do when there is no broker."
+        "Run the tasks of CELERY_BEAT_SCHEDULE (stream sweep, alarm check, session cleanup) "
+        "in this process, each at its own period: what celery beat and a worker do when there "
+        "is no broker."
     )
 
     def add_arguments(self, parser):
