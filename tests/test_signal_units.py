@@ -15,7 +15,6 @@ import pytest
 import wfdb
 
 from inference.analyze import load_csv
-from inference.datasets import data_dir
 from inference.datasets.ptbxl import LEADS
 from inference.ptbxl_models import prepare_leads
 from inference.signal import MAX_ECG_ABS_MV, ecg_record_amplitude_problem
@@ -23,20 +22,11 @@ from inference.synthetic import generate
 from monitoring.models import Recording
 from monitoring.recordings import samples_mv
 from monitoring.uploads import UploadError, parse_upload
+from tests.inference.conftest import physionet_folder
 from tests.upload_helpers import api_upload
 
 FS_HZ = 250.0
 ECG_MV = generate(10.0, fs=FS_HZ, seed=11).signal_mv
-
-
-def data_folder(database: str, record: str):
-    try:
-        folder = data_dir() / database
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-    if not (folder / f"{record}.hea").exists():
-        pytest.skip(f"needs {database}/{record} in the data folder (CARDIOSPIKE_DATA_DIR)")
-    return folder
 
 
 def csv_bytes(header: str | None, values) -> bytes:
@@ -103,7 +93,7 @@ def test_a_small_lead_beside_ecg_sized_ones_is_not_a_wrong_unit():
 
 
 def test_real_ptbxl_records_pass_the_unit_check():
-    folder = data_folder("ptbxl", "records100/00000/00001_lr")
+    folder = physionet_folder("ptbxl", "records100/00000/00001_lr")
     headers = sorted((folder / "records100" / "00000").glob("*_lr.hea"))[:100]
     for header in headers:
         signal, fields = wfdb.rdsamp(str(header.with_suffix("")))
@@ -218,7 +208,7 @@ def test_a_noisy_ecg_beyond_20_mv_is_accepted_as_csv_and_as_wfdb(tmp_path):
 
 
 def test_a_real_nstdb_118e_6_excerpt_is_accepted_as_csv_and_as_wfdb(tmp_path):
-    folder = data_folder("nstdb", "118e_6")
+    folder = physionet_folder("nstdb", "118e_6")
     record = wfdb.rdrecord(str(folder / "118e_6"))
     lead = record.p_signal[:, 0]
     peak = int(np.argmax(np.abs(lead)))
