@@ -75,6 +75,11 @@ urlpatterns = [
         dashboard_views.discharge_patient,
         name="patient-discharge",
     ),
+    path(
+        "manage/patients/<int:pk>/readmit/",
+        dashboard_views.readmit_patient,
+        name="patient-readmit",
+    ),
     path("manage/patients/<int:pk>/device/", dashboard_views.assign_device, name="patient-device"),
     path(
         "manage/devices/<int:pk>/unassign/",

@@ -29,6 +29,7 @@ from monitoring.forms import (
     AdmitPatientForm,
     AlarmLimitsForm,
     AssignDeviceForm,
+    ReadmitForm,
     RecipientFormSet,
     audit_clinicians,
     audit_recipients,
@@ -201,15 +202,19 @@ def edit_limits(request, pk: int):
     return render(request, "monitoring/manage_limits.html", context)
 
 
-def _confirm_page(request, *, title: str, consequences: list[str], button: str, cancel_url):
+def _confirm_page(
+    request, *, title: str, consequences: list[str], button: str, cancel_url, form=None
+):
     """The page a destructive management action shows on GET: what it will do, and a button
     that POSTs it. A one-click button stopped a patient's monitoring on a slip of the finger
-    (the Unassign buttons stand in a column, one a device)."""
+    (the Unassign buttons stand in a column, one a device). ``form``: fields the action asks
+    for (readmission's ward and bed), shown above the button."""
     context = {
         "title": title,
         "consequences": consequences,
         "button": button,
         "cancel_url": cancel_url,
+        "form": form,
     }
     return render(request, "monitoring/manage_confirm.html", context)
 
@@ -246,7 +251,7 @@ def discharge_patient(request, pk: int):
                 if n_open
                 else "No new alarm is raised for them."
             ),
-            "To monitor them again, readmit them in the admin (Admitted) and assign a device.",
+            "To monitor them again, readmit them (Readmit… on their page) and assign a device.",
         ]
         return _confirm_page(
             request,
@@ -278,8 +283,90 @@ def discharge_patient(request, pk: int):
 def _discharged_answer(request, patient: Patient):
     # a device given to a patient no station shows would record and alarm for nobody
     messages.error(
-        request, f"{patient.name} is discharged: readmit them (admin: Admitted) to assign a device."
+        request, f"{patient.name} is discharged: readmit them (Readmit… below) to assign a device."
     )
+    return redirect("patient-page", pk=patient.pk)
+
+
+def _readmit_consequences(patient: Patient) -> list[str]:
+    """What readmission brings back and what it does not, for the confirmation page."""
+    team = ", ".join(sorted(patient.clinicians.values_list("username", flat=True)))
+    n_recipients = patient.alarm_recipients.count()
+    return [
+        f"{patient.name} returns to the central station, with their recordings, alarms and "
+        "audit trail on this same record.",
+        f"Their alarm limits are kept (HR {patient.hr_low_limit_bpm}–"
+        f"{patient.hr_high_limit_bpm} bpm, pause {patient.pause_limit_s:g} s, PVC "
+        f"{patient.pvc_limit_per_min}/min), and so are their alarm recipients ({n_recipients}) "
+        f"and care team ({team or 'nobody: only staff see them'}): discharge kept them too. "
+        "Change the limits and recipients on their page once readmitted, the care team in "
+        "the admin.",
+        "No device is assigned (the one they wore may be someone else's by now): assign one on "
+        "their page to monitor them.",
+        "The recordings discharge closed stay closed and the alarms it resolved stay "
+        "resolved; a new device session starts a new recording.",
+    ]
+
+
+def _already_admitted(request, patient: Patient, *, refused: bool):
+    if refused:
+        messages.error(request, f"{patient.name} is already admitted: nothing to readmit.")
+    else:
+        messages.info(request, f"{patient.name} is already admitted.")
+    return redirect("patient-page", pk=patient.pk)
+
+
+@staff_required
+@require_http_methods(["GET", "POST"])
+def readmit_patient(request, pk: int):
+    """Readmit a discharged patient who comes back: the same patient row, so their history
+    stays on one record (admitting them again is refused: the MRN is unique).
+
+    GET asks for confirmation, with the ward and bed they go to (their last ones offered, or
+    those given in the query, as the admit page's offer passes them); POST readmits. Only
+    ``is_active`` and the place change: no device is assigned, the recordings and alarms that
+    discharge closed and resolved stay so, and the limits, alarm recipients and care team are
+    kept, since discharge does not clear them. Audited as discharge is: ``is_active`` False ->
+    True, and ``ward`` and ``bed`` when they changed.
+    """
+    patient = get_object_or_404(Patient, pk=pk)
+    if patient.is_active:
+        return _already_admitted(request, patient, refused=request.method == "POST")
+    # the place typed on the admit page, when its offer to readmit was followed
+    initial = {field: request.GET[field] for field in ("ward", "bed") if request.GET.get(field)}
+    form = ReadmitForm(request.POST or None, instance=patient, initial=initial)
+    if request.method != "POST" or not form.is_valid():
+        return _confirm_page(
+            request,
+            title=f"Readmit {patient.name} (MRN {patient.mrn})?",
+            consequences=_readmit_consequences(patient),
+            button="Readmit",
+            cancel_url=reverse("patient-page", args=[patient.pk]),
+            form=form,
+        )
+    with transaction.atomic():
+        # read under the lock: two readmissions at once (two staff, a double click), or one
+        # racing a discharge, change the patient and write the audit entries once
+        patient = get_object_or_404(Patient.objects.select_for_update(), pk=pk)
+        readmitted_here = not patient.is_active
+        if readmitted_here:
+            before = {"is_active": False, "ward": patient.ward, "bed": patient.bed}
+            patient.is_active = True
+            patient.ward = form.cleaned_data["ward"]
+            patient.bed = form.cleaned_data["bed"]
+            patient.save(update_fields=["is_active", "ward", "bed", "updated_at"])
+            for field, old in before.items():
+                if old != getattr(patient, field):
+                    AuditEntry.record(request.user, patient, field, old, getattr(patient, field))
+    if not readmitted_here:
+        return _already_admitted(request, patient, refused=True)
+    place = " ".join(part for part in (patient.ward, patient.bed) if part)
+    messages.success(
+        request,
+        f"Readmitted {patient.name}" + (f" ({place})" if place else "") + ": assign a device "
+        "to monitor them.",
+    )
+    _recipients_warning(request, patient)
     return redirect("patient-page", pk=patient.pk)
 
 

@@ -87,10 +87,23 @@ class PatientVersionForm(forms.ModelForm):
         return self.cleaned_data.get("opened_version") == patient_version(locked)
 
 
-class AdmitPatientForm(forms.ModelForm):
-    """Admit a new patient: identity, place on the ward, clinicians and starting limits."""
+def discharged_mrn_message(patient: Patient) -> str:
+    """What the admit page says when the MRN typed is a discharged patient's."""
+    return (
+        f"MRN {patient.mrn} is {patient.name}'s, who was discharged: readmit them instead "
+        "(their recordings, alarms and audit trail stay on one record)."
+    )
 
-    clean_mrn = clean_unique_mrn
+
+class AdmitPatientForm(forms.ModelForm):
+    """Admit a new patient: identity, place on the ward, clinicians and starting limits.
+
+    A patient who comes back keeps their MRN; the MRN is unique, so admitting them again is
+    refused. When the MRN is a discharged patient's, the form says so and remembers the
+    patient (``discharged_match``), so that the page can offer to readmit them: a second
+    patient row under another MRN would split their history in two."""
+
+    discharged_match: Patient | None = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -102,6 +115,16 @@ class AdmitPatientForm(forms.ModelForm):
         self.fields[
             "clinicians"
         ].help_text = "They see this patient; staff see every patient. Changes are audited."
+
+    def clean_mrn(self) -> str:
+        mrn = self.cleaned_data["mrn"]
+        # whatever its letter case, as clean_unique_mrn compares; the exact MRN first
+        matches = Patient.objects.filter(mrn__iexact=mrn)
+        same = matches.filter(mrn=mrn).first() or matches.first()
+        if same is not None and not same.is_active:
+            self.discharged_match = same
+            raise forms.ValidationError(discharged_mrn_message(same), code="discharged")
+        return clean_unique_mrn(self)
 
     def clean(self):
         cleaned = super().clean()
@@ -122,6 +145,21 @@ class AdmitPatientForm(forms.ModelForm):
             "notes",
         ]
         widgets = {"birth_date": forms.DateInput(attrs={"type": "date"})}
+
+
+class ReadmitForm(forms.ModelForm):
+    """Readmit a discharged patient: where they go now. Their last ward and bed are offered;
+    the bed is refused when another admitted patient occupies it (``check_bed_free``). The
+    rest of the patient (limits, recipients, care team) is kept as it is."""
+
+    def clean(self):
+        cleaned = super().clean()
+        check_bed_free(self, cleaned)
+        return cleaned
+
+    class Meta:
+        model = Patient
+        fields = ["ward", "bed"]
 
 
 class AlarmLimitsForm(PatientVersionForm):
