@@ -310,10 +310,10 @@ for _network in WEBHOOK_ALLOWED_NETWORKS:
             'networks separated by commas, e.g. "10.20.0.15/32,fd00:20::/64"'
         ) from None
 
-# Without a broker nothing runs CELERY_BEAT_SCHEDULE; on, the server (daphne) runs it in a
-# thread of its own, where its alarms also reach the in-memory channel layer and so the open
-# pages (monitoring/periodic.py). The quick start turns it on; with REDIS_URL it is ignored
-# (run celery beat).
+# Without a broker nothing runs CELERY_BEAT_SCHEDULE; on, the server (daphne) runs it as a
+# task of its own event loop (each task in a worker thread), so that its alarms also reach the
+# in-memory channel layer and so the open pages (monitoring/periodic.py). The quick start
+# turns it on; with REDIS_URL it is ignored (run celery beat).
 PERIODIC_IN_SERVER = envbool("PERIODIC_IN_SERVER", "false") and not REDIS_URL
 # Expired sessions (SESSION_IDLE_S) are deleted this often; they sign nobody in meanwhile, so
 # an hour is soon enough, and each run is one DELETE on an indexed column.

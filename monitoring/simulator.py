@@ -139,11 +139,12 @@ def load_source(
 ) -> np.ndarray:
     """The signal (mV, 1-D, at ``fs_hz``) a device replays, from a source spec.
 
-    ``mitdb:208`` is record 208's first lead (MLII in 45 of the 48 records) from its start,
-    ``mitdb:208@600`` from second 600; ``data`` is the folder holding ``mitdb/`` (default
-    ``$CARDIOSPIKE_DATA_DIR`` or ../shared/data). A synthetic name (``normal``, ``pvc``, ``af``,
-    ``vt-run``, ...) generates ``duration_s`` seconds (at most ten minutes, then replayed) with
-    modest ambulatory noise; ``seed`` makes devices with the same source differ.
+    ``mitdb:208`` is record 208's MLII lead (the first lead of 102 and 104, which have none)
+    from its start, ``mitdb:208@600`` from second 600; ``data`` is the folder holding
+    ``mitdb/`` (default ``$CARDIOSPIKE_DATA_DIR`` or ../shared/data). A synthetic name
+    (``normal``, ``pvc``, ``af``, ``vt-run``, ...) generates ``duration_s`` seconds (at most
+    ten minutes, then replayed) with modest ambulatory noise; ``seed`` makes devices with the
+    same source differ.
     Raises ``ValueError`` for an unknown spec and ``FileNotFoundError`` for missing data.
     """
     if spec.startswith("mitdb:"):
