@@ -7,7 +7,9 @@ Eng 33(12):1157-1165 (1986): causal band-pass (5-15 Hz), derivative, squaring, 1
 moving-window integration; peak levels as medians of the last 8 QRS and noise peaks; a 200 ms
 refractory period; T-wave discrimination by slope for candidates within 360 ms of a beat;
 search-back at half threshold when no beat came for 1.66 mean RR intervals. The departures
-from the papers, and why, are in docs/qrs.md.
+from the papers, and why, are in docs/qrs.md; one of them learns the levels again after 5 s
+without a beat, from candidates that stand out of the signal around them, so that a tall
+artefact cannot blind the detector for good while the noise of a flat line stays no beat.
 
 The features run at 150-300 Hz (means of k consecutive samples at higher rates: a 5-15 Hz band
 needs no more); the R peak is then located on the signal at its own rate.
@@ -52,6 +54,20 @@ SEARCH_BACK_T_WAVE_RATIO = 0.3
 # 201) 0.3; a floor of 0.5 already lost 8 of them. It keeps a flat line with a recorder's
 # quantization noise (a few uV) from being read as beats; it is no lead-off detector.
 MIN_QRS_SLOPE_MV_S = 0.2
+# Recovery from a tall artefact. Only accepted beats lower the QRS level, so an artefact much
+# taller than the QRS complexes (an electrode pop in the first 2 s, seconds of motion artefact)
+# can leave the threshold above every later beat for good. After RECOVERY_AFTER_S without a
+# beat the levels are learnt again from the last MAX_PENDING_S, but only when at least
+# RECOVERY_MIN_PEAKS candidates there stand out: RMS slope at least RECOVERY_PROMINENCE times
+# the root of the 25th percentile of the integrated signal over those seconds. QRS complexes
+# do (MIT-BIH DS1: 99 % of beats above 5, median 8-73 per record); the noise of a flat line
+# never does (white noise: at most 3.4 in an hour, whatever its amplitude), nor does motion
+# artefact or anything that fills the seconds evenly. A reset without this test (Hamilton's
+# OSEA) read the noise of an asystole as beats.
+RECOVERY_AFTER_S = 5.0
+RECOVERY_PROMINENCE = 4.0
+RECOVERY_BASELINE_PERCENTILE = 25.0
+RECOVERY_MIN_PEAKS = 2
 THRESHOLD_COEFFICIENT = 0.3125  # Hamilton & Tompkins' best, between noise and QRS levels
 MAX_THRESHOLD_RATIO = 0.6
 N_LEVELS = 8  # peaks in each median level
@@ -136,6 +152,7 @@ class StreamingQrsDetector:
         self._back = round(LOCATE_BACK_S * self.fs_hz)  # full-rate samples
         self._learning_end = round(LEARNING_S * fs)
         self._max_pending = round(MAX_PENDING_S * fs)
+        self._recovery_after = round(RECOVERY_AFTER_S * fs)
         self._n_seen = 0  # feature samples
         self._next = 0  # first feature position not yet examined as a candidate
         # Recent history: the signal at the full rate from sample self._raw_start (to locate
@@ -162,6 +179,7 @@ class StreamingQrsDetector:
         self._last_slope = 0.0
         self._search_back_after = float("inf")  # samples without a beat before search-back
         self._last_located = -1  # full-rate sample of the last beat's integrated peak
+        self._last_reset = -1  # integrated-signal position of the last recovery; -1 before
         self._rr: list[int] = []  # the last N_RR intervals, feature samples
         self._rr_sum = 0
         self._regular_rr: list[int] = []
@@ -216,6 +234,7 @@ class StreamingQrsDetector:
             "last_slope": self._last_slope,
             "search_back_after": self._search_back_after,
             "last_located": self._last_located,
+            "last_reset": self._last_reset,
             "rr": np.array(self._rr, dtype=np.int64),
             "regular_rr": np.array(self._regular_rr, dtype=np.int64),
         }
@@ -272,6 +291,8 @@ class StreamingQrsDetector:
         detector._last_slope = float(state["last_slope"])
         detector._search_back_after = float(state["search_back_after"])
         detector._last_located = int(state["last_located"])
+        # states saved before the recovery rule have no recovery yet
+        detector._last_reset = int(state.get("last_reset", -1))
         detector._rr = [int(value) for value in np.asarray(state["rr"])]
         detector._rr_sum = sum(detector._rr)
         detector._regular_rr = [int(value) for value in np.asarray(state["regular_rr"])]
@@ -431,6 +452,11 @@ class StreamingQrsDetector:
             pending = self._pending
             if pending and pending[0][0] < position - max_pending:
                 pending = self._pending = [c for c in pending if c[0] >= position - max_pending]
+            if position - max(self._last_beat, self._last_reset) > self._recovery_after:
+                recovered = self._recover(position, height, slope)
+                if recovered is not None:
+                    accepted.extend(recovered)
+                    continue
             gap = self._gap(position)
             if gap > self._search_back_after and pending:
                 found = self._search_back()
@@ -452,6 +478,38 @@ class StreamingQrsDetector:
                 self._update_threshold()
                 self._pending.append((position, height, slope))
         return accepted
+
+    def _recover(self, position: int, height: float, slope: float) -> list[int] | None:
+        """After RECOVERY_AFTER_S without a beat: when the candidates of the last
+        MAX_PENDING_S (this one included) hold at least RECOVERY_MIN_PEAKS prominent peaks,
+        learn the levels again from them as at the start and decide those candidates afresh;
+        the beats found. None (nothing changed) when they do not: a flat line's noise, an
+        asystole, an artefact still going on."""
+        candidates = [*self._pending, (position, height, slope)]
+        first = max(0, position - self._max_pending) - self._start
+        window = self._integrated[first : position + 1 - self._start]
+        baseline = float(np.percentile(window, RECOVERY_BASELINE_PERCENTILE))
+        least = RECOVERY_PROMINENCE * float(np.sqrt(max(baseline, 0.0)))
+        prominent = [h for _, h, _ in candidates if h > least]
+        if len(prominent) < RECOVERY_MIN_PEAKS:
+            return None
+        heights = [h for _, h, _ in candidates]
+        # QRS level: the median prominent peak (not the largest: what is left of an artefact
+        # must not blind the detector again); noise level as at the start
+        self._signal = _RunningMedian(float(np.median(prominent)))
+        self._noise = _RunningMedian(0.5 * sum(heights) / len(heights))
+        self._update_threshold()
+        # start afresh, as at the start of the signal: the RR intervals before the gap (those
+        # of the artefact) mean nothing now, and the first beat needs no beat before it
+        self._last_reset = position
+        self._last_beat = -1
+        self._last_slope = 0.0
+        self._pending = []
+        self._rr, self._rr_sum = [], 0
+        self._regular_rr, self._regular_sum = [], 0
+        self._search_back_after = float("inf")
+        positions, heights, slopes = (list(column) for column in zip(*candidates, strict=True))
+        return self._decide(positions, heights, slopes)
 
     def _gap(self, position: int) -> float:
         """Feature samples from the last beat to ``position``; infinite before the first beat,
