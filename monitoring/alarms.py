@@ -20,9 +20,11 @@ which changes nothing). :func:`apply_conditions` turns that into the lifecycle:
 
 :func:`evaluate_alarms` reads only the last minute or so of one recording, and at a round's
 end it is idempotent: it runs after every streaming-analysis round (:func:`on_analysis_round`),
-and judges a long round (a backlog) at every ``ROUND_REPLAY_STEP_S`` of it too, and a stretch
-that the round finished (a final gap, a close) every ``FINISHED_TAIL_STEP_S`` of its last
-seconds, where its last beats became final, and at its end. Device offline needs a clock
+and judges a long round (a backlog) at every ``ROUND_REPLAY_STEP_S`` (1 s) of it too, as the
+live rounds would have judged that signal, so that a condition that held for barely its
+sustain time (a rate over the limit for 11 s) raises its alarm however the signal arrived; and
+a stretch that the round finished (a final gap, a close) every ``FINISHED_TAIL_STEP_S`` of its
+last seconds, where its last beats became final, and at its end. Device offline needs a clock
 rather than new data, so :func:`periodic_check` (celery beat, every ``ALARM_CHECK_S``) checks
 the devices, repairs missing notifications, escalates and retries.
 
@@ -101,9 +103,14 @@ EPISODE_STORE_DELAY_S = 15.0
 # it buffered while its network was down, busy workers): judged only at its end, a pause or a
 # VT run in its first minute had ended more than EVENT_HOLD_S before and raised nothing, and a
 # tachycardia of a minute there was never the last HR_SUSTAIN_S. So a round longer than this
-# is also judged every this many seconds of its signal, as if it had come in live; at most
-# ROUND_REPLAY_MAX_S of it.
-ROUND_REPLAY_STEP_S = 5.0
+# is also judged every this many seconds of its signal, as the live rounds (a device's 1-s
+# chunks) would have judged it; at most ROUND_REPLAY_MAX_S of it. Every second, not every 5 s:
+# a condition that holds for barely its sustain time fell between two 5-s steps, and a
+# backlog raised less than the same signal live (a rate over the limit for about 11 s, a
+# beatless noisy 12 s, 6 abnormal windows, a PVC count over the limit for under 2 s;
+# tests/test_alarm_backlog_steps.py). It costs what the live rounds would have, one evaluation
+# per second of signal: a 120-s backlog is judged 120 times instead of 24 (docs/alarms.md).
+ROUND_REPLAY_STEP_S = 1.0
 ROUND_REPLAY_MAX_S = 600.0
 # A stretch finished at a final gap or a close makes its last BEAT_FINAL_LAG_S of beats final
 # at once. Judged only at its end, a rate that was fast for 10 s up to a few seconds before the
