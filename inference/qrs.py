@@ -68,6 +68,16 @@ RECOVERY_AFTER_S = 5.0
 RECOVERY_PROMINENCE = 4.0
 RECOVERY_BASELINE_PERCENTILE = 25.0
 RECOVERY_MIN_PEAKS = 2
+# Ventricular standstill with P waves going on (complete heart block) must stay a pause: on a
+# flat baseline the P waves stand out as well as QRS complexes do. So once the detector has
+# seen N_LEVELS real beats, the levels are learnt again only from peaks whose median is at
+# least RECOVERY_MIN_RATIO of the height of those beats (their median). P waves of MIT-BIH
+# DS1's own beats, placed on their baseline, give 0.02-0.16 (median P peak over median QRS,
+# 22 records); QRS complexes after an artefact give about 1. Beats more than
+# REFERENCE_OUTLIER_RATIO times taller than that median (an artefact taken as a beat) do not
+# enter it, so an artefact that blinds the detector does not raise the bar its recovery meets.
+RECOVERY_MIN_RATIO = 0.4
+REFERENCE_OUTLIER_RATIO = 3.0
 THRESHOLD_COEFFICIENT = 0.3125  # Hamilton & Tompkins' best, between noise and QRS levels
 MAX_THRESHOLD_RATIO = 0.6
 N_LEVELS = 8  # peaks in each median level
@@ -180,6 +190,9 @@ class StreamingQrsDetector:
         self._search_back_after = float("inf")  # samples without a beat before search-back
         self._last_located = -1  # full-rate sample of the last beat's integrated peak
         self._last_reset = -1  # integrated-signal position of the last recovery; -1 before
+        # the height of the real beats (median of the last N_LEVELS, artefact-tall ones left
+        # out), the bar a recovery must meet; None until a first beat, and after a recovery
+        self._reference: _RunningMedian | None = None
         self._rr: list[int] = []  # the last N_RR intervals, feature samples
         self._rr_sum = 0
         self._regular_rr: list[int] = []
@@ -235,6 +248,10 @@ class StreamingQrsDetector:
             "search_back_after": self._search_back_after,
             "last_located": self._last_located,
             "last_reset": self._last_reset,
+            "reference_levels": np.array(
+                [] if self._reference is None else self._reference._recent
+            ),
+            "reference_median": 0.0 if self._reference is None else self._reference.median,
             "rr": np.array(self._rr, dtype=np.int64),
             "regular_rr": np.array(self._regular_rr, dtype=np.int64),
         }
@@ -293,6 +310,11 @@ class StreamingQrsDetector:
         detector._last_located = int(state["last_located"])
         # states saved before the recovery rule have no recovery yet
         detector._last_reset = int(state.get("last_reset", -1))
+        # ... and states saved before the standstill guard no reference height: the guard
+        # holds again after N_LEVELS beats
+        reference = np.asarray(state.get("reference_levels", []), dtype=np.float64)
+        if len(reference):
+            detector._reference = levels(reference, state["reference_median"])
         detector._rr = [int(value) for value in np.asarray(state["rr"])]
         detector._rr_sum = sum(detector._rr)
         detector._regular_rr = [int(value) for value in np.asarray(state["regular_rr"])]
@@ -493,6 +515,15 @@ class StreamingQrsDetector:
         prominent = [h for _, h, _ in candidates if h > least]
         if len(prominent) < RECOVERY_MIN_PEAKS:
             return None
+        reference = self._reference
+        if (
+            reference is not None
+            and len(reference._recent) == N_LEVELS
+            and float(np.median(prominent)) < RECOVERY_MIN_RATIO * reference.median
+        ):
+            # far smaller than the real beats before the pause: P waves of a ventricular
+            # standstill, not QRS complexes
+            return None
         heights = [h for _, h, _ in candidates]
         # QRS level: the median prominent peak (not the largest: what is left of an artefact
         # must not blind the detector again); noise level as at the start
@@ -502,6 +533,7 @@ class StreamingQrsDetector:
         # start afresh, as at the start of the signal: the RR intervals before the gap (those
         # of the artefact) mean nothing now, and the first beat needs no beat before it
         self._last_reset = position
+        self._reference = None  # the beats found from here on set it again
         self._last_beat = -1
         self._last_slope = 0.0
         self._pending = []
@@ -539,8 +571,14 @@ class StreamingQrsDetector:
         return position
 
     def _accept(self, position: int, height: float, slope: float) -> None:
-        """A beat: update the signal level, the RR averages and the search-back limit."""
+        """A beat: update the signal level, the reference height, the RR averages and the
+        search-back limit."""
         self._signal.add(height)
+        reference = self._reference
+        if reference is None:
+            self._reference = _RunningMedian(height)
+        elif height <= REFERENCE_OUTLIER_RATIO * reference.median:
+            reference.add(height)
         self._update_threshold()
         if self._last_beat >= 0:
             interval = position - self._last_beat
