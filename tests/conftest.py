@@ -1,9 +1,11 @@
-"""Shared fixtures: users in their roles, patients assigned or not, and the real services.
+"""Shared fixtures: users in their roles, patients assigned or not, the real services, and
+the headless Chromium of the browser tests.
 
 Tests marked ``services`` talk to the Redis of the test run (``REDIS_URL``) and start other
 processes (a Celery worker, daphne) on the test database. Without ``REDIS_URL`` they skip
 with the reason, unless ``CARDIOSPIKE_REQUIRE_SERVICES=1`` (set by CI) turns the skip into a
-failure, so CI can never go green by skipping them.
+failure, so CI can never go green by skipping them. The browser tests skip the same way (or
+fail in CI) without Debian's chromium and chromium-driver.
 """
 
 import os
@@ -248,3 +250,37 @@ def eager_celery():
     app.conf.update(task_always_eager=True, task_eager_propagates=True)
     yield
     app.conf.update(saved)
+
+
+# --- Headless Chromium (tests/chromium.py) ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One Chromium and chromedriver for the whole test session: starting them took seconds
+    a test. Tests use ``browser``, which isolates them from each other."""
+    from tests.chromium import SharedChromium, require_chromium
+
+    require_chromium()
+    shared = SharedChromium()
+    shared.start()
+    yield shared
+    shared.stop()
+
+
+@pytest.fixture
+def browser(chromium):
+    """The shared Chromium, in a window of a browser context of the test's own: no cookies,
+    storage, login or window of an earlier test."""
+    from tests.chromium import csp_violations
+
+    context_id = chromium.open_test_window()
+    driver = chromium.driver
+    yield driver
+    try:
+        refused = csp_violations(driver)
+    finally:
+        chromium.close_test_window(context_id)
+    # Every browser test checks the pages it went through: an inline script, handler or style
+    # added to a template fails here, even where the page still seems to work.
+    assert not refused, "the Content-Security-Policy refused:\n" + "\n".join(refused)

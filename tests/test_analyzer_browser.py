@@ -2,87 +2,12 @@
 
 import base64
 import os
-import shutil
-import tempfile
 
 import pytest
 
-from tests.conftest import services_required
+from tests.chromium import log_in, text_of, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
-@pytest.fixture
-def browser():
-    if not (CHROMIUM and CHROMEDRIVER):
-        message = "needs Debian's chromium and chromium-driver (apt-get install chromium-driver)"
-        if services_required():
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="cardiospike-chromium-")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(flag)
-    # the console, for csp_violations
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(0)
-    yield driver
-    try:
-        refused = csp_violations(driver)
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-    # Every browser test checks the pages it went through: an inline script, handler or style
-    # added to a template fails here, even where the page still seems to work.
-    assert not refused, "the Content-Security-Policy refused:\n" + "\n".join(refused)
-
-
-def csp_violations(driver) -> list[str]:
-    """Chromium's console messages about the Content-Security-Policy since the last call
-    (reading the log empties it)."""
-    return [
-        entry["message"]
-        for entry in driver.get_log("browser")
-        if "Content Security Policy" in entry["message"]
-    ]
-
-
-def wait_for(driver, condition, timeout_s=30):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout_s).until(condition)
-
-
-def text_of(driver, element_id: str) -> str:
-    return driver.find_element("id", element_id).text
-
-
-def log_in(driver, base_url: str, username: str, password: str) -> None:
-    driver.get(base_url + "/login/")
-    assert "Research software, not a medical device" in driver.page_source
-    driver.find_element("id", "id_username").send_keys(username)
-    driver.find_element("id", "id_password").send_keys(password)
-    driver.find_element("css selector", "form button[type=submit]").click()
-    wait_for(driver, lambda d: d.current_url.rstrip("/") == base_url)
 
 
 def dark_pixels(driver) -> int:

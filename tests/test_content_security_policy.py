@@ -2,7 +2,7 @@
 
 The policy (settings.CONTENT_SECURITY_POLICY, set by monitoring.middleware) lets browsers run
 only the site's own script and style files. The browser tests check in Chromium that no page
-breaks it (tests/test_analyzer_browser.py's fixture, tests/test_csp_browser.py); these check
+breaks it (the browser fixture in tests/conftest.py, tests/test_csp_browser.py); these check
 the header itself, and the templates no browser test opens (the error pages, the admin's
 shown-once keys).
 """

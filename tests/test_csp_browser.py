@@ -1,6 +1,6 @@
 """Every kind of page under the Content-Security-Policy in a real headless Chromium.
 
-The browser fixture (tests/test_analyzer_browser.py) fails any browser test whose pages the
+The browser fixture (tests/conftest.py) fails any browser test whose pages the
 policy refused something on; this walks the pages no other browser test opens (the admin with
 its widgets, the API docs, DRF's browsable API), naming the page that broke it, and checks
 that the console check sees a refusal at all.
@@ -11,12 +11,9 @@ from django.contrib import admin
 from django.test import RequestFactory
 from django.urls import reverse
 
-from tests import test_analyzer_browser
-from tests.test_analyzer_browser import csp_violations, log_in, wait_for
+from tests.chromium import csp_violations, log_in, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-browser = test_analyzer_browser.browser  # the headless Chromium fixture
 
 
 def visit(driver, url: str, ready: str = "body") -> list[str]:

@@ -11,12 +11,9 @@ import pytest
 from django.utils import timezone
 
 from monitoring.models import Alarm, AlarmRecipient, Beat, Recording
-from tests import test_analyzer_browser
-from tests.test_analyzer_browser import log_in, wait_for
+from tests.chromium import log_in, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-browser = test_analyzer_browser.browser  # the headless Chromium fixture
 
 
 def two_alarms(patient) -> tuple[Alarm, Alarm]:

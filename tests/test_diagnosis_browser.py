@@ -12,12 +12,10 @@ import pytest
 from inference.datasets.ptbxl import SUPERCLASSES
 from inference.ptbxl_models import load_model
 from monitoring.api.diagnosis import EXAMPLES_DIR, load_examples
-from tests import test_analyzer_browser
-from tests.test_analyzer_browser import log_in, text_of, wait_for
+from tests.chromium import log_in, text_of, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-browser = test_analyzer_browser.browser  # the headless Chromium fixture
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 

@@ -26,8 +26,8 @@ import pytest
 from inference import synthetic
 from monitoring.models import Alarm, Device
 from monitoring.simulator import DeviceConfig, SimulationConfig, simulate, to_adc
+from tests.chromium import log_in, wait_for
 from tests.conftest import PROJECT_ROOT
-from tests.test_analyzer_browser import browser, log_in, wait_for  # noqa: F401 (fixture)
 from tests.test_daphne import daphne_process, daphne_server  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
@@ -272,7 +272,7 @@ def explain_missing_alarm(driver, patient, daphne_log) -> str:
 
 
 def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
-    browser,  # noqa: F811 (the fixture imported above)
+    browser,
     eager_daphne,
     clinician,
     patient,

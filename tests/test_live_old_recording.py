@@ -18,7 +18,7 @@ from channels.db import database_sync_to_async
 
 from monitoring import live
 from monitoring.models import Recording
-from tests.test_analyzer_browser import browser, log_in, wait_for  # noqa: F401 (fixture)
+from tests.chromium import log_in, wait_for
 from tests.test_daphne import daphne_process, daphne_server  # noqa: F401 (fixtures)
 from tests.test_device_ingest import make_chunk
 from tests.test_live import connect, deliver, drain
@@ -118,7 +118,7 @@ def settled_png(driver, selector: str) -> str:
 
 @pytest.mark.services
 def test_the_pages_draw_no_late_chunk_of_a_replaced_recording(
-    browser,  # noqa: F811
+    browser,
     eager_daphne,  # noqa: F811
     clinician,
     patient,

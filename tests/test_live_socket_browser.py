@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.test_analyzer_browser import browser, log_in, wait_for  # noqa: F401 (fixture)
+from tests.chromium import log_in, new_tab, wait_for
 from tests.test_daphne import daphne_process, daphne_server  # noqa: F401 (fixtures)
 from tests.test_live_browser import eager_daphne  # noqa: F401 (fixture)
 from tests.test_live_browser import module_service_env as live_service_env  # noqa: F401
@@ -115,7 +115,7 @@ def test_a_silent_connection_is_noticed_and_made_again(browser, eager_daphne, cl
 
 
 def test_a_password_change_in_another_tab_keeps_the_station_connected(
-    browser,  # noqa: F811
+    browser,
     eager_daphne,  # noqa: F811
     staff_user,
 ):
@@ -123,7 +123,7 @@ def test_a_password_change_in_another_tab_keeps_the_station_connected(
     open_station(browser, eager_daphne)
     station_tab = browser.current_window_handle
 
-    browser.switch_to.new_window("tab")
+    new_tab(browser)  # signed in there too: the same browser context
     browser.get(f"{eager_daphne}/admin/password_change/")
     browser.find_element("id", "id_old_password").send_keys("pw-staff-1")
     browser.find_element("id", "id_new_password1").send_keys("a-new-Passw0rd-for-staff")
@@ -151,7 +151,7 @@ def test_signing_out_in_another_tab_stops_the_station(browser, eager_daphne, cli
         ".pop().halfOpen = true;"
     )
 
-    browser.switch_to.new_window("tab")
+    new_tab(browser)  # signed in there too: the same browser context
     browser.get(f"{eager_daphne}/")
     browser.find_element("css selector", "form[action='/logout/'] button").click()
     wait_for(browser, lambda d: "/login/" in d.current_url)
@@ -201,7 +201,7 @@ def alarm(alarm_id: int, state: str, acknowledged: bool) -> dict:
 
 
 def test_the_alarm_table_ignores_late_news_and_keeps_its_newest_rows(
-    browser,  # noqa: F811
+    browser,
     eager_daphne,  # noqa: F811
     clinician,
     patient,

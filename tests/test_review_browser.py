@@ -13,12 +13,10 @@ from django.utils import timezone
 
 from inference.synthetic import generate
 from monitoring.models import Beat, SampleChunk
-from tests import test_analyzer_browser
-from tests.test_analyzer_browser import log_in, wait_for
+from tests.chromium import log_in, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-browser = test_analyzer_browser.browser  # the headless Chromium fixture
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 FS_HZ = 250.0

@@ -13,7 +13,7 @@ import pytest
 from django.contrib.sessions.models import Session
 from django.db.models import F
 
-from tests.test_analyzer_browser import browser, log_in, wait_for  # noqa: F401 (fixture)
+from tests.chromium import log_in, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FAST_RECONNECTS_JS = "window.CardioSpikeSocketTiming = { maxDelayMs: 300 };"
 
 
-def test_the_station_says_plainly_when_its_session_ended(browser, live_server, clinician):  # noqa: F811
+def test_the_station_says_plainly_when_its_session_ended(browser, live_server, clinician):
     base_url = live_server.url
     log_in(browser, base_url, "clinician", "pw-clinician-1")
     browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FAST_RECONNECTS_JS})

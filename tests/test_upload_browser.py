@@ -5,8 +5,7 @@ import os
 import pytest
 
 from monitoring.models import Recording
-from tests import test_analyzer_browser
-from tests.test_analyzer_browser import log_in, text_of, wait_for
+from tests.chromium import log_in, text_of, wait_for
 from tests.upload_helpers import (
     kaggle187_rows,
     mitdb_folder,
@@ -17,8 +16,6 @@ from tests.upload_helpers import (
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("eager_celery")]
-
-browser = test_analyzer_browser.browser  # the headless Chromium fixture
 
 
 def upload_from_page(driver, base_url: str, patient_id: int, paths, fs_hz: str = "") -> None:
