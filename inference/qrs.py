@@ -9,7 +9,9 @@ refractory period; T-wave discrimination by slope for candidates within 360 ms o
 search-back at half threshold when no beat came for 1.66 mean RR intervals. The departures
 from the papers, and why, are in docs/qrs.md; one of them learns the levels again after 5 s
 without a beat, from candidates that stand out of the signal around them, so that a tall
-artefact cannot blind the detector for good while the noise of a flat line stays no beat.
+artefact cannot blind the detector for good while the noise of a flat line stays no beat; and
+the learning phase learns only from a 2-s window whose largest peak stands out (or is tall),
+so that a recording that starts on a noisy flat line shows no beats until the real ones come.
 
 The features run at 150-300 Hz (means of k consecutive samples at higher rates: a 5-15 Hz band
 needs no more); the R peak is then located on the signal at its own rate.
@@ -30,7 +32,7 @@ from scipy.ndimage import maximum_filter1d
 from inference.signal import validate_fs, validate_signal
 
 MIN_FS_HZ, MAX_FS_HZ = 100.0, 2000.0
-MIN_DURATION_S = 2.0  # the learning phase: levels start from the first 2 s
+MIN_DURATION_S = 2.0  # the learning phase: levels start from a 2-s window (the first, usually)
 # Features are computed at fs / k for the largest whole k that keeps this rate or more
 MIN_FEATURE_RATE_HZ = 150.0
 
@@ -78,6 +80,22 @@ RECOVERY_MIN_PEAKS = 2
 # enter it, so an artefact that blinds the detector does not raise the bar its recovery meets.
 RECOVERY_MIN_RATIO = 0.4
 REFERENCE_OUTLIER_RATIO = 3.0
+# The learning phase refuses to learn from noise. A device may stream a flat line before its
+# electrodes are on (10-50 uV of noise, mains hum, baseline wander); levels learnt from that
+# read its noise as beats at 106-139 bpm for as long as it lasted. So a 2-s learning window
+# gives the levels only when its largest candidate stands out of the window (RMS slope more
+# than RECOVERY_PROMINENCE times the root of its 25th-percentile integrated signal, the
+# recovery rule's test), or is at least LEARNING_MIN_HEIGHT_MV_S tall and
+# LEARNING_MIN_PROMINENCE times that root: ventricular tachycardia and flutter fill the
+# window and stand only about 1.5-3 times above it (vfdb: 98 % of the 2-s VT windows at
+# 5 mV/s or more reach 1.5; synthetic VT at 170-200 bpm: 1.7-3), but they are tall. Otherwise
+# learning goes on over the next 2 s. White noise never stood out 4 times (at most 3.6 in
+# 2-s windows, 10-100 uV at 128-1000 Hz, 20 hours) and reaches 5 mV/s only from about 65 uV
+# at 128 Hz (about 100 uV at 250 Hz: the feature band holds less of it at higher rates);
+# mains hum fills the window evenly: where 1 mV of it reaches 5 mV/s (250-360 Hz) it stands
+# at most 1.25 times above it.
+LEARNING_MIN_HEIGHT_MV_S = 5.0
+LEARNING_MIN_PROMINENCE = 1.5
 THRESHOLD_COEFFICIENT = 0.3125  # Hamilton & Tompkins' best, between noise and QRS levels
 MAX_THRESHOLD_RATIO = 0.6
 N_LEVELS = 8  # peaks in each median level
@@ -134,7 +152,8 @@ class StreamingQrsDetector:
     (absolute sample indices, counted from the first sample pushed). ``flush`` ends the
     signal and returns the rest. The concatenated output equals ``detect_qrs`` on the whole
     signal exactly, whatever the chunk sizes. A beat is final about 0.3 s after its R peak,
-    later when search-back finds it (up to 1.66 RR) or while the first 2 s set the levels.
+    later when search-back finds it (up to 1.66 RR) or while a 2-s learning window sets the
+    levels.
     Memory is bounded: a few seconds of history (``buffered_samples``).
 
     Parameters
@@ -160,7 +179,11 @@ class StreamingQrsDetector:
         self._refractory = round(REFRACTORY_S * fs)
         self._t_wave = round(T_WAVE_WINDOW_S * fs)
         self._back = round(LOCATE_BACK_S * self.fs_hz)  # full-rate samples
-        self._learning_end = round(LEARNING_S * fs)
+        self._learning_window = round(LEARNING_S * fs)
+        # the learning window now open, feature samples: the first 2 s, then the next 2 s
+        # while the windows before held nothing that stands out
+        self._learning_start = 0
+        self._learning_end = self._learning_window
         self._max_pending = round(MAX_PENDING_S * fs)
         self._recovery_after = round(RECOVERY_AFTER_S * fs)
         self._n_seen = 0  # feature samples
@@ -237,6 +260,8 @@ class StreamingQrsDetector:
             "cumulative_tail": self._cumulative_tail.copy(),
             "flushed": self._flushed,
             "learning": None if self._learning is None else rows(self._learning),
+            "learning_start": self._learning_start,
+            "learning_end": self._learning_end,
             "signal_levels": np.array(self._signal._recent),
             "signal_median": self._signal.median,
             "noise_levels": np.array(self._noise._recent),
@@ -300,6 +325,9 @@ class StreamingQrsDetector:
         detector._flushed = bool(state["flushed"])
         learning = state["learning"]
         detector._learning = None if learning is None else candidates(learning)
+        # states saved before learning could be refused learnt from the first 2 s
+        detector._learning_start = int(state.get("learning_start", 0))
+        detector._learning_end = int(state.get("learning_end", detector._learning_window))
         detector._signal = levels(state["signal_levels"], state["signal_median"])
         detector._noise = levels(state["noise_levels"], state["noise_median"])
         detector._threshold = float(state["threshold"])
@@ -353,7 +381,8 @@ class StreamingQrsDetector:
         # the last few samples of an incomplete block are not examined at all)
         self._integrated = np.concatenate((self._integrated, np.full(self._half, -np.inf)))
         beats = self._examine(self._n_seen)
-        if self._learning is not None:  # no candidate after the learning phase
+        # the signal ended inside a learning window: judge what there is of it
+        if self._learning and self._stands_out(min(self._learning_end, self._n_seen)):
             beats = np.concatenate((beats, self._locate(self._end_learning())))
         return beats
 
@@ -397,8 +426,8 @@ class StreamingQrsDetector:
         oldest = self._next - self._max_pending - self._half - self._width
         if self._pending:
             oldest = min(oldest, self._pending[0][0])
-        if self._learning:
-            oldest = min(oldest, self._learning[0][0])
+        if self._learning is not None:  # the learning window's test needs all of it
+            oldest = min(oldest, self._learning_start)
         cut = oldest - self._start
         if cut > 4 * self._feature_fs:  # trim in blocks, not on every push
             self._integrated = self._integrated[cut:]
@@ -425,8 +454,11 @@ class StreamingQrsDetector:
         positions = positions[self._integrated[positions - base] >= MIN_QRS_SLOPE_MV_S**2]
         self._next = stop
         if len(positions) == 0:
+            # a learning window may end here without a candidate after it
+            beats = self._close_learning(stop)
+            located = self._locate(beats)
             self._trim()
-            return np.empty(0, dtype=np.int64)
+            return located
         # Thresholds compare square roots: the integrated squared slope grows with amplitude
         # squared, so a tall, wide PVC would otherwise lift the levels over the normal beats
         # between PVCs (ventricular bigeminy in record 228 lost four beats in five).
@@ -435,13 +467,42 @@ class StreamingQrsDetector:
         windows = sliding_window_view(self._slope, width + 1)[positions - base - width]
         slopes = np.maximum(windows.max(axis=1), -windows.min(axis=1))
         beats = self._decide(positions.tolist(), heights.tolist(), slopes.tolist())
+        # A learning window is judged as soon as all of its candidates are known (the signal
+        # examined has reached its end), with or without a candidate after it: the beats do
+        # not depend on the chunks.
+        beats += self._close_learning(stop)
         located = self._locate(beats)
         self._trim()
         return located
 
+    def _close_learning(self, stop: int) -> list[int]:
+        """Judge every learning window that ends at or before ``stop``: the first whose
+        candidates stand out starts the levels (its beats are returned); the others are
+        forgotten, and learning goes on over the next window."""
+        accepted: list[int] = []
+        while self._learning is not None and self._learning_end <= stop:
+            if self._learning and self._stands_out(self._learning_end):
+                accepted.extend(self._end_learning())
+            else:
+                self._learning = []
+                self._learning_start = self._learning_end
+                self._learning_end += self._learning_window
+        return accepted
+
+    def _stands_out(self, end: int) -> bool:
+        """Whether the largest candidate of the learning window (up to ``end``) stands out as
+        a QRS complex does, and the noise of a flat line does not (LEARNING_MIN_HEIGHT_MV_S)."""
+        window = self._integrated[self._learning_start - self._start : end - self._start]
+        baseline = float(np.percentile(window, RECOVERY_BASELINE_PERCENTILE))
+        root = float(np.sqrt(max(baseline, 0.0)))
+        tallest = max(h for _, h, _ in self._learning)
+        if tallest > RECOVERY_PROMINENCE * root:
+            return True
+        return tallest >= LEARNING_MIN_HEIGHT_MV_S and tallest > LEARNING_MIN_PROMINENCE * root
+
     def _end_learning(self) -> list[int]:
-        """Start the levels from the first 2 s (signal: half the largest peak; noise: half the
-        mean peak) and decide the candidates held back until then."""
+        """Start the levels from the learning window (signal: half the largest peak; noise:
+        half the mean peak) and decide the candidates held back until then."""
         learning, self._learning = self._learning, None
         if not learning:
             return []
@@ -467,14 +528,17 @@ class StreamingQrsDetector:
         t_wave, refractory, max_pending = self._t_wave, self._refractory, self._max_pending
         for position, height, slope in zip(positions, heights, slopes, strict=True):
             if self._learning is not None:
-                if position < self._learning_end:
+                accepted.extend(self._close_learning(position))
+                if self._learning is not None:  # position lies in the open window
                     self._learning.append((position, height, slope))
                     continue
-                accepted.extend(self._end_learning())
             pending = self._pending
             if pending and pending[0][0] < position - max_pending:
                 pending = self._pending = [c for c in pending if c[0] >= position - max_pending]
-            if position - max(self._last_beat, self._last_reset) > self._recovery_after:
+            # 5 s without a beat since the last beat, recovery or learnt window (which may
+            # start long after the start of the signal)
+            since = max(self._last_beat, self._last_reset, self._learning_start)
+            if position - since > self._recovery_after:
                 recovered = self._recover(position, height, slope)
                 if recovered is not None:
                     accepted.extend(recovered)
