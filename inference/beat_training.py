@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import wfdb
 from torch import nn
 from tqdm import tqdm
 
@@ -50,6 +51,8 @@ from inference.beats import (
     BeatNet,
     beat_features,
     beat_p_waves,
+    beat_windows,
+    dominant_beats,
     fold_s_in_af,
     rhythm_features,
 )
@@ -100,10 +103,20 @@ PREVIOUS_KEYS = ("model", "s_se", "s_ppv", "s_f1", "v_se", "v_ppv", "v_f1", "acc
 # --- Data ---------------------------------------------------------------------------------
 
 
-def record_features(folder: Path, name: str, cache_dir: Path | None = None) -> dict:
-    """Features and AAMI labels of every annotated beat of one MIT-BIH record (MLII)."""
+def record_features(
+    folder: Path, name: str, cache_dir: Path | None = None, second_lead: bool = False
+) -> dict:
+    """Features and AAMI labels of every annotated beat of one MIT-BIH record (MLII).
+
+    With ``second_lead`` (``--second-lead``, a cross-validation experiment), also the beat
+    windows and dominant beats of the record's other lead (``second_lead_name``) at the same
+    R peaks, as ``SECOND_LEAD_KEYS``; every other key is MLII's, as without it."""
     # the cache is keyed by the feature list, so changing the features cannot reuse stale ones
     version = f"{FEATURE_VERSION}-{len(RR_FEATURES)}-{WINDOW_SAMPLES}-{TEMPLATE_UPDATE_BEATS}"
+    # the two-lead variant has its own file: a one-lead file must never be read for it, and
+    # the one-lead file stays what it was (its name too)
+    if second_lead:
+        version += "-second-lead"
     cached = cache_dir / f"{name}-{version}.npz" if cache_dir else None
     if cached is not None and cached.is_file():
         with np.load(cached) as stored:
@@ -130,15 +143,23 @@ def record_features(folder: Path, name: str, cache_dir: Path | None = None) -> d
         "times_s": record.beat_samples[keep] / record.fs,
         "p_wave": beat_p_waves(windows, templates, rhythm),
     }
+    if second_lead:
+        # the same record and annotations, so the same R peaks and rate
+        other = load_record(folder, name, lead=second_lead_name(folder, name))
+        other_windows = beat_windows(other.signal_mv, other.fs, record.beat_samples[keep])
+        features[SECOND_LEAD_KEYS[0]] = other_windows
+        features[SECOND_LEAD_KEYS[1]] = dominant_beats(other_windows)
     if cached is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         np.savez(cached, **features)
     return features
 
 
-def load_set(folder: Path, names: list[str], cache_dir: Path | None = None) -> dict:
+def load_set(
+    folder: Path, names: list[str], cache_dir: Path | None = None, second_lead: bool = False
+) -> dict:
     parts = [
-        record_features(folder, name, cache_dir)
+        record_features(folder, name, cache_dir, second_lead)
         for name in tqdm(names, desc="MIT-BIH records", unit="record")
     ]
     merged = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
@@ -146,6 +167,81 @@ def load_set(folder: Path, names: list[str], cache_dir: Path | None = None) -> d
         [np.full(len(part["labels"]), name) for name, part in zip(names, parts, strict=True)]
     )
     return merged
+
+
+# --- The second lead (a cross-validation experiment) --------------------------------------
+
+# ``--second-lead`` gives the network each beat's window of the record's other lead too (V1 in
+# most MIT-BIH records; V5 in 114, where MLII is the second signal; V4 in 124), as a second
+# input channel divided by that lead's own dominant beat's amplitude. Why: model 4.0 reads
+# MLII only, and its S beats stay far below the floor; de Chazal et al. 2004 used both leads,
+# and V1 shows the P wave and aberrant conduction better than MLII. The rhythm features, the
+# P wave and the AF rule stay MLII's. The served classifier reads one lead, so this is refused
+# outside ``--cv``.
+SECOND_LEAD_KEYS = ("windows_second_lead", "templates_second_lead")
+SECOND_LEAD_REFUSAL = (
+    "--second-lead is a cross-validation experiment; the served classifier reads one lead"
+)
+
+
+def second_lead_name(folder: Path, name: str) -> str:
+    """The name of the MIT-BIH record's lead that is not MLII, read from its header (the
+    signals' order differs between records: 114's first signal is V5, its second MLII)."""
+    leads = wfdb.rdheader(str(Path(folder) / name)).sig_name
+    others = [lead for lead in leads if lead != "MLII"]
+    if "MLII" not in leads or len(others) != 1:
+        raise ValueError(f"record {name} has leads {', '.join(leads)}, not MLII and one other")
+    return others[0]
+
+
+def with_second_lead(data: dict) -> dict:
+    """``data`` whose ``windows`` and ``templates`` are two leads, (n_beats, 2, samples): MLII
+    then the second lead (``TwoLeadBeatNet`` reads them so). Everything computed from the
+    windows (rhythm features, P wave, AF rule) was computed from MLII's before."""
+    windows_key, templates_key = SECOND_LEAD_KEYS
+    rest = {key: value for key, value in data.items() if key not in SECOND_LEAD_KEYS}
+    return {
+        **rest,
+        "windows": np.stack([data["windows"], data[windows_key]], axis=1),
+        "templates": np.stack([data["templates"], data[templates_key]], axis=1),
+    }
+
+
+class TwoLeadBeatNet(BeatNet):
+    """``BeatNet`` whose morphology branch reads two leads (``--second-lead``): windows and
+    templates of shape (n_beats, 2, samples), each lead divided by its own dominant beat's
+    peak-to-peak amplitude (as ``BeatNet`` divides its one lead), so the second lead's gain
+    does not matter; with ``difference_channel``, each lead's beat minus its dominant beat as
+    well (4 channels). The rest of the network is ``BeatNet``'s."""
+
+    def __init__(
+        self,
+        n_rhythm: int = len(RR_FEATURES),
+        morphology_dropout: float = 0.0,
+        difference_channel: bool = True,
+    ):
+        super().__init__(
+            n_rhythm=n_rhythm,
+            morphology_dropout=morphology_dropout,
+            difference_channel=difference_channel,
+        )
+        first = self.morphology[0]
+        self.morphology[0] = nn.Conv1d(
+            2 * first.in_channels,
+            first.out_channels,
+            kernel_size=first.kernel_size,
+            padding=first.padding,
+        )
+
+    def forward(
+        self, windows: torch.Tensor, templates: torch.Tensor, rhythm: torch.Tensor
+    ) -> torch.Tensor:
+        scale = (templates.amax(dim=2) - templates.amin(dim=2)).clamp(min=MIN_AMPLITUDE_MV)
+        scale = scale.unsqueeze(2)  # (n_beats, 2 leads, 1)
+        channels = windows / scale
+        if self.difference_channel:
+            channels = torch.cat([channels, (windows - templates) / scale], dim=1)
+        return self.head(torch.cat([self.morphology(channels), self.rhythm(rhythm)], dim=1))
 
 
 # --- Training -----------------------------------------------------------------------------
@@ -172,23 +268,27 @@ def augment(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Label-keeping perturbations of a batch: the beat's amplitude scaled by 0.85-1.15
     against its dominant beat, white noise up to 0.03 mV, and a shift of up to 2 samples
-    (11 ms) of the R peak position, as a detector's jitter."""
+    (11 ms) of the R peak position, as a detector's jitter.
+
+    ``windows`` is (n_beats, samples), or (n_beats, leads, samples) with ``--second-lead``:
+    a beat's leads then share its scale, noise level and shift (one heart, one R peak), each
+    with its own noise. One lead draws exactly what the 2-D windows draw."""
     n = windows.shape[0]
+    per_beat = (n,) + (1,) * (windows.dim() - 1)  # broadcast a beat's draw over its leads
     scale = 0.85 + 0.3 * torch.rand(n, 1, generator=generator)
     noise = (
         0.03
-        * torch.rand(n, 1, generator=generator)
+        * torch.rand(n, 1, generator=generator).view(per_beat)
         * torch.randn(windows.shape, generator=generator)
     )
     shift = torch.randint(-2, 3, (n,), generator=generator)
-    index = (torch.arange(windows.shape[1]).unsqueeze(0) + shift.unsqueeze(1)).clamp(
-        0, windows.shape[1] - 1
-    )
-    shifted = windows.gather(1, index)
+    n_samples = windows.shape[-1]
+    index = (torch.arange(n_samples).unsqueeze(0) + shift.unsqueeze(1)).clamp(0, n_samples - 1)
+    shifted = windows.gather(-1, index.view(*per_beat[:-1], n_samples).expand_as(windows))
     rhythm = rhythm.clone()
     amplitude_column = RR_COLUMN["amplitude_over_dominant"]
     rhythm[:, amplitude_column] = rhythm[:, amplitude_column] * scale[:, 0]
-    return shifted * scale + noise, rhythm
+    return shifted * scale.view(per_beat) + noise, rhythm
 
 
 def make_premature(
@@ -658,9 +758,10 @@ class PWaveGatedNet(nn.Module):
 
 def cv_network(n_rhythm: int, args: argparse.Namespace) -> nn.Module:
     """The network a cross-validation fold trains: a ``BeatNet`` on every rhythm column, or,
-    with ``--p-wave-feature gated``, one on ``RR_FEATURES`` inside a ``PWaveGatedNet``."""
+    with ``--p-wave-feature gated``, one on ``RR_FEATURES`` inside a ``PWaveGatedNet``; with
+    ``--second-lead``, a ``TwoLeadBeatNet`` instead of the ``BeatNet``."""
     gated = args.p_wave_feature == "gated"
-    network = BeatNet(
+    network = (TwoLeadBeatNet if getattr(args, "second_lead", False) else BeatNet)(
         n_rhythm=len(RR_FEATURES) if gated else n_rhythm,
         morphology_dropout=args.morphology_dropout,
         difference_channel=args.difference_channel,
@@ -1392,6 +1493,12 @@ def main(argv: list[str] | None = None) -> int:
         help="cross-validation experiment: add the median RR of the 10 intervals after the beat",
     )
     parser.add_argument(
+        "--second-lead",
+        action="store_true",
+        help="cross-validation experiment: give the network the record's other lead (V1 in "
+        "most records) as a second input channel",
+    )
+    parser.add_argument(
         "--synthetic-s-p-wave",
         choices=SYNTHETIC_S_P_WAVES,
         default="keep",
@@ -1492,6 +1599,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.future_rr_feature and (args.rate_run_feature or args.p_wave_feature):
         parser.error("--future-rr-feature cannot be combined with the other feature experiments")
+    if args.second_lead and not (args.cv or args.cv_combine):
+        parser.error(SECOND_LEAD_REFUSAL)
+    if args.second_lead and (args.model != "cnn" or args.synthetic_s_p_wave != "keep"):
+        # the baselines read MLII's window only; a donor P wave would change MLII's alone
+        parser.error("--second-lead is for the network, without --synthetic-s-p-wave")
     if args.epochs < 1:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
     # outputs and data checked before the minutes of training, not after them
@@ -1505,7 +1617,7 @@ def main(argv: list[str] | None = None) -> int:
     # the final run reads DS2 once at the end: its records must be there before DS1 is trained
     mitdb = mitdb_folder(args.data, list(DS1) if args.cv or args.no_test else [*DS1, *DS2])
     cache = Path(args.cache) if args.cache else None
-    data = load_set(mitdb, list(DS1), cache)
+    data = load_set(mitdb, list(DS1), cache, second_lead=args.second_lead)
     counts = np.bincount(data["labels"], minlength=len(BEAT_CLASSES))
     print("DS1 beats per class:", dict(zip(BEAT_CLASSES, counts.tolist(), strict=True)))
     if args.cv:
@@ -1516,6 +1628,8 @@ def main(argv: list[str] | None = None) -> int:
             data = with_rate_run_feature(data)
         if args.future_rr_feature:
             data = with_future_rr_feature(data)
+        if args.second_lead:
+            data = with_second_lead(data)
         result = cross_validate(data, args)
         rows = cv_report(data["labels"], result["probabilities"])
         for row in rows:
