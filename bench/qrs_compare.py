@@ -3,7 +3,8 @@
     python bench/qrs_compare.py [--data DIR] [--records 100 101 ...] [--runs 3]
                                 [--detectors ours neurokit2 xqrs] [--json FILE]
 
-On the first channel of every record (all 48 MIT-BIH records by default), each detector is
+On the analysed lead of every record (MLII, else II, else the first channel, as ``python -m
+inference.evaluate qrs`` reads it; all 48 MIT-BIH records by default), each detector is
 timed ``--runs`` times (the median counts: the machines are shared and noisy) and its beats are
 scored against the reference annotations exactly as ``python -m inference.evaluate qrs`` scores
 ours (``inference.beat_match``: 150 ms window; ventricular flutter/fibrillation episodes left
@@ -170,7 +171,7 @@ def main() -> int:
 
     table = markdown(results)
     print(
-        f"{len(records)} records of {folder} (first channel), median of {args.runs} runs, "
+        f"{len(records)} records of {folder} (analysed lead), median of {args.runs} runs, "
         f"one thread; load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after"
     )
     print(table)

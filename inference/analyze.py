@@ -1,16 +1,18 @@
 """Analyze one recording: beats, AAMI labels, heart rate, rhythm episodes and a summary.
 
-    python -m inference.analyze RECORD [--lead MLII] [--json OUT]
+    python -m inference.analyze RECORD [--lead MLII] [--annotator atr] [--json OUT]
     python -m inference.analyze signal.csv --fs 250 [--json OUT]
 
 RECORD is a WFDB record (the path without extension, or its ``.hea`` or ``.dat``); the lead is
 MLII when the record has it, else II, else the first channel (the upload's rule), unless
-``--lead`` says otherwise; the sampling rate is the header's (``--fs`` is refused). When
-reference beat annotations (``.atr``) sit beside the record, the output also scores our beats
-against them (EC57 matching, 150 ms) and gives the class agreement; an ``.atr`` with only rhythm
-marks (vfdb) gives no beat reference, and the output says so. A CSV file holds one column of
-millivolts (a header line is allowed; ``ecg_uv`` or ``ecg_v`` there names another unit, as an
-upload's does) and needs ``--fs``.
+``--lead`` names it (spelled as in the header, or in another case: ``ii``); a lead that is not
+in a voltage unit (an ``ABP`` channel first) is refused, saying to name the ECG lead. The
+sampling rate is the header's (``--fs`` is refused). When reference beat annotations (``.atr``,
+or the extension ``--annotator`` gives) sit beside the record, the output also scores our beats
+against them (EC57 matching, 150 ms) and gives the class agreement; an annotation file with
+only rhythm marks (vfdb) gives no beat reference, and the output says so. A CSV file holds one
+column of millivolts (a header line is allowed; ``ecg_uv`` or ``ecg_v`` there names another
+unit, as an upload's does) and needs ``--fs``.
 
 The signal is read in millivolts whatever voltage unit (mV, uV, V) the header gives. A record
 with missing samples (gaps) or a CSV with a blank line among its samples is refused, naming
@@ -35,7 +37,6 @@ from inference.analysis import RecordAnalysis, analyze_signal
 from inference.beat_match import detection_scores, match_beats
 from inference.datasets.wfdb_record import (
     CSV_UNIT_CELLS,
-    analysis_lead,
     check_record,
     csv_signal_unit,
     missing_samples_message,
@@ -44,7 +45,7 @@ from inference.datasets.wfdb_record import (
     read_record_mv,
 )
 from inference.evaluation.beats import beat_metrics
-from inference.evaluation.common import json_text, writable_output
+from inference.evaluation.common import json_text, record_lead, writable_output
 from inference.evaluation.qrs import QRS_SYMBOLS, outside, vf_episodes
 from inference.signal import MIN_ECG_AMPLITUDE_MV, ecg_amplitude_mv, ecg_amplitude_problem
 
@@ -59,11 +60,12 @@ def load_wfdb(path: Path, lead: str | None) -> tuple[np.ndarray, float, str]:
     except (ValueError, OSError) as exc:
         raise SystemExit(f"record {path}: {exc}") from None
     names = list(header.sig_name)
-    if lead is None:
-        lead = names[analysis_lead(names)]
-    if lead not in names:
-        raise SystemExit(f"record {path.name} has no lead {lead}; it has {', '.join(names)}")
-    channel = names.index(lead)
+    try:
+        # MLII, else II, else the first channel; or --lead in any case; in a voltage unit
+        channel = record_lead(header, path.name, [lead] if lead else None)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    lead = names[channel]
     try:
         record = read_record_mv(path, channels=[channel])
     except (ValueError, OSError) as exc:
@@ -186,16 +188,18 @@ def no_beats_note(ecg_mv: np.ndarray, lead: str) -> str:
     )
 
 
-def reference_agreement(path: Path, analysis: RecordAnalysis) -> tuple[dict | None, str]:
+def reference_agreement(
+    path: Path, analysis: RecordAnalysis, annotator: str = "atr"
+) -> tuple[dict | None, str]:
     """Our beats against the record's reference beat annotations: QRS Se/+P as ``evaluate qrs``
     scores them, and the class metrics of ``evaluate beats`` on matched beats; with a line
     saying what was compared. ``(None, why)`` when there is no beat reference: no ``.atr``, or
     one with only rhythm marks (vfdb), where every detection would count as a false positive."""
-    atr_name = f"{path.name}.atr"
+    atr_name = f"{path.name}.{annotator}"
     if not path.with_name(atr_name).is_file():
         return None, f"no reference: no {atr_name} beside the record"
     try:
-        annotation = read_annotation(path, "atr")
+        annotation = read_annotation(path, annotator)
     except ValueError as exc:
         raise SystemExit(f"{path.parent}: {exc}") from None
     classes = [aami_class(symbol) for symbol in annotation.symbol]
@@ -239,7 +243,14 @@ def main(argv: list[str] | None = None) -> int:
         "record", help="WFDB record path (no extension, or its .hea or .dat) or a .csv file"
     )
     parser.add_argument(
-        "--lead", help="lead name of a WFDB record (default MLII, else II, else the first)"
+        "--lead",
+        help="lead name of a WFDB record, any case (default MLII, else II, else the first)",
+    )
+    parser.add_argument(
+        "--annotator",
+        default="atr",
+        help="extension of the reference beat annotations beside a WFDB record, e.g. qrs "
+        "(default: atr)",
     )
     parser.add_argument("--fs", type=float, help="sampling rate in Hz, for a CSV file")
     parser.add_argument("--json", help="write the full result here")
@@ -281,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     if path.suffix.lower() == ".csv":
         agreement, reference_line = None, None
     else:
-        agreement, reference_line = reference_agreement(path, analysis)
+        agreement, reference_line = reference_agreement(path, analysis, args.annotator)
     if agreement is not None:
         result["reference"] = agreement
     elif reference_line is not None:

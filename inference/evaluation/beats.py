@@ -13,8 +13,11 @@ Detections inside ventricular flutter/fibrillation episodes ('[' to ']') are lef
 detection counts, as ``evaluate qrs`` and ``inference.analyze`` leave them out: there are no
 beats to find there, and counting them as false made 207's +P 81.8 % here and 99.4 % there.
 
-Lead: MLII when the record has it, else II, else the first channel (the upload's rule), in mV
-whatever the header's voltage unit. Any sampling rate from 100 to 2000 Hz (the classifier
+Lead: ``--lead`` when given (the first of its names the record has, any case), else MLII when
+the record has it, else II, else the first channel (the upload's rule), in mV whatever the
+header's voltage unit. Reference: the ``--annotator`` files (default ``atr``); beats whose
+symbol has no AAMI class ('B', 'r', 'n', '?') count for the detection figures but not for the
+class metrics. Any sampling rate from 100 to 2000 Hz (the classifier
 reads its windows at 180 Hz). A record with gaps (missing samples, as the project's WFDB export
 writes them) is scored on the stretches between them, each detected and classified alone;
 reference beats in the gaps are not counted, and the output says how much was left out.
@@ -40,27 +43,30 @@ from tqdm import tqdm
 from inference.aami import DS2, aami_class
 from inference.beat_match import match_beats
 from inference.beats import BEAT_CLASSES, BeatClassifier, get_beat_classifier
-from inference.datasets.wfdb_record import analysis_lead, read_header
 from inference.evaluation.common import (
+    add_annotator_argument,
     add_data_argument,
+    add_lead_argument,
     add_records_argument,
     data_folder,
     excluded_note,
     finite_stretches,
     in_ranges,
     read_record,
+    read_record_lead,
     read_reference,
     record_names,
     report_output,
     write_report,
 )
-from inference.evaluation.qrs import outside_mask, vf_episodes
+from inference.evaluation.qrs import QRS_SYMBOLS, outside_mask, vf_episodes
 from inference.qrs import MIN_DURATION_S, detect_qrs
 
 
 @dataclass
 class AnnotatedRecord:
-    """One lead of a WFDB record with its reference beats (AAMI class indices)."""
+    """One lead of a WFDB record with its reference beats (AAMI class indices; -1 for a beat
+    without an AAMI class, 'B' or '?', scored for detection only)."""
 
     name: str
     fs: float
@@ -72,20 +78,24 @@ class AnnotatedRecord:
     vf_episodes: list[tuple[int, int]] = field(default_factory=list)
 
 
-def load_annotated(path: Path, annotator: str = "atr") -> AnnotatedRecord:
-    """Read the analysed lead (``analysis_lead``: MLII, else II, else the first channel) in mV
-    and the beat annotations of a record; a record that cannot be read ends the command
-    naming it."""
-    try:
-        lead = analysis_lead(read_header(path).sig_name)
-    except ValueError as exc:
-        raise SystemExit(f"{path.name}: {exc}") from None
-    record = read_record(path, channels=[lead])
+def load_annotated(
+    path: Path, annotator: str = "atr", leads: list[str] | None = None
+) -> AnnotatedRecord:
+    """Read the analysed lead (``read_record_lead`` of ``leads``: by default MLII, else II,
+    else the first channel) in mV and the beat annotations of a record; a record that cannot
+    be read ends the command naming it."""
+    record = read_record(path, channels=[read_record_lead(path, leads)])
     annotation = read_reference(path, annotator)
-    classes = [aami_class(symbol) for symbol in annotation.symbol]
-    is_beat = np.array([cls is not None for cls in classes], dtype=bool)
+    is_beat = np.array([symbol in QRS_SYMBOLS for symbol in annotation.symbol], dtype=bool)
     samples = np.asarray(annotation.sample, dtype=np.int64)[is_beat]
-    labels = np.array([BEAT_CLASSES.index(cls) for cls in classes if cls is not None])
+    labels = np.array(
+        [
+            BEAT_CLASSES.index(aami_class(symbol)) if aami_class(symbol) else -1
+            for symbol, beat in zip(annotation.symbol, is_beat, strict=True)
+            if beat
+        ],
+        dtype=np.int64,
+    )
     signal = record.p_signal[:, 0].astype(np.float64)
     # a beat annotated past the end of the signal (it happens at record ends) has no window
     inside = (samples >= 0) & (samples < len(signal))
@@ -158,6 +168,7 @@ def evaluate_record(
     predicted labels on the matched detections, and the detection counts of the record.
     Reference beats in gaps are left out of both runs; detections and reference beats
     inside ventricular flutter/fibrillation are left out of the detection counts (EC57).
+    Reference beats without an AAMI class (label -1) count for detection only.
     """
     fs = record.fs
     stretches, excluded = finite_stretches(record.signal_mv, math.ceil(MIN_DURATION_S * fs))
@@ -189,6 +200,8 @@ def evaluate_record(
     )
     e2e_reference = beat_labels[reference_kept][matched_reference]
     e2e_predicted = detected_predicted[detected_kept][matched_detected]
+    # beats without an AAMI class ('B', '?') were found or missed above; they have no class
+    classed, e2e_classed = beat_labels >= 0, e2e_reference >= 0
     counts = {
         "record": record.name,
         "lead": record.lead,
@@ -200,7 +213,13 @@ def evaluate_record(
         "excluded_reference_beats": int(in_gap.sum()),
         "detect_and_classify_s": seconds,
     }
-    return beat_labels, predicted, e2e_reference, e2e_predicted, counts
+    return (
+        beat_labels[classed],
+        predicted[classed],
+        e2e_reference[e2e_classed],
+        e2e_predicted[e2e_classed],
+        counts,
+    )
 
 
 def rounded(value):
@@ -286,13 +305,18 @@ def plot_confusion(metrics: dict, path: Path, title: str) -> None:
 
 
 def evaluate_records(
-    classifier: BeatClassifier, folder: Path, names: list[str], progress: bool = True
+    classifier: BeatClassifier,
+    folder: Path,
+    names: list[str],
+    progress: bool = True,
+    annotator: str = "atr",
+    leads: list[str] | None = None,
 ) -> dict:
     """Both runs over several records: ``{"records", "reference", "end_to_end"}``."""
     reference_true, reference_pred, e2e_true, e2e_pred, rows = [], [], [], [], []
     iterable = tqdm(names, desc="records", unit="record") if progress else names
     for name in iterable:
-        record = load_annotated(folder / name)
+        record = load_annotated(folder / name, annotator, leads)
         true, predicted, matched_true, matched_pred, counts = evaluate_record(classifier, record)
         reference_true.append(true)
         reference_pred.append(predicted)
@@ -334,6 +358,8 @@ def add_parser(subparsers) -> None:
         "(every annotated record; refused where DS2 records are); repeatable",
         required=True,
     )
+    add_annotator_argument(parser)
+    add_lead_argument(parser)
     parser.add_argument("--model", help="beat model name (default: beat-cnn-mitdb)")
     parser.add_argument(
         "--json",
@@ -349,8 +375,8 @@ def run(args: argparse.Namespace) -> int:
     except LookupError as exc:  # an unknown model name: the message lists the shipped ones
         raise SystemExit(str(exc.args[0])) from None
     report_output(args.json)
-    names = record_names(folder, args.records, protected=DS2)
-    result = evaluate_records(classifier, folder, names)
+    names = record_names(folder, args.records, args.annotator, protected=DS2, leads=args.lead)
+    result = evaluate_records(classifier, folder, names, annotator=args.annotator, leads=args.lead)
     qrs = result["end_to_end"]["qrs"]
     note = excluded_note(result["per_record"])  # gaps left out, if any
     markdown = (

@@ -13,8 +13,10 @@ from inference.datasets.wfdb_record import (
     analysis_lead,
     check_record,
     missing_samples_message,
+    mv_per_unit,
     no_beat_annotations_message,
     read_annotation,
+    read_header,
     read_record_mv,
 )
 
@@ -50,9 +52,71 @@ def mitdb_folder(given: str | None, names) -> Path:
 def add_data_argument(parser) -> None:
     parser.add_argument(
         "--data",
-        help="folder of WFDB records with .atr files (default: mitdb/ under "
-        "$CARDIOSPIKE_DATA_DIR, else ../shared/data/mitdb)",
+        help="folder of WFDB records with annotation files, subfolders included (default: "
+        "mitdb/ under $CARDIOSPIKE_DATA_DIR, else ../shared/data/mitdb)",
     )
+
+
+def add_annotator_argument(parser) -> None:
+    """``--annotator EXT``: the reference annotation files' extension (WFDB's annotator name)."""
+    parser.add_argument(
+        "--annotator",
+        default="atr",
+        help="extension of the reference annotation files, e.g. qrs or ecg (default: atr)",
+    )
+
+
+def add_lead_argument(parser) -> None:
+    """``--lead NAME [NAME ...]``: the lead to analyse, by name (``record_lead``)."""
+    parser.add_argument(
+        "--lead",
+        nargs="+",
+        action="extend",
+        metavar="NAME",
+        help="lead to analyse: the first of these names each record has, any case (default: "
+        "MLII, else II, else the first channel); a record with none of them is refused",
+    )
+
+
+def record_lead(header, record: str, leads: list[str] | None = None) -> int:
+    """Index of the channel to analyse in the record whose header is ``header``.
+
+    Without ``leads``: ``analysis_lead`` (MLII, else II, else the first channel: the upload's
+    rule). With ``leads`` (``--lead``): the first of those names the record has, spelled
+    exactly, else in any case (``ii`` for ``II``). ``ValueError`` naming ``record`` when it
+    has none of them, or when the chosen channel is not in a voltage unit (an ``ABP`` channel
+    in mmHg first): read as an ECG it would be refused for its unit with no hint of a way
+    out, or worse analysed.
+    """
+    names = [str(name) for name in header.sig_name or []]
+    if not leads:
+        index = analysis_lead(names)
+    else:
+        index = next((names.index(lead) for lead in leads if lead in names), None)
+        if index is None:
+            lowered = [name.lower() for name in names]
+            index = next(
+                (lowered.index(lead.lower()) for lead in leads if lead.lower() in lowered), None
+            )
+        if index is None:
+            raise ValueError(
+                f"record {record} has no lead {' or '.join(leads)}; it has {', '.join(names)}"
+            )
+    units = header.units[index] if header.units else None
+    if mv_per_unit(units) is None:
+        raise ValueError(
+            f"{record}.hea: signal {index + 1} ({names[index]}) is in {units!r}; ECG channels "
+            f"must be in mV, uV or V: name the ECG lead with --lead (it has {', '.join(names)})"
+        )
+    return index
+
+
+def read_record_lead(path: Path, leads: list[str] | None = None) -> int:
+    """``record_lead`` of the record at ``path``; a problem ends the command naming it."""
+    try:
+        return record_lead(read_header(path), Path(path).name, leads)
+    except ValueError as exc:
+        raise SystemExit(f"{Path(path).name}: {exc}") from None
 
 
 def add_records_argument(parser, help: str, required: bool = False) -> None:
@@ -67,23 +131,31 @@ def selected_names(
     the folder's listing.
 
     ``requested`` may name records, the sets ``ds1`` / ``ds2`` (MIT-BIH inter-patient split)
-    or ``all`` (every record with a header and ``annotator`` annotations); None or empty is
-    ``all``. A name given twice (``101 101 ds1``) is scored once: counted twice, it would
-    weigh double in the gross figures. ``all`` refuses to take in the ``protected`` records
+    or ``all`` (every record with a header and ``annotator`` annotations, in subfolders too:
+    a record there is named by its path from ``folder``, ``p01/106``); None or empty is
+    ``all``. A RECORDS file is not needed, nor read: the headers are the listing. A name
+    given twice (``101 101 ds1``) is scored once: counted twice, it would weigh double in the
+    gross figures. ``all`` refuses to take in the ``protected`` records
     (``evaluate beats``: DS2, the reserved test set), which must be named. Exits with a
     message naming the missing records rather than evaluating a subset silently.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise SystemExit(f"data folder {folder} not found")
+    # every header under the folder: a database may keep its records in subfolders (p00/...)
     available = sorted(
-        path.stem for path in folder.glob("*.hea") if path.with_suffix(f".{annotator}").is_file()
+        path.relative_to(folder).with_suffix("").as_posix()
+        for path in folder.rglob("*.hea")
+        if path.with_suffix(f".{annotator}").is_file()
     )
     names: list[str] = []
     for item in requested or [ALL]:
         if item.lower() == ALL:
             if not available:
-                raise SystemExit(f"no WFDB record with .{annotator} annotations in {folder}")
+                raise SystemExit(
+                    f"no WFDB record with .{annotator} annotations in {folder}"
+                    + _other_annotators_hint(folder, annotator)
+                )
             reserved = [name for name in available if name in set(protected)]
             if reserved:
                 raise SystemExit(
@@ -96,10 +168,35 @@ def selected_names(
     names = list(dict.fromkeys(names))  # once each, in the order first given
     missing = [name for name in names if name not in available]
     if missing:
+        # a record in a subfolder is named by its path: say so when the bare name is there
+        in_subfolders = [path for path in available if path.rsplit("/", 1)[-1] in missing]
+        hint = f" (in subfolders: {', '.join(in_subfolders)})" if in_subfolders else ""
         raise SystemExit(
             f"not found in {folder} (with .{annotator} annotations): {', '.join(missing)}"
+            + hint
+            + _other_annotators_hint(folder, annotator)
         )
     return names
+
+
+def _other_annotators_hint(folder: Path, annotator: str) -> str:
+    """ "; its annotation files end in .qrs (--annotator qrs)" when the folder's records have
+    annotation files of another extension, else "": a database annotated in ``.qrs`` files
+    otherwise reads as a folder without records."""
+    headers = {path.with_suffix("") for path in folder.rglob("*.hea")}
+    other = sorted(
+        {
+            path.suffix[1:]
+            for path in folder.rglob("*")
+            if path.with_suffix("") in headers
+            and path.suffix[1:] not in ("", "hea", "dat", "mat", "edf", annotator)
+            and path.is_file()
+        }
+    )
+    if not other:
+        return ""
+    given = ", ".join(f".{ext}" for ext in other)
+    return f"; its records have {given} files: name one with --annotator {other[0]}"
 
 
 def record_names(
@@ -109,18 +206,24 @@ def record_names(
     need_beats: bool = True,
     protected=(),
     gaps_refused: str | None = None,
+    leads: list[str] | None = None,
+    beat_symbols=None,
+    first_channel: bool = False,
 ) -> list[str]:
     """Records of ``folder`` that have a header and ``annotator`` annotations, chosen by
     ``requested`` (``selected_names``) and checked.
 
-    With ``need_beats`` (scoring beats), a record whose annotations hold no beat (vfdb's hold
-    only rhythm marks) has no reference: left out with a line saying so when the folder is
-    evaluated whole, refused when it is named. Every chosen record is checked first: its
-    header against its signal files (``check_record``), the first channel and the analysed
-    lead read in mV (``read_record_mv``: units, checksums; with ``gaps_refused``, the reason,
-    no missing sample) and its annotation file. A bad one stops the command with its name and
-    problem before any work, rather than giving figures over fewer records than asked or a
-    traceback half-way. Reading the signals twice costs under a second for MIT-BIH's 48.
+    With ``need_beats`` (scoring beats), a record whose annotations hold no beat (no symbol
+    of ``beat_symbols``; default: a symbol with an AAMI class; vfdb's hold only rhythm marks)
+    has no reference: left out with a line saying so when the folder is evaluated whole,
+    refused when it is named. Every chosen record is checked first: the lead to analyse
+    (``record_lead`` of ``leads``: it exists and is in a voltage unit), its header against its
+    signal files (``check_record``), that lead (and, with ``first_channel``, the first
+    channel too) read in mV (``read_record_mv``: units, checksums; with ``gaps_refused``, the
+    reason, no missing sample) and its annotation file. A bad one stops the command with its
+    name and problem before any work, rather than giving figures over fewer records than
+    asked or a traceback half-way. Reading the signals twice costs under a second for
+    MIT-BIH's 48.
     """
     folder = Path(folder)
     names = selected_names(folder, requested, annotator, protected)
@@ -128,8 +231,9 @@ def record_names(
     annotations = {}
     for name in names:
         try:
-            header = check_record(folder / name)
-            channels = sorted({0, analysis_lead(header.sig_name)})
+            lead = record_lead(read_header(folder / name), name, leads)
+            channels = sorted({0, lead}) if first_channel else [lead]
+            check_record(folder / name, channels)
             record = read_record_mv(folder / name, channels)
             annotations[name] = read_annotation(folder / name, annotator)
         except ValueError as exc:
@@ -140,9 +244,7 @@ def record_names(
     if not need_beats:
         return names
     without_beats = [
-        name
-        for name in names
-        if not any(aami_class(symbol) is not None for symbol in annotations[name].symbol)
+        name for name in names if not holds_beats(annotations[name].symbol, beat_symbols)
     ]
     reasons = [no_beat_annotations_message(f"{name}.{annotator}") for name in without_beats]
     if not whole_folder and without_beats:
@@ -153,6 +255,14 @@ def record_names(
     if not names:
         raise SystemExit(f"no record in {folder} has beat annotations to score against")
     return names
+
+
+def holds_beats(symbols, beat_symbols=None) -> bool:
+    """Whether annotation ``symbols`` hold a beat: a symbol of ``beat_symbols``, or (None) a
+    symbol with an AAMI class."""
+    if beat_symbols is None:
+        return any(aami_class(symbol) is not None for symbol in symbols)
+    return any(symbol in beat_symbols for symbol in symbols)
 
 
 def finite_json(value):

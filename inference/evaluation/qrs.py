@@ -2,9 +2,13 @@
 
 Scores the QRS detector beat by beat against the reference beats (ANSI/AAMI EC57:
 150 ms match window; ventricular flutter/fibrillation episodes, between '[' and ']', left
-out as EC57 does) on the first channel of each record, resampling is not needed (the detector
-takes any rate from 100 to 2000 Hz). It prints a markdown table, and writes it next to the
-JSON (per record and gross Se, +P, counts, and the detector's speed as a multiple of real time).
+out as EC57 does) on the analysed lead of each record: ``--lead`` when given (the first of its
+names the record has, any case), else MLII, else II, else the first channel, the lead ``evaluate
+beats``, ``rhythm``, ``inference.analyze`` and the upload read (the ``lead`` of each row). No
+resampling is needed: the detector takes any rate from 100 to 2000 Hz. The reference is every
+beat annotation of PhysioBank's list (``QRS_SYMBOLS``) in the ``--annotator`` files (default
+``atr``). It prints a markdown table, and writes it next to the JSON (per record and gross Se,
++P, counts, and the detector's speed as a multiple of real time).
 
 A record with gaps (missing samples, as the project's WFDB export writes them) is scored on
 the stretches between them, each detected alone; reference beats in the gaps (and in
@@ -22,13 +26,16 @@ from tqdm import tqdm
 
 from inference.beat_match import detection_scores
 from inference.evaluation.common import (
+    add_annotator_argument,
     add_data_argument,
+    add_lead_argument,
     add_records_argument,
     data_folder,
     excluded_note,
     finite_stretches,
     in_ranges,
     read_record,
+    read_record_lead,
     read_reference,
     record_names,
     report_output,
@@ -36,8 +43,10 @@ from inference.evaluation.common import (
 )
 from inference.qrs import MIN_DURATION_S, detect_qrs
 
-# WFDB's QRS annotation codes (isqrs): beats of every kind, but not '!' flutter waves.
-QRS_SYMBOLS = frozenset("NLRaVFJASEj/Qenfr")
+# PhysioBank's beat annotation codes (WFDB's isqrs): beats of every kind, 'B' (bundle branch
+# block, unspecified) and '?' (not classified during learning) included, but not '!' flutter
+# waves. A database that marks its beats 'B' had every detection counted as false without them.
+QRS_SYMBOLS = frozenset("NLRBaVFJASEj/Qenfr?")
 
 
 def vf_episodes(samples: np.ndarray, symbols: list[str], n_samples: int) -> list[tuple[int, int]]:
@@ -81,7 +90,7 @@ def detect_in_stretches(
 
 @dataclass(frozen=True)
 class AnnotatedRecord:
-    """The first channel of a WFDB record with its reference beats and VF/VFL episodes."""
+    """The analysed lead of a WFDB record with its reference beats and VF/VFL episodes."""
 
     name: str
     lead: str
@@ -108,11 +117,14 @@ class AnnotatedRecord:
         )
 
 
-def load_annotated(path: Path) -> AnnotatedRecord:
-    """Read a record's first channel (in mV, whatever the header's voltage unit) and its
-    ``atr`` beat annotations; a record that cannot be read ends the command naming it."""
-    record = read_record(path, channels=[0])
-    annotation = read_reference(path, "atr")
+def load_annotated(
+    path: Path, annotator: str = "atr", leads: list[str] | None = None
+) -> AnnotatedRecord:
+    """Read a record's analysed lead (``read_record_lead`` of ``leads``) in mV, whatever the
+    header's voltage unit, and its ``annotator`` beat annotations; a record that cannot be
+    read ends the command naming it."""
+    record = read_record(path, channels=[read_record_lead(path, leads)])
+    annotation = read_reference(path, annotator)
     signal = record.p_signal[:, 0]
     symbols = list(annotation.symbol)
     reference = np.array(
@@ -129,9 +141,9 @@ def load_annotated(path: Path) -> AnnotatedRecord:
     )
 
 
-def evaluate_qrs_record(path: Path) -> dict:
-    """Detector scores on one record (first channel), stretch by stretch between gaps."""
-    record = load_annotated(path)
+def evaluate_qrs_record(path: Path, annotator: str = "atr", leads: list[str] | None = None) -> dict:
+    """Detector scores on one record's analysed lead, stretch by stretch between gaps."""
+    record = load_annotated(path, annotator, leads)
     started = time.perf_counter()
     detected, excluded = detect_in_stretches(record.signal_mv, record.fs)
     seconds = time.perf_counter() - started
@@ -193,6 +205,8 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("qrs", help="QRS detection, beat by beat (EC57)")
     add_data_argument(parser)
     add_records_argument(parser, "record names, or ds1/ds2/all (default: all); repeatable")
+    add_annotator_argument(parser)
+    add_lead_argument(parser)
     parser.add_argument(
         "--json",
         help="write the results here (and a .md table beside it: OUT.json gives OUT.md, so "
@@ -203,8 +217,13 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     folder = data_folder(args.data)
     report_output(args.json)
-    names = record_names(folder, args.records)
-    rows = [evaluate_qrs_record(folder / name) for name in tqdm(names, desc="records")]
+    names = record_names(
+        folder, args.records, args.annotator, leads=args.lead, beat_symbols=QRS_SYMBOLS
+    )
+    rows = [
+        evaluate_qrs_record(folder / name, args.annotator, args.lead)
+        for name in tqdm(names, desc="records")
+    ]
     total = gross(rows)
     table = qrs_markdown(rows, total)
     print(table)

@@ -20,7 +20,9 @@ Leads: beats, their classes and the AF, VT, rate and pause episodes are found on
 product and ``evaluate beats`` analyse (MLII, else II, else the first channel; the beat model was
 trained on MLII); the VF/VFL scores stay on the first channel, where the VF detector was
 cross-validated and its figures were published. The two differ in MIT-BIH 114 only (102 and
-104 have no MLII: both read V5, the first channel).
+104 have no MLII: both read V5, the first channel). With ``--lead`` (the first of its names the
+record has, any case) everything, VF/VFL included, is read on that lead. The reference is the
+``--annotator`` files (default ``atr``).
 
 The shipped VF detector was fit on all of vfdb, so its vfdb figures here are in-sample;
 ``--vf-folds N`` adds the leave-records-out cross-validated figures (N record folds) over the
@@ -28,7 +30,8 @@ chosen records only, on the channels each has (up to two).
 
 A record with gaps (missing samples) is refused with its name: the rhythm rules read RR
 intervals and 2-second segments across the record, and a gap would read as a pause or a
-segment of nothing (``evaluate qrs`` and ``beats`` score the stretches between gaps).
+segment of nothing (``evaluate qrs`` and ``beats`` score the stretches between gaps). So is a
+record shorter than the QRS detector's 2 s: it has no beats to find nor a VF segment to score.
 """
 
 import argparse
@@ -41,18 +44,21 @@ from tqdm import tqdm
 from inference.aami import AAMI_CLASSES, DS1, DS2, aami_class
 from inference.beats import get_beat_classifier
 from inference.datasets.mitdb import rhythm_intervals
-from inference.datasets.wfdb_record import analysis_lead, missing_samples_message, read_header
+from inference.datasets.wfdb_record import missing_samples_message, read_header
 from inference.evaluation.common import (
+    add_annotator_argument,
     add_data_argument,
+    add_lead_argument,
     add_records_argument,
     data_folder,
     read_record,
+    read_record_lead,
     read_reference,
     record_names,
     report_output,
     write_report,
 )
-from inference.qrs import detect_qrs
+from inference.qrs import MIN_DURATION_S, detect_qrs
 from inference.rhythm import RhythmConfig, detect_episodes, vf_episodes_from_probability
 from inference.vf import SEGMENT_S, VF_LABELS, segment_labels, shipped_model, vf_probability
 
@@ -127,17 +133,18 @@ def vf_segment_scores(probability: np.ndarray, threshold: float, fs: float, rhyt
     }
 
 
-def evaluate_record(path: Path, config: RhythmConfig) -> dict:
-    """Every score of one record: VF on the first channel, the rest on the analysed lead."""
-    try:
-        lead = analysis_lead(read_header(path).sig_name)
-    except ValueError as exc:
-        raise SystemExit(f"{path.name}: {exc}") from None
-    channels = sorted({0, lead})
+def evaluate_record(
+    path: Path, config: RhythmConfig, annotator: str = "atr", leads: list[str] | None = None
+) -> dict:
+    """Every score of one record: VF on the first channel, the rest on the analysed lead;
+    everything on the lead ``leads`` names when given."""
+    lead = read_record_lead(path, leads)
+    vf_channel = lead if leads else 0
+    channels = sorted({vf_channel, lead})
     record = read_record(path, channels=channels)
-    annotation = read_reference(path, "atr")
+    annotation = read_reference(path, annotator)
     fs = float(record.fs)
-    vf_signal = record.p_signal[:, channels.index(0)]
+    vf_signal = record.p_signal[:, channels.index(vf_channel)]
     signal = record.p_signal[:, channels.index(lead)]
     for checked in (vf_signal, signal):
         missing = missing_samples_message(checked, fs)
@@ -152,7 +159,7 @@ def evaluate_record(path: Path, config: RhythmConfig) -> dict:
         "fs": fs,
         "duration_s": round(record.sig_len / fs, 1),
         "lead": record.sig_name[channels.index(lead)],
-        "vf_lead": record.sig_name[channels.index(0)],
+        "vf_lead": record.sig_name[channels.index(vf_channel)],
     }
 
     model = shipped_model()
@@ -272,6 +279,8 @@ def markdown(rows: list[dict], summary: dict, cv: dict | None) -> str:
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for row in rows:
+            if "af_classified_beats" not in row:
+                continue  # a record without beat annotations (vfdb's): scored for VF only
             scores = _ratios(row["af_classified_beats"])
             alone = _ratios(row["af_detected_beats"])
             if scores["reference_s"] or scores["detected_s"] or alone["detected_s"]:
@@ -376,10 +385,25 @@ def plot_vf_trace(row: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def refuse_short_records(folder: Path, names: list[str]) -> None:
+    """End the command naming the first record shorter than the QRS detector's 2 s: it has no
+    beats to find nor a 2-second VF segment, and scored it would add nothing without a word."""
+    for name in names:
+        header = read_header(folder / name)
+        duration_s = header.sig_len / header.fs
+        if duration_s < MIN_DURATION_S:
+            raise SystemExit(
+                f"{folder}: record {name} is {duration_s:.2f} s long; evaluate rhythm needs at "
+                f"least {MIN_DURATION_S:g} s (the QRS detector's learning phase)"
+            )
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("rhythm", help="AF, VT and VF/VFL episodes")
     add_data_argument(parser)
     add_records_argument(parser, "record names, or ds1/ds2/all (default: all); repeatable")
+    add_annotator_argument(parser)
+    add_lead_argument(parser)
     parser.add_argument(
         "--json",
         help="write the results here (and a .md table and PNGs beside it: OUT.json gives "
@@ -401,7 +425,16 @@ def run(args: argparse.Namespace) -> int:
     folder = data_folder(args.data)
     report_output(args.json)
     # rhythm marks are the reference here: a record without beats (vfdb) is scored for VF
-    names = record_names(folder, args.records, need_beats=False, gaps_refused=GAPS_REFUSED)
+    names = record_names(
+        folder,
+        args.records,
+        args.annotator,
+        need_beats=False,
+        gaps_refused=GAPS_REFUSED,
+        leads=args.lead,
+        first_channel=not args.lead,
+    )
+    refuse_short_records(folder, names)
     if args.vf_folds:
         from inference.vf import check_folds
 
@@ -410,7 +443,10 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise SystemExit(f"--vf-folds: {exc}") from None
     config = RhythmConfig()
-    rows = [evaluate_record(folder / name, config) for name in tqdm(names, desc="records")]
+    rows = [
+        evaluate_record(folder / name, config, args.annotator, args.lead)
+        for name in tqdm(names, desc="records")
+    ]
     summary = summarize(rows)
     cv = None
     if args.vf_folds:
