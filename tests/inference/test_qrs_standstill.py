@@ -3,8 +3,9 @@ the monitor must show as a pause, not as beats at the atrial rate.
 
 On a flat baseline P waves stand out as much as QRS complexes do, so the recovery rule (levels
 learnt again after 5 s without a beat, from peaks that stand out) read them as beats before the
-standstill guard: MIT-BIH 118, 122, 230 and 115 below gave 42-68 false beats in 40 s. Real-record
-cases cut the P waves of MIT-BIH DS1 records' own beats and skip when the data folder is absent.
+standstill guard: MIT-BIH 118, 122, 230 and 115 below gave 42-68 false beats in 40 s. The
+ordinary search-back took them too (114, 203, 207 below), before any recovery. Real-record cases
+cut the P waves of MIT-BIH DS1 records' own beats and skip when the data folder is absent.
 """
 
 import numpy as np
@@ -20,14 +21,18 @@ P_BEFORE_R_S = (0.25, 0.08)  # the P-wave stretch cut from each beat, before its
 T_END_AFTER_R_S = 0.45  # where the T-P stretch of each beat starts
 
 
-def real_standstill(mitdb, record: str, beats_s: float = 20.0) -> tuple[np.ndarray, int]:
+def real_standstill(
+    mitdb, record: str, beats_s: float = 20.0, read_s: float = 200.0, p_when_due: bool = False
+) -> tuple[np.ndarray, int]:
     """``beats_s`` of the record from 60 s, then STANDSTILL_S of its own P waves (cut 250 to
-    80 ms before each beat's R peak) at its own sinus rate on its own T-P stretches; the
-    signal at 360 Hz and the sample where the standstill starts."""
+    80 ms before each beat's R peak, from its first ``read_s``) at its own sinus rate on its own
+    T-P stretches; the signal at 360 Hz and the sample where the standstill starts. The first
+    P wave comes one RR after the standstill starts or, with ``p_when_due``, when the P wave of
+    the next beat was due (one RR after the last R peak, 250 ms before it)."""
     wfdb = pytest.importorskip("wfdb")
     fs_hz = 360.0
     path = str(mitdb / record)
-    stop = round(200 * fs_hz)
+    stop = round(read_s * fs_hz)
     x = wfdb.rdrecord(path, channels=[0], sampto=stop).p_signal[:, 0]
     annotation = wfdb.rdann(path, "atr", sampto=stop)
     beats = np.array(
@@ -50,10 +55,16 @@ def real_standstill(mitdb, record: str, beats_s: float = 20.0) -> tuple[np.ndarr
     real = x[start : last_r + round(T_END_AFTER_R_S * fs_hz)]
     rr = round(float(np.median(np.diff(beats))))
     baseline = np.concatenate(t_p * 20)  # long enough for the whole standstill
+    # baseline before the first P wave: one RR from the end of the real part, or up to where
+    # the P wave of the next beat was due (none when the rhythm is too fast for that)
+    if p_when_due:
+        lead_in = max(0, rr - p_start - round(T_END_AFTER_R_S * fs_hz))
+    else:
+        lead_in = rr - len(p_waves[0])
     pieces, used = [], 0
     for k in range(round(STANDSTILL_S * fs_hz / rr)):
         p_wave = p_waves[k % len(p_waves)]
-        gap = rr - len(p_wave)
+        gap = lead_in if k == 0 else rr - len(p_wave)
         pieces += [baseline[used : used + gap], p_wave]
         used += gap
     standstill = real[-1] + np.concatenate(pieces)
@@ -71,6 +82,46 @@ def test_p_waves_of_a_real_record_without_qrs_give_no_beat(mitdb, record, fs_hz)
     start = (standstill_start / 360.0 + 0.3) * fs_hz
     assert np.sum(beats < start) > 10  # the real beats before were found
     assert np.sum(beats > start) == 0, beats[beats > start] / fs_hz
+
+
+# The pause alarm's default limit (monitoring.models.Patient.pause_limit_s)
+PAUSE_LIMIT_S = 3.0
+
+
+def standstill_false_beats(mitdb, record: str, fs_hz: float) -> np.ndarray:
+    """Seconds from the standstill start of the beats found in it (from 0.3 s: the last real
+    beat is final then), on the record's P waves from its first 11 minutes, the first one when
+    the next beat was due; and checks that the real beats before were found."""
+    ecg, standstill_start = real_standstill(mitdb, record, read_s=660.0, p_when_due=True)
+    if fs_hz != 360.0:
+        ecg = resample(ecg, 360.0, fs_hz)
+    beats = detect_qrs(ecg, fs_hz) / fs_hz - standstill_start / 360.0
+    assert np.sum(beats < 0.3) > 10
+    return beats[beats > 0.3]
+
+
+@pytest.mark.parametrize("fs_hz", [128.0, 360.0])
+@pytest.mark.parametrize("record", ["114", "203", "207"])
+def test_search_back_does_not_take_the_p_waves_of_a_standstill(mitdb, record, fs_hz):
+    # Search-back at half the threshold took the tallest P wave 1.66 RR after the last beat;
+    # the QRS level fell, the threshold followed, and the P waves became beats at the atrial
+    # rate (37, 72 and 27 of them from 0.4, 3.6 and 17.4 s at 360 Hz): no pause alarm. Now it
+    # takes nothing under 0.3 of the real beats' height. 203's and 207's P waves still give an
+    # isolated beat (at 3.8 and 21.7 s at 360 Hz), after the pause alarm's default limit.
+    false_beats = standstill_false_beats(mitdb, record, fs_hz)
+    assert len(false_beats) <= 2, false_beats
+    assert np.all(false_beats > PAUSE_LIMIT_S), false_beats
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="108's P waves measure about 0.47 of its beats' reference height: the ordinary "
+    "threshold takes them from the first (docs/qrs.md, Limits)",
+)
+def test_tall_p_waves_of_a_standstill_are_a_known_limit(mitdb):
+    false_beats = standstill_false_beats(mitdb, "108", 360.0)
+    assert len(false_beats) <= 2, false_beats
+    assert np.all(false_beats > PAUSE_LIMIT_S), false_beats
 
 
 def synthetic_standstill(fs_hz: float, p_mv: float, seed: int) -> tuple[np.ndarray, int]:
