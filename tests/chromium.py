@@ -105,8 +105,9 @@ class SharedChromium:
                 driver.switch_to.window(handle)
                 driver.close()
         driver.switch_to.window(self.home_window)
-        # a window opened outside the test's context would have used the default one
-        driver.delete_all_cookies()
+        # a window opened outside the test's context would have used the default one. Not
+        # delete_all_cookies: WebDriver deletes only the current page's (about:blank's) cookies
+        driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
 
 
 def require_chromium() -> None:

@@ -2,8 +2,8 @@
 
 The first test leaves behind all it can: a login, a cookie, localStorage and sessionStorage, a
 script injected before each page, a time-zone override, a phone-sized window, an extra tab in
-its context and one outside it, an implicit wait. The second, run right after it (pytest runs
-a module's tests in order), finds none of it.
+its context and one outside it (with a cookie of its own), an implicit wait. The second, run
+right after it (pytest runs a module's tests in order), finds none of it.
 """
 
 import pytest
@@ -55,6 +55,8 @@ def test_a_test_leaves_its_state_behind(browser, live_server, clinician):
     browser.get(base_url + "/")
     assert browser.current_url == base_url + "/"  # signed in there too
     browser.switch_to.new_window("tab")  # in the default context
+    browser.get(base_url + "/")
+    browser.add_cookie({"name": "left-behind-default", "value": "1", "expiry": 4102444800})
     browser.implicitly_wait(5)
     LEFT_BEHIND["windows"] = len(browser.window_handles)
 
@@ -75,6 +77,14 @@ def test_the_next_test_finds_none_of_it(browser, live_server, clinician):
         "sessionid",
     }
     found.update(page_state(browser))
+    # a tab of the default context (switch_to.new_window) finds no cookie of the last test's
+    browser.switch_to.new_window("tab")
+    browser.get(live_server.url + "/")
+    found["default context cookies"] = {cookie["name"] for cookie in browser.get_cookies()} & {
+        "left-behind-default",
+        "left-behind",
+        "sessionid",
+    }
     assert found == {
         "windows": 2,  # the one kept between tests, and the test's
         "url": "about:blank",
@@ -86,4 +96,5 @@ def test_the_next_test_finds_none_of_it(browser, live_server, clinician):
         "session": None,
         "injected": None,
         "timezone": LEFT_BEHIND["timezone"],
+        "default context cookies": set(),
     }
