@@ -10,7 +10,8 @@ search-back at half threshold when no beat came for 1.66 mean RR intervals (here
 0.3 of the height of the real beats: P waves alone are no beats). The departures
 from the papers, and why, are in docs/qrs.md; one of them learns the levels again after 5 s
 without a beat, from candidates that stand out of the signal around them, so that a tall
-artefact cannot blind the detector for good while the noise of a flat line stays no beat; and
+artefact cannot blind the detector for good while the noise of a flat line stays no beat (its
+guard that keeps a ventricular standstill a pause lapses after 60 s without a rhythm); and
 the learning phase learns only from a 2-s window whose largest peak stands out (or is tall),
 so that a recording that starts on a noisy flat line shows no beats until the real ones come.
 
@@ -71,6 +72,16 @@ RECOVERY_AFTER_S = 5.0
 RECOVERY_PROMINENCE = 4.0
 RECOVERY_BASELINE_PERCENTILE = 25.0
 RECOVERY_MIN_PEAKS = 2
+# ... and at least this RMS slope (mV/s), here and in the learning phase. A recorder's
+# quantization makes a flat line exactly flat between its steps: the 25th percentile is then 0
+# and every step "stands out" infinitely (one step of q mV gives 12 q mV/s at 100-2000 Hz:
+# 20 uV 0.24, 50 uV 0.6), so an asystole with slow baseline wander read as 46-117 bpm. The
+# smallest tallest peak of a 2-s window that the test above lets learn is 0.91 mV/s (DS1, both
+# leads, every 2-s window of the 22 records: only V1 of 101 goes under 1.5; vfdb, both leads:
+# 1.24), so 0.75 refuses the steps of a converter up to about 60 uV and no learning window of
+# those records. QRS complexes fainter than this (201's in atrial fibrillation, about 0.3) are
+# still detected once the levels are set, but are neither learnt from nor recovered.
+MIN_PROMINENT_MV_S = 0.75
 # Ventricular standstill with P waves going on (complete heart block) must stay a pause: on a
 # flat baseline the P waves stand out as well as QRS complexes do. So once the detector has
 # seen N_LEVELS real beats, the levels are learnt again only from peaks whose median is at
@@ -78,9 +89,20 @@ RECOVERY_MIN_PEAKS = 2
 # DS1's own beats, placed on their baseline, give 0.02-0.16 (median P peak over median QRS,
 # 22 records); QRS complexes after an artefact give about 1. Beats more than
 # REFERENCE_OUTLIER_RATIO times taller than that median (an artefact taken as a beat) do not
-# enter it, so an artefact that blinds the detector does not raise the bar its recovery meets.
+# enter it, so an artefact that blinds the detector does not raise the bar its recovery meets
+# (one whose peaks grow slowly does: STANDSTILL_GUARD_S below).
 RECOVERY_MIN_RATIO = 0.4
 REFERENCE_OUTLIER_RATIO = 3.0
+# Motion artefact taken as beats can still lift that reference (peaks that grow slowly are each
+# under 3 times its median), and QRS complexes may come back far smaller after an artefact
+# (electrodes placed again): the guard would then refuse them for good. So it lapses once
+# STANDSTILL_GUARD_S have passed without a rhythm (two beats less than RECOVERY_AFTER_S apart),
+# and the peaks that stand out are learnt again whatever their height. Not "without a beat":
+# tall PVCs now and then, still over the threshold the artefact left (MIT-BIH 208 with 20 s of
+# motion growing 0.2 -> 3 mV: one every 15-25 s), would keep the guard up for minutes. A true
+# standstill has raised the pause alarm (critical, latched until acknowledged:
+# monitoring/alarms.py) long before; after this, its P waves may be read as beats.
+STANDSTILL_GUARD_S = 60.0
 # The same standstill, before any recovery: search-back at half the threshold took the tallest
 # P wave once 1.66 RR had passed, the QRS level fell, the threshold followed and the P waves
 # became beats (DS1's own P waves: 114, 203 and 207 in 40 s of standstill). So once the
@@ -112,6 +134,11 @@ MAX_THRESHOLD_RATIO = 0.6
 N_LEVELS = 8  # peaks in each median level
 N_RR = 8  # intervals in the mean RR
 BLOCK_SAMPLES = 65536  # a long push is processed in blocks of this many samples
+# Samples beyond +-this many mV are clipped to it: no ECG comes near (the product refuses
+# over 100 mV at its boundaries), and the running sum of squared slopes is carried for the
+# whole stream, so it must stay finite (one sample of 1e160, a corrupt value, overflowed it:
+# no beat was found after it). Clipping keeps a stream going where an error would stop it.
+MAX_ABS_MV = 1e4
 
 
 def detect_qrs(ecg_mv: np.ndarray, fs: float) -> np.ndarray:
@@ -197,6 +224,7 @@ class StreamingQrsDetector:
         self._learning_end = self._learning_window
         self._max_pending = round(MAX_PENDING_S * fs)
         self._recovery_after = round(RECOVERY_AFTER_S * fs)
+        self._standstill_guard = round(STANDSTILL_GUARD_S * fs)
         self._n_seen = 0  # feature samples
         self._next = 0  # first feature position not yet examined as a candidate
         # Recent history: the signal at the full rate from sample self._raw_start (to locate
@@ -224,6 +252,8 @@ class StreamingQrsDetector:
         self._search_back_after = float("inf")  # samples without a beat before search-back
         self._last_located = -1  # full-rate sample of the last beat's integrated peak
         self._last_reset = -1  # integrated-signal position of the last recovery; -1 before
+        # the last beat that came within RECOVERY_AFTER_S of the one before; -1 before
+        self._last_rhythm_beat = -1
         # the height of the real beats (median of the last N_LEVELS, artefact-tall ones left
         # out), the bar a recovery must meet; None until a first beat, and after a recovery
         self._reference: _RunningMedian | None = None
@@ -284,6 +314,7 @@ class StreamingQrsDetector:
             "search_back_after": self._search_back_after,
             "last_located": self._last_located,
             "last_reset": self._last_reset,
+            "last_rhythm_beat": self._last_rhythm_beat,
             "reference_levels": np.array(
                 [] if self._reference is None else self._reference._recent
             ),
@@ -349,6 +380,9 @@ class StreamingQrsDetector:
         detector._last_located = int(state["last_located"])
         # states saved before the recovery rule have no recovery yet
         detector._last_reset = int(state.get("last_reset", -1))
+        # ... and states saved before the guard could lapse take the last beat for the last
+        # beat of a rhythm: the guard lapses no earlier than it would have
+        detector._last_rhythm_beat = int(state.get("last_rhythm_beat", detector._last_beat))
         # ... and states saved before the standstill guard no reference height: the guard
         # holds again after N_LEVELS beats
         reference = np.asarray(state.get("reference_levels", []), dtype=np.float64)
@@ -374,6 +408,8 @@ class StreamingQrsDetector:
         chunk = validate_signal(chunk_mv, name="chunk", min_samples=1)
         if chunk.ndim != 1:
             raise ValueError(f"push takes one lead (a 1-D chunk), got shape {chunk.shape}")
+        if np.abs(chunk).max() > MAX_ABS_MV:  # a corrupt sample, not an ECG (MAX_ABS_MV)
+            chunk = np.clip(chunk, -MAX_ABS_MV, MAX_ABS_MV)
         # Blocks of a few seconds keep every temporary array small and in cache: one pass over
         # a 30-minute record as a whole would spend more time faulting in fresh memory than
         # computing. The output does not depend on the blocking.
@@ -507,7 +543,7 @@ class StreamingQrsDetector:
         baseline = float(np.percentile(window, RECOVERY_BASELINE_PERCENTILE))
         root = float(np.sqrt(max(baseline, 0.0)))
         tallest = max(h for _, h, _ in self._learning)
-        if tallest > RECOVERY_PROMINENCE * root:
+        if tallest > max(RECOVERY_PROMINENCE * root, MIN_PROMINENT_MV_S):
             return True
         return tallest >= LEARNING_MIN_HEIGHT_MV_S and tallest > LEARNING_MIN_PROMINENCE * root
 
@@ -586,7 +622,7 @@ class StreamingQrsDetector:
         first = max(0, position - self._max_pending) - self._start
         window = self._integrated[first : position + 1 - self._start]
         baseline = float(np.percentile(window, RECOVERY_BASELINE_PERCENTILE))
-        least = RECOVERY_PROMINENCE * float(np.sqrt(max(baseline, 0.0)))
+        least = max(RECOVERY_PROMINENCE * float(np.sqrt(max(baseline, 0.0))), MIN_PROMINENT_MV_S)
         prominent = [h for _, h, _ in candidates if h > least]
         if len(prominent) < RECOVERY_MIN_PEAKS:
             return None
@@ -594,10 +630,11 @@ class StreamingQrsDetector:
         if (
             reference is not None
             and len(reference._recent) == N_LEVELS
+            and position - self._last_rhythm_beat <= self._standstill_guard
             and float(np.median(prominent)) < RECOVERY_MIN_RATIO * reference.median
         ):
             # far smaller than the real beats before the pause: P waves of a ventricular
-            # standstill, not QRS complexes
+            # standstill, not QRS complexes (until the guard lapses)
             return None
         heights = [h for _, h, _ in candidates]
         # QRS level: the median prominent peak (not the largest: what is left of an artefact
@@ -610,6 +647,7 @@ class StreamingQrsDetector:
         self._last_reset = position
         self._reference = None  # the beats found from here on set it again
         self._last_beat = -1
+        self._last_rhythm_beat = -1
         self._last_slope = 0.0
         self._pending = []
         self._rr, self._rr_sum = [], 0
@@ -662,6 +700,8 @@ class StreamingQrsDetector:
         self._update_threshold()
         if self._last_beat >= 0:
             interval = position - self._last_beat
+            if interval <= self._recovery_after:
+                self._last_rhythm_beat = position
             rr = self._rr
             rr.append(interval)
             self._rr_sum += interval  # integer sums: exact, however long the stream
