@@ -555,3 +555,25 @@ def test_an_undefined_qrs_score_prints_as_a_dash_as_the_other_tables_do():
     row |= {"se": float("nan"), "ppv": float("nan"), "duration_s": 10.0, "detect_s": 0.01}
     table = qrs_markdown([row], gross([row]))
     assert "nan" not in table and "| – | – |" in table
+
+
+@pytest.mark.parametrize("fs_hz", [128.0, 1000.0])
+def test_qrs_resamples_each_record_and_its_reference_when_asked(tmp_path, fs_hz):
+    write_record(tmp_path, "100", beats=True)
+    output = tmp_path / "q.json"
+    assert (
+        main(["qrs", "--data", str(tmp_path), "--resample-hz", str(fs_hz), "--json", str(output)])
+        == 0
+    )
+    row = strict_json(output)["records"][0]
+    # scored at the new rate, every beat of the 250 Hz record still matched
+    assert row["fs"] == fs_hz and row["fn"] == 0 and row["fp"] == 0 and row["tp"] > 30
+
+
+def test_qrs_refuses_a_resampling_rate_out_of_range_or_a_record_with_gaps(tmp_path):
+    write_record(tmp_path / "plain", "100", beats=True)
+    with pytest.raises(SystemExit, match="100 to 2000 Hz"):
+        main(["qrs", "--data", str(tmp_path / "plain"), "--resample-hz", "50"])
+    write_record_with_gap(tmp_path / "gaps")
+    with pytest.raises(SystemExit, match="needs a record without gaps"):
+        main(["qrs", "--data", str(tmp_path / "gaps"), "--resample-hz", "500"])
