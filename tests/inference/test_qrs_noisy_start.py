@@ -14,6 +14,7 @@ from inference.beat_match import match_beats
 from inference.evaluation.qrs import QRS_SYMBOLS
 from inference.qrs import LEARNING_S, StreamingQrsDetector, detect_qrs
 from inference.synthetic import generate
+from tests.inference.qrs_streaming import streamed_beats
 
 # Learning is judged on 2-s windows: the window in which the beats start learns from them.
 FOUND_WITHIN_S = LEARNING_S
@@ -116,16 +117,8 @@ def test_a_noisy_start_streams_the_offline_beats_through_saved_states(fs_hz, siz
     ecg = noisy_start_strip(fs_hz)
     offline = detect_qrs(ecg, fs_hz)
     assert len(offline) > 10 and offline[0] > 15 * fs_hz
-    detector = StreamingQrsDetector(fs_hz)
-    found, start, index = [], 0, 0
-    while start < len(ecg):
-        size = sizes[index % len(sizes)]
-        found.append(detector.push(ecg[start : start + size]))
-        start, index = start + size, index + 1
-        if index % (37 if sizes == [1] else 3) == 0:
-            detector = StreamingQrsDetector.from_state_dict(detector.state_dict())
-    found.append(detector.flush())
-    np.testing.assert_array_equal(np.concatenate(found), offline)
+    restore_every = 37 if sizes == [1] else 3
+    np.testing.assert_array_equal(streamed_beats(ecg, fs_hz, sizes, restore_every), offline)
 
 
 def test_a_state_saved_before_learning_could_be_refused_still_loads():

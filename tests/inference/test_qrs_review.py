@@ -20,6 +20,7 @@ import pytest
 from inference.beat_match import match_beats
 from inference.qrs import STANDSTILL_GUARD_S, StreamingQrsDetector, detect_qrs
 from inference.synthetic import generate
+from tests.inference.qrs_streaming import streamed_beats
 
 # Every beat is found again from this long after the end of an artefact when the guard must
 # lapse first: STANDSTILL_GUARD_S after the last artefact peak taken as a beat, the next
@@ -123,16 +124,7 @@ def test_the_lapse_streams_the_offline_beats_through_saved_states(fs_hz):
     offline = detect_qrs(ecg, fs_hz)
     assert np.sum(offline > 95 * fs_hz) >= 10  # the lapse happened and found the beats
     sizes = [7, 97, 1009, 4001]
-    detector = StreamingQrsDetector(fs_hz)
-    found, start, index = [], 0, 0
-    while start < len(ecg):
-        size = sizes[index % len(sizes)]
-        found.append(detector.push(ecg[start : start + size]))
-        start, index = start + size, index + 1
-        if index % 3 == 0:
-            detector = StreamingQrsDetector.from_state_dict(detector.state_dict())
-    found.append(detector.flush())
-    np.testing.assert_array_equal(np.concatenate(found), offline)
+    np.testing.assert_array_equal(streamed_beats(ecg, fs_hz, sizes), offline)
 
 
 # --- quantized flat lines -------------------------------------------------------------------

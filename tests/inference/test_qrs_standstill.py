@@ -15,6 +15,7 @@ from inference.evaluation.qrs import QRS_SYMBOLS
 from inference.qrs import StreamingQrsDetector, detect_qrs
 from inference.signal import resample
 from inference.synthetic import generate
+from tests.inference.qrs_streaming import streamed_beats
 
 STANDSTILL_S = 40.0
 P_BEFORE_R_S = (0.25, 0.08)  # the P-wave stretch cut from each beat, before its R peak
@@ -163,16 +164,7 @@ def test_the_standstill_guard_streams_the_offline_beats_through_saved_states(fs_
     offline = detect_qrs(ecg, fs_hz)
     assert np.sum(offline > len(ecg) - 14 * fs_hz) >= 14  # the sinus rhythm after is found
     sizes = [2, 3, 5, 7, 11, 13, 97, 1009]
-    detector = StreamingQrsDetector(fs_hz)
-    found, start, index = [], 0, 0
-    while start < len(ecg):
-        size = sizes[index % len(sizes)]
-        found.append(detector.push(ecg[start : start + size]))
-        start, index = start + size, index + 1
-        if index % 3 == 0:
-            detector = StreamingQrsDetector.from_state_dict(detector.state_dict())
-    found.append(detector.flush())
-    np.testing.assert_array_equal(np.concatenate(found), offline)
+    np.testing.assert_array_equal(streamed_beats(ecg, fs_hz, sizes), offline)
 
 
 def test_a_state_saved_before_the_standstill_guard_still_loads():
