@@ -10,7 +10,8 @@ in a voltage unit (an ``ABP`` channel first) is refused, saying to name the ECG 
 sampling rate is the header's (``--fs`` is refused). When reference beat annotations (``.atr``,
 or the extension ``--annotator`` gives) sit beside the record, the output also scores our beats
 against them (EC57 matching, 150 ms) and gives the class agreement; an annotation file with
-only rhythm marks (vfdb) gives no beat reference, and the output says so. A CSV file holds one
+only rhythm marks (vfdb) gives no beat reference, and the output says so; one whose beats are
+all coded 'B' or '?' gives the QRS scores without class agreement, saying why. A CSV file holds one
 column of millivolts (a header line is allowed; ``ecg_uv`` or ``ecg_v`` there names another
 unit, as an upload's does) and needs ``--fs``.
 
@@ -45,7 +46,12 @@ from inference.datasets.wfdb_record import (
     read_record_mv,
 )
 from inference.evaluation.beats import beat_metrics
-from inference.evaluation.common import json_text, record_lead, writable_output
+from inference.evaluation.common import (
+    annotator_name,
+    json_text,
+    record_lead,
+    writable_output,
+)
 from inference.evaluation.qrs import QRS_SYMBOLS, outside, vf_episodes
 from inference.signal import MIN_ECG_AMPLITUDE_MV, ecg_amplitude_mv, ecg_amplitude_problem
 
@@ -192,7 +198,8 @@ def reference_agreement(
     path: Path, analysis: RecordAnalysis, annotator: str = "atr"
 ) -> tuple[dict | None, str]:
     """Our beats against the record's reference beat annotations: QRS Se/+P as ``evaluate qrs``
-    scores them, and the class metrics of ``evaluate beats`` on matched beats; with a line
+    scores them, and the class metrics of ``evaluate beats`` on matched beats (only the QRS
+    scores, and a line saying why, when no beat has an AAMI class: all 'B' or '?'); with a line
     saying what was compared. ``(None, why)`` when there is no beat reference: no ``.atr``, or
     one with only rhythm marks (vfdb), where every detection would count as a false positive."""
     atr_name = f"{path.name}.{annotator}"
@@ -202,23 +209,31 @@ def reference_agreement(
         annotation = read_annotation(path, annotator)
     except ValueError as exc:
         raise SystemExit(f"{path.parent}: {exc}") from None
-    classes = [aami_class(symbol) for symbol in annotation.symbol]
-    samples = np.array(
-        [s for s, c in zip(annotation.sample, classes, strict=True) if c], dtype=np.int64
-    )
-    if not len(samples):
-        return None, f"no agreement computed: {no_beat_annotations_message(atr_name)}"
-    labels = np.array([AAMI_CLASSES.index(c) for c in classes if c], dtype=np.int64)
-    predicted = np.array([AAMI_CLASSES.index(label) for label in analysis.labels], dtype=np.int64)
-    ref_index, det_index = match_beats(samples, analysis.r_peaks, analysis.fs)
-    # QRS scores exactly as 'evaluate qrs' computes them: every QRS symbol, VF/VFL left out
+    # QRS scores exactly as 'evaluate qrs' computes them: every QRS symbol ('B' and '?'
+    # included), VF/VFL left out
     symbols = list(annotation.symbol)
     qrs_reference = np.array(
         [s for s, y in zip(annotation.sample, symbols, strict=True) if y in QRS_SYMBOLS],
         dtype=np.int64,
     )
+    if not len(qrs_reference):
+        return None, f"no agreement computed: {no_beat_annotations_message(atr_name)}"
     vf = vf_episodes(annotation.sample, symbols, analysis.n_samples)
     qrs = detection_scores(outside(qrs_reference, vf), outside(analysis.r_peaks, vf), analysis.fs)
+    qrs_line = f"QRS Se {_percent(qrs['se'])} +P {_percent(qrs['ppv'])}"
+    classes = [aami_class(symbol) for symbol in symbols]
+    samples = np.array(
+        [s for s, c in zip(annotation.sample, classes, strict=True) if c], dtype=np.int64
+    )
+    if not len(samples):
+        # beats all coded 'B' or '?': found or missed, but with no class to agree with
+        return {"qrs": qrs}, (
+            f"against the reference ({atr_name}): {qrs_line}; no class agreement: none of "
+            "its beats has an AAMI class (all 'B' or '?')"
+        )
+    labels = np.array([AAMI_CLASSES.index(c) for c in classes if c], dtype=np.int64)
+    predicted = np.array([AAMI_CLASSES.index(label) for label in analysis.labels], dtype=np.int64)
+    ref_index, det_index = match_beats(samples, analysis.r_peaks, analysis.fs)
     agreement = {
         "n_reference": len(samples),
         "matched": len(ref_index),
@@ -227,8 +242,8 @@ def reference_agreement(
         "confusion_order": list(AAMI_CLASSES),
     }
     return agreement, (
-        f"against the reference ({atr_name}): QRS Se {_percent(qrs['se'])} "
-        f"+P {_percent(qrs['ppv'])}, class accuracy {_percent(agreement['accuracy'])}"
+        f"against the reference ({atr_name}): {qrs_line}, class accuracy "
+        f"{_percent(agreement['accuracy'])}"
     )
 
 
@@ -249,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--annotator",
         default="atr",
+        type=annotator_name,
         help="extension of the reference beat annotations beside a WFDB record, e.g. qrs "
         "(default: atr)",
     )

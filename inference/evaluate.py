@@ -10,7 +10,8 @@ DIR is one database's folder; without ``--data`` it is ``mitdb/`` under ``$CARDI
 (``p01/106``); no RECORDS file is needed. The reference is the ``.atr`` files, or ``.EXT`` with
 ``--annotator EXT``. The lead is the first of ``--lead``'s names the record has (any case), else
 MLII, else II, else the first channel (``rhythm`` scores VF/VFL on the first channel unless
-``--lead`` is given); a lead not in a voltage unit is refused. ``qrs`` and ``beats`` score
+``--lead`` is given or the first channel is not in a voltage unit); a lead not in a voltage unit
+is refused. ``--annotator`` is the extension without its dot. ``qrs`` and ``beats`` score
 against beat annotations: a record whose annotations hold only rhythm marks (vfdb) is left out
 with a line saying so, and refused when named; ``rhythm`` scores those rhythm marks. Every
 chosen record's header is checked first, and a corrupt one (unreadable, or a sampling rate that

@@ -487,6 +487,8 @@ def load_vfdb(
     progress=None,
     organisation: bool = False,
     names: list[str] | None = None,
+    annotator: str = "atr",
+    record_channels: dict[str, list[int]] | None = None,
 ) -> dict:
     """Features, labels and record names of every 2-s segment of the records ``names`` of
     ``folder`` (default: every record with a header), on each of ``channels`` the record has.
@@ -496,6 +498,12 @@ def load_vfdb(
     ``.atr`` (nstdb's noise records). A single-lead record gives its one channel. A record
     that cannot be read ends the command with its name and the problem. With
     ``organisation`` the dict also holds ``organisation_features`` under ``"organisation"``.
+
+    The reference is the ``annotator`` files (``evaluate rhythm --annotator``). With
+    ``record_channels`` (record name: channel indices) each record is read on its own
+    channels instead of ``channels``, and a segment's ``channel`` is the position in that
+    list: 0 for the first, the one ``cross_validate`` scores (``evaluate rhythm --lead``
+    names an ECG that need not be the first channel).
     """
     from inference.datasets.mitdb import rhythm_intervals
     from inference.datasets.wfdb_record import read_annotation, read_record_mv
@@ -510,14 +518,19 @@ def load_vfdb(
     for name in progress(names, desc="vfdb records") if progress else names:
         try:
             # in mV whatever the header's voltage unit, as every other reader
-            record = read_record_mv(Path(folder) / name)
-            annotation = read_annotation(Path(folder) / name, "atr")
+            read = None if record_channels is None else list(record_channels[name])
+            record = read_record_mv(Path(folder) / name, read)
+            annotation = read_annotation(Path(folder) / name, annotator)
         except (ValueError, OSError) as exc:
             raise SystemExit(f"{name}: {exc}") from None
         rhythms = rhythm_intervals(
             annotation.sample, list(annotation.symbol), list(annotation.aux_note), record.sig_len
         )
-        for channel in [channel for channel in channels if channel < record.n_sig]:
+        if record_channels is None:
+            positions = [channel for channel in channels if channel < record.n_sig]
+        else:
+            positions = list(range(record.n_sig))  # the channels read, the scored one first
+        for channel in positions:
             features = segment_features(record.p_signal[:, channel], record.fs)
             labels, rhythm = segment_labels(len(features), record.fs, rhythms)
             rows["x"].append(features)

@@ -17,10 +17,11 @@ Lead: ``--lead`` when given (the first of its names the record has, any case), e
 the record has it, else II, else the first channel (the upload's rule), in mV whatever the
 header's voltage unit. Reference: the ``--annotator`` files (default ``atr``); beats whose
 symbol has no AAMI class ('B', 'r', 'n', '?') count for the detection figures but not for the
-class metrics. Any sampling rate from 100 to 2000 Hz (the classifier
-reads its windows at 180 Hz). A record with gaps (missing samples, as the project's WFDB export
-writes them) is scored on the stretches between them, each detected and classified alone;
-reference beats in the gaps are not counted, and the output says how much was left out.
+class metrics (a record whose beats all lack one is scored for detection only, and named).
+Any sampling rate from 100 to 2000 Hz (the classifier reads its windows at 180 Hz). A record
+with gaps (missing samples, as the project's WFDB export writes them) is scored on the
+stretches between them, each detected and classified alone; reference beats in the gaps are
+not counted, and the output says how much was left out.
 
 ``--records`` is required: record names, ``ds1`` / ``ds2`` (the MIT-BIH inter-patient sets) or
 ``all`` (every annotated record of the folder; a record whose ``.atr`` holds no beat is left out,
@@ -237,7 +238,7 @@ def metrics_table(results: dict[str, dict]) -> str:
         header += [f"{name} Se", f"{name} +P", f"{name} F1"]
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     for run, metrics in results.items():
-        cells = [run, str(metrics["n_beats"]), f"{100 * metrics['accuracy']:.2f}"]
+        cells = [run, str(metrics["n_beats"]), _percent_2(metrics["accuracy"])]
         for name in BEAT_CLASSES:
             row = metrics["classes"][name]
             cells += [_percent(row["se"]), _percent(row["ppv"]), _fraction(row["f1"])]
@@ -317,6 +318,7 @@ def evaluate_records(
     iterable = tqdm(names, desc="records", unit="record") if progress else names
     for name in iterable:
         record = load_annotated(folder / name, annotator, leads)
+        record.name = name  # its path from the folder (p01/106): two 106s stay two rows
         true, predicted, matched_true, matched_pred, counts = evaluate_record(classifier, record)
         reference_true.append(true)
         reference_pred.append(predicted)
@@ -375,10 +377,24 @@ def run(args: argparse.Namespace) -> int:
     except LookupError as exc:  # an unknown model name: the message lists the shipped ones
         raise SystemExit(str(exc.args[0])) from None
     report_output(args.json)
-    names = record_names(folder, args.records, args.annotator, protected=DS2, leads=args.lead)
+    # a record whose beats are all 'B' or '?' is kept: it is scored for QRS detection only
+    names = record_names(
+        folder,
+        args.records,
+        args.annotator,
+        protected=DS2,
+        leads=args.lead,
+        beat_symbols=QRS_SYMBOLS,
+    )
     result = evaluate_records(classifier, folder, names, annotator=args.annotator, leads=args.lead)
     qrs = result["end_to_end"]["qrs"]
     note = excluded_note(result["per_record"])  # gaps left out, if any
+    unclassed = [row["record"] for row in result["per_record"] if not row["reference"]["n_beats"]]
+    if unclassed:
+        note += (
+            "No reference beat with an AAMI class (all 'B' or '?'), scored for QRS detection "
+            f"only: {', '.join(unclassed)}\n"
+        )
     markdown = (
         f"Beat classifier `{classifier.name}` on {len(names)} records of {folder}\n\n"
         + metrics_table(

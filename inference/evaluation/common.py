@@ -1,5 +1,6 @@
 """Pieces every evaluation command shares: choosing records, writing JSON and tables."""
 
+import argparse
 import json
 import math
 import sys
@@ -57,11 +58,27 @@ def add_data_argument(parser) -> None:
     )
 
 
+def annotator_name(value: str) -> str:
+    """``--annotator``'s value checked: a WFDB annotator name is a file extension without its
+    dot. An empty value or one with a dot or a slash would end in a traceback from pathlib or
+    wfdb, or look for a file that cannot exist."""
+    if not value:
+        raise argparse.ArgumentTypeError("an annotator name is needed, e.g. atr or qrs")
+    if "." in value or "/" in value or "\\" in value:
+        hint = value.strip("./\\").rsplit(".", 1)[-1]
+        suggestion = f": give --annotator {hint}" if hint else ""
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an annotator name: the extension without its dot{suggestion}"
+        )
+    return value
+
+
 def add_annotator_argument(parser) -> None:
     """``--annotator EXT``: the reference annotation files' extension (WFDB's annotator name)."""
     parser.add_argument(
         "--annotator",
         default="atr",
+        type=annotator_name,
         help="extension of the reference annotation files, e.g. qrs or ecg (default: atr)",
     )
 
@@ -82,8 +99,9 @@ def record_lead(header, record: str, leads: list[str] | None = None) -> int:
     """Index of the channel to analyse in the record whose header is ``header``.
 
     Without ``leads``: ``analysis_lead`` (MLII, else II, else the first channel: the upload's
-    rule). With ``leads`` (``--lead``): the first of those names the record has, spelled
-    exactly, else in any case (``ii`` for ``II``). ``ValueError`` naming ``record`` when it
+    rule). With ``leads`` (``--lead``): the first of those names the record has, each name
+    tried in turn, exactly or in any case (``--lead ii MLII`` reads II on a record that has
+    both). ``ValueError`` naming ``record`` when it
     has none of them, or when the chosen channel is not in a voltage unit (an ``ABP`` channel
     in mmHg first): read as an ECG it would be refused for its unit with no hint of a way
     out, or worse analysed.
@@ -92,12 +110,15 @@ def record_lead(header, record: str, leads: list[str] | None = None) -> int:
     if not leads:
         index = analysis_lead(names)
     else:
-        index = next((names.index(lead) for lead in leads if lead in names), None)
-        if index is None:
+        index = None
+        for lead in leads:  # the first name the record has wins, whatever its case
+            if lead in names:
+                index = names.index(lead)
+                break
             lowered = [name.lower() for name in names]
-            index = next(
-                (lowered.index(lead.lower()) for lead in leads if lead.lower() in lowered), None
-            )
+            if lead.lower() in lowered:
+                index = lowered.index(lead.lower())
+                break
         if index is None:
             raise ValueError(
                 f"record {record} has no lead {' or '.join(leads)}; it has {', '.join(names)}"
@@ -156,7 +177,8 @@ def selected_names(
                     f"no WFDB record with .{annotator} annotations in {folder}"
                     + _other_annotators_hint(folder, annotator)
                 )
-            reserved = [name for name in available if name in set(protected)]
+            # the record's own name, not its path: mitdb/100 under a parent folder is DS2's 100
+            reserved = [name for name in available if record_stem(name) in set(protected)]
             if reserved:
                 raise SystemExit(
                     f"'{ALL}' would take in {', '.join(reserved)} of {folder}, records of the "
@@ -177,6 +199,19 @@ def selected_names(
             + _other_annotators_hint(folder, annotator)
         )
     return names
+
+
+def record_stem(name: str) -> str:
+    """A record's own name, without the subfolders it is named by (``p01/106`` -> ``106``)."""
+    return name.rsplit("/", 1)[-1]
+
+
+def vf_channel(header, lead: int) -> int:
+    """The channel ``evaluate rhythm`` scores VF/VFL on without ``--lead``: the first, where
+    the VF detector was cross-validated, unless it is not in a voltage unit (an ``ABP``
+    channel first), when it is the analysed lead ``lead``."""
+    units = header.units[0] if header.units else None
+    return 0 if mv_per_unit(units) is not None else lead
 
 
 def _other_annotators_hint(folder: Path, annotator: str) -> str:
@@ -218,9 +253,10 @@ def record_names(
     has no reference: left out with a line saying so when the folder is evaluated whole,
     refused when it is named. Every chosen record is checked first: the lead to analyse
     (``record_lead`` of ``leads``: it exists and is in a voltage unit), its header against its
-    signal files (``check_record``), that lead (and, with ``first_channel``, the first
-    channel too) read in mV (``read_record_mv``: units, checksums; with ``gaps_refused``, the
-    reason, no missing sample) and its annotation file. A bad one stops the command with its
+    signal files (``check_record``), that lead (and, with ``first_channel``, the VF
+    channel of ``evaluate rhythm`` too: ``vf_channel``) read in mV (``read_record_mv``:
+    units, checksums; with ``gaps_refused``, the reason, no missing sample) and its
+    annotation file. A bad one stops the command with its
     name and problem before any work, rather than giving figures over fewer records than
     asked or a traceback half-way. Reading the signals twice costs under a second for
     MIT-BIH's 48.
@@ -231,8 +267,9 @@ def record_names(
     annotations = {}
     for name in names:
         try:
-            lead = record_lead(read_header(folder / name), name, leads)
-            channels = sorted({0, lead}) if first_channel else [lead]
+            header = read_header(folder / name)
+            lead = record_lead(header, name, leads)
+            channels = sorted({vf_channel(header, lead), lead}) if first_channel else [lead]
             check_record(folder / name, channels)
             record = read_record_mv(folder / name, channels)
             annotations[name] = read_annotation(folder / name, annotator)

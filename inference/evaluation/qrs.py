@@ -172,10 +172,14 @@ def evaluate_qrs_record(
     annotator: str = "atr",
     leads: list[str] | None = None,
     resample_hz: float | None = None,
+    name: str | None = None,
 ) -> dict:
     """Detector scores on one record's analysed lead, stretch by stretch between gaps; at
-    ``resample_hz`` when given (the detector's accuracy at another rate)."""
+    ``resample_hz`` when given (the detector's accuracy at another rate). The row is named
+    ``name`` (the record's path from the data folder, ``p01/106``), else the file's name."""
     record = load_annotated(path, annotator, leads)
+    if name is not None:
+        record = replace(record, name=name)
     if resample_hz is not None:
         record = resampled(record, resample_hz)
     started = time.perf_counter()
@@ -263,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
         folder, args.records, args.annotator, leads=args.lead, beat_symbols=QRS_SYMBOLS
     )
     rows = [
-        evaluate_qrs_record(folder / name, args.annotator, args.lead, args.resample_hz)
+        evaluate_qrs_record(folder / name, args.annotator, args.lead, args.resample_hz, name)
         for name in tqdm(names, desc="records")
     ]
     total = gross(rows)

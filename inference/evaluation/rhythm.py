@@ -20,13 +20,17 @@ Leads: beats, their classes and the AF, VT, rate and pause episodes are found on
 product and ``evaluate beats`` analyse (MLII, else II, else the first channel; the beat model was
 trained on MLII); the VF/VFL scores stay on the first channel, where the VF detector was
 cross-validated and its figures were published. The two differ in MIT-BIH 114 only (102 and
-104 have no MLII: both read V5, the first channel). With ``--lead`` (the first of its names the
-record has, any case) everything, VF/VFL included, is read on that lead. The reference is the
-``--annotator`` files (default ``atr``).
+104 have no MLII: both read V5, the first channel). A first channel not in a voltage unit (an
+``ABP`` channel) gives way to the analysed lead for VF/VFL too. A record whose beats are all
+coded 'B' or '?' has its AF scored on our beats; only the run on reference labels (and VT)
+needs AAMI classes, and the table names the records without. With ``--lead`` (the first of
+its names the record has, any case) everything, VF/VFL included, is read on that lead. The
+reference is the ``--annotator`` files (default ``atr``).
 
 The shipped VF detector was fit on all of vfdb, so its vfdb figures here are in-sample;
 ``--vf-folds N`` adds the leave-records-out cross-validated figures (N record folds) over the
-chosen records only, on the channels each has (up to two).
+chosen records only, in the ``--annotator`` files, on the channel each record's VF/VFL was
+scored on and the other of its first two channels when that is an ECG.
 
 A record with gaps (missing samples) is refused with its name: the rhythm rules read RR
 intervals and 2-second segments across the record, and a gap would read as a pause or a
@@ -44,7 +48,7 @@ from tqdm import tqdm
 from inference.aami import AAMI_CLASSES, DS1, DS2, aami_class
 from inference.beats import get_beat_classifier
 from inference.datasets.mitdb import rhythm_intervals
-from inference.datasets.wfdb_record import missing_samples_message, read_header
+from inference.datasets.wfdb_record import missing_samples_message, mv_per_unit, read_header
 from inference.evaluation.common import (
     add_annotator_argument,
     add_data_argument,
@@ -55,9 +59,12 @@ from inference.evaluation.common import (
     read_record_lead,
     read_reference,
     record_names,
+    record_stem,
     report_output,
+    vf_channel,
     write_report,
 )
+from inference.evaluation.qrs import QRS_SYMBOLS
 from inference.qrs import MIN_DURATION_S, detect_qrs
 from inference.rhythm import RhythmConfig, detect_episodes, vf_episodes_from_probability
 from inference.vf import SEGMENT_S, VF_LABELS, segment_labels, shipped_model, vf_probability
@@ -134,12 +141,18 @@ def vf_segment_scores(probability: np.ndarray, threshold: float, fs: float, rhyt
 
 
 def evaluate_record(
-    path: Path, config: RhythmConfig, annotator: str = "atr", leads: list[str] | None = None
+    path: Path,
+    config: RhythmConfig,
+    annotator: str = "atr",
+    leads: list[str] | None = None,
+    name: str | None = None,
 ) -> dict:
-    """Every score of one record: VF on the first channel, the rest on the analysed lead;
+    """Every score of one record, in a row named ``name`` (its path from the data folder,
+    ``p01/106``; default the file's name): VF on the first channel (``vf_channel``: the
+    analysed lead when the first channel is not an ECG), the rest on the analysed lead;
     everything on the lead ``leads`` names when given."""
     lead = read_record_lead(path, leads)
-    vf_channel = lead if leads else 0
+    vf_channel = lead if leads else record_vf_channel(path, lead)
     channels = sorted({vf_channel, lead})
     record = read_record(path, channels=channels)
     annotation = read_reference(path, annotator)
@@ -155,11 +168,12 @@ def evaluate_record(
         annotation.sample, symbols, list(annotation.aux_note), record.sig_len
     )
     row: dict = {
-        "record": path.name,
+        "record": name or path.name,
         "fs": fs,
         "duration_s": round(record.sig_len / fs, 1),
         "lead": record.sig_name[channels.index(lead)],
         "vf_lead": record.sig_name[channels.index(vf_channel)],
+        "vf_channel": vf_channel,  # 0: the first channel
     }
 
     model = shipped_model()
@@ -177,34 +191,37 @@ def evaluate_record(
         _episodes(vf_episodes_from_probability(probability, config), "VF"),
     )
 
-    is_beat = np.array([aami_class(symbol) is not None for symbol in symbols], dtype=bool)
-    beats = np.asarray(annotation.sample)[is_beat]
-    if len(beats) < 2:
+    # every beat code, 'B' and '?' included: a database marking all its beats 'B' has AF to
+    # score on our beats; only the run on reference labels needs AAMI classes
+    is_beat = np.array([symbol in QRS_SYMBOLS for symbol in symbols], dtype=bool)
+    if is_beat.sum() < 2:
         return row
-
-    labels = [aami_class(symbol) for symbol, beat in zip(symbols, is_beat, strict=True) if beat]
+    is_classed = np.array([aami_class(symbol) is not None for symbol in symbols], dtype=bool)
+    beats = np.asarray(annotation.sample)[is_classed]
+    labels = [aami_class(symbol) for symbol, beat in zip(symbols, is_classed, strict=True) if beat]
+    with_labels = len(beats) >= 2
     detected_beats = detect_qrs(signal, fs)
     # the P waves of our beats, computed once with their classes (the product's path)
     probabilities, p_wave = get_beat_classifier().classify_beats(signal, fs, detected_beats)
     classified = [AAMI_CLASSES[i] for i in probabilities.argmax(axis=1)]
     on_detected = detect_episodes(signal, fs, detected_beats, None, config, p_wave=p_wave)
     on_classified = detect_episodes(signal, fs, detected_beats, classified, config, p_wave=p_wave)
-    on_reference = detect_episodes(signal, fs, beats, labels, config)
-    for name, reference_labels in (("af", AF_LABELS), ("afib", ("(AFIB",))):
+    runs = [("classified", on_classified), ("detected", on_detected)]
+    if with_labels:
+        on_reference = detect_episodes(signal, fs, beats, labels, config)
+        runs.append(("reference", on_reference))
+        row["vt_reference_labels"] = episode_hits(
+            _intervals(rhythms, ("(VT",), fs), _episodes(on_reference, "VT")
+        )
+    for af_name, reference_labels in (("af", AF_LABELS), ("afib", ("(AFIB",))):
         reference = _intervals(rhythms, reference_labels, fs)
-        for beats_name, episodes in (
-            ("classified", on_classified),
-            ("detected", on_detected),
-            ("reference", on_reference),
-        ):
-            row[f"{name}_{beats_name}_beats"] = duration_scores(
+        for beats_name, episodes in runs:
+            row[f"{af_name}_{beats_name}_beats"] = duration_scores(
                 reference, _episodes(episodes, "AF")
             )
-    row["vt_reference_labels"] = episode_hits(
-        _intervals(rhythms, ("(VT",), fs), _episodes(on_reference, "VT")
-    )
+    reference_beats = beats if with_labels else np.asarray(annotation.sample)[is_beat]
     row["tachogram"] = {
-        "beat_s": (beats / fs).round(3).tolist(),
+        "beat_s": (reference_beats / fs).round(3).tolist(),
         "reference_af": _intervals(rhythms, AF_LABELS, fs),
         "detected_af": _episodes(on_classified, "AF"),
     }
@@ -234,17 +251,24 @@ def summarize(rows: list[dict]) -> dict:
     beat_rows = [row for row in rows if "af_detected_beats" in row]
     if not beat_rows:
         return summary
+    # MIT-BIH's sets by the record's own name: mitdb/201 under a parent folder is 201
     subsets = {
         "all": beat_rows,
-        "af_records": [row for row in beat_rows if row["record"] in AF_RECORDS],
-        "ds1": [row for row in beat_rows if row["record"] in DS1],
-        "ds2": [row for row in beat_rows if row["record"] in DS2],
+        "af_records": [row for row in beat_rows if record_stem(row["record"]) in AF_RECORDS],
+        "ds1": [row for row in beat_rows if record_stem(row["record"]) in DS1],
+        "ds2": [row for row in beat_rows if record_stem(row["record"]) in DS2],
     }
     for key in [f"{af}_{beats}_beats" for af in ("af", "afib") for beats in AF_BEATS]:
+        # the run on reference labels needs records whose beats have AAMI classes
         summary[key] = {
-            name: _ratios(_sum(subset, key)) for name, subset in subsets.items() if subset
+            name: _ratios(_sum([row for row in subset if key in row], key))
+            for name, subset in subsets.items()
+            if any(key in row for row in subset)
         }
     summary["vt_reference_labels"] = _sum(beat_rows, "vt_reference_labels")
+    unlabelled = [row["record"] for row in beat_rows if "af_reference_beats" not in row]
+    if unlabelled:
+        summary["without_reference_labels"] = unlabelled
     return summary
 
 
@@ -263,7 +287,7 @@ def markdown(rows: list[dict], summary: dict, cv: dict | None) -> str:
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for beats in AF_BEATS:
-            both = summary[f"af_{beats}_beats"]
+            both = summary[f"af_{beats}_beats"]  # {} when no record has reference labels
             alone = summary[f"afib_{beats}_beats"]
             for subset, scores in both.items():
                 lines.append(
@@ -290,17 +314,26 @@ def markdown(rows: list[dict], summary: dict, cv: dict | None) -> str:
                     f"{_pct(scores['se'])} | {_pct(scores['ppv'])} | {_pct(alone['se'])} | "
                     f"{_pct(alone['ppv'])} |"
                 )
+        unlabelled = summary.get("without_reference_labels")
+        if unlabelled:
+            lines += [
+                "",
+                "No beat with an AAMI class (all 'B' or '?'), so no run on reference labels "
+                f"(AF on our beats only, no VT): {', '.join(unlabelled)}",
+            ]
         vt = summary["vt_reference_labels"]
-        lines += [
-            "",
-            f"VT from reference beat labels: {vt['reference_detected']} of "
-            f"{vt['n_reference']} (VT episodes detected; {vt['detected_true']} of "
-            f"{vt['n_detected']} detected VT episodes overlap a (VT episode.",
-        ]
+        if vt:
+            lines += [
+                "",
+                f"VT from reference beat labels: {vt['reference_detected']} of "
+                f"{vt['n_reference']} (VT episodes detected; {vt['detected_true']} of "
+                f"{vt['n_detected']} detected VT episodes overlap a (VT episode.",
+            ]
     vf = summary["vf_segments"]
+    channel = vf_channel_words(rows)
     lines += [
         "",
-        "VF/VFL per 2-second segment (first channel, shipped detector)",
+        f"VF/VFL per 2-second segment ({channel}, shipped detector)",
         "",
         "| record | segments | VF segments | TP | FN | FP | Se | Sp |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -326,10 +359,26 @@ def markdown(rows: list[dict], summary: dict, cv: dict | None) -> str:
     if cv:
         lines.append(
             f"\nVF/VFL leave-records-out cross-validation ({cv['folds']} record folds, "
-            f"first channel): Se {_pct(cv['se'])}, Sp {_pct(cv['sp'])} "
+            f"{channel}): Se {_pct(cv['se'])}, Sp {_pct(cv['sp'])} "
             f"(TP {cv['tp']}, FN {cv['fn']}, TN {cv['tn']}, FP {cv['fp']})."
         )
     return "\n".join(lines) + "\n"
+
+
+def vf_channel_words(rows: list[dict]) -> str:
+    """The channel the VF/VFL scores were read on, in words for the table's headings."""
+    if all(row.get("vf_channel", 0) == 0 for row in rows):
+        return "first channel"
+    leads = sorted({row["vf_lead"] for row in rows})
+    if all(row["vf_lead"] == row["lead"] for row in rows):
+        return f"analysed lead: {', '.join(leads)}"
+    others = [f"{row['record']} {row['vf_lead']}" for row in rows if row.get("vf_channel")]
+    return f"first channel; {', '.join(others)} where the first is not an ECG"
+
+
+def picture_name(record: str) -> str:
+    """A record's name as part of a file name: ``p01/106`` -> ``p01-106``."""
+    return record.replace("/", "-")
 
 
 def plot_tachogram(row: dict, path: Path) -> None:
@@ -383,6 +432,27 @@ def plot_vf_trace(row: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def record_vf_channel(path: Path, lead: int) -> int:
+    """``vf_channel`` of the record at ``path``: its first channel, unless that is no ECG."""
+    try:
+        return vf_channel(read_header(path), lead)
+    except ValueError as exc:
+        raise SystemExit(f"{path.name}: {exc}") from None
+
+
+def vf_fold_channels(path: Path, row: dict) -> list[int]:
+    """The channels ``--vf-folds`` reads of a record: the one its VF/VFL was scored on (the
+    one cross-validation scores), then the other of the first two channels when it is in a
+    voltage unit (the shipped model was fit on both channels of vfdb)."""
+    header = read_header(path)
+    channels = [row["vf_channel"]]
+    for other in range(min(2, header.n_sig)):
+        units = header.units[other] if header.units else None
+        if other not in channels and mv_per_unit(units) is not None:
+            channels.append(other)
+    return channels
 
 
 def refuse_short_records(folder: Path, names: list[str]) -> None:
@@ -444,7 +514,7 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"--vf-folds: {exc}") from None
     config = RhythmConfig()
     rows = [
-        evaluate_record(folder / name, config, args.annotator, args.lead)
+        evaluate_record(folder / name, config, args.annotator, args.lead, name)
         for name in tqdm(names, desc="records")
     ]
     summary = summarize(rows)
@@ -452,8 +522,17 @@ def run(args: argparse.Namespace) -> int:
     if args.vf_folds:
         from inference.vf import WEIGHTS_PATH, cross_validate, load_vfdb
 
-        # the chosen records only, on the channels each has
-        data = load_vfdb(folder, channels=(0, 1), progress=tqdm, names=names)
+        # the chosen records only, in the --annotator files, on the channel each was scored
+        # on above (scored here too) and the other of its first two when that is an ECG
+        data = load_vfdb(
+            folder,
+            progress=tqdm,
+            names=names,
+            annotator=args.annotator,
+            record_channels={
+                row["record"]: vf_fold_channels(folder / row["record"], row) for row in rows
+            },
+        )
         # the shipped model's own recipe, from its card, so these figures are its figures
         card = json.loads(WEIGHTS_PATH.with_suffix(".json").read_text())
         recipe = {key: card[key] for key in ("hidden", "epochs", "seed", "weight_decay")}
@@ -476,13 +555,13 @@ def run(args: argparse.Namespace) -> int:
     if output is not None:
         with_af = [row for row in rows if "tachogram" in row and row["tachogram"]["reference_af"]]
         if with_af:
-            picture = output.with_name(f"{output.stem}-af-{with_af[0]['record']}.png")
+            picture = output.with_name(f"{output.stem}-af-{picture_name(with_af[0]['record'])}.png")
             plot_tachogram(with_af[0], picture)
             print(f"wrote {picture}")
         with_vf = [row for row in rows if row["vf_trace"]["reference_vf"]]
         if with_vf:
             row = max(with_vf, key=lambda item: _length_s(item["vf_trace"]["reference_vf"]))
-            picture = output.with_name(f"{output.stem}-vf-{row['record']}.png")
+            picture = output.with_name(f"{output.stem}-vf-{picture_name(row['record'])}.png")
             plot_vf_trace(row, picture)
             print(f"wrote {picture}")
     return 0

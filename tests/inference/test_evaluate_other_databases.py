@@ -209,3 +209,126 @@ def test_a_resampled_copy_with_renamed_swapped_leads_scores_as_the_original(mitd
     assert copied["records"][0]["lead"] == "ii"
     assert abs(copied["gross"]["se"] - scored["se"]) < 0.01
     assert abs(copied["gross"]["ppv"] - scored["ppv"]) < 0.01
+
+
+# Review of 0af0675 / 2988b7b: the reserved test set under a parent folder, rows named by
+# path, the order of --lead's names, --vf-folds with --annotator and --lead, beats coded B.
+# Records named like DS2's are synthetic strips: no real DS2 annotation is read here.
+
+
+def test_all_refuses_records_named_like_ds2_in_a_subfolder(tmp_path):
+    write_sinus(tmp_path / "mitdb", "100")  # a DS2 name, synthetic signal
+    write_sinus(tmp_path / "mitdb", "101")
+    with pytest.raises(SystemExit, match=r"mitdb/100 of .*reserved test set \(DS2\)"):
+        main(["beats", "--data", str(tmp_path), "--records", "all"])
+
+
+@pytest.mark.parametrize("what", ["qrs", "beats", "rhythm"])
+def test_the_same_record_name_in_two_subfolders_gives_two_rows_named_by_path(tmp_path, what):
+    write_sinus(tmp_path / "a", "r1")
+    write_sinus(tmp_path / "b", "r1")
+    output = tmp_path / "out.json"
+    records = ["--records", "all"] if what == "beats" else []
+    assert main([what, "--data", str(tmp_path), *records, "--json", str(output)]) == 0
+    result = json.loads(output.read_text())
+    rows = result["per_record"] if what == "beats" else result["records"]
+    assert [row["record"] for row in rows] == ["a/r1", "b/r1"]
+
+
+def test_lead_names_are_tried_in_order_each_in_any_case(tmp_path):
+    strip = sinus()
+    write_record(
+        tmp_path, "r1", {"MLII": strip.signal_mv, "II": 0.5 * strip.signal_mv}, strip.beats,
+        ["N"] * len(strip.beats),
+    )  # fmt: skip
+    assert (
+        qrs_result(tmp_path, "--data", str(tmp_path), "--lead", "ii", "MLII")["records"][0]["lead"]
+        == "II"
+    )
+
+
+def write_abp_ecg_pair(folder: Path, ecg_name: str = "ECG", extension: str = "atr") -> None:
+    """Two records with ABP first and an ECG second, a VFL mark half-way."""
+    for index in range(2):
+        strip = generate(30.0, fs=250.0, seed=20 + index)
+        abp_mmhg = 100 + 20 * np.sin(np.arange(len(strip.signal_mv)) / 250 * 2 * np.pi * 1.2)
+        write_record(
+            folder, f"r{index}", {"ABP": abp_mmhg, ecg_name: strip.signal_mv},
+            [0, *strip.beats], ["+"] + ["N"] * len(strip.beats), units=["mmHg", "mV"],
+            notes=["(N"] + [""] * len(strip.beats), extension=extension,
+        )  # fmt: skip
+
+
+def test_vf_folds_read_the_annotator_and_the_lead_given(tmp_path):
+    write_abp_ecg_pair(tmp_path, extension="qrs")
+    output = tmp_path / "out.json"
+    command = ["rhythm", "--data", str(tmp_path), "--annotator", "qrs", "--lead", "ecg"]
+    assert main([*command, "--vf-folds", "2", "--json", str(output)]) == 0
+    result = json.loads(output.read_text())
+    assert result["summary"]["vf_cross_validated"]["tn"] > 0
+    table = output.with_suffix(".md").read_text()
+    # the headings name the channel read, not "first channel"
+    assert "first channel" not in table
+    assert "segment (analysed lead: ECG, shipped detector)" in table
+    assert "2 record folds, analysed lead: ECG)" in table
+
+
+def test_rhythm_scores_vf_on_the_analysed_lead_when_the_first_channel_is_no_ecg(tmp_path):
+    write_abp_ecg_pair(tmp_path, ecg_name="MLII")
+    output = tmp_path / "out.json"
+    assert main(["rhythm", "--data", str(tmp_path), "--json", str(output)]) == 0
+    rows = json.loads(output.read_text())["records"]
+    assert [(row["lead"], row["vf_lead"]) for row in rows] == [("MLII", "MLII")] * 2
+
+
+def write_af_marked_b(folder: Path) -> None:
+    strip = generate(60.0, fs=250.0, seed=7, rhythm="AFIB")
+    write_record(
+        folder, "r1", {"MLII": strip.signal_mv}, [0, *strip.beats],
+        ["+"] + ["B"] * len(strip.beats), notes=["(AFIB"] + [""] * len(strip.beats),
+    )  # fmt: skip
+
+
+def test_rhythm_scores_af_on_our_beats_when_every_reference_beat_is_b(tmp_path):
+    write_af_marked_b(tmp_path)
+    output = tmp_path / "out.json"
+    assert main(["rhythm", "--data", str(tmp_path), "--json", str(output)]) == 0
+    result = json.loads(output.read_text())
+    row = result["records"][0]
+    assert row["af_classified_beats"]["reference_s"] > 50
+    assert row["af_detected_beats"]["reference_s"] > 50
+    assert "af_reference_beats" not in row  # no AAMI class to run the reference labels on
+    assert result["summary"]["without_reference_labels"] == ["r1"]
+    assert "so no run on reference labels (AF on our beats only, no VT): r1" in (
+        output.with_suffix(".md").read_text()
+    )
+
+
+def test_analyze_scores_beats_marked_b_for_qrs_and_says_why_no_classes(tmp_path, capsys):
+    write_sinus(tmp_path, symbol="B")
+    output = tmp_path / "out.json"
+    assert analyze.main([str(tmp_path / "r1"), "--json", str(output)]) == 0
+    assert "QRS Se 100.00 % +P 100.00 %; no class agreement" in capsys.readouterr().out
+    assert json.loads(output.read_text())["reference"]["qrs"]["se"] == 1.0
+
+
+def test_beats_all_scores_a_record_marked_b_for_detection_and_says_so(tmp_path, capsys):
+    write_sinus(tmp_path, symbol="B")
+    output = tmp_path / "out.json"
+    assert main(["beats", "--data", str(tmp_path), "--records", "all", "--json", str(output)]) == 0
+    assert json.loads(output.read_text())["end_to_end"]["qrs"]["se"] == 1.0
+    assert "scored for QRS detection only: r1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [("", "an annotator name is needed"), (".qrs", "give --annotator qrs")],
+)
+def test_an_empty_or_dotted_annotator_is_refused_with_a_hint(tmp_path, capsys, given, message):
+    write_sinus(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(["qrs", "--data", str(tmp_path), "--annotator", given])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        analyze.main([str(tmp_path / "r1"), "--annotator", given])
+    assert message in capsys.readouterr().err
