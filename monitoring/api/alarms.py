@@ -12,7 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from monitoring.alarms import acknowledge
-from monitoring.api.serializers import ID_MAX, bad_parameter, error_responses, whole_number
+from monitoring.api.serializers import bad_parameter, error_responses, filter_by_patient
 from monitoring.models import Alarm, AlarmPriority, AlarmState
 
 
@@ -103,13 +103,7 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
             if priority not in AlarmPriority.values:
                 raise bad_parameter(f"priority must be one of {', '.join(AlarmPriority.values)}")
             queryset = queryset.filter(priority=priority)
-        patient = params.get("patient")
-        if patient:
-            patient_id = whole_number(
-                patient, 0, ID_MAX, "patient must be a patient id (a whole number)"
-            )
-            queryset = queryset.filter(patient_id=patient_id)
-        return queryset
+        return filter_by_patient(queryset, params)
 
     @extend_schema(request=None, responses={200: AlarmSerializer, **error_responses(401, 403, 404)})
     @action(detail=True, methods=["post"])

@@ -3,6 +3,8 @@
 from rest_framework.exceptions import ParseError
 from rest_framework.pagination import LimitOffsetPagination
 
+from monitoring.api.serializers import whole_number
+
 
 class BoundedLimitOffsetPagination(LimitOffsetPagination):
     """``?limit=&offset=`` with at most ``max_limit`` rows a page (a larger ``limit`` gives
@@ -45,11 +47,9 @@ class BoundedLimitOffsetPagination(LimitOffsetPagination):
         text = request.query_params.get(self.offset_query_param, "").strip()
         if text == "":  # absent, or a blank form field: from the first row
             return 0
-        # ASCII digits only ("²" passes str.isdigit() but not int()), and not so many that
-        # int() refuses them: any offset past the end is the same empty page
-        if not (text.isascii() and text.isdigit() and len(text) <= 30):
-            raise ParseError(f'"offset" must be a whole number of rows from 0, got {text[:20]!r}')
-        return int(text)
+        # any offset past the end is the same empty page: up to 30 digits is plenty
+        message = f'"offset" must be a whole number of rows from 0, got {text[:20]!r}'
+        return whole_number(text, 0, 10**30 - 1, message)
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)

@@ -138,6 +138,16 @@ def whole_number(raw: str, low: int, high: int, message: str) -> int:
     raise bad_parameter(message)
 
 
+def filter_by_patient(queryset, params):
+    """``queryset`` limited to ``?patient=<id>`` when the query gives one (a 400 naming the
+    parameter when it is not a whole number); the same filter for every list that takes it."""
+    patient = params.get("patient")
+    if not patient:
+        return queryset
+    patient_id = whole_number(patient, 0, ID_MAX, "patient must be a patient id (a whole number)")
+    return queryset.filter(patient_id=patient_id)
+
+
 class ErrorSerializer(serializers.Serializer):
     """Every refusal of the API, whatever its status."""
 

@@ -80,9 +80,8 @@ class BeatSerializer(serializers.ModelSerializer):
         return beat.index + 1
 
     def get_time_s(self, beat: Beat) -> float:
-        # the rate comes with the context (RecordingBeatsView), not from beat.recording: a
-        # page of beats is one recording's
-        return round(beat.sample / self.context["fs_hz"], 4)
+        # beats read through recording.beats carry that recording object: no query per beat
+        return round(beat.sample / beat.recording.sampling_rate_hz, 4)
 
 
 class AnalysisSerializer(serializers.ModelSerializer):
@@ -240,14 +239,8 @@ class RecordingBeatsView(generics.ListAPIView):
         # Not select_related("recording"): that loaded the recording's whole row with every
         # beat, its reference annotations (a JSON list per annotated beat of the file, ~100,000
         # for a 24-hour record) decoded again for each: a page of 1,000 beats took a second
-        # for a 30-minute record and would take minutes for a 24-hour one.
+        # for a 30-minute record.
         return self.recording.beats.order_by("index")
-
-    def get_serializer_context(self) -> dict:
-        context = super().get_serializer_context()
-        if hasattr(self, "recording"):
-            context["fs_hz"] = self.recording.sampling_rate_hz
-        return context
 
 
 class BeatSaliencyView(APIView):

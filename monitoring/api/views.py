@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from monitoring.api import serializers
-from monitoring.api.serializers import ID_MAX, error_responses, read_only_schema, whole_number
+from monitoring.api.serializers import error_responses, filter_by_patient, read_only_schema
 from monitoring.authentication import DeviceTokenAuthentication, IsDevice
 from monitoring.models import Device, Patient, Recording
 from monitoring.recordings import summarize
@@ -74,12 +74,8 @@ class RecordingViewSet(viewsets.ReadOnlyModelViewSet):
     def filter_queryset(self, queryset):
         # ?patient=, as /api/alarms/ takes it. It was ignored: a script asking for one
         # patient's recordings got every recording it may see.
-        patient = self.request.query_params.get("patient")
-        if self.action == "list" and patient:
-            patient_id = whole_number(
-                patient, 0, ID_MAX, "patient must be a patient id (a whole number)"
-            )
-            queryset = queryset.filter(patient_id=patient_id)
+        if self.action == "list":
+            queryset = filter_by_patient(queryset, self.request.query_params)
         return queryset
 
     def get_queryset(self):
