@@ -31,7 +31,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal as sps
 from scipy.ndimage import maximum_filter1d
 
-from inference.signal import validate_fs, validate_signal
+from inference.signal import MAX_ECG_ABS_MV, validate_fs, validate_signal
 
 MIN_FS_HZ, MAX_FS_HZ = 100.0, 2000.0
 MIN_DURATION_S = 2.0  # the learning phase: levels start from a 2-s window (the first, usually)
@@ -110,8 +110,8 @@ STANDSTILL_GUARD_S = 60.0
 # On DS1 the beats search-back finds correctly measure 0.18-1.9 of the reference (5th
 # percentile 0.245, median 0.36), the P waves it took 0.17-0.67: they overlap, and 0.3 is the
 # smallest step of 0.05 that left no run of P-wave beats in the DS1 standstills at 360 and
-# 128 Hz (0.25 left 11 in 207). It cost 23 of DS1's 51,021 beats (MIT-BIH, all 48: 29 FN more,
-# 23 FP fewer; docs/qrs.md).
+# 128 Hz (0.25 left 11 in 207). It cost 23 of DS1's 51,021 beats (MIT-BIH, all 48: 154 -> 183
+# FN, 193 -> 175 FP; docs/qrs.md).
 SEARCH_BACK_MIN_RATIO = 0.3
 # The learning phase refuses to learn from noise. A device may stream a flat line before its
 # electrodes are on (10-50 uV of noise, mains hum, baseline wander); levels learnt from that
@@ -134,11 +134,6 @@ MAX_THRESHOLD_RATIO = 0.6
 N_LEVELS = 8  # peaks in each median level
 N_RR = 8  # intervals in the mean RR
 BLOCK_SAMPLES = 65536  # a long push is processed in blocks of this many samples
-# Samples beyond +-this many mV are clipped to it: no ECG comes near (the product refuses
-# over 100 mV at its boundaries), and the running sum of squared slopes is carried for the
-# whole stream, so it must stay finite (one sample of 1e160, a corrupt value, overflowed it:
-# no beat was found after it). Clipping keeps a stream going where an error would stop it.
-MAX_ABS_MV = 1e4
 
 
 def detect_qrs(ecg_mv: np.ndarray, fs: float) -> np.ndarray:
@@ -221,7 +216,6 @@ class StreamingQrsDetector:
         # the learning window now open, feature samples: the first 2 s, then the next 2 s
         # while the windows before held nothing that stands out
         self._learning_start = 0
-        self._learning_end = self._learning_window
         self._max_pending = round(MAX_PENDING_S * fs)
         self._recovery_after = round(RECOVERY_AFTER_S * fs)
         self._standstill_guard = round(STANDSTILL_GUARD_S * fs)
@@ -302,7 +296,6 @@ class StreamingQrsDetector:
             "flushed": self._flushed,
             "learning": None if self._learning is None else rows(self._learning),
             "learning_start": self._learning_start,
-            "learning_end": self._learning_end,
             "signal_levels": np.array(self._signal._recent),
             "signal_median": self._signal.median,
             "noise_levels": np.array(self._noise._recent),
@@ -369,7 +362,6 @@ class StreamingQrsDetector:
         detector._learning = None if learning is None else candidates(learning)
         # states saved before learning could be refused learnt from the first 2 s
         detector._learning_start = int(state.get("learning_start", 0))
-        detector._learning_end = int(state.get("learning_end", detector._learning_window))
         detector._signal = levels(state["signal_levels"], state["signal_median"])
         detector._noise = levels(state["noise_levels"], state["noise_median"])
         detector._threshold = float(state["threshold"])
@@ -408,8 +400,12 @@ class StreamingQrsDetector:
         chunk = validate_signal(chunk_mv, name="chunk", min_samples=1)
         if chunk.ndim != 1:
             raise ValueError(f"push takes one lead (a 1-D chunk), got shape {chunk.shape}")
-        if np.abs(chunk).max() > MAX_ABS_MV:  # a corrupt sample, not an ECG (MAX_ABS_MV)
-            chunk = np.clip(chunk, -MAX_ABS_MV, MAX_ABS_MV)
+        # Samples beyond the product's limit (MAX_ECG_ABS_MV, refused at its boundaries) are
+        # clipped to it: the running sum of squared slopes is carried for the whole stream and
+        # must stay finite and precise (one corrupt sample of 1e160 overflowed it, and no beat
+        # was found after it). Clipping keeps a stream going where an error would stop it.
+        if np.abs(chunk).max() > MAX_ECG_ABS_MV:
+            chunk = np.clip(chunk, -MAX_ECG_ABS_MV, MAX_ECG_ABS_MV)
         # Blocks of a few seconds keep every temporary array small and in cache: one pass over
         # a 30-minute record as a whole would spend more time faulting in fresh memory than
         # computing. The output does not depend on the blocking.
@@ -522,6 +518,11 @@ class StreamingQrsDetector:
         self._trim()
         return located
 
+    @property
+    def _learning_end(self) -> int:
+        """End of the open learning window (feature samples): it lasts LEARNING_S."""
+        return self._learning_start + self._learning_window
+
     def _close_learning(self, stop: int) -> list[int]:
         """Judge every learning window that ends at or before ``stop``: the first whose
         candidates stand out starts the levels (its beats are returned); the others are
@@ -533,7 +534,6 @@ class StreamingQrsDetector:
             else:
                 self._learning = []
                 self._learning_start = self._learning_end
-                self._learning_end += self._learning_window
         return accepted
 
     def _stands_out(self, end: int) -> bool:
@@ -551,8 +551,6 @@ class StreamingQrsDetector:
         """Start the levels from the learning window (signal: half the largest peak; noise:
         half the mean peak) and decide the candidates held back until then."""
         learning, self._learning = self._learning, None
-        if not learning:
-            return []
         heights = [h for _, h, _ in learning]
         self._signal = _RunningMedian(0.5 * max(heights))
         self._noise = _RunningMedian(0.5 * sum(heights) / len(heights))

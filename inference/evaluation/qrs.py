@@ -41,7 +41,7 @@ from inference.evaluation.common import (
     report_output,
     write_report,
 )
-from inference.qrs import MIN_DURATION_S, detect_qrs
+from inference.qrs import MAX_FS_HZ, MIN_DURATION_S, MIN_FS_HZ, detect_qrs
 from inference.signal import resample, resample_indices
 
 # PhysioBank's beat annotation codes (WFDB's isqrs): beats of every kind, 'B' (bundle branch
@@ -259,8 +259,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.resample_hz is not None and not 100 <= args.resample_hz <= 2000:
-        raise SystemExit(f"--resample-hz must be 100 to 2000 Hz, got {args.resample_hz:g}")
+    if args.resample_hz is not None and not MIN_FS_HZ <= args.resample_hz <= MAX_FS_HZ:
+        raise SystemExit(
+            f"--resample-hz must be {MIN_FS_HZ:g} to {MAX_FS_HZ:g} Hz, got {args.resample_hz:g}"
+        )
     folder = data_folder(args.data)
     report_output(args.json)
     names = record_names(
