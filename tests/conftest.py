@@ -257,8 +257,8 @@ def eager_celery():
 
 @pytest.fixture(scope="session")
 def chromium():
-    """One Chromium and chromedriver for the whole test session: starting them took seconds
-    a test. Tests use ``browser``, which isolates them from each other."""
+    """One Chromium and chromedriver for the whole test session: starting and stopping them
+    took about a second a test. Tests use ``browser``, which isolates them from each other."""
     from tests.chromium import SharedChromium, require_chromium
 
     require_chromium()

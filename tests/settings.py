@@ -24,7 +24,8 @@ from cardiospike.settings import *  # noqa: E402, F403
 # on login) does not depend on the algorithm; Django's own list follows, so a hash made with any
 # of those still verifies. The child processes the tests start (daphne, a Celery worker)
 # inherit DJANGO_SETTINGS_MODULE, so they verify these hashes too; the tests that start a fresh
-# interpreter on the product's settings (tests/test_settings.py) create no users here.
+# interpreter on the product's settings (tests/test_settings.py, test_login_throttle.py,
+# test_quickstart.py) check no password of a user made here.
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.MD5PasswordHasher",
     *global_settings.PASSWORD_HASHERS,
