@@ -431,12 +431,17 @@ if LOGIN_FAILURES_PER_ACCOUNT <= LOGIN_FAILURES_PER_USER:
 # or N daphne processes would let a guesser try N times as many passwords: with REDIS_URL they
 # live in Redis (their own key prefix; short timeouts, and login_throttle lets a login through
 # uncounted, logged, while Redis is down, rather than lock every clinician out).
+LOGIN_CACHE_IN_MEMORY = {
+    "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+    "LOCATION": "login-failures",
+    # Not the default 300 entries, past which the cache drops the oldest: a flood of guesses
+    # from many addresses (three keys each) dropped the counts that lock an account, and the
+    # marks of the addresses it logged in from (tests/test_login_throttle.py).
+    "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+}
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "login": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "login-failures",
-    },
+    "login": LOGIN_CACHE_IN_MEMORY,
 }
 if REDIS_URL:
     CACHES["login"] = {

@@ -19,8 +19,9 @@ What this does not do: guessers still get ``LOGIN_FAILURES_PER_ACCOUNT`` tries p
 (9,600 a day at the defaults); one who shares a known address (the hospital's NAT) is held
 only by the per-address counts; a stranger who keeps guessing keeps the owner off new
 addresses (a new workstation, a changed DHCP lease, home); and the marks live in the
-same cache, so a restart of the in-memory one forgets them, as can its culling (300 entries)
-under a flood of addresses.
+same cache, so a restart of the in-memory one forgets them, counts and marks alike (it holds
+up to a million entries before it drops the oldest: at Django's default of 300, a flood from
+400 addresses dropped an account's lock).
 
 Past a limit even the right password is refused, unchecked, until the window has passed, and
 the login forms say so.

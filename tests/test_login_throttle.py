@@ -260,3 +260,32 @@ def test_the_account_wide_count_and_known_addresses_live_in_redis(limits, redis_
     raw.close()
     assert 0 < count_ttl <= limits.LOGIN_LOCKOUT_S
     assert limits.LOGIN_LOCKOUT_S < mark_ttl <= KNOWN_ADDRESS_S
+
+
+def test_a_flood_of_addresses_does_not_push_the_known_addresses_out_of_the_memory_cache(
+    clinician, limits
+):
+    # without Redis the counts and marks live in the process's memory cache; with Django's
+    # default of 300 entries, a flood from 400 addresses culled the oldest: the account's
+    # count (its lock gone) and the station's mark
+    from django.conf import settings as product
+    from django.core.cache import caches
+    from django.test import override_settings
+
+    in_memory = {"default": product.CACHES["default"], "login": product.LOGIN_CACHE_IN_MEMORY}
+    with override_settings(CACHES=in_memory):
+        caches["login"].clear()
+        station = Client(REMOTE_ADDR="10.0.0.8")
+        assert log_in(station, "clinician", "pw-clinician-1").status_code == 302
+        station.logout()
+        guess_from_many_addresses("clinician", 6)  # the account-wide limit: locked elsewhere
+        # then a flood of guesses at other names, three keys an address
+        for number in range(400):
+            address = f"198.18.{number // 256}.{number % 256}"
+            assert log_in(Client(REMOTE_ADDR=address), f"user{number}", "x").status_code == 200
+        # the account's count is still there (a new address is refused) and so is the
+        # station's mark (the station gets in)
+        refused = log_in(Client(REMOTE_ADDR="198.51.100.1"), "clinician", "pw-clinician-1")
+        assert "Too many failed logins" in refused.content.decode()
+        assert log_in(station, "clinician", "pw-clinician-1").status_code == 302
+        caches["login"].clear()
