@@ -140,8 +140,8 @@ def test_a_record_within_10_ms_of_10_s_is_read_at_any_rate(api, leads_mv):
 
 def test_many_channels_are_checked_in_linear_time_and_named_briefly(api, leads_mv):
     # Lead names were matched with list.count per name: 40,000 names "I" (a 0.4 MB body) took
-    # 30 s of a worker, and 300,000 would take half an hour. The refusals list a few names or
-    # lengths, not the whole request.
+    # 30 s of a worker, and the time grew with the square of the count. The refusals list a
+    # few names or lengths, not the whole request.
     n_channels = 40_000
     started = time.perf_counter()
     doubled = post(
