@@ -32,7 +32,9 @@ VF segment probabilities computed before (a stream's stored results):
     At least ``vt_min_beats`` beats labelled V in a run at a mean rate of at least
     ``vt_min_bpm`` (intervals inside the run). A single F (fusion) or Q (unclassifiable) beat
     between two V beats no further apart than two intervals at ``vt_min_bpm`` continues the
-    run without counting as one of its V beats; an N or S beat ends it.
+    run without counting as one of its V beats; an N or S beat ends it. While such a beat is
+    the newest one known, ``vt_run_may_go_on`` says whether the run may still go on (the
+    streaming analysis' "ongoing").
 ``VF``
     Ventricular fibrillation/flutter from the signal (``inference.vf``): consecutive 2-second
     segments the detector calls VF, lasting at least ``vf_min_s``. AF, bradycardia,
@@ -309,6 +311,44 @@ def af_episodes_from_mask(
     return episodes
 
 
+def vt_bridge_gap_s(config: RhythmConfig) -> float:
+    """The longest time between two V beats of a run that a single F or Q beat between them
+    can bridge: two intervals at ``vt_min_bpm`` (1.2 s at 100 bpm)."""
+    return 2 * 60.0 / config.vt_min_bpm
+
+
+def vt_run_may_go_on(
+    times_s: np.ndarray,
+    labels: Sequence[str],
+    run_end_s: float,
+    known_until_s: float,
+    config: RhythmConfig | None = None,
+) -> bool:
+    """Whether a VT run whose last V beat is at ``run_end_s`` may still go on through a
+    bridging beat, for a caller that knows the beats only up to ``known_until_s`` (the
+    streaming analysis): the beats after that V beat are one F or Q beat, and a V beat coming
+    after ``known_until_s`` would still be within :func:`vt_bridge_gap_s` of it.
+
+    False when no beat came after the V beat (the run simply ends there so far), when the
+    beats after it are an N or S beat, two F/Q beats or anything else the run cannot bridge, and
+    once the bridge gap has passed without a V beat: :func:`episodes_from_beats` would end the
+    run at that V beat whatever comes next.
+    """
+    cfg = config if config is not None else RhythmConfig()
+    times_s = np.asarray(times_s, dtype=np.float64)
+    if times_s.ndim != 1 or len(labels) != len(times_s):
+        raise ValueError(f"labels has {len(labels)} labels for {times_s.size} beat times")
+    if not (math.isfinite(run_end_s) and math.isfinite(known_until_s)):
+        raise ValueError("run_end_s and known_until_s must be finite seconds")
+    later = np.flatnonzero(times_s > run_end_s + TIME_SLACK_S)
+    return (
+        len(later) == 1
+        and labels[int(later[0])] in VT_BRIDGE_LABELS
+        # the next beat, at known_until_s or later, must be within the gap of the last V
+        and known_until_s - run_end_s <= vt_bridge_gap_s(cfg) + TIME_SLACK_S
+    )
+
+
 def _vt_runs(times_s: np.ndarray, labels: np.ndarray, cfg: RhythmConfig) -> list[tuple[int, int]]:
     """(first, last) beat of each run of V beats, a single F or Q beat between two V beats
     carried over when the two V beats around it are no further apart than two intervals at
@@ -324,8 +364,7 @@ def _vt_runs(times_s: np.ndarray, labels: np.ndarray, cfg: RhythmConfig) -> list
             if (
                 first == bridge + 1
                 and labels[bridge] in VT_BRIDGE_LABELS
-                and times_s[first] - times_s[previous_last]
-                <= 2 * 60.0 / cfg.vt_min_bpm + TIME_SLACK_S
+                and times_s[first] - times_s[previous_last] <= vt_bridge_gap_s(cfg) + TIME_SLACK_S
             ):
                 runs[-1][1] = last
                 continue

@@ -15,11 +15,12 @@ The flow (``docs/architecture.md``, "Streaming analysis"):
    pushes the samples, and in one transaction stores the final beats, the 2-second verdicts
    (the window model's and the VF/VFL detector's, as ``Prediction`` rows), the episodes of the
    recent past (each marked ``details["ongoing"]`` while it lasts up to the newest final
-   beat or VF segment, :func:`_reaches_the_end`: the live status names the current rhythm
-   from it), the new state and the moved cursor. A worker killed before the commit leaves
-   everything as it was: the next run starts again from the same cursor and state, so no
-   beat is lost or stored twice. After the commit the new results go to the recording's
-   channel-layer group (``recording-<id>``).
+   beat or VF segment, or a VT while a single F/Q beat after it may still bridge it,
+   :func:`_reaches_the_end`: the live status names the current rhythm from it), the new
+   state and the moved cursor. A worker killed before the commit leaves everything as it was:
+   the next run starts again from the same cursor and state, so no beat is lost or stored
+   twice. After the commit the new results go to the recording's channel-layer group
+   (``recording-<id>``).
 4. A gap (a range no chunk covers) stops the analysis until it is filled, or until it is
    final: the chunk after it arrived ``DEVICE_GAP_WAIT_S`` ago (the firmware resends its
    buffer, 120 s, oldest first) or the recording is closed. Then the analyzer finishes the
@@ -46,7 +47,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from inference.aami import AAMI_CLASSES
-from inference.rhythm import RhythmConfig, episodes_from_beats
+from inference.rhythm import RhythmConfig, episodes_from_beats, vt_run_may_go_on
 from inference.streaming import StreamingAnalyzer, StreamUpdate
 from monitoring import live
 from monitoring.models import AnalysisStatus, Beat, Episode, Prediction, Recording, SampleChunk
@@ -507,23 +508,26 @@ def _update_episodes(
     origin_s = grid_start / fs_hz
     times_s = np.asarray(samples, dtype=np.float64) / fs_hz - origin_s
     keep = times_s >= 0
+    beats_s = times_s[keep]
+    beat_labels = [label for label, kept in zip(labels, keep, strict=True) if kept]
+    config = _rhythm_config(recording)
     found = episodes_from_beats(
-        times_s[keep],
-        [label for label, kept in zip(labels, keep, strict=True) if kept],
+        beats_s,
+        beat_labels,
         vf,
         end_s - origin_s,
-        _rhythm_config(recording),
+        config,
         p_wave=[p_wave for p_wave, kept in zip(p_waves, keep, strict=True) if kept],
     )
     recording.episodes.filter(end_s__gt=horizon_s).delete()
-    last_beat_s = float(times_s[keep][-1]) if keep.any() else None
+    known = _KnownBeats(beats_s, beat_labels, end_s - origin_s, n_segments, config)
     stored = []
     for episode in found:
         start_s, stop_s = episode.start_s + origin_s, episode.end_s + origin_s
         if stop_s <= horizon_s:
             continue
         details = dict(episode.details)
-        if not finished and _reaches_the_end(episode, found, last_beat_s, n_segments):
+        if not finished and _reaches_the_end(episode, found, known):
             details["ongoing"] = True
         stored.append(
             Episode(
@@ -538,23 +542,44 @@ def _update_episodes(
     return stored
 
 
-def _reaches_the_end(episode, found: list, last_beat_s: float | None, n_vf_segments: int) -> bool:
+@dataclass
+class _KnownBeats:
+    """What :func:`_update_episodes` computed its episodes from, on their time axis."""
+
+    times_s: np.ndarray  # the final beats
+    labels: list[str]
+    end_s: float  # every beat before this is known (StreamingAnalyzer.beats_final_through)
+    n_vf_segments: int
+    config: RhythmConfig
+
+
+def _reaches_the_end(episode, found: list, known: _KnownBeats) -> bool:
     """Whether an episode of :func:`_update_episodes` lasts up to the newest known beat (or VF
     segment), so that the live status names it as the current rhythm.
 
     A pause is ongoing while no beat has come since it began (its ``open`` end). VF is
     ongoing when its last segment is the newest one. The beat-based episodes (AF, VT, BRADY,
     TACHY) end at a beat; they are ongoing when that beat is the newest final one and no pause
-    has begun since (a VT run followed by silence is a pause now, not VT).
+    has begun since (a VT run followed by silence is a pause now, not VT). A VT is ongoing
+    too while the only beat after its last V beat is an F or Q beat that may still bridge it
+    to the next V beat (``inference.rhythm.vt_run_may_go_on``, docs/rhythm.md): otherwise
+    the live status said "VT ended" at every fusion beat inside a run, until the V beat after
+    it was final, about 5 s later.
     """
     if episode.kind == "PAUSE":
         return episode.details.get("open") in ("end", "both")
     if episode.kind == "VF":
-        return episode.end_s >= n_vf_segments * VF_SEGMENT_S - 1e-6
+        return episode.end_s >= known.n_vf_segments * VF_SEGMENT_S - 1e-6
     pause_now = any(
         other.kind == "PAUSE" and other.details.get("open") in ("end", "both") for other in found
     )
-    return not pause_now and last_beat_s is not None and episode.end_s >= last_beat_s - 1e-6
+    if pause_now or len(known.times_s) == 0:
+        return False
+    if episode.end_s >= known.times_s[-1] - 1e-6:
+        return True
+    return episode.kind == "VT" and vt_run_may_go_on(
+        known.times_s, known.labels, episode.end_s, known.end_s, known.config
+    )
 
 
 def stream_summary(recording: Recording) -> dict:

@@ -418,27 +418,134 @@ def test_a_vt_run_whose_fusion_beat_is_the_newest_final_beat_is_joined_by_the_ne
 
 
 @pytest.mark.parametrize(
-    ("episode", "others", "expected"),
+    ("episode", "others", "newest", "expected"),
     [
-        (("VT", 50.0, 59.0), [], True),  # up to the newest beat
-        (("VT", 50.0, 55.0), [], False),  # beats came after it
-        (("VT", 50.0, 59.0), [("PAUSE", 59.0, 63.0, {"open": "end"})], False),  # silence since
-        (("PAUSE", 59.0, 63.0, {"open": "end"}), [], True),
-        (("PAUSE", 40.0, 44.0), [], False),  # a pause that ended
-        (("VF", 20.0, 30.0), [], True),  # its last segment is the newest (15 segments of 2 s)
-        (("VF", 20.0, 26.0), [], False),
+        (("VT", 50.0, 59.0), [], "", True),  # up to the newest beat
+        (("VT", 50.0, 55.0), [], "", False),  # beats came after it
+        (("VT", 50.0, 59.0), [("PAUSE", 59.0, 63.0, {"open": "end"})], "", False),  # silence
+        (("PAUSE", 59.0, 63.0, {"open": "end"}), [], "", True),
+        (("PAUSE", 40.0, 44.0), [], "", False),  # a pause that ended
+        (("VF", 20.0, 30.0), [], "", True),  # its last segment is the newest (15 segments of 2 s)
+        (("VF", 20.0, 26.0), [], "", False),
+        # after the run's last V beat (59 s) one F beat (59.5 s) that may still bridge it
+        (("VT", 50.0, 59.0), [], "F", True),
+        (("VT", 50.0, 59.0), [], "N", False),
+        (("TACHY", 40.0, 59.0), [], "F", False),  # only a VT run goes on through an F beat
     ],
 )
-def test_what_counts_as_ongoing(episode, others, expected):
-    from inference.rhythm import Episode
+def test_what_counts_as_ongoing(episode, others, newest, expected):
+    from inference.rhythm import Episode, RhythmConfig
 
     def make(spec):
         kind, start_s, end_s, *details = spec
         return Episode(kind, start_s, end_s, details[0] if details else {})
 
     found = [make(episode)] + [make(other) for other in others]
-    last_beat_s, n_vf_segments = 59.0, 15
-    assert streaming._reaches_the_end(found[0], found, last_beat_s, n_vf_segments) is expected
+    times_s = list(np.arange(50.0, 59.01, 0.5))  # V beats every 0.5 s up to 59 s
+    labels = ["V"] * len(times_s)
+    if newest:
+        times_s.append(59.5)
+        labels.append(newest)
+    # every beat before 59.6 s is known, and there are 15 VF segments of 2 s
+    known = streaming._KnownBeats(np.array(times_s), labels, 59.6, 15, RhythmConfig())
+    assert streaming._reaches_the_end(found[0], found, known) is expected
+
+
+def store_final_beats(recording, rr_s, labels, first_s=1.0) -> np.ndarray:
+    """Final beats of ``recording``, the first at ``first_s`` and then ``rr_s`` apart, with
+    ``labels``; their samples."""
+    fs_hz = recording.sampling_rate_hz
+    samples = np.round((first_s + np.concatenate([[0.0], np.cumsum(rr_s)])) * fs_hz).astype(int)
+    assert len(samples) == len(labels)
+    Beat.objects.bulk_create(
+        Beat(
+            recording=recording,
+            index=index,
+            sample=int(sample),
+            label=label,
+            confidence=0.9,
+            probabilities={label: 0.9},
+        )
+        for index, (sample, label) in enumerate(zip(samples, labels, strict=True))
+    )
+    return samples
+
+
+def vt_ongoing(recording) -> list[bool]:
+    return [
+        episode.details.get("ongoing") is True
+        for episode in recording.episodes.filter(kind="VT").order_by("start_s")
+    ]
+
+
+# 20 s of sinus at 75 bpm, then 4 V beats at 150 bpm (the VT run)
+SINUS_RR_S, VT_RR_S = [0.8] * 20, [0.4] * 4
+SINUS_THEN_VT = ["N"] * 21 + ["V"] * 4
+
+
+@pytest.mark.parametrize("bridge", ["F", "Q"])
+def test_a_vt_whose_newest_final_beat_may_still_bridge_it_stays_ongoing(recording, bridge):
+    """A single F or Q beat inside a VT run does not end it (docs/rhythm.md). While it is the
+    newest final beat the V beat after it is not final yet, and the run may go on: the live
+    status must keep naming VT, not say it ended at every fusion beat for the ~5 s until the
+    next V beat is final."""
+    from monitoring import live
+
+    fs_hz = recording.sampling_rate_hz
+    samples = store_final_beats(
+        recording, SINUS_RR_S + VT_RR_S + [0.4, 0.4], SINUS_THEN_VT + [bridge, "V"]
+    )
+    Beat.objects.filter(recording=recording, index=len(samples) - 1).update(provisional=True)
+    # every beat is known up to 0.3 s after the F/Q beat: 0.7 s after the run's last V beat,
+    # within the bridge gap (two intervals at 100 bpm, 1.2 s)
+    known_end = int(samples[-2] + round(0.3 * fs_hz))
+    streaming._update_episodes(recording, 0, known_end, finished=False)
+    assert vt_ongoing(recording) == [True]
+    vt = recording.episodes.get(kind="VT")
+    assert vt.end_s == pytest.approx(samples[-3] / fs_hz, abs=1e-3)  # the run so far: to its last V
+    assert live.status_message(recording, recording.patient_id)["rhythm"] == "VT"
+
+    # the V beat after it is final: one run through the bridging beat, still going on
+    Beat.objects.filter(recording=recording).update(provisional=False)
+    streaming._update_episodes(recording, 0, int(samples[-1]) + 1, finished=False)
+    assert vt_ongoing(recording) == [True]
+    assert recording.episodes.get(kind="VT").details["n_beats"] == 6
+
+
+@pytest.mark.parametrize(
+    ("after_run_rr_s", "after_run", "known_after_s", "why"),
+    [
+        ([0.4, 0.4], ["F", "N"], 0.1, "an N beat after the F beat ends the run"),
+        ([0.4, 0.4], ["Q", "S"], 0.1, "an S beat after the Q beat ends the run"),
+        ([0.4, 0.4], ["F", "F"], 0.1, "two F beats in a row end the run"),
+        ([0.4, 0.4], ["F", "Q"], 0.1, "an F and a Q beat in a row end the run"),
+        ([1.3], ["F"], 0.1, "an F beat after a gap longer than the bridge gap ends the run"),
+        ([0.4], ["F"], 0.9, "the bridge gap passed after the F beat without a V beat"),
+        ([0.4], ["N"], 0.1, "an N beat ends the run"),
+    ],
+)
+def test_a_vt_that_no_beat_can_bridge_any_more_is_not_ongoing(
+    recording, after_run_rr_s, after_run, known_after_s, why
+):
+    """The run ends at its last V beat, as before: whatever V beat comes next, the offline
+    rule (inference.rhythm.episodes_from_beats) would not join it to this run."""
+    from inference.rhythm import episodes_from_beats
+    from monitoring import live
+
+    fs_hz = recording.sampling_rate_hz
+    rr_s = SINUS_RR_S + VT_RR_S + after_run_rr_s
+    labels = SINUS_THEN_VT + after_run
+    samples = store_final_beats(recording, rr_s, labels)
+    known_end = int(samples[-1] + round(known_after_s * fs_hz))
+    streaming._update_episodes(recording, 0, known_end, finished=False)
+    assert vt_ongoing(recording) == [False], why
+    assert live.status_message(recording, recording.patient_id)["rhythm"] != "VT", why
+
+    # the check of the rule itself: the earliest V beat still to come is not joined to the run
+    times_s = list(samples / fs_hz) + [known_end / fs_hz]
+    offline = episodes_from_beats(times_s, labels + ["V"], None, times_s[-1] + 1.0)
+    (vt,) = [episode for episode in offline if episode.kind == "VT"]
+    assert vt.details["n_v_beats"] == 4, why
 
 
 def test_a_device_recordings_page_summarises_the_beats_stored_so_far(
