@@ -489,6 +489,7 @@ def load_vfdb(
     names: list[str] | None = None,
     annotator: str = "atr",
     record_channels: dict[str, list[int]] | None = None,
+    headers: dict | None = None,
 ) -> dict:
     """Features, labels and record names of every 2-s segment of the records ``names`` of
     ``folder`` (default: every record with a header), on each of ``channels`` the record has.
@@ -503,7 +504,9 @@ def load_vfdb(
     ``record_channels`` (record name: channel indices) each record is read on its own
     channels instead of ``channels``, and a segment's ``channel`` is the position in that
     list: 0 for the first, the one ``cross_validate`` scores (``evaluate rhythm --lead``
-    names an ECG that need not be the first channel).
+    names an ECG that need not be the first channel). ``headers`` (record name: its
+    ``read_header``) are the headers the caller has read already, so that they are not read
+    again (``evaluate rhythm`` reads each once); a record without one has its header read here.
     """
     from inference.datasets.mitdb import rhythm_intervals
     from inference.datasets.wfdb_record import read_annotation, read_record_mv
@@ -519,7 +522,7 @@ def load_vfdb(
         try:
             # in mV whatever the header's voltage unit, as every other reader
             read = None if record_channels is None else list(record_channels[name])
-            record = read_record_mv(Path(folder) / name, read)
+            record = read_record_mv(Path(folder) / name, read, (headers or {}).get(name))
             annotation = read_annotation(Path(folder) / name, annotator)
         except (ValueError, OSError) as exc:
             raise SystemExit(f"{name}: {exc}") from None

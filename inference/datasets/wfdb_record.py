@@ -266,7 +266,7 @@ def check_signal_file(
         )
 
 
-def check_record(record_path: str | Path, channels: list[int] | None = None):
+def check_record(record_path: str | Path, channels: list[int] | None = None, header=None):
     """The header of the WFDB record at ``record_path``, checked against its signal files.
 
     ``read_header`` checks the header's first line only; a header can still name a signal
@@ -279,12 +279,16 @@ def check_record(record_path: str | Path, channels: list[int] | None = None):
     header describes, the ``channels`` to be read (default: the first and the analysed lead)
     are in mV, uV or V, and wfdb reads the first sample.
 
+    ``header`` is the record's ``read_header`` when the caller has read it already (read
+    here when None): a command that checks and then reads a record parses its header once.
+
     Raises ``ValueError`` naming the file and the problem.
     """
     import wfdb
 
     record_path = Path(record_path)
-    header = read_header(record_path)
+    if header is None:
+        header = read_header(record_path)
     header_name = f"{record_path.name}.hea"
     check_header_signals(header, header_name)
     if channels is None:
@@ -305,7 +309,7 @@ def check_record(record_path: str | Path, channels: list[int] | None = None):
     return header
 
 
-def read_record_mv(record_path: str | Path, channels: list[int] | None = None):
+def read_record_mv(record_path: str | Path, channels: list[int] | None = None, header=None):
     """``wfdb.rdrecord`` of ``channels`` (default all) with ``p_signal`` in millivolts.
 
     wfdb gives each channel in its header's unit: a record stored in V or uV read as if it
@@ -313,7 +317,8 @@ def read_record_mv(record_path: str | Path, channels: list[int] | None = None):
     false pause. Missing samples (WFDB's most negative value, which the project's own export
     writes for gaps) are NaN, as wfdb gives them. The data are also compared with the
     header's checksums and initial values, when it has them: a ``.dat`` of the right size can
-    still be damaged or belong to another record.
+    still be damaged or belong to another record. ``header`` is the record's ``read_header``
+    when the caller has read it already (read here when None).
 
     Raises ``ValueError`` saying what is wrong when the header is not valid (``read_header``),
     wfdb cannot read the record, a channel is not in mV, uV or V, or the data disagree with the
@@ -322,8 +327,9 @@ def read_record_mv(record_path: str | Path, channels: list[int] | None = None):
     import wfdb
 
     record_path = Path(record_path)
-    # the header's own checks, and its signal names as UTF-8 (wfdb drops non-ASCII bytes)
-    header = read_header(record_path)
+    if header is None:
+        # the header's own checks, and its signal names as UTF-8 (wfdb drops non-ASCII bytes)
+        header = read_header(record_path)
     try:
         record = wfdb.rdrecord(str(record_path), channels=channels, physical=False, return_res=64)
     except Exception as exc:  # wfdb raises many types for a record it cannot read

@@ -132,10 +132,13 @@ def record_lead(header, record: str, leads: list[str] | None = None) -> int:
     return index
 
 
-def read_record_lead(path: Path, leads: list[str] | None = None) -> int:
-    """``record_lead`` of the record at ``path``; a problem ends the command naming it."""
+def read_record_lead(path: Path, leads: list[str] | None = None, header=None) -> int:
+    """``record_lead`` of the record at ``path`` (its ``header`` when the caller has read it,
+    else read here); a problem ends the command naming it."""
     try:
-        return record_lead(read_header(path), Path(path).name, leads)
+        if header is None:
+            header = read_header(path)
+        return record_lead(header, Path(path).name, leads)
     except ValueError as exc:
         raise SystemExit(f"{Path(path).name}: {exc}") from None
 
@@ -206,10 +209,16 @@ def record_stem(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
-def vf_channel(header, lead: int) -> int:
-    """The channel ``evaluate rhythm`` scores VF/VFL on without ``--lead``: the first, where
-    the VF detector was cross-validated, unless it is not in a voltage unit (an ``ABP``
-    channel first), when it is the analysed lead ``lead``."""
+def vf_channel(header, lead: int, leads: list[str] | None) -> int:
+    """The channel ``evaluate rhythm`` scores VF/VFL on, in the record whose header is
+    ``header`` and whose analysed lead is channel ``lead``: that lead when ``--lead`` named it
+    (``leads``), else the first channel, where the VF detector was cross-validated, unless it
+    is not in a voltage unit (an ``ABP`` channel first), when it is the analysed lead too.
+
+    The one place this rule is written: the checks before any work (``record_headers``) and
+    the scoring (``rhythm.evaluate_record``) must read the same channel."""
+    if leads:
+        return lead
     units = header.units[0] if header.units else None
     return 0 if mv_per_unit(units) is not None else lead
 
@@ -234,7 +243,13 @@ def _other_annotators_hint(folder: Path, annotator: str) -> str:
     return f"; its records have {given} files: name one with --annotator {other[0]}"
 
 
-def record_names(
+def record_names(folder: Path, requested: list[str] | None, *args, **kwargs) -> list[str]:
+    """The names of ``record_headers`` (same arguments), in order, for a command that reads
+    each record's header again itself."""
+    return list(record_headers(folder, requested, *args, **kwargs))
+
+
+def record_headers(
     folder: Path,
     requested: list[str] | None,
     annotator: str = "atr",
@@ -243,17 +258,18 @@ def record_names(
     gaps_refused: str | None = None,
     leads: list[str] | None = None,
     beat_symbols=None,
-    first_channel: bool = False,
-) -> list[str]:
+    with_vf_channel: bool = False,
+) -> dict:
     """Records of ``folder`` that have a header and ``annotator`` annotations, chosen by
-    ``requested`` (``selected_names``) and checked.
+    ``requested`` (``selected_names``) and checked: their names, in order, each with its
+    header (``read_header``, read once here), for the caller to pass on rather than read again.
 
     With ``need_beats`` (scoring beats), a record whose annotations hold no beat (no symbol
     of ``beat_symbols``; default: a symbol with an AAMI class; vfdb's hold only rhythm marks)
     has no reference: left out with a line saying so when the folder is evaluated whole,
     refused when it is named. Every chosen record is checked first: the lead to analyse
     (``record_lead`` of ``leads``: it exists and is in a voltage unit), its header against its
-    signal files (``check_record``), that lead (and, with ``first_channel``, the VF
+    signal files (``check_record``), that lead (and, with ``with_vf_channel``, the VF
     channel of ``evaluate rhythm`` too: ``vf_channel``) read in mV (``read_record_mv``:
     units, checksums; with ``gaps_refused``, the reason, no missing sample) and its
     annotation file. A bad one stops the command with its
@@ -264,14 +280,16 @@ def record_names(
     folder = Path(folder)
     names = selected_names(folder, requested, annotator, protected)
     whole_folder = not requested or {item.lower() for item in requested} == {ALL}
-    annotations = {}
+    headers, annotations = {}, {}
     for name in names:
         try:
-            header = read_header(folder / name)
+            header = headers[name] = read_header(folder / name)
             lead = record_lead(header, name, leads)
-            channels = sorted({vf_channel(header, lead), lead}) if first_channel else [lead]
-            check_record(folder / name, channels)
-            record = read_record_mv(folder / name, channels)
+            channels = [lead]
+            if with_vf_channel:
+                channels = sorted({vf_channel(header, lead, leads), lead})
+            check_record(folder / name, channels, header)
+            record = read_record_mv(folder / name, channels, header)
             annotations[name] = read_annotation(folder / name, annotator)
         except ValueError as exc:
             raise SystemExit(f"{folder}: {exc}") from None
@@ -279,7 +297,7 @@ def record_names(
         if gaps_refused and missing:
             raise SystemExit(f"{folder}: record {name} has {missing}; {gaps_refused}")
     if not need_beats:
-        return names
+        return headers
     without_beats = [
         name for name in names if not holds_beats(annotations[name].symbol, beat_symbols)
     ]
@@ -291,7 +309,7 @@ def record_names(
     names = [name for name in names if name not in without_beats]
     if not names:
         raise SystemExit(f"no record in {folder} has beat annotations to score against")
-    return names
+    return {name: headers[name] for name in names}
 
 
 def holds_beats(symbols, beat_symbols=None) -> bool:
@@ -372,11 +390,12 @@ def write_report(json_path: str | Path | None, result: dict, markdown: str) -> P
     return output
 
 
-def read_record(path: Path, channels: list[int] | None = None):
-    """``read_record_mv`` (the signal in mV) for an evaluation: a record that cannot be read
-    ends the command with its name and the problem, not a traceback."""
+def read_record(path: Path, channels: list[int] | None = None, header=None):
+    """``read_record_mv`` (the signal in mV; ``header`` when the caller has read it) for an
+    evaluation: a record that cannot be read ends the command with its name and the problem,
+    not a traceback."""
     try:
-        return read_record_mv(path, channels)
+        return read_record_mv(path, channels, header)
     except ValueError as exc:
         raise SystemExit(f"{Path(path).name}: {exc}") from None
 

@@ -48,7 +48,7 @@ from tqdm import tqdm
 from inference.aami import AAMI_CLASSES, DS1, DS2, aami_class
 from inference.beats import get_beat_classifier
 from inference.datasets.mitdb import rhythm_intervals
-from inference.datasets.wfdb_record import missing_samples_message, mv_per_unit, read_header
+from inference.datasets.wfdb_record import missing_samples_message, mv_per_unit
 from inference.evaluation.common import (
     add_annotator_argument,
     add_data_argument,
@@ -58,7 +58,7 @@ from inference.evaluation.common import (
     read_record,
     read_record_lead,
     read_reference,
-    record_names,
+    record_headers,
     record_stem,
     report_output,
     vf_channel,
@@ -142,6 +142,7 @@ def vf_segment_scores(probability: np.ndarray, threshold: float, fs: float, rhyt
 
 def evaluate_record(
     path: Path,
+    header,
     config: RhythmConfig,
     annotator: str = "atr",
     leads: list[str] | None = None,
@@ -150,14 +151,15 @@ def evaluate_record(
     """Every score of one record, in a row named ``name`` (its path from the data folder,
     ``p01/106``; default the file's name): VF on the first channel (``vf_channel``: the
     analysed lead when the first channel is not an ECG), the rest on the analysed lead;
-    everything on the lead ``leads`` names when given."""
-    lead = read_record_lead(path, leads)
-    vf_channel = lead if leads else record_vf_channel(path, lead)
-    channels = sorted({vf_channel, lead})
-    record = read_record(path, channels=channels)
+    everything on the lead ``leads`` names when given. ``header`` is the record's header, as
+    ``record_headers`` read it: passed in, so that the command reads it once."""
+    lead = read_record_lead(path, leads, header)
+    vf_index = vf_channel(header, lead, leads)
+    channels = sorted({vf_index, lead})
+    record = read_record(path, channels=channels, header=header)
     annotation = read_reference(path, annotator)
     fs = float(record.fs)
-    vf_signal = record.p_signal[:, channels.index(vf_channel)]
+    vf_signal = record.p_signal[:, channels.index(vf_index)]
     signal = record.p_signal[:, channels.index(lead)]
     for checked in (vf_signal, signal):
         missing = missing_samples_message(checked, fs)
@@ -172,8 +174,8 @@ def evaluate_record(
         "fs": fs,
         "duration_s": round(record.sig_len / fs, 1),
         "lead": record.sig_name[channels.index(lead)],
-        "vf_lead": record.sig_name[channels.index(vf_channel)],
-        "vf_channel": vf_channel,  # 0: the first channel
+        "vf_lead": record.sig_name[channels.index(vf_index)],
+        "vf_channel": vf_index,  # 0: the first channel
     }
 
     model = shipped_model()
@@ -434,19 +436,11 @@ def plot_vf_trace(row: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def record_vf_channel(path: Path, lead: int) -> int:
-    """``vf_channel`` of the record at ``path``: its first channel, unless that is no ECG."""
-    try:
-        return vf_channel(read_header(path), lead)
-    except ValueError as exc:
-        raise SystemExit(f"{path.name}: {exc}") from None
-
-
-def vf_fold_channels(path: Path, row: dict) -> list[int]:
-    """The channels ``--vf-folds`` reads of a record: the one its VF/VFL was scored on (the
-    one cross-validation scores), then the other of the first two channels when it is in a
-    voltage unit (the shipped model was fit on both channels of vfdb)."""
-    header = read_header(path)
+def vf_fold_channels(header, row: dict) -> list[int]:
+    """The channels ``--vf-folds`` reads of the record whose header is ``header``: the one its
+    VF/VFL was scored on (``row``, the one cross-validation scores), then the other of the
+    first two channels when it is in a voltage unit (the shipped model was fit on both
+    channels of vfdb)."""
     channels = [row["vf_channel"]]
     for other in range(min(2, header.n_sig)):
         units = header.units[other] if header.units else None
@@ -455,11 +449,11 @@ def vf_fold_channels(path: Path, row: dict) -> list[int]:
     return channels
 
 
-def refuse_short_records(folder: Path, names: list[str]) -> None:
-    """End the command naming the first record shorter than the QRS detector's 2 s: it has no
-    beats to find nor a 2-second VF segment, and scored it would add nothing without a word."""
-    for name in names:
-        header = read_header(folder / name)
+def refuse_short_records(folder: Path, headers: dict) -> None:
+    """End the command naming the first record of ``headers`` (name: header) shorter than the
+    QRS detector's 2 s: it has no beats to find nor a 2-second VF segment, and scored it would
+    add nothing without a word."""
+    for name, header in headers.items():
         duration_s = header.sig_len / header.fs
         if duration_s < MIN_DURATION_S:
             raise SystemExit(
@@ -494,17 +488,19 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     folder = data_folder(args.data)
     report_output(args.json)
-    # rhythm marks are the reference here: a record without beats (vfdb) is scored for VF
-    names = record_names(
+    # rhythm marks are the reference here: a record without beats (vfdb) is scored for VF.
+    # Each header is read once, here, and passed on to everything that reads the record.
+    headers = record_headers(
         folder,
         args.records,
         args.annotator,
         need_beats=False,
         gaps_refused=GAPS_REFUSED,
         leads=args.lead,
-        first_channel=not args.lead,
+        with_vf_channel=True,
     )
-    refuse_short_records(folder, names)
+    names = list(headers)
+    refuse_short_records(folder, headers)
     if args.vf_folds:
         from inference.vf import check_folds
 
@@ -514,7 +510,7 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"--vf-folds: {exc}") from None
     config = RhythmConfig()
     rows = [
-        evaluate_record(folder / name, config, args.annotator, args.lead, name)
+        evaluate_record(folder / name, headers[name], config, args.annotator, args.lead, name)
         for name in tqdm(names, desc="records")
     ]
     summary = summarize(rows)
@@ -530,8 +526,9 @@ def run(args: argparse.Namespace) -> int:
             names=names,
             annotator=args.annotator,
             record_channels={
-                row["record"]: vf_fold_channels(folder / row["record"], row) for row in rows
+                row["record"]: vf_fold_channels(headers[row["record"]], row) for row in rows
             },
+            headers=headers,
         )
         # the shipped model's own recipe, from its card, so these figures are its figures
         card = json.loads(WEIGHTS_PATH.with_suffix(".json").read_text())

@@ -548,6 +548,34 @@ def test_vf_folds_read_only_the_chosen_records_on_the_channels_they_have(tmp_pat
     assert cv["tn"] + cv["fp"] + cv["tp"] + cv["fn"] == 30  # 15 segments each, channel 0 only
 
 
+@pytest.mark.parametrize("lead", [[], ["--lead", "mlii"]])
+def test_rhythm_reads_each_header_once(tmp_path, monkeypatch, lead):
+    # Every step read the header again (the checks, the short-record check, the lead, the VF
+    # channel, the signal, the --vf-folds channels and their signal): 7 to 9 times a record.
+    from inference.datasets import wfdb_record
+    from inference.evaluation import common, rhythm
+
+    reads: dict[str, int] = {}
+    original = wfdb_record.read_header
+
+    def counting_read_header(record_path):
+        name = Path(record_path).name
+        reads[name] = reads.get(name, 0) + 1
+        return original(record_path)
+
+    # each module that imported read_header by name holds its own reference to it
+    for module in (wfdb_record, common, rhythm):
+        monkeypatch.setattr(module, "read_header", counting_read_header, raising=False)
+    strip = generate(30.0, fs=250.0, seed=1)
+    beats = (strip.beats, ["N"] * len(strip.beats), None)
+    # V1 first: the VF channel (the first) and the analysed lead (MLII) differ without --lead
+    write_signals(tmp_path, "418", {"V1": strip.signal_mv, "MLII": strip.signal_mv}, beats)
+    write_record(tmp_path, "419", beats=False, sig_name=("V1", "MLII"))
+    argv = ["rhythm", "--data", str(tmp_path), "--vf-folds", "2", *lead]
+    assert main([*argv, "--json", str(tmp_path / "r.json")]) == 0
+    assert reads == {"418": 1, "419": 1}
+
+
 def test_an_undefined_qrs_score_prints_as_a_dash_as_the_other_tables_do():
     from inference.evaluation.qrs import gross, qrs_markdown
 
