@@ -8,24 +8,12 @@ import numpy as np
 import pytest
 
 from inference.beat_match import detection_scores, match_beats
-from inference.evaluation.qrs import QRS_SYMBOLS
 from inference.qrs import MAX_PENDING_S, StreamingQrsDetector, detect_qrs
 from inference.signal import resample, resample_indices
 from inference.synthetic import NoiseConfig, generate
+from tests.inference.qrs_signals import excerpt
 
 wfdb = pytest.importorskip("wfdb")
-
-
-def excerpt(folder, name: str, minutes: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """The first channel of a record's first minutes (mV), its reference beats, and fs."""
-    path = str(folder / name)
-    n_samples = int(minutes * 60 * 360)
-    record = wfdb.rdrecord(path, channels=[0], sampto=n_samples)
-    annotation = wfdb.rdann(path, "atr", sampto=n_samples)
-    reference = np.array(
-        [s for s, y in zip(annotation.sample, annotation.symbol, strict=True) if y in QRS_SYMBOLS]
-    )
-    return record.p_signal[:, 0], reference, float(record.fs)
 
 
 # (record, minutes, Se floor, +P floor): a clean record, a noisy one, and 203 (multiform

@@ -8,25 +8,10 @@ import numpy as np
 import pytest
 
 from inference.beat_match import detection_scores
-from inference.qrs import StreamingQrsDetector, detect_qrs
+from inference.qrs import detect_qrs
 from inference.signal import resample
 from inference.synthetic import generate
-
-
-def feed(ecg: np.ndarray, fs_hz: float, sizes, save_every: int = 0) -> np.ndarray:
-    """Stream ``ecg`` in chunks of ``sizes`` (cycled); every ``save_every`` chunks the detector
-    is rebuilt from its state, as a server does between a device's messages."""
-    detector = StreamingQrsDetector(fs_hz)
-    found, start, index = [], 0, 0
-    while start < len(ecg):
-        size = int(sizes[index % len(sizes)])
-        found.append(detector.push(ecg[start : start + size]))
-        start, index = start + size, index + 1
-        if save_every and index % save_every == 0:
-            detector = StreamingQrsDetector.from_state_dict(detector.state_dict())
-    found.append(detector.flush())
-    return np.concatenate(found)
-
+from tests.inference.qrs_streaming import streamed_beats
 
 # --- a beat at the very start -----------------------------------------------------------
 
@@ -97,8 +82,8 @@ def test_streaming_with_artefacts_and_saved_states_gives_the_offline_beats(fs_hz
     ecg[burst] += 6.0 * np.sin(2 * np.pi * 7.0 * burst / fs_hz)
     offline = detect_qrs(ecg, fs_hz)
     sizes = CHUNKINGS[chunking]
-    save_every = 0 if chunking == "one sample" else 3
-    np.testing.assert_array_equal(feed(ecg, fs_hz, sizes, save_every), offline)
+    restore_every = None if chunking == "one sample" else 3
+    np.testing.assert_array_equal(streamed_beats(ecg, fs_hz, sizes, restore_every), offline)
 
 
 @pytest.mark.parametrize("fs_hz", [128.0, 250.0, 500.0, 2000.0])
@@ -108,5 +93,6 @@ def test_streaming_a_real_record_at_any_rate_gives_the_offline_beats(mitdb, fs_h
     ecg = resample(record.p_signal[:, 0], 360.0, fs_hz)
     offline = detect_qrs(ecg, fs_hz)
     sizes = CHUNKINGS["log-uniform"]
-    np.testing.assert_array_equal(feed(ecg, fs_hz, sizes, save_every=7), offline)
-    np.testing.assert_array_equal(feed(ecg, fs_hz, CHUNKINGS["primes"]), offline)
+    np.testing.assert_array_equal(streamed_beats(ecg, fs_hz, sizes, restore_every=7), offline)
+    primes = CHUNKINGS["primes"]
+    np.testing.assert_array_equal(streamed_beats(ecg, fs_hz, primes, None), offline)

@@ -11,20 +11,13 @@ import numpy as np
 import pytest
 
 from inference.beat_match import match_beats
-from inference.evaluation.qrs import QRS_SYMBOLS
 from inference.qrs import LEARNING_S, StreamingQrsDetector, detect_qrs
 from inference.synthetic import generate
+from tests.inference.qrs_signals import assert_every_beat_found, excerpt, flat_line
 from tests.inference.qrs_streaming import streamed_beats
 
 # Learning is judged on 2-s windows: the window in which the beats start learns from them.
 FOUND_WITHIN_S = LEARNING_S
-
-
-def flat_line(n_samples: int, fs_hz: float, noise_mv: float, hum_mv: float, seed: int):
-    """White noise, baseline wander and 50 Hz mains hum, from zero."""
-    t_s = np.arange(n_samples) / fs_hz
-    noise = np.random.default_rng(seed).normal(0.0, noise_mv, n_samples)
-    return noise + 0.2 * np.sin(2 * np.pi * 0.15 * t_s) + hum_mv * np.sin(2 * np.pi * 50.0 * t_s)
 
 
 def assert_no_beat_then_every_beat(beats, reference, fs_hz: float, join: int) -> None:
@@ -32,12 +25,7 @@ def assert_no_beat_then_every_beat(beats, reference, fs_hz: float, join: int) ->
     found and none is false."""
     assert np.sum(beats < join) == 0, beats[beats < join] / fs_hz
     after = beats[beats >= join] - join
-    reference = np.asarray(reference)
-    matched_reference, matched_beats = match_beats(reference, after, fs_hz)
-    start = FOUND_WITHIN_S * fs_hz
-    missed = np.setdiff1d(reference, reference[matched_reference])
-    false = np.setdiff1d(after, after[matched_beats])
-    assert len(missed[missed > start]) == 0 and len(false[false > start]) == 0, (missed, false)
+    assert_every_beat_found(reference, after, fs_hz, FOUND_WITHIN_S * fs_hz)
 
 
 @pytest.mark.parametrize("fs_hz", [128.0, 360.0, 1000.0])
@@ -75,14 +63,7 @@ def test_a_fast_rhythm_from_the_first_second_is_still_learnt(rhythm, hr_bpm):
 
 @pytest.mark.parametrize("record", ["106", "119", "208"])
 def test_real_beats_after_a_noisy_start_are_those_of_the_clean_record(mitdb, record):
-    wfdb = pytest.importorskip("wfdb")
-    fs_hz = 360.0
-    path = str(mitdb / record)
-    ecg = wfdb.rdrecord(path, channels=[0], sampto=round(60 * fs_hz)).p_signal[:, 0]
-    annotation = wfdb.rdann(path, "atr", sampto=round(60 * fs_hz))
-    reference = [
-        s for s, y in zip(annotation.sample, annotation.symbol, strict=True) if y in QRS_SYMBOLS
-    ]
+    ecg, reference, fs_hz = excerpt(mitdb, record, 1)
     flat = ecg[0] + flat_line(round(20 * fs_hz), fs_hz, 0.03, 0.03, seed=int(record))
     beats = detect_qrs(np.concatenate([flat, ecg]), fs_hz)
     assert np.sum(beats < len(flat)) == 0
@@ -90,7 +71,7 @@ def test_real_beats_after_a_noisy_start_are_those_of_the_clean_record(mitdb, rec
     after = beats[beats >= len(flat)] - len(flat)
     clean = detect_qrs(ecg, fs_hz)
     np.testing.assert_array_equal(after[after > fs_hz], clean[clean > fs_hz])
-    matched_reference, _ = match_beats(np.array(reference), after, fs_hz)
+    matched_reference, _ = match_beats(reference, after, fs_hz)
     assert len(matched_reference) >= len(reference) - 1
 
 

@@ -17,35 +17,20 @@ Real-record cases use MIT-BIH 119 (DS1) and skip when the data folder is absent.
 import numpy as np
 import pytest
 
-from inference.beat_match import match_beats
 from inference.qrs import STANDSTILL_GUARD_S, StreamingQrsDetector, detect_qrs
 from inference.synthetic import generate
+from tests.inference.qrs_signals import (
+    assert_every_beat_found,
+    excerpt,
+    p_waves_alone,
+    with_motion,
+)
 from tests.inference.qrs_streaming import streamed_beats
 
 # Every beat is found again from this long after the end of an artefact when the guard must
 # lapse first: STANDSTILL_GUARD_S after the last artefact peak taken as a beat, the next
 # candidate, and the 0.3 s a beat waits (the recovery then decides the 4 s before afresh).
 RECOVERED_AFTER_GUARD_S = STANDSTILL_GUARD_S + 2.0
-
-
-def with_growing_motion(
-    ecg_mv: np.ndarray, fs_hz: float, at_s: float, duration_s: float, mv: tuple[float, float]
-) -> tuple[np.ndarray, float]:
-    """8 Hz motion artefact growing from mv[0] to mv[1] over ``duration_s`` from ``at_s``."""
-    ecg = ecg_mv.copy()
-    samples = np.arange(round(at_s * fs_hz), round((at_s + duration_s) * fs_hz))
-    amplitude_mv = np.linspace(mv[0], mv[1], len(samples))
-    ecg[samples] += amplitude_mv * np.sin(2 * np.pi * 8.0 * samples / fs_hz)
-    return ecg, at_s + duration_s
-
-
-def missed_and_false(reference, beats, fs_hz: float, from_sample: float):
-    """Reference beats missed and beats found that match none, from ``from_sample`` on."""
-    reference = np.asarray(reference)
-    matched_reference, matched_beats = match_beats(reference, beats, fs_hz)
-    missed = np.setdiff1d(reference, reference[matched_reference])
-    false = np.setdiff1d(beats, beats[matched_beats])
-    return missed[missed > from_sample], false[false > from_sample]
 
 
 # --- the standstill guard lapses ----------------------------------------------------------
@@ -58,11 +43,10 @@ def test_beats_come_back_after_motion_that_lifted_the_reference(fs_hz, seed):
     # guard's reference to about 5 times the QRS height. Before the lapse: no beat for the
     # remaining 90 s.
     strip = generate(130.0, fs=fs_hz, seed=seed)
-    ecg, end_s = with_growing_motion(strip.signal_mv, fs_hz, 20.0, 20.0, (0.2, 3.0))
+    ecg, end_s = with_motion(strip.signal_mv, fs_hz, 20.0, 20.0, (0.2, 3.0))
     beats = detect_qrs(ecg, fs_hz)
     start = (end_s + RECOVERED_AFTER_GUARD_S) * fs_hz
-    missed, false = missed_and_false(strip.beats, beats, fs_hz, start)
-    assert len(missed) == 0 and len(false) == 0, (missed, false)
+    assert_every_beat_found(strip.beats, beats, fs_hz, start)
     assert np.sum(strip.beats > start) > 20
 
 
@@ -79,8 +63,7 @@ def test_smaller_beats_after_an_artefact_come_back(fs_hz, scale):
     ecg[motion] += 5.0 * np.sin(2 * np.pi * 8.0 * motion / fs_hz)
     beats = detect_qrs(ecg, fs_hz)
     start = join + RECOVERED_AFTER_GUARD_S * fs_hz
-    missed, false = missed_and_false(after.beats + join, beats, fs_hz, start)
-    assert len(missed) == 0 and len(false) == 0, (missed, false)
+    assert_every_beat_found(after.beats + join, beats, fs_hz, start)
     assert np.sum(after.beats + join > start) > 20
 
 
@@ -88,11 +71,8 @@ def test_smaller_beats_after_an_artefact_come_back(fs_hz, scale):
 def test_a_real_record_comes_back_after_motion_that_lifted_the_reference(mitdb, record, motion_mv):
     # 208: tall PVCs still cross the threshold the artefact left, one every 15-25 s; the
     # guard lapses all the same, 60 s after the last two beats less than 5 s apart
-    wfdb = pytest.importorskip("wfdb")
-    fs_hz = 360.0
-    path = str(mitdb / record)
-    ecg = wfdb.rdrecord(path, channels=[0], sampto=round(480 * fs_hz)).p_signal[:, 0]
-    noisy, end_s = with_growing_motion(ecg, fs_hz, 300.0, 20.0, motion_mv)
+    ecg, _, fs_hz = excerpt(mitdb, record, 8)
+    noisy, end_s = with_motion(ecg, fs_hz, 300.0, 20.0, motion_mv)
     beats = detect_qrs(noisy, fs_hz)
     clean = detect_qrs(ecg, fs_hz)
     start = (end_s + RECOVERED_AFTER_GUARD_S) * fs_hz
@@ -106,12 +86,8 @@ def test_the_guard_still_holds_a_standstill_until_it_lapses():
     # long as the guard holds
     fs_hz = 360.0
     strip = generate(20.0, fs=fs_hz, seed=21)
-    t_s = np.arange(round(55.0 * fs_hz)) / fs_hz
-    p_waves = np.zeros_like(t_s)
-    for centre_s in np.arange(0.5, 55.0, 0.8):
-        p_waves += 0.2 * np.exp(-0.5 * ((t_s - centre_s) / 0.022) ** 2)
-    noise = np.random.default_rng(21).normal(0.0, 0.015, len(t_s))
-    ecg = np.concatenate([strip.signal_mv, strip.signal_mv[-1] + p_waves + noise])
+    standstill = strip.signal_mv[-1] + p_waves_alone(55.0, fs_hz, 0.2, seed=21)
+    ecg = np.concatenate([strip.signal_mv, standstill])
     beats = detect_qrs(ecg, fs_hz)
     assert np.sum(beats < len(strip.signal_mv)) > 15
     assert np.sum(beats > len(strip.signal_mv) + 0.7 * fs_hz) == 0
@@ -120,7 +96,7 @@ def test_the_guard_still_holds_a_standstill_until_it_lapses():
 @pytest.mark.parametrize("fs_hz", [128.0, 360.0])
 def test_the_lapse_streams_the_offline_beats_through_saved_states(fs_hz):
     strip = generate(110.0, fs=fs_hz, seed=3)
-    ecg, _ = with_growing_motion(strip.signal_mv, fs_hz, 10.0, 20.0, (0.2, 3.0))
+    ecg, _ = with_motion(strip.signal_mv, fs_hz, 10.0, 20.0, (0.2, 3.0))
     offline = detect_qrs(ecg, fs_hz)
     assert np.sum(offline > 95 * fs_hz) >= 10  # the lapse happened and found the beats
     sizes = [7, 97, 1009, 4001]
@@ -168,8 +144,7 @@ def test_quantized_beats_after_a_quantized_flat_start_are_found():
     beats = detect_qrs(ecg, fs_hz)
     assert np.sum(beats < len(flat)) == 0
     reference = strip.beats + len(flat)
-    missed, false = missed_and_false(reference, beats, fs_hz, len(flat) + 2 * fs_hz)
-    assert len(missed) == 0 and len(false) == 0, (missed, false)
+    assert_every_beat_found(reference, beats, fs_hz, len(flat) + 2 * fs_hz)
 
 
 # --- a huge sample -----------------------------------------------------------------------------
@@ -185,14 +160,13 @@ def test_one_huge_sample_does_not_blind_the_detector(huge_mv):
     beats = detect_qrs(ecg, fs_hz)
     assert np.all(np.diff(beats) > 0)
     # the beats are found again within the recovery rule's bound after the spike
-    missed, false = missed_and_false(strip.beats + len(lead_in), beats, fs_hz, 20 * fs_hz)
-    assert len(missed) == 0 and len(false) == 0, (missed, false)
+    assert_every_beat_found(strip.beats + len(lead_in), beats, fs_hz, 20 * fs_hz)
 
 
 def test_a_state_saved_before_the_guard_could_lapse_still_loads():
     fs_hz = 250.0
     strip = generate(110.0, fs=fs_hz, seed=3)
-    ecg, _ = with_growing_motion(strip.signal_mv, fs_hz, 10.0, 20.0, (0.2, 3.0))
+    ecg, _ = with_motion(strip.signal_mv, fs_hz, 10.0, 20.0, (0.2, 3.0))
     offline = detect_qrs(ecg, fs_hz)
     detector = StreamingQrsDetector(fs_hz)
     cut = round(5 * fs_hz)  # in the sinus rhythm before the artefact

@@ -11,10 +11,10 @@ cut the P waves of MIT-BIH DS1 records' own beats and skip when the data folder 
 import numpy as np
 import pytest
 
-from inference.evaluation.qrs import QRS_SYMBOLS
 from inference.qrs import StreamingQrsDetector, detect_qrs
 from inference.signal import resample
 from inference.synthetic import generate
+from tests.inference.qrs_signals import p_waves_alone, reference_beats
 from tests.inference.qrs_streaming import streamed_beats
 
 STANDSTILL_S = 40.0
@@ -35,11 +35,8 @@ def real_standstill(
     path = str(mitdb / record)
     stop = round(read_s * fs_hz)
     x = wfdb.rdrecord(path, channels=[0], sampto=stop).p_signal[:, 0]
-    annotation = wfdb.rdann(path, "atr", sampto=stop)
-    beats = np.array(
-        [s for s, y in zip(annotation.sample, annotation.symbol, strict=True) if y in QRS_SYMBOLS]
-    )
-    normal = set(s for s, y in zip(annotation.sample, annotation.symbol, strict=True) if y in "NLR")
+    beats, symbols = reference_beats(mitdb, record, stop)
+    normal = set(beats[np.isin(symbols, ["N", "L", "R"])])
     p_start, p_end = (round(s * fs_hz) for s in P_BEFORE_R_S)
     p_waves, t_p = [], []
     for before, beat in zip(beats[:-1], beats[1:], strict=True):
@@ -129,12 +126,7 @@ def synthetic_standstill(fs_hz: float, p_mv: float, seed: int) -> tuple[np.ndarr
     """20 s of synthetic sinus rhythm, then STANDSTILL_S of P waves alone at 75 bpm (Gaussian,
     ``p_mv`` high, 22 ms wide like the generator's) on a baseline with 15 uV of white noise."""
     strip = generate(20.0, fs=fs_hz, seed=seed)
-    t_s = np.arange(round(STANDSTILL_S * fs_hz)) / fs_hz
-    p_waves = np.zeros_like(t_s)
-    for centre_s in np.arange(0.5, STANDSTILL_S, 0.8):
-        p_waves += p_mv * np.exp(-0.5 * ((t_s - centre_s) / 0.022) ** 2)
-    noise = np.random.default_rng(seed).normal(0.0, 0.015, len(t_s))
-    standstill = strip.signal_mv[-1] + p_waves + noise
+    standstill = strip.signal_mv[-1] + p_waves_alone(STANDSTILL_S, fs_hz, p_mv, seed)
     return np.concatenate([strip.signal_mv, standstill]), len(strip.signal_mv)
 
 
