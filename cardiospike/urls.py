@@ -71,6 +71,11 @@ urlpatterns = [
     path("manage/patients/admit/", dashboard_views.admit_patient, name="patient-admit"),
     path("manage/patients/<int:pk>/limits/", dashboard_views.edit_limits, name="patient-limits"),
     path(
+        "manage/patients/<int:pk>/care-team/",
+        dashboard_views.edit_care_team,
+        name="patient-care-team",
+    ),
+    path(
         "manage/patients/<int:pk>/discharge/",
         dashboard_views.discharge_patient,
         name="patient-discharge",

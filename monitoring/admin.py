@@ -24,6 +24,7 @@ from monitoring.forms import (
     STALE_PATIENT_MESSAGE,
     AdminLoginForm,
     PatientVersionForm,
+    audit_changes,
     audit_clinicians,
     audit_recipients,
     check_bed_free,
@@ -49,8 +50,11 @@ from monitoring.models import (
     SampleChunk,
 )
 
-# what the admin's patient form may change that the audit trail keeps (as /manage/ does)
-AUDITED_FIELDS = (*LIMIT_FIELDS, "is_active")
+# what the admin's patient form may change that the audit trail keeps, as /manage/ keeps it:
+# the limits, admission (is_active) and the place (readmission audits the ward and bed)
+AUDITED_FIELDS = (*LIMIT_FIELDS, "is_active", "ward", "bed")
+# a patient added here: the starting limits, as the admit page audits them, and is_active
+AUDITED_ON_ADD = (*LIMIT_FIELDS, "is_active")
 
 
 # the admin's login says when failed logins locked an account, as /login/ does
@@ -64,7 +68,6 @@ class PatientAdminForm(PatientVersionForm):
 
     def clean(self):
         cleaned = super().clean()
-        check_bed_free(self, cleaned)
         if self.instance.pk is not None:
             # The row locked until the admin's transaction commits (its change view runs in
             # one): a discharge or a limit saved on /manage/ since this page was opened is
@@ -74,6 +77,9 @@ class PatientAdminForm(PatientVersionForm):
                 raise forms.ValidationError(
                     STALE_PATIENT_MESSAGE + " Reload the page to see the patient as they are now."
                 )
+        # the bed under its lock (after the patient's row, as readmission takes them), held
+        # until the admin's transaction commits: no admission takes it in between
+        check_bed_free(self, cleaned, lock=True)
         return cleaned
 
 
@@ -129,10 +135,7 @@ class PatientAdmin(admin.ModelAdmin):
             old = Patient.objects.select_for_update().filter(pk=obj.pk).values(*AUDITED_FIELDS)
             old = old.first()
         super().save_model(request, obj, form, change)
-        for field in AUDITED_FIELDS:
-            before = None if old is None else old[field]
-            if before != getattr(obj, field):
-                AuditEntry.record(request.user, obj, field, before, getattr(obj, field))
+        audit_changes(request.user, obj, dict.fromkeys(AUDITED_ON_ADD) if old is None else old)
         if old is not None and old["is_active"] and not obj.is_active:
             # a discharge here ends the monitoring as /manage/'s discharge does
             serials = end_monitoring(obj, request.user)

@@ -24,15 +24,20 @@ from django.views.decorators.http import require_http_methods
 from monitoring import live
 from monitoring.admissions import end_monitoring, unassign
 from monitoring.forms import (
+    EMPTY_CARE_TEAM_MESSAGE,
     LIMIT_FIELDS,
     STALE_PATIENT_MESSAGE,
     AdmitPatientForm,
     AlarmLimitsForm,
     AssignDeviceForm,
+    CareTeamForm,
     ReadmitForm,
     RecipientFormSet,
+    audit_changes,
     audit_clinicians,
     audit_recipients,
+    check_bed_free,
+    clinician_names,
     recipient_labels,
 )
 from monitoring.models import AuditEntry, Device, Patient
@@ -148,15 +153,19 @@ def admit_patient(request):
     # all(): validate both, so that the page shows every error at once
     if request.method == "POST" and all([form.is_valid(), recipients.is_valid()]):
         with transaction.atomic():
-            patient = form.save()
-            recipients.save()
-            for field in LIMIT_FIELDS:
-                AuditEntry.record(request.user, patient, field, None, getattr(patient, field))
-            audit_recipients(request.user, patient, {})
-            audit_clinicians(request.user, patient, set())
-        messages.success(request, f"Admitted {patient.name} ({patient.mrn}).")
-        _recipients_warning(request, patient)
-        return redirect("patient-page", pk=patient.pk)
+            # the bed again, under its lock: another admission may have taken it since the
+            # form was validated (the form then shows the same error as validation's)
+            bed_free = check_bed_free(form, form.cleaned_data, lock=True)
+            if bed_free:
+                patient = form.save()
+                recipients.save()
+                audit_changes(request.user, patient, dict.fromkeys(LIMIT_FIELDS))
+                audit_recipients(request.user, patient, {})
+                audit_clinicians(request.user, patient, set())
+        if bed_free:
+            messages.success(request, f"Admitted {patient.name} ({patient.mrn}).")
+            _recipients_warning(request, patient)
+            return redirect("patient-page", pk=patient.pk)
     context = {"form": form, **_recipients_context(recipients)}
     return render(request, "monitoring/manage_admit.html", context)
 
@@ -185,11 +194,7 @@ def edit_limits(request, pk: int):
             # its fields could undo a discharge or ward change made meanwhile
             form.save(commit=False)
             form.instance.save(update_fields=[*LIMIT_FIELDS, "updated_at"])
-            changed = [f for f in LIMIT_FIELDS if getattr(form.instance, f) != old[f]]
-            for field in changed:
-                AuditEntry.record(
-                    request.user, patient, field, old[field], getattr(form.instance, field)
-                )
+            changed = audit_changes(request.user, form.instance, old)
             recipients.save()
             changed += audit_recipients(request.user, patient, before)
         if changed:
@@ -200,6 +205,44 @@ def edit_limits(request, pk: int):
         return redirect("patient-page", pk=patient.pk)
     context = {"patient": patient, "form": form, **_recipients_context(recipients)}
     return render(request, "monitoring/manage_limits.html", context)
+
+
+@staff_required
+def edit_care_team(request, pk: int):
+    """Change a patient's care team: the clinicians who see their data and alarms (staff see
+    every patient). One AuditEntry per clinician added or removed.
+
+    Discharged patients too: their clinicians go on reviewing their recordings, and a team
+    changed before a readmission is the one that sees them again. Emptying the team is asked
+    for (``CareTeamForm``) and warned of once saved."""
+    patient = get_object_or_404(Patient, pk=pk)
+    form = CareTeamForm(request.POST or None, instance=patient)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            # The team as it is, from under the patient's row lock, as the limits page reads
+            # the limits: two staff saving at once each audit what they actually replaced.
+            locked = Patient.objects.select_for_update().get(pk=pk)
+            if not form.opened_on(locked):
+                # the page sends the whole team back: saved, it would undo a change someone
+                # else made since it was opened (the page is shown again as the team is now)
+                messages.error(request, STALE_PATIENT_MESSAGE)
+                return redirect("patient-care-team", pk=pk)
+            before = clinician_names(locked)
+            locked.clinicians.set(form.cleaned_data["clinicians"])
+            changed = audit_clinicians(request.user, locked, before)
+            if changed:
+                # a change of the patient, so that a page opened before it (this one in
+                # another tab, the admin's patient page) is refused instead of putting the
+                # old team back (PatientVersionForm)
+                locked.save(update_fields=["updated_at"])
+        if changed:
+            messages.success(request, f"Care team saved ({', '.join(changed)}).")
+        else:
+            messages.info(request, "Nothing changed.")
+        if not form.cleaned_data["clinicians"]:  # the team as saved
+            messages.warning(request, f"{patient.name}: {EMPTY_CARE_TEAM_MESSAGE}")
+        return redirect("patient-page", pk=pk)
+    return render(request, "monitoring/manage_care_team.html", {"patient": patient, "form": form})
 
 
 def _confirm_page(
@@ -299,8 +342,7 @@ def _readmit_consequences(patient: Patient) -> list[str]:
         f"{patient.hr_high_limit_bpm} bpm, pause {patient.pause_limit_s:g} s, PVC "
         f"{patient.pvc_limit_per_min}/min), and so are their alarm recipients ({n_recipients}) "
         f"and care team ({team or 'nobody: only staff see them'}): discharge kept them too. "
-        "Change the limits and recipients on their page once readmitted, the care team in "
-        "the admin.",
+        "Change them on their page once readmitted (Alarm limits and recipients, Care team).",
         "No device is assigned (the one they wore may be someone else's by now): assign one on "
         "their page to monitor them.",
         "The recordings discharge closed stay closed and the alarms it resolved stay "
@@ -335,7 +377,8 @@ def readmit_patient(request, pk: int):
     # the place typed on the admit page, when its offer to readmit was followed
     initial = {field: request.GET[field] for field in ("ward", "bed") if request.GET.get(field)}
     form = ReadmitForm(request.POST or None, instance=patient, initial=initial)
-    if request.method != "POST" or not form.is_valid():
+
+    def confirm_page():
         return _confirm_page(
             request,
             title=f"Readmit {patient.name} (MRN {patient.mrn})?",
@@ -344,20 +387,26 @@ def readmit_patient(request, pk: int):
             cancel_url=reverse("patient-page", args=[patient.pk]),
             form=form,
         )
+
+    if request.method != "POST" or not form.is_valid():
+        return confirm_page()
     with transaction.atomic():
         # read under the lock: two readmissions at once (two staff, a double click), or one
         # racing a discharge, change the patient and write the audit entries once
         patient = get_object_or_404(Patient.objects.select_for_update(), pk=pk)
         readmitted_here = not patient.is_active
-        if readmitted_here:
+        # the bed again, under its lock (taken after the patient's row, as the admin takes
+        # them): another admission may have taken it since the form was validated
+        bed_free = not readmitted_here or check_bed_free(form, form.cleaned_data, lock=True)
+        if readmitted_here and bed_free:
             before = {"is_active": False, "ward": patient.ward, "bed": patient.bed}
             patient.is_active = True
             patient.ward = form.cleaned_data["ward"]
             patient.bed = form.cleaned_data["bed"]
             patient.save(update_fields=["is_active", "ward", "bed", "updated_at"])
-            for field, old in before.items():
-                if old != getattr(patient, field):
-                    AuditEntry.record(request.user, patient, field, old, getattr(patient, field))
+            audit_changes(request.user, patient, before)
+    if not bed_free:  # the page again, with the form's error naming who took the bed
+        return confirm_page()
     if not readmitted_here:
         return _already_admitted(request, patient, refused=True)
     place = " ".join(part for part in (patient.ward, patient.bed) if part)

@@ -6,7 +6,11 @@ rules, so a form cannot accept what the database or the admin would refuse.
 
 from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+from django.db.models import Q
 
 from monitoring.login_throttle import is_locked_out, locked_out_message
 from monitoring.models import AlarmRecipient, AuditEntry, Device, Patient
@@ -32,13 +36,44 @@ def clean_unique_mrn(form) -> str:
     return mrn
 
 
-def check_bed_free(form, cleaned: dict) -> None:
+def lock_bed(ward: str, bed: str) -> None:
+    """Hold, until the current transaction ends, a lock that serialises the admissions (and
+    moves, readmissions) to this ward and bed, letter case aside, as ``check_bed_free``
+    compares them.
+
+    A row lock cannot do it: the race is over a bed nobody occupies yet, so there is no row to
+    lock. On PostgreSQL a transaction-level advisory lock keyed by the bed (``upper`` as
+    Django's ``iexact`` compares; two beds whose keys collide merely wait for each other). On
+    SQLite every write transaction is already serialised: ``transaction_mode`` IMMEDIATE
+    (cardiospike/settings.py) takes the database's write lock when the transaction begins.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("lock_bed outside a transaction would hold nothing")
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(upper(%s)), hashtext(upper(%s)))",
+                [ward, bed],
+            )
+    elif connection.vendor != "sqlite":
+        raise ImproperlyConfigured(f"No bed lock for a {connection.vendor} database.")
+
+
+def check_bed_free(form, cleaned: dict, *, lock: bool = False) -> bool:
     """Refuse a ward and bed another admitted patient occupies: the station would show two
     tiles for one bed, and a nurse could go to the wrong patient. Discharge the one leaving
-    first (a bed left blank is not checked)."""
+    first (a bed left blank is not checked). The error goes on the form's ``bed``; whether the
+    bed is free.
+
+    Form validation checks it first (the page shows every error at once), but outside the
+    transaction that saves: another admission to the same bed could commit in between. So the
+    saving code checks again inside its transaction with ``lock`` (``lock_bed`` taken first),
+    and the answer then holds until it commits."""
     ward, bed = cleaned.get("ward", ""), cleaned.get("bed", "")
     if not (ward and bed) or not cleaned.get("is_active", True):
-        return
+        return True
+    if lock:
+        lock_bed(ward, bed)
     taken = (
         Patient.objects.filter(is_active=True, ward__iexact=ward, bed__iexact=bed)
         .exclude(pk=form.instance.pk)
@@ -50,6 +85,8 @@ def check_bed_free(form, cleaned: dict) -> None:
             f"Bed {bed} of ward {ward} is {taken.name}'s (MRN {taken.mrn}): discharge "
             "them first, or choose another bed.",
         )
+        return False
+    return True
 
 
 def patient_version(patient: Patient) -> str:
@@ -87,6 +124,38 @@ class PatientVersionForm(forms.ModelForm):
         return self.cleaned_data.get("opened_version") == patient_version(locked)
 
 
+def care_team_candidates(patient: Patient | None = None):
+    """The accounts the care-team fields offer: those that can log in (``is_active``). A
+    deactivated account listed looked like a clinician who would see the patient. Staff
+    accounts are offered too: they see every patient anyway, so listing one changes no access.
+    (A device is no account: devices authenticate with their own tokens.)
+
+    With ``patient``, their current clinicians are offered too, deactivated or not: a member
+    left out of the choices would be dropped, unseen, by the next save of the page; listed
+    (and marked, ``CareTeamField``), staff untick them."""
+    users = get_user_model().objects.all()
+    offered = Q(is_active=True)
+    if patient is not None and patient.pk is not None:
+        offered |= Q(pk__in=patient.clinicians.values("pk"))
+    return users.filter(offered).order_by("username")
+
+
+class CareTeamField(forms.ModelMultipleChoiceField):
+    """The care team as ticks, each account named with what staff need to know of it."""
+
+    widget = forms.CheckboxSelectMultiple
+
+    def label_from_instance(self, user) -> str:
+        label = user.username
+        if user.get_full_name():
+            label += f" ({user.get_full_name()})"
+        if user.is_staff:
+            label += " · staff: sees every patient anyway"
+        if not user.is_active:
+            label += " · deactivated: cannot log in"
+        return label
+
+
 def discharged_mrn_message(patient: Patient) -> str:
     """What the admit page says when the MRN typed is a discharged patient's."""
     return (
@@ -107,10 +176,7 @@ class AdmitPatientForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # the care team from the accounts that can log in: a deactivated account listed here
-        # looked like a clinician who would see the patient
-        users = self.fields["clinicians"].queryset
-        self.fields["clinicians"].queryset = users.filter(is_active=True).order_by("username")
+        self.fields["clinicians"].queryset = care_team_candidates()
         self.fields["clinicians"].label = "Care team (clinicians)"
         self.fields[
             "clinicians"
@@ -168,6 +234,53 @@ class AlarmLimitsForm(PatientVersionForm):
     class Meta:
         model = Patient
         fields = list(LIMIT_FIELDS)
+
+
+# Said on the care-team page when the team is left empty (and asked for in its form).
+EMPTY_CARE_TEAM_MESSAGE = (
+    "Nobody is on the care team: no clinician sees this patient, their data or their alarms "
+    "on their dashboards and central station; only staff do."
+)
+
+
+class CareTeamForm(PatientVersionForm):
+    """Change a patient's care team (``Patient.clinicians``: who may see their data); the view
+    audits every clinician added or removed (``audit_clinicians``).
+
+    Emptying a team that has clinicians needs ``confirm_empty`` ticked: allowed (a patient
+    between teams), but then no clinician sees the patient's alarms on their station."""
+
+    confirm_empty = forms.BooleanField(
+        required=False,
+        label="Leave the care team empty",
+        help_text="Needed only to remove everyone: no clinician then sees this patient or "
+        "their alarms; only staff do.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["clinicians"].queryset = care_team_candidates(self.instance)
+
+    def clean(self):
+        cleaned = super().clean()
+        emptied = not cleaned.get("clinicians") and self.instance.clinicians.exists()
+        if emptied and "clinicians" not in self.errors and not cleaned.get("confirm_empty"):
+            self.add_error(
+                "confirm_empty",
+                "Tick this to remove everyone from the care team: no clinician would then see "
+                "this patient, their data or their alarms; only staff would.",
+            )
+        return cleaned
+
+    class Meta:
+        model = Patient
+        fields = ["clinicians"]
+        field_classes = {"clinicians": CareTeamField}
+        labels = {"clinicians": "Care team (clinicians)"}
+        help_texts = {
+            "clinicians": "They see this patient's data and alarms; staff see every patient. "
+            "Active accounts, and the team's current members. Changes are audited."
+        }
 
 
 class DeviceChoiceField(forms.ModelChoiceField):
@@ -238,6 +351,20 @@ RecipientFormSet = forms.inlineformset_factory(
 
 # AuditEntry.field of a recipient added ("" -> it), changed (old -> new) or removed (it -> "").
 RECIPIENT_AUDIT_FIELD = "alarm_recipient"
+
+
+def audit_changes(user, patient: Patient, before: dict) -> list[str]:
+    """One AuditEntry per field of ``before`` (field name -> its old value; None where there
+    was none, as on admission) whose value on ``patient`` now differs; the fields that
+    changed, in ``before``'s order. The one per-field audit of every page that changes the
+    patient's own fields: admission, limits, readmission and the admin."""
+    changed = []
+    for field, old in before.items():
+        new = getattr(patient, field)
+        if old != new:
+            AuditEntry.record(user, patient, field, old, new)
+            changed.append(field)
+    return changed
 
 
 # AuditEntry.field of a clinician added to the care team ("" -> username) or removed from it

@@ -54,6 +54,7 @@ def test_a_phone_shows_log_out_and_acknowledge_without_scrolling_sideways(
         "/manage/patients/admit/",
         "/manage/",
         f"/manage/patients/{patient.pk}/device/",
+        f"/manage/patients/{patient.pk}/care-team/",
         f"/manage/patients/{patient.pk}/discharge/",  # the confirmation
     ):
         browser.get(live_server.url + path)
