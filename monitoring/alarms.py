@@ -21,7 +21,8 @@ which changes nothing). :func:`apply_conditions` turns that into the lifecycle:
 :func:`evaluate_alarms` reads only the last minute or so of one recording, and at a round's
 end it is idempotent: it runs after every streaming-analysis round (:func:`on_analysis_round`),
 and judges a long round (a backlog) at every ``ROUND_REPLAY_STEP_S`` (1 s) of it too, as the
-live rounds would have judged that signal, so that a condition that held for barely its
+live rounds would have judged that signal (from one read of the rows the whole round needs,
+:class:`RoundData`), so that a condition that held for barely its
 sustain time (a rate over the limit for 11 s) raises its alarm however the signal arrived; and
 a stretch that the round finished (a final gap, a close) every ``FINISHED_TAIL_STEP_S`` of its
 last seconds, where its last beats became final, and at its end. Device offline needs a clock
@@ -40,6 +41,7 @@ verdicts), so a backlog analysed late raises the same alarms (judged in steps:
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 
 import numpy as np
 from django.conf import settings
@@ -108,8 +110,10 @@ EPISODE_STORE_DELAY_S = 15.0
 # a condition that holds for barely its sustain time fell between two 5-s steps, and a
 # backlog raised less than the same signal live (a rate over the limit for about 11 s, a
 # beatless noisy 12 s, 6 abnormal windows, a PVC count over the limit for under 2 s;
-# tests/test_alarm_backlog_steps.py). It costs what the live rounds would have, one evaluation
-# per second of signal: a 120-s backlog is judged 120 times instead of 24 (docs/alarms.md).
+# tests/test_alarm_backlog_steps.py). The rows the round's moments read are read once for
+# them all (RoundData): each moment querying its own cost about 5 queries, 600 for a 120-s
+# backlog; now a backlog takes as many queries as a live round (one more for the window
+# verdicts when that rule is on: bench/alarm_backlog.py, docs/alarms.md).
 ROUND_REPLAY_STEP_S = 1.0
 ROUND_REPLAY_MAX_S = 600.0
 # A stretch finished at a final gap or a close makes its last BEAT_FINAL_LAG_S of beats final
@@ -222,30 +226,198 @@ def evaluate_alarms(
         # discharged: no station shows the patient, so nobody could see or acknowledge a new
         # alarm (the last rounds of the recording that discharge closed may still run)
         return []
-    replaced = _newest_device_recording_id(recording.patient_id) != recording.pk
+    replaced = None
+    if _newest_device_recording_id(recording.patient_id) != recording.pk:
+        replaced = ReplacedRecording(recording)  # raise only, each of its events once: above
+    # A backlog is judged at up to hundreds of moments: what they read is read once for all
+    # of them (RoundData), and the patient's open alarms once, kept up to date as they change.
+    moments = round_moments(recording, since_sample, finished_stretch)
+    data = RoundData(recording, moments)
+    open_alarms = open_alarms_by_kind(recording.patient)
 
     def apply(conditions: list[Condition]) -> list[AlarmChange]:
-        if replaced:  # raise only, each of its events once: see above
-            conditions = replaced_recording_conditions(recording, conditions)
-        return apply_conditions(recording.patient, recording, conditions, now)
+        if replaced is not None:
+            conditions = replaced.kept(conditions)
+        applied = apply_conditions(recording.patient, recording, conditions, now, open_alarms)
+        if replaced is not None:
+            replaced.note_raised(applied)
+        return applied
 
     changes = []
-    if finished_stretch is not None:
-        stretch_start, stretch_end = finished_stretch
-        for analysed_end in replay_ends(recording, since_sample, stretch_start, stretch_end):
-            changes += apply(physiological_conditions(recording, analysed_end, stretch_start))
-        # its last seconds, whose beats only this round made final, as live rounds would have
-        # judged them, then its end with every beat
-        for final_end in finished_tail_ends(recording, stretch_start, stretch_end):
-            changes += apply(
-                physiological_conditions(recording, final_end, stretch_start, finished=True)
-            )
-    for analysed_end in replay_ends(recording, since_sample):
-        changes += apply(physiological_conditions(recording, analysed_end))
-    conditions = physiological_conditions(recording)
-    if not replaced:
+    for at in moments[:-1]:
+        changes += apply(physiological_conditions(data, at))
+    conditions = physiological_conditions(data, moments[-1])
+    if replaced is None:
         conditions += guarded(TECHNICAL_KINDS, technical_conditions, recording, now)
     return changes + apply(conditions)
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A moment at which the physiological rules judge a stretch of a recording.
+
+    ``analysed_end``: where the analysis had got to (a sample); ``final_end``: the beats
+    before it were final then (``BEAT_FINAL_LAG_S`` before ``analysed_end``, or
+    ``analysed_end`` itself in a stretch finished by then). ``replayed``: a moment inside a
+    long round, or in a finished stretch's last seconds, judged on what was stored then (the
+    beats, episodes and window verdicts from before ``final_end``); a round's end is judged on
+    every row stored."""
+
+    stretch_start: int
+    analysed_end: int
+    final_end: int
+    replayed: bool
+
+
+def round_moments(
+    recording: Recording,
+    since_sample: int | None = None,
+    finished_stretch: tuple[int, int] | None = None,
+) -> list[Moment]:
+    """The moments at which :func:`evaluate_alarms` judges a round, in order, its end last:
+    the stretch it finished (``finished_stretch``) at the round's steps inside it, then over
+    its last seconds, whose beats only this round made final (as live rounds would have judged
+    them), and at its end with every beat; then the current stretch at the round's steps
+    (:func:`replay_ends`); then the round's end. A live round: its end only."""
+    lag = round(BEAT_FINAL_LAG_S * recording.sampling_rate_hz)
+    moments = []
+    if finished_stretch is not None:
+        start, end = finished_stretch
+        for analysed_end in replay_ends(recording, since_sample, start, end):
+            moments.append(Moment(start, analysed_end, analysed_end - lag, replayed=True))
+        for analysed_end in finished_tail_ends(recording, start, end):  # all beats final
+            moments.append(Moment(start, analysed_end, analysed_end, replayed=True))
+    start = recording.stream_start_sample
+    for analysed_end in replay_ends(recording, since_sample):
+        moments.append(Moment(start, analysed_end, analysed_end - lag, replayed=True))
+    cursor = recording.analysis_cursor
+    moments.append(Moment(start, cursor, cursor - lag, replayed=False))
+    return moments
+
+
+class RoundData:
+    """What the physiological rules read to judge a recording at a round's moments, read from
+    the database once for them all: judged at every second of a 120-s backlog, each moment
+    querying its own rows took about 5 queries, 600 for the round. Each kind of row is read
+    when a rule first asks for it (the window verdicts only for a patient whose rule is on,
+    the signal only for a beatless stretch), over what every moment needs, its look-back
+    included; the ``*_at`` methods then give each moment exactly the rows that a query for it
+    alone returned (tests/test_alarm_backlog_prefetch.py)."""
+
+    def __init__(self, recording: Recording, moments: list[Moment]):
+        self.recording = recording
+        self.moments = moments
+        self.fs_hz = recording.sampling_rate_hz
+
+    def first_beat(self, at: Moment) -> int:
+        """The first sample whose beats the heart-rate and poor-signal rules read at ``at``."""
+        return max(at.stretch_start, at.analysed_end - round(BEAT_LOOKBACK_S * self.fs_hz))
+
+    @cached_property
+    def beat_samples(self) -> np.ndarray:
+        first = min(self.first_beat(at) for at in self.moments)
+        beats = self.recording.beats.filter(provisional=False, sample__gte=first)
+        # final beats only: a provisional label may still change (inference/streaming.py)
+        return np.array(
+            list(beats.order_by("sample").values_list("sample", flat=True)), dtype=np.int64
+        )
+
+    def beats_at(self, at: Moment) -> np.ndarray:
+        samples = self.beat_samples
+        keep = samples >= self.first_beat(at)
+        if at.replayed:
+            keep &= samples < at.final_end
+        return samples[keep]
+
+    @cached_property
+    def v_samples(self) -> np.ndarray:
+        # pvc_condition reads the V beats in (last - hold - window, last], ``last`` a beat of
+        # beats_at, so at or after first_beat
+        reach = round(PVC_RESOLVE_HOLD_S * self.fs_hz) + round(PVC_WINDOW_S * self.fs_hz)
+        first = min(self.first_beat(at) for at in self.moments) - reach
+        v_beats = self.recording.beats.filter(
+            label="V",
+            provisional=False,
+            sample__gte=min(at.stretch_start for at in self.moments),
+            sample__gt=first,
+        )
+        return np.array(
+            list(v_beats.order_by("sample").values_list("sample", flat=True)), dtype=np.int64
+        )
+
+    def v_beats_at(self, at: Moment, after: int, last: int) -> np.ndarray:
+        """The final V beats of ``at``'s stretch in (``after``, ``last``]."""
+        v = self.v_samples
+        return v[(v >= at.stretch_start) & (v > after) & (v <= last)]
+
+    @cached_property
+    def episodes(self) -> list:
+        # the same float bound as episodes_at's, at the earliest moment
+        since_s = min(at.analysed_end for at in self.moments) / self.fs_hz - EVENT_HOLD_S
+        rows = self.recording.episodes.filter(
+            kind__in=list(EPISODE_KINDS.values()), end_s__gte=since_s
+        )
+        return list(rows.order_by("end_s", "pk"))
+
+    def episodes_at(self, at: Moment) -> list:
+        """The episodes that ended in the last ``EVENT_HOLD_S`` or go on, by their end."""
+        since_s = at.analysed_end / self.fs_hz - EVENT_HOLD_S
+        before_s = at.final_end / self.fs_hz
+        return [
+            episode
+            for episode in self.episodes
+            if episode.end_s >= since_s and (not at.replayed or episode.start_s < before_s)
+        ]
+
+    @cached_property
+    def windows(self) -> list[tuple[int, int, str]]:
+        """(window_start, window_length, label) of the window model's verdicts, newest first:
+        every one from the earliest replayed moment's ``final_end`` on, and the
+        ``ARRHYTHMIA_LOOKBACK`` before it, the most that any moment reads."""
+        rows = (
+            self.recording.predictions.filter(
+                model_name__startswith=WINDOW_MODEL_PREFIX,
+                window_start__gte=min(at.stretch_start for at in self.moments),
+            )
+            .order_by("-window_start", "-pk")
+            .values_list("window_start", "window_length", "label")
+        )
+        replayed_ends = [at.final_end for at in self.moments if at.replayed]
+        if not replayed_ends:  # a live round: its end only
+            return list(rows[:ARRHYTHMIA_LOOKBACK])
+        split = min(replayed_ends)
+        return [
+            *rows.filter(window_start__gte=split),
+            *rows.filter(window_start__lt=split)[:ARRHYTHMIA_LOOKBACK],
+        ]
+
+    def windows_at(self, at: Moment) -> list[tuple[int, int, str]]:
+        """The last ``ARRHYTHMIA_LOOKBACK`` verdicts of ``at``'s stretch, newest first."""
+        rows = [
+            row
+            for row in self.windows
+            if row[0] >= at.stretch_start and (not at.replayed or row[0] < at.final_end)
+        ]
+        return rows[:ARRHYTHMIA_LOOKBACK]
+
+    @cached_property
+    def _signal(self) -> tuple[int, np.ndarray]:
+        """(first sample, signal in mV) over the ``QUALITY_S`` before every moment's
+        ``final_end``, what signal_quality_condition reads."""
+        from monitoring.recordings import samples_mv
+
+        quality = round(QUALITY_S * self.fs_hz)
+        first = max(0, min(at.final_end for at in self.moments) - quality)
+        end = max(first, max(at.final_end for at in self.moments))
+        return first, samples_mv(self.recording, first, end)
+
+    def signal_mv(self, start: int, end: int) -> np.ndarray:
+        """The samples ``[start, end)`` in mV (``recordings.samples_mv``), inside a moment's
+        ``QUALITY_S`` before its ``final_end``."""
+        first, signal_mv = self._signal
+        if start < first or end > first + len(signal_mv):
+            raise ValueError(f"[{start}, {end}) is outside the round's signal")
+        return signal_mv[start - first : end - first]
 
 
 def replay_ends(
@@ -283,11 +455,9 @@ def finished_tail_ends(recording: Recording, stretch_start: int, stretch_end: in
     return [*range(first + step, stretch_end, step), stretch_end]
 
 
-def replaced_recording_conditions(
-    recording: Recording, conditions: list[Condition]
-) -> list[Condition]:
+class ReplacedRecording:
     """What the late analysis of a replaced recording (not the patient's newest) applies: the
-    conditions that hold, each of its events once.
+    conditions that hold, each of its events once (:meth:`kept`).
 
     It resolves nothing (:func:`evaluate_alarms`). But the newer recording resolves what it
     raised, and with workers minutes behind, the old one's next rounds, still showing the same
@@ -297,41 +467,56 @@ def replaced_recording_conditions(
     only after its own signal has shown it gone, as its live analysis would have resolved it
     and raised it again: a verdict "gone" here is recorded on that alarm
     (``details["gone_in_recording"]``). An alarm it resolved itself, before it was replaced,
-    was over in its own signal."""
-    kinds = [condition.kind for condition in conditions if condition.active is not None]
-    latest = {}
-    for alarm in Alarm.objects.filter(
-        patient_id=recording.patient_id, recording=recording, kind__in=kinds
-    ).order_by("-raised_at", "-pk"):
-        latest.setdefault(alarm.kind, alarm)
-    replaced_at = (
-        Recording.objects.filter(
-            patient_id=recording.patient_id, source=Recording.Source.DEVICE, pk__gt=recording.pk
-        )
-        .order_by("pk")
-        .values_list("created_at", flat=True)
-        .first()
-    )
+    was over in its own signal.
 
-    def seen_gone(alarm: Alarm) -> bool:
+    Made once per round: its alarms are read then and kept up to date as the round's moments
+    raise alarms (:meth:`note_raised`) and record "gone"."""
+
+    def __init__(self, recording: Recording):
+        self.latest: dict[str, Alarm] = {}  # by kind, the one this recording raised last
+        for alarm in Alarm.objects.filter(
+            patient_id=recording.patient_id, recording=recording
+        ).order_by("-raised_at", "-pk"):
+            self.latest.setdefault(alarm.kind, alarm)
+        self.replaced_at = (
+            Recording.objects.filter(
+                patient_id=recording.patient_id,
+                source=Recording.Source.DEVICE,
+                pk__gt=recording.pk,
+            )
+            .order_by("pk")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+
+    def seen_gone(self, alarm: Alarm) -> bool:
         resolved_itself = (
             alarm.resolved_at is not None
-            and replaced_at is not None
-            and alarm.resolved_at < replaced_at
+            and self.replaced_at is not None
+            and alarm.resolved_at < self.replaced_at
         )
         return resolved_itself or bool(alarm.details.get("gone_in_recording"))
 
-    kept = []
-    for condition in conditions:
-        alarm = latest.get(condition.kind)
-        if alarm is None or seen_gone(alarm):
-            if condition.active:
-                kept.append(condition)
-        elif condition.active is False:
-            # its event is over in this recording's signal: a later one is news
-            details = {**alarm.details, "gone_in_recording": True}
-            Alarm.objects.filter(pk=alarm.pk).update(details=details)
-    return kept
+    def kept(self, conditions: list[Condition]) -> list[Condition]:
+        kept = []
+        for condition in conditions:
+            alarm = self.latest.get(condition.kind)
+            if alarm is None or self.seen_gone(alarm):
+                if condition.active:
+                    kept.append(condition)
+            elif condition.active is False:
+                # its event is over in this recording's signal: a later one is news
+                alarm.details = {**alarm.details, "gone_in_recording": True}
+                Alarm.objects.filter(pk=alarm.pk).update(details=alarm.details)
+        return kept
+
+    def note_raised(self, changes: list[AlarmChange]) -> None:
+        for change in changes:
+            alarm, latest = change.alarm, self.latest.get(change.alarm.kind)
+            if change.change == "raised" and (
+                latest is None or (alarm.raised_at, alarm.pk) > (latest.raised_at, latest.pk)
+            ):
+                self.latest[alarm.kind] = alarm
 
 
 def guarded(kinds, rule, *args) -> list[Condition]:
@@ -461,24 +646,44 @@ def acknowledge(alarm: Alarm, user, now: datetime | None = None) -> Alarm:
 # --- Lifecycle ---------------------------------------------------------------------------
 
 
+def open_alarms_by_kind(patient: Patient) -> dict[str, Alarm]:
+    return {alarm.kind: alarm for alarm in Alarm.objects.open().filter(patient=patient)}
+
+
 def apply_conditions(
-    patient: Patient, recording: Recording | None, conditions: list[Condition], now: datetime
+    patient: Patient,
+    recording: Recording | None,
+    conditions: list[Condition],
+    now: datetime,
+    open_alarms: dict[str, Alarm] | None = None,
 ) -> list[AlarmChange]:
     """Raise the alarms whose condition holds and none is open; resolve those that are gone.
 
     Each condition on its own: one that fails is logged and the others still raise and
-    resolve (a verdict that changes nothing stays as it is until the next evaluation)."""
-    open_alarms = {alarm.kind: alarm for alarm in Alarm.objects.open().filter(patient=patient)}
+    resolve (a verdict that changes nothing stays as it is until the next evaluation).
+
+    ``open_alarms``: the patient's open alarms by kind (:func:`open_alarms_by_kind`), kept up
+    to date here, for a caller that applies the conditions of many moments in a row (a
+    backlog: :func:`evaluate_alarms`); read here without it."""
+    if open_alarms is None:
+        open_alarms = open_alarms_by_kind(patient)
     changes = []
     for condition in conditions:
         alarm = open_alarms.get(condition.kind)
         try:
             if condition.active and alarm is None:
                 raised = _raise(patient, recording, condition, now)
-                if raised is not None:
+                if raised is None:
+                    # another process raised it a moment ago: that alarm is the open one
+                    open_alarms.clear()
+                    open_alarms.update(open_alarms_by_kind(patient))
+                else:
+                    open_alarms[condition.kind] = raised
                     changes.append(AlarmChange(raised, "raised"))
             elif condition.active is False and alarm is not None:
-                if _resolve(alarm, now):
+                resolved = _resolve(alarm, now)
+                del open_alarms[condition.kind]  # resolved here, or by another process
+                if resolved:
                     changes.append(AlarmChange(alarm, "resolved"))
         except Exception:
             logger.exception(
@@ -582,66 +787,29 @@ def _newest_device_recording_id(patient_id: int) -> int | None:
 # --- Physiological rules -----------------------------------------------------------------
 
 
-def physiological_conditions(
-    recording: Recording,
-    analysed_end: int | None = None,
-    stretch_start: int | None = None,
-    finished: bool = False,
-) -> list[Condition]:
-    """The rules on the stored analysis of the current stretch of a recording, at its end, or
-    as they stood when the analysis had reached ``analysed_end`` (a sample inside a long
-    round: :func:`replay_ends`): what was final then, beats ``BEAT_FINAL_LAG_S`` before it.
-
-    ``stretch_start``: the first sample of the stretch judged, when it is not the current one
-    (a stretch a round finished; ``analysed_end`` then lies in it). ``finished``: that
-    stretch was finished (a final gap, the recording closed) at ``analysed_end`` or after it,
-    so every beat before ``analysed_end`` is final and nothing is cut
-    (:func:`finished_tail_ends`)."""
-    fs_hz = recording.sampling_rate_hz
+def physiological_conditions(data: RoundData, at: Moment) -> list[Condition]:
+    """The rules on the stored analysis of a stretch of a recording (``data``, read once for
+    a round) as they stood at the moment ``at``: at a round's end, or at a moment inside a
+    long round or a finished stretch's last seconds (:func:`round_moments`), on what was
+    final then."""
+    recording, fs_hz = data.recording, data.fs_hz
     patient = recording.patient
-    if stretch_start is None:
-        stretch_start = recording.stream_start_sample
-    beats = recording.beats.filter(provisional=False)
-    episodes = recording.episodes.filter(kind__in=list(EPISODE_KINDS.values()))
-    windows_end = None
-    if analysed_end is None:
-        analysed_end = recording.analysis_cursor
-    else:
-        final_end = analysed_end
-        if not finished:
-            final_end -= round(BEAT_FINAL_LAG_S * fs_hz)
-        beats = beats.filter(sample__lt=final_end)
-        episodes = episodes.filter(start_s__lt=final_end / fs_hz)
-        windows_end = final_end
-    first = max(stretch_start, analysed_end - round(BEAT_LOOKBACK_S * fs_hz))
-    samples = np.array(
-        # final beats only: a provisional label may still change (inference/streaming.py)
-        beats.filter(sample__gte=first).order_by("sample").values_list("sample", flat=True),
-        dtype=np.int64,
-    )
-    episodes = list(
-        episodes.filter(end_s__gte=analysed_end / fs_hz - EVENT_HOLD_S).order_by("end_s")
-    )
+    samples = data.beats_at(at)
+    episodes = data.episodes_at(at)
     # how much signal the current stretch has analysed: too little to tell an episode is gone
     # (EPISODE_STORE_DELAY_S) right after a device restart or a gap
-    stretch_s = (analysed_end - stretch_start) / fs_hz
+    stretch_s = (at.analysed_end - at.stretch_start) / fs_hz
     last = int(samples[-1]) if len(samples) else None
     hr_kinds = (AlarmKind.HR_HIGH, AlarmKind.HR_LOW)
     # each rule on its own (``guarded``): one that fails leaves its alarms as they are
     return [
         *guarded(hr_kinds, heart_rate_conditions, samples, fs_hz, patient),
-        *guarded((AlarmKind.PVC,), pvc_condition, recording, last, stretch_start),
+        *guarded((AlarmKind.PVC,), pvc_condition, recording, data, at, last),
         *guarded(tuple(EPISODE_KINDS), episode_conditions, episodes, fs_hz, patient, stretch_s),
         # off unless switched on for the patient (docs/alarms.md: the window model's DS2
         # specificity is 0.53); off also resolves an alarm raised while it was on
         *(
-            guarded(
-                (AlarmKind.ARRHYTHMIA,),
-                arrhythmia_condition,
-                recording,
-                windows_end,
-                stretch_start,
-            )
+            guarded((AlarmKind.ARRHYTHMIA,), arrhythmia_condition, recording, data, at)
             if patient.sustained_arrhythmia_alarm
             else [Condition(AlarmKind.ARRHYTHMIA, False)]
         ),
@@ -649,11 +817,10 @@ def physiological_conditions(
             (AlarmKind.SIGNAL_QUALITY,),
             signal_quality_condition,
             recording,
+            data,
+            at,
             samples,
             episodes,
-            analysed_end,
-            stretch_start,
-            finished,
         ),
     ]
 
@@ -707,12 +874,10 @@ def heart_rate_conditions(samples: np.ndarray, fs_hz: float, patient: Patient) -
     return conditions
 
 
-def pvc_condition(
-    recording: Recording, last: int | None, stretch_start: int | None = None
-) -> Condition:
+def pvc_condition(recording: Recording, data: RoundData, at: Moment, last: int | None) -> Condition:
     """Frequent PVCs: more V beats in the last ``PVC_WINDOW_S`` before the last final beat
     (``last``, a sample; None when the rules found no recent beat) than the limit, counted in
-    the stretch that began at ``stretch_start`` (default the current one).
+    the stretch that ``at`` judges.
 
     Raised as soon as the count is over the limit; gone only when the count of V beats in the
     window ending at every moment of the last ``PVC_RESOLVE_HOLD_S`` has been at or under the
@@ -726,28 +891,14 @@ def pvc_condition(
     """
     if last is None:
         return Condition(AlarmKind.PVC, None)
-    if stretch_start is None:
-        stretch_start = recording.stream_start_sample
+    stretch_start = at.stretch_start
     fs_hz = recording.sampling_rate_hz
     patient = recording.patient
     window = round(PVC_WINDOW_S * fs_hz)
     hold_first = last - round(PVC_RESOLVE_HOLD_S * fs_hz)
-    v = np.array(
-        # final V beats of the current stretch in (hold_first - window, last]: every window
-        # ending in the hold; the same beats the other rules read (final only, this stretch)
-        list(
-            recording.beats.filter(
-                label="V",
-                provisional=False,
-                sample__gte=stretch_start,
-                sample__gt=hold_first - window,
-                sample__lte=last,
-            )
-            .order_by("sample")
-            .values_list("sample", flat=True)
-        ),
-        dtype=np.int64,
-    )
+    # final V beats of the stretch in (hold_first - window, last]: every window ending in the
+    # hold; the same beats the other rules read (final only, this stretch)
+    v = data.v_beats_at(at, hold_first - window, last)
 
     def count_ending_at(ends: np.ndarray) -> np.ndarray:
         # V beats in (end - window, end] for each end
@@ -858,25 +1009,16 @@ def episode_conditions(
 
 
 def arrhythmia_condition(
-    recording: Recording, windows_end: int | None = None, stretch_start: int | None = None
+    recording: Recording, data: RoundData | None = None, at: Moment | None = None
 ) -> Condition:
     """Sustained arrhythmia: the last ``ARRHYTHMIA_WINDOWS`` consecutive (contiguous) 2-s
-    windows of the window model (those that begin before ``windows_end``, if given, in the
-    stretch that began at ``stretch_start``, default the current one) all abnormal raise it;
-    all normal resolve it."""
-    if stretch_start is None:
-        stretch_start = recording.stream_start_sample
-    windows = recording.predictions.filter(
-        model_name__startswith=WINDOW_MODEL_PREFIX,
-        window_start__gte=stretch_start,
-    )
-    if windows_end is not None:
-        windows = windows.filter(window_start__lt=windows_end)
-    rows = list(
-        windows.order_by("-window_start").values_list("window_start", "window_length", "label")[
-            :ARRHYTHMIA_LOOKBACK
-        ]
-    )
+    windows of the window model in the stretch that ``at`` judges (those that begin before
+    its ``final_end`` at a replayed moment) all abnormal raise it; all normal resolve it.
+    Without ``data`` and ``at``: the recording's stored windows at its analysed end."""
+    if data is None or at is None:
+        at = round_moments(recording)[-1]
+        data = RoundData(recording, [at])
+    rows = data.windows_at(at)
     # the contiguous run at the end: a gap in the windows breaks it
     run = rows[:1]
     for row in rows[1:]:
@@ -906,23 +1048,19 @@ def arrhythmia_condition(
 
 def signal_quality_condition(
     recording: Recording,
+    data: RoundData,
+    at: Moment,
     samples: np.ndarray,
     episodes: list,
-    analysed_end: int | None = None,
-    stretch_start: int | None = None,
-    finished: bool = False,
 ) -> Condition:
-    """Poor signal: no beat in the last ``QUALITY_S`` seconds of final beats although beats
-    were found before and the signal there is not flat; VF there is left to the VF alarm.
-    Gone when the signal is flat (a pause), or when beats have come steadily for
-    ``QUALITY_RESOLVE_HOLD_S``. ``stretch_start`` and ``finished``: as
-    :func:`physiological_conditions` (a finished stretch's beats are final to its end)."""
+    """Poor signal: no beat in the last ``QUALITY_S`` seconds of final beats (before ``at``'s
+    ``final_end``: a finished stretch's beats are final to its end) although beats were found
+    before and the signal there is not flat; VF there is left to the VF alarm. Gone when the
+    signal is flat (a pause), or when beats have come steadily for ``QUALITY_RESOLVE_HOLD_S``.
+    ``samples`` and ``episodes``: the final beats and the episodes at ``at``."""
     fs_hz = recording.sampling_rate_hz
-    if analysed_end is None:
-        analysed_end = recording.analysis_cursor
-    if stretch_start is None:
-        stretch_start = recording.stream_start_sample
-    end = analysed_end if finished else analysed_end - round(BEAT_FINAL_LAG_S * fs_hz)
+    stretch_start = at.stretch_start
+    end = at.final_end
     start = end - round(QUALITY_S * fs_hz)
     if start < stretch_start or not (samples < start).any():
         return Condition(AlarmKind.SIGNAL_QUALITY, None)  # beats have not started flowing
@@ -938,9 +1076,7 @@ def signal_quality_condition(
         return Condition(AlarmKind.SIGNAL_QUALITY, False if steady else None)
     if any(e.kind == "VF" and e.end_s * fs_hz >= start for e in episodes):
         return Condition(AlarmKind.SIGNAL_QUALITY, None)
-    from monitoring.recordings import samples_mv
-
-    signal = samples_mv(recording, start, end)
+    signal = data.signal_mv(start, end)
     stored = signal[np.isfinite(signal)]
     if len(stored) < QUALITY_MIN_STORED * len(signal):
         return Condition(AlarmKind.SIGNAL_QUALITY, None)
