@@ -110,10 +110,12 @@ EPISODE_STORE_DELAY_S = 15.0
 # a condition that holds for barely its sustain time fell between two 5-s steps, and a
 # backlog raised less than the same signal live (a rate over the limit for about 11 s, a
 # beatless noisy 12 s, 6 abnormal windows, a PVC count over the limit for under 2 s;
-# tests/test_alarm_backlog_steps.py). The rows the round's moments read are read once for
-# them all (RoundData): each moment querying its own cost about 5 queries, 600 for a 120-s
-# backlog; now a backlog takes as many queries as a live round (one more for the window
-# verdicts when that rule is on: bench/alarm_backlog.py, docs/alarms.md).
+# tests/test_alarm_backlog_steps.py). The rows the round's moments judge are read once for
+# them all (RoundData), and only the patient's open alarms at every moment (other processes
+# change them during the round): each moment querying its own rows cost about 5 queries, 152
+# for a 30-s backlog, 602 for 120 s, 3,002 for 600 s; now 37, 127 and 607 (a live round's 7
+# plus one a moment), 120 s in 80-270 ms instead of 330-410 ms on SQLite, 94-106 ms instead of
+# 580-790 ms on PostgreSQL (bench/alarm_backlog.py on a loaded 2-core machine, docs/alarms.md).
 ROUND_REPLAY_STEP_S = 1.0
 ROUND_REPLAY_MAX_S = 600.0
 # A stretch finished at a final gap or a close makes its last BEAT_FINAL_LAG_S of beats final
@@ -210,8 +212,7 @@ def evaluate_alarms(
     at its close) raises what its signal shows, a VT in its last seconds, but resolves nothing
     and runs no technical rule: a normal rate there says nothing of the rate now, and resolved
     with it, an alarm the new recording holds would be raised again. Nor does it raise an
-    event of its own again once the new recording resolved it
-    (:func:`replaced_recording_conditions`).
+    event of its own again once the new recording resolved it (:class:`ReplacedRecording`).
     """
     now = now or timezone.now()
     recording = (
@@ -229,16 +230,19 @@ def evaluate_alarms(
     replaced = None
     if _newest_device_recording_id(recording.patient_id) != recording.pk:
         replaced = ReplacedRecording(recording)  # raise only, each of its events once: above
-    # A backlog is judged at up to hundreds of moments: what they read is read once for all
-    # of them (RoundData), and the patient's open alarms once, kept up to date as they change.
+    # A backlog is judged at up to hundreds of moments: the rows they judge are read once for
+    # all of them (RoundData). Not the patient's open alarms: apply_conditions reads them
+    # afresh at every moment, as other processes raise, resolve and acknowledge them during
+    # the round (the newer recording's rounds after a device restart, a clinician); kept from
+    # the round's start, one resolved meanwhile still looked open, and a later moment whose
+    # condition held raised nothing (tests/test_alarm_backlog_prefetch.py).
     moments = round_moments(recording, since_sample, finished_stretch)
     data = RoundData(recording, moments)
-    open_alarms = open_alarms_by_kind(recording.patient)
 
     def apply(conditions: list[Condition]) -> list[AlarmChange]:
         if replaced is not None:
             conditions = replaced.kept(conditions)
-        applied = apply_conditions(recording.patient, recording, conditions, now, open_alarms)
+        applied = apply_conditions(recording.patient, recording, conditions, now)
         if replaced is not None:
             replaced.note_raised(applied)
         return applied
@@ -300,14 +304,17 @@ class RoundData:
     the database once for them all: judged at every second of a 120-s backlog, each moment
     querying its own rows took about 5 queries, 600 for the round. Each kind of row is read
     when a rule first asks for it (the window verdicts only for a patient whose rule is on,
-    the signal only for a beatless stretch), over what every moment needs, its look-back
-    included; the ``*_at`` methods then give each moment exactly the rows that a query for it
-    alone returned (tests/test_alarm_backlog_prefetch.py)."""
+    the signal only for beatless seconds, and then per stretch), over what every moment
+    needs, its look-back included; the ``*_at`` methods then give each moment exactly the rows
+    that a query for it alone returned (tests/test_alarm_backlog_prefetch.py). Only the rows
+    the analysis of this recording writes: the patient's open alarms, which other processes
+    change during a round, are read at every moment (:func:`apply_conditions`)."""
 
     def __init__(self, recording: Recording, moments: list[Moment]):
         self.recording = recording
         self.moments = moments
         self.fs_hz = recording.sampling_rate_hz
+        self._signals: dict[int, tuple[int, np.ndarray]] = {}  # by stretch start
 
     def first_beat(self, at: Moment) -> int:
         """The first sample whose beats the heart-rate and poor-signal rules read at ``at``."""
@@ -400,23 +407,30 @@ class RoundData:
         ]
         return rows[:ARRHYTHMIA_LOOKBACK]
 
-    @cached_property
-    def _signal(self) -> tuple[int, np.ndarray]:
-        """(first sample, signal in mV) over the ``QUALITY_S`` before every moment's
-        ``final_end``, what signal_quality_condition reads."""
-        from monitoring.recordings import samples_mv
+    def _stretch_signal(self, stretch_start: int) -> tuple[int, np.ndarray]:
+        """(first sample, signal in mV) of the stretch that began at ``stretch_start`` over
+        the ``QUALITY_S`` before each of its moments' ``final_end``, what
+        signal_quality_condition reads there (never before the stretch's start), read once.
 
-        quality = round(QUALITY_S * self.fs_hz)
-        first = max(0, min(at.final_end for at in self.moments) - quality)
-        end = max(first, max(at.final_end for at in self.moments))
-        return first, samples_mv(self.recording, first, end)
+        One read per stretch: a round that finished a stretch at a final gap judges moments on
+        both sides of the gap, and one read from the earliest moment to the latest decoded the
+        whole gap (minutes of NaN, tens of MB at 1000 Hz)."""
+        if stretch_start not in self._signals:
+            from monitoring.recordings import samples_mv
 
-    def signal_mv(self, start: int, end: int) -> np.ndarray:
-        """The samples ``[start, end)`` in mV (``recordings.samples_mv``), inside a moment's
-        ``QUALITY_S`` before its ``final_end``."""
-        first, signal_mv = self._signal
+            ends = [at.final_end for at in self.moments if at.stretch_start == stretch_start]
+            quality = round(QUALITY_S * self.fs_hz)
+            first = max(stretch_start, min(ends) - quality)
+            end = max(first, max(ends))
+            self._signals[stretch_start] = (first, samples_mv(self.recording, first, end))
+        return self._signals[stretch_start]
+
+    def signal_mv(self, at: Moment, start: int, end: int) -> np.ndarray:
+        """The samples ``[start, end)`` in mV (``recordings.samples_mv``), inside ``at``'s
+        stretch and the ``QUALITY_S`` before its ``final_end``."""
+        first, signal_mv = self._stretch_signal(at.stretch_start)
         if start < first or end > first + len(signal_mv):
-            raise ValueError(f"[{start}, {end}) is outside the round's signal")
+            raise ValueError(f"[{start}, {end}) is outside the signal read for {at}")
         return signal_mv[start - first : end - first]
 
 
@@ -470,7 +484,11 @@ class ReplacedRecording:
     was over in its own signal.
 
     Made once per round: its alarms are read then and kept up to date as the round's moments
-    raise alarms (:meth:`note_raised`) and record "gone"."""
+    raise alarms (:meth:`note_raised`) and record "gone". Unlike the patient's open alarms
+    (read at every moment: :func:`apply_conditions`), nothing another process does meanwhile
+    changes what this reads: only this recording's analysis raises its alarms and records
+    "gone" on them, and a resolution by the newer recording comes after ``replaced_at``, so
+    it is not one this recording made itself."""
 
     def __init__(self, recording: Recording):
         self.latest: dict[str, Alarm] = {}  # by kind, the one this recording raised last
@@ -646,44 +664,31 @@ def acknowledge(alarm: Alarm, user, now: datetime | None = None) -> Alarm:
 # --- Lifecycle ---------------------------------------------------------------------------
 
 
-def open_alarms_by_kind(patient: Patient) -> dict[str, Alarm]:
-    return {alarm.kind: alarm for alarm in Alarm.objects.open().filter(patient=patient)}
-
-
 def apply_conditions(
-    patient: Patient,
-    recording: Recording | None,
-    conditions: list[Condition],
-    now: datetime,
-    open_alarms: dict[str, Alarm] | None = None,
+    patient: Patient, recording: Recording | None, conditions: list[Condition], now: datetime
 ) -> list[AlarmChange]:
     """Raise the alarms whose condition holds and none is open; resolve those that are gone.
 
     Each condition on its own: one that fails is logged and the others still raise and
     resolve (a verdict that changes nothing stays as it is until the next evaluation).
 
-    ``open_alarms``: the patient's open alarms by kind (:func:`open_alarms_by_kind`), kept up
-    to date here, for a caller that applies the conditions of many moments in a row (a
-    backlog: :func:`evaluate_alarms`); read here without it."""
-    if open_alarms is None:
-        open_alarms = open_alarms_by_kind(patient)
+    The patient's open alarms are read here, at every call, never kept by a caller between
+    calls: another process may have resolved one since (which must not stop a new raise) or
+    acknowledged it (which the "resolved" message must carry)."""
+    # unordered: one open alarm per kind (the database's constraint), and the model's default
+    # order doubled what this read costs at every moment of a backlog (bench/alarm_backlog.py)
+    open_now = Alarm.objects.open().filter(patient=patient).order_by()
+    open_alarms = {alarm.kind: alarm for alarm in open_now}
     changes = []
     for condition in conditions:
         alarm = open_alarms.get(condition.kind)
         try:
             if condition.active and alarm is None:
                 raised = _raise(patient, recording, condition, now)
-                if raised is None:
-                    # another process raised it a moment ago: that alarm is the open one
-                    open_alarms.clear()
-                    open_alarms.update(open_alarms_by_kind(patient))
-                else:
-                    open_alarms[condition.kind] = raised
+                if raised is not None:  # None: another process raised it a moment ago
                     changes.append(AlarmChange(raised, "raised"))
             elif condition.active is False and alarm is not None:
-                resolved = _resolve(alarm, now)
-                del open_alarms[condition.kind]  # resolved here, or by another process
-                if resolved:
+                if _resolve(alarm, now):
                     changes.append(AlarmChange(alarm, "resolved"))
         except Exception:
             logger.exception(
@@ -1076,7 +1081,7 @@ def signal_quality_condition(
         return Condition(AlarmKind.SIGNAL_QUALITY, False if steady else None)
     if any(e.kind == "VF" and e.end_s * fs_hz >= start for e in episodes):
         return Condition(AlarmKind.SIGNAL_QUALITY, None)
-    signal = data.signal_mv(start, end)
+    signal = data.signal_mv(at, start, end)
     stored = signal[np.isfinite(signal)]
     if len(stored) < QUALITY_MIN_STORED * len(signal):
         return Condition(AlarmKind.SIGNAL_QUALITY, None)

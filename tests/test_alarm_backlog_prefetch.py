@@ -7,6 +7,13 @@ moment in memory. These tests compare that with a stand-in that queries each mom
 the rules did (``PerMomentQueries``): the same conditions at every moment, the same alarms
 raised and resolved, with the same messages, values and event samples; and they count the
 queries of backlogs of different lengths.
+
+Not the patient's open alarms: other processes resolve and acknowledge them during a round (a
+newer recording's rounds, a clinician), so they are read afresh at every moment. Kept from the
+round's start, an alarm resolved meanwhile still looked open and a later moment whose
+condition held raised nothing: the tests that change an alarm between two of a round's
+moments (``between_moments``) catch that. And the signal is read per stretch, never across
+the gap between a finished stretch and the next.
 """
 
 from unittest import mock
@@ -17,7 +24,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from monitoring import alarms
+from monitoring import alarms, live, recordings
 from monitoring.alarms import (
     ARRHYTHMIA_LOOKBACK,
     BEAT_LOOKBACK_S,
@@ -26,13 +33,13 @@ from monitoring.alarms import (
     WINDOW_MODEL_PREFIX,
     Condition,
     RoundData,
+    acknowledge,
     apply_conditions,
     evaluate_alarms,
-    open_alarms_by_kind,
     physiological_conditions,
     round_moments,
 )
-from monitoring.models import Alarm, AlarmKind, Beat, Episode, Prediction, Recording
+from monitoring.models import Alarm, AlarmKind, AlarmState, Beat, Episode, Prediction, Recording
 from tests.test_alarm_backlog_steps import WINDOW_LENGTH, Analysis, beat_samples
 from tests.test_alarm_new_stretch import replaced
 from tests.test_alarms import FS_HZ, add_beats, changes_of, store_signal, switch_window_model_alarm
@@ -86,10 +93,8 @@ class PerMomentQueries(RoundData):
             rows.values_list("window_start", "window_length", "label")[:ARRHYTHMIA_LOOKBACK]
         )
 
-    def signal_mv(self, start, end):
-        from monitoring.recordings import samples_mv
-
-        return samples_mv(self.recording, start, end)
+    def signal_mv(self, at, start, end):
+        return recordings.samples_mv(self.recording, start, end)
 
 
 def samples_at(*seconds: float) -> list[int]:
@@ -279,6 +284,56 @@ def test_a_round_that_finished_a_stretch_is_judged_as_per_moment_queries_judged_
     assert evaluated(RoundData) == reference_changes
 
 
+def test_a_round_that_finished_a_stretch_at_a_long_gap_never_reads_the_gap(recording, rng):
+    """A stretch to 70 s finished at a final gap of 10 min, and the next one from 670 s, both
+    ending in beatless noise: the poor-signal rule reads the signal in each. Read once from the
+    first moment to the last, that was the whole gap (NaN); each stretch's signal is read on
+    its own, and the alarms are those of reads for each moment alone."""
+    gap_s = (70.0, 670.0)
+    end_s = 740.0
+    samples = np.concatenate(
+        [beat_samples([(75, 50.0)]), round(gap_s[1] * FS_HZ) + beat_samples([(75, 45.0)])]
+    )
+    store_analysis(recording, samples, v_every=1000, windows={})
+    first_noise_mv = rng.normal(0.0, 0.6, round(gap_s[0] * FS_HZ))
+    store_signal(recording, first_noise_mv)
+    second_noise_mv = rng.normal(0.0, 0.6, round((end_s - gap_s[1]) * FS_HZ))
+    store_signal(recording, second_noise_mv, first_sample=round(gap_s[1] * FS_HZ), seq=1)
+    Recording.objects.filter(pk=recording.pk).update(
+        stream_start_sample=round(gap_s[1] * FS_HZ), analysis_cursor=round(end_s * FS_HZ)
+    )
+    recording.refresh_from_db()
+    since, finished = samples_at(BACKLOG_FROM_S)[0], (0, round(gap_s[0] * FS_HZ))
+    stretches = [finished, (recording.stream_start_sample, recording.analysis_cursor)]
+
+    def evaluated(data_class) -> list[tuple]:
+        Alarm.objects.all().delete()
+        with mock.patch.object(alarms, "RoundData", data_class):
+            changes = evaluate_alarms(recording.pk, since_sample=since, finished_stretch=finished)
+        return [(c.change, c.alarm.kind, c.alarm.message, c.alarm.details) for c in changes]
+
+    reference = evaluated(PerMomentQueries)
+    # poor signal raised before the gap, resolved by the beats after it, raised again
+    assert [(change, kind) for change, kind, _, _ in reference] == [
+        ("raised", "SIGNAL_QUALITY"),
+        ("resolved", "SIGNAL_QUALITY"),
+        ("raised", "SIGNAL_QUALITY"),
+    ]
+    reads = []
+    samples_mv = recordings.samples_mv
+
+    def reading(recording_read, start, end, **kwargs):
+        reads.append((start, end))
+        return samples_mv(recording_read, start, end, **kwargs)
+
+    with mock.patch.object(recordings, "samples_mv", reading):
+        assert evaluated(RoundData) == reference
+    # one read in each stretch, inside it
+    assert len(reads) == 2
+    for (start, end), (stretch_start, stretch_end) in zip(reads, stretches, strict=True):
+        assert stretch_start <= start < end <= stretch_end
+
+
 def test_a_replaced_recordings_backlog_raises_a_new_event_after_the_old_one_left_its_hold(
     recording, device
 ):
@@ -310,21 +365,104 @@ def test_a_replaced_recordings_backlog_raises_a_new_event_after_the_old_one_left
     assert first.details["gone_in_recording"] and second.details["gone_in_recording"]
 
 
-def test_a_raise_refused_as_a_duplicate_reads_the_open_alarms_again(recording):
-    """Another process raised the same alarm a moment ago: the round's open alarms are read
-    again, so that a later moment can resolve it, as when each moment read them."""
-    now = timezone.now()
-    open_alarms = open_alarms_by_kind(recording.patient)  # read before the other process
-    other = apply_conditions(
-        recording.patient, recording, [Condition(AlarmKind.HR_HIGH, True, "HR 131")], now
-    )[0].alarm
-    held = [Condition(AlarmKind.HR_HIGH, True, "HR 132")]
-    assert apply_conditions(recording.patient, recording, held, now, open_alarms) == []
-    assert open_alarms == {AlarmKind.HR_HIGH: other}
-    gone = [Condition(AlarmKind.HR_HIGH, False)]
-    [change] = apply_conditions(recording.patient, recording, gone, now, open_alarms)
-    assert (change.change, change.alarm.pk) == ("resolved", other.pk)
-    assert open_alarms == {}
+def between_moments(number: int, action):
+    """While patched in, ``action`` runs (another process) just before the round judges its
+    ``number``-th moment (1 the first), after the moments before it were applied."""
+    judge = alarms.physiological_conditions
+    judged = []
+
+    def judging(data, at):
+        judged.append(at)
+        if len(judged) == number:
+            action()
+        return judge(data, at)
+
+    return mock.patch.object(alarms, "physiological_conditions", judging)
+
+
+def test_a_replaced_recordings_backlog_raises_a_new_vt_after_the_newer_resolved_the_old_mid_round(
+    recording, device
+):
+    """The newer recording resolves the old recording's VT alarm while the old one's late
+    backlog is judged (its 5th moment). The old VT then leaves its hold in the old signal and
+    a new VT comes: news, raised. With the open alarms kept from the round's start, the
+    resolved alarm still looked open and the new VT was never raised."""
+    add_beats(recording, bpm=75, seconds=120)
+    vt_end_s = recording.analysis_cursor / FS_HZ - 17.0
+    Episode.objects.create(
+        recording=recording, kind="VT", start_s=vt_end_s - 2.4, end_s=vt_end_s, details={}
+    )
+    assert changes_of(evaluate_alarms(recording.pk), "VT") == [("raised", "VT")]
+    newer = replaced(recording, device)
+    since = recording.analysis_cursor
+    add_beats(recording, bpm=75, seconds=180)
+    second_s = since / FS_HZ + 60.0
+    Episode.objects.create(
+        recording=recording, kind="VT", start_s=second_s, end_s=second_s + 2.4, details={}
+    )
+
+    def newer_resolves_the_vt():
+        gone = [Condition(AlarmKind.VT, False)]
+        [change] = apply_conditions(recording.patient, newer, gone, timezone.now())
+        assert change.change == "resolved"
+
+    with between_moments(5, newer_resolves_the_vt):
+        changes = evaluate_alarms(recording.pk, since_sample=since)
+    assert changes_of(changes, "VT") == [("raised", "VT")]
+    first, second = Alarm.objects.filter(kind="VT").order_by("pk")
+    assert first.state == AlarmState.RESOLVED
+    assert second.state == AlarmState.RAISED
+    assert second.details["sample"] == round(second_s * FS_HZ)
+
+
+def test_an_alarm_resolved_by_another_process_mid_round_is_raised_again_while_it_holds(
+    recording,
+):
+    """The newest recording's backlog: its HR_HIGH alarm is resolved by another process (a
+    second evaluation of the round, an operator) before the round's 3rd moment, and the rate
+    is still fast: a later moment raises it again, as a round reading the open alarms at
+    each moment did."""
+    add_beats(recording, bpm=140, seconds=60)
+    assert changes_of(evaluate_alarms(recording.pk), AlarmKind.HR_HIGH) == [("raised", "HR_HIGH")]
+    first = Alarm.objects.get(kind=AlarmKind.HR_HIGH)
+    since = recording.analysis_cursor
+    add_beats(recording, bpm=140, seconds=60)
+
+    def resolved_elsewhere():
+        Alarm.objects.filter(pk=first.pk).update(
+            state=AlarmState.RESOLVED, resolved_at=timezone.now()
+        )
+
+    with between_moments(3, resolved_elsewhere):
+        changes = evaluate_alarms(recording.pk, since_sample=since)
+    assert changes_of(changes, AlarmKind.HR_HIGH) == [("raised", "HR_HIGH")]
+    [still_open] = Alarm.objects.open().filter(kind=AlarmKind.HR_HIGH)
+    assert still_open.pk != first.pk
+
+
+def test_an_alarm_acknowledged_mid_round_is_published_resolved_with_its_acknowledgment(
+    recording, clinician, monkeypatch, django_capture_on_commit_callbacks
+):
+    """A clinician acknowledges the HR_HIGH alarm before the backlog's 2nd moment; a later
+    moment resolves it. The "resolved" message must carry who acknowledged it and when: the
+    station (live.js) ignores an update that would take an acknowledgment back."""
+    add_beats(recording, bpm=140, seconds=60)
+    evaluate_alarms(recording.pk)
+    first = Alarm.objects.get(kind=AlarmKind.HR_HIGH)
+    since = recording.analysis_cursor
+    add_beats(recording, bpm=70, seconds=60)  # the rate back: resolved in the round
+    sent = []
+    monkeypatch.setattr(live, "_layer_down_until", 0.0)
+    monkeypatch.setattr(live, "_send_all", lambda pairs, what: sent.extend(pairs))
+    with between_moments(2, lambda: acknowledge(first, clinician)):
+        with django_capture_on_commit_callbacks(execute=True):
+            changes = evaluate_alarms(recording.pk, since_sample=since)
+    assert changes_of(changes, AlarmKind.HR_HIGH) == [("resolved", "HR_HIGH")]
+    messages = [event["message"]["alarm"] for _, event in sent]
+    [resolved] = [m for m in messages if m["id"] == first.pk and m["state"] == "resolved"]
+    first.refresh_from_db()
+    assert resolved["acknowledged_by"] == clinician.username
+    assert resolved["acknowledged_at"] == first.acknowledged_at.isoformat()
 
 
 def judge_from_scratch(recording, backlog_s: float) -> int:
@@ -337,12 +475,13 @@ def judge_from_scratch(recording, backlog_s: float) -> int:
     return len(queries)
 
 
-def test_the_queries_of_a_backlog_do_not_grow_with_its_length(
+def test_a_backlog_takes_one_query_a_moment_the_open_alarms_and_reads_its_rows_once(
     recording, rng, django_assert_max_num_queries
 ):
     """Every rule reads something: beats, V beats, episodes, window verdicts (the patient's
     window-model alarm on) and, the beats having stopped 25 s before the end in a noisy
-    signal, the signal. Per moment that was 4 queries, more in the beatless seconds."""
+    signal, the signal. Per moment that was 5 queries, more in the beatless seconds; now the
+    rows are read once and each moment reads only the patient's open alarms."""
     switch_window_model_alarm(recording.patient, True)
     store_signal(recording, rng.normal(0.0, 0.6, round(200 * FS_HZ)))
     add_beats(recording, bpm=75, seconds=168, labels=lambda n: "V" if n % 10 == 0 else "N")
@@ -360,13 +499,13 @@ def test_the_queries_of_a_backlog_do_not_grow_with_its_length(
     )
     Recording.objects.filter(pk=recording.pk).update(analysis_cursor=round(193 * FS_HZ))
     recording.refresh_from_db()
-    live = judge_from_scratch(recording, 1.0)  # a live round: its end only
+    live_queries = judge_from_scratch(recording, 1.0)  # a live round: its end only
     backlogs = [judge_from_scratch(recording, seconds) for seconds in (30.0, 120.0)]
-    # the same for 30 s as for 120 s; one more than a live round: the window verdicts of
-    # replayed moments take two reads
-    assert backlogs == [live + 1, live + 1]
+    # a backlog of n moments: the live round's queries, one more for the window verdicts of
+    # replayed moments (two reads), and the open alarms at each of its n - 1 other moments
+    assert backlogs == [live_queries + 1 + 29, live_queries + 1 + 119]
     Alarm.objects.all().delete()
     since = recording.analysis_cursor - round(120 * FS_HZ)
     assert len(round_moments(recording, since)) == 120
-    with django_assert_max_num_queries(live + 1):
+    with django_assert_max_num_queries(live_queries + 120):
         evaluate_alarms(recording.pk, since_sample=since)
