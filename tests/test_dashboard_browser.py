@@ -65,6 +65,9 @@ def test_a_phone_shows_log_out_and_acknowledge_without_scrolling_sideways(
         assert page_width <= width, (path, page_width, width)
         assert right_edge(browser, "form[action='/logout/'] button") <= width, path
         if path.endswith("/live/"):
+            # the live ECG fits its frame (it scrolled inside it, the newest samples out of
+            # view; tests/test_live_phone_browser.py)
+            assert right_edge(browser, "#live-ecg") <= right_edge(browser, ".ecg-frame")
             buttons = browser.find_elements("css selector", "#alarm-table button.ack")
             assert len(buttons) == 2
             for button in buttons:

@@ -13,7 +13,11 @@
   "use strict";
 
   var MM_PER_S = 25;        // paper speed
-  var PX_PER_MM = 4;        // so the 1100-px canvas holds 11 s of paper
+  var PX_PER_MM = 4;        // CSS px, at any width: 25 mm/s and the gain stay true
+  // The sweep is as wide as its frame, at most 1100 px (11 s of paper on a desktop; a
+  // 390-px phone's 322-px frame holds 3.2 s): fitCanvas.
+  var MAX_SWEEP_PX = 1100;
+  var TRACE_HEIGHT_PX = 300;
   var GAP_S = 0.3;          // blank ahead of the write position
   // Rows the alarm table keeps (newest first; the page opens with the last 20): a tab left
   // open for days must not grow without bound.
@@ -30,6 +34,8 @@
   var canvas = $("live-ecg");
   var context = canvas.getContext("2d");
   var paper = document.createElement("canvas");   // the grid, drawn once per size
+  // the size the trace is shown at, in CSS px, and the screen's pixels per CSS px
+  var size = { width: canvas.width, height: canvas.height, ratio: 1 };
   var state = { recording: null, fs: 0, buffer: null, last: -1, beats: [], dirty: true,
     lastMessageAt: 0,
     // the server's word on the signal ("live", "stale", "ended", "none"; null: not heard
@@ -46,28 +52,64 @@
   // --- ECG paper and the sweeping trace -------------------------------------------------
 
   function drawPaper() {
+    // in the canvas's own pixels (size.ratio per CSS px), so that the lines stay sharp
     paper.width = canvas.width;
     paper.height = canvas.height;
     var ctx = paper.getContext("2d");
+    ctx.setTransform(size.ratio, 0, 0, size.ratio, 0, 0);
     ctx.fillStyle = "#fff";
-    ctx.fillRect(0, 0, paper.width, paper.height);
+    ctx.fillRect(0, 0, size.width, size.height);
     // 1 mm minor lines, 5 mm major lines, as in analyzer.js
-    for (var mm = 0; mm * PX_PER_MM <= paper.width; mm++) {
+    for (var mm = 0; mm * PX_PER_MM <= size.width; mm++) {
       var x = Math.round(mm * PX_PER_MM);
       ctx.strokeStyle = mm % 5 === 0 ? "rgba(220, 80, 80, 0.55)" : "rgba(240, 150, 150, 0.35)";
       ctx.lineWidth = mm % 5 === 0 ? 1 : 0.5;
-      ctx.beginPath(); ctx.moveTo(x + 0.5, 0); ctx.lineTo(x + 0.5, paper.height); ctx.stroke();
+      ctx.beginPath(); ctx.moveTo(x + 0.5, 0); ctx.lineTo(x + 0.5, size.height); ctx.stroke();
     }
-    for (var mmY = 0; mmY * PX_PER_MM <= paper.height; mmY++) {
+    for (var mmY = 0; mmY * PX_PER_MM <= size.height; mmY++) {
       var y = Math.round(mmY * PX_PER_MM);
       ctx.strokeStyle = mmY % 5 === 0 ? "rgba(220, 80, 80, 0.55)" : "rgba(240, 150, 150, 0.35)";
       ctx.lineWidth = mmY % 5 === 0 ? 1 : 0.5;
-      ctx.beginPath(); ctx.moveTo(0, y + 0.5); ctx.lineTo(paper.width, y + 0.5); ctx.stroke();
+      ctx.beginPath(); ctx.moveTo(0, y + 0.5); ctx.lineTo(size.width, y + 0.5); ctx.stroke();
     }
   }
 
   function sweepSamples(fs) {
-    return Math.round((canvas.width / (MM_PER_S * PX_PER_MM)) * fs);
+    return Math.round((size.width / (MM_PER_S * PX_PER_MM)) * fs);
+  }
+
+  // The trace is drawn at the width its frame shows (at most MAX_SWEEP_PX), 4 px a mm at any
+  // width, so a narrower screen shows a shorter sweep on the same paper: 25 mm/s and the gain
+  // stay true, and the newest samples are always on the screen. (The 1100-px canvas scrolled
+  // inside a phone's 322-px frame: only its first 3 s showed, the newest samples a quarter of
+  // the time.) Scaling the 11 s down to the frame instead would have made the paper 1.2 px a
+  // mm and a QRS 3 px wide.
+  function fitCanvas() {
+    var frame = canvas.parentNode;
+    var width = Math.min(MAX_SWEEP_PX, Math.floor(frame.clientWidth)) || MAX_SWEEP_PX;
+    var ratio = window.devicePixelRatio || 1;
+    if (width === size.width && ratio === size.ratio && canvas.style.width) { return; }
+    size = { width: width, height: TRACE_HEIGHT_PX, ratio: ratio };
+    canvas.width = Math.round(width * ratio);
+    canvas.height = Math.round(TRACE_HEIGHT_PX * ratio);
+    canvas.style.width = width + "px";
+    canvas.style.height = TRACE_HEIGHT_PX + "px";
+    $("sweep-seconds").textContent = (width / (MM_PER_S * PX_PER_MM)).toFixed(1);
+    drawPaper();
+    if (state.buffer) { resizeSweep(); }
+    state.dirty = true;
+  }
+
+  function resizeSweep() {
+    // the newest samples keep their places in time on the new, longer or shorter sweep
+    var old = state.buffer, oldN = old.length, n = sweepSamples(state.fs);
+    if (n === oldN) { return; }
+    var buffer = new Float32Array(n).fill(NaN);
+    var first = Math.max(0, state.last - Math.min(n, oldN) + 1);
+    for (var sample = first; sample <= state.last; sample++) {
+      buffer[sample % n] = old[sample % oldN];
+    }
+    state.buffer = buffer;
   }
 
   function resetTrace(recording, fs) {
@@ -142,10 +184,12 @@
   }
 
   function draw() {
+    context.setTransform(1, 0, 0, 1, 0, 0);
     context.drawImage(paper, 0, 0);
+    context.setTransform(size.ratio, 0, 0, size.ratio, 0, 0);  // the rest in CSS px
     var gain = Number($("gain").value);      // mm per mV
     var pxPerMv = gain * PX_PER_MM;
-    var height = canvas.height, width = canvas.width;
+    var height = size.height, width = size.width;
     // 1 mV calibration pulse at the left edge: its height shows the chosen gain
     context.strokeStyle = "#1d4ed8";
     context.lineWidth = 1.3;
@@ -517,8 +561,14 @@
   }
 
   $("gain").addEventListener("change", function () { state.dirty = true; });
-  drawPaper();
+  fitCanvas();  // draws the paper
   draw();
+  // a window resized or a phone turned: the sweep follows its frame's width
+  if (window.ResizeObserver) {
+    new ResizeObserver(fitCanvas).observe(canvas.parentNode);
+  } else {
+    window.addEventListener("resize", fitCanvas);
+  }
   window.requestAnimationFrame(frame);
   loadTrend();
   // redrawn at its new size whenever its box changes: a window resized or turned, or a
