@@ -8,7 +8,7 @@ value per channel and lies ``i / sampling_rate_hz`` seconds after ``started_at``
 import hashlib
 import math
 import secrets
-from datetime import timedelta
+from datetime import date, timedelta
 
 import numpy as np
 from django.conf import settings
@@ -44,6 +44,29 @@ gain_validators = [
 ]
 
 
+# The earliest birth date accepted: before it is a typo (a patient would be over 120).
+EARLIEST_BIRTH_DATE = date(1900, 1, 1)
+
+
+def validate_birth_date(value: date) -> None:
+    """Refuse a birth date in the future (a typo such as 2099 would show "Born Jan. 1, 2099")
+    or before ``EARLIEST_BIRTH_DATE``. A field validator, so that the admit and edit forms and
+    the admin refuse it alike."""
+    today = timezone.localdate()
+    if value > today:
+        raise ValidationError(
+            "The birth date %(value)s is in the future (today is %(today)s).",
+            code="future_birth_date",
+            params={"value": value.isoformat(), "today": today.isoformat()},
+        )
+    if value < EARLIEST_BIRTH_DATE:
+        raise ValidationError(
+            "The birth date %(value)s is before %(earliest)s; check the year.",
+            code="birth_date_too_early",
+            params={"value": value.isoformat(), "earliest": EARLIEST_BIRTH_DATE.isoformat()},
+        )
+
+
 class PatientQuerySet(models.QuerySet):
     def visible_to(self, user) -> "PatientQuerySet":
         """Patients a user may see: staff see all, a clinician only those assigned to them."""
@@ -65,7 +88,7 @@ class Patient(models.Model):
         "MRN", max_length=64, unique=True, help_text="Medical record number, unique per site."
     )
     name = models.CharField(max_length=200)
-    birth_date = models.DateField(null=True, blank=True)
+    birth_date = models.DateField(null=True, blank=True, validators=[validate_birth_date])
     sex = models.CharField(max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
     ward = models.CharField(max_length=100, blank=True, help_text="Groups tiles on the station.")
     bed = models.CharField(max_length=50, blank=True)
