@@ -29,6 +29,20 @@ NORMAL_WAVES = {
     "S": (0.030, -0.28, 0.011),
     "T": (0.27, 0.32, 0.045),
 }
+# Waves of a beat of sustained ventricular tachycardia (rhythm "VT"), as above: no P wave, a
+# wide QRS (about 170 ms from its onset until the R wave is back at the baseline) upright in
+# lead II (one focus with an inferior axis, such as an outflow-tract VT) running into a large
+# T wave opposite to it. The shipped beat classifier (trained on MIT-BIH) needs these: a
+# sustained rhythm is its own dominant beat, so only the beat's shape tells it from a bundle
+# branch block, which MIT-BIH calls N. With the isolated PVC's waves (pointing up or down at
+# random) 17 one-minute strips of 30 were labelled almost all N, the others 91-96 % V in
+# several short VT episodes; with these, 95-100 % V at 150-190 bpm and 128-1000 Hz, with or
+# without noise, in one or two VT episodes at 170 bpm (up to five at 150; docs/simulator.md).
+VT_WAVES = {
+    "R": (-0.01, 1.8, 0.040),
+    "S": (0.07, -0.40, 0.035),
+    "T": (0.32, -0.70, 0.070),  # its centre is scaled per beat, as QT with RR
+}
 
 
 @dataclass
@@ -112,12 +126,25 @@ def _rr_series(
 
 
 def _beat_waves(
-    kind: str, rr_s: float, rng: np.random.Generator, af: bool, v_polarity: float = 1.0
+    kind: str,
+    rr_s: float,
+    rng: np.random.Generator,
+    af: bool,
+    v_polarity: float = 1.0,
+    sustained_vt: bool = False,
 ) -> list[tuple]:
     """(centre s, amplitude mV, width s) of the waves of one beat. ``v_polarity`` is the
-    QRS direction of ventricular beats: one focus per strip, so a VT run is monomorphic."""
+    QRS direction of ventricular beats: one focus per strip, so a VT run is monomorphic.
+    ``sustained_vt``: ventricular beats take ``VT_WAVES`` (a strip of rhythm "VT")."""
     jitter = lambda scale=0.05: 1 + rng.normal(0, scale)  # noqa: E731
     qt_scale = np.sqrt(np.clip(rr_s, 0.3, 2.0))  # Bazett: QT ~ sqrt(RR)
+    if kind == "V" and sustained_vt:
+        waves = []
+        for name, (centre, amplitude, width) in VT_WAVES.items():
+            if name == "T":
+                centre = centre * qt_scale
+            waves.append((centre, amplitude * jitter(), width * jitter()))
+        return waves
     if kind == "V":
         # ectopic ventricular beat: no P, wide bizarre QRS, T opposite to the QRS
         polarity = v_polarity
@@ -185,21 +212,26 @@ def _render(
     af_spans: list[tuple[float, float]],
     noise: NoiseConfig | None,
     rng: np.random.Generator,
+    sustained_vt: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The clean-plus-noise signal and the R sample of each beat."""
+    """The clean-plus-noise signal and the R sample of each beat; ``sustained_vt`` draws the
+    ventricular beats with ``VT_WAVES``, upright."""
     n = round(duration_s * fs)
     signal = np.zeros(n)
     support = round(0.6 * fs)  # each wave is drawn only within +-0.6 s of its R
     offsets = np.arange(-support, support + 1) / fs
     r_samples = []
-    v_polarity = 1.0 if rng.random() < 0.7 else -1.0
+    v_polarity = 1.0 if rng.random() < 0.7 else -1.0  # drawn always: same strips as before
+    if sustained_vt:
+        v_polarity = 1.0  # VT_WAVES are upright (their comment says why)
     for index, (time_s, kind) in enumerate(zip(beat_times, beat_kinds, strict=True)):
         rr = beat_times[index] - beat_times[index - 1] if index else 0.8
         in_af = any(start <= time_s < end for start, end in af_spans)
         centre = round(time_s * fs)
         lo, hi = max(0, centre - support), min(n, centre + support + 1)
         local = offsets[lo - (centre - support) : len(offsets) - ((centre + support + 1) - hi)]
-        for wave_centre, amplitude, width in _beat_waves(kind, rr, rng, in_af, v_polarity):
+        waves = _beat_waves(kind, rr, rng, in_af, v_polarity, sustained_vt)
+        for wave_centre, amplitude, width in waves:
             signal[lo:hi] += amplitude * np.exp(-0.5 * ((local - wave_centre) / width) ** 2)
         r_samples.append(min(max(centre, 0), n - 1))
     t = np.arange(n) / fs
@@ -320,7 +352,9 @@ def generate(
     new_times = [new_times[i] for i in keep]
     new_kinds = [new_kinds[i] for i in keep]
     af_spans = [(0.0, duration_s)] if rhythm == "AFIB" else []
-    signal, beats = _render(new_times, new_kinds, duration_s, fs, af_spans, noise, rng)
+    signal, beats = _render(
+        new_times, new_kinds, duration_s, fs, af_spans, noise, rng, sustained_vt=rhythm == "VT"
+    )
     n = len(signal)
     rhythms = [(0, n, rhythm)] if rhythm != "NSR" else [(0, n, "NSR")]
     rhythms += [
