@@ -267,6 +267,32 @@ class StreamingQrsDetector:
         it (a peak is located inside the history), so a caller may forget what lies before."""
         return max(0, self._raw_start)
 
+    @property
+    def peaks_final_through(self) -> int:
+        """Absolute sample index before which every R peak of the stream has been returned: a
+        peak still to come lies at or after it (``oldest_sample`` bounds the same, loosely:
+        it trails the signal by about 4.5-9 s, the history kept). About 0.4 s behind the last
+        sample pushed (the 150 ms a candidate waits for, and the 250 ms before it where its R
+        peak is looked for); further while a candidate since the last beat may still be taken
+        by search-back or a recovery (up to ``MAX_PENDING_S``) or a learning window is open.
+        After ``flush``: every sample pushed. The streaming analysis reads a pause from it.
+        """
+        n_pushed = self._raw_start + len(self._raw)
+        if self._flushed:
+            return n_pushed
+        # the first feature position that may still hold a beat: one not yet examined, ...
+        earliest = self._next
+        # ... a candidate kept for search-back or a recovery: any later candidate (at _next or
+        # after) first drops those more than MAX_PENDING_S before it (_decide), ...
+        kept = [c[0] for c in self._pending if c[0] >= self._next - self._max_pending]
+        if kept:
+            earliest = min(earliest, kept[0])
+        # ... or a candidate of the open learning window, decided when it ends
+        if self._learning is not None:
+            earliest = min(earliest, self._learning_start)
+        # an R peak lies in the LOCATE_BACK_S up to its candidate's last full-rate sample
+        return max(0, min(n_pushed, earliest * self._factor + self._factor - 1 - self._back))
+
     # --- state ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict:

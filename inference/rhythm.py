@@ -46,7 +46,9 @@ VF segment probabilities computed before (a stream's stored results):
     limit holds at the limit, whatever the rounding of sample / fs (``TIME_SLACK_S``).
 ``PAUSE``
     No beat for at least ``pause_s``: between two beats, or from the last beat to the end of the
-    signal (``details["open"] = "end"``) and from its start to the first (``"start"``).
+    signal (``details["open"] = "end"``) and from its start to the first (``"start"``). A
+    stream's beats whose class is not known yet still end and begin pauses
+    (``episodes_from_beats(unlabelled_s=...)``): an asystole is seen as it happens.
 
 All times are seconds from the first sample. Research software, not a medical device.
 """
@@ -584,6 +586,7 @@ def episodes_from_beats(
     duration_s: float,
     config: RhythmConfig | None = None,
     p_wave: Sequence[float | None] | np.ndarray | None = None,
+    unlabelled_s: Sequence[float] | np.ndarray | None = None,
 ) -> list[Episode]:
     """Rhythm episodes from beats and VF segment probabilities already computed, sorted by start.
 
@@ -601,13 +604,19 @@ def episodes_from_beats(
     config : limits and durations; ``RhythmConfig()`` when None
     p_wave : each beat's P-wave correlation (``inference.atrial``; None or NaN where
         unknown), or None: then an irregular rhythm is AF whatever its P waves
+    unlabelled_s : times of beats after the last of ``times_s`` whose position is known but
+        not their class yet (a stream's beats waiting for their label:
+        ``inference.streaming.StreamingAnalyzer.pending_beat_samples``), or None. They count
+        for pauses only, which need no more than where the beats are: an asystole after them
+        is a pause up to ``duration_s`` even though the last beat's class is not known. The
+        other episodes read ``times_s`` only.
 
     Raises
     ------
     ValueError
-        For times that are not finite and increasing, labels that are not AAMI classes or
-        not one per beat, probabilities that are not a 1-D array in [0, 1], or a duration
-        shorter than the last beat time.
+        For times that are not finite and increasing (``unlabelled_s`` after ``times_s``),
+        labels that are not AAMI classes or not one per beat, probabilities that are not a
+        1-D array in [0, 1], or a duration shorter than the last beat time.
     """
     cfg = config if config is not None else RhythmConfig()
     if not isinstance(cfg, RhythmConfig):
@@ -620,8 +629,21 @@ def episodes_from_beats(
         p_wave = np.array([np.nan if value is None else value for value in p_wave], float)
         if p_wave.shape != times_s.shape:
             raise ValueError(f"p_wave must have one value per beat ({len(times_s)})")
+    beat_times_s = times_s
+    if unlabelled_s is not None:
+        unlabelled = np.asarray(unlabelled_s, dtype=np.float64)
+        beat_times_s = np.concatenate([times_s, unlabelled.ravel()])
+        if (
+            unlabelled.ndim != 1
+            or not np.all(np.isfinite(beat_times_s))
+            or np.any(np.diff(beat_times_s) <= 0)
+        ):
+            raise ValueError(
+                "unlabelled_s must be a 1-D array of finite, strictly increasing seconds after "
+                "times_s"
+            )
     duration_s = float(duration_s)
-    if not math.isfinite(duration_s) or (len(times_s) and duration_s < times_s[-1]):
+    if not math.isfinite(duration_s) or (len(beat_times_s) and duration_s < beat_times_s[-1]):
         raise ValueError(f"duration_s ({duration_s:g}) must be finite and cover every beat")
     vf: list[Episode] = []
     if vf_probabilities is not None:
@@ -633,7 +655,7 @@ def episodes_from_beats(
         _af_episodes(times_s, labels, cfg, p_wave)
         + _vt_episodes(times_s, labels, cfg)
         + _rate_episodes(times_s, cfg)
-        + _pause_episodes(times_s, duration_s, cfg)
+        + _pause_episodes(beat_times_s, duration_s, cfg)
     )
     minimum = {
         "AF": cfg.af_min_s,

@@ -31,6 +31,24 @@ Provisional beats
 Rhythm episodes are not streamed: ``inference.rhythm.episodes_from_beats`` computes them from
 stored beats and VF segment probabilities (the Django side does that on what it stored).
 
+Pauses
+    A beat is emitted only once its next beat is known, so during an asystole the last beat
+    before it is never emitted and ``beats_final_through`` stays there. A pause needs only
+    beat positions, which the QRS detector makes final far sooner: ``pending_beat_samples``
+    are the R peaks detected but not emitted yet, and ``beat_positions_final_through`` the
+    sample before which every R peak is known (``StreamingQrsDetector.peaks_final_through``).
+    Pauses are read from the emitted and pending beats up to there
+    (``episodes_from_beats(..., unlabelled_s=...)``); the classes, rates and rhythms stay on
+    emitted beats. That frontier trails the last sample pushed by about 0.4 s (the 150 ms a
+    QRS candidate waits for and the 250 ms its R peak is looked for before it), and by up to
+    about 4.5 s while a candidate after the last beat may still be taken by search-back or a
+    recovery (the detector drops one once it is 4 s older than a newer candidate; the noise
+    on a flat line makes such candidates all the time). So a pause of ``pause_s`` is known
+    0.4-4.5 s after ``pause_s`` has passed: on 25 or 60 s of sinus rhythm at 72 bpm then a
+    flat line, in 0.1-s pushes at 250, 360 and 500 Hz (rounded to 5-uV steps), a 3-s pause
+    was known 3.4 s after the last R peak on an exactly flat line and 6.5-7.3 s after it with
+    10-30 uV of noise (tests/test_asystole_live.py checks 8 s).
+
 What is emitted when
 --------------------
 Beats
@@ -250,10 +268,11 @@ class StreamingAnalyzer:
         """Sample index before which every beat of the stream has been emitted.
 
         Beats come out about 6.5 s after their R peak, so the last seconds pushed hold beats
-        not yet known: a caller that looks for the absence of beats (a pause, a rate) must
-        stop here, not at ``n_samples_pushed``. It is the earliest of the first detected
-        beat not yet emitted and the oldest sample the QRS detector may still place a beat
-        at; after ``finish`` it is the end of the signal.
+        not yet known: a caller that reads the classes or the rate of the beats must stop
+        here, not at ``n_samples_pushed`` (for a pause, which needs positions only, see
+        ``beat_positions_final_through``). It is the earliest of the first detected beat not
+        yet emitted and the oldest sample the QRS detector may still place a beat at; after
+        ``finish`` it is the end of the signal.
         """
         if self._finished:
             return self.n_samples_pushed
@@ -267,6 +286,43 @@ class StreamingAnalyzer:
         if 0 < pending <= len(beats.peaks):
             frontier = max(frontier, int(beats.peaks[pending - 1]) + 1)
         return frontier
+
+    @property
+    def beat_positions_final_through(self) -> int:
+        """Sample index before which the R peak of every beat of the stream is known, emitted
+        or not (``pending_beat_samples``): the QRS detector can no longer place a beat before
+        it. About 0.4 s behind the last sample pushed, at most about 4.5 s (see "Pauses");
+        after ``finish`` the end of the signal.
+
+        A pause is known from beat positions alone, so a caller that looks for one reads
+        the beats emitted and those pending up to here, not only up to
+        ``beats_final_through``, which stays at the last beat for as long as no beat follows
+        it (the last beat is emitted only once its next beat is known): an asystole that
+        never ends would otherwise never be seen.
+        """
+        if self._finished:
+            return self.n_samples_pushed
+        frontier = min(self._qrs.peaks_final_through, self.n_samples_pushed)
+        # the detector's bound may lie before an R peak it has already returned (it looks
+        # back 250 ms for it); peaks come out in order, so the next one lies after that one
+        peaks = self._beats.peaks
+        if len(peaks):
+            frontier = max(frontier, int(peaks[-1]) + 1)
+        return frontier
+
+    @property
+    def pending_beat_samples(self) -> np.ndarray:
+        """R peaks (int64 sample indices, increasing) of the beats detected but not emitted
+        yet, which all follow the beats emitted; empty after ``finish``."""
+        beats = self._beats
+        return beats.peaks[beats.n_emitted - beats.first_beat :].copy()
+
+    def beatless_s(self) -> float:
+        """Seconds without a beat up to ``beat_positions_final_through``: from the newest R
+        peak detected (emitted or not), or from the first sample when there is none."""
+        peaks = self._beats.peaks
+        last = int(peaks[-1]) if len(peaks) else 0
+        return max(0, self.beat_positions_final_through - last) / self.fs_hz
 
     def finish(self) -> StreamUpdate:
         """End of the signal: return everything still pending. Later calls return nothing."""

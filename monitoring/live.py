@@ -63,6 +63,10 @@ SINUS_MIN_P_WAVE = 0.5
 BIGEMINY_BEATS = 8
 # An RR interval longer than this is a gap or a pause, not a heart rate.
 MAX_RR_S = 3.0
+# The heart rate a status gives while a pause is ongoing (an asystole): no beat for the pause
+# limit is a rate of zero, not the rate of the last beats before it (shown as current for as
+# long as the asystole lasted, in green), nor "--", which the pages show for "no signal".
+PAUSE_HR_BPM = 0.0
 # When several episodes are ongoing, the most dangerous one names the rhythm.
 RHYTHM_ORDER = ("VF", "VT", "PAUSE", "AF", "BRADY", "TACHY")
 PRIORITY_ORDER = {
@@ -256,8 +260,9 @@ def rhythm_name(ongoing_kinds: set[str], from_beats: str | None) -> str | None:
 
 def ongoing_episode_kinds(recordings) -> dict[int, set[str]]:
     """The kinds of each recording's ongoing episodes, by recording id, in one query."""
-    # Episodes end where every beat is known (StreamingAnalyzer.beats_final_through), so an
-    # ongoing pause is a real one, not beats still to be stored.
+    # Episodes end where every beat is known (StreamingAnalyzer.beats_final_through; a pause
+    # where every beat's position is, beat_positions_final_through), so an ongoing pause is a
+    # real one, not beats still to be stored.
     by_recording = {recording.pk: set() for recording in recordings}
     if by_recording:
         ongoing = Episode.objects.filter(recording_id__in=by_recording, details__ongoing=True)
@@ -396,6 +401,9 @@ def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[
     ``signal`` says whether the recording still brings a signal (:func:`signal_state`); the
     heart rate and the rhythm are given only while it does (None otherwise), so that a page
     never shows the last values of a silent device, or of a closed recording, as current.
+    While a pause is ongoing (no beat for the patient's pause limit, up to where the QRS
+    detector has looked: ``monitoring.streaming``) the rhythm is "PAUSE" and the heart rate
+    ``PAUSE_HR_BPM`` (0), not that of the beats before it.
     """
     now = timezone.now()
     signals = {
@@ -422,6 +430,9 @@ def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[
             hr_bpm = heart_rate_bpm(samples, fs_hz)
             from_beats = beat_rhythm(samples, labels, fs_hz, p_waves)
             rhythm = rhythm_name(ongoing[recording.pk], from_beats)
+            if "PAUSE" in ongoing[recording.pk]:
+                # the last beats are from before the pause: their rate is no longer current
+                hr_bpm = PAUSE_HR_BPM
         messages[patient_id] = {
             "type": "status",
             # which recording it describes: the last round of a recording that a new session

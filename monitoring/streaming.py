@@ -15,12 +15,17 @@ The flow (``docs/architecture.md``, "Streaming analysis"):
    pushes the samples, and in one transaction stores the final beats, the 2-second verdicts
    (the window model's and the VF/VFL detector's, as ``Prediction`` rows), the episodes of the
    recent past (each marked ``details["ongoing"]`` while it lasts up to the newest final
-   beat or VF segment, or a VT while a single F/Q beat after it may still bridge it,
-   :func:`_reaches_the_end`: the live status names the current rhythm from it), the new
-   state and the moved cursor. A worker killed before the commit leaves everything as it was:
-   the next run starts again from the same cursor and state, so no beat is lost or stored
-   twice. After the commit the new results go to the recording's channel-layer group
-   (``recording-<id>``).
+   beat or VF segment, a pause while no beat has come since it began, or a VT while a
+   single F/Q beat after it may still bridge it, :func:`_reaches_the_end`: the live status
+   names the current rhythm from it), the new state and the moved cursor. Episodes are
+   recomputed every ``EPISODE_EVERY_S`` of signal, and in every round while no beat has
+   come for the pause limit: pauses are read from the positions of the beats detected so
+   far, final or not, up to where the QRS detector can place no more
+   (``StreamingAnalyzer.beat_positions_final_through``, about 0.4-4.5 s behind the signal),
+   so an asystole raises its alarm while it goes on, not when the beats come back. A
+   worker killed before the commit leaves everything as it was: the next run starts again
+   from the same cursor and state, so no beat is lost or stored twice. After the commit the
+   new results go to the recording's channel-layer group (``recording-<id>``).
 4. A gap (a range no chunk covers) stops the analysis until it is filled, or until it is
    final: the chunk after it arrived ``DEVICE_GAP_WAIT_S`` ago (the firmware resends its
    buffer, 120 s, oldest first) or the recording is closed. Then the analyzer finishes the
@@ -260,6 +265,10 @@ def analyze_next(recording_id: int) -> RoundResult:
     updates = []
     position = cursor
     pushed_before = analyzer.n_samples_pushed
+    pause_s = _rhythm_config(recording).pause_s
+    # a pause known before this round's samples: the round that ends it recomputes the
+    # episodes too, so that the pause stops being ongoing at once
+    paused_before = analyzer.beatless_s() >= pause_s
     if len(stretch.adc):
         lead = recording.to_mv(stretch.adc[:, recording.analysis_lead])
         updates.append(analyzer.push(lead))
@@ -305,11 +314,24 @@ def analyze_next(recording_id: int) -> RoundResult:
         analysed_end = segment_start + analyzer.n_samples_pushed
         step = max(1, round(EPISODE_EVERY_S * fs_hz))
         episodes = []
-        if finished or (segment_start + pushed_before) // step != analysed_end // step:
+        crossed = (segment_start + pushed_before) // step != analysed_end // step
+        # every round while no beat has come for the pause limit (an asystole): its alarm and
+        # the live status must not wait for the next multiple of EPISODE_EVERY_S
+        paused = paused_before or analyzer.beatless_s() >= pause_s
+        if finished or crossed or paused:
             # only up to where the beats are known: the last seconds pushed hold beats not
-            # yet emitted, and an episode rule would read their absence as a pause
-            beats_end = segment_start + analyzer.beats_final_through
-            episodes = _update_episodes(recording, segment_start, beats_end, finished)
+            # yet emitted, and an episode rule would read their absence as a pause. Classes
+            # and rates up to where every beat is emitted; pauses (and VF, which clips them)
+            # up to where every beat's position is known, the emitted beats and the pending
+            # ones: the last beat before an asystole is emitted only when the next one comes
+            episodes = _update_episodes(
+                recording,
+                segment_start,
+                segment_start + analyzer.beats_final_through,
+                finished,
+                positions_end=segment_start + analyzer.beat_positions_final_through,
+                pending_samples=segment_start + analyzer.pending_beat_samples,
+            )
         recording.analysis_cursor = position
         recording.stream_state = None if finished else analyzer.to_bytes()
         recording.stream_start_sample = position if finished else segment_start
@@ -470,12 +492,27 @@ def _rhythm_config(recording: Recording) -> RhythmConfig:
 
 
 def _update_episodes(
-    recording: Recording, segment_start: int, beats_end: int, finished: bool
+    recording: Recording,
+    segment_start: int,
+    beats_end: int,
+    finished: bool,
+    positions_end: int | None = None,
+    pending_samples: np.ndarray | None = None,
 ) -> list[Episode]:
-    """Recompute the episodes of the recent past of the current stretch (see module doc),
-    up to ``beats_end``, the sample before which every beat is known."""
+    """Recompute the episodes of the recent past of the current stretch (see module doc).
+
+    ``beats_end``: the sample before which every beat is stored final
+    (``StreamingAnalyzer.beats_final_through``). ``positions_end``: the sample before which
+    every beat's position is known (``beat_positions_final_through``; ``beats_end`` when
+    None), and ``pending_samples`` the R peaks of the beats detected but not stored final
+    yet: pauses, and the VF that clips them, reach ``positions_end``; the episodes that read
+    beat classes or rates end at the final beats (``inference.rhythm.episodes_from_beats``,
+    ``unlabelled_s``).
+    """
     fs_hz = recording.sampling_rate_hz
-    end_s = beats_end / fs_hz
+    if positions_end is None:
+        positions_end = beats_end
+    end_s = positions_end / fs_hz
     segment_s = segment_start / fs_hz
     horizon_s = max(segment_s, end_s - EPISODE_HORIZON_S)
     running = recording.episodes.filter(start_s__lt=horizon_s, end_s__gt=horizon_s)
@@ -499,7 +536,14 @@ def _update_episodes(
     vf_rows = recording.predictions.filter(
         model_name=VF_MODEL_NAME, window_start__gte=grid_start
     ).values_list("window_start", "probabilities")
-    n_segments = max(0, (beats_end - grid_start) // segment_samples)
+    vf_rows = list(vf_rows)
+    n_segments = max(0, (positions_end - grid_start) // segment_samples)
+    # ... and no further than the newest stored: at a rate where the VF detector holds its
+    # last segment back (inference/streaming.py, "VF segments") it may end near
+    # positions_end and not be stored yet
+    newest = max((start for start, _ in vf_rows), default=grid_start - segment_samples)
+    n_stored = (newest - grid_start) // segment_samples + 1
+    n_segments = min(n_segments, n_stored)
     vf = np.zeros(n_segments)
     for start, probabilities in vf_rows:
         position = (start - grid_start) // segment_samples
@@ -510,6 +554,9 @@ def _update_episodes(
     keep = times_s >= 0
     beats_s = times_s[keep]
     beat_labels = [label for label, kept in zip(labels, keep, strict=True) if kept]
+    if pending_samples is None:
+        pending_samples = np.empty(0, dtype=np.int64)
+    pending_s = np.asarray(pending_samples, dtype=np.float64) / fs_hz - origin_s
     config = _rhythm_config(recording)
     found = episodes_from_beats(
         beats_s,
@@ -518,9 +565,10 @@ def _update_episodes(
         end_s - origin_s,
         config,
         p_wave=[p_wave for p_wave, kept in zip(p_waves, keep, strict=True) if kept],
+        unlabelled_s=pending_s[pending_s >= 0],
     )
     recording.episodes.filter(end_s__gt=horizon_s).delete()
-    known = _KnownBeats(beats_s, beat_labels, end_s - origin_s, n_segments, config)
+    known = _KnownBeats(beats_s, beat_labels, beats_end / fs_hz - origin_s, n_segments, config)
     stored = []
     for episode in found:
         start_s, stop_s = episode.start_s + origin_s, episode.end_s + origin_s
