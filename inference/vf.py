@@ -4,7 +4,8 @@ Inside VF there are no trustworthy beats, so this detector never looks at R peak
 cut into consecutive 2-second segments; each segment gets classic VF features, and a small
 neural network (4 tanh units, trained on the MIT-BIH Malignant Ventricular Ectopy Database,
 ``vfdb``) turns them and their mean over the last 8 seconds into a VF probability. A flat
-segment (standard deviation under ``MIN_VF_STD_MV``) is never VF.
+segment (standard deviation under ``MIN_VF_STD_MV``) is never VF, nor counts in the 8-s means
+of the others (``context_features``).
 
 Features (all computed in physical units, so they hold at any sampling rate from 100 Hz):
 
@@ -79,7 +80,8 @@ WINDOW_FEATURES = (
 )
 # Each feature of the 2-second segment itself, and its mean over the segment and the three
 # before it: VF lasts, and over 8 s a stray QRS-like wave in VF or a VF-like wave in another
-# rhythm weighs less. Only past segments, so a detector on a stream needs no look-ahead.
+# rhythm weighs less. Only past segments, so a detector on a stream needs no look-ahead; flat
+# ones left out (context_features).
 CONTEXT_SEGMENTS = 4
 FEATURE_NAMES = tuple(f"{name}_2s" for name in WINDOW_FEATURES) + tuple(
     f"{name}_8s_mean" for name in WINDOW_FEATURES
@@ -249,13 +251,21 @@ def segment_features(ecg_mv: np.ndarray, fs: float) -> np.ndarray:
 def context_features(short: np.ndarray, cumulative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Add the ``_8s_mean`` columns to the ``_2s`` features of consecutive segments.
 
+    The 8-s mean of a segment averages it and the three segments before it, leaving out the
+    flat ones among them (``is_flat``) unless all are. A flat stretch's features are
+    no signal's (an exactly flat line's are those of rounding residue), and averaged with the
+    beats that come back after an asystole they made the first seconds of sinus rhythm look
+    like VF (until 2026-12-07: a VF alarm after every exactly flat pause).
+
     Parameters
     ----------
     short : (m, len(WINDOW_FEATURES)) features of segments k .. k + m - 1
     cumulative : running sums of the features of all segments before each of the segments
         k - h .. k (h = min(k, CONTEXT_SEGMENTS - 1)), oldest first; one row of zeros when
         k = 0. Sums carried this way are the very numbers one pass over a whole recording
-        gives (a running sum is a left fold), so a stream matches it exactly.
+        gives (a running sum is a left fold), so a stream matches it exactly; so do the
+        features of segments k - h .. k - 1 read back from them as differences, from which
+        their flatness is judged.
 
     Returns
     -------
@@ -266,7 +276,25 @@ def context_features(short: np.ndarray, cumulative: np.ndarray) -> tuple[np.ndar
     ends = np.arange(len(cumulative), len(sums))
     first = np.maximum(ends - CONTEXT_SEGMENTS, 0)
     context = (sums[ends] - sums[first]) / (ends - first)[:, None]
+    # Each segment's features as the difference of consecutive sums (row j: the segment after
+    # sums[j]), and the segments of each 8-s window, oldest first, padded with "no segment".
+    each = np.diff(sums, axis=0)
+    rows = ends[:, None] - CONTEXT_SEGMENTS + np.arange(CONTEXT_SEGMENTS)
+    inside = rows >= first[:, None]
+    counted = inside & ~is_flat(each[:, _AMPLITUDE_COLUMN])[np.maximum(rows, 0)]
+    n_counted = counted.sum(axis=1)
+    mixed = (n_counted > 0) & (n_counted < inside.sum(axis=1))
+    if mixed.any():
+        # a fixed order of four terms (zeros for those left out): the same sum in a stream
+        weighted = np.where(counted[mixed, :, None], each[np.maximum(rows[mixed], 0)], 0.0)
+        context[mixed] = weighted.sum(axis=1) / n_counted[mixed, None]
     return np.hstack([short, context]), sums[-CONTEXT_SEGMENTS:]
+
+
+def is_flat(log_amplitude_mv: np.ndarray) -> np.ndarray:
+    """Whether segments are flat (standard deviation under ``MIN_VF_STD_MV``), from their
+    ``log_amplitude_mv`` feature: never VF, and left out of the 8-s means of the others."""
+    return np.asarray(log_amplitude_mv) < np.log10(MIN_VF_STD_MV + 1e-3)
 
 
 # --- Organisation features (tried against fast VT; not in the shipped model) ------------------
@@ -409,8 +437,7 @@ class VfModel:
         hidden = np.tanh(z @ self.w1 + self.b1)
         logits = hidden @ self.w2 + self.b2
         probability = 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
-        flat = inputs[:, _AMPLITUDE_COLUMN] < np.log10(MIN_VF_STD_MV + 1e-3)
-        probability[flat] = 0.0
+        probability[is_flat(inputs[:, _AMPLITUDE_COLUMN])] = 0.0
         return probability
 
     def save(self, path: Path) -> None:
