@@ -808,7 +808,13 @@ def physiological_conditions(data: RoundData, at: Moment) -> list[Condition]:
     hr_kinds = (AlarmKind.HR_HIGH, AlarmKind.HR_LOW)
     # each rule on its own (``guarded``): one that fails leaves its alarms as they are
     return [
-        *guarded(hr_kinds, heart_rate_conditions, samples, fs_hz, patient),
+        *guarded(
+            hr_kinds,
+            heart_rate_conditions,
+            beats_after_pauses(samples, episodes, fs_hz),
+            fs_hz,
+            patient,
+        ),
         *guarded((AlarmKind.PVC,), pvc_condition, recording, data, at, last),
         *guarded(tuple(EPISODE_KINDS), episode_conditions, episodes, fs_hz, patient, stretch_s),
         # off unless switched on for the patient (docs/alarms.md: the window model's DS2
@@ -828,6 +834,25 @@ def physiological_conditions(data: RoundData, at: Moment) -> list[Condition]:
             episodes,
         ),
     ]
+
+
+def beats_after_pauses(samples: np.ndarray, episodes: list, fs_hz: float) -> np.ndarray:
+    """The beats (samples) the heart-rate rule reads: those from the end of the latest pause
+    among ``episodes`` (ongoing or ended in the last ``EVENT_HOLD_S``), all when there is none.
+
+    During an asystole the beats before it are the last final ones (those after it will
+    come, or not), and their rate, read as the current one for up to ``BEAT_LOOKBACK_S``,
+    resolved an open HR_LOW as if the rate were normal (until 2026-12-07); after it, rates
+    averaged over the pause's interval raised HR_LOW as the beats came back. An ongoing pause
+    has no beat after it: the rule says "cannot tell", and after it the rule waits for
+    ``HR_RR_INTERVALS`` intervals and ``HR_SUSTAIN_S`` of beats (the critical pause alarm
+    carries the event)."""
+    ends_s = [episode.end_s for episode in episodes if episode.kind == "PAUSE"]
+    if not ends_s:
+        return samples
+    # an episode's times are stored to the millisecond: the first beat after the pause (its
+    # end) may read up to half a millisecond before it
+    return samples[samples / fs_hz >= max(ends_s) - 0.001]
 
 
 def running_heart_rate(samples: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
@@ -980,7 +1005,9 @@ def episode_conditions(
         if kind == AlarmKind.PAUSE:
             limit = float(patient.pause_limit_s)
             value = float(info.get("duration_s", duration_s))
-            message = f"Pause {value:.1f} s > {limit:.1f} s"
+            # "at least the limit" (the rule: no beat for pause_limit_s), the limit as set:
+            # "Pause 3.0 s > 3.0 s" for a pause of 3.04 s read as false
+            message = f"Pause {value:.1f} s (>= {limit:g} s)"
         elif kind == AlarmKind.VT:
             value = float(info.get("mean_hr_bpm", 0.0))
             limit = float(rhythm.vt_min_bpm)

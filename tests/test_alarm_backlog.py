@@ -89,7 +89,7 @@ def test_a_pause_early_in_a_long_round_raises_its_alarm(recording):
         ("resolved", AlarmKind.PAUSE),
     ]
     alarm = Alarm.objects.get(kind=AlarmKind.PAUSE)
-    assert alarm.latches and alarm.message == "Pause 6.0 s > 3.0 s"
+    assert alarm.latches and alarm.message == "Pause 6.0 s (>= 3 s)"
     assert alarm.notifications.filter(recipient="nurse@example.org").count() == 1
 
 

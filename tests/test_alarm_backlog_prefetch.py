@@ -167,7 +167,7 @@ def test_a_backlog_raises_what_per_moment_queries_raised_every_rule_firing(recor
     messages = {kind: message for kind, _, message, _, _ in rows}
     assert messages[AlarmKind.HR_HIGH].startswith("HR 1") and "> 120" in messages["HR_HIGH"]
     assert messages[AlarmKind.PVC] == "PVC 11/min > 10/min"
-    assert messages[AlarmKind.PAUSE] == "Pause 3.5 s > 3.0 s"
+    assert messages[AlarmKind.PAUSE] == "Pause 3.5 s (>= 3 s)"
 
 
 def test_every_moment_of_a_backlog_is_judged_as_per_moment_queries_judged_it(recording):

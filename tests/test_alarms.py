@@ -209,7 +209,9 @@ def test_vt_episode_raises_a_critical_alarm_held_then_resolved(recording):
 @pytest.mark.parametrize(
     ("kind", "details", "expected"),
     [
-        ("PAUSE", {"duration_s": 4.2}, "Pause 4.2 s > 3.0 s"),
+        ("PAUSE", {"duration_s": 4.2}, "Pause 4.2 s (>= 3 s)"),
+        # at least the limit, as the rule is: "Pause 3.0 s > 3.0 s" read as false
+        ("PAUSE", {"duration_s": 3.04}, "Pause 3.0 s (>= 3 s)"),
         ("VF", {"mean_probability": 0.9}, "VF/VFL for 8 s (>= 4 s)"),
         ("AF", {"n_beats": 120, "mean_hr_bpm": 110.0}, "AF onset: 8 s at 110 bpm (>= 60 s)"),
     ],
@@ -228,6 +230,25 @@ def test_ongoing_episodes_raise_their_alarms(recording, kind, details, expected)
     alarm = open_alarms(recording.patient, kind).get()
     assert alarm.message == expected
     assert alarm.priority == ("warning" if kind == "AF" else "critical")
+
+
+def test_the_pause_message_gives_the_patients_limit_as_set(recording):
+    patient = recording.patient
+    patient.pause_limit_s = 2.25
+    patient.save()
+    add_beats(recording, bpm=75, seconds=30)
+    end_s = recording.analysis_cursor / FS_HZ
+    Episode.objects.create(
+        recording=recording,
+        kind="PAUSE",
+        start_s=end_s - 2.3,
+        end_s=end_s,
+        details={"duration_s": 2.3, "open": "end", "ongoing": True},
+    )
+    evaluate_alarms(recording.pk)
+    alarm = open_alarms(patient, "PAUSE").get()
+    assert alarm.message == "Pause 2.3 s (>= 2.25 s)"
+    assert (alarm.value, alarm.limit) == (2.3, 2.25)
 
 
 def test_pvcs_counted_before_a_whole_minute_say_over_how_long(recording):
