@@ -288,7 +288,8 @@ def backlog_samples(recording: Recording, since_s: float) -> list[dict]:
                     "end_sample": chunk.first_sample,
                 }
             )
-        messages.append(live.samples_message(recording, first, adc[first - chunk.first_sample :]))
+        cut = adc[first - chunk.first_sample :]
+        messages.append(live.samples_message(recording, first, cut, chunk.lead_off))
         position = chunk.end_sample
     return messages
 
@@ -475,6 +476,7 @@ def wave_message(patient_id: int, message: dict) -> dict | None:
         "first_sample": first,
         "fs_hz": fs_hz,
         "samples_mv": samples,
+        "lead_off": message.get("lead_off", False),  # the tile says "Leads off" over them
         "sent_at": message.get("sent_at"),
     }
 

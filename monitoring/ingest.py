@@ -368,7 +368,7 @@ def after_commit(recording: Recording, chunk: Chunk) -> None:
     """A stored chunk's samples go to live viewers, then its analysis is scheduled."""
     from monitoring import streaming
 
-    streaming.publish_samples(recording, chunk.first_sample, chunk.samples)
+    streaming.publish_samples(recording, chunk.first_sample, chunk.samples, chunk.lead_off)
     schedule_analysis(recording.pk)
 
 
@@ -467,6 +467,9 @@ def _store(recording: Recording, chunk: Chunk) -> bool:
         first_sample=chunk.first_sample,
         n_samples=chunk.n_frames,
         data=data,
+        # kept with the chunk: the analysis treats a leads-off span as a gap, and a re-sent
+        # chunk (recognised above by its seq and samples) never changes it
+        lead_off=chunk.lead_off,
     )
     recording.stored_samples += chunk.n_frames
     recording.end_sample = max(recording.end_sample, chunk.end_sample)

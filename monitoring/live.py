@@ -29,7 +29,15 @@ from django.db.models import Case, IntegerField, OuterRef, Q, Subquery, Value, W
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from monitoring.models import AlarmPriority, AlarmState, Beat, Episode, Patient, Recording
+from monitoring.models import (
+    AlarmPriority,
+    AlarmState,
+    Beat,
+    Device,
+    Episode,
+    Patient,
+    Recording,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +92,11 @@ def patient_group(patient_id: int) -> str:
 # --- Browser messages (the live contract), built from the database ----------------------
 
 
-def samples_message(recording: Recording, first_sample: int, adc: np.ndarray) -> dict:
-    """A "samples" message: the analysed lead of ``adc`` (n, channels) in mV."""
+def samples_message(
+    recording: Recording, first_sample: int, adc: np.ndarray, lead_off: bool = False
+) -> dict:
+    """A "samples" message: the analysed lead of ``adc`` (n, channels) in mV; ``lead_off``:
+    the device sent them with an electrode off (no ECG: the pages say "Leads off")."""
     adc = np.asarray(adc)
     lead = adc[:, recording.analysis_lead] if adc.ndim == 2 else adc
     millivolts = np.round(recording.to_mv(lead), 4)
@@ -95,6 +106,7 @@ def samples_message(recording: Recording, first_sample: int, adc: np.ndarray) ->
         "first_sample": int(first_sample),
         "fs_hz": recording.sampling_rate_hz,
         "samples_mv": millivolts.tolist(),
+        "lead_off": bool(lead_off),
         # the server's clock when the message was made (after the chunk's commit, or for a
         # backlog): a page can tell how stale its trace is, a benchmark the fan-out's delay
         "sent_at": round(time.time(), 3),
@@ -358,7 +370,7 @@ def pick_top_alarm(alarms) -> dict | None:
 
 
 def status_message(recording: Recording | None, patient_id: int) -> dict:
-    """A "status" message for a patient from what is stored now (three queries at most)."""
+    """A "status" message for a patient from what is stored now (four queries at most)."""
     return status_messages({patient_id: recording})[patient_id]
 
 
@@ -372,11 +384,13 @@ def signal_age_s(recording: Recording | None, now) -> float | None:
     return max(0.0, (now - last_chunk_at).total_seconds())
 
 
-def signal_state(recording: Recording | None, now) -> str:
+def signal_state(recording: Recording | None, now, leads_off: bool = False) -> str:
     """Whether ``recording`` still brings a signal at ``now``: "live" (a live recording whose
-    last chunk is at most ``DEVICE_OFFLINE_S`` old), "stale" (live, but silent for longer: a
-    device off, out of range or killed, before the silence timeout closes the recording),
-    "ended" (closed: history, not a vital sign) or "none" (no recording).
+    last chunk is at most ``DEVICE_OFFLINE_S`` old), "leads_off" (as live, but its device's
+    newest chunk said an electrode is off, ``leads_off``: samples come, but no ECG), "stale"
+    (live, but silent for longer: a device off, out of range or killed, before the silence
+    timeout closes the recording), "ended" (closed: history, not a vital sign) or "none" (no
+    recording).
 
     "stale" follows the technical "device offline" alarm's limit: a silent device's heart rate
     and rhythm describe the past. The pages see silence sooner by themselves (no samples for
@@ -390,26 +404,50 @@ def signal_state(recording: Recording | None, now) -> str:
     age_s = signal_age_s(recording, now)
     if age_s is None:
         return "ended"
-    return "live" if age_s <= float(settings.DEVICE_OFFLINE_S) else "stale"
+    if age_s > float(settings.DEVICE_OFFLINE_S):
+        return "stale"  # a silent device's lead state is stale too, as for its alarm
+    return "leads_off" if leads_off else "live"
+
+
+def devices_with_leads_off(recordings) -> set[int]:
+    """The ids of the devices of ``recordings`` whose newest chunk said an electrode is off
+    (``Device.lead_off``, what the leads-off alarm reads), in one query (none for none)."""
+    device_ids = {recording.device_id for recording in recordings if recording.device_id}
+    if not device_ids:
+        return set()
+    return set(Device.objects.filter(pk__in=device_ids, lead_off=True).values_list("pk", flat=True))
 
 
 def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[int, dict]:
     """:func:`status_message` of many patients (each with its current recording or None), by
-    patient id, in three queries however many they are (one when none brings a signal): the
+    patient id, in four queries however many they are (one when none brings a signal): the
     central station's hello.
 
     ``signal`` says whether the recording still brings a signal (:func:`signal_state`); the
     heart rate and the rhythm are given only while it does (None otherwise), so that a page
-    never shows the last values of a silent device, or of a closed recording, as current.
-    While a pause is ongoing (no beat for the patient's pause limit, up to where the QRS
-    detector has looked: ``monitoring.streaming``) the rhythm is "PAUSE" and the heart rate
-    ``PAUSE_HR_BPM`` (0), not that of the beats before it.
+    never shows the last values of a silent device, of a closed recording, or of the beats
+    before the leads came off, as current. They are read from the beats of the analysis'
+    current stretch only (from ``Recording.stream_start_sample``): right after a gap or a
+    leads-off span the beats before it are history too, until the new stretch has its own
+    (before 2026-12-07 the rate of the beats before a leads-off span came back for the
+    seconds before the first beats after it). While a pause is ongoing (no beat for the
+    patient's pause limit, up to where the QRS detector has looked: ``monitoring.streaming``)
+    the rhythm is "PAUSE" and the heart rate ``PAUSE_HR_BPM`` (0), not that of the beats
+    before it.
     """
     now = timezone.now()
     signals = {
         patient_id: signal_state(recording, now)
         for patient_id, recording in recordings_by_patient.items()
     }
+    leads_off = devices_with_leads_off(
+        recording
+        for patient_id, recording in recordings_by_patient.items()
+        if signals[patient_id] == "live"
+    )
+    for patient_id, recording in recordings_by_patient.items():
+        if signals[patient_id] == "live" and recording.device_id in leads_off:
+            signals[patient_id] = signal_state(recording, now, leads_off=True)
     recordings = [
         recording
         for patient_id, recording in recordings_by_patient.items()
@@ -426,6 +464,9 @@ def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[
             last_sample = int(recording.analysis_cursor)
         if signals[patient_id] == "live":
             samples, labels, p_waves = beats[recording.pk]
+            # the current stretch's: not the beats before a gap or the leads coming off
+            first = int(np.searchsorted(samples, recording.stream_start_sample))
+            samples, labels, p_waves = samples[first:], labels[first:], p_waves[first:]
             fs_hz = recording.sampling_rate_hz
             hr_bpm = heart_rate_bpm(samples, fs_hz)
             from_beats = beat_rhythm(samples, labels, fs_hz, p_waves)
@@ -497,14 +538,19 @@ def current_recordings(patient_ids) -> dict[int, Recording | None]:
 
 
 def publish_samples(
-    recording: Recording, first_sample: int, adc: np.ndarray, also: tuple = ()
+    recording: Recording,
+    first_sample: int,
+    adc: np.ndarray,
+    lead_off: bool = False,
+    also: tuple = (),
 ) -> None:
-    """After a chunk committed: its analysed lead (mV) to the patient's group; ``also``:
-    (group, message) pairs sent in the same hop (the recording's own group)."""
+    """After a chunk committed: its analysed lead (mV) to the patient's group, with the
+    chunk's ``lead_off``; ``also``: (group, message) pairs sent in the same hop (the
+    recording's own group)."""
     if _skipping():
         return
     try:
-        message = samples_message(recording, first_sample, adc)
+        message = samples_message(recording, first_sample, adc, lead_off)
     except Exception:
         logger.exception("could not build the live samples of recording %s", recording.pk)
         return

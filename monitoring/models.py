@@ -544,6 +544,15 @@ class SampleChunk(models.Model):
     n_samples = models.PositiveIntegerField("samples per channel")
     data = models.BinaryField(help_text="int16 little-endian, channels interleaved")
     received_at = models.DateTimeField(default=timezone.now)
+    # The device's front end reported an electrode off while it sampled this chunk: its samples
+    # are kept (what the device sent) but are no ECG, and the streaming analysis treats them
+    # as a gap (monitoring/streaming.py). Set once, when the chunk is stored.
+    lead_off = models.BooleanField(
+        "lead off",
+        default=False,
+        editable=False,
+        help_text="An electrode was off while this chunk was sampled: not analysed as ECG.",
+    )
 
     class Meta:
         ordering = ["recording", "first_sample"]

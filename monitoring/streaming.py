@@ -32,6 +32,11 @@ The flow (``docs/architecture.md``, "Streaming analysis"):
    stretch before the gap and a new one starts after it: beats are never invented across
    missing signal. A gap may be wider than a round reads (a device offline for minutes):
    :func:`_read_stretch` then looks past the round for the chunk after it.
+   A leads-off span (chunks the device sent with ``lead_off``: the samples are stored, but
+   they are no ECG) is treated as a gap that is final at once: the stretch before it ends
+   there, the cursor moves past it, and a new stretch starts when the leads are back on. No
+   beat, pause, rate or VF is computed inside it: before 2026-12-07 a flat leads-off trace
+   was analysed as ECG, and every reattachment raised a critical pause alarm over it.
 5. :func:`sweep` (celery beat, every ``STREAM_SWEEP_S``) closes silent recordings and queues
    every recording whose cursor lags its stored samples and has no live claim (a claim older
    than ``STREAM_STALE_S`` belongs to a dead worker), so the analysis catches up by itself
@@ -182,32 +187,50 @@ class _Stretch:
     next_first_sample: int | None  # first sample of the next stored chunk after a gap
     gap_is_final: bool
     more: bool  # more contiguous samples than one round takes
+    # the end of a leads-off span that follows the samples (None: none does): the stretch
+    # ends before it, and the analysis goes on after it
+    lead_off_end: int | None = None
 
 
 def _read_stretch(recording: Recording, cursor: int, max_samples: int) -> _Stretch:
+    """The ECG samples from the cursor up to a gap, a leads-off span or the round's limit."""
     parts, position = [], cursor
+    fields = ("first_sample", "n_samples", "data", "received_at", "recording_id", "lead_off")
     chunks = (
         SampleChunk.objects.filter(recording=recording, first_sample__gte=cursor)
         .order_by("first_sample")
-        .only("first_sample", "n_samples", "data", "received_at", "recording_id")
+        .only(*fields)
     )
     # a chunk may start before the cursor and reach past it (a stretch restarted mid-chunk)
     straddling = (
         SampleChunk.objects.filter(recording=recording, first_sample__lt=cursor)
         .order_by("-first_sample")
-        .only("first_sample", "n_samples", "data", "received_at", "recording_id")
+        .only(*fields)
         .first()
     )
     candidates = ([straddling] if straddling is not None else []) + list(
         chunks.filter(first_sample__lt=cursor + max_samples + 1)
     )
-    next_first, final, more = None, False, False
+    next_first, final, more, lead_off_end = None, False, False, None
     for chunk in candidates:
+        if lead_off_end is not None:
+            # after the samples: the leads-off span runs on through adjacent leads-off chunks
+            # (those read in this round; the next round skips any further ones), up to a gap
+            # or the leads back on, where the next round begins
+            if chunk.first_sample != lead_off_end or not chunk.lead_off:
+                break
+            lead_off_end = chunk.end_sample
+            continue
         if chunk.end_sample <= position:
             continue
         if chunk.first_sample > position:  # a gap
             next_first, final = chunk.first_sample, _gap_is_final(recording, chunk)
             break
+        if chunk.lead_off:
+            # no ECG in it: the stretch ends here. Unlike a gap nothing can fill it, so it
+            # is final at once
+            lead_off_end = chunk.end_sample
+            continue
         chunk.recording = recording
         samples = chunk.samples()[position - chunk.first_sample :]
         room = cursor + max_samples - position
@@ -217,7 +240,7 @@ def _read_stretch(recording: Recording, cursor: int, max_samples: int) -> _Stret
         position += len(samples)
         if more:
             break
-    if next_first is None and not more and position < recording.end_sample:
+    if next_first is None and lead_off_end is None and not more and position < recording.end_sample:
         if position - cursor >= max_samples:
             more = True  # the round stopped at its sample limit exactly on a chunk boundary
         else:
@@ -233,7 +256,7 @@ def _read_stretch(recording: Recording, cursor: int, max_samples: int) -> _Stret
                 next_first = following.first_sample
                 final = _gap_is_final(recording, following)
     adc = np.concatenate(parts) if parts else np.zeros((0, recording.n_channels), np.int16)
-    return _Stretch(adc, next_first, final, more)
+    return _Stretch(adc, next_first, final, more, lead_off_end)
 
 
 def _gap_is_final(recording: Recording, chunk_after: SampleChunk) -> bool:
@@ -274,14 +297,19 @@ def analyze_next(recording_id: int) -> RoundResult:
         updates.append(analyzer.push(lead))
         position += len(stretch.adc)
     finished = False
-    at_end = not stretch.more and stretch.next_first_sample is None
-    if (stretch.next_first_sample is not None and stretch.gap_is_final) or (
-        closed and at_end and position >= recording.end_sample
+    lead_off = stretch.lead_off_end is not None
+    at_end = not stretch.more and stretch.next_first_sample is None and not lead_off
+    if (
+        lead_off
+        or (stretch.next_first_sample is not None and stretch.gap_is_final)
+        or (closed and at_end and position >= recording.end_sample)
     ):
         updates.append(analyzer.finish())
         finished = True
         if stretch.next_first_sample is not None:
             position = stretch.next_first_sample  # the gap stays a gap
+        elif lead_off:
+            position = stretch.lead_off_end  # skipped like a gap: no ECG to analyse
     if position == cursor and not finished:
         return RoundResult()  # waiting for a gap to fill
 
@@ -354,7 +382,7 @@ def analyze_next(recording_id: int) -> RoundResult:
     return RoundResult(
         n_samples=position - cursor,
         n_beats=len(beats),
-        more=stretch.more or (finished and stretch.next_first_sample is not None),
+        more=stretch.more or (finished and (stretch.next_first_sample is not None or lead_off)),
         published=message,
         first_sample=cursor,
         finished_stretch=(segment_start, analysed_end) if finished else None,
@@ -691,9 +719,12 @@ def _message(
     }
 
 
-def publish_samples(recording: Recording, first_sample: int, adc: np.ndarray) -> None:
+def publish_samples(
+    recording: Recording, first_sample: int, adc: np.ndarray, lead_off: bool = False
+) -> None:
     """Send a stored chunk's samples (mV, one list per channel) to the recording's group, and
-    its analysed lead to the patient's live group.
+    its analysed lead to the patient's live group; ``lead_off``: the chunk's flag (its
+    samples are no ECG).
 
     Called after the chunk commits, so a browser never sees samples the database lost. Skipped
     while this process knows the broker (the same Redis) to be down.
@@ -707,9 +738,12 @@ def publish_samples(recording: Recording, first_sample: int, adc: np.ndarray) ->
         "first_sample": int(first_sample),
         "fs_hz": recording.sampling_rate_hz,
         "samples_mv": millivolts.T.tolist(),
+        "lead_off": bool(lead_off),
     }
     # the patient's live group too, in one hop (monitoring/live.py; never raises)
-    live.publish_samples(recording, first_sample, adc, also=((group_name(recording.pk), message),))
+    live.publish_samples(
+        recording, first_sample, adc, lead_off, also=((group_name(recording.pk), message),)
+    )
 
 
 # --- The sweep ---------------------------------------------------------------------------

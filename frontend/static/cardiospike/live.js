@@ -6,6 +6,8 @@
 // Without signal (no samples for 10 s, or a status that says the recording is silent or
 // closed: CardioSpike.signalLost in livesocket.js) the view says "No signal", blanks HR and
 // rhythm and greys the trace, whatever alarm the banner shows; the next samples clear it.
+// While the device says an electrode is off (its samples' lead_off, the status' "leads_off")
+// it says "Leads off" the same way: those samples are no ECG.
 // While the connection to the server is lost (livesocket.js notices, also a silent one) the
 // view says so across its top and greys everything: nothing on it is current then, and the
 // device is not to blame.
@@ -38,9 +40,9 @@
   var size = { width: canvas.width, height: canvas.height, ratio: 1 };
   var state = { recording: null, fs: 0, buffer: null, last: -1, beats: [], dirty: true,
     lastMessageAt: 0,
-    // the server's word on the signal ("live", "stale", "ended", "none"; null: not heard
-    // yet), when samples last came (Date.now()), how long the last chunk was, and what the
-    // recording line says before its state
+    // the server's word on the signal ("live", "leads_off", "stale", "ended", "none"; null:
+    // not heard yet), when samples last came (Date.now()), how long the last chunk was, and
+    // what the recording line says before its state
     signal: null, dataAt: 0, chunkS: 0, noSignal: false, recordingId: null,
     recordingText: null };
 
@@ -133,13 +135,13 @@
       state.recordingId = message.recording;
       state.recordingText = "#" + message.recording + " · " + message.fs_hz + " Hz";
     }
-    state.signal = "live";
+    var first = message.first_sample, values = message.samples_mv;
+    var end = first + values.length;
+    state.signal = window.CardioSpike.signalAfterSamples(state, message, end - 1 > state.last);
     state.dataAt = Date.now();
     state.chunkS = message.samples_mv.length / message.fs_hz;
     showSignal();
     var buffer = state.buffer, n = buffer.length;
-    var first = message.first_sample, values = message.samples_mv;
-    var end = first + values.length;
     // Writing a sample twice writes the same value, so the backlog's overlap with live
     // messages is harmless; only samples older than the visible sweep are dropped.
     for (var i = 0; i < values.length; i++) {
@@ -246,10 +248,11 @@
     // the no-signal state, independent of the alarm banner: a badge and a class of its own
     var lost = window.CardioSpike.signalLost(state);
     var badge = $("signal-state");
-    badge.textContent = window.CardioSpike.signalText(state.signal);
+    badge.textContent = window.CardioSpike.signalText(state);
     if (state.recordingText !== null) {
       $("recording-info").textContent = state.recordingText + " · " +
-        (state.signal === "ended" ? "closed" : lost ? "no signal" : "live");
+        (state.signal === "ended" ? "closed" : window.CardioSpike.leadsOff(state) ? "leads off" :
+          lost ? "no signal" : "live");
     }
     if (lost === state.noSignal) { return; }
     state.noSignal = lost;
@@ -274,7 +277,7 @@
       state.signal = message.signal;
       // a live signal's status says how old its newest chunk is: a page that just opened
       // (its backlog's samples are old) counts the silence from there
-      if (message.signal === "live") {
+      if (message.signal === "live" || message.signal === "leads_off") {
         state.dataAt = Date.now() - (message.signal_age_s || 0) * 1000;
       }
       showSignal();

@@ -1,6 +1,6 @@
 // The live pages' websocket (status.js, live.js, station.js share it): connects, pings, notices a
 // dead connection, reconnects, and says which of these it is in. Also the pages' one rule for
-// "no signal".
+// "no signal" and "leads off".
 //
 // A connection can die without a close event (a Wi-Fi change, a NAT or proxy timeout): the
 // browser then says nothing for many minutes while no alarm arrives. So the socket pings every
@@ -39,17 +39,36 @@
   var NO_SIGNAL_S = timing.noSignalS || 10;
 
   // item: a page's view of one patient's signal: the server's word on it (signal: "live",
-  // "stale", "ended", "none"; null: not heard yet), when samples last came (dataAt,
-  // Date.now()) and how long the last chunk was (chunkS).
-  function signalLost(item) {
-    if (item.signal === null) { return false; }   // nothing heard yet: say nothing
-    if (item.signal !== "live") { return true; }
+  // "leads_off", "stale", "ended", "none"; null: not heard yet), when samples last came
+  // (dataAt, Date.now()) and how long the last chunk was (chunkS). "leads_off": samples come,
+  // but the device says an electrode is off (its newest samples' lead_off, or the status):
+  // they are no ECG, so no heart rate or rhythm either.
+  function silent(item) {
     return Date.now() - item.dataAt > (NO_SIGNAL_S + item.chunkS) * 1000;
   }
 
-  function signalText(signal) {
-    return signal === "ended" ? "No signal · recording ended" :
-      signal === "none" ? "No signal · no recording" : "No signal";
+  function signalLost(item) {
+    if (item.signal === null) { return false; }   // nothing heard yet: say nothing
+    if (item.signal !== "live") { return true; }
+    return silent(item);
+  }
+
+  // leads off, and its samples still coming: a device that then stops is "No signal"
+  function leadsOff(item) {
+    return item.signal === "leads_off" && !silent(item);
+  }
+
+  function signalText(item) {
+    if (leadsOff(item)) { return "Leads off"; }
+    return item.signal === "ended" ? "No signal · recording ended" :
+      item.signal === "none" ? "No signal · no recording" : "No signal";
+  }
+
+  // what a samples or wave message says of the signal: the newest samples carry the device's
+  // lead state; older ones (a backlog's overlap, a late chunk) only say that data comes
+  function signalAfterSamples(item, message, newest) {
+    if (newest) { return message.lead_off ? "leads_off" : "live"; }
+    return item.signal === "leads_off" ? "leads_off" : "live";
   }
 
   // options: url() (the path and query to connect to, asked at each try), onMessage(message),
@@ -212,4 +231,6 @@
   window.CardioSpike.showConnectionBanner = showBanner;
   window.CardioSpike.signalLost = signalLost;
   window.CardioSpike.signalText = signalText;
+  window.CardioSpike.leadsOff = leadsOff;
+  window.CardioSpike.signalAfterSamples = signalAfterSamples;
 })();

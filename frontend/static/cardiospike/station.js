@@ -7,7 +7,9 @@
 // patient the station may show: a tile not in it (unassigned, discharged) is removed.
 // A tile whose patient brings no signal (no wave for 10 s, or a status that says the recording
 // is silent or closed: CardioSpike.signalLost) says "No signal", blanks its heart rate and
-// rhythm and greys its trace, whatever alarm is on top; the next wave clears it.
+// rhythm and greys its trace, whatever alarm is on top; the next wave clears it. While the
+// device says an electrode is off (the wave's lead_off, the status' "leads_off") the tile says
+// "Leads off" the same way.
 (function () {
   "use strict";
 
@@ -26,8 +28,8 @@
       fs: 0, recording: null, buffer: null, last: -1,
       // the newest recording heard of (hello, status or wave): an older one's news is late
       recordingId: 0,
-      // the server's word on the signal ("live", "stale", "ended", "none"; null: not heard
-      // yet), when data last came (Date.now()) and how long the last chunk was
+      // the server's word on the signal ("live", "leads_off", "stale", "ended", "none"; null:
+      // not heard yet), when data last came (Date.now()) and how long the last chunk was
       signal: null, dataAt: 0, chunkS: 0, noSignal: false };
   }
 
@@ -96,7 +98,9 @@
       tile.signal = status.signal;
       // a live signal's status says how old its newest chunk is: a station that just
       // opened (its backlog's waves are old) counts the silence from there
-      if (status.signal === "live") { tile.dataAt = Date.now() - (status.signal_age_s || 0) * 1000; }
+      if (status.signal === "live" || status.signal === "leads_off") {
+        tile.dataAt = Date.now() - (status.signal_age_s || 0) * 1000;
+      }
       showSignal(tile);
     }
     // without a signal the numbers are the past, not vital signs (showSignal blanked them)
@@ -117,7 +121,7 @@
     var element = tile.element;
     var badge = element.querySelector(".signal-badge");
     if (badge) {
-      badge.textContent = window.CardioSpike.signalText(tile.signal);
+      badge.textContent = window.CardioSpike.signalText(tile);
     }
     if (lost === tile.noSignal) { return; }
     tile.noSignal = lost;
@@ -163,10 +167,6 @@
       return;  // late samples of a recording a new session replaced (ids grow): not the trace
     }
     tile.recordingId = message.recording;
-    tile.signal = "live";
-    tile.dataAt = Date.now();
-    tile.chunkS = message.samples_mv.length / message.fs_hz;
-    showSignal(tile);
     if (tile.recording !== message.recording || tile.fs !== message.fs_hz || !tile.buffer) {
       tile.recording = message.recording;
       tile.fs = message.fs_hz;
@@ -175,6 +175,10 @@
     }
     var n = tile.buffer.length;
     var end = message.first_sample + message.samples_mv.length;
+    tile.signal = window.CardioSpike.signalAfterSamples(tile, message, end - 1 > tile.last);
+    tile.dataAt = Date.now();
+    tile.chunkS = message.samples_mv.length / message.fs_hz;
+    showSignal(tile);
     if (end <= tile.last - n) { return; }   // older than what the tile still shows
     for (var i = 0; i < message.samples_mv.length; i++) {
       var index = message.first_sample + i;
