@@ -48,7 +48,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from inference.rhythm import RhythmConfig
+from inference.rhythm import TIME_SLACK_S, RhythmConfig
 from monitoring import live
 from monitoring.models import (
     Alarm,
@@ -83,7 +83,9 @@ PVC_WINDOW_S = 60.0
 PVC_RESOLVE_HOLD_S = 120.0
 # How far back the heart-rate and poor-signal rules read beats, in seconds of signal before
 # the analysed end: poor signal's hold reaches back BEAT_FINAL_LAG_S + QUALITY_S +
-# QUALITY_RESOLVE_HOLD_S (47 s), heart rate HR_SUSTAIN_S plus HR_RR_INTERVALS intervals. Every
+# QUALITY_RESOLVE_HOLD_S (47 s), heart rate HR_SUSTAIN_S plus HR_RR_INTERVALS intervals (and
+# the pauses among them, which the means leave out: an escape rhythm at RR 2.5-3.5 s, every
+# other interval a pause under a 3-s limit, needs about 60 s). Every
 # analysis round (about one per second of signal per patient) loads these rows, so the PVC
 # rule, which needs its window before its whole hold (3 min), reads its own V beats instead.
 BEAT_LOOKBACK_S = 80.0
@@ -808,13 +810,7 @@ def physiological_conditions(data: RoundData, at: Moment) -> list[Condition]:
     hr_kinds = (AlarmKind.HR_HIGH, AlarmKind.HR_LOW)
     # each rule on its own (``guarded``): one that fails leaves its alarms as they are
     return [
-        *guarded(
-            hr_kinds,
-            heart_rate_conditions,
-            beats_after_pauses(samples, episodes, fs_hz),
-            fs_hz,
-            patient,
-        ),
+        *guarded(hr_kinds, heart_rate_conditions, samples, episodes, fs_hz, patient),
         *guarded((AlarmKind.PVC,), pvc_condition, recording, data, at, last),
         *guarded(tuple(EPISODE_KINDS), episode_conditions, episodes, fs_hz, patient, stretch_s),
         # off unless switched on for the patient (docs/alarms.md: the window model's DS2
@@ -836,56 +832,100 @@ def physiological_conditions(data: RoundData, at: Moment) -> list[Condition]:
     ]
 
 
-def beats_after_pauses(samples: np.ndarray, episodes: list, fs_hz: float) -> np.ndarray:
-    """The beats (samples) the heart-rate rule reads: those from the end of the latest pause
-    among ``episodes`` (ongoing or ended in the last ``EVENT_HOLD_S``), all when there is none.
-
-    During an asystole the beats before it are the last final ones (those after it will
-    come, or not), and their rate, read as the current one for up to ``BEAT_LOOKBACK_S``,
-    resolved an open HR_LOW as if the rate were normal (until 2026-12-07); after it, rates
-    averaged over the pause's interval raised HR_LOW as the beats came back. An ongoing pause
-    has no beat after it: the rule says "cannot tell", and after it the rule waits for
-    ``HR_RR_INTERVALS`` intervals and ``HR_SUSTAIN_S`` of beats (the critical pause alarm
-    carries the event)."""
-    ends_s = [episode.end_s for episode in episodes if episode.kind == "PAUSE"]
-    if not ends_s:
-        return samples
-    # an episode's times are stored to the millisecond: the first beat after the pause (its
-    # end) may read up to half a millisecond before it
-    return samples[samples / fs_hz >= max(ends_s) - 0.001]
+def pause_ongoing(episodes: list) -> bool:
+    """Whether a PAUSE episode among ``episodes`` goes on (no beat since it began)."""
+    return any(episode.kind == "PAUSE" and episode.details.get("ongoing") for episode in episodes)
 
 
-def running_heart_rate(samples: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:
+def pauses_after(samples: np.ndarray, episodes: list, fs_hz: float) -> int:
+    """How many PAUSE episodes among ``episodes`` ended after the last final beat (``samples``):
+    the beat that ended them is known, but not final yet, so their interval is not among the
+    final beats' (about ``BEAT_FINAL_LAG_S`` after the pause)."""
+    if len(samples) == 0:
+        return 0
+    last_s = samples[-1] / fs_hz
+    # an episode's times are stored to the millisecond: a pause that ended at the last final
+    # beat may read up to half a millisecond after it
+    return sum(episode.kind == "PAUSE" and episode.end_s > last_s + 0.001 for episode in episodes)
+
+
+def running_heart_rate(
+    samples: np.ndarray, fs_hz: float, pause_limit_s: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(beat times in s, heart rate in bpm) from the mean of the last ``HR_RR_INTERVALS`` RR
-    intervals ending at each beat; beats with fewer intervals before them have no rate."""
-    if len(samples) <= HR_RR_INTERVALS:
+    intervals ending at each beat, the pauses (intervals of at least ``pause_limit_s``) left
+    out of the means; a beat that ends a pause reads 0 bpm (no beat for that long). Beats
+    before the first with ``HR_RR_INTERVALS`` intervals that are no pause have no rate.
+
+    Why the pauses are left out of the means, and not every beat before the latest pause (as
+    for a while on 2026-12-07): one pause in a mean of 8 intervals is no rate of the patient's
+    (sinus at 75 bpm, 20 s of asystole, sinus read "HR 18 < 50" as the beats came back); but
+    waiting for 8 intervals and 10 s after each pause, pauses that recur faster than that
+    (35 bpm with a 3.2-s pause every 22 s; an escape rhythm at RR 2.5-3.5 s, pause limit 3 s)
+    never raised HR_LOW. So the 8 intervals are the last 8 that are no pause, on both sides of
+    one: a pause does not restart the count."""
+    if len(samples) < 2:
         return np.empty(0), np.empty(0)
     rr_s = np.diff(samples) / fs_hz
-    sums = np.convolve(rr_s, np.ones(HR_RR_INTERVALS), mode="valid")
-    return samples[HR_RR_INTERVALS:] / fs_hz, 60.0 * HR_RR_INTERVALS / sums
+    # the streaming analysis' own test for a PAUSE episode (inference.rhythm._at_least)
+    is_pause = rr_s >= pause_limit_s - TIME_SLACK_S
+    kept = np.flatnonzero(~is_pause)
+    if len(kept) < HR_RR_INTERVALS:
+        return np.empty(0), np.empty(0)
+    sums_s = np.convolve(rr_s[kept], np.ones(HR_RR_INTERVALS), mode="valid")
+    hr_bpm = np.zeros(len(rr_s))  # the rate at samples[1:]: 0 where the beat ends a pause
+    hr_bpm[kept[HR_RR_INTERVALS - 1 :]] = 60.0 * HR_RR_INTERVALS / sums_s
+    first = kept[HR_RR_INTERVALS - 1]
+    return samples[1:][first:] / fs_hz, hr_bpm[first:]
 
 
-def heart_rate_conditions(samples: np.ndarray, fs_hz: float, patient: Patient) -> list[Condition]:
+def heart_rate_conditions(
+    samples: np.ndarray, episodes: list, fs_hz: float, patient: Patient
+) -> list[Condition]:
     """HR high and low: the displayed (whole bpm) rate past the limit at every beat of the
     last ``HR_SUSTAIN_S`` seconds raises; at least ``HR_DEADBAND_BPM`` inside the limit at
-    every beat of as long resolves (in between: "cannot tell", an open alarm stays open)."""
-    times_s, hr_bpm = running_heart_rate(samples, fs_hz)
+    every beat of as long resolves (in between: "cannot tell", an open alarm stays open).
+
+    Pauses (docs/alarms.md, "The heart-rate rule and pauses"): while one goes on the rule
+    cannot tell (:func:`pause_ongoing`), the critical pause alarm carrying the event. Otherwise
+    the pauses are left out of the 8-interval means (:func:`running_heart_rate`) and each pause
+    in the last 10 s reads 0 bpm there, those that ended after the last final beat included
+    (:func:`pauses_after`; the beats before a pause are not the rate after it): below the low
+    limit and not above the high one. So a pause keeps HR_LOW from being resolved (the normal
+    beats before an asystole resolved it 6 s into the asystole until 2026-12-07) and HR_HIGH
+    from being raised, and never raises or resolves anything by itself: the last 10 s must
+    hold a rate too (else the first beat after an asystole, 0 bpm alone in its 10 s, would
+    raise HR_LOW beside the pause alarm for the same asystole)."""
+    unknown = [Condition(AlarmKind.HR_HIGH, None), Condition(AlarmKind.HR_LOW, None)]
+    if pause_ongoing(episodes):
+        return unknown
+    times_s, hr_bpm = running_heart_rate(samples, fs_hz, float(patient.pause_limit_s))
     high, low = patient.hr_high_limit_bpm, patient.hr_low_limit_bpm
     if len(times_s) == 0 or times_s[0] > times_s[-1] - HR_SUSTAIN_S:
-        return [Condition(AlarmKind.HR_HIGH, None), Condition(AlarmKind.HR_LOW, None)]
-    recent = np.rint(hr_bpm[times_s >= times_s[-1] - HR_SUSTAIN_S]).astype(int)
-    current = int(recent[-1])
+        return unknown
+    recent = np.concatenate(
+        [
+            np.rint(hr_bpm[times_s >= times_s[-1] - HR_SUSTAIN_S]).astype(int),
+            np.zeros(pauses_after(samples, episodes, fs_hz), dtype=int),
+        ]
+    )
+    rates = recent[recent > 0]  # the readings that are no pause
+    if len(rates) == 0:
+        return unknown
+    current = int(rates[-1])
     details = {
         "sample": int(samples[-1]),
         "hr_bpm": current,
-        "min_hr_bpm": int(recent.min()),
-        "max_hr_bpm": int(recent.max()),
+        "min_hr_bpm": int(rates.min()),
+        "max_hr_bpm": int(rates.max()),
+        "pauses": int((recent == 0).sum()),
         "sustain_s": HR_SUSTAIN_S,
     }
     # limits closer than two deadbands apart: the deadbands stop halfway between them, so that
     # a rate that raises one alarm always resolves the other
     deadband_bpm = min(HR_DEADBAND_BPM, (high - low) // 2)
     conditions = []
+    # ``recent`` holds the pauses' 0 bpm: below the low limit, never above the high one
     for kind, past, within, symbol, limit in (
         (AlarmKind.HR_HIGH, recent > high, recent <= high - deadband_bpm, ">", high),
         (AlarmKind.HR_LOW, recent < low, recent >= low + deadband_bpm, "<", low),
