@@ -27,7 +27,7 @@ from tests.test_live_browser import (  # noqa: F401 (fixtures)
     eager_daphne,
     module_service_env,
 )
-from tests.test_live_socket_browser import HALF_OPEN_SOCKETS_JS
+from tests.test_live_socket_browser import HALF_OPEN_SOCKETS_JS, wait_for_backlog
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -101,9 +101,11 @@ def sawtooth_mv(n: int) -> list[float]:
 
 def hand_to_page(driver, path_part: str, message: dict) -> None:
     """Hand the page's socket for ``path_part`` a message as if the server had sent it."""
+    # the path read outside the filter's callback: inside it, arguments[1] is the array index
     driver.execute_script(
-        "const entry = window.__sockets.filter(function (s) {"
-        "  return s.url.indexOf(arguments[1]) >= 0; }).pop();"
+        "var part = arguments[1];"
+        "var entry = window.__sockets.filter(function (s) {"
+        "  return s.url.indexOf(part) >= 0; }).pop();"
         "entry.socket.dispatchEvent(new MessageEvent('message', {data: arguments[0]}));",
         json.dumps(message),
         path_part,
@@ -139,16 +141,18 @@ def test_the_pages_draw_no_late_chunk_of_a_replaced_recording(
         "Page.addScriptToEvaluateOnNewDocument", {"source": HALF_OPEN_SOCKETS_JS}
     )
 
-    # the live view: 8 s of the new recording, then a late second of the old one that lies
-    # inside the visible sweep (sample 5 s): it must not be drawn there, nor restart the trace
+    # the live view: 8 s of the new recording after its stored second, then a late second of
+    # the old one that lies inside the visible sweep (sample 5 s): it must not be drawn there,
+    # nor restart the trace
     browser.get(f"{eager_daphne}/patients/{patient.pk}/live/")
     wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "connected")
-    # the server's hello (it names the lead) first: arriving after the samples on a loaded
-    # machine, it rewrote the recording line after the test had read it
-    wait_for(browser, lambda d: "lead" in d.find_element("id", "recording-info").text)
-    hand_to_page(browser, "/ws/patients/", samples(new.pk, 0, sawtooth_mv(8 * FS_HZ)))
+    # the server's hello (it names the lead) and backlog first: handled after the samples on
+    # a loaded machine, the hello rewrote the recording line after the test had read it, and
+    # the backlog's samples drew over the trace. (The page's own HTML already names the lead.)
+    wait_for_backlog(browser, "/ws/patients/")
+    hand_to_page(browser, "/ws/patients/", samples(new.pk, FS_HZ, sawtooth_mv(8 * FS_HZ)))
     info = browser.find_element("id", "recording-info").text
-    assert info.startswith(f"#{new.pk} ") and info.endswith("· live"), info
+    assert info == f"#{new.pk} · 250 Hz · lead II · live", info
     before = settled_png(browser, "#live-ecg")
     hand_to_page(browser, "/ws/patients/", samples(old.pk, 5 * FS_HZ, [3.0] * FS_HZ))
     assert settled_png(browser, "#live-ecg") == before
@@ -165,12 +169,14 @@ def test_the_pages_draw_no_late_chunk_of_a_replaced_recording(
     # the station: the same for the tile's decimated wave (50 Hz)
     browser.get(f"{eager_daphne}/station/")
     wait_for(browser, lambda d: d.find_element("id", "station-connection").text == "connected")
+    wait_for_backlog(browser, "/ws/station/")  # the hello, the stored second's wave, a status
     tile = f"#tile-{patient.pk}"
     wave = {"type": "wave", "patient": patient.pk, "fs_hz": 50.0, "sent_at": time.time()}
+    # 5 s after the stored second (50 samples at 50 Hz)
     hand_to_page(
         browser,
         "/ws/station/",
-        {**wave, "recording": new.pk, "first_sample": 0, "samples_mv": sawtooth_mv(250)},
+        {**wave, "recording": new.pk, "first_sample": 50, "samples_mv": sawtooth_mv(250)},
     )
     before = settled_png(browser, f"{tile} canvas.wave")
     late = {**wave, "recording": old.pk, "first_sample": 150, "samples_mv": [3.0] * 50}

@@ -34,7 +34,10 @@ def module_service_env(live_service_env):  # noqa: F811
 # reconnects wait at most 0.3 s, and the live view reads its alarms again every second (the
 # page's own 10 s, 25 s, 5 s and 30 s, shortened), and every socket is kept in __sockets, each
 # with a "halfOpen" switch: once on, what it sends vanishes and nothing arrives from it, not
-# even its close event, as on a connection whose other end is gone.
+# even its close event, as on a connection whose other end is gone. Each entry also lists the
+# types of the server's messages the page got (``received``; a test's own, dispatched ones are
+# not trusted events and are not listed): a test waits there for the server's hello and backlog
+# (wait_for_backlog) before it hands the page messages of its own, which they would overwrite.
 HALF_OPEN_SOCKETS_JS = """
 (function () {
   window.CardioSpikeSocketTiming = {
@@ -43,7 +46,7 @@ HALF_OPEN_SOCKETS_JS = """
   window.__sockets = [];
   function Wrapped(url, protocols) {
     const socket = protocols === undefined ? new Native(url) : new Native(url, protocols);
-    const entry = { url: String(url), halfOpen: false, socket: socket };
+    const entry = { url: String(url), halfOpen: false, socket: socket, received: [] };
     window.__sockets.push(entry);
     const send = socket.send.bind(socket);
     socket.send = function (data) { if (!entry.halfOpen) { send(data); } };
@@ -54,7 +57,13 @@ HALF_OPEN_SOCKETS_JS = """
         set: function (value) { handler = value; },
       });
       socket.addEventListener(kind, function (event) {
-        if (!entry.halfOpen && handler) { handler.call(socket, event); }
+        if (entry.halfOpen) { return; }
+        if (kind === "message" && event.isTrusted) {
+          let type = null;
+          try { type = JSON.parse(event.data).type; } catch (error) { type = "(not JSON)"; }
+          entry.received.push(type);
+        }
+        if (handler) { handler.call(socket, event); }
       });
     });
     return socket;
@@ -66,6 +75,25 @@ HALF_OPEN_SOCKETS_JS = """
   window.WebSocket = Wrapped;
 })();
 """
+
+
+def received(driver, path_part: str) -> list[str]:
+    """The types of the server's messages the page's newest socket for ``path_part`` got."""
+    return driver.execute_script(
+        "var part = arguments[0];"
+        "var entry = window.__sockets.filter(function (s) {"
+        "  return s.url.indexOf(part) >= 0; }).pop();"
+        "return entry ? entry.received : [];",
+        path_part,
+    )
+
+
+def wait_for_backlog(driver, path_part: str) -> None:
+    """Wait until the page has handled the server's hello and backlog on its socket for
+    ``path_part`` (/ws/patients/ or /ws/station/, with at least one patient): a status ends
+    both. "connected" says only that the socket opened: a hello or backlog handled after the
+    test's own messages rewrites what they showed (the recording line, the trace, the rate)."""
+    wait_for(driver, lambda d: "status" in received(d, path_part))
 
 
 def station_sockets(driver) -> list[str]:
@@ -228,6 +256,8 @@ def test_the_alarm_table_ignores_late_news_and_keeps_its_newest_rows(
     )
     browser.get(f"{eager_daphne}/patients/{patient.pk}/live/")
     wait_for(browser, lambda d: d.find_element("id", "live-connection").text == "connected")
+    # the backlog's alarms and status (its banner) first: not after the messages handed in
+    wait_for_backlog(browser, "/ws/patients/")
 
     # a row the server wrote: in the browser's time (today's: no date), as live rows are, and
     # a late message rolls it back no more than a live row
