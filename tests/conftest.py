@@ -284,3 +284,15 @@ def browser(chromium):
     # Every browser test checks the pages it went through: an inline script, handler or style
     # added to a template fails here, even where the page still seems to work.
     assert not refused, "the Content-Security-Policy refused:\n" + "\n".join(refused)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for a test module's small models (``pytest.mark.usefixtures``):
+    several threads only fight the suite's other processes for the cores."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

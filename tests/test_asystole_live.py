@@ -11,7 +11,6 @@ detector has found, emitted or not, up to where it can place no more
 
 import numpy as np
 import pytest
-import torch
 import wfdb
 
 from inference.analysis import analyze_signal
@@ -19,20 +18,14 @@ from inference.rhythm import RhythmConfig, episodes_from_beats
 from inference.streaming import StreamingAnalyzer
 from inference.synthetic import _render
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 PAUSE_S = RhythmConfig().pause_s  # 3 s, the patients' default limit too
 HR_BPM = 72.0
 # How soon after the last R peak a 3-s pause must be known: the limit, plus up to about
 # 4.5 s for the QRS detector to rule out a beat (0.4 s on an exactly flat line; its noise
 # keeps candidates that search-back might still take for 4 s), plus the push's length.
 KNOWN_WITHIN_S = 8.0
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def sinus_flat_sinus(sinus_s, flat_s, after_s, fs_hz, noise_uv=0.0, seed=1):

@@ -13,7 +13,6 @@ with no heart rate or rhythm (docs/architecture.md, "Streaming analysis"; docs/d
 
 import numpy as np
 import pytest
-import torch
 from django.db import transaction
 
 from inference.synthetic import _render
@@ -23,7 +22,7 @@ from monitoring.models import Alarm, AlarmKind, Beat, Recording, SampleChunk
 from monitoring.protocol import Chunk
 from monitoring.recordings import samples_mv
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("one_torch_thread")]
 
 FS_HZ = 250.0
 GAIN_ADC_PER_MV = 200.0
@@ -33,14 +32,6 @@ HR_BPM = 72.0
 EDGE_S = 2.5
 # ...within this much of the rendered R peak.
 BEAT_TOLERANCE_S = 0.05
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def sinus_with_leads_off(spans_s, end_s, leads_off_noise_mv=0.0, seed=3):

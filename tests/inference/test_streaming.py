@@ -7,7 +7,6 @@ import zlib
 
 import numpy as np
 import pytest
-import torch
 import wfdb
 
 from inference.analysis import analyze_signal
@@ -17,17 +16,10 @@ from inference.signal import resample
 from inference.streaming import STATE_MAGIC, StreamingAnalyzer, StreamUpdate, _unpack_state
 from inference.vf import vf_probability
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 MITDB_FS_HZ = 360.0
 EXCERPT_S = 300.0
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the models are small; several threads only fight the other test processes for cores
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def excerpt(mitdb, record: str, start_s: float, duration_s: float, fs: float) -> np.ndarray:
