@@ -264,12 +264,14 @@ def generate(
     vt_runs: int = 0,
     noise: NoiseConfig | None = None,
     seed: int = 0,
+    pause_range_s: tuple[float, float] = (2.5, 3.5),
 ) -> SyntheticECG:
     """A labelled synthetic lead II strip of ``duration_s`` seconds at ``fs`` Hz.
 
     ``rhythm`` sets the underlying rhythm; PVCs (compensatory pause), PACs (reset, no full
-    compensation), pauses (2.5-3.5 s sinus arrest) and VT runs (3-8 wide beats at
-    140-200 bpm) are inserted at random beats. Same arguments and seed, same strip.
+    compensation), pauses (sinus arrest: R to R uniform in ``pause_range_s``, 2.5-3.5 s by
+    default) and VT runs (3-8 wide beats at 140-200 bpm) are inserted at random beats. Same
+    arguments and seed, same strip.
     """
     _check(fs, duration_s)
     if rhythm not in RHYTHMS:
@@ -279,6 +281,11 @@ def generate(
         raise ValueError(f"hr_bpm must be between 20 and 300, got {hr_bpm}")
     if min(pvc_per_min, pac_per_min, pauses, vt_runs) < 0:
         raise ValueError("event rates and counts must not be negative")
+    pause_min_s, pause_max_s = (float(value) for value in pause_range_s)
+    if not 0.0 < pause_min_s <= pause_max_s <= 20.0:
+        raise ValueError(
+            f"pause_range_s must be (low, high) with 0 < low <= high <= 20 s; got {pause_range_s}"
+        )
     rng = np.random.default_rng(seed)
     base = _rr_series(duration_s, hr_bpm, rng, irregular=rhythm == "AFIB")
     kinds = ["V" if rhythm == "VT" else "N"] * len(base)
@@ -324,7 +331,8 @@ def generate(
             new_kinds.append(kind)
             continue
         if event == "pause":
-            gap = rng.uniform(2.5, 3.5)
+            # the same one draw whatever the range: a strip's other events do not move
+            gap = rng.uniform(pause_min_s, pause_max_s)
             previous = new_times[-1]
             rhythms_s.append((previous + 1.2 * mean_rr, previous + gap, "PAUSE"))
             shift += (previous + gap) - time_s

@@ -81,9 +81,12 @@ SYNTHETIC_SOURCES = {
     "af": {"rhythm": "AFIB"},
     "vt-run": {"rhythm": "NSR", "vt_runs_per_min": 1.0},
     "vt": {"rhythm": "VT"},
-    "pause": {"rhythm": "NSR", "pauses_per_min": 1.0},
+    # Pauses of 3.5-5 s and 135 bpm: each over the default alarm limits (3 s, 120 bpm) by a
+    # margin, so that the demo sources show the alarm their name promises. The generator's
+    # own defaults (2.5-3.5 s, 118 bpm) straddle those limits and trained the window model.
+    "pause": {"rhythm": "NSR", "pauses_per_min": 1.0, "pause_range_s": (3.5, 5.0)},
     "brady": {"rhythm": "SBR"},
-    "tachy": {"rhythm": "STACH"},
+    "tachy": {"rhythm": "STACH", "hr_bpm": 135.0},
 }
 # A synthetic strip is generated up to this length and then replayed in a loop: ten minutes
 # is enough variety for a demo and costs well under a second per device to generate.

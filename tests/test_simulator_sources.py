@@ -2,7 +2,9 @@
 
 The ``vt`` source must be read as ventricular tachycardia by the MIT-BIH-trained beat
 classifier: with the isolated PVC's waves, two strips in three were labelled all N and the
-demo's VT source raised no VT alarm (inference/synthetic.py, ``VT_WAVES``).
+demo's VT source raised no VT alarm (inference/synthetic.py, ``VT_WAVES``). The ``pause``
+and ``tachy`` sources must be over the default alarm limits (3 s, 120 bpm): they drew pauses of
+2.5-3.5 s and 118 bpm, and two strips in three showed no pause, none a tachycardia.
 """
 
 import collections
@@ -11,7 +13,8 @@ import numpy as np
 import pytest
 
 from inference.analysis import analyze_signal
-from monitoring.models import Alarm, Recording
+from inference.rhythm import RhythmConfig
+from monitoring.models import Alarm, Patient, Recording
 from monitoring.protocol import Chunk
 from monitoring.simulator import load_source, to_adc
 from tests.test_streaming_analysis import deliver
@@ -56,3 +59,23 @@ def test_the_vt_source_streamed_by_a_device_raises_the_vt_alarm(
     recording = Recording.objects.get()
     assert recording.episodes.filter(kind="VT").exists()
     assert Alarm.objects.filter(patient=device.patient, kind="VT").exists()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_pause_source_pauses_longer_than_the_default_limit(seed):
+    default_pause_limit_s = Patient._meta.get_field("pause_limit_s").default
+    signal_mv = load_source("pause", FS_HZ, duration_s=60.0, seed=seed)
+    analysis = analyze_signal(signal_mv, FS_HZ, RhythmConfig(pause_s=float(default_pause_limit_s)))
+    pauses_s = [e.end_s - e.start_s for e in analysis.episodes if e.kind == "PAUSE"]
+    assert len(pauses_s) == 1  # one a minute
+    assert pauses_s[0] >= default_pause_limit_s + 0.4  # not a borderline pause
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_tachy_source_is_faster_than_the_default_high_limit(seed):
+    high_limit_bpm = Patient._meta.get_field("hr_high_limit_bpm").default
+    signal_mv = load_source("tachy", FS_HZ, duration_s=60.0, seed=seed)
+    analysis = analyze_signal(signal_mv, FS_HZ)
+    rate_bpm = 60.0 / np.diff(analysis.r_peaks / FS_HZ)
+    assert np.median(rate_bpm) >= high_limit_bpm + 10
+    assert [e.kind for e in analysis.episodes] == ["TACHY"]

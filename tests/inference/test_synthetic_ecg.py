@@ -187,3 +187,24 @@ def test_it_refuses_impossible_requests(kwargs, message):
         generate(**kwargs)
     with pytest.raises(ValueError, match="kind must be one of normal"):
         generate_window("flutter")
+
+
+def test_a_pause_range_that_is_not_a_range_of_seconds_is_refused():
+    for bad in [(0.0, 3.0), (4.0, 3.0), (3.0, 25.0)]:
+        with pytest.raises(ValueError, match="pause_range_s"):
+            generate(20, pauses=1, pause_range_s=bad)
+
+
+def test_the_pause_range_sets_the_pause_and_moves_nothing_else():
+    short = generate(30, pauses=1, seed=4)
+    long = generate(30, pauses=1, seed=4, pause_range_s=(4.0, 4.0))
+    gaps_short, gaps_long = np.diff(short.beats) / 250.0, np.diff(long.beats) / 250.0
+    assert 2.5 <= gaps_short.max() <= 3.5
+    assert gaps_long.max() == pytest.approx(4.0, abs=0.02)
+    # the same draws: every interval but the pause is the same (the longer pause pushes the
+    # strip's last beat out of its 30 s)
+    others_short = np.delete(gaps_short, gaps_short.argmax())
+    others_long = np.delete(gaps_long, gaps_long.argmax())
+    n = min(len(others_short), len(others_long))
+    assert n >= 25
+    assert np.allclose(others_short[:n], others_long[:n], atol=0.01)
