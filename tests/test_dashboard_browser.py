@@ -193,3 +193,42 @@ def test_the_api_docs_fit_a_phone(browser, live_server, clinician):
         "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
     assert widths[0] <= widths[1], widths
+
+
+def test_station_tiles_draw_one_canvas_pixel_per_screen_pixel(
+    browser, live_server, clinician, patient
+):
+    """The tiles' canvases kept a 300x70 drawing buffer whatever their size on the screen: on
+    a ratio-2 screen a 420-px tile stretched it 2.8 times across and 2 times up, and the trace
+    was blurred and thicker across than up."""
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 1280, "height": 900, "deviceScaleFactor": 2, "mobile": False},
+    )
+    browser.get(f"{live_server.url}/station/")
+    tile = "document.querySelector('#tile-' + arguments[0] + ' canvas.wave')"
+    size = (
+        f"var c = {tile}; return {{width: c.width, height: c.height,"
+        " shownWidth: c.clientWidth, shownHeight: c.clientHeight, ratio: devicePixelRatio}"
+    )
+    wait_for(browser, lambda d: d.execute_script(f"return !!{tile}", patient.pk))
+    shown = browser.execute_script(size, patient.pk)
+    assert shown["ratio"] == 2 and shown["shownWidth"] != 150  # the tile is not 300 px wide
+    assert shown["width"] == round(shown["shownWidth"] * 2)
+    assert shown["height"] == round(shown["shownHeight"] * 2) == 140
+    # a narrower window narrows the tiles (the grid's columns), and their buffers follow
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True},
+    )
+    wait_for(
+        browser,
+        lambda d: d.execute_script(size, patient.pk)["shownWidth"] != shown["shownWidth"],
+    )
+    wait_for(
+        browser,
+        lambda d: (
+            (now := d.execute_script(size, patient.pk))["width"] == round(now["shownWidth"] * 2)
+        ),
+    )

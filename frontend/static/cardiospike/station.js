@@ -23,8 +23,31 @@
   var dirty = false;
   var lastMessageAt = 0;    // Date.now() of the last message, for since_s on reconnect
 
+  // A tile's canvas is as wide as its tile (CSS), not its 300 drawing pixels: its drawing
+  // buffer follows the size shown times the screen's pixel ratio, so that the trace is sharp
+  // and its line as thick across as up (a 300x70 buffer stretched to a 420-px tile on a
+  // ratio-2 screen drew a blurred line 2.8 px wide and 2 px high).
+  function fitCanvas(canvas) {
+    var ratio = window.devicePixelRatio || 1;
+    var width = Math.round((canvas.clientWidth || 300) * ratio);
+    var height = Math.round((canvas.clientHeight || 70) * ratio);
+    if (canvas.width !== width) { canvas.width = width; }
+    if (canvas.height !== height) { canvas.height = height; }
+    return ratio;
+  }
+
+  // Refit whenever a tile's size changes (the window, the grid's columns, a scroll bar that
+  // comes once the page is full); a new ratio (a zoom, another screen) comes with a resize.
+  var resized = window.ResizeObserver ? new ResizeObserver(function (entries) {
+    entries.forEach(function (entry) { fitCanvas(entry.target); });
+    dirty = true;
+  }) : null;
+
   function tileState(element) {
-    return { element: element, canvas: element.querySelector("canvas.wave"),
+    var canvas = element.querySelector("canvas.wave");
+    fitCanvas(canvas);
+    if (resized) { resized.observe(canvas); }
+    return { element: element, canvas: canvas,
       fs: 0, recording: null, buffer: null, last: -1,
       // the newest recording heard of (hello, status or wave): an older one's news is late
       recordingId: 0,
@@ -80,6 +103,7 @@
   function removeTile(key) {
     var element = tiles[key].element;
     var section = element.closest("section.ward");
+    if (resized) { resized.unobserve(tiles[key].canvas); }
     element.remove();
     delete tiles[key];
     if (section && !section.querySelector(".tile")) { section.remove(); }
@@ -196,7 +220,7 @@
   }
 
   function drawTile(tile) {
-    var canvas = tile.canvas, context = canvas.getContext("2d");
+    var canvas = tile.canvas, ratio = fitCanvas(canvas), context = canvas.getContext("2d");
     var width = canvas.width, height = canvas.height;
     context.fillStyle = "#0b1118";
     context.fillRect(0, 0, width, height);
@@ -211,7 +235,7 @@
     var gap = Math.round(GAP_S * tile.fs);
     var pxPerMv = height / MV_RANGE;
     context.strokeStyle = "#3ce37a";
-    context.lineWidth = 1.2;
+    context.lineWidth = 1.2 * ratio;
     context.beginPath();
     var pen = false;
     for (var i = 0; i < n; i++) {
@@ -224,6 +248,11 @@
     }
     context.stroke();
   }
+
+  window.addEventListener("resize", function () {
+    Object.keys(tiles).forEach(function (key) { fitCanvas(tiles[key].canvas); });
+    dirty = true;
+  });
 
   function frame() {
     if (dirty) {
