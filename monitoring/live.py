@@ -33,10 +33,10 @@ from monitoring.models import (
     AlarmPriority,
     AlarmState,
     Beat,
-    Device,
     Episode,
     Patient,
     Recording,
+    SampleChunk,
 )
 
 logger = logging.getLogger(__name__)
@@ -386,8 +386,8 @@ def signal_age_s(recording: Recording | None, now) -> float | None:
 
 def signal_state(recording: Recording | None, now, leads_off: bool = False) -> str:
     """Whether ``recording`` still brings a signal at ``now``: "live" (a live recording whose
-    last chunk is at most ``DEVICE_OFFLINE_S`` old), "leads_off" (as live, but its device's
-    newest chunk said an electrode is off, ``leads_off``: samples come, but no ECG), "stale"
+    last chunk is at most ``DEVICE_OFFLINE_S`` old), "leads_off" (as live, but its newest
+    chunk said an electrode is off, ``leads_off``: samples come, but no ECG), "stale"
     (live, but silent for longer: a device off, out of range or killed, before the silence
     timeout closes the recording), "ended" (closed: history, not a vital sign) or "none" (no
     recording).
@@ -409,13 +409,28 @@ def signal_state(recording: Recording | None, now, leads_off: bool = False) -> s
     return "leads_off" if leads_off else "live"
 
 
-def devices_with_leads_off(recordings) -> set[int]:
-    """The ids of the devices of ``recordings`` whose newest chunk said an electrode is off
-    (``Device.lead_off``, what the leads-off alarm reads), in one query (none for none)."""
-    device_ids = {recording.device_id for recording in recordings if recording.device_id}
-    if not device_ids:
+def recordings_with_leads_off(recordings) -> set[int]:
+    """The ids of ``recordings`` whose newest stored chunk (the highest ``first_sample``) said
+    an electrode is off, in one query (none for none).
+
+    The recording's own chunk, not its device's state (``Device.lead_off``, what the leads-off
+    alarm reads): ingest sets that from any newest chunk of the device, and a late chunk of a
+    session the device has replaced (a request in flight when it restarted) is stored in the
+    old recording and set it. Until 2026-12-07 the new recording then said "leads_off" with
+    its own leads on, until its next chunk (tests/test_leads_off_review.py).
+    """
+    recording_ids = {recording.pk for recording in recordings}
+    if not recording_ids:
         return set()
-    return set(Device.objects.filter(pk__in=device_ids, lead_off=True).values_list("pk", flat=True))
+    newest_flag = (
+        SampleChunk.objects.filter(recording=OuterRef("pk"))
+        .order_by("-first_sample")
+        .values("lead_off")[:1]
+    )
+    flagged = Recording.objects.filter(pk__in=recording_ids).annotate(
+        newest_lead_off=Subquery(newest_flag)
+    )
+    return set(flagged.filter(newest_lead_off=True).values_list("pk", flat=True))
 
 
 def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[int, dict]:
@@ -440,13 +455,13 @@ def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[
         patient_id: signal_state(recording, now)
         for patient_id, recording in recordings_by_patient.items()
     }
-    leads_off = devices_with_leads_off(
+    leads_off = recordings_with_leads_off(
         recording
         for patient_id, recording in recordings_by_patient.items()
         if signals[patient_id] == "live"
     )
     for patient_id, recording in recordings_by_patient.items():
-        if signals[patient_id] == "live" and recording.device_id in leads_off:
+        if signals[patient_id] == "live" and recording.pk in leads_off:
             signals[patient_id] = signal_state(recording, now, leads_off=True)
     recordings = [
         recording

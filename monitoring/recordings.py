@@ -1,5 +1,7 @@
 """Questions about a recording's stored samples, shared by the API, tasks and views."""
 
+import math
+
 import numpy as np
 from django.db.models import Count, F, Max, Min, Sum
 
@@ -20,6 +22,95 @@ def gaps(recording: Recording) -> list[list[int]]:
                 break
         position = max(position, start + n_samples)
     return found
+
+
+def lead_off_spans(
+    recording: Recording, start: int = 0, end: int | None = None, limit: int | None = None
+) -> list[list[int]]:
+    """The leads-off spans ``[start, end)`` in sample indices, oldest first: runs of stored
+    chunks that the device sent with ``lead_off`` (``SampleChunk.lead_off``: samples kept as
+    sent, but no ECG). Touching chunks make one span; a gap between two ends it (no sample is
+    stored there: a gap is shown as a gap). Clipped to ``[start, end)`` when ``end`` is given
+    (a window of the review), at most ``limit`` spans when given.
+
+    A window reads only the chunks that reach into it (two queries on the chunks' index, as
+    ``channels_mv``), the whole recording only the positions of its leads-off chunks.
+    """
+    chunks = recording.chunks.filter(lead_off=True)
+    if end is None:
+        ranges = chunks.order_by("first_sample").values_list("first_sample", "n_samples")
+    else:
+        # chunks never overlap: at most one starts before the window and reaches into it
+        before = recording.chunks.filter(first_sample__lt=start).order_by("-first_sample")
+        before = before.values_list("first_sample", "n_samples", "lead_off")[:1]
+        inside = chunks.filter(first_sample__gte=start, first_sample__lt=end)
+        inside = inside.order_by("first_sample").values_list("first_sample", "n_samples")
+        ranges = [(first, n) for first, n, lead_off in before if lead_off] + list(inside)
+    spans: list[list[int]] = []
+    for first, n_samples in ranges:
+        lo, hi = max(start, first), first + n_samples
+        if end is not None:
+            hi = min(end, hi)
+        if hi <= lo:
+            continue
+        if spans and spans[-1][1] == lo:
+            spans[-1][1] = hi  # the next chunk of the same span
+        elif limit is not None and len(spans) == limit:
+            break
+        else:
+            spans.append([lo, hi])
+    return spans
+
+
+def analysed_stretches(recording: Recording) -> list[tuple[int, int]]:
+    """The stretches ``[start, end)`` that the streaming analysis analyses each as one, oldest
+    first: the stored samples, cut at every gap and at every leads-off span (whose samples
+    belong to no stretch: they are no ECG). No beat, RR interval or episode spans two of them
+    (``monitoring.streaming``). Reads the chunks' positions and flags, not their samples."""
+    stretches: list[tuple[int, int]] = []
+    start = end = None
+    ranges = recording.chunks.order_by("first_sample").values_list(
+        "first_sample", "n_samples", "lead_off"
+    )
+    for first, n_samples, lead_off in ranges.iterator():
+        if lead_off or first != end:  # a leads-off chunk, or one after a gap, ends a stretch
+            if start is not None:
+                stretches.append((start, end))
+            start = None if lead_off else first
+        elif start is None:
+            start = first  # the first chunk after a leads-off span
+        end = first + n_samples
+    if start is not None:
+        stretches.append((start, end))
+    return stretches
+
+
+def stream_heart_rate_bpm(recording: Recording) -> dict:
+    """A device recording's heart rate as its summary gives it (mean over the recording, the
+    extremes of an 8-beat running mean: ``inference.analysis.heart_rate_bpm``), from the
+    stored beats, with no interval between beats of two different stretches
+    (:func:`analysed_stretches`): across a leads-off span or a gap, the time from one beat
+    to the next is no RR interval, however short. Intervals longer than ``live.MAX_RR_S``
+    are left out as before (a pause is reported as an episode).
+
+    Until 2026-12-07 the summary counted the interval across a one-chunk leads-off span (1 s
+    of signal between beats 0.8 s apart makes an interval of about 2 s, under MAX_RR_S): a
+    72-bpm recording read 69.9 bpm mean, its running-mean minimum 57.6.
+    """
+    from inference.analysis import heart_rate_bpm
+    from monitoring.live import MAX_RR_S
+
+    fs_hz = recording.sampling_rate_hz
+    samples = np.array(
+        recording.beats.order_by("sample").values_list("sample", flat=True), dtype=np.int64
+    )
+    starts = np.array([start for start, _ in analysed_stretches(recording)], dtype=np.int64)
+    # Which stretch each beat lies in; the beats of each later stretch are moved on by more
+    # than MAX_RR_S per stretch, so that heart_rate_bpm cuts the beat series there as it cuts
+    # at an interval longer than MAX_RR_S (the intervals inside a stretch are unchanged).
+    stretch = np.maximum(np.searchsorted(starts, samples, side="right") - 1, 0)
+    apart = int(math.ceil(MAX_RR_S * fs_hz)) + 1
+    return heart_rate_bpm(samples + stretch * apart, fs_hz, max_rr_s=MAX_RR_S)
 
 
 def end_sample(recording: Recording) -> int:

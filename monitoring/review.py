@@ -3,7 +3,9 @@ to, and the recording exported as WFDB or CSV (issue 6, item 5; docs/review.md).
 
 Works the same for uploads and device recordings. A device recording may have gaps (ranges no
 chunk covers): the viewer gets ``null`` there, the CSV a blank cell and WFDB its "invalid
-sample" value; nothing is ever filled in.
+sample" value; nothing is ever filled in. It may also have leads-off spans (chunks the device
+sent with ``lead_off``): their samples are shown and exported as sent, and marked as no ECG
+(the window's ``leads_off``, the CSV's ``lead_off`` column, WFDB "unreadable" annotations).
 """
 
 import csv
@@ -25,7 +27,7 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from monitoring.models import Alarm, Recording
-from monitoring.recordings import end_sample, samples_mv
+from monitoring.recordings import end_sample, lead_off_spans, samples_mv
 from monitoring.strips import seconds_parameter
 
 # The longest window one signal request may cover, and how many points it may answer: two
@@ -65,7 +67,15 @@ EPISODE_TO_RHYTHM = {
     "PAUSE": "(PAUSE",
 }
 NO_EPISODE_RHYTHM = "(N"
-EVENT_KINDS = ("N", "S", "V", "F", "Q", "alarm", "episode")
+# Leads-off spans in the WFDB export: WFDB's signal quality annotation ("~", NOISE) with
+# subtype -1, "all signals unreadable" (MIT-BIH marks unreadable stretches so; PhysioNet's
+# WAVE and pschart show it as "U"), and a "~" with subtype 0, "all signals clean", where the
+# span ends. Bits 0-3 / 4-7 of the subtype would say which signals are noisy / unreadable:
+# an electrode off spoils every lead the device sends, hence -1.
+NOISE_SYMBOL = "~"
+UNREADABLE_SUBTYPE, CLEAN_SUBTYPE = -1, 0
+LEADS_OFF_NOTE = "leads off"
+EVENT_KINDS = ("N", "S", "V", "F", "Q", "alarm", "episode", "leads_off")
 
 
 # --- Parameters -------------------------------------------------------------------------
@@ -107,7 +117,9 @@ def signal_window(
     each bin answers its minimum and maximum (``min``, ``max``): every spike stays visible at
     any zoom, as on a full-disclosure printout. Otherwise ``values`` holds the samples. A bin
     or sample no chunk covers is ``None`` (a gap), never interpolated. The window is clipped
-    at the recording's end; it also lists the beats inside it.
+    at the recording's end; it also lists the beats inside it, and in ``leads_off`` the
+    leads-off spans inside it (``[start, end)`` sample ranges clipped to the window: samples
+    the device sent with an electrode off, drawn as sent but no ECG).
     """
     fs_hz = recording.sampling_rate_hz
     n_total = end_sample(recording)
@@ -153,6 +165,7 @@ def signal_window(
         bins = bins.reshape(n_bins, step)
         answer["min"] = _jsonable(np.fmin.reduce(bins, axis=1))
         answer["max"] = _jsonable(np.fmax.reduce(bins, axis=1))
+    answer["leads_off"] = lead_off_spans(recording, first, last)
     beats = recording.beats.filter(sample__gte=first, sample__lt=last).order_by("sample")
     rows = list(beats.values_list("sample", "label", "confidence")[: MAX_WINDOW_BEATS + 1])
     answer["beats_truncated"] = len(rows) > MAX_WINDOW_BEATS
@@ -197,7 +210,8 @@ def _alarm_event(alarm: Alarm, recording: Recording) -> dict:
 
 def events(recording: Recording, kind, after_s=None, before_s=None, limit=None) -> list[dict]:
     """Events of one kind nearest after ``after_s`` (oldest first) or before ``before_s``
-    (newest first): beats of an AAMI class, alarms, or episode starts.
+    (newest first): beats of an AAMI class, alarms, episode starts or the starts of leads-off
+    spans (``leads_off``).
 
     Times are compared in whole samples (the nearest sample to the time given), so asking for
     the next V beat after the one the view is centred on never answers that same beat.
@@ -215,9 +229,20 @@ def events(recording: Recording, kind, after_s=None, before_s=None, limit=None) 
     pivot_name = "after_s" if forward else "before_s"
     pivot_s = _time_parameter(after_s if forward else before_s, pivot_name, 0.0)
     pivot = int(round(pivot_s * fs_hz))
-    if kind in ("alarm", "episode"):
+    if kind in ("alarm", "episode", "leads_off"):
         if kind == "alarm":
             found = [_alarm_event(a, recording) for a in recording.alarms.all()]
+        elif kind == "leads_off":
+            found = [
+                {
+                    "kind": "leads_off",
+                    "sample": start,
+                    "time_s": start / fs_hz,
+                    "end_sample": end,
+                    "end_s": end / fs_hz,
+                }
+                for start, end in lead_off_spans(recording)
+            ]
         else:
             found = [
                 {
@@ -400,8 +425,9 @@ def twice_note(recording, text, moments, taken, zone, duration_s) -> str:
 
 
 def review_overview(recording: Recording) -> dict:
-    """What the viewer needs once: the time axis, gaps, episodes, alarms and beat counts."""
-    from monitoring.recordings import gaps
+    """What the viewer needs once: the time axis, gaps, leads-off spans, episodes, alarms
+    and beat counts."""
+    from monitoring.recordings import MAX_GAPS_LISTED, gaps
 
     fs_hz = recording.sampling_rate_hz
     n_total = end_sample(recording)
@@ -422,6 +448,12 @@ def review_overview(recording: Recording) -> dict:
         "channel": recording.analysis_lead,
         "max_window_s": MAX_WINDOW_S,
         "gaps_s": [[start / fs_hz, end / fs_hz] for start, end in gaps(recording)],
+        # for the overview bar (as many as gaps at most: the page's JSON stays small);
+        # each window of signal says where its own are
+        "leads_off_s": [
+            [start / fs_hz, end / fs_hz]
+            for start, end in lead_off_spans(recording, limit=MAX_GAPS_LISTED)
+        ],
         "episodes": [
             {"kind": e.kind, "start_s": e.start_s, "end_s": e.end_s}
             for e in recording.episodes.order_by("start_s")
@@ -521,7 +553,10 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
 
     - ``.hea`` and ``.dat``: format 16, the stored ADC values with the recording's gain and
       baseline, gaps as ``WFDB_INVALID_ADC``;
-    - ``.cspk`` (``OURS_ANNOTATOR``), when it has beats or episodes: our labels;
+    - ``.cspk`` (``OURS_ANNOTATOR``), when it has beats, episodes or leads-off spans: our
+      labels, and each leads-off span as WFDB marks unreadable signal (``NOISE_SYMBOL`` with
+      ``UNREADABLE_SUBTYPE`` at its first sample, with ``CLEAN_SUBTYPE`` one past its last),
+      since its samples are written as sent: read as ECG, its flat line is an asystole;
     - ``.atr`` (``REFERENCE_ANNOTATOR``), when the upload came with its own beat labels
       (a WFDB record's ``.atr``): those reference labels, so that the exported record can be
       evaluated against its reference. A device recording has none, hence no ``.atr``.
@@ -553,15 +588,21 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
         write_dir=str(folder),
     )
     paths = [folder / f"{name}.hea", folder / f"{name}.dat"]
+    # (sample, order at that sample, symbol, subtype, aux_note)
     annotations = [
-        (sample, 0, AAMI_TO_WFDB.get(label, "Q"), "")
+        (sample, 0, AAMI_TO_WFDB.get(label, "Q"), 0, "")
         for sample, label in recording.beats.order_by("sample").values_list("sample", "label")
         if sample < len(adc)
     ]
     # a rhythm change sorts before a beat at the same sample: it holds from that beat on
     annotations += [
-        (sample, -1, "+", note) for sample, note in rhythm_annotations(recording, len(adc))
+        (sample, -1, "+", 0, note) for sample, note in rhythm_annotations(recording, len(adc))
     ]
+    # a signal quality change sorts first: the signal is (un)readable from that sample on
+    for start, end in lead_off_spans(recording):
+        annotations.append((start, -2, NOISE_SYMBOL, UNREADABLE_SUBTYPE, LEADS_OFF_NOTE))
+        if end < len(adc):  # the leads came back on before the end of the record
+            annotations.append((end, -2, NOISE_SYMBOL, CLEAN_SUBTYPE, ""))
     if annotations:
         annotations.sort(key=lambda a: (a[0], a[1]))
         wfdb.wrann(
@@ -569,7 +610,8 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
             OURS_ANNOTATOR,
             np.array([a[0] for a in annotations], dtype=np.int64),
             np.array([a[2] for a in annotations]),
-            aux_note=[a[3] for a in annotations],
+            subtype=np.array([a[3] for a in annotations], dtype=np.int64),
+            aux_note=[a[4] for a in annotations],
             fs=recording.sampling_rate_hz,
             write_dir=str(folder),
         )
@@ -611,11 +653,15 @@ def spreadsheet_text(text: str) -> str:
 
 
 def signal_csv_lines(recording: Recording) -> Iterator[str]:
-    """The recording as CSV text, a line at a time: ``time_s, sample`` and one column per
-    lead in mV, from sample 0 to the end; a sample no chunk covers has blank lead cells.
+    """The recording as CSV text, a line at a time: ``time_s, sample``, one column per lead
+    in mV and ``lead_off``, from sample 0 to the end; a sample no chunk covers has blank lead
+    and ``lead_off`` cells.
 
     Values are written with 10 significant digits, so ``round(mv * gain + baseline)`` gives
-    back the stored ADC value for any gain the model allows.
+    back the stored ADC value for any gain the model allows. ``lead_off`` is 1 on the rows of
+    a chunk the device sent with an electrode off (its values are as sent, but no ECG), else
+    0. It is the last column, after the leads: the columns before it are as they were, so a
+    reader that picks its columns by name or by position before it reads the file as before.
     """
     fs_hz = recording.sampling_rate_hz
     buffer = io.StringIO()
@@ -632,9 +678,10 @@ def signal_csv_lines(recording: Recording) -> Iterator[str]:
             "time_s",
             "sample",
             *[spreadsheet_text(f"{lead}_mv") for lead in export_lead_names(recording)],
+            "lead_off",
         ]
     )
-    blank = [""] * recording.n_channels
+    blank = [""] * (recording.n_channels + 1)  # the leads and lead_off
     position = 0
     for chunk in recording.chunks.order_by("first_sample").iterator(chunk_size=200):
         chunk.recording = recording
@@ -643,9 +690,12 @@ def signal_csv_lines(recording: Recording) -> Iterator[str]:
             if sample % 5000 == 0:
                 yield flush()
         values_mv = recording.to_mv(chunk.samples())
+        lead_off = "1" if chunk.lead_off else "0"
         for offset, row in enumerate(values_mv.tolist()):
             sample = chunk.first_sample + offset
-            writer.writerow([f"{sample / fs_hz:.6f}", sample, *[f"{v:.10g}" for v in row]])
+            writer.writerow(
+                [f"{sample / fs_hz:.6f}", sample, *[f"{v:.10g}" for v in row], lead_off]
+            )
         yield flush()
         position = max(position, chunk.end_sample)
 

@@ -61,6 +61,7 @@ from inference.rhythm import RhythmConfig, episodes_from_beats, vt_run_may_go_on
 from inference.streaming import StreamingAnalyzer, StreamUpdate
 from monitoring import live
 from monitoring.models import AnalysisStatus, Beat, Episode, Prediction, Recording, SampleChunk
+from monitoring.recordings import stream_heart_rate_bpm
 
 logger = logging.getLogger(__name__)
 
@@ -664,8 +665,9 @@ def stream_summary(recording: Recording) -> dict:
     current and none is stored to fall behind.
 
     The duration is the signal stored (gaps left out), and the heart rate leaves out the
-    intervals longer than ``live.MAX_RR_S``: a gap in the stream is no heart rate, and the
-    pauses among them are reported as episodes.
+    intervals longer than ``live.MAX_RR_S`` (the pauses among them are reported as episodes)
+    and every interval across a gap or a leads-off span, however short
+    (``recordings.stream_heart_rate_bpm``): that is no heart rate.
     """
     from inference.analysis import summarize
     from inference.rhythm import Episode as RhythmEpisode
@@ -683,6 +685,7 @@ def stream_summary(recording: Recording) -> dict:
         recording.stored_samples,
         max_rr_s=live.MAX_RR_S,
     )
+    summary["heart_rate_bpm"] = stream_heart_rate_bpm(recording)
     summary["lead"] = recording.analysis_lead_name
     summary["live"] = recording.status == Recording.Status.LIVE
     return summary

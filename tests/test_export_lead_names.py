@@ -72,5 +72,5 @@ def test_a_wfdb_export_of_non_ascii_lead_names_reads_back_with_wfdb(
 
     lines = b"".join(client.get(f"/api/recordings/{recording.pk}/export.csv").streaming_content)
     assert lines.decode().splitlines()[0] == (
-        "time_s,sample,Ableitung Ⅱ_mv,導程_mv,II_mv,Ⅱ_mv,Dérivation  V1_mv"
+        "time_s,sample,Ableitung Ⅱ_mv,導程_mv,II_mv,Ⅱ_mv,Dérivation  V1_mv,lead_off"
     )

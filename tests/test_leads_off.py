@@ -271,8 +271,9 @@ def test_a_backlog_with_a_long_leads_off_span_in_short_rounds(
 
 
 def test_the_station_hello_reads_every_tiles_lead_state_in_one_query(clinician):
-    """The hello's statuses say "leads_off" for the tiles whose device says so, "live" for
-    the others, and read the devices' lead state in one query however many tiles there are."""
+    """The hello's statuses say "leads_off" for the tiles whose recording's newest chunk says
+    so (an older chunk with the leads off does not count), "live" for the others, and read
+    the lead states in one query however many tiles there are."""
     from django.utils import timezone
 
     from monitoring.models import Device, Patient
@@ -282,10 +283,8 @@ def test_the_station_hello_reads_every_tiles_lead_state_in_one_query(clinician):
     for number in range(6):
         patient = Patient.objects.create(mrn=f"MRN-L{number}", name=f"Patient {number}")
         patient.clinicians.add(clinician)
-        device = Device.objects.create(
-            serial=f"DEV-L{number}", patient=patient, lead_off=number % 2 == 0
-        )
-        Recording.objects.create(
+        device = Device.objects.create(serial=f"DEV-L{number}", patient=patient)
+        recording = Recording.objects.create(
             patient=patient,
             device=device,
             sampling_rate_hz=FS_HZ,
@@ -293,10 +292,14 @@ def test_the_station_hello_reads_every_tiles_lead_state_in_one_query(clinician):
             lead_names=["II"],
             last_chunk_at=timezone.now(),
         )
+        for seq, lead_off in enumerate((number % 2 == 1, number % 2 == 0)):
+            chunk = SampleChunk.from_samples(recording, seq, seq * 250, np.zeros(250, np.int16))
+            chunk.lead_off = lead_off
+            chunk.save()
         patients.append(patient.pk)
     two, six = hello_queries(patients[:2]), hello_queries(patients)
     assert len(six) == len(two), "\n".join(sql[:90] for sql in six)
-    assert sum("monitoring_device" in sql for sql in six) == 1
+    assert sum('"lead_off"' in sql for sql in six) == 1
     tiles, _ = consumers.station_backlog(patients, set(), 0.0)
     assert [tile["signal"] for tile in tiles] == ["leads_off", "live"] * 3
     assert all(tile["hr_bpm"] is None and tile["rhythm"] is None for tile in tiles)

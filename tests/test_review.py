@@ -622,13 +622,13 @@ def test_csv_export_of_a_device_recording_with_a_gap(api, device_recording):
     response = api.get(f"/api/recordings/{device_recording.pk}/export.csv")
     assert response.status_code == 200
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert rows[0] == ["time_s", "sample", "II_mv"]
+    assert rows[0] == ["time_s", "sample", "II_mv", "lead_off"]
     body = rows[1:]
     assert len(body) == N_SAMPLES
     assert [int(r[1]) for r in body] == list(range(N_SAMPLES))
     assert float(body[1000][0]) == pytest.approx(1000 / FS_HZ)
-    gap_cells = [r[2] for r in body[GAP[0] : GAP[1]]]
-    assert gap_cells == [""] * (GAP[1] - GAP[0])
+    gap_cells = [r[2:] for r in body[GAP[0] : GAP[1]]]
+    assert gap_cells == [["", ""]] * (GAP[1] - GAP[0])
     stored = [i for i in range(N_SAMPLES) if not GAP[0] <= i < GAP[1]]
     back = np.array([round(float(body[i][2]) * 200 + 7) for i in stored])
     np.testing.assert_array_equal(back, device_recording.test_adc[stored])
@@ -639,7 +639,7 @@ def test_a_lead_name_that_a_spreadsheet_would_run_is_written_as_text(api, device
     device_recording.save()
     response = api.get(f"/api/recordings/{device_recording.pk}/export.csv")
     header = next(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert header == ["time_s", "sample", '\'=HYPERLINK("http://evil.example","x")_mv']
+    assert header == ["time_s", "sample", '\'=HYPERLINK("http://evil.example","x")_mv', "lead_off"]
 
 
 def test_csv_zip_holds_the_signal_and_the_beats(api, device_recording):
@@ -687,7 +687,7 @@ def test_the_csv_zip_never_holds_the_signal_csv_whole(recording, rng):
 
 def test_the_exports_say_when_the_recording_started(api, device_recording, settings, tmp_path):
     """In UTC whatever the site's zone: the WFDB header's base date and time (and a comment
-    naming the zone), and the CSV zip's info file; the signal CSV's columns are unchanged."""
+    naming the zone), and the CSV zip's info file; the signal CSV gets no clock column."""
     settings.TIME_ZONE = "America/New_York"
     device_recording.started_at = datetime(2025, 3, 9, 23, 59, 58, 250000, tzinfo=UTC)
     device_recording.save()
@@ -710,7 +710,7 @@ def test_the_exports_say_when_the_recording_started(api, device_recording, setti
         }
     ]
     assert datetime.fromisoformat(info[0]["started_at"]) == device_recording.started_at
-    assert header == "time_s,sample,II_mv"
+    assert header == "time_s,sample,II_mv,lead_off"
 
 
 def test_a_bad_export_format_answers_400(api, recording):
@@ -914,7 +914,7 @@ def test_an_upload_whose_leads_share_a_name_exports_with_unique_names(api, patie
     assert np.array_equal(record.d_signal, adc)
 
     lines = b"".join(api.get(f"/api/recordings/{recording.pk}/export.csv").streaming_content)
-    assert lines.decode().splitlines()[0] == "time_s,sample,ECG_mv,ECG-ch2_mv"
+    assert lines.decode().splitlines()[0] == "time_s,sample,ECG_mv,ECG-ch2_mv,lead_off"
 
 
 def test_export_lead_names_never_repeat():

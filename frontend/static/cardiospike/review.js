@@ -1,8 +1,9 @@
 // The full-disclosure review page: the whole recording scrolled and zoomed on a canvas.
 // Windows of signal come from /api/recordings/<id>/signal/ (min/max per pixel column when the
-// window is long, null in gaps); jumps to the next beat of a class or alarm ask
+// window is long, null in gaps, and where the samples the device sent with an electrode off
+// are: "leads_off"); jumps to the next beat of a class or alarm ask
 // /api/recordings/<id>/events/, "Go to" (seconds or a clock time) /api/recordings/<id>/go-to/.
-// Episodes, alarms and gaps of the whole recording come once
+// Episodes, alarms, gaps and leads-off spans of the whole recording come once
 // with the page (the "review-overview" JSON). The view's position is kept in the URL's hash
 // (#t=<start s>&w=<width s>) so a link opens the same strip.
 (function () {
@@ -11,6 +12,10 @@
   var LABEL_COLOURS = { N: "#374151", S: "#1d4ed8", V: "#b91c1c", F: "#7e22ce", Q: "#92400e" };
   var EPISODE_COLOUR = "rgba(234, 179, 8, 0.18)";
   var GAP_COLOUR = "#e5e7eb";
+  // Leads off: a blue-grey band over the samples (drawn as sent, but no ECG), as a monitor
+  // greys a leads-off trace; blue rather than the gaps' grey, since there are samples there.
+  var LEADS_OFF_COLOUR = "rgba(71, 85, 160, 0.22)";
+  var LEADS_OFF_TEXT = "#1e293b";
   var MIN_WIDTH_S = 1;
   var MIN_LABEL_SPACING_PX = 14;  // closer beats get a coloured tick instead of a letter
 
@@ -264,6 +269,7 @@
       if (high !== low) { context.lineTo(x, yOf(high)); }
     }
     context.stroke();
+    drawLeadsOff(traceTop, traceBottom);
     drawBeats(traceTop);
     drawAlarms(height);
     drawOverview();
@@ -310,6 +316,26 @@
       context.font = "bold 11px sans-serif";
       context.fillText(episode.kind, x0 + 3, 11);
     });
+  }
+
+  // The window's leads-off spans (sample ranges from the server), over the trace: its samples
+  // stay visible through the band, but read as "Leads off", not as ECG (a flat line there is
+  // no asystole). The spans drawn are kept in the canvas' data-leads-off ("3-5,8-9", s).
+  function drawLeadsOff(traceTop, traceBottom) {
+    var fs = state.data.fs_hz;
+    var drawn = [];
+    (state.data.leads_off || []).forEach(function (span) {
+      var startS = span[0] / fs, endS = span[1] / fs;
+      var x0 = Math.max(0, xOf(startS)), x1 = Math.min(canvas.width, xOf(endS));
+      context.fillStyle = LEADS_OFF_COLOUR;
+      context.fillRect(x0, traceTop, Math.max(2, x1 - x0), traceBottom - traceTop);
+      context.fillStyle = LEADS_OFF_TEXT;
+      context.textAlign = "center";
+      context.font = "bold 12px sans-serif";
+      context.fillText("Leads off", (x0 + x1) / 2, traceTop + 14);
+      drawn.push(startS + "-" + endS);
+    });
+    canvas.dataset.leadsOff = drawn.join(",");
   }
 
   function drawBeats(traceTop) {
@@ -359,6 +385,11 @@
     stripContext.fillStyle = "#9ca3af";
     overview.gaps_s.forEach(function (g) {
       stripContext.fillRect(at(g[0]), height / 3, Math.max(1, at(g[1]) - at(g[0])), height / 3);
+    });
+    stripContext.fillStyle = "rgba(71, 85, 160, 0.6)";
+    (overview.leads_off_s || []).forEach(function (span) {
+      stripContext.fillRect(at(span[0]), height / 3, Math.max(1, at(span[1]) - at(span[0])),
+        height / 3);
     });
     stripContext.fillStyle = "#dc2626";
     overview.alarms.forEach(function (a) { stripContext.fillRect(at(a.time_s) - 1, 0, 2, height); });
