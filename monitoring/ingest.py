@@ -134,10 +134,14 @@ def ingest_chunk(device: Device, chunk: Chunk) -> Ack:
             ]
         )
         seen = {"last_seen_at": now}
-        if stored and chunk.end_sample >= newest_before:
+        current = recording.status == Recording.Status.LIVE
+        if stored and current and chunk.end_sample >= newest_before:
             # The device's state is what its newest chunk says: not a re-sent chunk, nor a
             # late one that fills in behind newer samples (sampled up to the buffer's 2
-            # minutes ago, its lead-off flag would make the leads-off alarm flap).
+            # minutes ago, its lead-off flag would make the leads-off alarm flap), nor a late
+            # chunk of a session the device has replaced (stored in that closed recording:
+            # until 2026-12-07 its flag raised the leads-off alarm while the device streamed
+            # its new session with the leads on).
             seen.update(battery_pct=chunk.battery_pct, lead_off=chunk.lead_off)
         Device.objects.filter(pk=device.pk).update(**seen)
         if stored:

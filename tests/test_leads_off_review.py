@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 import wfdb
 from django.db import transaction
+from django.utils import timezone
 
 from monitoring import live
+from monitoring.alarms import technical_conditions
 from monitoring.ingest import ingest_chunk
 from monitoring.models import AnalysisStatus, Beat, Recording, SampleChunk
 from monitoring.recordings import analysed_stretches, lead_off_spans
@@ -242,7 +244,7 @@ def test_the_summary_heart_rate_counts_no_interval_across_a_one_chunk_leads_off_
 # --- 4. The live status -----------------------------------------------------------------
 
 
-def test_a_late_chunk_of_a_replaced_session_does_not_set_the_new_recordings_lead_state(device):
+def test_a_late_chunk_of_a_replaced_session_sets_neither_the_status_nor_the_alarm(device):
     """The device restarts (a new session, same patient) with its leads on; then a chunk of
     the old session sampled with the leads off arrives late (it is stored in the old
     recording, which stays closed). The status of the patient's current recording follows
@@ -262,6 +264,10 @@ def test_a_late_chunk_of_a_replaced_session_does_not_set_the_new_recordings_lead
     assert live.current_recording(device.patient_id) == new
     status = live.status_message(new, device.patient_id)
     assert status["recording"] == new.pk and status["signal"] == "live"
+    # nor does it set the device's state, which the technical leads-off alarm reads
+    device.refresh_from_db()
+    assert device.lead_off is False
+    assert [c.active for c in technical_conditions(new, timezone.now())] == [False, False]
 
     # and the new recording's own leads-off chunk is "leads_off" at once
     deliver(make_chunk(seq=1, session="4e115e55", lead_off=True))
