@@ -251,3 +251,37 @@ def test_the_width_menu_shows_the_width_drawn_and_go_to_names_a_repeated_hour(
     wait_for(browser, lambda d: not d.find_element("id", "jump-note").is_displayed())
     assert menu() == ("2.5", "2.5 s")
     assert browser.find_elements("id", "window-s-shown") == []
+
+
+def test_alarm_messages_close_together_do_not_overwrite_each_other(
+    browser, live_server, clinician, long_recording
+):
+    """At a whole recording's width a few alarms close together wrote their messages on one
+    row over each other, an unreadable smudge (exploratory test, 2026-12-07): each now takes
+    the first of three rows where it fits, and one that fits nowhere keeps only its line."""
+    from monitoring.models import Alarm
+
+    times_s = (30.0, 30.5, 31.0, 31.5, 32.0, 32.5, 90.0)
+    kinds = ("VT", "VF", "PAUSE", "AF", "PVC", "HR_HIGH", "HR_LOW")  # one open alarm a kind
+    for time_s, kind in zip(times_s, kinds, strict=True):
+        Alarm.objects.create(
+            patient=long_recording.patient,
+            recording=long_recording,
+            kind=kind,
+            priority="warning",
+            message=f"{kind} at {time_s:g} s: a message as long as a VT alarm's is",
+            details={"sample": int(time_s * FS_HZ)},
+        )
+    log_in(browser, live_server.url, "clinician", "pw-clinician-1")
+    browser.get(f"{live_server.url}/recordings/{long_recording.pk}/review/#t=0&w=120")
+    wait_for(browser, lambda d: canvas_data(d, "alarmLines") == 7)
+    labels = browser.execute_script(
+        "return document.getElementById('review-canvas').dataset.alarmLabels"
+    )
+    boxes = [tuple(int(v) for v in label.split(":")) for label in labels.split(",")]
+    # the first three of the burst, one per row (each message is far wider than 2.5 s at
+    # this width), and the one at 90 s back on the first row
+    assert sorted(box[2] for box in boxes) == [0, 0, 1, 2]
+    for row in range(3):
+        in_row = sorted(box[:2] for box in boxes if box[2] == row)
+        assert all(left >= right for (_, right), (left, _) in zip(in_row, in_row[1:], strict=False))

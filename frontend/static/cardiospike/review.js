@@ -355,9 +355,22 @@
     });
   }
 
+  // Alarm messages go on up to ALARM_LABEL_ROWS rows, each in the first row where it does not
+  // overlap the one before; one that fits nowhere keeps its line but not its text (zoom in to
+  // read it). Until 2026-12-07 they were all written on one row, and at a whole recording's
+  // width a few alarms close together made one unreadable smudge.
+  var ALARM_LABEL_ROWS = 3, ALARM_LABEL_ROW_PX = 12, ALARM_LABEL_GAP_PX = 6;
+
   function drawAlarms(height) {
-    overview.alarms.forEach(function (alarm) {
-      if (alarm.time_s < state.startS || alarm.time_s > state.startS + state.widthS) { return; }
+    var rowEnds = [];
+    var labels = [];
+    for (var row = 0; row < ALARM_LABEL_ROWS; row++) { rowEnds.push(-Infinity); }
+    context.font = "11px sans-serif";
+    var shown = overview.alarms.filter(function (alarm) {
+      return alarm.time_s >= state.startS && alarm.time_s <= state.startS + state.widthS;
+    });
+    shown.sort(function (a, b) { return a.time_s - b.time_s; });
+    shown.forEach(function (alarm) {
       var x = xOf(alarm.time_s);
       context.strokeStyle = "#dc2626";
       context.lineWidth = 1.5;
@@ -365,11 +378,21 @@
       context.moveTo(x, 14);
       context.lineTo(x, height);
       context.stroke();
-      context.fillStyle = "#dc2626";
-      context.textAlign = "left";
-      context.font = "11px sans-serif";
-      context.fillText(alarm.message, x + 3, 24);
+      var left = x + 3, right = left + context.measureText(alarm.message).width;
+      for (var row = 0; row < ALARM_LABEL_ROWS; row++) {
+        if (left >= rowEnds[row] + ALARM_LABEL_GAP_PX) {
+          context.fillStyle = "#dc2626";
+          context.textAlign = "left";
+          context.fillText(alarm.message, left, 24 + row * ALARM_LABEL_ROW_PX);
+          rowEnds[row] = right;
+          labels.push([Math.round(left), Math.round(right), row].join(":"));
+          return;
+        }
+      }
     });
+    // what was written where (tests/test_review_browser.py reads it)
+    canvas.dataset.alarmLabels = labels.join(",");
+    canvas.dataset.alarmLines = String(shown.length);
   }
 
   function drawOverview() {
