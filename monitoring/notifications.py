@@ -49,6 +49,7 @@ from monitoring.models import (
     Notification,
     NotificationAttempt,
     NotificationState,
+    Recording,
     latched_q,
 )
 
@@ -164,7 +165,7 @@ class EmailTransport:
         site = settings.SITE_URL
         lines.append(f"Live view (acknowledge there): {site}/patients/{patient.pk}/live/")
         if alarm.recording_id is not None:
-            lines.append(f"Review: {site}/recordings/{alarm.recording_id}/review/")
+            lines.append(f"Review: {review_url(alarm)}")
         if strip_png:
             strip_note = "The ECG around the event is attached."
         elif alarm.recording_id is not None:
@@ -226,13 +227,51 @@ def alarm_strip_png(alarm: Alarm) -> bytes | None:
     recording = alarm.recording
     if recording is None or recording.end_sample <= 0:
         return None
-    fs_hz = recording.sampling_rate_hz
-    event = int(alarm.details.get("sample", recording.end_sample - 1))
-    start = max(0, event - round(STRIP_BEFORE_S * fs_hz))
-    end = min(recording.end_sample, event + round(STRIP_AFTER_S * fs_hz))
+    event = event_sample(alarm)
+    start, end = alarm_strip_window(recording, event)
     if end <= start:
         return None
     return render_range_png(recording, start, end, marker_sample=event, title=alarm.message)
+
+
+def event_sample(alarm: Alarm) -> int:
+    """The sample the alarm is about (``details["sample"]``), else the recording's last one."""
+    return int((alarm.details or {}).get("sample", alarm.recording.end_sample - 1))
+
+
+def alarm_strip_window(recording: Recording, event: int) -> tuple[int, int]:
+    """Samples ``[start, end)`` of the alarm's strip: ``STRIP_BEFORE_S`` before the event to
+    ``STRIP_AFTER_S`` after it, moved (not cut) to fit the recording.
+
+    An event in the first 8 s (an AF episode found at 2 s, a pause from the start) or in the
+    last 4 s (the latest beat, the usual case for a live alarm) still gets a strip of the full
+    length, the event off-centre: clipping only the start gave 4.6 s strips. Only a recording
+    shorter than the strip gives a shorter one (all of it).
+    """
+    fs_hz = recording.sampling_rate_hz
+    before_n = round(STRIP_BEFORE_S * fs_hz)
+    length_n = before_n + round(STRIP_AFTER_S * fs_hz)
+    end_n = recording.end_sample
+    start = event - before_n
+    start = min(start, end_n - length_n)  # past the end: move back
+    start = max(0, start)  # before the start (or a short recording): move forward
+    return start, min(end_n, start + length_n)
+
+
+def review_url(alarm: Alarm) -> str:
+    """The review page of the alarm's recording, opened on the attached strip's window.
+
+    The page reads its position from the fragment (``#t=<start s>&w=<width s>``,
+    frontend/static/cardiospike/review.js); without it the page opens at 0 s, hours away
+    from the event of a long recording.
+    """
+    recording = alarm.recording
+    url = f"{settings.SITE_URL}/recordings/{recording.pk}/review/"
+    if recording.end_sample <= 0:
+        return url  # nothing stored: 0 s is all there is
+    fs_hz = recording.sampling_rate_hz
+    start, end = alarm_strip_window(recording, event_sample(alarm))
+    return f"{url}#t={start / fs_hz:.3f}&w={(end - start) / fs_hz:g}"
 
 
 # --- Scheduling and sending --------------------------------------------------------------

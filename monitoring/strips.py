@@ -41,7 +41,8 @@ def strip_request(
     """Check the query of a strip picture; ``ValueError`` says what is wrong.
 
     ``beat_number`` counts from 1 (as the results table and CSV do). Without ``start_s``
-    the strip is centred on the chosen beat, or starts at 0.
+    the strip is centred on the chosen beat, or starts at 0; with both, the beat must lie
+    in the strip.
     """
     fs = recording.sampling_rate_hz
     # where the recording ends, not how much is stored: after a gap the last seconds are
@@ -73,7 +74,17 @@ def strip_request(
         )
     # a start in the last half sample rounds to the end: draw the last sample, not nothing
     first = min(int(round(start * fs)), n_samples - 1)
-    return StripRequest(start=first, end=min(n_samples, first + int(round(length * fs))), beat=beat)
+    end = min(n_samples, first + int(round(length * fs)))
+    if beat is not None and not first <= beat.sample < end:
+        # Refused rather than drawn: the picture would be titled "saliency of beat n" with
+        # neither the beat nor its overlay in it. Not moved to the beat either: a start the
+        # user typed is kept as typed; leaving it out centres the strip on the beat.
+        raise ValueError(
+            f"beat {beat.index + 1} (at {beat.sample / fs:.2f} s) is not in the strip "
+            f"{first / fs:.2f}-{end / fs:.2f} s: leave the start (start_s) empty to centre the "
+            "strip on the beat, or choose a start that puts the beat in the strip"
+        )
+    return StripRequest(start=first, end=end, beat=beat)
 
 
 def seconds_parameter(value, name: str, default: float) -> float:
