@@ -26,7 +26,7 @@ from django.db.models import Count
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
-from monitoring.models import Alarm, Recording
+from monitoring.models import Alarm, Recording, UploadFormat
 from monitoring.recordings import end_sample, lead_off_spans, samples_mv
 from monitoring.strips import seconds_parameter
 
@@ -469,6 +469,21 @@ def review_overview(recording: Recording) -> dict:
 # --- Exports ----------------------------------------------------------------------------
 
 
+# What the exports call the stored values' unit: (WFDB header units, CSV column suffix).
+# Millivolts for every recording but the Kaggle beat rows, which are min-max normalized to
+# 0..1 (docs/upload.md) and were exported as mV ("32000.0(0)/mV", "beat rows (0..1)_mv"), a
+# unit they are not: "NU", normalized units, as WFDB headers name a unitless signal.
+MV_UNIT = ("mV", "mv")
+NORMALIZED_UNIT = ("NU", "nu")
+
+
+def export_unit(recording: Recording) -> tuple[str, str]:
+    """``(WFDB units, CSV column suffix)`` of the recording's stored values."""
+    if recording.upload_format == UploadFormat.KAGGLE187:
+        return NORMALIZED_UNIT
+    return MV_UNIT
+
+
 def record_name(recording: Recording) -> str:
     """The WFDB record name (letters, digits, hyphens: what WFDB accepts)."""
     return f"recording-{recording.pk}"
@@ -552,7 +567,8 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
     """Write the recording as a WFDB record in ``folder``; the paths written.
 
     - ``.hea`` and ``.dat``: format 16, the stored ADC values with the recording's gain and
-      baseline, gaps as ``WFDB_INVALID_ADC``;
+      baseline in its unit (``export_unit``: mV, or NU for the Kaggle beat rows), gaps as
+      ``WFDB_INVALID_ADC``;
     - ``.cspk`` (``OURS_ANNOTATOR``), when it has beats, episodes or leads-off spans: our
       labels, and each leads-off span as WFDB marks unreadable signal (``NOISE_SYMBOL`` with
       ``UNREADABLE_SUBTYPE`` at its first sample, with ``CLEAN_SUBTYPE`` one past its last),
@@ -576,7 +592,7 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
     wfdb.wrsamp(
         name,
         fs=recording.sampling_rate_hz,
-        units=["mV"] * n_channels,
+        units=[export_unit(recording)[0]] * n_channels,
         sig_name=export_lead_names(recording, ascii_only=True),
         d_signal=adc,
         fmt=["16"] * n_channels,
@@ -654,7 +670,8 @@ def spreadsheet_text(text: str) -> str:
 
 def signal_csv_lines(recording: Recording) -> Iterator[str]:
     """The recording as CSV text, a line at a time: ``time_s, sample``, one column per lead
-    in mV and ``lead_off``, from sample 0 to the end; a sample no chunk covers has blank lead
+    in mV (``<lead>_mv``; the Kaggle beat rows' 0..1 values ``<lead>_nu``, ``export_unit``)
+    and ``lead_off``, from sample 0 to the end; a sample no chunk covers has blank lead
     and ``lead_off`` cells.
 
     Values are written with 10 significant digits, so ``round(mv * gain + baseline)`` gives
@@ -664,6 +681,7 @@ def signal_csv_lines(recording: Recording) -> Iterator[str]:
     reader that picks its columns by name or by position before it reads the file as before.
     """
     fs_hz = recording.sampling_rate_hz
+    suffix = export_unit(recording)[1]  # mv, or nu for the Kaggle beat rows' 0..1 values
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
 
@@ -677,7 +695,7 @@ def signal_csv_lines(recording: Recording) -> Iterator[str]:
         [
             "time_s",
             "sample",
-            *[spreadsheet_text(f"{lead}_mv") for lead in export_lead_names(recording)],
+            *[spreadsheet_text(f"{lead}_{suffix}") for lead in export_lead_names(recording)],
             "lead_off",
         ]
     )

@@ -323,11 +323,61 @@ def _starts_with_header(text: str, first: list[tuple[int, int, int, str]]) -> bo
     return False
 
 
+# A tab between two cells (not whitespace next to a comma): a tab-separated file.
+TAB_SEPARATED = re.compile(r"[^\s,]\t+[^\s,]")
+
+
+def _separator_problem(name: str, first: list[tuple[int, int, int, str]]) -> str | None:
+    """What to say about a file separated by semicolons or tabs, or None.
+
+    Read as comma-separated, such a file got a message about something else: a header
+    ``ecg_mv;`` was read as naming the unit ``mv;``. It is refused, not read: spreadsheets
+    write ``;`` where the decimal separator is a comma (``0,25``), and guessing which comma
+    is which could read numbers wrong without a word.
+    """
+    for line_number, _, _, line in first:
+        if ";" in line:
+            shown = "';' (semicolons)"
+        elif TAB_SEPARATED.search(line):
+            shown = "tabs"
+        else:
+            continue
+        return (
+            f"{name} line {line_number} is separated by {shown}: CardioSpike reads "
+            "comma-separated CSV with a decimal point (0.25, not 0,25); save it as "
+            "comma-separated CSV (CSV UTF-8) and upload it again"
+        )
+    return None
+
+
+def _refuse_our_csv_export(name: str, header_line: tuple[int, int, int, str]) -> None:
+    """Refuse our own signal CSV export (``monitoring.review.signal_csv_lines``: ``time_s,
+    sample, <lead>_mv, ..., lead_off``) naming it: it was refused as "line 2 has 4 values",
+    which says nothing of why. Reading it would take a lead to choose, the rate from
+    ``time_s`` (6 decimals) and its gaps' blank cells (docs/review.md says which exports
+    upload again)."""
+    cells = [cell.strip().strip("'").lower() for cell in header_line[3].split(",")]
+    if cells[:2] != ["time_s", "sample"]:
+        return
+    example = f" (such as {header_line[3].split(',')[2].strip()})" if len(cells) > 2 else ""
+    raise UploadError(
+        f"{name} is a CardioSpike signal CSV export (time_s, sample, a column per lead, "
+        "lead_off), which does not upload again as it is: upload the recording's WFDB export "
+        f"(.hea + .dat, and its .atr), or one lead's column alone{example} as a one-column "
+        "signal CSV with its sampling rate"
+    )
+
+
 def parse_csv(name: str, data: bytes, fs_hz: float | None) -> ParsedUpload:
     """A one-column signal CSV or a beat-per-row CSV; told apart by the first data line."""
     text = _decode_text(name, data)
     first = _first_lines(text, 2)
+    problem = _separator_problem(name, first)
+    if problem is not None:
+        raise UploadError(problem)
     header = _starts_with_header(text, first)
+    if header:
+        _refuse_our_csv_export(name, first[0])
     if header and len(first) < 2:
         raise UploadError(f"{name} has a header line but no data")
     line_number, start, _, line = first[1] if header else first[0]
@@ -808,8 +858,10 @@ def _wfdb_samples(record, header_name: str) -> tuple[np.ndarray, float, int]:
         if len(where):
             raise UploadError(
                 f"{header_name}: signal {channel + 1} ({record.sig_name[channel]}) has "
-                f"{len(where)} missing samples (first at sample {int(where[0])}); fill or cut "
-                "them before uploading"
+                f"{len(where)} missing samples (first at sample {int(where[0])}, the value "
+                f"{_invalid_values(record)[channel]} that WFDB reads as missing; a CardioSpike "
+                "WFDB export writes a device recording's gaps so); an upload cannot hold "
+                "gaps: fill or cut them before uploading"
             )
     scales = [mv_per_unit(units) for units in (record.units or [])] or [1.0] * digital.shape[1]
     gains = [float(g) / scale for g, scale in zip(record.adc_gain, scales, strict=True)]
@@ -880,6 +932,47 @@ def _invalid_values(record) -> list[int]:
     return [INVALID_SAMPLE_VALUE.get(fmt) for fmt in record.fmt]
 
 
+# WFDB annotation files (MIT format, PhysioNet's annot(5)): little-endian 16-bit words, the
+# top 6 bits a code, the low 10 a number. Code 0 with number 0 ends the file; SKIP (59) is
+# followed by a 4-byte interval and AUX (63) by its number of bytes of text, padded to even.
+ANNOTATION_SKIP_CODE, ANNOTATION_AUX_CODE = 59, 63
+
+
+def annotation_file_problem(name: str, data: bytes) -> str | None:
+    """Why ``data`` is not a whole WFDB annotation file, or None.
+
+    wfdb.rdann reads whatever words it finds and never checks for the end-of-file marker,
+    so a cut file reads as the annotations before the cut, without a word: the first 100
+    bytes of MIT-BIH 119.atr gave 37 beats of 1987, and the agreement then counted every
+    later beat we found as extra (+P 0.019), which read as a broken detector. The words are
+    walked here as the format lays them out, and the marker must end the file. Every .atr of
+    mitdb, nstdb and vfdb in the data folder (75 files) and every file wfdb.wrann writes
+    (our exports) ends so.
+    """
+    position = 0
+    while position + 2 <= len(data):
+        word = data[position] | (data[position + 1] << 8)
+        code, number = word >> 10, word & 0x3FF
+        position += 2
+        if code == 0 and number == 0:
+            if not any(data[position:]):
+                return None  # the end (zero padding after it, as some writers add, is harmless)
+            return (
+                f"{name} is not a valid WFDB annotation file: {len(data) - position} bytes "
+                f"follow its end-of-file marker (at byte {position - 2}); the file is damaged "
+                "or two files were joined"
+            )
+        if code == ANNOTATION_SKIP_CODE:
+            position += 4
+        elif code == ANNOTATION_AUX_CODE:
+            position += number + (number & 1)
+    return (
+        f"{name} is cut short: it ends without the end-of-file marker (two zero bytes) that "
+        f"ends every WFDB annotation file ({len(data)} bytes read); its annotations would stop "
+        "where the file was cut. Upload the whole file, or the record without it"
+    )
+
+
 def _read_annotations(
     folder: str,
     annotation_names: list[str],
@@ -898,6 +991,9 @@ def _read_annotations(
             f"{name} is not for this record: annotation files are named after their record "
             f"({record_name}.atr)"
         )
+    problem = annotation_file_problem(name, contents[name])
+    if problem is not None:
+        raise UploadError(problem)
     (Path(folder) / f"{record_name}.atr").write_bytes(contents[name])  # 208.ATR too
     try:
         annotation = wfdb.rdann(os.path.join(folder, record_name), "atr")
