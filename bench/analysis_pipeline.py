@@ -47,10 +47,26 @@ def timed(function, runs: int) -> tuple[float, object]:
     return statistics.median(durations), result
 
 
+def mitdb_folder(data: str | None) -> Path:
+    """The mitdb folder: ``data`` itself when it holds WFDB headers (as ``inference.evaluate``
+    and ``bench/qrs_compare.py`` take it), else its ``mitdb/``."""
+    if data is not None and any(Path(data).glob("*.hea")):
+        return Path(data)
+    folder = data_dir(data) / "mitdb"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} not found: pass --data with the mitdb folder")
+    return folder
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("--data", default=None, help="PhysioNet data folder (holds mitdb/)")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="the mitdb folder, or the PhysioNet data folder holding mitdb/ (default: "
+        "$CARDIOSPIKE_DATA_DIR or ../shared/data)",
+    )
     parser.add_argument("--record", default="208", help="MIT-BIH record (default 208: PVCs, F)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--holter", action="store_true", help="also all 48 records as 24 h")
@@ -60,7 +76,11 @@ def main() -> int:
     torch.set_num_threads(1)  # "on one core"
     logging.getLogger("wfdb").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
-    folder = data_dir(args.data) / "mitdb"
+    try:
+        folder = mitdb_folder(args.data)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     record = load_annotated(folder / args.record)
     ecg_mv, fs = np.asarray(record.signal_mv, dtype=np.float64), record.fs
     duration_s = len(ecg_mv) / fs

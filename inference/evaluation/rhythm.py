@@ -327,9 +327,9 @@ def markdown(rows: list[dict], summary: dict, cv: dict | None) -> str:
         if vt:
             lines += [
                 "",
-                f"VT from reference beat labels: {vt['reference_detected']} of "
-                f"{vt['n_reference']} (VT episodes detected; {vt['detected_true']} of "
-                f"{vt['n_detected']} detected VT episodes overlap a (VT episode.",
+                f"VT from reference beat labels: {vt['reference_detected']} of the "
+                f"{vt['n_reference']} annotated (VT episodes detected; {vt['detected_true']} "
+                f"of the {vt['n_detected']} detected VT episodes overlap an annotated one.",
             ]
     vf = summary["vf_segments"]
     channel = vf_channel_words(rows)
