@@ -12,11 +12,12 @@ which changes nothing). :func:`apply_conditions` turns that into the lifecycle:
 - A condition that is gone resolves its alarm, acknowledged or not; if it returns it is raised
   again as a new row.
 - Rules hold their verdict a little (the heart rate must stay past its limit for
-  ``HR_SUSTAIN_S`` and stay back for as long; an episode counts for ``EVENT_HOLD_S`` after it
-  ended), so a rate that hovers at a limit or a run of short VT salvos is one alarm, not a
-  storm. A new stretch (a restarted device's new recording, the analysis after a gap) has no
-  episodes yet: that is "cannot tell" until it has been analysed for the hold and a little
-  more (``EPISODE_STORE_DELAY_S``), so an episode alarm is not resolved and raised again.
+  ``HR_SUSTAIN_S`` and stay back for as long; an episode counts for ``EVENT_HOLD_S`` of the
+  signal the rules know after it ended), so a rate that hovers at a limit or a run of short
+  VT salvos is one alarm, not a storm. A new stretch (a restarted device's new recording,
+  the analysis after a gap) has no episodes yet: that is "cannot tell" until it has been
+  analysed for the hold and a little more (``EPISODE_STORE_DELAY_S``), so an episode alarm
+  is not resolved and raised again.
 
 :func:`evaluate_alarms` reads only the last minute or so of one recording, and at a round's
 end it is idempotent: it runs after every streaming-analysis round (:func:`on_analysis_round`),
@@ -58,6 +59,7 @@ from monitoring.models import (
     Patient,
     Recording,
 )
+from monitoring.streaming import EPISODE_EVERY_S
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +91,20 @@ PVC_RESOLVE_HOLD_S = 120.0
 # analysis round (about one per second of signal per patient) loads these rows, so the PVC
 # rule, which needs its window before its whole hold (3 min), reads its own V beats instead.
 BEAT_LOOKBACK_S = 80.0
-# An episode (pause, VT, VF, AF) keeps its alarm open this long after it ended.
+# An episode (pause, VT, VF, AF) keeps its alarm open this long after it ended: this long of
+# signal that the rules know without one (:func:`episodes_known_through`), so that a VT salvo
+# up to EVENT_HOLD_S after the last one is the same alarm.
 EVENT_HOLD_S = 60.0
+# The rules know the episodes only up to where the streaming analysis computed them, which
+# differs by kind: beat positions (pauses, and VF, which clips them) are known up to
+# StreamingAnalyzer.beat_positions_final_through, about 0.4 s and at most about 4.5 s behind
+# the analysed end (this lag); beat classes and rates (VT, AF) up to the final beats,
+# BEAT_FINAL_LAG_S behind; and VT, AF and VF are recomputed only when the analysed end
+# crosses a multiple of streaming.EPISODE_EVERY_S (5 s), pauses at every round while no beat
+# has come for the pause limit. The hold was counted back from the analysed end: a VT known
+# only 7-12 s later held its alarm 48-53 s of known signal, and two VT salvos 56 s apart
+# (MIT-BIH 221) were two critical alarms, resolved and raised again 3.4 s apart.
+POSITION_FINAL_LAG_S = 4.5
 # A new stretch (a restarted device's new recording, or the analysis after a gap) has no
 # episodes at first: read as "gone", an open VT or AF alarm resolved at its first round and
 # an AF still going on was raised again, and sent again, once the new stretch had af_min_s
@@ -100,7 +114,9 @@ EVENT_HOLD_S = 60.0
 # delay before an episode that runs from the stretch's start is stored: beats are final
 # BEAT_FINAL_LAG_S (7 s) after their R peak, episodes are recomputed every 5 s of signal
 # (streaming.EPISODE_EVERY_S) and the first beat comes up to a couple of seconds after the
-# start. Before that the verdict is "cannot tell": an open alarm stays open.
+# start. Before that the verdict is "cannot tell": an open alarm stays open. (The hold counts
+# from what the rules know of each kind, up to 12 s behind the analysed end: after 75 s they
+# know at least 63 s of the stretch.)
 EPISODE_STORE_DELAY_S = 15.0
 # The rules judge the end of what was analysed. One analysis round reads up to
 # STREAM_MAX_ROUND_S (120 s) of signal at once when there is a backlog (a device resending what
@@ -361,21 +377,26 @@ class RoundData:
 
     @cached_property
     def episodes(self) -> list:
-        # the same float bound as episodes_at's, at the earliest moment
-        since_s = min(at.analysed_end for at in self.moments) / self.fs_hz - EVENT_HOLD_S
+        # the same float bounds as episodes_at's, the earliest of every moment and kind
+        since_s = min(
+            hold_since_s(kind, at, self.fs_hz)
+            for at in self.moments
+            for kind in EPISODE_KINDS.values()
+        )
         rows = self.recording.episodes.filter(
             kind__in=list(EPISODE_KINDS.values()), end_s__gte=since_s
         )
         return list(rows.order_by("end_s", "pk"))
 
     def episodes_at(self, at: Moment) -> list:
-        """The episodes that ended in the last ``EVENT_HOLD_S`` or go on, by their end."""
-        since_s = at.analysed_end / self.fs_hz - EVENT_HOLD_S
+        """The episodes that go on or ended less than ``EVENT_HOLD_S`` before what the rules
+        know of their kind at ``at`` (:func:`hold_since_s`), by their end."""
         before_s = at.final_end / self.fs_hz
         return [
             episode
             for episode in self.episodes
-            if episode.end_s >= since_s and (not at.replayed or episode.start_s < before_s)
+            if episode.end_s >= hold_since_s(episode.kind, at, self.fs_hz)
+            and (not at.replayed or episode.start_s < before_s)
         ]
 
     @cached_property
@@ -434,6 +455,31 @@ class RoundData:
         if start < first or end > first + len(signal_mv):
             raise ValueError(f"[{start}, {end}) is outside the signal read for {at}")
         return signal_mv[start - first : end - first]
+
+
+def episodes_known_through(episode_kind: str, at: Moment, fs_hz: float) -> int:
+    """A sample up to which the streaming analysis had computed the stored episodes of
+    ``episode_kind`` ("PAUSE", "VT", "VF", "AF") at ``at``, at least: the latest
+    recomputation, less the kind's lag behind it at most (``BEAT_FINAL_LAG_S``,
+    ``POSITION_FINAL_LAG_S``). A stretch finished by then was computed to its end."""
+    if at.final_end >= at.analysed_end:
+        return at.analysed_end
+    if episode_kind == "PAUSE":
+        # recomputed at every round once no beat has come for the pause limit
+        return at.analysed_end - round(POSITION_FINAL_LAG_S * fs_hz)
+    # recomputed last by the round that crossed the latest multiple of EPISODE_EVERY_S: up to
+    # the lag before that multiple, at least (that round ended at or after it)
+    step = max(1, round(EPISODE_EVERY_S * fs_hz))
+    recomputed_at = at.analysed_end // step * step
+    lag_s = BEAT_FINAL_LAG_S if episode_kind in ("VT", "AF") else POSITION_FINAL_LAG_S
+    return recomputed_at - round(lag_s * fs_hz)
+
+
+def hold_since_s(episode_kind: str, at: Moment, fs_hz: float) -> float:
+    """An episode of ``episode_kind`` that ended at or after this (seconds of signal) holds
+    its alarm at ``at``: ``EVENT_HOLD_S`` before what the rules know of the kind then
+    (:func:`episodes_known_through`)."""
+    return episodes_known_through(episode_kind, at, fs_hz) / fs_hz - EVENT_HOLD_S
 
 
 def replay_ends(

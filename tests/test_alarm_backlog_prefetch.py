@@ -29,7 +29,6 @@ from monitoring.alarms import (
     ARRHYTHMIA_LOOKBACK,
     BEAT_LOOKBACK_S,
     EPISODE_KINDS,
-    EVENT_HOLD_S,
     WINDOW_MODEL_PREFIX,
     Condition,
     RoundData,
@@ -74,13 +73,15 @@ class PerMomentQueries(RoundData):
         return np.array(list(samples), dtype=np.int64)
 
     def episodes_at(self, at):
-        episodes = self.recording.episodes.filter(
-            kind__in=list(EPISODE_KINDS.values()),
-            end_s__gte=at.analysed_end / FS_HZ - EVENT_HOLD_S,
-        )
-        if at.replayed:
-            episodes = episodes.filter(start_s__lt=at.final_end / FS_HZ)
-        return list(episodes.order_by("end_s"))
+        found = []
+        for kind in EPISODE_KINDS.values():  # each kind's hold from what is known of it
+            episodes = self.recording.episodes.filter(
+                kind=kind, end_s__gte=alarms.hold_since_s(kind, at, FS_HZ)
+            )
+            if at.replayed:
+                episodes = episodes.filter(start_s__lt=at.final_end / FS_HZ)
+            found += episodes
+        return sorted(found, key=lambda episode: (episode.end_s, episode.pk))
 
     def windows_at(self, at):
         windows = self.recording.predictions.filter(
