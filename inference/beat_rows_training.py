@@ -3,6 +3,7 @@
     python -m inference.beat_rows_training                      # both layouts, write cards
     python -m inference.beat_rows_training --layout window216   # one layout
     python -m inference.beat_rows_training --tune               # validation only: no DS2, no files
+    python -m inference.beat_rows_training --replace-shipped    # write over the shipped models
 
 Rows are built with ``inference.beat_rows.rows_from_record`` from lead MLII and the reference
 beat annotations, so training rows are made exactly like rows built from a user's record.
@@ -11,9 +12,11 @@ patients ``inference.train.MITDB_VALIDATION``, early-stopped on their macro F1, 
 evaluated on DS2. Paced records (102, 104, 107, 217) are in neither set and are excluded
 explicitly all the same.
 
-Each full run writes ``inference/weights/beat-rows-<layout>.pt`` and ``.json`` (the model
-card) and ``docs/models/beat-rows-<layout>.md`` with the training curve and the DS2 confusion
-matrix as PNG beside it.
+Each full run writes ``beat-rows-<layout>.pt`` and ``.json`` (the model card) and
+``beat-rows-<layout>.md`` with the training curve and the DS2 confusion matrix as PNG beside it,
+into ``--out-dir DIR`` (default: a new ``runs/beat-rows-<UTC time>/``); only
+``--replace-shipped`` writes over the shipped ``inference/weights/beat-rows-<layout>.*`` and
+``docs/models/beat-rows-<layout>*``.
 """
 
 import argparse
@@ -34,8 +37,8 @@ from inference.beat_rows import ROW_LAYOUTS, BeatRowCNN, model_name, prepare_row
 from inference.evaluation.beats import beat_metrics, confusion_table, metrics_table, plot_confusion
 from inference.evaluation.common import json_text
 from inference.models import count_parameters
-from inference.registry import WEIGHTS_DIR
-from inference.train import DOCS_DIR, MITDB_VALIDATION, git_commit
+from inference.registry import add_output_options, make_run_dirs, run_dirs
+from inference.train import MITDB_VALIDATION, git_commit
 
 N_CLASSES = len(AAMI_CLASSES)
 
@@ -329,12 +332,13 @@ def nan_for_none(value):
     return value
 
 
-def write_card(layout: str, model: nn.Module, card: dict) -> None:
+def write_card(
+    layout: str, model: nn.Module, card: dict, weights_dir: Path, docs_dir: Path
+) -> None:
     name = model_name(layout)
     spec = ROW_LAYOUTS[layout]
-    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    DOCS_DIR.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), WEIGHTS_DIR / f"{name}.pt")
+    make_run_dirs(weights_dir, docs_dir)
+    torch.save(model.state_dict(), weights_dir / f"{name}.pt")
     card = {
         "name": name,
         "version": "1",
@@ -361,9 +365,9 @@ def write_card(layout: str, model: nn.Module, card: dict) -> None:
         },
         **card,
     }
-    (WEIGHTS_DIR / f"{name}.json").write_text(json_text(card))
-    (DOCS_DIR / f"{name}.md").write_text(card_markdown(card))
-    print(f"wrote {WEIGHTS_DIR / name}.pt/.json and {DOCS_DIR / name}.md")
+    (weights_dir / f"{name}.json").write_text(json_text(card))
+    (docs_dir / f"{name}.md").write_text(card_markdown(card))
+    print(f"wrote {weights_dir / name}.pt/.json and {docs_dir / name}.md")
 
 
 # --- Command ------------------------------------------------------------------------------
@@ -395,8 +399,9 @@ def train_layout(
     ds2_metrics = for_json(scores(ds2_labels, predict(model, prepare_rows(ds2_rows, layout))))
     result["ds2"] = ds2_metrics
     name = model_name(layout)
-    plot_history(history, best_epoch, DOCS_DIR / f"{name}-training.png", f"{name}: training")
-    plot_confusion(ds2_metrics, DOCS_DIR / f"{name}-ds2.png", f"{name}: MIT-BIH DS2")
+    make_run_dirs(args.docs_dir)
+    plot_history(history, best_epoch, args.docs_dir / f"{name}-training.png", f"{name}: training")
+    plot_confusion(ds2_metrics, args.docs_dir / f"{name}-ds2.png", f"{name}: MIT-BIH DS2")
     write_card(
         layout,
         model,
@@ -442,6 +447,8 @@ def train_layout(
                 "population; not validated prospectively."
             ),
         },
+        args.weights_dir,
+        args.docs_dir,
     )
     return result
 
@@ -465,7 +472,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="report validation only: DS2 is not read and nothing is written",
     )
+    add_output_options(parser, "beat-rows")
     args = parser.parse_args(argv)
+    args.weights_dir, args.docs_dir = run_dirs(args.out_dir, args.replace_shipped, "beat-rows")
     if args.epochs < 1:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
     # One thread: deterministic results and the training-time figure in the card hold on any
@@ -493,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
         train_layout(layout, data, args, ds2, f"{command} --layout {layout}") for layout in layouts
     ]
     print(json.dumps({r["layout"]: {k: v for k, v in r.items() if k != "layout"} for r in summary}))
+    if not args.tune and not args.replace_shipped:
+        print(f"the shipped models are unchanged; this run's files are in {args.weights_dir}")
     return 0
 
 

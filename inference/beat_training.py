@@ -9,8 +9,10 @@ number of epochs) is made by leave-patients-out cross-validation over the 22 DS1
 (``--cv``: each fold's patients are predicted by a model trained on the other folds; the
 held-out predictions are pooled and scored per class). The final run trains on all of DS1 for
 the chosen number of epochs, reads DS2 once with the evaluation command's code, and writes
-``inference/weights/beat-cnn-mitdb.pt`` and ``.json`` and ``docs/models/beat-cnn-mitdb.md``
-with the cross-validation table and curve and the DS2 confusion matrices as PNG; the card's
+``beat-cnn-mitdb.pt`` and ``.json`` and ``beat-cnn-mitdb.md`` with the cross-validation table
+and curve and the DS2 confusion matrices as PNG into ``--out-dir DIR`` (default: a new
+``runs/beat-cnn-mitdb-<UTC time>/``); only ``--replace-shipped`` writes over the shipped
+``inference/weights/beat-cnn-mitdb.*`` and ``docs/models/beat-cnn-mitdb*``. The card's
 hand-written notes (what was learned after the DS2 read) come from
 ``docs/models/beat-cnn-mitdb-notes.md``, which the command keeps.
 """
@@ -68,7 +70,7 @@ from inference.evaluation.beats import (
 )
 from inference.evaluation.common import json_text, mitdb_folder, writable_output
 from inference.models import count_parameters
-from inference.registry import WEIGHTS_DIR
+from inference.registry import add_output_options, make_run_dirs, run_dirs
 from inference.train import DOCS_DIR, git_commit, training_environment
 
 NAME = "beat-cnn-mitdb"
@@ -1146,9 +1148,9 @@ def write_model(
     timing: dict,
     cv_runs: list[dict],
 ) -> None:
-    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    DOCS_DIR.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), WEIGHTS_DIR / f"{NAME}.pt")
+    weights_dir, docs_dir = args.weights_dir, args.docs_dir
+    make_run_dirs(weights_dir, docs_dir)
+    torch.save(model.state_dict(), weights_dir / f"{NAME}.pt")
     command = reproduce_command(args)
     ds2 = results["ds2"]  # None for an interim model (--no-test): DS2 not evaluated
     card = {
@@ -1228,12 +1230,14 @@ def write_model(
         card["ds2_per_record"] = ds2["per_record"]
     else:
         card["metrics"]["ds2"] = "not evaluated: an interim model (--no-test)"
-    (WEIGHTS_DIR / f"{NAME}.json").write_text(json_text(card))
+    (weights_dir / f"{NAME}.json").write_text(json_text(card))
     chosen = next((run for run in cv_runs if run.get("chosen")), None)
     if chosen is not None:
-        plot_cv(chosen["steps"], DOCS_DIR / f"{NAME}-cv.png", "DS1 cross-validation, pooled")
-    (DOCS_DIR / f"{NAME}.md").write_text(card_markdown(model, args, card, results, timing))
-    print(f"wrote {WEIGHTS_DIR / NAME}.pt/.json and {DOCS_DIR / NAME}.md")
+        plot_cv(chosen["steps"], docs_dir / f"{NAME}-cv.png", "DS1 cross-validation, pooled")
+    (docs_dir / f"{NAME}.md").write_text(card_markdown(model, args, card, results, timing))
+    print(f"wrote {weights_dir / NAME}.pt/.json and {docs_dir / NAME}.md")
+    if not args.replace_shipped:
+        print(f"the shipped model is unchanged; this run's files are in {weights_dir}")
 
 
 def card_markdown(
@@ -1260,9 +1264,9 @@ def card_markdown(
     if ds2 is None:
         ds2_section = "## DS2\n\nNot evaluated: an interim model written with `--no-test`.\n"
         return _markdown(model, args, card, timing, cv_section, ds2_section, "")
-    plot_confusion(ds2["reference"], DOCS_DIR / f"{NAME}-ds2.png", "DS2, reference beats")
+    plot_confusion(ds2["reference"], args.docs_dir / f"{NAME}-ds2.png", "DS2, reference beats")
     plot_confusion(
-        ds2["end_to_end"], DOCS_DIR / f"{NAME}-ds2-detected.png", "DS2, our detected beats"
+        ds2["end_to_end"], args.docs_dir / f"{NAME}-ds2-detected.png", "DS2, our detected beats"
     )
     qrs = ds2["end_to_end"]["qrs"]
     rest = without_232(ds2)
@@ -1582,7 +1586,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="write an interim model and card without evaluating DS2",
     )
+    # the final run's (and --no-test's) weights, card and pictures; --cv writes none of them
+    add_output_options(parser, NAME)
     args = parser.parse_args(argv)
+    args.weights_dir, args.docs_dir = run_dirs(args.out_dir, args.replace_shipped, NAME)
     if args.p_wave_feature and not (args.cv or args.cv_combine):
         parser.error(P_WAVE_REFUSAL)
     if args.rate_run_feature and not (args.cv or args.cv_combine):

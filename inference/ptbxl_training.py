@@ -4,7 +4,8 @@
     python -m inference.ptbxl_training model02    # metadata + 1D CNN
     python -m inference.ptbxl_training model03    # model02 with crops and noise
     python -m inference.ptbxl_training model02 --data /path/to/ptbxl --epochs 60 --seed 0
-    python -m inference.ptbxl_training model02 --resume        # continue an interrupted run
+    python -m inference.ptbxl_training model02 --resume --out-dir runs/ptbxl-model02-...
+                                                    # continue an interrupted run in its folder
     python -m inference.ptbxl_training spread --seeds 0 1 2 3 4  # every model once per seed
 
 Splits from ``strat_fold`` (1-8 train, 9 validation, 10 test; patient-disjoint), records
@@ -19,11 +20,13 @@ validation (maximum F1) and the test partition is scored once: per-class and mac
 binary accuracy, F1, each with a bootstrap 95 % interval over test patients (a cluster
 bootstrap: a patient's records are drawn together, as they are not independent).
 
-Writes ``inference/weights/ptbxl-<model>.pt`` and ``.json`` (the card), and
-``docs/models/ptbxl-<model>.md`` with ``ptbxl-<model>-training.png``, and redraws
-``docs/models/ptbxl-models.md`` (the three side by side) from the cards present. ``spread``
-trains without writing weights or bootstrapping (it uses the point figures only) and writes
-``docs/models/ptbxl-seed-spread.json``, which the overview shows beside the bootstrap table.
+Writes ``ptbxl-<model>.pt`` and ``.json`` (the card), and ``ptbxl-<model>.md`` with
+``ptbxl-<model>-training.png``, and redraws ``ptbxl-models.md`` (the three side by side) from the
+cards present, into ``--out-dir DIR`` (default: a new ``runs/ptbxl-<model>-<UTC time>/``;
+``--weights-dir`` and ``--docs-dir`` split it). Only ``--replace-shipped`` writes over the
+shipped ``inference/weights/ptbxl-*`` and ``docs/models/ptbxl-*``. ``spread`` trains without
+writing weights or bootstrapping (it uses the point figures only) and writes
+``ptbxl-seed-spread.json``, which the overview shows beside the bootstrap table.
 Deterministic with a fixed seed (one thread, deterministic algorithms) on the same CPU and
 maths library; another CPU or library gives other weights, about as far off as another seed, so
 the cards record the CPU, its instruction set and the BLAS version.
@@ -75,8 +78,8 @@ from inference.ptbxl_models import (
     normalize_ecg,
     predict_probabilities,
 )
-from inference.registry import WEIGHTS_DIR
-from inference.train import DOCS_DIR, git_commit, training_environment
+from inference.registry import add_output_options, make_run_dirs, run_dirs
+from inference.train import git_commit, training_environment
 
 SPLITS = tuple(SPLIT_FOLDS)
 # Augmentation of model03: a random 7.5 s crop of each 10 s record per step ("random sliding
@@ -1319,8 +1322,7 @@ def write_outputs(
     key: str, model: nn.Module, content: dict, command: str, weights_dir: Path, docs_dir: Path
 ) -> dict:
     name = model_name(key)
-    weights_dir.mkdir(parents=True, exist_ok=True)
-    docs_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dirs(weights_dir, docs_dir)
     torch.save(model.state_dict(), weights_dir / f"{name}.pt")
     card = {
         "name": name,
@@ -1345,7 +1347,7 @@ def write_outputs(
 
 
 def write_spread(spread: dict, command: str, weights_dir: Path, docs_dir: Path) -> dict:
-    docs_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dirs(docs_dir)
     spread = {
         "command": command,
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
@@ -1407,7 +1409,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the interrupted run from <weights-dir>/ptbxl-<model>.checkpoint.pt",
+        help="continue the interrupted run from <weights-dir>/ptbxl-<model>.checkpoint.pt "
+        "(give the interrupted run's --out-dir)",
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="spread: the seeds (e.g. 0 1 2 3 4)")
     parser.add_argument(
@@ -1419,9 +1422,19 @@ def main(argv: list[str] | None = None) -> int:
         help=f"bootstrap resamples for the card's intervals (default {DEFAULT_RESAMPLES}; "
         "not with spread, which runs no bootstrap)",
     )
-    parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
-    parser.add_argument("--docs-dir", type=Path, default=DOCS_DIR)
+    add_output_options(parser, "ptbxl-<model>")
+    parser.add_argument("--weights-dir", type=Path, help="weights and cards (default --out-dir)")
+    parser.add_argument("--docs-dir", type=Path, help="the markdown cards (default --out-dir)")
     args = parser.parse_args(argv)
+    if args.replace_shipped and (args.weights_dir or args.docs_dir):
+        parser.error("--replace-shipped writes the shipped folders: no --weights-dir/--docs-dir")
+    if args.resume and not (args.out_dir or args.weights_dir or args.replace_shipped):
+        # a new run folder holds no checkpoint to continue from
+        parser.error("--resume continues a run in its folder: give it the run's --out-dir DIR")
+    name = "ptbxl-seed-spread" if args.model == "spread" else model_name(args.model)
+    weights_dir, docs_dir = run_dirs(args.out_dir, args.replace_shipped, name)
+    args.weights_dir = args.weights_dir or weights_dir
+    args.docs_dir = args.docs_dir or docs_dir
     if args.model == "spread" and (not args.seeds or args.resume):
         parser.error("spread needs --seeds (e.g. --seeds 0 1 2 3 4) and takes no --resume")
     if args.model != "spread" and args.seeds:
@@ -1451,10 +1464,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         command = _command(args, args.epochs, args.patience, None)
         write_spread(spread, command, args.weights_dir, args.docs_dir)
+        print_unchanged(args)
         return 0
     epochs, patience = epochs_and_patience(args.model, args.epochs, args.patience)
     data = checked_data(args.data, with_signals=MODELS[args.model]["ecg"])
-    args.weights_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dirs(args.weights_dir)
     # kept after the run (gitignored): the last epoch's state, for --resume
     checkpoint = args.weights_dir / f"{model_name(args.model)}.checkpoint.pt"
     model, content = run(
@@ -1469,7 +1483,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     command = _command(args, epochs, patience, resamples)
     write_outputs(args.model, model, content, command, args.weights_dir, args.docs_dir)
+    print_unchanged(args)
     return 0
+
+
+def print_unchanged(args: argparse.Namespace) -> None:
+    if not args.replace_shipped:
+        print(f"the shipped models are unchanged; this run's files are in {args.weights_dir}")
 
 
 if __name__ == "__main__":

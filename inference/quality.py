@@ -42,6 +42,7 @@ import numpy as np
 
 from inference.beat_match import match_beats
 from inference.metrics import roc_auc
+from inference.registry import add_output_options, make_run_dirs, run_dirs
 from inference.vf import (
     _ORGANISATION_BASE,
     FEATURE_NAMES,
@@ -838,7 +839,7 @@ def train(args) -> int:
         "train_seconds": round(time.perf_counter() - started, 1),
     }
     text = json.dumps(_finite(card), indent=1)
-    card_path = Path(args.json) if args.json else CARD_PATH
+    card_path = Path(args.json)
     card_path.write_text(text)
     print(f"wrote {out} and {card_path} ({card['train_seconds']} s)")
     return 0
@@ -1049,10 +1050,16 @@ def main(argv: list[str] | None = None) -> int:
     fitting.add_argument(
         "--synthetic-weight", type=float, default=5.0, help="synthetic VT segments' weight"
     )
-    fitting.add_argument("--out", default=str(WEIGHTS_PATH), help="weights (.npz)")
+    # as every training command: a run writes to its own folder unless --replace-shipped
+    outputs = add_output_options(fitting, "signal-quality")
+    outputs.add_argument(
+        "--out",
+        help="the weights, a numpy .npz file (default: signal-quality.npz in --out-dir)",
+    )
     fitting.add_argument(
         "--json",
-        help="write the training card here (default docs/models/signal-quality.json)",
+        help="write the training card here (default: signal-quality.json beside the weights; "
+        "with --replace-shipped docs/models/signal-quality.json)",
     )
     fitting.add_argument("--oof", help="save the segments and out-of-fold probabilities (.npz)")
     scoring = sub.add_parser("evaluate", help="the shipped model on the held-out data")
@@ -1064,8 +1071,18 @@ def main(argv: list[str] | None = None) -> int:
     scoring.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
     if args.command == "train":
-        if Path(args.out).suffix != ".npz":
+        if args.out:
+            out = Path(args.out)
+        else:
+            weights_dir, _ = run_dirs(args.out_dir, args.replace_shipped, "signal-quality")
+            out = weights_dir / WEIGHTS_PATH.name
+        if out.suffix != ".npz":
             parser.error("--out must end in .npz")
+        make_run_dirs(out.parent)
+        args.out = str(out)
+        if not args.json:
+            # not beside the shipped weights: every *.json there is a product model's card
+            args.json = str(CARD_PATH if args.replace_shipped else out.with_suffix(".json"))
         return train(args)
     return evaluate(args)
 

@@ -3,9 +3,11 @@
     python -m inference.train synthetic            # the seed's recipe on synthetic ECG
     python -m inference.train mitdb [--data DIR]   # real MIT-BIH: tune on DS1, report on DS2
 
-Each run writes ``inference/weights/<name>.pt`` (state dict) and ``<name>.json`` (the model
-card the registry reads), and ``docs/models/<name>.md`` with the training curve, the
-confusion matrix and the ROC curve as PNG beside it.
+Each run writes ``<name>.pt`` (state dict) and ``<name>.json`` (the model card the registry
+reads), and ``<name>.md`` with the training curve, the confusion matrix and the ROC curve as
+PNG beside it, into ``--out-dir DIR`` (default: a new ``runs/<name>-<UTC time>/``). Only
+``--replace-shipped`` writes over the shipped ``inference/weights/<name>.*`` and
+``docs/models/<name>.*``.
 """
 
 import argparse
@@ -33,10 +35,16 @@ from inference.models import (
     count_parameters,
     prepare_windows,
 )
-from inference.registry import WEIGHTS_DIR
+from inference.registry import (
+    ROOT,
+    SHIPPED_DOCS_DIR,
+    add_output_options,
+    make_run_dirs,
+    run_dirs,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCS_DIR = ROOT / "docs" / "models"
+# the shipped model cards' folder (other modules read the shipped cards' notes from it)
+DOCS_DIR = SHIPPED_DOCS_DIR
 
 # DS1 patients held out for validation (early stopping and tuning); never trained on. Chosen
 # to hold each kind of event DS1 offers: AF (201), ventricular ectopy (106, 223), atrial
@@ -290,11 +298,12 @@ def _config_line(config: str, names: tuple[str, ...], setting: str) -> str:
     return "unknown"
 
 
-def write_card(name: str, model: nn.Module, card: dict, markdown: str) -> None:
-    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    DOCS_DIR.mkdir(parents=True, exist_ok=True)
+def write_card(
+    name: str, model: nn.Module, card: dict, markdown: str, weights_dir: Path, docs_dir: Path
+) -> None:
+    make_run_dirs(weights_dir, docs_dir)
     weights = f"{name}.pt"
-    torch.save(model.state_dict(), WEIGHTS_DIR / weights)
+    torch.save(model.state_dict(), weights_dir / weights)
     card = {
         "name": name,
         "weights": weights,
@@ -317,9 +326,9 @@ def write_card(name: str, model: nn.Module, card: dict, markdown: str) -> None:
         },
         **card,
     }
-    (WEIGHTS_DIR / f"{name}.json").write_text(json_text(card))
-    (DOCS_DIR / f"{name}.md").write_text(markdown)
-    print(f"wrote {WEIGHTS_DIR / weights}, {WEIGHTS_DIR / f'{name}.json'}, {DOCS_DIR / name}.md")
+    (weights_dir / f"{name}.json").write_text(json_text(card))
+    (docs_dir / f"{name}.md").write_text(markdown)
+    print(f"wrote {weights_dir / weights}, {weights_dir / f'{name}.json'}, {docs_dir / name}.md")
 
 
 def metrics_row(label: str, metrics: dict) -> str:
@@ -411,10 +420,10 @@ def train_synthetic(args: argparse.Namespace) -> None:
         print(f"skipping the real-data check: {exc}")
 
     image = f"{name}-training.png"
-    DOCS_DIR.mkdir(parents=True, exist_ok=True)
-    plot_history(history, DOCS_DIR / image, "seed recipe on synthetic ECG")
+    make_run_dirs(args.docs_dir)
+    plot_history(history, args.docs_dir / image, "seed recipe on synthetic ECG")
     plot_evaluation(
-        test_metrics, y_test, test_scores, DOCS_DIR / f"{name}-test.png", "synthetic test set"
+        test_metrics, y_test, test_scores, args.docs_dir / f"{name}-test.png", "synthetic test set"
     )
     command = f"python -m inference.train synthetic --seed {args.seed}"
     card = {
@@ -452,7 +461,7 @@ Reproduce: `{command}` (trained {datetime.now(UTC):%Y-%m-%d}).
 Limits: synthetic data only, single lead, binary, not validated on patients. Research software,
 not a medical device.
 """
-    write_card(name, model, card, markdown)
+    write_card(name, model, card, markdown, args.weights_dir, args.docs_dir)
 
 
 def train_mitdb(args: argparse.Namespace) -> None:
@@ -475,7 +484,8 @@ def train_mitdb(args: argparse.Namespace) -> None:
     validation = (prepare_windows(val_set.windows), val_set.labels)
 
     model = SeedCNN()
-    checkpoint = WEIGHTS_DIR / f"{name}.checkpoint.pt"
+    make_run_dirs(args.weights_dir)
+    checkpoint = args.weights_dir / f"{name}.checkpoint.pt"
     started_cpu, started_wall = time.process_time(), time.perf_counter()
     history = fit(
         model,
@@ -520,10 +530,10 @@ def train_mitdb(args: argparse.Namespace) -> None:
     }
 
     image = f"{name}-training.png"
-    DOCS_DIR.mkdir(parents=True, exist_ok=True)
-    plot_history(history, DOCS_DIR / image, "MIT-BIH DS1 (validation: held-out DS1 patients)")
+    make_run_dirs(args.docs_dir)
+    plot_history(history, args.docs_dir / image, "MIT-BIH DS1 (validation: held-out DS1 patients)")
     plot_evaluation(
-        ds2_metrics, ds2.labels, ds2_scores, DOCS_DIR / f"{name}-ds2.png", "MIT-BIH DS2"
+        ds2_metrics, ds2.labels, ds2_scores, args.docs_dir / f"{name}-ds2.png", "MIT-BIH DS2"
     )
     command = (
         f"python -m inference.train mitdb --seed {args.seed} --epochs {args.epochs} "
@@ -591,7 +601,7 @@ Limits: binary window verdict, single lead, the MIT-BIH population; not validate
 Research software, not a medical device. Data: Moody GB, Mark RG (2001); Goldberger AL et al.
 (2000), PhysioNet.
 """
-    write_card(name, model, card, markdown)
+    write_card(name, model, card, markdown, args.weights_dir, args.docs_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -620,7 +630,12 @@ def main(argv: list[str] | None = None) -> int:
     mitdb.add_argument(
         "--skip-test", action="store_true", help="tuning run: validation only, no DS2, no files"
     )
+    add_output_options(synthetic, "window-cnn-synthetic")
+    add_output_options(mitdb, "window-cnn-mitdb")
     args = parser.parse_args(argv)
+    args.weights_dir, args.docs_dir = run_dirs(
+        args.out_dir, args.replace_shipped, f"window-cnn-{args.recipe}"
+    )
     if args.recipe == "synthetic" and not args.without_real_check:
         # The committed card carries the real-ECG row; a rerun without the data would
         # silently rewrite it without that row.
@@ -637,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     torch.manual_seed(args.seed)
     {"synthetic": train_synthetic, "mitdb": train_mitdb}[args.recipe](args)
+    if not args.replace_shipped:
+        print(f"the shipped model is unchanged; this run's files are in {args.weights_dir}")
     return 0
 
 

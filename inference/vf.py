@@ -33,7 +33,9 @@ single features; none of them alone reaches the sensitivity and specificity a mo
 which is why they are combined here.
 
 Train and cross-validate: ``python -m inference.vf train --data DIR/vfdb --threshold 0.7``
-(model card: docs/models/rhythm-vf.md; fast VT is the main source of false VF calls).
+(writes ``runs/rhythm-vf-<UTC time>/rhythm-vf.npz`` and ``.json``; ``--replace-shipped`` writes
+over the shipped weights; model card: docs/models/rhythm-vf.md; fast VT is the main source of
+false VF calls).
 """
 
 import argparse
@@ -701,6 +703,8 @@ def compare(data: dict, n_folds: int, recipe: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from inference.registry import add_output_options, make_run_dirs, run_dirs
+
     parser = argparse.ArgumentParser(prog="python -m inference.vf", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = parser.add_subparsers(dest="command", required=True)
@@ -712,11 +716,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--epochs", type=int, default=300)
     train.add_argument("--weight-decay", type=float, default=1e-3)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument(
+    # the default used to be the shipped weights: following the card's reproduce line
+    # silently changed the detector the server loads
+    outputs = add_output_options(train, "rhythm-vf")
+    outputs.add_argument(
         "--out",
-        default=str(WEIGHTS_PATH),
-        help="the weights, a numpy .npz file (default: the shipped ones); the card is written "
-        "beside it with .json",
+        help="the weights, a numpy .npz file (default: rhythm-vf.npz in --out-dir); the card "
+        "is written beside it with .json",
     )
     ablation = sub.add_parser(
         "compare",
@@ -731,10 +737,15 @@ def main(argv: list[str] | None = None) -> int:
 
     # outputs checked before the minutes of feature extraction and fitting, not after them
     if args.command == "train":
-        out = Path(args.out)
+        if args.out:
+            out = Path(args.out)
+        else:
+            weights_dir, _ = run_dirs(args.out_dir, args.replace_shipped, "rhythm-vf")
+            out = weights_dir / WEIGHTS_PATH.name
         if out.suffix != ".npz":
             # numpy would write OUT.npz while the card named OUT: the names must agree
             parser.error(f"--out {args.out}: the weights are a numpy archive; give a .npz path")
+        make_run_dirs(out.parent)
         writable_output(out)
         writable_output(out.with_suffix(".json"))
     else:
@@ -809,6 +820,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     out.with_suffix(".json").write_text(json_text(card))
     print(f"wrote {out} and {out.with_suffix('.json')}")
+    if out.resolve() != WEIGHTS_PATH:
+        print("the shipped VF weights are unchanged")
     return 0
 
 
