@@ -180,6 +180,15 @@ def _recording_for(device: Device, chunk: Chunk, now) -> Recording:
                 "only its own recordings",
                 403,
             )
+        if chunk.session and chunk.session != recording.session:
+            # Which one did the device mean? Stored in the named recording, the chunk's seq
+            # and samples counted in another session's numbering (next_seq mixed the two).
+            opened_as = f"session {recording.session!r}" if recording.session else "no session"
+            raise IngestError(
+                f"the chunk names recording {recording.pk}, opened with {opened_as}, but "
+                f"carries session {chunk.session!r}; send that recording's session, or none",
+                400,
+            )
     elif chunk.session:
         recording = live_or_closed.filter(device=device, session=chunk.session).first()
     else:

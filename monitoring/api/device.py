@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
+from monitoring.api.errors import JSONParser
 from monitoring.api.predict import error
 from monitoring.authentication import DeviceTokenAuthentication, IsDevice
 from monitoring.ingest import (
@@ -89,6 +90,13 @@ AckSerializer = inline_serializer(
 DetailSerializer = inline_serializer("DeviceError", {"detail": serializers.CharField()})
 
 
+def device_errors(*codes: int) -> dict:
+    """Schema responses ``{"detail": ...}`` for the refusals ``codes`` of a device endpoint
+    (every one of them answers 401 without a valid token, 413 over ``MAX_BODY_BYTES``, 415
+    for another content type and 429 over ``DEVICE_THROTTLE_RATE``)."""
+    return {code: DetailSerializer for code in codes}
+
+
 class DeviceChunkView(DeviceView):
     @extend_schema(
         operation_id="device_v1_post_chunk",
@@ -96,13 +104,8 @@ class DeviceChunkView(DeviceView):
         responses={
             201: AckSerializer,
             200: AckSerializer,
-            400: DetailSerializer,
-            401: DetailSerializer,
-            403: DetailSerializer,
-            409: DetailSerializer,
-            413: DetailSerializer,
-            415: DetailSerializer,
-            429: DetailSerializer,
+            # 404: the chunk names a recording (JSON "recording") that does not exist
+            **device_errors(400, 401, 403, 404, 409, 413, 415, 429),
         },
         examples=[
             OpenApiExample(
@@ -156,6 +159,10 @@ OPEN_ANSWER = inline_serializer(
 
 
 class DeviceOpenView(DeviceView):
+    # JSON only (_json_object reads the body itself and answers 415 to anything else): this
+    # is what the schema lists; DRF's default said form-encoded and multipart bodies too
+    parser_classes = [JSONParser]
+
     @extend_schema(
         operation_id="device_v1_open_recording",
         request=inline_serializer(
@@ -171,14 +178,26 @@ class DeviceOpenView(DeviceView):
         responses={
             201: OPEN_ANSWER,
             200: OPEN_ANSWER,
-            400: DetailSerializer,
-            403: DetailSerializer,
-            409: DetailSerializer,
+            **device_errors(400, 401, 403, 409, 413, 415, 429),
         },
+        examples=[
+            OpenApiExample(
+                "Open a session's recording",
+                request_only=True,
+                value={
+                    "session": "9f3a61c2",
+                    "fs_hz": 250,
+                    "gain_adc_per_mv": 1241.2,
+                    "baseline_adc": 2048,
+                    "n_channels": 1,
+                },
+            )
+        ],
         description=(
-            "Open a new recording explicitly (201); later JSON chunks may name it. A session "
-            "that already has a recording answers that recording (200), so a retried open "
-            "opens nothing twice."
+            "Open a new recording explicitly (201); later JSON chunks may name it, with its "
+            "session or none (another session: 400). fs_hz and gain_adc_per_mv are required, "
+            "checked as a chunk's. A session that already has a recording answers that "
+            "recording (200), so a retried open opens nothing twice. JSON only (415)."
         ),
     )
     def post(self, request):
@@ -220,6 +239,8 @@ def _open(device: Device, chunk: Chunk) -> tuple[Recording, bool]:
 
 
 class DeviceCloseView(DeviceView):
+    parser_classes = [JSONParser]  # JSON only, as DeviceOpenView
+
     @extend_schema(
         operation_id="device_v1_close_recording",
         request=inline_serializer(
@@ -234,9 +255,7 @@ class DeviceCloseView(DeviceView):
                 "DeviceCloseAnswer",
                 {"recording": serializers.IntegerField(), "status": serializers.CharField()},
             ),
-            400: DetailSerializer,
-            403: DetailSerializer,
-            404: DetailSerializer,
+            **device_errors(400, 401, 403, 404, 413, 415, 429),
         },
         description="Close the recording of a session (or a recording by id).",
     )

@@ -40,9 +40,10 @@ from rest_framework.views import APIView
 from inference.datasets.ptbxl import LEADS, RAW_FEATURES, RECORD_S, SUPERCLASSES
 from inference.ptbxl_models import DISPLAY_LEADS, MAX_FS_HZ, MIN_FS_HZ, load_model, predict
 from monitoring.api.errors import JSONParser
+from monitoring.api.limits import BodyLimitMixin
 from monitoring.api.serializers import error_responses
 from monitoring.models import Recording
-from monitoring.uploads import UploadError, declared_oversize, files_from_request, parse_upload
+from monitoring.uploads import UploadError, files_from_request, parse_upload
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "inference" / "examples" / "ptbxl"
 JSON_KEYS = ("leads", "fs_hz", "lead_names", "metadata", "recording_id", "start_s")
@@ -293,7 +294,21 @@ RESPONSE = inline_serializer(
 )
 
 
-class DiagnosisView(APIView):
+class PredictBodyLimit(BodyLimitMixin):
+    """``PREDICT_MAX_BODY_BYTES``, judged on the Content-Length before the body is read, also
+    for a signed-in browser, whose CSRF check would parse it (``monitoring.api.limits``)."""
+
+    def body_limit_bytes(self) -> int:
+        return settings.PREDICT_MAX_BODY_BYTES
+
+    def oversize_detail(self, declared_bytes: int, limit_bytes: int) -> str:
+        return (
+            f"body of {declared_bytes} bytes exceeds the {limit_bytes}-byte limit (a 10 s "
+            "12-lead record at 500 Hz is about 0.45 MB as JSON, 0.12 MB as WFDB)"
+        )
+
+
+class DiagnosisView(PredictBodyLimit, APIView):
     """Five PTB-XL superclass probabilities from a 12-lead record and/or patient metadata."""
 
     # JSON or a file upload; anything else (form-encoded, text) is 415
@@ -345,9 +360,6 @@ class DiagnosisView(APIView):
     )
     def post(self, request):
         started = time.perf_counter()
-        too_large = oversize_body(request)
-        if too_large is not None:
-            return too_large
         try:
             data = request.data  # unsupported content types raise 415 here
         except ParseError as exc:
@@ -541,24 +553,7 @@ class ExampleDetailView(APIView):
         return error(f"no example {example_id!r}", status.HTTP_404_NOT_FOUND)
 
 
-def oversize_body(request):
-    """A 413 answer for a body over ``PREDICT_MAX_BODY_BYTES`` (by its Content-Length, before
-    the body is read), a 400 for a Content-Length that is not a number, else None."""
-    limit = settings.PREDICT_MAX_BODY_BYTES
-    try:
-        length = declared_oversize(request, limit)
-    except UploadError as exc:
-        return error(str(exc), exc.status)
-    if length is None:
-        return None
-    return error(
-        f"body of {length} bytes exceeds the {limit}-byte limit (a 10 s 12-lead record "
-        "at 500 Hz is about 0.45 MB as JSON, 0.12 MB as WFDB)",
-        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-    )
-
-
-class RecordReadView(APIView):
+class RecordReadView(PredictBodyLimit, APIView):
     parser_classes = [MultiPartParser]
 
     @extend_schema(
@@ -590,9 +585,6 @@ class RecordReadView(APIView):
         """Read a 12-lead WFDB upload (.hea + .dat) and answer its leads for drawing:
         leads x samples in mV at the record's rate, PTB-XL order. Nothing is stored. The
         diagnosis's body limit applies: the page only draws what it can then diagnose."""
-        too_large = oversize_body(request)
-        if too_large is not None:
-            return too_large
         try:
             files = files_from_request(request, limit=settings.PREDICT_MAX_BODY_BYTES)
             leads_mv, fs_hz, record = leads_from_upload(files)

@@ -39,9 +39,9 @@ from inference.predictor import get_predictor
 from inference.ptbxl_models import MIN_LEAD_RANGE_MV
 from inference.signal import MAX_ECG_ABS_MV, ecg_amplitude_problem, first_beyond_ecg_range
 from monitoring.api.errors import JSONParser
+from monitoring.api.limits import BodyLimitMixin
 from monitoring.api.serializers import error_responses
 from monitoring.models import Prediction
-from monitoring.uploads import UploadError, declared_oversize
 
 MIN_FS_HZ = 50.0
 MAX_FS_HZ = 2000.0
@@ -147,11 +147,17 @@ def check_lead(ecg: np.ndarray) -> None:
         )
 
 
-class PredictView(APIView):
-    """Classify a single-lead ECG (lead II) in 2-second windows: normal or arrhythmia."""
+class PredictView(BodyLimitMixin, APIView):
+    """Classify a single-lead ECG (lead II) in 2-second windows: normal or arrhythmia.
+
+    A body over ``PREDICT_MAX_BODY_BYTES`` gets 413 by its Content-Length before it is read
+    (``BodyLimitMixin``), also for a signed-in browser, whose CSRF check would parse it."""
 
     # JSON only: a form's "ecg" can only be a string, never the list of numbers asked for
     parser_classes = [JSONParser]
+
+    def body_limit_bytes(self) -> int:
+        return settings.PREDICT_MAX_BODY_BYTES
 
     def get_permissions(self):
         if settings.PREDICT_ALLOW_ANONYMOUS:
@@ -205,15 +211,6 @@ class PredictView(APIView):
         examples=[OpenApiExample("seed format", value={"ecg": [0.0] * 500})],
     )
     def post(self, request):
-        try:
-            length = declared_oversize(request, settings.PREDICT_MAX_BODY_BYTES)
-        except UploadError as exc:  # a Content-Length that is not a number
-            return error(str(exc), exc.status)
-        if length is not None:
-            return error(
-                f"body of {length} bytes exceeds the {settings.PREDICT_MAX_BODY_BYTES}-byte limit",
-                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
         try:
             data = request.data
         except ParseError as exc:

@@ -12,6 +12,7 @@
 - ``POST /api/recordings/<id>/analyze/``: run the analysis again (409 while one is pending).
 """
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
@@ -29,6 +30,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from monitoring.analysis import analysis_pending_message, queue_analysis, results_csv
+from monitoring.api.limits import BodyLimitMixin
 from monitoring.api.predict import error
 from monitoring.api.serializers import error_responses
 from monitoring.models import AnalysisStatus, Beat, Episode, Patient, Recording
@@ -153,8 +155,20 @@ def not_analysed(recording: Recording) -> Response | None:
     )
 
 
-class PatientUploadView(APIView):
+class PatientUploadView(BodyLimitMixin, APIView):
     parser_classes = [MultiPartParser, FormParser]
+
+    def body_limit_bytes(self) -> int:
+        return settings.UPLOAD_MAX_BYTES
+
+    def oversize_detail(self, declared_bytes: int, limit_bytes: int) -> str:
+        # files_from_request's words (docs/upload.md), said here before a signed-in browser's
+        # CSRF check spools the whole multipart body to disk to look for its token
+        return (
+            f"the upload is larger than the limit of {limit_bytes:,} bytes "
+            f"({limit_bytes / 2**20:g} MiB); split the recording or ask the administrator to "
+            "raise UPLOAD_MAX_BYTES"
+        )
 
     @extend_schema(
         request={
