@@ -1242,7 +1242,12 @@ def technical_conditions(recording: Recording, now: datetime) -> list[Condition]
         Condition(
             AlarmKind.DEVICE_OFFLINE,
             offline,
-            message=f"No data from {device.serial} for {silent_s:.0f} s > {limit_s:.0f} s",
+            # when the data stopped, not for how long: the message is written once, when the
+            # alarm is raised, and "for 32 s" still read so on the station minutes later
+            message=(
+                f"No data from {device.serial} since "
+                f"{timezone.localtime(last):%H:%M:%S %Z} (> {limit_s:.0f} s)"
+            ),
             value=round(silent_s, 1),
             limit=limit_s,
             details=details,

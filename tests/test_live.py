@@ -477,7 +477,7 @@ def test_the_backlog_resends_the_last_20_alarms_and_any_older_open_one(patient):
         patient=patient,
         kind=AlarmKind.DEVICE_OFFLINE,
         priority="technical",
-        message="No data from DEV-001 for 45 s > 30 s",
+        message="No data from DEV-001 since 12:00:05 UTC (> 30 s)",
         raised_at=now - timedelta(hours=2),
     )
     resolved = [
