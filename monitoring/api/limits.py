@@ -13,8 +13,10 @@ The length is judged before the credentials too: a body over the limit gets 413 
 sends it, since telling an anonymous client 401 would mean reading it first.
 """
 
+from django.utils.datastructures import MultiValueDict
 from rest_framework import status
 from rest_framework.exceptions import APIException
+from rest_framework.renderers import JSONRenderer
 
 from monitoring.uploads import UploadError, declared_oversize
 
@@ -45,10 +47,25 @@ class BodyLimitMixin:
         try:
             declared_bytes = declared_oversize(request, limit_bytes)
         except UploadError as exc:  # a Content-Length that is not a number
+            self.refuse_unread(request)
             raise BodyRefused(str(exc), exc.status) from None
         if declared_bytes is not None:
+            self.refuse_unread(request)
             raise BodyRefused(
                 self.oversize_detail(declared_bytes, limit_bytes),
                 status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
         super().perform_authentication(request)
+
+    @staticmethod
+    def refuse_unread(request) -> None:
+        """Make sure nothing reads the refused body: its data read as empty (DRF parses it
+        only once, into these), and the answer rendered as JSON. With ``Accept: text/html``
+        the browsable API's error page checks the permissions, which authenticates the user
+        and, for a session, runs the CSRF check on ``request.POST``: the 413 came after the
+        whole body had been parsed (review of 2026-12-07)."""
+        request._data = {}
+        request._full_data = {}
+        request._files = MultiValueDict()
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
