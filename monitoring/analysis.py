@@ -50,6 +50,11 @@ ROWS_NOTE = (
 # flat or nearly so, as the live poor-signal alarm reads it (monitoring.alarms): asystole, a
 # lead that was off, or a file not in millivolts (a file in volts reads 1000 times too small).
 NO_BEATS_FLAT_PP_MV = 0.5
+# Beat-detection Se or +P against an upload's own annotations below this is not a detector
+# that is a little off (ours scores above 0.95 on MIT-BIH) but annotations that do not fit the
+# signal: MIT-BIH 208.atr uploaded as 119.atr gives Se 0.34. An annotation file carries no
+# record name or checksum, so this is the only sign of it.
+POOR_QRS_AGREEMENT = 0.5
 CSV_COLUMNS_PROBABILITIES = [f"p_{name}" for name in AAMI_CLASSES]
 
 
@@ -418,6 +423,9 @@ def _analyze_signal(recording: Recording) -> tuple[list[Beat], list[Episode], di
             "ppv": len(det_index) / len(r_peaks) if len(r_peaks) else None,
             "match_window_s": 0.150,
         }
+        warning = poor_agreement_warning(agreement_result["qrs"])
+        if warning:
+            agreement_result["warning"] = warning
     beats = _make_beats(
         recording,
         r_peaks,
@@ -444,6 +452,23 @@ def _analyze_signal(recording: Recording) -> tuple[list[Beat], list[Episode], di
     if len(r_peaks) == 0:
         summary["note"] = no_beats_note(ecg_mv, recording.analysis_lead_name)
     return beats, episodes, _jsonable(summary), agreement_result
+
+
+def poor_agreement_warning(qrs: dict) -> str | None:
+    """The agreement's warning when our beats and the reference beats match poorly, else None.
+
+    Not given when we found no beat at all: the summary's no-beats note says why, and a
+    signal without beats says nothing about whether the annotations are the record's.
+    """
+    se, ppv = qrs["se"], qrs["ppv"]
+    if se is None or ppv is None:
+        return None
+    if se >= POOR_QRS_AGREEMENT and ppv >= POOR_QRS_AGREEMENT:
+        return None
+    return (
+        f"our beats and the annotations match poorly (Se {se:.2f}, +P {ppv:.2f}): the "
+        "annotations may belong to another record or another time base"
+    )
 
 
 def no_beats_note(ecg_mv: np.ndarray, lead: str) -> str:
