@@ -19,7 +19,9 @@ refused naming the likely unit), no value beyond ``MAX_ECG_ABS_MV`` (100 mV), an
 (a range under ``MIN_LEAD_RANGE_MV``, 0.01 mV: a missing or disconnected lead). The window
 model scales each window to 0..1, so without these a flat line was judged "Normal", a signal
 in volts was classified as if it were an ECG, and values near the float limit overflowed into
-NaN. Only JSON bodies are parsed: anything else gets 415.
+NaN. ``ecg`` must be a flat list of numbers: a nested list (``[[1, 2], [3, 4]]``, several
+leads or [time, value] pairs) is refused with a 400 that says so, whatever its length. Only
+JSON bodies are parsed: anything else gets 415.
 """
 
 import math
@@ -78,6 +80,15 @@ def parse_ecg(data) -> tuple[np.ndarray, float]:
     ecg = data["ecg"]
     if not isinstance(ecg, list):
         raise ValueError(f'"ecg" must be a list of numbers, got {type(ecg).__name__}')
+    # A nested list (several leads, or [time, value] pairs) is refused first, for what it is:
+    # checked after the length, [[1, 2], [3, 4]] was told it "has 2 samples; at least 1 s
+    # is needed", which sent the caller looking for more data rather than a flat list.
+    nested = next((i for i, value in enumerate(ecg) if isinstance(value, list | dict)), None)
+    if nested is not None:
+        raise ValueError(
+            f'"ecg"[{nested}] is {reprlib.repr(ecg[nested])}, not a number: "ecg" must be a '
+            "flat list of numbers (one lead in millivolts, e.g. [0.12, 0.15, ...])"
+        )
     if "fs_hz" in data and "fs" in data and data["fs_hz"] != data["fs"]:
         raise ValueError(
             f'"fs_hz" ({reprlib.repr(data["fs_hz"])}) and its alias "fs" '
