@@ -84,19 +84,37 @@ class Ack:
         }
 
 
+def lock_device(device: Device) -> Device:
+    """The device's row, locked for this transaction; ``IngestError`` 401 when it is gone.
+
+    The token was checked when the request was authenticated; a device deleted since (by an
+    admin, while its request was in flight) has no token any more, so the answer is what an
+    unknown token gets (docs/device-protocol.md), not the 500 of ``.get()``'s DoesNotExist.
+    """
+    locked = Device.objects.select_for_update().filter(pk=device.pk).first()
+    if locked is None:
+        raise IngestError(
+            f"device {device.serial} no longer exists (it was deleted): its token is no "
+            "longer valid",
+            401,
+        )
+    return locked
+
+
 def ingest_chunk(device: Device, chunk: Chunk) -> Ack:
     """Store ``chunk`` for ``device`` (once) and return the acknowledgment.
 
-    Raises ``IngestError`` (403, 404, 409, 400) for a chunk that cannot be accepted; nothing
-    is stored then. A 409 with ``code`` ``NEW_SESSION`` asks the device to send it in a new
-    session; any other 409 is a conflict (a seq or a sample range stored with other samples).
+    Raises ``IngestError`` (401, 403, 404, 409, 400) for a chunk that cannot be accepted;
+    nothing is stored then (401: the device was deleted during the request). A 409 with
+    ``code`` ``NEW_SESSION`` asks the device to send it in a new session; any other 409 is a
+    conflict (a seq or a sample range stored with other samples).
     """
     check_fs_hz(chunk.fs_hz)
     now = timezone.now()
     with transaction.atomic():
         # One device's chunks are taken one at a time: two first chunks of a new session
         # arriving together must open one recording, not two.
-        device = Device.objects.select_for_update().get(pk=device.pk)
+        device = lock_device(device)
         if device.patient_id is None:
             raise IngestError(
                 f"device {device.serial} is not assigned to a patient; assign it before streaming",

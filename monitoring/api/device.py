@@ -29,6 +29,7 @@ from monitoring.ingest import (
     check_session_goes_on,
     close_recording,
     ingest_chunk,
+    lock_device,
     open_recording,
 )
 from monitoring.models import Device, Recording
@@ -140,9 +141,15 @@ class DeviceChunkView(DeviceView):
 def refused(exc: ProtocolError | IngestError) -> Response:
     """The answer to a refused request: ``{"detail": ...}``, and the ``code`` a device acts on
     where ingest gives one (a 409 ``new_session``: docs/device-protocol.md)."""
-    if isinstance(exc, IngestError):
-        return Response(exc.body(), status=exc.status)
-    return error(str(exc), exc.status)
+    response = (
+        Response(exc.body(), status=exc.status)
+        if isinstance(exc, IngestError)
+        else error(str(exc), exc.status)
+    )
+    if response.status_code == status.HTTP_401_UNAUTHORIZED:
+        # as DRF's own 401 to a bad token: a 401 names the scheme to authenticate with
+        response["WWW-Authenticate"] = DeviceTokenAuthentication().authenticate_header(None)
+    return response
 
 
 def _json_object(request) -> dict:
@@ -226,7 +233,7 @@ def _open(device: Device, chunk: Chunk) -> tuple[Recording, bool]:
     """The session's recording and whether this call created it."""
     check_fs_hz(chunk.fs_hz)
     with transaction.atomic():
-        device = Device.objects.select_for_update().get(pk=device.pk)
+        device = lock_device(device)  # 401 when deleted since it was authenticated
         if device.patient_id is None:
             raise IngestError(f"device {device.serial} is not assigned to a patient", 403)
         if chunk.session:
