@@ -389,8 +389,11 @@ class PatientLiveConsumer(LiveJsonConsumer):
 
 def station_patient_ids(user) -> list[int]:
     """The patients a station shows: visible to the user and admitted, by ward and bed."""
+    from monitoring.admissions import by_bed
+
     visible = Patient.objects.visible_to(user).filter(is_active=True)
-    return list(visible.order_by("ward", "bed", "pk").values_list("pk", flat=True))
+    # beds in natural order (2 before 10), as the station page renders them
+    return [patient.pk for patient in by_bed(visible.only("pk", "ward", "bed", "name"))]
 
 
 def station_backlog(

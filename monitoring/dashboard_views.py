@@ -22,7 +22,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods
 
 from monitoring import live
-from monitoring.admissions import end_monitoring, unassign
+from monitoring.admissions import by_bed, end_monitoring, unassign
 from monitoring.forms import (
     EMPTY_CARE_TEAM_MESSAGE,
     LIMIT_FIELDS,
@@ -35,6 +35,7 @@ from monitoring.forms import (
     RecipientFormSet,
     audit_changes,
     audit_clinicians,
+    audit_field_label,
     audit_recipients,
     check_bed_free,
     clinician_names,
@@ -68,11 +69,9 @@ def station(request):
     The tiles are rendered here so the page shows who is monitored before the websocket
     connects; station.js then fills in waveforms, heart rates, rhythms and alarm colours.
     """
-    patients = list(
-        Patient.objects.visible_to(request.user)
-        .filter(is_active=True)
-        .order_by("ward", "bed", "name")
-    )
+    # by ward and bed with numbers compared as numbers (by_bed): the database's text order
+    # put bed 101 before bed 2
+    patients = by_bed(Patient.objects.visible_to(request.user).filter(is_active=True))
     # One query for every tile's alarm, not one a tile (the page's cost must not grow with the
     # station), chosen as the live status messages choose it, so the page and the socket
     # agree. A tile names no recording: station.js learns it from the "wave" messages.
@@ -116,14 +115,15 @@ def manage(request):
             # the recipient counts in the patients' own query, so that the page's queries do
             # not grow with its rows (alarm_recipients.count and has_first_call_recipient in
             # the template were two queries a patient)
-            "patients": Patient.objects.filter(is_active=True)
-            .annotate(
-                n_recipients=Count("alarm_recipients"),
-                n_first_call=Count(
-                    "alarm_recipients", filter=Q(alarm_recipients__escalation=False)
-                ),
-            )
-            .order_by("ward", "bed", "name"),
+            # by ward and bed, numbers as numbers (by_bed), as the station orders them
+            "patients": by_bed(
+                Patient.objects.filter(is_active=True).annotate(
+                    n_recipients=Count("alarm_recipients"),
+                    n_first_call=Count(
+                        "alarm_recipients", filter=Q(alarm_recipients__escalation=False)
+                    ),
+                )
+            ),
             **discharged_page(request, Patient.objects.all()),
             "devices": Device.objects.select_related("patient").order_by("serial"),
         },
@@ -145,8 +145,8 @@ def _recipients_context(recipients) -> dict:
 
 @staff_required
 def admit_patient(request):
-    """Admit (create) a patient with its alarm recipients; the starting limits and every
-    recipient go into the audit trail too."""
+    """Admit (create) a patient with its alarm recipients; the admission (``is_active``, ward,
+    bed), the starting limits, every recipient and the care team go into the audit trail."""
     form = AdmitPatientForm(request.POST or None)
     # the form's own (unsaved) instance: once the form saves it, the recipients belong to it
     recipients = RecipientFormSet(request.POST or None, instance=form.instance, prefix="recipients")
@@ -159,7 +159,10 @@ def admit_patient(request):
             if bed_free:
                 patient = form.save()
                 recipients.save()
-                audit_changes(request.user, patient, dict.fromkeys(LIMIT_FIELDS))
+                # the admission itself as readmission audits it (is_active to True, and the
+                # ward and bed when given: a blank one is no change), then the starting limits
+                admitted = {"is_active": None, "ward": "", "bed": ""}
+                audit_changes(request.user, patient, {**admitted, **dict.fromkeys(LIMIT_FIELDS)})
                 audit_recipients(request.user, patient, {})
                 audit_clinicians(request.user, patient, set())
         if bed_free:
@@ -194,11 +197,15 @@ def edit_limits(request, pk: int):
             # its fields could undo a discharge or ward change made meanwhile
             form.save(commit=False)
             form.instance.save(update_fields=[*LIMIT_FIELDS, "updated_at"])
-            changed = audit_changes(request.user, form.instance, old)
+            # the limits by the names the form shows them with, not the model's field names
+            changed = [
+                audit_field_label(field)
+                for field in audit_changes(request.user, form.instance, old)
+            ]
             recipients.save()
             changed += audit_recipients(request.user, patient, before)
         if changed:
-            messages.success(request, f"Saved ({', '.join(changed)}).")
+            messages.success(request, f"Saved: {', '.join(changed)}.")
         else:
             messages.info(request, "Nothing changed.")
         _recipients_warning(request, patient)

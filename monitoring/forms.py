@@ -8,12 +8,12 @@ from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import connection
 from django.db.models import Q
 
 from monitoring.login_throttle import is_locked_out, locked_out_message
-from monitoring.models import AlarmRecipient, AuditEntry, Device, Patient
+from monitoring.models import AlarmRecipient, AuditEntry, Device, Patient, Transport
 
 # The limits (and alarm switches) whose every change is written to the audit trail (AuditEntry).
 LIMIT_FIELDS = (
@@ -344,13 +344,77 @@ class RecipientForm(forms.ModelForm):
         }
 
 
+def recipient_identity(transport: str, escalation: bool, address: str) -> tuple:
+    """What makes two recipient rows the same recipient. An email address compared letter case
+    aside: ``STEP-DOWN@x`` and ``step-down@x`` reach one mailbox, and listed both, that person
+    got every alarm twice. (RFC 5321 lets a mail server treat the local part, before the @,
+    case-sensitively, but in practice every mail system treats it case-insensitively; the
+    domain is case-insensitive anyway.) A webhook URL is compared as typed: its path may be
+    case-sensitive."""
+    address = address.strip()
+    if transport == Transport.EMAIL:
+        address = address.casefold()
+    return (transport, escalation, address)
+
+
+class BaseRecipientFormSet(forms.BaseInlineFormSet):
+    """The recipient rows, refusing one that repeats another (``recipient_identity``).
+
+    The database's unique constraint (and the formset's own check of it) compare addresses
+    case-sensitively, so ``STEP-DOWN@x`` beside ``step-down@x`` got through."""
+
+    def clean(self):
+        super().clean()
+        seen: dict[tuple, str] = {}
+        for form in self.forms:
+            cleaned = getattr(form, "cleaned_data", None)
+            if not cleaned or cleaned.get("DELETE") or not cleaned.get("address"):
+                continue  # an empty extra row, a row removed, or one already in error
+            key = recipient_identity(
+                cleaned.get("transport", ""), bool(cleaned.get("escalation")), cleaned["address"]
+            )
+            if key in seen:
+                form.add_error(
+                    "address",
+                    f"{cleaned['address']} is already listed as {seen[key]} (email addresses "
+                    "are compared letter case aside): it would get every alarm twice. Remove "
+                    "one of the two.",
+                )
+            else:
+                seen[key] = cleaned["address"]
+
+
 # The recipients of one patient, on the admit and limits pages (two empty rows to fill in).
 RecipientFormSet = forms.inlineformset_factory(
-    Patient, AlarmRecipient, form=RecipientForm, extra=2, can_delete=True
+    Patient,
+    AlarmRecipient,
+    form=RecipientForm,
+    formset=BaseRecipientFormSet,
+    extra=2,
+    can_delete=True,
 )
 
 # AuditEntry.field of a recipient added ("" -> it), changed (old -> new) or removed (it -> "").
 RECIPIENT_AUDIT_FIELD = "alarm_recipient"
+
+
+# What staff read for an AuditEntry.field that is no Patient field (a Patient field is named
+# by its verbose name: ``audit_field_label``); "clinician" and "device" read well as stored.
+AUDIT_FIELD_LABELS = {"alarm_recipient": "alarm recipient"}
+
+
+def audit_field_label(field: str) -> str:
+    """The name staff read for an AuditEntry.field (messages, the patient page's audit trail):
+    the Patient field's verbose name ("HR high limit (bpm)", "admitted"), or the label above.
+    The stored field stays the model field's name (the admin and exports read it); an unknown
+    one is shown as stored."""
+    if field in AUDIT_FIELD_LABELS:
+        return AUDIT_FIELD_LABELS[field]
+    try:
+        verbose = Patient._meta.get_field(field).verbose_name
+    except FieldDoesNotExist:
+        return field
+    return str(verbose)
 
 
 def audit_changes(user, patient: Patient, before: dict) -> list[str]:

@@ -13,7 +13,9 @@ from django.views.decorators.http import require_GET
 
 from inference.examples import ATTRIBUTION, load_excerpts
 from inference.predictor import DEFAULT_MODEL, available_models
+from monitoring.admissions import by_bed
 from monitoring.api.analyzer import SYNTHETIC_KINDS
+from monitoring.forms import audit_field_label
 from monitoring.health import cached_public_report, run_checks
 from monitoring.models import Patient
 
@@ -78,7 +80,8 @@ def home(request):
     """The dashboard home: the admitted patients assigned to the clinician (staff: everyone),
     and the discharged ones a page at a time."""
     patients = Patient.objects.visible_to(request.user).prefetch_related("devices")
-    admitted = patients.filter(is_active=True).order_by("ward", "bed", "name")
+    # by ward and bed, numbers as numbers (by_bed), as the station orders them
+    admitted = by_bed(patients.filter(is_active=True))
     context = {"patients": admitted, **discharged_page(request, patients)}
     return render(request, "monitoring/home.html", context)
 
@@ -88,7 +91,10 @@ def patient_detail(request, pk: int):
     # exists is itself protected information.
     patient = get_object_or_404(Patient.objects.visible_to(request.user), pk=pk)
     recordings = patient.recordings.select_related("device")[:50]
-    audit_entries = patient.audit_entries.select_related("user")[:50]  # newest first
+    audit_entries = list(patient.audit_entries.select_related("user")[:50])  # newest first
+    for entry in audit_entries:
+        # the setting as staff know it ("HR high limit (bpm)"), not its stored field name
+        entry.label = audit_field_label(entry.field)
     return render(
         request,
         "monitoring/patient_detail.html",
