@@ -35,6 +35,21 @@
     draw();
   }
 
+  // A failed read leaves nothing loaded: the previous signal would otherwise stay drawn with
+  // Analyze enabled, and the next click would give a verdict for a file the user replaced
+  function clearSignal(message) {
+    state.ecg = null;
+    state.source = "";
+    state.result = null;
+    clearResult();
+    $("signal-info").textContent = "No signal loaded.";
+    $("analyze").disabled = true;
+    $("saliency-note").hidden = true;
+    $("saliency-note").textContent = "";
+    showError(message);
+    draw();
+  }
+
   function explainable() {
     return state.ecg.length <= MAX_EXPLAIN_S * state.fs;
   }
@@ -176,6 +191,7 @@
     if (!state.ecg) { return; }
     $("analyze").disabled = true;
     showError("");
+    var analysed = state.ecg;
     var started = performance.now();
     fetch("/predict", {
       method: "POST",
@@ -187,12 +203,14 @@
     }).then(function (response) {
       return response.json().then(function (body) { return { ok: response.ok, body: body }; });
     }).then(function (answer) {
+      // another signal was loaded (or a read failed) meanwhile: this verdict is not for it
+      if (state.ecg !== analysed) { return; }
       if (!answer.ok) { throw new Error(answer.body.detail || "the server refused the signal"); }
       showResult(answer.body, performance.now() - started);
     }).catch(function (error) {
-      showError("Analysis failed: " + error.message);
+      if (state.ecg === analysed) { showError("Analysis failed: " + error.message); }
     }).finally(function () {
-      $("analyze").disabled = false;
+      $("analyze").disabled = !state.ecg;
     });
   }
 
@@ -212,14 +230,14 @@
     var seed = Math.floor(Math.random() * 1e6);
     getJson("/api/synthetic/?kind=" + encodeURIComponent(kind) + "&seed=" + seed)
       .then(function (body) { setSignal(body.ecg, body.fs, "synthetic " + kind + " (seed " + seed + ")"); })
-      .catch(function (error) { showError("Could not generate: " + error.message); });
+      .catch(function (error) { clearSignal("Could not generate: " + error.message); });
   }
 
   function loadExcerpt() {
     var id = $("excerpt").value;
     getJson("/api/examples/" + encodeURIComponent(id) + "/")
       .then(function (body) { setSignal(body.ecg, body.fs, "MIT-BIH " + body.record + ": " + body.description); })
-      .catch(function (error) { showError("Could not load the excerpt: " + error.message); });
+      .catch(function (error) { clearSignal("Could not load the excerpt: " + error.message); });
   }
 
   // A number written with a decimal comma: "0,12", "-0,20".
@@ -291,7 +309,7 @@
       if (signal.ecg.length < 2) { throw new Error("fewer than two numbers"); }
       setSignal(signal.ecg, signal.fs, source);
     } catch (error) {
-      showError("Could not read the signal: " + error.message);
+      clearSignal("Could not read the signal: " + error.message);
     }
   }
 

@@ -21,7 +21,8 @@
   var canvas = $("ecg12");
   var context = canvas.getContext("2d");
   // leads: 12 arrays (mV) in PTB-XL order; files: the WFDB upload to send, if any
-  var state = { leads: null, fs: 100, files: null, label: "", pxPerMm: 4 };
+  // failed: the last read or load failed, so Diagnose waits for a record (recordFailed)
+  var state = { leads: null, fs: 100, files: null, label: "", pxPerMm: 4, failed: false };
 
   function csrfToken() {
     var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -149,8 +150,22 @@
         (leads[0].length / fs).toFixed(2) + " s)"
       : "No record: the metadata-only model will answer.";
     $("reference").textContent = reference || "";
+    state.failed = false;
+    $("diagnose").disabled = false;
     clearResult();
     draw();
+  }
+
+  // A failed read or load leaves no record: the previous one would otherwise stay drawn and
+  // labelled, and Diagnose would run on it. Diagnose waits for a record that reads, or for
+  // "Metadata only", rather than quietly answering without the record the user chose.
+  function recordFailed(message) {
+    setRecord(null, 100, "", null, "");
+    state.failed = true;
+    $("diagnose").disabled = true;
+    $("record-info").textContent = "No record loaded: read a record, load an example or " +
+      "choose Metadata only.";
+    $("record-error").textContent = message;
   }
 
   function fillMetadata(metadata) {
@@ -170,7 +185,7 @@
           "Reference (PTB-XL cardiologists): " + (example.superclasses.join(", ") || "none") +
           " — SCP codes " + Object.keys(example.scp_codes).join(", "));
       })
-      .catch(function (error) { $("record-error").textContent = "Could not load: " + error.message; });
+      .catch(function (error) { recordFailed("Could not load: " + error.message); });
   }
 
   function readRecord() {
@@ -188,7 +203,7 @@
       .then(function (record) {
         setRecord(record.leads, record.fs_hz, "Uploaded record " + record.name, files, "");
       })
-      .catch(function (error) { $("record-error").textContent = "Could not read: " + error.message; });
+      .catch(function (error) { recordFailed("Could not read: " + error.message); });
   }
 
   // --- Diagnosis -----------------------------------------------------------------------
@@ -278,13 +293,19 @@
     }
     $("diagnose").disabled = true;
     clearResult();
+    var diagnosed = { leads: state.leads, files: state.files };
+    var stale = function () {  // another record was loaded, or a read failed, meanwhile
+      return state.leads !== diagnosed.leads || state.files !== diagnosed.files || state.failed;
+    };
     var started = performance.now();
     fetch("/api/diagnosis/", {
       method: "POST", credentials: "same-origin", headers: request.headers, body: request.body,
     }).then(answerOf)
-      .then(function (answer) { showResult(answer, performance.now() - started); })
-      .catch(function (error) { $("diagnosis-error").textContent = "Refused: " + error.message; })
-      .finally(function () { $("diagnose").disabled = false; });
+      .then(function (answer) { if (!stale()) { showResult(answer, performance.now() - started); } })
+      .catch(function (error) {
+        if (!stale()) { $("diagnosis-error").textContent = "Refused: " + error.message; }
+      })
+      .finally(function () { $("diagnose").disabled = state.failed; });
   }
 
   $("load-example").addEventListener("click", loadExample);
