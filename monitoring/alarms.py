@@ -59,7 +59,6 @@ from monitoring.models import (
     Patient,
     Recording,
 )
-from monitoring.streaming import EPISODE_EVERY_S
 
 logger = logging.getLogger(__name__)
 
@@ -467,6 +466,10 @@ def episodes_known_through(episode_kind: str, at: Moment, fs_hz: float) -> int:
     if episode_kind == "PAUSE":
         # recomputed at every round once no beat has come for the pause limit
         return at.analysed_end - round(POSITION_FINAL_LAG_S * fs_hz)
+    # imported here: monitoring.streaming imports torch, and django.setup() (which imports
+    # this module) must not (tests/test_settings.py)
+    from monitoring.streaming import EPISODE_EVERY_S
+
     # recomputed last by the round that crossed the latest multiple of EPISODE_EVERY_S: up to
     # the lag before that multiple, at least (that round ended at or after it)
     step = max(1, round(EPISODE_EVERY_S * fs_hz))
