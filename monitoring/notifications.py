@@ -248,14 +248,12 @@ def alarm_strip_window(recording: Recording, event: int) -> tuple[int, int]:
     length, the event off-centre: clipping only the start gave 4.6 s strips. Only a recording
     shorter than the strip gives a shorter one (all of it).
     """
+    from monitoring.strips import fitted_window
+
     fs_hz = recording.sampling_rate_hz
     before_n = round(STRIP_BEFORE_S * fs_hz)
     length_n = before_n + round(STRIP_AFTER_S * fs_hz)
-    end_n = recording.end_sample
-    start = event - before_n
-    start = min(start, end_n - length_n)  # past the end: move back
-    start = max(0, start)  # before the start (or a short recording): move forward
-    return start, min(end_n, start + length_n)
+    return fitted_window(event - before_n, length_n, recording.end_sample)
 
 
 def review_url(alarm: Alarm) -> str:

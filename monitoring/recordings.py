@@ -85,7 +85,7 @@ def analysed_stretches(recording: Recording) -> list[tuple[int, int]]:
     return stretches
 
 
-def stream_heart_rate_bpm(recording: Recording) -> dict:
+def stream_heart_rate_bpm(recording: Recording, samples: np.ndarray | None = None) -> dict:
     """A device recording's heart rate as its summary gives it (mean over the recording, the
     extremes of an 8-beat running mean: ``inference.analysis.heart_rate_bpm``), from the
     stored beats, with no interval between beats of two different stretches
@@ -96,14 +96,16 @@ def stream_heart_rate_bpm(recording: Recording) -> dict:
     Until 2026-12-07 the summary counted the interval across a one-chunk leads-off span (1 s
     of signal between beats 0.8 s apart makes an interval of about 2 s, under MAX_RR_S): a
     72-bpm recording read 69.9 bpm mean, its running-mean minimum 57.6.
+
+    ``samples``: the stored beats' R peaks in order, when the caller has read them already.
     """
     from inference.analysis import heart_rate_bpm
     from monitoring.live import MAX_RR_S
 
     fs_hz = recording.sampling_rate_hz
-    samples = np.array(
-        recording.beats.order_by("sample").values_list("sample", flat=True), dtype=np.int64
-    )
+    if samples is None:
+        samples = recording.beats.order_by("sample").values_list("sample", flat=True)
+    samples = np.asarray(samples, dtype=np.int64)
     starts = np.array([start for start, _ in analysed_stretches(recording)], dtype=np.int64)
     # Which stretch each beat lies in; the beats of each later stretch are moved on by more
     # than MAX_RR_S per stretch, so that heart_rate_bpm cuts the beat series there as it cuts

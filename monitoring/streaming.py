@@ -677,15 +677,17 @@ def stream_summary(recording: Recording) -> dict:
         RhythmEpisode(episode.kind, episode.start_s, episode.end_s, episode.details)
         for episode in recording.episodes.all()
     ]
+    samples = np.array([sample for sample, _ in rows], dtype=np.int64)
     summary = summarize(
-        np.array([sample for sample, _ in rows], dtype=np.int64),
+        samples,
         [label for _, label in rows],
         episodes,
         recording.sampling_rate_hz,
         recording.stored_samples,
         max_rr_s=live.MAX_RR_S,
     )
-    summary["heart_rate_bpm"] = stream_heart_rate_bpm(recording)
+    # beats are numbered in sample order, so the rows read above serve
+    summary["heart_rate_bpm"] = stream_heart_rate_bpm(recording, samples)
     summary["lead"] = recording.analysis_lead_name
     summary["live"] = recording.status == Recording.Status.LIVE
     return summary

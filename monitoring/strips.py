@@ -69,11 +69,10 @@ def strip_request(
         # (monitoring.notifications.alarm_strip_window): cut at the end instead, a beat 0.8 s
         # before it got 5.8 s of the 10 asked for. Only a recording shorter than the strip
         # gives a shorter one (all of it).
-        length_n = int(round(length * fs))
-        first = int(round(beat.sample - length * fs / 2))
-        first = min(first, n_samples - length_n)  # past the end: move back
-        first = max(0, first)  # before the start (or a short recording): move forward
-        return StripRequest(start=first, end=min(n_samples, first + length_n), beat=beat)
+        first, end = fitted_window(
+            int(round(beat.sample - length * fs / 2)), int(round(length * fs)), n_samples
+        )
+        return StripRequest(start=first, end=end, beat=beat)
     start = seconds_parameter(start_s, "start_s", 0.0)
     if not 0.0 <= start < duration_s:
         raise ValueError(
@@ -92,6 +91,16 @@ def strip_request(
             "strip on the beat, or choose a start that puts the beat in the strip"
         )
     return StripRequest(start=first, end=end, beat=beat)
+
+
+def fitted_window(start: int, length_n: int, n_samples: int) -> tuple[int, int]:
+    """Samples ``[start, end)`` of a window of ``length_n`` samples meant to start at ``start``,
+    moved (not cut) to lie inside ``[0, n_samples)``; only a recording shorter than the window
+    gives a shorter one (all of it). The strips centred on a beat and the alarm e-mail's
+    strip (``monitoring.notifications.alarm_strip_window``) both keep their length so."""
+    start = min(start, n_samples - length_n)  # past the end: move back
+    start = max(0, start)  # before the start (or a short recording): move forward
+    return start, min(n_samples, start + length_n)
 
 
 def seconds_parameter(value, name: str, default: float) -> float:

@@ -2,6 +2,11 @@
 
 Before the fix ``strip.png?start_s=10&length_s=5&beat=2`` drew 10-15 s titled "saliency of
 beat 2 (V)" with neither beat 2 (at 1.2 s) nor its overlay in it.
+
+A strip centred on a beat keeps its length near either end of the recording: it is moved to
+fit, not cut, as the alarm e-mail's strip is (monitoring.notifications.alarm_strip_window).
+Before that fix a 10 s strip centred on a beat 0.8 s before the end of a 30 s recording was
+cut at the end: 5.8 s long.
 """
 
 import numpy as np
@@ -17,6 +22,7 @@ FS_HZ = 250.0  # the conftest recording's rate
 N_SAMPLES = round(30 * FS_HZ)
 BEAT_SAMPLES = list(range(100, N_SAMPLES, 200))  # every 0.8 s from 0.4 s; beat 2 at 1.2 s
 OUTSIDE = "beat 2 (at 1.20 s) is not in the strip 10.00-15.00 s"
+TEN_S = round(10 * FS_HZ)
 
 
 @pytest.fixture
@@ -84,3 +90,35 @@ def test_the_results_page_form_says_why_and_draws_no_strip(api, analysed):
     ).content.decode()
     assert 'id="strip-error"' in page and escape(OUTSIDE) in page
     assert 'id="strip"' not in page
+
+
+# --- A strip centred on a beat -------------------------------------------------------
+
+
+def test_a_beat_near_the_end_gets_a_strip_of_full_length_moved_back(analysed):
+    last = len(BEAT_SAMPLES)
+    strip = strip_request(analysed, None, "10", str(last))
+    assert (strip.start, strip.end) == (N_SAMPLES - TEN_S, N_SAMPLES)
+    assert strip.start <= BEAT_SAMPLES[-1] < strip.end
+
+
+def test_a_beat_near_the_start_gets_a_strip_of_full_length(analysed):
+    strip = strip_request(analysed, None, "10", "1")
+    assert (strip.start, strip.end) == (0, TEN_S)
+
+
+def test_a_beat_in_the_middle_stays_centred(analysed):
+    strip = strip_request(analysed, None, "10", "20")
+    beat = BEAT_SAMPLES[19]
+    assert (strip.start, strip.end) == (beat - TEN_S // 2, beat + TEN_S // 2)
+
+
+def test_only_a_recording_shorter_than_the_strip_gives_a_shorter_one(analysed):
+    strip = strip_request(analysed, None, "60", str(len(BEAT_SAMPLES)))
+    assert (strip.start, strip.end) == (0, N_SAMPLES)
+
+
+def test_a_typed_start_is_still_cut_at_the_end(analysed):
+    # a start the user gave is kept as typed (and the strip cut at the recording's end)
+    strip = strip_request(analysed, "25", "10", str(len(BEAT_SAMPLES)))
+    assert (strip.start, strip.end) == (round(25 * FS_HZ), N_SAMPLES)
