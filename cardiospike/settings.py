@@ -603,8 +603,17 @@ PREDICT_MAX_EXPLAIN_S = envint("PREDICT_MAX_EXPLAIN_S", "60")
 # concurrent requests, and torch's own threads spin against them (a 0.2 ms window took 15 ms
 # with the default on a busy 2-core machine).
 TORCH_THREADS = envint("TORCH_THREADS", "1")
-# Threads that run HTTP requests in each server process (cardiospike/handlers.py says why 1).
-REQUEST_THREADS = envint("REQUEST_THREADS", "1")
+# Threads that run HTTP requests in each server process: pages and the API (REQUEST_THREADS),
+# and, apart, the device protocol and /health, so that no page can delay a device's samples
+# (cardiospike/handlers.py says why).
+REQUEST_THREADS = envint("REQUEST_THREADS", "4")
+DEVICE_REQUEST_THREADS = envint("DEVICE_REQUEST_THREADS", "1")
+for _name, _threads in (
+    ("REQUEST_THREADS", REQUEST_THREADS),
+    ("DEVICE_REQUEST_THREADS", DEVICE_REQUEST_THREADS),
+):
+    if _threads < 1:
+        raise ImproperlyConfigured(f"{_name}={_threads}: a server process needs at least 1")
 # Uploaded recordings (WFDB, CSV): larger uploads are answered 413 before they are read.
 UPLOAD_MAX_BYTES = envint("UPLOAD_MAX_BYTES", str(64 * 1024 * 1024))
 # An upload's analysis still pending this long after it was queued lost its worker: the
