@@ -102,7 +102,10 @@ NEW_SESSION_CODE = "new_session"
 REFUSAL_LOG_INTERVAL_S = 10.0
 # Statuses after which the device stops: its token or its patient assignment is wrong.
 FATAL_STATUSES = {401, 403}
-MAX_BACKOFF_S = 30.0  # device time
+# device time; well under DEVICE_OFFLINE_S (30 s), so that a server restart of 20 s does not
+# become 30 s of silence and a "device offline" alarm (the cap was 30 s: a 17-s restart kept a
+# device away 34 s). The firmware's kBackoffMaxMs is the same.
+MAX_BACKOFF_S = 8.0
 # The longest Retry-After a device waits (wall seconds), as the firmware caps it: a garbled or
 # huge header must not park the device for days.
 MAX_RETRY_AFTER_S = 3600.0
@@ -622,7 +625,7 @@ class VirtualDevice:
             self.log_refusal(item, status, answer)
             return
         # No answer, 5xx, 408, 429 (or another status outside 3xx-4xx): the link backs off,
-        # 1, 2, 4 ... 30 s of device time after the failures in a row, and at least as long
+        # 1, 2, 4, 8, 8 ... s of device time after the failures in a row, and at least as long
         # as the server's Retry-After (wall time: the server's clock); then the oldest
         # queued chunk goes first.
         self.failures_in_row += 1

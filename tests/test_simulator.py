@@ -508,6 +508,32 @@ def test_after_a_server_error_the_link_backs_off_and_the_oldest_chunk_goes_first
     assert report.samples_acked == len(server.signal)
 
 
+def test_after_a_17_s_server_restart_the_link_is_back_within_the_backoff_cap():
+    """The backoff is capped well under DEVICE_OFFLINE_S (30 s): an exploratory test's 17-s
+    daphne restart, with the old 30-s cap (the firmware's was 60 s), kept a device away 34 s
+    and raised "device offline" for it. With an 8-s cap the first post after the server is
+    back comes at most 8 s later."""
+    down_s, speed = 17.0, 20.0
+    started: list[float] = []
+    answered_at_s: list[float] = []  # device time of each post
+
+    async def restarting(server, chunk):
+        now = asyncio.get_running_loop().time()
+        started[:] = started or [now]
+        device_s = 0.5 + (now - started[0]) * speed  # the first post leaves at 0.5 s
+        answered_at_s.append(device_s)
+        if device_s < down_s:
+            return web.json_response({"detail": "restarting"}, status=503)
+        return server.ack(chunk)
+
+    server = ScriptedServer(restarting)
+    report = server.run(duration_s=30.0, speed=speed)
+
+    first_after_s = min(t for t in answered_at_s if t >= down_s)
+    assert first_after_s - down_s <= 8.0 + 0.5  # + a post's time at 20x
+    assert report.chunks_acked == report.chunks_made
+
+
 @pytest.mark.parametrize(
     "answer",
     [

@@ -91,7 +91,10 @@ const int16_t kBaselineAdc = 2048;
 const uint32_t kRingSeconds = 120;  // what a Wi-Fi outage may last without losing samples
 const uint16_t kChunkFrames = kSampleRateHz;  // 1 s per chunk
 const uint32_t kBackoffBaseMs = 1000;
-const uint32_t kBackoffMaxMs = 60000;
+// Well under the server's DEVICE_OFFLINE_S (30 s): a server restart of 20 s must not become
+// 30 s of silence and a "device offline" alarm (a 60-s cap can keep a device away a minute
+// after a 17-s restart). 8 s of retries from every device costs the server little.
+const uint32_t kBackoffMaxMs = 8000;
 const uint16_t kHttpTimeoutMs = 4000;    // to connect; and the longest silence in an answer
 const uint32_t kTlsHandshakeTimeoutS = 8;  // https:// only (the ESP32 core's default is 120 s)
 
