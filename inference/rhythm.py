@@ -34,7 +34,7 @@ VF segment probabilities computed before (a stream's stored results):
     between two V beats no further apart than two intervals at ``vt_min_bpm`` continues the
     run without counting as one of its V beats; an N or S beat ends it. While such a beat is
     the newest one known, ``vt_run_may_go_on`` says whether the run may still go on (the
-    streaming analysis' "ongoing").
+    streaming analysis' "ongoing"). Its mean and fastest rate: ``episode_rates_bpm``.
 ``VF``
     Ventricular fibrillation/flutter from the signal (``inference.vf``): consecutive 2-second
     segments the detector calls VF, lasting at least ``vf_min_s``. AF, bradycardia,
@@ -43,7 +43,9 @@ VF segment probabilities computed before (a stream's stored results):
 ``BRADY`` / ``TACHY``
     Heart rate (60 / median of the last ``rate_beats`` RR intervals, of those so far at the
     start) below ``brady_bpm`` or above ``tachy_bpm`` for at least ``rate_min_s``. Every
-    limit holds at the limit, whatever the rounding of sample / fs (``TIME_SLACK_S``).
+    limit holds at the limit, whatever the rounding of sample / fs (``TIME_SLACK_S``). The
+    median finds the episode; its figures (mean, slowest or fastest rate) are read from its
+    own intervals by ``episode_rates_bpm``, as the recording summary reads its own.
 ``PAUSE``
     No beat for at least ``pause_s``: between two beats, or from the last beat to the end of the
     signal (``details["open"] = "end"``) and from its start to the first (``"start"``). A
@@ -374,6 +376,30 @@ def _vt_runs(times_s: np.ndarray, labels: np.ndarray, cfg: RhythmConfig) -> list
     return [(first, last) for first, last in runs]
 
 
+def episode_rates_bpm(rr_s: np.ndarray, window: int) -> tuple[float, float, float]:
+    """(slowest, mean, fastest) heart rate in bpm of an episode's RR intervals, in that order.
+
+    The mean is 60 over the mean interval: the beats per minute over the episode. The
+    extremes are those of the running mean of ``window`` consecutive intervals (of all of
+    them when there are fewer), as the recording summary reads its own
+    (``inference.analysis.heart_rate_bpm``, 8 intervals), and for the same reason: one short
+    interval (an ectopic beat's coupling interval, a beat found twice) or one long one (the
+    pause after it) is no heart rate. A running mean counts the first and last intervals in
+    fewer windows than the others, so the episode's mean can fall just outside its extremes;
+    they are widened to hold it (the whole episode is a stretch of at least ``window``
+    intervals too), so slowest <= mean <= fastest always.
+    """
+    rr_s = np.asarray(rr_s, dtype=np.float64)
+    if rr_s.ndim != 1 or len(rr_s) == 0:
+        raise ValueError("an episode's rates need a 1-D array of at least one RR interval")
+    width = min(int(window), len(rr_s))
+    running_rr_s = np.convolve(rr_s, np.ones(width) / width, mode="valid")
+    mean_rr_s = float(rr_s.mean())
+    slowest_rr_s = max(mean_rr_s, float(running_rr_s.max()))
+    fastest_rr_s = min(mean_rr_s, float(running_rr_s.min()))
+    return 60.0 / slowest_rr_s, 60.0 / mean_rr_s, 60.0 / fastest_rr_s
+
+
 def _vt_episodes(times_s: np.ndarray, labels: np.ndarray | None, cfg: RhythmConfig) -> list:
     if labels is None:
         return []
@@ -384,10 +410,14 @@ def _vt_episodes(times_s: np.ndarray, labels: np.ndarray | None, cfg: RhythmConf
         if n_v_beats < cfg.vt_min_beats:
             continue
         rr = np.diff(times_s[first : last + 1])
-        mean_hr = 60.0 / rr.mean()
         # at least vt_min_bpm: a mean RR no longer than 60 / vt_min_bpm seconds
         if rr.mean() > 60.0 / cfg.vt_min_bpm + TIME_SLACK_S:
             continue
+        # The fastest rate is a running mean over rate_beats intervals, as the recording's
+        # (a run shorter than that has one rate, its mean), not the shortest interval: two R
+        # peaks 81 ms apart in ventricular flutter gave one VT "744.8 bpm" beside a recording
+        # maximum of 238.
+        _, mean_hr, max_hr = episode_rates_bpm(rr, int(cfg.rate_beats))
         episodes.append(
             Episode(
                 "VT",
@@ -396,8 +426,8 @@ def _vt_episodes(times_s: np.ndarray, labels: np.ndarray | None, cfg: RhythmConf
                 {
                     "n_beats": int(last - first + 1),
                     "n_v_beats": n_v_beats,
-                    "mean_hr_bpm": round(float(mean_hr), 1),
-                    "max_hr_bpm": round(float(60.0 / rr.min()), 1),
+                    "mean_hr_bpm": round(mean_hr, 1),
+                    "max_hr_bpm": round(max_hr, 1),
                 },
             )
         )
@@ -420,7 +450,6 @@ def _rate_episodes(times_s: np.ndarray, cfg: RhythmConfig) -> list:
     # interval from making one). Leaving them out made a 12-s strip at 40 bpm no bradycardia.
     for index in range(min(n_rate - 1, len(rr))):
         median_rr[index] = np.median(rr[: index + 1])
-    hr = 60.0 / median_rr
     # below brady_bpm: a median RR longer than 60 / brady_bpm; above tachy_bpm: shorter than
     # 60 / tachy_bpm (a rate exactly at a limit is no episode, whatever the rounding)
     slow = median_rr > 60.0 / cfg.brady_bpm + TIME_SLACK_S
@@ -431,8 +460,13 @@ def _rate_episodes(times_s: np.ndarray, cfg: RhythmConfig) -> list:
             start, end = times_s[first], times_s[last + 1]
             if not _at_least(end - start, cfg.rate_min_s):
                 continue
-            rates = hr[first : last + 1]
-            extreme = {"BRADY": ("min_hr_bpm", rates.min()), "TACHY": ("max_hr_bpm", rates.max())}
+            # The figures come from the episode's own intervals, all by one rule
+            # (episode_rates_bpm): the slowest (fastest) came from the trailing median, which
+            # also reads intervals before the episode and leaves out its long and short
+            # ones, and the mean from the intervals, so a bradycardia with pauses in it read
+            # "mean 46.1, min 49.4".
+            slowest, mean, fastest = episode_rates_bpm(rr[first : last + 1], n_rate)
+            extreme = {"BRADY": ("min_hr_bpm", slowest), "TACHY": ("max_hr_bpm", fastest)}
             key, value = extreme[kind]
             episodes.append(
                 Episode(
@@ -441,8 +475,8 @@ def _rate_episodes(times_s: np.ndarray, cfg: RhythmConfig) -> list:
                     float(end),
                     {
                         "n_beats": int(last - first + 2),
-                        "mean_hr_bpm": round(float(60.0 / rr[first : last + 1].mean()), 1),
-                        key: round(float(value), 1),
+                        "mean_hr_bpm": round(mean, 1),
+                        key: round(value, 1),
                     },
                 )
             )
