@@ -212,6 +212,8 @@ class StreamingQrsDetector:
         self._refractory = round(REFRACTORY_S * fs)
         self._t_wave = round(T_WAVE_WINDOW_S * fs)
         self._back = round(LOCATE_BACK_S * self.fs_hz)  # full-rate samples
+        # the refractory period between two R peaks, full-rate samples (_locate)
+        self._peak_refractory = round(REFRACTORY_S * self.fs_hz)
         self._learning_window = round(LEARNING_S * fs)
         # the learning window now open, feature samples: the first 2 s, then the next 2 s
         # while the windows before held nothing that stands out
@@ -245,6 +247,7 @@ class StreamingQrsDetector:
         self._last_slope = 0.0
         self._search_back_after = float("inf")  # samples without a beat before search-back
         self._last_located = -1  # full-rate sample of the last beat's integrated peak
+        self._last_peak = -1  # full-rate sample of the last R peak returned; -1 before
         self._last_reset = -1  # integrated-signal position of the last recovery; -1 before
         # the last beat that came within RECOVERY_AFTER_S of the one before; -1 before
         self._last_rhythm_beat = -1
@@ -332,6 +335,7 @@ class StreamingQrsDetector:
             "last_slope": self._last_slope,
             "search_back_after": self._search_back_after,
             "last_located": self._last_located,
+            "last_peak": self._last_peak,
             "last_reset": self._last_reset,
             "last_rhythm_beat": self._last_rhythm_beat,
             "reference_levels": np.array(
@@ -396,6 +400,9 @@ class StreamingQrsDetector:
         detector._last_slope = float(state["last_slope"])
         detector._search_back_after = float(state["search_back_after"])
         detector._last_located = int(state["last_located"])
+        # states saved before R peaks kept the refractory period know no last R peak: the next
+        # one is placed as before (after the last beat's integrated peak only)
+        detector._last_peak = int(state.get("last_peak", -1))
         # states saved before the recovery rule have no recovery yet
         detector._last_reset = int(state.get("last_reset", -1))
         # ... and states saved before the guard could lapse take the last beat for the last
@@ -756,7 +763,8 @@ class StreamingQrsDetector:
 
     def _locate(self, positions: list[int]) -> np.ndarray:
         """The R peak of each beat: the largest deflection from the local baseline (median)
-        in the 250 ms up to its integrated-signal peak, after the previous beat's."""
+        in the 250 ms up to its integrated-signal peak, after the previous beat's integrated
+        peak and at least the refractory period after the previous R peak."""
         if not positions:
             return np.empty(0, dtype=np.int64)
         back = self._back
@@ -771,7 +779,22 @@ class StreamingQrsDetector:
         skip = previous + 1 - (tops - back)
         deviation[np.arange(back + 1) < skip[:, None]] = -1.0
         self._last_located = int(tops[-1])
-        return tops - back + np.argmax(deviation, axis=1)
+        peaks = tops - back + np.argmax(deviation, axis=1)
+        # The decisions keep the integrated peaks 200 ms apart, but the R peaks are looked for
+        # in the 250 ms before them: in ventricular flutter, whose waves have no sharp peak,
+        # the largest deflection fell at the end of one window and at the start of the next,
+        # and two R peaks came 39-81 ms apart (MIT-BIH 207 at 59.3 s: 744.8 bpm, one wave
+        # late and the next early). So an R peak is taken no earlier than the refractory
+        # period after the one before. There is always room: the previous R peak lies at or
+        # before its integrated peak, which lies more than 200 ms before this one's.
+        last = self._last_peak
+        for index in range(len(peaks)):
+            if last >= 0 and peaks[index] - last < self._peak_refractory:
+                first = min(last + self._peak_refractory - (tops[index] - back), back)
+                peaks[index] = tops[index] - back + first + np.argmax(deviation[index, first:])
+            last = int(peaks[index])
+        self._last_peak = last
+        return peaks
 
 
 class _RunningMedian:
