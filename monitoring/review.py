@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from datetime import timezone as fixed_offset
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 from django.db.models import Count
@@ -278,15 +278,157 @@ def events(recording: Recording, kind, after_s=None, before_s=None, limit=None) 
     ]
 
 
+# --- "Go to" ------------------------------------------------------------------------------
+
+# How "Go to" reads what was typed (the go-to API's ``read_as``): a time into the recording,
+# as the page prints positions ("elapsed"), or a clock time in the site's zone ("clock"). The
+# page always says which (a menu next to the box, "into the recording" by default); without
+# ``read_as`` the API reads as it did before it had one (READ_AS_AUTO, kept for its callers):
+# a number is seconds, HH:MM[:SS] a clock time, so "1:00:00" was 01:00 o'clock and "6:32.6",
+# copied from the page, was refused (exploratory test, 2026-12-07).
+READ_AS = ("elapsed", "clock")
+READ_AS_AUTO = ""
+
 # "Go to" a clock time: HH:MM or HH:MM:SS (seconds may have decimals)
 CLOCK_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?")
+# ... and as the page prints one, with the zone's abbreviation after it ("02:30:00 CET",
+# "14:30 EST", "09:00 -03"), which picks one of the two moments of a repeated hour
+CLOCK_TIME_WITH_ZONE = re.compile(
+    r"(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?(?:\s*([A-Za-z]{2,6}|[+-]\d{2}(?:\d{2})?))?"
+)
+# A position as the page prints one (format_elapsed): seconds, "75", "75.5", "12.5 s", or
+# M:SS(.s) / H:MM:SS(.s), "6:32.6", "1:00:00" (minutes past 59 without hours: "75:00")
+ELAPSED_SECONDS = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*s?")
+ELAPSED_CLOCK_FORM = re.compile(r"(?:(\d+):)?(\d+):(\d{2}(?:\.\d*)?)")
+# the view range as the page prints it, "59:55 – 1:00:05" (en dash, em dash or hyphen), and
+# what follows it there, " of 12:02:13.3"
+ELAPSED_RANGE = re.compile(r"(.+?)\s*[–—-]\s*(.+?)(?:\s+of\s+\S+)?")
 
 
-def go_to(recording: Recording, text) -> tuple[float, str]:
-    """Seconds from the recording's start for what was typed in "Go to", and a note for the
-    page ("" when there is nothing to say): a number of seconds (``75``, ``75.5``), or a clock
-    time ``HH:MM`` / ``HH:MM:SS`` in the zone the pages show times in (the current time zone:
-    ``TIME_ZONE`` unless one was activated).
+class GoTo(NamedTuple):
+    """Where "Go to" goes: the time to centre on, a note for the page ("" or which of two
+    moments a repeated clock time is), how the entry was read (``READ_AS``), and the length of
+    a range typed ("59:55 – 1:00:05"; None for one position)."""
+
+    time_s: float
+    note: str
+    read_as: str
+    length_s: float | None = None
+
+
+def format_elapsed(seconds: float) -> str:
+    """A time into the recording as the page prints it (review.js ``formatTime``): ``12.5 s``
+    below a minute, else ``M:SS.s`` or ``H:MM:SS.s``, rounded to a tenth before being split
+    (119.97 s is ``2:00``), the tenth left out when it is 0."""
+    hundredths = math.floor(seconds * 100 + 0.5)
+    if hundredths < 6000:
+        return f"{hundredths / 100:g} s"
+    tenths = math.floor(seconds * 10 + 0.5)
+    hours, rest = divmod(tenths, 36000)
+    minutes, seconds_tenths = divmod(rest, 600)
+    second_text = f"{seconds_tenths / 10:g}".rjust(2, "0")
+    if seconds_tenths < 100 and "." in second_text:
+        second_text = "0" + second_text  # 5.5 s past the minute: "1:05.5"
+    return (f"{hours}:{minutes:02d}" if hours else f"{minutes}") + ":" + second_text
+
+
+def parse_elapsed(text: str) -> float | None:
+    """Seconds from the start for one position written as the page writes one (``75``,
+    ``12.5 s``, ``6:32.6``, ``1:00:00``); None for text of another shape, ``ValueError`` for
+    minutes or seconds past 59 (``1:75``)."""
+    match = ELAPSED_SECONDS.fullmatch(text)
+    if match:
+        return float(match[1])
+    match = ELAPSED_CLOCK_FORM.fullmatch(text)
+    if match is None:
+        return None
+    hours, minutes, seconds = int(match[1] or 0), int(match[2]), float(match[3])
+    if seconds >= 60 or (match[1] is not None and minutes >= 60):
+        raise ValueError(f"{text!r} is not a time into the recording: minutes and seconds go to 59")
+    return hours * 3600.0 + minutes * 60.0 + seconds
+
+
+def go_to(recording: Recording, text, read_as=READ_AS_AUTO) -> GoTo:
+    """Where what was typed in "Go to" lies, read as ``read_as`` says:
+
+    - ``"elapsed"``: a time into the recording as the page prints positions, seconds (``75``,
+      ``75.5``, ``12.5 s``) or ``M:SS.s`` / ``H:MM:SS.s`` (``6:32.6``, ``1:00:00``), or a
+      range of two (``59:55 – 1:00:05``: its middle, and ``length_s``), so that a position
+      copied from the page goes back to it (``go_to_elapsed``);
+    - ``"clock"``: a clock time ``HH:MM`` / ``HH:MM:SS``, with the zone's abbreviation or
+      without (``go_to_clock``);
+    - neither (READ_AS_AUTO, the API before ``read_as``): a number is seconds, ``HH:MM[:SS]``
+      a clock time.
+
+    ``ValueError`` says what is wrong (the entry, or a time outside the stored recording).
+    """
+    text = str(text or "").strip()
+    read_as = str(read_as or READ_AS_AUTO).strip()
+    if read_as not in (READ_AS_AUTO, *READ_AS):
+        raise ValueError(f"read_as must be elapsed or clock, got {read_as!r}")
+    duration_s = end_sample(recording) / recording.sampling_rate_hz
+    if read_as == "elapsed":
+        return go_to_elapsed(recording, text, duration_s)
+    if read_as == "clock" or CLOCK_TIME.fullmatch(text):
+        return go_to_clock(recording, text, duration_s)
+    try:
+        offset_s = float(text)
+    except ValueError:
+        offset_s = math.nan
+    if not math.isfinite(offset_s):
+        raise ValueError(f"go to seconds (e.g. 75) or a clock time HH:MM or HH:MM:SS, got {text!r}")
+    if not 0.0 <= offset_s <= duration_s:
+        raise ValueError(f"{text} s is outside the recording (0 to {duration_s:.1f} s stored)")
+    return GoTo(offset_s, "", "elapsed")
+
+
+def go_to_elapsed(recording: Recording, text: str, duration_s: float) -> GoTo:
+    """``go_to`` of a time into the recording (``parse_elapsed``), or of a range of two."""
+    shape = (
+        f"{text!r} is not a time into the recording: give seconds (75, 75.5) or minutes and "
+        "seconds as the page writes them (6:32.6, 1:00:00)"
+    )
+    position = parse_elapsed(text)
+    if position is not None:
+        inside_or_refuse(recording, text, position, duration_s)
+        return GoTo(position, "", "elapsed")
+    match = ELAPSED_RANGE.fullmatch(text)
+    if match is None:
+        raise ValueError(shape)
+    first, last = parse_elapsed(match[1]), parse_elapsed(match[2])
+    if first is None or last is None:
+        raise ValueError(shape)
+    if last < first:
+        raise ValueError(f"{text!r} ends before it starts")
+    for part, position in ((match[1], first), (match[2], last)):
+        inside_or_refuse(recording, part, position, duration_s)
+    return GoTo((first + last) / 2, "", "elapsed", (last - first) or None)
+
+
+def inside_or_refuse(recording, text: str, position_s: float, duration_s: float) -> None:
+    """``ValueError`` for a time into the recording outside it, naming where the recording
+    ends, and where the same text read as a clock time would go (if inside the recording:
+    "14:30:00" typed for 2:30 pm)."""
+    if 0.0 <= position_s <= duration_s:
+        return
+    message = f"{text} into the recording is outside it (0 to {format_elapsed(duration_s)} stored)"
+    if CLOCK_TIME.fullmatch(text):
+        try:
+            as_clock = go_to_clock(recording, text, duration_s)
+        except ValueError:
+            pass
+        else:
+            message += (
+                f"; as a clock time, {text} is {format_elapsed(as_clock.time_s)} into it: "
+                "choose “clock time” to go there"
+            )
+    raise ValueError(message)
+
+
+def go_to_clock(recording: Recording, text: str, duration_s: float) -> GoTo:
+    """``go_to`` of a clock time ``HH:MM`` or ``HH:MM:SS``, optionally followed by the zone's
+    abbreviation as the page prints it (``02:30:00 CET``), in the zone the pages show times
+    in (the current time zone: ``TIME_ZONE`` unless one was activated).
 
     A clock time is the first moment at or after the start that the zone's clocks showed it:
     on the recording's start day, or on the next day when it is earlier than the start's clock
@@ -297,32 +439,24 @@ def go_to(recording: Recording, text) -> tuple[float, str]:
     A daylight-saving change makes a clock time happen twice (clocks put back: 02:30 in
     Europe/Berlin on the last Sunday of October) or not at all (clocks put forward: 02:30 on
     the last Sunday of March). Twice: the first of the two at or after the start is taken
-    (summer time, unless the recording started between them), and the note says which one it
-    is and where the other lies. Not at all: refused, naming the change. It must lie within
-    the stored recording. ``ValueError`` says what is wrong.
+    (summer time, unless the recording started between them, or an abbreviation typed names
+    the other), and the note says which one it is and where the other lies. Not at all:
+    refused, naming the change. It must lie within the stored recording.
     """
-    text = str(text or "").strip()
-    duration_s = end_sample(recording) / recording.sampling_rate_hz
-    match = CLOCK_TIME.fullmatch(text)
+    # the zone the page formats times in (the |date filter and timezone.localtime use the
+    # current zone), so that a time read off the page means the same moment here
+    zone = timezone.get_current_timezone()
+    match = CLOCK_TIME_WITH_ZONE.fullmatch(text)
     if match is None:
-        try:
-            offset_s = float(text)
-        except ValueError:
-            offset_s = math.nan
-        if not math.isfinite(offset_s):
-            raise ValueError(
-                f"go to seconds (e.g. 75) or a clock time HH:MM or HH:MM:SS, got {text!r}"
-            )
-        if not 0.0 <= offset_s <= duration_s:
-            raise ValueError(f"{text} s is outside the recording (0 to {duration_s:.1f} s stored)")
-        return offset_s, ""
+        raise ValueError(
+            f"{text!r} is not a clock time HH:MM or HH:MM:SS ({zone}): to go to a time since "
+            "the recording's start (75, 6:32.6, 1:00:00), read it “into the recording”"
+        )
     hours, minutes = int(match[1]), int(match[2])
     seconds = float(match[3] or 0)
     if hours > 23 or minutes > 59 or seconds >= 60:
         raise ValueError(f"{text!r} is not a clock time (00:00:00 to 23:59:59)")
-    # the zone the page formats times in (the |date filter and timezone.localtime use the
-    # current zone), so that a time read off the page means the same moment here
-    zone = timezone.get_current_timezone()
+    abbreviation = match[4]
     started = timezone.localtime(recording.started_at, zone)
     # The page shows the start to the second; typed without seconds it is read to the minute.
     # started_at has microseconds (monitoring/ingest.py), so the shown start time is a
@@ -334,6 +468,7 @@ def go_to(recording: Recording, text) -> tuple[float, str]:
     # moments compared in UTC: compared in the zone (the same tzinfo), Python compares the
     # wall clocks and ignores which of a repeated hour's two passes each is
     shown_start_utc = shown_start.astimezone(UTC)
+    names_seen = []
     for day in (started.date(), started.date() + timedelta(days=1)):
         # seconds added as a timedelta, not split into time()'s integer fields: rounding
         # 59.9999999 s to microseconds there wrapped it to 59.0 s
@@ -350,11 +485,59 @@ def go_to(recording: Recording, text) -> tuple[float, str]:
                 )
             continue
         later = [moment for moment in moments if moment.astimezone(UTC) >= shown_start_utc]
+        if abbreviation:
+            names_seen += [moment.tzname() for moment in later]
+            later = [m for m in later if m.tzname().casefold() == abbreviation.casefold()]
         if later:
-            return within_recording(recording, text, later[0], started, duration_s), (
-                twice_note(recording, text, moments, later[0], zone, duration_s)
-            )
-    raise AssertionError("a clock time exists on one of two days")  # pragma: no cover
+            offset_s = within_recording(recording, text, later[0], started, duration_s)
+            note = twice_note(recording, text, moments, later[0], zone, duration_s)
+            return GoTo(offset_s, note, "clock")
+    # only an abbreviation typed can leave both days without a moment
+    shown = " or ".join(dict.fromkeys(names_seen))
+    raise ValueError(
+        f"{text}: the clocks in {zone} did not show {abbreviation} then (they showed {shown})"
+    )
+
+
+def clock_zones(recording: Recording) -> list[dict]:
+    """The site zone's clock over the recording, for the page's clock times: where (``from_s``,
+    seconds from the start) its offset from UTC (``offset_s``) or its abbreviation changes,
+    the first from 0. The page prints the server's abbreviations (``EST``, ``CET``, as the
+    |date filter and "Go to" do): the browser's own names for a zone differ by locale
+    (en-GB writes America/New_York's winter time "GMT-5", en-US Europe/Berlin's "GMT+1").
+    It reaches a day past the recording's stored end, for a live recording that grows."""
+    zone = timezone.get_current_timezone()
+    start = recording.started_at.astimezone(UTC)
+    end = start + timedelta(seconds=end_sample(recording) / recording.sampling_rate_hz + 86400)
+
+    def reading(moment: datetime) -> tuple[int, str]:
+        local = moment.astimezone(zone)
+        return int(local.utcoffset().total_seconds()), local.tzname()
+
+    def span(moment: datetime) -> dict:
+        offset_s, name = reading(moment)
+        from_s = max(0.0, (moment - start).total_seconds())
+        return {"from_s": from_s, "offset_s": offset_s, "abbreviation": name}
+
+    spans = [span(start)]
+    # clock changes lie months apart: an hourly look finds each, halving finds its second
+    low = start
+    while low < end:
+        high = min(low + timedelta(hours=1), end)
+        if reading(high) != reading(low):
+            while high - low > timedelta(seconds=1):
+                middle = low + (high - low) / 2
+                if reading(middle) == reading(low):
+                    low = middle
+                else:
+                    high = middle
+            # changes fall on whole seconds: the first whole second after low
+            change = low.replace(microsecond=0) + timedelta(seconds=1)
+            spans.append(span(change))
+            low = change
+            continue
+        low = high
+    return spans
 
 
 def clock_moments(wall: datetime, zone) -> list[datetime]:
@@ -442,6 +625,9 @@ def review_overview(recording: Recording) -> dict:
         # (go_to_seconds) use, so that the view range, the start and "Go to" agree
         "started_at": recording.started_at.isoformat(),
         "time_zone": timezone.get_current_timezone_name(),
+        # the zone's offsets and abbreviations over the recording, so that the page prints
+        # the server's abbreviation ("EST") as the header does, not the browser's ("GMT-5")
+        "clock_zones": clock_zones(recording),
         "n_samples": n_total,
         "duration_s": n_total / fs_hz,
         "lead_names": recording.lead_names,
@@ -579,9 +765,14 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
 
     The header's base date and time are when sample 0 was taken, in UTC: a WFDB header has
     no time zone field, so the zone is said in a header comment, ``started_at`` and the ISO
-    8601 time with its ``+00:00`` offset.
+    8601 time with its ``+00:00`` offset (an upload reads that comment back:
+    ``monitoring.uploads.header_start``). An upload whose file gave no start gets none: its
+    start is only its upload time (``start_is_upload_time``), which the comment says instead,
+    so that the record uploaded again is not taken to have started then.
     """
     import wfdb
+
+    from monitoring.uploads import start_is_upload_time
 
     name = record_name(recording)
     adc = adc_with_gaps(recording)
@@ -589,6 +780,16 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
         raise ValueError(f"recording {recording.pk} has no samples stored yet")
     n_channels = recording.n_channels
     started_utc = recording.started_at.astimezone(UTC)
+    if start_is_upload_time(recording):
+        base_date = base_time = None
+        comments = [
+            "start unknown: the uploaded file gave none; CardioSpike counted its clock times "
+            f"from the upload, {started_utc.isoformat()}"
+        ]
+    else:
+        base_date = started_utc.date()
+        base_time = started_utc.time()  # naive: the comment says it is UTC
+        comments = [f"started_at {started_utc.isoformat()}"]
     wfdb.wrsamp(
         name,
         fs=recording.sampling_rate_hz,
@@ -598,9 +799,9 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
         fmt=["16"] * n_channels,
         adc_gain=[recording.gain_adc_per_mv] * n_channels,
         baseline=[recording.baseline_adc] * n_channels,
-        base_date=started_utc.date(),
-        base_time=started_utc.time(),  # naive: the comment says it is UTC
-        comments=[f"started_at {started_utc.isoformat()}"],
+        base_date=base_date,
+        base_time=base_time,
+        comments=comments,
         write_dir=str(folder),
     )
     paths = [folder / f"{name}.hea", folder / f"{name}.dat"]

@@ -9,7 +9,8 @@ recording behind.
 Formats (docs/upload.md has the user's version):
 
 - WFDB: a ``.hea`` header with the ``.dat`` file(s) it names, optionally ``.atr`` beat
-  annotations of the same record (reference labels, mapped to AAMI classes).
+  annotations of the same record (reference labels, mapped to AAMI classes). A header that
+  gives a base time and date starts the recording then (``header_start``).
 - CSV continuous signal: one numeric column in millivolts, or in the unit its header cell
   names (``ecg_mv``, ``ecg_uv``, ``ecg_v``), with the sampling rate given separately
   (100-2000 Hz).
@@ -27,7 +28,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,7 @@ from monitoring.models import (
     SampleChunk,
     UploadFormat,
 )
-from monitoring.review import OURS_ANNOTATOR
+from monitoring.review import OURS_ANNOTATOR, clock_change_around, clock_moments
 from monitoring.samples import INT16_MAX, MAX_GAIN_ADC_PER_MV, MIN_GAIN_ADC_PER_MV
 
 # The analysis sets the limits: an upload it would refuse is refused before anything is stored.
@@ -76,6 +77,16 @@ MIN_SIGNAL_S = QRS_MIN_DURATION_S
 CHUNK_SAMPLES = 65_536  # frames per stored chunk: ~0.5 MB for 4 leads
 # Keep quantized samples a little inside int16 so that rounding never overflows.
 ADC_FULL_SCALE = 32_000
+# The earliest start a WFDB header may give: ambulatory ECG began with Holter's recorder
+# (1961), and PhysioNet's databases were recorded from the 1970s on. An earlier date (1900,
+# a year written as 0026) is a placeholder or a typo, and every clock time would be wrong.
+EARLIEST_RECORDING_DATE = date(1960, 1, 1)
+# An upload whose file gave no start starts at the moment it is stored, and its row's
+# created_at is taken microseconds later. A start from a header lies at least the record's
+# duration (2 s or more) before the upload: one that would end after it is refused. So a
+# start within this of created_at is the upload time, for the uploads stored before the
+# header's start was read too (docs/upload.md, "When the recording started").
+UPLOAD_TIME_TOLERANCE = timedelta(seconds=1)
 
 
 # Line ends as editors and pandas' C parser count them: \r\n, \n, or a lone \r (old Mac files).
@@ -138,6 +149,9 @@ class ParsedUpload:
     lead_names: list[str]
     analysis_lead: int
     reference: dict | None = None
+    # when sample 0 was taken, from a WFDB header's base time and date; None: the file gave
+    # no start, and the recording starts at its upload
+    started_at: datetime | None = None
 
     @property
     def n_samples(self) -> int:
@@ -225,7 +239,8 @@ def store_upload(patient: Patient, parsed: ParsedUpload, uploaded_by=None) -> Re
 
     # One instant for both ends, the end a duration after the start: ended_at was now() taken
     # before the model's default took started_at, so a recording ended before it began.
-    started_at = timezone.now()
+    # Without a start in the file, the upload's moment (start_is_upload_time tells which).
+    started_at = parsed.started_at or timezone.now()
     recording = Recording.objects.create(
         patient=patient,
         source=Recording.Source.UPLOAD,
@@ -255,6 +270,19 @@ def store_upload(patient: Patient, parsed: ParsedUpload, uploaded_by=None) -> Re
     SampleChunk.objects.bulk_create(chunks)
     transaction.on_commit(lambda: queue_analysis(recording.pk))
     return recording
+
+
+def start_is_upload_time(recording: Recording) -> bool:
+    """Whether an uploaded recording starts at its upload (its file gave no start: a CSV, a
+    WFDB header without a base date), so that its clock times are not the recording's own.
+
+    Told from the stored times (``UPLOAD_TIME_TOLERANCE``): the upload's moment is the row's
+    creation. False for a device recording, whose start is when its sample 0 was taken.
+    """
+    return (
+        recording.source == Recording.Source.UPLOAD
+        and abs(recording.started_at - recording.created_at) < UPLOAD_TIME_TOLERANCE
+    )
 
 
 # --- CSV --------------------------------------------------------------------------------
@@ -768,6 +796,9 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
     lead_names = [name or f"ch{i + 1}" for i, name in enumerate(record.sig_name)]
     lead_index = analysis_lead(lead_names)
     _check_amplitude(adc, gain, baseline, lead_names, lead_index, header_name)
+    # last: what is wrong with the signal itself comes first (a device recording's export with
+    # gaps is refused for its gaps, whenever it started)
+    started_at = header_start(header, header_name, contents[header_name])
     return ParsedUpload(
         format=UploadFormat.WFDB,
         source_name=record_name,
@@ -778,7 +809,104 @@ def parse_wfdb(contents: dict[str, bytes]) -> ParsedUpload:
         lead_names=lead_names,
         analysis_lead=lead_index,
         reference=reference,
+        started_at=started_at,
     )
+
+
+def header_start(header, header_name: str, data: bytes, now=None) -> datetime | None:
+    """When the record's sample 0 was taken, from its header's base time and date; None when
+    the header gives no date (a time alone, or neither): the recording then starts at its
+    upload, as before.
+
+    WFDB times are local wall-clock times with no zone: they are read in the server's
+    ``TIME_ZONE``. Except when the header carries our export's comment ``started_at <ISO 8601
+    with its offset>`` (``monitoring.review.write_wfdb``) for that very date and time: its
+    offset says which clock it is, so that an exported record uploaded again keeps its start
+    on any server, and in the hour a clock change repeats. A time the clocks of the zone
+    skipped, a start before ``EARLIEST_RECORDING_DATE`` (1900: a placeholder) or a recording
+    that would end after ``now`` (the upload) is refused naming the header's line: every clock
+    time of the recording would be wrong. One that the clocks showed twice (put back) is the
+    first of the two.
+    """
+    if header.base_date is None or header.base_time is None:
+        return None
+    now = now or timezone.now()
+    line_number, time_text, date_text = _record_line_times(data)
+    where = f"{header_name} line {line_number}"
+    written = f"its base time and date ({time_text} {date_text})"
+    leave_out = (
+        "; or delete the base time and date from that line to have the recording start at "
+        "the upload time"
+    )
+    if time_text.count(":") != 2:
+        # WFDB reads 08:00 as minutes and seconds: 8 minutes past midnight, not 8 o'clock
+        raise UploadError(
+            f"{where}: the base time {time_text!r} has no hours: WFDB reads it as "
+            f"{header.base_time:%H:%M:%S} (minutes:seconds past midnight); write the time of "
+            f"day as HH:MM:SS (such as 08:00:00){leave_out}"
+        )
+    wall = datetime.combine(header.base_date, header.base_time)
+    if header.base_date < EARLIEST_RECORDING_DATE:
+        raise UploadError(
+            f"{where}: {written} put the recording's start in {header.base_date.year}, "
+            f"before {EARLIEST_RECORDING_DATE.year}, when no ambulatory ECG was recorded: "
+            f"the date is a placeholder or a typo; fix it (dates are DD/MM/YYYY){leave_out}"
+        )
+    zone = timezone.get_default_timezone()
+    start = _exported_start(header.comments, wall)
+    if start is None:
+        try:
+            moments = clock_moments(wall, zone)
+        except OverflowError:  # a year such as 9999: past the end of the calendar in UTC
+            moments = [datetime.max.replace(tzinfo=UTC)]
+        if not moments:
+            before, after = clock_change_around(wall, zone)
+            raise UploadError(
+                f"{where}: {written} did not happen in {zone}, the server's time zone, in "
+                f"which WFDB times are read: on {wall:%Y-%m-%d} the clocks went from "
+                f"{before:%H:%M %Z} to {after:%H:%M %Z}; fix the time{leave_out}"
+            )
+        start = moments[0]
+    duration = timedelta(seconds=header.sig_len / header.fs)
+    if start > now - duration:
+        # the end, not the start: a recording cannot go on after it was uploaded
+        raise UploadError(
+            f"{where}: {written} put the recording's start at {wall:%Y-%m-%d %H:%M:%S} "
+            f"({zone}, the server's time zone, in which WFDB times are read) and its end, "
+            f"{duration.total_seconds() / 60:.1f} min later, after the upload "
+            f"({timezone.localtime(now, zone):%Y-%m-%d %H:%M:%S %Z}): a recording cannot end "
+            f"after it is uploaded. Fix the date or time (dates are DD/MM/YYYY){leave_out}"
+        )
+    return start.astimezone(UTC)
+
+
+def _record_line_times(data: bytes) -> tuple[int, str, str]:
+    """The header's record line number (1-based; comment lines may come before it) and its
+    base time and date as written, read with wfdb's own pattern of that line."""
+    from wfdb.io.header import rx_record
+
+    for number, line in enumerate(LINE_END.split(data.decode("latin-1")), start=1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            fields = rx_record.match(line)
+            return number, fields["base_time"], fields["base_date"]
+    raise AssertionError("read_header found the record line")  # pragma: no cover
+
+
+def _exported_start(comments, wall: datetime) -> datetime | None:
+    """The moment our WFDB export's comment ``started_at <ISO 8601 with offset>`` gives, when
+    its wall clock is the header's base date and time (the export writes both from the same
+    start); None otherwise: a header edited since, or not ours, is read in TIME_ZONE."""
+    for comment in comments or []:
+        key, _, value = comment.strip().partition(" ")
+        if key != "started_at":
+            continue
+        try:
+            stated = datetime.fromisoformat(value.strip())
+        except ValueError:
+            continue
+        if stated.tzinfo is not None and stated.replace(tzinfo=None) == wall:
+            return stated
+    return None
 
 
 def _check_header(header, header_name: str, record_name: str, contents: dict) -> None:

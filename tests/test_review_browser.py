@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.utils import timezone
+from selenium.webdriver.support.ui import Select
 
 from inference.synthetic import generate
 from monitoring.models import Beat, SampleChunk
@@ -116,8 +117,10 @@ def test_it_jumps_to_the_next_v_beat(browser, live_server, clinician, long_recor
     assert dark_pixels(browser) > 500
     browser.save_screenshot(str(folder / "review-gap.png"))
 
-    # a clock time (the site's zone) 90 s after the start; the view range shows clock times
+    # a clock time (the site's zone) 90 s after the start, read as one when the menu beside
+    # the box says so; the view range shows clock times
     moment = timezone.localtime(long_recording.started_at + timedelta(seconds=90))
+    Select(browser.find_element("id", "jump-as")).select_by_value("clock")
     jump = browser.find_element("id", "jump-time")
     jump.clear()
     jump.send_keys(moment.strftime("%H:%M:%S") + "\n")  # whole seconds: up to 1 s early
@@ -242,6 +245,7 @@ def test_the_width_menu_shows_the_width_drawn_and_go_to_names_a_repeated_hour(
     assert menu() == ("7", "7 s (all)")
     assert browser.find_element("id", "view-clock").text == "02:29:55 – 02:30:02 CET"
 
+    Select(browser.find_element("id", "jump-as")).select_by_value("clock")
     browser.find_element("id", "jump-time").send_keys("02:30:00\n")
     wait_for(browser, lambda d: d.find_element("id", "jump-note").text)
     note = browser.find_element("id", "jump-note").text

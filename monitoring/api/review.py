@@ -5,9 +5,10 @@
   with the beats inside it.
 - ``GET /api/recordings/<id>/events/?kind=V&after_s=`` or ``?kind=V&before_s=`` (exactly
   one of the two; ``limit=``): the next (previous) beats of a class, alarms or episode starts.
-- ``GET /api/recordings/<id>/go-to/?at=``: where a "Go to" entry (seconds, or a clock time
-  HH:MM[:SS]) lies: ``time_s`` from the start, ``note`` for a clock time a daylight-saving
-  change repeated.
+- ``GET /api/recordings/<id>/go-to/?at=&read_as=elapsed|clock``: where a "Go to" entry (a
+  time into the recording as the page prints it, or a clock time HH:MM[:SS]) lies:
+  ``time_s`` from the start, ``read_as`` how it was read, ``note`` for a clock time a
+  daylight-saving change repeated.
 - ``GET /api/recordings/<id>/range.png?start_s=&length_s=&channel=``: the window of one
   channel as a PNG strip, gaps drawn as gaps (any recording, analysed or not).
 - ``GET /api/recordings/<id>/export.zip?format=wfdb|csv`` and ``GET .../export.csv``: 400
@@ -109,11 +110,21 @@ class RecordingGoToView(APIView):
                 "at",
                 str,
                 required=True,
-                description="Seconds from the start, or a clock time HH:MM or HH:MM:SS "
-                "(TIME_ZONE; the first such moment at or after the start; a time a "
-                "daylight-saving change skipped is a 400, one it repeated says which in "
-                "`note`).",
-            )
+                description="What was typed: read as `read_as` says. A time into the "
+                "recording as the review page prints positions (75, 12.5 s, 6:32.6, 1:00:00, "
+                "or a range 59:55 – 1:00:05), or a clock time HH:MM or HH:MM:SS, optionally "
+                "with the zone's abbreviation (TIME_ZONE; the first such moment at or after "
+                "the start; a time a daylight-saving change skipped is a 400, one it repeated "
+                "says which in `note`).",
+            ),
+            OpenApiParameter(
+                "read_as",
+                str,
+                enum=list(review.READ_AS),
+                description="elapsed: `at` is a time into the recording; clock: a clock "
+                "time. Without it (as before it existed) a number is seconds and HH:MM[:SS] a "
+                "clock time; the answer's `read_as` says which was used.",
+            ),
         ],
         responses={200: OpenApiTypes.OBJECT, **error_responses(400, 401, 404)},
     )
@@ -122,19 +133,23 @@ class RecordingGoToView(APIView):
         recording = visible_recording(request, pk)
         at = request.query_params.get("at", "")
         try:
-            time_s, note = review.go_to(recording, at)
+            found = review.go_to(recording, at, request.query_params.get("read_as"))
         except ValueError as exc:
             return error(str(exc))
-        moment = recording.started_at + timedelta(seconds=time_s)
+        moment = recording.started_at + timedelta(seconds=found.time_s)
         return Response(
             {
                 "at": at,
-                "time_s": time_s,
+                # how `at` was read: "elapsed" (time into the recording) or "clock"
+                "read_as": found.read_as,
+                "time_s": found.time_s,
+                # a range typed ("59:55 – 1:00:05"): its length, time_s its middle; else null
+                "length_s": found.length_s,
                 "clock": timezone.localtime(moment).isoformat(),
                 "started_at": timezone.localtime(recording.started_at).isoformat(),
                 # a clock time that a daylight-saving change repeated: which of the two this
                 # is, and where the other lies ("" otherwise)
-                "note": note,
+                "note": found.note,
             }
         )
 

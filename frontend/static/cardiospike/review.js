@@ -2,7 +2,8 @@
 // Windows of signal come from /api/recordings/<id>/signal/ (min/max per pixel column when the
 // window is long, null in gaps, and where the samples the device sent with an electrode off
 // are: "leads_off"); jumps to the next beat of a class or alarm ask
-// /api/recordings/<id>/events/, "Go to" (seconds or a clock time) /api/recordings/<id>/go-to/.
+// /api/recordings/<id>/events/, "Go to" (a time into the recording or a clock time, as the
+// menu beside it says) /api/recordings/<id>/go-to/.
 // Episodes, alarms, gaps and leads-off spans of the whole recording come once
 // with the page (the "review-overview" JSON). The view's position is kept in the URL's hash
 // (#t=<start s>&w=<width s>) so a link opens the same strip.
@@ -29,14 +30,11 @@
   var maxWidthS = Math.min(overview.max_window_s, Math.max(overview.duration_s, MIN_WIDTH_S));
   // Wall-clock times in the site's zone (the server's TIME_ZONE, as its pages show them),
   // with the zone's abbreviation: on the night the clocks go back, 02:30 happens twice
-  // ("02:30:00 CEST", then "02:30:00 CET")
+  // ("02:30:00 CEST", then "02:30:00 CET"). The offsets and abbreviations come from the
+  // server (clock_zones), so the page prints the header's "EST" everywhere: the browser's
+  // Intl names a zone by its locale (en-GB wrote New York's winter time "GMT-5").
   var startedMs = Date.parse(overview.started_at);
-  var clockFormat = null;
-  try {
-    clockFormat = new Intl.DateTimeFormat("en-GB", { timeZone: overview.time_zone,
-      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
-      timeZoneName: "short" });
-  } catch (error) { clockFormat = null; }  // a zone this browser does not know
+  var clockZones = overview.clock_zones || [];
   var state = {
     startS: 0,
     widthS: Math.min(10, maxWidthS),
@@ -112,12 +110,18 @@
       .then(function (response) { return response.json(); })
       .then(function (body) {
         if (!body.events || body.events.length === 0) {
-          showMessage("no " + (kind === "alarm" ? "alarm" : kind + " beat") +
-            (forward ? " after " : " before ") + fromS.toFixed(1) + " s");
+          var what = kind === "alarm" || kind === "episode" ? kind : kind + " beat";
+          showMessage("no " + what + (forward ? " after " : " before ") + fromS.toFixed(1) + " s");
           return;
         }
+        showMessage("");
         var event = body.events[0];
         state.focus = event;
+        if (kind === "episode") {
+          // the view is centred on its start; where it ends may be off screen
+          showNote(event.episode_kind + " episode: " + formatTime(event.time_s) + " – " +
+            formatTime(event.end_s) + " (" + clockRange(event.time_s, event.end_s) + ")");
+        }
         centreOn(event.time_s);
       })
       .catch(function (error) { showMessage(String(error)); });
@@ -130,11 +134,26 @@
     $("jump-note").hidden = !text;
   }
 
+  // The PNG is the strip on screen up to PNG_MAX_S wide (the strip renderer's limit, past
+  // which a page-wide picture no longer shows a beat); from a wider view it is the PNG_MAX_S
+  // at the view's centre (where a jump puts its event), and the button says so with their
+  // times. It gave the first 60 s of the view as the "Current strip" without a word.
+  var PNG_MAX_S = 60;
+
   function updateExportLink() {
-    if (!$("export-png")) { return; }  // no samples stored: the page offers no export
-    var lengthS = Math.max(0.5, Math.min(60, state.widthS));
-    $("export-png").href = base + "range.png?start_s=" + state.startS.toFixed(3) +
-      "&length_s=" + lengthS + "&channel=" + state.channel;
+    var link = $("export-png");
+    if (!link) { return; }  // no samples stored: the page offers no export
+    var startS = state.startS, lengthS = Math.max(0.5, state.widthS);
+    if (lengthS > PNG_MAX_S) {
+      startS = Math.max(0, state.startS + state.widthS / 2 - PNG_MAX_S / 2);
+      lengthS = PNG_MAX_S;
+    }
+    link.href = base + "range.png?start_s=" + startS.toFixed(3) + "&length_s=" + lengthS +
+      "&channel=" + state.channel;
+    link.textContent = lengthS < state.widthS ?
+      "PNG of the " + PNG_MAX_S + " s at the centre (" + formatTime(startS) + " – " +
+        formatTime(startS + lengthS) + ")" :
+      "Current strip as PNG";
   }
 
   // --- Drawing -------------------------------------------------------------------------
@@ -209,9 +228,27 @@
       (s < 10 ? "0" : "") + s;
   }
 
+  // "HH:MM:SS ABBR" (seconds cut, not rounded, as the server's |date filter does)
   function clockTime(seconds) {
-    if (!clockFormat || isNaN(startedMs)) { return "?"; }
-    return clockFormat.format(new Date(startedMs + seconds * 1000));
+    if (isNaN(startedMs) || clockZones.length === 0) { return "?"; }
+    var zone = clockZones[0];
+    clockZones.forEach(function (candidate) {
+      if (candidate.from_s <= seconds) { zone = candidate; }
+    });
+    var wall = new Date(Math.floor(startedMs + seconds * 1000) + zone.offset_s * 1000);
+    var two = function (n) { return String(n).padStart(2, "0"); };
+    return two(wall.getUTCHours()) + ":" + two(wall.getUTCMinutes()) + ":" +
+      two(wall.getUTCSeconds()) + " " + zone.abbreviation;
+  }
+
+  // the zone once when both ends share it ("12:00:00 – 12:01:00 CET"), else at each end
+  function clockRange(fromS, toS) {
+    var fromClock = clockTime(fromS), toClock = clockTime(toS);
+    var fromZone = fromClock.split(" ").slice(1).join(" ");
+    if (fromZone && fromZone === toClock.split(" ").slice(1).join(" ")) {
+      fromClock = fromClock.split(" ")[0];
+    }
+    return fromClock + " – " + toClock;
   }
 
   function draw() {
@@ -276,13 +313,7 @@
     var endS = data.end_s;
     $("view-range").textContent = formatTime(data.start_s) + " – " + formatTime(endS) +
       " of " + formatTime(overview.duration_s);
-    // the zone once when both ends share it ("12:00:00 – 12:01:00 CET"), else at each end
-    var fromClock = clockTime(data.start_s), toClock = clockTime(endS);
-    var fromZone = fromClock.split(" ").slice(1).join(" ");
-    if (fromZone && fromZone === toClock.split(" ").slice(1).join(" ")) {
-      fromClock = fromClock.split(" ")[0];
-    }
-    $("view-clock").textContent = fromClock + " – " + toClock;
+    $("view-clock").textContent = clockRange(data.start_s, endS);
     // a window with more beats than the server sends shows only the first ones: say so
     $("view-info").textContent = data.lead + ", " + data.beats.length + " beats" +
       (data.beats_truncated ? " (the first only: zoom in to see every beat)" : "") +
@@ -463,11 +494,37 @@
     select.value = shown.value;
   }
 
+  // "Go to" reads what was typed as the menu beside it says: a time into the recording, as
+  // the page prints positions (the default: a position copied from the page goes back to
+  // it), or a clock time (a diary's "chest pain at 14:30"). The server parses either
+  // (go-to/?read_as=). Before 2026-12-07 it guessed from the shape: "1:00:00" went to 01:00
+  // o'clock, and "6:32.6", copied from the page, was refused.
+  var JUMP_PLACEHOLDERS = { elapsed: "e.g. 1:00:00, 75", clock: "HH:MM or HH:MM:SS" };
+
+  function jumpReadAs() { return $("jump-as").value === "clock" ? "clock" : "elapsed"; }
+
+  // After every jump the page says what it read, in both forms, so a misreading shows.
+  function wentToNote(body) {
+    var atS = body.time_s, halfS = (body.length_s || 0) / 2;
+    var elapsed = halfS ? formatTime(atS - halfS) + " – " + formatTime(atS + halfS) :
+      formatTime(atS);
+    var clock = halfS ? clockRange(atS - halfS, atS + halfS) : clockTime(atS);
+    if (body.read_as === "clock") {
+      return "Went to clock time " + clock + " (" + elapsed + " into the recording).";
+    }
+    return "Went to " + elapsed + " into the recording (clock " + clock + ").";
+  }
+
+  $("jump-as").addEventListener("change", function () {
+    $("jump-time").placeholder = JUMP_PLACEHOLDERS[jumpReadAs()];
+    $("jump-time").focus();  // back to the box: the next thing to do is to type
+  });
+  $("jump-time").placeholder = JUMP_PLACEHOLDERS[jumpReadAs()];
   $("jump-go").addEventListener("click", function () {
-    // seconds or a clock time: the server reads either (go-to/), in the recording's zone
     var text = $("jump-time").value.trim();
     if (!text) { return; }
-    fetch(base + "go-to/?at=" + encodeURIComponent(text), { credentials: "same-origin" })
+    var query = "at=" + encodeURIComponent(text) + "&read_as=" + jumpReadAs();
+    fetch(base + "go-to/?" + query, { credentials: "same-origin" })
       .then(function (response) {
         return response.json().then(function (body) { return { ok: response.ok, body: body }; });
       })
@@ -478,8 +535,11 @@
           return;
         }
         forgetFocus();
-        // a clock time the clocks showed twice (put back for winter): which one this is
-        showNote(answer.body.note || "");
+        showMessage("");
+        // a range ("59:55 – 1:00:05", copied from the view range): that width
+        if (answer.body.length_s) { state.widthS = answer.body.length_s; }
+        // and a clock time the clocks showed twice (put back for winter): which one this is
+        showNote(wentToNote(answer.body) + (answer.body.note ? " " + answer.body.note : ""));
         centreOn(answer.body.time_s);
       })
       .catch(function (error) { showMessage(String(error)); });
@@ -487,11 +547,16 @@
   $("jump-time").addEventListener("keydown", function (event) {
     if (event.key === "Enter") { $("jump-go").click(); }
   });
+  // The menus give the focus back to the trace once a choice is made: left on the menu, the
+  // next ← → changed the width (30 s, 1 min, 5 min) instead of scrolling.
+  function focusTrace() { $("review-frame").focus({ preventScroll: true }); }
+
   $("window-s").addEventListener("change", function () {
     var centre = state.startS + state.widthS / 2;
     state.widthS = Number(this.value);
     forgetFocus();
     centreOn(centre);
+    focusTrace();
   });
   $("zoom-in").addEventListener("click", function () { zoom(0.5); });
   $("zoom-out").addEventListener("click", function () { zoom(2); });
@@ -501,21 +566,43 @@
   $("page-forward").addEventListener("click", function () {
     forgetFocus(); state.startS += state.widthS * 0.9; load();
   });
-  ["V", "S", "alarm"].forEach(function (kind) {
+  ["V", "S", "alarm", "episode"].forEach(function (kind) {
     $("next-" + kind).addEventListener("click", function () { jump(kind, true); });
     $("prev-" + kind).addEventListener("click", function () { jump(kind, false); });
   });
   if ($("channel")) {
     $("channel").addEventListener("change", function () {
-      state.channel = Number(this.value); load();
+      state.channel = Number(this.value); load(); focusTrace();
     });
   }
+  // Keys move the strip wherever the focus is but in a text box (the "Go to" box keeps its
+  // own ← → Home End); on a menu ↑ ↓ stay its own (choosing with the keyboard), the others
+  // move the strip. With Alt, Ctrl or Meta they are the browser's (Alt+← is "back").
+  function isTextBox(element) {
+    if (element.isContentEditable || element.tagName === "TEXTAREA") { return true; }
+    return element.tagName === "INPUT" &&
+      !/^(button|submit|reset|checkbox|radio|range|color|file|image)$/.test(element.type);
+  }
+
+  function moveTo(startS) { forgetFocus(); state.startS = startS; load(); }
+
+  var KEYS = {
+    ArrowRight: function () { $("page-forward").click(); },
+    ArrowLeft: function () { $("page-back").click(); },
+    PageDown: function () { moveTo(state.startS + state.widthS); },  // one screen
+    PageUp: function () { moveTo(state.startS - state.widthS); },
+    Home: function () { moveTo(0); },  // the start of the recording
+    End: function () { moveTo(overview.duration_s); },  // its end (clampView)
+    "+": function () { zoom(0.5); },
+    "-": function () { zoom(2); },
+  };
+
   document.addEventListener("keydown", function (event) {
-    if (event.target.tagName === "INPUT" || event.target.tagName === "SELECT") { return; }
-    if (event.key === "ArrowRight") { $("page-forward").click(); }
-    else if (event.key === "ArrowLeft") { $("page-back").click(); }
-    else if (event.key === "+") { zoom(0.5); }
-    else if (event.key === "-") { zoom(2); }
+    var action = KEYS[event.key];
+    if (!action || event.altKey || event.ctrlKey || event.metaKey) { return; }
+    if (isTextBox(event.target)) { return; }
+    event.preventDefault();  // not the menu's choice, nor the page's scrolling
+    action();
   });
 
   // drag to scroll: the view follows the pointer, a new window is asked for on release
