@@ -48,6 +48,9 @@ def setup_django(database_url: str | None, workdir: Path) -> None:
     os.environ["DEBUG"] = "false"
     os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
     os.environ["ALLOWED_HOSTS"] = "127.0.0.1,localhost"
+    # a production start needs e-mail and the site's address; alarm e-mails stay in memory
+    os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.locmem.EmailBackend"
+    os.environ["SITE_URL"] = "http://127.0.0.1"
     if database_url:
         os.environ["DATABASE_URL"] = database_url
     else:

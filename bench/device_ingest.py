@@ -144,6 +144,9 @@ def server_env(services: Services, queue: str) -> dict:
         DEBUG="false",
         SECRET_KEY=secrets.token_urlsafe(48),
         ALLOWED_HOSTS="127.0.0.1,localhost",
+        # a production start needs e-mail and the site's address; alarm e-mails stay in memory
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+        SITE_URL="http://127.0.0.1",
         # the benchmark's devices post once a second; the limit is not what is measured
         DEVICE_THROTTLE_RATE="100000/min",
         OMP_NUM_THREADS="1",

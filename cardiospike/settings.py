@@ -57,14 +57,28 @@ DEBUG = envbool("DEBUG", "false")
 # Only good for development: a production run (DEBUG off) refuses to start with it.
 DEVELOPMENT_SECRET_KEY = "cardiospike-development-only-secret-key-do-not-use-in-production"  # noqa: S105
 SECRET_KEY = os.getenv("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
-if not DEBUG and (SECRET_KEY == DEVELOPMENT_SECRET_KEY or len(SECRET_KEY) < 32):
+# Django's own rule for a weak key (check security.W009, which only `check --deploy` runs, as a
+# warning): fewer than 50 characters, fewer than 5 different ones, or the prefix of a key
+# startproject generated. 40 x "a" passed a length-only rule.
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_MIN_UNIQUE_CHARACTERS = 5
+SECRET_KEY_INSECURE_PREFIX = "django-insecure-"  # noqa: S105 (a prefix refused)
+if not DEBUG and (
+    SECRET_KEY == DEVELOPMENT_SECRET_KEY
+    or len(SECRET_KEY) < SECRET_KEY_MIN_LENGTH
+    or len(set(SECRET_KEY)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+    or SECRET_KEY.startswith(SECRET_KEY_INSECURE_PREFIX)
+):
     # Also what a developer sees who runs manage.py, daphne or celery with no environment:
     # both ways out are named.
     raise ImproperlyConfigured(
-        "DEBUG is off (the default) but SECRET_KEY is unset, the development default, or "
-        "shorter than 32 characters. For development on this machine, set DEBUG=true "
-        "(scripts/quickstart does). For production, set SECRET_KEY to a long random value, "
-        'e.g. the output of `python -c "import secrets; print(secrets.token_urlsafe(50))"`.'
+        "DEBUG is off (the default) but SECRET_KEY is unset, the development default, or weak "
+        f"(shorter than {SECRET_KEY_MIN_LENGTH} characters, fewer than "
+        f"{SECRET_KEY_MIN_UNIQUE_CHARACTERS} different characters, or starting with "
+        f"'{SECRET_KEY_INSECURE_PREFIX}': Django's check security.W009). For development on "
+        "this machine, set DEBUG=true (scripts/quickstart does). For production, set SECRET_KEY "
+        "to a long random value, e.g. the output of "
+        '`python -c "import secrets; print(secrets.token_urlsafe(50))"`.'
     )
 
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
@@ -565,6 +579,19 @@ STORAGES = {
 
 EMAIL_BACKEND = os.getenv("EMAIL_BACKEND", "")
 EMAIL_HOST = os.getenv("EMAIL_HOST", "")
+if not DEBUG and not (EMAIL_BACKEND or EMAIL_HOST or os.getenv("EMAIL_FILE_PATH")):
+    # The fallback below, the console, is for development: in production a worker "sent" each
+    # alarm email to its own stdout, marked the alarm notified, and nothing said so (/health,
+    # check --deploy, the log). Production names where alarm emails go, or that they go nowhere.
+    raise ImproperlyConfigured(
+        "DEBUG is off but no email server is set: alarm emails would only be printed on the "
+        "worker's console and counted as sent. Set EMAIL_HOST to your SMTP server (with "
+        "EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD and EMAIL_USE_TLS or EMAIL_USE_SSL as "
+        "it needs, and DEFAULT_FROM_EMAIL), or say on purpose where the emails go: "
+        "EMAIL_FILE_PATH=<folder> (a file per message) or EMAIL_BACKEND=<a Django email backend>, "
+        "e.g. django.core.mail.backends.dummy.EmailBackend for none at all (alarms then reach "
+        "only webhook recipients). See docs/configuration.md."
+    )
 if not EMAIL_BACKEND:
     if EMAIL_HOST:
         EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -581,9 +608,23 @@ EMAIL_USE_SSL = envbool("EMAIL_USE_SSL", "false")
 EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", "10")
 DEFAULT_FROM_EMAIL = os.getenv("DEFAULT_FROM_EMAIL", "CardioSpike <cardiospike@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-# Where users reach this server, for the links in alarm emails (no trailing slash); empty:
-# the links are paths only, as an email has no request to take the host from.
-SITE_URL = os.getenv("SITE_URL", "").rstrip("/")
+# Where users reach this server, for the links in alarm emails (no trailing slash): an email
+# has no request to take the host from. Empty (development only): the links are paths, which
+# no mail client can open, so production refuses to start without it.
+SITE_URL = os.getenv("SITE_URL", "").strip().rstrip("/")
+if SITE_URL:
+    _scheme, _, _rest = SITE_URL.partition("://")
+    if _scheme not in ("http", "https") or not _rest.split("/")[0]:
+        raise ImproperlyConfigured(
+            f"SITE_URL={os.getenv('SITE_URL')!r}: expected the address users type, with http:// or "
+            "https:// and the host, e.g. https://monitor.example.org"
+        )
+elif not DEBUG:
+    raise ImproperlyConfigured(
+        "DEBUG is off but SITE_URL is unset: the links in alarm emails (live view, review, "
+        "acknowledge) would be bare paths such as /patients/2/live/, which no mail client can "
+        "open. Set SITE_URL to the address users type, e.g. https://monitor.example.org"
+    )
 
 # --- CardioSpike ------------------------------------------------------------------------
 

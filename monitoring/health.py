@@ -9,7 +9,8 @@ time (``cached_public_report``); the server log has it all.
 Two kinds of check. The server's own parts (``CHECKS``: database, broker, channel layer,
 models): one that fails makes the status ``error`` (503), as this server cannot do its work.
 The alarm path (``DELIVERY_CHECKS``: the periodic alarm check has completed lately; no
-notification is late, none failed in the last 24 h): one that fails makes it ``degraded``
+notification is late, none has kept failing for ``NOTIFICATION_UNDELIVERED_S``, none failed in
+the last 24 h, email does not go to the console): one that fails makes it ``degraded``
 (200), because another server would not do better (the rows and the schedule are shared), and
 a load balancer that took every server out for a late email would take the dashboards too.
 """
@@ -31,7 +32,14 @@ from django.db.models import Min
 from django.utils import timezone
 
 import inference
-from monitoring.models import Heartbeat, Notification, NotificationState
+from monitoring.models import (
+    AlarmRecipient,
+    Heartbeat,
+    Notification,
+    NotificationState,
+    Transport,
+)
+from monitoring.notifications import destination, email_server
 
 CHECK_TIMEOUT_S = 2.0
 # The alarm check is late after this many of its periods (ALARM_CHECK_S) without completing,
@@ -41,7 +49,19 @@ PERIODIC_LATE_MIN_S = 60.0
 # A notification pending or sending this long past its due time is late: the periodic check
 # queues due ones every ALARM_CHECK_S and a send takes seconds, so it is stuck.
 NOTIFICATION_LATE_S = 120.0
+# A notification still undelivered this long after it was created (when it was first due) is
+# failing: with the default backoff (ALARM_RETRY_BASE_S, 30 s) three tries have failed by then
+# (at 0, 30 and 90 s), so its server is down, not blinking. Counted from creation, not from
+# next_attempt_at: a failing notification keeps moving that forward, and was never "late".
+NOTIFICATION_UNDELIVERED_S = 120.0
 FAILED_WINDOW = timedelta(hours=24)
+# The email backends that deliver nowhere a person reads: alarm emails "sent" through them are
+# lost. Production refuses to start with the console by default (settings.py), but either can
+# still be chosen explicitly.
+NOWHERE_EMAIL_BACKENDS = (
+    "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.dummy.EmailBackend",
+)
 
 
 def redacted(url: str) -> str:
@@ -143,35 +163,95 @@ def check_periodic() -> dict:
     return {"ok": True, **result}
 
 
+def notification_summary(notification: Notification, now) -> dict:
+    """What staff need to know of one notification to act on it: where it goes (the SMTP
+    server, the recipient) and why it has not arrived (its last error)."""
+    return {
+        "id": notification.pk,
+        "alarm": notification.alarm_id,
+        "to": destination(notification),
+        "state": notification.state,
+        "attempts": notification.attempts,
+        "waiting_s": round((now - notification.created_at).total_seconds(), 1),
+        "next_attempt_at": notification.next_attempt_at.isoformat(),
+        "last_error": notification.last_error,
+    }
+
+
 def check_notifications() -> dict:
-    """No notification is pending or sending more than ``NOTIFICATION_LATE_S`` past its due
-    time, and none failed for good in the last 24 h (staff can send those again in the admin)."""
+    """The alarm notifications are being delivered: none is pending or sending more than
+    ``NOTIFICATION_LATE_S`` past its due time (the queue is stuck), none has been waiting
+    more than ``NOTIFICATION_UNDELIVERED_S`` since it was created (its sends keep failing: the
+    mail server is down), none failed for good in the last 24 h (staff can send those again in
+    the admin), and email does not go to the console or nowhere while patients have email
+    recipients.
+
+    Nothing is sent or probed over SMTP here: the check reads what the real sends recorded, so
+    a dead mail server shows once an alarm needs it (within ``NOTIFICATION_UNDELIVERED_S``),
+    not before. ``manage.py sendtestemail`` checks the server on demand."""
     now = timezone.now()
+    undelivered = Notification.objects.filter(
+        state__in=(NotificationState.PENDING, NotificationState.SENDING)
+    )
     try:
-        oldest_due = Notification.objects.filter(
-            state__in=(NotificationState.PENDING, NotificationState.SENDING),
-            next_attempt_at__lte=now,
-        ).aggregate(oldest=Min("next_attempt_at"))["oldest"]
+        oldest_due = undelivered.filter(next_attempt_at__lte=now).aggregate(
+            oldest=Min("next_attempt_at")
+        )["oldest"]
+        # few rows (those not yet sent), read through the (state, next_attempt_at) index
+        oldest_undelivered = undelivered.order_by("created_at", "pk").first()
         # failed for good after an attempt in the window: its last attempt is in it
         # a notification given up keeps the time it gave up in next_attempt_at
         # (notifications.send_notification): one read of the (state, next_attempt_at) index,
         # not a scan of every attempt ever made, on a path load balancers poll
         failed = Notification.objects.filter(
             state=NotificationState.FAILED, next_attempt_at__gte=now - FAILED_WINDOW
-        ).count()
+        ).order_by("-next_attempt_at", "-pk")
+        failed_count = failed.count()
+        last_failed = failed.first() if failed_count else None
+        nowhere = settings.EMAIL_BACKEND in NOWHERE_EMAIL_BACKENDS and not settings.DEBUG
+        email_recipients = (
+            nowhere
+            and AlarmRecipient.objects.filter(
+                transport=Transport.EMAIL, patient__is_active=True
+            ).exists()
+        )
     except Exception as exc:
         return {"ok": False, "error": f"notifications: {exc}"}
     overdue_s = round((now - oldest_due).total_seconds(), 1) if oldest_due else 0.0
+    waiting_s = (
+        round((now - oldest_undelivered.created_at).total_seconds(), 1)
+        if oldest_undelivered
+        else 0.0
+    )
     result = {
+        "email": email_server(),
         "oldest_overdue_s": overdue_s,
         "late_after_s": NOTIFICATION_LATE_S,
-        "failed_24h": failed,
+        "oldest_undelivered_s": waiting_s,
+        "undelivered_after_s": NOTIFICATION_UNDELIVERED_S,
+        "oldest_undelivered": (
+            notification_summary(oldest_undelivered, now) if oldest_undelivered else None
+        ),
+        "failed_24h": failed_count,
+        "last_failed": notification_summary(last_failed, now) if last_failed else None,
     }
     errors = []
     if overdue_s > NOTIFICATION_LATE_S:
         errors.append(f"a notification is {overdue_s:g} s past its due time")
-    if failed:
-        errors.append(f"{failed} notification(s) failed for good in the last 24 h")
+    if waiting_s > NOTIFICATION_UNDELIVERED_S:
+        summary = result["oldest_undelivered"]
+        errors.append(
+            f"notification {summary['id']} ({summary['to']}) undelivered for {waiting_s:g} s "
+            f"after {summary['attempts']} attempt(s)"
+            + (f"; last error: {summary['last_error']}" if summary["last_error"] else "")
+        )
+    if failed_count:
+        errors.append(f"{failed_count} notification(s) failed for good in the last 24 h")
+    if email_recipients:
+        errors.append(
+            f"alarm emails go to {settings.EMAIL_BACKEND} (EMAIL_BACKEND), which delivers "
+            "nowhere anyone reads, and patients have email recipients"
+        )
     if errors:
         return {"ok": False, **result, "error": "; ".join(errors)}
     return {"ok": True, **result}

@@ -34,6 +34,7 @@ path sends at most once. A send that hangs instead is stopped by the task's time
 import json
 import logging
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
@@ -216,6 +217,45 @@ class WebhookTransport:
 TRANSPORTS = {"email": EmailTransport, "webhook": WebhookTransport}
 
 
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+FILE_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+
+
+def email_server() -> str:
+    """Where Django's email backend sends, for the log and /health: "SMTP
+    mail.example.org:587 (STARTTLS)", the file backend's folder, or the backend's name. Never
+    a user name or password."""
+    backend = settings.EMAIL_BACKEND
+    if backend == SMTP_BACKEND:
+        host = settings.EMAIL_HOST
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address
+        security = (
+            " (TLS)" if settings.EMAIL_USE_SSL else " (STARTTLS)" if settings.EMAIL_USE_TLS else ""
+        )
+        return f"SMTP {host}:{settings.EMAIL_PORT}{security}"
+    if backend == FILE_BACKEND:
+        return f"files in {settings.EMAIL_FILE_PATH}"
+    return backend
+
+
+def destination(notification: Notification) -> str:
+    """Whom a notification goes to and through what, for the log and /health: "email to
+    ward@example.org via SMTP mail.example.org:25", "webhook to https://pager.example.org".
+
+    A webhook shows its scheme, host and port only: its path or query often is the secret
+    that lets one post (a chat service's incoming webhook), and so are credentials in it."""
+    if notification.transport == "email":
+        return f"email to {notification.recipient} via {email_server()}"
+    parts = urlsplit(notification.recipient)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port past 65535: its send fails and says so
+        port = ""
+    host = parts.hostname or "?"
+    host = f"[{host}]" if ":" in host else host
+    return f"{notification.transport} to {parts.scheme}://{host}{port}"
+
+
 # --- The ECG strip -----------------------------------------------------------------------
 
 
@@ -360,19 +400,28 @@ def send_notification(notification_id: int, now: datetime | None = None) -> str:
         gave_up = now >= give_up_at
         # the last try falls at the give-up time, not a whole backoff past it
         next_at = min(now + timedelta(seconds=retry_delay_s(notification.attempts)), give_up_at)
+        # where it went (the SMTP server and port, the recipient) and when it is tried again:
+        # "Connection refused" alone does not say which server refused
         if gave_up:
             logger.error(
-                "gave up notification %s (%s to %s, alarm %s) after %s attempts since %s: %s",
+                "gave up notification %s (%s, alarm %s) after %s attempts since %s: %s",
                 notification_id,
-                notification.transport,
-                notification.recipient,
+                destination(notification),
                 alarm.pk,
                 notification.attempts,
                 notification.created_at.isoformat(),
                 error,
             )
         else:
-            logger.warning("notification %s failed: %s", notification_id, error)
+            logger.warning(
+                "notification %s (%s, alarm %s) failed on attempt %s, next try in %g s: %s",
+                notification_id,
+                destination(notification),
+                alarm.pk,
+                notification.attempts,
+                (next_at - now).total_seconds(),
+                error,
+            )
         ours.update(
             state=NotificationState.FAILED if gave_up else NotificationState.PENDING,
             last_error=error,

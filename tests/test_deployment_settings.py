@@ -13,12 +13,19 @@ from django.views.debug import get_default_exception_reporter_filter, technical_
 from cardiospike.asgi import application
 from cardiospike.debug import CredentialsSafeExceptionReporterFilter
 from tests.conftest import PROJECT_ROOT
-from tests.test_settings import MIGRATED, refusal, run_settings
+from tests.test_settings import (
+    MIGRATED,
+    PRODUCTION_KEY,
+    PRODUCTION_MAIL,
+    refusal,
+    run_settings,
+)
 
 # What the README's production recipe exports, besides the services.
 PRODUCTION = {
     "DEBUG": "false",
-    "SECRET_KEY": "kV3-q8Zr_w2Lp9sXy4Bn6Tm1Hd7Fc5Gj0Ae" * 2,
+    "SECRET_KEY": PRODUCTION_KEY,
+    **PRODUCTION_MAIL,
     "ALLOWED_HOSTS": "monitor.example.org",
     "CSRF_TRUSTED_ORIGINS": "https://monitor.example.org",
     "TRUST_X_FORWARDED_PROTO": "true",

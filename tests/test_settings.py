@@ -28,7 +28,20 @@ print(json.dumps({
 }))
 """
 
-SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "DEBUG", "EMAIL_HOST")
+SERVICE_VARIABLES = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "EMAIL_HOST",
+    "EMAIL_BACKEND",
+    "EMAIL_FILE_PATH",
+    "SITE_URL",
+)
+# What a production start needs besides DEBUG=false: a strong key (Django's W009 rule: 50+
+# characters, 5+ different), where alarm emails go, and the address their links start with.
+PRODUCTION_KEY = "kV3-q8Zr_w2Lp9sXy4Bn6Tm1Hd7Fc5Gj0Ae" * 2
+PRODUCTION_MAIL = {"EMAIL_HOST": "smtp.example.org", "SITE_URL": "https://monitor.example.org"}
 
 
 def run_settings(
@@ -103,8 +116,8 @@ def test_it_refuses_the_development_secret_with_debug_off():
     result = run_settings(DEBUG="false")
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr and "DEBUG is off" in result.stderr
-    short = run_settings(DEBUG="false", SECRET_KEY="too-short")
-    assert short.returncode != 0 and "shorter than 32" in short.stderr
+    short = run_settings(DEBUG="false", SECRET_KEY="too-short", **PRODUCTION_MAIL)
+    assert short.returncode != 0 and "shorter than 50 characters" in short.stderr
 
 
 def test_debug_is_off_unless_the_environment_turns_it_on(tmp_path):
@@ -116,7 +129,7 @@ def test_debug_is_off_unless_the_environment_turns_it_on(tmp_path):
     assert "set DEBUG=true" in message and "set SECRET_KEY to a long random value" in message
     assert "DEBUG is off" in refusal(DEBUG=None, SECRET_KEY=settings.DEVELOPMENT_SECRET_KEY)
 
-    values = settings_with(DEBUG=None, SECRET_KEY="x" * 50)
+    values = settings_with(DEBUG=None, SECRET_KEY=PRODUCTION_KEY, **PRODUCTION_MAIL)
     assert values["debug"] is False
     assert values["static"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
     assert values["cookies_secure"] == [True, True]
@@ -131,7 +144,12 @@ def test_it_refuses_a_device_offline_alarm_that_silence_would_pre_empt():
 
 
 def test_it_starts_in_production_mode_with_a_real_secret():
-    values = settings_with(DEBUG="false", SECRET_KEY="x" * 50, ALLOWED_HOSTS="monitor.example.org")
+    values = settings_with(
+        DEBUG="false",
+        SECRET_KEY=PRODUCTION_KEY,
+        ALLOWED_HOSTS="monitor.example.org",
+        **PRODUCTION_MAIL,
+    )
     assert values["debug"] is False
     assert values["hosts"] == ["monitor.example.org"]
     assert values["static"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -142,7 +160,7 @@ def test_it_names_a_malformed_boolean_and_reads_an_empty_one_as_unset():
     assert "DEBUG='maybe'" in message and "yes/no/on/off" in message
     # DEBUG= (empty) counts as unset: the default, off, which refuses the development secret
     assert "DEBUG is off (the default)" in refusal(DEBUG="")
-    assert settings_with(DEBUG="", SECRET_KEY="x" * 50)["debug"] is False
+    assert settings_with(DEBUG="", SECRET_KEY=PRODUCTION_KEY, **PRODUCTION_MAIL)["debug"] is False
 
 
 # Code for run_settings that needs the tables (in the SQLITE_PATH it is given).
