@@ -972,6 +972,8 @@ def csv_zip(recording: Recording) -> BinaryIO:
 
 def review_page(request, pk: int):
     """``/recordings/<id>/review/``: the whole recording in a scrolling, zooming viewer."""
+    from monitoring.uploads import start_is_upload_time  # uploads imports this module
+
     recording = get_object_or_404(
         Recording.objects.visible_to(request.user).select_related("patient"), pk=pk
     )
@@ -982,5 +984,6 @@ def review_page(request, pk: int):
             "recording": recording,
             "patient": recording.patient,
             "overview": review_overview(recording),
+            "start_is_upload_time": start_is_upload_time(recording),
         },
     )

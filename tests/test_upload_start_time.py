@@ -104,6 +104,9 @@ def test_the_reported_record_209_starts_when_its_header_says(api, upload, settin
 
     page = api.get(f"/recordings/{recording.pk}/review/").content.decode()
     assert "Started 2026-03-01 08:00:00 EST" in page
+    assert "start-is-upload-time" not in page
+    results = api.get(f"/recordings/{recording.pk}/").content.decode()
+    assert "2026-03-01 08:00:00 EST, from the file's header" in results
     response = api.get(f"/api/recordings/{recording.pk}/go-to/", {"at": "08:05"})
     assert response.status_code == 200, response.content
     assert response.json()["time_s"] == pytest.approx(300.0)
@@ -159,6 +162,11 @@ def test_a_signal_csv_starts_at_the_upload(upload, api, tmp_path):
     recording = upload({"ecg.csv": signal_csv(seconds=20.0)}, fs_hz=250)
     assert before <= recording.started_at <= timezone.now()
     assert start_is_upload_time(recording)
+    # the pages say so: a reviewer must not line the upload time up with a patient diary
+    page = api.get(f"/recordings/{recording.pk}/review/").content.decode()
+    assert "the file gave no start time, so clock times are not those of the recording" in page
+    results = api.get(f"/recordings/{recording.pk}/").content.decode()
+    assert "unknown: the file gave no start time, so clock times count from the upload" in results
     export_files(api, recording, tmp_path)
     header = wfdb.rdheader(str(tmp_path / f"recording-{recording.pk}"))
     assert header.base_date is None and header.comments[0].startswith("start unknown")
