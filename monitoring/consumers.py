@@ -481,6 +481,11 @@ def wave_message(patient_id: int, message: dict) -> dict | None:
         "samples_mv": samples,
         "lead_off": message.get("lead_off", False),  # the tile says "Leads off" over them
         "sent_at": message.get("sent_at"),
+        # where the chunk ends in the recording's own samples (exclusive), at its own rate: the
+        # unit of a status' last_sample, so the tile can tell how far the analysis is behind
+        # the signal ("Analysis delayed", docs/dashboard.md)
+        "end_sample": message["first_sample"] + len(message["samples_mv"]),
+        "recording_fs_hz": message["fs_hz"],
     }
 
 

@@ -8,6 +8,11 @@
 // rhythm and greys the trace, whatever alarm the banner shows; the next samples clear it.
 // While the device says an electrode is off (its samples' lead_off, the status' "leads_off")
 // it says "Leads off" the same way: those samples are no ECG.
+// While the signal is live but its analysis is behind it by more than the limit (the newest
+// samples against the last status' analysed end, or no status for that long:
+// CardioSpike.analysisDelayS in status.js; a stopped Celery worker) the view says "Analysis
+// delayed N s" and blanks HR and rhythm; the trace stays, it is current. The next status that
+// is not behind brings them back.
 // While the connection to the server is lost (livesocket.js notices, also a silent one) the
 // view says so across its top and greys everything: nothing on it is current then, and the
 // device is not to blame.
@@ -44,7 +49,11 @@
     // not heard yet), when samples last came (Date.now()), how long the last chunk was, and
     // what the recording line says before its state
     signal: null, dataAt: 0, chunkS: 0, noSignal: false, recordingId: null,
-    recordingText: null };
+    recordingText: null,
+    // how far the analysis has got against the samples (status.js), and whether the view
+    // says it is behind
+    analysis: window.CardioSpike.analysisTrack(),
+    analysisDelayed: false };
 
   function csrfToken() {
     var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -141,6 +150,8 @@
     state.dataAt = Date.now();
     state.chunkS = message.samples_mv.length / message.fs_hz;
     showSignal();
+    window.CardioSpike.analysisSamples(state.analysis, message.recording, end, message.fs_hz);
+    showAnalysis();
     var buffer = state.buffer, n = buffer.length;
     // Writing a sample twice writes the same value, so the backlog's overlap with live
     // messages is harmless; only samples older than the visible sweep are dropped.
@@ -263,6 +274,30 @@
       $("hr-value").textContent = "--";
       $("hr-value").classList.remove("out-of-limits");
       $("rhythm-value").textContent = "—";
+    } else {
+      window.CardioSpike.analysisSignalBack(state.analysis);
+    }
+  }
+
+  function showAnalysis() {
+    // the analysis-delayed state: only while the signal is live ("No signal" and "Leads off"
+    // say more, and no analysis is due without samples)
+    var lagS = state.noSignal ? 0 : window.CardioSpike.analysisDelayS(state.analysis, state.chunkS);
+    var delayed = lagS > 0;
+    var badge = $("analysis-state");
+    if (delayed) {
+      badge.textContent = window.CardioSpike.analysisText(lagS) +
+        " · heart rate, rhythm and their alarms are not current";
+    }
+    if (delayed === state.analysisDelayed) { return; }
+    state.analysisDelayed = delayed;
+    root.classList.toggle("analysis-delayed", delayed);
+    badge.hidden = !delayed;
+    if (delayed) {
+      // the last values are the past, not vital signs; the next status in time sets them again
+      $("hr-value").textContent = "--";
+      $("hr-value").classList.remove("out-of-limits");
+      $("rhythm-value").textContent = "—";
     }
   }
 
@@ -282,15 +317,19 @@
       }
       showSignal();
     }
-    // without a signal the numbers are the past, not vital signs (showSignal blanked them)
-    var known = !state.noSignal && message.hr_bpm !== null && message.hr_bpm !== undefined;
+    window.CardioSpike.analysisStatus(state.analysis, message);
+    showAnalysis();
+    // without a signal, or with the analysis behind it, the numbers are the past, not vital
+    // signs (showSignal and showAnalysis blanked them)
+    var past = state.noSignal || state.analysisDelayed;
+    var known = !past && message.hr_bpm !== null && message.hr_bpm !== undefined;
     var hr = $("hr-value");
     hr.textContent = known ? String(Math.round(message.hr_bpm)) : "--";
     // outside the patient's limits the number turns red, whether or not an alarm is open yet
     // (the HR alarms wait for 10 s of sustained rate)
     hr.classList.toggle("out-of-limits", known &&
       (message.hr_bpm < Number(root.dataset.hrLow) || message.hr_bpm > Number(root.dataset.hrHigh)));
-    $("rhythm-value").textContent = (!state.noSignal && message.rhythm) || "—";
+    $("rhythm-value").textContent = (!past && message.rhythm) || "—";
     showBanner(message.alarm);
   }
 
@@ -584,6 +623,7 @@
   }
   setInterval(loadTrend, 30000);  // a new minute's point shows within half a minute
   setInterval(loadAlarms, ALARMS_REFRESH_MS);
-  setInterval(showSignal, 1000);  // a device that stops sends nothing more: look every second
+  // a device that stops sends nothing more, a worker that stops no status: look every second
+  setInterval(function () { showSignal(); showAnalysis(); }, 1000);
   window.CardioSpike.liveSocket({ url: socketUrl, onMessage: handle, onState: showConnection });
 })();

@@ -10,6 +10,11 @@
 // rhythm and greys its trace, whatever alarm is on top; the next wave clears it. While the
 // device says an electrode is off (the wave's lead_off, the status' "leads_off") the tile says
 // "Leads off" the same way.
+// A tile whose signal is live but whose analysis is behind it by more than the limit (the
+// newest wave's samples against the last status' analysed end, or no status for that long:
+// CardioSpike.analysisDelayS in status.js; a stopped Celery worker) says "Analysis delayed N s"
+// and blanks its heart rate and rhythm, which are the past then; its trace stays, it is current.
+// The next status that is not behind brings them back.
 (function () {
   "use strict";
 
@@ -53,7 +58,10 @@
       recordingId: 0,
       // the server's word on the signal ("live", "leads_off", "stale", "ended", "none"; null:
       // not heard yet), when data last came (Date.now()) and how long the last chunk was
-      signal: null, dataAt: 0, chunkS: 0, noSignal: false };
+      signal: null, dataAt: 0, chunkS: 0, noSignal: false,
+      // how far the analysis has got against the samples (status.js), and whether the tile
+      // says it is behind
+      analysis: window.CardioSpike.analysisTrack(), analysisDelayed: false };
   }
 
   Array.prototype.forEach.call(root.querySelectorAll(".tile"), function (element) {
@@ -89,7 +97,8 @@
     element.dataset.patient = key;
     element.href = "/patients/" + key + "/live/";
     element.innerHTML = '<div class="tile-head"><span class="bed"></span> <span class="name"></span>' +
-      '<span class="signal-badge" hidden>No signal</span></div>' +
+      '<span class="signal-badge" hidden>No signal</span>' +
+      '<span class="analysis-badge" hidden>Analysis delayed</span></div>' +
       '<canvas class="wave" width="300" height="70"></canvas>' +
       '<div class="tile-foot"><span class="hr">--</span><span class="unit">bpm</span> <span class="rhythm">—</span></div>' +
       '<div class="alarm-text"></div>';
@@ -127,14 +136,18 @@
       }
       showSignal(tile);
     }
-    // without a signal the numbers are the past, not vital signs (showSignal blanked them)
+    if (status.type === "status") { window.CardioSpike.analysisStatus(tile.analysis, status); }
+    showAnalysis(tile);
+    // without a signal, or with the analysis behind it, the numbers are the past, not vital
+    // signs (showSignal and showAnalysis blanked them)
+    var past = tile.noSignal || tile.analysisDelayed;
     if ("hr_bpm" in status) {
       element.querySelector(".hr").textContent =
-        tile.noSignal || status.hr_bpm === null || status.hr_bpm === undefined ? "--" :
+        past || status.hr_bpm === null || status.hr_bpm === undefined ? "--" :
           String(Math.round(status.hr_bpm));
     }
     if ("rhythm" in status) {
-      element.querySelector(".rhythm").textContent = (!tile.noSignal && status.rhythm) || "—";
+      element.querySelector(".rhythm").textContent = (!past && status.rhythm) || "—";
     }
     if ("alarm" in status) { showAlarm(tile, status.alarm); }
   }
@@ -153,6 +166,31 @@
     if (badge) { badge.hidden = !lost; }
     if (lost) {
       // the last values are the past, not vital signs; the next status sets them again
+      element.querySelector(".hr").textContent = "--";
+      element.querySelector(".rhythm").textContent = "—";
+    } else {
+      window.CardioSpike.analysisSignalBack(tile.analysis);
+    }
+  }
+
+  function showAnalysis(tile) {
+    // the analysis-delayed state: only while the signal is live ("No signal" and "Leads off"
+    // say more, and no analysis is due without samples)
+    var lagS = tile.noSignal ? 0 : window.CardioSpike.analysisDelayS(tile.analysis, tile.chunkS);
+    var delayed = lagS > 0;
+    var element = tile.element;
+    var badge = element.querySelector(".analysis-badge");
+    if (badge && delayed) {
+      badge.textContent = window.CardioSpike.analysisText(lagS);
+      badge.title = "The analysis is " + Math.round(lagS) + " s behind this signal: heart " +
+        "rate, rhythm and their alarms are not current";
+    }
+    if (delayed === tile.analysisDelayed) { return; }
+    tile.analysisDelayed = delayed;
+    element.classList.toggle("analysis-delayed", delayed);
+    if (badge) { badge.hidden = !delayed; }
+    if (delayed) {
+      // the last values are the past, not vital signs; the next status in time sets them again
       element.querySelector(".hr").textContent = "--";
       element.querySelector(".rhythm").textContent = "—";
     }
@@ -203,6 +241,11 @@
     tile.dataAt = Date.now();
     tile.chunkS = message.samples_mv.length / message.fs_hz;
     showSignal(tile);
+    // end_sample and recording_fs_hz: where the chunk ends in the recording's own samples,
+    // the unit of a status' last_sample
+    window.CardioSpike.analysisSamples(tile.analysis, message.recording, message.end_sample,
+      message.recording_fs_hz);
+    showAnalysis(tile);
     if (end <= tile.last - n) { return; }   // older than what the tile still shows
     for (var i = 0; i < message.samples_mv.length; i++) {
       var index = message.first_sample + i;
@@ -307,9 +350,12 @@
   }
 
   window.requestAnimationFrame(frame);
-  // a device that stops sends nothing more: look for silence every second
+  // a device that stops sends nothing more, a worker that stops no status: look every second
   setInterval(function () {
-    Object.keys(tiles).forEach(function (key) { showSignal(tiles[key]); });
+    Object.keys(tiles).forEach(function (key) {
+      showSignal(tiles[key]);
+      showAnalysis(tiles[key]);
+    });
   }, 1000);
   window.CardioSpike.liveSocket({
     url: socketUrl,
