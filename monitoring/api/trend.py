@@ -2,11 +2,12 @@
 
 The live view draws the last hour from it. One point per minute: 60 / median RR of the beat
 intervals that end in that minute, over the patient's device (live) recordings. Uploaded
-recordings are left out: an upload's ``started_at`` is when it was uploaded, not when its
-signal was recorded, so its beats would land in the wrong minutes. The median, not the
-mean, so that a few premature beats or a missed beat do not move the trend; intervals longer
-than ``MAX_RR_S`` are holes in the data (a gap, a new session), not a heart rate, and are left
-out. A minute with fewer than ``MIN_INTERVALS`` intervals has no point.
+recordings are left out: the trend is the patient's heart rate now, from the devices on them;
+an upload's ``started_at`` is when its file says it was recorded, or its upload time when the
+file gave none, and either way its beats are no part of the last hour's monitoring. The
+median, not the mean, so that a few premature beats or a missed beat do not move the trend;
+intervals longer than ``MAX_RR_S`` are holes in the data (a gap, a new session), not a heart
+rate, and are left out. A minute with fewer than ``MIN_INTERVALS`` intervals has no point.
 """
 
 from datetime import timedelta
@@ -39,8 +40,8 @@ def hr_trend(patient: Patient, minutes: int, now=None) -> list[dict]:
     now = now or timezone.now()
     since = now - timedelta(minutes=minutes)
     bins: dict[int, list[float]] = {}
-    # live recordings only: an upload's started_at is when it was uploaded, not when its
-    # signal was recorded, so its beats would land in the wrong minutes
+    # device recordings only: an upload's beats (started when its file says, or at its upload
+    # when it gave no start) are no part of the patient's monitoring
     recordings = patient.recordings.filter(
         source=Recording.Source.DEVICE, started_at__lt=now
     ).filter(Q(ended_at__isnull=True) | Q(ended_at__gt=since))
