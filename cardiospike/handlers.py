@@ -12,7 +12,7 @@ affected: Channels consumers are routed around this handler in ``asgi.py``.
 
 Requests run in two lanes, each a pool of long-lived threads:
 
-- the **device lane** (``DEVICE_REQUEST_THREADS``, 1): the device protocol (``/api/device/``)
+- the **device lane** (``DEVICE_REQUEST_THREADS``, 2): the device protocol (``/api/device/``)
   and ``/health``. Nothing a person does in the pages can delay a device's samples or the
   load balancer's health check. Before the lanes, a clinician's download of a 12-hour
   recording's CSV zip (a minute of work in the view) held the one request thread: a device's
@@ -23,7 +23,9 @@ Requests run in two lanes, each a pool of long-lived threads:
   every other page of that process wait for it.
 
 Streaming responses (the CSV export, ``FileResponse`` downloads, WhiteNoise's static files)
-are read in a thread of their own, a block at a time, as the client takes them. Django's own
+are read in a thread of their own, a block at a time. (daphne buffers what it is sent without
+waiting for the client, so a slow client's download is read at the database's pace and held
+by daphne; a proxy in front, which buffers too, takes it off the server's hands.) Django's own
 ASGI path reads a synchronous stream whole into memory, on asgiref's one shared sync thread
 (``sync_to_async(list)``): a 12-hour CSV (458 MB) took 2 GB and 47 s there, and every request
 waited behind it, because Django sends each request's ``request_started`` signal through that

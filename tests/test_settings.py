@@ -38,7 +38,7 @@ SERVICE_VARIABLES = (
     "EMAIL_FILE_PATH",
     "SITE_URL",
 )
-# What a production start needs besides DEBUG=false: a strong key (Django's W009 rule: 50+
+# What a production start needs besides DEBUG=false: a strong key (32+ characters; we use 50+
 # characters, 5+ different), where alarm emails go, and the address their links start with.
 PRODUCTION_KEY = "kV3-q8Zr_w2Lp9sXy4Bn6Tm1Hd7Fc5Gj0Ae" * 2
 PRODUCTION_MAIL = {"EMAIL_HOST": "smtp.example.org", "SITE_URL": "https://monitor.example.org"}
@@ -117,7 +117,7 @@ def test_it_refuses_the_development_secret_with_debug_off():
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr and "DEBUG is off" in result.stderr
     short = run_settings(DEBUG="false", SECRET_KEY="too-short", **PRODUCTION_MAIL)
-    assert short.returncode != 0 and "shorter than 50 characters" in short.stderr
+    assert short.returncode != 0 and "shorter than 32 characters" in short.stderr
 
 
 def test_debug_is_off_unless_the_environment_turns_it_on(tmp_path):
