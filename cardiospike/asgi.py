@@ -22,6 +22,7 @@ from django.core.handlers.asgi import ASGIRequest  # noqa: E402
 from django.template.loader import render_to_string  # noqa: E402
 from django.utils.http import is_same_domain  # noqa: E402
 
+import cardiospike.daphne_requests  # noqa: E402, F401 (Twisted leaves POST bodies to Django)
 from cardiospike.handlers import SyncChainASGIHandler  # noqa: E402
 
 django_asgi_app = SyncChainASGIHandler()
