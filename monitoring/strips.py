@@ -229,7 +229,9 @@ def render_strip_png(recording: Recording, request: StripRequest) -> bytes:
     title = f"Recording {recording.pk} · {lead} · {t[0]:.2f}-{t[-1]:.2f} s"
     if request.beat is not None:
         title += f" · saliency of beat {request.beat.index + 1} ({request.beat.label})"
-    axes.set_title(title, fontsize=9, loc="left")
+    # parse_math=False: a lead name such as "$\\foo$" (an upload's header) is text, not a formula
+    # matplotlib should typeset (it raised, and the strip was a 500)
+    axes.set_title(title, fontsize=9, loc="left", parse_math=False)
     return _png(figure)
 
 
@@ -301,7 +303,9 @@ def render_range_png(
     axes.set_ylabel("mV")
     lead = recording.lead_names[channel]
     heading = f"Recording {recording.pk} · {lead} · {t0:.1f}-{t1:.1f} s"
-    axes.set_title(f"{heading} · {title}" if title else heading, fontsize=9, loc="left")
+    axes.set_title(
+        f"{heading} · {title}" if title else heading, fontsize=9, loc="left", parse_math=False
+    )
     return _png(figure)
 
 
