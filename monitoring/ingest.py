@@ -40,6 +40,12 @@ MAX_SAMPLE_ZERO_AGE_S = 24 * 3600.0
 # session's recording was closed by the device, or belongs to a patient the device no longer
 # records (the device was moved). Other refusals carry no code.
 NEW_SESSION = "new_session"
+# What a NEW_SESSION refusal tells the device to do with the chunks it has not had acknowledged
+# (``"backlog"`` in the answer, after ``code``): "drop" when they were sampled for another
+# patient's stay (the device was moved, or the patient discharged), so that they do not open
+# the next patient's recording; absent, the device resends them in the new session (the same
+# stay goes on, or its own close ended the session).
+DROP_BACKLOG = "drop"
 # Who closes a recording for good: its session can never go on (a close by silence is undone
 # by a late chunk of it; a late chunk of a session closed by a newer one is stored, and the
 # recording stays closed; the device's own close makes either final).
@@ -50,18 +56,23 @@ class IngestError(Exception):
     """A chunk refused for what it means (not its form), with the HTTP status to answer and,
     where the device can act on it, a machine-readable ``code`` (``NEW_SESSION``)."""
 
-    def __init__(self, message: str, status: int, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, status: int, code: str | None = None, backlog: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.backlog = backlog
 
     def body(self) -> dict:
-        """The answer's JSON body: ``{"detail": ...}``, with ``"code"`` first when there is
-        one, so that a device reading only the start of the body (the firmware keeps 200
-        bytes) still sees it."""
+        """The answer's JSON body: ``{"detail": ...}``, with ``"code"`` (and ``"backlog"``)
+        first when there is one, so that a device reading only the start of the body (the
+        firmware keeps 200 bytes) still sees them."""
         if self.code is None:
             return {"detail": str(self)}
-        return {"code": self.code, "detail": str(self)}
+        if self.backlog is None:
+            return {"code": self.code, "detail": str(self)}
+        return {"code": self.code, "backlog": self.backlog, "detail": str(self)}
 
 
 @dataclass
@@ -300,19 +311,32 @@ def check_session_goes_on(recording: Recording, device: Device) -> None:
     if recording.closed_by in FINAL_CLOSES:
         # a readmitted patient's device starts a new recording, as one that ended its
         # session does (a recording closed by silence reopens: the same stay goes on)
-        who = "the device" if recording.closed_by == Recording.ClosedBy.DEVICE else "discharge"
+        by_device = recording.closed_by == Recording.ClosedBy.DEVICE
         raise IngestError(
-            f"recording {recording.pk} was closed by {who}; start a new session",
+            f"recording {recording.pk} was closed by {'the device' if by_device else 'discharge'}"
+            + ("; start a new session" if by_device else backlog_note("the stay ended")),
             409,
             NEW_SESSION,
+            None if by_device else DROP_BACKLOG,
         )
     if recording.patient_id != device.patient_id:
         raise IngestError(
             f"recording {recording.pk} belongs to another patient than the device's "
-            "current one; start a new session",
+            "current one" + backlog_note("the device was moved"),
             409,
             NEW_SESSION,
+            DROP_BACKLOG,
         )
+
+
+def backlog_note(why: str) -> str:
+    """The end of a refusal that drops the device's backlog: its unacknowledged samples were
+    taken before {why}. Resent in the new session, an exploratory test's 26 s of one patient's
+    ECG opened the next patient's recording and raised an HR alarm there."""
+    return (
+        f"; start a new session and drop the samples not yet acknowledged: they were taken "
+        f"before {why}, for another stay than the device's current one"
+    )
 
 
 def open_recording(device: Device, chunk: Chunk, now=None, started_at=None) -> Recording:

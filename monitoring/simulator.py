@@ -97,6 +97,7 @@ RETRIED_4XX_STATUSES = {408, 429}
 # The code of a 409 that asks for a new session instead (monitoring.ingest.NEW_SESSION; not
 # imported: the simulator runs without Django's models, as in the benchmark's processes).
 NEW_SESSION_CODE = "new_session"
+DROP_BACKLOG = "drop"  # monitoring.ingest.DROP_BACKLOG: what the device does, not the server
 # A device logs its refused chunks at most once per this many seconds (wall time): a server
 # refusing every chunk would otherwise log once per chunk.
 REFUSAL_LOG_INTERVAL_S = 10.0
@@ -319,6 +320,9 @@ class DeviceReport:
     chunks_lost: int = 0  # the "lose" fault: never sent
     chunks_refused: int = 0  # 4xx that resending cannot fix
     chunks_unsent: int = 0  # still queued when the run ended
+    # queued when the server said they were sampled for another stay (409 new_session with
+    # "backlog": "drop": the device was moved, or its patient discharged): never sent
+    chunks_dropped: int = 0
     posts: int = 0
     retries: int = 0
     duplicates_sent: int = 0
@@ -344,6 +348,7 @@ class DeviceReport:
             "chunks_lost": self.chunks_lost,
             "chunks_refused": self.chunks_refused,
             "chunks_unsent": self.chunks_unsent,
+            "chunks_dropped": self.chunks_dropped,
             "posts": self.posts,
             "retries": self.retries,
             "duplicates_sent": self.duplicates_sent,
@@ -423,6 +428,10 @@ class VirtualDevice:
         self.session_first_seq = 0
         self.session_first_sample = 0
         self.session_started_by: int | None = None  # the device seq whose 409 started it
+        # the device's seq and sample of the next chunk it will make (a session that drops
+        # its backlog starts there)
+        self.next_seq = 0
+        self.next_sample = 0
         self.pending: dict[int, _Pending] = {}  # by the device's seq
         # The link's backoff, as the firmware keeps it: after a failed post (no answer, 5xx,
         # 429) nothing is posted until hold_until (loop time), whichever chunk is next. A
@@ -529,6 +538,7 @@ class VirtualDevice:
         loop = asyncio.get_running_loop()
         chunk = self.make_chunk(seq, first_sample, n_frames)
         item = _Pending(seq, first_sample, chunk, self.encode(chunk), loop.time())
+        self.next_seq, self.next_sample = seq + 1, first_sample + n_frames
         self.report.chunks_made += 1
         self.report.samples_made += n_frames
         if self.rng.random() < self.sim.faults.lose:
@@ -638,14 +648,36 @@ class VirtualDevice:
 
     def start_new_session(self, item: _Pending, answer: dict) -> None:
         """The server's 409 "new_session": a new session id, and every queued chunk numbered
-        in it from the oldest (seq 0 at sample 0), to be resent there; gaps stay gaps."""
+        in it from the oldest (seq 0 at sample 0), to be resent there; gaps stay gaps. With
+        ``"backlog": "drop"`` (the device was moved, or its patient discharged) the queued
+        chunks were sampled for another stay: they are dropped, and the session starts with
+        the next chunk made, as the firmware does (docs/device-protocol.md)."""
         refused = f"chunk {item.chunk.seq} of session {self.report.session}"
+        self.report.session = f"{secrets.randbits(32):08x}"
+        self.report.new_sessions += 1
+        if answer.get("backlog") == DROP_BACKLOG:
+            dropped = len(self.pending)
+            dropped_s = sum(p.chunk.n_frames for p in self.pending.values()) / self.config.fs_hz
+            self.pending.clear()
+            self.report.chunks_dropped += dropped
+            self.session_first_seq = self.next_seq
+            self.session_first_sample = self.next_sample
+            self.session_started_by = self.next_seq
+            logger.warning(
+                "%s: %s refused (%s); new session %s, %d queued chunks (%.1f s) dropped: "
+                "sampled for another stay",
+                self.config.name,
+                refused,
+                answer.get("detail", answer),
+                self.report.session,
+                dropped,
+                dropped_s,
+            )
+            return
         oldest = min(self.pending.values(), key=lambda p: p.seq)
         self.session_first_seq = oldest.seq
         self.session_first_sample = oldest.first_sample
         self.session_started_by = item.seq
-        self.report.session = f"{secrets.randbits(32):08x}"
-        self.report.new_sessions += 1
         for pending in self.pending.values():
             pending.chunk = self.make_chunk(
                 pending.seq, pending.first_sample, pending.chunk.n_frames

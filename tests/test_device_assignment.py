@@ -55,12 +55,14 @@ def test_a_moved_device_is_asked_for_a_new_session_and_streams_to_its_new_patien
     body = refused.json()
     assert body["code"] == "new_session"
     assert "another patient" in body["detail"]
-    assert list(body) == ["code", "detail"]  # the code first: the firmware reads 200 bytes
+    # the code and what to do with the backlog first: the firmware reads 200 bytes
+    assert list(body) == ["code", "backlog", "detail"] and body["backlog"] == "drop"
 
-    # the device's new session: the refused chunk again, as seq 0 from sample 0
-    resent = make_chunk(seq=1, session="after")
-    resent.seq, resent.first_sample = 0, 0
-    assert post_json(device_client, resent).status_code == 201
+    # the device's new session: its next chunk (the refused one, sampled on the previous
+    # patient, is dropped), as seq 0 from sample 0
+    following = make_chunk(seq=2, session="after")
+    following.seq, following.first_sample = 0, 0
+    assert post_json(device_client, following).status_code == 201
     old = Recording.objects.get(session="before")
     new = Recording.objects.get(session="after")
     assert old.patient == patient and old.status == Recording.Status.CLOSED

@@ -721,3 +721,37 @@ def test_a_chunk_costs_the_same_few_queries_however_long_the_recording(client):
         counts.append(len(queries))
     # the first chunk opens the recording; after that the count is flat (no per-chunk scan)
     assert max(counts[2:]) == min(counts[2:]) <= 12, counts
+
+
+# --- A new session after a move or a discharge drops the device's backlog ----------------
+
+
+def test_a_moved_device_is_told_to_drop_its_backlog(client, device, other_patient):
+    """Its unacknowledged samples were taken on the previous patient: resent in the new
+    session, an exploratory test's 26 s of one patient's ECG opened the next patient's
+    recording and raised an HR alarm there. The answer says "backlog": "drop", after "code"
+    (the firmware reads the first 200 bytes)."""
+    assert post_json(client, make_chunk(seq=0)).status_code == 201
+    Device.objects.filter(pk=device.pk).update(patient=other_patient)
+    response = post_json(client, make_chunk(seq=1))
+    assert response.status_code == 409
+    assert list(response.json())[:2] == ["code", "backlog"]
+    assert response.json()["code"] == "new_session" and response.json()["backlog"] == "drop"
+    assert "drop the samples not yet acknowledged" in response.json()["detail"]
+    assert response.content.index(b'"backlog"') < 200
+    assert SampleChunk.objects.count() == 1
+
+
+def test_a_discharged_stay_drops_the_backlog_but_the_devices_own_close_keeps_it(
+    client, device, patient
+):
+    post_json(client, make_chunk(seq=0, session="00000001"))
+    Recording.objects.update(status=Recording.Status.CLOSED, closed_by=Recording.ClosedBy.DISCHARGE)
+    discharged = post_json(client, make_chunk(seq=1, session="00000001")).json()
+    assert discharged["code"] == "new_session" and discharged["backlog"] == "drop"
+    post_json(client, make_chunk(seq=0, session="00000002"))
+    Recording.objects.filter(session="00000002").update(
+        status=Recording.Status.CLOSED, closed_by=Recording.ClosedBy.DEVICE
+    )
+    closed = post_json(client, make_chunk(seq=1, session="00000002")).json()
+    assert closed["code"] == "new_session" and "backlog" not in closed

@@ -3,6 +3,7 @@
 
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -16,6 +17,10 @@ namespace {
 
 const int kStoreButLoseAnswer = -1;  // scripted: the server stores the chunk, the answer is lost
 const int kNewSession = -2;  // scripted: 409 "new_session" (the device was moved), nothing stored
+// scripted: 409 "new_session" with "backlog": "drop" (moved: the queued samples are the previous
+// patient's), and with a backlog value the firmware does not know
+const int kNewSessionDropBacklog = -3;
+const int kNewSessionOtherBacklog = -4;
 
 uint32_t get_u32(const uint8_t* p) {
   return p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<uint32_t>(p[3]) << 24);
@@ -47,6 +52,8 @@ class FakeServer : public ChunkTransport {
   std::vector<Posted> posts;
   std::set<uint32_t> stored;
   std::string content_type;
+  // runs during each post, as the sampling task goes on while the loop waits for the answer
+  std::function<void()> while_posting;
 
   bool connected() override { return link_up; }
 
@@ -56,6 +63,7 @@ class FakeServer : public ChunkTransport {
     if (!posts.empty() && posts.back().session() != posted.session()) stored.clear();
     posts.push_back(posted);
     content_type = type;
+    if (while_posting) while_posting();
     int status = 0;
     bool store = true;
     const char* code = "";
@@ -67,6 +75,12 @@ class FakeServer : public ChunkTransport {
       if (status == kNewSession) {
         status = 409;
         code = "\"code\": \"new_session\", ";
+      } else if (status == kNewSessionDropBacklog) {
+        status = 409;
+        code = "\"code\": \"new_session\", \"backlog\": \"drop\", ";
+      } else if (status == kNewSessionOtherBacklog) {
+        status = 409;
+        code = "\"code\": \"new_session\", \"backlog\": \"keep\", ";
       }
     } else {
       status = stored.count(posted.seq()) ? 200 : 201;
@@ -255,6 +269,10 @@ TEST(the_code_of_an_error_is_read_by_name_and_whole) {
   CHECK(!json_string_field_is("{\"code\": 409}", "code", "new_session"));
   CHECK(!json_string_field_is("{\"detail\": \"x \\\"code\\\": \\\"new_session\\\"\"}", "code",
                               "new_session"));
+  const char* moved = "{\"code\": \"new_session\", \"backlog\": \"drop\", \"detail\": \"moved\"}";
+  CHECK(json_string_field_is(moved, "backlog", kBacklogDrop));
+  CHECK(!json_string_field_is(answer, "backlog", kBacklogDrop));
+  CHECK(!json_string_field_is("{\"backlog\": \"dropped\"}", "backlog", kBacklogDrop));
 }
 
 TEST(status_classes_follow_the_protocol) {
@@ -523,6 +541,100 @@ TEST(a_chunk_refused_again_in_the_session_it_started_is_dropped) {
   CHECK_EQ(rig.server.posts[2].session(), 0xCAFE0001u);
   CHECK_EQ(rig.server.posts[2].seq(), 1);
   CHECK_EQ(rig.server.posts[2].first_sample(), 250);
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
+}
+
+TEST(new_session_with_backlog_drop_never_resends_the_queue_and_starts_with_the_next_chunk) {
+  Rig rig;
+  rig.sample_seconds(2);  // chunks 0 and 1 stored in the first session
+  const uint32_t first_session = Rig::config().session_id;
+  rig.random.value = 0xCAFE0002u;
+  rig.server.link_up = false;
+  rig.sample_seconds(3);  // chunks 2-4 queued while the device is moved to another patient
+  for (int i = 0; i < 100; ++i) rig.ring.push(rig.next_value++);  // not a whole chunk yet
+  rig.server.link_up = true;
+  rig.server.script = {kNewSessionDropBacklog};
+  // 300 frames more arrive while the refused chunk's POST waits for its answer
+  rig.server.while_posting = [&rig]() {
+    for (int i = 0; i < 300; ++i) rig.ring.push(rig.next_value++);
+  };
+  rig.poll_at(rig.clock.now + 1);
+  rig.server.while_posting = nullptr;
+  const int16_t first_new_frame = rig.next_value;  // 5 x 250 + 100 + 300 = 1650
+
+  CHECK_EQ(rig.server.posts.size(), 3);
+  CHECK_EQ(rig.server.posts.back().session(), first_session);
+  CHECK_EQ(rig.server.posts.back().seq(), 2);
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
+  CHECK_EQ(rig.uploader.new_sessions(), 1);
+  CHECK_EQ(rig.uploader.session_id(), 0xCAFE0002u);
+  CHECK_EQ(rig.uploader.chunks_dropped_for_new_patient(), 3);
+  CHECK_EQ(rig.uploader.frames_dropped_for_new_patient(), 3 * 250 + 100 + 300);
+  CHECK_EQ(rig.uploader.chunks_refused(), 0);
+  CHECK_EQ(rig.uploader.frames_lost(), 0);
+  CHECK(rig.log.mentions("chunk 2 refused with HTTP 409"));
+  CHECK(rig.log.mentions("new session cafe0002 after session 12345678: dropped 3 unacknowledged "
+                         "chunks and 400 frames not yet cut (4.6 s)"));
+  // nothing queued goes out again, however long it waits
+  for (int i = 0; i < 5; ++i) rig.poll_at(rig.clock.now + 10000);
+  CHECK_EQ(rig.server.posts.size(), 3);
+
+  // the next chunk sampled opens the new session, from the first frame after the answer
+  rig.sample_seconds(2);
+  CHECK_EQ(rig.server.posts.size(), 5);
+  if (rig.server.posts.size() != 5) return;
+  for (uint32_t i = 0; i < 2; ++i) {
+    const Posted& posted = rig.server.posts[3 + i];
+    CHECK_EQ(posted.session(), 0xCAFE0002u);
+    CHECK_EQ(posted.seq(), i);
+    CHECK_EQ(posted.first_sample(), 250 * i);
+    CHECK_EQ(posted.sample(0), static_cast<int16_t>(first_new_frame + 250 * i));
+  }
+  CHECK_EQ(rig.server.stored.size(), 2);
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
+  CHECK(rig.uploader.link_state() == kLinkOk);
+}
+
+TEST(new_session_with_an_unknown_backlog_value_renumbers_and_resends_as_without_one) {
+  Rig rig;
+  rig.random.value = 0xCAFE0003u;
+  rig.server.link_up = false;
+  rig.sample_seconds(2);
+  rig.server.link_up = true;
+  rig.server.script = {kNewSessionOtherBacklog};
+  for (int i = 0; i < 4; ++i) rig.poll_at(rig.clock.now + 1);
+  CHECK_EQ(rig.server.posts.size(), 3);
+  if (rig.server.posts.size() != 3) return;
+  CHECK_EQ(rig.server.posts[1].session(), 0xCAFE0003u);
+  CHECK_EQ(rig.server.posts[1].seq(), 0);
+  CHECK_EQ(rig.server.posts[1].sample(0), 0);  // the refused chunk, resent
+  CHECK_EQ(rig.server.posts[2].seq(), 1);
+  CHECK_EQ(rig.uploader.chunks_dropped_for_new_patient(), 0);
+  CHECK_EQ(rig.uploader.pending_chunks(), 0);
+}
+
+TEST(the_first_chunk_after_a_dropped_backlog_refused_again_is_dropped) {
+  Rig rig;
+  rig.random.value = 0xCAFE0004u;
+  rig.server.script = {kNewSessionDropBacklog, kNewSessionDropBacklog};
+  rig.sample_seconds(1);  // chunk 0 refused: dropped with the backlog, a new session
+  rig.sample_seconds(1);  // chunk 1 starts it and is refused again: dropped, no third session
+  rig.poll_at(rig.clock.now + 10000);
+  rig.sample_seconds(1);  // chunk 2 goes on in the new session
+  CHECK_EQ(rig.uploader.new_sessions(), 1);
+  CHECK_EQ(rig.uploader.session_id(), 0xCAFE0004u);
+  CHECK_EQ(rig.uploader.chunks_dropped_for_new_patient(), 1);
+  CHECK_EQ(rig.uploader.chunks_refused(), 1);
+  CHECK(rig.log.mentions("chunk 1 refused with HTTP 409, dropped"));
+  CHECK_EQ(rig.server.posts.size(), 3);
+  if (rig.server.posts.size() != 3) return;
+  CHECK_EQ(rig.server.posts[1].session(), 0xCAFE0004u);
+  CHECK_EQ(rig.server.posts[1].seq(), 0);
+  CHECK_EQ(rig.server.posts[1].sample(0), 250);  // chunk 1, not chunk 0 again
+  CHECK_EQ(rig.server.posts[2].session(), 0xCAFE0004u);
+  CHECK_EQ(rig.server.posts[2].seq(), 1);  // after the gap the dropped chunk left
+  CHECK_EQ(rig.server.posts[2].first_sample(), 250);
+  CHECK_EQ(rig.server.posts[2].sample(0), 500);
   CHECK_EQ(rig.uploader.pending_chunks(), 0);
 }
 

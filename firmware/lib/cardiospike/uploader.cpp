@@ -29,6 +29,7 @@ bool is_retryable_status(int status) {
 }
 
 const char kNewSessionCode[] = "new_session";
+const char kBacklogDrop[] = "drop";
 
 namespace {
 
@@ -94,6 +95,8 @@ Uploader::Uploader(const UploaderConfig& config, SampleRing& ring, RetryQueue& q
       session_requested_(false),
       session_requested_by_(0),
       new_sessions_(0),
+      chunks_dropped_for_new_patient_(0),
+      frames_dropped_for_new_patient_(0),
       lead_off_now_(false),
       lead_off_latched_(false),
       battery_pct_(kBatteryUnknown),
@@ -227,10 +230,19 @@ void Uploader::send_oldest(uint32_t now_ms) {
   } else if (reply_.status == 409 && json_string_field_is(reply_.body, "code", kNewSessionCode) &&
              !(session_requested_ && session_requested_by_ == seq)) {
     // Not the chunk's fault: its session cannot go on (the device was moved to another
-    // patient, or the session's recording was closed). It and every later chunk go out again
-    // in a new session, whose first chunk opens the recording of the device's patient.
+    // patient, or the session's recording was closed).
     logf("chunk %u refused with HTTP 409: %s", (unsigned)seq, reply_.body);
-    start_new_session(seq);
+    if (json_string_field_is(reply_.body, "backlog", kBacklogDrop)) {
+      // The device was moved or its patient discharged: the queued chunks were sampled on the
+      // previous patient, and sent in the new session they would open the new patient's
+      // recording (and raise alarms there). `chunk` refers into the queue this empties.
+      start_new_session_without_backlog();
+    } else {
+      // The same patient (its recording was closed), or a server that predates "backlog": it
+      // and every later chunk go out again in a new session, whose first chunk opens the
+      // recording of the device's patient.
+      start_new_session(seq);
+    }
     backoff_.reset();
     next_attempt_ms_ = now_ms;
     link_state_ = kLinkIdle;
@@ -267,11 +279,16 @@ void Uploader::send_oldest(uint32_t now_ms) {
   }
 }
 
-void Uploader::start_new_session(uint32_t refused_seq) {
-  const uint32_t old_session_id = session_id_;
+uint32_t Uploader::draw_session_id() {
   uint32_t session_id = random_.next_u32();
   // the old session is the one refused: the new one must differ
-  if (session_id == old_session_id) session_id = old_session_id + 1;
+  if (session_id == session_id_) session_id = session_id_ + 1;
+  return session_id;
+}
+
+void Uploader::start_new_session(uint32_t refused_seq) {
+  const uint32_t old_session_id = session_id_;
+  const uint32_t session_id = draw_session_id();
   // numbered from the oldest unacknowledged chunk (the one sent is the oldest): seq 0 at
   // sample 0, later chunks at their distance from it, so a gap stays a gap
   const PendingChunk& oldest = queue_.at(0);
@@ -286,6 +303,50 @@ void Uploader::start_new_session(uint32_t refused_seq) {
   format_session_id(session_id, new_name);
   logf("new session %s after session %s: %u chunks to resend", new_name, old_name,
        (unsigned)queue_.size());
+}
+
+void Uploader::start_new_session_without_backlog() {
+  // Everything sampled before this answer arrived goes: the queued chunks (the refused one
+  // included), and also the frames in the ring not yet cut into a chunk. Those were sampled
+  // before the device learned of the move just as the queued ones were, and there can be many
+  // of them: the sampling task kept pushing frames while the POST blocked the loop (10 s or
+  // more against a slow server). When the electrodes went onto the new patient the device
+  // cannot tell, so it takes the server's word and starts clean: the new session begins with
+  // the first frame sampled after the answer, as seq 0 at first_sample 0.
+  const uint32_t old_session_id = session_id_;
+  const uint32_t session_id = draw_session_id();
+  const size_t chunks = queue_.size();
+  uint64_t chunk_frames = 0;
+  for (size_t i = 0; i < chunks; ++i) chunk_frames += queue_.at(i).n_frames;
+  queue_.remove_below(next_seq_);  // every queued chunk: they were all cut before next_seq_
+  const uint64_t sampled = ring_.frames_written();
+  const uint64_t uncut_frames = sampled > next_first_sample_ ? sampled - next_first_sample_ : 0;
+  next_first_sample_ = sampled;
+  // a lead-off seen during the dropped frames says nothing of the next chunk
+  lead_off_latched_ = lead_off_now_;
+
+  session_id_ = session_id;
+  session_first_seq_ = next_seq_;
+  session_first_frame_ = next_first_sample_;
+  // the guard against starting sessions for ever: a 409 "new_session" again for the chunk
+  // that will start this one drops that chunk
+  session_requested_ = true;
+  session_requested_by_ = next_seq_;
+  ++new_sessions_;
+  chunks_dropped_for_new_patient_ += static_cast<uint32_t>(chunks);
+  const uint64_t dropped_frames = chunk_frames + uncut_frames;
+  frames_dropped_for_new_patient_ += dropped_frames;
+
+  const uint32_t tenths_s = static_cast<uint32_t>(
+      static_cast<float>(dropped_frames) * 10.0f / config_.fs_hz + 0.5f);
+  char old_name[9], new_name[9];
+  format_session_id(old_session_id, old_name);
+  format_session_id(session_id, new_name);
+  logf("new session %s after session %s: dropped %u unacknowledged chunks and %u frames not "
+       "yet cut (%u.%u s), sampled before the device was moved or its patient discharged "
+       "(backlog: drop)",
+       new_name, old_name, (unsigned)chunks, (unsigned)uncut_frames, (unsigned)(tenths_s / 10),
+       (unsigned)(tenths_s % 10));
 }
 
 void Uploader::logf(const char* format, ...) {

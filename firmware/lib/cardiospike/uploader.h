@@ -1,7 +1,9 @@
 // The device's side of protocol v1: cut the sampled frames into chunks, post them, keep every
 // chunk until the server acknowledges it, resend after failures and after a reconnect, and
 // start a new session when the server answers 409 "new_session" (the device was moved to
-// another patient, or its session's recording was closed).
+// another patient, or its session's recording was closed): with the unacknowledged chunks
+// renumbered into it, or, when the answer also says "backlog": "drop" (the queued samples were
+// taken on the previous patient), without them.
 //
 // The clock, the HTTP link, the random source and the log are interfaces, so the same logic
 // runs on the ESP32 (Arduino's millis(), HTTPClient, esp_random(), Serial) and in the host
@@ -97,6 +99,12 @@ class Uploader {
   uint32_t next_seq() const { return next_seq_; }
   uint32_t session_id() const { return session_id_; }
   uint32_t new_sessions() const { return new_sessions_; }  // started at the server's request
+  // Unacknowledged chunks dropped because a 409 "new_session" said "backlog": "drop" (the
+  // refused one included), and their frames plus those sampled but not yet cut into a chunk.
+  // Counted apart from chunks_refused() and frames_lost(): nothing went wrong, the samples
+  // belong to the previous patient.
+  uint32_t chunks_dropped_for_new_patient() const { return chunks_dropped_for_new_patient_; }
+  uint64_t frames_dropped_for_new_patient() const { return frames_dropped_for_new_patient_; }
   uint32_t chunks_acknowledged() const { return chunks_acknowledged_; }
   uint32_t chunks_refused() const { return chunks_refused_; }
   uint64_t frames_lost() const { return frames_lost_; }
@@ -107,6 +115,8 @@ class Uploader {
   void forget_overwritten();
   void send_oldest(uint32_t now_ms);
   void start_new_session(uint32_t refused_seq);
+  void start_new_session_without_backlog();
+  uint32_t draw_session_id();
 #if defined(__GNUC__)
   __attribute__((format(printf, 2, 3)))
 #endif
@@ -134,6 +144,8 @@ class Uploader {
   bool session_requested_;          // the session was started at the server's request,
   uint32_t session_requested_by_;   // for the chunk with this seq
   uint32_t new_sessions_;
+  uint32_t chunks_dropped_for_new_patient_;
+  uint64_t frames_dropped_for_new_patient_;
   bool lead_off_now_;
   bool lead_off_latched_;
   uint8_t battery_pct_;
@@ -162,5 +174,8 @@ bool json_string_field_is(const char* json, const char* name, const char* expect
 
 // The "code" of a 409 that asks the device to send the chunk in a new session.
 extern const char kNewSessionCode[];
+// The "backlog" of such a 409 that asks the device to drop what it has not had acknowledged
+// instead of sending it in the new session (the device was moved, or its patient discharged).
+extern const char kBacklogDrop[];
 
 }  // namespace cardiospike
