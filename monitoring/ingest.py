@@ -306,8 +306,18 @@ def check_not_ahead_of_time(recording: Recording, chunk: Chunk, now) -> None:
 
 def check_session_goes_on(recording: Recording, device: Device) -> None:
     """``IngestError`` 409 ``NEW_SESSION`` unless the device may go on writing ``recording``:
-    not when the device closed it or the patient was discharged (final, unlike a close by
-    silence, which a late chunk reopens), nor when the device now belongs to another patient."""
+    not when the device now belongs to another patient, nor when the device closed it or the
+    patient was discharged (final, unlike a close by silence, which a late chunk reopens).
+    The patient is checked first: a session the device closed and then was moved is another
+    patient's backlog all the same."""
+    if recording.patient_id != device.patient_id:
+        raise IngestError(
+            f"recording {recording.pk} belongs to another patient than the device's "
+            "current one" + backlog_note("the device was moved"),
+            409,
+            NEW_SESSION,
+            DROP_BACKLOG,
+        )
     if recording.closed_by in FINAL_CLOSES:
         # a readmitted patient's device starts a new recording, as one that ended its
         # session does (a recording closed by silence reopens: the same stay goes on)
@@ -318,14 +328,6 @@ def check_session_goes_on(recording: Recording, device: Device) -> None:
             409,
             NEW_SESSION,
             None if by_device else DROP_BACKLOG,
-        )
-    if recording.patient_id != device.patient_id:
-        raise IngestError(
-            f"recording {recording.pk} belongs to another patient than the device's "
-            "current one" + backlog_note("the device was moved"),
-            409,
-            NEW_SESSION,
-            DROP_BACKLOG,
         )
 
 

@@ -755,3 +755,15 @@ def test_a_discharged_stay_drops_the_backlog_but_the_devices_own_close_keeps_it(
     )
     closed = post_json(client, make_chunk(seq=1, session="00000002")).json()
     assert closed["code"] == "new_session" and "backlog" not in closed
+
+
+def test_a_session_the_device_closed_then_moved_still_drops_its_backlog(
+    client, device, other_patient
+):
+    """The patient is checked before the close: the device's own close made the answer keep
+    the backlog, which would have gone to the new patient (found in review)."""
+    post_json(client, make_chunk(seq=0, session="00000001"))
+    Recording.objects.update(status=Recording.Status.CLOSED, closed_by=Recording.ClosedBy.DEVICE)
+    Device.objects.filter(pk=device.pk).update(patient=other_patient)
+    answer = post_json(client, make_chunk(seq=1, session="00000001")).json()
+    assert answer["code"] == "new_session" and answer["backlog"] == "drop"

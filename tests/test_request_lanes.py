@@ -244,5 +244,5 @@ def test_a_large_form_post_from_anyone_stalls_nothing(daphne_server):  # noqa: F
     result = asyncio.run(post_form_while_polling_health(daphne_server, body, boundary))
     print(result)  # noqa: T201 (the figures, for the record)
     assert result["status"] == 403  # no CSRF token: refused, after Django read the body
-    # with Twisted's parse, /health waited about as long as the post took
-    assert result["health_max_s"] < max(0.3, result["post_s"] / 4), result
+    # with Twisted's parse, /health waited about as long as the post took (1.37 s of 1.46)
+    assert result["health_max_s"] < max(0.5, result["post_s"] / 4), result
