@@ -289,6 +289,15 @@ STREAM_MAX_ROUND_S = envfloat("STREAM_MAX_ROUND_S", "120")
 
 # A device recording without a chunk for this long raises the technical "device offline" alarm.
 DEVICE_OFFLINE_S = envfloat("DEVICE_OFFLINE_S", "30")
+# A device's battery charge (its chunks' battery_pct) at or below this raises BATTERY_LOW, a
+# technical alarm, which resolves at DEVICE_BATTERY_RESOLVE_PCT or more (monitoring/alarms.py).
+DEVICE_BATTERY_LOW_PCT = envint("DEVICE_BATTERY_LOW_PCT", "15")
+DEVICE_BATTERY_RESOLVE_PCT = envint("DEVICE_BATTERY_RESOLVE_PCT", "20")
+if not 0 <= DEVICE_BATTERY_LOW_PCT < DEVICE_BATTERY_RESOLVE_PCT <= 100:
+    raise ImproperlyConfigured(
+        f"DEVICE_BATTERY_LOW_PCT ({DEVICE_BATTERY_LOW_PCT}) must be below "
+        f"DEVICE_BATTERY_RESOLVE_PCT ({DEVICE_BATTERY_RESOLVE_PCT}), both 0-100"
+    )
 if DEVICE_OFFLINE_S >= DEVICE_SILENCE_CLOSE_S:
     # the periodic check watches live recordings: one closed for silence before its device
     # counted as offline would never raise the alarm

@@ -178,8 +178,9 @@ PRIORITIES = {
     AlarmKind.DEVICE_OFFLINE: AlarmPriority.TECHNICAL,
     AlarmKind.LEADS_OFF: AlarmPriority.TECHNICAL,
     AlarmKind.SIGNAL_QUALITY: AlarmPriority.TECHNICAL,
+    AlarmKind.BATTERY_LOW: AlarmPriority.TECHNICAL,
 }
-TECHNICAL_KINDS = (AlarmKind.DEVICE_OFFLINE, AlarmKind.LEADS_OFF)
+TECHNICAL_KINDS = (AlarmKind.DEVICE_OFFLINE, AlarmKind.LEADS_OFF, AlarmKind.BATTERY_LOW)
 
 
 @dataclass
@@ -1262,4 +1263,35 @@ def technical_conditions(recording: Recording, now: datetime) -> list[Condition]
             message=f"Leads off ({device.serial})",
             details=details,
         ),
+        # so is its battery charge
+        battery_condition(device, details, offline),
     ]
+
+
+def battery_condition(device, details: dict, offline: bool) -> Condition:
+    """BATTERY_LOW at or below ``DEVICE_BATTERY_LOW_PCT`` of charge, as the device's newest
+    chunk reported it, until it is ``DEVICE_BATTERY_RESOLVE_PCT`` or more (between the two it
+    stays as it is: a charge read at 15-16 % would otherwise raise and resolve it by turns).
+    Without it the first sign of a dying wearable was the device-offline alarm after it had
+    died: the charge was stored and shown nowhere (an exploratory test of a ward shift). A
+    device that reports no charge raises none; an offline one leaves the alarm as it is."""
+    low_pct = settings.DEVICE_BATTERY_LOW_PCT
+    pct = device.battery_pct
+    if offline:
+        active = None
+    elif pct is None:
+        active = False
+    elif pct <= low_pct:
+        active = True
+    elif pct >= settings.DEVICE_BATTERY_RESOLVE_PCT:
+        active = False
+    else:
+        active = None
+    return Condition(
+        AlarmKind.BATTERY_LOW,
+        active,
+        message=f"Battery low ({device.serial}): {pct} % (<= {low_pct} %); charge or swap it",
+        value=pct,
+        limit=low_pct,
+        details=details,
+    )

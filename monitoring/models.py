@@ -744,6 +744,7 @@ class AlarmKind(models.TextChoices):
     DEVICE_OFFLINE = "DEVICE_OFFLINE", "Device offline"
     LEADS_OFF = "LEADS_OFF", "Leads off"
     SIGNAL_QUALITY = "SIGNAL_QUALITY", "Poor signal quality"
+    BATTERY_LOW = "BATTERY_LOW", "Device battery low"
 
 
 # The unit of an alarm's ``value`` and ``limit``, by kind, for clients that read the numbers
@@ -761,6 +762,7 @@ ALARM_VALUE_UNITS = {
     AlarmKind.DEVICE_OFFLINE: "s",
     AlarmKind.LEADS_OFF: None,  # no value: the electrodes are off or not
     AlarmKind.SIGNAL_QUALITY: "s",
+    AlarmKind.BATTERY_LOW: "%",
 }
 
 

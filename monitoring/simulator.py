@@ -473,7 +473,7 @@ class VirtualDevice:
             samples=self.samples_adc[positions].reshape(-1, 1),
             session=self.report.session,
             baseline_adc=self.config.baseline_adc,
-            # a battery that drains 1 % per ten minutes, for the dashboard's battery column
+            # a battery that drains 1 % per ten minutes (BATTERY_LOW at 15 %, after about 14 h)
             battery_pct=max(5, 100 - int(elapsed_s // 600)),
         )
 
