@@ -660,8 +660,8 @@ TORCH_THREADS = envint("TORCH_THREADS", "1")
 # and, apart, the device protocol and /health, so that no page can delay a device's samples
 # (cardiospike/handlers.py says why).
 REQUEST_THREADS = envint("REQUEST_THREADS", "4")
-# 2: /health's checks can take seconds when Redis hangs rather than refuses, and must not
-# hold up a device's chunk behind them
+# 2: /health's Redis checks each wait up to their 2-s timeout when Redis hangs rather than
+# refuses, and must not hold up a device's chunk behind them
 DEVICE_REQUEST_THREADS = envint("DEVICE_REQUEST_THREADS", "2")
 for _name, _threads in (
     ("REQUEST_THREADS", REQUEST_THREADS),

@@ -365,6 +365,14 @@ class AnalysisStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# An upload whose file gave no start starts at the moment it is stored, and its row's
+# created_at is taken microseconds later. A start from a header lies at least the record's
+# duration (2 s or more) before the upload: one that would end after it is refused. So a
+# start within this of created_at is the upload time, for the uploads stored before the
+# header's start was read too (docs/upload.md, "When the recording started").
+UPLOAD_TIME_TOLERANCE = timedelta(seconds=1)
+
+
 class Recording(models.Model):
     class Source(models.TextChoices):
         DEVICE = "device", "Device stream"
@@ -521,6 +529,20 @@ class Recording(models.Model):
                     f"{self.n_channels} channels; give one name per channel."
                 }
             )
+
+    @property
+    def start_is_upload_time(self) -> bool:
+        """Whether an uploaded recording starts at its upload (its file gave no start: a CSV,
+        a WFDB header without a base date), so that its clock times are not the recording's.
+
+        Told from the stored times (``UPLOAD_TIME_TOLERANCE``): the upload's moment is the
+        row's creation. False for a device recording, whose start is when its sample 0 was
+        taken.
+        """
+        return (
+            self.source == Recording.Source.UPLOAD
+            and abs(self.started_at - self.created_at) < UPLOAD_TIME_TOLERANCE
+        )
 
     @property
     def analysis_lead_name(self) -> str:

@@ -767,12 +767,10 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
     no time zone field, so the zone is said in a header comment, ``started_at`` and the ISO
     8601 time with its ``+00:00`` offset (an upload reads that comment back:
     ``monitoring.uploads.header_start``). An upload whose file gave no start gets none: its
-    start is only its upload time (``start_is_upload_time``), which the comment says instead,
-    so that the record uploaded again is not taken to have started then.
+    start is only its upload time (``Recording.start_is_upload_time``), which the comment
+    says instead, so that the record uploaded again is not taken to have started then.
     """
     import wfdb
-
-    from monitoring.uploads import start_is_upload_time
 
     name = record_name(recording)
     adc = adc_with_gaps(recording)
@@ -780,7 +778,7 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
         raise ValueError(f"recording {recording.pk} has no samples stored yet")
     n_channels = recording.n_channels
     started_utc = recording.started_at.astimezone(UTC)
-    if start_is_upload_time(recording):
+    if recording.start_is_upload_time:
         base_date = base_time = None
         comments = [
             "start unknown: the uploaded file gave none; CardioSpike counted its clock times "
@@ -972,8 +970,6 @@ def csv_zip(recording: Recording) -> BinaryIO:
 
 def review_page(request, pk: int):
     """``/recordings/<id>/review/``: the whole recording in a scrolling, zooming viewer."""
-    from monitoring.uploads import start_is_upload_time  # uploads imports this module
-
     recording = get_object_or_404(
         Recording.objects.visible_to(request.user).select_related("patient"), pk=pk
     )
@@ -984,6 +980,5 @@ def review_page(request, pk: int):
             "recording": recording,
             "patient": recording.patient,
             "overview": review_overview(recording),
-            "start_is_upload_time": start_is_upload_time(recording),
         },
     )

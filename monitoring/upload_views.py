@@ -25,7 +25,6 @@ from monitoring.uploads import (
     UploadError,
     files_from_request,
     parse_upload,
-    start_is_upload_time,
     store_upload,
 )
 
@@ -113,7 +112,6 @@ def recording_detail(request, pk: int):
         # the page offers "Analyse again" before the periodic sweep marks it failed
         "stale": analysis_is_stale(recording),
         "stale_minutes": settings.UPLOAD_ANALYSIS_STALE_S / 60,
-        "start_is_upload_time": start_is_upload_time(recording),
         "rows": rows,
         "rows_note": ROWS_NOTE,
         "summary": summary,

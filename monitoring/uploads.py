@@ -81,12 +81,6 @@ ADC_FULL_SCALE = 32_000
 # (1961), and PhysioNet's databases were recorded from the 1970s on. An earlier date (1900,
 # a year written as 0026) is a placeholder or a typo, and every clock time would be wrong.
 EARLIEST_RECORDING_DATE = date(1960, 1, 1)
-# An upload whose file gave no start starts at the moment it is stored, and its row's
-# created_at is taken microseconds later. A start from a header lies at least the record's
-# duration (2 s or more) before the upload: one that would end after it is refused. So a
-# start within this of created_at is the upload time, for the uploads stored before the
-# header's start was read too (docs/upload.md, "When the recording started").
-UPLOAD_TIME_TOLERANCE = timedelta(seconds=1)
 
 
 # Line ends as editors and pandas' C parser count them: \r\n, \n, or a lone \r (old Mac files).
@@ -239,7 +233,7 @@ def store_upload(patient: Patient, parsed: ParsedUpload, uploaded_by=None) -> Re
 
     # One instant for both ends, the end a duration after the start: ended_at was now() taken
     # before the model's default took started_at, so a recording ended before it began.
-    # Without a start in the file, the upload's moment (start_is_upload_time tells which).
+    # Without a start in the file, the upload's moment (Recording.start_is_upload_time tells which).
     started_at = parsed.started_at or timezone.now()
     recording = Recording.objects.create(
         patient=patient,
@@ -270,19 +264,6 @@ def store_upload(patient: Patient, parsed: ParsedUpload, uploaded_by=None) -> Re
     SampleChunk.objects.bulk_create(chunks)
     transaction.on_commit(lambda: queue_analysis(recording.pk))
     return recording
-
-
-def start_is_upload_time(recording: Recording) -> bool:
-    """Whether an uploaded recording starts at its upload (its file gave no start: a CSV, a
-    WFDB header without a base date), so that its clock times are not the recording's own.
-
-    Told from the stored times (``UPLOAD_TIME_TOLERANCE``): the upload's moment is the row's
-    creation. False for a device recording, whose start is when its sample 0 was taken.
-    """
-    return (
-        recording.source == Recording.Source.UPLOAD
-        and abs(recording.started_at - recording.created_at) < UPLOAD_TIME_TOLERANCE
-    )
 
 
 # --- CSV --------------------------------------------------------------------------------

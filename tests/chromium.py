@@ -161,3 +161,22 @@ def log_in(driver, base_url: str, username: str, password: str) -> None:
     driver.find_element("id", "id_password").send_keys(password)
     driver.find_element("css selector", "form button[type=submit]").click()
     wait_for(driver, lambda d: d.current_url.rstrip("/") == base_url)
+
+
+def review_view(driver) -> tuple[float, float] | None:
+    """The window the review page has drawn: (start s, end s), None before the first."""
+    span = driver.execute_script(
+        "var d = document.getElementById('review-canvas').dataset;"
+        "return d.startS === undefined ? null : [Number(d.startS), Number(d.endS)];"
+    )
+    return None if span is None else tuple(span)
+
+
+def wait_for_review_view(driver, start_s: float, end_s: float, timeout_s=30) -> None:
+    """Until the review page has drawn the window from start_s to end_s (to 10 ms)."""
+
+    def there(d):
+        span = review_view(d)
+        return span is not None and abs(span[0] - start_s) < 0.01 and abs(span[1] - end_s) < 0.01
+
+    wait_for(driver, there, timeout_s)

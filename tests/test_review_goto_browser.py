@@ -12,30 +12,13 @@ from selenium.webdriver.support.ui import Select
 
 from inference.synthetic import generate
 from monitoring.models import Episode, SampleChunk
-from tests.chromium import log_in, text_of, wait_for
+from tests.chromium import log_in, review_view, text_of, wait_for, wait_for_review_view
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FS_HZ = 250.0
 DURATION_S = 43_333.3  # 12:02:13.3
 STARTED_AT = datetime(2026, 1, 15, 16, 12, 41, tzinfo=UTC)  # 11:12:41 EST
-
-
-def view(driver) -> tuple[float, float] | None:
-    """The window drawn: (start s, end s), None before the first."""
-    span = driver.execute_script(
-        "var d = document.getElementById('review-canvas').dataset;"
-        "return d.startS === undefined ? null : [Number(d.startS), Number(d.endS)];"
-    )
-    return None if span is None else tuple(span)
-
-
-def wait_for_view(driver, start_s: float, end_s: float) -> None:
-    def there(d):
-        span = view(d)
-        return span is not None and abs(span[0] - start_s) < 0.01 and abs(span[1] - end_s) < 0.01
-
-    wait_for(driver, there)
 
 
 @pytest.fixture
@@ -56,7 +39,7 @@ def twelve_hours(recording, settings):
 def open_review(driver, live_server, recording, fragment: str = "") -> None:
     log_in(driver, live_server.url, "clinician", "pw-clinician-1")
     driver.get(f"{live_server.url}/recordings/{recording.pk}/review/{fragment}")
-    wait_for(driver, lambda d: view(d) is not None)
+    wait_for(driver, lambda d: review_view(d) is not None)
 
 
 def go_to(driver, typed: str) -> None:
@@ -72,7 +55,7 @@ def test_go_to_reads_the_pages_own_positions_and_says_where_it_went(
     assert text_of(browser, "view-range") == "0 s – 10 s of 12:02:13.3"
 
     go_to(browser, "1:00:00")  # one hour in: it was read as 01:00 o'clock
-    wait_for_view(browser, 3595.0, 3605.0)
+    wait_for_review_view(browser, 3595.0, 3605.0)
     # the menu beside the box says how it reads: into the recording, unless told otherwise
     assert Select(browser.find_element("id", "jump-as")).first_selected_option.text == (
         "into the recording"
@@ -85,21 +68,21 @@ def test_go_to_reads_the_pages_own_positions_and_says_where_it_went(
     shown = text_of(browser, "view-range")
     assert shown == "59:55 – 1:00:05 of 12:02:13.3"
     browser.find_element("id", "page-forward").click()
-    wait_for_view(browser, 3604.0, 3614.0)
+    wait_for_review_view(browser, 3604.0, 3614.0)
     go_to(browser, shown)
-    wait_for_view(browser, 3595.0, 3605.0)
+    wait_for_review_view(browser, 3595.0, 3605.0)
 
     go_to(browser, "6:32.6")  # copied from the page: it was refused
-    wait_for_view(browser, 387.6, 397.6)
+    wait_for_review_view(browser, 387.6, 397.6)
     wait_for(browser, lambda d: "6:32.6 into the recording" in text_of(d, "jump-note"))
     go_to(browser, "5:00:00")  # it was "past the end" (05:00 o'clock, the next morning)
-    wait_for_view(browser, 17_995.0, 18_005.0)
+    wait_for_review_view(browser, 17_995.0, 18_005.0)
     assert text_of(browser, "view-message") == ""
 
     # a diary's clock time, read as one when chosen
     Select(browser.find_element("id", "jump-as")).select_by_value("clock")
     go_to(browser, "14:30")
-    wait_for_view(browser, 11_834.0, 11_844.0)
+    wait_for_review_view(browser, 11_834.0, 11_844.0)
     wait_for(browser, lambda d: "clock time" in text_of(d, "jump-note"))
     assert text_of(browser, "jump-note") == (
         "Went to clock time 14:30:00 EST (3:17:19 into the recording)."
@@ -109,7 +92,7 @@ def test_go_to_reads_the_pages_own_positions_and_says_where_it_went(
     go_to(browser, "14:30:00")
     wait_for(browser, lambda d: text_of(d, "view-message"))
     assert "as a clock time, 14:30:00 is 3:17:19 into it" in text_of(browser, "view-message")
-    assert view(browser) == (11_834.0, 11_844.0)
+    assert review_view(browser) == (11_834.0, 11_844.0)
 
 
 def test_the_range_line_names_the_zone_as_the_header_does(
@@ -135,10 +118,10 @@ def test_the_range_line_names_the_zone_as_the_header_does(
     assert "Started 2026-11-01 01:59:00 EDT (America/New_York)" in text_of(browser, "started-at")
     assert text_of(browser, "view-clock") == "01:59:00 – 01:59:10 EDT"
     go_to(browser, "65")
-    wait_for_view(browser, 60.0, 70.0)
+    wait_for_review_view(browser, 60.0, 70.0)
     assert text_of(browser, "view-clock") == "01:00:00 – 01:00:10 EST"
     go_to(browser, "1:00")  # across the change: each end with its own
-    wait_for_view(browser, 55.0, 65.0)
+    wait_for_review_view(browser, 55.0, 65.0)
     assert text_of(browser, "view-clock") == "01:59:55 EDT – 01:00:05 EST"
     assert "GMT" not in browser.find_element("tag name", "body").text
 
@@ -147,14 +130,14 @@ def test_the_png_button_says_what_the_png_holds(browser, live_server, clinician,
     """At a 30-minute width "Current strip as PNG" gave the first 60 s of the view without a
     word; it now gives the 60 s at the view's centre and says so, with their times."""
     open_review(browser, live_server, twelve_hours, "#t=2700&w=1800")
-    wait_for_view(browser, 2700.0, 4500.0)
+    wait_for_review_view(browser, 2700.0, 4500.0)
     link = browser.find_element("id", "export-png")
     assert link.text == "PNG of the 60 s at the centre (59:30 – 1:00:30)"
     href = link.get_attribute("href")
     assert "start_s=3570.000&length_s=60&" in href
     # the strip on screen when it fits
     Select(browser.find_element("id", "window-s")).select_by_value("30")
-    wait_for_view(browser, 3585.0, 3615.0)
+    wait_for_review_view(browser, 3585.0, 3615.0)
     assert link.text == "Current strip as PNG"
     assert "start_s=3585.000&length_s=30&" in link.get_attribute("href")
 
@@ -169,7 +152,7 @@ def test_it_steps_through_the_rhythm_episodes(browser, live_server, clinician, t
 
     browser.find_element("id", "next-episode").click()
     wait_for(browser, lambda d: focus_s(d) == "30")
-    wait_for_view(browser, 25.0, 35.0)
+    wait_for_review_view(browser, 25.0, 35.0)
     assert text_of(browser, "jump-note") == "AF episode: 30 s – 1:35 (11:13:11 – 11:14:16 EST)"
     browser.find_element("id", "next-episode").click()
     wait_for(browser, lambda d: focus_s(d) == "3600")

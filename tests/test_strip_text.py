@@ -1,6 +1,7 @@
 """Text in a strip PNG is drawn as written: a lead name from an uploaded WFDB header such as
 "$\\foo$" made matplotlib parse a formula, raise, and answer the strip with a 500 (found by an
-exploratory security test); "$\\sqrt{x}$" was typeset as a formula."""
+exploratory security test; "$\\sqrt{x}$" was typeset as a formula, which a PNG test
+cannot see)."""
 
 import numpy as np
 import pytest
@@ -10,9 +11,8 @@ from monitoring.models import AnalysisStatus, SampleChunk
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("lead", ["$\\foo$", "$\\sqrt{x}$", "50$ and 60$"])
-def test_a_lead_name_with_dollar_signs_draws_as_text(client, clinician, recording, lead):
-    recording.lead_names = [lead]
+def test_a_lead_name_with_dollar_signs_draws_as_text(client, clinician, recording):
+    recording.lead_names = ["$\\foo$"]
     recording.analysis_status = AnalysisStatus.DONE  # strip.png draws analysed recordings
     recording.save()
     rng = np.random.default_rng(0)

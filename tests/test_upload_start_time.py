@@ -21,7 +21,7 @@ from django.utils import timezone
 from monitoring.analysis import fail_stale_analyses
 from monitoring.live import current_recording
 from monitoring.models import AnalysisStatus, Recording
-from monitoring.uploads import UploadError, parse_upload, start_is_upload_time
+from monitoring.uploads import UploadError, parse_upload
 from tests.upload_helpers import api_upload, signal_csv, synthetic_wfdb, wfdb_excerpt
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("eager_celery")]
@@ -100,7 +100,7 @@ def test_the_reported_record_209_starts_when_its_header_says(api, upload, settin
     # 08:00 EST (UTC-5, before the clocks go forward on 8 March)
     assert recording.started_at == datetime(2026, 3, 1, 13, 0, tzinfo=UTC)
     assert recording.ended_at == recording.started_at + timedelta(seconds=400)
-    assert not start_is_upload_time(recording)
+    assert not recording.start_is_upload_time
 
     page = api.get(f"/recordings/{recording.pk}/review/").content.decode()
     assert "Started 2026-03-01 08:00:00 EST" in page
@@ -141,7 +141,7 @@ def test_without_a_date_it_starts_at_the_upload_and_the_export_says_so(
     before = timezone.now()
     recording = upload(with_start(synthetic, base))
     assert before <= recording.started_at <= timezone.now()
-    assert start_is_upload_time(recording)
+    assert recording.start_is_upload_time
     # the export writes no base time or date: the upload time is not when it was recorded,
     # and a header with one would be uploaded again as a real start
     exported = export_files(api, recording, tmp_path / "export")
@@ -153,7 +153,7 @@ def test_without_a_date_it_starts_at_the_upload_and_the_export_says_so(
     ]
     before_again = timezone.now()
     again = upload(exported)
-    assert before_again <= again.started_at and start_is_upload_time(again)
+    assert before_again <= again.started_at and again.start_is_upload_time
 
 
 def test_a_signal_csv_starts_at_the_upload(upload, api, tmp_path):
@@ -161,7 +161,7 @@ def test_a_signal_csv_starts_at_the_upload(upload, api, tmp_path):
     before = timezone.now()
     recording = upload({"ecg.csv": signal_csv(seconds=20.0)}, fs_hz=250)
     assert before <= recording.started_at <= timezone.now()
-    assert start_is_upload_time(recording)
+    assert recording.start_is_upload_time
     # the pages say so: a reviewer must not line the upload time up with a patient diary
     page = api.get(f"/recordings/{recording.pk}/review/").content.decode()
     assert "the file gave no start time, so clock times are not those of the recording" in page
@@ -189,7 +189,7 @@ def test_an_exported_record_uploaded_again_keeps_its_start(
     assert header.comments == ["started_at 2026-03-08T04:59:58.500000+00:00"]
 
     again = upload(exported)
-    assert again.started_at == first.started_at and not start_is_upload_time(again)
+    assert again.started_at == first.started_at and not again.start_is_upload_time
     settings.TIME_ZONE = "Asia/Tokyo"
     elsewhere = upload(export_files(api, again, tmp_path / "two"))
     assert elsewhere.started_at == first.started_at

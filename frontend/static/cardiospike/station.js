@@ -166,8 +166,7 @@
     if (badge) { badge.hidden = !lost; }
     if (lost) {
       // the last values are the past, not vital signs; the next status sets them again
-      element.querySelector(".hr").textContent = "--";
-      element.querySelector(".rhythm").textContent = "—";
+      blankVitals(element);
     } else {
       window.CardioSpike.analysisSignalBack(tile.analysis);
     }
@@ -191,9 +190,13 @@
     if (badge) { badge.hidden = !delayed; }
     if (delayed) {
       // the last values are the past, not vital signs; the next status in time sets them again
-      element.querySelector(".hr").textContent = "--";
-      element.querySelector(".rhythm").textContent = "—";
+      blankVitals(element);
     }
+  }
+
+  function blankVitals(element) {
+    element.querySelector(".hr").textContent = "--";
+    element.querySelector(".rhythm").textContent = "—";
   }
 
   function showAlarm(tile, alarm) {
