@@ -289,6 +289,11 @@ STREAM_MAX_ROUND_S = envfloat("STREAM_MAX_ROUND_S", "120")
 
 # A device recording without a chunk for this long raises the technical "device offline" alarm.
 DEVICE_OFFLINE_S = envfloat("DEVICE_OFFLINE_S", "30")
+# A device assigned to an admitted patient that has sent them nothing for this long since it
+# was assigned (a new device never switched on, a swap whose new device stays silent, a move
+# whose device never reconnects) raises "device offline" for the patient too. Longer than
+# DEVICE_OFFLINE_S: the device is often assigned before it is put on and joins the Wi-Fi.
+DEVICE_NO_DATA_AFTER_ASSIGN_S = envfloat("DEVICE_NO_DATA_AFTER_ASSIGN_S", "60")
 # A device's battery charge (its chunks' battery_pct) at or below this raises BATTERY_LOW, a
 # technical alarm, which resolves at DEVICE_BATTERY_RESOLVE_PCT or more (monitoring/alarms.py).
 DEVICE_BATTERY_LOW_PCT = envint("DEVICE_BATTERY_LOW_PCT", "15")

@@ -188,11 +188,18 @@ class DeviceAdmin(admin.ModelAdmin):
     search_fields = ["serial", "label", "patient__mrn", "patient__name"]
     autocomplete_fields = ["patient"]
     list_select_related = ["patient"]  # nullable: the admin's own select_related skips it
-    readonly_fields = ["token_status", "token_issued_at", "last_seen_at", "created_at"]
+    readonly_fields = [
+        "assigned_at",
+        "token_status",
+        "token_issued_at",
+        "last_seen_at",
+        "created_at",
+    ]
     fields = [
         "serial",
         "label",
         "patient",
+        "assigned_at",
         "firmware_version",
         "sampling_rate_hz",
         "gain_adc_per_mv",

@@ -47,6 +47,7 @@ from functools import cached_property
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from inference.rhythm import TIME_SLACK_S, RhythmConfig
@@ -56,6 +57,7 @@ from monitoring.models import (
     AlarmKind,
     AlarmPriority,
     AlarmState,
+    Device,
     Patient,
     Recording,
 )
@@ -270,7 +272,13 @@ def evaluate_alarms(
         changes += apply(physiological_conditions(data, at))
     conditions = physiological_conditions(data, moments[-1])
     if replaced is None:
-        conditions += guarded(TECHNICAL_KINDS, technical_conditions, recording, now)
+        technical = guarded(TECHNICAL_KINDS, technical_conditions, recording, now)
+        if watched(recording):
+            conditions += technical
+        else:
+            # the patient's present device is not this recording's, or has not sent since it
+            # was assigned: what it raises belongs to no recording (technical_conditions)
+            changes += apply_conditions(recording.patient, None, technical, now)
     return changes + apply(conditions)
 
 
@@ -657,18 +665,22 @@ def periodic_check(now: datetime | None = None) -> dict:
 
 
 def check_devices(now: datetime | None = None) -> list[AlarmChange]:
-    """Technical rules for every patient with a live device recording or an open technical
-    alarm (the latter so that it resolves when the device is unassigned or the patient
-    discharged)."""
+    """Technical rules for every patient with a live device recording, an active device
+    assigned to them (so that one that sends nothing raises device offline:
+    :func:`assigned_silence_condition`) or an open technical alarm (so that it resolves when
+    the device is unassigned or the patient discharged)."""
     now = now or timezone.now()
     live = Recording.objects.filter(
         source=Recording.Source.DEVICE, status=Recording.Status.LIVE
+    ).values_list("patient_id", flat=True)
+    assigned = Device.objects.filter(
+        is_active=True, patient__isnull=False, patient__is_active=True
     ).values_list("patient_id", flat=True)
     alarmed = (
         Alarm.objects.open().filter(kind__in=TECHNICAL_KINDS).values_list("patient_id", flat=True)
     )
     changes = []
-    for patient_id in sorted(set(live) | set(alarmed)):
+    for patient_id in sorted(set(live) | set(assigned) | set(alarmed)):
         try:
             changes += _check_device(patient_id, now)
         except Exception:  # one patient's failure must not leave the others unwatched
@@ -685,12 +697,14 @@ def _check_device(patient_id: int, now: datetime) -> list[AlarmChange]:
         .order_by("-id")  # opened last (a start is dated back to sample 0: live.live_recording)
         .first()
     )
-    if recording is None:  # its recordings were deleted: nothing is being watched
+    if recording is None:  # none yet (or deleted): only the assigned device can be watched
         patient = Patient.objects.get(pk=patient_id)
-        conditions = [Condition(kind, False) for kind in TECHNICAL_KINDS]
+        conditions = unwatched_conditions(patient, now)
     else:
         patient = recording.patient
         conditions = technical_conditions(recording, now)
+        if not watched(recording):
+            recording = None  # the alarm of a silent assigned device is no recording's
     return apply_conditions(patient, recording, conditions, now)
 
 
@@ -1218,14 +1232,12 @@ def signal_quality_condition(
 # --- Technical rules ---------------------------------------------------------------------
 
 
-def technical_conditions(recording: Recording, now: datetime) -> list[Condition]:
-    """Device offline and leads off, for the patient's newest device recording.
-
-    Watched: the device is active and still assigned to an admitted patient, and the
-    recording is live or was closed by silence (not ended by the device or replaced).
-    """
+def watched(recording: Recording) -> bool:
+    """Whether the technical rules watch this recording (the patient's newest device one):
+    its device is active and still assigned to its admitted patient, and it is live or was
+    closed by silence (not ended by the device or replaced)."""
     device, patient = recording.device, recording.patient
-    watched = (
+    return (
         device is not None
         and device.is_active
         and device.patient_id == patient.pk
@@ -1235,8 +1247,15 @@ def technical_conditions(recording: Recording, now: datetime) -> list[Condition]
             or recording.closed_by == Recording.ClosedBy.SILENCE
         )
     )
-    if not watched:
-        return [Condition(kind, False) for kind in TECHNICAL_KINDS]
+
+
+def technical_conditions(recording: Recording, now: datetime) -> list[Condition]:
+    """Device offline, leads off and battery low, for the patient's newest device recording
+    when it is :func:`watched`; else :func:`unwatched_conditions` (whose alarm belongs to no
+    recording: the callers raise it without this one)."""
+    device = recording.device
+    if not watched(recording):
+        return unwatched_conditions(recording.patient, now)
     last = recording.last_chunk_at or recording.started_at
     silent_s = (now - last).total_seconds()
     limit_s = float(settings.DEVICE_OFFLINE_S)
@@ -1266,6 +1285,62 @@ def technical_conditions(recording: Recording, now: datetime) -> list[Condition]
         # so is its battery charge
         battery_condition(device, details, offline),
     ]
+
+
+def unwatched_conditions(patient: Patient, now: datetime) -> list[Condition]:
+    """The technical rules for a patient none of whose recordings is watched (they have none,
+    or the newest is another device's, was ended by the device or was replaced): device
+    offline if the device assigned to them has sent them nothing since
+    (:func:`assigned_silence_condition`); leads off and battery low are gone, as no chunk
+    of theirs is watched."""
+    return [
+        assigned_silence_condition(patient, now),
+        Condition(AlarmKind.LEADS_OFF, False),
+        Condition(AlarmKind.BATTERY_LOW, False),
+    ]
+
+
+def assigned_silence_condition(patient: Patient, now: datetime) -> Condition:
+    """DEVICE_OFFLINE for an admitted patient whose active device has sent them nothing
+    since it was assigned (``Device.assigned_at``) for more than
+    ``DEVICE_NO_DATA_AFTER_ASSIGN_S``. Until 2026-12-07 such a patient (a device assigned
+    and never switched on, a swap whose new device stayed silent, a device moved to them
+    that never reconnected) showed "No signal" and raised nothing: the rule above watches
+    only recordings, and they had none of that device.
+
+    "Sent them" is a recording of that device for this patient opened or written since the
+    assignment (``created_at``, the server's clock: ``started_at`` is dated back to sample
+    0): not ``last_seen_at``, which the device's token check (``GET /api/device/v1/self/``)
+    also sets, as a device moved to another patient does when it reconnects and is then
+    refused its old session. Once it has sent, the recording rules
+    decide (:func:`technical_conditions`), and a recording the device ended on purpose is
+    not offline. One device per patient (``one_device_per_patient``)."""
+    device = None
+    if patient.is_active:
+        device = Device.objects.filter(patient=patient, is_active=True).order_by("pk").first()
+    if device is None or device.assigned_at is None:
+        return Condition(AlarmKind.DEVICE_OFFLINE, False)
+    assigned_at = device.assigned_at
+    sent = (
+        Recording.objects.filter(device=device, patient=patient, source=Recording.Source.DEVICE)
+        .filter(Q(created_at__gte=assigned_at) | Q(last_chunk_at__gte=assigned_at))
+        .exists()
+    )
+    silent_s = (now - assigned_at).total_seconds()
+    limit_s = float(settings.DEVICE_NO_DATA_AFTER_ASSIGN_S)
+    return Condition(
+        AlarmKind.DEVICE_OFFLINE,
+        # before the limit: gone (the device is being put on), which also resolves the
+        # offline alarm of the device it replaced, whose recording is no longer watched
+        not sent and silent_s > limit_s,
+        message=(
+            f"No data from {device.serial} since it was assigned at "
+            f"{timezone.localtime(assigned_at):%H:%M:%S %Z} (> {limit_s:.0f} s)"
+        ),
+        value=round(silent_s, 1),
+        limit=limit_s,
+        details={"device": device.serial, "assigned_at": assigned_at.isoformat()},
+    )
 
 
 def battery_condition(device, details: dict, offline: bool) -> Condition:

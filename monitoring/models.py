@@ -208,6 +208,17 @@ class Device(models.Model):
     )
     token_issued_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When it was given its present patient (None: it has none). A device that has sent that
+    # patient nothing since raises the technical device-offline alarm for them after
+    # DEVICE_NO_DATA_AFTER_ASSIGN_S (alarms.assigned_silence_condition): set by save(), so
+    # that every page that assigns or moves a device dates it.
+    assigned_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When it was given its present patient: sending them nothing since raises "
+        "device offline.",
+    )
     # What the device said in its last chunk (device protocol v1): the technical alarms
     # (issue 6) read these.
     battery_pct = models.PositiveSmallIntegerField(
@@ -242,6 +253,25 @@ class Device(models.Model):
 
     def __str__(self) -> str:
         return f"{self.serial} ({self.label})" if self.label else self.serial
+
+    def save(self, *args, **kwargs) -> None:
+        """Save; an assignment to another patient (or a first one) dates ``assigned_at``.
+
+        The patient it had is read from its row, not from this object: a page may hold an
+        object read before another page moved the device."""
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or {"patient", "patient_id"} & set(update_fields):
+            before = None
+            if self.pk is not None:
+                before = Device.objects.filter(pk=self.pk).values_list("patient_id", flat=True)
+                before = before.first()
+            if self.patient_id is None:
+                self.assigned_at = None
+            elif self.patient_id != before:
+                self.assigned_at = timezone.now()
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "assigned_at"}
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         super().clean()
