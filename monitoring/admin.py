@@ -26,6 +26,7 @@ from monitoring.forms import (
     PatientVersionForm,
     audit_changes,
     audit_clinicians,
+    audit_device_token,
     audit_recipients,
     check_bed_free,
     clean_unique_mrn,
@@ -242,6 +243,10 @@ class DeviceAdmin(admin.ModelAdmin):
                 AuditEntry.record(request.user, patient, "device", obj.serial, None)
             if obj.patient is not None:
                 AuditEntry.record(request.user, obj.patient, "device", None, obj.serial)
+        if not change:
+            # a device created for a patient: its first token goes into their trail too, after
+            # the assignment (the admin's add view runs in one transaction)
+            audit_device_token(request.user, obj, "")
 
     # A deleted device leaves its patient without one: audited as an unassignment, in the
     # transaction of the delete (the bulk action's is not wrapped in one by the admin).
@@ -268,7 +273,14 @@ class DeviceAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, device):
             raise PermissionDenied
         if request.method == "POST":
-            token = device.issue_token()
+            with transaction.atomic():
+                # the row locked and read again: the audit entry goes to the patient who wears
+                # the device when its token changes, with the hint of the token it replaces
+                # (an assignment or another rotation committed since the GET is seen here)
+                device = Device.objects.select_for_update().get(pk=device.pk)
+                old_hint = device.token_hint
+                token = device.issue_token()
+                audit_device_token(request.user, device, old_hint)
             self.log_change(request, device, "Rotated the device token.")
             return self._token_page(request, device, token, "Token rotated")
         context = {

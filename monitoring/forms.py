@@ -398,9 +398,15 @@ RecipientFormSet = forms.inlineformset_factory(
 RECIPIENT_AUDIT_FIELD = "alarm_recipient"
 
 
+# AuditEntry.field of a token issued or rotated for the device the patient wears: "<serial>
+# <hint>…", the old token's (empty for the first) -> the new one's. A new token is a new way
+# to send data as this patient's device, so it belongs in their trail; only the hint (the
+# token's first characters, which the admin lists too) is written, never the token.
+DEVICE_TOKEN_AUDIT_FIELD = "device_token"  # noqa: S105 (a field name, not a secret)
+
 # What staff read for an AuditEntry.field that is no Patient field (a Patient field is named
 # by its verbose name: ``audit_field_label``); "clinician" and "device" read well as stored.
-AUDIT_FIELD_LABELS = {"alarm_recipient": "alarm recipient"}
+AUDIT_FIELD_LABELS = {"alarm_recipient": "alarm recipient", "device_token": "device token"}
 
 
 def audit_field_label(field: str) -> str:
@@ -453,6 +459,20 @@ def audit_clinicians(user, patient: Patient, before: set[str]) -> list[str]:
         AuditEntry.record(user, patient, CLINICIAN_AUDIT_FIELD, name, None)
         changed.append(f"removed clinician {name}")
     return changed
+
+
+def audit_device_token(user, device: Device, old_hint: str) -> bool:
+    """One AuditEntry for the patient ``device`` is assigned to, after ``device.issue_token()``
+    replaced the token whose hint was ``old_hint`` ("" when it had none); whether one was
+    written (an unassigned device has no patient's trail to write to). Call it in the
+    transaction that issued the token, with the device's row read under a lock, so that the
+    entry goes to whoever wears the device when its token changes."""
+    if device.patient_id is None:
+        return False
+    old = f"{device.serial} {old_hint}…" if old_hint else None
+    new = f"{device.serial} {device.token_hint}…"
+    AuditEntry.record(user, device.patient, DEVICE_TOKEN_AUDIT_FIELD, old, new)
+    return True
 
 
 def recipient_labels(patient: Patient) -> dict[int, str]:
