@@ -184,6 +184,7 @@ class DeviceAdmin(admin.ModelAdmin):
         "is_active",
         "token_hint",
         "last_seen_at",
+        "battery_pct",  # as its last chunk reported it (the live pages show it only while current)
     ]
     list_filter = ["is_active", "firmware_version", "sampling_rate_hz"]
     search_fields = ["serial", "label", "patient__mrn", "patient__name"]

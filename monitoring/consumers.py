@@ -425,6 +425,9 @@ def station_backlog(
                 # "live", "stale", "ended" or "none": the tile says "No signal" unless live
                 "signal": status["signal"],
                 "alarm": status["alarm"],
+                # the device's charge while its signal comes (None: the tile hides it)
+                "battery_pct": status["battery_pct"],
+                "battery_low": status["battery_low"],
                 "recording": recording.pk if recording else None,
                 # the rate of this tile's "wave" messages
                 "fs_hz": decimated_rate(recording.sampling_rate_hz)[1] if recording else None,

@@ -77,7 +77,8 @@ def station(request):
     # agree. A tile names no recording: station.js learns it from the "wave" messages.
     alarms = live.top_alarms([patient.pk for patient in patients])
     tiles = [{"patient": patient, "alarm": alarms[patient.pk]} for patient in patients]
-    return render(request, "monitoring/station.html", {"tiles": tiles})
+    context = {"tiles": tiles, "battery_low_pct": settings.DEVICE_BATTERY_LOW_PCT}
+    return render(request, "monitoring/station.html", context)
 
 
 @ensure_csrf_cookie  # live.js acknowledges alarms with a POST that needs the CSRF cookie
@@ -125,7 +126,9 @@ def manage(request):
                 )
             ),
             **discharged_page(request, Patient.objects.all()),
-            "devices": Device.objects.select_related("patient").order_by("serial"),
+            "devices": live.with_battery(
+                Device.objects.select_related("patient").order_by("serial")
+            ),
         },
     )
 

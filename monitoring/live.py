@@ -33,6 +33,7 @@ from monitoring.models import (
     AlarmPriority,
     AlarmState,
     Beat,
+    Device,
     Episode,
     Patient,
     Recording,
@@ -82,6 +83,12 @@ PRIORITY_ORDER = {
     AlarmPriority.WARNING: 1,
     AlarmPriority.TECHNICAL: 2,
 }
+# The signals (signal_state) with which a status gives the device's battery charge: a device
+# that sends, its leads on or off, reports it with every chunk. A silent or closed one's last
+# charge is the past: the pages say nothing rather than show an old number as current, as for
+# the heart rate (the device pages, which say when the device was last seen, show it as "last
+# reported": battery_reading).
+BATTERY_SIGNALS = ("live", "leads_off")
 
 
 def patient_group(patient_id: int) -> str:
@@ -370,7 +377,7 @@ def pick_top_alarm(alarms) -> dict | None:
 
 
 def status_message(recording: Recording | None, patient_id: int) -> dict:
-    """A "status" message for a patient from what is stored now (four queries at most)."""
+    """A "status" message for a patient from what is stored now (five queries at most)."""
     return status_messages({patient_id: recording})[patient_id]
 
 
@@ -433,9 +440,75 @@ def recordings_with_leads_off(recordings) -> set[int]:
     return set(flagged.filter(newest_lead_off=True).values_list("pk", flat=True))
 
 
+def battery_charges(
+    recordings_by_patient: dict[int, Recording | None], signals: dict[int, str]
+) -> dict[int, int | None]:
+    """Each patient's device battery charge (%) while their recording brings a signal
+    (``BATTERY_SIGNALS``), by patient id, in one query (none when none does); None when the
+    device reports no charge, when the signal is silent or closed, or when the recording's
+    device is no longer the patient's (moved to another patient: its charge is theirs now).
+
+    ``Device.battery_pct``: what the device's newest chunk of its current session said, the
+    value the BATTERY_LOW alarm compares (monitoring/alarms.py), so the number on screen is
+    the number the alarm reads.
+    """
+    charges = dict.fromkeys(recordings_by_patient)
+    device_ids = {
+        recording.device_id
+        for patient_id, recording in recordings_by_patient.items()
+        if signals[patient_id] in BATTERY_SIGNALS and recording.device_id is not None
+    }
+    if not device_ids:
+        return charges
+    devices = {
+        pk: (holder_id, battery_pct)
+        for pk, holder_id, battery_pct in Device.objects.filter(pk__in=device_ids).values_list(
+            "pk", "patient_id", "battery_pct"
+        )
+    }
+    for patient_id, recording in recordings_by_patient.items():
+        if signals[patient_id] in BATTERY_SIGNALS and recording.device_id in devices:
+            holder_id, battery_pct = devices[recording.device_id]
+            if holder_id == patient_id:
+                charges[patient_id] = battery_pct
+    return charges
+
+
+def battery_low(battery_pct: int | None) -> bool:
+    """Whether a charge is shown as low: at or below ``DEVICE_BATTERY_LOW_PCT``, where the
+    BATTERY_LOW alarm is raised."""
+    return battery_pct is not None and battery_pct <= settings.DEVICE_BATTERY_LOW_PCT
+
+
+def battery_reading(device: Device, now) -> dict | None:
+    """A device's last reported charge as the staff's device lists show it (the management
+    page, the patient page), or None when it never reported one: ``pct``, ``low``
+    (:func:`battery_low`) and ``current``, False once the device has been silent for longer
+    than ``DEVICE_OFFLINE_S`` (the pages then grey it and say "last reported": next to its
+    "last seen" time, an old charge still tells staff which device to charge)."""
+    if device.battery_pct is None:
+        return None
+    age_s = None if device.last_seen_at is None else (now - device.last_seen_at).total_seconds()
+    return {
+        "pct": device.battery_pct,
+        "low": battery_low(device.battery_pct),
+        "current": age_s is not None and age_s <= float(settings.DEVICE_OFFLINE_S),
+    }
+
+
+def with_battery(devices) -> list[Device]:
+    """``devices`` as a list, each with ``battery``: its :func:`battery_reading` now (the
+    device lists of the management page and the patient page; _battery.html)."""
+    now = timezone.now()
+    devices = list(devices)
+    for device in devices:
+        device.battery = battery_reading(device, now)
+    return devices
+
+
 def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[int, dict]:
     """:func:`status_message` of many patients (each with its current recording or None), by
-    patient id, in four queries however many they are (one when none brings a signal): the
+    patient id, in five queries however many they are (one when none brings a signal): the
     central station's hello.
 
     ``signal`` says whether the recording still brings a signal (:func:`signal_state`); the
@@ -448,7 +521,9 @@ def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[
     seconds before the first beats after it). While a pause is ongoing (no beat for the
     patient's pause limit, up to where the QRS detector has looked: ``monitoring.streaming``)
     the rhythm is "PAUSE" and the heart rate ``PAUSE_HR_BPM`` (0), not that of the beats
-    before it.
+    before it. ``battery_pct`` is the device's charge while its signal comes, leads off
+    included (:func:`battery_charges`), and ``battery_low`` whether it is at or below the
+    BATTERY_LOW alarm's limit.
     """
     now = timezone.now()
     signals = {
@@ -471,6 +546,7 @@ def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[
     beats = recent_beats_of(recordings)
     ongoing = ongoing_episode_kinds(recordings)
     alarms = top_alarms(recordings_by_patient)
+    charges = battery_charges(recordings_by_patient, signals)
     messages = {}
     for patient_id, recording in recordings_by_patient.items():
         hr_bpm, rhythm, last_sample = None, None, 0
@@ -501,6 +577,9 @@ def status_messages(recordings_by_patient: dict[int, Recording | None]) -> dict[
             # how old the newest chunk is: a page counts its own silence from it
             "signal_age_s": None if age_s is None else round(age_s, 1),
             "alarm": alarms[patient_id],
+            # the device's charge (%) while its signal comes, else None: the pages hide it
+            "battery_pct": charges[patient_id],
+            "battery_low": battery_low(charges[patient_id]),
             "last_sample": last_sample,
             "time": now.isoformat(),
         }

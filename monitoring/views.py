@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET
 
 from inference.examples import ATTRIBUTION, load_excerpts
 from inference.predictor import DEFAULT_MODEL, available_models
+from monitoring import live
 from monitoring.admissions import by_bed
 from monitoring.api.analyzer import SYNTHETIC_KINDS
 from monitoring.forms import audit_field_label
@@ -100,7 +101,7 @@ def patient_detail(request, pk: int):
         "monitoring/patient_detail.html",
         {
             "patient": patient,
-            "devices": patient.devices.all(),
+            "devices": live.with_battery(patient.devices.all()),
             "recordings": recordings,
             "audit_entries": audit_entries,
         },

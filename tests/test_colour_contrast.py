@@ -118,3 +118,16 @@ def test_muted_text_is_readable_on_the_page_a_card_and_the_status_pill(css):
     ):
         ratio = contrast_ratio(muted, background)
         assert ratio >= WCAG_AA_NORMAL_TEXT, f".muted on {background}: {ratio:.2f}:1"
+
+
+def test_the_low_battery_badge_is_readable_and_the_plain_charge_is_the_tiles_ink(css):
+    """The low-battery badge has colours of its own (on any tile colour and page); the plain
+    charge sets no colour, so it is the tile's or the page's ink, which the tests above check;
+    a device list's last reported charge is the muted grey."""
+    ratio = contrast_ratio(
+        css.value(".battery.low", "color"), css.value(".battery.low", "background")
+    )
+    assert ratio >= WCAG_AA_NORMAL_TEXT, f".battery.low: {ratio:.2f}:1"
+    assert "color" not in css.rules[".battery"]
+    assert "color" not in css.rules.get(".tile-head .battery", {})
+    assert css.value(".battery.stale", "color") == css.value(".muted", "color")

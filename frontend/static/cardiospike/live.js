@@ -8,6 +8,9 @@
 // rhythm and greys the trace, whatever alarm the banner shows; the next samples clear it.
 // While the device says an electrode is off (its samples' lead_off, the status' "leads_off")
 // it says "Leads off" the same way: those samples are no ECG.
+// While the signal comes (leads on or off) the view shows the device's battery charge from the
+// statuses ("Battery 42 %", a badge of its own at or below the BATTERY_LOW alarm's limit);
+// without a signal it shows none rather than an old number (CardioSpike.showBattery).
 // While the signal is live but its analysis is behind it by more than the limit (the newest
 // samples against the last status' analysed end, or no status for that long:
 // CardioSpike.analysisDelayS in status.js; a stopped Celery worker) the view says "Analysis
@@ -50,6 +53,8 @@
     // what the recording line says before its state
     signal: null, dataAt: 0, chunkS: 0, noSignal: false, recordingId: null,
     recordingText: null,
+    // the device's battery charge (%; null: none reported, or no signal) and whether low
+    batteryPct: null, batteryLow: false,
     // how far the analysis has got against the samples (status.js), and whether the view
     // says it is behind
     analysis: window.CardioSpike.analysisTrack(),
@@ -259,6 +264,8 @@
     // the no-signal state, independent of the alarm banner: a badge and a class of its own
     var lost = window.CardioSpike.signalLost(state);
     var badge = $("signal-state");
+    // the charge goes with the signal (and a silence that has just begun), whatever else changed
+    window.CardioSpike.showBattery($("battery-state"), state);
     badge.textContent = window.CardioSpike.signalText(state);
     if (state.recordingText !== null) {
       $("recording-info").textContent = state.recordingText + " · " +
@@ -308,6 +315,7 @@
       showBanner(message.alarm);
       return;
     }
+    window.CardioSpike.batteryFromStatus(state, message);  // shown by showSignal
     if ("signal" in message) {
       state.signal = message.signal;
       // a live signal's status says how old its newest chunk is: a page that just opened

@@ -1,6 +1,6 @@
 // The live pages' websocket (status.js, live.js, station.js share it): connects, pings, notices a
 // dead connection, reconnects, and says which of these it is in. Also the pages' one rule for
-// "no signal" and "leads off".
+// "no signal" and "leads off", and for when the device's battery charge shows.
 //
 // A connection can die without a close event (a Wi-Fi change, a NAT or proxy timeout): the
 // browser then says nothing for many minutes while no alarm arrives. So the socket pings every
@@ -62,6 +62,32 @@
     if (leadsOff(item)) { return "Leads off"; }
     return item.signal === "ended" ? "No signal · recording ended" :
       item.signal === "none" ? "No signal · no recording" : "No signal";
+  }
+
+  // The device's battery charge, from the statuses (and the station's hello): item.batteryPct
+  // (null: the device reports none, or its signal is silent or closed) and item.batteryLow (at
+  // or below the BATTERY_LOW alarm's limit; the server says which, from its settings). Shown
+  // only while the signal comes, leads on or off: a silent device's last charge is the past,
+  // and an old number shown as current is worse than none (as for the heart rate). A low one
+  // is a badge of its own colours ("low"), readable on any tile.
+  function showBattery(element, item) {
+    var pct = item.batteryPct;
+    var shown = pct !== null && pct !== undefined && !silent(item) &&
+      (item.signal === "live" || item.signal === "leads_off");
+    element.hidden = !shown;
+    element.classList.toggle("low", shown && !!item.batteryLow);
+    if (shown) {
+      element.textContent = "Battery " + pct + " %";
+      element.title = item.batteryLow ? "Battery low: charge or swap the device" :
+        "The device's battery charge, as it last reported it";
+    }
+  }
+
+  // what a status (or a station hello's tile) says of the charge
+  function batteryFromStatus(item, status) {
+    if (!("battery_pct" in status)) { return; }
+    item.batteryPct = status.battery_pct;
+    item.batteryLow = !!status.battery_low;
   }
 
   // what a samples or wave message says of the signal: the newest samples carry the device's
@@ -233,4 +259,6 @@
   window.CardioSpike.signalText = signalText;
   window.CardioSpike.leadsOff = leadsOff;
   window.CardioSpike.signalAfterSamples = signalAfterSamples;
+  window.CardioSpike.showBattery = showBattery;
+  window.CardioSpike.batteryFromStatus = batteryFromStatus;
 })();

@@ -10,6 +10,9 @@
 // rhythm and greys its trace, whatever alarm is on top; the next wave clears it. While the
 // device says an electrode is off (the wave's lead_off, the status' "leads_off") the tile says
 // "Leads off" the same way.
+// While the signal comes (leads on or off) the tile shows the device's battery charge from the
+// statuses ("Battery 42 %", a badge of its own at or below the BATTERY_LOW alarm's limit);
+// without a signal it shows none rather than an old number (CardioSpike.showBattery).
 // A tile whose signal is live but whose analysis is behind it by more than the limit (the
 // newest wave's samples against the last status' analysed end, or no status for that long:
 // CardioSpike.analysisDelayS in status.js; a stopped Celery worker) says "Analysis delayed N s"
@@ -59,6 +62,8 @@
       // the server's word on the signal ("live", "leads_off", "stale", "ended", "none"; null:
       // not heard yet), when data last came (Date.now()) and how long the last chunk was
       signal: null, dataAt: 0, chunkS: 0, noSignal: false,
+      // the device's battery charge (%; null: none reported, or no signal) and whether low
+      batteryPct: null, batteryLow: false,
       // how far the analysis has got against the samples (status.js), and whether the tile
       // says it is behind
       analysis: window.CardioSpike.analysisTrack(), analysisDelayed: false };
@@ -97,6 +102,7 @@
     element.dataset.patient = key;
     element.href = "/patients/" + key + "/live/";
     element.innerHTML = '<div class="tile-head"><span class="bed"></span> <span class="name"></span>' +
+      '<span class="battery" hidden></span>' +
       '<span class="signal-badge" hidden>No signal</span>' +
       '<span class="analysis-badge" hidden>Analysis delayed</span></div>' +
       '<canvas class="wave" width="300" height="70"></canvas>' +
@@ -104,6 +110,7 @@
       '<div class="alarm-text"></div>';
     element.querySelector(".bed").textContent = patient.bed || "—";
     element.querySelector(".name").textContent = patient.name;
+    element.querySelector(".name").title = patient.name;  // a long one is cut to two lines
     wardSection(patient.ward || "").appendChild(element);
     tiles[key] = tileState(element);
     return tiles[key];
@@ -127,6 +134,7 @@
       return;
     }
     if (status.recording) { tile.recordingId = status.recording; }
+    window.CardioSpike.batteryFromStatus(tile, status);  // shown by showSignal
     if ("signal" in status) {
       tile.signal = status.signal;
       // a live signal's status says how old its newest chunk is: a station that just
@@ -157,6 +165,8 @@
     var lost = window.CardioSpike.signalLost(tile);
     var element = tile.element;
     var badge = element.querySelector(".signal-badge");
+    // the charge goes with the signal (and a silence that has just begun), whatever else changed
+    window.CardioSpike.showBattery(element.querySelector(".battery"), tile);
     if (badge) {
       badge.textContent = window.CardioSpike.signalText(tile);
     }
