@@ -33,6 +33,13 @@ FS_CLOCK_FAST_SHARE = 0.05
 # it likes: a sample index of 2**53 would otherwise date its recording before year 1. Its
 # chunks may then reach no further than check_not_ahead_of_time allows from there.
 MAX_SAMPLE_ZERO_AGE_S = 24 * 3600.0
+# How much earlier than the device's assignment a chunk that opens a recording may date its
+# first sample (check_sampled_after_assignment): its age is measured before the request
+# leaves, and the chunk's length counts in the device's sampling clock, which may run slow.
+# The firmware starts a session after a move with the first sample taken after the server's
+# answer, so its chunks lie after the assignment; a backlog from the previous stay lies at
+# least the time the device took to learn of the move before it.
+ASSIGNMENT_TOLERANCE_S = 2.0
 
 
 # The machine-readable ``code`` of a refusal that the device resolves by starting a new
@@ -233,20 +240,56 @@ def _recording_for(device: Device, chunk: Chunk, now) -> Recording:
     if recording is not None:
         check_session_goes_on(recording, device)
         return recording
+    check_sampled_after_assignment(device, chunk, now)
     return open_recording(device, chunk, now, started_at=sample_zero_at(chunk, now))
+
+
+def last_sample_at(chunk: Chunk, now) -> datetime:
+    """When the chunk's last sample was taken: ``age_ms`` before it arrived, or as it arrived
+    for a chunk without one (a device sends as it samples)."""
+    return now - timedelta(milliseconds=chunk.age_ms or 0)
 
 
 def sample_zero_at(chunk: Chunk, now) -> datetime:
     """When sample 0 of the chunk's session was taken, for the chunk that opens its recording.
 
-    A device sends as it samples, so the chunk's last sample was taken about ``now`` and
-    sample 0 ``end_sample / fs_hz`` seconds earlier. A chunk that waited in the device's buffer
-    (a backlog sent oldest first) was taken earlier than that: the start is then late by that
-    chunk's age, at most the buffer's length (the firmware keeps 120 s). At most
-    ``MAX_SAMPLE_ZERO_AGE_S`` back.
+    The chunk's last sample was taken ``age_ms`` before it arrived, and sample 0
+    ``end_sample / fs_hz`` seconds before that. A chunk without ``age_ms`` is taken as just
+    sampled: when it had waited in the device's buffer (the firmware's boot before its Wi-Fi
+    is up, a backlog sent oldest first), the start is late by that wait, at most the buffer's
+    length (the firmware keeps 120 s). At most ``MAX_SAMPLE_ZERO_AGE_S`` back.
+
+    Only the opening chunk dates the recording; later chunks' ages are not used (the start
+    never moves, and the sample index places every later sample).
     """
-    age_s = min(chunk.end_sample / chunk.fs_hz, MAX_SAMPLE_ZERO_AGE_S)
-    return now - timedelta(seconds=age_s)
+    back_s = chunk.end_sample / chunk.fs_hz + (chunk.age_ms or 0) / 1000.0
+    return now - timedelta(seconds=min(back_s, MAX_SAMPLE_ZERO_AGE_S))
+
+
+def check_sampled_after_assignment(device: Device, chunk: Chunk, now) -> None:
+    """``IngestError`` 409 ``NEW_SESSION`` with ``DROP_BACKLOG`` for a chunk that would open a
+    recording of the device's patient with samples taken before the device was assigned to
+    them (``Device.assigned_at``): a backlog of a session that had no recording yet when the
+    device was moved (one started during a link outage), taken on the previous patient.
+
+    Known only from the chunk's ``age_ms``: without it (older clients) the chunk opens the
+    recording as before. A chunk without a session cannot be asked to start again and is not
+    checked. The chunk's own first sample counts, not the session's sample 0: a device
+    switched on before it was assigned (its first chunks refused with 403) opens its
+    recording with a chunk sampled after the assignment, dated back from there.
+    """
+    if not chunk.session or chunk.age_ms is None or device.assigned_at is None:
+        return
+    first_sample_at = last_sample_at(chunk, now) - timedelta(seconds=chunk.n_frames / chunk.fs_hz)
+    early_s = (device.assigned_at - first_sample_at).total_seconds()
+    if early_s > ASSIGNMENT_TOLERANCE_S:
+        raise IngestError(
+            f"the chunk's first sample was taken {early_s:.0f} s before the device was "
+            "assigned to its current patient" + backlog_note("that assignment"),
+            409,
+            NEW_SESSION,
+            DROP_BACKLOG,
+        )
 
 
 def check_not_ahead_of_time(recording: Recording, chunk: Chunk, now) -> None:

@@ -11,6 +11,7 @@ and carries the HTTP status to answer with (400 malformed, 413 too large, 415 un
 
 import json
 import math
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ MAX_CHANNELS = 16
 # is about 560 kB. Bodies above this answer 413 before they are parsed.
 MAX_BODY_BYTES = 640 * 1024
 MAX_SESSION_CHARS = 64
+# A chunk's age_ms (how long before it was sent its last sample was taken) may be at most an
+# hour: thirty times the firmware's 120-s ring. A device's buffer does not hold more; an age
+# beyond it is a clock or encoding bug, and it would date a recording's start that far back.
+MAX_CHUNK_AGE_MS = 3_600_000
 # A chunk's gain outside MIN/MAX_GAIN_ADC_PER_MV (Recording.gain_adc_per_mv's limits, which
 # objects.create does not apply) answers 400 rather than being stored.
 
@@ -43,12 +48,15 @@ MAX_SESSION_CHARS = 64
 #   magic "CSK1", version u8, flags u8 (bit 0 lead off, bit 1 battery present), channels u8,
 #   reserved u8, session u32, seq u32, first_sample u64, fs_hz f32, gain_adc_per_mv f32,
 #   baseline_adc i16, battery_pct u8, reserved u8, n_frames u16,
-#   then n_frames x channels int16 samples (frame by frame), then CRC-32 (zlib) of all before.
+#   then n_frames x channels int16 samples (frame by frame), then age_ms u32 when flag bit 2 is
+#   set, then CRC-32 (zlib) of all before.
 BINARY_MAGIC = b"CSK1"
 BINARY_HEADER = struct.Struct("<4sBBBBIIQffhBBH")
+BINARY_AGE = struct.Struct("<I")
 BINARY_CRC = struct.Struct("<I")
 FLAG_LEAD_OFF = 0x01
 FLAG_BATTERY = 0x02
+FLAG_AGE = 0x04
 
 
 class ProtocolError(ValueError):
@@ -74,6 +82,9 @@ class Chunk:
     battery_pct: int | None = None
     lead_off: bool = False
     recording_id: int | None = None  # JSON only: the recording an explicit open returned
+    # how long before the chunk was sent its last sample was taken, by the device's clock;
+    # None: not sent (the server then takes the chunk as just sampled)
+    age_ms: int | None = None
 
     @property
     def n_frames(self) -> int:
@@ -128,6 +139,7 @@ _JSON_FIELDS = {
     "lead_off",
     "version",
     "recording",
+    "age_ms",
 }
 
 
@@ -155,13 +167,23 @@ def _number(body: dict, name: str) -> float:
         ) from None
 
 
+# A field whose value is one of the constants Python's parser reads but JSON does not have.
+_CONSTANT_FIELD = re.compile(rb'"([A-Za-z_][A-Za-z0-9_]{0,63})"\s*:\s*(NaN|-?Infinity)\b')
+
+
 def load_json_object(body: bytes) -> dict:
     """A JSON body that must be an object, or ``ProtocolError`` (400) saying why not."""
     try:
         # NaN and Infinity are not JSON; Python's parser accepts them unless told not to
         data = json.loads(body, parse_constant=_refuse_constant)
-    except ProtocolError:
-        raise
+    except ProtocolError as exc:
+        # the parser does not say where: name the field when one holds the constant (a
+        # sample inside the list is not a field, and keeps the plain message)
+        found = _CONSTANT_FIELD.search(body) if isinstance(body, bytes) else None
+        if found is None:
+            raise
+        name, constant = (part.decode() for part in found.groups())
+        raise ProtocolError(f"{name} is {constant}, not a number JSON allows") from exc
     except ValueError as exc:  # not JSON, not UTF-8, or an integer of over 4,300 digits
         raise ProtocolError(f"malformed JSON: {exc}") from None
     except RecursionError:  # a few kB of "[[[[..." exhaust Python's decoder
@@ -218,6 +240,10 @@ def parse_json_chunk(body: bytes) -> Chunk:
     recording_id = data.get("recording")
     if recording_id is not None:
         recording_id = _integer(data, "recording")
+    age_ms = data.get("age_ms")
+    if age_ms is not None:
+        age_ms = _integer(data, "age_ms")
+        check_age_ms(age_ms)
     return Chunk(
         seq=seq,
         first_sample=first_sample,
@@ -230,7 +256,17 @@ def parse_json_chunk(body: bytes) -> Chunk:
         battery_pct=battery,
         lead_off=lead_off,
         recording_id=recording_id,
+        age_ms=age_ms,
     )
+
+
+def check_age_ms(age_ms: int) -> None:
+    """``ProtocolError`` for an age the device cannot have measured (``MAX_CHUNK_AGE_MS``)."""
+    if not 0 <= age_ms <= MAX_CHUNK_AGE_MS:
+        raise ProtocolError(
+            f"age_ms must be 0 to {MAX_CHUNK_AGE_MS} (the milliseconds between the chunk's last "
+            f"sample and its sending, at most an hour), got {age_ms}"
+        )
 
 
 def _refuse_constant(name: str):
@@ -255,6 +291,8 @@ def encode_json_chunk(chunk: Chunk) -> bytes:
         body["battery_pct"] = chunk.battery_pct
     if chunk.recording_id is not None:
         body["recording"] = chunk.recording_id
+    if chunk.age_ms is not None:
+        body["age_ms"] = chunk.age_ms
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -295,12 +333,14 @@ def parse_binary_chunk(body: bytes) -> Chunk:
         raise ProtocolError("CRC-32 mismatch: the chunk was corrupted on the way")
     if not 1 <= n_channels <= MAX_CHANNELS:
         raise ProtocolError(f"n_channels must be between 1 and {MAX_CHANNELS}, got {n_channels}")
-    data_bytes = len(body) - BINARY_HEADER.size - BINARY_CRC.size
+    age_bytes = BINARY_AGE.size if flags & FLAG_AGE else 0
+    data_bytes = len(body) - BINARY_HEADER.size - age_bytes - BINARY_CRC.size
     expected = n_frames * n_channels * 2
     if data_bytes != expected:
+        after = f" and {age_bytes} bytes of age_ms (flag bit 2)" if age_bytes else ""
         raise ProtocolError(
             f"header says {n_frames} frames x {n_channels} channels ({expected} bytes of "
-            f"samples) but the body carries {data_bytes}"
+            f"samples{after}) but the body carries {data_bytes} bytes of samples"
         )
     _check_common(seq, first_sample, fs_hz, gain, n_channels, n_frames * n_channels)
     samples = np.frombuffer(
@@ -308,6 +348,10 @@ def parse_binary_chunk(body: bytes) -> Chunk:
     )
     if battery != 255 and battery > 100:
         raise ProtocolError(f"battery_pct must be 0-100 (255 for unknown), got {battery}")
+    age_ms = None
+    if age_bytes:
+        (age_ms,) = BINARY_AGE.unpack_from(body, BINARY_HEADER.size + expected)
+        check_age_ms(age_ms)
     return Chunk(
         seq=seq,
         first_sample=first_sample,
@@ -320,14 +364,17 @@ def parse_binary_chunk(body: bytes) -> Chunk:
         # 255 is "unknown" whatever the flag says: not a charge of 255 %
         battery_pct=battery if flags & FLAG_BATTERY and battery != 255 else None,
         lead_off=bool(flags & FLAG_LEAD_OFF),
+        age_ms=age_ms,
     )
 
 
 def encode_binary_chunk(chunk: Chunk) -> bytes:
     """The binary body of a chunk. ``session`` must be 8 hex digits (a u32) or empty."""
     session = int(chunk.session, 16) if chunk.session else 0
-    flags = (FLAG_LEAD_OFF if chunk.lead_off else 0) | (
-        FLAG_BATTERY if chunk.battery_pct is not None else 0
+    flags = (
+        (FLAG_LEAD_OFF if chunk.lead_off else 0)
+        | (FLAG_BATTERY if chunk.battery_pct is not None else 0)
+        | (FLAG_AGE if chunk.age_ms is not None else 0)
     )
     samples = np.asarray(chunk.samples, dtype="<i2").reshape(-1, chunk.n_channels)
     header = BINARY_HEADER.pack(
@@ -347,6 +394,8 @@ def encode_binary_chunk(chunk: Chunk) -> bytes:
         samples.shape[0],
     )
     payload = header + samples.tobytes()
+    if chunk.age_ms is not None:
+        payload += BINARY_AGE.pack(chunk.age_ms)
     return payload + BINARY_CRC.pack(zlib.crc32(payload))
 
 

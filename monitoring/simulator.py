@@ -3,7 +3,8 @@
 Each virtual device behaves like the ESP32 firmware (``firmware/``): it samples a signal at
 its declared rate, cuts it into chunks of ``chunk_s`` seconds, keeps every chunk in a retry
 queue until the server acknowledges it, and posts one request at a time
-(``docs/device-protocol.md``). The signal is a MIT-BIH record or excerpt (``mitdb:208``,
+(``docs/device-protocol.md``), each with the chunk's ``age_ms`` (how long ago its last sample was
+made). The signal is a MIT-BIH record or excerpt (``mitdb:208``,
 ``mitdb:208@600`` from second 600) resampled to the device's rate, or a synthetic rhythm of
 ``inference.synthetic`` (``normal``, ``pvc``, ``af``, ``vt-run``, ...). Millivolts become ADC
 units as the firmware's front end makes them: ``round(mv * gain + baseline)``, clipped to int16.
@@ -36,6 +37,7 @@ real time) without a thread per device.
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -384,7 +386,6 @@ class _Pending:
     seq: int
     first_sample: int
     chunk: Chunk
-    body: bytes
     not_before: float  # loop time
     attempts: int = 0
 
@@ -482,6 +483,17 @@ class VirtualDevice:
             return encode_json_chunk(chunk)
         return encode_binary_chunk(chunk)
 
+    def body_to_send(self, item: _Pending) -> bytes:
+        """The queued chunk's body as it leaves now, with its ``age_ms``: how long ago its last
+        sample was made, as the firmware measures it before each post, so that the server
+        dates a recording opened by a chunk that waited (a disconnect, a backoff) when it was
+        sampled. Wall time: at ``speed`` 1 the device's own; a faster replay is no true clock
+        anyway, and its ages stay as short as the waits really were."""
+        end_sample = item.first_sample + item.chunk.n_frames
+        made_at = self.started + end_sample / self.config.fs_hz / self.sim.speed
+        age_s = max(0.0, asyncio.get_running_loop().time() - made_at)
+        return self.encode(dataclasses.replace(item.chunk, age_ms=round(age_s * 1000.0)))
+
     async def run(self, http: aiohttp.ClientSession, stop: asyncio.Event) -> DeviceReport:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(self.offset_wall_s)
@@ -537,7 +549,7 @@ class VirtualDevice:
         """Queue a freshly sampled chunk, with the buffer's faults (lose, reorder)."""
         loop = asyncio.get_running_loop()
         chunk = self.make_chunk(seq, first_sample, n_frames)
-        item = _Pending(seq, first_sample, chunk, self.encode(chunk), loop.time())
+        item = _Pending(seq, first_sample, chunk, loop.time())
         self.next_seq, self.next_sample = seq + 1, first_sample + n_frames
         self.report.chunks_made += 1
         self.report.samples_made += n_frames
@@ -597,22 +609,23 @@ class VirtualDevice:
             report.retries += 1
         item.attempts += 1
         retry_wall_s = self.sim.retry_s / self.sim.speed
+        body = self.body_to_send(item)
         if self.link_rng.random() < self.sim.faults.drop:
             report.errors["dropped"] += 1
             if self.link_rng.random() < 0.5:
                 # the answer is lost: the server stores the chunk, the device never hears
-                await self.post(http, CHUNKS_PATH, item.body, self.content_type)
+                await self.post(http, CHUNKS_PATH, body, self.content_type)
             item.not_before = loop.time() + retry_wall_s
             return
         status, answer, latency_s, retry_after_s = await self.post(
-            http, CHUNKS_PATH, item.body, self.content_type
+            http, CHUNKS_PATH, body, self.content_type
         )
         if status in (200, 201):
             self.failures_in_row = 0
             self.acknowledged(item, answer, latency_s)
             if self.link_rng.random() < self.sim.faults.duplicate:
                 report.duplicates_sent += 1
-                status, _, _, _ = await self.post(http, CHUNKS_PATH, item.body, self.content_type)
+                status, _, _, _ = await self.post(http, CHUNKS_PATH, body, self.content_type)
                 if status != 200:
                     report.errors[str(status)] += 1
             return
@@ -682,7 +695,6 @@ class VirtualDevice:
             pending.chunk = self.make_chunk(
                 pending.seq, pending.first_sample, pending.chunk.n_frames
             )
-            pending.body = self.encode(pending.chunk)
         logger.warning(
             "%s: %s refused (%s); new session %s, %d queued chunks to resend",
             self.config.name,

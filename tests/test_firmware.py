@@ -19,6 +19,7 @@ import wfdb
 from inference.aami import aami_class
 from inference.beat_match import detection_scores
 from monitoring.protocol import (
+    MAX_CHUNK_AGE_MS,
     Chunk,
     ProtocolError,
     encode_binary_chunk,
@@ -99,6 +100,8 @@ def cli_arguments(chunk: Chunk, body_format: str) -> list[str]:
         arguments += ["--battery", str(chunk.battery_pct)]
     if chunk.lead_off:
         arguments.append("--lead-off")
+    if chunk.age_ms is not None:
+        arguments += ["--age-ms", str(chunk.age_ms)]
     return arguments
 
 
@@ -131,6 +134,8 @@ def random_chunk(rng: np.random.Generator, n_channels: int) -> Chunk:
         baseline_adc=int(rng.integers(-32768, 32768)),
         battery_pct=None if rng.random() < 0.3 else int(rng.integers(0, 101)),
         lead_off=bool(rng.random() < 0.5),
+        # the firmware always sends it; without it the body is as before
+        age_ms=None if rng.random() < 0.3 else int(rng.integers(0, MAX_CHUNK_AGE_MS + 1)),
     )
 
 
@@ -141,6 +146,7 @@ def assert_same_chunk(parsed: Chunk, sent: Chunk) -> None:
     assert parsed.baseline_adc == sent.baseline_adc
     assert parsed.battery_pct == sent.battery_pct
     assert parsed.lead_off is sent.lead_off
+    assert parsed.age_ms == sent.age_ms
     # JSON carries the float32 as nine digits, binary as the float32 itself
     assert np.float32(parsed.fs_hz) == np.float32(sent.fs_hz)
     assert np.float32(parsed.gain_adc_per_mv) == np.float32(sent.gain_adc_per_mv)

@@ -8,7 +8,9 @@
 //   timer, keeps the timer's clock with a few microseconds of jitter.
 // - loop() cuts the ring into 1 s chunks, posts them as binary protocol v1 bodies with
 //   Authorization: Device <token>, keeps every chunk until the server acknowledges it, backs
-//   off on failures and resends after a reconnect (src/cardiospike/uploader.h).
+//   off on failures and resends after a reconnect (src/cardiospike/uploader.h). Each post
+//   carries the chunk's age (age_ms): sampling starts before Wi-Fi is up, and the server dates
+//   the recording from the first chunk's age.
 // - The SH1106 OLED shows the last two seconds of trace, the heart rate from the on-device
 //   R-peak detector, and the link status.
 //
@@ -110,7 +112,8 @@ static cs::SampleRing ring(ring_storage, kRingFrames, 1);
 static cs::PendingChunk queue_slots[kQueueSlots];
 static cs::RetryQueue retry_queue(queue_slots, kQueueSlots);
 static int16_t chunk_scratch[kChunkFrames];
-static uint8_t chunk_body[kChunkFrames * 2 + cs::kBinaryHeaderBytes + cs::kBinaryCrcBytes];
+static uint8_t chunk_body[kChunkFrames * 2 + cs::kBinaryHeaderBytes + cs::kBinaryAgeBytes +
+                          cs::kBinaryCrcBytes];
 
 static cs::RPeakDetector detector(static_cast<float>(kSampleRateHz));
 static uint64_t detector_next_frame = 0;

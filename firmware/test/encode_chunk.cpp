@@ -2,7 +2,7 @@
 //
 //   encode_chunk --format binary|json --session 9f3a61c2 --seq 0 --first-sample 0
 //                --fs-hz 250 --gain 1241.2 [--baseline 2048] [--channels 1] [--battery 87]
-//                [--lead-off] < samples.txt > chunk.bin
+//                [--lead-off] [--age-ms 8000] < samples.txt > chunk.bin
 //
 // Samples are whitespace-separated integers on stdin, channels interleaved frame by frame. The
 // body goes to stdout; a problem goes to stderr with exit status 2. tests/test_firmware.py runs
@@ -26,7 +26,7 @@ namespace {
   std::fprintf(stderr,
                "usage: encode_chunk --format binary|json --session HEX --seq N "
                "--first-sample N --fs-hz HZ --gain ADC_PER_MV [--baseline ADC] "
-               "[--channels N] [--battery PCT] [--lead-off] < samples\n");
+               "[--channels N] [--battery PCT] [--lead-off] [--age-ms MS] < samples\n");
   std::exit(2);
 }
 
@@ -88,6 +88,8 @@ int main(int argc, char** argv) {
       header.n_channels = static_cast<uint8_t>(parse_integer("--channels", value, 1, kMaxChannels));
     } else if (option == "--battery") {
       header.battery_pct = static_cast<uint8_t>(parse_integer("--battery", value, 0, 100));
+    } else if (option == "--age-ms") {
+      header.age_ms = static_cast<uint32_t>(parse_integer("--age-ms", value, 0, kMaxAgeMs));
     } else {
       usage_error("unknown option " + option);
     }
@@ -109,7 +111,8 @@ int main(int argc, char** argv) {
   if (problem) usage_error(problem);
 
   if (format == "binary") {
-    std::vector<uint8_t> body(binary_chunk_bytes(n_frames, header.n_channels));
+    std::vector<uint8_t> body(
+        binary_chunk_bytes(n_frames, header.n_channels, header.age_ms != kAgeUnknown));
     const size_t length =
         encode_binary_chunk(header, samples.data(), n_frames, body.data(), body.size());
     if (length == 0) usage_error("the encoder refused the chunk");

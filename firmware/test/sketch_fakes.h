@@ -37,8 +37,15 @@ struct Post {
   std::string content_type;
   std::vector<uint8_t> body;
   int connection;  // which TCP connection carried it, counted from 1
-  uint32_t seq() const {
-    return body[12] | (body[13] << 8) | (body[14] << 16) | (static_cast<uint32_t>(body[15]) << 24);
+  uint32_t seq() const { return u32_at(12); }
+  // the age_ms after the samples (flag bit 2), or 0xFFFFFFFF when the body has none
+  uint32_t age_ms() const {
+    const size_t n_frames = body[36] | (body[37] << 8);
+    return (body[5] & 0x04) ? u32_at(38 + 2 * n_frames) : 0xFFFFFFFFu;
+  }
+  uint32_t u32_at(size_t at) const {
+    return body[at] | (body[at + 1] << 8) | (body[at + 2] << 16) |
+           (static_cast<uint32_t>(body[at + 3]) << 24);
   }
 };
 

@@ -70,6 +70,30 @@ TEST(binary_chunk_has_the_documented_bytes) {
   CHECK_EQ(out[sizeof expected], 0xAA);  // nothing written past the end
 }
 
+TEST(binary_chunk_with_its_age_sets_flag_bit_2_and_puts_age_ms_before_the_crc) {
+  // The documented bytes with age_ms 8000 after the samples; the CRC from Python's zlib.crc32
+  // over the server's own encoding of the same chunk.
+  ChunkHeader header = known_header();
+  header.age_ms = 8000;
+  const uint8_t age_and_crc[] = {0x40, 0x1f, 0x00, 0x00, 0xb8, 0xfc, 0x87, 0x57};
+  uint8_t out[64];
+  std::memset(out, 0xAA, sizeof out);
+  const size_t length = encode_binary_chunk(header, kKnownSamples, 4, out, sizeof out);
+  CHECK_EQ(length, 38 + 8 + 4 + 4);
+  CHECK_EQ(binary_chunk_bytes(4, 1, true), length);
+  CHECK_EQ(out[5], kFlagLeadOff | kFlagBattery | kFlagAge);
+  CHECK(std::memcmp(out + 38 + 8, age_and_crc, sizeof age_and_crc) == 0);
+  CHECK_EQ(out[length], 0xAA);
+  // one byte short of the age's four: refused, not cut
+  CHECK_EQ(encode_binary_chunk(header, kKnownSamples, 4, out, length - 1), 0);
+  // the most the server accepts, and one past it
+  header.age_ms = kMaxAgeMs;
+  CHECK(chunk_problem(header, 4) == nullptr);
+  header.age_ms = kMaxAgeMs + 1;
+  CHECK(chunk_problem(header, 4) != nullptr);
+  CHECK_EQ(encode_binary_chunk(header, kKnownSamples, 4, out, sizeof out), 0);
+}
+
 TEST(binary_chunk_without_battery_or_lead_off_clears_the_flags) {
   ChunkHeader header = known_header();
   header.battery_pct = kBatteryUnknown;
@@ -145,6 +169,20 @@ TEST(json_chunk_has_integers_and_the_session_as_hex) {
   CHECK(length <= json_chunk_max_bytes(4, 1));
 }
 
+TEST(json_chunk_carries_age_ms_when_known) {
+  ChunkHeader header = known_header();
+  header.age_ms = 8000;
+  char text[512];
+  CHECK(encode_json_chunk(header, kKnownSamples, 4, text, sizeof text) > 0);
+  const std::string body = text;
+  const std::string last = ",\"battery_pct\":87,\"age_ms\":8000}";  // an integer, last
+  CHECK(body.size() > last.size() &&
+        body.compare(body.size() - last.size(), last.size(), last) == 0);
+  header.age_ms = kAgeUnknown;
+  CHECK(encode_json_chunk(header, kKnownSamples, 4, text, sizeof text) > 0);
+  CHECK(std::string(text).find("age_ms") == std::string::npos);
+}
+
 TEST(json_worst_case_fits_the_advertised_bound) {
   ChunkHeader header = known_header();
   header.n_channels = 16;
@@ -152,6 +190,7 @@ TEST(json_worst_case_fits_the_advertised_bound) {
   header.first_sample = static_cast<uint64_t>(1) << 53;
   header.baseline_adc = -32768;
   header.gain_adc_per_mv = 1.17549435e-38f;  // the longest %.9g a float can print
+  header.age_ms = kMaxAgeMs;
   static int16_t samples[kMaxChunkFrames * 16];
   for (size_t i = 0; i < kMaxChunkFrames * 16; ++i) samples[i] = -32768;
   static char text[300 + 7 * kMaxChunkFrames * 16];

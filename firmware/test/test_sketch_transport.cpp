@@ -158,6 +158,13 @@ TEST(sketch_streams_through_a_wifi_drop_and_delivers_every_chunk_once) {
   for (size_t i = 0; i < net.posts.size(); ++i) CHECK_EQ(net.posts[i].seq(), i);
   CHECK_EQ(net.posts_on_dead_connection, 0);
   CHECK_EQ(net.connections_opened, 2);  // one before the drop, one after
+  // Each post says how long ago its chunk's last frame was sampled (the sketch's body buffer
+  // holds the age's four bytes): chunks 3-5, sampled during the outage, went out one per loop
+  // after it (at 1525, 1550 and 1575 frames sampled); the others as they were cut.
+  const uint32_t expected_age_ms[] = {0, 0, 0, 2100, 1200, 300};
+  for (size_t i = 0; i < net.posts.size(); ++i) {
+    CHECK_EQ(net.posts[i].age_ms(), i < 6 ? expected_age_ms[i] : 0);
+  }
 }
 
 TEST(sketch_restarts_wifi_at_growing_intervals_of_at_most_a_minute) {

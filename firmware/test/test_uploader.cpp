@@ -39,6 +39,10 @@ struct Posted {
   }
   uint8_t flags() const { return body[5]; }
   uint8_t battery() const { return body[34]; }
+  // the age_ms after the samples (flag bit 2), or kAgeUnknown when the body has none
+  uint32_t age_ms() const {
+    return (flags() & kFlagAge) ? get_u32(&body[38 + 2 * n_frames()]) : kAgeUnknown;
+  }
 };
 
 // Answers like the server: 201 the first time a seq of the session arrives, 200 after, with
@@ -325,6 +329,52 @@ TEST(chunks_wait_while_offline_and_go_out_in_order_after_reconnect) {
   CHECK_EQ(rig.uploader.pending_chunks(), 0);
   CHECK_EQ(rig.uploader.frames_lost(), 0);
   CHECK(rig.log.mentions("link up"));
+}
+
+TEST(chunks_sampled_before_wifi_came_up_carry_their_age) {
+  // The firmware samples from boot; Wi-Fi came up 8 s later. The eight chunks sampled
+  // meanwhile go out oldest first, each with the time since its last frame was sampled,
+  // measured before its post: the server dates the recording the first one opens from it
+  // (without it, the recording started 7 s late and its newest sample lay 7 s in the future).
+  Rig rig;
+  rig.server.link_up = false;
+  rig.sample_seconds(8);
+  rig.server.link_up = true;
+  // the sampling task goes on while each post waits for its answer: 20 ms of frames a post
+  rig.server.while_posting = [&rig]() {
+    for (int i = 0; i < 5; ++i) rig.ring.push(rig.next_value++);
+  };
+  for (int i = 0; i < 8; ++i) rig.poll_at(rig.clock.now + 20);
+  CHECK_EQ(rig.server.posts.size(), 8);
+  for (uint32_t k = 0; k < rig.server.posts.size(); ++k) {
+    CHECK_EQ(rig.server.posts[k].seq(), k);
+    CHECK(rig.server.posts[k].flags() & kFlagAge);
+    // 2000 frames at the link's return and 5 more a post, less the chunk's end at 250 (k + 1)
+    CHECK_EQ(rig.server.posts[k].age_ms(), (2000 + 5 * k - 250 * (k + 1)) * 4);
+  }
+  CHECK_EQ(rig.server.posts[0].age_ms(), 7000);
+  CHECK(rig.posts_carry_their_frames());
+  // a chunk posted as it is cut is as old as the frames sampled since: none here
+  rig.server.while_posting = nullptr;
+  rig.sample_seconds(1);
+  CHECK_EQ(rig.server.posts.back().seq(), 8);
+  CHECK_EQ(rig.server.posts.back().age_ms(), (2040 + 250 - 2250) * 4);
+}
+
+TEST(a_resent_chunk_carries_its_age_at_the_resend) {
+  Rig rig;
+  rig.random.value = 0;  // a 500-ms backoff after the first failure
+  rig.server.script = {503};
+  rig.sample_seconds(1);  // chunk 0 posted as it is cut: 0 ms old, answered 503
+  rig.sample_seconds(1);  // the backoff is over: chunk 0 again, one second older
+  rig.sample_seconds(1);  // chunk 1, then chunk 2, posted as they are cut... one per poll
+  CHECK_EQ(rig.server.posts.size(), 3);
+  CHECK_EQ(rig.server.posts[0].seq(), 0);
+  CHECK_EQ(rig.server.posts[0].age_ms(), 0);
+  CHECK_EQ(rig.server.posts[1].seq(), 0);
+  CHECK_EQ(rig.server.posts[1].age_ms(), 1000);
+  CHECK_EQ(rig.server.posts[2].seq(), 1);
+  CHECK_EQ(rig.server.posts[2].age_ms(), 1000);
 }
 
 TEST(server_errors_back_off_exponentially_and_resend_the_same_bytes) {
@@ -746,8 +796,9 @@ TEST(lead_off_and_battery_travel_in_the_chunk_that_saw_them) {
   rig.uploader.set_lead_off(false);  // off for a moment during the first second
   rig.sample_seconds(2);
   CHECK_EQ(rig.server.posts.size(), 2);
-  CHECK_EQ(rig.server.posts[0].flags(), kFlagLeadOff | kFlagBattery);
-  CHECK_EQ(rig.server.posts[1].flags(), kFlagBattery);
+  // (every chunk carries its age as well)
+  CHECK_EQ(rig.server.posts[0].flags(), kFlagLeadOff | kFlagBattery | kFlagAge);
+  CHECK_EQ(rig.server.posts[1].flags(), kFlagBattery | kFlagAge);
   CHECK_EQ(rig.server.posts[1].battery(), 80);
   // an electrode that stays off marks every chunk until it is reported back on; the chunk
   // during which that happens still saw it off

@@ -102,6 +102,7 @@ ChunkHeader make_chunk_header() {
   header.n_channels = 1;
   header.battery_pct = kBatteryUnknown;
   header.lead_off = false;
+  header.age_ms = kAgeUnknown;
   return header;
 }
 
@@ -118,6 +119,7 @@ const char* chunk_problem(const ChunkHeader& header, size_t n_frames) {
   }
   // first_sample travels as a JSON number too; the server refuses anything past 2^53
   if (header.first_sample > (static_cast<uint64_t>(1) << 53)) return "first_sample too large";
+  if (header.age_ms != kAgeUnknown && header.age_ms > kMaxAgeMs) return "age_ms over an hour";
   return nullptr;
 }
 
@@ -125,14 +127,15 @@ size_t encode_binary_chunk(const ChunkHeader& header, const int16_t* samples, si
                            uint8_t* out, size_t out_capacity) {
   if (chunk_problem(header, n_frames) != nullptr) return 0;
   const size_t n_values = n_frames * header.n_channels;
-  const size_t total = binary_chunk_bytes(n_frames, header.n_channels);
+  const bool age_known = header.age_ms != kAgeUnknown;
+  const size_t total = binary_chunk_bytes(n_frames, header.n_channels, age_known);
   if (out_capacity < total) return 0;
 
   const bool battery_known = header.battery_pct != kBatteryUnknown;
   std::memcpy(out, "CSK1", 4);
   out[4] = kProtocolVersion;
   out[5] = static_cast<uint8_t>((header.lead_off ? kFlagLeadOff : 0) |
-                                (battery_known ? kFlagBattery : 0));
+                                (battery_known ? kFlagBattery : 0) | (age_known ? kFlagAge : 0));
   out[6] = header.n_channels;
   out[7] = 0;
   put_u32(out + 8, header.session_id);
@@ -146,6 +149,7 @@ size_t encode_binary_chunk(const ChunkHeader& header, const int16_t* samples, si
   put_u16(out + 36, static_cast<uint16_t>(n_frames));
   uint8_t* data = out + kBinaryHeaderBytes;
   for (size_t i = 0; i < n_values; ++i) put_u16(data + 2 * i, static_cast<uint16_t>(samples[i]));
+  if (age_known) put_u32(data + 2 * n_values, header.age_ms);
   const size_t before_crc = total - kBinaryCrcBytes;
   put_u32(out + before_crc, crc32(out, before_crc));
   return total;
@@ -185,6 +189,10 @@ size_t encode_json_chunk(const ChunkHeader& header, const int16_t* samples, size
   if (header.battery_pct != kBatteryUnknown) {
     json.text(",\"battery_pct\":");
     json.unsigned_integer(header.battery_pct);
+  }
+  if (header.age_ms != kAgeUnknown) {
+    json.text(",\"age_ms\":");
+    json.unsigned_integer(header.age_ms);
   }
   json.character('}');
   return json.finish();

@@ -12,9 +12,13 @@ namespace cardiospike {
 const uint8_t kProtocolVersion = 1;
 const size_t kBinaryHeaderBytes = 38;
 const size_t kBinaryCrcBytes = 4;
+const size_t kBinaryAgeBytes = 4;  // age_ms (u32) after the samples, when kFlagAge is set
 const uint8_t kFlagLeadOff = 0x01;
 const uint8_t kFlagBattery = 0x02;
+const uint8_t kFlagAge = 0x04;
 const uint8_t kBatteryUnknown = 255;  // battery_pct when the device cannot measure it
+const uint32_t kAgeUnknown = 0xFFFFFFFFu;  // age_ms not sent
+const uint32_t kMaxAgeMs = 3600000;  // the server refuses an age_ms over an hour (400)
 const size_t kMaxChunkFrames = 5000;  // the server refuses more (413)
 const uint8_t kMaxChannels = 16;
 
@@ -32,18 +36,23 @@ struct ChunkHeader {
   uint8_t n_channels;      // 1-16
   uint8_t battery_pct;     // 0-100, or kBatteryUnknown
   bool lead_off;           // the front end reported an electrode off during the chunk
+  // How long before sending the chunk's last sample was taken, or kAgeUnknown. The server
+  // dates the recording a chunk opens from it (docs/device-protocol.md), so it is measured
+  // again before every post, resends included.
+  uint32_t age_ms;
 };
 
 // A header with the defaults of a one-lead device: everything zero, baseline 0, 1 channel,
-// battery unknown, leads on.
+// battery unknown, leads on, age unknown.
 ChunkHeader make_chunk_header();
 
 // Why a header or sample count cannot make a valid chunk, or nullptr when it can.
 const char* chunk_problem(const ChunkHeader& header, size_t n_frames);
 
-// Bytes of the binary body for n_frames frames of n_channels channels.
-inline size_t binary_chunk_bytes(size_t n_frames, size_t n_channels) {
-  return kBinaryHeaderBytes + 2 * n_frames * n_channels + kBinaryCrcBytes;
+// Bytes of the binary body for n_frames frames of n_channels channels, with age_ms or without.
+inline size_t binary_chunk_bytes(size_t n_frames, size_t n_channels, bool with_age = false) {
+  return kBinaryHeaderBytes + 2 * n_frames * n_channels + (with_age ? kBinaryAgeBytes : 0) +
+         kBinaryCrcBytes;
 }
 
 // A buffer of this many bytes always holds the JSON body: every sample takes at most 7

@@ -2,7 +2,8 @@
 //
 // A queue entry is a frame range plus the flags of its chunk, not the encoded bytes: the
 // samples stay in the SampleRing until the server acknowledges them, and a resend re-encodes
-// the same bytes from there. Entries are kept in seq order, oldest first.
+// the same samples from there (with the chunk's age measured anew). Entries are kept in seq
+// order, oldest first.
 #pragma once
 
 #include <cstddef>
@@ -14,7 +15,7 @@ struct PendingChunk {
   uint32_t seq;
   uint64_t first_sample;
   uint16_t n_frames;
-  uint8_t battery_pct;  // as it was when the chunk was cut, so a resend carries the same body
+  uint8_t battery_pct;  // as it was when the chunk was cut, so a resend carries the same one
   bool lead_off;
   uint16_t attempts;    // posts so far that got no acknowledgment
 };

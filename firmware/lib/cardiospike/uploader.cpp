@@ -52,6 +52,15 @@ const char* json_value_of(const char* json, const char* name) {
   return nullptr;
 }
 
+// Milliseconds that `frames` frames last at fs_hz, at most kMaxAgeMs (a ring longer than an
+// hour, which no ESP32 has, would date its oldest chunk by the most the server accepts);
+// unknown for a rate the encoder refuses anyway.
+uint32_t frames_to_age_ms(uint64_t frames, float fs_hz) {
+  if (!(fs_hz > 0.0f)) return kAgeUnknown;
+  const double ms = static_cast<double>(frames) * 1000.0 / static_cast<double>(fs_hz) + 0.5;
+  return ms >= kMaxAgeMs ? kMaxAgeMs : static_cast<uint32_t>(ms);
+}
+
 }  // namespace
 
 bool json_string_field_is(const char* json, const char* name, const char* expected) {
@@ -193,6 +202,15 @@ void Uploader::send_oldest(uint32_t now_ms) {
   header.n_channels = ring_.n_channels();
   header.battery_pct = chunk.battery_pct;
   header.lead_off = chunk.lead_off;
+  // How long ago the chunk's last frame was sampled, measured now, before this post: the
+  // frames sampled since, at the timer's rate. The sampling task goes on pushing while the
+  // loop waits (for Wi-Fi at boot, through an outage, on a slow post), so the count is the
+  // device's own clock of that wait; a fresh chunk is a few ms old, a chunk queued since boot
+  // while Wi-Fi connected is as old as that took. The server dates the recording that this
+  // chunk opens from it (it used to take every chunk as just sampled: 7 s late after an 8-s
+  // Wi-Fi connect).
+  header.age_ms = frames_to_age_ms(ring_.frames_written() - (chunk.first_sample + chunk.n_frames),
+                                   config_.fs_hz);
   const size_t length =
       encode_binary_chunk(header, scratch_, chunk.n_frames, body_, body_capacity_);
   if (length == 0) {

@@ -78,7 +78,8 @@ const char* link_state_name(LinkState state);
 class Uploader {
  public:
   // scratch: chunk_frames x n_channels int16 values; body: at least
-  // binary_chunk_bytes(chunk_frames, n_channels) bytes. Both outlive the uploader.
+  // binary_chunk_bytes(chunk_frames, n_channels, true) bytes (every chunk carries its age_ms).
+  // Both outlive the uploader.
   Uploader(const UploaderConfig& config, SampleRing& ring, RetryQueue& queue,
            ChunkTransport& transport, Clock& clock, RandomSource& random, Logger& log,
            int16_t* scratch, uint8_t* body, size_t body_capacity);
