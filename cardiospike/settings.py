@@ -270,9 +270,12 @@ else:
 
 # A live recording without a chunk for this long is closed (the periodic sweep does it).
 DEVICE_SILENCE_CLOSE_S = envfloat("DEVICE_SILENCE_CLOSE_S", "300")
-# A gap in a stream is final (analysed as missing) once the chunk after it is this old; the
-# firmware resends its buffer (120 s) oldest first, so a resent chunk normally arrives within it.
-DEVICE_GAP_WAIT_S = envfloat("DEVICE_GAP_WAIT_S", "60")
+# A gap in a stream is final (the analysis goes past it) once the chunk after it is this old.
+# The firmware and the simulator send oldest first, so a chunk they can still deliver stands
+# behind later stored ones for a retry (1 s) and at most a backoff step (8 s) or so: 20 s covers
+# that with margin and bounds the live analysis' stall (docs/architecture.md, "Gaps"). A chunk
+# that comes later still is analysed afterwards (monitoring/backfill.py).
+DEVICE_GAP_WAIT_S = envfloat("DEVICE_GAP_WAIT_S", "20")
 # Requests per device; counted per server process (local memory, so ingest keeps working
 # while Redis is down): with P processes a device may reach P times the rate.
 DEVICE_THROTTLE_RATE = os.getenv("DEVICE_THROTTLE_RATE", "1200/min")

@@ -94,11 +94,8 @@ def analyze_signal(
     if ecg.ndim != 1:
         raise ValueError("analyze_signal takes one lead (a 1-D signal)")
     fs = validate_fs(fs)
-    r_peaks = detect_qrs(ecg, fs)
+    r_peaks, labels, probabilities, p_wave = detect_and_classify_beats(ecg, fs)
     classifier = get_beat_classifier()
-    # (0, 5) when there are no beats; the P waves tell AF from other irregular rhythms
-    probabilities, p_wave = classifier.classify_beats(ecg, fs, r_peaks)
-    labels = [AAMI_CLASSES[i] for i in probabilities.argmax(axis=1)]
     episodes = detect_episodes(ecg, fs, r_peaks, labels, config, p_wave=p_wave)
     return RecordAnalysis(
         fs=fs,
@@ -111,6 +108,26 @@ def analyze_signal(
         models={"qrs": "inference.qrs (Pan-Tompkins/Hamilton-Tompkins)", "beats": classifier.name},
         p_wave=p_wave,
     )
+
+
+def detect_and_classify_beats(
+    ecg_mv: np.ndarray, fs: float
+) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """The beats of one lead as :func:`analyze_signal` finds them, without the rhythm
+    episodes: R peaks (samples at ``fs``), AAMI labels, probabilities (n, 5) and each beat's
+    P-wave correlation (NaN where the beat does not look like the dominant one).
+
+    ``ecg_mv``: 1-D, millivolts, at least 2 s (the QRS detector refuses less). The streaming
+    analysis' backfill of a late chunk (``monitoring.backfill``) runs this on the chunk with
+    its neighbours, so that its beats are labelled as an upload's are.
+    """
+    ecg = validate_signal(ecg_mv, name="ecg", min_samples=1)
+    fs = validate_fs(fs)
+    r_peaks = detect_qrs(ecg, fs)
+    # (0, 5) when there are no beats; the P waves tell AF from other irregular rhythms
+    probabilities, p_wave = get_beat_classifier().classify_beats(ecg, fs, r_peaks)
+    labels = [AAMI_CLASSES[i] for i in probabilities.argmax(axis=1)]
+    return r_peaks, labels, probabilities, p_wave
 
 
 def summarize(
@@ -214,6 +231,7 @@ __all__ = [
     "analyze_signal",
     "beat_saliency",
     "classify_beat_rows",
+    "detect_and_classify_beats",
     "heart_rate_bpm",
     "row_saliency",
     "summarize",

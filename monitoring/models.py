@@ -657,6 +657,35 @@ class SampleChunk(models.Model):
         return array
 
 
+class GivenUpGap(models.Model):
+    """Samples of a device recording that no chunk covered when the streaming analysis gave
+    up waiting for them (``DEVICE_GAP_WAIT_S``) and went past. A chunk stored there later is
+    never read by the live analysis: the backfill (``monitoring.backfill``) analyses it.
+    ``backfilled_chunk_id``: the chunks of the recording up to this primary key were
+    backfilled (a recording's chunks are stored one at a time, under its device's lock, so
+    their keys grow in the order they commit). ``backfill_failed``: the backfill raised
+    (logged) and is not tried again for this gap."""
+
+    recording = models.ForeignKey(Recording, on_delete=models.CASCADE, related_name="given_up_gaps")
+    start_sample = models.BigIntegerField(validators=[MinValueValidator(0)])
+    end_sample = models.BigIntegerField()
+    given_up_at = models.DateTimeField(default=timezone.now)
+    backfilled_chunk_id = models.BigIntegerField(default=0)
+    backfill_failed = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["recording", "start_sample"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(end_sample__gt=models.F("start_sample")),
+                name="given_up_gap_not_empty",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"gap {self.start_sample}-{self.end_sample} of recording {self.recording_id}"
+
+
 class Prediction(models.Model):
     """One model verdict on one window: part of a recording, or an ad-hoc API request."""
 

@@ -27,11 +27,14 @@ The flow (``docs/architecture.md``, "Streaming analysis"):
    from the same cursor and state, so no beat is lost or stored twice. After the commit the
    new results go to the recording's channel-layer group (``recording-<id>``).
 4. A gap (a range no chunk covers) stops the analysis until it is filled, or until it is
-   final: the chunk after it arrived ``DEVICE_GAP_WAIT_S`` ago (the firmware resends its
-   buffer, 120 s, oldest first) or the recording is closed. Then the analyzer finishes the
-   stretch before the gap and a new one starts after it: beats are never invented across
-   missing signal. A gap may be wider than a round reads (a device offline for minutes):
-   :func:`_read_stretch` then looks past the round for the chunk after it.
+   final: the chunk after it arrived ``DEVICE_GAP_WAIT_S`` (20 s) ago (the firmware and the
+   simulator send oldest first, so a chunk they still deliver comes sooner) or the recording
+   is closed. Then the analyzer finishes the stretch before the gap and a new one starts after
+   it: beats are never invented across missing signal. The gap is recorded (``GivenUpGap``);
+   a chunk stored in it afterwards is analysed once the live rounds have caught up, by the
+   offline pipeline (``monitoring.backfill``). A gap may be wider than a round reads (a
+   device offline for minutes): :func:`_read_stretch` then looks past the round for the chunk
+   after it.
    A leads-off span (chunks the device sent with ``lead_off``: the samples are stored, but
    they are no ECG) is treated as a gap that is final at once: the stretch before it ends
    there, the cursor moves past it, and a new stretch starts when the leads are back on. No
@@ -51,7 +54,7 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import BooleanField, ExpressionWrapper, F, Q
+from django.db.models import BooleanField, Exists, ExpressionWrapper, F, OuterRef, Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -60,7 +63,16 @@ from inference.aami import AAMI_CLASSES
 from inference.rhythm import RhythmConfig, episodes_from_beats, vt_run_may_go_on
 from inference.streaming import StreamingAnalyzer, StreamUpdate
 from monitoring import live
-from monitoring.models import AnalysisStatus, Beat, Episode, Prediction, Recording, SampleChunk
+from monitoring.backfill import backfill_given_up_gaps, filled_gaps
+from monitoring.models import (
+    AnalysisStatus,
+    Beat,
+    Episode,
+    GivenUpGap,
+    Prediction,
+    Recording,
+    SampleChunk,
+)
 from monitoring.recordings import stream_heart_rate_bpm
 
 logger = logging.getLogger(__name__)
@@ -158,6 +170,9 @@ def run_stream_analysis(recording_id: int) -> dict:
         totals["samples"] += result.n_samples
         if result.more:
             continue
+        # once the live analysis has caught up: the chunks that arrived after the analysis
+        # had given up their gap (never raises; no-op when there are none)
+        backfill_given_up_gaps(recording_id)
         released = Recording.objects.filter(pk=recording_id, stream_pending=False).update(
             stream_queued_at=None
         )
@@ -262,7 +277,8 @@ def _read_stretch(recording: Recording, cursor: int, max_samples: int) -> _Stret
 
 def _gap_is_final(recording: Recording, chunk_after: SampleChunk) -> bool:
     """Whether the gap before ``chunk_after`` is given up: the recording is closed, or that
-    chunk arrived ``DEVICE_GAP_WAIT_S`` ago (a device resends its buffer sooner than that)."""
+    chunk arrived ``DEVICE_GAP_WAIT_S`` ago (a device that still resends it does so sooner;
+    one that comes later is backfilled, ``monitoring.backfill``)."""
     gap_wait = timedelta(seconds=settings.DEVICE_GAP_WAIT_S)
     return (
         recording.status == Recording.Status.CLOSED
@@ -298,6 +314,7 @@ def analyze_next(recording_id: int) -> RoundResult:
         updates.append(analyzer.push(lead))
         position += len(stretch.adc)
     finished = False
+    given_up = None  # the gap the analysis goes past, [start, end)
     lead_off = stretch.lead_off_end is not None
     at_end = not stretch.more and stretch.next_first_sample is None and not lead_off
     if (
@@ -308,6 +325,7 @@ def analyze_next(recording_id: int) -> RoundResult:
         updates.append(analyzer.finish())
         finished = True
         if stretch.next_first_sample is not None:
+            given_up = (position, stretch.next_first_sample)
             position = stretch.next_first_sample  # the gap stays a gap
         elif lead_off:
             position = stretch.lead_off_end  # skipped like a gap: no ECG to analyse
@@ -338,6 +356,12 @@ def analyze_next(recording_id: int) -> RoundResult:
             # the lost stretch's provisional beats (its newest, highest indices) can never be
             # confirmed now: gone, rather than left provisional for good
             recording.beats.filter(provisional=True).delete()
+        if given_up is not None:
+            # a chunk that fills it later is analysed by the backfill (monitoring/backfill.py),
+            # not left unread behind the cursor
+            GivenUpGap.objects.create(
+                recording=recording, start_sample=given_up[0], end_sample=given_up[1]
+            )
         beats = _store_beats(recording, segment_start, updates)
         verdicts = _store_verdicts(recording, segment_start, updates)
         analysed_end = segment_start + analyzer.n_samples_pushed
@@ -759,8 +783,11 @@ def lagging_recordings(now=None) -> list[int]:
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.STREAM_STALE_S)
     unclaimed = Q(stream_queued_at__isnull=True) | Q(stream_queued_at__lt=stale)
-    behind = Q(analysis_cursor__lt=F("end_sample")) | Q(
-        status=Recording.Status.CLOSED, stream_state__isnull=False
+    behind = (
+        Q(analysis_cursor__lt=F("end_sample"))
+        | Q(status=Recording.Status.CLOSED, stream_state__isnull=False)
+        # a chunk stored in a gap the analysis gave up, not backfilled yet (a worker died)
+        | Q(Exists(filled_gaps().filter(recording=OuterRef("pk"))))
     )
     return list(
         Recording.objects.filter(source=Recording.Source.DEVICE)
