@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from monitoring.models import Alarm, Recording, UploadFormat
 from monitoring.recordings import end_sample, lead_off_spans, samples_mv
-from monitoring.strips import seconds_parameter
+from monitoring.strips import GAINS_MM_PER_MV, seconds_parameter
 
 # The longest window one signal request may cover, and how many points it may answer: two
 # hours at 360 Hz is 2.6 million samples (20 MB of float64 while decimating), a bound a
@@ -980,5 +980,7 @@ def review_page(request, pk: int):
             "recording": recording,
             "patient": recording.patient,
             "overview": review_overview(recording),
+            # the gain menu's choices, those the PNG strips take (mm/mV)
+            "gains": GAINS_MM_PER_MV,
         },
     )

@@ -18,6 +18,7 @@ from monitoring.analysis import (
     queue_analysis,
 )
 from monitoring.models import BEAT_ROW_FORMATS, AnalysisStatus, Patient, Recording
+from monitoring.recordings import MAX_GAPS_LISTED, summarize
 from monitoring.strips import DEFAULT_STRIP_S, MAX_STRIP_S, strip_request
 from monitoring.uploads import (
     MAX_FS_HZ,
@@ -91,6 +92,20 @@ def _agreement_table(agreement: dict | None) -> dict | None:
     }
 
 
+def signal_extent(recording: Recording) -> dict:
+    """What the results page says beside the duration (the signal stored): the span from
+    the recording's start to its last stored sample, and the gaps in it (how many, seconds
+    missing). The page said "Duration 58.0 s" of a recording 80 s long with 22 s missing."""
+    stored = summarize(recording)
+    fs_hz = recording.sampling_rate_hz
+    return {
+        "span_s": stored["end_sample"] / fs_hz,
+        "n_gaps": len(stored["gaps"]),
+        "gaps_listed_all": len(stored["gaps"]) < MAX_GAPS_LISTED,  # else "at least"
+        "missing_s": stored["missing_samples"] / fs_hz,
+    }
+
+
 def recording_detail(request, pk: int):
     """The analysis of one recording: summary, strip with saliency, episodes, agreement, beats."""
     recording = get_object_or_404(
@@ -151,4 +166,6 @@ def recording_detail(request, pk: int):
             beat.time_s = beat.sample / recording.sampling_rate_hz
         context["beats"] = page
         context["length_s"] = query["length_s"]
+        if not rows:
+            context["extent"] = signal_extent(recording)
     return render(request, "monitoring/recording_detail.html", context)

@@ -83,8 +83,10 @@ def test_the_attached_png_covers_twelve_seconds_near_the_start(recording, monkey
     event = round(3.6 * FS_HZ)
     png = alarm_strip_png(hr_alarm(recording, sample=event))
     assert drawn == [(0, STRIP_N, event)]
-    # about 1 inch a second at 100 dpi: a 12 s strip is 1200 px wide (4.6 s drew 600 px)
-    assert Image.open(io.BytesIO(png)).size[0] == 1200
+    # one row of 25 mm/s paper: 12 s of it is 300 mm (4.6 s drew half the width before)
+    paper_px = (STRIP_BEFORE_S + STRIP_AFTER_S) * strips.PAPER_SPEED_MM_PER_S * strips.PNG_PX_PER_MM
+    margins_px = (strips.LEFT_MM + strips.RIGHT_MM) * strips.PNG_PX_PER_MM
+    assert Image.open(io.BytesIO(png)).size[0] == round(paper_px + margins_px)
 
 
 def test_the_review_link_opens_at_the_event(recording, settings, monkeypatch):

@@ -3,7 +3,8 @@ Chromium, walkthrough of 2026-12-07).
 
 At 390 x 844 the 1100-px sweep (11 s) scrolled inside a 322-px frame: only its first 3 s were
 on screen, so the newest samples showed about a quarter of the time. The sweep now takes its
-frame's width at 4 px a mm (25 mm/s): a phone shows the last 3.2 s, a desktop 11 s as before.
+frame's width at CSS's 3.78 px a mm (25 mm/s; 4 px a mm, 5.8 % large, until 2026-12-07, the
+review page's scale since: ecgpaper.js): a phone shows the last 3.2 s, a desktop 11.6 s.
 
 The server is Django's live server (no websockets): a socket injected into the page plays the
 server's part, with a hello and 20 s of samples.
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 FS_HZ = 250
 SIGNAL_S = 20
-PX_PER_S = 25 * 4  # 25 mm/s at 4 CSS px a mm
+PX_PER_S = 25 * 96 / 25.4  # 25 mm/s at CSS's 96 px an inch
 
 # Injected before the page's scripts: the patient socket opens and sends a hello and SIGNAL_S
 # seconds of samples in 1-s messages (a 1-mV spike every 0.8 s on a flat line), as the server's
@@ -78,7 +79,7 @@ return {
 
 
 def newest_x_px(shown_width_px: float) -> float:
-    """Where live.js writes the newest sample: the sweep holds width / 100 px s of samples."""
+    """Where live.js writes the newest sample: the sweep holds width / PX_PER_S s of samples."""
     n = round(shown_width_px / PX_PER_S * FS_HZ)
     return ((SIGNAL_S * FS_HZ - 1) % n) / n * shown_width_px
 
@@ -107,7 +108,7 @@ def assert_newest_sample_on_screen(shown: dict) -> None:
     assert x < shown["shownWidth"]
     # the trace ends there, with the blank ahead of the write position after it
     assert shown["inkAt"] and not shown["inkAhead"], shown
-    # drawn at the size shown (not scaled): 4 px a mm, 25 mm/s as the label says
+    # drawn at the size shown (not scaled): CSS's mm, 25 mm/s as the label says
     assert shown["canvasWidth"] == round(shown["shownWidth"] * shown["dpr"])
     assert shown["shownHeight"] == 300
     assert shown["sweepLabel"] == f"{shown['shownWidth'] / PX_PER_S:.1f}"
@@ -121,16 +122,16 @@ def test_a_phone_shows_the_newest_samples_of_a_shorter_sweep(
     phone = open_live(browser, live_server, patient, 390)
     assert phone["shownWidth"] < 390
     assert_newest_sample_on_screen(phone)
-    assert phone["sweepLabel"] in ("3.1", "3.2", "3.3")  # seconds of paper across the frame
+    assert phone["sweepLabel"] in ("3.2", "3.3", "3.4")  # seconds of paper across the frame
 
 
-def test_a_desktop_keeps_its_11_s_sweep_and_a_turned_phone_keeps_the_newest_samples(
+def test_a_desktop_keeps_its_11_6_s_sweep_and_a_turned_phone_keeps_the_newest_samples(
     browser, live_server, clinician, patient
 ):
     browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FAKE_SOCKET_JS})
     log_in(browser, live_server.url, "clinician", "pw-clinician-1")
     desktop = open_live(browser, live_server, patient, 1280)
-    assert desktop["shownWidth"] == 1100 and desktop["sweepLabel"] == "11.0"
+    assert desktop["shownWidth"] == 1100 and desktop["sweepLabel"] == "11.6"
     assert_newest_sample_on_screen(desktop)
     # narrowed without reloading: the sweep shortens and still ends at the newest sample
     browser.set_window_size(390, 844)

@@ -9,8 +9,9 @@
   time into the recording as the page prints it, or a clock time HH:MM[:SS]) lies:
   ``time_s`` from the start, ``read_as`` how it was read, ``note`` for a clock time a
   daylight-saving change repeated.
-- ``GET /api/recordings/<id>/range.png?start_s=&length_s=&channel=``: the window of one
-  channel as a PNG strip, gaps drawn as gaps (any recording, analysed or not).
+- ``GET /api/recordings/<id>/range.png?start_s=&length_s=&channel=&gain_mm_per_mv=``: the
+  window of one channel as a PNG strip on ECG paper (25 mm/s, the gain asked for or chosen
+  to fit), gaps and leads-off spans marked (any recording, analysed or not).
 - ``GET /api/recordings/<id>/export.zip?format=wfdb|csv`` and ``GET .../export.csv``: 400
   for a recording with no samples stored yet.
 
@@ -31,7 +32,14 @@ from monitoring.api.predict import error
 from monitoring.api.serializers import error_responses
 from monitoring.api.uploads import AnyAcceptNegotiation, visible_recording
 from monitoring.recordings import end_sample
-from monitoring.strips import MAX_STRIP_S, MIN_STRIP_S, render_range_png, seconds_parameter
+from monitoring.strips import (
+    GAINS_MM_PER_MV,
+    MAX_STRIP_S,
+    MIN_STRIP_S,
+    gain_parameter,
+    render_range_png,
+    seconds_parameter,
+)
 
 
 class RecordingSignalView(APIView):
@@ -163,12 +171,18 @@ class RecordingRangePngView(APIView):
             OpenApiParameter("start_s", float, description="Start (s); default 0."),
             OpenApiParameter("length_s", float, description="Length (s), 0.5-60; default 10."),
             OpenApiParameter("channel", int, description="Channel index; default analysed."),
+            OpenApiParameter(
+                "gain_mm_per_mv",
+                float,
+                enum=list(GAINS_MM_PER_MV),
+                description="Gain (mm/mV); default 10, or 5 or 2.5 when the signal is too tall.",
+            ),
         ],
         responses={(200, "image/png"): OpenApiTypes.BINARY, **error_responses(400, 401, 404)},
     )
     def get(self, request, pk: int):
-        """The viewer's strip of one lead as a PNG on ECG paper with beat labels; gaps drawn
-        as gaps."""
+        """The viewer's strip of one lead as a PNG on ECG paper (25 mm/s, a stated gain, a
+        calibration pulse) with beat labels; gaps and leads-off spans marked."""
         recording = visible_recording(request, pk)
         params = request.query_params
         try:
@@ -182,10 +196,15 @@ class RecordingRangePngView(APIView):
             window = review.signal_window(
                 recording, params.get("start_s"), length_s, 10, params.get("channel")
             )
+            gain_mm_per_mv = gain_parameter(params.get("gain_mm_per_mv"))
         except ValueError as exc:
             return error(str(exc))
         png = render_range_png(
-            recording, window["start_sample"], window["end_sample"], channel=window["channel"]
+            recording,
+            window["start_sample"],
+            window["end_sample"],
+            channel=window["channel"],
+            gain_mm_per_mv=gain_mm_per_mv,
         )
         response = HttpResponse(png, content_type="image/png")
         response["Content-Disposition"] = (

@@ -22,10 +22,13 @@
 (function () {
   "use strict";
 
-  var MM_PER_S = 25;        // paper speed
-  var PX_PER_MM = 4;        // CSS px, at any width: 25 mm/s and the gain stay true
-  // The sweep is as wide as its frame, at most 1100 px (11 s of paper on a desktop; a
-  // 390-px phone's 322-px frame holds 3.2 s): fitCanvas.
+  // paper speed and CSS px per mm, at any width (ecgpaper.js, shared with the review page):
+  // 25 mm/s and the gain stay true
+  var ecgPaper = window.CardioSpike.paper;
+  var MM_PER_S = ecgPaper.MM_PER_S;
+  var PX_PER_MM = ecgPaper.PX_PER_MM;
+  // The sweep is as wide as its frame, at most 1100 px (11.6 s of paper on a desktop; a
+  // 390-px phone's 307-px frame holds 3.2 s): fitCanvas.
   var MAX_SWEEP_PX = 1100;
   var TRACE_HEIGHT_PX = 300;
   var GAP_S = 0.3;          // blank ahead of the write position
@@ -94,7 +97,7 @@
     return Math.round((size.width / (MM_PER_S * PX_PER_MM)) * fs);
   }
 
-  // The trace is drawn at the width its frame shows (at most MAX_SWEEP_PX), 4 px a mm at any
+  // The trace is drawn at the width its frame shows (at most MAX_SWEEP_PX), PX_PER_MM at any
   // width, so a narrower screen shows a shorter sweep on the same paper: 25 mm/s and the gain
   // stay true, and the newest samples are always on the screen. (The 1100-px canvas scrolled
   // inside a phone's 322-px frame: only its first 3 s showed, the newest samples a quarter of
@@ -211,12 +214,7 @@
     // 1 mV calibration pulse at the left edge: its height shows the chosen gain
     context.strokeStyle = "#1d4ed8";
     context.lineWidth = 1.3;
-    context.beginPath();
-    context.moveTo(2, height - 12);
-    context.lineTo(2, height - 12 - pxPerMv);
-    context.lineTo(2 + 5 * PX_PER_MM, height - 12 - pxPerMv);
-    context.lineTo(2 + 5 * PX_PER_MM, height - 12);
-    context.stroke();
+    ecgPaper.drawCalibration(context, 2, height - 12, gain);
     if (!state.buffer || state.last < 0) { return; }
     var buffer = state.buffer, n = buffer.length;
     var values = [];

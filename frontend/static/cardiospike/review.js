@@ -7,6 +7,11 @@
 // Episodes, alarms, gaps and leads-off spans of the whole recording come once
 // with the page (the "review-overview" JSON). The view's position is kept in the URL's hash
 // (#t=<start s>&w=<width s>) so a link opens the same strip.
+// The amplitude is drawn at a stated gain in mm/mV (the "Gain" menu; auto: 10 mm/mV, less only
+// when the window's signal does not fit), on paper of CSS millimetres with a 1 mV calibration
+// pulse, and the scale is written beside the menu ("35.4 mm/s · 10 mm/mV"): ecgpaper.js, the
+// live view's scale. The width menu's "25 mm/s" gives the window that the canvas shows at
+// paper speed. Until 2026-12-07 the amplitude was scaled to fit each window.
 (function () {
   "use strict";
 
@@ -19,6 +24,9 @@
   var LEADS_OFF_TEXT = "#1e293b";
   var MIN_WIDTH_S = 1;
   var MIN_LABEL_SPACING_PX = 14;  // closer beats get a coloured tick instead of a letter
+  var ecgPaper = window.CardioSpike.paper;
+  var TRACE_MARGIN_PX = 2 * ecgPaper.PX_PER_MM;  // kept free above and below a signal that fits
+  var CALIBRATION_COLOUR = "#1d4ed8";  // as the live view's pulse
 
   var $ = function (id) { return document.getElementById(id); };
   var overview = JSON.parse($("review-overview").textContent);
@@ -41,6 +49,8 @@
     channel: overview.channel,
     data: null,
     request: 0,
+    // the width menu's "25 mm/s": the width follows the canvas (load)
+    paperSpeed: false,
     // the event the last jump went to, until the user moves the view (forgetView)
     focus: null,
   };
@@ -66,16 +76,17 @@
     var match = /t=([0-9.]+)/.exec(location.hash);
     var width = /w=([0-9.]+)/.exec(location.hash);
     if (match) { state.startS = Number(match[1]); }
-    if (width) { state.widthS = Number(width[1]); }
+    if (width) { state.widthS = Number(width[1]); state.paperSpeed = false; }
   }
 
   // --- Fetching ------------------------------------------------------------------------
 
   function load() {
-    clampView();
-    syncWidthSelect();  // after clamping: the width drawn, not the one asked for
     canvas.width = Math.max(300, canvas.parentElement.clientWidth || 1000);
     strip.width = canvas.width;
+    if (state.paperSpeed) { state.widthS = canvas.width / (ecgPaper.MM_PER_S * ecgPaper.PX_PER_MM); }
+    clampView();
+    syncWidthSelect();  // after clamping: the width drawn, not the one asked for
     var id = ++state.request;
     var query = "start_s=" + state.startS.toFixed(4) + "&length_s=" + state.widthS +
       "&max_points=" + canvas.width + "&channel=" + state.channel;
@@ -148,8 +159,11 @@
       startS = Math.max(0, state.startS + state.widthS / 2 - PNG_MAX_S / 2);
       lengthS = PNG_MAX_S;
     }
+    // the gain chosen, if one is: the PNG then draws at it (auto: the PNG chooses for its
+    // own rows, and says which)
+    var gain = $("gain").value;
     link.href = base + "range.png?start_s=" + startS.toFixed(3) + "&length_s=" + lengthS +
-      "&channel=" + state.channel;
+      "&channel=" + state.channel + (gain === "auto" ? "" : "&gain_mm_per_mv=" + gain);
     link.textContent = lengthS < state.widthS ?
       "PNG of the " + PNG_MAX_S + " s at the centre (" + formatTime(startS) + " – " +
         formatTime(startS + lengthS) + ")" :
@@ -160,42 +174,55 @@
 
   function xOf(timeS) { return (timeS - state.startS) / state.widthS * canvas.width; }
 
-  function valueRange(values) {
-    // robust limits: a single 15 mV artefact must not flatten the whole strip
+  // The window's vertical scale: the gain chosen (or the automatic one that fits), its px per
+  // mV, and the value drawn at the trace's middle: the median (the baseline), moved just
+  // enough for the whole signal to fit when it can. A signal taller than the trace at the
+  // gain keeps its baseline in the middle and is clipped (the scale line says so).
+  function verticalScale(values, heightPx) {
     var finite = values.filter(function (v) { return v !== null; }).sort(function (a, b) {
       return a - b;
     });
-    if (finite.length === 0) { return [-1, 1]; }
-    var low = finite[Math.floor(finite.length * 0.005)];
-    var high = finite[Math.min(finite.length - 1, Math.floor(finite.length * 0.995))];
-    var middle = (low + high) / 2;
-    var half = Math.max(1.0, (high - low) / 2 * 1.3);
-    return [middle - half, middle + half];
+    var usablePx = heightPx - 2 * TRACE_MARGIN_PX;
+    var low = finite.length ? finite[0] : 0, high = finite.length ? finite[finite.length - 1] : 0;
+    var median = finite.length ? finite[Math.floor(finite.length / 2)] : 0;
+    var chosen = $("gain").value;
+    var gain = chosen === "auto" ? ecgPaper.fittingGain(high - low, usablePx) : Number(chosen);
+    var pxPerMv = gain * ecgPaper.PX_PER_MM;
+    var halfMv = usablePx / 2 / pxPerMv;
+    var fits = high - low <= 2 * halfMv;
+    var centre = fits ? Math.min(Math.max(median, high - halfMv), low + halfMv) : median;
+    return { gain: gain, pxPerMv: pxPerMv, centre: centre, fits: fits };
   }
 
-  function drawPaper(height, yOf) {
+  // ECG paper: 1 mm and 5 mm lines in amplitude (at any width: the gain is in mm/mV), from
+  // the trace's middle; 0.04 s and 0.2 s lines in time when there is room. The squares are
+  // square at 25 mm/s (the width menu's "25 mm/s"); the scale line says the speed drawn.
+  function drawPaper(height, middleY) {
     var pxPerS = canvas.width / state.widthS;
+    var pxPerMm = ecgPaper.PX_PER_MM;
+    var minor = pxPerS * 0.04 >= 3;
     context.lineWidth = 1;
-    if (pxPerS >= 40) {
-      // ECG paper: 0.2 s and 0.5 mV squares (0.04 s / 0.1 mV when there is room)
-      var steps = pxPerS >= 150 ? [[0.04, 0.1, "#fbd5d5"], [0.2, 0.5, "#f29c9c"]] :
-        [[0.2, 0.5, "#f5b5b5"]];
-      steps.forEach(function (step) {
-        context.strokeStyle = step[2];
-        context.beginPath();
+    [[0.04, 1, "#fbd5d5", minor], [0.2, 5, "#f29c9c", pxPerS * 0.2 >= 8]].forEach(function (step) {
+      context.strokeStyle = step[2];
+      context.beginPath();
+      if (step[3]) {
         for (var t = Math.ceil(state.startS / step[0]) * step[0];
           t <= state.startS + state.widthS; t += step[0]) {
           context.moveTo(Math.round(xOf(t)) + 0.5, 0);
           context.lineTo(Math.round(xOf(t)) + 0.5, height);
         }
-        var top = yValue(0), bottom = yValue(height);
-        for (var v = Math.ceil(bottom / step[1]) * step[1]; v <= top; v += step[1]) {
-          context.moveTo(0, Math.round(yOf(v)) + 0.5);
-          context.lineTo(canvas.width, Math.round(yOf(v)) + 0.5);
+      }
+      if (step[1] === 5 || minor) {
+        var reach = Math.ceil(height / (step[1] * pxPerMm));
+        for (var k = -reach; k <= reach; k++) {
+          var y = Math.round(middleY + k * step[1] * pxPerMm) + 0.5;
+          if (y < 0 || y > height) { continue; }
+          context.moveTo(0, y);
+          context.lineTo(canvas.width, y);
         }
-        context.stroke();
-      });
-    }
+      }
+      context.stroke();
+    });
     // time ticks at a round step, about every 100 px
     var candidates = [0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
     var tick = candidates.find(function (c) { return c * pxPerS >= 100; }) || 3600;
@@ -215,7 +242,20 @@
     }
   }
 
-  var yValue = function () { return 0; };
+  // The 1 mV calibration pulse at the left, at the gain drawn, with the gain beside it.
+  function drawCalibration(traceBottom, gain) {
+    var foot = traceBottom - 4;
+    context.strokeStyle = CALIBRATION_COLOUR;
+    context.lineWidth = 1.5;
+    var right = ecgPaper.drawCalibration(context, 6, foot, gain);
+    var text = gain + " mm/mV";
+    context.font = "11px sans-serif";
+    context.textAlign = "left";
+    context.fillStyle = "rgba(255, 255, 255, 0.85)";
+    context.fillRect(right + 3, foot - 12, context.measureText(text).width + 4, 13);
+    context.fillStyle = CALIBRATION_COLOUR;
+    context.fillText(text, right + 5, foot - 2);
+  }
 
   function formatTime(seconds) {
     if (Math.round(seconds * 100) < 6000) { return (Math.round(seconds * 100) / 100) + " s"; }
@@ -260,14 +300,10 @@
     context.fillRect(0, 0, canvas.width, height);
     if (!data) { return; }
     var series = data.values ? [data.values, data.values] : [data.min, data.max];
-    var limits = valueRange(series[0].concat(series[1]));
-    var yOf = function (mv) {
-      return traceBottom - (mv - limits[0]) / (limits[1] - limits[0]) * (traceBottom - traceTop);
-    };
-    yValue = function (y) {
-      return limits[0] + (traceBottom - y) / (traceBottom - traceTop) * (limits[1] - limits[0]);
-    };
-    drawPaper(height, yOf);
+    var scale = verticalScale(series[0].concat(series[1]), traceBottom - traceTop);
+    var middleY = (traceTop + traceBottom) / 2;
+    var yOf = function (mv) { return middleY - (mv - scale.centre) * scale.pxPerMv; };
+    drawPaper(height, middleY);
     drawEpisodes(height);
     var pointS = data.step / data.fs_hz;
     var firstS = data.start_sample / data.fs_hz;
@@ -293,7 +329,12 @@
         context.fillText("no data", xOf(middle), (traceTop + traceBottom) / 2);
       }
     });
-    // the trace: a line through the samples, or each column's min-max bar joined up
+    // the trace: a line through the samples, or each column's min-max bar joined up; kept
+    // to the trace's rows (a signal taller than them at the gain chosen is clipped)
+    context.save();
+    context.beginPath();
+    context.rect(0, traceTop, canvas.width, traceBottom - traceTop);
+    context.clip();
     context.strokeStyle = "#111";
     context.lineWidth = 1;
     context.beginPath();
@@ -306,6 +347,9 @@
       if (high !== low) { context.lineTo(x, yOf(high)); }
     }
     context.stroke();
+    context.restore();
+    drawCalibration(traceBottom, scale.gain);
+    showScale(scale);
     drawLeadsOff(traceTop, traceBottom);
     drawBeats(traceTop);
     drawAlarms(height);
@@ -333,6 +377,17 @@
     } else {
       delete canvas.dataset.focusS;
     }
+  }
+
+  // The scale drawn, beside the gain menu, and in the canvas' data (tests read it).
+  function showScale(scale) {
+    var mmPerS = canvas.width / state.widthS / ecgPaper.PX_PER_MM;
+    $("paper-scale").textContent = ecgPaper.scaleText(mmPerS, scale.gain) +
+      ($("gain").value === "auto" ? " (auto)" : "") +
+      (scale.fits ? "" : " · clipped: the signal is taller than the strip at this gain");
+    canvas.dataset.gainMmPerMv = scale.gain;
+    canvas.dataset.pxPerMv = scale.pxPerMv;
+    canvas.dataset.mmPerS = mmPerS;
   }
 
   function drawEpisodes(height) {
@@ -458,6 +513,7 @@
     forgetFocus();
     var centre = aroundS === undefined ? state.startS + state.widthS / 2 : aroundS;
     var fraction = (centre - state.startS) / state.widthS;
+    state.paperSpeed = false;
     state.widthS = Math.max(MIN_WIDTH_S, Math.min(maxWidthS, state.widthS * factor));
     state.startS = centre - fraction * state.widthS;
     load();
@@ -470,6 +526,11 @@
   function syncWidthSelect() {
     var select = $("window-s");
     var shown = $("window-s-shown");
+    if (state.paperSpeed) {
+      if (shown) { shown.remove(); }
+      select.value = "paper";
+      return;
+    }
     var match = Array.prototype.find.call(select.options, function (option) {
       return option !== shown && Number(option.value) === state.widthS;
     });
@@ -537,7 +598,7 @@
         forgetFocus();
         showMessage("");
         // a range ("59:55 – 1:00:05", copied from the view range): that width
-        if (answer.body.length_s) { state.widthS = answer.body.length_s; }
+        if (answer.body.length_s) { state.widthS = answer.body.length_s; state.paperSpeed = false; }
         // and a clock time the clocks showed twice (put back for winter): which one this is
         showNote(wentToNote(answer.body) + (answer.body.note ? " " + answer.body.note : ""));
         centreOn(answer.body.time_s);
@@ -553,9 +614,20 @@
 
   $("window-s").addEventListener("change", function () {
     var centre = state.startS + state.widthS / 2;
-    state.widthS = Number(this.value);
+    state.paperSpeed = this.value === "paper";
+    if (state.paperSpeed) {
+      state.widthS = canvas.width / (ecgPaper.MM_PER_S * ecgPaper.PX_PER_MM);
+    } else {
+      state.widthS = Number(this.value);
+    }
     forgetFocus();
     centreOn(centre);
+    focusTrace();
+  });
+  // a gain chosen redraws the window (and the PNG link draws at it)
+  $("gain").addEventListener("change", function () {
+    updateExportLink();
+    if (state.data) { draw(); }
     focusTrace();
   });
   $("zoom-in").addEventListener("click", function () { zoom(0.5); });
