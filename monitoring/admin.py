@@ -41,6 +41,7 @@ from monitoring.models import (
     Beat,
     Device,
     Episode,
+    GivenUpGap,
     Heartbeat,
     Notification,
     NotificationAttempt,
@@ -423,6 +424,17 @@ class SampleChunkAdmin(ReadOnlyAdmin):
     exclude = ["data"]  # raw bytes are for programs; the admin shows the framing
     date_hierarchy = "received_at"
     list_select_related = ["recording__patient"]  # a recording's name shows its patient
+
+
+@admin.register(GivenUpGap)
+class GivenUpGapAdmin(ReadOnlyAdmin):
+    # the samples the live analysis went past without (monitoring/backfill.py): a row with
+    # backfill_failed is a late chunk whose beats the backfill could not store (logged)
+    list_display = ["recording", "start_sample", "end_sample", "given_up_at", "backfill_failed"]
+    list_filter = ["backfill_failed"]
+    search_fields = ["recording__patient__mrn", "recording__device__serial"]
+    date_hierarchy = "given_up_at"
+    list_select_related = ["recording__patient"]
 
 
 @admin.register(Prediction)

@@ -21,6 +21,7 @@ from monitoring.models import (
     Beat,
     Device,
     Episode,
+    GivenUpGap,
     Heartbeat,
     Notification,
     NotificationAttempt,
@@ -44,6 +45,7 @@ READ_ONLY = {
     NotificationAttempt,
     AuditEntry,
     Heartbeat,
+    GivenUpGap,
     Recording,  # its patient, rate or gain changed here would misread every sample
 }
 
@@ -84,6 +86,7 @@ def rows(patient, other_patient, device, recording, django_user_model):
     Heartbeat.objects.create(
         name="monitoring.tasks.check_devices_task", completed_at=timezone.now()
     )
+    GivenUpGap.objects.create(recording=recording, start_sample=10, end_sample=260)
 
 
 def admin_url(model, page: str, *args) -> str:
