@@ -8,18 +8,22 @@ streaming analysis. Everything happens in one transaction: a refused chunk leave
 The rules are in ``docs/device-protocol.md``.
 """
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from inference.qrs import MAX_FS_HZ, MIN_FS_HZ
-from monitoring.models import Device, Recording, SampleChunk
+from monitoring.models import Device, Recording, SampleChunk, parse_lead_names
 from monitoring.protocol import MAX_CHUNK_FRAMES, Chunk
 from monitoring.samples import encode_int16
+
+logger = logging.getLogger(__name__)
 
 # Two chunks of one recording agree on the sampling rate when they differ by less than this
 # (the binary body carries it as float32).
@@ -426,16 +430,40 @@ def open_recording(device: Device, chunk: Chunk, now=None, started_at=None) -> R
         gain_adc_per_mv=chunk.gain_adc_per_mv,
         baseline_adc=chunk.baseline_adc,
         n_channels=chunk.n_channels,
-        lead_names=_lead_names(chunk.n_channels),
+        lead_names=lead_names_for(device, chunk.n_channels),
         status=Recording.Status.LIVE,
         started_at=started_at or now,
     )
 
 
-def _lead_names(n_channels: int) -> list[str]:
-    # The BioAmp Heart Candy is one lead, placed as lead II by the firmware's README; devices
-    # with more channels name them in a later protocol version.
-    return ["II"] if n_channels == 1 else [f"ch{i + 1}" for i in range(n_channels)]
+def lead_names_for(device: Device, n_channels: int) -> list[str]:
+    """The lead names of a recording the device opens with ``n_channels`` channels: the
+    device's staff-set ``lead_names`` (the protocol has no lead field; the lead is how the
+    device is placed), or ``ch1``..``chN`` when they name another number of leads.
+
+    A count that differs means the device is not what staff described (a 3-lead board set
+    up as "II", or "I, II, V1" sending one channel): which channel is which lead is then not
+    known, and a neutral name is better than a lead name a researcher would trust. Logged, so
+    that staff can correct the device.
+    """
+    try:
+        names = parse_lead_names(device.lead_names)
+    except ValidationError as error:  # a value written around the admin's validation
+        names, problem = [], " ".join(error.messages)
+    else:
+        problem = f"{len(names)} lead name(s) for {n_channels} channel(s)"
+    if len(names) == n_channels:
+        return names
+    logger.warning(
+        "device %s: lead names %r do not fit its %d-channel recording (%s); the channels "
+        "are named ch1..ch%d: set the device's lead names in the admin",
+        device.serial,
+        device.lead_names,
+        n_channels,
+        problem,
+        n_channels,
+    )
+    return [f"ch{i + 1}" for i in range(n_channels)]
 
 
 def close_recording(recording: Recording, closed_by: str, now=None) -> bool:

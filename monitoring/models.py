@@ -44,6 +44,62 @@ gain_validators = [
 ]
 
 
+# A device's lead names (``Device.lead_names``): staff type them, comma-separated. Short, so
+# that they fit a WFDB header, a CSV column name and a strip title.
+MAX_LEAD_NAME_CHARS = 16
+
+
+def parse_lead_names(text: str) -> list[str]:
+    """The comma-separated lead names of ``Device.lead_names`` as a list (``"I, II, V1"`` ->
+    ``["I", "II", "V1"]``); a ValidationError saying what is wrong and how to write it.
+
+    Each name is printable text (no tab, line break or other control character, which would
+    break a WFDB header line), 1 to ``MAX_LEAD_NAME_CHARS`` characters, different from the
+    others; at most ``MAX_CHANNELS`` names, as a chunk has at most that many channels.
+    """
+    names = [name.strip() for name in str(text).split(",")]
+    if names == [""]:
+        raise ValidationError(
+            "Give the lead of each channel, in channel order, separated by commas (e.g. II, "
+            "or I, II, V1).",
+            code="no_lead_names",
+        )
+    if len(names) > MAX_CHANNELS:
+        raise ValidationError(
+            f"{len(names)} lead names: a device sends at most {MAX_CHANNELS} channels.",
+            code="too_many_lead_names",
+        )
+    for number, name in enumerate(names, start=1):
+        if not name:
+            raise ValidationError(
+                f"Lead {number} has no name: give one name per channel, separated by commas "
+                "(e.g. I, II, V1).",
+                code="empty_lead_name",
+            )
+        if len(name) > MAX_LEAD_NAME_CHARS:
+            raise ValidationError(
+                f"Lead name {name!r} has {len(name)} characters; at most {MAX_LEAD_NAME_CHARS}.",
+                code="long_lead_name",
+            )
+        if not name.isprintable():
+            raise ValidationError(
+                f"Lead name {name!r} holds a character that is not printable text (a tab, "
+                "line break or control character).",
+                code="unprintable_lead_name",
+            )
+        if name in names[: number - 1]:
+            raise ValidationError(
+                f"Lead name {name!r} is given twice: each channel needs its own name.",
+                code="duplicate_lead_name",
+            )
+    return names
+
+
+def validate_lead_names(text: str) -> None:
+    """``parse_lead_names`` as a field validator, so that the admin refuses what it refuses."""
+    parse_lead_names(text)
+
+
 # The earliest birth date accepted: before it is a typo (a patient would be over 120).
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
 
@@ -197,6 +253,18 @@ class Device(models.Model):
     )
     gain_adc_per_mv = models.FloatField(
         "declared gain (ADC units per mV)", default=200.0, validators=gain_validators
+    )
+    # The device protocol has no lead field: the lead is how the device is placed on the
+    # patient, which staff know. A recording copies them when it opens (ingest.lead_names_for);
+    # a change applies to the next recording, not to the ones already stored.
+    lead_names = models.CharField(
+        "lead names",
+        max_length=300,
+        default="II",
+        validators=[validate_lead_names],
+        help_text="How the device is placed: the lead of each channel, in channel order, "
+        "separated by commas (e.g. II, or I, II, V1). Its next recording takes them; one "
+        "whose channel count differs is named ch1, ch2, ... instead.",
     )
     is_active = models.BooleanField(
         default=True, help_text="Inactive devices are refused, whatever token they present."

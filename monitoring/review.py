@@ -47,6 +47,10 @@ MAX_EVENT_TIME_S = 10 * 365.25 * 86400.0
 # WFDB format 16 reserves its lowest value for "no sample here"; wfdb.rdrecord turns it into
 # NaN in physical units.
 WFDB_INVALID_ADC = -32768
+# A stored sample of -32768 (a device may send it: its ADC's lowest rail) is written one ADC
+# unit up in the WFDB export, so that only gaps read back as missing: written as it is, it
+# read back as NaN (a gap) where the CSV, the signal API and the pages give its value.
+LOWEST_WFDB_ADC = WFDB_INVALID_ADC + 1
 # Our AAMI classes as WFDB beat symbols (MIT-BIH conventions: S -> A, atrial premature).
 AAMI_TO_WFDB = {"N": "N", "S": "A", "V": "V", "F": "F", "Q": "Q"}
 # The WFDB annotator our own beats and episodes are written under. By WFDB convention
@@ -713,14 +717,22 @@ def export_lead_names(recording: Recording, ascii_only: bool = False) -> list[st
     return names
 
 
-def adc_with_gaps(recording: Recording) -> np.ndarray:
-    """All channels from sample 0 to the end as stored (int16 ADC units, shape (n, channels)),
-    with ``WFDB_INVALID_ADC`` where no chunk covers a sample."""
+def adc_with_gaps(recording: Recording) -> tuple[np.ndarray, int]:
+    """All channels from sample 0 to the end as WFDB format 16 writes them (int16 ADC units,
+    shape (n, channels)), and how many stored samples were raised from -32768.
+
+    A sample no chunk covers is ``WFDB_INVALID_ADC``; a stored one is as stored, except a
+    stored -32768, which is written as ``LOWEST_WFDB_ADC`` (one ADC unit up) so that it is
+    not read as a gap."""
     out = np.full((end_sample(recording), recording.n_channels), WFDB_INVALID_ADC, np.int16)
+    n_raised = 0
     for chunk in recording.chunks.order_by("first_sample").iterator(chunk_size=200):
         chunk.recording = recording
-        out[chunk.first_sample : chunk.end_sample] = chunk.samples()
-    return out
+        samples = chunk.samples()
+        at_invalid = samples == WFDB_INVALID_ADC
+        n_raised += int(at_invalid.sum())
+        out[chunk.first_sample : chunk.end_sample] = np.where(at_invalid, LOWEST_WFDB_ADC, samples)
+    return out, n_raised
 
 
 def rhythm_annotations(recording: Recording, n_samples: int) -> list[tuple[int, str]]:
@@ -754,7 +766,8 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
 
     - ``.hea`` and ``.dat``: format 16, the stored ADC values with the recording's gain and
       baseline in its unit (``export_unit``: mV, or NU for the Kaggle beat rows), gaps as
-      ``WFDB_INVALID_ADC``;
+      ``WFDB_INVALID_ADC``, a stored -32768 as ``LOWEST_WFDB_ADC`` (the header's comments
+      say how many);
     - ``.cspk`` (``OURS_ANNOTATOR``), when it has beats, episodes or leads-off spans: our
       labels, and each leads-off span as WFDB marks unreadable signal (``NOISE_SYMBOL`` with
       ``UNREADABLE_SUBTYPE`` at its first sample, with ``CLEAN_SUBTYPE`` one past its last),
@@ -773,7 +786,7 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
     import wfdb
 
     name = record_name(recording)
-    adc = adc_with_gaps(recording)
+    adc, n_raised = adc_with_gaps(recording)
     if len(adc) == 0:
         raise ValueError(f"recording {recording.pk} has no samples stored yet")
     n_channels = recording.n_channels
@@ -788,6 +801,12 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
         base_date = started_utc.date()
         base_time = started_utc.time()  # naive: the comment says it is UTC
         comments = [f"started_at {started_utc.isoformat()}"]
+    if n_raised:
+        # said in the header, so that a reader of the record knows its -32767s may be -32768s
+        comments.append(
+            f"{n_raised} stored samples of -32768 written as -32767: format 16 reads -32768 "
+            "as missing, which marks only the gaps here"
+        )
     wfdb.wrsamp(
         name,
         fs=recording.sampling_rate_hz,

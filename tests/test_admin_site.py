@@ -148,6 +148,7 @@ def device_form(**overrides) -> dict:
         "firmware_version": "1.0",
         "sampling_rate_hz": "250",
         "gain_adc_per_mv": "200",
+        "lead_names": "II",
         "is_active": "on",
     }
     form.update(overrides)

@@ -65,6 +65,7 @@ def test_the_first_token_of_a_device_created_for_a_patient_is_audited(client, st
         "firmware_version": "1.0",
         "sampling_rate_hz": "250",
         "gain_adc_per_mv": "200",
+        "lead_names": "II",
         "is_active": "on",
     }
     response = client.post(reverse("admin:monitoring_device_add"), form)
