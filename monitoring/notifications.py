@@ -297,19 +297,27 @@ def alarm_strip_window(recording: Recording, event: int) -> tuple[int, int]:
 
 
 def review_url(alarm: Alarm) -> str:
-    """The review page of the alarm's recording, opened on the attached strip's window.
+    """The review page of the alarm's recording, opened on the attached strip's window: the
+    site's address and :func:`review_path`."""
+    return f"{settings.SITE_URL}{review_path(alarm)}"
+
+
+def review_path(alarm: Alarm) -> str:
+    """The path of the review page of the alarm's recording, opened on the window of the
+    strip an e-mail attaches (the alarm history page links rows here too).
 
     The page reads its position from the fragment (``#t=<start s>&w=<width s>``,
     frontend/static/cardiospike/review.js); without it the page opens at 0 s, hours away
-    from the event of a long recording.
+    from the event of a long recording. Reads only the recording's row (no query when it was
+    selected with the alarm).
     """
     recording = alarm.recording
-    url = f"{settings.SITE_URL}/recordings/{recording.pk}/review/"
+    path = f"/recordings/{recording.pk}/review/"
     if recording.end_sample <= 0:
-        return url  # nothing stored: 0 s is all there is
+        return path  # nothing stored: 0 s is all there is
     fs_hz = recording.sampling_rate_hz
     start, end = alarm_strip_window(recording, event_sample(alarm))
-    return f"{url}#t={start / fs_hz:.3f}&w={(end - start) / fs_hz:g}"
+    return f"{path}#t={start / fs_hz:.3f}&w={(end - start) / fs_hz:g}"
 
 
 # --- Scheduling and sending --------------------------------------------------------------

@@ -4,6 +4,9 @@ Scoped like everything else with ``visible_to``: a clinician sees and acknowledg
 alarms of assigned patients; any other alarm answers 404, as if it did not exist.
 """
 
+import re
+from datetime import UTC, datetime
+
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -53,6 +56,37 @@ class AlarmSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+# A "+02:00" offset typed into a URL unencoded arrives as " 02:00" (a "+" in a query string
+# is a space): read back as the "+" it was, since a space there means nothing else.
+DECODED_PLUS = re.compile(r"(.*T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)")
+
+
+def zoned_time(params, name: str) -> datetime | None:
+    """The query parameter ``name`` as an aware datetime (ISO 8601 with its zone), None when
+    absent; a 400 naming it when it is not one. A time without a zone is refused rather than
+    read in the server's zone: a client in another zone would get another night's alarms."""
+    raw = params.get(name, "").strip()
+    if not raw:
+        return None
+    text = DECODED_PLUS.sub(r"\1+\2", raw)
+    example = "e.g. 2026-07-01T22:00:00+02:00 or 2026-07-01T20:00:00Z"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise bad_parameter(
+            f"{name} must be an ISO 8601 date and time with its zone ({example}), got {raw!r}"
+        ) from None
+    if moment.tzinfo is None:
+        raise bad_parameter(
+            f"{name} must give its zone, as an offset or Z ({example}), got {raw!r}"
+        )
+    try:
+        # stored and compared in UTC: year 1 or 9999 with an offset lies outside its range
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise bad_parameter(f"{name} is out of range, got {raw!r}") from None
+
+
 # "open": not resolved; "waiting": open, or a critical alarm that resolved before anyone
 # acknowledged it (latched: it still wants acknowledging, as the station shows it)
 STATE_FILTERS = ["open", "waiting", *AlarmState.values]
@@ -76,12 +110,23 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
             OpenApiParameter("state", OpenApiTypes.STR, enum=STATE_FILTERS),
             OpenApiParameter("priority", OpenApiTypes.STR, enum=AlarmPriority.values),
             OpenApiParameter("patient", OpenApiTypes.INT, description="A patient id."),
+            OpenApiParameter(
+                "since",
+                OpenApiTypes.DATETIME,
+                description="Alarms raised at or after this time: ISO 8601 with its zone, "
+                "2026-07-01T22:00:00+02:00 or 2026-07-01T20:00:00Z.",
+            ),
+            OpenApiParameter(
+                "until",
+                OpenApiTypes.DATETIME,
+                description="Alarms raised before this time (ISO 8601 with its zone).",
+            ),
         ],
         responses={200: AlarmSerializer, **error_responses(400, 401)},
     )
     def list(self, request, *args, **kwargs):
         """Alarms of the patients you may see, newest first; ``state=open`` for all not
-        resolved."""
+        resolved; ``since`` and ``until`` for those raised in a time range."""
         return super().list(request, *args, **kwargs)
 
     def filter_queryset(self, queryset):
@@ -103,6 +148,16 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
             if priority not in AlarmPriority.values:
                 raise bad_parameter(f"priority must be one of {', '.join(AlarmPriority.values)}")
             queryset = queryset.filter(priority=priority)
+        since = zoned_time(params, "since")
+        until = zoned_time(params, "until")
+        if since is not None and until is not None and since >= until:
+            raise bad_parameter(
+                f"since ({since.isoformat()}) must be before until ({until.isoformat()})"
+            )
+        if since is not None:
+            queryset = queryset.filter(raised_at__gte=since)
+        if until is not None:
+            queryset = queryset.filter(raised_at__lt=until)
         return filter_by_patient(queryset, params)
 
     @extend_schema(request=None, responses={200: AlarmSerializer, **error_responses(401, 403, 404)})
