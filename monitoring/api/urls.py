@@ -49,6 +49,11 @@ urlpatterns = [
         name="api-recording-analyze",
     ),
     path("patients/<int:patient_id>/hr-trend/", trend.HrTrendView.as_view(), name="api-hr-trend"),
+    path(
+        "recordings/<int:pk>/hr-trend/",
+        trend.RecordingHrTrendView.as_view(),
+        name="api-recording-hr-trend",
+    ),
     path("recordings/<int:pk>/beats/", uploads.RecordingBeatsView.as_view(), name="api-beats"),
     path(
         "recordings/<int:pk>/beats/<int:number>/saliency/",
