@@ -776,12 +776,18 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
       (a WFDB record's ``.atr``): those reference labels, so that the exported record can be
       evaluated against its reference. A device recording has none, hence no ``.atr``.
 
-    The header's base date and time are when sample 0 was taken, in UTC: a WFDB header has
-    no time zone field, so the zone is said in a header comment, ``started_at`` and the ISO
-    8601 time with its ``+00:00`` offset (an upload reads that comment back:
-    ``monitoring.uploads.header_start``). An upload whose file gave no start gets none: its
-    start is only its upload time (``Recording.start_is_upload_time``), which the comment
-    says instead, so that the record uploaded again is not taken to have started then.
+    The header's base date and time are when sample 0 was taken, on the clock of the zone the
+    pages show times in (the current zone: ``TIME_ZONE`` unless one was activated), as an
+    upload reads a header's base time (in ``TIME_ZONE``) and as a WFDB viewer shows it. A WFDB
+    header has no time zone field, so the moment is also said in a header comment,
+    ``started_at`` and the ISO 8601 time with its offset (``+01:00``), which names the clock
+    in the hour a clock change repeats, and the upload reads back
+    (``monitoring.uploads.header_start``): the record uploaded again keeps its start exactly,
+    on a server in any zone. A ``time_zone`` comment names the zone. Until 2026-12-07 the base
+    time was in UTC, an hour off in a viewer for a site in Berlin. An upload whose file gave
+    no start gets none: its start is only its upload time (``Recording.start_is_upload_time``),
+    which the comment says instead, so that the record uploaded again is not taken to have
+    started then.
     """
     import wfdb
 
@@ -791,6 +797,8 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
         raise ValueError(f"recording {recording.pk} has no samples stored yet")
     n_channels = recording.n_channels
     started_utc = recording.started_at.astimezone(UTC)
+    zone = timezone.get_current_timezone()
+    started_local = started_utc.astimezone(zone)
     if recording.start_is_upload_time:
         base_date = base_time = None
         comments = [
@@ -798,9 +806,12 @@ def write_wfdb(recording: Recording, folder: Path) -> list[Path]:
             f"from the upload, {started_utc.isoformat()}"
         ]
     else:
-        base_date = started_utc.date()
-        base_time = started_utc.time()  # naive: the comment says it is UTC
-        comments = [f"started_at {started_utc.isoformat()}"]
+        base_date = started_local.date()
+        base_time = started_local.time()  # naive: the comments say which clock it is
+        comments = [
+            f"started_at {started_local.isoformat()}",
+            f"time_zone {zone} (the base time and date are its clock)",
+        ]
     if n_raised:
         # said in the header, so that a reader of the record knows its -32767s may be -32768s
         comments.append(

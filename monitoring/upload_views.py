@@ -1,5 +1,6 @@
 """Pages: upload a recording for a patient, and see its analysis."""
 
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -7,6 +8,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from inference.aami import AAMI_CLASSES
@@ -30,6 +32,27 @@ from monitoring.uploads import (
 )
 
 BEATS_PER_PAGE = 100
+# An episode's strip opens this long before its onset: started exactly there, it cut the
+# first beat's QRS, and a reader wants the rhythm it broke out of.
+EPISODE_LEAD_IN_S = 2.0
+
+# The episode details (inference.rhythm) as a reader says them, with units; a key not
+# listed here is shown as it is stored.
+EPISODE_DETAIL_LABELS = {
+    "n_beats": "{:g} beats",
+    "n_v_beats": "{:g} V beats",
+    "mean_hr_bpm": "mean heart rate {:g} bpm",
+    "min_hr_bpm": "lowest heart rate {:g} bpm",
+    "max_hr_bpm": "highest heart rate {:g} bpm",
+    "duration_s": "{:.1f} s without a beat",
+    "mean_probability": "mean VF probability {:.2f}",
+}
+# a pause that reaches an end of the signal: its true length is not known
+EPISODE_OPEN_TEXT = {
+    "start": "from the recording's start",
+    "end": "to the recording's end",
+    "both": "the whole recording",
+}
 
 
 def upload_recording(request, pk: int):
@@ -106,6 +129,56 @@ def signal_extent(recording: Recording) -> dict:
     }
 
 
+def episode_details_text(details: dict) -> str:
+    """``{"n_beats": 3, "n_v_beats": 3, "mean_hr_bpm": 150.2}`` as "3 beats, 3 V beats, mean
+    heart rate 150 bpm": the page listed the stored keys ("n_beats 3, n_v_beats 3, …")."""
+    parts = []
+    for key, value in (details or {}).items():
+        if key == "open":
+            parts.append(EPISODE_OPEN_TEXT.get(value, f"open {value}"))
+        elif key == "ongoing":
+            if value:
+                parts.append("ongoing")
+        elif key in EPISODE_DETAIL_LABELS and isinstance(value, int | float):
+            parts.append(EPISODE_DETAIL_LABELS[key].format(value))
+        else:
+            parts.append(f"{key} {value}")
+    return ", ".join(parts)
+
+
+def clock_text(moment, day=None) -> str:
+    """``moment`` on the clock the pages show (the current zone), to the second as the
+    |date filter cuts it, with the zone's abbreviation: "20:45:00 CET"; with the date first
+    when it is not ``day`` (an episode the night after a Holter's start)."""
+    local = timezone.localtime(moment)
+    shown = local.strftime("%H:%M:%S %Z")
+    if local.date() != day:
+        shown = f"{local:%Y-%m-%d} {shown}"
+    return shown
+
+
+def episode_rows(recording: Recording) -> list[dict]:
+    """The results page's episode table: each episode with its onset's clock time (none when
+    the start is only the upload time: those clock times are not the recording's), its
+    details in words and where its strip starts (``EPISODE_LEAD_IN_S`` before the onset)."""
+    start_day = timezone.localtime(recording.started_at).date()
+    rows = []
+    for episode in recording.episodes.all():
+        onset = recording.started_at + timedelta(seconds=episode.start_s)
+        rows.append(
+            {
+                "kind": episode.kind,
+                "start_s": episode.start_s,
+                "end_s": episode.end_s,
+                "duration_s": episode.duration_s,
+                "clock": "" if recording.start_is_upload_time else clock_text(onset, start_day),
+                "strip_start_s": max(0.0, episode.start_s - EPISODE_LEAD_IN_S),
+                "details": episode_details_text(episode.details),
+            }
+        )
+    return rows
+
+
 def recording_detail(request, pk: int):
     """The analysis of one recording: summary, strip with saliency, episodes, agreement, beats."""
     recording = get_object_or_404(
@@ -141,6 +214,10 @@ def recording_detail(request, pk: int):
         "agreement": _agreement_table(recording.analysis_agreement),
         "analysed_lead": recording.analysis_lead_name,
         "max_strip_s": MAX_STRIP_S,
+        # sample 0's clock time for every recording (it was shown for uploads only)
+        "started_clock": clock_text(recording.started_at),
+        "time_zone": timezone.get_current_timezone_name(),
+        "episode_lead_in_s": EPISODE_LEAD_IN_S,
     }
     if done:
         query = {
@@ -157,7 +234,7 @@ def recording_detail(request, pk: int):
         except ValueError as exc:
             context["strip_error"] = str(exc)
         context["strip"] = query
-        context["episodes"] = recording.episodes.all()
+        context["episodes"] = episode_rows(recording)
         page = Paginator(recording.beats.order_by("index"), BEATS_PER_PAGE).get_page(
             request.GET.get("page")
         )

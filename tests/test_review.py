@@ -686,16 +686,23 @@ def test_the_csv_zip_never_holds_the_signal_csv_whole(recording, rng):
 
 
 def test_the_exports_say_when_the_recording_started(api, device_recording, settings, tmp_path):
-    """In UTC whatever the site's zone: the WFDB header's base date and time (and a comment
-    naming the zone), and the CSV zip's info file; the signal CSV gets no clock column."""
+    """The WFDB header's base date and time on the clock the pages show (the site's zone, as
+    an upload reads them), with comments giving the offset and naming the zone; the CSV zip's
+    info file in UTC; the signal CSV gets no clock column. Until 2026-12-07 the WFDB base
+    time was in UTC: 23:59:58 for a start the pages showed as 19:59:58 EDT."""
     settings.TIME_ZONE = "America/New_York"
     device_recording.started_at = datetime(2025, 3, 9, 23, 59, 58, 250000, tzinfo=UTC)
     device_recording.save()
     name = f"recording-{device_recording.pk}"
+    page = api.get(f"/recordings/{device_recording.pk}/review/").content.decode()
+    assert "Started 2025-03-09 19:59:58 EDT" in page
     response = api.get(f"/api/recordings/{device_recording.pk}/export.zip?format=wfdb")
     _, record, _ = read_wfdb_zip(response.content, tmp_path, name)
-    assert record.base_datetime == datetime(2025, 3, 9, 23, 59, 58, 250000)  # naive, UTC
-    assert record.comments == ["started_at 2025-03-09T23:59:58.250000+00:00"]
+    assert record.base_datetime == datetime(2025, 3, 9, 19, 59, 58, 250000)  # naive, EDT
+    assert record.comments == [
+        "started_at 2025-03-09T19:59:58.250000-04:00",
+        "time_zone America/New_York (the base time and date are its clock)",
+    ]
 
     response = api.get(f"/api/recordings/{device_recording.pk}/export.zip?format=csv")
     with zipfile.ZipFile(io.BytesIO(response.getvalue())) as archive:

@@ -161,3 +161,30 @@ def test_it_steps_through_the_rhythm_episodes(browser, live_server, clinician, t
     wait_for(browser, lambda d: text_of(d, "view-message") == "no episode after 3600.0 s")
     browser.find_element("id", "prev-episode").click()
     wait_for(browser, lambda d: focus_s(d) == "30")
+
+
+def test_clock_times_agree_with_the_server_for_a_start_with_microseconds(
+    browser, live_server, clinician, recording, settings
+):
+    """A device recording starts at the ingest's clock, with microseconds (19:39:59.123456
+    UTC, 20:39:59 CET). "Go to" clock 20:45:00 said "Went to clock time 20:44:59 CET" and the
+    range line "20:44:54 – 20:45:04": the page parsed the start to the millisecond and cut
+    20:44:59.999544 to the second before."""
+    settings.TIME_ZONE = "Europe/Berlin"
+    recording.started_at = datetime(2026, 1, 15, 19, 39, 59, 123456, tzinfo=UTC)
+    recording.save(update_fields=["started_at"])
+    ecg = generate(120.0, fs=FS_HZ, seed=7)
+    adc = np.round(ecg.signal_mv * recording.gain_adc_per_mv).astype(np.int16)
+    SampleChunk.from_samples(recording, 0, 0, adc).save()
+    SampleChunk.from_samples(recording, 1, round(480 * FS_HZ), adc).save()
+    open_review(browser, live_server, recording)
+    assert text_of(browser, "view-clock") == "20:39:59 – 20:40:09 CET"
+
+    Select(browser.find_element("id", "jump-as")).select_by_value("clock")
+    go_to(browser, "20:45:00")
+    wait_for_review_view(browser, 295.876544, 305.876544)
+    wait_for(browser, lambda d: "clock time" in text_of(d, "jump-note"))
+    assert text_of(browser, "jump-note") == (
+        "Went to clock time 20:45:00 CET (5:00.9 into the recording)."
+    )
+    assert text_of(browser, "view-clock") == "20:44:55 – 20:45:05 CET"

@@ -106,7 +106,7 @@ def test_the_reported_record_209_starts_when_its_header_says(api, upload, settin
     assert "Started 2026-03-01 08:00:00 EST" in page
     assert "start-is-upload-time" not in page
     results = api.get(f"/recordings/{recording.pk}/").content.decode()
-    assert "2026-03-01 08:00:00 EST, from the file's header" in results
+    assert "2026-03-01 08:00:00 EST (America/New_York), from the file's header" in results
     response = api.get(f"/api/recordings/{recording.pk}/go-to/", {"at": "08:05"})
     assert response.status_code == 200, response.content
     assert response.json()["time_s"] == pytest.approx(300.0)
@@ -178,15 +178,20 @@ def test_a_signal_csv_starts_at_the_upload(upload, api, tmp_path):
 def test_an_exported_record_uploaded_again_keeps_its_start(
     synthetic, upload, api, settings, tmp_path
 ):
-    """On the same server and on one in another zone: the export writes the start in UTC
-    with the comment that says so, which the upload reads back."""
+    """On the same server and on one in another zone: the export writes the start on the
+    server's clock, as the upload read it, with the comment that gives its offset, which the
+    upload reads back. Until 2026-12-07 the export wrote it in UTC (04:59:58.5 here): a WFDB
+    viewer showed every time 5 hours off the pages'."""
     settings.TIME_ZONE = NEW_YORK
     first = upload(with_start(synthetic, "23:59:58.5 07/03/2026"))
     assert first.started_at == datetime(2026, 3, 8, 4, 59, 58, 500000, tzinfo=UTC)
     exported = export_files(api, first, tmp_path / "one")
     header = wfdb.rdheader(str(tmp_path / "one" / f"recording-{first.pk}"))
-    assert header.base_datetime == datetime(2026, 3, 8, 4, 59, 58, 500000)  # UTC, naive
-    assert header.comments == ["started_at 2026-03-08T04:59:58.500000+00:00"]
+    assert header.base_datetime == datetime(2026, 3, 7, 23, 59, 58, 500000)  # EST, naive
+    assert header.comments == [
+        "started_at 2026-03-07T23:59:58.500000-05:00",
+        "time_zone America/New_York (the base time and date are its clock)",
+    ]
 
     again = upload(exported)
     assert again.started_at == first.started_at and not again.start_is_upload_time
@@ -203,10 +208,29 @@ def test_a_header_edited_after_the_export_is_read_as_it_now_says(
     first = upload(with_start(synthetic, "08:00:00 01/03/2026"))
     exported = export_files(api, first, tmp_path)
     name = f"recording-{first.pk}.hea"
-    edited = re.sub(rb"13:00:00 01/03/2026", b"09:00:00 01/03/2026", exported[name])
+    edited = re.sub(rb"08:00:00 01/03/2026", b"09:00:00 01/03/2026", exported[name])
     assert edited != exported[name]
     again = upload({**exported, name: edited})
     assert again.started_at == datetime(2026, 3, 1, 14, 0, tzinfo=UTC)  # 09:00 EST
+
+
+def test_an_export_in_the_hour_the_clocks_repeat_keeps_its_start(
+    synthetic, upload, api, settings, tmp_path
+):
+    """01:30 happened twice on 1 November 2026 in New York; the export of a recording that
+    started at the second (EST) writes 01:30 with the offset that says which, and the upload
+    keeps it, where the bare header would be read as the first (EDT)."""
+    settings.TIME_ZONE = NEW_YORK
+    first = upload(with_start(synthetic, "08:00:00 01/03/2026"))
+    second_0130 = datetime(2026, 11, 1, 6, 30, 0, 123456, tzinfo=UTC)  # 01:30 EST
+    Recording.objects.filter(pk=first.pk).update(started_at=second_0130)
+    first.refresh_from_db()
+    exported = export_files(api, first, tmp_path)
+    header = wfdb.rdheader(str(tmp_path / f"recording-{first.pk}"))
+    assert header.base_datetime == datetime(2026, 11, 1, 1, 30, 0, 123456)
+    assert header.comments[0] == "started_at 2026-11-01T01:30:00.123456-05:00"
+    again = upload(exported)
+    assert again.started_at == second_0130
 
 
 # --- starts that cannot be right are refused ---------------------------------------------

@@ -41,7 +41,13 @@
   // ("02:30:00 CEST", then "02:30:00 CET"). The offsets and abbreviations come from the
   // server (clock_zones), so the page prints the header's "EST" everywhere: the browser's
   // Intl names a zone by its locale (en-GB wrote New York's winter time "GMT-5").
-  var startedMs = Date.parse(overview.started_at);
+  // Kept to the microsecond, as the server has it: Date.parse keeps milliseconds only, and a
+  // start at 19:39:59.123456 plus the 0.876544 s that "Go to" 20:40:00 answered then came to
+  // 20:39:59.999544 and was cut to 20:39:59, a second before the server's time.
+  var startedWholeMs = Date.parse(overview.started_at.replace(/(T\d\d:\d\d:\d\d)\.\d+/, "$1"));
+  var startedFraction = /T\d\d:\d\d:\d\d(\.\d+)/.exec(overview.started_at);
+  var startedUs = startedWholeMs * 1000 +
+    (startedFraction ? Math.round(Number(startedFraction[1]) * 1e6) : 0);
   var clockZones = overview.clock_zones || [];
   var state = {
     startS: 0,
@@ -270,12 +276,15 @@
 
   // "HH:MM:SS ABBR" (seconds cut, not rounded, as the server's |date filter does)
   function clockTime(seconds) {
-    if (isNaN(startedMs) || clockZones.length === 0) { return "?"; }
+    if (isNaN(startedUs) || clockZones.length === 0) { return "?"; }
     var zone = clockZones[0];
     clockZones.forEach(function (candidate) {
       if (candidate.from_s <= seconds) { zone = candidate; }
     });
-    var wall = new Date(Math.floor(startedMs + seconds * 1000) + zone.offset_s * 1000);
+    // whole microseconds (exact in a double: ~1.8e15 < 2^53), so that a position the server
+    // computed to the microsecond is not cut to the second before by a rounding error
+    var atS = Math.floor((startedUs + Math.round(seconds * 1e6)) / 1e6);
+    var wall = new Date((atS + zone.offset_s) * 1000);
     var two = function (n) { return String(n).padStart(2, "0"); };
     return two(wall.getUTCHours()) + ":" + two(wall.getUTCMinutes()) + ":" +
       two(wall.getUTCSeconds()) + " " + zone.abbreviation;
@@ -354,16 +363,21 @@
     drawBeats(traceTop);
     drawAlarms(height);
     drawOverview();
-    var endS = data.end_s;
-    $("view-range").textContent = formatTime(data.start_s) + " – " + formatTime(endS) +
+    // The range lines say the window the view asked for (state), not its first sample's time:
+    // the server starts the window on the sample at or before it, up to one sample period
+    // earlier, and the clock line cut 20:44:54.999 (the sample before 20:44:55) to 20:44:54.
+    var asked = Math.abs(state.startS - data.start_s) * data.fs_hz < 1;
+    var fromS = asked ? state.startS : data.start_s;
+    var endS = asked ? Math.min(data.duration_s, state.startS + state.widthS) : data.end_s;
+    $("view-range").textContent = formatTime(fromS) + " – " + formatTime(endS) +
       " of " + formatTime(overview.duration_s);
-    $("view-clock").textContent = clockRange(data.start_s, endS);
+    $("view-clock").textContent = clockRange(fromS, endS);
     // a window with more beats than the server sends shows only the first ones: say so
     $("view-info").textContent = data.lead + ", " + data.beats.length + " beats" +
       (data.beats_truncated ? " (the first only: zoom in to see every beat)" : "") +
       (data.step > 1 ? ", " + data.step + " samples per column" : "");
     canvas.dataset.startS = data.start_s;
-    canvas.dataset.endS = endS;
+    canvas.dataset.endS = data.end_s;
     if (state.focus) {
       // the event jumped to: a marker under the trace
       var fx = xOf(state.focus.time_s);
