@@ -36,10 +36,12 @@ RANGES = {
 DEFAULT_RANGE = "12h"
 CUSTOM_RANGE = "custom"
 # A clock time as the pages print it ("2026-07-01 22:00:05 CEST"): the date, hours and
-# minutes, the seconds and the zone's abbreviation optional; a "T" may stand for the space
-# (as a browser's datetime-local field sends it).
+# minutes, the seconds and the zone's abbreviation optional (letters, or an offset such as
+# "-03" where the zone has no letters: America/Sao_Paulo, Asia/Dubai); a "T" may stand for
+# the space (as a browser's datetime-local field sends it).
 LOCAL_TIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?(?:\s+([A-Za-z][A-Za-z0-9+-]*))?"
+    r"(\d{4})-(\d{2})-(\d{2})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?"
+    r"(?:\s+([A-Za-z][A-Za-z0-9+-]*|[+-]\d{2}(?:\d{2})?))?"
 )
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
 

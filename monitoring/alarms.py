@@ -783,15 +783,21 @@ def resolve_on_discharge(patient: Patient, now: datetime | None = None) -> list[
     return changes
 
 
-def repeat_of(patient, kind: str, now: datetime) -> int | None:
+def repeat_of(patient, kind: str, now: datetime, device: str | None = None) -> int | None:
     """The technical alarm of this kind that was sent for the patient within
     ``TECHNICAL_RENOTIFY_S`` before ``now`` (its id), if any: a new one is then a repeat,
     shown but not sent. Counted from the last one sent, not the last repeat, so a condition
-    that flaps for hours still sends one message per period."""
+    that flaps for hours still sends one message per period.
+
+    Only for the same device (``details.device``): after a swap, the new device's silence is
+    another fault (a dead replacement), not the old one flapping, and went unsent for 10
+    minutes when it counted as a repeat (a review of 2026-12-07)."""
     if kind not in TECHNICAL_KINDS:
         return None  # a physiological event is news each time
     since = now - timedelta(seconds=settings.TECHNICAL_RENOTIFY_S)
     sent = Alarm.objects.filter(patient=patient, kind=kind, raised_at__gte=since)
+    if device is not None:
+        sent = sent.filter(details__device=device)
     sent = sent.exclude(details__has_key="repeat_of").order_by("-raised_at", "-pk")
     return sent.values_list("pk", flat=True).first()
 
@@ -805,7 +811,7 @@ def _raise(patient, recording, condition: Condition, now: datetime) -> Alarm | N
     from monitoring.notifications import schedule_notifications
 
     details = dict(condition.details)
-    repeated = repeat_of(patient, condition.kind, now)
+    repeated = repeat_of(patient, condition.kind, now, condition.details.get("device"))
     if repeated is not None:
         details["repeat_of"] = repeated
     try:

@@ -356,7 +356,9 @@ def check_session_goes_on(recording: Recording, device: Device) -> None:
     not when the device now belongs to another patient, nor when the device closed it or the
     patient was discharged (final, unlike a close by silence, which a late chunk reopens).
     The patient is checked first: a session the device closed and then was moved is another
-    patient's backlog all the same."""
+    patient's backlog all the same. A session older than the device's present assignment
+    (``Device.assigned_at``: taken away and given back to the same patient) starts again
+    too, dropping what it holds."""
     if recording.patient_id != device.patient_id:
         raise IngestError(
             f"recording {recording.pk} belongs to another patient than the device's "
@@ -375,6 +377,18 @@ def check_session_goes_on(recording: Recording, device: Device) -> None:
             409,
             NEW_SESSION,
             None if by_device else DROP_BACKLOG,
+        )
+    if device.assigned_at is not None and recording.created_at < device.assigned_at:
+        # taken away and given back (A -> B -> A): the old session's recording is older than
+        # B's, so the technical rules, which watch the patient's newest recording, watched
+        # B's and this device went unwatched (a review of 2026-12-07). What it holds was
+        # taken while it was away from the patient.
+        raise IngestError(
+            f"recording {recording.pk} began before the device was assigned to its patient "
+            "again" + backlog_note("the device was assigned again"),
+            409,
+            NEW_SESSION,
+            DROP_BACKLOG,
         )
 
 

@@ -334,3 +334,25 @@ def test_the_api_refuses_a_bad_since_or_until_with_400(client, clinician, query,
     response = client.get(f"/api/alarms/{query}")
     assert response.status_code == 400
     assert words in response.json()["detail"]
+
+
+@pytest.mark.parametrize("zone", ["America/Sao_Paulo", "Asia/Dubai", "Asia/Kolkata"])
+def test_the_page_links_work_where_the_zones_abbreviation_is_an_offset(
+    client, clinician, patient, settings, zone
+):
+    """São Paulo's clocks read "-03", Dubai's "+04": the links carry from and to as the page
+    prints them, and a pattern that wanted letters refused them, 400 on every "older" link
+    and on the form sent again (a review of 2026-12-07)."""
+    settings.TIME_ZONE = zone
+    now = timezone.now()
+    alarms = [make_alarm(patient, 60 * (i + 1), now, message=f"night {i}") for i in range(53)]
+    client.force_login(clinician)
+    first = history(client, patient)
+    page = first.content.decode()
+    [older] = [
+        link for link in page.split('href="')[1:] if link.startswith("?") and "page=2" in link
+    ]
+    older = older.split('"')[0].replace("&amp;", "&")
+    second = client.get(f"/patients/{patient.pk}/alarms/{older}")
+    assert second.status_code == 200, second.content.decode()[:500]
+    assert shown_ids(second) == [a.pk for a in alarms[50:]]

@@ -18,6 +18,7 @@ from monitoring.alarms import check_devices, evaluate_alarms, periodic_check
 from monitoring.models import (
     Alarm,
     AlarmKind,
+    AlarmRecipient,
     AlarmPriority,
     AlarmState,
     AuditEntry,
@@ -276,3 +277,57 @@ def test_a_device_moved_to_another_patient_that_never_reconnects_raises_it_for_t
     assert raised.alarm.patient == other_patient
     assert raised.alarm.message.startswith("No data from DEV-001 since it was assigned at")
     assert not open_alarms(patient).exists()  # the first patient has no device to watch
+
+
+def test_a_device_taken_away_and_given_back_starts_a_new_session_and_is_watched(
+    staff_client, device
+):
+    """A -> B -> A (a review of 2026-12-07): A's old session went on writing its old
+    recording, older than B's, so the rules watched B's recording (the patient's newest) and
+    A went unwatched: no offline alarm however long it then stayed silent."""
+    patient = device.patient
+    api = device_client(device)
+    assert post_json(api, make_chunk(seq=0, session="first001")).status_code == 201
+    spare = Device.objects.create(serial="DEV-002")
+    take = {"take_from_patient": "on"}
+    path = f"/manage/patients/{patient.pk}/device/"
+    assert staff_client.post(path, {"device": spare.pk, **take}).status_code == 302
+    assert post_json(device_client(spare), make_chunk(seq=0, session="spare001")).status_code
+    assert staff_client.post(path, {"device": device.pk, **take}).status_code == 302
+
+    response = post_json(api, make_chunk(seq=1, session="first001"))
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "new_session" and response.json()["backlog"] == "drop"
+    assert post_json(api, make_chunk(seq=0, session="second01")).status_code == 201
+    newest = Recording.objects.filter(patient=patient).order_by("-pk").first()
+    assert newest.device == device  # the one the rules watch
+    [raised] = check_devices(timezone.now() + timedelta(minutes=10))
+    assert raised.change == "raised" and raised.alarm.kind == AlarmKind.DEVICE_OFFLINE
+    assert raised.alarm.message.startswith("No data from DEV-001 since")
+
+
+def test_a_swapped_in_devices_silence_is_sent_not_taken_for_the_old_devices_repeat(
+    staff_client, device, settings
+):
+    """A repeat within TECHNICAL_RENOTIFY_S is one device's flapping; after a swap the new
+    device's silence is another fault and is sent (a review of 2026-12-07)."""
+    patient = device.patient
+    AlarmRecipient.objects.create(patient=patient, address="ward@example.org")
+    api = device_client(device)
+    assert post_json(api, make_chunk(seq=0, session="old00001")).status_code == 201
+    recording = Recording.objects.get()
+    [old] = check_devices(recording.last_chunk_at + timedelta(seconds=45))
+    assert old.alarm.details["device"] == "DEV-001"
+    spare = Device.objects.create(serial="DEV-002")
+    response = staff_client.post(
+        f"/manage/patients/{patient.pk}/device/", {"device": spare.pk, "take_from_patient": "on"}
+    )
+    assert response.status_code == 302
+    # the periodic check (every ALARM_CHECK_S) resolves the old device's alarm at the swap
+    [resolved] = check_devices(after_assignment(spare, 10))
+    assert resolved.change == "resolved" and resolved.alarm.pk == old.alarm.pk
+    changes = check_devices(after_assignment(spare, LIMIT_S + 1))
+    [new] = [c.alarm for c in changes if c.change == "raised"]
+    assert new.details["device"] == "DEV-002"
+    assert "repeat_of" not in new.details
+    assert new.notifications.exists()  # sent, not held as a repeat
