@@ -18,8 +18,8 @@ from monitoring.alarms import check_devices, evaluate_alarms, periodic_check
 from monitoring.models import (
     Alarm,
     AlarmKind,
-    AlarmRecipient,
     AlarmPriority,
+    AlarmRecipient,
     AlarmState,
     AuditEntry,
     Device,
