@@ -26,11 +26,12 @@ docs/architecture.md, "Gaps", gives the numbers behind these choices.
 """
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from django.db import DatabaseError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 
 from inference.aami import AAMI_CLASSES
 from monitoring.models import Beat, GivenUpGap, Recording, SampleChunk
@@ -58,11 +59,19 @@ MIN_SIGNAL_S = 2.0
 
 
 def filled_gaps():
-    """The given-up gaps (not failed) into which a chunk was stored since their last backfill.
+    """The given-up gaps (not failed) into which a chunk was stored since their last backfill,
+    and whose backfill need not wait for the live analysis.
 
     Such a chunk starts inside the gap: the samples just before a gap's start were stored
     when it was given up, and chunks never overlap, so the lookup is a range of the chunks'
     (recording, first_sample) index.
+
+    A gap whose stored chunks reach its end waits until the live stretch after it is past
+    its first ``DUPLICATE_S`` (:func:`backfill_gap`). That wait is part of this query: when
+    it was only checked in :func:`backfill_gap`, a filled gap followed by a stretch without
+    beats (a flat line the device does not flag as leads off) was selected again after every
+    chunk and by every sweep, and each time the recording and its ~120 kB analyzer state were
+    loaded for nothing, until a beat came.
     """
     new_inside = SampleChunk.objects.filter(
         recording=OuterRef("recording"),
@@ -70,7 +79,18 @@ def filled_gaps():
         first_sample__lt=OuterRef("end_sample"),
         pk__gt=OuterRef("backfilled_chunk_id"),
     )
-    return GivenUpGap.objects.filter(backfill_failed=False).filter(Exists(new_inside))
+    reaches_end = SampleChunk.objects.alias(chunk_end=F("first_sample") + F("n_samples")).filter(
+        recording=OuterRef("recording"),
+        first_sample__gte=OuterRef("start_sample"),
+        first_sample__lt=OuterRef("end_sample"),
+        chunk_end__gte=OuterRef("end_sample"),
+    )
+    return (
+        GivenUpGap.objects.filter(backfill_failed=False)
+        .filter(Exists(new_inside))
+        .alias(live_from=F("end_sample") + DUPLICATE_S * F("recording__sampling_rate_hz"))
+        .exclude(Exists(reaches_end) & ~_live_past_q())
+    )
 
 
 def backfill_given_up_gaps(recording_id: int) -> int:
@@ -102,7 +122,8 @@ def backfill_given_up_gaps(recording_id: int) -> int:
 def backfill_gap(gap: GivenUpGap) -> int:
     """Analyse the chunks stored in a given-up gap since its last backfill, store the beats
     that are new, and move its ``backfilled_chunk_id`` on. The number of beats stored."""
-    recording = Recording.objects.get(pk=gap.recording_id)
+    # not the analyzer's state (~120 kB): the backfill runs the offline pipeline
+    recording = Recording.objects.defer("stream_state").get(pk=gap.recording_id)
     fs_hz = recording.sampling_rate_hz
     context = round(BACKFILL_CONTEXT_S * fs_hz)
     edge = round(BACKFILL_EDGE_S * fs_hz)
@@ -110,8 +131,9 @@ def backfill_gap(gap: GivenUpGap) -> int:
     # read first: a chunk that commits after it is above it, and brings the gap back
     watermark = recording.chunks.order_by("-pk").values_list("pk", flat=True).first() or 0
     pieces = _stored_pieces(recording, gap)
+    live_from = gap.end_sample + DUPLICATE_S * fs_hz  # as filled_gaps computes it
     if any(piece.hi == gap.end_sample for piece in pieces if piece.new) and not _live_past(
-        recording, gap.end_sample + duplicate
+        recording, live_from
     ):
         # The live stretch that began at the gap's end may still emit its first beat, and
         # one whose R peak lies in the gap's last samples it places at its own first sample:
@@ -212,12 +234,21 @@ def _piece_beats(
     return found
 
 
-def _live_past(recording: Recording, sample: int) -> bool:
+def _live_past(recording: Recording, sample: float) -> bool:
     """Whether the live analysis has stored every beat before ``sample``: it stored one
-    after it (beats are stored in time order), or its stretch there is finished."""
+    after it (beats are stored in time order), or its stretch there is finished.
+    :func:`_live_past_q` is the same test in SQL (a fractional ``sample`` as there)."""
     return recording.stream_start_sample > sample or (
-        recording.beats.filter(sample__gte=sample).exists()
+        recording.beats.filter(sample__gte=math.ceil(sample)).exists()
     )
+
+
+def _live_past_q() -> Q:
+    """:func:`_live_past` for a gap of :func:`filled_gaps`, at its ``live_from`` alias."""
+    beat_after = Beat.objects.filter(
+        recording=OuterRef("recording"), sample__gte=OuterRef("live_from")
+    )
+    return Q(recording__stream_start_sample__gt=F("live_from")) | Q(Exists(beat_after))
 
 
 def _finite_runs(values: np.ndarray) -> list[tuple[int, int]]:

@@ -288,3 +288,42 @@ def test_a_backfill_that_fails_is_marked_and_the_live_analysis_goes_on(
     assert "the classifier broke" in caplog.text
     assert Recording.objects.get().analysis_cursor >= 43 * FS_HZ
     assert backfill.filled_gaps().count() == 0  # not tried again at every chunk
+
+
+def test_a_filled_gap_before_a_flat_line_is_not_backfilled_again_at_every_chunk(
+    device_client, ecg, clock, eager_celery, monkeypatch
+):
+    """Chunk 30 withheld and the ECG flat from 31 s on (no beat, and not flagged leads off):
+    the backfill of chunk 30, sent late, waits for the live stretch after the gap to store a
+    beat, which never comes while the line is flat. The wait is decided in the query, so the
+    rounds and the sweep do not backfill it (load the recording) again at every chunk; the
+    recording's close finishes the stretch, and the beats are then backfilled once. Until
+    2026-12-08 every chunk and every sweep re-ran the backfill for nothing."""
+    adc, offline = ecg
+    n = round(FS_HZ)
+    flat = adc.copy()
+    flat[31 * n :] = 0
+    stream(device_client, flat, clock, 56, withheld={30})
+    gap = GivenUpGap.objects.get()
+    assert (gap.start_sample, gap.end_sample) == (30 * n, 31 * n)
+    recording = Recording.objects.get()
+
+    calls = []
+    real_backfill_gap = backfill.backfill_gap
+    monkeypatch.setattr(
+        backfill, "backfill_gap", lambda g: calls.append(g.pk) or real_backfill_gap(g)
+    )
+    stream(device_client, flat, clock, 66, withheld={30}, late={57: 30}, start=56)
+    assert SampleChunk.objects.filter(first_sample=30 * n).exists()
+    assert calls == []
+    assert not backfill.filled_gaps().exists()
+    assert streaming.lagging_recordings() == []
+    assert not between(stored(recording)[0], 30, 31).size
+
+    close(recording)
+    assert calls == [gap.pk]
+    samples, _ = stored(recording)
+    expected = between(offline.r_peaks, 29.5, 30.9)
+    assert len(expected)
+    np.testing.assert_allclose(between(samples, 29.5, 30.9), expected, atol=1)
+    assert not backfill.filled_gaps().exists()
