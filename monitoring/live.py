@@ -25,7 +25,7 @@ import time
 import numpy as np
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db.models import Case, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db.models import Case, IntegerField, Max, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -480,15 +480,21 @@ def battery_low(battery_pct: int | None) -> bool:
     return battery_pct is not None and battery_pct <= settings.DEVICE_BATTERY_LOW_PCT
 
 
-def battery_reading(device: Device, now) -> dict | None:
+def battery_reading(device: Device, now, newest_chunk_at=None) -> dict | None:
     """A device's last reported charge as the staff's device lists show it (the management
     page, the patient page), or None when it never reported one: ``pct``, ``low``
-    (:func:`battery_low`) and ``current``, False once the device has been silent for longer
+    (:func:`battery_low`) and ``current``, False once the device has sent no chunk for longer
     than ``DEVICE_OFFLINE_S`` (the pages then grey it and say "last reported": next to its
-    "last seen" time, an old charge still tells staff which device to charge)."""
+    "last seen" time, an old charge still tells staff which device to charge).
+
+    ``newest_chunk_at``: when the device's newest chunk was stored (the latest
+    ``Recording.last_chunk_at`` of its recordings; None: never). The charge comes only with
+    a chunk; ``Device.last_seen_at`` is also refreshed by the device's token check
+    (``GET /api/device/v1/self/``), and until 2026-12-08 a device that only checked its
+    token kept an hours-old charge shown as current."""
     if device.battery_pct is None:
         return None
-    age_s = None if device.last_seen_at is None else (now - device.last_seen_at).total_seconds()
+    age_s = None if newest_chunk_at is None else (now - newest_chunk_at).total_seconds()
     return {
         "pct": device.battery_pct,
         "low": battery_low(device.battery_pct),
@@ -498,11 +504,19 @@ def battery_reading(device: Device, now) -> dict | None:
 
 def with_battery(devices) -> list[Device]:
     """``devices`` as a list, each with ``battery``: its :func:`battery_reading` now (the
-    device lists of the management page and the patient page; _battery.html)."""
+    device lists of the management page and the patient page; _battery.html). One query
+    for the devices' newest chunks, however many devices."""
     now = timezone.now()
     devices = list(devices)
+    newest_chunk_at = dict(
+        Recording.objects.filter(device__in=[device.pk for device in devices])
+        .order_by()
+        .values("device")
+        .annotate(newest=Max("last_chunk_at"))
+        .values_list("device", "newest")
+    )
     for device in devices:
-        device.battery = battery_reading(device, now)
+        device.battery = battery_reading(device, now, newest_chunk_at.get(device.pk))
     return devices
 
 

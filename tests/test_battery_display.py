@@ -147,6 +147,7 @@ async def test_the_live_streams_carry_the_charge_each_chunk_reports(
 @pytest.mark.django_db
 def test_the_device_lists_show_the_last_reported_charge(client, staff_user, patient, device):
     client.force_login(staff_user)
+    recording = live_recording(patient, device)  # its last chunk came now
     set_charge(device, 42)
     for url in ("/manage/", f"/patients/{patient.pk}/"):
         page = client.get(url).content.decode()
@@ -155,8 +156,10 @@ def test_the_device_lists_show_the_last_reported_charge(client, staff_user, pati
     for url in ("/manage/", f"/patients/{patient.pk}/"):
         page = client.get(url).content.decode()
         assert '<span class="battery low">12 %</span>' in page, url
-    # silent for longer than the device-offline limit: greyed, and said to be the past
-    Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now() - timedelta(hours=2))
+    # no chunk for longer than the device-offline limit: greyed, and said to be the past
+    Recording.objects.filter(pk=recording.pk).update(
+        last_chunk_at=timezone.now() - timedelta(hours=2)
+    )
     for url in ("/manage/", f"/patients/{patient.pk}/"):
         page = client.get(url).content.decode()
         assert '<span class="battery stale">12 % · last reported</span>' in page, url
@@ -164,3 +167,51 @@ def test_the_device_lists_show_the_last_reported_charge(client, staff_user, pati
     Device.objects.filter(pk=device.pk).update(battery_pct=None)
     page = client.get("/manage/").content.decode()
     assert '<td class="battery-cell">—</td>' in page
+
+
+@pytest.mark.django_db
+def test_a_token_check_does_not_make_an_old_charge_current(
+    client, staff_user, patient, device, device_token
+):
+    """The charge comes only with a chunk: its freshness is that of the device's newest chunk,
+    not ``last_seen_at``, which the token check (``GET /api/device/v1/self/``) refreshes too.
+    Until 2026-12-08 a device that only checked its token showed a 2-hour-old charge as
+    current."""
+    client.force_login(staff_user)
+    recording = live_recording(patient, device, age_s=7200.0)
+    set_charge(device, 12)
+    Device.objects.filter(pk=device.pk).update(last_seen_at=timezone.now() - timedelta(hours=2))
+    response = client.get("/api/device/v1/self/", HTTP_AUTHORIZATION=f"Device {device_token}")
+    assert response.status_code == 200
+    device.refresh_from_db()
+    assert (timezone.now() - device.last_seen_at).total_seconds() < 60
+    for url in ("/manage/", f"/patients/{patient.pk}/"):
+        page = client.get(url).content.decode()
+        assert '<span class="battery stale">12 % · last reported</span>' in page, url
+    # a chunk now: current again
+    Recording.objects.filter(pk=recording.pk).update(last_chunk_at=timezone.now())
+    page = client.get("/manage/").content.decode()
+    assert '<span class="battery low">12 %</span>' in page
+
+
+@pytest.mark.django_db
+def test_the_device_lists_read_the_newest_chunks_in_one_query(
+    patient, device, django_assert_num_queries
+):
+    """The newest chunk of each device, over all its recordings, in one query however many."""
+    others = [Device.objects.create(serial=f"DEV-{k:03d}", battery_pct=50) for k in range(2, 6)]
+    set_charge(device, 42)
+    live_recording(patient, device, age_s=7200.0)
+    live_recording(patient, device, age_s=5.0)  # the newest decides
+    live_recording(patient, others[0], age_s=7200.0)
+    devices = Device.objects.order_by("serial")
+    with django_assert_num_queries(2):  # the devices, their newest chunks
+        listed = live.with_battery(devices)
+    current = {listed_device.serial: listed_device.battery["current"] for listed_device in listed}
+    assert current == {
+        "DEV-001": True,
+        "DEV-002": False,
+        "DEV-003": False,
+        "DEV-004": False,
+        "DEV-005": False,
+    }
