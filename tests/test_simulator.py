@@ -6,6 +6,7 @@ suffer, the server must end with every sample stored exactly once.
 """
 
 import asyncio
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from aiohttp import web
 from django.core.management import CommandError, call_command
 
 from monitoring.demo import seed_demo
-from monitoring.models import Device, Patient, Recording
+from monitoring.models import Device, Patient, Recording, SampleChunk
 from monitoring.protocol import Chunk, parse_chunk
 from monitoring.recordings import summarize
 from monitoring.samples import decode_int16
@@ -402,9 +403,40 @@ def test_the_command_streams_demo_devices_to_a_server(live_server, fast_devices,
     output = capsys.readouterr().out
     assert "ESP32-DEMO-01 (normal)" in output and "SIM-001 (normal)" in output
     assert "12 acknowledged" in output and "3000 of 3000 samples acknowledged" in output
+    assert "0 chunks refused for good, 0 dropped" in output
     for serial in ("ESP32-DEMO-01", "ESP32-DEMO-02", "SIM-001"):
         recording = Recording.objects.get(device__serial=serial)
         assert summarize(recording)["n_samples"] == 1000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_fails_naming_the_limit_when_the_server_refuses_chunks_as_ahead_of_time(
+    live_server, fast_devices, settings, capsys
+):
+    """At --speed above 1 device time outruns the server's clock; past DEVICE_MAX_AHEAD_S
+    the server refuses the chunks (400) and the device drops them. Until 2026-12-08 the
+    command said nothing of it and exited 0 (--speed 20 --duration 1800: 1,149 of 1,800
+    chunks refused)."""
+    settings.DEBUG = True
+    settings.DEVICE_MAX_AHEAD_S = 1.0
+    seed_demo()
+    with pytest.raises(CommandError, match="DEVICE_MAX_AHEAD_S") as failed:
+        call_command(
+            "simulate_devices",
+            "--demo",
+            "--count=1",
+            f"--url={live_server.url}",
+            "--speed=40",
+            "--duration=8",
+            "--source=normal",
+        )
+    output = capsys.readouterr().out
+    refused = int(re.search(r"(\d+) chunks refused for good \((\d+) ahead", output).group(1))
+    assert refused > 0
+    assert f"{refused} chunk(s) refused for good" in str(failed.value)
+    assert "a 8-s run ends 8 s ahead of the wall clock" in str(failed.value)
+    stored = SampleChunk.objects.filter(recording__device__serial="ESP32-DEMO-01").count()
+    assert stored == 8 - refused
 
 
 def test_the_command_refuses_demo_devices_without_debug(settings):

@@ -125,6 +125,28 @@ class Command(BaseCommand):
                 json.dump([report.as_dict() for report in reports], handle, indent=1)
         if any(report.stopped for report in reports):
             raise CommandError("some devices were refused (see the errors above)")
+        refused = sum(report.chunks_refused for report in reports)
+        ahead = sum(report.chunks_ahead for report in reports)
+        if ahead:
+            # the usual cause at --speed above 1: device time outruns the server's clock by
+            # (speed - 1) s every wall second
+            reach = ""
+            if simulation.duration_s is not None and simulation.speed > 1:
+                ahead_s = simulation.duration_s * (1 - 1 / simulation.speed)
+                reach = (
+                    f": at --speed {simulation.speed:g} a {simulation.duration_s:g}-s run ends "
+                    f"{ahead_s:.0f} s ahead of the wall clock"
+                )
+            raise CommandError(
+                f"{refused} chunk(s) refused for good and dropped, {ahead} of them ahead of "
+                f"the server's time{reach}; raise the server's DEVICE_MAX_AHEAD_S above that "
+                "(default 600 s), or run slower or shorter (docs/simulator.md)"
+            )
+        if refused:
+            raise CommandError(
+                f"{refused} chunk(s) refused for good by the server and dropped "
+                "(see the warnings above)"
+            )
 
     def devices(self, options) -> list[DeviceConfig]:
         count = options["count"]
