@@ -132,8 +132,15 @@ def signal_extent(recording: Recording) -> dict:
 def episode_details_text(details: dict) -> str:
     """``{"n_beats": 3, "n_v_beats": 3, "mean_hr_bpm": 150.2}`` as "3 beats, 3 V beats, mean
     heart rate 150 bpm": the page listed the stored keys ("n_beats 3, n_v_beats 3, …")."""
+    details = details or {}
+    # in the labels' order, then the rest by name: PostgreSQL's jsonb keeps no key order (it
+    # gave "highest" before "mean"), so the page read differently on SQLite and PostgreSQL
+    known = [*EPISODE_DETAIL_LABELS, "open", "ongoing"]
+    keys = [key for key in known if key in details]
+    keys += sorted(key for key in details if key not in known)
     parts = []
-    for key, value in (details or {}).items():
+    for key in keys:
+        value = details[key]
         if key == "open":
             parts.append(EPISODE_OPEN_TEXT.get(value, f"open {value}"))
         elif key == "ongoing":

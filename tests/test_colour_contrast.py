@@ -36,6 +36,20 @@ def test_the_contrast_formula_gives_the_known_ratios():
     assert contrast_ratio("#fff", "#12a4c7") == pytest.approx(2.93, abs=0.01)  # the old cyan tile
 
 
+def without_print_rules(text: str) -> str:
+    """The CSS without its ``@media print`` blocks: paper has its own colours (dark grey on
+    white), which are not what the screen shows, and would win here as later rules."""
+    while (start := text.find("@media print")) != -1:
+        depth, end = 0, text.index("{", start)
+        while True:
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+            end += 1
+        text = text[:start] + text[end + 1 :]
+    return text
+
+
 class Stylesheet:
     """The rules of a few CSS files: each selector of a rule's list maps to its declarations
     (later rules win, as in the browser when specificity is equal); var(--x) resolves through
@@ -45,6 +59,7 @@ class Stylesheet:
         self.rules: dict[str, dict[str, str]] = {}
         for name in names:
             text = re.sub(r"/\*.*?\*/", "", (STATIC / name).read_text(encoding="utf-8"), flags=re.S)
+            text = without_print_rules(text)
             # innermost blocks only: the rules inside @media come without the @media prelude
             for selectors, body in re.findall(r"([^{}]+)\{([^{}]*)\}", text):
                 declarations = dict(
