@@ -282,6 +282,22 @@ class StripMark:
     chosen: bool = False
 
 
+def draw_saliency(axes, values: np.ndarray, extent: tuple[float, float, float, float]) -> None:
+    """The saliency heat (0-1) of ``values`` as a band behind the trace over ``extent``
+    (left, right, bottom, top in the axes' units): the paper strips and the beat rows share it."""
+    axes.imshow(
+        values[np.newaxis, :],
+        cmap="YlOrRd",
+        vmin=0.0,
+        vmax=1.0,
+        alpha=0.55,
+        aspect="auto",
+        extent=extent,
+        interpolation="nearest",
+        zorder=1,
+    )
+
+
 def render_paper_png(
     recording: Recording,
     start: int,
@@ -399,16 +415,10 @@ def _draw_row(
         heat_first, heat_values = heat
         lo, hi = max(first, heat_first), min(end, heat_first + len(heat_values))
         if hi > lo:
-            axes.imshow(
-                heat_values[lo - heat_first : hi - heat_first][np.newaxis, :],
-                cmap="YlOrRd",
-                vmin=0.0,
-                vmax=1.0,
-                alpha=0.55,
-                aspect="auto",
-                extent=(x_of(lo), x_of(hi), bottom, top),
-                interpolation="nearest",
-                zorder=1,
+            draw_saliency(
+                axes,
+                heat_values[lo - heat_first : hi - heat_first],
+                (x_of(lo), x_of(hi), bottom, top),
             )
     # nothing stored: a grey band, the line breaks at the NaN (nothing is interpolated)
     for lo, hi in _runs(~np.isfinite(values)):
@@ -589,17 +599,7 @@ def render_beat_rows_png(recording: Recording, request: StripRequest) -> bytes:
         first = int(heat["start"])
         lo, hi = max(first, request.start), min(first + len(values), request.end)
         if hi > lo:
-            axes.imshow(
-                values[lo - first : hi - first][np.newaxis, :],
-                cmap="YlOrRd",
-                vmin=0.0,
-                vmax=1.0,
-                alpha=0.55,
-                aspect="auto",
-                extent=(lo / fs, hi / fs, ymin, ymax),
-                interpolation="nearest",
-                zorder=1,
-            )
+            draw_saliency(axes, values[lo - first : hi - first], (lo / fs, hi / fs, ymin, ymax))
     axes.plot(t, piece, color=TRACE_COLOUR, linewidth=0.9, zorder=3)
     beats = recording.beats.filter(sample__gte=request.start, sample__lt=request.end)
     for beat in beats.order_by("index"):

@@ -24,11 +24,10 @@ from monitoring.ingest import ASSIGNMENT_TOLERANCE_S, MAX_SAMPLE_ZERO_AGE_S
 from monitoring.models import Device, Recording, SampleChunk
 from monitoring.protocol import MAX_CHUNK_AGE_MS, encode_binary_chunk
 from tests.test_device_ingest import json_body, make_chunk, post_binary, post_json
+from tests.test_device_session_time import FS, second
 from tests.test_simulator import ScriptedServer
 
 pytestmark = pytest.mark.django_db
-
-FS = 250
 
 
 @pytest.fixture
@@ -39,31 +38,6 @@ def client(device, device_token):
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Device {device_token}")
     return api
-
-
-class FakeClock:
-    """``timezone.now`` for the test: moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = timezone.now()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    fake = FakeClock()
-    monkeypatch.setattr(timezone, "now", fake)
-    return fake
-
-
-def second(index: int, session="b0075eed", **fields):
-    """The chunk of the session's second ``index`` (one second at 250 Hz, seq = index)."""
-    return make_chunk(seq=index, first_sample=index * FS, n=FS, session=session, **fields)
 
 
 def started_at(session: str) -> datetime:

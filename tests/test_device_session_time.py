@@ -7,7 +7,7 @@ samples the device cannot have taken yet counts from that sample 0 (docs/device-
 The clock is a fake one where a test needs time to pass.
 """
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -30,26 +30,6 @@ def client(device_token):
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Device {device_token}")
     return api
-
-
-class FakeClock:
-    """``timezone.now`` for the test: moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = timezone.now()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    fake = FakeClock()
-    monkeypatch.setattr(timezone, "now", fake)
-    return fake
 
 
 def second(index: int, session="b0075eed", **fields):
