@@ -1,14 +1,16 @@
-"""A patient's alarm history: every alarm raised in a time range, a page at a time
+"""A patient's alarm history: every alarm active in a time range, a page at a time
 (docs/dashboard.md, "Alarm history").
 
 The live view lists only the last 20 alarms (and older open ones): a night's alarms scroll
 off it, and the patient page listed none. This page answers the morning handover's question,
-"what did this patient alarm for overnight?": the alarms raised in the last 12 hours by
-default (1 h, 24 h, 7 days, or from and to in the server's zone), filtered by priority and
-kind, 50 a page, each with the time of its event (the sample the rule recorded, as clock
-time), when it was raised, acknowledged and resolved, and a link to its ECG on the review
-page. Scoped as the other patient pages: a patient the clinician is not assigned to answers
-404.
+"what did this patient alarm for overnight?": the alarms active in the last 12 hours by
+default (1 h, 24 h, 7 days, or from and to in the server's zone): raised in the range, or
+raised before it and still open at its start (open now, or resolved after it:
+``AlarmQuerySet.active_during``; an alarm raised at 18:50 and open all night is part of the
+night), filtered by priority and kind, 50 a page, each with the time of its event (the sample
+the rule recorded, as clock time), when it was raised (marked when before the range),
+acknowledged and resolved, and a link to its ECG on the review page. Scoped as the other
+patient pages: a patient the clinician is not assigned to answers 404.
 """
 
 import math
@@ -48,7 +50,8 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S %Z"
 
 @dataclass
 class TimeRange:
-    """Alarms raised at or after ``start`` and before ``end`` (aware datetimes)."""
+    """From ``start`` (included) to ``end`` (excluded), aware datetimes: the alarms active at
+    some moment of it are listed."""
 
     start: datetime
     end: datetime
@@ -166,7 +169,7 @@ def format_duration(seconds: float) -> str:
     return f"{secs} s"
 
 
-def history_row(alarm: Alarm, now: datetime) -> dict:
+def history_row(alarm: Alarm, now: datetime, time_range: TimeRange) -> dict:
     """What a row shows of an alarm; reads no row beyond the alarm's recording and
     acknowledging user (select them with it)."""
     event_at = event_time(alarm)
@@ -186,17 +189,18 @@ def history_row(alarm: Alarm, now: datetime) -> dict:
         ),
         "lasted": lasted,
         "repeat_of": (alarm.details or {}).get("repeat_of"),
+        # listed because it was still active in the range: said, so that 18:50 yesterday in
+        # "the last 12 hours" is not read as a typo
+        "raised_before_range": alarm.raised_at < time_range.start,
         "review_url": review_path(alarm) if alarm.recording_id is not None else "",
     }
 
 
 def history_alarms(patient: Patient, time_range: TimeRange, priority: str, kind: str):
-    """The patient's alarms raised in the range, newest first, with what the rows read in
-    the same query: the recording's start, rate and end (not its analyzer state, 100 kB
-    and more) and the acknowledging user's name."""
-    alarms = Alarm.objects.filter(
-        patient=patient, raised_at__gte=time_range.start, raised_at__lt=time_range.end
-    )
+    """The patient's alarms active in the range (``AlarmQuerySet.active_during``), newest
+    raised first, with what the rows read in the same query: the recording's start, rate and
+    end (not its analyzer state, 100 kB and more) and the acknowledging user's name."""
+    alarms = Alarm.objects.filter(patient=patient).active_during(time_range.start, time_range.end)
     if priority:
         alarms = alarms.filter(priority=priority)
     if kind:
@@ -280,7 +284,7 @@ def alarm_history(request, pk: int):
             "time_range": time_range,
             "shown_to": shown_to,
             "page": page,
-            "rows": [history_row(alarm, now) for alarm in page.object_list],
+            "rows": [history_row(alarm, now, time_range) for alarm in page.object_list],
             "page_query": page_query(time_range, priority, kind),
             "form": {
                 "range": "" if custom else time_range.key,

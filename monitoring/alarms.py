@@ -183,6 +183,14 @@ PRIORITIES = {
     AlarmKind.BATTERY_LOW: AlarmPriority.TECHNICAL,
 }
 TECHNICAL_KINDS = (AlarmKind.DEVICE_OFFLINE, AlarmKind.LEADS_OFF, AlarmKind.BATTERY_LOW)
+# The kinds whose open alarm follows its condition: while it holds, the message, value and
+# limit of the newest round's verdict replace those it was raised with, and live viewers are
+# sent the alarm again (nothing is notified again). Frequent PVCs stay open for hours, their
+# count changing: the text of the first minute ("PVC 12 in the first 13 s > 10/min") was still
+# shown an hour later. The rule works the count out at every round anyway, so keeping it
+# current costs an UPDATE when the text changed (a V beat entered or left the window). The
+# other kinds keep what raised them: the rate that crossed the limit, the episode that began.
+UPDATED_WHILE_OPEN = (AlarmKind.PVC,)
 
 
 @dataclass
@@ -259,10 +267,12 @@ def evaluate_alarms(
     moments = round_moments(recording, since_sample, finished_stretch)
     data = RoundData(recording, moments)
 
-    def apply(conditions: list[Condition]) -> list[AlarmChange]:
+    def apply(conditions: list[Condition], update_open: bool = False) -> list[AlarmChange]:
         if replaced is not None:
             conditions = replaced.kept(conditions)
-        applied = apply_conditions(recording.patient, recording, conditions, now)
+        applied = apply_conditions(
+            recording.patient, recording, conditions, now, update_open=update_open
+        )
         if replaced is not None:
             replaced.note_raised(applied)
         return applied
@@ -271,6 +281,9 @@ def evaluate_alarms(
     for at in moments[:-1]:
         changes += apply(physiological_conditions(data, at))
     conditions = physiological_conditions(data, moments[-1])
+    # only the present updates an open alarm's text: the round's end (not the moments of a
+    # backlog before it, which the end overwrites), and not a replaced recording's late rounds
+    update_open = replaced is None
     if replaced is None:
         technical = guarded(TECHNICAL_KINDS, technical_conditions, recording, now)
         if watched(recording):
@@ -279,7 +292,7 @@ def evaluate_alarms(
             # the patient's present device is not this recording's, or has not sent since it
             # was assigned: what it raises belongs to no recording (technical_conditions)
             changes += apply_conditions(recording.patient, None, technical, now)
-    return changes + apply(conditions)
+    return changes + apply(conditions, update_open)
 
 
 @dataclass(frozen=True)
@@ -731,9 +744,15 @@ def acknowledge(alarm: Alarm, user, now: datetime | None = None) -> Alarm:
 
 
 def apply_conditions(
-    patient: Patient, recording: Recording | None, conditions: list[Condition], now: datetime
+    patient: Patient,
+    recording: Recording | None,
+    conditions: list[Condition],
+    now: datetime,
+    update_open: bool = False,
 ) -> list[AlarmChange]:
-    """Raise the alarms whose condition holds and none is open; resolve those that are gone.
+    """Raise the alarms whose condition holds and none is open; resolve those that are gone;
+    with ``update_open``, bring the text of an open alarm of ``UPDATED_WHILE_OPEN`` whose
+    condition holds up to date (:func:`_update_text`: shown, not notified, not a change).
 
     Each condition on its own: one that fails is logged and the others still raise and
     resolve (a verdict that changes nothing stays as it is until the next evaluation).
@@ -745,7 +764,7 @@ def apply_conditions(
     # order doubled what this read costs at every moment of a backlog (bench/alarm_backlog.py)
     open_now = Alarm.objects.open().filter(patient=patient).order_by()
     open_alarms = {alarm.kind: alarm for alarm in open_now}
-    changes = []
+    changes, updated = [], []
     for condition in conditions:
         alarm = open_alarms.get(condition.kind)
         try:
@@ -756,14 +775,17 @@ def apply_conditions(
             elif condition.active is False and alarm is not None:
                 if _resolve(alarm, now):
                     changes.append(AlarmChange(alarm, "resolved"))
+            elif condition.active and update_open and condition.kind in UPDATED_WHILE_OPEN:
+                if _update_text(alarm, condition):
+                    updated.append(alarm)
         except Exception:
             logger.exception(
                 "could not apply the %s condition of patient %s", condition.kind, patient.pk
             )
-    if changes:
+    if changes or updated:
         # to live viewers once committed (monitoring/live.py; never raises), in one callback:
         # every message carries the patient's top alarm after all of the round's changes
-        alarms = [change.alarm for change in changes]
+        alarms = [change.alarm for change in changes] + updated
         transaction.on_commit(lambda: live.publish_alarms(alarms))
     return changes
 
@@ -838,6 +860,29 @@ def _raise(patient, recording, condition: Condition, now: datetime) -> Alarm | N
     except IntegrityError:
         # another process raised the same condition a moment ago: one open alarm stands
         return None
+
+
+def _update_text(alarm: Alarm, condition: Condition) -> bool:
+    """An open alarm's message, value and limit as its condition now gives them, when they
+    differ (``UPDATED_WHILE_OPEN``). No notification: the alarm was sent when it was raised,
+    and a count that moves is not news. Those still to be sent (an escalation) say what the
+    alarm says then."""
+    message = condition.message[:200]
+    if not message or (alarm.message, alarm.value, alarm.limit) == (
+        message,
+        condition.value,
+        condition.limit,
+    ):
+        return False
+    with transaction.atomic():  # a failure here must not spoil a caller's transaction
+        updated = (
+            Alarm.objects.filter(pk=alarm.pk)
+            .exclude(state=AlarmState.RESOLVED)
+            .update(message=message, value=condition.value, limit=condition.limit)
+        )
+    if updated:
+        alarm.message, alarm.value, alarm.limit = message, condition.value, condition.limit
+    return bool(updated)
 
 
 def _resolve(alarm: Alarm, now: datetime) -> bool:

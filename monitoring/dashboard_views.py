@@ -85,6 +85,12 @@ def station(request):
 def patient_live(request, pk: int):
     """Single-patient live view: ECG paper at 25 mm/s, beat labels, HR trend, alarms."""
     patient = get_object_or_404(Patient.objects.visible_to(request.user), pk=pk)
+    # what a reconnecting patient stream resends (monitoring/consumers.py), each row with its
+    # ECG link as live.js writes the rows it adds (the "review_path" of live.alarm_payload)
+    alarm_rows = [
+        {"alarm": alarm, "review_path": live.alarm_payload(alarm)["review_path"]}
+        for alarm in live.alarms_to_list(patient.pk)
+    ]
     return render(
         request,
         "monitoring/patient_live.html",
@@ -92,8 +98,7 @@ def patient_live(request, pk: int):
             "patient": patient,
             # the recording the socket's hello names when one is live (live.current_recording)
             "recording": live.live_recording(patient.pk),
-            # what a reconnecting patient stream resends (monitoring/consumers.py)
-            "alarms": live.alarms_to_list(patient.pk),
+            "alarm_rows": alarm_rows,
             "gains": GAINS_MM_PER_MV,
             # the alarm times are shown in the server's zone, as on the patient page, the
             # review and the alarm emails, and the page says which (live.js)

@@ -25,7 +25,18 @@ import time
 import numpy as np
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db.models import Case, IntegerField, Max, OuterRef, Q, Subquery, Value, When
+from django.db.models import (
+    Case,
+    IntegerField,
+    Max,
+    OuterRef,
+    Prefetch,
+    Q,
+    Subquery,
+    Value,
+    When,
+    prefetch_related_objects,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -144,7 +155,12 @@ def beats_message(recording: Recording, beats) -> dict:
 
 
 def alarm_payload(alarm) -> dict:
-    """An alarm as the contract's "alarm" object."""
+    """An alarm as the contract's "alarm" object. ``review_path``: its ECG on the review page,
+    the link the alarm history and the e-mail give (``notifications.review_path``), None
+    without a recording (a silent device's alarm); it reads the alarm's recording, so select
+    that with the alarm, its analyzer state deferred (:func:`alarms_to_list`,
+    :func:`publish_alarms`)."""
+    from monitoring.notifications import review_path  # it imports this module
 
     def iso(moment):
         return moment.isoformat() if moment else None
@@ -159,6 +175,7 @@ def alarm_payload(alarm) -> dict:
         "acknowledged_by": alarm.acknowledged_by.get_username() if alarm.acknowledged_by else None,
         "acknowledged_at": iso(alarm.acknowledged_at),
         "resolved_at": iso(alarm.resolved_at),
+        "review_path": review_path(alarm) if alarm.recording_id is not None else None,
     }
 
 
@@ -334,10 +351,16 @@ def alarms_to_show(patient_ids) -> dict[int, list]:
 def alarms_to_list(patient_id: int) -> list:
     """The alarms the live view lists, newest first: the last ``RECENT_ALARMS``, and every
     older one still waiting for someone (open, or latched: ``models.latched_q``), so that an
-    alarm the station shows always has its row and its Acknowledge button."""
+    alarm the station shows always has its row and its Acknowledge button. With each its
+    acknowledging user and its recording (its review link: :func:`alarm_payload`), not the
+    recording's analyzer state (120 kB and more)."""
     from monitoring.models import Alarm
 
-    alarms = Alarm.objects.filter(patient_id=patient_id).select_related("acknowledged_by")
+    alarms = (
+        Alarm.objects.filter(patient_id=patient_id)
+        .select_related("acknowledged_by", "recording")
+        .defer("recording__stream_state")
+    )
     listed = {alarm.pk: alarm for alarm in alarms.order_by("-raised_at", "-id")[:RECENT_ALARMS]}
     listed.update((alarm.pk, alarm) for alarm in alarms.waiting(timezone.now()))
     return sorted(listed.values(), key=lambda alarm: (alarm.raised_at, alarm.pk), reverse=True)
@@ -702,6 +725,14 @@ def publish_alarms(alarms) -> None:
     after all of them, so it is read once per patient rather than once per alarm."""
     if _skipping() or not alarms:
         return
+    try:
+        # the payloads' review links read the alarms' recordings: those not read with their
+        # alarm (one resolved or updated, read without it), in one query, without the
+        # analyzer state
+        recordings = Prefetch("recording", queryset=Recording.objects.defer("stream_state"))
+        prefetch_related_objects(alarms, recordings)
+    except Exception:
+        logger.exception("could not read the recordings of %s alarm(s)", len(alarms))
     tops, sends = {}, []
     for alarm in alarms:
         try:

@@ -948,6 +948,23 @@ class AlarmQuerySet(models.QuerySet):
         """Alarms a page must keep in view: the open ones and the latched ones."""
         return self.filter(~Q(state=AlarmState.RESOLVED) | latched_q(now))
 
+    def active_during(self, start=None, end=None) -> "AlarmQuerySet":
+        """Alarms active at some moment of ``[start, end)`` (either bound None: open-ended):
+        raised before ``end``, and raised at or after ``start``, still open, or resolved after
+        ``start``. The alarm history and the API's since and until: an alarm raised at 18:50
+        that stayed open through the night (acknowledged or not) belongs to "the last 12 hours"
+        at 07:00, and listing only those raised in the range left it out. Plain comparisons
+        and NOT, no database's own SQL; "raised in the range" is kept for an alarm resolved
+        without a time (``resolved_at`` null), which the other two terms would miss."""
+        alarms = self
+        if end is not None:
+            alarms = alarms.filter(raised_at__lt=end)
+        if start is not None:
+            alarms = alarms.filter(
+                Q(raised_at__gte=start) | ~Q(state=AlarmState.RESOLVED) | Q(resolved_at__gt=start)
+            )
+        return alarms
+
 
 def latched_q(now) -> Q:
     """Critical alarms latch (IEC 60601-1-8): one that resolved by itself before anyone

@@ -59,7 +59,7 @@ def test_it_shows_the_last_12_hours_by_default(client, clinician, patient):
     assert shown_ids(response) == [recent.pk, early_pause.pk]  # newest first
     page = response.content.decode()
     assert "Pause 3.7 s" in page and "yesterday evening" not in page
-    assert "2 alarms</strong> raised from" in page
+    assert "2 alarms</strong> active from" in page
     assert too_old.pk not in shown_ids(history(client, patient, "?range=12h"))
     assert shown_ids(history(client, patient, "?range=24h")) == [
         recent.pk,
@@ -67,6 +67,61 @@ def test_it_shows_the_last_12_hours_by_default(client, clinician, patient):
         too_old.pk,
     ]
     assert shown_ids(history(client, patient, "?range=1h")) == [recent.pk]
+
+
+def test_an_alarm_raised_before_the_range_and_still_open_in_it_is_listed_and_marked(
+    client, clinician, patient, staff_user
+):
+    """The handover at 07:00 asks for the night, 19:00 to 07:00: an alarm raised at 18:50 that
+    stayed open all night (acknowledged, not resolved), and one raised at 17:00 and resolved
+    at 21:00, were active in it. Only the alarms raised in the range were listed, so the
+    night's longest alarm was missing from the night."""
+    evening = datetime(2026, 7, 1, 19, 0, tzinfo=UTC)
+
+    def at(hours: float) -> datetime:
+        return evening + timedelta(hours=hours)
+
+    def alarm(raised_h: float, resolved_h: float | None, **fields) -> Alarm:
+        state = "resolved" if resolved_h is not None else "acknowledged"
+        resolved_at = at(resolved_h) if resolved_h is not None else None
+        return make_alarm(patient, 0, at(raised_h), state=state, resolved_at=resolved_at, **fields)
+
+    over_before = alarm(-1, -0.5)  # 18:00 to 18:30
+    open_all_night = alarm(
+        -1 / 6, None, kind="LEADS_OFF", acknowledged_by=staff_user, acknowledged_at=at(0.2)
+    )  # 18:50, open
+    resolved_in_range = alarm(-2, 2, kind="AF")  # 17:00 to 21:00
+    in_range = alarm(7, 7.1, kind="PAUSE")  # 02:00 to 02:06
+    after = alarm(12.5, None, kind="VT")  # 07:30, open
+    client.force_login(clinician)
+    response = history(client, patient, "?from=2026-07-01+19:00&to=2026-07-02+06:59:59")
+    # newest raised first, as before: those raised before the range come last
+    assert shown_ids(response) == [in_range.pk, open_all_night.pk, resolved_in_range.pk]
+    page = response.content.decode()
+    assert "3 alarms</strong> active from 2026-07-01 19:00:00 UTC" in page
+
+    def row_html(listed: Alarm) -> str:
+        return page.split(f'id="alarm-{listed.pk}"')[1].split("</tr>")[0]
+
+    assert "raised before this range" in row_html(open_all_night)
+    assert "2026-07-01 18:50:00 UTC" in row_html(open_all_night)
+    assert "raised before this range" in row_html(resolved_in_range)
+    assert "raised before this range" not in row_html(in_range)
+    # the API's since and until are read the same way
+    night = "?since=2026-07-01T19:00:00Z&until=2026-07-02T07:00:00Z"
+    assert api_ids(client, night) == shown_ids(response)
+    assert api_ids(client, "?since=2026-07-01T19:00:00Z") == [
+        after.pk,
+        in_range.pk,
+        open_all_night.pk,
+        resolved_in_range.pk,
+    ]
+    # until alone: raised before it, whenever resolved
+    assert api_ids(client, "?until=2026-07-01T18:55:00Z") == [
+        open_all_night.pk,
+        over_before.pk,
+        resolved_in_range.pk,
+    ]
 
 
 def test_from_and_to_are_read_in_the_pages_zone_and_hold_their_last_second(
@@ -84,7 +139,7 @@ def test_from_and_to_are_read_in_the_pages_zone_and_hold_their_last_second(
         assert set(shown_ids(response)) == {inside.pk, at_to.pk}
         page = response.content.decode()
         # the range as the other pages write times, with the zone's abbreviation
-        assert "raised from 2026-07-02 00:00:00 CEST to 2026-07-02 06:00:00 CEST" in page
+        assert "active from 2026-07-02 00:00:00 CEST to 2026-07-02 06:00:00 CEST" in page
         assert just_before.pk not in shown_ids(response) and after_to.pk not in shown_ids(response)
         # a time as the page prints it, abbreviation included, is read back as the same moment
         again = history(client, patient, "?from=2026-07-02+00:00:00+CEST&to=2026-07-02+06:00")
@@ -153,7 +208,7 @@ def test_it_pages_50_at_a_time_and_the_links_keep_the_range_and_filters(client, 
     first = history(client, patient, "?kind=HR_HIGH")
     assert shown_ids(first) == [a.pk for a in alarms[:50]]
     page = first.content.decode()
-    assert "53 alarms</strong> raised from" in page and "page 1 of 2" in page
+    assert "53 alarms</strong> active from" in page and "page 1 of 2" in page
     [older] = [
         link for link in page.split('href="')[1:] if link.startswith("?") and "page=2" in link
     ]

@@ -264,6 +264,55 @@ def test_pvcs_counted_before_a_whole_minute_say_over_how_long(recording):
     assert alarm.value >= 11
 
 
+def test_an_open_pvc_alarm_says_the_count_now_and_is_not_notified_again(
+    recording, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Frequent PVCs stay open for hours: the message of the first minute, "PVC 12 in the
+    first 13 s", was still on the live view an hour later. While the condition holds the
+    alarm's text follows the count, shown to live viewers and not sent to anyone again."""
+    from monitoring import live
+    from monitoring.models import AlarmRecipient, Notification
+
+    AlarmRecipient.objects.create(patient=recording.patient, address="night@example.org")
+    sends = []
+    monkeypatch.setattr(live, "_send_all", lambda pairs, what: sends.append(pairs))
+    monkeypatch.setattr(live, "_layer_down_until", 0.0)
+
+    def bigeminy(n):
+        return "V" if n % 2 else "N"
+
+    add_beats(recording, bpm=75, seconds=25, labels=bigeminy)
+    evaluate_alarms(recording.pk)
+    alarm = open_alarms(recording.patient, AlarmKind.PVC).get()
+    assert " in the first " in alarm.message
+    first_value = alarm.value
+    assert Notification.objects.filter(alarm=alarm).count() == 1
+    # two more minutes of it, then every 5th beat a V beat: about 15 a minute
+    add_beats(recording, bpm=75, seconds=120, labels=bigeminy)
+    with django_capture_on_commit_callbacks(execute=True):
+        changes = evaluate_alarms(recording.pk)
+    assert changes == []  # still the one alarm: no change to raise or resolve
+    alarm.refresh_from_db()
+    assert alarm.message == f"PVC {alarm.value:.0f}/min > 10/min" and alarm.value > first_value
+    assert alarm.state == AlarmState.RAISED
+    # live viewers get the alarm with its new text; nobody is notified again
+    [[(_, event)]] = sends
+    assert event["message"]["alarm"]["message"] == alarm.message
+    assert Notification.objects.filter(alarm=alarm).count() == 1
+    add_beats(recording, bpm=75, seconds=120, labels=lambda n: "V" if n % 5 == 4 else "N")
+    sends.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        evaluate_alarms(recording.pk)
+    alarm.refresh_from_db()
+    assert alarm.message == f"PVC {alarm.value:.0f}/min > 10/min" and 14 <= alarm.value <= 16
+    assert len(sends) == 1 and Notification.objects.filter(alarm=alarm).count() == 1
+    # nothing new stored: the same text, no UPDATE, nothing sent
+    sends.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        evaluate_alarms(recording.pk)
+    assert sends == []
+
+
 def test_a_discharged_patients_last_analysis_raises_no_alarm(recording):
     # the last rounds of the recording that discharge closed may still run
     add_beats(recording, bpm=75, seconds=90, labels=lambda n: "V" if n % 2 else "N")

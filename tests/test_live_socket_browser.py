@@ -214,7 +214,7 @@ def deliver(driver, message: dict) -> None:
     )
 
 
-def alarm(alarm_id: int, state: str, acknowledged: bool) -> dict:
+def alarm(alarm_id: int, state: str, acknowledged: bool, review_path: str | None = None) -> dict:
     return {
         "type": "alarm",
         "alarm": {
@@ -227,6 +227,7 @@ def alarm(alarm_id: int, state: str, acknowledged: bool) -> dict:
             "acknowledged_by": "clinician" if acknowledged else None,
             "acknowledged_at": "2026-12-06T10:01:00+00:00" if acknowledged else None,
             "resolved_at": None,
+            "review_path": review_path,
         },
     }
 
@@ -239,10 +240,15 @@ def test_the_alarm_table_ignores_late_news_and_keeps_its_newest_rows(
 ):
     """The notifier publishes what it read before someone acknowledged: arriving after the
     acknowledgment, it must not bring the Acknowledge button back. A tab left open for days
-    keeps the newest 50 rows, not every alarm since it opened."""
+    keeps the newest 50 rows, not every alarm since it opened. A row links the ECG at the
+    event when the alarm has a recording."""
+    from datetime import timedelta
+
     from django.utils import timezone
 
     from monitoring.models import Alarm
+    from monitoring.notifications import review_path
+    from tests.test_alarm_history import night_recording
 
     written = Alarm.objects.create(
         patient=patient,
@@ -275,12 +281,21 @@ def test_the_alarm_table_ignores_late_news_and_keeps_its_newest_rows(
     # an alarm whose live message never came (a full channel drops it silently): the page
     # reads its alarms again, and the row appears
     lost = Alarm.objects.create(
-        patient=patient, kind="PAUSE", priority="critical", message="pause 3.4 s >= 3.0 s"
+        patient=patient,
+        recording=night_recording(patient, timezone.now() - timedelta(hours=1), hours=1),
+        kind="PAUSE",
+        priority="critical",
+        message="pause 3.4 s >= 3.0 s",
+        details={"sample": 250 * 1800},
     )
     wait_for(browser, lambda d: d.find_elements("id", f"alarm-{lost.pk}"), timeout_s=10)
-    assert browser.find_element("id", f"alarm-{lost.pk}").find_elements(
-        "css selector", "button.ack"
-    )
+    lost_row = browser.find_element("id", f"alarm-{lost.pk}")
+    assert lost_row.find_elements("css selector", "button.ack")
+    # its ECG, as the history page links it; the server-written row of an alarm without a
+    # recording has none
+    [link] = lost_row.find_elements("css selector", "a.ecg-link")
+    assert link.get_dom_attribute("href") == review_path(lost)
+    assert not browser.find_element("id", f"alarm-{written.pk}").find_elements("css selector", "a")
 
     # the banner's top alarm acknowledged, a lower one not: the banner says there is one
     top = {"id": written.pk, "priority": "critical", "message": "VT 180 bpm"}
@@ -289,11 +304,13 @@ def test_the_alarm_table_ignores_late_news_and_keeps_its_newest_rows(
     banner = browser.find_element("id", "alarm-banner").text
     assert banner == "VT 180 bpm (acknowledged by clinician) · 1 more to acknowledge"
 
-    deliver(browser, alarm(9001, "acknowledged", acknowledged=True))
+    at_event = "/recordings/7/review/#t=3600.000&w=12"
+    deliver(browser, alarm(9001, "acknowledged", acknowledged=True, review_path=at_event))
     deliver(browser, alarm(9001, "notified", acknowledged=False))  # late
     row = browser.find_element("id", "alarm-9001")
     cells = row.find_elements("tag name", "td")
     assert cells[3].text == "acknowledged" and cells[4].text.startswith("clinician at")
+    assert cells[5].find_element("tag name", "a").get_dom_attribute("href") == at_event
     assert not row.find_elements("css selector", "button.ack")
     deliver(browser, alarm(9001, "resolved", acknowledged=True))  # news moves on
     assert browser.find_element("id", "alarm-9001").find_elements("tag name", "td")[3].text == (
@@ -306,6 +323,7 @@ def test_the_alarm_table_ignores_late_news_and_keeps_its_newest_rows(
 
     for alarm_id in range(9002, 9062):
         deliver(browser, alarm(alarm_id, "acknowledged", acknowledged=True))
+    assert not browser.find_element("id", "alarm-9061").find_elements("css selector", "a")
     rows = browser.find_elements("css selector", "#alarm-table tbody tr.alarm-row")
     assert len(rows) == 50
     assert rows[0].get_attribute("id") == "alarm-9061"

@@ -9,7 +9,12 @@ from datetime import UTC, datetime
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+)
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -17,6 +22,7 @@ from rest_framework.response import Response
 from monitoring.alarms import acknowledge
 from monitoring.api.serializers import bad_parameter, error_responses, filter_by_patient
 from monitoring.models import Alarm, AlarmPriority, AlarmState
+from monitoring.notifications import review_path
 
 
 class AlarmSerializer(serializers.ModelSerializer):
@@ -29,6 +35,11 @@ class AlarmSerializer(serializers.ModelSerializer):
     patient_mrn = serializers.CharField(source="patient.mrn", read_only=True)
     unit = serializers.CharField(
         read_only=True, allow_null=True, help_text="The unit of value and limit: bpm, s, ..."
+    )
+    review_path = serializers.SerializerMethodField(
+        help_text="The review page of its recording at the event (the window of the alarm "
+        "e-mail's strip), as the alarm history and the live view link it; null without a "
+        "recording."
     )
 
     class Meta:
@@ -52,8 +63,15 @@ class AlarmSerializer(serializers.ModelSerializer):
             "resolved_at",
             "escalated_at",
             "details",
+            "review_path",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_review_path(self, alarm) -> str | None:
+        # the live view's rows take their ECG link from here too (live.js reads the alarms
+        # again every 30 s, and an acknowledgment answers with the alarm)
+        return review_path(alarm) if alarm.recording_id is not None else None
 
 
 # A "+02:00" offset typed into a URL unencoded arrives as " 02:00" (a "+" in a query string
@@ -101,7 +119,9 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         return (
             Alarm.objects.visible_to(self.request.user)
-            .select_related("patient", "acknowledged_by")
+            # the recording for review_path, not its analyzer state (120 kB and more)
+            .select_related("patient", "acknowledged_by", "recording")
+            .defer("recording__stream_state")
             .order_by("-raised_at", "-id")
         )
 
@@ -113,7 +133,9 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
             OpenApiParameter(
                 "since",
                 OpenApiTypes.DATETIME,
-                description="Alarms raised at or after this time: ISO 8601 with its zone, "
+                description="Alarms active at or after this time: raised then or later, or "
+                "raised before and not resolved by then (still open, or resolved after it), as "
+                "the alarm history page lists them. ISO 8601 with its zone, "
                 "2026-07-01T22:00:00+02:00 or 2026-07-01T20:00:00Z.",
             ),
             OpenApiParameter(
@@ -126,7 +148,8 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
     )
     def list(self, request, *args, **kwargs):
         """Alarms of the patients you may see, newest first; ``state=open`` for all not
-        resolved; ``since`` and ``until`` for those raised in a time range."""
+        resolved; ``since`` and ``until`` for those active in a time range (raised in it, or
+        raised before it and not resolved at its start)."""
         return super().list(request, *args, **kwargs)
 
     def filter_queryset(self, queryset):
@@ -154,15 +177,18 @@ class AlarmViewSet(viewsets.ReadOnlyModelViewSet):
             raise bad_parameter(
                 f"since ({since.isoformat()}) must be before until ({until.isoformat()})"
             )
-        if since is not None:
-            queryset = queryset.filter(raised_at__gte=since)
-        if until is not None:
-            queryset = queryset.filter(raised_at__lt=until)
+        # active in the range, as the alarm history page lists them: an alarm raised before
+        # since and open through it belongs to it
+        queryset = queryset.active_during(since, until)
         return filter_by_patient(queryset, params)
 
     @extend_schema(request=None, responses={200: AlarmSerializer, **error_responses(401, 403, 404)})
     @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
         """Acknowledge an alarm: records who and when (the first acknowledgment stands)."""
-        alarm = acknowledge(self.get_object(), request.user)
-        return Response(AlarmSerializer(alarm).data)
+        alarm = self.get_object()
+        acknowledged = acknowledge(alarm, request.user)
+        # the recording read with it (get_queryset), for review_path: not read again, with
+        # its analyzer state
+        acknowledged.recording = alarm.recording
+        return Response(AlarmSerializer(acknowledged).data)

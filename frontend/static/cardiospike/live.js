@@ -401,7 +401,8 @@
       row.id = "alarm-" + alarm.id;
       row.dataset.alarm = alarm.id;
       row.innerHTML = '<td class="raised"></td><td class="priority"></td><td class="message"></td>' +
-        '<td class="state"></td><td class="acked"></td><td class="action"></td>';
+        '<td class="state"></td><td class="acked"></td><td class="ecg"></td>' +
+        '<td class="action"></td>';
       // newest first, by id (raised in that order): a reconnect's backlog may bring alarms
       // older than rows already shown
       var after = Array.prototype.find.call(tbody.children, function (other) {
@@ -420,14 +421,24 @@
     cells[3].textContent = alarm.state;
     cells[4].textContent = alarm.acknowledged_at
       ? (alarm.acknowledged_by || "?") + " at " + formatTime(alarm.acknowledged_at) : "";
+    // the ECG at the event, as the server writes its rows (the socket's alarm messages and
+    // the API both carry review_path; null: no recording, no link)
     cells[5].innerHTML = "";
+    if (alarm.review_path) {
+      var link = document.createElement("a");
+      link.className = "ecg-link";
+      link.href = alarm.review_path;
+      link.textContent = "ECG";
+      cells[5].appendChild(link);
+    }
+    cells[6].innerHTML = "";
     if (!alarm.acknowledged_at) {
       var button = document.createElement("button");
       button.type = "button";
       button.className = "ack";
       button.dataset.alarm = alarm.id;
       button.textContent = "Acknowledge";
-      cells[5].appendChild(button);
+      cells[6].appendChild(button);
     }
     trimAlarmRows(tbody);  // when filled: a row to acknowledge stays
   }
