@@ -105,14 +105,23 @@ def stream_heart_rate_bpm(recording: Recording, samples: np.ndarray | None = Non
     fs_hz = recording.sampling_rate_hz
     if samples is None:
         samples = recording.beats.order_by("sample").values_list("sample", flat=True)
+    moved = samples_apart_by_stretch(samples, analysed_stretches(recording), fs_hz)
+    return heart_rate_bpm(moved, fs_hz, max_rr_s=MAX_RR_S)
+
+
+def samples_apart_by_stretch(samples, stretches: list[tuple[int, int]], fs_hz: float) -> np.ndarray:
+    """The beats' R peaks (ascending) with the beats of each analysed stretch after the first
+    moved on by more than ``live.MAX_RR_S`` per stretch, so that ``heart_rate_bpm`` with
+    ``max_rr_s=MAX_RR_S`` cuts the beat series at every stretch's start as it cuts at an
+    interval longer than MAX_RR_S; the intervals inside a stretch are unchanged. For reading
+    a heart rate only: the moved samples are no positions in the recording."""
+    from monitoring.live import MAX_RR_S
+
     samples = np.asarray(samples, dtype=np.int64)
-    starts = np.array([start for start, _ in analysed_stretches(recording)], dtype=np.int64)
-    # Which stretch each beat lies in; the beats of each later stretch are moved on by more
-    # than MAX_RR_S per stretch, so that heart_rate_bpm cuts the beat series there as it cuts
-    # at an interval longer than MAX_RR_S (the intervals inside a stretch are unchanged).
+    starts = np.array([start for start, _ in stretches], dtype=np.int64)
     stretch = np.maximum(np.searchsorted(starts, samples, side="right") - 1, 0)
     apart = int(math.ceil(MAX_RR_S * fs_hz)) + 1
-    return heart_rate_bpm(samples + stretch * apart, fs_hz, max_rr_s=MAX_RR_S)
+    return samples + stretch * apart
 
 
 def end_sample(recording: Recording) -> int:

@@ -20,6 +20,7 @@ from monitoring.analysis import (
     queue_analysis,
 )
 from monitoring.models import BEAT_ROW_FORMATS, AnalysisStatus, Patient, Recording
+from monitoring.recording_report import duration_text, recording_report
 from monitoring.recordings import MAX_GAPS_LISTED, summarize
 from monitoring.strips import DEFAULT_STRIP_S, MAX_STRIP_S, strip_request
 from monitoring.uploads import (
@@ -186,6 +187,52 @@ def episode_rows(recording: Recording) -> list[dict]:
     return rows
 
 
+def _hour_label(recording: Recording, row: dict, first) -> str:
+    """An hourly row as the page names it: its clock times ("22:00–23:00", the first and
+    last row cut at the recording's start and end), with the date when it is not the day of
+    ``first`` (the recording's start, local) and the zone's abbreviations when they are not
+    its (a night across a daylight-saving change: "02:00 CEST–02:00 CET"); or its hours
+    from the start ("1:00–2:00") when the file gave no start."""
+    if row["start"] is None:
+        return "–".join(
+            f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}"
+            for seconds in (row["start_s"], row["end_s"])
+        )
+    start = timezone.localtime(recording.started_at + timedelta(seconds=row["start_s"]))
+    end = timezone.localtime(recording.started_at + timedelta(seconds=row["end_s"]))
+    if start.tzname() == end.tzname() == first.tzname():
+        label = f"{start:%H:%M}–{end:%H:%M}"
+    else:
+        label = f"{start:%H:%M %Z}–{end:%H:%M %Z}"
+    return label if start.date() == first.date() else f"{start:%Y-%m-%d} {label}"
+
+
+def report_display(recording: Recording, report: dict | None) -> dict | None:
+    """The report (``monitoring.recording_report``) laid out for the results page: seconds
+    as minutes, the AF fraction as a percentage, each hour's label."""
+    if report is None:
+        return None
+    first = timezone.localtime(recording.started_at)
+    analysed_s = report["analysed_s"]
+    fraction = report["af_time_fraction"]
+    return {
+        "analysed_text": duration_text(analysed_s) if analysed_s else None,
+        "af_percent": None if fraction is None else fraction * 100,
+        "af_text": duration_text(report["af_s"]),
+        "per_hour": report["per_hour"],
+        "by_clock": report["hours_by"] == "clock",
+        "hours": [
+            {
+                **row,
+                "label": _hour_label(recording, row, first),
+                "analysed_min": row["analysed_s"] / 60,
+                "af_min": row["af_s"] / 60,
+            }
+            for row in report["hours"]
+        ],
+    }
+
+
 def recording_detail(request, pk: int):
     """The analysis of one recording: summary, strip with saliency, episodes, agreement, beats."""
     recording = get_object_or_404(
@@ -198,6 +245,8 @@ def recording_detail(request, pk: int):
         summary = streaming.stream_summary(recording) if done else {}
     else:
         summary = recording.analysis_summary or {}
+    # None unless done, and for beat rows (no time axis)
+    report = report_display(recording, recording_report(recording))
     context = {
         "recording": recording,
         "patient": recording.patient,
@@ -210,11 +259,13 @@ def recording_detail(request, pk: int):
         "rows": rows,
         "rows_note": ROWS_NOTE,
         "summary": summary,
+        "report": report,
         "classes": [
             {
                 "label": name,
                 "count": (summary.get("counts") or {}).get(name, 0),
                 "burden": (summary.get("burden") or {}).get(name, 0.0) * 100,
+                "per_hour": report["per_hour"][name] if report else None,
             }
             for name in AAMI_CLASSES
         ],

@@ -4,7 +4,9 @@
   one-column CSV): 201 with the stored recording and its analysis status; 400 (or 413 for
   an upload over ``UPLOAD_MAX_BYTES``) with ``{"detail": ...}`` naming the problem, and
   nothing stored.
-- ``GET /api/recordings/<id>/analysis/``: status, summary, agreement, episodes.
+- ``GET /api/recordings/<id>/analysis/``: status, summary, agreement, episodes, and the
+  Holter-style report (``monitoring.recording_report``: AF burden by time, ectopy per hour,
+  one row per hour).
 - ``GET /api/recordings/<id>/beats/``: the beats (paginated).
 - ``GET /api/recordings/<id>/beats/<n>/saliency/``: beat ``n``'s saliency map (data).
 - ``GET /api/recordings/<id>/results.csv``: one line per beat (or CSV row).
@@ -20,6 +22,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiTypes,
     extend_schema,
+    extend_schema_field,
     extend_schema_view,
     inline_serializer,
 )
@@ -34,6 +37,7 @@ from monitoring.api.limits import BodyLimitMixin
 from monitoring.api.predict import error
 from monitoring.api.serializers import error_responses
 from monitoring.models import AnalysisStatus, Beat, Episode, Patient, Recording
+from monitoring.recording_report import recording_report
 from monitoring.strips import SaliencyUnavailable, render_strip_png, saliency, strip_request
 from monitoring.uploads import UploadError, files_from_request, parse_upload, store_upload
 
@@ -95,6 +99,14 @@ class AnalysisSerializer(serializers.ModelSerializer):
         help_text="Who uploaded it; null if unknown.",
     )
     analysed_lead = serializers.SerializerMethodField()
+    report = serializers.SerializerMethodField(
+        help_text="Figures by monitored time (analysed signal, gaps and leads-off excluded): "
+        "analysed_s, af_s, af_time_fraction (AF seconds / analysed seconds, not a share of "
+        "beats), per_hour (beats of each class per hour of analysed signal), hours_by "
+        "(clock or elapsed), time_zone, and hours: one row per clock hour (start_s, end_s, "
+        "start, end, analysed_s, n_beats, heart_rate_bpm, n_v_beats, n_s_beats, n_pauses, "
+        "af_s, n_vt). Null until the analysis is done, and for beat rows."
+    )
     links = serializers.SerializerMethodField()
 
     class Meta:
@@ -119,12 +131,17 @@ class AnalysisSerializer(serializers.ModelSerializer):
             "analysis_summary",
             "analysis_agreement",
             "episodes",
+            "report",
             "links",
         ]
         read_only_fields = fields
 
     def get_analysed_lead(self, recording: Recording) -> str:
         return recording.analysis_lead_name
+
+    @extend_schema_field({"type": "object", "nullable": True, "additionalProperties": True})
+    def get_report(self, recording: Recording) -> dict | None:
+        return recording_report(recording)
 
     def get_links(self, recording: Recording) -> dict:
         base = f"/api/recordings/{recording.pk}"
