@@ -14,6 +14,35 @@ import os
 
 os.environ["DEBUG"] = "true"
 
+
+def _worker_redis_url(redis_url: str, worker: str) -> str:
+    """The Redis of one pytest-xdist worker (``gw0``, ``gw1``, ...): the run's database number
+    plus the worker's. Two workers on one Redis database would share its channel groups
+    (``patient-1`` is a patient of each worker's test database), its Celery queues and its
+    login counts, and hear each other's messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(redis_url)
+    base = int(parts.path.strip("/") or 0)
+    database = base + int(worker.removeprefix("gw"))
+    if database > 15:  # Redis's default 16 databases
+        raise RuntimeError(f"{redis_url} leaves no Redis database for pytest-xdist worker {worker}")
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+# Each pytest-xdist worker (scripts/test runs two) has its own Redis database, set in the
+# environment before the product's settings read it, so that the processes a test starts
+# (daphne, a Celery worker) inherit it as they inherit DEBUG. They inherit the worker's name
+# too, and read these settings again: the marker keeps them from adding its number twice.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if (
+    os.environ.get("REDIS_URL")
+    and _worker
+    and os.environ.get("CARDIOSPIKE_REDIS_WORKER") != _worker
+):
+    os.environ["REDIS_URL"] = _worker_redis_url(os.environ["REDIS_URL"], _worker)
+    os.environ["CARDIOSPIKE_REDIS_WORKER"] = _worker
+
 from django.conf import global_settings  # noqa: E402
 
 from cardiospike.settings import *  # noqa: E402, F403
