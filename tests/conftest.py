@@ -215,11 +215,12 @@ def start_process(args: list[str], env: dict, log_path: Path) -> subprocess.Pope
     return process
 
 
-def stop_process(process: subprocess.Popen) -> None:
+def stop_process(process: subprocess.Popen, grace_s: float = 15) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s``."""
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)

@@ -7,13 +7,15 @@ limit at every beat of 10 s but not 15, fell between two steps and raised nothin
 streaming raised it. Now a long round is judged every second.
 
 Each test feeds the same synthetic analysis (beats, episodes, 2-s window verdicts) twice:
-round by round as it comes in live, and live up to ``BACKLOG_FROM_S`` then as one 120-s
-backlog round, and compares the alarms raised and resolved. The event is shifted by 0 to 4 s
-so that it falls at every phase of a 5-s step.
+round by round as it comes in live, and live up to ``BACKLOG_FROM_S`` then as one backlog
+round (up to 120 s) to the end, and compares the alarms raised and resolved. The event is
+shifted by 0 to 4 s so that it falls at every phase of a 5-s step. Each test streams to
+some 15 s past the last change live (at phase 4 s), not further: every second costs a round.
 """
 
 import numpy as np
 import pytest
+from django.utils import timezone
 
 from monitoring.alarms import BEAT_FINAL_LAG_S, evaluate_alarms
 from monitoring.models import Alarm, AlarmKind, Beat, Episode, Prediction, Recording
@@ -23,7 +25,12 @@ pytestmark = pytest.mark.django_db
 
 LIVE_ROUND_S = 1.0  # a device's 1-s chunk, analysed as it arrives
 BACKLOG_FROM_S = 10.0  # the network drops here; the next 120 s come as one round
-END_S = 130.0
+END_S = 130.0  # the most one backlog round from BACKLOG_FROM_S reads (120 s)
+# Where a test's last change comes live at phase 4 s, measured: HR_HIGH resolved at 86 s,
+# ARRHYTHMIA at 86 s, SIGNAL_QUALITY at 105 s (the episodes' hold needs all of END_S).
+RATE_END_S = 100.0
+WINDOWS_END_S = 100.0
+NOISY_END_S = 120.0
 PHASES_S = [0.0, 1.0, 2.0, 3.0, 4.0]
 WINDOW_LENGTH = round(2.0 * FS_HZ)
 
@@ -91,17 +98,21 @@ class Analysis:
                 probabilities={"normal": 0.5, "arrhythmia": 0.5},
             )
             self.n_windows += 1
-        Recording.objects.filter(pk=self.recording.pk).update(analysis_cursor=cursor)
+        # the round's chunks just came: without this, a test running over DEVICE_OFFLINE_S
+        # of wall time on a loaded machine raised DEVICE_OFFLINE among the changes compared
+        Recording.objects.filter(pk=self.recording.pk).update(
+            analysis_cursor=cursor, last_chunk_at=timezone.now()
+        )
         self.recording.refresh_from_db()
         changes = evaluate_alarms(self.recording.pk, since_sample=since)
         return [(change.change, str(change.alarm.kind)) for change in changes]
 
 
-def live_and_backlog(recording, samples, **analysis) -> tuple[list, list]:
-    """The alarm changes of the same analysis fed live (1-s rounds to ``END_S``) and as a
-    backlog (live to ``BACKLOG_FROM_S``, then one round to ``END_S``)."""
+def live_and_backlog(recording, samples, end_s=END_S, **analysis) -> tuple[list, list]:
+    """The alarm changes of the same analysis fed live (1-s rounds to ``end_s``) and as a
+    backlog (live to ``BACKLOG_FROM_S``, then one round to ``end_s``)."""
     live_round = round(LIVE_ROUND_S * FS_HZ)
-    backlog_from, end = round(BACKLOG_FROM_S * FS_HZ), round(END_S * FS_HZ)
+    backlog_from, end = round(BACKLOG_FROM_S * FS_HZ), round(end_s * FS_HZ)
     assert end - backlog_from <= round(120.0 * FS_HZ)  # what one round reads at most
 
     def feed(round_ends: list[int]) -> list:
@@ -123,7 +134,7 @@ def test_a_rate_over_the_limit_for_about_11_s_raises_in_a_backlog_as_live(record
     # 13 s at 140 bpm: the rate (8 RR intervals) is over 120 from the 7th fast beat to the
     # first slow one, about 11 s; the old 5-s steps missed it at 3 of the 5 phases
     samples = beat_samples([(75, 50.0 + phase_s), (140, 13.0), (75, 80.0 - phase_s)])
-    live, backlog = live_and_backlog(recording, samples)
+    live, backlog = live_and_backlog(recording, samples, end_s=RATE_END_S)
     assert live == [("raised", AlarmKind.HR_HIGH), ("resolved", AlarmKind.HR_HIGH)]
     assert backlog == live
 
@@ -132,7 +143,7 @@ def test_a_rate_over_the_limit_for_about_11_s_raises_in_a_backlog_as_live(record
 def test_a_beatless_noisy_12_s_raises_poor_signal_in_a_backlog_as_live(recording, rng, phase_s):
     store_signal(recording, rng.normal(0.0, 0.6, round(END_S * FS_HZ)))  # 2.4 mV p-p, no QRS
     samples = beat_samples([(75, 50.0 + phase_s), (0, 12.0), (75, 80.0 - phase_s)])
-    live, backlog = live_and_backlog(recording, samples)
+    live, backlog = live_and_backlog(recording, samples, end_s=NOISY_END_S)
     assert ("raised", AlarmKind.SIGNAL_QUALITY) in live
     assert backlog == live
 
@@ -155,7 +166,9 @@ def test_pvcs_over_the_limit_for_under_2_s_raise_in_a_backlog_as_live(recording,
 def test_six_abnormal_windows_raise_in_a_backlog_as_live(recording, phase_windows):
     switch_window_model_alarm(recording.patient, True)
     windows = ["normal"] * (25 + phase_windows) + ["arrhythmia"] * 6 + ["normal"] * 40
-    live, backlog = live_and_backlog(recording, beat_samples([(75, 150.0)]), windows=windows)
+    live, backlog = live_and_backlog(
+        recording, beat_samples([(75, 150.0)]), end_s=WINDOWS_END_S, windows=windows
+    )
     assert live == [("raised", AlarmKind.ARRHYTHMIA), ("resolved", AlarmKind.ARRHYTHMIA)]
     assert backlog == live
 

@@ -27,6 +27,10 @@ from tests.test_alarms import FS_HZ, changes_of, move_cursor
 
 pytestmark = pytest.mark.django_db
 
+# The two alarms open before an asystole are resolved at 134 s and 117 s: 16 s more show no
+# change after (the rate rule's HR_SUSTAIN_S and more); the beats go on to 175 s.
+AFTER_RESUME_END_S = 150
+
 # The QRS detector knows every beat's position about this long after it (its class comes
 # with the next beat and the BEAT_FINAL_LAG_S: inference/streaming.py, "Pauses").
 POSITIONS_LAG_S = 0.4
@@ -91,7 +95,7 @@ def test_an_open_low_rate_alarm_is_not_resolved_by_the_beats_before_an_asystole(
     times_s = beat_times((40, 60), (75, 15.2), (0, 40), (75, 60))
     pause_start_s = times_s[times_s < 76][-1]
     resume_s = times_s[times_s > pause_start_s + 3][0]
-    changes = stream(recording, times_s, end_s=170)
+    changes = stream(recording, times_s, end_s=AFTER_RESUME_END_S)
     low = [(at_s, change.change) for at_s, change in changes if change.alarm.kind == "HR_LOW"]
     assert low[0][1] == "raised" and low[0][0] < pause_start_s
     assert [change for _, change in low] == ["raised", "resolved"], low
@@ -109,7 +113,7 @@ def test_an_open_high_rate_alarm_is_not_resolved_during_an_asystole(recording):
     times_s = beat_times((140, 60), (75, 15.2), (0, 40), (75, 60))
     pause_start_s = times_s[times_s < 76][-1]
     resume_s = times_s[times_s > pause_start_s + 3][0]
-    changes = stream(recording, times_s, end_s=170)
+    changes = stream(recording, times_s, end_s=AFTER_RESUME_END_S)
     high = [(at_s, change.change) for at_s, change in changes if change.alarm.kind == "HR_HIGH"]
     assert [change for _, change in high] == ["raised", "resolved"], high
     assert high[0][0] < pause_start_s and high[1][0] > resume_s, high
@@ -141,6 +145,9 @@ def test_a_low_rate_after_an_asystole_still_raises_its_alarm(recording):
 # --- Pauses that recur (review of the rule that read only the beats after the last pause) ----
 
 ONSET_S = 60.0  # each rhythm below follows a minute at 75 bpm
+# The rate rule reads up to 80 s back, so from ONSET_S + 80 s it sees only the repeating
+# rhythm; each rhythm below goes on some 40-70 s (two cycles or more) past that, and no
+# further: every second streamed is a round of the rules.
 
 
 def rhythm(rr_s: np.ndarray) -> np.ndarray:
@@ -162,8 +169,9 @@ def test_a_bradycardia_with_a_pause_every_22_s_raises_the_low_rate_alarm(recordi
     after each pause (about 24 s at 35 bpm) it never came; before that rule, at 83 s."""
     rr_35_s = 60.0 / 35
     cycle_s = np.concatenate([np.full(11, rr_35_s), [3.2]])
-    times_s = rhythm(np.tile(cycle_s, 10))
-    assert pauses_between(times_s, recording.patient.pause_limit_s) == 10
+    n_cycles = 6  # 132 s: to ONSET_S + 80 s, then two cycles and more
+    times_s = rhythm(np.tile(cycle_s, n_cycles))
+    assert pauses_between(times_s, recording.patient.pause_limit_s) == n_cycles
     changes = stream(recording, times_s, end_s=times_s[-1] + 1)
     low = alarm_changes(changes, AlarmKind.HR_LOW)
     assert [(change, message) for _, change, message in low] == [("raised", "HR 35 < 50")], low
@@ -178,7 +186,7 @@ def test_an_escape_rhythm_straddling_the_pause_limit_raises_the_low_rate_alarm(r
     """Sinus arrest, escape beats 2.5-3.5 s apart (17-24 bpm) under a 3-s pause limit: about
     every other interval is a pause, so there were never 8 intervals after the last one. The
     intervals that are no pause are the rate (before: HR_LOW at 83 s)."""
-    rr_s = 2.5 + (np.arange(60) * 0.618) % 1.0  # spread evenly over 2.5-3.5 s
+    rr_s = 2.5 + (np.arange(45) * 0.618) % 1.0  # spread evenly over 2.5-3.5 s; 134 s
     times_s = rhythm(rr_s)
     assert pauses_between(times_s, recording.patient.pause_limit_s) > 20
     changes = stream(recording, times_s, end_s=times_s[-1] + 1)
@@ -200,7 +208,8 @@ def test_af_with_a_pause_every_12_s_raises_neither_rate_alarm(recording):
     so no HR_HIGH (as before), and the pauses, below the low limit, raise no HR_LOW beside
     the pause alarm."""
     rng = np.random.default_rng(1)
-    times_s = rhythm(np.concatenate([np.append(af(20, rng), 3.2) for _ in range(16)]))
+    # 10 cycles, 124 s; the longest AF (9.75 s, the third) is among them, as in the first 16
+    times_s = rhythm(np.concatenate([np.append(af(20, rng), 3.2) for _ in range(10)]))
     changes = stream(recording, times_s, end_s=times_s[-1] + 1)
     assert alarm_changes(changes, AlarmKind.PAUSE)[0][1] == "raised"
     kinds = {change.alarm.kind for _, change in changes}
@@ -211,7 +220,8 @@ def test_af_with_a_pause_every_25_s_raises_the_high_rate_alarm_between_them(reco
     """About 22 s of AF at 130 bpm, then a 3.2-s pause: the rate is over the limit for more
     than 10 s between the pauses, and HR_HIGH is raised (at 134 s, as before), once."""
     rng = np.random.default_rng(1)
-    times_s = rhythm(np.concatenate([np.append(af(48, rng), 3.2) for _ in range(8)]))
+    # 6 cycles, 152 s: three pauses after the alarm, which none of them resolves
+    times_s = rhythm(np.concatenate([np.append(af(48, rng), 3.2) for _ in range(6)]))
     changes = stream(recording, times_s, end_s=times_s[-1] + 1)
     high = alarm_changes(changes, AlarmKind.HR_HIGH)
     assert [change for _, change, _ in high] == ["raised"], high

@@ -43,7 +43,10 @@ def daphne_process(module_service_env, tmp_path_factory):
     process.base = f"127.0.0.1:{port}"
     process.log_path = log_path
     yield process
-    stop_process(process)
+    # Daphne waits on SIGTERM for its open connections' applications to close (a browser's
+    # websocket holds one open): 5-11 s per module, for nothing the tests read. What daphne
+    # did is in the database and its log already.
+    stop_process(process, grace_s=2)
 
 
 @pytest.fixture

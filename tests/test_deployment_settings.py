@@ -2,7 +2,6 @@
 
 import json
 import re
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
@@ -17,8 +16,10 @@ from tests.test_settings import (
     MIGRATED,
     PRODUCTION_KEY,
     PRODUCTION_MAIL,
+    migrated_database,
     refusal,
     run_settings,
+    run_side_by_side,
 )
 
 # What the README's production recipe exports, besides the services.
@@ -118,31 +119,39 @@ print(json.dumps({
 )
 
 
-def login_behind_proxy(db_path, **overrides: str) -> dict:
-    result = run_settings(
-        LOGIN_BEHIND_PROXY,
-        SQLITE_PATH=str(db_path),
-        ALLOWED_HOSTS="monitor.example.org",
-        **overrides,
+def logins_behind_proxy(tmp_path, *cases: dict[str, str]) -> list[dict]:
+    """LOGIN_BEHIND_PROXY with each case's overrides, side by side, each on its own database."""
+    results = run_side_by_side(
+        *(
+            (
+                LOGIN_BEHIND_PROXY,
+                {
+                    "SQLITE_PATH": migrated_database(tmp_path / f"{number}.sqlite3"),
+                    "ALLOWED_HOSTS": "monitor.example.org",
+                    **overrides,
+                },
+            )
+            for number, overrides in enumerate(cases)
+        )
     )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    values = []
+    for result in results:
+        assert result.returncode == 0, result.stderr
+        values.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    return values
 
 
 def test_a_login_through_a_tls_proxy_passes_the_csrf_check(tmp_path):
     # DEBUG stays on (no collected static files here); the proxy settings do not depend on it.
-    # The two interpreters (each starts Django and migrates its own database, most of this
-    # test's time) run side by side.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        before_run = pool.submit(login_behind_proxy, tmp_path / "before.sqlite3")
-        after_run = pool.submit(
-            login_behind_proxy,
-            tmp_path / "after.sqlite3",
-            TRUST_X_FORWARDED_PROTO="true",
-            SECURE_SSL_REDIRECT="true",
-            SECURE_HSTS_SECONDS="3600",
-        )
-        before, after = before_run.result(), after_run.result()
+    before, after = logins_behind_proxy(
+        tmp_path,
+        {},
+        {
+            "TRUST_X_FORWARDED_PROTO": "true",
+            "SECURE_SSL_REDIRECT": "true",
+            "SECURE_HSTS_SECONDS": "3600",
+        },
+    )
     assert before["login"] == 403  # the browser's https:// origin against Django's http://
     assert before["link"] == "http://monitor.example.org/"
 

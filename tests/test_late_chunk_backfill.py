@@ -63,6 +63,20 @@ def ecg():
     return adc, offline
 
 
+# The edge cases below hinge on one R peak of ``ecg`` at 71.992 s, 2 samples before a chunk
+# boundary. They stream the signal from SHIFT_S on (as a recording of its own), so that the
+# peak lies at 31.992 s: the same ECG around the gap, with 32 s of sinus before it (more than
+# the 32 beats a stretch needs before it emits any), in 60 chunks instead of 100.
+SHIFT_S = 40
+
+
+@pytest.fixture(scope="module")
+def shifted_ecg(ecg):
+    """``ecg`` from SHIFT_S on, and its beats as one offline pass over that signal finds them."""
+    adc = ecg[0][SHIFT_S * round(FS_HZ) :]
+    return adc, analyze_signal(adc / GAIN, FS_HZ)
+
+
 @pytest.fixture
 def device_client(device_token, django_capture_on_commit_callbacks):
     """The device API, with what a chunk's commit triggers (its analysis) run at once."""
@@ -131,9 +145,10 @@ def test_the_default_wait_is_20_s():
 def test_a_chunk_sent_after_its_gap_was_given_up_gets_its_beats(
     device_client, clinician, ecg, clock, eager_celery
 ):
-    """The fidelity check of 2026-12-07 (t17): chunk 10 withheld, sent at t = 76 s."""
+    """The fidelity check of 2026-12-07 (t17): chunk 10 withheld, sent late (the check sent
+    it at t = 76 s; any time after the gap was given up, at t = 32 s, takes the same path)."""
     adc, offline = ecg
-    cursor_s = stream(device_client, adc, clock, 85, withheld={10}, late={76: 10})
+    cursor_s = stream(device_client, adc, clock, 50, withheld={10}, late={45: 10})
     recording = Recording.objects.get()
 
     # the stall is bounded by the wait: chunk 11 arrived at t = 12 s, the gap is given up
@@ -166,9 +181,9 @@ def test_a_chunk_sent_after_its_gap_was_given_up_gets_its_beats(
     samples, labels = stored(recording)
     summary = streaming.stream_summary(Recording.objects.get())
     assert summary["n_beats"] == len(samples) == summary["counts"]["N"]
-    # every beat of the 85 s sent (the stretches on either side of the given-up gap are
+    # every beat of the 50 s sent (the stretches on either side of the given-up gap are
     # analysed as two, and agree with one pass over the whole signal within a sample)
-    expected = analyze_signal(adc[: 85 * round(FS_HZ)] / GAIN, FS_HZ).r_peaks
+    expected = analyze_signal(adc[: 50 * round(FS_HZ)] / GAIN, FS_HZ).r_peaks
     assert len(samples) == len(expected)
     np.testing.assert_allclose(samples, expected, atol=1)
 
@@ -177,14 +192,14 @@ def test_a_chunk_sent_within_the_wait_is_analysed_in_order(device_client, ecg, c
     """Chunk 10 sent at t = 25 s, 13 s after chunk 11: the analysis waited for it and reads
     it in order, as one stretch: no gap was given up, nothing is backfilled."""
     adc, offline = ecg
-    cursor_s = stream(device_client, adc, clock, 40, withheld={10}, late={25: 10})
+    cursor_s = stream(device_client, adc, clock, 30, withheld={10}, late={25: 10})
     recording = Recording.objects.get()
     assert all(cursor_s[t] == 10.0 for t in range(11, 25))
     assert cursor_s[25] >= 24.0
     assert not GivenUpGap.objects.exists()  # never given up
     close(recording)
     samples, _ = stored(recording)
-    expected = analyze_signal(adc[: 40 * round(FS_HZ)] / GAIN, FS_HZ).r_peaks
+    expected = analyze_signal(adc[: 30 * round(FS_HZ)] / GAIN, FS_HZ).r_peaks
     np.testing.assert_array_equal(samples, expected)
 
 
@@ -218,39 +233,41 @@ def test_chunks_that_fill_a_given_up_gap_piece_by_piece_are_each_analysed_once(
 
 
 def test_the_beat_a_stretch_loses_at_the_start_of_a_given_up_gap_is_backfilled(
-    device_client, ecg, clock, eager_celery, monkeypatch
+    device_client, shifted_ecg, clock, eager_celery, monkeypatch
 ):
-    """The R peak at 71.992 s lies 2 samples before chunk 72: the stretch that ends at the
-    gap of chunk 72 loses it (the QRS detector needs the samples after a peak). The backfill
-    takes the beats from ``BACKFILL_EDGE_S`` before the filled samples, so it is stored;
-    without that margin it stays missing."""
-    adc, offline = ecg
-    lost = 17998
+    """The R peak at 31.992 s (of ``shifted_ecg``) lies 2 samples before chunk 32: the stretch
+    that ends at the gap of chunk 32 loses it (the QRS detector needs the samples after a
+    peak). The backfill takes the beats from ``BACKFILL_EDGE_S`` before the filled samples, so
+    it is stored; without that margin it stays missing. Chunk 32 is sent at t = 59 s, 5 s
+    after the gap was given up, as chunk 72 was in the full signal."""
+    adc, offline = shifted_ecg
+    lost = 7998
     assert lost in offline.r_peaks
-    stream(device_client, adc, clock, 100, withheld={72}, late={99: 72})
+    stream(device_client, adc, clock, 60, withheld={32}, late={59: 32})
     samples, _ = stored(Recording.objects.get())
-    np.testing.assert_allclose(between(samples, 68, 78), between(offline.r_peaks, 68, 78), atol=1)
+    np.testing.assert_allclose(between(samples, 28, 38), between(offline.r_peaks, 28, 38), atol=1)
 
     Beat.objects.all().delete()  # again, without the margin
     Recording.objects.all().delete()
     monkeypatch.setattr(backfill, "BACKFILL_EDGE_S", 0.0)
-    stream(device_client, adc, clock, 100, withheld={72}, late={99: 72})
+    stream(device_client, adc, clock, 60, withheld={32}, late={59: 32})
     samples, _ = stored(Recording.objects.get())
     assert lost not in samples
 
 
 def test_a_beat_at_the_end_of_a_given_up_gap_is_not_stored_twice(
-    device_client, ecg, clock, eager_celery
+    device_client, shifted_ecg, clock, eager_celery
 ):
-    """Chunk 71 withheld: the R peak at 71.992 s lies in its last samples. The live stretch
-    that starts after the gap places that beat at its own first sample (72.0 s); the
-    backfill finds it at 71.992 s and knows it for the same beat."""
-    adc, offline = ecg
-    stream(device_client, adc, clock, 100, withheld={71}, late={99: 71})
+    """Chunk 31 withheld: the R peak at 31.992 s (of ``shifted_ecg``) lies in its last samples.
+    The live stretch that starts after the gap places that beat at its own first sample
+    (32.0 s); the backfill finds it at 31.992 s and knows it for the same beat."""
+    adc, offline = shifted_ecg
+    assert 7998 in offline.r_peaks
+    stream(device_client, adc, clock, 59, withheld={31}, late={58: 31})
     samples, _ = stored(Recording.objects.get())
-    expected = between(offline.r_peaks, 68, 78)
-    assert len(between(samples, 68, 78)) == len(expected)
-    np.testing.assert_allclose(between(samples, 68, 78), expected, atol=2)
+    expected = between(offline.r_peaks, 28, 38)
+    assert len(between(samples, 28, 38)) == len(expected)
+    np.testing.assert_allclose(between(samples, 28, 38), expected, atol=2)
 
 
 def test_the_sweep_backfills_a_late_chunk_whose_task_was_lost(
@@ -258,7 +275,7 @@ def test_the_sweep_backfills_a_late_chunk_whose_task_was_lost(
 ):
     """A worker that died after the late chunk was stored: the sweep finds the filled gap."""
     adc, offline = ecg
-    stream(device_client, adc, clock, 40, withheld={10})
+    stream(device_client, adc, clock, 35, withheld={10})  # given up at t = 32 s
     recording = Recording.objects.get()
     assert GivenUpGap.objects.filter(recording=recording).count() == 1
     monkeypatch.setattr(streaming, "backfill_given_up_gaps", lambda recording_id: 0)

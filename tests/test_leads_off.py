@@ -108,12 +108,13 @@ def leads_off_alarm(patient):
 def test_leads_off_is_no_pause_no_rate_and_no_rhythm(
     device, eager_celery, django_capture_on_commit_callbacks
 ):
-    """The tester's case through the ingest path in 1-s chunks: 40 s of sinus, 35 s of flat
-    leads-off chunks, 40 s of sinus. No PAUSE episode and no pause or low-rate alarm over the
+    """The tester's case through the ingest path in 1-s chunks: 30 s of sinus, 35 s of flat
+    leads-off chunks, 30 s of sinus (each sinus span more than the 32 beats a stretch needs to
+    emit any; the tester sent 40 s). No PAUSE episode and no pause or low-rate alarm over the
     leads-off span; during it the status says "leads_off", with no heart rate or rhythm, and
     just after it gives no rate from the beats before it; the beats on both sides are found;
     the technical leads-off alarm is raised and resolved."""
-    off_s, on_s, end_s = 40.0, 75.0, 115.0
+    off_s, on_s, end_s = 30.0, 65.0, 95.0
     spans_s = [(off_s, on_s)]
     signal_mv, rendered_s = sinus_with_leads_off(spans_s, end_s)
     first_on_chunk_seen = False

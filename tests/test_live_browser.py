@@ -373,7 +373,6 @@ def test_live_view_and_station_follow_a_simulated_patient_through_a_vt_alarm(
             lambda d: any('"ping"' in sent for sent in d.execute_script("return __stationSent;")),
             timeout_s=10,
         )
-        time.sleep(1)  # a little more trace for the screenshot
         screenshot(browser, "station.png")
         assert not browser.find_element("css selector", f"{tile} .signal-badge").is_displayed()
 

@@ -1,9 +1,15 @@
-"""Settings are read once at import, so each case runs in a fresh interpreter."""
+"""Settings are read once at import, so each case runs as in a fresh interpreter."""
 
+import atexit
+import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+from pathlib import Path
 
 from django.conf import settings
 
@@ -44,15 +50,91 @@ PRODUCTION_KEY = "kV3-q8Zr_w2Lp9sXy4Bn6Tm1Hd7Fc5Gj0Ae" * 2
 PRODUCTION_MAIL = {"EMAIL_HOST": "smtp.example.org", "SITE_URL": "https://monitor.example.org"}
 
 
-def run_settings(
-    code: str = PRINT_SETTINGS, **overrides: str | None
-) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter with the service variables unset but ``overrides``.
+# Django's start imports third-party libraries that take seconds (scipy alone, most of each
+# interpreter's time on this suite's 2-core machines). A driver interpreter imports them once,
+# never the product's settings nor any product module (nor torch, which Django must not load);
+# each case is a fork of it that takes its own environment and only then runs its code, which
+# loads the settings and starts Django as in a fresh interpreter.
+PRELOADED = (
+    "numpy",
+    "scipy.interpolate",
+    "scipy.ndimage",
+    "scipy.signal",
+    "scipy.stats",
+    "redis",
+    "redis.asyncio",
+    "celery",
+    "celery.app",
+    "kombu",
+    "twisted.internet.asyncioreactor",
+    "twisted.internet.tcp",
+    "django.db.models",
+    "django.forms",
+    "django.http",
+    "django.urls",
+    "rest_framework",
+    "channels",
+)
+DRIVER = """
+import gc, importlib, json, os, signal, sys, tempfile
 
-    In development mode (DEBUG=true), as a developer's checkout and this test run are, unless
-    ``overrides`` say otherwise; an override of None unsets the variable (``DEBUG=None``: the
-    product's own default).
-    """
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+from django.conf import settings
+
+loaded = {name.split(".")[0] for name in sys.modules}
+product = loaded & {"cardiospike", "monitoring", "inference", "frontend", "daphne", "torch"}
+assert not settings.configured and not product, product
+assert "twisted.internet.reactor" not in sys.modules  # no reactor installed for the cases
+sys.argv = ["-c"]
+# out of the collector's sight: a case's collections and its exit would otherwise touch, and
+# so copy, every page of the preloaded heap (seconds a case)
+gc.freeze()
+
+
+def run_case(case, stdout_fd, stderr_fd):
+    # what `python -c` has: the environment, no input, its own output, a fresh __main__
+    os.environ.clear()
+    os.environ.update(case["env"])
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(stdout_fd, 1)
+    os.dup2(stderr_fd, 2)
+    signal.alarm(case["timeout_s"])  # subprocess.run's timeout: a hung case is killed
+    exec(compile(case["code"], "<string>", "exec"), {"__name__": "__main__"})
+
+
+for line in sys.stdin:  # one batch of cases a line, run side by side; EOF ends the driver
+    running = []
+    for case in json.loads(line):
+        stdout, stderr = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            # an exception leaves the loop uncaught: its traceback and exit status 1, as in
+            # `python -c`; the interpreter then shuts down as one would (atexit, threads)
+            run_case(case, stdout.fileno(), stderr.fileno())
+            sys.exit(0)
+        running.append((pid, stdout, stderr))
+    results = []
+    for pid, stdout, stderr in running:
+        returncode = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        outputs = []
+        for output in (stdout, stderr):
+            output.seek(0)
+            outputs.append(output.read().decode(errors="replace"))
+            output.close()
+        results.append([returncode, *outputs])
+    print(json.dumps(results), flush=True)
+"""
+_driver: subprocess.Popen | None = None
+_driver_lock = threading.Lock()
+
+
+def case_environment(overrides: dict[str, str | None]) -> dict[str, str]:
+    """The service variables unset but ``overrides``, in development mode (DEBUG=true), as a
+    developer's checkout and this test run are, unless ``overrides`` say otherwise; an
+    override of None unsets the variable (``DEBUG=None``: the product's own default)."""
     env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
     env.update(DJANGO_SETTINGS_MODULE="cardiospike.settings", DEBUG="true")
     for name, value in overrides.items():
@@ -60,14 +142,53 @@ def run_settings(
             env.pop(name, None)
         else:
             env[name] = value
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return env
+
+
+def stop_driver() -> None:
+    if _driver is not None and _driver.poll() is None:
+        _driver.stdin.close()  # its loop ends at EOF
+        _driver.wait(timeout=30)
+
+
+atexit.register(stop_driver)
+
+
+def run_side_by_side(
+    *cases: tuple[str, dict[str, str | None]],
+) -> list[subprocess.CompletedProcess]:
+    """Run each ``(code, overrides)`` as in a fresh interpreter (``case_environment``), all at
+    once, each with its own exit status and output."""
+    global _driver
+    batch = [
+        {"code": code, "env": case_environment(overrides), "timeout_s": 120}
+        for code, overrides in cases
+    ]
+    with _driver_lock:  # one batch at a time: the driver answers them in order
+        if _driver is None or _driver.poll() is not None:
+            _driver = subprocess.Popen(
+                [sys.executable, "-c", DRIVER, *PRELOADED],
+                cwd=PROJECT_ROOT,
+                env=case_environment({}),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        _driver.stdin.write(json.dumps(batch) + "\n")
+        _driver.stdin.flush()
+        answer = _driver.stdout.readline()
+    assert answer, f"the settings driver exited with status {_driver.wait()}: see its stderr"
+    return [
+        subprocess.CompletedProcess([sys.executable, "-c", case["code"]], *result)
+        for case, result in zip(batch, json.loads(answer), strict=True)
+    ]
+
+
+def run_settings(
+    code: str = PRINT_SETTINGS, **overrides: str | None
+) -> subprocess.CompletedProcess:
+    """Run ``code`` as in a fresh interpreter with ``overrides`` (``case_environment``)."""
+    return run_side_by_side((code, overrides))[0]
 
 
 def refusal(**overrides: str | None) -> str:
@@ -184,8 +305,25 @@ except Recording.DoesNotExist:
 )
 
 
+@functools.cache
+def migrated_template() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="cardiospike-migrated-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    result = run_settings(MIGRATED, SQLITE_PATH=str(folder / "db.sqlite3"))
+    assert result.returncode == 0, result.stderr
+    return folder / "db.sqlite3"
+
+
+def migrated_database(path: Path) -> str:
+    """``path``, a copy of a database with every migration applied, for a case that runs
+    MIGRATED: migrating takes seconds and gives every case the same tables, so it is done once
+    a test process, and each case's own migrate then finds nothing left to apply."""
+    shutil.copyfile(migrated_template(), path)
+    return str(path)
+
+
 def test_it_runs_tasks_eagerly_and_propagates_their_errors_without_redis(tmp_path):
-    result = run_settings(EAGER_TASK, SQLITE_PATH=str(tmp_path / "db"))
+    result = run_settings(EAGER_TASK, SQLITE_PATH=migrated_database(tmp_path / "db"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "propagated"
 

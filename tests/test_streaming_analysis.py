@@ -107,14 +107,15 @@ def test_streamed_beats_equal_one_offline_pass(
     """Random chunk sizes, chunks arriving out of order, analysis after every commit.
 
     With a horizon shorter than the excerpt, an episode longer than the horizon (201's AF,
-    400 s) must still come out whole: the horizon reaches back to the start of a running
-    episode. (A horizon shorter than new beats can move an episode's end, about 3 minutes for
-    AF, would freeze ends too early; the default is 10 minutes.)
+    378 s) must still come out whole: the horizon reaches back to the start of a running
+    episode. 400 s of 201 hold the whole episode, its end included. (A horizon shorter than
+    new beats can move an episode's end, about 3 minutes for AF, would freeze ends too early;
+    the default is 10 minutes.)
     """
     seconds = 180.0
     if horizon_s is not None:
         monkeypatch.setattr(streaming, "EPISODE_HORIZON_S", horizon_s)
-        seconds = 480.0
+        seconds = 400.0
     adc, fs_hz = mitdb_adc(mitdb_folder, record, seconds=seconds)
     rng = np.random.default_rng(seed)
     for chunk in shuffled_nearby(random_chunks(adc, fs_hz, rng), rng):
@@ -209,7 +210,8 @@ def test_a_broker_that_is_down_leaves_the_chunk_stored_and_the_claim_free(
 def test_a_gap_waits_then_stays_a_gap_and_no_beat_is_invented_in_it(
     mitdb_folder, device, eager_celery, django_capture_on_commit_callbacks, settings
 ):
-    adc, fs_hz = mitdb_adc(mitdb_folder, "100", seconds=90)
+    # 60 s: 30 s on either side of the gap, more than the 32 beats a stretch needs to emit any
+    adc, fs_hz = mitdb_adc(mitdb_folder, "100", seconds=60)
     chunks = random_chunks(adc, fs_hz, np.random.default_rng(3), max_s=2.0)
     middle = len(chunks) // 2
     lost = chunks.pop(middle)
@@ -338,19 +340,20 @@ def test_the_results_are_published_to_the_recordings_group(
 def test_an_episode_up_to_the_newest_beat_is_ongoing_and_names_the_live_rhythm(
     mitdb_folder, device, eager_celery, django_capture_on_commit_callbacks
 ):
-    """201 is in atrial fibrillation for its first 378 s: streamed for 150 s, its AF episode
+    """201 is in atrial fibrillation for its first 378 s: streamed for 90 s, its AF episode
     reaches the newest beat, so the live status names AF; once the recording is closed nothing
     is ongoing."""
     from monitoring import live
 
-    adc, fs_hz = mitdb_adc(mitdb_folder, "201", seconds=150.0)
+    seconds = 90.0
+    adc, fs_hz = mitdb_adc(mitdb_folder, "201", seconds=seconds)
     rng = np.random.default_rng(7)
     for chunk in random_chunks(adc, fs_hz, rng):
         deliver(device, chunk, django_capture_on_commit_callbacks)
     recording = Recording.objects.get()
     af = recording.episodes.get(kind="AF")
     assert af.details.get("ongoing") is True
-    assert af.end_s > 140.0
+    assert af.end_s > seconds - 10.0
     assert live.status_message(recording, device.patient_id)["rhythm"] == "AF"
 
     close(recording, django_capture_on_commit_callbacks)
