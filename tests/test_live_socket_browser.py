@@ -331,3 +331,54 @@ def test_the_alarm_table_ignores_late_news_and_keeps_its_newest_rows(
     assert rows[-1].get_attribute("id") == f"alarm-{lost.pk}"
     assert rows[-1].find_elements("css selector", "button.ack")
     assert rows[-2].get_attribute("id") == "alarm-9013"
+
+
+# Injected after HALF_OPEN_SOCKETS_JS: each answer the page's fetch gets, so that a test knows
+# when the page has asked whether it is still signed in, and what it heard.
+FETCH_ANSWERS_JS = """
+(function () {
+  const native = window.fetch.bind(window);
+  window.__fetchAnswers = [];
+  window.fetch = function () {
+    return native.apply(null, arguments).then(function (response) {
+      window.__fetchAnswers.push(response.type === "opaqueredirect" ? "redirect" : response.status);
+      return response;
+    });
+  };
+  window.CardioSpikeSocketTiming.signedOutRecheckMs = 1500;
+})();
+"""
+
+
+def test_a_signed_out_answer_during_a_password_change_is_asked_again_before_the_station_stops(
+    browser,
+    eager_daphne,  # noqa: F811
+    staff_user,
+    client,
+):
+    """A password change deletes the old session row while its answer, which brings the new
+    cookie, is still on its way. The socket's recheck can close it (4401) in between, and the
+    page's question "still signed in?" then goes with the old cookie and hears "signed out":
+    the station stopped for good. Here the gap is held open: the old session is deleted, the
+    page hears "signed out", and only then does the browser get a new session's cookie."""
+    from django.contrib.sessions.models import Session
+
+    log_in(browser, eager_daphne, "staff", "pw-staff-1")
+    for script in (HALF_OPEN_SOCKETS_JS, FETCH_ANSWERS_JS):  # in this order: the second amends
+        browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": script})
+    browser.get(f"{eager_daphne}/station/")
+    wait_for(browser, lambda d: d.find_element("id", "station-connection").text == "connected")
+    old_key = browser.get_cookie("sessionid")["value"]
+    client.force_login(staff_user)  # the session the password change's answer would bring
+    new_key = client.cookies["sessionid"].value
+
+    Session.objects.filter(session_key=old_key).delete()
+    wait_for(browser, lambda d: "redirect" in d.execute_script("return window.__fetchAnswers"))
+    browser.delete_cookie("sessionid")
+    browser.add_cookie({"name": "sessionid", "value": new_key, "path": "/"})
+
+    wait_for(browser, lambda d: len(station_sockets(d)) >= 2, timeout_s=30)
+    wait_for(browser, lambda d: d.find_element("id", "station-connection").text == "connected")
+    # heard "signed out" first (each of the page's sockets asks), then signed in
+    answers = browser.execute_script("return window.__fetchAnswers")
+    assert answers[0] == "redirect" and 200 in answers[answers.index("redirect") :], answers

@@ -13,7 +13,7 @@
 // Close codes: 4403 (no longer allowed to see this patient) stops for good; 4401 (the session
 // is not valid) asks the server over HTTP whether the browser is still signed in, since
 // changing one's password gives the session a new key: still signed in, it reconnects (with the
-// new cookie), else it stops. A socket the server refuses at the handshake (a reconnect after
+// new cookie), else, asked once more SIGNED_OUT_RECHECK_MS later, it stops. A socket the server refuses at the handshake (a reconnect after
 // signing out, or after losing access) closes with no code of ours (1006), so three sockets in
 // a row that never opened ask the same question: signed out, or the page gone (404: access
 // ended), it stops; a server that does not answer at all is simply tried again.
@@ -31,6 +31,10 @@
   var SILENT_MS = timing.silentMs || 25000;
   var MAX_DELAY_MS = timing.maxDelayMs || 5000;
   var FAILED_OPENS_BEFORE_CHECK = 3;
+  // A password change in another tab deletes the old session while its answer, which gives
+  // the browser the new cookie, is still on its way: a 4401 and a check in between read
+  // "signed out". One more check this much later before the page gives up.
+  var SIGNED_OUT_RECHECK_MS = timing.signedOutRecheckMs || 2000;
 
   // No samples for this long (plus the last chunk's length, for devices that send long
   // chunks): the device is silent. Devices send a chunk a second. The server calls a
@@ -107,6 +111,7 @@
     var lastHeardAt = 0;
     var attempt = 0;
     var failedOpens = 0;  // sockets in a row that closed without ever opening
+    var signedOutAnswers = 0;  // "signed out" answers in a row (SIGNED_OUT_RECHECK_MS)
     var stopped = false;
 
     function forget() {
@@ -148,10 +153,14 @@
         cache: "no-store" }).then(function (response) {
         if (response.type === "opaqueredirect" || response.status === 401 ||
             response.status === 403) {
-          stop("signed-out");
+          signedOutAnswers += 1;
+          if (signedOutAnswers >= 2) { stop("signed-out"); return; }
+          clearTimeout(retryTimer);
+          retryTimer = setTimeout(checkSession, SIGNED_OUT_RECHECK_MS);
         } else if (response.status === 404) {
           stop("access-ended");
         } else {
+          signedOutAnswers = 0;
           retry();
         }
       }).catch(retry);  // the server is unreachable: not a sign-out
