@@ -306,9 +306,10 @@ def test_an_analysed_device_recording_with_nothing_stored_has_no_rates(recording
     assert report["af_time_fraction"] is None and report["per_hour"]["V"] is None
 
 
-def test_the_queries_do_not_grow_with_beats_or_hours(upload, django_assert_num_queries):
+def short_upload(patient) -> Recording:
+    """An analysed 20-s upload with a beat a second: the small side of the query-count tests."""
     short = Recording.objects.create(
-        patient=upload.patient,
+        patient=patient,
         source=Recording.Source.UPLOAD,
         upload_format="wfdb",
         sampling_rate_hz=FS_HZ,
@@ -320,6 +321,11 @@ def test_the_queries_do_not_grow_with_beats_or_hours(upload, django_assert_num_q
     )
     store_chunks(short, [(0.0, 20.0, False)])
     store_beats(short, [float(k) for k in range(20)])
+    return short
+
+
+def test_the_queries_do_not_grow_with_beats_or_hours(upload, django_assert_num_queries):
+    short = short_upload(upload.patient)
     # the chunks' positions, the beats, the episodes: 3 for 20 beats in 1 hour as for 8,700
     # in 3 hours
     for recording in (short, upload):
@@ -413,19 +419,7 @@ def test_the_page_queries_do_not_grow_with_beats_or_hours(api, upload):
             assert api.get(f"/recordings/{recording.pk}/").status_code == 200
         return len(captured)
 
-    short = Recording.objects.create(
-        patient=upload.patient,
-        source=Recording.Source.UPLOAD,
-        upload_format="wfdb",
-        sampling_rate_hz=FS_HZ,
-        gain_adc_per_mv=200.0,
-        lead_names=["II"],
-        started_at=STARTED_AT,
-        analysis_status=AnalysisStatus.DONE,
-        end_sample=round(20 * FS_HZ),
-    )
-    store_chunks(short, [(0.0, 20.0, False)])
-    store_beats(short, [float(k) for k in range(20)])
+    short = short_upload(upload.patient)
     Episode.objects.create(recording=short, kind="AF", start_s=2.0, end_s=5.0)
     assert queries(short) == queries(upload)
 

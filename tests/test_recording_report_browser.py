@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from monitoring.models import AnalysisStatus, Beat, Recording, SampleChunk
+from monitoring.models import AnalysisStatus, Recording, SampleChunk
 from tests.chromium import log_in, wait_for
+from tests.test_hr_trend_ranges import add_beats  # at the same FS_HZ
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,18 +31,7 @@ def night(recording, settings):
         # a flat line: the page's strip reads it, the trend only the beats
         flat = np.zeros(round((end_s - start_s) * FS_HZ), dtype=np.int16)
         SampleChunk.from_samples(recording, seq, round(start_s * FS_HZ), flat).save()
-    times_s = [t for start_s, end_s in chunks for t in range(start_s, end_s)]
-    Beat.objects.bulk_create(
-        Beat(
-            recording=recording,
-            index=index,
-            sample=round(time_s * FS_HZ),
-            label="N",
-            confidence=0.9,
-            probabilities={"N": 0.9},
-        )
-        for index, time_s in enumerate(times_s)
-    )
+    add_beats(recording, [t for start_s, end_s in chunks for t in range(start_s, end_s)])
     end = round(3600 * FS_HZ)
     Recording.objects.filter(pk=recording.pk).update(
         started_at=STARTED_AT,
