@@ -7,7 +7,14 @@ from django.urls import include, path
 from django.views.defaults import page_not_found
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from monitoring import alarm_history, dashboard_views, diagnosis_views, upload_views, views
+from monitoring import (
+    alarm_history,
+    dashboard_views,
+    diagnosis_views,
+    patient_report,
+    upload_views,
+    views,
+)
 from monitoring.api.predict import PredictView
 from monitoring.context_processors import site
 from monitoring.forms import LoginForm
@@ -56,6 +63,7 @@ urlpatterns = [
     path("patients/<int:pk>/", views.patient_detail, name="patient-page"),
     path("patients/<int:pk>/upload/", upload_views.upload_recording, name="patient-upload"),
     path("patients/<int:pk>/alarms/", alarm_history.alarm_history, name="patient-alarms"),
+    path("patients/<int:pk>/report/", patient_report.handover_report, name="patient-report"),
     path("recordings/<int:pk>/", upload_views.recording_detail, name="recording-results"),
     path(
         "recordings/<int:pk>/analyze/",

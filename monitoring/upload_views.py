@@ -20,7 +20,7 @@ from monitoring.analysis import (
     queue_analysis,
 )
 from monitoring.models import BEAT_ROW_FORMATS, AnalysisStatus, Patient, Recording
-from monitoring.recording_report import duration_text, recording_report
+from monitoring.recording_report import clock_hour_label, duration_text, recording_report
 from monitoring.recordings import MAX_GAPS_LISTED, summarize
 from monitoring.strips import DEFAULT_STRIP_S, MAX_STRIP_S, strip_request
 from monitoring.uploads import (
@@ -198,13 +198,11 @@ def _hour_label(recording: Recording, row: dict, first) -> str:
             f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}"
             for seconds in (row["start_s"], row["end_s"])
         )
-    start = timezone.localtime(recording.started_at + timedelta(seconds=row["start_s"]))
-    end = timezone.localtime(recording.started_at + timedelta(seconds=row["end_s"]))
-    if start.tzname() == end.tzname() == first.tzname():
-        label = f"{start:%H:%M}–{end:%H:%M}"
-    else:
-        label = f"{start:%H:%M %Z}–{end:%H:%M %Z}"
-    return label if start.date() == first.date() else f"{start:%Y-%m-%d} {label}"
+    return clock_hour_label(
+        recording.started_at + timedelta(seconds=row["start_s"]),
+        recording.started_at + timedelta(seconds=row["end_s"]),
+        first,
+    )
 
 
 def report_display(recording: Recording, report: dict | None) -> dict | None:

@@ -1,7 +1,7 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
-from monitoring.api import alarms, analyzer, device, trend, uploads, views
+from monitoring.api import alarms, analyzer, device, patient_report, trend, uploads, views
 from monitoring.api.predict import PredictView
 
 router = DefaultRouter()
@@ -49,6 +49,11 @@ urlpatterns = [
         name="api-recording-analyze",
     ),
     path("patients/<int:patient_id>/hr-trend/", trend.HrTrendView.as_view(), name="api-hr-trend"),
+    path(
+        "patients/<int:patient_id>/report/",
+        patient_report.PatientReportView.as_view(),
+        name="api-patient-report",
+    ),
     path(
         "recordings/<int:pk>/hr-trend/",
         trend.RecordingHrTrendView.as_view(),
