@@ -24,7 +24,7 @@ Three queries per recording (its chunks' positions, its beats in the range, its 
 for the recordings and one for the alarms, and none per hour.
 """
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from django.db.models import Count, Q
@@ -76,10 +76,12 @@ def clock_hour_edges(start: datetime, end: datetime) -> list[datetime]:
     (aware datetimes). Hours are stepped in UTC, so a day with a clock change has 23 or 25
     rows and none is skipped or doubled; in a zone whose offset is not whole hours (India),
     the rows still start at its clock's full hours."""
-    local = timezone.localtime(start)
-    hour = local.replace(minute=0, second=0, microsecond=0)
+    # in UTC: arithmetic on two times of one zone is wall-clock arithmetic, which would skip
+    # or double the hour the clocks change (a range typed into the page is in the zone)
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    hour = timezone.localtime(start).replace(minute=0, second=0, microsecond=0)
     edges = [start]
-    moment = hour.astimezone(start.tzinfo) + timedelta(hours=1)
+    moment = hour.astimezone(UTC) + timedelta(hours=1)
     while moment < end:
         edges.append(moment)
         moment += timedelta(hours=1)
@@ -91,7 +93,7 @@ def report_recordings(patient: Patient, time_range: TimeRange) -> list[Recording
     """The patient's analysed device recordings that overlap the range, oldest first: started
     before its end and not ended before its start (a recording's samples can outlast
     ``ended_at`` by a late chunk; the beats read are cut at the range either way)."""
-    return list(
+    recordings = (
         patient.recordings.filter(
             source=Recording.Source.DEVICE,
             analysis_status=AnalysisStatus.DONE,
@@ -102,6 +104,15 @@ def report_recordings(patient: Patient, time_range: TimeRange) -> list[Recording
         .only(*RECORDING_FIELDS)
         .order_by("started_at", "id")
     )
+    # and whose samples reach into it: a recording never closed (no ended_at) that fell
+    # silent long ago is no part of a later night (no query: its end is a field)
+    return [
+        recording
+        for recording in recordings
+        if recording.started_at
+        + timedelta(seconds=recording.end_sample / recording.sampling_rate_hz)
+        > time_range.start
+    ]
 
 
 def joined_heart_rate(pieces: list[tuple[np.ndarray, float]]) -> dict:
@@ -165,12 +176,13 @@ def patient_report(patient: Patient, time_range: TimeRange) -> dict:
     otherwise). Seconds rounded to 0.1; times ISO 8601 in UTC."""
     from monitoring.live import MAX_RR_S
 
-    if time_range.end - time_range.start > MAX_RANGE + timedelta(seconds=1):
+    start, end = time_range.start.astimezone(UTC), time_range.end.astimezone(UTC)
+    if end - start > MAX_RANGE + timedelta(seconds=1):
         raise ValueError(
             f"a report covers at most {MAX_RANGE.days} days, got "
-            f"{(time_range.end - time_range.start).total_seconds() / 86400:.1f}"
+            f"{(end - start).total_seconds() / 86400:.1f}"
         )
-    edges = clock_hour_edges(time_range.start, time_range.end)
+    edges = clock_hour_edges(start, end)
     recordings = report_recordings(patient, time_range)
     n_rows = len(edges) - 1
     hours = [

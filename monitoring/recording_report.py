@@ -212,8 +212,14 @@ def recording_report(recording: Recording) -> dict | None:
 
     first_s = _first_hour_s(recording)
     n_hours = math.ceil((span_s - first_s) / HOUR_S) if span_s > 0 else 0
-    # the first and the last row open-ended: every beat and episode onset has a row
-    edges_s = [-math.inf, *(first_s + row * HOUR_S for row in range(1, n_hours)), math.inf]
+    # The first and the last row open-ended: every beat and episode onset has a row. Edges
+    # to the microsecond, as a time on the hour is written: the float sum can land a hair
+    # below it, and a beat on the hour in the row before (about 1 start time in 100,000).
+    edges_s = [
+        -math.inf,
+        *(round(first_s + row * HOUR_S, 6) for row in range(1, n_hours)),
+        math.inf,
+    ]
     clock = not recording.start_is_upload_time
     hours = []
     for row, figures_of_hour in enumerate(binned_figures(figures, edges_s) if n_hours else []):

@@ -293,6 +293,21 @@ def test_a_recording_whose_start_is_unknown_counts_hours_from_its_start(upload):
     ]
 
 
+def test_a_beat_on_the_hour_counts_in_the_hour_it_opens(upload):
+    """Started at 21:45:22.649 CET, 1000 Hz: sample 877,351 is 22:00:00.000. The row's edge
+    summed in floats (-2722.649 + 3600) lands a hair below 877.351, and put that beat in
+    the row before, the one that ends at 22:00 (found by a review, about 1 start in 100,000)."""
+    Recording.objects.filter(pk=upload.pk).update(
+        sampling_rate_hz=1000.0, started_at=datetime(2026, 1, 15, 20, 45, 22, 649000, tzinfo=UTC)
+    )
+    Beat.objects.filter(recording=upload, index=0).update(sample=877_351)
+    Beat.objects.filter(recording=upload).exclude(index=0).delete()
+    Episode.objects.filter(recording=upload).delete()
+    hours = recording_report(Recording.objects.get(pk=upload.pk))["hours"]
+    assert hours[1]["start_s"] == 877.351
+    assert [h["n_beats"] for h in hours[:2]] == [0, 1]
+
+
 @pytest.mark.parametrize("status", [AnalysisStatus.PENDING, AnalysisStatus.FAILED])
 def test_no_report_until_the_analysis_is_done(upload, status):
     upload.analysis_status = status
